@@ -1,0 +1,43 @@
+# Contrail: `make run` serves the demo, `make test` runs the suite. Only Python 3.11+ and make are needed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROTOS := $(wildcard proto/*.proto)
+
+.PHONY: run test bench proto migrate seed-demo clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m app migrate
+	$(PY) -m app seed-demo
+	$(PY) -m app serve
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	@if ! command -v wrk >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		(apt-get install -y -qq wrk >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq wrk >/dev/null 2>&1)) || true; \
+	fi
+	$(PY) -m bench
+
+# Regenerate handlers/rpc/*_pb2.py and *_grpc.py from proto/ (the generated code is committed).
+# The -I mapping makes the generated modules import each other as handlers.rpc.*.
+proto: $(STAMP)
+	$(PY) -m grpc_tools.protoc -Ihandlers/rpc=proto --python_out=. --grpclib_python_out=. \
+		--plugin=protoc-gen-grpclib_python=$(VENV)/bin/protoc-gen-grpclib_python \
+		$(patsubst proto/%,handlers/rpc/%,$(PROTOS))
+
+migrate: $(STAMP)
+	$(PY) -m app migrate
+
+seed-demo: $(STAMP)
+	$(PY) -m app seed-demo
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,87 @@
+"""`python -m app serve | migrate | create-api-key | create-user | seed-demo`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from typing import Awaitable, Callable
+
+from app.config import Config, ConfigError, load_config
+from app.errors import DomainError
+from app.logs import setup_logging
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m app", description="Contrail server and operator commands")
+    parser.add_argument("--config", default=os.environ.get("CONTRAIL_CONFIG", "config.toml"),
+                        help="path to config.toml (default: ./config.toml or $CONTRAIL_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="start the HTTP, gRPC and websocket server")
+    sub.add_parser("migrate", help="apply pending database migrations")
+    key = sub.add_parser("create-api-key", help="create an API key; prints it alone on the last line")
+    key.add_argument("--name", required=True)
+    key.add_argument("--role", required=True, choices=["exchange", "partner", "admin"])
+    user = sub.add_parser("create-user", help="create a customer or admin account")
+    user.add_argument("--email", required=True)
+    user.add_argument("--password", required=True)
+    user.add_argument("--role", required=True, choices=["customer", "admin"])
+    sub.add_parser("seed-demo", help="load the demo data into the data dir (idempotent)")
+    return parser
+
+
+async def _with_platform(config: Config, action: Callable[..., Awaitable[None]]) -> None:
+    from app.platform import Platform
+
+    platform = Platform(config)
+    await platform.open_storage()
+    try:
+        await action(platform)
+    finally:
+        await platform.close_storage()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    setup_logging(config.server.log_level)
+
+    if args.command == "serve":
+        from app.server import serve
+        asyncio.run(serve(config))
+        return 0
+
+    async def migrate(platform) -> None:
+        print(f"migrations applied; database at {platform.records_db.path}")
+
+    async def create_api_key(platform) -> None:
+        key, plaintext = await platform.admin.create_api_key("cli", args.name, args.role)
+        print(f"created API key {key.id} ({key.role}) named {key.name!r}; it is shown once:")
+        print(plaintext)
+
+    async def create_user(platform) -> None:
+        account = await platform.admin.create_user("cli", args.email, args.password, args.role)
+        print(f"created {account.role} {account.email} ({account.id})")
+
+    async def seed_demo(platform) -> None:
+        from app.demo import seed_demo as seed
+        for line in await seed(platform):
+            print(line)
+
+    actions = {"migrate": migrate, "create-api-key": create_api_key, "create-user": create_user,
+               "seed-demo": seed_demo}
+    try:
+        asyncio.run(_with_platform(config, actions[args.command]))
+    except DomainError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Who is calling: passwords (scrypt), JWTs for people, hashed API keys for partners."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import secrets
+import uuid
+from typing import Literal
+
+import jwt
+import msgspec
+
+from app.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
+from state.accounts import Account, AccountStore, EmailTaken
+from state.apikeys import ApiKey, ApiKeyStore
+from state.clock import Clock
+
+UserRole = Literal["customer", "admin"]
+KeyRole = Literal["exchange", "partner", "admin"]
+USER_ROLES = ("customer", "admin")
+KEY_ROLES = ("exchange", "partner", "admin")
+
+# scrypt cost: n=2**14, r=8 (~16 MiB, tens of ms) is the common interactive-login setting.
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+
+
+class Principal(msgspec.Struct, frozen=True):
+    """An authenticated caller."""
+
+    kind: Literal["guest", "user", "api_key"]
+    id: str
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @property
+    def scope(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P)
+    b64 = base64.b64encode
+    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(digest)
+        actual = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
+                                dklen=len(expected))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+def hash_api_key(plaintext: str) -> str:
+    # API keys are 256-bit random secrets, so a plain SHA-256 is a sound lookup hash.
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+class TokenService:
+    """HS256 JWTs for guests, customers and admins."""
+
+    def __init__(self, secret: str, clock: Clock, *, customer_ttl_s: int, guest_ttl_s: int) -> None:
+        self._secret = secret
+        self._clock = clock
+        self._customer_ttl = customer_ttl_s
+        self._guest_ttl = guest_ttl_s
+
+    def issue(self, principal: Principal) -> tuple[str, int]:
+        ttl = self._guest_ttl if principal.kind == "guest" else self._customer_ttl
+        now = int(self._clock.now())
+        claims = {"sub": principal.id, "role": principal.role, "kind": principal.kind,
+                  "iat": now, "exp": now + ttl, "jti": uuid.uuid4().hex}
+        return jwt.encode(claims, self._secret, algorithm="HS256"), ttl
+
+    def verify(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(token, self._secret, algorithms=["HS256"],
+                                options={"require": ["sub", "role", "exp"], "verify_exp": False})
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated(f"invalid bearer token: {exc}") from None
+        # Expiry is checked against the injectable clock, not the wall clock.
+        if not isinstance(claims.get("exp"), int) or claims["exp"] <= self._clock.now():
+            raise Unauthenticated("bearer token has expired")
+        kind = claims.get("kind", "user")
+        if kind not in ("guest", "user") or claims["role"] not in ("guest", *USER_ROLES):
+            raise Unauthenticated("bearer token has an unknown role")
+        return Principal(kind, str(claims["sub"]), claims["role"])
+
+
+class AccountService:
+    """Accounts and logins."""
+
+    def __init__(self, accounts: AccountStore, tokens: TokenService, clock: Clock) -> None:
+        self._accounts = accounts
+        self._tokens = tokens
+        self._clock = clock
+
+    async def create_user(self, email: str, password: str, role: str) -> Account:
+        email = email.strip().lower()
+        if "@" not in email or len(email) > 254 or email.startswith("@") or email.endswith("@"):
+            raise InvalidInput("email must be an address like name@example.com", {"field": "email"})
+        if not 8 <= len(password) <= 256:
+            raise InvalidInput("password must be 8 to 256 characters", {"field": "password"})
+        if role not in USER_ROLES:
+            raise InvalidInput(f"role must be one of {', '.join(USER_ROLES)}", {"field": "role"})
+        if self._accounts.by_email(email) is not None:
+            raise Conflict("an account with this email already exists")
+        # scrypt is deliberately slow; keep it off the event loop.
+        password_hash = await asyncio.get_running_loop().run_in_executor(None, hash_password, password)
+        account = Account(f"usr_{uuid.uuid4().hex}", email, password_hash, role, self._clock.now())
+        try:
+            await self._accounts.add(account)
+        except EmailTaken:
+            raise Conflict("an account with this email already exists") from None
+        return account
+
+    async def login(self, email: str, password: str) -> tuple[str, int, Account]:
+        account = self._accounts.by_email(email.strip().lower())
+        # Hash even for unknown emails so timing does not reveal which accounts exist.
+        stored = account.password_hash if account else _DUMMY_HASH
+        ok = await asyncio.get_running_loop().run_in_executor(None, verify_password, password, stored)
+        if account is None or not ok:
+            raise Unauthenticated("email or password is wrong")
+        token, ttl = self._tokens.issue(Principal("user", account.id, account.role))
+        return token, ttl, account
+
+    def guest(self) -> tuple[str, int, Principal]:
+        principal = Principal("guest", f"gst_{uuid.uuid4().hex}", "guest")
+        token, ttl = self._tokens.issue(principal)
+        return token, ttl, principal
+
+    def get(self, account_id: str) -> Account | None:
+        return self._accounts.get(account_id)
+
+
+_DUMMY_HASH = hash_password(secrets.token_hex(8))
+
+
+class ApiKeyService:
+    """Create, authenticate and revoke API keys."""
+
+    def __init__(self, keys: ApiKeyStore, clock: Clock) -> None:
+        self._keys = keys
+        self._clock = clock
+
+    async def create(self, name: str, role: str) -> tuple[ApiKey, str]:
+        """Create a key; the plaintext is returned once and never stored."""
+        name = name.strip()
+        if not 1 <= len(name) <= 100:
+            raise InvalidInput("name must be 1 to 100 characters", {"field": "name"})
+        if role not in KEY_ROLES:
+            raise InvalidInput(f"role must be one of {', '.join(KEY_ROLES)}", {"field": "role"})
+        plaintext = f"ck_{secrets.token_urlsafe(32)}"
+        key = ApiKey(f"key_{uuid.uuid4().hex[:16]}", name, role, hash_api_key(plaintext), self._clock.now())
+        await self._keys.add(key)
+        return key, plaintext
+
+    def authenticate(self, plaintext: str) -> Principal:
+        key = self._keys.by_hash(hash_api_key(plaintext))
+        if key is None or key.revoked_at is not None:
+            raise Unauthenticated("unknown or revoked API key")
+        return Principal("api_key", key.id, key.role)
+
+    def list(self) -> list[ApiKey]:
+        return self._keys.all()
+
+    async def revoke(self, key_id: str) -> ApiKey:
+        key = await self._keys.revoke(key_id, self._clock.now())
+        if key is None:
+            raise NotFound(f"no API key {key_id}")
+        return key
+
+
+def require_role(principal: Principal | None, *roles: str) -> Principal:
+    """Raise 401/403 unless the caller has one of `roles`."""
+    if principal is None:
+        raise Unauthenticated("this endpoint needs a bearer token or an X-Api-Key")
+    if principal.role not in roles:
+        raise Forbidden(f"this endpoint needs role {' or '.join(roles)}")
+    return principal

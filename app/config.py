@@ -1,0 +1,176 @@
+"""Typed configuration: config.toml, then CONTRAIL__SECTION__KEY environment overrides."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import msgspec
+
+DEV_JWT_SECRET = "contrail-development-secret-change-me"
+ENV_PREFIX = "CONTRAIL__"
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased as one line naming the key."""
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    production: bool = False
+    shutdown_grace_s: float = 10.0
+    max_body_bytes: int = 1_048_576
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    access_log: bool = False
+
+
+class GrpcConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = 9090
+
+
+class StorageConfig(_Section):
+    data_dir: str = "var"
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    max_group_size: int = 512
+    busy_timeout_ms: int = 5000
+
+
+class AnalyticsConfig(_Section):
+    queue_capacity: int = 100_000
+    flush_rows: int = 10_000
+    flush_interval_ms: int = 1000
+
+
+class AuthConfig(_Section):
+    jwt_secret: str = DEV_JWT_SECRET
+    customer_token_ttl_s: int = 3600
+    guest_token_ttl_s: int = 1800
+
+
+class RateLimitConfig(_Section):
+    ip_per_s: float = 200.0
+    ip_burst: int = 400
+    principal_per_s: float = 100.0
+    principal_burst: int = 200
+
+
+class IdempotencyConfig(_Section):
+    ttl_s: int = 86_400
+
+
+class WebsocketConfig(_Section):
+    client_queue: int = 1000
+    max_lag_s: float = 5.0
+    heartbeat_s: float = 20.0
+
+
+class TasksConfig(_Section):
+    restart_backoff_s: float = 0.5
+    restart_backoff_max_s: float = 30.0
+
+
+class Config(_Section):
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    grpc: GrpcConfig = msgspec.field(default_factory=GrpcConfig)
+    storage: StorageConfig = msgspec.field(default_factory=StorageConfig)
+    analytics: AnalyticsConfig = msgspec.field(default_factory=AnalyticsConfig)
+    auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
+    ratelimit: RateLimitConfig = msgspec.field(default_factory=RateLimitConfig)
+    idempotency: IdempotencyConfig = msgspec.field(default_factory=IdempotencyConfig)
+    websocket: WebsocketConfig = msgspec.field(default_factory=WebsocketConfig)
+    tasks: TasksConfig = msgspec.field(default_factory=TasksConfig)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.storage.data_dir)
+
+
+# Range checks msgspec types cannot express: (section, key) -> (predicate, message).
+_CHECKS: dict[tuple[str, str], tuple[Any, str]] = {
+    ("server", "port"): (lambda v: 0 <= v <= 65535, "must be a port number 0-65535"),
+    ("grpc", "port"): (lambda v: 0 <= v <= 65535, "must be a port number 0-65535"),
+    ("server", "max_body_bytes"): (lambda v: v >= 1024, "must be at least 1024"),
+    ("server", "shutdown_grace_s"): (lambda v: v >= 0, "must not be negative"),
+    ("storage", "max_group_size"): (lambda v: v >= 1, "must be at least 1"),
+    ("analytics", "queue_capacity"): (lambda v: v >= 1, "must be at least 1"),
+    ("analytics", "flush_rows"): (lambda v: v >= 1, "must be at least 1"),
+    ("analytics", "flush_interval_ms"): (lambda v: v >= 1, "must be at least 1"),
+    ("auth", "jwt_secret"): (lambda v: len(v) >= 16, "must be at least 16 characters"),
+    ("ratelimit", "ip_per_s"): (lambda v: v > 0, "must be positive"),
+    ("ratelimit", "principal_per_s"): (lambda v: v > 0, "must be positive"),
+    ("ratelimit", "ip_burst"): (lambda v: v >= 1, "must be at least 1"),
+    ("ratelimit", "principal_burst"): (lambda v: v >= 1, "must be at least 1"),
+    ("websocket", "client_queue"): (lambda v: v >= 1, "must be at least 1"),
+}
+
+
+def section_fields() -> dict[str, dict[str, Any]]:
+    """Every section and key with its default: the config contract, used by docs tests."""
+    out: dict[str, dict[str, Any]] = {}
+    defaults = Config()
+    for name in Config.__struct_fields__:
+        section = getattr(defaults, name)
+        out[name] = {k: getattr(section, k) for k in type(section).__struct_fields__}
+    return out
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    overrides: dict[str, dict[str, str]] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX):].lower().split("__")
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(f"config: environment variable {name} must look like CONTRAIL__SECTION__KEY")
+        overrides.setdefault(parts[0], {})[parts[1]] = value
+    return overrides
+
+
+_PATH_RE = re.compile(r"at `\$\.([\w.]+)`")
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Load config.toml (if present) and apply environment overrides; raise ConfigError."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    if path is not None and Path(path).exists():
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config: {path} is not valid TOML: {exc}") from None
+    fields = section_fields()
+    for section, values in _env_overrides(env).items():
+        if section not in fields:
+            raise ConfigError(f"config: {section}: unknown section (from CONTRAIL__{section.upper()}__...)")
+        target = data.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"config: {section}: must be a table")
+        for key, raw in values.items():
+            if key not in fields[section]:
+                raise ConfigError(f"config: {section}.{key}: unknown key (from CONTRAIL__{section.upper()}__{key.upper()})")
+            target[key] = raw
+    try:
+        # strict=False lets "8081" from the environment become the int the field wants.
+        config = msgspec.convert(data, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        match = _PATH_RE.search(message)
+        where = match.group(1) if match else "config"
+        reason = _PATH_RE.sub("", message).strip(" -")
+        raise ConfigError(f"config: {where}: {reason}") from None
+    for (section, key), (ok, message) in _CHECKS.items():
+        value = getattr(getattr(config, section), key)
+        if not ok(value):
+            raise ConfigError(f"config: {section}.{key}: {message} (got {value!r})")
+    if config.server.production and config.auth.jwt_secret == DEV_JWT_SECRET:
+        raise ConfigError("config: auth.jwt_secret: production mode refuses the built-in development secret")
+    return config

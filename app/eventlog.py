@@ -1,0 +1,92 @@
+"""log_event(): the never-blocking analytics event log.
+
+A bounded in-memory queue feeds a batch writer that flushes to its own SQLite file when
+`flush_rows` events are waiting or the oldest has waited `flush_interval_ms`. A full
+queue drops the event and counts it: the hot path never waits on analytics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any
+
+import msgspec
+
+from app.hub import Hub
+from app.metrics import Metrics
+from state.clock import Clock
+from state.eventlog import EventLogStore, StoredEvent
+
+log = logging.getLogger("contrail.eventlog")
+_encode = msgspec.json.Encoder().encode
+
+
+class EventLog:
+    def __init__(self, store: EventLogStore, hub: Hub, clock: Clock, metrics: Metrics, *,
+                 capacity: int, flush_rows: int, flush_interval_ms: int) -> None:
+        self._store = store
+        self._hub = hub
+        self._clock = clock
+        self._metrics = metrics
+        self._capacity = capacity
+        self._flush_rows = flush_rows
+        self._interval = flush_interval_ms / 1000
+        self._queue: deque[tuple[float, str, str]] = deque()
+        self._ready = asyncio.Event()
+        self.dropped = 0
+        self.written = 0
+        metrics.watch_queue("event_log", lambda: len(self._queue))
+
+    def log_event(self, type_: str, payload: Any) -> bool:
+        """Record an event and publish it live; returns False if it was dropped."""
+        at = self._clock.now()
+        self._hub.publish(type_, payload, at)
+        if len(self._queue) >= self._capacity:
+            self.dropped += 1
+            self._metrics.events_dropped.inc()
+            return False
+        self._queue.append((at, type_, _encode(payload).decode()))
+        self._metrics.events_logged.inc()
+        if len(self._queue) >= self._flush_rows:
+            self._ready.set()
+        return True
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    async def run(self) -> None:
+        """Background writer: flush at N rows or T ms, forever."""
+        while True:
+            try:
+                await asyncio.wait_for(self._ready.wait(), self._interval)
+            except asyncio.TimeoutError:
+                pass
+            self._ready.clear()
+            try:
+                await self.flush()
+            except Exception as exc:  # keep the events queued and try again next tick
+                log.error("event log flush failed", extra={"error": repr(exc), "pending": len(self._queue)})
+
+    async def flush(self) -> int:
+        """Write everything queued now, in batches of at most `flush_rows`."""
+        total = 0
+        while self._queue:
+            n = min(len(self._queue), self._flush_rows)
+            batch = [self._queue.popleft() for _ in range(n)]
+            try:
+                await self._store.append_batch(batch)
+            except Exception:
+                # Put them back in order so a transient failure loses nothing; the
+                # capacity check in log_event keeps this bounded.
+                self._queue.extendleft(reversed(batch))
+                raise
+            total += n
+            self.written += n
+            self._metrics.events_written.inc(n)
+        return total
+
+    async def query(self, type_: str | None, since: float | None, after_id: int, limit: int) -> list[StoredEvent]:
+        return await self._store.query(type_, since, after_id, limit)

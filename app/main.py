@@ -1,0 +1,135 @@
+"""The composition root: create_app(config) wires everything, and only here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import AsyncIterator
+
+from aiohttp import web
+
+from app import keys
+from app.config import Config
+from app.errors import NotFound
+from app.platform import Platform
+from handlers.rest import admin as admin_routes
+from handlers.rest import analytics as analytics_routes
+from handlers.rest import auth as auth_routes
+from handlers.rest import openapi as openapi_routes
+from handlers.rest import platform as platform_routes
+from handlers.rest.middleware import core_middleware, idempotency_middleware
+from handlers.rpc.platform import PlatformService
+from handlers.rpc.server import GrpcServer
+from handlers.ws import events as events_stream
+from state.clock import Clock
+
+log = logging.getLogger("contrail")
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+PLATFORM = web.AppKey("platform", Platform)
+GRPC = web.AppKey("grpc", GrpcServer)
+
+
+def create_app(config: Config, *, clock: Clock | None = None) -> web.Application:
+    """Build the aiohttp application with every service, route and resource lifecycle."""
+    p = Platform(config, clock)
+    app = web.Application(middlewares=[core_middleware, idempotency_middleware],
+                          client_max_size=config.server.max_body_bytes)
+    app[PLATFORM] = p
+    app[keys.CONFIG] = config
+    app[keys.CLOCK] = p.clock
+    app[keys.METRICS] = p.metrics
+    app[keys.RECORDS_DB] = p.records_db
+    app[keys.EVENTS_DB] = p.events_db
+    app[keys.HUB] = p.hub
+    app[keys.EVENT_LOG] = p.event_log
+    app[keys.SUPERVISOR] = p.supervisor
+    app[keys.HEALTH] = p.health
+    app[keys.ACCOUNTS] = p.accounts
+    app[keys.API_KEYS] = p.api_keys
+    app[keys.TOKENS] = p.tokens
+    app[keys.IDEMPOTENCY] = p.idempotency
+    app[keys.ADMIN] = p.admin
+    app[keys.IP_LIMITS] = p.ip_limits
+    app[keys.PRINCIPAL_LIMITS] = p.principal_limits
+
+    grpc = GrpcServer([PlatformService(p.health)], p.metrics)
+    app[GRPC] = grpc
+    p.health.add_check("grpc", lambda: grpc.listening)
+
+    for module in (platform_routes, auth_routes, admin_routes, analytics_routes, events_stream, openapi_routes):
+        module.setup(app)
+    _setup_static(app)
+
+    # Resources open in dependency order and close in reverse.
+    app.cleanup_ctx.append(_databases)
+    app.cleanup_ctx.append(_analytics_writer)
+    app.cleanup_ctx.append(_grpc_server)
+    app.cleanup_ctx.append(_websocket_hub)
+    app.cleanup_ctx.append(_background_tasks)
+    app.on_shutdown.append(_begin_drain)
+    return app
+
+
+def _setup_static(app: web.Application) -> None:
+    """static/ at /: the web UI. Registered last, so API routes always win."""
+    root = STATIC_DIR.resolve()
+
+    async def static_file(request: web.Request) -> web.FileResponse:
+        name = request.match_info["path"] or "index.html"
+        target = (root / name).resolve()
+        if not target.is_relative_to(root) or not target.is_file():
+            raise NotFound(f"no such resource: GET {request.path}")
+        return web.FileResponse(target, headers={"Cache-Control": "no-cache"})
+
+    app.router.add_get("/{path:.*}", static_file)
+
+
+async def _databases(app: web.Application) -> AsyncIterator[None]:
+    p = app[PLATFORM]
+    applied = await p.open_storage()
+    if applied:
+        log.info("migrations applied", extra={"versions": applied})
+    yield
+    await p.records_db.close()
+
+
+async def _analytics_writer(app: web.Application) -> AsyncIterator[None]:
+    p = app[PLATFORM]
+    task = asyncio.create_task(p.event_log.run(), name="event_log_writer")
+    p.health.add_check("event_log_writer", lambda: not task.done())
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await p.event_log.flush()
+    await p.events_db.close()
+
+
+async def _grpc_server(app: web.Application) -> AsyncIterator[None]:
+    config = app[keys.CONFIG]
+    grpc = app[GRPC]
+    await grpc.start(config.grpc.host, config.grpc.port)
+    log.info("gRPC listening", extra={"host": config.grpc.host, "port": grpc.port})
+    yield
+    await grpc.stop(config.server.shutdown_grace_s)
+
+
+async def _websocket_hub(app: web.Application) -> AsyncIterator[None]:
+    yield
+    app[keys.HUB].close()
+
+
+async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
+    p = app[PLATFORM]
+    p.supervisor.start()
+    p.health.started = True
+    yield
+    await p.supervisor.stop()
+
+
+async def _begin_drain(app: web.Application) -> None:
+    """First step of shutdown: readiness off, gRPC NOT_SERVING, streams asked to finish."""
+    app[PLATFORM].health.drain()
+    app[GRPC].set_serving(False)
+    app[keys.HUB].close()

@@ -1,0 +1,97 @@
+"""Builds Contrail's services from a Config: the objects create_app() and the CLI share."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from app.admin import AdminService
+from app.auth import AccountService, ApiKeyService, TokenService
+from app.config import Config
+from app.eventlog import EventLog
+from app.health import Health
+from app.hub import Hub
+from app.idempotency import IdempotencyService
+from app.metrics import Metrics
+from app.ratelimit import TokenBuckets
+from app.supervisor import Supervisor
+from state import migrations
+from state.accounts import AccountStore
+from state.apikeys import ApiKeyStore
+from state.audit import AuditStore
+from state.clock import Clock, SystemClock
+from state.db import Database
+from state.demo import DemoMarkerStore
+from state.eventlog import EventLogStore
+from state.idempotency import IdempotencyStore
+
+log = logging.getLogger("contrail")
+
+
+class Platform:
+    """Every service of one Contrail instance, wired once; no I/O until open_storage()."""
+
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.metrics = metrics = Metrics()
+        storage = config.storage
+        data = config.data_path
+        self.records_db = Database(data / "contrail.db", migrations.RECORDS, synchronous=storage.synchronous,
+                                   max_group_size=storage.max_group_size, busy_timeout_ms=storage.busy_timeout_ms,
+                                   on_commit=metrics.commit_observer("records"))
+        # Telemetry is re-derivable and high volume: NORMAL survives kill -9 (not a power cut).
+        self.events_db = Database(data / "events.db", migrations.EVENTS, synchronous="NORMAL",
+                                  max_group_size=storage.max_group_size, busy_timeout_ms=storage.busy_timeout_ms,
+                                  on_commit=metrics.commit_observer("events"))
+        metrics.watch_queue("records_writer", lambda: self.records_db.queue_depth)
+        metrics.watch_queue("events_writer", lambda: self.events_db.queue_depth)
+
+        self.hub = Hub(config.websocket.client_queue, on_drop=lambda s: metrics.ws_dropped.labels(s).inc())
+        a = config.analytics
+        self.event_log = EventLog(EventLogStore(self.events_db), self.hub, self.clock, metrics,
+                                  capacity=a.queue_capacity, flush_rows=a.flush_rows,
+                                  flush_interval_ms=a.flush_interval_ms)
+        self.supervisor = Supervisor(metrics, backoff_s=config.tasks.restart_backoff_s,
+                                     backoff_max_s=config.tasks.restart_backoff_max_s)
+        self.health = Health(self.supervisor, {"records": self.records_db, "events": self.events_db})
+
+        self.account_store = AccountStore(self.records_db)
+        self.api_key_store = ApiKeyStore(self.records_db)
+        self.idempotency_store = IdempotencyStore(self.records_db)
+        self.audit_store = AuditStore(self.records_db)
+        self.demo_markers = DemoMarkerStore(self.records_db)
+
+        auth = config.auth
+        self.tokens = TokenService(auth.jwt_secret, self.clock, customer_ttl_s=auth.customer_token_ttl_s,
+                                   guest_ttl_s=auth.guest_token_ttl_s)
+        self.accounts = AccountService(self.account_store, self.tokens, self.clock)
+        self.api_keys = ApiKeyService(self.api_key_store, self.clock)
+        self.admin = AdminService(self.accounts, self.api_keys, self.audit_store, self.clock)
+        self.idempotency = IdempotencyService(self.idempotency_store, self.clock, config.idempotency.ttl_s)
+        rl = config.ratelimit
+        self.ip_limits = TokenBuckets(rl.ip_per_s, rl.ip_burst)
+        self.principal_limits = TokenBuckets(rl.principal_per_s, rl.principal_burst)
+
+        self.supervisor.add("idempotency_purge", self._purge_idempotency)
+
+    async def _purge_idempotency(self) -> None:
+        while True:
+            await asyncio.sleep(300)
+            removed = await self.idempotency.purge_expired()
+            if removed:
+                log.info("purged idempotency records", extra={"count": removed})
+
+    async def open_storage(self) -> list[int]:
+        """Open both databases (applying migrations) and rebuild the hot state."""
+        applied = await self.records_db.open()
+        await self.events_db.open()
+        await self.api_key_store.load()
+        await self.account_store.load()
+        await self.idempotency_store.load(self.clock.now())
+        return applied
+
+    async def close_storage(self) -> None:
+        await self.event_log.flush()
+        await self.events_db.close()
+        await self.records_db.close()

@@ -1,0 +1,81 @@
+"""Background-task supervisor: named tasks, restarted with backoff when they crash."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from app.metrics import Metrics
+
+log = logging.getLogger("contrail.tasks")
+
+TaskFactory = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class TaskState:
+    name: str
+    state: str = "pending"  # pending | running | backoff | stopped | finished
+    restarts: int = 0
+    last_error: str | None = None
+    last_started: float | None = None
+
+
+class Supervisor:
+    """Runs each named coroutine factory; a crash is logged, counted and retried with backoff."""
+
+    def __init__(self, metrics: Metrics, *, backoff_s: float, backoff_max_s: float) -> None:
+        self._metrics = metrics
+        self._backoff = backoff_s
+        self._backoff_max = backoff_max_s
+        self._factories: dict[str, TaskFactory] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.states: dict[str, TaskState] = {}
+
+    def add(self, name: str, factory: TaskFactory) -> None:
+        """Register a task before start()."""
+        self._factories[name] = factory
+        self.states[name] = TaskState(name)
+
+    def start(self) -> None:
+        for name, factory in self._factories.items():
+            self._tasks[name] = asyncio.create_task(self._run(name, factory), name=f"task:{name}")
+
+    async def _run(self, name: str, factory: TaskFactory) -> None:
+        state = self.states[name]
+        delay = self._backoff
+        while True:
+            state.state = "running"
+            state.last_started = time.monotonic()
+            try:
+                await factory()
+                state.state = "finished"
+                return
+            except asyncio.CancelledError:
+                state.state = "stopped"
+                raise
+            except Exception as exc:
+                state.restarts += 1
+                state.last_error = repr(exc)
+                state.state = "backoff"
+                self._metrics.task_restarts.labels(name).inc()
+                log.error("task crashed; restarting", extra={"task": name, "error": repr(exc),
+                                                             "retry_in_s": delay})
+                # A task that ran for a while before crashing starts over at the shortest delay.
+                if time.monotonic() - (state.last_started or 0) > 60:
+                    delay = self._backoff
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._backoff_max)
+
+    def healthy(self) -> bool:
+        return all(s.state in ("running", "finished") for s in self.states.values())
+
+    async def stop(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        for state in self.states.values():
+            state.state = "stopped"

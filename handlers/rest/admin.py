@@ -1,0 +1,127 @@
+"""Admin: API keys, users and the audit log."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from aiohttp import web
+
+from app import keys
+from handlers.rest.auth import AccountView
+from handlers.rest.common import decode_cursor, encode_cursor, endpoint, json_response
+
+ADMIN = ("admin",)
+Limit = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+
+
+class NewApiKey(msgspec.Struct, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    role: Literal["exchange", "partner", "admin"]
+
+
+class ApiKeyView(msgspec.Struct):
+    id: str
+    name: str
+    role: str
+    created_at: float
+    revoked_at: float | None
+
+
+class CreatedApiKey(msgspec.Struct):
+    id: str
+    name: str
+    role: str
+    created_at: float
+    key: str
+
+
+class ApiKeyPage(msgspec.Struct):
+    items: list[ApiKeyView]
+    next_cursor: str | None
+
+
+class NewUser(msgspec.Struct, forbid_unknown_fields=True):
+    email: Annotated[str, msgspec.Meta(min_length=3, max_length=254)]
+    password: Annotated[str, msgspec.Meta(min_length=8, max_length=256)]
+    role: Literal["customer", "admin"]
+
+
+class PageQuery(msgspec.Struct, forbid_unknown_fields=True):
+    limit: Limit = 100
+    after: str | None = None
+
+
+class AuditEntryView(msgspec.Struct):
+    id: int
+    at: float
+    actor: str
+    action: str
+    target: str
+    details: dict
+
+
+class AuditPage(msgspec.Struct):
+    items: list[AuditEntryView]
+    next_cursor: str | None
+
+
+def _key_view(k) -> ApiKeyView:
+    return ApiKeyView(k.id, k.name, k.role, k.created_at, k.revoked_at)
+
+
+@endpoint("Create an API key (the key is shown once, in this response)", tags=("admin",), roles=ADMIN,
+          body=NewApiKey, response=CreatedApiKey, status=201)
+async def create_api_key(request: web.Request, principal, body: NewApiKey) -> web.Response:
+    key, plaintext = await request.app[keys.ADMIN].create_api_key(principal, body.name, body.role)
+    return json_response(CreatedApiKey(key.id, key.name, key.role, key.created_at, plaintext), status=201)
+
+
+@endpoint("List API keys (never their secrets)", tags=("admin",), roles=ADMIN, query=PageQuery,
+          response=ApiKeyPage)
+async def list_api_keys(request: web.Request, principal, query: PageQuery) -> web.Response:
+    cursor = decode_cursor(query.after)
+    all_keys = request.app[keys.ADMIN].list_api_keys()
+    start = 0
+    if cursor is not None:
+        position = (cursor.get("t"), cursor.get("id"))
+        start = next((i for i, k in enumerate(all_keys) if (k.created_at, k.id) > position), len(all_keys))
+    page = all_keys[start:start + query.limit]
+    more = start + query.limit < len(all_keys)
+    nxt = encode_cursor({"t": page[-1].created_at, "id": page[-1].id}) if more and page else None
+    return json_response(ApiKeyPage([_key_view(k) for k in page], nxt))
+
+
+@endpoint("Revoke an API key; it stops working at once", tags=("admin",), roles=ADMIN, response=ApiKeyView,
+          errors=(404,))
+async def revoke_api_key(request: web.Request, principal) -> web.Response:
+    key = await request.app[keys.ADMIN].revoke_api_key(principal, request.match_info["key_id"])
+    return json_response(_key_view(key))
+
+
+@endpoint("Create a customer or admin account", tags=("admin",), roles=ADMIN, body=NewUser,
+          response=AccountView, status=201, errors=(409,))
+async def create_user(request: web.Request, principal, body: NewUser) -> web.Response:
+    account = await request.app[keys.ADMIN].create_user(principal, body.email, body.password, body.role)
+    return json_response(AccountView(account.id, account.email, account.role, account.created_at), status=201)
+
+
+@endpoint("The audit log of admin actions, newest first", tags=("admin",), roles=ADMIN, query=PageQuery,
+          response=AuditPage)
+async def audit(request: web.Request, principal, query: PageQuery) -> web.Response:
+    cursor = decode_cursor(query.after)
+    before = cursor.get("before") if cursor else None
+    if before is not None and not isinstance(before, int):
+        before = None
+    entries = await request.app[keys.ADMIN].audit_page(query.limit, before)
+    nxt = encode_cursor({"before": entries[-1].id}) if len(entries) == query.limit else None
+    return json_response(AuditPage([AuditEntryView(e.id, e.at, e.actor, e.action, e.target, e.details)
+                                    for e in entries], nxt))
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/v1/admin/api-keys", create_api_key)
+    app.router.add_get("/v1/admin/api-keys", list_api_keys)
+    app.router.add_delete("/v1/admin/api-keys/{key_id}", revoke_api_key)
+    app.router.add_post("/v1/admin/users", create_user)
+    app.router.add_get("/v1/admin/audit", audit)

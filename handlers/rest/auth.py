@@ -1,0 +1,78 @@
+"""Sign-in: guest tokens, customer/admin tokens, self-service customer accounts."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from aiohttp import web
+
+from app import keys
+from handlers.rest.common import endpoint, json_response
+
+Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254)]
+Password = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+
+class TokenRequest(msgspec.Struct, forbid_unknown_fields=True):
+    email: Email
+    password: Password
+
+
+class RegisterRequest(msgspec.Struct, forbid_unknown_fields=True):
+    email: Email
+    password: Annotated[str, msgspec.Meta(min_length=8, max_length=256)]
+
+
+class TokenResponse(msgspec.Struct):
+    access_token: str
+    token_type: str
+    expires_in: int
+    role: str
+    subject: str
+
+
+class AccountView(msgspec.Struct):
+    id: str
+    email: str
+    role: str
+    created_at: float
+
+
+class Me(msgspec.Struct):
+    kind: str
+    id: str
+    role: str
+
+
+@endpoint("Get a guest token (browsing, searching)", tags=("auth",), response=TokenResponse)
+async def guest(request: web.Request, principal) -> web.Response:
+    token, ttl, who = request.app[keys.ACCOUNTS].guest()
+    return json_response(TokenResponse(token, "Bearer", ttl, who.role, who.id))
+
+
+@endpoint("Exchange email and password for a bearer token", tags=("auth",), body=TokenRequest,
+          response=TokenResponse, errors=(401,))
+async def token(request: web.Request, principal, body: TokenRequest) -> web.Response:
+    access, ttl, account = await request.app[keys.ACCOUNTS].login(body.email, body.password)
+    return json_response(TokenResponse(access, "Bearer", ttl, account.role, account.id))
+
+
+@endpoint("Open a customer account", tags=("auth",), body=RegisterRequest, response=AccountView, status=201,
+          errors=(409,))
+async def register(request: web.Request, principal, body: RegisterRequest) -> web.Response:
+    account = await request.app[keys.ACCOUNTS].create_user(body.email, body.password, "customer")
+    return json_response(AccountView(account.id, account.email, account.role, account.created_at), status=201)
+
+
+@endpoint("Who am I: the caller as the server sees it", tags=("auth",),
+          roles=("guest", "customer", "admin", "exchange", "partner"), response=Me)
+async def me(request: web.Request, principal) -> web.Response:
+    return json_response(Me(principal.kind, principal.id, principal.role))
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/v1/auth/guest", guest)
+    app.router.add_post("/v1/auth/token", token)
+    app.router.add_post("/v1/accounts", register)
+    app.router.add_get("/v1/me", me)

@@ -1,0 +1,53 @@
+"""Liveness, readiness, metrics, and the trivial baseline endpoint."""
+
+from __future__ import annotations
+
+import msgspec
+from aiohttp import web
+
+from app import keys
+from app.health import ReadyReport
+from handlers.rest.common import endpoint, json_response
+
+
+class Pong(msgspec.Struct):
+    status: str
+
+
+class Live(msgspec.Struct):
+    status: str
+
+
+_PONG = json_response(Pong("ok")).body
+
+
+@endpoint("Trivial endpoint: the baseline every benchmark is measured against", tags=("platform",),
+          response=Pong)
+async def ping(request: web.Request, principal) -> web.Response:
+    return web.Response(body=_PONG, content_type="application/json")
+
+
+@endpoint("Liveness: the process is up and its event loop answers", tags=("platform",), response=Live)
+async def live(request: web.Request, principal) -> web.Response:
+    return json_response(Live("ok"))
+
+
+@endpoint("Readiness: databases open, gRPC listening, background tasks running, not draining",
+          tags=("platform",), response=ReadyReport, errors=(503,))
+async def ready(request: web.Request, principal) -> web.Response:
+    report = request.app[keys.HEALTH].report()
+    return json_response(report, status=200 if report.ready else 503)
+
+
+@endpoint("Prometheus metrics in text exposition format", tags=("platform",), response=str,
+          content_type="text/plain; version=0.0.4")
+async def metrics(request: web.Request, principal) -> web.Response:
+    body = request.app[keys.METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/v1/ping", ping)
+    app.router.add_get("/health/live", live)
+    app.router.add_get("/health/ready", ready)
+    app.router.add_get("/metrics", metrics)

@@ -1,0 +1,1 @@
+"""gRPC services (grpclib). *_pb2.py and *_grpc.py are generated from proto/ by `make proto`."""

@@ -1,0 +1,71 @@
+"""GET /v1/stream/events: live events for dashboards, filtered by type.
+
+Client -> server: {"type": "subscribe", "events": ["OrderPaid", ...]}   ([] or ["*"] = all)
+                  {"type": "unsubscribe", "events": [...]}
+                  {"type": "ping"}
+Server -> client: {"type": "<EventType>", "at": <epoch s>, "data": {...}}
+                  {"type": "subscribed", "events": [...]}, {"type": "pong"}, {"type": "error", "message": "..."}
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+import msgspec
+from aiohttp import WSMsgType, web
+
+from app import keys
+from handlers.rest.common import endpoint
+from handlers.ws.common import close_going_away, open_socket, pump, send_json
+
+
+class ControlMessage(msgspec.Struct, forbid_unknown_fields=True):
+    type: Literal["subscribe", "unsubscribe", "ping"]
+    events: list[str] = []
+
+
+_decode = msgspec.json.Decoder(ControlMessage).decode
+
+
+@endpoint("Websocket: live event stream (admin; token may be passed as ?token=)", tags=("streams",),
+          roles=("admin",), errors=(426,))
+async def stream_events(request: web.Request, principal) -> web.StreamResponse:
+    app = request.app
+    hub, metrics, config = app[keys.HUB], app[keys.METRICS], app[keys.CONFIG].websocket
+    initial = [t for t in request.query.get("types", "").split(",") if t]
+    ws = await open_socket(request)
+    sub = hub.subscribe("events", initial)
+    gauge = metrics.ws_clients.labels("events")
+    gauge.inc()
+    sender = asyncio.create_task(pump(ws, sub, config.max_lag_s, metrics))
+    try:
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            try:
+                control = _decode(msg.data)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                await send_json(ws, {"type": "error", "message": f"bad control message: {exc}"})
+                continue
+            if control.type == "ping":
+                await send_json(ws, {"type": "pong"})
+                continue
+            if control.type == "subscribe":
+                sub.types.update(control.events or ["*"])
+            else:
+                sub.types.difference_update(control.events)
+            await send_json(ws, {"type": "subscribed", "events": sorted(sub.types)})
+            if sender.done():
+                break
+    finally:
+        sub.close()
+        sub.unsubscribe()
+        gauge.dec()
+        await sender
+        await close_going_away(ws)
+    return ws
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/v1/stream/events", stream_events)

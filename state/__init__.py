@@ -1,0 +1,1 @@
+"""What Contrail knows: entity types, in-memory indexes and their SQLite persistence."""

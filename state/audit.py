@@ -1,0 +1,34 @@
+"""Append-only audit log of admin actions."""
+
+from __future__ import annotations
+
+import msgspec
+
+from state.db import Database
+
+
+class AuditEntry(msgspec.Struct, frozen=True):
+    id: int
+    at: float
+    actor: str
+    action: str
+    target: str
+    details: dict
+
+
+class AuditStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def append(self, at: float, actor: str, action: str, target: str, details: dict) -> None:
+        await self._db.write([(
+            "INSERT INTO audit_log(at, actor, action, target, details) VALUES (?,?,?,?,?)",
+            (at, actor, action, target, msgspec.json.encode(details).decode()),
+        )])
+
+    async def page(self, limit: int, before_id: int | None) -> list[AuditEntry]:
+        """Newest first; `before_id` continues a previous page."""
+        rows = await self._db.fetchall(
+            "SELECT id, at, actor, action, target, details FROM audit_log WHERE id < ?"
+            " ORDER BY id DESC LIMIT ?", (before_id if before_id is not None else 2**62, limit))
+        return [AuditEntry(r[0], r[1], r[2], r[3], r[4], msgspec.json.decode(r[5])) for r in rows]

@@ -1,0 +1,266 @@
+"""SQLite persistence core: one writer with group commit, separate readers, migrations.
+
+Writes go through a queue to one writer connection. The writer takes everything that is
+waiting in the queue when it starts a transaction, runs each caller's statements inside
+its own SAVEPOINT (so one caller's constraint failure never sinks its neighbours), then
+COMMITs once and resolves every caller's future. A caller that was told "done" is
+therefore on disk.
+
+The writer runs each whole transaction in one hop to a dedicated thread (a one-worker
+executor owning a plain sqlite3 connection), rather than one thread hop per statement as
+aiosqlite would, because per-statement hops dominate the cost of small transactions.
+Readers use aiosqlite connections of their own.
+
+Durability: journal_mode=WAL with synchronous=FULL by default: every COMMIT is fsynced
+before callers are answered, so an acknowledged write survives kill -9 *and* a power
+cut. synchronous=NORMAL (used for the telemetry file) survives kill -9 but may lose the
+last transactions on power loss; it never corrupts the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import aiosqlite
+
+log = logging.getLogger("contrail.state")
+
+# (sql, params) or (sql, params, expected_rowcount)
+Statement = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+class WriteConflict(Exception):
+    """A guarded statement affected a different number of rows than the caller expected."""
+
+    def __init__(self, sql: str, expected: int, actual: int) -> None:
+        super().__init__(f"expected {expected} row(s), changed {actual}")
+        self.sql = sql
+        self.expected = expected
+        self.actual = actual
+
+
+class DatabaseClosed(Exception):
+    """The database is shutting down and accepts no more writes."""
+
+
+@dataclass
+class _Write:
+    statements: Sequence[Statement]
+    many: bool
+    future: asyncio.Future[list[int]]
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+_STOP = object()
+CommitObserver = Callable[[int, float], None]
+
+
+class Database:
+    """One SQLite file: a group-committing writer and a reader connection."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        migrations: Sequence[Migration],
+        *,
+        synchronous: str = "FULL",
+        max_group_size: int = 512,
+        busy_timeout_ms: int = 5000,
+        on_commit: CommitObserver | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self._migrations = sorted(migrations, key=lambda m: m.version)
+        self._synchronous = synchronous
+        self._max_group = max_group_size
+        self._busy_timeout_ms = busy_timeout_ms
+        self._on_commit = on_commit
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqlite-writer-{self.path.name}")
+        self._conn: sqlite3.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._writer_task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.commits = 0
+        self.last_group_size = 0
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def open(self) -> list[int]:
+        """Open the file, apply pending migrations, start the writer; return versions applied."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        applied = await loop.run_in_executor(self._executor, self._open_sync)
+        self._reader = await aiosqlite.connect(self.path)
+        await self._reader.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        self._writer_task = asyncio.create_task(self._writer_loop(), name=f"writer:{self.path.name}")
+        return applied
+
+    def _open_sync(self) -> list[int]:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+        )
+        done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        applied = []
+        for migration in self._migrations:
+            if migration.version in done:
+                continue
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _split_sql(migration.sql):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)",
+                    (migration.version, migration.name, time.time()),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            applied.append(migration.version)
+        self._conn = conn
+        return applied
+
+    async def close(self) -> None:
+        """Finish every queued write, then close all connections."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._writer_task is not None:
+            self._queue.put_nowait(_STOP)
+            await self._writer_task
+        if self._reader is not None:
+            await self._reader.close()
+        if self._conn is not None:
+            conn = self._conn
+            await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
+        self._executor.shutdown(wait=True)
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    @property
+    def is_open(self) -> bool:
+        return self._writer_task is not None and not self._writer_task.done() and not self._closing
+
+    # ---- writes ----------------------------------------------------------------------
+
+    async def write(self, statements: Sequence[Statement]) -> list[int]:
+        """Run statements atomically in the next group commit; return each statement's rowcount."""
+        return await self._enqueue(statements, many=False)
+
+    async def write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
+        """executemany one statement over rows, atomically, in the next group commit."""
+        counts = await self._enqueue([(sql, list(rows))], many=True)
+        return counts[0]
+
+    async def _enqueue(self, statements: Sequence[Statement], many: bool) -> list[int]:
+        if self._closing or self._writer_task is None:
+            raise DatabaseClosed("database is closed")
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Write(statements, many, future))
+        return await future
+
+    async def _writer_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        stopping = False
+        while not stopping:
+            item = await self._queue.get()
+            batch: list[_Write] = []
+            if item is _STOP:
+                stopping = True
+            else:
+                batch.append(item)
+            while len(batch) < self._max_group and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                if nxt is _STOP:
+                    stopping = True
+                    continue
+                batch.append(nxt)
+            if not batch:
+                continue
+            started = time.perf_counter()
+            try:
+                results = await loop.run_in_executor(self._executor, self._commit_group, batch)
+            except BaseException as exc:  # the whole group failed (disk full, I/O error)
+                log.error("group commit failed", extra={"error": repr(exc), "group": len(batch)})
+                results = [exc] * len(batch)
+            elapsed = time.perf_counter() - started
+            self.commits += 1
+            self.last_group_size = len(batch)
+            if self._on_commit is not None:
+                self._on_commit(len(batch), elapsed)
+            for write, result in zip(batch, results):
+                if write.future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    write.future.set_exception(result)
+                else:
+                    write.future.set_result(result)
+
+    def _commit_group(self, batch: list[_Write]) -> list[Any]:
+        conn = self._conn
+        assert conn is not None
+        results: list[Any] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for write in batch:
+                conn.execute("SAVEPOINT caller")
+                try:
+                    counts = []
+                    for stmt in write.statements:
+                        sql, params = stmt[0], stmt[1]
+                        cur = conn.executemany(sql, params) if write.many else conn.execute(sql, params)
+                        if len(stmt) > 2 and stmt[2] is not None and cur.rowcount != stmt[2]:
+                            raise WriteConflict(sql, stmt[2], cur.rowcount)
+                        counts.append(cur.rowcount)
+                    conn.execute("RELEASE caller")
+                    results.append(counts)
+                except (sqlite3.Error, WriteConflict, ValueError, TypeError) as exc:
+                    conn.execute("ROLLBACK TO caller")
+                    conn.execute("RELEASE caller")
+                    results.append(exc)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return results
+
+    # ---- reads -----------------------------------------------------------------------
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read on the reader connection."""
+        if self._reader is None:
+            raise DatabaseClosed("database is closed")
+        async with self._reader.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration script into statements (migrations hold no ';' inside literals)."""
+    return [part.strip() for part in script.split(";") if part.strip()]

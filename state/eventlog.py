@@ -1,0 +1,39 @@
+"""The analytics event log: a separate SQLite file written in large batches."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import msgspec
+
+from state.db import Database
+
+
+class StoredEvent(msgspec.Struct, frozen=True):
+    id: int
+    at: float
+    type: str
+    payload: msgspec.Raw
+
+
+class EventLogStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def append_batch(self, rows: Sequence[tuple[float, str, str]]) -> int:
+        """Write (at, type, payload_json) rows in one transaction."""
+        return await self._db.write_many("INSERT INTO events(at, type, payload) VALUES (?,?,?)", rows)
+
+    async def query(self, type_: str | None, since: float | None, after_id: int, limit: int) -> list[StoredEvent]:
+        """Oldest first from `since`, continuing after `after_id`."""
+        clauses, params = ["id > ?"], [after_id]
+        if type_:
+            clauses.append("type = ?")
+            params.append(type_)
+        if since is not None:
+            clauses.append("at >= ?")
+            params.append(since)
+        rows = await self._db.fetchall(
+            f"SELECT id, at, type, payload FROM events WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?",
+            (*params, limit))
+        return [StoredEvent(r[0], r[1], r[2], msgspec.Raw(r[3].encode())) for r in rows]

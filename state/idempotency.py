@@ -1,0 +1,57 @@
+"""Stored first responses for Idempotency-Key replays."""
+
+from __future__ import annotations
+
+import msgspec
+
+from state.db import Database
+
+
+class StoredResponse(msgspec.Struct, frozen=True):
+    scope: str
+    key: str
+    request_hash: str
+    status: int
+    content_type: str
+    body: bytes
+    created_at: float
+    expires_at: float
+
+
+class IdempotencyStore:
+    """Responses by (scope, key), hot in memory, durable in SQLite until they expire."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._records: dict[tuple[str, str], StoredResponse] = {}
+
+    async def load(self, now: float) -> None:
+        rows = await self._db.fetchall(
+            "SELECT scope, key, request_hash, status, content_type, body, created_at, expires_at"
+            " FROM idempotency WHERE expires_at > ?", (now,))
+        for row in rows:
+            record = StoredResponse(*row)
+            self._records[(record.scope, record.key)] = record
+
+    def get(self, scope: str, key: str, now: float) -> StoredResponse | None:
+        record = self._records.get((scope, key))
+        if record is None or record.expires_at <= now:
+            return None
+        return record
+
+    async def put(self, record: StoredResponse) -> None:
+        await self._db.write([(
+            "INSERT OR REPLACE INTO idempotency(scope, key, request_hash, status, content_type, body,"
+            " created_at, expires_at) VALUES (?,?,?,?,?,?,?,?)",
+            (record.scope, record.key, record.request_hash, record.status, record.content_type,
+             record.body, record.created_at, record.expires_at),
+        )])
+        self._records[(record.scope, record.key)] = record
+
+    async def purge_expired(self, now: float) -> int:
+        """Forget responses past their expiry; return how many."""
+        expired = [k for k, r in self._records.items() if r.expires_at <= now]
+        for k in expired:
+            del self._records[k]
+        await self._db.write([("DELETE FROM idempotency WHERE expires_at <= ?", (now,))])
+        return len(expired)

@@ -1,0 +1,63 @@
+"""Numbered schema migrations, applied at start and recorded in schema_migrations.
+
+Append only: never edit a migration that has shipped; add the next number instead.
+"""
+
+from state.db import Migration
+
+RECORDS = [
+    Migration(1, "platform", """
+        CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            role TEXT NOT NULL,
+            key_hash TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL,
+            revoked_at REAL
+        );
+        CREATE TABLE accounts (
+            id TEXT PRIMARY KEY,
+            email TEXT NOT NULL UNIQUE,
+            password_hash TEXT NOT NULL,
+            role TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE TABLE idempotency (
+            scope TEXT NOT NULL,
+            key TEXT NOT NULL,
+            request_hash TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            content_type TEXT NOT NULL,
+            body BLOB NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            PRIMARY KEY (scope, key)
+        );
+        CREATE INDEX idempotency_expiry ON idempotency(expires_at);
+        CREATE TABLE audit_log (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at REAL NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            details TEXT NOT NULL
+        );
+        CREATE TABLE demo_data (
+            name TEXT PRIMARY KEY,
+            loaded_at REAL NOT NULL
+        )
+    """),
+]
+
+EVENTS = [
+    Migration(1, "event_log", """
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at REAL NOT NULL,
+            type TEXT NOT NULL,
+            payload TEXT NOT NULL
+        );
+        CREATE INDEX events_type_at ON events(type, at);
+        CREATE INDEX events_at ON events(at)
+    """),
+]
