@@ -32,7 +32,8 @@ class AdminService:
         return key
 
     def list_api_keys(self) -> list[ApiKey]:
-        return sorted(self._api_keys.list(), key=lambda k: (k.created_at, k.id))
+        """Oldest first (creation order)."""
+        return self._api_keys.list()
 
     async def create_user(self, actor: Principal | str, email: str, password: str, role: str) -> Account:
         account = await self._accounts.create_user(email, password, role)

@@ -104,7 +104,7 @@ _CHECKS: dict[tuple[str, str], tuple[Any, str]] = {
     ("analytics", "queue_capacity"): (lambda v: v >= 1, "must be at least 1"),
     ("analytics", "flush_rows"): (lambda v: v >= 1, "must be at least 1"),
     ("analytics", "flush_interval_ms"): (lambda v: v >= 1, "must be at least 1"),
-    ("auth", "jwt_secret"): (lambda v: len(v) >= 16, "must be at least 16 characters"),
+    ("auth", "jwt_secret"): (lambda v: len(v) >= 32, "must be at least 32 characters (RFC 7518 3.2)"),
     ("ratelimit", "ip_per_s"): (lambda v: v > 0, "must be positive"),
     ("ratelimit", "principal_per_s"): (lambda v: v > 0, "must be positive"),
     ("ratelimit", "ip_burst"): (lambda v: v >= 1, "must be at least 1"),
@@ -142,7 +142,9 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     """Load config.toml (if present) and apply environment overrides; raise ConfigError."""
     env = os.environ if env is None else env
     data: dict[str, Any] = {}
-    if path is not None and Path(path).exists():
+    if path is not None:
+        if not Path(path).is_file():
+            raise ConfigError(f"config: file {path} not found (pass --config PATH or set CONTRAIL_CONFIG)")
         try:
             data = tomllib.loads(Path(path).read_text())
         except tomllib.TOMLDecodeError as exc:

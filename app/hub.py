@@ -27,6 +27,7 @@ class Subscription:
         self.queue: deque[str] = deque(maxlen=queue_size)
         self.dropped = 0
         self.behind_since: float | None = None
+        self._drops_at_take = 0
         self.closed = False
         self._wake = asyncio.Event()
 
@@ -57,8 +58,13 @@ class Subscription:
                 return []
         batch = list(self.queue)
         self.queue.clear()
-        self.behind_since = None
+        self._drops_at_take = self.dropped
         return batch
+
+    def sent(self) -> None:
+        """The last batch went out; if nothing was dropped meanwhile, the client has caught up."""
+        if self.dropped == self._drops_at_take:
+            self.behind_since = None
 
     def close(self) -> None:
         self.closed = True

@@ -8,6 +8,7 @@ import msgspec
 from aiohttp import web
 
 from app import keys
+from app.errors import InvalidInput
 from handlers.rest.auth import AccountView
 from handlers.rest.common import decode_cursor, encode_cursor, endpoint, json_response
 
@@ -84,11 +85,13 @@ async def list_api_keys(request: web.Request, principal, query: PageQuery) -> we
     all_keys = request.app[keys.ADMIN].list_api_keys()
     start = 0
     if cursor is not None:
-        position = (cursor.get("t"), cursor.get("id"))
-        start = next((i for i, k in enumerate(all_keys) if (k.created_at, k.id) > position), len(all_keys))
+        ids = [k.id for k in all_keys]
+        if cursor.get("id") not in ids:
+            raise InvalidInput("invalid 'after' cursor; pass the next_cursor of a previous page")
+        start = ids.index(cursor["id"]) + 1
     page = all_keys[start:start + query.limit]
     more = start + query.limit < len(all_keys)
-    nxt = encode_cursor({"t": page[-1].created_at, "id": page[-1].id}) if more and page else None
+    nxt = encode_cursor({"id": page[-1].id}) if more and page else None
     return json_response(ApiKeyPage([_key_view(k) for k in page], nxt))
 
 

@@ -20,7 +20,9 @@ CLOSE_TOO_SLOW = 4008  # application close code: the client fell too far behind
 
 async def open_socket(request: web.Request) -> web.WebSocketResponse:
     config = request.app[keys.CONFIG].websocket
-    ws = web.WebSocketResponse(heartbeat=config.heartbeat_s, max_msg_size=request.app[keys.CONFIG].server.max_body_bytes)
+    # timeout bounds the close handshake, so shutdown never waits long on a silent client.
+    ws = web.WebSocketResponse(heartbeat=config.heartbeat_s, timeout=2.0,
+                               max_msg_size=request.app[keys.CONFIG].server.max_body_bytes)
     await ws.prepare(request)
     return ws
 
@@ -29,7 +31,8 @@ async def send_json(ws: web.WebSocketResponse, message: Any) -> None:
     await ws.send_str(_encode(message).decode())
 
 
-async def pump(ws: web.WebSocketResponse, sub: Subscription, max_lag_s: float, metrics) -> None:
+async def pump(request: web.Request, ws: web.WebSocketResponse, sub: Subscription, max_lag_s: float,
+               metrics) -> None:
     """Forward a subscription's messages to the socket until either side closes.
 
     A client whose queue keeps overflowing for longer than `max_lag_s`, or whose socket
@@ -41,18 +44,30 @@ async def pump(ws: web.WebSocketResponse, sub: Subscription, max_lag_s: float, m
             await close_going_away(ws)
             return
         if sub.lagging_for() > max_lag_s:
-            metrics.ws_disconnects.labels(sub.stream).inc()
-            await ws.close(code=CLOSE_TOO_SLOW, message=b"client too slow")
+            await _drop_slow_client(request, ws, sub, metrics)
             return
         try:
             for message in batch:
                 await asyncio.wait_for(ws.send_str(message), max_lag_s)
+            sub.sent()
         except asyncio.TimeoutError:
-            metrics.ws_disconnects.labels(sub.stream).inc()
-            await ws.close(code=CLOSE_TOO_SLOW, message=b"client too slow")
+            await _drop_slow_client(request, ws, sub, metrics)
             return
         except ConnectionResetError:
             return
+
+
+async def _drop_slow_client(request: web.Request, ws: web.WebSocketResponse, sub: Subscription, metrics) -> None:
+    """Free the client's queue at once; close politely if the socket allows, else abort it."""
+    metrics.ws_disconnects.labels(sub.stream).inc()
+    sub.close()
+    sub.unsubscribe()
+    try:
+        await asyncio.wait_for(ws.close(code=CLOSE_TOO_SLOW, message=b"client too slow"), 1.0)
+    except (asyncio.TimeoutError, ConnectionResetError):
+        pass
+    if request.transport is not None and not ws.closed:
+        request.transport.abort()
 
 
 async def close_going_away(ws: web.WebSocketResponse) -> None:

@@ -38,7 +38,7 @@ async def stream_events(request: web.Request, principal) -> web.StreamResponse:
     sub = hub.subscribe("events", initial)
     gauge = metrics.ws_clients.labels("events")
     gauge.inc()
-    sender = asyncio.create_task(pump(ws, sub, config.max_lag_s, metrics))
+    sender = asyncio.create_task(pump(request, ws, sub, config.max_lag_s, metrics))
     try:
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:

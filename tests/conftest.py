@@ -1,0 +1,60 @@
+"""Fixtures: the real app from create_app against real SQLite files in tmp_path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.config import Config, load_config
+from app.main import PLATFORM, create_app
+from state.clock import ManualClock
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFORMANCE = ROOT.parent / "shared" / "conformance"
+ADMIN = ("root@contrail.test", "admin-password-1")
+CUSTOMER = ("ana@contrail.test", "customer-password-1")
+
+
+def make_config(tmp_path: Path, **overrides: Any) -> Config:
+    """Defaults plus CONTRAIL__SECTION__KEY-style overrides given as section__key=value."""
+    env = {"CONTRAIL__STORAGE__DATA_DIR": str(tmp_path / "var"), "CONTRAIL__GRPC__PORT": "0"}
+    env.update({f"CONTRAIL__{k.upper()}": str(v) for k, v in overrides.items()})
+    return load_config(None, env=env)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return make_config(tmp_path)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    import time
+    return ManualClock(time.time())
+
+
+@pytest.fixture
+async def client(aiohttp_client, config, clock):
+    return await aiohttp_client(create_app(config, clock=clock))
+
+
+async def bearer(client, email: str, password: str, role: str) -> dict[str, str]:
+    """Create an account through the real service and return an Authorization header."""
+    platform = client.app[PLATFORM]
+    if platform.account_store.by_email(email) is None:
+        await platform.accounts.create_user(email, password, role)
+    resp = await client.post("/v1/auth/token", json={"email": email, "password": password})
+    assert resp.status == 200, await resp.text()
+    return {"Authorization": f"Bearer {(await resp.json())['access_token']}"}
+
+
+@pytest.fixture
+async def admin_headers(client) -> dict[str, str]:
+    return await bearer(client, *ADMIN, "admin")
+
+
+@pytest.fixture
+async def customer_headers(client) -> dict[str, str]:
+    return await bearer(client, *CUSTOMER, "customer")

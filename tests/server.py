@@ -1,0 +1,65 @@
+"""Starting the real server as a subprocess on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    def __init__(self, data_dir: Path, **env: str) -> None:
+        self.data_dir = data_dir
+        self.http_port = free_port()
+        self.grpc_port = free_port()
+        self.env = {**os.environ, "CONTRAIL__STORAGE__DATA_DIR": str(data_dir),
+                    "CONTRAIL__SERVER__PORT": str(self.http_port), "CONTRAIL__GRPC__PORT": str(self.grpc_port),
+                    "CONTRAIL__RATELIMIT__IP_PER_S": "100000", "CONTRAIL__RATELIMIT__IP_BURST": "100000",
+                    "CONTRAIL__RATELIMIT__PRINCIPAL_PER_S": "100000",
+                    "CONTRAIL__RATELIMIT__PRINCIPAL_BURST": "100000", **env}
+        self.proc: subprocess.Popen | None = None
+        self.log_path = data_dir.parent / f"server-{self.http_port}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "app", "--config", str(ROOT / "config.toml"), *args], cwd=ROOT,
+                              env=self.env, capture_output=True, text=True, timeout=60)
+
+    def start(self, timeout: float = 20.0) -> "ServerProcess":
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "app", "--config", str(ROOT / "config.toml"), "serve"],
+                                     cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health/ready", timeout=1) as resp:
+                    if resp.status == 200:
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"server did not become ready: {self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        if hasattr(self, "log"):
+            self.log.close()

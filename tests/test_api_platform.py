@@ -1,0 +1,206 @@
+"""Auth, errors, idempotency and rate limits through the real app."""
+
+import pytest
+
+from app.main import PLATFORM, create_app
+from tests.conftest import ADMIN, CUSTOMER, bearer, make_config
+
+
+async def test_ping_health_and_request_id(client):
+    resp = await client.get("/v1/ping", headers={"X-Request-Id": "trace-123"})
+    assert resp.status == 200 and (await resp.json()) == {"status": "ok"}
+    assert resp.headers["X-Request-Id"] == "trace-123"
+    generated = (await client.get("/health/live")).headers["X-Request-Id"]
+    assert len(generated) == 32
+    ready = await client.get("/health/ready")
+    body = await ready.json()
+    assert ready.status == 200 and body["ready"] is True
+    assert body["checks"]["grpc"] and body["checks"]["db:records"]
+
+
+async def test_guest_and_customer_tokens(client, customer_headers):
+    guest = await client.post("/v1/auth/guest")
+    token = (await guest.json())["access_token"]
+    me = await client.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
+    assert (await me.json())["role"] == "guest"
+    me = await client.get("/v1/me", headers=customer_headers)
+    assert (await me.json())["role"] == "customer"
+
+
+async def test_wrong_password_and_bad_tokens_are_401(client, customer_headers):
+    resp = await client.post("/v1/auth/token", json={"email": CUSTOMER[0], "password": "nope-nope"})
+    assert resp.status == 401 and (await resp.json())["error"]["code"] == "unauthenticated"
+    for header in ("Bearer not.a.jwt", "Basic abc", "Bearer "):
+        resp = await client.get("/v1/me", headers={"Authorization": header})
+        assert resp.status == 401, header
+    assert (await client.get("/v1/me")).status == 401
+
+
+async def test_token_expires_on_the_injected_clock(client, clock, customer_headers):
+    assert (await client.get("/v1/me", headers=customer_headers)).status == 200
+    clock.advance(3601)
+    resp = await client.get("/v1/me", headers=customer_headers)
+    assert resp.status == 401 and "expired" in (await resp.json())["error"]["message"]
+
+
+async def test_token_signed_with_another_secret_is_rejected(client, tmp_path):
+    import jwt
+    forged = jwt.encode({"sub": "x", "role": "admin", "kind": "user", "exp": 2**40}, "another-secret-entirely-but-long-enough-for-hs256",
+                        algorithm="HS256")
+    resp = await client.get("/v1/admin/api-keys", headers={"Authorization": f"Bearer {forged}"})
+    assert resp.status == 401
+
+
+async def test_admin_endpoints_need_admin(client, customer_headers, admin_headers):
+    resp = await client.get("/v1/admin/api-keys", headers=customer_headers)
+    assert resp.status == 403 and (await resp.json())["error"]["code"] == "forbidden"
+    assert (await client.get("/v1/admin/api-keys")).status == 401
+    assert (await client.get("/v1/admin/api-keys", headers=admin_headers)).status == 200
+
+
+async def test_register_then_duplicate_is_409(client):
+    body = {"email": "New@Contrail.test", "password": "long-enough-pw"}
+    assert (await client.post("/v1/accounts", json=body)).status == 201
+    resp = await client.post("/v1/accounts", json={**body, "email": "new@contrail.test"})
+    assert resp.status == 409
+    resp = await client.post("/v1/accounts", json={"email": "x@y.z", "password": "short"})
+    assert resp.status == 400 and "password" in (await resp.json())["error"]["message"]
+
+
+async def test_api_key_lifecycle_and_audit(client, admin_headers):
+    resp = await client.post("/v1/admin/api-keys", json={"name": "exchange-a", "role": "exchange"},
+                             headers=admin_headers)
+    assert resp.status == 201
+    created = await resp.json()
+    key_headers = {"X-Api-Key": created["key"]}
+    me = await (await client.get("/v1/me", headers=key_headers)).json()
+    assert me == {"kind": "api_key", "id": created["id"], "role": "exchange"}
+    listed = await (await client.get("/v1/admin/api-keys", headers=admin_headers)).json()
+    assert [k["id"] for k in listed["items"]] == [created["id"]]
+    assert "key" not in listed["items"][0]
+    resp = await client.delete(f"/v1/admin/api-keys/{created['id']}", headers=admin_headers)
+    assert resp.status == 200 and (await resp.json())["revoked_at"] is not None
+    assert (await client.get("/v1/me", headers=key_headers)).status == 401
+    assert (await client.delete("/v1/admin/api-keys/key_nope", headers=admin_headers)).status == 404
+    audit = await (await client.get("/v1/admin/audit", headers=admin_headers)).json()
+    assert [e["action"] for e in audit["items"]][:2] == ["api_key.revoke", "api_key.create"]
+
+
+async def test_api_key_list_paginates_with_an_opaque_cursor(client, admin_headers):
+    ids = []
+    for i in range(5):
+        resp = await client.post("/v1/admin/api-keys", json={"name": f"k{i}", "role": "partner"},
+                                 headers=admin_headers)
+        ids.append((await resp.json())["id"])
+    seen, after = [], None
+    while True:
+        params = {"limit": "2", **({"after": after} if after else {})}
+        page = await (await client.get("/v1/admin/api-keys", params=params, headers=admin_headers)).json()
+        seen += [k["id"] for k in page["items"]]
+        after = page["next_cursor"]
+        if after is None:
+            break
+    assert seen == ids
+    bad = await client.get("/v1/admin/api-keys", params={"after": "!!!"}, headers=admin_headers)
+    assert bad.status == 400
+    bad = await client.get("/v1/admin/api-keys", params={"limit": "0"}, headers=admin_headers)
+    assert bad.status == 400 and "limit" in (await bad.json())["error"]["message"]
+    bad = await client.get("/v1/admin/api-keys", params={"color": "red"}, headers=admin_headers)
+    assert bad.status == 400 and "color" in (await bad.json())["error"]["message"]
+
+
+@pytest.mark.parametrize("body, needle", [
+    (b"{not json", "malformed JSON"),
+    (b"", "empty"),
+    (b"[1,2]", "Expected `object`"),
+    (b'{"name": 5, "role": "partner"}', "name"),
+    (b'{"name": "x", "role": "partner", "extra": 1}', "extra"),
+])
+async def test_malformed_input_is_400_naming_the_problem(client, admin_headers, body, needle):
+    resp = await client.post("/v1/admin/api-keys", data=body,
+                             headers={**admin_headers, "Content-Type": "application/json"})
+    assert resp.status == 400
+    err = (await resp.json())["error"]
+    assert err["code"] == "invalid_argument" and needle in err["message"]
+
+
+async def test_oversized_body_is_413(client, admin_headers):
+    big = b'{"name": "' + b"x" * 1_100_000 + b'", "role": "partner"}'
+    resp = await client.post("/v1/admin/api-keys", data=big, headers=admin_headers)
+    assert resp.status == 413
+    assert (await resp.json())["error"]["code"] == "payload_too_large"
+    listed = await (await client.get("/v1/admin/api-keys", headers=admin_headers)).json()
+    assert listed["items"] == []
+
+
+async def test_unknown_route_and_method_get_the_envelope(client):
+    resp = await client.get("/v1/does-not-exist")
+    assert resp.status == 404 and (await resp.json())["error"]["code"] == "not_found"
+    resp = await client.delete("/v1/ping")
+    assert resp.status == 405 and (await resp.json())["error"]["code"] == "method_not_allowed"
+
+
+async def test_idempotency_replays_and_refuses_a_different_body(client, admin_headers):
+    headers = {**admin_headers, "Idempotency-Key": "create-1"}
+    first = await client.post("/v1/admin/api-keys", json={"name": "a", "role": "partner"}, headers=headers)
+    again = await client.post("/v1/admin/api-keys", json={"name": "a", "role": "partner"}, headers=headers)
+    assert first.status == again.status == 201
+    assert await first.json() == await again.json()
+    assert again.headers["Idempotency-Replayed"] == "true"
+    other = await client.post("/v1/admin/api-keys", json={"name": "b", "role": "partner"}, headers=headers)
+    assert other.status == 409 and (await other.json())["error"]["code"] == "idempotency_key_reused"
+    listed = await (await client.get("/v1/admin/api-keys", headers=admin_headers)).json()
+    assert len(listed["items"]) == 1
+
+
+async def test_idempotency_survives_a_restart(aiohttp_client, tmp_path, clock):
+    config = make_config(tmp_path)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    headers = {**(await bearer(client, *ADMIN, "admin")), "Idempotency-Key": "k"}
+    first = await (await client.post("/v1/admin/api-keys", json={"name": "a", "role": "partner"},
+                                     headers=headers)).json()
+    await client.close()
+    client = await aiohttp_client(create_app(config, clock=clock))
+    headers = {**(await bearer(client, *ADMIN, "admin")), "Idempotency-Key": "k"}
+    again = await client.post("/v1/admin/api-keys", json={"name": "a", "role": "partner"}, headers=headers)
+    assert await again.json() == first
+    clock.advance(86_401)
+    later = await client.post("/v1/admin/api-keys", json={"name": "a", "role": "partner"},
+                              headers={**(await bearer(client, *ADMIN, "admin")), "Idempotency-Key": "k"})
+    body = await later.json()
+    assert later.status == 201, body
+    assert body["id"] != first["id"]
+
+
+async def test_rate_limit_per_ip_answers_429_with_retry_after(aiohttp_client, tmp_path):
+    config = make_config(tmp_path, ratelimit__ip_per_s="1", ratelimit__ip_burst="3")
+    client = await aiohttp_client(create_app(config))
+    statuses = [(await client.get("/v1/ping")).status for _ in range(5)]
+    assert statuses[:3] == [200, 200, 200] and statuses[3:] == [429, 429]
+    resp = await client.get("/v1/ping")
+    assert int(resp.headers["Retry-After"]) >= 1
+    assert (await resp.json())["error"]["code"] == "rate_limited"
+    assert (await client.get("/health/ready")).status == 200  # probes are never limited
+    metrics = await (await client.get("/metrics")).text()
+    assert 'contrail_rate_limited_total{scope="ip"}' in metrics
+
+
+async def test_rate_limit_per_api_key(aiohttp_client, tmp_path):
+    config = make_config(tmp_path, ratelimit__principal_per_s="1", ratelimit__principal_burst="2")
+    client = await aiohttp_client(create_app(config))
+    platform = client.app[PLATFORM]
+    _, key_a = await platform.api_keys.create("a", "partner")
+    _, key_b = await platform.api_keys.create("b", "partner")
+    a = [(await client.get("/v1/me", headers={"X-Api-Key": key_a})).status for _ in range(3)]
+    b = (await client.get("/v1/me", headers={"X-Api-Key": key_b})).status
+    assert a == [200, 200, 429] and b == 200
+
+
+async def test_metrics_expose_http_and_sqlite_series(client, admin_headers):
+    await client.post("/v1/admin/api-keys", json={"name": "a", "role": "partner"}, headers=admin_headers)
+    text = await (await client.get("/metrics")).text()
+    for series in ('contrail_http_requests_total{method="POST",route="/v1/admin/api-keys",status="201"}',
+                   'contrail_http_request_seconds_bucket', 'contrail_sqlite_commit_group_size_bucket',
+                   'contrail_sqlite_commit_seconds_bucket', 'contrail_queue_depth{queue="event_log"}',
+                   'contrail_events_dropped_total', 'contrail_task_restarts_total'):
+        assert series in text, series

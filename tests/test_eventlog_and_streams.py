@@ -1,0 +1,156 @@
+"""The analytics event log, the hub and GET /v1/stream/events."""
+
+import asyncio
+import socket
+
+import aiohttp
+
+from app.eventlog import EventLog
+from app.hub import Hub
+from app.main import PLATFORM, create_app
+from app.metrics import Metrics
+from state import migrations
+from state.clock import ManualClock
+from state.db import Database
+from state.eventlog import EventLogStore
+from tests.conftest import make_config
+
+
+async def _event_log(tmp_path, **kw):
+    db = Database(tmp_path / "events.db", migrations.EVENTS, synchronous="NORMAL")
+    await db.open()
+    hub = Hub(10)
+    log = EventLog(EventLogStore(db), hub, ManualClock(), Metrics(), **kw)
+    return db, hub, log
+
+
+async def test_log_event_never_blocks_and_drops_when_full(tmp_path):
+    db, _, log = await _event_log(tmp_path, capacity=5, flush_rows=100, flush_interval_ms=1000)
+    accepted = [log.log_event("Thing", {"i": i}) for i in range(8)]
+    assert accepted == [True] * 5 + [False] * 3
+    assert log.dropped == 3 and log.pending == 5
+    assert await log.flush() == 5
+    rows = await db.fetchall("SELECT type, payload FROM events ORDER BY id")
+    assert rows[0] == ("Thing", '{"i":0}') and len(rows) == 5
+    await db.close()
+
+
+async def test_writer_flushes_at_row_count_before_the_interval(tmp_path):
+    db, _, log = await _event_log(tmp_path, capacity=1000, flush_rows=10, flush_interval_ms=60_000)
+    task = asyncio.create_task(log.run())
+    for i in range(10):
+        log.log_event("Tick", {"i": i})
+    for _ in range(100):
+        if log.written >= 10:
+            break
+        await asyncio.sleep(0.01)
+    assert log.written == 10  # flushed at 10 rows, long before the 60 s interval
+    for i in range(5):
+        log.log_event("Tick", {"i": i})
+    await asyncio.sleep(0.05)
+    assert log.pending == 5  # fewer than flush_rows: waits for the timer
+    task.cancel()
+    await db.close()
+
+
+async def test_writer_flushes_on_the_interval(tmp_path):
+    db, _, log = await _event_log(tmp_path, capacity=1000, flush_rows=10_000, flush_interval_ms=20)
+    task = asyncio.create_task(log.run())
+    log.log_event("Tick", {})
+    for _ in range(100):
+        if log.written:
+            break
+        await asyncio.sleep(0.01)
+    assert log.written == 1
+    task.cancel()
+    await db.close()
+
+
+async def test_hub_drops_oldest_for_a_slow_subscriber():
+    drops = []
+    hub = Hub(3, on_drop=drops.append)
+    sub = hub.subscribe("events", ["A"])
+    for i in range(5):
+        hub.publish("A", {"i": i})
+    hub.publish("B", {"ignored": True})
+    batch = await sub.next_batch(0.1)
+    assert [b.split('"i":')[1][0] for b in batch] == ["2", "3", "4"]
+    assert sub.dropped == 2 and drops == ["events", "events"]
+
+
+async def test_events_api_filters_by_type_and_since(client, admin_headers, clock):
+    log = client.app[PLATFORM].event_log
+    log.log_event("A", {"n": 1})
+    clock.advance(10)
+    since = clock.now()
+    log.log_event("B", {"n": 2})
+    log.log_event("A", {"n": 3})
+    await log.flush()
+    all_a = await (await client.get("/v1/analytics/events", params={"type": "A"}, headers=admin_headers)).json()
+    assert [e["payload"]["n"] for e in all_a["items"]] == [1, 3]
+    recent = await (await client.get("/v1/analytics/events", params={"since": str(since)},
+                                     headers=admin_headers)).json()
+    assert [e["type"] for e in recent["items"]] == ["B", "A"]
+    page = await (await client.get("/v1/analytics/events", params={"limit": "1"}, headers=admin_headers)).json()
+    nxt = await (await client.get("/v1/analytics/events", params={"limit": "1", "after": page["next_cursor"]},
+                                  headers=admin_headers)).json()
+    assert page["items"][0]["id"] < nxt["items"][0]["id"]
+    bad = await client.get("/v1/analytics/events", params={"since": "yesterday"}, headers=admin_headers)
+    assert bad.status == 400
+
+
+async def test_events_api_is_admin_only(client, customer_headers):
+    assert (await client.get("/v1/analytics/events", headers=customer_headers)).status == 403
+
+
+async def test_stream_delivers_subscribed_events(client, admin_headers):
+    token = admin_headers["Authorization"].split()[1]
+    async with client.ws_connect(f"/v1/stream/events?token={token}") as ws:
+        await ws.send_json({"type": "subscribe", "events": ["OrderPaid"]})
+        assert (await ws.receive_json(timeout=2))["type"] == "subscribed"
+        log = client.app[PLATFORM].event_log
+        log.log_event("Ignored", {})
+        log.log_event("OrderPaid", {"order_id": "o1"})
+        msg = await ws.receive_json(timeout=2)
+        assert msg["type"] == "OrderPaid" and msg["data"] == {"order_id": "o1"}
+        await ws.send_str("not json")
+        assert (await ws.receive_json(timeout=2))["type"] == "error"
+        await ws.send_json({"type": "ping"})
+        assert (await ws.receive_json(timeout=2))["type"] == "pong"
+
+
+async def test_stream_needs_admin(client, customer_headers):
+    token = customer_headers["Authorization"].split()[1]
+    try:
+        async with client.ws_connect(f"/v1/stream/events?token={token}"):
+            raise AssertionError("customer was allowed in")
+    except aiohttp.WSServerHandshakeError as exc:
+        assert exc.status == 403
+
+
+async def test_stream_disconnects_a_client_that_stops_reading(aiohttp_client, tmp_path):
+    config = make_config(tmp_path, websocket__client_queue="4", websocket__max_lag_s="0.3")
+    client = await aiohttp_client(create_app(config))
+    platform = client.app[PLATFORM]
+    await platform.accounts.create_user("a@b.c", "password-123", "admin")
+    token, _, _ = await platform.accounts.login("a@b.c", "password-123")
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    writer.write((f"GET /v1/stream/events?token={token}&types=Flood HTTP/1.1\r\nHost: x\r\n"
+                  "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    assert b"101" in await reader.readuntil(b"\r\n\r\n")
+    reader._transport.pause_reading()  # the client stops reading from here on
+    blob = "x" * 65536
+    for i in range(400):  # far more than socket buffers hold
+        platform.hub.publish("Flood", {"i": i, "blob": blob})
+        await asyncio.sleep(0.005)
+        if platform.hub.count("events") == 0:
+            break
+    assert platform.hub.count("events") == 0, "slow client was never disconnected"
+    writer.close()
+    metrics = await (await client.get("/metrics")).text()
+    assert 'contrail_ws_lag_disconnects_total{stream="events"} 1.0' in metrics
+    dropped = [line for line in metrics.splitlines()
+               if line.startswith('contrail_ws_dropped_messages_total{stream="events"}')]
+    assert dropped and float(dropped[0].split()[-1]) > 0
