@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from app.auth import AccountService, ApiKeyService, Principal
 from state.accounts import Account
 from state.apikeys import ApiKey
@@ -10,7 +12,9 @@ from state.clock import Clock
 
 
 class AdminService:
-    def __init__(self, accounts: AccountService, api_keys: ApiKeyService, audit: AuditStore, clock: Clock) -> None:
+    def __init__(self, accounts: AccountService, api_keys: ApiKeyService, audit: AuditStore, clock: Clock,
+                 log_event: Callable[[str, Any], object]) -> None:
+        self._log_event = log_event
         self._accounts = accounts
         self._api_keys = api_keys
         self._audit = audit
@@ -20,6 +24,7 @@ class AdminService:
         """Append one admin action to the audit log."""
         who = actor if isinstance(actor, str) else actor.scope
         await self._audit.append(self._clock.now(), who, action, target, dict(details))
+        self._log_event("AdminAction", {"actor": who, "action": action, "target": target})
 
     async def create_api_key(self, actor: Principal | str, name: str, role: str) -> tuple[ApiKey, str]:
         key, plaintext = await self._api_keys.create(name, role)

@@ -67,7 +67,8 @@ class Platform:
                                    guest_ttl_s=auth.guest_token_ttl_s)
         self.accounts = AccountService(self.account_store, self.tokens, self.clock)
         self.api_keys = ApiKeyService(self.api_key_store, self.clock)
-        self.admin = AdminService(self.accounts, self.api_keys, self.audit_store, self.clock)
+        self.admin = AdminService(self.accounts, self.api_keys, self.audit_store, self.clock,
+                                  self.event_log.log_event)
         self.idempotency = IdempotencyService(self.idempotency_store, self.clock, config.idempotency.ttl_s)
         rl = config.ratelimit
         self.ip_limits = TokenBuckets(rl.ip_per_s, rl.ip_burst)

@@ -204,3 +204,13 @@ async def test_metrics_expose_http_and_sqlite_series(client, admin_headers):
                    'contrail_sqlite_commit_seconds_bucket', 'contrail_queue_depth{queue="event_log"}',
                    'contrail_events_dropped_total', 'contrail_task_restarts_total'):
         assert series in text, series
+
+
+async def test_drain_turns_readiness_and_grpc_health_off_at_once(client):
+    from app.main import GRPC
+    client.app[PLATFORM].health.drain()
+    client.app[GRPC].set_serving(False)
+    resp = await client.get("/health/ready")
+    body = await resp.json()
+    assert resp.status == 503 and body["state"] == "draining"
+    assert (await client.get("/health/live")).status == 200

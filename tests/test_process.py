@@ -1,0 +1,126 @@
+"""The real server as a subprocess: CLI contract, kill -9 durability, graceful SIGTERM."""
+
+import asyncio
+import signal
+import time
+
+import aiohttp
+import pytest
+
+from tests.server import ServerProcess
+
+
+@pytest.fixture
+def server(tmp_path):
+    srv = ServerProcess(tmp_path / "var")
+    yield srv
+    srv.stop()
+
+
+def _admin_key(server: ServerProcess) -> str:
+    result = server.cli("create-api-key", "--name", "ops", "--role", "admin")
+    assert result.returncode == 0, result.stderr
+    key = result.stdout.strip().splitlines()[-1]
+    assert key.startswith("ck_") and " " not in key
+    return key
+
+
+async def _create_keys(session, url, headers, acked, errors, stop_at):
+    i = 0
+    while time.monotonic() < stop_at:
+        i += 1
+        try:
+            async with session.post(f"{url}/v1/admin/api-keys", json={"name": f"w{i}", "role": "partner"},
+                                    headers=headers) as resp:
+                if resp.status == 201:
+                    acked.append((await resp.json())["id"])
+                else:
+                    errors.append(resp.status)
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return  # the server went away mid-request: that write was never acknowledged
+
+
+async def _listed_ids(url, headers):
+    async with aiohttp.ClientSession() as session:
+        ids, after = set(), None
+        while True:
+            params = {"limit": "1000", **({"after": after} if after else {})}
+            async with session.get(f"{url}/v1/admin/api-keys", params=params, headers=headers) as resp:
+                page = await resp.json()
+            ids |= {k["id"] for k in page["items"]}
+            after = page["next_cursor"]
+            if after is None:
+                return ids
+
+
+def test_cli_contract(server):
+    key = _admin_key(server)
+    result = server.cli("create-user", "--email", "ops@contrail.test", "--password", "password-123",
+                        "--role", "admin")
+    assert result.returncode == 0 and "ops@contrail.test" in result.stdout
+    again = server.cli("create-user", "--email", "ops@contrail.test", "--password", "password-123",
+                       "--role", "admin")
+    assert again.returncode == 1 and "already exists" in again.stderr
+    first, second = server.cli("seed-demo"), server.cli("seed-demo")
+    assert first.returncode == second.returncode == 0
+    assert "already loaded" in second.stdout
+    assert server.cli("migrate").returncode == 0
+    assert key
+
+
+async def test_kill_9_loses_no_acknowledged_write(server):
+    key = _admin_key(server)
+    headers = {"X-Api-Key": key}
+    server.start()
+    acked: list[str] = []
+    errors: list[int] = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        stop_at = time.monotonic() + 10
+        writers = [asyncio.create_task(_create_keys(session, server.url, headers, acked, errors, stop_at))
+                   for _ in range(32)]
+        while len(acked) < 300:
+            await asyncio.sleep(0.01)
+        server.proc.send_signal(signal.SIGKILL)  # mid-load
+        await asyncio.gather(*writers)
+    server.proc.wait(10)
+    assert errors == []
+    server.start()
+    present = await _listed_ids(server.url, headers)
+    missing = set(acked) - present
+    assert not missing, f"{len(missing)} acknowledged writes lost"
+    assert len(acked) >= 300
+
+
+async def test_sigterm_drains_streams_flushes_queues_and_exits_0(server):
+    key = _admin_key(server)
+    headers = {"X-Api-Key": key}
+    server.start()
+    acked: list[str] = []
+    errors: list[int] = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        ws = await session.ws_connect(f"{server.url}/v1/stream/events?api_key={key}&types=AdminAction")
+        stop_at = time.monotonic() + 10
+        writers = [asyncio.create_task(_create_keys(session, server.url, headers, acked, errors, stop_at))
+                   for _ in range(8)]
+        while len(acked) < 50:
+            await asyncio.sleep(0.01)
+        server.proc.send_signal(signal.SIGTERM)
+        await asyncio.gather(*writers)
+        msg = await ws.receive(timeout=10)
+        while msg.type == aiohttp.WSMsgType.TEXT:
+            msg = await ws.receive(timeout=10)
+        assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1001  # going away, not dropped
+        await ws.close()
+    assert server.proc.wait(15) == 0
+    assert errors == []
+    log = server.log_path.read_text()
+    assert "Traceback" not in log and '"msg":"stopped"' in log
+    server.start()
+    present = await _listed_ids(server.url, headers)
+    assert set(acked) <= present
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{server.url}/v1/analytics/events", params={"type": "AdminAction", "limit": "10000"},
+                               headers=headers) as resp:
+            events = (await resp.json())["items"]
+    logged_targets = {e["payload"]["target"] for e in events}
+    assert set(acked) <= logged_targets  # every queued event was flushed before exit
