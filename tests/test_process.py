@@ -7,7 +7,7 @@ import time
 import aiohttp
 import pytest
 
-from tests.server import ServerProcess
+from bench.server import ServerProcess
 
 
 @pytest.fixture

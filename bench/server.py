@@ -1,4 +1,4 @@
-"""Starting the real server as a subprocess on free loopback ports."""
+"""Starting the real server as a subprocess on free loopback ports (tests and benchmarks)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ def free_port() -> int:
 
 class ServerProcess:
     def __init__(self, data_dir: Path, **env: str) -> None:
+        """A server on free loopback ports with rate limits lifted (load comes from one address)."""
         self.data_dir = data_dir
         self.http_port = free_port()
         self.grpc_port = free_port()

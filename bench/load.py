@@ -1,0 +1,140 @@
+"""Load generators: wrk when installed, else a built-in asyncio generator in its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Scenario:
+    name: str
+    path: str
+    method: str = "GET"
+    bodies: list[bytes] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+    connections: int = 64
+    # Requests per second to hold (None = as fast as possible). Used for "p99 at half rate".
+    rate: float | None = None
+
+
+@dataclass
+class Result:
+    name: str
+    rps: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    errors: int
+    generator: str
+
+
+def _lua(scenario: Scenario) -> str:
+    headers = "".join(f'wrk.headers["{k}"] = {json.dumps(v)}\n' for k, v in scenario.headers.items())
+    if not scenario.bodies:
+        return f'wrk.method = "{scenario.method}"\n{headers}'
+    bodies = ",\n".join(json.dumps(b.decode()) for b in scenario.bodies)
+    return f"""wrk.method = "{scenario.method}"
+{headers}
+local bodies = {{ {bodies} }}
+local i = 0
+request = function()
+  i = i % #bodies + 1
+  return wrk.format(nil, nil, nil, bodies[i])
+end
+"""
+
+
+def _ms(value: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", value)
+    if not m:
+        return float("nan")
+    number, unit = float(m.group(1)), m.group(2)
+    return number / 1000 if unit == "us" else number * 1000 if unit == "s" else number
+
+
+def run_wrk(base_url: str, scenario: Scenario, seconds: float) -> Result:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(_lua(scenario))
+    threads = min(2, scenario.connections)
+    cmd = ["wrk", f"-t{threads}", f"-c{scenario.connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", script.name,
+           base_url + scenario.path]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    pct = dict(re.findall(r"^\s+(\d+)%\s+(\S+)", out, re.M))
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
+    p95 = _ms(pct["90"]) if "95" not in pct else _ms(pct["95"])
+    return Result(scenario.name, rps, _ms(pct["50"]), p95, _ms(pct["99"]), errors, "wrk")
+
+
+async def _drive(base_url: str, scenario: Scenario, seconds: float) -> tuple[list[float], int, int]:
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    done = 0
+    stop = time.perf_counter() + seconds
+    interval = scenario.connections / scenario.rate if scenario.rate else 0.0
+
+    async def worker(session: aiohttp.ClientSession, offset: int) -> None:
+        nonlocal errors, done
+        i = offset
+        next_at = time.perf_counter()
+        while time.perf_counter() < stop:
+            body = scenario.bodies[i % len(scenario.bodies)] if scenario.bodies else None
+            i += 1
+            started = time.perf_counter()
+            try:
+                async with session.request(scenario.method, base_url + scenario.path, data=body,
+                                           headers=scenario.headers) as resp:
+                    await resp.read()
+                    if resp.status >= 400:
+                        errors += 1
+            except aiohttp.ClientError:
+                errors += 1
+            latencies.append(time.perf_counter() - started)
+            done += 1
+            if interval:
+                next_at += interval
+                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+
+    connector = aiohttp.TCPConnector(limit=scenario.connections)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(worker(session, n) for n in range(scenario.connections)))
+    return latencies, errors, done
+
+
+def _builtin_child(base_url: str, scenario: Scenario, seconds: float, queue) -> None:
+    started = time.perf_counter()
+    latencies, errors, done = asyncio.run(_drive(base_url, scenario, seconds))
+    queue.put((latencies, errors, done, time.perf_counter() - started))
+
+
+def run_builtin(base_url: str, scenario: Scenario, seconds: float) -> Result:
+    """The fallback generator, in a child process so it does not share the caller's loop."""
+    queue: multiprocessing.Queue = multiprocessing.Queue()
+    child = multiprocessing.Process(target=_builtin_child, args=(base_url, scenario, seconds, queue))
+    child.start()
+    latencies, errors, done, elapsed = queue.get(timeout=seconds + 60)
+    child.join()
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else float("nan")
+    return Result(scenario.name, done / elapsed, pct(0.50), pct(0.95), pct(0.99), errors, "builtin")
+
+
+def run(base_url: str, scenario: Scenario, seconds: float) -> Result:
+    """wrk for open-loop throughput where installed; rate-held scenarios use the built-in generator."""
+    if shutil.which("wrk") and scenario.rate is None:
+        return run_wrk(base_url, scenario, seconds)
+    return run_builtin(base_url, scenario, seconds)
