@@ -1,0 +1,1 @@
+"""How Contrail scores: pure numpy computation (the batcher is the only asyncio-aware piece)."""

@@ -1,0 +1,101 @@
+"""Scoring: the model, the providers against the CPU reference, the batcher."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from ml import features
+from ml.batcher import Batcher, Overloaded, ScoringTimeout
+from ml.model import DEFAULT_MODEL, SpikingNet, forward, make_default, outputs
+from ml.providers import build_providers, to_bf16, to_bfp8
+
+
+@pytest.fixture(scope="module")
+def net():
+    return SpikingNet.load(DEFAULT_MODEL)
+
+
+def _inputs(n=512, seed=1):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(n):
+        user = features.user_block(rng.random(64).astype(np.float32), list(rng.integers(0, 64, 4)),
+                                   rng.random(8).astype(np.float32), float(rng.random()), int(rng.integers(1, 8)))
+        rows.append(features.candidate_matrix(user, rng.random(1), rng.random(1)))
+    return np.concatenate(rows)
+
+
+def test_shipped_model_is_the_default_and_fits_the_layout(net):
+    fresh = make_default()
+    assert net.version == "default-v1"
+    assert np.array_equal(net.w1, fresh.w1) and net.w1.shape == (features.DIM, 64)
+
+
+def test_scores_are_bounded_and_depend_on_the_user(net):
+    x = _inputs(64)
+    score, ctr, bid = outputs(forward(net, x))
+    assert np.all(np.abs(score) <= 1) and np.all((ctr >= 0) & (ctr <= 0.05)) and np.all((bid >= 0) & (bid <= 1))
+    assert np.std(score) > 0.01
+
+
+def test_bad_model_file_is_refused(tmp_path):
+    path = tmp_path / "bad.npz"
+    np.savez(path, version=np.array("x"), w1=np.zeros((10, 4)), b1=np.zeros(4), w2=np.zeros((4, 3)),
+             b2=np.zeros(3), theta=np.array(0.1))
+    with pytest.raises(ValueError, match="layout"):
+        SpikingNet.load(path)
+    with pytest.raises(ValueError):
+        SpikingNet.load(tmp_path / "missing.npz")
+
+
+@pytest.mark.parametrize("name", sorted(build_providers()))
+def test_provider_matches_cpu_within_its_precision(net, name):
+    provider = build_providers()[name]
+    x = _inputs(700)
+    reference = np.stack(outputs(forward(net, x)), axis=1)
+    got = np.stack(outputs(provider.run(net, x)), axis=1)
+    error = np.abs(got - reference)
+    assert error.mean() <= provider.tolerance, f"{name}: mean error {error.mean():.4f}"
+    if provider.precision == "fp32":
+        assert error.max() < 1e-6
+    assert provider.stats.device_batches == -(-700 // provider.max_batch)  # honours its batch limit
+    assert provider.stats.modeled_us == pytest.approx(provider.modeled_latency_us(700))
+
+
+def test_number_formats():
+    a = np.array([1.0, 1.00390625, 3.14159265, -2.5e-3], dtype=np.float32)
+    assert to_bf16(a)[0] == 1.0 and to_bf16(a)[1] == 1.0  # 1+2^-8 rounds to even in bf16
+    assert abs(to_bf16(a)[2] - 3.140625) < 1e-6
+    b = to_bfp8(np.array([[100.0, 1.0, 0.01] + [0.0] * 13], dtype=np.float32))
+    assert b[0, 0] == 100.0 and b[0, 1] == 1.0 and b[0, 2] == 0.0  # small values lose to the shared exponent
+
+
+async def test_batcher_groups_calls_up_to_max_batch(net):
+    provider = build_providers()["cpu"]
+    batcher = Batcher(provider, lambda: net, max_batch=4, max_wait_us=50_000)
+    x = _inputs(8)
+    results = await asyncio.gather(*(batcher.score(x[i:i + 2], timeout=1) for i in range(0, 8, 2)))
+    assert batcher.recent[0][0] == 4 and batcher.batches == 1
+    expected = outputs(forward(net, x))[0]
+    assert np.allclose(np.concatenate([r[0] for r in results]), expected)
+
+
+async def test_batcher_flushes_a_lone_call_after_the_window(net):
+    batcher = Batcher(build_providers()["cpu"], lambda: net, max_batch=16, max_wait_us=500)
+    await batcher.score(_inputs(1), timeout=1)
+    calls, rows, waited = batcher.recent[0]
+    assert (calls, rows) == (1, 1) and waited >= 0.0005
+
+
+async def test_batcher_refuses_when_full_and_times_out(net):
+    batcher = Batcher(build_providers()["cpu"], lambda: net, max_batch=100, max_wait_us=10_000_000, max_queue=2)
+    x = _inputs(1)
+    waiting = [asyncio.ensure_future(batcher.score(x, timeout=0.05)) for _ in range(2)]
+    await asyncio.sleep(0)
+    with pytest.raises(Overloaded):
+        await batcher.score(x)
+    for w in waiting:
+        with pytest.raises(ScoringTimeout):
+            await w
+    assert batcher.overloaded == 1 and batcher.timeouts == 2
