@@ -78,6 +78,37 @@ class TasksConfig(_Section):
     restart_backoff_max_s: float = 30.0
 
 
+class BiddingConfig(_Section):
+    seat: str = "contrail"
+    currency: str = "USD"
+    currency_rates: dict[str, float] = msgspec.field(
+        default_factory=lambda: {"USD": 1.0, "EUR": 1.08, "GBP": 1.27, "CAD": 0.73, "AUD": 0.66, "JPY": 0.0067})
+    batch_size: int = 64
+    nobid_body: bool = False
+    default_tmax_ms: int = 100
+    min_scoring_ms: float = 2.0
+    bid_ttl_s: int = 300
+    notice_base_url: str = "http://127.0.0.1:8080"
+    user_cap_minute: int = 0
+    user_cap_hour: int = 0
+    user_cap_day: int = 0
+    pacing_slack: float = 0.05
+    profile_l1_size: int = 100_000
+    profile_l2_ttl_s: int = 3600
+    exchange_per_s: float = 20_000.0
+    exchange_burst: int = 40_000
+    stream_max_in_flight: int = 256
+
+
+class InferenceConfig(_Section):
+    provider: Literal["cpu", "groq", "inferentia2", "inferentia3", "ampere", "tenstorrent"] = "cpu"
+    model_path: str = ""
+    max_batch: int = 16
+    max_wait_us: int = 500
+    max_queue: int = 1024
+    timeout_ms: float = 5.0
+
+
 class Config(_Section):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     grpc: GrpcConfig = msgspec.field(default_factory=GrpcConfig)
@@ -88,6 +119,8 @@ class Config(_Section):
     idempotency: IdempotencyConfig = msgspec.field(default_factory=IdempotencyConfig)
     websocket: WebsocketConfig = msgspec.field(default_factory=WebsocketConfig)
     tasks: TasksConfig = msgspec.field(default_factory=TasksConfig)
+    bidding: BiddingConfig = msgspec.field(default_factory=BiddingConfig)
+    inference: InferenceConfig = msgspec.field(default_factory=InferenceConfig)
 
     @property
     def data_path(self) -> Path:
@@ -110,6 +143,18 @@ _CHECKS: dict[tuple[str, str], tuple[Any, str]] = {
     ("ratelimit", "ip_burst"): (lambda v: v >= 1, "must be at least 1"),
     ("ratelimit", "principal_burst"): (lambda v: v >= 1, "must be at least 1"),
     ("websocket", "client_queue"): (lambda v: v >= 1, "must be at least 1"),
+    ("bidding", "batch_size"): (lambda v: 1 <= v <= 1024, "must be 1 to 1024"),
+    ("bidding", "currency_rates"): (lambda v: all(r > 0 for r in v.values()) and "USD" in v,
+                                    "needs a positive rate for every currency and one for USD"),
+    ("bidding", "pacing_slack"): (lambda v: 0 <= v <= 1, "must be between 0 and 1"),
+    ("bidding", "profile_l1_size"): (lambda v: v >= 1, "must be at least 1"),
+    ("bidding", "profile_l2_ttl_s"): (lambda v: v >= 1, "must be at least 1"),
+    ("bidding", "exchange_per_s"): (lambda v: v > 0, "must be positive"),
+    ("bidding", "stream_max_in_flight"): (lambda v: v >= 1, "must be at least 1"),
+    ("inference", "max_batch"): (lambda v: v >= 1, "must be at least 1"),
+    ("inference", "max_wait_us"): (lambda v: v >= 0, "must not be negative"),
+    ("inference", "max_queue"): (lambda v: v >= 1, "must be at least 1"),
+    ("inference", "timeout_ms"): (lambda v: v > 0, "must be positive"),
 }
 
 
@@ -133,6 +178,15 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
             raise ConfigError(f"config: environment variable {name} must look like CONTRAIL__SECTION__KEY")
         overrides.setdefault(parts[0], {})[parts[1]] = value
     return overrides
+
+
+def _json_or_str(raw: str) -> Any:
+    if raw[:1] in "{[":
+        try:
+            return msgspec.json.decode(raw)
+        except msgspec.DecodeError:
+            raise ConfigError(f"config: environment value {raw[:40]!r} looks like JSON but does not parse") from None
+    return raw
 
 
 _PATH_RE = re.compile(r"at `\$\.([\w.]+)`")
@@ -159,7 +213,8 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         for key, raw in values.items():
             if key not in fields[section]:
                 raise ConfigError(f"config: {section}.{key}: unknown key (from CONTRAIL__{section.upper()}__{key.upper()})")
-            target[key] = raw
+            # Tables and arrays come from the environment as JSON, e.g. '{"USD": 1.0}'.
+            target[key] = _json_or_str(raw)
     try:
         # strict=False lets "8081" from the environment become the int the field wants.
         config = msgspec.convert(data, Config, strict=False)

@@ -16,18 +16,21 @@ from app.platform import Platform
 from handlers.rest import admin as admin_routes
 from handlers.rest import analytics as analytics_routes
 from handlers.rest import auth as auth_routes
+from handlers.rest import bidding as bidding_routes
 from handlers.rest import openapi as openapi_routes
 from handlers.rest import platform as platform_routes
 from handlers.rest.middleware import core_middleware, idempotency_middleware
+from handlers.rpc.bidding import BiddingService
 from handlers.rpc.platform import PlatformService
 from handlers.rpc.server import GrpcServer
+from handlers.ws import bids as bids_stream
 from handlers.ws import events as events_stream
 from state.clock import Clock
 
 log = logging.getLogger("contrail")
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
-PLATFORM = web.AppKey("platform", Platform)
+PLATFORM = keys.PLATFORM_SERVICES
 GRPC = web.AppKey("grpc", GrpcServer)
 
 
@@ -36,7 +39,6 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     p = Platform(config, clock)
     app = web.Application(middlewares=[core_middleware, idempotency_middleware],
                           client_max_size=config.server.max_body_bytes)
-    app[PLATFORM] = p
     app[keys.CONFIG] = config
     app[keys.CLOCK] = p.clock
     app[keys.METRICS] = p.metrics
@@ -53,12 +55,22 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     app[keys.ADMIN] = p.admin
     app[keys.IP_LIMITS] = p.ip_limits
     app[keys.PRINCIPAL_LIMITS] = p.principal_limits
+    app[keys.EXCHANGE_LIMITS] = p.exchange_limits
+    app[keys.BIDDER] = p.bidder
+    app[keys.BID_GATEWAY] = p.bid_gateway
+    app[keys.NOTICES] = p.notices
+    app[keys.CAMPAIGNS] = p.campaigns
+    app[keys.PROFILES] = p.profiles
+    app[keys.PLATFORM_SERVICES] = p
 
-    grpc = GrpcServer([PlatformService(p.health)], p.metrics)
+    bidding_rpc = BiddingService(p.bid_gateway, p.api_keys, config.bidding.seat,
+                                 config.bidding.stream_max_in_flight)
+    grpc = GrpcServer([PlatformService(p.health), bidding_rpc], p.metrics)
     app[GRPC] = grpc
     p.health.add_check("grpc", lambda: grpc.listening)
 
-    for module in (platform_routes, auth_routes, admin_routes, analytics_routes, events_stream, openapi_routes):
+    for module in (platform_routes, auth_routes, admin_routes, analytics_routes, bidding_routes, events_stream, bids_stream,
+                   openapi_routes):
         module.setup(app)
     _setup_static(app)
 

@@ -39,6 +39,19 @@ class Metrics:
                                         buckets=LATENCY_BUCKETS, registry=r)
         self.rate_limited = Counter("contrail_rate_limited", "Requests refused by rate limits", ["scope"],
                                     registry=r)
+        self.bid_requests = Counter("contrail_bid_requests", "Bid requests by protocol and outcome",
+                                    ["protocol", "outcome"], registry=r)
+        self.bid_invalid = Counter("contrail_bid_invalid", "Invalid bid requests by reason", ["reason"], registry=r)
+        self.bid_nobids = Counter("contrail_bid_nobids", "No-bids by reason", ["reason"], registry=r)
+        self.bid_latency = Histogram("contrail_bid_seconds", "Bid pipeline latency", ["protocol"],
+                                     buckets=LATENCY_BUCKETS, registry=r)
+        self.bid_notices = Counter("contrail_bid_notices", "Win/billing/loss notices", ["kind", "result"],
+                                   registry=r)
+        self.profile_lookups = Counter("contrail_profile_lookups", "Profile cache lookups", ["tier", "result"],
+                                       registry=r)
+        self.model_info = Gauge("contrail_model_info", "Loaded scoring model (value 1)", ["version"], registry=r)
+        self.batch_calls = Histogram("contrail_inference_batch_calls", "Scoring calls per inference batch",
+                                     buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
         self._queue_depths: dict[str, object] = {}
         r.register(_QueueDepths(self._queue_depths))
 

@@ -6,6 +6,12 @@ import asyncio
 import logging
 
 from app.admin import AdminService
+from app.bidding.campaigns import CampaignService
+from app.bidding.gateway import BidGateway
+from app.bidding.models import ModelHolder
+from app.bidding.notices import BidLedger, NoticeService
+from app.bidding.processor import BidProcessor
+from app.bidding.profiles import ProfileCache
 from app.auth import AccountService, ApiKeyService, TokenService
 from app.config import Config
 from app.eventlog import EventLog
@@ -15,7 +21,12 @@ from app.idempotency import IdempotencyService
 from app.metrics import Metrics
 from app.ratelimit import TokenBuckets
 from app.supervisor import Supervisor
+from ml.batcher import Batcher
+from ml.providers import build_providers
 from state import migrations
+from state.campaigns import CampaignStore
+from state.delivery import DeliveryStore
+from state.profiles import ProfileStore
 from state.accounts import AccountStore
 from state.apikeys import ApiKeyStore
 from state.audit import AuditStore
@@ -74,7 +85,35 @@ class Platform:
         self.ip_limits = TokenBuckets(rl.ip_per_s, rl.ip_burst)
         self.principal_limits = TokenBuckets(rl.principal_per_s, rl.principal_burst)
 
+        self.exchange_limits = TokenBuckets(config.bidding.exchange_per_s, config.bidding.exchange_burst)
         self.supervisor.add("idempotency_purge", self._purge_idempotency)
+        self._build_bidding(config)
+
+    def _build_bidding(self, config: Config) -> None:
+        b, inf = config.bidding, config.inference
+        self.campaign_store = CampaignStore(self.records_db)
+        self.profile_store = ProfileStore(self.records_db)
+        self.delivery = DeliveryStore(self.records_db)
+        self.campaigns = CampaignService(self.campaign_store, self.delivery, self.clock, pacing_slack=b.pacing_slack)
+        self.profiles = ProfileCache(self.profile_store, self.clock, l1_size=b.profile_l1_size,
+                                     l2_ttl_s=b.profile_l2_ttl_s, metrics=self.metrics)
+        self.model = ModelHolder(inf.model_path, self.metrics)
+        self.providers = build_providers()
+        self.batcher = Batcher(self.providers[inf.provider], self.model, max_batch=inf.max_batch,
+                               max_wait_us=inf.max_wait_us, max_queue=inf.max_queue, timeout_ms=inf.timeout_ms)
+        self.metrics.watch_queue("inference", lambda: self.batcher.depth)
+        self.bid_ledger = BidLedger(self.clock)
+        self.bidder = BidProcessor(b, self.campaigns, self.profiles, self.delivery, self.batcher, self.bid_ledger,
+                                   self.clock, self.event_log.log_event, b.notice_base_url)
+        self.bid_gateway = BidGateway(self.bidder, self.metrics)
+        self.notices = NoticeService(self.bid_ledger, self.delivery, self.clock, self.event_log.log_event,
+                                     self.metrics)
+        self.supervisor.add("bid_ledger_sweep", self._sweep_bids)
+
+    async def _sweep_bids(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.bid_ledger.sweep()
 
     async def _purge_idempotency(self) -> None:
         while True:
@@ -90,6 +129,8 @@ class Platform:
         await self.api_key_store.load()
         await self.account_store.load()
         await self.idempotency_store.load(self.clock.now())
+        await self.campaign_store.load()
+        await self.delivery.load(self.clock.now())
         return applied
 
     async def close_storage(self) -> None:

@@ -47,6 +47,40 @@ RECORDS = [
             loaded_at REAL NOT NULL
         )
     """),
+    Migration(2, "bidding", """
+        CREATE TABLE campaigns (
+            id TEXT PRIMARY KEY,
+            body TEXT NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE TABLE profiles (
+            user_id TEXT PRIMARY KEY,
+            body TEXT NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE TABLE impressions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            user_id TEXT NOT NULL,
+            campaign_id TEXT NOT NULL,
+            at REAL NOT NULL
+        );
+        CREATE INDEX impressions_at ON impressions(at);
+        CREATE TABLE bid_outcomes (
+            bid_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            campaign_id TEXT NOT NULL,
+            price_micros INTEGER,
+            reason INTEGER,
+            at REAL NOT NULL,
+            PRIMARY KEY (bid_id, kind)
+        );
+        CREATE TABLE campaign_spend (
+            campaign_id TEXT NOT NULL,
+            day TEXT NOT NULL,
+            spent_micros INTEGER NOT NULL,
+            PRIMARY KEY (campaign_id, day)
+        )
+    """),
 ]
 
 EVENTS = [

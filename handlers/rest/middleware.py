@@ -76,15 +76,19 @@ def _rate_limit(request: web.Request) -> None:
     app = request.app
     metrics = app[keys.METRICS]
     ip = request.remote or "unknown"
+    principal = request.get(PRINCIPAL)
     try:
-        app[keys.IP_LIMITS].check(ip, "client address")
+        # Exchange traffic is limited per key, not per address (an exchange sends from few IPs).
+        if principal is None or principal.role != "exchange":
+            app[keys.IP_LIMITS].check(ip, "client address")
     except RateLimited:
         metrics.rate_limited.labels("ip").inc()
         raise
-    principal = request.get(PRINCIPAL)
     if principal is not None and principal.kind != "guest":
+        # Exchanges send bid traffic at thousands of requests per second: their own buckets.
+        buckets = app[keys.EXCHANGE_LIMITS] if principal.role == "exchange" else app[keys.PRINCIPAL_LIMITS]
         try:
-            app[keys.PRINCIPAL_LIMITS].check(principal.scope, "API key" if principal.kind == "api_key" else "account")
+            buckets.check(principal.scope, "API key" if principal.kind == "api_key" else "account")
         except RateLimited:
             metrics.rate_limited.labels("principal").inc()
             raise

@@ -1,0 +1,63 @@
+"""One entry for every protocol: decode, validate, process, count. REST, gRPC and websockets call this."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import msgspec
+
+from app.bidding.openrtb import BidResponse, InvalidBidRequest, User, decode_request, encode_response
+from app.bidding.processor import BidProcessor, Outcome
+from app.metrics import Metrics
+
+log = logging.getLogger("contrail.bidding")
+
+
+@dataclass
+class BidAnswer:
+    outcome: Outcome | None
+    invalid: str | None
+    request_id: str
+    elapsed_us: int
+
+    def body(self, nbr_body: bool = True) -> bytes | None:
+        """The OpenRTB JSON to send: the response, a no-bid with nbr, or None when invalid."""
+        if self.outcome is None:
+            return None
+        if self.outcome.response is not None:
+            return encode_response(self.outcome.response)
+        return encode_response(BidResponse(id=self.request_id, nbr=self.outcome.nbr)) if nbr_body else None
+
+
+class BidGateway:
+    def __init__(self, bidder: BidProcessor, metrics: Metrics) -> None:
+        self.bidder = bidder
+        self._metrics = metrics
+
+    async def answer(self, raw: bytes | str, protocol: str, started: float | None = None,
+                     timeout_ms: int = 0, user_id: str = "") -> BidAnswer:
+        started = time.perf_counter() if started is None else started
+        m = self._metrics
+        try:
+            request = decode_request(raw)
+        except InvalidBidRequest as exc:
+            m.bid_invalid.labels(exc.reason).inc()
+            m.bid_requests.labels(protocol, "invalid").inc()
+            log.info("invalid bid request", extra={"reason": exc.reason, "detail": str(exc)[:200],
+                                                   "protocol": protocol})
+            return BidAnswer(None, exc.reason, "", int((time.perf_counter() - started) * 1e6))
+        if timeout_ms > 0:
+            request = msgspec.structs.replace(request, tmax=timeout_ms)
+        if user_id:
+            user = request.user
+            request = msgspec.structs.replace(
+                request, user=msgspec.structs.replace(user, id=user_id) if user else User(id=user_id))
+        outcome = await self.bidder.process(request, started)
+        m.bid_requests.labels(protocol, "bid" if outcome.response else "nobid").inc()
+        if outcome.response is None:
+            m.bid_nobids.labels(outcome.reason).inc()
+        elapsed = time.perf_counter() - started
+        m.bid_latency.labels(protocol).observe(elapsed)
+        return BidAnswer(outcome, None, request.id or "", int(elapsed * 1e6))

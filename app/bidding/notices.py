@@ -1,0 +1,136 @@
+"""Win, billing and loss notices, matched to the bids we issued.
+
+A bid is charged once per bid id, on whichever of the win or billing notice arrives
+first; repeats are accepted and change nothing. Spend is the clearing CPM / 1000 per
+impression. Unknown or expired bid ids are refused (404) and counted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from app.bidding.campaigns import utc_day
+from app.errors import InvalidInput, NotFound
+from state.clock import Clock
+from state.delivery import AlreadyCharged, DeliveryStore
+
+
+@dataclass(frozen=True)
+class IssuedBid:
+    bid_id: str
+    request_id: str
+    imp_id: str
+    campaign_id: str
+    creative_id: str
+    user_id: str
+    price_micros: int
+    expires_at: float
+
+
+class BidLedger:
+    """Bids we made, remembered until they expire (bounded)."""
+
+    def __init__(self, clock: Clock, max_bids: int = 1_000_000) -> None:
+        self._clock = clock
+        self._bids: OrderedDict[str, IssuedBid] = OrderedDict()
+        self._max = max_bids
+
+    def issue(self, bid: IssuedBid) -> None:
+        self._bids[bid.bid_id] = bid
+        if len(self._bids) > self._max:
+            self._bids.popitem(last=False)
+
+    def find(self, bid_id: str) -> IssuedBid | None:
+        bid = self._bids.get(bid_id)
+        if bid is None or bid.expires_at <= self._clock.now():
+            return None
+        return bid
+
+    def sweep(self) -> int:
+        """Forget expired bids (they are issued in time order, so expired ones are at the front)."""
+        now, removed = self._clock.now(), 0
+        while self._bids:
+            first = next(iter(self._bids.values()))
+            if first.expires_at > now:
+                break
+            self._bids.popitem(last=False)
+            removed += 1
+        return removed
+
+    def __len__(self) -> int:
+        return len(self._bids)
+
+
+def parse_price(raw: str | None) -> int:
+    """A clearing CPM as sent in ${AUCTION_PRICE}, in micros."""
+    if raw is None or raw == "" or raw.startswith("${"):
+        raise InvalidInput("price is missing (the exchange did not substitute ${AUCTION_PRICE})")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidInput(f"price {raw!r} is not a number") from None
+    if not math.isfinite(value) or value < 0 or value > 1_000_000:
+        raise InvalidInput(f"price {raw!r} is out of range")
+    return int(round(value * 1_000_000))
+
+
+class NoticeService:
+    def __init__(self, ledger: BidLedger, delivery: DeliveryStore, clock: Clock, log_event, metrics) -> None:
+        self._ledger = ledger
+        self._delivery = delivery
+        self._clock = clock
+        self._log_event = log_event
+        self._notices = metrics.bid_notices
+
+    def _bid(self, kind: str, bid_id: str) -> IssuedBid:
+        bid = self._ledger.find(bid_id)
+        if bid is None:
+            self._notices.labels(kind, "unknown_bid").inc()
+            raise NotFound(f"unknown or expired bid id {bid_id!r}")
+        return bid
+
+    async def _charge(self, bid: IssuedBid, cpm_micros: int) -> bool:
+        now = self._clock.now()
+        try:
+            await self._delivery.charge(bid.bid_id, bid.campaign_id, bid.user_id, cpm_micros // 1000, utc_day(now),
+                                        now)
+        except AlreadyCharged:
+            return False
+        return True
+
+    async def win(self, bid_id: str, price: str | None) -> dict:
+        bid = self._bid("win", bid_id)
+        cpm = parse_price(price)
+        if cpm > bid.price_micros:
+            self._notices.labels("win", "price_above_bid").inc()
+            raise InvalidInput("clearing price is above our bid")
+        first = await self._delivery.record(bid_id, "win", bid.campaign_id, cpm, None, self._clock.now())
+        charged = await self._charge(bid, cpm)
+        self._notices.labels("win", "ok" if first else "repeat").inc()
+        if first:
+            self._log_event("Win", {"bid_id": bid_id, "campaign_id": bid.campaign_id, "price_micros": cpm})
+        return {"bid_id": bid_id, "recorded": first, "charged": charged}
+
+    async def billing(self, bid_id: str, price: str | None) -> dict:
+        bid = self._bid("billing", bid_id)
+        cpm = parse_price(price)
+        charged = await self._charge(bid, cpm)
+        self._notices.labels("billing", "ok" if charged else "repeat").inc()
+        if charged:
+            self._log_event("Billing", {"bid_id": bid_id, "campaign_id": bid.campaign_id, "price_micros": cpm})
+        return {"bid_id": bid_id, "recorded": charged, "charged": charged}
+
+    async def loss(self, bid_id: str, reason: str | None, price: str | None) -> dict:
+        bid = self._bid("loss", bid_id)
+        try:
+            code = int(reason) if reason not in (None, "") and not reason.startswith("${") else None
+        except ValueError:
+            raise InvalidInput(f"loss reason {reason!r} is not an OpenRTB loss reason code") from None
+        cpm = parse_price(price) if price and not price.startswith("${") else None
+        first = await self._delivery.record(bid_id, "loss", bid.campaign_id, cpm, code, self._clock.now())
+        self._notices.labels("loss", "ok" if first else "repeat").inc()
+        if first:
+            self._log_event("Loss", {"bid_id": bid_id, "campaign_id": bid.campaign_id, "reason": code})
+        return {"bid_id": bid_id, "recorded": first, "charged": False}

@@ -1,0 +1,181 @@
+"""BidProcessor: the one OpenRTB pipeline that REST, gRPC and websockets all call.
+
+user id -> profile (L1/L2/default) -> privacy -> frequency caps -> candidates -> features
+-> batched scoring -> loyalty boost -> per-imp winner above the floor -> BidResponse.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.bidding.campaigns import WINDOWS, CampaignService
+from app.bidding.notices import BidLedger, IssuedBid
+from app.bidding.openrtb import (MTYPE, NBR_DAILY_READER_CAP, NBR_INSUFFICIENT_TIME, NBR_TECHNICAL, NBR_UNKNOWN,
+                                 Bid, BidRequest, BidResponse, Imp, SeatBid)
+from app.bidding.profiles import ProfileCache
+from app.config import BiddingConfig
+from ml import features
+from ml.batcher import Batcher, Overloaded, ScoringTimeout
+from state.clock import Clock
+from state.delivery import DeliveryStore
+from state.profiles import Profile
+
+TIER_BOOST = {1.0: 1.30, 0.5: 1.15}  # loyalty tier feature (Reserve 1.0, Gold 0.5) -> bid boost
+MICROS = 1_000_000
+
+
+@dataclass
+class Outcome:
+    response: BidResponse | None
+    reason: str                 # "bid" or the no-bid reason
+    nbr: int | None = None
+    bids: int = 0
+
+
+def personal_data_allowed(request: BidRequest) -> bool:
+    """COPPA, or GDPR without a consent string, means no personal features."""
+    regs, user = request.regs, request.user
+    coppa = regs is not None and regs.coppa == 1
+    gdpr = regs is not None and (regs.gdpr == 1 or (regs.ext or {}).get("gdpr") == 1)
+    consent = user is not None and bool(user.consent or (user.ext or {}).get("consent"))
+    return not coppa and (not gdpr or consent)
+
+
+class BidProcessor:
+    def __init__(self, config: BiddingConfig, campaigns: CampaignService, profiles: ProfileCache,
+                 delivery: DeliveryStore, batcher: Batcher, ledger: BidLedger, clock: Clock, log_event,
+                 notice_base_url: str) -> None:
+        self.config = config
+        self._campaigns = campaigns
+        self._profiles = profiles
+        self._delivery = delivery
+        self.batcher = batcher
+        self._ledger = ledger
+        self._clock = clock
+        self._log_event = log_event
+        self._base = notice_base_url.rstrip("/")
+        self._rates = config.currency_rates
+
+    def _user_capped(self, user_id: str | None, now: float) -> bool:
+        if user_id is None:
+            return False
+        for window, seconds in WINDOWS.items():
+            cap = getattr(self.config, f"user_cap_{window}")
+            if cap and self._delivery.count_since(user_id, now - seconds) >= cap:
+                return True
+        return False
+
+    def _floor_micros(self, amount: float, currency: str) -> int | None:
+        rate = self._rates.get(currency.upper())
+        return None if rate is None else int(round(amount * rate * MICROS))
+
+    def _no_bid(self, request: BidRequest, reason: str, nbr: int) -> Outcome:
+        self._log_event("NoBid", {"request_id": request.id, "reason": reason, "nbr": nbr})
+        return Outcome(None, reason, nbr)
+
+    async def process(self, request: BidRequest, started: float | None = None, seat: str | None = None) -> Outcome:
+        """Answer one validated BidRequest; `started` is the perf_counter when it arrived."""
+        started = time.perf_counter() if started is None else started
+        cfg = self.config
+        deadline = started + (request.tmax / 1000 if request.tmax else cfg.default_tmax_ms / 1000)
+        if deadline - time.perf_counter() < cfg.min_scoring_ms / 1000:
+            return self._no_bid(request, "insufficient_time", NBR_INSUFFICIENT_TIME)
+        now = self._clock.now()
+        user = request.user
+        user_id = (user.id or user.buyeruid) if user else None
+        if self._user_capped(user_id, now):
+            return self._no_bid(request, "frequency_capped", NBR_DAILY_READER_CAP)
+        personal = personal_data_allowed(request)
+        profile = await self._profiles.get(user_id) if (user_id and personal) else None
+        found = self._campaigns.candidates(request, user_id, now, cfg.batch_size)
+        if not found:
+            return self._no_bid(request, "no_eligible_campaign", NBR_UNKNOWN)
+
+        x = self._features(request, profile, found)
+        remaining = deadline - time.perf_counter()
+        if remaining < cfg.min_scoring_ms / 1000:
+            return self._no_bid(request, "insufficient_time", NBR_INSUFFICIENT_TIME)
+        try:
+            score, ctr, bid_factor = await self.batcher.score(x, timeout=min(self.batcher.timeout, remaining))
+        except Overloaded:
+            return self._no_bid(request, "overloaded", NBR_TECHNICAL)
+        except ScoringTimeout:
+            return self._no_bid(request, "scoring_timeout", NBR_INSUFFICIENT_TIME)
+
+        boost = TIER_BOOST.get(round(profile.loyalty[0], 1), 1.0) if profile and profile.loyalty else 1.0
+        bids = self._choose(request, found, score * boost, ctr, bid_factor, boost, user_id, now, seat)
+        if not bids:
+            return self._no_bid(request, "below_floor", NBR_UNKNOWN)
+        response = BidResponse(id=request.id or "", seatbid=[SeatBid(bid=bids, seat=seat or cfg.seat)],
+                               bidid=uuid.uuid4().hex, cur=cfg.currency)
+        for b in bids:
+            self._log_event("Bid", {"request_id": request.id, "bid_id": b.id, "imp_id": b.impid, "price": b.price,
+                                    "campaign_id": b.adid, "deal_id": b.dealid})
+        return Outcome(response, "bid", None, len(bids))
+
+    def _features(self, request: BidRequest, profile: Profile | None, found) -> np.ndarray:
+        now = self._clock.now()
+        device_type = request.device.devicetype if request.device else None
+        if profile is not None:
+            interests = np.asarray(profile.interests, dtype=np.float32) if profile.interests else None
+            loyalty = np.asarray(profile.loyalty, dtype=np.float32) if profile.loyalty else None
+            recency = 1.0 / (1.0 + max(0.0, now - profile.last_seen) / 86_400) if profile.last_seen else 0.0
+            user_row = features.user_block(interests, profile.segments, loyalty, recency, device_type)
+        else:
+            user_row = features.user_block(None, None, None, 0.0, device_type)
+        n = len(found)
+        freq = np.fromiter((f[3] for f in found), dtype=np.float32, count=n)
+        positions = np.arange(n, dtype=np.float32) / max(1, n - 1)
+        return features.candidate_matrix(user_row, freq, positions)
+
+    def _choose(self, request: BidRequest, found, rank, ctr, bid_factor, boost: float, user_id: str | None,
+                now: float, seat: str | None) -> list[Bid]:
+        best: dict[int, tuple[float, int, int, str | None]] = {}  # imp index -> (rank, candidate, price, deal)
+        for i, (imp_index, campaign, creative, _) in enumerate(found):
+            imp = request.imp[imp_index]
+            price = min(campaign.bid_cap_micros, int(campaign.bid_cap_micros * (0.25 + 0.75 * float(bid_factor[i]))
+                                                     * boost))
+            deal = self._deal_for(imp, campaign, price, seat)
+            if deal is False:
+                continue
+            if deal is None:
+                floor = self._floor_micros(imp.bidfloor, imp.bidfloorcur)
+                if floor is None or price < floor:
+                    continue
+            current = best.get(imp_index)
+            if current is None or rank[i] > current[0]:
+                best[imp_index] = (float(rank[i]), i, price, deal)
+        bids = []
+        for imp_index, (_, i, price, deal) in sorted(best.items()):
+            _, campaign, creative, _ = found[i]
+            imp = request.imp[imp_index]
+            bid_id = uuid.uuid4().hex
+            self._ledger.issue(IssuedBid(bid_id, request.id or "", imp.id or "", campaign.id, creative.id,
+                                         user_id or "", price, now + self.config.bid_ttl_s))
+            q = f"bid={bid_id}&auction=${{AUCTION_ID}}&imp=${{AUCTION_IMP_ID}}&cur=${{AUCTION_CURRENCY}}"
+            bids.append(Bid(
+                id=bid_id, impid=imp.id or "", price=round(price / MICROS, 6), adid=campaign.id, crid=creative.id,
+                adomain=[campaign.advertiser_domain], adm=creative.markup,
+                cat=campaign.categories or None,
+                nurl=f"{self._base}/v1/notices/win?{q}&price=${{AUCTION_PRICE}}",
+                burl=f"{self._base}/v1/notices/billing?{q}&price=${{AUCTION_PRICE}}",
+                lurl=f"{self._base}/v1/notices/loss?{q}&price=${{AUCTION_PRICE}}&reason=${{AUCTION_LOSS}}",
+                w=creative.w, h=creative.h, mtype=MTYPE[creative.format], dealid=deal or None))
+        return bids
+
+    def _deal_for(self, imp: Imp, campaign, price: int, seat: str | None) -> str | None | bool:
+        """The deal id to bid in, None for the open auction, or False if this pair may not bid."""
+        pmp = imp.pmp
+        if pmp is None or not pmp.deals:
+            return None
+        our_seat = seat or self.config.seat
+        for deal in pmp.deals:
+            if deal.id in campaign.deal_ids and (not deal.wseat or our_seat in deal.wseat):
+                floor = self._floor_micros(deal.bidfloor, deal.bidfloorcur)
+                if floor is not None and price >= floor:
+                    return deal.id
+        return False if pmp.private_auction == 1 else None

@@ -1,0 +1,100 @@
+"""campaign.bidding.v1.BiddingService: ProcessBid, StreamBids, HealthCheck."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+from grpclib.server import Stream
+
+from app.auth import ApiKeyService
+from app.bidding.gateway import BidAnswer, BidGateway
+from app.errors import DomainError
+from handlers.rpc import bidding_grpc, bidding_pb2
+
+ROLES = ("exchange", "admin")
+
+
+def authenticate(stream: Stream, api_keys: ApiKeyService, roles: tuple[str, ...]) -> None:
+    """Exchanges send their API key as `x-api-key` metadata."""
+    key = stream.metadata.get("x-api-key") if stream.metadata else None
+    if not key:
+        raise GRPCError(Status.UNAUTHENTICATED, "send your API key as x-api-key metadata")
+    try:
+        principal = api_keys.authenticate(str(key))
+    except DomainError as exc:
+        raise GRPCError(Status.UNAUTHENTICATED, exc.message) from None
+    if principal.role not in roles:
+        raise GRPCError(Status.PERMISSION_DENIED, f"needs role {' or '.join(roles)}")
+
+
+class BiddingService(bidding_grpc.BiddingServiceBase):
+    def __init__(self, gateway: BidGateway, api_keys: ApiKeyService, seat: str, max_in_flight: int) -> None:
+        self._gateway = gateway
+        self._api_keys = api_keys
+        self._seat = seat
+        self._max_in_flight = max_in_flight
+
+    def _timeout_ms(self, stream: Stream, message: bidding_pb2.BidRequestProto) -> int:
+        timeout = message.timeout_ms if message.timeout_ms > 0 else 0
+        if stream.deadline is not None:
+            left = int(stream.deadline.time_remaining() * 1000)
+            if left <= 0:
+                raise GRPCError(Status.DEADLINE_EXCEEDED, "deadline passed before bidding started")
+            timeout = min(timeout, left) if timeout else left
+        return timeout
+
+    def _reply(self, message: bidding_pb2.BidRequestProto, answer: BidAnswer) -> bidding_pb2.BidResponseProto:
+        body = answer.body(nbr_body=True)
+        return bidding_pb2.BidResponseProto(
+            openrtb_json=body.decode() if body else "", request_id=message.request_id or answer.request_id,
+            has_bid=bool(answer.outcome and answer.outcome.response), processing_time_us=answer.elapsed_us,
+            agent_id=self._seat, error=f"invalid_request: {answer.invalid}" if answer.invalid else "")
+
+    async def ProcessBid(self, stream: Stream[bidding_pb2.BidRequestProto, bidding_pb2.BidResponseProto]) -> None:
+        started = time.perf_counter()
+        authenticate(stream, self._api_keys, ROLES)
+        message = await stream.recv_message()
+        assert message is not None
+        answer = await self._gateway.answer(message.openrtb_json, "grpc", started,
+                                            self._timeout_ms(stream, message), message.user_id)
+        if answer.invalid is not None:
+            raise GRPCError(Status.INVALID_ARGUMENT, f"invalid OpenRTB request: {answer.invalid}")
+        if answer.outcome is not None and answer.outcome.reason == "overloaded":
+            raise GRPCError(Status.RESOURCE_EXHAUSTED, "bidder is overloaded; retry later")
+        await stream.send_message(self._reply(message, answer))
+
+    async def StreamBids(self, stream: Stream[bidding_pb2.BidRequestProto, bidding_pb2.BidResponseProto]) -> None:
+        authenticate(stream, self._api_keys, ROLES)
+        slots = asyncio.Semaphore(self._max_in_flight)
+        send_lock = asyncio.Lock()
+        tasks: set[asyncio.Task] = set()
+
+        async def one(message: bidding_pb2.BidRequestProto, started: float) -> None:
+            try:
+                answer = await self._gateway.answer(message.openrtb_json, "grpc_stream", started,
+                                                    message.timeout_ms, message.user_id)
+                reply = self._reply(message, answer)
+                if answer.outcome is not None and answer.outcome.reason == "overloaded":
+                    reply.error = "resource_exhausted"
+                async with send_lock:
+                    await stream.send_message(reply)
+            finally:
+                slots.release()
+
+        async for message in stream:
+            await slots.acquire()  # bounded in-flight work per stream: backpressure on the client
+            task = asyncio.create_task(one(message, time.perf_counter()))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.gather(*tasks)
+
+    async def HealthCheck(self, stream: Stream[bidding_pb2.HealthCheckRequest, bidding_pb2.HealthCheckResponse]
+                          ) -> None:
+        await stream.recv_message()
+        bidder = self._gateway.bidder
+        await stream.send_message(bidding_pb2.HealthCheckResponse(
+            serving=True, model_version=bidder.batcher._model().version, provider=bidder.batcher.provider.name))

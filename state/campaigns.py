@@ -1,0 +1,80 @@
+"""Advertising campaigns and their creatives, hot in memory, durable in SQLite."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from state.db import Database
+
+MediaFormat = Literal["banner", "video", "audio", "native"]
+
+
+class Creative(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    id: str
+    format: MediaFormat
+    markup: str
+    w: int | None = None
+    h: int | None = None
+    mimes: list[str] = []
+
+
+class Targeting(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    countries: list[str] = []      # ISO-3166-1 alpha-3 as OpenRTB sends them; empty = anywhere
+    device_types: list[int] = []   # OpenRTB devicetype codes; empty = any
+    formats: list[MediaFormat] = []  # empty = any
+
+
+class FrequencyCaps(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    minute: int | None = None
+    hour: int | None = None
+    day: int | None = None
+
+
+class Campaign(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    id: str
+    name: str
+    advertiser_domain: str
+    bid_cap_micros: int            # highest CPM we pay, USD micros
+    daily_budget_micros: int       # USD micros per UTC day
+    status: Literal["active", "paused"] = "active"
+    categories: list[str] = []     # IAB content categories of the ads
+    app_bundle: str | None = None  # the advertised app, checked against bapp
+    deal_ids: list[str] = []       # PMP deals this campaign may bid on
+    offer_ids: list[str] = []      # retail offers or products it promotes
+    targeting: Targeting = Targeting()
+    frequency_caps: FrequencyCaps = FrequencyCaps()
+    creatives: list[Creative] = []
+    created_at: float = 0.0
+
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(Campaign).decode
+
+
+class CampaignStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._by_id: dict[str, Campaign] = {}
+        self.version = 0  # bumps on every change, so candidate indexes know to rebuild
+
+    async def load(self) -> None:
+        for (body,) in await self._db.fetchall("SELECT body FROM campaigns ORDER BY rowid"):
+            campaign = _decode(body)
+            self._by_id[campaign.id] = campaign
+        self.version += 1
+
+    def get(self, campaign_id: str) -> Campaign | None:
+        return self._by_id.get(campaign_id)
+
+    def all(self) -> list[Campaign]:
+        return list(self._by_id.values())
+
+    async def put(self, campaign: Campaign, at: float) -> None:
+        """Create or replace a campaign (durable before it is used)."""
+        await self._db.write([("INSERT INTO campaigns(id, body, updated_at) VALUES (?,?,?) "
+                               "ON CONFLICT(id) DO UPDATE SET body=excluded.body, updated_at=excluded.updated_at",
+                               (campaign.id, _encode(campaign).decode(), at))])
+        self._by_id[campaign.id] = campaign
+        self.version += 1

@@ -1,0 +1,38 @@
+"""Customer profiles for bidding: the L2 tier in SQLite (the L1 tier lives in app/bidding)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from state.db import Database
+
+
+class Profile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    user_id: str
+    interests: list[float] = []     # up to 64 weights 0..1
+    segments: list[int] = []        # segment indexes 0..63
+    loyalty: list[float] = []       # the 8-number loyalty vector
+    last_seen: float | None = None  # epoch seconds
+    updated_at: float = 0.0
+
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(Profile).decode
+
+
+class ProfileStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def get(self, user_id: str) -> Profile | None:
+        row = await self._db.fetchone("SELECT body FROM profiles WHERE user_id=?", (user_id,))
+        return _decode(row[0]) if row else None
+
+    async def put(self, profile: Profile) -> None:
+        await self._db.write([("INSERT INTO profiles(user_id, body, updated_at) VALUES (?,?,?) "
+                               "ON CONFLICT(user_id) DO UPDATE SET body=excluded.body, updated_at=excluded.updated_at",
+                               (profile.user_id, _encode(profile).decode(), profile.updated_at))])
+
+    async def count(self) -> int:
+        row = await self._db.fetchone("SELECT count(*) FROM profiles")
+        return row[0] if row else 0
