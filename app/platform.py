@@ -130,6 +130,7 @@ class Platform:
         await self.account_store.load()
         await self.idempotency_store.load(self.clock.now())
         await self.campaign_store.load()
+        await self.profile_store.load()
         await self.delivery.load(self.clock.now())
         return applied
 

@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import group_commit, load
+from bench import bidding, group_commit, load
 from bench.server import ServerProcess
 
 
@@ -26,14 +26,25 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         server = ServerProcess(Path(tmp) / "var", CONTRAIL__SERVER__LOG_LEVEL="WARNING")
+        admin_key, exchange_key = bidding.setup_server(server)
         server.start()
+        protocol_rows: list[tuple[str, float]] = []
         try:
+            bidding.seed_campaigns(server, admin_key)
             baseline = load.run(server.url, load.Scenario("baseline /v1/ping", "/v1/ping"), args.seconds)
             results = [baseline]
-            for scenario_set in SCENARIO_SETS:
-                for scenario in scenario_set(server):
-                    if args.only in scenario.name:
-                        results.append(load.run(server.url, scenario, args.seconds))
+            scenarios = [s for scenario_set in SCENARIO_SETS for s in scenario_set(server)]
+            scenarios += bidding.rest_scenarios(exchange_key)
+            for scenario in scenarios:
+                if args.only in scenario.name:
+                    results.append(load.run(server.url, scenario, args.seconds))
+            bid = next((r for r in results if r.name.startswith("REST /v1/bid")), None)
+            if bid is not None:
+                held = bidding.rest_scenarios(exchange_key)[0]
+                held.name, held.rate = "REST /v1/bid at half that rate", bid.rps / 2
+                results.append(load.run(server.url, held, args.seconds))
+            if not args.only or "bid" in args.only:
+                protocol_rows = bidding.protocol_rates(server, exchange_key, args.seconds)
         finally:
             server.stop()
 
@@ -42,6 +53,24 @@ def main() -> int:
     for r in results:
         print(f"{r.name:<44}{r.rps:>10.0f}{r.p50_ms:>9.2f}{r.p95_ms:>9.2f}{r.p99_ms:>9.2f}"
               f"{r.rps / baseline.rps:>8.2f}{r.errors:>8}")
+
+    if protocol_rows:
+        echo = protocol_rows[0][1]
+        print("\ngRPC and streams (ratio = rate / gRPC Echo rate)")
+        print(f"{'path':<44}{'per s':>10}{'ratio':>8}")
+        for name, rate in protocol_rows:
+            print(f"{name:<44}{rate:>10.0f}{rate / echo:>8.2f}")
+
+    if not args.only or "scor" in args.only:
+        print("\nScoring alone, one core, 1,024-row batches (16 calls x 64 candidates)")
+        print(f"{'provider':<14}{'format':>8}{'max batch':>11}{'scores/s':>14}{'modeled us/batch':>18}")
+        for name, fmt, max_batch, rate, modeled in bidding.scoring_rates():
+            print(f"{name:<14}{fmt:>8}{max_batch:>11}{rate:>14,.0f}{modeled:>18.1f}")
+        w = bidding.batcher_window()
+        print(f"\nBatcher window (max_wait_us=500): lone calls wait p50 {w['p50_us']:.0f} us, "
+              f"p99 {w['p99_us']:.0f} us, max {w['max_us']:.0f} us; bursts of 40 calls: "
+              f"{w['burst_mean_calls']:.1f} calls per batch, {w['burst_full_share']:.0%} full batches of 16")
+        print(f"Memory: {bidding.profile_memory():.1f} MiB RSS per 100,000 cached profiles")
 
     if "group" in args.only or not args.only:
         rows = group_commit.run()

@@ -70,6 +70,9 @@ class DeliveryStore:
             (bid_id, kind, campaign_id, price_micros, reason, at))])
         return counts[0] == 1
 
+    def has_impressions(self, user_id: str) -> bool:
+        return bool(self.impressions.get(user_id))
+
     def spent(self, campaign_id: str, day: str) -> int:
         return self.spend.get((campaign_id, day), 0)
 

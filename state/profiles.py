@@ -23,8 +23,18 @@ _decode = msgspec.json.Decoder(Profile).decode
 class ProfileStore:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._ids: set[str] = set()
+
+    async def load(self) -> None:
+        """Remember which users have a stored profile, so lookups for anyone else need no I/O."""
+        self._ids = {row[0] for row in await self._db.fetchall("SELECT user_id FROM profiles")}
+
+    def __contains__(self, user_id: str) -> bool:
+        return user_id in self._ids
 
     async def get(self, user_id: str) -> Profile | None:
+        if user_id not in self._ids:
+            return None
         row = await self._db.fetchone("SELECT body FROM profiles WHERE user_id=?", (user_id,))
         return _decode(row[0]) if row else None
 
@@ -32,6 +42,7 @@ class ProfileStore:
         await self._db.write([("INSERT INTO profiles(user_id, body, updated_at) VALUES (?,?,?) "
                                "ON CONFLICT(user_id) DO UPDATE SET body=excluded.body, updated_at=excluded.updated_at",
                                (profile.user_id, _encode(profile).decode(), profile.updated_at))])
+        self._ids.add(profile.user_id)
 
     async def count(self) -> int:
         row = await self._db.fetchone("SELECT count(*) FROM profiles")

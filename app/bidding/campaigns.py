@@ -33,6 +33,8 @@ class CampaignService:
         self._delivery = delivery
         self._clock = clock
         self._slack = pacing_slack
+        self._index: list[_Entry] = []
+        self._index_version = -1
 
     # ---- admin ----
     async def create(self, campaign: Campaign) -> Campaign:
@@ -70,12 +72,6 @@ class CampaignService:
         return f"cmp_{uuid.uuid4().hex[:12]}"
 
     # ---- bidding ----
-    def budget_open(self, campaign: Campaign, now: float) -> bool:
-        """Below the paced share of today's budget."""
-        spent = self._delivery.spent(campaign.id, utc_day(now))
-        fraction = (now % 86_400) / 86_400
-        return spent < campaign.daily_budget_micros * min(1.0, fraction + self._slack)
-
     def frequency_use(self, campaign: Campaign, user_id: str | None, now: float) -> float | None:
         """Highest cap utilisation 0..1 for this user, or None when a cap is reached."""
         if user_id is None:
@@ -91,6 +87,12 @@ class CampaignService:
             worst = max(worst, seen / cap)
         return worst
 
+    def _entries(self) -> list["_Entry"]:
+        if self._index_version != self._store.version:
+            self._index = [_Entry(c) for c in self._store.all() if c.status == "active" and c.creatives]
+            self._index_version = self._store.version
+        return self._index
+
     def candidates(self, request: BidRequest, user_id: str | None, now: float, limit: int
                    ) -> list[tuple[int, Campaign, Creative, float]]:
         """(imp index, campaign, creative, frequency use) for every eligible pair, up to `limit`."""
@@ -99,43 +101,83 @@ class CampaignService:
                   (request.user.geo.country if request.user and request.user.geo else None)
         device_type = device.devicetype if device else None
         bcat, badv, bapp = set(request.bcat or ()), set(request.badv or ()), set(request.bapp or ())
+        imps = [(i, _ImpShape(imp)) for i, imp in enumerate(request.imp or ())]
+        day, paced = utc_day(now), min(1.0, (now % 86_400) / 86_400 + self._slack)
+        seen_before = user_id is not None and self._delivery.has_impressions(user_id)
         out: list[tuple[int, Campaign, Creative, float]] = []
-        for campaign in self._store.all():
-            if campaign.status != "active" or not campaign.creatives:
+        spend = self._delivery.spend
+        for e in self._entries():
+            c = e.campaign
+            if (e.countries and country not in e.countries) or (e.device_types and device_type not in e.device_types):
                 continue
-            t = campaign.targeting
-            if t.countries and country not in t.countries:
+            if (bcat and not bcat.isdisjoint(e.categories)) or c.advertiser_domain in badv \
+                    or (c.app_bundle is not None and c.app_bundle in bapp):
                 continue
-            if t.device_types and device_type not in t.device_types:
+            if spend.get((c.id, day), 0) >= c.daily_budget_micros * paced:
                 continue
-            if bcat.intersection(campaign.categories) or campaign.advertiser_domain in badv \
-                    or (campaign.app_bundle and campaign.app_bundle in bapp):
-                continue
-            if not self.budget_open(campaign, now):
-                continue
-            use = self.frequency_use(campaign, user_id, now)
+            use = self.frequency_use(c, user_id, now) if (seen_before and e.capped) else 0.0
             if use is None:
                 continue
-            for index, imp in enumerate(request.imp or ()):
-                for creative in campaign.creatives:
-                    if (not t.formats or creative.format in t.formats) and fits(imp, creative):
-                        out.append((index, campaign, creative, use))
-                        if len(out) >= limit:
-                            return out
+            for index, shape in imps:
+                for creative in e.matching(shape):
+                    out.append((index, c, creative, use))
+                    if len(out) >= limit:
+                        return out
         return out
 
 
-def fits(imp: Imp, creative: Creative) -> bool:
-    """Does the creative fit the impression's media and size?"""
-    if creative.format == "banner" and imp.banner is not None:
+class _ImpShape:
+    """What an impression accepts, computed once per request."""
+
+    __slots__ = ("sizes", "banner", "video_mimes", "audio_mimes", "native")
+
+    def __init__(self, imp: Imp) -> None:
         b = imp.banner
-        sizes = [(f.w, f.h) for f in b.format or ()] + ([(b.w, b.h)] if b.w and b.h else [])
-        return not sizes or (creative.w, creative.h) in sizes
-    if creative.format == "video" and imp.video is not None:
-        return not creative.mimes or bool(set(creative.mimes) & set(imp.video.mimes or ()))
-    if creative.format == "audio" and imp.audio is not None:
-        return not creative.mimes or bool(set(creative.mimes) & set(imp.audio.mimes or ()))
-    return creative.format == "native" and imp.native is not None
+        self.banner = b is not None
+        self.sizes = None
+        if b is not None:
+            sizes = {(f.w, f.h) for f in b.format or ()}
+            if b.w and b.h:
+                sizes.add((b.w, b.h))
+            self.sizes = sizes or None  # None: any size
+        self.video_mimes = set(imp.video.mimes or ()) if imp.video is not None else None
+        self.audio_mimes = set(imp.audio.mimes or ()) if imp.audio is not None else None
+        self.native = imp.native is not None
+
+
+class _Entry:
+    """A live campaign with its targeting and creatives pre-sorted for fast matching."""
+
+    def __init__(self, c: Campaign) -> None:
+        self.campaign = c
+        t = c.targeting
+        self.countries, self.device_types = set(t.countries), set(t.device_types)
+        self.categories = set(c.categories)
+        self.capped = any(getattr(c.frequency_caps, w) is not None for w in WINDOWS)
+        allowed = [cr for cr in c.creatives if not t.formats or cr.format in t.formats]
+        self.banners = [cr for cr in allowed if cr.format == "banner"]
+        self.banners_by_size: dict[tuple, list[Creative]] = {}
+        for cr in self.banners:
+            self.banners_by_size.setdefault((cr.w, cr.h), []).append(cr)
+        self.videos = [(cr, set(cr.mimes)) for cr in allowed if cr.format == "video"]
+        self.audios = [(cr, set(cr.mimes)) for cr in allowed if cr.format == "audio"]
+        self.natives = [cr for cr in allowed if cr.format == "native"]
+
+    def matching(self, shape: _ImpShape) -> list[Creative]:
+        found: list[Creative] = []
+        if shape.banner:
+            if shape.sizes is None:
+                found += self.banners
+            else:
+                for size in shape.sizes:
+                    found += self.banners_by_size.get(size, ())
+        if shape.video_mimes is not None:
+            found += [cr for cr, m in self.videos if not m or not m.isdisjoint(shape.video_mimes)]
+        if shape.audio_mimes is not None:
+            found += [cr for cr, m in self.audios if not m or not m.isdisjoint(shape.audio_mimes)]
+        if shape.native:
+            found += self.natives
+        return found
 
 
 def _check(c: Campaign) -> None:

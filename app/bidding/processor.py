@@ -134,38 +134,54 @@ class BidProcessor:
 
     def _choose(self, request: BidRequest, found, rank, ctr, bid_factor, boost: float, user_id: str | None,
                 now: float, seat: str | None) -> list[Bid]:
-        best: dict[int, tuple[float, int, int, str | None]] = {}  # imp index -> (rank, candidate, price, deal)
-        for i, (imp_index, campaign, creative, _) in enumerate(found):
-            imp = request.imp[imp_index]
-            price = min(campaign.bid_cap_micros, int(campaign.bid_cap_micros * (0.25 + 0.75 * float(bid_factor[i]))
-                                                     * boost))
-            deal = self._deal_for(imp, campaign, price, seat)
-            if deal is False:
-                continue
-            if deal is None:
-                floor = self._floor_micros(imp.bidfloor, imp.bidfloorcur)
-                if floor is None or price < floor:
-                    continue
-            current = best.get(imp_index)
-            if current is None or rank[i] > current[0]:
-                best[imp_index] = (float(rank[i]), i, price, deal)
+        n = len(found)
+        caps = np.fromiter((f[1].bid_cap_micros for f in found), dtype=np.float64, count=n)
+        prices = np.minimum(caps, np.floor(caps * (0.25 + 0.75 * bid_factor.astype(np.float64)) * boost))
+        imp_of = np.fromiter((f[0] for f in found), dtype=np.int64, count=n)
         bids = []
-        for imp_index, (_, i, price, deal) in sorted(best.items()):
-            _, campaign, creative, _ = found[i]
-            imp = request.imp[imp_index]
-            bid_id = uuid.uuid4().hex
-            self._ledger.issue(IssuedBid(bid_id, request.id or "", imp.id or "", campaign.id, creative.id,
-                                         user_id or "", price, now + self.config.bid_ttl_s))
-            q = f"bid={bid_id}&auction=${{AUCTION_ID}}&imp=${{AUCTION_IMP_ID}}&cur=${{AUCTION_CURRENCY}}"
-            bids.append(Bid(
-                id=bid_id, impid=imp.id or "", price=round(price / MICROS, 6), adid=campaign.id, crid=creative.id,
-                adomain=[campaign.advertiser_domain], adm=creative.markup,
-                cat=campaign.categories or None,
-                nurl=f"{self._base}/v1/notices/win?{q}&price=${{AUCTION_PRICE}}",
-                burl=f"{self._base}/v1/notices/billing?{q}&price=${{AUCTION_PRICE}}",
-                lurl=f"{self._base}/v1/notices/loss?{q}&price=${{AUCTION_PRICE}}&reason=${{AUCTION_LOSS}}",
-                w=creative.w, h=creative.h, mtype=MTYPE[creative.format], dealid=deal or None))
+        for imp_index, imp in enumerate(request.imp or ()):
+            members = np.flatnonzero(imp_of == imp_index)
+            if not len(members):
+                continue
+            deals: dict[int, str] = {}
+            if imp.pmp is not None and imp.pmp.deals:
+                # Deal floors replace the open floor; a private auction admits deal bids only.
+                eligible = []
+                for i in members:
+                    deal = self._deal_for(imp, found[i][1], int(prices[i]), seat)
+                    if deal is False:
+                        continue
+                    if deal is None:
+                        floor = self._floor_micros(imp.bidfloor, imp.bidfloorcur)
+                        if floor is None or prices[i] < floor:
+                            continue
+                    else:
+                        deals[int(i)] = deal
+                    eligible.append(i)
+                members = np.asarray(eligible, dtype=np.int64)
+            else:
+                floor = self._floor_micros(imp.bidfloor, imp.bidfloorcur)
+                members = members[prices[members] >= floor] if floor is not None else members[:0]
+            if not len(members):
+                continue
+            i = int(members[np.argmax(rank[members])])
+            bids.append(self._make_bid(request, imp, found[i], int(prices[i]), deals.get(i), user_id, now))
         return bids
+
+    def _make_bid(self, request: BidRequest, imp: Imp, candidate, price: int, deal: str | None,
+                  user_id: str | None, now: float) -> Bid:
+        _, campaign, creative, _ = candidate
+        bid_id = uuid.uuid4().hex
+        self._ledger.issue(IssuedBid(bid_id, request.id or "", imp.id or "", campaign.id, creative.id,
+                                     user_id or "", price, now + self.config.bid_ttl_s))
+        q = f"bid={bid_id}&auction=${{AUCTION_ID}}&imp=${{AUCTION_IMP_ID}}&cur=${{AUCTION_CURRENCY}}"
+        return Bid(
+            id=bid_id, impid=imp.id or "", price=round(price / MICROS, 6), adid=campaign.id, crid=creative.id,
+            adomain=[campaign.advertiser_domain], adm=creative.markup, cat=campaign.categories or None,
+            nurl=f"{self._base}/v1/notices/win?{q}&price=${{AUCTION_PRICE}}",
+            burl=f"{self._base}/v1/notices/billing?{q}&price=${{AUCTION_PRICE}}",
+            lurl=f"{self._base}/v1/notices/loss?{q}&price=${{AUCTION_PRICE}}&reason=${{AUCTION_LOSS}}",
+            w=creative.w, h=creative.h, mtype=MTYPE[creative.format], dealid=deal)
 
     def _deal_for(self, imp: Imp, campaign, price: int, seat: str | None) -> str | None | bool:
         """The deal id to bid in, None for the open auction, or False if this pair may not bid."""
