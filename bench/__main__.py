@@ -41,7 +41,7 @@ def main() -> int:
             bid = next((r for r in results if r.name.startswith("REST /v1/bid")), None)
             if bid is not None:
                 held = bidding.rest_scenarios(exchange_key)[0]
-                held.name, held.rate = "REST /v1/bid at half that rate", bid.rps / 2
+                held.name, held.rate, held.connections = "REST /v1/bid at half that rate", bid.rps / 2, 16
                 results.append(load.run(server.url, held, args.seconds))
             if not args.only or "bid" in args.only:
                 protocol_rows = bidding.protocol_rates(server, exchange_key, args.seconds)

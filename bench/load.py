@@ -38,6 +38,9 @@ class Result:
 
 def _lua(scenario: Scenario) -> str:
     headers = "".join(f'wrk.headers["{k}"] = {json.dumps(v)}\n' for k, v in scenario.headers.items())
+    if scenario.rate:
+        # Each connection waits between requests so that all of them together offer `rate` per second.
+        headers += f"delay = function() return {max(1, round(scenario.connections * 1000 / scenario.rate))} end\n"
     if not scenario.bodies:
         return f'wrk.method = "{scenario.method}"\n{headers}'
     bodies = ",\n".join(json.dumps(b.decode()) for b in scenario.bodies)
@@ -134,7 +137,7 @@ def run_builtin(base_url: str, scenario: Scenario, seconds: float) -> Result:
 
 
 def run(base_url: str, scenario: Scenario, seconds: float) -> Result:
-    """wrk for open-loop throughput where installed; rate-held scenarios use the built-in generator."""
-    if shutil.which("wrk") and scenario.rate is None:
+    """wrk where installed (its Lua delay() holds a rate), else the built-in generator."""
+    if shutil.which("wrk"):
         return run_wrk(base_url, scenario, seconds)
     return run_builtin(base_url, scenario, seconds)
