@@ -215,9 +215,10 @@ def batcher_window(max_wait_us: int = 500) -> dict[str, float]:
 
 
 def profile_memory(n: int = 100_000) -> float:
-    """Resident memory in MiB added by n cached profiles (64 interests, 4 segments, 8 loyalty)."""
+    """Resident memory in MiB added by n L1-cached profiles (64 interests, 4 segments, 8 loyalty)."""
     import gc
 
+    from app.bidding.profiles import CachedProfile
     from state.profiles import Profile
 
     def rss() -> float:
@@ -228,8 +229,8 @@ def profile_memory(n: int = 100_000) -> float:
     rng = random.Random(3)
     cache = {}
     for i in range(n):
-        cache[f"user-{i}"] = (0.0, Profile(f"user-{i}", [round(rng.random(), 3) for _ in range(64)],
-                                           [rng.randrange(64) for _ in range(4)], [0.5] * 8, 0.0, 0.0))
+        cache[f"user-{i}"] = (0.0, CachedProfile(Profile(f"user-{i}", [round(rng.random(), 3) for _ in range(64)],
+                                                         [rng.randrange(64) for _ in range(4)], [0.5] * 8, 0.0)))
     gc.collect()
     used = rss() - before
     assert len(cache) == n

@@ -16,13 +16,12 @@ from app.bidding.campaigns import WINDOWS, CampaignService
 from app.bidding.notices import BidLedger, IssuedBid
 from app.bidding.openrtb import (MTYPE, NBR_DAILY_READER_CAP, NBR_INSUFFICIENT_TIME, NBR_TECHNICAL, NBR_UNKNOWN,
                                  Bid, BidRequest, BidResponse, Imp, SeatBid)
-from app.bidding.profiles import ProfileCache
+from app.bidding.profiles import CachedProfile, ProfileCache
 from app.config import BiddingConfig
 from ml import features
 from ml.batcher import Batcher, Overloaded, ScoringTimeout
 from state.clock import Clock
 from state.delivery import DeliveryStore
-from state.profiles import Profile
 
 TIER_BOOST = {1.0: 1.30, 0.5: 1.15}  # loyalty tier feature (Reserve 1.0, Gold 0.5) -> bid boost
 MICROS = 1_000_000
@@ -106,7 +105,7 @@ class BidProcessor:
         except ScoringTimeout:
             return self._no_bid(request, "scoring_timeout", NBR_INSUFFICIENT_TIME)
 
-        boost = TIER_BOOST.get(round(profile.loyalty[0], 1), 1.0) if profile and profile.loyalty else 1.0
+        boost = TIER_BOOST.get(round(profile.tier, 1), 1.0) if profile is not None else 1.0
         bids = self._choose(request, found, score * boost, ctr, bid_factor, boost, user_id, now, seat)
         if not bids:
             return self._no_bid(request, "below_floor", NBR_UNKNOWN)
@@ -117,14 +116,13 @@ class BidProcessor:
                                     "campaign_id": b.adid, "deal_id": b.dealid})
         return Outcome(response, "bid", None, len(bids))
 
-    def _features(self, request: BidRequest, profile: Profile | None, found) -> np.ndarray:
+    def _features(self, request: BidRequest, profile: CachedProfile | None, found) -> np.ndarray:
         now = self._clock.now()
         device_type = request.device.devicetype if request.device else None
         if profile is not None:
-            interests = np.asarray(profile.interests, dtype=np.float32) if profile.interests else None
-            loyalty = np.asarray(profile.loyalty, dtype=np.float32) if profile.loyalty else None
             recency = 1.0 / (1.0 + max(0.0, now - profile.last_seen) / 86_400) if profile.last_seen else 0.0
-            user_row = features.user_block(interests, profile.segments, loyalty, recency, device_type)
+            user_row = features.user_block(profile.interests, list(profile.segments), profile.loyalty, recency,
+                                           device_type)
         else:
             user_row = features.user_block(None, None, None, 0.0, device_type)
         n = len(found)

@@ -4,15 +4,34 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import numpy as np
+
 from state.clock import Clock
 from state.profiles import Profile, ProfileStore
+
+
+class CachedProfile:
+    """A profile as the bidder uses it: float32 arrays, about 0.6 KiB instead of 3 KiB of lists."""
+
+    __slots__ = ("user_id", "interests", "segments", "loyalty", "last_seen")
+
+    def __init__(self, profile: Profile) -> None:
+        self.user_id = profile.user_id
+        self.interests = np.asarray(profile.interests, dtype=np.float32) if profile.interests else None
+        self.segments = tuple(profile.segments)
+        self.loyalty = np.asarray(profile.loyalty, dtype=np.float32) if profile.loyalty else None
+        self.last_seen = profile.last_seen
+
+    @property
+    def tier(self) -> float:
+        return float(self.loyalty[0]) if self.loyalty is not None and len(self.loyalty) else 0.0
 
 
 class ProfileCache:
     def __init__(self, store: ProfileStore, clock: Clock, *, l1_size: int, l2_ttl_s: float, metrics) -> None:
         self._store = store
         self._clock = clock
-        self._l1: OrderedDict[str, tuple[float, Profile | None]] = OrderedDict()
+        self._l1: OrderedDict[str, tuple[float, CachedProfile | None]] = OrderedDict()
         self._l1_size = l1_size
         self._l2_ttl = l2_ttl_s
         self._l1_ttl = l2_ttl_s / 2
@@ -21,7 +40,7 @@ class ProfileCache:
     def __len__(self) -> int:
         return len(self._l1)
 
-    async def get(self, user_id: str) -> Profile | None:
+    async def get(self, user_id: str) -> CachedProfile | None:
         """The user's profile, or None for the default profile."""
         now = self._clock.now()
         hit = self._l1.get(user_id)
@@ -34,10 +53,11 @@ class ProfileCache:
         if profile is not None and now - profile.updated_at >= self._l2_ttl:
             profile = None  # too old to trust
         self._lookups.labels("l2", "hit" if profile is not None else "miss").inc()
-        self._remember(user_id, profile, now)
-        return profile
+        cached = CachedProfile(profile) if profile is not None else None
+        self._remember(user_id, cached, now)
+        return cached
 
-    def _remember(self, user_id: str, profile: Profile | None, now: float) -> None:
+    def _remember(self, user_id: str, profile: CachedProfile | None, now: float) -> None:
         self._l1[user_id] = (now, profile)
         self._l1.move_to_end(user_id)
         while len(self._l1) > self._l1_size:
@@ -46,4 +66,4 @@ class ProfileCache:
     async def put(self, profile: Profile) -> None:
         """Write through both tiers."""
         await self._store.put(profile)
-        self._remember(profile.user_id, profile, self._clock.now())
+        self._remember(profile.user_id, CachedProfile(profile), self._clock.now())
