@@ -19,27 +19,33 @@ if TYPE_CHECKING:
     from app.admin import AdminService
     from state.clock import Clock
     from state.db import Database
+    from app.bidding.campaigns import CampaignService
+    from app.bidding.gateway import BidGateway
+    from app.bidding.notices import NoticeService
+    from app.bidding.processor import BidProcessor
+    from app.bidding.profiles import ProfileCache
+    from app.platform import Platform
 
-CONFIG = web.AppKey("config", "Config")
-CLOCK = web.AppKey("clock", "Clock")
-METRICS = web.AppKey("metrics", "Metrics")
-RECORDS_DB = web.AppKey("records_db", "Database")
-EVENTS_DB = web.AppKey("events_db", "Database")
-HUB = web.AppKey("hub", "Hub")
-EVENT_LOG = web.AppKey("event_log", "EventLog")
-SUPERVISOR = web.AppKey("supervisor", "Supervisor")
-HEALTH = web.AppKey("health", "Health")
-ACCOUNTS = web.AppKey("accounts", "AccountService")
-API_KEYS = web.AppKey("api_keys", "ApiKeyService")
-TOKENS = web.AppKey("tokens", "TokenService")
-IDEMPOTENCY = web.AppKey("idempotency", "IdempotencyService")
-ADMIN = web.AppKey("admin", "AdminService")
-IP_LIMITS = web.AppKey("ip_limits", "TokenBuckets")
-PRINCIPAL_LIMITS = web.AppKey("principal_limits", "TokenBuckets")
-EXCHANGE_LIMITS = web.AppKey("exchange_limits", "TokenBuckets")
-BIDDER = web.AppKey("bidder", "BidProcessor")
-NOTICES = web.AppKey("notices", "NoticeService")
-CAMPAIGNS = web.AppKey("campaigns", "CampaignService")
-PROFILES = web.AppKey("profiles", "ProfileCache")
-PLATFORM_SERVICES = web.AppKey("platform_services", "Platform")
-BID_GATEWAY = web.AppKey("bid_gateway", "BidGateway")
+CONFIG: web.AppKey["Config"] = web.AppKey("config")
+CLOCK: web.AppKey["Clock"] = web.AppKey("clock")
+METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")
+RECORDS_DB: web.AppKey["Database"] = web.AppKey("records_db")
+EVENTS_DB: web.AppKey["Database"] = web.AppKey("events_db")
+HUB: web.AppKey["Hub"] = web.AppKey("hub")
+EVENT_LOG: web.AppKey["EventLog"] = web.AppKey("event_log")
+SUPERVISOR: web.AppKey["Supervisor"] = web.AppKey("supervisor")
+HEALTH: web.AppKey["Health"] = web.AppKey("health")
+ACCOUNTS: web.AppKey["AccountService"] = web.AppKey("accounts")
+API_KEYS: web.AppKey["ApiKeyService"] = web.AppKey("api_keys")
+TOKENS: web.AppKey["TokenService"] = web.AppKey("tokens")
+IDEMPOTENCY: web.AppKey["IdempotencyService"] = web.AppKey("idempotency")
+ADMIN: web.AppKey["AdminService"] = web.AppKey("admin")
+IP_LIMITS: web.AppKey["TokenBuckets"] = web.AppKey("ip_limits")
+PRINCIPAL_LIMITS: web.AppKey["TokenBuckets"] = web.AppKey("principal_limits")
+EXCHANGE_LIMITS: web.AppKey["TokenBuckets"] = web.AppKey("exchange_limits")
+BIDDER: web.AppKey["BidProcessor"] = web.AppKey("bidder")
+NOTICES: web.AppKey["NoticeService"] = web.AppKey("notices")
+CAMPAIGNS: web.AppKey["CampaignService"] = web.AppKey("campaigns")
+PROFILES: web.AppKey["ProfileCache"] = web.AppKey("profiles")
+PLATFORM_SERVICES: web.AppKey["Platform"] = web.AppKey("platform_services")
+BID_GATEWAY: web.AppKey["BidGateway"] = web.AppKey("bid_gateway")
