@@ -7,7 +7,9 @@ import base64
 import hashlib
 import hmac
 import secrets
+import time
 import uuid
+from collections import OrderedDict
 from typing import Literal
 
 import jwt
@@ -128,7 +130,8 @@ class AccountService:
         return account
 
     async def login(self, email: str, password: str) -> tuple[str, int, Account]:
-        account = self._accounts.by_email(email.strip().lower())
+        email = email.strip().lower()
+        account = self._accounts.by_email(email) or await self._accounts.fetch_by_email(email)
         # Hash even for unknown emails so timing does not reveal which accounts exist.
         stored = account.password_hash if account else _DUMMY_HASH
         ok = await asyncio.get_running_loop().run_in_executor(None, verify_password, password, stored)
@@ -155,6 +158,8 @@ class ApiKeyService:
     def __init__(self, keys: ApiKeyStore, clock: Clock) -> None:
         self._keys = keys
         self._clock = clock
+        # Hashes recently looked up and not found: a flood of bad keys costs no database reads.
+        self._unknown: OrderedDict[str, float] = OrderedDict()
 
     async def create(self, name: str, role: str) -> tuple[ApiKey, str]:
         """Create a key; the plaintext is returned once and never stored."""
@@ -168,11 +173,27 @@ class ApiKeyService:
         await self._keys.add(key)
         return key, plaintext
 
-    def authenticate(self, plaintext: str) -> Principal:
-        key = self._keys.by_hash(hash_api_key(plaintext))
+    async def authenticate(self, plaintext: str) -> Principal:
+        key_hash = hash_api_key(plaintext)
+        key = self._keys.by_hash(key_hash)
+        if key is None:
+            key = await self._lookup(key_hash)
         if key is None or key.revoked_at is not None:
             raise Unauthenticated("unknown or revoked API key")
         return Principal("api_key", key.id, key.role)
+
+    async def _lookup(self, key_hash: str) -> ApiKey | None:
+        """A key created by the CLI while the server runs is found in SQLite on first use."""
+        now = time.monotonic()
+        if now - self._unknown.get(key_hash, -60.0) < 5.0:
+            return None
+        key = await self._keys.fetch_by_hash(key_hash)
+        if key is None:
+            self._unknown[key_hash] = now
+            self._unknown.move_to_end(key_hash)
+            while len(self._unknown) > 10_000:
+                self._unknown.popitem(last=False)
+        return key
 
     def list(self) -> list[ApiKey]:
         return self._keys.all()

@@ -41,6 +41,17 @@ class AccountStore:
     def by_email(self, email: str) -> Account | None:
         return self._by_email.get(email.lower())
 
+    async def fetch_by_email(self, email: str) -> Account | None:
+        """Read an account another process (the CLI) may have added since start, and index it."""
+        row = await self._db.fetchone(
+            "SELECT id, email, password_hash, role, created_at FROM accounts WHERE email=?", (email.lower(),))
+        if row is None:
+            return None
+        account = Account(*row)
+        self._by_id[account.id] = account
+        self._by_email[account.email] = account
+        return account
+
     def count(self) -> int:
         return len(self._by_id)
 

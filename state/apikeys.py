@@ -37,6 +37,16 @@ class ApiKeyStore:
     def by_hash(self, key_hash: str) -> ApiKey | None:
         return self._by_hash.get(key_hash)
 
+    async def fetch_by_hash(self, key_hash: str) -> ApiKey | None:
+        """Read a key another process (the CLI) may have added since start, and index it."""
+        row = await self._db.fetchone(
+            "SELECT id, name, role, key_hash, created_at, revoked_at FROM api_keys WHERE key_hash=?", (key_hash,))
+        if row is None:
+            return None
+        key = ApiKey(*row)
+        self._index(key)
+        return key
+
     def get(self, key_id: str) -> ApiKey | None:
         return self._by_id.get(key_id)
 

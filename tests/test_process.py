@@ -124,3 +124,18 @@ async def test_sigterm_drains_streams_flushes_queues_and_exits_0(server):
             events = (await resp.json())["items"]
     logged_targets = {e["payload"]["target"] for e in events}
     assert set(acked) <= logged_targets  # every queued event was flushed before exit
+
+
+async def test_cli_keys_and_users_work_on_a_running_server(server):
+    server.start()
+    key = _admin_key(server)  # created by another process while the server runs
+    assert server.cli("create-user", "--email", "late@contrail.test", "--password", "password-123",
+                      "--role", "customer").returncode == 0
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{server.url}/v1/me", headers={"X-Api-Key": key}) as resp:
+            assert resp.status == 200 and (await resp.json())["role"] == "admin"
+        async with session.post(f"{server.url}/v1/auth/token",
+                                json={"email": "late@contrail.test", "password": "password-123"}) as resp:
+            assert resp.status == 200
+        async with session.get(f"{server.url}/v1/me", headers={"X-Api-Key": "ck_not-a-key"}) as resp:
+            assert resp.status == 401

@@ -53,7 +53,7 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Re
     return response
 
 
-def _authenticate(request: web.Request) -> None:
+async def _authenticate(request: web.Request) -> None:
     auth = request.headers.get("Authorization")
     api_key = request.headers.get("X-Api-Key")
     # Browsers cannot set headers on websocket upgrades, so streams also take credentials
@@ -64,7 +64,7 @@ def _authenticate(request: web.Request) -> None:
         if api_key is None and "api_key" in request.query:
             api_key = request.query["api_key"]
     if api_key is not None:
-        request[PRINCIPAL] = request.app[keys.API_KEYS].authenticate(api_key)
+        request[PRINCIPAL] = await request.app[keys.API_KEYS].authenticate(api_key)
     elif auth is not None:
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -105,7 +105,7 @@ async def core_middleware(request: web.Request, handler) -> web.StreamResponse:
     response: web.StreamResponse | None = None
     try:
         try:
-            _authenticate(request)
+            await _authenticate(request)
             if not request.path.startswith(_UNLIMITED_PREFIXES):
                 _rate_limit(request)
             response = await handler(request)

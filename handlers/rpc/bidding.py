@@ -17,13 +17,13 @@ from handlers.rpc import bidding_grpc, bidding_pb2
 ROLES = ("exchange", "admin")
 
 
-def authenticate(stream: Stream, api_keys: ApiKeyService, roles: tuple[str, ...]) -> None:
+async def authenticate(stream: Stream, api_keys: ApiKeyService, roles: tuple[str, ...]) -> None:
     """Exchanges send their API key as `x-api-key` metadata."""
     key = stream.metadata.get("x-api-key") if stream.metadata else None
     if not key:
         raise GRPCError(Status.UNAUTHENTICATED, "send your API key as x-api-key metadata")
     try:
-        principal = api_keys.authenticate(str(key))
+        principal = await api_keys.authenticate(str(key))
     except DomainError as exc:
         raise GRPCError(Status.UNAUTHENTICATED, exc.message) from None
     if principal.role not in roles:
@@ -55,7 +55,7 @@ class BiddingService(bidding_grpc.BiddingServiceBase):
 
     async def ProcessBid(self, stream: Stream[bidding_pb2.BidRequestProto, bidding_pb2.BidResponseProto]) -> None:
         started = time.perf_counter()
-        authenticate(stream, self._api_keys, ROLES)
+        await authenticate(stream, self._api_keys, ROLES)
         message = await stream.recv_message()
         assert message is not None
         answer = await self._gateway.answer(message.openrtb_json, "grpc", started,
@@ -67,7 +67,7 @@ class BiddingService(bidding_grpc.BiddingServiceBase):
         await stream.send_message(self._reply(message, answer))
 
     async def StreamBids(self, stream: Stream[bidding_pb2.BidRequestProto, bidding_pb2.BidResponseProto]) -> None:
-        authenticate(stream, self._api_keys, ROLES)
+        await authenticate(stream, self._api_keys, ROLES)
         slots = asyncio.Semaphore(self._max_in_flight)
         send_lock = asyncio.Lock()
         tasks: set[asyncio.Task] = set()
