@@ -69,6 +69,10 @@ def check_response(request: dict, response: dict) -> None:
             assert bid["mtype"] in (1, 2, 3, 4)
 
 
+def test_conformance_data_is_present():
+    assert len(REQUESTS) >= 7, f"OpenRTB conformance requests missing under {CONFORMANCE}"
+
+
 @pytest.mark.parametrize("path", REQUESTS, ids=lambda p: p.stem)
 async def test_every_conformance_request_gets_a_valid_answer(bidder, path):
     raw = path.read_bytes()
