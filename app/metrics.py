@@ -52,6 +52,9 @@ class Metrics:
         self.model_info = Gauge("contrail_model_info", "Loaded scoring model (value 1)", ["version"], registry=r)
         self.batch_calls = Histogram("contrail_inference_batch_calls", "Scoring calls per inference batch",
                                      buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
+        self.batch_wait = Histogram("contrail_inference_batch_wait_seconds",
+                                    "How long the oldest call of a batch waited before the flush",
+                                    buckets=(0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.002, 0.005), registry=r)
         self._queue_depths: dict[str, object] = {}
         r.register(_QueueDepths(self._queue_depths))
 

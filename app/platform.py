@@ -100,7 +100,8 @@ class Platform:
         self.model = ModelHolder(inf.model_path, self.metrics)
         self.providers = build_providers()
         self.batcher = Batcher(self.providers[inf.provider], self.model, max_batch=inf.max_batch,
-                               max_wait_us=inf.max_wait_us, max_queue=inf.max_queue, timeout_ms=inf.timeout_ms)
+                               max_wait_us=inf.max_wait_us, max_queue=inf.max_queue, timeout_ms=inf.timeout_ms,
+                               on_batch=self._observe_batch)
         self.metrics.watch_queue("inference", lambda: self.batcher.depth)
         self.bid_ledger = BidLedger(self.clock)
         self.bidder = BidProcessor(b, self.campaigns, self.profiles, self.delivery, self.batcher, self.bid_ledger,
@@ -109,6 +110,10 @@ class Platform:
         self.notices = NoticeService(self.bid_ledger, self.delivery, self.clock, self.event_log.log_event,
                                      self.metrics)
         self.supervisor.add("bid_ledger_sweep", self._sweep_bids)
+
+    def _observe_batch(self, calls: int, rows: int, waited_s: float) -> None:
+        self.metrics.batch_calls.observe(calls)
+        self.metrics.batch_wait.observe(waited_s)
 
     async def _sweep_bids(self) -> None:
         while True:

@@ -30,13 +30,15 @@ class ScoringTimeout(Exception):
 
 class Batcher:
     def __init__(self, provider: Provider, model: Callable[[], SpikingNet], *, max_batch: int = 16,
-                 max_wait_us: int = 500, max_queue: int = 1024, timeout_ms: float = 5.0) -> None:
+                 max_wait_us: int = 500, max_queue: int = 1024, timeout_ms: float = 5.0,
+                 on_batch: Callable[[int, int, float], None] | None = None) -> None:
         self.provider = provider
         self._model = model
         self.max_batch = max_batch
         self.max_wait = max_wait_us / 1e6
         self.max_queue = max_queue
         self.timeout = timeout_ms / 1000
+        self._on_batch = on_batch
         self._pending: list[tuple[np.ndarray, asyncio.Future]] = []
         self._first_at = 0.0
         self._ticking = False
@@ -97,6 +99,8 @@ class Batcher:
             return
         self.batches += 1
         self.recent.append((len(live), int(sum(sizes)), waited))
+        if self._on_batch is not None:
+            self._on_batch(len(live), int(sum(sizes)), waited)
         start = 0
         for (_, f), n in zip(live, sizes):
             f.set_result((score[start:start + n], ctr[start:start + n], bid[start:start + n]))

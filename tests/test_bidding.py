@@ -334,6 +334,7 @@ async def test_model_reload_and_providers_endpoint(bidder, tmp_path):
     metrics = await (await bidder.get("/metrics")).text()
     assert 'contrail_model_info{version="retrained-v2"} 1.0' in metrics
     assert 'contrail_model_info{version="default-v1"} 0.0' in metrics
+    assert "contrail_inference_batch_calls_count" in metrics and "contrail_inference_batch_wait_seconds_bucket" in metrics
     bad = await bidder.post("/v1/admin/model/reload", json={"path": str(tmp_path / "missing.npz")}, headers=headers)
     assert bad.status == 400
     view = await (await bidder.get("/v1/inference/providers", headers=headers)).json()
