@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import OrderedDict
 
 from app.bidding.openrtb import BidRequest, Imp
 import msgspec
@@ -35,6 +36,7 @@ class CampaignService:
         self._slack = pacing_slack
         self._index: list[_Entry] = []
         self._index_version = -1
+        self._shapes: OrderedDict[tuple, list[tuple[int, _Entry, Creative]]] = OrderedDict()
 
     # ---- admin ----
     async def create(self, campaign: Campaign) -> Campaign:
@@ -91,45 +93,74 @@ class CampaignService:
         if self._index_version != self._store.version:
             self._index = [_Entry(c) for c in self._store.all() if c.status == "active" and c.creatives]
             self._index_version = self._store.version
+            self._shapes.clear()
         return self._index
 
     def candidates(self, request: BidRequest, user_id: str | None, now: float, limit: int
                    ) -> list[tuple[int, Campaign, Creative, float]]:
-        """(imp index, campaign, creative, frequency use) for every eligible pair, up to `limit`."""
+        """(imp index, campaign, creative, frequency use) for every eligible pair, up to `limit`.
+
+        What depends only on the request's shape (where, which device, what is blocked,
+        which sizes and mimes) is cached per shape; budget and frequency are checked per request.
+        """
+        day, paced = utc_day(now), min(1.0, (now % 86_400) / 86_400 + self._slack)
+        seen_before = user_id is not None and self._delivery.has_impressions(user_id)
+        spend = self._delivery.spend
+        verdicts: dict[str, float | None] = {}
+        out: list[tuple[int, Campaign, Creative, float]] = []
+        for index, e, creative in self._static_candidates(request):
+            c = e.campaign
+            use = verdicts.get(c.id, -1.0)
+            if use == -1.0:
+                if spend.get((c.id, day), 0) >= c.daily_budget_micros * paced:
+                    use = None
+                else:
+                    use = self.frequency_use(c, user_id, now) if (seen_before and e.capped) else 0.0
+                verdicts[c.id] = use
+            if use is None:
+                continue
+            out.append((index, c, creative, use))
+            if len(out) >= limit:
+                break
+        return out
+
+    def _static_candidates(self, request: BidRequest) -> list[tuple[int, "_Entry", Creative]]:
+        entries = self._entries()  # rebuilds (and clears the shape cache) when campaigns change
         device = request.device
         country = (device.geo.country if device and device.geo else None) or \
                   (request.user.geo.country if request.user and request.user.geo else None)
         device_type = device.devicetype if device else None
-        bcat, badv, bapp = set(request.bcat or ()), set(request.badv or ()), set(request.bapp or ())
         imps = [(i, _ImpShape(imp)) for i, imp in enumerate(request.imp or ())]
-        day, paced = utc_day(now), min(1.0, (now % 86_400) / 86_400 + self._slack)
-        seen_before = user_id is not None and self._delivery.has_impressions(user_id)
-        out: list[tuple[int, Campaign, Creative, float]] = []
-        spend = self._delivery.spend
-        for e in self._entries():
+        key = (country, device_type, tuple(request.bcat or ()), tuple(request.badv or ()),
+               tuple(request.bapp or ()), tuple(shape.key for _, shape in imps))
+        cached = self._shapes.get(key)
+        if cached is not None:
+            self._shapes.move_to_end(key)
+            return cached
+        bcat, badv, bapp = set(request.bcat or ()), set(request.badv or ()), set(request.bapp or ())
+        found: list[tuple[int, _Entry, Creative]] = []
+        for e in entries:
             c = e.campaign
             if (e.countries and country not in e.countries) or (e.device_types and device_type not in e.device_types):
                 continue
             if (bcat and not bcat.isdisjoint(e.categories)) or c.advertiser_domain in badv \
                     or (c.app_bundle is not None and c.app_bundle in bapp):
                 continue
-            if spend.get((c.id, day), 0) >= c.daily_budget_micros * paced:
-                continue
-            use = self.frequency_use(c, user_id, now) if (seen_before and e.capped) else 0.0
-            if use is None:
-                continue
             for index, shape in imps:
-                for creative in e.matching(shape):
-                    out.append((index, c, creative, use))
-                    if len(out) >= limit:
-                        return out
-        return out
+                found.extend((index, e, creative) for creative in e.matching(shape))
+        self._shapes[key] = found
+        if len(self._shapes) > _SHAPE_CACHE_SIZE:
+            self._shapes.popitem(last=False)
+        return found
+
+
+_SHAPE_CACHE_SIZE = 10_000
 
 
 class _ImpShape:
     """What an impression accepts, computed once per request."""
 
-    __slots__ = ("sizes", "banner", "video_mimes", "audio_mimes", "native")
+    __slots__ = ("sizes", "banner", "video_mimes", "audio_mimes", "native", "key")
 
     def __init__(self, imp: Imp) -> None:
         b = imp.banner
@@ -143,6 +174,9 @@ class _ImpShape:
         self.video_mimes = set(imp.video.mimes or ()) if imp.video is not None else None
         self.audio_mimes = set(imp.audio.mimes or ()) if imp.audio is not None else None
         self.native = imp.native is not None
+        self.key = (self.banner, frozenset(self.sizes) if self.sizes else None,
+                    frozenset(self.video_mimes) if self.video_mimes is not None else None,
+                    frozenset(self.audio_mimes) if self.audio_mimes is not None else None, self.native)
 
 
 class _Entry:
