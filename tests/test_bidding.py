@@ -100,6 +100,10 @@ async def test_conformance_requests_mostly_bid(bidder):
     (json.dumps({"id": "x", "imp": [{"id": "1", "banner": {}}], "site": {}, "app": {}}),
      "multiple_distribution_channels"),
     (json.dumps({"id": "x", "imp": [{"id": "1", "banner": {"w": "wide"}}]}), "invalid_field"),
+    (json.dumps({"id": "x", "imp": [{"id": "1", "banner": {}, "bidfloor": 1e308}]}), "bidfloor_out_of_range"),
+    (json.dumps({"id": "x", "imp": [{"id": "1", "banner": {}, "bidfloor": -1}]}), "bidfloor_out_of_range"),
+    (json.dumps({"id": "x", "imp": [{"id": "1", "banner": {}, "pmp": {"deals": [{"id": "d", "bidfloor": 1e300}]}}]}),
+     "bidfloor_out_of_range"),
 ])
 async def test_invalid_requests_are_400_without_body_and_counted(bidder, body, reason):
     resp = await post_bid(bidder, body)

@@ -229,6 +229,9 @@ NBR_UNKNOWN, NBR_TECHNICAL, NBR_INVALID, NBR_DAILY_READER_CAP, NBR_INSUFFICIENT_
 # Marked-up creative type (mtype): 1 banner, 2 video, 3 audio, 4 native.
 MTYPE = {"banner": 1, "video": 2, "audio": 3, "native": 4}
 
+# A CPM above this is a mistake, not a floor; refusing it keeps price arithmetic finite.
+MAX_FLOOR = 1_000_000.0
+
 _decoder = msgspec.json.Decoder(BidRequest)
 _encoder = msgspec.json.Encoder()
 
@@ -269,8 +272,10 @@ def validate(request: BidRequest) -> None:
             raise InvalidBidRequest("video_without_mimes", imp.id)
         if imp.audio is not None and not imp.audio.mimes:
             raise InvalidBidRequest("audio_without_mimes", imp.id)
-        if imp.bidfloor < 0:
-            raise InvalidBidRequest("negative_bidfloor", imp.id)
+        deals = imp.pmp.deals if imp.pmp is not None and imp.pmp.deals else []
+        floors = [imp.bidfloor, *(d.bidfloor for d in deals)]
+        if not all(0 <= f <= MAX_FLOOR for f in floors):  # also refuses NaN and infinity
+            raise InvalidBidRequest("bidfloor_out_of_range", imp.id)
     if sum(x is not None for x in (request.site, request.app, request.dooh)) > 1:
         raise InvalidBidRequest("multiple_distribution_channels")
     if request.tmax is not None and request.tmax <= 0:

@@ -1,0 +1,81 @@
+"""Bad input never becomes a 500: mutated OpenRTB requests and random JSON against every write endpoint."""
+
+import copy
+import json
+import random
+
+from tests.test_bidding import REQUESTS, _admin, _client, post_bid
+
+ODD_VALUES = [None, True, -1, 0, 2**63, 1e308, -0.5, "", "x" * 300, [], {}, [None], {"a": [1, {"b": None}]},
+              "${AUCTION_PRICE}", "\u0000", "💺"]
+
+
+def _mutate(value, rng: random.Random):
+    """Replace, drop or retype one randomly chosen node of a JSON document."""
+    doc = copy.deepcopy(value)
+    node, parents = doc, []
+    for _ in range(rng.randint(1, 6)):
+        if isinstance(node, dict) and node:
+            key = rng.choice(list(node))
+        elif isinstance(node, list) and node:
+            key = rng.randrange(len(node))
+        else:
+            break
+        parents.append((node, key))
+        node = node[key]
+    if not parents:
+        return rng.choice(ODD_VALUES)
+    parent, key = parents[-1]
+    if isinstance(parent, dict) and rng.random() < 0.3:
+        del parent[key]
+    else:
+        parent[key] = rng.choice(ODD_VALUES)
+    return doc
+
+
+def _random_json(rng: random.Random, depth: int = 0):
+    kind = rng.randrange(6 if depth < 3 else 4)
+    if kind == 0:
+        return rng.choice(ODD_VALUES)
+    if kind == 1:
+        return rng.randint(-10, 10**6)
+    if kind == 2:
+        return rng.choice(["name", "role", "admin", "exchange", "banner", "video", "id", "1", ""])
+    if kind == 3:
+        return rng.random() * 100
+    if kind == 4:
+        return [_random_json(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+    keys = ["id", "name", "role", "email", "password", "status", "creatives", "w", "h", "format", "markup",
+            "bid_cap_micros", "daily_budget_micros", "interests", "segments", "loyalty", "path", "events", "type"]
+    return {rng.choice(keys): _random_json(rng, depth + 1) for _ in range(rng.randint(0, 5))}
+
+
+async def test_mutated_bid_requests_get_200_204_or_400(aiohttp_client, tmp_path, clock):
+    client = await _client(aiohttp_client, tmp_path, clock)
+    rng = random.Random(2026)
+    originals = [json.loads(p.read_bytes()) for p in REQUESTS]
+    statuses = set()
+    for _ in range(400):
+        body = _mutate(rng.choice(originals), rng)
+        resp = await post_bid(client, json.dumps(body))
+        statuses.add(resp.status)
+        assert resp.status in (200, 204, 400), (resp.status, body)
+    assert {200, 400} <= statuses
+
+
+async def test_random_json_never_breaks_a_write_endpoint(aiohttp_client, tmp_path, clock):
+    client = await _client(aiohttp_client, tmp_path, clock)
+    headers = await _admin(client)
+    paths = [("POST", "/v1/admin/api-keys"), ("POST", "/v1/admin/users"), ("POST", "/v1/admin/campaigns"),
+             ("PATCH", "/v1/admin/campaigns/demo-lis-bcn"), ("POST", "/v1/admin/campaigns/demo-lis-bcn/creatives"),
+             ("PUT", "/v1/profiles/fuzz"), ("POST", "/v1/admin/model/reload"), ("POST", "/v1/auth/token"),
+             ("POST", "/v1/accounts")]
+    rng = random.Random(7)
+    for _ in range(300):
+        method, path = rng.choice(paths)
+        raw = json.dumps(_random_json(rng)) if rng.random() < 0.9 else "{" + "x" * rng.randint(0, 20)
+        resp = await client.request(method, path, data=raw, headers={**headers, "Content-Type": "application/json"})
+        assert resp.status < 500, (method, path, raw, await resp.text())
+        if resp.status >= 400:
+            assert "error" in await resp.json()
+    assert (await client.get("/health/ready")).status == 200
