@@ -279,25 +279,22 @@ async def test_budget_stops_bidding_and_pacing_holds_back_early_spend(aiohttp_cl
     clock._now = midnight + 3600  # 01:00 UTC: the paced share is 1/24 + 5% of the budget
     tiny = single_campaign(id="tiny", daily_budget_micros=48_000)
     client = await _client(aiohttp_client, tmp_path, clock, campaigns=[tiny])
-    wins = 0
-    for i in range(10):
-        resp = await post_bid(client, banner_request(request_id=f"r{i}", user_id=f"u{i}"))
-        if resp.status != 200:
-            break
-        bid = (await resp.json())["seatbid"][0]["bid"][0]
-        await client.get("/v1/notices/billing", params={"bid": bid["id"], "price": "2"})  # 2000 micros each
-        wins += 1
+
+    async def win_until_refused(prefix: str, most: int) -> int:
+        """Bid for new users and bill each win at 2.00 CPM (2000 micros) until the bidder stops."""
+        for i in range(most):
+            resp = await post_bid(client, banner_request(request_id=f"{prefix}{i}", user_id=f"{prefix}-u{i}"))
+            if resp.status != 200:
+                return i
+            bid = (await resp.json())["seatbid"][0]["bid"][0]
+            await client.get("/v1/notices/billing", params={"bid": bid["id"], "price": "2"})
+        return most
+
+    wins = await win_until_refused("r", 10)
     # paced share at 01:00 = 48000 * (1/24 + 0.05) = 4400 micros -> 3 impressions of 2000
     assert wins == 3
     clock.advance(23 * 3600 - 1)  # 23:59:59, nearly the whole budget is open
-    more = 0
-    for i in range(40):
-        resp = await post_bid(client, banner_request(request_id=f"s{i}", user_id=f"v{i}"))
-        if resp.status != 200:
-            break
-        bid = (await resp.json())["seatbid"][0]["bid"][0]
-        await client.get("/v1/notices/billing", params={"bid": bid["id"], "price": "2"})
-        more += 1
+    more = await win_until_refused("s", 40)
     assert wins + more == 24  # 48000 / 2000: never beyond the daily budget
 
 

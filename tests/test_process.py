@@ -40,6 +40,12 @@ async def _create_keys(session, url, headers, acked, errors, stop_at):
             return  # the server went away mid-request: that write was never acknowledged
 
 
+def _start_writers(session, server, headers, acked, errors, count):
+    stop_at = time.monotonic() + 10
+    return [asyncio.create_task(_create_keys(session, server.url, headers, acked, errors, stop_at))
+            for _ in range(count)]
+
+
 async def _listed_ids(url, headers):
     async with aiohttp.ClientSession() as session:
         ids, after = set(), None
@@ -75,9 +81,7 @@ async def test_kill_9_loses_no_acknowledged_write(server):
     acked: list[str] = []
     errors: list[int] = []
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-        stop_at = time.monotonic() + 10
-        writers = [asyncio.create_task(_create_keys(session, server.url, headers, acked, errors, stop_at))
-                   for _ in range(32)]
+        writers = _start_writers(session, server, headers, acked, errors, 32)
         while len(acked) < 300:
             await asyncio.sleep(0.01)
         server.proc.send_signal(signal.SIGKILL)  # mid-load
@@ -99,9 +103,7 @@ async def test_sigterm_drains_streams_flushes_queues_and_exits_0(server):
     errors: list[int] = []
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         ws = await session.ws_connect(f"{server.url}/v1/stream/events?api_key={key}&types=AdminAction")
-        stop_at = time.monotonic() + 10
-        writers = [asyncio.create_task(_create_keys(session, server.url, headers, acked, errors, stop_at))
-                   for _ in range(8)]
+        writers = _start_writers(session, server, headers, acked, errors, 8)
         while len(acked) < 50:
             await asyncio.sleep(0.01)
         server.proc.send_signal(signal.SIGTERM)
