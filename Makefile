@@ -15,7 +15,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	$(PY) -m app migrate
 	$(PY) -m app seed-demo
-	$(PY) -m app serve
+	CONTRAIL__DEMO__TRAFFIC_PER_S=$${CONTRAIL__DEMO__TRAFFIC_PER_S:-20} $(PY) -m app serve
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -109,6 +109,10 @@ class InferenceConfig(_Section):
     timeout_ms: float = 5.0
 
 
+class DemoConfig(_Section):
+    traffic_per_s: float = 0.0
+
+
 class Config(_Section):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     grpc: GrpcConfig = msgspec.field(default_factory=GrpcConfig)
@@ -121,6 +125,7 @@ class Config(_Section):
     tasks: TasksConfig = msgspec.field(default_factory=TasksConfig)
     bidding: BiddingConfig = msgspec.field(default_factory=BiddingConfig)
     inference: InferenceConfig = msgspec.field(default_factory=InferenceConfig)
+    demo: DemoConfig = msgspec.field(default_factory=DemoConfig)
 
     @property
     def data_path(self) -> Path:
@@ -151,6 +156,7 @@ _CHECKS: dict[tuple[str, str], tuple[Any, str]] = {
     ("bidding", "profile_l2_ttl_s"): (lambda v: v >= 1, "must be at least 1"),
     ("bidding", "exchange_per_s"): (lambda v: v > 0, "must be positive"),
     ("bidding", "stream_max_in_flight"): (lambda v: v >= 1, "must be at least 1"),
+    ("demo", "traffic_per_s"): (lambda v: 0 <= v <= 10_000, "must be between 0 and 10000"),
     ("inference", "max_batch"): (lambda v: v >= 1, "must be at least 1"),
     ("inference", "max_wait_us"): (lambda v: v >= 0, "must not be negative"),
     ("inference", "max_queue"): (lambda v: v >= 1, "must be at least 1"),

@@ -11,6 +11,7 @@ from app.bidding.gateway import BidGateway
 from app.bidding.models import ModelHolder
 from app.bidding.notices import BidLedger, NoticeService
 from app.bidding.processor import BidProcessor
+from app.bidding.simulator import run_traffic
 from app.bidding.profiles import ProfileCache
 from app.auth import AccountService, ApiKeyService, TokenService
 from app.config import Config
@@ -110,6 +111,9 @@ class Platform:
         self.notices = NoticeService(self.bid_ledger, self.delivery, self.clock, self.event_log.log_event,
                                      self.metrics)
         self.supervisor.add("bid_ledger_sweep", self._sweep_bids)
+        if config.demo.traffic_per_s > 0:
+            self.supervisor.add("demo_traffic", lambda: run_traffic(self.bid_gateway, self.notices,
+                                                                    config.demo.traffic_per_s))
 
     def _observe_batch(self, calls: int, rows: int, waited_s: float) -> None:
         self.metrics.batch_calls.observe(calls)
