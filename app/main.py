@@ -68,6 +68,9 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     grpc = GrpcServer([PlatformService(p.health), bidding_rpc], p.metrics)
     app[GRPC] = grpc
     p.health.add_check("grpc", lambda: grpc.listening)
+    # One drain() (at the signal, or from on_shutdown) turns readiness, gRPC health and streams off together.
+    p.health.on_drain(lambda: grpc.set_serving(False))
+    p.health.on_drain(p.hub.close)
 
     for module in (platform_routes, auth_routes, admin_routes, analytics_routes, bidding_routes, events_stream, bids_stream,
                    openapi_routes):
@@ -143,5 +146,3 @@ async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
 async def _begin_drain(app: web.Application) -> None:
     """First step of shutdown: readiness off, gRPC NOT_SERVING, streams asked to finish."""
     app[PLATFORM].health.drain()
-    app[GRPC].set_serving(False)
-    app[keys.HUB].close()

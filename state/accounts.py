@@ -52,9 +52,6 @@ class AccountStore:
         self._by_email[account.email] = account
         return account
 
-    def count(self) -> int:
-        return len(self._by_id)
-
     async def add(self, account: Account) -> None:
         """Reserve the email in memory (no await in between), persist, undo on failure."""
         email = account.email.lower()

@@ -47,9 +47,6 @@ class ApiKeyStore:
         self._index(key)
         return key
 
-    def get(self, key_id: str) -> ApiKey | None:
-        return self._by_id.get(key_id)
-
     def all(self) -> list[ApiKey]:
         return list(self._by_id.values())
 

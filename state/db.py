@@ -95,7 +95,6 @@ class Database:
         self._writer_task: asyncio.Task[None] | None = None
         self._closing = False
         self.commits = 0
-        self.last_group_size = 0
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -207,7 +206,6 @@ class Database:
                 results = [exc] * len(batch)
             elapsed = time.perf_counter() - started
             self.commits += 1
-            self.last_group_size = len(batch)
             if self._on_commit is not None:
                 self._on_commit(len(batch), elapsed)
             for write, result in zip(batch, results):

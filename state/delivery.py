@@ -31,9 +31,6 @@ class DeliveryStore:
                                                  (now - self._keep,)):
             self._charged.add(bid_id)
 
-    def is_charged(self, bid_id: str) -> bool:
-        return bid_id in self._charged
-
     async def charge(self, bid_id: str, campaign_id: str, user_id: str, price_micros: int, day: str,
                      at: float) -> None:
         """Charge a bid once: spend and impression applied in memory, persisted, undone on failure."""

@@ -43,7 +43,3 @@ class ProfileStore:
                                "ON CONFLICT(user_id) DO UPDATE SET body=excluded.body, updated_at=excluded.updated_at",
                                (profile.user_id, _encode(profile).decode(), profile.updated_at))])
         self._ids.add(profile.user_id)
-
-    async def count(self) -> int:
-        row = await self._db.fetchone("SELECT count(*) FROM profiles")
-        return row[0] if row else 0

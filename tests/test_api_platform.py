@@ -206,11 +206,37 @@ async def test_metrics_expose_http_and_sqlite_series(client, admin_headers):
         assert series in text, series
 
 
-async def test_drain_turns_readiness_and_grpc_health_off_at_once(client):
+async def test_drain_turns_readiness_and_grpc_health_off_at_once(client, admin_headers):
+    from grpclib.client import Channel
+    from grpclib.health.v1.health_grpc import HealthStub
+    from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
+
     from app.main import GRPC
+    token = admin_headers["Authorization"].split()[1]
+    ws = await client.ws_connect(f"/v1/stream/events?token={token}")
     client.app[PLATFORM].health.drain()
-    client.app[GRPC].set_serving(False)
     resp = await client.get("/health/ready")
     body = await resp.json()
     assert resp.status == 503 and body["state"] == "draining"
     assert (await client.get("/health/live")).status == 200
+    channel = Channel("127.0.0.1", client.app[GRPC].port)
+    reply = await HealthStub(channel).Check(HealthCheckRequest(service="contrail.platform.v1.PlatformService"))
+    channel.close()
+    assert reply.status == HealthCheckResponse.NOT_SERVING
+    closing = await ws.receive(timeout=3)
+    assert closing.type.name == "CLOSE" and closing.data == 1001
+    await ws.close()
+
+
+async def test_admin_user_creation_rejects_bad_input(client, admin_headers):
+    cases = [({"email": "no-at-sign", "password": "long-enough-1", "role": "customer"}, "email"),
+             ({"email": "a@b.c", "password": "short", "role": "customer"}, "password"),
+             ({"email": "a@b.c", "password": "long-enough-1", "role": "pilot"}, "role"),
+             ({"email": "a@b.c", "password": "long-enough-1"}, "role")]
+    for body, field in cases:
+        resp = await client.post("/v1/admin/users", json=body, headers=admin_headers)
+        assert resp.status == 400, body
+        assert field in (await resp.json())["error"]["message"], body
+    ok = {"email": "a@b.c", "password": "long-enough-1", "role": "customer"}
+    assert (await client.post("/v1/admin/users", json=ok, headers=admin_headers)).status == 201
+    assert (await client.post("/v1/admin/users", json=ok, headers=admin_headers)).status == 409

@@ -59,9 +59,6 @@ class BidLedger:
             removed += 1
         return removed
 
-    def __len__(self) -> int:
-        return len(self._bids)
-
 
 def parse_price(raw: str | None) -> int:
     """A clearing CPM as sent in ${AUCTION_PRICE}, in micros."""

@@ -37,9 +37,6 @@ class ProfileCache:
         self._l1_ttl = l2_ttl_s / 2
         self._lookups = metrics.profile_lookups
 
-    def __len__(self) -> int:
-        return len(self._l1)
-
     async def get(self, user_id: str) -> CachedProfile | None:
         """The user's profile, or None for the default profile."""
         now = self._clock.now()
