@@ -200,13 +200,13 @@ def batcher_window(max_wait_us: int = 500) -> dict[str, float]:
 
     async def main():
         b = Batcher(build_providers()["cpu"], lambda: net, max_batch=16, max_wait_us=max_wait_us)
-        x = np.zeros((CANDIDATES, 256), dtype=np.float32)
+        x = (np.zeros(256, dtype=np.float32), np.zeros((CANDIDATES, 2), dtype=np.float32))
         for _ in range(300):
-            await b.score(x, timeout=1)
+            await b.score(*x, timeout=1)
         waits = sorted(w for _, _, w in b.recent)
         burst = Batcher(build_providers()["cpu"], lambda: net, max_batch=16, max_wait_us=max_wait_us)
         for _ in range(50):
-            await asyncio.gather(*(burst.score(x, timeout=1) for _ in range(40)))
+            await asyncio.gather(*(burst.score(*x, timeout=1) for _ in range(40)))
         sizes = [c for c, _, _ in burst.recent]
         return {"p50_us": waits[len(waits) // 2] * 1e6, "p99_us": waits[int(len(waits) * 0.99)] * 1e6,
                 "max_us": waits[-1] * 1e6, "burst_mean_calls": sum(sizes) / len(sizes),

@@ -39,8 +39,9 @@ class Batcher:
         self.max_queue = max_queue
         self.timeout = timeout_ms / 1000
         self._on_batch = on_batch
-        self._pending: list[tuple[np.ndarray, asyncio.Future]] = []
+        self._pending: list[tuple[np.ndarray, np.ndarray, asyncio.Future, float]] = []
         self._first_at = 0.0
+        self._flush_at = 0.0  # the window's end, or sooner when a waiting call's deadline comes first
         self._ticking = False
         self.overloaded = 0
         self.timeouts = 0
@@ -52,49 +53,73 @@ class Batcher:
     def depth(self) -> int:
         return len(self._pending)
 
-    async def score(self, x: np.ndarray, timeout: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Score rows of features; returns (score, ctr, bid factor) arrays."""
+    async def score(self, user_row: np.ndarray, cand: np.ndarray, timeout: float | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Score one request's candidates: its user block (DIM,) and each candidate's own
+        columns (n, len(features.CANDIDATE_COLUMNS)). Returns (score, ctr, bid factor) arrays."""
         if len(self._pending) >= self.max_queue:
             self.overloaded += 1
             raise Overloaded("scoring queue is full")
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
+        now = time.perf_counter()
+        deadline = now + (timeout if timeout is not None else self.timeout)
         if not self._pending:
-            self._first_at = time.perf_counter()
-        self._pending.append((x, future))
+            self._first_at = now
+            self._flush_at = now + self.max_wait
+        if deadline < self._flush_at:
+            self._flush_at = deadline
+        self._pending.append((user_row, cand, future, deadline))
         if len(self._pending) >= self.max_batch:
             self._flush()
         elif not self._ticking:
             self._ticking = True
             loop.call_soon(self._tick)
-        try:
-            return await asyncio.wait_for(future, timeout if timeout is not None else self.timeout)
-        except asyncio.TimeoutError:
-            self.timeouts += 1
-            raise ScoringTimeout("scoring took longer than the call's budget") from None
+        return await future
 
     def _tick(self) -> None:
         if not self._pending:
             self._ticking = False
             return
-        if time.perf_counter() - self._first_at >= self.max_wait:
+        if time.perf_counter() >= self._flush_at:
             self._ticking = False
             self._flush()
         else:
             asyncio.get_running_loop().call_soon(self._tick)
 
     def _flush(self) -> None:
+        """Score every waiting call in one provider pass.
+
+        A call fails with ScoringTimeout when the batch was due only after its deadline (the
+        window would have kept it waiting too long); a loop that was merely late to run the
+        flush does not fail calls that would have been in time.
+        """
         batch, self._pending = self._pending, []
-        waited = time.perf_counter() - self._first_at
-        live = [(x, f) for x, f in batch if not f.done()]
+        now = time.perf_counter()
+        waited = now - self._first_at
+        cutoff = min(now, self._flush_at)
+        live = []
+        for user_row, cand, f, deadline in batch:
+            if f.done():  # the caller went away
+                continue
+            if deadline <= cutoff:
+                self.timeouts += 1
+                f.set_exception(ScoringTimeout("scoring took longer than the call's budget"))
+            else:
+                live.append((user_row, cand, f))
         if not live:
             return
-        sizes = [len(x) for x, _ in live]
+        sizes = [len(cand) for _, cand, _ in live]
         try:
-            z = self.provider.run(self._model(), np.concatenate([x for x, _ in live]))
-            score, ctr, bid = outputs(z)
+            if len(live) == 1:
+                users, owner, cand = live[0][0][None, :], np.zeros(sizes[0], dtype=np.intp), live[0][1]
+            else:
+                users = np.stack([u for u, _, _ in live])
+                owner = np.repeat(np.arange(len(live)), sizes)
+                cand = np.concatenate([c for _, c, _ in live])
+            score, ctr, bid = outputs(self.provider.run_factored(self._model(), users, owner, cand))
         except Exception as exc:  # a provider failure fails this batch's calls, not the loop
-            for _, f in live:
+            for _, _, f in live:
                 f.set_exception(exc)
             return
         self.batches += 1
@@ -102,6 +127,6 @@ class Batcher:
         if self._on_batch is not None:
             self._on_batch(len(live), int(sum(sizes)), waited)
         start = 0
-        for (_, f), n in zip(live, sizes):
+        for (_, _, f), n in zip(live, sizes):
             f.set_result((score[start:start + n], ctr[start:start + n], bid[start:start + n]))
             start += n

@@ -20,6 +20,8 @@ INTERESTS = slice(0, 64)
 SEGMENTS = slice(64, 128)
 LOYALTY = slice(128, 136)
 RECENCY, FREQ_UTIL, DEVICE_TYPE, OFFER_POSITION = 136, 137, 138, 139
+# The only features that differ between the candidates of one request; everything else is the user block.
+CANDIDATE_COLUMNS = [FREQ_UTIL, OFFER_POSITION]
 N_INTERESTS = N_SEGMENTS = 64
 N_LOYALTY = 8
 
@@ -40,10 +42,18 @@ def user_block(interests: np.ndarray | None, segments: list[int] | None, loyalty
     return row
 
 
-def candidate_matrix(user_row: np.ndarray, freq_util: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """One row per candidate: the user block plus per-candidate features."""
-    n = len(freq_util)
-    x = np.broadcast_to(user_row, (n, DIM)).copy()
-    x[:, FREQ_UTIL] = freq_util
-    x[:, OFFER_POSITION] = positions
+def candidate_columns(freq_util: np.ndarray | None, positions: np.ndarray) -> np.ndarray:
+    """The per-candidate features, (n, len(CANDIDATE_COLUMNS)), in CANDIDATE_COLUMNS order."""
+    cand = np.zeros((len(positions), len(CANDIDATE_COLUMNS)), dtype=np.float32)
+    if freq_util is not None:
+        cand[:, 0] = freq_util
+    cand[:, 1] = positions
+    return cand
+
+
+def candidate_matrix(user_row: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """The full rows: the user block with each candidate's own columns set."""
+    x = np.empty((len(cand), DIM), dtype=np.float32)
+    x[:] = user_row
+    x[:, CANDIDATE_COLUMNS] = cand
     return x

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ml.features import CANDIDATE_COLUMNS
 from ml.model import SpikingNet
 
 
@@ -80,18 +81,39 @@ class Provider:
     def hidden(self, x: np.ndarray, w1) -> np.ndarray:
         return x @ w1
 
+    def rows(self, w1, index: list[int]):
+        """The prepared first-layer weights of some input features only."""
+        return w1[index]
+
     def run(self, net: SpikingNet, x: np.ndarray) -> np.ndarray:
         """Forward pass in this provider's format: (n, DIM) -> (n, 3) pre-tanh outputs."""
         w1, w2 = self._weights(net)
-        out = np.empty((len(x), 3), dtype=np.float32)
-        for start in range(0, len(x), self.max_batch):
-            chunk = x[start:start + self.max_batch]
-            spikes = (self.hidden(chunk, w1) + net.b1 > net.theta).astype(np.float32)
-            out[start:start + len(chunk)] = spikes @ w2 + net.b2
+        return self._layers(net, w2, len(x), lambda s: self.hidden(x[s], w1))
+
+    def run_factored(self, net: SpikingNet, users: np.ndarray, owner: np.ndarray, cand: np.ndarray) -> np.ndarray:
+        """run() on candidate rows given as their request's user row plus the candidate columns.
+
+        Row i is users[owner[i]] with features.CANDIDATE_COLUMNS set to cand[i]. Since
+        x·W1 is linear, its first layer is users·W1 once per request plus cand·W1[those
+        columns] per candidate: the same result as run() on the full rows (the whole
+        request shares everything else), for a fraction of the multiply-adds.
+        """
+        w1, w2 = self._weights(net)
+        per_user = self.hidden(users, w1)
+        w_cand = self.rows(w1, CANDIDATE_COLUMNS)
+        return self._layers(net, w2, len(cand), lambda s: per_user[owner[s]] + self.hidden(cand[s], w_cand))
+
+    def _layers(self, net: SpikingNet, w2, n: int, first_layer) -> np.ndarray:
+        """Threshold and second layer over device batches of at most max_batch rows."""
+        out = np.empty((n, 3), dtype=np.float32)
+        for start in range(0, n, self.max_batch):
+            s = slice(start, min(n, start + self.max_batch))
+            spikes = (first_layer(s) + net.b1 > net.theta).astype(np.float32)
+            out[s] = spikes @ w2 + net.b2
             self.stats.device_batches += 1
-            self.stats.modeled_us += self.overhead_us + self.per_row_us * len(chunk)
+            self.stats.modeled_us += self.overhead_us + self.per_row_us * (s.stop - s.start)
         self.stats.calls += 1
-        self.stats.rows += len(x)
+        self.stats.rows += n
         return out
 
     def modeled_latency_us(self, rows: int) -> float:
@@ -120,6 +142,10 @@ class Int8Provider(Provider):
         q, scale = _int8(net.w1)
         q2, scale2 = _int8(net.w2)
         return (q.astype(np.float32), scale), q2.astype(np.float32) * scale2
+
+    def rows(self, w1, index):
+        qw, w_scale = w1
+        return qw[index], w_scale
 
     def hidden(self, x, w1):
         qw, w_scale = w1

@@ -20,6 +20,7 @@ class DeliveryStore:
         self.impressions: dict[str, deque[tuple[float, str]]] = defaultdict(deque)
         self.spend: dict[tuple[str, str], int] = {}
         self._charged: set[str] = set()
+        self.version = 0  # bumps whenever spend changes, so budget views know to refresh
 
     async def load(self, now: float) -> None:
         for user_id, campaign_id, at in await self._db.fetchall(
@@ -27,6 +28,7 @@ class DeliveryStore:
             self.impressions[user_id].append((at, campaign_id))
         for campaign_id, day, spent in await self._db.fetchall("SELECT campaign_id, day, spent_micros FROM campaign_spend"):
             self.spend[(campaign_id, day)] = spent
+        self.version += 1
         for (bid_id,) in await self._db.fetchall("SELECT bid_id FROM bid_outcomes WHERE kind='charge' AND at > ?",
                                                  (now - self._keep,)):
             self._charged.add(bid_id)
@@ -39,6 +41,7 @@ class DeliveryStore:
         self._charged.add(bid_id)
         key = (campaign_id, day)
         self.spend[key] = self.spend.get(key, 0) + price_micros
+        self.version += 1
         self.impressions[user_id].append((at, campaign_id))
         try:
             await self._db.write([
@@ -53,6 +56,7 @@ class DeliveryStore:
         except BaseException:
             self._charged.discard(bid_id)
             self.spend[key] -= price_micros
+            self.version += 1
             try:
                 self.impressions[user_id].remove((at, campaign_id))
             except ValueError:

@@ -90,7 +90,7 @@ async def test_stream_bids_answers_every_request_tagged(stub):
     assert {r.request_id for r in replies} == {f"s{i}" for i in range(20)} | {"bad"}
     bad = next(r for r in replies if r.request_id == "bad")
     assert bad.error.startswith("invalid_request") and not bad.has_bid
-    assert sum(r.has_bid for r in replies) == 20
+    assert sum(r.has_bid for r in replies) == 20, [r for r in replies if not r.has_bid]
 
 
 async def test_bidding_health_check(stub):

@@ -13,8 +13,10 @@ import time
 import uuid
 from collections import OrderedDict
 
-from app.bidding.openrtb import BidRequest, Imp
 import msgspec
+import numpy as np
+
+from app.bidding.openrtb import BidRequest, Imp
 
 from app.errors import Conflict, InvalidInput, NotFound
 from state.campaigns import Campaign, CampaignStore, Creative
@@ -36,7 +38,10 @@ class CampaignService:
         self._slack = pacing_slack
         self._index: list[_Entry] = []
         self._index_version = -1
-        self._shapes: OrderedDict[tuple, list[tuple[int, _Entry, Creative]]] = OrderedDict()
+        self._budgets = np.zeros(0)
+        self._spend_arr = np.zeros(0)
+        self._spend_key: tuple | None = None
+        self._shapes: OrderedDict[tuple, _Shape | None] = OrderedDict()
 
     # ---- admin ----
     async def create(self, campaign: Campaign) -> Campaign:
@@ -92,39 +97,52 @@ class CampaignService:
     def _entries(self) -> list["_Entry"]:
         if self._index_version != self._store.version:
             self._index = [_Entry(c) for c in self._store.all() if c.status == "active" and c.creatives]
+            self._budgets = np.array([e.campaign.daily_budget_micros for e in self._index], dtype=np.float64)
             self._index_version = self._store.version
+            self._spend_key = None
             self._shapes.clear()
         return self._index
 
-    def candidates(self, request: BidRequest, user_id: str | None, now: float, limit: int
-                   ) -> list[tuple[int, Campaign, Creative, float]]:
-        """(imp index, campaign, creative, frequency use) for every eligible pair, up to `limit`.
+    def _spent(self, day: str) -> np.ndarray:
+        """Today's spend per indexed campaign, rebuilt only when a charge has landed since."""
+        key = (self._index_version, day, self._delivery.version)
+        if key != self._spend_key:
+            spend = self._delivery.spend
+            self._spend_arr = np.array([spend.get((e.campaign.id, day), 0) for e in self._index], dtype=np.float64)
+            self._spend_key = key
+        return self._spend_arr
+
+    def candidates(self, request: BidRequest, user_id: str | None, now: float, limit: int) -> "Candidates | None":
+        """Every eligible (imp, campaign, creative) triple, up to `limit`, or None when there is none.
 
         What depends only on the request's shape (where, which device, what is blocked,
-        which sizes and mimes) is cached per shape; budget and frequency are checked per request.
+        which sizes and mimes) is cached per shape as arrays; budget and frequency are
+        checked per request as masks over them.
         """
-        day, paced = utc_day(now), min(1.0, (now % 86_400) / 86_400 + self._slack)
-        seen_before = user_id is not None and self._delivery.has_impressions(user_id)
-        spend = self._delivery.spend
-        verdicts: dict[str, float | None] = {}
-        out: list[tuple[int, Campaign, Creative, float]] = []
-        for index, e, creative in self._static_candidates(request):
-            c = e.campaign
-            use = verdicts.get(c.id, -1.0)
-            if use == -1.0:
-                if spend.get((c.id, day), 0) >= c.daily_budget_micros * paced:
-                    use = None
+        shape = self._static_candidates(request)
+        if shape is None:
+            return None
+        paced = min(1.0, (now % 86_400) / 86_400 + self._slack)
+        open_slots = self._spent(utc_day(now)) < self._budgets * paced
+        freq = None
+        if shape.capped and user_id is not None and self._delivery.has_impressions(user_id):
+            freq = np.zeros(len(self._index), dtype=np.float32)
+            for slot in shape.capped:
+                use = self.frequency_use(self._index[slot].campaign, user_id, now)
+                if use is None:
+                    open_slots[slot] = False
                 else:
-                    use = self.frequency_use(c, user_id, now) if (seen_before and e.capped) else 0.0
-                verdicts[c.id] = use
-            if use is None:
-                continue
-            out.append((index, c, creative, use))
-            if len(out) >= limit:
-                break
-        return out
+                    freq[slot] = use
+        keep = open_slots[shape.slot]
+        if keep.all():
+            rows = slice(0, min(shape.n, limit))
+        else:
+            rows = np.flatnonzero(keep)[:limit]
+            if not len(rows):
+                return None
+        return Candidates(shape, rows, freq)
 
-    def _static_candidates(self, request: BidRequest) -> list[tuple[int, "_Entry", Creative]]:
+    def _static_candidates(self, request: BidRequest) -> "_Shape | None":
         entries = self._entries()  # rebuilds (and clears the shape cache) when campaigns change
         device = request.device
         country = (device.geo.country if device and device.geo else None) or \
@@ -133,13 +151,15 @@ class CampaignService:
         imps = [(i, _ImpShape(imp)) for i, imp in enumerate(request.imp or ())]
         key = (country, device_type, tuple(request.bcat or ()), tuple(request.badv or ()),
                tuple(request.bapp or ()), tuple(shape.key for _, shape in imps))
-        cached = self._shapes.get(key)
-        if cached is not None:
+        try:
+            cached = self._shapes[key]
             self._shapes.move_to_end(key)
             return cached
+        except KeyError:
+            pass
         bcat, badv, bapp = set(request.bcat or ()), set(request.badv or ()), set(request.bapp or ())
-        found: list[tuple[int, _Entry, Creative]] = []
-        for e in entries:
+        found: list[tuple[int, int, Creative]] = []
+        for slot, e in enumerate(entries):
             c = e.campaign
             if (e.countries and country not in e.countries) or (e.device_types and device_type not in e.device_types):
                 continue
@@ -147,11 +167,45 @@ class CampaignService:
                     or (c.app_bundle is not None and c.app_bundle in bapp):
                 continue
             for index, shape in imps:
-                found.extend((index, e, creative) for creative in e.matching(shape))
-        self._shapes[key] = found
+                found.extend((index, slot, creative) for creative in e.matching(shape))
+        result = _Shape(found, entries) if found else None
+        self._shapes[key] = result
         if len(self._shapes) > _SHAPE_CACHE_SIZE:
             self._shapes.popitem(last=False)
-        return found
+        return result
+
+
+class _Shape:
+    """The statically eligible candidates of one request shape, as parallel arrays."""
+
+    __slots__ = ("n", "imp_of", "slot", "caps", "creatives", "campaigns", "capped")
+
+    def __init__(self, found: list[tuple[int, int, Creative]], entries: list["_Entry"]) -> None:
+        self.n = len(found)
+        self.imp_of = np.array([f[0] for f in found], dtype=np.int64)
+        self.slot = np.array([f[1] for f in found], dtype=np.int64)
+        self.creatives = [f[2] for f in found]
+        self.campaigns = [entries[f[1]].campaign for f in found]
+        self.caps = np.array([c.bid_cap_micros for c in self.campaigns], dtype=np.float64)
+        self.capped = sorted({f[1] for f in found if entries[f[1]].capped})
+
+
+class Candidates:
+    """The candidates of one request: a row selection of its shape plus per-user frequency use."""
+
+    __slots__ = ("_shape", "_rows", "n", "imp_of", "caps", "freq")
+
+    def __init__(self, shape: _Shape, rows: slice | np.ndarray, freq: np.ndarray | None) -> None:
+        self._shape, self._rows = shape, rows
+        self.imp_of = shape.imp_of[rows]
+        self.caps = shape.caps[rows]
+        self.n = len(self.imp_of)
+        self.freq = freq[shape.slot[rows]] if freq is not None else None
+
+    def pair(self, i: int) -> tuple[Campaign, Creative]:
+        """The campaign and creative of candidate row `i`."""
+        j = self._rows.start + i if isinstance(self._rows, slice) else int(self._rows[i])
+        return self._shape.campaigns[j], self._shape.creatives[j]
 
 
 _SHAPE_CACHE_SIZE = 10_000

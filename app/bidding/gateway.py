@@ -35,6 +35,15 @@ class BidGateway:
     def __init__(self, bidder: BidProcessor, metrics: Metrics) -> None:
         self.bidder = bidder
         self._metrics = metrics
+        self._counted: dict[tuple[str, bool], tuple] = {}  # labelled metric children, looked up once
+
+    def _count(self, protocol: str, bid: bool):
+        children = self._counted.get((protocol, bid))
+        if children is None:
+            m = self._metrics
+            children = self._counted[(protocol, bid)] = (
+                m.bid_requests.labels(protocol, "bid" if bid else "nobid"), m.bid_latency.labels(protocol))
+        return children
 
     async def answer(self, raw: bytes | str, protocol: str, started: float | None = None,
                      timeout_ms: int = 0, user_id: str = "") -> BidAnswer:
@@ -55,9 +64,10 @@ class BidGateway:
             request = msgspec.structs.replace(
                 request, user=msgspec.structs.replace(user, id=user_id) if user else User(id=user_id))
         outcome = await self.bidder.process(request, started)
-        m.bid_requests.labels(protocol, "bid" if outcome.response else "nobid").inc()
+        requests, latency = self._count(protocol, outcome.response is not None)
+        requests.inc()
         if outcome.response is None:
             m.bid_nobids.labels(outcome.reason).inc()
         elapsed = time.perf_counter() - started
-        m.bid_latency.labels(protocol).observe(elapsed)
+        latency.observe(elapsed)
         return BidAnswer(outcome, None, request.id or "", int(elapsed * 1e6))

@@ -6,13 +6,14 @@ user id -> profile (L1/L2/default) -> privacy -> frequency caps -> candidates ->
 
 from __future__ import annotations
 
+import functools
+import secrets
 import time
-import uuid
 from dataclasses import dataclass
 
 import numpy as np
 
-from app.bidding.campaigns import WINDOWS, CampaignService
+from app.bidding.campaigns import WINDOWS, Candidates, CampaignService
 from app.bidding.notices import BidLedger, IssuedBid
 from app.bidding.openrtb import (MTYPE, NBR_DAILY_READER_CAP, NBR_INSUFFICIENT_TIME, NBR_TECHNICAL, NBR_UNKNOWN,
                                  Bid, BidRequest, BidResponse, Imp, SeatBid)
@@ -21,6 +22,7 @@ from app.config import BiddingConfig
 from ml import features
 from ml.batcher import Batcher, Overloaded, ScoringTimeout
 from state.clock import Clock
+from state.campaigns import Campaign, Creative
 from state.delivery import DeliveryStore
 
 TIER_BOOST = {1.0: 1.30, 0.5: 1.15}  # loyalty tier feature (Reserve 1.0, Gold 0.5) -> bid boost
@@ -33,6 +35,12 @@ class Outcome:
     reason: str                 # "bid" or the no-bid reason
     nbr: int | None = None
     bids: int = 0
+
+
+@functools.lru_cache(maxsize=None)
+def _positions(n: int) -> np.ndarray:
+    """Offer position feature: 0 for the first candidate .. 1 for the last."""
+    return np.arange(n, dtype=np.float32) / max(1, n - 1)
 
 
 def personal_data_allowed(request: BidRequest) -> bool:
@@ -58,6 +66,7 @@ class BidProcessor:
         self._log_event = log_event
         self._base = notice_base_url.rstrip("/")
         self._rates = config.currency_rates
+        self._anonymous_rows: dict[int, np.ndarray] = {}
 
     def _user_capped(self, user_id: str | None, now: float) -> bool:
         if user_id is None:
@@ -91,62 +100,61 @@ class BidProcessor:
         personal = personal_data_allowed(request)
         profile = await self._profiles.get(user_id) if (user_id and personal) else None
         found = self._campaigns.candidates(request, user_id, now, cfg.batch_size)
-        if not found:
+        if found is None:
             return self._no_bid(request, "no_eligible_campaign", NBR_UNKNOWN)
 
-        x = self._features(request, profile, found)
+        user_row, cand = self._features(request, profile, found)
         remaining = deadline - time.perf_counter()
         if remaining < cfg.min_scoring_ms / 1000:
             return self._no_bid(request, "insufficient_time", NBR_INSUFFICIENT_TIME)
         try:
-            score, ctr, bid_factor = await self.batcher.score(x, timeout=min(self.batcher.timeout, remaining))
+            score, ctr, bid_factor = await self.batcher.score(user_row, cand, timeout=min(self.batcher.timeout, remaining))
         except Overloaded:
             return self._no_bid(request, "overloaded", NBR_TECHNICAL)
         except ScoringTimeout:
             return self._no_bid(request, "scoring_timeout", NBR_INSUFFICIENT_TIME)
 
         boost = TIER_BOOST.get(round(profile.tier, 1), 1.0) if profile is not None else 1.0
-        bids = self._choose(request, found, score * boost, ctr, bid_factor, boost, user_id, now, seat)
+        bids = self._choose(request, found, score * boost, bid_factor, boost, user_id, now, seat)
         if not bids:
             return self._no_bid(request, "below_floor", NBR_UNKNOWN)
         response = BidResponse(id=request.id or "", seatbid=[SeatBid(bid=bids, seat=seat or cfg.seat)],
-                               bidid=uuid.uuid4().hex, cur=cfg.currency)
+                               bidid=secrets.token_hex(16), cur=cfg.currency)
         for b in bids:
             self._log_event("Bid", {"request_id": request.id, "bid_id": b.id, "imp_id": b.impid, "price": b.price,
                                     "campaign_id": b.adid, "deal_id": b.dealid})
         return Outcome(response, "bid", None, len(bids))
 
-    def _features(self, request: BidRequest, profile: CachedProfile | None, found) -> np.ndarray:
-        now = self._clock.now()
+    def _features(self, request: BidRequest, profile: CachedProfile | None, found: Candidates
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """The request's user block and each candidate's own feature columns."""
         device_type = request.device.devicetype if request.device else None
         if profile is not None:
+            now = self._clock.now()
             recency = 1.0 / (1.0 + max(0.0, now - profile.last_seen) / 86_400) if profile.last_seen else 0.0
             user_row = features.user_block(profile.interests, list(profile.segments), profile.loyalty, recency,
                                            device_type)
         else:
-            user_row = features.user_block(None, None, None, 0.0, device_type)
-        n = len(found)
-        freq = np.fromiter((f[3] for f in found), dtype=np.float32, count=n)
-        positions = np.arange(n, dtype=np.float32) / max(1, n - 1)
-        return features.candidate_matrix(user_row, freq, positions)
+            kind = min(max(device_type or 0, 0), 7)  # the feature's own clamp keeps this cache at 8 rows
+            user_row = self._anonymous_rows.get(kind)
+            if user_row is None:
+                user_row = self._anonymous_rows[kind] = features.user_block(None, None, None, 0.0, kind)
+        return user_row, features.candidate_columns(found.freq, _positions(found.n))
 
-    def _choose(self, request: BidRequest, found, rank, ctr, bid_factor, boost: float, user_id: str | None,
+    def _choose(self, request: BidRequest, found: Candidates, rank, bid_factor, boost: float, user_id: str | None,
                 now: float, seat: str | None) -> list[Bid]:
-        n = len(found)
-        caps = np.fromiter((f[1].bid_cap_micros for f in found), dtype=np.float64, count=n)
+        caps = found.caps
         prices = np.minimum(caps, np.floor(caps * (0.25 + 0.75 * bid_factor.astype(np.float64)) * boost))
-        imp_of = np.fromiter((f[0] for f in found), dtype=np.int64, count=n)
+        imps = request.imp or ()
         bids = []
-        for imp_index, imp in enumerate(request.imp or ()):
-            members = np.flatnonzero(imp_of == imp_index)
-            if not len(members):
-                continue
+        for imp_index, imp in enumerate(imps):
+            members = np.flatnonzero(found.imp_of == imp_index) if len(imps) > 1 else None
             deals: dict[int, str] = {}
             if imp.pmp is not None and imp.pmp.deals:
                 # Deal floors replace the open floor; a private auction admits deal bids only.
                 eligible = []
-                for i in members:
-                    deal = self._deal_for(imp, found[i][1], int(prices[i]), seat)
+                for i in (range(found.n) if members is None else members):
+                    deal = self._deal_for(imp, found.pair(int(i))[0], int(prices[i]), seat)
                     if deal is False:
                         continue
                     if deal is None:
@@ -159,17 +167,19 @@ class BidProcessor:
                 members = np.asarray(eligible, dtype=np.int64)
             else:
                 floor = self._floor_micros(imp.bidfloor, imp.bidfloorcur)
-                members = members[prices[members] >= floor] if floor is not None else members[:0]
+                if floor is None:
+                    continue
+                members = np.flatnonzero(prices >= floor) if members is None else members[prices[members] >= floor]
             if not len(members):
                 continue
             i = int(members[np.argmax(rank[members])])
-            bids.append(self._make_bid(request, imp, found[i], int(prices[i]), deals.get(i), user_id, now))
+            bids.append(self._make_bid(request, imp, found.pair(i), int(prices[i]), deals.get(i), user_id, now))
         return bids
 
-    def _make_bid(self, request: BidRequest, imp: Imp, candidate, price: int, deal: str | None,
-                  user_id: str | None, now: float) -> Bid:
-        _, campaign, creative, _ = candidate
-        bid_id = uuid.uuid4().hex
+    def _make_bid(self, request: BidRequest, imp: Imp, pair: tuple[Campaign, Creative], price: int,
+                  deal: str | None, user_id: str | None, now: float) -> Bid:
+        campaign, creative = pair
+        bid_id = secrets.token_hex(16)
         self._ledger.issue(IssuedBid(bid_id, request.id or "", imp.id or "", campaign.id, creative.id,
                                      user_id or "", price, now + self.config.bid_ttl_s))
         q = f"bid={bid_id}&auction=${{AUCTION_ID}}&imp=${{AUCTION_IMP_ID}}&cur=${{AUCTION_CURRENCY}}"
