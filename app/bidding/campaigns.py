@@ -9,6 +9,7 @@ stops until the next UTC day.
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections import OrderedDict
@@ -27,7 +28,13 @@ WINDOWS = {"minute": 60, "hour": 3600, "day": 86_400}
 
 
 def utc_day(at: float) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(at))
+    """The UTC date of a timestamp, as budgets are kept (YYYY-MM-DD)."""
+    return _day_name(int(at // 86_400))
+
+
+@functools.lru_cache(maxsize=8)
+def _day_name(day_number: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(day_number * 86_400))
 
 
 class CampaignService:

@@ -69,7 +69,7 @@ class BidProcessor:
         self._anonymous_rows: dict[int, np.ndarray] = {}
 
     def _user_capped(self, user_id: str | None, now: float) -> bool:
-        if user_id is None:
+        if user_id is None or not self._delivery.has_impressions(user_id):
             return False
         for window, seconds in WINDOWS.items():
             cap = getattr(self.config, f"user_cap_{window}")

@@ -35,7 +35,9 @@ class ProfileCache:
         self._l1_size = l1_size
         self._l2_ttl = l2_ttl_s
         self._l1_ttl = l2_ttl_s / 2
-        self._lookups = metrics.profile_lookups
+        lookups = metrics.profile_lookups
+        self._count = {(tier, result): lookups.labels(tier, result)
+                       for tier in ("l1", "l2") for result in ("hit", "miss")}
 
     async def get(self, user_id: str) -> CachedProfile | None:
         """The user's profile, or None for the default profile."""
@@ -43,13 +45,13 @@ class ProfileCache:
         hit = self._l1.get(user_id)
         if hit is not None and now - hit[0] < self._l1_ttl:
             self._l1.move_to_end(user_id)
-            self._lookups.labels("l1", "hit").inc()
+            self._count["l1", "hit"].inc()
             return hit[1]
-        self._lookups.labels("l1", "miss").inc()
+        self._count["l1", "miss"].inc()
         profile = await self._store.get(user_id)
         if profile is not None and now - profile.updated_at >= self._l2_ttl:
             profile = None  # too old to trust
-        self._lookups.labels("l2", "hit" if profile is not None else "miss").inc()
+        self._count["l2", "hit" if profile is not None else "miss"].inc()
         cached = CachedProfile(profile) if profile is not None else None
         self._remember(user_id, cached, now)
         return cached

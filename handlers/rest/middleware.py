@@ -6,8 +6,8 @@ import asyncio
 import logging
 import math
 import re
+import secrets
 import time
-import uuid
 
 from aiohttp import web
 
@@ -99,7 +99,7 @@ async def core_middleware(request: web.Request, handler) -> web.StreamResponse:
     """Request id, timing, auth, rate limits, and the one error envelope."""
     rid = request.headers.get("X-Request-Id")
     if rid is None or not _REQUEST_ID_RE.match(rid):
-        rid = uuid.uuid4().hex
+        rid = secrets.token_hex(16)
     token = request_id.set(rid)
     started = time.perf_counter()
     response: web.StreamResponse | None = None
