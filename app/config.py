@@ -11,6 +11,7 @@ from typing import Any, Literal, Mapping
 import msgspec
 
 DEV_JWT_SECRET = "contrail-development-secret-change-me"
+DEV_WEBHOOK_SECRET = "contrail-development-payments-webhook-secret"
 ENV_PREFIX = "CONTRAIL__"
 
 
@@ -109,6 +110,39 @@ class InferenceConfig(_Section):
     timeout_ms: float = 5.0
 
 
+class RetailConfig(_Section):
+    currency: str = "USD"
+    offer_ttl_s: int = 900
+    hold_ttl_s: int = 1800
+    tax_percent: float = 12.0
+    booking_fee_cents: int = 500
+    max_passengers: int = 9
+    max_offers: int = 5
+    quote_ttl_s: int = 900
+    archive_after_days: int = 7
+    sweep_interval_s: float = 1.0
+
+
+class PaymentsConfig(_Section):
+    webhook_secret: str = DEV_WEBHOOK_SECRET
+    gateway_timeout_s: float = 10.0
+    pending_timeout_s: int = 300
+    simulator_settle_s: float = 60.0
+
+
+class RankingConfig(_Section):
+    remote: str = ""
+    remote_api_key: str = ""
+    remote_share: float = 0.0
+    remote_deadline_ms: int = 200
+    breaker_failures: int = 3
+    breaker_slow_ms: int = 500
+    breaker_open_s: float = 30.0
+    breaker_successes: int = 2
+    retrain_interval_s: float = 300.0
+    min_training_offers: int = 200
+
+
 class DemoConfig(_Section):
     traffic_per_s: float = 0.0
 
@@ -125,6 +159,9 @@ class Config(_Section):
     tasks: TasksConfig = msgspec.field(default_factory=TasksConfig)
     bidding: BiddingConfig = msgspec.field(default_factory=BiddingConfig)
     inference: InferenceConfig = msgspec.field(default_factory=InferenceConfig)
+    retail: RetailConfig = msgspec.field(default_factory=RetailConfig)
+    payments: PaymentsConfig = msgspec.field(default_factory=PaymentsConfig)
+    ranking: RankingConfig = msgspec.field(default_factory=RankingConfig)
     demo: DemoConfig = msgspec.field(default_factory=DemoConfig)
 
     @property
@@ -161,6 +198,29 @@ _CHECKS: dict[tuple[str, str], tuple[Any, str]] = {
     ("inference", "max_wait_us"): (lambda v: v >= 0, "must not be negative"),
     ("inference", "max_queue"): (lambda v: v >= 1, "must be at least 1"),
     ("inference", "timeout_ms"): (lambda v: v > 0, "must be positive"),
+    ("retail", "offer_ttl_s"): (lambda v: v >= 1, "must be at least 1"),
+    ("retail", "hold_ttl_s"): (lambda v: v >= 1, "must be at least 1"),
+    ("retail", "tax_percent"): (lambda v: 0 <= v <= 100, "must be between 0 and 100"),
+    ("retail", "booking_fee_cents"): (lambda v: v >= 0, "must not be negative"),
+    ("retail", "max_passengers"): (lambda v: 1 <= v <= 50, "must be 1 to 50"),
+    ("retail", "max_offers"): (lambda v: 3 <= v <= 20, "must be 3 to 20"),
+    ("retail", "quote_ttl_s"): (lambda v: v >= 1, "must be at least 1"),
+    ("retail", "archive_after_days"): (lambda v: v >= 0, "must not be negative"),
+    ("retail", "sweep_interval_s"): (lambda v: v > 0, "must be positive"),
+    ("payments", "webhook_secret"): (lambda v: len(v) >= 32, "must be at least 32 characters"),
+    ("payments", "gateway_timeout_s"): (lambda v: v > 0, "must be positive"),
+    ("payments", "pending_timeout_s"): (lambda v: v >= 1, "must be at least 1"),
+    ("payments", "simulator_settle_s"): (lambda v: v >= 0, "must not be negative"),
+    ("ranking", "remote"): (lambda v: v == "" or re.fullmatch(r"[\w.\-]+:\d{1,5}", v) is not None,
+                            "must be host:port or empty"),
+    ("ranking", "remote_share"): (lambda v: 0 <= v <= 1, "must be between 0 and 1"),
+    ("ranking", "remote_deadline_ms"): (lambda v: v >= 1, "must be at least 1"),
+    ("ranking", "breaker_failures"): (lambda v: v >= 1, "must be at least 1"),
+    ("ranking", "breaker_slow_ms"): (lambda v: v >= 1, "must be at least 1"),
+    ("ranking", "breaker_open_s"): (lambda v: v > 0, "must be positive"),
+    ("ranking", "breaker_successes"): (lambda v: v >= 1, "must be at least 1"),
+    ("ranking", "retrain_interval_s"): (lambda v: v > 0, "must be positive"),
+    ("ranking", "min_training_offers"): (lambda v: v >= 10, "must be at least 10"),
 }
 
 
@@ -236,4 +296,39 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             raise ConfigError(f"config: {section}.{key}: {message} (got {value!r})")
     if config.server.production and config.auth.jwt_secret == DEV_JWT_SECRET:
         raise ConfigError("config: auth.jwt_secret: production mode refuses the built-in development secret")
+    if config.server.production and config.payments.webhook_secret == DEV_WEBHOOK_SECRET:
+        raise ConfigError("config: payments.webhook_secret: production mode refuses the built-in development secret")
     return config
+
+
+def markdown_table(toml_path: Path) -> str:
+    """The README's configuration table, from config.toml's keys, values and comments."""
+    rows = ["| key | default | environment | meaning |", "|---|---|---|---|"]
+    section, comment, after_key = "", [], False
+    for line in toml_path.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("[") and line.endswith("]"):
+            section, comment = line[1:-1], []
+        elif line.startswith("#"):
+            if after_key:  # a comment covers the keys right below it, up to the next comment
+                comment, after_key = [], False
+            comment.append(line.lstrip("# "))
+        elif "=" in line and section:
+            key, _, value = (part.strip() for part in line.partition("="))
+            meaning = " ".join(comment).replace("|", "\\|")
+            rows.append(f"| `{section}.{key}` | `{value}` | `{ENV_PREFIX}{section.upper()}__{key.upper()}` | {meaning} |")
+            after_key = True
+        elif not line:
+            comment = []
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    # python -m app.config README.md: rewrite the configuration table in place from config.toml.
+    import sys
+    readme = Path(sys.argv[1])
+    text = readme.read_text()
+    start = text.index("| key | default | environment | meaning |")
+    end = text.index("\n\n", start)
+    readme.write_text(text[:start] + markdown_table(Path(__file__).resolve().parent.parent / "config.toml")
+                      + text[end:])

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from state.campaigns import Campaign, Creative, FrequencyCaps
+from state.catalog import Cabin, Flight, Product
 
 if TYPE_CHECKING:
     from app.platform import Platform
@@ -58,7 +60,54 @@ async def _campaigns(platform: "Platform") -> str:
     return f"demo campaigns: {created} created"
 
 
-DATA_SETS = [("accounts", _accounts), ("campaigns", _campaigns)]
+# (origin, destination, block minutes, economy base fare in cents, departures per day as UTC hours)
+DEMO_ROUTES = [("LIS", "BCN", 125, 7_900, (7, 17)), ("LIS", "LHR", 160, 9_900, (6, 12, 18)),
+               ("LIS", "CDG", 150, 8_900, (8, 19)), ("LIS", "FNC", 105, 5_900, (9, 15, 20)),
+               ("LIS", "AMS", 175, 10_900, (7,)), ("LIS", "MAD", 80, 5_400, (7, 13, 19)),
+               ("OPO", "LHR", 150, 8_400, (10,)), ("OPO", "CDG", 135, 7_400, (11,)),
+               ("FAO", "DUB", 165, 8_900, (14,)), ("LIS", "OPO", 55, 3_900, (7, 12, 17, 21)),
+               ("LIS", "PDL", 140, 7_400, (10,)), ("LIS", "FAO", 45, 3_400, (8, 18))]
+DEMO_PRODUCTS = [("seat-standard", "Seat", "Seat selection", 1_200, None),
+                 ("bag-23kg", "Bag", "Checked bag 23 kg", 3_500, None),
+                 ("meal-hot", "Meal", "Hot meal", 1_400, 40),
+                 ("lounge-pass", "Lounge", "Lounge access", 3_900, 20),
+                 ("carbon-offset", "CarbonOffset", "Carbon offset", 400, None),
+                 ("insurance-travel", "Insurance", "Travel insurance", 1_900, None),
+                 ("fasttrack", "FastTrack", "Fast-track security", 900, 30)]
+
+
+def demo_schedule(start: float, days: int = 30) -> list[Flight]:
+    """A small carrier's month: every route both ways from the day after `start`."""
+    first_day = (int(start // 86_400) + 1) * 86_400
+    flights = []
+    for day in range(days):
+        midnight = first_day + day * 86_400
+        date = time.strftime("%Y-%m-%d", time.gmtime(midnight))
+        for n, (a, b, minutes, fare, hours) in enumerate(DEMO_ROUTES):
+            for leg, (origin, destination) in enumerate(((a, b), (b, a))):
+                for k, hour in enumerate(hours):
+                    number = f"CT{100 + n * 20 + leg * 10 + k}"
+                    departs = midnight + hour * 3600 + (leg * 2 * 3600)
+                    flights.append(Flight(
+                        id=f"{number}-{date}", airline="CT", number=number, origin=origin, destination=destination,
+                        departure_at=departs, arrival_at=departs + minutes * 60,
+                        cabins={"economy": Cabin(150, fare), "premium": Cabin(24, fare * 5 // 2)}))
+    return flights
+
+
+async def _catalog(platform: "Platform") -> str:
+    created = 0
+    for pid, kind, name, price, capacity in DEMO_PRODUCTS:
+        if platform.catalog_store.product(pid) is None:
+            await platform.catalog.put_product(Product(pid, kind, name, price, capacity_per_flight=capacity))
+            created += 1
+    flights = [f for f in demo_schedule(platform.clock.now()) if platform.catalog_store.flight(f.id) is None]
+    for start in range(0, len(flights), 500):
+        await platform.catalog.put_flights(flights[start:start + 500])
+    return f"demo catalog: {created} products, {len(flights)} flights on {len(DEMO_ROUTES) * 2} routes over 30 days"
+
+
+DATA_SETS = [("accounts", _accounts), ("campaigns", _campaigns), ("catalog", _catalog)]
 
 
 async def seed_demo(platform: "Platform") -> list[str]:

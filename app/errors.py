@@ -65,3 +65,7 @@ class Unavailable(DomainError):
 
 class DeadlineExceeded(DomainError):
     status, code = 504, "deadline_exceeded"
+
+
+class PaymentRequired(DomainError):
+    status, code = 402, "payment_declined"

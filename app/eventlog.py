@@ -90,3 +90,7 @@ class EventLog:
 
     async def query(self, type_: str | None, since: float | None, after_id: int, limit: int) -> list[StoredEvent]:
         return await self._store.query(type_, since, after_id, limit)
+
+    async def recent_payloads(self, type_: str, limit: int) -> list[str]:
+        """The newest written payloads of one type (what is still queued is not included)."""
+        return await self._store.recent_payloads(type_, limit)

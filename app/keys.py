@@ -25,6 +25,11 @@ if TYPE_CHECKING:
     from app.bidding.processor import BidProcessor
     from app.bidding.profiles import ProfileCache
     from app.platform import Platform
+    from app.retail.catalog import CatalogService
+    from app.retail.offers import OfferService
+    from app.retail.orders import OrderService
+    from app.retail.ranking import Ranker
+    from state.orders import OrderStore
 
 CONFIG: web.AppKey["Config"] = web.AppKey("config")
 CLOCK: web.AppKey["Clock"] = web.AppKey("clock")
@@ -49,3 +54,8 @@ CAMPAIGNS: web.AppKey["CampaignService"] = web.AppKey("campaigns")
 PROFILES: web.AppKey["ProfileCache"] = web.AppKey("profiles")
 PLATFORM_SERVICES: web.AppKey["Platform"] = web.AppKey("platform_services")
 BID_GATEWAY: web.AppKey["BidGateway"] = web.AppKey("bid_gateway")
+CATALOG: web.AppKey["CatalogService"] = web.AppKey("catalog")
+OFFERS: web.AppKey["OfferService"] = web.AppKey("offers")
+ORDERS: web.AppKey["OrderService"] = web.AppKey("orders")
+ORDER_STORE: web.AppKey["OrderStore"] = web.AppKey("order_store")
+RANKER: web.AppKey["Ranker"] = web.AppKey("ranker")

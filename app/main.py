@@ -19,9 +19,11 @@ from handlers.rest import auth as auth_routes
 from handlers.rest import bidding as bidding_routes
 from handlers.rest import openapi as openapi_routes
 from handlers.rest import platform as platform_routes
+from handlers.rest import retail as retail_routes
 from handlers.rest.middleware import core_middleware, idempotency_middleware
 from handlers.rpc.bidding import BiddingService
 from handlers.rpc.platform import PlatformService
+from handlers.rpc.ranking import RankingService, RemoteRanker
 from handlers.rpc.server import GrpcServer
 from handlers.ws import bids as bids_stream
 from handlers.ws import events as events_stream
@@ -62,18 +64,25 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     app[keys.CAMPAIGNS] = p.campaigns
     app[keys.PROFILES] = p.profiles
     app[keys.PLATFORM_SERVICES] = p
+    app[keys.CATALOG] = p.catalog
+    app[keys.OFFERS] = p.offers
+    app[keys.ORDERS] = p.orders
+    app[keys.ORDER_STORE] = p.order_store
+    app[keys.RANKER] = p.ranker
 
     bidding_rpc = BiddingService(p.bid_gateway, p.api_keys, config.bidding.seat,
                                  config.bidding.stream_max_in_flight)
-    grpc = GrpcServer([PlatformService(p.health), bidding_rpc], p.metrics)
+    grpc = GrpcServer([PlatformService(p.health), bidding_rpc, RankingService(p.ranker, p.api_keys)], p.metrics)
+    if config.ranking.remote:
+        p.ranker.remote = RemoteRanker(config.ranking.remote, config.ranking.remote_api_key)
     app[GRPC] = grpc
     p.health.add_check("grpc", lambda: grpc.listening)
     # One drain() (at the signal, or from on_shutdown) turns readiness, gRPC health and streams off together.
     p.health.on_drain(lambda: grpc.set_serving(False))
     p.health.on_drain(p.hub.close)
 
-    for module in (platform_routes, auth_routes, admin_routes, analytics_routes, bidding_routes, events_stream, bids_stream,
-                   openapi_routes):
+    for module in (platform_routes, auth_routes, admin_routes, analytics_routes, bidding_routes, retail_routes,
+                   events_stream, bids_stream, openapi_routes):
         module.setup(app)
     _setup_static(app)
 
@@ -128,6 +137,9 @@ async def _grpc_server(app: web.Application) -> AsyncIterator[None]:
     log.info("gRPC listening", extra={"host": config.grpc.host, "port": grpc.port})
     yield
     await grpc.stop(config.server.shutdown_grace_s)
+    remote = app[keys.RANKER].remote
+    if remote is not None and hasattr(remote, "close"):
+        remote.close()
 
 
 async def _websocket_hub(app: web.Application) -> AsyncIterator[None]:

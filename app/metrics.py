@@ -55,6 +55,15 @@ class Metrics:
         self.batch_wait = Histogram("contrail_inference_batch_wait_seconds",
                                     "How long the oldest call of a batch waited before the flush",
                                     buckets=(0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.002, 0.005), registry=r)
+        self.offers_generated = Counter("contrail_offers_generated", "Offers priced and persisted", registry=r)
+        self.orders = Counter("contrail_order_transitions", "Order state changes", ["to"], registry=r)
+        self.payments = Counter("contrail_payments", "Payment attempts by result", ["result"], registry=r)
+        self.ranking_calls = Counter("contrail_ranking_calls", "Searches ranked, by who ranked them",
+                                     ["source"], registry=r)
+        self.ranking_fallbacks = Counter("contrail_ranking_fallbacks", "Remote ranking calls that fell back locally",
+                                         ["reason"], registry=r)
+        self.ranking_breaker = Gauge("contrail_ranking_breaker_state",
+                                     "Remote ranker circuit breaker: 0 closed, 1 half-open, 2 open", registry=r)
         self._queue_depths: dict[str, object] = {}
         r.register(_QueueDepths(self._queue_depths))
 

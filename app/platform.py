@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import msgspec
+
 from app.admin import AdminService
 from app.bidding.campaigns import CampaignService
 from app.bidding.gateway import BidGateway
@@ -13,6 +15,11 @@ from app.bidding.notices import BidLedger, NoticeService
 from app.bidding.processor import BidProcessor
 from app.bidding.simulator import run_traffic
 from app.bidding.profiles import ProfileCache
+from app.retail.catalog import CatalogService
+from app.retail.offers import OfferService
+from app.retail.orders import OrderService
+from app.retail.payments import CardSimulator
+from app.retail.ranking import Ranker
 from app.auth import AccountService, ApiKeyService, TokenService
 from app.config import Config
 from app.eventlog import EventLog
@@ -26,6 +33,9 @@ from ml.batcher import Batcher
 from ml.providers import build_providers
 from state import migrations
 from state.campaigns import CampaignStore
+from state.catalog import CatalogStore
+from state.offers import OfferStore
+from state.orders import OrderStore
 from state.delivery import DeliveryStore
 from state.profiles import ProfileStore
 from state.accounts import AccountStore
@@ -89,6 +99,7 @@ class Platform:
         self.exchange_limits = TokenBuckets(config.bidding.exchange_per_s, config.bidding.exchange_burst)
         self.supervisor.add("idempotency_purge", self._purge_idempotency)
         self._build_bidding(config)
+        self._build_retail(config)
 
     def _build_bidding(self, config: Config) -> None:
         b, inf = config.bidding, config.inference
@@ -114,6 +125,48 @@ class Platform:
         if config.demo.traffic_per_s > 0:
             self.supervisor.add("demo_traffic", lambda: run_traffic(self.bid_gateway, self.notices,
                                                                     config.demo.traffic_per_s))
+
+    def _build_retail(self, config: Config) -> None:
+        self.catalog_store = CatalogStore(self.records_db)
+        self.offer_store = OfferStore(self.records_db)
+        self.order_store = OrderStore(self.records_db)
+        self.catalog = CatalogService(self.catalog_store, self.order_store)
+        self.ranker = Ranker(config.ranking, self.metrics, self.clock)
+        self.offers = OfferService(config.retail, self.catalog, self.offer_store, self.ranker, self.clock,
+                                   self.event_log.log_event, self.metrics)
+        pay = config.payments
+        self.payment_gateway = CardSimulator(self.clock, settle_s=pay.simulator_settle_s,
+                                             slow_s=pay.gateway_timeout_s + 1)
+        self.orders = OrderService(config.retail, pay, self.catalog, self.offers, self.offer_store, self.order_store,
+                                   self.payment_gateway, self.clock, self.event_log.log_event, self.metrics)
+        self.metrics.watch_queue("offers_in_memory", lambda: len(self.offer_store))
+        self.supervisor.add("retail_sweep", self._sweep_retail)
+        self.supervisor.add("ranking_retrain", self._retrain_ranking)
+
+    async def _sweep_retail(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.retail.sweep_interval_s)
+            await self.sweep_retail_once()
+
+    async def sweep_retail_once(self) -> dict[str, int]:
+        """Expire offers and holds, reconcile stuck payments, archive flown orders (one pass)."""
+        expired_offers = await self.offers.expire_due()
+        counts = await self.orders.sweep()
+        return {"offers_expired": expired_offers, **counts}
+
+    async def _retrain_ranking(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.ranking.retrain_interval_s)
+            await self.retrain_ranking_once()
+
+    async def retrain_ranking_once(self, window: int = 50_000) -> bool:
+        """Fit the acceptance model on recent offers: generated (features) vs accepted."""
+        await self.event_log.flush()
+        log_ = self.event_log
+        generated = [msgspec.json.decode(p) for p in await log_.recent_payloads("OfferGenerated", window)]
+        accepted = {msgspec.json.decode(p).get("offer_id") for p in await log_.recent_payloads("OfferAccepted", window)}
+        rows = [(g["features"], g["offer_id"] in accepted) for g in generated if g.get("features")]
+        return self.ranker.retrain(rows)
 
     def _observe_batch(self, calls: int, rows: int, waited_s: float) -> None:
         self.metrics.batch_calls.observe(calls)
@@ -141,6 +194,9 @@ class Platform:
         await self.campaign_store.load()
         await self.profile_store.load()
         await self.delivery.load(self.clock.now())
+        await self.catalog_store.load()
+        await self.order_store.load()
+        await self.offer_store.load(self.clock.now())
         return applied
 
     async def close_storage(self) -> None:

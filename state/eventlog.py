@@ -37,3 +37,10 @@ class EventLogStore:
             f"SELECT id, at, type, payload FROM events WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?",
             (*params, limit))
         return [StoredEvent(r[0], r[1], r[2], msgspec.Raw(r[3].encode())) for r in rows]
+
+    async def recent_payloads(self, type_: str, limit: int) -> list[str]:
+        """The newest `limit` payloads (JSON text) of one event type, oldest first."""
+        rows = await self._db.fetchall(
+            "SELECT payload FROM (SELECT id, payload FROM events WHERE type = ? ORDER BY id DESC LIMIT ?) ORDER BY id",
+            (type_, limit))
+        return [r[0] for r in rows]

@@ -81,6 +81,37 @@ RECORDS = [
             PRIMARY KEY (campaign_id, day)
         )
     """),
+    Migration(3, "retail", """
+        CREATE TABLE flights (
+            id TEXT PRIMARY KEY,
+            departure_at REAL NOT NULL,
+            body TEXT NOT NULL
+        );
+        CREATE TABLE products (
+            id TEXT PRIMARY KEY,
+            body TEXT NOT NULL
+        );
+        CREATE TABLE offers (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            state TEXT NOT NULL,
+            expires_at REAL NOT NULL,
+            body TEXT NOT NULL
+        );
+        CREATE INDEX offers_live ON offers(state, expires_at);
+        CREATE TABLE orders (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            state TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            body TEXT NOT NULL
+        );
+        CREATE TABLE payment_events (
+            id TEXT PRIMARY KEY,
+            payment_id TEXT NOT NULL,
+            at REAL NOT NULL
+        )
+    """),
 ]
 
 EVENTS = [

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from app.config import DEV_JWT_SECRET, ConfigError, load_config, section_fields
+from app.config import DEV_JWT_SECRET, ConfigError, load_config, markdown_table, section_fields
 from tests.conftest import ROOT
 
 
@@ -55,9 +55,11 @@ def test_bad_values_name_the_key(tmp_path, env, file, needle):
     assert "\n" not in str(err.value)
 
 
-def test_production_accepts_a_real_secret():
-    config = load_config(None, env={"CONTRAIL__SERVER__PRODUCTION": "1",
-                                    "CONTRAIL__AUTH__JWT_SECRET": "a-long-real-secret-from-the-vault"})
+def test_production_accepts_real_secrets_and_refuses_the_webhook_default():
+    env = {"CONTRAIL__SERVER__PRODUCTION": "1", "CONTRAIL__AUTH__JWT_SECRET": "a-long-real-secret-from-the-vault"}
+    with pytest.raises(ConfigError, match="payments.webhook_secret"):
+        load_config(None, env=env)
+    config = load_config(None, env={**env, "CONTRAIL__PAYMENTS__WEBHOOK_SECRET": "another-long-secret-from-the-vault"})
     assert config.server.production and config.auth.jwt_secret != DEV_JWT_SECRET
 
 
@@ -84,6 +86,7 @@ def test_every_config_key_is_documented_in_the_readme_and_config_toml():
                 missing_toml.append(f"{section}.{key}")
     assert not missing_readme, f"undocumented in README: {missing_readme}"
     assert not missing_toml, f"missing from config.toml: {missing_toml}"
+    assert markdown_table(ROOT / "config.toml") in readme, "README config table is stale: run `make docs`"
 
 
 def test_shipped_config_toml_loads():

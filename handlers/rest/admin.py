@@ -8,12 +8,10 @@ import msgspec
 from aiohttp import web
 
 from app import keys
-from app.errors import InvalidInput
 from handlers.rest.auth import AccountView
-from handlers.rest.common import decode_cursor, encode_cursor, endpoint, json_response
+from handlers.rest.common import PageQuery, decode_cursor, encode_cursor, endpoint, json_response, paginate
 
 ADMIN = ("admin",)
-Limit = Annotated[int, msgspec.Meta(ge=1, le=1000)]
 
 
 class NewApiKey(msgspec.Struct, forbid_unknown_fields=True):
@@ -48,11 +46,6 @@ class NewUser(msgspec.Struct, forbid_unknown_fields=True):
     role: Literal["customer", "admin"]
 
 
-class PageQuery(msgspec.Struct, forbid_unknown_fields=True):
-    limit: Limit = 100
-    after: str | None = None
-
-
 class AuditEntryView(msgspec.Struct):
     id: int
     at: float
@@ -81,17 +74,7 @@ async def create_api_key(request: web.Request, principal, body: NewApiKey) -> we
 @endpoint("List API keys (never their secrets)", tags=("admin",), roles=ADMIN, query=PageQuery,
           response=ApiKeyPage)
 async def list_api_keys(request: web.Request, principal, query: PageQuery) -> web.Response:
-    cursor = decode_cursor(query.after)
-    all_keys = request.app[keys.ADMIN].list_api_keys()
-    start = 0
-    if cursor is not None:
-        ids = [k.id for k in all_keys]
-        if cursor.get("id") not in ids:
-            raise InvalidInput("invalid 'after' cursor; pass the next_cursor of a previous page")
-        start = ids.index(cursor["id"]) + 1
-    page = all_keys[start:start + query.limit]
-    more = start + query.limit < len(all_keys)
-    nxt = encode_cursor({"id": page[-1].id}) if more and page else None
+    page, nxt = paginate(request.app[keys.ADMIN].list_api_keys(), query.after, query.limit)
     return json_response(ApiKeyPage([_key_view(k) for k in page], nxt))
 
 

@@ -11,7 +11,7 @@ import base64
 import binascii
 import functools
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Annotated, Any, Awaitable, Callable
 
 import msgspec
 from aiohttp import web
@@ -146,3 +146,21 @@ def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise InvalidInput("invalid 'after' cursor; pass the next_cursor of a previous page")
     return value
+
+
+class PageQuery(msgspec.Struct, forbid_unknown_fields=True):
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    after: str | None = None
+
+
+def paginate(items: list[Any], after: str | None, limit: int) -> tuple[list[Any], str | None]:
+    """One page of a list of things with an `id`, and the opaque cursor of the next page (None at the end)."""
+    cursor = decode_cursor(after)
+    start = 0
+    if cursor is not None:
+        start = next((i + 1 for i, item in enumerate(items) if item.id == cursor.get("id")), -1)
+        if start < 0:
+            raise InvalidInput("invalid 'after' cursor; pass the next_cursor of a previous page")
+    page = items[start:start + limit]
+    more = start + limit < len(items)
+    return page, (encode_cursor({"id": page[-1].id}) if more and page else None)

@@ -1,0 +1,142 @@
+"""The catalog as the business sees it: flights, products, and what is left to sell."""
+
+from __future__ import annotations
+
+import msgspec
+
+from app.errors import Conflict, InvalidInput, NotFound
+from state.catalog import ANCILLARY_KINDS, CatalogStore, Flight, Product
+from state.orders import OrderStore
+
+
+def seat_resource(flight_id: str, cabin: str) -> str:
+    return f"{flight_id}/{cabin}"
+
+
+def product_resource(flight_id: str, product_id: str) -> str:
+    return f"{flight_id}/{product_id}"
+
+
+class CatalogService:
+    def __init__(self, store: CatalogStore, orders: OrderStore) -> None:
+        self._store = store
+        self._orders = orders
+
+    # ---- flights ----
+    def flight(self, flight_id: str) -> Flight:
+        flight = self._store.flight(flight_id)
+        if flight is None:
+            raise NotFound(f"no flight {flight_id}")
+        return flight
+
+    def flights_on(self, origin: str, destination: str, date: str) -> list[Flight]:
+        return [f for f in self._store.flights_on(origin, destination, date) if f.status == "scheduled"]
+
+    def flights(self) -> list[Flight]:
+        return self._store.flights()
+
+    async def put_flights(self, flights: list[Flight], *, replace: bool = False) -> list[Flight]:
+        for flight in flights:
+            _check_flight(flight)
+            old = self._store.flight(flight.id)
+            if old is not None and not replace:
+                raise Conflict(f"flight {flight.id} already exists")
+            for cabin, held in self.seats_held(flight.id).items():
+                if held and (cabin not in flight.cabins or flight.cabins[cabin].capacity < held):
+                    raise Conflict(f"flight {flight.id} cabin {cabin} has {held} seats sold or held; "
+                                   "capacity cannot go below that")
+        await self._store.put_flights(flights)
+        return flights
+
+    async def update_flight(self, flight_id: str, **changes) -> Flight:
+        current = self.flight(flight_id)
+        updated = msgspec.structs.replace(current, **{k: v for k, v in changes.items() if v is not None})
+        await self.put_flights([updated], replace=True)
+        return updated
+
+    # ---- products ----
+    def product(self, product_id: str) -> Product:
+        product = self._store.product(product_id)
+        if product is None:
+            raise NotFound(f"no product {product_id}")
+        return product
+
+    def products(self) -> list[Product]:
+        return self._store.products()
+
+    def product_of_kind(self, kind: str) -> Product | None:
+        """The active product sold for an ancillary kind (the first one created)."""
+        return next((p for p in self._store.products() if p.kind == kind and p.status == "active"), None)
+
+    async def put_product(self, product: Product, *, replace: bool = False) -> Product:
+        if product.kind not in ANCILLARY_KINDS:
+            raise InvalidInput(f"kind must be one of {', '.join(ANCILLARY_KINDS)} (flights are created as flights)")
+        if product.price_cents < 0:
+            raise InvalidInput("price_cents must not be negative")
+        if product.capacity_per_flight is not None and product.capacity_per_flight < 0:
+            raise InvalidInput("capacity_per_flight must not be negative")
+        if self._store.product(product.id) is not None and not replace:
+            raise Conflict(f"product {product.id} already exists")
+        await self._store.put_product(product)
+        return product
+
+    async def update_product(self, product_id: str, **changes) -> Product:
+        current = self.product(product_id)
+        updated = msgspec.structs.replace(current, **{k: v for k, v in changes.items() if v is not None})
+        return await self.put_product(updated, replace=True)
+
+    # ---- inventory ----
+    def seats_held(self, flight_id: str) -> dict[str, int]:
+        flight = self._store.flight(flight_id)
+        cabins = flight.cabins if flight else {}
+        return {cabin: self._orders.held.get(seat_resource(flight_id, cabin), 0) for cabin in cabins}
+
+    def seats_left(self, flight: Flight, cabin: str) -> int:
+        c = flight.cabins.get(cabin)
+        return 0 if c is None else c.capacity - self._orders.held.get(seat_resource(flight.id, cabin), 0)
+
+    def utilisation(self, flight: Flight, cabin: str) -> float:
+        c = flight.cabins.get(cabin)
+        if c is None or c.capacity <= 0:
+            return 1.0
+        return self._orders.held.get(seat_resource(flight.id, cabin), 0) / c.capacity
+
+    def capacity(self, resource: str) -> int:
+        """Units a resource has for sale: a cabin's seats or a limited product's units per flight."""
+        flight_id, _, name = resource.rpartition("/")
+        flight = self._store.flight(flight_id)
+        if flight is None:
+            return 0
+        if name in flight.cabins:
+            return flight.cabins[name].capacity
+        product = self._store.product(name)
+        if product is None or product.capacity_per_flight is None:
+            return 0
+        return product.capacity_per_flight
+
+    def available(self, resource: str) -> int:
+        return self.capacity(resource) - self._orders.held.get(resource, 0)
+
+
+def _check_flight(f: Flight) -> None:
+    problems = []
+    if not f.id or len(f.id) > 64:
+        problems.append("id must be 1 to 64 characters")
+    for name, code in (("origin", f.origin), ("destination", f.destination)):
+        if len(code) != 3 or not code.isalpha() or not code.isupper():
+            problems.append(f"{name} must be a 3-letter IATA airport code")
+    if f.origin == f.destination:
+        problems.append("origin and destination must differ")
+    if f.arrival_at <= f.departure_at:
+        problems.append("arrival_at must be after departure_at")
+    if not f.cabins:
+        problems.append("at least one cabin is needed")
+    for name, cabin in f.cabins.items():
+        if name not in ("economy", "premium", "business"):
+            problems.append(f"cabin {name} must be economy, premium or business")
+        if cabin.capacity < 0 or cabin.capacity > 1000:
+            problems.append(f"cabin {name} capacity must be 0 to 1000")
+        if cabin.base_fare_cents <= 0:
+            problems.append(f"cabin {name} base_fare_cents must be positive")
+    if problems:
+        raise InvalidInput("; ".join(problems), {"problems": problems})

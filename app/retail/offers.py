@@ -1,0 +1,233 @@
+"""Offer search: price the day's flights into 3 to 5 ranked bundles that expire.
+
+Bundles per flight with room for the party:
+- flight_only: the fare
+- comfort: fare + Seat + Bag + Meal
+- premium: fare + Seat + Bag + Meal + Lounge + FastTrack + Insurance
+- rule bundles: premium segment → premium_lounge (Lounge 20% off + FastTrack);
+  corporate segment → corporate_flex (Bag + Seat 50% off); 3+ passengers → group_bags (Bag 25% off)
+Every ancillary is per passenger. A bundle is only offered if its limited products have room.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import dataclass
+
+import msgspec
+
+from app.config import RetailConfig
+from app.errors import Conflict, Gone, InvalidInput, NotFound
+from app.retail.catalog import CatalogService, product_resource, seat_resource
+from app.retail.persist import commit_or_undo
+from app.retail.pricing import SEGMENTS, discounted, fare_cents, percent_of
+from app.retail.ranking import MARGIN_RATES, OfferSummary, Ranker, SearchContext, features
+from state.catalog import Flight
+from state.clock import Clock
+from state.offers import Conditions, Item, Offer, OfferStore
+
+CABINS = ("economy", "premium", "business")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_AIRPORT = re.compile(r"^[A-Z]{3}$")
+
+# bundle -> [(kind, discount percent)]; the Flight item comes first in every bundle.
+BUNDLES: dict[str, list[tuple[str, int]]] = {
+    "flight_only": [],
+    "comfort": [("Seat", 0), ("Bag", 0), ("Meal", 0)],
+    "premium": [("Seat", 0), ("Bag", 0), ("Meal", 0), ("Lounge", 0), ("FastTrack", 0), ("Insurance", 0)],
+    "premium_lounge": [("Lounge", 20), ("FastTrack", 0)],
+    "corporate_flex": [("Bag", 0), ("Seat", 50)],
+    "group_bags": [("Bag", 25)],
+}
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    origin: str
+    destination: str
+    departure_date: str
+    passengers: int = 1
+    cabin: str = "economy"
+    segment: str = "economy"
+
+
+def rule_bundles(segment: str, passengers: int) -> list[str]:
+    names = []
+    if segment == "premium":
+        names.append("premium_lounge")
+    if segment == "corporate":
+        names.append("corporate_flex")
+    if passengers >= 3:
+        names.append("group_bags")
+    return names
+
+
+def conditions_for(bundle: str, total_cents: int) -> Conditions:
+    """Fare rules: the flight-only fare is not refundable; bundles refund less a penalty."""
+    if bundle == "flight_only":
+        return Conditions(refundable=False, refund_penalty_cents=total_cents, changeable=True,
+                          change_penalty_cents=7_500)
+    if bundle == "premium":
+        return Conditions(refundable=True, refund_penalty_cents=percent_of(total_cents, 10), changeable=True,
+                          change_penalty_cents=0)
+    return Conditions(refundable=True, refund_penalty_cents=percent_of(total_cents, 25), changeable=True,
+                      change_penalty_cents=2_500)
+
+
+class OfferService:
+    def __init__(self, config: RetailConfig, catalog: CatalogService, offers: OfferStore, ranker: Ranker,
+                 clock: Clock, log_event, metrics) -> None:
+        self._config = config
+        self._catalog = catalog
+        self._offers = offers
+        self._ranker = ranker
+        self._clock = clock
+        self._log_event = log_event
+        self._metrics = metrics
+
+    def check(self, q: SearchQuery) -> None:
+        problems = []
+        if not _AIRPORT.match(q.origin) or not _AIRPORT.match(q.destination):
+            problems.append("origin and destination must be 3-letter IATA airport codes, upper case")
+        if not _DATE.match(q.departure_date):
+            problems.append("departure_date must be YYYY-MM-DD")
+        else:
+            try:
+                time.strptime(q.departure_date, "%Y-%m-%d")
+            except ValueError:
+                problems.append("departure_date is not a calendar date")
+        if not 1 <= q.passengers <= self._config.max_passengers:
+            problems.append(f"passengers must be 1 to {self._config.max_passengers}")
+        if q.cabin not in CABINS:
+            problems.append(f"cabin must be one of {', '.join(CABINS)}")
+        if q.segment not in SEGMENTS:
+            problems.append(f"segment must be one of {', '.join(SEGMENTS)}")
+        if problems:
+            raise InvalidInput("; ".join(problems), {"problems": problems})
+
+    async def search(self, q: SearchQuery, owner: str, *, is_guest: bool, session_id: str = "") -> list[Offer]:
+        """Price, rank and persist the offers for a search; the best `max_offers` come back, best first."""
+        self.check(q)
+        now = self._clock.now()
+        drafts: list[Offer] = []
+        for flight in self._catalog.flights_on(q.origin, q.destination, q.departure_date):
+            if flight.departure_at > now and self._catalog.seats_left(flight, q.cabin) >= q.passengers:
+                drafts += self._bundles(flight, q, owner, now)
+        if not drafts:
+            return []
+        ctx = SearchContext(owner, is_guest, session_id, q.origin, q.destination, q.departure_date, q.passengers,
+                            q.cabin, q.segment)
+        summaries = [summary(o) for o in drafts]
+        probabilities, _ = await self._ranker.probabilities(ctx, summaries)
+        ranked = []
+        for draft, s, p in zip(drafts, summaries, probabilities):
+            ranked.append(msgspec.structs.replace(draft, probability=round(p, 6), score=round(p * draft.margin_cents, 3),
+                                                  features=features(ctx, s, now)))
+        ranked.sort(key=lambda o: -o.score)
+        chosen = ranked[:self._config.max_offers]
+        for offer in chosen:
+            self._offers.remember(offer)
+        await commit_or_undo(self._offers.write([OfferStore.insert(o) for o in chosen]),
+                             lambda: [self._offers.forget(o.id) for o in chosen])
+        self._metrics.offers_generated.inc(len(chosen))
+        for rank, offer in enumerate(chosen, 1):
+            self._log_event("OfferGenerated", {
+                "offer_id": offer.id, "owner": owner, "flight_id": offer.flight_id, "bundle": offer.bundle,
+                "total_cents": offer.total_cents, "rank": rank, "probability": offer.probability,
+                "features": offer.features})
+        return chosen
+
+    def _bundles(self, flight: Flight, q: SearchQuery, owner: str, now: float) -> list[Offer]:
+        cabin = flight.cabins[q.cabin]
+        fare = fare_cents(cabin.base_fare_cents, self._catalog.utilisation(flight, q.cabin),
+                          (flight.departure_at - now) / 3600, q.segment)
+        flight_item = Item("Flight", flight.id, f"{flight.number} {flight.origin}-{flight.destination} {q.cabin}",
+                           q.passengers, fare, 0, fare * q.passengers, seat_resource(flight.id, q.cabin))
+        out = []
+        for name in ["flight_only", "comfort", "premium", *rule_bundles(q.segment, q.passengers)]:
+            items = [flight_item]
+            for kind, discount in BUNDLES[name]:
+                product = self._catalog.product_of_kind(kind)
+                if product is None:
+                    break
+                resource = product_resource(flight.id, product.id) if product.capacity_per_flight is not None else None
+                if resource is not None and self._catalog.available(resource) < q.passengers:
+                    break
+                unit = discounted(product.price_cents, discount)
+                items.append(Item(kind, product.id, product.name, q.passengers, unit, discount, unit * q.passengers,
+                                  resource))
+            else:
+                out.append(self._priced(name, flight, q, owner, items, now))
+        return out
+
+    def _priced(self, bundle: str, flight: Flight, q: SearchQuery, owner: str, items: list[Item], now: float) -> Offer:
+        cfg = self._config
+        subtotal = sum(i.total_cents for i in items)
+        taxes = percent_of(subtotal, cfg.tax_percent)
+        total = subtotal + taxes + cfg.booking_fee_cents
+        margin = cfg.booking_fee_cents + sum(round(i.total_cents * MARGIN_RATES[i.kind]) for i in items)
+        return Offer(id=f"off_{secrets.token_hex(10)}", owner=owner, flight_id=flight.id, cabin=q.cabin,
+                     passengers=q.passengers, segment=q.segment, bundle=bundle, items=items, taxes_cents=taxes,
+                     booking_fee_cents=cfg.booking_fee_cents, total_cents=total, currency=cfg.currency,
+                     conditions=conditions_for(bundle, total), created_at=now, expires_at=now + cfg.offer_ttl_s,
+                     departure_at=flight.departure_at, probability=0.0, margin_cents=margin, score=0.0)
+
+    # ---- one offer ----
+    async def visible(self, offer_id: str, owner: str | None) -> Offer:
+        """The offer as its owner (or an admin, owner None) sees it; 404 for anyone else."""
+        offer = self._offers.get(offer_id)
+        if offer is None and len(offer_id) <= 64:
+            offer = await self._offers.fetch(offer_id)
+        if offer is None or (owner is not None and offer.owner != owner):
+            raise NotFound(f"no offer {offer_id}")
+        if offer.state == "ACTIVE" and self._clock.now() >= offer.expires_at:
+            return msgspec.structs.replace(offer, state="EXPIRED")
+        return offer
+
+    async def acceptable(self, offer_id: str, owner: str | None) -> Offer:
+        """The offer if it can be accepted now: 404 unknown, 410 expired, 409 accepted or cancelled."""
+        offer = await self.visible(offer_id, owner)
+        if offer.state == "EXPIRED":
+            raise Gone(f"offer {offer_id} has expired; search again", {"state": "EXPIRED"})
+        if offer.state != "ACTIVE" or self._offers.get(offer_id) is not offer:
+            raise Conflict(f"offer {offer_id} is {offer.state}", {"state": offer.state})
+        return offer
+
+    async def cancel(self, offer_id: str, owner: str | None) -> Offer:
+        offer = await self.acceptable(offer_id, owner)
+        cancelled = msgspec.structs.replace(offer, state="CANCELLED")
+        self._offers.remember(cancelled)
+        await commit_or_undo(self._offers.write([OfferStore.change_state(cancelled, "ACTIVE")]),
+                             lambda: self._offers.remember(offer))
+        return cancelled
+
+    async def expire_due(self) -> int:
+        """Mark ACTIVE offers past their expiry EXPIRED, and let go of finished offers that have expired."""
+        now = self._clock.now()
+        expired, finished = [], []
+        for offer in self._offers.all():
+            if offer.expires_at > now:
+                continue
+            if offer.state == "ACTIVE":
+                expired.append(msgspec.structs.replace(offer, state="EXPIRED"))
+            else:
+                finished.append(offer.id)
+        for offer_id in finished:
+            self._offers.forget(offer_id)
+        if expired:
+            for offer in expired:
+                self._offers.forget(offer.id)
+            await commit_or_undo(self._offers.write([OfferStore.change_state(o, "ACTIVE") for o in expired]),
+                                 lambda: [self._offers.remember(msgspec.structs.replace(o, state="ACTIVE"))
+                                          for o in expired])
+        return len(expired)
+
+
+def summary(offer: Offer) -> OfferSummary:
+    listed = sum((i.total_cents * 100 // (100 - i.discount_percent)) if i.discount_percent < 100 else i.total_cents
+                 for i in offer.items)
+    discount = 100 * (listed - sum(i.total_cents for i in offer.items)) / listed if listed else 0.0
+    return OfferSummary(offer.id, offer.total_cents, tuple(dict.fromkeys(i.kind for i in offer.items)),
+                        round(discount, 3))

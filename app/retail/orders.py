@@ -1,0 +1,322 @@
+"""Orders: accept an offer into a hold, pay, fulfil, cancel, and the sweeps that expire and archive.
+
+PROPOSED → PAYMENT_PENDING → PAID → FULFILLED → ARCHIVED
+PROPOSED → EXPIRED (hold released) · PROPOSED → CANCELLED · PAYMENT_PENDING → PROPOSED (payment failed)
+PAID / FULFILLED → CANCELLED through a confirmed refund quote.
+Every change is checked and applied in memory without an await in between, then committed
+(guarded on the state it came from) before anyone is told; a failed commit undoes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+
+import msgspec
+
+from app.config import PaymentsConfig, RetailConfig
+from app.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound, PaymentRequired
+from app.retail.catalog import CatalogService
+from app.retail.offers import OfferService
+from app.retail.payments import ChargeResult, PaymentGateway, luhn_valid
+from app.retail.persist import commit_or_undo
+from state.clock import Clock
+from state.db import Statement
+from state.offers import OfferStore
+from state.orders import Barcode, CancellationQuote, Order, OrderStore, Payment
+
+log = logging.getLogger("contrail.retail")
+
+
+class PaymentEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A payment gateway's webhook: the final result of a payment that was pending."""
+
+    id: str
+    payment_id: str
+    order_id: str
+    status: str  # approved or declined
+    reason: str | None = None
+
+
+class OrderService:
+    def __init__(self, retail: RetailConfig, payments: PaymentsConfig, catalog: CatalogService,
+                 offers: OfferService, offer_store: OfferStore, orders: OrderStore, gateway: PaymentGateway,
+                 clock: Clock, log_event, metrics) -> None:
+        self._retail = retail
+        self._payments = payments
+        self._catalog = catalog
+        self._offers = offers
+        self._offer_store = offer_store
+        self._orders = orders
+        self.gateway = gateway
+        self._clock = clock
+        self._log_event = log_event
+        self._metrics = metrics
+
+    # ---- accept ----
+    async def accept(self, offer_id: str, owner: str, *, admin: bool = False) -> Order:
+        """Hold the offer's inventory and open a PROPOSED order, durably, or say why not."""
+        offer = await self._offers.acceptable(offer_id, None if admin else owner)
+        now = self._clock.now()
+        # From here to the write there is no await: the check and the hold are one step.
+        if self._offer_store.get(offer_id) is not offer or offer.state != "ACTIVE":
+            raise Conflict(f"offer {offer_id} was just accepted or cancelled")
+        if now >= offer.expires_at or now >= offer.departure_at:
+            raise Gone(f"offer {offer_id} has expired; search again", {"state": "EXPIRED"})
+        short = sorted({i.resource for i in offer.items
+                        if i.resource is not None and self._catalog.available(i.resource) < i.quantity})
+        if short:
+            raise Conflict("not enough inventory left for this offer; search again", {"sold_out": short})
+        order = Order(id=f"ord_{secrets.token_hex(10)}", owner=offer.owner, offer_id=offer.id,
+                      flight_id=offer.flight_id, cabin=offer.cabin, passengers=offer.passengers, items=offer.items,
+                      total_cents=offer.total_cents, currency=offer.currency, conditions=offer.conditions,
+                      departure_at=offer.departure_at, created_at=now, updated_at=now,
+                      hold_expires_at=now + self._retail.hold_ttl_s)
+        accepted = msgspec.structs.replace(offer, state="ACCEPTED")
+        self._orders.hold(order.items)
+        self._orders.remember(order)
+        self._offer_store.remember(accepted)
+
+        def undo() -> None:
+            self._orders.release(order.items)
+            self._orders.forget(order.id)
+            self._offer_store.remember(offer)
+        await commit_or_undo(self._orders.write([OrderStore.insert(order), OfferStore.change_state(accepted, "ACTIVE")]),
+                             undo)
+        self._metrics.orders.labels("PROPOSED").inc()
+        self._log_event("OfferAccepted", {"offer_id": offer.id, "order_id": order.id, "owner": order.owner,
+                                          "total_cents": order.total_cents})
+        return order
+
+    # ---- reading ----
+    def visible(self, order_id: str, owner: str | None) -> Order:
+        """The order as its owner (or an admin, owner None) sees it; 404 for anyone else."""
+        order = self._orders.get(order_id)
+        if order is None or (owner is not None and order.owner != owner):
+            raise NotFound(f"no order {order_id}")
+        return order
+
+    def page(self, owner: str | None, after: str | None, limit: int) -> tuple[list[Order], str | None]:
+        orders = self._orders.of_owner(owner)
+        start = 0
+        if after is not None:
+            start = next((i + 1 for i, o in enumerate(orders) if o.id == after), None)
+            if start is None:
+                raise InvalidInput("after does not name one of your orders")
+        chunk = orders[start:start + limit]
+        more = start + limit < len(orders)
+        return chunk, (chunk[-1].id if more and chunk else None)
+
+    # ---- state changes ----
+    async def _commit(self, old: Order, new: Order, *, release: bool = False,
+                      extra: list[Statement] | None = None, chain: list[Order] | None = None) -> Order:
+        """Put `new` in memory (releasing the hold if asked), then commit it guarded on `old`'s state.
+
+        `chain` lists intermediate versions written in the same transaction (e.g. PAID before FULFILLED).
+        If the order changed since `old` was read, nothing happens and the caller gets a 409.
+        """
+        current = self._orders.get(old.id)
+        if current is not old:
+            state = current.state if current is not None else "unknown"
+            raise Conflict(f"order {old.id} changed meanwhile (now {state}); try again", {"state": state})
+        self._orders.remember(new)
+        if release:
+            self._orders.release(old.items)
+        steps = [old, *(chain or []), new]
+        statements = [OrderStore.update(b, a.state) for a, b in zip(steps, steps[1:])]
+
+        def undo() -> None:
+            self._orders.remember(old)
+            if release:
+                self._orders.hold(old.items)
+        await commit_or_undo(self._orders.write([*statements, *(extra or [])]), undo)
+        for step in steps[1:]:
+            if step.state != old.state:
+                self._metrics.orders.labels(step.state).inc()
+        return new
+
+    async def pay(self, order_id: str, owner: str | None, card_number: str) -> Order:
+        """Lock the order PAYMENT_PENDING, charge the card, and settle: PAID→FULFILLED, or back to PROPOSED (402).
+
+        A charge the gateway leaves pending (or that times out) keeps the order PAYMENT_PENDING:
+        the webhook or the reconciliation sweep settles it, and the expiry sweep never touches it.
+        """
+        number = card_number.replace(" ", "").replace("-", "")
+        if not luhn_valid(number):
+            raise InvalidInput("card number is not valid (12 to 19 digits passing the Luhn check)")
+        order = self.visible(order_id, owner)
+        now = self._clock.now()
+        if order.state == "EXPIRED":
+            raise Gone(f"order {order_id} expired and its hold was released; search again", {"state": "EXPIRED"})
+        if order.state != "PROPOSED":
+            raise Conflict(f"order {order_id} is {order.state}; only a PROPOSED order can be paid",
+                           {"state": order.state})
+        if now >= order.hold_expires_at:
+            await self._expire(order)
+            raise Gone(f"order {order_id}'s hold expired; search again", {"state": "EXPIRED"})
+        payment = Payment(id=f"pay_{secrets.token_hex(10)}", status="pending", amount_cents=order.total_cents,
+                          currency=order.currency, card_last4=number[-4:], started_at=now, updated_at=now)
+        pending = await self._commit(order, msgspec.structs.replace(order, state="PAYMENT_PENDING", payment=payment,
+                                                                     updated_at=now))
+        try:
+            result = await asyncio.wait_for(self.gateway.charge(payment.id, order.total_cents, order.currency, number),
+                                            self._payments.gateway_timeout_s)
+        except asyncio.TimeoutError:
+            self._metrics.payments.labels("timeout").inc()
+            log.warning("payment gateway timed out; reconciliation will settle it", extra={"payment_id": payment.id})
+            return self._orders.get(order_id) or pending
+        except Exception as exc:  # the gateway is outside: its failure leaves the payment for reconciliation
+            self._metrics.payments.labels("error").inc()
+            log.warning("payment gateway failed", extra={"payment_id": payment.id, "error": str(exc)[:200]})
+            return self._orders.get(order_id) or pending
+        settled = await self._settle(order_id, payment.id, result)
+        if settled.state == "PROPOSED":
+            raise PaymentRequired(f"payment declined: {result.reason or 'declined'}",
+                                  {"reason": result.reason, "order": {"id": order_id, "state": "PROPOSED"}})
+        return settled
+
+    async def _settle(self, order_id: str, payment_id: str, result: ChargeResult,
+                      extra: list[Statement] | None = None) -> Order:
+        """Apply a gateway result to an order still waiting on that payment."""
+        order = self._orders.get(order_id)
+        if order is None or order.state != "PAYMENT_PENDING" or order.payment is None \
+                or order.payment.id != payment_id:
+            if extra:
+                await self._orders.write(extra)
+            return order  # already settled (a repeat, or the webhook and the reconciler raced)
+        self._metrics.payments.labels(result.status).inc()
+        if result.status == "pending":
+            if extra:
+                await self._orders.write(extra)
+            return order
+        now = self._clock.now()
+        payment = msgspec.structs.replace(order.payment, status=result.status, reason=result.reason, updated_at=now)
+        if result.status == "declined":
+            return await self._commit(order, msgspec.structs.replace(
+                order, state="PROPOSED", payment=payment, payments_failed=order.payments_failed + 1, updated_at=now),
+                extra=extra)
+        paid = msgspec.structs.replace(order, state="PAID", payment=payment, updated_at=now)
+        barcodes = [Barcode(secrets.token_urlsafe(18), p, item.kind, item.product_id)
+                    for item in order.items for p in range(1, item.quantity + 1)]
+        fulfilled = msgspec.structs.replace(paid, state="FULFILLED", barcodes=barcodes)
+        done = await self._commit(order, fulfilled, chain=[paid], extra=extra)
+        self._log_event("OrderPaid", {"order_id": order.id, "offer_id": order.offer_id, "owner": order.owner,
+                                      "total_cents": order.total_cents, "payment_id": payment_id})
+        return done
+
+    async def payment_webhook(self, event: PaymentEvent) -> tuple[Order | None, bool]:
+        """Settle a pending payment from a signed gateway webhook; (order, first time seen)."""
+        if event.status not in ("approved", "declined"):
+            raise InvalidInput("status must be approved or declined")
+        if await self._orders.seen_payment_event(event.id):
+            return self._orders.get(event.order_id), False
+        record = [OrderStore.record_payment_event(event.id, event.payment_id, self._clock.now())]
+        order = await self._settle(event.order_id, event.payment_id, ChargeResult(event.status, event.reason), record)
+        return order, True
+
+    async def _expire(self, order: Order) -> Order:
+        expired = await self._commit(order, msgspec.structs.replace(order, state="EXPIRED",
+                                                                     updated_at=self._clock.now()), release=True)
+        self._log_event("OrderExpired", {"order_id": order.id, "owner": order.owner})
+        return expired
+
+    # ---- fulfilment ----
+    async def consume(self, code: str) -> tuple[Order, Barcode]:
+        """Use a barcode at the gate or the lounge: once only (then 409)."""
+        order = self._orders.by_barcode(code)
+        if order is None:
+            raise NotFound("no such barcode")
+        barcode = next(b for b in order.barcodes if b.code == code)
+        if order.state != "FULFILLED":
+            raise Conflict(f"order {order.id} is {order.state}; its barcodes cannot be used", {"state": order.state})
+        if barcode.consumed_at is not None:
+            raise Conflict("barcode already used", {"consumed_at": barcode.consumed_at})
+        used = msgspec.structs.replace(barcode, consumed_at=self._clock.now())
+        updated = msgspec.structs.replace(order, barcodes=[used if b.code == code else b for b in order.barcodes],
+                                          updated_at=used.consumed_at)
+        await self._commit(order, updated)
+        return updated, used
+
+    # ---- cancellation ----
+    async def quote_cancellation(self, order_id: str, owner: str | None) -> CancellationQuote:
+        order = self.visible(order_id, owner)
+        now = self._clock.now()
+        if order.state not in ("PROPOSED", "PAID", "FULFILLED"):
+            raise Conflict(f"order {order_id} is {order.state} and cannot be cancelled", {"state": order.state})
+        if now >= order.departure_at:
+            raise Conflict("the flight has departed; the order can no longer be cancelled")
+        if any(b.consumed_at is not None for b in order.barcodes):
+            raise Conflict("part of this order has been used; it can no longer be cancelled")
+        paid = order.state in ("PAID", "FULFILLED")
+        refund = max(0, order.total_cents - order.conditions.refund_penalty_cents) \
+            if paid and order.conditions.refundable else 0
+        quote = CancellationQuote(f"qte_{secrets.token_hex(8)}", refund, order.currency, now,
+                                  now + self._retail.quote_ttl_s)
+        await self._commit(order, msgspec.structs.replace(order, quote=quote, updated_at=now))
+        return quote
+
+    async def confirm_cancellation(self, order_id: str, quote_id: str, owner: str | None) -> Order:
+        order = self.visible(order_id, owner)
+        now = self._clock.now()
+        quote = order.quote
+        if quote is None or quote.id != quote_id:
+            raise NotFound(f"no cancellation quote {quote_id} for order {order_id}")
+        if now >= quote.expires_at:
+            raise Gone("the cancellation quote has expired; ask for a new one")
+        if order.state not in ("PROPOSED", "PAID", "FULFILLED"):
+            raise Conflict(f"order {order_id} is {order.state} and cannot be cancelled", {"state": order.state})
+        if any(b.consumed_at is not None for b in order.barcodes):
+            raise Conflict("part of this order has been used; it can no longer be cancelled")
+        cancelled = await self._commit(order, msgspec.structs.replace(
+            order, state="CANCELLED", refund_cents=quote.refund_cents, updated_at=now), release=True)
+        self._log_event("OrderCancelled", {"order_id": order.id, "owner": order.owner,
+                                           "refund_cents": quote.refund_cents})
+        return cancelled
+
+    # ---- sweeps ----
+    async def sweep(self) -> dict[str, int]:
+        """Expire unpaid holds, reconcile stuck payments, archive flown orders. PAYMENT_PENDING never expires here."""
+        now = self._clock.now()
+        due = [o for o in self._orders.in_state("PROPOSED") if now >= o.hold_expires_at]
+        stuck = [o for o in self._orders.in_state("PAYMENT_PENDING")
+                 if o.payment is not None and now - o.payment.started_at >= self._payments.pending_timeout_s]
+        archive_after = self._retail.archive_after_days * 86_400
+        flown = [o for o in self._orders.in_state("FULFILLED") if now >= o.departure_at + archive_after]
+        # _commit skips any order that changed since this snapshot (a payment that just started is
+        # PAYMENT_PENDING now and is left alone); the group commit merges the writes.
+        await asyncio.gather(*(_unless_changed(self._expire(o)) for o in due),
+                             *(_unless_changed(self._reconcile(o, now)) for o in stuck),
+                             *(_unless_changed(self._commit(o, msgspec.structs.replace(o, state="ARCHIVED",
+                                                                                        updated_at=now)))
+                               for o in flown))
+        return {"expired": len(due), "reconciled": len(stuck), "archived": len(flown)}
+
+    async def _reconcile(self, order: Order, now: float) -> None:
+        assert order.payment is not None
+        try:
+            result = await asyncio.wait_for(self.gateway.status(order.payment.id), self._payments.gateway_timeout_s)
+        except Exception as exc:  # try again next sweep
+            log.warning("payment reconciliation failed", extra={"payment_id": order.payment.id, "error": str(exc)})
+            return
+        if result is None:
+            result = ChargeResult("declined", "payment_not_found")
+        elif result.status == "pending" and now >= order.hold_expires_at + self._payments.pending_timeout_s:
+            result = ChargeResult("declined", "payment_not_settled")
+        await self._settle(order.id, order.payment.id, result)
+
+
+async def _unless_changed(change) -> None:
+    try:
+        await change
+    except Conflict:
+        pass
+
+
+def require_owner_or_admin(principal) -> str | None:
+    """The owner scope a caller may see, or None for admins (who see every order)."""
+    if principal.is_admin:
+        return None
+    if principal.role not in ("guest", "customer"):
+        raise Forbidden("orders belong to customers and guests")
+    return principal.scope

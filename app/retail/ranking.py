@@ -1,0 +1,204 @@
+"""Offer ranking: score = P(accept) × margin.
+
+P(accept) comes from, in order of preference:
+1. a remote ranking.RankingService, for `ranking.remote_share` of searches when
+   `ranking.remote` is set, guarded by a circuit breaker;
+2. the in-process logistic model (ml/acceptance.py), once it has been trained on at least
+   `ranking.min_training_offers` offers with a known outcome;
+3. rules: a base rate per bundle (flight only 0.30, rule bundles 0.22, comfort 0.20,
+   premium 0.08), × (1 + discount fraction), × 1.5 for the premium bundle shown to the
+   premium segment, clipped to [0.01, 0.95].
+
+Margin = booking fee + Σ item total × margin rate of its kind (MARGIN_RATES).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+import numpy as np
+
+from ml.acceptance import AcceptanceModel, offer_features, train
+from state.clock import Clock
+
+log = logging.getLogger("contrail.retail")
+
+MARGIN_RATES = {"Flight": 0.10, "Seat": 0.90, "Bag": 0.80, "Meal": 0.50, "Lounge": 0.60, "CarbonOffset": 0.10,
+                "Insurance": 0.40, "FastTrack": 0.70}
+RULE_BASE = {"flight_only": 0.30, "comfort": 0.20, "premium": 0.08, "rule": 0.22}
+COMFORT = frozenset({"Flight", "Seat", "Bag", "Meal"})
+PREMIUM = frozenset({"Flight", "Seat", "Bag", "Meal", "Lounge", "FastTrack", "Insurance"})
+
+
+@dataclass(frozen=True)
+class SearchContext:
+    user_id: str
+    is_guest: bool
+    session_id: str
+    origin: str
+    destination: str
+    departure_date: str
+    passengers: int
+    cabin: str
+    segment: str
+
+
+@dataclass(frozen=True)
+class OfferSummary:
+    """What a ranker knows of an offer: the RankingService's OfferFeatures."""
+
+    offer_id: str
+    total_cents: int
+    product_codes: tuple[str, ...]
+    discount_percent: float
+
+
+def bundle_of(product_codes: tuple[str, ...]) -> str:
+    codes = frozenset(product_codes)
+    if codes == {"Flight"}:
+        return "flight_only"
+    if codes == COMFORT:
+        return "comfort"
+    if codes == PREMIUM:
+        return "premium"
+    return "rule"
+
+
+def features(ctx: SearchContext, offer: OfferSummary, now: float) -> list[float]:
+    try:
+        departs = calendar.timegm(time.strptime(ctx.departure_date, "%Y-%m-%d"))
+    except ValueError:
+        departs = now
+    return offer_features(offer.total_cents, ctx.passengers, offer.discount_percent, len(set(offer.product_codes)),
+                          ctx.segment, ctx.cabin, max(0.0, (departs - now) / 86_400), bundle_of(offer.product_codes))
+
+
+def rule_probability(ctx: SearchContext, offer: OfferSummary) -> float:
+    bundle = bundle_of(offer.product_codes)
+    p = RULE_BASE[bundle] * (1 + offer.discount_percent / 100)
+    if bundle == "premium" and ctx.segment == "premium":
+        p *= 1.5
+    return min(0.95, max(0.01, p))
+
+
+RemoteRank = Callable[[SearchContext, list[OfferSummary], float], Awaitable[list[float]]]
+
+
+class CircuitBreaker:
+    """closed → open after N consecutive failures → half-open after a pause → closed after M successes."""
+
+    CLOSED, HALF_OPEN, OPEN = 0, 1, 2
+
+    def __init__(self, clock: Clock, *, failures: int, open_s: float, successes: int,
+                 on_change: Callable[[int], None] = lambda state: None) -> None:
+        self._clock = clock
+        self._failures_to_open = failures
+        self._open_s = open_s
+        self._successes_to_close = successes
+        self._on_change = on_change
+        self.state = self.CLOSED
+        self._failures = 0
+        self._successes = 0
+        self._opened_at = 0.0
+        self._trial_in_flight = False
+
+    def allow(self) -> bool:
+        """May a call go to the remote now? Half-open lets one trial call through at a time."""
+        if self.state == self.OPEN and self._clock.now() - self._opened_at >= self._open_s:
+            self._set(self.HALF_OPEN)
+            self._successes = 0
+        if self.state == self.CLOSED:
+            return True
+        if self.state == self.HALF_OPEN and not self._trial_in_flight:
+            self._trial_in_flight = True
+            return True
+        return False
+
+    def succeeded(self) -> None:
+        self._trial_in_flight = False
+        self._failures = 0
+        if self.state == self.HALF_OPEN:
+            self._successes += 1
+            if self._successes >= self._successes_to_close:
+                self._set(self.CLOSED)
+
+    def failed(self) -> None:
+        self._trial_in_flight = False
+        self._failures += 1
+        if self.state == self.HALF_OPEN or self._failures >= self._failures_to_open:
+            self._opened_at = self._clock.now()
+            self._set(self.OPEN)
+
+    def _set(self, state: int) -> None:
+        if state != self.state:
+            self.state = state
+            self._on_change(state)
+
+
+class Ranker:
+    def __init__(self, config, metrics, clock: Clock, rng: random.Random | None = None) -> None:
+        self._config = config
+        self._metrics = metrics
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self.model: AcceptanceModel | None = None
+        self.remote: RemoteRank | None = None
+        self.breaker = CircuitBreaker(clock, failures=config.breaker_failures, open_s=config.breaker_open_s,
+                                      successes=config.breaker_successes, on_change=metrics.ranking_breaker.set)
+
+    @property
+    def model_version(self) -> str:
+        return f"logistic-{self.model.trained_on}" if self.model is not None else "rules"
+
+    def local(self, ctx: SearchContext, offers: list[OfferSummary]) -> list[float]:
+        """Acceptance probabilities from the in-process model, or the rules before it is trained."""
+        if self.model is None:
+            return [rule_probability(ctx, o) for o in offers]
+        now = self._clock.now()
+        return [float(p) for p in self.model.predict(np.array([features(ctx, o, now) for o in offers]))]
+
+    async def probabilities(self, ctx: SearchContext, offers: list[OfferSummary]) -> tuple[list[float], str]:
+        """(probabilities, source): source is remote, model or rules."""
+        cfg, m = self._config, self._metrics
+        if self.remote is not None and cfg.remote_share > 0 and self._rng.random() < cfg.remote_share:
+            if not self.breaker.allow():
+                m.ranking_fallbacks.labels("open").inc()
+            else:
+                started = time.perf_counter()
+                try:
+                    result = await self.remote(ctx, offers, cfg.remote_deadline_ms / 1000)
+                    if len(result) != len(offers):
+                        raise ValueError("remote ranker answered for a different number of offers")
+                except (asyncio.TimeoutError, TimeoutError):
+                    self.breaker.failed()
+                    m.ranking_fallbacks.labels("timeout").inc()
+                except Exception as exc:  # any remote failure falls back to the local model
+                    self.breaker.failed()
+                    m.ranking_fallbacks.labels("error").inc()
+                    log.warning("remote ranker failed", extra={"error": str(exc)[:200]})
+                else:
+                    if (time.perf_counter() - started) * 1000 > cfg.breaker_slow_ms:
+                        self.breaker.failed()
+                        m.ranking_fallbacks.labels("slow").inc()
+                    else:
+                        self.breaker.succeeded()
+                    m.ranking_calls.labels("remote").inc()
+                    return result, "remote"
+        source = "model" if self.model is not None else "rules"
+        m.ranking_calls.labels(source).inc()
+        return self.local(ctx, offers), source
+
+    def retrain(self, rows: list[tuple[list[float], bool]]) -> bool:
+        """Fit the model on (features, accepted) rows; keeps the rules until there is enough of both outcomes."""
+        accepted = sum(1 for _, y in rows if y)
+        if len(rows) < self._config.min_training_offers or accepted == 0 or accepted == len(rows):
+            return False
+        self.model = train(np.array([x for x, _ in rows]), np.array([y for _, y in rows], dtype=np.float64))
+        log.info("acceptance model retrained", extra={"offers": len(rows), "accepted": accepted})
+        return True

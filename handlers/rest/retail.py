@@ -1,0 +1,322 @@
+"""Retailing over REST: flights, offers, orders, payments, fulfilment, and the catalog admin."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Literal
+
+import msgspec
+from aiohttp import web
+
+from app import keys
+from app.errors import InvalidInput, Unauthenticated
+from app.retail.offers import SearchQuery
+from app.retail.orders import PaymentEvent, require_owner_or_admin
+from app.retail.payments import webhook_signature_valid
+from handlers.rest.common import PageQuery, decode, endpoint, json_response, paginate
+from state.catalog import Cabin, Flight, Product
+from state.offers import Offer
+from state.orders import Barcode, CancellationQuote, Order
+
+SHOPPERS = ("guest", "customer", "admin")
+ADMIN = ("admin",)
+Airport = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
+Day = Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+Identifier = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
+
+
+# ---- flights ----
+class FlightQuery(msgspec.Struct, forbid_unknown_fields=True):
+    origin: Airport
+    destination: Airport
+    date: Day
+
+
+class FlightView(msgspec.Struct):
+    id: str
+    number: str
+    origin: str
+    destination: str
+    departure_at: float
+    arrival_at: float
+    seats_left: dict[str, int]
+    status: str
+
+
+class FlightList(msgspec.Struct):
+    items: list[FlightView]
+
+
+def _flight_view(request: web.Request, f: Flight) -> FlightView:
+    catalog = request.app[keys.CATALOG]
+    return FlightView(f.id, f.number, f.origin, f.destination, f.departure_at, f.arrival_at,
+                      {cabin: catalog.seats_left(f, cabin) for cabin in f.cabins}, f.status)
+
+
+@endpoint("Scheduled flights of a route on a day, with the seats left per cabin (public)", tags=("retail",),
+          query=FlightQuery, response=FlightList)
+async def list_flights(request: web.Request, principal, query: FlightQuery) -> web.Response:
+    flights = request.app[keys.CATALOG].flights_on(query.origin, query.destination, query.date)
+    return json_response(FlightList([_flight_view(request, f) for f in flights]))
+
+
+# ---- offers ----
+class SearchBody(msgspec.Struct, forbid_unknown_fields=True):
+    origin: Airport
+    destination: Airport
+    departure_date: Day
+    passengers: Annotated[int, msgspec.Meta(ge=1, le=50)] = 1
+    cabin: Literal["economy", "premium", "business"] = "economy"
+    segment: Literal["premium", "corporate", "economy", "leisure"] = "economy"
+
+
+class OfferList(msgspec.Struct):
+    offers: list[Offer]
+    ranked_by: str
+
+
+@endpoint("Search: 3 to 5 priced, ranked offers that expire (empty when nothing has room)", tags=("retail",),
+          roles=SHOPPERS, body=SearchBody, response=OfferList)
+async def search_offers(request: web.Request, principal, body: SearchBody) -> web.Response:
+    offers = request.app[keys.OFFERS]
+    found = await offers.search(SearchQuery(**msgspec.structs.asdict(body)), principal.scope,
+                                is_guest=principal.kind == "guest", session_id=principal.id)
+    return json_response(OfferList(found, request.app[keys.RANKER].model_version))
+
+
+@endpoint("One of your offers; its state is EXPIRED once expires_at has passed", tags=("retail",), roles=SHOPPERS,
+          response=Offer, errors=(404,))
+async def get_offer(request: web.Request, principal) -> web.Response:
+    owner = require_owner_or_admin(principal)
+    return json_response(await request.app[keys.OFFERS].visible(request.match_info["offer_id"], owner))
+
+
+@endpoint("Withdraw one of your offers (ACTIVE → CANCELLED)", tags=("retail",), roles=SHOPPERS, response=Offer,
+          errors=(404, 409, 410))
+async def cancel_offer(request: web.Request, principal) -> web.Response:
+    owner = require_owner_or_admin(principal)
+    return json_response(await request.app[keys.OFFERS].cancel(request.match_info["offer_id"], owner))
+
+
+@endpoint("Accept an offer: holds its inventory in a PROPOSED order (send an Idempotency-Key)", tags=("retail",),
+          roles=SHOPPERS, response=Order, status=201, errors=(404, 409, 410))
+async def accept_offer(request: web.Request, principal) -> web.Response:
+    require_owner_or_admin(principal)
+    order = await request.app[keys.ORDERS].accept(request.match_info["offer_id"], principal.scope,
+                                                  admin=principal.is_admin)
+    return json_response(order, status=201)
+
+
+# ---- orders ----
+class OrderPage(msgspec.Struct):
+    items: list[Order]
+    next_cursor: str | None
+
+
+@endpoint("Your orders, oldest first (admins: everyone's)", tags=("retail",), roles=SHOPPERS, query=PageQuery,
+          response=OrderPage)
+async def list_orders(request: web.Request, principal, query: PageQuery) -> web.Response:
+    owner = require_owner_or_admin(principal)
+    page, nxt = paginate(request.app[keys.ORDER_STORE].of_owner(owner), query.after, query.limit)
+    return json_response(OrderPage(page, nxt))
+
+
+@endpoint("One of your orders", tags=("retail",), roles=SHOPPERS, response=Order, errors=(404,))
+async def get_order(request: web.Request, principal) -> web.Response:
+    owner = require_owner_or_admin(principal)
+    return json_response(request.app[keys.ORDERS].visible(request.match_info["order_id"], owner))
+
+
+class Card(msgspec.Struct, forbid_unknown_fields=True):
+    number: Annotated[str, msgspec.Meta(min_length=12, max_length=23)]
+    exp_month: Annotated[int, msgspec.Meta(ge=1, le=12)]
+    exp_year: Annotated[int, msgspec.Meta(ge=2000, le=2100)]
+    cvc: Annotated[str, msgspec.Meta(pattern=r"^\d{3,4}$")]
+
+
+class PayBody(msgspec.Struct, forbid_unknown_fields=True):
+    card: Card
+
+
+@endpoint("Pay for a PROPOSED order (send an Idempotency-Key). 200 paid and fulfilled, 202 pending at the "
+          "gateway, 402 declined (the order is PROPOSED again)", tags=("retail",), roles=SHOPPERS, body=PayBody,
+          response=Order, errors=(202, 402, 404, 409, 410))
+async def pay_order(request: web.Request, principal, body: PayBody) -> web.Response:
+    owner = require_owner_or_admin(principal)
+    now = time.gmtime(request.app[keys.CLOCK].now())
+    if (body.card.exp_year, body.card.exp_month) < (now.tm_year, now.tm_mon):
+        raise InvalidInput("the card has expired", {"field": "card.exp_year"})
+    order = await request.app[keys.ORDERS].pay(request.match_info["order_id"], owner, body.card.number)
+    return json_response(order, status=202 if order.state == "PAYMENT_PENDING" else 200)
+
+
+class WebhookResult(msgspec.Struct):
+    order_id: str
+    state: str | None
+    duplicate: bool
+
+
+@endpoint("Payment gateway webhook (HMAC-SHA256 of the body in X-Contrail-Signature: sha256=<hex>); "
+          "settles a pending payment; repeats change nothing", tags=("retail",), body=None, response=WebhookResult,
+          errors=(401,))
+async def payment_webhook(request: web.Request, principal) -> web.Response:
+    raw = await request.read()
+    secret = request.app[keys.CONFIG].payments.webhook_secret
+    if not webhook_signature_valid(secret, raw, request.headers.get("X-Contrail-Signature")):
+        raise Unauthenticated("missing or wrong X-Contrail-Signature")
+    event = decode(raw, PaymentEvent)
+    order, first = await request.app[keys.ORDERS].payment_webhook(event)
+    return json_response(WebhookResult(event.order_id, order.state if order else None, not first))
+
+
+class Fulfilment(msgspec.Struct):
+    order_id: str
+    state: str
+    barcodes: list[Barcode]
+
+
+@endpoint("The barcodes of a paid order: one per passenger and product", tags=("retail",), roles=SHOPPERS,
+          response=Fulfilment, errors=(404,))
+async def fulfilment(request: web.Request, principal) -> web.Response:
+    order = request.app[keys.ORDERS].visible(request.match_info["order_id"], require_owner_or_admin(principal))
+    return json_response(Fulfilment(order.id, order.state, order.barcodes))
+
+
+class Consumed(msgspec.Struct):
+    order_id: str
+    barcode: Barcode
+
+
+@endpoint("Use a barcode at the gate, lounge or counter (staff); a second use is 409", tags=("retail",),
+          roles=ADMIN, response=Consumed, errors=(404, 409))
+async def consume_barcode(request: web.Request, principal) -> web.Response:
+    order, barcode = await request.app[keys.ORDERS].consume(request.match_info["barcode"])
+    return json_response(Consumed(order.id, barcode))
+
+
+@endpoint("Ask for a cancellation: a refund quote from the order's conditions (unpaid orders refund 0)",
+          tags=("retail",), roles=SHOPPERS, response=CancellationQuote, status=201, errors=(404, 409))
+async def quote_cancellation(request: web.Request, principal) -> web.Response:
+    quote = await request.app[keys.ORDERS].quote_cancellation(request.match_info["order_id"],
+                                                              require_owner_or_admin(principal))
+    return json_response(quote, status=201)
+
+
+@endpoint("Confirm a cancellation quote: the order is CANCELLED, its inventory released, the refund recorded",
+          tags=("retail",), roles=SHOPPERS, response=Order, errors=(404, 409, 410))
+async def confirm_cancellation(request: web.Request, principal) -> web.Response:
+    order = await request.app[keys.ORDERS].confirm_cancellation(
+        request.match_info["order_id"], request.match_info["quote_id"], require_owner_or_admin(principal))
+    return json_response(order)
+
+
+# ---- catalog admin ----
+class NewFlight(msgspec.Struct, forbid_unknown_fields=True):
+    id: Identifier
+    airline: Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9]{2}$")]
+    number: Annotated[str, msgspec.Meta(min_length=1, max_length=8)]
+    origin: Airport
+    destination: Airport
+    departure_at: Annotated[float, msgspec.Meta(ge=0, le=4_102_444_800)]
+    arrival_at: Annotated[float, msgspec.Meta(ge=0, le=4_102_444_800)]
+    cabins: Annotated[dict[str, Cabin], msgspec.Meta(min_length=1, max_length=3)]
+    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")] = "USD"
+
+
+class FlightPatch(msgspec.Struct, forbid_unknown_fields=True):
+    status: Literal["scheduled", "cancelled"] | None = None
+    cabins: Annotated[dict[str, Cabin], msgspec.Meta(min_length=1, max_length=3)] | None = None
+
+
+class AdminFlightPage(msgspec.Struct):
+    items: list[Flight]
+    next_cursor: str | None
+
+
+@endpoint("Create a flight", tags=("catalog",), roles=ADMIN, body=NewFlight, response=Flight, status=201,
+          errors=(409,))
+async def create_flight(request: web.Request, principal, body: NewFlight) -> web.Response:
+    flight = Flight(**msgspec.structs.asdict(body))
+    await request.app[keys.CATALOG].put_flights([flight])
+    await request.app[keys.ADMIN].record(principal, "flight.create", flight.id)
+    return json_response(flight, status=201)
+
+
+@endpoint("List flights by departure", tags=("catalog",), roles=ADMIN, query=PageQuery, response=AdminFlightPage)
+async def admin_flights(request: web.Request, principal, query: PageQuery) -> web.Response:
+    page, nxt = paginate(request.app[keys.CATALOG].flights(), query.after, query.limit)
+    return json_response(AdminFlightPage(page, nxt))
+
+
+@endpoint("Cancel, reinstate or resize a flight (capacity never below the seats sold or held)", tags=("catalog",),
+          roles=ADMIN, body=FlightPatch, response=Flight, errors=(404, 409))
+async def patch_flight(request: web.Request, principal, body: FlightPatch) -> web.Response:
+    flight_id = request.match_info["flight_id"]
+    flight = await request.app[keys.CATALOG].update_flight(flight_id, **msgspec.structs.asdict(body))
+    await request.app[keys.ADMIN].record(principal, "flight.update", flight_id)
+    return json_response(flight)
+
+
+class NewProduct(msgspec.Struct, forbid_unknown_fields=True):
+    id: Identifier
+    kind: Literal["Seat", "Bag", "Meal", "Lounge", "CarbonOffset", "Insurance", "FastTrack"]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    price_cents: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
+    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")] = "USD"
+    capacity_per_flight: Annotated[int, msgspec.Meta(ge=0, le=10_000)] | None = None
+
+
+class ProductPatch(msgspec.Struct, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    price_cents: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)] | None = None
+    capacity_per_flight: Annotated[int, msgspec.Meta(ge=0, le=10_000)] | None = None
+    status: Literal["active", "retired"] | None = None
+
+
+class ProductList(msgspec.Struct):
+    items: list[Product]
+
+
+@endpoint("Create an ancillary product", tags=("catalog",), roles=ADMIN, body=NewProduct, response=Product,
+          status=201, errors=(409,))
+async def create_product(request: web.Request, principal, body: NewProduct) -> web.Response:
+    product = await request.app[keys.CATALOG].put_product(Product(**msgspec.structs.asdict(body)))
+    await request.app[keys.ADMIN].record(principal, "product.create", product.id)
+    return json_response(product, status=201)
+
+
+@endpoint("List products", tags=("catalog",), roles=ADMIN, response=ProductList)
+async def list_products(request: web.Request, principal) -> web.Response:
+    return json_response(ProductList(request.app[keys.CATALOG].products()))
+
+
+@endpoint("Change a product's name, price, capacity or status", tags=("catalog",), roles=ADMIN, body=ProductPatch,
+          response=Product, errors=(404,))
+async def patch_product(request: web.Request, principal, body: ProductPatch) -> web.Response:
+    product_id = request.match_info["product_id"]
+    product = await request.app[keys.CATALOG].update_product(product_id, **msgspec.structs.asdict(body))
+    await request.app[keys.ADMIN].record(principal, "product.update", product_id)
+    return json_response(product)
+
+
+def setup(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/v1/flights", list_flights)
+    r.add_post("/v1/offers/search", search_offers)
+    r.add_get("/v1/offers/{offer_id}", get_offer)
+    r.add_delete("/v1/offers/{offer_id}", cancel_offer)
+    r.add_post("/v1/offers/{offer_id}/accept", accept_offer)
+    r.add_get("/v1/orders", list_orders)
+    r.add_get("/v1/orders/{order_id}", get_order)
+    r.add_post("/v1/orders/{order_id}/pay", pay_order)
+    r.add_get("/v1/orders/{order_id}/fulfillment", fulfilment)
+    r.add_post("/v1/orders/{order_id}/cancellations", quote_cancellation)
+    r.add_post("/v1/orders/{order_id}/cancellations/{quote_id}/confirm", confirm_cancellation)
+    r.add_post("/v1/fulfillment/{barcode}/consume", consume_barcode)
+    r.add_post("/v1/webhooks/payments", payment_webhook)
+    r.add_post("/v1/admin/flights", create_flight)
+    r.add_get("/v1/admin/flights", admin_flights)
+    r.add_patch("/v1/admin/flights/{flight_id}", patch_flight)
+    r.add_post("/v1/admin/products", create_product)
+    r.add_get("/v1/admin/products", list_products)
+    r.add_patch("/v1/admin/products/{product_id}", patch_product)

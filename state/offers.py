@@ -1,0 +1,106 @@
+"""Offers: priced bundles a customer may accept until they expire. Hot in memory, durable in SQLite."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from state.catalog import ProductKind
+from state.db import Database, Statement
+
+OfferState = Literal["ACTIVE", "ACCEPTED", "EXPIRED", "CANCELLED"]
+
+
+class Item(msgspec.Struct, frozen=True):
+    """One line of an offer or order: a product for some passengers."""
+
+    kind: ProductKind
+    product_id: str              # the flight id for kind Flight
+    name: str
+    quantity: int
+    unit_price_cents: int        # after any bundle discount
+    discount_percent: int
+    total_cents: int
+    resource: str | None = None  # the inventory it holds ("<flight>/<cabin>", "<flight>/<product>"), if limited
+
+
+class Conditions(msgspec.Struct, frozen=True):
+    refundable: bool
+    refund_penalty_cents: int
+    changeable: bool
+    change_penalty_cents: int
+
+
+class Offer(msgspec.Struct, frozen=True):
+    id: str
+    owner: str                   # the principal scope that searched
+    flight_id: str
+    cabin: str
+    passengers: int
+    segment: str
+    bundle: str                  # flight_only, comfort, premium, or the rule bundle's name
+    items: list[Item]
+    taxes_cents: int
+    booking_fee_cents: int
+    total_cents: int
+    currency: str
+    conditions: Conditions
+    created_at: float
+    expires_at: float
+    departure_at: float
+    probability: float           # predicted acceptance
+    margin_cents: int
+    score: float                 # probability x margin: the ranking order
+    features: list[float] = []
+    state: OfferState = "ACTIVE"
+
+
+_decode = msgspec.json.Decoder(Offer).decode
+_encode = msgspec.json.Encoder().encode
+
+
+class OfferStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._offers: dict[str, Offer] = {}
+
+    async def load(self, now: float) -> None:
+        """Offers that can still be accepted come back after a restart."""
+        for (body,) in await self._db.fetchall(
+                "SELECT body FROM offers WHERE state='ACTIVE' AND expires_at > ?", (now,)):
+            offer = _decode(body)
+            self._offers[offer.id] = offer
+
+    def get(self, offer_id: str) -> Offer | None:
+        return self._offers.get(offer_id)
+
+    async def fetch(self, offer_id: str) -> Offer | None:
+        """An offer no longer held in memory (expired or finished), from SQLite."""
+        row = await self._db.fetchone("SELECT body FROM offers WHERE id=?", (offer_id,))
+        return _decode(row[0]) if row else None
+
+    def all(self) -> list[Offer]:
+        return list(self._offers.values())
+
+    def __len__(self) -> int:
+        return len(self._offers)
+
+    @staticmethod
+    def insert(offer: Offer) -> Statement:
+        return ("INSERT INTO offers(id, owner, state, expires_at, body) VALUES (?,?,?,?,?)",
+                (offer.id, offer.owner, offer.state, offer.expires_at, _encode(offer).decode()))
+
+    @staticmethod
+    def change_state(offer: Offer, expected: OfferState) -> Statement:
+        return ("UPDATE offers SET state=?, body=? WHERE id=? AND state=?",
+                (offer.state, _encode(offer).decode(), offer.id, expected), 1)
+
+    def remember(self, offer: Offer) -> None:
+        self._offers[offer.id] = offer
+
+    def forget(self, offer_id: str) -> None:
+        self._offers.pop(offer_id, None)
+
+    async def write(self, statements: list[Statement]) -> None:
+        await self._db.write(statements)

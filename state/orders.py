@@ -1,0 +1,163 @@
+"""Orders, the inventory they hold, their payments and barcodes. Hot in memory, durable in SQLite.
+
+Inventory is never stored as a counter: the units held per resource are the sum over live
+orders' items, rebuilt from the orders table on start. So after any crash the seats held
+equal the seats of live orders exactly, by construction.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Literal
+
+import msgspec
+
+from state.db import Database, Statement
+from state.offers import Conditions, Item
+
+OrderState = Literal["PROPOSED", "PAYMENT_PENDING", "PAID", "FULFILLED", "ARCHIVED", "EXPIRED", "CANCELLED"]
+HOLDING = frozenset({"PROPOSED", "PAYMENT_PENDING", "PAID", "FULFILLED", "ARCHIVED"})  # states that keep inventory
+
+
+class Payment(msgspec.Struct, frozen=True):
+    id: str
+    status: Literal["pending", "approved", "declined"]
+    amount_cents: int
+    currency: str
+    card_last4: str
+    started_at: float
+    updated_at: float
+    reason: str | None = None
+
+
+class Barcode(msgspec.Struct, frozen=True):
+    code: str
+    passenger: int               # 1-based
+    kind: str
+    product_id: str
+    consumed_at: float | None = None
+
+
+class CancellationQuote(msgspec.Struct, frozen=True):
+    id: str
+    refund_cents: int
+    currency: str
+    created_at: float
+    expires_at: float
+
+
+class Order(msgspec.Struct, frozen=True):
+    id: str
+    owner: str
+    offer_id: str
+    flight_id: str
+    cabin: str
+    passengers: int
+    items: list[Item]
+    total_cents: int
+    currency: str
+    conditions: Conditions
+    departure_at: float
+    created_at: float
+    updated_at: float
+    hold_expires_at: float
+    state: OrderState = "PROPOSED"
+    payment: Payment | None = None
+    payments_failed: int = 0
+    barcodes: list[Barcode] = []
+    quote: CancellationQuote | None = None
+    refund_cents: int | None = None
+
+
+_decode = msgspec.json.Decoder(Order).decode
+_encode = msgspec.json.Encoder().encode
+
+
+class OrderStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._orders: dict[str, Order] = {}
+        self._by_owner: dict[str, list[str]] = defaultdict(list)
+        self._barcodes: dict[str, str] = {}
+        self.held: Counter[str] = Counter()
+
+    async def load(self) -> None:
+        for (body,) in await self._db.fetchall("SELECT body FROM orders ORDER BY created_at, id"):
+            order = _decode(body)
+            self._orders[order.id] = order
+            self._by_owner[order.owner].append(order.id)
+            self._index_barcodes(order)
+            if order.state in HOLDING:
+                self.hold(order.items)
+
+    # ---- reads ----
+    def get(self, order_id: str) -> Order | None:
+        return self._orders.get(order_id)
+
+    def of_owner(self, owner: str | None) -> list[Order]:
+        """One owner's orders oldest first, or everyone's when owner is None."""
+        if owner is None:
+            return sorted(self._orders.values(), key=lambda o: (o.created_at, o.id))
+        return [self._orders[i] for i in self._by_owner.get(owner, ())]
+
+    def by_barcode(self, code: str) -> Order | None:
+        order_id = self._barcodes.get(code)
+        return self._orders.get(order_id) if order_id else None
+
+    def in_state(self, *states: str) -> list[Order]:
+        return [o for o in self._orders.values() if o.state in states]
+
+    # ---- inventory ----
+    def hold(self, items: list[Item]) -> None:
+        for item in items:
+            if item.resource is not None:
+                self.held[item.resource] += item.quantity
+
+    def release(self, items: list[Item]) -> None:
+        for item in items:
+            if item.resource is not None:
+                self.held[item.resource] -= item.quantity
+
+    # ---- memory changes (callers persist them with the statements below) ----
+    def remember(self, order: Order) -> Order | None:
+        """Put the new version in memory; returns the version it replaced."""
+        old = self._orders.get(order.id)
+        self._orders[order.id] = order
+        if old is None:
+            self._by_owner[order.owner].append(order.id)
+        self._index_barcodes(order)
+        return old
+
+    def forget(self, order_id: str) -> None:
+        order = self._orders.pop(order_id, None)
+        if order is not None:
+            self._by_owner[order.owner].remove(order_id)
+            for b in order.barcodes:
+                self._barcodes.pop(b.code, None)
+
+    def _index_barcodes(self, order: Order) -> None:
+        for b in order.barcodes:
+            self._barcodes[b.code] = order.id
+
+    # ---- statements ----
+    @staticmethod
+    def insert(order: Order) -> Statement:
+        return ("INSERT INTO orders(id, owner, state, created_at, body) VALUES (?,?,?,?,?)",
+                (order.id, order.owner, order.state, order.created_at, _encode(order).decode()))
+
+    @staticmethod
+    def update(order: Order, expected: str) -> Statement:
+        """Write the new version, guarded on the state it was changed from."""
+        return ("UPDATE orders SET state=?, body=? WHERE id=? AND state=?",
+                (order.state, _encode(order).decode(), order.id, expected), 1)
+
+    @staticmethod
+    def record_payment_event(event_id: str, payment_id: str, at: float) -> Statement:
+        """A payment webhook event, once: a repeat inserts nothing (rowcount 0)."""
+        return ("INSERT OR IGNORE INTO payment_events(id, payment_id, at) VALUES (?,?,?)", (event_id, payment_id, at))
+
+    async def seen_payment_event(self, event_id: str) -> bool:
+        return await self._db.fetchone("SELECT 1 FROM payment_events WHERE id=?", (event_id,)) is not None
+
+    async def write(self, statements: list[Statement]) -> list[int]:
+        return await self._db.write(statements)

@@ -1,0 +1,246 @@
+"""Retailing through the real app: flights, offers, orders, payments, fulfilment, cancellations."""
+
+import asyncio
+import hashlib
+import hmac
+import json
+
+import pytest
+
+from app.main import PLATFORM
+from app.retail.payments import ChargeResult
+from tests.retail_helpers import (DAY, DECLINED_CARD, PENDING_CARD, accept, booked, customer, departure_date, pay,
+                                  search, search_body, seed_catalog)
+
+
+@pytest.fixture
+async def shop(client, clock):
+    flight = await seed_catalog(client, clock)
+    return client, flight
+
+
+async def seats_left(client, clock, cabin="economy") -> int:
+    resp = await client.get("/v1/flights", params={"origin": "LIS", "destination": "BCN",
+                                                   "date": departure_date(clock)})
+    assert resp.status == 200
+    return (await resp.json())["items"][0]["seats_left"][cabin]
+
+
+async def test_flights_are_public_and_show_seats_left(shop, clock):
+    client, flight = shop
+    resp = await client.get("/v1/flights", params={"origin": "LIS", "destination": "BCN",
+                                                   "date": departure_date(clock)})
+    body = await resp.json()
+    assert resp.status == 200 and body["items"][0]["id"] == flight.id
+    assert body["items"][0]["seats_left"] == {"economy": 150, "premium": 12}
+    bad = await client.get("/v1/flights", params={"origin": "lisbon", "destination": "BCN", "date": "tomorrow"})
+    assert bad.status == 400 and "origin" in (await bad.json())["error"]["message"]
+
+
+async def test_search_prices_ranks_and_persists_bundles(shop, clock, customer_headers):
+    client, _ = shop
+    offers = await search(client, customer_headers, clock, passengers=3, segment="premium")
+    bundles = {o["bundle"] for o in offers}
+    assert 3 <= len(offers) <= 5
+    assert {"flight_only", "comfort", "premium", "premium_lounge", "group_bags"} == bundles
+    assert [o["score"] for o in offers] == sorted((o["score"] for o in offers), reverse=True)
+    for o in offers:
+        subtotal = sum(i["total_cents"] for i in o["items"])
+        assert o["total_cents"] == subtotal + o["taxes_cents"] + o["booking_fee_cents"]
+        assert o["expires_at"] == pytest.approx(clock.now() + 900)
+        assert all(i["quantity"] == 3 for i in o["items"]) and o["state"] == "ACTIVE"
+        assert o["score"] == pytest.approx(o["probability"] * o["margin_cents"], rel=1e-3)
+    lounge = next(i for o in offers if o["bundle"] == "premium_lounge" for i in o["items"] if i["kind"] == "Lounge")
+    assert lounge["discount_percent"] == 20 and lounge["unit_price_cents"] == 3_120  # 3,900 less 20%
+    bags = next(i for o in offers if o["bundle"] == "group_bags" for i in o["items"] if i["kind"] == "Bag")
+    assert bags["unit_price_cents"] == 2_625  # 3,500 less 25%
+    corporate = await search(client, customer_headers, clock, segment="corporate")
+    seat = next(i for o in corporate if o["bundle"] == "corporate_flex" for i in o["items"] if i["kind"] == "Seat")
+    assert seat["unit_price_cents"] == 600  # half of 1,200
+    # Offers are durable: the row is in SQLite before the response.
+    rows = await client.app[PLATFORM].records_db.fetchall("SELECT id FROM offers")
+    assert {o["id"] for o in offers} <= {r[0] for r in rows}
+
+
+async def test_search_refuses_bad_input_with_clear_messages(shop, clock, customer_headers):
+    client, _ = shop
+    for overrides, fragment in (({"origin": "lis"}, "origin"), ({"departure_date": "2026-13-40"}, "calendar date"),
+                                ({"passengers": 0}, "passengers"), ({"passengers": 10}, "passengers must be 1 to 9"),
+                                ({"cabin": "first"}, "cabin"), ({"segment": "vip"}, "segment"),
+                                ({"extra": 1}, "extra")):
+        resp = await client.post("/v1/offers/search", json=search_body(clock, **overrides), headers=customer_headers)
+        assert resp.status == 400, overrides
+        assert fragment in (await resp.json())["error"]["message"], overrides
+    resp = await client.post("/v1/offers/search", json=search_body(clock))
+    assert resp.status == 401
+    empty = await search(client, customer_headers, clock, destination="OPO")
+    assert empty == []
+
+
+async def test_offers_belong_to_whoever_searched(shop, clock, customer_headers, admin_headers):
+    client, _ = shop
+    offer = (await search(client, customer_headers, clock))[0]
+    other = await customer(client, "someone-else")
+    assert (await client.get(f"/v1/offers/{offer['id']}", headers=other)).status == 404
+    assert (await accept(client, other, offer["id"])).status == 404
+    assert (await client.get(f"/v1/offers/{offer['id']}", headers=admin_headers)).status == 200
+    resp = await client.delete(f"/v1/offers/{offer['id']}", headers=customer_headers)
+    assert resp.status == 200 and (await resp.json())["state"] == "CANCELLED"
+    resp = await accept(client, customer_headers, offer["id"])
+    assert resp.status == 409 and (await resp.json())["error"]["details"]["state"] == "CANCELLED"
+
+
+async def test_an_expired_offer_is_gone(shop, clock, customer_headers):
+    client, _ = shop
+    offer = (await search(client, customer_headers, clock))[0]
+    clock.advance(901)
+    resp = await accept(client, customer_headers, offer["id"])
+    assert resp.status == 410
+    assert (await (await client.get(f"/v1/offers/{offer['id']}", headers=customer_headers)).json())["state"] == "EXPIRED"
+    await client.app[PLATFORM].sweep_retail_once()
+    # Swept out of memory, still answered from SQLite.
+    resp = await client.get(f"/v1/offers/{offer['id']}", headers=customer_headers)
+    assert resp.status == 200 and (await resp.json())["state"] == "EXPIRED"
+    assert (await accept(client, customer_headers, offer["id"])).status == 410
+
+
+async def test_accept_pay_fulfil_consume(shop, clock, customer_headers, admin_headers):
+    client, flight = shop
+    offers = await search(client, customer_headers, clock, passengers=2)
+    comfort = next(o for o in offers if o["bundle"] == "comfort")
+    before = await seats_left(client, clock)
+    resp = await accept(client, customer_headers, comfort["id"], key="accept-1")
+    order = await resp.json()
+    assert resp.status == 201 and order["state"] == "PROPOSED"
+    assert order["hold_expires_at"] == pytest.approx(clock.now() + 1800)
+    assert await seats_left(client, clock) == before - 2
+    replay = await accept(client, customer_headers, comfort["id"], key="accept-1")
+    assert replay.status == 201 and (await replay.json())["id"] == order["id"]  # the first answer, replayed
+    assert (await accept(client, customer_headers, comfort["id"])).status == 409
+
+    resp = await pay(client, customer_headers, order["id"], key="pay-1")
+    paid = await resp.json()
+    assert resp.status == 200 and paid["state"] == "FULFILLED" and paid["payment"]["status"] == "approved"
+    assert paid["payment"]["card_last4"] == "4242" and "4242424242424242" not in json.dumps(paid)
+    fulfilment = await (await client.get(f"/v1/orders/{order['id']}/fulfillment", headers=customer_headers)).json()
+    codes = [b["code"] for b in fulfilment["barcodes"]]
+    assert len(codes) == 2 * 4 and len(set(codes)) == 8  # 2 passengers x (flight, seat, bag, meal)
+    assert all(len(c) >= 24 for c in codes)
+    assert (await client.post(f"/v1/fulfillment/{codes[0]}/consume", headers=customer_headers)).status == 403
+    used = await client.post(f"/v1/fulfillment/{codes[0]}/consume", headers=admin_headers)
+    assert used.status == 200 and (await used.json())["barcode"]["consumed_at"] is not None
+    again = await client.post(f"/v1/fulfillment/{codes[0]}/consume", headers=admin_headers)
+    assert again.status == 409
+    assert (await client.post("/v1/fulfillment/not-a-code/consume", headers=admin_headers)).status == 404
+    resp = await pay(client, customer_headers, order["id"])
+    assert resp.status == 409 and (await resp.json())["error"]["details"]["state"] == "FULFILLED"
+    await client.app[PLATFORM].event_log.flush()
+    types = [e.type for e in await client.app[PLATFORM].event_log.query(None, None, 0, 1000)]
+    assert {"OfferGenerated", "OfferAccepted", "OrderPaid"} <= set(types)
+
+
+async def test_declined_payment_returns_the_order_to_proposed(shop, clock, customer_headers):
+    client, _ = shop
+    order = await booked(client, customer_headers, clock)
+    resp = await pay(client, customer_headers, order["id"], card=DECLINED_CARD)
+    body = await resp.json()
+    assert resp.status == 402 and body["error"]["details"]["reason"] == "card_declined"
+    current = await (await client.get(f"/v1/orders/{order['id']}", headers=customer_headers)).json()
+    assert current["state"] == "PROPOSED" and current["payments_failed"] == 1
+    assert (await pay(client, customer_headers, order["id"])).status == 200
+    bad = await pay(client, customer_headers, order["id"], card="4242424242424241")
+    assert bad.status == 400 and "Luhn" in (await bad.json())["error"]["message"]
+
+
+async def test_unpaid_hold_expires_once_and_releases_the_seats(shop, clock, customer_headers):
+    client, _ = shop
+    before = await seats_left(client, clock)
+    order = await booked(client, customer_headers, clock, passengers=3)
+    assert await seats_left(client, clock) == before - 3
+    clock.advance(1801)
+    platform = client.app[PLATFORM]
+    assert (await platform.sweep_retail_once())["expired"] == 1
+    assert (await platform.sweep_retail_once())["expired"] == 0
+    assert await seats_left(client, clock) == before
+    resp = await pay(client, customer_headers, order["id"])
+    assert resp.status == 410
+    state = await platform.records_db.fetchone("SELECT state FROM orders WHERE id=?", (order["id"],))
+    assert state == ("EXPIRED",)
+
+
+class HeldGateway:
+    """A card processor stand-in whose charge completes only when the test says so."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.charging = asyncio.Event()
+
+    async def charge(self, payment_id, amount_cents, currency, card_number):
+        self.charging.set()
+        await self.release.wait()
+        return ChargeResult("approved")
+
+    async def status(self, payment_id):
+        return ChargeResult("pending")
+
+
+async def test_payment_started_a_second_before_expiry_completes_and_keeps_the_seats(shop, clock, customer_headers):
+    client, _ = shop
+    platform = client.app[PLATFORM]
+    gateway = platform.orders.gateway = HeldGateway()
+    order = await booked(client, customer_headers, clock, passengers=2)
+    held = await seats_left(client, clock)
+    clock.advance(1799)
+    paying = asyncio.ensure_future(pay(client, customer_headers, order["id"]))
+    await asyncio.wait_for(gateway.charging.wait(), 5)
+    clock.advance(60)  # the hold has now expired while the card is being charged
+    assert (await platform.sweep_retail_once())["expired"] == 0
+    assert await seats_left(client, clock) == held
+    gateway.release.set()
+    resp = await paying
+    assert resp.status == 200 and (await resp.json())["state"] == "FULFILLED"
+    assert await seats_left(client, clock) == held
+
+
+def _signed(body: dict, secret: str) -> tuple[bytes, dict]:
+    raw = json.dumps(body).encode()
+    return raw, {"X-Contrail-Signature": "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest(),
+                 "Content-Type": "application/json"}
+
+
+async def test_pending_payment_settles_by_signed_webhook_once(shop, clock, customer_headers, config):
+    client, _ = shop
+    order = await booked(client, customer_headers, clock)
+    resp = await pay(client, customer_headers, order["id"], card=PENDING_CARD)
+    pending = await resp.json()
+    assert resp.status == 202 and pending["state"] == "PAYMENT_PENDING"
+    clock.advance(1801)
+    await client.app[PLATFORM].sweep_retail_once()  # never expires a PAYMENT_PENDING order
+    event = {"id": "evt_1", "payment_id": pending["payment"]["id"], "order_id": order["id"], "status": "approved"}
+    raw, headers = _signed(event, config.payments.webhook_secret)
+    forged = await client.post("/v1/webhooks/payments", data=raw,
+                               headers={**headers, "X-Contrail-Signature": "sha256=" + "0" * 64})
+    assert forged.status == 401
+    resp = await client.post("/v1/webhooks/payments", data=raw, headers=headers)
+    assert resp.status == 200 and await resp.json() == {"order_id": order["id"], "state": "FULFILLED",
+                                                        "duplicate": False}
+    resp = await client.post("/v1/webhooks/payments", data=raw, headers=headers)
+    assert (await resp.json())["duplicate"] is True
+    await client.app[PLATFORM].event_log.flush()
+    paid = await client.app[PLATFORM].event_log.query("OrderPaid", None, 0, 10)
+    assert len(paid) == 1
+    raw, headers = _signed({"id": "evt_2", "payment_id": "x"}, config.payments.webhook_secret)
+    assert (await client.post("/v1/webhooks/payments", data=raw, headers=headers)).status == 400
+
+
+async def test_stuck_payment_is_reconciled_with_the_gateway(shop, clock, customer_headers, config):
+    client, _ = shop
+    platform = client.app[PLATFORM]
+    order = await booked(client, customer_headers, clock)
+    assert (await pay(client, customer_headers, order["id"], card=PENDING_CARD)).status == 202
+    clock.advance(config.payments.pending_timeout_s - 1)
+    assert (await platform.sweep_retail_once())["reconciled"] == 0
+    clock.advance(2)  # past the pending timeout: ask the gateway, which has settled it by now
+    assert (await platform.sweep_retail_once())["reconciled"] == 1
+    current = await (await client.get(f"/v1/orders/{order['id']}", headers=customer_headers)).json()
+    assert current["state"] == "FULFILLED" and current["payment"]["status"] == "approved"
