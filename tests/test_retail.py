@@ -244,3 +244,135 @@ async def test_stuck_payment_is_reconciled_with_the_gateway(shop, clock, custome
     assert (await platform.sweep_retail_once())["reconciled"] == 1
     current = await (await client.get(f"/v1/orders/{order['id']}", headers=customer_headers)).json()
     assert current["state"] == "FULFILLED" and current["payment"]["status"] == "approved"
+
+
+async def test_200_concurrent_accepts_for_the_last_10_seats(aiohttp_client, tmp_path, clock):
+    from app.main import create_app
+    from tests.conftest import bearer, make_config
+    # 200 shoppers arrive from one test address: lift the per-address and per-account limits.
+    config = make_config(tmp_path, ratelimit__ip_per_s=100_000, ratelimit__ip_burst=100_000,
+                         ratelimit__principal_per_s=100_000, ratelimit__principal_burst=100_000)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    customer_headers = await bearer(client, "crowd@example.com", "correct horse battery", "customer")
+    await seed_catalog(client, clock, economy=10)
+    offers = []
+    for _ in range(200):
+        found = await search(client, customer_headers, clock)
+        offers.append(next(o["id"] for o in found if o["bundle"] == "flight_only"))
+    responses = await asyncio.gather(*(accept(client, customer_headers, o) for o in offers))
+    statuses = sorted(r.status for r in responses)
+    assert statuses.count(201) == 10 and statuses.count(409) == 190
+    for r in responses:
+        if r.status == 409:
+            assert "inventory" in (await r.json())["error"]["message"]
+    assert await seats_left(client, clock) == 0
+    rows = await client.app[PLATFORM].records_db.fetchall("SELECT COUNT(*) FROM orders WHERE state='PROPOSED'")
+    assert rows == [(10,)]
+
+
+async def test_cancellation_quotes_refund_by_the_conditions(shop, clock, customer_headers):
+    client, _ = shop
+    before = await seats_left(client, clock)
+    offers = await search(client, customer_headers, clock)
+    comfort = next(o for o in offers if o["bundle"] == "comfort")
+    order = await (await accept(client, customer_headers, comfort["id"])).json()
+    assert (await pay(client, customer_headers, order["id"])).status == 200
+    resp = await client.post(f"/v1/orders/{order['id']}/cancellations", headers=customer_headers)
+    quote = await resp.json()
+    penalty = comfort["conditions"]["refund_penalty_cents"]
+    assert resp.status == 201 and quote["refund_cents"] == comfort["total_cents"] - penalty > 0
+    clock.advance(901)
+    late = await client.post(f"/v1/orders/{order['id']}/cancellations/{quote['id']}/confirm", headers=customer_headers)
+    assert late.status == 410
+    quote = await (await client.post(f"/v1/orders/{order['id']}/cancellations", headers=customer_headers)).json()
+    resp = await client.post(f"/v1/orders/{order['id']}/cancellations/{quote['id']}/confirm", headers=customer_headers)
+    cancelled = await resp.json()
+    assert resp.status == 200 and cancelled["state"] == "CANCELLED" and cancelled["refund_cents"] == quote["refund_cents"]
+    assert await seats_left(client, clock) == before
+    again = await client.post(f"/v1/orders/{order['id']}/cancellations", headers=customer_headers)
+    assert again.status == 409 and (await again.json())["error"]["details"]["state"] == "CANCELLED"
+    # Unpaid: refund 0. Flight-only (non-refundable) and paid: refund 0 too.
+    unpaid = await booked(client, customer_headers, clock)
+    quote = await (await client.post(f"/v1/orders/{unpaid['id']}/cancellations", headers=customer_headers)).json()
+    assert quote["refund_cents"] == 0
+    missing = await client.post(f"/v1/orders/{unpaid['id']}/cancellations/qte_nope/confirm", headers=customer_headers)
+    assert missing.status == 404
+
+
+async def test_orders_list_is_paginated_and_private(shop, clock, customer_headers, admin_headers):
+    client, _ = shop
+    mine = [(await booked(client, customer_headers, clock))["id"] for _ in range(3)]
+    other = await customer(client, "other")
+    theirs = (await booked(client, other, clock))["id"]
+    first = await (await client.get("/v1/orders", params={"limit": 2}, headers=customer_headers)).json()
+    assert [o["id"] for o in first["items"]] == mine[:2] and first["next_cursor"]
+    rest = await (await client.get("/v1/orders", params={"limit": 2, "after": first["next_cursor"]},
+                                   headers=customer_headers)).json()
+    assert [o["id"] for o in rest["items"]] == mine[2:] and rest["next_cursor"] is None
+    assert (await client.get(f"/v1/orders/{theirs}", headers=customer_headers)).status == 404
+    assert (await client.get(f"/v1/orders/{theirs}/fulfillment", headers=customer_headers)).status == 404
+    assert (await pay(client, customer_headers, theirs)).status == 404
+    everyone = await (await client.get("/v1/orders", headers=admin_headers)).json()
+    assert {o["id"] for o in everyone["items"]} == {*mine, theirs}
+    bad = await client.get("/v1/orders", params={"after": "garbage!"}, headers=customer_headers)
+    assert bad.status == 400
+    assert (await client.get("/v1/orders")).status == 401
+
+
+async def test_guests_can_shop_too(shop, clock):
+    client, _ = shop
+    token = (await (await client.post("/v1/auth/guest")).json())["access_token"]
+    guest = {"Authorization": f"Bearer {token}"}
+    order = await booked(client, guest, clock)
+    assert (await pay(client, guest, order["id"])).status == 200
+
+
+async def test_catalog_admin(shop, clock, admin_headers, customer_headers):
+    client, flight = shop
+    body = {"id": "CT201-x", "airline": "CT", "number": "CT201", "origin": "LIS", "destination": "FNC",
+            "departure_at": clock.now() + DAY, "arrival_at": clock.now() + DAY + 6000,
+            "cabins": {"economy": {"capacity": 100, "base_fare_cents": 5000}}}
+    assert (await client.post("/v1/admin/flights", json=body, headers=customer_headers)).status == 403
+    resp = await client.post("/v1/admin/flights", json=body, headers=admin_headers)
+    assert resp.status == 201
+    assert (await client.post("/v1/admin/flights", json=body, headers=admin_headers)).status == 409
+    for change, fragment in (({"arrival_at": 0}, "arrival_at"), ({"destination": "LIS"}, "differ"),
+                             ({"cabins": {"first": {"capacity": 1, "base_fare_cents": 1}}}, "cabin first"),
+                             ({"cabins": {"economy": {"capacity": 1, "base_fare_cents": 0}}}, "base_fare_cents")):
+        resp = await client.post("/v1/admin/flights", json={**body, "id": "CT202-x", **change}, headers=admin_headers)
+        assert resp.status == 400 and fragment in (await resp.json())["error"]["message"], change
+    await booked(client, customer_headers, clock, passengers=5)
+    shrink = await client.patch(f"/v1/admin/flights/{flight.id}", headers=admin_headers,
+                                json={"cabins": {"economy": {"capacity": 4, "base_fare_cents": 10000}}})
+    assert shrink.status == 409
+    cancel = await client.patch(f"/v1/admin/flights/{flight.id}", headers=admin_headers, json={"status": "cancelled"})
+    assert cancel.status == 200
+    assert await search(client, customer_headers, clock) == []
+    product = {"id": "wifi", "kind": "Insurance", "name": "Trip cover plus", "price_cents": 2500}
+    assert (await client.post("/v1/admin/products", json=product, headers=admin_headers)).status == 201
+    assert (await client.post("/v1/admin/products", json={**product, "id": "x", "kind": "Flight"},
+                              headers=admin_headers)).status == 400
+    resp = await client.patch("/v1/admin/products/wifi", json={"price_cents": 2600}, headers=admin_headers)
+    assert (await resp.json())["price_cents"] == 2600
+    listed = await (await client.get("/v1/admin/flights", params={"limit": 1}, headers=admin_headers)).json()
+    assert len(listed["items"]) == 1 and listed["next_cursor"]
+
+
+async def test_offers_and_holds_survive_a_restart(aiohttp_client, config, clock):
+    from app.main import create_app
+    client = await aiohttp_client(create_app(config, clock=clock))
+    await seed_catalog(client, clock, economy=20)
+    from tests.conftest import bearer
+    headers = await bearer(client, "restart@example.com", "correct horse battery", "customer")
+    order = await booked(client, headers, clock, passengers=4)
+    offers = await search(client, headers, clock)
+    await client.close()
+
+    client = await aiohttp_client(create_app(config, clock=clock))
+    headers = await bearer(client, "restart@example.com", "correct horse battery", "customer")
+    assert await seats_left(client, clock) == 16
+    again = await (await client.get(f"/v1/orders/{order['id']}", headers=headers)).json()
+    assert again["state"] == "PROPOSED"
+    resp = await accept(client, headers, offers[0]["id"])
+    assert resp.status == 201
+    assert (await pay(client, headers, order["id"])).status == 200

@@ -107,8 +107,10 @@ class OfferService:
         if problems:
             raise InvalidInput("; ".join(problems), {"problems": problems})
 
-    async def search(self, q: SearchQuery, owner: str, *, is_guest: bool, session_id: str = "") -> list[Offer]:
-        """Price, rank and persist the offers for a search; the best `max_offers` come back, best first."""
+    async def search(self, q: SearchQuery, owner: str, *, is_guest: bool, session_id: str = ""
+                     ) -> tuple[list[Offer], str]:
+        """Price, rank and persist the offers for a search: the best `max_offers`, best first, and who
+        ranked them (remote, model or rules)."""
         self.check(q)
         now = self._clock.now()
         drafts: list[Offer] = []
@@ -116,11 +118,11 @@ class OfferService:
             if flight.departure_at > now and self._catalog.seats_left(flight, q.cabin) >= q.passengers:
                 drafts += self._bundles(flight, q, owner, now)
         if not drafts:
-            return []
+            return [], "none"
         ctx = SearchContext(owner, is_guest, session_id, q.origin, q.destination, q.departure_date, q.passengers,
                             q.cabin, q.segment)
         summaries = [summary(o) for o in drafts]
-        probabilities, _ = await self._ranker.probabilities(ctx, summaries)
+        probabilities, source = await self._ranker.probabilities(ctx, summaries)
         ranked = []
         for draft, s, p in zip(drafts, summaries, probabilities):
             ranked.append(msgspec.structs.replace(draft, probability=round(p, 6), score=round(p * draft.margin_cents, 3),
@@ -137,7 +139,7 @@ class OfferService:
                 "offer_id": offer.id, "owner": owner, "flight_id": offer.flight_id, "bundle": offer.bundle,
                 "total_cents": offer.total_cents, "rank": rank, "probability": offer.probability,
                 "features": offer.features})
-        return chosen
+        return chosen, source
 
     def _bundles(self, flight: Flight, q: SearchQuery, owner: str, now: float) -> list[Offer]:
         cabin = flight.cabins[q.cabin]

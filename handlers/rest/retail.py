@@ -72,16 +72,17 @@ class SearchBody(msgspec.Struct, forbid_unknown_fields=True):
 
 class OfferList(msgspec.Struct):
     offers: list[Offer]
-    ranked_by: str
+    ranked_by: str      # remote, model, rules (none when nothing had room)
+    model_version: str  # of the in-process model: rules, or logistic-<offers trained on>
 
 
 @endpoint("Search: 3 to 5 priced, ranked offers that expire (empty when nothing has room)", tags=("retail",),
           roles=SHOPPERS, body=SearchBody, response=OfferList)
 async def search_offers(request: web.Request, principal, body: SearchBody) -> web.Response:
     offers = request.app[keys.OFFERS]
-    found = await offers.search(SearchQuery(**msgspec.structs.asdict(body)), principal.scope,
-                                is_guest=principal.kind == "guest", session_id=principal.id)
-    return json_response(OfferList(found, request.app[keys.RANKER].model_version))
+    found, ranked_by = await offers.search(SearchQuery(**msgspec.structs.asdict(body)), principal.scope,
+                                           is_guest=principal.kind == "guest", session_id=principal.id)
+    return json_response(OfferList(found, ranked_by, request.app[keys.RANKER].model_version))
 
 
 @endpoint("One of your offers; its state is EXPIRED once expires_at has passed", tags=("retail",), roles=SHOPPERS,
