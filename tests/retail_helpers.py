@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 from app.demo import DEMO_PRODUCTS
-from app.main import PLATFORM
 from state.catalog import Cabin, Flight, Product
 from tests.conftest import bearer
 
@@ -19,9 +18,8 @@ def departure_date(clock, days: int = 3) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(clock.now() + days * DAY))
 
 
-async def seed_catalog(client, clock, *, economy: int = 150, days: int = 3) -> Flight:
+async def seed_catalog(platform, clock, *, economy: int = 150, days: int = 3) -> Flight:
     """Products of every kind and one LIS-BCN flight `days` from now at noon UTC."""
-    platform = client.app[PLATFORM]
     for pid, kind, name, price, capacity in DEMO_PRODUCTS:
         await platform.catalog.put_product(Product(pid, kind, name, price, capacity_per_flight=capacity))
     noon = (int(clock.now() // DAY) + days) * DAY + 12 * 3600

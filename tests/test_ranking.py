@@ -18,7 +18,7 @@ PASSWORD = "correct horse battery"
 
 async def _shop(aiohttp_client, tmp_path, clock, **overrides):
     client = await aiohttp_client(create_app(make_config(tmp_path, **overrides), clock=clock))
-    await seed_catalog(client, clock)
+    await seed_catalog(client.app[PLATFORM], clock)
     return client, await bearer(client, "ranker@example.com", PASSWORD, "customer")
 
 

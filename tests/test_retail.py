@@ -15,7 +15,7 @@ from tests.retail_helpers import (DAY, DECLINED_CARD, PENDING_CARD, accept, book
 
 @pytest.fixture
 async def shop(client, clock):
-    flight = await seed_catalog(client, clock)
+    flight = await seed_catalog(client.app[PLATFORM], clock)
     return client, flight
 
 
@@ -254,7 +254,7 @@ async def test_200_concurrent_accepts_for_the_last_10_seats(aiohttp_client, tmp_
                          ratelimit__principal_per_s=100_000, ratelimit__principal_burst=100_000)
     client = await aiohttp_client(create_app(config, clock=clock))
     customer_headers = await bearer(client, "crowd@example.com", "correct horse battery", "customer")
-    await seed_catalog(client, clock, economy=10)
+    await seed_catalog(client.app[PLATFORM], clock, economy=10)
     offers = []
     for _ in range(200):
         found = await search(client, customer_headers, clock)
@@ -361,7 +361,7 @@ async def test_catalog_admin(shop, clock, admin_headers, customer_headers):
 async def test_offers_and_holds_survive_a_restart(aiohttp_client, config, clock):
     from app.main import create_app
     client = await aiohttp_client(create_app(config, clock=clock))
-    await seed_catalog(client, clock, economy=20)
+    await seed_catalog(client.app[PLATFORM], clock, economy=20)
     from tests.conftest import bearer
     headers = await bearer(client, "restart@example.com", "correct horse battery", "customer")
     order = await booked(client, headers, clock, passengers=4)
