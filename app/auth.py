@@ -70,6 +70,9 @@ def hash_api_key(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode()).hexdigest()
 
 
+_VERIFIED_CACHE = 50_000
+
+
 class TokenService:
     """HS256 JWTs for guests, customers and admins."""
 
@@ -78,6 +81,9 @@ class TokenService:
         self._clock = clock
         self._customer_ttl = customer_ttl_s
         self._guest_ttl = guest_ttl_s
+        # Tokens whose signature was already checked: token -> (exp, principal). The signature of a
+        # given token string never changes, so only the expiry is checked again (on our clock).
+        self._verified: OrderedDict[str, tuple[int, Principal]] = OrderedDict()
 
     def issue(self, principal: Principal) -> tuple[str, int]:
         ttl = self._guest_ttl if principal.kind == "guest" else self._customer_ttl
@@ -87,6 +93,19 @@ class TokenService:
         return jwt.encode(claims, self._secret, algorithm="HS256"), ttl
 
     def verify(self, token: str) -> Principal:
+        known = self._verified.get(token)
+        if known is not None:
+            if known[0] <= self._clock.now():
+                del self._verified[token]
+                raise Unauthenticated("bearer token has expired")
+            return known[1]
+        principal, exp = self._check(token)
+        self._verified[token] = (exp, principal)
+        if len(self._verified) > _VERIFIED_CACHE:
+            self._verified.popitem(last=False)
+        return principal
+
+    def _check(self, token: str) -> tuple[Principal, int]:
         try:
             claims = jwt.decode(token, self._secret, algorithms=["HS256"],
                                 options={"require": ["sub", "role", "exp"], "verify_exp": False,
@@ -99,7 +118,7 @@ class TokenService:
         kind = claims.get("kind", "user")
         if kind not in ("guest", "user") or claims["role"] not in ("guest", *USER_ROLES):
             raise Unauthenticated("bearer token has an unknown role")
-        return Principal(kind, str(claims["sub"]), claims["role"])
+        return Principal(kind, str(claims["sub"]), claims["role"]), claims["exp"]
 
 
 class AccountService:

@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import bidding, group_commit, load
+from bench import bidding, group_commit, load, retail
 from bench.server import ServerProcess
 
 
@@ -27,6 +27,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         server = ServerProcess(Path(tmp) / "var", CONTRAIL__SERVER__LOG_LEVEL="WARNING")
         admin_key, exchange_key = bidding.setup_server(server)
+        if not args.only or "retail" in args.only:
+            retail.prepare(server)
         server.start()
         protocol_rows: list[tuple[str, float]] = []
         try:
@@ -43,6 +45,8 @@ def main() -> int:
                 held = bidding.rest_scenarios(exchange_key)[0]
                 held.name, held.rate, held.connections = "REST /v1/bid at half that rate", bid.rps / 2, 16
                 results.append(load.run(server.url, held, args.seconds))
+            if not args.only or "retail" in args.only:
+                results += retail.run_all(server, args.seconds)
             if not args.only or "bid" in args.only:
                 protocol_rows = bidding.protocol_rates(server, exchange_key, args.seconds)
         finally:

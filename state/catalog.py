@@ -60,6 +60,7 @@ class CatalogStore:
         self._flights: dict[str, Flight] = {}
         self._by_route_day: dict[tuple[str, str, str], list[Flight]] = defaultdict(list)
         self._products: dict[str, Product] = {}
+        self._by_kind: dict[str, Product] | None = None  # rebuilt after any product change
 
     async def load(self) -> None:
         for (body,) in await self._db.fetchall("SELECT body FROM flights ORDER BY departure_at"):
@@ -67,6 +68,8 @@ class CatalogStore:
         for (body,) in await self._db.fetchall("SELECT body FROM products ORDER BY rowid"):
             product = _product_json.decode(body)
             self._products[product.id] = product
+        self._by_kind = None
+        self._by_kind = None
 
     def _index(self, flight: Flight) -> None:
         old = self._flights.get(flight.id)
@@ -92,6 +95,15 @@ class CatalogStore:
     def products(self) -> list[Product]:
         return list(self._products.values())
 
+    def product_of_kind(self, kind: str) -> Product | None:
+        """The active product sold for a kind: the first one created."""
+        if self._by_kind is None:
+            self._by_kind = {}
+            for p in self._products.values():
+                if p.status == "active":
+                    self._by_kind.setdefault(p.kind, p)
+        return self._by_kind.get(kind)
+
     async def put_flights(self, flights: list[Flight]) -> None:
         """Create or replace flights (durable before they are sold)."""
         await self._db.write([(
@@ -106,3 +118,4 @@ class CatalogStore:
                                "ON CONFLICT(id) DO UPDATE SET body=excluded.body",
                                (product.id, _encode(product).decode()))])
         self._products[product.id] = product
+        self._by_kind = None

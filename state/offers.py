@@ -52,6 +52,7 @@ class Offer(msgspec.Struct, frozen=True):
     probability: float           # predicted acceptance
     margin_cents: int
     score: float                 # probability x margin: the ranking order
+    discount_percent: float = 0.0  # saving against the items' list prices
     features: list[float] = []
     state: OfferState = "ACTIVE"
 
@@ -77,8 +78,8 @@ class OfferStore:
 
     async def fetch(self, offer_id: str) -> Offer | None:
         """An offer no longer held in memory (expired or finished), from SQLite."""
-        row = await self._db.fetchone("SELECT body FROM offers WHERE id=?", (offer_id,))
-        return _decode(row[0]) if row else None
+        row = await self._db.fetchone("SELECT body, state FROM offers WHERE id=?", (offer_id,))
+        return msgspec.structs.replace(_decode(row[0]), state=row[1]) if row else None
 
     def all(self) -> list[Offer]:
         return list(self._offers.values())
@@ -93,8 +94,8 @@ class OfferStore:
 
     @staticmethod
     def change_state(offer: Offer, expected: OfferState) -> Statement:
-        return ("UPDATE offers SET state=?, body=? WHERE id=? AND state=?",
-                (offer.state, _encode(offer).decode(), offer.id, expected), 1)
+        """Only the state column changes; the body keeps the offer as it was made (state read from the column)."""
+        return ("UPDATE offers SET state=? WHERE id=? AND state=?", (offer.state, offer.id, expected), 1)
 
     def remember(self, offer: Offer) -> None:
         self._offers[offer.id] = offer

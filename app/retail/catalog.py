@@ -66,7 +66,7 @@ class CatalogService:
 
     def product_of_kind(self, kind: str) -> Product | None:
         """The active product sold for an ancillary kind (the first one created)."""
-        return next((p for p in self._store.products() if p.kind == kind and p.status == "active"), None)
+        return self._store.product_of_kind(kind)
 
     async def put_product(self, product: Product, *, replace: bool = False) -> Product:
         if product.kind not in ANCILLARY_KINDS:

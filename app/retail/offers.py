@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
 from dataclasses import dataclass
 
 import msgspec
@@ -22,7 +21,7 @@ from app.config import RetailConfig
 from app.errors import Conflict, Gone, InvalidInput, NotFound
 from app.retail.catalog import CatalogService, product_resource, seat_resource
 from app.retail.persist import commit_or_undo
-from app.retail.pricing import SEGMENTS, discounted, fare_cents, percent_of
+from app.retail.pricing import SEGMENTS, day_start, discounted, fare_cents, percent_of
 from app.retail.ranking import MARGIN_RATES, OfferSummary, Ranker, SearchContext, features
 from state.catalog import Flight
 from state.clock import Clock
@@ -93,11 +92,8 @@ class OfferService:
             problems.append("origin and destination must be 3-letter IATA airport codes, upper case")
         if not _DATE.match(q.departure_date):
             problems.append("departure_date must be YYYY-MM-DD")
-        else:
-            try:
-                time.strptime(q.departure_date, "%Y-%m-%d")
-            except ValueError:
-                problems.append("departure_date is not a calendar date")
+        elif day_start(q.departure_date) is None:
+            problems.append("departure_date is not a calendar date")
         if not 1 <= q.passengers <= self._config.max_passengers:
             problems.append(f"passengers must be 1 to {self._config.max_passengers}")
         if q.cabin not in CABINS:
@@ -123,12 +119,14 @@ class OfferService:
                             q.cabin, q.segment)
         summaries = [summary(o) for o in drafts]
         probabilities, source = await self._ranker.probabilities(ctx, summaries)
+        order = sorted(range(len(drafts)), key=lambda i: -probabilities[i] * drafts[i].margin_cents)
         ranked = []
-        for draft, s, p in zip(drafts, summaries, probabilities):
-            ranked.append(msgspec.structs.replace(draft, probability=round(p, 6), score=round(p * draft.margin_cents, 3),
-                                                  features=features(ctx, s, now)))
-        ranked.sort(key=lambda o: -o.score)
-        chosen = ranked[:self._config.max_offers]
+        for i in order[:self._config.max_offers]:  # ids and features only for the offers shown
+            draft, p = drafts[i], probabilities[i]
+            ranked.append(msgspec.structs.replace(
+                draft, id=f"off_{secrets.token_hex(10)}", probability=round(p, 6),
+                score=round(p * draft.margin_cents, 3), features=features(ctx, summaries[i], now)))
+        chosen = ranked
         for offer in chosen:
             self._offers.remember(offer)
         await commit_or_undo(self._offers.write([OfferStore.insert(o) for o in chosen]),
@@ -149,7 +147,7 @@ class OfferService:
                            q.passengers, fare, 0, fare * q.passengers, seat_resource(flight.id, q.cabin))
         out = []
         for name in ["flight_only", "comfort", "premium", *rule_bundles(q.segment, q.passengers)]:
-            items = [flight_item]
+            items, listed = [flight_item], flight_item.total_cents
             for kind, discount in BUNDLES[name]:
                 product = self._catalog.product_of_kind(kind)
                 if product is None:
@@ -160,21 +158,25 @@ class OfferService:
                 unit = discounted(product.price_cents, discount)
                 items.append(Item(kind, product.id, product.name, q.passengers, unit, discount, unit * q.passengers,
                                   resource))
+                listed += product.price_cents * q.passengers
             else:
-                out.append(self._priced(name, flight, q, owner, items, now))
+                out.append(self._priced(name, flight, q, owner, items, listed, now))
         return out
 
-    def _priced(self, bundle: str, flight: Flight, q: SearchQuery, owner: str, items: list[Item], now: float) -> Offer:
+    def _priced(self, bundle: str, flight: Flight, q: SearchQuery, owner: str, items: list[Item], listed: int,
+                now: float) -> Offer:
+        """A draft offer (id and features are given to the offers that are shown)."""
         cfg = self._config
         subtotal = sum(i.total_cents for i in items)
         taxes = percent_of(subtotal, cfg.tax_percent)
         total = subtotal + taxes + cfg.booking_fee_cents
         margin = cfg.booking_fee_cents + sum(round(i.total_cents * MARGIN_RATES[i.kind]) for i in items)
-        return Offer(id=f"off_{secrets.token_hex(10)}", owner=owner, flight_id=flight.id, cabin=q.cabin,
+        return Offer(id=f"draft-{bundle}-{flight.id}", owner=owner, flight_id=flight.id, cabin=q.cabin,
                      passengers=q.passengers, segment=q.segment, bundle=bundle, items=items, taxes_cents=taxes,
                      booking_fee_cents=cfg.booking_fee_cents, total_cents=total, currency=cfg.currency,
                      conditions=conditions_for(bundle, total), created_at=now, expires_at=now + cfg.offer_ttl_s,
-                     departure_at=flight.departure_at, probability=0.0, margin_cents=margin, score=0.0)
+                     departure_at=flight.departure_at, probability=0.0, margin_cents=margin, score=0.0,
+                     discount_percent=round(100 * (listed - subtotal) / listed, 3) if listed else 0.0)
 
     # ---- one offer ----
     async def visible(self, offer_id: str, owner: str | None) -> Offer:
@@ -228,8 +230,5 @@ class OfferService:
 
 
 def summary(offer: Offer) -> OfferSummary:
-    listed = sum((i.total_cents * 100 // (100 - i.discount_percent)) if i.discount_percent < 100 else i.total_cents
-                 for i in offer.items)
-    discount = 100 * (listed - sum(i.total_cents for i in offer.items)) / listed if listed else 0.0
     return OfferSummary(offer.id, offer.total_cents, tuple(dict.fromkeys(i.kind for i in offer.items)),
-                        round(discount, 3))
+                        offer.discount_percent)

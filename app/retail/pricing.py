@@ -8,11 +8,15 @@ fare = base × demand(u) × time_to_departure(h) × segment
 
 Rounding: the multipliers are multiplied exactly as decimals and the product is rounded
 once, to the nearest cent, halves up. Taxes are a configured percentage of the items'
-total (same rounding) and the booking fee is a flat amount per order.
+total, applied in basis points (so to 0.01%), rounded the same way; discounts are whole
+percentages of a price, rounded the same way. The booking fee is a flat amount per order.
 """
 
 from __future__ import annotations
 
+import calendar
+import functools
+import time
 from decimal import ROUND_HALF_UP, Decimal
 
 SEGMENTS = {"premium": Decimal("1.2"), "corporate": Decimal("1.1"), "economy": Decimal("1.0"),
@@ -47,9 +51,19 @@ def fare_cents(base_cents: int, utilisation: float, hours_to_departure: float, s
 
 
 def percent_of(amount_cents: int, percent: float) -> int:
-    """`percent` of an amount, in cents (halves up)."""
-    return cents(amount_cents * Decimal(repr(percent)) / 100)
+    """`percent` (to 0.01%) of a non-negative amount, in cents, halves up; exact integer arithmetic."""
+    basis_points = round(percent * 100)
+    return (amount_cents * basis_points + 5_000) // 10_000
 
 
 def discounted(price_cents: int, discount_percent: int) -> int:
     return price_cents - percent_of(price_cents, discount_percent)
+
+
+@functools.lru_cache(maxsize=1024)
+def day_start(date: str) -> float | None:
+    """00:00 UTC of a YYYY-MM-DD date as epoch seconds, or None when it is not a calendar date."""
+    try:
+        return float(calendar.timegm(time.strptime(date, "%Y-%m-%d")))
+    except ValueError:
+        return None

@@ -15,7 +15,6 @@ Margin = booking fee + Σ item total × margin rate of its kind (MARGIN_RATES).
 from __future__ import annotations
 
 import asyncio
-import calendar
 import logging
 import random
 import time
@@ -24,6 +23,7 @@ from typing import Awaitable, Callable
 
 import numpy as np
 
+from app.retail.pricing import day_start
 from ml.acceptance import AcceptanceModel, offer_features, train
 from state.clock import Clock
 
@@ -71,9 +71,8 @@ def bundle_of(product_codes: tuple[str, ...]) -> str:
 
 
 def features(ctx: SearchContext, offer: OfferSummary, now: float) -> list[float]:
-    try:
-        departs = calendar.timegm(time.strptime(ctx.departure_date, "%Y-%m-%d"))
-    except ValueError:
+    departs = day_start(ctx.departure_date)
+    if departs is None:
         departs = now
     return offer_features(offer.total_cents, ctx.passengers, offer.discount_percent, len(set(offer.product_codes)),
                           ctx.segment, ctx.cabin, max(0.0, (departs - now) / 86_400), bundle_of(offer.product_codes))
