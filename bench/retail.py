@@ -69,14 +69,30 @@ async def _proposed_orders(url: str, headers: dict[str, str]) -> list[str]:
                 return ids
 
 
+def _held(scenario: Scenario, full: Result) -> Scenario:
+    """The same scenario held at half the throughput it reached: latency under a sustainable load."""
+    scenario.name, scenario.rate, scenario.connections = f"{scenario.name} at half rate", full.rps / 2, 16
+    return scenario
+
+
 def run_all(server: ServerProcess, seconds: float) -> list[Result]:
     headers = _guest(server)
     bodies = search_bodies()
-    results = [run(server.url, Scenario("retail: POST /v1/offers/search", "/v1/offers/search", "POST", bodies,
-                                        headers), seconds)]
-    offers = asyncio.run(_collect_offers(server.url, headers, bodies, int(4_000 * seconds)))
-    results.append(run(server.url, Scenario("retail: accept (durable order)", "", "POST", [], headers,
-                                            paths=[f"/v1/offers/{o}/accept" for o in offers]), seconds))
+
+    def searching() -> Scenario:
+        return Scenario("retail: POST /v1/offers/search", "/v1/offers/search", "POST", bodies, headers)
+    results = [run(server.url, searching(), seconds)]
+    results.append(run(server.url, _held(searching(), results[-1]), seconds))
+
+    offers = asyncio.run(_collect_offers(server.url, headers, bodies, int(6_000 * seconds)))
+    half = len(offers) * 2 // 3
+
+    def accepting(ids: list[str]) -> Scenario:
+        return Scenario("retail: accept (durable order)", "", "POST", [], headers,
+                        paths=[f"/v1/offers/{o}/accept" for o in ids])
+    results.append(run(server.url, accepting(offers[:half]), seconds))
+    results.append(run(server.url, _held(accepting(offers[half:]), results[-1]), seconds))
+
     orders = asyncio.run(_proposed_orders(server.url, headers))
     results.append(run(server.url, Scenario("retail: pay (charge + fulfil)", "", "POST", [json.dumps(CARD).encode()],
                                             headers, paths=[f"/v1/orders/{o}/pay" for o in orders]), seconds))

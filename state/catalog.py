@@ -61,6 +61,7 @@ class CatalogStore:
         self._by_route_day: dict[tuple[str, str, str], list[Flight]] = defaultdict(list)
         self._products: dict[str, Product] = {}
         self._by_kind: dict[str, Product] | None = None  # rebuilt after any product change
+        self.version = 0  # bumps on every catalog change
 
     async def load(self) -> None:
         for (body,) in await self._db.fetchall("SELECT body FROM flights ORDER BY departure_at"):
@@ -69,6 +70,7 @@ class CatalogStore:
             product = _product_json.decode(body)
             self._products[product.id] = product
         self._by_kind = None
+        self.version += 1
         self._by_kind = None
 
     def _index(self, flight: Flight) -> None:
@@ -112,6 +114,7 @@ class CatalogStore:
             (f.id, f.departure_at, _encode(f).decode())) for f in flights])
         for f in flights:
             self._index(f)
+        self.version += 1
 
     async def put_product(self, product: Product) -> None:
         await self._db.write([("INSERT INTO products(id, body) VALUES (?,?) "
@@ -119,3 +122,4 @@ class CatalogStore:
                                (product.id, _encode(product).decode()))])
         self._products[product.id] = product
         self._by_kind = None
+        self.version += 1

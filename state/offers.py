@@ -53,7 +53,6 @@ class Offer(msgspec.Struct, frozen=True):
     margin_cents: int
     score: float                 # probability x margin: the ranking order
     discount_percent: float = 0.0  # saving against the items' list prices
-    features: list[float] = []
     state: OfferState = "ACTIVE"
 
 

@@ -80,6 +80,8 @@ class OrderStore:
         self._by_owner: dict[str, list[str]] = defaultdict(list)
         self._barcodes: dict[str, str] = {}
         self.held: Counter[str] = Counter()
+        # Bumps whenever a flight's held inventory changes, so priced offers for it know to re-price.
+        self.flight_versions: Counter[str] = Counter()
 
     async def load(self) -> None:
         for (body,) in await self._db.fetchall("SELECT body FROM orders ORDER BY created_at, id"):
@@ -112,11 +114,13 @@ class OrderStore:
         for item in items:
             if item.resource is not None:
                 self.held[item.resource] += item.quantity
+                self.flight_versions[item.resource.rpartition("/")[0]] += 1
 
     def release(self, items: list[Item]) -> None:
         for item in items:
             if item.resource is not None:
                 self.held[item.resource] -= item.quantity
+                self.flight_versions[item.resource.rpartition("/")[0]] += 1
 
     # ---- memory changes (callers persist them with the statements below) ----
     def remember(self, order: Order) -> Order | None:

@@ -85,6 +85,10 @@ class CatalogService:
         updated = msgspec.structs.replace(current, **{k: v for k, v in changes.items() if v is not None})
         return await self.put_product(updated, replace=True)
 
+    def pricing_stamp(self, flight_id: str) -> tuple[int, int]:
+        """Changes whenever anything a flight's prices depend on changes (except time to departure)."""
+        return self._store.version, self._orders.flight_versions[flight_id]
+
     # ---- inventory ----
     def seats_held(self, flight_id: str) -> dict[str, int]:
         flight = self._store.flight(flight_id)

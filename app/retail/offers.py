@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import msgspec
@@ -21,13 +22,14 @@ from app.config import RetailConfig
 from app.errors import Conflict, Gone, InvalidInput, NotFound
 from app.retail.catalog import CatalogService, product_resource, seat_resource
 from app.retail.persist import commit_or_undo
-from app.retail.pricing import SEGMENTS, day_start, discounted, fare_cents, percent_of
+from app.retail.pricing import SEGMENTS, day_start, discounted, fare_cents, percent_of, time_multiplier
 from app.retail.ranking import MARGIN_RATES, OfferSummary, Ranker, SearchContext, features
 from state.catalog import Flight
 from state.clock import Clock
 from state.offers import Conditions, Item, Offer, OfferStore
 
 CABINS = ("economy", "premium", "business")
+_DRAFT_CACHE = 20_000
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _AIRPORT = re.compile(r"^[A-Z]{3}$")
 
@@ -85,6 +87,7 @@ class OfferService:
         self._clock = clock
         self._log_event = log_event
         self._metrics = metrics
+        self._drafts: OrderedDict[tuple, tuple[tuple, list[tuple[Offer, OfferSummary]]]] = OrderedDict()
 
     def check(self, q: SearchQuery) -> None:
         problems = []
@@ -109,37 +112,52 @@ class OfferService:
         ranked them (remote, model or rules)."""
         self.check(q)
         now = self._clock.now()
-        drafts: list[Offer] = []
+        drafts: list[tuple[Offer, OfferSummary]] = []
         for flight in self._catalog.flights_on(q.origin, q.destination, q.departure_date):
             if flight.departure_at > now and self._catalog.seats_left(flight, q.cabin) >= q.passengers:
-                drafts += self._bundles(flight, q, owner, now)
+                drafts += self._priced_bundles(flight, q, now)
         if not drafts:
             return [], "none"
         ctx = SearchContext(owner, is_guest, session_id, q.origin, q.destination, q.departure_date, q.passengers,
                             q.cabin, q.segment)
-        summaries = [summary(o) for o in drafts]
-        probabilities, source = await self._ranker.probabilities(ctx, summaries)
-        order = sorted(range(len(drafts)), key=lambda i: -probabilities[i] * drafts[i].margin_cents)
-        ranked = []
+        probabilities, source = await self._ranker.probabilities(ctx, [s for _, s in drafts])
+        order = sorted(range(len(drafts)), key=lambda i: -probabilities[i] * drafts[i][0].margin_cents)
+        chosen, shown_features = [], []
         for i in order[:self._config.max_offers]:  # ids and features only for the offers shown
-            draft, p = drafts[i], probabilities[i]
-            ranked.append(msgspec.structs.replace(
-                draft, id=f"off_{secrets.token_hex(10)}", probability=round(p, 6),
-                score=round(p * draft.margin_cents, 3), features=features(ctx, summaries[i], now)))
-        chosen = ranked
+            (draft, draft_summary), p = drafts[i], probabilities[i]
+            chosen.append(msgspec.structs.replace(
+                draft, id=f"off_{secrets.token_hex(10)}", owner=owner, created_at=now,
+                expires_at=now + self._config.offer_ttl_s, probability=round(p, 6),
+                score=round(p * draft.margin_cents, 3)))
+            shown_features.append(features(ctx, draft_summary, now))
         for offer in chosen:
             self._offers.remember(offer)
         await commit_or_undo(self._offers.write([OfferStore.insert(o) for o in chosen]),
                              lambda: [self._offers.forget(o.id) for o in chosen])
         self._metrics.offers_generated.inc(len(chosen))
-        for rank, offer in enumerate(chosen, 1):
+        # The features the ranker saw go to the event log only: the acceptance model trains on them.
+        for rank, (offer, x) in enumerate(zip(chosen, shown_features), 1):
             self._log_event("OfferGenerated", {
                 "offer_id": offer.id, "owner": owner, "flight_id": offer.flight_id, "bundle": offer.bundle,
-                "total_cents": offer.total_cents, "rank": rank, "probability": offer.probability,
-                "features": offer.features})
+                "total_cents": offer.total_cents, "rank": rank, "probability": offer.probability, "features": x})
         return chosen, source
 
-    def _bundles(self, flight: Flight, q: SearchQuery, owner: str, now: float) -> list[Offer]:
+    def _priced_bundles(self, flight: Flight, q: SearchQuery, now: float) -> list[tuple[Offer, OfferSummary]]:
+        """The flight's draft offers for this party, re-priced only when its inventory, the catalog or the
+        time-to-departure band has changed since they were last priced."""
+        key = (flight.id, q.cabin, q.passengers, q.segment)
+        stamp = (*self._catalog.pricing_stamp(flight.id), time_multiplier((flight.departure_at - now) / 3600))
+        cached = self._drafts.get(key)
+        if cached is not None and cached[0] == stamp:
+            self._drafts.move_to_end(key)
+            return cached[1]
+        drafts = [(d, summary(d)) for d in self._bundles(flight, q, now)]
+        self._drafts[key] = (stamp, drafts)
+        if len(self._drafts) > _DRAFT_CACHE:
+            self._drafts.popitem(last=False)
+        return drafts
+
+    def _bundles(self, flight: Flight, q: SearchQuery, now: float) -> list[Offer]:
         cabin = flight.cabins[q.cabin]
         fare = fare_cents(cabin.base_fare_cents, self._catalog.utilisation(flight, q.cabin),
                           (flight.departure_at - now) / 3600, q.segment)
@@ -160,21 +178,20 @@ class OfferService:
                                   resource))
                 listed += product.price_cents * q.passengers
             else:
-                out.append(self._priced(name, flight, q, owner, items, listed, now))
+                out.append(self._priced(name, flight, q, items, listed))
         return out
 
-    def _priced(self, bundle: str, flight: Flight, q: SearchQuery, owner: str, items: list[Item], listed: int,
-                now: float) -> Offer:
-        """A draft offer (id and features are given to the offers that are shown)."""
+    def _priced(self, bundle: str, flight: Flight, q: SearchQuery, items: list[Item], listed: int) -> Offer:
+        """A draft offer: id, owner, times and ranking are given to the offers that are shown."""
         cfg = self._config
         subtotal = sum(i.total_cents for i in items)
         taxes = percent_of(subtotal, cfg.tax_percent)
         total = subtotal + taxes + cfg.booking_fee_cents
         margin = cfg.booking_fee_cents + sum(round(i.total_cents * MARGIN_RATES[i.kind]) for i in items)
-        return Offer(id=f"draft-{bundle}-{flight.id}", owner=owner, flight_id=flight.id, cabin=q.cabin,
+        return Offer(id=f"draft-{bundle}-{flight.id}", owner="", flight_id=flight.id, cabin=q.cabin,
                      passengers=q.passengers, segment=q.segment, bundle=bundle, items=items, taxes_cents=taxes,
                      booking_fee_cents=cfg.booking_fee_cents, total_cents=total, currency=cfg.currency,
-                     conditions=conditions_for(bundle, total), created_at=now, expires_at=now + cfg.offer_ttl_s,
+                     conditions=conditions_for(bundle, total), created_at=0.0, expires_at=0.0,
                      departure_at=flight.departure_at, probability=0.0, margin_cents=margin, score=0.0,
                      discount_percent=round(100 * (listed - subtotal) / listed, 3) if listed else 0.0)
 

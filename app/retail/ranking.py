@@ -15,6 +15,7 @@ Margin = booking fee + Σ item total × margin rate of its kind (MARGIN_RATES).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -59,6 +60,7 @@ class OfferSummary:
     discount_percent: float
 
 
+@functools.lru_cache(maxsize=256)
 def bundle_of(product_codes: tuple[str, ...]) -> str:
     codes = frozenset(product_codes)
     if codes == {"Flight"}:
