@@ -166,15 +166,24 @@ def _scoring_child(queue) -> None:
     from ml.model import DEFAULT_MODEL, SpikingNet, outputs
     from ml.providers import build_providers
     net = SpikingNet.load(DEFAULT_MODEL)
-    x = np.random.default_rng(1).random((16 * CANDIDATES, 256), dtype=np.float32)
-    rows = []
-    for name, provider in build_providers().items():
-        provider.run(net, x)
+    rng = np.random.default_rng(1)
+    x = rng.random((16 * CANDIDATES, 256), dtype=np.float32)
+    # The bidder's shape: 16 requests' user blocks, 64 candidates each differing in two columns.
+    users = rng.random((16, 256), dtype=np.float32)
+    owner = np.repeat(np.arange(16), CANDIDATES)
+    cand = rng.random((16 * CANDIDATES, 2), dtype=np.float32)
+
+    def rate(score) -> float:
+        score()
         n, started = 0, time.perf_counter()
         while time.perf_counter() - started < 1.0:
-            outputs(provider.run(net, x))
+            outputs(score())
             n += len(x)
-        rows.append((name, provider.precision, provider.max_batch, n / (time.perf_counter() - started),
+        return n / (time.perf_counter() - started)
+    rows = []
+    for name, provider in build_providers().items():
+        rows.append((name, provider.precision, provider.max_batch, rate(lambda: provider.run(net, x)),
+                     rate(lambda: provider.run_factored(net, users, owner, cand)),
                      provider.modeled_latency_us(len(x))))
     queue.put(rows)
 

@@ -79,3 +79,37 @@ async def test_random_json_never_breaks_a_write_endpoint(aiohttp_client, tmp_pat
         if resp.status >= 400:
             assert "error" in await resp.json()
     assert (await client.get("/health/ready")).status == 200
+
+
+async def test_mutated_retail_bodies_get_clear_4xx_never_5xx(aiohttp_client, tmp_path, clock):
+    from app.main import PLATFORM
+    from tests.retail_helpers import booked, search_body, seed_catalog
+    client = await _client(aiohttp_client, tmp_path, clock)
+    admin = await _admin(client)
+    flight = await seed_catalog(client.app[PLATFORM], clock)
+    order = await booked(client, admin, clock)
+    valid = [
+        ("POST", "/v1/offers/search", search_body(clock, passengers=2, segment="corporate")),
+        ("POST", "/v1/admin/flights", {"id": "CT555-f", "airline": "CT", "number": "CT555", "origin": "LIS",
+                                       "destination": "OPO", "departure_at": clock.now() + 86_400,
+                                       "arrival_at": clock.now() + 90_000,
+                                       "cabins": {"economy": {"capacity": 10, "base_fare_cents": 3000}}}),
+        ("PATCH", f"/v1/admin/flights/{flight.id}", {"status": "scheduled",
+                                                     "cabins": {"economy": {"capacity": 150, "base_fare_cents": 9}}}),
+        ("POST", "/v1/admin/products", {"id": "p-f", "kind": "Meal", "name": "Snack", "price_cents": 500,
+                                        "capacity_per_flight": 5}),
+        ("POST", f"/v1/orders/{order['id']}/pay", {"card": {"number": "4000000000000002", "exp_month": 1,
+                                                            "exp_year": 2099, "cvc": "123"}}),
+    ]
+    rng = random.Random(11)
+    statuses = set()
+    for _ in range(300):
+        method, path, body = rng.choice(valid)
+        resp = await client.request(method, path, data=json.dumps(_mutate(body, rng)),
+                                    headers={**admin, "Content-Type": "application/json"})
+        statuses.add(resp.status)
+        assert resp.status < 500, (method, path, await resp.text())
+        if resp.status >= 400:
+            assert (await resp.json())["error"]["message"]
+    assert 400 in statuses and statuses & {200, 201}
+    assert (await client.get("/health/ready")).status == 200
