@@ -143,6 +143,15 @@ class RankingConfig(_Section):
     min_training_offers: int = 200
 
 
+class LoyaltyConfig(_Section):
+    gold_stars: int = 500
+    reserve_stars: int = 2500
+    green_expiry_months: int = 6
+    birthday_stars: int = 50
+    channel_bonus: dict[str, float] = msgspec.field(default_factory=lambda: {"mobile_app": 0.1})
+    expiry_interval_s: float = 3600.0
+
+
 class DemoConfig(_Section):
     traffic_per_s: float = 0.0
 
@@ -162,6 +171,7 @@ class Config(_Section):
     retail: RetailConfig = msgspec.field(default_factory=RetailConfig)
     payments: PaymentsConfig = msgspec.field(default_factory=PaymentsConfig)
     ranking: RankingConfig = msgspec.field(default_factory=RankingConfig)
+    loyalty: LoyaltyConfig = msgspec.field(default_factory=LoyaltyConfig)
     demo: DemoConfig = msgspec.field(default_factory=DemoConfig)
 
     @property
@@ -221,6 +231,12 @@ _CHECKS: dict[tuple[str, str], tuple[Any, str]] = {
     ("ranking", "breaker_successes"): (lambda v: v >= 1, "must be at least 1"),
     ("ranking", "retrain_interval_s"): (lambda v: v > 0, "must be positive"),
     ("ranking", "min_training_offers"): (lambda v: v >= 10, "must be at least 10"),
+    ("loyalty", "gold_stars"): (lambda v: v >= 1, "must be at least 1"),
+    ("loyalty", "reserve_stars"): (lambda v: v >= 1, "must be at least 1"),
+    ("loyalty", "green_expiry_months"): (lambda v: 1 <= v <= 120, "must be 1 to 120"),
+    ("loyalty", "birthday_stars"): (lambda v: 0 <= v <= 10_000, "must be 0 to 10000"),
+    ("loyalty", "channel_bonus"): (lambda v: all(0 <= b <= 10 for b in v.values()), "bonuses must be 0 to 10"),
+    ("loyalty", "expiry_interval_s"): (lambda v: v > 0, "must be positive"),
 }
 
 

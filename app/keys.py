@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from app.retail.offers import OfferService
     from app.retail.orders import OrderService
     from app.retail.ranking import Ranker
+    from app.loyalty.service import LoyaltyService
     from state.orders import OrderStore
 
 CONFIG: web.AppKey["Config"] = web.AppKey("config")
@@ -59,3 +60,4 @@ OFFERS: web.AppKey["OfferService"] = web.AppKey("offers")
 ORDERS: web.AppKey["OrderService"] = web.AppKey("orders")
 ORDER_STORE: web.AppKey["OrderStore"] = web.AppKey("order_store")
 RANKER: web.AppKey["Ranker"] = web.AppKey("ranker")
+LOYALTY: web.AppKey["LoyaltyService"] = web.AppKey("loyalty")

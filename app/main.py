@@ -18,6 +18,7 @@ from handlers.rest import analytics as analytics_routes
 from handlers.rest import auth as auth_routes
 from handlers.rest import bidding as bidding_routes
 from handlers.rest import openapi as openapi_routes
+from handlers.rest import loyalty as loyalty_routes
 from handlers.rest import platform as platform_routes
 from handlers.rest import retail as retail_routes
 from handlers.rest.middleware import core_middleware, idempotency_middleware
@@ -69,6 +70,7 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     app[keys.ORDERS] = p.orders
     app[keys.ORDER_STORE] = p.order_store
     app[keys.RANKER] = p.ranker
+    app[keys.LOYALTY] = p.loyalty
 
     bidding_rpc = BiddingService(p.bid_gateway, p.api_keys, config.bidding.seat,
                                  config.bidding.stream_max_in_flight)
@@ -82,6 +84,7 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     p.health.on_drain(p.hub.close)
 
     for module in (platform_routes, auth_routes, admin_routes, analytics_routes, bidding_routes, retail_routes,
+                   loyalty_routes,
                    events_stream, bids_stream, openapi_routes):
         module.setup(app)
     _setup_static(app)

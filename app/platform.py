@@ -15,6 +15,7 @@ from app.bidding.notices import BidLedger, NoticeService
 from app.bidding.processor import BidProcessor
 from app.bidding.simulator import run_traffic
 from app.bidding.profiles import ProfileCache
+from app.loyalty.service import LoyaltyService
 from app.retail.catalog import CatalogService
 from app.retail.offers import OfferService
 from app.retail.orders import OrderService
@@ -34,6 +35,7 @@ from ml.providers import build_providers
 from state import migrations
 from state.campaigns import CampaignStore
 from state.catalog import CatalogStore
+from state.loyalty import LoyaltyStore
 from state.offers import OfferStore
 from state.orders import OrderStore
 from state.delivery import DeliveryStore
@@ -100,6 +102,7 @@ class Platform:
         self.supervisor.add("idempotency_purge", self._purge_idempotency)
         self._build_bidding(config)
         self._build_retail(config)
+        self._build_loyalty(config)
 
     def _build_bidding(self, config: Config) -> None:
         b, inf = config.bidding, config.inference
@@ -168,6 +171,29 @@ class Platform:
         rows = [(g["features"], g["offer_id"] in accepted) for g in generated if g.get("features")]
         return self.ranker.retrain(rows)
 
+    def _build_loyalty(self, config: Config) -> None:
+        self.loyalty_store = LoyaltyStore(self.records_db)
+        self.loyalty = LoyaltyService(config.loyalty, self.loyalty_store, self.clock, self.event_log.log_event)
+        self.bidder.loyalty_features = self.loyalty.features
+        self.orders.on_paid = self._earn_for_order
+        self.orders.on_cancelled = self._reverse_for_order
+        self.supervisor.add("loyalty_expiry", self._expire_stars)
+
+    async def _earn_for_order(self, order) -> None:
+        """A customer's paid order earns stars (a guest's does not: guests have no loyalty account)."""
+        kind, _, user_id = order.owner.partition(":")
+        if kind == "user":
+            await self.loyalty.earn(user_id, order.total_cents, "web", f"order:{order.id}", is_digital=True)
+
+    async def _reverse_for_order(self, order) -> None:
+        if order.owner.startswith("user:") and order.payment is not None and order.payment.status == "approved":
+            await self.loyalty.reverse(f"order:{order.id}")
+
+    async def _expire_stars(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.loyalty.expiry_interval_s)
+            await self.loyalty.expire_due()
+
     def _observe_batch(self, calls: int, rows: int, waited_s: float) -> None:
         self.metrics.batch_calls.observe(calls)
         self.metrics.batch_wait.observe(waited_s)
@@ -197,6 +223,7 @@ class Platform:
         await self.catalog_store.load()
         await self.order_store.load()
         await self.offer_store.load(self.clock.now())
+        await self.loyalty.load()
         return applied
 
     async def close_storage(self) -> None:

@@ -112,6 +112,26 @@ RECORDS = [
             at REAL NOT NULL
         )
     """),
+    Migration(4, "loyalty", """
+        CREATE TABLE loyalty_ledger (
+            id INTEGER PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            transaction_id TEXT,
+            body TEXT NOT NULL
+        );
+        CREATE UNIQUE INDEX loyalty_ledger_transaction ON loyalty_ledger(kind, transaction_id)
+            WHERE transaction_id IS NOT NULL;
+        CREATE INDEX loyalty_ledger_user ON loyalty_ledger(user_id, id);
+        CREATE TABLE loyalty_members (
+            user_id TEXT PRIMARY KEY,
+            body TEXT NOT NULL
+        );
+        CREATE TABLE loyalty_promotions (
+            id TEXT PRIMARY KEY,
+            body TEXT NOT NULL
+        )
+    """),
 ]
 
 EVENTS = [

@@ -10,6 +10,7 @@ import functools
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -67,6 +68,8 @@ class BidProcessor:
         self._base = notice_base_url.rstrip("/")
         self._rates = config.currency_rates
         self._anonymous_rows: dict[int, np.ndarray] = {}
+        # user id -> the 8 loyalty features (from the loyalty capability), or None for non-members.
+        self.loyalty_features: Callable[[str], np.ndarray | None] | None = None
 
     def _user_capped(self, user_id: str | None, now: float) -> bool:
         if user_id is None or not self._delivery.has_impressions(user_id):
@@ -99,11 +102,14 @@ class BidProcessor:
             return self._no_bid(request, "frequency_capped", NBR_DAILY_READER_CAP)
         personal = personal_data_allowed(request)
         profile = await self._profiles.get(user_id) if (user_id and personal) else None
+        loyalty = self.loyalty_features(user_id) if (user_id and personal and self.loyalty_features) else None
+        if loyalty is None and profile is not None:
+            loyalty = profile.loyalty
         found = self._campaigns.candidates(request, user_id, now, cfg.batch_size)
         if found is None:
             return self._no_bid(request, "no_eligible_campaign", NBR_UNKNOWN)
 
-        user_row, cand = self._features(request, profile, found)
+        user_row, cand = self._features(request, profile, loyalty, found)
         remaining = deadline - time.perf_counter()
         if remaining < cfg.min_scoring_ms / 1000:
             return self._no_bid(request, "insufficient_time", NBR_INSUFFICIENT_TIME)
@@ -114,7 +120,7 @@ class BidProcessor:
         except ScoringTimeout:
             return self._no_bid(request, "scoring_timeout", NBR_INSUFFICIENT_TIME)
 
-        boost = TIER_BOOST.get(round(profile.tier, 1), 1.0) if profile is not None else 1.0
+        boost = TIER_BOOST.get(round(float(loyalty[0]), 1), 1.0) if loyalty is not None and len(loyalty) else 1.0
         bids = self._choose(request, found, score * boost, bid_factor, boost, user_id, now, seat)
         if not bids:
             return self._no_bid(request, "below_floor", NBR_UNKNOWN)
@@ -125,14 +131,16 @@ class BidProcessor:
                                     "campaign_id": b.adid, "deal_id": b.dealid})
         return Outcome(response, "bid", None, len(bids))
 
-    def _features(self, request: BidRequest, profile: CachedProfile | None, found: Candidates
-                  ) -> tuple[np.ndarray, np.ndarray]:
+    def _features(self, request: BidRequest, profile: CachedProfile | None, loyalty: np.ndarray | None,
+                  found: Candidates) -> tuple[np.ndarray, np.ndarray]:
         """The request's user block and each candidate's own feature columns."""
         device_type = request.device.devicetype if request.device else None
-        if profile is not None:
+        if profile is not None or loyalty is not None:
             now = self._clock.now()
-            recency = 1.0 / (1.0 + max(0.0, now - profile.last_seen) / 86_400) if profile.last_seen else 0.0
-            user_row = features.user_block(profile.interests, list(profile.segments), profile.loyalty, recency,
+            last_seen = profile.last_seen if profile is not None else 0.0
+            recency = 1.0 / (1.0 + max(0.0, now - last_seen) / 86_400) if last_seen else 0.0
+            user_row = features.user_block(profile.interests if profile else None,
+                                           list(profile.segments) if profile else None, loyalty, recency,
                                            device_type)
         else:
             kind = min(max(device_type or 0, 0), 7)  # the feature's own clamp keeps this cache at 8 rows

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from typing import Awaitable, Callable
 
 import msgspec
 
@@ -53,6 +54,18 @@ class OrderService:
         self._clock = clock
         self._log_event = log_event
         self._metrics = metrics
+        # Other capabilities react to paid and cancelled orders (loyalty earns and reverses stars).
+        self.on_paid: Callable[[Order], Awaitable[None]] | None = None
+        self.on_cancelled: Callable[[Order], Awaitable[None]] | None = None
+
+    async def _notify(self, hook, order: Order) -> None:
+        """Run a hook after the order is committed; its failure is logged, never the order's."""
+        if hook is None:
+            return
+        try:
+            await hook(order)
+        except Exception as exc:  # the order stands; the hook's own idempotency lets an operator retry it
+            log.error("order hook failed", extra={"order_id": order.id, "error": repr(exc)[:300]})
 
     # ---- accept ----
     async def accept(self, offer_id: str, owner: str, *, admin: bool = False) -> Order:
@@ -203,6 +216,7 @@ class OrderService:
         done = await self._commit(order, fulfilled, chain=[paid], extra=extra)
         self._log_event("OrderPaid", {"order_id": order.id, "offer_id": order.offer_id, "owner": order.owner,
                                       "total_cents": order.total_cents, "payment_id": payment_id})
+        await self._notify(self.on_paid, done)
         return done
 
     async def payment_webhook(self, event: PaymentEvent) -> tuple[Order | None, bool]:
@@ -272,6 +286,7 @@ class OrderService:
             order, state="CANCELLED", refund_cents=quote.refund_cents, updated_at=now), release=True)
         self._log_event("OrderCancelled", {"order_id": order.id, "owner": order.owner,
                                            "refund_cents": quote.refund_cents})
+        await self._notify(self.on_cancelled, cancelled)
         return cancelled
 
     # ---- sweeps ----

@@ -1,0 +1,418 @@
+"""Loyalty: stars earned and spent on an append-only ledger; tiers from qualifying stars.
+
+Tiers: Green; Gold from `loyalty.gold_stars` (500) and Reserve from `loyalty.reserve_stars`
+(2,500) qualifying stars in a rolling 12 months; a tier reached is kept for 12 months.
+Earn: stars = ceil(ceil(amount_cents / 100) × rate), rate = (tier multiplier 1.0 / 1.2 / 1.7
++ active promotions' bonus + the channel's bonus) × 2 for a referral × 1.2 for a digital
+purchase, computed in exact decimals. Redemptions, reversals and expiry take stars from the
+oldest lots first. Stars earned as Green expire at the end of the sixth month after the month
+they were earned. Every balance is the sum of the member's ledger entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import numpy as np
+
+from app.errors import Forbidden, InvalidInput, NotFound, RuleViolation
+from app.retail.persist import commit_or_undo
+from state.clock import Clock
+from state.loyalty import LedgerEntry, LoyaltyStore, Member, Promotion
+
+TIERS = ("Green", "Gold", "Reserve")
+MULTIPLIER = {"Green": Decimal("1.0"), "Gold": Decimal("1.2"), "Reserve": Decimal("1.7")}
+BIRTHDAY_WINDOW_DAYS = {"Green": 1, "Gold": 7, "Reserve": 30}
+CATALOGUE = {25: 80, 60: 200, 100: 350, 200: 650, 300: 800, 400: 1_500, 500: 2_500}  # stars -> value in cents
+SIGNALS = {"clicked": 1.0, "redeemed": 2.0, "ignored": -0.1}
+CHANNEL_CODES = ("in_store", "push", "in_app", "sms", "email", "web", "paid_media")
+YEAR = 365 * 86_400
+
+
+@dataclass
+class _Lot:
+    entry_id: int
+    remaining: int
+    expires_at: float | None
+
+
+@dataclass
+class Account:
+    user_id: str
+    balance: int = 0
+    lifetime: int = 0
+    lots: deque = field(default_factory=deque)          # _Lot, oldest first
+    qualifying: list = field(default_factory=list)      # (at, stars, transaction_id)
+    held_tier: str = "Green"
+    held_until: float = 0.0
+    last_redeem_at: float | None = None
+    entries: list = field(default_factory=list)         # LedgerEntry, oldest first
+    n_entries: int = 0
+
+    def snapshot(self) -> "Account":
+        """A copy to restore if a commit fails (entries are shared: the restore truncates them)."""
+        copy = Account(self.user_id, self.balance, self.lifetime,
+                       deque(_Lot(l.entry_id, l.remaining, l.expires_at) for l in self.lots),
+                       list(self.qualifying), self.held_tier, self.held_until, self.last_redeem_at, self.entries)
+        copy.n_entries = len(self.entries)
+        return copy
+
+
+@dataclass(frozen=True)
+class EarnResult:
+    transaction_id: str
+    stars_earned: int
+    balance: int
+    tier: str
+    tier_changed: bool
+    replayed: bool = False
+
+
+def green_expiry(at: float, months: int) -> float:
+    """00:00 UTC on the first day of the (months + 1)th month after the month of `at`."""
+    t = time.gmtime(at)
+    month = t.tm_mon + months + 1
+    year = t.tm_year + (month - 1) // 12
+    month = (month - 1) % 12 + 1
+    return float(_timegm(year, month))
+
+
+def _timegm(year: int, month: int, day: int = 1) -> int:
+    import calendar
+    return calendar.timegm((year, month, day, 0, 0, 0))
+
+
+class LoyaltyService:
+    def __init__(self, config, store: LoyaltyStore, clock: Clock, log_event, metrics=None) -> None:
+        self._config = config
+        self._store = store
+        self._clock = clock
+        self._log_event = log_event
+        self._accounts: dict[str, Account] = {}
+        self._members: dict[str, Member] = {}
+        self._promotions: dict[str, Promotion] = {}
+        self._earned: dict[str, LedgerEntry | asyncio.Future] = {}   # earn transaction -> its entry
+        self._reversed: dict[str, LedgerEntry | asyncio.Future] = {}
+
+    async def load(self) -> None:
+        for member in await self._store.members():
+            self._members[member.user_id] = member
+        for promotion in await self._store.promotions():
+            self._promotions[promotion.id] = promotion
+        for entry in await self._store.entries():
+            self._apply(self._account(entry.user_id), entry)
+            if entry.kind == "earn" and entry.transaction_id:
+                self._earned[entry.transaction_id] = entry
+            elif entry.kind == "reverse" and entry.transaction_id:
+                self._reversed[entry.transaction_id] = entry
+
+    # ---- state ----
+    def _account(self, user_id: str) -> Account:
+        account = self._accounts.get(user_id)
+        if account is None:
+            account = self._accounts[user_id] = Account(user_id)
+        return account
+
+    def _qualifying(self, account: Account, at: float) -> int:
+        return sum(stars for when, stars, _ in account.qualifying if at - YEAR < when <= at)
+
+    def _rolling_tier(self, qualifying: int) -> str:
+        if qualifying >= self._config.reserve_stars:
+            return "Reserve"
+        return "Gold" if qualifying >= self._config.gold_stars else "Green"
+
+    def tier(self, account: Account, at: float) -> str:
+        rolling = self._rolling_tier(self._qualifying(account, at))
+        held = account.held_tier if at < account.held_until else "Green"
+        return max(rolling, held, key=TIERS.index)
+
+    def _apply(self, account: Account, entry: LedgerEntry) -> None:
+        """Apply one ledger entry to an account: the same code for live changes and the replay at start."""
+        account.balance += entry.stars
+        account.entries.append(entry)
+        if entry.kind == "earn":
+            account.lifetime += entry.stars
+            account.lots.append(_Lot(entry.id, entry.stars, entry.expires_at))
+            if entry.qualifying:
+                account.qualifying.append((entry.at, entry.stars, entry.transaction_id))
+        elif entry.kind == "reverse":
+            account.qualifying = [q for q in account.qualifying if q[2] != entry.transaction_id]
+            lot = next((l for l in account.lots if l.entry_id == entry.details.get("earn_entry")), None)
+            self._consume(account, -entry.stars, first=lot)
+        elif entry.kind == "expire":
+            lot = next((l for l in account.lots if l.entry_id == entry.details.get("lot")), None)
+            self._consume(account, -entry.stars, first=lot)
+        else:  # redeem
+            account.last_redeem_at = entry.at
+            self._consume(account, -entry.stars)
+        if entry.kind in ("earn", "reverse"):
+            reached = self._rolling_tier(self._qualifying(account, entry.at))
+            if TIERS.index(reached) >= TIERS.index(account.held_tier) or entry.at >= account.held_until:
+                if reached != "Green":
+                    account.held_tier, account.held_until = reached, entry.at + YEAR
+
+    @staticmethod
+    def _consume(account: Account, stars: int, first: _Lot | None = None) -> None:
+        if first is not None:
+            taken = min(stars, first.remaining)
+            first.remaining -= taken
+            stars -= taken
+        while stars > 0 and account.lots:
+            lot = account.lots[0]
+            taken = min(stars, lot.remaining)
+            lot.remaining -= taken
+            stars -= taken
+            if lot.remaining == 0:
+                account.lots.popleft()
+        while account.lots and account.lots[0].remaining == 0:
+            account.lots.popleft()
+
+    async def _append(self, account: Account, entry: LedgerEntry, statements: list | None = None) -> None:
+        """Apply in memory, then commit; restore the account if the commit fails."""
+        snapshot = account.snapshot()
+        self._apply(account, entry)
+
+        def undo() -> None:
+            del snapshot.entries[snapshot.n_entries:]
+            self._accounts[account.user_id] = snapshot
+        await commit_or_undo(self._store.write([LoyaltyStore.append(entry), *(statements or [])]), undo)
+
+    # ---- earning ----
+    def rate(self, tier: str, channel: str, at: float) -> Decimal:
+        bonus = sum((Decimal(repr(p.bonus_rate)) for p in self._promotions.values()
+                     if p.starts_at <= at < p.ends_at and (not p.channels or channel in p.channels)), Decimal(0))
+        channel_bonus = Decimal(repr(self._config.channel_bonus.get(channel, 0.0)))
+        return MULTIPLIER[tier] + bonus + channel_bonus
+
+    async def earn(self, user_id: str, amount_cents: int, channel: str, transaction_id: str, *,
+                   is_referral: bool = False, is_digital: bool = False, qualifying: bool = True,
+                   fixed_stars: int | None = None) -> EarnResult:
+        """Earn stars for a purchase, once per transaction_id (a replay returns the first result)."""
+        _check_id("user_id", user_id)
+        _check_id("transaction_id", transaction_id)
+        if not 0 <= amount_cents <= 10**10:
+            raise InvalidInput("amount_cents must be 0 to 10,000,000,000")
+        known = self._earned.get(transaction_id)
+        if known is not None:
+            entry = await asyncio.shield(known) if isinstance(known, asyncio.Future) else known
+            if entry.user_id != user_id:
+                raise RuleViolation(f"transaction {transaction_id} was earned by another member")
+            return _earn_result(entry, replayed=True)
+        account = self._account(user_id)
+        now = self._clock.now()
+        before = self.tier(account, now)
+        if fixed_stars is None:
+            rate = self.rate(before, channel, now) * (2 if is_referral else 1) * (Decimal("1.2") if is_digital else 1)
+            stars = math.ceil(math.ceil(Decimal(amount_cents) / 100) * rate)
+        else:
+            rate, stars = Decimal(0), fixed_stars
+        pending: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._earned[transaction_id] = pending  # concurrent replays wait for this one's commit
+        # Earning only ever raises the tier: the rolling tier with these stars, or the one held already.
+        q_after = self._qualifying(account, now) + (stars if qualifying else 0)
+        after = max(self._rolling_tier(q_after), before, key=TIERS.index)
+        # The result goes in the entry, so a replay after a restart answers exactly the same.
+        entry = LedgerEntry(self._store.new_id(), user_id, "earn", stars, now, transaction_id, qualifying,
+                            green_expiry(now, self._config.green_expiry_months) if before == "Green" else None,
+                            {"rate": str(rate), "channel": channel, "amount_cents": amount_cents,
+                             "referral": is_referral, "digital": is_digital, "balance_after": account.balance + stars,
+                             "tier_after": after, "tier_changed": after != before})
+        try:
+            await self._append(account, entry)
+        except BaseException as exc:
+            self._earned.pop(transaction_id, None)
+            if not pending.done():
+                pending.set_exception(exc)
+                pending.exception()  # retrieved: replays that were waiting see it
+            raise
+        self._earned[transaction_id] = entry
+        pending.set_result(entry)
+        self._log_event("StarsEarned", {"user_id": user_id, "transaction_id": transaction_id, "stars": stars,
+                                        "tier": after, "tier_changed": after != before})
+        return _earn_result(entry)
+
+    async def reverse(self, transaction_id: str) -> LedgerEntry:
+        """Take back what an earn transaction gave (a refund); a repeat returns the first reversal."""
+        _check_id("transaction_id", transaction_id)
+        known = self._reversed.get(transaction_id)
+        if known is not None:
+            return await asyncio.shield(known) if isinstance(known, asyncio.Future) else known
+        earned = self._earned.get(transaction_id)
+        if isinstance(earned, asyncio.Future):
+            earned = await asyncio.shield(earned)
+            if transaction_id in self._reversed:
+                return await self.reverse(transaction_id)
+        if earned is None:
+            raise NotFound(f"no earn transaction {transaction_id}")
+        account = self._account(earned.user_id)
+        entry = LedgerEntry(self._store.new_id(), earned.user_id, "reverse", -earned.stars, self._clock.now(),
+                            transaction_id, details={"earn_entry": earned.id})
+        pending: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._reversed[transaction_id] = pending
+        try:
+            await self._append(account, entry)
+        except BaseException as exc:
+            self._reversed.pop(transaction_id, None)
+            pending.set_exception(exc)
+            pending.exception()
+            raise
+        self._reversed[transaction_id] = entry
+        pending.set_result(entry)
+        self._log_event("StarsReversed", {"user_id": earned.user_id, "transaction_id": transaction_id,
+                                          "stars": earned.stars})
+        return entry
+
+    # ---- spending ----
+    async def redeem(self, user_id: str, stars: int) -> LedgerEntry:
+        _check_id("user_id", user_id)
+        if stars not in CATALOGUE:
+            raise InvalidInput(f"stars must be one of {', '.join(map(str, CATALOGUE))}")
+        account = self._account(user_id)
+        now = self._clock.now()
+        if stars == 500 and self.tier(account, now) == "Green":
+            raise RuleViolation("the 500-star reward needs Gold or Reserve")
+        if account.balance < stars:
+            raise RuleViolation(f"not enough stars: {account.balance} available, {stars} needed",
+                                {"balance": account.balance, "needed": stars})
+        entry = LedgerEntry(self._store.new_id(), user_id, "redeem", -stars, now,
+                            details={"value_cents": CATALOGUE[stars]})
+        await self._append(account, entry)
+        self._log_event("StarsRedeemed", {"user_id": user_id, "stars": stars, "value_cents": CATALOGUE[stars]})
+        return entry
+
+    async def expire_due(self) -> int:
+        """Expire what is left of every lot past its expiry; returns the stars expired."""
+        now = self._clock.now()
+        total = 0
+        for account in list(self._accounts.values()):
+            for lot in [l for l in account.lots if l.expires_at is not None and l.expires_at <= now and l.remaining]:
+                entry = LedgerEntry(self._store.new_id(), account.user_id, "expire", -lot.remaining, now,
+                                    details={"lot": lot.entry_id})
+                total += lot.remaining
+                await self._append(account, entry)
+        return total
+
+    # ---- birthday, promotions, members ----
+    def birthday_eligible(self, user_id: str, at: float) -> bool:
+        member = self._members.get(user_id)
+        if member is None or not member.birthday:
+            return False
+        window = BIRTHDAY_WINDOW_DAYS[self.tier(self._account(user_id), at)]
+        month, day = map(int, member.birthday.split("-"))
+        year = time.gmtime(at).tm_year
+        for y in (year - 1, year):
+            try:
+                start = _timegm(y, month, day)
+            except ValueError:
+                continue
+            if start <= at < start + window * 86_400:
+                return True
+        return False
+
+    async def birthday_reward(self, user_id: str) -> EarnResult:
+        now = self._clock.now()
+        if not self.birthday_eligible(user_id, now):
+            raise RuleViolation("no birthday reward is open for this member now")
+        return await self.earn(user_id, 0, "birthday", f"birthday:{user_id}:{time.gmtime(now).tm_year}",
+                               qualifying=False, fixed_stars=self._config.birthday_stars)
+
+    async def put_member(self, member: Member) -> Member:
+        _check_id("user_id", member.user_id)
+        if member.birthday is not None:
+            try:
+                month, day = map(int, member.birthday.split("-"))
+                _timegm(2024, month, day)  # a leap year accepts 02-29
+            except (ValueError, TypeError):
+                raise InvalidInput("birthday must be MM-DD") from None
+        if member.preferred_channel is not None and member.preferred_channel not in CHANNEL_CODES:
+            raise InvalidInput(f"preferred_channel must be one of {', '.join(CHANNEL_CODES)}")
+        await self._store.write([LoyaltyStore.put_member(member)])
+        self._members[member.user_id] = member
+        return member
+
+    def member(self, user_id: str) -> Member | None:
+        return self._members.get(user_id)
+
+    async def put_promotion(self, promotion: Promotion) -> Promotion:
+        if promotion.ends_at <= promotion.starts_at:
+            raise InvalidInput("ends_at must be after starts_at")
+        if not 0 < promotion.bonus_rate <= 10:
+            raise InvalidInput("bonus_rate must be above 0 and at most 10")
+        await self._store.write([LoyaltyStore.put_promotion(promotion)])
+        self._promotions[promotion.id] = promotion
+        return promotion
+
+    def promotions(self) -> list[Promotion]:
+        return list(self._promotions.values())
+
+    # ---- reading ----
+    def balance(self, user_id: str) -> dict:
+        account = self._accounts.get(user_id)
+        if account is None:
+            raise NotFound(f"no loyalty account for {user_id}")
+        now = self._clock.now()
+        tier = self.tier(account, now)
+        return {"user_id": user_id, "balance": account.balance, "tier": tier, "lifetime_stars": account.lifetime,
+                "qualifying_stars_12m": self._qualifying(account, now),
+                "tier_kept_until": account.held_until if account.held_tier != "Green" else None,
+                "birthday_eligible": self.birthday_eligible(user_id, now)}
+
+    def ledger(self, user_id: str) -> list[LedgerEntry]:
+        account = self._accounts.get(user_id)
+        if account is None:
+            raise NotFound(f"no loyalty account for {user_id}")
+        return account.entries
+
+    def features(self, user_id: str) -> np.ndarray | None:
+        """The 8 loyalty numbers of the bidding feature layout, or None for a non-member."""
+        account = self._accounts.get(user_id)
+        if account is None:
+            return None
+        now = self._clock.now()
+        tier = self.tier(account, now)
+        qualifying = self._qualifying(account, now)
+        progress = {"Green": qualifying / self._config.gold_stars,
+                    "Gold": qualifying / self._config.reserve_stars, "Reserve": 1.0}[tier]
+        recency = 0.0 if account.last_redeem_at is None else \
+            1.0 / (1.0 + max(0.0, now - account.last_redeem_at) / 86_400 / 30)
+        member = self._members.get(user_id)
+        channel = member.preferred_channel if member else None
+        code = (CHANNEL_CODES.index(channel) + 1) / len(CHANNEL_CODES) if channel else 0.0
+        return np.array([TIERS.index(tier) / 2, account.balance / 5000, min(1.0, progress),
+                         float(self.rate(tier, "web", now)) / 2, recency,
+                         float(self.birthday_eligible(user_id, now)), code, account.lifetime / 50_000],
+                        dtype=np.float32)
+
+    def reward_signal(self, offer_id: str, user_id: str, signal_type: str, tier: str | None) -> float:
+        if signal_type not in SIGNALS:
+            raise InvalidInput(f"signal_type must be one of {', '.join(SIGNALS)}")
+        reward = SIGNALS[signal_type]
+        self._log_event("RewardSignal", {"offer_id": offer_id, "user_id": user_id, "signal_type": signal_type,
+                                         "tier": tier, "reward": reward})
+        return reward
+
+
+def _earn_result(entry: LedgerEntry, replayed: bool = False) -> EarnResult:
+    d = entry.details
+    return EarnResult(entry.transaction_id or "", entry.stars, int(d.get("balance_after", 0)),
+                      str(d.get("tier_after", "Green")), bool(d.get("tier_changed", False)), replayed)
+
+
+def _check_id(name: str, value: str) -> None:
+    if not value or len(value) > 128:
+        raise InvalidInput(f"{name} must be 1 to 128 characters")
+
+
+def owner_or_staff(principal, user_id: str) -> None:
+    """Customers see and spend only their own stars; admins and partner systems any member's."""
+    if principal.role in ("admin", "partner"):
+        return
+    if principal.role == "customer" and principal.id == user_id:
+        return
+    raise Forbidden("customers can only see and use their own loyalty account") if principal.role == "customer" \
+        else Forbidden("needs a customer token for this member, or an admin or partner key")

@@ -1,0 +1,175 @@
+"""Loyalty over REST: earn, redeem, reverse, balance, ledger, members, birthday, promotions, reward signals."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from aiohttp import web
+
+from app import keys
+from app.loyalty.service import CHANNEL_CODES, EarnResult, owner_or_staff
+from handlers.rest.common import PageQuery, endpoint, json_response, paginate
+from state.loyalty import LedgerEntry, Member, Promotion
+
+STAFF = ("admin", "partner")
+MEMBERS = ("customer", "admin", "partner")
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Channel = Literal["mobile_app", "pos", "kiosk", "web", "call_center", "partner_api", "iot"]
+
+
+class EarnBody(msgspec.Struct, forbid_unknown_fields=True):
+    user_id: Id
+    amount_cents: Annotated[int, msgspec.Meta(ge=0, le=10_000_000_000)]
+    channel: Channel
+    transaction_id: Id
+    is_referral: bool = False
+    is_digital: bool = False
+
+
+@endpoint("Earn stars for a purchase (partner systems, admins); a replay of the same transaction_id returns "
+          "the first result", tags=("loyalty",), roles=STAFF, body=EarnBody, response=EarnResult, errors=(422,))
+async def earn(request: web.Request, principal, body: EarnBody) -> web.Response:
+    result = await request.app[keys.LOYALTY].earn(body.user_id, body.amount_cents, body.channel, body.transaction_id,
+                                                  is_referral=body.is_referral, is_digital=body.is_digital)
+    return json_response(result, status=200 if result.replayed else 201)
+
+
+class RedeemBody(msgspec.Struct, forbid_unknown_fields=True):
+    user_id: Id
+    stars: Literal[25, 60, 100, 200, 300, 400, 500]
+
+
+class Redemption(msgspec.Struct):
+    entry: LedgerEntry
+    balance: int
+
+
+@endpoint("Redeem stars for a reward: 25/60/100/200/300/400/500 stars ($0.80 to $25.00); 500 needs Gold; "
+          "not enough stars is 422 (send an Idempotency-Key)", tags=("loyalty",), roles=MEMBERS, body=RedeemBody,
+          response=Redemption, status=201, errors=(403, 422))
+async def redeem(request: web.Request, principal, body: RedeemBody) -> web.Response:
+    owner_or_staff(principal, body.user_id)
+    loyalty = request.app[keys.LOYALTY]
+    entry = await loyalty.redeem(body.user_id, body.stars)
+    return json_response(Redemption(entry, loyalty.balance(body.user_id)["balance"]), status=201)
+
+
+class ReverseBody(msgspec.Struct, forbid_unknown_fields=True):
+    transaction_id: Id
+
+
+@endpoint("Take back the stars a transaction earned (a refund); repeats return the first reversal",
+          tags=("loyalty",), roles=STAFF, body=ReverseBody, response=LedgerEntry, errors=(404,))
+async def reverse(request: web.Request, principal, body: ReverseBody) -> web.Response:
+    return json_response(await request.app[keys.LOYALTY].reverse(body.transaction_id))
+
+
+class Balance(msgspec.Struct):
+    user_id: str
+    balance: int
+    tier: str
+    lifetime_stars: int
+    qualifying_stars_12m: int
+    tier_kept_until: float | None
+    birthday_eligible: bool
+
+
+@endpoint("A member's balance and tier (customers: their own)", tags=("loyalty",), roles=MEMBERS, response=Balance,
+          errors=(403, 404))
+async def balance(request: web.Request, principal) -> web.Response:
+    user_id = request.match_info["user_id"]
+    owner_or_staff(principal, user_id)
+    return json_response(Balance(**request.app[keys.LOYALTY].balance(user_id)))
+
+
+class LedgerPage(msgspec.Struct):
+    items: list[LedgerEntry]
+    next_cursor: str | None
+
+
+@endpoint("A member's ledger, oldest first (customers: their own)", tags=("loyalty",), roles=MEMBERS,
+          query=PageQuery, response=LedgerPage, errors=(403, 404))
+async def ledger(request: web.Request, principal, query: PageQuery) -> web.Response:
+    user_id = request.match_info["user_id"]
+    owner_or_staff(principal, user_id)
+    page, nxt = paginate(request.app[keys.LOYALTY].ledger(user_id), query.after, query.limit)
+    return json_response(LedgerPage(page, nxt))
+
+
+class MemberBody(msgspec.Struct, forbid_unknown_fields=True):
+    birthday: Annotated[str, msgspec.Meta(pattern=r"^\d{2}-\d{2}$")] | None = None
+    preferred_channel: Literal[CHANNEL_CODES] | None = None  # type: ignore[valid-type]
+    email: Annotated[str, msgspec.Meta(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
+    phone: Annotated[str, msgspec.Meta(pattern=r"^\+[1-9]\d{6,14}$")] | None = None
+    push_token: Annotated[str, msgspec.Meta(max_length=512)] | None = None
+
+
+@endpoint("A member's birthday and how to reach them (customers: their own)", tags=("loyalty",), roles=MEMBERS,
+          body=MemberBody, response=Member, errors=(403,))
+async def put_member(request: web.Request, principal, body: MemberBody) -> web.Response:
+    user_id = request.match_info["user_id"]
+    owner_or_staff(principal, user_id)
+    member = await request.app[keys.LOYALTY].put_member(Member(user_id, **msgspec.structs.asdict(body)))
+    return json_response(member)
+
+
+class BirthdayBody(msgspec.Struct, forbid_unknown_fields=True):
+    user_id: Id
+
+
+@endpoint("Claim the birthday reward (once a year, within 1/7/30 days of the birthday by tier)", tags=("loyalty",),
+          roles=MEMBERS, body=BirthdayBody, response=EarnResult, errors=(403, 422))
+async def birthday(request: web.Request, principal, body: BirthdayBody) -> web.Response:
+    owner_or_staff(principal, body.user_id)
+    return json_response(await request.app[keys.LOYALTY].birthday_reward(body.user_id))
+
+
+class SignalBody(msgspec.Struct, forbid_unknown_fields=True):
+    offer_id: Id
+    user_id: Id
+    signal_type: Literal["clicked", "redeemed", "ignored"]
+    tier: Literal["Green", "Gold", "Reserve"] | None = None
+
+
+class SignalResult(msgspec.Struct):
+    reward: float
+
+
+@endpoint("Record how a member responded to an offer (clicked +1.0, redeemed +2.0, ignored -0.1) for training",
+          tags=("loyalty",), roles=MEMBERS, body=SignalBody, response=SignalResult, errors=(403,))
+async def reward_signal(request: web.Request, principal, body: SignalBody) -> web.Response:
+    owner_or_staff(principal, body.user_id)
+    reward = request.app[keys.LOYALTY].reward_signal(body.offer_id, body.user_id, body.signal_type, body.tier)
+    return json_response(SignalResult(reward))
+
+
+class PromotionList(msgspec.Struct):
+    items: list[Promotion]
+
+
+@endpoint("Create or replace a promotion: a bonus earn rate between two times, optionally for some channels",
+          tags=("loyalty",), roles=("admin",), body=Promotion, response=Promotion)
+async def put_promotion(request: web.Request, principal, body: Promotion) -> web.Response:
+    promotion = await request.app[keys.LOYALTY].put_promotion(body)
+    await request.app[keys.ADMIN].record(principal, "promotion.put", promotion.id)
+    return json_response(promotion)
+
+
+@endpoint("List promotions", tags=("loyalty",), roles=("admin",), response=PromotionList)
+async def list_promotions(request: web.Request, principal) -> web.Response:
+    return json_response(PromotionList(request.app[keys.LOYALTY].promotions()))
+
+
+def setup(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/v1/loyalty/earn", earn)
+    r.add_post("/v1/loyalty/redeem", redeem)
+    r.add_post("/v1/loyalty/reverse", reverse)
+    r.add_get("/v1/loyalty/balance/{user_id}", balance)
+    r.add_get("/v1/loyalty/ledger/{user_id}", ledger)
+    r.add_put("/v1/loyalty/members/{user_id}", put_member)
+    r.add_post("/v1/loyalty/birthday", birthday)
+    r.add_post("/v1/loyalty/reward-signal", reward_signal)
+    r.add_post("/v1/admin/loyalty/promotions", put_promotion)
+    r.add_get("/v1/admin/loyalty/promotions", list_promotions)
