@@ -272,7 +272,7 @@ class LoyaltyService:
         _check_id("user_id", user_id)
         if stars not in CATALOGUE:
             raise InvalidInput(f"stars must be one of {', '.join(map(str, CATALOGUE))}")
-        account = self._account(user_id)
+        account = self._accounts.get(user_id) or Account(user_id)  # a refused redeem creates no account
         now = self._clock.now()
         if stars == 500 and self.tier(account, now) == "Green":
             raise RuleViolation("the 500-star reward needs Gold or Reserve")
