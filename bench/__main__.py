@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import bidding, group_commit, load, retail
+from bench import bidding, group_commit, load, loyalty, retail
 from bench.server import ServerProcess
 
 
@@ -29,6 +29,7 @@ def main() -> int:
         admin_key, exchange_key = bidding.setup_server(server)
         if not args.only or "retail" in args.only:
             retail.prepare(server)
+        pos_key = loyalty.partner_key(server)
         server.start()
         protocol_rows: list[tuple[str, float]] = []
         try:
@@ -47,6 +48,8 @@ def main() -> int:
                 results.append(load.run(server.url, held, args.seconds))
             if not args.only or "retail" in args.only:
                 results += retail.run_all(server, args.seconds)
+            if not args.only or "loyalty" in args.only:
+                results += loyalty.run_all(server, pos_key, args.seconds)
             if not args.only or "bid" in args.only:
                 protocol_rows = bidding.protocol_rates(server, exchange_key, args.seconds)
         finally:

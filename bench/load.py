@@ -25,6 +25,8 @@ class Scenario:
     rate: float | None = None
     # One path per request, each used once (accepting an offer twice is not the same request); empty = `path`.
     paths: list[str] = field(default_factory=list)
+    # A body whose {n} marks are replaced by a number unique to each request (a transaction id); overrides bodies.
+    body_format: str | None = None
 
 
 @dataclass
@@ -49,6 +51,8 @@ def _lua(scenario: Scenario) -> str:
     bodies = ",\n".join(json.dumps(b.decode()) for b in scenario.bodies) or '""'
     paths = ",\n".join(json.dumps(p) for p in scenario.paths) or json.dumps(scenario.path)
     body = "bodies[i % #bodies + 1]" if scenario.bodies else "nil"
+    if scenario.body_format is not None:
+        body = f"(string.gsub({json.dumps(scenario.body_format)}, \"{{n}}\", tostring(k)))"
     # Threads take interleaved paths (thread t uses t, t+T, t+2T, ...), so no path is sent twice.
     return f"""wrk.method = "{scenario.method}"
 {headers}{report}
@@ -113,6 +117,8 @@ async def _drive(base_url: str, scenario: Scenario, seconds: float) -> tuple[lis
         next_at = time.perf_counter()
         while time.perf_counter() < stop:
             body = scenario.bodies[i % len(scenario.bodies)] if scenario.bodies else None
+            if scenario.body_format is not None:
+                body = scenario.body_format.replace("{n}", str(sent)).encode()
             i += 1
             path = scenario.paths[sent % len(scenario.paths)] if scenario.paths else scenario.path
             sent += 1
