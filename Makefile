@@ -15,7 +15,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	$(PY) -m app migrate
 	$(PY) -m app seed-demo
-	CONTRAIL__DEMO__TRAFFIC_PER_S=$${CONTRAIL__DEMO__TRAFFIC_PER_S:-20} $(PY) -m app serve
+	CONTRAIL__DEMO__TRAFFIC_PER_S=$${CONTRAIL__DEMO__TRAFFIC_PER_S:-20} \
+	CONTRAIL__SMTP__EMBEDDED_SINK=$${CONTRAIL__SMTP__EMBEDDED_SINK:-true} $(PY) -m app serve
 
 test: $(STAMP)
 	$(PY) -m pytest -q

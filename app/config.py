@@ -152,6 +152,27 @@ class LoyaltyConfig(_Section):
     expiry_interval_s: float = 3600.0
 
 
+class SmtpConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = 2525
+    starttls: bool = False
+    use_tls: bool = False
+    username: str = ""
+    password: str = ""
+    from_address: str = "Contrail Air <hello@contrail.example>"
+    pool_size: int = 4
+    rate_per_s: float = 200.0
+    max_attempts: int = 5
+    retry_backoff_s: float = 2.0
+    timeout_s: float = 10.0
+    embedded_sink: bool = False
+
+
+class ChannelsConfig(_Section):
+    public_base_url: str = "http://127.0.0.1:8080"
+    max_per_customer_per_day: int = 3
+
+
 class DemoConfig(_Section):
     traffic_per_s: float = 0.0
 
@@ -172,6 +193,8 @@ class Config(_Section):
     payments: PaymentsConfig = msgspec.field(default_factory=PaymentsConfig)
     ranking: RankingConfig = msgspec.field(default_factory=RankingConfig)
     loyalty: LoyaltyConfig = msgspec.field(default_factory=LoyaltyConfig)
+    smtp: SmtpConfig = msgspec.field(default_factory=SmtpConfig)
+    channels: ChannelsConfig = msgspec.field(default_factory=ChannelsConfig)
     demo: DemoConfig = msgspec.field(default_factory=DemoConfig)
 
     @property
@@ -237,6 +260,14 @@ _CHECKS: dict[tuple[str, str], tuple[Any, str]] = {
     ("loyalty", "birthday_stars"): (lambda v: 0 <= v <= 10_000, "must be 0 to 10000"),
     ("loyalty", "channel_bonus"): (lambda v: all(0 <= b <= 10 for b in v.values()), "bonuses must be 0 to 10"),
     ("loyalty", "expiry_interval_s"): (lambda v: v > 0, "must be positive"),
+    ("smtp", "port"): (lambda v: 0 <= v <= 65535, "must be a port number 0-65535"),
+    ("smtp", "pool_size"): (lambda v: 1 <= v <= 64, "must be 1 to 64"),
+    ("smtp", "rate_per_s"): (lambda v: v > 0, "must be positive"),
+    ("smtp", "max_attempts"): (lambda v: v >= 1, "must be at least 1"),
+    ("smtp", "retry_backoff_s"): (lambda v: v >= 0, "must not be negative"),
+    ("smtp", "timeout_s"): (lambda v: v > 0, "must be positive"),
+    ("channels", "public_base_url"): (lambda v: v.startswith(("http://", "https://")), "must be an http(s) URL"),
+    ("channels", "max_per_customer_per_day"): (lambda v: v >= 1, "must be at least 1"),
 }
 
 

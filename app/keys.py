@@ -29,6 +29,10 @@ if TYPE_CHECKING:
     from app.retail.offers import OfferService
     from app.retail.orders import OrderService
     from app.retail.ranking import Ranker
+    from app.channels.activation import ActivationService
+    from app.channels.email import EmailService
+    from app.channels.sink import Mailbox
+    from app.channels.suppression import SuppressionService
     from app.loyalty.service import LoyaltyService
     from state.orders import OrderStore
 
@@ -61,3 +65,7 @@ ORDERS: web.AppKey["OrderService"] = web.AppKey("orders")
 ORDER_STORE: web.AppKey["OrderStore"] = web.AppKey("order_store")
 RANKER: web.AppKey["Ranker"] = web.AppKey("ranker")
 LOYALTY: web.AppKey["LoyaltyService"] = web.AppKey("loyalty")
+EMAIL: web.AppKey["EmailService"] = web.AppKey("email")
+SUPPRESSION: web.AppKey["SuppressionService"] = web.AppKey("suppression")
+ACTIVATION: web.AppKey["ActivationService"] = web.AppKey("activation")
+MAILBOX: web.AppKey["Mailbox"] = web.AppKey("mailbox")

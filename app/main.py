@@ -12,12 +12,14 @@ from aiohttp import web
 from app import keys
 from app.config import Config
 from app.errors import NotFound
+from app.channels.sink import start_sink
 from app.platform import Platform
 from handlers.rest import admin as admin_routes
 from handlers.rest import analytics as analytics_routes
 from handlers.rest import auth as auth_routes
 from handlers.rest import bidding as bidding_routes
 from handlers.rest import openapi as openapi_routes
+from handlers.rest import channels as channels_routes
 from handlers.rest import loyalty as loyalty_routes
 from handlers.rest import platform as platform_routes
 from handlers.rest import retail as retail_routes
@@ -71,6 +73,10 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     app[keys.ORDER_STORE] = p.order_store
     app[keys.RANKER] = p.ranker
     app[keys.LOYALTY] = p.loyalty
+    app[keys.EMAIL] = p.email
+    app[keys.SUPPRESSION] = p.suppression
+    app[keys.ACTIVATION] = p.activation
+    app[keys.MAILBOX] = p.mailbox
 
     bidding_rpc = BiddingService(p.bid_gateway, p.api_keys, config.bidding.seat,
                                  config.bidding.stream_max_in_flight)
@@ -84,7 +90,7 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     p.health.on_drain(p.hub.close)
 
     for module in (platform_routes, auth_routes, admin_routes, analytics_routes, bidding_routes, retail_routes,
-                   loyalty_routes,
+                   loyalty_routes, channels_routes,
                    events_stream, bids_stream, openapi_routes):
         module.setup(app)
     _setup_static(app)
@@ -93,6 +99,8 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     app.cleanup_ctx.append(_databases)
     app.cleanup_ctx.append(_analytics_writer)
     app.cleanup_ctx.append(_grpc_server)
+    if config.smtp.embedded_sink:
+        app.cleanup_ctx.append(_smtp_sink)
     app.cleanup_ctx.append(_websocket_hub)
     app.cleanup_ctx.append(_background_tasks)
     app.on_shutdown.append(_begin_drain)
@@ -143,6 +151,16 @@ async def _grpc_server(app: web.Application) -> AsyncIterator[None]:
     remote = app[keys.RANKER].remote
     if remote is not None and hasattr(remote, "close"):
         remote.close()
+
+
+async def _smtp_sink(app: web.Application) -> AsyncIterator[None]:
+    """The embedded SMTP sink (`smtp.embedded_sink`): mail goes nowhere but /v1/admin/mailbox."""
+    smtp = app[keys.CONFIG].smtp
+    server = await start_sink(smtp.host, smtp.port, app[keys.MAILBOX])
+    log.info("SMTP sink listening", extra={"host": smtp.host, "port": smtp.port})
+    yield
+    server.close()
+    await server.wait_closed()
 
 
 async def _websocket_hub(app: web.Application) -> AsyncIterator[None]:

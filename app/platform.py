@@ -15,6 +15,10 @@ from app.bidding.notices import BidLedger, NoticeService
 from app.bidding.processor import BidProcessor
 from app.bidding.simulator import run_traffic
 from app.bidding.profiles import ProfileCache
+from app.channels.activation import ActivationService
+from app.channels.email import EmailService
+from app.channels.sink import Mailbox
+from app.channels.suppression import SuppressionService
 from app.loyalty.service import LoyaltyService
 from app.retail.catalog import CatalogService
 from app.retail.offers import OfferService
@@ -36,6 +40,8 @@ from state import migrations
 from state.campaigns import CampaignStore
 from state.catalog import CatalogStore
 from state.loyalty import LoyaltyStore
+from state.outbox import OutboxStore
+from state.suppressions import SuppressionStore
 from state.offers import OfferStore
 from state.orders import OrderStore
 from state.delivery import DeliveryStore
@@ -103,6 +109,7 @@ class Platform:
         self._build_bidding(config)
         self._build_retail(config)
         self._build_loyalty(config)
+        self._build_channels(config)
 
     def _build_bidding(self, config: Config) -> None:
         b, inf = config.bidding, config.inference
@@ -194,6 +201,23 @@ class Platform:
             await asyncio.sleep(self.config.loyalty.expiry_interval_s)
             await self.loyalty.expire_due()
 
+    def _build_channels(self, config: Config) -> None:
+        self.suppression_store = SuppressionStore(self.records_db)
+        self.suppression = SuppressionService(self.suppression_store, self.clock)
+        self.outbox_store = OutboxStore(self.records_db)
+        self.email = EmailService(config.smtp, config.channels.public_base_url, config.auth.jwt_secret,
+                                  self.outbox_store, self.suppression, self.clock, self.event_log.log_event)
+        self.activation = ActivationService(config.channels, self.loyalty.member, self.email, self.suppression,
+                                            self.clock, self.event_log.log_event)
+        self.mailbox = Mailbox()
+        self.supervisor.add("email_sender", self.email.run)
+        self.supervisor.add("suppression_cleanup", self._purge_suppressions)
+
+    async def _purge_suppressions(self) -> None:
+        while True:
+            await asyncio.sleep(600)
+            await self.suppression.purge_expired()
+
     def _observe_batch(self, calls: int, rows: int, waited_s: float) -> None:
         self.metrics.batch_calls.observe(calls)
         self.metrics.batch_wait.observe(waited_s)
@@ -224,6 +248,8 @@ class Platform:
         await self.order_store.load()
         await self.offer_store.load(self.clock.now())
         await self.loyalty.load()
+        await self.suppression_store.load()
+        await self.email.load()
         return applied
 
     async def close_storage(self) -> None:

@@ -132,6 +132,30 @@ RECORDS = [
             body TEXT NOT NULL
         )
     """),
+    Migration(5, "channels", """
+        CREATE TABLE suppressions (
+            identifier TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            body TEXT NOT NULL,
+            PRIMARY KEY (identifier, channel)
+        );
+        CREATE TABLE outbox (
+            id TEXT PRIMARY KEY,
+            state TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            body TEXT NOT NULL
+        );
+        CREATE INDEX outbox_state ON outbox(state, created_at);
+        CREATE TABLE email_events (
+            id TEXT PRIMARY KEY,
+            activation_id TEXT,
+            message_id TEXT,
+            kind TEXT NOT NULL,
+            at REAL NOT NULL,
+            body TEXT NOT NULL
+        );
+        CREATE INDEX email_events_activation ON email_events(activation_id)
+    """),
 ]
 
 EVENTS = [

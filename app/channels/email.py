@@ -1,0 +1,193 @@
+"""Email over real SMTP through a durable outbox.
+
+A message is written to the outbox before anyone is told it was queued; sender workers (one
+pooled SMTP connection each, paced to `smtp.rate_per_s`) deliver it and mark it sent, with
+retries and exponential backoff. After a restart pending messages are sent and sent ones are
+not sent again; the Message-ID is the outbox id, so a message is queued once per id.
+Every message has a text and an HTML part, RFC 8058 one-click unsubscribe headers, an
+open pixel and click redirects; the suppression list is checked when queueing and again
+just before sending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import html as html_lib
+import logging
+import re
+import secrets
+from email.message import EmailMessage
+from email.utils import formatdate
+from urllib.parse import quote, urlencode
+
+import aiosmtplib
+import msgspec
+
+from app.channels.suppression import SuppressionService
+from app.errors import InvalidInput
+from state.clock import Clock
+from state.outbox import EmailEvent, OutboxMessage, OutboxStore
+
+log = logging.getLogger("contrail.channels")
+_LINK = re.compile(r'href="(https?://[^"]+)"')
+_EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+
+
+class EmailService:
+    def __init__(self, smtp, public_base_url: str, secret: str, store: OutboxStore, suppression: SuppressionService,
+                 clock: Clock, log_event, metrics=None) -> None:
+        self._smtp = smtp
+        self._base = public_base_url.rstrip("/")
+        self._key = hashlib.sha256(b"contrail email links:" + secret.encode()).digest()
+        self._store = store
+        self._suppression = suppression
+        self._clock = clock
+        self._log_event = log_event
+        self._queue: asyncio.Queue[OutboxMessage] = asyncio.Queue()
+        self.sent = 0
+
+    # ---- signed links ----
+    def _sign(self, *parts: str) -> str:
+        return hmac.new(self._key, "\x00".join(parts).encode(), hashlib.sha256).hexdigest()[:32]
+
+    def check(self, token: str, *parts: str) -> bool:
+        return hmac.compare_digest(self._sign(*parts), token or "")
+
+    def unsubscribe_url(self, message: OutboxMessage) -> str:
+        return f"{self._base}/v1/email/unsubscribe?{urlencode({'m': message.id, 't': self._sign('u', message.id)})}"
+
+    def click_url(self, message_id: str, url: str) -> str:
+        return f"{self._base}/v1/email/click/{message_id}?{urlencode({'u': url, 't': self._sign('c', message_id, url)})}"
+
+    def _tracked_html(self, message_id: str, html: str, unsubscribe: str) -> str:
+        body = _LINK.sub(lambda m: f'href="{html_lib.escape(self.click_url(message_id, html_lib.unescape(m.group(1))))}"',
+                         html)
+        return (f"{body}\n<p style=\"font-size:12px\"><a href=\"{html_lib.escape(unsubscribe)}\">Unsubscribe</a></p>"
+                f"\n<img src=\"{self._base}/v1/email/open/{quote(message_id)}.gif\" width=\"1\" height=\"1\" alt=\"\">")
+
+    # ---- queueing ----
+    async def enqueue(self, to: str, subject: str, text: str, html: str | None = None, *,
+                      activation_id: str | None = None, user_id: str | None = None,
+                      message_id: str | None = None) -> OutboxMessage:
+        """Queue a message durably; a suppressed address is recorded as suppressed and never sent."""
+        to = to.strip()
+        if not _EMAIL.match(to) or len(to) > 254:
+            raise InvalidInput("to must be an email address")
+        if not subject.strip() or len(subject) > 300 or "\n" in subject or "\r" in subject:
+            raise InvalidInput("subject must be one line of 1 to 300 characters")
+        message_id = message_id or f"msg_{secrets.token_hex(12)}"
+        now = self._clock.now()
+        html = html if html is not None else f"<p>{html_lib.escape(text)}</p>"
+        draft = OutboxMessage(message_id, to, subject, "", text, now, activation_id, user_id)
+        unsubscribe = self.unsubscribe_url(draft)
+        message = OutboxMessage(message_id, to, subject, self._tracked_html(message_id, html, unsubscribe),
+                                f"{text}\n\nUnsubscribe: {unsubscribe}\n", now, activation_id, user_id)
+        if self._suppression.is_suppressed([to, user_id], "email") is not None:
+            message = msgspec.structs.replace(message, state="suppressed")
+        if not await self._store.insert(message):
+            return await self._store.get(message_id) or message  # already queued under this id
+        if message.state == "pending":
+            self._queue.put_nowait(message)
+        return message
+
+    async def load(self) -> int:
+        """Queue again what was pending when the process stopped."""
+        pending = await self._store.unfinished()
+        for message in pending:
+            self._queue.put_nowait(message)
+        return len(pending)
+
+    # ---- sending ----
+    async def run(self) -> None:
+        """The sender: `smtp.pool_size` workers, each with its own SMTP connection."""
+        await asyncio.gather(*(self._worker() for _ in range(self._smtp.pool_size)))
+
+    async def _worker(self) -> None:
+        client: aiosmtplib.SMTP | None = None
+        interval = self._smtp.pool_size / self._smtp.rate_per_s
+        try:
+            while True:
+                message = await self._queue.get()
+                wait = message.next_attempt_at - self._clock.now()
+                if wait > 0:
+                    await asyncio.sleep(min(wait, 60))
+                if self._suppression.is_suppressed([message.to, message.user_id], "email") is not None:
+                    await self._store.update(msgspec.structs.replace(message, state="suppressed"))
+                    continue
+                try:
+                    client = await self._deliver(client, message)
+                except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+                    client = None
+                    await self._failed(message, exc)
+                    continue
+                sent = msgspec.structs.replace(message, state="sent", attempts=message.attempts + 1,
+                                           sent_at=self._clock.now())
+                await self._store.update(sent)
+                self.sent += 1
+                await self._store.record_event(EmailEvent(f"sent:{message.id}", "sent", self._clock.now(),
+                                                          message.id, message.activation_id, message.to))
+                self._log_event("EmailSent", {"message_id": message.id, "activation_id": message.activation_id})
+                await asyncio.sleep(interval)
+        finally:
+            if client is not None and client.is_connected:
+                client.close()
+
+    async def _deliver(self, client: aiosmtplib.SMTP | None, message: OutboxMessage) -> aiosmtplib.SMTP:
+        s = self._smtp
+        if client is None or not client.is_connected:
+            client = aiosmtplib.SMTP(hostname=s.host, port=s.port, use_tls=s.use_tls, start_tls=s.starttls,
+                                     timeout=s.timeout_s)
+            await client.connect()
+            if s.username:
+                await client.login(s.username, s.password)
+        await client.send_message(self.mime(message))
+        return client
+
+    def mime(self, message: OutboxMessage) -> EmailMessage:
+        mail = EmailMessage()
+        mail["From"] = self._smtp.from_address
+        mail["To"] = message.to
+        mail["Subject"] = message.subject
+        mail["Message-ID"] = f"<{message.id}@contrail>"
+        mail["Date"] = formatdate(message.created_at, usegmt=True)
+        mail["List-Unsubscribe"] = f"<{self.unsubscribe_url(message)}>"
+        mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        if message.activation_id:
+            mail["X-Contrail-Activation"] = message.activation_id
+        mail.set_content(message.text)
+        mail.add_alternative(message.html, subtype="html")
+        return mail
+
+    async def _failed(self, message: OutboxMessage, exc: BaseException) -> None:
+        attempts = message.attempts + 1
+        final = attempts >= self._smtp.max_attempts
+        retry = msgspec.structs.replace(
+            message, attempts=attempts, last_error=repr(exc)[:300], state="failed" if final else "pending",
+            next_attempt_at=self._clock.now() + self._smtp.retry_backoff_s * 2 ** (attempts - 1))
+        await self._store.update(retry)
+        log.warning("email not sent", extra={"message_id": message.id, "attempt": attempts, "error": repr(exc)[:200]})
+        if not final:
+            self._queue.put_nowait(retry)
+
+    # ---- what recipients do ----
+    async def record(self, kind: str, message_id: str, **details) -> bool:
+        message = await self._store.get(message_id)
+        if message is None:
+            return False
+        event_id = f"{kind}:{message_id}:{secrets.token_hex(6)}" if kind in ("open", "click") else f"{kind}:{message_id}"
+        return await self._store.record_event(EmailEvent(event_id, kind, self._clock.now(), message_id,
+                                                         message.activation_id, message.to, details))
+
+    async def unsubscribe(self, message_id: str, token: str) -> str | None:
+        """One-click unsubscribe: the address goes on the email suppression list. Returns the address."""
+        if not self.check(token, "u", message_id):
+            return None
+        message = await self._store.get(message_id)
+        if message is None:
+            return None
+        await self._suppression.add([(message.to, "email", "unsubscribe", None)])
+        await self.record("unsubscribe", message_id)
+        return message.to
+

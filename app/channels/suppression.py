@@ -1,0 +1,60 @@
+"""Who must not be contacted: checked before every send, filled by people and by bounces and complaints."""
+
+from __future__ import annotations
+
+from app.errors import InvalidInput
+from state.clock import Clock
+from state.suppressions import Suppression, SuppressionStore
+
+CHANNELS = ("email", "sms", "push", "all")
+
+
+def normalise(identifier: str) -> str:
+    return identifier.strip().lower()
+
+
+class SuppressionService:
+    def __init__(self, store: SuppressionStore, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    def is_suppressed(self, identifiers: list[str | None], channel: str) -> Suppression | None:
+        """The entry that forbids contacting any of these identifiers on `channel` now, if one does."""
+        now = self._clock.now()
+        for identifier in identifiers:
+            if not identifier:
+                continue
+            key = normalise(identifier)
+            for ch in (channel, "all"):
+                entry = self._store.get(key, ch)
+                if entry is not None and (entry.expires_at is None or entry.expires_at > now):
+                    return entry
+        return None
+
+    async def add(self, entries: list[tuple[str, str, str, float | None]]) -> list[Suppression]:
+        """Add or refresh (identifier, channel, reason, expires_at) entries, all or none."""
+        now = self._clock.now()
+        rows = []
+        for n, (identifier, channel, reason, expires_at) in enumerate(entries):
+            if channel not in CHANNELS:
+                raise InvalidInput(f"entries[{n}].channel must be one of {', '.join(CHANNELS)}")
+            if not identifier.strip() or len(identifier) > 254:
+                raise InvalidInput(f"entries[{n}].identifier must be 1 to 254 characters")
+            if expires_at is not None and expires_at <= now:
+                raise InvalidInput(f"entries[{n}].expires_at is in the past")
+            rows.append(Suppression(normalise(identifier), channel, reason, now, expires_at))
+        await self._store.put(rows)
+        return rows
+
+    async def remove(self, keys: list[tuple[str, str]]) -> int:
+        return await self._store.remove([(normalise(i), c) for i, c in keys])
+
+    def list(self, identifier: str | None = None, channel: str | None = None) -> list[Suppression]:
+        return [s for s in self._store.all()
+                if (identifier is None or s.identifier == normalise(identifier))
+                and (channel is None or s.channel == channel)]
+
+    async def purge_expired(self) -> int:
+        now = self._clock.now()
+        return await self._store.remove([(s.identifier, s.channel) for s in self._store.all()
+                                         if s.expires_at is not None and s.expires_at <= now])

@@ -1,0 +1,179 @@
+"""Channels over REST: activation, the suppression list, email tracking links and unsubscribe, the mailbox."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from aiohttp import web
+
+from app import keys
+from app.errors import NotFound
+from handlers.rest.common import endpoint, json_response, paginate
+
+ADMIN = ("admin",)
+STAFF = ("admin", "partner")
+Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=254)]
+PIXEL = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b")
+
+
+class ActivateBody(msgspec.Struct, forbid_unknown_fields=True):
+    user_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    subject: Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=100_000)]
+    html: Annotated[str, msgspec.Meta(max_length=500_000)] | None = None
+    channel: Literal["in_store", "push", "in_app", "sms", "email", "web", "paid_media"] | None = None
+    present: bool = False
+
+
+class ActivationResult(msgspec.Struct):
+    activation_id: str
+    channel: str | None
+    status: str              # queued, suppressed, capped, unreachable
+    provider_message_id: str | None
+
+
+@endpoint("Reach a customer over the best channel (or the one named): suppression and the daily cap are checked",
+          tags=("channels",), roles=STAFF, body=ActivateBody, response=ActivationResult, status=201)
+async def activate(request: web.Request, principal, body: ActivateBody) -> web.Response:
+    result = await request.app[keys.ACTIVATION].activate(body.user_id, body.subject, body.text, body.html,
+                                                         body.channel, body.present)
+    return json_response(ActivationResult(**result), status=201)
+
+
+# ---- suppression list ----
+class SuppressionEntry(msgspec.Struct, forbid_unknown_fields=True):
+    identifier: Identifier
+    channel: Literal["email", "sms", "push", "all"] = "all"
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "manual"
+    expires_at: float | None = None
+
+
+class SuppressionKey(msgspec.Struct, forbid_unknown_fields=True):
+    identifier: Identifier
+    channel: Literal["email", "sms", "push", "all"] = "all"
+
+
+class SuppressionAdd(msgspec.Struct, forbid_unknown_fields=True):
+    entries: Annotated[list[SuppressionEntry], msgspec.Meta(min_length=1, max_length=10_000)]
+
+
+class SuppressionRemove(msgspec.Struct, forbid_unknown_fields=True):
+    entries: Annotated[list[SuppressionKey], msgspec.Meta(min_length=1, max_length=10_000)]
+
+
+class SuppressionView(msgspec.Struct):
+    id: str
+    identifier: str
+    channel: str
+    reason: str
+    created_at: float
+    expires_at: float | None
+
+
+class SuppressionPage(msgspec.Struct):
+    items: list[SuppressionView]
+    next_cursor: str | None
+
+
+class SuppressionQuery(msgspec.Struct, forbid_unknown_fields=True):
+    identifier: str | None = None
+    channel: Literal["email", "sms", "push", "all"] | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    after: str | None = None
+
+
+class Changed(msgspec.Struct):
+    changed: int
+
+
+@endpoint("The suppression list (filter by identifier or channel)", tags=("channels",), roles=ADMIN,
+          query=SuppressionQuery, response=SuppressionPage)
+async def list_suppressions(request: web.Request, principal, query: SuppressionQuery) -> web.Response:
+    views = [SuppressionView(f"{s.identifier}|{s.channel}", s.identifier, s.channel, s.reason, s.created_at,
+                             s.expires_at)
+             for s in request.app[keys.SUPPRESSION].list(query.identifier, query.channel)]
+    page, nxt = paginate(views, query.after, query.limit)
+    return json_response(SuppressionPage(page, nxt))
+
+
+@endpoint("Suppress identifiers (bulk; permanent or until expires_at)", tags=("channels",), roles=ADMIN,
+          body=SuppressionAdd, response=Changed, status=201)
+async def add_suppressions(request: web.Request, principal, body: SuppressionAdd) -> web.Response:
+    added = await request.app[keys.SUPPRESSION].add([(e.identifier, e.channel, e.reason, e.expires_at)
+                                                     for e in body.entries])
+    await request.app[keys.ADMIN].record(principal, "suppression.add", f"{len(added)} entries")
+    return json_response(Changed(len(added)), status=201)
+
+
+@endpoint("Lift suppressions (bulk)", tags=("channels",), roles=ADMIN, body=SuppressionRemove, response=Changed)
+async def remove_suppressions(request: web.Request, principal, body: SuppressionRemove) -> web.Response:
+    removed = await request.app[keys.SUPPRESSION].remove([(e.identifier, e.channel) for e in body.entries])
+    await request.app[keys.ADMIN].record(principal, "suppression.remove", f"{removed} entries")
+    return json_response(Changed(removed))
+
+
+# ---- what recipients click ----
+@endpoint("Open pixel (records an open)", tags=("channels",))
+async def open_pixel(request: web.Request, principal) -> web.Response:
+    await request.app[keys.EMAIL].record("open", request.match_info["message_id"])
+    return web.Response(body=PIXEL, content_type="image/gif", headers={"Cache-Control": "no-store"})
+
+
+@endpoint("Click redirect (records a click, then 302 to the signed link)", tags=("channels",), errors=(404,))
+async def click(request: web.Request, principal) -> web.StreamResponse:
+    email, message_id = request.app[keys.EMAIL], request.match_info["message_id"]
+    url = request.query.get("u", "")
+    if not url.startswith(("http://", "https://")) or not email.check(request.query.get("t", ""), "c", message_id, url):
+        raise NotFound("unknown link")
+    await email.record("click", message_id, url=url)
+    return web.Response(status=302, headers={"Location": url, "Cache-Control": "no-store"})
+
+
+def _unsubscribe_page(text: str) -> web.Response:
+    return web.Response(text=f"<!doctype html><title>Contrail</title><p>{text}</p>", content_type="text/html")
+
+
+@endpoint("Unsubscribe page (GET shows a button; RFC 8058 one-click POST unsubscribes)", tags=("channels",),
+          errors=(404,))
+async def unsubscribe_page(request: web.Request, principal) -> web.Response:
+    m, t = request.query.get("m", ""), request.query.get("t", "")
+    if not request.app[keys.EMAIL].check(t, "u", m):
+        raise NotFound("unknown unsubscribe link")
+    return web.Response(text=f'<!doctype html><title>Unsubscribe</title><form method="post">'
+                             f'<input type="hidden" name="List-Unsubscribe" value="One-Click">'
+                             f'<button>Unsubscribe from Contrail emails</button></form>', content_type="text/html")
+
+
+@endpoint("One-click unsubscribe (RFC 8058): the address goes on the email suppression list", tags=("channels",),
+          errors=(404,))
+async def unsubscribe(request: web.Request, principal) -> web.Response:
+    address = await request.app[keys.EMAIL].unsubscribe(request.query.get("m", ""), request.query.get("t", ""))
+    if address is None:
+        raise NotFound("unknown unsubscribe link")
+    return _unsubscribe_page("You are unsubscribed. You will get no more marketing email from us.")
+
+
+class MailboxPage(msgspec.Struct):
+    received: int
+    items: list[dict]
+
+
+@endpoint("What the embedded SMTP sink received (smtp.embedded_sink)", tags=("channels",), roles=ADMIN,
+          response=MailboxPage)
+async def mailbox(request: web.Request, principal) -> web.Response:
+    box = request.app[keys.MAILBOX]
+    return json_response(MailboxPage(box.received, box.messages()))
+
+
+def setup(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/v1/channels/activate", activate)
+    r.add_get("/v1/suppressions", list_suppressions)
+    r.add_post("/v1/suppressions", add_suppressions)
+    r.add_delete("/v1/suppressions", remove_suppressions)
+    r.add_get("/v1/email/open/{message_id}.gif", open_pixel)
+    r.add_get("/v1/email/click/{message_id}", click)
+    r.add_get("/v1/email/unsubscribe", unsubscribe_page)
+    r.add_post("/v1/email/unsubscribe", unsubscribe)
+    r.add_get("/v1/admin/mailbox", mailbox)

@@ -1,0 +1,159 @@
+"""Email activation over a real SMTP server on loopback, suppression, unsubscribe, tracking links."""
+
+import asyncio
+import email
+from email import policy
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from aiosmtpd.smtp import SMTP
+
+from app.main import PLATFORM, create_app
+from bench.server import free_port
+from tests.conftest import make_config
+
+
+class Relay:
+    """Someone else's SMTP relay: aiosmtpd on loopback, keeping every message it accepts."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+        self.port = free_port()
+        self.server = None
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
+        return "250 OK"
+
+    async def start(self):
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(lambda: SMTP(self, hostname="relay"), "127.0.0.1", self.port)
+        return self
+
+    async def stop(self):
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def wait_for(self, count: int, timeout: float = 5.0):
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.messages) < count and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        return self.messages
+
+
+@pytest.fixture
+async def relay():
+    r = await Relay().start()
+    yield r
+    await r.stop()
+
+
+@pytest.fixture
+async def shop(aiohttp_client, tmp_path, clock, relay):
+    config = make_config(tmp_path, smtp__port=relay.port, smtp__retry_backoff_s=0.05)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    platform = client.app[PLATFORM]
+    _, key = await platform.api_keys.create("crm", "admin")
+    staff = {"X-Api-Key": key}
+    await client.put("/v1/loyalty/members/lia", json={"email": "Lia@Example.com", "preferred_channel": "email"},
+                     headers=staff)
+    return client, staff
+
+
+async def activate(client, staff, user_id="lia", **extra):
+    body = {"user_id": user_id, "subject": "Your Lisbon weekend", "text": "Fly to Lisbon from $49.",
+            "html": '<p>Fly to <a href="https://fly.contrail.example/lis?x=1&amp;y=2">Lisbon</a></p>', **extra}
+    resp = await client.post("/v1/channels/activate", json=body, headers=staff)
+    assert resp.status == 201, await resp.text()
+    return await resp.json()
+
+
+async def test_email_reaches_a_real_smtp_server_with_the_right_headers(shop, relay):
+    client, staff = shop
+    result = await activate(client, staff)
+    assert result["channel"] == "email" and result["status"] == "queued"
+    [mail] = await relay.wait_for(1)
+    assert mail["To"] == "Lia@Example.com" and mail["Subject"] == "Your Lisbon weekend"
+    assert mail["Message-ID"] == f"<{result['provider_message_id']}@contrail>"
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert mail["List-Unsubscribe"].startswith("<http://127.0.0.1:8080/v1/email/unsubscribe?")
+    text, html = mail.get_body(("plain",)).get_content(), mail.get_body(("html",)).get_content()
+    assert "Fly to Lisbon from $49." in text and "Unsubscribe:" in text
+    assert "/v1/email/open/" in html and "/v1/email/click/" in html and "fly.contrail.example" in html
+
+
+async def test_suppressed_and_unsubscribed_addresses_receive_nothing(shop, relay):
+    client, staff = shop
+    await activate(client, staff)
+    [mail] = await relay.wait_for(1)
+    unsubscribe = mail["List-Unsubscribe"].strip("<>").replace("http://127.0.0.1:8080", "")
+    assert (await client.post(unsubscribe.replace("t=", "t=0"), data="List-Unsubscribe=One-Click")).status == 404
+    page = await client.get(unsubscribe)
+    assert page.status == 200 and "<form" in await page.text()
+    resp = await client.post(unsubscribe, data="List-Unsubscribe=One-Click",
+                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert resp.status == 200
+    listed = await (await client.get("/v1/suppressions", params={"identifier": "lia@example.com"},
+                                     headers=staff)).json()
+    assert [(s["channel"], s["reason"]) for s in listed["items"]] == [("email", "unsubscribe")]
+    again = await activate(client, staff)
+    assert again["status"] == "suppressed"
+    # A manual, channel-wide entry by user id works the same way, and can be lifted.
+    await client.put("/v1/loyalty/members/max", json={"email": "max@example.com"}, headers=staff)
+    add = await client.post("/v1/suppressions", headers=staff,
+                            json={"entries": [{"identifier": "max", "channel": "all"}]})
+    assert add.status == 201
+    assert (await activate(client, staff, user_id="max"))["status"] == "suppressed"
+    lift = await client.request("DELETE", "/v1/suppressions", headers=staff,
+                                json={"entries": [{"identifier": "max", "channel": "all"}]})
+    assert (await lift.json())["changed"] == 1
+    assert (await activate(client, staff, user_id="max"))["status"] == "queued"
+    await relay.wait_for(2)
+    await asyncio.sleep(0.2)
+    assert [m["To"] for m in relay.messages] == ["Lia@Example.com", "max@example.com"]
+    bad = await client.post("/v1/suppressions", headers=staff, json={"entries": [{"identifier": "x", "channel": "fax"}]})
+    assert bad.status == 400
+
+
+async def test_opens_and_clicks_are_recorded_and_links_are_signed(shop, relay):
+    client, staff = shop
+    result = await activate(client, staff)
+    [mail] = await relay.wait_for(1)
+    html = mail.get_body(("html",)).get_content()
+    click = html.split('href="')[1].split('"')[0].replace("&amp;", "&").replace("http://127.0.0.1:8080", "")
+    target = parse_qs(urlparse(click).query)["u"][0]
+    assert target == "https://fly.contrail.example/lis?x=1&y=2"
+    resp = await client.get(click, allow_redirects=False)
+    assert resp.status == 302 and resp.headers["Location"] == target
+    forged = click.replace("fly.contrail.example", "evil.example")
+    assert (await client.get(forged, allow_redirects=False)).status == 404
+    pixel = await client.get(f"/v1/email/open/{result['provider_message_id']}.gif")
+    assert pixel.status == 200 and pixel.content_type == "image/gif"
+    events = await client.app[PLATFORM].outbox_store.events(result["activation_id"])
+    assert sorted(e.kind for e in events) == ["click", "open", "sent"]
+
+
+async def test_a_relay_that_is_down_gets_the_message_later(aiohttp_client, tmp_path, clock):
+    relay = Relay()
+    config = make_config(tmp_path, smtp__port=relay.port, smtp__retry_backoff_s=0.05)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    _, key = await client.app[PLATFORM].api_keys.create("crm", "admin")
+    staff = {"X-Api-Key": key}
+    await client.put("/v1/loyalty/members/ned", json={"email": "ned@example.com"}, headers=staff)
+    result = await activate(client, staff, user_id="ned")
+    await asyncio.sleep(0.3)  # the relay refuses connections: the message waits in the outbox
+    stored = await client.app[PLATFORM].outbox_store.get(result["provider_message_id"])
+    assert stored.state == "pending" and stored.attempts >= 1 and stored.last_error
+    await relay.start()
+    try:
+        [mail] = await relay.wait_for(1, timeout=10)
+        assert mail["To"] == "ned@example.com"
+    finally:
+        await relay.stop()
+
+
+async def test_the_daily_cap_and_unreachable_customers(shop, relay):
+    client, staff = shop
+    statuses = [(await activate(client, staff))["status"] for _ in range(4)]
+    assert statuses == ["queued", "queued", "queued", "capped"]
+    assert (await activate(client, staff, user_id="no-contact"))["status"] == "unreachable"
