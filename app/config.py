@@ -173,6 +173,10 @@ class ChannelsConfig(_Section):
     max_per_customer_per_day: int = 3
 
 
+class SendgridConfig(_Section):
+    verification_key: str = ""
+
+
 class DemoConfig(_Section):
     traffic_per_s: float = 0.0
 
@@ -195,6 +199,7 @@ class Config(_Section):
     loyalty: LoyaltyConfig = msgspec.field(default_factory=LoyaltyConfig)
     smtp: SmtpConfig = msgspec.field(default_factory=SmtpConfig)
     channels: ChannelsConfig = msgspec.field(default_factory=ChannelsConfig)
+    sendgrid: SendgridConfig = msgspec.field(default_factory=SendgridConfig)
     demo: DemoConfig = msgspec.field(default_factory=DemoConfig)
 
     @property
@@ -268,7 +273,17 @@ _CHECKS: dict[tuple[str, str], tuple[Any, str]] = {
     ("smtp", "timeout_s"): (lambda v: v > 0, "must be positive"),
     ("channels", "public_base_url"): (lambda v: v.startswith(("http://", "https://")), "must be an http(s) URL"),
     ("channels", "max_per_customer_per_day"): (lambda v: v >= 1, "must be at least 1"),
+    ("sendgrid", "verification_key"): (lambda v: _is_p256_key(v), "must be empty or a base64 DER EC P-256 public key"),
 }
+
+
+def _is_p256_key(value: str) -> bool:
+    from app.channels.analytics import load_verification_key
+    try:
+        load_verification_key(value)
+    except ValueError:
+        return False
+    return True
 
 
 def section_fields() -> dict[str, dict[str, Any]]:

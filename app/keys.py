@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from app.retail.orders import OrderService
     from app.retail.ranking import Ranker
     from app.channels.activation import ActivationService
+    from app.channels.analytics import EmailAnalytics
     from app.channels.email import EmailService
     from app.channels.sink import Mailbox
     from app.channels.suppression import SuppressionService
@@ -69,3 +70,4 @@ EMAIL: web.AppKey["EmailService"] = web.AppKey("email")
 SUPPRESSION: web.AppKey["SuppressionService"] = web.AppKey("suppression")
 ACTIVATION: web.AppKey["ActivationService"] = web.AppKey("activation")
 MAILBOX: web.AppKey["Mailbox"] = web.AppKey("mailbox")
+EMAIL_ANALYTICS: web.AppKey["EmailAnalytics"] = web.AppKey("email_analytics")

@@ -16,6 +16,7 @@ from app.bidding.processor import BidProcessor
 from app.bidding.simulator import run_traffic
 from app.bidding.profiles import ProfileCache
 from app.channels.activation import ActivationService
+from app.channels.analytics import EmailAnalytics, load_verification_key
 from app.channels.email import EmailService
 from app.channels.sink import Mailbox
 from app.channels.suppression import SuppressionService
@@ -210,6 +211,8 @@ class Platform:
         self.activation = ActivationService(config.channels, self.loyalty.member, self.email, self.suppression,
                                             self.clock, self.event_log.log_event)
         self.mailbox = Mailbox()
+        self.email_analytics = EmailAnalytics(self.outbox_store, self.suppression, self.clock,
+                                              load_verification_key(config.sendgrid.verification_key))
         self.supervisor.add("email_sender", self.email.run)
         self.supervisor.add("suppression_cleanup", self._purge_suppressions)
 

@@ -10,7 +10,7 @@ from aiosmtpd.smtp import SMTP
 
 from app.main import PLATFORM, create_app
 from bench.server import free_port
-from tests.conftest import make_config
+from tests.conftest import CONFORMANCE, make_config
 
 
 class Relay:
@@ -157,3 +157,76 @@ async def test_the_daily_cap_and_unreachable_customers(shop, relay):
     statuses = [(await activate(client, staff))["status"] for _ in range(4)]
     assert statuses == ["queued", "queued", "queued", "capped"]
     assert (await activate(client, staff, user_id="no-contact"))["status"] == "unreachable"
+
+
+SENDGRID = CONFORMANCE / "sendgrid"
+EVENT_FILES = sorted(p for p in SENDGRID.glob("sendgrid_event_*.json"))
+
+
+async def test_sendgrid_conformance_events_are_recorded_once(shop):
+    client, staff = shop
+    assert len(EVENT_FILES) >= 5
+    for path in EVENT_FILES:
+        raw = path.read_bytes()
+        first = await client.post("/v1/webhooks/sendgrid", data=raw, headers={"Content-Type": "application/json"})
+        body = await first.json()
+        assert first.status == 200 and body["recorded"] >= 1 and body["ignored"] == 0, (path.name, body)
+        again = await (await client.post("/v1/webhooks/sendgrid", data=raw)).json()
+        assert again["recorded"] == 0 and again["duplicate"] == body["recorded"] + body["duplicate"], path.name
+    report = await (await client.get("/v1/channels/email/analytics", headers=staff)).json()
+    assert report["bounces"] >= 2 and report["blocked"] == 1 and report["spam_reports"] == 1
+    assert report["clicks"] >= 3 and report["opens"] >= 1 and report["unsubscribes"] >= 2
+    # Hard bounces, spam reports and unsubscribes suppress; a blocked message does not by itself.
+    suppressed = await (await client.get("/v1/suppressions", params={"identifier": "example@test.com"},
+                                         headers=staff)).json()
+    assert [s["channel"] for s in suppressed["items"]] == ["email"]
+    bad = await client.post("/v1/webhooks/sendgrid", data=b'{"event": "open"}')
+    assert bad.status == 400 and "array" in (await bad.json())["error"]["message"]
+
+
+async def test_custom_args_tie_sendgrid_events_to_the_activation(shop):
+    client, staff = shop
+    events = [{"email": "a@example.com", "event": "delivered", "sg_event_id": "e1", "activation_id": "act_1",
+               "timestamp": 1},
+              {"email": "a@example.com", "event": "open", "sg_event_id": "e2", "activation_id": "act_1",
+               "timestamp": 2},
+              {"email": "a@example.com", "event": "open", "sg_event_id": "e3", "activation_id": "act_1",
+               "timestamp": 3},
+              {"email": "a@example.com", "event": "click", "sg_event_id": "e4", "activation_id": "act_1",
+               "url": "https://x.example", "timestamp": 4}]
+    await client.post("/v1/webhooks/sendgrid", json=events)
+    report = await (await client.get("/v1/channels/email/analytics/act_1", headers=staff)).json()
+    assert (report["delivered"], report["opens"], report["unique_opens"], report["clicks"]) == (1, 2, 1, 1)
+    assert report["open_rate"] == 1.0 and report["click_rate"] == 1.0
+
+
+async def test_signed_webhooks_are_verified(aiohttp_client, tmp_path, clock):
+    import json as jsonlib
+    vector = jsonlib.loads((SENDGRID / "sendgrid_signed_webhook_test_vector.json").read_text())
+    config = make_config(tmp_path, sendgrid__verification_key=vector["public_key_b64_der"])
+    client = await aiohttp_client(create_app(config, clock=clock))
+    headers = {"X-Twilio-Email-Event-Webhook-Signature": vector["header_X-Twilio-Email-Event-Webhook-Signature"],
+               "X-Twilio-Email-Event-Webhook-Timestamp": vector["header_X-Twilio-Email-Event-Webhook-Timestamp"]}
+    raw = vector["raw_body"].encode()
+    ok = await client.post("/v1/webhooks/sendgrid", data=raw, headers=headers)
+    assert ok.status == 200 and (await ok.json())["recorded"] == 1
+    tampered = await client.post("/v1/webhooks/sendgrid", data=raw.replace(b"dropped", b"delivered"), headers=headers)
+    assert tampered.status == 403
+    unsigned = await client.post("/v1/webhooks/sendgrid", data=raw)
+    assert unsigned.status == 403
+
+
+def test_a_bad_verification_key_stops_the_start():
+    from app.config import ConfigError, load_config
+    with pytest.raises(ConfigError, match="sendgrid.verification_key"):
+        load_config(None, env={"CONTRAIL__SENDGRID__VERIFICATION_KEY": "bm90IGEga2V5"})
+
+
+async def test_custom_args_sent_with_mail_come_back_on_the_events(shop):
+    import json as jsonlib
+    client, _ = shop
+    request = jsonlib.loads((SENDGRID / "sendgrid_mail_send_v3_custom_args_request.json").read_text())
+    custom_args = request["personalizations"][0]["custom_args"]
+    await client.post("/v1/webhooks/sendgrid", data=(SENDGRID / "sendgrid_event_custom_args_click.json").read_bytes())
+    [event] = [e for e in await client.app[PLATFORM].outbox_store.events(None) if e.kind == "click"]
+    assert {k: event.details[k] for k in custom_args} == custom_args

@@ -162,7 +162,13 @@ class EmailService:
 
     async def _failed(self, message: OutboxMessage, exc: BaseException) -> None:
         attempts = message.attempts + 1
-        final = attempts >= self._smtp.max_attempts
+        # A permanent refusal of the recipient (5xx) is a hard bounce: no retry, and no more mail to them.
+        hard_bounce = isinstance(exc, aiosmtplib.SMTPRecipientRefused) and exc.code >= 500
+        final = hard_bounce or attempts >= self._smtp.max_attempts
+        if hard_bounce:
+            await self._store.record_event(EmailEvent(f"bounce:{message.id}", "bounce", self._clock.now(), message.id,
+                                                      message.activation_id, message.to, {"reason": str(exc)[:200]}))
+            await self._suppression.add([(message.to, "email", "hard_bounce", None)])
         retry = msgspec.structs.replace(
             message, attempts=attempts, last_error=repr(exc)[:300], state="failed" if final else "pending",
             next_attempt_at=self._clock.now() + self._smtp.retry_backoff_s * 2 ** (attempts - 1))

@@ -166,6 +166,54 @@ async def mailbox(request: web.Request, principal) -> web.Response:
     return json_response(MailboxPage(box.received, box.messages()))
 
 
+class WebhookCounts(msgspec.Struct):
+    recorded: int
+    duplicate: int
+    ignored: int
+
+
+@endpoint("SendGrid Event Webhook: an array of events as SendGrid sends them; signed webhooks are verified "
+          "(403 on a bad signature) when sendgrid.verification_key is set; repeats are counted, not recorded",
+          tags=("channels",), response=WebhookCounts, errors=(403,))
+async def sendgrid_webhook(request: web.Request, principal) -> web.Response:
+    raw = await request.read()
+    analytics = request.app[keys.EMAIL_ANALYTICS]
+    analytics.verify(raw, request.headers.get("X-Twilio-Email-Event-Webhook-Signature"),
+                     request.headers.get("X-Twilio-Email-Event-Webhook-Timestamp"))
+    return json_response(WebhookCounts(**await analytics.ingest(raw)))
+
+
+class EmailReport(msgspec.Struct):
+    activation_id: str | None
+    sent: int
+    delivered: int
+    opens: int
+    unique_opens: int
+    clicks: int
+    unique_clicks: int
+    bounces: int
+    blocked: int
+    dropped: int
+    deferred: int
+    spam_reports: int
+    unsubscribes: int
+    open_rate: float
+    click_rate: float
+    bounce_rate: float
+
+
+@endpoint("Email analytics of one activation: sent, delivered, opens, clicks (and unique), bounces, spam "
+          "reports, unsubscribes, rates", tags=("channels",), roles=STAFF, response=EmailReport)
+async def email_report(request: web.Request, principal) -> web.Response:
+    report = await request.app[keys.EMAIL_ANALYTICS].report(request.match_info["activation_id"])
+    return json_response(EmailReport(**report))
+
+
+@endpoint("Email analytics over all mail", tags=("channels",), roles=STAFF, response=EmailReport)
+async def email_report_all(request: web.Request, principal) -> web.Response:
+    return json_response(EmailReport(**await request.app[keys.EMAIL_ANALYTICS].report(None)))
+
+
 def setup(app: web.Application) -> None:
     r = app.router
     r.add_post("/v1/channels/activate", activate)
@@ -177,3 +225,6 @@ def setup(app: web.Application) -> None:
     r.add_get("/v1/email/unsubscribe", unsubscribe_page)
     r.add_post("/v1/email/unsubscribe", unsubscribe)
     r.add_get("/v1/admin/mailbox", mailbox)
+    r.add_post("/v1/webhooks/sendgrid", sendgrid_webhook)
+    r.add_get("/v1/channels/email/analytics", email_report_all)
+    r.add_get("/v1/channels/email/analytics/{activation_id}", email_report)
