@@ -230,3 +230,20 @@ async def test_custom_args_sent_with_mail_come_back_on_the_events(shop):
     await client.post("/v1/webhooks/sendgrid", data=(SENDGRID / "sendgrid_event_custom_args_click.json").read_bytes())
     [event] = [e for e in await client.app[PLATFORM].outbox_store.events(None) if e.kind == "click"]
     assert {k: event.details[k] for k in custom_args} == custom_args
+
+
+async def test_the_embedded_sink_shows_sent_mail(aiohttp_client, tmp_path, clock):
+    config = make_config(tmp_path, smtp__port=free_port(), smtp__embedded_sink="true")
+    client = await aiohttp_client(create_app(config, clock=clock))
+    _, key = await client.app[PLATFORM].api_keys.create("crm", "admin")
+    staff = {"X-Api-Key": key}
+    await client.put("/v1/loyalty/members/ola", json={"email": "ola@example.com"}, headers=staff)
+    result = await activate(client, staff, user_id="ola")
+    for _ in range(100):
+        box = await (await client.get("/v1/admin/mailbox", headers=staff)).json()
+        if box["items"]:
+            break
+        await asyncio.sleep(0.02)
+    [mail] = box["items"]
+    assert mail["to"] == ["ola@example.com"] and mail["message_id"] == f"<{result['provider_message_id']}@contrail>"
+    assert mail["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
