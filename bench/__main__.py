@@ -7,8 +7,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import bidding, group_commit, load, loyalty, retail
-from bench.server import ServerProcess
+from bench import bidding, channels, group_commit, load, loyalty, retail
+from bench.server import ServerProcess, free_port
 
 
 def platform_scenarios(server: ServerProcess) -> list[load.Scenario]:
@@ -25,13 +25,15 @@ def main() -> int:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        server = ServerProcess(Path(tmp) / "var", CONTRAIL__SERVER__LOG_LEVEL="WARNING")
+        server = ServerProcess(Path(tmp) / "var", CONTRAIL__SERVER__LOG_LEVEL="WARNING",
+                               CONTRAIL__SMTP__PORT=str(free_port()), **channels.SINK_ENV)
         admin_key, exchange_key = bidding.setup_server(server)
         if not args.only or "retail" in args.only:
             retail.prepare(server)
         pos_key = loyalty.partner_key(server)
         server.start()
         protocol_rows: list[tuple[str, float]] = []
+        email_rates: tuple[float, float] | None = None
         try:
             bidding.seed_campaigns(server, admin_key)
             baseline = load.run(server.url, load.Scenario("baseline /v1/ping", "/v1/ping"), args.seconds)
@@ -50,6 +52,8 @@ def main() -> int:
                 results += retail.run_all(server, args.seconds)
             if not args.only or "loyalty" in args.only:
                 results += loyalty.run_all(server, pos_key, args.seconds)
+            if not args.only or "email" in args.only:
+                email_rates = channels.email_rate(server, admin_key)
             if not args.only or "bid" in args.only:
                 protocol_rows = bidding.protocol_rates(server, exchange_key, args.seconds)
         finally:
@@ -60,6 +64,10 @@ def main() -> int:
     for r in results:
         print(f"{r.name:<44}{r.rps:>10.0f}{r.p50_ms:>9.2f}{r.p95_ms:>9.2f}{r.p99_ms:>9.2f}"
               f"{r.rps / baseline.rps:>8.2f}{r.errors:>8}")
+
+    if email_rates is not None:
+        print(f"\nEmail to the embedded SMTP sink: {email_rates[0]:,.0f} activations queued/s (durable outbox), "
+              f"{email_rates[1]:,.0f} messages received by the sink/s")
 
     if protocol_rows:
         echo = protocol_rows[0][1]

@@ -63,11 +63,20 @@ class OutboxStore:
         await self._db.write([("UPDATE outbox SET state=?, body=? WHERE id=?",
                                (message.state, _encode(message).decode(), message.id))])
 
+    async def mark_sent(self, message: OutboxMessage, event: EmailEvent) -> None:
+        """The message's new state and its `sent` event, in one commit."""
+        await self._db.write([("UPDATE outbox SET state=?, body=? WHERE id=?",
+                               (message.state, _encode(message).decode(), message.id)),
+                              self._event_statement(event)])
+
+    @staticmethod
+    def _event_statement(event: EmailEvent):
+        return ("INSERT OR IGNORE INTO email_events(id, activation_id, message_id, kind, at, body) VALUES (?,?,?,?,?,?)",
+                (event.id, event.activation_id, event.message_id, event.kind, event.at, _encode(event).decode()))
+
     async def record_event(self, event: EmailEvent) -> bool:
         """Record an email event once (by id); False for a repeat."""
-        counts = await self._db.write([(
-            "INSERT OR IGNORE INTO email_events(id, activation_id, message_id, kind, at, body) VALUES (?,?,?,?,?,?)",
-            (event.id, event.activation_id, event.message_id, event.kind, event.at, _encode(event).decode()))])
+        counts = await self._db.write([self._event_statement(event)])
         return counts[0] == 1
 
     async def events(self, activation_id: str | None) -> list[EmailEvent]:

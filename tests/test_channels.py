@@ -247,3 +247,16 @@ async def test_the_embedded_sink_shows_sent_mail(aiohttp_client, tmp_path, clock
     [mail] = box["items"]
     assert mail["to"] == ["ola@example.com"] and mail["message_id"] == f"<{result['provider_message_id']}@contrail>"
     assert mail["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+async def test_non_ascii_subjects_and_bodies_arrive_intact(shop, relay):
+    client, staff = shop
+    await activate(client, staff, subject="Férias em Lisboa ✈", text="Olá! Voos desde 49 €.",
+                   html="<p>Olá! <b>Voos</b> desde 49 €.</p>")
+    [mail] = await relay.wait_for(1)
+    assert mail["Subject"] == "Férias em Lisboa ✈"
+    assert "Olá! Voos desde 49 €." in mail.get_body(("plain",)).get_content()
+    assert "<b>Voos</b> desde 49 €" in mail.get_body(("html",)).get_content()
+    bad = await client.post("/v1/channels/activate", headers=staff,
+                            json={"user_id": "lia", "subject": "two\r\nBcc: x@evil.example", "text": "x"})
+    assert bad.status == 400

@@ -159,11 +159,15 @@ class MailboxPage(msgspec.Struct):
     items: list[dict]
 
 
-@endpoint("What the embedded SMTP sink received (smtp.embedded_sink)", tags=("channels",), roles=ADMIN,
-          response=MailboxPage)
-async def mailbox(request: web.Request, principal) -> web.Response:
+class MailboxQuery(msgspec.Struct, forbid_unknown_fields=True):
+    limit: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 50
+
+
+@endpoint("What the embedded SMTP sink received (smtp.embedded_sink): the count and the newest messages",
+          tags=("channels",), roles=ADMIN, query=MailboxQuery, response=MailboxPage)
+async def mailbox(request: web.Request, principal, query: MailboxQuery) -> web.Response:
     box = request.app[keys.MAILBOX]
-    return json_response(MailboxPage(box.received, box.messages()))
+    return json_response(MailboxPage(box.received, box.messages(query.limit)))
 
 
 class WebhookCounts(msgspec.Struct):

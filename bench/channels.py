@@ -1,0 +1,53 @@
+"""Channel benchmark: email through the durable outbox to the embedded SMTP sink."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from bench.server import ServerProcess
+
+SINK_ENV = {"CONTRAIL__SMTP__EMBEDDED_SINK": "true", "CONTRAIL__SMTP__RATE_PER_S": "100000",
+            "CONTRAIL__SMTP__POOL_SIZE": "32", "CONTRAIL__CHANNELS__MAX_PER_CUSTOMER_PER_DAY": "1000000"}
+
+
+async def _email_rate(url: str, admin_key: str, count: int) -> tuple[float, float]:
+    """(activations queued per s, messages received by the sink per s), from the first request."""
+    import aiohttp
+    headers = {"X-Api-Key": admin_key}
+    async with aiohttp.ClientSession() as session:
+        async def member(n: int) -> None:
+            async with session.put(f"{url}/v1/loyalty/members/bench-{n}", headers=headers,
+                                   json={"email": f"bench-{n}@example.com"}) as resp:
+                assert resp.status == 200
+        await asyncio.gather(*(member(n) for n in range(200)))
+        count_only = {"limit": "0"}
+        async with session.get(f"{url}/v1/admin/mailbox", params=count_only, headers=headers) as resp:
+            before = (await resp.json())["received"]
+        started = time.perf_counter()
+        sent = 0
+
+        async def worker(offset: int) -> None:
+            nonlocal sent
+            n = offset
+            while n < count:
+                async with session.post(f"{url}/v1/channels/activate", headers=headers,
+                                        json={"user_id": f"bench-{n % 200}", "subject": "Your weekend in Lisbon",
+                                              "text": "Fly from $49.",
+                                              "html": '<p><a href="https://fly.contrail.example/lis">Fly</a></p>'}
+                                        ) as resp:
+                    assert resp.status == 201
+                    sent += 1
+                n += 32
+        await asyncio.gather(*(worker(k) for k in range(32)))
+        queued_s = time.perf_counter() - started
+        received = 0
+        while received < count and time.perf_counter() - started < 120:
+            await asyncio.sleep(0.05)
+            async with session.get(f"{url}/v1/admin/mailbox", params=count_only, headers=headers) as resp:
+                received = (await resp.json())["received"] - before
+        return count / queued_s, received / (time.perf_counter() - started)
+
+
+def email_rate(server: ServerProcess, admin_key: str, count: int = 3000) -> tuple[float, float]:
+    return asyncio.run(_email_rate(server.url, admin_key, count))
