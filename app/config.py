@@ -173,6 +173,15 @@ class ChannelsConfig(_Section):
     max_per_customer_per_day: int = 3
 
 
+class IngestConfig(_Section):
+    enabled_sources: list[str] = msgspec.field(default_factory=lambda: [
+        "mobile_app", "pos", "kiosk", "web", "call_center", "partner_api", "iot"])
+    check_in_stars: int = 25
+    triggers: bool = True
+    max_pending_triggers: int = 1000
+    profile_flush_interval_s: float = 1.0
+
+
 class SendgridConfig(_Section):
     verification_key: str = ""
 
@@ -200,6 +209,7 @@ class Config(_Section):
     smtp: SmtpConfig = msgspec.field(default_factory=SmtpConfig)
     channels: ChannelsConfig = msgspec.field(default_factory=ChannelsConfig)
     sendgrid: SendgridConfig = msgspec.field(default_factory=SendgridConfig)
+    ingest: IngestConfig = msgspec.field(default_factory=IngestConfig)
     demo: DemoConfig = msgspec.field(default_factory=DemoConfig)
 
     @property
@@ -273,6 +283,12 @@ _CHECKS: dict[tuple[str, str], tuple[Any, str]] = {
     ("smtp", "timeout_s"): (lambda v: v > 0, "must be positive"),
     ("channels", "public_base_url"): (lambda v: v.startswith(("http://", "https://")), "must be an http(s) URL"),
     ("channels", "max_per_customer_per_day"): (lambda v: v >= 1, "must be at least 1"),
+    ("ingest", "enabled_sources"): (lambda v: set(v) <= {"mobile_app", "pos", "kiosk", "web", "call_center",
+                                                         "partner_api", "iot"},
+                                    "must list only mobile_app, pos, kiosk, web, call_center, partner_api, iot"),
+    ("ingest", "check_in_stars"): (lambda v: 0 <= v <= 10_000, "must be 0 to 10000"),
+    ("ingest", "max_pending_triggers"): (lambda v: v >= 0, "must not be negative"),
+    ("ingest", "profile_flush_interval_s"): (lambda v: v > 0, "must be positive"),
     ("sendgrid", "verification_key"): (lambda v: _is_p256_key(v), "must be empty or a base64 DER EC P-256 public key"),
 }
 

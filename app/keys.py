@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from app.channels.activation import ActivationService
     from app.channels.analytics import EmailAnalytics
     from app.channels.email import EmailService
+    from app.channels.ingest import IngestService
     from app.channels.sink import Mailbox
     from app.channels.suppression import SuppressionService
     from app.loyalty.service import LoyaltyService
@@ -71,3 +72,4 @@ SUPPRESSION: web.AppKey["SuppressionService"] = web.AppKey("suppression")
 ACTIVATION: web.AppKey["ActivationService"] = web.AppKey("activation")
 MAILBOX: web.AppKey["Mailbox"] = web.AppKey("mailbox")
 EMAIL_ANALYTICS: web.AppKey["EmailAnalytics"] = web.AppKey("email_analytics")
+INGEST: web.AppKey["IngestService"] = web.AppKey("ingest")

@@ -78,6 +78,7 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     app[keys.ACTIVATION] = p.activation
     app[keys.MAILBOX] = p.mailbox
     app[keys.EMAIL_ANALYTICS] = p.email_analytics
+    app[keys.INGEST] = p.ingest
 
     bidding_rpc = BiddingService(p.bid_gateway, p.api_keys, config.bidding.seat,
                                  config.bidding.stream_max_in_flight)

@@ -18,6 +18,7 @@ from app.bidding.profiles import ProfileCache
 from app.channels.activation import ActivationService
 from app.channels.analytics import EmailAnalytics, load_verification_key
 from app.channels.email import EmailService
+from app.channels.ingest import IngestService
 from app.channels.sink import Mailbox
 from app.channels.suppression import SuppressionService
 from app.loyalty.service import LoyaltyService
@@ -211,10 +212,18 @@ class Platform:
         self.activation = ActivationService(config.channels, self.loyalty.member, self.email, self.suppression,
                                             self.clock, self.event_log.log_event)
         self.mailbox = Mailbox()
+        self.ingest = IngestService(config.ingest, self.loyalty, self.profiles, self.activation, self.clock,
+                                    self.event_log.log_event)
+        self.supervisor.add("profile_write_behind", self._flush_profiles)
         self.email_analytics = EmailAnalytics(self.outbox_store, self.suppression, self.clock,
                                               load_verification_key(config.sendgrid.verification_key))
         self.supervisor.add("email_sender", self.email.run)
         self.supervisor.add("suppression_cleanup", self._purge_suppressions)
+
+    async def _flush_profiles(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.ingest.profile_flush_interval_s)
+            await self.ingest.flush_profiles()
 
     async def _purge_suppressions(self) -> None:
         while True:
@@ -256,6 +265,7 @@ class Platform:
         return applied
 
     async def close_storage(self) -> None:
+        await self.ingest.flush_profiles()
         await self.event_log.flush()
         await self.events_db.close()
         await self.records_db.close()

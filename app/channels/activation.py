@@ -46,7 +46,7 @@ class ActivationService:
         return False  # in-store, push, in-app, SMS, web and paid media senders are not configured
 
     async def activate(self, user_id: str, subject: str, text: str, html: str | None = None,
-                       channel: str | None = None, present: bool = False) -> dict:
+                       channel: str | None = None, present: bool = False, campaign: str | None = None) -> dict:
         if not user_id or len(user_id) > 128:
             raise InvalidInput("user_id must be 1 to 128 characters")
         activation_id = f"act_{secrets.token_hex(10)}"
@@ -71,5 +71,5 @@ class ActivationService:
                 if message.state == "pending":
                     self._sent_today[(user_id, day)] += 1
                 break
-        self._log_event("Activation", {**result, "user_id": user_id})
+        self._log_event("Activation", {**result, "user_id": user_id, "campaign": campaign})
         return result

@@ -41,6 +41,19 @@ async def activate(request: web.Request, principal, body: ActivateBody) -> web.R
     return json_response(ActivationResult(**result), status=201)
 
 
+class IngestResult(msgspec.Struct):
+    accepted: int
+    rejected: list[dict]       # {index, error} for each event that was not accepted
+    stars_earned_events: int
+    earn_errors: list[str]
+
+
+@endpoint("Omnichannel events: one JSON object or an array (up to 5,000). Each invalid event is reported with "
+          "its index; the others are accepted", tags=("channels",), roles=STAFF, response=IngestResult)
+async def ingest(request: web.Request, principal) -> web.Response:
+    return json_response(IngestResult(**await request.app[keys.INGEST].ingest(await request.read())))
+
+
 # ---- suppression list ----
 class SuppressionEntry(msgspec.Struct, forbid_unknown_fields=True):
     identifier: Identifier
@@ -221,6 +234,7 @@ async def email_report_all(request: web.Request, principal) -> web.Response:
 def setup(app: web.Application) -> None:
     r = app.router
     r.add_post("/v1/channels/activate", activate)
+    r.add_post("/v1/channels/ingest", ingest)
     r.add_get("/v1/suppressions", list_suppressions)
     r.add_post("/v1/suppressions", add_suppressions)
     r.add_delete("/v1/suppressions", remove_suppressions)

@@ -1,0 +1,193 @@
+"""Omnichannel ingest: what customers do in the app, on the web, at the counter and at the gate.
+
+Each event goes to the event log; updates the profile bidding reads (recency, and interest
+in the event's category, written behind in batches); earns stars when it is a purchase, a
+loyalty swipe or a check-in (durably, before the answer); and may trigger an activation:
+cart abandon → retargeting, purchase → post-purchase upsell, store visit / loyalty swipe /
+check-in → in-store offer, product view / wishlist add → only while the session has been
+active within the last 30 minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from collections import OrderedDict
+from typing import Any
+
+import msgspec
+
+from app.errors import InvalidInput
+from state.clock import Clock
+from state.profiles import Profile
+
+log = logging.getLogger("contrail.channels")
+
+SOURCES = ("mobile_app", "pos", "kiosk", "web", "call_center", "partner_api", "iot")
+TYPES = ("page_view", "product_view", "wishlist_add", "cart_add", "cart_abandon", "purchase", "store_visit",
+         "loyalty_swipe", "check_in", "app_open", "search")
+TRIGGERS = {"cart_abandon": "retargeting", "purchase": "post_purchase_upsell", "store_visit": "in_store_offer",
+            "loyalty_swipe": "in_store_offer", "check_in": "in_store_offer", "product_view": "browse_follow_up",
+            "wishlist_add": "browse_follow_up"}
+SESSION_WINDOW_S = 30 * 60
+MAX_BATCH = 5_000
+
+
+class ChannelEvent(msgspec.Struct, forbid_unknown_fields=True):
+    source: str
+    type: str
+    user_id: str | None = None
+    device_id: str | None = None
+    session_id: str | None = None
+    at: float | None = None
+    amount_cents: int | None = None
+    transaction_id: str | None = None
+    category: str | None = None
+    product_id: str | None = None
+    attributes: dict[str, Any] = {}
+
+
+_event = msgspec.json.Decoder(ChannelEvent)
+
+
+def interest_index(category: str) -> int:
+    """A category's slot among the 64 interest features (stable across restarts)."""
+    return zlib.crc32(category.strip().lower().encode()) % 64
+
+
+class IngestService:
+    def __init__(self, config, loyalty, profiles, activation, clock: Clock, log_event) -> None:
+        self._config = config
+        self._loyalty = loyalty
+        self._profiles = profiles
+        self._activation = activation
+        self._clock = clock
+        self._log_event = log_event
+        self._sessions: OrderedDict[str, float] = OrderedDict()    # session -> last activity
+        self._dirty: dict[str, tuple[float, dict[int, float]]] = {}  # user -> (last seen, interest increments)
+        self._triggers: set[asyncio.Task] = set()
+
+    def _check(self, n: int, e: ChannelEvent) -> str | None:
+        if e.source not in SOURCES:
+            return f"source must be one of {', '.join(SOURCES)}"
+        if e.source not in self._config.enabled_sources:
+            return f"source {e.source} is disabled"
+        if e.type not in TYPES:
+            return f"type must be one of {', '.join(TYPES)}"
+        if not (e.user_id or e.device_id):
+            return "user_id or device_id is required"
+        for name in ("user_id", "device_id", "session_id", "transaction_id", "category", "product_id"):
+            value = getattr(e, name)
+            if value is not None and not 1 <= len(value) <= 128:
+                return f"{name} must be 1 to 128 characters"
+        if e.type in ("purchase", "loyalty_swipe"):
+            if e.amount_cents is None or not 0 <= e.amount_cents <= 10**10:
+                return f"{e.type} needs amount_cents (0 to 10,000,000,000)"
+            if not e.transaction_id:
+                return f"{e.type} needs a transaction_id"
+        return None
+
+    async def ingest(self, raw: bytes) -> dict:
+        """One event (a JSON object) or a batch (a JSON array): invalid events are reported, the rest accepted."""
+        try:
+            doc = msgspec.json.decode(raw)
+        except msgspec.DecodeError as exc:
+            raise InvalidInput(f"malformed JSON: {exc}") from None
+        items = doc if isinstance(doc, list) else [doc]
+        if not items or len(items) > MAX_BATCH:
+            raise InvalidInput(f"send 1 to {MAX_BATCH} events")
+        now = self._clock.now()
+        rejected, earns, accepted = [], [], 0
+        for n, item in enumerate(items):
+            try:
+                e = msgspec.convert(item, ChannelEvent)
+            except msgspec.ValidationError as exc:
+                rejected.append({"index": n, "error": str(exc)})
+                continue
+            problem = self._check(n, e)
+            if problem is not None:
+                rejected.append({"index": n, "error": problem})
+                continue
+            accepted += 1
+            at = e.at if e.at is not None else now
+            self._log_event("ChannelEvent", {"source": e.source, "type": e.type, "user_id": e.user_id,
+                                             "device_id": e.device_id, "session_id": e.session_id, "at": at,
+                                             "category": e.category, "product_id": e.product_id})
+            if e.user_id:
+                self._touch(e.user_id, at, e.category)
+                if e.type in ("purchase", "loyalty_swipe"):
+                    earns.append(self._loyalty.earn(e.user_id, e.amount_cents, e.source, e.transaction_id))
+                elif e.type == "check_in":
+                    earns.append(self._loyalty.earn(e.user_id, 0, e.source,
+                                                    e.transaction_id or f"check_in:{e.user_id}:{int(at // 86_400)}",
+                                                    qualifying=False, fixed_stars=self._config.check_in_stars))
+            self._trigger(e, at)
+        results = await asyncio.gather(*earns, return_exceptions=True)
+        failed = [str(r) for r in results if isinstance(r, Exception)]
+        return {"accepted": accepted, "rejected": rejected, "stars_earned_events": len(earns) - len(failed),
+                "earn_errors": failed}
+
+    def _touch(self, user_id: str, at: float, category: str | None) -> None:
+        last, interests = self._dirty.get(user_id, (0.0, {}))
+        if category:
+            slot = interest_index(category)
+            interests[slot] = interests.get(slot, 0.0) + 0.1
+        self._dirty[user_id] = (max(last, at), interests)
+
+    def _trigger(self, e: ChannelEvent, at: float) -> None:
+        session_active = False
+        if e.session_id:
+            previous = self._sessions.get(e.session_id)
+            session_active = previous is not None and at - previous <= SESSION_WINDOW_S
+            self._sessions[e.session_id] = at
+            self._sessions.move_to_end(e.session_id)
+            while len(self._sessions) > 100_000:
+                self._sessions.popitem(last=False)
+        campaign = TRIGGERS.get(e.type)
+        if campaign is None or not e.user_id or not self._config.triggers:
+            return
+        if e.type in ("product_view", "wishlist_add") and not session_active:
+            return
+        if len(self._triggers) >= self._config.max_pending_triggers:
+            return  # activations are best effort; ingest never waits on them
+        task = asyncio.ensure_future(self._activate(e.user_id, campaign, e.type in ("store_visit", "loyalty_swipe",
+                                                                                     "check_in")))
+        self._triggers.add(task)
+        task.add_done_callback(self._triggers.discard)
+
+    async def _activate(self, user_id: str, campaign: str, present: bool) -> None:
+        try:
+            await self._activation.activate(user_id, _SUBJECTS[campaign], _TEXTS[campaign], present=present,
+                                             campaign=campaign)
+        except Exception as exc:  # a trigger's failure must not reach the ingest caller
+            log.warning("triggered activation failed", extra={"user_id": user_id, "error": repr(exc)[:200]})
+
+    async def flush_profiles(self) -> int:
+        """Write the pending profile updates behind (recency and interests), one commit group."""
+        dirty, self._dirty = self._dirty, {}
+        await asyncio.gather(*(self._update_profile(u, last, inc) for u, (last, inc) in dirty.items()))
+        return len(dirty)
+
+    async def _update_profile(self, user_id: str, last_seen: float, increments: dict[int, float]) -> None:
+        current = await self._profiles.get(user_id)
+        interests = [0.0] * 64
+        segments: list[int] = []
+        loyalty: list[float] = []
+        if current is not None:
+            if current.interests is not None:
+                interests = [float(v) for v in current.interests][:64] + [0.0] * max(0, 64 - len(current.interests))
+            segments, loyalty = list(current.segments), list(current.loyalty) if current.loyalty is not None else []
+            last_seen = max(last_seen, current.last_seen or 0.0)
+        for slot, inc in increments.items():
+            interests[slot] = min(1.0, interests[slot] + inc)
+        await self._profiles.put(Profile(user_id, [round(v, 4) for v in interests], segments, loyalty, last_seen,
+                                         self._clock.now()))
+
+
+_SUBJECTS = {"retargeting": "Still thinking about your trip?", "post_purchase_upsell": "Make your trip even better",
+             "in_store_offer": "Welcome! An offer while you are here", "browse_follow_up": "Seen something you like?"}
+_TEXTS = {"retargeting": "Your seats are still there. Complete your booking before prices change.",
+          "post_purchase_upsell": "Add a bag, a seat or lounge access to your booking.",
+          "in_store_offer": "Show this message at the counter for today's offer.",
+          "browse_follow_up": "The flights you looked at are still available."}
