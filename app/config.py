@@ -182,6 +182,14 @@ class IngestConfig(_Section):
     profile_flush_interval_s: float = 1.0
 
 
+class AdaptorsConfig(_Section):
+    push_url: str = ""
+    sms_url: str = ""
+    paid_media_url: str = ""
+    timeout_s: float = 2.0
+    max_attempts: int = 3
+
+
 class SendgridConfig(_Section):
     verification_key: str = ""
 
@@ -210,6 +218,7 @@ class Config(_Section):
     channels: ChannelsConfig = msgspec.field(default_factory=ChannelsConfig)
     sendgrid: SendgridConfig = msgspec.field(default_factory=SendgridConfig)
     ingest: IngestConfig = msgspec.field(default_factory=IngestConfig)
+    adaptors: AdaptorsConfig = msgspec.field(default_factory=AdaptorsConfig)
     demo: DemoConfig = msgspec.field(default_factory=DemoConfig)
 
     @property
@@ -289,6 +298,12 @@ _CHECKS: dict[tuple[str, str], tuple[Any, str]] = {
     ("ingest", "check_in_stars"): (lambda v: 0 <= v <= 10_000, "must be 0 to 10000"),
     ("ingest", "max_pending_triggers"): (lambda v: v >= 0, "must not be negative"),
     ("ingest", "profile_flush_interval_s"): (lambda v: v > 0, "must be positive"),
+    ("adaptors", "push_url"): (lambda v: v == "" or v.startswith(("http://", "https://")), "must be an http(s) URL"),
+    ("adaptors", "sms_url"): (lambda v: v == "" or v.startswith(("http://", "https://")), "must be an http(s) URL"),
+    ("adaptors", "paid_media_url"): (lambda v: v == "" or v.startswith(("http://", "https://")),
+                                     "must be an http(s) URL"),
+    ("adaptors", "timeout_s"): (lambda v: v > 0, "must be positive"),
+    ("adaptors", "max_attempts"): (lambda v: v >= 1, "must be at least 1"),
     ("sendgrid", "verification_key"): (lambda v: _is_p256_key(v), "must be empty or a base64 DER EC P-256 public key"),
 }
 

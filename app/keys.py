@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from app.channels.activation import ActivationService
     from app.channels.analytics import EmailAnalytics
     from app.channels.email import EmailService
+    from app.channels.inapp import InAppService
     from app.channels.ingest import IngestService
     from app.channels.sink import Mailbox
     from app.channels.suppression import SuppressionService
@@ -73,3 +74,4 @@ ACTIVATION: web.AppKey["ActivationService"] = web.AppKey("activation")
 MAILBOX: web.AppKey["Mailbox"] = web.AppKey("mailbox")
 EMAIL_ANALYTICS: web.AppKey["EmailAnalytics"] = web.AppKey("email_analytics")
 INGEST: web.AppKey["IngestService"] = web.AppKey("ingest")
+INAPP: web.AppKey["InAppService"] = web.AppKey("inapp")

@@ -30,6 +30,7 @@ from handlers.rpc.ranking import RankingService, RemoteRanker
 from handlers.rpc.server import GrpcServer
 from handlers.ws import bids as bids_stream
 from handlers.ws import events as events_stream
+from handlers.ws import inapp as inapp_stream
 from state.clock import Clock
 
 log = logging.getLogger("contrail")
@@ -79,6 +80,7 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     app[keys.MAILBOX] = p.mailbox
     app[keys.EMAIL_ANALYTICS] = p.email_analytics
     app[keys.INGEST] = p.ingest
+    app[keys.INAPP] = p.inapp
 
     bidding_rpc = BiddingService(p.bid_gateway, p.api_keys, config.bidding.seat,
                                  config.bidding.stream_max_in_flight)
@@ -90,10 +92,11 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     # One drain() (at the signal, or from on_shutdown) turns readiness, gRPC health and streams off together.
     p.health.on_drain(lambda: grpc.set_serving(False))
     p.health.on_drain(p.hub.close)
+    p.health.on_drain(p.inapp_hub.close)
 
     for module in (platform_routes, auth_routes, admin_routes, analytics_routes, bidding_routes, retail_routes,
                    loyalty_routes, channels_routes,
-                   events_stream, bids_stream, openapi_routes):
+                   events_stream, bids_stream, inapp_stream, openapi_routes):
         module.setup(app)
     _setup_static(app)
 
@@ -168,6 +171,7 @@ async def _smtp_sink(app: web.Application) -> AsyncIterator[None]:
 async def _websocket_hub(app: web.Application) -> AsyncIterator[None]:
     yield
     app[keys.HUB].close()
+    app[keys.INAPP].hub.close()
 
 
 async def _background_tasks(app: web.Application) -> AsyncIterator[None]:

@@ -16,6 +16,8 @@ from app.bidding.processor import BidProcessor
 from app.bidding.simulator import run_traffic
 from app.bidding.profiles import ProfileCache
 from app.channels.activation import ActivationService
+from app.channels.adaptors import HttpAdaptors
+from app.channels.inapp import InAppService
 from app.channels.analytics import EmailAnalytics, load_verification_key
 from app.channels.email import EmailService
 from app.channels.ingest import IngestService
@@ -41,6 +43,7 @@ from ml.providers import build_providers
 from state import migrations
 from state.campaigns import CampaignStore
 from state.catalog import CatalogStore
+from state.inbox import InboxStore
 from state.loyalty import LoyaltyStore
 from state.outbox import OutboxStore
 from state.suppressions import SuppressionStore
@@ -209,8 +212,12 @@ class Platform:
         self.outbox_store = OutboxStore(self.records_db)
         self.email = EmailService(config.smtp, config.channels.public_base_url, config.auth.jwt_secret,
                                   self.outbox_store, self.suppression, self.clock, self.event_log.log_event)
-        self.activation = ActivationService(config.channels, self.loyalty.member, self.email, self.suppression,
-                                            self.clock, self.event_log.log_event)
+        self.inapp_hub = Hub(config.websocket.client_queue,
+                             on_drop=lambda s: self.metrics.ws_dropped.labels(s).inc())
+        self.inapp = InAppService(InboxStore(self.records_db), self.inapp_hub, self.clock)
+        self.adaptors = HttpAdaptors(config.adaptors)
+        self.activation = ActivationService(config.channels, self.loyalty.member, self.email, self.inapp,
+                                            self.adaptors, self.suppression, self.clock, self.event_log.log_event)
         self.mailbox = Mailbox()
         self.ingest = IngestService(config.ingest, self.loyalty, self.profiles, self.activation, self.clock,
                                     self.event_log.log_event)
@@ -266,6 +273,7 @@ class Platform:
 
     async def close_storage(self) -> None:
         await self.ingest.flush_profiles()
+        await self.adaptors.close()
         await self.event_log.flush()
         await self.events_db.close()
         await self.records_db.close()

@@ -156,6 +156,15 @@ RECORDS = [
         );
         CREATE INDEX email_events_activation ON email_events(activation_id)
     """),
+    Migration(6, "inbox", """
+        CREATE TABLE inbox (
+            id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            at REAL NOT NULL,
+            body TEXT NOT NULL
+        );
+        CREATE INDEX inbox_user ON inbox(user_id, at)
+    """),
 ]
 
 EVENTS = [

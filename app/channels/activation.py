@@ -12,38 +12,72 @@ import secrets
 import time
 from collections import defaultdict
 
+from app.channels.adaptors import HttpAdaptors, ProviderError
 from app.channels.email import EmailService
+from app.channels.inapp import InAppService
 from app.channels.suppression import SuppressionService
 from app.errors import InvalidInput
 from state.clock import Clock
 
 CASCADE = ("in_store", "preferred", "push", "in_app", "sms", "email", "web", "paid_media")
+# Suppression list channel for each activation channel (in-app and paid media answer to "all" entries only).
+_SUPPRESSION_CHANNEL = {"email": "email", "sms": "sms", "push": "push"}
 
 
 class ActivationService:
-    def __init__(self, config, members, email: EmailService, suppression: SuppressionService, clock: Clock,
-                 log_event) -> None:
+    def __init__(self, config, members, email: EmailService, inapp: InAppService, adaptors: HttpAdaptors,
+                 suppression: SuppressionService, clock: Clock, log_event) -> None:
         self._config = config
         self._members = members  # user_id -> Member (contact details, preferred channel) or None
         self._email = email
+        self._inapp = inapp
+        self._adaptors = adaptors
         self._suppression = suppression
         self._clock = clock
         self._log_event = log_event
         self._sent_today: dict[tuple[str, str], int] = defaultdict(int)
 
-    def _channels(self, member, present: bool) -> list[str]:
+    def _channels(self, user_id: str, member, present: bool) -> list[str]:
         order = []
         for step in CASCADE:
             channel = member.preferred_channel if step == "preferred" and member else step
-            if channel and channel not in order and self._reachable(channel, member, present):
+            if channel and channel not in order and self._reachable(channel, user_id, member, present):
                 order.append(channel)
         return order
 
-    @staticmethod
-    def _reachable(channel: str, member, present: bool) -> bool:
+    def _reachable(self, channel: str, user_id: str, member, present: bool) -> bool:
         if channel == "email":
             return bool(member and member.email)
-        return False  # in-store, push, in-app, SMS, web and paid media senders are not configured
+        if channel == "in_store":
+            return present  # the in-store offer goes to the app the customer has with them
+        if channel == "in_app":
+            # Someone with the app: connected now, a push token, or in-app as their preferred channel.
+            return self._inapp.connected(user_id) or bool(member and (member.push_token
+                                                                      or member.preferred_channel == "in_app"))
+        if channel == "push":
+            return bool(member and member.push_token) and self._adaptors.configured("push")
+        if channel == "sms":
+            return bool(member and member.phone) and self._adaptors.configured("sms")
+        if channel == "paid_media":
+            return self._adaptors.configured("paid_media")
+        return False  # web personalisation has no sender yet
+
+    async def _send(self, channel: str, user_id: str, member, activation_id: str, subject: str, text: str,
+                    html: str | None) -> tuple[str, str | None]:
+        """(status, provider message id) for one channel."""
+        if channel == "email":
+            message = await self._email.enqueue(member.email, subject, text, html, activation_id=activation_id,
+                                                user_id=user_id)
+            return ("queued" if message.state == "pending" else message.state), message.id
+        if channel in ("in_app", "in_store"):
+            message = await self._inapp.deliver(user_id, subject, text, activation_id)
+            return "delivered", message.id
+        to = member.push_token if channel == "push" else member.phone if channel == "sms" and member else user_id
+        try:
+            return "sent", await self._adaptors.send(channel, {"activation_id": activation_id, "to": to,
+                                                               "user_id": user_id, "title": subject, "text": text})
+        except ProviderError:
+            return "failed", None
 
     async def activate(self, user_id: str, subject: str, text: str, html: str | None = None,
                        channel: str | None = None, present: bool = False, campaign: str | None = None) -> dict:
@@ -57,19 +91,18 @@ class ActivationService:
         if self._sent_today[(user_id, day)] >= self._config.max_per_customer_per_day:
             result["status"] = "capped"
         else:
-            candidates = [channel] if channel else self._channels(member, present)
+            candidates = [channel] if channel else self._channels(user_id, member, present)
             for ch in candidates:
-                if not self._reachable(ch, member, present):
+                if not self._reachable(ch, user_id, member, present):
                     continue
-                if self._suppression.is_suppressed([user_id, member.email if member else None], ch) is not None:
+                identifiers = [user_id, *((member.email, member.phone, member.push_token) if member else ())]
+                if self._suppression.is_suppressed(identifiers, _SUPPRESSION_CHANNEL.get(ch, ch)) is not None:
                     result.update(channel=ch, status="suppressed")
                     continue
-                message = await self._email.enqueue(member.email, subject, text, html, activation_id=activation_id,
-                                                    user_id=user_id)
-                result.update(channel=ch, status="queued" if message.state == "pending" else message.state,
-                              provider_message_id=message.id)
-                if message.state == "pending":
+                status, provider_id = await self._send(ch, user_id, member, activation_id, subject, text, html)
+                result.update(channel=ch, status=status, provider_message_id=provider_id)
+                if status in ("queued", "delivered", "sent"):
                     self._sent_today[(user_id, day)] += 1
-                break
+                    break
         self._log_event("Activation", {**result, "user_id": user_id, "campaign": campaign})
         return result

@@ -1,0 +1,35 @@
+"""The durable in-app inbox."""
+
+from __future__ import annotations
+
+import msgspec
+
+from state.db import Database
+
+
+class InAppMessage(msgspec.Struct, frozen=True):
+    id: str
+    user_id: str
+    subject: str
+    text: str
+    at: float
+    activation_id: str | None = None
+
+
+_decode = msgspec.json.Decoder(InAppMessage).decode
+_encode = msgspec.json.Encoder().encode
+
+
+class InboxStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add(self, message: InAppMessage) -> None:
+        await self._db.write([("INSERT INTO inbox(id, user_id, at, body) VALUES (?,?,?,?)",
+                               (message.id, message.user_id, message.at, _encode(message).decode()))])
+
+    async def newest(self, user_id: str, limit: int, before: float | None) -> list[InAppMessage]:
+        rows = await self._db.fetchall(
+            "SELECT body FROM inbox WHERE user_id=? AND at < ? ORDER BY at DESC, id DESC LIMIT ?",
+            (user_id, before if before is not None else float("inf"), limit))
+        return [_decode(r[0]) for r in rows]

@@ -1,0 +1,87 @@
+"""In-app messages live and in the inbox; push, SMS and paid media through HTTP providers on loopback."""
+
+import asyncio
+
+import pytest
+from aiohttp import web
+
+from app.main import PLATFORM, create_app
+from tests.conftest import bearer, make_config
+
+
+class Provider:
+    """A push / SMS provider stand-in: a real HTTP server that can fail on purpose."""
+
+    def __init__(self) -> None:
+        self.received: list[dict] = []
+        self.fail_next: list[int] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if self.fail_next:
+            return web.Response(status=self.fail_next.pop(0))
+        body = await request.json()
+        self.received.append(body)
+        return web.json_response({"id": f"prov-{len(self.received)}"})
+
+
+@pytest.fixture
+async def provider(aiohttp_server):
+    p = Provider()
+    app = web.Application()
+    app.router.add_post("/send", p.handle)
+    server = await aiohttp_server(app)
+    p.url = str(server.make_url("/send"))
+    return p
+
+
+async def _app(aiohttp_client, tmp_path, clock, **overrides):
+    client = await aiohttp_client(create_app(make_config(tmp_path, **overrides), clock=clock))
+    _, key = await client.app[PLATFORM].api_keys.create("crm", "admin")
+    return client, {"X-Api-Key": key}
+
+
+async def test_in_app_messages_arrive_live_and_wait_in_the_inbox(aiohttp_client, tmp_path, clock):
+    client, staff = await _app(aiohttp_client, tmp_path, clock)
+    customer = await bearer(client, "uma@example.com", "correct horse battery", "customer")
+    uma = (await (await client.get("/v1/me", headers=customer)).json())["id"]
+    offline = await client.post("/v1/channels/activate", headers=staff,
+                                json={"user_id": uma, "subject": "Hello", "text": "While you were away"})
+    assert (await offline.json())["status"] == "unreachable"  # no app, no contact details yet
+    token = customer["Authorization"].split()[1]
+    async with client.ws_connect(f"/v1/stream/inapp?token={token}") as ws:
+        await ws.send_json({"type": "ping"})
+        assert (await ws.receive_json(timeout=2))["type"] == "pong"
+        result = await (await client.post("/v1/channels/activate", headers=staff,
+                                          json={"user_id": uma, "subject": "Gate change",
+                                                "text": "Now boarding at gate 12"})).json()
+        assert result["channel"] == "in_app" and result["status"] == "delivered"
+        live = await ws.receive_json(timeout=2)
+        assert live["data"]["subject"] == "Gate change" and live["data"]["id"] == result["provider_message_id"]
+    inbox = await (await client.get("/v1/inbox", headers=customer)).json()
+    assert [m["subject"] for m in inbox["items"]] == ["Gate change"]
+    assert (await client.get("/v1/inbox", headers=staff)).status == 403
+
+
+async def test_the_cascade_uses_providers_with_retries_and_falls_through(aiohttp_client, tmp_path, clock, provider):
+    client, staff = await _app(aiohttp_client, tmp_path, clock, adaptors__push_url=provider.url,
+                               adaptors__sms_url=provider.url, channels__max_per_customer_per_day=10)
+    await client.put("/v1/loyalty/members/vic", headers=staff,
+                     json={"push_token": "tok-1", "phone": "+351912345678", "email": "vic@example.com"})
+    provider.fail_next = [503, 503]  # two failures, then the third attempt goes through
+    result = await (await client.post("/v1/channels/activate", headers=staff,
+                                      json={"user_id": "vic", "subject": "Sale", "text": "48 hours only"})).json()
+    assert result["channel"] == "push" and result["status"] == "sent" and result["provider_message_id"] == "prov-1"
+    assert provider.received[0]["to"] == "tok-1" and provider.received[0]["title"] == "Sale"
+    provider.fail_next = [400]  # refused: no retry, the cascade moves on (in-app: the customer has the app)
+    result = await (await client.post("/v1/channels/activate", headers=staff,
+                                      json={"user_id": "vic", "subject": "Sale", "text": "24 hours left"})).json()
+    assert result["channel"] == "in_app" and result["status"] == "delivered"
+    sms = await (await client.post("/v1/channels/activate", headers=staff,
+                                   json={"user_id": "vic", "subject": "Sale", "text": "Last call",
+                                         "channel": "sms"})).json()
+    assert sms["status"] == "sent" and provider.received[-1]["to"] == "+351912345678"
+    await client.post("/v1/suppressions", headers=staff, json={"entries": [{"identifier": "+351912345678",
+                                                                             "channel": "sms"}]})
+    suppressed = await (await client.post("/v1/channels/activate", headers=staff,
+                                          json={"user_id": "vic", "subject": "x", "text": "y", "channel": "sms"})).json()
+    assert suppressed["status"] == "suppressed" and len(provider.received) == 2
