@@ -52,6 +52,11 @@ def main() -> int:
                 results += retail.run_all(server, args.seconds)
             if not args.only or "loyalty" in args.only:
                 results += loyalty.run_all(server, pos_key, args.seconds)
+            if not args.only or "ingest" in args.only:
+                results.append(load.run(server.url, channels.ingest_scenario(admin_key), args.seconds))
+                held = channels.ingest_scenario(admin_key)  # the target: 20,000 events/s, 200 batches of 100
+                held.name, held.rate = f"{held.name} held at 20,000 events/s", 200
+                results.append(load.run(server.url, held, args.seconds))
             if not args.only or "email" in args.only:
                 email_rates = channels.email_rate(server, admin_key)
             if not args.only or "bid" in args.only:

@@ -51,3 +51,21 @@ async def _email_rate(url: str, admin_key: str, count: int) -> tuple[float, floa
 
 def email_rate(server: ServerProcess, admin_key: str, count: int = 3000) -> tuple[float, float]:
     return asyncio.run(_email_rate(server.url, admin_key, count))
+
+
+def ingest_scenario(admin_key: str, per_batch: int = 100):
+    """Batches of app and web events from many users (no purchases: those are the earn benchmark)."""
+    import json
+    import random
+
+    from bench.load import Scenario
+    rng = random.Random(5)
+    types = ["page_view", "product_view", "search", "app_open", "cart_add"]
+    bodies = []
+    for _ in range(20):
+        bodies.append(json.dumps([{"source": rng.choice(["web", "mobile_app"]), "type": rng.choice(types),
+                                   "user_id": f"user-{rng.randrange(50_000)}", "session_id": f"s{rng.randrange(10**6)}",
+                                   "category": rng.choice(["beach", "city", "ski", "family"])}
+                                  for _ in range(per_batch)]).encode())
+    return Scenario(f"channels: ingest, {per_batch} events per batch", "/v1/channels/ingest", "POST", bodies,
+                    {"X-Api-Key": admin_key, "Content-Type": "application/json"}, connections=16)

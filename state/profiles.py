@@ -38,8 +38,9 @@ class ProfileStore:
         row = await self._db.fetchone("SELECT body FROM profiles WHERE user_id=?", (user_id,))
         return _decode(row[0]) if row else None
 
-    async def put(self, profile: Profile) -> None:
+    async def put(self, *profiles: Profile) -> None:
+        """Create or replace profiles, all in one commit."""
         await self._db.write([("INSERT INTO profiles(user_id, body, updated_at) VALUES (?,?,?) "
                                "ON CONFLICT(user_id) DO UPDATE SET body=excluded.body, updated_at=excluded.updated_at",
-                               (profile.user_id, _encode(profile).decode(), profile.updated_at))])
-        self._ids.add(profile.user_id)
+                               (p.user_id, _encode(p).decode(), p.updated_at)) for p in profiles])
+        self._ids.update(p.user_id for p in profiles)

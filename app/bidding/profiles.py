@@ -62,7 +62,9 @@ class ProfileCache:
         while len(self._l1) > self._l1_size:
             self._l1.popitem(last=False)
 
-    async def put(self, profile: Profile) -> None:
-        """Write through both tiers."""
-        await self._store.put(profile)
-        self._remember(profile.user_id, CachedProfile(profile), self._clock.now())
+    async def put(self, *profiles: Profile) -> None:
+        """Write through both tiers (several profiles: one commit)."""
+        await self._store.put(*profiles)
+        now = self._clock.now()
+        for profile in profiles:
+            self._remember(profile.user_id, CachedProfile(profile), now)

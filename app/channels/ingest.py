@@ -163,13 +163,18 @@ class IngestService:
         except Exception as exc:  # a trigger's failure must not reach the ingest caller
             log.warning("triggered activation failed", extra={"user_id": user_id, "error": repr(exc)[:200]})
 
-    async def flush_profiles(self) -> int:
-        """Write the pending profile updates behind (recency and interests), one commit group."""
+    async def flush_profiles(self, chunk: int = 50) -> int:
+        """Write the pending profile updates behind (recency and interests), a chunk per commit so that
+        ingest keeps running in between."""
         dirty, self._dirty = self._dirty, {}
-        await asyncio.gather(*(self._update_profile(u, last, inc) for u, (last, inc) in dirty.items()))
-        return len(dirty)
+        users = list(dirty.items())
+        for start in range(0, len(users), chunk):
+            part = users[start:start + chunk]
+            profiles = await asyncio.gather(*(self._updated(u, last, inc) for u, (last, inc) in part))
+            await self._profiles.put(*profiles)
+        return len(users)
 
-    async def _update_profile(self, user_id: str, last_seen: float, increments: dict[int, float]) -> None:
+    async def _updated(self, user_id: str, last_seen: float, increments: dict[int, float]) -> Profile:
         current = await self._profiles.get(user_id)
         interests = [0.0] * 64
         segments: list[int] = []
@@ -181,8 +186,7 @@ class IngestService:
             last_seen = max(last_seen, current.last_seen or 0.0)
         for slot, inc in increments.items():
             interests[slot] = min(1.0, interests[slot] + inc)
-        await self._profiles.put(Profile(user_id, [round(v, 4) for v in interests], segments, loyalty, last_seen,
-                                         self._clock.now()))
+        return Profile(user_id, [round(v, 4) for v in interests], segments, loyalty, last_seen, self._clock.now())
 
 
 _SUBJECTS = {"retargeting": "Still thinking about your trip?", "post_purchase_upsell": "Make your trip even better",
