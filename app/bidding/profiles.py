@@ -22,10 +22,6 @@ class CachedProfile:
         self.loyalty = np.asarray(profile.loyalty, dtype=np.float32) if profile.loyalty else None
         self.last_seen = profile.last_seen
 
-    @property
-    def tier(self) -> float:
-        return float(self.loyalty[0]) if self.loyalty is not None and len(self.loyalty) else 0.0
-
 
 class ProfileCache:
     def __init__(self, store: ProfileStore, clock: Clock, *, l1_size: int, l2_ttl_s: float, metrics) -> None:
