@@ -46,7 +46,9 @@ def _random_json(rng: random.Random, depth: int = 0):
     if kind == 4:
         return [_random_json(rng, depth + 1) for _ in range(rng.randint(0, 4))]
     keys = ["id", "name", "role", "email", "password", "status", "creatives", "w", "h", "format", "markup",
-            "bid_cap_micros", "daily_budget_micros", "interests", "segments", "loyalty", "path", "events", "type"]
+            "bid_cap_micros", "daily_budget_micros", "interests", "segments", "loyalty", "path", "events", "type",
+            "user_id", "amount_cents", "channel", "transaction_id", "stars", "source", "entries", "identifier",
+            "subject", "text", "event", "sg_event_id", "origin", "departure_date", "birthday"]
     return {rng.choice(keys): _random_json(rng, depth + 1) for _ in range(rng.randint(0, 5))}
 
 
@@ -69,9 +71,14 @@ async def test_random_json_never_breaks_a_write_endpoint(aiohttp_client, tmp_pat
     paths = [("POST", "/v1/admin/api-keys"), ("POST", "/v1/admin/users"), ("POST", "/v1/admin/campaigns"),
              ("PATCH", "/v1/admin/campaigns/demo-lis-bcn"), ("POST", "/v1/admin/campaigns/demo-lis-bcn/creatives"),
              ("PUT", "/v1/profiles/fuzz"), ("POST", "/v1/admin/model/reload"), ("POST", "/v1/auth/token"),
-             ("POST", "/v1/accounts")]
+             ("POST", "/v1/accounts"), ("POST", "/v1/loyalty/earn"), ("POST", "/v1/loyalty/redeem"),
+             ("POST", "/v1/loyalty/reverse"), ("PUT", "/v1/loyalty/members/fuzz"), ("POST", "/v1/loyalty/birthday"),
+             ("POST", "/v1/loyalty/reward-signal"), ("POST", "/v1/admin/loyalty/promotions"),
+             ("POST", "/v1/channels/activate"), ("POST", "/v1/channels/ingest"), ("POST", "/v1/suppressions"),
+             ("DELETE", "/v1/suppressions"), ("POST", "/v1/webhooks/sendgrid"), ("POST", "/v1/webhooks/payments"),
+             ("POST", "/v1/offers/search")]
     rng = random.Random(7)
-    for _ in range(300):
+    for _ in range(600):
         method, path = rng.choice(paths)
         raw = json.dumps(_random_json(rng)) if rng.random() < 0.9 else "{" + "x" * rng.randint(0, 20)
         resp = await client.request(method, path, data=raw, headers={**headers, "Content-Type": "application/json"})

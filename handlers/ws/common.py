@@ -57,6 +57,15 @@ async def pump(request: web.Request, ws: web.WebSocketResponse, sub: Subscriptio
             return
 
 
+async def end_subscription(ws: web.WebSocketResponse, sub: Subscription, sender: asyncio.Task, gauge) -> None:
+    """Tear down a pumped stream: stop the subscription, let the pump finish, close the socket."""
+    sub.close()
+    sub.unsubscribe()
+    gauge.dec()
+    await sender
+    await close_going_away(ws)
+
+
 async def _drop_slow_client(request: web.Request, ws: web.WebSocketResponse, sub: Subscription, metrics) -> None:
     """Free the client's queue at once; close politely if the socket allows, else abort it."""
     metrics.ws_disconnects.labels(sub.stream).inc()

@@ -17,7 +17,7 @@ from aiohttp import WSMsgType, web
 
 from app import keys
 from handlers.rest.common import endpoint
-from handlers.ws.common import close_going_away, open_socket, pump, send_json
+from handlers.ws.common import end_subscription, open_socket, pump, send_json
 
 
 class ControlMessage(msgspec.Struct, forbid_unknown_fields=True):
@@ -59,11 +59,7 @@ async def stream_events(request: web.Request, principal) -> web.StreamResponse:
             if sender.done():
                 break
     finally:
-        sub.close()
-        sub.unsubscribe()
-        gauge.dec()
-        await sender
-        await close_going_away(ws)
+        await end_subscription(ws, sub, sender, gauge)
     return ws
 
 

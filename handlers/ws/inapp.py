@@ -15,7 +15,7 @@ from aiohttp import WSMsgType, web
 
 from app import keys
 from handlers.rest.common import endpoint, json_response
-from handlers.ws.common import close_going_away, open_socket, pump, send_json
+from handlers.ws.common import end_subscription, open_socket, pump, send_json
 from state.inbox import InAppMessage
 
 CUSTOMERS = ("customer",)
@@ -39,11 +39,7 @@ async def stream_inapp(request: web.Request, principal) -> web.StreamResponse:
                 break
     finally:
         inapp.disconnect(principal.id)
-        sub.close()
-        sub.unsubscribe()
-        gauge.dec()
-        await sender
-        await close_going_away(ws)
+        await end_subscription(ws, sub, sender, gauge)
     return ws
 
 
