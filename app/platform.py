@@ -42,6 +42,7 @@ from ml.batcher import Batcher
 from ml.providers import build_providers
 from state import migrations
 from state.campaigns import CampaignStore
+from state.activations import ActivationCountStore
 from state.catalog import CatalogStore
 from state.inbox import InboxStore
 from state.loyalty import LoyaltyStore
@@ -217,7 +218,8 @@ class Platform:
         self.inapp = InAppService(InboxStore(self.records_db), self.inapp_hub, self.clock)
         self.adaptors = HttpAdaptors(config.adaptors)
         self.activation = ActivationService(config.channels, self.loyalty.member, self.email, self.inapp,
-                                            self.adaptors, self.suppression, self.clock, self.event_log.log_event)
+                                            self.adaptors, self.suppression, ActivationCountStore(self.records_db),
+                                            self.clock, self.event_log.log_event)
         self.mailbox = Mailbox()
         self.ingest = IngestService(config.ingest, self.loyalty, self.profiles, self.activation, self.clock,
                                     self.event_log.log_event)
@@ -269,6 +271,7 @@ class Platform:
         await self.loyalty.load()
         await self.suppression_store.load()
         await self.email.load()
+        await self.activation.load()
         return applied
 
     async def close_storage(self) -> None:

@@ -165,6 +165,14 @@ RECORDS = [
         );
         CREATE INDEX inbox_user ON inbox(user_id, at)
     """),
+    Migration(7, "activation_counts", """
+        CREATE TABLE activation_counts (
+            user_id TEXT NOT NULL,
+            day TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            PRIMARY KEY (user_id, day)
+        )
+    """),
 ]
 
 EVENTS = [

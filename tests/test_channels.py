@@ -260,3 +260,17 @@ async def test_non_ascii_subjects_and_bodies_arrive_intact(shop, relay):
     bad = await client.post("/v1/channels/activate", headers=staff,
                             json={"user_id": "lia", "subject": "two\r\nBcc: x@evil.example", "text": "x"})
     assert bad.status == 400
+
+
+async def test_the_daily_cap_holds_across_a_restart(aiohttp_client, tmp_path, clock, relay):
+    config = make_config(tmp_path, smtp__port=relay.port, channels__max_per_customer_per_day=2)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    _, key = await client.app[PLATFORM].api_keys.create("crm", "admin")
+    staff = {"X-Api-Key": key}
+    await client.put("/v1/loyalty/members/wes", json={"email": "wes@example.com"}, headers=staff)
+    assert [(await activate(client, staff, user_id="wes"))["status"] for _ in range(2)] == ["queued", "queued"]
+    await client.close()
+    client = await aiohttp_client(create_app(config, clock=clock))
+    assert (await activate(client, staff, user_id="wes"))["status"] == "capped"
+    clock.advance(86_400)
+    assert (await activate(client, staff, user_id="wes"))["status"] == "queued"

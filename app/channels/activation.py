@@ -17,7 +17,12 @@ from app.channels.email import EmailService
 from app.channels.inapp import InAppService
 from app.channels.suppression import SuppressionService
 from app.errors import InvalidInput
+from state.activations import ActivationCountStore
 from state.clock import Clock
+
+def _utc_day(at: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(at))
+
 
 CASCADE = ("in_store", "preferred", "push", "in_app", "sms", "email", "web", "paid_media")
 # Suppression list channel for each activation channel (in-app and paid media answer to "all" entries only).
@@ -26,7 +31,7 @@ _SUPPRESSION_CHANNEL = {"email": "email", "sms": "sms", "push": "push"}
 
 class ActivationService:
     def __init__(self, config, members, email: EmailService, inapp: InAppService, adaptors: HttpAdaptors,
-                 suppression: SuppressionService, clock: Clock, log_event) -> None:
+                 suppression: SuppressionService, counts: ActivationCountStore, clock: Clock, log_event) -> None:
         self._config = config
         self._members = members  # user_id -> Member (contact details, preferred channel) or None
         self._email = email
@@ -35,7 +40,13 @@ class ActivationService:
         self._suppression = suppression
         self._clock = clock
         self._log_event = log_event
-        self._sent_today: dict[tuple[str, str], int] = defaultdict(int)
+        self._counts = counts
+        self._day = ""
+        self._sent_today: dict[str, int] = defaultdict(int)  # today's activations per customer
+
+    async def load(self) -> None:
+        self._day = _utc_day(self._clock.now())
+        self._sent_today = defaultdict(int, await self._counts.counts(self._day))
 
     def _channels(self, user_id: str, member, present: bool) -> list[str]:
         order = []
@@ -85,24 +96,34 @@ class ActivationService:
             raise InvalidInput("user_id must be 1 to 128 characters")
         activation_id = f"act_{secrets.token_hex(10)}"
         member = self._members(user_id)
-        day = time.strftime("%Y-%m-%d", time.gmtime(self._clock.now()))
+        day = _utc_day(self._clock.now())
+        if day != self._day:
+            self._day, self._sent_today = day, defaultdict(int)
         result = {"activation_id": activation_id, "channel": None, "status": "unreachable",
                   "provider_message_id": None}
-        if self._sent_today[(user_id, day)] >= self._config.max_per_customer_per_day:
+        if self._sent_today[user_id] >= self._config.max_per_customer_per_day:
             result["status"] = "capped"
         else:
-            candidates = [channel] if channel else self._channels(user_id, member, present)
-            for ch in candidates:
-                if not self._reachable(ch, user_id, member, present):
-                    continue
-                identifiers = [user_id, *((member.email, member.phone, member.push_token) if member else ())]
-                if self._suppression.is_suppressed(identifiers, _SUPPRESSION_CHANNEL.get(ch, ch)) is not None:
-                    result.update(channel=ch, status="suppressed")
-                    continue
-                status, provider_id = await self._send(ch, user_id, member, activation_id, subject, text, html)
-                result.update(channel=ch, status=status, provider_message_id=provider_id)
-                if status in ("queued", "delivered", "sent"):
-                    self._sent_today[(user_id, day)] += 1
-                    break
+            # The slot is taken before the first await, so concurrent activations cannot pass the cap together.
+            self._sent_today[user_id] += 1
+            sent = False
+            try:
+                candidates = [channel] if channel else self._channels(user_id, member, present)
+                for ch in candidates:
+                    if not self._reachable(ch, user_id, member, present):
+                        continue
+                    identifiers = [user_id, *((member.email, member.phone, member.push_token) if member else ())]
+                    if self._suppression.is_suppressed(identifiers, _SUPPRESSION_CHANNEL.get(ch, ch)) is not None:
+                        result.update(channel=ch, status="suppressed")
+                        continue
+                    status, provider_id = await self._send(ch, user_id, member, activation_id, subject, text, html)
+                    result.update(channel=ch, status=status, provider_message_id=provider_id)
+                    if status in ("queued", "delivered", "sent"):
+                        sent = True
+                        await self._counts.add_one(user_id, day)
+                        break
+            finally:
+                if not sent:
+                    self._sent_today[user_id] -= 1  # nothing went out: give the slot back
         self._log_event("Activation", {**result, "user_id": user_id, "campaign": campaign})
         return result
