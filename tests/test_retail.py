@@ -345,9 +345,12 @@ async def test_catalog_admin(shop, clock, admin_headers, customer_headers):
     shrink = await client.patch(f"/v1/admin/flights/{flight.id}", headers=admin_headers,
                                 json={"cabins": {"economy": {"capacity": 4, "base_fare_cents": 10000}}})
     assert shrink.status == 409
+    before = (await search(client, customer_headers, clock))[0]
     cancel = await client.patch(f"/v1/admin/flights/{flight.id}", headers=admin_headers, json={"status": "cancelled"})
     assert cancel.status == 200
     assert await search(client, customer_headers, clock) == []
+    late = await accept(client, customer_headers, before["id"])
+    assert late.status == 409 and "cancelled" in (await late.json())["error"]["message"]
     product = {"id": "wifi", "kind": "Insurance", "name": "Trip cover plus", "price_cents": 2500}
     assert (await client.post("/v1/admin/products", json=product, headers=admin_headers)).status == 201
     assert (await client.post("/v1/admin/products", json={**product, "id": "x", "kind": "Flight"},

@@ -21,7 +21,7 @@ from decimal import Decimal
 import numpy as np
 
 from app.errors import Forbidden, InvalidInput, NotFound, RuleViolation
-from app.retail.persist import commit_or_undo
+from app.persist import commit_or_undo
 from state.clock import Clock
 from state.loyalty import LedgerEntry, LoyaltyStore, Member, Promotion
 

@@ -21,7 +21,7 @@ from app.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound, Paymen
 from app.retail.catalog import CatalogService
 from app.retail.offers import OfferService
 from app.retail.payments import ChargeResult, PaymentGateway, luhn_valid
-from app.retail.persist import commit_or_undo
+from app.persist import commit_or_undo
 from state.clock import Clock
 from state.db import Statement
 from state.offers import OfferStore
@@ -77,6 +77,8 @@ class OrderService:
             raise Conflict(f"offer {offer_id} was just accepted or cancelled")
         if now >= offer.expires_at or now >= offer.departure_at:
             raise Gone(f"offer {offer_id} has expired; search again", {"state": "EXPIRED"})
+        if self._catalog.flight(offer.flight_id).status != "scheduled":
+            raise Conflict(f"flight {offer.flight_id} has been cancelled; search again")
         short = sorted({i.resource for i in offer.items
                         if i.resource is not None and self._catalog.available(i.resource) < i.quantity})
         if short:
