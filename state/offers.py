@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from typing import Literal
 
 import msgspec
@@ -64,13 +65,13 @@ class OfferStore:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._offers: dict[str, Offer] = {}
+        self._expiry: list[tuple[float, str]] = []  # heap of (expires_at, offer id): the sweep pops what is due
 
     async def load(self, now: float) -> None:
         """Offers that can still be accepted come back after a restart."""
         for (body,) in await self._db.fetchall(
                 "SELECT body FROM offers WHERE state='ACTIVE' AND expires_at > ?", (now,)):
-            offer = _decode(body)
-            self._offers[offer.id] = offer
+            self.remember(_decode(body))
 
     def get(self, offer_id: str) -> Offer | None:
         return self._offers.get(offer_id)
@@ -79,9 +80,6 @@ class OfferStore:
         """An offer no longer held in memory (expired or finished), from SQLite."""
         row = await self._db.fetchone("SELECT body, state FROM offers WHERE id=?", (offer_id,))
         return msgspec.structs.replace(_decode(row[0]), state=row[1]) if row else None
-
-    def all(self) -> list[Offer]:
-        return list(self._offers.values())
 
     def __len__(self) -> int:
         return len(self._offers)
@@ -97,7 +95,19 @@ class OfferStore:
         return ("UPDATE offers SET state=? WHERE id=? AND state=?", (offer.state, offer.id, expected), 1)
 
     def remember(self, offer: Offer) -> None:
+        if offer.id not in self._offers:
+            heapq.heappush(self._expiry, (offer.expires_at, offer.id))
         self._offers[offer.id] = offer
+
+    def due(self, now: float) -> list[Offer]:
+        """Offers in memory whose expiry has come (each returned once)."""
+        out = []
+        while self._expiry and self._expiry[0][0] <= now:
+            _, offer_id = heapq.heappop(self._expiry)
+            offer = self._offers.get(offer_id)
+            if offer is not None:
+                out.append(offer)
+        return out
 
     def forget(self, offer_id: str) -> None:
         self._offers.pop(offer_id, None)

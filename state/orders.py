@@ -82,12 +82,15 @@ class OrderStore:
         self.held: Counter[str] = Counter()
         # Bumps whenever a flight's held inventory changes, so priced offers for it know to re-price.
         self.flight_versions: Counter[str] = Counter()
+        # Order ids by state, so the sweeps look only at the orders that can need them.
+        self._by_state: dict[str, dict[str, None]] = defaultdict(dict)
 
     async def load(self) -> None:
         for (body,) in await self._db.fetchall("SELECT body FROM orders ORDER BY created_at, id"):
             order = _decode(body)
             self._orders[order.id] = order
             self._by_owner[order.owner].append(order.id)
+            self._by_state[order.state][order.id] = None
             self._index_barcodes(order)
             if order.state in HOLDING:
                 self.hold(order.items)
@@ -107,7 +110,7 @@ class OrderStore:
         return self._orders.get(order_id) if order_id else None
 
     def in_state(self, *states: str) -> list[Order]:
-        return [o for o in self._orders.values() if o.state in states]
+        return [self._orders[i] for state in states for i in self._by_state.get(state, ())]
 
     # ---- inventory ----
     def hold(self, items: list[Item]) -> None:
@@ -129,6 +132,9 @@ class OrderStore:
         self._orders[order.id] = order
         if old is None:
             self._by_owner[order.owner].append(order.id)
+        else:
+            self._by_state[old.state].pop(order.id, None)
+        self._by_state[order.state][order.id] = None
         self._index_barcodes(order)
         return old
 
@@ -136,6 +142,7 @@ class OrderStore:
         order = self._orders.pop(order_id, None)
         if order is not None:
             self._by_owner[order.owner].remove(order_id)
+            self._by_state[order.state].pop(order_id, None)
             for b in order.barcodes:
                 self._barcodes.pop(b.code, None)
 

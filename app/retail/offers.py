@@ -228,9 +228,7 @@ class OfferService:
         """Mark ACTIVE offers past their expiry EXPIRED, and let go of finished offers that have expired."""
         now = self._clock.now()
         expired, finished = [], []
-        for offer in self._offers.all():
-            if offer.expires_at > now:
-                continue
+        for offer in self._offers.due(now):
             if offer.state == "ACTIVE":
                 expired.append(msgspec.structs.replace(offer, state="EXPIRED"))
             else:
