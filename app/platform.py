@@ -223,6 +223,7 @@ class Platform:
         self.mailbox = Mailbox()
         self.ingest = IngestService(config.ingest, self.loyalty, self.profiles, self.activation, self.clock,
                                     self.event_log.log_event)
+        self.activation.seen_on_web = self.ingest.seen_on_web
         self.supervisor.add("profile_write_behind", self._flush_profiles)
         self.email_analytics = EmailAnalytics(self.outbox_store, self.suppression, self.clock,
                                               load_verification_key(config.sendgrid.verification_key))

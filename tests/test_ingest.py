@@ -86,3 +86,19 @@ async def test_triggers_reach_the_customer_and_browsing_only_in_an_active_sessio
     mails = await relay.wait_for(2)
     await asyncio.sleep(0.2)
     assert [m["Subject"] for m in mails] == ["Seen something you like?", "Still thinking about your trip?"]
+
+
+async def test_web_visitors_get_web_personalisation(app_and_relay, clock):
+    client, staff, relay = app_and_relay
+    body = {"user_id": "zoe", "subject": "Back again?", "text": "Lisbon from $49 this week"}
+    assert (await (await client.post("/v1/channels/activate", json=body, headers=staff)).json())["status"] == \
+        "unreachable"
+    await client.post("/v1/channels/ingest", json={"source": "web", "type": "page_view", "user_id": "zoe"},
+                      headers=staff)
+    result = await (await client.post("/v1/channels/activate", json=body, headers=staff)).json()
+    assert result["channel"] == "web" and result["status"] == "delivered"
+    inbox = await client.app[PLATFORM].inapp.inbox("zoe", 10, None)
+    assert [m.subject for m in inbox] == ["Back again?"]
+    clock.advance(31 * 86_400)
+    assert (await (await client.post("/v1/channels/activate", json=body, headers=staff)).json())["status"] == \
+        "unreachable"

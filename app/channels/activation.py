@@ -2,8 +2,9 @@
 
 Cascade: in-store when the customer is present, then their preferred channel, push if they
 have a token, in-app, SMS if they have a phone, email if they have an address, web
-personalisation, paid media. A channel is only tried when a sender for it is configured
-(email is built in); the suppression list is checked before every send.
+personalisation, paid media. A channel is only tried when the customer can be reached on it
+and a sender for it exists (email, in-app, in-store and web are built in; push, SMS and paid
+media need their provider URLs); the suppression list is checked before every send.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections import defaultdict
+from typing import Callable
 
 from app.channels.adaptors import HttpAdaptors, ProviderError
 from app.channels.email import EmailService
@@ -41,6 +43,8 @@ class ActivationService:
         self._clock = clock
         self._log_event = log_event
         self._counts = counts
+        # user id -> recently on the website (set by the composition root from ingest)
+        self.seen_on_web: Callable[[str], bool] = lambda user_id: False
         self._day = ""
         self._sent_today: dict[str, int] = defaultdict(int)  # today's activations per customer
 
@@ -71,7 +75,9 @@ class ActivationService:
             return bool(member and member.phone) and self._adaptors.configured("sms")
         if channel == "paid_media":
             return self._adaptors.configured("paid_media")
-        return False  # web personalisation has no sender yet
+        if channel == "web":
+            return self.seen_on_web(user_id)
+        return False
 
     async def _send(self, channel: str, user_id: str, member, activation_id: str, subject: str, text: str,
                     html: str | None) -> tuple[str, str | None]:
@@ -80,7 +86,7 @@ class ActivationService:
             message = await self._email.enqueue(member.email, subject, text, html, activation_id=activation_id,
                                                 user_id=user_id)
             return ("queued" if message.state == "pending" else message.state), message.id
-        if channel in ("in_app", "in_store"):
+        if channel in ("in_app", "in_store", "web"):  # the website shows the same inbox on the next page view
             message = await self._inapp.deliver(user_id, subject, text, activation_id)
             return "delivered", message.id
         to = member.push_token if channel == "push" else member.phone if channel == "sms" and member else user_id

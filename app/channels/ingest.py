@@ -68,6 +68,12 @@ class IngestService:
         self._sessions: OrderedDict[str, float] = OrderedDict()    # session -> last activity
         self._dirty: dict[str, tuple[float, dict[int, float]]] = {}  # user -> (last seen, interest increments)
         self._triggers: set[asyncio.Task] = set()
+        self._web: OrderedDict[str, float] = OrderedDict()  # user -> last web activity (web personalisation)
+
+    def seen_on_web(self, user_id: str, within_s: float = 30 * 86_400) -> bool:
+        """Whether the customer has been on the website recently (since this process started)."""
+        at = self._web.get(user_id)
+        return at is not None and self._clock.now() - at <= within_s
 
     def _check(self, n: int, e: ChannelEvent) -> str | None:
         if e.source not in SOURCES:
@@ -117,6 +123,11 @@ class IngestService:
                                              "category": e.category, "product_id": e.product_id})
             if e.user_id:
                 self._touch(e.user_id, at, e.category)
+                if e.source == "web":
+                    self._web[e.user_id] = at
+                    self._web.move_to_end(e.user_id)
+                    if len(self._web) > 200_000:
+                        self._web.popitem(last=False)
                 if e.type in ("purchase", "loyalty_swipe"):
                     earns.append(self._loyalty.earn(e.user_id, e.amount_cents, e.source, e.transaction_id))
                 elif e.type == "check_in":
