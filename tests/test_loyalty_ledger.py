@@ -1,69 +1,47 @@
 """The cached balance always equals the sum of the ledger, live and after a reload from SQLite (hypothesis)."""
 
-import asyncio
-import tempfile
-from pathlib import Path
-
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import invariant, rule
 
 from app.errors import DomainError
 from app.loyalty.service import CATALOGUE, LoyaltyService
-from app.platform import Platform
-from state.clock import ManualClock
-from tests.conftest import make_config
+from tests.machines import PlatformMachine
 
 USERS = ["u1", "u2", "u3"]
 
 
-class Ledger(RuleBasedStateMachine):
+class Ledger(PlatformMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.loop = asyncio.new_event_loop()
-        self.tmp = tempfile.TemporaryDirectory()
-        self.clock = ManualClock()
-        self.platform = Platform(make_config(Path(self.tmp.name)), self.clock)
-        self.loop.run_until_complete(self.platform.open_storage())
         self.loyalty = self.platform.loyalty
         self.transactions: list[str] = []
-
-    def run(self, coro):
-        try:
-            return self.loop.run_until_complete(coro)
-        except DomainError:
-            return None
-
-    def teardown(self) -> None:
-        self.loop.run_until_complete(self.platform.close_storage())
-        self.loop.close()
-        self.tmp.cleanup()
 
     @rule(user=st.sampled_from(USERS), amount=st.integers(0, 300_000), referral=st.booleans(), digital=st.booleans(),
           replay=st.booleans())
     def earn(self, user, amount, referral, digital, replay):
         tx = self.transactions[-1] if replay and self.transactions else f"tx{len(self.transactions)}"
         self.transactions.append(tx)
-        self.run(self.loyalty.earn(user, amount, "pos", tx, is_referral=referral, is_digital=digital))
+        self.attempt(self.loyalty.earn(user, amount, "pos", tx, is_referral=referral, is_digital=digital))
 
     @rule(user=st.sampled_from(USERS), stars=st.sampled_from(sorted(CATALOGUE)))
     def redeem(self, user, stars):
-        self.run(self.loyalty.redeem(user, stars))
+        self.attempt(self.loyalty.redeem(user, stars))
 
     @rule(pick=st.integers(0, 1000))
     def reverse(self, pick):
         if self.transactions:
-            self.run(self.loyalty.reverse(self.transactions[pick % len(self.transactions)]))
+            self.attempt(self.loyalty.reverse(self.transactions[pick % len(self.transactions)]))
 
     @rule(days=st.sampled_from([1, 30, 95, 200, 370]))
     def time_passes(self, days):
         self.clock.advance(days * 86_400)
-        self.run(self.loyalty.expire_due())
+        self.attempt(self.loyalty.expire_due())
 
     @invariant()
     def balance_is_the_sum_of_the_ledger(self):
         fresh = LoyaltyService(self.platform.config.loyalty, self.platform.loyalty_store, self.clock, lambda *a: None)
-        self.loop.run_until_complete(fresh.load())
+        self.run(fresh.load())
         for user in USERS:
             try:
                 live = self.loyalty.balance(user)

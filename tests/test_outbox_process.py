@@ -1,29 +1,18 @@
 """kill -9 while mail is going out: after a restart every queued message arrives, none twice."""
 
 import asyncio
-import email
 import signal
 import time
-from email import policy
 
 import aiohttp
-from aiosmtpd.smtp import SMTP
 
-from bench.server import ServerProcess, free_port
-
-
-class Relay:
-    def __init__(self) -> None:
-        self.ids: list[str] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.ids.append(str(email.message_from_bytes(envelope.content, policy=policy.default)["Message-ID"]))
-        return "250 OK"
+from bench.server import ServerProcess
+from tests.test_channels import Relay
 
 
 async def test_kill_9_while_sending_loses_and_repeats_nothing(tmp_path):
-    relay, port = Relay(), free_port()
-    smtp = await asyncio.get_running_loop().create_server(lambda: SMTP(relay), "127.0.0.1", port)
+    relay = await Relay().start()
+    port = relay.port
     # Slow sending (20 messages/s) so the kill lands while the outbox is still draining.
     server = ServerProcess(tmp_path / "var", CONTRAIL__SMTP__PORT=str(port), CONTRAIL__SMTP__RATE_PER_S="20",
                            CONTRAIL__SMTP__POOL_SIZE="2", CONTRAIL__CHANNELS__MAX_PER_CUSTOMER_PER_DAY="1000")
@@ -43,22 +32,22 @@ async def test_kill_9_while_sending_loses_and_repeats_nothing(tmp_path):
                     body = await resp.json()
                     assert body["status"] == "queued"
                     queued.append(f"<{body['provider_message_id']}@contrail>")
-        while len(relay.ids) < 10:
+        while len(relay.messages) < 10:
             await asyncio.sleep(0.01)
         server.proc.send_signal(signal.SIGKILL)
         server.proc.wait(10)
-        before_restart = len(relay.ids)
+        before_restart = len(relay.messages)
         assert before_restart < len(queued)  # the kill really interrupted the sending
         await asyncio.to_thread(server.start)
         deadline = time.monotonic() + 30
-        while len(set(relay.ids)) < len(queued) and time.monotonic() < deadline:
+        while len({m["Message-ID"] for m in relay.messages}) < len(queued) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        assert set(relay.ids) == set(queued), "a queued message was lost"
-        repeats = len(relay.ids) - len(set(relay.ids))
+        ids = [m["Message-ID"] for m in relay.messages]
+        assert set(ids) == set(queued), "a queued message was lost"
+        repeats = len(ids) - len(set(ids))
         # A message the relay accepted in the instant before the kill, but not yet marked sent,
         # can go out again (at most one per pooled connection); its Message-ID lets receivers drop it.
         assert repeats <= 2
     finally:
         server.stop()
-        smtp.close()
-        await smtp.wait_closed()
+        await relay.stop()

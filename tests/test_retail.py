@@ -150,6 +150,10 @@ async def test_declined_payment_returns_the_order_to_proposed(shop, clock, custo
     assert (await pay(client, customer_headers, order["id"])).status == 200
     bad = await pay(client, customer_headers, order["id"], card="4242424242424241")
     assert bad.status == 400 and "Luhn" in (await bad.json())["error"]["message"]
+    expired = await client.post(f"/v1/orders/{order['id']}/pay", headers=customer_headers,
+                                json={"card": {"number": "4242424242424242", "exp_month": 1, "exp_year": 2001,
+                                               "cvc": "123"}})
+    assert expired.status == 400 and "expired" in (await expired.json())["error"]["message"]
 
 
 async def test_unpaid_hold_expires_once_and_releases_the_seats(shop, clock, customer_headers):

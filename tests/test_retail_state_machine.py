@@ -1,54 +1,29 @@
 """Random sequences of search / accept / pay / decline / settle / cancel / expire, with the inventory
 invariant checked after every step against memory and against a fresh load from SQLite."""
 
-import asyncio
-import tempfile
 from collections import Counter
-from pathlib import Path
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import invariant, precondition, rule
 
-from app.errors import DomainError
-from app.platform import Platform
 from app.retail.offers import SearchQuery
 from app.retail.payments import PENDING_CARD
 from app.retail.orders import PaymentEvent
-from state.clock import ManualClock
 from state.orders import HOLDING, OrderStore
-from tests.conftest import make_config
+from tests.machines import PlatformMachine
 from tests.retail_helpers import DECLINED_CARD, PAID_CARD, departure_date, seed_catalog
 
 OWNER = "user:shopper"
 
 
-class Retail(RuleBasedStateMachine):
+class Retail(PlatformMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.loop = asyncio.new_event_loop()
-        self.tmp = tempfile.TemporaryDirectory()
-        self.clock = ManualClock()
-        self.platform = Platform(make_config(Path(self.tmp.name)), self.clock)
-        self.run(self.platform.open_storage())
         self.flight = self.run(seed_catalog(self.platform, self.clock, economy=8))
         self.offers: list[str] = []
         self.orders: list[str] = []
         self.event = 0
-
-    def run(self, coro):
-        return self.loop.run_until_complete(coro)
-
-    def attempt(self, coro):
-        try:
-            return self.run(coro)
-        except DomainError:
-            return None
-
-    def teardown(self) -> None:
-        self.run(self.platform.close_storage())
-        self.loop.close()
-        self.tmp.cleanup()
 
     @rule(passengers=st.integers(1, 4), segment=st.sampled_from(["economy", "premium", "corporate", "leisure"]))
     def search(self, passengers, segment):

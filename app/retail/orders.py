@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from typing import Awaitable, Callable
 
 import msgspec
@@ -151,7 +152,8 @@ class OrderService:
                 self._metrics.orders.labels(step.state).inc()
         return new
 
-    async def pay(self, order_id: str, owner: str | None, card_number: str) -> Order:
+    async def pay(self, order_id: str, owner: str | None, card_number: str,
+                  expires: tuple[int, int] | None = None) -> Order:
         """Lock the order PAYMENT_PENDING, charge the card, and settle: PAID→FULFILLED, or back to PROPOSED (402).
 
         A charge the gateway leaves pending (or that times out) keeps the order PAYMENT_PENDING:
@@ -160,6 +162,9 @@ class OrderService:
         number = card_number.replace(" ", "").replace("-", "")
         if not luhn_valid(number):
             raise InvalidInput("card number is not valid (12 to 19 digits passing the Luhn check)")
+        now_utc = time.gmtime(self._clock.now())
+        if expires is not None and expires < (now_utc.tm_year, now_utc.tm_mon):
+            raise InvalidInput("the card has expired", {"field": "card.exp_year"})
         order = self.visible(order_id, owner)
         now = self._clock.now()
         if order.state == "EXPIRED":
