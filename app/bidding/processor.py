@@ -7,13 +7,13 @@ user id -> profile (L1/L2/default) -> privacy -> frequency caps -> candidates ->
 from __future__ import annotations
 
 import functools
-import secrets
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
+from app import ids
 from app.bidding.campaigns import WINDOWS, Candidates, CampaignService
 from app.bidding.notices import BidLedger, IssuedBid
 from app.bidding.openrtb import (MTYPE, NBR_DAILY_READER_CAP, NBR_INSUFFICIENT_TIME, NBR_TECHNICAL, NBR_UNKNOWN,
@@ -125,7 +125,7 @@ class BidProcessor:
         if not bids:
             return self._no_bid(request, "below_floor", NBR_UNKNOWN)
         response = BidResponse(id=request.id or "", seatbid=[SeatBid(bid=bids, seat=seat or cfg.seat)],
-                               bidid=secrets.token_hex(16), cur=cfg.currency)
+                               bidid=ids.token_hex(16), cur=cfg.currency)
         for b in bids:
             self._log_event("Bid", {"request_id": request.id, "bid_id": b.id, "imp_id": b.impid, "price": b.price,
                                     "campaign_id": b.adid, "deal_id": b.dealid})
@@ -187,7 +187,7 @@ class BidProcessor:
     def _make_bid(self, request: BidRequest, imp: Imp, pair: tuple[Campaign, Creative], price: int,
                   deal: str | None, user_id: str | None, now: float) -> Bid:
         campaign, creative = pair
-        bid_id = secrets.token_hex(16)
+        bid_id = ids.token_hex(16)
         self._ledger.issue(IssuedBid(bid_id, request.id or "", imp.id or "", campaign.id, creative.id,
                                      user_id or "", price, now + self.config.bid_ttl_s))
         q = f"bid={bid_id}&auction=${{AUCTION_ID}}&imp=${{AUCTION_IMP_ID}}&cur=${{AUCTION_CURRENCY}}"

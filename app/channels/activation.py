@@ -9,11 +9,11 @@ media need their provider URLs); the suppression list is checked before every se
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections import defaultdict
 from typing import Callable
 
+from app import ids
 from app.channels.adaptors import HttpAdaptors, ProviderError
 from app.channels.email import EmailService
 from app.channels.inapp import InAppService
@@ -100,7 +100,7 @@ class ActivationService:
                        channel: str | None = None, present: bool = False, campaign: str | None = None) -> dict:
         if not user_id or len(user_id) > 128:
             raise InvalidInput("user_id must be 1 to 128 characters")
-        activation_id = f"act_{secrets.token_hex(10)}"
+        activation_id = f"act_{ids.token_hex(10)}"
         member = self._members(user_id)
         day = _utc_day(self._clock.now())
         if day != self._day:

@@ -18,7 +18,6 @@ import hmac
 import html as html_lib
 import logging
 import re
-import secrets
 from email.header import Header
 from email.utils import formatdate, parseaddr
 from urllib.parse import quote, urlencode
@@ -26,6 +25,7 @@ from urllib.parse import quote, urlencode
 import aiosmtplib
 import msgspec
 
+from app import ids
 from app.channels.suppression import SuppressionService
 from app.errors import InvalidInput
 from state.clock import Clock
@@ -85,7 +85,7 @@ class EmailService:
             raise InvalidInput("to must be an email address")
         if not subject.strip() or len(subject) > 300 or "\n" in subject or "\r" in subject:
             raise InvalidInput("subject must be one line of 1 to 300 characters")
-        message_id = message_id or f"msg_{secrets.token_hex(12)}"
+        message_id = message_id or f"msg_{ids.token_hex(12)}"
         now = self._clock.now()
         html = html if html is not None else f"<p>{html_lib.escape(text)}</p>"
         draft = OutboxMessage(message_id, to, subject, "", text, now, activation_id, user_id)
@@ -198,7 +198,7 @@ class EmailService:
         message = await self._store.get(message_id)
         if message is None:
             return False
-        event_id = f"{kind}:{message_id}:{secrets.token_hex(6)}" if kind in ("open", "click") else f"{kind}:{message_id}"
+        event_id = f"{kind}:{message_id}:{ids.token_hex(6)}" if kind in ("open", "click") else f"{kind}:{message_id}"
         return await self._store.record_event(EmailEvent(event_id, kind, self._clock.now(), message_id,
                                                          message.activation_id, message.to, details))
 

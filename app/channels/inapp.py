@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import secrets
 
 import msgspec
 
+from app import ids
 from app.hub import Hub
 from state.clock import Clock
 from state.inbox import InAppMessage, InboxStore
@@ -38,7 +38,7 @@ class InAppService:
 
     async def deliver(self, user_id: str, subject: str, text: str, activation_id: str | None = None) -> InAppMessage:
         """Into the inbox (durably), then live to any open connection of the customer."""
-        message = InAppMessage(f"inapp_{secrets.token_hex(10)}", user_id, subject, text, self._clock.now(),
+        message = InAppMessage(f"inapp_{ids.token_hex(10)}", user_id, subject, text, self._clock.now(),
                                activation_id)
         await self._store.add(message)
         self.hub.publish(self.topic(user_id), msgspec.structs.asdict(message), message.at)

@@ -12,12 +12,12 @@ Every ancillary is per passenger. A bundle is only offered if its limited produc
 from __future__ import annotations
 
 import re
-import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import msgspec
 
+from app import ids
 from app.config import RetailConfig
 from app.errors import Conflict, Gone, InvalidInput, NotFound
 from app.retail.catalog import CatalogService, product_resource, seat_resource
@@ -126,7 +126,7 @@ class OfferService:
         for i in order[:self._config.max_offers]:  # ids and features only for the offers shown
             (draft, draft_summary), p = drafts[i], probabilities[i]
             chosen.append(msgspec.structs.replace(
-                draft, id=f"off_{secrets.token_hex(10)}", owner=owner, created_at=now,
+                draft, id=f"off_{ids.token_hex(10)}", owner=owner, created_at=now,
                 expires_at=now + self._config.offer_ttl_s, probability=round(p, 6),
                 score=round(p * draft.margin_cents, 3)))
             shown_features.append(features(ctx, draft_summary, now))

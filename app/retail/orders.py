@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from typing import Awaitable, Callable
 
 import msgspec
 
+from app import ids
 from app.config import PaymentsConfig, RetailConfig
 from app.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound, PaymentRequired
 from app.retail.catalog import CatalogService
@@ -84,7 +84,7 @@ class OrderService:
                         if i.resource is not None and self._catalog.available(i.resource) < i.quantity})
         if short:
             raise Conflict("not enough inventory left for this offer; search again", {"sold_out": short})
-        order = Order(id=f"ord_{secrets.token_hex(10)}", owner=offer.owner, offer_id=offer.id,
+        order = Order(id=f"ord_{ids.token_hex(10)}", owner=offer.owner, offer_id=offer.id,
                       flight_id=offer.flight_id, cabin=offer.cabin, passengers=offer.passengers, items=offer.items,
                       total_cents=offer.total_cents, currency=offer.currency, conditions=offer.conditions,
                       departure_at=offer.departure_at, created_at=now, updated_at=now,
@@ -175,7 +175,7 @@ class OrderService:
         if now >= order.hold_expires_at:
             await self._expire(order)
             raise Gone(f"order {order_id}'s hold expired; search again", {"state": "EXPIRED"})
-        payment = Payment(id=f"pay_{secrets.token_hex(10)}", status="pending", amount_cents=order.total_cents,
+        payment = Payment(id=f"pay_{ids.token_hex(10)}", status="pending", amount_cents=order.total_cents,
                           currency=order.currency, card_last4=number[-4:], started_at=now, updated_at=now)
         pending = await self._commit(order, msgspec.structs.replace(order, state="PAYMENT_PENDING", payment=payment,
                                                                      updated_at=now))
@@ -217,7 +217,7 @@ class OrderService:
                 order, state="PROPOSED", payment=payment, payments_failed=order.payments_failed + 1, updated_at=now),
                 extra=extra)
         paid = msgspec.structs.replace(order, state="PAID", payment=payment, updated_at=now)
-        barcodes = [Barcode(secrets.token_urlsafe(18), p, item.kind, item.product_id)
+        barcodes = [Barcode(ids.token_urlsafe(18), p, item.kind, item.product_id)
                     for item in order.items for p in range(1, item.quantity + 1)]
         fulfilled = msgspec.structs.replace(paid, state="FULFILLED", barcodes=barcodes)
         done = await self._commit(order, fulfilled, chain=[paid], extra=extra)
@@ -272,7 +272,7 @@ class OrderService:
         paid = order.state in ("PAID", "FULFILLED")
         refund = max(0, order.total_cents - order.conditions.refund_penalty_cents) \
             if paid and order.conditions.refundable else 0
-        quote = CancellationQuote(f"qte_{secrets.token_hex(8)}", refund, order.currency, now,
+        quote = CancellationQuote(f"qte_{ids.token_hex(8)}", refund, order.currency, now,
                                   now + self._retail.quote_ttl_s)
         await self._commit(order, msgspec.structs.replace(order, quote=quote, updated_at=now))
         return quote

@@ -6,12 +6,11 @@ import asyncio
 import logging
 import math
 import re
-import secrets
 import time
 
 from aiohttp import web
 
-from app import keys
+from app import ids, keys
 from app.errors import DomainError, RateLimited, Unauthenticated
 from app.idempotency import Replay
 from app.logs import request_id
@@ -99,7 +98,7 @@ async def core_middleware(request: web.Request, handler) -> web.StreamResponse:
     """Request id, timing, auth, rate limits, and the one error envelope."""
     rid = request.headers.get("X-Request-Id")
     if rid is None or not _REQUEST_ID_RE.match(rid):
-        rid = secrets.token_hex(16)
+        rid = ids.token_hex(16)
     token = request_id.set(rid)
     started = time.perf_counter()
     response: web.StreamResponse | None = None

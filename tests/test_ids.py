@@ -1,0 +1,35 @@
+"""Identifiers handed out from the pooled random bytes never repeat, across threads and forks."""
+
+import os
+import threading
+
+from app import ids
+
+
+def test_ids_are_unique_across_threads_and_pool_refills():
+    seen: list[str] = []
+
+    def draw() -> None:
+        seen.extend(ids.token_hex(16) for _ in range(5_000))
+    threads = [threading.Thread(target=draw) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 20_000 and len(set(seen)) == 20_000  # 20,000 x 16 bytes: many 4 KiB refills
+    assert all(len(s) == 32 for s in seen)
+    assert len(ids.token_urlsafe(18)) == 24
+
+
+def test_a_forked_child_does_not_repeat_the_parents_ids():
+    ids.token_hex(1)  # the parent's pool holds unused bytes now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, ids.token_hex(16).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    assert child != ids.token_hex(16)
