@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import Any
+from typing import Any, Sequence
 
 import msgspec
 
@@ -41,17 +41,28 @@ class EventLog:
 
     def log_event(self, type_: str, payload: Any) -> bool:
         """Record an event and publish it live; returns False if it was dropped."""
+        return self.log_events(type_, (payload,)) == 1
+
+    def log_events(self, type_: str, payloads: Sequence[Any]) -> int:
+        """Record and publish several events of one type at once; returns how many were kept."""
         at = self._clock.now()
-        self._hub.publish(type_, payload, at)
-        if len(self._queue) >= self._capacity:
-            self.dropped += 1
-            self._metrics.events_dropped.inc()
-            return False
-        self._queue.append((at, type_, _encode(payload).decode()))
-        self._metrics.events_logged.inc()
-        if len(self._queue) >= self._flush_rows:
+        publish = self._hub.publish
+        queue = self._queue
+        room = max(0, self._capacity - len(queue))
+        for payload in payloads[:room]:
+            publish(type_, payload, at)
+            queue.append((at, type_, _encode(payload).decode()))
+        kept = min(room, len(payloads))
+        if kept:
+            self._metrics.events_logged.inc(kept)
+        if kept < len(payloads):
+            for payload in payloads[room:]:
+                publish(type_, payload, at)
+            self.dropped += len(payloads) - kept
+            self._metrics.events_dropped.inc(len(payloads) - kept)
+        if len(queue) >= self._flush_rows:
             self._ready.set()
-        return True
+        return kept
 
     @property
     def pending(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from pathlib import Path
 from typing import AsyncIterator
@@ -108,6 +109,7 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
         app.cleanup_ctx.append(_smtp_sink)
     app.cleanup_ctx.append(_websocket_hub)
     app.cleanup_ctx.append(_background_tasks)
+    app.cleanup_ctx.append(_steady_heap)
     app.on_shutdown.append(_begin_drain)
     return app
 
@@ -180,6 +182,18 @@ async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
     p.health.started = True
     yield
     await p.supervisor.stop()
+
+
+async def _steady_heap(app: web.Application) -> AsyncIterator[None]:
+    """Take what startup loaded (catalog, campaigns, model, caches) out of the collector's full passes.
+
+    Those objects live as long as the process, yet every full collection walked them all:
+    under held ingest load the loop stalled 35-45 ms at each one, which was the whole p99.
+    """
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
 
 
 async def _begin_drain(app: web.Application) -> None:

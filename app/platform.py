@@ -222,7 +222,7 @@ class Platform:
                                             self.clock, self.event_log.log_event)
         self.mailbox = Mailbox()
         self.ingest = IngestService(config.ingest, self.loyalty, self.profiles, self.activation, self.clock,
-                                    self.event_log.log_event)
+                                    self.event_log.log_events)
         self.activation.seen_on_web = self.ingest.seen_on_web
         self.supervisor.add("profile_write_behind", self._flush_profiles)
         self.email_analytics = EmailAnalytics(self.outbox_store, self.suppression, self.clock,

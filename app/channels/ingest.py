@@ -49,7 +49,11 @@ class ChannelEvent(msgspec.Struct, forbid_unknown_fields=True):
     attributes: dict[str, Any] = {}
 
 
-_event = msgspec.json.Decoder(ChannelEvent)
+# A well-formed batch decodes straight into events; one that is not is decoded loosely and
+# checked event by event, so that each bad event gets its own error and the rest are kept.
+_typed = msgspec.json.Decoder(list[ChannelEvent] | ChannelEvent)
+_loose = msgspec.json.Decoder()
+_FIELDS = ("user_id", "device_id", "session_id", "transaction_id", "category", "product_id")
 
 
 def interest_index(category: str) -> int:
@@ -58,13 +62,13 @@ def interest_index(category: str) -> int:
 
 
 class IngestService:
-    def __init__(self, config, loyalty, profiles, activation, clock: Clock, log_event) -> None:
+    def __init__(self, config, loyalty, profiles, activation, clock: Clock, log_events) -> None:
         self._config = config
         self._loyalty = loyalty
         self._profiles = profiles
         self._activation = activation
         self._clock = clock
-        self._log_event = log_event
+        self._log_events = log_events
         self._sessions: OrderedDict[str, float] = OrderedDict()    # session -> last activity
         self._dirty: dict[str, tuple[float, dict[int, float]]] = {}  # user -> (last seen, interest increments)
         self._triggers: set[asyncio.Task] = set()
@@ -75,7 +79,7 @@ class IngestService:
         at = self._web.get(user_id)
         return at is not None and self._clock.now() - at <= within_s
 
-    def _check(self, n: int, e: ChannelEvent) -> str | None:
+    def _check(self, e: ChannelEvent) -> str | None:
         if e.source not in SOURCES:
             return f"source must be one of {', '.join(SOURCES)}"
         if e.source not in self._config.enabled_sources:
@@ -84,7 +88,7 @@ class IngestService:
             return f"type must be one of {', '.join(TYPES)}"
         if not (e.user_id or e.device_id):
             return "user_id or device_id is required"
-        for name in ("user_id", "device_id", "session_id", "transaction_id", "category", "product_id"):
+        for name in _FIELDS:
             value = getattr(e, name)
             if value is not None and not 1 <= len(value) <= 128:
                 return f"{name} must be 1 to 128 characters"
@@ -98,29 +102,34 @@ class IngestService:
     async def ingest(self, raw: bytes) -> dict:
         """One event (a JSON object) or a batch (a JSON array): invalid events are reported, the rest accepted."""
         try:
-            doc = msgspec.json.decode(raw)
+            doc = _typed.decode(raw)
+            typed = True
+        except msgspec.ValidationError:
+            doc, typed = _loose.decode(raw), False
         except msgspec.DecodeError as exc:
             raise InvalidInput(f"malformed JSON: {exc}") from None
         items = doc if isinstance(doc, list) else [doc]
         if not items or len(items) > MAX_BATCH:
             raise InvalidInput(f"send 1 to {MAX_BATCH} events")
         now = self._clock.now()
-        rejected, earns, accepted = [], [], 0
+        rejected, earns, logged = [], [], []
         for n, item in enumerate(items):
-            try:
-                e = msgspec.convert(item, ChannelEvent)
-            except msgspec.ValidationError as exc:
-                rejected.append({"index": n, "error": str(exc)})
-                continue
-            problem = self._check(n, e)
+            if typed:
+                e = item
+            else:
+                try:
+                    e = msgspec.convert(item, ChannelEvent)
+                except msgspec.ValidationError as exc:
+                    rejected.append({"index": n, "error": str(exc)})
+                    continue
+            problem = self._check(e)
             if problem is not None:
                 rejected.append({"index": n, "error": problem})
                 continue
-            accepted += 1
             at = e.at if e.at is not None else now
-            self._log_event("ChannelEvent", {"source": e.source, "type": e.type, "user_id": e.user_id,
-                                             "device_id": e.device_id, "session_id": e.session_id, "at": at,
-                                             "category": e.category, "product_id": e.product_id})
+            logged.append({"source": e.source, "type": e.type, "user_id": e.user_id, "device_id": e.device_id,
+                           "session_id": e.session_id, "at": at, "category": e.category,
+                           "product_id": e.product_id})
             if e.user_id:
                 self._touch(e.user_id, at, e.category)
                 if e.source == "web":
@@ -135,6 +144,8 @@ class IngestService:
                                                     e.transaction_id or f"check_in:{e.user_id}:{int(at // 86_400)}",
                                                     qualifying=False, fixed_stars=self._config.check_in_stars))
             self._trigger(e, at)
+        accepted = len(logged)
+        self._log_events("ChannelEvent", logged)
         results = await asyncio.gather(*earns, return_exceptions=True)
         failed = [str(r) for r in results if isinstance(r, Exception)]
         return {"accepted": accepted, "rejected": rejected, "stars_earned_events": len(earns) - len(failed),
