@@ -121,6 +121,7 @@ class RetailConfig(_Section):
     quote_ttl_s: int = 900
     archive_after_days: int = 7
     sweep_interval_s: float = 1.0
+    offers_power_safe: bool = False
 
 
 class PaymentsConfig(_Section):

@@ -1,10 +1,11 @@
 """SQLite persistence core: one writer with group commit, separate readers, migrations.
 
 Writes go through a queue to one writer connection. The writer takes everything that is
-waiting in the queue when it starts a transaction, runs each caller's statements inside
-its own SAVEPOINT (so one caller's constraint failure never sinks its neighbours), then
-COMMITs once and resolves every caller's future. A caller that was told "done" is
-therefore on disk.
+waiting in the queue when it starts a transaction, runs every caller's statements, then
+COMMITs once. If any caller's statement fails, the group is rolled back and run again
+with each caller inside its own SAVEPOINT, so that one caller's failure never sinks its
+neighbours. Then every caller's future is resolved: a caller that was told "done" is on
+disk.
 
 The writer runs each whole transaction in one hop to a dedicated thread (a one-worker
 executor owning a plain sqlite3 connection), rather than one thread hop per statement as
@@ -15,6 +16,11 @@ Durability: journal_mode=WAL with synchronous=FULL by default: every COMMIT is f
 before callers are answered, so an acknowledged write survives kill -9 *and* a power
 cut. synchronous=NORMAL (used for the telemetry file) survives kill -9 but may lose the
 last transactions on power loss; it never corrupts the database.
+
+A write may ask for less: `power_safe=False` means "must survive kill -9, may be lost
+in a power cut" (a search's offers: quotes valid for minutes that a customer can ask for
+again). A group made only of such writes commits without the fsync; a group holding any
+power-safe write is fsynced, and with WAL that fsync also covers every earlier commit.
 """
 
 from __future__ import annotations
@@ -62,10 +68,13 @@ class _Write:
     statements: Sequence[Statement]
     many: bool
     future: asyncio.Future[list[int]]
+    power_safe: bool = True
     enqueued: float = field(default_factory=time.perf_counter)
 
 
 _STOP = object()
+_WRITE_ERRORS = (sqlite3.Error, WriteConflict, ValueError, TypeError)
+_SYNC_LEVELS = {"OFF": 0, "NORMAL": 1, "FULL": 2, "EXTRA": 3}
 CommitObserver = Callable[[int, float], None]
 
 
@@ -85,6 +94,7 @@ class Database:
         self.path = Path(path)
         self._migrations = sorted(migrations, key=lambda m: m.version)
         self._synchronous = synchronous
+        self._synchronous_now = synchronous  # the writer connection's setting (it may relax it per group)
         self._max_group = max_group_size
         self._busy_timeout_ms = busy_timeout_ms
         self._on_commit = on_commit
@@ -164,20 +174,23 @@ class Database:
 
     # ---- writes ----------------------------------------------------------------------
 
-    async def write(self, statements: Sequence[Statement]) -> list[int]:
-        """Run statements atomically in the next group commit; return each statement's rowcount."""
-        return await self._enqueue(statements, many=False)
+    async def write(self, statements: Sequence[Statement], *, power_safe: bool = True) -> list[int]:
+        """Run statements atomically in the next group commit; return each statement's rowcount.
+
+        power_safe=False: the write survives kill -9 but not necessarily a power cut (no fsync
+        of its own when the database is synchronous=FULL or EXTRA)."""
+        return await self._enqueue(statements, many=False, power_safe=power_safe)
 
     async def write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
         """executemany one statement over rows, atomically, in the next group commit."""
         counts = await self._enqueue([(sql, list(rows))], many=True)
         return counts[0]
 
-    async def _enqueue(self, statements: Sequence[Statement], many: bool) -> list[int]:
+    async def _enqueue(self, statements: Sequence[Statement], many: bool, power_safe: bool = True) -> list[int]:
         if self._closing or self._writer_task is None:
             raise DatabaseClosed("database is closed")
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Write(statements, many, future))
+        self._queue.put_nowait(_Write(statements, many, future, power_safe))
         return await future
 
     async def _writer_loop(self) -> None:
@@ -219,31 +232,55 @@ class Database:
     def _commit_group(self, batch: list[_Write]) -> list[Any]:
         conn = self._conn
         assert conn is not None
-        results: list[Any] = []
+        synchronous = self._synchronous
+        if not any(w.power_safe for w in batch) and _SYNC_LEVELS.get(synchronous, 0) > _SYNC_LEVELS["NORMAL"]:
+            synchronous = "NORMAL"
+        if synchronous != self._synchronous_now:
+            conn.execute(f"PRAGMA synchronous={synchronous}")
+            self._synchronous_now = synchronous
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for write in batch:
-                conn.execute("SAVEPOINT caller")
-                try:
-                    counts = []
-                    for stmt in write.statements:
-                        sql, params = stmt[0], stmt[1]
-                        cur = conn.executemany(sql, params) if write.many else conn.execute(sql, params)
-                        if len(stmt) > 2 and stmt[2] is not None and cur.rowcount != stmt[2]:
-                            raise WriteConflict(sql, stmt[2], cur.rowcount)
-                        counts.append(cur.rowcount)
-                    conn.execute("RELEASE caller")
-                    results.append(counts)
-                except (sqlite3.Error, WriteConflict, ValueError, TypeError) as exc:
-                    conn.execute("ROLLBACK TO caller")
-                    conn.execute("RELEASE caller")
-                    results.append(exc)
+            try:
+                # Optimistic pass: no savepoints (each is a statement of its own, and every
+                # statement hands the GIL back and forth). Writes rarely fail; when one does,
+                # the group is rolled back and run again with a savepoint per caller.
+                results: list[Any] = [self._run(conn, write) for write in batch]
+            except _WRITE_ERRORS as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if len(batch) == 1:
+                    return [exc]
+                conn.execute("BEGIN IMMEDIATE")
+                results = [self._run_isolated(conn, write) for write in batch]
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
         return results
+
+    @staticmethod
+    def _run(conn: sqlite3.Connection, write: _Write) -> list[int]:
+        counts = []
+        for stmt in write.statements:
+            sql, params = stmt[0], stmt[1]
+            cur = conn.executemany(sql, params) if write.many else conn.execute(sql, params)
+            if len(stmt) > 2 and stmt[2] is not None and cur.rowcount != stmt[2]:
+                raise WriteConflict(sql, stmt[2], cur.rowcount)
+            counts.append(cur.rowcount)
+        return counts
+
+    def _run_isolated(self, conn: sqlite3.Connection, write: _Write) -> list[int] | BaseException:
+        """One caller's statements inside a savepoint: its failure never sinks its neighbours."""
+        conn.execute("SAVEPOINT caller")
+        try:
+            counts = self._run(conn, write)
+        except _WRITE_ERRORS as exc:
+            conn.execute("ROLLBACK TO caller")
+            conn.execute("RELEASE caller")
+            return exc
+        conn.execute("RELEASE caller")
+        return counts
 
     # ---- reads -----------------------------------------------------------------------
 

@@ -85,9 +85,11 @@ class OfferStore:
         return len(self._offers)
 
     @staticmethod
-    def insert(offer: Offer) -> Statement:
-        return ("INSERT INTO offers(id, owner, state, expires_at, body) VALUES (?,?,?,?,?)",
-                (offer.id, offer.owner, offer.state, offer.expires_at, _encode(offer).decode()))
+    def insert(*offers: Offer) -> Statement:
+        """One statement for all of a search's offers (one step for SQLite, not one per offer)."""
+        rows = ",".join(["(?,?,?,?,?)"] * len(offers))
+        return (f"INSERT INTO offers(id, owner, state, expires_at, body) VALUES {rows}",
+                [v for o in offers for v in (o.id, o.owner, o.state, o.expires_at, _encode(o).decode())])
 
     @staticmethod
     def change_state(offer: Offer, expected: OfferState) -> Statement:
@@ -112,5 +114,5 @@ class OfferStore:
     def forget(self, offer_id: str) -> None:
         self._offers.pop(offer_id, None)
 
-    async def write(self, statements: list[Statement]) -> None:
-        await self._db.write(statements)
+    async def write(self, statements: list[Statement], *, power_safe: bool = True) -> None:
+        await self._db.write(statements, power_safe=power_safe)

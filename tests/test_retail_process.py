@@ -1,5 +1,6 @@
-"""kill -9 in the middle of accepts and payments: after a restart every acknowledged order and
-payment is there, the seats held equal the seats of live orders exactly, and nothing is sold twice."""
+"""kill -9 in the middle of searches, accepts and payments: after a restart every acknowledged offer,
+order and payment is there, the seats held equal the seats of live orders exactly, and nothing is
+sold twice."""
 
 import asyncio
 import signal
@@ -33,7 +34,7 @@ async def _catalog(session, url, admin) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(departs))
 
 
-async def _shopper(session, url, date, acked_orders, acked_payments, stop_at):
+async def _shopper(session, url, date, acked_orders, acked_payments, acked_offers, stop_at):
     async with session.post(f"{url}/v1/auth/guest") as resp:
         headers = {"Authorization": f"Bearer {(await resp.json())['access_token']}"}
     n = 0
@@ -45,6 +46,7 @@ async def _shopper(session, url, date, acked_orders, acked_payments, stop_at):
                 offers = (await resp.json())["offers"]
             if not offers:
                 return  # sold out
+            acked_offers.update(o["id"] for o in offers)
             async with session.post(f"{url}/v1/offers/{offers[0]['id']}/accept", headers=headers) as resp:
                 if resp.status != 201:
                     continue
@@ -65,10 +67,12 @@ async def test_kill_9_during_accepts_and_payments(server):
     server.start()
     acked_orders: dict[str, int] = {}
     acked_payments: set[str] = set()
+    acked_offers: set[str] = set()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
         date = await _catalog(session, server.url, admin)
         stop_at = time.monotonic() + 15
-        shoppers = [asyncio.create_task(_shopper(session, server.url, date, acked_orders, acked_payments, stop_at))
+        shoppers = [asyncio.create_task(_shopper(session, server.url, date, acked_orders, acked_payments, acked_offers,
+                                                     stop_at))
                     for _ in range(24)]
         while len(acked_orders) < 25 and time.monotonic() < stop_at:
             await asyncio.sleep(0.005)
@@ -91,6 +95,12 @@ async def test_kill_9_during_accepts_and_payments(server):
         async with session.get(f"{server.url}/v1/flights",
                                params={"origin": "LIS", "destination": "OPO", "date": date}) as resp:
             seats_left = (await resp.json())["items"][0]["seats_left"]["economy"]
+
+        async def offer_state(offer_id: str) -> str:
+            async with session.get(f"{server.url}/v1/offers/{offer_id}", headers=admin) as resp:
+                return (await resp.json())["state"] if resp.status == 200 else f"HTTP {resp.status}"
+        offer_states = await asyncio.gather(*(offer_state(o) for o in sorted(acked_offers)))
+    assert acked_offers and set(offer_states) <= {"ACTIVE", "ACCEPTED"}, "an acknowledged offer was lost"
     by_id = {o["id"]: o for o in orders}
     assert set(acked_orders) <= set(by_id), "an acknowledged order was lost"
     assert all(by_id[o]["state"] == "FULFILLED" for o in acked_payments), "an acknowledged payment was lost"

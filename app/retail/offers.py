@@ -132,7 +132,10 @@ class OfferService:
             shown_features.append(features(ctx, draft_summary, now))
         for offer in chosen:
             self._offers.remember(offer)
-        await commit_or_undo(self._offers.write([OfferStore.insert(o) for o in chosen]),
+        # New offers survive kill -9 and restarts; a power cut may lose the last moments' quotes
+        # (unless configured otherwise), which spares every search an fsync.
+        await commit_or_undo(self._offers.write([OfferStore.insert(*chosen)],
+                                                power_safe=self._config.offers_power_safe),
                              lambda: [self._offers.forget(o.id) for o in chosen])
         self._metrics.offers_generated.inc(len(chosen))
         # The features the ranker saw go to the event log only: the acceptance model trains on them.
