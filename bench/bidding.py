@@ -111,6 +111,8 @@ def _grpc_child(port: int, key: str, mode: str, seconds: float, queue) -> None:
 
 def _ws_child(url: str, key: str, seconds: float, queue) -> None:
     import aiohttp
+    import msgspec
+    answers = msgspec.json.Decoder(list[msgspec.Raw])
 
     async def main() -> tuple[int, float]:
         bodies = bid_bodies()
@@ -121,8 +123,8 @@ def _ws_child(url: str, key: str, seconds: float, queue) -> None:
             async with session.ws_connect(f"{url.replace('http', 'ws')}/v1/stream/bids?api_key={key}") as ws:
                 async def reader():
                     nonlocal done
-                    async for _ in ws:
-                        done += 1
+                    async for msg in ws:
+                        done += len(answers.decode(msg.data))  # one array of answers per array sent
                         if done >= sent and time.perf_counter() > stop:
                             return
                 sent = 0

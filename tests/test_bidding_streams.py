@@ -109,9 +109,9 @@ async def test_websocket_bids_single_and_array(bidder):
         batch = [banner_request(request_id=f"a{i}", user_id=f"x{i}") for i in range(5)]
         batch.append({"id": "broken", "imp": []})
         await ws.send_str(json.dumps(batch))
-        got = [await ws.receive_json(timeout=2) for _ in range(6)]
-        assert {g["request_id"] for g in got if g["type"] == "bid_response"} == {f"a{i}" for i in range(5)}
-        assert [g["type"] for g in got].count("error") == 1
+        got = await ws.receive_json(timeout=2)  # an array in, one array out, in request order
+        assert [g["request_id"] for g in got[:5]] == [f"a{i}" for i in range(5)]
+        assert all(g["type"] == "bid_response" for g in got[:5]) and got[5]["type"] == "error"
 
 
 async def test_websocket_bids_need_an_exchange_key(bidder, customer_headers):

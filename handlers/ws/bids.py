@@ -3,6 +3,8 @@
 Client -> server: one BidRequest JSON object per message, or an array of them.
 Server -> client: {"type": "bid_response", "request_id", "has_bid", "processing_time_us", "response": {...}}
                   {"type": "error", "request_id", "message"} for an invalid request (the socket stays open).
+An array gets one array back: its answers in the order of its requests, in one frame (a
+frame per answer cost a socket write each).
 At most `bidding.stream_max_in_flight` requests are worked on at once per connection;
 the server stops reading the socket until a slot frees up.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Awaitable
 
 import msgspec
 from aiohttp import WSMsgType, web
@@ -20,14 +23,14 @@ from handlers.rest.common import endpoint
 from handlers.ws.common import close_going_away, open_socket, send_json
 
 
-def _split(raw: str) -> list[bytes]:
-    """An array of requests becomes one raw JSON per request; anything else is one request."""
+def _split(raw: str) -> list[bytes] | None:
+    """An array of requests becomes one raw JSON per request; anything else (None) is one request."""
     if raw.lstrip()[:1] == "[":
         try:
             return [bytes(part) for part in msgspec.json.decode(raw, type=list[msgspec.Raw])]
         except msgspec.DecodeError:
             pass
-    return [raw.encode()]
+    return None
 
 
 @endpoint("Websocket: send OpenRTB bid requests, receive responses tagged with their request id",
@@ -42,22 +45,23 @@ async def stream_bids(request: web.Request, principal) -> web.StreamResponse:
     gauge = app[keys.METRICS].ws_clients.labels("bids")
     gauge.inc()
 
-    async def one(raw: bytes, started: float) -> None:
+    async def answer(raw: bytes, started: float) -> dict:
         try:
-            answer = await gateway.answer(raw, "websocket", started)
-            if answer.invalid is not None:
-                message = {"type": "error", "request_id": answer.request_id,
-                           "message": f"invalid OpenRTB request: {answer.invalid}"}
-            else:
-                body = answer.body(nbr_body=True)
-                message = {"type": "bid_response", "request_id": answer.request_id,
-                           "has_bid": bool(answer.outcome.response), "processing_time_us": answer.elapsed_us,
-                           "response": msgspec.Raw(body)}
-            async with send_lock:
-                if not ws.closed:
-                    await send_json(ws, message)
+            result = await gateway.answer(raw, "websocket", started)
         finally:
             slots.release()
+        if result.invalid is not None:
+            return {"type": "error", "request_id": result.request_id,
+                    "message": f"invalid OpenRTB request: {result.invalid}"}
+        return {"type": "bid_response", "request_id": result.request_id,
+                "has_bid": bool(result.outcome.response), "processing_time_us": result.elapsed_us,
+                "response": msgspec.Raw(result.body(nbr_body=True))}
+
+    async def reply(work: list[Awaitable[dict]], single: bool) -> None:
+        answers = [await w for w in work]
+        async with send_lock:
+            if not ws.closed:
+                await send_json(ws, answers[0] if single else answers)
 
     try:
         async for msg in ws:
@@ -66,11 +70,15 @@ async def stream_bids(request: web.Request, principal) -> web.StreamResponse:
             if msg.type != WSMsgType.TEXT:
                 continue
             started = time.perf_counter()
-            for raw in _split(msg.data):
-                await slots.acquire()
-                task = asyncio.create_task(one(raw, started))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
+            parts = _split(msg.data)
+            work: list[Awaitable[dict]] = []
+            for raw in parts if parts is not None else [msg.data.encode()]:
+                await slots.acquire()  # bounded in-flight work: stop reading until a slot frees up
+                # An array's requests run side by side (so they share inference batches).
+                work.append(answer(raw, started) if parts is None else asyncio.create_task(answer(raw, started)))
+            task = asyncio.create_task(reply(work, parts is None))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
     finally:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
