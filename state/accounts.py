@@ -7,7 +7,7 @@ import msgspec
 from state.db import Database
 
 
-class Account(msgspec.Struct, frozen=True):
+class Account(msgspec.Struct, frozen=True, gc=False):
     id: str
     email: str
     password_hash: str

@@ -7,7 +7,7 @@ import msgspec
 from state.db import Database
 
 
-class ApiKey(msgspec.Struct, frozen=True):
+class ApiKey(msgspec.Struct, frozen=True, gc=False):
     id: str
     name: str
     role: str

@@ -7,7 +7,7 @@ import msgspec
 from state.db import Database
 
 
-class AuditEntry(msgspec.Struct, frozen=True):
+class AuditEntry(msgspec.Struct, frozen=True, gc=False):
     id: int
     at: float
     actor: str

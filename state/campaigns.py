@@ -11,7 +11,7 @@ from state.db import Database
 MediaFormat = Literal["banner", "video", "audio", "native"]
 
 
-class Creative(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Creative(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     id: str
     format: MediaFormat
     markup: str
@@ -20,19 +20,19 @@ class Creative(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     mimes: list[str] = []
 
 
-class Targeting(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Targeting(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     countries: list[str] = []      # ISO-3166-1 alpha-3 as OpenRTB sends them; empty = anywhere
     device_types: list[int] = []   # OpenRTB devicetype codes; empty = any
     formats: list[MediaFormat] = []  # empty = any
 
 
-class FrequencyCaps(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class FrequencyCaps(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     minute: int | None = None
     hour: int | None = None
     day: int | None = None
 
 
-class Campaign(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Campaign(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     id: str
     name: str
     advertiser_domain: str

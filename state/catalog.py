@@ -15,12 +15,12 @@ ProductKind = Literal["Flight", "Seat", "Bag", "Meal", "Lounge", "CarbonOffset",
 ANCILLARY_KINDS = ("Seat", "Bag", "Meal", "Lounge", "CarbonOffset", "Insurance", "FastTrack")
 
 
-class Cabin(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Cabin(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     capacity: int            # seats for sale in this cabin
     base_fare_cents: int     # one passenger, before demand, time and segment multipliers
 
 
-class Flight(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Flight(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     id: str                  # e.g. CT101-2026-12-01
     airline: str             # IATA code of the operating carrier
     number: str              # e.g. CT101
@@ -37,7 +37,7 @@ class Flight(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return time.strftime("%Y-%m-%d", time.gmtime(self.departure_at))
 
 
-class Product(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Product(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     id: str
     kind: ProductKind
     name: str

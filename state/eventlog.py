@@ -9,7 +9,7 @@ import msgspec
 from state.db import Database
 
 
-class StoredEvent(msgspec.Struct, frozen=True):
+class StoredEvent(msgspec.Struct, frozen=True, gc=False):
     id: int
     at: float
     type: str

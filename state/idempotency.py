@@ -7,7 +7,7 @@ import msgspec
 from state.db import Database
 
 
-class StoredResponse(msgspec.Struct, frozen=True):
+class StoredResponse(msgspec.Struct, frozen=True, gc=False):
     scope: str
     key: str
     request_hash: str

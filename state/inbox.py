@@ -7,7 +7,7 @@ import msgspec
 from state.db import Database
 
 
-class InAppMessage(msgspec.Struct, frozen=True):
+class InAppMessage(msgspec.Struct, frozen=True, gc=False):
     id: str
     user_id: str
     subject: str

@@ -11,7 +11,7 @@ from state.db import Database, Statement
 EntryKind = Literal["earn", "redeem", "expire", "reverse"]
 
 
-class LedgerEntry(msgspec.Struct, frozen=True):
+class LedgerEntry(msgspec.Struct, frozen=True, gc=False):
     id: int
     user_id: str
     kind: EntryKind
@@ -23,7 +23,7 @@ class LedgerEntry(msgspec.Struct, frozen=True):
     details: dict[str, str | int | float | bool] = {}
 
 
-class Member(msgspec.Struct, frozen=True):
+class Member(msgspec.Struct, frozen=True, gc=False):
     user_id: str
     birthday: str | None = None  # MM-DD
     preferred_channel: str | None = None
@@ -32,7 +32,7 @@ class Member(msgspec.Struct, frozen=True):
     push_token: str | None = None
 
 
-class Promotion(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Promotion(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     id: str
     name: str
     bonus_rate: float            # added to the earn rate while active

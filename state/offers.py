@@ -13,7 +13,7 @@ from state.db import Database, Statement
 OfferState = Literal["ACTIVE", "ACCEPTED", "EXPIRED", "CANCELLED"]
 
 
-class Item(msgspec.Struct, frozen=True):
+class Item(msgspec.Struct, frozen=True, gc=False):
     """One line of an offer or order: a product for some passengers."""
 
     kind: ProductKind
@@ -26,14 +26,14 @@ class Item(msgspec.Struct, frozen=True):
     resource: str | None = None  # the inventory it holds ("<flight>/<cabin>", "<flight>/<product>"), if limited
 
 
-class Conditions(msgspec.Struct, frozen=True):
+class Conditions(msgspec.Struct, frozen=True, gc=False):
     refundable: bool
     refund_penalty_cents: int
     changeable: bool
     change_penalty_cents: int
 
 
-class Offer(msgspec.Struct, frozen=True):
+class Offer(msgspec.Struct, frozen=True, gc=False):
     id: str
     owner: str                   # the principal scope that searched
     flight_id: str

@@ -19,7 +19,7 @@ OrderState = Literal["PROPOSED", "PAYMENT_PENDING", "PAID", "FULFILLED", "ARCHIV
 HOLDING = frozenset({"PROPOSED", "PAYMENT_PENDING", "PAID", "FULFILLED", "ARCHIVED"})  # states that keep inventory
 
 
-class Payment(msgspec.Struct, frozen=True):
+class Payment(msgspec.Struct, frozen=True, gc=False):
     id: str
     status: Literal["pending", "approved", "declined"]
     amount_cents: int
@@ -30,7 +30,7 @@ class Payment(msgspec.Struct, frozen=True):
     reason: str | None = None
 
 
-class Barcode(msgspec.Struct, frozen=True):
+class Barcode(msgspec.Struct, frozen=True, gc=False):
     code: str
     passenger: int               # 1-based
     kind: str
@@ -38,7 +38,7 @@ class Barcode(msgspec.Struct, frozen=True):
     consumed_at: float | None = None
 
 
-class CancellationQuote(msgspec.Struct, frozen=True):
+class CancellationQuote(msgspec.Struct, frozen=True, gc=False):
     id: str
     refund_cents: int
     currency: str
@@ -46,7 +46,7 @@ class CancellationQuote(msgspec.Struct, frozen=True):
     expires_at: float
 
 
-class Order(msgspec.Struct, frozen=True):
+class Order(msgspec.Struct, frozen=True, gc=False):
     id: str
     owner: str
     offer_id: str

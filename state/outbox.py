@@ -11,7 +11,7 @@ from state.db import Database
 OutboxState = Literal["pending", "sent", "failed", "suppressed"]
 
 
-class OutboxMessage(msgspec.Struct, frozen=True):
+class OutboxMessage(msgspec.Struct, frozen=True, gc=False):
     id: str                      # also the Message-ID (<id@contrail>)
     to: str
     subject: str
@@ -27,7 +27,7 @@ class OutboxMessage(msgspec.Struct, frozen=True):
     sent_at: float | None = None
 
 
-class EmailEvent(msgspec.Struct, frozen=True):
+class EmailEvent(msgspec.Struct, frozen=True, gc=False):
     id: str                      # our own id, or SendGrid's sg_event_id
     kind: str                    # processed, delivered, open, click, bounce, dropped, spamreport, unsubscribe, ...
     at: float

@@ -7,7 +7,7 @@ import msgspec
 from state.db import Database
 
 
-class Profile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Profile(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     user_id: str
     interests: list[float] = []     # up to 64 weights 0..1
     segments: list[int] = []        # segment indexes 0..63

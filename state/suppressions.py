@@ -11,7 +11,7 @@ from state.db import Database
 SuppressedChannel = Literal["email", "sms", "push", "all"]
 
 
-class Suppression(msgspec.Struct, frozen=True):
+class Suppression(msgspec.Struct, frozen=True, gc=False):
     identifier: str              # lower-cased email, E.164 phone, or user id
     channel: SuppressedChannel
     reason: str                  # manual, hard_bounce, spam_report, unsubscribe, ...

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from dataclasses import dataclass
+
+import msgspec
 
 from app.bidding.campaigns import utc_day
 from app.errors import InvalidInput, NotFound
@@ -17,8 +18,9 @@ from state.clock import Clock
 from state.delivery import AlreadyCharged, DeliveryStore
 
 
-@dataclass(frozen=True)
-class IssuedBid:
+class IssuedBid(msgspec.Struct, frozen=True, gc=False):
+    """A bid we made, kept until it expires (many thousands at a time: not tracked by the GC)."""
+
     bid_id: str
     request_id: str
     imp_id: str

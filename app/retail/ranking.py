@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
+import msgspec
 import numpy as np
 
 from app.retail.pricing import day_start
@@ -50,8 +51,7 @@ class SearchContext:
     segment: str
 
 
-@dataclass(frozen=True)
-class OfferSummary:
+class OfferSummary(msgspec.Struct, frozen=True, gc=False):
     """What a ranker knows of an offer: the RankingService's OfferFeatures."""
 
     offer_id: str
