@@ -240,7 +240,7 @@ def profile_memory(n: int = 100_000) -> float:
     rng = random.Random(3)
     cache = {}
     for i in range(n):
-        cache[f"user-{i}"] = (0.0, CachedProfile(Profile(f"user-{i}", [round(rng.random(), 3) for _ in range(64)],
+        cache[f"user-{i}"] = (0.0, CachedProfile.of(Profile(f"user-{i}", [round(rng.random(), 3) for _ in range(64)],
                                                          [rng.randrange(64) for _ in range(4)], [0.5] * 8, 0.0)))
     gc.collect()
     used = rss() - before

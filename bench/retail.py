@@ -84,7 +84,7 @@ def run_all(server: ServerProcess, seconds: float) -> list[Result]:
     results = [run(server.url, searching(), seconds)]
     results.append(run(server.url, _held(searching(), results[-1]), seconds))
 
-    offers = asyncio.run(_collect_offers(server.url, headers, bodies, int(6_000 * seconds)))
+    offers = asyncio.run(_collect_offers(server.url, headers, bodies, int(10_000 * seconds)))
     half = len(offers) * 2 // 3
 
     def accepting(ids: list[str]) -> Scenario:

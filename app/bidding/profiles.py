@@ -4,23 +4,30 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import msgspec
 import numpy as np
 
 from state.clock import Clock
 from state.profiles import Profile, ProfileStore
 
 
-class CachedProfile:
-    """A profile as the bidder uses it: float32 arrays, about 0.6 KiB instead of 3 KiB of lists."""
+class CachedProfile(msgspec.Struct, frozen=True, gc=False):
+    """A profile as the bidder uses it: float32 arrays, about 0.6 KiB instead of 3 KiB of lists.
+    The L1 tier holds up to `bidding.profile_l1_size` of them, so the GC does not track them."""
 
-    __slots__ = ("user_id", "interests", "segments", "loyalty", "last_seen")
+    user_id: str
+    interests: np.ndarray | None
+    segments: tuple[int, ...]
+    loyalty: np.ndarray | None
+    last_seen: float | None
 
-    def __init__(self, profile: Profile) -> None:
-        self.user_id = profile.user_id
-        self.interests = np.asarray(profile.interests, dtype=np.float32) if profile.interests else None
-        self.segments = tuple(profile.segments)
-        self.loyalty = np.asarray(profile.loyalty, dtype=np.float32) if profile.loyalty else None
-        self.last_seen = profile.last_seen
+    @classmethod
+    def of(cls, profile: Profile) -> "CachedProfile":
+        return cls(profile.user_id,
+                   np.asarray(profile.interests, dtype=np.float32) if profile.interests else None,
+                   tuple(profile.segments),
+                   np.asarray(profile.loyalty, dtype=np.float32) if profile.loyalty else None,
+                   profile.last_seen)
 
 
 class ProfileCache:
@@ -48,7 +55,7 @@ class ProfileCache:
         if profile is not None and now - profile.updated_at >= self._l2_ttl:
             profile = None  # too old to trust
         self._count["l2", "hit" if profile is not None else "miss"].inc()
-        cached = CachedProfile(profile) if profile is not None else None
+        cached = CachedProfile.of(profile) if profile is not None else None
         self._remember(user_id, cached, now)
         return cached
 
@@ -63,4 +70,4 @@ class ProfileCache:
         await self._store.put(*profiles)
         now = self._clock.now()
         for profile in profiles:
-            self._remember(profile.user_id, CachedProfile(profile), now)
+            self._remember(profile.user_id, CachedProfile.of(profile), now)
