@@ -60,15 +60,6 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "serve":
         from app.server import serve
-        if os.environ.get("GCLOG"):
-            import gc, time as _t
-            st = {}
-            def cb(phase, info):
-                if phase == "start": st["t"] = _t.perf_counter()
-                else:
-                    d = _t.perf_counter() - st["t"]
-                    if d > 0.002: print(f"GC gen{info['generation']} {d*1000:.1f} ms collected {info['collected']}", file=sys.stderr, flush=True)
-            gc.callbacks.append(cb)
         asyncio.run(serve(config))
         return 0
 
