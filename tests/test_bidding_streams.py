@@ -93,6 +93,21 @@ async def test_stream_bids_answers_every_request_tagged(stub):
     assert sum(r.has_bid for r in replies) == 20, [r for r in replies if not r.has_bid]
 
 
+async def test_stream_bids_client_walking_away_leaves_the_server_serving(stub):
+    client, md = stub
+    async with client.StreamBids.open(metadata=md) as stream:
+        for i in range(50):
+            await stream.send_message(bidding_pb2.BidRequestProto(
+                openrtb_json=json.dumps(banner_request(request_id=f"gone{i}")), request_id=f"gone{i}"))
+        await stream.cancel()  # resets the HTTP/2 stream while replies are still being worked on
+    async with client.StreamBids.open(metadata=md) as stream:
+        await stream.send_message(bidding_pb2.BidRequestProto(
+            openrtb_json=json.dumps(banner_request(request_id="after")), request_id="after"))
+        await stream.end()
+        replies = [r async for r in stream]
+    assert [r.request_id for r in replies] == ["after"] and replies[0].has_bid
+
+
 async def test_bidding_health_check(stub):
     client, _ = stub
     reply = await client.HealthCheck(bidding_pb2.HealthCheckRequest())

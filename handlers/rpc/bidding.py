@@ -30,6 +30,49 @@ async def authenticate(stream: Stream, api_keys: ApiKeyService, roles: tuple[str
         raise GRPCError(Status.PERMISSION_DENIED, f"needs role {' or '.join(roles)}")
 
 
+class ReplyWriter:
+    """Sends a stream's replies as they become ready, all the ready ones in one HTTP/2 DATA frame.
+
+    gRPC frames each message with a 5-byte prefix and lets a DATA frame carry several of
+    them, so replies that finish together cost one h2 frame and one socket write instead
+    of one each (grpclib's `send_message` writes every message on its own). Uses
+    grpclib's stream internals; `requirements.txt` pins the version they are read from.
+    """
+
+    def __init__(self, stream: Stream) -> None:
+        self._stream = stream
+        self._pending: list[bytes] = []
+        self._ready = asyncio.Event()
+        self._closing = False
+        self._task = asyncio.create_task(self._run())
+
+    def put(self, message) -> None:
+        payload = message.SerializeToString()
+        self._pending.append(b"\x00" + len(payload).to_bytes(4, "big") + payload)
+        self._ready.set()
+
+    async def _run(self) -> None:
+        await self._stream.send_initial_metadata()
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            data, self._pending = b"".join(self._pending), []
+            await self._stream._stream.send_data(data)
+
+    async def close(self) -> None:
+        """Wait until every reply put so far is sent."""
+        self._closing = True
+        self._ready.set()
+        await self._task
+
+    def abandon(self) -> None:
+        self._task.cancel()
+
+
 class BiddingService(bidding_grpc.BiddingServiceBase):
     def __init__(self, gateway: BidGateway, api_keys: ApiKeyService, seat: str, max_in_flight: int) -> None:
         self._gateway = gateway
@@ -69,7 +112,7 @@ class BiddingService(bidding_grpc.BiddingServiceBase):
     async def StreamBids(self, stream: Stream[bidding_pb2.BidRequestProto, bidding_pb2.BidResponseProto]) -> None:
         await authenticate(stream, self._api_keys, ROLES)
         slots = asyncio.Semaphore(self._max_in_flight)
-        send_lock = asyncio.Lock()
+        replies = ReplyWriter(stream)
         tasks: set[asyncio.Task] = set()
 
         async def one(message: bidding_pb2.BidRequestProto, started: float) -> None:
@@ -79,18 +122,22 @@ class BiddingService(bidding_grpc.BiddingServiceBase):
                 reply = self._reply(message, answer)
                 if answer.outcome is not None and answer.outcome.reason == "overloaded":
                     reply.error = "resource_exhausted"
-                async with send_lock:
-                    await stream.send_message(reply)
+                replies.put(reply)
             finally:
                 slots.release()
 
-        async for message in stream:
-            await slots.acquire()  # bounded in-flight work per stream: backpressure on the client
-            task = asyncio.create_task(one(message, time.perf_counter()))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.gather(*tasks)
+        try:
+            async for message in stream:
+                await slots.acquire()  # bounded in-flight work per stream: backpressure on the client
+                task = asyncio.create_task(one(message, time.perf_counter()))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if tasks:
+                await asyncio.gather(*tasks)
+        except BaseException:
+            replies.abandon()
+            raise
+        await replies.close()
 
     async def HealthCheck(self, stream: Stream[bidding_pb2.HealthCheckRequest, bidding_pb2.HealthCheckResponse]
                           ) -> None:
