@@ -22,6 +22,8 @@ class Metrics:
         self.grpc_calls = Counter("contrail_grpc_calls", "gRPC calls", ["method", "code"], registry=r)
         self.grpc_latency = Histogram("contrail_grpc_call_seconds", "gRPC call latency", ["method"],
                                       buckets=LATENCY_BUCKETS, registry=r)
+        self.gc_pauses = Histogram("contrail_gc_pause_seconds", "Garbage collector pauses (the loop stands still)",
+                                   ["generation"], buckets=LATENCY_BUCKETS, registry=r)
         self.task_restarts = Counter("contrail_task_restarts", "Background task restarts", ["task"], registry=r)
         self.events_logged = Counter("contrail_events_logged", "Events accepted into the event log", registry=r)
         self.events_dropped = Counter("contrail_events_dropped", "Events dropped because the queue was full",

@@ -65,10 +65,14 @@ def main() -> int:
             server.stop()
 
     print(f"\nHTTP scenarios ({results[0].generator}, {args.seconds:.0f}s each; ratio = rps / baseline rps)")
-    print(f"{'scenario':<44}{'req/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'ratio':>8}{'errors':>8}")
+    print("(full GCs: the server's generation-2 collections during the scenario, and their mean pause)")
+    print(f"{'scenario':<44}{'req/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'ratio':>8}{'errors':>8}"
+          f"{'full GCs':>10}")
     for r in results:
+        count, paused = r.full_gcs
+        gcs = f"{count} x {paused / count * 1000:.0f}ms" if count else "0"
         print(f"{r.name:<44}{r.rps:>10.0f}{r.p50_ms:>9.2f}{r.p95_ms:>9.2f}{r.p99_ms:>9.2f}"
-              f"{r.rps / baseline.rps:>8.2f}{r.errors:>8}")
+              f"{r.rps / baseline.rps:>8.2f}{r.errors:>8}{gcs:>10}")
 
     if email_rates is not None:
         print(f"\nEmail to the embedded SMTP sink: {email_rates[0]:,.0f} activations queued/s (durable outbox), "

@@ -38,6 +38,8 @@ class Result:
     p99_ms: float
     errors: int
     generator: str
+    # Full (generation 2) garbage collections in the server during the scenario: how many, and seconds paused.
+    full_gcs: tuple[int, float] = (0, 0.0)
 
 
 def _lua(scenario: Scenario) -> str:
@@ -163,8 +165,18 @@ def run_builtin(base_url: str, scenario: Scenario, seconds: float) -> Result:
     return Result(scenario.name, done / elapsed, pct(0.50), pct(0.95), pct(0.99), errors, "builtin")
 
 
+def full_gcs(base_url: str) -> tuple[int, float]:
+    """The server's full collections so far (count, seconds), from its /metrics."""
+    import urllib.request
+    text = urllib.request.urlopen(base_url + "/metrics", timeout=10).read().decode()
+    found = dict(re.findall(r'^contrail_gc_pause_seconds_(count|sum)\{generation="2"\} (\S+)$', text, re.M))
+    return int(float(found.get("count", 0))), float(found.get("sum", 0))
+
+
 def run(base_url: str, scenario: Scenario, seconds: float) -> Result:
     """wrk where installed (its Lua delay() holds a rate), else the built-in generator."""
-    if shutil.which("wrk"):
-        return run_wrk(base_url, scenario, seconds)
-    return run_builtin(base_url, scenario, seconds)
+    before = full_gcs(base_url)
+    result = (run_wrk if shutil.which("wrk") else run_builtin)(base_url, scenario, seconds)
+    after = full_gcs(base_url)
+    result.full_gcs = (after[0] - before[0], after[1] - before[1])
+    return result

@@ -41,7 +41,7 @@ class Offer(msgspec.Struct, frozen=True, gc=False):
     passengers: int
     segment: str
     bundle: str                  # flight_only, comfort, premium, or the rule bundle's name
-    items: list[Item]
+    items: tuple[Item, ...]     # tuples (not lists) of untracked records stay out of GC passes
     taxes_cents: int
     booking_fee_cents: int
     total_cents: int

@@ -53,7 +53,7 @@ class Order(msgspec.Struct, frozen=True, gc=False):
     flight_id: str
     cabin: str
     passengers: int
-    items: list[Item]
+    items: tuple[Item, ...]
     total_cents: int
     currency: str
     conditions: Conditions
@@ -64,7 +64,7 @@ class Order(msgspec.Struct, frozen=True, gc=False):
     state: OrderState = "PROPOSED"
     payment: Payment | None = None
     payments_failed: int = 0
-    barcodes: list[Barcode] = []
+    barcodes: tuple[Barcode, ...] = ()
     quote: CancellationQuote | None = None
     refund_cents: int | None = None
 

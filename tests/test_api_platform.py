@@ -206,6 +206,17 @@ async def test_metrics_expose_http_and_sqlite_series(client, admin_headers):
         assert series in text, series
 
 
+async def test_metrics_time_garbage_collections(client):
+    import gc
+
+    def full_passes(text: str) -> float:
+        line = next(x for x in text.splitlines() if x.startswith('contrail_gc_pause_seconds_count{generation="2"}'))
+        return float(line.split()[-1])
+    before = full_passes(await (await client.get("/metrics")).text())
+    gc.collect()
+    assert full_passes(await (await client.get("/metrics")).text()) == before + 1
+
+
 async def test_drain_turns_readiness_and_grpc_health_off_at_once(client, admin_headers):
     from grpclib.client import Channel
     from grpclib.health.v1.health_grpc import HealthStub

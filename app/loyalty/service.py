@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
+import msgspec
 import numpy as np
 
 from app.errors import Forbidden, InvalidInput, NotFound, RuleViolation
@@ -34,33 +34,20 @@ CHANNEL_CODES = ("in_store", "push", "in_app", "sms", "email", "web", "paid_medi
 YEAR = 365 * 86_400
 
 
-@dataclass
-class _Lot:
-    entry_id: int
-    remaining: int
-    expires_at: float | None
+class Account(msgspec.Struct, gc=False):
+    """A member's state, derived from their ledger. Every field holds immutable values (tuples
+    of tuples and frozen entries) and is replaced, never changed in place: a shallow copy is
+    a snapshot, and the garbage collector never has to walk the accounts (one per member)."""
 
-
-@dataclass
-class Account:
     user_id: str
     balance: int = 0
     lifetime: int = 0
-    lots: deque = field(default_factory=deque)          # _Lot, oldest first
-    qualifying: list = field(default_factory=list)      # (at, stars, transaction_id)
+    lots: tuple = ()            # (earn entry id, stars remaining, expires_at), oldest first
+    qualifying: tuple = ()      # (at, stars, transaction_id)
     held_tier: str = "Green"
     held_until: float = 0.0
     last_redeem_at: float | None = None
-    entries: list = field(default_factory=list)         # LedgerEntry, oldest first
-    n_entries: int = 0
-
-    def snapshot(self) -> "Account":
-        """A copy to restore if a commit fails (entries are shared: the restore truncates them)."""
-        copy = Account(self.user_id, self.balance, self.lifetime,
-                       deque(_Lot(l.entry_id, l.remaining, l.expires_at) for l in self.lots),
-                       list(self.qualifying), self.held_tier, self.held_until, self.last_redeem_at, self.entries)
-        copy.n_entries = len(self.entries)
-        return copy
+    entries: tuple = ()         # LedgerEntry, oldest first
 
 
 @dataclass(frozen=True)
@@ -134,19 +121,17 @@ class LoyaltyService:
     def _apply(self, account: Account, entry: LedgerEntry) -> None:
         """Apply one ledger entry to an account: the same code for live changes and the replay at start."""
         account.balance += entry.stars
-        account.entries.append(entry)
+        account.entries += (entry,)
         if entry.kind == "earn":
             account.lifetime += entry.stars
-            account.lots.append(_Lot(entry.id, entry.stars, entry.expires_at))
+            account.lots += ((entry.id, entry.stars, entry.expires_at),)
             if entry.qualifying:
-                account.qualifying.append((entry.at, entry.stars, entry.transaction_id))
+                account.qualifying += ((entry.at, entry.stars, entry.transaction_id),)
         elif entry.kind == "reverse":
-            account.qualifying = [q for q in account.qualifying if q[2] != entry.transaction_id]
-            lot = next((l for l in account.lots if l.entry_id == entry.details.get("earn_entry")), None)
-            self._consume(account, -entry.stars, first=lot)
+            account.qualifying = tuple(q for q in account.qualifying if q[2] != entry.transaction_id)
+            self._consume(account, -entry.stars, first=entry.details.get("earn_entry"))
         elif entry.kind == "expire":
-            lot = next((l for l in account.lots if l.entry_id == entry.details.get("lot")), None)
-            self._consume(account, -entry.stars, first=lot)
+            self._consume(account, -entry.stars, first=entry.details.get("lot"))
         else:  # redeem
             account.last_redeem_at = entry.at
             self._consume(account, -entry.stars)
@@ -157,28 +142,24 @@ class LoyaltyService:
                     account.held_tier, account.held_until = reached, entry.at + YEAR
 
     @staticmethod
-    def _consume(account: Account, stars: int, first: _Lot | None = None) -> None:
-        if first is not None:
-            taken = min(stars, first.remaining)
-            first.remaining -= taken
+    def _consume(account: Account, stars: int, first: int | None = None) -> None:
+        """Take stars from the lot earned by entry `first` (if it has any left), then from the oldest lots."""
+        lots = [list(lot) for lot in account.lots]
+        ordered = sorted(lots, key=lambda lot: lot[0] != first) if first is not None else lots
+        for lot in ordered:
+            if stars <= 0:
+                break
+            taken = min(stars, lot[1])
+            lot[1] -= taken
             stars -= taken
-        while stars > 0 and account.lots:
-            lot = account.lots[0]
-            taken = min(stars, lot.remaining)
-            lot.remaining -= taken
-            stars -= taken
-            if lot.remaining == 0:
-                account.lots.popleft()
-        while account.lots and account.lots[0].remaining == 0:
-            account.lots.popleft()
+        account.lots = tuple((entry_id, left, expires) for entry_id, left, expires in lots if left)
 
     async def _append(self, account: Account, entry: LedgerEntry, statements: list | None = None) -> None:
         """Apply in memory, then commit; restore the account if the commit fails."""
-        snapshot = account.snapshot()
+        snapshot = msgspec.structs.replace(account)
         self._apply(account, entry)
 
         def undo() -> None:
-            del snapshot.entries[snapshot.n_entries:]
             self._accounts[account.user_id] = snapshot
         await commit_or_undo(self._store.write([LoyaltyStore.append(entry), *(statements or [])]), undo)
 
@@ -289,12 +270,16 @@ class LoyaltyService:
         """Expire what is left of every lot past its expiry; returns the stars expired."""
         now = self._clock.now()
         total = 0
-        for account in list(self._accounts.values()):
-            for lot in [l for l in account.lots if l.expires_at is not None and l.expires_at <= now and l.remaining]:
-                entry = LedgerEntry(self._store.new_id(), account.user_id, "expire", -lot.remaining, now,
-                                    details={"lot": lot.entry_id})
-                total += lot.remaining
-                await self._append(account, entry)
+        for user_id in list(self._accounts):
+            while True:  # re-read after each commit: a redemption may have taken from a lot meanwhile
+                account = self._accounts[user_id]
+                due = next((lot for lot in account.lots if lot[2] is not None and lot[2] <= now), None)
+                if due is None:
+                    break
+                entry_id, left, _ = due
+                await self._append(account, LedgerEntry(self._store.new_id(), user_id, "expire", -left, now,
+                                                        details={"lot": entry_id}))
+                total += left
         return total
 
     # ---- birthday, promotions, members ----
@@ -362,7 +347,7 @@ class LoyaltyService:
                 "tier_kept_until": account.held_until if account.held_tier != "Green" else None,
                 "birthday_eligible": self.birthday_eligible(user_id, now)}
 
-    def ledger(self, user_id: str) -> list[LedgerEntry]:
+    def ledger(self, user_id: str) -> tuple[LedgerEntry, ...]:
         account = self._accounts.get(user_id)
         if account is None:
             raise NotFound(f"no loyalty account for {user_id}")

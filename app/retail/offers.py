@@ -192,7 +192,7 @@ class OfferService:
         total = subtotal + taxes + cfg.booking_fee_cents
         margin = cfg.booking_fee_cents + sum(round(i.total_cents * MARGIN_RATES[i.kind]) for i in items)
         return Offer(id=f"draft-{bundle}-{flight.id}", owner="", flight_id=flight.id, cabin=q.cabin,
-                     passengers=q.passengers, segment=q.segment, bundle=bundle, items=items, taxes_cents=taxes,
+                     passengers=q.passengers, segment=q.segment, bundle=bundle, items=tuple(items), taxes_cents=taxes,
                      booking_fee_cents=cfg.booking_fee_cents, total_cents=total, currency=cfg.currency,
                      conditions=conditions_for(bundle, total), created_at=0.0, expires_at=0.0,
                      departure_at=flight.departure_at, probability=0.0, margin_cents=margin, score=0.0,

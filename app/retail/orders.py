@@ -217,8 +217,8 @@ class OrderService:
                 order, state="PROPOSED", payment=payment, payments_failed=order.payments_failed + 1, updated_at=now),
                 extra=extra)
         paid = msgspec.structs.replace(order, state="PAID", payment=payment, updated_at=now)
-        barcodes = [Barcode(ids.token_urlsafe(18), p, item.kind, item.product_id)
-                    for item in order.items for p in range(1, item.quantity + 1)]
+        barcodes = tuple(Barcode(ids.token_urlsafe(18), p, item.kind, item.product_id)
+                         for item in order.items for p in range(1, item.quantity + 1))
         fulfilled = msgspec.structs.replace(paid, state="FULFILLED", barcodes=barcodes)
         done = await self._commit(order, fulfilled, chain=[paid], extra=extra)
         self._log_event("OrderPaid", {"order_id": order.id, "offer_id": order.offer_id, "owner": order.owner,
@@ -254,7 +254,7 @@ class OrderService:
         if barcode.consumed_at is not None:
             raise Conflict("barcode already used", {"consumed_at": barcode.consumed_at})
         used = msgspec.structs.replace(barcode, consumed_at=self._clock.now())
-        updated = msgspec.structs.replace(order, barcodes=[used if b.code == code else b for b in order.barcodes],
+        updated = msgspec.structs.replace(order, barcodes=tuple(used if b.code == code else b for b in order.barcodes),
                                           updated_at=used.consumed_at)
         await self._commit(order, updated)
         return updated, used

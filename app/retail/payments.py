@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-from dataclasses import dataclass
 from typing import Literal, Protocol
+
+import msgspec
 
 from state.clock import Clock
 
@@ -26,8 +27,7 @@ PENDING_CARD = "4000000000000259"
 SLOW_CARD = "4000000000000119"
 
 
-@dataclass(frozen=True)
-class ChargeResult:
+class ChargeResult(msgspec.Struct, frozen=True, gc=False):
     status: Literal["approved", "declined", "pending"]
     reason: str | None = None
 

@@ -11,7 +11,7 @@ import base64
 import binascii
 import functools
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Awaitable, Callable
+from typing import Annotated, Any, Awaitable, Callable, Sequence
 
 import msgspec
 from aiohttp import web
@@ -153,7 +153,7 @@ class PageQuery(msgspec.Struct, forbid_unknown_fields=True):
     after: str | None = None
 
 
-def paginate(items: list[Any], after: str | None, limit: int) -> tuple[list[Any], str | None]:
+def paginate(items: Sequence[Any], after: str | None, limit: int) -> tuple[list[Any], str | None]:
     """One page of a list of things with an `id`, and the opaque cursor of the next page (None at the end)."""
     cursor = decode_cursor(after)
     start = 0
