@@ -7,8 +7,10 @@ import time
 
 from bench.server import ServerProcess
 
+# The shipped per-customer cap (3 a day) stays: each email goes to a member of its own, and
+# the ingest benchmark's triggers meet the cap as they would in production.
 SINK_ENV = {"CONTRAIL__SMTP__EMBEDDED_SINK": "true", "CONTRAIL__SMTP__RATE_PER_S": "100000",
-            "CONTRAIL__SMTP__POOL_SIZE": "32", "CONTRAIL__CHANNELS__MAX_PER_CUSTOMER_PER_DAY": "1000000"}
+            "CONTRAIL__SMTP__POOL_SIZE": "32"}
 
 
 async def _email_rate(url: str, admin_key: str, count: int) -> tuple[float, float]:
@@ -20,7 +22,7 @@ async def _email_rate(url: str, admin_key: str, count: int) -> tuple[float, floa
             async with session.put(f"{url}/v1/loyalty/members/bench-{n}", headers=headers,
                                    json={"email": f"bench-{n}@example.com"}) as resp:
                 assert resp.status == 200
-        await asyncio.gather(*(member(n) for n in range(200)))
+        await asyncio.gather(*(member(n) for n in range(count)))
         count_only = {"limit": "0"}
         async with session.get(f"{url}/v1/admin/mailbox", params=count_only, headers=headers) as resp:
             before = (await resp.json())["received"]
@@ -32,7 +34,7 @@ async def _email_rate(url: str, admin_key: str, count: int) -> tuple[float, floa
             n = offset
             while n < count:
                 async with session.post(f"{url}/v1/channels/activate", headers=headers,
-                                        json={"user_id": f"bench-{n % 200}", "subject": "Your weekend in Lisbon",
+                                        json={"user_id": f"bench-{n}", "subject": "Your weekend in Lisbon",
                                               "text": "Fly from $49.",
                                               "html": '<p><a href="https://fly.contrail.example/lis">Fly</a></p>'}
                                         ) as resp:

@@ -46,6 +46,7 @@ class ActivationService:
         # user id -> recently on the website (set by the composition root from ingest)
         self.seen_on_web: Callable[[str], bool] = lambda user_id: False
         self._day = ""
+        self._day_start = float("-inf")  # the UTC midnight that began self._day, once known
         self._sent_today: dict[str, int] = defaultdict(int)  # today's activations per customer
 
     async def load(self) -> None:
@@ -96,18 +97,30 @@ class ActivationService:
         except ProviderError:
             return "failed", None
 
+    def _today(self) -> str:
+        now = self._clock.now()
+        if not self._day_start <= now < self._day_start + 86_400:
+            self._day_start = now - now % 86_400
+            day = _utc_day(now)
+            if day != self._day:
+                self._day, self._sent_today = day, defaultdict(int)
+        return self._day
+
+    def capped(self, user_id: str) -> bool:
+        """Whether the customer has had today's `max_per_customer_per_day` activations already."""
+        self._today()
+        return self._sent_today.get(user_id, 0) >= self._config.max_per_customer_per_day
+
     async def activate(self, user_id: str, subject: str, text: str, html: str | None = None,
                        channel: str | None = None, present: bool = False, campaign: str | None = None) -> dict:
         if not user_id or len(user_id) > 128:
             raise InvalidInput("user_id must be 1 to 128 characters")
         activation_id = f"act_{ids.token_hex(10)}"
         member = self._members(user_id)
-        day = _utc_day(self._clock.now())
-        if day != self._day:
-            self._day, self._sent_today = day, defaultdict(int)
+        day = self._today()
         result = {"activation_id": activation_id, "channel": None, "status": "unreachable",
                   "provider_message_id": None}
-        if self._sent_today[user_id] >= self._config.max_per_customer_per_day:
+        if self.capped(user_id):
             result["status"] = "capped"
         else:
             # The slot is taken before the first await, so concurrent activations cannot pass the cap together.

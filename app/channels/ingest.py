@@ -174,6 +174,8 @@ class IngestService:
             return
         if len(self._triggers) >= self._config.max_pending_triggers:
             return  # activations are best effort; ingest never waits on them
+        if self._activation.capped(e.user_id):
+            return  # the customer has had today's messages: no task for an activation that would stop at the cap
         task = asyncio.ensure_future(self._activate(e.user_id, campaign, e.type in ("store_visit", "loyalty_swipe",
                                                                                      "check_in")))
         self._triggers.add(task)
