@@ -43,6 +43,8 @@ class StorageConfig(_Section):
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
     max_group_size: int = 512
     busy_timeout_ms: int = 5000
+    checkpoint_interval_ms: int = 1000
+    wal_restart_frames: int = 4096
 
 
 class AnalyticsConfig(_Section):
@@ -234,6 +236,8 @@ _CHECKS: dict[tuple[str, str], tuple[Any, str]] = {
     ("server", "max_body_bytes"): (lambda v: v >= 1024, "must be at least 1024"),
     ("server", "shutdown_grace_s"): (lambda v: v >= 0, "must not be negative"),
     ("storage", "max_group_size"): (lambda v: v >= 1, "must be at least 1"),
+    ("storage", "checkpoint_interval_ms"): (lambda v: v >= 10, "must be at least 10"),
+    ("storage", "wal_restart_frames"): (lambda v: v >= 100, "must be at least 100"),
     ("analytics", "queue_capacity"): (lambda v: v >= 1, "must be at least 1"),
     ("analytics", "flush_rows"): (lambda v: v >= 1, "must be at least 1"),
     ("analytics", "flush_interval_ms"): (lambda v: v >= 1, "must be at least 1"),

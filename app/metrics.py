@@ -39,6 +39,8 @@ class Metrics:
                                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=r)
         self.commit_latency = Histogram("contrail_sqlite_commit_seconds", "SQLite group commit latency", ["db"],
                                         buckets=LATENCY_BUCKETS, registry=r)
+        self.wal_pages = Gauge("contrail_sqlite_wal_pages", "Pages in the write-ahead log at the last checkpoint",
+                               ["db"], registry=r)
         self.rate_limited = Counter("contrail_rate_limited", "Requests refused by rate limits", ["scope"],
                                     registry=r)
         self.bid_requests = Counter("contrail_bid_requests", "Bid requests by protocol and outcome",

@@ -73,15 +73,17 @@ class Platform:
         self.metrics = metrics = Metrics()
         storage = config.storage
         data = config.data_path
+        tuning = dict(max_group_size=storage.max_group_size, busy_timeout_ms=storage.busy_timeout_ms,
+                      checkpoint_interval_ms=storage.checkpoint_interval_ms,
+                      wal_restart_frames=storage.wal_restart_frames)
         self.records_db = Database(data / "contrail.db", migrations.RECORDS, synchronous=storage.synchronous,
-                                   max_group_size=storage.max_group_size, busy_timeout_ms=storage.busy_timeout_ms,
-                                   on_commit=metrics.commit_observer("records"))
+                                   on_commit=metrics.commit_observer("records"), **tuning)
         # Telemetry is re-derivable and high volume: NORMAL survives kill -9 (not a power cut).
         self.events_db = Database(data / "events.db", migrations.EVENTS, synchronous="NORMAL",
-                                  max_group_size=storage.max_group_size, busy_timeout_ms=storage.busy_timeout_ms,
-                                  on_commit=metrics.commit_observer("events"))
-        metrics.watch_queue("records_writer", lambda: self.records_db.queue_depth)
-        metrics.watch_queue("events_writer", lambda: self.events_db.queue_depth)
+                                  on_commit=metrics.commit_observer("events"), **tuning)
+        for name, db in (("records", self.records_db), ("events", self.events_db)):
+            metrics.watch_queue(f"{name}_writer", lambda db=db: db.queue_depth)
+            metrics.wal_pages.labels(name).set_function(lambda db=db: db.wal_frames)
 
         self.hub = Hub(config.websocket.client_queue, on_drop=lambda s: metrics.ws_dropped.labels(s).inc())
         a = config.analytics

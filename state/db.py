@@ -12,6 +12,16 @@ executor owning a plain sqlite3 connection), rather than one thread hop per stat
 aiosqlite would, because per-statement hops dominate the cost of small transactions.
 Readers use aiosqlite connections of their own.
 
+Checkpoints: SQLite's automatic checkpoint runs inside whichever COMMIT fills the WAL past
+1,000 pages, so every few megabytes one group of callers waited for a copy of the WAL into
+the database file and its fsync (10-50 ms). Here the writer never checkpoints on its own
+(wal_autocheckpoint=0): a second connection on a thread of its own runs PASSIVE checkpoints
+every `checkpoint_interval_ms`, which never block the writer. Under a steady stream of
+writes such a checkpoint never quite catches up, and SQLite only starts the WAL file over
+when everything in it has been copied; so once the WAL holds more than
+`wal_restart_frames` pages, the writer itself checkpoints the few pages the background
+checkpoint has not copied yet, before its next group, and the WAL starts over.
+
 Durability: journal_mode=WAL with synchronous=FULL by default: every COMMIT is fsynced
 before callers are answered, so an acknowledged write survives kill -9 *and* a power
 cut. synchronous=NORMAL (used for the telemetry file) survives kill -9 but may lose the
@@ -90,6 +100,8 @@ class Database:
         max_group_size: int = 512,
         busy_timeout_ms: int = 5000,
         on_commit: CommitObserver | None = None,
+        checkpoint_interval_ms: int = 1000,
+        wal_restart_frames: int = 4096,
     ) -> None:
         self.path = Path(path)
         self._migrations = sorted(migrations, key=lambda m: m.version)
@@ -98,6 +110,15 @@ class Database:
         self._max_group = max_group_size
         self._busy_timeout_ms = busy_timeout_ms
         self._on_commit = on_commit
+        self._checkpoint_interval = checkpoint_interval_ms / 1000
+        self._wal_restart_frames = wal_restart_frames
+        self._catch_up = False  # the writer checkpoints what is left before its next group
+        self.wal_frames = 0     # pages in the WAL at the last checkpoint
+        self.checkpoints = 0
+        self._checkpointer = ThreadPoolExecutor(max_workers=1,
+                                                thread_name_prefix=f"sqlite-checkpoint-{self.path.name}")
+        self._checkpoint_conn: sqlite3.Connection | None = None
+        self._checkpoint_task: asyncio.Task[None] | None = None
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqlite-writer-{self.path.name}")
         self._conn: sqlite3.Connection | None = None
@@ -116,11 +137,14 @@ class Database:
         self._reader = await aiosqlite.connect(self.path)
         await self._reader.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
         self._writer_task = asyncio.create_task(self._writer_loop(), name=f"writer:{self.path.name}")
+        self._checkpoint_task = asyncio.create_task(self._checkpoint_loop(), name=f"checkpoint:{self.path.name}")
         return applied
 
     def _open_sync(self) -> list[int]:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run beside the writer (see the module doc)
+        conn.execute("PRAGMA journal_size_limit=67108864")  # a WAL that grew in a burst shrinks when it starts over
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
         conn.execute("PRAGMA foreign_keys=ON")
@@ -154,6 +178,12 @@ class Database:
         if self._closing:
             return
         self._closing = True
+        if self._checkpoint_task is not None:
+            self._checkpoint_task.cancel()
+            await asyncio.gather(self._checkpoint_task, return_exceptions=True)
+        if self._checkpoint_conn is not None:
+            await asyncio.get_running_loop().run_in_executor(self._checkpointer, self._checkpoint_conn.close)
+        self._checkpointer.shutdown(wait=True)
         if self._writer_task is not None:
             self._queue.put_nowait(_STOP)
             await self._writer_task
@@ -171,6 +201,33 @@ class Database:
     @property
     def is_open(self) -> bool:
         return self._writer_task is not None and not self._writer_task.done() and not self._closing
+
+    # ---- checkpoints -----------------------------------------------------------------
+
+    async def _checkpoint_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        seen = self.commits
+        while True:
+            await asyncio.sleep(self._checkpoint_interval)
+            if self.commits == seen:
+                continue
+            seen = self.commits
+            try:
+                await loop.run_in_executor(self._checkpointer, self.checkpoint_sync)
+            except sqlite3.Error as exc:  # busy or I/O trouble: the WAL keeps everything; try next time
+                log.warning("background checkpoint failed", extra={"db": self.path.name, "error": repr(exc)})
+
+    def checkpoint_sync(self) -> int:
+        """One PASSIVE checkpoint on the checkpoint connection; returns the WAL's size in pages."""
+        if self._checkpoint_conn is None:
+            self._checkpoint_conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._checkpoint_conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        _, frames, _ = self._checkpoint_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        self.checkpoints += 1
+        self.wal_frames = max(frames, 0)
+        if frames > self._wal_restart_frames:
+            self._catch_up = True
+        return self.wal_frames
 
     # ---- writes ----------------------------------------------------------------------
 
@@ -238,6 +295,10 @@ class Database:
         if synchronous != self._synchronous_now:
             conn.execute(f"PRAGMA synchronous={synchronous}")
             self._synchronous_now = synchronous
+        if self._catch_up:
+            # Copies only what the background checkpoint has not; this group's BEGIN then restarts the WAL.
+            self._catch_up = False
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         conn.execute("BEGIN IMMEDIATE")
         try:
             try:

@@ -80,3 +80,50 @@ async def test_write_many_is_atomic(db):
         await db.write_many("INSERT INTO t VALUES (?, ?)", [("m1", 1), ("m1", 2)])
     assert await db.fetchall("SELECT k FROM t WHERE k = 'm1'") == []
     assert await db.write_many("INSERT INTO t VALUES (?, ?)", [("m1", 1), ("m2", 2)]) == 2
+
+
+async def _steady_writes(db: Database, seconds: float) -> int:
+    """Writers that never pause (so a background checkpoint never finds the WAL idle); returns the WAL's
+    largest size in pages."""
+    loop = asyncio.get_running_loop()
+    stop = loop.time() + seconds
+    wal = db.path.with_name(db.path.name + "-wal")
+    largest = 0
+
+    async def writer(n: int) -> None:
+        nonlocal largest
+        i = 0
+        while loop.time() < stop:
+            await db.write([("INSERT INTO t VALUES (?, ?)", (f"{n}-{i}-{'x' * 3000}", i))])  # about a page
+            largest = max(largest, wal.stat().st_size // 4096)
+            i += 1
+    await asyncio.gather(*(writer(n) for n in range(16)))
+    return largest
+
+
+async def test_under_steady_writes_the_wal_starts_over_once_past_its_limit(tmp_path):
+    db = Database(tmp_path / "w.db", SCHEMA, checkpoint_interval_ms=20, wal_restart_frames=300)
+    await db.open()
+    try:
+        largest = await _steady_writes(db, 1.5)
+        rows = (await db.fetchall("SELECT count(*) FROM t"))[0][0]  # each row took at least a page of WAL
+        assert db.checkpoints > 0
+        assert largest * 4 < rows, (largest, rows)  # it started over rather than holding them all
+    finally:
+        await db.close()
+
+
+async def test_a_commit_never_checkpoints_on_its_own(tmp_path):
+    """With the background checkpoint far away, the WAL only grows: no commit copied it into the database."""
+    db = Database(tmp_path / "n.db", SCHEMA, checkpoint_interval_ms=60_000)
+    await db.open()
+    try:
+        for i in range(30):
+            await db.write([("INSERT INTO t VALUES (?, ?)", (f"{i}-{'y' * 3000}", i))] * 1)
+        await asyncio.gather(*(db.write([("INSERT INTO t VALUES (?, ?)", (f"b{i}-{'y' * 3000}", i))])
+                               for i in range(1200)))
+        pages = (tmp_path / "n.db-wal").stat().st_size // 4096
+        assert pages > 1000  # SQLite's own automatic checkpoint would have restarted it at 1,000 pages
+        assert db.checkpoint_sync() > 1000 and db.checkpoints == 1
+    finally:
+        await db.close()
