@@ -188,7 +188,7 @@ class IngestService:
         except Exception as exc:  # a trigger's failure must not reach the ingest caller
             log.warning("triggered activation failed", extra={"user_id": user_id, "error": repr(exc)[:200]})
 
-    async def flush_profiles(self, chunk: int = 100) -> int:
+    async def flush_profiles(self, chunk: int = 25) -> int:
         """Write the pending profile updates behind (recency and interests), a chunk per commit so that
         ingest keeps running in between."""
         dirty, self._dirty = self._dirty, {}
