@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+import random
 import re
 import shutil
 import subprocess
@@ -45,8 +46,25 @@ class Result:
 def _lua(scenario: Scenario) -> str:
     headers = "".join(f'wrk.headers["{k}"] = {json.dumps(v)}\n' for k, v in scenario.headers.items())
     if scenario.rate:
-        # Each connection waits between requests so that all of them together offer `rate` per second.
-        headers += f"delay = function() return {max(1, round(scenario.connections * 1000 / scenario.rate))} end\n"
+        # Poisson arrivals at `rate`: each thread draws exponential gaps averaging `threads / rate` on the
+        # wall clock (LuaJIT's FFI), and a connection done with its request waits for the next arrival. A
+        # late schedule is caught up rather than dropped, so the offered rate holds whatever the latency.
+        headers += f"""local ffi = require("ffi")
+ffi.cdef[[ typedef struct {{ long tv_sec; long tv_nsec; }} contrail_ts; int clock_gettime(int, contrail_ts *); ]]
+local ts = ffi.new("contrail_ts")
+local mean_gap = {THREADS * 1000 / scenario.rate}
+local next_at = nil
+delay = function()
+  ffi.C.clock_gettime(1, ts)
+  local now = tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+  if next_at == nil then
+    math.randomseed(1000 + (tid or 0))  -- each thread its own arrivals
+    next_at = now
+  end
+  next_at = next_at - mean_gap * math.log(1 - math.random())
+  return math.max(0, next_at - now)
+end
+"""
     # wrk prints p50/75/90/99 only; the exact p95 comes from done().
     report = 'done = function(summary, latency, requests) io.write(string.format("P95_US %d\\n", ' \
              'latency:percentile(95))) end\n'
@@ -116,6 +134,7 @@ async def _drive(base_url: str, scenario: Scenario, seconds: float) -> tuple[lis
         nonlocal errors, done
         nonlocal sent
         i = offset
+        rng = random.Random(offset)
         next_at = time.perf_counter()
         while time.perf_counter() < stop:
             body = scenario.bodies[i % len(scenario.bodies)] if scenario.bodies else None
@@ -135,8 +154,8 @@ async def _drive(base_url: str, scenario: Scenario, seconds: float) -> tuple[lis
                 errors += 1
             latencies.append(time.perf_counter() - started)
             done += 1
-            if interval:
-                next_at += interval
+            if interval:  # Poisson arrivals, as with wrk
+                next_at += rng.expovariate(1 / interval)
                 await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
 
     connector = aiohttp.TCPConnector(limit=scenario.connections)
