@@ -7,8 +7,9 @@ from typing import Any, Callable
 from app.auth import AccountService, ApiKeyService, Principal
 from state.accounts import Account
 from state.apikeys import ApiKey
-from state.audit import AuditEntry, AuditStore
+from state.audit import AuditEntry
 from state.clock import Clock
+from state.ports import AuditStore
 
 
 class AdminService:

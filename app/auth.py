@@ -16,9 +16,10 @@ import jwt
 import msgspec
 
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
-from state.accounts import Account, AccountStore, EmailTaken
-from state.apikeys import ApiKey, ApiKeyStore
+from state.accounts import Account, EmailTaken
+from state.apikeys import ApiKey
 from state.clock import Clock
+from state.ports import AccountStore, ApiKeyStore
 
 UserRole = Literal["customer", "admin"]
 KeyRole = Literal["exchange", "partner", "admin"]

@@ -17,7 +17,8 @@ import msgspec
 from app.hub import Hub
 from app.metrics import Metrics
 from state.clock import Clock
-from state.eventlog import EventLogStore, StoredEvent
+from state.eventlog import StoredEvent
+from state.ports import EventLogStore
 
 log = logging.getLogger("contrail.eventlog")
 _encode = msgspec.json.Encoder().encode

@@ -9,7 +9,8 @@ import msgspec
 
 from app.errors import Conflict, InvalidInput
 from state.clock import Clock
-from state.idempotency import IdempotencyStore, StoredResponse
+from state.idempotency import StoredResponse
+from state.ports import IdempotencyStore
 
 MAX_KEY_LENGTH = 255
 

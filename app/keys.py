@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from app.channels.sink import Mailbox
     from app.channels.suppression import SuppressionService
     from app.loyalty.service import LoyaltyService
-    from state.orders import OrderStore
+    from state.ports import OrderStore
 
 CONFIG: web.AppKey["Config"] = web.AppKey("config")
 CLOCK: web.AppKey["Clock"] = web.AppKey("clock")

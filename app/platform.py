@@ -41,25 +41,25 @@ from app.supervisor import Supervisor
 from ml.batcher import Batcher
 from ml.providers import build_providers
 from state import migrations
-from state.campaigns import CampaignStore
-from state.activations import ActivationCountStore
-from state.catalog import CatalogStore
-from state.inbox import InboxStore
-from state.loyalty import LoyaltyStore
-from state.outbox import OutboxStore
-from state.suppressions import SuppressionStore
-from state.offers import OfferStore
-from state.orders import OrderStore
-from state.delivery import DeliveryStore
-from state.profiles import ProfileStore
-from state.accounts import AccountStore
-from state.apikeys import ApiKeyStore
-from state.audit import AuditStore
+from state.campaigns import SqliteCampaignStore
+from state.activations import SqliteActivationCountStore
+from state.catalog import SqliteCatalogStore
+from state.inbox import SqliteInboxStore
+from state.loyalty import SqliteLoyaltyStore
+from state.outbox import SqliteOutboxStore
+from state.suppressions import SqliteSuppressionStore
+from state.offers import SqliteOfferStore
+from state.orders import SqliteOrderStore
+from state.delivery import SqliteDeliveryStore
+from state.profiles import SqliteProfileStore
+from state.accounts import SqliteAccountStore
+from state.apikeys import SqliteApiKeyStore
+from state.audit import SqliteAuditStore
 from state.clock import Clock, SystemClock
 from state.db import Database
-from state.demo import DemoMarkerStore
-from state.eventlog import EventLogStore
-from state.idempotency import IdempotencyStore
+from state.demo import SqliteDemoMarkerStore
+from state.eventlog import SqliteEventLogStore
+from state.idempotency import SqliteIdempotencyStore
 
 log = logging.getLogger("contrail")
 
@@ -87,18 +87,18 @@ class Platform:
 
         self.hub = Hub(config.websocket.client_queue, on_drop=lambda s: metrics.ws_dropped.labels(s).inc())
         a = config.analytics
-        self.event_log = EventLog(EventLogStore(self.events_db), self.hub, self.clock, metrics,
+        self.event_log = EventLog(SqliteEventLogStore(self.events_db), self.hub, self.clock, metrics,
                                   capacity=a.queue_capacity, flush_rows=a.flush_rows,
                                   flush_interval_ms=a.flush_interval_ms)
         self.supervisor = Supervisor(metrics, backoff_s=config.tasks.restart_backoff_s,
                                      backoff_max_s=config.tasks.restart_backoff_max_s)
         self.health = Health(self.supervisor, {"records": self.records_db, "events": self.events_db})
 
-        self.account_store = AccountStore(self.records_db)
-        self.api_key_store = ApiKeyStore(self.records_db)
-        self.idempotency_store = IdempotencyStore(self.records_db)
-        self.audit_store = AuditStore(self.records_db)
-        self.demo_markers = DemoMarkerStore(self.records_db)
+        self.account_store = SqliteAccountStore(self.records_db)
+        self.api_key_store = SqliteApiKeyStore(self.records_db)
+        self.idempotency_store = SqliteIdempotencyStore(self.records_db)
+        self.audit_store = SqliteAuditStore(self.records_db)
+        self.demo_markers = SqliteDemoMarkerStore(self.records_db)
 
         auth = config.auth
         self.tokens = TokenService(auth.jwt_secret, self.clock, customer_ttl_s=auth.customer_token_ttl_s,
@@ -121,9 +121,9 @@ class Platform:
 
     def _build_bidding(self, config: Config) -> None:
         b, inf = config.bidding, config.inference
-        self.campaign_store = CampaignStore(self.records_db)
-        self.profile_store = ProfileStore(self.records_db)
-        self.delivery = DeliveryStore(self.records_db)
+        self.campaign_store = SqliteCampaignStore(self.records_db)
+        self.profile_store = SqliteProfileStore(self.records_db)
+        self.delivery = SqliteDeliveryStore(self.records_db)
         self.campaigns = CampaignService(self.campaign_store, self.delivery, self.clock, pacing_slack=b.pacing_slack)
         self.profiles = ProfileCache(self.profile_store, self.clock, l1_size=b.profile_l1_size,
                                      l2_ttl_s=b.profile_l2_ttl_s, metrics=self.metrics)
@@ -145,9 +145,9 @@ class Platform:
                                                                     config.demo.traffic_per_s))
 
     def _build_retail(self, config: Config) -> None:
-        self.catalog_store = CatalogStore(self.records_db)
-        self.offer_store = OfferStore(self.records_db)
-        self.order_store = OrderStore(self.records_db)
+        self.catalog_store = SqliteCatalogStore(self.records_db)
+        self.offer_store = SqliteOfferStore(self.records_db)
+        self.order_store = SqliteOrderStore(self.records_db)
         self.catalog = CatalogService(self.catalog_store, self.order_store)
         self.ranker = Ranker(config.ranking, self.metrics, self.clock)
         self.offers = OfferService(config.retail, self.catalog, self.offer_store, self.ranker, self.clock,
@@ -187,7 +187,7 @@ class Platform:
         return self.ranker.retrain(rows)
 
     def _build_loyalty(self, config: Config) -> None:
-        self.loyalty_store = LoyaltyStore(self.records_db)
+        self.loyalty_store = SqliteLoyaltyStore(self.records_db)
         self.loyalty = LoyaltyService(config.loyalty, self.loyalty_store, self.clock, self.event_log.log_event)
         self.bidder.loyalty_features = self.loyalty.features
         self.orders.on_paid = self._earn_for_order
@@ -210,17 +210,17 @@ class Platform:
             await self.loyalty.expire_due()
 
     def _build_channels(self, config: Config) -> None:
-        self.suppression_store = SuppressionStore(self.records_db)
+        self.suppression_store = SqliteSuppressionStore(self.records_db)
         self.suppression = SuppressionService(self.suppression_store, self.clock)
-        self.outbox_store = OutboxStore(self.records_db)
+        self.outbox_store = SqliteOutboxStore(self.records_db)
         self.email = EmailService(config.smtp, config.channels.public_base_url, config.auth.jwt_secret,
                                   self.outbox_store, self.suppression, self.clock, self.event_log.log_event)
         self.inapp_hub = Hub(config.websocket.client_queue,
                              on_drop=lambda s: self.metrics.ws_dropped.labels(s).inc())
-        self.inapp = InAppService(InboxStore(self.records_db), self.inapp_hub, self.clock)
+        self.inapp = InAppService(SqliteInboxStore(self.records_db), self.inapp_hub, self.clock)
         self.adaptors = HttpAdaptors(config.adaptors)
         self.activation = ActivationService(config.channels, self.loyalty.member, self.email, self.inapp,
-                                            self.adaptors, self.suppression, ActivationCountStore(self.records_db),
+                                            self.adaptors, self.suppression, SqliteActivationCountStore(self.records_db),
                                             self.clock, self.event_log.log_event)
         self.mailbox = Mailbox()
         self.ingest = IngestService(config.ingest, self.loyalty, self.profiles, self.activation, self.clock,

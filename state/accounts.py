@@ -19,7 +19,7 @@ class EmailTaken(Exception):
     """Another account already uses this email."""
 
 
-class AccountStore:
+class SqliteAccountStore:
     """Hot index of accounts, written through to SQLite."""
 
     def __init__(self, db: Database) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from state.db import Database
 
 
-class ActivationCountStore:
+class SqliteActivationCountStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 

@@ -16,7 +16,7 @@ class ApiKey(msgspec.Struct, frozen=True, gc=False):
     revoked_at: float | None = None
 
 
-class ApiKeyStore:
+class SqliteApiKeyStore:
     """Hot index of API keys by hash, written through to SQLite."""
 
     def __init__(self, db: Database) -> None:

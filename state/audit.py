@@ -16,7 +16,7 @@ class AuditEntry(msgspec.Struct, frozen=True, gc=False):
     details: dict
 
 
-class AuditStore:
+class SqliteAuditStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 

@@ -53,7 +53,7 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Campaign).decode
 
 
-class CampaignStore:
+class SqliteCampaignStore:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._by_id: dict[str, Campaign] = {}

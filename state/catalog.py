@@ -52,7 +52,7 @@ _product_json = msgspec.json.Decoder(Product)
 _encode = msgspec.json.Encoder().encode
 
 
-class CatalogStore:
+class SqliteCatalogStore:
     """Flights by id and by (origin, destination, date); products by id. Hot in memory."""
 
     def __init__(self, db: Database) -> None:

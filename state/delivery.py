@@ -11,7 +11,7 @@ class AlreadyCharged(Exception):
     """This bid id has been charged before."""
 
 
-class DeliveryStore:
+class SqliteDeliveryStore:
     """Impressions per user (for frequency caps) and spend per campaign per day, hot in memory."""
 
     def __init__(self, db: Database, keep_s: float = 86_400) -> None:

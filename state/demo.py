@@ -3,7 +3,7 @@
 from state.db import Database
 
 
-class DemoMarkerStore:
+class SqliteDemoMarkerStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 

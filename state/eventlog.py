@@ -16,7 +16,7 @@ class StoredEvent(msgspec.Struct, frozen=True, gc=False):
     payload: msgspec.Raw
 
 
-class EventLogStore:
+class SqliteEventLogStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 

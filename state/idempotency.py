@@ -18,7 +18,7 @@ class StoredResponse(msgspec.Struct, frozen=True, gc=False):
     expires_at: float
 
 
-class IdempotencyStore:
+class SqliteIdempotencyStore:
     """Responses by (scope, key), hot in memory, durable in SQLite until they expire."""
 
     def __init__(self, db: Database) -> None:

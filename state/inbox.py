@@ -20,7 +20,7 @@ _decode = msgspec.json.Decoder(InAppMessage).decode
 _encode = msgspec.json.Encoder().encode
 
 
-class InboxStore:
+class SqliteInboxStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 

@@ -47,7 +47,7 @@ _promotion_json = msgspec.json.Decoder(Promotion)
 _encode = msgspec.json.Encoder().encode
 
 
-class LoyaltyStore:
+class SqliteLoyaltyStore:
     def __init__(self, db: Database) -> None:
         self._db = db
         self.next_id = 1

@@ -61,7 +61,7 @@ _decode = msgspec.json.Decoder(Offer).decode
 _encode = msgspec.json.Encoder().encode
 
 
-class OfferStore:
+class SqliteOfferStore:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._offers: dict[str, Offer] = {}

@@ -8,7 +8,7 @@ equal the seats of live orders exactly, by construction.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Literal
+from typing import Literal, Sequence
 
 import msgspec
 
@@ -73,7 +73,7 @@ _decode = msgspec.json.Decoder(Order).decode
 _encode = msgspec.json.Encoder().encode
 
 
-class OrderStore:
+class SqliteOrderStore:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._orders: dict[str, Order] = {}
@@ -113,13 +113,13 @@ class OrderStore:
         return [self._orders[i] for state in states for i in self._by_state.get(state, ())]
 
     # ---- inventory ----
-    def hold(self, items: list[Item]) -> None:
+    def hold(self, items: Sequence[Item]) -> None:
         for item in items:
             if item.resource is not None:
                 self.held[item.resource] += item.quantity
                 self.flight_versions[item.resource.rpartition("/")[0]] += 1
 
-    def release(self, items: list[Item]) -> None:
+    def release(self, items: Sequence[Item]) -> None:
         for item in items:
             if item.resource is not None:
                 self.held[item.resource] -= item.quantity

@@ -41,7 +41,7 @@ _message = msgspec.json.Decoder(OutboxMessage)
 _encode = msgspec.json.Encoder().encode
 
 
-class OutboxStore:
+class SqliteOutboxStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 

@@ -20,7 +20,7 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Profile).decode
 
 
-class ProfileStore:
+class SqliteProfileStore:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._ids: set[str] = set()

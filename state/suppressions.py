@@ -23,7 +23,7 @@ _decode = msgspec.json.Decoder(Suppression).decode
 _encode = msgspec.json.Encoder().encode
 
 
-class SuppressionStore:
+class SqliteSuppressionStore:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._entries: dict[tuple[str, str], Suppression] = {}

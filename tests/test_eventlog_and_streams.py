@@ -12,7 +12,7 @@ from app.metrics import Metrics
 from state import migrations
 from state.clock import ManualClock
 from state.db import Database
-from state.eventlog import EventLogStore
+from state.eventlog import SqliteEventLogStore
 from tests.conftest import make_config
 
 
@@ -20,7 +20,7 @@ async def _event_log(tmp_path, **kw):
     db = Database(tmp_path / "events.db", migrations.EVENTS, synchronous="NORMAL")
     await db.open()
     hub = Hub(10)
-    log = EventLog(EventLogStore(db), hub, ManualClock(), Metrics(), **kw)
+    log = EventLog(SqliteEventLogStore(db), hub, ManualClock(), Metrics(), **kw)
     return db, hub, log
 
 

@@ -10,7 +10,7 @@ from hypothesis.stateful import invariant, precondition, rule
 from app.retail.offers import SearchQuery
 from app.retail.payments import PENDING_CARD
 from app.retail.orders import PaymentEvent
-from state.orders import HOLDING, OrderStore
+from state.orders import HOLDING, SqliteOrderStore
 from tests.machines import PlatformMachine
 from tests.retail_helpers import DECLINED_CARD, PAID_CARD, departure_date, seed_catalog
 
@@ -82,7 +82,7 @@ class Retail(PlatformMachine):
         assert all(o.state != "EXPIRED" or o.payment is None or o.payment.status != "approved"
                    for o in store.of_owner(None))
         # What SQLite holds rebuilds to exactly the same inventory.
-        fresh = OrderStore(self.platform.records_db)
+        fresh = SqliteOrderStore(self.platform.records_db)
         self.run(fresh.load())
         assert {k: v for k, v in fresh.held.items() if v} == held
 

@@ -20,9 +20,9 @@ import numpy as np
 from app.bidding.openrtb import BidRequest, Imp
 
 from app.errors import Conflict, InvalidInput, NotFound
-from state.campaigns import Campaign, CampaignStore, Creative
+from state.campaigns import Campaign, Creative
 from state.clock import Clock
-from state.delivery import DeliveryStore
+from state.ports import CampaignStore, DeliveryStore
 
 WINDOWS = {"minute": 60, "hour": 3600, "day": 86_400}
 

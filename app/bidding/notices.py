@@ -15,7 +15,8 @@ import msgspec
 from app.bidding.campaigns import utc_day
 from app.errors import InvalidInput, NotFound
 from state.clock import Clock
-from state.delivery import AlreadyCharged, DeliveryStore
+from state.delivery import AlreadyCharged
+from state.ports import DeliveryStore
 
 
 class IssuedBid(msgspec.Struct, frozen=True, gc=False):

@@ -22,9 +22,9 @@ from app.bidding.profiles import CachedProfile, ProfileCache
 from app.config import BiddingConfig
 from ml import features
 from ml.batcher import Batcher, Overloaded, ScoringTimeout
-from state.clock import Clock
 from state.campaigns import Campaign, Creative
-from state.delivery import DeliveryStore
+from state.clock import Clock
+from state.ports import DeliveryStore
 
 TIER_BOOST = {1.0: 1.30, 0.5: 1.15}  # loyalty tier feature (Reserve 1.0, Gold 0.5) -> bid boost
 MICROS = 1_000_000

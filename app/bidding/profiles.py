@@ -8,7 +8,8 @@ import msgspec
 import numpy as np
 
 from state.clock import Clock
-from state.profiles import Profile, ProfileStore
+from state.ports import ProfileStore
+from state.profiles import Profile
 
 
 class CachedProfile(msgspec.Struct, frozen=True, gc=False):

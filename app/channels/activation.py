@@ -19,8 +19,8 @@ from app.channels.email import EmailService
 from app.channels.inapp import InAppService
 from app.channels.suppression import SuppressionService
 from app.errors import InvalidInput
-from state.activations import ActivationCountStore
 from state.clock import Clock
+from state.ports import ActivationCountStore
 
 def _utc_day(at: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(at))

@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from app.channels.suppression import SuppressionService
 from app.errors import Forbidden, InvalidInput
 from state.clock import Clock
-from state.outbox import EmailEvent, OutboxStore
+from state.outbox import EmailEvent
+from state.ports import OutboxStore
 
 KNOWN = {"processed", "dropped", "delivered", "deferred", "bounce", "open", "click", "spamreport", "unsubscribe",
          "group_unsubscribe", "group_resubscribe"}

@@ -29,7 +29,8 @@ from app import ids
 from app.channels.suppression import SuppressionService
 from app.errors import InvalidInput
 from state.clock import Clock
-from state.outbox import EmailEvent, OutboxMessage, OutboxStore
+from state.outbox import EmailEvent, OutboxMessage
+from state.ports import OutboxStore
 
 log = logging.getLogger("contrail.channels")
 

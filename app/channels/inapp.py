@@ -8,7 +8,8 @@ import msgspec
 from app import ids
 from app.hub import Hub
 from state.clock import Clock
-from state.inbox import InAppMessage, InboxStore
+from state.inbox import InAppMessage
+from state.ports import InboxStore
 
 
 class InAppService:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from app.errors import InvalidInput
 from state.clock import Clock
-from state.suppressions import Suppression, SuppressionStore
+from state.ports import SuppressionStore
+from state.suppressions import Suppression
 
 CHANNELS = ("email", "sms", "push", "all")
 

@@ -23,7 +23,8 @@ import numpy as np
 from app.errors import Forbidden, InvalidInput, NotFound, RuleViolation
 from app.persist import commit_or_undo
 from state.clock import Clock
-from state.loyalty import LedgerEntry, LoyaltyStore, Member, Promotion
+from state.loyalty import LedgerEntry, Member, Promotion
+from state.ports import LoyaltyStore
 
 TIERS = ("Green", "Gold", "Reserve")
 MULTIPLIER = {"Green": Decimal("1.0"), "Gold": Decimal("1.2"), "Reserve": Decimal("1.7")}
@@ -161,7 +162,7 @@ class LoyaltyService:
 
         def undo() -> None:
             self._accounts[account.user_id] = snapshot
-        await commit_or_undo(self._store.write([LoyaltyStore.append(entry), *(statements or [])]), undo)
+        await commit_or_undo(self._store.write([self._store.append(entry), *(statements or [])]), undo)
 
     # ---- earning ----
     def rate(self, tier: str, channel: str, at: float) -> Decimal:
@@ -316,7 +317,7 @@ class LoyaltyService:
                 raise InvalidInput("birthday must be MM-DD") from None
         if member.preferred_channel is not None and member.preferred_channel not in CHANNEL_CODES:
             raise InvalidInput(f"preferred_channel must be one of {', '.join(CHANNEL_CODES)}")
-        await self._store.write([LoyaltyStore.put_member(member)])
+        await self._store.write([self._store.put_member(member)])
         self._members[member.user_id] = member
         return member
 
@@ -328,7 +329,7 @@ class LoyaltyService:
             raise InvalidInput("ends_at must be after starts_at")
         if not 0 < promotion.bonus_rate <= 10:
             raise InvalidInput("bonus_rate must be above 0 and at most 10")
-        await self._store.write([LoyaltyStore.put_promotion(promotion)])
+        await self._store.write([self._store.put_promotion(promotion)])
         self._promotions[promotion.id] = promotion
         return promotion
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgspec
 
 from app.errors import Conflict, InvalidInput, NotFound
-from state.catalog import ANCILLARY_KINDS, CatalogStore, Flight, Product
-from state.orders import OrderStore
+from state.catalog import ANCILLARY_KINDS, Flight, Product
+from state.ports import CatalogStore, OrderStore
 
 
 def seat_resource(flight_id: str, cabin: str) -> str:

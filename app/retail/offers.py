@@ -26,7 +26,8 @@ from app.retail.pricing import SEGMENTS, day_start, discounted, fare_cents, perc
 from app.retail.ranking import MARGIN_RATES, OfferSummary, Ranker, SearchContext, features
 from state.catalog import Flight
 from state.clock import Clock
-from state.offers import Conditions, Item, Offer, OfferStore
+from state.offers import Conditions, Item, Offer
+from state.ports import OfferStore
 
 CABINS = ("economy", "premium", "business")
 _DRAFT_CACHE = 20_000
@@ -134,7 +135,7 @@ class OfferService:
             self._offers.remember(offer)
         # New offers survive kill -9 and restarts; a power cut may lose the last moments' quotes
         # (unless configured otherwise), which spares every search an fsync.
-        await commit_or_undo(self._offers.write([OfferStore.insert(*chosen)],
+        await commit_or_undo(self._offers.write([self._offers.insert(*chosen)],
                                                 power_safe=self._config.offers_power_safe),
                              lambda: [self._offers.forget(o.id) for o in chosen])
         self._metrics.offers_generated.inc(len(chosen))
@@ -223,7 +224,7 @@ class OfferService:
         offer = await self.acceptable(offer_id, owner)
         cancelled = msgspec.structs.replace(offer, state="CANCELLED")
         self._offers.remember(cancelled)
-        await commit_or_undo(self._offers.write([OfferStore.change_state(cancelled, "ACTIVE")]),
+        await commit_or_undo(self._offers.write([self._offers.change_state(cancelled, "ACTIVE")]),
                              lambda: self._offers.remember(offer))
         return cancelled
 
@@ -241,7 +242,7 @@ class OfferService:
         if expired:
             for offer in expired:
                 self._offers.forget(offer.id)
-            await commit_or_undo(self._offers.write([OfferStore.change_state(o, "ACTIVE") for o in expired]),
+            await commit_or_undo(self._offers.write([self._offers.change_state(o, "ACTIVE") for o in expired]),
                                  lambda: [self._offers.remember(msgspec.structs.replace(o, state="ACTIVE"))
                                           for o in expired])
         return len(expired)

@@ -24,9 +24,8 @@ from app.retail.offers import OfferService
 from app.retail.payments import ChargeResult, PaymentGateway, luhn_valid
 from app.persist import commit_or_undo
 from state.clock import Clock
-from state.db import Statement
-from state.offers import OfferStore
-from state.orders import Barcode, CancellationQuote, Order, OrderStore, Payment
+from state.orders import Barcode, CancellationQuote, Order, Payment
+from state.ports import OfferStore, OrderStore, Statement
 
 log = logging.getLogger("contrail.retail")
 
@@ -98,7 +97,7 @@ class OrderService:
             self._orders.release(order.items)
             self._orders.forget(order.id)
             self._offer_store.remember(offer)
-        await commit_or_undo(self._orders.write([OrderStore.insert(order), OfferStore.change_state(accepted, "ACTIVE")]),
+        await commit_or_undo(self._orders.write([self._orders.insert(order), self._offer_store.change_state(accepted, "ACTIVE")]),
                              undo)
         self._metrics.orders.labels("PROPOSED").inc()
         self._log_event("OfferAccepted", {"offer_id": offer.id, "order_id": order.id, "owner": order.owner,
@@ -140,7 +139,7 @@ class OrderService:
         if release:
             self._orders.release(old.items)
         steps = [old, *(chain or []), new]
-        statements = [OrderStore.update(b, a.state) for a, b in zip(steps, steps[1:])]
+        statements = [self._orders.update(b, a.state) for a, b in zip(steps, steps[1:])]
 
         def undo() -> None:
             self._orders.remember(old)
@@ -232,7 +231,7 @@ class OrderService:
             raise InvalidInput("status must be approved or declined")
         if await self._orders.seen_payment_event(event.id):
             return self._orders.get(event.order_id), False
-        record = [OrderStore.record_payment_event(event.id, event.payment_id, self._clock.now())]
+        record = [self._orders.record_payment_event(event.id, event.payment_id, self._clock.now())]
         order = await self._settle(event.order_id, event.payment_id, ChargeResult(event.status, event.reason), record)
         return order, True
 

@@ -1,0 +1,391 @@
+"""The interfaces the domain (app/) holds its stores by.
+
+app/ depends on these Protocols only; `app/platform.py`, the composition root, builds the
+SQLite implementations in state/. A deployment that outgrows one node can write adapters
+for PostgreSQL, Redis or ClickHouse against the same Protocols without touching the
+domain code. `tests/test_ports.py` checks that every SQLite store satisfies its Protocol,
+signature by signature, and that app/ names no SQLite store outside the composition root.
+
+A `Statement` is opaque to app/: a store builds it (`insert`, `update`, `append`, ...)
+and a store of the same backend commits it with `write`, together with statements from
+that backend's other stores. That is how an order, the hold on its inventory and the
+accepted offer land in one transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence, runtime_checkable
+
+from state.accounts import Account
+from state.apikeys import ApiKey
+from state.audit import AuditEntry
+from state.campaigns import Campaign
+from state.catalog import Flight, Product
+from state.db import Statement
+from state.eventlog import StoredEvent
+from state.idempotency import StoredResponse
+from state.inbox import InAppMessage
+from state.loyalty import LedgerEntry, Member, Promotion
+from state.offers import Item, Offer, OfferState
+from state.orders import Order
+from state.outbox import EmailEvent, OutboxMessage
+from state.profiles import Profile
+from state.suppressions import Suppression
+
+
+@runtime_checkable
+class AccountStore(Protocol):
+    """Hot index of accounts, written through to storage."""
+
+    async def load(self) -> None:
+        ...
+
+    def get(self, account_id: str) -> Account | None:
+        ...
+
+    def by_email(self, email: str) -> Account | None:
+        ...
+
+    async def fetch_by_email(self, email: str) -> Account | None:
+        """Read an account another process (the CLI) may have added since start, and index it."""
+
+    async def add(self, account: Account) -> None:
+        """Reserve the email in memory (no await in between), persist, undo on failure."""
+
+
+@runtime_checkable
+class ActivationCountStore(Protocol):
+    """Activations sent per customer per UTC day (the daily cap survives restarts)."""
+
+    async def counts(self, day: str) -> dict[str, int]:
+        ...
+
+    async def add_one(self, user_id: str, day: str) -> None:
+        ...
+
+
+@runtime_checkable
+class ApiKeyStore(Protocol):
+    """Hot index of API keys by hash, written through to storage."""
+
+    async def load(self) -> None:
+        ...
+
+    def by_hash(self, key_hash: str) -> ApiKey | None:
+        ...
+
+    async def fetch_by_hash(self, key_hash: str) -> ApiKey | None:
+        """Read a key another process (the CLI) may have added since start, and index it."""
+
+    def all(self) -> list[ApiKey]:
+        ...
+
+    async def add(self, key: ApiKey) -> None:
+        """Persist a new key, then make it usable."""
+
+    async def revoke(self, key_id: str, at: float) -> ApiKey | None:
+        """Mark a key revoked; it stops authenticating at once."""
+
+
+@runtime_checkable
+class AuditStore(Protocol):
+    """The append-only audit trail of admin actions."""
+
+    async def append(self, at: float, actor: str, action: str, target: str, details: dict) -> None:
+        ...
+
+    async def page(self, limit: int, before_id: int | None) -> list[AuditEntry]:
+        """Newest first; `before_id` continues a previous page."""
+
+
+@runtime_checkable
+class CampaignStore(Protocol):
+    """Campaigns with their creatives, kept in memory and written through."""
+
+    async def load(self) -> None:
+        ...
+
+    def get(self, campaign_id: str) -> Campaign | None:
+        ...
+
+    def all(self) -> list[Campaign]:
+        ...
+
+    async def put(self, campaign: Campaign, at: float) -> None:
+        """Create or replace a campaign (durable before it is used)."""
+
+
+@runtime_checkable
+class CatalogStore(Protocol):
+    """Flights by id and by (origin, destination, date); products by id. Hot in memory."""
+
+    async def load(self) -> None:
+        ...
+
+    def flight(self, flight_id: str) -> Flight | None:
+        ...
+
+    def flights_on(self, origin: str, destination: str, date: str) -> list[Flight]:
+        ...
+
+    def flights(self) -> list[Flight]:
+        ...
+
+    def product(self, product_id: str) -> Product | None:
+        ...
+
+    def products(self) -> list[Product]:
+        ...
+
+    def product_of_kind(self, kind: str) -> Product | None:
+        """The active product sold for a kind: the first one created."""
+
+    async def put_flights(self, flights: list[Flight]) -> None:
+        """Create or replace flights (durable before they are sold)."""
+
+    async def put_product(self, product: Product) -> None:
+        ...
+
+
+@runtime_checkable
+class DeliveryStore(Protocol):
+    """Impressions per user (for frequency caps) and spend per campaign per day, hot in memory."""
+
+    async def load(self, now: float) -> None:
+        ...
+
+    async def charge(self, bid_id: str, campaign_id: str, user_id: str, price_micros: int, day: str, at: float) -> None:
+        """Charge a bid once: spend and impression applied in memory, persisted, undone on failure."""
+
+    async def record(self, bid_id: str, kind: str, campaign_id: str, price_micros: int | None, reason: int | None, at: float) -> bool:
+        """Record a win or loss notice once; returns False for a repeat."""
+
+    def has_impressions(self, user_id: str) -> bool:
+        ...
+
+    def spent(self, campaign_id: str, day: str) -> int:
+        ...
+
+    def count_since(self, user_id: str, since: float, campaign_id: str | None = None) -> int:
+        """Impressions of a user since `since`, optionally for one campaign."""
+
+
+@runtime_checkable
+class DemoMarkerStore(Protocol):
+    """Which demo data sets are loaded, so seeding runs once."""
+
+    async def is_loaded(self, name: str) -> bool:
+        ...
+
+    async def mark_loaded(self, name: str, at: float) -> None:
+        ...
+
+
+@runtime_checkable
+class EventLogStore(Protocol):
+    """The analytics event log: appended in large batches, read back by type and time."""
+
+    async def append_batch(self, rows: Sequence[tuple[float, str, str]]) -> int:
+        """Write (at, type, payload_json) rows in one transaction."""
+
+    async def query(self, type_: str | None, since: float | None, after_id: int, limit: int) -> list[StoredEvent]:
+        """Oldest first from `since`, continuing after `after_id`."""
+
+    async def recent_payloads(self, type_: str, limit: int) -> list[str]:
+        """The newest `limit` payloads (JSON text) of one event type, oldest first."""
+
+
+@runtime_checkable
+class IdempotencyStore(Protocol):
+    """Responses by (scope, key), hot in memory, durable until they expire."""
+
+    async def load(self, now: float) -> None:
+        ...
+
+    def get(self, scope: str, key: str, now: float) -> StoredResponse | None:
+        ...
+
+    async def put(self, record: StoredResponse) -> None:
+        ...
+
+    async def purge_expired(self, now: float) -> int:
+        """Forget responses past their expiry; return how many."""
+
+
+@runtime_checkable
+class InboxStore(Protocol):
+    """The durable in-app inbox of customers who were offline."""
+
+    async def add(self, message: InAppMessage) -> None:
+        ...
+
+    async def newest(self, user_id: str, limit: int, before: float | None) -> list[InAppMessage]:
+        ...
+
+
+@runtime_checkable
+class LoyaltyStore(Protocol):
+    """Members, promotions and the append-only ledger they are derived from."""
+
+    async def entries(self) -> list[LedgerEntry]:
+        """The whole ledger in order, for the replay at start."""
+
+    async def members(self) -> list[Member]:
+        ...
+
+    async def promotions(self) -> list[Promotion]:
+        ...
+
+    def new_id(self) -> int:
+        ...
+
+    def append(self, entry: LedgerEntry) -> Statement:
+        ...
+
+    def put_member(self, member: Member) -> Statement:
+        ...
+
+    def put_promotion(self, promotion: Promotion) -> Statement:
+        ...
+
+    async def write(self, statements: list[Statement]) -> list[int]:
+        ...
+
+
+@runtime_checkable
+class OfferStore(Protocol):
+    """OfferStore"""
+
+    async def load(self, now: float) -> None:
+        """Offers that can still be accepted come back after a restart."""
+
+    def get(self, offer_id: str) -> Offer | None:
+        ...
+
+    async def fetch(self, offer_id: str) -> Offer | None:
+        """An offer no longer held in memory (expired or finished), from storage."""
+
+    def insert(self, *offers: Offer) -> Statement:
+        """One statement for all of a search's offers."""
+
+    def change_state(self, offer: Offer, expected: OfferState) -> Statement:
+        """Only the state column changes; the body keeps the offer as it was made (state read from the column)."""
+
+    def remember(self, offer: Offer) -> None:
+        ...
+
+    def due(self, now: float) -> list[Offer]:
+        """Offers in memory whose expiry has come (each returned once)."""
+
+    def forget(self, offer_id: str) -> None:
+        ...
+
+    async def write(self, statements: list[Statement], *, power_safe: bool = True) -> None:
+        ...
+
+
+@runtime_checkable
+class OrderStore(Protocol):
+    """OrderStore"""
+
+    async def load(self) -> None:
+        ...
+
+    def get(self, order_id: str) -> Order | None:
+        ...
+
+    def of_owner(self, owner: str | None) -> list[Order]:
+        """One owner's orders oldest first, or everyone's when owner is None."""
+
+    def by_barcode(self, code: str) -> Order | None:
+        ...
+
+    def in_state(self, *states: str) -> list[Order]:
+        ...
+
+    def hold(self, items: Sequence[Item]) -> None:
+        ...
+
+    def release(self, items: Sequence[Item]) -> None:
+        ...
+
+    def remember(self, order: Order) -> Order | None:
+        """Put the new version in memory; returns the version it replaced."""
+
+    def forget(self, order_id: str) -> None:
+        ...
+
+    def insert(self, order: Order) -> Statement:
+        ...
+
+    def update(self, order: Order, expected: str) -> Statement:
+        """Write the new version, guarded on the state it was changed from."""
+
+    def record_payment_event(self, event_id: str, payment_id: str, at: float) -> Statement:
+        """A payment webhook event, once: a repeat inserts nothing (rowcount 0)."""
+
+    async def seen_payment_event(self, event_id: str) -> bool:
+        ...
+
+    async def write(self, statements: list[Statement]) -> list[int]:
+        ...
+
+
+@runtime_checkable
+class OutboxStore(Protocol):
+    """OutboxStore"""
+
+    async def unfinished(self) -> list[OutboxMessage]:
+        ...
+
+    async def get(self, message_id: str) -> OutboxMessage | None:
+        ...
+
+    async def insert(self, message: OutboxMessage) -> bool:
+        """Store a new message; False if one with this id exists already (the same message is never queued twice)."""
+
+    async def update(self, message: OutboxMessage) -> None:
+        ...
+
+    async def mark_sent(self, message: OutboxMessage, event: EmailEvent) -> None:
+        """The message's new state and its `sent` event, in one commit."""
+
+    async def record_event(self, event: EmailEvent) -> bool:
+        """Record an email event once (by id); False for a repeat."""
+
+    async def events(self, activation_id: str | None) -> list[EmailEvent]:
+        ...
+
+
+@runtime_checkable
+class ProfileStore(Protocol):
+    """Customer profiles for bidding (the L2 tier behind the in-memory cache)."""
+
+    async def load(self) -> None:
+        """Remember which users have a stored profile, so lookups for anyone else need no I/O."""
+
+    async def get(self, user_id: str) -> Profile | None:
+        ...
+
+    async def put(self, *profiles: Profile) -> None:
+        """Create or replace profiles, all in one commit."""
+
+
+@runtime_checkable
+class SuppressionStore(Protocol):
+    """SuppressionStore"""
+
+    async def load(self) -> None:
+        ...
+
+    def get(self, identifier: str, channel: str) -> Suppression | None:
+        ...
+
+    def all(self) -> list[Suppression]:
+        ...
+
+    async def put(self, entries: list[Suppression]) -> None:
+        ...
+
+    async def remove(self, keys: list[tuple[str, str]]) -> int:
+        ...

@@ -1,0 +1,63 @@
+"""app/ holds its stores by the Protocols in state/ports.py; the SQLite stores satisfy them."""
+
+import ast
+import inspect
+from pathlib import Path
+
+import pytest
+
+import state.ports as ports
+from state.db import Database, Migration
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTOCOLS = {name: obj for name, obj in vars(ports).items()
+             if inspect.isclass(obj) and getattr(obj, "_is_protocol", False) and obj.__module__ == ports.__name__}
+
+
+def _implementations():
+    import importlib
+    found = {}
+    for path in sorted((ROOT / "state").glob("*.py")):
+        module = importlib.import_module(f"state.{path.stem}")
+        for name, cls in vars(module).items():
+            if inspect.isclass(cls) and name.startswith("Sqlite") and cls.__module__ == module.__name__:
+                found[name.removeprefix("Sqlite")] = cls
+    return found
+
+
+def _members(cls) -> dict[str, object]:
+    return {name: value for name, value in vars(cls).items() if not name.startswith("_") and callable(
+        value.__func__ if isinstance(value, staticmethod) else value)}
+
+
+def test_every_sqlite_store_has_a_protocol_and_the_reverse():
+    assert set(_implementations()) == set(PROTOCOLS)
+    assert len(PROTOCOLS) >= 15
+
+
+@pytest.mark.parametrize("name", sorted(PROTOCOLS))
+def test_sqlite_store_matches_its_protocol_signature_by_signature(name, tmp_path):
+    protocol, impl = PROTOCOLS[name], _implementations()[name]
+    store = impl(Database(tmp_path / "x.db", [Migration(1, "x", "SELECT 1")]))
+    assert isinstance(store, protocol)
+    for method, declared in _members(protocol).items():
+        actual = inspect.getattr_static(impl, method)
+        static = isinstance(actual, staticmethod)
+        function = actual.__func__ if static else actual
+        assert inspect.iscoroutinefunction(function) == inspect.iscoroutinefunction(declared), method
+        wanted = list(inspect.signature(declared).parameters.values())[1:]  # without self
+        got = list(inspect.signature(function).parameters.values())[0 if static else 1:]
+        assert [(p.name, p.kind, p.default) for p in got] == [(p.name, p.kind, p.default) for p in wanted], method
+
+
+def test_the_domain_names_no_sqlite_store_outside_the_composition_root():
+    offenders = []
+    for path in sorted((ROOT / "app").rglob("*.py")):
+        if path.name == "platform.py":  # the composition root builds the SQLite stores
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("state."):
+                offenders += [f"{path.relative_to(ROOT)}: {a.name}" for a in node.names if a.name.startswith("Sqlite")]
+            elif isinstance(node, ast.Name) and node.id.startswith("Sqlite"):
+                offenders.append(f"{path.relative_to(ROOT)}: {node.id}")
+    assert offenders == []
