@@ -137,6 +137,7 @@ class Database:
         self._reader = await aiosqlite.connect(self.path)
         await self._reader.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
         self._writer_task = asyncio.create_task(self._writer_loop(), name=f"writer:{self.path.name}")
+        self._checkpoint_conn = await loop.run_in_executor(self._checkpointer, self._connect_checkpointer)
         self._checkpoint_task = asyncio.create_task(self._checkpoint_loop(), name=f"checkpoint:{self.path.name}")
         return applied
 
@@ -217,11 +218,14 @@ class Database:
             except sqlite3.Error as exc:  # busy or I/O trouble: the WAL keeps everything; try next time
                 log.warning("background checkpoint failed", extra={"db": self.path.name, "error": repr(exc)})
 
+    def _connect_checkpointer(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        return conn
+
     def checkpoint_sync(self) -> int:
         """One PASSIVE checkpoint on the checkpoint connection; returns the WAL's size in pages."""
-        if self._checkpoint_conn is None:
-            self._checkpoint_conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._checkpoint_conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        assert self._checkpoint_conn is not None
         _, frames, _ = self._checkpoint_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         self.checkpoints += 1
         self.wal_frames = max(frames, 0)
@@ -298,7 +302,10 @@ class Database:
         if self._catch_up:
             # Copies only what the background checkpoint has not; this group's BEGIN then restarts the WAL.
             self._catch_up = False
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            except sqlite3.Error as exc:  # the group's own writes do not depend on it
+                log.warning("writer checkpoint failed", extra={"db": self.path.name, "error": repr(exc)})
         conn.execute("BEGIN IMMEDIATE")
         try:
             try:
