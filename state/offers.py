@@ -101,10 +101,10 @@ class SqliteOfferStore:
             heapq.heappush(self._expiry, (offer.expires_at, offer.id))
         self._offers[offer.id] = offer
 
-    def due(self, now: float) -> list[Offer]:
-        """Offers in memory whose expiry has come (each returned once)."""
+    def due(self, now: float, limit: int = 1_000) -> list[Offer]:
+        """Up to `limit` offers in memory whose expiry has come (each returned once)."""
         out = []
-        while self._expiry and self._expiry[0][0] <= now:
+        while self._expiry and self._expiry[0][0] <= now and len(out) < limit:
             _, offer_id = heapq.heappop(self._expiry)
             offer = self._offers.get(offer_id)
             if offer is not None:

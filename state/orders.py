@@ -7,6 +7,7 @@ equal the seats of live orders exactly, by construction.
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter, defaultdict
 from typing import Literal, Sequence
 
@@ -17,6 +18,8 @@ from state.offers import Conditions, Item
 
 OrderState = Literal["PROPOSED", "PAYMENT_PENDING", "PAID", "FULFILLED", "ARCHIVED", "EXPIRED", "CANCELLED"]
 HOLDING = frozenset({"PROPOSED", "PAYMENT_PENDING", "PAID", "FULFILLED", "ARCHIVED"})  # states that keep inventory
+# The time that makes an order in these states due for the sweep: its hold ends, its flight departs.
+_DUE_AT = {"PROPOSED": lambda order: order.hold_expires_at, "FULFILLED": lambda order: order.departure_at}
 
 
 class Payment(msgspec.Struct, frozen=True, gc=False):
@@ -84,6 +87,9 @@ class SqliteOrderStore:
         self.flight_versions: Counter[str] = Counter()
         # Order ids by state, so the sweeps look only at the orders that can need them.
         self._by_state: dict[str, dict[str, None]] = defaultdict(dict)
+        # Per state in _DUE_AT, a heap of (due at, order id), so a sweep pops what is due rather
+        # than scanning every order in the state each time; stale entries are skipped when popped.
+        self._due: dict[str, list[tuple[float, str]]] = {state: [] for state in _DUE_AT}
 
     async def load(self) -> None:
         for (body,) in await self._db.fetchall("SELECT body FROM orders ORDER BY created_at, id"):
@@ -91,6 +97,7 @@ class SqliteOrderStore:
             self._orders[order.id] = order
             self._by_owner[order.owner].append(order.id)
             self._by_state[order.state][order.id] = None
+            self._schedule(order)
             self._index_barcodes(order)
             if order.state in HOLDING:
                 self.hold(order.items)
@@ -111,6 +118,20 @@ class SqliteOrderStore:
 
     def in_state(self, *states: str) -> list[Order]:
         return [self._orders[i] for state in states for i in self._by_state.get(state, ())]
+
+    def due(self, state: str, before: float) -> list[Order]:
+        """Orders in `state` (PROPOSED: by hold expiry; FULFILLED: by departure) due at or before `before`.
+
+        Each is returned once; an order that re-enters the state is scheduled again (an undone
+        change re-enters the state it came from)."""
+        heap, out = self._due[state], {}
+        get, key = self._orders.get, _DUE_AT[state]
+        while heap and heap[0][0] <= before:
+            at, order_id = heapq.heappop(heap)
+            order = get(order_id)
+            if order is not None and order.state == state and key(order) == at:
+                out[order_id] = order  # once, though it may have been scheduled again on re-entering the state
+        return list(out.values())
 
     # ---- inventory ----
     def hold(self, items: Sequence[Item]) -> None:
@@ -135,8 +156,16 @@ class SqliteOrderStore:
         else:
             self._by_state[old.state].pop(order.id, None)
         self._by_state[order.state][order.id] = None
+        key = _DUE_AT.get(order.state)
+        if old is None or old.state != order.state or (key is not None and key(old) != key(order)):
+            self._schedule(order)
         self._index_barcodes(order)
         return old
+
+    def _schedule(self, order: Order) -> None:
+        key = _DUE_AT.get(order.state)
+        if key is not None:
+            heapq.heappush(self._due[order.state], (key(order), order.id))
 
     def forget(self, order_id: str) -> None:
         order = self._orders.pop(order_id, None)

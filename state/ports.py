@@ -274,8 +274,8 @@ class OfferStore(Protocol):
     def remember(self, offer: Offer) -> None:
         ...
 
-    def due(self, now: float) -> list[Offer]:
-        """Offers in memory whose expiry has come (each returned once)."""
+    def due(self, now: float, limit: int = 1_000) -> list[Offer]:
+        """Up to `limit` offers in memory whose expiry has come (each returned once)."""
 
     def forget(self, offer_id: str) -> None:
         ...
@@ -302,6 +302,9 @@ class OrderStore(Protocol):
 
     def in_state(self, *states: str) -> list[Order]:
         ...
+
+    def due(self, state: str, before: float) -> list[Order]:
+        """Orders in `state` (PROPOSED: by hold expiry; FULFILLED: by departure) due at or before `before`."""
 
     def hold(self, items: Sequence[Item]) -> None:
         ...

@@ -104,6 +104,20 @@ async def test_an_expired_offer_is_gone(shop, clock, customer_headers):
     assert (await accept(client, customer_headers, offer["id"])).status == 410
 
 
+async def test_the_sweep_expires_offers_a_chunk_per_commit(shop, clock, customer_headers):
+    client, _ = shop
+    shown = [o for _ in range(3) for o in await search(client, customer_headers, clock)]
+    accepted = shown[0]
+    assert (await accept(client, customer_headers, accepted["id"])).status == 201
+    platform = client.app[PLATFORM]
+    commits = platform.records_db.commits
+    clock.advance(901)
+    assert await platform.offers.expire_due(chunk=4) == len(shown) - 1  # the accepted one is not expired
+    assert platform.records_db.commits - commits >= (len(shown) - 1) // 4
+    rows = await platform.records_db.fetchall("SELECT state, count(*) FROM offers GROUP BY state")
+    assert dict(rows)["EXPIRED"] == len(shown) - 1 and await platform.offers.expire_due(chunk=4) == 0
+
+
 async def test_accept_pay_fulfil_consume(shop, clock, customer_headers, admin_headers):
     client, flight = shop
     offers = await search(client, customer_headers, clock, passengers=2)
@@ -170,6 +184,34 @@ async def test_unpaid_hold_expires_once_and_releases_the_seats(shop, clock, cust
     assert resp.status == 410
     state = await platform.records_db.fetchone("SELECT state FROM orders WHERE id=?", (order["id"],))
     assert state == ("EXPIRED",)
+
+
+async def test_a_declined_order_is_swept_when_its_hold_ends(shop, clock, customer_headers):
+    client, _ = shop
+    order = await booked(client, customer_headers, clock)
+    declined = await pay(client, customer_headers, order["id"], card="4000000000000002")
+    assert declined.status == 402  # back to PROPOSED: the sweep must still find it
+    platform = client.app[PLATFORM]
+    assert (await platform.sweep_retail_once())["expired"] == 0
+    clock.advance(1801)
+    assert (await platform.sweep_retail_once())["expired"] == 1
+    state = await platform.records_db.fetchone("SELECT state FROM orders WHERE id=?", (order["id"],))
+    assert state == ("EXPIRED",)
+
+
+async def test_flown_orders_are_archived_once_a_week_after_departure(shop, clock, customer_headers):
+    client, _ = shop
+    order = await booked(client, customer_headers, clock)
+    assert (await pay(client, customer_headers, order["id"])).status == 200
+    platform = client.app[PLATFORM]
+    departs = platform.order_store.get(order["id"]).departure_at
+    clock.advance(departs - clock.now() + 6 * 86_400)
+    assert (await platform.sweep_retail_once())["archived"] == 0
+    clock.advance(86_400)
+    assert (await platform.sweep_retail_once())["archived"] == 1
+    assert (await platform.sweep_retail_once())["archived"] == 0
+    state = await platform.records_db.fetchone("SELECT state FROM orders WHERE id=?", (order["id"],))
+    assert state == ("ARCHIVED",)
 
 
 class HeldGateway:

@@ -299,11 +299,10 @@ class OrderService:
     async def sweep(self) -> dict[str, int]:
         """Expire unpaid holds, reconcile stuck payments, archive flown orders. PAYMENT_PENDING never expires here."""
         now = self._clock.now()
-        due = [o for o in self._orders.in_state("PROPOSED") if now >= o.hold_expires_at]
+        due = self._orders.due("PROPOSED", now)
         stuck = [o for o in self._orders.in_state("PAYMENT_PENDING")
                  if o.payment is not None and now - o.payment.started_at >= self._payments.pending_timeout_s]
-        archive_after = self._retail.archive_after_days * 86_400
-        flown = [o for o in self._orders.in_state("FULFILLED") if now >= o.departure_at + archive_after]
+        flown = self._orders.due("FULFILLED", now - self._retail.archive_after_days * 86_400)
         # _commit skips any order that changed since this snapshot (a payment that just started is
         # PAYMENT_PENDING now and is left alone); the group commit merges the writes.
         await asyncio.gather(*(_unless_changed(self._expire(o)) for o in due),
