@@ -271,7 +271,9 @@ class LoyaltyService:
         """Expire what is left of every lot past its expiry; returns the stars expired."""
         now = self._clock.now()
         total = 0
-        for user_id in list(self._accounts):
+        for n, user_id in enumerate(list(self._accounts), 1):
+            if n % 1_000 == 0:
+                await asyncio.sleep(0)  # a pass over every member must not hold the loop
             while True:  # re-read after each commit: a redemption may have taken from a lot meanwhile
                 account = self._accounts[user_id]
                 due = next((lot for lot in account.lots if lot[2] is not None and lot[2] <= now), None)
