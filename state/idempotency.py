@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+
 import msgspec
 
 from state.db import Database
@@ -24,6 +26,7 @@ class SqliteIdempotencyStore:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._records: dict[tuple[str, str], StoredResponse] = {}
+        self._expiry: list[tuple[float, tuple[str, str]]] = []  # heap: the purge pops what is due
 
     async def load(self, now: float) -> None:
         rows = await self._db.fetchall(
@@ -32,6 +35,8 @@ class SqliteIdempotencyStore:
         for row in rows:
             record = StoredResponse(*row)
             self._records[(record.scope, record.key)] = record
+        self._expiry = [(r.expires_at, k) for k, r in self._records.items()]
+        heapq.heapify(self._expiry)
 
     def get(self, scope: str, key: str, now: float) -> StoredResponse | None:
         record = self._records.get((scope, key))
@@ -47,11 +52,16 @@ class SqliteIdempotencyStore:
              record.body, record.created_at, record.expires_at),
         )])
         self._records[(record.scope, record.key)] = record
+        heapq.heappush(self._expiry, (record.expires_at, (record.scope, record.key)))
 
     async def purge_expired(self, now: float) -> int:
         """Forget responses past their expiry; return how many."""
-        expired = [k for k, r in self._records.items() if r.expires_at <= now]
-        for k in expired:
-            del self._records[k]
+        purged = 0
+        while self._expiry and self._expiry[0][0] <= now:
+            at, key = heapq.heappop(self._expiry)
+            record = self._records.get(key)
+            if record is not None and record.expires_at == at:  # not replaced by a later response since
+                del self._records[key]
+                purged += 1
         await self._db.write([("DELETE FROM idempotency WHERE expires_at <= ?", (now,))])
-        return len(expired)
+        return purged

@@ -5,7 +5,9 @@ import sqlite3
 
 import pytest
 
+from state import migrations
 from state.db import Database, DatabaseClosed, Migration, WriteConflict
+from state.idempotency import SqliteIdempotencyStore, StoredResponse
 
 SCHEMA = [Migration(1, "t", "CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")]
 
@@ -125,5 +127,29 @@ async def test_a_commit_never_checkpoints_on_its_own(tmp_path):
         pages = (tmp_path / "n.db-wal").stat().st_size // 4096
         assert pages > 1000  # SQLite's own automatic checkpoint would have restarted it at 1,000 pages
         assert db.checkpoint_sync() > 1000 and db.checkpoints == 1
+    finally:
+        await db.close()
+
+
+async def test_idempotency_purge_forgets_exactly_the_expired_responses(tmp_path):
+    db = Database(tmp_path / "r.db", migrations.RECORDS)
+    await db.open()
+    try:
+        store = SqliteIdempotencyStore(db)
+
+        def response(key: str, expires_at: float) -> StoredResponse:
+            return StoredResponse("user:1", key, "hash", 201, "application/json", b"{}", 0.0, expires_at)
+        await store.put(response("a", 100.0))
+        await store.put(response("b", 200.0))
+        await store.put(response("c", 100.0))
+        await store.put(response("c", 300.0))  # the same key answered again later: kept until 300
+        assert await store.purge_expired(150.0) == 1
+        assert store.get("user:1", "a", 0.0) is None and store.get("user:1", "c", 150.0) is not None
+        assert await store.purge_expired(150.0) == 0
+        assert await store.purge_expired(250.0) == 1
+        assert [r[0] for r in await db.fetchall("SELECT key FROM idempotency ORDER BY key")] == ["c"]
+        reloaded = SqliteIdempotencyStore(db)
+        await reloaded.load(250.0)
+        assert await reloaded.purge_expired(400.0) == 1
     finally:
         await db.close()
