@@ -226,8 +226,9 @@ class Platform:
         self.inapp = InAppService(SqliteInboxStore(self.records_db), self.inapp_hub, self.clock)
         self.adaptors = HttpAdaptors(config.adaptors)
         self.activation = ActivationService(config.channels, self.loyalty.member, self.email, self.inapp,
-                                            self.adaptors, self.suppression, SqliteActivationCountStore(self.records_db),
-                                            self.clock, self.event_log.log_event)
+                                            self.adaptors, self.suppression,
+                                            SqliteActivationCountStore(self.records_db), self.clock,
+                                            self.event_log.log_event)
         self.mailbox = Mailbox()
         self.ingest = IngestService(config.ingest, self.loyalty, self.profiles, self.activation, self.clock,
                                     self.event_log.log_events)

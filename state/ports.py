@@ -157,7 +157,8 @@ class DeliveryStore(Protocol):
     async def charge(self, bid_id: str, campaign_id: str, user_id: str, price_micros: int, day: str, at: float) -> None:
         """Charge a bid once: spend and impression applied in memory, persisted, undone on failure."""
 
-    async def record(self, bid_id: str, kind: str, campaign_id: str, price_micros: int | None, reason: int | None, at: float) -> bool:
+    async def record(self, bid_id: str, kind: str, campaign_id: str, price_micros: int | None,
+                     reason: int | None, at: float) -> bool:
         """Record a win or loss notice once; returns False for a repeat."""
 
     def has_impressions(self, user_id: str) -> bool:

@@ -97,8 +97,9 @@ class OrderService:
             self._orders.release(order.items)
             self._orders.forget(order.id)
             self._offer_store.remember(offer)
-        await commit_or_undo(self._orders.write([self._orders.insert(order), self._offer_store.change_state(accepted, "ACTIVE")]),
-                             undo)
+        # The order and the offer's change land in one transaction (statements of one backend commit together).
+        await commit_or_undo(self._orders.write([self._orders.insert(order),
+                                                 self._offer_store.change_state(accepted, "ACTIVE")]), undo)
         self._metrics.orders.labels("PROPOSED").inc()
         self._log_event("OfferAccepted", {"offer_id": offer.id, "order_id": order.id, "owner": order.owner,
                                           "total_cents": order.total_cents})
