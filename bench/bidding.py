@@ -74,10 +74,8 @@ def _grpc_child(port: int, key: str, mode: str, seconds: float, queue) -> None:
             # Like an exchange's buffered gRPC client (grpc-core, grpc-go), 32 requests go out in one
             # HTTP/2 DATA frame: each message keeps its own 5-byte gRPC prefix. Python grpclib would
             # otherwise spend a frame and a socket write per message, on the cores the server uses.
-            framed = []
-            for body in bodies:
-                payload = bidding_pb2.BidRequestProto(openrtb_json=body).SerializeToString()
-                framed.append(b"\x00" + len(payload).to_bytes(4, "big") + payload)
+            from handlers.rpc.bidding import framed
+            messages = [framed(bidding_pb2.BidRequestProto(openrtb_json=body)) for body in bodies]
             async with stub.StreamBids.open(metadata=md) as stream:
                 await stream.send_request()
 
@@ -89,7 +87,8 @@ def _grpc_child(port: int, key: str, mode: str, seconds: float, queue) -> None:
                 task = asyncio.create_task(reader())
                 while time.perf_counter() < stop:
                     while sent - done < 512:
-                        await stream._stream.send_data(b"".join(framed[(sent + k) % len(framed)] for k in range(32)))
+                        await stream._stream.send_data(b"".join(messages[(sent + k) % len(messages)]
+                                                                for k in range(32)))
                         sent += 32
                     await asyncio.sleep(0)
                 await stream.end()

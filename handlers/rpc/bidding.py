@@ -30,6 +30,12 @@ async def authenticate(stream: Stream, api_keys: ApiKeyService, roles: tuple[str
         raise GRPCError(Status.PERMISSION_DENIED, f"needs role {' or '.join(roles)}")
 
 
+def framed(message) -> bytes:
+    """A protobuf message as gRPC puts it on the wire: a 5-byte prefix (not compressed, length), then the bytes."""
+    payload = message.SerializeToString()
+    return b"\x00" + len(payload).to_bytes(4, "big") + payload
+
+
 class ReplyWriter:
     """Sends a stream's replies as they become ready, all the ready ones in one HTTP/2 DATA frame.
 
@@ -47,8 +53,7 @@ class ReplyWriter:
         self._task = asyncio.create_task(self._run())
 
     def put(self, message) -> None:
-        payload = message.SerializeToString()
-        self._pending.append(b"\x00" + len(payload).to_bytes(4, "big") + payload)
+        self._pending.append(framed(message))
         self._ready.set()
 
     async def _run(self) -> None:
