@@ -214,7 +214,7 @@ async def test_metrics_time_garbage_collections(client):
         return float(line.split()[-1])
     before = full_passes(await (await client.get("/metrics")).text())
     gc.collect()
-    assert full_passes(await (await client.get("/metrics")).text()) == before + 1
+    assert full_passes(await (await client.get("/metrics")).text()) >= before + 1  # ours, and any the app ran
 
 
 async def test_drain_turns_readiness_and_grpc_health_off_at_once(client, admin_headers):
