@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -80,6 +81,28 @@ class _Write:
     future: asyncio.Future[list[int]]
     power_safe: bool = True
     enqueued: float = field(default_factory=time.perf_counter)
+
+
+class _Many(tuple):
+    """(sql, rows) to run with executemany."""
+
+
+_VALUES = re.compile(r"^\s*INSERT\b.*\bVALUES\s*(\(\s*\?(?:\s*,\s*\?)*\s*\))\s*$", re.IGNORECASE | re.DOTALL)
+_ROWS_PER_INSERT = 2_000
+
+
+def _multi_row(sql: str, rows: list[Sequence[Any]], max_variables: int) -> list[Statement]:
+    """executemany's work as multi-row INSERTs (one step each) when the SQL is a plain INSERT ... VALUES."""
+    match = _VALUES.match(sql)
+    if match is None or not rows:
+        return [_Many((sql, rows))]
+    head, group = sql[:match.start(1)], match.group(1)
+    per_insert = max(1, min(_ROWS_PER_INSERT, max_variables // max(1, group.count("?"))))
+    statements: list[Statement] = []
+    for start in range(0, len(rows), per_insert):
+        part = rows[start:start + per_insert]
+        statements.append((head + ",".join([group] * len(part)), [v for row in part for v in row]))
+    return statements
 
 
 _STOP = object()
@@ -243,9 +266,14 @@ class Database:
         return await self._enqueue(statements, many=False, power_safe=power_safe)
 
     async def write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
-        """executemany one statement over rows, atomically, in the next group commit."""
+        """One statement over many rows, atomically, in the next group commit; returns the rows changed.
+
+        An `INSERT ... VALUES (?, ...)` goes as multi-row INSERTs of up to 2,000 rows each rather
+        than executemany: sqlite3 hands the GIL back and forth around every row's step, and with
+        the loop busy each hand-off waited for it (the event log's rows cost the bidder about 6%
+        of its throughput that way). Other SQL runs as executemany."""
         counts = await self._enqueue([(sql, list(rows))], many=True)
-        return counts[0]
+        return sum(counts)
 
     async def _enqueue(self, statements: Sequence[Statement], many: bool, power_safe: bool = True) -> list[int]:
         if self._closing or self._writer_task is None:
@@ -330,9 +358,13 @@ class Database:
     @staticmethod
     def _run(conn: sqlite3.Connection, write: _Write) -> list[int]:
         counts = []
-        for stmt in write.statements:
+        statements = write.statements
+        if write.many:
+            limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+            statements = [part for sql, rows in statements for part in _multi_row(sql, rows, limit)]
+        for stmt in statements:
             sql, params = stmt[0], stmt[1]
-            cur = conn.executemany(sql, params) if write.many else conn.execute(sql, params)
+            cur = conn.executemany(sql, params) if isinstance(stmt, _Many) else conn.execute(sql, params)
             if len(stmt) > 2 and stmt[2] is not None and cur.rowcount != stmt[2]:
                 raise WriteConflict(sql, stmt[2], cur.rowcount)
             counts.append(cur.rowcount)

@@ -84,6 +84,18 @@ async def test_write_many_is_atomic(db):
     assert await db.write_many("INSERT INTO t VALUES (?, ?)", [("m1", 1), ("m2", 2)]) == 2
 
 
+async def test_write_many_inserts_every_row_in_multi_row_statements_and_runs_other_sql_per_row(db):
+    rows = [(f"r{i}", i) for i in range(4_500)]  # more than one multi-row INSERT's worth
+    assert await db.write_many("INSERT INTO t(k, v) VALUES (?, ?)", rows) == 4_500
+    assert await db.fetchall("SELECT count(*), sum(v), min(k), max(v) FROM t") == [(4_500, sum(range(4_500)),
+                                                                                   "r0", 4_499)]
+    assert await db.write_many("UPDATE t SET v = v + ? WHERE k = ?", [(1, "r0"), (1, "r1"), (1, "nope")]) == 2
+    assert await db.fetchall("SELECT v FROM t WHERE k IN ('r0', 'r1') ORDER BY k") == [(1,), (2,)]
+    with pytest.raises(sqlite3.IntegrityError):  # one bad row anywhere fails them all
+        await db.write_many("INSERT INTO t(k, v) VALUES (?, ?)", [(f"n{i}", i) for i in range(3_000)] + [("r5", 0)])
+    assert await db.fetchall("SELECT count(*) FROM t WHERE k LIKE 'n%'") == [(0,)]
+
+
 async def _steady_writes(db: Database, rows: int, max_seconds: float = 30.0) -> int:
     """Writers that never pause (so a background checkpoint never finds the WAL idle) until `rows` rows
     of about a page each are in; returns the WAL's largest size in pages."""
