@@ -78,28 +78,28 @@ class DatabaseClosed(Exception):
 @dataclass
 class _Write:
     statements: Sequence[Statement]
-    many: bool
     future: asyncio.Future[list[int]]
     power_safe: bool = True
     enqueued: float = field(default_factory=time.perf_counter)
 
 
 class _Many(tuple):
-    """(sql, rows) to run with executemany."""
+    """(sql, rows): one statement over many rows (see write_many)."""
 
 
 _VALUES = re.compile(r"^\s*INSERT\b.*\bVALUES\s*(\(\s*\?(?:\s*,\s*\?)*\s*\))\s*$", re.IGNORECASE | re.DOTALL)
 _ROWS_PER_INSERT = 2_048
 
 
-def _multi_row(sql: str, rows: list[Sequence[Any]], max_variables: int) -> list[Statement]:
+def _multi_row(many: _Many, max_variables: int) -> list[Statement]:
     """executemany's work as multi-row INSERTs (one step each) when the SQL is a plain INSERT ... VALUES.
 
     Statements hold a power of two of rows (2,048, then what is left in 1,024, 512, ... 1), so
     whatever the batch size the connection only ever prepares a dozen shapes and caches them all."""
+    sql, rows = many
     match = _VALUES.match(sql)
     if match is None or not rows:
-        return [_Many((sql, rows))]
+        return [many]
     head, group = sql[:match.start(1)], match.group(1)
     size = _ROWS_PER_INSERT
     while size > 1 and size * group.count("?") > max_variables:
@@ -273,7 +273,7 @@ class Database:
 
         power_safe=False: the write survives kill -9 but not necessarily a power cut (no fsync
         of its own when the database is synchronous=FULL or EXTRA)."""
-        return await self._enqueue(statements, many=False, power_safe=power_safe)
+        return await self._enqueue(statements, power_safe=power_safe)
 
     async def write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
         """One statement over many rows, atomically, in the next group commit; returns the rows changed.
@@ -284,14 +284,14 @@ class Database:
         writes an event per bid). The trade: SQLite spends about half as much CPU again per row
         on a multi-row INSERT, which shows only at event rates far above the targets (saturated
         ingest, 145,000 events/s, fell about 15%). Other SQL runs as executemany."""
-        counts = await self._enqueue([(sql, list(rows))], many=True)
+        counts = await self._enqueue([_Many((sql, list(rows)))])
         return sum(counts)
 
-    async def _enqueue(self, statements: Sequence[Statement], many: bool, power_safe: bool = True) -> list[int]:
+    async def _enqueue(self, statements: Sequence[Statement], power_safe: bool = True) -> list[int]:
         if self._closing or self._writer_task is None:
             raise DatabaseClosed("database is closed")
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Write(statements, many, future, power_safe))
+        self._queue.put_nowait(_Write(statements, future, power_safe))
         return await future
 
     async def _writer_loop(self) -> None:
@@ -371,9 +371,10 @@ class Database:
     def _run(conn: sqlite3.Connection, write: _Write) -> list[int]:
         counts = []
         statements = write.statements
-        if write.many:
+        if any(isinstance(stmt, _Many) for stmt in statements):
             limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-            statements = [part for sql, rows in statements for part in _multi_row(sql, rows, limit)]
+            statements = [part for stmt in statements
+                          for part in (_multi_row(stmt, limit) if isinstance(stmt, _Many) else (stmt,))]
         for stmt in statements:
             sql, params = stmt[0], stmt[1]
             cur = conn.executemany(sql, params) if isinstance(stmt, _Many) else conn.execute(sql, params)
