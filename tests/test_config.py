@@ -43,6 +43,8 @@ def test_environment_beats_the_file(tmp_path):
     ({"CONTRAIL__NOPE__PORT": "1"}, "", "nope"),
     ({}, "[server]\nbogus = 1\n", "bogus"),
     ({}, "[storage]\nsynchronous = 'OFF'\n", "storage.synchronous"),
+    ({"CONTRAIL__STORAGE__CHECKPOINT_INTERVAL_MS": "0"}, "", "storage.checkpoint_interval_ms"),
+    ({"CONTRAIL__STORAGE__WAL_RESTART_FRAMES": "10"}, "", "storage.wal_restart_frames"),
     ({}, "[server\n", "not valid TOML"),
     ({"CONTRAIL__SERVER__PRODUCTION": "true"}, "", "auth.jwt_secret"),
 ])
