@@ -8,6 +8,7 @@ import logging
 import msgspec
 
 from app.admin import AdminService
+from app.bidding import auction
 from app.bidding.campaigns import CampaignService
 from app.bidding.gateway import BidGateway
 from app.bidding.models import ModelHolder
@@ -131,7 +132,7 @@ class Platform:
         self.providers = build_providers()
         self.batcher = Batcher(self.providers[inf.provider], self.model, max_batch=inf.max_batch,
                                max_wait_us=inf.max_wait_us, max_queue=inf.max_queue, timeout_ms=inf.timeout_ms,
-                               on_batch=self._observe_batch)
+                               on_batch=self._observe_batch, settle=auction.settle)
         self.metrics.watch_queue("inference", lambda: self.batcher.depth)
         self.bid_ledger = BidLedger(self.clock)
         self.bidder = BidProcessor(b, self.campaigns, self.profiles, self.delivery, self.batcher, self.bid_ledger,

@@ -10,6 +10,7 @@ bound and a per-call timeout turn overload into counted refusals, never unbounde
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import deque
 from typing import Callable
@@ -18,6 +19,14 @@ import numpy as np
 
 from ml.model import SpikingNet, outputs
 from ml.providers import Provider
+
+
+@functools.lru_cache(maxsize=64)
+def _owner_of_one(n: int) -> np.ndarray:
+    """Every row of a one-call batch belongs to call 0 (read-only, shared)."""
+    owner = np.zeros(n, dtype=np.intp)
+    owner.flags.writeable = False
+    return owner
 
 
 class Overloaded(Exception):
@@ -31,7 +40,8 @@ class ScoringTimeout(Exception):
 class Batcher:
     def __init__(self, provider: Provider, model: Callable[[], SpikingNet], *, max_batch: int = 16,
                  max_wait_us: int = 500, max_queue: int = 1024, timeout_ms: float = 5.0,
-                 on_batch: Callable[[int, int, float], None] | None = None) -> None:
+                 on_batch: Callable[[int, int, float], None] | None = None,
+                 settle: Callable[[list, np.ndarray, np.ndarray, np.ndarray, list[int]], list] | None = None) -> None:
         self.provider = provider
         self._model = model
         self.max_batch = max_batch
@@ -39,7 +49,10 @@ class Batcher:
         self.max_queue = max_queue
         self.timeout = timeout_ms / 1000
         self._on_batch = on_batch
-        self._pending: list[tuple[np.ndarray, np.ndarray, asyncio.Future, float]] = []
+        # settle(terms, score, ctr, bid factor, sizes) -> one result per call: what the caller does with
+        # its scores, done for the whole batch at once. Without it a call gets its (score, ctr, bid) slices.
+        self._settle = settle
+        self._pending: list[tuple[np.ndarray, np.ndarray, asyncio.Future, float, object]] = []
         self._first_at = 0.0
         self._flush_at = 0.0  # the window's end, or sooner when a waiting call's deadline comes first
         self._ticking = False
@@ -53,10 +66,11 @@ class Batcher:
     def depth(self) -> int:
         return len(self._pending)
 
-    async def score(self, user_row: np.ndarray, cand: np.ndarray, timeout: float | None = None
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    async def score(self, user_row: np.ndarray, cand: np.ndarray, timeout: float | None = None,
+                    terms: object = None):
         """Score one request's candidates: its user block (DIM,) and each candidate's own
-        columns (n, len(features.CANDIDATE_COLUMNS)). Returns (score, ctr, bid factor) arrays."""
+        columns (n, len(features.CANDIDATE_COLUMNS)). Returns (score, ctr, bid factor) arrays,
+        or with a `settle` function, its result for this call's `terms`."""
         if len(self._pending) >= self.max_queue:
             self.overloaded += 1
             raise Overloaded("scoring queue is full")
@@ -69,7 +83,7 @@ class Batcher:
             self._flush_at = now + self.max_wait
         if deadline < self._flush_at:
             self._flush_at = deadline
-        self._pending.append((user_row, cand, future, deadline))
+        self._pending.append((user_row, cand, future, deadline, terms))
         if len(self._pending) >= self.max_batch:
             self._flush()
         elif not self._ticking:
@@ -99,34 +113,40 @@ class Batcher:
         waited = now - self._first_at
         cutoff = min(now, self._flush_at)
         live = []
-        for user_row, cand, f, deadline in batch:
+        for call in batch:
+            f, deadline = call[2], call[3]
             if f.done():  # the caller went away
                 continue
             if deadline <= cutoff:
                 self.timeouts += 1
                 f.set_exception(ScoringTimeout("scoring took longer than the call's budget"))
             else:
-                live.append((user_row, cand, f))
+                live.append(call)
         if not live:
             return
-        sizes = [len(cand) for _, cand, _ in live]
+        sizes = [len(call[1]) for call in live]
         try:
             if len(live) == 1:
-                users, owner, cand = live[0][0][None, :], np.zeros(sizes[0], dtype=np.intp), live[0][1]
+                users, owner, cand = live[0][0][None, :], _owner_of_one(sizes[0]), live[0][1]
             else:
-                users = np.stack([u for u, _, _ in live])
+                users = np.stack([call[0] for call in live])
                 owner = np.repeat(np.arange(len(live)), sizes)
-                cand = np.concatenate([c for _, c, _ in live])
+                cand = np.concatenate([call[1] for call in live])
             score, ctr, bid = outputs(self.provider.run_factored(self._model(), users, owner, cand))
+            if self._settle is not None:
+                results = self._settle([call[4] for call in live], score, ctr, bid, sizes)
+            else:
+                results, start = [], 0
+                for n in sizes:
+                    results.append((score[start:start + n], ctr[start:start + n], bid[start:start + n]))
+                    start += n
         except Exception as exc:  # a provider failure fails this batch's calls, not the loop
-            for _, _, f in live:
-                f.set_exception(exc)
+            for call in live:
+                call[2].set_exception(exc)
             return
         self.batches += 1
         self.recent.append((len(live), int(sum(sizes)), waited))
         if self._on_batch is not None:
             self._on_batch(len(live), int(sum(sizes)), waited)
-        start = 0
-        for (_, _, f), n in zip(live, sizes):
-            f.set_result((score[start:start + n], ctr[start:start + n], bid[start:start + n]))
-            start += n
+        for call, result in zip(live, results):
+            call[2].set_result(result)

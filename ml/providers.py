@@ -71,8 +71,10 @@ class Provider:
     _prepared: tuple | None = field(default=None, repr=False)
 
     def _weights(self, net: SpikingNet) -> tuple:
+        """(W1, W2, W1's candidate-column rows) in this provider's format, prepared once per model."""
         if self._prepared is None or self._prepared[0] is not net:
-            self._prepared = (net, *self.prepare(net))
+            w1, w2 = self.prepare(net)
+            self._prepared = (net, w1, w2, self.rows(w1, CANDIDATE_COLUMNS))
         return self._prepared[1:]
 
     def prepare(self, net: SpikingNet) -> tuple:
@@ -87,7 +89,7 @@ class Provider:
 
     def run(self, net: SpikingNet, x: np.ndarray) -> np.ndarray:
         """Forward pass in this provider's format: (n, DIM) -> (n, 3) pre-tanh outputs."""
-        w1, w2 = self._weights(net)
+        w1, w2, _ = self._weights(net)
         return self._layers(net, w2, len(x), lambda s: self.hidden(x[s], w1))
 
     def run_factored(self, net: SpikingNet, users: np.ndarray, owner: np.ndarray, cand: np.ndarray) -> np.ndarray:
@@ -98,9 +100,8 @@ class Provider:
         columns] per candidate: the same result as run() on the full rows (the whole
         request shares everything else), for a fraction of the multiply-adds.
         """
-        w1, w2 = self._weights(net)
+        w1, w2, w_cand = self._weights(net)
         per_user = self.hidden(users, w1)
-        w_cand = self.rows(w1, CANDIDATE_COLUMNS)
         return self._layers(net, w2, len(cand), lambda s: per_user[owner[s]] + self.hidden(cand[s], w_cand))
 
     def _layers(self, net: SpikingNet, w2, n: int, first_layer) -> np.ndarray:

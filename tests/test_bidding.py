@@ -4,8 +4,12 @@ import gzip
 import json
 
 import msgspec
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from app.bidding.auction import NO_FLOOR, Terms, prices_for, settle
 from app.demo import demo_campaigns
 from app.main import PLATFORM, create_app
 from state.campaigns import Campaign, Creative, FrequencyCaps
@@ -293,7 +297,13 @@ async def test_budget_stops_bidding_and_pacing_holds_back_early_spend(aiohttp_cl
     wins = await win_until_refused("r", 10)
     # paced share at 01:00 = 48000 * (1/24 + 0.05) = 4400 micros -> 3 impressions of 2000
     assert wins == 3
-    clock.advance(23 * 3600 - 1)  # 23:59:59, nearly the whole budget is open
+    # 6000 spent reopens the campaign once the paced share passes it: 1/24 + 5% + 47/1440 < 6000/48000 at 01:47,
+    # and it is past it at 01:48:01. The open campaigns are cached between those moments; the cache must expire.
+    clock.advance(47 * 60)
+    assert (await post_bid(client, banner_request(request_id="early", user_id="early"))).status == 204
+    clock.advance(61)
+    assert (await post_bid(client, banner_request(request_id="late", user_id="late"))).status == 200
+    clock.advance(23 * 3600 - 1 - 48 * 60 - 1)  # 23:59:59, nearly the whole budget is open
     more = await win_until_refused("s", 40)
     assert wins + more == 24  # 48000 / 2000: never beyond the daily budget
 
@@ -366,3 +376,42 @@ def test_response_model_round_trips_the_conformance_responses():
     for path in sorted((CONFORMANCE / "openrtb").glob("ortb26_resp_*.json")):
         decoded = msgspec.json.decode(path.read_bytes(), type=BidResponse)
         assert decoded.id and decoded.seatbid
+
+
+@st.composite
+def _batches(draw):
+    calls = []
+    for _ in range(draw(st.integers(1, 6))):
+        n = draw(st.integers(1, 8))
+        caps = draw(st.lists(st.integers(1, 5_000_000), min_size=n, max_size=n))
+        # Few distinct scores, so ties between candidates are common.
+        score = draw(st.lists(st.sampled_from([-0.5, 0.0, 0.25, 0.5, 0.9]), min_size=n, max_size=n))
+        factor = draw(st.lists(st.floats(0, 1, width=32), min_size=n, max_size=n))
+        boost = draw(st.sampled_from([1.0, 1.15, 1.30]))
+        floor = draw(st.one_of(st.just(NO_FLOOR), st.integers(0, 5_000_000)))
+        calls.append((np.array(caps, np.float64), np.array(score, np.float32), np.array(factor, np.float32),
+                      boost, floor))
+    return calls
+
+
+@settings(max_examples=300, deadline=None)
+@given(_batches())
+def test_the_batch_auction_picks_what_each_request_would_pick_alone(calls):
+    """Settling a whole batch at once gives each request the winner and price it would get on its own:
+    the first highest-ranked candidate whose price reaches the floor, never above its cap."""
+    sizes = [len(c[0]) for c in calls]
+    score = np.concatenate([c[1] for c in calls])
+    factor = np.concatenate([c[2] for c in calls])
+    settled = settle([Terms(caps, boost, floor) for caps, _, _, boost, floor in calls], score, score, factor, sizes)
+    for (caps, s, f, boost, floor), got in zip(calls, settled):
+        prices = prices_for(caps, f, boost)
+        assert (prices <= caps).all()
+        if floor == NO_FLOOR:  # several impressions or deals: the processor chooses from these
+            assert np.array_equal(got.prices, prices) and np.array_equal(got.rank, s * boost)
+        eligible = [i for i in range(len(caps)) if prices[i] >= floor]
+        if floor == NO_FLOOR or not eligible:
+            assert got.winner == -1
+        else:
+            best = max(s[i] * np.float32(boost) for i in eligible)
+            assert got.winner == next(i for i in eligible if s[i] * np.float32(boost) == best)
+            assert got.price == int(prices[got.winner])

@@ -49,6 +49,10 @@ class CampaignService:
         self._spend_arr = np.zeros(0)
         self._spend_key: tuple | None = None
         self._shapes: OrderedDict[tuple, _Shape | None] = OrderedDict()
+        self._open_slots = np.zeros(0, dtype=bool)
+        self._open_key: tuple | None = None
+        self._open_from = self._open_until = 0.0
+        self._open_version = 0
 
     # ---- admin ----
     async def create(self, campaign: Campaign) -> Campaign:
@@ -119,20 +123,41 @@ class CampaignService:
             self._spend_key = key
         return self._spend_arr
 
+    def _open(self, now: float) -> tuple[np.ndarray, int]:
+        """Which indexed campaigns the pacing rule lets bid at `now`, and a number that changes with it.
+
+        The answer changes only when a charge lands, the day turns, or the paced share of the
+        budget passes a closed campaign's spend; until the earliest of those it is reused.
+        """
+        spent = self._spent(utc_day(now))
+        if self._spend_key == self._open_key and self._open_from <= now < self._open_until:
+            return self._open_slots, self._open_version
+        day_start = now - now % 86_400
+        paced = min(1.0, (now - day_start) / 86_400 + self._slack)
+        budgets = self._budgets
+        self._open_slots = spent < budgets * paced
+        until = day_start + 86_400
+        waiting = ~self._open_slots & (spent < budgets)  # closed by pacing, not by the whole budget
+        if waiting.any():
+            until = min(until, day_start + 86_400 * (float((spent[waiting] / budgets[waiting]).min()) - self._slack))
+        self._open_key, self._open_from, self._open_until = self._spend_key, now, until
+        self._open_version += 1
+        return self._open_slots, self._open_version
+
     def candidates(self, request: BidRequest, user_id: str | None, now: float, limit: int) -> "Candidates | None":
         """Every eligible (imp, campaign, creative) triple, up to `limit`, or None when there is none.
 
         What depends only on the request's shape (where, which device, what is blocked,
         which sizes and mimes) is cached per shape as arrays; budget and frequency are
-        checked per request as masks over them.
+        checked per request as masks over them, and a shape's selection is reused until
+        pacing or spend changes which campaigns are open.
         """
         shape = self._static_candidates(request)
         if shape is None:
             return None
-        paced = min(1.0, (now % 86_400) / 86_400 + self._slack)
-        open_slots = self._spent(utc_day(now)) < self._budgets * paced
-        freq = None
+        open_slots, version = self._open(now)
         if shape.capped and user_id is not None and self._delivery.has_impressions(user_id):
+            open_slots = open_slots.copy()
             freq = np.zeros(len(self._index), dtype=np.float32)
             for slot in shape.capped:
                 use = self.frequency_use(self._index[slot].campaign, user_id, now)
@@ -140,14 +165,11 @@ class CampaignService:
                     open_slots[slot] = False
                 else:
                     freq[slot] = use
-        keep = open_slots[shape.slot]
-        if keep.all():
-            rows = slice(0, min(shape.n, limit))
-        else:
-            rows = np.flatnonzero(keep)[:limit]
-            if not len(rows):
-                return None
-        return Candidates(shape, rows, freq)
+            return shape.select(open_slots, limit, freq)
+        if shape.selected_for != (version, limit):
+            shape.selected = shape.select(open_slots, limit, None)
+            shape.selected_for = (version, limit)
+        return shape.selected
 
     def _static_candidates(self, request: BidRequest) -> "_Shape | None":
         entries = self._entries()  # rebuilds (and clears the shape cache) when campaigns change
@@ -185,7 +207,7 @@ class CampaignService:
 class _Shape:
     """The statically eligible candidates of one request shape, as parallel arrays."""
 
-    __slots__ = ("n", "imp_of", "slot", "caps", "creatives", "campaigns", "capped")
+    __slots__ = ("n", "imp_of", "slot", "caps", "creatives", "campaigns", "capped", "selected", "selected_for")
 
     def __init__(self, found: list[tuple[int, int, Creative]], entries: list["_Entry"]) -> None:
         self.n = len(found)
@@ -195,6 +217,19 @@ class _Shape:
         self.campaigns = [entries[f[1]].campaign for f in found]
         self.caps = np.array([c.bid_cap_micros for c in self.campaigns], dtype=np.float64)
         self.capped = sorted({f[1] for f in found if entries[f[1]].capped})
+        self.selected: Candidates | None = None  # the selection for users without frequency use ...
+        self.selected_for: tuple | None = None     # ... and the (open campaigns, limit) it was made for
+
+    def select(self, open_slots: np.ndarray, limit: int, freq: np.ndarray | None) -> "Candidates | None":
+        """The first `limit` candidates whose campaigns are open, or None when none is."""
+        keep = open_slots[self.slot]
+        if keep.all():
+            rows: slice | np.ndarray = slice(0, min(self.n, limit))
+        else:
+            rows = np.flatnonzero(keep)[:limit]
+            if not len(rows):
+                return None
+        return Candidates(self, rows, freq)
 
 
 class Candidates:

@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from app import ids
+from app.bidding.auction import NO_FLOOR, Settled, Terms
 from app.bidding.campaigns import WINDOWS, Candidates, CampaignService
 from app.bidding.notices import BidLedger, IssuedBid
 from app.bidding.openrtb import (MTYPE, NBR_DAILY_READER_CAP, NBR_INSUFFICIENT_TIME, NBR_TECHNICAL, NBR_UNKNOWN,
@@ -26,6 +27,9 @@ from state.campaigns import Campaign, Creative
 from state.clock import Clock
 from state.ports import DeliveryStore
 
+# Notice URLs carry the bid id and the exchange's standard macros.
+_QUERY = "&auction=${AUCTION_ID}&imp=${AUCTION_IMP_ID}&cur=${AUCTION_CURRENCY}&price=${AUCTION_PRICE}"
+_WIN_QUERY, _LOSS_QUERY = _QUERY, _QUERY + "&reason=${AUCTION_LOSS}"
 TIER_BOOST = {1.0: 1.30, 0.5: 1.15}  # loyalty tier feature (Reserve 1.0, Gold 0.5) -> bid boost
 MICROS = 1_000_000
 
@@ -42,6 +46,14 @@ class Outcome:
 def _positions(n: int) -> np.ndarray:
     """Offer position feature: 0 for the first candidate .. 1 for the last."""
     return np.arange(n, dtype=np.float32) / max(1, n - 1)
+
+
+@functools.lru_cache(maxsize=None)
+def _unused_columns(n: int) -> np.ndarray:
+    """The candidate columns of a user who has used no frequency cap (read-only, shared)."""
+    columns = features.candidate_columns(None, _positions(n))
+    columns.flags.writeable = False
+    return columns
 
 
 def personal_data_allowed(request: BidRequest) -> bool:
@@ -65,7 +77,8 @@ class BidProcessor:
         self._ledger = ledger
         self._clock = clock
         self._log_event = log_event
-        self._base = notice_base_url.rstrip("/")
+        base = notice_base_url.rstrip("/")
+        self._nurl, self._burl, self._lurl = (f"{base}/v1/notices/{kind}?bid=" for kind in ("win", "billing", "loss"))
         self._rates = config.currency_rates
         self._anonymous_rows: dict[int, np.ndarray] = {}
         # user id -> the 8 loyalty features (from the loyalty capability), or None for non-members.
@@ -109,19 +122,32 @@ class BidProcessor:
         if found is None:
             return self._no_bid(request, "no_eligible_campaign", NBR_UNKNOWN)
 
+        imps = request.imp or ()
+        simple = len(imps) == 1 and (imps[0].pmp is None or not imps[0].pmp.deals)
+        floor = NO_FLOOR
+        if simple:
+            floor = self._floor_micros(imps[0].bidfloor, imps[0].bidfloorcur)
+            if floor is None:  # a floor in a currency we do not price in: nothing can clear it
+                return self._no_bid(request, "below_floor", NBR_UNKNOWN)
+        boost = TIER_BOOST.get(round(float(loyalty[0]), 1), 1.0) if loyalty is not None and len(loyalty) else 1.0
         user_row, cand = self._features(request, profile, loyalty, found)
         remaining = deadline - time.perf_counter()
         if remaining < cfg.min_scoring_ms / 1000:
             return self._no_bid(request, "insufficient_time", NBR_INSUFFICIENT_TIME)
         try:
-            score, ctr, bid_factor = await self.batcher.score(user_row, cand, timeout=min(self.batcher.timeout, remaining))
+            settled: Settled = await self.batcher.score(user_row, cand, min(self.batcher.timeout, remaining),
+                                                        Terms(found.caps, boost, floor))
         except Overloaded:
             return self._no_bid(request, "overloaded", NBR_TECHNICAL)
         except ScoringTimeout:
             return self._no_bid(request, "scoring_timeout", NBR_INSUFFICIENT_TIME)
 
-        boost = TIER_BOOST.get(round(float(loyalty[0]), 1), 1.0) if loyalty is not None and len(loyalty) else 1.0
-        bids = self._choose(request, found, score * boost, bid_factor, boost, user_id, now, seat)
+        if simple:
+            winner = settled.winner
+            bids = [] if winner < 0 else [
+                self._make_bid(request, imps[0], found.pair(winner), settled.price, None, user_id, now)]
+        else:
+            bids = self._choose(request, found, settled, user_id, now, seat)
         if not bids:
             return self._no_bid(request, "below_floor", NBR_UNKNOWN)
         response = BidResponse(id=request.id or "", seatbid=[SeatBid(bid=bids, seat=seat or cfg.seat)],
@@ -147,12 +173,14 @@ class BidProcessor:
             user_row = self._anonymous_rows.get(kind)
             if user_row is None:
                 user_row = self._anonymous_rows[kind] = features.user_block(None, None, None, 0.0, kind)
+        if found.freq is None:
+            return user_row, _unused_columns(found.n)
         return user_row, features.candidate_columns(found.freq, _positions(found.n))
 
-    def _choose(self, request: BidRequest, found: Candidates, rank, bid_factor, boost: float, user_id: str | None,
-                now: float, seat: str | None) -> list[Bid]:
-        caps = found.caps
-        prices = np.minimum(caps, np.floor(caps * (0.25 + 0.75 * bid_factor.astype(np.float64)) * boost))
+    def _choose(self, request: BidRequest, found: Candidates, settled: Settled, user_id: str | None, now: float,
+                seat: str | None) -> list[Bid]:
+        """Each impression's winner, for requests with several impressions or deals."""
+        rank, prices = settled.rank, settled.prices
         imps = request.imp or ()
         bids = []
         for imp_index, imp in enumerate(imps):
@@ -190,13 +218,11 @@ class BidProcessor:
         bid_id = ids.token_hex(16)
         self._ledger.issue(IssuedBid(bid_id, request.id or "", imp.id or "", campaign.id, creative.id,
                                      user_id or "", price, now + self.config.bid_ttl_s))
-        q = f"bid={bid_id}&auction=${{AUCTION_ID}}&imp=${{AUCTION_IMP_ID}}&cur=${{AUCTION_CURRENCY}}"
         return Bid(
             id=bid_id, impid=imp.id or "", price=round(price / MICROS, 6), adid=campaign.id, crid=creative.id,
             adomain=[campaign.advertiser_domain], adm=creative.markup, cat=campaign.categories or None,
-            nurl=f"{self._base}/v1/notices/win?{q}&price=${{AUCTION_PRICE}}",
-            burl=f"{self._base}/v1/notices/billing?{q}&price=${{AUCTION_PRICE}}",
-            lurl=f"{self._base}/v1/notices/loss?{q}&price=${{AUCTION_PRICE}}&reason=${{AUCTION_LOSS}}",
+            nurl=self._nurl + bid_id + _WIN_QUERY, burl=self._burl + bid_id + _WIN_QUERY,
+            lurl=self._lurl + bid_id + _LOSS_QUERY,
             w=creative.w, h=creative.h, mtype=MTYPE[creative.format], dealid=deal)
 
     def _deal_for(self, imp: Imp, campaign, price: int, seat: str | None) -> str | None | bool:
