@@ -152,7 +152,7 @@ class Platform:
         self.catalog = CatalogService(self.catalog_store, self.order_store)
         self.ranker = Ranker(config.ranking, self.metrics, self.clock)
         self.offers = OfferService(config.retail, self.catalog, self.offer_store, self.ranker, self.clock,
-                                   self.event_log.log_event, self.metrics)
+                                   self.event_log.log_events, self.metrics)
         pay = config.payments
         self.payment_gateway = CardSimulator(self.clock, settle_s=pay.simulator_settle_s,
                                              slow_s=pay.gateway_timeout_s + 1)

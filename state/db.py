@@ -273,7 +273,17 @@ class Database:
 
         power_safe=False: the write survives kill -9 but not necessarily a power cut (no fsync
         of its own when the database is synchronous=FULL or EXTRA)."""
-        return await self._enqueue(statements, power_safe=power_safe)
+        return await self.submit(statements, power_safe=power_safe)
+
+    def submit(self, statements: Sequence[Statement], *, power_safe: bool = True) -> "asyncio.Future[list[int]]":
+        """write() as a future, with no coroutine around it: the hot paths hand it straight to
+        commit_or_undo. A closed database gives a future that fails with DatabaseClosed."""
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        if self._closing or self._writer_task is None:
+            future.set_exception(DatabaseClosed("database is closed"))
+        else:
+            self._queue.put_nowait(_Write(statements, future, power_safe))
+        return future
 
     async def write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
         """One statement over many rows, atomically, in the next group commit; returns the rows changed.
@@ -284,15 +294,8 @@ class Database:
         writes an event per bid). The trade: SQLite spends about half as much CPU again per row
         on a multi-row INSERT, which shows only at event rates far above the targets (saturated
         ingest, 145,000 events/s, fell about 15%). Other SQL runs as executemany."""
-        counts = await self._enqueue([_Many((sql, list(rows)))])
+        counts = await self.submit([_Many((sql, list(rows)))])
         return sum(counts)
-
-    async def _enqueue(self, statements: Sequence[Statement], power_safe: bool = True) -> list[int]:
-        if self._closing or self._writer_task is None:
-            raise DatabaseClosed("database is closed")
-        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Write(statements, future, power_safe))
-        return await future
 
     async def _writer_loop(self) -> None:
         loop = asyncio.get_running_loop()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Awaitable, Literal
 
 import msgspec
 
@@ -84,5 +84,5 @@ class SqliteLoyaltyStore:
         return ("INSERT INTO loyalty_promotions(id, body) VALUES (?,?) ON CONFLICT(id) DO UPDATE SET body=excluded.body",
                 (promotion.id, _encode(promotion).decode()))
 
-    async def write(self, statements: list[Statement]) -> list[int]:
-        return await self._db.write(statements)
+    def write(self, statements: list[Statement]) -> Awaitable[list[int]]:
+        return self._db.submit(statements)

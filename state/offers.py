@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import heapq
-from typing import Literal
+from typing import Awaitable, Literal
 
 import msgspec
 
@@ -114,5 +114,5 @@ class SqliteOfferStore:
     def forget(self, offer_id: str) -> None:
         self._offers.pop(offer_id, None)
 
-    async def write(self, statements: list[Statement], *, power_safe: bool = True) -> None:
-        await self._db.write(statements, power_safe=power_safe)
+    def write(self, statements: list[Statement], *, power_safe: bool = True) -> Awaitable[list[int]]:
+        return self._db.submit(statements, power_safe=power_safe)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, defaultdict
-from typing import Literal, Sequence
+from typing import Awaitable, Literal, Sequence
 
 import msgspec
 
@@ -199,5 +199,5 @@ class SqliteOrderStore:
     async def seen_payment_event(self, event_id: str) -> bool:
         return await self._db.fetchone("SELECT 1 FROM payment_events WHERE id=?", (event_id,)) is not None
 
-    async def write(self, statements: list[Statement]) -> list[int]:
-        return await self._db.write(statements)
+    def write(self, statements: list[Statement]) -> Awaitable[list[int]]:
+        return self._db.submit(statements)

@@ -14,7 +14,7 @@ accepted offer land in one transaction.
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Awaitable, Protocol, Sequence, runtime_checkable
 
 from state.accounts import Account
 from state.apikeys import ApiKey
@@ -249,8 +249,8 @@ class LoyaltyStore(Protocol):
     def put_promotion(self, promotion: Promotion) -> Statement:
         ...
 
-    async def write(self, statements: list[Statement]) -> list[int]:
-        ...
+    def write(self, statements: list[Statement]) -> Awaitable[list[int]]:
+        """Commit atomically in the next group; the future gives each statement's rowcount."""
 
 
 @runtime_checkable
@@ -281,8 +281,8 @@ class OfferStore(Protocol):
     def forget(self, offer_id: str) -> None:
         ...
 
-    async def write(self, statements: list[Statement], *, power_safe: bool = True) -> None:
-        ...
+    def write(self, statements: list[Statement], *, power_safe: bool = True) -> Awaitable[list[int]]:
+        """Commit atomically in the next group; the future gives each statement's rowcount."""
 
 
 @runtime_checkable
@@ -331,8 +331,8 @@ class OrderStore(Protocol):
     async def seen_payment_event(self, event_id: str) -> bool:
         ...
 
-    async def write(self, statements: list[Statement]) -> list[int]:
-        ...
+    def write(self, statements: list[Statement]) -> Awaitable[list[int]]:
+        """Commit atomically in the next group; the future gives each statement's rowcount."""
 
 
 @runtime_checkable

@@ -81,13 +81,13 @@ def conditions_for(bundle: str, total_cents: int) -> Conditions:
 
 class OfferService:
     def __init__(self, config: RetailConfig, catalog: CatalogService, offers: OfferStore, ranker: Ranker,
-                 clock: Clock, log_event, metrics) -> None:
+                 clock: Clock, log_events, metrics) -> None:
         self._config = config
         self._catalog = catalog
         self._offers = offers
         self._ranker = ranker
         self._clock = clock
-        self._log_event = log_event
+        self._log_events = log_events
         self._metrics = metrics
         self._drafts: OrderedDict[tuple, tuple[tuple, list[tuple[Offer, OfferSummary]]]] = OrderedDict()
 
@@ -141,10 +141,10 @@ class OfferService:
                              lambda: [self._offers.forget(o.id) for o in chosen])
         self._metrics.offers_generated.inc(len(chosen))
         # The features the ranker saw go to the event log only: the acceptance model trains on them.
-        for rank, (offer, x) in enumerate(zip(chosen, shown_features), 1):
-            self._log_event("OfferGenerated", {
-                "offer_id": offer.id, "owner": owner, "flight_id": offer.flight_id, "bundle": offer.bundle,
-                "total_cents": offer.total_cents, "rank": rank, "probability": offer.probability, "features": x})
+        self._log_events("OfferGenerated", [
+            {"offer_id": offer.id, "owner": owner, "flight_id": offer.flight_id, "bundle": offer.bundle,
+             "total_cents": offer.total_cents, "rank": rank, "probability": offer.probability, "features": x}
+            for rank, (offer, x) in enumerate(zip(chosen, shown_features), 1)])
         return chosen, source
 
     def _priced_bundles(self, flight: Flight, q: SearchQuery, now: float) -> list[tuple[Offer, OfferSummary]]:

@@ -26,7 +26,7 @@ import msgspec
 import numpy as np
 
 from app.retail.pricing import day_start
-from ml.acceptance import AcceptanceModel, offer_features, train
+from ml.acceptance import FEATURES, AcceptanceModel, offer_features, train
 from state.clock import Clock
 
 log = logging.getLogger("contrail.retail")
@@ -76,8 +76,22 @@ def features(ctx: SearchContext, offer: OfferSummary, now: float) -> list[float]
     departs = day_start(ctx.departure_date)
     if departs is None:
         departs = now
-    return offer_features(offer.total_cents, ctx.passengers, offer.discount_percent, len(set(offer.product_codes)),
-                          ctx.segment, ctx.cabin, max(0.0, (departs - now) / 86_400), bundle_of(offer.product_codes))
+    x = list(_fixed_features(offer.total_cents, ctx.passengers, offer.discount_percent, offer.product_codes,
+                             ctx.segment, ctx.cabin))
+    x[_DAYS] = min(max(0.0, (departs - now) / 86_400), 365) / 365  # as offer_features computes it
+    return x
+
+
+_DAYS = FEATURES.index("days_to_departure_fraction")
+
+
+@functools.lru_cache(maxsize=4096)
+def _fixed_features(total_cents: int, passengers: int, discount_percent: float, product_codes: tuple[str, ...],
+                    segment: str, cabin: str) -> tuple[float, ...]:
+    """An offer's features but the one that moves with the clock (days to departure): a search shows the
+    same drafts again and again, so they are worked out once."""
+    return tuple(offer_features(total_cents, passengers, discount_percent, len(set(product_codes)), segment, cabin,
+                                0.0, bundle_of(product_codes)))
 
 
 def rule_probability(ctx: SearchContext, offer: OfferSummary) -> float:
