@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import heapq
-from typing import Awaitable, Literal
+from typing import Awaitable, Literal, Sequence
 
 import msgspec
 
@@ -58,7 +58,7 @@ class Offer(msgspec.Struct, frozen=True, gc=False):
 
 
 _decode = msgspec.json.Decoder(Offer).decode
-_encode = msgspec.json.Encoder().encode
+_encode = encode_offer = msgspec.json.Encoder().encode  # an offer as stored, and as the API shows it
 
 
 class SqliteOfferStore:
@@ -85,11 +85,14 @@ class SqliteOfferStore:
         return len(self._offers)
 
     @staticmethod
-    def insert(*offers: Offer) -> Statement:
-        """One statement for all of a search's offers (one step for SQLite, not one per offer)."""
+    def insert(*offers: Offer, bodies: Sequence[bytes] | None = None) -> Statement:
+        """One statement for all of a search's offers (one step for SQLite, not one per offer).
+        `bodies`: the offers already encoded with encode_offer, when the caller has them."""
         rows = ",".join(["(?,?,?,?,?)"] * len(offers))
+        if bodies is None:
+            bodies = [_encode(o) for o in offers]
         return (f"INSERT INTO offers(id, owner, state, expires_at, body) VALUES {rows}",
-                [v for o in offers for v in (o.id, o.owner, o.state, o.expires_at, _encode(o).decode())])
+                [v for o, body in zip(offers, bodies) for v in (o.id, o.owner, o.state, o.expires_at, body.decode())])
 
     @staticmethod
     def change_state(offer: Offer, expected: OfferState) -> Statement:

@@ -5,10 +5,12 @@ import hashlib
 import hmac
 import json
 
+import msgspec
 import pytest
 
 from app.main import PLATFORM
 from app.retail.payments import ChargeResult
+from handlers.rest.retail import OfferList
 from tests.retail_helpers import (DAY, DECLINED_CARD, PENDING_CARD, accept, booked, customer, departure_date, pay,
                                   search, search_body, seed_catalog)
 
@@ -60,6 +62,13 @@ async def test_search_prices_ranks_and_persists_bundles(shop, clock, customer_he
     # Offers are durable: the row is in SQLite before the response.
     rows = await client.app[PLATFORM].records_db.fetchall("SELECT id FROM offers")
     assert {o["id"] for o in offers} <= {r[0] for r in rows}
+    # The response is the documented OfferList, each offer as GET /v1/offers/{id} shows it.
+    resp = await client.post("/v1/offers/search", json=search_body(clock), headers=customer_headers)
+    listed = msgspec.json.decode(await resp.read(), type=OfferList)
+    assert listed.ranked_by == "rules" and listed.model_version == "rules" and len(listed.offers) >= 3
+    for offer in listed.offers:
+        shown = await client.get(f"/v1/offers/{offer.id}", headers=customer_headers)
+        assert await shown.json() == json.loads(msgspec.json.encode(offer))
 
 
 async def test_search_refuses_bad_input_with_clear_messages(shop, clock, customer_headers):

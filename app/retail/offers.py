@@ -27,7 +27,7 @@ from app.retail.pricing import SEGMENTS, day_start, discounted, fare_cents, perc
 from app.retail.ranking import MARGIN_RATES, OfferSummary, Ranker, SearchContext, features
 from state.catalog import Flight
 from state.clock import Clock
-from state.offers import Conditions, Item, Offer
+from state.offers import Conditions, Item, Offer, encode_offer
 from state.ports import OfferStore
 
 CABINS = ("economy", "premium", "business")
@@ -109,9 +109,9 @@ class OfferService:
             raise InvalidInput("; ".join(problems), {"problems": problems})
 
     async def search(self, q: SearchQuery, owner: str, *, is_guest: bool, session_id: str = ""
-                     ) -> tuple[list[Offer], str]:
-        """Price, rank and persist the offers for a search: the best `max_offers`, best first, and who
-        ranked them (remote, model or rules)."""
+                     ) -> tuple[list[Offer], str, list[bytes]]:
+        """Price, rank and persist the offers for a search: the best `max_offers`, best first, who
+        ranked them (remote, model or rules), and each offer as JSON (encoded once, for SQLite and the caller)."""
         self.check(q)
         now = self._clock.now()
         drafts: list[tuple[Offer, OfferSummary]] = []
@@ -119,7 +119,7 @@ class OfferService:
             if flight.departure_at > now and self._catalog.seats_left(flight, q.cabin) >= q.passengers:
                 drafts += self._priced_bundles(flight, q, now)
         if not drafts:
-            return [], "none"
+            return [], "none", []
         ctx = SearchContext(owner, is_guest, session_id, q.origin, q.destination, q.departure_date, q.passengers,
                             q.cabin, q.segment)
         probabilities, source = await self._ranker.probabilities(ctx, [s for _, s in drafts])
@@ -136,7 +136,8 @@ class OfferService:
             self._offers.remember(offer)
         # New offers survive kill -9 and restarts; a power cut may lose the last moments' quotes
         # (unless configured otherwise), which spares every search an fsync.
-        await commit_or_undo(self._offers.write([self._offers.insert(*chosen)],
+        bodies = [encode_offer(o) for o in chosen]
+        await commit_or_undo(self._offers.write([self._offers.insert(*chosen, bodies=bodies)],
                                                 power_safe=self._config.offers_power_safe),
                              lambda: [self._offers.forget(o.id) for o in chosen])
         self._metrics.offers_generated.inc(len(chosen))
@@ -145,7 +146,7 @@ class OfferService:
             {"offer_id": offer.id, "owner": owner, "flight_id": offer.flight_id, "bundle": offer.bundle,
              "total_cents": offer.total_cents, "rank": rank, "probability": offer.probability, "features": x}
             for rank, (offer, x) in enumerate(zip(chosen, shown_features), 1)])
-        return chosen, source
+        return chosen, source, bodies
 
     def _priced_bundles(self, flight: Flight, q: SearchQuery, now: float) -> list[tuple[Offer, OfferSummary]]:
         """The flight's draft offers for this party, re-priced only when its inventory, the catalog or the

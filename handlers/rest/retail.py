@@ -75,13 +75,21 @@ class OfferList(msgspec.Struct):
     model_version: str  # of the in-process model: rules, or logistic-<offers trained on>
 
 
+class _EncodedOfferList(msgspec.Struct):
+    """OfferList with its offers already encoded (as they were for SQLite): the same JSON, encoded once."""
+    offers: list[msgspec.Raw]
+    ranked_by: str
+    model_version: str
+
+
 @endpoint("Search: 3 to 5 priced, ranked offers that expire (empty when nothing has room)", tags=("retail",),
           roles=SHOPPERS, body=SearchBody, response=OfferList)
 async def search_offers(request: web.Request, principal, body: SearchBody) -> web.Response:
     offers = request.app[keys.OFFERS]
-    found, ranked_by = await offers.search(SearchQuery(**msgspec.structs.asdict(body)), principal.scope,
-                                           is_guest=principal.kind == "guest", session_id=principal.id)
-    return json_response(OfferList(found, ranked_by, request.app[keys.RANKER].model_version))
+    _, ranked_by, encoded = await offers.search(SearchQuery(**msgspec.structs.asdict(body)), principal.scope,
+                                                is_guest=principal.kind == "guest", session_id=principal.id)
+    return json_response(_EncodedOfferList([msgspec.Raw(o) for o in encoded], ranked_by,
+                                           request.app[keys.RANKER].model_version))
 
 
 @endpoint("One of your offers; its state is EXPIRED once expires_at has passed", tags=("retail",), roles=SHOPPERS,
