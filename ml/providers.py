@@ -90,7 +90,7 @@ class Provider:
     def run(self, net: SpikingNet, x: np.ndarray) -> np.ndarray:
         """Forward pass in this provider's format: (n, DIM) -> (n, 3) pre-tanh outputs."""
         w1, w2, _ = self._weights(net)
-        return self._layers(net, w2, len(x), lambda s: self.hidden(x[s], w1))
+        return self._layers(net, w2, len(x), lambda s: self.hidden(x[s], w1) + net.b1)
 
     def run_factored(self, net: SpikingNet, users: np.ndarray, owner: np.ndarray, cand: np.ndarray) -> np.ndarray:
         """run() on candidate rows given as their request's user row plus the candidate columns.
@@ -101,20 +101,24 @@ class Provider:
         request shares everything else), for a fraction of the multiply-adds.
         """
         w1, w2, w_cand = self._weights(net)
-        per_user = self.hidden(users, w1)
+        per_user = self.hidden(users, w1) + net.b1  # the bias once per request, not once per candidate
         return self._layers(net, w2, len(cand), lambda s: per_user[owner[s]] + self.hidden(cand[s], w_cand))
 
     def _layers(self, net: SpikingNet, w2, n: int, first_layer) -> np.ndarray:
-        """Threshold and second layer over device batches of at most max_batch rows."""
+        """Threshold and second layer over device batches of at most max_batch rows; first_layer(rows)
+        gives those rows' x·W1 + b1."""
+        self.stats.calls += 1
+        self.stats.rows += n
+        if n <= self.max_batch:  # one device batch: no output buffer to fill
+            self.stats.device_batches += 1
+            self.stats.modeled_us += self.overhead_us + self.per_row_us * n
+            return (first_layer(slice(0, n)) > net.theta).astype(np.float32) @ w2 + net.b2
         out = np.empty((n, 3), dtype=np.float32)
         for start in range(0, n, self.max_batch):
             s = slice(start, min(n, start + self.max_batch))
-            spikes = (first_layer(s) + net.b1 > net.theta).astype(np.float32)
-            out[s] = spikes @ w2 + net.b2
+            out[s] = (first_layer(s) > net.theta).astype(np.float32) @ w2 + net.b2
             self.stats.device_batches += 1
             self.stats.modeled_us += self.overhead_us + self.per_row_us * (s.stop - s.start)
-        self.stats.calls += 1
-        self.stats.rows += n
         return out
 
     def modeled_latency_us(self, rows: int) -> float:

@@ -381,8 +381,9 @@ def test_response_model_round_trips_the_conformance_responses():
 @st.composite
 def _batches(draw):
     calls = []
+    same = draw(st.one_of(st.none(), st.integers(1, 8)))  # one size for every request, as is usual, or mixed
     for _ in range(draw(st.integers(1, 6))):
-        n = draw(st.integers(1, 8))
+        n = same or draw(st.integers(1, 8))
         caps = draw(st.lists(st.integers(1, 5_000_000), min_size=n, max_size=n))
         # Few distinct scores, so ties between candidates are common.
         score = draw(st.lists(st.sampled_from([-0.5, 0.0, 0.25, 0.5, 0.9]), min_size=n, max_size=n))

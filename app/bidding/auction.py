@@ -64,12 +64,20 @@ def settle(terms: list[Terms], score: np.ndarray, ctr: np.ndarray, bid_factor: n
     settled = [Settled() if f != NO_FLOOR else Settled(rank=rank[s:s + n], prices=prices[s:s + n])
                for f, s, n in zip(floors, starts, sizes)]
     if any(f != NO_FLOOR for f in floors):
-        eligible = prices >= (np.repeat(floors, sizes) if len(terms) > 1 else floors[0])
-        masked = np.where(eligible, rank, -np.inf)
-        best = np.maximum.reduceat(masked, starts)
-        # The first row of each request that reaches its best: np.argmax's choice, per segment.
-        hits = np.flatnonzero(masked == np.repeat(best, sizes))
-        first = hits[np.searchsorted(hits, starts)]
+        n = sizes[0]
+        if sizes.count(n) == len(sizes):
+            # Every request has as many candidates (the usual case): the batch is a (requests, n) matrix.
+            eligible = prices.reshape(-1, n) >= np.array(floors)[:, None]
+            masked = np.where(eligible, rank.reshape(-1, n), -np.inf).ravel()
+            first = masked.reshape(-1, n).argmax(axis=1) + np.array(starts)
+            best = masked[first]
+        else:
+            eligible = prices >= (np.repeat(floors, sizes) if len(terms) > 1 else floors[0])
+            masked = np.where(eligible, rank, -np.inf)
+            best = np.maximum.reduceat(masked, starts)
+            # The first row of each request that reaches its best: np.argmax's choice, per segment.
+            hits = np.flatnonzero(masked == np.repeat(best, sizes))
+            first = hits[np.searchsorted(hits, starts)]
         for k, (top, row, price) in enumerate(zip(best.tolist(), first.tolist(), prices[first].tolist())):
             if top != -math.inf and floors[k] != NO_FLOOR:
                 settled[k] = Settled(row - starts[k], int(price))

@@ -177,15 +177,15 @@ class CampaignService:
         country = (device.geo.country if device and device.geo else None) or \
                   (request.user.geo.country if request.user and request.user.geo else None)
         device_type = device.devicetype if device else None
-        imps = [(i, _ImpShape(imp)) for i, imp in enumerate(request.imp or ())]
         key = (country, device_type, tuple(request.bcat or ()), tuple(request.badv or ()),
-               tuple(request.bapp or ()), tuple(shape.key for _, shape in imps))
+               tuple(request.bapp or ()), tuple(_imp_key(imp) for imp in request.imp or ()))
         try:
             cached = self._shapes[key]
             self._shapes.move_to_end(key)
             return cached
         except KeyError:
             pass
+        imps = [(i, _ImpShape(imp)) for i, imp in enumerate(request.imp or ())]
         bcat, badv, bapp = set(request.bcat or ()), set(request.badv or ()), set(request.bapp or ())
         found: list[tuple[int, int, Creative]] = []
         for slot, e in enumerate(entries):
@@ -253,10 +253,19 @@ class Candidates:
 _SHAPE_CACHE_SIZE = 10_000
 
 
-class _ImpShape:
-    """What an impression accepts, computed once per request."""
+def _imp_key(imp: Imp) -> tuple:
+    """What an impression accepts, as its request gives it: the shape cache's key (cheap to make;
+    _ImpShape is worked out only when a shape is new)."""
+    b, video, audio = imp.banner, imp.video, imp.audio
+    return (None if b is None else (b.w, b.h, tuple((f.w, f.h) for f in b.format) if b.format else None),
+            None if video is None else tuple(video.mimes or ()), None if audio is None else tuple(audio.mimes or ()),
+            imp.native is not None)
 
-    __slots__ = ("sizes", "banner", "video_mimes", "audio_mimes", "native", "key")
+
+class _ImpShape:
+    """What an impression accepts, worked out when its request shape is new."""
+
+    __slots__ = ("sizes", "banner", "video_mimes", "audio_mimes", "native")
 
     def __init__(self, imp: Imp) -> None:
         b = imp.banner
@@ -270,9 +279,6 @@ class _ImpShape:
         self.video_mimes = set(imp.video.mimes or ()) if imp.video is not None else None
         self.audio_mimes = set(imp.audio.mimes or ()) if imp.audio is not None else None
         self.native = imp.native is not None
-        self.key = (self.banner, frozenset(self.sizes) if self.sizes else None,
-                    frozenset(self.video_mimes) if self.video_mimes is not None else None,
-                    frozenset(self.audio_mimes) if self.audio_mimes is not None else None, self.native)
 
 
 class _Entry:

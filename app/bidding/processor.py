@@ -19,7 +19,7 @@ from app.bidding.campaigns import WINDOWS, Candidates, CampaignService
 from app.bidding.notices import BidLedger, IssuedBid
 from app.bidding.openrtb import (MTYPE, NBR_DAILY_READER_CAP, NBR_INSUFFICIENT_TIME, NBR_TECHNICAL, NBR_UNKNOWN,
                                  Bid, BidRequest, BidResponse, Imp, SeatBid)
-from app.bidding.profiles import CachedProfile, ProfileCache
+from app.bidding.profiles import MISS, CachedProfile, ProfileCache
 from app.config import BiddingConfig
 from ml import features
 from ml.batcher import Batcher, Overloaded, ScoringTimeout
@@ -114,7 +114,11 @@ class BidProcessor:
         if self._user_capped(user_id, now):
             return self._no_bid(request, "frequency_capped", NBR_DAILY_READER_CAP)
         personal = personal_data_allowed(request)
-        profile = await self._profiles.get(user_id) if (user_id and personal) else None
+        profile = None
+        if user_id and personal:
+            profile = self._profiles.cached(user_id)
+            if profile is MISS:
+                profile = await self._profiles.get(user_id)
         loyalty = self.loyalty_features(user_id) if (user_id and personal and self.loyalty_features) else None
         if loyalty is None and profile is not None:
             loyalty = profile.loyalty

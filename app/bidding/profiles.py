@@ -31,6 +31,9 @@ class CachedProfile(msgspec.Struct, frozen=True, gc=False):
                    profile.last_seen)
 
 
+MISS = object()  # ProfileCache.cached(): not in L1, or too old there
+
+
 class ProfileCache:
     def __init__(self, store: ProfileStore, clock: Clock, *, l1_size: int, l2_ttl_s: float, metrics) -> None:
         self._store = store
@@ -43,14 +46,22 @@ class ProfileCache:
         self._count = {(tier, result): lookups.labels(tier, result)
                        for tier in ("l1", "l2") for result in ("hit", "miss")}
 
-    async def get(self, user_id: str) -> CachedProfile | None:
-        """The user's profile, or None for the default profile."""
-        now = self._clock.now()
+    def cached(self, user_id: str) -> "CachedProfile | None | object":
+        """The user's fresh L1 entry (a profile, or None for the default profile), else MISS: the bidder
+        needs no coroutine for the usual case."""
         hit = self._l1.get(user_id)
-        if hit is not None and now - hit[0] < self._l1_ttl:
+        if hit is not None and self._clock.now() - hit[0] < self._l1_ttl:
             self._l1.move_to_end(user_id)
             self._count["l1", "hit"].inc()
             return hit[1]
+        return MISS
+
+    async def get(self, user_id: str) -> CachedProfile | None:
+        """The user's profile, or None for the default profile."""
+        hit = self.cached(user_id)
+        if hit is not MISS:
+            return hit
+        now = self._clock.now()
         self._count["l1", "miss"].inc()
         profile = await self._store.get(user_id)
         if profile is not None and now - profile.updated_at >= self._l2_ttl:
