@@ -42,6 +42,33 @@ async def test_one_failing_caller_does_not_sink_its_group(db):
     assert keys == {"dup", "a", "c"}  # 'b' rolled back with its failing sibling statement
 
 
+async def test_a_groups_inserts_into_one_table_go_together_and_a_bad_one_still_fails_alone(db):
+    """Callers' INSERTs into one table run as one shared multi-row statement; each caller still gets its
+    own rowcounts, and a duplicate key or a wrong parameter count fails only the caller that sent it."""
+    await db.write([("INSERT INTO t(k, v) VALUES (?,?)", ("dup", 0))])
+    statements: list[str] = []
+    db._conn.set_trace_callback(statements.append)
+
+    def rows(prefix: str, n: int):
+        return ("INSERT INTO t(k, v) VALUES " + ",".join(["(?,?)"] * n),
+                [x for i in range(n) for x in (f"{prefix}{i}", i)])
+    merged = await asyncio.gather(*(db.write([rows(f"m{i}-", 1 + i % 3)]) for i in range(30)))
+    assert merged == [[1 + i % 3] for i in range(30)]
+    assert sum(s.startswith("INSERT") for s in statements) < 30  # shared statements, not one per caller
+
+    good = [db.write([rows(f"g{i}-", 1 + i % 3), ("UPDATE t SET v = v + 1 WHERE k = 'dup'", ()),
+                      rows(f"h{i}-", 2)]) for i in range(30)]
+    duplicate = db.write([rows("d", 2), ("INSERT INTO t(k, v) VALUES (?,?)", ("dup", 1))])
+    short = db.write([("INSERT INTO t(k, v) VALUES (?,?),(?,?)", ["s0", 0, "s1"])])
+    results = await asyncio.gather(*good, duplicate, short, return_exceptions=True)
+    assert results[:30] == [[1 + i % 3, 1, 2] for i in range(30)]
+    assert isinstance(results[30], sqlite3.IntegrityError) and isinstance(results[31], sqlite3.ProgrammingError)
+    assert await db.fetchall("SELECT count(*) FROM t WHERE k LIKE 'm%' OR k LIKE 'g%' OR k LIKE 'h%'") == [(2 * sum(
+        1 + i % 3 for i in range(30)) + 60,)]
+    assert await db.fetchall("SELECT count(*) FROM t WHERE k LIKE 'd_' OR k LIKE 's_'") == [(0,)]
+    assert await db.fetchone("SELECT v FROM t WHERE k = 'dup'") == (30,)
+
+
 async def test_guarded_statement_raises_conflict_and_rolls_back(db):
     await db.write([("INSERT INTO t VALUES ('x', 1)", ())])
     with pytest.raises(WriteConflict):
