@@ -28,8 +28,8 @@ from state.clock import Clock
 from state.ports import DeliveryStore
 
 # Notice URLs carry the bid id and the exchange's standard macros.
-_QUERY = "&auction=${AUCTION_ID}&imp=${AUCTION_IMP_ID}&cur=${AUCTION_CURRENCY}&price=${AUCTION_PRICE}"
-_WIN_QUERY, _LOSS_QUERY = _QUERY, _QUERY + "&reason=${AUCTION_LOSS}"
+_NOTICE_QUERY = "&auction=${AUCTION_ID}&imp=${AUCTION_IMP_ID}&cur=${AUCTION_CURRENCY}&price=${AUCTION_PRICE}"
+_LOSS_QUERY = _NOTICE_QUERY + "&reason=${AUCTION_LOSS}"
 TIER_BOOST = {1.0: 1.30, 0.5: 1.15}  # loyalty tier feature (Reserve 1.0, Gold 0.5) -> bid boost
 MICROS = 1_000_000
 
@@ -225,7 +225,7 @@ class BidProcessor:
         return Bid(
             id=bid_id, impid=imp.id or "", price=round(price / MICROS, 6), adid=campaign.id, crid=creative.id,
             adomain=[campaign.advertiser_domain], adm=creative.markup, cat=campaign.categories or None,
-            nurl=self._nurl + bid_id + _WIN_QUERY, burl=self._burl + bid_id + _WIN_QUERY,
+            nurl=self._nurl + bid_id + _NOTICE_QUERY, burl=self._burl + bid_id + _NOTICE_QUERY,
             lurl=self._lurl + bid_id + _LOSS_QUERY,
             w=creative.w, h=creative.h, mtype=MTYPE[creative.format], dealid=deal)
 
