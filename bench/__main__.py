@@ -36,13 +36,15 @@ def main() -> int:
         email_rates: tuple[float, float] | None = None
         try:
             bidding.seed_campaigns(server, admin_key)
-            baseline = load.run(server.url, load.Scenario("baseline /v1/ping", "/v1/ping"), args.seconds)
+            baseline = load.run(server.url, load.baseline(), args.seconds)
             results = [baseline]
             scenarios = [s for scenario_set in SCENARIO_SETS for s in scenario_set(server)]
-            scenarios += bidding.rest_scenarios(exchange_key)
             for scenario in scenarios:
                 if args.only in scenario.name:
                     results.append(load.run(server.url, scenario, args.seconds))
+            for scenario in bidding.rest_scenarios(exchange_key):  # a ratio target: its own baseline around it
+                if args.only in scenario.name:
+                    results.append(load.run_with_baseline(server.url, scenario, args.seconds))
             bid = next((r for r in results if r.name.startswith("REST /v1/bid")), None)
             if bid is not None:
                 held = bidding.rest_scenarios(exchange_key)[0]
@@ -65,14 +67,16 @@ def main() -> int:
             server.stop()
 
     print(f"\nHTTP scenarios ({results[0].generator}, {args.seconds:.0f}s each; ratio = rps / baseline rps)")
+    print("(ratio*: to the baseline measured just before and after that scenario, the mean shown in brackets)")
     print("(full GCs: the server's generation-2 collections during the scenario, and their mean pause)")
     print(f"{'scenario':<44}{'req/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'ratio':>8}{'errors':>8}"
           f"{'full GCs':>10}")
     for r in results:
         count, paused = r.full_gcs
         gcs = f"{count} x {paused / count * 1000:.0f}ms" if count else "0"
+        ratio = f"{r.rps / (r.baseline_rps or baseline.rps):.2f}" + ("*" if r.baseline_rps else "")
         print(f"{r.name:<44}{r.rps:>10.0f}{r.p50_ms:>9.2f}{r.p95_ms:>9.2f}{r.p99_ms:>9.2f}"
-              f"{r.rps / baseline.rps:>8.2f}{r.errors:>8}{gcs:>10}")
+              f"{ratio:>8}{r.errors:>8}{gcs:>10}" + (f"  [{r.baseline_rps:,.0f}]" if r.baseline_rps else ""))
 
     if email_rates is not None:
         print(f"\nEmail to the embedded SMTP sink: {email_rates[0]:,.0f} activations queued/s (durable outbox), "

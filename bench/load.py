@@ -41,6 +41,8 @@ class Result:
     generator: str
     # Full (generation 2) garbage collections in the server during the scenario: how many, and seconds paused.
     full_gcs: tuple[int, float] = (0, 0.0)
+    # The trivial endpoint's rate measured just before and after this scenario (their mean), when it was.
+    baseline_rps: float | None = None
 
 
 def _lua(scenario: Scenario) -> str:
@@ -198,4 +200,19 @@ def run(base_url: str, scenario: Scenario, seconds: float) -> Result:
     result = (run_wrk if shutil.which("wrk") else run_builtin)(base_url, scenario, seconds)
     after = full_gcs(base_url)
     result.full_gcs = (after[0] - before[0], after[1] - before[1])
+    return result
+
+
+def baseline() -> Scenario:
+    return Scenario("baseline /v1/ping", "/v1/ping")
+
+
+def run_with_baseline(base_url: str, scenario: Scenario, seconds: float) -> Result:
+    """run(), with the trivial endpoint measured just before and just after: the scenario's ratio is
+    to their mean. The machine's speed drifts by a fifth within a minute, and a baseline taken
+    minutes earlier counted that drift as the scenario's own."""
+    before = run(base_url, baseline(), seconds)
+    result = run(base_url, scenario, seconds)
+    after = run(base_url, baseline(), seconds)
+    result.baseline_rps = (before.rps + after.rps) / 2
     return result

@@ -7,7 +7,7 @@ import json
 import time
 import urllib.request
 
-from bench.load import Result, Scenario, run
+from bench.load import Result, Scenario, run, run_with_baseline
 from bench.server import ServerProcess
 
 CARD = {"card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2099, "cvc": "123"}}
@@ -81,7 +81,7 @@ def run_all(server: ServerProcess, seconds: float) -> list[Result]:
 
     def searching() -> Scenario:
         return Scenario("retail: POST /v1/offers/search", "/v1/offers/search", "POST", bodies, headers)
-    results = [run(server.url, searching(), seconds)]
+    results = [run_with_baseline(server.url, searching(), seconds)]
     results.append(run(server.url, _held(searching(), results[-1]), seconds))
 
     offers = asyncio.run(_collect_offers(server.url, headers, bodies, int(10_000 * seconds)))
