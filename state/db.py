@@ -41,7 +41,7 @@ import re
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -80,7 +80,6 @@ class _Write:
     statements: Sequence[Statement]
     future: asyncio.Future[list[int]]
     power_safe: bool = True
-    enqueued: float = field(default_factory=time.perf_counter)
 
 
 class _Many(tuple):
