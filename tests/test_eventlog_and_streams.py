@@ -35,6 +35,36 @@ async def test_log_event_never_blocks_and_drops_when_full(tmp_path):
     await db.close()
 
 
+async def test_event_queries_read_only_what_they_return(tmp_path):
+    """Every read of the event log is an index range scan: none reads all events of a type to sort them."""
+    import sqlite3
+    db, _, log = await _event_log(tmp_path, capacity=10_000, flush_rows=10_000, flush_interval_ms=1000)
+    for i in range(3_000):
+        log.log_event("Bid" if i % 3 else "OfferGenerated", {"i": i})
+    await log.flush()
+    reads: list[tuple[str, tuple]] = []
+    fetchall = db.fetchall
+
+    async def recorded(sql, params=()):
+        reads.append((sql, tuple(params)))
+        return await fetchall(sql, params)
+    db.fetchall = recorded
+    newest = await log.recent_payloads("OfferGenerated", 5)
+    assert [int(p.split(":")[1].rstrip("}")) for p in newest] == [2985, 2988, 2991, 2994, 2997]
+    assert len(await log.query("Bid", None, 100, 10)) == 10
+    assert len(await log.query("Bid", 0.0, 100, 10)) == 10
+    assert len(await log.query(None, 0.0, 100, 10)) == 10
+    conn = sqlite3.connect(tmp_path / "events.db")
+    for sql, params in reads:
+        plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
+        reads_events = [step for step in plan if "events" in step]
+        assert reads_events and all(step.startswith("SEARCH events USING") for step in reads_events), (sql, plan)
+        # A sort is fine only over what a subquery already limited (the newest N, put back in order).
+        assert not any("TEMP B-TREE" in step for step in plan) or "subquery" in " ".join(plan), (sql, plan)
+    conn.close()
+    await db.close()
+
+
 async def test_writer_flushes_at_row_count_before_the_interval(tmp_path):
     db, _, log = await _event_log(tmp_path, capacity=1000, flush_rows=10, flush_interval_ms=60_000)
     task = asyncio.create_task(log.run())
