@@ -58,7 +58,7 @@ class Offer(msgspec.Struct, frozen=True, gc=False):
 
 
 _decode = msgspec.json.Decoder(Offer).decode
-_encode = encode_offer = msgspec.json.Encoder().encode  # an offer as stored, and as the API shows it
+encode_offer = msgspec.json.Encoder().encode  # an offer as stored, and as the API shows it
 
 
 class SqliteOfferStore:
@@ -85,12 +85,10 @@ class SqliteOfferStore:
         return len(self._offers)
 
     @staticmethod
-    def insert(*offers: Offer, bodies: Sequence[bytes] | None = None) -> Statement:
-        """One statement for all of a search's offers (one step for SQLite, not one per offer).
-        `bodies`: the offers already encoded with encode_offer, when the caller has them."""
+    def insert(*offers: Offer, bodies: Sequence[bytes]) -> Statement:
+        """One statement for all of a search's offers (one step for SQLite, not one per offer);
+        `bodies` are the offers as encode_offer gives them (the caller sends the same JSON out)."""
         rows = ",".join(["(?,?,?,?,?)"] * len(offers))
-        if bodies is None:
-            bodies = [_encode(o) for o in offers]
         return (f"INSERT INTO offers(id, owner, state, expires_at, body) VALUES {rows}",
                 [v for o, body in zip(offers, bodies) for v in (o.id, o.owner, o.state, o.expires_at, body.decode())])
 

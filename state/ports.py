@@ -266,8 +266,8 @@ class OfferStore(Protocol):
     async def fetch(self, offer_id: str) -> Offer | None:
         """An offer no longer held in memory (expired or finished), from storage."""
 
-    def insert(self, *offers: Offer, bodies: Sequence[bytes] | None = None) -> Statement:
-        """One statement for all of a search's offers; `bodies`, when given, are the offers as JSON."""
+    def insert(self, *offers: Offer, bodies: Sequence[bytes]) -> Statement:
+        """One statement for all of a search's offers; `bodies` are the offers as JSON."""
 
     def change_state(self, offer: Offer, expected: OfferState) -> Statement:
         """Only the state column changes; the body keeps the offer as it was made (state read from the column)."""

@@ -79,6 +79,6 @@ def settle(terms: list[Terms], score: np.ndarray, ctr: np.ndarray, bid_factor: n
             hits = np.flatnonzero(masked == np.repeat(best, sizes))
             first = hits[np.searchsorted(hits, starts)]
         for k, (top, row, price) in enumerate(zip(best.tolist(), first.tolist(), prices[first].tolist())):
-            if top != -math.inf and floors[k] != NO_FLOOR:
+            if top != -math.inf:  # a NO_FLOOR request never has an eligible row
                 settled[k] = Settled(row - starts[k], int(price))
     return settled
