@@ -33,3 +33,14 @@ def test_a_forked_child_does_not_repeat_the_parents_ids():
     child = os.read(read, 64).decode()
     os.close(read)
     assert child != ids.token_hex(16)
+
+
+def test_ordered_ids_sort_by_creation_even_when_the_clock_steps_back(monkeypatch):
+    first = [ids.ordered_hex() for _ in range(1_000)]  # many within one microsecond
+    now = ids.time.time_ns()
+    monkeypatch.setattr(ids.time, "time_ns", lambda: now - 3_600 * 10**9)  # the wall clock steps back an hour
+    later = [ids.ordered_hex() for _ in range(10)]
+    made = first + later
+    assert made == sorted(made) and len(set(made)) == len(made)
+    assert all(len(i) == 13 + 20 for i in made)
+    assert len({i[13:] for i in made}) == len(made)  # each still carries its own 10 random bytes

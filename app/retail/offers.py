@@ -128,7 +128,7 @@ class OfferService:
         for i in order[:self._config.max_offers]:  # ids and features only for the offers shown
             (draft, draft_summary), p = drafts[i], probabilities[i]
             chosen.append(msgspec.structs.replace(
-                draft, id=f"off_{ids.token_hex(10)}", owner=owner, created_at=now,
+                draft, id=f"off_{ids.ordered_hex()}", owner=owner, created_at=now,
                 expires_at=now + self._config.offer_ttl_s, probability=round(p, 6),
                 score=round(p * draft.margin_cents, 3)))
             shown_features.append(features(ctx, draft_summary, now))
