@@ -11,6 +11,7 @@ import pytest
 from app.main import PLATFORM
 from app.retail.payments import ChargeResult
 from handlers.rest.retail import OfferList
+from state.offers import Offer
 from tests.retail_helpers import (DAY, DECLINED_CARD, PENDING_CARD, accept, booked, customer, departure_date, pay,
                                   search, search_body, seed_catalog)
 
@@ -66,9 +67,11 @@ async def test_search_prices_ranks_and_persists_bundles(shop, clock, customer_he
     resp = await client.post("/v1/offers/search", json=search_body(clock), headers=customer_headers)
     listed = msgspec.json.decode(await resp.read(), type=OfferList)
     assert listed.ranked_by == "rules" and listed.model_version == "rules" and len(listed.offers) >= 3
+    stored = dict(await client.app[PLATFORM].records_db.fetchall("SELECT id, body FROM offers"))
     for offer in listed.offers:
         shown = await client.get(f"/v1/offers/{offer.id}", headers=customer_headers)
         assert await shown.json() == json.loads(msgspec.json.encode(offer))
+        assert msgspec.json.decode(stored[offer.id], type=Offer) == offer  # and as SQLite holds it
 
 
 async def test_search_refuses_bad_input_with_clear_messages(shop, clock, customer_headers):
