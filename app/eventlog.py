@@ -47,18 +47,15 @@ class EventLog:
     def log_events(self, type_: str, payloads: Sequence[Any]) -> int:
         """Record and publish several events of one type at once; returns how many were kept."""
         at = self._clock.now()
-        publish = self._hub.publish
+        self._hub.publish_many(type_, payloads, at)
         queue = self._queue
         room = max(0, self._capacity - len(queue))
         for payload in payloads[:room]:
-            publish(type_, payload, at)
             queue.append((at, type_, _encode(payload).decode()))
         kept = min(room, len(payloads))
         if kept:
             self._metrics.events_logged.inc(kept)
         if kept < len(payloads):
-            for payload in payloads[room:]:
-                publish(type_, payload, at)
             self.dropped += len(payloads) - kept
             self._metrics.events_dropped.inc(len(payloads) - kept)
         if len(queue) >= self._flush_rows:

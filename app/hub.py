@@ -97,6 +97,12 @@ class Hub:
     def count(self, stream: str | None = None) -> int:
         return sum(1 for s in self._subs if stream is None or s.stream == stream)
 
+    def publish_many(self, event_type: str, payloads: Iterable[Any], at: float | None = None) -> None:
+        """publish() each payload; nothing to do, not even per payload, when nobody is subscribed."""
+        if self._subs:
+            for data in payloads:
+                self.publish(event_type, data, at)
+
     def publish(self, event_type: str, data: Any, at: float | None = None) -> None:
         """Send to every interested subscriber; never blocks."""
         if not self._subs:
