@@ -46,14 +46,22 @@ def token_urlsafe(nbytes: int = 16) -> str:
 _last_us = 0
 
 
-def ordered_hex(nbytes: int = 10) -> str:
-    """An unguessable id that sorts by creation: 13 hex digits of microseconds since the epoch
-    (increasing within the process, whatever the wall clock does), then `nbytes` random bytes.
+def ordered_hex(nbytes: int = 10, prefix: str = "") -> str:
+    """An unguessable id that sorts by creation: `prefix`, 13 hex digits of microseconds since the
+    epoch (increasing within the process, whatever the wall clock does), then `nbytes` random bytes.
 
     For rows written at thousands a second under a TEXT primary key (offers, orders, outgoing
     messages): SQLite adds each new key at the right edge of the index instead of on a random page
     of it. With random offer ids, a group commit of 30 searches rewrote about 150 index pages, and
     the writer's CPU per search was three times what it is with these."""
+    return ordered_hexes(1, nbytes, prefix)[0]
+
+
+def ordered_hexes(count: int, nbytes: int = 10, prefix: str = "") -> list[str]:
+    """`count` ordered_hex() ids in creation order, for one clock reading and one draw of random bytes."""
     global _last_us
-    _last_us = max(_last_us + 1, time.time_ns() // 1000)
-    return f"{_last_us:013x}{token_hex(nbytes)}"
+    first = max(_last_us + 1, time.time_ns() // 1000)
+    _last_us = first + count - 1
+    random = _pool.take(nbytes * count).hex()
+    width = 2 * nbytes
+    return [f"{prefix}{first + i:013x}{random[i * width:(i + 1) * width]}" for i in range(count)]

@@ -44,3 +44,11 @@ def test_ordered_ids_sort_by_creation_even_when_the_clock_steps_back(monkeypatch
     assert made == sorted(made) and len(set(made)) == len(made)
     assert all(len(i) == 13 + 20 for i in made)
     assert len({i[13:] for i in made}) == len(made)  # each still carries its own 10 random bytes
+
+
+def test_ids_made_together_sort_after_earlier_ones_and_differ():
+    before = ids.ordered_hex(prefix="off_")
+    batch = ids.ordered_hexes(5, prefix="off_")
+    after = ids.ordered_hex(prefix="off_")
+    assert [before, *batch, after] == sorted([before, *batch, after])
+    assert len({i[4 + 13:] for i in batch}) == 5 and all(i.startswith("off_") and len(i) == 4 + 33 for i in batch)

@@ -86,7 +86,7 @@ class EmailService:
             raise InvalidInput("to must be an email address")
         if not subject.strip() or len(subject) > 300 or "\n" in subject or "\r" in subject:
             raise InvalidInput("subject must be one line of 1 to 300 characters")
-        message_id = message_id or f"msg_{ids.ordered_hex(12)}"
+        message_id = message_id or ids.ordered_hex(12, "msg_")
         now = self._clock.now()
         html = html if html is not None else f"<p>{html_lib.escape(text)}</p>"
         draft = OutboxMessage(message_id, to, subject, "", text, now, activation_id, user_id)

@@ -125,10 +125,11 @@ class OfferService:
         probabilities, source = await self._ranker.probabilities(ctx, [s for _, s in drafts])
         order = sorted(range(len(drafts)), key=lambda i: -probabilities[i] * drafts[i][0].margin_cents)
         chosen, shown_features = [], []
-        for i in order[:self._config.max_offers]:  # ids and features only for the offers shown
+        shown = order[:self._config.max_offers]  # ids and features only for the offers shown
+        for i, offer_id in zip(shown, ids.ordered_hexes(len(shown), prefix="off_")):
             (draft, draft_summary), p = drafts[i], probabilities[i]
             chosen.append(msgspec.structs.replace(
-                draft, id=f"off_{ids.ordered_hex()}", owner=owner, created_at=now,
+                draft, id=offer_id, owner=owner, created_at=now,
                 expires_at=now + self._config.offer_ttl_s, probability=round(p, 6),
                 score=round(p * draft.margin_cents, 3)))
             shown_features.append(features(ctx, draft_summary, now))

@@ -83,7 +83,7 @@ class OrderService:
                         if i.resource is not None and self._catalog.available(i.resource) < i.quantity})
         if short:
             raise Conflict("not enough inventory left for this offer; search again", {"sold_out": short})
-        order = Order(id=f"ord_{ids.ordered_hex()}", owner=offer.owner, offer_id=offer.id,
+        order = Order(id=ids.ordered_hex(prefix="ord_"), owner=offer.owner, offer_id=offer.id,
                       flight_id=offer.flight_id, cabin=offer.cabin, passengers=offer.passengers, items=offer.items,
                       total_cents=offer.total_cents, currency=offer.currency, conditions=offer.conditions,
                       departure_at=offer.departure_at, created_at=now, updated_at=now,

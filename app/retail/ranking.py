@@ -164,6 +164,7 @@ class Ranker:
         self._rng = rng or random.Random()
         self.model: AcceptanceModel | None = None
         self.remote: RemoteRank | None = None
+        self._calls = {source: metrics.ranking_calls.labels(source) for source in ("remote", "model", "rules")}
         self.breaker = CircuitBreaker(clock, failures=config.breaker_failures, open_s=config.breaker_open_s,
                                       successes=config.breaker_successes, on_change=metrics.ranking_breaker.set)
 
@@ -203,10 +204,10 @@ class Ranker:
                         m.ranking_fallbacks.labels("slow").inc()
                     else:
                         self.breaker.succeeded()
-                    m.ranking_calls.labels("remote").inc()
+                    self._calls["remote"].inc()
                     return result, "remote"
         source = "model" if self.model is not None else "rules"
-        m.ranking_calls.labels(source).inc()
+        self._calls[source].inc()
         return self.local(ctx, offers), source
 
     def retrain(self, rows: list[tuple[list[float], bool]]) -> bool:
