@@ -44,6 +44,7 @@ def token_urlsafe(nbytes: int = 16) -> str:
 
 
 _last_us = 0
+_last_lock = threading.Lock()
 
 
 def ordered_hex(nbytes: int = 10, prefix: str = "") -> str:
@@ -60,8 +61,9 @@ def ordered_hex(nbytes: int = 10, prefix: str = "") -> str:
 def ordered_hexes(count: int, nbytes: int = 10, prefix: str = "") -> list[str]:
     """`count` ordered_hex() ids in creation order, for one clock reading and one draw of random bytes."""
     global _last_us
-    first = max(_last_us + 1, time.time_ns() // 1000)
-    _last_us = first + count - 1
+    with _last_lock:
+        first = max(_last_us + 1, time.time_ns() // 1000)
+        _last_us = first + count - 1
     random = _pool.take(nbytes * count).hex()
     width = 2 * nbytes
     return [f"{prefix}{first + i:013x}{random[i * width:(i + 1) * width]}" for i in range(count)]

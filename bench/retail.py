@@ -84,7 +84,9 @@ def run_all(server: ServerProcess, seconds: float) -> list[Result]:
     results = [run_with_baseline(server.url, searching(), seconds)]
     results.append(run(server.url, _held(searching(), results[-1]), seconds))
 
-    offers = asyncio.run(_collect_offers(server.url, headers, bodies, int(10_000 * seconds)))
+    # Two thirds for accepting flat out, which must not run out of offers (a repeat would be a 409): room
+    # for 10,000 accepts/s.
+    offers = asyncio.run(_collect_offers(server.url, headers, bodies, int(15_000 * seconds)))
     half = len(offers) * 2 // 3
 
     def accepting(ids: list[str]) -> Scenario:

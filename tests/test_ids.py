@@ -46,6 +46,21 @@ def test_ordered_ids_sort_by_creation_even_when_the_clock_steps_back(monkeypatch
     assert len({i[13:] for i in made}) == len(made)  # each still carries its own 10 random bytes
 
 
+def test_ordered_ids_from_many_threads_are_unique_and_sort_in_each_thread():
+    made: list[list[str]] = [[] for _ in range(4)]
+
+    def draw(mine: list[str]) -> None:
+        mine.extend(ids.ordered_hex() for _ in range(5_000))
+    threads = [threading.Thread(target=draw, args=(mine,)) for mine in made]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    every = [i for mine in made for i in mine]
+    assert len({i[:13] for i in every}) == 20_000  # no two share a time prefix, so all are ordered
+    assert all(mine == sorted(mine) for mine in made)
+
+
 def test_ids_made_together_sort_after_earlier_ones_and_differ():
     before = ids.ordered_hex(prefix="off_")
     batch = ids.ordered_hexes(5, prefix="off_")
