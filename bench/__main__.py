@@ -67,7 +67,8 @@ def main() -> int:
             server.stop()
 
     print(f"\nHTTP scenarios ({results[0].generator}, {args.seconds:.0f}s each; ratio = rps / baseline rps)")
-    print("(ratio*: to the baseline measured just before and after that scenario, the mean shown in brackets)")
+    print("(ratio*: the median of three rounds, each to the mean of the baselines measured just before and after"
+          " it; that mean in brackets, then every round's ratio)")
     print("(full GCs: the server's generation-2 collections during the scenario, and their mean pause)")
     print(f"{'scenario':<44}{'req/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'ratio':>8}{'errors':>8}"
           f"{'full GCs':>10}")
@@ -76,7 +77,8 @@ def main() -> int:
         gcs = f"{count} x {paused / count * 1000:.0f}ms" if count else "0"
         ratio = f"{r.rps / (r.baseline_rps or baseline.rps):.2f}" + ("*" if r.baseline_rps else "")
         print(f"{r.name:<44}{r.rps:>10.0f}{r.p50_ms:>9.2f}{r.p95_ms:>9.2f}{r.p99_ms:>9.2f}"
-              f"{ratio:>8}{r.errors:>8}{gcs:>10}" + (f"  [{r.baseline_rps:,.0f}]" if r.baseline_rps else ""))
+              f"{ratio:>8}{r.errors:>8}{gcs:>10}" + (f"  [{r.baseline_rps:,.0f}]" if r.baseline_rps else "")
+              + (f"  rounds {' '.join(f'{x:.2f}' for x in r.ratios)}" if r.ratios else ""))
 
     if email_rates is not None:
         print(f"\nEmail to the embedded SMTP sink: {email_rates[0]:,.0f} activations queued/s (durable outbox), "

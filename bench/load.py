@@ -43,6 +43,8 @@ class Result:
     full_gcs: tuple[int, float] = (0, 0.0)
     # The trivial endpoint's rate measured just before and after this scenario (their mean), when it was.
     baseline_rps: float | None = None
+    # Every round's ratio to its baseline, when the scenario ran in rounds (run_with_baseline).
+    ratios: tuple[float, ...] = ()
 
 
 def _lua(scenario: Scenario) -> str:
@@ -207,12 +209,20 @@ def baseline() -> Scenario:
     return Scenario("baseline /v1/ping", "/v1/ping")
 
 
-def run_with_baseline(base_url: str, scenario: Scenario, seconds: float) -> Result:
-    """run(), with the trivial endpoint measured just before and just after: the scenario's ratio is
-    to their mean. The machine's speed drifts by a fifth within a minute, and a baseline taken
-    minutes earlier counted that drift as the scenario's own."""
-    before = run(base_url, baseline(), seconds)
-    result = run(base_url, scenario, seconds)
-    after = run(base_url, baseline(), seconds)
-    result.baseline_rps = (before.rps + after.rps) / 2
+def run_with_baseline(base_url: str, scenario: Scenario, seconds: float, rounds: int = 3) -> Result:
+    """run() `rounds` times, the trivial endpoint before, between and after: each round's ratio is to the
+    mean of the baselines either side of it, and the round with the median ratio is the result (its
+    `ratios` hold every round's). The machine's speed drifts by a fifth within a minute and dips for
+    seconds at a time; one round against one baseline pair moved by a quarter from run to run."""
+    pings = [run(base_url, baseline(), seconds)]
+    results = []
+    for _ in range(rounds):
+        results.append(run(base_url, scenario, seconds))
+        pings.append(run(base_url, baseline(), seconds))
+    for result, before, after in zip(results, pings, pings[1:]):
+        result.baseline_rps = (before.rps + after.rps) / 2
+    ratios = [r.rps / r.baseline_rps for r in results]
+    median = sorted(range(rounds), key=ratios.__getitem__)[rounds // 2]
+    result = results[median]
+    result.ratios = tuple(ratios)
     return result
