@@ -1,7 +1,9 @@
-"""Identifiers handed out from the pooled random bytes never repeat, across threads and forks."""
+"""Identifiers from the pooled random bytes never repeat, across threads and forks; ordered ones sort by creation."""
 
 import os
 import threading
+import time
+from types import SimpleNamespace
 
 from app import ids
 
@@ -37,8 +39,8 @@ def test_a_forked_child_does_not_repeat_the_parents_ids():
 
 def test_ordered_ids_sort_by_creation_even_when_the_clock_steps_back(monkeypatch):
     first = [ids.ordered_hex() for _ in range(1_000)]  # many within one microsecond
-    now = ids.time.time_ns()
-    monkeypatch.setattr(ids.time, "time_ns", lambda: now - 3_600 * 10**9)  # the wall clock steps back an hour
+    an_hour_ago = time.time_ns() - 3_600 * 10**9
+    monkeypatch.setattr(ids, "time", SimpleNamespace(time_ns=lambda: an_hour_ago))  # the wall clock steps back
     later = [ids.ordered_hex() for _ in range(10)]
     made = first + later
     assert made == sorted(made) and len(set(made)) == len(made)
