@@ -5,7 +5,8 @@ waiting in the queue when it starts a transaction, runs every caller's statement
 COMMITs once. If any caller's statement fails, the group is rolled back and run again
 with each caller inside its own SAVEPOINT, so that one caller's failure never sinks its
 neighbours. Then every caller's future is resolved: a caller that was told "done" is on
-disk.
+disk. A group that comes down to one statement (a group of searches' offers, a batch of
+events) runs without BEGIN and COMMIT: SQLite makes a lone statement its own transaction.
 
 The writer runs each whole transaction in one hop to a dedicated thread (a one-worker
 executor owning a plain sqlite3 connection), rather than one thread hop per statement as
@@ -385,13 +386,24 @@ class Database:
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             except sqlite3.Error as exc:  # the group's own writes do not depend on it
                 log.warning("writer checkpoint failed", extra={"db": self.path.name, "error": repr(exc)})
+        steps = [(step, self._statements(conn, step)) for step in self._merge(batch)]
+        if len(steps) == 1:
+            alone = steps[0][1]
+            if len(alone) == 1 and not isinstance(alone[0], _Many) and (len(alone[0]) < 3 or alone[0][2] is None):
+                # One statement with no row count to check (a group of searches' offers, a batch of
+                # events): SQLite runs it as a transaction of its own, as atomic and as durable as
+                # BEGIN ... COMMIT around it, and two statements fewer each hand the GIL back and forth.
+                try:
+                    return self._run_steps(conn, batch, steps)
+                except _WRITE_ERRORS:
+                    pass  # it undid itself; run the group as below, which finds the caller at fault
         conn.execute("BEGIN IMMEDIATE")
         try:
             try:
                 # Optimistic pass: no savepoints (each is a statement of its own, and every
                 # statement hands the GIL back and forth). Writes rarely fail; when one does,
                 # the group is rolled back and run again with a savepoint per caller.
-                results: list[Any] = self._run_merged(conn, batch)
+                results: list[Any] = self._run_steps(conn, batch, steps)
             except _WRITE_ERRORS as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -406,29 +418,20 @@ class Database:
             raise
         return results
 
-    @classmethod
-    def _run_merged(cls, conn: sqlite3.Connection, batch: list[_Write]) -> list[list[int]]:
+    @staticmethod
+    def _merge(batch: list[_Write]) -> list[tuple[Any, ...]]:
         """Every write's statements in order, except that consecutive plain INSERTs into one table, from
         one caller or several (a search's offers, from every search in the group), go as multi-row
         INSERTs. sqlite3 hands the GIL back around every statement, and taking it again waits for the
         busy loop to let go of it: measured under search load, 245 us per INSERT, of which 47 us was
-        SQLite's work. If anything fails, the caller runs the group again per write, unmerged."""
-        counts: list[list[int]] = [[] for _ in batch]
+        SQLite's work.
+
+        Each step is ("merged", (head, row group, width), params, [(write, rows), ...]) or
+        ("alone", statement, write)."""
+        steps: list[tuple[Any, ...]] = []
         shape: tuple[str, str, int] | None = None
         params: list[Any] = []
-        owners: list[tuple[int, int]] = []  # (write, rows) of each statement merged into `params`
-
-        def flush() -> None:
-            head, group, width = shape
-            rows = len(params) // width
-            if rows <= _ROWS_PER_MERGE and len(params) <= conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER):
-                conn.execute(head + ",".join([group] * rows), params)  # one statement: one GIL hand-off
-            else:
-                for part in _inserts(head, group, params, width, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)):
-                    conn.execute(part[0], part[1])
-            for index, rows in owners:
-                counts[index].append(rows)
-
+        owners: list[tuple[int, int]] = []
         for index, write in enumerate(batch):
             for stmt in write.statements:
                 this = _mergeable(stmt)
@@ -436,15 +439,41 @@ class Database:
                     params.extend(stmt[1])
                     owners.append((index, len(stmt[1]) // this[2]))
                     continue
-                if shape is not None:
-                    flush()
                 shape = this
                 if this is not None:
                     params, owners = list(stmt[1]), [(index, len(stmt[1]) // this[2])]
+                    steps.append(("merged", this, params, owners))
                 else:
-                    counts[index].extend(cls._run(conn, (stmt,)))
-        if shape is not None:
-            flush()
+                    steps.append(("alone", stmt, index))
+        return steps
+
+    @staticmethod
+    def _statements(conn: sqlite3.Connection, step: tuple[Any, ...]) -> list[Statement]:
+        """What SQLite runs for one step."""
+        limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        if step[0] == "alone":
+            stmt = step[1]
+            return _multi_row(stmt, limit) if isinstance(stmt, _Many) else [stmt]
+        _, (head, group, width), params, _ = step
+        rows = len(params) // width
+        if rows <= _ROWS_PER_MERGE and len(params) <= limit:
+            return [(head + ",".join([group] * rows), params)]  # one statement: one GIL hand-off
+        return _inserts(head, group, params, width, limit)
+
+    @classmethod
+    def _run_steps(cls, conn: sqlite3.Connection, batch: list[_Write],
+                   steps: list[tuple[tuple[Any, ...], list[Statement]]]) -> list[list[int]]:
+        """Run _merge's steps, each with its _statements; each write's row counts, statement by statement.
+        If anything fails, the caller runs the group again per write, unmerged."""
+        counts: list[list[int]] = [[] for _ in batch]
+        for step, statements in steps:
+            if step[0] == "alone":
+                counts[step[2]].extend(cls._run(conn, statements))
+                continue
+            for sql, params in statements:
+                conn.execute(sql, params)
+            for index, rows in step[3]:
+                counts[index].append(rows)
         return counts
 
     @staticmethod

@@ -55,6 +55,18 @@ async def test_a_groups_inserts_into_one_table_go_together_and_a_bad_one_still_f
     merged = await asyncio.gather(*(db.write([rows(f"m{i}-", 1 + i % 3)]) for i in range(30)))
     assert merged == [[1 + i % 3] for i in range(30)]
     assert sum(s.startswith("INSERT") for s in statements) < 30  # shared statements, not one per caller
+    # A group that comes down to one statement is a transaction of its own: no BEGIN or COMMIT around it.
+    assert not any(s.startswith(("BEGIN", "COMMIT")) for s in statements)
+
+    # One caller's duplicate in such a group: the shared statement undoes itself, the group runs again
+    # with a savepoint per caller, and only that caller fails.
+    statements.clear()
+    again = await asyncio.gather(*(db.write([rows(f"a{i}-", 2)]) for i in range(10)),
+                                 db.write([("INSERT INTO t(k, v) VALUES (?,?)", ("dup", 9))]),
+                                 return_exceptions=True)
+    assert again[:10] == [[2]] * 10 and isinstance(again[10], sqlite3.IntegrityError)
+    assert await db.fetchall("SELECT count(*) FROM t WHERE k LIKE 'a%'") == [(20,)]
+    assert any(s.startswith("BEGIN") for s in statements)
 
     good = [db.write([rows(f"g{i}-", 1 + i % 3), ("UPDATE t SET v = v + 1 WHERE k = 'dup'", ()),
                       rows(f"h{i}-", 2)]) for i in range(30)]
