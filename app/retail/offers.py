@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import OrderedDict
-from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -32,8 +32,12 @@ from state.ports import OfferStore
 
 CABINS = ("economy", "premium", "business")
 _DRAFT_CACHE = 20_000
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_AIRPORT = re.compile(r"^[A-Z]{3}$")
+_DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+_AIRPORT_PATTERN = r"^[A-Z]{3}$"
+_DATE = re.compile(_DATE_PATTERN)
+_AIRPORT = re.compile(_AIRPORT_PATTERN)
+Airport = Annotated[str, msgspec.Meta(pattern=_AIRPORT_PATTERN)]
+Day = Annotated[str, msgspec.Meta(pattern=_DATE_PATTERN)]
 
 # bundle -> [(kind, discount percent)]; the Flight item comes first in every bundle.
 BUNDLES: dict[str, list[tuple[str, int]]] = {
@@ -46,14 +50,15 @@ BUNDLES: dict[str, list[tuple[str, int]]] = {
 }
 
 
-@dataclass(frozen=True)
-class SearchQuery:
-    origin: str
-    destination: str
-    departure_date: str
-    passengers: int = 1
-    cabin: str = "economy"
-    segment: str = "economy"
+class SearchQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A search, as the API takes it. Decoding checks its shape; OfferService.check the rest (a calendar
+    date, the configured most passengers) for callers that build one directly."""
+    origin: Airport
+    destination: Airport
+    departure_date: Day
+    passengers: Annotated[int, msgspec.Meta(ge=1, le=50)] = 1
+    cabin: Literal["economy", "premium", "business"] = "economy"
+    segment: Literal["premium", "corporate", "economy", "leisure"] = "economy"
 
 
 def rule_bundles(segment: str, passengers: int) -> list[str]:

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from app import keys
 from app.errors import Unauthenticated
-from app.retail.offers import SearchQuery
+from app.retail.offers import Airport, Day, SearchQuery
 from app.retail.orders import PaymentEvent, require_owner_or_admin
 from app.retail.payments import webhook_signature_valid
 from handlers.rest.common import PageQuery, decode, endpoint, json_response, paginate
@@ -19,8 +19,6 @@ from state.orders import Barcode, CancellationQuote, Order
 
 SHOPPERS = ("guest", "customer", "admin")
 ADMIN = ("admin",)
-Airport = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
-Day = Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}-\d{2}$")]
 Identifier = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
 
 
@@ -60,15 +58,6 @@ async def list_flights(request: web.Request, principal, query: FlightQuery) -> w
 
 
 # ---- offers ----
-class SearchBody(msgspec.Struct, forbid_unknown_fields=True):
-    origin: Airport
-    destination: Airport
-    departure_date: Day
-    passengers: Annotated[int, msgspec.Meta(ge=1, le=50)] = 1
-    cabin: Literal["economy", "premium", "business"] = "economy"
-    segment: Literal["premium", "corporate", "economy", "leisure"] = "economy"
-
-
 class OfferList(msgspec.Struct):
     offers: list[Offer]
     ranked_by: str      # remote, model, rules (none when nothing had room)
@@ -83,11 +72,11 @@ class _EncodedOfferList(msgspec.Struct):
 
 
 @endpoint("Search: 3 to 5 priced, ranked offers that expire (empty when nothing has room)", tags=("retail",),
-          roles=SHOPPERS, body=SearchBody, response=OfferList)
-async def search_offers(request: web.Request, principal, body: SearchBody) -> web.Response:
+          roles=SHOPPERS, body=SearchQuery, response=OfferList)
+async def search_offers(request: web.Request, principal, body: SearchQuery) -> web.Response:
     offers = request.app[keys.OFFERS]
-    _, ranked_by, encoded = await offers.search(SearchQuery(**msgspec.structs.asdict(body)), principal.scope,
-                                                is_guest=principal.kind == "guest", session_id=principal.id)
+    _, ranked_by, encoded = await offers.search(body, principal.scope, is_guest=principal.kind == "guest",
+                                                session_id=principal.id)
     return json_response(_EncodedOfferList([msgspec.Raw(o) for o in encoded], ranked_by,
                                            request.app[keys.RANKER].model_version))
 
