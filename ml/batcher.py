@@ -66,11 +66,13 @@ class Batcher:
     def depth(self) -> int:
         return len(self._pending)
 
-    async def score(self, user_row: np.ndarray, cand: np.ndarray, timeout: float | None = None,
-                    terms: object = None):
+    def score(self, user_row: np.ndarray, cand: np.ndarray, timeout: float | None = None,
+              terms: object = None) -> asyncio.Future:
         """Score one request's candidates: its user block (DIM,) and each candidate's own
-        columns (n, len(features.CANDIDATE_COLUMNS)). Returns (score, ctr, bid factor) arrays,
-        or with a `settle` function, its result for this call's `terms`."""
+        columns (n, len(features.CANDIDATE_COLUMNS)). A future of (score, ctr, bid factor) arrays,
+        or with a `settle` function, of its result for this call's `terms`; Overloaded at once
+        when the queue is full. (A plain function, not a coroutine: every bid awaits it, and a
+        coroutine would be one more frame to suspend and resume.)"""
         if len(self._pending) >= self.max_queue:
             self.overloaded += 1
             raise Overloaded("scoring queue is full")
@@ -89,7 +91,7 @@ class Batcher:
         elif not self._ticking:
             self._ticking = True
             loop.call_soon(self._tick)
-        return await future
+        return future
 
     def _tick(self) -> None:
         if not self._pending:
