@@ -80,10 +80,16 @@ class EventLog:
                 log.error("event log flush failed", extra={"error": repr(exc), "pending": len(self._queue)})
 
     async def flush(self) -> int:
-        """Write everything queued now, in batches of at most `flush_rows`."""
+        """Write what is queued when the flush starts, in batches of at most `flush_rows`.
+
+        Events logged while it writes wait for the next flush. A flush that chased them would
+        never finish under steady traffic: at 6,800 bids a second it wrote 178 small batches a
+        second instead of one, and the writer's handing the GIL back and forth cost the bidder
+        about a tenth of its throughput."""
         total = 0
-        while self._queue:
-            n = min(len(self._queue), self._flush_rows)
+        due = len(self._queue)
+        while due > 0 and self._queue:
+            n = min(due, len(self._queue), self._flush_rows)
             batch = [self._queue.popleft() for _ in range(n)]
             try:
                 await self._store.append_batch(batch)
@@ -93,6 +99,7 @@ class EventLog:
                 self._queue.extendleft(reversed(batch))
                 raise
             total += n
+            due -= n
             self.written += n
             self._metrics.events_written.inc(n)
         return total

@@ -35,6 +35,23 @@ async def test_log_event_never_blocks_and_drops_when_full(tmp_path):
     await db.close()
 
 
+async def test_a_flush_writes_what_was_queued_when_it_began(tmp_path):
+    """Events logged while a flush is writing wait for the next one: under steady traffic a flush
+    that took them too would never end, writing small batches back to back."""
+    db, _, log = await _event_log(tmp_path, capacity=100, flush_rows=2, flush_interval_ms=1000)
+    for i in range(5):
+        log.log_event("Early", {"i": i})
+    flushing = asyncio.create_task(log.flush())
+    await asyncio.sleep(0)  # the flush has sent its first batch of two and waits for the commit
+    for i in range(3):
+        log.log_event("Late", {"i": i})
+    assert await flushing == 5
+    assert log.pending == 3
+    assert await db.fetchall("SELECT type, count(*) FROM events GROUP BY type") == [("Early", 5)]
+    assert await log.flush() == 3
+    await db.close()
+
+
 async def test_event_queries_read_only_what_they_return(tmp_path):
     """Every read of the event log is an index range scan: none reads all events of a type to sort them."""
     import sqlite3
