@@ -4,6 +4,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import time
 
 import msgspec
 import pytest
@@ -12,8 +13,16 @@ from app.main import PLATFORM
 from app.retail.payments import ChargeResult
 from handlers.rest.retail import OfferList
 from state.offers import Offer
+from state.clock import ManualClock
 from tests.retail_helpers import (DAY, DECLINED_CARD, PENDING_CARD, accept, booked, customer, departure_date, pay,
                                   search, search_body, seed_catalog)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """The start of today (UTC): these tests move the clock on by hours and find the flight by the date the
+    clock gives, so they must not cross midnight on their own. (Not later than now: tokens are issued on it.)"""
+    return ManualClock(time.time() // DAY * DAY)
 
 
 @pytest.fixture
