@@ -406,7 +406,7 @@ class Database:
             conn.execute(f"PRAGMA synchronous={synchronous}")
             self._synchronous_now = synchronous
         if self._catch_up:
-            # Copies only what the background checkpoint has not; this group's BEGIN then restarts the WAL.
+            # Copies only what the background checkpoint has not; this group's transaction then restarts the WAL.
             self._catch_up = False
             try:
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
@@ -418,7 +418,8 @@ class Database:
             if len(alone) == 1 and not isinstance(alone[0], _Many) and (len(alone[0]) < 3 or alone[0][2] is None):
                 # One statement with no row count to check (a group of searches' offers, a batch of
                 # events): SQLite runs it as a transaction of its own, as atomic and as durable as
-                # BEGIN ... COMMIT around it, and two statements fewer each hand the GIL back and forth.
+                # BEGIN ... COMMIT around it, and without the two statements that would each hand the GIL
+                # back and forth.
                 try:
                     return self._run_steps(conn, batch, steps)
                 except _WRITE_ERRORS:

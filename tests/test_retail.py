@@ -12,8 +12,8 @@ import pytest
 from app.main import PLATFORM
 from app.retail.payments import ChargeResult
 from handlers.rest.retail import OfferList
-from state.offers import Offer
 from state.clock import ManualClock
+from state.offers import Offer
 from tests.retail_helpers import (DAY, DECLINED_CARD, PENDING_CARD, accept, booked, customer, departure_date, pay,
                                   search, search_body, seed_catalog)
 
