@@ -34,6 +34,9 @@ class Conditions(msgspec.Struct, frozen=True, gc=False):
 
 
 class Offer(msgspec.Struct, frozen=True, gc=False):
+    """An offer as its shopper sees it and as it is stored. How it was ranked (acceptance
+    probability, margin, score) is the airline's business: that goes to the OfferGenerated event."""
+
     id: str
     owner: str                   # the principal scope that searched
     flight_id: str
@@ -50,9 +53,6 @@ class Offer(msgspec.Struct, frozen=True, gc=False):
     created_at: float
     expires_at: float
     departure_at: float
-    probability: float           # predicted acceptance
-    margin_cents: int
-    score: float                 # probability x margin: the ranking order
     discount_percent: float = 0.0  # saving against the items' list prices
     state: OfferState = "ACTIVE"
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import time
 
+import msgspec
+
 from app.demo import DEMO_PRODUCTS
 from state.catalog import Cabin, Flight, Product
+from app.main import PLATFORM
 from tests.conftest import bearer
 
 DAY = 86_400
@@ -41,6 +44,16 @@ async def search(client, headers, clock, **overrides) -> list[dict]:
     resp = await client.post("/v1/offers/search", json=search_body(clock, **overrides), headers=headers)
     assert resp.status == 200, await resp.text()
     return (await resp.json())["offers"]
+
+
+async def ranking_of(client, offers: list[dict]) -> list[dict]:
+    """How each of these offers was ranked (probability, margin, score, rank), from their OfferGenerated
+    events: shoppers are not shown it."""
+    log = client.app[PLATFORM].event_log
+    await log.flush()
+    events = [msgspec.json.decode(e.payload) for e in await log.query("OfferGenerated", None, 0, 10_000)]
+    by_id = {e["offer_id"]: e for e in events}
+    return [by_id[o["id"]] for o in offers]
 
 
 async def customer(client, name: str) -> dict[str, str]:

@@ -15,7 +15,7 @@ from handlers.rest.retail import OfferList
 from state.clock import ManualClock
 from state.offers import Offer
 from tests.retail_helpers import (DAY, DECLINED_CARD, PENDING_CARD, accept, booked, customer, departure_date, pay,
-                                  search, search_body, seed_catalog)
+                                  ranking_of, search, search_body, seed_catalog)
 
 
 @pytest.fixture
@@ -55,13 +55,19 @@ async def test_search_prices_ranks_and_persists_bundles(shop, clock, customer_he
     bundles = {o["bundle"] for o in offers}
     assert 3 <= len(offers) <= 5
     assert {"flight_only", "comfort", "premium", "premium_lounge", "group_bags"} == bundles
-    assert [o["score"] for o in offers] == sorted((o["score"] for o in offers), reverse=True)
     for o in offers:
         subtotal = sum(i["total_cents"] for i in o["items"])
         assert o["total_cents"] == subtotal + o["taxes_cents"] + o["booking_fee_cents"]
         assert o["expires_at"] == pytest.approx(clock.now() + 900)
         assert all(i["quantity"] == 3 for i in o["items"]) and o["state"] == "ACTIVE"
-        assert o["score"] == pytest.approx(o["probability"] * o["margin_cents"], rel=1e-3)
+        # How the airline ranks an offer is its own business: no margin, probability or score.
+        assert not {"margin_cents", "probability", "score"} & set(o)
+    # The ranking is in the event log: best score first, score = P(accept) x margin.
+    ranked = await ranking_of(client, offers)
+    assert [e["rank"] for e in ranked] == list(range(1, len(offers) + 1))
+    assert [e["score"] for e in ranked] == sorted((e["score"] for e in ranked), reverse=True)
+    for e in ranked:
+        assert e["margin_cents"] > 0 and e["score"] == pytest.approx(e["probability"] * e["margin_cents"], rel=1e-3)
     lounge = next(i for o in offers if o["bundle"] == "premium_lounge" for i in o["items"] if i["kind"] == "Lounge")
     assert lounge["discount_percent"] == 20 and lounge["unit_price_cents"] == 3_120  # 3,900 less 20%
     bags = next(i for o in offers if o["bundle"] == "group_bags" for i in o["items"] if i["kind"] == "Bag")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import OrderedDict
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 import msgspec
 
@@ -61,6 +61,14 @@ class SearchQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     segment: Literal["premium", "corporate", "economy", "leisure"] = "economy"
 
 
+class Draft(NamedTuple):
+    """A priced bundle before it is shown: the offer without id, owner or times, what the ranker sees
+    of it, and its margin (which ranks it and never leaves the airline)."""
+    offer: Offer
+    summary: OfferSummary
+    margin_cents: int
+
+
 def rule_bundles(segment: str, passengers: int) -> list[str]:
     names = []
     if segment == "premium":
@@ -94,7 +102,7 @@ class OfferService:
         self._clock = clock
         self._log_events = log_events
         self._metrics = metrics
-        self._drafts: OrderedDict[tuple, tuple[tuple, list[tuple[Offer, OfferSummary]]]] = OrderedDict()
+        self._drafts: OrderedDict[tuple, tuple[tuple, list[Draft]]] = OrderedDict()
 
     def check(self, q: SearchQuery) -> None:
         problems = []
@@ -119,7 +127,7 @@ class OfferService:
         ranked them (remote, model or rules), and each offer as JSON (encoded once, for SQLite and the caller)."""
         self.check(q)
         now = self._clock.now()
-        drafts: list[tuple[Offer, OfferSummary]] = []
+        drafts: list[Draft] = []
         for flight in self._catalog.flights_on(q.origin, q.destination, q.departure_date):
             if flight.departure_at > now and self._catalog.seats_left(flight, q.cabin) >= q.passengers:
                 drafts += self._priced_bundles(flight, q, now)
@@ -127,17 +135,13 @@ class OfferService:
             return [], "none", []
         ctx = SearchContext(owner, is_guest, session_id, q.origin, q.destination, q.departure_date, q.passengers,
                             q.cabin, q.segment)
-        probabilities, source = await self._ranker.probabilities(ctx, [s for _, s in drafts])
-        order = sorted(range(len(drafts)), key=lambda i: -probabilities[i] * drafts[i][0].margin_cents)
-        chosen, shown_features = [], []
-        shown = order[:self._config.max_offers]  # ids and features only for the offers shown
-        for i, offer_id in zip(shown, ids.ordered_hexes(len(shown), prefix="off_")):
-            (draft, draft_summary), p = drafts[i], probabilities[i]
-            chosen.append(msgspec.structs.replace(
-                draft, id=offer_id, owner=owner, created_at=now,
-                expires_at=now + self._config.offer_ttl_s, probability=round(p, 6),
-                score=round(p * draft.margin_cents, 3)))
-            shown_features.append(features(ctx, draft_summary, now))
+        probabilities, source = await self._ranker.probabilities(ctx, [d.summary for d in drafts])
+        scores = [p * d.margin_cents for p, d in zip(probabilities, drafts)]
+        shown = sorted(range(len(drafts)), key=lambda i: -scores[i])[:self._config.max_offers]
+        expires_at = now + self._config.offer_ttl_s
+        chosen = [msgspec.structs.replace(drafts[i].offer, id=offer_id, owner=owner, created_at=now,
+                                          expires_at=expires_at)
+                  for i, offer_id in zip(shown, ids.ordered_hexes(len(shown), prefix="off_"))]
         for offer in chosen:
             self._offers.remember(offer)
         # New offers survive kill -9 and restarts; a power cut may lose the last moments' quotes
@@ -147,14 +151,17 @@ class OfferService:
                                                 power_safe=self._config.offers_power_safe),
                              lambda: [self._offers.forget(o.id) for o in chosen])
         self._metrics.offers_generated.inc(len(chosen))
-        # The features the ranker saw go to the event log only: the acceptance model trains on them.
+        # How each offer was ranked goes to the event log only: the acceptance model trains on the
+        # features the ranker saw, and analysts see probability, margin and score. Shoppers never do.
         self._log_events("OfferGenerated", [
             {"offer_id": offer.id, "owner": owner, "flight_id": offer.flight_id, "bundle": offer.bundle,
-             "total_cents": offer.total_cents, "rank": rank, "probability": offer.probability, "features": x}
-            for rank, (offer, x) in enumerate(zip(chosen, shown_features), 1)])
+             "total_cents": offer.total_cents, "rank": rank, "probability": round(probabilities[i], 6),
+             "margin_cents": drafts[i].margin_cents, "score": round(scores[i], 3),
+             "features": features(ctx, drafts[i].summary, now)}
+            for rank, (offer, i) in enumerate(zip(chosen, shown), 1)])
         return chosen, source, bodies
 
-    def _priced_bundles(self, flight: Flight, q: SearchQuery, now: float) -> list[tuple[Offer, OfferSummary]]:
+    def _priced_bundles(self, flight: Flight, q: SearchQuery, now: float) -> list[Draft]:
         """The flight's draft offers for this party, re-priced only when its inventory, the catalog or the
         time-to-departure band has changed since they were last priced."""
         key = (flight.id, q.cabin, q.passengers, q.segment)
@@ -163,13 +170,13 @@ class OfferService:
         if cached is not None and cached[0] == stamp:
             self._drafts.move_to_end(key)
             return cached[1]
-        drafts = [(d, summary(d)) for d in self._bundles(flight, q, now)]
+        drafts = self._bundles(flight, q, now)
         self._drafts[key] = (stamp, drafts)
         if len(self._drafts) > _DRAFT_CACHE:
             self._drafts.popitem(last=False)
         return drafts
 
-    def _bundles(self, flight: Flight, q: SearchQuery, now: float) -> list[Offer]:
+    def _bundles(self, flight: Flight, q: SearchQuery, now: float) -> list[Draft]:
         cabin = flight.cabins[q.cabin]
         fare = fare_cents(cabin.base_fare_cents, self._catalog.utilisation(flight, q.cabin),
                           (flight.departure_at - now) / 3600, q.segment)
@@ -193,19 +200,20 @@ class OfferService:
                 out.append(self._priced(name, flight, q, items, listed))
         return out
 
-    def _priced(self, bundle: str, flight: Flight, q: SearchQuery, items: list[Item], listed: int) -> Offer:
-        """A draft offer: id, owner, times and ranking are given to the offers that are shown."""
+    def _priced(self, bundle: str, flight: Flight, q: SearchQuery, items: list[Item], listed: int) -> Draft:
+        """A draft offer: id, owner and times are given to the offers that are shown."""
         cfg = self._config
         subtotal = sum(i.total_cents for i in items)
         taxes = percent_of(subtotal, cfg.tax_percent)
         total = subtotal + taxes + cfg.booking_fee_cents
         margin = cfg.booking_fee_cents + sum(round(i.total_cents * MARGIN_RATES[i.kind]) for i in items)
-        return Offer(id=f"draft-{bundle}-{flight.id}", owner="", flight_id=flight.id, cabin=q.cabin,
-                     passengers=q.passengers, segment=q.segment, bundle=bundle, items=tuple(items), taxes_cents=taxes,
-                     booking_fee_cents=cfg.booking_fee_cents, total_cents=total, currency=cfg.currency,
-                     conditions=conditions_for(bundle, total), created_at=0.0, expires_at=0.0,
-                     departure_at=flight.departure_at, probability=0.0, margin_cents=margin, score=0.0,
-                     discount_percent=round(100 * (listed - subtotal) / listed, 3) if listed else 0.0)
+        offer = Offer(id=f"draft-{bundle}-{flight.id}", owner="", flight_id=flight.id, cabin=q.cabin,
+                      passengers=q.passengers, segment=q.segment, bundle=bundle, items=tuple(items),
+                      taxes_cents=taxes, booking_fee_cents=cfg.booking_fee_cents, total_cents=total,
+                      currency=cfg.currency, conditions=conditions_for(bundle, total), created_at=0.0,
+                      expires_at=0.0, departure_at=flight.departure_at,
+                      discount_percent=round(100 * (listed - subtotal) / listed, 3) if listed else 0.0)
+        return Draft(offer, summary(offer), margin)
 
     # ---- one offer ----
     async def visible(self, offer_id: str, owner: str | None) -> Offer:
