@@ -173,6 +173,30 @@ RECORDS = [
             PRIMARY KEY (user_id, day)
         )
     """),
+    # An offer's row holds its own fields and the id of the priced bundle (draft) it was made from;
+    # the bundle's JSON is written once to offer_drafts and shared. Offers stored before keep their
+    # own body (and no draft): exactly one of the two.
+    Migration(8, "shared_offer_drafts", """
+        CREATE TABLE offer_drafts (
+            id TEXT PRIMARY KEY,
+            body TEXT NOT NULL
+        );
+        CREATE TABLE offers_shared (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            state TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            draft_id TEXT REFERENCES offer_drafts(id),
+            body TEXT,
+            CHECK ((draft_id IS NULL) <> (body IS NULL))
+        );
+        INSERT INTO offers_shared(id, owner, state, created_at, expires_at, body)
+            SELECT id, owner, state, coalesce(json_extract(body, '$.created_at'), 0.0), expires_at, body FROM offers;
+        DROP TABLE offers;
+        ALTER TABLE offers_shared RENAME TO offers;
+        CREATE INDEX offers_live ON offers(state, expires_at)
+    """),
 ]
 
 EVENTS = [

@@ -26,7 +26,7 @@ from state.eventlog import StoredEvent
 from state.idempotency import StoredResponse
 from state.inbox import InAppMessage
 from state.loyalty import LedgerEntry, Member, Promotion
-from state.offers import Item, Offer, OfferState
+from state.offers import Item, Offer, OfferState, SharedDraft
 from state.orders import Order
 from state.outbox import EmailEvent, OutboxMessage
 from state.profiles import Profile
@@ -266,8 +266,8 @@ class OfferStore(Protocol):
     async def fetch(self, offer_id: str) -> Offer | None:
         """An offer no longer held in memory (expired or finished), from storage."""
 
-    def insert(self, *offers: Offer, bodies: Sequence[bytes]) -> Statement:
-        """One statement for all of a search's offers; `bodies` are the offers as JSON."""
+    def insert(self, offers: Sequence[Offer], drafts: Sequence[SharedDraft]) -> list[Statement]:
+        """The statements that store a search's offers, each made from its draft (written once)."""
 
     def change_state(self, offer: Offer, expected: OfferState) -> Statement:
         """Only the state column changes; the body keeps the offer as it was made (state read from the column)."""

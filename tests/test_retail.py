@@ -82,11 +82,21 @@ async def test_search_prices_ranks_and_persists_bundles(shop, clock, customer_he
     resp = await client.post("/v1/offers/search", json=search_body(clock), headers=customer_headers)
     listed = msgspec.json.decode(await resp.read(), type=OfferList)
     assert listed.ranked_by == "rules" and listed.model_version == "rules" and len(listed.offers) >= 3
-    stored = dict(await client.app[PLATFORM].records_db.fetchall("SELECT id, body FROM offers"))
-    for offer in listed.offers:
+    raw = msgspec.json.decode(await resp.read())["offers"]
+    store = client.app[PLATFORM].offer_store
+    for offer, as_listed in zip(listed.offers, raw):
         shown = await client.get(f"/v1/offers/{offer.id}", headers=customer_headers)
-        assert await shown.json() == json.loads(msgspec.json.encode(offer))
-        assert msgspec.json.decode(stored[offer.id], type=Offer) == offer  # and as SQLite holds it
+        assert await shown.json() == as_listed
+        assert await store.fetch(offer.id) == offer == store.get(offer.id)  # SQLite holds it as shown
+    # A row holds the offer's own fields and its draft's id; a draft (a priced bundle) is stored once
+    # for all the offers made from it.
+    again = await search(client, customer_headers, clock)
+    assert {o["id"] for o in again}.isdisjoint(o.id for o in listed.offers)
+    db = client.app[PLATFORM].records_db
+    rows = await db.fetchall("SELECT draft_id, body FROM offers")
+    (drafts_stored,), = await db.fetchall("SELECT count(*) FROM offer_drafts")
+    assert all(draft is not None and body is None for draft, body in rows)
+    assert drafts_stored == len({draft for draft, _ in rows}) < len(rows)
 
 
 async def test_search_refuses_bad_input_with_clear_messages(shop, clock, customer_headers):
@@ -452,3 +462,31 @@ async def test_offers_and_holds_survive_a_restart(aiohttp_client, config, clock)
     resp = await accept(client, headers, offers[0]["id"])
     assert resp.status == 201
     assert (await pay(client, headers, order["id"])).status == 200
+
+
+async def test_offers_stored_before_drafts_were_shared_still_load(tmp_path):
+    """An offer row written by the schema before shared drafts holds its whole body (and a ranking the
+    shopper no longer sees): after the migration it loads, unchanged where it matters."""
+    from state import migrations
+    from state.db import Database
+    from state.offers import SqliteOfferStore
+    old = {"id": "off_old", "owner": "acct_1", "flight_id": "CT101-test", "cabin": "economy", "passengers": 2,
+           "segment": "economy", "bundle": "flight_only", "items": [], "taxes_cents": 100, "booking_fee_cents": 500,
+           "total_cents": 20_600, "currency": "EUR", "conditions": {"refundable": False, "refund_penalty_cents": 0,
+                                                                    "changeable": True, "change_penalty_cents": 7500},
+           "created_at": 1_000.0, "expires_at": 1_900.0, "departure_at": 90_000.0, "probability": 0.3,
+           "margin_cents": 2_500, "score": 750.0, "discount_percent": 0.0, "state": "ACTIVE"}
+    before = Database(tmp_path / "records.db", [m for m in migrations.RECORDS if m.version < 8])
+    await before.open()
+    await before.write([("INSERT INTO offers(id, owner, state, expires_at, body) VALUES (?, ?, ?, ?, ?)",
+                         ("off_old", "acct_1", "ACTIVE", 1_900.0, msgspec.json.encode(old).decode()))])
+    await before.close()
+    after = Database(tmp_path / "records.db", migrations.RECORDS)
+    assert 8 in await after.open()
+    store = SqliteOfferStore(after)
+    await store.load(now=1_500.0)
+    offer = store.get("off_old")
+    assert offer is not None and await store.fetch("off_old") == offer
+    assert (offer.owner, offer.created_at, offer.expires_at, offer.total_cents) == ("acct_1", 1_000.0, 1_900.0, 20_600)
+    assert not {"probability", "margin_cents", "score"} & set(msgspec.to_builtins(offer))
+    await after.close()

@@ -27,7 +27,7 @@ from app.retail.pricing import SEGMENTS, day_start, discounted, fare_cents, perc
 from app.retail.ranking import MARGIN_RATES, OfferSummary, Ranker, SearchContext, features
 from state.catalog import Flight
 from state.clock import Clock
-from state.offers import Conditions, Item, Offer, encode_offer
+from state.offers import Conditions, Item, Offer, SharedDraft
 from state.ports import OfferStore
 
 CABINS = ("economy", "premium", "business")
@@ -62,11 +62,13 @@ class SearchQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class Draft(NamedTuple):
-    """A priced bundle before it is shown: the offer without id, owner or times, what the ranker sees
-    of it, and its margin (which ranks it and never leaves the airline)."""
+    """A priced bundle before it is shown: the offer without its own id, owner or times, what the
+    ranker sees of it, its margin (which ranks it and never leaves the airline), and its JSON as
+    stored once for every offer made from it."""
     offer: Offer
     summary: OfferSummary
     margin_cents: int
+    shared: SharedDraft
 
 
 def rule_bundles(segment: str, passengers: int) -> list[str]:
@@ -124,7 +126,7 @@ class OfferService:
     async def search(self, q: SearchQuery, owner: str, *, is_guest: bool, session_id: str = ""
                      ) -> tuple[list[Offer], str, list[bytes]]:
         """Price, rank and persist the offers for a search: the best `max_offers`, best first, who
-        ranked them (remote, model or rules), and each offer as JSON (encoded once, for SQLite and the caller)."""
+        ranked them (remote, model or rules), and each offer as JSON (its own fields and its draft's JSON)."""
         self.check(q)
         now = self._clock.now()
         drafts: list[Draft] = []
@@ -146,10 +148,12 @@ class OfferService:
             self._offers.remember(offer)
         # New offers survive kill -9 and restarts; a power cut may lose the last moments' quotes
         # (unless configured otherwise), which spares every search an fsync.
-        bodies = [encode_offer(o) for o in chosen]
-        await commit_or_undo(self._offers.write([self._offers.insert(*chosen, bodies=bodies)],
+        shared = [drafts[i].shared for i in shown]
+        await commit_or_undo(self._offers.write(self._offers.insert(chosen, shared),
                                                 power_safe=self._config.offers_power_safe),
                              lambda: [self._offers.forget(o.id) for o in chosen])
+        for draft in shared:
+            draft.written = True
         self._metrics.offers_generated.inc(len(chosen))
         # How each offer was ranked goes to the event log only: the acceptance model trains on the
         # features the ranker saw, and analysts see probability, margin and score. Shoppers never do.
@@ -159,7 +163,7 @@ class OfferService:
              "margin_cents": drafts[i].margin_cents, "score": round(scores[i], 3),
              "features": features(ctx, drafts[i].summary, now)}
             for rank, (offer, i) in enumerate(zip(chosen, shown), 1)])
-        return chosen, source, bodies
+        return chosen, source, [d.offer_json(o) for d, o in zip(shared, chosen)]
 
     def _priced_bundles(self, flight: Flight, q: SearchQuery, now: float) -> list[Draft]:
         """The flight's draft offers for this party, re-priced only when its inventory, the catalog or the
@@ -207,13 +211,13 @@ class OfferService:
         taxes = percent_of(subtotal, cfg.tax_percent)
         total = subtotal + taxes + cfg.booking_fee_cents
         margin = cfg.booking_fee_cents + sum(round(i.total_cents * MARGIN_RATES[i.kind]) for i in items)
-        offer = Offer(id=f"draft-{bundle}-{flight.id}", owner="", flight_id=flight.id, cabin=q.cabin,
-                      passengers=q.passengers, segment=q.segment, bundle=bundle, items=tuple(items),
-                      taxes_cents=taxes, booking_fee_cents=cfg.booking_fee_cents, total_cents=total,
-                      currency=cfg.currency, conditions=conditions_for(bundle, total), created_at=0.0,
-                      expires_at=0.0, departure_at=flight.departure_at,
+        offer = Offer(id=ids.ordered_hex(prefix="drf_"), owner="", state="ACTIVE", created_at=0.0, expires_at=0.0,
+                      flight_id=flight.id, cabin=q.cabin, passengers=q.passengers, segment=q.segment, bundle=bundle,
+                      items=tuple(items), taxes_cents=taxes, booking_fee_cents=cfg.booking_fee_cents,
+                      total_cents=total, currency=cfg.currency, conditions=conditions_for(bundle, total),
+                      departure_at=flight.departure_at,
                       discount_percent=round(100 * (listed - subtotal) / listed, 3) if listed else 0.0)
-        return Draft(offer, summary(offer), margin)
+        return Draft(offer, summary(offer), margin, SharedDraft(offer))
 
     # ---- one offer ----
     async def visible(self, offer_id: str, owner: str | None) -> Offer:
