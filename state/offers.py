@@ -86,15 +86,20 @@ class SharedDraft:
     searches writes a tenth of the pages), and its JSON is its own head followed by the
     rest of the draft's JSON: the offer's JSON, without encoding its items again."""
 
-    __slots__ = ("id", "body", "_rest", "written")
+    __slots__ = ("id", "_head", "_rest", "written")
 
     def __init__(self, draft: Offer) -> None:
         self.id = draft.id
-        self.body = _encode(draft)
-        head = _encode(head_of(draft))[:-1]
-        assert self.body.startswith(head + b","), "Offer must open with OfferHead's fields"
-        self._rest = self.body[len(head):]
+        body = _encode(draft)
+        self._head = _encode(head_of(draft))[:-1]
+        assert body.startswith(self._head + b","), "Offer must open with OfferHead's fields"
+        self._rest = body[len(self._head):]
         self.written = False  # in offer_drafts: set once the first offers made from it are committed
+
+    @property
+    def body(self) -> bytes:
+        """The draft's JSON, as offer_drafts holds it."""
+        return self._head + self._rest
 
     def offer_json(self, offer: Offer) -> bytes:
         """An offer made from this draft, as JSON (the same bytes as encoding the offer)."""

@@ -8,12 +8,14 @@ import time
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.main import PLATFORM
 from app.retail.payments import ChargeResult
 from handlers.rest.retail import OfferList
 from state.clock import ManualClock
-from state.offers import Offer
+from state.offers import Conditions, Item, Offer, SharedDraft
 from tests.retail_helpers import (DAY, DECLINED_CARD, PENDING_CARD, accept, booked, customer, departure_date, pay,
                                   ranking_of, search, search_body, seed_catalog)
 
@@ -490,3 +492,18 @@ async def test_offers_stored_before_drafts_were_shared_still_load(tmp_path):
     assert (offer.owner, offer.created_at, offer.expires_at, offer.total_cents) == ("acct_1", 1_000.0, 1_900.0, 20_600)
     assert not {"probability", "margin_cents", "score"} & set(msgspec.to_builtins(offer))
     await after.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(owner=st.text(max_size=40), created=st.floats(0, 4e9), ttl=st.floats(0, 1e6),
+       state=st.sampled_from(["ACTIVE", "ACCEPTED", "EXPIRED", "CANCELLED"]))
+def test_an_offer_made_from_a_shared_draft_is_the_json_of_the_whole_offer(owner, created, ttl, state):
+    draft = Offer(id="drf_1", owner="", state="ACTIVE", created_at=0.0, expires_at=0.0, flight_id="CT1",
+                  cabin="economy", passengers=2, segment="leisure", bundle="comfort",
+                  items=(Item("Flight", "CT1", "CT1 LIS-BCN \"economy\"", 2, 10_000, 0, 20_000, "CT1/economy"),
+                         Item("Bag", "bag", "Bag ✈", 2, 3_500, 25, 7_000)),
+                  taxes_cents=1_000, booking_fee_cents=500, total_cents=28_500, currency="EUR",
+                  conditions=Conditions(True, 100, True, 0), departure_at=9e5, discount_percent=12.5)
+    offer = msgspec.structs.replace(draft, id="off_x", owner=owner, state=state, created_at=created,
+                                    expires_at=created + ttl)
+    assert SharedDraft(draft).offer_json(offer) == msgspec.json.encode(offer)
