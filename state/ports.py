@@ -270,7 +270,7 @@ class OfferStore(Protocol):
         """The statements that store a search's offers, each made from its draft (written once)."""
 
     def change_state(self, offer: Offer, expected: OfferState) -> Statement:
-        """Only the state column changes; the body keeps the offer as it was made (state read from the column)."""
+        """Only the state column changes (an offer's state is read from the column)."""
 
     def remember(self, offer: Offer) -> None:
         ...

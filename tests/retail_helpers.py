@@ -7,8 +7,8 @@ import time
 import msgspec
 
 from app.demo import DEMO_PRODUCTS
-from state.catalog import Cabin, Flight, Product
 from app.main import PLATFORM
+from state.catalog import Cabin, Flight, Product
 from tests.conftest import bearer
 
 DAY = 86_400

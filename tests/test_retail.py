@@ -14,8 +14,10 @@ from hypothesis import strategies as st
 from app.main import PLATFORM
 from app.retail.payments import ChargeResult
 from handlers.rest.retail import OfferList
+from state import migrations
 from state.clock import ManualClock
-from state.offers import Conditions, Item, Offer, SharedDraft
+from state.db import Database
+from state.offers import Conditions, Item, Offer, SharedDraft, SqliteOfferStore
 from tests.retail_helpers import (DAY, DECLINED_CARD, PENDING_CARD, accept, booked, customer, departure_date, pay,
                                   ranking_of, search, search_body, seed_catalog)
 
@@ -469,9 +471,6 @@ async def test_offers_and_holds_survive_a_restart(aiohttp_client, config, clock)
 async def test_offers_stored_before_drafts_were_shared_still_load(tmp_path):
     """An offer row written by the schema before shared drafts holds its whole body (and a ranking the
     shopper no longer sees): after the migration it loads, unchanged where it matters."""
-    from state import migrations
-    from state.db import Database
-    from state.offers import SqliteOfferStore
     old = {"id": "off_old", "owner": "acct_1", "flight_id": "CT101-test", "cabin": "economy", "passengers": 2,
            "segment": "economy", "bundle": "flight_only", "items": [], "taxes_cents": 100, "booking_fee_cents": 500,
            "total_cents": 20_600, "currency": "EUR", "conditions": {"refundable": False, "refund_penalty_cents": 0,
