@@ -124,6 +124,7 @@ class RetailConfig(_Section):
     archive_after_days: int = 7
     sweep_interval_s: float = 1.0
     offers_power_safe: bool = False
+    draft_cache_size: int = 20_000
 
 
 class PaymentsConfig(_Section):
@@ -269,6 +270,7 @@ _CHECKS: dict[tuple[str, str], tuple[Any, str]] = {
     ("retail", "quote_ttl_s"): (lambda v: v >= 1, "must be at least 1"),
     ("retail", "archive_after_days"): (lambda v: v >= 0, "must not be negative"),
     ("retail", "sweep_interval_s"): (lambda v: v > 0, "must be positive"),
+    ("retail", "draft_cache_size"): (lambda v: v >= 1, "must be at least 1"),
     ("payments", "webhook_secret"): (lambda v: len(v) >= 32, "must be at least 32 characters"),
     ("payments", "gateway_timeout_s"): (lambda v: v > 0, "must be positive"),
     ("payments", "pending_timeout_s"): (lambda v: v >= 1, "must be at least 1"),

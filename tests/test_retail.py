@@ -11,13 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.main import PLATFORM
+from app.main import PLATFORM, create_app
 from app.retail.payments import ChargeResult
 from handlers.rest.retail import OfferList
 from state import migrations
 from state.clock import ManualClock
 from state.db import Database
 from state.offers import Conditions, Item, Offer, SharedDraft, SqliteOfferStore
+from tests.conftest import bearer, make_config
 from tests.retail_helpers import (DAY, DECLINED_CARD, PENDING_CARD, accept, booked, customer, departure_date, pay,
                                   ranking_of, search, search_body, seed_catalog)
 
@@ -449,10 +450,8 @@ async def test_catalog_admin(shop, clock, admin_headers, customer_headers):
 
 
 async def test_offers_and_holds_survive_a_restart(aiohttp_client, config, clock):
-    from app.main import create_app
     client = await aiohttp_client(create_app(config, clock=clock))
     await seed_catalog(client.app[PLATFORM], clock, economy=20)
-    from tests.conftest import bearer
     headers = await bearer(client, "restart@example.com", "correct horse battery", "customer")
     order = await booked(client, headers, clock, passengers=4)
     offers = await search(client, headers, clock)
@@ -506,3 +505,22 @@ def test_an_offer_made_from_a_shared_draft_is_the_json_of_the_whole_offer(owner,
     offer = msgspec.structs.replace(draft, id="off_x", owner=owner, state=state, created_at=created,
                                     expires_at=created + ttl)
     assert SharedDraft(draft).offer_json(offer) == msgspec.json.encode(offer)
+
+
+async def test_priced_bundles_kept_for_reuse_are_bounded(aiohttp_client, tmp_path, clock):
+    """retail.draft_cache_size bounds the priced bundles kept for later searches: a search the cache
+    has let go of prices its bundles (and stores them) again, one it still holds reuses them."""
+
+    async def drafts_after(cache_size: int) -> int:
+        client = await aiohttp_client(create_app(make_config(tmp_path / str(cache_size),
+                                                             retail__draft_cache_size=cache_size), clock=clock))
+        await seed_catalog(client.app[PLATFORM], clock)
+        headers = await customer(client, f"cache{cache_size}")
+        for passengers in (1, 2, 1):  # two parties: two cache entries, the first one asked for again
+            assert len(await search(client, headers, clock, passengers=passengers)) == 3
+        (count,), = await client.app[PLATFORM].records_db.fetchall("SELECT count(*) FROM offer_drafts")
+        await client.close()
+        return count
+
+    assert await drafts_after(20_000) == 6  # 3 bundles per party, the first party's reused
+    assert await drafts_after(1) == 9       # the first party's bundles were let go of and priced again

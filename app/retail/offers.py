@@ -31,7 +31,6 @@ from state.offers import Conditions, Item, Offer, SharedDraft
 from state.ports import OfferStore
 
 CABINS = ("economy", "premium", "business")
-_DRAFT_CACHE = 20_000
 _DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 _AIRPORT_PATTERN = r"^[A-Z]{3}$"
 _DATE = re.compile(_DATE_PATTERN)
@@ -176,7 +175,7 @@ class OfferService:
             return cached[1]
         drafts = self._bundles(flight, q, now)
         self._drafts[key] = (stamp, drafts)
-        if len(self._drafts) > _DRAFT_CACHE:
+        if len(self._drafts) > self._config.draft_cache_size:
             self._drafts.popitem(last=False)
         return drafts
 
