@@ -125,6 +125,7 @@ class RetailConfig(_Section):
     sweep_interval_s: float = 1.0
     offers_power_safe: bool = False
     draft_cache_size: int = 20_000
+    offer_retention_days: int = 30
 
 
 class PaymentsConfig(_Section):
@@ -271,6 +272,7 @@ _CHECKS: dict[tuple[str, str], tuple[Any, str]] = {
     ("retail", "archive_after_days"): (lambda v: v >= 0, "must not be negative"),
     ("retail", "sweep_interval_s"): (lambda v: v > 0, "must be positive"),
     ("retail", "draft_cache_size"): (lambda v: v >= 1, "must be at least 1"),
+    ("retail", "offer_retention_days"): (lambda v: v >= 1, "must be at least 1"),
     ("payments", "webhook_secret"): (lambda v: len(v) >= 32, "must be at least 32 characters"),
     ("payments", "gateway_timeout_s"): (lambda v: v > 0, "must be positive"),
     ("payments", "pending_timeout_s"): (lambda v: v >= 1, "must be at least 1"),

@@ -160,6 +160,7 @@ class Platform:
                                    self.payment_gateway, self.clock, self.event_log.log_event, self.metrics)
         self.metrics.watch_queue("offers_in_memory", lambda: len(self.offer_store))
         self.supervisor.add("retail_sweep", self._sweep_retail)
+        self.supervisor.add("offer_retention", self._purge_offers)
         self.supervisor.add("ranking_retrain", self._retrain_ranking)
 
     async def _sweep_retail(self) -> None:
@@ -172,6 +173,16 @@ class Platform:
         expired_offers = await self.offers.expire_due()
         counts = await self.orders.sweep()
         return {"offers_expired": expired_offers, **counts}
+
+    async def _purge_offers(self, chunk: int = 5_000) -> None:
+        while True:
+            await asyncio.sleep(60)
+            while True:  # a backlog (after a long stop) goes a chunk per commit, with the loop free between
+                offers, drafts = await self.offers.purge_expired(chunk)
+                if offers or drafts:
+                    log.info("purged expired offers", extra={"offers": offers, "drafts": drafts})
+                if offers < chunk and drafts < chunk:
+                    break
 
     async def _retrain_ranking(self) -> None:
         while True:

@@ -175,12 +175,15 @@ RECORDS = [
     """),
     # An offer's row holds its own fields and the id of the priced bundle (draft) it was made from;
     # the bundle's JSON is written once to offer_drafts and shared. Offers stored before keep their
-    # own body (and no draft): exactly one of the two.
+    # own body (and no draft): exactly one of the two. The retention sweep finds drafts by age and
+    # asks whether any offer is still made from one: both are index lookups.
     Migration(8, "shared_offer_drafts", """
         CREATE TABLE offer_drafts (
             id TEXT PRIMARY KEY,
+            stored_at REAL NOT NULL,
             body TEXT NOT NULL
         );
+        CREATE INDEX offer_drafts_age ON offer_drafts(stored_at);
         CREATE TABLE offers_shared (
             id TEXT PRIMARY KEY,
             owner TEXT NOT NULL,
@@ -195,7 +198,8 @@ RECORDS = [
             SELECT id, owner, state, coalesce(json_extract(body, '$.created_at'), 0.0), expires_at, body FROM offers;
         DROP TABLE offers;
         ALTER TABLE offers_shared RENAME TO offers;
-        CREATE INDEX offers_live ON offers(state, expires_at)
+        CREATE INDEX offers_live ON offers(state, expires_at);
+        CREATE INDEX offers_draft ON offers(draft_id)
     """),
 ]
 

@@ -86,7 +86,7 @@ class SharedDraft:
     searches writes a tenth of the pages), and its JSON is its own head followed by the
     rest of the draft's JSON: the offer's JSON, without encoding its items again."""
 
-    __slots__ = ("id", "_head", "_rest", "written")
+    __slots__ = ("id", "_head", "_rest", "written", "__weakref__")
 
     def __init__(self, draft: Offer) -> None:
         self.id = draft.id
@@ -148,13 +148,36 @@ class SqliteOfferStore:
         statements: list[Statement] = []
         new = {d.id: d for d in drafts if not d.written}
         if new:  # a draft two searches write at once is written by the first
-            statements.append((f"INSERT OR IGNORE INTO offer_drafts(id, body) VALUES {','.join(['(?,?)'] * len(new))}",
-                               [v for d in new.values() for v in (d.id, d.body.decode())]))
+            stored_at = offers[0].created_at
+            statements.append((f"INSERT OR IGNORE INTO offer_drafts(id, stored_at, body) VALUES "
+                               f"{','.join(['(?,?,?)'] * len(new))}",
+                               [v for d in new.values() for v in (d.id, stored_at, d.body.decode())]))
         rows = ",".join(["(?,?,?,?,?,?)"] * len(offers))
         statements.append((f"INSERT INTO offers(id, owner, state, created_at, expires_at, draft_id) VALUES {rows}",
                            [v for o, d in zip(offers, drafts)
                             for v in (o.id, o.owner, o.state, o.created_at, o.expires_at, d.id)]))
         return statements
+
+    @staticmethod
+    def purge(expired_before: float, limit: int) -> Statement:
+        """Delete up to `limit` offers, whatever their state, that expired before `expired_before`."""
+        return ("DELETE FROM offers WHERE id IN (SELECT id FROM offers WHERE state IN "
+                "('ACTIVE', 'EXPIRED', 'ACCEPTED', 'CANCELLED') AND expires_at < ? LIMIT ?)",
+                (expired_before, limit))
+
+    async def unused_drafts(self, stored_before: float, limit: int) -> list[str]:
+        """Up to `limit` drafts stored before `stored_before` that no offer is made from."""
+        rows = await self._db.fetchall(
+            "SELECT id FROM offer_drafts d WHERE stored_at < ? AND NOT EXISTS "
+            "(SELECT 1 FROM offers o WHERE o.draft_id = d.id) LIMIT ?", (stored_before, limit))
+        return [r[0] for r in rows]
+
+    @staticmethod
+    def drop_drafts(draft_ids: Sequence[str]) -> Statement:
+        """Delete these drafts, unless an offer has been made from one since (that one stays)."""
+        marks = ",".join("?" * len(draft_ids))
+        return (f"DELETE FROM offer_drafts WHERE id IN ({marks}) AND NOT EXISTS "
+                "(SELECT 1 FROM offers o WHERE o.draft_id = offer_drafts.id)", list(draft_ids))
 
     @staticmethod
     def change_state(offer: Offer, expected: OfferState) -> Statement:

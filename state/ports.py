@@ -269,6 +269,15 @@ class OfferStore(Protocol):
     def insert(self, offers: Sequence[Offer], drafts: Sequence[SharedDraft]) -> list[Statement]:
         """The statements that store a search's offers, each made from its draft (written once)."""
 
+    def purge(self, expired_before: float, limit: int) -> Statement:
+        """Delete up to `limit` offers, whatever their state, that expired before `expired_before`."""
+
+    async def unused_drafts(self, stored_before: float, limit: int) -> list[str]:
+        """Up to `limit` drafts stored before `stored_before` that no offer is made from."""
+
+    def drop_drafts(self, draft_ids: Sequence[str]) -> Statement:
+        """Delete these drafts, unless an offer has been made from one since."""
+
     def change_state(self, offer: Offer, expected: OfferState) -> Statement:
         """Only the state column changes (an offer's state is read from the column)."""
 

@@ -524,3 +524,37 @@ async def test_priced_bundles_kept_for_reuse_are_bounded(aiohttp_client, tmp_pat
 
     assert await drafts_after(20_000) == 6  # 3 bundles per party, the first party's reused
     assert await drafts_after(1) == 9       # the first party's bundles were let go of and priced again
+
+
+async def test_offers_and_their_drafts_are_deleted_after_the_retention(aiohttp_client, tmp_path, clock):
+    client = await aiohttp_client(create_app(make_config(tmp_path, retail__offer_retention_days=1), clock=clock))
+    platform = client.app[PLATFORM]
+    db = platform.records_db
+    await seed_catalog(platform, clock, days=40)
+    day = departure_date(clock, 40)
+
+    async def stored() -> tuple[int, int]:
+        (offers,), = await db.fetchall("SELECT count(*) FROM offers")
+        (drafts,), = await db.fetchall("SELECT count(*) FROM offer_drafts")
+        return offers, drafts
+
+    headers = await customer(client, "retention")
+    first = await search(client, headers, clock, departure_date=day)
+    assert await platform.offers.purge_expired() == (0, 0)  # nothing is old enough yet
+    clock.advance(DAY + 1_000)  # a day past the offers' expiry
+    await platform.sweep_retail_once()
+    assert await platform.offers.purge_expired() == (3, 3) and await stored() == (0, 0)
+    headers = await customer(client, "retention")  # a token on the moved clock
+    assert (await client.get(f"/v1/offers/{first[0]['id']}", headers=headers)).status == 404
+    # The same bundles are still priced in memory: shown again, they are stored again.
+    again = await search(client, headers, clock, departure_date=day)
+    assert await stored() == (3, 3)
+    assert await platform.offer_store.fetch(again[0]["id"]) == platform.offer_store.get(again[0]["id"])
+    # An order keeps what it took from its offer when the offer is gone.
+    order = await (await accept(client, headers, again[0]["id"])).json()
+    clock.advance(DAY + 1_000)
+    await platform.sweep_retail_once()
+    assert await platform.offers.purge_expired() == (3, 3) and await stored() == (0, 0)
+    headers = await customer(client, "retention")
+    kept = await (await client.get(f"/v1/orders/{order['id']}", headers=headers)).json()
+    assert kept["offer_id"] == again[0]["id"] and kept["items"] == order["items"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import weakref
 from collections import OrderedDict
 from typing import Annotated, Literal, NamedTuple
 
@@ -104,6 +105,9 @@ class OfferService:
         self._log_events = log_events
         self._metrics = metrics
         self._drafts: OrderedDict[tuple, tuple[tuple, list[Draft]]] = OrderedDict()
+        # Drafts in the cache that are stored, by id: the retention sweep marks one unstored before it
+        # deletes the row, so the next search that shows it stores it again.
+        self._stored: weakref.WeakValueDictionary[str, SharedDraft] = weakref.WeakValueDictionary()
 
     def check(self, q: SearchQuery) -> None:
         problems = []
@@ -152,7 +156,9 @@ class OfferService:
                                                 power_safe=self._config.offers_power_safe),
                              lambda: [self._offers.forget(o.id) for o in chosen])
         for draft in shared:
-            draft.written = True
+            if not draft.written:
+                draft.written = True
+                self._stored[draft.id] = draft
         self._metrics.offers_generated.inc(len(chosen))
         # How each offer was ranked goes to the event log only: the acceptance model trains on the
         # features the ranker saw, and analysts see probability, margin and score. Shoppers never do.
@@ -217,6 +223,24 @@ class OfferService:
                       departure_at=flight.departure_at,
                       discount_percent=round(100 * (listed - subtotal) / listed, 3) if listed else 0.0)
         return Draft(offer, summary(offer), margin, SharedDraft(offer))
+
+    async def purge_expired(self, chunk: int = 5_000) -> tuple[int, int]:
+        """Delete up to `chunk` offers that expired more than retail.offer_retention_days ago, then up to
+        `chunk` drafts no offer is made from any more: (offers, drafts) deleted."""
+        cutoff = self._clock.now() - self._config.offer_retention_days * 86_400
+        offers, = await self._offers.write([self._offers.purge(cutoff, chunk)])
+        unused = await self._offers.unused_drafts(cutoff, chunk)
+        if not unused:
+            return offers, 0
+        # No await from here until the delete is queued: a search that already queued offers made from
+        # one of these drafts commits first (and the delete spares that draft); any later search stores
+        # the draft again, because it is marked unstored.
+        for draft_id in unused:
+            draft = self._stored.pop(draft_id, None)
+            if draft is not None:
+                draft.written = False
+        drafts, = await self._offers.write([self._offers.drop_drafts(unused)])
+        return offers, drafts
 
     # ---- one offer ----
     async def visible(self, offer_id: str, owner: str | None) -> Offer:
