@@ -51,6 +51,7 @@ class AnalyticsConfig(_Section):
     queue_capacity: int = 100_000
     flush_rows: int = 10_000
     flush_interval_ms: int = 1000
+    retention_days: int = 7
 
 
 class AuthConfig(_Section):
@@ -243,6 +244,7 @@ _CHECKS: dict[tuple[str, str], tuple[Any, str]] = {
     ("analytics", "queue_capacity"): (lambda v: v >= 1, "must be at least 1"),
     ("analytics", "flush_rows"): (lambda v: v >= 1, "must be at least 1"),
     ("analytics", "flush_interval_ms"): (lambda v: v >= 1, "must be at least 1"),
+    ("analytics", "retention_days"): (lambda v: v >= 1, "must be at least 1"),
     ("auth", "jwt_secret"): (lambda v: len(v) >= 32, "must be at least 32 characters (RFC 7518 3.2)"),
     ("ratelimit", "ip_per_s"): (lambda v: v > 0, "must be positive"),
     ("ratelimit", "principal_per_s"): (lambda v: v > 0, "must be positive"),

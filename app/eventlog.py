@@ -104,6 +104,10 @@ class EventLog:
             self._metrics.events_written.inc(n)
         return total
 
+    async def purge(self, before: float, limit: int) -> int:
+        """Delete those of the oldest `limit` written events that happened before `before`."""
+        return await self._store.purge(before, limit)
+
     async def query(self, type_: str | None, since: float | None, after_id: int, limit: int) -> list[StoredEvent]:
         return await self._store.query(type_, since, after_id, limit)
 

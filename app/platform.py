@@ -160,7 +160,7 @@ class Platform:
                                    self.payment_gateway, self.clock, self.event_log.log_event, self.metrics)
         self.metrics.watch_queue("offers_in_memory", lambda: len(self.offer_store))
         self.supervisor.add("retail_sweep", self._sweep_retail)
-        self.supervisor.add("offer_retention", self._purge_offers)
+        self.supervisor.add("retention", self._retention)
         self.supervisor.add("ranking_retrain", self._retrain_ranking)
 
     async def _sweep_retail(self) -> None:
@@ -174,15 +174,26 @@ class Platform:
         counts = await self.orders.sweep()
         return {"offers_expired": expired_offers, **counts}
 
-    async def _purge_offers(self, chunk: int = 5_000) -> None:
+    async def _retention(self) -> None:
         while True:
             await asyncio.sleep(60)
-            while True:  # a backlog (after a long stop) goes a chunk per commit, with the loop free between
-                offers, drafts = await self.offers.purge_expired(chunk)
-                if offers or drafts:
-                    log.info("purged expired offers", extra={"offers": offers, "drafts": drafts})
-                if offers < chunk and drafts < chunk:
-                    break
+            deleted = await self.purge_retained_once()
+            if any(deleted.values()):
+                log.info("deleted what is past its retention", extra=deleted)
+
+    async def purge_retained_once(self, chunk: int = 5_000) -> dict[str, int]:
+        """Delete offers and drafts past retail.offer_retention_days and events past
+        analytics.retention_days, a chunk per commit (the loop serves between) until none is left."""
+        totals = {"offers": 0, "drafts": 0, "events": 0}
+        while True:
+            offers, drafts = await self.offers.purge_expired(chunk)
+            events = await self.event_log.purge(self.clock.now() - self.config.analytics.retention_days * 86_400,
+                                                chunk)
+            totals["offers"] += offers
+            totals["drafts"] += drafts
+            totals["events"] += events
+            if offers < chunk and drafts < chunk and not events:
+                return totals
 
     async def _retrain_ranking(self) -> None:
         while True:

@@ -24,6 +24,14 @@ class SqliteEventLogStore:
         """Write (at, type, payload_json) rows in one transaction."""
         return await self._db.write_many("INSERT INTO events(at, type, payload) VALUES (?,?,?)", rows)
 
+    async def purge(self, before: float, limit: int) -> int:
+        """Delete those of the oldest `limit` events (by id, the order they were written in) that
+        happened before `before`; returns how many went."""
+        deleted, = await self._db.write([
+            ("DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?) AND at < ?",
+             (limit, before))], power_safe=False)
+        return deleted
+
     async def query(self, type_: str | None, since: float | None, after_id: int, limit: int) -> list[StoredEvent]:
         """Oldest first from `since`, continuing after `after_id`."""
         clauses, params = ["id > ?"], [after_id]

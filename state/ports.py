@@ -189,6 +189,9 @@ class EventLogStore(Protocol):
     async def append_batch(self, rows: Sequence[tuple[float, str, str]]) -> int:
         """Write (at, type, payload_json) rows in one transaction."""
 
+    async def purge(self, before: float, limit: int) -> int:
+        """Delete those of the oldest `limit` events that happened before `before`; how many went."""
+
     async def query(self, type_: str | None, since: float | None, after_id: int, limit: int) -> list[StoredEvent]:
         """Oldest first from `since`, continuing after `after_id`."""
 

@@ -201,3 +201,21 @@ async def test_stream_disconnects_a_client_that_stops_reading(aiohttp_client, tm
     dropped = [line for line in metrics.splitlines()
                if line.startswith('contrail_ws_dropped_messages_total{stream="events"}')]
     assert dropped and float(dropped[0].split()[-1]) > 0
+
+
+async def test_events_past_their_retention_are_deleted_a_chunk_at_a_time(aiohttp_client, tmp_path):
+    clock = ManualClock(1_000_000.0)
+    client = await aiohttp_client(create_app(make_config(tmp_path, analytics__retention_days=1), clock=clock))
+    platform = client.app[PLATFORM]
+    log = platform.event_log
+    for i in range(7):
+        log.log_event("Bid", {"i": i})
+    await log.flush()
+    clock.advance(86_400 + 1)  # those seven are a day and a second old
+    log.log_event("Bid", {"i": "new"})
+    await log.flush()
+    deleted = await platform.purge_retained_once(chunk=3)  # three commits of up to three, then one that finds none
+    assert deleted == {"offers": 0, "drafts": 0, "events": 7}
+    left = await log.query(None, None, 0, 100)
+    assert [bytes(e.payload) for e in left] == [b'{"i":"new"}']
+    assert (await platform.purge_retained_once())["events"] == 0
