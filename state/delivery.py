@@ -71,6 +71,14 @@ class SqliteDeliveryStore:
             (bid_id, kind, campaign_id, price_micros, reason, at))])
         return counts[0] == 1
 
+    async def purge(self, now: float, limit: int) -> int:
+        """Delete up to `limit` stored impressions older than any frequency-cap window reads (and than
+        a restart loads); returns how many went."""
+        deleted, = await self._db.write([(
+            "DELETE FROM impressions WHERE rowid IN (SELECT rowid FROM impressions WHERE at <= ? LIMIT ?)",
+            (now - self._keep, limit))])
+        return deleted
+
     def has_impressions(self, user_id: str) -> bool:
         return bool(self.impressions.get(user_id))
 

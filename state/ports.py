@@ -161,6 +161,9 @@ class DeliveryStore(Protocol):
                      reason: int | None, at: float) -> bool:
         """Record a win or loss notice once; returns False for a repeat."""
 
+    async def purge(self, now: float, limit: int) -> int:
+        """Delete up to `limit` stored impressions older than any frequency-cap window reads."""
+
     def has_impressions(self, user_id: str) -> bool:
         ...
 

@@ -256,6 +256,12 @@ async def test_win_charges_once_and_caps_frequency_across_a_restart(aiohttp_clie
     assert (await post_bid(client, banner_request())).status == 204  # still capped after restart
     clock.advance(3601)
     assert (await post_bid(client, banner_request())).status == 200
+    # A stored impression is deleted once no cap window can count it (a day), not before.
+    platform = client.app[PLATFORM]
+    assert (await platform.purge_retained_once())["impressions"] == 0
+    clock.advance(86_400)
+    assert (await platform.purge_retained_once())["impressions"] == 1
+    assert await platform.records_db.fetchall("SELECT count(*) FROM impressions") == [(0,)]
 
 
 async def test_notices_reject_unknown_and_bad_input(bidder):
