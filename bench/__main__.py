@@ -93,10 +93,13 @@ def main() -> int:
 
     if not args.only or "scor" in args.only:
         print("\nScoring alone, one core, 1,024-row batches (16 calls x 64 candidates)")
-        print(f"{'provider':<14}{'format':>8}{'max batch':>11}{'full rows/s':>14}{'factored/s':>14}"
+        print("(full rows: run() on 1,024 whole 256-feature rows; batch: score() as the batcher calls it, each"
+              " request with its own candidate columns; shared: every request with the same columns, as when no"
+              " frequency cap is in use. The cpu provider's score() is the compiled kernel.)")
+        print(f"{'provider':<14}{'format':>8}{'max batch':>11}{'full rows/s':>14}{'batch/s':>14}{'shared/s':>14}"
               f"{'modeled us/batch':>18}")
-        for name, fmt, max_batch, full, factored, modeled in bidding.scoring_rates():
-            print(f"{name:<14}{fmt:>8}{max_batch:>11}{full:>14,.0f}{factored:>14,.0f}{modeled:>18.1f}")
+        for name, fmt, max_batch, full, own, shared, modeled in bidding.scoring_rates():
+            print(f"{name:<14}{fmt:>8}{max_batch:>11}{full:>14,.0f}{own:>14,.0f}{shared:>14,.0f}{modeled:>18.1f}")
         w = bidding.batcher_window()
         print(f"\nBatcher window (max_wait_us=500): lone calls wait p50 {w['p50_us']:.0f} us, "
               f"p99 {w['p99_us']:.0f} us, max {w['max_us']:.0f} us; bursts of 40 calls: "

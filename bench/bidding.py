@@ -176,22 +176,23 @@ def _scoring_child(queue) -> None:
     net = SpikingNet.load(DEFAULT_MODEL)
     rng = np.random.default_rng(1)
     x = rng.random((16 * CANDIDATES, 256), dtype=np.float32)
-    # The bidder's shape: 16 requests' user blocks, 64 candidates each differing in two columns.
+    # The bidder's batches: 16 requests' user blocks, 64 candidates each differing in two columns, which
+    # each request has of its own (a frequency cap in use) or all share (the usual case).
     users = rng.random((16, 256), dtype=np.float32)
-    owner = np.repeat(np.arange(16), CANDIDATES)
-    cand = rng.random((16 * CANDIDATES, 2), dtype=np.float32)
+    own = list(rng.random((16, CANDIDATES, 2), dtype=np.float32))
+    shared = [own[0]] * 16
 
     def rate(score) -> float:
         score()
         n, started = 0, time.perf_counter()
         while time.perf_counter() - started < 1.0:
-            outputs(score())
+            score()
             n += len(x)
         return n / (time.perf_counter() - started)
     rows = []
     for name, provider in build_providers().items():
-        rows.append((name, provider.precision, provider.max_batch, rate(lambda: provider.run(net, x)),
-                     rate(lambda: provider.run_factored(net, users, owner, cand)),
+        rows.append((name, provider.precision, provider.max_batch, rate(lambda: outputs(provider.run(net, x))),
+                     rate(lambda: provider.score(net, users, own)), rate(lambda: provider.score(net, users, shared)),
                      provider.modeled_latency_us(len(x))))
     queue.put(rows)
 

@@ -10,23 +10,14 @@ bound and a per-call timeout turn overload into counted refusals, never unbounde
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections import deque
 from typing import Callable
 
 import numpy as np
 
-from ml.model import SpikingNet, outputs
+from ml.model import SpikingNet
 from ml.providers import Provider
-
-
-@functools.lru_cache(maxsize=1024)
-def _owners(calls: int, rows: int) -> np.ndarray:
-    """The call each row belongs to, for `calls` calls of `rows` rows each (read-only, shared)."""
-    owner = np.repeat(np.arange(calls), rows)
-    owner.flags.writeable = False
-    return owner
 
 
 class Overloaded(Exception):
@@ -128,14 +119,9 @@ class Batcher:
             return
         sizes = [len(call[1]) for call in live]
         try:
-            if len(live) == 1:
-                users, owner, cand = live[0][0][None, :], _owners(1, sizes[0]), live[0][1]
-            else:
-                users = np.array([call[0] for call in live])  # (calls, DIM); np.stack costs three times as much
-                same = sizes.count(sizes[0]) == len(sizes)
-                owner = _owners(len(live), sizes[0]) if same else np.repeat(np.arange(len(live)), sizes)
-                cand = np.concatenate([call[1] for call in live])
-            score, ctr, bid = outputs(self.provider.run_factored(self._model(), users, owner, cand))
+            # (calls, DIM); np.stack costs three times as much
+            users = live[0][0][None, :] if len(live) == 1 else np.array([call[0] for call in live])
+            score, ctr, bid = self.provider.score(self._model(), users, [call[1] for call in live])
             if self._settle is not None:
                 results = self._settle([call[4] for call in live], score, ctr, bid, sizes)
             else:

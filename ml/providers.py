@@ -13,12 +13,17 @@ device batch). Numeric formats:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ml import kernels
 from ml.features import CANDIDATE_COLUMNS
-from ml.model import SpikingNet
+from ml.model import CTR_MAX, SpikingNet, outputs
+
+# ml.model.outputs()'s shift-and-scale of the ctr and bid rows, for the compiled kernel's (3, rows) output.
+_OUTPUT_SCALE = np.array([[CTR_MAX / 2], [0.5]], dtype=np.float32)
 
 
 def to_bf16(a: np.ndarray) -> np.ndarray:
@@ -46,6 +51,14 @@ def to_bfp8(a: np.ndarray, block: int = 16) -> np.ndarray:
     return (mant * scale).reshape(padded.shape)[..., :n]
 
 
+@functools.lru_cache(maxsize=1024)
+def _owners(calls: int, rows: int) -> np.ndarray:
+    """The call each row belongs to, for `calls` calls of `rows` rows each (read-only, shared)."""
+    owner = np.repeat(np.arange(calls), rows)
+    owner.flags.writeable = False
+    return owner
+
+
 def _int8(a: np.ndarray) -> tuple[np.ndarray, float]:
     scale = float(np.max(np.abs(a))) / 127.0 or 1.0
     return np.clip(np.round(a / scale), -127, 127).astype(np.int8), scale
@@ -69,6 +82,7 @@ class Provider:
     tolerance: float          # mean |output - cpu output| this format is expected to stay within
     stats: ProviderStats = field(default_factory=ProviderStats)
     _prepared: tuple | None = field(default=None, repr=False)
+    _compiled: tuple | None = field(default=None, repr=False)
 
     def _weights(self, net: SpikingNet) -> tuple:
         """(W1, W2, W1's candidate-column rows) in this provider's format, prepared once per model."""
@@ -104,6 +118,15 @@ class Provider:
         per_user = self.hidden(users, w1) + net.b1  # the bias once per request, not once per candidate
         return self._layers(net, w2, len(cand), lambda s: per_user[owner[s]] + self.hidden(cand[s], w_cand))
 
+    def score(self, net: SpikingNet, users: np.ndarray, cands: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+        """(score, ctr, bid factor) for a batch: request k is users[k] (DIM,) with each row of cands[k]
+        as its candidate columns; every request's rows in order, each output one contiguous array."""
+        sizes = [len(c) for c in cands]
+        owner = _owners(len(cands), sizes[0]) if sizes.count(sizes[0]) == len(sizes) else \
+            np.repeat(np.arange(len(cands)), sizes)
+        cand = cands[0] if len(cands) == 1 else np.concatenate(cands)
+        return tuple(np.ascontiguousarray(o) for o in outputs(self.run_factored(net, users, owner, cand)))
+
     def _layers(self, net: SpikingNet, w2, n: int, first_layer) -> np.ndarray:
         """Threshold and second layer over device batches of at most max_batch rows; first_layer(rows)
         gives those rows' x·W1 + b1."""
@@ -124,6 +147,24 @@ class Provider:
     def modeled_latency_us(self, rows: int) -> float:
         batches = max(1, -(-rows // self.max_batch))
         return batches * self.overhead_us + rows * self.per_row_us
+
+
+class Fp32Provider(Provider):
+    """The CPU reference, scoring batches with the compiled kernel (ml.kernels); run() and
+    run_factored() stay numpy, as the reference the kernel is tested against."""
+
+    def score(self, net, users, cands):
+        if self._compiled is None or self._compiled[0] is not net:
+            w1, w2, w_cand = self._weights(net)
+            self._compiled = (net, np.ascontiguousarray(w2.T), np.ascontiguousarray(w_cand))
+        _, w2t, w_cand = self._compiled
+        out = kernels.spiking_outputs(users, cands, net.w1, net.b1, w_cand, net.theta, w2t, net.b2, _OUTPUT_SCALE)
+        rows = out.shape[1]
+        self.stats.calls += 1
+        self.stats.rows += rows
+        self.stats.device_batches += -(-rows // self.max_batch)
+        self.stats.modeled_us += self.modeled_latency_us(rows)
+        return out[0], out[1], out[2]
 
 
 class Bf16Provider(Provider):
@@ -170,7 +211,7 @@ class BlockFloatProvider(Provider):
 def build_providers() -> dict[str, Provider]:
     """Every provider Contrail knows, by config name."""
     return {p.name: p for p in (
-        Provider("cpu", "fp32", 4096, overhead_us=5.0, per_row_us=0.6, tolerance=1e-6),
+        Fp32Provider("cpu", "fp32", 4096, overhead_us=5.0, per_row_us=0.6, tolerance=1e-6),
         Int8Provider("groq", "int8", 64, overhead_us=2.0, per_row_us=0.02, tolerance=0.08),
         Bf16Provider("inferentia2", "bf16", 256, overhead_us=25.0, per_row_us=0.05, tolerance=0.04),
         Bf16Provider("inferentia3", "bf16", 1024, overhead_us=15.0, per_row_us=0.03, tolerance=0.04),

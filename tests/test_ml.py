@@ -89,6 +89,30 @@ def test_factored_scoring_matches_the_full_rows(net, name):
     assert provider.stats.device_batches == -(-len(cand) // provider.max_batch)
 
 
+@pytest.mark.parametrize("name", sorted(build_providers()))
+def test_batch_scores_match_the_full_rows(net, name):
+    """score() on a batch as the batcher sends it: runs of requests that share one candidate array (no
+    frequency cap in use), requests with their own columns, and requests with fewer candidates. The cpu
+    provider answers with the compiled kernel, the others with their number formats in numpy."""
+    provider = build_providers()[name]
+    requests = _requests(12, 64, seed=9)
+    shared = requests[0][1]
+    requests = [(u, shared if k < 5 or k == 7 else c if k < 10 else c[:17]) for k, (u, c) in enumerate(requests)]
+    reference = outputs(forward(net, _full_rows(requests)))
+    for users, cands in (([u for u, _ in requests], [c for _, c in requests]),  # mixed
+                         ([u for u, _ in requests[:5]], [shared] * 5),          # all share one array
+                         ([requests[11][0]], [requests[11][1]])):              # a lone call
+        got = provider.score(net, np.array(users), cands)
+        start = 0 if len(users) != 1 else sum(len(c) for _, c in requests[:11])
+        for want, have in zip(reference, got):
+            want = want[start:start + len(have)]
+            assert have.flags.c_contiguous and len(have) == sum(len(c) for c in cands)
+            error = np.abs(have - want)
+            assert error.mean() < provider.tolerance, f"{name}: mean error {error.mean():.4f}"
+            if provider.precision == "fp32":
+                assert error.max() < 1e-5
+
+
 def test_number_formats():
     a = np.array([1.0, 1.00390625, 3.14159265, -2.5e-3], dtype=np.float32)
     assert to_bf16(a)[0] == 1.0 and to_bf16(a)[1] == 1.0  # 1+2^-8 rounds to even in bf16
