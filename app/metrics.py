@@ -1,9 +1,22 @@
-"""Prometheus metrics for one Contrail instance (its own registry, never module globals)."""
+"""Prometheus metrics for one Contrail instance (its own registry, never module globals).
+
+The counters and histograms the request paths update are LoopCounter and LoopHistogram:
+plain numbers in labelled children, updated only from the event loop thread, so an update
+takes no lock. prometheus_client's own instruments lock every update and resolve their
+labels on every call; a REST bid made six such updates, and they cost it 12 us of the
+loop's 145 (8%). prometheus_client still renders the exposition (through collect()), and
+keeps the instruments that other threads update (garbage collector pauses) or that are set
+rarely (gauges).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, disable_created_metrics, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from bisect import bisect_left
+from typing import Sequence
+
+from prometheus_client import CollectorRegistry, disable_created_metrics, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 
 # The *_created series double the exposition size and nobody graphs them.
 disable_created_metrics()
@@ -11,61 +24,147 @@ disable_created_metrics()
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
+class _CounterChild:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+
+class _HistogramChild:
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # per bucket (not cumulative); the last is +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1  # the first bucket whose bound is >= value
+        self.sum += value
+
+
+class _LoopFamily:
+    """A labelled family of children, each found by its label values (positional, as given)."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry) -> None:
+        self._name, self._doc, self._labelnames = name, documentation, tuple(labelnames)
+        self._children: dict[tuple, object] = {}  # label values as given -> child
+        self._by_text: dict[tuple[str, ...], object] = {}  # label values as exposed -> child
+        if not labelnames:
+            self._default = self.labels()
+        registry.register(self)
+
+    def _child(self):
+        raise NotImplementedError
+
+    def labels(self, *values):
+        child = self._children.get(values)
+        if child is None:
+            if len(values) != len(self._labelnames):
+                raise ValueError(f"{self._name} takes labels {self._labelnames}, got {values!r}")
+            text = tuple(str(v) for v in values)
+            child = self._children[values] = self._by_text.setdefault(text, self._child())
+        return child
+
+
+class LoopCounter(_LoopFamily):
+    """A counter updated only on the event loop thread."""
+
+    def _child(self) -> _CounterChild:
+        return _CounterChild()
+
+    def inc(self, amount: float = 1.0) -> None:
+        self._default.value += amount
+
+    def collect(self):
+        family = CounterMetricFamily(self._name, self._doc, labels=self._labelnames)
+        for text, child in self._by_text.items():
+            family.add_metric(text, child.value)
+        yield family
+
+
+class LoopHistogram(_LoopFamily):
+    """A histogram updated only on the event loop thread."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry,
+                 buckets: Sequence[float]) -> None:
+        self._bounds = tuple(float(b) for b in buckets)
+        super().__init__(name, documentation, labelnames, registry)
+
+    def _child(self) -> _HistogramChild:
+        return _HistogramChild(self._bounds)
+
+    def observe(self, value: float) -> None:
+        self._default.observe(value)
+
+    def collect(self):
+        family = HistogramMetricFamily(self._name, self._doc, labels=self._labelnames)
+        edges = [floatToGoString(b) for b in self._bounds] + ["+Inf"]
+        for text, child in self._by_text.items():
+            cumulative, total = [], 0
+            for edge, count in zip(edges, child.counts):
+                total += count
+                cumulative.append((edge, total))
+            family.add_metric(text, cumulative, child.sum)
+        yield family
+
+
 class Metrics:
     """Every metric the platform exports; domains add theirs through `registry`."""
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
-        self.http_requests = Counter("contrail_http_requests", "HTTP requests", ["route", "method", "status"], registry=r)
-        self.http_latency = Histogram("contrail_http_request_seconds", "HTTP request latency",
-                                      ["route", "method"], buckets=LATENCY_BUCKETS, registry=r)
-        self.grpc_calls = Counter("contrail_grpc_calls", "gRPC calls", ["method", "code"], registry=r)
-        self.grpc_latency = Histogram("contrail_grpc_call_seconds", "gRPC call latency", ["method"],
-                                      buckets=LATENCY_BUCKETS, registry=r)
+        self.http_requests = LoopCounter("contrail_http_requests", "HTTP requests", ["route", "method", "status"], r)
+        self.http_latency = LoopHistogram("contrail_http_request_seconds", "HTTP request latency", ["route", "method"],
+                                          r, LATENCY_BUCKETS)
+        self.grpc_calls = LoopCounter("contrail_grpc_calls", "gRPC calls", ["method", "code"], r)
+        self.grpc_latency = LoopHistogram("contrail_grpc_call_seconds", "gRPC call latency", ["method"], r,
+                                          LATENCY_BUCKETS)
+        # Collections run on whichever thread allocates: this one keeps prometheus_client's lock.
         self.gc_pauses = Histogram("contrail_gc_pause_seconds", "Garbage collector pauses (the loop stands still)",
                                    ["generation"], buckets=LATENCY_BUCKETS, registry=r)
-        self.task_restarts = Counter("contrail_task_restarts", "Background task restarts", ["task"], registry=r)
-        self.events_logged = Counter("contrail_events_logged", "Events accepted into the event log", registry=r)
-        self.events_dropped = Counter("contrail_events_dropped", "Events dropped because the queue was full",
-                                      registry=r)
-        self.events_written = Counter("contrail_events_written", "Events written to the event log file",
-                                      registry=r)
+        self.task_restarts = LoopCounter("contrail_task_restarts", "Background task restarts", ["task"], r)
+        self.events_logged = LoopCounter("contrail_events_logged", "Events accepted into the event log", (), r)
+        self.events_dropped = LoopCounter("contrail_events_dropped", "Events dropped because the queue was full",
+                                          (), r)
+        self.events_written = LoopCounter("contrail_events_written", "Events written to the event log file", (), r)
         self.ws_clients = Gauge("contrail_ws_clients", "Connected websocket clients", ["stream"], registry=r)
-        self.ws_dropped = Counter("contrail_ws_dropped_messages", "Messages dropped for slow websocket clients",
-                                  ["stream"], registry=r)
-        self.ws_disconnects = Counter("contrail_ws_lag_disconnects", "Websocket clients disconnected for lag",
-                                      ["stream"], registry=r)
-        self.commit_group = Histogram("contrail_sqlite_commit_group_size", "Writes per SQLite commit", ["db"],
-                                      buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=r)
-        self.commit_latency = Histogram("contrail_sqlite_commit_seconds", "SQLite group commit latency", ["db"],
-                                        buckets=LATENCY_BUCKETS, registry=r)
+        self.ws_dropped = LoopCounter("contrail_ws_dropped_messages", "Messages dropped for slow websocket clients",
+                                      ["stream"], r)
+        self.ws_disconnects = LoopCounter("contrail_ws_lag_disconnects", "Websocket clients disconnected for lag",
+                                          ["stream"], r)
+        self.commit_group = LoopHistogram("contrail_sqlite_commit_group_size", "Writes per SQLite commit", ["db"], r,
+                                          (1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
+        self.commit_latency = LoopHistogram("contrail_sqlite_commit_seconds", "SQLite group commit latency", ["db"],
+                                            r, LATENCY_BUCKETS)
         self.wal_pages = Gauge("contrail_sqlite_wal_pages", "Pages in the write-ahead log at the last checkpoint",
                                ["db"], registry=r)
-        self.rate_limited = Counter("contrail_rate_limited", "Requests refused by rate limits", ["scope"],
-                                    registry=r)
-        self.bid_requests = Counter("contrail_bid_requests", "Bid requests by protocol and outcome",
-                                    ["protocol", "outcome"], registry=r)
-        self.bid_invalid = Counter("contrail_bid_invalid", "Invalid bid requests by reason", ["reason"], registry=r)
-        self.bid_nobids = Counter("contrail_bid_nobids", "No-bids by reason", ["reason"], registry=r)
-        self.bid_latency = Histogram("contrail_bid_seconds", "Bid pipeline latency", ["protocol"],
-                                     buckets=LATENCY_BUCKETS, registry=r)
-        self.bid_notices = Counter("contrail_bid_notices", "Win/billing/loss notices", ["kind", "result"],
-                                   registry=r)
-        self.profile_lookups = Counter("contrail_profile_lookups", "Profile cache lookups", ["tier", "result"],
-                                       registry=r)
+        self.rate_limited = LoopCounter("contrail_rate_limited", "Requests refused by rate limits", ["scope"], r)
+        self.bid_requests = LoopCounter("contrail_bid_requests", "Bid requests by protocol and outcome",
+                                        ["protocol", "outcome"], r)
+        self.bid_invalid = LoopCounter("contrail_bid_invalid", "Invalid bid requests by reason", ["reason"], r)
+        self.bid_nobids = LoopCounter("contrail_bid_nobids", "No-bids by reason", ["reason"], r)
+        self.bid_latency = LoopHistogram("contrail_bid_seconds", "Bid pipeline latency", ["protocol"], r,
+                                         LATENCY_BUCKETS)
+        self.bid_notices = LoopCounter("contrail_bid_notices", "Win/billing/loss notices", ["kind", "result"], r)
+        self.profile_lookups = LoopCounter("contrail_profile_lookups", "Profile cache lookups", ["tier", "result"], r)
         self.model_info = Gauge("contrail_model_info", "Loaded scoring model (value 1)", ["version"], registry=r)
-        self.batch_calls = Histogram("contrail_inference_batch_calls", "Scoring calls per inference batch",
-                                     buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
-        self.batch_wait = Histogram("contrail_inference_batch_wait_seconds",
-                                    "How long the oldest call of a batch waited before the flush",
-                                    buckets=(0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.002, 0.005), registry=r)
-        self.offers_generated = Counter("contrail_offers_generated", "Offers priced and persisted", registry=r)
-        self.orders = Counter("contrail_order_transitions", "Order state changes", ["to"], registry=r)
-        self.payments = Counter("contrail_payments", "Payment attempts by result", ["result"], registry=r)
-        self.ranking_calls = Counter("contrail_ranking_calls", "Searches ranked, by who ranked them",
-                                     ["source"], registry=r)
-        self.ranking_fallbacks = Counter("contrail_ranking_fallbacks", "Remote ranking calls that fell back locally",
-                                         ["reason"], registry=r)
+        self.batch_calls = LoopHistogram("contrail_inference_batch_calls", "Scoring calls per inference batch", (), r,
+                                         (1, 2, 4, 8, 16, 32, 64))
+        self.batch_wait = LoopHistogram("contrail_inference_batch_wait_seconds",
+                                        "How long the oldest call of a batch waited before the flush", (), r,
+                                        (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.002, 0.005))
+        self.offers_generated = LoopCounter("contrail_offers_generated", "Offers priced and persisted", (), r)
+        self.orders = LoopCounter("contrail_order_transitions", "Order state changes", ["to"], r)
+        self.payments = LoopCounter("contrail_payments", "Payment attempts by result", ["result"], r)
+        self.ranking_calls = LoopCounter("contrail_ranking_calls", "Searches ranked, by who ranked them", ["source"],
+                                         r)
+        self.ranking_fallbacks = LoopCounter("contrail_ranking_fallbacks",
+                                             "Remote ranking calls that fell back locally", ["reason"], r)
         self.ranking_breaker = Gauge("contrail_ranking_breaker_state",
                                      "Remote ranker circuit breaker: 0 closed, 1 half-open, 2 open", registry=r)
         self._queue_depths: dict[str, object] = {}

@@ -24,12 +24,14 @@ from numba import types
 _F32 = types.Array(types.float32, 1, "C", readonly=True)
 _F32_2D = types.Array(types.float32, 2, "C", readonly=True)
 _I64 = types.Array(types.int64, 1, "C", readonly=True)
-_OUT = types.Array(types.float32, 2, "C")
 
 
-@numba.njit(types.void(_F32_2D, _F32_2D, _I64, _I64, _F32_2D, _F32, _F32_2D, types.float32, _F32_2D, _F32, _OUT),
+@numba.njit(types.Array(types.float32, 2, "C")(_F32_2D, _F32_2D, _I64, _I64, types.int64, _F32_2D, _F32, _F32_2D,
+                                               types.float32, _F32_2D, _F32),
             fastmath={"reassoc", "nsz", "contract"}, boundscheck=False, cache=True)
-def _layers(users, cand_rows, cand_start, cand_len, w1, b1, w_cand, theta, w2t, b2, out):
+def _layers(users, cand_rows, cand_start, cand_len, total, w1, b1, w_cand, theta, w2t, b2):
+    """(3, total) pre-activations: request k's rows are users[k] with cand_rows[cand_start[k]:][:cand_len[k]]."""
+    out = np.empty((3, total), np.float32)
     calls, dim = users.shape
     hidden = w1.shape[1]
     columns = cand_rows.shape[1]
@@ -61,6 +63,7 @@ def _layers(users, cand_rows, cand_start, cand_len, w1, b1, w_cand, theta, w2t, 
             out[1, row] = z1 + b2[1]
             out[2, row] = z2 + b2[2]
             row += 1
+    return out
 
 
 @functools.lru_cache(maxsize=256)
@@ -72,7 +75,7 @@ def _shared(calls: int, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def spiking_outputs(users: np.ndarray, cands: list[np.ndarray], w1: np.ndarray, b1: np.ndarray,
-                    w_cand: np.ndarray, theta: float, w2t: np.ndarray, b2: np.ndarray,
+                    w_cand: np.ndarray, theta: np.float32, w2t: np.ndarray, b2: np.ndarray,
                     scale: np.ndarray) -> np.ndarray:
     """(3, rows) float32: tanh of the network's outputs for request k = users[k] with each row of
     cands[k] as its candidate columns, requests in order; rows 1 and 2 are then shifted by one and
@@ -87,9 +90,11 @@ def spiking_outputs(users: np.ndarray, cands: list[np.ndarray], w1: np.ndarray, 
         length = np.array([len(c) for c in cands], dtype=np.int64)
         start = np.zeros(len(cands), dtype=np.int64)
         np.cumsum(length[:-1], out=start[1:])
-    out = np.empty((3, total), dtype=np.float32)
-    _layers(np.ascontiguousarray(users, dtype=np.float32), np.ascontiguousarray(rows, dtype=np.float32),
-            start, length, w1, b1, w_cand, np.float32(theta), w2t, b2, out)
+    try:
+        out = _layers(users, rows, start, length, total, w1, b1, w_cand, theta, w2t, b2)
+    except TypeError:  # not C-ordered float32 (the batcher's arrays always are)
+        out = _layers(np.ascontiguousarray(users, dtype=np.float32), np.ascontiguousarray(rows, dtype=np.float32),
+                      start, length, total, w1, b1, w_cand, theta, w2t, b2)
     np.tanh(out, out=out)
     tail = out[1:]
     tail += 1.0

@@ -156,14 +156,15 @@ class Fp32Provider(Provider):
     def score(self, net, users, cands):
         if self._compiled is None or self._compiled[0] is not net:
             w1, w2, w_cand = self._weights(net)
-            self._compiled = (net, np.ascontiguousarray(w2.T), np.ascontiguousarray(w_cand))
-        _, w2t, w_cand = self._compiled
-        out = kernels.spiking_outputs(users, cands, net.w1, net.b1, w_cand, net.theta, w2t, net.b2, _OUTPUT_SCALE)
+            self._compiled = (net, np.ascontiguousarray(w2.T), np.ascontiguousarray(w_cand), np.float32(net.theta))
+        _, w2t, w_cand, theta = self._compiled
+        out = kernels.spiking_outputs(users, cands, net.w1, net.b1, w_cand, theta, w2t, net.b2, _OUTPUT_SCALE)
         rows = out.shape[1]
-        self.stats.calls += 1
-        self.stats.rows += rows
-        self.stats.device_batches += -(-rows // self.max_batch)
-        self.stats.modeled_us += self.modeled_latency_us(rows)
+        stats = self.stats
+        stats.calls += 1
+        stats.rows += rows
+        stats.device_batches += -(-rows // self.max_batch)
+        stats.modeled_us += self.modeled_latency_us(rows)
         return out[0], out[1], out[2]
 
 

@@ -409,13 +409,16 @@ def _batches(draw):
 
 
 @settings(max_examples=300, deadline=None)
-@given(_batches())
-def test_the_batch_auction_picks_what_each_request_would_pick_alone(calls):
+@given(_batches(), st.booleans())
+def test_the_batch_auction_picks_what_each_request_would_pick_alone(calls, strided):
     """Settling a whole batch at once gives each request the winner and price it would get on its own:
     the first highest-ranked candidate whose price reaches the floor, never above its cap."""
     sizes = [len(c[0]) for c in calls]
     score = np.concatenate([c[1] for c in calls])
     factor = np.concatenate([c[2] for c in calls])
+    if strided:  # the outputs as columns of one (rows, 2) array, as some providers give them
+        both = np.stack([score, factor], axis=1)
+        score, factor = both[:, 0], both[:, 1]
     settled = settle([Terms(caps, boost, floor) for caps, _, _, boost, floor in calls], score, score, factor, sizes)
     for (caps, s, f, boost, floor), got in zip(calls, settled):
         prices = prices_for(caps, f, boost)

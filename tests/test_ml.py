@@ -102,7 +102,8 @@ def test_batch_scores_match_the_full_rows(net, name):
     for users, cands in (([u for u, _ in requests], [c for _, c in requests]),  # mixed
                          ([u for u, _ in requests[:5]], [shared] * 5),          # all share one array
                          ([requests[11][0]], [requests[11][1]])):              # a lone call
-        got = provider.score(net, np.array(users), cands)
+        users = np.array(users, dtype=np.float64 if len(users) == 5 else np.float32)  # float64: converted
+        got = provider.score(net, users, cands)
         start = 0 if len(users) != 1 else sum(len(c) for _, c in requests[:11])
         for want, have in zip(reference, got):
             want = want[start:start + len(have)]

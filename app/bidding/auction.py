@@ -47,32 +47,39 @@ class Settled(NamedTuple):
 _F32 = types.Array(types.float32, 1, "C", readonly=True)
 _F64 = types.Array(types.float64, 1, "C", readonly=True)
 _I64 = types.Array(types.int64, 1, "C", readonly=True)
+_TERMS = types.Array(types.float64, 2, "C", readonly=True)
+_RESULT = types.Tuple((types.Array(types.int64, 2, "C"), types.Array(types.float32, 1, "C"),
+                       types.Array(types.float64, 1, "C")))
 
 
-@numba.njit(types.void(_F32, _F32, _F64, _I64, _F64, _F64, _I64, types.Array(types.int64, 1, "C"),
-                       types.Array(types.int64, 1, "C"), types.Array(types.float32, 1, "C"),
-                       types.Array(types.float64, 1, "C")), boundscheck=False, cache=True)
-def _auction(score, bid_factor, caps, cap_start, boost, floor, sizes, winner, price, rank, prices):
-    """Request k's rows follow request k-1's; its caps start at caps[cap_start[k]]. Fills every row's
-    rank and price, and each simple request's winner (-1 for none) and its price. No fast-math: the
-    prices are IEEE float64 in the documented order."""
+@numba.njit(_RESULT(_F32, _F32, _F64, _I64, _TERMS), boundscheck=False, cache=True)
+def _auction(score, bid_factor, caps, cap_start, terms):
+    """terms[k] = (boost, floor, candidates) of request k, whose rows follow request k-1's and whose
+    caps start at caps[cap_start[k]]. Every row's rank and price, and each request's (winner, price):
+    winner -1 for none. No fast-math: the prices are IEEE float64 in the documented order."""
+    calls = terms.shape[0]
+    won = np.empty((calls, 2), np.int64)
+    rank = np.empty(len(score), np.float32)
+    prices = np.empty(len(score), np.float64)
     row = 0
-    for k in range(len(sizes)):
-        boost32 = np.float32(boost[k])
+    for k in range(calls):
+        boost, floor, size = terms[k, 0], terms[k, 1], int(terms[k, 2])
+        boost32 = np.float32(boost)
         best = -np.inf
-        won = -1
-        for i in range(sizes[k]):
+        winner = -1
+        for i in range(size):
             cap = caps[cap_start[k] + i]
-            p = min(cap, math.floor(cap * (0.25 + 0.75 * np.float64(bid_factor[row])) * boost[k]))
+            p = min(cap, math.floor(cap * (0.25 + 0.75 * np.float64(bid_factor[row])) * boost))
             r = score[row] * boost32
             prices[row] = p
             rank[row] = r
-            if p >= floor[k] and r > best:  # a NO_FLOOR request never has an eligible row
+            if p >= floor and r > best:  # a NO_FLOOR request never has an eligible row
                 best = r
-                won = i
+                winner = i
             row += 1
-        winner[k] = won
-        price[k] = np.int64(prices[row - sizes[k] + won]) if won >= 0 else 0
+        won[k, 0] = winner
+        won[k, 1] = np.int64(prices[row - size + winner]) if winner >= 0 else 0
+    return won, rank, prices
 
 
 @functools.lru_cache(maxsize=256)
@@ -85,7 +92,7 @@ def _zeros(calls: int) -> np.ndarray:
 def settle(terms: list[Terms], score: np.ndarray, ctr: np.ndarray, bid_factor: np.ndarray,
            sizes: list[int]) -> list[Settled]:
     """Settle a batch: `terms[k]` and `sizes[k]` belong to the k-th request's rows, in order."""
-    calls, rows = len(terms), sum(sizes)
+    calls = len(terms)
     caps = terms[0].caps
     if all(t.caps is caps for t in terms):  # requests of one shape share their caps
         cap_start = _zeros(calls)
@@ -94,13 +101,15 @@ def settle(terms: list[Terms], score: np.ndarray, ctr: np.ndarray, bid_factor: n
         cap_start = np.zeros(calls, dtype=np.int64)
         np.cumsum(sizes[:-1], out=cap_start[1:])
     floors = [t.floor for t in terms]
-    winner, price = np.empty(calls, dtype=np.int64), np.empty(calls, dtype=np.int64)
-    rank, prices = np.empty(rows, dtype=np.float32), np.empty(rows, dtype=np.float64)
-    _auction(np.ascontiguousarray(score, dtype=np.float32), np.ascontiguousarray(bid_factor, dtype=np.float32),
-             np.ascontiguousarray(caps, dtype=np.float64), cap_start, np.array([t.boost for t in terms], dtype=np.float64),
-             np.array(floors, dtype=np.float64), np.array(sizes, dtype=np.int64), winner, price, rank, prices)
+    table = np.array([(t.boost, f, n) for t, f, n in zip(terms, floors, sizes)], dtype=np.float64)
+    try:
+        won, rank, prices = _auction(score, bid_factor, caps, cap_start, table)
+    except TypeError:  # not C-ordered arrays of the kernel's types (the batcher's always are)
+        won, rank, prices = _auction(np.ascontiguousarray(score, dtype=np.float32),
+                                     np.ascontiguousarray(bid_factor, dtype=np.float32),
+                                     np.ascontiguousarray(caps, dtype=np.float64), cap_start, table)
     settled, start = [], 0
-    for f, n, w, p in zip(floors, sizes, winner.tolist(), price.tolist()):
+    for f, n, (w, p) in zip(floors, sizes, won.tolist()):
         if f == NO_FLOOR:  # several impressions or deals: the processor chooses from every price
             settled.append(Settled(rank=rank[start:start + n], prices=prices[start:start + n]))
         else:
