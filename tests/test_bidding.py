@@ -314,6 +314,27 @@ async def test_budget_stops_bidding_and_pacing_holds_back_early_spend(aiohttp_cl
     assert wins + more == 24  # 48000 / 2000: never beyond the daily budget
 
 
+async def test_a_spent_campaign_drops_out_while_the_others_keep_bidding_within_their_caps(aiohttp_client, tmp_path,
+                                                                                           clock):
+    from app.bidding.campaigns import utc_day
+    campaigns = [single_campaign(id="spent", bid_cap_micros=9_000_000, daily_budget_micros=1_000),
+                 single_campaign(id="low", bid_cap_micros=1_000_000),
+                 single_campaign(id="mid", bid_cap_micros=2_000_000)]
+    client = await _client(aiohttp_client, tmp_path, clock, campaigns=campaigns)
+    platform = client.app[PLATFORM]
+    await platform.delivery.charge("earlier", "spent", "u0", 1_000, utc_day(clock.now()), clock.now())
+    caps = {c.id: c.bid_cap_micros / 1e6 for c in campaigns}
+    seen = set()
+    for i in range(12):
+        resp = await post_bid(client, banner_request(request_id=f"r{i}", user_id=f"u{i}", floor=0.1,
+                                                     device={"devicetype": 1 + i % 3}))
+        assert resp.status == 200
+        bid = (await resp.json())["seatbid"][0]["bid"][0]
+        assert bid["adid"] != "spent" and 0.1 <= bid["price"] <= caps[bid["adid"]]
+        seen.add(bid["adid"])
+    assert seen <= {"low", "mid"}
+
+
 async def test_admin_campaign_api(bidder):
     headers = await _admin(bidder)
     body = {"name": "Winter", "advertiser_domain": "contrail.example", "bid_cap_micros": 3_000_000,

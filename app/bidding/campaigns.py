@@ -49,6 +49,10 @@ class CampaignService:
         self._spend_arr = np.zeros(0)
         self._spend_key: tuple | None = None
         self._shapes: OrderedDict[tuple, _Shape | None] = OrderedDict()
+        # One array per distinct list of bid caps, shared by the shapes that have it: requests of
+        # different shapes (devices, countries) with the same candidates then share their caps, and
+        # the batch auction reads them as they are instead of concatenating copies.
+        self._caps: dict[bytes, np.ndarray] = {}
         self._open_slots = np.zeros(0, dtype=bool)
         self._open_key: tuple | None = None
         self._open_from = self._open_until = 0.0
@@ -112,6 +116,7 @@ class CampaignService:
             self._index_version = self._store.version
             self._spend_key = None
             self._shapes.clear()
+            self._caps.clear()
         return self._index
 
     def _spent(self, day: str) -> np.ndarray:
@@ -197,7 +202,7 @@ class CampaignService:
                 continue
             for index, shape in imps:
                 found.extend((index, slot, creative) for creative in e.matching(shape))
-        result = _Shape(found, entries) if found else None
+        result = _Shape(found, entries, self._caps) if found else None
         self._shapes[key] = result
         if len(self._shapes) > _SHAPE_CACHE_SIZE:
             self._shapes.popitem(last=False)
@@ -209,13 +214,16 @@ class _Shape:
 
     __slots__ = ("n", "imp_of", "slot", "caps", "creatives", "campaigns", "capped", "selected", "selected_for")
 
-    def __init__(self, found: list[tuple[int, int, Creative]], entries: list["_Entry"]) -> None:
+    def __init__(self, found: list[tuple[int, int, Creative]], entries: list["_Entry"],
+                 caps_pool: dict[bytes, np.ndarray]) -> None:
         self.n = len(found)
         self.imp_of = np.array([f[0] for f in found], dtype=np.int64)
         self.slot = np.array([f[1] for f in found], dtype=np.int64)
         self.creatives = [f[2] for f in found]
         self.campaigns = [entries[f[1]].campaign for f in found]
-        self.caps = np.array([c.bid_cap_micros for c in self.campaigns], dtype=np.float64)
+        caps = np.array([c.bid_cap_micros for c in self.campaigns], dtype=np.float64)
+        caps.flags.writeable = False
+        self.caps = caps_pool.setdefault(caps.tobytes(), caps)
         self.capped = sorted({f[1] for f in found if entries[f[1]].capped})
         self.selected: Candidates | None = None  # the selection for users without frequency use ...
         self.selected_for: tuple | None = None     # ... and the (open campaigns, limit) it was made for
@@ -240,7 +248,8 @@ class Candidates:
     def __init__(self, shape: _Shape, rows: slice | np.ndarray, freq: np.ndarray | None) -> None:
         self._shape, self._rows = shape, rows
         self.imp_of = shape.imp_of[rows]
-        self.caps = shape.caps[rows]
+        whole = isinstance(rows, slice) and rows == slice(0, shape.n)
+        self.caps = shape.caps if whole else shape.caps[rows]  # all of the shape's candidates: its shared caps
         self.n = len(self.imp_of)
         self.freq = freq[shape.slot[rows]] if freq is not None else None
 

@@ -272,11 +272,10 @@ def validate(request: BidRequest) -> None:
             raise InvalidBidRequest("video_without_mimes", imp.id)
         if imp.audio is not None and not imp.audio.mimes:
             raise InvalidBidRequest("audio_without_mimes", imp.id)
-        deals = imp.pmp.deals if imp.pmp is not None and imp.pmp.deals else []
-        floors = [imp.bidfloor, *(d.bidfloor for d in deals)]
-        if not all(0 <= f <= MAX_FLOOR for f in floors):  # also refuses NaN and infinity
+        if not 0 <= imp.bidfloor <= MAX_FLOOR or (  # also refuses NaN and infinity
+                imp.pmp is not None and imp.pmp.deals and not all(0 <= d.bidfloor <= MAX_FLOOR for d in imp.pmp.deals)):
             raise InvalidBidRequest("bidfloor_out_of_range", imp.id)
-    if sum(x is not None for x in (request.site, request.app, request.dooh)) > 1:
+    if (request.site is not None) + (request.app is not None) + (request.dooh is not None) > 1:
         raise InvalidBidRequest("multiple_distribution_channels")
     if request.tmax is not None and request.tmax <= 0:
         raise InvalidBidRequest("invalid_tmax")

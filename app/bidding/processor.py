@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+import msgspec
 import numpy as np
 
 from app import ids
@@ -32,6 +33,16 @@ _NOTICE_QUERY = "&auction=${AUCTION_ID}&imp=${AUCTION_IMP_ID}&cur=${AUCTION_CURR
 _LOSS_QUERY = _NOTICE_QUERY + "&reason=${AUCTION_LOSS}"
 TIER_BOOST = {1.0: 1.30, 0.5: 1.15}  # loyalty tier feature (Reserve 1.0, Gold 0.5) -> bid boost
 MICROS = 1_000_000
+
+
+class BidEvent(msgspec.Struct, gc=False):
+    """The event log's record of a bid made."""
+    request_id: str | None
+    bid_id: str
+    imp_id: str
+    price: float
+    campaign_id: str | None
+    deal_id: str | None
 
 
 @dataclass
@@ -146,19 +157,22 @@ class BidProcessor:
         except ScoringTimeout:
             return self._no_bid(request, "scoring_timeout", NBR_INSUFFICIENT_TIME)
 
+        response_id = None
         if simple:
             winner = settled.winner
-            bids = [] if winner < 0 else [
-                self._make_bid(request, imps[0], found.pair(winner), settled.price, None, user_id, now)]
+            bids = []
+            if winner >= 0:
+                bid_id, response_id = ids.token_hexes(2)
+                bids.append(self._make_bid(request, imps[0], found.pair(winner), settled.price, None, user_id, now,
+                                           bid_id))
         else:
             bids = self._choose(request, found, settled, user_id, now, seat)
         if not bids:
             return self._no_bid(request, "below_floor", NBR_UNKNOWN)
         response = BidResponse(id=request.id or "", seatbid=[SeatBid(bid=bids, seat=seat or cfg.seat)],
-                               bidid=ids.token_hex(16), cur=cfg.currency)
+                               bidid=response_id or ids.token_hex(16), cur=cfg.currency)
         for b in bids:
-            self._log_event("Bid", {"request_id": request.id, "bid_id": b.id, "imp_id": b.impid, "price": b.price,
-                                    "campaign_id": b.adid, "deal_id": b.dealid})
+            self._log_event("Bid", BidEvent(request.id, b.id, b.impid, b.price, b.adid, b.dealid))
         return Outcome(response, "bid", None, len(bids))
 
     def _features(self, request: BidRequest, profile: CachedProfile | None, loyalty: np.ndarray | None,
@@ -217,9 +231,9 @@ class BidProcessor:
         return bids
 
     def _make_bid(self, request: BidRequest, imp: Imp, pair: tuple[Campaign, Creative], price: int,
-                  deal: str | None, user_id: str | None, now: float) -> Bid:
+                  deal: str | None, user_id: str | None, now: float, bid_id: str | None = None) -> Bid:
         campaign, creative = pair
-        bid_id = ids.token_hex(16)
+        bid_id = bid_id or ids.token_hex(16)
         self._ledger.issue(IssuedBid(bid_id, request.id or "", imp.id or "", campaign.id, creative.id,
                                      user_id or "", price, now + self.config.bid_ttl_s))
         return Bid(
