@@ -39,12 +39,6 @@ def token_hex(nbytes: int = 16) -> str:
     return _pool.take(nbytes).hex()
 
 
-def token_hexes(count: int, nbytes: int = 16) -> list[str]:
-    """`count` token_hex() values for one draw from the pool."""
-    text, width = _pool.take(nbytes * count).hex(), 2 * nbytes
-    return [text[i * width:(i + 1) * width] for i in range(count)]
-
-
 def token_urlsafe(nbytes: int = 16) -> str:
     return base64.urlsafe_b64encode(_pool.take(nbytes)).rstrip(b"=").decode("ascii")
 

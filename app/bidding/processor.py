@@ -17,7 +17,7 @@ import numpy as np
 from app import ids
 from app.bidding.auction import NO_FLOOR, Settled, Terms
 from app.bidding.campaigns import WINDOWS, Candidates, CampaignService
-from app.bidding.notices import BidLedger, IssuedBid
+from app.bidding.notices import BidLedger
 from app.bidding.openrtb import (MTYPE, NBR_DAILY_READER_CAP, NBR_INSUFFICIENT_TIME, NBR_TECHNICAL, NBR_UNKNOWN,
                                  Bid, BidRequest, BidResponse, Imp, SeatBid)
 from app.bidding.profiles import MISS, CachedProfile, ProfileCache
@@ -157,20 +157,17 @@ class BidProcessor:
         except ScoringTimeout:
             return self._no_bid(request, "scoring_timeout", NBR_INSUFFICIENT_TIME)
 
-        response_id = None
         if simple:
             winner = settled.winner
             bids = []
             if winner >= 0:
-                bid_id, response_id = ids.token_hexes(2)
-                bids.append(self._make_bid(request, imps[0], found.pair(winner), settled.price, None, user_id, now,
-                                           bid_id))
+                bids.append(self._make_bid(request, imps[0], found.pair(winner), settled.price, None, user_id, now))
         else:
             bids = self._choose(request, found, settled, user_id, now, seat)
         if not bids:
             return self._no_bid(request, "below_floor", NBR_UNKNOWN)
         response = BidResponse(id=request.id or "", seatbid=[SeatBid(bid=bids, seat=seat or cfg.seat)],
-                               bidid=response_id or ids.token_hex(16), cur=cfg.currency)
+                               bidid=ids.token_hex(16), cur=cfg.currency)
         for b in bids:
             self._log_event("Bid", BidEvent(request.id, b.id, b.impid, b.price, b.adid, b.dealid))
         return Outcome(response, "bid", None, len(bids))
@@ -231,11 +228,10 @@ class BidProcessor:
         return bids
 
     def _make_bid(self, request: BidRequest, imp: Imp, pair: tuple[Campaign, Creative], price: int,
-                  deal: str | None, user_id: str | None, now: float, bid_id: str | None = None) -> Bid:
+                  deal: str | None, user_id: str | None, now: float) -> Bid:
         campaign, creative = pair
-        bid_id = bid_id or ids.token_hex(16)
-        self._ledger.issue(IssuedBid(bid_id, request.id or "", imp.id or "", campaign.id, creative.id,
-                                     user_id or "", price, now + self.config.bid_ttl_s))
+        bid_id = self._ledger.issue(request.id or "", imp.id or "", campaign.id, creative.id, user_id or "", price,
+                                    now + self.config.bid_ttl_s)
         return Bid(
             id=bid_id, impid=imp.id or "", price=round(price / MICROS, 6), adid=campaign.id, crid=creative.id,
             adomain=[campaign.advertiser_domain], adm=creative.markup, cat=campaign.categories or None,
