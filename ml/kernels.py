@@ -4,13 +4,16 @@ Done with numpy, a batch was about thirty array calls (the user blocks' product,
 gather, the candidate columns' product, the threshold, the second layer, tanh and its
 scaling), and on a busy server each call's own overhead cost more than its arithmetic:
 about 80 us a batch, whether it held one request or sixteen. This loop does the same
-arithmetic in one call, request by request, with the 64 hidden units as SIMD lanes;
-np.tanh then runs over all outputs at once (vectorised, where a scalar tanh per row in
-the loop cost more than the layers themselves).
+arithmetic in one call. For each request it works out the user block's product once;
+the candidate columns' product is worked out once per distinct block of candidate rows
+(requests that share one, the usual case, share it); then, hidden unit by hidden unit,
+it thresholds and accumulates all of the request's candidate rows at once, the rows
+being the SIMD lanes. np.tanh then runs over all outputs together (vectorised, where a
+scalar tanh per row cost more than the layers themselves).
 
-Sums over hidden units may be reassociated for SIMD, so results can differ from numpy's
-in the last bits of float32, as two BLAS builds do. Signatures are explicit: the kernel
-compiles (or loads from numba's on-disk cache) at import, never on a bid.
+Sums may be reassociated for SIMD, so results can differ from numpy's in the last bits
+of float32, as two BLAS builds do. Signatures are explicit: the kernel compiles (or
+loads from numba's on-disk cache) at import, never on a bid.
 """
 
 from __future__ import annotations
@@ -30,13 +33,19 @@ _I64 = types.Array(types.int64, 1, "C", readonly=True)
                                                types.float32, _F32_2D, _F32),
             fastmath={"reassoc", "nsz", "contract"}, boundscheck=False, cache=True)
 def _layers(users, cand_rows, cand_start, cand_len, total, w1, b1, w_cand, theta, w2t, b2):
-    """(3, total) pre-activations: request k's rows are users[k] with cand_rows[cand_start[k]:][:cand_len[k]]."""
+    """(3, total) pre-activations: request k's rows are users[k] with each of
+    cand_rows[cand_start[k]:cand_start[k] + cand_len[k]] as its candidate columns."""
     out = np.empty((3, total), np.float32)
     calls, dim = users.shape
-    hidden = w1.shape[1]
-    columns = cand_rows.shape[1]
+    hidden, columns = w1.shape[1], cand_rows.shape[1]
+    most = 0
+    for k in range(calls):
+        most = max(most, cand_len[k])
     per_user = np.empty(hidden, np.float32)
-    h = np.empty(hidden, np.float32)
+    cand_t = np.empty((columns, most), np.float32)
+    per_cand = np.empty((hidden, most), np.float32)  # hidden unit j's share from candidate row r: [j, r]
+    z0, z1, z2 = np.empty(most, np.float32), np.empty(most, np.float32), np.empty(most, np.float32)
+    block_start, block_len = -1, -1
     row = 0
     for k in range(calls):
         per_user[:] = b1
@@ -45,24 +54,33 @@ def _layers(users, cand_rows, cand_start, cand_len, total, w1, b1, w_cand, theta
             if x != 0.0:  # most of a user block is zero (no profile, few segments)
                 for j in range(hidden):
                     per_user[j] += x * w1[d, j]
-        for c in range(cand_start[k], cand_start[k] + cand_len[k]):
-            h[:] = per_user
+        start, n = cand_start[k], cand_len[k]
+        if start != block_start or n != block_len:  # a new block of candidate rows
             for q in range(columns):
-                v = cand_rows[c, q]
-                for j in range(hidden):
-                    h[j] += v * w_cand[q, j]
-            z0 = np.float32(0.0)
-            z1 = np.float32(0.0)
-            z2 = np.float32(0.0)
+                for r in range(n):
+                    cand_t[q, r] = cand_rows[start + r, q]
             for j in range(hidden):
-                spike = np.float32(h[j] > theta)
-                z0 += spike * w2t[0, j]
-                z1 += spike * w2t[1, j]
-                z2 += spike * w2t[2, j]
-            out[0, row] = z0 + b2[0]
-            out[1, row] = z1 + b2[1]
-            out[2, row] = z2 + b2[2]
-            row += 1
+                share = per_cand[j]
+                for r in range(n):
+                    share[r] = cand_t[0, r] * w_cand[0, j]
+                for q in range(1, columns):
+                    weight = w_cand[q, j]
+                    for r in range(n):
+                        share[r] += cand_t[q, r] * weight
+            block_start, block_len = start, n
+        for r in range(n):
+            z0[r], z1[r], z2[r] = b2[0], b2[1], b2[2]
+        for j in range(hidden):
+            base, share = per_user[j], per_cand[j]
+            a, b, c = w2t[0, j], w2t[1, j], w2t[2, j]
+            for r in range(n):
+                spike = np.float32(base + share[r] > theta)
+                z0[r] += spike * a
+                z1[r] += spike * b
+                z2[r] += spike * c
+        for r in range(n):
+            out[0, row + r], out[1, row + r], out[2, row + r] = z0[r], z1[r], z2[r]
+        row += n
     return out
 
 
