@@ -4,6 +4,7 @@ import asyncio
 import socket
 
 import aiohttp
+import msgspec
 
 from app.eventlog import EventLog
 from app.hub import Hub
@@ -79,6 +80,21 @@ async def test_event_queries_read_only_what_they_return(tmp_path):
         # A sort is fine only over what a subquery already limited (the newest N, put back in order).
         assert not any("TEMP B-TREE" in step for step in plan) or "subquery" in " ".join(plan), (sql, plan)
     conn.close()
+    await db.close()
+
+
+async def test_events_logged_together_are_stored_each_as_itself(tmp_path):
+    """Several events logged in one call (encoded as JSON lines in one pass) come back one by one, in
+    order, each its own payload, whatever their strings hold; past the queue's room the rest are dropped."""
+    db, _, log = await _event_log(tmp_path, capacity=4, flush_rows=100, flush_interval_ms=60_000)
+    payloads = [{"i": 0, "text": "line\nbreak"}, {"i": 1, "text": "quote \" and \\ backslash"},
+                {"i": 2, "text": "caf\u00e9 \u2708", "list": [1.5, None, {"nested": "\r\n"}]}, {"i": 3}, {"i": 4}]
+    assert log.log_events("Mixed", payloads[:3]) == 3
+    assert log.log_events("Mixed", payloads[3:]) == 1  # room for one more
+    assert log.dropped == 1
+    await log.flush()
+    stored = await log.query("Mixed", None, 0, 10)
+    assert [msgspec.json.decode(e.payload) for e in stored] == payloads[:4]
     await db.close()
 
 

@@ -94,6 +94,20 @@ def conditions_for(bundle: str, total_cents: int) -> Conditions:
                       change_penalty_cents=2_500)
 
 
+class OfferGenerated(msgspec.Struct, gc=False):
+    """The event log's record of an offer shown: how it was ranked, and the features the ranker saw."""
+    offer_id: str
+    owner: str
+    flight_id: str
+    bundle: str
+    total_cents: int
+    rank: int
+    probability: float
+    margin_cents: int
+    score: float
+    features: list[float]
+
+
 class OfferService:
     def __init__(self, config: RetailConfig, catalog: CatalogService, offers: OfferStore, ranker: Ranker,
                  clock: Clock, log_events, metrics) -> None:
@@ -163,10 +177,9 @@ class OfferService:
         # How each offer was ranked goes to the event log only: the acceptance model trains on the
         # features the ranker saw, and analysts see probability, margin and score. Shoppers never do.
         self._log_events("OfferGenerated", [
-            {"offer_id": offer.id, "owner": owner, "flight_id": offer.flight_id, "bundle": offer.bundle,
-             "total_cents": offer.total_cents, "rank": rank, "probability": round(probabilities[i], 6),
-             "margin_cents": drafts[i].margin_cents, "score": round(scores[i], 3),
-             "features": features(ctx, drafts[i].summary, now)}
+            OfferGenerated(offer.id, owner, offer.flight_id, offer.bundle, offer.total_cents, rank,
+                           round(probabilities[i], 6), drafts[i].margin_cents, round(scores[i], 3),
+                           features(ctx, drafts[i].summary, now))
             for rank, (offer, i) in enumerate(zip(chosen, shown), 1)])
         return chosen, source, [d.offer_json(o) for d, o in zip(shared, chosen)]
 
