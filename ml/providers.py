@@ -155,7 +155,7 @@ class Fp32Provider(Provider):
 
     def score(self, net, users, cands):
         if self._compiled is None or self._compiled[0] is not net:
-            w1, w2, w_cand = self._weights(net)
+            _, w2, w_cand = self._weights(net)
             self._compiled = (net, np.ascontiguousarray(w2.T), np.ascontiguousarray(w_cand), np.float32(net.theta))
         _, w2t, w_cand, theta = self._compiled
         out = kernels.spiking_outputs(users, cands, net.w1, net.b1, w_cand, theta, w2t, net.b2, _OUTPUT_SCALE)

@@ -159,9 +159,8 @@ class BidProcessor:
 
         if simple:
             winner = settled.winner
-            bids = []
-            if winner >= 0:
-                bids.append(self._make_bid(request, imps[0], found.pair(winner), settled.price, None, user_id, now))
+            bids = [] if winner < 0 else [
+                self._make_bid(request, imps[0], found.pair(winner), settled.price, None, user_id, now)]
         else:
             bids = self._choose(request, found, settled, user_id, now, seat)
         if not bids:
