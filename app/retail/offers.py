@@ -176,11 +176,11 @@ class OfferService:
         self._metrics.offers_generated.inc(len(chosen))
         # How each offer was ranked goes to the event log only: the acceptance model trains on the
         # features the ranker saw, and analysts see probability, margin and score. Shoppers never do.
+        seen = features(ctx, [drafts[i].summary for i in shown], now)
         self._log_events("OfferGenerated", [
             OfferGenerated(offer.id, owner, offer.flight_id, offer.bundle, offer.total_cents, rank,
-                           round(probabilities[i], 6), drafts[i].margin_cents, round(scores[i], 3),
-                           features(ctx, drafts[i].summary, now))
-            for rank, (offer, i) in enumerate(zip(chosen, shown), 1)])
+                           round(probabilities[i], 6), drafts[i].margin_cents, round(scores[i], 3), x)
+            for rank, (offer, i, x) in enumerate(zip(chosen, shown, seen), 1)])
         return chosen, source, [d.offer_json(o) for d, o in zip(shared, chosen)]
 
     def _priced_bundles(self, flight: Flight, q: SearchQuery, now: float) -> list[Draft]:

@@ -72,14 +72,19 @@ def bundle_of(product_codes: tuple[str, ...]) -> str:
     return "rule"
 
 
-def features(ctx: SearchContext, offer: OfferSummary, now: float) -> list[float]:
+def features(ctx: SearchContext, offers: list[OfferSummary], now: float) -> list[list[float]]:
+    """Each offer's feature vector, for one search (the days to departure are the search's)."""
     departs = day_start(ctx.departure_date)
     if departs is None:
         departs = now
-    x = list(_fixed_features(offer.total_cents, ctx.passengers, offer.discount_percent, offer.product_codes,
-                             ctx.segment, ctx.cabin))
-    x[_DAYS] = min(max(0.0, (departs - now) / 86_400), 365) / 365  # as offer_features computes it
-    return x
+    days = min(max(0.0, (departs - now) / 86_400), 365) / 365  # as offer_features computes it
+    vectors = []
+    for offer in offers:
+        x = list(_fixed_features(offer.total_cents, ctx.passengers, offer.discount_percent, offer.product_codes,
+                                 ctx.segment, ctx.cabin))
+        x[_DAYS] = days
+        vectors.append(x)
+    return vectors
 
 
 _DAYS = FEATURES.index("days_to_departure_fraction")
@@ -95,9 +100,14 @@ def _fixed_features(total_cents: int, passengers: int, discount_percent: float, 
 
 
 def rule_probability(ctx: SearchContext, offer: OfferSummary) -> float:
-    bundle = bundle_of(offer.product_codes)
-    p = RULE_BASE[bundle] * (1 + offer.discount_percent / 100)
-    if bundle == "premium" and ctx.segment == "premium":
+    return _rule_probability(offer.product_codes, offer.discount_percent, ctx.segment)
+
+
+@functools.lru_cache(maxsize=4096)
+def _rule_probability(product_codes: tuple[str, ...], discount_percent: float, segment: str) -> float:
+    bundle = bundle_of(product_codes)
+    p = RULE_BASE[bundle] * (1 + discount_percent / 100)
+    if bundle == "premium" and segment == "premium":
         p *= 1.5
     return min(0.95, max(0.01, p))
 
@@ -177,7 +187,7 @@ class Ranker:
         if self.model is None:
             return [rule_probability(ctx, o) for o in offers]
         now = self._clock.now()
-        return [float(p) for p in self.model.predict(np.array([features(ctx, o, now) for o in offers]))]
+        return [float(p) for p in self.model.predict(np.array(features(ctx, offers, now)))]
 
     async def probabilities(self, ctx: SearchContext, offers: list[OfferSummary]) -> tuple[list[float], str]:
         """(probabilities, source): source is remote, model or rules."""
