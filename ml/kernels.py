@@ -84,12 +84,13 @@ def _layers(users, cand_rows, cand_start, cand_len, total, w1, b1, w_cand, theta
     return out
 
 
-@functools.lru_cache(maxsize=256)
-def _shared(calls: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row starts and lengths for `calls` requests that all use one n-row candidate array (read-only)."""
-    start, length = np.zeros(calls, dtype=np.int64), np.full(calls, n, dtype=np.int64)
-    start.flags.writeable = length.flags.writeable = False
-    return start, length
+@functools.lru_cache(maxsize=512)
+def repeated(value: int, calls: int) -> np.ndarray:
+    """`calls` copies of `value` as a read-only int64 array, shared by the batches of that size (the row
+    starts and lengths of requests that all use one candidate array, and their caps' starts)."""
+    out = np.full(calls, value, dtype=np.int64)
+    out.flags.writeable = False
+    return out
 
 
 def spiking_outputs(users: np.ndarray, cands: list[np.ndarray], w1: np.ndarray, b1: np.ndarray,
@@ -101,7 +102,7 @@ def spiking_outputs(users: np.ndarray, cands: list[np.ndarray], w1: np.ndarray, 
     first = cands[0]
     if all(c is first for c in cands):  # no frequency cap in use: every request has the same columns
         rows, total = first, len(first) * len(cands)
-        start, length = _shared(len(cands), len(first))
+        start, length = repeated(0, len(cands)), repeated(len(first), len(cands))
     else:
         rows = np.concatenate(cands)
         total = len(rows)

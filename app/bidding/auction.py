@@ -17,7 +17,6 @@ computed in float64 in that order (tests check it against numpy's evaluation of 
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import NamedTuple
 
@@ -25,6 +24,8 @@ import msgspec
 import numba
 import numpy as np
 from numba import types
+
+from ml.kernels import repeated
 
 NO_FLOOR = math.inf  # a request that is not simple: no winner is picked in the batch
 
@@ -83,20 +84,13 @@ def _auction(score, bid_factor, caps, cap_start, terms):
     return won, rank, prices
 
 
-@functools.lru_cache(maxsize=256)
-def _zeros(calls: int) -> np.ndarray:
-    zeros = np.zeros(calls, dtype=np.int64)
-    zeros.flags.writeable = False
-    return zeros
-
-
 def settle(terms: list[Terms], score: np.ndarray, ctr: np.ndarray, bid_factor: np.ndarray,
            sizes: list[int]) -> list[Settled]:
     """Settle a batch: `terms[k]` and `sizes[k]` belong to the k-th request's rows, in order."""
     calls = len(terms)
     caps = terms[0].caps
     if all(t.caps is caps for t in terms):  # requests of one shape share their caps
-        cap_start = _zeros(calls)
+        cap_start = repeated(0, calls)
     else:
         caps = np.concatenate([t.caps for t in terms])
         cap_start = np.zeros(calls, dtype=np.int64)
