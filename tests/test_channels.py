@@ -175,7 +175,8 @@ async def test_sendgrid_conformance_events_are_recorded_once(shop):
         assert again["recorded"] == 0 and again["duplicate"] == body["recorded"] + body["duplicate"], path.name
     report = await (await client.get("/v1/channels/email/analytics", headers=staff)).json()
     assert report["bounces"] >= 2 and report["blocked"] == 1 and report["spam_reports"] == 1
-    assert report["clicks"] >= 3 and report["opens"] >= 1 and report["unsubscribes"] >= 2
+    # Counted per message: the sample's unsubscribe and group unsubscribe are about one message.
+    assert report["clicks"] >= 3 and report["opens"] >= 1 and report["unsubscribes"] == 1
     # Hard bounces, spam reports and unsubscribes suppress; a blocked message does not by itself.
     suppressed = await (await client.get("/v1/suppressions", params={"identifier": "example@test.com"},
                                          headers=staff)).json()

@@ -1,9 +1,14 @@
 """Email analytics: SendGrid event webhooks and our own SMTP path's records, counted per activation.
 
-SendGrid posts arrays of events; custom args (our `activation_id`) arrive as top-level keys.
-A repeat is the same `sg_event_id` for the same event (and bounce type); events without an
-id are identified by their content. Hard bounces, spam reports and unsubscribes put the
-address on the email suppression list; a group resubscribe lifts an unsubscribe.
+SendGrid posts arrays of events; custom args arrive as top-level keys. An event is tied to
+the outbox message we sent by the `contrail_message_id` unique arg our SMTP path sets (see
+email.py), else by its `smtp-id` when that is our Message-ID (`<id@contrail>`); in a report,
+an event not tied so is joined to our message through another event with its
+`sg_message_id`, or through its `activation_id` and address. A message is counted once
+whichever path reported it. A repeat is the same `sg_event_id` for the same event (and
+bounce type); events without an id are identified by their content. Hard bounces, spam
+reports and unsubscribes put the address on the email suppression list; a group
+resubscribe lifts an unsubscribe.
 With `sendgrid.verification_key` set, the ECDSA P-256 / SHA-256 signature over timestamp +
 raw body (X-Twilio-Email-Event-Webhook-Signature / -Timestamp) must verify.
 """
@@ -22,12 +27,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from app.channels.suppression import SuppressionService
 from app.errors import Forbidden, InvalidInput
 from state.clock import Clock
-from state.outbox import EmailEvent
+from state.outbox import EmailEvent, OutboxMessage
 from state.ports import OutboxStore
 
 KNOWN = {"processed", "dropped", "delivered", "deferred", "bounce", "open", "click", "spamreport", "unsubscribe",
          "group_unsubscribe", "group_resubscribe"}
 MAX_EVENTS = 10_000
+OUR_MESSAGE_ID = "@contrail>"  # the Message-ID our SMTP path sets: <outbox id@contrail>
 
 
 def load_verification_key(b64_der: str) -> ec.EllipticCurvePublicKey | None:
@@ -72,6 +78,7 @@ class EmailAnalytics:
         if len(events) > MAX_EVENTS:
             raise InvalidInput(f"at most {MAX_EVENTS} events per request")
         counts = {"recorded": 0, "duplicate": 0, "ignored": 0}
+        ours: dict[str, OutboxMessage | None] = {}
         for n, event in enumerate(events):
             if not isinstance(event, dict) or not isinstance(event.get("event"), str) \
                     or not isinstance(event.get("email", ""), str):
@@ -80,14 +87,28 @@ class EmailAnalytics:
             if kind not in KNOWN:
                 counts["ignored"] += 1
                 continue
-            if await self._store.record_event(self._event(event)):
+            if await self._store.record_event(self._event(event, await self._message(event, ours))):
                 counts["recorded"] += 1
                 await self._suppress(event)
             else:
                 counts["duplicate"] += 1
         return counts
 
-    def _event(self, e: dict) -> EmailEvent:
+    async def _message(self, e: dict, cache: dict[str, OutboxMessage | None]) -> OutboxMessage | None:
+        """The outbox message this event is about, if we sent it (by unique arg, else by smtp-id)."""
+        candidates = [e.get("contrail_message_id")]
+        smtp_id = e.get("smtp-id")
+        if isinstance(smtp_id, str) and smtp_id.startswith("<") and smtp_id.endswith(OUR_MESSAGE_ID):
+            candidates.append(smtp_id[1:-len(OUR_MESSAGE_ID)])
+        for message_id in candidates:
+            if isinstance(message_id, str) and message_id:
+                if message_id not in cache:
+                    cache[message_id] = await self._store.get(message_id)
+                if cache[message_id] is not None:
+                    return cache[message_id]
+        return None
+
+    def _event(self, e: dict, ours: OutboxMessage | None) -> EmailEvent:
         sg_id = e.get("sg_event_id")
         if isinstance(sg_id, str) and sg_id:
             key = f"sg:{sg_id}:{e['event']}:{e.get('type') or ''}"
@@ -95,11 +116,14 @@ class EmailAnalytics:
             key = "sg-content:" + hashlib.sha256(json.dumps(e, sort_keys=True).encode()).hexdigest()
         at = e.get("timestamp")
         activation = e.get("activation_id")
+        if ours is not None:  # our message id, activation and address: one message whichever path reports it
+            message_id, activation, address = ours.id, ours.activation_id, ours.to
+        else:
+            message_id, address = str(e.get("sg_message_id") or "") or None, e.get("email") or None
         return EmailEvent(key, e["event"] if e.get("type") != "blocked" else "blocked",
                           float(at) if isinstance(at, (int, float)) else self._clock.now(),
-                          str(e.get("sg_message_id") or "") or None,
-                          activation if isinstance(activation, str) else None,
-                          e.get("email") or None, {k: v for k, v in e.items() if k != "event"})
+                          message_id, activation if isinstance(activation, str) else None,
+                          address, {k: v for k, v in e.items() if k != "event"})
 
     async def _suppress(self, e: dict) -> None:
         address, kind = e.get("email"), e["event"]
@@ -117,26 +141,74 @@ class EmailAnalytics:
                 await self._suppression.remove([(address, "email")])
 
     async def report(self, activation_id: str | None) -> dict:
-        """Counts and rates for one activation (or all mail when None)."""
+        """Counts and rates for one activation (or all mail when None), each message counted once.
+
+        Per message: sent (any event but a drop), delivered (SendGrid's `delivered`, or our relay
+        accepted it and nothing bounced, was blocked or dropped), opened, clicked, bounced, ...
+        Unique opens / clicks are messages opened / clicked; opens / clicks are, per message, the
+        larger of what our pixel / redirects and what SendGrid saw (both see the same opens).
+        Rates are over messages sent.
+        """
         events = await self._store.events(activation_id)
-        by_kind: dict[str, list[EmailEvent]] = {}
-        for e in events:
-            by_kind.setdefault(e.kind, []).append(e)
+        messages: dict[object, dict[str, list[int]]] = {}  # message -> kind -> [ours, SendGrid's]
+        for key, e in zip(_message_keys(events), events):
+            seen = messages.setdefault(key, {}).setdefault(e.kind, [0, 0])
+            seen[_from_sendgrid(e)] += 1
 
-        def count(*kinds: str) -> int:
-            return sum(len(by_kind.get(k, ())) for k in kinds)
+        def having(*kinds: str) -> int:
+            return sum(1 for m in messages.values() if any(k in m for k in kinds))
 
-        def unique(kind: str) -> int:
-            return len({(e.message_id, e.email) for e in by_kind.get(kind, ())})
-        sent = count("sent", "processed")
-        bounces = count("bounce")
-        delivered = count("delivered") + count("sent")  # our own relay's 250 counts as delivered
-        base = delivered or sent
-        return {"activation_id": activation_id, "sent": sent, "delivered": delivered, "opens": count("open"),
-                "unique_opens": unique("open"), "clicks": count("click"), "unique_clicks": unique("click"),
-                "bounces": bounces, "blocked": count("blocked"), "dropped": count("dropped"),
-                "deferred": count("deferred"), "spam_reports": count("spamreport"),
-                "unsubscribes": count("unsubscribe", "group_unsubscribe"),
-                "open_rate": round(unique("open") / base, 4) if base else 0.0,
-                "click_rate": round(unique("click") / base, 4) if base else 0.0,
+        def most(kind: str) -> int:
+            return sum(max(m[kind]) for m in messages.values() if kind in m)
+        sent = sum(1 for m in messages.values() if m.keys() - {"dropped"})
+        delivered = sum(1 for m in messages.values()
+                        if "delivered" in m or ("sent" in m and not m.keys() & {"bounce", "blocked", "dropped"}))
+        opened, clicked, bounces = having("open"), having("click"), having("bounce")
+        return {"activation_id": activation_id, "sent": sent, "delivered": delivered, "opens": most("open"),
+                "unique_opens": opened, "clicks": most("click"), "unique_clicks": clicked,
+                "bounces": bounces, "blocked": having("blocked"), "dropped": having("dropped"),
+                "deferred": having("deferred"), "spam_reports": having("spamreport"),
+                "unsubscribes": having("unsubscribe", "group_unsubscribe"),
+                "open_rate": round(opened / sent, 4) if sent else 0.0,
+                "click_rate": round(clicked / sent, 4) if sent else 0.0,
                 "bounce_rate": round(bounces / sent, 4) if sent else 0.0}
+
+
+def _from_sendgrid(e: EmailEvent) -> bool:
+    return e.id.startswith("sg")  # ours: sent:, open:, click:, bounce:, unsubscribe:
+
+
+def _ours(e: EmailEvent) -> str | None:
+    """Our outbox id for the event, when it has one: a SendGrid event not tied to our message at
+    ingest keeps SendGrid's message id (or none)."""
+    if _from_sendgrid(e) and e.message_id == str(e.details.get("sg_message_id") or ""):
+        return None
+    return e.message_id
+
+
+def _message_keys(events: list[EmailEvent]) -> list[object]:
+    """Which message each event is about: our outbox id when the event is tied to one, or another
+    event with its sg_message_id is, or we sent one message to its address in its activation;
+    else SendGrid's message id; else its activation and address."""
+    by_sg: dict[str, str] = {}
+    by_address: dict[tuple[str, str], set[str]] = {}
+    for e in events:
+        if (ours := _ours(e)) is None:
+            continue
+        if sg := e.details.get("sg_message_id"):
+            by_sg[str(sg)] = ours
+        if e.activation_id and e.email:
+            by_address.setdefault((e.activation_id, e.email.lower()), set()).add(ours)
+    keys: list[object] = []
+    for e in events:
+        sg, address = str(e.details.get("sg_message_id") or ""), (e.email or "").lower()
+        mine = by_address.get((e.activation_id or "", address), ())
+        if (ours := _ours(e)) is not None:
+            keys.append(ours)
+        elif sg in by_sg:
+            keys.append(by_sg[sg])
+        elif len(mine) == 1:
+            keys.append(next(iter(mine)))
+        else:
+            keys.append(f"sg:{sg}" if sg else ("address", e.activation_id, address))
+    return keys

@@ -6,7 +6,8 @@ retries and exponential backoff. After a restart pending messages are sent and s
 not sent again; the Message-ID is the outbox id, so a message is queued once per id.
 Every message has a text and an HTML part, RFC 8058 one-click unsubscribe headers, an
 open pixel and click redirects; the suppression list is checked when queueing and again
-just before sending.
+just before sending. Through SendGrid's SMTP relay, the X-SMTPAPI header's unique args
+(`contrail_message_id`, `activation_id`) come back on every webhook event for the message.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import base64
 import hashlib
 import hmac
 import html as html_lib
+import json
 import logging
 import re
 from email.header import Header
@@ -168,8 +170,12 @@ class EmailService:
                    ("List-Unsubscribe", f"<{self.unsubscribe_url(message)}>"),
                    ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"), ("MIME-Version", "1.0"),
                    ("Content-Type", f'multipart/alternative; boundary="{boundary}"')]
+        unique_args = {"contrail_message_id": message.id}
         if message.activation_id:
             headers.append(("X-Contrail-Activation", message.activation_id))
+            unique_args["activation_id"] = message.activation_id
+        # SendGrid's SMTP API: these come back as top-level keys of every event (ASCII JSON, one line).
+        headers.append(("X-SMTPAPI", json.dumps({"unique_args": unique_args}, separators=(",", ":"))))
         lines = [f"{name}: {value}" for name, value in headers]
         for subtype, body in (("plain", message.text), ("html", message.html)):
             lines += ["", f"--{boundary}", f'Content-Type: text/{subtype}; charset="utf-8"',
