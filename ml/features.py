@@ -24,19 +24,24 @@ RECENCY, FREQ_UTIL, DEVICE_TYPE, OFFER_POSITION = 136, 137, 138, 139
 CANDIDATE_COLUMNS = [FREQ_UTIL, OFFER_POSITION]
 N_INTERESTS = N_SEGMENTS = 64
 N_LOYALTY = 8
+WIDTHS = {"interests": N_INTERESTS, "loyalty": N_LOYALTY}  # a stored profile's vectors
 
 
 def user_block(interests: np.ndarray | None, segments: list[int] | None, loyalty: np.ndarray | None,
                recency: float, device_type: int | None) -> np.ndarray:
     """The part of the vector shared by every candidate of one request."""
+    # A vector shorter than its block (stored before the edge checked shapes) fills what it has:
+    # one user's data never fails the request, its batch or its stream.
     row = np.zeros(DIM, dtype=np.float32)
     if interests is not None:
-        row[INTERESTS] = np.clip(interests[:N_INTERESTS], 0.0, 1.0)
+        weights = interests[:N_INTERESTS]
+        row[INTERESTS.start:INTERESTS.start + len(weights)] = np.clip(weights, 0.0, 1.0)
     if segments:
         idx = [s for s in segments if 0 <= s < N_SEGMENTS]
         row[SEGMENTS.start + np.asarray(idx, dtype=np.int64)] = 1.0
     if loyalty is not None:
-        row[LOYALTY] = loyalty[:N_LOYALTY]
+        values = loyalty[:N_LOYALTY]
+        row[LOYALTY.start:LOYALTY.start + len(values)] = values
     row[RECENCY] = recency
     row[DEVICE_TYPE] = min(max(device_type or 0, 0), 7) / 7.0
     return row

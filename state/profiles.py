@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import msgspec
 
 from state.db import Database
@@ -16,6 +18,7 @@ class Profile(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True)
     updated_at: float = 0.0
 
 
+log = logging.getLogger("contrail.profiles")
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Profile).decode
 
@@ -36,7 +39,15 @@ class SqliteProfileStore:
         if user_id not in self._ids:
             return None
         row = await self._db.fetchone("SELECT body FROM profiles WHERE user_id=?", (user_id,))
-        return _decode(row[0]) if row else None
+        if row is None:
+            return None
+        try:
+            return _decode(row[0])
+        except msgspec.ValidationError as exc:
+            # A row this version cannot read (written by another version or by hand) is no profile:
+            # the user is bid on as anyone unknown, never refused.
+            log.warning("unreadable stored profile", extra={"user_id": user_id, "error": str(exc)})
+            return None
 
     async def put(self, *profiles: Profile) -> None:
         """Create or replace profiles, all in one commit."""

@@ -10,6 +10,7 @@ import msgspec
 
 from app.bidding.openrtb import BidResponse, InvalidBidRequest, User, decode_request, encode_response
 from app.bidding.processor import BidProcessor, Outcome
+from app.jsondepth import MAX_DEPTH, nesting_exceeds
 from app.metrics import Metrics
 
 log = logging.getLogger("contrail.bidding")
@@ -50,6 +51,8 @@ class BidGateway:
         started = time.perf_counter() if started is None else started
         m = self._metrics
         try:
+            if nesting_exceeds(raw):
+                raise InvalidBidRequest("too_deeply_nested", f"JSON nests deeper than {MAX_DEPTH} levels")
             request = decode_request(raw)
         except InvalidBidRequest as exc:
             m.bid_invalid.labels(exc.reason).inc()
@@ -63,7 +66,13 @@ class BidGateway:
             user = request.user
             request = msgspec.structs.replace(
                 request, user=msgspec.structs.replace(user, id=user_id) if user else User(id=user_id))
-        outcome = await self.bidder.process(request, started)
+        try:
+            outcome = await self.bidder.process(request, started)
+        except Exception:
+            # A fault in one request (its data, a bug) is a counted no-bid for that request alone: the
+            # exchange gets an answer and the stream or batch it came in goes on.
+            log.exception("bid request failed", extra={"request_id": request.id, "protocol": protocol})
+            outcome = self.bidder.failed(request)
         requests, latency = self._count(protocol, outcome.response is not None)
         requests.inc()
         if outcome.response is None:

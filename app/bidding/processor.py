@@ -19,7 +19,7 @@ from app.bidding.auction import NO_FLOOR, Settled, Terms
 from app.bidding.campaigns import WINDOWS, Candidates, CampaignService
 from app.bidding.notices import BidLedger
 from app.bidding.openrtb import (MTYPE, NBR_DAILY_READER_CAP, NBR_INSUFFICIENT_TIME, NBR_TECHNICAL, NBR_UNKNOWN,
-                                 Bid, BidRequest, BidResponse, Imp, SeatBid)
+                                 Bid, BidRequest, BidResponse, Imp, SeatBid, banner_sizes)
 from app.bidding.profiles import MISS, CachedProfile, ProfileCache
 from app.config import BiddingConfig
 from ml import features
@@ -67,6 +67,23 @@ def _unused_columns(n: int) -> np.ndarray:
     return columns
 
 
+def unservable(request: BidRequest) -> str | None:
+    """Why no imp of this valid request can take a bid, or None when one can: a banner with no size
+    (and no other medium offered) fits no creative, and a private auction without deals admits no
+    bid. Asked only once the answer is a no-bid, to name its reason, so bids never pay for it."""
+    reason = None
+    for imp in request.imp or ():
+        pmp = imp.pmp
+        if pmp is not None and pmp.private_auction == 1 and not pmp.deals:
+            reason = reason or "private_auction_without_deals"
+        elif imp.video is None and imp.audio is None and imp.native is None and \
+                (imp.banner is None or not banner_sizes(imp.banner)):
+            reason = reason or "banner_without_size"
+        else:
+            return None
+    return reason
+
+
 def personal_data_allowed(request: BidRequest) -> bool:
     """COPPA, or GDPR without a consent string, means no personal features."""
     regs, user = request.regs, request.user
@@ -112,6 +129,10 @@ class BidProcessor:
         self._log_event("NoBid", {"request_id": request.id, "reason": reason, "nbr": nbr})
         return Outcome(None, reason, nbr)
 
+    def failed(self, request: BidRequest) -> Outcome:
+        """The answer to a request whose processing raised: a technical no-bid."""
+        return self._no_bid(request, "error", NBR_TECHNICAL)
+
     async def process(self, request: BidRequest, started: float | None = None, seat: str | None = None) -> Outcome:
         """Answer one validated BidRequest; `started` is the perf_counter when it arrived."""
         started = time.perf_counter() if started is None else started
@@ -135,10 +156,11 @@ class BidProcessor:
             loyalty = profile.loyalty
         found = self._campaigns.candidates(request, user_id, now, cfg.batch_size)
         if found is None:
-            return self._no_bid(request, "no_eligible_campaign", NBR_UNKNOWN)
+            return self._no_bid(request, unservable(request) or "no_eligible_campaign", NBR_UNKNOWN)
 
         imps = request.imp or ()
-        simple = len(imps) == 1 and (imps[0].pmp is None or not imps[0].pmp.deals)
+        pmp = imps[0].pmp if len(imps) == 1 else None
+        simple = len(imps) == 1 and (pmp is None or not (pmp.deals or pmp.private_auction))
         floor = NO_FLOOR
         if simple:
             floor = self._floor_micros(imps[0].bidfloor, imps[0].bidfloorcur)
@@ -164,7 +186,7 @@ class BidProcessor:
         else:
             bids = self._choose(request, found, settled, user_id, now, seat)
         if not bids:
-            return self._no_bid(request, "below_floor", NBR_UNKNOWN)
+            return self._no_bid(request, unservable(request) or "below_floor", NBR_UNKNOWN)
         response = BidResponse(id=request.id or "", seatbid=[SeatBid(bid=bids, seat=seat or cfg.seat)],
                                bidid=ids.token_hex(16), cur=cfg.currency)
         for b in bids:
@@ -215,6 +237,8 @@ class BidProcessor:
                         deals[int(i)] = deal
                     eligible.append(i)
                 members = np.asarray(eligible, dtype=np.int64)
+            elif imp.pmp is not None and imp.pmp.private_auction == 1:
+                continue  # a private auction without deals: no bid is admitted
             else:
                 floor = self._floor_micros(imp.bidfloor, imp.bidfloorcur)
                 if floor is None:

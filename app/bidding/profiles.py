@@ -7,6 +7,8 @@ from collections import OrderedDict
 import msgspec
 import numpy as np
 
+from app.errors import RuleViolation
+from ml import features
 from state.clock import Clock
 from state.ports import ProfileStore
 from state.profiles import Profile
@@ -24,11 +26,26 @@ class CachedProfile(msgspec.Struct, frozen=True, gc=False):
 
     @classmethod
     def of(cls, profile: Profile) -> "CachedProfile":
-        return cls(profile.user_id,
-                   np.asarray(profile.interests, dtype=np.float32) if profile.interests else None,
-                   tuple(profile.segments),
-                   np.asarray(profile.loyalty, dtype=np.float32) if profile.loyalty else None,
+        """Stored numbers made safe to score: non-finite ones become 0 (the edge refuses them, but
+        a row may predate that check)."""
+        return cls(profile.user_id, _finite(profile.interests), tuple(profile.segments), _finite(profile.loyalty),
                    profile.last_seen)
+
+
+def _finite(values: list[float]) -> np.ndarray | None:
+    if not values:
+        return None
+    return np.nan_to_num(np.asarray(values, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def check_shapes(**vectors: list[float]) -> None:
+    """Each vector is empty or whole (RuleViolation naming the field): the bidder's feature blocks
+    have fixed widths."""
+    for name, values in vectors.items():
+        width = features.WIDTHS[name]
+        if len(values) not in (0, width):
+            raise RuleViolation(f"{name} must hold exactly {width} numbers (or none); got {len(values)}",
+                                {"field": name, "expected_length": width, "length": len(values)})
 
 
 MISS = object()  # ProfileCache.cached(): not in L1, or too old there

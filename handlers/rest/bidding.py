@@ -9,6 +9,7 @@ import msgspec
 from aiohttp import web
 
 from app import keys
+from app.bidding.profiles import check_shapes
 from app.errors import InvalidInput
 from handlers.rest.common import endpoint, json_response
 from state.campaigns import Campaign, Creative, FrequencyCaps, Targeting
@@ -134,16 +135,17 @@ async def add_creative(request: web.Request, principal, body: Creative) -> web.R
 class ProfileBody(msgspec.Struct, forbid_unknown_fields=True):
     interests: Annotated[list[Annotated[float, msgspec.Meta(ge=0, le=1)]], msgspec.Meta(max_length=64)] = []
     segments: Annotated[list[Annotated[int, msgspec.Meta(ge=0, le=63)]], msgspec.Meta(max_length=64)] = []
-    loyalty: Annotated[list[float], msgspec.Meta(max_length=8)] = []
+    loyalty: Annotated[list[Annotated[float, msgspec.Meta(ge=0, le=100)]], msgspec.Meta(max_length=8)] = []
     last_seen: Annotated[float, msgspec.Meta(ge=0)] | None = None
 
 
 @endpoint("Write a bidding profile through both cache tiers", tags=("bidding",), roles=("partner", "admin"),
-          body=ProfileBody, response=Profile)
+          body=ProfileBody, response=Profile, errors=(422,))
 async def put_profile(request: web.Request, principal, body: ProfileBody) -> web.Response:
     user_id = request.match_info["user_id"]
     if len(user_id) > 200:
         raise InvalidInput("user_id is longer than 200 characters")
+    check_shapes(interests=body.interests, loyalty=body.loyalty)
     profile = Profile(user_id, body.interests, body.segments, body.loyalty, body.last_seen,
                       request.app[keys.CLOCK].now())
     await request.app[keys.PROFILES].put(profile)
