@@ -20,6 +20,7 @@ import msgspec
 import numpy as np
 
 from app.errors import InvalidInput
+from app.jsondepth import check_depth
 from state.clock import Clock
 from state.profiles import Profile
 
@@ -101,11 +102,13 @@ class IngestService:
 
     async def ingest(self, raw: bytes) -> dict:
         """One event (a JSON object) or a batch (a JSON array): invalid events are reported, the rest accepted."""
+        check_depth(raw)
         try:
-            doc = _typed.decode(raw)
-            typed = True
-        except msgspec.ValidationError:
-            doc, typed = _loose.decode(raw), False
+            try:
+                doc, typed = _typed.decode(raw), True
+            except msgspec.ValidationError:
+                # The typed pass can stop at a bad field before it reaches malformed JSON further on.
+                doc, typed = _loose.decode(raw), False
         except msgspec.DecodeError as exc:
             raise InvalidInput(f"malformed JSON: {exc}") from None
         items = doc if isinstance(doc, list) else [doc]

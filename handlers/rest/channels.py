@@ -9,6 +9,7 @@ from aiohttp import web
 
 from app import keys
 from app.errors import NotFound
+from app.jsondepth import check_depth
 from handlers.rest.common import endpoint, json_response, paginate
 
 ADMIN = ("admin",)
@@ -194,6 +195,7 @@ class WebhookCounts(msgspec.Struct):
           tags=("channels",), response=WebhookCounts, errors=(403,))
 async def sendgrid_webhook(request: web.Request, principal) -> web.Response:
     raw = await request.read()
+    check_depth(raw)
     analytics = request.app[keys.EMAIL_ANALYTICS]
     analytics.verify(raw, request.headers.get("X-Twilio-Email-Event-Webhook-Signature"),
                      request.headers.get("X-Twilio-Email-Event-Webhook-Timestamp"))

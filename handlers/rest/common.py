@@ -18,6 +18,7 @@ from aiohttp import web
 
 from app.auth import Principal, require_role
 from app.errors import InvalidInput
+from app.jsondepth import check_depth
 
 PRINCIPAL = "contrail.principal"
 _encoder = msgspec.json.Encoder()
@@ -102,6 +103,7 @@ def decode(raw: bytes, type_: type) -> Any:
         decoder = _decoders[type_] = msgspec.json.Decoder(type_)
     if not raw.strip():
         raise InvalidInput("request body is empty; expected a JSON object")
+    check_depth(raw)
     try:
         return decoder.decode(raw)
     except msgspec.ValidationError as exc:

@@ -20,7 +20,7 @@ from aiohttp import WSMsgType, web
 
 from app import keys
 from handlers.rest.common import endpoint
-from handlers.ws.common import close_going_away, open_socket, send_json
+from handlers.ws.common import MESSAGE_TYPES, close_going_away, open_socket, send_error, send_json
 
 
 def _split(raw: str) -> list[bytes] | None:
@@ -28,8 +28,8 @@ def _split(raw: str) -> list[bytes] | None:
     if raw.lstrip()[:1] == "[":
         try:
             return [bytes(part) for part in msgspec.json.decode(raw, type=list[msgspec.Raw])]
-        except msgspec.DecodeError:
-            pass
+        except (msgspec.DecodeError, RecursionError):
+            pass  # answered as one (invalid) request
     return None
 
 
@@ -67,7 +67,11 @@ async def stream_bids(request: web.Request, principal) -> web.StreamResponse:
         async for msg in ws:
             if hub.closed:
                 break
+            if msg.type not in MESSAGE_TYPES:
+                continue
             if msg.type != WSMsgType.TEXT:
+                async with send_lock:
+                    await send_error(ws, "send OpenRTB requests as JSON text frames", request_id="")
                 continue
             started = time.perf_counter()
             parts = _split(msg.data)

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Callable
 
 import msgspec
-from aiohttp import WSCloseCode, web
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from app import keys
+from app.jsondepth import MAX_DEPTH, nesting_exceeds
 from app.hub import Subscription
 
 log = logging.getLogger("contrail.ws")
 _encode = msgspec.json.Encoder().encode
 
+MESSAGE_TYPES = (WSMsgType.TEXT, WSMsgType.BINARY)  # what a client sends; the rest are control frames
 CLOSE_TOO_SLOW = 4008  # application close code: the client fell too far behind
 
 
@@ -25,6 +27,30 @@ async def open_socket(request: web.Request) -> web.WebSocketResponse:
                                max_msg_size=request.app[keys.CONFIG].server.max_body_bytes)
     await ws.prepare(request)
     return ws
+
+
+class BadMessage(Exception):
+    """A client message that cannot be used; the stream answers it with an error and goes on."""
+
+
+def decode_message(msg: WSMessage, decode: Callable[[str], Any]) -> Any:
+    """A text frame's JSON through `decode`, or BadMessage saying what is wrong with it."""
+    if msg.type != WSMsgType.TEXT:
+        raise BadMessage("send JSON text frames; binary frames are not accepted")
+    if nesting_exceeds(msg.data):
+        raise BadMessage(f"JSON nests deeper than {MAX_DEPTH} levels")
+    try:
+        return decode(msg.data)
+    except msgspec.ValidationError as exc:
+        raise BadMessage(f"invalid message: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise BadMessage(f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise BadMessage("JSON is nested too deeply") from None
+
+
+async def send_error(ws: web.WebSocketResponse, message: str, **fields: Any) -> None:
+    await send_json(ws, {"type": "error", **fields, "message": message})
 
 
 async def send_json(ws: web.WebSocketResponse, message: Any) -> None:

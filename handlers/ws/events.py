@@ -13,11 +13,12 @@ import asyncio
 from typing import Literal
 
 import msgspec
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from app import keys
 from handlers.rest.common import endpoint
-from handlers.ws.common import end_subscription, open_socket, pump, send_json
+from handlers.ws.common import (MESSAGE_TYPES, BadMessage, decode_message, end_subscription, open_socket, pump,
+                                send_error, send_json)
 
 
 class ControlMessage(msgspec.Struct, forbid_unknown_fields=True):
@@ -41,12 +42,12 @@ async def stream_events(request: web.Request, principal) -> web.StreamResponse:
     sender = asyncio.create_task(pump(request, ws, sub, config.max_lag_s, metrics))
     try:
         async for msg in ws:
-            if msg.type != WSMsgType.TEXT:
+            if msg.type not in MESSAGE_TYPES:
                 continue
             try:
-                control = _decode(msg.data)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                await send_json(ws, {"type": "error", "message": f"bad control message: {exc}"})
+                control = decode_message(msg, _decode)
+            except BadMessage as exc:
+                await send_error(ws, f"bad control message: {exc}")
                 continue
             if control.type == "ping":
                 await send_json(ws, {"type": "pong"})

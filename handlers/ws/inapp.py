@@ -8,14 +8,14 @@ Client -> server: {"type": "ping"} → {"type": "pong"}
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from app import keys
 from handlers.rest.common import endpoint, json_response
-from handlers.ws.common import end_subscription, open_socket, pump, send_json
+from handlers.ws.common import MESSAGE_TYPES, BadMessage, decode_message, end_subscription, open_socket, pump, send_error, send_json
 from state.inbox import InAppMessage
 
 CUSTOMERS = ("customer",)
@@ -33,8 +33,12 @@ async def stream_inapp(request: web.Request, principal) -> web.StreamResponse:
     sender = asyncio.create_task(pump(request, ws, sub, app[keys.CONFIG].websocket.max_lag_s, metrics))
     try:
         async for msg in ws:
-            if msg.type == WSMsgType.TEXT and _is_ping(msg.data):
-                await send_json(ws, {"type": "pong"})
+            if msg.type in MESSAGE_TYPES:
+                try:
+                    decode_message(msg, _decode_ping)
+                    await send_json(ws, {"type": "pong"})
+                except BadMessage as exc:
+                    await send_error(ws, f"{exc}; the only message this stream takes is {{\"type\": \"ping\"}}")
             if sender.done():
                 break
     finally:
@@ -43,11 +47,11 @@ async def stream_inapp(request: web.Request, principal) -> web.StreamResponse:
     return ws
 
 
-def _is_ping(data: str) -> bool:
-    try:
-        return msgspec.json.decode(data).get("type") == "ping"
-    except (msgspec.DecodeError, AttributeError):
-        return False
+class Ping(msgspec.Struct):
+    type: Literal["ping"]
+
+
+_decode_ping = msgspec.json.Decoder(Ping).decode
 
 
 class InboxQuery(msgspec.Struct, forbid_unknown_fields=True):

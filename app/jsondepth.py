@@ -1,0 +1,51 @@
+"""The one bound on how deeply a client's JSON may nest, checked before it is decoded.
+
+No request Contrail takes nests deeper than a dozen levels; free-form fields (`ext`,
+`attributes`, webhook payloads) could otherwise carry a thousand, which the decoder, the
+event log or a later read would fail on.
+"""
+
+from __future__ import annotations
+
+import re
+
+from app.errors import InvalidInput
+
+MAX_DEPTH = 64
+
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+# Keep what delimits strings and nesting (every bracket as [ or ]: one kind of pair to peel).
+_BRACKETS = bytes.maketrans(b"{}", b"[]")
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"\\')
+
+
+class TooDeep(InvalidInput):
+    code = "too_deeply_nested"
+
+
+def nesting_exceeds(raw: bytes | str, limit: int = MAX_DEPTH) -> bool:
+    """Whether the JSON text nests arrays and objects deeper than `limit`.
+
+    Malformed text (unbalanced brackets) answers False: the decoder then says what is wrong.
+    """
+    data = raw.encode() if isinstance(raw, str) else raw
+    if data.count(b"[") + data.count(b"{") <= limit:  # the usual case: too few brackets to be deep
+        return False
+    if b'\\"' in data:  # an escaped quote: strings must be parsed out of the text itself
+        brackets = _STRINGS.sub(b"", data).translate(_BRACKETS, _NOT_STRUCTURE)
+    else:  # every other piece between quotes is a string's content
+        brackets = b"".join(data.translate(_BRACKETS, _NOT_STRUCTURE).split(b'"')[::2])
+    for _ in range(limit):
+        if not brackets:
+            return False
+        inner = brackets.replace(b"[]", b"")  # one pass peels one level off every innermost pair
+        if inner == brackets:
+            return False
+        brackets = inner
+    return bool(brackets)
+
+
+def check_depth(raw: bytes | str, limit: int = MAX_DEPTH) -> None:
+    """Raise TooDeep (400) when the JSON text nests deeper than `limit`."""
+    if nesting_exceeds(raw, limit):
+        raise TooDeep(f"JSON nests deeper than {limit} levels", {"max_depth": limit})
