@@ -6,12 +6,18 @@ Earn: stars = ceil(ceil(amount_cents / 100) × rate), rate = (tier multiplier 1.
 + active promotions' bonus + the channel's bonus) × 2 for a referral × 1.2 for a digital
 purchase, computed in exact decimals. Redemptions, reversals and expiry take stars from the
 oldest lots first. Stars earned as Green expire at the end of the sixth month after the month
-they were earned. Every balance is the sum of the member's ledger entries.
+they were earned.
+
+A balance never goes below zero: a debit (in practice a reversal of stars already spent) takes
+what is left and the rest becomes the member's debt, which later earns pay before the balance
+grows. So balance - debt is the sum of the member's ledger entries, and one of the two is 0.
+A reversed purchase stops counting toward tiers, and so does a tier only it reached.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import math
 import time
 from dataclasses import dataclass
@@ -41,7 +47,8 @@ class Account(msgspec.Struct, gc=False):
     a snapshot, and the garbage collector never has to walk the accounts (one per member)."""
 
     user_id: str
-    balance: int = 0
+    balance: int = 0            # never below 0
+    debt: int = 0               # stars taken back that the balance could not cover; earns pay it first
     lifetime: int = 0
     lots: tuple = ()            # (earn entry id, stars remaining, expires_at), oldest first
     qualifying: tuple = ()      # (at, stars, transaction_id)
@@ -59,6 +66,8 @@ class EarnResult:
     tier: str
     tier_changed: bool
     replayed: bool = False
+    debt_paid: int = 0          # of stars_earned, what went to the member's debt instead of the balance
+    debt_stars: int = 0         # the debt left after this earn
 
 
 def green_expiry(at: float, months: int) -> float:
@@ -120,27 +129,56 @@ class LoyaltyService:
         return max(rolling, held, key=TIERS.index)
 
     def _apply(self, account: Account, entry: LedgerEntry) -> None:
-        """Apply one ledger entry to an account: the same code for live changes and the replay at start."""
-        account.balance += entry.stars
+        """Apply one ledger entry to an account: the same code for live changes and the replay at start.
+
+        Entries hold what a transaction is worth; how much of it moved the balance and how much the
+        debt follows from the account as it stood, so a replay in ledger order rebuilds both."""
         account.entries += (entry,)
         if entry.kind == "earn":
+            paid = min(entry.stars, account.debt)  # a debt is paid before the balance grows
+            account.debt -= paid
+            account.balance += entry.stars - paid
             account.lifetime += entry.stars
-            account.lots += ((entry.id, entry.stars, entry.expires_at),)
+            if entry.stars > paid:
+                account.lots += ((entry.id, entry.stars - paid, entry.expires_at),)
             if entry.qualifying:
                 account.qualifying += ((entry.at, entry.stars, entry.transaction_id),)
-        elif entry.kind == "reverse":
+                self._hold(account, entry.at, self._qualifying(account, entry.at))
+            return
+        # A debit takes what the balance has; the rest (only a reversal can exceed it) is owed.
+        taken = min(-entry.stars, account.balance)
+        account.balance -= taken
+        account.debt += -entry.stars - taken
+        if entry.kind == "reverse":
+            account.lifetime += entry.stars
             account.qualifying = tuple(q for q in account.qualifying if q[2] != entry.transaction_id)
-            self._consume(account, -entry.stars, first=entry.details.get("earn_entry"))
+            self._rehold(account)
+            self._consume(account, taken, first=entry.details.get("earn_entry"))
         elif entry.kind == "expire":
-            self._consume(account, -entry.stars, first=entry.details.get("lot"))
+            self._consume(account, taken, first=entry.details.get("lot"))
         else:  # redeem
             account.last_redeem_at = entry.at
-            self._consume(account, -entry.stars)
-        if entry.kind in ("earn", "reverse"):
-            reached = self._rolling_tier(self._qualifying(account, entry.at))
-            if TIERS.index(reached) >= TIERS.index(account.held_tier) or entry.at >= account.held_until:
-                if reached != "Green":
-                    account.held_tier, account.held_until = reached, entry.at + YEAR
+            self._consume(account, taken)
+
+    def _hold(self, account: Account, at: float, qualifying: int) -> None:
+        """A tier reached by a purchase is kept 12 months; a lower one replaces it only once that is over."""
+        reached = self._rolling_tier(qualifying)
+        if reached != "Green" and (TIERS.index(reached) >= TIERS.index(account.held_tier)
+                                   or at >= account.held_until):
+            account.held_tier, account.held_until = reached, at + YEAR
+
+    def _rehold(self, account: Account) -> None:
+        """The holds again from the purchases still standing (oldest first): a refund must not leave
+        the member a tier that only the refunded purchase reached."""
+        account.held_tier, account.held_until = "Green", 0.0
+        window: collections.deque = collections.deque()
+        total = 0
+        for at, stars, _ in account.qualifying:
+            window.append((at, stars))
+            total += stars
+            while window[0][0] <= at - YEAR:
+                total -= window.popleft()[1]
+            self._hold(account, at, total)
 
     @staticmethod
     def _consume(account: Account, stars: int, first: int | None = None) -> None:
@@ -199,11 +237,15 @@ class LoyaltyService:
         q_after = self._qualifying(account, now) + (stars if qualifying else 0)
         after = max(self._rolling_tier(q_after), before, key=TIERS.index)
         # The result goes in the entry, so a replay after a restart answers exactly the same.
+        paid = min(stars, account.debt)  # _apply pays a debt before the balance grows
+        details = {"rate": str(rate), "channel": channel, "amount_cents": amount_cents, "referral": is_referral,
+                   "digital": is_digital, "balance_after": account.balance + stars - paid,
+                   "tier_after": after, "tier_changed": after != before}
+        if account.debt:
+            details.update(debt_paid=paid, debt_after=account.debt - paid)
         entry = LedgerEntry(self._store.new_id(), user_id, "earn", stars, now, transaction_id, qualifying,
                             green_expiry(now, self._config.green_expiry_months) if before == "Green" else None,
-                            {"rate": str(rate), "channel": channel, "amount_cents": amount_cents,
-                             "referral": is_referral, "digital": is_digital, "balance_after": account.balance + stars,
-                             "tier_after": after, "tier_changed": after != before})
+                            details)
         try:
             await self._append(account, entry)
         except BaseException as exc:
@@ -232,8 +274,12 @@ class LoyaltyService:
         if earned is None:
             raise NotFound(f"no earn transaction {transaction_id}")
         account = self._account(earned.user_id)
+        # The entry takes back the whole earn; what the balance could not cover is the shortfall (_apply owes it).
+        reversed_stars = min(earned.stars, account.balance)
+        shortfall = earned.stars - reversed_stars
         entry = LedgerEntry(self._store.new_id(), earned.user_id, "reverse", -earned.stars, self._clock.now(),
-                            transaction_id, details={"earn_entry": earned.id})
+                            transaction_id, details={"earn_entry": earned.id, "reversed": reversed_stars,
+                                                     "shortfall": shortfall, "debt_after": account.debt + shortfall})
         pending: asyncio.Future = asyncio.get_running_loop().create_future()
         self._reversed[transaction_id] = pending
         try:
@@ -246,7 +292,7 @@ class LoyaltyService:
         self._reversed[transaction_id] = entry
         pending.set_result(entry)
         self._log_event("StarsReversed", {"user_id": earned.user_id, "transaction_id": transaction_id,
-                                          "stars": earned.stars})
+                                          "stars": earned.stars, "reversed": reversed_stars, "shortfall": shortfall})
         return entry
 
     # ---- spending ----
@@ -350,6 +396,13 @@ class LoyaltyService:
                 "tier_kept_until": account.held_until if account.held_tier != "Green" else None,
                 "birthday_eligible": self.birthday_eligible(user_id, now)}
 
+    def debt(self, user_id: str) -> int:
+        """Stars the member owes: reversals their balance could not cover; their next earns pay it."""
+        account = self._accounts.get(user_id)
+        if account is None:
+            raise NotFound(f"no loyalty account for {user_id}")
+        return account.debt
+
     def ledger(self, user_id: str) -> tuple[LedgerEntry, ...]:
         account = self._accounts.get(user_id)
         if account is None:
@@ -388,7 +441,8 @@ class LoyaltyService:
 def _earn_result(entry: LedgerEntry, replayed: bool = False) -> EarnResult:
     d = entry.details
     return EarnResult(entry.transaction_id or "", entry.stars, int(d.get("balance_after", 0)),
-                      str(d.get("tier_after", "Green")), bool(d.get("tier_changed", False)), replayed)
+                      str(d.get("tier_after", "Green")), bool(d.get("tier_changed", False)), replayed,
+                      int(d.get("debt_paid", 0)), int(d.get("debt_after", 0)))
 
 
 def _check_id(name: str, value: str) -> None:

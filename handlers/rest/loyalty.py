@@ -73,6 +73,7 @@ class Balance(msgspec.Struct):
     qualifying_stars_12m: int
     tier_kept_until: float | None
     birthday_eligible: bool
+    debt_stars: int = 0  # reversed stars the balance could not cover; later earns pay it first
 
 
 @endpoint("A member's balance and tier (customers: their own)", tags=("loyalty",), roles=MEMBERS, response=Balance,
@@ -80,7 +81,8 @@ class Balance(msgspec.Struct):
 async def balance(request: web.Request, principal) -> web.Response:
     user_id = request.match_info["user_id"]
     owner_or_staff(principal, user_id)
-    return json_response(Balance(**request.app[keys.LOYALTY].balance(user_id)))
+    loyalty = request.app[keys.LOYALTY]
+    return json_response(Balance(**loyalty.balance(user_id), debt_stars=loyalty.debt(user_id)))
 
 
 class LedgerPage(msgspec.Struct):
