@@ -17,7 +17,7 @@ from collections import OrderedDict
 import msgspec
 import numpy as np
 
-from app.bidding.openrtb import BidRequest, Imp
+from app.bidding.openrtb import BidRequest, Imp, banner_sizes
 
 from app.errors import Conflict, InvalidInput, NotFound
 from state.campaigns import Campaign, Creative
@@ -277,14 +277,10 @@ class _ImpShape:
     __slots__ = ("sizes", "banner", "video_mimes", "audio_mimes", "native")
 
     def __init__(self, imp: Imp) -> None:
-        b = imp.banner
-        self.banner = b is not None
-        self.sizes = None
-        if b is not None:
-            sizes = {(f.w, f.h) for f in b.format or ()}
-            if b.w and b.h:
-                sizes.add((b.w, b.h))
-            self.sizes = sizes or None  # None: any size
+        # A banner takes creatives of its sizes only: one without a size (valid, as sizes are only
+        # recommended) has no creative to match, rather than any.
+        self.sizes = banner_sizes(imp.banner) if imp.banner is not None else set()
+        self.banner = bool(self.sizes)
         self.video_mimes = set(imp.video.mimes or ()) if imp.video is not None else None
         self.audio_mimes = set(imp.audio.mimes or ()) if imp.audio is not None else None
         self.native = imp.native is not None
@@ -311,11 +307,8 @@ class _Entry:
     def matching(self, shape: _ImpShape) -> list[Creative]:
         found: list[Creative] = []
         if shape.banner:
-            if shape.sizes is None:
-                found += self.banners
-            else:
-                for size in shape.sizes:
-                    found += self.banners_by_size.get(size, ())
+            for size in shape.sizes:
+                found += self.banners_by_size.get(size, ())
         if shape.video_mimes is not None:
             found += [cr for cr, m in self.videos if not m or not m.isdisjoint(shape.video_mimes)]
         if shape.audio_mimes is not None:

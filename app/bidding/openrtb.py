@@ -1,16 +1,29 @@
 """OpenRTB 2.6 BidRequest / BidResponse as msgspec Structs.
 
 Unknown fields are ignored and enumerations are plain ints/strings, so values added by
-later versions of the spec are tolerated as the spec requires. `validate` applies the
-rules the type system cannot (a required `id`, at least one imp, one distribution
-channel, ...) and returns a reason code for metrics.
+later versions of the spec are tolerated as the spec requires. Value ranges (sizes,
+durations, 0/1 flags, lat/lon) and required sub-object fields are msgspec constraints,
+checked while decoding at no extra cost; `validate` applies the rules the type system
+cannot (a required `id`, at least one imp, one distribution channel, ...). Either way a
+broken rule raises InvalidBidRequest with a reason code for metrics (see _RULE_REASONS).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Annotated, Any
 
 import msgspec
+
+# Value ranges. A size is in pixels and fits no creative at 0 or less (Prebid Server refuses
+# negative sizes, and format sizes of 0); a flag is 0 or 1; a duration is whole seconds.
+Size = Annotated[int, msgspec.Meta(ge=1)]
+Flag = Annotated[int, msgspec.Meta(ge=0, le=1)]
+MinDuration = Annotated[int, msgspec.Meta(ge=0)]
+MaxDuration = Annotated[int, msgspec.Meta(ge=1)]
+Latitude = Annotated[float, msgspec.Meta(ge=-90, le=90)]
+Longitude = Annotated[float, msgspec.Meta(ge=-180, le=180)]
+Required = Annotated[str, msgspec.Meta(min_length=1)]  # a required string: absent or "" is missing
 
 
 class _O(msgspec.Struct, omit_defaults=True):
@@ -18,13 +31,13 @@ class _O(msgspec.Struct, omit_defaults=True):
 
 
 class Format(_O):
-    w: int | None = None
-    h: int | None = None
+    w: Size | None = None
+    h: Size | None = None
 
 
 class Banner(_O):
-    w: int | None = None
-    h: int | None = None
+    w: Size | None = None
+    h: Size | None = None
     format: list[Format] | None = None
     mimes: list[str] | None = None
     pos: int | None = None
@@ -33,26 +46,26 @@ class Banner(_O):
 
 class Video(_O):
     mimes: list[str] | None = None
-    w: int | None = None
-    h: int | None = None
-    minduration: int | None = None
-    maxduration: int | None = None
+    w: Size | None = None
+    h: Size | None = None
+    minduration: MinDuration | None = None
+    maxduration: MaxDuration | None = None
     protocols: list[int] | None = None
 
 
 class Audio(_O):
     mimes: list[str] | None = None
-    minduration: int | None = None
-    maxduration: int | None = None
+    minduration: MinDuration | None = None
+    maxduration: MaxDuration | None = None
 
 
 class Native(_O):
-    request: str | None = None
+    request: Required  # the Native Ad request payload (a JSON string); required by the spec
     ver: str | None = None
 
 
 class Deal(_O):
-    id: str | None = None
+    id: Required  # required: a bid in the deal names it in `dealid`
     bidfloor: float = 0.0
     bidfloorcur: str = "USD"
     at: int | None = None
@@ -60,7 +73,7 @@ class Deal(_O):
 
 
 class Pmp(_O):
-    private_auction: int = 0
+    private_auction: Flag = 0
     deals: list[Deal] | None = None
 
 
@@ -73,10 +86,10 @@ class Imp(_O):
     pmp: Pmp | None = None
     bidfloor: float = 0.0
     bidfloorcur: str = "USD"
-    secure: int | None = None
+    secure: Flag | None = None
     tagid: str | None = None
     exp: int | None = None
-    instl: int | None = None
+    instl: Flag | None = None
 
 
 class Publisher(_O):
@@ -113,8 +126,8 @@ class Geo(_O):
     country: str | None = None
     region: str | None = None
     city: str | None = None
-    lat: float | None = None
-    lon: float | None = None
+    lat: Latitude | None = None
+    lon: Longitude | None = None
 
 
 class Device(_O):
@@ -123,6 +136,8 @@ class Device(_O):
     devicetype: int | None = None
     os: str | None = None
     ifa: str | None = None
+    w: Size | None = None
+    h: Size | None = None
     geo: Geo | None = None
 
 
@@ -148,28 +163,28 @@ class User(_O):
 
 
 class Regs(_O):
-    coppa: int | None = None
-    gdpr: int | None = None
+    coppa: Flag | None = None
+    gdpr: Flag | None = None  # 0 or 1; any other value leaves the consent state unknown: invalid
     us_privacy: str | None = None
     gpp: str | None = None
     ext: dict[str, Any] | None = None
 
 
 class SupplyChainNode(_O):
-    asi: str | None = None
-    sid: str | None = None
-    hp: int | None = None
+    asi: Required
+    sid: Required
+    hp: Flag | None = None
 
 
 class SupplyChain(_O):
-    complete: int | None = None
-    ver: str | None = None
-    nodes: list[SupplyChainNode] | None = None
+    complete: Flag
+    ver: Required
+    nodes: Annotated[list[SupplyChainNode], msgspec.Meta(min_length=1)]
 
 
 class Source(_O):
     tid: str | None = None
-    fd: int | None = None
+    fd: Flag | None = None
     schain: SupplyChain | None = None
     ext: dict[str, Any] | None = None
 
@@ -190,7 +205,7 @@ class BidRequest(_O):
     bcat: list[str] | None = None
     badv: list[str] | None = None
     bapp: list[str] | None = None
-    test: int = 0
+    test: Flag = 0
 
 
 class Bid(_O):
@@ -242,12 +257,46 @@ class InvalidBidRequest(Exception):
         self.reason = reason
 
 
+# The reason counted when the decoder finds a constraint above broken (a value out of its range,
+# a required field missing or empty), by the field's path with list indexes dropped. A value of
+# the wrong type, or a broken rule not listed here, is "invalid_field".
+_RULE_REASONS = {
+    **dict.fromkeys(("imp.banner.w", "imp.banner.h", "imp.banner.format.w", "imp.banner.format.h",
+                     "imp.video.w", "imp.video.h", "device.w", "device.h"), "invalid_size"),
+    **dict.fromkeys(("imp.video.minduration", "imp.video.maxduration", "imp.audio.minduration",
+                     "imp.audio.maxduration"), "invalid_duration"),
+    **dict.fromkeys(("imp.secure", "imp.instl", "imp.pmp.private_auction", "test", "source.fd"), "invalid_flag"),
+    **dict.fromkeys(("device.geo.lat", "device.geo.lon", "user.geo.lat", "user.geo.lon"), "invalid_geo"),
+    **dict.fromkeys(("source.schain.complete", "source.schain.ver", "source.schain.nodes", "source.schain.nodes.asi",
+                     "source.schain.nodes.sid", "source.schain.nodes.hp"), "invalid_schain"),
+    "imp.native.request": "native_without_request",
+    "imp.pmp.deals.id": "deal_missing_id",
+    "regs.gdpr": "invalid_gdpr",
+    "regs.coppa": "invalid_coppa",
+}
+_BROKEN_RULE = re.compile(r"Expected `[^`]+` (?:of length )?[<>]|Object missing required field `([^`]+)`")
+_AT = re.compile(r" - at `\$([^`]*)`$")
+_INDEX = re.compile(r"\[\d+\]")
+
+
+def _decode_error_reason(message: str) -> str:
+    """The reason for a msgspec ValidationError, from its message (only on the invalid path)."""
+    broken = _BROKEN_RULE.match(message)
+    if broken is None:
+        return "invalid_field"
+    at = _AT.search(message)
+    path = _INDEX.sub("", at.group(1)).lstrip(".") if at else ""
+    if broken.group(1):  # a missing field is reported at the object that lacks it
+        path = f"{path}.{broken.group(1)}".lstrip(".")
+    return _RULE_REASONS.get(path, "invalid_field")
+
+
 def decode_request(raw: bytes | str) -> BidRequest:
     """Decode and validate; raises InvalidBidRequest with a reason code."""
     try:
         request = _decoder.decode(raw)
     except msgspec.ValidationError as exc:
-        raise InvalidBidRequest("invalid_field", str(exc)) from None
+        raise InvalidBidRequest(_decode_error_reason(str(exc)), str(exc)) from None
     except msgspec.DecodeError as exc:
         raise InvalidBidRequest("not_json", str(exc)) from None
     validate(request)
@@ -268,10 +317,17 @@ def validate(request: BidRequest) -> None:
         seen.add(imp.id)
         if imp.banner is None and imp.video is None and imp.audio is None and imp.native is None:
             raise InvalidBidRequest("imp_without_media", imp.id)
-        if imp.video is not None and not imp.video.mimes:
-            raise InvalidBidRequest("video_without_mimes", imp.id)
-        if imp.audio is not None and not imp.audio.mimes:
-            raise InvalidBidRequest("audio_without_mimes", imp.id)
+        video, audio = imp.video, imp.audio
+        if video is not None:
+            if not video.mimes:
+                raise InvalidBidRequest("video_without_mimes", imp.id)
+            if video.maxduration is not None and (video.minduration or 0) > video.maxduration:
+                raise InvalidBidRequest("invalid_duration", imp.id)
+        if audio is not None:
+            if not audio.mimes:
+                raise InvalidBidRequest("audio_without_mimes", imp.id)
+            if audio.maxduration is not None and (audio.minduration or 0) > audio.maxduration:
+                raise InvalidBidRequest("invalid_duration", imp.id)
         if not 0 <= imp.bidfloor <= MAX_FLOOR or (  # also refuses NaN and infinity
                 imp.pmp is not None and imp.pmp.deals and not all(0 <= d.bidfloor <= MAX_FLOOR for d in imp.pmp.deals)):
             raise InvalidBidRequest("bidfloor_out_of_range", imp.id)
@@ -279,6 +335,25 @@ def validate(request: BidRequest) -> None:
         raise InvalidBidRequest("multiple_distribution_channels")
     if request.tmax is not None and request.tmax <= 0:
         raise InvalidBidRequest("invalid_tmax")
+    # OpenRTB 2.5's places for the privacy signals, still sent: the same rules as their 2.6 fields.
+    regs, user = request.regs, request.user
+    if regs is not None and regs.ext:
+        gdpr = regs.ext.get("gdpr")
+        if gdpr is not None and (type(gdpr) is not int or not 0 <= gdpr <= 1):  # an int: not true, not "1"
+            raise InvalidBidRequest("invalid_gdpr")
+    if user is not None and user.ext:
+        consent = user.ext.get("consent")
+        if consent is not None and type(consent) is not str:
+            raise InvalidBidRequest("invalid_consent")
+
+
+def banner_sizes(banner: Banner) -> set[tuple[int, int]]:
+    """The fixed sizes a banner takes: its w×h and each format's w×h (a format given only by ratio adds none).
+    Sizes are only recommended by the spec, so a banner may have none: it is valid, and no creative fits it."""
+    sizes = {(f.w, f.h) for f in banner.format or () if f.w and f.h}
+    if banner.w and banner.h:
+        sizes.add((banner.w, banner.h))
+    return sizes
 
 
 def encode_response(response: BidResponse) -> bytes:
