@@ -7,6 +7,8 @@ Bundles per flight with room for the party:
 - rule bundles: premium segment → premium_lounge (Lounge 20% off + FastTrack);
   corporate segment → corporate_flex (Bag + Seat 50% off); 3+ passengers → group_bags (Bag 25% off)
 Every ancillary is per passenger. A bundle is only offered if its limited products have room.
+The best `retail.max_offers` by score are shown, and always the cheapest flight-only fare among the
+flights with room for the party (bundles outscore it, so on a busy route it would otherwise be dropped).
 """
 
 from __future__ import annotations
@@ -142,21 +144,28 @@ class OfferService:
 
     async def search(self, q: SearchQuery, owner: str, *, is_guest: bool, session_id: str = ""
                      ) -> tuple[list[Offer], str, list[bytes]]:
-        """Price, rank and persist the offers for a search: the best `max_offers`, best first, who
+        """Price, rank and persist the offers for a search: the best `max_offers`, best first, always with
+        the cheapest flight-only fare among the flights with room for the party (see shortlist); who
         ranked them (remote, model or rules), and each offer as JSON (its own fields and its draft's JSON)."""
         self.check(q)
         now = self._clock.now()
         drafts: list[Draft] = []
+        cheapest = -1  # the index of the cheapest flight-only draft among the flights with room
         for flight in self._catalog.flights_on(q.origin, q.destination, q.departure_date):
             if flight.departure_at > now and self._catalog.seats_left(flight, q.cabin) >= q.passengers:
-                drafts += self._priced_bundles(flight, q, now)
+                bundles = self._priced_bundles(flight, q, now)
+                # A flight's first draft is its flight-only fare, which needs nothing but the seats.
+                if bundles and bundles[0].offer.bundle == "flight_only" and (
+                        cheapest < 0 or bundles[0].offer.total_cents < drafts[cheapest].offer.total_cents):
+                    cheapest = len(drafts)
+                drafts += bundles
         if not drafts:
             return [], "none", []
         ctx = SearchContext(owner, is_guest, session_id, q.origin, q.destination, q.departure_date, q.passengers,
                             q.cabin, q.segment)
         probabilities, source = await self._ranker.probabilities(ctx, [d.summary for d in drafts])
         scores = [p * d.margin_cents for p, d in zip(probabilities, drafts)]
-        shown = sorted(range(len(drafts)), key=lambda i: -scores[i])[:self._config.max_offers]
+        shown = shortlist(drafts, scores, self._config.max_offers, cheapest)
         expires_at = now + self._config.offer_ttl_s
         chosen = [msgspec.structs.replace(drafts[i].offer, id=offer_id, owner=owner, created_at=now,
                                           expires_at=expires_at)
@@ -306,6 +315,20 @@ class OfferService:
                 await asyncio.sleep(0)
             total += len(expired)
         return total
+
+
+def shortlist(drafts: list[Draft], scores: list[float], size: int, cheapest: int) -> list[int]:
+    """The drafts shown, best score first: the `size` best, except that the cheapest flight-only fare
+    (drafts[cheapest]) is always among them. Bundles score higher than the bare fare (their ancillaries
+    carry most of the margin), so on a route with several flights the best scores are all bundles; the
+    shopper must still see the cheapest way to fly. When no flight-only fare that cheap made the cut, it
+    takes the last place: it scores no higher than what it replaces, so the order stays by score."""
+    shown = sorted(range(len(drafts)), key=lambda i: -scores[i])[:size]
+    if cheapest >= 0:
+        fare = drafts[cheapest].offer.total_cents
+        if not any(drafts[i].offer.bundle == "flight_only" and drafts[i].offer.total_cents <= fare for i in shown):
+            shown[-1] = cheapest
+    return shown
 
 
 def summary(offer: Offer) -> OfferSummary:
