@@ -52,6 +52,11 @@ class Retail(PlatformMachine):
             self.event += 1
             self.attempt(self.platform.orders.payment_webhook(PaymentEvent(
                 f"evt_{self.event}", order.payment.id, order.id, "approved" if approved else "declined")))
+            after = self.platform.order_store.get(order.id)
+            if order.state == "PAYMENT_PENDING":  # settled: fulfilled, or cancelled with its hold released
+                assert after.state == ("FULFILLED" if approved else "CANCELLED")
+            else:  # nothing to settle: unchanged
+                assert after.state == order.state
 
     @precondition(lambda self: self.orders)
     @rule(pick=st.integers(0, 10_000))

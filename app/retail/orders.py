@@ -1,7 +1,9 @@
 """Orders: accept an offer into a hold, pay, fulfil, cancel, and the sweeps that expire and archive.
 
 PROPOSED → PAYMENT_PENDING → PAID → FULFILLED → ARCHIVED
-PROPOSED → EXPIRED (hold released) · PROPOSED → CANCELLED · PAYMENT_PENDING → PROPOSED (payment failed)
+PROPOSED → EXPIRED (hold released) · PROPOSED → CANCELLED
+PAYMENT_PENDING → PROPOSED (declined at checkout or on reconciliation: pay again while the hold lasts)
+PAYMENT_PENDING → CANCELLED (the gateway's webhook says the payment failed: hold released)
 PAID / FULFILLED → CANCELLED through a confirmed refund quote.
 Every change is checked and applied in memory without an await in between, then committed
 (guarded on the state it came from) before anyone is told; a failed commit undoes it.
@@ -185,20 +187,20 @@ class OrderService:
         except asyncio.TimeoutError:
             self._metrics.payments.labels("timeout").inc()
             log.warning("payment gateway timed out; reconciliation will settle it", extra={"payment_id": payment.id})
-            return self._orders.get(order_id) or pending
+            return _refused_if_declined(self._orders.get(order_id) or pending, payment.id)
         except Exception as exc:  # the gateway is outside: its failure leaves the payment for reconciliation
             self._metrics.payments.labels("error").inc()
             log.warning("payment gateway failed", extra={"payment_id": payment.id, "error": str(exc)[:200]})
-            return self._orders.get(order_id) or pending
-        settled = await self._settle(order_id, payment.id, result)
-        if settled.state == "PROPOSED":
-            raise PaymentRequired(f"payment declined: {result.reason or 'declined'}",
-                                  {"reason": result.reason, "order": {"id": order_id, "state": "PROPOSED"}})
-        return settled
+            return _refused_if_declined(self._orders.get(order_id) or pending, payment.id)
+        return _refused_if_declined(await self._settle(order_id, payment.id, result), payment.id)
 
     async def _settle(self, order_id: str, payment_id: str, result: ChargeResult,
-                      extra: list[Statement] | None = None) -> Order:
-        """Apply a gateway result to an order still waiting on that payment."""
+                      extra: list[Statement] | None = None, *, final: bool = False) -> Order:
+        """Apply a gateway result to an order still waiting on that payment.
+
+        A decline returns the order to PROPOSED (the shopper may pay again while the hold lasts), unless
+        it is `final` (the gateway's webhook: the payment has definitively failed), which cancels the
+        order and releases its hold."""
         order = self._orders.get(order_id)
         if order is None or order.state != "PAYMENT_PENDING" or order.payment is None \
                 or order.payment.id != payment_id:
@@ -213,9 +215,16 @@ class OrderService:
         now = self._clock.now()
         payment = msgspec.structs.replace(order.payment, status=result.status, reason=result.reason, updated_at=now)
         if result.status == "declined":
-            return await self._commit(order, msgspec.structs.replace(
-                order, state="PROPOSED", payment=payment, payments_failed=order.payments_failed + 1, updated_at=now),
-                extra=extra)
+            failed = msgspec.structs.replace(order, state="PROPOSED", payment=payment,
+                                             payments_failed=order.payments_failed + 1, updated_at=now)
+            if not final:
+                return await self._commit(order, failed, extra=extra)
+            cancelled = await self._commit(order, msgspec.structs.replace(failed, state="CANCELLED", refund_cents=0),
+                                           release=True, extra=extra)
+            self._log_event("OrderCancelled", {"order_id": order.id, "owner": order.owner, "refund_cents": 0,
+                                               "reason": f"payment_failed: {result.reason or 'declined'}"})
+            await self._notify(self.on_cancelled, cancelled)
+            return cancelled
         paid = msgspec.structs.replace(order, state="PAID", payment=payment, updated_at=now)
         barcodes = tuple(Barcode(ids.token_urlsafe(18), p, item.kind, item.product_id)
                          for item in order.items for p in range(1, item.quantity + 1))
@@ -227,13 +236,18 @@ class OrderService:
         return done
 
     async def payment_webhook(self, event: PaymentEvent) -> tuple[Order | None, bool]:
-        """Settle a pending payment from a signed gateway webhook; (order, first time seen)."""
+        """Settle a pending payment from a signed gateway webhook; (order as it now stands, first time seen).
+
+        approved: PAYMENT_PENDING → PAID → FULFILLED; declined (a definitive failure): PAYMENT_PENDING →
+        CANCELLED, the hold released. An event for an order no longer waiting on that payment (already
+        paid, cancelled, or paying again) changes nothing: the answer is the order's current state."""
         if event.status not in ("approved", "declined"):
             raise InvalidInput("status must be approved or declined")
         if await self._orders.seen_payment_event(event.id):
             return self._orders.get(event.order_id), False
         record = [self._orders.record_payment_event(event.id, event.payment_id, self._clock.now())]
-        order = await self._settle(event.order_id, event.payment_id, ChargeResult(event.status, event.reason), record)
+        order = await self._settle(event.order_id, event.payment_id, ChargeResult(event.status, event.reason), record,
+                                   final=True)
         return order, True
 
     async def _expire(self, order: Order) -> Order:
@@ -325,6 +339,17 @@ class OrderService:
         elif result.status == "pending" and now >= order.hold_expires_at + self._payments.pending_timeout_s:
             result = ChargeResult("declined", "payment_not_settled")
         await self._settle(order.id, order.payment.id, result)
+
+
+def _refused_if_declined(order: Order, payment_id: str) -> Order:
+    """The order a checkout answers with, or 402 when this payment was declined: the order is back to
+    PROPOSED (the card was declined at checkout), or CANCELLED (the gateway's webhook got there first)."""
+    payment = order.payment
+    if order.state in ("PROPOSED", "CANCELLED") and payment is not None and payment.id == payment_id \
+            and payment.status == "declined":
+        raise PaymentRequired(f"payment declined: {payment.reason or 'declined'}",
+                              {"reason": payment.reason, "order": {"id": order.id, "state": order.state}})
+    return order
 
 
 async def _unless_changed(change) -> None:
