@@ -229,6 +229,31 @@ class ApiKeyService:
         return key
 
 
+class Authenticator:
+    """Who is calling, from the credentials any protocol carries: an API key, or a bearer token."""
+
+    def __init__(self, api_keys: ApiKeyService, tokens: TokenService, accounts: AccountService) -> None:
+        self._api_keys = api_keys
+        self._tokens = tokens
+        self._accounts = accounts
+
+    async def identify(self, api_key: str | None, authorization: str | None) -> Principal | None:
+        """The caller, None when no credentials were sent; Unauthenticated when they are wrong."""
+        if api_key is not None:
+            return await self._api_keys.authenticate(api_key)
+        if authorization is not None:
+            scheme, _, token = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthenticated("Authorization must be 'Bearer <token>'")
+            principal = self._tokens.verify(token.strip())
+            # A signature alone is not enough: the account must exist (a leaked or guessed secret
+            # cannot mint an admin out of nothing, and a deleted account's tokens stop working).
+            if principal.kind == "user" and self._accounts.get(principal.id) is None:
+                raise Unauthenticated("bearer token names no account")
+            return principal
+        return None
+
+
 def require_role(principal: Principal | None, *roles: str) -> Principal:
     """Raise 401/403 unless the caller has one of `roles`."""
     if principal is None:

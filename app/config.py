@@ -36,6 +36,7 @@ class ServerConfig(_Section):
 class GrpcConfig(_Section):
     host: str = "127.0.0.1"
     port: int = 9090
+    max_message_bytes: int = 1_048_576
 
 
 class StorageConfig(_Section):
@@ -237,6 +238,7 @@ _CHECKS: dict[tuple[str, str], tuple[Any, str]] = {
     ("server", "port"): (lambda v: 0 <= v <= 65535, "must be a port number 0-65535"),
     ("grpc", "port"): (lambda v: 0 <= v <= 65535, "must be a port number 0-65535"),
     ("server", "max_body_bytes"): (lambda v: v >= 1024, "must be at least 1024"),
+    ("grpc", "max_message_bytes"): (lambda v: 1024 <= v <= 2**31 - 1, "must be 1024 to 2147483647"),
     ("server", "shutdown_grace_s"): (lambda v: v >= 0, "must not be negative"),
     ("storage", "max_group_size"): (lambda v: v >= 1, "must be at least 1"),
     ("storage", "checkpoint_interval_ms"): (lambda v: v >= 10, "must be at least 10"),

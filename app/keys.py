@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from app.auth import AccountService, ApiKeyService, TokenService
+    from app.auth import AccountService, ApiKeyService, Authenticator, TokenService
     from app.config import Config
     from app.eventlog import EventLog
     from app.health import Health
     from app.hub import Hub
     from app.idempotency import IdempotencyService
     from app.metrics import Metrics
-    from app.ratelimit import TokenBuckets
+    from app.ratelimit import RateLimiter
     from app.supervisor import Supervisor
     from app.admin import AdminService
     from state.clock import Clock
@@ -53,9 +53,8 @@ API_KEYS: web.AppKey["ApiKeyService"] = web.AppKey("api_keys")
 TOKENS: web.AppKey["TokenService"] = web.AppKey("tokens")
 IDEMPOTENCY: web.AppKey["IdempotencyService"] = web.AppKey("idempotency")
 ADMIN: web.AppKey["AdminService"] = web.AppKey("admin")
-IP_LIMITS: web.AppKey["TokenBuckets"] = web.AppKey("ip_limits")
-PRINCIPAL_LIMITS: web.AppKey["TokenBuckets"] = web.AppKey("principal_limits")
-EXCHANGE_LIMITS: web.AppKey["TokenBuckets"] = web.AppKey("exchange_limits")
+AUTHENTICATOR: web.AppKey["Authenticator"] = web.AppKey("authenticator")
+LIMITER: web.AppKey["RateLimiter"] = web.AppKey("limiter")
 BIDDER: web.AppKey["BidProcessor"] = web.AppKey("bidder")
 NOTICES: web.AppKey["NoticeService"] = web.AppKey("notices")
 CAMPAIGNS: web.AppKey["CampaignService"] = web.AppKey("campaigns")

@@ -61,9 +61,8 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     app[keys.TOKENS] = p.tokens
     app[keys.IDEMPOTENCY] = p.idempotency
     app[keys.ADMIN] = p.admin
-    app[keys.IP_LIMITS] = p.ip_limits
-    app[keys.PRINCIPAL_LIMITS] = p.principal_limits
-    app[keys.EXCHANGE_LIMITS] = p.exchange_limits
+    app[keys.AUTHENTICATOR] = p.authenticator
+    app[keys.LIMITER] = p.limiter
     app[keys.BIDDER] = p.bidder
     app[keys.BID_GATEWAY] = p.bid_gateway
     app[keys.NOTICES] = p.notices
@@ -84,9 +83,9 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     app[keys.INGEST] = p.ingest
     app[keys.INAPP] = p.inapp
 
-    bidding_rpc = BiddingService(p.bid_gateway, p.api_keys, config.bidding.seat,
-                                 config.bidding.stream_max_in_flight)
-    grpc = GrpcServer([PlatformService(p.health), bidding_rpc, RankingService(p.ranker, p.api_keys)], p.metrics)
+    bidding_rpc = BiddingService(p.bid_gateway, p.limiter, config.bidding.seat, config.bidding.stream_max_in_flight)
+    grpc = GrpcServer([PlatformService(p.health), bidding_rpc, RankingService(p.ranker)], p.metrics,
+                      p.authenticator, p.limiter, config.grpc.max_message_bytes)
     if config.ranking.remote:
         p.ranker.remote = RemoteRanker(config.ranking.remote, config.ranking.remote_api_key)
     app[GRPC] = grpc

@@ -30,14 +30,14 @@ from app.retail.offers import OfferService
 from app.retail.orders import OrderService
 from app.retail.payments import CardSimulator
 from app.retail.ranking import Ranker
-from app.auth import AccountService, ApiKeyService, TokenService
+from app.auth import AccountService, ApiKeyService, Authenticator, TokenService
 from app.config import Config
 from app.eventlog import EventLog
 from app.health import Health
 from app.hub import Hub
 from app.idempotency import IdempotencyService
 from app.metrics import Metrics
-from app.ratelimit import TokenBuckets
+from app.ratelimit import RateLimiter, TokenBuckets
 from app.supervisor import Supervisor
 from ml.batcher import Batcher
 from ml.providers import build_providers
@@ -109,11 +109,12 @@ class Platform:
         self.admin = AdminService(self.accounts, self.api_keys, self.audit_store, self.clock,
                                   self.event_log.log_event)
         self.idempotency = IdempotencyService(self.idempotency_store, self.clock, config.idempotency.ttl_s)
+        self.authenticator = Authenticator(self.api_keys, self.tokens, self.accounts)
         rl = config.ratelimit
-        self.ip_limits = TokenBuckets(rl.ip_per_s, rl.ip_burst)
-        self.principal_limits = TokenBuckets(rl.principal_per_s, rl.principal_burst)
-
-        self.exchange_limits = TokenBuckets(config.bidding.exchange_per_s, config.bidding.exchange_burst)
+        self.limiter = RateLimiter(TokenBuckets(rl.ip_per_s, rl.ip_burst),
+                                   TokenBuckets(rl.principal_per_s, rl.principal_burst),
+                                   TokenBuckets(config.bidding.exchange_per_s, config.bidding.exchange_burst),
+                                   metrics)
         self.supervisor.add("idempotency_purge", self._purge_idempotency)
         self._build_bidding(config)
         self._build_retail(config)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from app.errors import RateLimited
+
+if TYPE_CHECKING:
+    from app.auth import Principal
 
 
 class TokenBuckets:
@@ -40,3 +43,31 @@ class TokenBuckets:
         wait = self.take(key)
         if wait > 0:
             raise RateLimited(f"rate limit for this {what} exceeded; retry in {wait:.2f}s", wait)
+
+
+class RateLimiter:
+    """The one set of limits every protocol (REST, gRPC, websockets) checks: per client address, and per
+    API key or account. Exchanges are limited per key, not per address (an exchange sends from few IPs),
+    and have buckets of their own sized for bid traffic."""
+
+    def __init__(self, ip: TokenBuckets, principal: TokenBuckets, exchange: TokenBuckets, metrics) -> None:
+        self.ip = ip
+        self.principal = principal
+        self.exchange = exchange
+        self._limited = {kind: metrics.rate_limited.labels(kind) for kind in ("ip", "principal")}
+
+    def check(self, principal: Principal | None, ip: str) -> None:
+        """Spend one request's token; RateLimited (429 / RESOURCE_EXHAUSTED) when there is none."""
+        try:
+            if principal is None or principal.role != "exchange":
+                self.ip.check(ip, "client address")
+        except RateLimited:
+            self._limited["ip"].inc()
+            raise
+        if principal is not None and principal.kind != "guest":
+            buckets = self.exchange if principal.role == "exchange" else self.principal
+            try:
+                buckets.check(principal.scope, "API key" if principal.kind == "api_key" else "account")
+            except RateLimited:
+                self._limited["principal"].inc()
+                raise

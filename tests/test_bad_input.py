@@ -10,7 +10,7 @@ from grpclib.exceptions import GRPCError
 from app.main import GRPC, PLATFORM, create_app
 from handlers.rpc import bidding_grpc, bidding_pb2
 from state.profiles import Profile
-from tests.conftest import make_config
+from tests.conftest import CUSTOMER, bearer, make_config
 from tests.test_bidding import _admin, _client, banner_request, post_bid
 
 DEEP = "[" * 1000 + "]" * 1000
@@ -157,9 +157,8 @@ async def test_deeply_nested_bodies_get_400_on_free_form_endpoints(bidder):
             assert error["code"] == "too_deeply_nested" and "64" in error["message"]
 
 
-async def test_deep_or_binary_messages_on_the_inapp_and_event_streams_get_an_error_and_the_stream_stays(
-        bidder, customer_headers):
-    token = customer_headers["Authorization"].split()[1]
+async def test_deep_or_binary_messages_on_the_inapp_and_event_streams_get_an_error_and_the_stream_stays(bidder):
+    token = (await bearer(bidder, *CUSTOMER, "customer"))["Authorization"].split()[1]
     async with bidder.ws_connect(f"/v1/stream/inapp?token={token}") as ws:
         for send in (ws.send_str(DEEP), ws.send_str('{"a":'), ws.send_bytes(b"\xff")):
             await send

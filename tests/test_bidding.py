@@ -124,7 +124,9 @@ async def test_unknown_fields_and_enum_values_are_tolerated(bidder):
     assert resp.status == 200
 
 
-async def test_auth_is_required(bidder, customer_headers):
+async def test_auth_is_required(bidder):
+    from tests.conftest import CUSTOMER, bearer
+    customer_headers = await bearer(bidder, *CUSTOMER, "customer")
     resp = await bidder.post("/v1/bid", data=json.dumps(banner_request()))
     assert resp.status == 401
     resp = await bidder.post("/v1/bid", data=json.dumps(banner_request()), headers=customer_headers)

@@ -109,8 +109,8 @@ async def test_stream_bids_client_walking_away_leaves_the_server_serving(stub):
 
 
 async def test_bidding_health_check(stub):
-    client, _ = stub
-    reply = await client.HealthCheck(bidding_pb2.HealthCheckRequest())
+    client, md = stub
+    reply = await client.HealthCheck(bidding_pb2.HealthCheckRequest(), metadata=md)
     assert reply.serving and reply.model_version == "default-v1" and reply.provider == "cpu"
 
 
@@ -129,7 +129,9 @@ async def test_websocket_bids_single_and_array(bidder):
         assert all(g["type"] == "bid_response" for g in got[:5]) and got[5]["type"] == "error"
 
 
-async def test_websocket_bids_need_an_exchange_key(bidder, customer_headers):
+async def test_websocket_bids_need_an_exchange_key(bidder):
+    from tests.conftest import CUSTOMER, bearer
+    customer_headers = await bearer(bidder, *CUSTOMER, "customer")
     import aiohttp
     token = customer_headers["Authorization"].split()[1]
     with pytest.raises(aiohttp.WSServerHandshakeError) as err:

@@ -11,7 +11,7 @@ from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 from grpclib.reflection.v1.reflection_grpc import ServerReflectionStub
 from grpclib.reflection.v1.reflection_pb2 import ServerReflectionRequest
 
-from app.main import GRPC
+from app.main import GRPC, PLATFORM
 from handlers.rpc import platform_grpc, platform_pb2
 from tests.conftest import ROOT
 
@@ -45,9 +45,11 @@ async def test_reflection_lists_services(channel):
 
 async def test_echo_and_status_and_call_metrics(channel, client):
     stub = platform_grpc.PlatformServiceStub(channel)
-    reply = await stub.Echo(platform_pb2.EchoRequest(message="hello"))
+    _, key = await client.app[PLATFORM].api_keys.create("partner", "partner")
+    md = {"x-api-key": key}
+    reply = await stub.Echo(platform_pb2.EchoRequest(message="hello"), metadata=md)
     assert reply.message == "hello" and reply.server_time_us > 0
-    status = await stub.GetStatus(platform_pb2.StatusRequest())
+    status = await stub.GetStatus(platform_pb2.StatusRequest(), metadata=md)
     assert status.state == "ready" and "idempotency_purge" in status.tasks
     metrics = await (await client.get("/metrics")).text()
     assert 'contrail_grpc_calls_total{code="OK",method="/contrail.platform.v1.PlatformService/Echo"} 1.0' in metrics

@@ -11,7 +11,7 @@ import time
 from aiohttp import web
 
 from app import ids, keys
-from app.errors import DomainError, RateLimited, Unauthenticated
+from app.errors import DomainError, RateLimited
 from app.idempotency import Replay
 from app.logs import request_id
 from handlers.rest.common import PRINCIPAL, encode_json
@@ -62,35 +62,9 @@ async def _authenticate(request: web.Request) -> None:
             auth = f"Bearer {request.query['token']}"
         if api_key is None and "api_key" in request.query:
             api_key = request.query["api_key"]
-    if api_key is not None:
-        request[PRINCIPAL] = await request.app[keys.API_KEYS].authenticate(api_key)
-    elif auth is not None:
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated("Authorization must be 'Bearer <token>'")
-        request[PRINCIPAL] = request.app[keys.TOKENS].verify(token.strip())
-
-
-def _rate_limit(request: web.Request) -> None:
-    app = request.app
-    metrics = app[keys.METRICS]
-    ip = request.remote or "unknown"
-    principal = request.get(PRINCIPAL)
-    try:
-        # Exchange traffic is limited per key, not per address (an exchange sends from few IPs).
-        if principal is None or principal.role != "exchange":
-            app[keys.IP_LIMITS].check(ip, "client address")
-    except RateLimited:
-        metrics.rate_limited.labels("ip").inc()
-        raise
-    if principal is not None and principal.kind != "guest":
-        # Exchanges send bid traffic at thousands of requests per second: their own buckets.
-        buckets = app[keys.EXCHANGE_LIMITS] if principal.role == "exchange" else app[keys.PRINCIPAL_LIMITS]
-        try:
-            buckets.check(principal.scope, "API key" if principal.kind == "api_key" else "account")
-        except RateLimited:
-            metrics.rate_limited.labels("principal").inc()
-            raise
+    principal = await request.app[keys.AUTHENTICATOR].identify(api_key, auth)
+    if principal is not None:
+        request[PRINCIPAL] = principal
 
 
 @web.middleware
@@ -106,7 +80,7 @@ async def core_middleware(request: web.Request, handler) -> web.StreamResponse:
         try:
             await _authenticate(request)
             if not request.path.startswith(_UNLIMITED_PREFIXES):
-                _rate_limit(request)
+                request.app[keys.LIMITER].check(request.get(PRINCIPAL), request.remote or "unknown")
             response = await handler(request)
         except DomainError as exc:
             response = error_response(exc)

@@ -9,30 +9,17 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
-from app.auth import ApiKeyService
 from app.bidding.gateway import BidAnswer, BidGateway
-from app.errors import DomainError
+from app.errors import RateLimited
+from app.ratelimit import RateLimiter
 from handlers.rpc import bidding_grpc, bidding_pb2
-
-ROLES = ("exchange", "admin")
-
-
-async def authenticate(stream: Stream, api_keys: ApiKeyService, roles: tuple[str, ...]) -> None:
-    """Exchanges send their API key as `x-api-key` metadata."""
-    key = stream.metadata.get("x-api-key") if stream.metadata else None
-    if not key:
-        raise GRPCError(Status.UNAUTHENTICATED, "send your API key as x-api-key metadata")
-    try:
-        principal = await api_keys.authenticate(str(key))
-    except DomainError as exc:
-        raise GRPCError(Status.UNAUTHENTICATED, exc.message) from None
-    if principal.role not in roles:
-        raise GRPCError(Status.PERMISSION_DENIED, f"needs role {' or '.join(roles)}")
+from handlers.rpc.server import CALLER, check_reply_size, recv_one
 
 
 def framed(message) -> bytes:
     """A protobuf message as gRPC puts it on the wire: a 5-byte prefix (not compressed, length), then the bytes."""
     payload = message.SerializeToString()
+    check_reply_size(len(payload))
     return b"\x00" + len(payload).to_bytes(4, "big") + payload
 
 
@@ -79,9 +66,11 @@ class ReplyWriter:
 
 
 class BiddingService(bidding_grpc.BiddingServiceBase):
-    def __init__(self, gateway: BidGateway, api_keys: ApiKeyService, seat: str, max_in_flight: int) -> None:
+    ROLES = ("exchange", "admin")
+
+    def __init__(self, gateway: BidGateway, limiter: RateLimiter, seat: str, max_in_flight: int) -> None:
         self._gateway = gateway
-        self._api_keys = api_keys
+        self._limiter = limiter
         self._seat = seat
         self._max_in_flight = max_in_flight
 
@@ -103,9 +92,7 @@ class BiddingService(bidding_grpc.BiddingServiceBase):
 
     async def ProcessBid(self, stream: Stream[bidding_pb2.BidRequestProto, bidding_pb2.BidResponseProto]) -> None:
         started = time.perf_counter()
-        await authenticate(stream, self._api_keys, ROLES)
-        message = await stream.recv_message()
-        assert message is not None
+        message = await recv_one(stream)
         answer = await self._gateway.answer(message.openrtb_json, "grpc", started,
                                             self._timeout_ms(stream, message), message.user_id)
         if answer.invalid is not None:
@@ -115,7 +102,7 @@ class BiddingService(bidding_grpc.BiddingServiceBase):
         await stream.send_message(self._reply(message, answer))
 
     async def StreamBids(self, stream: Stream[bidding_pb2.BidRequestProto, bidding_pb2.BidResponseProto]) -> None:
-        await authenticate(stream, self._api_keys, ROLES)
+        principal, ip = CALLER.get()
         slots = asyncio.Semaphore(self._max_in_flight)
         replies = ReplyWriter(stream)
         tasks: set[asyncio.Task] = set()
@@ -133,6 +120,12 @@ class BiddingService(bidding_grpc.BiddingServiceBase):
 
         try:
             async for message in stream:
+                try:
+                    self._limiter.check(principal, ip)  # every message is a request, as on REST
+                except RateLimited as exc:
+                    replies.put(bidding_pb2.BidResponseProto(request_id=message.request_id, agent_id=self._seat,
+                                                             error=f"rate_limited: {exc.message}"))
+                    continue
                 await slots.acquire()  # bounded in-flight work per stream: backpressure on the client
                 task = asyncio.create_task(one(message, time.perf_counter()))
                 tasks.add(task)
@@ -146,7 +139,7 @@ class BiddingService(bidding_grpc.BiddingServiceBase):
 
     async def HealthCheck(self, stream: Stream[bidding_pb2.HealthCheckRequest, bidding_pb2.HealthCheckResponse]
                           ) -> None:
-        await stream.recv_message()
+        await recv_one(stream)
         bidder = self._gateway.bidder
         await stream.send_message(bidding_pb2.HealthCheckResponse(
             serving=True, model_version=bidder.batcher._model().version, provider=bidder.batcher.provider.name))

@@ -10,12 +10,10 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
-from app.auth import ApiKeyService
 from app.retail.ranking import OfferSummary, Ranker, SearchContext
 from handlers.rpc import ranking_grpc, ranking_pb2
-from handlers.rpc.bidding import authenticate
+from handlers.rpc.server import recv_one
 
-ROLES = ("partner", "admin")
 MAX_OFFERS = 100
 
 
@@ -41,24 +39,21 @@ def _features(o: OfferSummary) -> ranking_pb2.OfferFeatures:
 
 
 class RankingService(ranking_grpc.RankingServiceBase):
-    def __init__(self, ranker: Ranker, api_keys: ApiKeyService) -> None:
+    ROLES = ("partner", "admin")
+
+    def __init__(self, ranker: Ranker) -> None:
         self._ranker = ranker
-        self._api_keys = api_keys
 
     async def PredictConversion(self, stream: Stream[ranking_pb2.PredictConversionRequest,
                                                      ranking_pb2.PredictConversionResponse]) -> None:
-        await authenticate(stream, self._api_keys, ROLES)
-        request = await stream.recv_message()
-        assert request is not None
+        request = await recv_one(stream)
         ctx = _context(request.user_context, request.search_context)
         [p] = self._ranker.local(ctx, [_summary(request.offer_features)])
         await stream.send_message(ranking_pb2.PredictConversionResponse(probability=p,
                                                                         model_version=self._ranker.model_version))
 
     async def RankOffers(self, stream: Stream[ranking_pb2.RankOffersRequest, ranking_pb2.RankOffersResponse]) -> None:
-        await authenticate(stream, self._api_keys, ROLES)
-        request = await stream.recv_message()
-        assert request is not None
+        request = await recv_one(stream)
         if len(request.offers) > MAX_OFFERS:
             raise GRPCError(Status.INVALID_ARGUMENT, f"at most {MAX_OFFERS} offers per call")
         ctx = _context(request.user_context, request.search_context)

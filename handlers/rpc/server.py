@@ -1,24 +1,40 @@
-"""The gRPC server: our services plus standard health and reflection, in the aiohttp event loop."""
+"""The gRPC server: our services plus standard health and reflection, in the aiohttp event loop.
+
+Every call of our services passes one guard: credentials (`x-api-key` or `authorization: Bearer`
+metadata, as on REST), the service's roles, the shared rate limits, and one mapping of errors to
+status codes (a domain error to its status, anything else to INTERNAL with no traceback). Messages
+larger than `grpc.max_message_bytes` are refused from their 5-byte prefix, before they are read.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
+import logging
+import struct
 import time
-from typing import Iterable
+from typing import Any, Iterable
 
-from grpclib.const import Status
+import grpclib.server
+from google.protobuf.message import DecodeError as ProtobufDecodeError
+from grpclib.const import Handler, Status
 from grpclib.events import RecvRequest, SendTrailingMetadata, listen
 from grpclib.exceptions import GRPCError
 from grpclib.health.check import ServiceStatus
 from grpclib.health.service import Health
 from grpclib.reflection.service import ServerReflection
-from grpclib.server import Server
+from grpclib.server import Server, Stream
 
-from app.errors import DomainError
+from app.auth import Authenticator, Principal
+from app.errors import DomainError, Forbidden, Unauthenticated
 from app.metrics import Metrics
+from app.ratelimit import RateLimiter
 
+log = logging.getLogger("contrail.grpc")
 _call: contextvars.ContextVar[tuple[str, float] | None] = contextvars.ContextVar("grpc_call", default=None)
+# The guarded caller of the call being served, for services that limit work per stream message.
+CALLER: contextvars.ContextVar[tuple[Principal, str]] = contextvars.ContextVar("grpc_caller")
 
 _STATUS_BY_HTTP = {
     400: Status.INVALID_ARGUMENT, 401: Status.UNAUTHENTICATED, 403: Status.PERMISSION_DENIED,
@@ -33,14 +49,119 @@ def grpc_error(exc: DomainError) -> GRPCError:
     return GRPCError(_STATUS_BY_HTTP.get(exc.status, Status.INTERNAL), exc.message)
 
 
+class MessageLimit:
+    """How large a message may be, each way; one per process (the config's `grpc.max_message_bytes`)."""
+    receive = 1_048_576
+    send = 1_048_576
+
+
+async def _recv_bounded(stream: Any, codec: Any, message_type: type) -> Any:
+    """grpclib's recv_message, refusing a message from its length prefix before reading it, and
+    answering a body that does not parse with INVALID_ARGUMENT instead of UNKNOWN."""
+    meta = await stream.recv_data(5)
+    if not meta:
+        return None
+    compressed, length = struct.unpack(">?I", meta)
+    if compressed:
+        raise GRPCError(Status.UNIMPLEMENTED, "compressed messages are not supported; send them uncompressed")
+    if length > MessageLimit.receive:
+        raise GRPCError(Status.RESOURCE_EXHAUSTED,
+                        f"message of {length} bytes exceeds the limit of {MessageLimit.receive} bytes")
+    data = await stream.recv_data(length)
+    if len(data) != length:
+        raise GRPCError(Status.INVALID_ARGUMENT, "the stream ended inside a message")
+    try:
+        return codec.decode(data, message_type)
+    except (ProtobufDecodeError, UnicodeDecodeError, ValueError) as exc:
+        raise GRPCError(Status.INVALID_ARGUMENT, f"malformed {message_type.__name__}: {exc}") from None
+
+
+async def _send_bounded(stream: Any, codec: Any, message: Any, message_type: type, *, end: bool = False) -> None:
+    """grpclib's send_message, refusing a reply larger than the limit."""
+    data = codec.encode(message, message_type)
+    check_reply_size(len(data))
+    await stream.send_data(struct.pack(">?I", False, len(data)) + data, end_stream=end)
+
+
+def check_reply_size(length: int) -> None:
+    if length > MessageLimit.send:
+        raise GRPCError(Status.RESOURCE_EXHAUSTED,
+                        f"reply of {length} bytes exceeds the limit of {MessageLimit.send} bytes")
+
+
+async def recv_one(stream: Stream) -> Any:
+    """The one request message of a unary call."""
+    message = await stream.recv_message()
+    if message is None:
+        raise GRPCError(Status.INVALID_ARGUMENT, "the call carried no request message")
+    return message
+
+
+# grpclib reads and writes every server-side message through these module-level functions
+# (requirements.txt pins the version they are read from); it has no size limit of its own.
+grpclib.server.recv_message = _recv_bounded  # type: ignore[attr-defined]
+grpclib.server.send_message = _send_bounded  # type: ignore[attr-defined]
+
+
+class Guard:
+    """Serves a service's methods behind authentication, roles, rate limits and error mapping.
+
+    A service declares `ROLES` (the roles that may call any of its methods; empty: any caller
+    with valid credentials)."""
+
+    def __init__(self, service: Any, authenticator: Authenticator, limiter: RateLimiter) -> None:
+        self.service = service
+        self._authenticator = authenticator
+        self._limiter = limiter
+        self._roles: tuple[str, ...] = getattr(service, "ROLES", ())
+
+    def __mapping__(self) -> dict[str, Handler]:
+        return {path: Handler(self._guarded(h.func), h.cardinality, h.request_type, h.reply_type)
+                for path, h in self.service.__mapping__().items()}
+
+    def _guarded(self, func: Any) -> Any:
+        @functools.wraps(func)
+        async def call(stream: Stream) -> None:
+            try:
+                principal = await self._caller(stream)
+                ip = (stream.peer.addr() or ("unknown",))[0]
+                self._limiter.check(principal, ip)
+                CALLER.set((principal, ip))
+                await func(stream)
+            except GRPCError:
+                raise
+            except DomainError as exc:
+                raise grpc_error(exc) from None
+            except (asyncio.CancelledError, asyncio.TimeoutError):
+                raise
+            except Exception:
+                log.exception("unhandled error in gRPC call", extra={"method": func.__name__})
+                raise GRPCError(Status.INTERNAL, "internal error; the server logs say what went wrong") from None
+        return call
+
+    async def _caller(self, stream: Stream) -> Principal:
+        md = stream.metadata or {}
+        api_key, auth = md.get("x-api-key"), md.get("authorization")
+        principal = await self._authenticator.identify(None if api_key is None else str(api_key),
+                                                       None if auth is None else str(auth))
+        if principal is None:
+            raise Unauthenticated("send an API key as x-api-key metadata (or a bearer token as authorization)")
+        if self._roles and principal.role not in self._roles:
+            raise Forbidden(f"needs role {' or '.join(self._roles)}")
+        return principal
+
+
 class GrpcServer:
     """Owns the grpclib Server, its health statuses and call metrics."""
 
-    def __init__(self, services: Iterable[object], metrics: Metrics) -> None:
+    def __init__(self, services: Iterable[object], metrics: Metrics, authenticator: Authenticator,
+                 limiter: RateLimiter, max_message_bytes: int) -> None:
         self.services = list(services)
+        MessageLimit.receive = MessageLimit.send = max_message_bytes
         self.statuses = {svc: ServiceStatus() for svc in self.services}
         health = Health({svc: [status] for svc, status in self.statuses.items()})
-        handlers = self.services + [health]
+        # Health and reflection answer anyone (orchestrators and tools); our services need credentials.
+        handlers = [Guard(svc, authenticator, limiter) for svc in self.services] + [health]
         self.server = Server(ServerReflection.extend(handlers))
         self._metrics = metrics
         listen(self.server, RecvRequest, self._on_request)

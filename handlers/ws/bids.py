@@ -19,6 +19,7 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from app import keys
+from app.errors import RateLimited
 from handlers.rest.common import endpoint
 from handlers.ws.common import MESSAGE_TYPES, close_going_away, open_socket, send_error, send_json
 
@@ -37,7 +38,8 @@ def _split(raw: str) -> list[bytes] | None:
           tags=("streams", "bidding"), roles=("exchange", "admin"), errors=(426,))
 async def stream_bids(request: web.Request, principal) -> web.StreamResponse:
     app = request.app
-    gateway, hub = app[keys.BID_GATEWAY], app[keys.HUB]
+    gateway, hub, limiter = app[keys.BID_GATEWAY], app[keys.HUB], app[keys.LIMITER]
+    ip = request.remote or "unknown"
     slots = asyncio.Semaphore(app[keys.CONFIG].bidding.stream_max_in_flight)
     send_lock = asyncio.Lock()
     tasks: set[asyncio.Task] = set()
@@ -77,6 +79,12 @@ async def stream_bids(request: web.Request, principal) -> web.StreamResponse:
             parts = _split(msg.data)
             work: list[Awaitable[dict]] = []
             for raw in parts if parts is not None else [msg.data.encode()]:
+                try:
+                    limiter.check(principal, ip)  # every request is one, as on REST
+                except RateLimited as exc:
+                    work.append(_answered({"type": "error", "request_id": "", "code": "rate_limited",
+                                           "message": exc.message}))
+                    continue
                 await slots.acquire()  # bounded in-flight work: stop reading until a slot frees up
                 # An array's requests run side by side (so they share inference batches).
                 work.append(answer(raw, started) if parts is None else asyncio.create_task(answer(raw, started)))
@@ -89,6 +97,10 @@ async def stream_bids(request: web.Request, principal) -> web.StreamResponse:
         gauge.dec()
         await close_going_away(ws)
     return ws
+
+
+async def _answered(answer: dict) -> dict:
+    return answer
 
 
 def setup(app: web.Application) -> None:
