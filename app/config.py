@@ -29,6 +29,10 @@ class ServerConfig(_Section):
     production: bool = False
     shutdown_grace_s: float = 10.0
     max_body_bytes: int = 1_048_576
+    max_connections: int = 4096
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    keepalive_timeout_s: float = 75.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     access_log: bool = False
 
@@ -240,6 +244,10 @@ _CHECKS: dict[tuple[str, str], tuple[Any, str]] = {
     ("server", "max_body_bytes"): (lambda v: v >= 1024, "must be at least 1024"),
     ("grpc", "max_message_bytes"): (lambda v: 1024 <= v <= 2**31 - 1, "must be 1024 to 2147483647"),
     ("server", "shutdown_grace_s"): (lambda v: v >= 0, "must not be negative"),
+    ("server", "max_connections"): (lambda v: v >= 1, "must be at least 1"),
+    ("server", "header_timeout_s"): (lambda v: v > 0, "must be positive"),
+    ("server", "body_timeout_s"): (lambda v: v > 0, "must be positive"),
+    ("server", "keepalive_timeout_s"): (lambda v: v > 0, "must be positive"),
     ("storage", "max_group_size"): (lambda v: v >= 1, "must be at least 1"),
     ("storage", "checkpoint_interval_ms"): (lambda v: v >= 10, "must be at least 10"),
     ("storage", "wal_restart_frames"): (lambda v: v >= 100, "must be at least 100"),

@@ -39,6 +39,10 @@ class Conflict(DomainError):
     status, code = 409, "conflict"
 
 
+class RequestTimeout(DomainError):
+    status, code = 408, "request_timeout"
+
+
 class Gone(DomainError):
     status, code = 410, "gone"
 

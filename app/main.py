@@ -13,7 +13,6 @@ from aiohttp import web
 
 from app import keys
 from app.config import Config
-from app.errors import NotFound
 from app.channels.sink import start_sink
 from app.platform import Platform
 from handlers.rest import admin as admin_routes
@@ -25,6 +24,7 @@ from handlers.rest import channels as channels_routes
 from handlers.rest import loyalty as loyalty_routes
 from handlers.rest import platform as platform_routes
 from handlers.rest import retail as retail_routes
+from handlers.rest.common import STATIC_ROUTE
 from handlers.rest.middleware import core_middleware, idempotency_middleware
 from handlers.rpc.bidding import BiddingService
 from handlers.rpc.platform import PlatformService
@@ -120,12 +120,16 @@ def _setup_static(app: web.Application) -> None:
 
     async def static_file(request: web.Request) -> web.FileResponse:
         name = request.match_info["path"] or "index.html"
-        target = (root / name).resolve()
-        if not target.is_relative_to(root) or not target.is_file():
-            raise NotFound(f"no such resource: GET {request.path}")
+        try:
+            target = (root / name).resolve()
+            found = target.is_relative_to(root) and target.is_file()
+        except (ValueError, OSError):  # a null byte, a name too long for the file system
+            found = False
+        if not found:
+            raise web.HTTPNotFound()  # the middleware tells "no such file" from "GET not allowed here"
         return web.FileResponse(target, headers={"Cache-Control": "no-cache"})
 
-    app.router.add_get("/{path:.*}", static_file)
+    app.router.add_get(STATIC_ROUTE.replace("{path}", "{path:.*}"), static_file)
 
 
 async def _databases(app: web.Application) -> AsyncIterator[None]:

@@ -143,6 +143,10 @@ class Metrics:
                                             r, LATENCY_BUCKETS)
         self.wal_pages = Gauge("contrail_sqlite_wal_pages", "Pages in the write-ahead log at the last checkpoint",
                                ["db"], registry=r)
+        self.http_connections = Gauge("contrail_http_connections", "Open HTTP connections", registry=r)
+        self.http_closed = LoopCounter("contrail_http_connections_closed",
+                                       "HTTP connections closed for a limit: max_connections, slow headers or body",
+                                       ["reason"], r)
         self.rate_limited = LoopCounter("contrail_rate_limited", "Requests refused by rate limits", ["scope"], r)
         self.bid_requests = LoopCounter("contrail_bid_requests", "Bid requests by protocol and outcome",
                                         ["protocol", "outcome"], r)

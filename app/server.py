@@ -11,6 +11,7 @@ from aiohttp import web
 from app import keys
 from app.config import Config
 from app.main import create_app
+from handlers.rest.connections import GuardedRunner, QuietRepeats
 
 log = logging.getLogger("contrail")
 
@@ -18,7 +19,8 @@ log = logging.getLogger("contrail")
 async def serve(config: Config) -> None:
     """Serve until a signal; then readiness turns 503 at once and in-flight work finishes."""
     app = create_app(config)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False,
+    asyncio.get_running_loop().set_exception_handler(QuietRepeats())
+    runner = GuardedRunner(app, config.server, access_log=None, handle_signals=False,
                            shutdown_timeout=config.server.shutdown_grace_s)
     await runner.setup()
     site = web.TCPSite(runner, config.server.host, config.server.port, reuse_address=True)

@@ -6,9 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from app.config import Config, load_config
+from app.keys import CONFIG
 from app.main import PLATFORM, create_app
+from handlers.rest.connections import GuardedRunner
 from state.clock import ManualClock
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,6 +26,23 @@ def make_config(tmp_path: Path, **overrides: Any) -> Config:
     env = {"CONTRAIL__STORAGE__DATA_DIR": str(tmp_path / "var"), "CONTRAIL__GRPC__PORT": "0"}
     env.update({f"CONTRAIL__{k.upper()}": str(v) for k, v in overrides.items()})
     return load_config(None, env=env)
+
+
+class ContrailTestServer(TestServer):
+    """The server as `serve` runs it: GuardedRunner's connection limits and error answers included."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
+        return GuardedRunner(self.app, self.app[CONFIG].server, **kwargs)
+
+
+@pytest.fixture
+def aiohttp_client(aiohttp_client):
+    """pytest-aiohttp's client, serving every test app with ContrailTestServer."""
+    async def make(app_or_server: Any, **kwargs: Any) -> Any:
+        if isinstance(app_or_server, web.Application):
+            app_or_server = ContrailTestServer(app_or_server)
+        return await aiohttp_client(app_or_server, **kwargs)
+    return make
 
 
 @pytest.fixture

@@ -142,30 +142,59 @@ async def test_unknown_route_and_method_get_the_envelope(client):
 
 async def test_idempotency_replays_and_refuses_a_different_body(client, admin_headers):
     headers = {**admin_headers, "Idempotency-Key": "create-1"}
-    first = await client.post("/v1/admin/api-keys", json={"name": "a", "role": "partner"}, headers=headers)
-    again = await client.post("/v1/admin/api-keys", json={"name": "a", "role": "partner"}, headers=headers)
+    user = {"email": "eva@contrail.test", "password": "password-123", "role": "customer"}
+    first = await client.post("/v1/admin/users", json=user, headers=headers)
+    again = await client.post("/v1/admin/users", json=user, headers=headers)
     assert first.status == again.status == 201
     assert await first.json() == await again.json()
     assert again.headers["Idempotency-Replayed"] == "true"
-    other = await client.post("/v1/admin/api-keys", json={"name": "b", "role": "partner"}, headers=headers)
+    other = await client.post("/v1/admin/users", json={**user, "email": "b@contrail.test"}, headers=headers)
     assert other.status == 409 and (await other.json())["error"]["code"] == "idempotency_key_reused"
+
+
+async def test_a_new_api_key_is_never_stored_for_replay_and_never_made_twice(client, admin_headers):
+    headers = {**admin_headers, "Idempotency-Key": "key-1"}
+    first = await client.post("/v1/admin/api-keys", json={"name": "a", "role": "partner"}, headers=headers)
+    assert first.status == 201
+    made = await first.json()
+    again = await client.post("/v1/admin/api-keys", json={"name": "a", "role": "partner"}, headers=headers)
+    error = (await again.json())["error"]
+    assert again.status == 409 and error["details"] == {"first_status": 201, "id": made["id"]}
+    assert made["key"] not in await again.text()
+    stored = await client.app[PLATFORM].records_db.fetchall("SELECT body FROM idempotency")
+    assert stored and all(made["key"].encode() not in bytes(row[0]) for row in stored)
     listed = await (await client.get("/v1/admin/api-keys", headers=admin_headers)).json()
     assert len(listed["items"]) == 1
+
+
+async def test_idempotency_needs_an_allowed_caller_and_never_keys_by_address(client, customer_headers):
+    """An anonymous or forbidden request leaves no record behind, so the key stays free for its owner."""
+    body = {"name": "a", "role": "partner"}
+    anonymous = await client.post("/v1/admin/api-keys", json=body, headers={"Idempotency-Key": "k"})
+    forbidden = await client.post("/v1/admin/api-keys", json={"name": "other", "role": "partner"},
+                                  headers={**customer_headers, "Idempotency-Key": "k"})
+    again = await client.post("/v1/admin/api-keys", json={"name": "b", "role": "partner"},
+                              headers={"Idempotency-Key": "k"})
+    assert (anonymous.status, forbidden.status, again.status) == (401, 403, 401)
+    guests = [await (await client.post("/v1/auth/guest", headers={"Idempotency-Key": "g"})).json()
+              for _ in range(2)]
+    assert guests[0]["access_token"] != guests[1]["access_token"]
+    assert not await client.app[PLATFORM].records_db.fetchall("SELECT 1 FROM idempotency")
 
 
 async def test_idempotency_survives_a_restart(aiohttp_client, tmp_path, clock):
     config = make_config(tmp_path)
     client = await aiohttp_client(create_app(config, clock=clock))
     headers = {**(await bearer(client, *ADMIN, "admin")), "Idempotency-Key": "k"}
-    first = await (await client.post("/v1/admin/api-keys", json={"name": "a", "role": "partner"},
-                                     headers=headers)).json()
+    user = {"email": "eva@contrail.test", "password": "password-123", "role": "customer"}
+    first = await (await client.post("/v1/admin/users", json=user, headers=headers)).json()
     await client.close()
     client = await aiohttp_client(create_app(config, clock=clock))
     headers = {**(await bearer(client, *ADMIN, "admin")), "Idempotency-Key": "k"}
-    again = await client.post("/v1/admin/api-keys", json={"name": "a", "role": "partner"}, headers=headers)
+    again = await client.post("/v1/admin/users", json=user, headers=headers)
     assert await again.json() == first
     clock.advance(86_401)
-    later = await client.post("/v1/admin/api-keys", json={"name": "a", "role": "partner"},
+    later = await client.post("/v1/admin/users", json={**user, "email": "eve@contrail.test"},
                               headers={**(await bearer(client, *ADMIN, "admin")), "Idempotency-Key": "k"})
     body = await later.json()
     assert later.status == 201, body

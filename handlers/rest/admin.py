@@ -65,7 +65,7 @@ def _key_view(k) -> ApiKeyView:
 
 
 @endpoint("Create an API key (the key is shown once, in this response)", tags=("admin",), roles=ADMIN,
-          body=NewApiKey, response=CreatedApiKey, status=201)
+          body=NewApiKey, response=CreatedApiKey, status=201, credentials=True)
 async def create_api_key(request: web.Request, principal, body: NewApiKey) -> web.Response:
     key, plaintext = await request.app[keys.ADMIN].create_api_key(principal, body.name, body.role)
     return json_response(CreatedApiKey(key.id, key.name, key.role, key.created_at, plaintext), status=201)

@@ -45,14 +45,14 @@ class Me(msgspec.Struct):
     role: str
 
 
-@endpoint("Get a guest token (browsing, searching)", tags=("auth",), response=TokenResponse)
+@endpoint("Get a guest token (browsing, searching)", tags=("auth",), response=TokenResponse, credentials=True)
 async def guest(request: web.Request, principal) -> web.Response:
     token, ttl, who = request.app[keys.ACCOUNTS].guest()
     return json_response(TokenResponse(token, "Bearer", ttl, who.role, who.id))
 
 
 @endpoint("Exchange email and password for a bearer token", tags=("auth",), body=TokenRequest,
-          response=TokenResponse, errors=(401,))
+          response=TokenResponse, errors=(401,), credentials=True)
 async def token(request: web.Request, principal, body: TokenRequest) -> web.Response:
     access, ttl, account = await request.app[keys.ACCOUNTS].login(body.email, body.password)
     return json_response(TokenResponse(access, "Bearer", ttl, account.role, account.id))

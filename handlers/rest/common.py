@@ -21,6 +21,7 @@ from app.errors import InvalidInput
 from app.jsondepth import check_depth
 
 PRINCIPAL = "contrail.principal"
+STATIC_ROUTE = "/{path}"  # the web console's files: a GET catch-all registered after every API route
 _encoder = msgspec.json.Encoder()
 _decoders: dict[type, msgspec.json.Decoder] = {}
 

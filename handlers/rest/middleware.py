@@ -8,13 +8,17 @@ import math
 import re
 import time
 
+import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from app import ids, keys
-from app.errors import DomainError, RateLimited
+from app.auth import require_role
+from app.errors import DomainError, InvalidInput, PayloadTooLarge, RateLimited, RequestTimeout
 from app.idempotency import Replay
 from app.logs import request_id
-from handlers.rest.common import PRINCIPAL, encode_json
+from handlers.rest.common import PRINCIPAL, STATIC_ROUTE, encode_json, spec_of
 
 log = logging.getLogger("contrail.http")
 
@@ -33,8 +37,23 @@ def error_response(exc: DomainError) -> web.Response:
                         headers=headers)
 
 
-def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Response:
+async def _api_methods(request: web.Request) -> set[str]:
+    """The methods the API routes (not the static catch-all) allow on this path."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource.canonical != STATIC_ROUTE:
+            allowed |= (await resource.resolve(request))[1]
+    return allowed
+
+
+async def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Response:
     status = exc.status
+    allowed: set[str] = set()
+    if status in (404, 405):
+        # The static files take GET on every path: a path no API route knows is not found, whatever the
+        # method; a path an API route knows is 405 for other methods, and Allow lists only the API's.
+        allowed = await _api_methods(request)
+        status = 405 if allowed and request.method not in allowed else 404
     if status == 404:
         err = DomainError(f"no such resource: {request.method} {request.path}", code="not_found")
     elif status == 405:
@@ -47,9 +66,47 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Re
         err = DomainError(exc.reason or "request failed", code=re.sub(r"\W+", "_", (exc.reason or "error").lower()))
     err.status = status
     response = error_response(err)
-    if status == 405 and "Allow" in exc.headers:
-        response.headers["Allow"] = exc.headers["Allow"]
+    if status == 405:
+        response.headers["Allow"] = ",".join(sorted(allowed))
     return response
+
+
+class UnreadableBody(Exception):
+    """The body could not be read whole; `error` says why, and the connection must close."""
+
+    def __init__(self, error: DomainError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+async def _read_body(request: web.Request) -> None:
+    """Read the whole body before any handler runs (handlers then get it from aiohttp's cache), so that
+    every endpoint, whether it reads a body or not, answers an oversized one 413, a wrongly encoded
+    one 400 and a stalled one 408."""
+    config = request.app[keys.CONFIG].server
+    too_large = PayloadTooLarge(f"request body exceeds the limit of {config.max_body_bytes} bytes",
+                                {"limit_bytes": config.max_body_bytes})
+    length = request.content_length
+    if length is not None and length > config.max_body_bytes:
+        raise UnreadableBody(too_large)
+    try:
+        if request.content.is_eof():  # all of it is here already: the usual case, no timer needed
+            await request.read()
+        else:
+            async with asyncio.timeout(config.body_timeout_s):
+                await request.read()
+    except TimeoutError:
+        request.content.feed_eof()  # stop waiting for it: the connection closes after the answer
+        raise UnreadableBody(RequestTimeout(
+            f"the request body did not arrive within {config.body_timeout_s:g}s")) from None
+    except web.HTTPRequestEntityTooLarge:
+        raise UnreadableBody(too_large) from None
+    except (RequestPayloadError, HttpProcessingError) as exc:
+        request.content.feed_eof()  # nothing more can be read from it
+        reason = str(exc.__cause__ or exc).split("message:", 1)[-1].strip()
+        encoding = request.headers.get("Content-Encoding")
+        raise UnreadableBody(InvalidInput(f"the request body could not be read: {reason}"
+                                          + (f" (Content-Encoding: {encoding})" if encoding else ""))) from None
 
 
 async def _authenticate(request: web.Request) -> None:
@@ -79,13 +136,18 @@ async def core_middleware(request: web.Request, handler) -> web.StreamResponse:
     try:
         try:
             await _authenticate(request)
+            if request.body_exists:
+                await _read_body(request)
             if not request.path.startswith(_UNLIMITED_PREFIXES):
                 request.app[keys.LIMITER].check(request.get(PRINCIPAL), request.remote or "unknown")
             response = await handler(request)
+        except UnreadableBody as exc:
+            response = error_response(exc.error)
+            response.force_close()  # what is left of the body cannot be told from a next request
         except DomainError as exc:
             response = error_response(exc)
         except web.HTTPException as exc:
-            response = _from_http_exception(request, exc)
+            response = await _from_http_exception(request, exc)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -110,15 +172,40 @@ async def core_middleware(request: web.Request, handler) -> web.StreamResponse:
         request_id.reset(token)
 
 
+def _withheld(status: int, body: bytes) -> bytes:
+    """What a repeat of a request whose response carried a credential gets instead of that response."""
+    try:
+        made = msgspec.json.decode(body).get("id")
+    except (msgspec.DecodeError, AttributeError):
+        made = None
+    return encode_json({"error": {
+        "code": "idempotency_key_used", "details": {"first_status": status, "id": made},
+        "message": "this Idempotency-Key's first request succeeded; its response carried a credential, which "
+                   "is shown once and not kept"}})
+
+
+# Responses never kept for a replay: refusals that say nothing about the operation, and overload.
+_NOT_KEPT = frozenset({401, 403, 408, 413, 429, 503})
+
+
 @web.middleware
 async def idempotency_middleware(request: web.Request, handler) -> web.StreamResponse:
-    """Replay the first response for a repeated Idempotency-Key; 409 for a different body."""
+    """Replay the first response for a repeated Idempotency-Key; 409 for a different body.
+
+    Keys belong to an authenticated caller, who must be allowed to call the endpoint before a key
+    is looked at: an anonymous request has no idempotency (callers behind one address are not one
+    caller), and a response that carries a credential (a new API key) is never stored: a repeat
+    gets 409 naming what the first request made, so a retry never makes a second one."""
     key = request.headers.get("Idempotency-Key")
-    if key is None or request.method not in MUTATING:
-        return await handler(request)
-    service = request.app[keys.IDEMPOTENCY]
     principal = request.get(PRINCIPAL)
-    scope = principal.scope if principal is not None else f"ip:{request.remote}"
+    if key is None or request.method not in MUTATING or principal is None:
+        return await handler(request)
+    spec = spec_of(request.match_info.handler)
+    if spec is not None and spec.roles is not None:
+        require_role(principal, *spec.roles)
+    secret = spec is not None and spec.extra.get("credentials", False)
+    service = request.app[keys.IDEMPOTENCY]
+    scope = principal.scope
     body = await request.read()
     fingerprint = service.fingerprint(request.method, request.path_qs, body)
     started = service.begin(scope, key.strip(), fingerprint)
@@ -134,11 +221,14 @@ async def idempotency_middleware(request: web.Request, handler) -> web.StreamRes
         service.abandon(scope, key)
         raise
     body_bytes = response.body if isinstance(response, web.Response) else None
-    if not isinstance(body_bytes, bytes) or response.status == 429:
+    if not isinstance(body_bytes, bytes) or response.status in _NOT_KEPT:
         service.abandon(scope, key)
         return response
+    stored_status, stored_type = response.status, response.content_type
+    if secret and response.status < 400:
+        stored_status, stored_type, body_bytes = 409, "application/json", _withheld(response.status, body_bytes)
     try:
-        await service.finish(scope, key, fingerprint, response.status, response.content_type, body_bytes)
+        await service.finish(scope, key, fingerprint, stored_status, stored_type, body_bytes)
     except Exception:
         log.exception("could not store idempotent response", extra={"key": key})
     return response

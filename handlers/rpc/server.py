@@ -37,7 +37,8 @@ _call: contextvars.ContextVar[tuple[str, float] | None] = contextvars.ContextVar
 CALLER: contextvars.ContextVar[tuple[Principal, str]] = contextvars.ContextVar("grpc_caller")
 
 _STATUS_BY_HTTP = {
-    400: Status.INVALID_ARGUMENT, 401: Status.UNAUTHENTICATED, 403: Status.PERMISSION_DENIED,
+    400: Status.INVALID_ARGUMENT, 401: Status.UNAUTHENTICATED, 402: Status.FAILED_PRECONDITION,
+    403: Status.PERMISSION_DENIED, 408: Status.DEADLINE_EXCEEDED,
     404: Status.NOT_FOUND, 409: Status.FAILED_PRECONDITION, 410: Status.FAILED_PRECONDITION,
     413: Status.INVALID_ARGUMENT, 422: Status.FAILED_PRECONDITION, 429: Status.RESOURCE_EXHAUSTED,
     503: Status.UNAVAILABLE, 504: Status.DEADLINE_EXCEEDED,
