@@ -10,8 +10,6 @@ from typing import Any, Literal, Mapping
 
 import msgspec
 
-DEV_JWT_SECRET = "contrail-development-secret-change-me"
-DEV_WEBHOOK_SECRET = "contrail-development-payments-webhook-secret"
 ENV_PREFIX = "CONTRAIL__"
 
 
@@ -60,7 +58,7 @@ class AnalyticsConfig(_Section):
 
 
 class AuthConfig(_Section):
-    jwt_secret: str = DEV_JWT_SECRET
+    jwt_secret: str = ""
     customer_token_ttl_s: int = 3600
     guest_token_ttl_s: int = 1800
 
@@ -97,7 +95,7 @@ class BiddingConfig(_Section):
     default_tmax_ms: int = 100
     min_scoring_ms: float = 2.0
     bid_ttl_s: int = 300
-    notice_base_url: str = "http://127.0.0.1:8080"
+    notice_base_url: str = ""
     user_cap_minute: int = 0
     user_cap_hour: int = 0
     user_cap_day: int = 0
@@ -135,7 +133,7 @@ class RetailConfig(_Section):
 
 
 class PaymentsConfig(_Section):
-    webhook_secret: str = DEV_WEBHOOK_SECRET
+    webhook_secret: str = ""
     gateway_timeout_s: float = 10.0
     pending_timeout_s: int = 300
     simulator_settle_s: float = 60.0
@@ -180,7 +178,7 @@ class SmtpConfig(_Section):
 
 
 class ChannelsConfig(_Section):
-    public_base_url: str = "http://127.0.0.1:8080"
+    public_base_url: str = ""
     max_per_customer_per_day: int = 3
 
 
@@ -203,6 +201,7 @@ class AdaptorsConfig(_Section):
 
 class SendgridConfig(_Section):
     verification_key: str = ""
+    allow_unsigned: bool = False
 
 
 class DemoConfig(_Section):
@@ -255,7 +254,8 @@ _CHECKS: dict[tuple[str, str], tuple[Any, str]] = {
     ("analytics", "flush_rows"): (lambda v: v >= 1, "must be at least 1"),
     ("analytics", "flush_interval_ms"): (lambda v: v >= 1, "must be at least 1"),
     ("analytics", "retention_days"): (lambda v: v >= 1, "must be at least 1"),
-    ("auth", "jwt_secret"): (lambda v: len(v) >= 32, "must be at least 32 characters (RFC 7518 3.2)"),
+    ("auth", "jwt_secret"): (lambda v: v == "" or len(v) >= 32,
+                             "must be empty (generated) or at least 32 characters (RFC 7518 3.2)"),
     ("ratelimit", "ip_per_s"): (lambda v: v > 0, "must be positive"),
     ("ratelimit", "principal_per_s"): (lambda v: v > 0, "must be positive"),
     ("ratelimit", "ip_burst"): (lambda v: v >= 1, "must be at least 1"),
@@ -285,7 +285,8 @@ _CHECKS: dict[tuple[str, str], tuple[Any, str]] = {
     ("retail", "sweep_interval_s"): (lambda v: v > 0, "must be positive"),
     ("retail", "draft_cache_size"): (lambda v: v >= 1, "must be at least 1"),
     ("retail", "offer_retention_days"): (lambda v: v >= 1, "must be at least 1"),
-    ("payments", "webhook_secret"): (lambda v: len(v) >= 32, "must be at least 32 characters"),
+    ("payments", "webhook_secret"): (lambda v: v == "" or len(v) >= 32,
+                                     "must be empty (generated) or at least 32 characters"),
     ("payments", "gateway_timeout_s"): (lambda v: v > 0, "must be positive"),
     ("payments", "pending_timeout_s"): (lambda v: v >= 1, "must be at least 1"),
     ("payments", "simulator_settle_s"): (lambda v: v >= 0, "must not be negative"),
@@ -311,7 +312,10 @@ _CHECKS: dict[tuple[str, str], tuple[Any, str]] = {
     ("smtp", "max_attempts"): (lambda v: v >= 1, "must be at least 1"),
     ("smtp", "retry_backoff_s"): (lambda v: v >= 0, "must not be negative"),
     ("smtp", "timeout_s"): (lambda v: v > 0, "must be positive"),
-    ("channels", "public_base_url"): (lambda v: v.startswith(("http://", "https://")), "must be an http(s) URL"),
+    ("channels", "public_base_url"): (lambda v: v == "" or v.startswith(("http://", "https://")),
+                                      "must be empty (derived) or an http(s) URL"),
+    ("bidding", "notice_base_url"): (lambda v: v == "" or v.startswith(("http://", "https://")),
+                                     "must be empty (derived) or an http(s) URL"),
     ("channels", "max_per_customer_per_day"): (lambda v: v >= 1, "must be at least 1"),
     ("ingest", "enabled_sources"): (lambda v: set(v) <= {"mobile_app", "pos", "kiosk", "web", "call_center",
                                                          "partner_api", "iot"},
@@ -408,10 +412,12 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         value = getattr(getattr(config, section), key)
         if not ok(value):
             raise ConfigError(f"config: {section}.{key}: {message} (got {value!r})")
-    if config.server.production and config.auth.jwt_secret == DEV_JWT_SECRET:
-        raise ConfigError("config: auth.jwt_secret: production mode refuses the built-in development secret")
-    if config.server.production and config.payments.webhook_secret == DEV_WEBHOOK_SECRET:
-        raise ConfigError("config: payments.webhook_secret: production mode refuses the built-in development secret")
+    # Production keeps its secrets where its operators keep secrets (and shares them between nodes),
+    # not only in a file beside the data.
+    if config.server.production and not config.auth.jwt_secret:
+        raise ConfigError("config: auth.jwt_secret: production mode needs it set (32+ characters)")
+    if config.server.production and not config.payments.webhook_secret:
+        raise ConfigError("config: payments.webhook_secret: production mode needs it set (32+ characters)")
     return config
 
 

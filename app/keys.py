@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from app.metrics import Metrics
     from app.ratelimit import RateLimiter
     from app.supervisor import Supervisor
+    from app.urls import PublicUrls
     from app.admin import AdminService
     from state.clock import Clock
     from state.db import Database
@@ -55,6 +56,7 @@ IDEMPOTENCY: web.AppKey["IdempotencyService"] = web.AppKey("idempotency")
 ADMIN: web.AppKey["AdminService"] = web.AppKey("admin")
 AUTHENTICATOR: web.AppKey["Authenticator"] = web.AppKey("authenticator")
 LIMITER: web.AppKey["RateLimiter"] = web.AppKey("limiter")
+PUBLIC_URLS: web.AppKey["PublicUrls"] = web.AppKey("public_urls")
 BIDDER: web.AppKey["BidProcessor"] = web.AppKey("bidder")
 NOTICES: web.AppKey["NoticeService"] = web.AppKey("notices")
 CAMPAIGNS: web.AppKey["CampaignService"] = web.AppKey("campaigns")

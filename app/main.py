@@ -45,6 +45,7 @@ GRPC = web.AppKey("grpc", GrpcServer)
 def create_app(config: Config, *, clock: Clock | None = None) -> web.Application:
     """Build the aiohttp application with every service, route and resource lifecycle."""
     p = Platform(config, clock)
+    config = p.config  # with the node's own secrets where the configuration leaves them empty
     app = web.Application(middlewares=[core_middleware, idempotency_middleware],
                           client_max_size=config.server.max_body_bytes)
     app[keys.CONFIG] = config
@@ -63,6 +64,7 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     app[keys.ADMIN] = p.admin
     app[keys.AUTHENTICATOR] = p.authenticator
     app[keys.LIMITER] = p.limiter
+    app[keys.PUBLIC_URLS] = p.public_urls
     app[keys.BIDDER] = p.bidder
     app[keys.BID_GATEWAY] = p.bid_gateway
     app[keys.NOTICES] = p.notices

@@ -38,6 +38,8 @@ from app.hub import Hub
 from app.idempotency import IdempotencyService
 from app.metrics import Metrics
 from app.ratelimit import RateLimiter, TokenBuckets
+from app.secrets import with_secrets
+from app.urls import PublicUrls
 from app.supervisor import Supervisor
 from ml.batcher import Batcher
 from ml.providers import build_providers
@@ -69,9 +71,10 @@ class Platform:
     """Every service of one Contrail instance, wired once; no I/O until open_storage()."""
 
     def __init__(self, config: Config, clock: Clock | None = None) -> None:
-        self.config = config
+        self.config = config = with_secrets(config)
         self.clock = clock or SystemClock()
         self.metrics = metrics = Metrics()
+        self.public_urls = PublicUrls(config)
         storage = config.storage
         data = config.data_path
         tuning = dict(max_group_size=storage.max_group_size, busy_timeout_ms=storage.busy_timeout_ms,
@@ -137,7 +140,8 @@ class Platform:
         self.metrics.watch_queue("inference", lambda: self.batcher.depth)
         self.bid_ledger = BidLedger(self.clock)
         self.bidder = BidProcessor(b, self.campaigns, self.profiles, self.delivery, self.batcher, self.bid_ledger,
-                                   self.clock, self.event_log.log_event, b.notice_base_url)
+                                   self.clock, self.event_log.log_event, self.public_urls.notices())
+        self.public_urls.on_change(lambda: self.bidder.set_notice_base(self.public_urls.notices()))
         self.bid_gateway = BidGateway(self.bidder, self.metrics)
         self.notices = NoticeService(self.bid_ledger, self.delivery, self.clock, self.event_log.log_event,
                                      self.metrics)
@@ -244,7 +248,7 @@ class Platform:
         self.suppression_store = SqliteSuppressionStore(self.records_db)
         self.suppression = SuppressionService(self.suppression_store, self.clock)
         self.outbox_store = SqliteOutboxStore(self.records_db)
-        self.email = EmailService(config.smtp, config.channels.public_base_url, config.auth.jwt_secret,
+        self.email = EmailService(config.smtp, self.public_urls.links, config.auth.jwt_secret,
                                   self.outbox_store, self.suppression, self.clock, self.event_log.log_event)
         self.inapp_hub = Hub(config.websocket.client_queue,
                              on_drop=lambda s: self.metrics.ws_dropped.labels(s).inc())
@@ -260,7 +264,8 @@ class Platform:
         self.activation.seen_on_web = self.ingest.seen_on_web
         self.supervisor.add("profile_write_behind", self._flush_profiles)
         self.email_analytics = EmailAnalytics(self.outbox_store, self.suppression, self.clock,
-                                              load_verification_key(config.sendgrid.verification_key))
+                                              load_verification_key(config.sendgrid.verification_key),
+                                              allow_unsigned=config.sendgrid.allow_unsigned)
         self.supervisor.add("email_sender", self.email.run)
         self.supervisor.add("suppression_cleanup", self._purge_suppressions)
 

@@ -25,7 +25,15 @@ async def serve(config: Config) -> None:
     await runner.setup()
     site = web.TCPSite(runner, config.server.host, config.server.port, reuse_address=True)
     await site.start()
-    log.info("HTTP listening", extra={"host": config.server.host, "port": config.server.port})
+    host, port = site._server.sockets[0].getsockname()[:2]  # type: ignore[union-attr]
+    app[keys.PUBLIC_URLS].listening(config.server.host, port)
+    log.info("HTTP listening", extra={"host": host, "port": port, "links": app[keys.PUBLIC_URLS].links()})
+    if config.smtp.embedded_sink:
+        log.info("mail goes to the embedded SMTP sink, not to anyone; read it at GET /v1/admin/mailbox",
+                 extra={"smtp": f"{config.smtp.host}:{config.smtp.port}"})
+    if config.sendgrid.allow_unsigned and not config.sendgrid.verification_key:
+        log.warning("unsigned SendGrid webhooks are accepted (sendgrid.allow_unsigned): anyone can report an "
+                    "address as bounced; set sendgrid.verification_key outside a demo")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from app.config import Config, load_config
-from app.keys import CONFIG
+from app.keys import CONFIG, PUBLIC_URLS
 from app.main import PLATFORM, create_app
 from handlers.rest.connections import GuardedRunner
 from state.clock import ManualClock
@@ -33,6 +33,10 @@ class ContrailTestServer(TestServer):
 
     async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
         return GuardedRunner(self.app, self.app[CONFIG].server, **kwargs)
+
+    async def start_server(self, **kwargs: Any) -> None:
+        await super().start_server(**kwargs)
+        self.app[PUBLIC_URLS].listening(self.host, self.port)  # as `serve` does once it is bound
 
 
 @pytest.fixture

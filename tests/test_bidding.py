@@ -241,10 +241,12 @@ async def test_win_charges_once_and_caps_frequency_across_a_restart(aiohttp_clie
     capped = single_campaign(id="capped", frequency_caps=FrequencyCaps(hour=1))
     client = await _client(aiohttp_client, tmp_path, clock, campaigns=[capped])
     bid = (await (await post_bid(client, banner_request())).json())["seatbid"][0]["bid"][0]
-    win_url = bid["nurl"].split("8080", 1)[1].replace("${AUCTION_PRICE}", "2.5")
+    base = f"http://127.0.0.1:{client.port}"  # notice URLs follow the port the server really listens on
+    assert bid["nurl"].startswith(base) and bid["burl"].startswith(base)
+    win_url = bid["nurl"].removeprefix(base).replace("${AUCTION_PRICE}", "2.5")
     first = await (await client.get(win_url)).json()
     again = await (await client.get(win_url)).json()
-    billing = await (await client.get(bid["burl"].split("8080", 1)[1].replace("${AUCTION_PRICE}", "2.5"))).json()
+    billing = await (await client.get(bid["burl"].removeprefix(base).replace("${AUCTION_PRICE}", "2.5"))).json()
     assert first == {"bid_id": bid["id"], "recorded": True, "charged": True}
     assert again["charged"] is False and billing["charged"] is False
     platform = client.app[PLATFORM]

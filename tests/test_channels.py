@@ -50,7 +50,7 @@ async def relay():
 
 @pytest.fixture
 async def shop(aiohttp_client, tmp_path, clock, relay):
-    config = make_config(tmp_path, smtp__port=relay.port, smtp__retry_backoff_s=0.05)
+    config = make_config(tmp_path, smtp__port=relay.port, smtp__retry_backoff_s=0.05, sendgrid__allow_unsigned="true")
     client = await aiohttp_client(create_app(config, clock=clock))
     platform = client.app[PLATFORM]
     _, key = await platform.api_keys.create("crm", "admin")
@@ -76,7 +76,8 @@ async def test_email_reaches_a_real_smtp_server_with_the_right_headers(shop, rel
     assert mail["To"] == "Lia@Example.com" and mail["Subject"] == "Your Lisbon weekend"
     assert mail["Message-ID"] == f"<{result['provider_message_id']}@contrail>"
     assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    assert mail["List-Unsubscribe"].startswith("<http://127.0.0.1:8080/v1/email/unsubscribe?")
+    # Links follow the port the server really listens on.
+    assert mail["List-Unsubscribe"].startswith(f"<http://127.0.0.1:{client.port}/v1/email/unsubscribe?")
     text, html = mail.get_body(("plain",)).get_content(), mail.get_body(("html",)).get_content()
     assert "Fly to Lisbon from $49." in text and "Unsubscribe:" in text
     assert "/v1/email/open/" in html and "/v1/email/click/" in html and "fly.contrail.example" in html
@@ -86,7 +87,7 @@ async def test_suppressed_and_unsubscribed_addresses_receive_nothing(shop, relay
     client, staff = shop
     await activate(client, staff)
     [mail] = await relay.wait_for(1)
-    unsubscribe = mail["List-Unsubscribe"].strip("<>").replace("http://127.0.0.1:8080", "")
+    unsubscribe = mail["List-Unsubscribe"].strip("<>").replace(f"http://127.0.0.1:{client.port}", "")
     assert (await client.post(unsubscribe.replace("t=", "t=0"), data="List-Unsubscribe=One-Click")).status == 404
     page = await client.get(unsubscribe)
     assert page.status == 200 and "<form" in await page.text()
@@ -120,7 +121,7 @@ async def test_opens_and_clicks_are_recorded_and_links_are_signed(shop, relay):
     result = await activate(client, staff)
     [mail] = await relay.wait_for(1)
     html = mail.get_body(("html",)).get_content()
-    click = html.split('href="')[1].split('"')[0].replace("&amp;", "&").replace("http://127.0.0.1:8080", "")
+    click = html.split('href="')[1].split('"')[0].replace("&amp;", "&").replace(f"http://127.0.0.1:{client.port}", "")
     target = parse_qs(urlparse(click).query)["u"][0]
     assert target == "https://fly.contrail.example/lis?x=1&y=2"
     resp = await client.get(click, allow_redirects=False)
@@ -215,6 +216,15 @@ async def test_signed_webhooks_are_verified(aiohttp_client, tmp_path, clock):
     assert tampered.status == 403
     unsigned = await client.post("/v1/webhooks/sendgrid", data=raw)
     assert unsigned.status == 403
+
+
+async def test_unsigned_sendgrid_webhooks_are_refused_unless_allowed(client):
+    """Unsigned, anyone could report any address as bounced and have it suppressed."""
+    raw = (SENDGRID / "sendgrid_event_bounce_and_blocked.json").read_bytes()
+    resp = await client.post("/v1/webhooks/sendgrid", data=raw)
+    error = (await resp.json())["error"]
+    assert resp.status == 403 and "sendgrid.verification_key" in error["message"]
+    assert client.app[PLATFORM].suppression_store.all() == []
 
 
 def test_a_bad_verification_key_stops_the_start():

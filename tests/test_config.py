@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from app.config import DEV_JWT_SECRET, ConfigError, load_config, markdown_table, section_fields
+from app.config import ConfigError, load_config, markdown_table, section_fields
 from tests.conftest import ROOT
 
 
@@ -57,12 +57,12 @@ def test_bad_values_name_the_key(tmp_path, env, file, needle):
     assert "\n" not in str(err.value)
 
 
-def test_production_accepts_real_secrets_and_refuses_the_webhook_default():
+def test_production_needs_its_secrets_set():
     env = {"CONTRAIL__SERVER__PRODUCTION": "1", "CONTRAIL__AUTH__JWT_SECRET": "a-long-real-secret-from-the-vault"}
     with pytest.raises(ConfigError, match="payments.webhook_secret"):
         load_config(None, env=env)
     config = load_config(None, env={**env, "CONTRAIL__PAYMENTS__WEBHOOK_SECRET": "another-long-secret-from-the-vault"})
-    assert config.server.production and config.auth.jwt_secret != DEV_JWT_SECRET
+    assert config.server.production and config.auth.jwt_secret == "a-long-real-secret-from-the-vault"
 
 
 def test_bad_config_stops_the_start_with_exit_2_and_one_line(tmp_path):

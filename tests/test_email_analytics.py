@@ -14,7 +14,6 @@ from tests.conftest import CONFORMANCE, make_config
 from tests.test_channels import Relay, activate
 
 SAMPLE = json.loads((CONFORMANCE / "sendgrid" / "sendgrid_event_all_types_sample.json").read_text())
-BASE = "http://127.0.0.1:8080"
 
 
 class Mail:
@@ -59,12 +58,13 @@ class Mail:
 
     async def pixel(self, mail) -> None:
         html = mail.get_body(("html",)).get_content()
-        src = html.split('<img src="')[1].split('"')[0].replace(BASE, "")
+        src = html.split('<img src="')[1].split('"')[0].replace(f"http://127.0.0.1:{self.client.port}", "")
         assert (await self.client.get(src)).status == 200
 
     async def click(self, mail) -> None:
         html = mail.get_body(("html",)).get_content()
-        link = html.split('href="')[1].split('"')[0].replace("&amp;", "&").replace(BASE, "")
+        link = html.split('href="')[1].split('"')[0].replace("&amp;", "&")
+        link = link.replace(f"http://127.0.0.1:{self.client.port}", "")
         assert (await self.client.get(link, allow_redirects=False)).status == 302
 
     async def report(self, activation_id: str | None = None) -> dict:

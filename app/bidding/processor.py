@@ -105,8 +105,7 @@ class BidProcessor:
         self._ledger = ledger
         self._clock = clock
         self._log_event = log_event
-        base = notice_base_url.rstrip("/")
-        self._nurl, self._burl, self._lurl = (f"{base}/v1/notices/{kind}?bid=" for kind in ("win", "billing", "loss"))
+        self.set_notice_base(notice_base_url)
         self._rates = config.currency_rates
         self._anonymous_rows: dict[int, np.ndarray] = {}
         # user id -> the 8 loyalty features (from the loyalty capability), or None for non-members.
@@ -128,6 +127,11 @@ class BidProcessor:
     def _no_bid(self, request: BidRequest, reason: str, nbr: int) -> Outcome:
         self._log_event("NoBid", {"request_id": request.id, "reason": reason, "nbr": nbr})
         return Outcome(None, reason, nbr)
+
+    def set_notice_base(self, base_url: str) -> None:
+        """Where exchanges send win, billing and loss notices (the three URL prefixes every bid carries)."""
+        base = base_url.rstrip("/")
+        self._nurl, self._burl, self._lurl = (f"{base}/v1/notices/{kind}?bid=" for kind in ("win", "billing", "loss"))
 
     def failed(self, request: BidRequest) -> Outcome:
         """The answer to a request whose processing raised: a technical no-bid."""

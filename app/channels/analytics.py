@@ -51,15 +51,19 @@ def load_verification_key(b64_der: str) -> ec.EllipticCurvePublicKey | None:
 
 class EmailAnalytics:
     def __init__(self, store: OutboxStore, suppression: SuppressionService, clock: Clock,
-                 verification_key: ec.EllipticCurvePublicKey | None) -> None:
+                 verification_key: ec.EllipticCurvePublicKey | None, *, allow_unsigned: bool = False) -> None:
         self._store = store
         self._suppression = suppression
         self._clock = clock
         self._key = verification_key
+        self._allow_unsigned = allow_unsigned
 
     def verify(self, raw: bytes, signature: str | None, timestamp: str | None) -> None:
         if self._key is None:
-            return
+            if self._allow_unsigned:
+                return
+            raise Forbidden("SendGrid webhooks must be signed: set sendgrid.verification_key to the public key "
+                            "from SendGrid's Signed Event Webhook settings (sendgrid.allow_unsigned is for demos)")
         if not signature or not timestamp:
             raise Forbidden("signed webhook expected: X-Twilio-Email-Event-Webhook-Signature and -Timestamp")
         try:

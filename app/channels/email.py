@@ -22,6 +22,7 @@ import logging
 import re
 from email.header import Header
 from email.utils import formatdate, parseaddr
+from typing import Callable
 from urllib.parse import quote, urlencode
 
 import aiosmtplib
@@ -46,10 +47,10 @@ _EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 
 
 class EmailService:
-    def __init__(self, smtp, public_base_url: str, secret: str, store: OutboxStore, suppression: SuppressionService,
+    def __init__(self, smtp, public_base_url: Callable[[], str], secret: str, store: OutboxStore, suppression: SuppressionService,
                  clock: Clock, log_event, metrics=None) -> None:
         self._smtp = smtp
-        self._base = public_base_url.rstrip("/")
+        self._base_url = public_base_url
         self._key = hashlib.sha256(b"contrail email links:" + secret.encode()).digest()
         self._store = store
         self._suppression = suppression
@@ -67,16 +68,16 @@ class EmailService:
         return hmac.compare_digest(self._sign(*parts), token or "")
 
     def unsubscribe_url(self, message: OutboxMessage) -> str:
-        return f"{self._base}/v1/email/unsubscribe?{urlencode({'m': message.id, 't': self._sign('u', message.id)})}"
+        return f"{self._base_url()}/v1/email/unsubscribe?{urlencode({'m': message.id, 't': self._sign('u', message.id)})}"
 
     def click_url(self, message_id: str, url: str) -> str:
-        return f"{self._base}/v1/email/click/{message_id}?{urlencode({'u': url, 't': self._sign('c', message_id, url)})}"
+        return f"{self._base_url()}/v1/email/click/{message_id}?{urlencode({'u': url, 't': self._sign('c', message_id, url)})}"
 
     def _tracked_html(self, message_id: str, html: str, unsubscribe: str) -> str:
         body = _LINK.sub(lambda m: f'href="{html_lib.escape(self.click_url(message_id, html_lib.unescape(m.group(1))))}"',
                          html)
         return (f"{body}\n<p style=\"font-size:12px\"><a href=\"{html_lib.escape(unsubscribe)}\">Unsubscribe</a></p>"
-                f"\n<img src=\"{self._base}/v1/email/open/{quote(message_id)}.gif\" width=\"1\" height=\"1\" alt=\"\">")
+                f"\n<img src=\"{self._base_url()}/v1/email/open/{quote(message_id)}.gif\" width=\"1\" height=\"1\" alt=\"\">")
 
     # ---- queueing ----
     async def enqueue(self, to: str, subject: str, text: str, html: str | None = None, *,

@@ -23,6 +23,7 @@ from typing import Any
 from http import HTTPStatus
 
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
@@ -78,6 +79,8 @@ class GuardedHandler(RequestHandler):
         if status < 500:
             text = getattr(exc, "message", None) or message or HTTPStatus(status).phrase
             detail = " ".join(str(text).split())
+            if isinstance(exc, ContentEncodingError):  # its message names the encoding
+                detail = f"the body does not decode as its Content-Encoding says ({detail})"
             log.info("unparseable request", extra={"status": status, "detail": detail[:200]})
             error = {"code": "bad_request", "message": f"the request could not be read: {detail}", "details": None}
         else:

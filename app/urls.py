@@ -1,0 +1,39 @@
+"""Where clients reach this node: the configured public URLs, or ones derived from the address the
+HTTP server really listens on (so links and notice URLs follow the port, whatever it is)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from app.config import Config
+
+
+def _http_base(host: str, port: int) -> str:
+    if host in ("", "0.0.0.0", "::"):  # a wildcard is no address to give out: this machine's loopback is
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class PublicUrls:
+    def __init__(self, config: Config) -> None:
+        self._links = config.channels.public_base_url.rstrip("/")
+        self._notices = config.bidding.notice_base_url.rstrip("/")
+        self._derived = _http_base(config.server.host, config.server.port)
+        self._listeners: list[Callable[[], None]] = []
+
+    def links(self) -> str:
+        """The base of the links in customers' email: unsubscribe, click and open tracking."""
+        return self._links or self._derived
+
+    def notices(self) -> str:
+        """The base of the win, billing and loss notice URLs in bids."""
+        return self._notices or self._derived
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def listening(self, host: str, port: int) -> None:
+        """The HTTP server is bound: derive from where it really is (port 0 picks one at bind time)."""
+        self._derived = _http_base(host, port)
+        for listener in self._listeners:
+            listener()
