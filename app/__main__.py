@@ -22,8 +22,9 @@ from app.logs import setup_logging
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app", description="Contrail server and operator commands")
-    parser.add_argument("--config", default=os.environ.get("CONTRAIL_CONFIG", "config.toml"),
-                        help="path to config.toml (default: ./config.toml or $CONTRAIL_CONFIG)")
+    parser.add_argument("--config", default=os.environ.get("CONTRAIL_CONFIG"),
+                        help="path to config.toml (default: $CONTRAIL_CONFIG, else ./config.toml if there is one, "
+                             "else the built-in defaults and CONTRAIL__ environment overrides)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="start the HTTP, gRPC and websocket server")
     sub.add_parser("migrate", help="apply pending database migrations")
@@ -51,8 +52,11 @@ async def _with_platform(config: Config, action: Callable[..., Awaitable[None]])
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    path = args.config
+    if path is None and os.path.isfile("config.toml"):
+        path = "config.toml"
     try:
-        config = load_config(args.config)
+        config = load_config(path)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2
@@ -90,5 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The `contrail` console script."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
