@@ -21,6 +21,13 @@ ADMIN = ("root@contrail.test", "admin-password-1")
 CUSTOMER = ("ana@contrail.test", "customer-password-1")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    if not (CONFORMANCE / "openrtb").is_dir() or not (CONFORMANCE / "sendgrid").is_dir():
+        raise pytest.UsageError(
+            f"the shared conformance payloads are missing: expected {CONFORMANCE} (with openrtb/ and sendgrid/) "
+            "beside this checkout; the tests use the team's real OpenRTB and SendGrid payloads as they are")
+
+
 def make_config(tmp_path: Path, **overrides: Any) -> Config:
     """Defaults plus CONTRAIL__SECTION__KEY-style overrides given as section__key=value."""
     env = {"CONTRAIL__STORAGE__DATA_DIR": str(tmp_path / "var"), "CONTRAIL__GRPC__PORT": "0"}

@@ -3,6 +3,7 @@
 import filecmp
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from grpclib.client import Channel
@@ -57,9 +58,8 @@ async def test_echo_and_status_and_call_metrics(channel, client):
 
 def test_generated_code_matches_the_protos(tmp_path):
     protos = sorted(p.name for p in (ROOT / "proto").glob("*.proto"))
-    plugin = f"--plugin=protoc-gen-grpclib_python={ROOT / '.venv/bin/protoc-gen-grpclib_python'}"
-    if not (ROOT / ".venv/bin/protoc-gen-grpclib_python").exists():
-        plugin = f"--plugin=protoc-gen-grpclib_python={__import__('shutil').which('protoc-gen-grpclib_python')}"
+    # grpclib's protoc plugin from the interpreter running the tests (its venv), never whatever is on PATH.
+    plugin = f"--plugin=protoc-gen-grpclib_python={Path(sys.executable).parent / 'protoc-gen-grpclib_python'}"
     result = subprocess.run(
         [sys.executable, "-m", "grpc_tools.protoc", "-Ihandlers/rpc=proto", f"--python_out={tmp_path}",
          f"--grpclib_python_out={tmp_path}", plugin, *[f"handlers/rpc/{p}" for p in protos]],
