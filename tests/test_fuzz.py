@@ -120,3 +120,46 @@ async def test_mutated_retail_bodies_get_clear_4xx_never_5xx(aiohttp_client, tmp
             assert (await resp.json())["error"]["message"]
     assert 400 in statuses and statuses & {200, 201}
     assert (await client.get("/health/ready")).status == 200
+
+
+# The shapes of impressions Contrail cannot serve or may not bid on, as replacements of one node.
+UNSERVABLE = [
+    ("imp.0.banner", {}), ("imp.0.banner", {"format": []}), ("imp.0.banner", {"w": -300, "h": 250}),
+    ("imp.0.banner", {"format": [{"w": 0, "h": 250}]}), ("imp.0.video", {"mimes": ["video/mp4"], "w": 0, "h": -1}),
+    ("imp.0.native", {"ver": "1.2"}), ("imp.0.pmp", {"private_auction": 1, "deals": [{"id": ""}]}),
+    ("imp.0.pmp", {"private_auction": 1, "deals": []}), ("regs", {"gdpr": 2}), ("regs", {"ext": {"gdpr": 7}}),
+    ("device", {"w": -1, "h": 800}),
+]
+
+
+def _with(doc: dict, path: str, value) -> dict:
+    doc = copy.deepcopy(doc)
+    *parents, last = path.split(".")
+    node = doc
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+    if isinstance(node, dict) and last in ("banner", "video", "native"):
+        for media in ("banner", "video", "audio", "native"):  # the impression offers only this medium
+            node.pop(media, None)
+    node[last] = value
+    return doc
+
+
+async def test_impressions_that_cannot_be_served_are_never_bid_on(aiohttp_client, tmp_path, clock):
+    """Every conformance request, with each unservable shape put in it (and mixed with random mutations):
+    a 204 or a 400, never a bid."""
+    client = await _client(aiohttp_client, tmp_path, clock)
+    rng = random.Random(26)
+    originals = [json.loads(p.read_bytes()) for p in REQUESTS]
+    cases = 0
+    for original in originals:
+        for path, value in UNSERVABLE:
+            base = _mutate(original, rng) if rng.random() < 0.5 else original
+            try:
+                body = _with(base, path, value)
+            except (TypeError, KeyError, IndexError, AttributeError, ValueError):
+                continue  # the mutation removed or retyped the node this shape goes in
+            cases += 1
+            resp = await post_bid(client, json.dumps(body))
+            assert resp.status in (204, 400), (path, value, resp.status, await resp.text())
+    assert cases >= len(originals) * len(UNSERVABLE) // 2
