@@ -102,7 +102,7 @@ def _grpc_child(port: int, key: str, mode: str, seconds: float, queue) -> None:
                 i = offset
                 while time.perf_counter() < stop:
                     if mode == "echo":
-                        await echo_stub.Echo(platform_pb2.EchoRequest(message="x"))
+                        await echo_stub.Echo(platform_pb2.EchoRequest(message="x"), metadata=md)
                     else:
                         await bid_stub.ProcessBid(bidding_pb2.BidRequestProto(openrtb_json=bodies[i % len(bodies)]),
                                                   metadata=md)
