@@ -30,9 +30,9 @@ bench: $(STAMP)
 	fi
 	$(PY) -m bench
 
-# Rewrite the README's configuration table from config.toml (a test fails when it is stale).
+# Rewrite the configuration table in docs/operations.md from config.toml (a test fails when it is stale).
 docs: $(STAMP)
-	$(PY) -m app.config README.md
+	$(PY) -m app.config docs/operations.md
 
 # Regenerate handlers/rpc/*_pb2.py and *_grpc.py from proto/ (the generated code is committed).
 # The -I mapping makes the generated modules import each other as handlers.rpc.*.

@@ -422,7 +422,7 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
 
 
 def markdown_table(toml_path: Path) -> str:
-    """The README's configuration table, from config.toml's keys, values and comments."""
+    """The configuration table of docs/operations.md, from config.toml's keys, values and comments."""
     rows = ["| key | default | environment | meaning |", "|---|---|---|---|"]
     section, comment, after_key = "", [], False
     for line in toml_path.read_text().splitlines():
@@ -444,11 +444,11 @@ def markdown_table(toml_path: Path) -> str:
 
 
 if __name__ == "__main__":
-    # python -m app.config README.md: rewrite the configuration table in place from config.toml.
+    # python -m app.config [docs/operations.md]: rewrite the configuration table in place from config.toml.
     import sys
-    readme = Path(sys.argv[1])
-    text = readme.read_text()
+    root = Path(__file__).resolve().parent.parent
+    guide = Path(sys.argv[1]) if len(sys.argv) > 1 else root / "docs" / "operations.md"
+    text = guide.read_text()
     start = text.index("| key | default | environment | meaning |")
     end = text.index("\n\n", start)
-    readme.write_text(text[:start] + markdown_table(Path(__file__).resolve().parent.parent / "config.toml")
-                      + text[end:])
+    guide.write_text(text[:start] + markdown_table(root / "config.toml") + text[end:])

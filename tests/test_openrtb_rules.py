@@ -2,7 +2,7 @@
 cannot be served (a no-bid, counted by reason, nbr 0 in a no-bid body). Never a bid for either.
 
 Every case starts from a request that bids and breaks one rule, so a rule that stops holding shows
-up as a bid. The rules and their basis are tabled in the README's bidding section.
+up as a bid. The rules and their basis are tabled in docs/api.md (Real-time bidding).
 """
 
 import json
