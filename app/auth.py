@@ -111,6 +111,8 @@ class TokenService:
         return principal
 
     def _check(self, token: str) -> tuple[Principal, int]:
+        if not token.isascii():  # a JWT is ASCII; a header of other bytes arrives with lone surrogates
+            raise Unauthenticated("invalid bearer token: not a JWT")
         try:
             claims = jwt.decode(token, self._secret, algorithms=["HS256"],
                                 options={"require": ["sub", "role", "exp"], "verify_exp": False,
@@ -198,6 +200,8 @@ class ApiKeyService:
         return key, plaintext
 
     async def authenticate(self, plaintext: str) -> Principal:
+        if not plaintext.isascii():  # keys are ASCII; a header of other bytes arrives with lone surrogates
+            raise Unauthenticated("unknown or revoked API key")
         key_hash = hash_api_key(plaintext)
         key = self._keys.by_hash(key_hash)
         if key is None:

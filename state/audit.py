@@ -28,7 +28,9 @@ class SqliteAuditStore:
 
     async def page(self, limit: int, before_id: int | None) -> list[AuditEntry]:
         """Newest first; `before_id` continues a previous page."""
+        # A cursor's id is whatever integer its client wrote into it; SQLite's integers are 64-bit.
+        before = 2**62 if before_id is None else min(max(before_id, 0), 2**62)
         rows = await self._db.fetchall(
             "SELECT id, at, actor, action, target, details FROM audit_log WHERE id < ?"
-            " ORDER BY id DESC LIMIT ?", (before_id if before_id is not None else 2**62, limit))
+            " ORDER BY id DESC LIMIT ?", (before, limit))
         return [AuditEntry(r[0], r[1], r[2], r[3], r[4], msgspec.json.decode(r[5])) for r in rows]

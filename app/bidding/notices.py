@@ -18,6 +18,9 @@ from state.clock import Clock
 from state.delivery import AlreadyCharged
 from state.ports import DeliveryStore
 
+# Loss reason codes are small (exchange-specific ones start at 1000): anything past an int32 is not one.
+MAX_LOSS_REASON = 2**31 - 1
+
 
 class IssuedBid(msgspec.Struct, frozen=True, gc=False):
     """A bid we made, kept until it expires (many thousands at a time: not tracked by the GC)."""
@@ -70,7 +73,7 @@ class BidLedger:
             seq = int(bid_id[:self._SEQ_DIGITS], 16)
         except ValueError:
             return None
-        bid = self._ring[seq % self._size] if seq < self._next else None
+        bid = self._ring[seq % self._size] if 0 <= seq < self._next else None
         if bid is None or bid.bid_id != bid_id or bid.expires_at <= self._clock.now():
             return None
         return bid
@@ -160,6 +163,8 @@ class NoticeService:
             code = int(reason) if reason not in (None, "") and not reason.startswith("${") else None
         except ValueError:
             raise InvalidInput(f"loss reason {reason!r} is not an OpenRTB loss reason code") from None
+        if code is not None and not 0 <= code <= MAX_LOSS_REASON:
+            raise InvalidInput(f"loss reason {reason!r} is not an OpenRTB loss reason code")
         cpm = parse_price(price) if price and not price.startswith("${") else None
         first = await self._delivery.record(bid_id, "loss", bid.campaign_id, cpm, code, self._clock.now())
         self._notices.labels("loss", "ok" if first else "repeat").inc()

@@ -299,6 +299,10 @@ def decode_request(raw: bytes | str) -> BidRequest:
         raise InvalidBidRequest(_decode_error_reason(str(exc)), str(exc)) from None
     except msgspec.DecodeError as exc:
         raise InvalidBidRequest("not_json", str(exc)) from None
+    except UnicodeDecodeError as exc:  # msgspec's error for invalid UTF-8 inside a JSON string
+        raise InvalidBidRequest("not_json", f"invalid UTF-8: {exc}") from None
+    except RecursionError:  # brackets left open in a free-form `ext` (balanced deep ones are refused before this)
+        raise InvalidBidRequest("not_json", "JSON is malformed: brackets left open") from None
     validate(request)
     return request
 

@@ -19,7 +19,9 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 
+import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -67,16 +69,21 @@ class EmailAnalytics:
         if not signature or not timestamp:
             raise Forbidden("signed webhook expected: X-Twilio-Email-Event-Webhook-Signature and -Timestamp")
         try:
-            self._key.verify(base64.b64decode(signature), timestamp.encode() + raw, ec.ECDSA(hashes.SHA256()))
+            # surrogateescape: the header's own bytes, as signed, whatever aiohttp could not decode of them
+            self._key.verify(base64.b64decode(signature), timestamp.encode("utf-8", "surrogateescape") + raw,
+                             ec.ECDSA(hashes.SHA256()))
         except (InvalidSignature, ValueError, binascii.Error):
             raise Forbidden("webhook signature does not verify") from None
 
     async def ingest(self, raw: bytes) -> dict[str, int]:
         """Record a SendGrid event batch; returns counts of recorded, duplicate and ignored events."""
         try:
-            events = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+            # msgspec, not json.loads: NaN, Infinity and lone surrogates are not JSON, and would be stored.
+            events = msgspec.json.decode(raw)
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # the latter: invalid UTF-8 in a string
             raise InvalidInput(f"malformed JSON: {exc}") from None
+        except RecursionError:  # brackets left open (balanced deep ones are refused before this)
+            raise InvalidInput("malformed JSON: brackets left open") from None
         if not isinstance(events, list):
             raise InvalidInput("expected a JSON array of events")
         if len(events) > MAX_EVENTS:
@@ -118,14 +125,14 @@ class EmailAnalytics:
             key = f"sg:{sg_id}:{e['event']}:{e.get('type') or ''}"
         else:
             key = "sg-content:" + hashlib.sha256(json.dumps(e, sort_keys=True).encode()).hexdigest()
-        at = e.get("timestamp")
+        at = _timestamp(e.get("timestamp"))
         activation = e.get("activation_id")
         if ours is not None:  # our message id, activation and address: one message whichever path reports it
             message_id, activation, address = ours.id, ours.activation_id, ours.to
         else:
             message_id, address = str(e.get("sg_message_id") or "") or None, e.get("email") or None
         return EmailEvent(key, e["event"] if e.get("type") != "blocked" else "blocked",
-                          float(at) if isinstance(at, (int, float)) else self._clock.now(),
+                          at if at is not None else self._clock.now(),
                           message_id, activation if isinstance(activation, str) else None,
                           address, {k: v for k, v in e.items() if k != "event"})
 
@@ -176,6 +183,18 @@ class EmailAnalytics:
                 "open_rate": round(opened / sent, 4) if sent else 0.0,
                 "click_rate": round(clicked / sent, 4) if sent else 0.0,
                 "bounce_rate": round(bounces / sent, 4) if sent else 0.0}
+
+
+def _timestamp(value: object) -> float | None:
+    """An event's time, when it is a finite number of seconds (an infinite one is stored as null, and no
+    report could read the event back)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        at = float(value)
+    except OverflowError:
+        return None
+    return at if math.isfinite(at) else None
 
 
 def _from_sendgrid(e: EmailEvent) -> bool:

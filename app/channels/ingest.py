@@ -111,6 +111,10 @@ class IngestService:
                 doc, typed = _loose.decode(raw), False
         except msgspec.DecodeError as exc:
             raise InvalidInput(f"malformed JSON: {exc}") from None
+        except UnicodeDecodeError as exc:  # msgspec's error for invalid UTF-8 inside a JSON string
+            raise InvalidInput(f"malformed JSON: invalid UTF-8 ({exc})") from None
+        except RecursionError:  # brackets opened and never closed (balanced deep ones are refused above)
+            raise InvalidInput("malformed JSON: brackets left open") from None
         items = doc if isinstance(doc, list) else [doc]
         if not items or len(items) > MAX_BATCH:
             raise InvalidInput(f"send 1 to {MAX_BATCH} events")

@@ -113,6 +113,8 @@ def decode(raw: bytes, type_: type) -> Any:
                            {"field": path} if path else None) from None
     except msgspec.DecodeError as exc:
         raise InvalidInput(f"malformed JSON: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"malformed JSON: invalid UTF-8 ({exc.reason} at byte {exc.start})") from None
 
 
 def decode_query(request: web.Request, type_: type) -> Any:

@@ -59,7 +59,10 @@ class MessageLimit:
 async def _recv_bounded(stream: Any, codec: Any, message_type: type) -> Any:
     """grpclib's recv_message, refusing a message from its length prefix before reading it, and
     answering a body that does not parse with INVALID_ARGUMENT instead of UNKNOWN."""
-    meta = await stream.recv_data(5)
+    try:
+        meta = await stream.recv_data(5)
+    except AssertionError:  # grpclib's way of saying the stream ended early
+        raise GRPCError(Status.INVALID_ARGUMENT, "the stream ended inside a message prefix") from None
     if not meta:
         return None
     compressed, length = struct.unpack(">?I", meta)
@@ -68,7 +71,10 @@ async def _recv_bounded(stream: Any, codec: Any, message_type: type) -> Any:
     if length > MessageLimit.receive:
         raise GRPCError(Status.RESOURCE_EXHAUSTED,
                         f"message of {length} bytes exceeds the limit of {MessageLimit.receive} bytes")
-    data = await stream.recv_data(length)
+    try:
+        data = await stream.recv_data(length)
+    except AssertionError:
+        raise GRPCError(Status.INVALID_ARGUMENT, "the stream ended inside a message") from None
     if len(data) != length:
         raise GRPCError(Status.INVALID_ARGUMENT, "the stream ended inside a message")
     try:
