@@ -37,7 +37,7 @@ docs: $(STAMP)
 # Regenerate handlers/rpc/*_pb2.py and *_grpc.py from proto/ (the generated code is committed).
 # The -I mapping makes the generated modules import each other as handlers.rpc.*.
 proto: $(STAMP)
-	$(PY) -m grpc_tools.protoc -Ihandlers/rpc=proto --python_out=. --grpclib_python_out=. \
+	$(PY) -m grpc_tools.protoc -Ihandlers/rpc=proto --python_out=. --pyi_out=. --grpclib_python_out=. \
 		--plugin=protoc-gen-grpclib_python=$(VENV)/bin/protoc-gen-grpclib_python \
 		$(patsubst proto/%,handlers/rpc/%,$(PROTOS))
 

@@ -62,12 +62,13 @@ def test_generated_code_matches_the_protos(tmp_path):
     plugin = f"--plugin=protoc-gen-grpclib_python={Path(sys.executable).parent / 'protoc-gen-grpclib_python'}"
     result = subprocess.run(
         [sys.executable, "-m", "grpc_tools.protoc", "-Ihandlers/rpc=proto", f"--python_out={tmp_path}",
+         f"--pyi_out={tmp_path}",
          f"--grpclib_python_out={tmp_path}", plugin, *[f"handlers/rpc/{p}" for p in protos]],
         cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     for proto in protos:
         stem = proto.removesuffix(".proto")
-        for suffix in ("_pb2.py", "_grpc.py"):
+        for suffix in ("_pb2.py", "_pb2.pyi", "_grpc.py"):
             fresh = tmp_path / "handlers" / "rpc" / f"{stem}{suffix}"
             committed = ROOT / "handlers" / "rpc" / f"{stem}{suffix}"
             assert filecmp.cmp(fresh, committed, shallow=False), f"{committed.name} is stale: run `make proto`"

@@ -14,7 +14,7 @@ import functools
 import logging
 import struct
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import grpclib.server
 from google.protobuf.message import DecodeError as ProtobufDecodeError
@@ -106,8 +106,8 @@ async def recv_one(stream: Stream) -> Any:
 
 # grpclib reads and writes every server-side message through these module-level functions
 # (requirements.txt pins the version they are read from); it has no size limit of its own.
-grpclib.server.recv_message = _recv_bounded  # type: ignore[attr-defined]
-grpclib.server.send_message = _send_bounded  # type: ignore[attr-defined]
+grpclib.server.recv_message = _recv_bounded
+grpclib.server.send_message = _send_bounded
 
 
 class Guard:
@@ -147,7 +147,7 @@ class Guard:
         return call
 
     async def _caller(self, stream: Stream) -> Principal:
-        md = stream.metadata or {}
+        md: Mapping[str, Any] = stream.metadata or {}
         api_key, auth = md.get("x-api-key"), md.get("authorization")
         principal = await self._authenticator.identify(None if api_key is None else str(api_key),
                                                        None if auth is None else str(auth))
@@ -161,7 +161,7 @@ class Guard:
 class GrpcServer:
     """Owns the grpclib Server, its health statuses and call metrics."""
 
-    def __init__(self, services: Iterable[object], metrics: Metrics, authenticator: Authenticator,
+    def __init__(self, services: Iterable[Any], metrics: Metrics, authenticator: Authenticator,
                  limiter: RateLimiter, max_message_bytes: int) -> None:
         self.services = list(services)
         MessageLimit.receive = MessageLimit.send = max_message_bytes
@@ -201,7 +201,8 @@ class GrpcServer:
 
     @property
     def port(self) -> int:
-        sockets = self.server._server.sockets if self.server._server else []  # noqa: SLF001
+        server = self.server._server
+        sockets = server.sockets if isinstance(server, asyncio.Server) else ()
         return sockets[0].getsockname()[1] if sockets else 0
 
     async def stop(self, grace_s: float) -> None:
