@@ -1,0 +1,59 @@
+"""The domain event bus: direct subscribers run in order and are awaited; one failing never stops the others;
+queued subscribers lag behind through a bounded queue that drops and counts when full."""
+
+import asyncio
+from dataclasses import dataclass
+
+from app.runtime.bus import Bus
+
+
+@dataclass(frozen=True)
+class Paid:
+    order_id: str
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    order_id: str
+
+
+async def test_direct_subscribers_run_in_order_and_are_awaited_by_the_publisher():
+    bus, seen = Bus(), []
+
+    async def earn(event: Paid) -> None:
+        await asyncio.sleep(0)
+        seen.append(("earn", event.order_id))
+
+    bus.subscribe(Paid, lambda e: seen.append(("count", e.order_id)))
+    bus.subscribe(Paid, earn)
+    bus.subscribe(Cancelled, lambda e: seen.append(("reverse", e.order_id)))
+    await bus.publish(Paid("o1"))
+    assert seen == [("count", "o1"), ("earn", "o1")]  # done when publish returns
+    await bus.publish(Cancelled("o1"))
+    assert seen[-1] == ("reverse", "o1")
+
+
+async def test_a_failing_subscriber_is_counted_and_the_others_still_run():
+    bus, seen = Bus(), []
+
+    def broken(event: Paid) -> None:
+        raise RuntimeError("no")
+
+    bus.subscribe(Paid, broken)
+    bus.subscribe(Paid, lambda e: seen.append(e.order_id))
+    await bus.publish(Paid("o2"))
+    assert seen == ["o2"] and bus.failures == 1
+
+
+async def test_queued_subscribers_lag_behind_and_a_full_queue_drops_and_counts():
+    bus, seen = Bus(), []
+    bus.subscribe_queued(Paid, "webhooks", lambda e: seen.append(e.order_id), capacity=2)
+    for i in range(5):
+        await bus.publish(Paid(f"o{i}"))
+    assert seen == [] and bus.dropped == 3  # nothing waits for the queue, nothing blocks the publisher
+    [(name, drain)] = bus.drains()
+    assert name == "bus:webhooks"
+    task = asyncio.create_task(drain())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    assert seen == ["o0", "o1"]
