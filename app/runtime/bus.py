@@ -15,6 +15,7 @@ committed. Two kinds of subscriber:
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 from collections import defaultdict
@@ -70,7 +71,7 @@ class Bus:
 
     def drains(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
         """(task name, coroutine factory) for each queued subscriber, for the supervisor to run."""
-        return [(f"bus:{name}", lambda q=queue, h=handler: self._drain(q, h)) for name, queue, handler in self._drains]
+        return [(f"bus:{name}", functools.partial(self._drain, queue, handler)) for name, queue, handler in self._drains]
 
     async def _drain(self, queue: asyncio.Queue[Any], handler: Handler) -> None:
         while True:

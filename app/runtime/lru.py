@@ -1,0 +1,98 @@
+"""The one bounded cache: a mapping that keeps at most `capacity` entries, forgetting the least recently used.
+
+Every in-memory cache in Contrail is one of these, so each has a bound, and all of them are
+exported alike (`contrail_cache_entries`, `contrail_cache_capacity`, `contrail_cache_evictions_total`
+by cache name) through `CacheCollector`.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Generic, TypeVar, overload
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+K = TypeVar("K")
+V = TypeVar("V")
+D = TypeVar("D")
+
+
+class LRU(Generic[K, V]):
+    __slots__ = ("name", "capacity", "evictions", "_items")
+
+    def __init__(self, capacity: int, name: str = "") -> None:
+        if capacity < 1:
+            raise ValueError("an LRU holds at least one entry")
+        self.name = name
+        self.capacity = capacity
+        self.evictions = 0
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    @overload
+    def get(self, key: K) -> V | None: ...
+
+    @overload
+    def get(self, key: K, default: D) -> V | D: ...
+
+    def get(self, key: K, default: object = None) -> object:
+        """The value, now the most recently used; `default` when absent."""
+        try:
+            self._items.move_to_end(key)
+        except KeyError:
+            return default
+        return self._items[key]
+
+    def peek(self, key: K, default: V | None = None) -> V | None:
+        """The value without counting it as a use."""
+        return self._items.get(key, default)
+
+    def put(self, key: K, value: V) -> None:
+        """Store the value as the most recently used, forgetting the least recently used past capacity."""
+        items = self._items
+        items[key] = value
+        items.move_to_end(key)
+        if len(items) > self.capacity:
+            items.popitem(last=False)
+            self.evictions += 1
+
+    def pop(self, key: K, default: V | None = None) -> V | None:
+        return self._items.pop(key, default)
+
+    def oldest(self) -> tuple[K, V] | None:
+        """The least recently used entry, left in place."""
+        return next(iter(self._items.items()), None)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def items(self) -> Iterator[tuple[K, V]]:
+        return iter(list(self._items.items()))
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class CacheCollector:
+    """Prometheus collector for every registered LRU: entries, capacity and evictions by cache name."""
+
+    def __init__(self) -> None:
+        self._caches: dict[str, LRU] = {}
+
+    def register(self, cache: LRU) -> LRU:
+        self._caches[cache.name] = cache
+        return cache
+
+    def collect(self) -> Iterator[Metric]:
+
+        entries = GaugeMetricFamily("contrail_cache_entries", "Entries held by a bounded cache", labels=["cache"])
+        capacity = GaugeMetricFamily("contrail_cache_capacity", "Most entries a bounded cache holds", labels=["cache"])
+        evicted = CounterMetricFamily("contrail_cache_evictions", "Entries a full cache forgot", labels=["cache"])
+        for name, cache in self._caches.items():
+            entries.add_metric([name], len(cache))
+            capacity.add_metric([name], cache.capacity)
+            evicted.add_metric([name], cache.evictions)
+        yield from (entries, capacity, evicted)
