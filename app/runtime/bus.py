@@ -71,7 +71,8 @@ class Bus:
 
     def drains(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
         """(task name, coroutine factory) for each queued subscriber, for the supervisor to run."""
-        return [(f"bus:{name}", functools.partial(self._drain, queue, handler)) for name, queue, handler in self._drains]
+        return [(f"bus:{name}", functools.partial(self._drain, queue, handler))
+                for name, queue, handler in self._drains]
 
     async def _drain(self, queue: asyncio.Queue[Any], handler: Handler) -> None:
         while True:
