@@ -424,7 +424,8 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
 def markdown_table(toml_path: Path) -> str:
     """The configuration table of docs/operations.md, from config.toml's keys, values and comments."""
     rows = ["| key | default | environment | meaning |", "|---|---|---|---|"]
-    section, comment, after_key = "", [], False
+    section, after_key = "", False
+    comment: list[str] = []
     for line in toml_path.read_text().splitlines():
         line = line.strip()
         if line.startswith("[") and line.endswith("]"):

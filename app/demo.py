@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING
 
 from state.campaigns import Campaign, Creative, FrequencyCaps
-from state.catalog import Cabin, Flight, Product
+from state.catalog import Cabin, Flight, Product, ProductKind
 
 if TYPE_CHECKING:
     from app.platform import Platform
@@ -67,13 +67,15 @@ DEMO_ROUTES = [("LIS", "BCN", 125, 7_900, (7, 17)), ("LIS", "LHR", 160, 9_900, (
                ("OPO", "LHR", 150, 8_400, (10,)), ("OPO", "CDG", 135, 7_400, (11,)),
                ("FAO", "DUB", 165, 8_900, (14,)), ("LIS", "OPO", 55, 3_900, (7, 12, 17, 21)),
                ("LIS", "PDL", 140, 7_400, (10,)), ("LIS", "FAO", 45, 3_400, (8, 18))]
-DEMO_PRODUCTS = [("seat-standard", "Seat", "Seat selection", 1_200, None),
-                 ("bag-23kg", "Bag", "Checked bag 23 kg", 3_500, None),
-                 ("meal-hot", "Meal", "Hot meal", 1_400, 40),
-                 ("lounge-pass", "Lounge", "Lounge access", 3_900, 20),
-                 ("carbon-offset", "CarbonOffset", "Carbon offset", 400, None),
-                 ("insurance-travel", "Insurance", "Travel insurance", 1_900, None),
-                 ("fasttrack", "FastTrack", "Fast-track security", 900, 30)]
+DEMO_PRODUCTS: list[tuple[str, ProductKind, str, int, int | None]] = [
+    ("seat-standard", "Seat", "Seat selection", 1_200, None),
+    ("bag-23kg", "Bag", "Checked bag 23 kg", 3_500, None),
+    ("meal-hot", "Meal", "Hot meal", 1_400, 40),
+    ("lounge-pass", "Lounge", "Lounge access", 3_900, 20),
+    ("carbon-offset", "CarbonOffset", "Carbon offset", 400, None),
+    ("insurance-travel", "Insurance", "Travel insurance", 1_900, None),
+    ("fasttrack", "FastTrack", "Fast-track security", 900, 30),
+]
 
 
 def demo_schedule(start: float, days: int = 30) -> list[Flight]:

@@ -17,6 +17,10 @@ _BLOCK = 4096
 
 class _Pool:
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Start empty with a fresh lock (a forked child must not reuse its parent's bytes or lock)."""
         self._lock = threading.Lock()
         self._buf = b""
         self._pos = 0
@@ -32,7 +36,7 @@ class _Pool:
 
 _pool = _Pool()
 if hasattr(os, "register_at_fork"):  # a forked child must not hand out its parent's bytes
-    os.register_at_fork(after_in_child=lambda: _pool.__init__())
+    os.register_at_fork(after_in_child=_pool.reset)
 
 
 def token_hex(nbytes: int = 16) -> str:

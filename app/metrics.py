@@ -12,10 +12,10 @@ rarely (gauges).
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Sequence
+from typing import Callable, Generic, Iterator, Sequence, TypeVar
 
 from prometheus_client import CollectorRegistry, disable_created_metrics, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, Metric, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
 # The *_created series double the exposition size and nobody graphs them.
@@ -47,21 +47,27 @@ class _HistogramChild:
         self.sum += value
 
 
-class _LoopFamily:
+_Child = TypeVar("_Child", _CounterChild, _HistogramChild)
+
+
+class _LoopFamily(Generic[_Child]):
     """A labelled family of children, each found by its label values (positional, as given)."""
 
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry) -> None:
         self._name, self._doc, self._labelnames = name, documentation, tuple(labelnames)
-        self._children: dict[tuple, object] = {}  # label values as given -> child
-        self._by_text: dict[tuple[str, ...], object] = {}  # label values as exposed -> child
+        self._children: dict[tuple, _Child] = {}  # label values as given -> child
+        self._by_text: dict[tuple[str, ...], _Child] = {}  # label values as exposed -> child
         if not labelnames:
-            self._default = self.labels()
+            self._default: _Child = self.labels()
         registry.register(self)
 
-    def _child(self):
+    def _child(self) -> _Child:
         raise NotImplementedError
 
-    def labels(self, *values):
+    def collect(self) -> Iterator[Metric]:
+        raise NotImplementedError
+
+    def labels(self, *values: object) -> _Child:
         child = self._children.get(values)
         if child is None:
             if len(values) != len(self._labelnames):
@@ -71,7 +77,7 @@ class _LoopFamily:
         return child
 
 
-class LoopCounter(_LoopFamily):
+class LoopCounter(_LoopFamily[_CounterChild]):
     """A counter updated only on the event loop thread."""
 
     def _child(self) -> _CounterChild:
@@ -80,14 +86,14 @@ class LoopCounter(_LoopFamily):
     def inc(self, amount: float = 1.0) -> None:
         self._default.value += amount
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(self._name, self._doc, labels=self._labelnames)
         for text, child in self._by_text.items():
             family.add_metric(text, child.value)
         yield family
 
 
-class LoopHistogram(_LoopFamily):
+class LoopHistogram(_LoopFamily[_HistogramChild]):
     """A histogram updated only on the event loop thread."""
 
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry,
@@ -101,7 +107,7 @@ class LoopHistogram(_LoopFamily):
     def observe(self, value: float) -> None:
         self._default.observe(value)
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         family = HistogramMetricFamily(self._name, self._doc, labels=self._labelnames)
         edges = [floatToGoString(b) for b in self._bounds] + ["+Inf"]
         for text, child in self._by_text.items():
@@ -171,10 +177,10 @@ class Metrics:
                                              "Remote ranking calls that fell back locally", ["reason"], r)
         self.ranking_breaker = Gauge("contrail_ranking_breaker_state",
                                      "Remote ranker circuit breaker: 0 closed, 1 half-open, 2 open", registry=r)
-        self._queue_depths: dict[str, object] = {}
+        self._queue_depths: dict[str, Callable[[], float]] = {}
         r.register(_QueueDepths(self._queue_depths))
 
-    def watch_queue(self, name: str, depth) -> None:
+    def watch_queue(self, name: str, depth: Callable[[], float]) -> None:
         """Export `depth()` as contrail_queue_depth{queue=name}."""
         self._queue_depths[name] = depth
 
@@ -191,7 +197,7 @@ class Metrics:
 
 
 class _QueueDepths:
-    def __init__(self, depths: dict) -> None:
+    def __init__(self, depths: dict[str, Callable[[], float]]) -> None:
         self._depths = depths
 
     def collect(self):

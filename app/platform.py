@@ -67,6 +67,12 @@ from state.idempotency import SqliteIdempotencyStore
 log = logging.getLogger("contrail")
 
 
+def _watch_database(metrics: Metrics, name: str, db: Database) -> None:
+    """Export a database's writer queue depth and the pages its WAL held at the last checkpoint."""
+    metrics.watch_queue(f"{name}_writer", lambda: db.queue_depth)
+    metrics.wal_pages.labels(name).set_function(lambda: db.wal_frames)
+
+
 class Platform:
     """Every service of one Contrail instance, wired once; no I/O until open_storage()."""
 
@@ -86,8 +92,7 @@ class Platform:
         self.events_db = Database(data / "events.db", migrations.EVENTS, synchronous="NORMAL",
                                   on_commit=metrics.commit_observer("events"), **tuning)
         for name, db in (("records", self.records_db), ("events", self.events_db)):
-            metrics.watch_queue(f"{name}_writer", lambda db=db: db.queue_depth)
-            metrics.wal_pages.labels(name).set_function(lambda db=db: db.wal_frames)
+            _watch_database(metrics, name, db)
 
         self.hub = Hub(config.websocket.client_queue, on_drop=lambda s: metrics.ws_dropped.labels(s).inc())
         a = config.analytics

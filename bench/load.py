@@ -108,6 +108,14 @@ def _ms(value: str) -> float:
     return number / 1000 if unit == "us" else number * 1000 if unit == "s" else number
 
 
+def _wrk_field(pattern: str, out: str) -> str:
+    """The first group of `pattern` in wrk's report; a report without it means wrk did not run."""
+    m = re.search(pattern, out)
+    if m is None:
+        raise RuntimeError(f"wrk's report has no match for {pattern!r}:\n{out}")
+    return m.group(1)
+
+
 def run_wrk(base_url: str, scenario: Scenario, seconds: float) -> Result:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(_lua(scenario))
@@ -115,12 +123,12 @@ def run_wrk(base_url: str, scenario: Scenario, seconds: float) -> Result:
     cmd = ["wrk", f"-t{threads}", f"-c{scenario.connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", script.name,
            base_url + scenario.path]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    rps = float(_wrk_field(r"Requests/sec:\s+([\d.]+)", out))
     pct = dict(re.findall(r"^\s+(\d+)%\s+(\S+)", out, re.M))
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
-    p95 = int(re.search(r"P95_US (\d+)", out).group(1)) / 1000
+    p95 = int(_wrk_field(r"P95_US (\d+)", out)) / 1000
     return Result(scenario.name, rps, _ms(pct["50"]), p95, _ms(pct["99"]), errors, "wrk")
 
 
@@ -219,9 +227,11 @@ def run_with_baseline(base_url: str, scenario: Scenario, seconds: float, rounds:
     for _ in range(rounds):
         results.append(run(base_url, scenario, seconds))
         pings.append(run(base_url, baseline(), seconds))
+    ratios = []
     for result, before, after in zip(results, pings, pings[1:]):
-        result.baseline_rps = (before.rps + after.rps) / 2
-    ratios = [r.rps / r.baseline_rps for r in results]
+        baseline_rps = (before.rps + after.rps) / 2
+        result.baseline_rps = baseline_rps
+        ratios.append(result.rps / baseline_rps)
     median = sorted(range(rounds), key=ratios.__getitem__)[rounds // 2]
     result = results[median]
     result.ratios = tuple(ratios)

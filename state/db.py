@@ -52,7 +52,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence, cast
 
 import aiosqlite
 
@@ -162,6 +162,12 @@ _STOP = object()
 _WRITE_ERRORS = (sqlite3.Error, WriteConflict, ValueError, TypeError)
 _SYNC_LEVELS = {"OFF": 0, "NORMAL": 1, "FULL": 2, "EXTRA": 3}
 CommitObserver = Callable[[int, float], None]
+
+
+def _resolve(done: asyncio.Future[None]) -> None:
+    """Mark the writer finished, unless that is known already (run on the loop)."""
+    if not done.done():
+        done.set_result(None)
 
 
 class Database:
@@ -353,7 +359,7 @@ class Database:
         try:
             self._write_until_stopped(loop)
         finally:
-            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+            loop.call_soon_threadsafe(_resolve, done)
 
     def _write_until_stopped(self, loop: asyncio.AbstractEventLoop) -> None:
         stopping = False
@@ -537,7 +543,9 @@ class Database:
         if self._reader is None:
             raise DatabaseClosed("database is closed")
         async with self._reader.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+            # aiosqlite types rows as sqlite3.Row whatever the row factory; the reader keeps the
+            # default one, so each row is a plain tuple.
+            return cast("list[tuple[Any, ...]]", list(await cur.fetchall()))
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         rows = await self.fetchall(sql, params)

@@ -35,7 +35,8 @@ class SqliteEventLogStore:
     async def query(self, type_: str | None, since: float | None, after_id: int, limit: int) -> list[StoredEvent]:
         """Oldest first from `since`, continuing after `after_id`."""
         # A cursor's id is whatever integer its client wrote into it; SQLite's integers are 64-bit.
-        clauses, params = ["id > ?"], [min(max(after_id, -1), 2**62)]
+        clauses: list[str] = ["id > ?"]
+        params: list[int | float | str] = [min(max(after_id, -1), 2**62)]
         if type_:
             clauses.append("type = ?")
             params.append(type_)

@@ -191,7 +191,7 @@ class SqliteOfferStore:
 
     def due(self, now: float, limit: int = 1_000) -> list[Offer]:
         """Up to `limit` offers in memory whose expiry has come (each returned once)."""
-        out = []
+        out: list[Offer] = []
         while self._expiry and self._expiry[0][0] <= now and len(out) < limit:
             _, offer_id = heapq.heappop(self._expiry)
             offer = self._offers.get(offer_id)

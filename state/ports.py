@@ -14,7 +14,7 @@ accepted offer land in one transaction.
 
 from __future__ import annotations
 
-from typing import Awaitable, Protocol, Sequence, runtime_checkable
+from typing import Awaitable, Mapping, Protocol, Sequence, runtime_checkable
 
 from state.accounts import Account
 from state.apikeys import ApiKey
@@ -114,6 +114,10 @@ class CampaignStore(Protocol):
     async def put(self, campaign: Campaign, at: float) -> None:
         """Create or replace a campaign (durable before it is used)."""
 
+    @property
+    def version(self) -> int:
+        """Changes whenever any campaign changes, so an index built from `all()` knows to rebuild."""
+
 
 @runtime_checkable
 class CatalogStore(Protocol):
@@ -146,6 +150,10 @@ class CatalogStore(Protocol):
     async def put_product(self, product: Product) -> None:
         ...
 
+    @property
+    def version(self) -> int:
+        """Changes whenever any flight or product changes, so prices computed from them know to redo."""
+
 
 @runtime_checkable
 class DeliveryStore(Protocol):
@@ -172,6 +180,14 @@ class DeliveryStore(Protocol):
 
     def count_since(self, user_id: str, since: float, campaign_id: str | None = None) -> int:
         """Impressions of a user since `since`, optionally for one campaign."""
+
+    @property
+    def spend(self) -> Mapping[tuple[str, str], int]:
+        """Micros spent by (campaign_id, day), as `spent()` reads them one at a time; absent means 0."""
+
+    @property
+    def version(self) -> int:
+        """Changes whenever `spend` changes, so a view built from it knows to refresh."""
 
 
 @runtime_checkable
@@ -348,6 +364,14 @@ class OrderStore(Protocol):
 
     def write(self, statements: list[Statement]) -> Awaitable[list[int]]:
         """Commit atomically in the next group; the future gives each statement's rowcount."""
+
+    @property
+    def held(self) -> Mapping[str, int]:
+        """Units held by live orders per inventory resource (`flight/cabin` or `flight/product`); absent means 0."""
+
+    @property
+    def flight_versions(self) -> Mapping[str, int]:
+        """Per flight id, changes whenever the inventory held on that flight changes; absent means 0."""
 
 
 @runtime_checkable

@@ -9,6 +9,7 @@ stops until the next UTC day.
 
 from __future__ import annotations
 
+import builtins
 import functools
 import time
 import uuid
@@ -109,7 +110,7 @@ class CampaignService:
             worst = max(worst, seen / cap)
         return worst
 
-    def _entries(self) -> list["_Entry"]:
+    def _entries(self) -> builtins.list[_Entry]:  # `list` here is the method above
         if self._index_version != self._store.version:
             self._index = [_Entry(c) for c in self._store.all() if c.status == "active" and c.creatives]
             self._budgets = np.array([e.campaign.daily_budget_micros for e in self._index], dtype=np.float64)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal, Sequence
 
 import msgspec
 import numpy as np
@@ -150,11 +150,10 @@ class BidProcessor:
         if self._user_capped(user_id, now):
             return self._no_bid(request, "frequency_capped", NBR_DAILY_READER_CAP)
         personal = personal_data_allowed(request)
-        profile = None
+        profile: CachedProfile | None = None
         if user_id and personal:
-            profile = self._profiles.cached(user_id)
-            if profile is MISS:
-                profile = await self._profiles.get(user_id)
+            hit = self._profiles.cached(user_id)
+            profile = await self._profiles.get(user_id) if hit is MISS else hit
         loyalty = self.loyalty_features(user_id) if (user_id and personal and self.loyalty_features) else None
         if loyalty is None and profile is not None:
             loyalty = profile.loyalty
@@ -162,14 +161,12 @@ class BidProcessor:
         if found is None:
             return self._no_bid(request, unservable(request) or "no_eligible_campaign", NBR_UNKNOWN)
 
-        imps = request.imp or ()
+        imps: Sequence[Imp] = request.imp or ()
         pmp = imps[0].pmp if len(imps) == 1 else None
         simple = len(imps) == 1 and (pmp is None or not (pmp.deals or pmp.private_auction))
-        floor = NO_FLOOR
-        if simple:
-            floor = self._floor_micros(imps[0].bidfloor, imps[0].bidfloorcur)
-            if floor is None:  # a floor in a currency we do not price in: nothing can clear it
-                return self._no_bid(request, "below_floor", NBR_UNKNOWN)
+        floor = self._floor_micros(imps[0].bidfloor, imps[0].bidfloorcur) if simple else NO_FLOOR
+        if floor is None:  # a floor in a currency we do not price in: nothing can clear it
+            return self._no_bid(request, "below_floor", NBR_UNKNOWN)
         boost = TIER_BOOST.get(round(float(loyalty[0]), 1), 1.0) if loyalty is not None and len(loyalty) else 1.0
         user_row, cand = self._features(request, profile, loyalty, found)
         remaining = deadline - time.perf_counter()
@@ -201,6 +198,7 @@ class BidProcessor:
                   found: Candidates) -> tuple[np.ndarray, np.ndarray]:
         """The request's user block and each candidate's own feature columns."""
         device_type = request.device.devicetype if request.device else None
+        user_row: np.ndarray | None
         if profile is not None or loyalty is not None:
             now = self._clock.now()
             last_seen = profile.last_seen if profile is not None else 0.0
@@ -221,6 +219,7 @@ class BidProcessor:
                 seat: str | None) -> list[Bid]:
         """Each impression's winner, for requests with several impressions or deals."""
         rank, prices = settled.rank, settled.prices
+        assert rank is not None and prices is not None  # settle() gives both to every request it does not choose for
         imps = request.imp or ()
         bids = []
         for imp_index, imp in enumerate(imps):
@@ -266,7 +265,7 @@ class BidProcessor:
             lurl=self._lurl + bid_id + _LOSS_QUERY,
             w=creative.w, h=creative.h, mtype=MTYPE[creative.format], dealid=deal)
 
-    def _deal_for(self, imp: Imp, campaign, price: int, seat: str | None) -> str | None | bool:
+    def _deal_for(self, imp: Imp, campaign: Campaign, price: int, seat: str | None) -> str | None | Literal[False]:
         """The deal id to bid in, None for the open auction, or False if this pair may not bid."""
         pmp = imp.pmp
         if pmp is None or not pmp.deals:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import enum
 from collections import OrderedDict
+from typing import Final, Literal
 
 import msgspec
 import numpy as np
@@ -48,7 +50,11 @@ def check_shapes(**vectors: list[float]) -> None:
                                 {"field": name, "expected_length": width, "length": len(values)})
 
 
-MISS = object()  # ProfileCache.cached(): not in L1, or too old there
+class _Miss(enum.Enum):
+    MISS = "MISS"
+
+
+MISS: Final = _Miss.MISS  # ProfileCache.cached(): not in L1, or too old there
 
 
 class ProfileCache:
@@ -63,7 +69,7 @@ class ProfileCache:
         self._count = {(tier, result): lookups.labels(tier, result)
                        for tier in ("l1", "l2") for result in ("hit", "miss")}
 
-    def cached(self, user_id: str) -> "CachedProfile | None | object":
+    def cached(self, user_id: str) -> CachedProfile | None | Literal[_Miss.MISS]:
         """The user's fresh L1 entry (a profile, or None for the default profile), else MISS: the bidder
         needs no coroutine for the usual case."""
         hit = self._l1.get(user_id)

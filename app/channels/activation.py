@@ -84,12 +84,12 @@ class ActivationService:
                     html: str | None) -> tuple[str, str | None]:
         """(status, provider message id) for one channel."""
         if channel == "email":
-            message = await self._email.enqueue(member.email, subject, text, html, activation_id=activation_id,
-                                                user_id=user_id)
-            return ("queued" if message.state == "pending" else message.state), message.id
+            queued = await self._email.enqueue(member.email, subject, text, html, activation_id=activation_id,
+                                               user_id=user_id)
+            return ("queued" if queued.state == "pending" else queued.state), queued.id
         if channel in ("in_app", "in_store", "web"):  # the website shows the same inbox on the next page view
-            message = await self._inapp.deliver(user_id, subject, text, activation_id)
-            return "delivered", message.id
+            delivered = await self._inapp.deliver(user_id, subject, text, activation_id)
+            return "delivered", delivered.id
         to = member.push_token if channel == "push" else member.phone if channel == "sms" and member else user_id
         try:
             return "sent", await self._adaptors.send(channel, {"activation_id": activation_id, "to": to,

@@ -127,6 +127,8 @@ class EmailAnalytics:
             key = "sg-content:" + hashlib.sha256(json.dumps(e, sort_keys=True).encode()).hexdigest()
         at = _timestamp(e.get("timestamp"))
         activation = e.get("activation_id")
+        message_id: str | None
+        address: str | None  # ingest() let through only events whose "email" is a string or absent
         if ours is not None:  # our message id, activation and address: one message whichever path reports it
             message_id, activation, address = ours.id, ours.activation_id, ours.to
         else:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 from app.errors import InvalidInput
 from state.clock import Clock
 from state.ports import SuppressionStore
-from state.suppressions import Suppression
+from state.suppressions import SuppressedChannel, Suppression
 
-CHANNELS = ("email", "sms", "push", "all")
+CHANNELS: tuple[SuppressedChannel, ...] = ("email", "sms", "push", "all")
+
+
+def _is_channel(channel: str) -> TypeGuard[SuppressedChannel]:
+    return channel in CHANNELS
 
 
 def normalise(identifier: str) -> str:
@@ -37,7 +43,7 @@ class SuppressionService:
         now = self._clock.now()
         rows = []
         for n, (identifier, channel, reason, expires_at) in enumerate(entries):
-            if channel not in CHANNELS:
+            if not _is_channel(channel):
                 raise InvalidInput(f"entries[{n}].channel must be one of {', '.join(CHANNELS)}")
             if not identifier.strip() or len(identifier) > 254:
                 raise InvalidInput(f"entries[{n}].identifier must be 1 to 254 characters")

@@ -93,8 +93,9 @@ class LoyaltyService:
         self._accounts: dict[str, Account] = {}
         self._members: dict[str, Member] = {}
         self._promotions: dict[str, Promotion] = {}
-        self._earned: dict[str, LedgerEntry | asyncio.Future] = {}   # earn transaction -> its entry
-        self._reversed: dict[str, LedgerEntry | asyncio.Future] = {}
+        # transaction -> its earn (or reversal) entry, or the future of one being committed
+        self._earned: dict[str, LedgerEntry | asyncio.Future[LedgerEntry]] = {}
+        self._reversed: dict[str, LedgerEntry | asyncio.Future[LedgerEntry]] = {}
 
     async def load(self) -> None:
         for member in await self._store.members():
@@ -153,9 +154,9 @@ class LoyaltyService:
             account.lifetime += entry.stars
             account.qualifying = tuple(q for q in account.qualifying if q[2] != entry.transaction_id)
             self._rehold(account)
-            self._consume(account, taken, first=entry.details.get("earn_entry"))
+            self._consume(account, taken, first=_entry_id(entry.details, "earn_entry"))
         elif entry.kind == "expire":
-            self._consume(account, taken, first=entry.details.get("lot"))
+            self._consume(account, taken, first=_entry_id(entry.details, "lot"))
         else:  # redeem
             account.last_redeem_at = entry.at
             self._consume(account, taken)
@@ -231,16 +232,17 @@ class LoyaltyService:
             stars = math.ceil(math.ceil(Decimal(amount_cents) / 100) * rate)
         else:
             rate, stars = Decimal(0), fixed_stars
-        pending: asyncio.Future = asyncio.get_running_loop().create_future()
+        pending: asyncio.Future[LedgerEntry] = asyncio.get_running_loop().create_future()
         self._earned[transaction_id] = pending  # concurrent replays wait for this one's commit
         # Earning only ever raises the tier: the rolling tier with these stars, or the one held already.
         q_after = self._qualifying(account, now) + (stars if qualifying else 0)
         after = max(self._rolling_tier(q_after), before, key=TIERS.index)
         # The result goes in the entry, so a replay after a restart answers exactly the same.
         paid = min(stars, account.debt)  # _apply pays a debt before the balance grows
-        details = {"rate": str(rate), "channel": channel, "amount_cents": amount_cents, "referral": is_referral,
-                   "digital": is_digital, "balance_after": account.balance + stars - paid,
-                   "tier_after": after, "tier_changed": after != before}
+        details: dict[str, str | int | float | bool] = {
+            "rate": str(rate), "channel": channel, "amount_cents": amount_cents, "referral": is_referral,
+            "digital": is_digital, "balance_after": account.balance + stars - paid,
+            "tier_after": after, "tier_changed": after != before}
         if account.debt:
             details.update(debt_paid=paid, debt_after=account.debt - paid)
         entry = LedgerEntry(self._store.new_id(), user_id, "earn", stars, now, transaction_id, qualifying,
@@ -280,7 +282,7 @@ class LoyaltyService:
         entry = LedgerEntry(self._store.new_id(), earned.user_id, "reverse", -earned.stars, self._clock.now(),
                             transaction_id, details={"earn_entry": earned.id, "reversed": reversed_stars,
                                                      "shortfall": shortfall, "debt_after": account.debt + shortfall})
-        pending: asyncio.Future = asyncio.get_running_loop().create_future()
+        pending: asyncio.Future[LedgerEntry] = asyncio.get_running_loop().create_future()
         self._reversed[transaction_id] = pending
         try:
             await self._append(account, entry)
@@ -443,6 +445,12 @@ def _earn_result(entry: LedgerEntry, replayed: bool = False) -> EarnResult:
     return EarnResult(entry.transaction_id or "", entry.stars, int(d.get("balance_after", 0)),
                       str(d.get("tier_after", "Green")), bool(d.get("tier_changed", False)), replayed,
                       int(d.get("debt_paid", 0)), int(d.get("debt_after", 0)))
+
+
+def _entry_id(details: dict[str, str | int | float | bool], key: str) -> int | None:
+    """The ledger entry id a reversal or expiry names in `details` (its earn entry, its lot), if any."""
+    value = details.get(key)
+    return value if isinstance(value, int) else None
 
 
 def _check_id(name: str, value: str) -> None:

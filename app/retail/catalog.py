@@ -87,7 +87,7 @@ class CatalogService:
 
     def pricing_stamp(self, flight_id: str) -> tuple[int, int]:
         """Changes whenever anything a flight's prices depend on changes (except time to departure)."""
-        return self._store.version, self._orders.flight_versions[flight_id]
+        return self._store.version, self._orders.flight_versions.get(flight_id, 0)
 
     # ---- inventory ----
     def seats_held(self, flight_id: str) -> dict[str, int]:

@@ -28,7 +28,7 @@ from app.retail.catalog import CatalogService, product_resource, seat_resource
 from app.persist import commit_or_undo
 from app.retail.pricing import SEGMENTS, day_start, discounted, fare_cents, percent_of, time_multiplier
 from app.retail.ranking import MARGIN_RATES, OfferSummary, Ranker, SearchContext, features
-from state.catalog import Flight
+from state.catalog import Flight, ProductKind
 from state.clock import Clock
 from state.offers import Conditions, Item, Offer, SharedDraft
 from state.ports import OfferStore
@@ -42,7 +42,7 @@ Airport = Annotated[str, msgspec.Meta(pattern=_AIRPORT_PATTERN)]
 Day = Annotated[str, msgspec.Meta(pattern=_DATE_PATTERN)]
 
 # bundle -> [(kind, discount percent)]; the Flight item comes first in every bundle.
-BUNDLES: dict[str, list[tuple[str, int]]] = {
+BUNDLES: dict[str, list[tuple[ProductKind, int]]] = {
     "flight_only": [],
     "comfort": [("Seat", 0), ("Bag", 0), ("Meal", 0)],
     "premium": [("Seat", 0), ("Bag", 0), ("Meal", 0), ("Lounge", 0), ("FastTrack", 0), ("Insurance", 0)],
@@ -172,12 +172,15 @@ class OfferService:
                   for i, offer_id in zip(shown, ids.ordered_hexes(len(shown), prefix="off_"))]
         for offer in chosen:
             self._offers.remember(offer)
+        shared = [drafts[i].shared for i in shown]
+
+        def undo() -> None:
+            for o in chosen:
+                self._offers.forget(o.id)
         # New offers survive kill -9 and restarts; a power cut may lose the last moments' quotes
         # (unless configured otherwise), which spares every search an fsync.
-        shared = [drafts[i].shared for i in shown]
         await commit_or_undo(self._offers.write(self._offers.insert(chosen, shared),
-                                                power_safe=self._config.offers_power_safe),
-                             lambda: [self._offers.forget(o.id) for o in chosen])
+                                                power_safe=self._config.offers_power_safe), undo)
         for draft in shared:
             if not draft.written:
                 draft.written = True
@@ -307,10 +310,11 @@ class OfferService:
                 if offer.state == "ACTIVE":
                     expired.append(msgspec.structs.replace(offer, state="EXPIRED"))
             if expired:
+                def undo(expired: list[Offer] = expired) -> None:  # bound now: the loop rebinds `expired`
+                    for o in expired:
+                        self._offers.remember(msgspec.structs.replace(o, state="ACTIVE"))
                 await commit_or_undo(
-                    self._offers.write([self._offers.change_state(o, "ACTIVE") for o in expired]),
-                    lambda expired=expired: [self._offers.remember(msgspec.structs.replace(o, state="ACTIVE"))
-                                             for o in expired])
+                    self._offers.write([self._offers.change_state(o, "ACTIVE") for o in expired]), undo)
             else:
                 await asyncio.sleep(0)
             total += len(expired)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Literal, TypeGuard
 
 import msgspec
 
@@ -119,9 +119,10 @@ class OrderService:
         orders = self._orders.of_owner(owner)
         start = 0
         if after is not None:
-            start = next((i + 1 for i, o in enumerate(orders) if o.id == after), None)
-            if start is None:
+            found = next((i + 1 for i, o in enumerate(orders) if o.id == after), None)
+            if found is None:
                 raise InvalidInput("after does not name one of your orders")
+            start = found
         chunk = orders[start:start + limit]
         more = start + limit < len(orders)
         return chunk, (chunk[-1].id if more and chunk else None)
@@ -192,11 +193,12 @@ class OrderService:
             self._metrics.payments.labels("error").inc()
             log.warning("payment gateway failed", extra={"payment_id": payment.id, "error": str(exc)[:200]})
             return _refused_if_declined(self._orders.get(order_id) or pending, payment.id)
-        return _refused_if_declined(await self._settle(order_id, payment.id, result), payment.id)
+        settled = await self._settle(order_id, payment.id, result)
+        return _refused_if_declined(settled or pending, payment.id)
 
     async def _settle(self, order_id: str, payment_id: str, result: ChargeResult,
-                      extra: list[Statement] | None = None, *, final: bool = False) -> Order:
-        """Apply a gateway result to an order still waiting on that payment.
+                      extra: list[Statement] | None = None, *, final: bool = False) -> Order | None:
+        """Apply a gateway result to an order still waiting on that payment; None if there is no such order.
 
         A decline returns the order to PROPOSED (the shopper may pay again while the hold lasts), unless
         it is `final` (the gateway's webhook: the payment has definitively failed), which cancels the
@@ -241,7 +243,7 @@ class OrderService:
         approved: PAYMENT_PENDING → PAID → FULFILLED; declined (a definitive failure): PAYMENT_PENDING →
         CANCELLED, the hold released. An event for an order no longer waiting on that payment (already
         paid, cancelled, or paying again) changes nothing: the answer is the order's current state."""
-        if event.status not in ("approved", "declined"):
+        if not _is_final_status(event.status):
             raise InvalidInput("status must be approved or declined")
         if await self._orders.seen_payment_event(event.id):
             return self._orders.get(event.order_id), False
@@ -339,6 +341,11 @@ class OrderService:
         elif result.status == "pending" and now >= order.hold_expires_at + self._payments.pending_timeout_s:
             result = ChargeResult("declined", "payment_not_settled")
         await self._settle(order.id, order.payment.id, result)
+
+
+def _is_final_status(status: str) -> TypeGuard[Literal["approved", "declined"]]:
+    """A status a payment webhook may report: the payment's final result."""
+    return status in ("approved", "declined")
 
 
 def _refused_if_declined(order: Order, payment_id: str) -> Order:
