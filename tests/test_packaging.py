@@ -1,5 +1,6 @@
 """`pip install .` gives a working Contrail: the `contrail` script, the web console's files and the model."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -12,9 +13,12 @@ from tests.conftest import ROOT
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
-    build = tmp_path_factory.mktemp("build")
+    # A copy of the checkout: setuptools leaves build/ and *.egg-info beside the sources it builds.
+    source = tmp_path_factory.mktemp("source") / "contrail"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".venv", ".git", "var", "build", "*.egg-info",
+                                                                "__pycache__", ".pytest_cache", ".hypothesis"))
     result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                             str(ROOT), "-w", str(out)], cwd=build, capture_output=True, text=True)
+                             str(source), "-w", str(out)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     [built] = out.glob("contrail-*.whl")
     return built
