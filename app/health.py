@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Protocol
 
 import msgspec
 
 from app.supervisor import Supervisor
-from state.db import Database
+
+
+class Store(Protocol):
+    """A database as readiness sees it."""
+
+    @property
+    def is_open(self) -> bool: ...
 
 
 class ReadyReport(msgspec.Struct):
@@ -20,7 +26,7 @@ class ReadyReport(msgspec.Struct):
 class Health:
     """Ready = not draining, databases open, gRPC listening, background tasks running."""
 
-    def __init__(self, supervisor: Supervisor, databases: dict[str, Database]) -> None:
+    def __init__(self, supervisor: Supervisor, databases: dict[str, Store]) -> None:
         self._supervisor = supervisor
         self._databases = databases
         self.draining = False

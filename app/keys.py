@@ -7,29 +7,13 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from app.auth import AccountService, ApiKeyService, Authenticator, TokenService
-    from app.config import Config
-    from app.eventlog import EventLog
-    from app.health import Health
-    from app.hub import Hub
-    from app.idempotency import IdempotencyService
-    from app.metrics import Metrics
-    from app.ratelimit import RateLimiter
-    from app.supervisor import Supervisor
-    from app.urls import PublicUrls
     from app.admin import AdminService
-    from state.clock import Clock
-    from state.db import Database
+    from app.auth import AccountService, ApiKeyService, Authenticator, TokenService
     from app.bidding.campaigns import CampaignService
     from app.bidding.gateway import BidGateway
     from app.bidding.notices import NoticeService
     from app.bidding.processor import BidProcessor
     from app.bidding.profiles import ProfileCache
-    from app.platform import Platform
-    from app.retail.catalog import CatalogService
-    from app.retail.offers import OfferService
-    from app.retail.orders import OrderService
-    from app.retail.ranking import Ranker
     from app.channels.activation import ActivationService
     from app.channels.analytics import EmailAnalytics
     from app.channels.email import EmailService
@@ -37,14 +21,27 @@ if TYPE_CHECKING:
     from app.channels.ingest import IngestService
     from app.channels.sink import Mailbox
     from app.channels.suppression import SuppressionService
+    from app.config import Config
+    from app.eventlog import EventLog
+    from app.health import Health
+    from app.hub import Hub
+    from app.idempotency import IdempotencyService
     from app.loyalty.service import LoyaltyService
+    from app.metrics import Metrics
+    from app.platform import Platform
+    from app.ratelimit import RateLimiter
+    from app.retail.catalog import CatalogService
+    from app.retail.offers import OfferService
+    from app.retail.orders import OrderService
+    from app.retail.ranking import Ranker
+    from app.supervisor import Supervisor
+    from app.urls import PublicUrls
+    from state.clock import Clock
     from state.ports import OrderStore
 
 CONFIG: web.AppKey["Config"] = web.AppKey("config")
 CLOCK: web.AppKey["Clock"] = web.AppKey("clock")
 METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")
-RECORDS_DB: web.AppKey["Database"] = web.AppKey("records_db")
-EVENTS_DB: web.AppKey["Database"] = web.AppKey("events_db")
 HUB: web.AppKey["Hub"] = web.AppKey("hub")
 EVENT_LOG: web.AppKey["EventLog"] = web.AppKey("event_log")
 SUPERVISOR: web.AppKey["Supervisor"] = web.AppKey("supervisor")

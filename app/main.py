@@ -12,16 +12,16 @@ from typing import AsyncIterator
 from aiohttp import web
 
 from app import keys
-from app.config import Config
 from app.channels.sink import start_sink
+from app.config import Config
 from app.platform import Platform
 from handlers.rest import admin as admin_routes
 from handlers.rest import analytics as analytics_routes
 from handlers.rest import auth as auth_routes
 from handlers.rest import bidding as bidding_routes
-from handlers.rest import openapi as openapi_routes
 from handlers.rest import channels as channels_routes
 from handlers.rest import loyalty as loyalty_routes
+from handlers.rest import openapi as openapi_routes
 from handlers.rest import platform as platform_routes
 from handlers.rest import retail as retail_routes
 from handlers.rest.common import STATIC_ROUTE
@@ -51,8 +51,6 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     app[keys.CONFIG] = config
     app[keys.CLOCK] = p.clock
     app[keys.METRICS] = p.metrics
-    app[keys.RECORDS_DB] = p.records_db
-    app[keys.EVENTS_DB] = p.events_db
     app[keys.HUB] = p.hub
     app[keys.EVENT_LOG] = p.event_log
     app[keys.SUPERVISOR] = p.supervisor

@@ -14,8 +14,8 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Callable, Generic, Iterator, Sequence, TypeVar
 
-from prometheus_client import CollectorRegistry, disable_created_metrics, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client import CollectorRegistry, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
 # The *_created series double the exposition size and nobody graphs them.

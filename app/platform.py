@@ -7,62 +7,62 @@ import logging
 
 import msgspec
 
+from adapters.sqlite import migrations
+from adapters.sqlite.accounts import SqliteAccountStore
+from adapters.sqlite.activations import SqliteActivationCountStore
+from adapters.sqlite.apikeys import SqliteApiKeyStore
+from adapters.sqlite.audit import SqliteAuditStore
+from adapters.sqlite.campaigns import SqliteCampaignStore
+from adapters.sqlite.catalog import SqliteCatalogStore
+from adapters.sqlite.db import Database
+from adapters.sqlite.delivery import SqliteDeliveryStore
+from adapters.sqlite.demo import SqliteDemoMarkerStore
+from adapters.sqlite.eventlog import SqliteEventLogStore
+from adapters.sqlite.idempotency import SqliteIdempotencyStore
+from adapters.sqlite.inbox import SqliteInboxStore
+from adapters.sqlite.loyalty import SqliteLoyaltyStore
+from adapters.sqlite.offers import SqliteOfferStore
+from adapters.sqlite.orders import SqliteOrderStore
+from adapters.sqlite.outbox import SqliteOutboxStore
+from adapters.sqlite.profiles import SqliteProfileStore
+from adapters.sqlite.suppressions import SqliteSuppressionStore
 from app.admin import AdminService
+from app.auth import AccountService, ApiKeyService, Authenticator, TokenService
 from app.bidding import auction
 from app.bidding.campaigns import CampaignService
 from app.bidding.gateway import BidGateway
 from app.bidding.models import ModelHolder
 from app.bidding.notices import BidLedger, NoticeService
 from app.bidding.processor import BidProcessor
-from app.bidding.simulator import run_traffic
 from app.bidding.profiles import ProfileCache
+from app.bidding.simulator import run_traffic
 from app.channels.activation import ActivationService
 from app.channels.adaptors import HttpAdaptors
-from app.channels.inapp import InAppService
 from app.channels.analytics import EmailAnalytics, load_verification_key
 from app.channels.email import EmailService
+from app.channels.inapp import InAppService
 from app.channels.ingest import IngestService
 from app.channels.sink import Mailbox
 from app.channels.suppression import SuppressionService
-from app.loyalty.service import LoyaltyService
-from app.retail.catalog import CatalogService
-from app.retail.offers import OfferService
-from app.retail.orders import OrderService
-from app.retail.payments import CardSimulator
-from app.retail.ranking import Ranker
-from app.auth import AccountService, ApiKeyService, Authenticator, TokenService
 from app.config import Config
 from app.eventlog import EventLog
 from app.health import Health
 from app.hub import Hub
 from app.idempotency import IdempotencyService
+from app.loyalty.service import LoyaltyService
 from app.metrics import Metrics
 from app.ratelimit import RateLimiter, TokenBuckets
+from app.retail.catalog import CatalogService
+from app.retail.offers import OfferService
+from app.retail.orders import OrderService
+from app.retail.payments import CardSimulator
+from app.retail.ranking import Ranker
 from app.secrets import with_secrets
-from app.urls import PublicUrls
 from app.supervisor import Supervisor
+from app.urls import PublicUrls
 from ml.batcher import Batcher
 from ml.providers import build_providers
-from state import migrations
-from state.campaigns import SqliteCampaignStore
-from state.activations import SqliteActivationCountStore
-from state.catalog import SqliteCatalogStore
-from state.inbox import SqliteInboxStore
-from state.loyalty import SqliteLoyaltyStore
-from state.outbox import SqliteOutboxStore
-from state.suppressions import SqliteSuppressionStore
-from state.offers import SqliteOfferStore
-from state.orders import SqliteOrderStore
-from state.delivery import SqliteDeliveryStore
-from state.profiles import SqliteProfileStore
-from state.accounts import SqliteAccountStore
-from state.apikeys import SqliteApiKeyStore
-from state.audit import SqliteAuditStore
 from state.clock import Clock, SystemClock
-from state.db import Database
-from state.demo import SqliteDemoMarkerStore
-from state.eventlog import SqliteEventLogStore
-from state.idempotency import SqliteIdempotencyStore
 
 log = logging.getLogger("contrail")
 

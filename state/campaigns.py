@@ -6,8 +6,6 @@ from typing import Literal
 
 import msgspec
 
-from state.db import Database
-
 MediaFormat = Literal["banner", "video", "audio", "native"]
 
 
@@ -51,30 +49,3 @@ class Campaign(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Campaign).decode
-
-
-class SqliteCampaignStore:
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._by_id: dict[str, Campaign] = {}
-        self.version = 0  # bumps on every change, so candidate indexes know to rebuild
-
-    async def load(self) -> None:
-        for (body,) in await self._db.fetchall("SELECT body FROM campaigns ORDER BY rowid"):
-            campaign = _decode(body)
-            self._by_id[campaign.id] = campaign
-        self.version += 1
-
-    def get(self, campaign_id: str) -> Campaign | None:
-        return self._by_id.get(campaign_id)
-
-    def all(self) -> list[Campaign]:
-        return list(self._by_id.values())
-
-    async def put(self, campaign: Campaign, at: float) -> None:
-        """Create or replace a campaign (durable before it is used)."""
-        await self._db.write([("INSERT INTO campaigns(id, body, updated_at) VALUES (?,?,?) "
-                               "ON CONFLICT(id) DO UPDATE SET body=excluded.body, updated_at=excluded.updated_at",
-                               (campaign.id, _encode(campaign).decode(), at))])
-        self._by_id[campaign.id] = campaign
-        self.version += 1

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import msgspec
-
-from state.db import Database
 
 
 class StoredEvent(msgspec.Struct, frozen=True, gc=False):
@@ -14,43 +10,3 @@ class StoredEvent(msgspec.Struct, frozen=True, gc=False):
     at: float
     type: str
     payload: msgspec.Raw
-
-
-class SqliteEventLogStore:
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    async def append_batch(self, rows: Sequence[tuple[float, str, str]]) -> int:
-        """Write (at, type, payload_json) rows in one transaction."""
-        return await self._db.write_many("INSERT INTO events(at, type, payload) VALUES (?,?,?)", rows)
-
-    async def purge(self, before: float, limit: int) -> int:
-        """Delete those of the oldest `limit` events (by id, the order they were written in) that
-        happened before `before`; returns how many went."""
-        deleted, = await self._db.write([
-            ("DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?) AND at < ?",
-             (limit, before))], power_safe=False)
-        return deleted
-
-    async def query(self, type_: str | None, since: float | None, after_id: int, limit: int) -> list[StoredEvent]:
-        """Oldest first from `since`, continuing after `after_id`."""
-        # A cursor's id is whatever integer its client wrote into it; SQLite's integers are 64-bit.
-        clauses: list[str] = ["id > ?"]
-        params: list[int | float | str] = [min(max(after_id, -1), 2**62)]
-        if type_:
-            clauses.append("type = ?")
-            params.append(type_)
-        if since is not None:
-            clauses.append("at >= ?")
-            params.append(since)
-        rows = await self._db.fetchall(
-            f"SELECT id, at, type, payload FROM events WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?",
-            (*params, limit))
-        return [StoredEvent(r[0], r[1], r[2], msgspec.Raw(r[3].encode())) for r in rows]
-
-    async def recent_payloads(self, type_: str, limit: int) -> list[str]:
-        """The newest `limit` payloads (JSON text) of one event type, oldest first."""
-        rows = await self._db.fetchall(
-            "SELECT payload FROM (SELECT id, payload FROM events WHERE type = ? ORDER BY id DESC LIMIT ?) ORDER BY id",
-            (type_, limit))
-        return [r[0] for r in rows]

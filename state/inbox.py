@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import msgspec
 
-from state.db import Database
-
 
 class InAppMessage(msgspec.Struct, frozen=True, gc=False):
     id: str
@@ -18,18 +16,3 @@ class InAppMessage(msgspec.Struct, frozen=True, gc=False):
 
 _decode = msgspec.json.Decoder(InAppMessage).decode
 _encode = msgspec.json.Encoder().encode
-
-
-class SqliteInboxStore:
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    async def add(self, message: InAppMessage) -> None:
-        await self._db.write([("INSERT INTO inbox(id, user_id, at, body) VALUES (?,?,?,?)",
-                               (message.id, message.user_id, message.at, _encode(message).decode()))])
-
-    async def newest(self, user_id: str, limit: int, before: float | None) -> list[InAppMessage]:
-        rows = await self._db.fetchall(
-            "SELECT body FROM inbox WHERE user_id=? AND at < ? ORDER BY at DESC, id DESC LIMIT ?",
-            (user_id, before if before is not None else float("inf"), limit))
-        return [_decode(r[0]) for r in rows]

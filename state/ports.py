@@ -14,14 +14,13 @@ accepted offer land in one transaction.
 
 from __future__ import annotations
 
-from typing import Awaitable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Awaitable, Mapping, Protocol, Sequence, runtime_checkable
 
 from state.accounts import Account
 from state.apikeys import ApiKey
 from state.audit import AuditEntry
 from state.campaigns import Campaign
 from state.catalog import Flight, Product
-from state.db import Statement
 from state.eventlog import StoredEvent
 from state.idempotency import StoredResponse
 from state.inbox import InAppMessage
@@ -31,6 +30,9 @@ from state.orders import Order
 from state.outbox import EmailEvent, OutboxMessage
 from state.profiles import Profile
 from state.suppressions import Suppression
+
+# A write a store prepared, for its own write(): opaque to the domain (its adapter knows what it holds).
+Statement = tuple[Any, ...]
 
 
 @runtime_checkable

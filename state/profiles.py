@@ -6,8 +6,6 @@ import logging
 
 import msgspec
 
-from state.db import Database
-
 
 class Profile(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     user_id: str
@@ -21,37 +19,3 @@ class Profile(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True)
 log = logging.getLogger("contrail.profiles")
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Profile).decode
-
-
-class SqliteProfileStore:
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._ids: set[str] = set()
-
-    async def load(self) -> None:
-        """Remember which users have a stored profile, so lookups for anyone else need no I/O."""
-        self._ids = {row[0] for row in await self._db.fetchall("SELECT user_id FROM profiles")}
-
-    def __contains__(self, user_id: str) -> bool:
-        return user_id in self._ids
-
-    async def get(self, user_id: str) -> Profile | None:
-        if user_id not in self._ids:
-            return None
-        row = await self._db.fetchone("SELECT body FROM profiles WHERE user_id=?", (user_id,))
-        if row is None:
-            return None
-        try:
-            return _decode(row[0])
-        except msgspec.ValidationError as exc:
-            # A row this version cannot read (written by another version or by hand) is no profile:
-            # the user is bid on as anyone unknown, never refused.
-            log.warning("unreadable stored profile", extra={"user_id": user_id, "error": str(exc)})
-            return None
-
-    async def put(self, *profiles: Profile) -> None:
-        """Create or replace profiles, all in one commit."""
-        await self._db.write([("INSERT INTO profiles(user_id, body, updated_at) VALUES (?,?,?) "
-                               "ON CONFLICT(user_id) DO UPDATE SET body=excluded.body, updated_at=excluded.updated_at",
-                               (p.user_id, _encode(p).decode(), p.updated_at)) for p in profiles])
-        self._ids.update(p.user_id for p in profiles)

@@ -5,9 +5,10 @@ import sqlite3
 
 import pytest
 
-from state import migrations
-from state.db import Database, DatabaseClosed, Migration, WriteConflict
-from state.idempotency import SqliteIdempotencyStore, StoredResponse
+from adapters.sqlite import migrations
+from adapters.sqlite.db import Database, DatabaseClosed, Migration, WriteConflict
+from adapters.sqlite.idempotency import SqliteIdempotencyStore
+from state.idempotency import StoredResponse
 
 SCHEMA = [Migration(1, "t", "CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")]
 

@@ -6,14 +6,14 @@ import socket
 import aiohttp
 import msgspec
 
+from adapters.sqlite import migrations
+from adapters.sqlite.db import Database
+from adapters.sqlite.eventlog import SqliteEventLogStore
 from app.eventlog import EventLog
 from app.hub import Hub
 from app.main import PLATFORM, create_app
 from app.metrics import Metrics
-from state import migrations
 from state.clock import ManualClock
-from state.db import Database
-from state.eventlog import SqliteEventLogStore
 from tests.conftest import make_config
 
 

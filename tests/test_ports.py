@@ -1,4 +1,5 @@
-"""app/ holds its stores by the Protocols in state/ports.py; the SQLite stores satisfy them."""
+"""app/ holds its stores by the Protocols in state/ports.py; the SQLite stores in adapters/sqlite/ satisfy them,
+and nothing but the composition root and the adapters themselves names an adapter."""
 
 import ast
 import inspect
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import state.ports as ports
-from state.db import Database, Migration
+from adapters.sqlite.db import Database, Migration
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOCOLS = {name: obj for name, obj in vars(ports).items()
@@ -17,8 +18,8 @@ PROTOCOLS = {name: obj for name, obj in vars(ports).items()
 def _implementations():
     import importlib
     found = {}
-    for path in sorted((ROOT / "state").glob("*.py")):
-        module = importlib.import_module(f"state.{path.stem}")
+    for path in sorted((ROOT / "adapters" / "sqlite").glob("*.py")):
+        module = importlib.import_module(f"adapters.sqlite.{path.stem}")
         for name, cls in vars(module).items():
             if inspect.isclass(cls) and name.startswith("Sqlite") and cls.__module__ == module.__name__:
                 found[name.removeprefix("Sqlite")] = cls
@@ -50,14 +51,17 @@ def test_sqlite_store_matches_its_protocol_signature_by_signature(name, tmp_path
         assert [(p.name, p.kind, p.default) for p in got] == [(p.name, p.kind, p.default) for p in wanted], method
 
 
-def test_the_domain_names_no_sqlite_store_outside_the_composition_root():
+def test_no_layer_but_the_composition_root_imports_an_adapter():
+    """Dependencies point down: handlers, domains, entities and models never import adapters/."""
     offenders = []
-    for path in sorted((ROOT / "app").rglob("*.py")):
-        if path.name == "platform.py":  # the composition root builds the SQLite stores
-            continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("state."):
-                offenders += [f"{path.relative_to(ROOT)}: {a.name}" for a in node.names if a.name.startswith("Sqlite")]
-            elif isinstance(node, ast.Name) and node.id.startswith("Sqlite"):
-                offenders.append(f"{path.relative_to(ROOT)}: {node.id}")
+    for layer in ("app", "handlers", "state", "ml"):
+        for path in sorted((ROOT / layer).rglob("*.py")):
+            if path.relative_to(ROOT).as_posix() in ("app/platform.py", "app/main.py"):  # the composition root
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "adapters":
+                    offenders.append(f"{path.relative_to(ROOT)}: from {node.module}")
+                elif isinstance(node, ast.Import):
+                    offenders += [f"{path.relative_to(ROOT)}: import {a.name}" for a in node.names
+                                  if a.name.split(".")[0] == "adapters"]
     assert offenders == []

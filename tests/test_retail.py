@@ -11,17 +11,30 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adapters.sqlite import migrations
+from adapters.sqlite.db import Database
+from adapters.sqlite.offers import SqliteOfferStore
 from app.keys import CONFIG
 from app.main import PLATFORM, create_app
 from app.retail.payments import ChargeResult
 from handlers.rest.retail import OfferList
-from state import migrations
 from state.clock import ManualClock
-from state.db import Database
-from state.offers import Conditions, Item, Offer, SharedDraft, SqliteOfferStore
+from state.offers import Conditions, Item, Offer, SharedDraft
 from tests.conftest import bearer, make_config
-from tests.retail_helpers import (DAY, DECLINED_CARD, PENDING_CARD, accept, booked, customer, departure_date, pay,
-                                  ranking_of, search, search_body, seed_catalog)
+from tests.retail_helpers import (
+    DAY,
+    DECLINED_CARD,
+    PENDING_CARD,
+    accept,
+    booked,
+    customer,
+    departure_date,
+    pay,
+    ranking_of,
+    search,
+    search_body,
+    seed_catalog,
+)
 
 
 @pytest.fixture

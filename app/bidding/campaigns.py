@@ -19,7 +19,6 @@ import msgspec
 import numpy as np
 
 from app.bidding.openrtb import BidRequest, Imp, banner_sizes
-
 from app.errors import Conflict, InvalidInput, NotFound
 from state.campaigns import Campaign, Creative
 from state.clock import Clock

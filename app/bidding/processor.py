@@ -16,10 +16,21 @@ import numpy as np
 
 from app import ids
 from app.bidding.auction import NO_FLOOR, Settled, Terms
-from app.bidding.campaigns import WINDOWS, Candidates, CampaignService
+from app.bidding.campaigns import WINDOWS, CampaignService, Candidates
 from app.bidding.notices import BidLedger
-from app.bidding.openrtb import (MTYPE, NBR_DAILY_READER_CAP, NBR_INSUFFICIENT_TIME, NBR_TECHNICAL, NBR_UNKNOWN,
-                                 Bid, BidRequest, BidResponse, Imp, SeatBid, banner_sizes)
+from app.bidding.openrtb import (
+    MTYPE,
+    NBR_DAILY_READER_CAP,
+    NBR_INSUFFICIENT_TIME,
+    NBR_TECHNICAL,
+    NBR_UNKNOWN,
+    Bid,
+    BidRequest,
+    BidResponse,
+    Imp,
+    SeatBid,
+    banner_sizes,
+)
 from app.bidding.profiles import MISS, CachedProfile, ProfileCache
 from app.config import BiddingConfig
 from ml import features

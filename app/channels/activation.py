@@ -22,6 +22,7 @@ from app.errors import InvalidInput
 from state.clock import Clock
 from state.ports import ActivationCountStore
 
+
 def _utc_day(at: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(at))
 

@@ -24,8 +24,8 @@ import msgspec
 from app import ids
 from app.config import RetailConfig
 from app.errors import Conflict, Gone, InvalidInput, NotFound
-from app.retail.catalog import CatalogService, product_resource, seat_resource
 from app.persist import commit_or_undo
+from app.retail.catalog import CatalogService, product_resource, seat_resource
 from app.retail.pricing import SEGMENTS, day_start, discounted, fare_cents, percent_of, time_multiplier
 from app.retail.ranking import MARGIN_RATES, OfferSummary, Ranker, SearchContext, features
 from state.catalog import Flight, ProductKind

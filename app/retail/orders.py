@@ -21,10 +21,10 @@ import msgspec
 from app import ids
 from app.config import PaymentsConfig, RetailConfig
 from app.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound, PaymentRequired
+from app.persist import commit_or_undo
 from app.retail.catalog import CatalogService
 from app.retail.offers import OfferService
 from app.retail.payments import ChargeResult, PaymentGateway, luhn_valid
-from app.persist import commit_or_undo
 from state.clock import Clock
 from state.orders import Barcode, CancellationQuote, Order, Payment
 from state.ports import OfferStore, OrderStore, Statement

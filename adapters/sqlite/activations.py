@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from state.db import Database
+from adapters.sqlite.db import Database
 
 
 class SqliteActivationCountStore:

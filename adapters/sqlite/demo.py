@@ -1,6 +1,6 @@
 """Which demo data sets are loaded, so seeding is idempotent."""
 
-from state.db import Database
+from adapters.sqlite.db import Database
 
 
 class SqliteDemoMarkerStore:

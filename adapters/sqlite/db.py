@@ -56,10 +56,9 @@ from typing import Any, Callable, Iterable, Sequence, cast
 
 import aiosqlite
 
-log = logging.getLogger("contrail.state")
+from state.ports import Statement  # (sql, params) or (sql, params, expected_rowcount); opaque to the domains
 
-# (sql, params) or (sql, params, expected_rowcount)
-Statement = tuple[Any, ...]
+log = logging.getLogger("contrail.state")
 
 
 @dataclass(frozen=True)

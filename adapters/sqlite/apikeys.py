@@ -1,0 +1,65 @@
+"""SQLite storage of apikeys: the apikeys port's SQL."""
+
+from __future__ import annotations
+
+import msgspec
+
+from adapters.sqlite.db import Database
+from state.apikeys import ApiKey
+
+
+class SqliteApiKeyStore:
+    """Hot index of API keys by hash, written through to SQLite."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._by_id: dict[str, ApiKey] = {}
+        self._by_hash: dict[str, ApiKey] = {}
+
+    async def load(self) -> None:
+        rows = await self._db.fetchall(
+            "SELECT id, name, role, key_hash, created_at, revoked_at FROM api_keys ORDER BY created_at")
+        for row in rows:
+            self._index(ApiKey(*row))
+
+    def _index(self, key: ApiKey) -> None:
+        self._by_id[key.id] = key
+        self._by_hash[key.key_hash] = key
+
+    def by_hash(self, key_hash: str) -> ApiKey | None:
+        return self._by_hash.get(key_hash)
+
+    async def fetch_by_hash(self, key_hash: str) -> ApiKey | None:
+        """Read a key another process (the CLI) may have added since start, and index it."""
+        row = await self._db.fetchone(
+            "SELECT id, name, role, key_hash, created_at, revoked_at FROM api_keys WHERE key_hash=?", (key_hash,))
+        if row is None:
+            return None
+        key = ApiKey(*row)
+        self._index(key)
+        return key
+
+    def all(self) -> list[ApiKey]:
+        return list(self._by_id.values())
+
+    async def add(self, key: ApiKey) -> None:
+        """Persist a new key, then make it usable."""
+        await self._db.write([(
+            "INSERT INTO api_keys(id, name, role, key_hash, created_at, revoked_at) VALUES (?,?,?,?,?,?)",
+            (key.id, key.name, key.role, key.key_hash, key.created_at, key.revoked_at),
+        )])
+        self._index(key)
+
+    async def revoke(self, key_id: str, at: float) -> ApiKey | None:
+        """Mark a key revoked; it stops authenticating at once."""
+        key = self._by_id.get(key_id)
+        if key is None or key.revoked_at is not None:
+            return key
+        revoked = msgspec.structs.replace(key, revoked_at=at)
+        self._index(revoked)
+        try:
+            await self._db.write([("UPDATE api_keys SET revoked_at=? WHERE id=?", (at, key_id))])
+        except BaseException:
+            self._index(key)
+            raise
+        return revoked

@@ -1,0 +1,92 @@
+"""SQLite storage of delivery: the delivery port's SQL."""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+
+from adapters.sqlite.db import Database, WriteConflict
+from state.delivery import AlreadyCharged
+
+
+class SqliteDeliveryStore:
+    """Impressions per user (for frequency caps) and spend per campaign per day, hot in memory."""
+
+    def __init__(self, db: Database, keep_s: float = 86_400) -> None:
+        self._db = db
+        self._keep = keep_s
+        self.impressions: dict[str, deque[tuple[float, str]]] = defaultdict(deque)
+        self.spend: dict[tuple[str, str], int] = {}
+        self._charged: set[str] = set()
+        self.version = 0  # bumps whenever spend changes, so budget views know to refresh
+
+    async def load(self, now: float) -> None:
+        for user_id, campaign_id, at in await self._db.fetchall(
+                "SELECT user_id, campaign_id, at FROM impressions WHERE at > ? ORDER BY at", (now - self._keep,)):
+            self.impressions[user_id].append((at, campaign_id))
+        for campaign_id, day, spent in await self._db.fetchall("SELECT campaign_id, day, spent_micros FROM campaign_spend"):
+            self.spend[(campaign_id, day)] = spent
+        self.version += 1
+        for (bid_id,) in await self._db.fetchall("SELECT bid_id FROM bid_outcomes WHERE kind='charge' AND at > ?",
+                                                 (now - self._keep,)):
+            self._charged.add(bid_id)
+
+    async def charge(self, bid_id: str, campaign_id: str, user_id: str, price_micros: int, day: str,
+                     at: float) -> None:
+        """Charge a bid once: spend and impression applied in memory, persisted, undone on failure."""
+        if bid_id in self._charged:
+            raise AlreadyCharged(bid_id)
+        self._charged.add(bid_id)
+        key = (campaign_id, day)
+        self.spend[key] = self.spend.get(key, 0) + price_micros
+        self.version += 1
+        self.impressions[user_id].append((at, campaign_id))
+        try:
+            await self._db.write([
+                ("INSERT OR IGNORE INTO bid_outcomes(bid_id, kind, campaign_id, price_micros, at) VALUES (?,?,?,?,?)",
+                 (bid_id, "charge", campaign_id, price_micros, at), 1),
+                ("INSERT INTO campaign_spend(campaign_id, day, spent_micros) VALUES (?,?,?) ON CONFLICT(campaign_id, day)"
+                 " DO UPDATE SET spent_micros = spent_micros + excluded.spent_micros", (campaign_id, day, price_micros)),
+                ("INSERT INTO impressions(user_id, campaign_id, at) VALUES (?,?,?)", (user_id, campaign_id, at)),
+            ])
+        except WriteConflict:
+            raise AlreadyCharged(bid_id) from None
+        except BaseException:
+            self._charged.discard(bid_id)
+            self.spend[key] -= price_micros
+            self.version += 1
+            try:
+                self.impressions[user_id].remove((at, campaign_id))
+            except ValueError:
+                pass
+            raise
+
+    async def record(self, bid_id: str, kind: str, campaign_id: str, price_micros: int | None, reason: int | None,
+                     at: float) -> bool:
+        """Record a win or loss notice once; returns False for a repeat."""
+        counts = await self._db.write([(
+            "INSERT OR IGNORE INTO bid_outcomes(bid_id, kind, campaign_id, price_micros, reason, at) VALUES (?,?,?,?,?,?)",
+            (bid_id, kind, campaign_id, price_micros, reason, at))])
+        return counts[0] == 1
+
+    async def purge(self, now: float, limit: int) -> int:
+        """Delete up to `limit` stored impressions older than any frequency-cap window reads (and than
+        a restart loads); returns how many went."""
+        deleted, = await self._db.write([(
+            "DELETE FROM impressions WHERE rowid IN (SELECT rowid FROM impressions WHERE at <= ? LIMIT ?)",
+            (now - self._keep, limit))])
+        return deleted
+
+    def has_impressions(self, user_id: str) -> bool:
+        return bool(self.impressions.get(user_id))
+
+    def spent(self, campaign_id: str, day: str) -> int:
+        return self.spend.get((campaign_id, day), 0)
+
+    def count_since(self, user_id: str, since: float, campaign_id: str | None = None) -> int:
+        """Impressions of a user since `since`, optionally for one campaign."""
+        seen = self.impressions.get(user_id)
+        if not seen:
+            return 0
+        while seen and seen[0][0] < since - self._keep:
+            seen.popleft()
+        return sum(1 for at, c in seen if at >= since and (campaign_id is None or c == campaign_id))

@@ -1,0 +1,55 @@
+"""SQLite storage of idempotency: the idempotency port's SQL."""
+
+from __future__ import annotations
+
+import heapq
+
+from adapters.sqlite.db import Database
+from state.idempotency import StoredResponse
+
+
+class SqliteIdempotencyStore:
+    """Responses by (scope, key), hot in memory, durable in SQLite until they expire."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._records: dict[tuple[str, str], StoredResponse] = {}
+        self._expiry: list[tuple[float, tuple[str, str]]] = []  # heap: the purge pops what is due
+
+    async def load(self, now: float) -> None:
+        rows = await self._db.fetchall(
+            "SELECT scope, key, request_hash, status, content_type, body, created_at, expires_at"
+            " FROM idempotency WHERE expires_at > ?", (now,))
+        for row in rows:
+            record = StoredResponse(*row)
+            self._records[(record.scope, record.key)] = record
+        self._expiry = [(r.expires_at, k) for k, r in self._records.items()]
+        heapq.heapify(self._expiry)
+
+    def get(self, scope: str, key: str, now: float) -> StoredResponse | None:
+        record = self._records.get((scope, key))
+        if record is None or record.expires_at <= now:
+            return None
+        return record
+
+    async def put(self, record: StoredResponse) -> None:
+        await self._db.write([(
+            "INSERT OR REPLACE INTO idempotency(scope, key, request_hash, status, content_type, body,"
+            " created_at, expires_at) VALUES (?,?,?,?,?,?,?,?)",
+            (record.scope, record.key, record.request_hash, record.status, record.content_type,
+             record.body, record.created_at, record.expires_at),
+        )])
+        self._records[(record.scope, record.key)] = record
+        heapq.heappush(self._expiry, (record.expires_at, (record.scope, record.key)))
+
+    async def purge_expired(self, now: float) -> int:
+        """Forget responses past their expiry; return how many."""
+        purged = 0
+        while self._expiry and self._expiry[0][0] <= now:
+            at, key = heapq.heappop(self._expiry)
+            record = self._records.get(key)
+            if record is not None and record.expires_at == at:  # not replaced by a later response since
+                del self._records[key]
+                purged += 1
+        await self._db.write([("DELETE FROM idempotency WHERE expires_at <= ?", (now,))])
+        return purged

@@ -1,0 +1,21 @@
+"""SQLite storage of inbox: the inbox port's SQL."""
+
+from __future__ import annotations
+
+from adapters.sqlite.db import Database
+from state.inbox import InAppMessage, _decode, _encode
+
+
+class SqliteInboxStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add(self, message: InAppMessage) -> None:
+        await self._db.write([("INSERT INTO inbox(id, user_id, at, body) VALUES (?,?,?,?)",
+                               (message.id, message.user_id, message.at, _encode(message).decode()))])
+
+    async def newest(self, user_id: str, limit: int, before: float | None) -> list[InAppMessage]:
+        rows = await self._db.fetchall(
+            "SELECT body FROM inbox WHERE user_id=? AND at < ? ORDER BY at DESC, id DESC LIMIT ?",
+            (user_id, before if before is not None else float("inf"), limit))
+        return [_decode(r[0]) for r in rows]

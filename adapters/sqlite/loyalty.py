@@ -1,0 +1,49 @@
+"""SQLite storage of loyalty: the loyalty port's SQL."""
+
+from __future__ import annotations
+
+from typing import Awaitable
+
+from adapters.sqlite.db import Database, Statement
+from state.loyalty import LedgerEntry, Member, Promotion, _encode, _entry_json, _member_json, _promotion_json
+
+
+class SqliteLoyaltyStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self.next_id = 1
+
+    async def entries(self) -> list[LedgerEntry]:
+        """The whole ledger in order, for the replay at start."""
+        rows = await self._db.fetchall("SELECT body FROM loyalty_ledger ORDER BY id")
+        entries = [_entry_json.decode(r[0]) for r in rows]
+        self.next_id = entries[-1].id + 1 if entries else 1
+        return entries
+
+    async def members(self) -> list[Member]:
+        return [_member_json.decode(r[0]) for r in await self._db.fetchall("SELECT body FROM loyalty_members")]
+
+    async def promotions(self) -> list[Promotion]:
+        return [_promotion_json.decode(r[0]) for r in await self._db.fetchall("SELECT body FROM loyalty_promotions")]
+
+    def new_id(self) -> int:
+        entry_id, self.next_id = self.next_id, self.next_id + 1
+        return entry_id
+
+    @staticmethod
+    def append(entry: LedgerEntry) -> Statement:
+        return ("INSERT INTO loyalty_ledger(id, user_id, kind, transaction_id, body) VALUES (?,?,?,?,?)",
+                (entry.id, entry.user_id, entry.kind, entry.transaction_id, _encode(entry).decode()))
+
+    @staticmethod
+    def put_member(member: Member) -> Statement:
+        return ("INSERT INTO loyalty_members(user_id, body) VALUES (?,?) "
+                "ON CONFLICT(user_id) DO UPDATE SET body=excluded.body", (member.user_id, _encode(member).decode()))
+
+    @staticmethod
+    def put_promotion(promotion: Promotion) -> Statement:
+        return ("INSERT INTO loyalty_promotions(id, body) VALUES (?,?) ON CONFLICT(id) DO UPDATE SET body=excluded.body",
+                (promotion.id, _encode(promotion).decode()))
+
+    def write(self, statements: list[Statement]) -> Awaitable[list[int]]:
+        return self._db.submit(statements)

@@ -1,0 +1,103 @@
+"""SQLite storage of offers: the offers port's SQL."""
+
+from __future__ import annotations
+
+import heapq
+from typing import Awaitable, Sequence
+
+from adapters.sqlite.db import Database, Statement
+from state.offers import (
+    _SELECT,
+    Offer,
+    OfferState,
+    SharedDraft,
+    _from_row,
+)
+
+
+class SqliteOfferStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._offers: dict[str, Offer] = {}
+        self._expiry: list[tuple[float, str]] = []  # heap of (expires_at, offer id): the sweep pops what is due
+
+    async def load(self, now: float) -> None:
+        """Offers that can still be accepted come back after a restart."""
+        for row in await self._db.fetchall(f"{_SELECT} WHERE o.state='ACTIVE' AND o.expires_at > ?", (now,)):
+            self.remember(_from_row(row))
+
+    def get(self, offer_id: str) -> Offer | None:
+        return self._offers.get(offer_id)
+
+    async def fetch(self, offer_id: str) -> Offer | None:
+        """An offer no longer held in memory (expired or finished), from SQLite."""
+        row = await self._db.fetchone(f"{_SELECT} WHERE o.id=?", (offer_id,))
+        return _from_row(row) if row else None
+
+    def __len__(self) -> int:
+        return len(self._offers)
+
+    @staticmethod
+    def insert(offers: Sequence[Offer], drafts: Sequence[SharedDraft]) -> list[Statement]:
+        """A search's offers, `drafts[i]` the one offers[i] was made from: the drafts not yet written,
+        then every offer's row in one statement (one step for SQLite, not one per offer). Mark the
+        drafts written once these are committed."""
+        statements: list[Statement] = []
+        new = {d.id: d for d in drafts if not d.written}
+        if new:  # a draft two searches write at once is written by the first
+            stored_at = offers[0].created_at
+            statements.append((f"INSERT OR IGNORE INTO offer_drafts(id, stored_at, body) VALUES "
+                               f"{','.join(['(?,?,?)'] * len(new))}",
+                               [v for d in new.values() for v in (d.id, stored_at, d.body.decode())]))
+        rows = ",".join(["(?,?,?,?,?,?)"] * len(offers))
+        statements.append((f"INSERT INTO offers(id, owner, state, created_at, expires_at, draft_id) VALUES {rows}",
+                           [v for o, d in zip(offers, drafts)
+                            for v in (o.id, o.owner, o.state, o.created_at, o.expires_at, d.id)]))
+        return statements
+
+    @staticmethod
+    def purge(expired_before: float, limit: int) -> Statement:
+        """Delete up to `limit` offers, whatever their state, that expired before `expired_before`."""
+        return ("DELETE FROM offers WHERE id IN (SELECT id FROM offers WHERE state IN "
+                "('ACTIVE', 'EXPIRED', 'ACCEPTED', 'CANCELLED') AND expires_at < ? LIMIT ?)",
+                (expired_before, limit))
+
+    async def unused_drafts(self, stored_before: float, limit: int) -> list[str]:
+        """Up to `limit` drafts stored before `stored_before` that no offer is made from."""
+        rows = await self._db.fetchall(
+            "SELECT id FROM offer_drafts d WHERE stored_at < ? AND NOT EXISTS "
+            "(SELECT 1 FROM offers o WHERE o.draft_id = d.id) LIMIT ?", (stored_before, limit))
+        return [r[0] for r in rows]
+
+    @staticmethod
+    def drop_drafts(draft_ids: Sequence[str]) -> Statement:
+        """Delete these drafts, unless an offer has been made from one since (that one stays)."""
+        marks = ",".join("?" * len(draft_ids))
+        return (f"DELETE FROM offer_drafts WHERE id IN ({marks}) AND NOT EXISTS "
+                "(SELECT 1 FROM offers o WHERE o.draft_id = offer_drafts.id)", list(draft_ids))
+
+    @staticmethod
+    def change_state(offer: Offer, expected: OfferState) -> Statement:
+        """Only the state column changes (an offer's state is read from the column)."""
+        return ("UPDATE offers SET state=? WHERE id=? AND state=?", (offer.state, offer.id, expected), 1)
+
+    def remember(self, offer: Offer) -> None:
+        if offer.id not in self._offers:
+            heapq.heappush(self._expiry, (offer.expires_at, offer.id))
+        self._offers[offer.id] = offer
+
+    def due(self, now: float, limit: int = 1_000) -> list[Offer]:
+        """Up to `limit` offers in memory whose expiry has come (each returned once)."""
+        out: list[Offer] = []
+        while self._expiry and self._expiry[0][0] <= now and len(out) < limit:
+            _, offer_id = heapq.heappop(self._expiry)
+            offer = self._offers.get(offer_id)
+            if offer is not None:
+                out.append(offer)
+        return out
+
+    def forget(self, offer_id: str) -> None:
+        self._offers.pop(offer_id, None)
+
+    def write(self, statements: list[Statement], *, power_safe: bool = True) -> Awaitable[list[int]]:
+        return self._db.submit(statements, power_safe=power_safe)

@@ -1,0 +1,138 @@
+"""SQLite storage of orders: the orders port's SQL."""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter, defaultdict
+from typing import Awaitable, Sequence
+
+from adapters.sqlite.db import Database, Statement
+from state.offers import Item
+from state.orders import _DUE_AT, HOLDING, Order, _decode, _encode
+
+
+class SqliteOrderStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._orders: dict[str, Order] = {}
+        self._by_owner: dict[str, list[str]] = defaultdict(list)
+        self._barcodes: dict[str, str] = {}
+        self.held: Counter[str] = Counter()
+        # Bumps whenever a flight's held inventory changes, so priced offers for it know to re-price.
+        self.flight_versions: Counter[str] = Counter()
+        # Order ids by state, so the sweeps look only at the orders that can need them.
+        self._by_state: dict[str, dict[str, None]] = defaultdict(dict)
+        # Per state in _DUE_AT, a heap of (due at, order id), so a sweep pops what is due rather
+        # than scanning every order in the state each time; stale entries are skipped when popped.
+        self._due: dict[str, list[tuple[float, str]]] = {state: [] for state in _DUE_AT}
+
+    async def load(self) -> None:
+        for (body,) in await self._db.fetchall("SELECT body FROM orders ORDER BY created_at, id"):
+            order = _decode(body)
+            self._orders[order.id] = order
+            self._by_owner[order.owner].append(order.id)
+            self._by_state[order.state][order.id] = None
+            self._schedule(order)
+            self._index_barcodes(order)
+            if order.state in HOLDING:
+                self.hold(order.items)
+
+    # ---- reads ----
+    def get(self, order_id: str) -> Order | None:
+        return self._orders.get(order_id)
+
+    def of_owner(self, owner: str | None) -> list[Order]:
+        """One owner's orders oldest first, or everyone's when owner is None."""
+        if owner is None:
+            return sorted(self._orders.values(), key=lambda o: (o.created_at, o.id))
+        return [self._orders[i] for i in self._by_owner.get(owner, ())]
+
+    def by_barcode(self, code: str) -> Order | None:
+        order_id = self._barcodes.get(code)
+        return self._orders.get(order_id) if order_id else None
+
+    def in_state(self, *states: str) -> list[Order]:
+        return [self._orders[i] for state in states for i in self._by_state.get(state, ())]
+
+    def due(self, state: str, before: float) -> list[Order]:
+        """Orders in `state` (PROPOSED: by hold expiry; FULFILLED: by departure) due at or before `before`.
+
+        Each is returned once; an order that re-enters the state is scheduled again (an undone
+        change re-enters the state it came from)."""
+        heap, out = self._due[state], {}
+        get, key = self._orders.get, _DUE_AT[state]
+        while heap and heap[0][0] <= before:
+            at, order_id = heapq.heappop(heap)
+            order = get(order_id)
+            if order is not None and order.state == state and key(order) == at:
+                out[order_id] = order  # once, though it may have been scheduled again on re-entering the state
+        return list(out.values())
+
+    # ---- inventory ----
+    def hold(self, items: Sequence[Item]) -> None:
+        for item in items:
+            if item.resource is not None:
+                self.held[item.resource] += item.quantity
+                self.flight_versions[item.resource.rpartition("/")[0]] += 1
+
+    def release(self, items: Sequence[Item]) -> None:
+        for item in items:
+            if item.resource is not None:
+                self.held[item.resource] -= item.quantity
+                self.flight_versions[item.resource.rpartition("/")[0]] += 1
+
+    # ---- memory changes (callers persist them with the statements below) ----
+    def remember(self, order: Order) -> Order | None:
+        """Put the new version in memory; returns the version it replaced."""
+        old = self._orders.get(order.id)
+        self._orders[order.id] = order
+        if old is None:
+            self._by_owner[order.owner].append(order.id)
+        else:
+            self._by_state[old.state].pop(order.id, None)
+        self._by_state[order.state][order.id] = None
+        key = _DUE_AT.get(order.state)
+        if old is None or old.state != order.state or (key is not None and key(old) != key(order)):
+            self._schedule(order)
+        self._index_barcodes(order)
+        return old
+
+    def _schedule(self, order: Order) -> None:
+        key = _DUE_AT.get(order.state)
+        if key is not None:
+            heapq.heappush(self._due[order.state], (key(order), order.id))
+
+    def forget(self, order_id: str) -> None:
+        order = self._orders.pop(order_id, None)
+        if order is not None:
+            self._by_owner[order.owner].remove(order_id)
+            self._by_state[order.state].pop(order_id, None)
+            for b in order.barcodes:
+                self._barcodes.pop(b.code, None)
+
+    def _index_barcodes(self, order: Order) -> None:
+        for b in order.barcodes:
+            self._barcodes[b.code] = order.id
+
+    # ---- statements ----
+    @staticmethod
+    def insert(order: Order) -> Statement:
+        return ("INSERT INTO orders(id, owner, state, created_at, body) VALUES (?,?,?,?,?)",
+                (order.id, order.owner, order.state, order.created_at, _encode(order).decode()))
+
+    @staticmethod
+    def update(order: Order, expected: str) -> Statement:
+        """Write the new version, guarded on the state it was changed from."""
+        return ("UPDATE orders SET state=?, body=? WHERE id=? AND state=?",
+                (order.state, _encode(order).decode(), order.id, expected), 1)
+
+    @staticmethod
+    def record_payment_event(event_id: str, payment_id: str, at: float) -> Statement:
+        """A payment webhook event, once: a repeat inserts nothing (rowcount 0)."""
+        return ("INSERT OR IGNORE INTO payment_events(id, payment_id, at) VALUES (?,?,?)", (event_id, payment_id, at))
+
+    async def seen_payment_event(self, event_id: str) -> bool:
+        return await self._db.fetchone("SELECT 1 FROM payment_events WHERE id=?", (event_id,)) is not None
+
+    def write(self, statements: list[Statement]) -> Awaitable[list[int]]:
+        return self._db.submit(statements)
