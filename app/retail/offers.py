@@ -39,7 +39,7 @@ _AIRPORT_PATTERN = r"^[A-Z]{3}$"
 _DATE = re.compile(_DATE_PATTERN)
 _AIRPORT = re.compile(_AIRPORT_PATTERN)
 Airport = Annotated[str, msgspec.Meta(pattern=_AIRPORT_PATTERN)]
-Day = Annotated[str, msgspec.Meta(pattern=_DATE_PATTERN)]
+Day = Annotated[str, msgspec.Meta(pattern=_DATE_PATTERN, extra_json_schema={"format": "date"})]
 
 # bundle -> [(kind, discount percent)]; the Flight item comes first in every bundle.
 BUNDLES: dict[str, list[tuple[ProductKind, int]]] = {

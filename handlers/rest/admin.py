@@ -8,7 +8,7 @@ import msgspec
 from aiohttp import web
 
 from app import keys
-from handlers.rest.auth import AccountView
+from handlers.rest.auth import AccountView, Email
 from handlers.rest.common import PageQuery, decode_cursor, encode_cursor, endpoint, json_response, paginate
 
 ADMIN = ("admin",)
@@ -41,7 +41,7 @@ class ApiKeyPage(msgspec.Struct):
 
 
 class NewUser(msgspec.Struct, forbid_unknown_fields=True):
-    email: Annotated[str, msgspec.Meta(min_length=3, max_length=254)]
+    email: Email
     password: Annotated[str, msgspec.Meta(min_length=8, max_length=256)]
     role: Literal["customer", "admin"]
 

@@ -8,14 +8,14 @@ import msgspec
 from aiohttp import web
 
 from app import keys
-from handlers.rest.common import decode_cursor, encode_cursor, endpoint, json_response
+from handlers.rest.common import Cursor, decode_cursor, encode_cursor, endpoint, json_response
 
 
 class EventsQuery(msgspec.Struct, forbid_unknown_fields=True):
     type: Annotated[str, msgspec.Meta(max_length=100)] | None = None
     since: Annotated[float, msgspec.Meta(ge=0)] | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
-    after: str | None = None
+    after: Cursor | None = None
 
 
 class EventView(msgspec.Struct):

@@ -10,12 +10,16 @@ from aiohttp import web
 from app import keys
 from handlers.rest.common import endpoint, json_response
 
-Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254)]
+# A new account's address: one @ with something on either side and no whitespace.
+Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$",
+                                    extra_json_schema={"format": "email"})]
+# Signing in takes the address as it was registered; anything else is simply not an account (401).
+LoginEmail = Annotated[str, msgspec.Meta(min_length=3, max_length=254, extra_json_schema={"format": "email"})]
 Password = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 
 class TokenRequest(msgspec.Struct, forbid_unknown_fields=True):
-    email: Email
+    email: LoginEmail
     password: Password
 
 

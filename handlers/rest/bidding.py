@@ -9,6 +9,7 @@ import msgspec
 from aiohttp import web
 
 from app import keys
+from app.bidding.openrtb import BidRequest, BidResponse
 from app.bidding.profiles import check_shapes
 from app.errors import InvalidInput
 from handlers.rest.common import endpoint, json_response
@@ -21,7 +22,13 @@ Micros = Annotated[int, msgspec.Meta(gt=0, le=10**12)]
 
 
 @endpoint("OpenRTB 2.6 bid request (exchange API key). 200 bid, 204 no-bid, 400 invalid (no body)",
-          tags=("bidding",), roles=EXCHANGE, errors=(204,))
+          tags=("bidding",), roles=EXCHANGE, raw_body=BidRequest, response=BidResponse, also=(204,),
+          empty=(204, 400), headers={"x-openrtb-version": {"type": "string"}},
+          descriptions={200: "A bid (or, with bidding.nobid_body, a no-bid with its nbr reason)", 204: "No bid",
+                        400: "An invalid OpenRTB request: no body, as OpenRTB answers (a body that cannot be "
+                             "read at all, or the credentials, get the JSON error)"},
+          request_headers=[{"name": "x-openrtb-version", "in": "header", "required": False,
+                            "schema": {"type": "string"}, "description": "Echoed back; 2.6 when absent"}])
 async def bid(request: web.Request, principal) -> web.StreamResponse:
     started = time.perf_counter()
     raw = await request.read()
@@ -45,10 +52,28 @@ class NoticeResult(msgspec.Struct):
     charged: bool
 
 
+BidId = Annotated[str, msgspec.Meta(min_length=1, description="The bid's id, as in the notice URL")]
+Price = Annotated[str, msgspec.Meta(description="The clearing CPM the exchange substituted for ${AUCTION_PRICE}")]
+
+
+class PricedNotice(msgspec.Struct):
+    """What a win or billing notice URL carries (the handler reads it; checked first)."""
+    bid: BidId
+    price: Price
+
+
+class LossNotice(msgspec.Struct):
+    """What a loss notice URL carries (the handler reads it; checked first)."""
+    bid: BidId
+    reason: Annotated[str, msgspec.Meta(description="The OpenRTB loss reason code (${AUCTION_LOSS})")] | None = None
+    price: Price | None = None
+
+
 def _notice(kind: str):
     @endpoint(f"{kind.capitalize()} notice for a bid (the URL in the bid's "
               f"{ {'win': 'nurl', 'billing': 'burl', 'loss': 'lurl'}[kind]}); repeats change nothing",
-              tags=("bidding",), response=NoticeResult, errors=(404,))
+              tags=("bidding",), response=NoticeResult, errors=(404,),
+              params=LossNotice if kind == "loss" else PricedNotice)
     async def handler(request: web.Request, principal) -> web.Response:
         q = request.query
         bid_id = q.get("bid")

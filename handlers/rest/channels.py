@@ -8,9 +8,11 @@ import msgspec
 from aiohttp import web
 
 from app import keys
+from app.channels.analytics import MAX_EVENTS
+from app.channels.ingest import MAX_BATCH, ChannelEvent
 from app.errors import NotFound
 from app.jsondepth import check_depth
-from handlers.rest.common import endpoint, json_response, paginate
+from handlers.rest.common import Cursor, endpoint, json_response, paginate
 
 ADMIN = ("admin",)
 STAFF = ("admin", "partner")
@@ -49,8 +51,12 @@ class IngestResult(msgspec.Struct):
     earn_errors: list[str]
 
 
+IngestBody = ChannelEvent | Annotated[list[ChannelEvent], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
+
+
 @endpoint("Omnichannel events: one JSON object or an array (up to 5,000). Each invalid event is reported with "
-          "its index; the others are accepted", tags=("channels",), roles=STAFF, response=IngestResult)
+          "its index; the others are accepted", tags=("channels",), roles=STAFF, raw_body=IngestBody,
+          response=IngestResult)
 async def ingest(request: web.Request, principal) -> web.Response:
     return json_response(IngestResult(**await request.app[keys.INGEST].ingest(await request.read())))
 
@@ -94,7 +100,7 @@ class SuppressionQuery(msgspec.Struct, forbid_unknown_fields=True):
     identifier: str | None = None
     channel: Literal["email", "sms", "push", "all"] | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
-    after: str | None = None
+    after: Cursor | None = None
 
 
 class Changed(msgspec.Struct):
@@ -128,13 +134,29 @@ async def remove_suppressions(request: web.Request, principal, body: Suppression
 
 
 # ---- what recipients click ----
-@endpoint("Open pixel (records an open)", tags=("channels",))
+LinkSignature = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]*$", description="The link's signature (hex)")]
+
+
+class ClickLink(msgspec.Struct):
+    """What a tracked link carries (the handler reads it; checked first)."""
+    u: Annotated[str, msgspec.Meta(description="The link's target, http:// or https://")]
+    t: LinkSignature
+
+
+class UnsubscribeLink(msgspec.Struct):
+    """What an unsubscribe link carries (the handler reads it; checked first)."""
+    m: Annotated[str, msgspec.Meta(description="The message id")]
+    t: LinkSignature
+
+
+@endpoint("Open pixel (records an open)", tags=("channels",), response=bytes, content_type="image/gif")
 async def open_pixel(request: web.Request, principal) -> web.Response:
     await request.app[keys.EMAIL].record("open", request.match_info["message_id"])
     return web.Response(body=PIXEL, content_type="image/gif", headers={"Cache-Control": "no-store"})
 
 
-@endpoint("Click redirect (records a click, then 302 to the signed link)", tags=("channels",), errors=(404,))
+@endpoint("Click redirect (records a click, then 302 to the signed link)", tags=("channels",), status=302,
+          errors=(404,), params=ClickLink, headers={"Location": {"type": "string"}})
 async def click(request: web.Request, principal) -> web.StreamResponse:
     email, message_id = request.app[keys.EMAIL], request.match_info["message_id"]
     url = request.query.get("u", "")
@@ -149,7 +171,7 @@ def _unsubscribe_page(text: str) -> web.Response:
 
 
 @endpoint("Unsubscribe page (GET shows a button; RFC 8058 one-click POST unsubscribes)", tags=("channels",),
-          errors=(404,))
+          errors=(404,), params=UnsubscribeLink, response=str, content_type="text/html")
 async def unsubscribe_page(request: web.Request, principal) -> web.Response:
     m, t = request.query.get("m", ""), request.query.get("t", "")
     if not request.app[keys.EMAIL].check(t, "u", m):
@@ -160,7 +182,7 @@ async def unsubscribe_page(request: web.Request, principal) -> web.Response:
 
 
 @endpoint("One-click unsubscribe (RFC 8058): the address goes on the email suppression list", tags=("channels",),
-          errors=(404,))
+          errors=(404,), params=UnsubscribeLink, response=str, content_type="text/html")
 async def unsubscribe(request: web.Request, principal) -> web.Response:
     address = await request.app[keys.EMAIL].unsubscribe(request.query.get("m", ""), request.query.get("t", ""))
     if address is None:
@@ -184,6 +206,15 @@ async def mailbox(request: web.Request, principal, query: MailboxQuery) -> web.R
     return json_response(MailboxPage(box.received, box.messages(query.limit)))
 
 
+class SendGridEvent(msgspec.Struct):
+    """One event of SendGrid's Event Webhook (its other fields are kept as sent)."""
+    event: str
+    email: str = ""
+
+
+SendGridBatch = Annotated[list[SendGridEvent], msgspec.Meta(max_length=MAX_EVENTS)]
+
+
 class WebhookCounts(msgspec.Struct):
     recorded: int
     duplicate: int
@@ -192,7 +223,11 @@ class WebhookCounts(msgspec.Struct):
 
 @endpoint("SendGrid Event Webhook: an array of events as SendGrid sends them; signed webhooks are verified "
           "(403 on a bad signature) when sendgrid.verification_key is set; repeats are counted, not recorded",
-          tags=("channels",), response=WebhookCounts, errors=(403,))
+          tags=("channels",), raw_body=SendGridBatch, response=WebhookCounts, errors=(403,), request_headers=[
+              {"name": "X-Twilio-Email-Event-Webhook-Signature", "in": "header", "required": False,
+               "schema": {"type": "string"}, "description": "Base64 ECDSA signature (signed webhooks)"},
+              {"name": "X-Twilio-Email-Event-Webhook-Timestamp", "in": "header", "required": False,
+               "schema": {"type": "string"}, "description": "The signed timestamp (signed webhooks)"}])
 async def sendgrid_webhook(request: web.Request, principal) -> web.Response:
     raw = await request.read()
     check_depth(raw)

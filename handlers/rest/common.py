@@ -40,15 +40,83 @@ class EndpointSpec:
     errors: tuple[int, ...]
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    also: tuple[int, ...] = ()                 # other success statuses, answered with `response` too
+    empty: tuple[int, ...] = ()                # statuses answered with no body at all
+    raw_body: Any = None                       # the body a handler reads itself: documented, not decoded
+    params: type | None = None                 # query parameters a handler reads itself: checked, not passed
+    headers: dict[str, dict[str, Any]] = field(default_factory=dict)  # success response headers: name -> schema
+    websocket: bool = False                    # a websocket endpoint: 101 on a handshake, 426 to anything else
+
+
+# The websocket versions aiohttp speaks; RFC 6455 (version 13) is the one advertised.
+WEBSOCKET_VERSIONS = ("13", "8", "7")
+
+
+def _upgrade_required(request: web.Request) -> web.Response | None:
+    """The answer to a request to a websocket endpoint that is no websocket handshake, or None.
+
+    A request that does not ask to upgrade at all is refused 426 Upgrade Required, naming the protocol
+    (RFC 9110 15.5.22: a 426 MUST send Upgrade); one that asks for a websocket version this server does
+    not speak is 426 with the version it does (RFC 6455 4.4). A handshake that asks for a
+    websocket but is malformed otherwise (no key, no Connection: Upgrade) is 400 (RFC 6455 4.2.1), from
+    aiohttp.
+    """
+    headers = {"Upgrade": "websocket", "Connection": "Upgrade"}
+    if request.headers.get("Upgrade", "").strip().lower() != "websocket":
+        message = "this is a websocket endpoint: open it with a websocket handshake (Upgrade: websocket)"
+    elif request.headers.get("Sec-WebSocket-Version", "").strip() not in WEBSOCKET_VERSIONS:
+        message = f"websocket version {WEBSOCKET_VERSIONS[0]} is required (Sec-WebSocket-Version)"
+        headers["Sec-WebSocket-Version"] = WEBSOCKET_VERSIONS[0]
+    else:
+        return None
+    body = {"error": {"code": "upgrade_required", "message": message, "details": None}}
+    return web.Response(body=_encoder.encode(body), status=426, content_type="application/json", headers=headers)
+
+
+def _whole_floats_as_ints(value: Any) -> Any:
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, list):
+        return [_whole_floats_as_ints(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _whole_floats_as_ints(v) for k, v in value.items()}
+    return value
+
+
+def _decode_body(raw: bytes, type_: type) -> Any:
+    """`decode`, where an integer may also be written as a whole float.
+
+    JSON has one kind of number, and JSON Schema (2020-12, as /openapi.json uses) counts 2.0 as the
+    integer 2; msgspec's strict decoding refuses a float wherever an int is declared. A body it refuses
+    so is decoded again with its whole floats as ints (only then: the usual body pays nothing)."""
+    try:
+        return decode(raw, type_)
+    except InvalidInput as exc:
+        if "got `float`" not in exc.message:
+            raise
+    try:
+        return msgspec.convert(_whole_floats_as_ints(msgspec.json.decode(raw)), type_)
+    except msgspec.ValidationError as exc:
+        message, path = _validation_message(exc)
+        raise InvalidInput(f"invalid request body: {message}" + (f" at {path}" if path else ""),
+                           {"field": path} if path else None) from None
 
 
 def endpoint(summary: str, *, tags: tuple[str, ...] = (), roles: tuple[str, ...] | None = None,
              body: type | None = None, query: type | None = None, response: Any = None,
              status: int = 200, errors: tuple[int, ...] = (), description: str = "",
-             **extra: Any) -> Callable[[Handler], Handler]:
+             also: tuple[int, ...] = (), empty: tuple[int, ...] = (), raw_body: Any = None,
+             params: type | None = None, headers: dict[str, dict[str, Any]] | None = None,
+             websocket: bool = False, **extra: Any) -> Callable[[Handler], Handler]:
     """Declare a route handler: who may call it, what it takes and what it returns.
 
-    The wrapped handler is called as handler(request, principal, [body], [query]).
+    The wrapped handler is called as handler(request, principal, [body], [query]). What the handler
+    reads itself is declared too: `raw_body`, a body it decodes itself (documented only), and `params`,
+    query parameters it reads itself (checked against the declaration before it runs, 400 when they do
+    not fit; parameters it does not name are let through, as links carry what others add to them).
+    `also` names other success statuses answered with `response`, `empty` the statuses answered with
+    no body, `headers` the success responses' headers. A `websocket` endpoint answers anything but a
+    websocket handshake 426 before its handler runs.
     """
 
     def wrap(fn: Handler) -> Handler:
@@ -61,15 +129,23 @@ def endpoint(summary: str, *, tags: tuple[str, ...] = (), roles: tuple[str, ...]
             principal = request.get(PRINCIPAL)
             if roles is not None:
                 require_role(principal, *roles)
+            if websocket:
+                refusal = _upgrade_required(request)
+                if refusal is not None:
+                    return refusal
             args: list[Any] = [request, principal]
             if body is not None:
-                args.append(decode(await request.read(), body))
+                args.append(_decode_body(await request.read(), body))
             if query is not None:
                 args.append(decode_query(request, query))
+            if params is not None:
+                decode_query(request, params, only_declared=False)
             return await fn(*args)
 
         handler.__contrail_spec__ = EndpointSpec(  # type: ignore[attr-defined]
-            summary, tags, roles, body, query, response, status, tuple(sorted(auto_errors)), description, extra)
+            summary, tags, roles, body, query, response, status, tuple(sorted(auto_errors)), description, extra,
+            also=tuple(also), empty=tuple(empty), raw_body=raw_body, params=params, headers=dict(headers or {}),
+            websocket=websocket)
         return handler
 
     return wrap
@@ -117,14 +193,15 @@ def decode(raw: bytes, type_: type) -> Any:
         raise InvalidInput(f"malformed JSON: invalid UTF-8 ({exc.reason} at byte {exc.start})") from None
 
 
-def decode_query(request: web.Request, type_: type) -> Any:
-    """Turn query parameters into `type_` (strings converted to the declared types)."""
+def decode_query(request: web.Request, type_: type, *, only_declared: bool = True) -> Any:
+    """Turn query parameters into `type_` (strings converted to the declared types); with only_declared,
+    a parameter `type_` does not name is refused."""
     fields = set(type_.__struct_fields__)
     unknown = sorted(set(request.query) - fields)
-    if unknown:
+    if unknown and only_declared:
         raise InvalidInput(f"unknown query parameter(s): {', '.join(unknown)}", {"unknown": unknown})
     try:
-        return msgspec.convert(dict(request.query), type_, strict=False)
+        return msgspec.convert({k: v for k, v in request.query.items() if k in fields}, type_, strict=False)
     except msgspec.ValidationError as exc:
         message, path = _validation_message(exc)
         raise InvalidInput(f"invalid query parameter {path}: {message}" if path else f"invalid query: {message}",
@@ -153,9 +230,16 @@ def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
     return value
 
 
+# A page's `after`: the `next_cursor` of the page before, unpadded URL-safe base64 (empty: the first page).
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]*$"
+Cursor = Annotated[str, msgspec.Meta(
+    pattern=CURSOR_PATTERN, max_length=2048,
+    description="The next_cursor of the previous page (opaque, URL-safe base64); omit it for the first page")]
+
+
 class PageQuery(msgspec.Struct, forbid_unknown_fields=True):
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
-    after: str | None = None
+    after: Cursor | None = None
 
 
 def paginate(items: Sequence[Any], after: str | None, limit: int) -> tuple[list[Any], str | None]:

@@ -28,7 +28,9 @@ class EarnBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 @endpoint("Earn stars for a purchase (partner systems, admins); a replay of the same transaction_id returns "
-          "the first result", tags=("loyalty",), roles=STAFF, body=EarnBody, response=EarnResult, errors=(422,))
+          "the first result", tags=("loyalty",), roles=STAFF, body=EarnBody, response=EarnResult, status=201,
+          also=(200,), errors=(422,),
+          descriptions={201: "Earned", 200: "A replay of a transaction_id already earned: the first result"})
 async def earn(request: web.Request, principal, body: EarnBody) -> web.Response:
     result = await request.app[keys.LOYALTY].earn(body.user_id, body.amount_cents, body.channel, body.transaction_id,
                                                   is_referral=body.is_referral, is_digital=body.is_digital)
@@ -99,8 +101,13 @@ async def ledger(request: web.Request, principal, query: PageQuery) -> web.Respo
     return json_response(LedgerPage(page, nxt))
 
 
+# MM-DD, a day some year has (02-29 included).
+MonthDay = Annotated[str, msgspec.Meta(
+    pattern=r"^(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-9])|(?:0[13-9]|1[0-2])-30|(?:0[13578]|1[02])-31)$")]
+
+
 class MemberBody(msgspec.Struct, forbid_unknown_fields=True):
-    birthday: Annotated[str, msgspec.Meta(pattern=r"^\d{2}-\d{2}$")] | None = None
+    birthday: MonthDay | None = None
     preferred_channel: Literal[CHANNEL_CODES] | None = None  # type: ignore[valid-type]
     email: Annotated[str, msgspec.Meta(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
     phone: Annotated[str, msgspec.Meta(pattern=r"^\+[1-9]\d{6,14}$")] | None = None

@@ -146,6 +146,10 @@ async def core_middleware(request: web.Request, handler) -> web.StreamResponse:
             response.force_close()  # what is left of the body cannot be told from a next request
         except DomainError as exc:
             response = error_response(exc)
+            if request.body_exists and not request.content.is_eof():
+                # Refused before its body was read (bad credentials, a rate limit): what is left of it
+                # cannot be told from a next request, and may not even decode.
+                response.force_close()
         except web.HTTPException as exc:
             response = await _from_http_exception(request, exc)
         except asyncio.CancelledError:
@@ -201,9 +205,11 @@ async def idempotency_middleware(request: web.Request, handler) -> web.StreamRes
     if key is None or request.method not in MUTATING or principal is None:
         return await handler(request)
     spec = spec_of(request.match_info.handler)
-    if spec is not None and spec.roles is not None:
+    if spec is None:  # no endpoint of ours (405, 404): nothing to make idempotent
+        return await handler(request)
+    if spec.roles is not None:
         require_role(principal, *spec.roles)
-    secret = spec is not None and spec.extra.get("credentials", False)
+    secret = spec.extra.get("credentials", False)
     service = request.app[keys.IDEMPOTENCY]
     scope = principal.scope
     body = await request.read()

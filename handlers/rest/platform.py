@@ -33,7 +33,8 @@ async def live(request: web.Request, principal) -> web.Response:
 
 
 @endpoint("Readiness: databases open, gRPC listening, background tasks running, not draining",
-          tags=("platform",), response=ReadyReport, errors=(503,))
+          tags=("platform",), response=ReadyReport, also=(503,),
+          descriptions={503: "Not ready (the report says why), or too many open connections (the error)"})
 async def ready(request: web.Request, principal) -> web.Response:
     report = request.app[keys.HEALTH].report()
     return json_response(report, status=200 if report.ready else 503)

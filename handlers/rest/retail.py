@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Annotated, Literal
 
 import msgspec
@@ -9,7 +10,7 @@ from aiohttp import web
 
 from app import keys
 from app.errors import Unauthenticated
-from app.retail.offers import Airport, Day, SearchQuery
+from app.retail.offers import Airport, SearchQuery
 from app.retail.orders import PaymentEvent, require_owner_or_admin
 from app.retail.payments import webhook_signature_valid
 from handlers.rest.common import PageQuery, decode, endpoint, json_response, paginate
@@ -23,10 +24,20 @@ Identifier = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
 
 
 # ---- flights ----
+# A calendar day, YYYY-MM-DD (RFC 3339 full-date): 2026-13-45 has the shape and is no day.
+CalendarDay = Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}-\d{2}$", extra_json_schema={"format": "date"})]
+
+
 class FlightQuery(msgspec.Struct, forbid_unknown_fields=True):
     origin: Airport
     destination: Airport
-    date: Day
+    date: CalendarDay
+
+    def __post_init__(self) -> None:
+        try:
+            datetime.date.fromisoformat(self.date)
+        except ValueError:
+            raise ValueError(f"date {self.date!r} is not a calendar day (YYYY-MM-DD)") from None
 
 
 class FlightView(msgspec.Struct):
@@ -137,7 +148,8 @@ class PayBody(msgspec.Struct, forbid_unknown_fields=True):
 
 @endpoint("Pay for a PROPOSED order (send an Idempotency-Key). 200 paid and fulfilled, 202 pending at the "
           "gateway, 402 declined (the order is PROPOSED again)", tags=("retail",), roles=SHOPPERS, body=PayBody,
-          response=Order, errors=(202, 402, 404, 409, 410))
+          response=Order, also=(202,), errors=(402, 404, 409, 410),
+          descriptions={200: "Paid and fulfilled", 202: "Pending at the payment gateway"})
 async def pay_order(request: web.Request, principal, body: PayBody) -> web.Response:
     owner = require_owner_or_admin(principal)
     card = body.card
@@ -153,8 +165,12 @@ class WebhookResult(msgspec.Struct):
 
 
 @endpoint("Payment gateway webhook (HMAC-SHA256 of the body in X-Contrail-Signature: sha256=<hex>); "
-          "settles a pending payment; repeats change nothing", tags=("retail",), body=None, response=WebhookResult,
-          errors=(401,))
+          "settles a pending payment; repeats change nothing", tags=("retail",), raw_body=PaymentEvent,
+          response=WebhookResult, errors=(401,), request_headers=[{
+              "name": "X-Contrail-Signature", "in": "header", "required": True,
+              "schema": {"type": "string", "pattern": "^sha256=[0-9a-f]{64}$"},
+              "description": "sha256=<hex HMAC-SHA256 of the body with payments.webhook_secret>; 401 when it "
+                             "is missing or wrong"}])
 async def payment_webhook(request: web.Request, principal) -> web.Response:
     raw = await request.read()
     secret = request.app[keys.CONFIG].payments.webhook_secret
@@ -207,6 +223,11 @@ async def confirm_cancellation(request: web.Request, principal) -> web.Response:
 
 
 # ---- catalog admin ----
+# Cabins by name; the catalog refuses other names, saying which (so the names are documented, not typed).
+Cabins = Annotated[dict[str, Cabin], msgspec.Meta(
+    min_length=1, max_length=3, extra_json_schema={"propertyNames": {"enum": ["economy", "premium", "business"]}})]
+
+
 class NewFlight(msgspec.Struct, forbid_unknown_fields=True):
     id: Identifier
     airline: Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9]{2}$")]
@@ -215,13 +236,13 @@ class NewFlight(msgspec.Struct, forbid_unknown_fields=True):
     destination: Airport
     departure_at: Annotated[float, msgspec.Meta(ge=0, le=4_102_444_800)]
     arrival_at: Annotated[float, msgspec.Meta(ge=0, le=4_102_444_800)]
-    cabins: Annotated[dict[str, Cabin], msgspec.Meta(min_length=1, max_length=3)]
+    cabins: Cabins
     currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")] = "USD"
 
 
 class FlightPatch(msgspec.Struct, forbid_unknown_fields=True):
     status: Literal["scheduled", "cancelled"] | None = None
-    cabins: Annotated[dict[str, Cabin], msgspec.Meta(min_length=1, max_length=3)] | None = None
+    cabins: Cabins | None = None
 
 
 class AdminFlightPage(msgspec.Struct):

@@ -35,7 +35,8 @@ def _split(raw: str) -> list[bytes] | None:
 
 
 @endpoint("Websocket: send OpenRTB bid requests, receive responses tagged with their request id",
-          tags=("streams", "bidding"), roles=("exchange", "admin"), errors=(426,))
+          tags=("streams", "bidding"), roles=("exchange", "admin"),
+          status=101, websocket=True, headers={"Upgrade": {"type": "string", "const": "websocket"}})
 async def stream_bids(request: web.Request, principal) -> web.StreamResponse:
     app = request.app
     gateway, hub, limiter = app[keys.BID_GATEWAY], app[keys.HUB], app[keys.LIMITER]

@@ -10,7 +10,7 @@ Server -> client: {"type": "<EventType>", "at": <epoch s>, "data": {...}}
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 from aiohttp import web
@@ -29,8 +29,15 @@ class ControlMessage(msgspec.Struct, forbid_unknown_fields=True):
 _decode = msgspec.json.Decoder(ControlMessage).decode
 
 
+class EventsStreamQuery(msgspec.Struct):
+    """The stream's query (the handler reads it; checked first)."""
+    types: Annotated[str, msgspec.Meta(description="Event types to start with, comma-separated (default none: "
+                                                   "send a subscribe message)")] | None = None
+
+
 @endpoint("Websocket: live event stream (admin; token may be passed as ?token=)", tags=("streams",),
-          roles=("admin",), errors=(426,))
+          roles=("admin",), params=EventsStreamQuery,
+          status=101, websocket=True, headers={"Upgrade": {"type": "string", "const": "websocket"}})
 async def stream_events(request: web.Request, principal) -> web.StreamResponse:
     app = request.app
     hub, metrics, config = app[keys.HUB], app[keys.METRICS], app[keys.CONFIG].websocket

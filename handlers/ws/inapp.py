@@ -22,7 +22,8 @@ CUSTOMERS = ("customer",)
 
 
 @endpoint("Websocket: the signed-in customer's in-app messages as they are sent", tags=("streams", "channels"),
-          roles=CUSTOMERS, errors=(426,))
+          roles=CUSTOMERS,
+          status=101, websocket=True, headers={"Upgrade": {"type": "string", "const": "websocket"}})
 async def stream_inapp(request: web.Request, principal) -> web.StreamResponse:
     app = request.app
     inapp, metrics = app[keys.INAPP], app[keys.METRICS]
