@@ -147,3 +147,15 @@ def test_a_repeating_loop_error_is_logged_once_per_interval(caplog):
     loop.close()
     assert [r.getMessage().splitlines()[0] for r in caplog.records] == [
         "socket.accept() out of system resource", "something else"]
+
+
+async def test_a_request_refused_before_its_body_is_read_closes_its_connection_cleanly(real_server):
+    """A refused request whose unread body does not even decode: the answer says Connection: close, so a
+    client never sends its next request down a connection the server is about to drop."""
+    runner, port = await real_server()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /v1/ping HTTP/1.1\r\nHost: x\r\nX-Api-Key: ck_nobody\r\nContent-Type: application/json\r\n"
+                 b"Content-Encoding: deflate\r\nContent-Length: 18\r\n\r\nnot deflate at all")
+    response = await asyncio.wait_for(reader.read(), 3)
+    assert response.startswith(b"HTTP/1.1 401") and b"Connection: close" in response
+    writer.close()

@@ -65,7 +65,8 @@ class EmailService:
         return hmac.new(self._key, "\x00".join(parts).encode(), hashlib.sha256).hexdigest()[:32]
 
     def check(self, token: str, *parts: str) -> bool:
-        return hmac.compare_digest(self._sign(*parts), token or "")
+        # As bytes: compare_digest refuses a str that is not ASCII, and a link's token is anything a client sends.
+        return hmac.compare_digest(self._sign(*parts).encode(), (token or "").encode("utf-8", "surrogateescape"))
 
     def unsubscribe_url(self, message: OutboxMessage) -> str:
         return f"{self._base_url()}/v1/email/unsubscribe?{urlencode({'m': message.id, 't': self._sign('u', message.id)})}"
