@@ -1,4 +1,4 @@
-# Contrail: `make run` serves the demo, `make test` runs the suite. Only Python 3.11+ and make are needed.
+# Contrail: `make run` serves the demo, `make test` runs ruff, mypy and the tests. Only Python 3.11+ and make are needed.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -22,6 +22,8 @@ run: $(STAMP)
 	CONTRAIL__SENDGRID__ALLOW_UNSIGNED=$${CONTRAIL__SENDGRID__ALLOW_UNSIGNED:-true} $(PY) -m app serve
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

@@ -13,7 +13,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import sys  # noqa: E402
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from app.config import Config, ConfigError, load_config
 from app.errors import DomainError

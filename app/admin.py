@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from app.auth import AccountService, ApiKeyService, Principal
 from state.accounts import Account

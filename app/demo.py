@@ -15,7 +15,7 @@ DEMO_ADMIN = ("admin@contrail.demo", "contrail-admin")
 DEMO_CUSTOMER = ("traveller@contrail.demo", "contrail-demo")
 
 
-async def _accounts(platform: "Platform") -> str:
+async def _accounts(platform: Platform) -> str:
     created = 0
     for (email, password), role in ((DEMO_ADMIN, "admin"), (DEMO_CUSTOMER, "customer")):
         if platform.account_store.by_email(email) is None:
@@ -51,7 +51,7 @@ def demo_campaigns() -> list[Campaign]:
     return out
 
 
-async def _campaigns(platform: "Platform") -> str:
+async def _campaigns(platform: Platform) -> str:
     created = 0
     for campaign in demo_campaigns():
         if platform.campaign_store.get(campaign.id) is None:
@@ -97,7 +97,7 @@ def demo_schedule(start: float, days: int = 30) -> list[Flight]:
     return flights
 
 
-async def _catalog(platform: "Platform") -> str:
+async def _catalog(platform: Platform) -> str:
     created = 0
     for pid, kind, name, price, capacity in DEMO_PRODUCTS:
         if platform.catalog_store.product(pid) is None:
@@ -112,7 +112,7 @@ async def _catalog(platform: "Platform") -> str:
 DATA_SETS = [("accounts", _accounts), ("campaigns", _campaigns), ("catalog", _catalog)]
 
 
-async def seed_demo(platform: "Platform") -> list[str]:
+async def seed_demo(platform: Platform) -> list[str]:
     """Load every demo data set not loaded yet; return a line per set."""
     lines = []
     for name, loader in DATA_SETS:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
@@ -74,7 +75,7 @@ class EventLog:
         while True:
             try:
                 await asyncio.wait_for(self._ready.wait(), self._interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._ready.clear()
             try:

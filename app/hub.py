@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import msgspec
 
@@ -20,7 +21,7 @@ _encode = msgspec.json.Encoder().encode
 class Subscription:
     """One subscriber's view of the hub."""
 
-    def __init__(self, hub: "Hub", stream: str, types: Iterable[str], queue_size: int) -> None:
+    def __init__(self, hub: Hub, stream: str, types: Iterable[str], queue_size: int) -> None:
         self._hub = hub
         self.stream = stream
         self.types: set[str] = set(types)
@@ -54,7 +55,7 @@ class Subscription:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return []
         batch = list(self.queue)
         self.queue.clear()

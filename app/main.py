@@ -6,8 +6,8 @@ import asyncio
 import gc
 import logging
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 from aiohttp import web
 

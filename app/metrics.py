@@ -12,7 +12,8 @@ rarely (gauges).
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Callable, Generic, Iterator, Sequence, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -112,7 +113,7 @@ class LoopHistogram(_LoopFamily[_HistogramChild]):
         edges = [floatToGoString(b) for b in self._bounds] + ["+Inf"]
         for text, child in self._by_text.items():
             cumulative, total = [], 0
-            for edge, count in zip(edges, child.counts):
+            for edge, count in zip(edges, child.counts, strict=True):
                 total += count
                 cumulative.append((edge, total))
             family.add_metric(text, cumulative, child.sum)

@@ -3,7 +3,7 @@ HTTP server really listens on (so links and notice URLs follow the port, whateve
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from app.config import Config
 

@@ -191,8 +191,10 @@ def _scoring_child(queue) -> None:
         return n / (time.perf_counter() - started)
     rows = []
     for name, provider in build_providers().items():
-        rows.append((name, provider.precision, provider.max_batch, rate(lambda: outputs(provider.run(net, x))),
-                     rate(lambda: provider.score(net, users, own)), rate(lambda: provider.score(net, users, shared)),
+        rows.append((name, provider.precision, provider.max_batch,
+                     rate(lambda p=provider: outputs(p.run(net, x))),
+                     rate(lambda p=provider: p.score(net, users, own)),
+                     rate(lambda p=provider: p.score(net, users, shared)),
                      provider.modeled_latency_us(len(x))))
     queue.put(rows)
 

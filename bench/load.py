@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import multiprocessing
 import random
@@ -120,8 +121,8 @@ def run_wrk(base_url: str, scenario: Scenario, seconds: float) -> Result:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(_lua(scenario))
     threads = THREADS
-    cmd = ["wrk", f"-t{threads}", f"-c{scenario.connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", script.name,
-           base_url + scenario.path]
+    cmd = ["wrk", f"-t{threads}", f"-c{scenario.connections}", f"-d{max(1, round(seconds))}s", "--latency",
+           "-s", script.name, base_url + scenario.path]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30).stdout
     rps = float(_wrk_field(r"Requests/sec:\s+([\d.]+)", out))
     pct = dict(re.findall(r"^\s+(\d+)%\s+(\S+)", out, re.M))
@@ -228,7 +229,7 @@ def run_with_baseline(base_url: str, scenario: Scenario, seconds: float, rounds:
         results.append(run(base_url, scenario, seconds))
         pings.append(run(base_url, baseline(), seconds))
     ratios = []
-    for result, before, after in zip(results, pings, pings[1:]):
+    for result, (before, after) in zip(results, itertools.pairwise(pings), strict=True):
         baseline_rps = (before.rps + after.rps) / 2
         result.baseline_rps = baseline_rps
         ratios.append(result.rps / baseline_rps)

@@ -41,7 +41,7 @@ class ServerProcess:
         return subprocess.run([sys.executable, "-m", "app", "--config", str(ROOT / "config.toml"), *args], cwd=ROOT,
                               env=self.env, capture_output=True, text=True, timeout=60)
 
-    def start(self, timeout: float = 20.0) -> "ServerProcess":
+    def start(self, timeout: float = 20.0) -> ServerProcess:
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "app", "--config", str(ROOT / "config.toml"), "serve"],
                                      cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -137,5 +137,5 @@ class Batcher:
         self.recent.append((len(live), int(sum(sizes)), waited))
         if self._on_batch is not None:
             self._on_batch(len(live), int(sum(sizes)), waited)
-        for call, result in zip(live, results):
+        for call, result in zip(live, results, strict=True):
             call[2].set_result(result)

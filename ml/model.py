@@ -29,7 +29,7 @@ class SpikingNet:
     theta: float
 
     @classmethod
-    def load(cls, path: str | Path) -> "SpikingNet":
+    def load(cls, path: str | Path) -> SpikingNet:
         """Load and check a model file; raises ValueError when it does not fit the layout."""
         try:
             with np.load(path, allow_pickle=False) as data:

@@ -14,7 +14,8 @@ accepted offer land in one transaction.
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Mapping, Protocol, Sequence, runtime_checkable
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from state.accounts import Account
 from state.apikeys import ApiKey

@@ -45,8 +45,8 @@ async def test_token_expires_on_the_injected_clock(client, clock, customer_heade
 
 async def test_token_signed_with_another_secret_is_rejected(client, tmp_path):
     import jwt
-    forged = jwt.encode({"sub": "x", "role": "admin", "kind": "user", "exp": 2**40}, "another-secret-entirely-but-long-enough-for-hs256",
-                        algorithm="HS256")
+    forged = jwt.encode({"sub": "x", "role": "admin", "kind": "user", "exp": 2**40},
+                        "another-secret-entirely-but-long-enough-for-hs256", algorithm="HS256")
     resp = await client.get("/v1/admin/api-keys", headers={"Authorization": f"Bearer {forged}"})
     assert resp.status == 401
 

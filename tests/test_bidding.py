@@ -396,7 +396,8 @@ async def test_model_reload_and_providers_endpoint(bidder, tmp_path):
     metrics = await (await bidder.get("/metrics")).text()
     assert 'contrail_model_info{version="retrained-v2"} 1.0' in metrics
     assert 'contrail_model_info{version="default-v1"} 0.0' in metrics
-    assert "contrail_inference_batch_calls_count" in metrics and "contrail_inference_batch_wait_seconds_bucket" in metrics
+    assert "contrail_inference_batch_calls_count" in metrics
+    assert "contrail_inference_batch_wait_seconds_bucket" in metrics
     bad = await bidder.post("/v1/admin/model/reload", json={"path": str(tmp_path / "missing.npz")}, headers=headers)
     assert bad.status == 400
     view = await (await bidder.get("/v1/inference/providers", headers=headers)).json()
@@ -465,7 +466,7 @@ def test_the_batch_auction_picks_what_each_request_would_pick_alone(calls, strid
         both = np.stack([score, factor], axis=1)
         score, factor = both[:, 0], both[:, 1]
     settled = settle([Terms(caps, boost, floor) for caps, _, _, boost, floor in calls], score, score, factor, sizes)
-    for (caps, s, f, boost, floor), got in zip(calls, settled):
+    for (caps, s, f, boost, floor), got in zip(calls, settled, strict=True):
         prices = prices_for(caps, f, boost)
         assert (prices <= caps).all()
         if floor == NO_FLOOR:  # several impressions or deals: the processor chooses from these

@@ -112,7 +112,8 @@ async def test_suppressed_and_unsubscribed_addresses_receive_nothing(shop, relay
     await relay.wait_for(2)
     await asyncio.sleep(0.2)
     assert [m["To"] for m in relay.messages] == ["Lia@Example.com", "max@example.com"]
-    bad = await client.post("/v1/suppressions", headers=staff, json={"entries": [{"identifier": "x", "channel": "fax"}]})
+    bad = await client.post("/v1/suppressions", headers=staff,
+                            json={"entries": [{"identifier": "x", "channel": "fax"}]})
     assert bad.status == 400
 
 

@@ -1,6 +1,5 @@
 """In-app messages live and in the inbox; push, SMS and paid media through HTTP providers on loopback."""
 
-import asyncio
 
 import pytest
 from aiohttp import web
@@ -82,6 +81,6 @@ async def test_the_cascade_uses_providers_with_retries_and_falls_through(aiohttp
     assert sms["status"] == "sent" and provider.received[-1]["to"] == "+351912345678"
     await client.post("/v1/suppressions", headers=staff, json={"entries": [{"identifier": "+351912345678",
                                                                              "channel": "sms"}]})
-    suppressed = await (await client.post("/v1/channels/activate", headers=staff,
-                                          json={"user_id": "vic", "subject": "x", "text": "y", "channel": "sms"})).json()
+    body = {"user_id": "vic", "subject": "x", "text": "y", "channel": "sms"}
+    suppressed = await (await client.post("/v1/channels/activate", headers=staff, json=body)).json()
     assert suppressed["status"] == "suppressed" and len(provider.received) == 2

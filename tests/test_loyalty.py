@@ -195,7 +195,8 @@ async def test_paid_orders_earn_stars_and_cancelled_ones_give_them_back(client, 
     comfort = next(o for o in offers if o["bundle"] == "comfort")
     order = await (await accept(client, customer_headers, comfort["id"])).json()
     assert (await pay(client, customer_headers, order["id"])).status == 200
-    expected = -(-(-(-comfort["total_cents"] // 100)) * 12 // 10)  # ceil(ceil(total / 100) x 1.2 digital)
+    stars = -(-comfort["total_cents"] // 100)  # ceil(total / 100)
+    expected = -(-stars * 12 // 10)  # ceil(stars x 1.2, digital)
     assert (await balance(client, customer_headers, user_id))["balance"] == expected
     quote = await (await client.post(f"/v1/orders/{order['id']}/cancellations", headers=customer_headers)).json()
     await client.post(f"/v1/orders/{order['id']}/cancellations/{quote['id']}/confirm", headers=customer_headers)

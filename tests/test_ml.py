@@ -105,7 +105,7 @@ def test_batch_scores_match_the_full_rows(net, name):
         users = np.array(users, dtype=np.float64 if len(users) == 5 else np.float32)  # float64: converted
         got = provider.score(net, users, cands)
         start = 0 if len(users) != 1 else sum(len(c) for _, c in requests[:11])
-        for want, have in zip(reference, got):
+        for want, have in zip(reference, got, strict=True):
             want = want[start:start + len(have)]
             assert have.flags.c_contiguous and len(have) == sum(len(c) for c in cands)
             error = np.abs(have - want)

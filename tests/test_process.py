@@ -36,7 +36,7 @@ async def _create_keys(session, url, headers, acked, errors, stop_at):
                     acked.append((await resp.json())["id"])
                 else:
                     errors.append(resp.status)
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             return  # the server went away mid-request: that write was never acknowledged
 
 

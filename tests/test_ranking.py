@@ -28,7 +28,7 @@ async def test_rules_rank_until_the_model_has_learnt_from_outcomes(aiohttp_clien
     body = await resp.json()
     assert body["ranked_by"] == "rules" and body["model_version"] == "rules"
     ranked = await ranking_of(client, body["offers"])
-    by_bundle = {o["bundle"]: e["probability"] for o, e in zip(body["offers"], ranked)}
+    by_bundle = {o["bundle"]: e["probability"] for o, e in zip(body["offers"], ranked, strict=True)}
     assert by_bundle == {"flight_only": 0.3, "comfort": 0.2, "premium": 0.08}
     platform = client.app[PLATFORM]
     assert not await platform.retrain_ranking_once()  # too few outcomes yet
@@ -41,7 +41,7 @@ async def test_rules_rank_until_the_model_has_learnt_from_outcomes(aiohttp_clien
     body = await (await client.post("/v1/offers/search", json=search_body(clock), headers=headers)).json()
     assert body["ranked_by"] == "model" and body["model_version"].startswith("logistic-")
     ranked = await ranking_of(client, body["offers"])
-    learnt = {o["bundle"]: e["probability"] for o, e in zip(body["offers"], ranked)}
+    learnt = {o["bundle"]: e["probability"] for o, e in zip(body["offers"], ranked, strict=True)}
     assert learnt["premium"] > 0.5 > learnt["flight_only"] and learnt["premium"] > learnt["comfort"]
 
 

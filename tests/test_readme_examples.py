@@ -212,7 +212,8 @@ async def test_the_readme_tour_works_as_written(server: DemoServer, tmp_path: Pa
 
     # Search, accept, pay, barcodes.
     assert re.search(r'^\{"economy": \d+, "premium": \d+\}$', out, re.MULTILINE), out
-    assert re.search(r"^(flight_only|comfort|premium\w*|corporate_flex|group_bags) CT\d+-\S+ \d+ USD$", out, re.MULTILINE)
+    bundles = r"(flight_only|comfort|premium\w*|corporate_flex|group_bags)"
+    assert re.search(rf"^{bundles} CT\d+-\S+ \d+ USD$", out, re.MULTILINE)
     assert "FULFILLED" in lines, out
     barcodes = json.loads(next(line for line in lines if line.startswith('[{"code": ')))
     assert barcodes and all(b["code"] and b["consumed_at"] is None for b in barcodes)

@@ -103,7 +103,7 @@ async def test_search_prices_ranks_and_persists_bundles(shop, clock, customer_he
     assert listed.ranked_by == "rules" and listed.model_version == "rules" and len(listed.offers) >= 3
     raw = msgspec.json.decode(await resp.read())["offers"]
     store = client.app[PLATFORM].offer_store
-    for offer, as_listed in zip(listed.offers, raw):
+    for offer, as_listed in zip(listed.offers, raw, strict=True):
         shown = await client.get(f"/v1/offers/{offer.id}", headers=customer_headers)
         assert await shown.json() == as_listed
         assert await store.fetch(offer.id) == offer == store.get(offer.id)  # SQLite holds it as shown
@@ -152,7 +152,8 @@ async def test_an_expired_offer_is_gone(shop, clock, customer_headers):
     clock.advance(901)
     resp = await accept(client, customer_headers, offer["id"])
     assert resp.status == 410
-    assert (await (await client.get(f"/v1/offers/{offer['id']}", headers=customer_headers)).json())["state"] == "EXPIRED"
+    expired = await (await client.get(f"/v1/offers/{offer['id']}", headers=customer_headers)).json()
+    assert expired["state"] == "EXPIRED"
     await client.app[PLATFORM].sweep_retail_once()
     # Swept out of memory, still answered from SQLite.
     resp = await client.get(f"/v1/offers/{offer['id']}", headers=customer_headers)
@@ -389,7 +390,8 @@ async def test_cancellation_quotes_refund_by_the_conditions(shop, clock, custome
     quote = await (await client.post(f"/v1/orders/{order['id']}/cancellations", headers=customer_headers)).json()
     resp = await client.post(f"/v1/orders/{order['id']}/cancellations/{quote['id']}/confirm", headers=customer_headers)
     cancelled = await resp.json()
-    assert resp.status == 200 and cancelled["state"] == "CANCELLED" and cancelled["refund_cents"] == quote["refund_cents"]
+    assert resp.status == 200 and cancelled["state"] == "CANCELLED"
+    assert cancelled["refund_cents"] == quote["refund_cents"]
     assert await seats_left(client, clock) == before
     again = await client.post(f"/v1/orders/{order['id']}/cancellations", headers=customer_headers)
     assert again.status == 409 and (await again.json())["error"]["details"]["state"] == "CANCELLED"

@@ -13,8 +13,7 @@ from app.keys import CONFIG
 from app.main import PLATFORM, create_app
 from app.retail.payments import ChargeResult
 from tests.conftest import bearer
-from tests.retail_helpers import (DAY, DECLINED_CARD, PENDING_CARD, booked, departure_date, pay, search,
-                                  seed_catalog)
+from tests.retail_helpers import DAY, DECLINED_CARD, PENDING_CARD, booked, departure_date, pay, search, seed_catalog
 
 
 @pytest.fixture

@@ -57,7 +57,7 @@ async def _shopper(session, url, date, acked_orders, acked_payments, acked_offer
                 async with session.post(f"{url}/v1/orders/{order['id']}/pay", json=card, headers=headers) as resp:
                     if resp.status == 200:
                         acked_payments.add(order["id"])
-        except (aiohttp.ClientError, asyncio.TimeoutError, KeyError):
+        except (TimeoutError, aiohttp.ClientError, KeyError):
             return  # the server went away: whatever was in flight was never acknowledged
 
 

@@ -1,7 +1,7 @@
 import asyncio
 
-from app.main import PLATFORM, create_app
 from app.demo import demo_campaigns
+from app.main import PLATFORM, create_app
 from tests.conftest import make_config
 
 

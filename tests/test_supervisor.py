@@ -1,6 +1,7 @@
 """The background-task supervisor: crashes are restarted with backoff, counted, and reported."""
 
 import asyncio
+import itertools
 
 from app.main import PLATFORM, create_app
 from app.metrics import Metrics
@@ -28,7 +29,7 @@ async def test_crashing_task_is_restarted_with_growing_backoff_and_counted():
     state = supervisor.states["flaky"]
     assert len(starts) == 5 and state.restarts == 4 and state.state == "running"
     assert "boom" in state.last_error
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert gaps[0] >= 0.01 and gaps[2] >= 0.04 * 0.9  # doubled, then held at the maximum
     assert b'contrail_task_restarts_total{task="flaky"} 4.0' in metrics.render()
     await supervisor.stop()

@@ -48,11 +48,12 @@ import re
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence, cast
+from typing import Any, cast
 
 import aiosqlite
 
@@ -329,7 +330,7 @@ class Database:
         of its own when the database is synchronous=FULL or EXTRA)."""
         return await self.submit(statements, power_safe=power_safe)
 
-    def submit(self, statements: Sequence[Statement], *, power_safe: bool = True) -> "asyncio.Future[list[int]]":
+    def submit(self, statements: Sequence[Statement], *, power_safe: bool = True) -> asyncio.Future[list[int]]:
         """write() as a future, with no coroutine around it: the hot paths hand it straight to
         commit_or_undo. A closed database gives a future that fails with DatabaseClosed."""
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
@@ -393,7 +394,7 @@ class Database:
         self.commits += 1
         if self._on_commit is not None:
             self._on_commit(len(batch), elapsed)
-        for write, result in zip(batch, results):
+        for write, result in zip(batch, results, strict=True):
             if write.future.done():
                 continue
             if isinstance(result, BaseException):

@@ -23,7 +23,8 @@ class SqliteDeliveryStore:
         for user_id, campaign_id, at in await self._db.fetchall(
                 "SELECT user_id, campaign_id, at FROM impressions WHERE at > ? ORDER BY at", (now - self._keep,)):
             self.impressions[user_id].append((at, campaign_id))
-        for campaign_id, day, spent in await self._db.fetchall("SELECT campaign_id, day, spent_micros FROM campaign_spend"):
+        rows = await self._db.fetchall("SELECT campaign_id, day, spent_micros FROM campaign_spend")
+        for campaign_id, day, spent in rows:
             self.spend[(campaign_id, day)] = spent
         self.version += 1
         for (bid_id,) in await self._db.fetchall("SELECT bid_id FROM bid_outcomes WHERE kind='charge' AND at > ?",
@@ -44,8 +45,9 @@ class SqliteDeliveryStore:
             await self._db.write([
                 ("INSERT OR IGNORE INTO bid_outcomes(bid_id, kind, campaign_id, price_micros, at) VALUES (?,?,?,?,?)",
                  (bid_id, "charge", campaign_id, price_micros, at), 1),
-                ("INSERT INTO campaign_spend(campaign_id, day, spent_micros) VALUES (?,?,?) ON CONFLICT(campaign_id, day)"
-                 " DO UPDATE SET spent_micros = spent_micros + excluded.spent_micros", (campaign_id, day, price_micros)),
+                ("INSERT INTO campaign_spend(campaign_id, day, spent_micros) VALUES (?,?,?)"
+                 " ON CONFLICT(campaign_id, day) DO UPDATE SET spent_micros = spent_micros + excluded.spent_micros",
+                 (campaign_id, day, price_micros)),
                 ("INSERT INTO impressions(user_id, campaign_id, at) VALUES (?,?,?)", (user_id, campaign_id, at)),
             ])
         except WriteConflict:
@@ -64,7 +66,8 @@ class SqliteDeliveryStore:
                      at: float) -> bool:
         """Record a win or loss notice once; returns False for a repeat."""
         counts = await self._db.write([(
-            "INSERT OR IGNORE INTO bid_outcomes(bid_id, kind, campaign_id, price_micros, reason, at) VALUES (?,?,?,?,?,?)",
+            "INSERT OR IGNORE INTO bid_outcomes(bid_id, kind, campaign_id, price_micros, reason, at)"
+            " VALUES (?,?,?,?,?,?)",
             (bid_id, kind, campaign_id, price_micros, reason, at))])
         return counts[0] == 1
 

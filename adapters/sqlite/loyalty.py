@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Awaitable
+from collections.abc import Awaitable
 
 from adapters.sqlite.db import Database, Statement
 from state.loyalty import LedgerEntry, Member, Promotion, _encode, _entry_json, _member_json, _promotion_json
@@ -42,7 +42,8 @@ class SqliteLoyaltyStore:
 
     @staticmethod
     def put_promotion(promotion: Promotion) -> Statement:
-        return ("INSERT INTO loyalty_promotions(id, body) VALUES (?,?) ON CONFLICT(id) DO UPDATE SET body=excluded.body",
+        return ("INSERT INTO loyalty_promotions(id, body) VALUES (?,?)"
+                " ON CONFLICT(id) DO UPDATE SET body=excluded.body",
                 (promotion.id, _encode(promotion).decode()))
 
     def write(self, statements: list[Statement]) -> Awaitable[list[int]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import heapq
-from typing import Awaitable, Sequence
+from collections.abc import Awaitable, Sequence
 
 from adapters.sqlite.db import Database, Statement
 from state.offers import (
@@ -51,7 +51,7 @@ class SqliteOfferStore:
                                [v for d in new.values() for v in (d.id, stored_at, d.body.decode())]))
         rows = ",".join(["(?,?,?,?,?,?)"] * len(offers))
         statements.append((f"INSERT INTO offers(id, owner, state, created_at, expires_at, draft_id) VALUES {rows}",
-                           [v for o, d in zip(offers, drafts)
+                           [v for o, d in zip(offers, drafts, strict=True)
                             for v in (o.id, o.owner, o.state, o.created_at, o.expires_at, d.id)]))
         return statements
 

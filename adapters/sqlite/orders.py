@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, defaultdict
-from typing import Awaitable, Sequence
+from collections.abc import Awaitable, Sequence
 
 from adapters.sqlite.db import Database, Statement
 from state.offers import Item

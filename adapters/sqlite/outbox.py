@@ -38,7 +38,8 @@ class SqliteOutboxStore:
 
     @staticmethod
     def _event_statement(event: EmailEvent):
-        return ("INSERT OR IGNORE INTO email_events(id, activation_id, message_id, kind, at, body) VALUES (?,?,?,?,?,?)",
+        return ("INSERT OR IGNORE INTO email_events(id, activation_id, message_id, kind, at, body)"
+                " VALUES (?,?,?,?,?,?)",
                 (event.id, event.activation_id, event.message_id, event.kind, event.at, _encode(event).decode()))
 
     async def record_event(self, event: EmailEvent) -> bool:

@@ -96,7 +96,7 @@ def settle(terms: list[Terms], score: np.ndarray, ctr: np.ndarray, bid_factor: n
         cap_start = np.zeros(calls, dtype=np.int64)
         np.cumsum(sizes[:-1], out=cap_start[1:])
     floors = [t.floor for t in terms]
-    table = np.array([(t.boost, f, n) for t, f, n in zip(terms, floors, sizes)], dtype=np.float64)
+    table = np.array([(t.boost, f, n) for t, f, n in zip(terms, floors, sizes, strict=True)], dtype=np.float64)
     try:
         won, rank, prices = _auction(score, bid_factor, caps, cap_start, table)
     except TypeError:  # not C-ordered arrays of the kernel's types (the batcher's always are)
@@ -104,7 +104,7 @@ def settle(terms: list[Terms], score: np.ndarray, ctr: np.ndarray, bid_factor: n
                                      np.ascontiguousarray(bid_factor, dtype=np.float32),
                                      np.ascontiguousarray(caps, dtype=np.float64), cap_start, table)
     settled, start = [], 0
-    for f, n, (w, p) in zip(floors, sizes, won.tolist()):
+    for f, n, (w, p) in zip(floors, sizes, won.tolist(), strict=True):
         if f == NO_FLOOR:  # several impressions or deals: the processor chooses from every price
             settled.append(Settled(rank=rank[start:start + n], prices=prices[start:start + n]))
         else:

@@ -149,7 +149,7 @@ class CampaignService:
         self._open_version += 1
         return self._open_slots, self._open_version
 
-    def candidates(self, request: BidRequest, user_id: str | None, now: float, limit: int) -> "Candidates | None":
+    def candidates(self, request: BidRequest, user_id: str | None, now: float, limit: int) -> Candidates | None:
         """Every eligible (imp, campaign, creative) triple, up to `limit`, or None when there is none.
 
         What depends only on the request's shape (where, which device, what is blocked,
@@ -176,7 +176,7 @@ class CampaignService:
             shape.selected_for = (version, limit)
         return shape.selected
 
-    def _static_candidates(self, request: BidRequest) -> "_Shape | None":
+    def _static_candidates(self, request: BidRequest) -> _Shape | None:
         entries = self._entries()  # rebuilds (and clears the shape cache) when campaigns change
         device = request.device
         country = (device.geo.country if device and device.geo else None) or \
@@ -214,7 +214,7 @@ class _Shape:
 
     __slots__ = ("n", "imp_of", "slot", "caps", "creatives", "campaigns", "capped", "selected", "selected_for")
 
-    def __init__(self, found: list[tuple[int, int, Creative]], entries: list["_Entry"],
+    def __init__(self, found: list[tuple[int, int, Creative]], entries: list[_Entry],
                  caps_pool: dict[bytes, np.ndarray]) -> None:
         self.n = len(found)
         self.imp_of = np.array([f[0] for f in found], dtype=np.int64)
@@ -228,7 +228,7 @@ class _Shape:
         self.selected: Candidates | None = None  # the selection for users without frequency use ...
         self.selected_for: tuple | None = None     # ... and the (open campaigns, limit) it was made for
 
-    def select(self, open_slots: np.ndarray, limit: int, freq: np.ndarray | None) -> "Candidates | None":
+    def select(self, open_slots: np.ndarray, limit: int, freq: np.ndarray | None) -> Candidates | None:
         """The first `limit` candidates whose campaigns are open, or None when none is."""
         keep = open_slots[self.slot]
         if keep.all():

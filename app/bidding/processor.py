@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 import msgspec
 import numpy as np
@@ -64,13 +65,13 @@ class Outcome:
     bids: int = 0
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _positions(n: int) -> np.ndarray:
     """Offer position feature: 0 for the first candidate .. 1 for the last."""
     return np.arange(n, dtype=np.float32) / max(1, n - 1)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _unused_columns(n: int) -> np.ndarray:
     """The candidate columns of a user who has used no frequency cap (read-only, shared)."""
     columns = features.candidate_columns(None, _positions(n))

@@ -27,7 +27,7 @@ class CachedProfile(msgspec.Struct, frozen=True, gc=False):
     last_seen: float | None
 
     @classmethod
-    def of(cls, profile: Profile) -> "CachedProfile":
+    def of(cls, profile: Profile) -> CachedProfile:
         """Stored numbers made safe to score: non-finite ones become 0 (the edge refuses them, but
         a row may predate that check)."""
         return cls(profile.user_id, _finite(profile.interests), tuple(profile.segments), _finite(profile.loyalty),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from typing import Callable
+from collections.abc import Callable
 
 from app import ids
 from app.channels.adaptors import HttpAdaptors, ProviderError

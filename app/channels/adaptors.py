@@ -42,7 +42,7 @@ class HttpAdaptors:
                     error = f"HTTP {resp.status}"
                     if resp.status < 500:
                         break  # the provider refused this message: retrying will not help
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
                 error = repr(exc)[:200]
         log.warning("provider did not take the message", extra={"channel": channel, "error": error})
         raise ProviderError(f"{channel} provider: {error}")

@@ -164,7 +164,7 @@ class EmailAnalytics:
         """
         events = await self._store.events(activation_id)
         messages: dict[object, dict[str, list[int]]] = {}  # message -> kind -> [ours, SendGrid's]
-        for key, e in zip(_message_keys(events), events):
+        for key, e in zip(_message_keys(events), events, strict=True):
             seen = messages.setdefault(key, {}).setdefault(e.kind, [0, 0])
             seen[_from_sendgrid(e)] += 1
 

@@ -20,9 +20,9 @@ import html as html_lib
 import json
 import logging
 import re
+from collections.abc import Callable
 from email.header import Header
 from email.utils import formatdate, parseaddr
-from typing import Callable
 from urllib.parse import quote, urlencode
 
 import aiosmtplib
@@ -47,7 +47,8 @@ _EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 
 
 class EmailService:
-    def __init__(self, smtp, public_base_url: Callable[[], str], secret: str, store: OutboxStore, suppression: SuppressionService,
+    def __init__(self, smtp, public_base_url: Callable[[], str], secret: str, store: OutboxStore,
+                 suppression: SuppressionService,
                  clock: Clock, log_event, metrics=None) -> None:
         self._smtp = smtp
         self._base_url = public_base_url
@@ -69,16 +70,20 @@ class EmailService:
         return hmac.compare_digest(self._sign(*parts).encode(), (token or "").encode("utf-8", "surrogateescape"))
 
     def unsubscribe_url(self, message: OutboxMessage) -> str:
-        return f"{self._base_url()}/v1/email/unsubscribe?{urlencode({'m': message.id, 't': self._sign('u', message.id)})}"
+        query = urlencode({"m": message.id, "t": self._sign("u", message.id)})
+        return f"{self._base_url()}/v1/email/unsubscribe?{query}"
 
     def click_url(self, message_id: str, url: str) -> str:
-        return f"{self._base_url()}/v1/email/click/{message_id}?{urlencode({'u': url, 't': self._sign('c', message_id, url)})}"
+        query = urlencode({"u": url, "t": self._sign("c", message_id, url)})
+        return f"{self._base_url()}/v1/email/click/{message_id}?{query}"
 
     def _tracked_html(self, message_id: str, html: str, unsubscribe: str) -> str:
-        body = _LINK.sub(lambda m: f'href="{html_lib.escape(self.click_url(message_id, html_lib.unescape(m.group(1))))}"',
-                         html)
+        def tracked(m: re.Match[str]) -> str:
+            return f'href="{html_lib.escape(self.click_url(message_id, html_lib.unescape(m.group(1))))}"'
+        body = _LINK.sub(tracked, html)
         return (f"{body}\n<p style=\"font-size:12px\"><a href=\"{html_lib.escape(unsubscribe)}\">Unsubscribe</a></p>"
-                f"\n<img src=\"{self._base_url()}/v1/email/open/{quote(message_id)}.gif\" width=\"1\" height=\"1\" alt=\"\">")
+                f"\n<img src=\"{self._base_url()}/v1/email/open/{quote(message_id)}.gif\""
+                " width=\"1\" height=\"1\" alt=\"\">")
 
     # ---- queueing ----
     async def enqueue(self, to: str, subject: str, text: str, html: str | None = None, *,
@@ -131,7 +136,7 @@ class EmailService:
                     continue
                 try:
                     client = await self._deliver(client, message)
-                except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
                     client = None
                     await self._failed(message, exc)
                     continue

@@ -164,12 +164,12 @@ class OfferService:
         ctx = SearchContext(owner, is_guest, session_id, q.origin, q.destination, q.departure_date, q.passengers,
                             q.cabin, q.segment)
         probabilities, source = await self._ranker.probabilities(ctx, [d.summary for d in drafts])
-        scores = [p * d.margin_cents for p, d in zip(probabilities, drafts)]
+        scores = [p * d.margin_cents for p, d in zip(probabilities, drafts, strict=True)]
         shown = shortlist(drafts, scores, self._config.max_offers, cheapest)
         expires_at = now + self._config.offer_ttl_s
         chosen = [msgspec.structs.replace(drafts[i].offer, id=offer_id, owner=owner, created_at=now,
                                           expires_at=expires_at)
-                  for i, offer_id in zip(shown, ids.ordered_hexes(len(shown), prefix="off_"))]
+                  for i, offer_id in zip(shown, ids.ordered_hexes(len(shown), prefix="off_"), strict=True)]
         for offer in chosen:
             self._offers.remember(offer)
         shared = [drafts[i].shared for i in shown]
@@ -192,8 +192,8 @@ class OfferService:
         self._log_events("OfferGenerated", [
             OfferGenerated(offer.id, owner, offer.flight_id, offer.bundle, offer.total_cents, rank,
                            round(probabilities[i], 6), drafts[i].margin_cents, round(scores[i], 3), x)
-            for rank, (offer, i, x) in enumerate(zip(chosen, shown, seen), 1)])
-        return chosen, source, [d.offer_json(o) for d, o in zip(shared, chosen)]
+            for rank, (offer, i, x) in enumerate(zip(chosen, shown, seen, strict=True), 1)])
+        return chosen, source, [d.offer_json(o) for d, o in zip(shared, chosen, strict=True)]
 
     def _priced_bundles(self, flight: Flight, q: SearchQuery, now: float) -> list[Draft]:
         """The flight's draft offers for this party, re-priced only when its inventory, the catalog or the

@@ -12,9 +12,11 @@ Every change is checked and applied in memory without an await in between, then 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
-from typing import Awaitable, Callable, Literal, TypeGuard
+from collections.abc import Awaitable, Callable
+from typing import Literal, TypeGuard
 
 import msgspec
 
@@ -143,7 +145,7 @@ class OrderService:
         if release:
             self._orders.release(old.items)
         steps = [old, *(chain or []), new]
-        statements = [self._orders.update(b, a.state) for a, b in zip(steps, steps[1:])]
+        statements = [self._orders.update(b, a.state) for a, b in itertools.pairwise(steps)]
 
         def undo() -> None:
             self._orders.remember(old)
@@ -185,7 +187,7 @@ class OrderService:
         try:
             result = await asyncio.wait_for(self.gateway.charge(payment.id, order.total_cents, order.currency, number),
                                             self._payments.gateway_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._metrics.payments.labels("timeout").inc()
             log.warning("payment gateway timed out; reconciliation will settle it", extra={"payment_id": payment.id})
             return _refused_if_declined(self._orders.get(order_id) or pending, payment.id)

@@ -14,13 +14,12 @@ Margin = booking fee + Σ item total × margin rate of its kind (MARGIN_RATES).
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 import msgspec
 import numpy as np
@@ -201,7 +200,7 @@ class Ranker:
                     result = await self.remote(ctx, offers, cfg.remote_deadline_ms / 1000)
                     if len(result) != len(offers):
                         raise ValueError("remote ranker answered for a different number of offers")
-                except (asyncio.TimeoutError, TimeoutError):
+                except TimeoutError:
                     self.breaker.failed()
                     m.ranking_fallbacks.labels("timeout").inc()
                 except Exception as exc:  # any remote failure falls back to the local model

@@ -176,9 +176,9 @@ async def unsubscribe_page(request: web.Request, principal) -> web.Response:
     m, t = request.query.get("m", ""), request.query.get("t", "")
     if not request.app[keys.EMAIL].check(t, "u", m):
         raise NotFound("unknown unsubscribe link")
-    return web.Response(text=f'<!doctype html><title>Unsubscribe</title><form method="post">'
-                             f'<input type="hidden" name="List-Unsubscribe" value="One-Click">'
-                             f'<button>Unsubscribe from Contrail emails</button></form>', content_type="text/html")
+    return web.Response(text='<!doctype html><title>Unsubscribe</title><form method="post">'
+                             '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
+                             '<button>Unsubscribe from Contrail emails</button></form>', content_type="text/html")
 
 
 @endpoint("One-click unsubscribe (RFC 8058): the address goes on the email suppression list", tags=("channels",),

@@ -10,8 +10,9 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Awaitable, Callable, Sequence
+from typing import Annotated, Any
 
 import msgspec
 from aiohttp import web
@@ -196,7 +197,7 @@ def decode(raw: bytes, type_: type) -> Any:
 def decode_query(request: web.Request, type_: type, *, only_declared: bool = True) -> Any:
     """Turn query parameters into `type_` (strings converted to the declared types); with only_declared,
     a parameter `type_` does not name is refused."""
-    fields = set(type_.__struct_fields__)
+    fields = {field.name for field in msgspec.structs.fields(type_)}
     unknown = sorted(set(request.query) - fields)
     if unknown and only_declared:
         raise InvalidInput(f"unknown query parameter(s): {', '.join(unknown)}", {"unknown": unknown})
@@ -250,6 +251,6 @@ def paginate(items: Sequence[Any], after: str | None, limit: int) -> tuple[list[
         start = next((i + 1 for i, item in enumerate(items) if item.id == cursor.get("id")), -1)
         if start < 0:
             raise InvalidInput("invalid 'after' cursor; pass the next_cursor of a previous page")
-    page = items[start:start + limit]
+    page = list(items[start:start + limit])
     more = start + limit < len(items)
     return page, (encode_cursor({"id": page[-1].id}) if more and page else None)

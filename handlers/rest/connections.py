@@ -18,9 +18,8 @@ import asyncio
 import logging
 import resource
 import time
-from typing import Any
-
 from http import HTTPStatus
+from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError

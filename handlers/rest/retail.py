@@ -184,7 +184,7 @@ async def payment_webhook(request: web.Request, principal) -> web.Response:
 class Fulfilment(msgspec.Struct):
     order_id: str
     state: str
-    barcodes: list[Barcode]
+    barcodes: tuple[Barcode, ...]
 
 
 @endpoint("The barcodes of a paid order: one per passenger and product", tags=("retail",), roles=SHOPPERS,

@@ -14,7 +14,8 @@ import functools
 import logging
 import struct
 import time
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import grpclib.server
 from google.protobuf.message import DecodeError as ProtobufDecodeError
@@ -139,7 +140,7 @@ class Guard:
                 raise
             except DomainError as exc:
                 raise grpc_error(exc) from None
-            except (asyncio.CancelledError, asyncio.TimeoutError):
+            except (TimeoutError, asyncio.CancelledError):
                 raise
             except Exception:
                 log.exception("unhandled error in gRPC call", extra={"method": func.__name__})

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Awaitable
+from collections.abc import Awaitable
 
 import msgspec
 from aiohttp import WSMsgType, web
@@ -53,12 +53,13 @@ async def stream_bids(request: web.Request, principal) -> web.StreamResponse:
             result = await gateway.answer(raw, "websocket", started)
         finally:
             slots.release()
-        if result.invalid is not None:
+        body = result.body(nbr_body=True)
+        if result.invalid is not None or result.outcome is None or body is None:
             return {"type": "error", "request_id": result.request_id,
                     "message": f"invalid OpenRTB request: {result.invalid}"}
         return {"type": "bid_response", "request_id": result.request_id,
-                "has_bid": bool(result.outcome.response), "processing_time_us": result.elapsed_us,
-                "response": msgspec.Raw(result.body(nbr_body=True))}
+                "has_bid": result.outcome.response is not None, "processing_time_us": result.elapsed_us,
+                "response": msgspec.Raw(body)}
 
     async def reply(work: list[Awaitable[dict]], single: bool) -> None:
         answers = [await w for w in work]

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from app import keys
-from app.jsondepth import MAX_DEPTH, nesting_exceeds
 from app.hub import Subscription
+from app.jsondepth import MAX_DEPTH, nesting_exceeds
 
 log = logging.getLogger("contrail.ws")
 _encode = msgspec.json.Encoder().encode
@@ -76,7 +77,7 @@ async def pump(request: web.Request, ws: web.WebSocketResponse, sub: Subscriptio
             for message in batch:
                 await asyncio.wait_for(ws.send_str(message), max_lag_s)
             sub.sent()
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await _drop_slow_client(request, ws, sub, metrics)
             return
         except ConnectionResetError:
@@ -99,7 +100,7 @@ async def _drop_slow_client(request: web.Request, ws: web.WebSocketResponse, sub
     sub.unsubscribe()
     try:
         await asyncio.wait_for(ws.close(code=CLOSE_TOO_SLOW, message=b"client too slow"), 1.0)
-    except (asyncio.TimeoutError, ConnectionResetError):
+    except (TimeoutError, ConnectionResetError):
         pass
     if request.transport is not None and not ws.closed:
         request.transport.abort()

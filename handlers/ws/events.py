@@ -17,8 +17,16 @@ from aiohttp import web
 
 from app import keys
 from handlers.rest.common import endpoint
-from handlers.ws.common import (MESSAGE_TYPES, BadMessage, decode_message, end_subscription, open_socket, pump,
-                                send_error, send_json)
+from handlers.ws.common import (
+    MESSAGE_TYPES,
+    BadMessage,
+    decode_message,
+    end_subscription,
+    open_socket,
+    pump,
+    send_error,
+    send_json,
+)
 
 
 class ControlMessage(msgspec.Struct, forbid_unknown_fields=True):

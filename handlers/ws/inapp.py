@@ -15,7 +15,16 @@ from aiohttp import web
 
 from app import keys
 from handlers.rest.common import endpoint, json_response
-from handlers.ws.common import MESSAGE_TYPES, BadMessage, decode_message, end_subscription, open_socket, pump, send_error, send_json
+from handlers.ws.common import (
+    MESSAGE_TYPES,
+    BadMessage,
+    decode_message,
+    end_subscription,
+    open_socket,
+    pump,
+    send_error,
+    send_json,
+)
 from state.inbox import InAppMessage
 
 CUSTOMERS = ("customer",)
