@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import enum
 import functools
 import hashlib
 import hmac
 import secrets
 import time
 import uuid
-from collections import OrderedDict
 from typing import Literal
 
 import jwt
 import msgspec
 
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
+from app.runtime.lru import LRU
 from state.accounts import Account, EmailTaken
 from state.apikeys import ApiKey
 from state.clock import Clock
@@ -88,7 +89,7 @@ class TokenService:
         self._guest_ttl = guest_ttl_s
         # Tokens whose signature was already checked: token -> (exp, principal). The signature of a
         # given token string never changes, so only the expiry is checked again (on our clock).
-        self._verified: OrderedDict[str, tuple[int, Principal]] = OrderedDict()
+        self.verified: LRU[str, tuple[int, Principal]] = LRU(_VERIFIED_CACHE, "verified_tokens")
 
     def issue(self, principal: Principal) -> tuple[str, int]:
         ttl = self._guest_ttl if principal.kind == "guest" else self._customer_ttl
@@ -98,16 +99,14 @@ class TokenService:
         return jwt.encode(claims, self._secret, algorithm="HS256"), ttl
 
     def verify(self, token: str) -> Principal:
-        known = self._verified.get(token)
+        known = self.verified.get(token)
         if known is not None:
             if known[0] <= self._clock.now():
-                del self._verified[token]
+                self.verified.pop(token)
                 raise Unauthenticated("bearer token has expired")
             return known[1]
         principal, exp = self._check(token)
-        self._verified[token] = (exp, principal)
-        if len(self._verified) > _VERIFIED_CACHE:
-            self._verified.popitem(last=False)
+        self.verified.put(token, (exp, principal))
         return principal
 
     def _check(self, token: str) -> tuple[Principal, int]:
@@ -185,7 +184,7 @@ class ApiKeyService:
         self._keys = keys
         self._clock = clock
         # Hashes recently looked up and not found: a flood of bad keys costs no database reads.
-        self._unknown: OrderedDict[str, float] = OrderedDict()
+        self.unknown: LRU[str, float] = LRU(10_000, "unknown_api_keys")
 
     async def create(self, name: str, role: str) -> tuple[ApiKey, str]:
         """Create a key; the plaintext is returned once and never stored."""
@@ -198,6 +197,13 @@ class ApiKeyService:
         key = ApiKey(f"key_{uuid.uuid4().hex[:16]}", name, role, hash_api_key(plaintext), self._clock.now())
         await self._keys.add(key)
         return key, plaintext
+
+    def known(self, plaintext: str) -> Principal | None:
+        """The caller of a live key already in memory; None when only authenticate() can tell."""
+        if not plaintext.isascii():
+            return None
+        key = self._keys.by_hash(hash_api_key(plaintext))
+        return None if key is None or key.revoked_at is not None else Principal("api_key", key.id, key.role)
 
     async def authenticate(self, plaintext: str) -> Principal:
         if not plaintext.isascii():  # keys are ASCII; a header of other bytes arrives with lone surrogates
@@ -213,14 +219,11 @@ class ApiKeyService:
     async def _lookup(self, key_hash: str) -> ApiKey | None:
         """A key created by the CLI while the server runs is found in SQLite on first use."""
         now = time.monotonic()
-        if now - self._unknown.get(key_hash, -60.0) < 5.0:
+        if now - self.unknown.get(key_hash, -60.0) < 5.0:
             return None
         key = await self._keys.fetch_by_hash(key_hash)
         if key is None:
-            self._unknown[key_hash] = now
-            self._unknown.move_to_end(key_hash)
-            while len(self._unknown) > 10_000:
-                self._unknown.popitem(last=False)
+            self.unknown.put(key_hash, now)
         return key
 
     def list(self) -> list[ApiKey]:
@@ -233,6 +236,13 @@ class ApiKeyService:
         return key
 
 
+class _Undecided(enum.Enum):
+    UNDECIDED = "undecided"
+
+
+UNDECIDED = _Undecided.UNDECIDED  # Authenticator.identify_now: only identify() can tell (it may read the store)
+
+
 class Authenticator:
     """Who is calling, from the credentials any protocol carries: an API key, or a bearer token."""
 
@@ -241,21 +251,28 @@ class Authenticator:
         self._tokens = tokens
         self._accounts = accounts
 
+    def identify_now(self, api_key: str | None, authorization: str | None) -> Principal | None | _Undecided:
+        """identify() without a coroutine for what memory answers (every request carries credentials)."""
+        if api_key is not None:
+            return self._api_keys.known(api_key) or UNDECIDED
+        return None if authorization is None else self._bearer(authorization)
+
     async def identify(self, api_key: str | None, authorization: str | None) -> Principal | None:
         """The caller, None when no credentials were sent; Unauthenticated when they are wrong."""
         if api_key is not None:
             return await self._api_keys.authenticate(api_key)
-        if authorization is not None:
-            scheme, _, token = authorization.partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                raise Unauthenticated("Authorization must be 'Bearer <token>'")
-            principal = self._tokens.verify(token.strip())
-            # A signature alone is not enough: the account must exist (a leaked or guessed secret
-            # cannot mint an admin out of nothing, and a deleted account's tokens stop working).
-            if principal.kind == "user" and self._accounts.get(principal.id) is None:
-                raise Unauthenticated("bearer token names no account")
-            return principal
-        return None
+        return None if authorization is None else self._bearer(authorization)
+
+    def _bearer(self, authorization: str) -> Principal:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("Authorization must be 'Bearer <token>'")
+        principal = self._tokens.verify(token.strip())
+        # A signature alone is not enough: the account must exist (a leaked or guessed secret
+        # cannot mint an admin out of nothing, and a deleted account's tokens stop working).
+        if principal.kind == "user" and self._accounts.get(principal.id) is None:
+            raise Unauthenticated("bearer token names no account")
+        return principal
 
 
 def require_role(principal: Principal | None, *roles: str) -> Principal:

@@ -63,13 +63,5 @@ class RateLimited(DomainError):
         self.retry_after_s = retry_after_s
 
 
-class Unavailable(DomainError):
-    status, code = 503, "unavailable"
-
-
-class DeadlineExceeded(DomainError):
-    status, code = 504, "deadline_exceeded"
-
-
 class PaymentRequired(DomainError):
     status, code = 402, "payment_declined"

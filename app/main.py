@@ -28,7 +28,7 @@ from handlers.rest.common import STATIC_ROUTE
 from handlers.rest.middleware import core_middleware, idempotency_middleware
 from handlers.rpc.bidding import BiddingService
 from handlers.rpc.platform import PlatformService
-from handlers.rpc.ranking import RankingService, RemoteRanker
+from handlers.rpc.ranking import RankingService
 from handlers.rpc.server import GrpcServer
 from handlers.ws import bids as bids_stream
 from handlers.ws import events as events_stream
@@ -86,8 +86,6 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     bidding_rpc = BiddingService(p.bid_gateway, p.limiter, config.bidding.seat, config.bidding.stream_max_in_flight)
     grpc = GrpcServer([PlatformService(p.health), bidding_rpc, RankingService(p.ranker)], p.metrics,
                       p.authenticator, p.limiter, config.grpc.max_message_bytes)
-    if config.ranking.remote:
-        p.ranker.remote = RemoteRanker(config.ranking.remote, config.ranking.remote_api_key)
     app[GRPC] = grpc
     p.health.add_check("grpc", lambda: grpc.listening)
     # One drain() (at the signal, or from on_shutdown) turns readiness, gRPC health and streams off together.
@@ -159,8 +157,8 @@ async def _grpc_server(app: web.Application) -> AsyncIterator[None]:
     log.info("gRPC listening", extra={"host": config.grpc.host, "port": grpc.port})
     yield
     await grpc.stop(config.server.shutdown_grace_s)
-    remote = app[keys.RANKER].remote
-    if remote is not None and hasattr(remote, "close"):
+    remote = app[PLATFORM].remote_ranker
+    if remote is not None:
         remote.close()
 
 

@@ -19,6 +19,8 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram, disable_creat
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
+from app.runtime.lru import CacheCollector
+
 # The *_created series double the exposition size and nobody graphs them.
 disable_created_metrics()
 
@@ -154,6 +156,10 @@ class Metrics:
         self.http_closed = LoopCounter("contrail_http_connections_closed",
                                        "HTTP connections closed for a limit: max_connections, slow headers or body",
                                        ["reason"], r)
+        self.bus_failures = LoopCounter("contrail_bus_subscriber_failures", "Event subscribers that raised",
+                                        ["event"], r)
+        self.bus_dropped = LoopCounter("contrail_bus_dropped", "Events dropped by a full subscriber queue",
+                                       ["event"], r)
         self.rate_limited = LoopCounter("contrail_rate_limited", "Requests refused by rate limits", ["scope"], r)
         self.bid_requests = LoopCounter("contrail_bid_requests", "Bid requests by protocol and outcome",
                                         ["protocol", "outcome"], r)
@@ -180,6 +186,8 @@ class Metrics:
                                      "Remote ranker circuit breaker: 0 closed, 1 half-open, 2 open", registry=r)
         self._queue_depths: dict[str, Callable[[], float]] = {}
         r.register(_QueueDepths(self._queue_depths))
+        self.caches = CacheCollector()  # every bounded LRU, by name
+        r.register(self.caches)
 
     def watch_queue(self, name: str, depth: Callable[[], float]) -> None:
         """Export `depth()` as contrail_queue_depth{queue=name}."""

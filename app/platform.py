@@ -7,6 +7,7 @@ import logging
 
 import msgspec
 
+from adapters.grpc.ranker import RemoteRanker
 from adapters.sqlite import migrations
 from adapters.sqlite.accounts import SqliteAccountStore
 from adapters.sqlite.activations import SqliteActivationCountStore
@@ -41,7 +42,7 @@ from app.channels.adaptors import HttpAdaptors
 from app.channels.analytics import EmailAnalytics, load_verification_key
 from app.channels.email import EmailService
 from app.channels.inapp import InAppService
-from app.channels.ingest import IngestService
+from app.channels.ingest import IngestService, WebActivity
 from app.channels.sink import Mailbox
 from app.channels.suppression import SuppressionService
 from app.config import Config
@@ -53,10 +54,12 @@ from app.loyalty.service import LoyaltyService
 from app.metrics import Metrics
 from app.ratelimit import RateLimiter, TokenBuckets
 from app.retail.catalog import CatalogService
+from app.retail.events import OrderCancelled, OrderPaid
 from app.retail.offers import OfferService
 from app.retail.orders import OrderService
 from app.retail.payments import CardSimulator
 from app.retail.ranking import Ranker
+from app.runtime.bus import Bus
 from app.secrets import with_secrets
 from app.supervisor import Supervisor
 from app.urls import PublicUrls
@@ -81,6 +84,7 @@ class Platform:
         self.clock = clock or SystemClock()
         self.metrics = metrics = Metrics()
         self.public_urls = PublicUrls(config)
+        self.bus = Bus(metrics)
         storage = config.storage
         data = config.data_path
         tuning = dict(max_group_size=storage.max_group_size, busy_timeout_ms=storage.busy_timeout_ms,
@@ -119,15 +123,17 @@ class Platform:
         self.idempotency = IdempotencyService(self.idempotency_store, self.clock, config.idempotency.ttl_s)
         self.authenticator = Authenticator(self.api_keys, self.tokens, self.accounts)
         rl = config.ratelimit
-        self.limiter = RateLimiter(TokenBuckets(rl.ip_per_s, rl.ip_burst),
-                                   TokenBuckets(rl.principal_per_s, rl.principal_burst),
-                                   TokenBuckets(config.bidding.exchange_per_s, config.bidding.exchange_burst),
+        self.limiter = RateLimiter(TokenBuckets(rl.ip_per_s, rl.ip_burst, name="rate_limit_ip"),
+                                   TokenBuckets(rl.principal_per_s, rl.principal_burst, name="rate_limit_principal"),
+                                   TokenBuckets(config.bidding.exchange_per_s, config.bidding.exchange_burst,
+                                                name="rate_limit_exchange"),
                                    metrics)
-        self.supervisor.add("idempotency_purge", self._purge_idempotency)
+        self.supervisor.add_periodic("idempotency_purge", 300, self._purge_idempotency)
+        self._build_loyalty(config)  # first: bidding reads members' features, and it subscribes to retail
         self._build_bidding(config)
         self._build_retail(config)
-        self._build_loyalty(config)
         self._build_channels(config)
+        self._register_caches()
 
     def _build_bidding(self, config: Config) -> None:
         b, inf = config.bidding, config.inference
@@ -145,12 +151,13 @@ class Platform:
         self.metrics.watch_queue("inference", lambda: self.batcher.depth)
         self.bid_ledger = BidLedger(self.clock)
         self.bidder = BidProcessor(b, self.campaigns, self.profiles, self.delivery, self.batcher, self.bid_ledger,
-                                   self.clock, self.event_log.log_event, self.public_urls.notices())
+                                   self.clock, self.event_log.log_event, self.public_urls.notices(),
+                                   loyalty_features=self.loyalty.features)
         self.public_urls.on_change(lambda: self.bidder.set_notice_base(self.public_urls.notices()))
         self.bid_gateway = BidGateway(self.bidder, self.metrics)
         self.notices = NoticeService(self.bid_ledger, self.delivery, self.clock, self.event_log.log_event,
                                      self.metrics)
-        self.supervisor.add("bid_ledger_sweep", self._sweep_bids)
+        self.supervisor.add_periodic("bid_ledger_sweep", 1.0, self.bid_ledger.sweep)
         if config.demo.traffic_per_s > 0:
             self.supervisor.add("demo_traffic", lambda: run_traffic(self.bid_gateway, self.notices,
                                                                     config.demo.traffic_per_s))
@@ -160,23 +167,20 @@ class Platform:
         self.offer_store = SqliteOfferStore(self.records_db)
         self.order_store = SqliteOrderStore(self.records_db)
         self.catalog = CatalogService(self.catalog_store, self.order_store)
-        self.ranker = Ranker(config.ranking, self.metrics, self.clock)
+        rc = config.ranking
+        self.remote_ranker = RemoteRanker(rc.remote, rc.remote_api_key) if rc.remote else None
+        self.ranker = Ranker(rc, self.metrics, self.clock, remote=self.remote_ranker)
         self.offers = OfferService(config.retail, self.catalog, self.offer_store, self.ranker, self.clock,
                                    self.event_log.log_events, self.metrics)
         pay = config.payments
         self.payment_gateway = CardSimulator(self.clock, settle_s=pay.simulator_settle_s,
                                              slow_s=pay.gateway_timeout_s + 1)
         self.orders = OrderService(config.retail, pay, self.catalog, self.offers, self.offer_store, self.order_store,
-                                   self.payment_gateway, self.clock, self.event_log.log_event, self.metrics)
+                                   self.payment_gateway, self.clock, self.event_log.log_event, self.metrics, self.bus)
         self.metrics.watch_queue("offers_in_memory", lambda: len(self.offer_store))
-        self.supervisor.add("retail_sweep", self._sweep_retail)
-        self.supervisor.add("retention", self._retention)
-        self.supervisor.add("ranking_retrain", self._retrain_ranking)
-
-    async def _sweep_retail(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.retail.sweep_interval_s)
-            await self.sweep_retail_once()
+        self.supervisor.add_periodic("retail_sweep", config.retail.sweep_interval_s, self.sweep_retail_once)
+        self.supervisor.add_periodic("retention", 60, self._retention)
+        self.supervisor.add_periodic("ranking_retrain", config.ranking.retrain_interval_s, self.retrain_ranking_once)
 
     async def sweep_retail_once(self) -> dict[str, int]:
         """Expire offers and holds, reconcile stuck payments, archive flown orders (one pass)."""
@@ -185,11 +189,9 @@ class Platform:
         return {"offers_expired": expired_offers, **counts}
 
     async def _retention(self) -> None:
-        while True:
-            await asyncio.sleep(60)
-            deleted = await self.purge_retained_once()
-            if any(deleted.values()):
-                log.info("deleted what is past its retention", extra=deleted)
+        deleted = await self.purge_retained_once()
+        if any(deleted.values()):
+            log.info("deleted what is past its retention", extra=deleted)
 
     async def purge_retained_once(self, chunk: int = 5_000) -> dict[str, int]:
         """Delete offers and drafts past retail.offer_retention_days, events past analytics.retention_days
@@ -205,11 +207,6 @@ class Platform:
                 totals[name] += n
             if offers < chunk and drafts < chunk and not events and impressions < chunk:
                 return totals
-
-    async def _retrain_ranking(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.ranking.retrain_interval_s)
-            await self.retrain_ranking_once()
 
     async def retrain_ranking_once(self, window: int = 50_000) -> bool:
         """Fit the acceptance model on recent offers: generated (features) vs accepted."""
@@ -229,25 +226,21 @@ class Platform:
     def _build_loyalty(self, config: Config) -> None:
         self.loyalty_store = SqliteLoyaltyStore(self.records_db)
         self.loyalty = LoyaltyService(config.loyalty, self.loyalty_store, self.clock, self.event_log.log_event)
-        self.bidder.loyalty_features = self.loyalty.features
-        self.orders.on_paid = self._earn_for_order
-        self.orders.on_cancelled = self._reverse_for_order
-        self.supervisor.add("loyalty_expiry", self._expire_stars)
+        self.bus.subscribe(OrderPaid, self._earn_for_order)
+        self.bus.subscribe(OrderCancelled, self._reverse_for_order)
+        self.supervisor.add_periodic("loyalty_expiry", config.loyalty.expiry_interval_s, self.loyalty.expire_due)
 
-    async def _earn_for_order(self, order) -> None:
+    async def _earn_for_order(self, event: OrderPaid) -> None:
         """A customer's paid order earns stars (a guest's does not: guests have no loyalty account)."""
+        order = event.order
         kind, _, user_id = order.owner.partition(":")
         if kind == "user":
             await self.loyalty.earn(user_id, order.total_cents, "web", f"order:{order.id}", is_digital=True)
 
-    async def _reverse_for_order(self, order) -> None:
+    async def _reverse_for_order(self, event: OrderCancelled) -> None:
+        order = event.order
         if order.owner.startswith("user:") and order.payment is not None and order.payment.status == "approved":
             await self.loyalty.reverse(f"order:{order.id}")
-
-    async def _expire_stars(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.loyalty.expiry_interval_s)
-            await self.loyalty.expire_due()
 
     def _build_channels(self, config: Config) -> None:
         self.suppression_store = SqliteSuppressionStore(self.records_db)
@@ -259,46 +252,37 @@ class Platform:
                              on_drop=lambda s: self.metrics.ws_dropped.labels(s).inc())
         self.inapp = InAppService(SqliteInboxStore(self.records_db), self.inapp_hub, self.clock)
         self.adaptors = HttpAdaptors(config.adaptors)
+        self.web_activity = WebActivity(self.clock)
         self.activation = ActivationService(config.channels, self.loyalty.member, self.email, self.inapp,
                                             self.adaptors, self.suppression,
                                             SqliteActivationCountStore(self.records_db), self.clock,
-                                            self.event_log.log_event)
+                                            self.event_log.log_event, self.web_activity.seen)
         self.mailbox = Mailbox()
-        self.ingest = IngestService(config.ingest, self.loyalty, self.profiles, self.activation, self.clock,
-                                    self.event_log.log_events)
-        self.activation.seen_on_web = self.ingest.seen_on_web
-        self.supervisor.add("profile_write_behind", self._flush_profiles)
+        self.ingest = IngestService(config.ingest, self.loyalty, self.profiles, self.activation, self.web_activity,
+                                    self.clock, self.event_log.log_events)
+        self.supervisor.add_periodic("profile_write_behind", config.ingest.profile_flush_interval_s,
+                                     self.ingest.flush_profiles)
         self.email_analytics = EmailAnalytics(self.outbox_store, self.suppression, self.clock,
                                               load_verification_key(config.sendgrid.verification_key),
                                               allow_unsigned=config.sendgrid.allow_unsigned)
         self.supervisor.add("email_sender", self.email.run)
-        self.supervisor.add("suppression_cleanup", self._purge_suppressions)
-
-    async def _flush_profiles(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.ingest.profile_flush_interval_s)
-            await self.ingest.flush_profiles()
-
-    async def _purge_suppressions(self) -> None:
-        while True:
-            await asyncio.sleep(600)
-            await self.suppression.purge_expired()
+        self.supervisor.add_periodic("suppression_cleanup", 600, self.suppression.purge_expired)
 
     def _observe_batch(self, calls: int, rows: int, waited_s: float) -> None:
         self.metrics.batch_calls.observe(calls)
         self.metrics.batch_wait.observe(waited_s)
 
-    async def _sweep_bids(self) -> None:
-        while True:
-            await asyncio.sleep(1.0)
-            self.bid_ledger.sweep()
-
     async def _purge_idempotency(self) -> None:
-        while True:
-            await asyncio.sleep(300)
-            removed = await self.idempotency.purge_expired()
-            if removed:
-                log.info("purged idempotency records", extra={"count": removed})
+        removed = await self.idempotency.purge_expired()
+        if removed:
+            log.info("purged idempotency records", extra={"count": removed})
+
+    def _register_caches(self) -> None:
+        """Every bounded cache, exported by name (contrail_cache_entries, _capacity, _evictions_total)."""
+        for cache in (self.tokens.verified, self.api_keys.unknown, self.limiter.ip.buckets,
+                      self.limiter.principal.buckets, self.limiter.exchange.buckets, self.profiles.l1,
+                      self.web_activity.last_seen, self.ingest.sessions, self.mailbox.raw):
+            self.metrics.caches.register(cache)
 
     async def open_storage(self) -> list[int]:
         """Open both databases (applying migrations) and rebuild the hot state."""

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from app.errors import RateLimited
+from app.runtime.lru import LRU
 
 if TYPE_CHECKING:
     from app.auth import Principal
@@ -17,26 +17,23 @@ class TokenBuckets:
     """Many buckets of one shape, keyed by caller; least recently used ones are forgotten."""
 
     def __init__(self, rate_per_s: float, burst: int, *, max_keys: int = 100_000,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, name: str = "rate_limit_buckets") -> None:
         self.rate = rate_per_s
         self.burst = burst
-        self._max_keys = max_keys
         self._now = monotonic
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self.buckets: LRU[str, tuple[float, float]] = LRU(max_keys, name)  # key -> (tokens, at)
 
     def take(self, key: str, cost: float = 1.0) -> float:
         """Spend `cost` tokens; return 0 if allowed, else seconds until it would be."""
         now = self._now()
-        tokens, last = self._buckets.pop(key, (float(self.burst), now))
+        tokens, last = self.buckets.get(key) or (float(self.burst), now)
         tokens = min(float(self.burst), tokens + (now - last) * self.rate)
         wait = 0.0
         if tokens >= cost:
             tokens -= cost
         else:
             wait = (cost - tokens) / self.rate
-        self._buckets[key] = (tokens, now)
-        if len(self._buckets) > self._max_keys:
-            self._buckets.popitem(last=False)
+        self.buckets.put(key, (tokens, now))
         return wait
 
     def check(self, key: str, what: str) -> None:

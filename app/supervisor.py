@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -39,6 +40,17 @@ class Supervisor:
         """Register a task before start()."""
         self._factories[name] = factory
         self.states[name] = TaskState(name)
+
+    def add_periodic(self, name: str, interval_s: float, tick: Callable[[], Awaitable[object] | object]) -> None:
+        """Run `tick` (a function or coroutine function) every `interval_s`, first after one interval; a tick that
+        raises restarts the task with backoff like any other."""
+        async def every() -> None:
+            while True:
+                await asyncio.sleep(interval_s)
+                result = tick()
+                if inspect.isawaitable(result):
+                    await result
+        self.add(name, every)
 
     def start(self) -> None:
         for name, factory in self._factories.items():

@@ -108,7 +108,7 @@ def personal_data_allowed(request: BidRequest) -> bool:
 class BidProcessor:
     def __init__(self, config: BiddingConfig, campaigns: CampaignService, profiles: ProfileCache,
                  delivery: DeliveryStore, batcher: Batcher, ledger: BidLedger, clock: Clock, log_event,
-                 notice_base_url: str) -> None:
+                 notice_base_url: str, loyalty_features: Callable[[str], np.ndarray | None] | None = None) -> None:
         self.config = config
         self._campaigns = campaigns
         self._profiles = profiles
@@ -121,7 +121,7 @@ class BidProcessor:
         self._rates = config.currency_rates
         self._anonymous_rows: dict[int, np.ndarray] = {}
         # user id -> the 8 loyalty features (from the loyalty capability), or None for non-members.
-        self.loyalty_features: Callable[[str], np.ndarray | None] | None = None
+        self.loyalty_features = loyalty_features
 
     def _user_capped(self, user_id: str | None, now: float) -> bool:
         if user_id is None or not self._delivery.has_impressions(user_id):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import enum
-from collections import OrderedDict
 from typing import Final, Literal
 
 import msgspec
 import numpy as np
 
 from app.errors import RuleViolation
+from app.runtime.lru import LRU
 from ml import features
 from state.clock import Clock
 from state.ports import ProfileStore
@@ -61,8 +61,7 @@ class ProfileCache:
     def __init__(self, store: ProfileStore, clock: Clock, *, l1_size: int, l2_ttl_s: float, metrics) -> None:
         self._store = store
         self._clock = clock
-        self._l1: OrderedDict[str, tuple[float, CachedProfile | None]] = OrderedDict()
-        self._l1_size = l1_size
+        self.l1: LRU[str, tuple[float, CachedProfile | None]] = LRU(l1_size, "profiles_l1")
         self._l2_ttl = l2_ttl_s
         self._l1_ttl = l2_ttl_s / 2
         lookups = metrics.profile_lookups
@@ -72,9 +71,8 @@ class ProfileCache:
     def cached(self, user_id: str) -> CachedProfile | None | Literal[_Miss.MISS]:
         """The user's fresh L1 entry (a profile, or None for the default profile), else MISS: the bidder
         needs no coroutine for the usual case."""
-        hit = self._l1.get(user_id)
+        hit = self.l1.get(user_id)
         if hit is not None and self._clock.now() - hit[0] < self._l1_ttl:
-            self._l1.move_to_end(user_id)
             self._count["l1", "hit"].inc()
             return hit[1]
         return MISS
@@ -95,10 +93,7 @@ class ProfileCache:
         return cached
 
     def _remember(self, user_id: str, profile: CachedProfile | None, now: float) -> None:
-        self._l1[user_id] = (now, profile)
-        self._l1.move_to_end(user_id)
-        while len(self._l1) > self._l1_size:
-            self._l1.popitem(last=False)
+        self.l1.put(user_id, (now, profile))
 
     async def put(self, *profiles: Profile) -> None:
         """Write through both tiers (several profiles: one commit)."""

@@ -34,7 +34,8 @@ _SUPPRESSION_CHANNEL = {"email": "email", "sms": "sms", "push": "push"}
 
 class ActivationService:
     def __init__(self, config, members, email: EmailService, inapp: InAppService, adaptors: HttpAdaptors,
-                 suppression: SuppressionService, counts: ActivationCountStore, clock: Clock, log_event) -> None:
+                 suppression: SuppressionService, counts: ActivationCountStore, clock: Clock, log_event,
+                 seen_on_web: Callable[[str], bool]) -> None:
         self._config = config
         self._members = members  # user_id -> Member (contact details, preferred channel) or None
         self._email = email
@@ -44,8 +45,7 @@ class ActivationService:
         self._clock = clock
         self._log_event = log_event
         self._counts = counts
-        # user id -> recently on the website (set by the composition root from ingest)
-        self.seen_on_web: Callable[[str], bool] = lambda user_id: False
+        self._seen_on_web = seen_on_web  # user id -> recently on the website
         self._day = ""
         self._day_start = float("-inf")  # the UTC midnight that began self._day, once known
         self._sent_today: dict[str, int] = defaultdict(int)  # today's activations per customer
@@ -78,7 +78,7 @@ class ActivationService:
         if channel == "paid_media":
             return self._adaptors.configured("paid_media")
         if channel == "web":
-            return self.seen_on_web(user_id)
+            return self._seen_on_web(user_id)
         return False
 
     async def _send(self, channel: str, user_id: str, member, activation_id: str, subject: str, text: str,

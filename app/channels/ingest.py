@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import zlib
-from collections import OrderedDict
 from typing import Any
 
 import msgspec
@@ -21,6 +20,7 @@ import numpy as np
 
 from app.errors import InvalidInput
 from app.jsondepth import check_depth
+from app.runtime.lru import LRU
 from state.clock import Clock
 from state.profiles import Profile
 
@@ -62,23 +62,35 @@ def interest_index(category: str) -> int:
     return zlib.crc32(category.strip().lower().encode()) % 64
 
 
+class WebActivity:
+    """When each customer was last on the website (since this process started; the most recent 200,000):
+    ingest records it, activation asks it before choosing the web channel."""
+
+    def __init__(self, clock: Clock, capacity: int = 200_000) -> None:
+        self._clock = clock
+        self.last_seen: LRU[str, float] = LRU(capacity, "web_activity")
+
+    def saw(self, user_id: str, at: float) -> None:
+        self.last_seen.put(user_id, at)
+
+    def seen(self, user_id: str, within_s: float = 30 * 86_400) -> bool:
+        """Whether the customer has been on the website within `within_s`."""
+        at = self.last_seen.peek(user_id)
+        return at is not None and self._clock.now() - at <= within_s
+
+
 class IngestService:
-    def __init__(self, config, loyalty, profiles, activation, clock: Clock, log_events) -> None:
+    def __init__(self, config, loyalty, profiles, activation, web: WebActivity, clock: Clock, log_events) -> None:
         self._config = config
         self._loyalty = loyalty
         self._profiles = profiles
         self._activation = activation
         self._clock = clock
         self._log_events = log_events
-        self._sessions: OrderedDict[str, float] = OrderedDict()    # session -> last activity
+        self.sessions: LRU[str, float] = LRU(100_000, "ingest_sessions")  # session -> last activity
         self._dirty: dict[str, tuple[float, dict[int, float]]] = {}  # user -> (last seen, interest increments)
         self._triggers: set[asyncio.Task] = set()
-        self._web: OrderedDict[str, float] = OrderedDict()  # user -> last web activity (web personalisation)
-
-    def seen_on_web(self, user_id: str, within_s: float = 30 * 86_400) -> bool:
-        """Whether the customer has been on the website recently (since this process started)."""
-        at = self._web.get(user_id)
-        return at is not None and self._clock.now() - at <= within_s
+        self._web = web
 
     def _check(self, e: ChannelEvent) -> str | None:
         if e.source not in SOURCES:
@@ -140,10 +152,7 @@ class IngestService:
             if e.user_id:
                 self._touch(e.user_id, at, e.category)
                 if e.source == "web":
-                    self._web[e.user_id] = at
-                    self._web.move_to_end(e.user_id)
-                    if len(self._web) > 200_000:
-                        self._web.popitem(last=False)
+                    self._web.saw(e.user_id, at)
                 if e.type in ("purchase", "loyalty_swipe"):
                     earns.append(self._loyalty.earn(e.user_id, e.amount_cents, e.source, e.transaction_id))
                 elif e.type == "check_in":
@@ -168,12 +177,9 @@ class IngestService:
     def _trigger(self, e: ChannelEvent, at: float) -> None:
         session_active = False
         if e.session_id:
-            previous = self._sessions.get(e.session_id)
+            previous = self.sessions.peek(e.session_id)
             session_active = previous is not None and at - previous <= SESSION_WINDOW_S
-            self._sessions[e.session_id] = at
-            self._sessions.move_to_end(e.session_id)
-            while len(self._sessions) > 100_000:
-                self._sessions.popitem(last=False)
+            self.sessions.put(e.session_id, at)
         campaign = TRIGGERS.get(e.type)
         if campaign is None or not e.user_id or not self._config.triggers:
             return

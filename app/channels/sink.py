@@ -6,10 +6,11 @@ import asyncio
 import email
 import logging
 import re
-from collections import OrderedDict
 from email import policy
 
 from aiosmtpd.smtp import SMTP
+
+from app.runtime.lru import LRU
 
 
 class Mailbox:
@@ -19,8 +20,7 @@ class Mailbox:
     """
 
     def __init__(self, limit: int = 1000) -> None:
-        self._raw: OrderedDict[bytes, tuple[str, list[str], bytes]] = OrderedDict()
-        self._limit = limit
+        self.raw: LRU[bytes, tuple[str, list[str], bytes]] = LRU(limit, "mailbox")
         self.received = 0
 
     async def handle_DATA(self, server, session, envelope) -> str:
@@ -28,14 +28,12 @@ class Mailbox:
         match = _MESSAGE_ID.search(content[:8192])
         key = match.group(1) if match else f"anon-{self.received}".encode()
         self.received += 1
-        self._raw[key] = (envelope.mail_from, list(envelope.rcpt_tos), content)
-        while len(self._raw) > self._limit:
-            self._raw.popitem(last=False)
+        self.raw.put(key, (envelope.mail_from, list(envelope.rcpt_tos), content))
         return "250 Message accepted for delivery"
 
     def messages(self, limit: int = 50) -> list[dict]:
         """The newest `limit` messages, oldest of them first."""
-        newest = list(self._raw.values())[-limit:] if limit > 0 else []
+        newest = [mail for _, mail in self.raw.items()][-limit:] if limit > 0 else []
         return [_parsed(mail_from, rcpt_tos, content) for mail_from, rcpt_tos, content in newest]
 
 

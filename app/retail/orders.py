@@ -15,7 +15,6 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Literal, TypeGuard
 
 import msgspec
@@ -25,8 +24,10 @@ from app.config import PaymentsConfig, RetailConfig
 from app.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound, PaymentRequired
 from app.persist import commit_or_undo
 from app.retail.catalog import CatalogService
+from app.retail.events import OrderCancelled, OrderPaid
 from app.retail.offers import OfferService
 from app.retail.payments import ChargeResult, PaymentGateway, luhn_valid
+from app.runtime.bus import Bus
 from state.clock import Clock
 from state.orders import Barcode, CancellationQuote, Order, Payment
 from state.ports import OfferStore, OrderStore, Statement
@@ -47,7 +48,7 @@ class PaymentEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class OrderService:
     def __init__(self, retail: RetailConfig, payments: PaymentsConfig, catalog: CatalogService,
                  offers: OfferService, offer_store: OfferStore, orders: OrderStore, gateway: PaymentGateway,
-                 clock: Clock, log_event, metrics) -> None:
+                 clock: Clock, log_event, metrics, bus: Bus) -> None:
         self._retail = retail
         self._payments = payments
         self._catalog = catalog
@@ -58,18 +59,9 @@ class OrderService:
         self._clock = clock
         self._log_event = log_event
         self._metrics = metrics
-        # Other capabilities react to paid and cancelled orders (loyalty earns and reverses stars).
-        self.on_paid: Callable[[Order], Awaitable[None]] | None = None
-        self.on_cancelled: Callable[[Order], Awaitable[None]] | None = None
-
-    async def _notify(self, hook, order: Order) -> None:
-        """Run a hook after the order is committed; its failure is logged, never the order's."""
-        if hook is None:
-            return
-        try:
-            await hook(order)
-        except Exception as exc:  # the order stands; the hook's own idempotency lets an operator retry it
-            log.error("order hook failed", extra={"order_id": order.id, "error": repr(exc)[:300]})
+        # Other domains react to paid and cancelled orders (loyalty earns and reverses stars): the bus
+        # awaits them after the commit, and a failure of theirs never undoes the order.
+        self._bus = bus
 
     # ---- accept ----
     async def accept(self, offer_id: str, owner: str, *, admin: bool = False) -> Order:
@@ -116,18 +108,6 @@ class OrderService:
         if order is None or (owner is not None and order.owner != owner):
             raise NotFound(f"no order {order_id}")
         return order
-
-    def page(self, owner: str | None, after: str | None, limit: int) -> tuple[list[Order], str | None]:
-        orders = self._orders.of_owner(owner)
-        start = 0
-        if after is not None:
-            found = next((i + 1 for i, o in enumerate(orders) if o.id == after), None)
-            if found is None:
-                raise InvalidInput("after does not name one of your orders")
-            start = found
-        chunk = orders[start:start + limit]
-        more = start + limit < len(orders)
-        return chunk, (chunk[-1].id if more and chunk else None)
 
     # ---- state changes ----
     async def _commit(self, old: Order, new: Order, *, release: bool = False,
@@ -227,7 +207,7 @@ class OrderService:
                                            release=True, extra=extra)
             self._log_event("OrderCancelled", {"order_id": order.id, "owner": order.owner, "refund_cents": 0,
                                                "reason": f"payment_failed: {result.reason or 'declined'}"})
-            await self._notify(self.on_cancelled, cancelled)
+            await self._bus.publish(OrderCancelled(cancelled))
             return cancelled
         paid = msgspec.structs.replace(order, state="PAID", payment=payment, updated_at=now)
         barcodes = tuple(Barcode(ids.token_urlsafe(18), p, item.kind, item.product_id)
@@ -236,7 +216,7 @@ class OrderService:
         done = await self._commit(order, fulfilled, chain=[paid], extra=extra)
         self._log_event("OrderPaid", {"order_id": order.id, "offer_id": order.offer_id, "owner": order.owner,
                                       "total_cents": order.total_cents, "payment_id": payment_id})
-        await self._notify(self.on_paid, done)
+        await self._bus.publish(OrderPaid(done))
         return done
 
     async def payment_webhook(self, event: PaymentEvent) -> tuple[Order | None, bool]:
@@ -311,7 +291,7 @@ class OrderService:
             order, state="CANCELLED", refund_cents=quote.refund_cents, updated_at=now), release=True)
         self._log_event("OrderCancelled", {"order_id": order.id, "owner": order.owner,
                                            "refund_cents": quote.refund_cents})
-        await self._notify(self.on_cancelled, cancelled)
+        await self._bus.publish(OrderCancelled(cancelled))
         return cancelled
 
     # ---- sweeps ----

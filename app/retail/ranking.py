@@ -166,13 +166,14 @@ class CircuitBreaker:
 
 
 class Ranker:
-    def __init__(self, config, metrics, clock: Clock, rng: random.Random | None = None) -> None:
+    def __init__(self, config, metrics, clock: Clock, rng: random.Random | None = None,
+                 remote: RemoteRank | None = None) -> None:
         self._config = config
         self._metrics = metrics
         self._clock = clock
         self._rng = rng or random.Random()
         self.model: AcceptanceModel | None = None
-        self.remote: RemoteRank | None = None
+        self.remote = remote
         self._calls = {source: metrics.ranking_calls.labels(source) for source in ("remote", "model", "rules")}
         self.breaker = CircuitBreaker(clock, failures=config.breaker_failures, open_s=config.breaker_open_s,
                                       successes=config.breaker_successes, on_change=metrics.ranking_breaker.set)

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import msgspec
 from aiohttp import web
 
-from app.auth import Principal, require_role
+from app.auth import require_role
 from app.errors import InvalidInput
 from app.jsondepth import check_depth
 
@@ -207,10 +207,6 @@ def decode_query(request: web.Request, type_: type, *, only_declared: bool = Tru
         message, path = _validation_message(exc)
         raise InvalidInput(f"invalid query parameter {path}: {message}" if path else f"invalid query: {message}",
                            {"field": path} if path else None) from None
-
-
-def principal_of(request: web.Request) -> Principal | None:
-    return request.get(PRINCIPAL)
 
 
 def encode_cursor(position: dict[str, Any]) -> str:

@@ -14,7 +14,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from app import ids, keys
-from app.auth import require_role
+from app.auth import UNDECIDED, require_role
+from app.config import ServerConfig
 from app.errors import DomainError, InvalidInput, PayloadTooLarge, RateLimited, RequestTimeout
 from app.idempotency import Replay
 from app.logs import request_id
@@ -79,16 +80,17 @@ class UnreadableBody(Exception):
         self.error = error
 
 
-async def _read_body(request: web.Request) -> None:
+def _too_large(limit: int) -> UnreadableBody:
+    return UnreadableBody(PayloadTooLarge(f"request body exceeds the limit of {limit} bytes", {"limit_bytes": limit}))
+
+
+async def _read_body(request: web.Request, config: ServerConfig) -> None:
     """Read the whole body before any handler runs (handlers then get it from aiohttp's cache), so that
     every endpoint, whether it reads a body or not, answers an oversized one 413, a wrongly encoded
     one 400 and a stalled one 408."""
-    config = request.app[keys.CONFIG].server
-    too_large = PayloadTooLarge(f"request body exceeds the limit of {config.max_body_bytes} bytes",
-                                {"limit_bytes": config.max_body_bytes})
     length = request.content_length
     if length is not None and length > config.max_body_bytes:
-        raise UnreadableBody(too_large)
+        raise _too_large(config.max_body_bytes)
     try:
         if request.content.is_eof():  # all of it is here already: the usual case, no timer needed
             await request.read()
@@ -100,7 +102,7 @@ async def _read_body(request: web.Request) -> None:
         raise UnreadableBody(RequestTimeout(
             f"the request body did not arrive within {config.body_timeout_s:g}s")) from None
     except web.HTTPRequestEntityTooLarge:
-        raise UnreadableBody(too_large) from None
+        raise _too_large(config.max_body_bytes) from None
     except (RequestPayloadError, HttpProcessingError) as exc:
         request.content.feed_eof()  # nothing more can be read from it
         reason = str(exc.__cause__ or exc).split("message:", 1)[-1].strip()
@@ -119,7 +121,10 @@ async def _authenticate(request: web.Request) -> None:
             auth = f"Bearer {request.query['token']}"
         if api_key is None and "api_key" in request.query:
             api_key = request.query["api_key"]
-    principal = await request.app[keys.AUTHENTICATOR].identify(api_key, auth)
+    authenticator = request.app[keys.AUTHENTICATOR]
+    principal = authenticator.identify_now(api_key, auth)  # the usual case: known key or token, no I/O
+    if principal is UNDECIDED:
+        principal = await authenticator.identify(api_key, auth)
     if principal is not None:
         request[PRINCIPAL] = principal
 
@@ -133,11 +138,12 @@ async def core_middleware(request: web.Request, handler) -> web.StreamResponse:
     token = request_id.set(rid)
     started = time.perf_counter()
     response: web.StreamResponse | None = None
+    server = request.app[keys.CONFIG].server
     try:
         try:
             await _authenticate(request)
             if request.body_exists:
-                await _read_body(request)
+                await _read_body(request, server)
             if not request.path.startswith(_UNLIMITED_PREFIXES):
                 request.app[keys.LIMITER].check(request.get(PRINCIPAL), request.remote or "unknown")
             response = await handler(request)
@@ -170,7 +176,7 @@ async def core_middleware(request: web.Request, handler) -> web.StreamResponse:
         status = response.status if response is not None else 499
         metrics.http_requests.labels(label, request.method, str(status)).inc()
         metrics.http_latency.labels(label, request.method).observe(elapsed)
-        if request.app[keys.CONFIG].server.access_log:
+        if server.access_log:
             log.info("request", extra={"method": request.method, "path": request.path, "status": status,
                                        "ms": round(elapsed * 1000, 3)})
         request_id.reset(token)

@@ -1,0 +1,1 @@
+"""Remote services Contrail calls over gRPC: a remote RankingService today."""

@@ -1,0 +1,19 @@
+"""What retail tells the other domains, on the bus, once the change is committed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from state.orders import Order
+
+
+@dataclass(frozen=True, slots=True)
+class OrderPaid:
+    """The order's payment was approved and it is fulfilled."""
+    order: Order
+
+
+@dataclass(frozen=True, slots=True)
+class OrderCancelled:
+    """The order was cancelled: by its owner (with the quoted refund), by a failed payment, or by expiry."""
+    order: Order
