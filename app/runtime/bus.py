@@ -55,12 +55,7 @@ class Bus:
     async def publish(self, event: Any) -> None:
         """Deliver `event` to the direct subscribers of its type (awaited), then queue it for the rest."""
         for handler in self._direct.get(type(event), ()):
-            try:
-                result = handler(event)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception as exc:
-                self._failure(handler, event, exc)
+            await self._deliver(handler, event)
         for queue in self._queues.get(type(event), ()):
             try:
                 queue.put_nowait(event)
@@ -76,18 +71,18 @@ class Bus:
 
     async def _drain(self, queue: asyncio.Queue[Any], handler: Handler) -> None:
         while True:
-            event = await queue.get()
-            try:
-                result = handler(event)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception as exc:
-                self._failure(handler, event, exc)
+            await self._deliver(handler, await queue.get())
 
-    def _failure(self, handler: Handler, event: Any, exc: Exception) -> None:
-        self.failures += 1
-        name = getattr(handler, "__qualname__", repr(handler))
-        if self._failed is not None:
-            self._failed.labels(type(event).__name__).inc()
-        log.error("event subscriber failed", extra={"event": type(event).__name__, "subscriber": name,
-                                                     "error": repr(exc)[:300]})
+    async def _deliver(self, handler: Handler, event: Any) -> None:
+        """Run one subscriber; its failure is logged and counted, never the publisher's."""
+        try:
+            result = handler(event)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            self.failures += 1
+            name = getattr(handler, "__qualname__", repr(handler))
+            if self._failed is not None:
+                self._failed.labels(type(event).__name__).inc()
+            log.error("event subscriber failed", extra={"event": type(event).__name__, "subscriber": name,
+                                                         "error": repr(exc)[:300]})
