@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from app.config import Config, ConfigError, load_config
 from app.errors import DomainError
-from app.logs import setup_logging
+from app.runtime.logs import setup_logging
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -6,10 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 from app.auth import AccountService, ApiKeyService, Principal
+from app.runtime.clock import Clock
 from state.accounts import Account
 from state.apikeys import ApiKey
 from state.audit import AuditEntry
-from state.clock import Clock
 from state.ports import AuditStore
 
 

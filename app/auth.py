@@ -17,10 +17,10 @@ import jwt
 import msgspec
 
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
+from app.runtime.clock import Clock
 from app.runtime.lru import LRU
 from state.accounts import Account, EmailTaken
 from state.apikeys import ApiKey
-from state.clock import Clock
 from state.ports import AccountStore, ApiKeyStore
 
 UserRole = Literal["customer", "admin"]

@@ -16,8 +16,8 @@ from typing import Any
 import msgspec
 
 from app.hub import Hub
-from app.metrics import Metrics
-from state.clock import Clock
+from app.runtime.clock import Clock
+from app.runtime.metrics import Metrics
 from state.eventlog import StoredEvent
 from state.ports import EventLogStore
 

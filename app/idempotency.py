@@ -8,7 +8,7 @@ from typing import Literal
 import msgspec
 
 from app.errors import Conflict, InvalidInput
-from state.clock import Clock
+from app.runtime.clock import Clock
 from state.idempotency import StoredResponse
 from state.ports import IdempotencyStore
 

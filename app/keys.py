@@ -23,20 +23,20 @@ if TYPE_CHECKING:
     from app.channels.suppression import SuppressionService
     from app.config import Config
     from app.eventlog import EventLog
-    from app.health import Health
     from app.hub import Hub
     from app.idempotency import IdempotencyService
     from app.loyalty.service import LoyaltyService
-    from app.metrics import Metrics
     from app.platform import Platform
     from app.ratelimit import RateLimiter
     from app.retail.catalog import CatalogService
     from app.retail.offers import OfferService
     from app.retail.orders import OrderService
     from app.retail.ranking import Ranker
-    from app.supervisor import Supervisor
+    from app.runtime.clock import Clock
+    from app.runtime.health import Health
+    from app.runtime.metrics import Metrics
+    from app.runtime.supervisor import Supervisor
     from app.urls import PublicUrls
-    from state.clock import Clock
     from state.ports import OrderStore
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")

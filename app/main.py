@@ -15,6 +15,7 @@ from app import keys
 from app.channels.sink import start_sink
 from app.config import Config
 from app.platform import Platform
+from app.runtime.clock import Clock
 from handlers.rest import admin as admin_routes
 from handlers.rest import analytics as analytics_routes
 from handlers.rest import auth as auth_routes
@@ -33,7 +34,6 @@ from handlers.rpc.server import GrpcServer
 from handlers.ws import bids as bids_stream
 from handlers.ws import events as events_stream
 from handlers.ws import inapp as inapp_stream
-from state.clock import Clock
 
 log = logging.getLogger("contrail")
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"

@@ -47,11 +47,9 @@ from app.channels.sink import Mailbox
 from app.channels.suppression import SuppressionService
 from app.config import Config
 from app.eventlog import EventLog
-from app.health import Health
 from app.hub import Hub
 from app.idempotency import IdempotencyService
 from app.loyalty.service import LoyaltyService
-from app.metrics import Metrics
 from app.ratelimit import RateLimiter, TokenBuckets
 from app.retail.catalog import CatalogService
 from app.retail.events import OrderCancelled, OrderPaid
@@ -60,12 +58,14 @@ from app.retail.orders import OrderService
 from app.retail.payments import CardSimulator
 from app.retail.ranking import Ranker
 from app.runtime.bus import Bus
+from app.runtime.clock import Clock, SystemClock
+from app.runtime.health import Health
+from app.runtime.metrics import Metrics
+from app.runtime.supervisor import Supervisor
 from app.secrets import with_secrets
-from app.supervisor import Supervisor
 from app.urls import PublicUrls
 from ml.batcher import Batcher
 from ml.providers import build_providers
-from state.clock import Clock, SystemClock
 
 log = logging.getLogger("contrail")
 

@@ -12,8 +12,8 @@ from aiohttp.test_utils import TestServer
 from app.config import Config, load_config
 from app.keys import CONFIG, PUBLIC_URLS
 from app.main import PLATFORM, create_app
+from app.runtime.clock import ManualClock
 from handlers.rest.connections import GuardedRunner
-from state.clock import ManualClock
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFORMANCE = ROOT.parent / "shared" / "conformance"

@@ -8,7 +8,7 @@ from hypothesis.stateful import RuleBasedStateMachine
 
 from app.errors import DomainError
 from app.platform import Platform
-from state.clock import ManualClock
+from app.runtime.clock import ManualClock
 from tests.conftest import make_config
 
 

@@ -12,8 +12,8 @@ from adapters.sqlite.eventlog import SqliteEventLogStore
 from app.eventlog import EventLog
 from app.hub import Hub
 from app.main import PLATFORM, create_app
-from app.metrics import Metrics
-from state.clock import ManualClock
+from app.runtime.clock import ManualClock
+from app.runtime.metrics import Metrics
 from tests.conftest import make_config
 
 

@@ -3,7 +3,7 @@
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.metrics import Metrics
+from app.runtime.metrics import Metrics
 
 
 def _samples(metrics: Metrics) -> dict[tuple, float]:

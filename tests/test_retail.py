@@ -17,8 +17,8 @@ from adapters.sqlite.offers import SqliteOfferStore
 from app.keys import CONFIG
 from app.main import PLATFORM, create_app
 from app.retail.payments import ChargeResult
+from app.runtime.clock import ManualClock
 from handlers.rest.retail import OfferList
-from state.clock import ManualClock
 from state.offers import Conditions, Item, Offer, SharedDraft
 from tests.conftest import bearer, make_config
 from tests.retail_helpers import (

@@ -18,7 +18,7 @@ from tests.retail_helpers import DAY, DECLINED_CARD, PENDING_CARD, booked, depar
 
 @pytest.fixture
 def clock():
-    from state.clock import ManualClock
+    from app.runtime.clock import ManualClock
     return ManualClock(time.time() // DAY * DAY)  # the start of today: the tests never cross midnight
 
 

@@ -19,8 +19,8 @@ from app.platform import Platform
 from app.retail.offers import BUNDLES, SearchQuery, rule_bundles, summary
 from app.retail.pricing import fare_cents, percent_of
 from app.retail.ranking import MARGIN_RATES, SearchContext, rule_probability
+from app.runtime.clock import ManualClock
 from state.catalog import Cabin, Flight, Product
-from state.clock import ManualClock
 from state.offers import Item
 from tests.conftest import make_config
 from tests.retail_helpers import DAY, accept, booked, customer, departure_date, ranking_of, search, seed_catalog

@@ -4,8 +4,8 @@ import asyncio
 import itertools
 
 from app.main import PLATFORM, create_app
-from app.metrics import Metrics
-from app.supervisor import Supervisor
+from app.runtime.metrics import Metrics
+from app.runtime.supervisor import Supervisor
 from tests.conftest import make_config
 
 

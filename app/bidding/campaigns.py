@@ -20,8 +20,8 @@ import numpy as np
 
 from app.bidding.openrtb import BidRequest, Imp, banner_sizes
 from app.errors import Conflict, InvalidInput, NotFound
+from app.runtime.clock import Clock
 from state.campaigns import Campaign, Creative
-from state.clock import Clock
 from state.ports import CampaignStore, DeliveryStore
 
 WINDOWS = {"minute": 60, "hour": 3600, "day": 86_400}

@@ -11,7 +11,7 @@ import msgspec
 from app.bidding.openrtb import BidResponse, InvalidBidRequest, User, decode_request, encode_response
 from app.bidding.processor import BidProcessor, Outcome
 from app.jsondepth import MAX_DEPTH, nesting_exceeds
-from app.metrics import Metrics
+from app.runtime.metrics import Metrics
 
 log = logging.getLogger("contrail.bidding")
 

@@ -14,7 +14,7 @@ import msgspec
 from app import ids
 from app.bidding.campaigns import utc_day
 from app.errors import InvalidInput, NotFound
-from state.clock import Clock
+from app.runtime.clock import Clock
 from state.delivery import AlreadyCharged
 from state.ports import DeliveryStore
 

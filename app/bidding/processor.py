@@ -34,10 +34,10 @@ from app.bidding.openrtb import (
 )
 from app.bidding.profiles import MISS, CachedProfile, ProfileCache
 from app.config import BiddingConfig
+from app.runtime.clock import Clock
 from ml import features
 from ml.batcher import Batcher, Overloaded, ScoringTimeout
 from state.campaigns import Campaign, Creative
-from state.clock import Clock
 from state.ports import DeliveryStore
 
 # Notice URLs carry the bid id and the exchange's standard macros.

@@ -9,9 +9,9 @@ import msgspec
 import numpy as np
 
 from app.errors import RuleViolation
+from app.runtime.clock import Clock
 from app.runtime.lru import LRU
 from ml import features
-from state.clock import Clock
 from state.ports import ProfileStore
 from state.profiles import Profile
 

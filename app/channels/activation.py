@@ -19,7 +19,7 @@ from app.channels.email import EmailService
 from app.channels.inapp import InAppService
 from app.channels.suppression import SuppressionService
 from app.errors import InvalidInput
-from state.clock import Clock
+from app.runtime.clock import Clock
 from state.ports import ActivationCountStore
 
 

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from app.channels.suppression import SuppressionService
 from app.errors import Forbidden, InvalidInput
-from state.clock import Clock
+from app.runtime.clock import Clock
 from state.outbox import EmailEvent, OutboxMessage
 from state.ports import OutboxStore
 

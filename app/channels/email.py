@@ -31,7 +31,7 @@ import msgspec
 from app import ids
 from app.channels.suppression import SuppressionService
 from app.errors import InvalidInput
-from state.clock import Clock
+from app.runtime.clock import Clock
 from state.outbox import EmailEvent, OutboxMessage
 from state.ports import OutboxStore
 

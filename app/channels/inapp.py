@@ -6,7 +6,7 @@ import msgspec
 
 from app import ids
 from app.hub import Hub
-from state.clock import Clock
+from app.runtime.clock import Clock
 from state.inbox import InAppMessage
 from state.ports import InboxStore
 

@@ -20,8 +20,8 @@ import numpy as np
 
 from app.errors import InvalidInput
 from app.jsondepth import check_depth
+from app.runtime.clock import Clock
 from app.runtime.lru import LRU
-from state.clock import Clock
 from state.profiles import Profile
 
 log = logging.getLogger("contrail.channels")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TypeGuard
 
 from app.errors import InvalidInput
-from state.clock import Clock
+from app.runtime.clock import Clock
 from state.ports import SuppressionStore
 from state.suppressions import SuppressedChannel, Suppression
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from app.errors import Forbidden, InvalidInput, NotFound, RuleViolation
 from app.persist import commit_or_undo
-from state.clock import Clock
+from app.runtime.clock import Clock
 from state.loyalty import LedgerEntry, Member, Promotion
 from state.ports import LoyaltyStore
 

@@ -28,8 +28,8 @@ from app.persist import commit_or_undo
 from app.retail.catalog import CatalogService, product_resource, seat_resource
 from app.retail.pricing import SEGMENTS, day_start, discounted, fare_cents, percent_of, time_multiplier
 from app.retail.ranking import MARGIN_RATES, OfferSummary, Ranker, SearchContext, features
+from app.runtime.clock import Clock
 from state.catalog import Flight, ProductKind
-from state.clock import Clock
 from state.offers import Conditions, Item, Offer, SharedDraft
 from state.ports import OfferStore
 

@@ -28,7 +28,7 @@ from app.retail.events import OrderCancelled, OrderPaid
 from app.retail.offers import OfferService
 from app.retail.payments import ChargeResult, PaymentGateway, luhn_valid
 from app.runtime.bus import Bus
-from state.clock import Clock
+from app.runtime.clock import Clock
 from state.orders import Barcode, CancellationQuote, Order, Payment
 from state.ports import OfferStore, OrderStore, Statement
 

@@ -20,7 +20,7 @@ from typing import Literal, Protocol
 
 import msgspec
 
-from state.clock import Clock
+from app.runtime.clock import Clock
 
 DECLINES = {"4000000000000002": "card_declined", "4000000000009995": "insufficient_funds"}
 PENDING_CARD = "4000000000000259"

@@ -25,8 +25,8 @@ import msgspec
 import numpy as np
 
 from app.retail.pricing import day_start
+from app.runtime.clock import Clock
 from ml.acceptance import FEATURES, AcceptanceModel, offer_features, train
-from state.clock import Clock
 
 log = logging.getLogger("contrail.retail")
 

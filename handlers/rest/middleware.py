@@ -18,7 +18,7 @@ from app.auth import UNDECIDED, require_role
 from app.config import ServerConfig
 from app.errors import DomainError, InvalidInput, PayloadTooLarge, RateLimited, RequestTimeout
 from app.idempotency import Replay
-from app.logs import request_id
+from app.runtime.logs import request_id
 from handlers.rest.common import PRINCIPAL, STATIC_ROUTE, encode_json, spec_of
 
 log = logging.getLogger("contrail.http")

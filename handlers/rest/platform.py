@@ -6,7 +6,7 @@ import msgspec
 from aiohttp import web
 
 from app import keys
-from app.health import ReadyReport
+from app.runtime.health import ReadyReport
 from handlers.rest.common import endpoint, json_response
 
 

@@ -7,7 +7,7 @@ import time
 from grpclib.server import Stream
 
 from app import __version__
-from app.health import Health
+from app.runtime.health import Health
 from handlers.rpc import platform_grpc, platform_pb2
 from handlers.rpc.server import recv_one
 

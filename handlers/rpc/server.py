@@ -29,8 +29,8 @@ from grpclib.server import Server, Stream
 
 from app.auth import Authenticator, Principal
 from app.errors import DomainError, Forbidden, Unauthenticated
-from app.metrics import Metrics
 from app.ratelimit import RateLimiter
+from app.runtime.metrics import Metrics
 
 log = logging.getLogger("contrail.grpc")
 _call: contextvars.ContextVar[tuple[str, float] | None] = contextvars.ContextVar("grpc_call", default=None)

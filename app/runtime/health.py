@@ -7,7 +7,7 @@ from typing import Protocol
 
 import msgspec
 
-from app.supervisor import Supervisor
+from app.runtime.supervisor import Supervisor
 
 
 class Store(Protocol):

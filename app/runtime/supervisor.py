@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from app.metrics import Metrics
+from app.runtime.metrics import Metrics
 
 log = logging.getLogger("contrail.tasks")
 
