@@ -8,6 +8,8 @@ import logging
 import msgspec
 
 from adapters.grpc.ranker import RemoteRanker
+from adapters.http.providers import HttpAdaptors
+from adapters.payments.simulator import CardSimulator
 from adapters.sqlite import migrations
 from adapters.sqlite.accounts import SqliteAccountStore
 from adapters.sqlite.activations import SqliteActivationCountStore
@@ -38,7 +40,6 @@ from app.bidding.processor import BidProcessor
 from app.bidding.profiles import ProfileCache
 from app.bidding.simulator import run_traffic
 from app.channels.activation import ActivationService
-from app.channels.adaptors import HttpAdaptors
 from app.channels.analytics import EmailAnalytics, load_verification_key
 from app.channels.email import EmailService
 from app.channels.inapp import InAppService
@@ -55,7 +56,6 @@ from app.retail.catalog import CatalogService
 from app.retail.events import OrderCancelled, OrderPaid
 from app.retail.offers import OfferService
 from app.retail.orders import OrderService
-from app.retail.payments import CardSimulator
 from app.retail.ranking import Ranker
 from app.runtime.bus import Bus
 from app.runtime.clock import Clock, SystemClock

@@ -7,10 +7,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule
 
+from adapters.payments.simulator import PENDING_CARD
 from adapters.sqlite.orders import SqliteOrderStore
 from app.retail.offers import SearchQuery
 from app.retail.orders import PaymentEvent
-from app.retail.payments import PENDING_CARD
 from state.orders import HOLDING
 from tests.machines import PlatformMachine
 from tests.retail_helpers import DECLINED_CARD, PAID_CARD, departure_date, seed_catalog

@@ -14,9 +14,9 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from app import ids
-from app.channels.adaptors import HttpAdaptors, ProviderError
 from app.channels.email import EmailService
 from app.channels.inapp import InAppService
+from app.channels.ports import ProviderError, Providers
 from app.channels.suppression import SuppressionService
 from app.errors import InvalidInput
 from app.runtime.clock import Clock
@@ -33,7 +33,7 @@ _SUPPRESSION_CHANNEL = {"email": "email", "sms": "sms", "push": "push"}
 
 
 class ActivationService:
-    def __init__(self, config, members, email: EmailService, inapp: InAppService, adaptors: HttpAdaptors,
+    def __init__(self, config, members, email: EmailService, inapp: InAppService, adaptors: Providers,
                  suppression: SuppressionService, counts: ActivationCountStore, clock: Clock, log_event,
                  seen_on_web: Callable[[str], bool]) -> None:
         self._config = config

@@ -8,14 +8,14 @@ import logging
 
 import aiohttp
 
+from app.channels.ports import ProviderError
+
 log = logging.getLogger("contrail.channels")
 
 
-class ProviderError(Exception):
-    """The provider refused the message or could not be reached after every attempt."""
-
-
 class HttpAdaptors:
+    """app.channels.ports.Providers over HTTP."""
+
     def __init__(self, config) -> None:
         self._urls = {"push": config.push_url, "sms": config.sms_url, "paid_media": config.paid_media_url}
         self._timeout = aiohttp.ClientTimeout(total=config.timeout_s)

@@ -1,0 +1,1 @@
+"""Partners Contrail calls over HTTP: push, SMS and paid-media providers."""
