@@ -7,7 +7,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from adapters.sqlite.db import Database, Migration
+from adapters.sqlite.db import Database
+from adapters.sqlite.migrate import Migration
 
 SCHEMA = [Migration(1, "t", "CREATE TABLE t (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)")]
 

@@ -6,8 +6,9 @@ import sqlite3
 import pytest
 
 from adapters.sqlite import migrations
-from adapters.sqlite.db import Database, DatabaseClosed, Migration, WriteConflict
+from adapters.sqlite.db import Database, DatabaseClosed, WriteConflict
 from adapters.sqlite.idempotency import SqliteIdempotencyStore
+from adapters.sqlite.migrate import Migration
 from state.idempotency import StoredResponse
 
 SCHEMA = [Migration(1, "t", "CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")]

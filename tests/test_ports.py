@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 import state.ports as ports
-from adapters.sqlite.db import Database, Migration
+from adapters.sqlite.db import Database
+from adapters.sqlite.migrate import Migration
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOCOLS = {name: obj for name, obj in vars(ports).items()

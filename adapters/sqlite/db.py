@@ -44,29 +44,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
-import re
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from itertools import chain
 from pathlib import Path
 from typing import Any, cast
 
 import aiosqlite
 
+from adapters.sqlite.migrate import Migration, apply_migrations
+from adapters.sqlite.statements import CACHED_STATEMENTS, ROWS_PER_MERGE, Many, inserts, mergeable, multi_row
 from state.ports import Statement  # (sql, params) or (sql, params, expected_rowcount); opaque to the domains
 
 log = logging.getLogger("contrail.state")
-
-
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    name: str
-    sql: str
 
 
 class WriteConflict(Exception):
@@ -88,74 +81,6 @@ class _Write:
     statements: Sequence[Statement]
     future: asyncio.Future[list[int]]
     power_safe: bool = True
-
-
-class _Many(tuple):
-    """(sql, rows): one statement over many rows (see write_many)."""
-
-
-_VALUES = re.compile(r"^\s*INSERT\b.*\bVALUES\s*(\(\s*\?(?:\s*,\s*\?)*\s*\))\s*$", re.IGNORECASE | re.DOTALL)
-_ROWS_PER_INSERT = 2_048
-# A group's merged INSERT goes as one statement up to this many rows; each row count is its own prepared
-# statement, so the writer's statement cache holds _CACHED_STATEMENTS.
-_ROWS_PER_MERGE = 256
-_CACHED_STATEMENTS = 512
-
-
-def _multi_row(many: _Many, max_variables: int) -> list[Statement]:
-    """executemany's work as multi-row INSERTs (one step each) when the SQL is a plain INSERT ... VALUES."""
-    sql, rows = many
-    match = _VALUES.match(sql)
-    if match is None or not rows:
-        return [many]
-    group = match.group(1)
-    return _inserts(sql[:match.start(1)], group, list(chain.from_iterable(rows)), group.count("?"), max_variables)
-
-
-def _inserts(head: str, group: str, params: list[Any], width: int, max_variables: int) -> list[Statement]:
-    """`head` + rows of `group` ("(?,?)") over flat `params`, `width` per row, as multi-row INSERTs.
-
-    Statements hold a power of two of rows (2,048, then what is left in 1,024, 512, ... 1), so
-    whatever the batch size the connection only ever prepares a dozen shapes and caches them all."""
-    size = _ROWS_PER_INSERT
-    while size > 1 and size * width > max_variables:
-        size //= 2
-    rows = len(params) // width
-    statements: list[Statement] = []
-    start = 0
-    while start < rows:
-        while size > rows - start:
-            size //= 2
-        statements.append((head + ",".join([group] * size), params[start * width:(start + size) * width]))
-        start += size
-    return statements
-
-
-# A plain INSERT of one or more rows, "INSERT INTO t(a, b) VALUES (?,?),(?,?)": rows from several callers
-# can go as one statement, since each caller's rowcount is then simply its number of rows.
-_MERGEABLE = re.compile(r"^INSERT INTO (\w+\s*\([^()]*\)) VALUES\s*(\((?:\?,)*\?\))((?:,\2)*)$")
-_shapes: dict[str, tuple[tuple[str, str, int], int] | None] = {}
-
-
-def _mergeable(stmt: Statement) -> tuple[str, str, int] | None:
-    """(head, row group, variables per row) of a mergeable INSERT whose parameters fill its rows exactly, else None."""
-    if isinstance(stmt, _Many) or (len(stmt) > 2 and stmt[2] is not None):
-        return None
-    sql = stmt[0]
-    try:
-        known = _shapes[sql]
-    except KeyError:
-        match = _MERGEABLE.match(sql)
-        known = None
-        if match is not None:
-            group = match.group(2)
-            rows = 1 + len(match.group(3)) // (len(group) + 1)
-            known = ((f"INSERT INTO {match.group(1)} VALUES ", group, group.count("?")), rows)
-        if len(_shapes) < 1_000:
-            _shapes[sql] = known
-    if known is None or len(stmt[1]) != known[0][2] * known[1]:
-        return None  # run alone, so a wrong parameter count fails its own caller
-    return known[0]
 
 
 _STOP = object()
@@ -230,35 +155,14 @@ class Database:
 
     def _open_sync(self) -> list[int]:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                               cached_statements=_CACHED_STATEMENTS)
+                               cached_statements=CACHED_STATEMENTS)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run beside the writer (see the module doc)
         conn.execute("PRAGMA journal_size_limit=67108864")  # a WAL that grew in a burst shrinks when it starts over
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
         conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
-        )
-        done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-        applied = []
-        for migration in self._migrations:
-            if migration.version in done:
-                continue
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _split_sql(migration.sql):
-                    conn.execute(statement)
-                conn.execute(
-                    "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)",
-                    (migration.version, migration.name, time.time()),
-                )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            applied.append(migration.version)
+        applied = apply_migrations(conn, self._migrations)
         self._conn = conn
         return applied
 
@@ -349,7 +253,7 @@ class Database:
         writes an event per bid). The trade: SQLite spends about half as much CPU again per row
         on a multi-row INSERT, which shows only at event rates far above the targets (saturated
         ingest, 145,000 events/s, fell about 15%). Other SQL runs as executemany."""
-        counts = await self.submit([_Many((sql, list(rows)))])
+        counts = await self.submit([Many((sql, list(rows)))])
         return sum(counts)
 
     def _writer(self, loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
@@ -421,7 +325,7 @@ class Database:
         steps = [(step, self._statements(conn, step)) for step in self._merge(batch)]
         if len(steps) == 1:
             alone = steps[0][1]
-            if len(alone) == 1 and not isinstance(alone[0], _Many) and (len(alone[0]) < 3 or alone[0][2] is None):
+            if len(alone) == 1 and not isinstance(alone[0], Many) and (len(alone[0]) < 3 or alone[0][2] is None):
                 # One statement with no row count to check (a group of searches' offers, a batch of
                 # events): SQLite runs it as a transaction of its own, as atomic and as durable as
                 # BEGIN ... COMMIT around it, and without the two statements that would each hand the GIL
@@ -467,7 +371,7 @@ class Database:
         owners: list[tuple[int, int]] = []
         for index, write in enumerate(batch):
             for stmt in write.statements:
-                this = _mergeable(stmt)
+                this = mergeable(stmt)
                 if this is not None and this == shape:
                     params.extend(stmt[1])
                     owners.append((index, len(stmt[1]) // this[2]))
@@ -486,12 +390,12 @@ class Database:
         limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         if step[0] == "alone":
             stmt = step[1]
-            return _multi_row(stmt, limit) if isinstance(stmt, _Many) else [stmt]
+            return multi_row(stmt, limit) if isinstance(stmt, Many) else [stmt]
         _, (head, group, width), params, _ = step
         rows = len(params) // width
-        if rows <= _ROWS_PER_MERGE and len(params) <= limit:
+        if rows <= ROWS_PER_MERGE and len(params) <= limit:
             return [(head + ",".join([group] * rows), params)]  # one statement: one GIL hand-off
-        return _inserts(head, group, params, width, limit)
+        return inserts(head, group, params, width, limit)
 
     @classmethod
     def _run_steps(cls, conn: sqlite3.Connection, batch: list[_Write],
@@ -512,13 +416,13 @@ class Database:
     @staticmethod
     def _run(conn: sqlite3.Connection, statements: Sequence[Statement]) -> list[int]:
         counts = []
-        if any(isinstance(stmt, _Many) for stmt in statements):
+        if any(isinstance(stmt, Many) for stmt in statements):
             limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
             statements = [part for stmt in statements
-                          for part in (_multi_row(stmt, limit) if isinstance(stmt, _Many) else (stmt,))]
+                          for part in (multi_row(stmt, limit) if isinstance(stmt, Many) else (stmt,))]
         for stmt in statements:
             sql, params = stmt[0], stmt[1]
-            cur = conn.executemany(sql, params) if isinstance(stmt, _Many) else conn.execute(sql, params)
+            cur = conn.executemany(sql, params) if isinstance(stmt, Many) else conn.execute(sql, params)
             if len(stmt) > 2 and stmt[2] is not None and cur.rowcount != stmt[2]:
                 raise WriteConflict(sql, stmt[2], cur.rowcount)
             counts.append(cur.rowcount)
@@ -550,8 +454,3 @@ class Database:
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
-
-
-def _split_sql(script: str) -> list[str]:
-    """Split a migration script into statements (migrations hold no ';' inside literals)."""
-    return [part.strip() for part in script.split(";") if part.strip()]

@@ -3,7 +3,7 @@
 Append only: never edit a migration that has shipped; add the next number instead.
 """
 
-from adapters.sqlite.db import Migration
+from adapters.sqlite.migrate import Migration
 
 RECORDS = [
     Migration(1, "platform", """
