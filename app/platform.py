@@ -2,61 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
-import msgspec
-
-from adapters.grpc.ranker import RemoteRanker
-from adapters.http.providers import HttpAdaptors
-from adapters.payments.simulator import CardSimulator
 from adapters.sqlite import migrations
 from adapters.sqlite.accounts import SqliteAccountStore
-from adapters.sqlite.activations import SqliteActivationCountStore
 from adapters.sqlite.apikeys import SqliteApiKeyStore
 from adapters.sqlite.audit import SqliteAuditStore
-from adapters.sqlite.campaigns import SqliteCampaignStore
-from adapters.sqlite.catalog import SqliteCatalogStore
 from adapters.sqlite.db import Database
-from adapters.sqlite.delivery import SqliteDeliveryStore
 from adapters.sqlite.demo import SqliteDemoMarkerStore
 from adapters.sqlite.eventlog import SqliteEventLogStore
 from adapters.sqlite.idempotency import SqliteIdempotencyStore
-from adapters.sqlite.inbox import SqliteInboxStore
-from adapters.sqlite.loyalty import SqliteLoyaltyStore
-from adapters.sqlite.offers import SqliteOfferStore
-from adapters.sqlite.orders import SqliteOrderStore
-from adapters.sqlite.outbox import SqliteOutboxStore
-from adapters.sqlite.profiles import SqliteProfileStore
-from adapters.sqlite.suppressions import SqliteSuppressionStore
 from app.admin import AdminService
 from app.auth import AccountService, ApiKeyService, Authenticator, TokenService
-from app.bidding import auction
-from app.bidding.campaigns import CampaignService
-from app.bidding.gateway import BidGateway
-from app.bidding.models import ModelHolder
-from app.bidding.notices import BidLedger, NoticeService
-from app.bidding.processor import BidProcessor
-from app.bidding.profiles import ProfileCache
-from app.bidding.simulator import run_traffic
-from app.channels.activation import ActivationService
-from app.channels.analytics import EmailAnalytics, load_verification_key
-from app.channels.email import EmailService
-from app.channels.inapp import InAppService
-from app.channels.ingest import IngestService, WebActivity
-from app.channels.sink import Mailbox
-from app.channels.suppression import SuppressionService
+from app.bidding import wiring as bidding_wiring
+from app.channels import wiring as channels_wiring
 from app.config import Config
 from app.eventlog import EventLog
 from app.hub import Hub
 from app.idempotency import IdempotencyService
-from app.loyalty.service import LoyaltyService
+from app.infra import Infra
+from app.loyalty import wiring as loyalty_wiring
 from app.ratelimit import RateLimiter, TokenBuckets
-from app.retail.catalog import CatalogService
-from app.retail.events import OrderCancelled, OrderPaid
-from app.retail.offers import OfferService
-from app.retail.orders import OrderService
-from app.retail.ranking import Ranker
+from app.retail import wiring as retail_wiring
 from app.runtime.bus import Bus
 from app.runtime.clock import Clock, SystemClock
 from app.runtime.health import Health
@@ -64,8 +31,6 @@ from app.runtime.metrics import Metrics
 from app.runtime.supervisor import Supervisor
 from app.secrets import with_secrets
 from app.urls import PublicUrls
-from ml.batcher import Batcher
-from ml.providers import build_providers
 
 log = logging.getLogger("contrail")
 
@@ -129,64 +94,65 @@ class Platform:
                                                 name="rate_limit_exchange"),
                                    metrics)
         self.supervisor.add_periodic("idempotency_purge", 300, self._purge_idempotency)
-        self._build_loyalty(config)  # first: bidding reads members' features, and it subscribes to retail
-        self._build_bidding(config)
-        self._build_retail(config)
-        self._build_channels(config)
-        self._register_caches()
-
-    def _build_bidding(self, config: Config) -> None:
-        b, inf = config.bidding, config.inference
-        self.campaign_store = SqliteCampaignStore(self.records_db)
-        self.profile_store = SqliteProfileStore(self.records_db)
-        self.delivery = SqliteDeliveryStore(self.records_db)
-        self.campaigns = CampaignService(self.campaign_store, self.delivery, self.clock, pacing_slack=b.pacing_slack)
-        self.profiles = ProfileCache(self.profile_store, self.clock, l1_size=b.profile_l1_size,
-                                     l2_ttl_s=b.profile_l2_ttl_s, metrics=self.metrics)
-        self.model = ModelHolder(inf.model_path, self.metrics)
-        self.providers = build_providers()
-        self.batcher = Batcher(self.providers[inf.provider], self.model, max_batch=inf.max_batch,
-                               max_wait_us=inf.max_wait_us, max_queue=inf.max_queue, timeout_ms=inf.timeout_ms,
-                               on_batch=self._observe_batch, settle=auction.settle)
-        self.metrics.watch_queue("inference", lambda: self.batcher.depth)
-        self.bid_ledger = BidLedger(self.clock)
-        self.bidder = BidProcessor(b, self.campaigns, self.profiles, self.delivery, self.batcher, self.bid_ledger,
-                                   self.clock, self.event_log.log_event, self.public_urls.notices(),
-                                   loyalty_features=self.loyalty.features)
-        self.public_urls.on_change(lambda: self.bidder.set_notice_base(self.public_urls.notices()))
-        self.bid_gateway = BidGateway(self.bidder, self.metrics)
-        self.notices = NoticeService(self.bid_ledger, self.delivery, self.clock, self.event_log.log_event,
-                                     self.metrics)
-        self.supervisor.add_periodic("bid_ledger_sweep", 1.0, self.bid_ledger.sweep)
-        if config.demo.traffic_per_s > 0:
-            self.supervisor.add("demo_traffic", lambda: run_traffic(self.bid_gateway, self.notices,
-                                                                    config.demo.traffic_per_s))
-
-    def _build_retail(self, config: Config) -> None:
-        self.catalog_store = SqliteCatalogStore(self.records_db)
-        self.offer_store = SqliteOfferStore(self.records_db)
-        self.order_store = SqliteOrderStore(self.records_db)
-        self.catalog = CatalogService(self.catalog_store, self.order_store)
-        rc = config.ranking
-        self.remote_ranker = RemoteRanker(rc.remote, rc.remote_api_key) if rc.remote else None
-        self.ranker = Ranker(rc, self.metrics, self.clock, remote=self.remote_ranker)
-        self.offers = OfferService(config.retail, self.catalog, self.offer_store, self.ranker, self.clock,
-                                   self.event_log.log_events, self.metrics)
-        pay = config.payments
-        self.payment_gateway = CardSimulator(self.clock, settle_s=pay.simulator_settle_s,
-                                             slow_s=pay.gateway_timeout_s + 1)
-        self.orders = OrderService(config.retail, pay, self.catalog, self.offers, self.offer_store, self.order_store,
-                                   self.payment_gateway, self.clock, self.event_log.log_event, self.metrics, self.bus)
-        self.metrics.watch_queue("offers_in_memory", lambda: len(self.offer_store))
-        self.supervisor.add_periodic("retail_sweep", config.retail.sweep_interval_s, self.sweep_retail_once)
         self.supervisor.add_periodic("retention", 60, self._retention)
-        self.supervisor.add_periodic("ranking_retrain", config.ranking.retrain_interval_s, self.retrain_ranking_once)
+
+        # Each domain is built by its own wiring, in dependency order: bidding reads loyalty's member
+        # features, channels use loyalty and bidding's profiles; retail and loyalty meet on the bus.
+        infra = Infra(config, self.clock, metrics, self.bus, self.supervisor, self.records_db, self.events_db,
+                      self.event_log, self.hub, self.public_urls)
+        self.loyalty_domain = loyalty_wiring.build(infra)
+        self.bidding = bidding_wiring.build(infra, self.loyalty_domain.loyalty.features)
+        self.retail = retail_wiring.build(infra)
+        self.channels = channels_wiring.build(infra, self.loyalty_domain.loyalty, self.bidding.profiles)
+        # Each domain's services as attributes of the platform too (`platform.orders`), for the edges,
+        # the operator commands and the tests.
+        loyalty_domain = self.loyalty_domain
+        self.loyalty_store = loyalty_domain.loyalty_store
+        self.loyalty = loyalty_domain.loyalty
+        bidding = self.bidding
+        self.campaign_store = bidding.campaign_store
+        self.profile_store = bidding.profile_store
+        self.delivery = bidding.delivery
+        self.campaigns = bidding.campaigns
+        self.profiles = bidding.profiles
+        self.model = bidding.model
+        self.providers = bidding.providers
+        self.batcher = bidding.batcher
+        self.bid_ledger = bidding.bid_ledger
+        self.bidder = bidding.bidder
+        self.bid_gateway = bidding.bid_gateway
+        self.notices = bidding.notices
+        retail = self.retail
+        self.catalog_store = retail.catalog_store
+        self.offer_store = retail.offer_store
+        self.order_store = retail.order_store
+        self.catalog = retail.catalog
+        self.remote_ranker = retail.remote_ranker
+        self.ranker = retail.ranker
+        self.offers = retail.offers
+        self.payment_gateway = retail.payment_gateway
+        self.orders = retail.orders
+        channels = self.channels
+        self.suppression_store = channels.suppression_store
+        self.suppression = channels.suppression
+        self.outbox_store = channels.outbox_store
+        self.email = channels.email
+        self.inapp_hub = channels.inapp_hub
+        self.inapp = channels.inapp
+        self.adaptors = channels.adaptors
+        self.web_activity = channels.web_activity
+        self.activation = channels.activation
+        self.mailbox = channels.mailbox
+        self.ingest = channels.ingest
+        self.email_analytics = channels.email_analytics
+        self._register_caches()
 
     async def sweep_retail_once(self) -> dict[str, int]:
         """Expire offers and holds, reconcile stuck payments, archive flown orders (one pass)."""
-        expired_offers = await self.offers.expire_due()
-        counts = await self.orders.sweep()
-        return {"offers_expired": expired_offers, **counts}
+        return await self.retail.sweep_once()
+
+    async def retrain_ranking_once(self, window: int = 50_000) -> bool:
+        return await self.retail.retrain_ranking_once(window)
 
     async def _retention(self) -> None:
         deleted = await self.purge_retained_once()
@@ -200,77 +166,13 @@ class Platform:
         totals = {"offers": 0, "drafts": 0, "events": 0, "impressions": 0}
         while True:
             now = self.clock.now()
-            offers, drafts = await self.offers.purge_expired(chunk)
+            offers, drafts = await self.retail.offers.purge_expired(chunk)
             events = await self.event_log.purge(now - self.config.analytics.retention_days * 86_400, chunk)
-            impressions = await self.delivery.purge(now, chunk)
+            impressions = await self.bidding.delivery.purge(now, chunk)
             for name, n in (("offers", offers), ("drafts", drafts), ("events", events), ("impressions", impressions)):
                 totals[name] += n
             if offers < chunk and drafts < chunk and not events and impressions < chunk:
                 return totals
-
-    async def retrain_ranking_once(self, window: int = 50_000) -> bool:
-        """Fit the acceptance model on recent offers: generated (features) vs accepted."""
-        await self.event_log.flush()
-        log_ = self.event_log
-        generated = await log_.recent_payloads("OfferGenerated", window)
-        accepted = await log_.recent_payloads("OfferAccepted", window)
-
-        def fit() -> bool:
-            # Decoding 50,000 payloads and fitting takes a few hundred ms: on a thread of its own the
-            # loop keeps serving (it gets the GIL back every switch interval) instead of standing still.
-            taken = {msgspec.json.decode(p).get("offer_id") for p in accepted}
-            shown = (msgspec.json.decode(p) for p in generated)
-            return self.ranker.retrain([(g["features"], g["offer_id"] in taken) for g in shown if g.get("features")])
-        return await asyncio.to_thread(fit)
-
-    def _build_loyalty(self, config: Config) -> None:
-        self.loyalty_store = SqliteLoyaltyStore(self.records_db)
-        self.loyalty = LoyaltyService(config.loyalty, self.loyalty_store, self.clock, self.event_log.log_event)
-        self.bus.subscribe(OrderPaid, self._earn_for_order)
-        self.bus.subscribe(OrderCancelled, self._reverse_for_order)
-        self.supervisor.add_periodic("loyalty_expiry", config.loyalty.expiry_interval_s, self.loyalty.expire_due)
-
-    async def _earn_for_order(self, event: OrderPaid) -> None:
-        """A customer's paid order earns stars (a guest's does not: guests have no loyalty account)."""
-        order = event.order
-        kind, _, user_id = order.owner.partition(":")
-        if kind == "user":
-            await self.loyalty.earn(user_id, order.total_cents, "web", f"order:{order.id}", is_digital=True)
-
-    async def _reverse_for_order(self, event: OrderCancelled) -> None:
-        order = event.order
-        if order.owner.startswith("user:") and order.payment is not None and order.payment.status == "approved":
-            await self.loyalty.reverse(f"order:{order.id}")
-
-    def _build_channels(self, config: Config) -> None:
-        self.suppression_store = SqliteSuppressionStore(self.records_db)
-        self.suppression = SuppressionService(self.suppression_store, self.clock)
-        self.outbox_store = SqliteOutboxStore(self.records_db)
-        self.email = EmailService(config.smtp, self.public_urls.links, config.auth.jwt_secret,
-                                  self.outbox_store, self.suppression, self.clock, self.event_log.log_event)
-        self.inapp_hub = Hub(config.websocket.client_queue,
-                             on_drop=lambda s: self.metrics.ws_dropped.labels(s).inc())
-        self.inapp = InAppService(SqliteInboxStore(self.records_db), self.inapp_hub, self.clock)
-        self.adaptors = HttpAdaptors(config.adaptors)
-        self.web_activity = WebActivity(self.clock)
-        self.activation = ActivationService(config.channels, self.loyalty.member, self.email, self.inapp,
-                                            self.adaptors, self.suppression,
-                                            SqliteActivationCountStore(self.records_db), self.clock,
-                                            self.event_log.log_event, self.web_activity.seen)
-        self.mailbox = Mailbox()
-        self.ingest = IngestService(config.ingest, self.loyalty, self.profiles, self.activation, self.web_activity,
-                                    self.clock, self.event_log.log_events)
-        self.supervisor.add_periodic("profile_write_behind", config.ingest.profile_flush_interval_s,
-                                     self.ingest.flush_profiles)
-        self.email_analytics = EmailAnalytics(self.outbox_store, self.suppression, self.clock,
-                                              load_verification_key(config.sendgrid.verification_key),
-                                              allow_unsigned=config.sendgrid.allow_unsigned)
-        self.supervisor.add("email_sender", self.email.run)
-        self.supervisor.add_periodic("suppression_cleanup", 600, self.suppression.purge_expired)
-
-    def _observe_batch(self, calls: int, rows: int, waited_s: float) -> None:
-        self.metrics.batch_calls.observe(calls)
-        self.metrics.batch_wait.observe(waited_s)
 
     async def _purge_idempotency(self) -> None:
         removed = await self.idempotency.purge_expired()

@@ -12,7 +12,7 @@ CACHES = ("verified_tokens", "unknown_api_keys", "rate_limit_ip", "rate_limit_pr
 def test_the_composition_root_sets_no_hook_on_a_built_service():
     """`self.orders.on_paid = ...` is how domains used to meet; they subscribe to the bus instead."""
     offenders = []
-    for path in (ROOT / "app" / "platform.py", ROOT / "app" / "main.py"):
+    for path in (ROOT / "app" / "platform.py", ROOT / "app" / "main.py", *(ROOT / "app").glob("*/wiring.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             # a function, method or object handed to a built service (flags and numbers are state, not hooks)
             hooked = isinstance(node, ast.Assign) and not isinstance(node.value, ast.Constant)

@@ -1,0 +1,74 @@
+"""Builds the bidding domain: campaigns and pacing, profiles, the scoring batcher, the bid pipeline every
+protocol calls, notices, and the demo traffic when configured."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from adapters.sqlite.campaigns import SqliteCampaignStore
+from adapters.sqlite.delivery import SqliteDeliveryStore
+from adapters.sqlite.profiles import SqliteProfileStore
+from app.bidding import auction
+from app.bidding.campaigns import CampaignService
+from app.bidding.gateway import BidGateway
+from app.bidding.models import ModelHolder
+from app.bidding.notices import BidLedger, NoticeService
+from app.bidding.processor import BidProcessor
+from app.bidding.profiles import ProfileCache
+from app.bidding.simulator import run_traffic
+from app.infra import Infra
+from ml.batcher import Batcher
+from ml.providers import Provider, build_providers
+
+
+@dataclass
+class Bidding:
+    campaign_store: SqliteCampaignStore
+    profile_store: SqliteProfileStore
+    delivery: SqliteDeliveryStore
+    campaigns: CampaignService
+    profiles: ProfileCache
+    model: ModelHolder
+    providers: dict[str, Provider]
+    batcher: Batcher
+    bid_ledger: BidLedger
+    bidder: BidProcessor
+    bid_gateway: BidGateway
+    notices: NoticeService
+
+
+def build(infra: Infra, loyalty_features: Callable[[str], np.ndarray | None]) -> Bidding:
+    config, clock, metrics = infra.config, infra.clock, infra.metrics
+    b, inf = config.bidding, config.inference
+    campaign_store = SqliteCampaignStore(infra.records_db)
+    profile_store = SqliteProfileStore(infra.records_db)
+    delivery = SqliteDeliveryStore(infra.records_db)
+    campaigns = CampaignService(campaign_store, delivery, clock, pacing_slack=b.pacing_slack)
+    profiles = ProfileCache(profile_store, clock, l1_size=b.profile_l1_size, l2_ttl_s=b.profile_l2_ttl_s,
+                            metrics=metrics)
+    model = ModelHolder(inf.model_path, metrics)
+    providers = build_providers()
+
+    def observe_batch(calls: int, rows: int, waited_s: float) -> None:
+        metrics.batch_calls.observe(calls)
+        metrics.batch_wait.observe(waited_s)
+
+    batcher = Batcher(providers[inf.provider], model, max_batch=inf.max_batch, max_wait_us=inf.max_wait_us,
+                      max_queue=inf.max_queue, timeout_ms=inf.timeout_ms, on_batch=observe_batch,
+                      settle=auction.settle)
+    metrics.watch_queue("inference", lambda: batcher.depth)
+    ledger = BidLedger(clock)
+    urls = infra.public_urls
+    bidder = BidProcessor(b, campaigns, profiles, delivery, batcher, ledger, clock, infra.event_log.log_event,
+                          urls.notices(), loyalty_features=loyalty_features)
+    urls.on_change(lambda: bidder.set_notice_base(urls.notices()))
+    gateway = BidGateway(bidder, metrics)
+    notices = NoticeService(ledger, delivery, clock, infra.event_log.log_event, metrics)
+    infra.supervisor.add_periodic("bid_ledger_sweep", 1.0, ledger.sweep)
+    if config.demo.traffic_per_s > 0:
+        infra.supervisor.add("demo_traffic", lambda: run_traffic(gateway, notices, config.demo.traffic_per_s))
+    return Bidding(campaign_store, profile_store, delivery, campaigns, profiles, model, providers, batcher, ledger,
+                   bidder, gateway, notices)

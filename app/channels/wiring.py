@@ -1,0 +1,65 @@
+"""Builds the channels domain: suppression, the email outbox and sender, in-app messages, push/SMS/paid-media
+providers, activation, omnichannel ingest and email analytics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from adapters.http.providers import HttpAdaptors
+from adapters.sqlite.activations import SqliteActivationCountStore
+from adapters.sqlite.inbox import SqliteInboxStore
+from adapters.sqlite.outbox import SqliteOutboxStore
+from adapters.sqlite.suppressions import SqliteSuppressionStore
+from app.bidding.profiles import ProfileCache
+from app.channels.activation import ActivationService
+from app.channels.analytics import EmailAnalytics, load_verification_key
+from app.channels.email import EmailService
+from app.channels.inapp import InAppService
+from app.channels.ingest import IngestService, WebActivity
+from app.channels.sink import Mailbox
+from app.channels.suppression import SuppressionService
+from app.hub import Hub
+from app.infra import Infra
+from app.loyalty.service import LoyaltyService
+
+
+@dataclass
+class Channels:
+    suppression_store: SqliteSuppressionStore
+    suppression: SuppressionService
+    outbox_store: SqliteOutboxStore
+    email: EmailService
+    inapp_hub: Hub
+    inapp: InAppService
+    adaptors: HttpAdaptors
+    web_activity: WebActivity
+    activation: ActivationService
+    mailbox: Mailbox
+    ingest: IngestService
+    email_analytics: EmailAnalytics
+
+
+def build(infra: Infra, loyalty: LoyaltyService, profiles: ProfileCache) -> Channels:
+    config, clock, metrics, log_event = infra.config, infra.clock, infra.metrics, infra.event_log.log_event
+    suppression_store = SqliteSuppressionStore(infra.records_db)
+    suppression = SuppressionService(suppression_store, clock)
+    outbox_store = SqliteOutboxStore(infra.records_db)
+    email = EmailService(config.smtp, infra.public_urls.links, config.auth.jwt_secret, outbox_store, suppression,
+                         clock, log_event)
+    inapp_hub = Hub(config.websocket.client_queue, on_drop=lambda s: metrics.ws_dropped.labels(s).inc())
+    inapp = InAppService(SqliteInboxStore(infra.records_db), inapp_hub, clock)
+    adaptors = HttpAdaptors(config.adaptors)
+    web_activity = WebActivity(clock)
+    activation = ActivationService(config.channels, loyalty.member, email, inapp, adaptors, suppression,
+                                   SqliteActivationCountStore(infra.records_db), clock, log_event, web_activity.seen)
+    ingest = IngestService(config.ingest, loyalty, profiles, activation, web_activity, clock,
+                           infra.event_log.log_events)
+    verification_key = load_verification_key(config.sendgrid.verification_key)
+    analytics = EmailAnalytics(outbox_store, suppression, clock, verification_key,
+                               allow_unsigned=config.sendgrid.allow_unsigned)
+    supervisor = infra.supervisor
+    supervisor.add_periodic("profile_write_behind", config.ingest.profile_flush_interval_s, ingest.flush_profiles)
+    supervisor.add("email_sender", email.run)
+    supervisor.add_periodic("suppression_cleanup", 600, suppression.purge_expired)
+    return Channels(suppression_store, suppression, outbox_store, email, inapp_hub, inapp, adaptors, web_activity,
+                    activation, Mailbox(), ingest, analytics)

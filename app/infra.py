@@ -1,0 +1,29 @@
+"""What every domain's wiring is built from: the configuration, the shared runtime and the two databases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from adapters.sqlite.db import Database
+from app.config import Config
+from app.eventlog import EventLog
+from app.hub import Hub
+from app.runtime.bus import Bus
+from app.runtime.clock import Clock
+from app.runtime.metrics import Metrics
+from app.runtime.supervisor import Supervisor
+from app.urls import PublicUrls
+
+
+@dataclass(frozen=True)
+class Infra:
+    config: Config
+    clock: Clock
+    metrics: Metrics
+    bus: Bus
+    supervisor: Supervisor
+    records_db: Database      # the system of record
+    events_db: Database       # the analytics event log
+    event_log: EventLog
+    hub: Hub                  # the admin event stream
+    public_urls: PublicUrls

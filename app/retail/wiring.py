@@ -1,0 +1,77 @@
+"""Builds the retail domain: the catalog, offers and their ranking (local, or a remote ranker when configured),
+orders and the payment gateway; sweeps expired offers and holds, and retrains the ranking from outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import msgspec
+
+from adapters.grpc.ranker import RemoteRanker
+from adapters.payments.simulator import CardSimulator
+from adapters.sqlite.catalog import SqliteCatalogStore
+from adapters.sqlite.offers import SqliteOfferStore
+from adapters.sqlite.orders import SqliteOrderStore
+from app.eventlog import EventLog
+from app.infra import Infra
+from app.retail.catalog import CatalogService
+from app.retail.offers import OfferService
+from app.retail.orders import OrderService
+from app.retail.ranking import Ranker
+
+
+@dataclass
+class Retail:
+    catalog_store: SqliteCatalogStore
+    offer_store: SqliteOfferStore
+    order_store: SqliteOrderStore
+    catalog: CatalogService
+    remote_ranker: RemoteRanker | None
+    ranker: Ranker
+    offers: OfferService
+    payment_gateway: CardSimulator
+    orders: OrderService
+    event_log: EventLog
+
+    async def sweep_once(self) -> dict[str, int]:
+        """Expire offers and holds, reconcile stuck payments, archive flown orders (one pass)."""
+        expired_offers = await self.offers.expire_due()
+        counts = await self.orders.sweep()
+        return {"offers_expired": expired_offers, **counts}
+
+    async def retrain_ranking_once(self, window: int = 50_000) -> bool:
+        """Fit the acceptance model on recent offers: generated (features) vs accepted."""
+        await self.event_log.flush()
+        generated = await self.event_log.recent_payloads("OfferGenerated", window)
+        accepted = await self.event_log.recent_payloads("OfferAccepted", window)
+
+        def fit() -> bool:
+            # Decoding 50,000 payloads and fitting takes a few hundred ms: on a thread of its own the
+            # loop keeps serving (it gets the GIL back every switch interval) instead of standing still.
+            taken = {msgspec.json.decode(p).get("offer_id") for p in accepted}
+            shown = (msgspec.json.decode(p) for p in generated)
+            return self.ranker.retrain([(g["features"], g["offer_id"] in taken) for g in shown if g.get("features")])
+        return await asyncio.to_thread(fit)
+
+
+def build(infra: Infra) -> Retail:
+    config, clock, metrics = infra.config, infra.clock, infra.metrics
+    catalog_store = SqliteCatalogStore(infra.records_db)
+    offer_store = SqliteOfferStore(infra.records_db)
+    order_store = SqliteOrderStore(infra.records_db)
+    catalog = CatalogService(catalog_store, order_store)
+    rc = config.ranking
+    remote = RemoteRanker(rc.remote, rc.remote_api_key) if rc.remote else None
+    ranker = Ranker(rc, metrics, clock, remote=remote)
+    offers = OfferService(config.retail, catalog, offer_store, ranker, clock, infra.event_log.log_events, metrics)
+    pay = config.payments
+    gateway = CardSimulator(clock, settle_s=pay.simulator_settle_s, slow_s=pay.gateway_timeout_s + 1)
+    orders = OrderService(config.retail, pay, catalog, offers, offer_store, order_store, gateway, clock,
+                          infra.event_log.log_event, metrics, infra.bus)
+    metrics.watch_queue("offers_in_memory", lambda: len(offer_store))
+    domain = Retail(catalog_store, offer_store, order_store, catalog, remote, ranker, offers, gateway, orders,
+                    infra.event_log)
+    infra.supervisor.add_periodic("retail_sweep", config.retail.sweep_interval_s, domain.sweep_once)
+    infra.supervisor.add_periodic("ranking_retrain", rc.retrain_interval_s, domain.retrain_ranking_once)
+    return domain
