@@ -1,10 +1,11 @@
 """The interfaces the domain (app/) holds its stores by.
 
-app/ depends on these Protocols only; `app/platform.py`, the composition root, builds the
-SQLite implementations in state/. A deployment that outgrows one node can write adapters
-for PostgreSQL, Redis or ClickHouse against the same Protocols without touching the
-domain code. `tests/test_ports.py` checks that every SQLite store satisfies its Protocol,
-signature by signature, and that app/ names no SQLite store outside the composition root.
+app/ depends on these Protocols only; the composition root (`app/platform.py` and each domain's
+`wiring.py`) builds the SQLite implementations in adapters/sqlite/. A deployment that outgrows
+one node can write adapters for PostgreSQL, Redis or ClickHouse against the same Protocols
+without touching the domain code. `tests/unit/state/test_ports.py` checks that every SQLite
+store satisfies its Protocol, signature by signature, and that nothing but the composition
+root imports an adapter.
 
 A `Statement` is opaque to app/: a store builds it (`insert`, `update`, `append`, ...)
 and a store of the same backend commits it with `write`, together with statements from

@@ -1,0 +1,183 @@
+import re
+
+import msgspec
+import pytest
+
+from app.config import Config, ConfigError, load_config, markdown_table, section_fields
+from tests.conftest import ROOT
+
+
+def test_defaults_match_the_contract():
+    config = load_config(None, env={})
+    assert config.server.port == 8080
+    assert config.grpc.port == 9090
+    assert config.storage.data_dir == "var"
+    assert config.analytics.queue_capacity == 100_000
+    assert config.analytics.flush_rows == 10_000
+    assert config.analytics.flush_interval_ms == 1000
+    assert config.server.max_body_bytes == 1_048_576
+
+
+def test_environment_overrides_every_section_with_typed_values():
+    env = {"CONTRAIL__SERVER__HOST": "0.0.0.0", "CONTRAIL__SERVER__PORT": "8181",
+           "CONTRAIL__GRPC__PORT": "9191", "CONTRAIL__STORAGE__DATA_DIR": "/tmp/x",
+           "CONTRAIL__SERVER__PRODUCTION": "false", "CONTRAIL__RATELIMIT__IP_PER_S": "2.5"}
+    config = load_config(None, env=env)
+    assert (config.server.host, config.server.port, config.grpc.port) == ("0.0.0.0", 8181, 9191)
+    assert config.storage.data_dir == "/tmp/x"
+    assert config.ratelimit.ip_per_s == 2.5
+
+
+def test_environment_beats_the_file(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[server]\nport = 7000\n[grpc]\nport = 7001\n")
+    config = load_config(path, env={"CONTRAIL__SERVER__PORT": "7002"})
+    assert (config.server.port, config.grpc.port) == (7002, 7001)
+
+
+@pytest.mark.parametrize("env, file, needle", [
+    ({"CONTRAIL__SERVER__PORT": "eighty"}, "", "server.port"),
+    ({"CONTRAIL__SERVER__PORT": "70000"}, "", "server.port"),
+    ({"CONTRAIL__SERVER__NOPE": "1"}, "", "server.nope"),
+    ({"CONTRAIL__NOPE__PORT": "1"}, "", "nope"),
+    ({}, "[server]\nbogus = 1\n", "bogus"),
+    ({}, "[storage]\nsynchronous = 'OFF'\n", "storage.synchronous"),
+    ({"CONTRAIL__STORAGE__CHECKPOINT_INTERVAL_MS": "0"}, "", "storage.checkpoint_interval_ms"),
+    ({"CONTRAIL__STORAGE__WAL_RESTART_FRAMES": "10"}, "", "storage.wal_restart_frames"),
+    ({}, "[server\n", "not valid TOML"),
+    ({"CONTRAIL__SERVER__PRODUCTION": "true"}, "", "auth.jwt_secret"),
+])
+def test_bad_values_name_the_key(tmp_path, env, file, needle):
+    path = tmp_path / "c.toml"
+    path.write_text(file)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env=env)
+    assert needle in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+# One refused value for every range, pattern and cross-value rule on the config: (section.key, value).
+RULES = [
+    ("server.port", "-1"), ("grpc.port", "65536"), ("smtp.port", "70000"),
+    ("server.max_body_bytes", "1023"), ("grpc.max_message_bytes", "1023"), ("grpc.max_message_bytes", "2147483648"),
+    ("server.shutdown_grace_s", "-0.1"), ("server.max_connections", "0"), ("server.header_timeout_s", "0"),
+    ("server.body_timeout_s", "0"), ("server.keepalive_timeout_s", "-1"),
+    ("storage.max_group_size", "0"), ("storage.checkpoint_interval_ms", "9"), ("storage.wal_restart_frames", "99"),
+    ("analytics.queue_capacity", "0"), ("analytics.flush_rows", "0"), ("analytics.flush_interval_ms", "0"),
+    ("analytics.retention_days", "0"),
+    ("auth.jwt_secret", "x" * 31),
+    ("ratelimit.ip_per_s", "0"), ("ratelimit.principal_per_s", "nan"), ("ratelimit.ip_burst", "0"),
+    ("ratelimit.principal_burst", "0"),
+    ("websocket.client_queue", "0"),
+    ("bidding.batch_size", "0"), ("bidding.batch_size", "1025"),
+    ("bidding.currency_rates", '{"EUR": 1.08}'), ("bidding.currency_rates", '{"USD": 1.0, "EUR": 0}'),
+    ("bidding.pacing_slack", "1.5"), ("bidding.pacing_slack", "-0.1"), ("bidding.profile_l1_size", "0"),
+    ("bidding.profile_l2_ttl_s", "0"), ("bidding.exchange_per_s", "0"), ("bidding.stream_max_in_flight", "0"),
+    ("bidding.notice_base_url", "ftp://example.com"),
+    ("demo.traffic_per_s", "10001"), ("demo.traffic_per_s", "-1"),
+    ("inference.max_batch", "0"), ("inference.max_wait_us", "-1"), ("inference.max_queue", "0"),
+    ("inference.timeout_ms", "0"),
+    ("retail.offer_ttl_s", "0"), ("retail.hold_ttl_s", "0"), ("retail.tax_percent", "100.5"),
+    ("retail.tax_percent", "-1"), ("retail.booking_fee_cents", "-1"), ("retail.max_passengers", "0"),
+    ("retail.max_passengers", "51"), ("retail.max_offers", "2"), ("retail.max_offers", "21"),
+    ("retail.quote_ttl_s", "0"), ("retail.archive_after_days", "-1"), ("retail.sweep_interval_s", "0"),
+    ("retail.draft_cache_size", "0"), ("retail.offer_retention_days", "0"),
+    ("payments.webhook_secret", "too-short"), ("payments.gateway_timeout_s", "0"),
+    ("payments.pending_timeout_s", "0"), ("payments.simulator_settle_s", "-1"),
+    ("ranking.remote", "http://ranker:50051"), ("ranking.remote", "ranker:123456"), ("ranking.remote_share", "1.01"),
+    ("ranking.remote_deadline_ms", "0"), ("ranking.breaker_failures", "0"), ("ranking.breaker_slow_ms", "0"),
+    ("ranking.breaker_open_s", "0"), ("ranking.breaker_successes", "0"), ("ranking.retrain_interval_s", "0"),
+    ("ranking.min_training_offers", "9"),
+    ("loyalty.gold_stars", "0"), ("loyalty.reserve_stars", "0"), ("loyalty.green_expiry_months", "0"),
+    ("loyalty.green_expiry_months", "121"), ("loyalty.birthday_stars", "-1"), ("loyalty.birthday_stars", "10001"),
+    ("loyalty.channel_bonus", '{"mobile_app": 10.5}'), ("loyalty.channel_bonus", '{"kiosk": -0.1}'),
+    ("loyalty.expiry_interval_s", "0"),
+    ("smtp.pool_size", "0"), ("smtp.pool_size", "65"), ("smtp.rate_per_s", "0"), ("smtp.max_attempts", "0"),
+    ("smtp.retry_backoff_s", "-1"), ("smtp.timeout_s", "0"),
+    ("channels.public_base_url", "example.com"), ("channels.max_per_customer_per_day", "0"),
+    ("ingest.enabled_sources", '["pos", "fax"]'), ("ingest.check_in_stars", "-1"),
+    ("ingest.check_in_stars", "10001"), ("ingest.max_pending_triggers", "-1"),
+    ("ingest.profile_flush_interval_s", "0"),
+    ("adaptors.push_url", "push.example.com"), ("adaptors.sms_url", "ftp://sms.example.com"),
+    ("adaptors.paid_media_url", " https://media.example.com"), ("adaptors.timeout_s", "0"),
+    ("adaptors.max_attempts", "0"),
+    ("sendgrid.verification_key", "bm90IGEga2V5"),
+]
+
+
+@pytest.mark.parametrize("key, value", RULES, ids=[f"{key}={value}" for key, value in RULES])
+def test_every_rule_refuses_with_one_line_naming_the_key(key, value):
+    section, name = key.split(".")
+    with pytest.raises(ConfigError) as err:
+        load_config(None, env={f"CONTRAIL__{section.upper()}__{name.upper()}": value})
+    message = str(err.value)
+    assert message.startswith(f"config: {key}"), message
+    assert "\n" not in message and "regex" not in message
+
+
+def test_every_constrained_key_has_a_refusal_case():
+    constrained = set()
+    for section, info in zip(Config.__struct_fields__, msgspec.structs.fields(Config), strict=True):
+        for field in msgspec.structs.fields(info.type):
+            if "Meta(" in repr(field.type) or "Literal" in repr(field.type) or field.name in {
+                    "jwt_secret", "webhook_secret", "currency_rates", "verification_key"}:
+                constrained.add(f"{section}.{field.name}")
+    literals = {"server.log_level", "storage.synchronous", "inference.provider"}  # covered by msgspec's enum check
+    assert constrained - literals - {key for key, _ in RULES} == set()
+
+
+@pytest.mark.parametrize("key, value", [
+    ("server.port", "0"), ("server.port", "65535"), ("server.max_body_bytes", "1024"),
+    ("grpc.max_message_bytes", "2147483647"), ("auth.jwt_secret", "x" * 32), ("payments.webhook_secret", ""),
+    ("bidding.currency_rates", '{"USD": 1.0}'), ("bidding.pacing_slack", "0"), ("bidding.pacing_slack", "1"),
+    ("bidding.notice_base_url", "https://bids.example.com"), ("channels.public_base_url", "http://localhost:8080"),
+    ("ranking.remote", "ranker.internal:50051"), ("ranking.remote", ""), ("retail.max_offers", "3"),
+    ("loyalty.channel_bonus", '{"mobile_app": 10, "kiosk": 0}'), ("ingest.enabled_sources", "[]"),
+    ("ingest.enabled_sources", '["iot", "pos"]'), ("demo.traffic_per_s", "10000"), ("adaptors.sms_url", ""),
+])
+def test_values_on_the_edge_of_a_rule_are_accepted(key, value):
+    section, name = key.split(".")
+    config = load_config(None, env={f"CONTRAIL__{section.upper()}__{name.upper()}": value})
+    assert getattr(getattr(config, section), name) is not None
+
+
+def test_the_defaults_meet_every_constraint():
+    # msgspec checks constraints when converting, not on defaults: convert the defaults back in to check them.
+    defaults = Config()
+    assert msgspec.convert(msgspec.to_builtins(defaults), Config) == defaults
+    assert load_config(None, env={}) == defaults
+
+
+def test_production_needs_its_secrets_set():
+    env = {"CONTRAIL__SERVER__PRODUCTION": "1", "CONTRAIL__AUTH__JWT_SECRET": "a-long-real-secret-from-the-vault"}
+    with pytest.raises(ConfigError, match="payments.webhook_secret"):
+        load_config(None, env=env)
+    config = load_config(None, env={**env, "CONTRAIL__PAYMENTS__WEBHOOK_SECRET": "another-long-secret-from-the-vault"})
+    assert config.server.production and config.auth.jwt_secret == "a-long-real-secret-from-the-vault"
+
+
+def test_every_config_key_is_documented_in_the_operations_guide_and_config_toml():
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    toml = (ROOT / "config.toml").read_text()
+    missing_guide, missing_toml = [], []
+    for section, fields in section_fields().items():
+        for key in fields:
+            if f"`{section}.{key}`" not in guide:
+                missing_guide.append(f"{section}.{key}")
+            if not re.search(rf"^\[{section}\][^\[]*^#?\s*{key}\s*=", toml, re.MULTILINE | re.DOTALL):
+                missing_toml.append(f"{section}.{key}")
+    assert not missing_guide, f"undocumented in docs/operations.md: {missing_guide}"
+    assert not missing_toml, f"missing from config.toml: {missing_toml}"
+    assert markdown_table(ROOT / "config.toml") in guide, "docs/operations.md's config table is stale: run `make docs`"
+
+
+def test_shipped_config_toml_loads():
+    config = load_config(ROOT / "config.toml", env={})
+    assert config.server.port == 8080
+    assert msgspec.convert(msgspec.to_builtins(config), Config) == config
+
+
+def test_a_bad_verification_key_stops_the_start():
+    from app.config import ConfigError, load_config
+    with pytest.raises(ConfigError, match="sendgrid.verification_key"):
+        load_config(None, env={"CONTRAIL__SENDGRID__VERIFICATION_KEY": "bm90IGEga2V5"})

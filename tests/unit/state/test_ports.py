@@ -1,0 +1,69 @@
+"""app/ holds its stores by the Protocols in state/ports.py; the SQLite stores in adapters/sqlite/ satisfy them,
+and nothing but the composition root and the adapters themselves names an adapter."""
+
+import ast
+import inspect
+
+import pytest
+
+import state.ports as ports
+from adapters.sqlite.db import Database
+from adapters.sqlite.migrate import Migration
+from tests.conftest import ROOT
+
+PROTOCOLS = {name: obj for name, obj in vars(ports).items()
+             if inspect.isclass(obj) and getattr(obj, "_is_protocol", False) and obj.__module__ == ports.__name__}
+
+
+def _implementations():
+    import importlib
+    found = {}
+    for path in sorted((ROOT / "adapters" / "sqlite").glob("*.py")):
+        module = importlib.import_module(f"adapters.sqlite.{path.stem}")
+        for name, cls in vars(module).items():
+            if inspect.isclass(cls) and name.startswith("Sqlite") and cls.__module__ == module.__name__:
+                found[name.removeprefix("Sqlite")] = cls
+    return found
+
+
+def _members(cls) -> dict[str, object]:
+    return {name: value for name, value in vars(cls).items() if not name.startswith("_") and callable(
+        value.__func__ if isinstance(value, staticmethod) else value)}
+
+
+def test_every_sqlite_store_has_a_protocol_and_the_reverse():
+    assert set(_implementations()) == set(PROTOCOLS)
+    assert len(PROTOCOLS) >= 15
+
+
+@pytest.mark.parametrize("name", sorted(PROTOCOLS))
+def test_sqlite_store_matches_its_protocol_signature_by_signature(name, tmp_path):
+    protocol, impl = PROTOCOLS[name], _implementations()[name]
+    store = impl(Database(tmp_path / "x.db", [Migration(1, "x", "SELECT 1")]))
+    assert isinstance(store, protocol)
+    for method, declared in _members(protocol).items():
+        actual = inspect.getattr_static(impl, method)
+        static = isinstance(actual, staticmethod)
+        function = actual.__func__ if static else actual
+        assert inspect.iscoroutinefunction(function) == inspect.iscoroutinefunction(declared), method
+        wanted = list(inspect.signature(declared).parameters.values())[1:]  # without self
+        got = list(inspect.signature(function).parameters.values())[0 if static else 1:]
+        assert [(p.name, p.kind, p.default) for p in got] == [(p.name, p.kind, p.default) for p in wanted], method
+
+
+def test_no_layer_but_the_composition_root_imports_an_adapter():
+    """Dependencies point down: handlers, domains, entities and models never import adapters/."""
+    offenders = []
+    for layer in ("app", "handlers", "state", "ml"):
+        for path in sorted((ROOT / layer).rglob("*.py")):
+            where = path.relative_to(ROOT).as_posix()
+            # the composition root: the platform, the app, and each domain's wiring (where it meets adapters)
+            if where in ("app/platform.py", "app/main.py", "app/infra.py") or where.endswith("/wiring.py"):
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "adapters":
+                    offenders.append(f"{path.relative_to(ROOT)}: from {node.module}")
+                elif isinstance(node, ast.Import):
+                    offenders += [f"{path.relative_to(ROOT)}: import {a.name}" for a in node.names
+                                  if a.name.split(".")[0] == "adapters"]
+    assert offenders == []
