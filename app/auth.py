@@ -270,8 +270,10 @@ class Authenticator:
         principal = self._tokens.verify(token.strip())
         # A signature alone is not enough: the account must exist (a leaked or guessed secret
         # cannot mint an admin out of nothing, and a deleted account's tokens stop working).
-        if principal.kind == "user" and self._accounts.get(principal.id) is None:
-            raise Unauthenticated("bearer token names no account")
+        if principal.kind == "user":
+            account = self._accounts.get(principal.id)
+            if account is None or account.role != principal.role:
+                raise Unauthenticated("bearer token names no account with that role")
         return principal
 
 

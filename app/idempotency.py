@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 from typing import Literal
 
 import msgspec
@@ -22,15 +23,17 @@ class Replay(msgspec.Struct, frozen=True):
 
 
 class IdempotencyService:
-    def __init__(self, store: IdempotencyStore, clock: Clock, ttl_s: int) -> None:
+    def __init__(self, store: IdempotencyStore, clock: Clock, ttl_s: int, secret: str) -> None:
         self._store = store
+        # Bodies can hold passwords (a signed-in caller may register or sign in with a key): their stored
+        # fingerprint is keyed with the node's secret, so a copy of the database offers no fast guessing.
+        self._key = hashlib.sha256(b"idempotency fingerprint:" + secret.encode()).digest()
         self._clock = clock
         self._ttl = ttl_s
         self._in_flight: set[tuple[str, str]] = set()
 
-    @staticmethod
-    def fingerprint(method: str, path: str, body: bytes) -> str:
-        return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()
+    def fingerprint(self, method: str, path: str, body: bytes) -> str:
+        return hmac.new(self._key, method.encode() + b" " + path.encode() + b"\n" + body, hashlib.sha256).hexdigest()
 
     def begin(self, scope: str, key: str, fingerprint: str) -> Replay | Literal["new"]:
         """Either the stored response to replay, or "new" (and the key is now in flight)."""

@@ -13,7 +13,9 @@ from app.errors import InvalidInput
 
 MAX_DEPTH = 64
 
-_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+# A string ends at its closing quote or, unclosed, at the end of the text: never a scan that backtracks over
+# the rest of the body from every quote (quadratic on a body of escaped quotes).
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*(?:"|\Z)', re.S)
 # Keep what delimits strings and nesting (every bracket as [ or ]: one kind of pair to peel).
 _BRACKETS = bytes.maketrans(b"{}", b"[]")
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"\\')

@@ -85,7 +85,8 @@ class Platform:
         self.api_keys = ApiKeyService(self.api_key_store, self.clock)
         self.admin = AdminService(self.accounts, self.api_keys, self.audit_store, self.clock,
                                   self.event_log.log_event)
-        self.idempotency = IdempotencyService(self.idempotency_store, self.clock, config.idempotency.ttl_s)
+        self.idempotency = IdempotencyService(self.idempotency_store, self.clock, config.idempotency.ttl_s,
+                                              config.auth.jwt_secret)
         self.authenticator = Authenticator(self.api_keys, self.tokens, self.accounts)
         rl = config.ratelimit
         self.limiter = RateLimiter(TokenBuckets(rl.ip_per_s, rl.ip_burst, name="rate_limit_ip"),
@@ -146,6 +147,8 @@ class Platform:
         self.ingest = channels.ingest
         self.email_analytics = channels.email_analytics
         self._register_caches()
+        for name, drain in self.bus.drains():  # queued subscribers, drained under the supervisor
+            self.supervisor.add(name, drain)
 
     async def sweep_retail_once(self) -> dict[str, int]:
         """Expire offers and holds, reconcile stuck payments, archive flown orders (one pass)."""

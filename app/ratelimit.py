@@ -54,6 +54,14 @@ class RateLimiter:
         self.exchange = exchange
         self._limited = {kind: metrics.rate_limited.labels(kind) for kind in ("ip", "principal")}
 
+    def failed_authentication(self, ip: str) -> None:
+        """Charge refused credentials to their address (exchanges included): RateLimited once it has none left."""
+        try:
+            self.ip.check(ip, "client address")
+        except RateLimited:
+            self._limited["ip"].inc()
+            raise
+
     def check(self, principal: Principal | None, ip: str) -> None:
         """Spend one request's token; RateLimited (429 / RESOURCE_EXHAUSTED) when there is none."""
         try:

@@ -29,14 +29,19 @@ def _load_or_create(path: Path) -> NodeSecrets:
         return msgspec.json.decode(path.read_bytes(), type=NodeSecrets)
     made = NodeSecrets(secrets.token_urlsafe(48), secrets.token_urlsafe(48))
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     # Readable by this user only, written whole before it is visible under its name.
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(msgspec.json.encode(made))
         out.flush()
         os.fsync(out.fileno())
-    os.replace(temporary, path)
+    try:
+        os.link(temporary, path)  # only the first process to start keeps its secrets...
+    except FileExistsError:
+        return msgspec.json.decode(path.read_bytes(), type=NodeSecrets)  # ...every other one reads them
+    finally:
+        os.unlink(temporary)
     return made
 
 

@@ -16,7 +16,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from app import ids, keys
 from app.auth import UNDECIDED, require_role
 from app.config import ServerConfig
-from app.errors import DomainError, InvalidInput, PayloadTooLarge, RateLimited, RequestTimeout
+from app.errors import DomainError, InvalidInput, PayloadTooLarge, RateLimited, RequestTimeout, Unauthenticated
 from app.idempotency import Replay
 from app.runtime.logs import request_id
 from handlers.rest.common import PRINCIPAL, STATIC_ROUTE, encode_json, spec_of
@@ -141,11 +141,17 @@ async def core_middleware(request: web.Request, handler) -> web.StreamResponse:
     server = request.app[keys.CONFIG].server
     try:
         try:
-            await _authenticate(request)
-            if request.body_exists:
-                await _read_body(request, server)
+            limiter = request.app[keys.LIMITER]
+            try:
+                await _authenticate(request)
+            except Unauthenticated:
+                # Refused credentials still cost their address a token: guessing keys is rate limited.
+                limiter.failed_authentication(request.remote or "unknown")
+                raise
             if not request.path.startswith(_UNLIMITED_PREFIXES):
-                request.app[keys.LIMITER].check(request.get(PRINCIPAL), request.remote or "unknown")
+                limiter.check(request.get(PRINCIPAL), request.remote or "unknown")
+            if request.body_exists:  # after the limits: a refused caller's body is never read
+                await _read_body(request, server)
             response = await handler(request)
         except UnreadableBody as exc:
             response = error_response(exc.error)

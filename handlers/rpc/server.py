@@ -131,8 +131,12 @@ class Guard:
         @functools.wraps(func)
         async def call(stream: Stream) -> None:
             try:
-                principal = await self._caller(stream)
                 ip = (stream.peer.addr() or ("unknown",))[0]
+                try:
+                    principal = await self._caller(stream)
+                except Unauthenticated:
+                    self._limiter.failed_authentication(ip)  # guessing keys is rate limited
+                    raise
                 self._limiter.check(principal, ip)
                 CALLER.set((principal, ip))
                 await func(stream)

@@ -214,6 +214,16 @@ async def test_rate_limit_per_ip_answers_429_with_retry_after(aiohttp_client, tm
     assert 'contrail_rate_limited_total{scope="ip"}' in metrics
 
 
+async def test_guessing_credentials_is_rate_limited_and_a_limited_body_is_never_read(aiohttp_client, tmp_path):
+    config = make_config(tmp_path, ratelimit__ip_per_s="1", ratelimit__ip_burst="3")
+    client = await aiohttp_client(create_app(config))
+    statuses = [(await client.get("/v1/me", headers={"X-Api-Key": f"ck_guess{i}"})).status for i in range(5)]
+    assert statuses == [401, 401, 401, 429, 429]  # every refused key costs its address a token
+    # Over its limit, a caller gets 429 before its body is read (not 413 for a body it may not send).
+    resp = await client.post("/v1/auth/guest", data=b"x" * 2_000_000)
+    assert resp.status == 429
+
+
 async def test_rate_limit_per_api_key(aiohttp_client, tmp_path):
     config = make_config(tmp_path, ratelimit__principal_per_s="1", ratelimit__principal_burst="2")
     client = await aiohttp_client(create_app(config))

@@ -41,6 +41,26 @@ async def test_secrets_are_made_on_first_start_kept_private_and_survive_a_restar
     assert other.app[CONFIG].auth.jwt_secret != made.auth.jwt_secret
 
 
+async def test_a_token_whose_role_is_not_its_accounts_grants_nothing(client, customer_headers):
+    """A token signed with the node's secret but claiming admin for a customer's account is refused."""
+    me = await (await client.get("/v1/me", headers=customer_headers)).json()
+    forged = _token(client.app[CONFIG].auth.jwt_secret, me["id"], role="admin")
+    resp = await client.get("/v1/admin/audit", headers={"Authorization": f"Bearer {forged}"})
+    assert resp.status == 401
+
+
+def test_processes_starting_together_share_the_first_ones_secrets(tmp_path, monkeypatch):
+    """Two processes making secrets at once: the one that links its file second reads the first one's."""
+    from pathlib import Path
+
+    from app.secrets import FILE_NAME, _load_or_create
+    path = tmp_path / FILE_NAME
+    first = _load_or_create(path)
+    monkeypatch.setattr(Path, "is_file", lambda self: False)  # this process looked before the first one wrote
+    assert _load_or_create(path) == first
+    assert not list(tmp_path.glob("*.tmp"))
+
+
 async def test_configured_secrets_are_used_as_they_are(aiohttp_client, tmp_path, clock):
     config = make_config(tmp_path, auth__jwt_secret="s" * 40, payments__webhook_secret="w" * 40)
     client = await aiohttp_client(create_app(config, clock=clock))

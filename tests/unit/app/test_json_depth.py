@@ -40,3 +40,13 @@ def test_brackets_inside_strings_do_not_count():
 def test_malformed_text_is_left_to_the_decoder():
     assert not nesting_exceeds("[" * 200, 10)  # unbalanced: the decoder reports it
     assert not nesting_exceeds("{]" * 100, 10)
+
+
+def test_an_unclosed_string_of_escaped_quotes_is_checked_in_linear_time():
+    """A megabyte of escaped quotes in a string never closed: the check must not backtrack from every quote
+    (it did, and one anonymous request could stand the event loop still for an hour)."""
+    import time
+    body = b"[" * 65 + b'"' + b'\\"' * 500_000
+    started = time.perf_counter()
+    nesting_exceeds(body)
+    assert time.perf_counter() - started < 0.5
