@@ -184,6 +184,9 @@ async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
     p.health.started = True
     yield
     await p.supervisor.stop()
+    # What the stopped tasks would have done next: profile updates written behind, the providers' session.
+    await p.ingest.flush_profiles()
+    await p.adaptors.close()
 
 
 # A young collection runs when the tracked objects allocated since the last one, less those freed,

@@ -106,3 +106,16 @@ async def test_web_visitors_get_web_personalisation(app_and_relay, clock):
     clock.advance(31 * 86_400)
     assert (await (await client.post("/v1/channels/activate", json=body, headers=staff)).json())["status"] == \
         "unreachable"
+
+
+async def test_profile_updates_still_waiting_are_written_at_shutdown(aiohttp_client, tmp_path, clock):
+    """The write-behind's last batch is not lost to a graceful stop: the next start reads it."""
+    config = make_config(tmp_path, ingest__profile_flush_interval_s="3600")
+    client = await aiohttp_client(create_app(config, clock=clock))
+    _, key = await client.app[PLATFORM].api_keys.create("crm", "admin")
+    event = {"source": "web", "type": "product_view", "user_id": "ivy", "category": "ski trips"}
+    assert (await client.post("/v1/channels/ingest", json=event, headers={"X-Api-Key": key})).status == 200
+    await client.close()
+    client = await aiohttp_client(create_app(config, clock=clock))
+    profile = await client.app[PLATFORM].profiles.get("ivy")
+    assert profile is not None and profile.interests[interest_index("ski trips")] > 0
