@@ -3,12 +3,11 @@
 import json
 
 import pytest
-from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from app.main import GRPC, PLATFORM, create_app
-from handlers.rpc import bidding_grpc, bidding_pb2
+from app.main import PLATFORM, create_app
+from handlers.rpc import bidding_pb2
 from state.profiles import Profile
 from tests.conftest import CUSTOMER, bearer, make_config
 from tests.integration.bidding.helpers import _admin, _client, banner_request, post_bid
@@ -18,18 +17,6 @@ DEEP = "[" * 1000 + "]" * 1000
 
 def deep_object(key: str = "ext") -> dict:
     return {key: json.loads("[" * 100 + "]" * 100)}
-
-
-@pytest.fixture
-async def bidder(aiohttp_client, tmp_path, clock):
-    return await _client(aiohttp_client, tmp_path, clock)
-
-
-@pytest.fixture
-async def stub(bidder):
-    channel = Channel("127.0.0.1", bidder.app[GRPC].port)
-    yield bidding_grpc.BiddingServiceStub(channel), {"x-api-key": bidder.headers["X-Api-Key"]}
-    channel.close()
 
 
 async def test_a_profile_vector_of_the_wrong_length_is_refused_naming_the_field(bidder):

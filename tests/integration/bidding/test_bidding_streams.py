@@ -13,18 +13,6 @@ from tests.conftest import CONFORMANCE
 from tests.integration.bidding.helpers import _client, banner_request, check_response
 
 
-@pytest.fixture
-async def bidder(aiohttp_client, tmp_path, clock):
-    return await _client(aiohttp_client, tmp_path, clock)
-
-
-@pytest.fixture
-async def stub(bidder):
-    channel = Channel("127.0.0.1", bidder.app[GRPC].port)
-    yield bidding_grpc.BiddingServiceStub(channel), {"x-api-key": bidder.headers["X-Api-Key"]}
-    channel.close()
-
-
 async def test_process_bid_over_grpc(stub):
     client, md = stub
     request = banner_request()

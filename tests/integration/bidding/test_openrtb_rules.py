@@ -14,11 +14,6 @@ async def _metric(client, line: str) -> bool:
     return line in await (await client.get("/metrics")).text()
 
 
-@pytest.fixture
-async def bidder(aiohttp_client, tmp_path, clock):
-    return await _client(aiohttp_client, tmp_path, clock)
-
-
 # ---- the seven requests that were bid on --------------------------------------------------------
 @pytest.mark.parametrize("body, status, reason", [
     (bid_request({"banner": {}}), 204, "banner_without_size"),
