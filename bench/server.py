@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -20,16 +21,17 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, data_dir: Path, **env: str) -> None:
-        """A server on free loopback ports with rate limits lifted (load comes from one address)."""
+    def __init__(self, data_dir: Path, lift_limits: bool = True, /, **env: str) -> None:
+        """A server on free loopback ports; with lift_limits, rate limits lifted (load comes from one address)."""
         self.data_dir = data_dir
         self.http_port = free_port()
         self.grpc_port = free_port()
-        self.env = {**os.environ, "CONTRAIL__STORAGE__DATA_DIR": str(data_dir),
-                    "CONTRAIL__SERVER__PORT": str(self.http_port), "CONTRAIL__GRPC__PORT": str(self.grpc_port),
-                    "CONTRAIL__RATELIMIT__IP_PER_S": "100000", "CONTRAIL__RATELIMIT__IP_BURST": "100000",
-                    "CONTRAIL__RATELIMIT__PRINCIPAL_PER_S": "100000",
-                    "CONTRAIL__RATELIMIT__PRINCIPAL_BURST": "100000", **env}
+        limits = {"CONTRAIL__RATELIMIT__IP_PER_S": "100000", "CONTRAIL__RATELIMIT__IP_BURST": "100000",
+                  "CONTRAIL__RATELIMIT__PRINCIPAL_PER_S": "100000",
+                  "CONTRAIL__RATELIMIT__PRINCIPAL_BURST": "100000"} if lift_limits else {}
+        own = {k: v for k, v in os.environ.items() if not k.startswith("CONTRAIL")}  # nothing from the caller's shell
+        self.env = {**own, "CONTRAIL__STORAGE__DATA_DIR": str(data_dir), "CONTRAIL__SERVER__PORT": str(self.http_port),
+                    "CONTRAIL__GRPC__PORT": str(self.grpc_port), **limits, **env}
         self.proc: subprocess.Popen | None = None
         self.log_path = data_dir.parent / f"server-{self.http_port}.log"
 
@@ -57,6 +59,21 @@ class ServerProcess:
                 pass
             time.sleep(0.05)
         raise RuntimeError(f"server did not become ready: {self.log_path.read_text()}")
+
+    def terminate(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM, as an orchestrator stops it; the exit code (killed if it does not exit in `timeout`)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if hasattr(self, "log"):
+            self.log.close()
+        return self.proc.returncode
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -16,11 +16,8 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +29,7 @@ from grpclib.client import Channel, UnaryUnaryMethod
 from grpclib.health.v1 import health_pb2  # noqa: F401  (imported: registers grpc.health.v1 for the replay)
 from grpclib.reflection.v1alpha import reflection_grpc, reflection_pb2
 
+from bench.server import ServerProcess, free_port
 from handlers.rpc import bidding_pb2, platform_pb2, ranking_pb2  # noqa: F401  (registers our services too)
 from tests.conftest import ROOT
 
@@ -49,71 +47,26 @@ print(json.dumps({"argv": argv, "stdin": sys.stdin.read() if "@" in argv else No
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def readme_blocks() -> list[tuple[str, str]]:
     """The README's shell blocks in order, as (info string, text): `sh` and `sh grpcurl`."""
     blocks = [(info.strip(), body) for info, body in BLOCK.findall(README.read_text())]
     return [(info, body) for info, body in blocks if info.split()[:1] == ["sh"]]
 
 
-class DemoServer:
-    """`make run`'s server on free ports in `data_dir`: migrate, seed-demo, serve; SIGTERM to stop."""
+class DemoServer(ServerProcess):
+    """`make run`'s server on free ports in `data_dir`, with its default limits: migrate, seed-demo, serve."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.http_port, self.grpc_port, self.smtp_port = _free_port(), _free_port(), _free_port()
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CONTRAIL")}
-        self.env.update({
-            "CONTRAIL__STORAGE__DATA_DIR": str(data_dir), "CONTRAIL__SERVER__PORT": str(self.http_port),
-            "CONTRAIL__GRPC__PORT": str(self.grpc_port), "CONTRAIL__SMTP__PORT": str(self.smtp_port),
-            "CONTRAIL__SMTP__EMBEDDED_SINK": "true", "CONTRAIL__DEMO__TRAFFIC_PER_S": "5",
-            "CONTRAIL__SENDGRID__ALLOW_UNSIGNED": "true"})
-        self.log_path = data_dir.parent / "server.log"
-        self.proc: subprocess.Popen | None = None
+        self.smtp_port = free_port()
+        super().__init__(data_dir, False, CONTRAIL__SMTP__PORT=str(self.smtp_port),
+                         CONTRAIL__SMTP__EMBEDDED_SINK="true", CONTRAIL__DEMO__TRAFFIC_PER_S="5",
+                         CONTRAIL__SENDGRID__ALLOW_UNSIGNED="true")
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    def cli(self, *args: str) -> None:
-        result = subprocess.run([sys.executable, "-m", "app", *args], cwd=ROOT, env=self.env,
-                                capture_output=True, text=True, timeout=60, check=False)
-        assert result.returncode == 0, f"python -m app {' '.join(args)}: {result.stderr}"
-
-    def start(self, timeout: float = 30.0) -> None:
-        self.cli("migrate")
-        self.cli("seed-demo")
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "app", "serve"], cwd=ROOT, env=self.env,
-                                         stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.proc.returncode}: {self.log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/health/ready", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"the server did not become ready: {self.log_path.read_text()}")
-
-    def stop(self) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        for command in ("migrate", "seed-demo"):
+            result = self.cli(command)
+            assert result.returncode == 0, f"python -m app {command}: {result.stderr}"
+        return super().start(timeout)
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +76,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
         srv.start()
         yield srv
     finally:
-        code = srv.stop()
+        code = srv.terminate()
     assert code == 0, f"the server did not drain and exit 0 on SIGTERM: {srv.log_path.read_text()[-2000:]}"
 
 
