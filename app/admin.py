@@ -13,20 +13,32 @@ from state.audit import AuditEntry
 from state.ports import AuditStore
 
 
-class AdminService:
-    def __init__(self, accounts: AccountService, api_keys: ApiKeyService, audit: AuditStore, clock: Clock,
-                 log_event: Callable[[str, Any], object]) -> None:
+class AuditTrail:
+    """The audit log as the services that change things write it: who did what to which target."""
+
+    def __init__(self, store: AuditStore, clock: Clock, log_event: Callable[[str, Any], object]) -> None:
+        self._store = store
+        self._clock = clock
         self._log_event = log_event
+
+    async def record(self, actor: Principal | str, action: str, target: str, **details: object) -> None:
+        """Append one admin action to the audit log (durable before it returns)."""
+        who = actor if isinstance(actor, str) else actor.scope
+        await self._store.append(self._clock.now(), who, action, target, dict(details))
+        self._log_event("AdminAction", {"actor": who, "action": action, "target": target})
+
+    async def page(self, limit: int, before_id: int | None) -> list[AuditEntry]:
+        return await self._store.page(limit, before_id)
+
+
+class AdminService:
+    def __init__(self, accounts: AccountService, api_keys: ApiKeyService, audit: AuditTrail) -> None:
         self._accounts = accounts
         self._api_keys = api_keys
         self._audit = audit
-        self._clock = clock
 
     async def record(self, actor: Principal | str, action: str, target: str, **details: object) -> None:
-        """Append one admin action to the audit log."""
-        who = actor if isinstance(actor, str) else actor.scope
-        await self._audit.append(self._clock.now(), who, action, target, dict(details))
-        self._log_event("AdminAction", {"actor": who, "action": action, "target": target})
+        await self._audit.record(actor, action, target, **details)
 
     async def create_api_key(self, actor: Principal | str, name: str, role: str) -> tuple[ApiKey, str]:
         key, plaintext = await self._api_keys.create(name, role)

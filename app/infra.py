@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from adapters.sqlite.db import Database
+from app.admin import AuditTrail
 from app.config import Config
 from app.eventlog import EventLog
 from app.hub import Hub
@@ -27,3 +28,4 @@ class Infra:
     event_log: EventLog
     hub: Hub                  # the admin event stream
     public_urls: PublicUrls
+    audit: AuditTrail         # admin actions, recorded by the services that perform them

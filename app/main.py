@@ -23,10 +23,10 @@ from handlers.rest import bidding as bidding_routes
 from handlers.rest import channels as channels_routes
 from handlers.rest import loyalty as loyalty_routes
 from handlers.rest import openapi as openapi_routes
-from handlers.rest import platform as platform_routes
 from handlers.rest import retail as retail_routes
 from handlers.rest.common import STATIC_ROUTE
 from handlers.rest.middleware import core_middleware, idempotency_middleware
+from handlers.rest.platform import PlatformApi
 from handlers.rpc.bidding import BiddingService
 from handlers.rpc.platform import PlatformService
 from handlers.rpc.ranking import RankingService
@@ -93,10 +93,19 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     p.health.on_drain(p.hub.close)
     p.health.on_drain(p.inapp_hub.close)
 
-    for module in (platform_routes, auth_routes, admin_routes, analytics_routes, bidding_routes, retail_routes,
-                   loyalty_routes, channels_routes,
-                   events_stream, bids_stream, inapp_stream, openapi_routes):
-        module.setup(app)
+    # The edges: each handler class gets the services it calls (the OpenAPI document walks these routes last).
+    PlatformApi(p.health, p.metrics).register(app.router)
+    auth_routes.setup(app)
+    admin_routes.setup(app)
+    analytics_routes.setup(app)
+    bidding_routes.setup(app)
+    retail_routes.setup(app)
+    loyalty_routes.setup(app)
+    channels_routes.setup(app)
+    events_stream.setup(app)
+    bids_stream.setup(app)
+    inapp_stream.setup(app)
+    openapi_routes.setup(app)
     _setup_static(app)
 
     # Resources open in dependency order and close in reverse.

@@ -12,7 +12,7 @@ from adapters.sqlite.db import Database
 from adapters.sqlite.demo import SqliteDemoMarkerStore
 from adapters.sqlite.eventlog import SqliteEventLogStore
 from adapters.sqlite.idempotency import SqliteIdempotencyStore
-from app.admin import AdminService
+from app.admin import AdminService, AuditTrail
 from app.auth import AccountService, ApiKeyService, Authenticator, TokenService
 from app.bidding import wiring as bidding_wiring
 from app.channels import wiring as channels_wiring
@@ -83,8 +83,8 @@ class Platform:
                                    guest_ttl_s=auth.guest_token_ttl_s)
         self.accounts = AccountService(self.account_store, self.tokens, self.clock)
         self.api_keys = ApiKeyService(self.api_key_store, self.clock)
-        self.admin = AdminService(self.accounts, self.api_keys, self.audit_store, self.clock,
-                                  self.event_log.log_event)
+        self.audit = AuditTrail(self.audit_store, self.clock, self.event_log.log_event)
+        self.admin = AdminService(self.accounts, self.api_keys, self.audit)
         self.idempotency = IdempotencyService(self.idempotency_store, self.clock, config.idempotency.ttl_s,
                                               config.auth.jwt_secret)
         self.authenticator = Authenticator(self.api_keys, self.tokens, self.accounts)
@@ -100,7 +100,7 @@ class Platform:
         # Each domain is built by its own wiring, in dependency order: bidding reads loyalty's member
         # features, channels use loyalty and bidding's profiles; retail and loyalty meet on the bus.
         infra = Infra(config, self.clock, metrics, self.bus, self.supervisor, self.records_db, self.events_db,
-                      self.event_log, self.hub, self.public_urls)
+                      self.event_log, self.hub, self.public_urls, self.audit)
         self.loyalty_domain = loyalty_wiring.build(infra)
         self.bidding = bidding_wiring.build(infra, self.loyalty_domain.loyalty.features)
         self.retail = retail_wiring.build(infra)

@@ -111,7 +111,8 @@ def endpoint(summary: str, *, tags: tuple[str, ...] = (), roles: tuple[str, ...]
              websocket: bool = False, **extra: Any) -> Callable[[Handler], Handler]:
     """Declare a route handler: who may call it, what it takes and what it returns.
 
-    The wrapped handler is called as handler(request, principal, [body], [query]). What the handler
+    The wrapped handler is called as handler(request, principal, [body], [query]), or as a method of a
+    handler class, which holds its services, with `self` first. What the handler
     reads itself is declared too: `raw_body`, a body it decodes itself (documented only), and `params`,
     query parameters it reads itself (checked against the declaration before it runs, 400 when they do
     not fit; parameters it does not name are let through, as links carry what others add to them).
@@ -126,7 +127,9 @@ def endpoint(summary: str, *, tags: tuple[str, ...] = (), roles: tuple[str, ...]
             auto_errors |= {401, 403, 429}
 
         @functools.wraps(fn)
-        async def handler(request: web.Request) -> web.StreamResponse:
+        async def handler(*bound: Any) -> web.StreamResponse:
+            # (request) for a function, (self, request) for a method of a handler class
+            request: web.Request = bound[-1]
             principal = request.get(PRINCIPAL)
             if roles is not None:
                 require_role(principal, *roles)
@@ -134,7 +137,7 @@ def endpoint(summary: str, *, tags: tuple[str, ...] = (), roles: tuple[str, ...]
                 refusal = _upgrade_required(request)
                 if refusal is not None:
                     return refusal
-            args: list[Any] = [request, principal]
+            args: list[Any] = [*bound, principal]
             if body is not None:
                 args.append(_decode_body(await request.read(), body))
             if query is not None:
