@@ -14,6 +14,7 @@ from app.runtime.clock import Clock
 from app.runtime.metrics import Metrics
 from app.runtime.supervisor import Supervisor
 from app.urls import PublicUrls
+from state.ports import UnitOfWork
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class Infra:
     bus: Bus
     supervisor: Supervisor
     records_db: Database      # the system of record
+    uow: UnitOfWork           # transactions on the system of record
     events_db: Database       # the analytics event log
     event_log: EventLog
     hub: Hub                  # the admin event stream

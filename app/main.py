@@ -11,77 +11,46 @@ from pathlib import Path
 
 from aiohttp import web
 
-from app import keys
-from app.channels.sink import start_sink
+from adapters.smtp.sink import start_sink
 from app.config import Config
 from app.platform import Platform
 from app.runtime.clock import Clock
-from handlers.rest import admin as admin_routes
-from handlers.rest import analytics as analytics_routes
-from handlers.rest import auth as auth_routes
-from handlers.rest import bidding as bidding_routes
-from handlers.rest import channels as channels_routes
-from handlers.rest import loyalty as loyalty_routes
-from handlers.rest import openapi as openapi_routes
-from handlers.rest import retail as retail_routes
+from handlers.rest.admin import AdminApi
+from handlers.rest.analytics import AnalyticsApi
+from handlers.rest.auth import AuthApi
+from handlers.rest.bidding import BiddingApi
+from handlers.rest.channels import ChannelsApi
 from handlers.rest.common import STATIC_ROUTE
+from handlers.rest.loyalty import LoyaltyApi
 from handlers.rest.middleware import core_middleware, idempotency_middleware
+from handlers.rest.openapi import OpenApiDocument
 from handlers.rest.platform import PlatformApi
+from handlers.rest.retail import RetailApi
 from handlers.rpc.bidding import BiddingService
 from handlers.rpc.platform import PlatformService
 from handlers.rpc.ranking import RankingService
 from handlers.rpc.server import GrpcServer
-from handlers.ws import bids as bids_stream
-from handlers.ws import events as events_stream
-from handlers.ws import inapp as inapp_stream
+from handlers.ws.bids import BidStream
+from handlers.ws.events import EventStream
+from handlers.ws.inapp import InAppStream
 
 log = logging.getLogger("contrail")
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
-PLATFORM = keys.PLATFORM_SERVICES
+# What the resource lifecycles below and the tests reach the services by; handlers get theirs in constructors.
+PLATFORM = web.AppKey("platform", Platform)
 GRPC = web.AppKey("grpc", GrpcServer)
 
 
-def create_app(config: Config, *, clock: Clock | None = None) -> web.Application:
-    """Build the aiohttp application with every service, route and resource lifecycle."""
-    p = Platform(config, clock)
+def create_app(config: Config, *, clock: Clock | None = None, platform: Platform | None = None) -> web.Application:
+    """Build the aiohttp application with every service, route and resource lifecycle; on `platform` when the
+    caller built the services itself (serve keeps them to publish its address and to drain)."""
+    p = platform or Platform(config, clock)
     config = p.config  # with the node's own secrets where the configuration leaves them empty
-    app = web.Application(middlewares=[core_middleware, idempotency_middleware],
+    app = web.Application(middlewares=[core_middleware(config.server, p.authenticator, p.limiter, p.metrics),
+                                       idempotency_middleware(p.idempotency)],
                           client_max_size=config.server.max_body_bytes)
-    app[keys.CONFIG] = config
-    app[keys.CLOCK] = p.clock
-    app[keys.METRICS] = p.metrics
-    app[keys.HUB] = p.hub
-    app[keys.EVENT_LOG] = p.event_log
-    app[keys.SUPERVISOR] = p.supervisor
-    app[keys.HEALTH] = p.health
-    app[keys.ACCOUNTS] = p.accounts
-    app[keys.API_KEYS] = p.api_keys
-    app[keys.TOKENS] = p.tokens
-    app[keys.IDEMPOTENCY] = p.idempotency
-    app[keys.ADMIN] = p.admin
-    app[keys.AUTHENTICATOR] = p.authenticator
-    app[keys.LIMITER] = p.limiter
-    app[keys.PUBLIC_URLS] = p.public_urls
-    app[keys.BIDDER] = p.bidder
-    app[keys.BID_GATEWAY] = p.bid_gateway
-    app[keys.NOTICES] = p.notices
-    app[keys.CAMPAIGNS] = p.campaigns
-    app[keys.PROFILES] = p.profiles
-    app[keys.PLATFORM_SERVICES] = p
-    app[keys.CATALOG] = p.catalog
-    app[keys.OFFERS] = p.offers
-    app[keys.ORDERS] = p.orders
-    app[keys.ORDER_STORE] = p.order_store
-    app[keys.RANKER] = p.ranker
-    app[keys.LOYALTY] = p.loyalty
-    app[keys.EMAIL] = p.email
-    app[keys.SUPPRESSION] = p.suppression
-    app[keys.ACTIVATION] = p.activation
-    app[keys.MAILBOX] = p.mailbox
-    app[keys.EMAIL_ANALYTICS] = p.email_analytics
-    app[keys.INGEST] = p.ingest
-    app[keys.INAPP] = p.inapp
+    app[PLATFORM] = p
 
     bidding_rpc = BiddingService(p.bid_gateway, p.limiter, config.bidding.seat, config.bidding.stream_max_in_flight)
     grpc = GrpcServer([PlatformService(p.health), bidding_rpc, RankingService(p.ranker)], p.metrics,
@@ -95,17 +64,21 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
 
     # The edges: each handler class gets the services it calls (the OpenAPI document walks these routes last).
     PlatformApi(p.health, p.metrics).register(app.router)
-    auth_routes.setup(app)
-    admin_routes.setup(app)
-    analytics_routes.setup(app)
-    bidding_routes.setup(app)
-    retail_routes.setup(app)
-    loyalty_routes.setup(app)
-    channels_routes.setup(app)
-    events_stream.setup(app)
-    bids_stream.setup(app)
-    inapp_stream.setup(app)
-    openapi_routes.setup(app)
+    AuthApi(p.accounts).register(app.router)
+    AdminApi(p.admin).register(app.router)
+    AnalyticsApi(p.event_log).register(app.router)
+    BiddingApi(p.bid_gateway, p.notices, p.campaigns, p.profiles, p.model, p.providers, p.batcher, p.clock,
+               nobid_body=config.bidding.nobid_body).register(app.router)
+    RetailApi(p.catalog, p.offers, p.ranker, p.orders, p.order_store,
+              config.payments.webhook_secret).register(app.router)
+    LoyaltyApi(p.loyalty).register(app.router)
+    ChannelsApi(p.activation, p.ingest, p.suppression, p.email, p.mailbox, p.email_analytics).register(app.router)
+    ws, max_msg_size = config.websocket, config.server.max_body_bytes
+    EventStream(p.hub, p.metrics, ws.max_lag_s, ws.heartbeat_s, max_msg_size).register(app.router)
+    BidStream(p.bid_gateway, p.hub, p.limiter, p.metrics, config.bidding.stream_max_in_flight, ws.heartbeat_s,
+              max_msg_size).register(app.router)
+    InAppStream(p.inapp, p.metrics, ws.max_lag_s, ws.heartbeat_s, max_msg_size).register(app.router)
+    OpenApiDocument(app.router).register(app.router)
     _setup_static(app)
 
     # Resources open in dependency order and close in reverse.
@@ -160,7 +133,7 @@ async def _analytics_writer(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _grpc_server(app: web.Application) -> AsyncIterator[None]:
-    config = app[keys.CONFIG]
+    config = app[PLATFORM].config
     grpc = app[GRPC]
     await grpc.start(config.grpc.host, config.grpc.port)
     log.info("gRPC listening", extra={"host": config.grpc.host, "port": grpc.port})
@@ -173,8 +146,8 @@ async def _grpc_server(app: web.Application) -> AsyncIterator[None]:
 
 async def _smtp_sink(app: web.Application) -> AsyncIterator[None]:
     """The embedded SMTP sink (`smtp.embedded_sink`): mail goes nowhere but /v1/admin/mailbox."""
-    smtp = app[keys.CONFIG].smtp
-    server = await start_sink(smtp.host, smtp.port, app[keys.MAILBOX])
+    smtp = app[PLATFORM].config.smtp
+    server = await start_sink(smtp.host, smtp.port, app[PLATFORM].mailbox)
     log.info("SMTP sink listening", extra={"host": smtp.host, "port": smtp.port})
     yield
     server.close()
@@ -183,8 +156,8 @@ async def _smtp_sink(app: web.Application) -> AsyncIterator[None]:
 
 async def _websocket_hub(app: web.Application) -> AsyncIterator[None]:
     yield
-    app[keys.HUB].close()
-    app[keys.INAPP].hub.close()
+    app[PLATFORM].hub.close()
+    app[PLATFORM].inapp.hub.close()
 
 
 async def _background_tasks(app: web.Application) -> AsyncIterator[None]:

@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from state.ports import Transaction, UnitOfWork
+
 T = TypeVar("T")
 
 
@@ -29,3 +31,30 @@ async def commit_or_undo(write: Awaitable[T], undo: Callable[[], None]) -> T:
     except BaseException:
         undo()
         raise
+
+
+def _nothing() -> None:
+    pass
+
+
+class atomically:  # noqa: N801 - used as `async with atomically(uow, undo) as tx:`
+    """One domain operation's writes as one transaction: `async with atomically(uow, undo) as tx:` begins it,
+    the block makes its writes on `tx`, and leaving the block commits it (as commit_or_undo does). If the
+    block raises or the commit fails, `undo` puts the in-memory change back. A class, not a generator: this
+    is on the search and order paths."""
+
+    __slots__ = ("_tx", "_undo", "_power_safe")
+
+    def __init__(self, uow: UnitOfWork, undo: Callable[[], None] = _nothing, *, power_safe: bool = True) -> None:
+        self._tx = uow.begin()
+        self._undo = undo
+        self._power_safe = power_safe
+
+    async def __aenter__(self) -> Transaction:
+        return self._tx
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if kind is not None:
+            self._undo()
+            return
+        await commit_or_undo(self._tx.commit(power_safe=self._power_safe), self._undo)

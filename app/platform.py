@@ -12,6 +12,7 @@ from adapters.sqlite.db import Database
 from adapters.sqlite.demo import SqliteDemoMarkerStore
 from adapters.sqlite.eventlog import SqliteEventLogStore
 from adapters.sqlite.idempotency import SqliteIdempotencyStore
+from adapters.sqlite.uow import SqliteUnitOfWork
 from app.admin import AdminService, AuditTrail
 from app.auth import AccountService, ApiKeyService, Authenticator, TokenService
 from app.bidding import wiring as bidding_wiring
@@ -99,7 +100,8 @@ class Platform:
 
         # Each domain is built by its own wiring, in dependency order: bidding reads loyalty's member
         # features, channels use loyalty and bidding's profiles; retail and loyalty meet on the bus.
-        infra = Infra(config, self.clock, metrics, self.bus, self.supervisor, self.records_db, self.events_db,
+        infra = Infra(config, self.clock, metrics, self.bus, self.supervisor, self.records_db,
+                      SqliteUnitOfWork(self.records_db), self.events_db,
                       self.event_log, self.hub, self.public_urls, self.audit)
         self.loyalty_domain = loyalty_wiring.build(infra)
         self.bidding = bidding_wiring.build(infra, self.loyalty_domain.loyalty.features)

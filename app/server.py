@@ -8,9 +8,9 @@ import signal
 
 from aiohttp import web
 
-from app import keys
 from app.config import Config
 from app.main import create_app
+from app.platform import Platform
 from handlers.rest.connections import GuardedRunner, QuietRepeats
 
 log = logging.getLogger("contrail")
@@ -18,16 +18,17 @@ log = logging.getLogger("contrail")
 
 async def serve(config: Config) -> None:
     """Serve until a signal; then readiness turns 503 at once and in-flight work finishes."""
-    app = create_app(config)
+    platform = Platform(config)
+    app = create_app(config, platform=platform)
     asyncio.get_running_loop().set_exception_handler(QuietRepeats())
-    runner = GuardedRunner(app, config.server, access_log=None, handle_signals=False,
+    runner = GuardedRunner(app, config.server, platform.metrics, access_log=None, handle_signals=False,
                            shutdown_timeout=config.server.shutdown_grace_s)
     await runner.setup()
     site = web.TCPSite(runner, config.server.host, config.server.port, reuse_address=True)
     await site.start()
     host, port = site._server.sockets[0].getsockname()[:2]  # type: ignore[union-attr]
-    app[keys.PUBLIC_URLS].listening(config.server.host, port)
-    log.info("HTTP listening", extra={"host": host, "port": port, "links": app[keys.PUBLIC_URLS].links()})
+    platform.public_urls.listening(config.server.host, port)
+    log.info("HTTP listening", extra={"host": host, "port": port, "links": platform.public_urls.links()})
     if config.smtp.embedded_sink:
         log.info("mail goes to the embedded SMTP sink, not to anyone; read it at GET /v1/admin/mailbox",
                  extra={"smtp": f"{config.smtp.host}:{config.smtp.port}"})
@@ -40,6 +41,6 @@ async def serve(config: Config) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down", extra={"grace_s": config.server.shutdown_grace_s})
-    app[keys.HEALTH].drain()
+    platform.health.drain()
     await runner.cleanup()
     log.info("stopped")

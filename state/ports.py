@@ -7,16 +7,16 @@ without touching the domain code. `tests/unit/state/test_ports.py` checks that e
 store satisfies its Protocol, signature by signature, and that nothing but the composition
 root imports an adapter.
 
-A `Statement` is opaque to app/: a store builds it (`insert`, `update`, `append`, ...)
-and a store of the same backend commits it with `write`, together with statements from
-that backend's other stores. That is how an order, the hold on its inventory and the
-accepted offer land in one transaction.
+Writes that must land together go through a `UnitOfWork`: a domain operation begins a
+`Transaction`, makes its writes on it (`tx.orders.insert(order)`, `tx.offers.change_state(...)`)
+and commits it once (`app/persist.py`'s `atomically` does that, and undoes the in-memory change
+if the commit fails). That is how an order and the accepted offer land in one transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from state.accounts import Account
 from state.apikeys import ApiKey
@@ -32,9 +32,6 @@ from state.orders import Order
 from state.outbox import EmailEvent, OutboxMessage
 from state.profiles import Profile
 from state.suppressions import Suppression
-
-# A write a store prepared, for its own write(): opaque to the domain (its adapter knows what it holds).
-Statement = tuple[Any, ...]
 
 
 @runtime_checkable
@@ -266,17 +263,6 @@ class LoyaltyStore(Protocol):
     def new_id(self) -> int:
         ...
 
-    def append(self, entry: LedgerEntry) -> Statement:
-        ...
-
-    def put_member(self, member: Member) -> Statement:
-        ...
-
-    def put_promotion(self, promotion: Promotion) -> Statement:
-        ...
-
-    def write(self, statements: list[Statement]) -> Awaitable[list[int]]:
-        """Commit atomically in the next group; the future gives each statement's rowcount."""
 
 
 @runtime_checkable
@@ -292,20 +278,14 @@ class OfferStore(Protocol):
     async def fetch(self, offer_id: str) -> Offer | None:
         """An offer no longer held in memory (expired or finished), from storage."""
 
-    def insert(self, offers: Sequence[Offer], drafts: Sequence[SharedDraft]) -> list[Statement]:
-        """The statements that store a search's offers, each made from its draft (written once)."""
-
-    def purge(self, expired_before: float, limit: int) -> Statement:
+    async def purge(self, expired_before: float, limit: int) -> int:
         """Delete up to `limit` offers, whatever their state, that expired before `expired_before`."""
 
     async def unused_drafts(self, stored_before: float, limit: int) -> list[str]:
         """Up to `limit` drafts stored before `stored_before` that no offer is made from."""
 
-    def drop_drafts(self, draft_ids: Sequence[str]) -> Statement:
-        """Delete these drafts, unless an offer has been made from one since."""
-
-    def change_state(self, offer: Offer, expected: OfferState) -> Statement:
-        """Only the state column changes (an offer's state is read from the column)."""
+    async def drop_drafts(self, draft_ids: Sequence[str]) -> int:
+        """Delete these drafts, unless an offer has been made from one since; queued before the first await."""
 
     def remember(self, offer: Offer) -> None:
         ...
@@ -316,8 +296,6 @@ class OfferStore(Protocol):
     def forget(self, offer_id: str) -> None:
         ...
 
-    def write(self, statements: list[Statement], *, power_safe: bool = True) -> Awaitable[list[int]]:
-        """Commit atomically in the next group; the future gives each statement's rowcount."""
 
 
 @runtime_checkable
@@ -354,20 +332,8 @@ class OrderStore(Protocol):
     def forget(self, order_id: str) -> None:
         ...
 
-    def insert(self, order: Order) -> Statement:
-        ...
-
-    def update(self, order: Order, expected: str) -> Statement:
-        """Write the new version, guarded on the state it was changed from."""
-
-    def record_payment_event(self, event_id: str, payment_id: str, at: float) -> Statement:
-        """A payment webhook event, once: a repeat inserts nothing (rowcount 0)."""
-
     async def seen_payment_event(self, event_id: str) -> bool:
         ...
-
-    def write(self, statements: list[Statement]) -> Awaitable[list[int]]:
-        """Commit atomically in the next group; the future gives each statement's rowcount."""
 
     @property
     def held(self) -> Mapping[str, int]:
@@ -435,4 +401,67 @@ class SuppressionStore(Protocol):
         ...
 
     async def remove(self, keys: list[tuple[str, str]]) -> int:
+        ...
+
+
+# ---- the unit of work ----
+@runtime_checkable
+class OrderWrites(Protocol):
+    def insert(self, order: Order) -> None:
+        ...
+
+    def update(self, order: Order, expected: str) -> None:
+        """Write the new version, guarded on the state it was changed from: if the stored order is in another
+        state, the whole transaction fails (and nothing of it is written)."""
+
+    def record_payment_event(self, event_id: str, payment_id: str, at: float) -> None:
+        """A payment webhook event, once: a repeat writes nothing and does not fail the transaction."""
+
+
+@runtime_checkable
+class OfferWrites(Protocol):
+    def insert(self, offers: Sequence[Offer], drafts: Sequence[SharedDraft]) -> None:
+        """A search's offers, offers[i] made from drafts[i] (each draft written once, the first time)."""
+
+    def change_state(self, offer: Offer, expected: OfferState) -> None:
+        """Only the state changes, guarded on `expected` as OrderWrites.update is."""
+
+
+@runtime_checkable
+class LedgerWrites(Protocol):
+    def append(self, entry: LedgerEntry) -> None:
+        ...
+
+    def put_member(self, member: Member) -> None:
+        ...
+
+    def put_promotion(self, promotion: Promotion) -> None:
+        ...
+
+
+@runtime_checkable
+class Transaction(Protocol):
+    """The writes of one domain operation on the system of record, committed together or not at all."""
+
+    @property
+    def orders(self) -> OrderWrites:
+        ...
+
+    @property
+    def offers(self) -> OfferWrites:
+        ...
+
+    @property
+    def loyalty(self) -> LedgerWrites:
+        ...
+
+    def commit(self, *, power_safe: bool = True) -> Awaitable[object]:
+        """Queue the writes now; the awaitable resolves once they are durable, or fails with none written.
+
+        power_safe=False: survives kill -9, may be lost in a power cut (a search's offers)."""
+
+
+@runtime_checkable
+class UnitOfWork(Protocol):
+    def begin(self) -> Transaction:
         ...

@@ -10,7 +10,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from app.config import Config, load_config
-from app.keys import CONFIG, PUBLIC_URLS
 from app.main import PLATFORM, create_app
 from app.runtime.clock import ManualClock
 from handlers.rest.connections import GuardedRunner
@@ -39,11 +38,11 @@ class ContrailTestServer(TestServer):
     """The server as `serve` runs it: GuardedRunner's connection limits and error answers included."""
 
     async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
-        return GuardedRunner(self.app, self.app[CONFIG].server, **kwargs)
+        return GuardedRunner(self.app, self.app[PLATFORM].config.server, self.app[PLATFORM].metrics, **kwargs)
 
     async def start_server(self, **kwargs: Any) -> None:
         await super().start_server(**kwargs)
-        self.app[PUBLIC_URLS].listening(self.host, self.port)  # as `serve` does once it is bound
+        self.app[PLATFORM].public_urls.listening(self.host, self.port)  # as `serve` does once it is bound
 
 
 @pytest.fixture

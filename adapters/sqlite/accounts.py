@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from adapters.sqlite.db import Database
+from adapters.sqlite.statements import Insert
 from state.accounts import Account, EmailTaken
 
 
@@ -47,10 +48,9 @@ class SqliteAccountStore:
         self._by_email[email] = account
         self._by_id[account.id] = account
         try:
-            await self._db.write([(
-                "INSERT INTO accounts(id, email, password_hash, role, created_at) VALUES (?,?,?,?,?)",
-                (account.id, email, account.password_hash, account.role, account.created_at),
-            )])
+            await self._db.write([Insert("accounts", ("id", "email", "password_hash", "role", "created_at"),
+                                         [(account.id, email, account.password_hash, account.role,
+                                           account.created_at)])])
         except BaseException:
             self._by_email.pop(email, None)
             self._by_id.pop(account.id, None)

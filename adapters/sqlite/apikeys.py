@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from adapters.sqlite.db import Database
+from adapters.sqlite.statements import Insert
 from state.apikeys import ApiKey
 
 
@@ -44,10 +45,8 @@ class SqliteApiKeyStore:
 
     async def add(self, key: ApiKey) -> None:
         """Persist a new key, then make it usable."""
-        await self._db.write([(
-            "INSERT INTO api_keys(id, name, role, key_hash, created_at, revoked_at) VALUES (?,?,?,?,?,?)",
-            (key.id, key.name, key.role, key.key_hash, key.created_at, key.revoked_at),
-        )])
+        await self._db.write([Insert("api_keys", ("id", "name", "role", "key_hash", "created_at", "revoked_at"),
+                                     [(key.id, key.name, key.role, key.key_hash, key.created_at, key.revoked_at)])])
         self._index(key)
 
     async def revoke(self, key_id: str, at: float) -> ApiKey | None:

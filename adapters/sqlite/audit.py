@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from adapters.sqlite.db import Database
+from adapters.sqlite.statements import Insert
 from state.audit import AuditEntry
 
 
@@ -13,10 +14,8 @@ class SqliteAuditStore:
         self._db = db
 
     async def append(self, at: float, actor: str, action: str, target: str, details: dict) -> None:
-        await self._db.write([(
-            "INSERT INTO audit_log(at, actor, action, target, details) VALUES (?,?,?,?,?)",
-            (at, actor, action, target, msgspec.json.encode(details).decode()),
-        )])
+        await self._db.write([Insert("audit_log", ("at", "actor", "action", "target", "details"),
+                                     [(at, actor, action, target, msgspec.json.encode(details).decode())])])
 
     async def page(self, limit: int, before_id: int | None) -> list[AuditEntry]:
         """Newest first; `before_id` continues a previous page."""

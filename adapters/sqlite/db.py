@@ -47,7 +47,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,8 +56,7 @@ from typing import Any, cast
 import aiosqlite
 
 from adapters.sqlite.migrate import Migration, apply_migrations
-from adapters.sqlite.statements import CACHED_STATEMENTS, ROWS_PER_MERGE, Many, inserts, mergeable, multi_row
-from state.ports import Statement  # (sql, params) or (sql, params, expected_rowcount); opaque to the domains
+from adapters.sqlite.statements import CACHED_STATEMENTS, ROWS_PER_MERGE, Insert, Sql, Statement, flat, render
 
 log = logging.getLogger("contrail.state")
 
@@ -244,18 +243,6 @@ class Database:
             self._queue.put(_Write(statements, future, power_safe))
         return future
 
-    async def write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
-        """One statement over many rows, atomically, in the next group commit; returns the rows changed.
-
-        An `INSERT ... VALUES (?, ...)` goes as multi-row INSERTs of up to 2,048 rows each rather
-        than executemany: sqlite3 hands the GIL back and forth around every row's step, and with
-        the loop busy those hand-offs cost the bidder about 10% of its throughput (the event log
-        writes an event per bid). The trade: SQLite spends about half as much CPU again per row
-        on a multi-row INSERT, which shows only at event rates far above the targets (saturated
-        ingest, 145,000 events/s, fell about 15%). Other SQL runs as executemany."""
-        counts = await self.submit([Many((sql, list(rows)))])
-        return sum(counts)
-
     def _writer(self, loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
         """The writer thread: everything waiting when a group starts (up to max_group_size) is one
         group, and one commit; the results go back to the loop. Ends after close()'s stop mark, once
@@ -322,10 +309,9 @@ class Database:
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             except sqlite3.Error as exc:  # the group's own writes do not depend on it
                 log.warning("writer checkpoint failed", extra={"db": self.path.name, "error": repr(exc)})
-        steps = [(step, self._statements(conn, step)) for step in self._merge(batch)]
+        steps = self._merge(batch)
         if len(steps) == 1:
-            alone = steps[0][1]
-            if len(alone) == 1 and not isinstance(alone[0], Many) and (len(alone[0]) < 3 or alone[0][2] is None):
+            if self._one_unguarded_statement(conn, steps[0]):
                 # One statement with no row count to check (a group of searches' offers, a batch of
                 # events): SQLite runs it as a transaction of its own, as atomic and as durable as
                 # BEGIN ... COMMIT around it, and without the two statements that would each hand the GIL
@@ -357,57 +343,57 @@ class Database:
 
     @staticmethod
     def _merge(batch: list[_Write]) -> list[tuple[Any, ...]]:
-        """Every write's statements in order, except that consecutive plain INSERTs into one table, from
+        """Every write's statements in order, except that consecutive Inserts into one table's columns, from
         one caller or several (a search's offers, from every search in the group), go as multi-row
         INSERTs. sqlite3 hands the GIL back around every statement, and taking it again waits for the
-        busy loop to let go of it: measured under search load, 245 us per INSERT, of which 47 us was
-        SQLite's work.
+        busy loop to let go of it (docs/performance.md, the offer writer).
 
-        Each step is ("merged", (head, row group, width), params, [(write, rows), ...]) or
-        ("alone", statement, write)."""
+        Each step is ("merged", (table, columns), params, [(write, rows), ...]) or ("alone", statement, write)."""
         steps: list[tuple[Any, ...]] = []
-        shape: tuple[str, str, int] | None = None
+        shape: tuple[str, tuple[str, ...]] | None = None
         params: list[Any] = []
         owners: list[tuple[int, int]] = []
         for index, write in enumerate(batch):
             for stmt in write.statements:
-                this = mergeable(stmt)
-                if this is not None and this == shape:
-                    params.extend(stmt[1])
-                    owners.append((index, len(stmt[1]) // this[2]))
-                    continue
-                shape = this
-                if this is not None:
-                    params, owners = list(stmt[1]), [(index, len(stmt[1]) // this[2])]
-                    steps.append(("merged", this, params, owners))
+                if isinstance(stmt, Insert) and stmt.well_formed():
+                    if stmt.shape == shape:
+                        params.extend(flat(stmt))
+                        owners.append((index, len(stmt.rows)))
+                        continue
+                    shape = stmt.shape
+                    params, owners = flat(stmt), [(index, len(stmt.rows))]
+                    steps.append(("merged", shape, params, owners))
                 else:
+                    shape = None
                     steps.append(("alone", stmt, index))
         return steps
 
     @staticmethod
-    def _statements(conn: sqlite3.Connection, step: tuple[Any, ...]) -> list[Statement]:
-        """What SQLite runs for one step."""
-        limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        if step[0] == "alone":
-            stmt = step[1]
-            return multi_row(stmt, limit) if isinstance(stmt, Many) else [stmt]
-        _, (head, group, width), params, _ = step
-        rows = len(params) // width
-        if rows <= ROWS_PER_MERGE and len(params) <= limit:
-            return [(head + ",".join([group] * rows), params)]  # one statement: one GIL hand-off
-        return inserts(head, group, params, width, limit)
+    def _one_unguarded_statement(conn: sqlite3.Connection, step: tuple[Any, ...]) -> bool:
+        """The step runs as one statement with no row count to check."""
+        if step[0] == "merged":
+            return (sum(rows for _, rows in step[3]) <= ROWS_PER_MERGE
+                    and len(step[2]) <= conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+        stmt = step[1]
+        return not isinstance(stmt, Insert) and (len(stmt) < 3 or stmt[2] is None)
+
+    @staticmethod
+    def _statements(conn: sqlite3.Connection, step: tuple[Any, ...]) -> list[Sql]:
+        """The INSERT statements of a merged step."""
+        _, shape, params, owners = step
+        return render(shape, params, sum(rows for _, rows in owners),
+                      conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
 
     @classmethod
-    def _run_steps(cls, conn: sqlite3.Connection, batch: list[_Write],
-                   steps: list[tuple[tuple[Any, ...], list[Statement]]]) -> list[list[int]]:
-        """Run _merge's steps, each with its _statements; each write's row counts, statement by statement.
-        If anything fails, the caller runs the group again per write, unmerged."""
+    def _run_steps(cls, conn: sqlite3.Connection, batch: list[_Write], steps: list[tuple[Any, ...]]) -> list[list[int]]:
+        """Run _merge's steps; each write's row counts, statement by statement. If anything fails, the caller
+        runs the group again per write, unmerged."""
         counts: list[list[int]] = [[] for _ in batch]
-        for step, statements in steps:
+        for step in steps:
             if step[0] == "alone":
-                counts[step[2]].extend(cls._run(conn, statements))
+                counts[step[2]].extend(cls._run(conn, [step[1]]))
                 continue
-            for sql, params in statements:
+            for sql, params in cls._statements(conn, step):
                 conn.execute(sql, params)
             for index, rows in step[3]:
                 counts[index].append(rows)
@@ -416,13 +402,18 @@ class Database:
     @staticmethod
     def _run(conn: sqlite3.Connection, statements: Sequence[Statement]) -> list[int]:
         counts = []
-        if any(isinstance(stmt, Many) for stmt in statements):
-            limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-            statements = [part for stmt in statements
-                          for part in (multi_row(stmt, limit) if isinstance(stmt, Many) else (stmt,))]
         for stmt in statements:
+            if isinstance(stmt, Insert):
+                if not stmt.well_formed():
+                    raise ValueError(f"an insert into {stmt.table} has rows that do not fill its "
+                                     f"{len(stmt.columns)} columns")
+                limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+                for sql, params in render(stmt.shape, flat(stmt), len(stmt.rows), limit):
+                    conn.execute(sql, params)
+                counts.append(len(stmt.rows))
+                continue
             sql, params = stmt[0], stmt[1]
-            cur = conn.executemany(sql, params) if isinstance(stmt, Many) else conn.execute(sql, params)
+            cur = conn.execute(sql, params)
             if len(stmt) > 2 and stmt[2] is not None and cur.rowcount != stmt[2]:
                 raise WriteConflict(sql, stmt[2], cur.rowcount)
             counts.append(cur.rowcount)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict, deque
 
 from adapters.sqlite.db import Database, WriteConflict
+from adapters.sqlite.statements import Insert
 from state.delivery import AlreadyCharged
 
 
@@ -48,7 +49,7 @@ class SqliteDeliveryStore:
                 ("INSERT INTO campaign_spend(campaign_id, day, spent_micros) VALUES (?,?,?)"
                  " ON CONFLICT(campaign_id, day) DO UPDATE SET spent_micros = spent_micros + excluded.spent_micros",
                  (campaign_id, day, price_micros)),
-                ("INSERT INTO impressions(user_id, campaign_id, at) VALUES (?,?,?)", (user_id, campaign_id, at)),
+                Insert("impressions", ("user_id", "campaign_id", "at"), [(user_id, campaign_id, at)]),
             ])
         except WriteConflict:
             raise AlreadyCharged(bid_id) from None

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import msgspec
 
 from adapters.sqlite.db import Database
+from adapters.sqlite.statements import Insert
 from state.eventlog import StoredEvent
 
 
@@ -16,7 +17,8 @@ class SqliteEventLogStore:
 
     async def append_batch(self, rows: Sequence[tuple[float, str, str]]) -> int:
         """Write (at, type, payload_json) rows in one transaction."""
-        return await self._db.write_many("INSERT INTO events(at, type, payload) VALUES (?,?,?)", rows)
+        written, = await self._db.write([Insert("events", ("at", "type", "payload"), rows)])
+        return written
 
     async def purge(self, before: float, limit: int) -> int:
         """Delete those of the oldest `limit` events (by id, the order they were written in) that

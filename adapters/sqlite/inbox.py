@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from adapters.sqlite.db import Database
+from adapters.sqlite.statements import Insert
 from state.inbox import InAppMessage, _decode, _encode
 
 
@@ -11,8 +12,8 @@ class SqliteInboxStore:
         self._db = db
 
     async def add(self, message: InAppMessage) -> None:
-        await self._db.write([("INSERT INTO inbox(id, user_id, at, body) VALUES (?,?,?,?)",
-                               (message.id, message.user_id, message.at, _encode(message).decode()))])
+        await self._db.write([Insert("inbox", ("id", "user_id", "at", "body"),
+                                     [(message.id, message.user_id, message.at, _encode(message).decode())])])
 
     async def newest(self, user_id: str, limit: int, before: float | None) -> list[InAppMessage]:
         rows = await self._db.fetchall(

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-
-from adapters.sqlite.db import Database, Statement
+from adapters.sqlite.db import Database
+from adapters.sqlite.statements import Insert, Statement
 from state.loyalty import LedgerEntry, Member, Promotion, _encode, _entry_json, _member_json, _promotion_json
 
 
@@ -30,21 +29,26 @@ class SqliteLoyaltyStore:
         entry_id, self.next_id = self.next_id, self.next_id + 1
         return entry_id
 
-    @staticmethod
-    def append(entry: LedgerEntry) -> Statement:
-        return ("INSERT INTO loyalty_ledger(id, user_id, kind, transaction_id, body) VALUES (?,?,?,?,?)",
-                (entry.id, entry.user_id, entry.kind, entry.transaction_id, _encode(entry).decode()))
 
-    @staticmethod
-    def put_member(member: Member) -> Statement:
-        return ("INSERT INTO loyalty_members(user_id, body) VALUES (?,?) "
-                "ON CONFLICT(user_id) DO UPDATE SET body=excluded.body", (member.user_id, _encode(member).decode()))
+class SqliteLedgerWrites:
+    """Loyalty's writes in a transaction (see uow.py)."""
 
-    @staticmethod
-    def put_promotion(promotion: Promotion) -> Statement:
-        return ("INSERT INTO loyalty_promotions(id, body) VALUES (?,?)"
-                " ON CONFLICT(id) DO UPDATE SET body=excluded.body",
-                (promotion.id, _encode(promotion).decode()))
+    __slots__ = ("_statements",)
 
-    def write(self, statements: list[Statement]) -> Awaitable[list[int]]:
-        return self._db.submit(statements)
+    def __init__(self, statements: list[Statement]) -> None:
+        self._statements = statements
+
+    def append(self, entry: LedgerEntry) -> None:
+        self._statements.append(Insert("loyalty_ledger", ("id", "user_id", "kind", "transaction_id", "body"),
+                                       [(entry.id, entry.user_id, entry.kind, entry.transaction_id,
+                                         _encode(entry).decode())]))
+
+    def put_member(self, member: Member) -> None:
+        self._statements.append(("INSERT INTO loyalty_members(user_id, body) VALUES (?,?) "
+                                 "ON CONFLICT(user_id) DO UPDATE SET body=excluded.body",
+                                 (member.user_id, _encode(member).decode())))
+
+    def put_promotion(self, promotion: Promotion) -> None:
+        self._statements.append(("INSERT INTO loyalty_promotions(id, body) VALUES (?,?)"
+                                 " ON CONFLICT(id) DO UPDATE SET body=excluded.body",
+                                 (promotion.id, _encode(promotion).decode())))

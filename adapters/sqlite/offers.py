@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 
-from adapters.sqlite.db import Database, Statement
+from adapters.sqlite.db import Database
+from adapters.sqlite.statements import Insert, Statement
 from state.offers import (
     _SELECT,
     Offer,
@@ -37,30 +38,12 @@ class SqliteOfferStore:
     def __len__(self) -> int:
         return len(self._offers)
 
-    @staticmethod
-    def insert(offers: Sequence[Offer], drafts: Sequence[SharedDraft]) -> list[Statement]:
-        """A search's offers, `drafts[i]` the one offers[i] was made from: the drafts not yet written,
-        then every offer's row in one statement (one step for SQLite, not one per offer). Mark the
-        drafts written once these are committed."""
-        statements: list[Statement] = []
-        new = {d.id: d for d in drafts if not d.written}
-        if new:  # a draft two searches write at once is written by the first
-            stored_at = offers[0].created_at
-            statements.append((f"INSERT OR IGNORE INTO offer_drafts(id, stored_at, body) VALUES "
-                               f"{','.join(['(?,?,?)'] * len(new))}",
-                               [v for d in new.values() for v in (d.id, stored_at, d.body.decode())]))
-        rows = ",".join(["(?,?,?,?,?,?)"] * len(offers))
-        statements.append((f"INSERT INTO offers(id, owner, state, created_at, expires_at, draft_id) VALUES {rows}",
-                           [v for o, d in zip(offers, drafts, strict=True)
-                            for v in (o.id, o.owner, o.state, o.created_at, o.expires_at, d.id)]))
-        return statements
-
-    @staticmethod
-    def purge(expired_before: float, limit: int) -> Statement:
+    async def purge(self, expired_before: float, limit: int) -> int:
         """Delete up to `limit` offers, whatever their state, that expired before `expired_before`."""
-        return ("DELETE FROM offers WHERE id IN (SELECT id FROM offers WHERE state IN "
-                "('ACTIVE', 'EXPIRED', 'ACCEPTED', 'CANCELLED') AND expires_at < ? LIMIT ?)",
-                (expired_before, limit))
+        deleted, = await self._db.write([(
+            "DELETE FROM offers WHERE id IN (SELECT id FROM offers WHERE state IN "
+            "('ACTIVE', 'EXPIRED', 'ACCEPTED', 'CANCELLED') AND expires_at < ? LIMIT ?)", (expired_before, limit))])
+        return deleted
 
     async def unused_drafts(self, stored_before: float, limit: int) -> list[str]:
         """Up to `limit` drafts stored before `stored_before` that no offer is made from."""
@@ -69,17 +52,14 @@ class SqliteOfferStore:
             "(SELECT 1 FROM offers o WHERE o.draft_id = d.id) LIMIT ?", (stored_before, limit))
         return [r[0] for r in rows]
 
-    @staticmethod
-    def drop_drafts(draft_ids: Sequence[str]) -> Statement:
-        """Delete these drafts, unless an offer has been made from one since (that one stays)."""
+    async def drop_drafts(self, draft_ids: Sequence[str]) -> int:
+        """Delete these drafts, unless an offer has been made from one since (that one stays). The delete is
+        queued before the first await, so offers another search queued earlier are committed first."""
         marks = ",".join("?" * len(draft_ids))
-        return (f"DELETE FROM offer_drafts WHERE id IN ({marks}) AND NOT EXISTS "
-                "(SELECT 1 FROM offers o WHERE o.draft_id = offer_drafts.id)", list(draft_ids))
-
-    @staticmethod
-    def change_state(offer: Offer, expected: OfferState) -> Statement:
-        """Only the state column changes (an offer's state is read from the column)."""
-        return ("UPDATE offers SET state=? WHERE id=? AND state=?", (offer.state, offer.id, expected), 1)
+        dropped, = await self._db.submit([(f"DELETE FROM offer_drafts WHERE id IN ({marks}) AND NOT EXISTS "
+                                           "(SELECT 1 FROM offers o WHERE o.draft_id = offer_drafts.id)",
+                                           list(draft_ids))])
+        return dropped
 
     def remember(self, offer: Offer) -> None:
         if offer.id not in self._offers:
@@ -99,5 +79,33 @@ class SqliteOfferStore:
     def forget(self, offer_id: str) -> None:
         self._offers.pop(offer_id, None)
 
-    def write(self, statements: list[Statement], *, power_safe: bool = True) -> Awaitable[list[int]]:
-        return self._db.submit(statements, power_safe=power_safe)
+
+class SqliteOfferWrites:
+    """Offers' writes in a transaction (see uow.py)."""
+
+    __slots__ = ("_statements",)
+
+    def __init__(self, statements: list[Statement]) -> None:
+        self._statements = statements
+
+    def insert(self, offers: Sequence[Offer], drafts: Sequence[SharedDraft]) -> None:
+        """A search's offers, `drafts[i]` the one offers[i] was made from: the drafts not yet written, then
+        every offer's row (merged with other searches' offers into one statement). The caller marks the drafts
+        written once this is committed."""
+        new = {d.id: d for d in drafts if not d.written}
+        if new:  # a draft two searches write at once is written by the first
+            stored_at = offers[0].created_at
+            self._statements.append((f"INSERT OR IGNORE INTO offer_drafts(id, stored_at, body) VALUES "
+                                     f"{','.join(['(?,?,?)'] * len(new))}",
+                                     [v for d in new.values() for v in (d.id, stored_at, d.body.decode())]))
+        self._statements.append(Insert("offers", _OFFER_COLUMNS,
+                                       [(o.id, o.owner, o.state, o.created_at, o.expires_at, d.id)
+                                        for o, d in zip(offers, drafts, strict=True)]))
+
+    def change_state(self, offer: Offer, expected: OfferState) -> None:
+        """Only the state column changes (an offer's state is read from the column)."""
+        self._statements.append(("UPDATE offers SET state=? WHERE id=? AND state=?",
+                                 (offer.state, offer.id, expected), 1))
+
+
+_OFFER_COLUMNS = ("id", "owner", "state", "created_at", "expires_at", "draft_id")

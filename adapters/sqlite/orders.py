@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 
-from adapters.sqlite.db import Database, Statement
+from adapters.sqlite.db import Database
+from adapters.sqlite.statements import Insert, Statement
 from state.offers import Item
 from state.orders import _DUE_AT, HOLDING, Order, _decode, _encode
 
@@ -114,25 +115,27 @@ class SqliteOrderStore:
         for b in order.barcodes:
             self._barcodes[b.code] = order.id
 
-    # ---- statements ----
-    @staticmethod
-    def insert(order: Order) -> Statement:
-        return ("INSERT INTO orders(id, owner, state, created_at, body) VALUES (?,?,?,?,?)",
-                (order.id, order.owner, order.state, order.created_at, _encode(order).decode()))
-
-    @staticmethod
-    def update(order: Order, expected: str) -> Statement:
-        """Write the new version, guarded on the state it was changed from."""
-        return ("UPDATE orders SET state=?, body=? WHERE id=? AND state=?",
-                (order.state, _encode(order).decode(), order.id, expected), 1)
-
-    @staticmethod
-    def record_payment_event(event_id: str, payment_id: str, at: float) -> Statement:
-        """A payment webhook event, once: a repeat inserts nothing (rowcount 0)."""
-        return ("INSERT OR IGNORE INTO payment_events(id, payment_id, at) VALUES (?,?,?)", (event_id, payment_id, at))
-
     async def seen_payment_event(self, event_id: str) -> bool:
         return await self._db.fetchone("SELECT 1 FROM payment_events WHERE id=?", (event_id,)) is not None
 
-    def write(self, statements: list[Statement]) -> Awaitable[list[int]]:
-        return self._db.submit(statements)
+
+class SqliteOrderWrites:
+    """An order's writes in a transaction (see uow.py)."""
+
+    __slots__ = ("_statements",)
+
+    def __init__(self, statements: list[Statement]) -> None:
+        self._statements = statements
+
+    def insert(self, order: Order) -> None:
+        self._statements.append(Insert("orders", ("id", "owner", "state", "created_at", "body"),
+                                       [(order.id, order.owner, order.state, order.created_at,
+                                         _encode(order).decode())]))
+
+    def update(self, order: Order, expected: str) -> None:
+        self._statements.append(("UPDATE orders SET state=?, body=? WHERE id=? AND state=?",
+                                 (order.state, _encode(order).decode(), order.id, expected), 1))
+
+    def record_payment_event(self, event_id: str, payment_id: str, at: float) -> None:
+        self._statements.append(("INSERT OR IGNORE INTO payment_events(id, payment_id, at) VALUES (?,?,?)",
+                                 (event_id, payment_id, at)))

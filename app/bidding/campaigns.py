@@ -18,6 +18,8 @@ from collections import OrderedDict
 import msgspec
 import numpy as np
 
+from app.admin import AuditTrail
+from app.auth import Principal
 from app.bidding.openrtb import BidRequest, Imp, banner_sizes
 from app.errors import Conflict, InvalidInput, NotFound
 from app.runtime.clock import Clock
@@ -38,10 +40,12 @@ def _day_name(day_number: int) -> str:
 
 
 class CampaignService:
-    def __init__(self, store: CampaignStore, delivery: DeliveryStore, clock: Clock, *, pacing_slack: float) -> None:
+    def __init__(self, store: CampaignStore, delivery: DeliveryStore, clock: Clock, audit: AuditTrail, *,
+                 pacing_slack: float) -> None:
         self._store = store
         self._delivery = delivery
         self._clock = clock
+        self._audit = audit
         self._slack = pacing_slack
         self._index: list[_Entry] = []
         self._index_version = -1
@@ -58,27 +62,39 @@ class CampaignService:
         self._open_from = self._open_until = 0.0
         self._open_version = 0
 
-    # ---- admin ----
-    async def create(self, campaign: Campaign) -> Campaign:
+    # ---- admin: each change is in the audit log, as `actor`'s, once it is durable ----
+    async def create(self, actor: Principal | str, campaign: Campaign, *, audit: bool = True) -> Campaign:
+        """Create a campaign (409 when its id exists): a campaign.create entry, unless `audit` is False (a load
+        that is no admin action, such as the demo data set)."""
         _check(campaign)
         if self._store.get(campaign.id) is not None:
             raise Conflict(f"campaign {campaign.id} already exists")
         campaign = msgspec.structs.replace(campaign, created_at=self._clock.now())
         await self._store.put(campaign, self._clock.now())
+        if audit:
+            await self._audit.record(actor, "campaign.create", campaign.id, name=campaign.name)
         return campaign
 
-    async def update(self, campaign_id: str, **changes) -> Campaign:
-        current = self.get(campaign_id)
-        updated = msgspec.structs.replace(current, **{k: v for k, v in changes.items() if v is not None})
-        _check(updated)
-        await self._store.put(updated, self._clock.now())
+    async def update(self, actor: Principal | str, campaign_id: str, **changes) -> Campaign:
+        """Apply the changes that are not None."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        updated = await self._replace(campaign_id, changes)
+        await self._audit.record(actor, "campaign.update", campaign_id, **changes)
         return updated
 
-    async def add_creative(self, campaign_id: str, creative: Creative) -> Campaign:
+    async def add_creative(self, actor: Principal | str, campaign_id: str, creative: Creative) -> Campaign:
         current = self.get(campaign_id)
         if any(c.id == creative.id for c in current.creatives):
             raise Conflict(f"creative {creative.id} already exists in campaign {campaign_id}")
-        return await self.update(campaign_id, creatives=[*current.creatives, creative])
+        updated = await self._replace(campaign_id, {"creatives": [*current.creatives, creative]})
+        await self._audit.record(actor, "creative.create", f"{campaign_id}/{creative.id}")
+        return updated
+
+    async def _replace(self, campaign_id: str, changes: dict) -> Campaign:
+        updated = msgspec.structs.replace(self.get(campaign_id), **changes)
+        _check(updated)
+        await self._store.put(updated, self._clock.now())
+        return updated
 
     def get(self, campaign_id: str) -> Campaign:
         campaign = self._store.get(campaign_id)

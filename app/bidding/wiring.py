@@ -46,10 +46,10 @@ def build(infra: Infra, loyalty_features: Callable[[str], np.ndarray | None]) ->
     campaign_store = SqliteCampaignStore(infra.records_db)
     profile_store = SqliteProfileStore(infra.records_db)
     delivery = SqliteDeliveryStore(infra.records_db)
-    campaigns = CampaignService(campaign_store, delivery, clock, pacing_slack=b.pacing_slack)
+    campaigns = CampaignService(campaign_store, delivery, clock, infra.audit, pacing_slack=b.pacing_slack)
     profiles = ProfileCache(profile_store, clock, l1_size=b.profile_l1_size, l2_ttl_s=b.profile_l2_ttl_s,
                             metrics=metrics)
-    model = ModelHolder(inf.model_path, metrics)
+    model = ModelHolder(inf.model_path, metrics, infra.audit)
     providers = build_providers()
 
     def observe_batch(calls: int, rows: int, waited_s: float) -> None:

@@ -1,7 +1,7 @@
-"""Email over real SMTP through a durable outbox.
+"""Email through a durable outbox to a mail relay (ports.MailRelay; SMTP in adapters/smtp/relay.py).
 
 A message is written to the outbox before anyone is told it was queued; sender workers (one
-pooled SMTP connection each, paced to `smtp.rate_per_s`) deliver it and mark it sent, with
+pooled relay connection each, paced to `smtp.rate_per_s`) deliver it and mark it sent, with
 retries and exponential backoff. After a restart pending messages are sent and sent ones are
 not sent again; the Message-ID is the outbox id, so a message is queued once per id.
 Every message has a text and an HTML part, RFC 8058 one-click unsubscribe headers, an
@@ -25,10 +25,10 @@ from email.header import Header
 from email.utils import formatdate, parseaddr
 from urllib.parse import quote, urlencode
 
-import aiosmtplib
 import msgspec
 
 from app import ids
+from app.channels.ports import MailConnection, MailRelay, RelayError
 from app.channels.suppression import SuppressionService
 from app.errors import InvalidInput
 from app.runtime.clock import Clock
@@ -47,10 +47,11 @@ _EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 
 
 class EmailService:
-    def __init__(self, smtp, public_base_url: Callable[[], str], secret: str, store: OutboxStore,
+    def __init__(self, smtp, relay: MailRelay, public_base_url: Callable[[], str], secret: str, store: OutboxStore,
                  suppression: SuppressionService,
                  clock: Clock, log_event, metrics=None) -> None:
         self._smtp = smtp
+        self._relay = relay
         self._base_url = public_base_url
         self._key = hashlib.sha256(b"contrail email links:" + secret.encode()).digest()
         self._store = store
@@ -119,11 +120,11 @@ class EmailService:
 
     # ---- sending ----
     async def run(self) -> None:
-        """The sender: `smtp.pool_size` workers, each with its own SMTP connection."""
+        """The sender: `smtp.pool_size` workers, each with its own connection to the relay."""
         await asyncio.gather(*(self._worker() for _ in range(self._smtp.pool_size)))
 
     async def _worker(self) -> None:
-        client: aiosmtplib.SMTP | None = None
+        connection: MailConnection | None = None
         interval = self._smtp.pool_size / self._smtp.rate_per_s
         try:
             while True:
@@ -135,9 +136,9 @@ class EmailService:
                     await self._store.update(msgspec.structs.replace(message, state="suppressed"))
                     continue
                 try:
-                    client = await self._deliver(client, message)
-                except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
-                    client = None
+                    connection = await self._deliver(connection, message)
+                except RelayError as exc:
+                    connection = None
                     await self._failed(message, exc)
                     continue
                 sent = msgspec.structs.replace(message, state="sent", attempts=message.attempts + 1,
@@ -148,19 +149,14 @@ class EmailService:
                 self._log_event("EmailSent", {"message_id": message.id, "activation_id": message.activation_id})
                 await asyncio.sleep(interval)
         finally:
-            if client is not None and client.is_connected:
-                client.close()
+            if connection is not None:
+                connection.close()
 
-    async def _deliver(self, client: aiosmtplib.SMTP | None, message: OutboxMessage) -> aiosmtplib.SMTP:
-        s = self._smtp
-        if client is None or not client.is_connected:
-            client = aiosmtplib.SMTP(hostname=s.host, port=s.port, use_tls=s.use_tls, start_tls=s.starttls,
-                                     timeout=s.timeout_s)
-            await client.connect()
-            if s.username:
-                await client.login(s.username, s.password)
-        await client.sendmail(self._from, [message.to], self.mime(message))
-        return client
+    async def _deliver(self, connection: MailConnection | None, message: OutboxMessage) -> MailConnection:
+        if connection is None or not connection.connected:
+            connection = await self._relay.connect()
+        await connection.send(self._from, message.to, self.mime(message))
+        return connection
 
     def mime(self, message: OutboxMessage) -> bytes:
         """The message as RFC 5322 / MIME bytes: multipart/alternative, text and HTML parts in base64.
@@ -190,20 +186,20 @@ class EmailService:
         lines += ["", f"--{boundary}--", ""]
         return "\r\n".join(lines).encode()
 
-    async def _failed(self, message: OutboxMessage, exc: BaseException) -> None:
+    async def _failed(self, message: OutboxMessage, exc: RelayError) -> None:
         attempts = message.attempts + 1
         # A permanent refusal of the recipient (5xx) is a hard bounce: no retry, and no more mail to them.
-        hard_bounce = isinstance(exc, aiosmtplib.SMTPRecipientRefused) and exc.code >= 500
+        hard_bounce = exc.permanent
         final = hard_bounce or attempts >= self._smtp.max_attempts
         if hard_bounce:
             await self._store.record_event(EmailEvent(f"bounce:{message.id}", "bounce", self._clock.now(), message.id,
-                                                      message.activation_id, message.to, {"reason": str(exc)[:200]}))
+                                                      message.activation_id, message.to, {"reason": exc.reason[:200]}))
             await self._suppression.add([(message.to, "email", "hard_bounce", None)])
         retry = msgspec.structs.replace(
-            message, attempts=attempts, last_error=repr(exc)[:300], state="failed" if final else "pending",
+            message, attempts=attempts, last_error=exc.reason[:300], state="failed" if final else "pending",
             next_attempt_at=self._clock.now() + self._smtp.retry_backoff_s * 2 ** (attempts - 1))
         await self._store.update(retry)
-        log.warning("email not sent", extra={"message_id": message.id, "attempt": attempts, "error": repr(exc)[:200]})
+        log.warning("email not sent", extra={"message_id": message.id, "attempt": attempts, "error": exc.reason[:200]})
         if not final:
             self._queue.put_nowait(retry)
 

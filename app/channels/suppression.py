@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TypeGuard
 
+from app.admin import AuditTrail
+from app.auth import Principal
 from app.errors import InvalidInput
 from app.runtime.clock import Clock
 from state.ports import SuppressionStore
@@ -21,9 +23,10 @@ def normalise(identifier: str) -> str:
 
 
 class SuppressionService:
-    def __init__(self, store: SuppressionStore, clock: Clock) -> None:
+    def __init__(self, store: SuppressionStore, clock: Clock, audit: AuditTrail) -> None:
         self._store = store
         self._clock = clock
+        self._audit = audit
 
     def is_suppressed(self, identifiers: list[str | None], channel: str) -> Suppression | None:
         """The entry that forbids contacting any of these identifiers on `channel` now, if one does."""
@@ -38,8 +41,24 @@ class SuppressionService:
                     return entry
         return None
 
+    async def suppress(self, actor: Principal | str, entries: list[tuple[str, str, str, float | None]]
+                       ) -> list[Suppression]:
+        """add() on someone's say-so (an admin): recorded in the audit log."""
+        added = await self.add(entries)
+        await self._audit.record(actor, "suppression.add", f"{len(added)} entries")
+        return added
+
+    async def lift(self, actor: Principal | str, keys: list[tuple[str, str]]) -> int:
+        """remove() on someone's say-so (an admin): recorded in the audit log."""
+        removed = await self.remove(keys)
+        await self._audit.record(actor, "suppression.remove", f"{removed} entries")
+        return removed
+
     async def add(self, entries: list[tuple[str, str, str, float | None]]) -> list[Suppression]:
-        """Add or refresh (identifier, channel, reason, expires_at) entries, all or none."""
+        """Add or refresh (identifier, channel, reason, expires_at) entries, all or none.
+
+        Not audited: the platform's own suppressions (bounces, complaints, unsubscribes) come here;
+        a person's go through suppress()."""
         now = self._clock.now()
         rows = []
         for n, (identifier, channel, reason, expires_at) in enumerate(entries):
@@ -54,6 +73,7 @@ class SuppressionService:
         return rows
 
     async def remove(self, keys: list[tuple[str, str]]) -> int:
+        """Lift (identifier, channel) entries; not audited (a person's go through lift())."""
         return await self._store.remove([(normalise(i), c) for i, c in keys])
 
     def list(self, identifier: str | None = None, channel: str | None = None) -> list[Suppression]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from adapters.http.providers import HttpAdaptors
+from adapters.smtp.relay import SmtpRelay
+from adapters.smtp.sink import Mailbox
 from adapters.sqlite.activations import SqliteActivationCountStore
 from adapters.sqlite.inbox import SqliteInboxStore
 from adapters.sqlite.outbox import SqliteOutboxStore
@@ -16,7 +18,6 @@ from app.channels.analytics import EmailAnalytics, load_verification_key
 from app.channels.email import EmailService
 from app.channels.inapp import InAppService
 from app.channels.ingest import IngestService, WebActivity
-from app.channels.sink import Mailbox
 from app.channels.suppression import SuppressionService
 from app.hub import Hub
 from app.infra import Infra
@@ -42,10 +43,10 @@ class Channels:
 def build(infra: Infra, loyalty: LoyaltyService, profiles: ProfileCache) -> Channels:
     config, clock, metrics, log_event = infra.config, infra.clock, infra.metrics, infra.event_log.log_event
     suppression_store = SqliteSuppressionStore(infra.records_db)
-    suppression = SuppressionService(suppression_store, clock)
+    suppression = SuppressionService(suppression_store, clock, infra.audit)
     outbox_store = SqliteOutboxStore(infra.records_db)
-    email = EmailService(config.smtp, infra.public_urls.links, config.auth.jwt_secret, outbox_store, suppression,
-                         clock, log_event)
+    email = EmailService(config.smtp, SmtpRelay(config.smtp), infra.public_urls.links, config.auth.jwt_secret,
+                         outbox_store, suppression, clock, log_event)
     inapp_hub = Hub(config.websocket.client_queue, on_drop=lambda s: metrics.ws_dropped.labels(s).inc())
     inapp = InAppService(SqliteInboxStore(infra.records_db), inapp_hub, clock)
     adaptors = HttpAdaptors(config.adaptors)

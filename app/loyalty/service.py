@@ -26,11 +26,13 @@ from decimal import Decimal
 import msgspec
 import numpy as np
 
+from app.admin import AuditTrail
+from app.auth import Principal
 from app.errors import Forbidden, InvalidInput, NotFound, RuleViolation
-from app.persist import commit_or_undo
+from app.persist import atomically
 from app.runtime.clock import Clock
 from state.loyalty import LedgerEntry, Member, Promotion
-from state.ports import LoyaltyStore
+from state.ports import LoyaltyStore, UnitOfWork
 
 TIERS = ("Green", "Gold", "Reserve")
 MULTIPLIER = {"Green": Decimal("1.0"), "Gold": Decimal("1.2"), "Reserve": Decimal("1.7")}
@@ -85,11 +87,14 @@ def _timegm(year: int, month: int, day: int = 1) -> int:
 
 
 class LoyaltyService:
-    def __init__(self, config, store: LoyaltyStore, clock: Clock, log_event, metrics=None) -> None:
+    def __init__(self, config, store: LoyaltyStore, clock: Clock, log_event, audit: AuditTrail, uow: UnitOfWork,
+                 metrics=None) -> None:
         self._config = config
         self._store = store
+        self._uow = uow
         self._clock = clock
         self._log_event = log_event
+        self._audit = audit
         self._accounts: dict[str, Account] = {}
         self._members: dict[str, Member] = {}
         self._promotions: dict[str, Promotion] = {}
@@ -194,14 +199,15 @@ class LoyaltyService:
             stars -= taken
         account.lots = tuple((entry_id, left, expires) for entry_id, left, expires in lots if left)
 
-    async def _append(self, account: Account, entry: LedgerEntry, statements: list | None = None) -> None:
+    async def _append(self, account: Account, entry: LedgerEntry) -> None:
         """Apply in memory, then commit; restore the account if the commit fails."""
         snapshot = msgspec.structs.replace(account)
         self._apply(account, entry)
 
         def undo() -> None:
             self._accounts[account.user_id] = snapshot
-        await commit_or_undo(self._store.write([self._store.append(entry), *(statements or [])]), undo)
+        async with atomically(self._uow, undo) as tx:
+            tx.loyalty.append(entry)
 
     # ---- earning ----
     def rate(self, tier: str, channel: str, at: float) -> Decimal:
@@ -367,20 +373,24 @@ class LoyaltyService:
                 raise InvalidInput("birthday must be MM-DD") from None
         if member.preferred_channel is not None and member.preferred_channel not in CHANNEL_CODES:
             raise InvalidInput(f"preferred_channel must be one of {', '.join(CHANNEL_CODES)}")
-        await self._store.write([self._store.put_member(member)])
+        async with atomically(self._uow) as tx:
+            tx.loyalty.put_member(member)
         self._members[member.user_id] = member
         return member
 
     def member(self, user_id: str) -> Member | None:
         return self._members.get(user_id)
 
-    async def put_promotion(self, promotion: Promotion) -> Promotion:
+    async def put_promotion(self, actor: Principal | str, promotion: Promotion) -> Promotion:
+        """Create or replace a promotion (recorded in the audit log as `actor`'s)."""
         if promotion.ends_at <= promotion.starts_at:
             raise InvalidInput("ends_at must be after starts_at")
         if not 0 < promotion.bonus_rate <= 10:
             raise InvalidInput("bonus_rate must be above 0 and at most 10")
-        await self._store.write([self._store.put_promotion(promotion)])
+        async with atomically(self._uow) as tx:
+            tx.loyalty.put_promotion(promotion)
         self._promotions[promotion.id] = promotion
+        await self._audit.record(actor, "promotion.put", promotion.id)
         return promotion
 
     def promotions(self) -> list[Promotion]:

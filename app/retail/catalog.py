@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
+from app.admin import AuditTrail
+from app.auth import Principal
 from app.errors import Conflict, InvalidInput, NotFound
 from state.catalog import ANCILLARY_KINDS, Flight, Product
 from state.ports import CatalogStore, OrderStore
@@ -18,9 +20,12 @@ def product_resource(flight_id: str, product_id: str) -> str:
 
 
 class CatalogService:
-    def __init__(self, store: CatalogStore, orders: OrderStore) -> None:
+    """Flights and products; each change an admin makes is recorded in the audit log once it is durable."""
+
+    def __init__(self, store: CatalogStore, orders: OrderStore, audit: AuditTrail) -> None:
         self._store = store
         self._orders = orders
+        self._audit = audit
 
     # ---- flights ----
     def flight(self, flight_id: str) -> Flight:
@@ -35,7 +40,23 @@ class CatalogService:
     def flights(self) -> list[Flight]:
         return self._store.flights()
 
-    async def put_flights(self, flights: list[Flight], *, replace: bool = False) -> list[Flight]:
+    async def put_flights(self, actor: Principal | str, flights: list[Flight], *, audit: bool = True) -> list[Flight]:
+        """Create flights (409 when one exists): a flight.create entry each, unless `audit` is False (a bulk
+        load that is no admin action, such as the demo data set)."""
+        await self._write_flights(flights, replace=False)
+        if audit:
+            for flight in flights:
+                await self._audit.record(actor, "flight.create", flight.id)
+        return flights
+
+    async def update_flight(self, actor: Principal | str, flight_id: str, **changes) -> Flight:
+        current = self.flight(flight_id)
+        updated = msgspec.structs.replace(current, **{k: v for k, v in changes.items() if v is not None})
+        await self._write_flights([updated], replace=True)
+        await self._audit.record(actor, "flight.update", flight_id)
+        return updated
+
+    async def _write_flights(self, flights: list[Flight], *, replace: bool) -> None:
         for flight in flights:
             _check_flight(flight)
             old = self._store.flight(flight.id)
@@ -46,13 +67,6 @@ class CatalogService:
                     raise Conflict(f"flight {flight.id} cabin {cabin} has {held} seats sold or held; "
                                    "capacity cannot go below that")
         await self._store.put_flights(flights)
-        return flights
-
-    async def update_flight(self, flight_id: str, **changes) -> Flight:
-        current = self.flight(flight_id)
-        updated = msgspec.structs.replace(current, **{k: v for k, v in changes.items() if v is not None})
-        await self.put_flights([updated], replace=True)
-        return updated
 
     # ---- products ----
     def product(self, product_id: str) -> Product:
@@ -68,7 +82,22 @@ class CatalogService:
         """The active product sold for an ancillary kind (the first one created)."""
         return self._store.product_of_kind(kind)
 
-    async def put_product(self, product: Product, *, replace: bool = False) -> Product:
+    async def put_product(self, actor: Principal | str, product: Product, *, audit: bool = True) -> Product:
+        """Create a product (409 when it exists): a product.create entry, unless `audit` is False (a bulk load
+        that is no admin action, such as the demo data set)."""
+        await self._write_product(product, replace=False)
+        if audit:
+            await self._audit.record(actor, "product.create", product.id)
+        return product
+
+    async def update_product(self, actor: Principal | str, product_id: str, **changes) -> Product:
+        current = self.product(product_id)
+        updated = msgspec.structs.replace(current, **{k: v for k, v in changes.items() if v is not None})
+        await self._write_product(updated, replace=True)
+        await self._audit.record(actor, "product.update", product_id)
+        return updated
+
+    async def _write_product(self, product: Product, *, replace: bool) -> None:
         if product.kind not in ANCILLARY_KINDS:
             raise InvalidInput(f"kind must be one of {', '.join(ANCILLARY_KINDS)} (flights are created as flights)")
         if product.price_cents < 0:
@@ -78,12 +107,6 @@ class CatalogService:
         if self._store.product(product.id) is not None and not replace:
             raise Conflict(f"product {product.id} already exists")
         await self._store.put_product(product)
-        return product
-
-    async def update_product(self, product_id: str, **changes) -> Product:
-        current = self.product(product_id)
-        updated = msgspec.structs.replace(current, **{k: v for k, v in changes.items() if v is not None})
-        return await self.put_product(updated, replace=True)
 
     def pricing_stamp(self, flight_id: str) -> tuple[int, int]:
         """Changes whenever anything a flight's prices depend on changes (except time to departure)."""

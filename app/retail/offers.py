@@ -24,14 +24,14 @@ import msgspec
 from app import ids
 from app.config import RetailConfig
 from app.errors import Conflict, Gone, InvalidInput, NotFound
-from app.persist import commit_or_undo
+from app.persist import atomically
 from app.retail.catalog import CatalogService, product_resource, seat_resource
 from app.retail.pricing import SEGMENTS, day_start, discounted, fare_cents, percent_of, time_multiplier
 from app.retail.ranking import MARGIN_RATES, OfferSummary, Ranker, SearchContext, features
 from app.runtime.clock import Clock
 from state.catalog import Flight, ProductKind
 from state.offers import Conditions, Item, Offer, SharedDraft
-from state.ports import OfferStore
+from state.ports import OfferStore, UnitOfWork
 
 CABINS = ("economy", "premium", "business")
 _DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
@@ -112,8 +112,9 @@ class OfferGenerated(msgspec.Struct, gc=False):
 
 class OfferService:
     def __init__(self, config: RetailConfig, catalog: CatalogService, offers: OfferStore, ranker: Ranker,
-                 clock: Clock, log_events, metrics) -> None:
+                 clock: Clock, log_events, metrics, uow: UnitOfWork) -> None:
         self._config = config
+        self._uow = uow
         self._catalog = catalog
         self._offers = offers
         self._ranker = ranker
@@ -179,8 +180,8 @@ class OfferService:
                 self._offers.forget(o.id)
         # New offers survive kill -9 and restarts; a power cut may lose the last moments' quotes
         # (unless configured otherwise), which spares every search an fsync.
-        await commit_or_undo(self._offers.write(self._offers.insert(chosen, shared),
-                                                power_safe=self._config.offers_power_safe), undo)
+        async with atomically(self._uow, undo, power_safe=self._config.offers_power_safe) as tx:
+            tx.offers.insert(chosen, shared)
         for draft in shared:
             if not draft.written:
                 draft.written = True
@@ -253,7 +254,7 @@ class OfferService:
         """Delete up to `chunk` offers that expired more than retail.offer_retention_days ago, then up to
         `chunk` drafts no offer is made from any more: (offers, drafts) deleted."""
         cutoff = self._clock.now() - self._config.offer_retention_days * 86_400
-        offers, = await self._offers.write([self._offers.purge(cutoff, chunk)])
+        offers = await self._offers.purge(cutoff, chunk)
         unused = await self._offers.unused_drafts(cutoff, chunk)
         if not unused:
             return offers, 0
@@ -264,8 +265,7 @@ class OfferService:
             draft = self._stored.pop(draft_id, None)
             if draft is not None:
                 draft.written = False
-        drafts, = await self._offers.write([self._offers.drop_drafts(unused)])
-        return offers, drafts
+        return offers, await self._offers.drop_drafts(unused)
 
     # ---- one offer ----
     async def visible(self, offer_id: str, owner: str | None) -> Offer:
@@ -292,8 +292,8 @@ class OfferService:
         offer = await self.acceptable(offer_id, owner)
         cancelled = msgspec.structs.replace(offer, state="CANCELLED")
         self._offers.remember(cancelled)
-        await commit_or_undo(self._offers.write([self._offers.change_state(cancelled, "ACTIVE")]),
-                             lambda: self._offers.remember(offer))
+        async with atomically(self._uow, lambda: self._offers.remember(offer)) as tx:
+            tx.offers.change_state(cancelled, "ACTIVE")
         return cancelled
 
     async def expire_due(self, chunk: int = 500) -> int:
@@ -313,8 +313,9 @@ class OfferService:
                 def undo(expired: list[Offer] = expired) -> None:  # bound now: the loop rebinds `expired`
                     for o in expired:
                         self._offers.remember(msgspec.structs.replace(o, state="ACTIVE"))
-                await commit_or_undo(
-                    self._offers.write([self._offers.change_state(o, "ACTIVE") for o in expired]), undo)
+                async with atomically(self._uow, undo) as tx:
+                    for o in expired:
+                        tx.offers.change_state(o, "ACTIVE")
             else:
                 await asyncio.sleep(0)
             total += len(expired)

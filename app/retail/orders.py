@@ -22,7 +22,7 @@ import msgspec
 from app import ids
 from app.config import PaymentsConfig, RetailConfig
 from app.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound, PaymentRequired
-from app.persist import commit_or_undo
+from app.persist import atomically
 from app.retail.catalog import CatalogService
 from app.retail.events import OrderCancelled, OrderPaid
 from app.retail.offers import OfferService
@@ -30,7 +30,10 @@ from app.retail.payments import ChargeResult, PaymentGateway, luhn_valid
 from app.runtime.bus import Bus
 from app.runtime.clock import Clock
 from state.orders import Barcode, CancellationQuote, Order, Payment
-from state.ports import OfferStore, OrderStore, Statement
+from state.ports import OfferStore, OrderStore, UnitOfWork
+
+# A payment webhook event as recorded with the change it causes: (event id, payment id, received at).
+PaymentEventRecord = tuple[str, str, float]
 
 log = logging.getLogger("contrail.retail")
 
@@ -48,8 +51,9 @@ class PaymentEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class OrderService:
     def __init__(self, retail: RetailConfig, payments: PaymentsConfig, catalog: CatalogService,
                  offers: OfferService, offer_store: OfferStore, orders: OrderStore, gateway: PaymentGateway,
-                 clock: Clock, log_event, metrics, bus: Bus) -> None:
+                 clock: Clock, log_event, metrics, bus: Bus, uow: UnitOfWork) -> None:
         self._retail = retail
+        self._uow = uow
         self._payments = payments
         self._catalog = catalog
         self._offers = offers
@@ -94,8 +98,9 @@ class OrderService:
             self._orders.forget(order.id)
             self._offer_store.remember(offer)
         # The order and the offer's change land in one transaction (statements of one backend commit together).
-        await commit_or_undo(self._orders.write([self._orders.insert(order),
-                                                 self._offer_store.change_state(accepted, "ACTIVE")]), undo)
+        async with atomically(self._uow, undo) as tx:
+            tx.orders.insert(order)
+            tx.offers.change_state(accepted, "ACTIVE")
         self._metrics.orders.labels("PROPOSED").inc()
         self._log_event("OfferAccepted", {"offer_id": offer.id, "order_id": order.id, "owner": order.owner,
                                           "total_cents": order.total_cents})
@@ -111,10 +116,11 @@ class OrderService:
 
     # ---- state changes ----
     async def _commit(self, old: Order, new: Order, *, release: bool = False,
-                      extra: list[Statement] | None = None, chain: list[Order] | None = None) -> Order:
+                      event: PaymentEventRecord | None = None, chain: list[Order] | None = None) -> Order:
         """Put `new` in memory (releasing the hold if asked), then commit it guarded on `old`'s state.
 
-        `chain` lists intermediate versions written in the same transaction (e.g. PAID before FULFILLED).
+        `chain` lists intermediate versions written in the same transaction (e.g. PAID before FULFILLED),
+        `event` the payment webhook event that caused the change.
         If the order changed since `old` was read, nothing happens and the caller gets a 409.
         """
         current = self._orders.get(old.id)
@@ -125,13 +131,16 @@ class OrderService:
         if release:
             self._orders.release(old.items)
         steps = [old, *(chain or []), new]
-        statements = [self._orders.update(b, a.state) for a, b in itertools.pairwise(steps)]
 
         def undo() -> None:
             self._orders.remember(old)
             if release:
                 self._orders.hold(old.items)
-        await commit_or_undo(self._orders.write([*statements, *(extra or [])]), undo)
+        async with atomically(self._uow, undo) as tx:
+            for a, b in itertools.pairwise(steps):
+                tx.orders.update(b, a.state)
+            if event is not None:
+                tx.orders.record_payment_event(*event)
         for step in steps[1:]:
             if step.state != old.state:
                 self._metrics.orders.labels(step.state).inc()
@@ -179,7 +188,7 @@ class OrderService:
         return _refused_if_declined(settled or pending, payment.id)
 
     async def _settle(self, order_id: str, payment_id: str, result: ChargeResult,
-                      extra: list[Statement] | None = None, *, final: bool = False) -> Order | None:
+                      event: PaymentEventRecord | None = None, *, final: bool = False) -> Order | None:
         """Apply a gateway result to an order still waiting on that payment; None if there is no such order.
 
         A decline returns the order to PROPOSED (the shopper may pay again while the hold lasts), unless
@@ -188,13 +197,11 @@ class OrderService:
         order = self._orders.get(order_id)
         if order is None or order.state != "PAYMENT_PENDING" or order.payment is None \
                 or order.payment.id != payment_id:
-            if extra:
-                await self._orders.write(extra)
+            await self._record(event)
             return order  # already settled (a repeat, or the webhook and the reconciler raced)
         self._metrics.payments.labels(result.status).inc()
         if result.status == "pending":
-            if extra:
-                await self._orders.write(extra)
+            await self._record(event)
             return order
         now = self._clock.now()
         payment = msgspec.structs.replace(order.payment, status=result.status, reason=result.reason, updated_at=now)
@@ -202,9 +209,9 @@ class OrderService:
             failed = msgspec.structs.replace(order, state="PROPOSED", payment=payment,
                                              payments_failed=order.payments_failed + 1, updated_at=now)
             if not final:
-                return await self._commit(order, failed, extra=extra)
+                return await self._commit(order, failed, event=event)
             cancelled = await self._commit(order, msgspec.structs.replace(failed, state="CANCELLED", refund_cents=0),
-                                           release=True, extra=extra)
+                                           release=True, event=event)
             self._log_event("OrderCancelled", {"order_id": order.id, "owner": order.owner, "refund_cents": 0,
                                                "reason": f"payment_failed: {result.reason or 'declined'}"})
             await self._bus.publish(OrderCancelled(cancelled))
@@ -213,11 +220,17 @@ class OrderService:
         barcodes = tuple(Barcode(ids.token_urlsafe(18), p, item.kind, item.product_id)
                          for item in order.items for p in range(1, item.quantity + 1))
         fulfilled = msgspec.structs.replace(paid, state="FULFILLED", barcodes=barcodes)
-        done = await self._commit(order, fulfilled, chain=[paid], extra=extra)
+        done = await self._commit(order, fulfilled, chain=[paid], event=event)
         self._log_event("OrderPaid", {"order_id": order.id, "offer_id": order.offer_id, "owner": order.owner,
                                       "total_cents": order.total_cents, "payment_id": payment_id})
         await self._bus.publish(OrderPaid(done))
         return done
+
+    async def _record(self, event: PaymentEventRecord | None) -> None:
+        """A webhook event that changes no order is still recorded, so a repeat is known as one."""
+        if event is not None:
+            async with atomically(self._uow) as tx:
+                tx.orders.record_payment_event(*event)
 
     async def payment_webhook(self, event: PaymentEvent) -> tuple[Order | None, bool]:
         """Settle a pending payment from a signed gateway webhook; (order as it now stands, first time seen).
@@ -229,9 +242,8 @@ class OrderService:
             raise InvalidInput("status must be approved or declined")
         if await self._orders.seen_payment_event(event.id):
             return self._orders.get(event.order_id), False
-        record = [self._orders.record_payment_event(event.id, event.payment_id, self._clock.now())]
-        order = await self._settle(event.order_id, event.payment_id, ChargeResult(event.status, event.reason), record,
-                                   final=True)
+        order = await self._settle(event.order_id, event.payment_id, ChargeResult(event.status, event.reason),
+                                   (event.id, event.payment_id, self._clock.now()), final=True)
         return order, True
 
     async def _expire(self, order: Order) -> Order:

@@ -60,15 +60,16 @@ def build(infra: Infra) -> Retail:
     catalog_store = SqliteCatalogStore(infra.records_db)
     offer_store = SqliteOfferStore(infra.records_db)
     order_store = SqliteOrderStore(infra.records_db)
-    catalog = CatalogService(catalog_store, order_store)
+    catalog = CatalogService(catalog_store, order_store, infra.audit)
     rc = config.ranking
     remote = RemoteRanker(rc.remote, rc.remote_api_key) if rc.remote else None
     ranker = Ranker(rc, metrics, clock, remote=remote)
-    offers = OfferService(config.retail, catalog, offer_store, ranker, clock, infra.event_log.log_events, metrics)
+    offers = OfferService(config.retail, catalog, offer_store, ranker, clock, infra.event_log.log_events, metrics,
+                          infra.uow)
     pay = config.payments
     gateway = CardSimulator(clock, settle_s=pay.simulator_settle_s, slow_s=pay.gateway_timeout_s + 1)
     orders = OrderService(config.retail, pay, catalog, offers, offer_store, order_store, gateway, clock,
-                          infra.event_log.log_event, metrics, infra.bus)
+                          infra.event_log.log_event, metrics, infra.bus, infra.uow)
     metrics.watch_queue("offers_in_memory", lambda: len(offer_store))
     domain = Retail(catalog_store, offer_store, order_store, catalog, remote, ranker, offers, gateway, orders,
                     infra.event_log)

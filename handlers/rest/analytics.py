@@ -7,7 +7,7 @@ from typing import Annotated
 import msgspec
 from aiohttp import web
 
-from app import keys
+from app.eventlog import EventLog
 from handlers.rest.common import Cursor, decode_cursor, encode_cursor, endpoint, json_response
 
 
@@ -30,17 +30,22 @@ class EventPage(msgspec.Struct):
     next_cursor: str | None
 
 
-@endpoint("Events from the analytics log, oldest first (filter by type and time)", tags=("analytics",),
-          roles=("admin",), query=EventsQuery, response=EventPage)
-async def events(request: web.Request, principal, query: EventsQuery) -> web.Response:
-    cursor = decode_cursor(query.after) or {}
-    after_id = cursor.get("id", 0)
-    if not isinstance(after_id, int):
-        after_id = 0
-    rows = await request.app[keys.EVENT_LOG].query(query.type, query.since, after_id, query.limit)
-    nxt = encode_cursor({"id": rows[-1].id}) if len(rows) == query.limit else None
-    return json_response(EventPage([EventView(r.id, r.at, r.type, r.payload) for r in rows], nxt))
+class AnalyticsApi:
+    """The analytics event log, read back."""
 
+    def __init__(self, event_log: EventLog) -> None:
+        self._event_log = event_log
 
-def setup(app: web.Application) -> None:
-    app.router.add_get("/v1/analytics/events", events)
+    def register(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/v1/analytics/events", self.events)
+
+    @endpoint("Events from the analytics log, oldest first (filter by type and time)", tags=("analytics",),
+              roles=("admin",), query=EventsQuery, response=EventPage)
+    async def events(self, request: web.Request, principal, query: EventsQuery) -> web.Response:
+        cursor = decode_cursor(query.after) or {}
+        after_id = cursor.get("id", 0)
+        if not isinstance(after_id, int):
+            after_id = 0
+        rows = await self._event_log.query(query.type, query.since, after_id, query.limit)
+        nxt = encode_cursor({"id": rows[-1].id}) if len(rows) == query.limit else None
+        return json_response(EventPage([EventView(r.id, r.at, r.type, r.payload) for r in rows], nxt))

@@ -7,7 +7,7 @@ from typing import Annotated
 import msgspec
 from aiohttp import web
 
-from app import keys
+from app.auth import AccountService
 from handlers.rest.common import endpoint, json_response
 
 # A new account's address: one @ with something on either side and no whitespace.
@@ -49,34 +49,36 @@ class Me(msgspec.Struct):
     role: str
 
 
-@endpoint("Get a guest token (browsing, searching)", tags=("auth",), response=TokenResponse, credentials=True)
-async def guest(request: web.Request, principal) -> web.Response:
-    token, ttl, who = request.app[keys.ACCOUNTS].guest()
-    return json_response(TokenResponse(token, "Bearer", ttl, who.role, who.id))
+class AuthApi:
+    """Guest tokens, sign-in, self-service customer accounts, and who the caller is."""
 
+    def __init__(self, accounts: AccountService) -> None:
+        self._accounts = accounts
 
-@endpoint("Exchange email and password for a bearer token", tags=("auth",), body=TokenRequest,
-          response=TokenResponse, errors=(401,), credentials=True)
-async def token(request: web.Request, principal, body: TokenRequest) -> web.Response:
-    access, ttl, account = await request.app[keys.ACCOUNTS].login(body.email, body.password)
-    return json_response(TokenResponse(access, "Bearer", ttl, account.role, account.id))
+    def register(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/v1/auth/guest", self.guest)
+        router.add_post("/v1/auth/token", self.token)
+        router.add_post("/v1/accounts", self.register_account)
+        router.add_get("/v1/me", self.me)
 
+    @endpoint("Get a guest token (browsing, searching)", tags=("auth",), response=TokenResponse, credentials=True)
+    async def guest(self, request: web.Request, principal) -> web.Response:
+        token, ttl, who = self._accounts.guest()
+        return json_response(TokenResponse(token, "Bearer", ttl, who.role, who.id))
 
-@endpoint("Open a customer account", tags=("auth",), body=RegisterRequest, response=AccountView, status=201,
-          errors=(409,))
-async def register(request: web.Request, principal, body: RegisterRequest) -> web.Response:
-    account = await request.app[keys.ACCOUNTS].create_user(body.email, body.password, "customer")
-    return json_response(AccountView(account.id, account.email, account.role, account.created_at), status=201)
+    @endpoint("Exchange email and password for a bearer token", tags=("auth",), body=TokenRequest,
+              response=TokenResponse, errors=(401,), credentials=True)
+    async def token(self, request: web.Request, principal, body: TokenRequest) -> web.Response:
+        access, ttl, account = await self._accounts.login(body.email, body.password)
+        return json_response(TokenResponse(access, "Bearer", ttl, account.role, account.id))
 
+    @endpoint("Open a customer account", tags=("auth",), body=RegisterRequest, response=AccountView, status=201,
+              errors=(409,))
+    async def register_account(self, request: web.Request, principal, body: RegisterRequest) -> web.Response:
+        account = await self._accounts.create_user(body.email, body.password, "customer")
+        return json_response(AccountView(account.id, account.email, account.role, account.created_at), status=201)
 
-@endpoint("Who am I: the caller as the server sees it", tags=("auth",),
-          roles=("guest", "customer", "admin", "exchange", "partner"), response=Me)
-async def me(request: web.Request, principal) -> web.Response:
-    return json_response(Me(principal.kind, principal.id, principal.role))
-
-
-def setup(app: web.Application) -> None:
-    app.router.add_post("/v1/auth/guest", guest)
-    app.router.add_post("/v1/auth/token", token)
-    app.router.add_post("/v1/accounts", register)
-    app.router.add_get("/v1/me", me)
+    @endpoint("Who am I: the caller as the server sees it", tags=("auth",),
+              roles=("guest", "customer", "admin", "exchange", "partner"), response=Me)
+    async def me(self, request: web.Request, principal) -> web.Response:
+        return json_response(Me(principal.kind, principal.id, principal.role))

@@ -8,42 +8,23 @@ from typing import Annotated, Literal
 import msgspec
 from aiohttp import web
 
-from app import keys
+from app.bidding.campaigns import CampaignService
+from app.bidding.gateway import BidGateway
+from app.bidding.models import ModelHolder
+from app.bidding.notices import NoticeService
 from app.bidding.openrtb import BidRequest, BidResponse
-from app.bidding.profiles import check_shapes
+from app.bidding.profiles import ProfileCache, check_shapes
 from app.errors import InvalidInput
+from app.runtime.clock import Clock
 from handlers.rest.common import endpoint, json_response
+from ml.batcher import Batcher
+from ml.providers import Provider
 from state.campaigns import Campaign, Creative, FrequencyCaps, Targeting
 from state.profiles import Profile
 
 EXCHANGE = ("exchange", "admin")
 ADMIN = ("admin",)
 Micros = Annotated[int, msgspec.Meta(gt=0, le=10**12)]
-
-
-@endpoint("OpenRTB 2.6 bid request (exchange API key). 200 bid, 204 no-bid, 400 invalid (no body)",
-          tags=("bidding",), roles=EXCHANGE, raw_body=BidRequest, response=BidResponse, also=(204,),
-          empty=(204, 400), headers={"x-openrtb-version": {"type": "string"}},
-          descriptions={200: "A bid (or, with bidding.nobid_body, a no-bid with its nbr reason)", 204: "No bid",
-                        400: "An invalid OpenRTB request: no body, as OpenRTB answers (a body that cannot be "
-                             "read at all, or the credentials, get the JSON error)"},
-          request_headers=[{"name": "x-openrtb-version", "in": "header", "required": False,
-                            "schema": {"type": "string"}, "description": "Echoed back; 2.6 when absent"}])
-async def bid(request: web.Request, principal) -> web.StreamResponse:
-    started = time.perf_counter()
-    raw = await request.read()
-    version = request.headers.get("x-openrtb-version", "2.6")
-    headers = {"x-openrtb-version": version}
-    answer = await request.app[keys.BID_GATEWAY].answer(raw, "rest", started)
-    if answer.invalid is not None:
-        return web.Response(status=400, headers=headers)
-    body = answer.body(nbr_body=request.app[keys.CONFIG].bidding.nobid_body)
-    if body is None:
-        return web.Response(status=204, headers=headers)
-    response = web.Response(body=body, content_type="application/json", headers=headers)
-    if "gzip" in request.headers.get("Accept-Encoding", ""):
-        response.enable_compression(web.ContentCoding.gzip)
-    return response
 
 
 class NoticeResult(msgspec.Struct):
@@ -70,25 +51,18 @@ class LossNotice(msgspec.Struct):
 
 
 def _notice(kind: str):
-    @endpoint(f"{kind.capitalize()} notice for a bid (the URL in the bid's "
-              f"{ {'win': 'nurl', 'billing': 'burl', 'loss': 'lurl'}[kind]}); repeats change nothing",
-              tags=("bidding",), response=NoticeResult, errors=(404,),
-              params=LossNotice if kind == "loss" else PricedNotice)
-    async def handler(request: web.Request, principal) -> web.Response:
-        q = request.query
-        bid_id = q.get("bid")
-        if not bid_id:
-            raise InvalidInput("bid is required")
-        notices = request.app[keys.NOTICES]
-        if kind == "win":
-            result = await notices.win(bid_id, q.get("price"))
-        elif kind == "billing":
-            result = await notices.billing(bid_id, q.get("price"))
-        else:
-            result = await notices.loss(bid_id, q.get("reason"), q.get("price"))
-        return json_response(result)
-    handler.__name__ = f"{kind}_notice"
-    return handler
+    """The declaration of a win, billing or loss notice endpoint."""
+    return endpoint(f"{kind.capitalize()} notice for a bid (the URL in the bid's "
+                    f"{ {'win': 'nurl', 'billing': 'burl', 'loss': 'lurl'}[kind]}); repeats change nothing",
+                    tags=("bidding",), response=NoticeResult, errors=(404,),
+                    params=LossNotice if kind == "loss" else PricedNotice)
+
+
+def _bid_id(request: web.Request) -> str:
+    bid_id = request.query.get("bid")
+    if not bid_id:
+        raise InvalidInput("bid is required")
+    return bid_id
 
 
 class NewCampaign(msgspec.Struct, forbid_unknown_fields=True):
@@ -117,64 +91,11 @@ class CampaignList(msgspec.Struct):
     items: list[Campaign]
 
 
-@endpoint("Create a campaign", tags=("campaigns",), roles=ADMIN, body=NewCampaign, response=Campaign, status=201,
-          errors=(409,))
-async def create_campaign(request: web.Request, principal, body: NewCampaign) -> web.Response:
-    service = request.app[keys.CAMPAIGNS]
-    fields = msgspec.structs.asdict(body)
-    fields["id"] = body.id or service.new_id()
-    campaign = await service.create(Campaign(**fields))
-    await request.app[keys.ADMIN].record(principal, "campaign.create", campaign.id, name=campaign.name)
-    return json_response(campaign, status=201)
-
-
-@endpoint("List campaigns", tags=("campaigns",), roles=ADMIN, response=CampaignList)
-async def list_campaigns(request: web.Request, principal) -> web.Response:
-    return json_response(CampaignList(request.app[keys.CAMPAIGNS].list()))
-
-
-@endpoint("Get a campaign", tags=("campaigns",), roles=ADMIN, response=Campaign, errors=(404,))
-async def get_campaign(request: web.Request, principal) -> web.Response:
-    return json_response(request.app[keys.CAMPAIGNS].get(request.match_info["campaign_id"]))
-
-
-@endpoint("Pause, resume or re-budget a campaign", tags=("campaigns",), roles=ADMIN, body=CampaignPatch,
-          response=Campaign, errors=(404,))
-async def patch_campaign(request: web.Request, principal, body: CampaignPatch) -> web.Response:
-    campaign_id = request.match_info["campaign_id"]
-    campaign = await request.app[keys.CAMPAIGNS].update(campaign_id, **msgspec.structs.asdict(body))
-    await request.app[keys.ADMIN].record(principal, "campaign.update", campaign_id,
-                                         **{k: v for k, v in msgspec.structs.asdict(body).items() if v is not None})
-    return json_response(campaign)
-
-
-@endpoint("Add a creative to a campaign", tags=("campaigns",), roles=ADMIN, body=Creative, response=Campaign,
-          status=201, errors=(404, 409))
-async def add_creative(request: web.Request, principal, body: Creative) -> web.Response:
-    campaign_id = request.match_info["campaign_id"]
-    campaign = await request.app[keys.CAMPAIGNS].add_creative(campaign_id, body)
-    await request.app[keys.ADMIN].record(principal, "creative.create", f"{campaign_id}/{body.id}")
-    return json_response(campaign, status=201)
-
-
 class ProfileBody(msgspec.Struct, forbid_unknown_fields=True):
     interests: Annotated[list[Annotated[float, msgspec.Meta(ge=0, le=1)]], msgspec.Meta(max_length=64)] = []
     segments: Annotated[list[Annotated[int, msgspec.Meta(ge=0, le=63)]], msgspec.Meta(max_length=64)] = []
     loyalty: Annotated[list[Annotated[float, msgspec.Meta(ge=0, le=100)]], msgspec.Meta(max_length=8)] = []
     last_seen: Annotated[float, msgspec.Meta(ge=0)] | None = None
-
-
-@endpoint("Write a bidding profile through both cache tiers", tags=("bidding",), roles=("partner", "admin"),
-          body=ProfileBody, response=Profile, errors=(422,))
-async def put_profile(request: web.Request, principal, body: ProfileBody) -> web.Response:
-    user_id = request.match_info["user_id"]
-    if len(user_id) > 200:
-        raise InvalidInput("user_id is longer than 200 characters")
-    check_shapes(interests=body.interests, loyalty=body.loyalty)
-    profile = Profile(user_id, body.interests, body.segments, body.loyalty, body.last_seen,
-                      request.app[keys.CLOCK].now())
-    await request.app[keys.PROFILES].put(profile)
-    return json_response(profile)
 
 
 class ProviderView(msgspec.Struct):
@@ -196,17 +117,6 @@ class ProvidersView(msgspec.Struct):
     providers: list[ProviderView]
 
 
-@endpoint("Inference providers with their counters", tags=("bidding",), roles=("admin", "partner"),
-          response=ProvidersView)
-async def providers(request: web.Request, principal) -> web.Response:
-    platform = request.app[keys.PLATFORM_SERVICES]
-    active = platform.batcher.provider.name
-    views = [ProviderView(p.name, p.precision, p.max_batch, p.name == active, p.stats.calls, p.stats.rows,
-                          p.stats.device_batches, round(p.stats.modeled_us, 1)) for p in platform.providers.values()]
-    b = platform.batcher
-    return json_response(ProvidersView(platform.model.current.version, b.batches, b.overloaded, b.timeouts, views))
-
-
 class ReloadBody(msgspec.Struct, forbid_unknown_fields=True):
     path: str | None = None
 
@@ -215,23 +125,131 @@ class ReloadResult(msgspec.Struct):
     version: str
 
 
-@endpoint("Reload the scoring model (atomic swap; in-flight scoring is unaffected)", tags=("bidding",),
-          roles=ADMIN, body=ReloadBody, response=ReloadResult)
-async def reload_model(request: web.Request, principal, body: ReloadBody) -> web.Response:
-    net = await request.app[keys.PLATFORM_SERVICES].model.reload(body.path)
-    await request.app[keys.ADMIN].record(principal, "model.reload", net.version, path=body.path)
-    return json_response(ReloadResult(net.version))
+class BiddingApi:
+    """OpenRTB bids over REST, their notices, campaigns, profiles, the inference providers and the model.
 
+    `nobid_body` is `bidding.nobid_body`: a no-bid answered 200 with its nbr reason instead of 204.
+    """
 
-def setup(app: web.Application) -> None:
-    app.router.add_post("/v1/bid", bid)
-    for kind in ("win", "billing", "loss"):
-        app.router.add_get(f"/v1/notices/{kind}", _notice(kind))
-    app.router.add_post("/v1/admin/campaigns", create_campaign)
-    app.router.add_get("/v1/admin/campaigns", list_campaigns)
-    app.router.add_get("/v1/admin/campaigns/{campaign_id}", get_campaign)
-    app.router.add_patch("/v1/admin/campaigns/{campaign_id}", patch_campaign)
-    app.router.add_post("/v1/admin/campaigns/{campaign_id}/creatives", add_creative)
-    app.router.add_put("/v1/profiles/{user_id}", put_profile)
-    app.router.add_get("/v1/inference/providers", providers)
-    app.router.add_post("/v1/admin/model/reload", reload_model)
+    def __init__(self, bid_gateway: BidGateway, notices: NoticeService, campaigns: CampaignService,
+                 profiles: ProfileCache, model: ModelHolder, providers: dict[str, Provider], batcher: Batcher,
+                 clock: Clock, *, nobid_body: bool) -> None:
+        self._gateway = bid_gateway
+        self._notices = notices
+        self._campaigns = campaigns
+        self._profiles = profiles
+        self._model = model
+        self._providers = providers
+        self._batcher = batcher
+        self._clock = clock
+        self._nobid_body = nobid_body
+
+    def register(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/v1/bid", self.bid)
+        router.add_get("/v1/notices/win", self.win_notice)
+        router.add_get("/v1/notices/billing", self.billing_notice)
+        router.add_get("/v1/notices/loss", self.loss_notice)
+        router.add_post("/v1/admin/campaigns", self.create_campaign)
+        router.add_get("/v1/admin/campaigns", self.list_campaigns)
+        router.add_get("/v1/admin/campaigns/{campaign_id}", self.get_campaign)
+        router.add_patch("/v1/admin/campaigns/{campaign_id}", self.patch_campaign)
+        router.add_post("/v1/admin/campaigns/{campaign_id}/creatives", self.add_creative)
+        router.add_put("/v1/profiles/{user_id}", self.put_profile)
+        router.add_get("/v1/inference/providers", self.providers)
+        router.add_post("/v1/admin/model/reload", self.reload_model)
+
+    @endpoint("OpenRTB 2.6 bid request (exchange API key). 200 bid, 204 no-bid, 400 invalid (no body)",
+              tags=("bidding",), roles=EXCHANGE, raw_body=BidRequest, response=BidResponse, also=(204,),
+              empty=(204, 400), headers={"x-openrtb-version": {"type": "string"}},
+              descriptions={200: "A bid (or, with bidding.nobid_body, a no-bid with its nbr reason)", 204: "No bid",
+                            400: "An invalid OpenRTB request: no body, as OpenRTB answers (a body that cannot be "
+                                 "read at all, or the credentials, get the JSON error)"},
+              request_headers=[{"name": "x-openrtb-version", "in": "header", "required": False,
+                                "schema": {"type": "string"}, "description": "Echoed back; 2.6 when absent"}])
+    async def bid(self, request: web.Request, principal) -> web.StreamResponse:
+        started = time.perf_counter()
+        raw = await request.read()
+        version = request.headers.get("x-openrtb-version", "2.6")
+        headers = {"x-openrtb-version": version}
+        answer = await self._gateway.answer(raw, "rest", started)
+        if answer.invalid is not None:
+            return web.Response(status=400, headers=headers)
+        body = answer.body(nbr_body=self._nobid_body)
+        if body is None:
+            return web.Response(status=204, headers=headers)
+        response = web.Response(body=body, content_type="application/json", headers=headers)
+        if "gzip" in request.headers.get("Accept-Encoding", ""):
+            response.enable_compression(web.ContentCoding.gzip)
+        return response
+
+    @_notice("win")
+    async def win_notice(self, request: web.Request, principal) -> web.Response:
+        bid_id = _bid_id(request)
+        return json_response(await self._notices.win(bid_id, request.query.get("price")))
+
+    @_notice("billing")
+    async def billing_notice(self, request: web.Request, principal) -> web.Response:
+        bid_id = _bid_id(request)
+        return json_response(await self._notices.billing(bid_id, request.query.get("price")))
+
+    @_notice("loss")
+    async def loss_notice(self, request: web.Request, principal) -> web.Response:
+        bid_id = _bid_id(request)
+        q = request.query
+        return json_response(await self._notices.loss(bid_id, q.get("reason"), q.get("price")))
+
+    @endpoint("Create a campaign", tags=("campaigns",), roles=ADMIN, body=NewCampaign, response=Campaign,
+              status=201, errors=(409,))
+    async def create_campaign(self, request: web.Request, principal, body: NewCampaign) -> web.Response:
+        fields = msgspec.structs.asdict(body)
+        fields["id"] = body.id or self._campaigns.new_id()
+        campaign = await self._campaigns.create(principal, Campaign(**fields))
+        return json_response(campaign, status=201)
+
+    @endpoint("List campaigns", tags=("campaigns",), roles=ADMIN, response=CampaignList)
+    async def list_campaigns(self, request: web.Request, principal) -> web.Response:
+        return json_response(CampaignList(self._campaigns.list()))
+
+    @endpoint("Get a campaign", tags=("campaigns",), roles=ADMIN, response=Campaign, errors=(404,))
+    async def get_campaign(self, request: web.Request, principal) -> web.Response:
+        return json_response(self._campaigns.get(request.match_info["campaign_id"]))
+
+    @endpoint("Pause, resume or re-budget a campaign", tags=("campaigns",), roles=ADMIN, body=CampaignPatch,
+              response=Campaign, errors=(404,))
+    async def patch_campaign(self, request: web.Request, principal, body: CampaignPatch) -> web.Response:
+        campaign = await self._campaigns.update(principal, request.match_info["campaign_id"],
+                                                **msgspec.structs.asdict(body))
+        return json_response(campaign)
+
+    @endpoint("Add a creative to a campaign", tags=("campaigns",), roles=ADMIN, body=Creative, response=Campaign,
+              status=201, errors=(404, 409))
+    async def add_creative(self, request: web.Request, principal, body: Creative) -> web.Response:
+        campaign = await self._campaigns.add_creative(principal, request.match_info["campaign_id"], body)
+        return json_response(campaign, status=201)
+
+    @endpoint("Write a bidding profile through both cache tiers", tags=("bidding",), roles=("partner", "admin"),
+              body=ProfileBody, response=Profile, errors=(422,))
+    async def put_profile(self, request: web.Request, principal, body: ProfileBody) -> web.Response:
+        user_id = request.match_info["user_id"]
+        if len(user_id) > 200:
+            raise InvalidInput("user_id is longer than 200 characters")
+        check_shapes(interests=body.interests, loyalty=body.loyalty)
+        profile = Profile(user_id, body.interests, body.segments, body.loyalty, body.last_seen, self._clock.now())
+        await self._profiles.put(profile)
+        return json_response(profile)
+
+    @endpoint("Inference providers with their counters", tags=("bidding",), roles=("admin", "partner"),
+              response=ProvidersView)
+    async def providers(self, request: web.Request, principal) -> web.Response:
+        b = self._batcher
+        active = b.provider.name
+        views = [ProviderView(p.name, p.precision, p.max_batch, p.name == active, p.stats.calls, p.stats.rows,
+                              p.stats.device_batches, round(p.stats.modeled_us, 1))
+                 for p in self._providers.values()]
+        return json_response(ProvidersView(self._model.current.version, b.batches, b.overloaded, b.timeouts, views))
+
+    @endpoint("Reload the scoring model (atomic swap; in-flight scoring is unaffected)", tags=("bidding",),
+              roles=ADMIN, body=ReloadBody, response=ReloadResult)
+    async def reload_model(self, request: web.Request, principal, body: ReloadBody) -> web.Response:
+        net = await self._model.reload(principal, body.path)
+        return json_response(ReloadResult(net.version))

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol
 
 import msgspec
 from aiohttp import web
 
-from app import keys
-from app.channels.analytics import MAX_EVENTS
-from app.channels.ingest import MAX_BATCH, ChannelEvent
+from app.channels.activation import ActivationService
+from app.channels.analytics import MAX_EVENTS, EmailAnalytics
+from app.channels.email import EmailService
+from app.channels.ingest import MAX_BATCH, ChannelEvent, IngestService
+from app.channels.suppression import SuppressionService
 from app.errors import NotFound
 from app.jsondepth import check_depth
 from handlers.rest.common import Cursor, endpoint, json_response, paginate
@@ -36,14 +38,6 @@ class ActivationResult(msgspec.Struct):
     provider_message_id: str | None
 
 
-@endpoint("Reach a customer over the best channel (or the one named): suppression and the daily cap are checked",
-          tags=("channels",), roles=STAFF, body=ActivateBody, response=ActivationResult, status=201)
-async def activate(request: web.Request, principal, body: ActivateBody) -> web.Response:
-    result = await request.app[keys.ACTIVATION].activate(body.user_id, body.subject, body.text, body.html,
-                                                         body.channel, body.present)
-    return json_response(ActivationResult(**result), status=201)
-
-
 class IngestResult(msgspec.Struct):
     accepted: int
     rejected: list[dict]       # {index, error} for each event that was not accepted
@@ -52,13 +46,6 @@ class IngestResult(msgspec.Struct):
 
 
 IngestBody = ChannelEvent | Annotated[list[ChannelEvent], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
-
-
-@endpoint("Omnichannel events: one JSON object or an array (up to 5,000). Each invalid event is reported with "
-          "its index; the others are accepted", tags=("channels",), roles=STAFF, raw_body=IngestBody,
-          response=IngestResult)
-async def ingest(request: web.Request, principal) -> web.Response:
-    return json_response(IngestResult(**await request.app[keys.INGEST].ingest(await request.read())))
 
 
 # ---- suppression list ----
@@ -107,32 +94,6 @@ class Changed(msgspec.Struct):
     changed: int
 
 
-@endpoint("The suppression list (filter by identifier or channel)", tags=("channels",), roles=ADMIN,
-          query=SuppressionQuery, response=SuppressionPage)
-async def list_suppressions(request: web.Request, principal, query: SuppressionQuery) -> web.Response:
-    views = [SuppressionView(f"{s.identifier}|{s.channel}", s.identifier, s.channel, s.reason, s.created_at,
-                             s.expires_at)
-             for s in request.app[keys.SUPPRESSION].list(query.identifier, query.channel)]
-    page, nxt = paginate(views, query.after, query.limit)
-    return json_response(SuppressionPage(page, nxt))
-
-
-@endpoint("Suppress identifiers (bulk; permanent or until expires_at)", tags=("channels",), roles=ADMIN,
-          body=SuppressionAdd, response=Changed, status=201)
-async def add_suppressions(request: web.Request, principal, body: SuppressionAdd) -> web.Response:
-    added = await request.app[keys.SUPPRESSION].add([(e.identifier, e.channel, e.reason, e.expires_at)
-                                                     for e in body.entries])
-    await request.app[keys.ADMIN].record(principal, "suppression.add", f"{len(added)} entries")
-    return json_response(Changed(len(added)), status=201)
-
-
-@endpoint("Lift suppressions (bulk)", tags=("channels",), roles=ADMIN, body=SuppressionRemove, response=Changed)
-async def remove_suppressions(request: web.Request, principal, body: SuppressionRemove) -> web.Response:
-    removed = await request.app[keys.SUPPRESSION].remove([(e.identifier, e.channel) for e in body.entries])
-    await request.app[keys.ADMIN].record(principal, "suppression.remove", f"{removed} entries")
-    return json_response(Changed(removed))
-
-
 # ---- what recipients click ----
 LinkSignature = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]*$", description="The link's signature (hex)")]
 
@@ -149,45 +110,8 @@ class UnsubscribeLink(msgspec.Struct):
     t: LinkSignature
 
 
-@endpoint("Open pixel (records an open)", tags=("channels",), response=bytes, content_type="image/gif")
-async def open_pixel(request: web.Request, principal) -> web.Response:
-    await request.app[keys.EMAIL].record("open", request.match_info["message_id"])
-    return web.Response(body=PIXEL, content_type="image/gif", headers={"Cache-Control": "no-store"})
-
-
-@endpoint("Click redirect (records a click, then 302 to the signed link)", tags=("channels",), status=302,
-          errors=(404,), params=ClickLink, headers={"Location": {"type": "string"}})
-async def click(request: web.Request, principal) -> web.StreamResponse:
-    email, message_id = request.app[keys.EMAIL], request.match_info["message_id"]
-    url = request.query.get("u", "")
-    if not url.startswith(("http://", "https://")) or not email.check(request.query.get("t", ""), "c", message_id, url):
-        raise NotFound("unknown link")
-    await email.record("click", message_id, url=url)
-    return web.Response(status=302, headers={"Location": url, "Cache-Control": "no-store"})
-
-
 def _unsubscribe_page(text: str) -> web.Response:
     return web.Response(text=f"<!doctype html><title>Contrail</title><p>{text}</p>", content_type="text/html")
-
-
-@endpoint("Unsubscribe page (GET shows a button; RFC 8058 one-click POST unsubscribes)", tags=("channels",),
-          errors=(404,), params=UnsubscribeLink, response=str, content_type="text/html")
-async def unsubscribe_page(request: web.Request, principal) -> web.Response:
-    m, t = request.query.get("m", ""), request.query.get("t", "")
-    if not request.app[keys.EMAIL].check(t, "u", m):
-        raise NotFound("unknown unsubscribe link")
-    return web.Response(text='<!doctype html><title>Unsubscribe</title><form method="post">'
-                             '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
-                             '<button>Unsubscribe from Contrail emails</button></form>', content_type="text/html")
-
-
-@endpoint("One-click unsubscribe (RFC 8058): the address goes on the email suppression list", tags=("channels",),
-          errors=(404,), params=UnsubscribeLink, response=str, content_type="text/html")
-async def unsubscribe(request: web.Request, principal) -> web.Response:
-    address = await request.app[keys.EMAIL].unsubscribe(request.query.get("m", ""), request.query.get("t", ""))
-    if address is None:
-        raise NotFound("unknown unsubscribe link")
-    return _unsubscribe_page("You are unsubscribed. You will get no more marketing email from us.")
 
 
 class MailboxPage(msgspec.Struct):
@@ -199,11 +123,16 @@ class MailboxQuery(msgspec.Struct, forbid_unknown_fields=True):
     limit: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 50
 
 
-@endpoint("What the embedded SMTP sink received (smtp.embedded_sink): the count and the newest messages",
-          tags=("channels",), roles=ADMIN, query=MailboxQuery, response=MailboxPage)
-async def mailbox(request: web.Request, principal, query: MailboxQuery) -> web.Response:
-    box = request.app[keys.MAILBOX]
-    return json_response(MailboxPage(box.received, box.messages(query.limit)))
+class Mailbox(Protocol):
+    """What the embedded SMTP sink received, as the mailbox endpoint reads it."""
+
+    @property
+    def received(self) -> int:
+        ...
+
+    def messages(self, limit: int = 50) -> list[dict]:
+        """The newest `limit` messages, oldest of them first."""
+        ...
 
 
 class SendGridEvent(msgspec.Struct):
@@ -219,22 +148,6 @@ class WebhookCounts(msgspec.Struct):
     recorded: int
     duplicate: int
     ignored: int
-
-
-@endpoint("SendGrid Event Webhook: an array of events as SendGrid sends them; signed webhooks are verified "
-          "(403 on a bad signature) when sendgrid.verification_key is set; repeats are counted, not recorded",
-          tags=("channels",), raw_body=SendGridBatch, response=WebhookCounts, errors=(403,), request_headers=[
-              {"name": "X-Twilio-Email-Event-Webhook-Signature", "in": "header", "required": False,
-               "schema": {"type": "string"}, "description": "Base64 ECDSA signature (signed webhooks)"},
-              {"name": "X-Twilio-Email-Event-Webhook-Timestamp", "in": "header", "required": False,
-               "schema": {"type": "string"}, "description": "The signed timestamp (signed webhooks)"}])
-async def sendgrid_webhook(request: web.Request, principal) -> web.Response:
-    raw = await request.read()
-    check_depth(raw)
-    analytics = request.app[keys.EMAIL_ANALYTICS]
-    analytics.verify(raw, request.headers.get("X-Twilio-Email-Event-Webhook-Signature"),
-                     request.headers.get("X-Twilio-Email-Event-Webhook-Timestamp"))
-    return json_response(WebhookCounts(**await analytics.ingest(raw)))
 
 
 class EmailReport(msgspec.Struct):
@@ -256,30 +169,127 @@ class EmailReport(msgspec.Struct):
     bounce_rate: float
 
 
-@endpoint("Email analytics of one activation: sent, delivered, opens, clicks (and unique), bounces, spam "
-          "reports, unsubscribes, rates", tags=("channels",), roles=STAFF, response=EmailReport)
-async def email_report(request: web.Request, principal) -> web.Response:
-    report = await request.app[keys.EMAIL_ANALYTICS].report(request.match_info["activation_id"])
-    return json_response(EmailReport(**report))
+class ChannelsApi:
+    """Activation, ingest, the suppression list, what email recipients click, the mailbox, email analytics."""
 
+    def __init__(self, activation: ActivationService, ingest: IngestService, suppression: SuppressionService,
+                 email: EmailService, mailbox: Mailbox, email_analytics: EmailAnalytics) -> None:
+        self._activation = activation
+        self._ingest = ingest
+        self._suppression = suppression
+        self._email = email
+        self._mailbox = mailbox
+        self._email_analytics = email_analytics
 
-@endpoint("Email analytics over all mail", tags=("channels",), roles=STAFF, response=EmailReport)
-async def email_report_all(request: web.Request, principal) -> web.Response:
-    return json_response(EmailReport(**await request.app[keys.EMAIL_ANALYTICS].report(None)))
+    def register(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/v1/channels/activate", self.activate)
+        router.add_post("/v1/channels/ingest", self.ingest)
+        router.add_get("/v1/suppressions", self.list_suppressions)
+        router.add_post("/v1/suppressions", self.add_suppressions)
+        router.add_delete("/v1/suppressions", self.remove_suppressions)
+        router.add_get("/v1/email/open/{message_id}.gif", self.open_pixel)
+        router.add_get("/v1/email/click/{message_id}", self.click)
+        router.add_get("/v1/email/unsubscribe", self.unsubscribe_page)
+        router.add_post("/v1/email/unsubscribe", self.unsubscribe)
+        router.add_get("/v1/admin/mailbox", self.mailbox)
+        router.add_post("/v1/webhooks/sendgrid", self.sendgrid_webhook)
+        router.add_get("/v1/channels/email/analytics", self.email_report_all)
+        router.add_get("/v1/channels/email/analytics/{activation_id}", self.email_report)
 
+    @endpoint("Reach a customer over the best channel (or the one named): suppression and the daily cap are checked",
+              tags=("channels",), roles=STAFF, body=ActivateBody, response=ActivationResult, status=201)
+    async def activate(self, request: web.Request, principal, body: ActivateBody) -> web.Response:
+        result = await self._activation.activate(body.user_id, body.subject, body.text, body.html, body.channel,
+                                                 body.present)
+        return json_response(ActivationResult(**result), status=201)
 
-def setup(app: web.Application) -> None:
-    r = app.router
-    r.add_post("/v1/channels/activate", activate)
-    r.add_post("/v1/channels/ingest", ingest)
-    r.add_get("/v1/suppressions", list_suppressions)
-    r.add_post("/v1/suppressions", add_suppressions)
-    r.add_delete("/v1/suppressions", remove_suppressions)
-    r.add_get("/v1/email/open/{message_id}.gif", open_pixel)
-    r.add_get("/v1/email/click/{message_id}", click)
-    r.add_get("/v1/email/unsubscribe", unsubscribe_page)
-    r.add_post("/v1/email/unsubscribe", unsubscribe)
-    r.add_get("/v1/admin/mailbox", mailbox)
-    r.add_post("/v1/webhooks/sendgrid", sendgrid_webhook)
-    r.add_get("/v1/channels/email/analytics", email_report_all)
-    r.add_get("/v1/channels/email/analytics/{activation_id}", email_report)
+    @endpoint("Omnichannel events: one JSON object or an array (up to 5,000). Each invalid event is reported with "
+              "its index; the others are accepted", tags=("channels",), roles=STAFF, raw_body=IngestBody,
+              response=IngestResult)
+    async def ingest(self, request: web.Request, principal) -> web.Response:
+        return json_response(IngestResult(**await self._ingest.ingest(await request.read())))
+
+    @endpoint("The suppression list (filter by identifier or channel)", tags=("channels",), roles=ADMIN,
+              query=SuppressionQuery, response=SuppressionPage)
+    async def list_suppressions(self, request: web.Request, principal, query: SuppressionQuery) -> web.Response:
+        views = [SuppressionView(f"{s.identifier}|{s.channel}", s.identifier, s.channel, s.reason, s.created_at,
+                                 s.expires_at)
+                 for s in self._suppression.list(query.identifier, query.channel)]
+        page, nxt = paginate(views, query.after, query.limit)
+        return json_response(SuppressionPage(page, nxt))
+
+    @endpoint("Suppress identifiers (bulk; permanent or until expires_at)", tags=("channels",), roles=ADMIN,
+              body=SuppressionAdd, response=Changed, status=201)
+    async def add_suppressions(self, request: web.Request, principal, body: SuppressionAdd) -> web.Response:
+        added = await self._suppression.suppress(principal, [(e.identifier, e.channel, e.reason, e.expires_at)
+                                                             for e in body.entries])
+        return json_response(Changed(len(added)), status=201)
+
+    @endpoint("Lift suppressions (bulk)", tags=("channels",), roles=ADMIN, body=SuppressionRemove, response=Changed)
+    async def remove_suppressions(self, request: web.Request, principal, body: SuppressionRemove) -> web.Response:
+        removed = await self._suppression.lift(principal, [(e.identifier, e.channel) for e in body.entries])
+        return json_response(Changed(removed))
+
+    @endpoint("Open pixel (records an open)", tags=("channels",), response=bytes, content_type="image/gif")
+    async def open_pixel(self, request: web.Request, principal) -> web.Response:
+        await self._email.record("open", request.match_info["message_id"])
+        return web.Response(body=PIXEL, content_type="image/gif", headers={"Cache-Control": "no-store"})
+
+    @endpoint("Click redirect (records a click, then 302 to the signed link)", tags=("channels",), status=302,
+              errors=(404,), params=ClickLink, headers={"Location": {"type": "string"}})
+    async def click(self, request: web.Request, principal) -> web.StreamResponse:
+        email, message_id = self._email, request.match_info["message_id"]
+        url, signature = request.query.get("u", ""), request.query.get("t", "")
+        if not url.startswith(("http://", "https://")) or not email.check(signature, "c", message_id, url):
+            raise NotFound("unknown link")
+        await email.record("click", message_id, url=url)
+        return web.Response(status=302, headers={"Location": url, "Cache-Control": "no-store"})
+
+    @endpoint("Unsubscribe page (GET shows a button; RFC 8058 one-click POST unsubscribes)", tags=("channels",),
+              errors=(404,), params=UnsubscribeLink, response=str, content_type="text/html")
+    async def unsubscribe_page(self, request: web.Request, principal) -> web.Response:
+        m, t = request.query.get("m", ""), request.query.get("t", "")
+        if not self._email.check(t, "u", m):
+            raise NotFound("unknown unsubscribe link")
+        return web.Response(text='<!doctype html><title>Unsubscribe</title><form method="post">'
+                                 '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
+                                 '<button>Unsubscribe from Contrail emails</button></form>', content_type="text/html")
+
+    @endpoint("One-click unsubscribe (RFC 8058): the address goes on the email suppression list", tags=("channels",),
+              errors=(404,), params=UnsubscribeLink, response=str, content_type="text/html")
+    async def unsubscribe(self, request: web.Request, principal) -> web.Response:
+        address = await self._email.unsubscribe(request.query.get("m", ""), request.query.get("t", ""))
+        if address is None:
+            raise NotFound("unknown unsubscribe link")
+        return _unsubscribe_page("You are unsubscribed. You will get no more marketing email from us.")
+
+    @endpoint("What the embedded SMTP sink received (smtp.embedded_sink): the count and the newest messages",
+              tags=("channels",), roles=ADMIN, query=MailboxQuery, response=MailboxPage)
+    async def mailbox(self, request: web.Request, principal, query: MailboxQuery) -> web.Response:
+        box = self._mailbox
+        return json_response(MailboxPage(box.received, box.messages(query.limit)))
+
+    @endpoint("SendGrid Event Webhook: an array of events as SendGrid sends them; signed webhooks are verified "
+              "(403 on a bad signature) when sendgrid.verification_key is set; repeats are counted, not recorded",
+              tags=("channels",), raw_body=SendGridBatch, response=WebhookCounts, errors=(403,), request_headers=[
+                  {"name": "X-Twilio-Email-Event-Webhook-Signature", "in": "header", "required": False,
+                   "schema": {"type": "string"}, "description": "Base64 ECDSA signature (signed webhooks)"},
+                  {"name": "X-Twilio-Email-Event-Webhook-Timestamp", "in": "header", "required": False,
+                   "schema": {"type": "string"}, "description": "The signed timestamp (signed webhooks)"}])
+    async def sendgrid_webhook(self, request: web.Request, principal) -> web.Response:
+        raw = await request.read()
+        check_depth(raw)
+        analytics = self._email_analytics
+        analytics.verify(raw, request.headers.get("X-Twilio-Email-Event-Webhook-Signature"),
+                         request.headers.get("X-Twilio-Email-Event-Webhook-Timestamp"))
+        return json_response(WebhookCounts(**await analytics.ingest(raw)))
+
+    @endpoint("Email analytics of one activation: sent, delivered, opens, clicks (and unique), bounces, spam "
+              "reports, unsubscribes, rates", tags=("channels",), roles=STAFF, response=EmailReport)
+    async def email_report(self, request: web.Request, principal) -> web.Response:
+        report = await self._email_analytics.report(request.match_info["activation_id"])
+        return json_response(EmailReport(**report))
+
+    @endpoint("Email analytics over all mail", tags=("channels",), roles=STAFF, response=EmailReport)
+    async def email_report_all(self, request: web.Request, principal) -> web.Response:
+        return json_response(EmailReport(**await self._email_analytics.report(None)))

@@ -26,8 +26,8 @@ from aiohttp.http_exceptions import ContentEncodingError
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
-from app import keys
 from app.config import ServerConfig
+from app.runtime.metrics import Metrics
 from handlers.rest.common import encode_json
 
 log = logging.getLogger("contrail.http")
@@ -123,12 +123,14 @@ class GuardedServer(web.Server):
 
 
 class GuardedRunner(web.AppRunner):
-    """An AppRunner whose connections are capped and whose header reads have a deadline."""
+    """An AppRunner whose connections are capped and whose header reads have a deadline; `metrics` counts
+    the open connections and those it closes."""
 
-    def __init__(self, app: web.Application, config: ServerConfig, **kwargs: Any) -> None:
+    def __init__(self, app: web.Application, config: ServerConfig, metrics: Metrics, **kwargs: Any) -> None:
         super().__init__(app, keepalive_timeout=config.keepalive_timeout_s, **kwargs)
         self._max_connections = connection_cap(config.max_connections)
         self._header_timeout_s = config.header_timeout_s
+        self._metrics = metrics
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
@@ -137,7 +139,7 @@ class GuardedRunner(web.AppRunner):
         assert isinstance(server, GuardedServer)
         server.max_connections = self._max_connections
         server.header_timeout_s = self._header_timeout_s
-        metrics = self.app[keys.METRICS]
+        metrics = self._metrics
         server.closed = metrics.http_closed
         metrics.http_connections.set_function(lambda: len(server._connections))
         return server

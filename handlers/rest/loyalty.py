@@ -7,8 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 from aiohttp import web
 
-from app import keys
-from app.loyalty.service import CHANNEL_CODES, EarnResult, owner_or_staff
+from app.loyalty.service import CHANNEL_CODES, EarnResult, LoyaltyService, owner_or_staff
 from handlers.rest.common import PageQuery, endpoint, json_response, paginate
 from state.loyalty import LedgerEntry, Member, Promotion
 
@@ -27,16 +26,6 @@ class EarnBody(msgspec.Struct, forbid_unknown_fields=True):
     is_digital: bool = False
 
 
-@endpoint("Earn stars for a purchase (partner systems, admins); a replay of the same transaction_id returns "
-          "the first result", tags=("loyalty",), roles=STAFF, body=EarnBody, response=EarnResult, status=201,
-          also=(200,), errors=(422,),
-          descriptions={201: "Earned", 200: "A replay of a transaction_id already earned: the first result"})
-async def earn(request: web.Request, principal, body: EarnBody) -> web.Response:
-    result = await request.app[keys.LOYALTY].earn(body.user_id, body.amount_cents, body.channel, body.transaction_id,
-                                                  is_referral=body.is_referral, is_digital=body.is_digital)
-    return json_response(result, status=200 if result.replayed else 201)
-
-
 class RedeemBody(msgspec.Struct, forbid_unknown_fields=True):
     user_id: Id
     stars: Literal[25, 60, 100, 200, 300, 400, 500]
@@ -47,24 +36,8 @@ class Redemption(msgspec.Struct):
     balance: int
 
 
-@endpoint("Redeem stars for a reward: 25/60/100/200/300/400/500 stars ($0.80 to $25.00); 500 needs Gold; "
-          "not enough stars is 422 (send an Idempotency-Key)", tags=("loyalty",), roles=MEMBERS, body=RedeemBody,
-          response=Redemption, status=201, errors=(403, 422))
-async def redeem(request: web.Request, principal, body: RedeemBody) -> web.Response:
-    owner_or_staff(principal, body.user_id)
-    loyalty = request.app[keys.LOYALTY]
-    entry = await loyalty.redeem(body.user_id, body.stars)
-    return json_response(Redemption(entry, loyalty.balance(body.user_id)["balance"]), status=201)
-
-
 class ReverseBody(msgspec.Struct, forbid_unknown_fields=True):
     transaction_id: Id
-
-
-@endpoint("Take back the stars a transaction earned (a refund); repeats return the first reversal",
-          tags=("loyalty",), roles=STAFF, body=ReverseBody, response=LedgerEntry, errors=(404,))
-async def reverse(request: web.Request, principal, body: ReverseBody) -> web.Response:
-    return json_response(await request.app[keys.LOYALTY].reverse(body.transaction_id))
 
 
 class Balance(msgspec.Struct):
@@ -78,27 +51,9 @@ class Balance(msgspec.Struct):
     debt_stars: int = 0  # reversed stars the balance could not cover; later earns pay it first
 
 
-@endpoint("A member's balance and tier (customers: their own)", tags=("loyalty",), roles=MEMBERS, response=Balance,
-          errors=(403, 404))
-async def balance(request: web.Request, principal) -> web.Response:
-    user_id = request.match_info["user_id"]
-    owner_or_staff(principal, user_id)
-    loyalty = request.app[keys.LOYALTY]
-    return json_response(Balance(**loyalty.balance(user_id), debt_stars=loyalty.debt(user_id)))
-
-
 class LedgerPage(msgspec.Struct):
     items: list[LedgerEntry]
     next_cursor: str | None
-
-
-@endpoint("A member's ledger, oldest first (customers: their own)", tags=("loyalty",), roles=MEMBERS,
-          query=PageQuery, response=LedgerPage, errors=(403, 404))
-async def ledger(request: web.Request, principal, query: PageQuery) -> web.Response:
-    user_id = request.match_info["user_id"]
-    owner_or_staff(principal, user_id)
-    page, nxt = paginate(request.app[keys.LOYALTY].ledger(user_id), query.after, query.limit)
-    return json_response(LedgerPage(page, nxt))
 
 
 # MM-DD, a day some year has (02-29 included).
@@ -114,24 +69,8 @@ class MemberBody(msgspec.Struct, forbid_unknown_fields=True):
     push_token: Annotated[str, msgspec.Meta(max_length=512)] | None = None
 
 
-@endpoint("A member's birthday and how to reach them (customers: their own)", tags=("loyalty",), roles=MEMBERS,
-          body=MemberBody, response=Member, errors=(403,))
-async def put_member(request: web.Request, principal, body: MemberBody) -> web.Response:
-    user_id = request.match_info["user_id"]
-    owner_or_staff(principal, user_id)
-    member = await request.app[keys.LOYALTY].put_member(Member(user_id, **msgspec.structs.asdict(body)))
-    return json_response(member)
-
-
 class BirthdayBody(msgspec.Struct, forbid_unknown_fields=True):
     user_id: Id
-
-
-@endpoint("Claim the birthday reward (once a year, within 1/7/30 days of the birthday by tier)", tags=("loyalty",),
-          roles=MEMBERS, body=BirthdayBody, response=EarnResult, errors=(403, 422))
-async def birthday(request: web.Request, principal, body: BirthdayBody) -> web.Response:
-    owner_or_staff(principal, body.user_id)
-    return json_response(await request.app[keys.LOYALTY].birthday_reward(body.user_id))
 
 
 class SignalBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -145,40 +84,94 @@ class SignalResult(msgspec.Struct):
     reward: float
 
 
-@endpoint("Record how a member responded to an offer (clicked +1.0, redeemed +2.0, ignored -0.1) for training",
-          tags=("loyalty",), roles=MEMBERS, body=SignalBody, response=SignalResult, errors=(403,))
-async def reward_signal(request: web.Request, principal, body: SignalBody) -> web.Response:
-    owner_or_staff(principal, body.user_id)
-    reward = request.app[keys.LOYALTY].reward_signal(body.offer_id, body.user_id, body.signal_type, body.tier)
-    return json_response(SignalResult(reward))
-
-
 class PromotionList(msgspec.Struct):
     items: list[Promotion]
 
 
-@endpoint("Create or replace a promotion: a bonus earn rate between two times, optionally for some channels",
-          tags=("loyalty",), roles=("admin",), body=Promotion, response=Promotion)
-async def put_promotion(request: web.Request, principal, body: Promotion) -> web.Response:
-    promotion = await request.app[keys.LOYALTY].put_promotion(body)
-    await request.app[keys.ADMIN].record(principal, "promotion.put", promotion.id)
-    return json_response(promotion)
+class LoyaltyApi:
+    """Earn, redeem, reverse, balances, ledgers, members, the birthday reward, reward signals, promotions."""
 
+    def __init__(self, loyalty: LoyaltyService) -> None:
+        self._loyalty = loyalty
 
-@endpoint("List promotions", tags=("loyalty",), roles=("admin",), response=PromotionList)
-async def list_promotions(request: web.Request, principal) -> web.Response:
-    return json_response(PromotionList(request.app[keys.LOYALTY].promotions()))
+    def register(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/v1/loyalty/earn", self.earn)
+        router.add_post("/v1/loyalty/redeem", self.redeem)
+        router.add_post("/v1/loyalty/reverse", self.reverse)
+        router.add_get("/v1/loyalty/balance/{user_id}", self.balance)
+        router.add_get("/v1/loyalty/ledger/{user_id}", self.ledger)
+        router.add_put("/v1/loyalty/members/{user_id}", self.put_member)
+        router.add_post("/v1/loyalty/birthday", self.birthday)
+        router.add_post("/v1/loyalty/reward-signal", self.reward_signal)
+        router.add_post("/v1/admin/loyalty/promotions", self.put_promotion)
+        router.add_get("/v1/admin/loyalty/promotions", self.list_promotions)
 
+    @endpoint("Earn stars for a purchase (partner systems, admins); a replay of the same transaction_id returns "
+              "the first result", tags=("loyalty",), roles=STAFF, body=EarnBody, response=EarnResult, status=201,
+              also=(200,), errors=(422,),
+              descriptions={201: "Earned", 200: "A replay of a transaction_id already earned: the first result"})
+    async def earn(self, request: web.Request, principal, body: EarnBody) -> web.Response:
+        result = await self._loyalty.earn(body.user_id, body.amount_cents, body.channel, body.transaction_id,
+                                          is_referral=body.is_referral, is_digital=body.is_digital)
+        return json_response(result, status=200 if result.replayed else 201)
 
-def setup(app: web.Application) -> None:
-    r = app.router
-    r.add_post("/v1/loyalty/earn", earn)
-    r.add_post("/v1/loyalty/redeem", redeem)
-    r.add_post("/v1/loyalty/reverse", reverse)
-    r.add_get("/v1/loyalty/balance/{user_id}", balance)
-    r.add_get("/v1/loyalty/ledger/{user_id}", ledger)
-    r.add_put("/v1/loyalty/members/{user_id}", put_member)
-    r.add_post("/v1/loyalty/birthday", birthday)
-    r.add_post("/v1/loyalty/reward-signal", reward_signal)
-    r.add_post("/v1/admin/loyalty/promotions", put_promotion)
-    r.add_get("/v1/admin/loyalty/promotions", list_promotions)
+    @endpoint("Redeem stars for a reward: 25/60/100/200/300/400/500 stars ($0.80 to $25.00); 500 needs Gold; "
+              "not enough stars is 422 (send an Idempotency-Key)", tags=("loyalty",), roles=MEMBERS, body=RedeemBody,
+              response=Redemption, status=201, errors=(403, 422))
+    async def redeem(self, request: web.Request, principal, body: RedeemBody) -> web.Response:
+        owner_or_staff(principal, body.user_id)
+        loyalty = self._loyalty
+        entry = await loyalty.redeem(body.user_id, body.stars)
+        return json_response(Redemption(entry, loyalty.balance(body.user_id)["balance"]), status=201)
+
+    @endpoint("Take back the stars a transaction earned (a refund); repeats return the first reversal",
+              tags=("loyalty",), roles=STAFF, body=ReverseBody, response=LedgerEntry, errors=(404,))
+    async def reverse(self, request: web.Request, principal, body: ReverseBody) -> web.Response:
+        return json_response(await self._loyalty.reverse(body.transaction_id))
+
+    @endpoint("A member's balance and tier (customers: their own)", tags=("loyalty",), roles=MEMBERS, response=Balance,
+              errors=(403, 404))
+    async def balance(self, request: web.Request, principal) -> web.Response:
+        user_id = request.match_info["user_id"]
+        owner_or_staff(principal, user_id)
+        loyalty = self._loyalty
+        return json_response(Balance(**loyalty.balance(user_id), debt_stars=loyalty.debt(user_id)))
+
+    @endpoint("A member's ledger, oldest first (customers: their own)", tags=("loyalty",), roles=MEMBERS,
+              query=PageQuery, response=LedgerPage, errors=(403, 404))
+    async def ledger(self, request: web.Request, principal, query: PageQuery) -> web.Response:
+        user_id = request.match_info["user_id"]
+        owner_or_staff(principal, user_id)
+        page, nxt = paginate(self._loyalty.ledger(user_id), query.after, query.limit)
+        return json_response(LedgerPage(page, nxt))
+
+    @endpoint("A member's birthday and how to reach them (customers: their own)", tags=("loyalty",), roles=MEMBERS,
+              body=MemberBody, response=Member, errors=(403,))
+    async def put_member(self, request: web.Request, principal, body: MemberBody) -> web.Response:
+        user_id = request.match_info["user_id"]
+        owner_or_staff(principal, user_id)
+        member = await self._loyalty.put_member(Member(user_id, **msgspec.structs.asdict(body)))
+        return json_response(member)
+
+    @endpoint("Claim the birthday reward (once a year, within 1/7/30 days of the birthday by tier)", tags=("loyalty",),
+              roles=MEMBERS, body=BirthdayBody, response=EarnResult, errors=(403, 422))
+    async def birthday(self, request: web.Request, principal, body: BirthdayBody) -> web.Response:
+        owner_or_staff(principal, body.user_id)
+        return json_response(await self._loyalty.birthday_reward(body.user_id))
+
+    @endpoint("Record how a member responded to an offer (clicked +1.0, redeemed +2.0, ignored -0.1) for training",
+              tags=("loyalty",), roles=MEMBERS, body=SignalBody, response=SignalResult, errors=(403,))
+    async def reward_signal(self, request: web.Request, principal, body: SignalBody) -> web.Response:
+        owner_or_staff(principal, body.user_id)
+        reward = self._loyalty.reward_signal(body.offer_id, body.user_id, body.signal_type, body.tier)
+        return json_response(SignalResult(reward))
+
+    @endpoint("Create or replace a promotion: a bonus earn rate between two times, optionally for some channels",
+              tags=("loyalty",), roles=("admin",), body=Promotion, response=Promotion)
+    async def put_promotion(self, request: web.Request, principal, body: Promotion) -> web.Response:
+        promotion = await self._loyalty.put_promotion(principal, body)
+        return json_response(promotion)
+
+    @endpoint("List promotions", tags=("loyalty",), roles=("admin",), response=PromotionList)
+    async def list_promotions(self, request: web.Request, principal) -> web.Response:
+        return json_response(PromotionList(self._loyalty.promotions()))

@@ -1,4 +1,6 @@
-"""The REST middlewares: request id, metrics, the error envelope, auth, rate limits, idempotency."""
+"""The REST middlewares: request id, metrics, the error envelope, auth, rate limits, idempotency.
+
+Each is built once with the services it uses (create_app), so a request looks nothing up."""
 
 from __future__ import annotations
 
@@ -11,14 +13,17 @@ import time
 import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_protocol import RequestPayloadError
 
-from app import ids, keys
-from app.auth import UNDECIDED, require_role
+from app import ids
+from app.auth import UNDECIDED, Authenticator, require_role
 from app.config import ServerConfig
 from app.errors import DomainError, InvalidInput, PayloadTooLarge, RateLimited, RequestTimeout, Unauthenticated
-from app.idempotency import Replay
+from app.idempotency import IdempotencyService, Replay
+from app.ratelimit import RateLimiter
 from app.runtime.logs import request_id
+from app.runtime.metrics import Metrics
 from handlers.rest.common import PRINCIPAL, STATIC_ROUTE, encode_json, spec_of
 
 log = logging.getLogger("contrail.http")
@@ -47,7 +52,7 @@ async def _api_methods(request: web.Request) -> set[str]:
     return allowed
 
 
-async def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Response:
+async def _from_http_exception(request: web.Request, exc: web.HTTPException, body_limit: int) -> web.Response:
     status = exc.status
     allowed: set[str] = set()
     if status in (404, 405):
@@ -60,8 +65,7 @@ async def _from_http_exception(request: web.Request, exc: web.HTTPException) -> 
     elif status == 405:
         err = DomainError(f"method {request.method} is not allowed on {request.path}", code="method_not_allowed")
     elif status == 413:
-        limit = request.app[keys.CONFIG].server.max_body_bytes
-        err = DomainError(f"request body exceeds the limit of {limit} bytes", {"limit_bytes": limit},
+        err = DomainError(f"request body exceeds the limit of {body_limit} bytes", {"limit_bytes": body_limit},
                           code="payload_too_large")
     else:
         err = DomainError(exc.reason or "request failed", code=re.sub(r"\W+", "_", (exc.reason or "error").lower()))
@@ -111,7 +115,7 @@ async def _read_body(request: web.Request, config: ServerConfig) -> None:
                                           + (f" (Content-Encoding: {encoding})" if encoding else ""))) from None
 
 
-async def _authenticate(request: web.Request) -> None:
+async def _authenticate(request: web.Request, authenticator: Authenticator) -> None:
     auth = request.headers.get("Authorization")
     api_key = request.headers.get("X-Api-Key")
     # Browsers cannot set headers on websocket upgrades, so streams also take credentials
@@ -121,7 +125,6 @@ async def _authenticate(request: web.Request) -> None:
             auth = f"Bearer {request.query['token']}"
         if api_key is None and "api_key" in request.query:
             api_key = request.query["api_key"]
-    authenticator = request.app[keys.AUTHENTICATOR]
     principal = authenticator.identify_now(api_key, auth)  # the usual case: known key or token, no I/O
     if principal is UNDECIDED:
         principal = await authenticator.identify(api_key, auth)
@@ -129,63 +132,66 @@ async def _authenticate(request: web.Request) -> None:
         request[PRINCIPAL] = principal
 
 
-@web.middleware
-async def core_middleware(request: web.Request, handler) -> web.StreamResponse:
-    """Request id, timing, auth, rate limits, and the one error envelope."""
-    rid = request.headers.get("X-Request-Id")
-    if rid is None or not _REQUEST_ID_RE.match(rid):
-        rid = ids.token_hex(16)
-    token = request_id.set(rid)
-    started = time.perf_counter()
-    response: web.StreamResponse | None = None
-    server = request.app[keys.CONFIG].server
-    try:
+def core_middleware(server: ServerConfig, authenticator: Authenticator, limiter: RateLimiter,
+                    metrics: Metrics) -> Middleware:
+    """The outermost middleware: request id, timing, auth, rate limits, and the one error envelope."""
+    requests, latency = metrics.http_requests, metrics.http_latency
+
+    @web.middleware
+    async def core(request: web.Request, handler: Handler) -> web.StreamResponse:
+        rid = request.headers.get("X-Request-Id")
+        if rid is None or not _REQUEST_ID_RE.match(rid):
+            rid = ids.token_hex(16)
+        token = request_id.set(rid)
+        started = time.perf_counter()
+        response: web.StreamResponse | None = None
         try:
-            limiter = request.app[keys.LIMITER]
             try:
-                await _authenticate(request)
-            except Unauthenticated:
-                # Refused credentials still cost their address a token: guessing keys is rate limited.
-                limiter.failed_authentication(request.remote or "unknown")
+                try:
+                    await _authenticate(request, authenticator)
+                except Unauthenticated:
+                    # Refused credentials still cost their address a token: guessing keys is rate limited.
+                    limiter.failed_authentication(request.remote or "unknown")
+                    raise
+                if not request.path.startswith(_UNLIMITED_PREFIXES):
+                    limiter.check(request.get(PRINCIPAL), request.remote or "unknown")
+                if request.body_exists:  # after the limits: a refused caller's body is never read
+                    await _read_body(request, server)
+                response = await handler(request)
+            except UnreadableBody as exc:
+                response = error_response(exc.error)
+                response.force_close()  # what is left of the body cannot be told from a next request
+            except DomainError as exc:
+                response = error_response(exc)
+                if request.body_exists and not request.content.is_eof():
+                    # Refused before its body was read (bad credentials, a rate limit): what is left of it
+                    # cannot be told from a next request, and may not even decode.
+                    response.force_close()
+            except web.HTTPException as exc:
+                response = await _from_http_exception(request, exc, server.max_body_bytes)
+            except asyncio.CancelledError:
                 raise
-            if not request.path.startswith(_UNLIMITED_PREFIXES):
-                limiter.check(request.get(PRINCIPAL), request.remote or "unknown")
-            if request.body_exists:  # after the limits: a refused caller's body is never read
-                await _read_body(request, server)
-            response = await handler(request)
-        except UnreadableBody as exc:
-            response = error_response(exc.error)
-            response.force_close()  # what is left of the body cannot be told from a next request
-        except DomainError as exc:
-            response = error_response(exc)
-            if request.body_exists and not request.content.is_eof():
-                # Refused before its body was read (bad credentials, a rate limit): what is left of it
-                # cannot be told from a next request, and may not even decode.
-                response.force_close()
-        except web.HTTPException as exc:
-            response = await _from_http_exception(request, exc)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("unhandled error", extra={"path": request.path, "method": request.method})
-            response = error_response(DomainError("internal error; the request id identifies it in the logs",
-                                                  {"request_id": rid}, code="internal"))
-            response.set_status(500)
-        if not response.prepared:
-            response.headers["X-Request-Id"] = rid
-        return response
-    finally:
-        elapsed = time.perf_counter() - started
-        route = request.match_info.route.resource
-        label = route.canonical if route is not None else "unmatched"
-        metrics = request.app[keys.METRICS]
-        status = response.status if response is not None else 499
-        metrics.http_requests.labels(label, request.method, str(status)).inc()
-        metrics.http_latency.labels(label, request.method).observe(elapsed)
-        if server.access_log:
-            log.info("request", extra={"method": request.method, "path": request.path, "status": status,
-                                       "ms": round(elapsed * 1000, 3)})
-        request_id.reset(token)
+            except Exception:
+                log.exception("unhandled error", extra={"path": request.path, "method": request.method})
+                response = error_response(DomainError("internal error; the request id identifies it in the logs",
+                                                      {"request_id": rid}, code="internal"))
+                response.set_status(500)
+            if not response.prepared:
+                response.headers["X-Request-Id"] = rid
+            return response
+        finally:
+            elapsed = time.perf_counter() - started
+            route = request.match_info.route.resource
+            label = route.canonical if route is not None else "unmatched"
+            status = response.status if response is not None else 499
+            requests.labels(label, request.method, str(status)).inc()
+            latency.labels(label, request.method).observe(elapsed)
+            if server.access_log:
+                log.info("request", extra={"method": request.method, "path": request.path, "status": status,
+                                           "ms": round(elapsed * 1000, 3)})
+            request_id.reset(token)
+
+    return core
 
 
 def _withheld(status: int, body: bytes) -> bytes:
@@ -204,50 +210,53 @@ def _withheld(status: int, body: bytes) -> bytes:
 _NOT_KEPT = frozenset({401, 403, 408, 413, 429, 503})
 
 
-@web.middleware
-async def idempotency_middleware(request: web.Request, handler) -> web.StreamResponse:
-    """Replay the first response for a repeated Idempotency-Key; 409 for a different body.
+def idempotency_middleware(service: IdempotencyService) -> Middleware:
+    """The middleware after core_middleware: replay the first response for a repeated Idempotency-Key; 409
+    for a different body.
 
     Keys belong to an authenticated caller, who must be allowed to call the endpoint before a key
     is looked at: an anonymous request has no idempotency (callers behind one address are not one
     caller), and a response that carries a credential (a new API key) is never stored: a repeat
     gets 409 naming what the first request made, so a retry never makes a second one."""
-    key = request.headers.get("Idempotency-Key")
-    principal = request.get(PRINCIPAL)
-    if key is None or request.method not in MUTATING or principal is None:
-        return await handler(request)
-    spec = spec_of(request.match_info.handler)
-    if spec is None:  # no endpoint of ours (405, 404): nothing to make idempotent
-        return await handler(request)
-    if spec.roles is not None:
-        require_role(principal, *spec.roles)
-    secret = spec.extra.get("credentials", False)
-    service = request.app[keys.IDEMPOTENCY]
-    scope = principal.scope
-    body = await request.read()
-    fingerprint = service.fingerprint(request.method, request.path_qs, body)
-    started = service.begin(scope, key.strip(), fingerprint)
-    if isinstance(started, Replay):
-        return web.Response(status=started.status, body=started.body, content_type=started.content_type,
-                            headers={"Idempotency-Replayed": "true"})
-    key = key.strip()
-    try:
-        response = await handler(request)
-    except DomainError as exc:
-        response = error_response(exc)
-    except BaseException:
-        service.abandon(scope, key)
-        raise
-    body_bytes = response.body if isinstance(response, web.Response) else None
-    if not isinstance(body_bytes, bytes) or response.status in _NOT_KEPT:
-        service.abandon(scope, key)
-        return response
-    stored_status, stored_type = response.status, response.content_type
-    if secret and response.status < 400:
-        stored_status, stored_type, body_bytes = 409, "application/json", _withheld(response.status, body_bytes)
-    try:
-        await service.finish(scope, key, fingerprint, stored_status, stored_type, body_bytes)
-    except Exception:
-        log.exception("could not store idempotent response", extra={"key": key})
-    return response
 
+    @web.middleware
+    async def idempotent(request: web.Request, handler: Handler) -> web.StreamResponse:
+        key = request.headers.get("Idempotency-Key")
+        principal = request.get(PRINCIPAL)
+        if key is None or request.method not in MUTATING or principal is None:
+            return await handler(request)
+        spec = spec_of(request.match_info.handler)
+        if spec is None:  # no endpoint of ours (405, 404): nothing to make idempotent
+            return await handler(request)
+        if spec.roles is not None:
+            require_role(principal, *spec.roles)
+        secret = spec.extra.get("credentials", False)
+        scope = principal.scope
+        body = await request.read()
+        fingerprint = service.fingerprint(request.method, request.path_qs, body)
+        started = service.begin(scope, key.strip(), fingerprint)
+        if isinstance(started, Replay):
+            return web.Response(status=started.status, body=started.body, content_type=started.content_type,
+                                headers={"Idempotency-Replayed": "true"})
+        key = key.strip()
+        try:
+            response = await handler(request)
+        except DomainError as exc:
+            response = error_response(exc)
+        except BaseException:
+            service.abandon(scope, key)
+            raise
+        body_bytes = response.body if isinstance(response, web.Response) else None
+        if not isinstance(body_bytes, bytes) or response.status in _NOT_KEPT:
+            service.abandon(scope, key)
+            return response
+        stored_status, stored_type = response.status, response.content_type
+        if secret and response.status < 400:
+            stored_status, stored_type, body_bytes = 409, "application/json", _withheld(response.status, body_bytes)
+        try:
+            await service.finish(scope, key, fingerprint, stored_status, stored_type, body_bytes)
+        except Exception:
+            log.exception("could not store idempotent response", extra={"key": key})
+        return response
+
+    return idempotent

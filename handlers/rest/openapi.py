@@ -24,7 +24,7 @@ from aiohttp import web
 
 from app import __version__
 from app.idempotency import MAX_KEY_LENGTH
-from handlers.rest.common import EndpointSpec, endpoint, json_response, spec_of
+from handlers.rest.common import EndpointSpec, encode_json, endpoint, spec_of
 from handlers.rest.middleware import _UNLIMITED_PREFIXES as UNLIMITED_PREFIXES  # never rate limited
 
 MUTATING = frozenset({"post", "put", "patch", "delete"})
@@ -179,12 +179,12 @@ def _responses(spec: EndpointSpec, path: str, method: str, has_path_params: bool
     return responses
 
 
-def build_spec(app: web.Application, title: str, version: str) -> dict[str, Any]:
+def build_spec(router: web.UrlDispatcher, title: str, version: str) -> dict[str, Any]:
     """Walk the router and turn each declared handler into an OpenAPI 3.1 operation."""
     paths: dict[str, dict[str, Any]] = {}
     types: list[Any] = [ErrorEnvelope]
     operations: list[tuple[str, str, EndpointSpec, list[str]]] = []
-    for route in app.router.routes():
+    for route in router.routes():
         spec = spec_of(route.handler)
         if spec is None or route.resource is None or route.method == "HEAD":
             continue
@@ -241,17 +241,21 @@ def build_spec(app: web.Application, title: str, version: str) -> dict[str, Any]
     }
 
 
-_SPEC_CACHE = web.AppKey("openapi_cache", dict)
+class OpenApiDocument:
+    """/openapi.json: built from `router`'s routes on the first request (every route is added by then), then
+    served as it was built."""
 
+    def __init__(self, router: web.UrlDispatcher, title: str = "Contrail API", version: str = __version__) -> None:
+        self._router = router
+        self._title = title
+        self._version = version
+        self._body: bytes | None = None
 
-@endpoint("This document: the OpenAPI 3.1 description of the REST API", tags=("platform",), response=dict)
-async def openapi(request: web.Request, principal) -> web.Response:
-    cache = request.app[_SPEC_CACHE]
-    if "spec" not in cache:
-        cache["spec"] = json_response(build_spec(request.app, "Contrail API", __version__)).body
-    return web.Response(body=cache["spec"], content_type="application/json")
+    def register(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/openapi.json", self.openapi)
 
-
-def setup(app: web.Application) -> None:
-    app[_SPEC_CACHE] = {}
-    app.router.add_get("/openapi.json", openapi)
+    @endpoint("This document: the OpenAPI 3.1 description of the REST API", tags=("platform",), response=dict)
+    async def openapi(self, request: web.Request, principal) -> web.Response:
+        if self._body is None:
+            self._body = encode_json(build_spec(self._router, self._title, self._version))
+        return web.Response(body=self._body, content_type="application/json")

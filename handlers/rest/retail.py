@@ -8,15 +8,17 @@ from typing import Annotated, Literal
 import msgspec
 from aiohttp import web
 
-from app import keys
 from app.errors import Unauthenticated
-from app.retail.offers import Airport, SearchQuery
-from app.retail.orders import PaymentEvent, require_owner_or_admin
+from app.retail.catalog import CatalogService
+from app.retail.offers import Airport, OfferService, SearchQuery
+from app.retail.orders import OrderService, PaymentEvent, require_owner_or_admin
 from app.retail.payments import webhook_signature_valid
+from app.retail.ranking import Ranker
 from handlers.rest.common import PageQuery, decode, endpoint, json_response, paginate
 from state.catalog import Cabin, Flight, Product
 from state.offers import Offer
 from state.orders import Barcode, CancellationQuote, Order
+from state.ports import OrderStore
 
 SHOPPERS = ("guest", "customer", "admin")
 ADMIN = ("admin",)
@@ -55,17 +57,9 @@ class FlightList(msgspec.Struct):
     items: list[FlightView]
 
 
-def _flight_view(request: web.Request, f: Flight) -> FlightView:
-    catalog = request.app[keys.CATALOG]
+def _flight_view(catalog: CatalogService, f: Flight) -> FlightView:
     return FlightView(f.id, f.number, f.origin, f.destination, f.departure_at, f.arrival_at,
                       {cabin: catalog.seats_left(f, cabin) for cabin in f.cabins}, f.status)
-
-
-@endpoint("Scheduled flights of a route on a day, with the seats left per cabin (public)", tags=("retail",),
-          query=FlightQuery, response=FlightList)
-async def list_flights(request: web.Request, principal, query: FlightQuery) -> web.Response:
-    flights = request.app[keys.CATALOG].flights_on(query.origin, query.destination, query.date)
-    return json_response(FlightList([_flight_view(request, f) for f in flights]))
 
 
 # ---- offers ----
@@ -82,57 +76,10 @@ class _EncodedOfferList(msgspec.Struct):
     model_version: str
 
 
-@endpoint("Search: 3 to 5 priced, ranked offers that expire (empty when nothing has room)", tags=("retail",),
-          roles=SHOPPERS, body=SearchQuery, response=OfferList)
-async def search_offers(request: web.Request, principal, body: SearchQuery) -> web.Response:
-    offers = request.app[keys.OFFERS]
-    _, ranked_by, encoded = await offers.search(body, principal.scope, is_guest=principal.kind == "guest",
-                                                session_id=principal.id)
-    return json_response(_EncodedOfferList([msgspec.Raw(o) for o in encoded], ranked_by,
-                                           request.app[keys.RANKER].model_version))
-
-
-@endpoint("One of your offers; its state is EXPIRED once expires_at has passed", tags=("retail",), roles=SHOPPERS,
-          response=Offer, errors=(404,))
-async def get_offer(request: web.Request, principal) -> web.Response:
-    owner = require_owner_or_admin(principal)
-    return json_response(await request.app[keys.OFFERS].visible(request.match_info["offer_id"], owner))
-
-
-@endpoint("Withdraw one of your offers (ACTIVE → CANCELLED)", tags=("retail",), roles=SHOPPERS, response=Offer,
-          errors=(404, 409, 410))
-async def cancel_offer(request: web.Request, principal) -> web.Response:
-    owner = require_owner_or_admin(principal)
-    return json_response(await request.app[keys.OFFERS].cancel(request.match_info["offer_id"], owner))
-
-
-@endpoint("Accept an offer: holds its inventory in a PROPOSED order (send an Idempotency-Key)", tags=("retail",),
-          roles=SHOPPERS, response=Order, status=201, errors=(404, 409, 410))
-async def accept_offer(request: web.Request, principal) -> web.Response:
-    require_owner_or_admin(principal)
-    order = await request.app[keys.ORDERS].accept(request.match_info["offer_id"], principal.scope,
-                                                  admin=principal.is_admin)
-    return json_response(order, status=201)
-
-
 # ---- orders ----
 class OrderPage(msgspec.Struct):
     items: list[Order]
     next_cursor: str | None
-
-
-@endpoint("Your orders, oldest first (admins: everyone's)", tags=("retail",), roles=SHOPPERS, query=PageQuery,
-          response=OrderPage)
-async def list_orders(request: web.Request, principal, query: PageQuery) -> web.Response:
-    owner = require_owner_or_admin(principal)
-    page, nxt = paginate(request.app[keys.ORDER_STORE].of_owner(owner), query.after, query.limit)
-    return json_response(OrderPage(page, nxt))
-
-
-@endpoint("One of your orders", tags=("retail",), roles=SHOPPERS, response=Order, errors=(404,))
-async def get_order(request: web.Request, principal) -> web.Response:
-    owner = require_owner_or_admin(principal)
-    return json_response(request.app[keys.ORDERS].visible(request.match_info["order_id"], owner))
 
 
 class Card(msgspec.Struct, forbid_unknown_fields=True):
@@ -146,39 +93,10 @@ class PayBody(msgspec.Struct, forbid_unknown_fields=True):
     card: Card
 
 
-@endpoint("Pay for a PROPOSED order (send an Idempotency-Key). 200 paid and fulfilled, 202 pending at the "
-          "gateway, 402 declined (the order is PROPOSED again)", tags=("retail",), roles=SHOPPERS, body=PayBody,
-          response=Order, also=(202,), errors=(402, 404, 409, 410),
-          descriptions={200: "Paid and fulfilled", 202: "Pending at the payment gateway"})
-async def pay_order(request: web.Request, principal, body: PayBody) -> web.Response:
-    owner = require_owner_or_admin(principal)
-    card = body.card
-    order = await request.app[keys.ORDERS].pay(request.match_info["order_id"], owner, card.number,
-                                               (card.exp_year, card.exp_month))
-    return json_response(order, status=202 if order.state == "PAYMENT_PENDING" else 200)
-
-
 class WebhookResult(msgspec.Struct):
     order_id: str
     state: str | None
     duplicate: bool
-
-
-@endpoint("Payment gateway webhook (HMAC-SHA256 of the body in X-Contrail-Signature: sha256=<hex>); "
-          "settles a pending payment; repeats change nothing", tags=("retail",), raw_body=PaymentEvent,
-          response=WebhookResult, errors=(401,), request_headers=[{
-              "name": "X-Contrail-Signature", "in": "header", "required": True,
-              "schema": {"type": "string", "pattern": "^sha256=[0-9a-f]{64}$"},
-              "description": "sha256=<hex HMAC-SHA256 of the body with payments.webhook_secret>; 401 when it "
-                             "is missing or wrong"}])
-async def payment_webhook(request: web.Request, principal) -> web.Response:
-    raw = await request.read()
-    secret = request.app[keys.CONFIG].payments.webhook_secret
-    if not webhook_signature_valid(secret, raw, request.headers.get("X-Contrail-Signature")):
-        raise Unauthenticated("missing or wrong X-Contrail-Signature")
-    event = decode(raw, PaymentEvent)
-    order, first = await request.app[keys.ORDERS].payment_webhook(event)
-    return json_response(WebhookResult(event.order_id, order.state if order else None, not first))
 
 
 class Fulfilment(msgspec.Struct):
@@ -187,39 +105,9 @@ class Fulfilment(msgspec.Struct):
     barcodes: tuple[Barcode, ...]
 
 
-@endpoint("The barcodes of a paid order: one per passenger and product", tags=("retail",), roles=SHOPPERS,
-          response=Fulfilment, errors=(404,))
-async def fulfilment(request: web.Request, principal) -> web.Response:
-    order = request.app[keys.ORDERS].visible(request.match_info["order_id"], require_owner_or_admin(principal))
-    return json_response(Fulfilment(order.id, order.state, order.barcodes))
-
-
 class Consumed(msgspec.Struct):
     order_id: str
     barcode: Barcode
-
-
-@endpoint("Use a barcode at the gate, lounge or counter (staff); a second use is 409", tags=("retail",),
-          roles=ADMIN, response=Consumed, errors=(404, 409))
-async def consume_barcode(request: web.Request, principal) -> web.Response:
-    order, barcode = await request.app[keys.ORDERS].consume(request.match_info["barcode"])
-    return json_response(Consumed(order.id, barcode))
-
-
-@endpoint("Ask for a cancellation: a refund quote from the order's conditions (unpaid orders refund 0)",
-          tags=("retail",), roles=SHOPPERS, response=CancellationQuote, status=201, errors=(404, 409))
-async def quote_cancellation(request: web.Request, principal) -> web.Response:
-    quote = await request.app[keys.ORDERS].quote_cancellation(request.match_info["order_id"],
-                                                              require_owner_or_admin(principal))
-    return json_response(quote, status=201)
-
-
-@endpoint("Confirm a cancellation quote: the order is CANCELLED, its inventory released, the refund recorded",
-          tags=("retail",), roles=SHOPPERS, response=Order, errors=(404, 409, 410))
-async def confirm_cancellation(request: web.Request, principal) -> web.Response:
-    order = await request.app[keys.ORDERS].confirm_cancellation(
-        request.match_info["order_id"], request.match_info["quote_id"], require_owner_or_admin(principal))
-    return json_response(order)
 
 
 # ---- catalog admin ----
@@ -250,30 +138,6 @@ class AdminFlightPage(msgspec.Struct):
     next_cursor: str | None
 
 
-@endpoint("Create a flight", tags=("catalog",), roles=ADMIN, body=NewFlight, response=Flight, status=201,
-          errors=(409,))
-async def create_flight(request: web.Request, principal, body: NewFlight) -> web.Response:
-    flight = Flight(**msgspec.structs.asdict(body))
-    await request.app[keys.CATALOG].put_flights([flight])
-    await request.app[keys.ADMIN].record(principal, "flight.create", flight.id)
-    return json_response(flight, status=201)
-
-
-@endpoint("List flights by departure", tags=("catalog",), roles=ADMIN, query=PageQuery, response=AdminFlightPage)
-async def admin_flights(request: web.Request, principal, query: PageQuery) -> web.Response:
-    page, nxt = paginate(request.app[keys.CATALOG].flights(), query.after, query.limit)
-    return json_response(AdminFlightPage(page, nxt))
-
-
-@endpoint("Cancel, reinstate or resize a flight (capacity never below the seats sold or held)", tags=("catalog",),
-          roles=ADMIN, body=FlightPatch, response=Flight, errors=(404, 409))
-async def patch_flight(request: web.Request, principal, body: FlightPatch) -> web.Response:
-    flight_id = request.match_info["flight_id"]
-    flight = await request.app[keys.CATALOG].update_flight(flight_id, **msgspec.structs.asdict(body))
-    await request.app[keys.ADMIN].record(principal, "flight.update", flight_id)
-    return json_response(flight)
-
-
 class NewProduct(msgspec.Struct, forbid_unknown_fields=True):
     id: Identifier
     kind: Literal["Seat", "Bag", "Meal", "Lounge", "CarbonOffset", "Insurance", "FastTrack"]
@@ -294,46 +158,174 @@ class ProductList(msgspec.Struct):
     items: list[Product]
 
 
-@endpoint("Create an ancillary product", tags=("catalog",), roles=ADMIN, body=NewProduct, response=Product,
-          status=201, errors=(409,))
-async def create_product(request: web.Request, principal, body: NewProduct) -> web.Response:
-    product = await request.app[keys.CATALOG].put_product(Product(**msgspec.structs.asdict(body)))
-    await request.app[keys.ADMIN].record(principal, "product.create", product.id)
-    return json_response(product, status=201)
+class RetailApi:
+    """Flights, offers, orders, payments and fulfilment for shoppers; the catalog for admins."""
 
+    def __init__(self, catalog: CatalogService, offers: OfferService, ranker: Ranker, orders: OrderService,
+                 order_store: OrderStore, webhook_secret: str) -> None:
+        self._catalog = catalog
+        self._offers = offers
+        self._ranker = ranker
+        self._orders = orders
+        self._order_store = order_store
+        self._webhook_secret = webhook_secret
 
-@endpoint("List products", tags=("catalog",), roles=ADMIN, response=ProductList)
-async def list_products(request: web.Request, principal) -> web.Response:
-    return json_response(ProductList(request.app[keys.CATALOG].products()))
+    def register(self, router: web.UrlDispatcher) -> None:
+        r = router
+        r.add_get("/v1/flights", self.list_flights)
+        r.add_post("/v1/offers/search", self.search_offers)
+        r.add_get("/v1/offers/{offer_id}", self.get_offer)
+        r.add_delete("/v1/offers/{offer_id}", self.cancel_offer)
+        r.add_post("/v1/offers/{offer_id}/accept", self.accept_offer)
+        r.add_get("/v1/orders", self.list_orders)
+        r.add_get("/v1/orders/{order_id}", self.get_order)
+        r.add_post("/v1/orders/{order_id}/pay", self.pay_order)
+        r.add_get("/v1/orders/{order_id}/fulfillment", self.fulfilment)
+        r.add_post("/v1/orders/{order_id}/cancellations", self.quote_cancellation)
+        r.add_post("/v1/orders/{order_id}/cancellations/{quote_id}/confirm", self.confirm_cancellation)
+        r.add_post("/v1/fulfillment/{barcode}/consume", self.consume_barcode)
+        r.add_post("/v1/webhooks/payments", self.payment_webhook)
+        r.add_post("/v1/admin/flights", self.create_flight)
+        r.add_get("/v1/admin/flights", self.admin_flights)
+        r.add_patch("/v1/admin/flights/{flight_id}", self.patch_flight)
+        r.add_post("/v1/admin/products", self.create_product)
+        r.add_get("/v1/admin/products", self.list_products)
+        r.add_patch("/v1/admin/products/{product_id}", self.patch_product)
 
+    # ---- flights ----
+    @endpoint("Scheduled flights of a route on a day, with the seats left per cabin (public)", tags=("retail",),
+              query=FlightQuery, response=FlightList)
+    async def list_flights(self, request: web.Request, principal, query: FlightQuery) -> web.Response:
+        flights = self._catalog.flights_on(query.origin, query.destination, query.date)
+        return json_response(FlightList([_flight_view(self._catalog, f) for f in flights]))
 
-@endpoint("Change a product's name, price, capacity or status", tags=("catalog",), roles=ADMIN, body=ProductPatch,
-          response=Product, errors=(404,))
-async def patch_product(request: web.Request, principal, body: ProductPatch) -> web.Response:
-    product_id = request.match_info["product_id"]
-    product = await request.app[keys.CATALOG].update_product(product_id, **msgspec.structs.asdict(body))
-    await request.app[keys.ADMIN].record(principal, "product.update", product_id)
-    return json_response(product)
+    # ---- offers ----
+    @endpoint("Search: 3 to 5 priced, ranked offers that expire (empty when nothing has room)", tags=("retail",),
+              roles=SHOPPERS, body=SearchQuery, response=OfferList)
+    async def search_offers(self, request: web.Request, principal, body: SearchQuery) -> web.Response:
+        _, ranked_by, encoded = await self._offers.search(body, principal.scope, is_guest=principal.kind == "guest",
+                                                          session_id=principal.id)
+        return json_response(_EncodedOfferList([msgspec.Raw(o) for o in encoded], ranked_by,
+                                               self._ranker.model_version))
 
+    @endpoint("One of your offers; its state is EXPIRED once expires_at has passed", tags=("retail",),
+              roles=SHOPPERS, response=Offer, errors=(404,))
+    async def get_offer(self, request: web.Request, principal) -> web.Response:
+        owner = require_owner_or_admin(principal)
+        return json_response(await self._offers.visible(request.match_info["offer_id"], owner))
 
-def setup(app: web.Application) -> None:
-    r = app.router
-    r.add_get("/v1/flights", list_flights)
-    r.add_post("/v1/offers/search", search_offers)
-    r.add_get("/v1/offers/{offer_id}", get_offer)
-    r.add_delete("/v1/offers/{offer_id}", cancel_offer)
-    r.add_post("/v1/offers/{offer_id}/accept", accept_offer)
-    r.add_get("/v1/orders", list_orders)
-    r.add_get("/v1/orders/{order_id}", get_order)
-    r.add_post("/v1/orders/{order_id}/pay", pay_order)
-    r.add_get("/v1/orders/{order_id}/fulfillment", fulfilment)
-    r.add_post("/v1/orders/{order_id}/cancellations", quote_cancellation)
-    r.add_post("/v1/orders/{order_id}/cancellations/{quote_id}/confirm", confirm_cancellation)
-    r.add_post("/v1/fulfillment/{barcode}/consume", consume_barcode)
-    r.add_post("/v1/webhooks/payments", payment_webhook)
-    r.add_post("/v1/admin/flights", create_flight)
-    r.add_get("/v1/admin/flights", admin_flights)
-    r.add_patch("/v1/admin/flights/{flight_id}", patch_flight)
-    r.add_post("/v1/admin/products", create_product)
-    r.add_get("/v1/admin/products", list_products)
-    r.add_patch("/v1/admin/products/{product_id}", patch_product)
+    @endpoint("Withdraw one of your offers (ACTIVE → CANCELLED)", tags=("retail",), roles=SHOPPERS, response=Offer,
+              errors=(404, 409, 410))
+    async def cancel_offer(self, request: web.Request, principal) -> web.Response:
+        owner = require_owner_or_admin(principal)
+        return json_response(await self._offers.cancel(request.match_info["offer_id"], owner))
+
+    @endpoint("Accept an offer: holds its inventory in a PROPOSED order (send an Idempotency-Key)",
+              tags=("retail",), roles=SHOPPERS, response=Order, status=201, errors=(404, 409, 410))
+    async def accept_offer(self, request: web.Request, principal) -> web.Response:
+        require_owner_or_admin(principal)
+        order = await self._orders.accept(request.match_info["offer_id"], principal.scope, admin=principal.is_admin)
+        return json_response(order, status=201)
+
+    # ---- orders ----
+    @endpoint("Your orders, oldest first (admins: everyone's)", tags=("retail",), roles=SHOPPERS, query=PageQuery,
+              response=OrderPage)
+    async def list_orders(self, request: web.Request, principal, query: PageQuery) -> web.Response:
+        owner = require_owner_or_admin(principal)
+        page, nxt = paginate(self._order_store.of_owner(owner), query.after, query.limit)
+        return json_response(OrderPage(page, nxt))
+
+    @endpoint("One of your orders", tags=("retail",), roles=SHOPPERS, response=Order, errors=(404,))
+    async def get_order(self, request: web.Request, principal) -> web.Response:
+        owner = require_owner_or_admin(principal)
+        return json_response(self._orders.visible(request.match_info["order_id"], owner))
+
+    @endpoint("Pay for a PROPOSED order (send an Idempotency-Key). 200 paid and fulfilled, 202 pending at the "
+              "gateway, 402 declined (the order is PROPOSED again)", tags=("retail",), roles=SHOPPERS, body=PayBody,
+              response=Order, also=(202,), errors=(402, 404, 409, 410),
+              descriptions={200: "Paid and fulfilled", 202: "Pending at the payment gateway"})
+    async def pay_order(self, request: web.Request, principal, body: PayBody) -> web.Response:
+        owner = require_owner_or_admin(principal)
+        card = body.card
+        order = await self._orders.pay(request.match_info["order_id"], owner, card.number,
+                                       (card.exp_year, card.exp_month))
+        return json_response(order, status=202 if order.state == "PAYMENT_PENDING" else 200)
+
+    @endpoint("Payment gateway webhook (HMAC-SHA256 of the body in X-Contrail-Signature: sha256=<hex>); "
+              "settles a pending payment; repeats change nothing", tags=("retail",), raw_body=PaymentEvent,
+              response=WebhookResult, errors=(401,), request_headers=[{
+                  "name": "X-Contrail-Signature", "in": "header", "required": True,
+                  "schema": {"type": "string", "pattern": "^sha256=[0-9a-f]{64}$"},
+                  "description": "sha256=<hex HMAC-SHA256 of the body with payments.webhook_secret>; 401 when it "
+                                 "is missing or wrong"}])
+    async def payment_webhook(self, request: web.Request, principal) -> web.Response:
+        raw = await request.read()
+        if not webhook_signature_valid(self._webhook_secret, raw, request.headers.get("X-Contrail-Signature")):
+            raise Unauthenticated("missing or wrong X-Contrail-Signature")
+        event = decode(raw, PaymentEvent)
+        order, first = await self._orders.payment_webhook(event)
+        return json_response(WebhookResult(event.order_id, order.state if order else None, not first))
+
+    @endpoint("The barcodes of a paid order: one per passenger and product", tags=("retail",), roles=SHOPPERS,
+              response=Fulfilment, errors=(404,))
+    async def fulfilment(self, request: web.Request, principal) -> web.Response:
+        order = self._orders.visible(request.match_info["order_id"], require_owner_or_admin(principal))
+        return json_response(Fulfilment(order.id, order.state, order.barcodes))
+
+    @endpoint("Use a barcode at the gate, lounge or counter (staff); a second use is 409", tags=("retail",),
+              roles=ADMIN, response=Consumed, errors=(404, 409))
+    async def consume_barcode(self, request: web.Request, principal) -> web.Response:
+        order, barcode = await self._orders.consume(request.match_info["barcode"])
+        return json_response(Consumed(order.id, barcode))
+
+    @endpoint("Ask for a cancellation: a refund quote from the order's conditions (unpaid orders refund 0)",
+              tags=("retail",), roles=SHOPPERS, response=CancellationQuote, status=201, errors=(404, 409))
+    async def quote_cancellation(self, request: web.Request, principal) -> web.Response:
+        quote = await self._orders.quote_cancellation(request.match_info["order_id"],
+                                                      require_owner_or_admin(principal))
+        return json_response(quote, status=201)
+
+    @endpoint("Confirm a cancellation quote: the order is CANCELLED, its inventory released, the refund recorded",
+              tags=("retail",), roles=SHOPPERS, response=Order, errors=(404, 409, 410))
+    async def confirm_cancellation(self, request: web.Request, principal) -> web.Response:
+        order = await self._orders.confirm_cancellation(
+            request.match_info["order_id"], request.match_info["quote_id"], require_owner_or_admin(principal))
+        return json_response(order)
+
+    # ---- catalog admin (the catalog records each change in the audit log) ----
+    @endpoint("Create a flight", tags=("catalog",), roles=ADMIN, body=NewFlight, response=Flight, status=201,
+              errors=(409,))
+    async def create_flight(self, request: web.Request, principal, body: NewFlight) -> web.Response:
+        flight = Flight(**msgspec.structs.asdict(body))
+        await self._catalog.put_flights(principal, [flight])
+        return json_response(flight, status=201)
+
+    @endpoint("List flights by departure", tags=("catalog",), roles=ADMIN, query=PageQuery,
+              response=AdminFlightPage)
+    async def admin_flights(self, request: web.Request, principal, query: PageQuery) -> web.Response:
+        page, nxt = paginate(self._catalog.flights(), query.after, query.limit)
+        return json_response(AdminFlightPage(page, nxt))
+
+    @endpoint("Cancel, reinstate or resize a flight (capacity never below the seats sold or held)",
+              tags=("catalog",), roles=ADMIN, body=FlightPatch, response=Flight, errors=(404, 409))
+    async def patch_flight(self, request: web.Request, principal, body: FlightPatch) -> web.Response:
+        flight = await self._catalog.update_flight(principal, request.match_info["flight_id"],
+                                                   **msgspec.structs.asdict(body))
+        return json_response(flight)
+
+    @endpoint("Create an ancillary product", tags=("catalog",), roles=ADMIN, body=NewProduct, response=Product,
+              status=201, errors=(409,))
+    async def create_product(self, request: web.Request, principal, body: NewProduct) -> web.Response:
+        product = await self._catalog.put_product(principal, Product(**msgspec.structs.asdict(body)))
+        return json_response(product, status=201)
+
+    @endpoint("List products", tags=("catalog",), roles=ADMIN, response=ProductList)
+    async def list_products(self, request: web.Request, principal) -> web.Response:
+        return json_response(ProductList(self._catalog.products()))
+
+    @endpoint("Change a product's name, price, capacity or status", tags=("catalog",), roles=ADMIN,
+              body=ProductPatch, response=Product, errors=(404,))
+    async def patch_product(self, request: web.Request, principal, body: ProductPatch) -> web.Response:
+        product = await self._catalog.update_product(principal, request.match_info["product_id"],
+                                                     **msgspec.structs.asdict(body))
+        return json_response(product)

@@ -18,8 +18,11 @@ from collections.abc import Awaitable
 import msgspec
 from aiohttp import WSMsgType, web
 
-from app import keys
+from app.bidding.gateway import BidGateway
 from app.errors import RateLimited
+from app.hub import Hub
+from app.ratelimit import RateLimiter
+from app.runtime.metrics import Metrics
 from handlers.rest.common import endpoint
 from handlers.ws.common import MESSAGE_TYPES, close_going_away, open_socket, send_error, send_json
 
@@ -34,76 +37,88 @@ def _split(raw: str) -> list[bytes] | None:
     return None
 
 
-@endpoint("Websocket: send OpenRTB bid requests, receive responses tagged with their request id",
-          tags=("streams", "bidding"), roles=("exchange", "admin"),
-          status=101, websocket=True, headers={"Upgrade": {"type": "string", "const": "websocket"}})
-async def stream_bids(request: web.Request, principal) -> web.StreamResponse:
-    app = request.app
-    gateway, hub, limiter = app[keys.BID_GATEWAY], app[keys.HUB], app[keys.LIMITER]
-    ip = request.remote or "unknown"
-    slots = asyncio.Semaphore(app[keys.CONFIG].bidding.stream_max_in_flight)
-    send_lock = asyncio.Lock()
-    tasks: set[asyncio.Task] = set()
-    ws = await open_socket(request)
-    gauge = app[keys.METRICS].ws_clients.labels("bids")
-    gauge.inc()
+class BidStream:
+    """OpenRTB bid requests and their answers over a websocket."""
 
-    async def answer(raw: bytes, started: float) -> dict:
+    def __init__(self, gateway: BidGateway, hub: Hub, limiter: RateLimiter, metrics: Metrics, max_in_flight: int,
+                 heartbeat_s: float, max_msg_size: int) -> None:
+        self._gateway = gateway
+        self._hub = hub
+        self._limiter = limiter
+        self._metrics = metrics
+        self._max_in_flight = max_in_flight  # bidding.stream_max_in_flight
+        self._heartbeat_s = heartbeat_s
+        self._max_msg_size = max_msg_size
+
+    def register(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/v1/stream/bids", self.stream_bids)
+
+    @endpoint("Websocket: send OpenRTB bid requests, receive responses tagged with their request id",
+              tags=("streams", "bidding"), roles=("exchange", "admin"),
+              status=101, websocket=True, headers={"Upgrade": {"type": "string", "const": "websocket"}})
+    async def stream_bids(self, request: web.Request, principal) -> web.StreamResponse:
+        gateway, hub, limiter = self._gateway, self._hub, self._limiter  # locals: read for every message
+        ip = request.remote or "unknown"
+        slots = asyncio.Semaphore(self._max_in_flight)
+        send_lock = asyncio.Lock()
+        tasks: set[asyncio.Task] = set()
+        ws = await open_socket(request, self._heartbeat_s, self._max_msg_size)
+        gauge = self._metrics.ws_clients.labels("bids")
+        gauge.inc()
+
+        async def answer(raw: bytes, started: float) -> dict:
+            try:
+                result = await gateway.answer(raw, "websocket", started)
+            finally:
+                slots.release()
+            body = result.body(nbr_body=True)
+            if result.invalid is not None or result.outcome is None or body is None:
+                return {"type": "error", "request_id": result.request_id,
+                        "message": f"invalid OpenRTB request: {result.invalid}"}
+            return {"type": "bid_response", "request_id": result.request_id,
+                    "has_bid": result.outcome.response is not None, "processing_time_us": result.elapsed_us,
+                    "response": msgspec.Raw(body)}
+
+        async def reply(work: list[Awaitable[dict]], single: bool) -> None:
+            answers = [await w for w in work]
+            async with send_lock:
+                if not ws.closed:
+                    await send_json(ws, answers[0] if single else answers)
+
         try:
-            result = await gateway.answer(raw, "websocket", started)
-        finally:
-            slots.release()
-        body = result.body(nbr_body=True)
-        if result.invalid is not None or result.outcome is None or body is None:
-            return {"type": "error", "request_id": result.request_id,
-                    "message": f"invalid OpenRTB request: {result.invalid}"}
-        return {"type": "bid_response", "request_id": result.request_id,
-                "has_bid": result.outcome.response is not None, "processing_time_us": result.elapsed_us,
-                "response": msgspec.Raw(body)}
-
-    async def reply(work: list[Awaitable[dict]], single: bool) -> None:
-        answers = [await w for w in work]
-        async with send_lock:
-            if not ws.closed:
-                await send_json(ws, answers[0] if single else answers)
-
-    try:
-        async for msg in ws:
-            if hub.closed:
-                break
-            if msg.type not in MESSAGE_TYPES:
-                continue
-            if msg.type != WSMsgType.TEXT:
-                async with send_lock:
-                    await send_error(ws, "send OpenRTB requests as JSON text frames", request_id="")
-                continue
-            started = time.perf_counter()
-            parts = _split(msg.data)
-            work: list[Awaitable[dict]] = []
-            for raw in parts if parts is not None else [msg.data.encode()]:
-                try:
-                    limiter.check(principal, ip)  # every request is one, as on REST
-                except RateLimited as exc:
-                    work.append(_answered({"type": "error", "request_id": "", "code": "rate_limited",
-                                           "message": exc.message}))
+            async for msg in ws:
+                if hub.closed:
+                    break
+                if msg.type not in MESSAGE_TYPES:
                     continue
-                await slots.acquire()  # bounded in-flight work: stop reading until a slot frees up
-                # An array's requests run side by side (so they share inference batches).
-                work.append(answer(raw, started) if parts is None else asyncio.create_task(answer(raw, started)))
-            task = asyncio.create_task(reply(work, parts is None))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-    finally:
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        gauge.dec()
-        await close_going_away(ws)
-    return ws
+                if msg.type != WSMsgType.TEXT:
+                    async with send_lock:
+                        await send_error(ws, "send OpenRTB requests as JSON text frames", request_id="")
+                    continue
+                started = time.perf_counter()
+                parts = _split(msg.data)
+                work: list[Awaitable[dict]] = []
+                for raw in parts if parts is not None else [msg.data.encode()]:
+                    try:
+                        limiter.check(principal, ip)  # every request is one, as on REST
+                    except RateLimited as exc:
+                        work.append(_answered({"type": "error", "request_id": "", "code": "rate_limited",
+                                               "message": exc.message}))
+                        continue
+                    await slots.acquire()  # bounded in-flight work: stop reading until a slot frees up
+                    # An array's requests run side by side (so they share inference batches).
+                    work.append(answer(raw, started) if parts is None else asyncio.create_task(answer(raw, started)))
+                task = asyncio.create_task(reply(work, parts is None))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        finally:
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            gauge.dec()
+            await close_going_away(ws)
+        return ws
 
 
 async def _answered(answer: dict) -> dict:
     return answer
 
-
-def setup(app: web.Application) -> None:
-    app.router.add_get("/v1/stream/bids", stream_bids)

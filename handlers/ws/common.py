@@ -10,7 +10,6 @@ from typing import Any
 import msgspec
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
-from app import keys
 from app.hub import Subscription
 from app.jsondepth import MAX_DEPTH, nesting_exceeds
 
@@ -21,11 +20,11 @@ MESSAGE_TYPES = (WSMsgType.TEXT, WSMsgType.BINARY)  # what a client sends; the r
 CLOSE_TOO_SLOW = 4008  # application close code: the client fell too far behind
 
 
-async def open_socket(request: web.Request) -> web.WebSocketResponse:
-    config = request.app[keys.CONFIG].websocket
+async def open_socket(request: web.Request, heartbeat_s: float, max_msg_size: int) -> web.WebSocketResponse:
+    """Accept the handshake: pings every `heartbeat_s` (`websocket.heartbeat_s`), client messages up to
+    `max_msg_size` bytes (`server.max_body_bytes`)."""
     # timeout bounds the close handshake, so shutdown never waits long on a silent client.
-    ws = web.WebSocketResponse(heartbeat=config.heartbeat_s, timeout=2.0,
-                               max_msg_size=request.app[keys.CONFIG].server.max_body_bytes)
+    ws = web.WebSocketResponse(heartbeat=heartbeat_s, timeout=2.0, max_msg_size=max_msg_size)
     await ws.prepare(request)
     return ws
 

@@ -15,7 +15,8 @@ from typing import Annotated, Literal
 import msgspec
 from aiohttp import web
 
-from app import keys
+from app.hub import Hub
+from app.runtime.metrics import Metrics
 from handlers.rest.common import endpoint
 from handlers.ws.common import (
     MESSAGE_TYPES,
@@ -43,41 +44,50 @@ class EventsStreamQuery(msgspec.Struct):
                                                    "send a subscribe message)")] | None = None
 
 
-@endpoint("Websocket: live event stream (admin; token may be passed as ?token=)", tags=("streams",),
-          roles=("admin",), params=EventsStreamQuery,
-          status=101, websocket=True, headers={"Upgrade": {"type": "string", "const": "websocket"}})
-async def stream_events(request: web.Request, principal) -> web.StreamResponse:
-    app = request.app
-    hub, metrics, config = app[keys.HUB], app[keys.METRICS], app[keys.CONFIG].websocket
-    initial = [t for t in request.query.get("types", "").split(",") if t]
-    ws = await open_socket(request)
-    sub = hub.subscribe("events", initial)
-    gauge = metrics.ws_clients.labels("events")
-    gauge.inc()
-    sender = asyncio.create_task(pump(request, ws, sub, config.max_lag_s, metrics))
-    try:
-        async for msg in ws:
-            if msg.type not in MESSAGE_TYPES:
-                continue
-            try:
-                control = decode_message(msg, _decode)
-            except BadMessage as exc:
-                await send_error(ws, f"bad control message: {exc}")
-                continue
-            if control.type == "ping":
-                await send_json(ws, {"type": "pong"})
-                continue
-            if control.type == "subscribe":
-                sub.types.update(control.events or ["*"])
-            else:
-                sub.types.difference_update(control.events)
-            await send_json(ws, {"type": "subscribed", "events": sorted(sub.types)})
-            if sender.done():
-                break
-    finally:
-        await end_subscription(ws, sub, sender, gauge)
-    return ws
+class EventStream:
+    """The admin's live event stream."""
 
+    def __init__(self, hub: Hub, metrics: Metrics, max_lag_s: float, heartbeat_s: float,
+                 max_msg_size: int) -> None:
+        self._hub = hub
+        self._metrics = metrics
+        self._max_lag_s = max_lag_s  # websocket.max_lag_s
+        self._heartbeat_s = heartbeat_s
+        self._max_msg_size = max_msg_size
 
-def setup(app: web.Application) -> None:
-    app.router.add_get("/v1/stream/events", stream_events)
+    def register(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/v1/stream/events", self.stream_events)
+
+    @endpoint("Websocket: live event stream (admin; token may be passed as ?token=)", tags=("streams",),
+              roles=("admin",), params=EventsStreamQuery,
+              status=101, websocket=True, headers={"Upgrade": {"type": "string", "const": "websocket"}})
+    async def stream_events(self, request: web.Request, principal) -> web.StreamResponse:
+        metrics = self._metrics
+        initial = [t for t in request.query.get("types", "").split(",") if t]
+        ws = await open_socket(request, self._heartbeat_s, self._max_msg_size)
+        sub = self._hub.subscribe("events", initial)
+        gauge = metrics.ws_clients.labels("events")
+        gauge.inc()
+        sender = asyncio.create_task(pump(request, ws, sub, self._max_lag_s, metrics))
+        try:
+            async for msg in ws:
+                if msg.type not in MESSAGE_TYPES:
+                    continue
+                try:
+                    control = decode_message(msg, _decode)
+                except BadMessage as exc:
+                    await send_error(ws, f"bad control message: {exc}")
+                    continue
+                if control.type == "ping":
+                    await send_json(ws, {"type": "pong"})
+                    continue
+                if control.type == "subscribe":
+                    sub.types.update(control.events or ["*"])
+                else:
+                    sub.types.difference_update(control.events)
+                await send_json(ws, {"type": "subscribed", "events": sorted(sub.types)})
+                if sender.done():
+                    break
+        finally:
+            await end_subscription(ws, sub, sender, gauge)
+        return ws

@@ -13,7 +13,8 @@ from typing import Annotated, Literal
 import msgspec
 from aiohttp import web
 
-from app import keys
+from app.channels.inapp import InAppService
+from app.runtime.metrics import Metrics
 from handlers.rest.common import endpoint, json_response
 from handlers.ws.common import (
     MESSAGE_TYPES,
@@ -28,33 +29,6 @@ from handlers.ws.common import (
 from state.inbox import InAppMessage
 
 CUSTOMERS = ("customer",)
-
-
-@endpoint("Websocket: the signed-in customer's in-app messages as they are sent", tags=("streams", "channels"),
-          roles=CUSTOMERS,
-          status=101, websocket=True, headers={"Upgrade": {"type": "string", "const": "websocket"}})
-async def stream_inapp(request: web.Request, principal) -> web.StreamResponse:
-    app = request.app
-    inapp, metrics = app[keys.INAPP], app[keys.METRICS]
-    ws = await open_socket(request)
-    sub = inapp.connect(principal.id)
-    gauge = metrics.ws_clients.labels("inapp")
-    gauge.inc()
-    sender = asyncio.create_task(pump(request, ws, sub, app[keys.CONFIG].websocket.max_lag_s, metrics))
-    try:
-        async for msg in ws:
-            if msg.type in MESSAGE_TYPES:
-                try:
-                    decode_message(msg, _decode_ping)
-                    await send_json(ws, {"type": "pong"})
-                except BadMessage as exc:
-                    await send_error(ws, f"{exc}; the only message this stream takes is {{\"type\": \"ping\"}}")
-            if sender.done():
-                break
-    finally:
-        inapp.disconnect(principal.id)
-        await end_subscription(ws, sub, sender, gauge)
-    return ws
 
 
 class Ping(msgspec.Struct):
@@ -73,12 +47,47 @@ class Inbox(msgspec.Struct):
     items: list[InAppMessage]
 
 
-@endpoint("The signed-in customer's in-app inbox, newest first (page with ?before=<at of the last item>)",
-          tags=("channels",), roles=CUSTOMERS, query=InboxQuery, response=Inbox)
-async def inbox(request: web.Request, principal, query: InboxQuery) -> web.Response:
-    return json_response(Inbox(await request.app[keys.INAPP].inbox(principal.id, query.limit, query.before)))
+class InAppStream:
+    """A customer's in-app messages: live over a websocket, and the durable inbox."""
 
+    def __init__(self, inapp: InAppService, metrics: Metrics, max_lag_s: float, heartbeat_s: float,
+                 max_msg_size: int) -> None:
+        self._inapp = inapp
+        self._metrics = metrics
+        self._max_lag_s = max_lag_s  # websocket.max_lag_s
+        self._heartbeat_s = heartbeat_s
+        self._max_msg_size = max_msg_size
 
-def setup(app: web.Application) -> None:
-    app.router.add_get("/v1/stream/inapp", stream_inapp)
-    app.router.add_get("/v1/inbox", inbox)
+    def register(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/v1/stream/inapp", self.stream_inapp)
+        router.add_get("/v1/inbox", self.inbox)
+
+    @endpoint("Websocket: the signed-in customer's in-app messages as they are sent", tags=("streams", "channels"),
+              roles=CUSTOMERS,
+              status=101, websocket=True, headers={"Upgrade": {"type": "string", "const": "websocket"}})
+    async def stream_inapp(self, request: web.Request, principal) -> web.StreamResponse:
+        inapp, metrics = self._inapp, self._metrics
+        ws = await open_socket(request, self._heartbeat_s, self._max_msg_size)
+        sub = inapp.connect(principal.id)
+        gauge = metrics.ws_clients.labels("inapp")
+        gauge.inc()
+        sender = asyncio.create_task(pump(request, ws, sub, self._max_lag_s, metrics))
+        try:
+            async for msg in ws:
+                if msg.type in MESSAGE_TYPES:
+                    try:
+                        decode_message(msg, _decode_ping)
+                        await send_json(ws, {"type": "pong"})
+                    except BadMessage as exc:
+                        await send_error(ws, f"{exc}; the only message this stream takes is {{\"type\": \"ping\"}}")
+                if sender.done():
+                    break
+        finally:
+            inapp.disconnect(principal.id)
+            await end_subscription(ws, sub, sender, gauge)
+        return ws
+
+    @endpoint("The signed-in customer's in-app inbox, newest first (page with ?before=<at of the last item>)",
+              tags=("channels",), roles=CUSTOMERS, query=InboxQuery, response=Inbox)
+    async def inbox(self, request: web.Request, principal, query: InboxQuery) -> web.Response:
+        return json_response(Inbox(await self._inapp.inbox(principal.id, query.limit, query.before)))

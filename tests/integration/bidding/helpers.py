@@ -23,7 +23,7 @@ async def _client(aiohttp_client, tmp_path, clock, campaigns=None, **overrides):
     client = await aiohttp_client(create_app(make_config(tmp_path, **overrides), clock=clock))
     platform = client.app[PLATFORM]
     for campaign in demo_campaigns() if campaigns is None else campaigns:
-        await platform.campaigns.create(campaign)
+        await platform.campaigns.create("test", campaign, audit=False)
     _, key = await platform.api_keys.create("exchange", "exchange")
     client.headers = {"X-Api-Key": key}
     return client

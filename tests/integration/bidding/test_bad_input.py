@@ -73,7 +73,7 @@ async def test_a_short_stored_profile_still_bids_after_a_restart(aiohttp_client,
     client = await _client(aiohttp_client, tmp_path, clock, campaigns=[])
     from app.demo import demo_campaigns
     for campaign in demo_campaigns():
-        await client.app[PLATFORM].campaigns.create(campaign)
+        await client.app[PLATFORM].campaigns.create("test", campaign, audit=False)
     resp = await post_bid(client, banner_request(user_id="pp1"))
     assert resp.status == 200, await resp.text()
 

@@ -17,10 +17,10 @@ async def test_reserve_tier_boosts_the_bid_but_not_without_consent(bidder, tmp_p
     net.save(tmp_path / "m.npz")
     cap = single_campaign(bid_cap_micros=100_000_000)
     platform = bidder.app[PLATFORM]
-    await platform.model.reload(str(tmp_path / "m.npz"))
+    await platform.model.reload("test", str(tmp_path / "m.npz"))
     for c in platform.campaigns.list():
-        await platform.campaigns.update(c.id, status="paused")
-    await platform.campaigns.create(cap)
+        await platform.campaigns.update("test", c.id, status="paused")
+    await platform.campaigns.create("test", cap)
     await bidder.put("/v1/profiles/vip", json={"loyalty": [1.0, 0.5, 0, 0, 0, 0, 0, 0]},
                      headers=await _admin(bidder))
     await bidder.put("/v1/profiles/plain", json={"loyalty": [0.0, 0.5, 0, 0, 0, 0, 0, 0]},

@@ -10,7 +10,7 @@ async def test_demo_traffic_feeds_bids_wins_and_losses_through_the_pipeline(aioh
     client = await aiohttp_client(app)
     platform = client.app[PLATFORM]
     for campaign in demo_campaigns():
-        await platform.campaigns.create(campaign)
+        await platform.campaigns.create("test", campaign, audit=False)
     seen: set[str] = set()
     for _ in range(100):
         await asyncio.sleep(0.05)

@@ -16,7 +16,6 @@ from urllib.parse import quote
 import jwt
 from yarl import URL
 
-from app.keys import CONFIG
 from app.main import PLATFORM
 from app.retail.payments import sign_webhook
 from handlers.rest.common import spec_of
@@ -140,7 +139,7 @@ def _random_json(rng: random.Random, depth: int = 0) -> Any:
 def _bad_credentials(world: World) -> dict[str, dict[str, str]]:
     """Credentials that must be refused 401 on every route: each kind of bad token and key."""
     app = world.client.app
-    secret = app[CONFIG].auth.jwt_secret
+    secret = app[PLATFORM].config.auth.jwt_secret
     token = world.creds["admin"]["Authorization"].split()[1]
     claims = jwt.decode(token, options={"verify_signature": False})
     head, body, signature = token.split(".")
@@ -218,7 +217,7 @@ async def _call(world: World, method: str, route: str, url: str, *, data: Any = 
                 sign: bool = True) -> int | None:
     """Send one request and record what breaks the contract; the status (None: not sent, a known defect)."""
     if route == "/v1/webhooks/payments" and isinstance(data, bytes) and sign:  # past the signature, to the body
-        secret = world.client.app[CONFIG].payments.webhook_secret
+        secret = world.client.app[PLATFORM].config.payments.webhook_secret
         headers = {**(headers or {}), "X-Contrail-Signature": sign_webhook(secret, data)}
     world.sent += 1
     resp = await world.client.request(method, URL(url, encoded=True), data=data, headers=headers)

@@ -7,7 +7,7 @@ import zlib
 import pytest
 from aiohttp import web
 
-from app.main import create_app
+from app.main import PLATFORM, create_app
 from handlers.rest.connections import GuardedRunner
 from tests.conftest import make_config
 
@@ -68,7 +68,8 @@ async def real_server(tmp_path):
 
     async def start(**overrides):
         config = make_config(tmp_path, **overrides)
-        runner = GuardedRunner(create_app(config), config.server, access_log=None, handle_signals=False)
+        app = create_app(config)
+        runner = GuardedRunner(app, config.server, app[PLATFORM].metrics, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

@@ -6,7 +6,6 @@ import time
 
 import jwt
 
-from app.keys import CONFIG
 from app.main import PLATFORM, create_app
 from tests.conftest import ADMIN, bearer, make_config
 from tests.integration.retail.helpers import _signed
@@ -25,7 +24,7 @@ def _token(secret: str, sub: str, role: str = "admin") -> str:
 async def test_secrets_are_made_on_first_start_kept_private_and_survive_a_restart(aiohttp_client, tmp_path, clock):
     config = make_config(tmp_path)
     client = await aiohttp_client(create_app(config, clock=clock))
-    made = client.app[CONFIG]
+    made = client.app[PLATFORM].config
     assert len(made.auth.jwt_secret) >= 32 and len(made.payments.webhook_secret) >= 32
     assert made.auth.jwt_secret != made.payments.webhook_secret
     secrets_file = tmp_path / "var" / "secrets.json"
@@ -34,17 +33,17 @@ async def test_secrets_are_made_on_first_start_kept_private_and_survive_a_restar
     await client.close()
 
     client = await aiohttp_client(create_app(config, clock=clock))
-    assert client.app[CONFIG].auth.jwt_secret == made.auth.jwt_secret
+    assert client.app[PLATFORM].config.auth.jwt_secret == made.auth.jwt_secret
     assert (await client.get("/v1/admin/audit", headers=admin)).status == 200  # the token outlives the restart
 
     other = await aiohttp_client(create_app(make_config(tmp_path / "other"), clock=clock))
-    assert other.app[CONFIG].auth.jwt_secret != made.auth.jwt_secret
+    assert other.app[PLATFORM].config.auth.jwt_secret != made.auth.jwt_secret
 
 
 async def test_a_token_whose_role_is_not_its_accounts_grants_nothing(client, customer_headers):
     """A token signed with the node's secret but claiming admin for a customer's account is refused."""
     me = await (await client.get("/v1/me", headers=customer_headers)).json()
-    forged = _token(client.app[CONFIG].auth.jwt_secret, me["id"], role="admin")
+    forged = _token(client.app[PLATFORM].config.auth.jwt_secret, me["id"], role="admin")
     resp = await client.get("/v1/admin/audit", headers={"Authorization": f"Bearer {forged}"})
     assert resp.status == 401
 
@@ -64,13 +63,13 @@ def test_processes_starting_together_share_the_first_ones_secrets(tmp_path, monk
 async def test_configured_secrets_are_used_as_they_are(aiohttp_client, tmp_path, clock):
     config = make_config(tmp_path, auth__jwt_secret="s" * 40, payments__webhook_secret="w" * 40)
     client = await aiohttp_client(create_app(config, clock=clock))
-    assert client.app[CONFIG].auth.jwt_secret == "s" * 40
+    assert client.app[PLATFORM].config.auth.jwt_secret == "s" * 40
     assert not (tmp_path / "var" / "secrets.json").exists()
 
 
 async def test_the_old_published_secrets_and_made_up_subjects_grant_nothing(client, admin_headers):
     real = client.app[PLATFORM].account_store.by_email(ADMIN[0])
-    for token in (_token(OLD_JWT_SECRET, real.id), _token(client.app[CONFIG].auth.jwt_secret, "usr_nobody")):
+    for token in (_token(OLD_JWT_SECRET, real.id), _token(client.app[PLATFORM].config.auth.jwt_secret, "usr_nobody")):
         resp = await client.get("/v1/admin/audit", headers={"Authorization": f"Bearer {token}"})
         assert resp.status == 401, await resp.text()
     event = {"id": "evt_1", "payment_id": "pay_x", "order_id": "ord_x", "status": "approved"}

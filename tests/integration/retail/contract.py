@@ -14,7 +14,8 @@ SEGMENTS = ("economy", "premium", "corporate", "leisure")
 
 async def put_products(platform) -> None:
     for pid, kind, name, price, capacity in DEMO_PRODUCTS:
-        await platform.catalog.put_product(Product(pid, kind, name, price, capacity_per_flight=capacity))
+        await platform.catalog.put_product("test", Product(pid, kind, name, price, capacity_per_flight=capacity),
+                                           audit=False)
 
 
 def flight_only_total(platform, flight: Flight, cabin: str, passengers: int, segment: str) -> int:

@@ -27,12 +27,13 @@ def departure_date(clock, days: int = 3) -> str:
 async def seed_catalog(platform, clock, *, economy: int = 150, days: int = 3) -> Flight:
     """Products of every kind and one LIS-BCN flight `days` from now at noon UTC."""
     for pid, kind, name, price, capacity in DEMO_PRODUCTS:
-        await platform.catalog.put_product(Product(pid, kind, name, price, capacity_per_flight=capacity))
+        await platform.catalog.put_product("test", Product(pid, kind, name, price, capacity_per_flight=capacity),
+                                           audit=False)
     noon = (int(clock.now() // DAY) + days) * DAY + 12 * 3600
     flight = Flight(id="CT101-test", airline="CT", number="CT101", origin="LIS", destination="BCN",
                     departure_at=noon, arrival_at=noon + 7_500,
                     cabins={"economy": Cabin(economy, 10_000), "premium": Cabin(12, 25_000)})
-    await platform.catalog.put_flights([flight])
+    await platform.catalog.put_flights("test", [flight], audit=False)
     return flight
 
 

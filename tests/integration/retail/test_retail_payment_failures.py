@@ -9,7 +9,6 @@ import time
 
 import pytest
 
-from app.keys import CONFIG
 from app.main import PLATFORM, create_app
 from app.retail.payments import ChargeResult
 from tests.conftest import bearer
@@ -73,7 +72,7 @@ async def test_a_failed_payment_webhook_cancels_the_order_and_releases_its_seats
     client = await aiohttp_client(create_app(config, clock=clock))
     await seed_catalog(client.app[PLATFORM], clock, economy=20)
     headers = await bearer(client, "fails@example.com", "correct horse battery", "customer")
-    secret = client.app[CONFIG].payments.webhook_secret
+    secret = client.app[PLATFORM].config.payments.webhook_secret
     order = await booked(client, headers, clock, passengers=3)
     assert await seats_left(client, clock) == 17
     resp = await pay(client, headers, order["id"], card=PENDING_CARD)
@@ -126,7 +125,8 @@ async def test_a_failed_webhook_releases_limited_products_too(shop, clock, custo
     assert platform.order_store.held[meal] == 2
     resp = await pay(client, customer_headers, order["id"], card=PENDING_CARD)
     assert resp.status == 202
-    resp = await webhook(client, client.app[CONFIG].payments.webhook_secret, "evt_meal", await resp.json(), "declined")
+    secret = client.app[PLATFORM].config.payments.webhook_secret
+    resp = await webhook(client, secret, "evt_meal", await resp.json(), "declined")
     assert (await resp.json())["state"] == "CANCELLED"
     assert platform.order_store.held[meal] == 0 and platform.catalog.available(meal) == 40
     assert platform.order_store.held[f"{flight.id}/economy"] == 0
@@ -147,7 +147,7 @@ async def test_a_decline_at_checkout_still_returns_the_order_to_proposed(shop, c
 
 async def test_a_failed_webhook_for_an_order_already_settled_changes_nothing(shop, clock, customer_headers, config):
     client, _ = shop
-    secret = client.app[CONFIG].payments.webhook_secret
+    secret = client.app[PLATFORM].config.payments.webhook_secret
     # Paid (by an approving webhook): a later failure for the same payment leaves it paid.
     paid = await pending_order(client, customer_headers, clock, passengers=1)
     resp = await webhook(client, secret, "evt_ok", paid, "approved")
@@ -210,7 +210,7 @@ async def test_a_webhook_failure_during_checkout_answers_402_with_the_cancelled_
     await charging.wait()
     pending = platform.order_store.get(order["id"])
     assert pending.state == "PAYMENT_PENDING"
-    resp = await webhook(client, client.app[CONFIG].payments.webhook_secret, "evt_first",
+    resp = await webhook(client, client.app[PLATFORM].config.payments.webhook_secret, "evt_first",
                          {"id": order["id"], "payment": {"id": pending.payment.id}}, "declined", "card_declined")
     assert (await resp.json())["state"] == "CANCELLED"
     decide.set()

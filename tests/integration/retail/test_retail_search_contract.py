@@ -35,7 +35,7 @@ def clock() -> ManualClock:
 async def test_a_busy_route_shows_the_cheapest_flight_only_fare_of_the_day(client, clock):
     platform = client.app[PLATFORM]
     await put_products(platform)
-    await platform.catalog.put_flights(demo_schedule(clock.now(), days=3))
+    await platform.catalog.put_flights("test", demo_schedule(clock.now(), days=3), audit=False)
     date = departure_date(clock, 2)
     flights = platform.catalog.flights_on("LIS", "OPO", date)
     assert len(flights) == 4
@@ -58,7 +58,7 @@ async def test_a_busy_route_shows_the_cheapest_flight_only_fare_of_the_day(clien
 async def test_busy_route_search_through_the_api(client, clock):
     platform = client.app[PLATFORM]
     await put_products(platform)
-    await platform.catalog.put_flights(demo_schedule(clock.now(), days=3))
+    await platform.catalog.put_flights("test", demo_schedule(clock.now(), days=3), audit=False)
     headers = await customer(client, "busy")
     offers = await search(client, headers, clock, origin="LIS", destination="OPO",
                           departure_date=departure_date(clock, 2))
@@ -114,7 +114,7 @@ async def test_a_flight_without_room_for_the_party_shows_none_of_its_offers(clie
                    arrival_at=noon + 7_000, cabins={"economy": Cabin(4, 2_000)})
     dear = Flight(id="CT2-dear", airline="CT", number="CT2", origin="LIS", destination="BCN",
                   departure_at=noon + 3600, arrival_at=noon + 10_600, cabins={"economy": Cabin(150, 20_000)})
-    await platform.catalog.put_flights([cheap, dear])
+    await platform.catalog.put_flights("test", [cheap, dear], audit=False)
     platform.order_store.hold([Item("Flight", cheap.id, "held", 3, 0, 0, 0, f"{cheap.id}/economy")])
     date = departure_date(clock)
     for passengers in (1, 2, 5):

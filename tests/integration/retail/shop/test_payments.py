@@ -3,7 +3,6 @@ signed webhook or reconciled with the gateway."""
 
 import asyncio
 
-from app.keys import CONFIG
 from app.main import PLATFORM
 from app.retail.payments import ChargeResult
 from tests.integration.retail.helpers import DECLINED_CARD, PENDING_CARD, _signed, booked, pay, seats_left
@@ -82,7 +81,7 @@ async def test_pending_payment_settles_by_signed_webhook_once(shop, clock, custo
     clock.advance(1801)
     await client.app[PLATFORM].sweep_retail_once()  # never expires a PAYMENT_PENDING order
     event = {"id": "evt_1", "payment_id": pending["payment"]["id"], "order_id": order["id"], "status": "approved"}
-    raw, headers = _signed(event, client.app[CONFIG].payments.webhook_secret)
+    raw, headers = _signed(event, client.app[PLATFORM].config.payments.webhook_secret)
     forged = await client.post("/v1/webhooks/payments", data=raw,
                                headers={**headers, "X-Contrail-Signature": "sha256=" + "0" * 64})
     assert forged.status == 401
@@ -94,7 +93,7 @@ async def test_pending_payment_settles_by_signed_webhook_once(shop, clock, custo
     await client.app[PLATFORM].event_log.flush()
     paid = await client.app[PLATFORM].event_log.query("OrderPaid", None, 0, 10)
     assert len(paid) == 1
-    raw, headers = _signed({"id": "evt_2", "payment_id": "x"}, client.app[CONFIG].payments.webhook_secret)
+    raw, headers = _signed({"id": "evt_2", "payment_id": "x"}, client.app[PLATFORM].config.payments.webhook_secret)
     assert (await client.post("/v1/webhooks/payments", data=raw, headers=headers)).status == 400
 
 

@@ -9,6 +9,7 @@ from adapters.sqlite import migrations
 from adapters.sqlite.db import Database, DatabaseClosed, WriteConflict
 from adapters.sqlite.idempotency import SqliteIdempotencyStore
 from adapters.sqlite.migrate import Migration
+from adapters.sqlite.statements import Insert, render
 from state.idempotency import StoredResponse
 
 SCHEMA = [Migration(1, "t", "CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")]
@@ -45,15 +46,14 @@ async def test_one_failing_caller_does_not_sink_its_group(db):
 
 
 async def test_a_groups_inserts_into_one_table_go_together_and_a_bad_one_still_fails_alone(db):
-    """Callers' INSERTs into one table run as one shared multi-row statement; each caller still gets its
-    own rowcounts, and a duplicate key or a wrong parameter count fails only the caller that sent it."""
+    """Callers' Inserts into one table run as one shared multi-row statement; each caller still gets its
+    own rowcounts, and a duplicate key or a row of the wrong width fails only the caller that sent it."""
     await db.write([("INSERT INTO t(k, v) VALUES (?,?)", ("dup", 0))])
     statements: list[str] = []
     db._conn.set_trace_callback(statements.append)
 
-    def rows(prefix: str, n: int):
-        return ("INSERT INTO t(k, v) VALUES " + ",".join(["(?,?)"] * n),
-                [x for i in range(n) for x in (f"{prefix}{i}", i)])
+    def rows(prefix: str, n: int) -> Insert:
+        return Insert("t", ("k", "v"), [(f"{prefix}{i}", i) for i in range(n)])
     merged = await asyncio.gather(*(db.write([rows(f"m{i}-", 1 + i % 3)]) for i in range(30)))
     assert merged == [[1 + i % 3] for i in range(30)]
     assert sum(s.startswith("INSERT") for s in statements) < 30  # shared statements, not one per caller
@@ -64,7 +64,7 @@ async def test_a_groups_inserts_into_one_table_go_together_and_a_bad_one_still_f
     # with a savepoint per caller, and only that caller fails.
     statements.clear()
     again = await asyncio.gather(*(db.write([rows(f"a{i}-", 2)]) for i in range(10)),
-                                 db.write([("INSERT INTO t(k, v) VALUES (?,?)", ("dup", 9))]),
+                                 db.write([Insert("t", ("k", "v"), [("dup", 9)])]),
                                  return_exceptions=True)
     assert again[:10] == [[2]] * 10 and isinstance(again[10], sqlite3.IntegrityError)
     assert await db.fetchall("SELECT count(*) FROM t WHERE k LIKE 'a%'") == [(20,)]
@@ -72,11 +72,11 @@ async def test_a_groups_inserts_into_one_table_go_together_and_a_bad_one_still_f
 
     good = [db.write([rows(f"g{i}-", 1 + i % 3), ("UPDATE t SET v = v + 1 WHERE k = 'dup'", ()),
                       rows(f"h{i}-", 2)]) for i in range(30)]
-    duplicate = db.write([rows("d", 2), ("INSERT INTO t(k, v) VALUES (?,?)", ("dup", 1))])
-    short = db.write([("INSERT INTO t(k, v) VALUES (?,?),(?,?)", ["s0", 0, "s1"])])
+    duplicate = db.write([rows("d", 2), Insert("t", ("k", "v"), [("dup", 1)])])
+    short = db.write([Insert("t", ("k", "v"), [("s0", 0), ("s1",)])])
     results = await asyncio.gather(*good, duplicate, short, return_exceptions=True)
     assert results[:30] == [[1 + i % 3, 1, 2] for i in range(30)]
-    assert isinstance(results[30], sqlite3.IntegrityError) and isinstance(results[31], sqlite3.ProgrammingError)
+    assert isinstance(results[30], sqlite3.IntegrityError) and isinstance(results[31], ValueError)
     assert await db.fetchall("SELECT count(*) FROM t WHERE k LIKE 'm%' OR k LIKE 'g%' OR k LIKE 'h%'") == [(2 * sum(
         1 + i % 3 for i in range(30)) + 60,)]
     assert await db.fetchall("SELECT count(*) FROM t WHERE k LIKE 'd_' OR k LIKE 's_'") == [(0,)]
@@ -118,23 +118,40 @@ async def test_migrations_are_numbered_recorded_and_applied_once(tmp_path):
     await second.close()
 
 
-async def test_write_many_is_atomic(db):
+async def test_an_insert_of_many_rows_is_atomic_and_lands_whole(db):
     with pytest.raises(sqlite3.IntegrityError):
-        await db.write_many("INSERT INTO t VALUES (?, ?)", [("m1", 1), ("m1", 2)])
+        await db.write([Insert("t", ("k", "v"), [("m1", 1), ("m1", 2)])])
     assert await db.fetchall("SELECT k FROM t WHERE k = 'm1'") == []
-    assert await db.write_many("INSERT INTO t VALUES (?, ?)", [("m1", 1), ("m2", 2)]) == 2
-
-
-async def test_write_many_inserts_every_row_in_multi_row_statements_and_runs_other_sql_per_row(db):
+    assert await db.write([Insert("t", ("k", "v"), [("m1", 1), ("m2", 2)])]) == [2]
     rows = [(f"r{i}", i) for i in range(4_500)]  # more than one multi-row INSERT's worth
-    assert await db.write_many("INSERT INTO t(k, v) VALUES (?, ?)", rows) == 4_500
-    assert await db.fetchall("SELECT count(*), sum(v), min(k), max(v) FROM t") == [(4_500, sum(range(4_500)),
-                                                                                   "r0", 4_499)]
-    assert await db.write_many("UPDATE t SET v = v + ? WHERE k = ?", [(1, "r0"), (1, "r1"), (1, "nope")]) == 2
-    assert await db.fetchall("SELECT v FROM t WHERE k IN ('r0', 'r1') ORDER BY k") == [(1,), (2,)]
+    assert await db.write([Insert("t", ("k", "v"), rows)]) == [4_500]
+    assert await db.fetchall("SELECT count(*), sum(v), min(k), max(v) FROM t WHERE k LIKE 'r%'") == [
+        (4_500, sum(range(4_500)), "r0", 4_499)]
     with pytest.raises(sqlite3.IntegrityError):  # one bad row anywhere fails them all
-        await db.write_many("INSERT INTO t(k, v) VALUES (?, ?)", [(f"n{i}", i) for i in range(3_000)] + [("r5", 0)])
+        await db.write([Insert("t", ("k", "v"), [(f"n{i}", i) for i in range(3_000)] + [("r5", 0)])])
     assert await db.fetchall("SELECT count(*) FROM t WHERE k LIKE 'n%'") == [(0,)]
+
+
+def test_render_covers_every_row_once_in_few_statement_shapes():
+    """The explicit multi-row insert against a plain reference: one INSERT per row."""
+    shape = ("t", ("k", "v"))
+    for rows in (1, 7, 256, 257, 2_048, 4_500):
+        params = [x for i in range(rows) for x in (f"k{i}", i)]
+        statements = render(shape, params, rows, 32_766)
+        flat = [p for _, ps in statements for p in ps]
+        assert flat == params
+        assert all(sql.count("(?,?)") * 2 == len(ps) for sql, ps in statements)
+        assert len(statements) <= 1 + rows.bit_length()
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (k TEXT, v INTEGER)")
+    reference = sqlite3.connect(":memory:")
+    reference.execute("CREATE TABLE t (k TEXT, v INTEGER)")
+    params = [x for i in range(3_001) for x in (f"k{i}", i)]
+    for sql, ps in render(shape, params, 3_001, 999):  # an old SQLite's variable limit
+        conn.execute(sql, ps)
+    for i in range(3_001):
+        reference.execute("INSERT INTO t(k, v) VALUES (?, ?)", (f"k{i}", i))
+    assert conn.execute("SELECT k, v FROM t").fetchall() == reference.execute("SELECT k, v FROM t").fetchall()
 
 
 async def _steady_writes(db: Database, rows: int, max_seconds: float = 30.0) -> int:

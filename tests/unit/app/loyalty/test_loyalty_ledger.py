@@ -6,6 +6,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, rule
 
+from adapters.sqlite.uow import SqliteUnitOfWork
 from app.errors import DomainError
 from app.loyalty.service import CATALOGUE, LoyaltyService
 from tests.unit.machines import PlatformMachine
@@ -43,7 +44,8 @@ class Ledger(PlatformMachine):
 
     @invariant()
     def balance_never_negative_and_balance_less_debt_is_the_sum_of_the_ledger(self):
-        fresh = LoyaltyService(self.platform.config.loyalty, self.platform.loyalty_store, self.clock, lambda *a: None)
+        fresh = LoyaltyService(self.platform.config.loyalty, self.platform.loyalty_store, self.clock, lambda *a: None,
+                               self.platform.audit, SqliteUnitOfWork(self.platform.records_db))
         self.run(fresh.load())
         for user in USERS:
             try:

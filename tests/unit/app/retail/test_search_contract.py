@@ -84,7 +84,7 @@ def test_the_search_contract_holds_on_any_catalogue(any_shop, plans, passengers,
             if plan[key]:
                 holds.append(Item(kind, PRODUCT_ID[kind], "held", plan[key], 0, 0, 0,
                                   f"{flight.id}/{PRODUCT_ID[kind]}"))
-    shop.run(platform.catalog.put_flights(flights))
+    shop.run(platform.catalog.put_flights("test", flights, audit=False))
     platform.order_store.hold(holds)
     q = SearchQuery(origin, "ZZZ", date, passengers, cabin, segment)
     offers, _, _ = shop.run(platform.offers.search(q, "user:any", is_guest=False))

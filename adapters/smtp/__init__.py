@@ -1,0 +1,1 @@
+"""Mail over SMTP: the relay email is sent through, and the embedded sink that can stand in for one."""

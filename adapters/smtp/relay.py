@@ -1,0 +1,60 @@
+"""app.channels.ports.MailRelay over SMTP (aiosmtplib): connections with the configured TLS, credentials and
+timeouts, and every failure turned into a RelayError that says whether a retry can help."""
+
+from __future__ import annotations
+
+import aiosmtplib
+
+from app.channels.ports import RelayError
+from app.config import SmtpConfig
+
+# What a connection, a login or a delivery can fail with; anything else is a bug and is not caught.
+_FAILURES = (TimeoutError, aiosmtplib.SMTPException, OSError)
+
+
+def relay_error(exc: BaseException) -> RelayError:
+    """The port's error for an SMTP failure: permanent when the recipient was refused with a 5xx reply."""
+    permanent = isinstance(exc, aiosmtplib.SMTPRecipientRefused) and exc.code >= 500
+    return RelayError(repr(exc), permanent=permanent)
+
+
+class SmtpConnection:
+    """One open SMTP connection (app.channels.ports.MailConnection)."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: aiosmtplib.SMTP) -> None:
+        self._client = client
+
+    @property
+    def connected(self) -> bool:
+        return self._client.is_connected
+
+    async def send(self, sender: str, recipient: str, message: bytes) -> None:
+        try:
+            await self._client.sendmail(sender, [recipient], message)
+        except _FAILURES as exc:
+            raise relay_error(exc) from exc
+
+    def close(self) -> None:
+        if self._client.is_connected:
+            self._client.close()
+
+
+class SmtpRelay:
+    """The configured SMTP relay (`[smtp]`): each connect() opens a new connection."""
+
+    def __init__(self, config: SmtpConfig) -> None:
+        self._config = config
+
+    async def connect(self) -> SmtpConnection:
+        s = self._config
+        client = aiosmtplib.SMTP(hostname=s.host, port=s.port, use_tls=s.use_tls, start_tls=s.starttls,
+                                 timeout=s.timeout_s)
+        try:
+            await client.connect()
+            if s.username:
+                await client.login(s.username, s.password)
+        except _FAILURES as exc:
+            raise relay_error(exc) from exc
+        return SmtpConnection(client)
