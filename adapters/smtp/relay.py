@@ -13,8 +13,13 @@ _FAILURES = (TimeoutError, aiosmtplib.SMTPException, OSError)
 
 
 def relay_error(exc: BaseException) -> RelayError:
-    """The port's error for an SMTP failure: permanent when the recipient was refused with a 5xx reply."""
-    permanent = isinstance(exc, aiosmtplib.SMTPRecipientRefused) and exc.code >= 500
+    """The port's error for an SMTP failure: permanent when the recipient was refused with a 5xx reply.
+
+    sendmail() reports refused recipients together (SMTPRecipientsRefused, one error per address): a
+    message to one address is refused permanently when that address's reply was 5xx."""
+    refused = exc.recipients if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) else [exc]
+    permanent = bool(refused) and all(isinstance(e, aiosmtplib.SMTPRecipientRefused) and e.code >= 500
+                                      for e in refused)
     return RelayError(repr(exc), permanent=permanent)
 
 
