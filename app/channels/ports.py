@@ -57,3 +57,15 @@ class MailRelay(Protocol):
     async def connect(self) -> MailConnection:
         """A new connection, authenticated when credentials are configured; RelayError if it cannot be made."""
         ...
+
+
+class Mailbox(Protocol):
+    """What the embedded SMTP sink received, as the mailbox endpoint reads it."""
+
+    @property
+    def received(self) -> int:
+        ...
+
+    def messages(self, limit: int = 50) -> list[dict]:
+        """The newest `limit` messages, oldest of them first."""
+        ...

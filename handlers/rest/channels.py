@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Protocol
+from typing import Annotated, Literal
 
 import msgspec
 from aiohttp import web
@@ -11,6 +11,7 @@ from app.channels.activation import ActivationService
 from app.channels.analytics import MAX_EVENTS, EmailAnalytics
 from app.channels.email import EmailService
 from app.channels.ingest import MAX_BATCH, ChannelEvent, IngestService
+from app.channels.ports import Mailbox
 from app.channels.suppression import SuppressionService
 from app.errors import NotFound
 from app.jsondepth import check_depth
@@ -121,18 +122,6 @@ class MailboxPage(msgspec.Struct):
 
 class MailboxQuery(msgspec.Struct, forbid_unknown_fields=True):
     limit: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 50
-
-
-class Mailbox(Protocol):
-    """What the embedded SMTP sink received, as the mailbox endpoint reads it."""
-
-    @property
-    def received(self) -> int:
-        ...
-
-    def messages(self, limit: int = 50) -> list[dict]:
-        """The newest `limit` messages, oldest of them first."""
-        ...
 
 
 class SendGridEvent(msgspec.Struct):
