@@ -1,0 +1,94 @@
+// The console's shell: navigation by role, the session, the health banner, and one module per page.
+// Adding a page: write js/pages/<name>.js exporting `render(root, ctx)` (returning an optional cleanup function)
+// and add one line to PAGES.
+import { api, every, saveSession, session } from "./api.js";
+
+const PAGES = [
+  // [route, label, roles that see it in the navigation, module]
+  ["shop", "Shop", ["guest", "customer", "admin", null], "./pages/shop.js"],
+  ["account", "My account", ["customer"], "./pages/account.js"],
+  ["bidding", "Live bidding", ["admin"], "./pages/bidding.js"],
+  ["operations", "Operations", ["admin"], "./pages/operations.js"],
+  ["campaigns", "Campaigns", ["admin", "approver"], "./pages/campaigns.js"],
+  ["mail", "Mail", ["admin"], "./pages/mail.js"],
+  ["api", "API", ["guest", "customer", "admin", "approver", null], "./pages/api.js"],
+  ["health", "Health", ["guest", "customer", "admin", "approver", null], "./pages/health.js"],
+  ["signin", "Sign in", [], "./pages/signin.js"],
+];
+
+const $ = (sel) => document.querySelector(sel);
+let cleanup = null;
+let serverUp = true;
+
+function role() {
+  const s = session();
+  return s ? s.role : null;
+}
+
+function renderNav() {
+  const r = role();
+  const current = routeName();
+  $("#nav").replaceChildren(...PAGES.filter(([, , roles]) => roles.includes(r)).map(([route, label]) => {
+    const a = document.createElement("a");
+    a.href = `#/${route}`;
+    a.textContent = label;
+    if (route === current) a.setAttribute("aria-current", "page");
+    return a;
+  }));
+  const s = session();
+  const signedIn = s && s.role !== "guest";
+  $("#who").textContent = signedIn ? `${s.email || s.subject} · ${s.role}` : s ? "Guest" : "";
+  $("#signin-link").hidden = Boolean(signedIn);
+  $("#signout").hidden = !signedIn;
+}
+
+function routeName() {
+  const name = (location.hash.replace(/^#\/?/, "").split(/[/?]/)[0]) || "";
+  if (name) return name;
+  const r = role();
+  return r === "admin" ? "bidding" : r === "customer" ? "account" : "shop";
+}
+
+async function show() {
+  const name = routeName();
+  const page = PAGES.find(([route]) => route === name) || PAGES[0];
+  renderNav();
+  if (cleanup) { try { cleanup(); } catch { /* a page's own teardown */ } cleanup = null; }
+  const root = $("#page");
+  root.replaceChildren();
+  document.title = `${page[1]} · Contrail console`;
+  const mod = await import(page[3]);
+  const params = new URLSearchParams(location.hash.split("?")[1] || "");
+  cleanup = (await mod.render(root, { params, role: role(), session: session(), navigate, serverUp: () => serverUp })) || null;
+  root.focus({ preventScroll: true });
+}
+
+export function navigate(route) {
+  if (location.hash === `#/${route}`) show(); else location.hash = `#/${route}`;
+}
+
+// The health pill: the server's own readiness, and "unreachable" the moment it is not answering (never stale).
+async function health() {
+  const pill = $("#health");
+  try {
+    const resp = await fetch("/health/ready", { cache: "no-store" });
+    const body = await resp.json();
+    pill.textContent = body.ready ? "healthy" : `not ready: ${body.state}`;
+    pill.className = `pill ${body.ready ? "ok" : "bad"}`;
+    if (!serverUp) { serverUp = true; $("#banner").hidden = true; }
+  } catch {
+    serverUp = false;
+    pill.textContent = "server unreachable";
+    pill.className = "pill bad";
+    const banner = $("#banner");
+    banner.hidden = false;
+    banner.textContent = "The server is not answering. What you see may be out of date; the console reconnects by itself.";
+  }
+}
+
+$("#signout").addEventListener("click", () => { saveSession(null); navigate("shop"); });
+window.addEventListener("hashchange", show);
+window.addEventListener("contrail:session", renderNav);
+every(2000, health);
+show();
+export { api };

@@ -1,0 +1,115 @@
+"""The console in real Chromium (Debian's package, driven by Playwright) against a real server with the demo data.
+
+Every test fails on an uncaught page error or a console error the user did not cause on purpose; screenshots of
+what the user saw go to var/screenshots/ (CI keeps them as artifacts).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.server import ServerProcess
+from tests.conftest import ROOT
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SCREENSHOTS = ROOT / "var" / "screenshots"
+DEMO_ADMIN = ("admin@contrail.demo", "contrail-admin")
+DEMO_CUSTOMER = ("traveller@contrail.demo", "contrail-demo")
+
+try:
+    from playwright.sync_api import Browser, Page, sync_playwright
+except ImportError:  # pragma: no cover - requirements-dev installs it
+    sync_playwright = None
+
+if CHROMIUM is None or sync_playwright is None:
+    pytest.skip("the console tests need chromium (apt install chromium) and playwright (requirements-dev.txt)",
+                allow_module_level=True)
+
+# A refusal the page shows to the user (a declined card is a 402) is logged by Chromium as a failed resource;
+# that is the API working, not the console failing.
+EXPECTED_CONSOLE = re.compile(r"Failed to load resource: the server responded with a status of 4\d\d")
+# While a test stops the server on purpose, the streams' reconnection attempts fail until it is back.
+RECONNECTING = re.compile(r"WebSocket connection to .* failed|Failed to load resource: net::ERR_CONNECTION_REFUSED"
+                          r"|Failed to fetch")
+
+DEMO_ENV = {"CONTRAIL__DEMO__TRAFFIC_PER_S": "20", "CONTRAIL__SMTP__EMBEDDED_SINK": "true",
+            "CONTRAIL__SENDGRID__ALLOW_UNSIGNED": "true"}
+
+
+def demo_server(data_dir: Path, **env: str) -> ServerProcess:
+    """A server as `make run` starts it: migrated, the demo data loaded, demo traffic flowing."""
+    from bench.server import free_port
+    server = ServerProcess(data_dir, True, **{**DEMO_ENV, "CONTRAIL__SMTP__PORT": str(free_port()), **env})
+    for command in ("migrate", "seed-demo"):
+        done = server.cli(command)
+        assert done.returncode == 0, done.stderr
+    return server.start()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> Iterator[ServerProcess]:
+    proc = demo_server(tmp_path_factory.mktemp("console") / "var")
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    assert sync_playwright is not None
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        yield chromium
+        chromium.close()
+
+
+class Console:
+    """One browser tab on the console, with what went wrong in it."""
+
+    def __init__(self, page: Page, base_url: str) -> None:
+        self.page = page
+        self.base_url = base_url
+        self.errors: list[str] = []
+        self.tolerate_reconnects = False
+        page.on("pageerror", lambda exc: self.errors.append(f"uncaught: {exc}"))
+        page.on("console", self._console)
+
+    def _console(self, msg) -> None:
+        if msg.type != "error" or EXPECTED_CONSOLE.search(msg.text):
+            return
+        if self.tolerate_reconnects and RECONNECTING.search(msg.text):
+            return
+        self.errors.append(msg.text)
+
+    def open(self, route: str = "") -> Page:
+        self.page.goto(f"{self.base_url}/#/{route}")
+        return self.page
+
+    def sign_in(self, email: str, password: str) -> None:
+        page = self.open("signin")
+        page.get_by_label("Email").fill(email)
+        page.get_by_label("Password").fill(password)
+        page.get_by_role("button", name="Sign in").click()
+        page.locator("#who").filter(has_text=email).wait_for()
+
+    def shot(self, name: str) -> Path:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+@pytest.fixture
+def console(browser, server) -> Iterator[Console]:
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context.set_default_timeout(10_000)
+    tab = Console(context.new_page(), server.url)
+    yield tab
+    context.close()
+    assert tab.errors == [], tab.errors
