@@ -106,7 +106,8 @@ class Platform:
         self.loyalty_domain = loyalty_wiring.build(infra)
         self.bidding = bidding_wiring.build(infra, self.loyalty_domain.loyalty.features)
         self.retail = retail_wiring.build(infra)
-        self.channels = channels_wiring.build(infra, self.loyalty_domain.loyalty, self.bidding.profiles)
+        self.channels = channels_wiring.build(infra, self.loyalty_domain.loyalty, self.bidding.profiles,
+                                              self._email_of)
         # Each domain's services as attributes of the platform too (`platform.orders`), for the edges,
         # the operator commands and the tests.
         loyalty_domain = self.loyalty_domain
@@ -151,6 +152,12 @@ class Platform:
         self._register_caches()
         for name, drain in self.bus.drains():  # queued subscribers, drained under the supervisor
             self.supervisor.add(name, drain)
+
+    def _email_of(self, owner: str) -> str | None:
+        """An order owner's email: a signed-in user's ("user:<account id>"); a guest has none."""
+        kind, _, account_id = owner.partition(":")
+        account = self.account_store.get(account_id) if kind == "user" else None
+        return account.email if account is not None else None
 
     async def sweep_retail_once(self) -> dict[str, int]:
         """Expire offers and holds, reconcile stuck payments, archive flown orders (one pass)."""

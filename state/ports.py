@@ -173,6 +173,9 @@ class DeliveryStore(Protocol):
     async def purge(self, now: float, limit: int) -> int:
         """Delete up to `limit` stored impressions older than any frequency-cap window reads."""
 
+    async def outcomes_since(self, since: float) -> dict[tuple[str, str], tuple[int, int]]:
+        """Per (campaign, notice kind: win, loss, charge), how many arrived since `since` and their prices' sum."""
+
     def has_impressions(self, user_id: str) -> bool:
         ...
 

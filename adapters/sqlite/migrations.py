@@ -201,6 +201,8 @@ RECORDS = [
         CREATE INDEX offers_live ON offers(state, expires_at);
         CREATE INDEX offers_draft ON offers(draft_id)
     """),
+    # The spend report reads today's win, loss and charge notices per campaign.
+    Migration(9, "bid_outcomes_by_time", "CREATE INDEX bid_outcomes_at ON bid_outcomes(at)"),
 ]
 
 EVENTS = [

@@ -29,6 +29,21 @@ from state.ports import CampaignStore, DeliveryStore
 WINDOWS = {"minute": 60, "hour": 3600, "day": 86_400}
 
 
+class CampaignSpend(msgspec.Struct):
+    """A campaign's day so far: what it spent against its budget and pacing, and how its bids fared."""
+    campaign_id: str
+    name: str
+    status: str
+    daily_budget_micros: int
+    spent_micros: int
+    budget_used: float        # spent / daily budget
+    paced_micros: int         # what pacing lets it have spent by now
+    wins: int                 # win notices
+    losses: int               # loss notices
+    win_rate: float | None    # wins / (wins + losses); None before any notice
+    avg_clearing_price_micros: int | None  # mean CPM of the charged impressions; None before any
+
+
 def utc_day(at: float) -> str:
     """The UTC date of a timestamp, as budgets are kept (YYYY-MM-DD)."""
     return _day_name(int(at // 86_400))
@@ -104,6 +119,26 @@ class CampaignService:
 
     def list(self) -> list[Campaign]:
         return self._store.all()
+
+    async def spend_today(self, now: float) -> tuple[str, builtins.list[CampaignSpend]]:
+        """Every campaign's spend and notices for the UTC day of `now` (the day, the lines by campaign id)."""
+        day = utc_day(now)
+        day_start = now - now % 86_400
+        paced = min(1.0, (now - day_start) / 86_400 + self._slack)
+        outcomes = await self._delivery.outcomes_since(day_start)
+        lines = []
+        for c in sorted(self._store.all(), key=lambda c: c.id):
+            spent = self._delivery.spent(c.id, day)
+            wins, _ = outcomes.get((c.id, "win"), (0, 0))
+            losses, _ = outcomes.get((c.id, "loss"), (0, 0))
+            charges, charged = outcomes.get((c.id, "charge"), (0, 0))
+            lines.append(CampaignSpend(
+                c.id, c.name, c.status, c.daily_budget_micros, spent,
+                spent / c.daily_budget_micros if c.daily_budget_micros else 0.0,
+                int(c.daily_budget_micros * paced), wins, losses,
+                wins / (wins + losses) if wins + losses else None,
+                charged // charges if charges else None))
+        return day, lines
 
     @staticmethod
     def new_id() -> str:

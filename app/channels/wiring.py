@@ -3,6 +3,7 @@ providers, activation, omnichannel ingest and email analytics."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from adapters.http.providers import HttpAdaptors
@@ -15,6 +16,7 @@ from adapters.sqlite.suppressions import SqliteSuppressionStore
 from app.bidding.profiles import ProfileCache
 from app.channels.activation import ActivationService
 from app.channels.analytics import EmailAnalytics, load_verification_key
+from app.channels.confirmations import OrderConfirmations
 from app.channels.email import EmailService
 from app.channels.inapp import InAppService
 from app.channels.ingest import IngestService, WebActivity
@@ -22,6 +24,7 @@ from app.channels.suppression import SuppressionService
 from app.hub import Hub
 from app.infra import Infra
 from app.loyalty.service import LoyaltyService
+from app.retail.events import OrderPaid
 
 
 @dataclass
@@ -40,7 +43,9 @@ class Channels:
     email_analytics: EmailAnalytics
 
 
-def build(infra: Infra, loyalty: LoyaltyService, profiles: ProfileCache) -> Channels:
+def build(infra: Infra, loyalty: LoyaltyService, profiles: ProfileCache,
+          email_of: Callable[[str], str | None]) -> Channels:
+    """`email_of`: an order owner's email address (None for guests), for order confirmations."""
     config, clock, metrics, log_event = infra.config, infra.clock, infra.metrics, infra.event_log.log_event
     suppression_store = SqliteSuppressionStore(infra.records_db)
     suppression = SuppressionService(suppression_store, clock, infra.audit)
@@ -58,6 +63,8 @@ def build(infra: Infra, loyalty: LoyaltyService, profiles: ProfileCache) -> Chan
     verification_key = load_verification_key(config.sendgrid.verification_key)
     analytics = EmailAnalytics(outbox_store, suppression, clock, verification_key,
                                allow_unsigned=config.sendgrid.allow_unsigned)
+    # Awaited after the order's commit, so the confirmation is queued durably before the payment is answered.
+    infra.bus.subscribe(OrderPaid, OrderConfirmations(email, email_of, infra.public_urls.links).on_paid)
     supervisor = infra.supervisor
     supervisor.add_periodic("profile_write_behind", config.ingest.profile_flush_interval_s, ingest.flush_profiles)
     supervisor.add("email_sender", email.run)

@@ -397,6 +397,11 @@ class LoyaltyService:
         return list(self._promotions.values())
 
     # ---- reading ----
+    def member_ids(self, prefix: str, limit: int) -> list[str]:
+        """Up to `limit` members whose user id starts with `prefix` (case-insensitive), in id order."""
+        wanted = prefix.casefold()
+        return sorted(u for u in self._accounts if u.casefold().startswith(wanted))[:limit]
+
     def balance(self, user_id: str) -> dict:
         account = self._accounts.get(user_id)
         if account is None:

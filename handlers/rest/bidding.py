@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 from aiohttp import web
 
-from app.bidding.campaigns import CampaignService
+from app.bidding.campaigns import CampaignService, CampaignSpend
 from app.bidding.gateway import BidGateway
 from app.bidding.models import ModelHolder
 from app.bidding.notices import NoticeService
@@ -91,6 +91,11 @@ class CampaignList(msgspec.Struct):
     items: list[Campaign]
 
 
+class SpendReport(msgspec.Struct):
+    day: str                    # the UTC day the figures are for (budgets and pacing run by UTC day)
+    items: list[CampaignSpend]
+
+
 class ProfileBody(msgspec.Struct, forbid_unknown_fields=True):
     interests: Annotated[list[Annotated[float, msgspec.Meta(ge=0, le=1)]], msgspec.Meta(max_length=64)] = []
     segments: Annotated[list[Annotated[int, msgspec.Meta(ge=0, le=63)]], msgspec.Meta(max_length=64)] = []
@@ -151,6 +156,7 @@ class BiddingApi:
         router.add_get("/v1/notices/loss", self.loss_notice)
         router.add_post("/v1/admin/campaigns", self.create_campaign)
         router.add_get("/v1/admin/campaigns", self.list_campaigns)
+        router.add_get("/v1/admin/spend", self.spend)
         router.add_get("/v1/admin/campaigns/{campaign_id}", self.get_campaign)
         router.add_patch("/v1/admin/campaigns/{campaign_id}", self.patch_campaign)
         router.add_post("/v1/admin/campaigns/{campaign_id}/creatives", self.add_creative)
@@ -209,6 +215,12 @@ class BiddingApi:
     @endpoint("List campaigns", tags=("campaigns",), roles=ADMIN, response=CampaignList)
     async def list_campaigns(self, request: web.Request, principal) -> web.Response:
         return json_response(CampaignList(self._campaigns.list()))
+
+    @endpoint("Today's spend per campaign: budget used, pacing, win rate and average clearing price",
+              tags=("campaigns",), roles=ADMIN, response=SpendReport)
+    async def spend(self, request: web.Request, principal) -> web.Response:
+        day, lines = await self._campaigns.spend_today(self._clock.now())
+        return json_response(SpendReport(day, lines))
 
     @endpoint("Get a campaign", tags=("campaigns",), roles=ADMIN, response=Campaign, errors=(404,))
     async def get_campaign(self, request: web.Request, principal) -> web.Response:

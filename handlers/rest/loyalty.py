@@ -40,6 +40,11 @@ class ReverseBody(msgspec.Struct, forbid_unknown_fields=True):
     transaction_id: Id
 
 
+class MemberQuery(msgspec.Struct, forbid_unknown_fields=True):
+    q: Annotated[str, msgspec.Meta(max_length=128)] = ""  # a user id prefix, any case
+    limit: Annotated[int, msgspec.Meta(ge=1, le=200)] = 50
+
+
 class Balance(msgspec.Struct):
     user_id: str
     balance: int
@@ -49,6 +54,10 @@ class Balance(msgspec.Struct):
     tier_kept_until: float | None
     birthday_eligible: bool
     debt_stars: int = 0  # reversed stars the balance could not cover; later earns pay it first
+
+
+class MemberList(msgspec.Struct):
+    items: list[Balance]
 
 
 class LedgerPage(msgspec.Struct):
@@ -105,6 +114,7 @@ class LoyaltyApi:
         router.add_post("/v1/loyalty/reward-signal", self.reward_signal)
         router.add_post("/v1/admin/loyalty/promotions", self.put_promotion)
         router.add_get("/v1/admin/loyalty/promotions", self.list_promotions)
+        router.add_get("/v1/admin/loyalty/members", self.find_members)
 
     @endpoint("Earn stars for a purchase (partner systems, admins); a replay of the same transaction_id returns "
               "the first result", tags=("loyalty",), roles=STAFF, body=EarnBody, response=EarnResult, status=201,
@@ -136,6 +146,13 @@ class LoyaltyApi:
         owner_or_staff(principal, user_id)
         loyalty = self._loyalty
         return json_response(Balance(**loyalty.balance(user_id), debt_stars=loyalty.debt(user_id)))
+
+    @endpoint("Members whose user id starts with q, with their balance and tier (staff)", tags=("loyalty",),
+              roles=("admin",), query=MemberQuery, response=MemberList)
+    async def find_members(self, request: web.Request, principal, query: MemberQuery) -> web.Response:
+        loyalty = self._loyalty
+        return json_response(MemberList([Balance(**loyalty.balance(u), debt_stars=loyalty.debt(u))
+                                         for u in loyalty.member_ids(query.q, query.limit)]))
 
     @endpoint("A member's ledger, oldest first (customers: their own)", tags=("loyalty",), roles=MEMBERS,
               query=PageQuery, response=LedgerPage, errors=(403, 404))

@@ -6,18 +6,19 @@ import datetime
 from typing import Annotated, Literal
 
 import msgspec
+import segno
 from aiohttp import web
 
-from app.errors import Unauthenticated
+from app.errors import NotFound, Unauthenticated
 from app.retail.catalog import CatalogService
 from app.retail.offers import Airport, OfferService, SearchQuery
 from app.retail.orders import OrderService, PaymentEvent, require_owner_or_admin
 from app.retail.payments import webhook_signature_valid
 from app.retail.ranking import Ranker
-from handlers.rest.common import PageQuery, decode, endpoint, json_response, paginate
+from handlers.rest.common import Cursor, PageQuery, decode, endpoint, json_response, paginate
 from state.catalog import Cabin, Flight, Product
 from state.offers import Offer
-from state.orders import Barcode, CancellationQuote, Order
+from state.orders import Barcode, CancellationQuote, Order, OrderState
 from state.ports import OrderStore
 
 SHOPPERS = ("guest", "customer", "admin")
@@ -77,6 +78,12 @@ class _EncodedOfferList(msgspec.Struct):
 
 
 # ---- orders ----
+class OrderQuery(msgspec.Struct, forbid_unknown_fields=True):
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    after: Cursor | None = None
+    state: OrderState | None = None
+
+
 class OrderPage(msgspec.Struct):
     items: list[Order]
     next_cursor: str | None
@@ -183,6 +190,7 @@ class RetailApi:
         r.add_get("/v1/orders/{order_id}/fulfillment", self.fulfilment)
         r.add_post("/v1/orders/{order_id}/cancellations", self.quote_cancellation)
         r.add_post("/v1/orders/{order_id}/cancellations/{quote_id}/confirm", self.confirm_cancellation)
+        r.add_get("/v1/orders/{order_id}/barcodes/{code}.svg", self.barcode_image)
         r.add_post("/v1/fulfillment/{barcode}/consume", self.consume_barcode)
         r.add_post("/v1/webhooks/payments", self.payment_webhook)
         r.add_post("/v1/admin/flights", self.create_flight)
@@ -228,11 +236,14 @@ class RetailApi:
         return json_response(order, status=201)
 
     # ---- orders ----
-    @endpoint("Your orders, oldest first (admins: everyone's)", tags=("retail",), roles=SHOPPERS, query=PageQuery,
-              response=OrderPage)
-    async def list_orders(self, request: web.Request, principal, query: PageQuery) -> web.Response:
+    @endpoint("Your orders, oldest first (admins: everyone's), optionally only those in one state", tags=("retail",),
+              roles=SHOPPERS, query=OrderQuery, response=OrderPage)
+    async def list_orders(self, request: web.Request, principal, query: OrderQuery) -> web.Response:
         owner = require_owner_or_admin(principal)
-        page, nxt = paginate(self._order_store.of_owner(owner), query.after, query.limit)
+        orders = self._order_store.of_owner(owner)
+        if query.state is not None:
+            orders = [o for o in orders if o.state == query.state]
+        page, nxt = paginate(orders, query.after, query.limit)
         return json_response(OrderPage(page, nxt))
 
     @endpoint("One of your orders", tags=("retail",), roles=SHOPPERS, response=Order, errors=(404,))
@@ -271,6 +282,17 @@ class RetailApi:
     async def fulfilment(self, request: web.Request, principal) -> web.Response:
         order = self._orders.visible(request.match_info["order_id"], require_owner_or_admin(principal))
         return json_response(Fulfilment(order.id, order.state, order.barcodes))
+
+    @endpoint("A barcode of a paid order as a scannable QR code (SVG)", tags=("retail",), roles=SHOPPERS,
+              response=str, errors=(404,), content_type="image/svg+xml")
+    async def barcode_image(self, request: web.Request, principal) -> web.Response:
+        order = self._orders.visible(request.match_info["order_id"], require_owner_or_admin(principal))
+        code = request.match_info["code"]
+        if not any(b.code == code for b in order.barcodes):
+            raise NotFound(f"order {order.id} has no barcode {code}")
+        svg = segno.make_qr(code, error="m").svg_inline(scale=4, border=4, dark="#000", light="#fff",
+                                                        title=f"Barcode {code}")
+        return web.Response(text=svg, content_type="image/svg+xml", headers={"Cache-Control": "private, max-age=3600"})
 
     @endpoint("Use a barcode at the gate, lounge or counter (staff); a second use is 409", tags=("retail",),
               roles=ADMIN, response=Consumed, errors=(404, 409))

@@ -1,0 +1,35 @@
+"""Today's spend per campaign: what the console's campaign and live-bidding pages show."""
+
+from tests.integration.bidding.helpers import _admin, _client, banner_request, post_bid, single_campaign
+
+
+async def test_spend_follows_win_loss_and_billing_notices(aiohttp_client, tmp_path, clock):
+    client = await _client(aiohttp_client, tmp_path, clock, campaigns=[
+        single_campaign(id="spring", daily_budget_micros=100_000_000),
+        single_campaign(id="idle", name="Idle", daily_budget_micros=50_000_000, status="paused")])
+    admin = await _admin(client)
+    base = f"http://127.0.0.1:{client.port}"
+
+    async def bid(request_id: str, user: str) -> dict:
+        resp = await post_bid(client, banner_request(request_id=request_id, user_id=user))
+        assert resp.status == 200
+        return (await resp.json())["seatbid"][0]["bid"][0]
+    won = [await bid(f"w{i}", f"u{i}") for i in range(2)]
+    for b, price in zip(won, ("2.0", "3.0"), strict=True):
+        assert (await client.get(b["nurl"].removeprefix(base).replace("${AUCTION_PRICE}", price))).status == 200
+    lost = await bid("l1", "u9")
+    assert (await client.get(lost["lurl"].removeprefix(base).replace("${AUCTION_LOSS}", "102"))).status == 200
+
+    resp = await client.get("/v1/admin/spend", headers=admin)
+    assert resp.status == 200
+    report = await resp.json()
+    lines = {line["campaign_id"]: line for line in report["items"]}
+    spring = lines["spring"]
+    assert (spring["wins"], spring["losses"], spring["win_rate"]) == (2, 1, 2 / 3)
+    assert spring["spent_micros"] == 5_000 and spring["avg_clearing_price_micros"] == 2_500  # CPMs 2.00 and 3.00
+    assert spring["budget_used"] == 5_000 / 100_000_000 and 0 < spring["paced_micros"] <= 100_000_000
+    idle = lines["idle"]
+    assert idle["status"] == "paused"
+    assert (idle["spent_micros"], idle["wins"], idle["win_rate"], idle["avg_clearing_price_micros"]) == (0, 0, None,
+                                                                                                          None)
+    assert (await client.get("/v1/admin/spend", headers=client.headers)).status == 403  # an exchange key
