@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEMO_ADMIN := admin@contrail.demo / contrail-admin
+DEMO_CUSTOMER := traveller@contrail.demo / contrail-demo
 PROTOS := $(wildcard proto/*.proto)
 
 .PHONY: run test bench proto docs migrate seed-demo clean browser
@@ -17,6 +19,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	$(PY) -m app migrate
 	$(PY) -m app seed-demo
+	@echo "Contrail console: http://127.0.0.1:$${CONTRAIL__SERVER__PORT:-8080}/ (the log line 'console: open' gives the URL"
+	@echo "it really listens on). Sign in as $(DEMO_ADMIN) (staff) or $(DEMO_CUSTOMER) (a customer), or shop as a guest."
 	CONTRAIL__DEMO__TRAFFIC_PER_S=$${CONTRAIL__DEMO__TRAFFIC_PER_S:-20} \
 	CONTRAIL__SMTP__EMBEDDED_SINK=$${CONTRAIL__SMTP__EMBEDDED_SINK:-true} \
 	CONTRAIL__SENDGRID__ALLOW_UNSIGNED=$${CONTRAIL__SENDGRID__ALLOW_UNSIGNED:-true} $(PY) -m app serve

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from app.config import Config, ConfigError, load_config
 from app.errors import DomainError
+from app.runtime.clock import Clock, ShiftedClock
 from app.runtime.logs import setup_logging
 
 
@@ -39,10 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _with_platform(config: Config, action: Callable[..., Awaitable[None]]) -> None:
+async def _with_platform(config: Config, action: Callable[..., Awaitable[None]], clock: Clock | None = None) -> None:
     from app.platform import Platform
 
-    platform = Platform(config)
+    platform = Platform(config, clock)
     await platform.open_storage()
     try:
         await action(platform)
@@ -87,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     actions = {"migrate": migrate, "create-api-key": create_api_key, "create-user": create_user,
                "seed-demo": seed_demo}
     try:
-        asyncio.run(_with_platform(config, actions[args.command]))
+        # The demo seed moves its clock on to play out expiries and flights (see app/demo.py).
+        clock = ShiftedClock() if args.command == "seed-demo" else None
+        asyncio.run(_with_platform(config, actions[args.command], clock))
     except DomainError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,9 @@ if TYPE_CHECKING:
 
 DEMO_ADMIN = ("admin@contrail.demo", "contrail-admin")
 DEMO_CUSTOMER = ("traveller@contrail.demo", "contrail-demo")
+PAID_CARD = "4242424242424242"
+PENDING_CARD = "4000000000000259"   # the simulator leaves it pending; reconciliation settles it
+DECLINED_CARD = "4000000000000002"
 
 
 async def _accounts(platform: Platform) -> str:
@@ -111,7 +115,79 @@ async def _catalog(platform: Platform) -> str:
     return f"demo catalog: {created} products, {len(flights)} flights on {len(DEMO_ROUTES) * 2} routes over 30 days"
 
 
-DATA_SETS = [("accounts", _accounts), ("campaigns", _campaigns), ("catalog", _catalog)]
+async def _activity(platform: Platform) -> str:
+    """A few days of a small carrier's life, so every console page has something on first open: the demo
+    traveller's orders in every state, loyalty history, a promotion, and mail with opens and clicks."""
+    from app.errors import PaymentRequired
+    from app.retail.offers import SearchQuery
+    from state.loyalty import Member, Promotion
+
+    account = platform.account_store.by_email(DEMO_CUSTOMER[0])
+    if account is None:
+        return "demo activity: skipped (no demo traveller)"
+    user, owner = account.id, f"user:{account.id}"
+    clock = platform.clock
+    travel = getattr(clock, "advance", None)  # the seed's clock moves on by hand (python -m app seed-demo)
+
+    async def order(route: tuple[str, str], days_ahead: int, passengers: int = 1, bundle: str = "flight_only"):
+        day = time.strftime("%Y-%m-%d", time.gmtime(clock.now() + days_ahead * 86_400))
+        offers, _, _ = await platform.offers.search(SearchQuery(route[0], route[1], day, passengers), owner,
+                                                     is_guest=False)
+        offer = next((o for o in offers if o.bundle == bundle), offers[0])
+        return await platform.orders.accept(offer.id, owner)
+
+    await platform.loyalty.put_member(Member(user, email=DEMO_CUSTOMER[0], preferred_channel="email"))
+    states = []
+    if travel is not None:
+        flown = await order(("LIS", "BCN"), 1)
+        await platform.orders.pay(flown.id, owner, PAID_CARD)
+        await order(("LIS", "OPO"), 2)  # left unpaid
+        # Past the first flight's archiving (flown orders are kept `archive_after_days`) and the second's hold.
+        away = (2 + platform.config.retail.archive_after_days) * 86_400
+        travel(away)
+        await platform.sweep_retail_once()
+        travel(-away)
+        states += ["ARCHIVED", "EXPIRED"]
+    for route, days, passengers, bundle in ((("LIS", "LHR"), 5, 2, "comfort"), (("LIS", "FNC"), 9, 1, "flight_only")):
+        paid = await order(route, days, passengers, bundle)
+        await platform.orders.pay(paid.id, owner, PAID_CARD)
+    cancelled = await order(("LIS", "CDG"), 6)
+    await platform.orders.pay(cancelled.id, owner, PAID_CARD)
+    quote = await platform.orders.quote_cancellation(cancelled.id, owner)
+    await platform.orders.confirm_cancellation(cancelled.id, quote.id, owner)
+    await platform.orders.pay((await order(("LIS", "MAD"), 4)).id, owner, PENDING_CARD)
+    with contextlib.suppress(PaymentRequired):  # declined: the order stays PROPOSED for another card
+        await platform.orders.pay((await order(("LIS", "AMS"), 7)).id, owner, DECLINED_CARD)
+    states += ["FULFILLED", "CANCELLED", "PAYMENT_PENDING", "PROPOSED"]
+
+    loyalty = platform.loyalty
+    for n, (amount, channel) in enumerate(((18_000, "in_store"), (9_500, "web"), (32_000, "in_store"))):
+        await loyalty.earn(user, amount, channel, f"demo-{n}", is_digital=channel == "web")
+    await loyalty.redeem(user, 100)
+    now = clock.now()
+    await loyalty.put_promotion("seed-demo", Promotion("winter-double", "Winter double stars on the web", 1.0,
+                                                       now - 86_400, now + 30 * 86_400, ["web"]))
+
+    # Two of the day's three activations for the traveller: one opened and clicked, one opened.
+    clicked = False
+    for subject, destination in (("Madeira is calling", "FNC"), ("London, twice a day", "LHR")):
+        link = f"{platform.public_urls.links()}/#/shop?destination={destination}"
+        result = await platform.activation.activate(
+            user, subject, f"Fares to {destination} this winter: {link}",
+            f'<h1>{subject}</h1><p>Fares from Lisbon this winter. <a href="{link}">See the fares</a></p>',
+            channel="email", campaign="winter-sale")
+        message_id = result["provider_message_id"]
+        if message_id:
+            await platform.email.record("open", message_id)
+            if not clicked:
+                await platform.email.record("click", message_id, url=link)
+                clicked = True
+    return f"demo activity: the traveller's orders ({', '.join(states)}), stars, a promotion, 2 emails"
+
+
+
+
+DATA_SETS = [("accounts", _accounts), ("campaigns", _campaigns), ("catalog", _catalog), ("activity", _activity)]
 
 
 async def seed_demo(platform: Platform) -> list[str]:

@@ -29,6 +29,7 @@ async def serve(config: Config) -> None:
     host, port = site._server.sockets[0].getsockname()[:2]  # type: ignore[union-attr]
     platform.public_urls.listening(config.server.host, port)
     log.info("HTTP listening", extra={"host": host, "port": port, "links": platform.public_urls.links()})
+    log.info(f"console: open {platform.public_urls.links()}/", extra={"console": f"{platform.public_urls.links()}/"})
     if config.smtp.embedded_sink:
         log.info("mail goes to the embedded SMTP sink, not to anyone; read it at GET /v1/admin/mailbox",
                  extra={"smtp": f"{config.smtp.host}:{config.smtp.port}"})

@@ -30,3 +30,16 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self._now += seconds
+
+
+class ShiftedClock:
+    """Wall-clock time moved on by hand: the demo seed plays out an order's expiry or its flight in seconds."""
+
+    def __init__(self) -> None:
+        self._shift = 0.0
+
+    def now(self) -> float:
+        return time.time() + self._shift
+
+    def advance(self, seconds: float) -> None:
+        self._shift += seconds

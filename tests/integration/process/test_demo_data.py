@@ -1,0 +1,28 @@
+"""`make run`'s demo data gives every console page something to show on first open."""
+
+import sqlite3
+
+from bench.server import ServerProcess
+
+
+def test_the_demo_carrier_has_orders_in_every_state_stars_mail_and_a_promotion(tmp_path):
+    server = ServerProcess(tmp_path / "var")
+    for command in ("migrate", "seed-demo"):
+        done = server.cli(command)
+        assert done.returncode == 0, done.stderr
+    assert "demo activity" in done.stdout
+    db = sqlite3.connect(tmp_path / "var" / "contrail.db")
+    states = {state for (state,) in db.execute("SELECT DISTINCT state FROM orders")}
+    assert states == {"PROPOSED", "PAYMENT_PENDING", "FULFILLED", "ARCHIVED", "EXPIRED", "CANCELLED"}
+    # PAID is the moment between payment and fulfilment: a paid order is FULFILLED in the same transaction.
+    (traveller,) = db.execute("SELECT id FROM accounts WHERE email = 'traveller@contrail.demo'").fetchone()
+    kinds = {kind for (kind,) in db.execute("SELECT kind FROM loyalty_ledger WHERE user_id = ?", (traveller,))}
+    assert {"earn", "redeem"} <= kinds
+    assert db.execute("SELECT count(*) FROM loyalty_promotions").fetchone() == (1,)
+    subjects = [s for (s,) in db.execute("SELECT json_extract(body, '$.subject') FROM outbox")]
+    # Four orders were paid (one has since flown, one was cancelled), each confirmed once.
+    assert sum("is confirmed" in s for s in subjects) == 4 and "Madeira is calling" in subjects
+    assert {k for (k,) in db.execute("SELECT kind FROM email_events")} >= {"open", "click"}
+    again = server.cli("seed-demo")
+    assert again.returncode == 0 and "activity: already loaded" in again.stdout
+    assert db.execute("SELECT count(*) FROM orders").fetchone() == (7,)
