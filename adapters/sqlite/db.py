@@ -55,6 +55,7 @@ from typing import Any, cast
 
 import aiosqlite
 
+from adapters.sqlite.checkpoints import Checkpointer
 from adapters.sqlite.migrate import Migration, apply_migrations
 from adapters.sqlite.statements import CACHED_STATEMENTS, ROWS_PER_MERGE, Insert, Sql, Statement, flat, render
 
@@ -116,15 +117,8 @@ class Database:
         self._max_group = max_group_size
         self._busy_timeout_ms = busy_timeout_ms
         self._on_commit = on_commit
-        self._checkpoint_interval = checkpoint_interval_ms / 1000
-        self._wal_restart_frames = wal_restart_frames
-        self._catch_up = False  # the writer checkpoints what is left before its next group
-        self.wal_frames = 0     # pages in the WAL at the last checkpoint
-        self.checkpoints = 0
-        self._checkpointer = ThreadPoolExecutor(max_workers=1,
-                                                thread_name_prefix=f"sqlite-checkpoint-{self.path.name}")
-        self._checkpoint_conn: sqlite3.Connection | None = None
-        self._checkpoint_task: asyncio.Task[None] | None = None
+        self._checkpoints = Checkpointer(self.path, busy_timeout_ms, checkpoint_interval_ms / 1000, wal_restart_frames,
+                                         lambda: self.commits)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         # Opens and closes the writer connection; the writer thread uses it in between.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqlite-open-{self.path.name}")
@@ -148,8 +142,7 @@ class Database:
         # as kill -9 would, instead of waiting for ever on a queue nobody will stop.
         threading.Thread(target=self._writer, args=(loop, self._writer_task), name=f"sqlite-writer-{self.path.name}",
                          daemon=True).start()
-        self._checkpoint_conn = await loop.run_in_executor(self._checkpointer, self._connect_checkpointer)
-        self._checkpoint_task = asyncio.create_task(self._checkpoint_loop(), name=f"checkpoint:{self.path.name}")
+        await self._checkpoints.start()
         return applied
 
     def _open_sync(self) -> list[int]:
@@ -170,12 +163,7 @@ class Database:
         if self._closing:
             return
         self._closing = True
-        if self._checkpoint_task is not None:
-            self._checkpoint_task.cancel()
-            await asyncio.gather(self._checkpoint_task, return_exceptions=True)
-        if self._checkpoint_conn is not None:
-            await asyncio.get_running_loop().run_in_executor(self._checkpointer, self._checkpoint_conn.close)
-        self._checkpointer.shutdown(wait=True)
+        await self._checkpoints.stop()
         if self._writer_task is not None:
             self._queue.put(_STOP)
             await self._writer_task
@@ -194,35 +182,19 @@ class Database:
     def is_open(self) -> bool:
         return self._writer_task is not None and not self._writer_task.done() and not self._closing
 
-    # ---- checkpoints -----------------------------------------------------------------
+    # ---- checkpoints (adapters/sqlite/checkpoints.py) --------------------------------
 
-    async def _checkpoint_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        seen = self.commits
-        while True:
-            await asyncio.sleep(self._checkpoint_interval)
-            if self.commits == seen:
-                continue
-            seen = self.commits
-            try:
-                await loop.run_in_executor(self._checkpointer, self.checkpoint_sync)
-            except sqlite3.Error as exc:  # busy or I/O trouble: the WAL keeps everything; try next time
-                log.warning("background checkpoint failed", extra={"db": self.path.name, "error": repr(exc)})
+    @property
+    def wal_frames(self) -> int:
+        """Pages in the WAL at the last checkpoint."""
+        return self._checkpoints.wal_frames
 
-    def _connect_checkpointer(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
-        return conn
+    @property
+    def checkpoints(self) -> int:
+        return self._checkpoints.checkpoints
 
     def checkpoint_sync(self) -> int:
-        """One PASSIVE checkpoint on the checkpoint connection; returns the WAL's size in pages."""
-        assert self._checkpoint_conn is not None
-        _, frames, _ = self._checkpoint_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        self.checkpoints += 1
-        self.wal_frames = max(frames, 0)
-        if frames > self._wal_restart_frames:
-            self._catch_up = True
-        return self.wal_frames
+        return self._checkpoints.checkpoint_sync()
 
     # ---- writes ----------------------------------------------------------------------
 
@@ -302,9 +274,9 @@ class Database:
         if synchronous != self._synchronous_now:
             conn.execute(f"PRAGMA synchronous={synchronous}")
             self._synchronous_now = synchronous
-        if self._catch_up:
+        if self._checkpoints.catch_up:
             # Copies only what the background checkpoint has not; this group's transaction then restarts the WAL.
-            self._catch_up = False
+            self._checkpoints.catch_up = False
             try:
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             except sqlite3.Error as exc:  # the group's own writes do not depend on it
