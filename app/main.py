@@ -70,7 +70,7 @@ def create_app(config: Config, *, clock: Clock | None = None, platform: Platform
     BiddingApi(p.bid_gateway, p.notices, p.campaigns, p.profiles, p.model, p.providers, p.batcher, p.clock,
                nobid_body=config.bidding.nobid_body).register(app.router)
     RetailApi(p.catalog, p.offers, p.ranker, p.orders, p.order_store,
-              config.payments.webhook_secret).register(app.router)
+              config.payments.webhook_secret, p.clock).register(app.router)
     LoyaltyApi(p.loyalty).register(app.router)
     ChannelsApi(p.activation, p.ingest, p.suppression, p.email, p.mailbox, p.email_analytics).register(app.router)
     ws, max_msg_size = config.websocket, config.server.max_body_bytes

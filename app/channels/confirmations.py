@@ -29,7 +29,7 @@ class OrderConfirmations:
             return
         departs = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(order.departure_at))
         lines = [f"{item.quantity} × {item.name}: {_money(item.total_cents, order.currency)}" for item in order.items]
-        link = f"{self._console_url()}/#/account"
+        link = f"{self._console_url()}/#/account?order={order.id}"
         text = "\n".join([
             f"Thank you for flying with Contrail. Your booking {order.id} is paid and confirmed.",
             f"Flight {order.flight_id}, departing {departs}, for {order.passengers} passenger(s).", "", *lines,

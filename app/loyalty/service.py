@@ -38,6 +38,7 @@ TIERS = ("Green", "Gold", "Reserve")
 MULTIPLIER = {"Green": Decimal("1.0"), "Gold": Decimal("1.2"), "Reserve": Decimal("1.7")}
 BIRTHDAY_WINDOW_DAYS = {"Green": 1, "Gold": 7, "Reserve": 30}
 CATALOGUE = {25: 80, 60: 200, 100: 350, 200: 650, 300: 800, 400: 1_500, 500: 2_500}  # stars -> value in cents
+GOLD_REWARD = 500  # the reward only Gold and Reserve members may take
 SIGNALS = {"clicked": 1.0, "redeemed": 2.0, "ignored": -0.1}
 CHANNEL_CODES = ("in_store", "push", "in_app", "sms", "email", "web", "paid_media")
 YEAR = 365 * 86_400
@@ -310,7 +311,7 @@ class LoyaltyService:
             raise InvalidInput(f"stars must be one of {', '.join(map(str, CATALOGUE))}")
         account = self._accounts.get(user_id) or Account(user_id)  # a refused redeem creates no account
         now = self._clock.now()
-        if stars == 500 and self.tier(account, now) == "Green":
+        if stars == GOLD_REWARD and self.tier(account, now) == "Green":
             raise RuleViolation("the 500-star reward needs Gold or Reserve")
         if account.balance < stars:
             raise RuleViolation(f"not enough stars: {account.balance} available, {stars} needed",
@@ -392,6 +393,14 @@ class LoyaltyService:
         self._promotions[promotion.id] = promotion
         await self._audit.record(actor, "promotion.put", promotion.id)
         return promotion
+
+    def program(self) -> dict:
+        """The programme's rules as members see them: tiers by qualifying stars, and what stars buy."""
+        thresholds = {"Green": 0, "Gold": self._config.gold_stars, "Reserve": self._config.reserve_stars}
+        return {"tiers": [{"name": t, "qualifying_stars": thresholds[t]} for t in TIERS],
+                "rewards": [{"stars": stars, "value_cents": value,
+                             "min_tier": "Gold" if stars == GOLD_REWARD else "Green"}
+                            for stars, value in CATALOGUE.items()]}
 
     def promotions(self) -> list[Promotion]:
         return list(self._promotions.values())

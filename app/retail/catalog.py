@@ -37,6 +37,11 @@ class CatalogService:
     def flights_on(self, origin: str, destination: str, date: str) -> list[Flight]:
         return [f for f in self._store.flights_on(origin, destination, date) if f.status == "scheduled"]
 
+    def routes(self, now: float) -> list[tuple[str, str]]:
+        """The (origin, destination) pairs with a scheduled flight still to depart, sorted."""
+        return sorted({(f.origin, f.destination) for f in self._store.flights()
+                       if f.status == "scheduled" and f.departure_at > now})
+
     def flights(self) -> list[Flight]:
         return self._store.flights()
 

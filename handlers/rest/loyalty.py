@@ -40,6 +40,22 @@ class ReverseBody(msgspec.Struct, forbid_unknown_fields=True):
     transaction_id: Id
 
 
+class Tier(msgspec.Struct):
+    name: str
+    qualifying_stars: int  # stars earned in the last 12 months that reach this tier
+
+
+class Reward(msgspec.Struct):
+    stars: int
+    value_cents: int
+    min_tier: str
+
+
+class Program(msgspec.Struct):
+    tiers: list[Tier]
+    rewards: list[Reward]
+
+
 class MemberQuery(msgspec.Struct, forbid_unknown_fields=True):
     q: Annotated[str, msgspec.Meta(max_length=128)] = ""  # a user id prefix, any case
     limit: Annotated[int, msgspec.Meta(ge=1, le=200)] = 50
@@ -115,6 +131,7 @@ class LoyaltyApi:
         router.add_post("/v1/admin/loyalty/promotions", self.put_promotion)
         router.add_get("/v1/admin/loyalty/promotions", self.list_promotions)
         router.add_get("/v1/admin/loyalty/members", self.find_members)
+        router.add_get("/v1/loyalty/program", self.program)
 
     @endpoint("Earn stars for a purchase (partner systems, admins); a replay of the same transaction_id returns "
               "the first result", tags=("loyalty",), roles=STAFF, body=EarnBody, response=EarnResult, status=201,
@@ -146,6 +163,11 @@ class LoyaltyApi:
         owner_or_staff(principal, user_id)
         loyalty = self._loyalty
         return json_response(Balance(**loyalty.balance(user_id), debt_stars=loyalty.debt(user_id)))
+
+    @endpoint("The programme: tiers by qualifying stars and the rewards stars buy (public)", tags=("loyalty",),
+              response=Program)
+    async def program(self, request: web.Request, principal) -> web.Response:
+        return json_response(Program(**self._loyalty.program()))
 
     @endpoint("Members whose user id starts with q, with their balance and tier (staff)", tags=("loyalty",),
               roles=("admin",), query=MemberQuery, response=MemberList)

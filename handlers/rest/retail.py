@@ -15,6 +15,7 @@ from app.retail.offers import Airport, OfferService, SearchQuery
 from app.retail.orders import OrderService, PaymentEvent, require_owner_or_admin
 from app.retail.payments import webhook_signature_valid
 from app.retail.ranking import Ranker
+from app.runtime.clock import Clock
 from handlers.rest.common import Cursor, PageQuery, decode, endpoint, json_response, paginate
 from state.catalog import Cabin, Flight, Product
 from state.offers import Offer
@@ -52,6 +53,15 @@ class FlightView(msgspec.Struct):
     arrival_at: float
     seats_left: dict[str, int]
     status: str
+
+
+class Route(msgspec.Struct):
+    origin: str
+    destination: str
+
+
+class RouteList(msgspec.Struct):
+    items: list[Route]
 
 
 class FlightList(msgspec.Struct):
@@ -169,8 +179,9 @@ class RetailApi:
     """Flights, offers, orders, payments and fulfilment for shoppers; the catalog for admins."""
 
     def __init__(self, catalog: CatalogService, offers: OfferService, ranker: Ranker, orders: OrderService,
-                 order_store: OrderStore, webhook_secret: str) -> None:
+                 order_store: OrderStore, webhook_secret: str, clock: Clock) -> None:
         self._catalog = catalog
+        self._clock = clock
         self._offers = offers
         self._ranker = ranker
         self._orders = orders
@@ -179,6 +190,7 @@ class RetailApi:
 
     def register(self, router: web.UrlDispatcher) -> None:
         r = router
+        r.add_get("/v1/routes", self.list_routes)
         r.add_get("/v1/flights", self.list_flights)
         r.add_post("/v1/offers/search", self.search_offers)
         r.add_get("/v1/offers/{offer_id}", self.get_offer)
@@ -201,6 +213,11 @@ class RetailApi:
         r.add_patch("/v1/admin/products/{product_id}", self.patch_product)
 
     # ---- flights ----
+    @endpoint("The routes the carrier flies: every origin and destination with a scheduled flight to come (public)",
+              tags=("retail",), response=RouteList)
+    async def list_routes(self, request: web.Request, principal) -> web.Response:
+        return json_response(RouteList([Route(a, b) for a, b in self._catalog.routes(self._clock.now())]))
+
     @endpoint("Scheduled flights of a route on a day, with the seats left per cabin (public)", tags=("retail",),
               query=FlightQuery, response=FlightList)
     async def list_flights(self, request: web.Request, principal, query: FlightQuery) -> web.Response:

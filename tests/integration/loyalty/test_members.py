@@ -21,3 +21,11 @@ async def test_members_are_found_by_id_prefix_with_their_balance(client, admin_h
     assert (await client.get("/v1/admin/loyalty/members", headers=customer_headers)).status == 403
     bad = await client.get("/v1/admin/loyalty/members", params={"limit": 0}, headers=admin_headers)
     assert bad.status == 400 and "limit" in (await bad.json())["error"]["message"]
+
+
+async def test_the_programme_rules_are_public(client):
+    program = await (await client.get("/v1/loyalty/program")).json()
+    assert [(t["name"], t["qualifying_stars"]) for t in program["tiers"]] == [("Green", 0), ("Gold", 500),
+                                                                             ("Reserve", 2500)]
+    rewards = {r["stars"]: (r["value_cents"], r["min_tier"]) for r in program["rewards"]}
+    assert rewards[25] == (80, "Green") and rewards[500] == (2500, "Gold")

@@ -56,3 +56,10 @@ async def test_a_paid_order_sends_its_buyer_one_confirmation(shop, clock, custom
     guest = {"Authorization": f"Bearer {(await (await client.post('/v1/auth/guest')).json())['access_token']}"}
     guest_order = await _paid(client, guest, clock)
     assert await outbox.get(f"msg_conf_{guest_order['id']}") is None  # a guest gave no address
+
+
+async def test_the_routes_flown_are_public(shop, clock):
+    client, flight = shop
+    routes = (await (await client.get("/v1/routes")).json())["items"]
+    assert {"origin": flight.origin, "destination": flight.destination} in routes
+    assert routes == sorted(routes, key=lambda r: (r["origin"], r["destination"]))
