@@ -41,7 +41,7 @@ class CampaignSpend(msgspec.Struct):
     wins: int                 # win notices
     losses: int               # loss notices
     win_rate: float | None    # wins / (wins + losses); None before any notice
-    avg_clearing_price_micros: int | None  # mean CPM of the charged impressions; None before any
+    avg_clearing_price_micros: int | None  # mean clearing CPM of the won auctions (USD micros); None before any
 
 
 def utc_day(at: float) -> str:
@@ -129,15 +129,14 @@ class CampaignService:
         lines = []
         for c in sorted(self._store.all(), key=lambda c: c.id):
             spent = self._delivery.spent(c.id, day)
-            wins, _ = outcomes.get((c.id, "win"), (0, 0))
+            wins, cleared = outcomes.get((c.id, "win"), (0, 0))  # a win notice's price is the clearing CPM
             losses, _ = outcomes.get((c.id, "loss"), (0, 0))
-            charges, charged = outcomes.get((c.id, "charge"), (0, 0))
             lines.append(CampaignSpend(
                 c.id, c.name, c.status, c.daily_budget_micros, spent,
                 spent / c.daily_budget_micros if c.daily_budget_micros else 0.0,
                 int(c.daily_budget_micros * paced), wins, losses,
                 wins / (wins + losses) if wins + losses else None,
-                charged // charges if charges else None))
+                cleared // wins if wins else None))
         return day, lines
 
     @staticmethod

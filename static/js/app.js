@@ -18,6 +18,7 @@ const PAGES = [
 
 const $ = (sel) => document.querySelector(sel);
 let cleanup = null;
+let shown = 0; // the newest show(): an older one still loading its module must not render over it
 let serverUp = true;
 
 function role() {
@@ -50,17 +51,25 @@ function routeName() {
 }
 
 async function show() {
+  const mine = ++shown;
   const name = routeName();
   const page = PAGES.find(([route]) => route === name) || PAGES[0];
   renderNav();
   if (cleanup) { try { cleanup(); } catch { /* a page's own teardown */ } cleanup = null; }
-  const root = $("#page");
-  root.replaceChildren();
+  // Each visit renders into a view of its own: a page still rendering when the user moves on writes into a view
+  // that is no longer shown.
+  const root = document.createElement("div");
+  root.className = "view";
+  $("#page").replaceChildren(root);
   document.title = `${page[1]} · Contrail console`;
   const mod = await import(page[3]);
+  if (mine !== shown) return;
   const params = new URLSearchParams(location.hash.split("?")[1] || "");
-  cleanup = (await mod.render(root, { params, role: role(), session: session(), navigate, serverUp: () => serverUp })) || null;
-  root.focus({ preventScroll: true });
+  const done = (await mod.render(root, { params, role: role(), session: session(), navigate,
+                                         serverUp: () => serverUp })) || null;
+  if (mine !== shown) { try { if (done) done(); } catch { /* its own teardown */ } return; }
+  cleanup = done;
+  $("#page").focus({ preventScroll: true });
 }
 
 export function navigate(route) {

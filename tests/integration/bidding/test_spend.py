@@ -26,7 +26,8 @@ async def test_spend_follows_win_loss_and_billing_notices(aiohttp_client, tmp_pa
     lines = {line["campaign_id"]: line for line in report["items"]}
     spring = lines["spring"]
     assert (spring["wins"], spring["losses"], spring["win_rate"]) == (2, 1, 2 / 3)
-    assert spring["spent_micros"] == 5_000 and spring["avg_clearing_price_micros"] == 2_500  # CPMs 2.00 and 3.00
+    # Cleared at CPMs of 2.00 and 3.00: an impression costs a thousandth of that.
+    assert spring["spent_micros"] == 5_000 and spring["avg_clearing_price_micros"] == 2_500_000
     assert spring["budget_used"] == 5_000 / 100_000_000 and 0 < spring["paced_micros"] <= 100_000_000
     idle = lines["idle"]
     assert idle["status"] == "paused"
