@@ -1,0 +1,330 @@
+// Campaigns (admin; approvers later): every campaign with its creatives, status, bid cap, daily budget, today's
+// spend, budget used and pacing (GET /v1/admin/campaigns, GET /v1/admin/spend), the bids each places right now
+// (Bid events on /v1/stream/events), pause and resume (PATCH /v1/admin/campaigns/{id}), and one campaign's detail
+// with its creatives (#/campaigns?id=<campaign id>).
+//
+// Extending (the approval workflow): a new status is one entry in STATUS, a new action one entry in ACTIONS
+// (who may do it, in which status, what it calls, what it says when done); both views pick them up.
+import { api, every, h, micros, showError, stream, useStyle, when } from "../api.js";
+
+const LIVE_WINDOW_S = 5;
+
+/** How each status reads. */
+const STATUS = {
+  active: { label: "Active", cls: "ok", note: "bidding" },
+  paused: { label: "Paused", cls: "warn", note: "not bidding" },
+};
+
+const patch = (body) => (c) => api("PATCH", `/v1/admin/campaigns/${encodeURIComponent(c.id)}`, body);
+
+/** What a user may do with a campaign: shown as buttons where `when` holds and the role is listed. */
+const ACTIONS = [
+  { name: "Pause", roles: ["admin"], when: (c) => c.status === "active", run: patch({ status: "paused" }),
+    cls: "secondary", done: (c) => `Paused ${c.name}: it places no more bids until resumed.` },
+  { name: "Resume", roles: ["admin"], when: (c) => c.status === "paused", run: patch({ status: "active" }),
+    done: (c) => `Resumed ${c.name}: it bids again.` },
+];
+
+/** A price in USD micros, with more digits when it is under ten cents. */
+const price = (m) => (m === null || m === undefined ? "–" : Math.abs(m) < 100_000 && m !== 0 ?
+  new Intl.NumberFormat(undefined, { style: "currency", currency: "USD", maximumFractionDigits: 4 }).format(m / 1e6) :
+  micros(m));
+const pct = (v) => (v === null || v === undefined ? "–" : `${(v * 100).toFixed(1)} %`);
+const cpm = (m) => `${price(m)} CPM`;
+const list = (xs, empty = "none") => (xs && xs.length ? xs.join(", ") : empty);
+const DEVICE_TYPES = { 1: "mobile/tablet", 2: "PC", 3: "TV", 4: "phone", 5: "tablet", 6: "connected device", 7: "set-top box" };
+
+function statusBadge(status) {
+  const s = STATUS[status] || { label: status, cls: "muted", note: "" };
+  return h("span", { class: `badge ${s.cls}`, title: s.note }, s.label);
+}
+
+function pacing(item) {
+  if (!item) return { text: "–", cls: "muted", detail: "" };
+  const held = item.spent_micros >= item.paced_micros;
+  return { text: held ? "held by pacing" : "within pace", cls: held ? "warn" : "ok",
+           detail: `${micros(item.paced_micros)} allowed by now` };
+}
+
+function budgetBar(item) {
+  if (!item) return h("span", { class: "muted" }, "–");
+  const used = Math.min(1, item.budget_used || 0);
+  const paced = item.daily_budget_micros ? Math.min(1, item.paced_micros / item.daily_budget_micros) : 0;
+  return h("span", { class: "budget" },
+    h("span", { class: "bar", "aria-hidden": "true" },
+      h("span", { class: "fill", style: `width:${(used * 100).toFixed(1)}%` }),
+      h("span", { class: "pace", style: `left:${(paced * 100).toFixed(1)}%`, title: "What pacing allows by now" })),
+    h("span", { class: "num" }, pct(item.budget_used)));
+}
+
+export function render(root, { params, role }) {
+  useStyle("campaigns");
+  if (role !== "admin" && role !== "approver") {
+    root.append(h("section", { class: "card narrow" }, h("h1", {}, "Campaigns"),
+      h("p", {}, "Campaigns are for administrators and approvers. ", h("a", { href: "#/signin" }, "Sign in"), ".")));
+    return null;
+  }
+  const detailId = params.get("id");
+  const stops = [];
+  const campaigns = new Map();  // id -> campaign
+  const spend = new Map();      // id -> today's spend line
+  let day = "";
+  const live = new Map();       // id -> receipt times (ms) of its Bid events in the last LIVE_WINDOW_S
+  let liveSince = null;         // when the stream opened: the window is shorter until it has run for a while
+
+  const result = h("p", { class: "result", role: "status", "aria-live": "polite" });
+  const error = h("p", { class: "error", role: "alert", hidden: true });
+  const spendError = h("p", { class: "error", role: "alert", hidden: true });
+
+  const liveRate = (id) => {
+    if (liveSince === null) return null;
+    const now = performance.now();
+    const times = (live.get(id) || []).filter((t) => t >= now - LIVE_WINDOW_S * 1000);
+    live.set(id, times);
+    const span = Math.min(LIVE_WINDOW_S, Math.max(1, (now - liveSince) / 1000));
+    return times.length / span;
+  };
+  const liveText = (id) => { const r = liveRate(id); return r === null ? "–" : r.toFixed(1); };
+
+  async function act(action, c, button) {
+    error.hidden = true;
+    result.textContent = `${action.name}: ${c.name}…`;
+    if (button) button.disabled = true;
+    try {
+      const updated = await action.run(c);
+      if (updated && updated.id) campaigns.set(updated.id, updated);
+      result.textContent = action.done(updated && updated.id ? updated : c);
+      result.className = "result ok";
+      await refresh();
+    } catch (err) {
+      result.textContent = "";
+      showError(error, err);
+    } finally {
+      if (button) button.disabled = false;
+    }
+    view.redraw(c.id);
+  }
+
+  const actionButtons = (c) => ACTIONS.filter((a) => a.roles.includes(role) && a.when(c)).map((a) => {
+    const b = h("button", { type: "button", class: a.cls || "", "aria-label": `${a.name} ${c.name}`, "data-action": a.name },
+      a.name);
+    b.addEventListener("click", () => act(a, c, b));
+    return b;
+  });
+
+  const view = detailId ? detailView(detailId) : listView();
+
+  async function loadCampaigns() {
+    if (detailId) {
+      const c = await api("GET", `/v1/admin/campaigns/${encodeURIComponent(detailId)}`);
+      campaigns.set(c.id, c);
+    } else {
+      const body = await api("GET", "/v1/admin/campaigns");
+      campaigns.clear();
+      for (const c of body.items) campaigns.set(c.id, c);
+    }
+  }
+  async function loadSpend() {
+    try {
+      const report = await api("GET", "/v1/admin/spend");
+      day = report.day;
+      spend.clear();
+      for (const item of report.items) spend.set(item.campaign_id, item);
+      spendError.hidden = true;
+    } catch (err) {
+      showError(spendError, `Today's spend is not available: ${err.message}`);
+    }
+  }
+  async function refresh() {
+    try { await loadCampaigns(); error.hidden = true; } catch (err) { showError(error, err); }
+    view.update();
+  }
+
+  root.append(view.el);
+  stops.push(every(10_000, refresh));
+  stops.push(every(2000, async () => { await loadSpend(); view.update(); }));
+  if (role === "admin") {
+    const conn = stream("/v1/stream/events", {
+      hello: { type: "subscribe", events: ["Bid"] },
+      onState: (s) => {
+        if (s === "open" && liveSince === null) liveSince = performance.now();
+        view.streamState(s);
+      },
+      onMessage: (msg) => {
+        if (msg.type !== "Bid" || !msg.data) return;
+        const id = msg.data.campaign_id;
+        if (!live.has(id)) live.set(id, []);
+        live.get(id).push(performance.now());
+      },
+    });
+    stops.push(() => conn.close());
+    const tick = setInterval(() => view.updateLive(), 1000);
+    stops.push(() => clearInterval(tick));
+  }
+  return () => stops.forEach((stop) => stop());
+
+  // ---- the list: one row per campaign; live cells update in place so focus and reading position stay ----
+  function listView() {
+    const body = h("tbody");
+    const rows = new Map(); // id -> {tr, sig, cells}
+    const liveState = h("span", { class: "muted small" });
+    const dayNote = h("span", { class: "muted" });
+    const th = (text, cls) => h("th", { class: cls || null, scope: "col" }, text);
+    const el = h("section", { class: "card wide campaigns" },
+      h("div", { class: "campaigns-head" }, h("h1", {}, "Campaigns"), dayNote),
+      h("p", { class: "muted small" }, "Spend, budget and pacing are for the current UTC day. ",
+        `Bids/s counts the Bid events each campaign placed in the last ${LIVE_WINDOW_S} seconds. `, liveState),
+      result, error, spendError,
+      h("div", { class: "table-wrap" }, h("table", { class: "campaign-table" },
+        h("caption", { class: "visually-hidden" }, "Campaigns with today's spend and live bids"),
+        h("thead", {}, h("tr", {}, th("Campaign"), th("Status"), th("Creatives", "num"), th("Bid cap", "num"),
+          th("Daily budget", "num"), th("Spent today", "num"), th("Budget used"), th("Pacing"), th("Wins", "num"),
+          th("Win rate", "num"), th("Bids/s", "num"), th("Actions"))),
+        body)));
+
+    const makeRow = (c) => {
+      const cell = (label, cls, ...kids) => h("td", { class: cls || null, "data-label": label }, ...kids);
+      const cells = {
+        spent: cell("Spent today", "num"), used: cell("Budget used"), pacing: cell("Pacing"),
+        wins: cell("Wins", "num"), winRate: cell("Win rate", "num"),
+        live: cell("Bids/s", "num live-rate"),
+      };
+      const tr = h("tr", { "data-campaign": c.id },
+        h("th", { scope: "row", "data-label": "Campaign" },
+          h("a", { href: `#/campaigns?id=${encodeURIComponent(c.id)}` }, c.name), h("br"),
+          h("code", { class: "muted" }, c.id)),
+        cell("Status", "status", statusBadge(c.status)),
+        cell("Creatives", "num", c.creatives.length),
+        cell("Bid cap", "num", cpm(c.bid_cap_micros)),
+        cell("Daily budget", "num", micros(c.daily_budget_micros)),
+        cells.spent, cells.used, cells.pacing, cells.wins, cells.winRate, cells.live,
+        cell("Actions", "row-actions", ...actionButtons(c)));
+      return { tr, sig: JSON.stringify(c), cells };
+    };
+    const fill = (id, row) => {
+      const item = spend.get(id);
+      row.cells.spent.textContent = item ? micros(item.spent_micros) : "–";
+      row.cells.used.replaceChildren(budgetBar(item));
+      const p = pacing(item);
+      row.cells.pacing.replaceChildren(h("span", {}, h("span", { class: p.cls }, p.text),
+        ...(p.detail ? [h("br"), h("small", { class: "muted" }, p.detail)] : [])));
+      row.cells.wins.textContent = item ? item.wins : "–";
+      row.cells.winRate.textContent = item ? pct(item.win_rate) : "–";
+      row.cells.live.textContent = role === "admin" ? liveText(id) : "–";
+    };
+    const update = () => {
+      dayNote.textContent = day ? `UTC day ${day}` : "";
+      const ids = [...campaigns.keys()];
+      for (const id of [...rows.keys()]) if (!campaigns.has(id)) { rows.get(id).tr.remove(); rows.delete(id); }
+      ids.forEach((id, i) => {
+        const c = campaigns.get(id);
+        let row = rows.get(id);
+        if (!row || row.sig !== JSON.stringify(c)) {
+          const fresh = makeRow(c);
+          const hadFocus = row && row.tr.contains(document.activeElement);
+          if (row) row.tr.replaceWith(fresh.tr);
+          rows.set(id, fresh);
+          row = fresh;
+          if (hadFocus) { const b = row.tr.querySelector("button"); if (b) b.focus(); }
+        }
+        if (body.children[i] !== row.tr) body.insertBefore(row.tr, body.children[i] || null);
+        fill(id, row);
+      });
+      if (!ids.length) body.replaceChildren(h("tr", {}, h("td", { colspan: 12, class: "muted" }, "No campaigns yet.")));
+    };
+    return {
+      el, update,
+      redraw: () => update(),
+      updateLive: () => { for (const [id, row] of rows) row.cells.live.textContent = liveText(id); },
+      streamState: (s) => { liveState.textContent = s === "open" ? "" : `Live bids: ${s}.`; },
+    };
+  }
+
+  // ---- one campaign: its figures, settings and creatives ----
+  function detailView(id) {
+    const title = h("h1", {}, id);
+    const badge = h("span");
+    const actions = h("div", { class: "actions" });
+    const figures = h("dl", { class: "facts" });
+    const settings = h("dl", { class: "facts" });
+    const creatives = h("tbody");
+    const liveValue = h("b", { class: "live-rate" }, "–");
+    const liveState = h("span", { class: "muted small" });
+    let shownSig = "";
+    const el = h("div", { class: "campaign-detail wide" },
+      h("p", {}, h("a", { href: "#/campaigns" }, "← All campaigns")),
+      h("section", { class: "card" },
+        h("div", { class: "campaigns-head" }, title, badge),
+        actions, result, error, spendError,
+        h("div", { class: "detail-grid" },
+          h("div", {}, h("h2", {}, "Today"), figures),
+          h("div", {}, h("h2", {}, "Settings"), settings))),
+      h("section", { class: "card" }, h("h2", {}, "Creatives"),
+        h("div", { class: "table-wrap" }, h("table", { class: "creative-table" },
+          h("caption", { class: "visually-hidden" }, "The campaign's creatives"),
+          h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Creative"), h("th", { scope: "col" }, "Format"),
+            h("th", { scope: "col" }, "Size"), h("th", { scope: "col" }, "MIME types"),
+            h("th", { scope: "col" }, "Markup"))),
+          creatives))));
+    const facts = (dl, pairs) => dl.replaceChildren(...pairs.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+
+    const update = () => {
+      const c = campaigns.get(id);
+      if (!c) return;
+      const item = spend.get(id);
+      const p = pacing(item);
+      facts(figures, [
+        [`Bids/s now (last ${LIVE_WINDOW_S} s)`, role === "admin" ? h("span", {}, liveValue, " ", liveState) : "–"],
+        ["Spent", item ? `${micros(item.spent_micros)} of ${micros(c.daily_budget_micros)}` : "–"],
+        ["Budget used", budgetBar(item)],
+        ["Pacing", item ? h("span", {}, h("span", { class: p.cls }, p.text), ` (${p.detail})`) : "–"],
+        ["Wins / losses", item ? `${item.wins} / ${item.losses}` : "–"],
+        ["Win rate", item ? pct(item.win_rate) : "–"],
+        ["Avg clearing price", item && item.avg_clearing_price_micros !== null ? cpm(item.avg_clearing_price_micros) : "–"],
+        ["Day (UTC)", day || "–"],
+      ]);
+      const sig = JSON.stringify(c);
+      if (sig === shownSig) return;
+      shownSig = sig;
+      document.title = `${c.name} · Campaigns · Contrail console`;
+      title.textContent = c.name;
+      badge.replaceChildren(statusBadge(c.status));
+      const hadFocus = actions.contains(document.activeElement);
+      actions.replaceChildren(...actionButtons(c));
+      if (hadFocus && actions.querySelector("button")) actions.querySelector("button").focus();
+      const t = c.targeting || {};
+      const f = c.frequency_caps || {};
+      const caps = ["minute", "hour", "day"].filter((k) => f[k]).map((k) => `${f[k]} per ${k}`);
+      facts(settings, [
+        ["ID", h("code", {}, c.id)],
+        ["Advertiser", c.advertiser_domain],
+        ["Bid cap", cpm(c.bid_cap_micros)],
+        ["Daily budget", micros(c.daily_budget_micros)],
+        ["Categories", list(c.categories)],
+        ["App bundle", c.app_bundle || "none"],
+        ["Deals", list(c.deal_ids, "open auction only")],
+        ["Offers", list(c.offer_ids)],
+        ["Countries", list(t.countries, "anywhere")],
+        ["Devices", list((t.device_types || []).map((d) => DEVICE_TYPES[d] || `type ${d}`), "any")],
+        ["Formats", list(t.formats, "any")],
+        ["Frequency caps", caps.length ? caps.join(", ") : "none"],
+        ["Created", c.created_at ? when(c.created_at) : "–"],
+      ]);
+      creatives.replaceChildren(...(c.creatives.length ? c.creatives.map((cr) => h("tr", {},
+        h("th", { scope: "row" }, h("code", {}, cr.id)),
+        h("td", {}, cr.format),
+        h("td", {}, cr.w && cr.h ? `${cr.w}×${cr.h}` : "any"),
+        h("td", {}, list(cr.mimes, "any")),
+        h("td", {}, h("details", {}, h("summary", {}, "Show markup"), h("pre", {}, cr.markup)))))
+        : [h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No creatives yet."))]));
+    };
+    return {
+      el, update,
+      redraw: () => { shownSig = ""; update(); },
+      updateLive: () => { liveValue.textContent = liveText(id); },
+      streamState: (s) => { liveState.textContent = s === "open" ? "" : `(live bids: ${s})`; },
+    };
+  }
+}
+
+export { ACTIONS, STATUS };

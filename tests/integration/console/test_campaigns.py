@@ -1,0 +1,87 @@
+"""The admin pauses a campaign, sees it stop bidding while the others go on, and resumes it."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.request
+
+from playwright.sync_api import expect
+
+from tests.integration.console.conftest import DEMO_ADMIN
+
+
+def _admin_call(base_url: str, method: str, path: str, body: dict | None = None) -> dict:
+    """The API as the demo admin, outside the browser (to put the shared server back as it was)."""
+    def call(m: str, p: str, b: dict | None, token: str | None = None) -> dict:
+        req = urllib.request.Request(f"{base_url}{p}", method=m, data=None if b is None else json.dumps(b).encode(),
+                                     headers={"Content-Type": "application/json",
+                                              **({"Authorization": f"Bearer {token}"} if token else {})})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return json.loads(resp.read())
+    token = call("POST", "/v1/auth/token", {"email": DEMO_ADMIN[0], "password": DEMO_ADMIN[1]})["access_token"]
+    return call(method, path, body, token)
+
+
+def _rates(page) -> dict[str, float]:
+    """Each campaign row's Bids/s as the page shows it."""
+    return page.evaluate("""() => Object.fromEntries([...document.querySelectorAll("tr[data-campaign]")]
+        .map((tr) => [tr.dataset.campaign, parseFloat(tr.querySelector("td.live-rate").textContent)])
+        .filter(([, v]) => !Number.isNaN(v)))""")
+
+
+def test_admin_pauses_a_campaign_sees_its_bids_stop_and_resumes_it(console, server):
+    console.sign_in(*DEMO_ADMIN)
+    page = console.page
+    expect(page.get_by_role("heading", name="Live bidding", level=1)).to_be_visible()
+    page.get_by_role("navigation", name="Pages").get_by_role("link", name="Campaigns").click()
+    expect(page.get_by_role("heading", name="Campaigns", level=1)).to_be_visible()
+    table = page.get_by_role("table", name="Campaigns with today's spend and live bids")
+    expect(table.get_by_role("row").filter(has_text="summer sale").first).to_be_visible()
+    expect(table.get_by_role("cell", name=re.compile(r"^\$\d+\.\d{2}$")).first).to_be_visible()  # today's spend
+
+    # The busiest campaign right now (the demo traffic spreads its bids over a few of them).
+    page.wait_for_function("""() => [...document.querySelectorAll("td.live-rate")]
+        .filter((td) => parseFloat(td.textContent) >= 1).length >= 2""", timeout=10_000)
+    time.sleep(1)
+    rates = _rates(page)
+    busiest = max(rates, key=lambda campaign_id: rates[campaign_id])
+    row = table.locator(f"tr[data-campaign='{busiest}']")
+    name = row.get_by_role("link").inner_text()
+    before = _admin_call(server.url, "GET", f"/v1/admin/campaigns/{busiest}")["status"]
+    assert before == "active"
+    console.shot("campaigns-list")
+
+    try:
+        row.get_by_role("button", name=f"Pause {name}").click()
+        expect(page.get_by_role("status").filter(has_text=f"Paused {name}")).to_be_visible()
+        expect(row.get_by_text("Paused", exact=True)).to_be_visible()
+        expect(row.get_by_role("button", name=f"Resume {name}")).to_be_visible()
+
+        # Its bids stop (nothing in the last 5 s) while the others keep bidding, and its wins stop growing.
+        live = row.locator("td.live-rate")
+        expect(live).to_have_text("0.0", timeout=9000)
+        assert any(v > 0 for k, v in _rates(page).items() if k != busiest), _rates(page)
+        wins = row.locator("td[data-label=Wins]")
+        wins_then = wins.inner_text()
+        time.sleep(2.5)  # one more spend poll
+        assert wins.inner_text() == wins_then
+        assert live.inner_text() == "0.0"
+        console.shot("campaigns-paused")
+
+        # Resume: it bids again.
+        row.get_by_role("button", name=f"Resume {name}").click()
+        expect(page.get_by_role("status").filter(has_text=f"Resumed {name}")).to_be_visible()
+        expect(row.get_by_text("Active", exact=True)).to_be_visible()
+        expect(live).not_to_have_text("0.0", timeout=8000)
+    finally:
+        _admin_call(server.url, "PATCH", f"/v1/admin/campaigns/{busiest}", {"status": before})
+
+    # Its detail: settings and creatives.
+    row.get_by_role("link", name=name).click()
+    expect(page.get_by_role("heading", name=name, level=1)).to_be_visible()
+    creatives = page.get_by_role("table", name="The campaign's creatives")
+    expect(creatives.get_by_role("row").nth(1)).to_be_visible()
+    expect(page.get_by_role("button", name=f"Pause {name}")).to_be_visible()
+    console.shot("campaigns-detail")
