@@ -7,6 +7,7 @@ import msgspec
 from app.admin import AuditTrail
 from app.auth import Principal
 from app.errors import Conflict, InvalidInput, NotFound
+from app.retail.pricing import fare_cents
 from state.catalog import ANCILLARY_KINDS, Flight, Product
 from state.ports import CatalogStore, OrderStore
 
@@ -126,6 +127,13 @@ class CatalogService:
     def seats_left(self, flight: Flight, cabin: str) -> int:
         c = flight.cabins.get(cabin)
         return 0 if c is None else c.capacity - self._orders.held.get(seat_resource(flight.id, cabin), 0)
+
+    def fares_now(self, flight: Flight, now: float) -> dict[str, int]:
+        """Per cabin, what a search would price one economy-segment passenger's fare at `now` (before taxes,
+        the booking fee and any bundle)."""
+        hours = (flight.departure_at - now) / 3600
+        return {cabin: fare_cents(c.base_fare_cents, self.utilisation(flight, cabin), hours, "economy")
+                for cabin, c in flight.cabins.items()}
 
     def utilisation(self, flight: Flight, cabin: str) -> float:
         c = flight.cabins.get(cabin)

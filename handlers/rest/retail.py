@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import io
 from typing import Annotated, Literal
 
 import msgspec
@@ -53,6 +54,7 @@ class FlightView(msgspec.Struct):
     arrival_at: float
     seats_left: dict[str, int]
     status: str
+    fares_now: dict[str, int]  # per cabin: one economy-segment passenger's fare if searched now (cents)
 
 
 class Route(msgspec.Struct):
@@ -68,9 +70,15 @@ class FlightList(msgspec.Struct):
     items: list[FlightView]
 
 
-def _flight_view(catalog: CatalogService, f: Flight) -> FlightView:
+def _flight_view(catalog: CatalogService, f: Flight, now: float) -> FlightView:
     return FlightView(f.id, f.number, f.origin, f.destination, f.departure_at, f.arrival_at,
-                      {cabin: catalog.seats_left(f, cabin) for cabin in f.cabins}, f.status)
+                      {cabin: catalog.seats_left(f, cabin) for cabin in f.cabins}, f.status, catalog.fares_now(f, now))
+
+
+class FlightNow(Flight, frozen=True, gc=False):
+    """A flight as staff manage it: its definition, with the seats left and the fares now per cabin."""
+    seats_left: dict[str, int] = {}
+    fares_now: dict[str, int] = {}  # one economy-segment passenger's fare if searched now (cents)
 
 
 # ---- offers ----
@@ -151,7 +159,7 @@ class FlightPatch(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class AdminFlightPage(msgspec.Struct):
-    items: list[Flight]
+    items: list[FlightNow]
     next_cursor: str | None
 
 
@@ -222,7 +230,8 @@ class RetailApi:
               query=FlightQuery, response=FlightList)
     async def list_flights(self, request: web.Request, principal, query: FlightQuery) -> web.Response:
         flights = self._catalog.flights_on(query.origin, query.destination, query.date)
-        return json_response(FlightList([_flight_view(self._catalog, f) for f in flights]))
+        now = self._clock.now()
+        return json_response(FlightList([_flight_view(self._catalog, f, now) for f in flights]))
 
     # ---- offers ----
     @endpoint("Search: 3 to 5 priced, ranked offers that expire (empty when nothing has room)", tags=("retail",),
@@ -307,9 +316,11 @@ class RetailApi:
         code = request.match_info["code"]
         if not any(b.code == code for b in order.barcodes):
             raise NotFound(f"order {order.id} has no barcode {code}")
-        svg = segno.make_qr(code, error="m").svg_inline(scale=4, border=4, dark="#000", light="#fff",
-                                                        title=f"Barcode {code}")
-        return web.Response(text=svg, content_type="image/svg+xml", headers={"Cache-Control": "private, max-age=3600"})
+        svg = io.BytesIO()
+        segno.make_qr(code, error="m").save(svg, kind="svg", xmldecl=False, svgns=True, scale=4, border=4,
+                                            dark="#000", light="#fff", title=f"Barcode {code}")
+        return web.Response(body=svg.getvalue(), content_type="image/svg+xml",
+                            headers={"Cache-Control": "private, max-age=3600"})
 
     @endpoint("Use a barcode at the gate, lounge or counter (staff); a second use is 409", tags=("retail",),
               roles=ADMIN, response=Consumed, errors=(404, 409))
@@ -343,7 +354,10 @@ class RetailApi:
               response=AdminFlightPage)
     async def admin_flights(self, request: web.Request, principal, query: PageQuery) -> web.Response:
         page, nxt = paginate(self._catalog.flights(), query.after, query.limit)
-        return json_response(AdminFlightPage(page, nxt))
+        catalog, now = self._catalog, self._clock.now()
+        return json_response(AdminFlightPage([FlightNow(**msgspec.structs.asdict(f), seats_left={
+            cabin: catalog.seats_left(f, cabin) for cabin in f.cabins}, fares_now=catalog.fares_now(f, now))
+            for f in page], nxt))
 
     @endpoint("Cancel, reinstate or resize a flight (capacity never below the seats sold or held)",
               tags=("catalog",), roles=ADMIN, body=FlightPatch, response=Flight, errors=(404, 409))

@@ -2,7 +2,7 @@
 
 from app.main import PLATFORM
 from tests.conftest import CUSTOMER
-from tests.integration.retail.helpers import booked, customer, pay
+from tests.integration.retail.helpers import booked, customer, pay, search
 
 
 async def _paid(client, headers, clock) -> dict:
@@ -39,7 +39,8 @@ async def test_a_barcode_is_a_qr_code_for_its_owner_and_staff_only(shop, clock, 
         resp = await client.get(path, headers=headers)
         assert resp.status == 200 and resp.content_type == "image/svg+xml"
         svg = await resp.text()
-        assert svg.startswith("<svg") and f"Barcode {code}" in svg and "<path" in svg
+        assert svg.startswith('<svg xmlns="http://www.w3.org/2000/svg"') and f"Barcode {code}" in svg
+        assert "<path" in svg
     assert (await client.get(path, headers=await customer(client, "eve"))).status == 404
     assert (await client.get(path)).status == 401
     unknown = await client.get(f"/v1/orders/{order['id']}/barcodes/nope.svg", headers=customer_headers)
@@ -63,3 +64,19 @@ async def test_the_routes_flown_are_public(shop, clock):
     routes = (await (await client.get("/v1/routes")).json())["items"]
     assert {"origin": flight.origin, "destination": flight.destination} in routes
     assert routes == sorted(routes, key=lambda r: (r["origin"], r["destination"]))
+
+
+async def test_the_fare_now_is_what_a_search_prices(shop, clock, customer_headers, admin_headers):
+    client, flight = shop
+    for _ in range(4):
+        await booked(client, customer_headers, clock, passengers=9)  # demand moves the fare
+    listed = await (await client.get("/v1/flights", params={"origin": flight.origin, "destination": flight.destination,
+                                                            "date": flight.departure_date})).json()
+    fare_now = listed["items"][0]["fares_now"]["economy"]
+    offers = await search(client, customer_headers, clock)
+    item = next(o for o in offers if o["bundle"] == "flight_only")["items"][0]
+    assert fare_now == item["unit_price_cents"] > flight.cabins["economy"].base_fare_cents
+    staff = await (await client.get("/v1/admin/flights", headers=admin_headers)).json()
+    mine = next(f for f in staff["items"] if f["id"] == flight.id)
+    assert mine["fares_now"]["economy"] == fare_now and mine["seats_left"]["economy"] == 150 - 36
+    assert mine["cabins"]["economy"]["capacity"] == 150  # still the flight's own definition
