@@ -26,13 +26,13 @@ export class ApiError extends Error {
   }
 }
 
-async function readError(resp) {
+async function readError(resp, signedIn = true) {
   let code = "http_" + resp.status, message = `${resp.status} ${resp.statusText || "error"}`, details = null;
   try {
     const body = await resp.json();
     if (body && body.error) ({ code, message, details } = body.error);
   } catch { /* a body that is not the envelope: keep the status line */ }
-  if (resp.status === 401) message = `${message} (sign in again)`;
+  if (resp.status === 401 && signedIn) message = `${message} (sign in again)`;
   return new ApiError(resp.status, code, message, details);
 }
 
@@ -62,7 +62,8 @@ export async function api(method, path, body, { headers = {}, raw = false } = {}
   } catch {
     throw new ApiError(0, "unreachable", "The server cannot be reached; retrying when it is back.");
   }
-  if (!resp.ok) throw await readError(resp);
+  // "Sign in again" helps when a session's token expired, not when the sign-in itself was refused.
+  if (!resp.ok) throw await readError(resp, Boolean(s) && !path.startsWith("/v1/auth/"));
   if (raw) return resp;
   if (resp.status === 204) return null;
   const type = resp.headers.get("Content-Type") || "";

@@ -50,7 +50,7 @@ function routeName() {
   return r === "admin" ? "bidding" : r === "customer" ? "account" : "shop";
 }
 
-async function show() {
+async function show(initial = false) {
   const mine = ++shown;
   const name = routeName();
   const page = PAGES.find(([route]) => route === name) || PAGES[0];
@@ -62,14 +62,23 @@ async function show() {
   root.className = "view";
   $("#page").replaceChildren(root);
   document.title = `${page[1]} · Contrail console`;
-  const mod = await import(page[3]);
+  let mod;
+  try {
+    mod = await import(page[3]);
+  } catch {
+    if (mine === shown) root.append(Object.assign(document.createElement("p"), { className: "error",
+      textContent: `The ${page[1]} page could not be loaded; reload to try again.` }));
+    return;
+  }
   if (mine !== shown) return;
   const params = new URLSearchParams(location.hash.split("?")[1] || "");
   const done = (await mod.render(root, { params, role: role(), session: session(), navigate,
                                          serverUp: () => serverUp })) || null;
   if (mine !== shown) { try { if (done) done(); } catch { /* its own teardown */ } return; }
   cleanup = done;
-  $("#page").focus({ preventScroll: true });
+  // Focus moves to the new page for keyboard and screen-reader users, unless the page focused a field itself
+  // (sign-in focuses Email) or this is the first load (focus starts at the top, on the skip link).
+  if (!initial && !root.contains(document.activeElement)) $("#page").focus({ preventScroll: true });
 }
 
 export function navigate(route) {
@@ -77,18 +86,22 @@ export function navigate(route) {
 }
 
 // The health pill: the server's own readiness, and "unreachable" the moment it is not answering (never stale).
-async function health() {
+// Written only on a change: a live region rewritten every 2 s is re-announced by some screen readers.
+function setPill(text, tone) {
   const pill = $("#health");
+  if (pill.textContent !== text) pill.textContent = text;
+  pill.className = `pill ${tone}`;
+}
+
+async function health() {
   try {
     const resp = await fetch("/health/ready", { cache: "no-store" });
     const body = await resp.json();
-    pill.textContent = body.ready ? "healthy" : `not ready: ${body.state}`;
-    pill.className = `pill ${body.ready ? "ok" : "bad"}`;
+    setPill(body.ready ? "healthy" : `not ready: ${body.state}`, body.ready ? "ok" : "bad");
     if (!serverUp) { serverUp = true; $("#banner").hidden = true; }
   } catch {
     serverUp = false;
-    pill.textContent = "server unreachable";
-    pill.className = "pill bad";
+    setPill("server unreachable", "bad");
     const banner = $("#banner");
     banner.hidden = false;
     banner.textContent = "The server is not answering. What you see may be out of date; the console reconnects by itself.";
@@ -96,8 +109,8 @@ async function health() {
 }
 
 $("#signout").addEventListener("click", () => { saveSession(null); navigate("shop"); });
-window.addEventListener("hashchange", show);
+window.addEventListener("hashchange", () => show());
 window.addEventListener("contrail:session", renderNav);
 every(2000, health);
-show();
+show(true);
 export { api };

@@ -67,7 +67,8 @@ export async function rollingChart(box, { title = "", series = [], windowS = 60,
       width, height,
       legend: { live: true },
       cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, (Number(max) || 0) * 1.1)] } },
+      // The x axis always spans the window, however few points there are yet (one point alone spans years).
+      scales: { x: { time: true, range: (u, min, max) => [(Number(max) || Date.now() / 1000) - windowS, Number(max) || Date.now() / 1000] }, y: { range: (u, min, max) => [0, Math.max(1, (Number(max) || 0) * 1.1)] } },
       axes: [
         { stroke: ink, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid } },
         { stroke: ink, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: 48,

@@ -35,7 +35,7 @@ if CHROMIUM is None or sync_playwright is None:
 EXPECTED_CONSOLE = re.compile(r"Failed to load resource: the server responded with a status of 4\d\d")
 # While a test stops the server on purpose, the streams' reconnection attempts fail until it is back.
 RECONNECTING = re.compile(r"WebSocket connection to .* failed|Failed to load resource: net::ERR_CONNECTION_REFUSED"
-                          r"|Failed to fetch")
+                          r"|Failed to fetch|the server responded with a status of 503")  # 503: draining on SIGTERM
 
 DEMO_ENV = {"CONTRAIL__DEMO__TRAFFIC_PER_S": "20", "CONTRAIL__SMTP__EMBEDDED_SINK": "true",
             "CONTRAIL__SENDGRID__ALLOW_UNSIGNED": "true"}
