@@ -131,8 +131,8 @@ async def _activity(platform: Platform) -> str:
 
     async def order(route: tuple[str, str], days_ahead: int, passengers: int = 1, bundle: str = "flight_only"):
         day = time.strftime("%Y-%m-%d", time.gmtime(clock.now() + days_ahead * 86_400))
-        offers, _, _ = await platform.offers.search(SearchQuery(route[0], route[1], day, passengers), owner,
-                                                     is_guest=False)
+        offers, _ = await platform.offers.search(SearchQuery(route[0], route[1], day, passengers), owner,
+                                                  is_guest=False)
         offer = next((o for o in offers if o.bundle == bundle), offers[0])
         return await platform.orders.accept(offer.id, owner)
 

@@ -58,22 +58,8 @@ class Offer(msgspec.Struct, frozen=True, gc=False):
     discount_percent: float = 0.0  # saving against the items' list prices
 
 
-class OfferHead(msgspec.Struct, frozen=True, gc=False):
-    """An offer's own fields, in the order (and so the JSON) they open an Offer with."""
-
-    id: str
-    owner: str
-    state: OfferState
-    created_at: float
-    expires_at: float
-
-
 _decode = msgspec.json.Decoder(Offer).decode
 _encode = msgspec.json.Encoder().encode
-
-
-def head_of(offer: Offer) -> OfferHead:
-    return OfferHead(offer.id, offer.owner, offer.state, offer.created_at, offer.expires_at)
 
 
 class SharedDraft:
@@ -81,27 +67,14 @@ class SharedDraft:
 
     Searches show the same few bundles over and over: an offer's row holds only its own
     fields and its draft's id (about 150 bytes instead of 1.5 KB, so a group commit of
-    searches writes a tenth of the pages), and its JSON is its own head followed by the
-    rest of the draft's JSON: the offer's JSON, without encoding its items again."""
+    searches writes a tenth of the pages)."""
 
-    __slots__ = ("id", "_head", "_rest", "written", "__weakref__")
+    __slots__ = ("id", "body", "written", "__weakref__")
 
     def __init__(self, draft: Offer) -> None:
         self.id = draft.id
-        body = _encode(draft)
-        self._head = _encode(head_of(draft))[:-1]
-        assert body.startswith(self._head + b","), "Offer must open with OfferHead's fields"
-        self._rest = body[len(self._head):]
+        self.body = _encode(draft)  # the draft's JSON, as offer_drafts holds it
         self.written = False  # in offer_drafts: set once the first offers made from it are committed
-
-    @property
-    def body(self) -> bytes:
-        """The draft's JSON, as offer_drafts holds it."""
-        return self._head + self._rest
-
-    def offer_json(self, offer: Offer) -> bytes:
-        """An offer made from this draft, as JSON (the same bytes as encoding the offer)."""
-        return _encode(head_of(offer))[:-1] + self._rest
 
 
 # An offer's row holds its own fields; its body is its draft's, or (for offers stored before

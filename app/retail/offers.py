@@ -144,10 +144,10 @@ class OfferService:
             raise InvalidInput("; ".join(problems), {"problems": problems})
 
     async def search(self, q: SearchQuery, owner: str, *, is_guest: bool, session_id: str = ""
-                     ) -> tuple[list[Offer], str, list[bytes]]:
+                     ) -> tuple[list[Offer], str]:
         """Price, rank and persist the offers for a search: the best `max_offers`, best first, always with
         the cheapest flight-only fare among the flights with room for the party (see shortlist); who
-        ranked them (remote, model or rules), and each offer as JSON (its own fields and its draft's JSON)."""
+        ranked them (remote, model or rules)."""
         self.check(q)
         now = self._clock.now()
         drafts: list[Draft] = []
@@ -161,7 +161,7 @@ class OfferService:
                     cheapest = len(drafts)
                 drafts += bundles
         if not drafts:
-            return [], "none", []
+            return [], "none"
         ctx = SearchContext(owner, is_guest, session_id, q.origin, q.destination, q.departure_date, q.passengers,
                             q.cabin, q.segment)
         probabilities, source = await self._ranker.probabilities(ctx, [d.summary for d in drafts])
@@ -194,7 +194,7 @@ class OfferService:
             OfferGenerated(offer.id, owner, offer.flight_id, offer.bundle, offer.total_cents, rank,
                            round(probabilities[i], 6), drafts[i].margin_cents, round(scores[i], 3), x)
             for rank, (offer, i, x) in enumerate(zip(chosen, shown, seen, strict=True), 1)])
-        return chosen, source, [d.offer_json(o) for d, o in zip(shared, chosen, strict=True)]
+        return chosen, source
 
     def _priced_bundles(self, flight: Flight, q: SearchQuery, now: float) -> list[Draft]:
         """The flight's draft offers for this party, re-priced only when its inventory, the catalog or the

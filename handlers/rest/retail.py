@@ -88,13 +88,6 @@ class OfferList(msgspec.Struct):
     model_version: str  # of the in-process model: rules, or logistic-<offers trained on>
 
 
-class _EncodedOfferList(msgspec.Struct):
-    """OfferList with its offers already encoded (as they were for SQLite): the same JSON, encoded once."""
-    offers: list[msgspec.Raw]
-    ranked_by: str
-    model_version: str
-
-
 # ---- orders ----
 class OrderQuery(msgspec.Struct, forbid_unknown_fields=True):
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
@@ -237,10 +230,9 @@ class RetailApi:
     @endpoint("Search: 3 to 5 priced, ranked offers that expire (empty when nothing has room)", tags=("retail",),
               roles=SHOPPERS, body=SearchQuery, response=OfferList)
     async def search_offers(self, request: web.Request, principal, body: SearchQuery) -> web.Response:
-        _, ranked_by, encoded = await self._offers.search(body, principal.scope, is_guest=principal.kind == "guest",
-                                                          session_id=principal.id)
-        return json_response(_EncodedOfferList([msgspec.Raw(o) for o in encoded], ranked_by,
-                                               self._ranker.model_version))
+        offers, ranked_by = await self._offers.search(body, principal.scope, is_guest=principal.kind == "guest",
+                                                      session_id=principal.id)
+        return json_response(OfferList(offers, ranked_by, self._ranker.model_version))
 
     @endpoint("One of your offers; its state is EXPIRED once expires_at has passed", tags=("retail",),
               roles=SHOPPERS, response=Offer, errors=(404,))

@@ -28,7 +28,7 @@ class Retail(PlatformMachine):
 
     @rule(passengers=st.integers(1, 4), segment=st.sampled_from(["economy", "premium", "corporate", "leisure"]))
     def search(self, passengers, segment):
-        found, _, _ = self.run(self.platform.offers.search(
+        found, _ = self.run(self.platform.offers.search(
             SearchQuery("LIS", "BCN", departure_date(self.clock), passengers, "economy", segment), OWNER,
             is_guest=False))
         self.offers += [o.id for o in found]
