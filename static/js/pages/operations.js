@@ -23,6 +23,8 @@ export function render(root, { params }) {
   return () => { for (const stop of stops) stop(); for (const p of Object.values(panels)) p.hide && p.hide(); };
 }
 
+// Long ids, shortened in tables (the whole id is the cell's title and the order view's heading).
+const shortId = (id) => (id.length > 16 ? `${id.slice(0, 8)}…${id.slice(-6)}` : id);
 const stateLabel = (s) => s.replace("_", " ").toLowerCase();
 const stateBadge = (s) => h("span", { class: `badge state-${s.toLowerCase()}` }, stateLabel(s));
 const alertBox = () => h("p", { class: "error", role: "alert", hidden: true });
@@ -74,9 +76,9 @@ function ordersPanel(stops) {
 
   function orderRow(o) {
     return h("tr", { "data-order": o.id },
-      h("td", {}, h("button", { type: "button", class: "linkish mono", onclick: () => openOrder(o.id),
-                                "aria-label": `Open order ${o.id}` }, o.id)),
-      h("td", { class: "mono wrap" }, o.owner),
+      h("td", {}, h("button", { type: "button", class: "linkish mono nowrap", onclick: () => openOrder(o.id),
+                                "aria-label": `Open order ${o.id}`, title: o.id }, shortId(o.id))),
+      h("td", { class: "mono nowrap", title: o.owner }, shortId(o.owner)),
       h("td", {}, o.flight_id, h("br"), h("span", { class: "muted" }, `${o.cabin} · ${o.passengers} pax`)),
       num(money(o.total_cents, o.currency)),
       h("td", {}, stateBadge(o.state)),
