@@ -1,0 +1,1 @@
+"""Recommendations: interactions, signals, strategies and their evaluation protocol (pure, no I/O)."""
