@@ -3,24 +3,12 @@ get an in-app message live, redeem stars and see the balance drop, open the orde
 
 from __future__ import annotations
 
-import json
 import re
-import urllib.request
 import uuid
 
 from playwright.sync_api import expect
 
-from tests.integration.console.conftest import DEMO_ADMIN
-
-
-def call(server, method: str, path: str, body=None, token: str | None = None) -> dict:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(server.url + path, method=method, headers=headers,
-                                 data=None if body is None else json.dumps(body).encode())
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read())
+from tests.integration.console.helpers import admin_token, call
 
 
 def test_customer_sees_orders_and_wallet_gets_a_message_live_and_redeems_stars(console, server):
@@ -71,8 +59,8 @@ def test_customer_sees_orders_and_wallet_gets_a_message_live_and_redeems_stars(c
 
     # An in-app message arrives live while the page is open.
     user_id = page.evaluate("JSON.parse(localStorage.getItem('contrail.session')).subject")
-    admin = call(server, "POST", "/v1/auth/token", {"email": DEMO_ADMIN[0], "password": DEMO_ADMIN[1]})["access_token"]
-    sent = call(server, "POST", "/v1/channels/activate", {"user_id": user_id, "subject": "Your trip is booked",
+    admin = admin_token(server.url)
+    sent = call(server.url, "POST", "/v1/channels/activate", {"user_id": user_id, "subject": "Your trip is booked",
                                                          "text": "See you on board!", "channel": "in_app"}, admin)
     assert sent["status"] == "delivered", sent
     message = inbox.get_by_role("listitem").filter(has_text="Your trip is booked")

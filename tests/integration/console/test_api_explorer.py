@@ -8,7 +8,6 @@ import re
 from playwright.sync_api import Locator, expect
 
 from tests.integration.console.conftest import DEMO_ADMIN
-from tests.integration.console.test_session import stub_missing_pages
 
 
 def schema_block(scope: Locator, name: str) -> Locator:
@@ -19,7 +18,6 @@ def schema_block(scope: Locator, name: str) -> Locator:
 
 
 def test_search_an_operation_read_its_schemas_and_try_calls(console):
-    stub_missing_pages(console.page)  # sign-in lands on the bidding page, which may not be written yet
     console.sign_in(*DEMO_ADMIN)
     page = console.open("api")
     expect(page.get_by_role("heading", name="API explorer", level=1)).to_be_visible()

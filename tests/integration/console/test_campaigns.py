@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
-import urllib.request
 
 from playwright.sync_api import expect
 
 from tests.integration.console.conftest import DEMO_ADMIN
+from tests.integration.console.helpers import admin_token, call
 
 
 def _admin_call(base_url: str, method: str, path: str, body: dict | None = None) -> dict:
     """The API as the demo admin, outside the browser (to put the shared server back as it was)."""
-    def call(m: str, p: str, b: dict | None, token: str | None = None) -> dict:
-        req = urllib.request.Request(f"{base_url}{p}", method=m, data=None if b is None else json.dumps(b).encode(),
-                                     headers={"Content-Type": "application/json",
-                                              **({"Authorization": f"Bearer {token}"} if token else {})})
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return json.loads(resp.read())
-    token = call("POST", "/v1/auth/token", {"email": DEMO_ADMIN[0], "password": DEMO_ADMIN[1]})["access_token"]
-    return call(method, path, body, token)
+    return call(base_url, method, path, body, admin_token(base_url))
 
 
 def _rates(page) -> dict[str, float]:

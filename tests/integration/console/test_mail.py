@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import http.client
-import json
 import re
 import secrets
 import time
@@ -15,16 +14,7 @@ import urllib.request
 from playwright.sync_api import expect
 
 from tests.integration.console.conftest import DEMO_ADMIN
-
-
-def call(base: str, method: str, path: str, body: dict | None = None, token: str | None = None) -> dict:
-    headers = {"Content-Type": "application/json"} if body is not None else {}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(base + path, method=method, headers=headers,
-                                     data=None if body is None else json.dumps(body).encode())
-    with urllib.request.urlopen(request, timeout=10) as resp:
-        return json.loads(resp.read() or b"null")
+from tests.integration.console.helpers import call
 
 
 def get(url: str) -> int:

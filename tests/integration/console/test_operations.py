@@ -4,29 +4,16 @@ a promotion."""
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import time
-import urllib.request
 
 from playwright.sync_api import expect
 
 from tests.integration.console.conftest import DEMO_ADMIN, DEMO_CUSTOMER
+from tests.integration.console.helpers import call
 
 CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2099, "cvc": "123"}
-
-
-def call(base: str, method: str, path: str, body: dict | None = None, token: str | None = None) -> dict:
-    headers = {"Idempotency-Key": secrets.token_hex(8)}
-    if body is not None:
-        headers["Content-Type"] = "application/json"
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(base + path, method=method, headers=headers,
-                                     data=None if body is None else json.dumps(body).encode())
-    with urllib.request.urlopen(request, timeout=10) as resp:
-        return json.loads(resp.read() or b"null")
 
 
 def paid_order(base: str) -> tuple[dict, str]:

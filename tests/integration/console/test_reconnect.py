@@ -9,7 +9,6 @@ import time
 from playwright.sync_api import expect
 
 from tests.integration.console.conftest import DEMO_ADMIN, Console, demo_server
-from tests.integration.console.test_session import PAGES_DIR, stub_missing_pages
 
 # Readiness answers 503 for the instant between SIGTERM and the listener closing (it is draining): Chromium logs
 # that as a failed resource, which is the server saying so, not the console failing.
@@ -23,7 +22,6 @@ def test_the_console_notices_the_server_leaving_and_resumes_when_it_is_back(brow
     console = Console(context.new_page(), own.url)
     try:
         page = console.page
-        stub_missing_pages(page)
         frames: list[tuple[float, str]] = []  # (when, socket url) of every message a stream received
 
         def watch(ws) -> None:
@@ -31,18 +29,12 @@ def test_the_console_notices_the_server_leaving_and_resumes_when_it_is_back(brow
 
         page.on("websocket", watch)
         console.sign_in(*DEMO_ADMIN)
-        # The live bidding page streams /v1/stream/events; without it, the health page polls readiness.
-        live = (PAGES_DIR / "bidding.js").exists()
-        console.open("bidding" if live else "health")
+        console.open("bidding")  # it streams /v1/stream/events
         pill = page.locator("#health")
         banner = page.locator("#banner")
         expect(pill).to_have_text("healthy")
         expect(banner).to_be_hidden()
-        if live:
-            _wait_for(page, lambda: any("/v1/stream/events" in url for _, url in frames), 15,
-                      "the event stream to flow")
-        else:
-            expect(page.get_by_text("Ready: serving traffic")).to_be_visible()
+        _wait_for(page, lambda: any("/v1/stream/events" in url for _, url in frames), 15, "the event stream to flow")
 
         # SIGTERM: within a few seconds the header says unreachable and the banner shows; nothing says healthy.
         console.tolerate_reconnects = True
@@ -51,8 +43,6 @@ def test_the_console_notices_the_server_leaving_and_resumes_when_it_is_back(brow
         expect(banner).to_be_visible()
         expect(banner).to_contain_text("The server is not answering")
         expect(page.get_by_text("healthy", exact=True)).to_have_count(0)
-        if not live:
-            expect(page.get_by_text("Unreachable: the server is not answering")).to_be_visible()
         console.shot("reconnect-down")
 
         # A new process on the same ports and data: the pill, the banner and the stream recover with no user action.
@@ -60,11 +50,8 @@ def test_the_console_notices_the_server_leaving_and_resumes_when_it_is_back(brow
         own.start()
         expect(pill).to_have_text("healthy", timeout=10_000)
         expect(banner).to_be_hidden()
-        if live:
-            _wait_for(page, lambda: any(t > restarted and "/v1/stream/events" in url for t, url in frames), 25,
-                      "the event stream to resume")
-        else:
-            expect(page.get_by_text("Ready: serving traffic")).to_be_visible()
+        _wait_for(page, lambda: any(t > restarted and "/v1/stream/events" in url for t, url in frames), 25,
+                  "the event stream to resume")
         console.shot("reconnect-back")
         console.errors[:] = [e for e in console.errors if not DRAINING.search(e)]
         console.tolerate_reconnects = False
