@@ -8,11 +8,13 @@ impression. Unknown or expired bid ids are refused (404) and counted.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 
 import msgspec
 
 from app import ids
 from app.bidding.campaigns import utc_day
+from app.bidding.events import BidLost, BidWon
 from app.errors import InvalidInput, NotFound
 from app.runtime.clock import Clock
 from state.delivery import AlreadyCharged
@@ -112,7 +114,9 @@ def parse_price(raw: str | None) -> int:
 
 
 class NoticeService:
-    def __init__(self, ledger: BidLedger, delivery: DeliveryStore, clock: Clock, log_event, metrics) -> None:
+    def __init__(self, ledger: BidLedger, delivery: DeliveryStore, clock: Clock, log_event, metrics,
+                 publish: Callable[[object], Awaitable[None]]) -> None:
+        self._publish = publish
         self._ledger = ledger
         self._delivery = delivery
         self._clock = clock
@@ -141,11 +145,13 @@ class NoticeService:
         if cpm > bid.price_micros:
             self._notices.labels("win", "price_above_bid").inc()
             raise InvalidInput("clearing price is above our bid")
-        first = await self._delivery.record(bid_id, "win", bid.campaign_id, cpm, None, self._clock.now())
+        now = self._clock.now()
+        first = await self._delivery.record(bid_id, "win", bid.campaign_id, cpm, None, now)
         charged = await self._charge(bid, cpm)
         self._notices.labels("win", "ok" if first else "repeat").inc()
         if first:
             self._log_event("Win", {"bid_id": bid_id, "campaign_id": bid.campaign_id, "price_micros": cpm})
+            await self._publish(BidWon(bid_id, bid.campaign_id, bid.creative_id, bid.user_id, cpm, now))
         return {"bid_id": bid_id, "recorded": first, "charged": charged}
 
     async def billing(self, bid_id: str, price: str | None) -> dict:
@@ -166,8 +172,10 @@ class NoticeService:
         if code is not None and not 0 <= code <= MAX_LOSS_REASON:
             raise InvalidInput(f"loss reason {reason!r} is not an OpenRTB loss reason code")
         cpm = parse_price(price) if price and not price.startswith("${") else None
-        first = await self._delivery.record(bid_id, "loss", bid.campaign_id, cpm, code, self._clock.now())
+        now = self._clock.now()
+        first = await self._delivery.record(bid_id, "loss", bid.campaign_id, cpm, code, now)
         self._notices.labels("loss", "ok" if first else "repeat").inc()
         if first:
             self._log_event("Loss", {"bid_id": bid_id, "campaign_id": bid.campaign_id, "reason": code})
+            await self._publish(BidLost(bid_id, bid.campaign_id, bid.creative_id, bid.user_id, code, now))
         return {"bid_id": bid_id, "recorded": first, "charged": False}

@@ -66,7 +66,7 @@ def build(infra: Infra, loyalty_features: Callable[[str], np.ndarray | None]) ->
                           urls.notices(), loyalty_features=loyalty_features)
     urls.on_change(lambda: bidder.set_notice_base(urls.notices()))
     gateway = BidGateway(bidder, metrics)
-    notices = NoticeService(ledger, delivery, clock, infra.event_log.log_event, metrics)
+    notices = NoticeService(ledger, delivery, clock, infra.event_log.log_event, metrics, infra.bus.publish)
     infra.supervisor.add_periodic("bid_ledger_sweep", 1.0, ledger.sweep)
     if config.demo.traffic_per_s > 0:
         infra.supervisor.add("demo_traffic", lambda: run_traffic(gateway, notices, config.demo.traffic_per_s))

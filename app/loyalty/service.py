@@ -20,6 +20,7 @@ import asyncio
 import collections
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -29,6 +30,7 @@ import numpy as np
 from app.admin import AuditTrail
 from app.auth import Principal
 from app.errors import Forbidden, InvalidInput, NotFound, RuleViolation
+from app.loyalty.events import StarsEarned
 from app.persist import atomically
 from app.runtime.clock import Clock
 from state.loyalty import LedgerEntry, Member, Promotion
@@ -89,7 +91,8 @@ def _timegm(year: int, month: int, day: int = 1) -> int:
 
 class LoyaltyService:
     def __init__(self, config, store: LoyaltyStore, clock: Clock, log_event, audit: AuditTrail, uow: UnitOfWork,
-                 metrics=None) -> None:
+                 publish: Callable[[object], Awaitable[None]], metrics=None) -> None:
+        self._publish = publish
         self._config = config
         self._store = store
         self._uow = uow
@@ -267,6 +270,7 @@ class LoyaltyService:
         pending.set_result(entry)
         self._log_event("StarsEarned", {"user_id": user_id, "transaction_id": transaction_id, "stars": stars,
                                         "tier": after, "tier_changed": after != before})
+        await self._publish(StarsEarned(user_id, transaction_id, stars, after, after != before, now))
         return _earn_result(entry)
 
     async def reverse(self, transaction_id: str) -> LedgerEntry:

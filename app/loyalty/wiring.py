@@ -32,7 +32,7 @@ class Loyalty:
 def build(infra: Infra) -> Loyalty:
     store = SqliteLoyaltyStore(infra.records_db)
     domain = Loyalty(store, LoyaltyService(infra.config.loyalty, store, infra.clock, infra.event_log.log_event,
-                                           infra.audit, infra.uow))
+                                           infra.audit, infra.uow, infra.bus.publish))
     infra.bus.subscribe(OrderPaid, domain.earn_for_order)
     infra.bus.subscribe(OrderCancelled, domain.reverse_for_order)
     infra.supervisor.add_periodic("loyalty_expiry", infra.config.loyalty.expiry_interval_s, domain.loyalty.expire_due)

@@ -34,3 +34,23 @@ async def test_spend_follows_win_loss_and_billing_notices(aiohttp_client, tmp_pa
     assert (idle["spent_micros"], idle["wins"], idle["win_rate"], idle["avg_clearing_price_micros"]) == (0, 0, None,
                                                                                                           None)
     assert (await client.get("/v1/admin/spend", headers=client.headers)).status == 403  # an exchange key
+
+
+async def test_the_first_win_and_loss_notices_go_on_the_bus_once(aiohttp_client, tmp_path, clock):
+    from app.bidding.events import BidLost, BidWon
+    from app.main import PLATFORM
+    client = await _client(aiohttp_client, tmp_path, clock, campaigns=[single_campaign(id="spring")])
+    heard: list[object] = []
+    bus = client.app[PLATFORM].bus
+    bus.subscribe(BidWon, heard.append)
+    bus.subscribe(BidLost, heard.append)
+    base = f"http://127.0.0.1:{client.port}"
+    answers = [await (await post_bid(client, banner_request(request_id=r, user_id=u))).json()
+               for r, u in (("a", "ann"), ("b", "bo"))]
+    won, lost = (a["seatbid"][0]["bid"][0] for a in answers)
+    for _ in range(2):  # a repeated notice changes nothing and says nothing
+        await client.get(won["nurl"].removeprefix(base).replace("${AUCTION_PRICE}", "2.0"))
+        await client.get(lost["lurl"].removeprefix(base).replace("${AUCTION_LOSS}", "102"))
+    assert [(type(e).__name__, e.bid_id, e.campaign_id, e.user_id) for e in heard] == [
+        ("BidWon", won["id"], "spring", "ann"), ("BidLost", lost["id"], "spring", "bo")]
+    assert heard[0].price_micros == 2_000_000 and heard[1].reason == 102

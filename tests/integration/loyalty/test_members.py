@@ -29,3 +29,14 @@ async def test_the_programme_rules_are_public(client):
                                                                              ("Reserve", 2500)]
     rewards = {r["stars"]: (r["value_cents"], r["min_tier"]) for r in program["rewards"]}
     assert rewards[25] == (80, "Green") and rewards[500] == (2500, "Gold")
+
+
+async def test_stars_earned_go_on_the_bus_once_per_transaction(client):
+    from app.loyalty.events import StarsEarned
+    platform = client.app[PLATFORM]
+    heard: list[StarsEarned] = []
+    platform.bus.subscribe(StarsEarned, heard.append)
+    _, key = await platform.api_keys.create("pos", "partner")
+    for _ in range(2):  # the replay answers the first result and publishes nothing
+        assert (await earn(client, {"X-Api-Key": key}, "cy", 1_000, "t-1")).status in (200, 201)
+    assert [(e.user_id, e.transaction_id, e.stars, e.tier) for e in heard] == [("cy", "t-1", 10, "Green")]

@@ -1,0 +1,16 @@
+"""What loyalty tells the other domains, on the bus, once a change is committed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class StarsEarned:
+    """A member earned stars for a purchase (once per transaction; replays publish nothing)."""
+    user_id: str
+    transaction_id: str
+    stars: int
+    tier: str
+    tier_changed: bool
+    at: float
