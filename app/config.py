@@ -226,6 +226,30 @@ class IngestConfig(_Section):
     triggers: bool = True
     max_pending_triggers: NotNegative = 1000
     profile_flush_interval_s: Positive = 1.0
+    max_future_skew_s: Annotated[float, Meta(ge=0, le=86_400)] = 300.0
+
+
+class RecoConfig(_Section):
+    weight_view: Annotated[float, Meta(ge=0, le=100)] = 1.0
+    weight_click: Annotated[float, Meta(ge=0, le=100)] = 3.0
+    weight_wishlist: Annotated[float, Meta(ge=0, le=100)] = 3.0
+    weight_cart: Annotated[float, Meta(ge=0, le=100)] = 5.0
+    weight_purchase: Annotated[float, Meta(ge=0, le=100)] = 10.0
+    weight_dismiss: Annotated[float, Meta(ge=-100, le=0)] = -5.0
+    recent_n: Annotated[int, Meta(ge=1, le=500)] = 50
+    recent_ttl_s: NotNegativeFloat = 86_400.0
+    popularity_half_life_s: NotNegativeFloat = 30 * 86_400.0
+    trending_window_s: NotNegativeFloat = 7 * 86_400.0
+    coview_window: Annotated[int, Meta(ge=0, le=100)] = 10
+    coview_ttl_s: NotNegativeFloat = 86_400.0
+    max_users: Annotated[int, Meta(ge=1, le=10_000_000)] = 100_000
+    cache_ttl_s: NotNegativeFloat = 300.0
+    cache_entries: Annotated[int, Meta(ge=1, le=10_000_000)] = 50_000
+    explore_items: Annotated[int, Meta(ge=0, le=10)] = 1
+    max_n: Annotated[int, Meta(ge=1, le=1000)] = 100
+    retrain_interval_s: NotNegativeFloat = 3600.0
+    min_training_events: Annotated[int, Meta(ge=1)] = 50
+    factors: Annotated[int, Meta(ge=2, le=512)] = 64
 
 
 class AdaptorsConfig(_Section):
@@ -273,6 +297,7 @@ class Config(_Section):
     channels: ChannelsConfig = msgspec.field(default_factory=ChannelsConfig)
     sendgrid: SendgridConfig = msgspec.field(default_factory=SendgridConfig)
     ingest: IngestConfig = msgspec.field(default_factory=IngestConfig)
+    reco: RecoConfig = msgspec.field(default_factory=RecoConfig)
     adaptors: AdaptorsConfig = msgspec.field(default_factory=AdaptorsConfig)
     demo: DemoConfig = msgspec.field(default_factory=DemoConfig)
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from state.campaigns import Campaign, Creative, FrequencyCaps
 from state.catalog import Cabin, Flight, Product, ProductKind
+from state.reco import RecoItem
 
 if TYPE_CHECKING:
     from app.platform import Platform
@@ -115,6 +116,26 @@ async def _catalog(platform: Platform) -> str:
     return f"demo catalog: {created} products, {len(flights)} flights on {len(DEMO_ROUTES) * 2} routes over 30 days"
 
 
+def demo_reco_items() -> list[RecoItem]:
+    """The carrier's destinations ("dest-BCN", category destination, tagged with the airports they are flown
+    from) and its ancillary products (their product ids, category ancillary, tagged with their kind)."""
+    flown_from: dict[str, set[str]] = {}
+    for a, b, *_ in DEMO_ROUTES:
+        flown_from.setdefault(b, set()).add(a)
+        flown_from.setdefault(a, set()).add(b)
+    items = [RecoItem(f"dest-{airport}", category="destination", tags=[f"from-{o}" for o in sorted(origins)])
+             for airport, origins in sorted(flown_from.items())]
+    items += [RecoItem(pid, category="ancillary", tags=[kind]) for pid, kind, *_ in DEMO_PRODUCTS]
+    return items
+
+
+async def _reco(platform: Platform) -> str:
+    items = demo_reco_items()
+    await platform.reco.put_items(items)
+    destinations = sum(i.category == "destination" for i in items)
+    return f"demo recommendation items: {destinations} destinations, {len(items) - destinations} ancillaries"
+
+
 async def _activity(platform: Platform) -> str:
     """A few days of a small carrier's life, so every console page has something on first open: the demo
     traveller's orders in every state, loyalty history, a promotion, and mail with opens and clicks."""
@@ -187,7 +208,8 @@ async def _activity(platform: Platform) -> str:
 
 
 
-DATA_SETS = [("accounts", _accounts), ("campaigns", _campaigns), ("catalog", _catalog), ("activity", _activity)]
+DATA_SETS = [("accounts", _accounts), ("campaigns", _campaigns), ("catalog", _catalog), ("reco", _reco),
+             ("activity", _activity)]
 
 
 async def seed_demo(platform: Platform) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
@@ -25,6 +26,7 @@ from handlers.rest.loyalty import LoyaltyApi
 from handlers.rest.middleware import core_middleware, idempotency_middleware
 from handlers.rest.openapi import OpenApiDocument
 from handlers.rest.platform import PlatformApi
+from handlers.rest.reco import RecoApi
 from handlers.rest.retail import RetailApi
 from handlers.rpc.bidding import BiddingService
 from handlers.rpc.platform import PlatformService
@@ -73,6 +75,7 @@ def create_app(config: Config, *, clock: Clock | None = None, platform: Platform
               config.payments.webhook_secret, p.clock).register(app.router)
     LoyaltyApi(p.loyalty).register(app.router)
     ChannelsApi(p.activation, p.ingest, p.suppression, p.email, p.mailbox, p.email_analytics).register(app.router)
+    RecoApi(p.reco).register(app.router)
     ws, max_msg_size = config.websocket, config.server.max_body_bytes
     EventStream(p.hub, p.metrics, ws.max_lag_s, ws.heartbeat_s, max_msg_size).register(app.router)
     BidStream(p.bid_gateway, p.hub, p.limiter, p.metrics, config.bidding.stream_max_in_flight, ws.heartbeat_s,
@@ -165,6 +168,9 @@ async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
     p.supervisor.start()
     p.health.started = True
     yield
+    # What the queued bus subscribers were handed still gets handled, within the grace period.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(p.bus.idle(), p.config.server.shutdown_grace_s)
     await p.supervisor.stop()
     # What the stopped tasks would have done next: profile updates written behind, the providers' session.
     await p.ingest.flush_profiles()

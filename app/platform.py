@@ -24,6 +24,7 @@ from app.idempotency import IdempotencyService
 from app.infra import Infra
 from app.loyalty import wiring as loyalty_wiring
 from app.ratelimit import RateLimiter, TokenBuckets
+from app.reco import wiring as reco_wiring
 from app.retail import wiring as retail_wiring
 from app.runtime.bus import Bus
 from app.runtime.clock import Clock, SystemClock
@@ -108,6 +109,7 @@ class Platform:
         self.retail = retail_wiring.build(infra)
         self.channels = channels_wiring.build(infra, self.loyalty_domain.loyalty, self.bidding.profiles,
                                               self._email_of)
+        self.reco_domain = reco_wiring.build(infra, self._destination_of)
         # Each domain's services as attributes of the platform too (`platform.orders`), for the edges,
         # the operator commands and the tests.
         loyalty_domain = self.loyalty_domain
@@ -149,15 +151,23 @@ class Platform:
         self.mailbox = channels.mailbox
         self.ingest = channels.ingest
         self.email_analytics = channels.email_analytics
+        self.reco_store = self.reco_domain.reco_store
+        self.reco = self.reco_domain.reco
         self._register_caches()
         for name, drain in self.bus.drains():  # queued subscribers, drained under the supervisor
             self.supervisor.add(name, drain)
+        for name, depth in self.bus.depths():
+            metrics.watch_queue(f"bus_{name}", depth)
 
     def _email_of(self, owner: str) -> str | None:
         """An order owner's email: a signed-in user's ("user:<account id>"); a guest has none."""
         kind, _, account_id = owner.partition(":")
         account = self.account_store.get(account_id) if kind == "user" else None
         return account.email if account is not None else None
+
+    def _destination_of(self, flight_id: str) -> str | None:
+        flight = self.catalog_store.flight(flight_id)
+        return flight.destination if flight is not None else None
 
     async def sweep_retail_once(self) -> dict[str, int]:
         """Expire offers and holds, reconcile stuck payments, archive flown orders (one pass)."""
@@ -195,7 +205,8 @@ class Platform:
         """Every bounded cache, exported by name (contrail_cache_entries, _capacity, _evictions_total)."""
         for cache in (self.tokens.verified, self.api_keys.unknown, self.limiter.ip.buckets,
                       self.limiter.principal.buckets, self.limiter.exchange.buckets, self.profiles.l1,
-                      self.web_activity.last_seen, self.ingest.sessions, self.mailbox.raw):
+                      self.web_activity.last_seen, self.ingest.sessions, self.mailbox.raw,
+                      self.reco.features.users, self.reco.lists):
             self.metrics.caches.register(cache)
 
     async def open_storage(self) -> list[int]:
@@ -215,6 +226,7 @@ class Platform:
         await self.suppression_store.load()
         await self.email.load()
         await self.activation.load()
+        await self.reco.load()
         return applied
 
     async def close_storage(self) -> None:

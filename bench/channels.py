@@ -56,7 +56,8 @@ def email_rate(server: ServerProcess, admin_key: str, count: int = 3000) -> tupl
 
 
 def ingest_scenario(admin_key: str, per_batch: int = 100):
-    """Batches of app and web events from many users (no purchases: those are the earn benchmark)."""
+    """Batches of app and web events from many users (no purchases: those are the earn benchmark); product views
+    and cart adds name one of 500 items, so the recommendation features learn from them as they arrive."""
     import json
     import random
 
@@ -65,9 +66,15 @@ def ingest_scenario(admin_key: str, per_batch: int = 100):
     types = ["page_view", "product_view", "search", "app_open", "cart_add"]
     bodies = []
     for _ in range(20):
-        bodies.append(json.dumps([{"source": rng.choice(["web", "mobile_app"]), "type": rng.choice(types),
-                                   "user_id": f"user-{rng.randrange(50_000)}", "session_id": f"s{rng.randrange(10**6)}",
-                                   "category": rng.choice(["beach", "city", "ski", "family"])}
-                                  for _ in range(per_batch)]).encode())
+        batch = []
+        for _ in range(per_batch):
+            kind = rng.choice(types)
+            event = {"source": rng.choice(["web", "mobile_app"]), "type": kind,
+                     "user_id": f"user-{rng.randrange(50_000)}", "session_id": f"s{rng.randrange(10**6)}",
+                     "category": rng.choice(["beach", "city", "ski", "family"])}
+            if kind in ("product_view", "cart_add"):
+                event["product_id"] = f"item-{rng.randrange(500)}"
+            batch.append(event)
+        bodies.append(json.dumps(batch).encode())
     return Scenario(f"channels: ingest, {per_batch} events per batch", "/v1/channels/ingest", "POST", bodies,
                     {"X-Api-Key": admin_key, "Content-Type": "application/json"}, connections=16)

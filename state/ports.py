@@ -31,6 +31,7 @@ from state.offers import Item, Offer, OfferState, SharedDraft
 from state.orders import Order
 from state.outbox import EmailEvent, OutboxMessage
 from state.profiles import Profile
+from state.reco import Interaction, RecoItem
 from state.suppressions import Suppression
 
 
@@ -404,6 +405,35 @@ class SuppressionStore(Protocol):
         ...
 
     async def remove(self, keys: list[tuple[str, str]]) -> int:
+        ...
+
+
+@runtime_checkable
+class RecoStore(Protocol):
+    """Recommendation items and the interaction log the real-time features and models are rebuilt from."""
+
+    async def items(self) -> list[RecoItem]:
+        ...
+
+    async def put_items(self, items: list[RecoItem]) -> None:
+        ...
+
+    async def add_interactions(self, rows: list[Interaction]) -> None:
+        ...
+
+    async def interactions(self) -> list[Interaction]:
+        ...
+
+    async def user_interactions(self, user_id: str, limit: int) -> list[Interaction]:
+        ...
+
+    async def known_users(self, user_ids: list[str]) -> list[str]:
+        ...
+
+    async def user_final_items(self, user_id: str) -> list[str]:
+        ...
+
+    async def user_items(self, user_id: str) -> list[str]:
         ...
 
 

@@ -203,6 +203,23 @@ RECORDS = [
     """),
     # The spend report reads today's win, loss and charge notices per campaign.
     Migration(9, "bid_outcomes_by_time", "CREATE INDEX bid_outcomes_at ON bid_outcomes(at)"),
+    # Recommendations: items, and the interactions the features and models are rebuilt from (kept here,
+    # apart from the analytics log's retention).
+    Migration(10, "reco", """
+        CREATE TABLE reco_items (
+            item_id TEXT PRIMARY KEY,
+            body TEXT NOT NULL
+        );
+        CREATE TABLE reco_interactions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            user_id TEXT NOT NULL,
+            item_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            weight REAL NOT NULL,
+            at REAL NOT NULL
+        );
+        CREATE INDEX reco_interactions_user ON reco_interactions(user_id, id)
+    """),
 ]
 
 EVENTS = [

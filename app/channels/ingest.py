@@ -5,7 +5,10 @@ in the event's category, written behind in batches); earns stars when it is a pu
 loyalty swipe or a check-in (durably, before the answer); and may trigger an activation:
 cart abandon → retargeting, purchase → post-purchase upsell, store visit / loyalty swipe /
 check-in → in-store offer, product view / wishlist add → only while the session has been
-active within the last 30 minutes.
+active within the last 30 minutes. An event's time is its `at` (epoch seconds), so history can be
+replayed: one further in the future than `ingest.max_future_skew_s` refuses the request (422), and
+one older than the session window fires no activation and earns no stars. Accepted events go to
+the other domains on the bus (`CustomerEventsIngested`: recommendations learn from them).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from app.errors import InvalidInput
+from app.channels.events import CustomerEvent, CustomerEventsIngested
+from app.errors import InvalidInput, RuleViolation
 from app.jsondepth import check_depth
 from app.runtime.clock import Clock
 from app.runtime.lru import LRU
@@ -27,8 +31,8 @@ from state.profiles import Profile
 log = logging.getLogger("contrail.channels")
 
 SOURCES = ("mobile_app", "pos", "kiosk", "web", "call_center", "partner_api", "iot")
-TYPES = ("page_view", "product_view", "wishlist_add", "cart_add", "cart_abandon", "purchase", "store_visit",
-         "loyalty_swipe", "check_in", "app_open", "search")
+TYPES = ("page_view", "product_view", "click", "wishlist_add", "cart_add", "cart_abandon", "purchase", "dismiss",
+         "store_visit", "loyalty_swipe", "check_in", "app_open", "search")
 TRIGGERS = {"cart_abandon": "retargeting", "purchase": "post_purchase_upsell", "store_visit": "in_store_offer",
             "loyalty_swipe": "in_store_offer", "check_in": "in_store_offer", "product_view": "browse_follow_up",
             "wishlist_add": "browse_follow_up"}
@@ -80,8 +84,10 @@ class WebActivity:
 
 
 class IngestService:
-    def __init__(self, config, loyalty, profiles, activation, web: WebActivity, clock: Clock, log_events) -> None:
+    def __init__(self, config, loyalty, profiles, activation, web: WebActivity, clock: Clock, log_events,
+                 publish=None) -> None:
         self._config = config
+        self._publish = publish
         self._loyalty = loyalty
         self._profiles = profiles
         self._activation = activation
@@ -132,6 +138,8 @@ class IngestService:
             raise InvalidInput(f"send 1 to {MAX_BATCH} events")
         now = self._clock.now()
         rejected, earns, logged = [], [], []
+        published: list[CustomerEvent] = []
+        events: list[tuple[int, ChannelEvent]] = []
         for n, item in enumerate(items):
             if typed:
                 e = item
@@ -141,11 +149,19 @@ class IngestService:
                 except msgspec.ValidationError as exc:
                     rejected.append({"index": n, "error": str(exc)})
                     continue
+            if e.at is not None and e.at > now + self._config.max_future_skew_s:
+                # Before anything is applied: a replay from a clock that runs ahead is fixed at the source.
+                raise RuleViolation(f"event {n} ({e.type}) is {e.at - now:.0f} s in the future; at most "
+                                    f"{self._config.max_future_skew_s:g} s is allowed (ingest.max_future_skew_s)",
+                                    {"index": n, "type": e.type, "at": e.at, "now": now}, code="future_event")
+            events.append((n, e))
+        for n, e in events:
             problem = self._check(e)
             if problem is not None:
                 rejected.append({"index": n, "error": problem})
                 continue
             at = e.at if e.at is not None else now
+            live = now - at <= SESSION_WINDOW_S  # a replayed old event fires nothing and earns nothing
             logged.append({"source": e.source, "type": e.type, "user_id": e.user_id, "device_id": e.device_id,
                            "session_id": e.session_id, "at": at, "category": e.category,
                            "product_id": e.product_id})
@@ -153,16 +169,20 @@ class IngestService:
                 self._touch(e.user_id, at, e.category)
                 if e.source == "web":
                     self._web.saw(e.user_id, at)
-                if e.type in ("purchase", "loyalty_swipe"):
+                published.append(CustomerEvent(e.user_id, e.type, e.product_id, e.category, at))
+                if live and e.type in ("purchase", "loyalty_swipe"):
                     earns.append(self._loyalty.earn(e.user_id, e.amount_cents, e.source, e.transaction_id))
-                elif e.type == "check_in":
+                elif live and e.type == "check_in":
                     earns.append(self._loyalty.earn(e.user_id, 0, e.source,
                                                     e.transaction_id or f"check_in:{e.user_id}:{int(at // 86_400)}",
                                                     qualifying=False, fixed_stars=self._config.check_in_stars))
-            self._trigger(e, at)
+            if live:
+                self._trigger(e, at)
         accepted = len(logged)
         self._log_events("ChannelEvent", logged)
         results = await asyncio.gather(*earns, return_exceptions=True)
+        if published and self._publish is not None:
+            await self._publish(CustomerEventsIngested(tuple(published)))
         failed = [str(r) for r in results if isinstance(r, Exception)]
         return {"accepted": accepted, "rejected": rejected, "stars_earned_events": len(earns) - len(failed),
                 "earn_errors": failed}

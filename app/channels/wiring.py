@@ -59,7 +59,7 @@ def build(infra: Infra, loyalty: LoyaltyService, profiles: ProfileCache,
     activation = ActivationService(config.channels, loyalty.member, email, inapp, adaptors, suppression,
                                    SqliteActivationCountStore(infra.records_db), clock, log_event, web_activity.seen)
     ingest = IngestService(config.ingest, loyalty, profiles, activation, web_activity, clock,
-                           infra.event_log.log_events)
+                           infra.event_log.log_events, infra.bus.publish)
     verification_key = load_verification_key(config.sendgrid.verification_key)
     analytics = EmailAnalytics(outbox_store, suppression, clock, verification_key,
                                allow_unsigned=config.sendgrid.allow_unsigned)

@@ -69,9 +69,21 @@ class Bus:
         return [(f"bus:{name}", functools.partial(self._drain, queue, handler))
                 for name, queue, handler in self._drains]
 
+    def depths(self) -> list[tuple[str, Callable[[], int]]]:
+        """(subscriber name, its queue's depth) for each queued subscriber, for the metrics."""
+        return [(name, queue.qsize) for name, queue, _ in self._drains]
+
+    async def idle(self) -> None:
+        """Wait until every queued subscriber has handled everything published so far (tests, shutdown)."""
+        await asyncio.gather(*(queue.join() for _, queue, _ in self._drains))
+
     async def _drain(self, queue: asyncio.Queue[Any], handler: Handler) -> None:
         while True:
-            await self._deliver(handler, await queue.get())
+            event = await queue.get()
+            try:
+                await self._deliver(handler, event)
+            finally:
+                queue.task_done()
 
     async def _deliver(self, handler: Handler, event: Any) -> None:
         """Run one subscriber; its failure is logged and counted, never the publisher's."""

@@ -186,6 +186,21 @@ class Metrics:
                                      "Remote ranker circuit breaker: 0 closed, 1 half-open, 2 open", registry=r)
         self._queue_depths: dict[str, Callable[[], float]] = {}
         r.register(_QueueDepths(self._queue_depths))
+        self.reco_requests = LoopCounter("contrail_reco_requests", "Recommendation lists served, by strategy",
+                                         ["strategy"], r)
+        self.reco_latency = LoopHistogram("contrail_reco_seconds", "Recommendation latency, by strategy",
+                                          ["strategy"], r, buckets=LATENCY_BUCKETS)
+        self.reco_cache = LoopCounter("contrail_reco_cache", "Recommendation list cache lookups", ["result"], r)
+        self.reco_events = LoopCounter("contrail_reco_events", "Feedback events applied to the features", ["kind"], r)
+        self.reco_update_seconds = LoopHistogram("contrail_reco_feature_update_seconds",
+                                                 "Feature-update lag: from a batch's arrival to its features applied",
+                                                 (), r, buckets=LATENCY_BUCKETS)
+        self.reco_model = Gauge("contrail_reco_model_info", "Serving recommendation model (value 1)",
+                                ["version", "weights"], registry=r)
+        self.reco_evaluation = Gauge("contrail_reco_evaluation", "The last recommendation training's held-out quality",
+                                     ["metric"], registry=r)
+        self.reco_trainings = LoopCounter("contrail_reco_trainings", "Recommendation trainings by outcome",
+                                          ["outcome"], r)
         self.caches = CacheCollector()  # every bounded LRU, by name
         r.register(self.caches)
 

@@ -193,8 +193,9 @@ class ChannelsApi:
         return json_response(ActivationResult(**result), status=201)
 
     @endpoint("Omnichannel events: one JSON object or an array (up to 5,000). Each invalid event is reported with "
-              "its index; the others are accepted", tags=("channels",), roles=STAFF, raw_body=IngestBody,
-              response=IngestResult)
+              "its index; the others are accepted. An event further in the future than ingest.max_future_skew_s "
+              "refuses the whole request (422, naming the event)", tags=("channels",), roles=STAFF,
+              raw_body=IngestBody, response=IngestResult, errors=(422,))
     async def ingest(self, request: web.Request, principal) -> web.Response:
         return json_response(IngestResult(**await self._ingest.ingest(await request.read())))
 

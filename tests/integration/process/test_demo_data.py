@@ -23,6 +23,12 @@ def test_the_demo_carrier_has_orders_in_every_state_stars_mail_and_a_promotion(t
     # Four orders were paid (one has since flown, one was cancelled), each confirmed once.
     assert sum("is confirmed" in s for s in subjects) == 4 and "Madeira is calling" in subjects
     assert {k for (k,) in db.execute("SELECT kind FROM email_events")} >= {"open", "click"}
+    # The carrier's destinations and ancillaries are recommendable items; the paid orders are purchases.
+    items = dict(db.execute("SELECT item_id, json_extract(body, '$.category') FROM reco_items"))
+    assert items["dest-BCN"] == "destination" and items["lounge-pass"] == "ancillary" and len(items) == 18
+    bought = {i for (i,) in db.execute("SELECT item_id FROM reco_interactions WHERE user_id = ? AND kind = "
+                                       "'purchase'", (traveller,))}
+    assert bought and all(i in items for i in bought)
     again = server.cli("seed-demo")
     assert again.returncode == 0 and "activity: already loaded" in again.stdout
     assert db.execute("SELECT count(*) FROM orders").fetchone() == (7,)

@@ -97,7 +97,15 @@ RULES = [
     ("channels.public_base_url", "example.com"), ("channels.max_per_customer_per_day", "0"),
     ("ingest.enabled_sources", '["pos", "fax"]'), ("ingest.check_in_stars", "-1"),
     ("ingest.check_in_stars", "10001"), ("ingest.max_pending_triggers", "-1"),
-    ("ingest.profile_flush_interval_s", "0"),
+    ("ingest.profile_flush_interval_s", "0"), ("ingest.max_future_skew_s", "-1"),
+    ("ingest.max_future_skew_s", "86401"),
+    ("reco.weight_view", "-1"), ("reco.weight_click", "101"), ("reco.weight_wishlist", "-0.5"),
+    ("reco.weight_cart", "-1"), ("reco.weight_purchase", "101"), ("reco.weight_dismiss", "1"),
+    ("reco.recent_n", "0"), ("reco.recent_n", "501"), ("reco.recent_ttl_s", "-1"),
+    ("reco.popularity_half_life_s", "-1"), ("reco.trending_window_s", "-1"), ("reco.coview_window", "-1"),
+    ("reco.coview_window", "101"), ("reco.coview_ttl_s", "-1"), ("reco.max_users", "0"), ("reco.cache_ttl_s", "-1"),
+    ("reco.cache_entries", "0"), ("reco.explore_items", "11"), ("reco.max_n", "0"), ("reco.max_n", "1001"),
+    ("reco.retrain_interval_s", "-1"), ("reco.min_training_events", "0"), ("reco.factors", "1"),
     ("adaptors.push_url", "push.example.com"), ("adaptors.sms_url", "ftp://sms.example.com"),
     ("adaptors.paid_media_url", " https://media.example.com"), ("adaptors.timeout_s", "0"),
     ("adaptors.max_attempts", "0"),
@@ -134,6 +142,8 @@ def test_every_constrained_key_has_a_refusal_case():
     ("ranking.remote", "ranker.internal:50051"), ("ranking.remote", ""), ("retail.max_offers", "3"),
     ("loyalty.channel_bonus", '{"mobile_app": 10, "kiosk": 0}'), ("ingest.enabled_sources", "[]"),
     ("ingest.enabled_sources", '["iot", "pos"]'), ("demo.traffic_per_s", "10000"), ("adaptors.sms_url", ""),
+    ("reco.recent_ttl_s", "0"), ("reco.coview_ttl_s", "0"), ("reco.popularity_half_life_s", "0"),
+    ("reco.retrain_interval_s", "0"), ("reco.explore_items", "0"), ("reco.weight_dismiss", "0"),
 ])
 def test_values_on_the_edge_of_a_rule_are_accepted(key, value):
     section, name = key.split(".")

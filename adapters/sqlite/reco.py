@@ -1,0 +1,63 @@
+"""SQLite storage of recommendations: items and the interaction log (the reco port's SQL).
+
+Interactions live in the system of record, apart from the analytics event log and its retention:
+the real-time features and the models are rebuilt from them.
+"""
+
+from __future__ import annotations
+
+from adapters.sqlite.db import Database
+from adapters.sqlite.statements import Insert
+from state.reco import Interaction, RecoItem, decode_item, encode_item
+
+
+class SqliteRecoStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def items(self) -> list[RecoItem]:
+        return [decode_item(r[0]) for r in await self._db.fetchall("SELECT body FROM reco_items ORDER BY rowid")]
+
+    async def put_items(self, items: list[RecoItem]) -> None:
+        await self._db.write([("INSERT INTO reco_items(item_id, body) VALUES (?,?) "
+                               "ON CONFLICT(item_id) DO UPDATE SET body=excluded.body",
+                               (i.item_id, encode_item(i))) for i in items])
+
+    async def add_interactions(self, rows: list[Interaction]) -> None:
+        """Durable against kill -9, not a power cut (no fsync of their own): feedback is replayable history, and
+        an fsync per ingest batch would be most of its latency."""
+        if rows:
+            await self._db.write([Insert("reco_interactions", ("user_id", "item_id", "kind", "weight", "at"),
+                                         [(r.user_id, r.item_id, r.kind, r.weight, r.at) for r in rows])],
+                                 power_safe=False)
+
+    async def interactions(self) -> list[Interaction]:
+        """Every interaction in arrival order, for the rebuild at start and for training."""
+        rows = await self._db.fetchall("SELECT user_id, item_id, kind, weight, at FROM reco_interactions ORDER BY id")
+        return [Interaction(*r) for r in rows]
+
+    async def user_interactions(self, user_id: str, limit: int) -> list[Interaction]:
+        """A user's latest `limit` interactions, oldest first (a user the memory had forgotten)."""
+        rows = await self._db.fetchall("SELECT user_id, item_id, kind, weight, at FROM reco_interactions "
+                                       "WHERE user_id=? ORDER BY id DESC LIMIT ?", (user_id, limit))
+        return [Interaction(*r) for r in reversed(rows)]
+
+    async def known_users(self, user_ids: list[str]) -> list[str]:
+        """Which of these users have any stored interaction (one query per 500 ids)."""
+        known: list[str] = []
+        for lo in range(0, len(user_ids), 500):
+            chunk = user_ids[lo:lo + 500]
+            rows = await self._db.fetchall("SELECT DISTINCT user_id FROM reco_interactions WHERE user_id IN "
+                                           f"({','.join('?' * len(chunk))})", chunk)
+            known += [r[0] for r in rows]
+        return known
+
+    async def user_final_items(self, user_id: str) -> list[str]:
+        """Items the user bought or dismissed, ever (never recommended back)."""
+        rows = await self._db.fetchall("SELECT DISTINCT item_id FROM reco_interactions "
+                                       "WHERE user_id=? AND (kind='purchase' OR weight < 0)", (user_id,))
+        return [r[0] for r in rows]
+
+    async def user_items(self, user_id: str) -> list[str]:
+        rows = await self._db.fetchall("SELECT DISTINCT item_id FROM reco_interactions WHERE user_id=?", (user_id,))
+        return [r[0] for r in rows]

@@ -1,0 +1,21 @@
+"""What channels tell the other domains, on the bus: the customer events ingest accepted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerEvent:
+    """One accepted event, as the other domains need it (its time is the event's `at`)."""
+    user_id: str
+    type: str
+    product_id: str | None
+    category: str | None
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerEventsIngested:
+    """A batch of events ingest accepted; published (and awaited) before ingest answers."""
+    events: tuple[CustomerEvent, ...]

@@ -1,0 +1,348 @@
+"""The online recommendation engine: items, feedback events, lists by strategy, neighbours, retraining."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from app.errors import InvalidInput, NotFound, RuleViolation
+from app.reco.features import LiveFeatures, UserState
+from app.reco.ports import RecoStore
+from app.reco.training import Incumbent, Outcome, train
+from app.runtime.clock import Clock
+from app.runtime.lru import LRU
+from ml.reco import strategies as st
+from ml.reco.interactions import ItemMeta
+from ml.reco.ranking import lexicographic, top_n
+from state.reco import Interaction, RecoItem
+
+log = logging.getLogger("contrail.reco")
+
+STRATEGIES = ("personalized", "cf", "content_based", "frequently_bought_together", "trending", "new_arrivals")
+FEEDBACK = ("product_view", "click", "wishlist_add", "cart_add", "purchase", "dismiss")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSwapped:
+    """A retrained recommendation model went live."""
+    version: str
+    hr_at_10: float
+    ndcg_at_10: float
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """One feedback event as reco takes it: who, which item, what kind, when (event time)."""
+    user_id: str
+    item_id: str
+    kind: str
+    at: float
+
+
+def model_config(c: Any) -> st.RecoConfig:
+    """ml/reco's config from the `[reco]` section."""
+    return st.RecoConfig(coview_window=c.coview_window, coview_ttl_s=c.coview_ttl_s, recent_n=c.recent_n,
+                         popularity_half_life_s=c.popularity_half_life_s, trending_window_s=c.trending_window_s,
+                         factors=c.factors)
+
+
+class RecoService:
+    def __init__(self, config: Any, store: RecoStore, clock: Clock, metrics: Any, publish: Callable[[Any], Any]
+                 ) -> None:
+        self._config = config
+        self._store = store
+        self._clock = clock
+        self._metrics = metrics
+        self._publish = publish
+        self.features = LiveFeatures(model_config(config), config.recent_ttl_s, config.max_users)
+        self.lists: LRU[tuple, tuple[float, int, str, dict]] = LRU(config.cache_entries, "reco_lists")
+        self.weights: tuple[float, ...] = st.SEED_WEIGHTS
+        self.learned = False
+        self.trained = 0
+        self.last_evaluation: dict[str, Any] | None = None
+        self._training: asyncio.Lock = asyncio.Lock()
+        self._weights_of = {"product_view": config.weight_view, "click": config.weight_click,
+                            "wishlist_add": config.weight_wishlist, "cart_add": config.weight_cart,
+                            "purchase": config.weight_purchase, "dismiss": config.weight_dismiss}
+
+    async def load(self) -> None:
+        """Rebuild the features from the stored items and interactions."""
+        for item in await self._store.items():
+            self.features.put_item(item)
+        self.features.rebuild(await self._store.interactions())
+
+    @property
+    def model_name(self) -> str:
+        return f"{self.features.version}:{'learned' if self.learned else 'seed'}" if self.features.version else "seed"
+
+    # ---- items ----
+    async def put_items(self, items: list[RecoItem]) -> list[RecoItem]:
+        if len({i.item_id for i in items}) != len(items):
+            raise InvalidInput("each item_id may appear once per request")
+        await self._store.put_items(items)
+        for item in items:
+            self.features.put_item(item)
+        self.lists.clear()
+        return items
+
+    def item(self, item_id: str) -> RecoItem:
+        item = self.features.items.meta.get(item_id)
+        if item is None:
+            if item_id not in self.features.items.index:
+                raise NotFound(f"no item {item_id}")
+            item = RecoItem(item_id)
+        return item
+
+    # ---- events ----
+    def weight(self, kind: str) -> float:
+        return float(self._weights_of[kind])
+
+    async def record(self, events: Iterable[Feedback]) -> int:
+        """Store the feedback events (durably) and apply them to the features at once."""
+        started = time.perf_counter()
+        rows = [Interaction(e.user_id, e.item_id, e.kind, self.weight(e.kind), e.at) for e in events
+                if e.kind in self._weights_of]
+        if not rows:
+            return 0
+        missing = list(dict.fromkeys(r.user_id for r in rows if r.user_id not in self.features.users))
+        for user_id in await self._store.known_users(missing) if missing else ():
+            await self._restore(user_id)  # forgotten by the LRU: their history comes back before the new events
+        await self._store.add_interactions(rows)
+        for r in rows:
+            self.features.apply(r)
+            self._metrics.reco_events.labels(r.kind).inc()
+        self._metrics.reco_update_seconds.observe(time.perf_counter() - started)
+        return len(rows)
+
+    async def _restore(self, user_id: str) -> UserState | None:
+        """A user the memory forgot (or never held since start): their state from the store, if any."""
+        history = await self._store.user_interactions(user_id, self.features.events_per_user)
+        if not history:
+            return None
+        seen = await self._store.user_items(user_id)
+        final = await self._store.user_final_items(user_id)
+        return self.features.restore_user(user_id, history, seen, final)
+
+    async def on_order_paid(self, user_id: str, item_ids: list[str], at: float) -> None:
+        """A paid order's destination and products become the customer's purchases."""
+        await self.record(Feedback(user_id, i, "purchase", at) for i in item_ids)
+
+    # ---- lists ----
+    async def recommend(self, user_id: str, strategy: str = "personalized", n: int = 10,
+                        categories: list[str] | None = None, exclude: list[str] | None = None) -> dict:
+        started = time.perf_counter()
+        if strategy not in STRATEGIES:
+            raise InvalidInput(f"unknown strategy {strategy!r}; one of {', '.join(STRATEGIES)}")
+        self._check_n(n)
+        state = self.features.users.get(user_id)
+        if state is None:
+            state = await self._restore(user_id)
+        key = (user_id, strategy, n, tuple(categories or ()), tuple(exclude or ()))
+        ttl = self._config.cache_ttl_s
+        now = time.monotonic()
+        cached = self.lists.get(key) if ttl > 0 else None
+        version = state.version if state is not None else -1
+        if cached is not None and cached[0] > now and cached[1] == version and cached[2] == self.features.version:
+            self._metrics.reco_cache.labels("hit").inc()
+            answer = cached[3]
+        else:
+            self._metrics.reco_cache.labels("miss").inc()
+            answer = self._recommend(user_id, state, strategy, n, categories, exclude)
+            if ttl > 0:
+                self.lists.put(key, (now + ttl, version, self.features.version, answer))
+        self._metrics.reco_requests.labels(strategy).inc()
+        self._metrics.reco_latency.labels(strategy).observe(time.perf_counter() - started)
+        return answer
+
+    def _check_n(self, n: int) -> None:
+        if not 1 <= n <= self._config.max_n:
+            raise InvalidInput(f"n must be 1 to {self._config.max_n}", {"field": "n"})
+
+    def _allowed(self, categories: list[str] | None) -> np.ndarray:
+        allowed = ~self.features.hidden()
+        if categories:
+            allowed &= self.features.in_categories(set(categories))
+        return allowed
+
+    def _recommend(self, user_id: str, state: UserState | None, strategy: str, n: int,
+                   categories: list[str] | None, exclude: list[str] | None) -> dict:
+        f = self.features
+        model = f.model()
+        if state is None:  # an unknown user: what is popular (in the categories asked for)
+            items = self._popular(model, n, categories)
+            return {"user_id": user_id, "strategy": strategy, "model": "popular", "items": items}
+        ctx = f.context(state)
+        if strategy == "personalized":
+            scores = st.personalized(model, ctx, self.weights)
+        elif strategy == "content_based" and model.features is None:
+            raise RuleViolation("content_based needs item features (category, tags or features); no item has any")
+        else:
+            scores = st.STRATEGIES[strategy](model, ctx)
+        scores = np.array(scores[0], dtype=np.float64)
+        allowed = self._allowed(categories)
+        excluded = set(state.final)
+        for token in exclude or ():
+            if token == "seen":
+                excluded.update(state.seen)
+            elif token in f.items.index:
+                excluded.add(f.items.index[token])
+        if excluded:
+            allowed[list(excluded)] = False
+        scores[~allowed] = -np.inf
+        explore = self._config.explore_items if strategy == "personalized" and n > 1 else 0
+        explore = min(explore, n - 1)
+        top, vals = top_n(scores, n)
+        picked = [int(i) for i in top[0] if i >= 0]
+        values = [float(v) for v, i in zip(vals[0], top[0], strict=True) if i >= 0]
+        reasons = self._reasons(strategy, model, ctx, picked)
+        if explore and len(picked) >= n:
+            pool = np.flatnonzero(allowed)
+            pool = pool[~np.isin(pool, picked[:n - explore])]
+            if len(pool):
+                rng = np.random.default_rng(zlib.crc32(user_id.encode()) ^ int(model.now // 3600))
+                extra = rng.choice(pool, size=min(explore, len(pool)), replace=False)
+                keep = n - len(extra)
+                floor = values[keep - 1] if keep else 0.0
+                picked = picked[:keep] + [int(i) for i in extra]
+                values = values[:keep] + [floor] * len(extra)
+                reasons = reasons[:keep] + ["explore: something different"] * len(extra)
+        name = self.model_name if strategy == "personalized" else (f.version or "features")
+        return {"user_id": user_id, "strategy": strategy, "model": name,
+                "items": [{"item_id": f.items.ids[i], "score": round(v, 6), "reason": r}
+                          for i, v, r in zip(picked, values, reasons, strict=True)]}
+
+    def _popular_reason(self, i: int) -> str:
+        category = self.features.items.category(i)
+        return f"popular in {category}" if category else "popular"
+
+    def _reasons(self, strategy: str, model: st.RecoModel, ctx: st.UserContext, items: list[int]) -> list[str]:
+        ids = self.features.items.ids
+        if not items:
+            return []
+        arr = np.array(items)
+        if strategy in ("cf", "personalized"):
+            anchors = st.strongest_anchor(ctx, model.coview, 0, arr)
+            similar = np.full(len(items), -1)
+            recent = ctx.recent[0]
+            if strategy == "personalized" and model.embeddings is not None and recent.nnz:
+                # No co-view behind it: name the recent item whose embedding is closest, when it is close.
+                unit = model.embeddings.unit
+                cos = np.where((recent.data > 0)[:, None], unit[recent.indices] @ unit[arr].T, -1.0)
+                similar = np.where(cos.max(axis=0) > 0.5, recent.indices[cos.argmax(axis=0)], -1)
+            return [f"co-viewed with {ids[a]}" if a >= 0 else f"similar to {ids[b]}" if b >= 0
+                    else self._popular_reason(i) for i, a, b in zip(items, anchors, similar, strict=True)]
+        if strategy == "frequently_bought_together":
+            bought = st.UserContext(ctx.purchases, ctx.purchases, ctx.seen, ctx.bought_or_dismissed)
+            anchors = st.strongest_anchor(bought, model.bought_together, 0, arr)
+            return [f"bought together with {ids[a]}" if a >= 0 else self._popular_reason(i)
+                    for i, a in zip(items, anchors, strict=True)]
+        if strategy == "trending":
+            return [f"trending in {c}" if (c := self.features.items.category(i)) else "trending" for i in items]
+        if strategy == "new_arrivals":
+            return ["new"] * len(items)
+        return [f"matches your interest in {c}" if (c := self.features.items.category(i)) else "like your recent items"
+                for i in items]
+
+    def _popular(self, model: st.RecoModel, n: int, categories: list[str] | None) -> list[dict]:
+        scores = lexicographic(model.decayed_popularity, model.popularity).astype(np.float64)
+        scores[~self._allowed(categories)] = -np.inf
+        top, _ = top_n(scores, n)
+        return [{"item_id": self.features.items.ids[i], "score": round(float(model.decayed_popularity[i]), 6),
+                 "reason": self._popular_reason(int(i))} for i in top[0] if i >= 0]
+
+    def popular(self, n: int = 10, categories: list[str] | None = None) -> dict:
+        self._check_n(n)
+        started = time.perf_counter()
+        items = self._popular(self.features.model(), n, categories)
+        self._metrics.reco_requests.labels("popular").inc()
+        self._metrics.reco_latency.labels("popular").observe(time.perf_counter() - started)
+        return {"strategy": "popular", "items": items}
+
+    def similar(self, item_id: str, n: int = 10) -> dict:
+        """The item's nearest neighbours: by the trained embeddings, else by co-view counts."""
+        self._check_n(n)
+        f = self.features
+        i = f.items.index.get(item_id)
+        if i is None:
+            raise NotFound(f"no item {item_id}")
+        model = f.model()
+        hidden = f.hidden()
+        if model.embeddings is not None:
+            sims = model.embeddings.unit[[i]] @ model.embeddings.unit.T
+            source, reason = "embeddings", f"similar to {item_id}"
+        else:
+            sims = np.asarray(sp.csr_matrix(model.coview[i]).todense(), dtype=np.float64)
+            sims = np.where(sims > 0, sims, -np.inf)
+            source, reason = "coview", f"co-viewed with {item_id}"
+        sims = np.array(sims, dtype=np.float64)
+        sims[0, i] = -np.inf
+        sims[0, hidden] = -np.inf
+        top, vals = top_n(sims, n)
+        return {"item_id": item_id, "source": source, "model": f.version or "features",
+                "items": [{"item_id": f.items.ids[j], "score": round(float(v), 6), "reason": reason}
+                          for j, v in zip(top[0], vals[0], strict=True) if j >= 0]}
+
+    # ---- training ----
+    def _meta(self) -> ItemMeta:
+        n = len(self.features.items)
+        created = np.full(n, np.nan)
+        for item_id, item in self.features.items.meta.items():
+            if item.created_at is not None:
+                created[self.features.items.index[item_id]] = item.created_at
+        return ItemMeta(created_at=created, features=self.features._item_features())
+
+    async def train(self) -> dict:
+        """Retrain from the stored interactions in a worker thread; swap the model in when it evaluated better."""
+        async with self._training:
+            rows = await self._store.interactions()
+            f = self.features
+            index, n_items, meta = dict(f.items.index), len(f.items), self._meta()
+            incumbent = Incumbent(f.embeddings, self.weights)
+            started = time.perf_counter()
+            outcome: Outcome = await asyncio.to_thread(train, rows, index, n_items, meta, f.config, incumbent,
+                                                       self._config.min_training_events)
+            seconds = time.perf_counter() - started
+            version = f.version
+            if outcome.live:
+                self.trained += 1
+                version = f"als-{self.trained}"
+                self.weights, self.learned = outcome.weights, outcome.learned
+                f.set_embeddings(outcome.embeddings, version)  # the swap: one assignment, on the loop
+                self.lists.clear()
+                self._metrics.reco_model.clear()
+                self._metrics.reco_model.labels(version, "learned" if self.learned else "seed").set(1)
+                await self._publish(ModelSwapped(version, outcome.candidate[0], outcome.candidate[1]))
+            self._metrics.reco_trainings.labels("live" if outcome.live else "kept_out").inc()
+            evaluation = {"hr@10": round(outcome.candidate[0], 6), "ndcg@10": round(outcome.candidate[1], 6),
+                          "serving_hr@10": round(outcome.incumbent[0], 6),
+                          "serving_ndcg@10": round(outcome.incumbent[1], 6),
+                          "users": outcome.users_evaluated, "events": outcome.events}
+            if outcome.users_evaluated:
+                self.last_evaluation = evaluation
+                self._metrics.reco_evaluation.labels("hr@10").set(outcome.candidate[0])
+                self._metrics.reco_evaluation.labels("ndcg@10").set(outcome.candidate[1])
+            log.info("reco model trained", extra={"live": outcome.live, "version": version, **evaluation})
+            return {"live": outcome.live, "reason": outcome.reason, "model": self.model_name, "version": version,
+                    "weights": list(outcome.weights), "weights_kind": "learned" if outcome.learned else "seed",
+                    "evaluation": evaluation, "seconds": round(seconds, 3)}
+
+    async def retrain(self) -> None:
+        """The periodic retrain under the supervisor (too little data is an outcome, not an error)."""
+        await self.train()
+
+
+def reader_or_staff(principal: Any, user_id: str) -> None:
+    """Customers see their own recommendations; admins and partner systems anyone's."""
+    if principal.role in ("admin", "partner") or (principal.role == "customer" and principal.id == user_id):
+        return
+    from app.errors import Forbidden
+    raise Forbidden("customers can only see their own recommendations") if principal.role == "customer" \
+        else Forbidden("needs a customer token for this user, or an admin or partner key")

@@ -1,0 +1,108 @@
+"""Retraining the recommendation model from the stored interactions (run in a worker thread, never on the loop).
+
+ml/reco's protocol: leave-last-out by time per user. The blend's weights are learned on each user's
+second-to-last event (signals fitted without the last two); the candidate (new ALS embeddings and
+its served weights) and what serves now are both scored on the last event, full ranking over each
+user's unseen items. The candidate goes live when it is not worse (HR@10, then NDCG@10); it is then
+retrained on every interaction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from ml.reco import strategies as st
+from ml.reco.blend import learn_weights
+from ml.reco.embeddings import Embeddings, train_als
+from ml.reco.interactions import Interactions, ItemMeta, leave_last_out
+from ml.reco.protocol import Task
+from state.reco import Interaction
+
+
+@dataclass(frozen=True)
+class Incumbent:
+    """What serves now: its embeddings (None: features only) and blend weights."""
+
+    embeddings: Embeddings | None
+    weights: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    live: bool
+    reason: str
+    events: int
+    users_evaluated: int
+    candidate: tuple[float, float]            # (HR@10, NDCG@10) on the held-out events
+    incumbent: tuple[float, float]
+    weights: tuple[float, ...]                # the candidate's served blend weights
+    learned: bool                             # whether they are the learned ones (else the seed)
+    embeddings: Embeddings | None = None      # trained on every interaction, when live
+
+
+def interactions(rows: list[Interaction], item_index: dict[str, int], n_items: int) -> Interactions:
+    users: dict[str, int] = {}
+    u = np.fromiter((users.setdefault(r.user_id, len(users)) for r in rows), dtype=np.int32, count=len(rows))
+    i = np.fromiter((item_index[r.item_id] for r in rows), dtype=np.int32, count=len(rows))
+    t = np.fromiter((r.at for r in rows), dtype=np.float64, count=len(rows))
+    w = np.fromiter((r.weight for r in rows), dtype=np.float32, count=len(rows))
+    p = np.fromiter((r.kind == "purchase" for r in rows), dtype=bool, count=len(rows))
+    return Interactions.build(u, i, t, max(len(users), 1), n_items, w, p)
+
+
+def _pad(emb: Embeddings, n_items: int) -> Embeddings:
+    short = n_items - emb.item_factors.shape[0]
+    if short <= 0:
+        return emb
+    pad = np.zeros((short, emb.item_factors.shape[1]), dtype=np.float32)
+    return Embeddings(emb.kind, emb.user_factors, np.vstack([emb.item_factors, pad]), np.vstack([emb.unit, pad]))
+
+
+def train(rows: list[Interaction], item_index: dict[str, int], n_items: int, meta: ItemMeta,
+          config: st.RecoConfig, incumbent: Incumbent, min_events: int) -> Outcome:
+    """Train, evaluate against what serves now on the same held-out events, and say whether to swap."""
+    inter = interactions(rows, item_index, n_items)
+    nothing = (0.0, 0.0)
+    if len(inter) < min_events:
+        return Outcome(False, f"{len(inter)} interactions stored; training needs {min_events}", len(inter), 0,
+                       nothing, nothing, incumbent.weights, False)
+    test = leave_last_out(inter)
+    if not len(test.users):
+        return Outcome(False, "no user has two events with a new last item to hold out", len(inter), 0,
+                       nothing, nothing, incumbent.weights, False)
+    train_part = test.train
+    # The blend's weights, learned on the validation events (never the test events).
+    val = leave_last_out(train_part)
+    if len(val.users):
+        vmodel = st.RecoModel.fit(val.train, meta, config)
+        ctx = st.UserContext.from_interactions(val.train, val.users, config)
+        blend = learn_weights(st.blend_signals(vmodel, ctx), val.train.matrix()[val.users], val.held_out)
+        weights, learned = blend.served, blend.learned_is_better
+    else:
+        weights, learned = st.SEED_WEIGHTS, False
+    candidate_model = st.RecoModel.fit(train_part, meta, config)
+    task = Task.build(train_part.matrix(), test.users, test.held_out, config.seed, n_negatives=0)
+    ctx_cache: dict[int, st.UserContext] = {}
+
+    def context(users: np.ndarray) -> st.UserContext:
+        key = int(users[0]) if len(users) else -1
+        if key not in ctx_cache:
+            ctx_cache.clear()
+            ctx_cache[key] = st.UserContext.from_interactions(train_part, users, config)
+        return ctx_cache[key]
+
+    cand = task.evaluate(lambda users: st.personalized(candidate_model, context(users), weights))
+    inc_emb = _pad(incumbent.embeddings, n_items) if incumbent.embeddings is not None else None
+    inc_model = dataclasses.replace(candidate_model, embeddings=inc_emb)
+    inc = task.evaluate(lambda users: st.personalized(inc_model, context(users), incumbent.weights))
+    cand_score, inc_score = (cand.hr, cand.ndcg), (inc.hr, inc.ndcg)
+    if cand_score < inc_score:
+        return Outcome(False, "the candidate did worse on the held-out events than the model serving now",
+                       len(inter), len(test.users), cand_score, inc_score, weights, learned)
+    embeddings = train_als(inter.matrix(), config.factors, config.als_regularization, config.als_alpha,
+                           config.als_iterations, config.seed, config.threads)
+    return Outcome(True, "evaluated as good as or better than the model serving now", len(inter), len(test.users),
+                   cand_score, inc_score, weights, learned, embeddings)

@@ -1,0 +1,56 @@
+"""Builds the recommendation domain: its store and service; learns from ingest's events and paid orders (on the
+bus); retrains on a schedule."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from adapters.sqlite.reco import SqliteRecoStore
+from app.channels.events import CustomerEventsIngested
+from app.infra import Infra
+from app.reco.service import FEEDBACK, Feedback, RecoService
+from app.retail.events import OrderPaid
+
+
+@dataclass
+class Reco:
+    reco_store: SqliteRecoStore
+    reco: RecoService
+    destination_of: Callable[[str], str | None]
+
+    async def learn_from_events(self, event: CustomerEventsIngested) -> None:
+        """Ingest's feedback events with an item (the product_id) and a known user."""
+        await self.reco.record(Feedback(e.user_id, e.product_id, e.type, e.at) for e in event.events
+                               if e.type in FEEDBACK and e.product_id)
+
+    async def learn_from_order(self, event: OrderPaid) -> None:
+        """A paid order: its destination ("dest-XXX") and its products are the customer's purchases."""
+        order = event.order
+        kind, _, user_id = order.owner.partition(":")
+        if kind != "user" or not user_id:
+            return
+        items: list[str] = []
+        for line in order.items:
+            if line.kind == "Flight":
+                destination = self.destination_of(line.product_id)
+                if destination:
+                    items.append(f"dest-{destination}")
+            else:
+                items.append(line.product_id)
+        at = order.payment.updated_at if order.payment is not None else order.updated_at
+        await self.reco.on_order_paid(user_id, list(dict.fromkeys(items)), at)
+
+
+def build(infra: Infra, destination_of: Callable[[str], str | None]) -> Reco:
+    """`destination_of`: a flight id's destination airport (None when unknown)."""
+    store = SqliteRecoStore(infra.records_db)
+    service = RecoService(infra.config.reco, store, infra.clock, infra.metrics, infra.bus.publish)
+    domain = Reco(store, service, destination_of)
+    # Queued: ingest answers without waiting for the features (an fsync and the feature updates were most of its
+    # p99); they learn within milliseconds, and contrail_queue_depth{queue="bus_reco_learning"} shows any lag.
+    infra.bus.subscribe_queued(CustomerEventsIngested, "reco_learning", domain.learn_from_events)
+    infra.bus.subscribe(OrderPaid, domain.learn_from_order)
+    if infra.config.reco.retrain_interval_s > 0:
+        infra.supervisor.add_periodic("reco_retrain", infra.config.reco.retrain_interval_s, service.retrain)
+    return domain

@@ -1,0 +1,172 @@
+"""Recommendations over REST: items, lists by strategy, popular items, item neighbours, retraining."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from aiohttp import web
+
+from app.errors import InvalidInput
+from app.reco.service import RecoService, reader_or_staff
+from handlers.rest.common import decode, endpoint, json_response
+from state.reco import RecoItem, Token
+
+STAFF = ("admin", "partner")
+MEMBERS = ("customer", "admin", "partner")
+ANYONE = ("guest", "customer", "admin", "partner")
+Strategy = Literal["personalized", "cf", "content_based", "frequently_bought_together", "trending", "new_arrivals"]
+Csv = Annotated[str, msgspec.Meta(max_length=2048)]
+N = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+
+
+class ItemFields(msgspec.Struct, forbid_unknown_fields=True):
+    """An item's fields for PUT (the id is in the path; when given in the body it must match)."""
+    item_id: str | None = None
+    category: Token | None = None
+    tags: Annotated[list[Token], msgspec.Meta(max_length=50)] = []
+    features: Annotated[dict[Token, float], msgspec.Meta(max_length=50)] = {}
+    created_at: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    hidden: bool = False
+
+
+ItemsBody = Annotated[list[RecoItem], msgspec.Meta(min_length=1, max_length=5000)]
+
+
+class ItemList(msgspec.Struct):
+    items: list[RecoItem]
+
+
+class RecoQuery(msgspec.Struct, forbid_unknown_fields=True):
+    strategy: Strategy = "personalized"
+    n: N = 10
+    category: Csv = ""   # one category or several, comma-separated
+    exclude: Csv = ""    # item ids, comma-separated, and/or the keyword `seen`
+
+
+class PopularQuery(msgspec.Struct, forbid_unknown_fields=True):
+    n: N = 10
+    category: Csv = ""
+
+
+class SimilarQuery(msgspec.Struct, forbid_unknown_fields=True):
+    n: N = 10
+
+
+class Recommended(msgspec.Struct):
+    item_id: str
+    score: float
+    reason: str
+
+
+class Recommendations(msgspec.Struct):
+    user_id: str
+    strategy: str
+    model: str  # "seed" (features only), "<version>:learned" / "<version>:seed" (the blend's weights), "popular"
+    items: list[Recommended]
+
+
+class Popular(msgspec.Struct):
+    strategy: str
+    items: list[Recommended]
+
+
+class Similar(msgspec.Struct):
+    item_id: str
+    source: str  # "embeddings" (the trained model) or "coview" (no model trained yet)
+    model: str
+    items: list[Recommended]
+
+
+class Evaluation(msgspec.Struct):
+    users: int
+    events: int
+    hr_at_10: float = msgspec.field(name="hr@10")
+    ndcg_at_10: float = msgspec.field(name="ndcg@10")
+    serving_hr_at_10: float = msgspec.field(name="serving_hr@10")
+    serving_ndcg_at_10: float = msgspec.field(name="serving_ndcg@10")
+
+
+class Training(msgspec.Struct):
+    live: bool
+    reason: str
+    model: str
+    version: str
+    weights: list[float]
+    weights_kind: str
+    evaluation: Evaluation
+    seconds: float
+
+
+def _csv(value: str, name: str) -> list[str]:
+    parts = [p.strip() for p in value.split(",") if p.strip()] if value else []
+    if len(parts) > 100:
+        raise InvalidInput(f"{name} takes at most 100 comma-separated values", {"field": name})
+    return parts
+
+
+class RecoApi:
+    """Items, recommendations by strategy, popular items, item neighbours and retraining."""
+
+    def __init__(self, reco: RecoService) -> None:
+        self._reco = reco
+
+    def register(self, router: web.UrlDispatcher) -> None:
+        router.add_put("/v1/reco/items/{item_id}", self.put_item)
+        router.add_get("/v1/reco/items/{item_id}", self.get_item)
+        router.add_post("/v1/reco/items", self.put_items)
+        router.add_get("/v1/recommendations/popular", self.popular)  # before /{user_id}: the first match wins
+        router.add_get("/v1/recommendations/{user_id}", self.recommend)
+        router.add_get("/v1/items/{item_id}/similar", self.similar)
+        router.add_post("/v1/admin/reco/train", self.train)
+
+    @endpoint("Create or replace an item that can be recommended (hidden items are never shown)", tags=("reco",),
+              roles=STAFF, body=ItemFields, response=RecoItem)
+    async def put_item(self, request: web.Request, principal, body: ItemFields) -> web.Response:
+        item_id = request.match_info["item_id"]
+        if body.item_id is not None and body.item_id != item_id:
+            raise InvalidInput("item_id in the body differs from the path", {"field": "item_id"})
+        fields = msgspec.structs.asdict(body)
+        fields["item_id"] = item_id
+        try:
+            item = msgspec.convert(fields, RecoItem)
+        except msgspec.ValidationError as exc:
+            raise InvalidInput(f"invalid item: {exc}", {"field": "item_id"}) from None
+        return json_response((await self._reco.put_items([item]))[0])
+
+    @endpoint("Create or replace up to 5,000 items at once (all or none)", tags=("reco",), roles=STAFF,
+              raw_body=ItemsBody, response=ItemList)
+    async def put_items(self, request: web.Request, principal) -> web.Response:
+        items: list[RecoItem] = decode(await request.read(), ItemsBody)
+        return json_response(ItemList(await self._reco.put_items(items)))
+
+    @endpoint("One item", tags=("reco",), roles=STAFF, response=RecoItem, errors=(404,))
+    async def get_item(self, request: web.Request, principal) -> web.Response:
+        return json_response(self._reco.item(request.match_info["item_id"]))
+
+    @endpoint("A user's recommendations by strategy (default personalized), with a reason each; never what they "
+              "bought or dismissed; exclude=seen leaves out everything they interacted with; an unknown user gets "
+              "popular items", tags=("reco",), roles=MEMBERS, query=RecoQuery, response=Recommendations,
+              errors=(403, 422))
+    async def recommend(self, request: web.Request, principal, query: RecoQuery) -> web.Response:
+        user_id = request.match_info["user_id"]
+        reader_or_staff(principal, user_id)
+        answer = await self._reco.recommend(user_id, query.strategy, query.n, _csv(query.category, "category"),
+                                            _csv(query.exclude, "exclude"))
+        return json_response(answer)
+
+    @endpoint("The most popular items now (decayed on event time), optionally in one or several categories",
+              tags=("reco",), roles=ANYONE, query=PopularQuery, response=Popular)
+    async def popular(self, request: web.Request, principal, query: PopularQuery) -> web.Response:
+        return json_response(self._reco.popular(query.n, _csv(query.category, "category")))
+
+    @endpoint("An item's nearest neighbours: by the trained embeddings, or by co-view counts before a model is "
+              "trained", tags=("reco",), roles=ANYONE, query=SimilarQuery, response=Similar, errors=(404,))
+    async def similar(self, request: web.Request, principal, query: SimilarQuery) -> web.Response:
+        return json_response(self._reco.similar(request.match_info["item_id"], query.n))
+
+    @endpoint("Retrain now from the stored interactions, evaluate on held-out events and swap the model in when "
+              "it is not worse than the one serving; answers with the evaluation and whether it went live",
+              tags=("reco",), roles=("admin",), response=Training)
+    async def train(self, request: web.Request, principal) -> web.Response:
+        return json_response(await self._reco.train())

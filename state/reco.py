@@ -1,0 +1,43 @@
+"""Recommendation entities: the items that can be recommended and the interactions they are learned from."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+ItemId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[^\s/]+$")]
+Token = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class RecoItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Something a customer can be shown: a destination, an ancillary, an offer."""
+
+    item_id: ItemId
+    category: Token | None = None
+    tags: Annotated[list[Token], msgspec.Meta(max_length=50)] = []
+    features: Annotated[dict[Token, float], msgspec.Meta(max_length=50)] = {}
+    created_at: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    hidden: bool = False
+
+
+class Interaction(msgspec.Struct, frozen=True, array_like=True):
+    """One feedback event: who, which item, what kind, its weight and its event time (epoch s)."""
+
+    user_id: str
+    item_id: str
+    kind: str
+    weight: float
+    at: float
+
+
+_item_json = msgspec.json.Decoder(RecoItem)
+_encoder = msgspec.json.Encoder()
+
+
+def encode_item(item: RecoItem) -> str:
+    return _encoder.encode(item).decode()
+
+
+def decode_item(body: str | bytes) -> RecoItem:
+    return _item_json.decode(body)

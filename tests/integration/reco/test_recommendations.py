@@ -1,0 +1,238 @@
+"""Recommendations through the real app: events through ingest change lists at once; exclusions, categories,
+unknown users, the cache, restarts, future and replayed events, paid orders, bounded user state."""
+
+import asyncio
+
+import msgspec
+import pytest
+
+from app.main import PLATFORM, create_app
+from tests.conftest import make_config
+from tests.integration.reco.helpers import browse_history, event, ids, ingest, recommend, seed_items, staff
+
+
+@pytest.fixture
+async def reco(aiohttp_client, tmp_path, clock):
+    config = make_config(tmp_path, reco__explore_items=0)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    headers = await staff(client)
+    await seed_items(client, headers)
+    return client, headers
+
+
+async def test_a_view_changes_the_users_list_at_once_with_reasons(reco, clock):
+    client, headers = reco
+    await browse_history(client, headers, clock)
+    before = await recommend(client, headers, "ana", n=3)
+    assert before["model"] == "popular"  # an unknown user: 200 with what is popular
+    await ingest(client, headers, [event("ana", "product_view", "dest-BCN")])
+    after = await recommend(client, headers, "ana", n=3)
+    assert after["strategy"] == "personalized" and after["model"] == "seed"
+    assert after["items"][0] == {"item_id": "dest-MAD", "score": after["items"][0]["score"],
+                                 "reason": "co-viewed with dest-BCN"}
+    cf = await recommend(client, headers, "ana", strategy="cf", n=1)
+    assert ids(cf) == ["dest-MAD"]
+    trending = await recommend(client, headers, "ana", strategy="trending", n=2)
+    assert trending["items"][0]["reason"].startswith("trending in ")
+
+
+async def test_every_strategy_answers(reco, clock):
+    client, headers = reco
+    await browse_history(client, headers, clock)
+    await ingest(client, headers, [event("ana", "purchase", "lounge-pass"), event("ana", "click", "dest-LHR")])
+    for strategy in ("personalized", "cf", "content_based", "frequently_bought_together", "trending",
+                     "new_arrivals"):
+        answer = await recommend(client, headers, "ana", strategy=strategy, n=4)
+        assert answer["strategy"] == strategy and len(answer["items"]) == 4, answer
+        assert "lounge-pass" not in ids(answer)  # bought: never recommended back
+        assert all(i["reason"] for i in answer["items"])
+    assert {i["reason"] for i in (await recommend(client, headers, "ana", strategy="new_arrivals"))["items"]} == \
+        {"new"}
+
+
+async def test_dismissed_and_bought_items_never_come_back_and_exclude_seen_leaves_out_everything_seen(reco, clock):
+    client, headers = reco
+    await browse_history(client, headers, clock)
+    await ingest(client, headers, [event("bo", "product_view", "dest-BCN")])
+    assert ids(await recommend(client, headers, "bo", n=1)) == ["dest-MAD"]
+    await ingest(client, headers, [event("bo", "dismiss", "dest-MAD")])
+    listed = ids(await recommend(client, headers, "bo", n=20))
+    assert "dest-MAD" not in listed and "dest-BCN" in listed  # viewed only: still shown by default
+    assert "dest-BCN" not in ids(await recommend(client, headers, "bo", n=20, exclude="seen"))
+    assert "dest-LHR" not in ids(await recommend(client, headers, "bo", n=20, exclude="dest-LHR,seen"))
+    await ingest(client, headers, [event("bo", "purchase", "dest-CDG")])
+    assert "dest-CDG" not in ids(await recommend(client, headers, "bo", n=20))
+
+
+async def test_categories_filter_and_hidden_items_never_appear(reco, clock):
+    client, headers = reco
+    await browse_history(client, headers, clock)
+    await ingest(client, headers, [event("cy", "product_view", "dest-BCN")])
+    only = await recommend(client, headers, "cy", n=20, category="ancillary")
+    assert ids(only) and all(not i.startswith("dest-") for i in ids(only))
+    both = await recommend(client, headers, "cy", n=20, category="ancillary,destination")
+    assert len(ids(both)) == 10
+    await client.put("/v1/reco/items/dest-MAD", json={"category": "destination", "hidden": True}, headers=headers)
+    assert "dest-MAD" not in ids(await recommend(client, headers, "cy", n=20))
+    popular = await (await client.get("/v1/recommendations/popular", params={"n": "3", "category": "destination"},
+                                      headers=headers)).json()
+    assert ids(popular) == ["dest-BCN", "dest-CDG", "dest-LHR"]  # views 6 + 1, clicks 2 x 3, views 2
+    assert popular["items"][0]["reason"] == "popular in destination"
+
+
+async def test_unknown_users_get_popular_items(reco, clock):
+    client, headers = reco
+    await browse_history(client, headers, clock)
+    answer = await recommend(client, headers, "nobody", n=3)
+    assert (answer["user_id"], answer["strategy"], answer["model"]) == ("nobody", "personalized", "popular")
+    # BCN, MAD (6 views each) and CDG (2 clicks weighing 3): the most recent decays least.
+    assert ids(answer) == ["dest-CDG", "dest-MAD", "dest-BCN"]
+    assert [i["score"] for i in answer["items"]] == sorted((i["score"] for i in answer["items"]), reverse=True)
+    assert all(i["reason"] == "popular in destination" and i["score"] == pytest.approx(6.0, rel=1e-3)
+               for i in answer["items"])
+    for strategy in ("cf", "trending"):
+        assert ids(await recommend(client, headers, "nobody", strategy=strategy, n=3)) == ids(answer)
+
+
+async def test_the_cache_serves_repeats_and_the_users_event_invalidates_it(reco, clock):
+    client, headers = reco
+    metrics = client.app[PLATFORM].metrics
+    await browse_history(client, headers, clock)
+    await ingest(client, headers, [event("di", "product_view", "dest-BCN")])
+    first = await recommend(client, headers, "di", n=3)
+    assert await recommend(client, headers, "di", n=3) == first
+    assert metrics.reco_cache.labels("hit").value == 1
+    await ingest(client, headers, [event("di", "dismiss", "dest-MAD")])
+    assert "dest-MAD" not in ids(await recommend(client, headers, "di", n=3))
+    assert metrics.reco_cache.labels("hit").value == 1
+    text = (await (await client.get("/metrics")).text())
+    assert 'contrail_reco_requests_total{strategy="personalized"} 3.0' in text
+    assert 'contrail_reco_cache_total{result="miss"} 2.0' in text
+    assert "contrail_reco_feature_update_seconds_count" in text and 'contrail_reco_events_total{kind="dismiss"}' in text
+
+
+async def test_bad_requests_get_clear_4xx(reco, clock):
+    client, headers = reco
+    for params, field in (({"strategy": "magic"}, "strategy"), ({"n": "0"}, "n"), ({"n": "1001"}, "n"),
+                          ({"n": "101"}, "n"), ({"colour": "red"}, "colour")):
+        resp = await client.get("/v1/recommendations/ana", params=params, headers=headers)
+        assert resp.status == 400, params
+        assert field in (await resp.json())["error"]["message"], params
+    assert (await client.get("/v1/items/nope/similar", headers=headers)).status == 404
+
+
+async def test_future_timestamps_are_refused_naming_the_event(reco, clock):
+    client, headers = reco
+    events = [event("ed", "product_view", "dest-BCN"), event("ed", "click", "dest-MAD", clock.now() + 3600)]
+    resp = await client.post("/v1/channels/ingest", json=events, headers=headers)
+    assert resp.status == 422
+    error = (await resp.json())["error"]
+    assert error["code"] == "future_event" and "event 1 (click)" in error["message"], error
+    assert "ed" not in client.app[PLATFORM].reco.features.users  # nothing of the request was applied
+    await ingest(client, headers, [event("ed", "click", "dest-MAD", clock.now() + 60)])  # within the skew
+
+
+async def test_a_replayed_old_event_fires_no_activation_and_earns_no_stars(reco, clock):
+    client, headers = reco
+    platform = client.app[PLATFORM]
+    old = clock.now() - 2 * 86_400
+    body = await ingest(client, headers, [event("fe", "purchase", "dest-BCN", old, transaction_id="old-1"),
+                                          event("fe", "cart_abandon", "dest-BCN", old + 10)])
+    assert body["stars_earned_events"] == 0
+    await asyncio.sleep(0.1)
+    await platform.event_log.flush()
+    assert await platform.event_log.query("Activation", None, 0, 100) == []
+    assert (await client.get("/v1/loyalty/balance/fe", headers=headers)).status == 404  # no stars, no account
+    assert "dest-BCN" not in ids(await recommend(client, headers, "fe", n=20))  # but reco learned the purchase
+    body = await ingest(client, headers, [event("fe", "purchase", "dest-MAD", transaction_id="new-1"),
+                                          event("fe", "cart_abandon", "dest-MAD")])
+    assert body["stars_earned_events"] == 1
+    await asyncio.sleep(0.1)
+    await platform.event_log.flush()
+    assert len(await platform.event_log.query("Activation", None, 0, 100)) >= 1
+    assert (await (await client.get("/v1/loyalty/balance/fe", headers=headers)).json())["balance"] > 0
+
+
+async def test_features_survive_a_restart(aiohttp_client, tmp_path, clock):
+    config = make_config(tmp_path, reco__explore_items=0)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    headers = await staff(client)
+    await seed_items(client, headers)
+    await browse_history(client, headers, clock)
+    await ingest(client, headers, [event("gu", "product_view", "dest-BCN"), event("gu", "dismiss", "dest-LHR"),
+                                   event("gu", "purchase", "seat-standard")])
+    strategies = ("personalized", "cf", "trending", "frequently_bought_together", "new_arrivals", "content_based")
+    before = {s: await recommend(client, headers, "gu", strategy=s, n=6) for s in strategies}
+    popular = await (await client.get("/v1/recommendations/popular", headers=headers)).json()
+    similar = await (await client.get("/v1/items/dest-BCN/similar", headers=headers)).json()
+    await client.close()
+
+    again = await aiohttp_client(create_app(config, clock=clock))
+    headers = await staff(again)
+    assert {s: await recommend(again, headers, "gu", strategy=s, n=6) for s in strategies} == before
+    assert await (await again.get("/v1/recommendations/popular", headers=headers)).json() == popular
+    assert await (await again.get("/v1/items/dest-BCN/similar", headers=headers)).json() == similar
+    assert similar["source"] == "coview" and ids(similar)[0] == "dest-MAD"
+
+
+async def test_a_paid_order_makes_its_destination_and_products_the_customers_purchases(aiohttp_client, tmp_path,
+                                                                                     clock):
+    from tests.integration.retail.helpers import booked, customer, pay, seed_catalog
+    client = await aiohttp_client(create_app(make_config(tmp_path, reco__explore_items=0), clock=clock))
+    platform = client.app[PLATFORM]
+    await seed_catalog(platform, clock)
+    headers = await customer(client, "oli")
+    account = platform.account_store.by_email("oli@example.com")
+    order = await booked(client, headers, clock)
+    assert (await pay(client, headers, order["id"])).status == 200
+    state = platform.reco.features.users.peek(account.id)
+    bought = {platform.reco.features.items.ids[i] for i in state.final}
+    assert "dest-BCN" in bought
+    mine = await recommend(client, headers, account.id, n=20)
+    assert "dest-BCN" not in ids(mine)
+    assert (await client.get("/v1/recommendations/someone-else", headers=headers)).status == 403
+
+
+async def test_user_state_stays_bounded_under_many_users(aiohttp_client, tmp_path, clock):
+    config = make_config(tmp_path, reco__max_users=50, reco__explore_items=0)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    headers = await staff(client)
+    await seed_items(client, headers)
+    events = [event(f"u{n}", "product_view", "dest-BCN" if n % 2 else "dest-MAD") for n in range(400)]
+    await ingest(client, headers, events)
+    reco = client.app[PLATFORM].reco
+    assert len(reco.features.users) == 50
+    text = await (await client.get("/metrics")).text()
+    assert 'contrail_cache_entries{cache="reco_users"} 50.0' in text
+    assert 'contrail_cache_evictions_total{cache="reco_users"} 350.0' in text
+    # A forgotten user comes back from storage: their view still counts, and it is excluded with exclude=seen.
+    assert "u1" not in reco.features.users
+    assert "dest-BCN" not in ids(await recommend(client, headers, "u1", n=20, exclude="seen"))
+    assert (await recommend(client, headers, "u1"))["model"] != "popular"
+    # A forgotten user's new event brings their history back first: the old view still counts as seen.
+    assert "u3" not in reco.features.users
+    await ingest(client, headers, [event("u3", "dismiss", "dest-LHR")])
+    seen = {reco.features.items.ids[i] for i in reco.features.users.peek("u3").seen}
+    assert seen == {"dest-BCN", "dest-LHR"}
+
+
+async def test_personalized_lists_carry_an_exploratory_item_when_configured(client, clock):
+    headers = await staff(client)
+    await seed_items(client, headers)
+    await browse_history(client, headers, clock)
+    await ingest(client, headers, [event("hu", "product_view", "dest-BCN")])
+    answer = await recommend(client, headers, "hu", n=4)
+    assert [i["reason"] for i in answer["items"]][-1] == "explore: something different"
+    assert len(set(ids(answer))) == 4
+    assert msgspec.json.decode(msgspec.json.encode(answer))  # plain JSON
+
+
+async def test_content_based_without_any_item_features_is_422(aiohttp_client, tmp_path, clock):
+    client = await aiohttp_client(create_app(make_config(tmp_path), clock=clock))
+    headers = await staff(client)
+    await ingest(client, headers, [event("iv", "product_view", "a"), event("iv", "product_view", "b")])
+    resp = await client.get("/v1/recommendations/iv", params={"strategy": "content_based"}, headers=headers)
+    assert resp.status == 422 and "item features" in (await resp.json())["error"]["message"]
+    await client.put("/v1/reco/items/b", json={"category": "x", "hidden": True}, headers=headers)
+    similar = await (await client.get("/v1/items/a/similar", headers=headers)).json()
+    assert similar["items"] == []  # b is co-viewed with a, but hidden

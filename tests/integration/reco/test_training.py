@@ -1,0 +1,62 @@
+"""Retraining: from the stored interactions, evaluated on held-out events, swapped in atomically."""
+
+import numpy as np
+
+from app.main import PLATFORM, create_app
+from tests.conftest import make_config
+from tests.integration.reco.helpers import event, ids, ingest, recommend, staff
+
+
+def clustered_history(now: float, users: int = 90, seed: int = 1) -> list[dict]:
+    """Shoppers of three tastes, each viewing 6 items of their cluster (of 20) in order, a minute apart."""
+    rng = np.random.default_rng(seed)
+    clusters = [[f"c{c}-{i}" for i in range(20)] for c in range(3)]
+    events = []
+    for u in range(users):
+        items = rng.permutation(clusters[u % 3])[:6]
+        start = now - 86_400 + u * 900
+        events += [event(f"s{u}", "product_view", str(item), start + k * 60) for k, item in enumerate(items)]
+    return events
+
+
+async def test_train_evaluates_on_held_out_events_and_swaps_the_model_in(aiohttp_client, tmp_path, clock):
+    config = make_config(tmp_path, reco__explore_items=0, reco__factors=8, reco__coview_window=1)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    headers = await staff(client)
+    admin = {"X-Api-Key": (await client.app[PLATFORM].api_keys.create("ops", "admin"))[1]}
+    early = await (await client.post("/v1/admin/reco/train", headers=admin)).json()
+    assert early["live"] is False and "training needs 50" in early["reason"]
+    assert (await client.post("/v1/admin/reco/train", headers=headers)).status == 403  # partners do not train
+
+    await ingest(client, headers, clustered_history(clock.now()))
+    similar = await (await client.get("/v1/items/c0-1/similar", params={"n": "3"}, headers=headers)).json()
+    assert similar["source"] == "coview"
+    resp = await client.post("/v1/admin/reco/train", headers=admin)
+    assert resp.status == 200, await resp.text()
+    result = await resp.json()
+    assert result["live"] is True, result
+    assert result["version"] == "als-1" and result["model"] in ("als-1:learned", "als-1:seed")
+    evaluation = result["evaluation"]
+    assert evaluation["users"] == 90 and evaluation["events"] == 540
+    assert evaluation["hr@10"] >= evaluation["serving_hr@10"] and evaluation["hr@10"] > 0.5
+    assert len(result["weights"]) == 4 and result["weights_kind"] in ("learned", "seed")
+
+    answer = await recommend(client, headers, "s0", n=3, exclude="seen")
+    assert answer["model"] == result["model"]
+    assert all(i.startswith("c0-") for i in ids(answer))  # the user's own taste
+    assert all(r["reason"].startswith(("co-viewed with c0-", "similar to c0-")) for r in answer["items"])
+    similar = await (await client.get("/v1/items/c0-1/similar", params={"n": "3"}, headers=headers)).json()
+    assert similar["source"] == "embeddings" and similar["model"] == "als-1"
+    text = await (await client.get("/metrics")).text()
+    assert 'contrail_reco_model_info{version="als-1"' in text
+    assert 'contrail_reco_evaluation{metric="hr@10"}' in text
+    assert 'contrail_reco_trainings_total{outcome="live"} 1.0' in text
+
+
+async def test_the_periodic_retrain_is_a_supervised_task_unless_disabled(aiohttp_client, tmp_path, clock):
+    on = await aiohttp_client(create_app(make_config(tmp_path / "on", reco__retrain_interval_s=60), clock=clock))
+    assert "reco_retrain" in on.app[PLATFORM].supervisor.states
+    ready = await (await on.get("/health/ready")).json()
+    assert "reco_retrain" in str(ready)
+    off = await aiohttp_client(create_app(make_config(tmp_path / "off", reco__retrain_interval_s=0), clock=clock))
+    assert "reco_retrain" not in off.app[PLATFORM].supervisor.states
