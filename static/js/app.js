@@ -11,6 +11,7 @@ const PAGES = [
   ["operations", "Operations", ["admin"], "./pages/operations.js"],
   ["campaigns", "Campaigns", ["admin", "approver"], "./pages/campaigns.js"],
   ["mail", "Mail", ["admin"], "./pages/mail.js"],
+  ["reco", "Recommendations", ["admin"], "./pages/reco.js"],
   ["api", "API", ["guest", "customer", "admin", "approver", null], "./pages/api.js"],
   ["health", "Health", ["guest", "customer", "admin", "approver", null], "./pages/health.js"],
   ["signin", "Sign in", [], "./pages/signin.js"],
