@@ -49,4 +49,4 @@ def test_an_unclosed_string_of_escaped_quotes_is_checked_in_linear_time():
     body = b"[" * 65 + b'"' + b'\\"' * 500_000
     started = time.perf_counter()
     nesting_exceeds(body)
-    assert time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started < 2.0  # about 0.05 s; backtracking took an hour
