@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import bidding, channels, group_commit, load, loyalty, retail
+from bench import bidding, channels, group_commit, load, loyalty, reco, retail
 from bench.server import ServerProcess, free_port
 
 
@@ -34,6 +34,7 @@ def main() -> int:
         server.start()
         protocol_rows: list[tuple[str, float]] = []
         email_rates: tuple[float, float] | None = None
+        reco_info: dict | None = None
         try:
             bidding.seed_campaigns(server, admin_key)
             baseline = load.run(server.url, load.baseline(), args.seconds)
@@ -54,6 +55,9 @@ def main() -> int:
                 results += retail.run_all(server, args.seconds)
             if not args.only or "loyalty" in args.only:
                 results += loyalty.run_all(server, pos_key, args.seconds)
+            if not args.only or "reco" in args.only:  # before ingest: its own catalogue and users, then lists
+                reco_results, reco_info = reco.run_all(server, admin_key, args.seconds)
+                results += reco_results
             if not args.only or "ingest" in args.only:
                 results.append(load.run(server.url, channels.ingest_scenario(admin_key), args.seconds))
                 held = channels.ingest_scenario(admin_key)  # the target: 20,000 events/s, 200 batches of 100
@@ -79,6 +83,18 @@ def main() -> int:
         print(f"{r.name:<44}{r.rps:>10.0f}{r.p50_ms:>9.2f}{r.p95_ms:>9.2f}{r.p99_ms:>9.2f}"
               f"{ratio:>8}{r.errors:>8}{gcs:>10}" + (f"  [{r.baseline_rps:,.0f}]" if r.baseline_rps else "")
               + (f"  rounds {' '.join(f'{x:.2f}' for x in r.ratios)}" if r.ratios else ""))
+
+    if reco_info is not None:
+        i = reco_info
+        print(f"\nReco lists: {i['items']} items, {i['events']:,} events of {i['users']:,} users loaded through ingest"
+              f" in {i['load_s']:.1f}s ({i['dropped']:.0f} dropped); training {i['train_s']:.1f}s, live={i['live']}"
+              f" ({i['model']}); list cache during the scenarios: {i['cache_hits']:.0f} hits,"
+              f" {i['cache_misses']:.0f} misses")
+        cpu = i["cpu_us"]
+        print("Server main-thread CPU per request, alternating runs (us): ping "
+              + " ".join(f"{x:.0f}" for x in cpu["ping"]) + "; uncached list "
+              + " ".join(f"{x:.0f}" for x in cpu["list"])
+              + f"; inside RecoService.recommend {i['service_us']:.0f} us a list (its latency histogram)")
 
     if email_rates is not None:
         print(f"\nEmail to the embedded SMTP sink: {email_rates[0]:,.0f} activations queued/s (durable outbox), "

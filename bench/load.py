@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -218,15 +219,18 @@ def baseline() -> Scenario:
     return Scenario("baseline /v1/ping", "/v1/ping")
 
 
-def run_with_baseline(base_url: str, scenario: Scenario, seconds: float, rounds: int = 3) -> Result:
+def run_with_baseline(base_url: str, scenario: Scenario | Callable[[], Scenario], seconds: float, rounds: int = 3
+                      ) -> Result:
     """run() `rounds` times, the trivial endpoint before, between and after: each round's ratio is to the
     mean of the baselines either side of it, and the round with the median ratio is the result (its
     `ratios` hold every round's). The machine's speed drifts by a fifth within a minute and dips for
-    seconds at a time; one round against one baseline pair moved by a quarter from run to run."""
+    seconds at a time; one round against one baseline pair moved by a quarter from run to run. `scenario` may be
+    a function making each round's (a scenario whose requests must not repeat across rounds)."""
+    make = scenario if callable(scenario) else lambda: scenario
     pings = [run(base_url, baseline(), seconds)]
     results = []
     for _ in range(rounds):
-        results.append(run(base_url, scenario, seconds))
+        results.append(run(base_url, make(), seconds))
         pings.append(run(base_url, baseline(), seconds))
     ratios = []
     for result, (before, after) in zip(results, itertools.pairwise(pings), strict=True):

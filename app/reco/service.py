@@ -21,7 +21,7 @@ from app.runtime.clock import Clock
 from app.runtime.lru import LRU
 from ml.reco import strategies as st
 from ml.reco.interactions import ItemMeta
-from ml.reco.ranking import lexicographic, top_n
+from ml.reco.ranking import lexicographic, top_n, zscore_rows
 from state.reco import Interaction, RecoItem
 
 log = logging.getLogger("contrail.reco")
@@ -66,6 +66,9 @@ class RecoService:
         self.lists: LRU[tuple, tuple[float, int, str, dict]] = LRU(config.cache_entries, "reco_lists")
         self.weights: tuple[float, ...] = st.SEED_WEIGHTS
         self.learned = False
+        self.fast = True  # personalized and cf lists by the fast path (False: the plain one, its reference)
+        self._snapshot_arrays: tuple | None = None
+        self._unit_cache: tuple[np.ndarray, np.ndarray] | None = None
         self.trained = 0
         self.last_evaluation: dict[str, Any] | None = None
         self._training: asyncio.Lock = asyncio.Lock()
@@ -179,13 +182,20 @@ class RecoService:
         if state is None:  # an unknown user: what is popular (in the categories asked for)
             items = self._popular(model, n, categories)
             return {"user_id": user_id, "strategy": strategy, "model": "popular", "items": items}
-        ctx = f.context(state)
-        if strategy == "personalized":
-            scores = st.personalized(model, ctx, self.weights)
-        elif strategy == "content_based" and model.features is None:
-            raise RuleViolation("content_based needs item features (category, tags or features); no item has any")
+        reasons_of: Callable[[list[int]], list[str]]
+        if self.fast and strategy in ("personalized", "cf"):
+            recent = f.recent_row(state)
+            scores = self._fast_scores(strategy, model, recent)
+            reasons_of = lambda picked: self._fast_reasons(strategy, model, recent, picked)  # noqa: E731
         else:
-            scores = st.STRATEGIES[strategy](model, ctx)
+            ctx = f.context(state)
+            if strategy == "personalized":
+                scores = st.personalized(model, ctx, self.weights)
+            elif strategy == "content_based" and model.features is None:
+                raise RuleViolation("content_based needs item features (category, tags or features); no item has any")
+            else:
+                scores = st.STRATEGIES[strategy](model, ctx)
+            reasons_of = lambda picked: self._reasons(strategy, model, ctx, picked)  # noqa: E731
         scores = np.array(scores[0], dtype=np.float64)
         allowed = self._allowed(categories)
         excluded = set(state.final)
@@ -202,10 +212,11 @@ class RecoService:
         top, vals = top_n(scores, n)
         picked = [int(i) for i in top[0] if i >= 0]
         values = [float(v) for v, i in zip(vals[0], top[0], strict=True) if i >= 0]
-        reasons = self._reasons(strategy, model, ctx, picked)
+        reasons = reasons_of(picked)
         if explore and len(picked) >= n:
-            pool = np.flatnonzero(allowed)
-            pool = pool[~np.isin(pool, picked[:n - explore])]
+            rest = allowed.copy()
+            rest[picked[:n - explore]] = False
+            pool = np.flatnonzero(rest)
             if len(pool):
                 rng = np.random.default_rng(zlib.crc32(user_id.encode()) ^ int(model.now // 3600))
                 extra = rng.choice(pool, size=min(explore, len(pool)), replace=False)
@@ -218,6 +229,95 @@ class RecoService:
         return {"user_id": user_id, "strategy": strategy, "model": name,
                 "items": [{"item_id": f.items.ids[i], "score": round(v, 6), "reason": r}
                           for i, v, r in zip(picked, values, reasons, strict=True)]}
+
+    # ---- the fast path of personalized and cf lists ----
+    # One user's list without sparse matrices: the same arithmetic as ml/reco/strategies.py in the same order (so
+    # the same numbers to the last bit), on the snapshot's arrays kept per snapshot. `fast = False` serves the plain
+    # path, which tests/unit/app/reco/test_fast_path.py compares it with.
+
+    def _dense(self, model: st.RecoModel) -> tuple:
+        """Per snapshot: co-view as float64 CSR arrays, the debias divisor, the constant z-scored signals."""
+        cached = self._snapshot_arrays
+        if cached is not None and cached[0] is model:
+            return cached
+        coview = model.coview
+        constant = zscore_rows(np.stack([model.decayed_popularity, st.item_recency(model)]))
+        cached = (model, np.asarray(coview.indptr, dtype=np.int64), np.asarray(coview.indices, dtype=np.int64),
+                  np.asarray(coview.data, dtype=np.float64), np.asarray(coview.data),
+                  np.maximum(model.popularity, 1.0) ** model.config.debias,
+                  np.ascontiguousarray(constant[0:1]), np.ascontiguousarray(constant[1:2]))
+        self._snapshot_arrays = cached
+        return cached
+
+    def _unit64(self, emb: Any) -> np.ndarray:
+        """The embeddings' unit vectors as float64 (exact), kept per model for the profile's sum."""
+        if self._unit_cache is None or self._unit_cache[0] is not emb.unit:
+            self._unit_cache = (emb.unit, emb.unit.astype(np.float64))
+        return self._unit_cache[1]
+
+    @staticmethod
+    def _segments(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For CSR rows `rows` (in order): each stored entry's position and which of `rows` it belongs to."""
+        starts, ends = indptr[rows], indptr[rows + 1]
+        lengths = ends - starts
+        total = int(lengths.sum())
+        owner = np.repeat(np.arange(len(rows)), lengths)
+        offsets = np.cumsum(lengths) - lengths
+        positions = np.arange(total) - np.repeat(offsets, lengths) + np.repeat(starts, lengths)
+        return positions, owner
+
+    def _fast_scores(self, strategy: str, model: st.RecoModel, recent: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        _, indptr, indices, data64, _, divisor, popularity_z, recency_z = self._dense(model)
+        items, weights = recent
+        n = model.n_items
+        raw = np.zeros(n)
+        if len(items):  # recent @ coview: each recent item's row added in turn, as scipy's csr_matmat does
+            positions, owner = self._segments(indptr, items)
+            np.add.at(raw, indices[positions], weights[owner] * data64[positions])
+        coview = raw[None, :] / divisor
+        if strategy == "cf":
+            return lexicographic(coview, model.popularity)
+        emb = model.embeddings
+        if emb is None:
+            embedding = np.zeros((1, n), dtype=np.float64)
+        else:  # (recent @ unit) @ unit.T: the profile summed in turn, as scipy's csr_matvecs does
+            unit64 = self._unit64(emb)
+            if len(items):
+                profile = np.cumsum(weights[:, None] * unit64[items], axis=0)[-1:]
+            else:
+                profile = np.zeros((1, emb.unit.shape[1]))
+            embedding = np.asarray(profile @ emb.unit.T)  # as numpy multiplies float64 by float32 (not unit64)
+        signals = [zscore_rows(coview), zscore_rows(embedding), popularity_z, recency_z]
+        return st.combine(signals, self.weights)
+
+    def _fast_reasons(self, strategy: str, model: st.RecoModel, recent: tuple[np.ndarray, np.ndarray],
+                      items: list[int]) -> list[str]:
+        ids = self.features.items.ids
+        if not items:
+            return []
+        arr = np.array(items)
+        anchors, weights = recent
+        _, indptr, indices, _, data, _, _, _ = self._dense(model)
+        if len(anchors):  # st.strongest_anchor: coview[anchors][:, items] * weights
+            where = np.full(model.n_items, -1, dtype=np.int64)
+            where[arr] = np.arange(len(arr))
+            block = np.zeros((len(anchors), len(arr)), dtype=data.dtype)
+            positions, owner = self._segments(indptr, anchors)
+            column = where[indices[positions]]
+            hit = column >= 0
+            block[owner[hit], column[hit]] = data[positions[hit]]
+            contrib = block * weights[:, None]
+            best = contrib.argmax(axis=0)
+            strongest = np.where(contrib.max(axis=0) > 0, anchors[best], -1).astype(np.int64)
+        else:
+            strongest = np.full(len(items), -1, dtype=np.int64)
+        similar = np.full(len(items), -1)
+        if strategy == "personalized" and model.embeddings is not None and len(anchors):
+            unit = model.embeddings.unit
+            cos = np.where((weights > 0)[:, None], unit[anchors] @ unit[arr].T, -1.0)
+            similar = np.where(cos.max(axis=0) > 0.5, anchors[cos.argmax(axis=0)], -1)
+        return [f"co-viewed with {ids[a]}" if a >= 0 else f"similar to {ids[b]}" if b >= 0
+                else self._popular_reason(i) for i, a, b in zip(items, strongest, similar, strict=True)]
 
     def _popular_reason(self, i: int) -> str:
         category = self.features.items.category(i)
