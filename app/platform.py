@@ -100,16 +100,19 @@ class Platform:
         self.supervisor.add_periodic("retention", 60, self._retention)
 
         # Each domain is built by its own wiring, in dependency order: bidding reads loyalty's member
-        # features, channels use loyalty and bidding's profiles; retail and loyalty meet on the bus.
+        # features; reco comes before retail and channels, which take its lists at construction (offer
+        # bundles, activation messages), and needs of them only a flight's destination, looked up when a
+        # paid order arrives; channels use loyalty, bidding's profiles and the catalog's product names;
+        # retail and loyalty meet on the bus.
         infra = Infra(config, self.clock, metrics, self.bus, self.supervisor, self.records_db,
                       SqliteUnitOfWork(self.records_db), self.events_db,
                       self.event_log, self.hub, self.public_urls, self.audit)
         self.loyalty_domain = loyalty_wiring.build(infra)
         self.bidding = bidding_wiring.build(infra, self.loyalty_domain.loyalty.features)
-        self.retail = retail_wiring.build(infra)
-        self.channels = channels_wiring.build(infra, self.loyalty_domain.loyalty, self.bidding.profiles,
-                                              self._email_of)
         self.reco_domain = reco_wiring.build(infra, self._destination_of)
+        self.retail = retail_wiring.build(infra, self.reco_domain.reco)
+        self.channels = channels_wiring.build(infra, self.loyalty_domain.loyalty, self.bidding.profiles,
+                                              self._email_of, self.reco_domain.reco, self.retail.catalog.product_name)
         # Each domain's services as attributes of the platform too (`platform.orders`), for the edges,
         # the operator commands and the tests.
         loyalty_domain = self.loyalty_domain

@@ -5,13 +5,19 @@ have a token, in-app, SMS if they have a phone, email if they have an address, w
 personalisation, paid media. A channel is only tried when the customer can be reached on it
 and a sender for it exists (email, in-app, in-store and web are built in; push, SMS and paid
 media need their provider URLs); the suppression list is checked before every send.
+
+A customer with recommendations finds their top few recommended items at the end of an email (text and
+HTML) and of an in-app message: destinations as links to the console's shop, ancillaries by name.
 """
 
 from __future__ import annotations
 
+import html as html_lib
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from typing import Protocol
 
 from app import ids
 from app.channels.email import EmailService
@@ -22,12 +28,26 @@ from app.errors import InvalidInput
 from app.runtime.clock import Clock
 from state.ports import ActivationCountStore
 
+log = logging.getLogger("contrail.channels")
+
+RECOMMENDED_IN_MESSAGE = 3  # recommended items appended to a message
+_RECOMMENDED_ASKED = 5  # asked for: the personalized list ends with an exploratory item, kept out of the top three
+
+
+class Recommendations(Protocol):
+    """What activation needs of the recommendation engine (app.reco.service.RecoService is one)."""
+
+    async def recommend(self, user_id: str, strategy: str = "personalized", n: int = 10,
+                        categories: list[str] | None = None, exclude: list[str] | None = None) -> dict: ...
+
 
 def _utc_day(at: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(at))
 
 
 CASCADE = ("in_store", "preferred", "push", "in_app", "sms", "email", "web", "paid_media")
+# The channels whose messages carry recommended items (push and SMS stay short; paid media is not a message).
+_CARRIES_RECOMMENDED = frozenset({"email", "in_app", "in_store", "web"})
 # Suppression list channel for each activation channel (in-app and paid media answer to "all" entries only).
 _SUPPRESSION_CHANNEL = {"email": "email", "sms": "sms", "push": "push"}
 
@@ -35,8 +55,13 @@ _SUPPRESSION_CHANNEL = {"email": "email", "sms": "sms", "push": "push"}
 class ActivationService:
     def __init__(self, config, members, email: EmailService, inapp: InAppService, adaptors: Providers,
                  suppression: SuppressionService, counts: ActivationCountStore, clock: Clock, log_event,
-                 seen_on_web: Callable[[str], bool]) -> None:
+                 seen_on_web: Callable[[str], bool], recommendations: Recommendations | None = None,
+                 product_name: Callable[[str], str | None] = lambda _: None,
+                 shop_base: Callable[[], str] = lambda: "") -> None:
         self._config = config
+        self._recommendations = recommendations
+        self._product_name = product_name  # a catalog product id -> its name (None: not a product on sale)
+        self._shop_base = shop_base  # where the console is served: the shop's links start there
         self._members = members  # user_id -> Member (contact details, preferred channel) or None
         self._email = email
         self._inapp = inapp
@@ -98,6 +123,32 @@ class ActivationService:
         except ProviderError:
             return "failed", None
 
+    async def recommended(self, user_id: str) -> list[tuple[str, str, str | None]]:
+        """The customer's top recommended destinations and ancillaries as (item id, label, link or None): none
+        for someone without history (their list would only be what is popular) or when the engine fails."""
+        if self._recommendations is None:
+            return []
+        try:
+            answer = await self._recommendations.recommend(user_id, "personalized", _RECOMMENDED_ASKED,
+                                                           ["destination", "ancillary"])
+        except Exception as exc:  # recommendations are an extra: the message goes out without them
+            log.warning("no recommendations for an activation", extra={"error": repr(exc)[:200]})
+            return []
+        if answer.get("model") == "popular":
+            return []
+        out: list[tuple[str, str, str | None]] = []
+        for entry in answer.get("items", ()):
+            item_id = entry["item_id"]
+            if item_id.startswith("dest-") and len(item_id) > 5:
+                airport = item_id[5:]
+                out.append((item_id, f"Flights to {airport}",
+                            f"{self._shop_base().rstrip('/')}/#/shop?destination={airport}"))
+            elif (name := self._product_name(item_id)) is not None:
+                out.append((item_id, name, None))
+            if len(out) == RECOMMENDED_IN_MESSAGE:
+                break
+        return out
+
     def _today(self) -> str:
         now = self._clock.now()
         if not self._day_start <= now < self._day_start + 86_400:
@@ -121,6 +172,7 @@ class ActivationService:
         day = self._today()
         result = {"activation_id": activation_id, "channel": None, "status": "unreachable",
                   "provider_message_id": None}
+        picks: list[tuple[str, str, str | None]] | None = None  # asked for once, before the first send
         if self.capped(user_id):
             result["status"] = "capped"
         else:
@@ -136,7 +188,12 @@ class ActivationService:
                     if self._suppression.is_suppressed(identifiers, _SUPPRESSION_CHANNEL.get(ch, ch)) is not None:
                         result.update(channel=ch, status="suppressed")
                         continue
-                    status, provider_id = await self._send(ch, user_id, member, activation_id, subject, text, html)
+                    if picks is None and ch in _CARRIES_RECOMMENDED:
+                        picks = await self.recommended(user_id)
+                    body, body_html = with_recommended(text, html, picks or []) if ch in _CARRIES_RECOMMENDED \
+                        else (text, html)
+                    status, provider_id = await self._send(ch, user_id, member, activation_id, subject, body,
+                                                           body_html)
                     result.update(channel=ch, status=status, provider_message_id=provider_id)
                     if status in ("queued", "delivered", "sent"):
                         sent = True
@@ -145,5 +202,22 @@ class ActivationService:
             finally:
                 if not sent:
                     self._sent_today[user_id] -= 1  # nothing went out: give the slot back
-        self._log_event("Activation", {**result, "user_id": user_id, "campaign": campaign})
+        carried = result["status"] in ("queued", "delivered") and result["channel"] in _CARRIES_RECOMMENDED
+        recommended = [item_id for item_id, _, _ in picks or ()] if carried else []
+        self._log_event("Activation", {**result, "user_id": user_id, "campaign": campaign,
+                                       **({"recommended": recommended} if recommended else {})})
         return result
+
+
+def with_recommended(text: str, html: str | None, picks: list[tuple[str, str, str | None]]
+                     ) -> tuple[str, str | None]:
+    """The message's text and HTML (when it has one) with the recommended items appended."""
+    if not picks:
+        return text, html
+    lines = [f"- {label}: {link}" if link else f"- {label}" for _, label, link in picks]
+    text = f"{text.rstrip()}\n\nRecommended for you:\n" + "\n".join(lines) + "\n"
+    if html is not None:
+        entries = "".join(f'<li><a href="{html_lib.escape(link)}">{html_lib.escape(label)}</a></li>' if link
+                          else f"<li>{html_lib.escape(label)}</li>" for _, label, link in picks)
+        html = f"{html}\n<h3>Recommended for you</h3>\n<ul>{entries}</ul>"
+    return text, html

@@ -1,5 +1,6 @@
 """Builds the channels domain: suppression, the email outbox and sender, in-app messages, push/SMS/paid-media
-providers, activation, omnichannel ingest and email analytics."""
+providers, activation (its messages carry the customer's recommended items: the reco domain, built before),
+omnichannel ingest and email analytics."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from adapters.sqlite.inbox import SqliteInboxStore
 from adapters.sqlite.outbox import SqliteOutboxStore
 from adapters.sqlite.suppressions import SqliteSuppressionStore
 from app.bidding.profiles import ProfileCache
-from app.channels.activation import ActivationService
+from app.channels.activation import ActivationService, Recommendations
 from app.channels.analytics import EmailAnalytics, load_verification_key
 from app.channels.confirmations import OrderConfirmations
 from app.channels.email import EmailService
@@ -44,8 +45,10 @@ class Channels:
 
 
 def build(infra: Infra, loyalty: LoyaltyService, profiles: ProfileCache,
-          email_of: Callable[[str], str | None]) -> Channels:
-    """`email_of`: an order owner's email address (None for guests), for order confirmations."""
+          email_of: Callable[[str], str | None], recommendations: Recommendations | None = None,
+          product_name: Callable[[str], str | None] = lambda _: None) -> Channels:
+    """`email_of`: an order owner's email address (None for guests), for order confirmations; `recommendations`
+    and `product_name` (a catalog product's name): the recommended items activation messages carry."""
     config, clock, metrics, log_event = infra.config, infra.clock, infra.metrics, infra.event_log.log_event
     suppression_store = SqliteSuppressionStore(infra.records_db)
     suppression = SuppressionService(suppression_store, clock, infra.audit)
@@ -57,7 +60,8 @@ def build(infra: Infra, loyalty: LoyaltyService, profiles: ProfileCache,
     adaptors = HttpAdaptors(config.adaptors)
     web_activity = WebActivity(clock)
     activation = ActivationService(config.channels, loyalty.member, email, inapp, adaptors, suppression,
-                                   SqliteActivationCountStore(infra.records_db), clock, log_event, web_activity.seen)
+                                   SqliteActivationCountStore(infra.records_db), clock, log_event, web_activity.seen,
+                                   recommendations, product_name, infra.public_urls.links)
     ingest = IngestService(config.ingest, loyalty, profiles, activation, web_activity, clock,
                            infra.event_log.log_events, infra.bus.publish)
     verification_key = load_verification_key(config.sendgrid.verification_key)

@@ -84,6 +84,17 @@ class CatalogService:
     def products(self) -> list[Product]:
         return self._store.products()
 
+    def find_product(self, product_id: str) -> Product | None:
+        """An active product by id; None for an unknown or retired one (and for any other id, such as a
+        recommended destination's)."""
+        product = self._store.product(product_id)
+        return product if product is not None and product.status == "active" else None
+
+    def product_name(self, product_id: str) -> str | None:
+        """An active product's name, for messages that mention it."""
+        product = self.find_product(product_id)
+        return product.name if product is not None else None
+
     def product_of_kind(self, kind: str) -> Product | None:
         """The active product sold for an ancillary kind (the first one created)."""
         return self._store.product_of_kind(kind)

@@ -9,15 +9,21 @@ Bundles per flight with room for the party:
 Every ancillary is per passenger. A bundle is only offered if its limited products have room.
 The best `retail.max_offers` by score are shown, and always the cheapest flight-only fare among the
 flights with room for the party (bundles outscore it, so on a busy route it would otherwise be dropped).
+
+Comfort and premium each have one optional ancillary, the last of their list (comfort's Meal, premium's
+Insurance). For a signed-in customer with recommendations it is the recommended ancillary ranked highest
+among the optional kinds the bundle does not already hold (CHOICES), when that product has room; everyone
+else, and a customer whose recommendations rank the default first, gets the bundle as listed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import weakref
 from collections import OrderedDict
-from typing import Annotated, Literal, NamedTuple
+from typing import Annotated, Literal, NamedTuple, Protocol
 
 import msgspec
 
@@ -29,9 +35,11 @@ from app.retail.catalog import CatalogService, product_resource, seat_resource
 from app.retail.pricing import SEGMENTS, day_start, discounted, fare_cents, percent_of, time_multiplier
 from app.retail.ranking import MARGIN_RATES, OfferSummary, Ranker, SearchContext, features
 from app.runtime.clock import Clock
-from state.catalog import Flight, ProductKind
+from state.catalog import Flight, Product, ProductKind
 from state.offers import Conditions, Item, Offer, SharedDraft
 from state.ports import OfferStore, UnitOfWork
+
+log = logging.getLogger("contrail.retail")
 
 CABINS = ("economy", "premium", "business")
 _DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
@@ -50,6 +58,24 @@ BUNDLES: dict[str, list[tuple[ProductKind, int]]] = {
     "corporate_flex": [("Bag", 0), ("Seat", 50)],
     "group_bags": [("Bag", 25)],
 }
+# The bundles with an optional ancillary: bundle -> (the kind in BUNDLES whose place it takes, the kinds that
+# may take it: the optional kinds the bundle does not hold otherwise). Seat and Bag are never swapped out.
+OPTIONAL_KINDS: tuple[ProductKind, ...] = ("Meal", "Lounge", "FastTrack", "Insurance", "CarbonOffset")
+CHOICES: dict[str, tuple[ProductKind, frozenset[str]]] = {
+    name: (BUNDLES[name][-1][0],
+           frozenset(k for k in OPTIONAL_KINDS if k not in {kind for kind, _ in BUNDLES[name][:-1]}))
+    for name in ("comfort", "premium")
+}
+RECOMMENDED_N = 10  # recommended ancillaries read per search (a catalog has a handful)
+# The recommended choice for each bundle that differs from BUNDLES: ((bundle, product id), ...), () for none.
+Choice = tuple[tuple[str, str], ...]
+
+
+class Recommendations(Protocol):
+    """What offer search needs of the recommendation engine (app.reco.service.RecoService is one)."""
+
+    async def recommend(self, user_id: str, strategy: str = "personalized", n: int = 10,
+                        categories: list[str] | None = None, exclude: list[str] | None = None) -> dict: ...
 
 
 class SearchQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -112,8 +138,10 @@ class OfferGenerated(msgspec.Struct, gc=False):
 
 class OfferService:
     def __init__(self, config: RetailConfig, catalog: CatalogService, offers: OfferStore, ranker: Ranker,
-                 clock: Clock, log_events, metrics, uow: UnitOfWork) -> None:
+                 clock: Clock, log_events, metrics, uow: UnitOfWork,
+                 recommendations: Recommendations | None = None) -> None:
         self._config = config
+        self._recommendations = recommendations
         self._uow = uow
         self._catalog = catalog
         self._offers = offers
@@ -149,12 +177,13 @@ class OfferService:
         the cheapest flight-only fare among the flights with room for the party (see shortlist); who
         ranked them (remote, model or rules)."""
         self.check(q)
+        choice = await self.recommended_choice(owner) if not is_guest else ()
         now = self._clock.now()
         drafts: list[Draft] = []
         cheapest = -1  # the index of the cheapest flight-only draft among the flights with room
         for flight in self._catalog.flights_on(q.origin, q.destination, q.departure_date):
             if flight.departure_at > now and self._catalog.seats_left(flight, q.cabin) >= q.passengers:
-                bundles = self._priced_bundles(flight, q, now)
+                bundles = self._priced_bundles(flight, q, now, choice)
                 # A flight's first draft is its flight-only fare, which needs nothing but the seats.
                 if bundles and bundles[0].offer.bundle == "flight_only" and (
                         cheapest < 0 or bundles[0].offer.total_cents < drafts[cheapest].offer.total_cents):
@@ -196,22 +225,51 @@ class OfferService:
             for rank, (offer, i, x) in enumerate(zip(chosen, shown, seen, strict=True), 1)])
         return chosen, source
 
-    def _priced_bundles(self, flight: Flight, q: SearchQuery, now: float) -> list[Draft]:
+    async def recommended_choice(self, owner: str) -> Choice:
+        """The optional ancillaries a signed-in customer's recommendations choose ((bundle, product id) for each
+        bundle whose choice is not its listed one); () for anyone else, a customer without history (whose list
+        is only what is popular), and whenever the engine fails (search goes on with the listed bundles)."""
+        kind, _, user_id = owner.partition(":")
+        if kind != "user" or not user_id or self._recommendations is None:
+            return ()
+        try:
+            answer = await self._recommendations.recommend(user_id, "personalized", RECOMMENDED_N, ["ancillary"])
+        except Exception as exc:  # recommendations are an extra: a search never fails for them
+            log.warning("no recommendations for offer search", extra={"error": repr(exc)[:200]})
+            return ()
+        if answer.get("model") == "popular":
+            return ()
+        return choose(self._catalog, [i["item_id"] for i in answer.get("items", ())])
+
+    def _priced_bundles(self, flight: Flight, q: SearchQuery, now: float, choice: Choice = ()) -> list[Draft]:
         """The flight's draft offers for this party, re-priced only when its inventory, the catalog or the
-        time-to-departure band has changed since they were last priced."""
-        key = (flight.id, q.cabin, q.passengers, q.segment)
+        time-to-departure band has changed since they were last priced. Drafts with a recommended choice are
+        cached per choice beside the listed ones (there are only as many choices as optional products), and
+        share the listed drafts of every bundle the choice leaves alone."""
+        key = (flight.id, q.cabin, q.passengers, q.segment, choice)
         stamp = (*self._catalog.pricing_stamp(flight.id), time_multiplier((flight.departure_at - now) / 3600))
         cached = self._drafts.get(key)
         if cached is not None and cached[0] == stamp:
             self._drafts.move_to_end(key)
             return cached[1]
-        drafts = self._bundles(flight, q, now)
+        if choice:
+            listed = {d.offer.bundle: d for d in self._priced_bundles(flight, q, now)}
+            drafts = self._bundles(flight, q, now, dict(choice), listed)
+        else:
+            drafts = self._bundles(flight, q, now)
         self._drafts[key] = (stamp, drafts)
         if len(self._drafts) > self._config.draft_cache_size:
             self._drafts.popitem(last=False)
         return drafts
 
-    def _bundles(self, flight: Flight, q: SearchQuery, now: float) -> list[Draft]:
+    def _has_room(self, flight: Flight, product: Product, passengers: int) -> bool:
+        return (product.capacity_per_flight is None
+                or self._catalog.available(product_resource(flight.id, product.id)) >= passengers)
+
+    def _bundles(self, flight: Flight, q: SearchQuery, now: float, chosen: dict[str, str] | None = None,
+                 listed_drafts: dict[str, Draft] | None = None) -> list[Draft]:
+        """The flight's bundles; with `chosen` ({bundle: product id}), those bundles' optional ancillary is that
+        product where it has room, and every other bundle is its draft in `listed_drafts` (absent: not offered)."""
         cabin = flight.cabins[q.cabin]
         fare = fare_cents(cabin.base_fare_cents, self._catalog.utilisation(flight, q.cabin),
                           (flight.departure_at - now) / 3600, q.segment)
@@ -219,17 +277,25 @@ class OfferService:
                            q.passengers, fare, 0, fare * q.passengers, seat_resource(flight.id, q.cabin))
         out = []
         for name in ["flight_only", "comfort", "premium", *rule_bundles(q.segment, q.passengers)]:
+            if chosen is not None and listed_drafts is not None and name not in chosen:
+                if name in listed_drafts:
+                    out.append(listed_drafts[name])
+                continue
             items, listed = [flight_item], flight_item.total_cents
             for kind, discount in BUNDLES[name]:
                 product = self._catalog.product_of_kind(kind)
+                if chosen and name in chosen and kind == CHOICES[name][0]:
+                    alternative = self._catalog.find_product(chosen[name])
+                    if alternative is not None and self._has_room(flight, alternative, q.passengers):
+                        product = alternative  # else the listed product, as for everyone
                 if product is None:
                     break
                 resource = product_resource(flight.id, product.id) if product.capacity_per_flight is not None else None
                 if resource is not None and self._catalog.available(resource) < q.passengers:
                     break
                 unit = discounted(product.price_cents, discount)
-                items.append(Item(kind, product.id, product.name, q.passengers, unit, discount, unit * q.passengers,
-                                  resource))
+                items.append(Item(product.kind, product.id, product.name, q.passengers, unit, discount,
+                                  unit * q.passengers, resource))
                 listed += product.price_cents * q.passengers
             else:
                 out.append(self._priced(name, flight, q, items, listed))
@@ -320,6 +386,22 @@ class OfferService:
                 await asyncio.sleep(0)
             total += len(expired)
         return total
+
+
+def choose(catalog: CatalogService, ranked: list[str]) -> Choice:
+    """Each choice bundle's optional ancillary from a customer's recommended items, best first: the first one that
+    is an active catalog product of a kind the bundle may take. Only choices that differ from the listed product
+    are returned, so a customer whose recommendations agree with the listed bundles shares their cached drafts."""
+    out = []
+    for bundle, (listed_kind, kinds) in CHOICES.items():
+        for item_id in ranked:
+            product = catalog.find_product(item_id)
+            if product is not None and product.kind in kinds:
+                listed = catalog.product_of_kind(listed_kind)
+                if listed is None or product.id != listed.id:
+                    out.append((bundle, product.id))
+                break
+    return tuple(out)
 
 
 def shortlist(drafts: list[Draft], scores: list[float], size: int, cheapest: int) -> list[int]:

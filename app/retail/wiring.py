@@ -1,5 +1,6 @@
 """Builds the retail domain: the catalog, offers and their ranking (local, or a remote ranker when configured),
-orders and the payment gateway; sweeps expired offers and holds, and retrains the ranking from outcomes."""
+orders and the payment gateway; sweeps expired offers and holds, and retrains the ranking from outcomes. Offer
+search reads a customer's recommendations (the reco domain, built before) for its bundles' optional ancillary."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from adapters.sqlite.orders import SqliteOrderStore
 from app.eventlog import EventLog
 from app.infra import Infra
 from app.retail.catalog import CatalogService
-from app.retail.offers import OfferService
+from app.retail.offers import OfferService, Recommendations
 from app.retail.orders import OrderService
 from app.retail.ranking import Ranker
 
@@ -55,7 +56,9 @@ class Retail:
         return await asyncio.to_thread(fit)
 
 
-def build(infra: Infra) -> Retail:
+def build(infra: Infra, recommendations: Recommendations | None = None) -> Retail:
+    """`recommendations`: the engine whose lists choose comfort's and premium's optional ancillary for signed-in
+    customers (None: the bundles as listed for everyone)."""
     config, clock, metrics = infra.config, infra.clock, infra.metrics
     catalog_store = SqliteCatalogStore(infra.records_db)
     offer_store = SqliteOfferStore(infra.records_db)
@@ -65,7 +68,7 @@ def build(infra: Infra) -> Retail:
     remote = RemoteRanker(rc.remote, rc.remote_api_key) if rc.remote else None
     ranker = Ranker(rc, metrics, clock, remote=remote)
     offers = OfferService(config.retail, catalog, offer_store, ranker, clock, infra.event_log.log_events, metrics,
-                          infra.uow)
+                          infra.uow, recommendations)
     pay = config.payments
     gateway = CardSimulator(clock, settle_s=pay.simulator_settle_s, slow_s=pay.gateway_timeout_s + 1)
     orders = OrderService(config.retail, pay, catalog, offers, offer_store, order_store, gateway, clock,

@@ -73,7 +73,13 @@ export async function render(root, { params, navigate }) {
     destination.replaceChildren(...list.map((c) => h("option", { value: c }, airportLabel(c))));
     destination.value = list.includes(keep) ? keep : list.includes("BCN") ? "BCN" : list[0];
   };
-  fillDestinations(q.destination);
+  // A link from a message (`#/shop?destination=BCN`) picks the destination, from an origin that flies there.
+  const wanted = params.get("destination");
+  if (wanted && !(DESTINATIONS[origin.value] || []).includes(wanted)) {
+    const from = Object.keys(DESTINATIONS).find((o) => DESTINATIONS[o].includes(wanted));
+    if (from) origin.value = from;
+  }
+  fillDestinations(wanted || q.destination);
 
   const flights = h("p", { class: "muted small flights", "aria-live": "polite" });
   const error = h("p", { class: "error", role: "alert", hidden: true });

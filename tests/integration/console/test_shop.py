@@ -91,3 +91,9 @@ def test_guest_searches_pays_after_a_decline_gets_qr_codes_and_cancels_for_a_ref
     expect(page.get_by_role("button", name="Search offers")).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     console.shot("shop-mobile")
+
+
+def test_a_link_from_a_message_opens_the_shop_on_its_destination(console):
+    page = console.open("shop?destination=DUB")  # flown from Faro only
+    expect(page.get_by_label("To")).to_have_value("DUB")
+    expect(page.get_by_label("From")).to_have_value("FAO")
