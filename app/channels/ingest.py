@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import zlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -85,7 +86,7 @@ class WebActivity:
 
 class IngestService:
     def __init__(self, config, loyalty, profiles, activation, web: WebActivity, clock: Clock, log_events,
-                 publish=None) -> None:
+                 publish: Callable[[CustomerEventsIngested], Awaitable[None]]) -> None:
         self._config = config
         self._publish = publish
         self._loyalty = loyalty
@@ -181,7 +182,7 @@ class IngestService:
         accepted = len(logged)
         self._log_events("ChannelEvent", logged)
         results = await asyncio.gather(*earns, return_exceptions=True)
-        if published and self._publish is not None:
+        if published:
             await self._publish(CustomerEventsIngested(tuple(published)))
         failed = [str(r) for r in results if isinstance(r, Exception)]
         return {"accepted": accepted, "rejected": rejected, "stars_earned_events": len(earns) - len(failed),

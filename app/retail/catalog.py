@@ -139,6 +139,9 @@ class CatalogService:
         c = flight.cabins.get(cabin)
         return 0 if c is None else c.capacity - self._orders.held.get(seat_resource(flight.id, cabin), 0)
 
+    def seats_left_by_cabin(self, flight: Flight) -> dict[str, int]:
+        return {cabin: self.seats_left(flight, cabin) for cabin in flight.cabins}
+
     def fares_now(self, flight: Flight, now: float) -> dict[str, int]:
         """Per cabin, what a search would price one economy-segment passenger's fare at `now` (before taxes,
         the booking fee and any bundle)."""

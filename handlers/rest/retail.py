@@ -72,7 +72,7 @@ class FlightList(msgspec.Struct):
 
 def _flight_view(catalog: CatalogService, f: Flight, now: float) -> FlightView:
     return FlightView(f.id, f.number, f.origin, f.destination, f.departure_at, f.arrival_at,
-                      {cabin: catalog.seats_left(f, cabin) for cabin in f.cabins}, f.status, catalog.fares_now(f, now))
+                      catalog.seats_left_by_cabin(f), f.status, catalog.fares_now(f, now))
 
 
 class FlightNow(Flight, frozen=True, gc=False):
@@ -347,9 +347,9 @@ class RetailApi:
     async def admin_flights(self, request: web.Request, principal, query: PageQuery) -> web.Response:
         page, nxt = paginate(self._catalog.flights(), query.after, query.limit)
         catalog, now = self._catalog, self._clock.now()
-        return json_response(AdminFlightPage([FlightNow(**msgspec.structs.asdict(f), seats_left={
-            cabin: catalog.seats_left(f, cabin) for cabin in f.cabins}, fares_now=catalog.fares_now(f, now))
-            for f in page], nxt))
+        flights = [FlightNow(**msgspec.structs.asdict(f), seats_left=catalog.seats_left_by_cabin(f),
+                             fares_now=catalog.fares_now(f, now)) for f in page]
+        return json_response(AdminFlightPage(flights, nxt))
 
     @endpoint("Cancel, reinstate or resize a flight (capacity never below the seats sold or held)",
               tags=("catalog",), roles=ADMIN, body=FlightPatch, response=Flight, errors=(404, 409))
