@@ -331,9 +331,8 @@ class LiveFeatures:
                            row([(i, 1.0) for i in state.final]))
 
     def recent_row(self, state: UserState) -> tuple[np.ndarray, np.ndarray]:
-        """The `recent` row of `context(state)` as (sorted item indices, weights): the same numbers, without building
-        a sparse matrix (the fast path of a single list). An item three or more times in the list is summed by
-        scipy exactly as context() does, since the order of a sum of three can change its last bit."""
+        """The `recent` row of `context(state)` as (sorted item indices, weights), without building a sparse matrix
+        (the fast path of a single list)."""
         c = self.config
         ttl = self.recent_ttl_s
         latest = range(max(0, len(state) - c.recent_n), len(state))
@@ -341,17 +340,8 @@ class LiveFeatures:
                   if ttl <= 0 or self.now - state.at[j] <= ttl]
         k = len(events)
         sums: dict[int, float] = {}
-        repeats: dict[int, int] = {}
         for j, (i, w) in enumerate(events):
-            v = w * c.recent_position_decay ** (k - 1 - j)
-            if i in sums:
-                sums[i] += v  # two terms: a + b == b + a exactly
-                repeats[i] = repeats.get(i, 1) + 1
-            else:
-                sums[i] = v
-        if repeats and max(repeats.values()) >= 3:
-            row = self.context(state).recent
-            return np.asarray(row.indices, dtype=np.int64), np.asarray(row.data, dtype=np.float64)
+            sums[i] = sums.get(i, 0.0) + w * c.recent_position_decay ** (k - 1 - j)
         order = sorted(sums)
         return np.array(order, dtype=np.int64), np.array([sums[i] for i in order], dtype=np.float64)
 

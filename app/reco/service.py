@@ -19,10 +19,13 @@ from app.reco.ports import RecoStore
 from app.reco.training import Incumbent, Outcome, train
 from app.runtime.clock import Clock
 from app.runtime.lru import LRU
+from ml.reco import kernels
 from ml.reco import strategies as st
+from ml.reco.embeddings import Embeddings
 from ml.reco.interactions import ItemMeta
 from ml.reco.ranking import lexicographic, top_n, zscore_rows
-from state.reco import Interaction, RecoItem
+from ml.reco.signals import normalize_rows
+from state.reco import Interaction, RecoItem, SavedModel
 
 log = logging.getLogger("contrail.reco")
 
@@ -47,6 +50,19 @@ class Feedback:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class _SnapshotArrays:
+    """What the compiled path reads from one features snapshot, in the dtypes its loops take."""
+    model: st.RecoModel
+    indptr: np.ndarray
+    indices: np.ndarray
+    data: np.ndarray
+    divisor: np.ndarray  # popularity^debias
+    popularity_z: np.ndarray
+    recency_z: np.ndarray
+    unit: np.ndarray  # (items, factors) float32 unit embeddings; no columns without embeddings
+
+
 def model_config(c: Any) -> st.RecoConfig:
     """ml/reco's config from the `[reco]` section."""
     return st.RecoConfig(coview_window=c.coview_window, coview_ttl_s=c.coview_ttl_s, recent_n=c.recent_n,
@@ -67,8 +83,7 @@ class RecoService:
         self.weights: tuple[float, ...] = st.SEED_WEIGHTS
         self.learned = False
         self.fast = True  # personalized and cf lists by the fast path (False: the plain one, its reference)
-        self._snapshot_arrays: tuple | None = None
-        self._unit_cache: tuple[np.ndarray, np.ndarray] | None = None
+        self._snapshot_arrays: _SnapshotArrays | None = None
         self.trained = 0
         self.last_evaluation: dict[str, Any] | None = None
         self._training: asyncio.Lock = asyncio.Lock()
@@ -77,10 +92,34 @@ class RecoService:
                             "purchase": config.weight_purchase, "dismiss": config.weight_dismiss}
 
     async def load(self) -> None:
-        """Rebuild the features from the stored items and interactions."""
+        """Rebuild the features from the stored items and interactions, and serve the last model that went live."""
         for item in await self._store.items():
             self.features.put_item(item)
         self.features.rebuild(await self._store.interactions())
+        saved = await self._store.latest_model()
+        if saved is not None:
+            self._serve(saved)
+
+    def _serve(self, saved: SavedModel) -> None:
+        """A stored model live again: its item embeddings placed by item id (items it never knew get zeros)."""
+        f = self.features
+        stored = np.frombuffer(saved.item_factors, dtype=np.float32).reshape(len(saved.item_ids), saved.factors)
+        factors = np.zeros((len(f.items), saved.factors), dtype=np.float32)
+        for row, item_id in enumerate(saved.item_ids):
+            i = f.items.index.get(item_id)
+            if i is not None:
+                factors[i] = stored[row]
+        f.set_embeddings(Embeddings(saved.kind, np.zeros((0, saved.factors), np.float32), factors,
+                                    normalize_rows(factors)), saved.version)
+        self.trained = saved.sequence
+        self.weights, self.learned = tuple(saved.weights), saved.learned
+        self.last_evaluation = dict(saved.evaluation) if saved.evaluation is not None else None
+        for metric in ("hr@10", "ndcg@10"):
+            if self.last_evaluation is not None and metric in self.last_evaluation:
+                self._metrics.reco_evaluation.labels(metric).set(self.last_evaluation[metric])
+        self.lists.clear()
+        self._metrics.reco_model.clear()
+        self._metrics.reco_model.labels(saved.version, "learned" if self.learned else "seed").set(1)
 
     @property
     def model_name(self) -> str:
@@ -182,21 +221,6 @@ class RecoService:
         if state is None:  # an unknown user: what is popular (in the categories asked for)
             items = self._popular(model, n, categories)
             return {"user_id": user_id, "strategy": strategy, "model": "popular", "items": items}
-        reasons_of: Callable[[list[int]], list[str]]
-        if self.fast and strategy in ("personalized", "cf"):
-            recent = f.recent_row(state)
-            scores = self._fast_scores(strategy, model, recent)
-            reasons_of = lambda picked: self._fast_reasons(strategy, model, recent, picked)  # noqa: E731
-        else:
-            ctx = f.context(state)
-            if strategy == "personalized":
-                scores = st.personalized(model, ctx, self.weights)
-            elif strategy == "content_based" and model.features is None:
-                raise RuleViolation("content_based needs item features (category, tags or features); no item has any")
-            else:
-                scores = st.STRATEGIES[strategy](model, ctx)
-            reasons_of = lambda picked: self._reasons(strategy, model, ctx, picked)  # noqa: E731
-        scores = np.array(scores[0], dtype=np.float64)
         allowed = self._allowed(categories)
         excluded = set(state.final)
         for token in exclude or ():
@@ -206,118 +230,88 @@ class RecoService:
                 excluded.add(f.items.index[token])
         if excluded:
             allowed[list(excluded)] = False
-        scores[~allowed] = -np.inf
+        reasons_of: Callable[[list[int]], list[str]]
+        if self.fast and strategy in ("personalized", "cf"):
+            recent = f.recent_row(state)
+            top, vals = kernels.top_n(self._fast_scores(strategy, model, recent), allowed, n)
+            picked, values = top.tolist(), vals.tolist()
+            reasons_of = lambda picked: self._fast_reasons(strategy, model, recent, picked)  # noqa: E731
+        else:
+            ctx = f.context(state)
+            if strategy == "personalized":
+                scores = st.personalized(model, ctx, self.weights)
+            elif strategy == "content_based" and model.features is None:
+                raise RuleViolation("content_based needs item features (category, tags or features); no item has any")
+            else:
+                scores = st.STRATEGIES[strategy](model, ctx)
+            scores = np.array(scores[0], dtype=np.float64)
+            scores[~allowed] = -np.inf
+            top2, vals2 = top_n(scores, n)
+            picked = [int(i) for i in top2[0] if i >= 0]
+            values = [float(v) for v, i in zip(vals2[0], top2[0], strict=True) if i >= 0]
+            reasons_of = lambda picked: self._reasons(strategy, model, ctx, picked)  # noqa: E731
         explore = self._config.explore_items if strategy == "personalized" and n > 1 else 0
         explore = min(explore, n - 1)
-        top, vals = top_n(scores, n)
-        picked = [int(i) for i in top[0] if i >= 0]
-        values = [float(v) for v, i in zip(vals[0], top[0], strict=True) if i >= 0]
         reasons = reasons_of(picked)
         if explore and len(picked) >= n:
-            rest = allowed.copy()
-            rest[picked[:n - explore]] = False
-            pool = np.flatnonzero(rest)
-            if len(pool):
-                rng = np.random.default_rng(zlib.crc32(user_id.encode()) ^ int(model.now // 3600))
-                extra = rng.choice(pool, size=min(explore, len(pool)), replace=False)
+            seed = np.uint64(zlib.crc32(user_id.encode()) ^ int(model.now // 3600))  # a new draw every hour
+            extra = kernels.explore(allowed, np.array(picked[:n - explore], dtype=np.int64), seed, explore).tolist()
+            if extra:
                 keep = n - len(extra)
                 floor = values[keep - 1] if keep else 0.0
-                picked = picked[:keep] + [int(i) for i in extra]
+                picked = picked[:keep] + extra
                 values = values[:keep] + [floor] * len(extra)
                 reasons = reasons[:keep] + ["explore: something different"] * len(extra)
         name = self.model_name if strategy == "personalized" else (f.version or "features")
+        ids = f.items.ids
         return {"user_id": user_id, "strategy": strategy, "model": name,
-                "items": [{"item_id": f.items.ids[i], "score": round(v, 6), "reason": r}
+                "items": [{"item_id": ids[i], "score": round(v, 6), "reason": r}
                           for i, v, r in zip(picked, values, reasons, strict=True)]}
 
     # ---- the fast path of personalized and cf lists ----
-    # One user's list without sparse matrices: the same arithmetic as ml/reco/strategies.py in the same order (so
-    # the same numbers to the last bit), on the snapshot's arrays kept per snapshot. `fast = False` serves the plain
-    # path, which tests/unit/app/reco/test_fast_path.py compares it with.
+    # One user's list by the compiled loops of ml/reco/kernels.py on the snapshot's arrays (kept per snapshot),
+    # without sparse matrices. `fast = False` serves the plain path of ml/reco/strategies.py, which
+    # tests/unit/app/reco/test_fast_path.py compares it with.
 
-    def _dense(self, model: st.RecoModel) -> tuple:
-        """Per snapshot: co-view as float64 CSR arrays, the debias divisor, the constant z-scored signals."""
+    def _arrays(self, model: st.RecoModel) -> _SnapshotArrays:
         cached = self._snapshot_arrays
-        if cached is not None and cached[0] is model:
+        if cached is not None and cached.model is model:
             return cached
         coview = model.coview
         constant = zscore_rows(np.stack([model.decayed_popularity, st.item_recency(model)]))
-        cached = (model, np.asarray(coview.indptr, dtype=np.int64), np.asarray(coview.indices, dtype=np.int64),
-                  np.asarray(coview.data, dtype=np.float64), np.asarray(coview.data),
-                  np.maximum(model.popularity, 1.0) ** model.config.debias,
-                  np.ascontiguousarray(constant[0:1]), np.ascontiguousarray(constant[1:2]))
+        emb = model.embeddings
+        unit = np.zeros((model.n_items, 0), np.float32) if emb is None else emb.unit
+        cached = _SnapshotArrays(model, np.ascontiguousarray(coview.indptr, dtype=np.int64),
+                                 np.ascontiguousarray(coview.indices, dtype=np.int64),
+                                 np.ascontiguousarray(coview.data, dtype=np.float64),
+                                 np.maximum(model.popularity, 1.0) ** model.config.debias,
+                                 np.ascontiguousarray(constant[0]), np.ascontiguousarray(constant[1]),
+                                 np.ascontiguousarray(unit, dtype=np.float32))
         self._snapshot_arrays = cached
         return cached
 
-    def _unit64(self, emb: Any) -> np.ndarray:
-        """The embeddings' unit vectors as float64 (exact), kept per model for the profile's sum."""
-        if self._unit_cache is None or self._unit_cache[0] is not emb.unit:
-            self._unit_cache = (emb.unit, emb.unit.astype(np.float64))
-        return self._unit_cache[1]
-
-    @staticmethod
-    def _segments(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For CSR rows `rows` (in order): each stored entry's position and which of `rows` it belongs to."""
-        starts, ends = indptr[rows], indptr[rows + 1]
-        lengths = ends - starts
-        total = int(lengths.sum())
-        owner = np.repeat(np.arange(len(rows)), lengths)
-        offsets = np.cumsum(lengths) - lengths
-        positions = np.arange(total) - np.repeat(offsets, lengths) + np.repeat(starts, lengths)
-        return positions, owner
-
     def _fast_scores(self, strategy: str, model: st.RecoModel, recent: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-        _, indptr, indices, data64, _, divisor, popularity_z, recency_z = self._dense(model)
+        a = self._arrays(model)
         items, weights = recent
-        n = model.n_items
-        raw = np.zeros(n)
-        if len(items):  # recent @ coview: each recent item's row added in turn, as scipy's csr_matmat does
-            positions, owner = self._segments(indptr, items)
-            np.add.at(raw, indices[positions], weights[owner] * data64[positions])
-        coview = raw[None, :] / divisor
+        coview = kernels.coview_row(a.indptr, a.indices, a.data, items, weights, a.divisor)
         if strategy == "cf":
             return lexicographic(coview, model.popularity)
-        emb = model.embeddings
-        if emb is None:
-            embedding = np.zeros((1, n), dtype=np.float64)
-        else:  # (recent @ unit) @ unit.T: the profile summed in turn, as scipy's csr_matvecs does
-            unit64 = self._unit64(emb)
-            if len(items):
-                profile = np.cumsum(weights[:, None] * unit64[items], axis=0)[-1:]
-            else:
-                profile = np.zeros((1, emb.unit.shape[1]))
-            embedding = np.asarray(profile @ emb.unit.T)  # as numpy multiplies float64 by float32 (not unit64)
-        signals = [zscore_rows(coview), zscore_rows(embedding), popularity_z, recency_z]
-        return st.combine(signals, self.weights)
+        return kernels.blend(coview, items, weights, a.unit, a.popularity_z, a.recency_z,
+                             np.asarray(self.weights, dtype=np.float64))
 
     def _fast_reasons(self, strategy: str, model: st.RecoModel, recent: tuple[np.ndarray, np.ndarray],
                       items: list[int]) -> list[str]:
-        ids = self.features.items.ids
         if not items:
             return []
-        arr = np.array(items)
+        a = self._arrays(model)
         anchors, weights = recent
-        _, indptr, indices, _, data, _, _, _ = self._dense(model)
-        if len(anchors):  # st.strongest_anchor: coview[anchors][:, items] * weights
-            where = np.full(model.n_items, -1, dtype=np.int64)
-            where[arr] = np.arange(len(arr))
-            block = np.zeros((len(anchors), len(arr)), dtype=data.dtype)
-            positions, owner = self._segments(indptr, anchors)
-            column = where[indices[positions]]
-            hit = column >= 0
-            block[owner[hit], column[hit]] = data[positions[hit]]
-            contrib = block * weights[:, None]
-            best = contrib.argmax(axis=0)
-            strongest = np.where(contrib.max(axis=0) > 0, anchors[best], -1).astype(np.int64)
-        else:
-            strongest = np.full(len(items), -1, dtype=np.int64)
-        similar = np.full(len(items), -1)
-        if strategy == "personalized" and model.embeddings is not None and len(anchors):
-            unit = model.embeddings.unit
-            cos = np.where((weights > 0)[:, None], unit[anchors] @ unit[arr].T, -1.0)
-            similar = np.where(cos.max(axis=0) > 0.5, anchors[cos.argmax(axis=0)], -1)
+        unit = a.unit if strategy == "personalized" else a.unit[:, :0]
+        strongest, similar = kernels.anchors(a.indptr, a.indices, a.data, anchors, weights,
+                                             np.array(items, dtype=np.int64), np.ascontiguousarray(unit))
+        ids = self.features.items.ids
         return [f"co-viewed with {ids[a]}" if a >= 0 else f"similar to {ids[b]}" if b >= 0
-                else self._popular_reason(i) for i, a, b in zip(items, strongest, similar, strict=True)]
+                else self._popular_reason(i) for i, a, b in zip(items, strongest.tolist(), similar.tolist(),
+                                                                strict=True)]
 
     def _popular_reason(self, i: int) -> str:
         category = self.features.items.category(i)
@@ -411,20 +405,21 @@ class RecoService:
                                                        self._config.min_training_events)
             seconds = time.perf_counter() - started
             version = f.version
-            if outcome.live:
-                self.trained += 1
-                version = f"als-{self.trained}"
-                self.weights, self.learned = outcome.weights, outcome.learned
-                f.set_embeddings(outcome.embeddings, version)  # the swap: one assignment, on the loop
-                self.lists.clear()
-                self._metrics.reco_model.clear()
-                self._metrics.reco_model.labels(version, "learned" if self.learned else "seed").set(1)
-                await self._publish(ModelSwapped(version, outcome.candidate[0], outcome.candidate[1]))
-            self._metrics.reco_trainings.labels("live" if outcome.live else "kept_out").inc()
             evaluation = {"hr@10": round(outcome.candidate[0], 6), "ndcg@10": round(outcome.candidate[1], 6),
                           "serving_hr@10": round(outcome.incumbent[0], 6),
                           "serving_ndcg@10": round(outcome.incumbent[1], 6),
                           "users": outcome.users_evaluated, "events": outcome.events}
+            if outcome.live:
+                emb = outcome.embeddings
+                assert emb is not None  # a live outcome carries the embeddings it trained
+                saved = SavedModel(self.trained + 1, emb.kind, self._clock.now(), f.items.ids[:n_items],
+                                   np.ascontiguousarray(emb.item_factors, dtype=np.float32).tobytes(),
+                                   emb.item_factors.shape[1], list(outcome.weights), outcome.learned, evaluation)
+                await self._store.save_model(saved)  # stored first: what serves is what a restart serves
+                self._serve(saved)  # the swap: one assignment, on the loop
+                version = saved.version
+                await self._publish(ModelSwapped(version, outcome.candidate[0], outcome.candidate[1]))
+            self._metrics.reco_trainings.labels("live" if outcome.live else "kept_out").inc()
             if outcome.users_evaluated:
                 self.last_evaluation = evaluation
                 self._metrics.reco_evaluation.labels("hr@10").set(outcome.candidate[0])

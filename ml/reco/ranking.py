@@ -52,16 +52,12 @@ def exclude(scores: np.ndarray, excluded: sp.csr_matrix) -> np.ndarray:
 def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(items, scores), each (rows, n), best first; excluded (-inf) items come back as -1 padding at the end.
 
-    Equal scores inside the top n are listed by lower item index.
+    Equal scores are listed by lower item index, also where they meet at the n-th place (a stable sort), so a
+    list does not change between calls or between the plain and the compiled path.
     """
     s = np.atleast_2d(np.asarray(scores, dtype=np.float64))
     n = max(0, min(n, s.shape[1]))
-    if n == 0:
-        return np.zeros((s.shape[0], 0), dtype=np.int64), np.zeros((s.shape[0], 0))
-    part = np.argpartition(-s, n - 1, axis=1)[:, :n]
-    vals = np.take_along_axis(s, part, axis=1)
-    order = np.lexsort((part, -vals), axis=1)
-    items = np.take_along_axis(part, order, axis=1)
-    vals = np.take_along_axis(vals, order, axis=1)
+    items = np.argsort(-s, axis=1, kind="stable")[:, :n]
+    vals = np.take_along_axis(s, items, axis=1)
     items = np.where(np.isfinite(vals), items, -1)
     return items, vals
