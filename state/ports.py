@@ -31,7 +31,7 @@ from state.offers import Item, Offer, OfferState, SharedDraft
 from state.orders import Order
 from state.outbox import EmailEvent, OutboxMessage
 from state.profiles import Profile
-from state.reco import Interaction, RecoItem
+from state.reco import Interaction, RecoItem, SavedModel
 from state.suppressions import Suppression
 
 
@@ -434,6 +434,13 @@ class RecoStore(Protocol):
         ...
 
     async def user_items(self, user_id: str) -> list[str]:
+        ...
+
+    async def save_model(self, model: SavedModel) -> None:
+        """Durably, keeping the last few."""
+        ...
+
+    async def latest_model(self) -> SavedModel | None:
         ...
 
 

@@ -31,7 +31,26 @@ class Interaction(msgspec.Struct, frozen=True, array_like=True):
     at: float
 
 
+class SavedModel(msgspec.Struct, frozen=True):
+    """A recommendation model that went live, as stored: its item embeddings by item id and its blend weights."""
+
+    sequence: int  # 1, 2, ...: the version is "{kind}-{sequence}"
+    kind: str
+    trained_at: float
+    item_ids: list[str]
+    item_factors: bytes  # (len(item_ids), factors) float32, C order
+    factors: int
+    weights: list[float]
+    learned: bool
+    evaluation: dict[str, float] | None = None
+
+    @property
+    def version(self) -> str:
+        return f"{self.kind}-{self.sequence}"
+
+
 _item_json = msgspec.json.Decoder(RecoItem)
+_model_pack = msgspec.msgpack.Decoder(SavedModel)
 _encoder = msgspec.json.Encoder()
 
 
@@ -41,3 +60,11 @@ def encode_item(item: RecoItem) -> str:
 
 def decode_item(body: str | bytes) -> RecoItem:
     return _item_json.decode(body)
+
+
+def encode_model(model: SavedModel) -> bytes:
+    return msgspec.msgpack.encode(model)
+
+
+def decode_model(body: bytes) -> SavedModel:
+    return _model_pack.decode(body)

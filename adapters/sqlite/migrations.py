@@ -220,6 +220,15 @@ RECORDS = [
         );
         CREATE INDEX reco_interactions_user ON reco_interactions(user_id, id)
     """),
+    # The recommendation model that went live (item embeddings and blend weights), so a restart serves it
+    # again instead of the features alone until the next retrain; the last few are kept.
+    Migration(11, "reco_models", """
+        CREATE TABLE reco_models (
+            sequence INTEGER PRIMARY KEY,
+            trained_at REAL NOT NULL,
+            body BLOB NOT NULL
+        )
+    """),
 ]
 
 EVENTS = [

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from adapters.sqlite.db import Database
 from adapters.sqlite.statements import Insert
-from state.reco import Interaction, RecoItem, decode_item, encode_item
+from state.reco import Interaction, RecoItem, SavedModel, decode_item, decode_model, encode_item, encode_model
 
 
 class SqliteRecoStore:
+    KEEP_MODELS = 3
+
     def __init__(self, db: Database) -> None:
         self._db = db
 
@@ -61,3 +63,12 @@ class SqliteRecoStore:
     async def user_items(self, user_id: str) -> list[str]:
         rows = await self._db.fetchall("SELECT DISTINCT item_id FROM reco_interactions WHERE user_id=?", (user_id,))
         return [r[0] for r in rows]
+
+    async def save_model(self, model: SavedModel) -> None:
+        await self._db.write([("INSERT OR REPLACE INTO reco_models(sequence, trained_at, body) VALUES (?,?,?)",
+                               (model.sequence, model.trained_at, encode_model(model))),
+                              ("DELETE FROM reco_models WHERE sequence <= ?", (model.sequence - self.KEEP_MODELS,))])
+
+    async def latest_model(self) -> SavedModel | None:
+        row = await self._db.fetchone("SELECT body FROM reco_models ORDER BY sequence DESC LIMIT 1")
+        return decode_model(row[0]) if row else None

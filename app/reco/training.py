@@ -53,14 +53,6 @@ def interactions(rows: list[Interaction], item_index: dict[str, int], n_items: i
     return Interactions.build(u, i, t, max(len(users), 1), n_items, w, p)
 
 
-def _pad(emb: Embeddings, n_items: int) -> Embeddings:
-    short = n_items - emb.item_factors.shape[0]
-    if short <= 0:
-        return emb
-    pad = np.zeros((short, emb.item_factors.shape[1]), dtype=np.float32)
-    return Embeddings(emb.kind, emb.user_factors, np.vstack([emb.item_factors, pad]), np.vstack([emb.unit, pad]))
-
-
 def train(rows: list[Interaction], item_index: dict[str, int], n_items: int, meta: ItemMeta,
           config: st.RecoConfig, incumbent: Incumbent, min_events: int) -> Outcome:
     """Train, evaluate against what serves now on the same held-out events, and say whether to swap."""
@@ -95,8 +87,10 @@ def train(rows: list[Interaction], item_index: dict[str, int], n_items: int, met
         return ctx_cache[key]
 
     cand = task.evaluate(lambda users: st.personalized(candidate_model, context(users), weights))
-    inc_emb = _pad(incumbent.embeddings, n_items) if incumbent.embeddings is not None else None
-    inc_model = dataclasses.replace(candidate_model, embeddings=inc_emb)
+    # What serves now is scored as its recipe: its weights over embeddings fit on the same training part (its own
+    # embeddings were trained on every event, the held-out ones too, and would be scored on what they saw).
+    inc_model = candidate_model if incumbent.embeddings is not None else \
+        dataclasses.replace(candidate_model, embeddings=None)
     inc = task.evaluate(lambda users: st.personalized(inc_model, context(users), incumbent.weights))
     cand_score, inc_score = (cand.hr, cand.ndcg), (inc.hr, inc.ndcg)
     if cand_score < inc_score:

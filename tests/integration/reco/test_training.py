@@ -60,3 +60,28 @@ async def test_the_periodic_retrain_is_a_supervised_task_unless_disabled(aiohttp
     assert "reco_retrain" in str(ready)
     off = await aiohttp_client(create_app(make_config(tmp_path / "off", reco__retrain_interval_s=0), clock=clock))
     assert "reco_retrain" not in off.app[PLATFORM].supervisor.states
+
+
+async def test_the_live_model_survives_a_restart_and_the_next_training_follows_it(aiohttp_client, tmp_path, clock):
+    config = make_config(tmp_path, reco__explore_items=0, reco__factors=8, reco__coview_window=1)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    headers = await staff(client)
+    admin = {"X-Api-Key": (await client.app[PLATFORM].api_keys.create("ops", "admin"))[1]}
+    await ingest(client, headers, clustered_history(clock.now()))
+    trained = await (await client.post("/v1/admin/reco/train", headers=admin)).json()
+    assert trained["live"] is True, trained
+    before = {u: await recommend(client, headers, u, n=5, exclude="seen") for u in ("s0", "s1", "s2", "new")}
+    similar = await (await client.get("/v1/items/c1-3/similar", params={"n": "4"}, headers=headers)).json()
+    await client.close()
+
+    again = await aiohttp_client(create_app(config, clock=clock))
+    headers = await staff(again)
+    assert {u: await recommend(again, headers, u, n=5, exclude="seen") for u in before} == before
+    assert before["s0"]["model"] == trained["model"]  # the trained model serves, not the features alone
+    assert await (await again.get("/v1/items/c1-3/similar", params={"n": "4"}, headers=headers)).json() == similar
+    assert similar["source"] == "embeddings"
+    text = await (await again.get("/metrics")).text()
+    assert f'contrail_reco_model_info{{version="{trained["version"]}"' in text
+    assert 'contrail_reco_evaluation{metric="hr@10"}' in text
+    admin = {"X-Api-Key": (await again.app[PLATFORM].api_keys.create("ops", "admin"))[1]}
+    assert (await (await again.post("/v1/admin/reco/train", headers=admin)).json())["version"] == "als-2"
