@@ -177,6 +177,17 @@ class RecoService:
         """A paid order's destination and products become the customer's purchases."""
         await self.record(Feedback(user_id, i, "purchase", at) for i in item_ids)
 
+    async def activity(self, user_id: str, limit: int) -> dict:
+        """A user's latest `limit` events from the store, newest first, each saying whether it counts in their lists
+        now (among the last `recent_n` and within `recent_ttl_s` of event time), and what they bought or dismissed."""
+        history = await self._store.user_interactions(user_id, max(limit, self._config.recent_n))
+        final = await self._store.user_final_items(user_id) if history else []
+        ttl, recent_n, now = self._config.recent_ttl_s, self._config.recent_n, self.features.now
+        events = [{"item_id": r.item_id, "kind": r.kind, "at": r.at, "weight": r.weight,
+                   "counts": k < recent_n and (ttl <= 0 or now - r.at <= ttl)}
+                  for k, r in enumerate(reversed(history))]
+        return {"user_id": user_id, "known": bool(history), "events": events[:limit], "bought_or_dismissed": final}
+
     # ---- lists ----
     async def recommend(self, user_id: str, strategy: str = "personalized", n: int = 10,
                         categories: list[str] | None = None, exclude: list[str] | None = None) -> dict:

@@ -66,6 +66,25 @@ class Recommendations(msgspec.Struct):
     items: list[Recommended]
 
 
+class ActivityQuery(msgspec.Struct, forbid_unknown_fields=True):
+    limit: Annotated[int, msgspec.Meta(ge=1, le=200)] = 50
+
+
+class UserEvent(msgspec.Struct):
+    item_id: str
+    kind: str
+    at: float
+    weight: float
+    counts: bool  # among the recent items the lists are scored from now
+
+
+class Activity(msgspec.Struct):
+    user_id: str
+    known: bool
+    events: list[UserEvent]
+    bought_or_dismissed: list[str]
+
+
 class Popular(msgspec.Struct):
     strategy: str
     items: list[Recommended]
@@ -117,6 +136,7 @@ class RecoApi:
         router.add_post("/v1/reco/items", self.put_items)
         router.add_get("/v1/recommendations/popular", self.popular)  # before /{user_id}: the first match wins
         router.add_get("/v1/recommendations/{user_id}", self.recommend)
+        router.add_get("/v1/reco/users/{user_id}", self.activity)
         router.add_get("/v1/items/{item_id}/similar", self.similar)
         router.add_post("/v1/admin/reco/train", self.train)
 
@@ -154,6 +174,14 @@ class RecoApi:
         answer = await self._reco.recommend(user_id, query.strategy, query.n, _csv(query.category, "category"),
                                             _csv(query.exclude, "exclude"))
         return json_response(answer)
+
+    @endpoint("A user's latest feedback events, newest first, each saying whether it counts in their lists now, and "
+              "the items they bought or dismissed (never recommended to them)", tags=("reco",), roles=MEMBERS,
+              query=ActivityQuery, response=Activity, errors=(403,))
+    async def activity(self, request: web.Request, principal, query: ActivityQuery) -> web.Response:
+        user_id = request.match_info["user_id"]
+        reader_or_staff(principal, user_id)
+        return json_response(await self._reco.activity(user_id, query.limit))
 
     @endpoint("The most popular items now (decayed on event time), optionally in one or several categories",
               tags=("reco",), roles=ANYONE, query=PopularQuery, response=Popular)

@@ -1,6 +1,6 @@
 // Recommendations (admin): pick a user, see what they interacted with and each strategy's list with its reasons and
 // the model that scored it, popular items, an item's neighbours, and retraining with its evaluation.
-import { api, h, showError, useStyle } from "../api.js";
+import { api, h, showError, useStyle, when } from "../api.js";
 
 const STRATEGIES = [
   ["personalized", "Personalized", "A blend of co-view, embedding similarity, popularity and recency."],
@@ -11,7 +11,6 @@ const STRATEGIES = [
   ["new_arrivals", "New arrivals", "Items first seen most recently."],
 ];
 const CATEGORIES = ["destination", "ancillary", "offer"];
-const ALL = 100; // reco.max_n: enough for the whole catalogue of a carrier's demo
 const score = (x) => new Intl.NumberFormat(undefined, { maximumFractionDigits: 3 }).format(x);
 const pct = (x) => new Intl.NumberFormat(undefined, { style: "percent", maximumFractionDigits: 1 }).format(x || 0);
 const alertBox = () => h("p", { class: "error", role: "alert", hidden: true });
@@ -154,31 +153,26 @@ export function render(root, { params }) {
     await loadSeen(who, model);
   }
 
-  // No endpoint lists a user's recent events: what they interacted with is what a list leaves out with exclude=seen.
   async function loadSeen(who, model) {
     const heading = h("h2", { id: "reco-seen-h" }, `What ${who} interacted with`);
     try {
-      const path = (extra) => `/v1/recommendations/${encodeURIComponent(who)}?${q({ strategy: "new_arrivals", n: ALL, ...extra })}`;
-      const [all, unseen, everyone] = await Promise.all([api("GET", path({})), api("GET", path({ exclude: "seen" })),
-        api("GET", `/v1/recommendations/popular?n=${ALL}`)]);
+      const a = await api("GET", `/v1/reco/users/${encodeURIComponent(who)}?limit=50`);
       if (gone || who !== user) return;
-      const left = new Set(unseen.items.map((i) => i.item_id));
-      const listed = new Set(all.items.map((i) => i.item_id));
-      const seen = all.items.map((i) => i.item_id).filter((id) => !left.has(id));
-      const excluded = everyone.items.map((i) => i.item_id).filter((id) => !listed.has(id));
-      const partial = all.items.length >= ALL;
+      const counting = a.events.filter((e) => e.counts).length;
       seenCard.replaceChildren(...[heading,
-        model === "popular" ? h("p", { class: "muted" }, `${who} has no history yet: every list falls back to popular items.`) : null,
-        h("h3", {}, "Seen (viewed, clicked, wishlisted or in a cart)"),
-        seen.length ? h("ul", { class: "reco-chips" }, seen.map((id) => h("li", {}, itemButton(id))))
-          : h("p", { class: "muted" }, "None."),
+        !a.known || model === "popular"
+          ? h("p", { class: "muted" }, `${who} has no history yet: every list falls back to popular items.`) : null,
+        a.events.length ? h("p", { class: "muted small" }, `Their latest ${a.events.length} events, newest first; `,
+          `${counting} of them count in their lists now (the latest reco.recent_n, within reco.recent_ttl_s).`) : null,
+        a.events.length ? h("table", { class: "reco-events" },
+          h("thead", {}, h("tr", {}, ["Item", "Event", "When", "Weight", "Counts now"].map((c) => h("th", { scope: "col" }, c)))),
+          h("tbody", {}, a.events.map((e) => h("tr", { class: e.counts ? "" : "muted" },
+            h("td", {}, itemButton(e.item_id)), h("td", {}, e.kind.replace("_", " ")), h("td", {}, when(e.at)),
+            h("td", { class: "num" }, String(e.weight)), h("td", {}, e.counts ? "yes" : "no"))))) : null,
         h("h3", {}, "Bought or dismissed (never recommended to them)"),
-        excluded.length ? h("ul", { class: "reco-chips" }, excluded.map((id) => h("li", {}, itemButton(id))))
-          : h("p", { class: "muted" }, "None."),
-        h("p", { class: "muted small" }, "Inferred from the lists: the API has no endpoint for a user's recent events, so ",
-          "these are the items a list leaves out with exclude=seen, and the popular items their lists never show. ",
-          "The order is not the order of their events.", partial ? ` Only the first ${ALL} items were compared.` : "")]
-        .filter(Boolean));
+        a.bought_or_dismissed.length
+          ? h("ul", { class: "reco-chips" }, a.bought_or_dismissed.map((id) => h("li", {}, itemButton(id))))
+          : h("p", { class: "muted" }, "None.")].filter(Boolean));
     } catch (err) {
       if (gone || who !== user) return;
       seenCard.replaceChildren(heading, h("p", { class: "error" }, err.message));

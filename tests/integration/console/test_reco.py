@@ -70,9 +70,12 @@ def test_admin_sees_a_users_lists_an_items_neighbours_and_retrains(server, conso
     expect(page.get_by_role("region", name="Co-viewed (cf)").get_by_role("listitem")
            .filter(has_text="dest-LIS").first).to_contain_text("co-viewed with dest-BCN")
     seen = page.get_by_role("region", name=f"What {user} interacted with")
-    expect(seen.get_by_role("list").first).to_contain_text("dest-BCN")
-    expect(seen.get_by_role("list").first).to_contain_text("dest-MAD")
-    expect(seen.get_by_role("list").nth(1)).to_contain_text("dest-FAO")
+    rows = seen.get_by_role("table").get_by_role("row")
+    expect(rows).to_have_count(5)  # a header and their four events, newest first
+    expect(rows.nth(1)).to_contain_text(re.compile(r"dest-FAO\s*dismiss.*-5\s*yes"))
+    expect(rows.nth(4)).to_contain_text(re.compile(r"dest-BCN\s*product view"))
+    expect(seen).to_contain_text("4 of them count in their lists now")
+    expect(seen.get_by_role("list")).to_contain_text("dest-FAO")  # dismissed: never recommended to them
     console.shot("reco-user")
 
     # exclude=seen leaves out what they viewed.

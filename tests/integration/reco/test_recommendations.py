@@ -236,3 +236,37 @@ async def test_content_based_without_any_item_features_is_422(aiohttp_client, tm
     await client.put("/v1/reco/items/b", json={"category": "x", "hidden": True}, headers=headers)
     similar = await (await client.get("/v1/items/a/similar", headers=headers)).json()
     assert similar["items"] == []  # b is co-viewed with a, but hidden
+
+
+async def test_a_users_activity_lists_their_events_newest_first_and_which_count_now(aiohttp_client, tmp_path, clock):
+    from tests.integration.retail.helpers import customer
+    config = make_config(tmp_path, reco__recent_ttl_s=3600, reco__recent_n=3)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    headers = await staff(client)
+    await seed_items(client, headers)
+    now = clock.now()
+    await ingest(client, headers, [
+        event("ivy", "product_view", "dest-BCN", now - 7200), event("ivy", "click", "dest-MAD", now - 60),
+        event("ivy", "dismiss", "dest-LHR", now - 50), event("ivy", "cart_add", "bag-23kg", now - 40),
+        event("ivy", "purchase", "meal-hot", now - 30)])
+    resp = await client.get("/v1/reco/users/ivy", headers=headers)
+    assert resp.status == 200, await resp.text()
+    activity = await resp.json()
+    assert activity["known"] is True
+    assert [(e["item_id"], e["kind"], e["counts"]) for e in activity["events"]] == [
+        ("meal-hot", "purchase", True), ("bag-23kg", "cart_add", True), ("dest-LHR", "dismiss", True),
+        ("dest-MAD", "click", False),   # beyond the last recent_n = 3
+        ("dest-BCN", "product_view", False)]
+    assert activity["events"][2]["weight"] == -5.0 and activity["events"][0]["at"] == now - 30
+    assert sorted(activity["bought_or_dismissed"]) == ["dest-LHR", "meal-hot"]
+    limited = await (await client.get("/v1/reco/users/ivy", params={"limit": "2"}, headers=headers)).json()
+    assert [e["item_id"] for e in limited["events"]] == ["meal-hot", "bag-23kg"]
+
+    nobody = await (await client.get("/v1/reco/users/nobody", headers=headers)).json()
+    assert nobody == {"user_id": "nobody", "known": False, "events": [], "bought_or_dismissed": []}
+    for bad in ("0", "201", "x"):
+        resp = await client.get("/v1/reco/users/ivy", params={"limit": bad}, headers=headers)
+        assert resp.status == 400 and "limit" in (await resp.json())["error"]["message"]
+    member = await customer(client, "ivy")
+    assert (await client.get("/v1/reco/users/ivy", headers=member)).status == 403  # not their own id
+    assert (await client.get("/v1/reco/users/ivy")).status == 401
