@@ -171,9 +171,9 @@ class RecoApi:
     async def recommend(self, request: web.Request, principal, query: RecoQuery) -> web.Response:
         user_id = request.match_info["user_id"]
         reader_or_staff(principal, user_id)
-        answer = await self._reco.recommend(user_id, query.strategy, query.n, _csv(query.category, "category"),
-                                            _csv(query.exclude, "exclude"))
-        return json_response(answer)
+        body = await self._reco.recommend_json(user_id, query.strategy, query.n, _csv(query.category, "category"),
+                                               _csv(query.exclude, "exclude"))
+        return web.Response(body=body, content_type="application/json")
 
     @endpoint("A user's latest feedback events, newest first, each saying whether it counts in their lists now, and "
               "the items they bought or dismissed (never recommended to them)", tags=("reco",), roles=MEMBERS,

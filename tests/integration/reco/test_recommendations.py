@@ -2,6 +2,7 @@
 unknown users, the cache, restarts, future and replayed events, paid orders, bounded user state."""
 
 import asyncio
+import gc
 
 import msgspec
 import pytest
@@ -102,6 +103,8 @@ async def test_the_cache_serves_repeats_and_the_users_event_invalidates_it(reco,
     first = await recommend(client, headers, "di", n=3)
     assert await recommend(client, headers, "di", n=3) == first
     assert metrics.reco_cache.labels("hit").value == 1
+    cached = client.app[PLATFORM].reco.lists
+    assert len(cached) == 1 and not any(gc.is_tracked(x) for entry in cached.items() for x in entry)  # never walked
     await ingest(client, headers, [event("di", "dismiss", "dest-MAD")])
     assert "dest-MAD" not in ids(await recommend(client, headers, "di", n=3))
     assert metrics.reco_cache.labels("hit").value == 1
