@@ -49,7 +49,10 @@ def build(infra: Infra, destination_of: Callable[[str], str | None]) -> Reco:
     domain = Reco(store, service, destination_of)
     # Queued: ingest answers without waiting for the features (an fsync and the feature updates were most of its
     # p99); they learn within milliseconds, and contrail_queue_depth{queue="bus_reco_learning"} shows any lag.
-    infra.bus.subscribe_queued(CustomerEventsIngested, "reco_learning", domain.learn_from_events)
+    # Reco stores what it learns, so a full queue holds ingest back rather than lose accepted feedback; 256 batches
+    # absorb bursts while bounding what waits in memory.
+    infra.bus.subscribe_queued(CustomerEventsIngested, "reco_learning", domain.learn_from_events, capacity=256,
+                               when_full="wait")
     infra.bus.subscribe(OrderPaid, domain.learn_from_order)
     if infra.config.reco.retrain_interval_s > 0:
         infra.supervisor.add_periodic("reco_retrain", infra.config.reco.retrain_interval_s, service.retrain)

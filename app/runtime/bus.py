@@ -7,9 +7,10 @@ committed. Two kinds of subscriber:
   belong with the change (stars earned for a paid order, before the payment is answered). A
   failing subscriber is logged and counted; the publisher and the other subscribers go on (its
   change already stands; the subscriber's own idempotency lets it be retried).
-- queued: handed the event through a bounded queue that a supervised task drains, for I/O that
-  may lag (webhooks, streams). A full queue drops the event and counts it, never blocking the
-  publisher.
+- queued: handed the event through a bounded queue that a supervised task drains, for work that
+  may lag (webhooks, streams, learning). When the queue is full, a subscriber that may lose events
+  has the event dropped and counted, never blocking the publisher; one that must not lose them
+  (`when_full="wait"`) makes the publisher wait for room: back-pressure instead of loss.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import inspect
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 log = logging.getLogger("contrail.bus")
 
@@ -31,7 +32,7 @@ Handler = Callable[[Any], Awaitable[None] | None]
 class Bus:
     def __init__(self, metrics: Any = None) -> None:
         self._direct: dict[type, list[Handler]] = defaultdict(list)
-        self._queues: dict[type, list[asyncio.Queue[Any]]] = defaultdict(list)
+        self._queues: dict[type, list[tuple[asyncio.Queue[Any], bool]]] = defaultdict(list)  # (queue, waits)
         self._drains: list[tuple[str, asyncio.Queue[Any], Handler]] = []
         self.failures = 0
         self.dropped = 0
@@ -46,17 +47,20 @@ class Bus:
         self._direct[event_type].append(handler)
 
     def subscribe_queued(self, event_type: type[E], name: str, handler: Callable[[E], Awaitable[None] | None],
-                         capacity: int = 10_000) -> None:
+                         capacity: int = 10_000, when_full: Literal["drop", "wait"] = "drop") -> None:
         """Hand `event_type` events to `handler` through a bounded queue; `drains()` names its task."""
         queue: asyncio.Queue[Any] = asyncio.Queue(capacity)
-        self._queues[event_type].append(queue)
+        self._queues[event_type].append((queue, when_full == "wait"))
         self._drains.append((name, queue, handler))
 
     async def publish(self, event: Any) -> None:
         """Deliver `event` to the direct subscribers of its type (awaited), then queue it for the rest."""
         for handler in self._direct.get(type(event), ()):
             await self._deliver(handler, event)
-        for queue in self._queues.get(type(event), ()):
+        for queue, wait in self._queues.get(type(event), ()):
+            if wait:
+                await queue.put(event)
+                continue
             try:
                 queue.put_nowait(event)
             except asyncio.QueueFull:

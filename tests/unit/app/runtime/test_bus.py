@@ -1,5 +1,5 @@
 """The domain event bus: direct subscribers run in order and are awaited; one failing never stops the others;
-queued subscribers lag behind through a bounded queue that drops and counts when full."""
+queued subscribers lag behind through a bounded queue that, when full, drops and counts or makes the publisher wait."""
 
 import asyncio
 from dataclasses import dataclass
@@ -57,3 +57,19 @@ async def test_queued_subscribers_lag_behind_and_a_full_queue_drops_and_counts()
     await asyncio.sleep(0.01)
     task.cancel()
     assert seen == ["o0", "o1"]
+
+
+async def test_a_subscriber_that_must_not_lose_events_makes_the_publisher_wait_for_room():
+    bus, seen = Bus(), []
+    bus.subscribe_queued(Paid, "learning", lambda e: seen.append(e.order_id), capacity=2, when_full="wait")
+    await bus.publish(Paid("o0"))
+    await bus.publish(Paid("o1"))
+    third = asyncio.create_task(bus.publish(Paid("o2")))
+    await asyncio.sleep(0.01)
+    assert not third.done()  # the queue is full: the publisher waits
+    [(_, drain)] = bus.drains()
+    task = asyncio.create_task(drain())
+    await asyncio.wait_for(third, 1)
+    await bus.idle()
+    task.cancel()
+    assert seen == ["o0", "o1", "o2"] and bus.dropped == 0
