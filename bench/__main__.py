@@ -94,7 +94,7 @@ def main() -> int:
         print("Server main-thread CPU per request, alternating runs (us): ping "
               + " ".join(f"{x:.0f}" for x in cpu["ping"]) + "; uncached list "
               + " ".join(f"{x:.0f}" for x in cpu["list"])
-              + f"; inside RecoService.recommend {i['service_us']:.0f} us a list (its latency histogram)")
+              + f"; inside RecoService.recommend_json {i['service_us']:.0f} us a list (its latency histogram)")
 
     if email_rates is not None:
         print(f"\nEmail to the embedded SMTP sink: {email_rates[0]:,.0f} activations queued/s (durable outbox), "

@@ -45,7 +45,7 @@ def _queue_depth(base_url: str) -> float:
 
 
 def _service_seconds(base_url: str) -> tuple[float, float]:
-    """(seconds, lists) spent in RecoService.recommend for personalized lists so far (its latency histogram)."""
+    """(seconds, lists) spent in RecoService.recommend_json for personalized lists so far (its latency histogram)."""
     return (_metric(base_url, r'^contrail_reco_seconds_sum\{strategy="personalized"\} (\S+)$'),
             _metric(base_url, r'^contrail_reco_seconds_count\{strategy="personalized"\} (\S+)$'))
 
