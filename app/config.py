@@ -63,6 +63,8 @@ class GrpcConfig(_Section):
     host: str = "127.0.0.1"
     port: Port = 9090
     max_message_bytes: Annotated[int, Meta(ge=1024, le=2**31 - 1)] = 1_048_576
+    keepalive_time_s: Positive = 10.0
+    keepalive_timeout_s: Positive = 5.0
 
 
 class StorageConfig(_Section):
@@ -252,6 +254,28 @@ class RecoConfig(_Section):
     factors: Annotated[int, Meta(ge=2, le=512)] = 64
 
 
+class LtvConfig(_Section):
+    horizon_days: Annotated[int, Meta(ge=1, le=3650)] = 365
+    annual_discount_rate: Annotated[float, Meta(ge=0, le=1)] = 0.10
+    refit_interval_s: NotNegativeFloat = 86_400.0
+    refit_after_purchases: Annotated[int, Meta(ge=0)] = 1000
+    holdout_days: Annotated[int, Meta(ge=7, le=730)] = 90
+    target_accuracy: Fraction = 0.6
+    cache_entries: Annotated[int, Meta(ge=1, le=10_000_000)] = 200_000
+    max_batch: Annotated[int, Meta(ge=1, le=100_000)] = 10_000
+    max_events: Annotated[int, Meta(ge=1, le=1_000_000)] = 10_000
+    remote: Annotated[str, Meta(pattern=_HOST_PORT_PATTERN)] = ""
+    remote_api_key: str = ""
+    remote_deadline_ms: AtLeast1 = 200
+    breaker_failures: AtLeast1 = 3
+    breaker_slow_ms: AtLeast1 = 500
+    breaker_open_s: Positive = 30.0
+    breaker_successes: AtLeast1 = 2
+    platform_multipliers: dict[str, Annotated[float, Meta(ge=0, le=100)]] = msgspec.field(
+        default_factory=lambda: {"google_ads": 1.0, "meta": 1.0, "tiktok": 1.5, "linkedin": 1.2, "amazon": 1.0,
+                                 "tradedesk": 1.0, "x": 0.75})
+
+
 class AdaptorsConfig(_Section):
     push_url: HttpUrlOrEmpty = ""
     sms_url: HttpUrlOrEmpty = ""
@@ -298,6 +322,7 @@ class Config(_Section):
     sendgrid: SendgridConfig = msgspec.field(default_factory=SendgridConfig)
     ingest: IngestConfig = msgspec.field(default_factory=IngestConfig)
     reco: RecoConfig = msgspec.field(default_factory=RecoConfig)
+    ltv: LtvConfig = msgspec.field(default_factory=LtvConfig)
     adaptors: AdaptorsConfig = msgspec.field(default_factory=AdaptorsConfig)
     demo: DemoConfig = msgspec.field(default_factory=DemoConfig)
 

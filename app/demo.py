@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from typing import TYPE_CHECKING
@@ -208,8 +209,46 @@ async def _activity(platform: Platform) -> str:
 
 
 
+DEMO_MEMBERS = 600
+DEMO_HISTORY_DAYS = 720
+
+
+async def _customers(platform: Platform) -> str:
+    """Two years of purchases by 600 loyalty members (each buying at their own rate until they stop, at the
+    counter or on the web), so lifetime value has a history to learn from; then its first fit."""
+    import numpy as np
+
+    travel = getattr(platform.clock, "advance", None)
+    if travel is None:
+        return "demo customers: skipped (the clock cannot be moved)"
+    rng = np.random.default_rng(20)
+    rate = rng.gamma(0.9, 1 / 30, DEMO_MEMBERS)       # purchases a day while they still buy
+    stays = rng.exponential(420, DEMO_MEMBERS)        # days until they stop
+    first = rng.uniform(0, DEMO_HISTORY_DAYS * 0.8, DEMO_MEMBERS)
+    by_day: dict[int, list[tuple[int, int]]] = {}
+    for c in range(DEMO_MEMBERS):
+        t = first[c]
+        while t < min(first[c] + stays[c], DEMO_HISTORY_DAYS):
+            by_day.setdefault(int(t), []).append((c, int(rng.gamma(2.0, 90) * 100) + 2_000))
+            t += rng.exponential(1 / rate[c])
+    moved, purchases = -DEMO_HISTORY_DAYS * 86_400.0, 0
+    travel(moved)
+    try:
+        for day in range(DEMO_HISTORY_DAYS):
+            travel(86_400)
+            moved += 86_400
+            await asyncio.gather(*(platform.loyalty.earn(f"member-{c:04d}", cents, "web" if c % 3 else "in_store",
+                                                         f"demo-member-{day}-{c}") for c, cents in by_day.get(day, ())))
+            purchases += len(by_day.get(day, ()))
+    finally:
+        travel(-moved)  # back to now
+    fitted = await platform.ltv.refit()
+    return (f"demo customers: {purchases} purchases by {DEMO_MEMBERS} members over {DEMO_HISTORY_DAYS} days; "
+            f"lifetime value {fitted['model'] or 'not fitted'} ({fitted['reason']})")
+
+
 DATA_SETS = [("accounts", _accounts), ("campaigns", _campaigns), ("catalog", _catalog), ("reco", _reco),
-             ("activity", _activity)]
+             ("activity", _activity), ("customers", _customers)]
 
 
 async def seed_demo(platform: Platform) -> list[str]:

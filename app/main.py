@@ -23,6 +23,7 @@ from handlers.rest.bidding import BiddingApi
 from handlers.rest.channels import ChannelsApi
 from handlers.rest.common import STATIC_ROUTE
 from handlers.rest.loyalty import LoyaltyApi
+from handlers.rest.ltv import LtvApi
 from handlers.rest.middleware import core_middleware, idempotency_middleware
 from handlers.rest.openapi import OpenApiDocument
 from handlers.rest.platform import PlatformApi
@@ -32,6 +33,7 @@ from handlers.rpc.bidding import BiddingService
 from handlers.rpc.platform import PlatformService
 from handlers.rpc.ranking import RankingService
 from handlers.rpc.server import GrpcServer
+from handlers.rpc.syncvalue import SyncValueService
 from handlers.ws.bids import BidStream
 from handlers.ws.events import EventStream
 from handlers.ws.inapp import InAppStream
@@ -55,8 +57,9 @@ def create_app(config: Config, *, clock: Clock | None = None, platform: Platform
     app[PLATFORM] = p
 
     bidding_rpc = BiddingService(p.bid_gateway, p.limiter, config.bidding.seat, config.bidding.stream_max_in_flight)
-    grpc = GrpcServer([PlatformService(p.health), bidding_rpc, RankingService(p.ranker)], p.metrics,
-                      p.authenticator, p.limiter, config.grpc.max_message_bytes)
+    grpc = GrpcServer([PlatformService(p.health), bidding_rpc, RankingService(p.ranker), SyncValueService(p.ltv)],
+                      p.metrics, p.authenticator, p.limiter, config.grpc.max_message_bytes,
+                      config.grpc.keepalive_time_s, config.grpc.keepalive_timeout_s)
     app[GRPC] = grpc
     p.health.add_check("grpc", lambda: grpc.listening)
     # One drain() (at the signal, or from on_shutdown) turns readiness, gRPC health and streams off together.
@@ -76,6 +79,7 @@ def create_app(config: Config, *, clock: Clock | None = None, platform: Platform
     LoyaltyApi(p.loyalty).register(app.router)
     ChannelsApi(p.activation, p.ingest, p.suppression, p.email, p.mailbox, p.email_analytics).register(app.router)
     RecoApi(p.reco).register(app.router)
+    LtvApi(p.ltv).register(app.router)
     ws, max_msg_size = config.websocket, config.server.max_body_bytes
     EventStream(p.hub, p.metrics, ws.max_lag_s, ws.heartbeat_s, max_msg_size).register(app.router)
     BidStream(p.bid_gateway, p.hub, p.limiter, p.metrics, config.bidding.stream_max_in_flight, ws.heartbeat_s,

@@ -23,6 +23,7 @@ from app.hub import Hub
 from app.idempotency import IdempotencyService
 from app.infra import Infra
 from app.loyalty import wiring as loyalty_wiring
+from app.ltv import wiring as ltv_wiring
 from app.ratelimit import RateLimiter, TokenBuckets
 from app.reco import wiring as reco_wiring
 from app.retail import wiring as retail_wiring
@@ -108,6 +109,7 @@ class Platform:
                       SqliteUnitOfWork(self.records_db), self.events_db,
                       self.event_log, self.hub, self.public_urls, self.audit)
         self.loyalty_domain = loyalty_wiring.build(infra)
+        self.ltv_domain = ltv_wiring.build(infra)  # lifetime value reads loyalty's ledger; bids read its values
         self.bidding = bidding_wiring.build(infra, self.loyalty_domain.loyalty.features)
         self.reco_domain = reco_wiring.build(infra, self._destination_of)
         self.retail = retail_wiring.build(infra, self.reco_domain.reco)
@@ -156,6 +158,7 @@ class Platform:
         self.email_analytics = channels.email_analytics
         self.reco_store = self.reco_domain.reco_store
         self.reco = self.reco_domain.reco
+        self.ltv = self.ltv_domain.ltv
         self._register_caches()
         for name, drain in self.bus.drains():  # queued subscribers, drained under the supervisor
             self.supervisor.add(name, drain)
@@ -209,7 +212,7 @@ class Platform:
         for cache in (self.tokens.verified, self.api_keys.unknown, self.limiter.ip.buckets,
                       self.limiter.principal.buckets, self.limiter.exchange.buckets, self.profiles.l1,
                       self.web_activity.last_seen, self.ingest.sessions, self.mailbox.raw,
-                      self.reco.features.users, self.reco.lists):
+                      self.reco.features.users, self.reco.lists, self.ltv.histories):
             self.metrics.caches.register(cache)
 
     async def open_storage(self) -> list[int]:
@@ -230,6 +233,7 @@ class Platform:
         await self.email.load()
         await self.activation.load()
         await self.reco.load()
+        await self.ltv.load()
         return applied
 
     async def close_storage(self) -> None:

@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import bidding, channels, group_commit, load, loyalty, reco, retail
+from bench import bidding, channels, group_commit, load, loyalty, ltv, reco, retail
 from bench.server import ServerProcess, free_port
 
 
@@ -69,6 +69,7 @@ def main() -> int:
                 protocol_rows = bidding.protocol_rates(server, exchange_key, args.seconds)
         finally:
             server.stop()
+    ltv_info = ltv.run_all(args.seconds) if not args.only or "ltv" in args.only else None
 
     print(f"\nHTTP scenarios ({results[0].generator}, {args.seconds:.0f}s each; ratio = rps / baseline rps)")
     print("(ratio*: the median of three rounds, each to the mean of the baselines measured just before and after"
@@ -95,6 +96,9 @@ def main() -> int:
               + " ".join(f"{x:.0f}" for x in cpu["ping"]) + "; uncached list "
               + " ".join(f"{x:.0f}" for x in cpu["list"])
               + f"; inside RecoService.recommend_json {i['service_us']:.0f} us a list (its latency histogram)")
+
+    if ltv_info is not None:
+        ltv.report(ltv_info)
 
     if email_rates is not None:
         print(f"\nEmail to the embedded SMTP sink: {email_rates[0]:,.0f} activations queued/s (durable outbox), "

@@ -27,6 +27,7 @@ from state.eventlog import StoredEvent
 from state.idempotency import StoredResponse
 from state.inbox import InAppMessage
 from state.loyalty import LedgerEntry, Member, Promotion
+from state.ltv import Purchase, SavedLtvModel
 from state.offers import Item, Offer, OfferState, SharedDraft
 from state.orders import Order
 from state.outbox import EmailEvent, OutboxMessage
@@ -441,6 +442,26 @@ class RecoStore(Protocol):
         ...
 
     async def latest_model(self) -> SavedModel | None:
+        ...
+
+
+@runtime_checkable
+class LtvStore(Protocol):
+    """The purchases lifetime value learns from (the loyalty ledger's purchases, less those reversed) and its
+    fitted models."""
+
+    async def purchases(self) -> list[Purchase]:
+        """Every customer's, oldest first."""
+        ...
+
+    async def customer_purchases(self, customer_id: str) -> list[Purchase]:
+        ...
+
+    async def save_model(self, model: SavedLtvModel) -> None:
+        """Durably, keeping the last few."""
+        ...
+
+    async def latest_model(self) -> SavedLtvModel | None:
         ...
 
 

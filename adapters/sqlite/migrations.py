@@ -229,6 +229,14 @@ RECORDS = [
             body BLOB NOT NULL
         )
     """),
+    # Lifetime value's fitted models (the purchases it learns from are read from the loyalty ledger).
+    Migration(12, "ltv_models", """
+        CREATE TABLE ltv_models (
+            sequence INTEGER PRIMARY KEY,
+            trained_at REAL NOT NULL,
+            body BLOB NOT NULL
+        )
+    """),
 ]
 
 EVENTS = [

@@ -14,3 +14,12 @@ class StarsEarned:
     tier: str
     tier_changed: bool
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StarsReversed:
+    """A purchase's stars were taken back (a refund; once per transaction)."""
+    user_id: str
+    transaction_id: str
+    stars: int
+    at: float

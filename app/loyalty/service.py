@@ -30,7 +30,7 @@ import numpy as np
 from app.admin import AuditTrail
 from app.auth import Principal
 from app.errors import Forbidden, InvalidInput, NotFound, RuleViolation
-from app.loyalty.events import StarsEarned
+from app.loyalty.events import StarsEarned, StarsReversed
 from app.persist import atomically
 from app.runtime.clock import Clock
 from state.loyalty import LedgerEntry, Member, Promotion
@@ -306,6 +306,7 @@ class LoyaltyService:
         pending.set_result(entry)
         self._log_event("StarsReversed", {"user_id": earned.user_id, "transaction_id": transaction_id,
                                           "stars": earned.stars, "reversed": reversed_stars, "shortfall": shortfall})
+        await self._publish(StarsReversed(earned.user_id, transaction_id, earned.stars, entry.at))
         return entry
 
     # ---- spending ----

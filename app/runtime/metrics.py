@@ -25,6 +25,9 @@ from app.runtime.lru import CacheCollector
 disable_created_metrics()
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# For calls measured in microseconds, whose p95 and p99 are read back from the buckets.
+FINE_LATENCY_BUCKETS = (1e-5, 2.5e-5, 5e-5, 7.5e-5, 1e-4, 1.5e-4, 2e-4, 3e-4, 4e-4, 5e-4, 7.5e-4, 0.001, 0.0015,
+                        0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 
 class _CounterChild:
@@ -201,6 +204,17 @@ class Metrics:
                                      ["metric"], registry=r)
         self.reco_trainings = LoopCounter("contrail_reco_trainings", "Recommendation trainings by outcome",
                                           ["outcome"], r)
+        self.ltv_predictions = LoopCounter("contrail_ltv_predictions", "Lifetime-value predictions, by status",
+                                           ["status"], r)
+        self.ltv_latency = LoopHistogram("contrail_ltv_seconds", "Lifetime-value prediction latency (per call)", (),
+                                         r, buckets=FINE_LATENCY_BUCKETS)
+        self.ltv_model = Gauge("contrail_ltv_model_info", "Serving lifetime-value model (value 1)", ["version"],
+                               registry=r)
+        self.ltv_evaluation = Gauge("contrail_ltv_evaluation", "The serving lifetime-value model's holdout numbers",
+                                    ["metric"], registry=r)
+        self.ltv_fits = LoopCounter("contrail_ltv_fits", "Lifetime-value fits by outcome", ["outcome"], r)
+        self.ltv_fallbacks = LoopCounter("contrail_ltv_fallbacks", "Lifetime-value answers by the platform heuristic "
+                                         "(heuristic) or with nothing to fall back on (none)", ["kind"], r)
         self.caches = CacheCollector()  # every bounded LRU, by name
         r.register(self.caches)
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import grpclib.server
 from google.protobuf.message import DecodeError as ProtobufDecodeError
+from grpclib.config import Configuration
 from grpclib.const import Handler, Status
 from grpclib.events import RecvRequest, SendTrailingMetadata, listen
 from grpclib.exceptions import GRPCError
@@ -167,14 +168,17 @@ class GrpcServer:
     """Owns the grpclib Server, its health statuses and call metrics."""
 
     def __init__(self, services: Iterable[Any], metrics: Metrics, authenticator: Authenticator,
-                 limiter: RateLimiter, max_message_bytes: int) -> None:
+                 limiter: RateLimiter, max_message_bytes: int, keepalive_time_s: float = 10.0,
+                 keepalive_timeout_s: float = 5.0) -> None:
         self.services = list(services)
         MessageLimit.receive = MessageLimit.send = max_message_bytes
         self.statuses = {svc: ServiceStatus() for svc in self.services}
         health = Health({svc: [status] for svc, status in self.statuses.items()})
         # Health and reflection answer anyone (orchestrators and tools); our services need credentials.
         handlers = [Guard(svc, authenticator, limiter) for svc in self.services] + [health]
-        self.server = Server(ServerReflection.extend(handlers))
+        self.server = Server(ServerReflection.extend(handlers),
+                             config=Configuration(_keepalive_time=keepalive_time_s,
+                                                  _keepalive_timeout=keepalive_timeout_s))
         self._metrics = metrics
         listen(self.server, RecvRequest, self._on_request)
         listen(self.server, SendTrailingMetadata, self._on_trailers)

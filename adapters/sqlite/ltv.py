@@ -1,0 +1,43 @@
+"""SQLite storage of lifetime value: purchases read from the loyalty ledger, and the fitted models.
+
+Every purchase a customer makes earns loyalty stars once, whatever its channel (a paid order, an ingested
+purchase, a point-of-sale earn), so the ledger is the record of purchases; a refund is its reverse entry. This
+reads it and never writes it.
+"""
+
+from __future__ import annotations
+
+from adapters.sqlite.db import Database
+from state.ltv import Purchase, SavedLtvModel, decode_model, encode_model
+
+_PURCHASES = """
+    SELECT e.user_id, json_extract(e.body, '$.at'), json_extract(e.body, '$.details.amount_cents'),
+           json_extract(e.body, '$.details.channel')
+    FROM loyalty_ledger e
+    WHERE e.kind = 'earn' AND json_extract(e.body, '$.qualifying') = 1
+      AND json_extract(e.body, '$.details.amount_cents') > 0 {customer}
+      AND NOT EXISTS (SELECT 1 FROM loyalty_ledger r WHERE r.kind = 'reverse' AND r.transaction_id = e.transaction_id)
+    ORDER BY e.id"""
+
+
+class SqliteLtvStore:
+    KEEP_MODELS = 3
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def purchases(self) -> list[Purchase]:
+        return [Purchase(*r) for r in await self._db.fetchall(_PURCHASES.format(customer=""))]
+
+    async def customer_purchases(self, customer_id: str) -> list[Purchase]:
+        rows = await self._db.fetchall(_PURCHASES.format(customer="AND e.user_id = ?"), (customer_id,))
+        return [Purchase(*r) for r in rows]
+
+    async def save_model(self, model: SavedLtvModel) -> None:
+        await self._db.write([("INSERT OR REPLACE INTO ltv_models(sequence, trained_at, body) VALUES (?,?,?)",
+                               (model.sequence, model.trained_at, encode_model(model))),
+                              ("DELETE FROM ltv_models WHERE sequence <= ?", (model.sequence - self.KEEP_MODELS,))])
+
+    async def latest_model(self) -> SavedLtvModel | None:
+        row = await self._db.fetchone("SELECT body FROM ltv_models ORDER BY sequence DESC LIMIT 1")
+        return decode_model(row[0]) if row else None

@@ -1,0 +1,378 @@
+"""Lifetime value: each customer's predicted value over a horizon, with bounds and reasons (the SyncValue service).
+
+The model (ml/ltv) is fitted on the carrier's own purchases (the loyalty ledger: orders, ingested and point-of-sale
+purchases, less refunds), evaluated on a time holdout before it goes live, stored, and refitted on a schedule and
+after enough new purchases. A prediction reads the customer's purchases from the request or, when the request
+brings none, from the store (held in a bounded cache that each new purchase of the customer invalidates).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import statistics
+import time
+from array import array
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+import ml.ltv as ltv
+from app.errors import InvalidInput, NotFound
+from app.runtime.clock import Clock
+from app.runtime.lru import LRU
+from state.ltv import Purchase, SavedLtvModel
+from state.ports import LtvStore
+
+log = logging.getLogger("contrail.ltv")
+
+DAY_S = 86_400.0
+PURCHASE_TYPES = frozenset({"purchase", "order", "transaction"})
+SUCCESS, FALLBACK, INVALID_INPUT, NO_HISTORY, MODEL_NOT_READY = (
+    "SUCCESS", "FALLBACK", "INVALID_INPUT", "NO_HISTORY", "MODEL_NOT_READY")
+RECENT_PER_PLATFORM = 100  # the fallback's median is over each platform's last 100 predictions
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event of a request's history."""
+    timestamp_ms: int
+    event_type: str
+    event_value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """One customer to predict. `events` None: the customer's purchases from the store."""
+    customer_id: str
+    platform: str = ""
+    events: tuple[Event, ...] | None = None
+    current_cac: float = 0.0
+    horizon_days: int = 0
+    request_id: str = ""
+    explain: bool = True
+
+
+@dataclass(slots=True)
+class Answer:
+    request_id: str
+    customer_id: str
+    status: str
+    predicted_ltv: float = 0.0
+    confidence: float = 0.0
+    ltv_lower_bound: float = 0.0
+    ltv_upper_bound: float = 0.0
+    expected_purchases: float = 0.0
+    probability_alive: float = 0.0
+    horizon_days: int = 0
+    currency: str = ""
+    model_version: str = ""
+    ltv_to_cac: float = 0.0
+    message: str = ""
+    inference_time_us: int = 0
+    top_features: list[tuple[str, float, float]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in self.__slots__ if k != "top_features"}
+        out["top_features"] = [{"name": n, "importance": i, "value": v} for n, i, v in self.top_features]
+        return out
+
+
+def _history(purchases: list[Purchase]) -> array:
+    """(at, value, at, value, ...) as doubles: held in the cache without the collector ever walking it."""
+    out = array("d")
+    for p in purchases:
+        out.extend((p.at, p.amount_cents / 100))
+    return out
+
+
+class LtvService:
+    def __init__(self, config: Any, currency: str, store: LtvStore, clock: Clock, metrics: Any) -> None:
+        self._config = config
+        self.currency = currency
+        self._store = store
+        self._clock = clock
+        self._metrics = metrics
+        self.model: ltv.LTVModel | None = None
+        self.saved: SavedLtvModel | None = None
+        self.histories: LRU[str, array] = LRU(config.cache_entries, "ltv_customers")
+        self._recent: dict[str, deque[float]] = {}  # per platform: the fallback's window
+        self.purchases_since_fit = 0
+        self.started = time.monotonic()
+        self._fitting = asyncio.Lock()
+        self._today = (0, 0)  # (UTC day number, predictions that day)
+
+    # ---- the model ----
+    @property
+    def max_batch(self) -> int:
+        return int(self._config.max_batch)
+
+    @property
+    def version(self) -> str:
+        return self.saved.version if self.saved is not None else ""
+
+    async def load(self) -> None:
+        saved = await self._store.latest_model()
+        if saved is not None:
+            self._serve(saved)
+
+    def _serve(self, saved: SavedLtvModel) -> None:
+        self.model = ltv.LTVModel.from_bytes(saved.body)
+        self.saved = saved
+        self._metrics.ltv_model.clear()
+        self._metrics.ltv_model.labels(saved.version).set(1)
+        for name, value in saved.evaluation.items():
+            self._metrics.ltv_evaluation.labels(name).set(value)
+
+    async def refit(self) -> dict[str, Any]:
+        """Fit on every purchase in a worker thread, after evaluating the same recipe on a time holdout (fitted on
+        what came before the last `holdout_days`); see _fit for when it goes live."""
+        async with self._fitting:
+            purchases = await self._store.purchases()
+            counted = self.purchases_since_fit
+            started = time.perf_counter()
+            now = self._clock.now()
+            outcome = await asyncio.to_thread(_fit, purchases, now, self._config.holdout_days, self.model is None)
+            self._metrics.ltv_fits.labels("live" if outcome["live"] else "kept_out").inc()
+            if not outcome["live"]:
+                log.info("ltv model kept out", extra={"reason": outcome["reason"]})
+                return {**outcome, "model": self.version, "seconds": round(time.perf_counter() - started, 3)}
+            sequence = (self.saved.sequence if self.saved is not None else 0) + 1
+            saved = SavedLtvModel(sequence, outcome["kind"], now, outcome.pop("body"), outcome["evaluation"],
+                                  outcome["customers"], len(purchases))
+            await self._store.save_model(saved)  # stored first: what serves is what a restart serves
+            self._serve(saved)
+            self.purchases_since_fit = max(0, self.purchases_since_fit - counted)
+            log.info("ltv model live", extra={"version": saved.version, **saved.evaluation})
+            return {**outcome, "model": saved.version, "seconds": round(time.perf_counter() - started, 3)}
+
+    async def maybe_refit(self) -> None:
+        """The supervisor's tick: refit when the interval has passed or enough purchases came since the last fit."""
+        c = self._config
+        age = self._clock.now() - (self.saved.trained_at if self.saved is not None else 0.0)
+        due = (c.refit_interval_s > 0 and age >= c.refit_interval_s) or \
+            (c.refit_after_purchases > 0 and self.purchases_since_fit >= c.refit_after_purchases) or \
+            (self.model is None and self.purchases_since_fit > 0)
+        if due:
+            await self.refit()
+
+    # ---- purchases ----
+    def purchased(self, customer_id: str) -> None:
+        """A customer bought (or was refunded): their cached history is stale, and a refit comes nearer."""
+        self.histories.pop(customer_id)
+        self.purchases_since_fit += 1
+
+    async def _own_history(self, customer_id: str) -> array:
+        held = self.histories.get(customer_id)
+        if held is None:
+            held = _history(await self._store.customer_purchases(customer_id))
+            self.histories.put(customer_id, held)
+        return held
+
+    # ---- predictions ----
+    async def predict(self, asks: list[Ask]) -> list[Answer]:
+        """One answer per ask, in order; a bad ask is an INVALID_INPUT answer, not an error of the whole call."""
+        if len(asks) > self._config.max_batch:
+            raise InvalidInput(f"at most {self._config.max_batch} customers per call")
+        started = time.perf_counter()
+        now = self._clock.now()
+        rows: list[tuple[int, array]] = []
+        answers: list[Answer] = []
+        for k, ask in enumerate(asks):
+            answer = Answer(ask.request_id, ask.customer_id, SUCCESS, currency=self.currency,
+                            horizon_days=ask.horizon_days or self._config.horizon_days,
+                            model_version=self.version)
+            answers.append(answer)
+            try:
+                history = self._request_history(ask, now) if ask.events is not None else \
+                    await self._own_history(ask.customer_id)
+            except InvalidInput as exc:
+                answer.status, answer.message = INVALID_INPUT, exc.message
+                continue
+            rows.append((k, history))
+        if self.model is None:
+            for k, _ in rows:
+                self._fallback(answers[k], asks[k].platform, "no model has been fitted yet")
+        elif rows:
+            self._score(self.model, rows, asks, answers, now)
+        elapsed = time.perf_counter() - started
+        per = int(elapsed / max(len(asks), 1) * 1e6)
+        for answer in answers:
+            answer.inference_time_us = per
+            self._metrics.ltv_predictions.labels(answer.status).inc()
+        self._metrics.ltv_latency.observe(elapsed)
+        self._count_today(len(answers))
+        return answers
+
+    def _request_history(self, ask: Ask, now: float) -> array:
+        assert ask.events is not None
+        if len(ask.events) > self._config.max_events:
+            raise InvalidInput(f"event_history holds at most {self._config.max_events} events")
+        out = array("d")
+        latest = (now + 86_400) * 1000  # a day of clock skew
+        for i, e in enumerate(ask.events):
+            if not 0 < e.timestamp_ms <= latest:
+                raise InvalidInput(f"event_history[{i}].timestamp_ms must be a time in epoch milliseconds, "
+                                   "not in the future")
+            if not math.isfinite(e.event_value) or not 0 <= e.event_value <= 1e9:
+                raise InvalidInput(f"event_history[{i}].event_value must be 0 to 1,000,000,000")
+            if e.event_type.lower() in PURCHASE_TYPES:
+                out.extend((e.timestamp_ms / 1000, e.event_value))
+        return out
+
+    def _score(self, model: ltv.LTVModel, rows: list[tuple[int, array]], asks: list[Ask], answers: list[Answer],
+               now: float) -> None:
+        customers, days, values, empty = [], [], [], []
+        for row, (_, history) in enumerate(rows):
+            if not history:
+                empty.append(row)
+            for j in range(0, len(history), 2):
+                customers.append(row)
+                days.append(history[j] / DAY_S)
+                values.append(history[j + 1])
+        summary = _summary_rows(len(rows), np.array(customers, dtype=np.int64), np.array(days),
+                                np.array(values), now / DAY_S)
+        horizons = {answers[k].horizon_days for k, _ in rows}
+        for horizon in horizons:
+            picked = [row for row, (k, _) in enumerate(rows) if answers[k].horizon_days == horizon]
+            part = _take(summary, picked) if len(picked) != len(rows) else summary
+            p = model.predict(part, float(horizon), self._config.annual_discount_rate)
+            for at, row in enumerate(picked):
+                k = rows[row][0]
+                a = answers[k]
+                a.predicted_ltv = float(p.ltv[at])
+                a.ltv_lower_bound, a.ltv_upper_bound = float(p.ltv_lower[at]), float(p.ltv_upper[at])
+                a.confidence = float(p.confidence[at])
+                a.expected_purchases = float(p.expected_purchases[at])
+                a.probability_alive = float(p.probability_alive[at])
+                a.ltv_to_cac = a.predicted_ltv / asks[k].current_cac if asks[k].current_cac > 0 else 0.0
+                if row in empty:
+                    a.status, a.message = NO_HISTORY, "no purchase known for this customer: a new customer's value"
+                if asks[k].explain:
+                    a.top_features = [(n, float(i), float(v)) for n, i, v in
+                                      model.explain(part, at, float(horizon), self._config.annual_discount_rate)]
+                self._remember(asks[k].platform, a.predicted_ltv)
+
+    def _remember(self, platform: str, value: float) -> None:
+        key = platform if platform in self._config.platform_multipliers else ""
+        recent = self._recent.get(key)
+        if recent is None:
+            recent = self._recent[key] = deque(maxlen=RECENT_PER_PLATFORM)
+        recent.append(value)
+
+    def heuristic(self, platform: str) -> float | None:
+        """The fallback: the median of the platform's last 100 predictions (of all platforms' when it has none)
+        times the platform's multiplier (1 for platforms the configuration does not name)."""
+        key = platform if platform in self._config.platform_multipliers else ""
+        recent = self._recent.get(key) or [v for r in self._recent.values() for v in r]
+        if not recent:
+            return None
+        return statistics.median(recent) * self._config.platform_multipliers.get(platform, 1.0)
+
+    def _fallback(self, answer: Answer, platform: str, why: str) -> None:
+        value = self.heuristic(platform)
+        self._metrics.ltv_fallbacks.labels("heuristic" if value is not None else "none").inc()
+        if value is None:
+            answer.status, answer.message = MODEL_NOT_READY, f"{why}, and no prediction to fall back on"
+            return
+        answer.status, answer.message = FALLBACK, f"{why}: the platform's recent median"
+        answer.predicted_ltv = answer.ltv_lower_bound = answer.ltv_upper_bound = value
+        answer.model_version = "heuristic"
+
+    def _count_today(self, n: int) -> None:
+        day = int(self._clock.now() // DAY_S)
+        self._today = (day, (self._today[1] if self._today[0] == day else 0) + n)
+
+    async def customer(self, customer_id: str, horizon_days: int = 0) -> Answer:
+        """One customer's value from their own purchases (404 for an id with no purchase and no model answer)."""
+        [answer] = await self.predict([Ask(customer_id, horizon_days=horizon_days)])
+        if answer.status == MODEL_NOT_READY:
+            raise NotFound(answer.message)
+        return answer
+
+    # ---- health ----
+    def health(self) -> dict[str, Any]:
+        evaluation = self.saved.evaluation if self.saved is not None else {}
+        accuracy = evaluation.get("accuracy", 0.0)
+        hist = self._metrics.ltv_latency._default
+        count = sum(hist.counts)
+        day = int(self._clock.now() // DAY_S)
+        return {"is_healthy": self.model is not None and accuracy >= self._config.target_accuracy,
+                "model_version": self.version, "uptime_seconds": int(time.monotonic() - self.started),
+                "current_accuracy": accuracy, "target_accuracy": self._config.target_accuracy,
+                "predictions_today": self._today[1] if self._today[0] == day else 0,
+                "avg_latency_us": hist.sum / count * 1e6 if count else 0.0,
+                "p95_latency_us": _quantile(hist, 0.95) * 1e6, "p99_latency_us": _quantile(hist, 0.99) * 1e6,
+                "holdout_mae": evaluation.get("mae", 0.0), "holdout_rmse": evaluation.get("rmse", 0.0),
+                "holdout_customers": int(evaluation.get("customers", 0)),
+                "trained_at_ms": int(self.saved.trained_at * 1000) if self.saved is not None else 0}
+
+
+def _quantile(hist: Any, q: float) -> float:
+    """The q-quantile of a bucketed histogram, interpolated linearly inside its bucket."""
+    total = sum(hist.counts)
+    if not total:
+        return 0.0
+    rank, seen, lower = q * total, 0, 0.0
+    for bound, count in zip((*hist.bounds, math.inf), hist.counts, strict=True):
+        if count and seen + count >= rank:
+            if math.isinf(bound):
+                return lower
+            return lower + (bound - lower) * (rank - seen) / count
+        seen += count
+        lower = bound
+    return lower
+
+
+def _summary_rows(n: int, customer: np.ndarray, day: np.ndarray, value: np.ndarray, now_day: float) -> ltv.Summary:
+    """A Summary with one row per customer 0..n-1 (customers without purchases are new customers: all zeros)."""
+    ids, summary = ltv.summarise(customer, day, value, now_day)
+    if len(ids) == n and np.array_equal(ids, np.arange(n)):
+        return summary
+    out = {name: np.zeros(n) for name in ("frequency", "recency", "age", "monetary")}
+    where = np.asarray(ids, dtype=np.int64)
+    for name in out:
+        out[name][where] = getattr(summary, name)
+    return ltv.Summary(out["frequency"], out["recency"], out["age"], out["monetary"])
+
+
+def _take(s: ltv.Summary, rows: list[int]) -> ltv.Summary:
+    return ltv.Summary(s.frequency[rows], s.recency[rows], s.age[rows], s.monetary[rows])
+
+
+def _fit(purchases: list[Purchase], now: float, holdout_days: int, first: bool) -> dict[str, Any]:
+    """(in a worker thread) Evaluate on the time holdout, then fit on everything. A model that did more than 5% worse
+    than plain Pareto/NBD on the holdout replaces no serving model (the first fit always serves: any beats none)."""
+    if not purchases:
+        return {"live": False, "reason": "no purchase stored yet", "customers": 0}
+    index: dict[str, int] = {}
+    customer = np.fromiter((index.setdefault(p.customer_id, len(index)) for p in purchases), dtype=np.int64,
+                           count=len(purchases))
+    day = np.fromiter((p.at / DAY_S for p in purchases), dtype=np.float64, count=len(purchases))
+    value = np.fromiter((p.amount_cents / 100 for p in purchases), dtype=np.float64, count=len(purchases))
+    now_day = now / DAY_S
+    try:
+        report = ltv.holdout(customer, day, value, now_day - holdout_days, holdout_days)
+    except ValueError as exc:
+        return {"live": False, "reason": f"holdout evaluation: {exc}", "customers": len(index)}
+    rows = {r["name"]: r for r in report["rows"]}
+    served, baseline = rows.get("contrail"), rows.get("Pareto/NBD")
+    if served is None:
+        return {"live": False, "reason": "the holdout evaluation has no contrail row", "customers": len(index)}
+    total_actual = float(report["total_actual"])
+    accuracy = 1 - abs(served["total_predicted"] - total_actual) / total_actual if total_actual > 0 else 0.0
+    evaluation = {"mae": float(served["mae"]), "rmse": float(served["rmse"]),
+                  "total_predicted": float(served["total_predicted"]), "total_actual": total_actual,
+                  "accuracy": max(0.0, accuracy), "customers": float(report["customers"])}
+    if not first and baseline is not None and served["mae"] > baseline["mae"] * 1.05:
+        return {"live": False, "reason": f"holdout MAE {served['mae']:.3f} worse than Pareto/NBD's "
+                f"{baseline['mae']:.3f}", "customers": len(index), "evaluation": evaluation}
+    try:
+        _, _, model = ltv.fit_transactions(customer, day, value, now_day)
+    except ValueError as exc:
+        return {"live": False, "reason": str(exc), "customers": len(index), "evaluation": evaluation}
+    return {"live": True, "reason": "evaluated on the holdout", "kind": model.kind, "body": model.to_bytes(),
+            "customers": len(index), "evaluation": evaluation}

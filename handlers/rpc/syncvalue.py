@@ -1,0 +1,100 @@
+"""syncvalue.v1.SyncValueService: lifetime value from the in-process model (app/ltv)."""
+
+from __future__ import annotations
+
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+from grpclib.server import Stream
+
+from app.errors import InvalidInput
+from app.ltv.service import INVALID_INPUT, Answer, Ask, Event, LtvService
+from handlers.rpc import syncvalue_grpc
+from handlers.rpc import syncvalue_pb2 as pb
+from handlers.rpc.server import recv_one
+
+MAX_HORIZON_DAYS = 3650
+
+
+def ask_of(r: pb.LTVPredictionRequest, explain: bool = True) -> Ask:
+    """The service's question for one request (InvalidInput names what is wrong)."""
+    if not r.customer_id and not r.event_history:
+        raise InvalidInput("customer_id is required when event_history is empty")
+    if len(r.customer_id) > 256:
+        raise InvalidInput("customer_id is at most 256 characters")
+    if not 0 <= r.horizon_days <= MAX_HORIZON_DAYS:
+        raise InvalidInput(f"horizon_days must be 0 (the configured horizon) to {MAX_HORIZON_DAYS}")
+    if not r.current_cac >= 0 or r.current_cac == float("inf"):
+        raise InvalidInput("current_cac must be a number, 0 or more")
+    events = tuple(Event(e.timestamp_ms, e.event_type, e.event_value) for e in r.event_history) \
+        if r.event_history else None
+    return Ask(r.customer_id, r.platform, events, r.current_cac, r.horizon_days, r.request_id,
+               explain and r.metadata.get("explain", "true") != "false")
+
+
+def reply_of(a: Answer) -> pb.LTVPredictionResponse:
+    return pb.LTVPredictionResponse(
+        request_id=a.request_id, customer_id=a.customer_id, predicted_ltv=a.predicted_ltv, confidence=a.confidence,
+        ltv_lower_bound=a.ltv_lower_bound, ltv_upper_bound=a.ltv_upper_bound, model_version=a.model_version,
+        top_features=[pb.FeatureImportance(name=n, importance=i, value=v) for n, i, v in a.top_features],
+        inference_time_us=a.inference_time_us, status=a.status, message=a.message,
+        expected_purchases=a.expected_purchases, probability_alive=a.probability_alive,
+        horizon_days=a.horizon_days, currency=a.currency, ltv_to_cac=a.ltv_to_cac)
+
+
+def invalid(r: pb.LTVPredictionRequest, message: str) -> pb.LTVPredictionResponse:
+    return pb.LTVPredictionResponse(request_id=r.request_id, customer_id=r.customer_id,
+                                    status=INVALID_INPUT, message=message)
+
+
+class SyncValueService(syncvalue_grpc.SyncValueServiceBase):
+    ROLES = ("partner", "admin")
+
+    def __init__(self, ltv: LtvService) -> None:
+        self._ltv = ltv
+
+    async def _one(self, request: pb.LTVPredictionRequest, explain: bool = True) -> pb.LTVPredictionResponse:
+        try:
+            ask = ask_of(request, explain)
+        except InvalidInput as exc:
+            return invalid(request, exc.message)
+        [answer] = await self._ltv.predict([ask])
+        return reply_of(answer)
+
+    async def PredictLTV(self, stream: Stream[pb.LTVPredictionRequest, pb.LTVPredictionResponse]) -> None:
+        await stream.send_message(await self._one(await recv_one(stream)))
+
+    async def PredictLTVBatch(self, stream: Stream[pb.LTVBatchRequest, pb.LTVBatchResponse]) -> None:
+        request = await recv_one(stream)
+        if len(request.requests) > self._ltv.max_batch:
+            raise GRPCError(Status.INVALID_ARGUMENT, f"at most {self._ltv.max_batch} requests per batch")
+        replies: list[pb.LTVPredictionResponse | None] = [None] * len(request.requests)
+        asks, where = [], []
+        for k, r in enumerate(request.requests):
+            try:
+                # A batch explains only the requests that ask for it (metadata explain=true): it is for scoring many.
+                asks.append(ask_of(r, explain=r.metadata.get("explain") == "true"))
+                where.append(k)
+            except InvalidInput as exc:
+                replies[k] = invalid(r, exc.message)
+        for k, answer in zip(where, await self._ltv.predict(asks), strict=True):
+            replies[k] = reply_of(answer)
+        await stream.send_message(pb.LTVBatchResponse(responses=[r for r in replies if r is not None]))
+
+    async def PredictLTVStream(self, stream: Stream[pb.LTVPredictionRequest, pb.LTVPredictionResponse]) -> None:
+        while True:
+            try:
+                request = await stream.recv_message()
+            except GRPCError as exc:
+                if exc.status == Status.INVALID_ARGUMENT and (exc.message or "").startswith("malformed"):
+                    # The message was read whole (its length prefix said how long): answer it and go on.
+                    await stream.send_message(pb.LTVPredictionResponse(
+                        status=INVALID_INPUT, message=exc.message or ""))
+                    continue
+                raise
+            if request is None:
+                return
+            await stream.send_message(await self._one(request))
+
+    async def GetModelHealth(self, stream: Stream[pb.HealthRequest, pb.HealthResponse]) -> None:
+        await recv_one(stream)
+        await stream.send_message(pb.HealthResponse(**self._ltv.health()))

@@ -1,0 +1,244 @@
+"""The SyncValue service against the real app: purchases earned through loyalty teach the model; a refit is
+evaluated on a time holdout and goes live; predictions over gRPC (unary, batch, stream) and REST carry bounds,
+reasons and measured health; bad input gets INVALID_INPUT answers and clear errors; the model survives a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import struct
+
+import numpy as np
+import pytest
+from grpclib.client import Channel
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+
+from app.main import GRPC, PLATFORM, create_app
+from handlers.rpc import syncvalue_grpc
+from handlers.rpc import syncvalue_pb2 as pb
+from tests.conftest import bearer, make_config
+
+DAY = 86_400.0
+CUSTOMERS = 300
+
+
+async def shop_history(platform, clock, customers: int = CUSTOMERS, days: int = 540, seed: int = 7) -> dict:
+    """Customers buying at their own rate until they drop out, as loyalty earns (what orders, ingest and the POS
+    do); the clock walks through the `days`. Returns each customer's purchase count."""
+    rng = np.random.default_rng(seed)
+    rate = rng.gamma(0.8, 1 / 25, customers)          # purchases a day
+    life = rng.exponential(300, customers)             # days until they stop buying
+    first = rng.uniform(0, days * 0.6, customers)
+    events = []
+    for c in range(customers):
+        t = first[c]
+        while t < min(first[c] + life[c], days):
+            events.append((t, c, int(rng.gamma(2.0, 60) * 100) + 500))
+            t += rng.exponential(1 / rate[c])
+    events.sort()
+    start, counts = clock.now(), {}
+    for n, (t, c, cents) in enumerate(events):
+        clock.advance(float(start + t * DAY - clock.now()))
+        await platform.loyalty.earn(f"cust-{c}", cents, "web" if c % 2 else "pos", f"t-{n}")
+        counts[f"cust-{c}"] = counts.get(f"cust-{c}", 0) + 1
+    return counts
+
+
+@pytest.fixture
+async def ltv(aiohttp_client, tmp_path, clock):
+    config = make_config(tmp_path, ltv__refit_interval_s=0, ltv__refit_after_purchases=0)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    platform = client.app[PLATFORM]
+    counts = await shop_history(platform, clock)
+    _, key = await platform.api_keys.create("ops", "admin")
+    admin = {"X-Api-Key": key}
+    channel = Channel("127.0.0.1", client.app[GRPC].port)
+    yield client, admin, syncvalue_grpc.SyncValueServiceStub(channel), {"x-api-key": key}, counts
+    channel.close()
+
+
+async def refit(client, admin) -> dict:
+    resp = await client.post("/v1/admin/ltv/refit", headers=admin)
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+async def test_a_refit_is_evaluated_on_the_holdout_then_serves_predictions_with_bounds_and_reasons(ltv):
+    client, admin, stub, md, counts = ltv
+    before = await stub.PredictLTV(pb.LTVPredictionRequest(customer_id="cust-1"), metadata=md)
+    assert before.status == pb.MODEL_NOT_READY and "no model" in before.message
+
+    fitted = await refit(client, admin)
+    assert fitted["live"] is True, fitted
+    assert fitted["model"].endswith("-1") and fitted["customers"] == len(counts)
+    evaluation = fitted["evaluation"]
+    assert evaluation["customers"] > 0 and evaluation["mae"] >= 0 and 0 <= evaluation["accuracy"] <= 1
+
+    buyer = max(counts, key=counts.get)  # the most frequent buyer
+    reply = await stub.PredictLTV(pb.LTVPredictionRequest(request_id="r1", customer_id=buyer, platform="meta",
+                                                          current_cac=25.0), metadata=md)
+    assert reply.status == pb.SUCCESS, reply.message
+    assert reply.request_id == "r1" and reply.customer_id == buyer and reply.model_version == fitted["model"]
+    assert 0 < reply.ltv_lower_bound <= reply.predicted_ltv <= reply.ltv_upper_bound
+    assert 0 <= reply.confidence <= 1 and 0 <= reply.probability_alive <= 1 and reply.expected_purchases > 0
+    assert reply.horizon_days == 365 and reply.currency == "USD" and reply.inference_time_us > 0
+    assert math.isclose(reply.ltv_to_cac, reply.predicted_ltv / 25.0)
+    names = [f.name for f in reply.top_features]
+    assert names and len(set(names)) == len(names)
+    assert abs(reply.top_features[0].importance) >= abs(reply.top_features[-1].importance)
+
+    # The frequent buyer is worth more than a customer who bought once, and the reasons differ between them.
+    once = min(counts, key=counts.get)
+    single = await stub.PredictLTV(pb.LTVPredictionRequest(customer_id=once), metadata=md)
+    assert single.status == pb.SUCCESS and single.predicted_ltv < reply.predicted_ltv
+    assert [(f.name, round(f.value, 6)) for f in single.top_features] != \
+        [(f.name, round(f.value, 6)) for f in reply.top_features]
+
+    # A shorter horizon is worth less; an unknown customer is a new customer's value, said so.
+    short = await stub.PredictLTV(pb.LTVPredictionRequest(customer_id=buyer, horizon_days=30), metadata=md)
+    assert short.horizon_days == 30 and short.predicted_ltv < reply.predicted_ltv
+    nobody = await stub.PredictLTV(pb.LTVPredictionRequest(customer_id="never-bought"), metadata=md)
+    assert nobody.status == pb.NO_HISTORY and nobody.predicted_ltv >= 0
+
+    health = await stub.GetModelHealth(pb.HealthRequest(), metadata=md)
+    assert health.model_version == fitted["model"] and health.predictions_today >= 5
+    assert math.isclose(health.current_accuracy, evaluation["accuracy"], rel_tol=1e-9)
+    assert health.is_healthy == (health.current_accuracy >= health.target_accuracy)
+    assert 0 < health.avg_latency_us and 0 < health.p95_latency_us <= health.p99_latency_us
+    assert health.holdout_customers == evaluation["customers"] and health.trained_at_ms > 0
+    text = await (await client.get("/metrics")).text()
+    assert f'contrail_ltv_model_info{{version="{fitted["model"]}"}} 1.0' in text
+    assert 'contrail_ltv_predictions_total{status="SUCCESS"}' in text
+    assert 'contrail_ltv_evaluation{metric="mae"}' in text
+
+
+async def test_a_given_history_is_used_and_bad_input_gets_invalid_input_answers(ltv, clock):
+    client, admin, stub, md, counts = ltv
+    await refit(client, admin)
+    now_ms = int(clock.now() * 1000)
+    history = [pb.CustomerEvent(timestamp_ms=now_ms - d * 86_400_000, event_type="purchase", event_value=120.0)
+               for d in (300, 200, 120, 60, 20, 5)]
+    history.append(pb.CustomerEvent(timestamp_ms=now_ms - 1000, event_type="page_view"))  # not a purchase
+    given = await stub.PredictLTV(pb.LTVPredictionRequest(customer_id="cust-0", event_history=history), metadata=md)
+    own = await stub.PredictLTV(pb.LTVPredictionRequest(customer_id="cust-0"), metadata=md)
+    assert given.status == pb.SUCCESS and given.predicted_ltv != own.predicted_ltv
+    frequency = {f.name: f.value for f in given.top_features}.get("frequency")
+    assert frequency is None or frequency == 5  # six purchases: five repeats
+
+    bad = [(pb.LTVPredictionRequest(customer_id="c", event_history=[pb.CustomerEvent(
+               timestamp_ms=now_ms + 7 * 86_400_000, event_type="purchase", event_value=10)]), "future"),
+           (pb.LTVPredictionRequest(customer_id="c", event_history=[pb.CustomerEvent(
+               timestamp_ms=now_ms, event_type="purchase", event_value=float("nan"))]), "event_value"),
+           (pb.LTVPredictionRequest(customer_id="c", horizon_days=99_999), "horizon_days"),
+           (pb.LTVPredictionRequest(), "customer_id"),
+           (pb.LTVPredictionRequest(customer_id="c", current_cac=-1), "current_cac")]
+    for request, word in bad:
+        reply = await stub.PredictLTV(request, metadata=md)
+        assert reply.status == pb.INVALID_INPUT and word in reply.message, (word, reply.message)
+
+    with pytest.raises(GRPCError) as err:
+        await stub.PredictLTV(pb.LTVPredictionRequest(customer_id="c"))
+    assert err.value.status == Status.UNAUTHENTICATED
+    customer = await bearer(client, "val@example.com", "correct horse battery", "customer")
+    with pytest.raises(GRPCError) as err:
+        await stub.PredictLTV(pb.LTVPredictionRequest(customer_id="c"),
+                              metadata={"authorization": customer["Authorization"]})
+    assert err.value.status == Status.PERMISSION_DENIED
+
+
+async def test_a_batch_answers_every_customer_in_order_and_a_stream_survives_a_bad_message(ltv):
+    client, admin, stub, md, counts = ltv
+    await refit(client, admin)
+    ids = sorted(counts) + ["unknown-a", "unknown-b"]
+    requests = [pb.LTVPredictionRequest(request_id=str(k), customer_id=c) for k, c in enumerate(ids)]
+    requests.insert(3, pb.LTVPredictionRequest(request_id="bad", customer_id="x", horizon_days=-5))
+    batch = await stub.PredictLTVBatch(pb.LTVBatchRequest(requests=requests), metadata=md)
+    assert [r.request_id for r in batch.responses] == [r.request_id for r in requests]
+    assert batch.responses[3].status == pb.INVALID_INPUT
+    singles = {c: (await stub.PredictLTV(pb.LTVPredictionRequest(customer_id=c), metadata=md)).predicted_ltv
+               for c in ids[:5]}
+    by_id = {r.customer_id: r for r in batch.responses if r.request_id != "bad"}
+    assert all(math.isclose(by_id[c].predicted_ltv, v, rel_tol=1e-9) for c, v in singles.items())
+    assert not by_id[ids[0]].top_features  # a batch explains only when asked (metadata explain=true)
+    assert [r.status for r in batch.responses[-2:]] == [pb.NO_HISTORY, pb.NO_HISTORY]
+    with pytest.raises(GRPCError) as err:
+        await stub.PredictLTVBatch(pb.LTVBatchRequest(requests=[pb.LTVPredictionRequest(customer_id="c")] * 10_001),
+                                   metadata=md)
+    assert err.value.status == Status.INVALID_ARGUMENT and "at most 10000" in err.value.message
+
+    async with stub.PredictLTVStream.open(metadata=md) as stream:
+        await stream.send_message(pb.LTVPredictionRequest(request_id="s1", customer_id=ids[0]))
+        first = await stream.recv_message()
+        payload = b"\x0a\xff\xff\xff\x0f"  # a field whose length runs past the message
+        await stream._stream.send_data(struct.pack(">?I", False, len(payload)) + payload)
+        broken = await stream.recv_message()
+        await stream.send_message(pb.LTVPredictionRequest(request_id="s2", customer_id=ids[1]), end=True)
+        last = await stream.recv_message()
+    assert first.request_id == "s1" and first.status == pb.SUCCESS
+    assert broken.status == pb.INVALID_INPUT and "malformed" in broken.message
+    assert last.request_id == "s2" and last.status == pb.SUCCESS
+
+
+async def test_the_rest_twin_and_who_may_read_a_customers_value(ltv, clock):
+    client, admin, stub, md, counts = ltv
+    platform = client.app[PLATFORM]
+    member = await bearer(client, "lena@example.com", "correct horse battery", "customer")
+    me = platform.account_store.by_email("lena@example.com").id
+    resp = await client.get(f"/v1/customers/{me}/ltv", headers=member)
+    assert resp.status == 404 and "no model" in (await resp.json())["error"]["message"]
+    await refit(client, admin)
+    for n in range(3):
+        await platform.loyalty.earn(me, 15_000, "web", f"lena-{n}")
+        clock.advance(20 * DAY)
+    member = await bearer(client, "lena@example.com", "correct horse battery", "customer")  # signs in again
+    mine = await (await client.get(f"/v1/customers/{me}/ltv", headers=member)).json()
+    assert mine.get("status") == "SUCCESS", mine
+    assert mine["customer_id"] == me and mine["predicted_ltv"] > 0
+    assert mine["ltv_lower_bound"] <= mine["predicted_ltv"] <= mine["ltv_upper_bound"] and mine["top_features"]
+    assert (await client.get("/v1/customers/cust-1/ltv", headers=member)).status == 403
+    assert (await client.get("/v1/customers/cust-1/ltv")).status == 401
+    staff = await (await client.get("/v1/customers/cust-1/ltv", params={"horizon_days": "90"}, headers=admin)).json()
+    grpc = await stub.PredictLTV(pb.LTVPredictionRequest(customer_id="cust-1", horizon_days=90), metadata=md)
+    assert math.isclose(staff["predicted_ltv"], grpc.predicted_ltv, rel_tol=1e-9) and staff["horizon_days"] == 90
+    resp = await client.get("/v1/customers/cust-1/ltv", params={"horizon_days": "5000"}, headers=admin)
+    assert resp.status == 400 and "horizon_days" in (await resp.json())["error"]["message"]
+
+    body = {"customer_id": "p1", "event_history": [
+        {"timestamp_ms": int((clock.now() - d * DAY) * 1000), "event_type": "order", "event_value": 80.0}
+        for d in (90, 40, 10)]}
+    predicted = await (await client.post("/v1/ltv/predict", json=body, headers=admin)).json()
+    assert predicted["status"] == "SUCCESS" and predicted["predicted_ltv"] > 0
+    for bad, field in (({"customer_id": "p1", "event_history": [{"timestamp_ms": -1, "event_type": "order"}]},
+                        "timestamp_ms"), ({"customer_id": "p1", "colour": "red"}, "colour"), ({}, "customer_id")):
+        resp = await client.post("/v1/ltv/predict", json=bad, headers=admin)
+        assert resp.status == 400 and field in (await resp.json())["error"]["message"], bad
+    assert (await client.post("/v1/ltv/predict", json=body, headers=member)).status == 403
+    health = await (await client.get("/v1/admin/ltv/model", headers=admin)).json()
+    assert health["model_version"] == mine["model_version"] and health["predictions_today"] >= 3
+
+
+async def test_a_refund_drops_the_purchase_and_the_model_survives_a_restart(aiohttp_client, tmp_path, clock):
+    config = make_config(tmp_path, ltv__refit_interval_s=0, ltv__refit_after_purchases=0)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    platform = client.app[PLATFORM]
+    await shop_history(platform, clock, customers=200)
+    _, key = await platform.api_keys.create("ops", "admin")
+    admin = {"X-Api-Key": key}
+    fitted = await refit(client, admin)
+    assert fitted["live"] is True, fitted
+    await platform.loyalty.earn("refunded", 90_000, "web", "big-order")
+    bought = await (await client.get("/v1/customers/refunded/ltv", headers=admin)).json()
+    await platform.loyalty.reverse("big-order")
+    refunded = await (await client.get("/v1/customers/refunded/ltv", headers=admin)).json()
+    assert bought["status"] == "SUCCESS" and refunded["status"] == "NO_HISTORY"
+    before = await (await client.get("/v1/customers/cust-3/ltv", headers=admin)).json()
+    await client.close()
+
+    again = await aiohttp_client(create_app(config, clock=clock))
+    _, key = await again.app[PLATFORM].api_keys.create("ops2", "admin")
+    after = await (await again.get("/v1/customers/cust-3/ltv", headers={"X-Api-Key": key})).json()
+    for volatile in ("inference_time_us",):
+        before.pop(volatile), after.pop(volatile)
+    assert after == before
+    await asyncio.sleep(0)
