@@ -146,9 +146,9 @@ async def _grpc_server(app: web.Application) -> AsyncIterator[None]:
     log.info("gRPC listening", extra={"host": config.grpc.host, "port": grpc.port})
     yield
     await grpc.stop(config.server.shutdown_grace_s)
-    remote = app[PLATFORM].remote_ranker
-    if remote is not None:
-        remote.close()
+    for remote in (app[PLATFORM].remote_ranker, app[PLATFORM].ltv_domain.remote):
+        if remote is not None:
+            remote.close()
 
 
 async def _smtp_sink(app: web.Application) -> AsyncIterator[None]:

@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import statistics
 import time
 from array import array
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +20,7 @@ import numpy as np
 
 import ml.ltv as ltv
 from app.errors import InvalidInput, NotFound
+from app.ltv.values import PlatformMedian
 from app.runtime.clock import Clock
 from app.runtime.lru import LRU
 from state.ltv import Purchase, SavedLtvModel
@@ -33,7 +32,6 @@ DAY_S = 86_400.0
 PURCHASE_TYPES = frozenset({"purchase", "order", "transaction"})
 SUCCESS, FALLBACK, INVALID_INPUT, NO_HISTORY, MODEL_NOT_READY = (
     "SUCCESS", "FALLBACK", "INVALID_INPUT", "NO_HISTORY", "MODEL_NOT_READY")
-RECENT_PER_PLATFORM = 100  # the fallback's median is over each platform's last 100 predictions
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +97,7 @@ class LtvService:
         self.model: ltv.LTVModel | None = None
         self.saved: SavedLtvModel | None = None
         self.histories: LRU[str, array] = LRU(config.cache_entries, "ltv_customers")
-        self._recent: dict[str, deque[float]] = {}  # per platform: the fallback's window
+        self.recent = PlatformMedian(config.platform_multipliers)  # the fallback's window per platform
         self.purchases_since_fit = 0
         self.started = time.monotonic()
         self._fitting = asyncio.Lock()
@@ -254,23 +252,12 @@ class LtvService:
                 if asks[k].explain:
                     a.top_features = [(n, float(i), float(v)) for n, i, v in
                                       model.explain(part, at, float(horizon), self._config.annual_discount_rate)]
-                self._remember(asks[k].platform, a.predicted_ltv)
-
-    def _remember(self, platform: str, value: float) -> None:
-        key = platform if platform in self._config.platform_multipliers else ""
-        recent = self._recent.get(key)
-        if recent is None:
-            recent = self._recent[key] = deque(maxlen=RECENT_PER_PLATFORM)
-        recent.append(value)
+                self.recent.remember(asks[k].platform, a.predicted_ltv)
 
     def heuristic(self, platform: str) -> float | None:
         """The fallback: the median of the platform's last 100 predictions (of all platforms' when it has none)
         times the platform's multiplier (1 for platforms the configuration does not name)."""
-        key = platform if platform in self._config.platform_multipliers else ""
-        recent = self._recent.get(key) or [v for r in self._recent.values() for v in r]
-        if not recent:
-            return None
-        return statistics.median(recent) * self._config.platform_multipliers.get(platform, 1.0)
+        return self.recent.heuristic(platform)
 
     def _fallback(self, answer: Answer, platform: str, why: str) -> None:
         value = self.heuristic(platform)

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from adapters.grpc.syncvalue import RemoteSyncValue
 from adapters.sqlite.ltv import SqliteLtvStore
 from app.infra import Infra
 from app.loyalty.events import StarsEarned, StarsReversed
 from app.ltv.service import LtvService
+from app.ltv.values import ValueMetrics, ValueSource
 
 REFIT_CHECK_S = 60.0  # how often the supervisor asks whether a refit is due
+VALUES_REFRESH_S = 1.0  # how often the values bids read are refreshed (a batch of the customers waiting)
 
 
 @dataclass
 class Ltv:
     ltv_store: SqliteLtvStore
     ltv: LtvService
+    values: ValueSource                 # what bids read: from the in-process model, or the remote one
+    remote: RemoteSyncValue | None      # the remote SyncValueService's client, when `ltv.remote` names one
 
     def purchased(self, event: StarsEarned | StarsReversed) -> None:
         """Every purchase earns stars once, and a refund reverses them: either changes the customer's history."""
@@ -25,7 +30,13 @@ class Ltv:
 def build(infra: Infra) -> Ltv:
     config = infra.config
     store = SqliteLtvStore(infra.records_db)
-    domain = Ltv(store, LtvService(config.ltv, config.retail.currency, store, infra.clock, infra.metrics))
+    service = LtvService(config.ltv, config.retail.currency, store, infra.clock, infra.metrics)
+    metrics = ValueMetrics(infra.metrics)
+    remote = RemoteSyncValue(config.ltv.remote, config.ltv.remote_api_key) if config.ltv.remote else None
+    values = ValueSource.remote(remote.predict_many, config.ltv, infra.clock, metrics=metrics) if remote else \
+        ValueSource.in_process(service, config.ltv, infra.clock, metrics=metrics)
+    domain = Ltv(store, service, values, remote)
+    infra.supervisor.add_periodic("ltv_values", VALUES_REFRESH_S, values.refresh)
     infra.bus.subscribe(StarsEarned, domain.purchased)
     infra.bus.subscribe(StarsReversed, domain.purchased)
     if config.ltv.refit_interval_s > 0 or config.ltv.refit_after_purchases > 0:

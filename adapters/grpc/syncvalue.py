@@ -1,0 +1,52 @@
+"""The client bids read lifetime values through when `ltv.remote` names another syncvalue.v1.SyncValueService
+(see app/ltv/values.py for the cache, the breaker and the fallback)."""
+
+from __future__ import annotations
+
+import math
+
+from grpclib.client import Channel
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+
+from handlers.rpc import syncvalue_grpc
+from handlers.rpc import syncvalue_pb2 as pb
+
+VALUED = frozenset({pb.SUCCESS, pb.NO_HISTORY})  # answers that carry the customer's value (NO_HISTORY: a new one's)
+
+
+class RemoteSyncValue:
+    """Calls a remote SyncValueService.PredictLTVBatch for many customers of one platform at a time."""
+
+    def __init__(self, address: str, api_key: str = "") -> None:
+        host, _, port = address.rpartition(":")
+        self._channel = Channel(host, int(port))
+        self._stub = syncvalue_grpc.SyncValueServiceStub(self._channel)
+        self._metadata = {"x-api-key": api_key} if api_key else None
+
+    async def predict_many(self, customer_ids: list[str], platform: str, timeout: float) -> dict[str, float]:
+        """Each valued customer's predicted LTV; customers the remote could not value (FALLBACK, INVALID_INPUT,
+        MODEL_NOT_READY) are left out. Raises on transport errors and on answers that do not match the asks."""
+        try:
+            reply = await self._stub.PredictLTVBatch(pb.LTVBatchRequest(requests=[
+                pb.LTVPredictionRequest(request_id=str(k), customer_id=c, platform=platform)
+                for k, c in enumerate(customer_ids)]), timeout=timeout, metadata=self._metadata)
+        except GRPCError as exc:
+            if exc.status == Status.DEADLINE_EXCEEDED:  # the server noticed the deadline first: the same timeout
+                raise TimeoutError(f"remote SyncValue took longer than {timeout:.3f} s") from None
+            raise
+        if len(reply.responses) != len(customer_ids):
+            raise ValueError(f"remote SyncValue answered {len(reply.responses)} of {len(customer_ids)} customers")
+        out: dict[str, float] = {}
+        for asked, answer in zip(customer_ids, reply.responses, strict=True):
+            if answer.customer_id != asked:
+                raise ValueError("remote SyncValue answered out of order")
+            if answer.status not in VALUED:
+                continue
+            if not math.isfinite(answer.predicted_ltv):
+                raise ValueError(f"remote SyncValue answered a non-finite value for {asked!r}")
+            out[asked] = answer.predicted_ltv
+        return out
+
+    def close(self) -> None:
+        self._channel.close()

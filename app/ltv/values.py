@@ -1,0 +1,319 @@
+"""The lifetime values bids read: a customer's predicted LTV answered at once from a bounded local cache, never
+waiting on a model.
+
+A customer not yet valued (or whose value has expired) is queued, answered now by the platform heuristic (the
+median of the platform's last 100 predictions × its multiplier), and valued by the background refresher: in
+batches, from the in-process model (app/ltv/service.py) or a remote SyncValueService (adapters/grpc/syncvalue.py),
+through the circuit breaker. While the breaker is open the model is not asked and the heuristic answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import statistics
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from app.config import LtvConfig
+from app.runtime.breaker import CircuitBreaker
+from app.runtime.clock import Clock
+from app.runtime.lru import LRU
+from app.runtime.metrics import Gauge, LoopCounter
+
+if TYPE_CHECKING:
+    from app.ltv.service import Answer, Ask
+
+log = logging.getLogger("contrail.ltv")
+
+MODEL, REMOTE, FALLBACK, NONE = "model", "remote", "fallback", "none"
+RECENT_PER_PLATFORM = 100       # the heuristic's window: each platform's last 100 predictions
+CACHE_ENTRIES = 200_000         # customers whose value is held
+TTL_S = 3600.0                  # a value is served this long after it was predicted ...
+REFRESH_AHEAD = 0.1             # ... and a read in its last tenth queues it again, so a busy customer keeps one
+QUEUE_LIMIT = 10_000            # customers waiting to be valued (more are not queued: their next read asks again)
+BATCH = 256                     # customers valued per refresher pass
+MAX_VALUE = 1_000_000.0         # a predicted LTV above this (currency units) is not believed
+_MEMO_PLATFORMS = 64            # platforms whose heuristic value is held between passes
+
+# What the value source needs of a model: customer ids and a platform in, each valued customer's LTV out.
+Fetch = Callable[[list[str], str, float], Awaitable[dict[str, float]]]
+
+
+class LtvPredictor(Protocol):
+    """What the value source needs of LtvService (app/ltv/service.py)."""
+
+    async def predict(self, asks: list[Ask]) -> list[Answer]: ...
+
+    def heuristic(self, platform: str) -> float | None: ...
+
+
+class Heuristic(Protocol):
+    def heuristic(self, platform: str) -> float | None: ...
+
+
+class PlatformMedian:
+    """The fallback heuristic: the median of the platform's last 100 predicted values (of all platforms' when it
+    has none) × the platform's multiplier (1 for platforms not configured). LtvService keeps one over its own
+    predictions; the value source keeps one over a remote model's."""
+
+    def __init__(self, multipliers: Mapping[str, float], window: int = RECENT_PER_PLATFORM) -> None:
+        self._multipliers = multipliers
+        self._window = window
+        self._recent: dict[str, deque[float]] = {}
+
+    def _key(self, platform: str) -> str:
+        return platform if platform in self._multipliers else ""
+
+    def remember(self, platform: str, value: float) -> None:
+        key = self._key(platform)
+        recent = self._recent.get(key)
+        if recent is None:
+            recent = self._recent[key] = deque(maxlen=self._window)
+        recent.append(value)
+
+    def heuristic(self, platform: str) -> float | None:
+        recent = self._recent.get(self._key(platform)) or [v for r in self._recent.values() for v in r]
+        if not recent:
+            return None
+        return statistics.median(recent) * self._multipliers.get(platform, 1.0)
+
+
+class InProcess:
+    """The in-process model as a Fetch: one LtvService.predict call for the batch, from each customer's own
+    purchases. Answers the model could not give (FALLBACK, MODEL_NOT_READY) are left out."""
+
+    def __init__(self, model: LtvPredictor) -> None:
+        self.model = model
+
+    async def predict_many(self, customer_ids: list[str], platform: str, timeout: float) -> dict[str, float]:
+        from app.ltv.service import NO_HISTORY, SUCCESS, Ask  # the model package loads only with the service
+
+        answers = await asyncio.wait_for(
+            self.model.predict([Ask(c, platform, explain=False) for c in customer_ids]), timeout)
+        return {a.customer_id: a.predicted_ltv for a in answers if a.status in (SUCCESS, NO_HISTORY)}
+
+
+@dataclass
+class ValueStats:
+    """Counters of the value source (exported by whoever wires it)."""
+
+    served: dict[str, int] = field(default_factory=lambda: {MODEL: 0, REMOTE: 0, FALLBACK: 0, NONE: 0})
+    fallbacks: int = 0          # answers not from a model value: the heuristic's (fallback) or nothing (none)
+    queue_full: int = 0         # customers not queued because the queue was full
+    calls: dict[str, int] = field(default_factory=lambda: {"ok": 0, "slow": 0, "timeout": 0, "error": 0})
+    skipped_open: int = 0       # passes with customers waiting that the open breaker kept from the model
+    cached: int = 0             # values taken into the cache
+    unvalued: int = 0           # customers asked whom the model did not value
+    rejected: dict[str, int] = field(default_factory=lambda: {"not_finite": 0, "negative": 0, "too_high": 0})
+
+
+class ValueMetrics:
+    """The value source's metrics on an instance's registry (Metrics.registry; build once per instance), with
+    its cache exported among the others (contrail_cache_entries{cache="ltv_values"})."""
+
+    def __init__(self, metrics: Any) -> None:
+        r = metrics.registry
+        self.ltv_values_served = LoopCounter(
+            "contrail_ltv_values_served", "Lifetime values read by bids, by source (model, remote, fallback, none)",
+            ["source"], r)
+        self.ltv_value_fallbacks = LoopCounter(
+            "contrail_ltv_value_fallbacks", "Lifetime values read by bids not from a model: the platform heuristic's "
+            "(heuristic) or nothing (none)", ["kind"], r)
+        self.ltv_value_calls = LoopCounter("contrail_ltv_value_calls", "Lifetime-value refresh calls by outcome",
+                                           ["outcome"], r)
+        self.ltv_value_rejected = LoopCounter("contrail_ltv_value_rejected", "Predicted lifetime values not "
+                                              "believed (not cached), by reason", ["reason"], r)
+        self.ltv_value_breaker = Gauge("contrail_ltv_value_breaker_state", "Lifetime-value model circuit breaker: "
+                                       "0 closed, 1 half-open, 2 open", registry=r)
+        self.caches = metrics.caches
+
+
+class ValueSource:
+    """What the bid path reads: `value()` is synchronous and never waits; `refresh()` is the background pass."""
+
+    def __init__(self, fetch: Fetch, source: str, heuristic: Heuristic, clock: Clock, *, failures: int,
+                 slow_ms: float, open_s: float, successes: int, deadline_s: float,
+                 remember: PlatformMedian | None = None, capacity: int = CACHE_ENTRIES, ttl_s: float = TTL_S,
+                 refresh_ahead: float = REFRESH_AHEAD, queue_limit: int = QUEUE_LIMIT, batch: int = BATCH,
+                 max_value: float = MAX_VALUE, metrics: Any = None,
+                 timer: Callable[[], float] = time.perf_counter) -> None:
+        """`remember`: the heuristic's window to feed with the values fetched (the remote case; the in-process
+        model keeps its own). `metrics` (a ValueMetrics, or anything with some of its attributes): counters
+        ltv_values_served (by source), ltv_value_fallbacks (by kind: heuristic, none), ltv_value_calls (by
+        outcome), ltv_value_rejected (by reason); the gauge ltv_value_breaker; caches, the CacheCollector the
+        value cache is registered with."""
+        if ttl_s <= 0 or not 0 <= refresh_ahead < 1 or queue_limit < 1 or batch < 1:
+            raise ValueError("ttl_s > 0, 0 <= refresh_ahead < 1, queue_limit >= 1 and batch >= 1")
+        self.source = source
+        self._fetch = fetch
+        self._heuristic = heuristic
+        self._remember = remember
+        self._clock = clock
+        self._slow_s = slow_ms / 1000
+        self._deadline_s = deadline_s
+        self._ttl_s = ttl_s
+        self._refresh_after_s = ttl_s * (1 - refresh_ahead)
+        self._queue_limit = queue_limit
+        self._batch = batch
+        self._max_value = max_value
+        self._timer = timer
+        self.cache: LRU[tuple[str, str], tuple[float, float]] = LRU(capacity, "ltv_values")  # → (value, valued at)
+        self.queue: OrderedDict[tuple[str, str], None] = OrderedDict()  # (platform, customer) waiting, oldest first
+        self.stats = ValueStats()
+        self._memo: dict[str, float | None] = {}  # platform → heuristic value, until the next pass
+        self._served_metric = _children(metrics, "ltv_values_served", tuple(self.stats.served))
+        self._fallback_metric = _children(metrics, "ltv_value_fallbacks", ("heuristic", "none"))
+        self._call_metric = _children(metrics, "ltv_value_calls", tuple(self.stats.calls))
+        self._rejected_metric = _children(metrics, "ltv_value_rejected", tuple(self.stats.rejected))
+        gauge = getattr(metrics, "ltv_value_breaker", None)
+        self.breaker = CircuitBreaker(clock, failures=failures, open_s=open_s, successes=successes,
+                                      on_change=gauge.set if gauge is not None else lambda state: None)
+        caches = getattr(metrics, "caches", None)
+        if caches is not None:
+            caches.register(self.cache)
+
+    @classmethod
+    def in_process(cls, model: LtvPredictor, config: LtvConfig, clock: Clock, **options: Any) -> ValueSource:
+        """Values from the in-process LtvService; `config` is the [ltv] section. A pass's batch is cut at
+        `max_batch` and its deadline is twice `breaker_slow_ms` (past the slow threshold it is a failure)."""
+        options["batch"] = min(options.get("batch", BATCH), config.max_batch)
+        return cls(InProcess(model).predict_many, MODEL, model, clock, **_breaker(config),
+                   deadline_s=2 * config.breaker_slow_ms / 1000, **options)
+
+    @classmethod
+    def remote(cls, fetch: Fetch, config: LtvConfig, clock: Clock, **options: Any) -> ValueSource:
+        """Values from a remote SyncValueService (RemoteSyncValue.predict_many) within `remote_deadline_ms`;
+        the heuristic is kept over the values it returns."""
+        recent = PlatformMedian(config.platform_multipliers)
+        return cls(fetch, REMOTE, recent, clock, **_breaker(config), deadline_s=config.remote_deadline_ms / 1000,
+                   remember=recent, **options)
+
+    # ---- the bid path ----
+    def value(self, customer_id: str, platform: str) -> tuple[float | None, str]:
+        """(the customer's predicted LTV, where it came from: model, remote, fallback or none)."""
+        key = (platform, customer_id)
+        held = self.cache.get(key)
+        if held is not None:
+            age = self._clock.now() - held[1]
+            if age < self._ttl_s:
+                if age >= self._refresh_after_s:
+                    self._enqueue(key)
+                self.stats.served[self.source] += 1
+                _inc(self._served_metric, self.source)
+                return held[0], self.source
+            self.cache.pop(key)
+        self._enqueue(key)
+        return self._fallback(platform)
+
+    def _enqueue(self, key: tuple[str, str]) -> None:
+        if key in self.queue:
+            return
+        if len(self.queue) >= self._queue_limit:
+            self.stats.queue_full += 1
+            return
+        self.queue[key] = None
+
+    def _fallback(self, platform: str) -> tuple[float | None, str]:
+        if platform in self._memo:
+            value = self._memo[platform]
+        else:
+            if len(self._memo) >= _MEMO_PLATFORMS:
+                self._memo.clear()
+            value = self._memo[platform] = self._heuristic.heuristic(platform)
+        kind = FALLBACK if value is not None else NONE
+        self.stats.served[kind] += 1
+        self.stats.fallbacks += 1
+        _inc(self._served_metric, kind)
+        _inc(self._fallback_metric, "heuristic" if value is not None else "none")
+        return value, kind
+
+    # ---- the background refresher ----
+    async def refresh(self) -> int:
+        """One pass: values up to `batch` queued customers (one call per platform), through the breaker.
+        Returns how many values were cached. The supervisor runs it periodically."""
+        taken = cached = 0
+        try:
+            while self.queue and taken < self._batch:
+                if not self.breaker.allow():
+                    self.stats.skipped_open += 1
+                    break
+                platform, ids = self._take(self._batch - taken)
+                taken += len(ids)
+                cached += await self._call(platform, ids)
+        finally:
+            self._memo.clear()  # the heuristic's window has moved on
+        return cached
+
+    def _take(self, most: int) -> tuple[str, list[str]]:
+        """Up to `most` queued customers of the oldest waiting one's platform, oldest first."""
+        platform = next(iter(self.queue))[0]
+        ids = [c for p, c in self.queue if p == platform][:most]
+        for c in ids:
+            del self.queue[(platform, c)]
+        return platform, ids
+
+    async def _call(self, platform: str, ids: list[str]) -> int:
+        started = self._timer()
+        try:
+            values = await self._fetch(ids, platform, self._deadline_s)
+        except asyncio.CancelledError:
+            self.breaker.failed()  # shutting down mid-call: a half-open trial is not left in flight
+            raise
+        except TimeoutError:
+            self._outcome("timeout")
+            return 0
+        except Exception as exc:  # any failure of the model: its customers are asked again on their next read
+            self._outcome("error")
+            log.warning("ltv values: the model failed", extra={"source": self.source, "error": str(exc)[:200]})
+            return 0
+        self._outcome("slow" if self._timer() - started > self._slow_s else "ok")
+        return self._keep(platform, ids, values)
+
+    def _outcome(self, outcome: str) -> None:
+        self.stats.calls[outcome] += 1
+        _inc(self._call_metric, outcome)
+        if outcome == "ok":
+            self.breaker.succeeded()
+        else:
+            self.breaker.failed()
+
+    def _keep(self, platform: str, ids: list[str], values: dict[str, float]) -> int:
+        now, kept = self._clock.now(), 0
+        for customer_id in ids:
+            value = values.get(customer_id)
+            if value is None:
+                self.stats.unvalued += 1
+                continue
+            reason = "not_finite" if not math.isfinite(value) else "negative" if value < 0 else \
+                "too_high" if value > self._max_value else ""
+            if reason:
+                self.stats.rejected[reason] += 1
+                _inc(self._rejected_metric, reason)
+                continue
+            self.cache.put((platform, customer_id), (value, now))
+            if self._remember is not None:
+                self._remember.remember(platform, value)
+            kept += 1
+        self.stats.cached += kept
+        return kept
+
+
+def _breaker(config: LtvConfig) -> dict[str, Any]:
+    return {"failures": config.breaker_failures, "slow_ms": config.breaker_slow_ms,
+            "open_s": config.breaker_open_s, "successes": config.breaker_successes}
+
+
+def _children(metrics: Any, name: str, labels: tuple[str, ...]) -> dict[str, Any]:
+    family = getattr(metrics, name, None)
+    return {label: family.labels(label) for label in labels} if family is not None else {}
+
+
+def _inc(children: dict[str, Any], label: str) -> None:
+    child = children.get(label)
+    if child is not None:
+        child.inc()
