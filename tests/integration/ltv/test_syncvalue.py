@@ -36,12 +36,16 @@ async def shop_history(platform, clock, customers: int = CUSTOMERS, days: int = 
         while t < min(first[c] + life[c], days):
             events.append((t, c, int(rng.gamma(2.0, 60) * 100) + 500))
             t += rng.exponential(1 / rate[c])
-    events.sort()
+    by_day: dict[int, list[tuple[int, int]]] = {}
+    for t, c, cents in sorted(events):
+        by_day.setdefault(int(t), []).append((c, cents))
     start, counts = clock.now(), {}
-    for n, (t, c, cents) in enumerate(events):
-        clock.advance(float(start + t * DAY - clock.now()))
-        await platform.loyalty.earn(f"cust-{c}", cents, "web" if c % 2 else "pos", f"t-{n}")
-        counts[f"cust-{c}"] = counts.get(f"cust-{c}", 0) + 1
+    for day, bought in sorted(by_day.items()):  # a day's purchases together (one group commit)
+        clock.advance(start + day * DAY - clock.now())
+        await asyncio.gather(*(platform.loyalty.earn(f"cust-{c}", cents, "web" if c % 2 else "pos", f"t-{day}-{k}")
+                               for k, (c, cents) in enumerate(bought)))
+        for c, _ in bought:
+            counts[f"cust-{c}"] = counts.get(f"cust-{c}", 0) + 1
     return counts
 
 
