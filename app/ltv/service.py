@@ -29,6 +29,7 @@ from state.ports import LtvStore
 log = logging.getLogger("contrail.ltv")
 
 DAY_S = 86_400.0
+DISTRIBUTION_S = 600.0  # how long the customers' value distribution is reused for the same model and horizon
 PURCHASE_TYPES = frozenset({"purchase", "order", "transaction"})
 SUCCESS, FALLBACK, INVALID_INPUT, NO_HISTORY, MODEL_NOT_READY = (
     "SUCCESS", "FALLBACK", "INVALID_INPUT", "NO_HISTORY", "MODEL_NOT_READY")
@@ -102,6 +103,7 @@ class LtvService:
         self.started = time.monotonic()
         self._fitting = asyncio.Lock()
         self._today = (0, 0)  # (UTC day number, predictions that day)
+        self._distribution: tuple[tuple, float, dict[str, Any]] | None = None
 
     # ---- the model ----
     @property
@@ -280,6 +282,24 @@ class LtvService:
             raise NotFound(answer.message)
         return answer
 
+    async def distribution(self, horizon_days: int = 0, bins: int = 12, top: int = 10) -> dict[str, Any]:
+        """Every customer's predicted value now (from the store's purchases, in a worker thread), as quantiles,
+        a histogram and the most valuable customers; kept per model version and horizon for `DISTRIBUTION_S`."""
+        horizon = horizon_days or self._config.horizon_days
+        model, version = self.model, self.version
+        if model is None:
+            raise NotFound("no lifetime-value model has been fitted yet")
+        key = (version, horizon, bins, top)
+        held = self._distribution
+        if held is not None and held[0] == key and time.monotonic() - held[1] < DISTRIBUTION_S:
+            return held[2]
+        purchases = await self._store.purchases()
+        answer = await asyncio.to_thread(_distribution, model, purchases, self._clock.now(), horizon,
+                                         self._config.annual_discount_rate, bins, top)
+        answer.update(model_version=version, horizon_days=horizon, currency=self.currency)
+        self._distribution = (key, time.monotonic(), answer)
+        return answer
+
     # ---- health ----
     def health(self) -> dict[str, Any]:
         evaluation = self.saved.evaluation if self.saved is not None else {}
@@ -363,3 +383,31 @@ def _fit(purchases: list[Purchase], now: float, holdout_days: int, first: bool) 
         return {"live": False, "reason": str(exc), "customers": len(index), "evaluation": evaluation}
     return {"live": True, "reason": "evaluated on the holdout", "kind": model.kind, "body": model.to_bytes(),
             "customers": len(index), "evaluation": evaluation}
+
+
+def _distribution(model: ltv.LTVModel, purchases: list[Purchase], now: float, horizon_days: int, rate: float,
+                  bins: int, top: int) -> dict[str, Any]:
+    """(in a worker thread) Quantiles, a histogram (equal widths up to the 99th percentile, the rest in the last
+    bin) and the top customers of every customer's predicted value."""
+    if not purchases:
+        return {"customers": 0, "total": 0.0, "mean": 0.0, "quantiles": {}, "bins": [], "top": []}
+    index: dict[str, int] = {}
+    customer = np.fromiter((index.setdefault(p.customer_id, len(index)) for p in purchases), dtype=np.int64,
+                           count=len(purchases))
+    day = np.fromiter((p.at / DAY_S for p in purchases), dtype=np.float64, count=len(purchases))
+    value = np.fromiter((p.amount_cents / 100 for p in purchases), dtype=np.float64, count=len(purchases))
+    ids, summary = ltv.summarise(customer, day, value, now / DAY_S)
+    p = model.predict(summary, float(horizon_days), rate)
+    values = p.ltv
+    names = list(index)
+    edge = float(np.quantile(values, 0.99)) or float(values.max()) or 1.0
+    edges = np.linspace(0.0, edge, bins + 1)
+    counts = np.histogram(np.minimum(values, edge), edges)[0]
+    best = np.argsort(-values)[:top]
+    return {"customers": int(len(values)), "total": float(values.sum()), "mean": float(values.mean()),
+            "quantiles": {f"p{q}": float(np.quantile(values, q / 100)) for q in (10, 25, 50, 75, 90, 99)},
+            "bins": [{"lower": float(edges[k]), "upper": float(edges[k + 1]) if k < bins - 1 else None,
+                      "customers": int(counts[k])} for k in range(bins)],
+            "top": [{"customer_id": names[int(ids[i])], "predicted_ltv": float(values[i]),
+                     "ltv_lower_bound": float(p.ltv_lower[i]), "ltv_upper_bound": float(p.ltv_upper[i]),
+                     "probability_alive": float(p.probability_alive[i])} for i in best]}

@@ -80,6 +80,36 @@ class Health(msgspec.Struct):
     trained_at_ms: int
 
 
+class DistributionQuery(msgspec.Struct, forbid_unknown_fields=True):
+    horizon_days: Horizon = 0
+
+
+class Bin(msgspec.Struct):
+    lower: float
+    upper: float | None  # None: the last bin, open above (values past the 99th percentile)
+    customers: int
+
+
+class TopCustomer(msgspec.Struct):
+    customer_id: str
+    predicted_ltv: float
+    ltv_lower_bound: float
+    ltv_upper_bound: float
+    probability_alive: float
+
+
+class Distribution(msgspec.Struct):
+    model_version: str
+    horizon_days: int
+    currency: str
+    customers: int
+    total: float
+    mean: float
+    quantiles: dict[str, float]
+    bins: list[Bin]
+    top: list[TopCustomer]
+
+
 class Refit(msgspec.Struct):
     live: bool
     reason: str
@@ -99,6 +129,7 @@ class LtvApi:
         router.add_get("/v1/customers/{customer_id}/ltv", self.customer)
         router.add_post("/v1/ltv/predict", self.predict)
         router.add_get("/v1/admin/ltv/model", self.health)
+        router.add_get("/v1/admin/ltv/distribution", self.distribution)
         router.add_post("/v1/admin/ltv/refit", self.refit)
 
     @endpoint("A customer's predicted lifetime value over the horizon from their own purchases (orders, loyalty "
@@ -129,6 +160,12 @@ class LtvApi:
               tags=("ltv",), roles=("admin",), response=Health)
     async def health(self, request: web.Request, principal) -> web.Response:
         return json_response(self._ltv.health())
+
+    @endpoint("Every customer's predicted value now: quantiles, a histogram and the most valuable customers (computed "
+              "for the serving model and horizon, reused for 10 minutes)", tags=("ltv",), roles=("admin",),
+              query=DistributionQuery, response=Distribution, errors=(404,))
+    async def distribution(self, request: web.Request, principal, query: DistributionQuery) -> web.Response:
+        return json_response(await self._ltv.distribution(query.horizon_days))
 
     @endpoint("Refit now from every purchase, evaluating on the time holdout first; answers whether it went live",
               tags=("ltv",), roles=("admin",), response=Refit)

@@ -394,6 +394,7 @@ function loyaltyPanel() {
   const member = h("section", { class: "card member", "aria-label": "Member" },
     h("h2", {}, "Member"), h("p", { class: "muted" }, "Choose a member to see their balance, tier and ledger."));
   const promos = promotionsCard();
+  const value = valueCard();
   let loaded = false;
 
   async function search(ev) {
@@ -442,7 +443,8 @@ function loyaltyPanel() {
             h("td", { class: "mono wrap" }, e.transaction_id || "—"),
             h("td", {}, e.expires_at ? when(e.expires_at) : "—"),
             h("td", { class: "muted wrap" }, ledgerDetails(e.details || {})))))))
-          : h("p", { class: "muted" }, "No ledger entries."));
+          : h("p", { class: "muted" }, "No ledger entries."),
+        await memberValue(userId));
     } catch (err) {
       member.replaceChildren(h("h2", {}, `Member ${userId}`), box);
       showError(box, err);
@@ -462,8 +464,97 @@ function loyaltyPanel() {
         h("thead", {}, h("tr", {}, th("Member"), th("Tier"), th("Balance", "num"), th("Lifetime", "num"),
                                   th("Qualifying 12 m", "num"))),
         rows))),
-    member, promos.el);
-  return { el, show: () => { if (!loaded) { search(); promos.load(); } } };
+    member, value.el, promos.el);
+  return { el, show: () => { if (!loaded) { search(); promos.load(); value.load(); } } };
+}
+
+// ---- lifetime value ----
+const amount = (v, currency) => `${currency} ${v.toLocaleString(undefined, { maximumFractionDigits: 0 })}`;
+const FEATURES = { frequency: "Repeat purchases", recency: "Days from first to last purchase",
+                   age: "Days since first purchase", monetary: "Average repeat purchase" };
+
+// A member's predicted lifetime value with its interval and the features behind it.
+async function memberValue(userId) {
+  const section = h("section", { "aria-label": "Lifetime value" }, h("h3", {}, "Lifetime value"));
+  try {
+    const v = await api("GET", `/v1/customers/${enc(userId)}/ltv`);
+    const largest = Math.max(...v.top_features.map((f) => Math.abs(f.importance)), 1e-9);
+    section.append(
+      h("p", {}, h("b", { class: "ltv-value" }, amount(v.predicted_ltv, v.currency)),
+        ` over ${v.horizon_days} days (80% between ${amount(v.ltv_lower_bound, v.currency)} and `,
+        `${amount(v.ltv_upper_bound, v.currency)})`),
+      facts([["Expected purchases", v.expected_purchases.toFixed(2)],
+             ["Still buying (P alive)", `${Math.round(v.probability_alive * 100)}%`],
+             ["Confidence", `${Math.round(v.confidence * 100)}%`], ["Model", v.model_version],
+             ["Status", v.status === "SUCCESS" ? null : `${v.status}: ${v.message}`]]),
+      v.top_features.length ? h("table", { class: "ltv-reasons" },
+        h("caption", {}, "Why: each feature's share of the value against an average customer"),
+        h("thead", {}, h("tr", {}, th("Feature"), th("Their value", "num"), th("Contribution", "num"), th(""))),
+        h("tbody", {}, v.top_features.map((f) => h("tr", {},
+          h("td", {}, FEATURES[f.name] || f.name), num(Number(f.value.toFixed(2)).toLocaleString()),
+          h("td", { class: `num ${f.importance < 0 ? "bad" : "ok"}` },
+            `${f.importance > 0 ? "+" : ""}${f.importance.toFixed(0)}`),
+          h("td", { class: "bar-cell" }, h("span", { class: `bar ${f.importance < 0 ? "neg" : "pos"}`,
+            style: `width:${Math.round(Math.abs(f.importance) / largest * 100)}%` })))))) : null);
+  } catch (err) {
+    section.append(h("p", { class: "muted" }, err instanceof ApiError && err.status === 404
+      ? "No lifetime-value model has been fitted yet." : `Lifetime value unavailable: ${err.message}`));
+  }
+  return section;
+}
+
+// Every customer's predicted value: the model serving, the distribution and the most valuable customers.
+function valueCard() {
+  const el = h("section", { class: "card wide customer-value", "aria-labelledby": "ops-value-h" },
+    h("h2", { id: "ops-value-h" }, "Customer value"));
+  const body = h("div", {}, h("p", { class: "muted" }, "Loading…"));
+  const error = alertBox();
+  const refit = h("button", { type: "button", class: "secondary", onclick: async () => {
+    refit.disabled = true;
+    error.hidden = true;
+    try {
+      const r = await api("POST", "/v1/admin/ltv/refit");
+      if (!r.live) showError(error, `Kept out: ${r.reason}`);
+      await load();
+    } catch (err) { showError(error, err); } finally { refit.disabled = false; }
+  } }, "Refit now");
+  el.append(h("p", { class: "muted" }, "Each customer's predicted value over the horizon, from their purchases ",
+    "(orders, loyalty and ingested purchases), by the model fitted on the carrier's own history."), error, body, refit);
+
+  async function load() {
+    try {
+      const m = await api("GET", "/v1/admin/ltv/model");
+      if (!m.model_version) { body.replaceChildren(h("p", { class: "muted" }, "No model fitted yet: refit once purchases are in.")); return; }
+      const d = await api("GET", "/v1/admin/ltv/distribution");
+      const most = Math.max(...d.bins.map((b) => b.customers), 1);
+      body.replaceChildren(
+        facts([["Model", `${m.model_version}${m.is_healthy ? "" : " (below its target accuracy)"}`],
+               ["Holdout accuracy (total purchases)", `${(m.current_accuracy * 100).toFixed(1)}% (target ${(m.target_accuracy * 100).toFixed(0)}%)`],
+               ["Holdout error per customer", `MAE ${m.holdout_mae.toFixed(3)}, RMSE ${m.holdout_rmse.toFixed(3)} purchases (${m.holdout_customers.toLocaleString()} customers)`],
+               ["Predictions today", m.predictions_today.toLocaleString()],
+               ["Latency", m.avg_latency_us ? `p95 ${Math.round(m.p95_latency_us)} µs, p99 ${Math.round(m.p99_latency_us)} µs`
+                 : "no predictions yet"],
+               ["Customers", d.customers.toLocaleString()],
+               ["Median value", amount(d.quantiles.p50, d.currency)], ["Total value", amount(d.total, d.currency)]]),
+        h("div", { class: "row top" },
+          h("table", { class: "ltv-bins" },
+            h("caption", {}, `Customers by predicted value over ${d.horizon_days} days (${d.currency})`),
+            h("thead", {}, h("tr", {}, th("Value"), th("Customers", "num"), th(""))),
+            h("tbody", {}, d.bins.map((b) => h("tr", {},
+              h("td", {}, b.upper === null ? `${Math.round(b.lower).toLocaleString()} and more`
+                : `${Math.round(b.lower).toLocaleString()}–${Math.round(b.upper).toLocaleString()}`),
+              num(b.customers.toLocaleString()),
+              h("td", { class: "bar-cell" }, h("span", { class: "bar pos", style: `width:${Math.round(b.customers / most * 100)}%` })))))),
+          h("table", { class: "ltv-top" },
+            h("caption", {}, "The most valuable customers"),
+            h("thead", {}, h("tr", {}, th("Customer"), th("Value", "num"), th("80% interval", "num"), th("P alive", "num"))),
+            h("tbody", {}, d.top.map((c) => h("tr", {},
+              h("td", { class: "mono" }, c.customer_id), num(amount(c.predicted_ltv, d.currency)),
+              num(`${Math.round(c.ltv_lower_bound).toLocaleString()}–${Math.round(c.ltv_upper_bound).toLocaleString()}`),
+              num(`${Math.round(c.probability_alive * 100)}%`)))))));
+    } catch (err) { body.replaceChildren(); showError(error, err); }
+  }
+  return { el, load };
 }
 
 // A member's ledger, oldest first: every page up to 10,000 entries (next_cursor says there are more).

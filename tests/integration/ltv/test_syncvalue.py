@@ -191,6 +191,7 @@ async def test_the_rest_twin_and_who_may_read_a_customers_value(ltv, clock):
     me = platform.account_store.by_email("lena@example.com").id
     resp = await client.get(f"/v1/customers/{me}/ltv", headers=member)
     assert resp.status == 404 and "no model" in (await resp.json())["error"]["message"]
+    assert (await client.get("/v1/admin/ltv/distribution", headers=admin)).status == 404
     await refit(client, admin)
     for n in range(3):
         await platform.loyalty.earn(me, 15_000, "web", f"lena-{n}")
@@ -220,6 +221,18 @@ async def test_the_rest_twin_and_who_may_read_a_customers_value(ltv, clock):
     assert (await client.post("/v1/ltv/predict", json=body, headers=member)).status == 403
     health = await (await client.get("/v1/admin/ltv/model", headers=admin)).json()
     assert health["model_version"] == mine["model_version"] and health["predictions_today"] >= 3
+
+    spread = await (await client.get("/v1/admin/ltv/distribution", headers=admin)).json()
+    assert spread["customers"] == len(counts) + 1 and spread["model_version"] == health["model_version"]
+    assert sum(b["customers"] for b in spread["bins"]) == spread["customers"] and spread["bins"][-1]["upper"] is None
+    q = spread["quantiles"]
+    assert q["p10"] <= q["p50"] <= q["p90"] <= q["p99"] and math.isclose(spread["mean"] * spread["customers"],
+                                                                      spread["total"], rel_tol=1e-9)
+    best = spread["top"][0]
+    assert best["predicted_ltv"] >= spread["top"][-1]["predicted_ltv"] and best["predicted_ltv"] >= q["p99"] * 0.999
+    one = await (await client.get(f"/v1/customers/{best['customer_id']}/ltv", headers=admin)).json()
+    assert math.isclose(one["predicted_ltv"], best["predicted_ltv"], rel_tol=1e-6)
+    assert (await client.get("/v1/admin/ltv/distribution", headers=member)).status == 403
 
 
 async def test_a_refund_drops_the_purchase_and_the_model_survives_a_restart(aiohttp_client, tmp_path, clock):

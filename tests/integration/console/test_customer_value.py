@@ -1,0 +1,44 @@
+"""Customer value in Chromium: the admin sees the lifetime-value model serving (its holdout accuracy and errors),
+how the demo's customers' predicted values are spread, the most valuable customers, and one member's value with
+its interval and the features behind it."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import expect
+
+from tests.integration.console.conftest import DEMO_ADMIN, SCREENSHOTS
+from tests.integration.console.helpers import admin_token, call
+
+
+def test_admin_sees_the_model_the_spread_of_values_and_a_members_value_with_reasons(server, console):
+    token = admin_token(server.url)
+    model = call(server.url, "GET", "/v1/admin/ltv/model", token=token)
+    assert model["model_version"], "the demo seed fits the first lifetime-value model"
+    spread = call(server.url, "GET", "/v1/admin/ltv/distribution", token=token)
+    best = spread["top"][0]["customer_id"]
+
+    console.sign_in(*DEMO_ADMIN)
+    page = console.open("operations?tab=loyalty")
+    card = page.get_by_role("region", name="Customer value")
+    expect(card).to_contain_text(model["model_version"])
+    expect(card).to_contain_text("Holdout accuracy (total purchases)")
+    bins = card.get_by_role("table", name=re.compile("Customers by predicted value"))
+    expect(bins.get_by_role("row")).to_have_count(len(spread["bins"]) + 1)
+    expect(bins.get_by_role("row").last).to_contain_text("and more")
+    top = card.get_by_role("table", name="The most valuable customers")
+    expect(top.get_by_role("row").nth(1)).to_contain_text(best)
+
+    page.get_by_label("User id (or its beginning)").fill(best)
+    page.get_by_role("button", name="Search members").click()
+    page.get_by_role("button", name=f"Open member {best}").click()
+    value = page.get_by_role("region", name="Member", exact=True).get_by_role("region", name="Lifetime value")
+    expect(value).to_contain_text(re.compile(r"over 365 days \(80% between"))
+    expect(value).to_contain_text("Still buying (P alive)")
+    reasons = value.get_by_role("table", name=re.compile("Why"))
+    expect(reasons.get_by_role("row").nth(1)).to_be_visible()
+    expect(reasons).to_contain_text("Repeat purchases")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    card.screenshot(path=str(SCREENSHOTS / "ops-customer-value.png"))  # the page is long: each part on its own
+    value.screenshot(path=str(SCREENSHOTS / "ops-member-value.png"))
