@@ -110,11 +110,12 @@ class Platform:
                       self.event_log, self.hub, self.public_urls, self.audit)
         self.loyalty_domain = loyalty_wiring.build(infra)
         self.ltv_domain = ltv_wiring.build(infra)  # lifetime value reads loyalty's ledger; bids read its values
-        self.bidding = bidding_wiring.build(infra, self.loyalty_domain.loyalty.features)
+        self.bidding = bidding_wiring.build(infra, self.loyalty_domain.loyalty.features, self.ltv_domain.values)
         self.reco_domain = reco_wiring.build(infra, self._destination_of)
         self.retail = retail_wiring.build(infra, self.reco_domain.reco)
         self.channels = channels_wiring.build(infra, self.loyalty_domain.loyalty, self.bidding.profiles,
-                                              self._email_of, self.reco_domain.reco, self.retail.catalog.product_name)
+                                              self._email_of, self.reco_domain.reco, self.retail.catalog.product_name,
+                                              self.ltv_domain.ltv)
         # Each domain's services as attributes of the platform too (`platform.orders`), for the edges,
         # the operator commands and the tests.
         loyalty_domain = self.loyalty_domain

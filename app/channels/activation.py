@@ -41,6 +41,13 @@ class Recommendations(Protocol):
                         categories: list[str] | None = None, exclude: list[str] | None = None) -> dict: ...
 
 
+class CustomerValue(Protocol):
+    """What activation needs of lifetime value (app.ltv.service.LtvService is one): a customer's predicted value,
+    None when it cannot be predicted."""
+
+    async def value(self, customer_id: str) -> float | None: ...
+
+
 def _utc_day(at: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(at))
 
@@ -57,8 +64,9 @@ class ActivationService:
                  suppression: SuppressionService, counts: ActivationCountStore, clock: Clock, log_event,
                  seen_on_web: Callable[[str], bool], recommendations: Recommendations | None = None,
                  product_name: Callable[[str], str | None] = lambda _: None,
-                 shop_base: Callable[[], str] = lambda: "") -> None:
+                 shop_base: Callable[[], str] = lambda: "", customer_value: CustomerValue | None = None) -> None:
         self._config = config
+        self._customer_value = customer_value
         self._recommendations = recommendations
         self._product_name = product_name  # a catalog product id -> its name (None: not a product on sale)
         self._shop_base = shop_base  # where the console is served: the shop's links start there
@@ -164,16 +172,30 @@ class ActivationService:
         return self._sent_today.get(user_id, 0) >= self._config.max_per_customer_per_day
 
     async def activate(self, user_id: str, subject: str, text: str, html: str | None = None,
-                       channel: str | None = None, present: bool = False, campaign: str | None = None) -> dict:
+                       channel: str | None = None, present: bool = False, campaign: str | None = None,
+                       ltv_band: tuple[float | None, float | None] = (None, None)) -> dict:
+        """Reach the customer; with an `ltv_band` (lowest, highest predicted lifetime value, either None for open),
+        only when their predicted value is inside it (`outside_ltv_band`, or `ltv_unknown` when it cannot be
+        predicted)."""
         if not user_id or len(user_id) > 128:
             raise InvalidInput("user_id must be 1 to 128 characters")
         activation_id = f"act_{ids.token_hex(10)}"
         member = self._members(user_id)
         day = self._today()
-        result = {"activation_id": activation_id, "channel": None, "status": "unreachable",
-                  "provider_message_id": None}
+        result: dict = {"activation_id": activation_id, "channel": None, "status": "unreachable",
+                        "provider_message_id": None}
         picks: list[tuple[str, str, str | None]] | None = None  # asked for once, before the first send
-        if self.capped(user_id):
+        lowest, highest = ltv_band
+        banded = lowest is not None or highest is not None
+        value = await self._customer_value.value(user_id) if banded and self._customer_value else None
+        if banded:
+            result["predicted_ltv"] = value
+        if banded and value is None:
+            result["status"] = "ltv_unknown"
+        elif banded and value is not None and not ((lowest is None or value >= lowest) and
+                                                   (highest is None or value <= highest)):
+            result["status"] = "outside_ltv_band"
+        elif self.capped(user_id):
             result["status"] = "capped"
         else:
             # The slot is taken before the first await, so concurrent activations cannot pass the cap together.

@@ -15,7 +15,7 @@ from adapters.sqlite.inbox import SqliteInboxStore
 from adapters.sqlite.outbox import SqliteOutboxStore
 from adapters.sqlite.suppressions import SqliteSuppressionStore
 from app.bidding.profiles import ProfileCache
-from app.channels.activation import ActivationService, Recommendations
+from app.channels.activation import ActivationService, CustomerValue, Recommendations
 from app.channels.analytics import EmailAnalytics, load_verification_key
 from app.channels.confirmations import OrderConfirmations
 from app.channels.email import EmailService
@@ -46,9 +46,11 @@ class Channels:
 
 def build(infra: Infra, loyalty: LoyaltyService, profiles: ProfileCache,
           email_of: Callable[[str], str | None], recommendations: Recommendations | None = None,
-          product_name: Callable[[str], str | None] = lambda _: None) -> Channels:
+          product_name: Callable[[str], str | None] = lambda _: None,
+          customer_value: CustomerValue | None = None) -> Channels:
     """`email_of`: an order owner's email address (None for guests), for order confirmations; `recommendations`
-    and `product_name` (a catalog product's name): the recommended items activation messages carry."""
+    and `product_name` (a catalog product's name): the recommended items activation messages carry;
+    `customer_value`: predicted lifetime values, for activations limited to an LTV band."""
     config, clock, metrics, log_event = infra.config, infra.clock, infra.metrics, infra.event_log.log_event
     suppression_store = SqliteSuppressionStore(infra.records_db)
     suppression = SuppressionService(suppression_store, clock, infra.audit)
@@ -61,7 +63,7 @@ def build(infra: Infra, loyalty: LoyaltyService, profiles: ProfileCache,
     web_activity = WebActivity(clock)
     activation = ActivationService(config.channels, loyalty.member, email, inapp, adaptors, suppression,
                                    SqliteActivationCountStore(infra.records_db), clock, log_event, web_activity.seen,
-                                   recommendations, product_name, infra.public_urls.links)
+                                   recommendations, product_name, infra.public_urls.links, customer_value)
     ingest = IngestService(config.ingest, loyalty, profiles, activation, web_activity, clock,
                            infra.event_log.log_events, infra.bus.publish)
     verification_key = load_verification_key(config.sendgrid.verification_key)

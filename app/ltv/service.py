@@ -275,6 +275,11 @@ class LtvService:
         day = int(self._clock.now() // DAY_S)
         self._today = (day, (self._today[1] if self._today[0] == day else 0) + n)
 
+    async def value(self, customer_id: str) -> float | None:
+        """The customer's predicted value over the configured horizon (None when there is no model to ask)."""
+        [answer] = await self.predict([Ask(customer_id, explain=False)])
+        return answer.predicted_ltv if answer.status in (SUCCESS, NO_HISTORY) else None
+
     async def customer(self, customer_id: str, horizon_days: int = 0) -> Answer:
         """One customer's value from their own purchases (404 for an id with no purchase and no model answer)."""
         [answer] = await self.predict([Ask(customer_id, horizon_days=horizon_days)])

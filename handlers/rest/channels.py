@@ -13,7 +13,7 @@ from app.channels.email import EmailService
 from app.channels.ingest import MAX_BATCH, ChannelEvent, IngestService
 from app.channels.ports import Mailbox
 from app.channels.suppression import SuppressionService
-from app.errors import NotFound
+from app.errors import InvalidInput, NotFound
 from app.jsondepth import check_depth
 from handlers.rest.common import Cursor, endpoint, json_response, paginate
 
@@ -30,13 +30,17 @@ class ActivateBody(msgspec.Struct, forbid_unknown_fields=True):
     html: Annotated[str, msgspec.Meta(max_length=500_000)] | None = None
     channel: Literal["in_store", "push", "in_app", "sms", "email", "web", "paid_media"] | None = None
     present: bool = False
+    # Only customers whose predicted lifetime value is inside the band (either end may be left open).
+    ltv_min: Annotated[float, msgspec.Meta(ge=0, le=1e9)] | None = None
+    ltv_max: Annotated[float, msgspec.Meta(ge=0, le=1e9)] | None = None
 
 
 class ActivationResult(msgspec.Struct):
     activation_id: str
     channel: str | None
-    status: str              # queued, suppressed, capped, unreachable
+    status: str              # queued, suppressed, capped, unreachable, outside_ltv_band, ltv_unknown
     provider_message_id: str | None
+    predicted_ltv: float | None = None  # with an LTV band: the value it was checked against
 
 
 class IngestResult(msgspec.Struct):
@@ -185,11 +189,14 @@ class ChannelsApi:
         router.add_get("/v1/channels/email/analytics", self.email_report_all)
         router.add_get("/v1/channels/email/analytics/{activation_id}", self.email_report)
 
-    @endpoint("Reach a customer over the best channel (or the one named): suppression and the daily cap are checked",
+    @endpoint("Reach a customer over the best channel (or the one named): suppression and the daily cap are checked, "
+              "and an LTV band (ltv_min, ltv_max) when given",
               tags=("channels",), roles=STAFF, body=ActivateBody, response=ActivationResult, status=201)
     async def activate(self, request: web.Request, principal, body: ActivateBody) -> web.Response:
+        if body.ltv_min is not None and body.ltv_max is not None and body.ltv_min > body.ltv_max:
+            raise InvalidInput("ltv_min must not be above ltv_max", {"field": "ltv_min"})
         result = await self._activation.activate(body.user_id, body.subject, body.text, body.html, body.channel,
-                                                 body.present)
+                                                 body.present, ltv_band=(body.ltv_min, body.ltv_max))
         return json_response(ActivationResult(**result), status=201)
 
     @endpoint("Omnichannel events: one JSON object or an array (up to 5,000). Each invalid event is reported with "
