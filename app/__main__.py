@@ -47,11 +47,19 @@ def _parser() -> argparse.ArgumentParser:
     reco.add_argument("--no-items", action="store_true", help="ignore item features even when a .item file is there")
     reco.add_argument("--seed", type=int, default=0, help="seed for the sampled negatives and the models")
     reco.add_argument("--json", action="store_true", help='print {"rows": [{"name", "hr@10", ...}]} instead')
+    ltv = evals.add_parser("ltv", help="lifetime-value models on a CDNOW-format transaction file: time holdout, "
+                                       "MAE/RMSE of repeat purchases")
+    ltv.add_argument("--data", required=True, help="CDNOW_master.txt or CDNOW_sample.txt layout")
+    ltv.add_argument("--calibration-end", default="1997-09-30", help="last day of the calibration period")
+    ltv.add_argument("--holdout-weeks", type=float, default=39.0, help="length of the holdout period")
+    ltv.add_argument("--json", action="store_true", help='print {"total_actual", "rows": [{"name", "mae", ...}]}')
     return parser
 
 
 def _eval(args: argparse.Namespace) -> int:
     """Offline evaluations read only the files they are given: no config, no database, no server."""
+    if args.eval_name == "ltv":
+        return _eval_ltv(args)
     try:
         from eval.atomic import AtomicFileError, load_dataset
         from eval.reco import NothingToEvaluate, as_json, evaluate, table
@@ -71,6 +79,23 @@ def _eval(args: argparse.Namespace) -> int:
         report = evaluate(data, seed=args.seed)
     except NothingToEvaluate as exc:
         print(f"error: {args.data}: {exc}", file=sys.stderr)
+        return 2
+    print(as_json(report) if args.json else table(report))
+    return 0
+
+
+def _eval_ltv(args: argparse.Namespace) -> int:
+    try:
+        from eval.ltv import CdnowFileError, as_json, evaluate, table
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("eval"):
+            raise
+        print("error: `eval` runs from a Contrail checkout: its eval/ package is not installed", file=sys.stderr)
+        return 2
+    try:
+        report = evaluate(args.data, args.calibration_end, args.holdout_weeks)
+    except ValueError as exc:  # CdnowFileError, and too little data to fit
+        print(f"error: {exc}" if isinstance(exc, CdnowFileError) else f"error: {args.data}: {exc}", file=sys.stderr)
         return 2
     print(as_json(report) if args.json else table(report))
     return 0

@@ -48,6 +48,14 @@ def pnbd_parts(params: Params, x: np.ndarray, tx: np.ndarray, T: np.ndarray) -> 
     return a1 + a2, np.exp(alive_term - a2)
 
 
+def pnbd_alive(params: Params, x: np.ndarray, tx: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """P(alive) of Pareto/NBD: the likelihood's terms that do not cancel in the ratio."""
+    r, _, s, beta = params
+    alive_term = -(r + x) * np.log(params[1] + T) - s * np.log(beta + T)
+    gone = np.log(s) + _pnbd_log_a0(params, x, tx, T) - np.log(r + s + x)
+    return np.asarray(1.0 / (1.0 + np.exp(gone - alive_term)))
+
+
 def pnbd_loglik(params: Params, x: np.ndarray, tx: np.ndarray, T: np.ndarray) -> np.ndarray:
     return pnbd_parts(params, x, tx, T)[0]
 
@@ -59,22 +67,28 @@ def _compress(*cols: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     return [rows[:, i] for i in range(rows.shape[1])], counts.astype(np.float64)
 
 
-def _fit(loglik: Callable[..., np.ndarray], cols: list[np.ndarray], weights: np.ndarray, x0: np.ndarray,
-         penalty: float = 0.0) -> Params:
+# Log-parameter bounds (shape, scale, shape, scale). Past a shape of e^5 a gamma is nearly a point mass
+# (no heterogeneity left) and the hypergeometric series get slow, so the search stops there.
+BOUNDS = [(-7.0, 5.0), (-7.0, 10.0), (-7.0, 5.0), (-7.0, 10.0)]
+
+
+def _fit(loglik: Callable[..., np.ndarray], cols: list[np.ndarray], weights: np.ndarray, x0: np.ndarray) -> Params:
     total = float(weights.sum())
 
     def nll(logp: np.ndarray) -> float:
         p = np.exp(logp)
         with np.errstate(all="ignore"):
             ll = loglik(tuple(float(v) for v in p), *cols)
-        val = -float(weights @ ll) / total + penalty * float(logp @ logp)
+        val = -float(weights @ ll) / total
         return val if np.isfinite(val) else 1e10
 
     best = None
     for start in (x0, x0 + 0.5, x0 - 0.5):
-        res = minimize(nll, start, method="L-BFGS-B", bounds=[(-9.0, 9.0)] * len(x0))
+        res = minimize(nll, start, method="L-BFGS-B", bounds=BOUNDS, options={"ftol": 1e-12, "gtol": 1e-8})
         if best is None or res.fun < best.fun:
             best = res
+        if best.success and best.fun < 1e10:
+            break  # the other starts are for when the first one fails
     assert best is not None
     if best.fun >= 1e10:
         raise ValueError("the purchase-count model did not converge on this data")

@@ -55,11 +55,17 @@ def holdout(customer: np.ndarray, day: np.ndarray, value: np.ndarray, calibratio
     total_cal = np.bincount(np.searchsorted(ids, customer[keep]), weights=np.asarray(value, float)[keep],
                             minlength=len(ids))
     naive = total_cal / (s.frequency + 1)
+    # The served model's 80% LTV interval (undiscounted, over the holdout) against the realised spend.
+    inside = (holdout_value >= pred.ltv_lower - 1e-9) & (holdout_value <= pred.ltv_upper + 1e-9)
+    interval = {"coverage": float(inside.mean()), "nominal": 0.8,
+                "coverage_buyers": float(inside[buyers].mean()) if buyers.any() else None,
+                "ltv_total": float(pred.ltv.sum()), "spend_total": float(holdout_value.sum())}
     spend = {"customers": int(buyers.sum()),
              "gamma_gamma_mae": float(np.mean(np.abs(pred.expected_spend[buyers] - observed))) if buyers.any()
              else None,
              "naive_mae": float(np.mean(np.abs(naive[buyers] - observed))) if buyers.any() else None}
     return {"customers": len(ids), "total_actual": float(actual.sum()), "rows": rows, "spend": spend,
+            "interval": interval,
             "served": model.method, "inner": model.inner, "parameters": {"pareto/nbd": list(model.pnbd),
                                                                          "bg/nbd": list(model.bgnbd),
                                                                          "gamma-gamma": list(model.gg)}}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 from scipy.optimize import minimize
@@ -21,7 +22,7 @@ WEEK = 7.0
 MIN_CUSTOMERS = 20
 MIN_REPEATERS = 10
 INTERVAL = 0.8  # the width of the ltv_lower..ltv_upper interval
-METHODS = ("pareto/nbd", "bg/nbd", "mixture", "corrected")
+METHODS = ("pareto/nbd", "bg/nbd", "mixture", "corrected")  # what `LTVModel.method` can be
 FEATURES = ("pnbd_alive", "log_frequency", "recency_ratio", "log_monetary", "log_age", "bg_vs_pnbd")
 RIDGE = 1.0
 
@@ -35,13 +36,19 @@ class InnerSplit:
     horizon_days: float
 
 
-def _features(pn_alive: np.ndarray, x: np.ndarray, tx: np.ndarray, T: np.ndarray, m: np.ndarray,
-              e_pn: np.ndarray, e_bg: np.ndarray, extra: np.ndarray | None) -> np.ndarray:
+def _columns(pn_alive: np.ndarray, x: np.ndarray, tx: np.ndarray, T: np.ndarray, m: np.ndarray,
+             e_pn: np.ndarray, e_bg: np.ndarray, extra: np.ndarray | None) -> list[np.ndarray]:
+    """The correction's inputs, in FEATURES order, then the extra features."""
     cols = [pn_alive, np.log1p(x), np.where(x > 0, tx / np.maximum(T, 1e-9), 0.0), np.log1p(m),
             np.log(np.maximum(T, 1e-3)), np.log((e_bg + 0.01) / (e_pn + 0.01))]
     if extra is not None:
         cols.extend(extra.T)
-    return np.column_stack(cols)
+    return cols
+
+
+def _features(pn_alive: np.ndarray, x: np.ndarray, tx: np.ndarray, T: np.ndarray, m: np.ndarray,
+              e_pn: np.ndarray, e_bg: np.ndarray, extra: np.ndarray | None) -> np.ndarray:
+    return np.column_stack(_columns(pn_alive, x, tx, T, m, e_pn, e_bg, extra))
 
 
 def _poisson_glm(Z: np.ndarray, offset: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -77,7 +84,7 @@ class LTVModel:
     use_extra: bool = False
     extra_names: tuple[str, ...] = ()
     population: dict[str, float] = field(default_factory=dict)  # mean of each explained input, for explain()
-    inner: dict[str, float] = field(default_factory=dict)  # inner-split MAE of each candidate
+    inner: dict[str, float] = field(default_factory=dict)  # inner-split RMSE of each candidate
     kind: str = "contrail"
 
     # -- point predictions -------------------------------------------------------------------------
@@ -85,7 +92,7 @@ class LTVModel:
     def _counts(self, x: np.ndarray, tx: np.ndarray, T: np.ndarray, m: np.ndarray, extra: np.ndarray | None,
                 t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(expected purchases, P(alive), BG/NBD expectation if alive) over t weeks."""
-        _, alive_pn = base.pnbd_parts(self.pnbd, x, tx, T)
+        alive_pn = base.pnbd_alive(self.pnbd, x, tx, T)
         e_pn = base.pnbd_expected(self.pnbd, t, x, tx, T, alive_pn)
         if_alive = base.bgnbd_expected_if_alive(self.bgnbd, t, x, T)
         if self.method == "pareto/nbd":
@@ -96,10 +103,16 @@ class LTVModel:
             return e_bg, alive_bg, if_alive
         if self.method == "mixture":
             return 0.5 * (e_pn + e_bg), 0.5 * (alive_pn + alive_bg), if_alive
-        f = _features(alive_pn, x, tx, T, m, e_pn, e_bg, extra if self.uses_extra else None)
-        z = (f - np.asarray(self.mean)) / np.asarray(self.scale)
-        w = np.asarray(self.weights)
-        return e_pn * np.exp(w[0] + z @ w[1:]), alive_pn, if_alive
+        const, coef = self._linear
+        cols = _columns(alive_pn, x, tx, T, m, e_pn, e_bg, extra if self.uses_extra else None)
+        eta = const + sum(c * col for c, col in zip(coef, cols, strict=True))
+        return e_pn * np.exp(eta), alive_pn, if_alive
+
+    @cached_property
+    def _linear(self) -> tuple[float, list[float]]:
+        """The correction folded into const + sum(coef * raw feature): no standardising per call."""
+        w, mu, sd = np.asarray(self.weights), np.asarray(self.mean), np.asarray(self.scale)
+        return float(w[0] - (mu / sd) @ w[1:]), [float(v) for v in w[1:] / sd]
 
     def _spend(self, x: np.ndarray, m: np.ndarray) -> np.ndarray:
         return base.gg_expected(self.gg, x, m)
@@ -114,7 +127,8 @@ class LTVModel:
         x = np.asarray(s.frequency, dtype=np.float64)
         T = np.maximum(np.asarray(s.age, dtype=np.float64) / WEEK, 1e-6)
         tx = np.minimum(np.asarray(s.recency, dtype=np.float64) / WEEK, T)
-        return x, tx, T, np.asarray(s.monetary, dtype=np.float64)
+        # Refunds can leave a customer's mean below 0; spend per purchase is not negative.
+        return x, tx, T, np.maximum(np.asarray(s.monetary, dtype=np.float64), 0.0)
 
     @property
     def uses_extra(self) -> bool:
@@ -131,6 +145,7 @@ class LTVModel:
     # -- public API --------------------------------------------------------------------------------
 
     def predict(self, s: Summary, horizon_days: float, annual_discount_rate: float) -> Prediction:
+        _check_horizon(horizon_days, annual_discount_rate)
         x, tx, T, m = self._inputs(s)
         t = horizon_days / WEEK
         e, alive, if_alive = self._counts(x, tx, T, m, self._extra(s), t)
@@ -179,6 +194,7 @@ class LTVModel:
         return self._counts(x, tx, T, m, self._extra(s), horizon_days / WEEK)[0]
 
     def point_ltv(self, s: Summary, horizon_days: float, annual_discount_rate: float) -> np.ndarray:
+        _check_horizon(horizon_days, annual_discount_rate)
         x, tx, T, m = self._inputs(s)
         t = horizon_days / WEEK
         e, _, _ = self._counts(x, tx, T, m, self._extra(s), t)
@@ -270,6 +286,11 @@ def _bg_count_moments(params: base.Params, x: np.ndarray, T: np.ndarray, alive: 
     heavy buyer does not lengthen everyone's sum.
     """
     r, alpha, _, _ = params
+    if len(x) == 1:  # one customer (the common online call): size the sum with plain floats
+        q = float((alpha + T[0]) / (alpha + T[0] + t[0]))
+        mean = (r + float(x[0])) * (1 - q) / q
+        need1 = min(mean + 8 * (mean / q) ** 0.5 + 8, 4096.0)
+        return _bg_count_block(params, x, T, alive, t, int(2 ** max(4, int(np.ceil(np.log2(max(need1, 16)))))))
     q0 = (alpha + T) / (alpha + T + t)
     nb_mean = (r + x) * (1 - q0) / q0
     need = np.minimum(nb_mean + 8 * np.sqrt(nb_mean / q0) + 8, 4096)
@@ -319,6 +340,13 @@ def _coalitions(k: int) -> tuple[np.ndarray, np.ndarray]:
     return masks, weights
 
 
+def _check_horizon(horizon_days: float, annual_discount_rate: float) -> None:
+    if not horizon_days >= 0:
+        raise ValueError(f"horizon_days must be 0 or more, got {horizon_days}")
+    if not annual_discount_rate > -1:
+        raise ValueError(f"annual_discount_rate must be above -1 (e.g. 0.1 for 10%), got {annual_discount_rate}")
+
+
 def _check(s: Summary) -> None:
     n, rep = len(s), int(np.sum(s.frequency > 0))
     if n < MIN_CUSTOMERS or rep < MIN_REPEATERS:
@@ -329,9 +357,12 @@ def _check(s: Summary) -> None:
 def fit(s: Summary, inner: InnerSplit | None = None, seed: int = 0, refit_inner: bool = True) -> LTVModel:
     """Fit on one calibration summary; with `inner`, choose and learn the served correction on it.
 
-    Candidates: Pareto/NBD, BG/NBD, their mean, and Pareto/NBD times a ridge-Poisson correction on
-    RFM features (with the extra features only if they lower the inner error). Each is scored by MAE
-    on the inner holdout, the correction by 2-fold cross-validation over customers; the lowest serves.
+    Candidates: Pareto/NBD, BG/NBD, their mean, and Pareto/NBD times a level-preserving ridge-Poisson
+    correction on RFM features (with the extra features only if they lower the inner error). Each is
+    scored by RMSE of the inner holdout's repeat purchases, the correction by 2-fold cross-validation
+    over customers; the lowest serves. With `refit_inner` (the default) the candidates are refitted on
+    the inner calibration period alone, as serving fits on the past and predicts the future.
+    Without `inner` (or with too little data before the inner cut) Pareto/NBD serves.
     """
     _check(s)
     x, tx, T, m = LTVModel._inputs(s)
@@ -387,7 +418,7 @@ def fit(s: Summary, inner: InnerSplit | None = None, seed: int = 0, refit_inner:
     z = np.column_stack([np.ones(len(y)), (f - mu) / sd])
     model.weights = [float(v) for v in _poisson_glm(z, offset, y)]
     model.mean, model.scale = [float(v) for v in mu], [float(v) for v in sd]
-    candidates = {k: scores[k] for k in ("pareto/nbd", "bg/nbd", "mixture")}
+    candidates = {k: scores[k] for k in METHODS[:3]}
     candidates["corrected"] = best[0]
     model.method = min(candidates, key=lambda k: candidates[k])
     return model

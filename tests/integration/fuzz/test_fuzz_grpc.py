@@ -15,7 +15,7 @@ from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from app.main import GRPC
-from handlers.rpc import bidding_pb2, platform_pb2, ranking_pb2
+from handlers.rpc import bidding_pb2, platform_pb2, ranking_pb2, syncvalue_pb2
 from tests.conftest import ADMIN, bearer
 from tests.integration.bidding.helpers import _client, banner_request
 from tests.integration.fuzz.helpers import (
@@ -64,7 +64,8 @@ async def _raw_call(channel: Channel, path: str, handler: Any, metadata: dict[st
     return Status.OK, replies
 
 
-_PB2 = {"campaign.bidding.v1": bidding_pb2, "contrail.platform.v1": platform_pb2, "ranking": ranking_pb2}
+_PB2 = {"campaign.bidding.v1": bidding_pb2, "contrail.platform.v1": platform_pb2, "ranking": ranking_pb2,
+        "syncvalue.v1": syncvalue_pb2}
 STRING_EDGES = ["", "x" * 100_000, "\u0000", "\U0001F4BA" * 200, "2026-13-45", "9999-12-31", "NaN", "-1",
                 "${AUCTION_PRICE}", DEEP, OPEN, '{"id": "x", "imp": [{"id": "1", "banner": {}, "ext": ' + OPEN,
                 '{"id": "x", "imp": []}', "null", "[1, 2, 3]", "LIS", "economy"]
@@ -149,6 +150,11 @@ GOOD_GRPC = {
     "/ranking.RankingService/RankOffers": ranking_pb2.RankOffersRequest(
         search_context=ranking_pb2.SearchContext(passengers=1),
         offers=[ranking_pb2.OfferFeatures(offer_id="o", total_price_nuc=100)]),
+    "/syncvalue.v1.SyncValueService/PredictLTV": syncvalue_pb2.LTVPredictionRequest(customer_id="after"),
+    "/syncvalue.v1.SyncValueService/PredictLTVBatch": syncvalue_pb2.LTVBatchRequest(
+        requests=[syncvalue_pb2.LTVPredictionRequest(customer_id="after")]),
+    "/syncvalue.v1.SyncValueService/PredictLTVStream": syncvalue_pb2.LTVPredictionRequest(customer_id="after-s"),
+    "/syncvalue.v1.SyncValueService/GetModelHealth": syncvalue_pb2.HealthRequest(),
 }
 
 
