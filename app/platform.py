@@ -213,7 +213,8 @@ class Platform:
         for cache in (self.tokens.verified, self.api_keys.unknown, self.limiter.ip.buckets,
                       self.limiter.principal.buckets, self.limiter.exchange.buckets, self.profiles.l1,
                       self.web_activity.last_seen, self.ingest.sessions, self.mailbox.raw,
-                      self.reco.features.users, self.reco.lists, self.ltv.histories):
+                      self.reco.features.users, self.reco.lists, self.ltv.histories,
+                      self.ltv.predictions):
             self.metrics.caches.register(cache)
 
     async def open_storage(self) -> list[int]:

@@ -12,7 +12,6 @@ import asyncio
 import logging
 import math
 import time
-from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +28,7 @@ from state.ports import LtvStore
 log = logging.getLogger("contrail.ltv")
 
 DAY_S = 86_400.0
+_MISSING = object()
 DISTRIBUTION_S = 600.0  # how long the customers' value distribution is reused for the same model and horizon
 PURCHASE_TYPES = frozenset({"purchase", "order", "transaction"})
 SUCCESS, FALLBACK, INVALID_INPUT, NO_HISTORY, MODEL_NOT_READY = (
@@ -80,12 +80,17 @@ class Answer:
         return out
 
 
-def _history(purchases: list[Purchase]) -> array:
-    """(at, value, at, value, ...) as doubles: held in the cache without the collector ever walking it."""
-    out = array("d")
-    for p in purchases:
-        out.extend((p.at, p.amount_cents / 100))
-    return out
+# A customer's purchases reduced to what a prediction needs besides the time: (repeat purchases, days from the first
+# purchase to the last, the first purchase's day, the mean repeat purchase), by the summary's own conventions (same-day
+# purchases merged). Held per customer as a tuple of floats, which the collector stops tracking at once.
+Reduced = tuple[float, float, float, float]
+
+
+def _reduce(days: list[float], values: list[float]) -> Reduced | None:
+    if not days:
+        return None
+    _, s = ltv.summarise(np.zeros(len(days), dtype=np.int64), np.array(days), np.array(values), max(days) + 1)
+    return (float(s.frequency[0]), float(s.recency[0]), float(np.floor(min(days))), float(s.monetary[0]))
 
 
 class LtvService:
@@ -97,7 +102,8 @@ class LtvService:
         self._metrics = metrics
         self.model: ltv.LTVModel | None = None
         self.saved: SavedLtvModel | None = None
-        self.histories: LRU[str, array] = LRU(config.cache_entries, "ltv_customers")
+        self.histories: LRU[str, Reduced | None] = LRU(config.cache_entries, "ltv_customers")
+        self.predictions: LRU[tuple, tuple] = LRU(config.cache_entries, "ltv_predictions")
         self.recent = PlatformMedian(config.platform_multipliers)  # the fallback's window per platform
         self.purchases_since_fit = 0
         self.started = time.monotonic()
@@ -122,6 +128,7 @@ class LtvService:
     def _serve(self, saved: SavedLtvModel) -> None:
         self.model = ltv.LTVModel.from_bytes(saved.body)
         self.saved = saved
+        self.predictions.clear()
         self._metrics.ltv_model.clear()
         self._metrics.ltv_model.labels(saved.version).set(1)
         for name, value in saved.evaluation.items():
@@ -165,12 +172,13 @@ class LtvService:
         self.histories.pop(customer_id)
         self.purchases_since_fit += 1
 
-    async def _own_history(self, customer_id: str) -> array:
-        held = self.histories.get(customer_id)
-        if held is None:
-            held = _history(await self._store.customer_purchases(customer_id))
+    async def _own(self, customer_id: str) -> Reduced | None:
+        held = self.histories.get(customer_id, _MISSING)
+        if held is _MISSING:
+            purchases = await self._store.customer_purchases(customer_id)
+            held = _reduce([p.at / DAY_S for p in purchases], [p.amount_cents / 100 for p in purchases])
             self.histories.put(customer_id, held)
-        return held
+        return held  # type: ignore[return-value]
 
     # ---- predictions ----
     async def predict(self, asks: list[Ask]) -> list[Answer]:
@@ -179,39 +187,41 @@ class LtvService:
             raise InvalidInput(f"at most {self._config.max_batch} customers per call")
         started = time.perf_counter()
         now = self._clock.now()
-        rows: list[tuple[int, array]] = []
-        answers: list[Answer] = []
+        horizon = self._config.horizon_days
+        answers = [Answer(a.request_id, a.customer_id, SUCCESS, currency=self.currency,
+                          horizon_days=a.horizon_days or horizon, model_version=self.version) for a in asks]
+        rows: list[int] = []
+        reduced: list[Reduced | None] = []
         for k, ask in enumerate(asks):
-            answer = Answer(ask.request_id, ask.customer_id, SUCCESS, currency=self.currency,
-                            horizon_days=ask.horizon_days or self._config.horizon_days,
-                            model_version=self.version)
-            answers.append(answer)
             try:
-                history = self._request_history(ask, now) if ask.events is not None else \
-                    await self._own_history(ask.customer_id)
+                r = self._request_history(ask, now) if ask.events is not None else await self._own(ask.customer_id)
             except InvalidInput as exc:
-                answer.status, answer.message = INVALID_INPUT, exc.message
+                answers[k].status, answers[k].message = INVALID_INPUT, exc.message
                 continue
-            rows.append((k, history))
+            rows.append(k)
+            reduced.append(r)
         if self.model is None:
-            for k, _ in rows:
+            for k in rows:
                 self._fallback(answers[k], asks[k].platform, "no model has been fitted yet")
         elif rows:
-            self._score(self.model, rows, asks, answers, now)
+            self._score(self.model, rows, reduced, asks, answers, now / DAY_S)
         elapsed = time.perf_counter() - started
         per = int(elapsed / max(len(asks), 1) * 1e6)
+        statuses: dict[str, int] = {}
         for answer in answers:
             answer.inference_time_us = per
-            self._metrics.ltv_predictions.labels(answer.status).inc()
-        self._metrics.ltv_latency.observe(elapsed)
+            statuses[answer.status] = statuses.get(answer.status, 0) + 1
+        for status, count in statuses.items():
+            self._metrics.ltv_predictions.labels(status).inc(count)
+        self._metrics.ltv_latency.labels("one" if len(asks) == 1 else "batch").observe(elapsed)
         self._count_today(len(answers))
         return answers
 
-    def _request_history(self, ask: Ask, now: float) -> array:
+    def _request_history(self, ask: Ask, now: float) -> Reduced | None:
         assert ask.events is not None
         if len(ask.events) > self._config.max_events:
             raise InvalidInput(f"event_history holds at most {self._config.max_events} events")
-        out = array("d")
+        days, values = [], []
         latest = (now + 86_400) * 1000  # a day of clock skew
         for i, e in enumerate(ask.events):
             if not 0 < e.timestamp_ms <= latest:
@@ -220,41 +230,46 @@ class LtvService:
             if not math.isfinite(e.event_value) or not 0 <= e.event_value <= 1e9:
                 raise InvalidInput(f"event_history[{i}].event_value must be 0 to 1,000,000,000")
             if e.event_type.lower() in PURCHASE_TYPES:
-                out.extend((e.timestamp_ms / 1000, e.event_value))
-        return out
+                days.append(e.timestamp_ms / 1000 / DAY_S)
+                values.append(e.event_value)
+        return _reduce(days, values)
 
-    def _score(self, model: ltv.LTVModel, rows: list[tuple[int, array]], asks: list[Ask], answers: list[Answer],
-               now: float) -> None:
-        customers, days, values, empty = [], [], [], []
-        for row, (_, history) in enumerate(rows):
-            if not history:
-                empty.append(row)
-            for j in range(0, len(history), 2):
-                customers.append(row)
-                days.append(history[j] / DAY_S)
-                values.append(history[j + 1])
-        summary = _summary_rows(len(rows), np.array(customers, dtype=np.int64), np.array(days),
-                                np.array(values), now / DAY_S)
-        horizons = {answers[k].horizon_days for k, _ in rows}
-        for horizon in horizons:
-            picked = [row for row, (k, _) in enumerate(rows) if answers[k].horizon_days == horizon]
-            part = _take(summary, picked) if len(picked) != len(rows) else summary
-            p = model.predict(part, float(horizon), self._config.annual_discount_rate)
-            for at, row in enumerate(picked):
-                k = rows[row][0]
-                a = answers[k]
-                a.predicted_ltv = float(p.ltv[at])
-                a.ltv_lower_bound, a.ltv_upper_bound = float(p.ltv_lower[at]), float(p.ltv_upper[at])
-                a.confidence = float(p.confidence[at])
-                a.expected_purchases = float(p.expected_purchases[at])
-                a.probability_alive = float(p.probability_alive[at])
-                a.ltv_to_cac = a.predicted_ltv / asks[k].current_cac if asks[k].current_cac > 0 else 0.0
-                if row in empty:
-                    a.status, a.message = NO_HISTORY, "no purchase known for this customer: a new customer's value"
-                if asks[k].explain:
-                    a.top_features = [(n, float(i), float(v)) for n, i, v in
-                                      model.explain(part, at, float(horizon), self._config.annual_discount_rate)]
-                self.recent.remember(asks[k].platform, a.predicted_ltv)
+    def _score(self, model: ltv.LTVModel, rows: list[int], reduced: list[Reduced | None], asks: list[Ask],
+               answers: list[Answer], now_day: float) -> None:
+        """Predict the rows' customers (a new customer, all zeros, for those without purchases), one model call
+        per horizon asked. A prediction depends on the reduced purchases, the day and the horizon alone, so it
+        is remembered by those (`ltv_predictions`): a customer asked again the same day costs a lookup."""
+        day = int(now_day)
+        keys = [(reduced[j], day, answers[k].horizon_days, asks[k].explain) for j, k in enumerate(rows)]
+        known = [self.predictions.get(key) for key in keys]
+        missing = [j for j, hit in enumerate(known) if hit is None]
+        if missing:
+            table = np.array([reduced[j] or (0.0, 0.0, now_day, 0.0) for j in missing], dtype=np.float64)
+            summary = ltv.Summary(table[:, 0], table[:, 1], np.maximum(now_day - table[:, 2], 0.0), table[:, 3])
+            horizons = [keys[j][2] for j in missing]
+            rate = self._config.annual_discount_rate
+            for horizon in sorted(set(horizons)):
+                at = [i for i, h in enumerate(horizons) if h == horizon]
+                part = summary if len(at) == len(missing) else _take(summary, at)
+                p = model.predict(part, float(horizon), rate)
+                columns = zip(p.ltv.tolist(), p.ltv_lower.tolist(), p.ltv_upper.tolist(), p.confidence.tolist(),
+                              p.expected_purchases.tolist(), p.probability_alive.tolist(), strict=True)
+                for row, (i, values) in enumerate(zip(at, columns, strict=True)):
+                    j = missing[i]
+                    reasons = tuple((n, float(x), float(v)) for n, x, v in
+                                    model.explain(part, row, float(horizon), rate)) if keys[j][3] else ()
+                    known[j] = prediction = (*values, reasons)
+                    self.predictions.put(keys[j], prediction)
+        for j, k in enumerate(rows):
+            value, lower, upper, confidence, purchases, alive, reasons = known[j]  # type: ignore[misc]
+            a, ask = answers[k], asks[k]
+            a.predicted_ltv, a.ltv_lower_bound, a.ltv_upper_bound = value, lower, upper
+            a.confidence, a.expected_purchases, a.probability_alive = confidence, purchases, alive
+            a.top_features = list(reasons)
+            a.ltv_to_cac = value / ask.current_cac if ask.current_cac > 0 else 0.0
+            if reduced[j] is None:
+                a.status, a.message = NO_HISTORY, "no purchase known for this customer: a new customer's value"
+            self.recent.remember(ask.platform, value)
 
     def heuristic(self, platform: str) -> float | None:
         """The fallback: the median of the platform's last 100 predictions (of all platforms' when it has none)
@@ -309,7 +324,7 @@ class LtvService:
     def health(self) -> dict[str, Any]:
         evaluation = self.saved.evaluation if self.saved is not None else {}
         accuracy = evaluation.get("accuracy", 0.0)
-        hist = self._metrics.ltv_latency._default
+        hist = self._metrics.ltv_latency.labels("one")  # the health figures are of single predictions
         count = sum(hist.counts)
         day = int(self._clock.now() // DAY_S)
         return {"is_healthy": self.model is not None and accuracy >= self._config.target_accuracy,
@@ -337,18 +352,6 @@ def _quantile(hist: Any, q: float) -> float:
         seen += count
         lower = bound
     return lower
-
-
-def _summary_rows(n: int, customer: np.ndarray, day: np.ndarray, value: np.ndarray, now_day: float) -> ltv.Summary:
-    """A Summary with one row per customer 0..n-1 (customers without purchases are new customers: all zeros)."""
-    ids, summary = ltv.summarise(customer, day, value, now_day)
-    if len(ids) == n and np.array_equal(ids, np.arange(n)):
-        return summary
-    out = {name: np.zeros(n) for name in ("frequency", "recency", "age", "monetary")}
-    where = np.asarray(ids, dtype=np.int64)
-    for name in out:
-        out[name][where] = getattr(summary, name)
-    return ltv.Summary(out["frequency"], out["recency"], out["age"], out["monetary"])
 
 
 def _take(s: ltv.Summary, rows: list[int]) -> ltv.Summary:

@@ -171,6 +171,13 @@ class Metrics:
         self.bid_latency = LoopHistogram("contrail_bid_seconds", "Bid pipeline latency", ["protocol"], r,
                                          LATENCY_BUCKETS)
         self.bid_notices = LoopCounter("contrail_bid_notices", "Win/billing/loss notices", ["kind", "result"], r)
+        self.bid_value_priced = LoopCounter("contrail_bid_value_priced", "Bids priced by the customer's lifetime "
+                                            "value, by the value's source (model, remote, fallback)", ["source"], r)
+        self.bid_value_dropped = LoopCounter("contrail_bid_value_dropped", "Bids not made: the customer's lifetime "
+                                             "value priced them below the floor, by the value's source", ["source"], r)
+        self.bid_value_burst_refused = LoopCounter("contrail_bid_value_burst_refused", "Value raises refused: the "
+                                                   "window's burst budget was spent (the bid kept the auction's "
+                                                   "price)", (), r)
         self.profile_lookups = LoopCounter("contrail_profile_lookups", "Profile cache lookups", ["tier", "result"], r)
         self.model_info = Gauge("contrail_model_info", "Loaded scoring model (value 1)", ["version"], registry=r)
         self.batch_calls = LoopHistogram("contrail_inference_batch_calls", "Scoring calls per inference batch", (), r,
@@ -206,8 +213,9 @@ class Metrics:
                                           ["outcome"], r)
         self.ltv_predictions = LoopCounter("contrail_ltv_predictions", "Lifetime-value predictions, by status",
                                            ["status"], r)
-        self.ltv_latency = LoopHistogram("contrail_ltv_seconds", "Lifetime-value prediction latency (per call)", (),
-                                         r, buckets=FINE_LATENCY_BUCKETS)
+        self.ltv_latency = LoopHistogram("contrail_ltv_seconds", "Lifetime-value prediction latency per call, "
+                                         "by call (one customer, or a batch)", ["call"], r,
+                                         buckets=FINE_LATENCY_BUCKETS)
         self.ltv_model = Gauge("contrail_ltv_model_info", "Serving lifetime-value model (value 1)", ["version"],
                                registry=r)
         self.ltv_evaluation = Gauge("contrail_ltv_evaluation", "The serving lifetime-value model's holdout numbers",

@@ -70,6 +70,11 @@ async def test_a_refit_is_evaluated_on_the_holdout_then_serves_predictions_with_
     assert [(f.name, round(f.value, 6)) for f in single.top_features] != \
         [(f.name, round(f.value, 6)) for f in reply.top_features]
 
+    again = await stub.PredictLTV(pb.LTVPredictionRequest(request_id="r2", customer_id=buyer, platform="meta",
+                                                          current_cac=25.0), metadata=md)
+    assert again.request_id == "r2" and again.predicted_ltv == reply.predicted_ltv  # remembered for the day
+    assert list(again.top_features) == list(reply.top_features)
+
     # A shorter horizon is worth less; an unknown customer is a new customer's value, said so.
     short = await stub.PredictLTV(pb.LTVPredictionRequest(customer_id=buyer, horizon_days=30), metadata=md)
     assert short.horizon_days == 30 and short.predicted_ltv < reply.predicted_ltv
@@ -86,6 +91,8 @@ async def test_a_refit_is_evaluated_on_the_holdout_then_serves_predictions_with_
     assert f'contrail_ltv_model_info{{version="{fitted["model"]}"}} 1.0' in text
     assert 'contrail_ltv_predictions_total{status="SUCCESS"}' in text
     assert 'contrail_ltv_evaluation{metric="mae"}' in text
+    assert 'contrail_cache_entries{cache="ltv_predictions"}' in text
+    assert 'contrail_ltv_seconds_count{call="one"}' in text
 
 
 async def test_a_given_history_is_used_and_bad_input_gets_invalid_input_answers(ltv, clock):
