@@ -254,11 +254,12 @@ class LtvService:
                 p = model.predict(part, float(horizon), rate)
                 columns = zip(p.ltv.tolist(), p.ltv_lower.tolist(), p.ltv_upper.tolist(), p.confidence.tolist(),
                               p.expected_purchases.tolist(), p.probability_alive.tolist(), strict=True)
+                wanted = [row for row, i in enumerate(at) if keys[missing[i]][3]]  # rows asked to explain
+                explained = dict(zip(wanted, model.explain_many(part, wanted, float(horizon), rate), strict=True)) \
+                    if wanted else {}
                 for row, (i, values) in enumerate(zip(at, columns, strict=True)):
                     j = missing[i]
-                    reasons = tuple((n, float(x), float(v)) for n, x, v in
-                                    model.explain(part, row, float(horizon), rate)) if keys[j][3] else ()
-                    known[j] = prediction = (*values, reasons)
+                    known[j] = prediction = (*values, tuple(explained.get(row, ())))
                     self.predictions.put(keys[j], prediction)
         for j, k in enumerate(rows):
             value, lower, upper, confidence, purchases, alive, reasons = known[j]  # type: ignore[misc]

@@ -92,15 +92,16 @@ class LTVModel:
     def _counts(self, x: np.ndarray, tx: np.ndarray, T: np.ndarray, m: np.ndarray, extra: np.ndarray | None,
                 t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(expected purchases, P(alive), BG/NBD expectation if alive) over t weeks."""
+        if_alive = base.bgnbd_expected_if_alive(self.bgnbd, t, x, T)
+        if self.method == "bg/nbd":  # Pareto/NBD's P(alive) costs two hypergeometric functions a customer: skipped
+            alive_bg = base.bgnbd_alive(self.bgnbd, x, tx, T)
+            return if_alive * alive_bg, alive_bg, if_alive
         alive_pn = base.pnbd_alive(self.pnbd, x, tx, T)
         e_pn = base.pnbd_expected(self.pnbd, t, x, tx, T, alive_pn)
-        if_alive = base.bgnbd_expected_if_alive(self.bgnbd, t, x, T)
         if self.method == "pareto/nbd":
             return e_pn, alive_pn, if_alive
         alive_bg = base.bgnbd_alive(self.bgnbd, x, tx, T)
         e_bg = if_alive * alive_bg
-        if self.method == "bg/nbd":
-            return e_bg, alive_bg, if_alive
         if self.method == "mixture":
             return 0.5 * (e_pn + e_bg), 0.5 * (alive_pn + alive_bg), if_alive
         const, coef = self._linear
@@ -211,29 +212,40 @@ class LTVModel:
         customer's value, over every subset of the other inputs. They sum to this customer's LTV minus
         the average customer's. Past 8 inputs each is instead replaced alone by its mean.
         """
+        return self.explain_many(s, [row], horizon_days, annual_discount_rate, top)[0]
+
+    def explain_many(self, s: Summary, rows: list[int], horizon_days: float, annual_discount_rate: float,
+                     top: int = 5) -> list[list[tuple[str, float, float]]]:
+        """explain() for several rows at once: every row's coalitions in one point_ltv call."""
         names = ["frequency", "recency", "age", "monetary"]
-        vals = [float(s.frequency[row]), float(s.recency[row]), float(s.age[row]), float(s.monetary[row])]
+        vals = np.column_stack([np.asarray(s.frequency, dtype=np.float64)[rows],
+                                np.asarray(s.recency, dtype=np.float64)[rows],
+                                np.asarray(s.age, dtype=np.float64)[rows],
+                                np.asarray(s.monetary, dtype=np.float64)[rows]])
         if self.uses_extra:
             ex = self._extra(s)
             assert ex is not None
             names += list(self.extra_names)
-            vals += [float(v) for v in ex[row]]
-        own = np.asarray(vals)
-        if own[0] <= 0:
-            own[3] = self.population["monetary"]  # no repeat purchase: no spend of its own to attribute
+            vals = np.column_stack([vals, ex[rows]])
+        own = vals.copy()
+        # No repeat purchase: no spend of its own to attribute.
+        own[:, 3] = np.where(own[:, 0] <= 0, self.population["monetary"], own[:, 3])
         mean = np.asarray([self.population[n] for n in names])
         k = len(names)
         masks, weights = _coalitions(k)
-        cols = np.where(masks, own[None, :], mean[None, :])
+        cols = np.where(masks[None, :, :], own[:, None, :], mean[None, None, :]).reshape(-1, k)
         # Recency cannot pass age, and means nothing without a repeat purchase.
         cols[:, 1] = np.where(cols[:, 0] > 0, np.minimum(cols[:, 1], cols[:, 2]), 0.0)
         batch = Summary(cols[:, 0], cols[:, 1], cols[:, 2], cols[:, 3], cols[:, 4:] if k > 4 else None,
                         self.extra_names if k > 4 else ())
-        ltv = self.point_ltv(batch, horizon_days, annual_discount_rate)
-        contrib = weights @ ltv
-        out = [(name, float(contrib[i]), vals[i]) for i, name in enumerate(names)]
-        out.sort(key=lambda r: -abs(r[1]))
-        return out[:top]
+        ltv = self.point_ltv(batch, horizon_days, annual_discount_rate).reshape(len(rows), -1)
+        contrib = ltv @ weights.T
+        out = []
+        for r in range(len(rows)):
+            found = [(name, float(contrib[r, i]), float(vals[r, i])) for i, name in enumerate(names)]
+            found.sort(key=lambda x: -abs(x[1]))
+            out.append(found[:top])
+        return out
 
     def to_bytes(self) -> bytes:
         doc = {"format": "contrail-ltv/1", "kind": self.kind, "pnbd": list(self.pnbd), "bgnbd": list(self.bgnbd),

@@ -78,6 +78,21 @@ def test_explain_attributions_follow_the_customer(fitted):
     assert sum(c for _, c, _ in full) == pytest.approx(own - model.point_ltv(avg, 365, 0.1)[0], rel=1e-9)
 
 
+def test_explaining_many_rows_at_once_gives_each_rows_explanation(fitted):
+    _, s, model = fitted
+    rows, served = [0, 3, 7, 11, 19], model.method
+    try:
+        for method in ("pareto/nbd", "bg/nbd", "mixture", "corrected"):
+            model.method = method
+            many = model.explain_many(s, rows, 365, 0.1, top=10)
+            for row, found in zip(rows, many, strict=True):
+                alone = model.explain(s.take(np.array([row])), 0, 365, 0.1, top=10)
+                assert [(n, v) for n, _, v in found] == [(n, v) for n, _, v in alone]
+                assert [c for _, c, _ in found] == pytest.approx([c for _, c, _ in alone], rel=1e-6, abs=1e-9)
+    finally:
+        model.method = served
+
+
 def test_serialisation_round_trip_predicts_identically(fitted):
     _, s, model = fitted
     for method in ("pareto/nbd", "bg/nbd", "mixture", "corrected"):
