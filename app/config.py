@@ -135,6 +135,8 @@ class BiddingConfig(_Section):
     exchange_per_s: Positive = 20_000.0
     exchange_burst: int = 40_000
     stream_max_in_flight: AtLeast1 = 256
+    value_burst_micros: NotNegative = 50_000_000
+    value_burst_window_s: Positive = 60.0
 
     def __post_init__(self) -> None:
         if "USD" not in self.currency_rates:

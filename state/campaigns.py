@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -45,6 +45,9 @@ class Campaign(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True
     frequency_caps: FrequencyCaps = FrequencyCaps()
     creatives: list[Creative] = []
     created_at: float = 0.0
+    # Value bidding: the share of the customer's predicted lifetime value this campaign bids as its CPM (see
+    # app/bidding/processor.py ValuePricing); None = it bids the auction's price.
+    value_share: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
 
 
 _encode = msgspec.json.Encoder().encode

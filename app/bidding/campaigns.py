@@ -27,6 +27,7 @@ from state.campaigns import Campaign, Creative
 from state.ports import CampaignStore, DeliveryStore
 
 WINDOWS = {"minute": 60, "hour": 3600, "day": 86_400}
+CLEAR = object()  # an update that sets a field back to None (None itself means "leave as is")
 
 
 class CampaignSpend(msgspec.Struct):
@@ -91,8 +92,8 @@ class CampaignService:
         return campaign
 
     async def update(self, actor: Principal | str, campaign_id: str, **changes) -> Campaign:
-        """Apply the changes that are not None."""
-        changes = {k: v for k, v in changes.items() if v is not None}
+        """Apply the changes that are not None; CLEAR sets a field back to None."""
+        changes = {k: None if v is CLEAR else v for k, v in changes.items() if v is not None}
         updated = await self._replace(campaign_id, changes)
         await self._audit.record(actor, "campaign.update", campaign_id, **changes)
         return updated
@@ -381,6 +382,8 @@ def _check(c: Campaign) -> None:
             problems.append(f"banner creative {creative.id} needs w and h")
         if not creative.markup:
             problems.append(f"creative {creative.id} needs markup")
+    if c.value_share is not None and not 0 < c.value_share <= 1:  # also refuses NaN
+        problems.append("value_share must be greater than 0 and at most 1 (or null: no value bidding)")
     for window in WINDOWS:
         cap = getattr(c.frequency_caps, window)
         if cap is not None and cap < 1:

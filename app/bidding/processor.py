@@ -1,16 +1,17 @@
 """BidProcessor: the one OpenRTB pipeline that REST, gRPC and websockets all call.
 
 user id -> profile (L1/L2/default) -> privacy -> frequency caps -> candidates -> features
--> batched scoring -> loyalty boost -> per-imp winner above the floor -> BidResponse.
+-> batched scoring -> loyalty boost -> per-imp winner above the floor -> value pricing -> BidResponse.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 import msgspec
 import numpy as np
@@ -45,6 +46,88 @@ _NOTICE_QUERY = "&auction=${AUCTION_ID}&imp=${AUCTION_IMP_ID}&cur=${AUCTION_CURR
 _LOSS_QUERY = _NOTICE_QUERY + "&reason=${AUCTION_LOSS}"
 TIER_BOOST = {1.0: 1.30, 0.5: 1.15}  # loyalty tier feature (Reserve 1.0, Gold 0.5) -> bid boost
 MICROS = 1_000_000
+
+
+VALUE_PLATFORM = "openrtb"  # the platform bids ask lifetime values for (its heuristic's window and multiplier)
+
+
+class Values(Protocol):
+    """What value pricing reads (app/ltv/values.py ValueSource): synchronous, never waits."""
+
+    def value(self, customer_id: str, platform: str) -> tuple[float | None, str]: ...
+
+
+class ValuePricing:
+    """Prices a value-bidding campaign's bid (its `value_share` set) from the customer's predicted lifetime value.
+
+    The customer is worth value_share × LTV as a CPM: the LTV (retail currency units) is converted to micros of
+    the bidding currency with `currency_rates` (USD per unit), scaled by the share and rounded down to a whole
+    micro. The bid's price becomes that, never above the campaign's bid cap:
+        price = min(bid_cap_micros, floor(value_share × LTV × rate(retail) / rate(bidding) × 1e6))
+    It replaces the auction's price (bid factor and loyalty boost) both ways: a low-value customer is bid less.
+    A value price below the floor (the imp's, or the deal's the bid is in), or of zero, drops the bid: what the
+    customer is worth does not clear it. Values from the model, the remote model or the platform heuristic
+    (fallback) price bids; with no value at all (source none) the bid keeps the auction's price.
+
+    Raises above the auction's price draw on a burst budget: `value_burst_micros` per fixed window of
+    `value_burst_window_s` (windows start at multiples of it on the platform clock), shared by every campaign of
+    the instance, drawn when the bid is made (won or not). A raise the window's remainder cannot cover in full is
+    refused, and the bid keeps the auction's price; lowering a bid draws nothing and gives nothing back.
+    """
+
+    def __init__(self, values: Values, config: BiddingConfig, retail_currency: str, metrics: Any = None) -> None:
+        rates = config.currency_rates
+        retail, bidding = rates.get(retail_currency.upper()), rates.get(config.currency.upper())
+        # Micros of the bidding currency per unit of the retail currency; None: unconvertible, no value bidding.
+        self.per_unit = retail / bidding * MICROS if retail and bidding else None
+        self._values = values
+        self._burst = config.value_burst_micros
+        self._window_s = config.value_burst_window_s
+        self._window = -1
+        self.left = 0                   # micros of raises the current window has left
+        self.priced = {"model": 0, "remote": 0, "fallback": 0}
+        self.dropped = {"model": 0, "remote": 0, "fallback": 0}
+        self.refused = 0
+        family = getattr(metrics, "bid_value_priced", None)
+        self._priced_metric = {k: family.labels(k) for k in self.priced} if family is not None else {}
+        family = getattr(metrics, "bid_value_dropped", None)
+        self._dropped_metric = {k: family.labels(k) for k in self.dropped} if family is not None else {}
+        self._refused_metric = getattr(metrics, "bid_value_burst_refused", None)
+
+    def price(self, campaign: Campaign, user_id: str, auction_price: int, floor: float, now: float) -> int | None:
+        """The price of `campaign`'s bid to `user_id` (whose personal data may be used): the auction's price when
+        value does not apply or a raise is refused, the value price, or None to drop the bid."""
+        share, per_unit = campaign.value_share, self.per_unit
+        if share is None or per_unit is None:
+            return auction_price
+        value, source = self._values.value(user_id, VALUE_PLATFORM)
+        if value is None:
+            return auction_price
+        price = min(campaign.bid_cap_micros, int(share * value * per_unit))
+        if price < floor or price <= 0:
+            self.dropped[source] = self.dropped.get(source, 0) + 1
+            _inc(self._dropped_metric, source)
+            return None
+        raise_ = price - auction_price
+        if raise_ > 0:
+            window = int(now // self._window_s)
+            if window != self._window:
+                self._window, self.left = window, self._burst
+            if raise_ > self.left:
+                self.refused += 1
+                if self._refused_metric is not None:
+                    self._refused_metric.inc()
+                return auction_price
+            self.left -= raise_
+        self.priced[source] = self.priced.get(source, 0) + 1
+        _inc(self._priced_metric, source)
+        return price
+
+
+def _inc(children: dict[str, Any], label: str) -> None:
+    child = children.get(label)
+    if child is not None:
+        child.inc()
 
 
 class BidEvent(msgspec.Struct, gc=False):
@@ -108,7 +191,8 @@ def personal_data_allowed(request: BidRequest) -> bool:
 class BidProcessor:
     def __init__(self, config: BiddingConfig, campaigns: CampaignService, profiles: ProfileCache,
                  delivery: DeliveryStore, batcher: Batcher, ledger: BidLedger, clock: Clock, log_event,
-                 notice_base_url: str, loyalty_features: Callable[[str], np.ndarray | None] | None = None) -> None:
+                 notice_base_url: str, loyalty_features: Callable[[str], np.ndarray | None] | None = None,
+                 value_pricing: ValuePricing | None = None) -> None:
         self.config = config
         self._campaigns = campaigns
         self._profiles = profiles
@@ -122,6 +206,8 @@ class BidProcessor:
         self._anonymous_rows: dict[int, np.ndarray] = {}
         # user id -> the 8 loyalty features (from the loyalty capability), or None for non-members.
         self.loyalty_features = loyalty_features
+        # Prices value-bidding campaigns' bids from the customer's lifetime value; None: no campaign bids on value.
+        self.value_pricing = value_pricing
 
     def _user_capped(self, user_id: str | None, now: float) -> bool:
         if user_id is None or not self._delivery.has_impressions(user_id):
@@ -192,12 +278,22 @@ class BidProcessor:
         except ScoringTimeout:
             return self._no_bid(request, "scoring_timeout", NBR_INSUFFICIENT_TIME)
 
+        value_user = user_id if personal and self.value_pricing is not None else None
         if simple:
             winner = settled.winner
-            bids = [] if winner < 0 else [
-                self._make_bid(request, imps[0], found.pair(winner), settled.price, None, user_id, now)]
+            if winner < 0:
+                bids = []
+            else:
+                pair, price = found.pair(winner), settled.price
+                if value_user and pair[0].value_share is not None:
+                    assert self.value_pricing is not None
+                    value_price = self.value_pricing.price(pair[0], value_user, price, floor, now)
+                    if value_price is None:
+                        return self._no_bid(request, "value_below_floor", NBR_UNKNOWN)
+                    price = value_price
+                bids = [self._make_bid(request, imps[0], pair, price, None, user_id, now)]
         else:
-            bids = self._choose(request, found, settled, user_id, now, seat)
+            bids = self._choose(request, found, settled, user_id, now, seat, value_user)
         if not bids:
             return self._no_bid(request, unservable(request) or "below_floor", NBR_UNKNOWN)
         response = BidResponse(id=request.id or "", seatbid=[SeatBid(bid=bids, seat=seat or cfg.seat)],
@@ -228,8 +324,10 @@ class BidProcessor:
         return user_row, features.candidate_columns(found.freq, _positions(found.n))
 
     def _choose(self, request: BidRequest, found: Candidates, settled: Settled, user_id: str | None, now: float,
-                seat: str | None) -> list[Bid]:
-        """Each impression's winner, for requests with several impressions or deals."""
+                seat: str | None, value_user: str | None = None) -> list[Bid]:
+        """Each impression's winner, for requests with several impressions or deals. A winner that bids on value
+        is priced by it (`value_user`: the user whose value may be read); its value below the floor of the deal
+        it bids in (or the imp's) drops the impression's bid."""
         rank, prices = settled.rank, settled.prices
         assert rank is not None and prices is not None  # settle() gives both to every request it does not choose for
         imps = request.imp or ()
@@ -262,7 +360,17 @@ class BidProcessor:
             if not len(members):
                 continue
             i = int(members[np.argmax(rank[members])])
-            bids.append(self._make_bid(request, imp, found.pair(i), int(prices[i]), deals.get(i), user_id, now))
+            pair, price, deal = found.pair(i), int(prices[i]), deals.get(i)
+            if value_user and pair[0].value_share is not None:
+                assert self.value_pricing is not None
+                floor = self._deal_floor(imp, deal) if deal is not None else \
+                    self._floor_micros(imp.bidfloor, imp.bidfloorcur)
+                value_price = self.value_pricing.price(pair[0], value_user, price, math.inf if floor is None else
+                                                       floor, now)
+                if value_price is None:
+                    continue
+                price = value_price
+            bids.append(self._make_bid(request, imp, pair, price, deal, user_id, now))
         return bids
 
     def _make_bid(self, request: BidRequest, imp: Imp, pair: tuple[Campaign, Creative], price: int,
@@ -276,6 +384,13 @@ class BidProcessor:
             nurl=self._nurl + bid_id + _NOTICE_QUERY, burl=self._burl + bid_id + _NOTICE_QUERY,
             lurl=self._lurl + bid_id + _LOSS_QUERY,
             w=creative.w, h=creative.h, mtype=MTYPE[creative.format], dealid=deal)
+
+    def _deal_floor(self, imp: Imp, deal_id: str) -> int | None:
+        """The floor in micros of the imp's deal `deal_id` (the first of that id, as _deal_for reads them)."""
+        for deal in imp.pmp.deals if imp.pmp is not None and imp.pmp.deals else ():
+            if deal.id == deal_id:
+                return self._floor_micros(deal.bidfloor, deal.bidfloorcur)
+        return None
 
     def _deal_for(self, imp: Imp, campaign: Campaign, price: int, seat: str | None) -> str | None | Literal[False]:
         """The deal id to bid in, None for the open auction, or False if this pair may not bid."""

@@ -16,7 +16,7 @@ from app.bidding.campaigns import CampaignService
 from app.bidding.gateway import BidGateway
 from app.bidding.models import ModelHolder
 from app.bidding.notices import BidLedger, NoticeService
-from app.bidding.processor import BidProcessor
+from app.bidding.processor import BidProcessor, ValuePricing, Values
 from app.bidding.profiles import ProfileCache
 from app.bidding.simulator import run_traffic
 from app.infra import Infra
@@ -40,7 +40,9 @@ class Bidding:
     notices: NoticeService
 
 
-def build(infra: Infra, loyalty_features: Callable[[str], np.ndarray | None]) -> Bidding:
+def build(infra: Infra, loyalty_features: Callable[[str], np.ndarray | None], values: Values | None = None) -> Bidding:
+    """`values`: the customers' lifetime values (the LTV domain's ValueSource) that value-bidding campaigns price
+    their bids from; None: every bid keeps the auction's price."""
     config, clock, metrics = infra.config, infra.clock, infra.metrics
     b, inf = config.bidding, config.inference
     campaign_store = SqliteCampaignStore(infra.records_db)
@@ -62,8 +64,9 @@ def build(infra: Infra, loyalty_features: Callable[[str], np.ndarray | None]) ->
     metrics.watch_queue("inference", lambda: batcher.depth)
     ledger = BidLedger(clock)
     urls = infra.public_urls
+    value_pricing = ValuePricing(values, b, config.retail.currency, metrics) if values is not None else None
     bidder = BidProcessor(b, campaigns, profiles, delivery, batcher, ledger, clock, infra.event_log.log_event,
-                          urls.notices(), loyalty_features=loyalty_features)
+                          urls.notices(), loyalty_features=loyalty_features, value_pricing=value_pricing)
     urls.on_change(lambda: bidder.set_notice_base(urls.notices()))
     gateway = BidGateway(bidder, metrics)
     notices = NoticeService(ledger, delivery, clock, infra.event_log.log_event, metrics, infra.bus.publish)

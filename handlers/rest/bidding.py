@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 from aiohttp import web
 
-from app.bidding.campaigns import CampaignService, CampaignSpend
+from app.bidding.campaigns import CLEAR, CampaignService, CampaignSpend
 from app.bidding.gateway import BidGateway
 from app.bidding.models import ModelHolder
 from app.bidding.notices import NoticeService
@@ -79,12 +79,15 @@ class NewCampaign(msgspec.Struct, forbid_unknown_fields=True):
     targeting: Targeting = Targeting()
     frequency_caps: FrequencyCaps = FrequencyCaps()
     creatives: list[Creative] = []
+    # Bid what the customer is worth: this share of their predicted lifetime value (null: the auction's price).
+    value_share: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
 
 
 class CampaignPatch(msgspec.Struct, forbid_unknown_fields=True):
     status: Literal["active", "paused"] | None = None
     bid_cap_micros: Micros | None = None
     daily_budget_micros: Micros | None = None
+    value_share: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None  # 0: stop bidding on value
 
 
 class CampaignList(msgspec.Struct):
@@ -226,11 +229,14 @@ class BiddingApi:
     async def get_campaign(self, request: web.Request, principal) -> web.Response:
         return json_response(self._campaigns.get(request.match_info["campaign_id"]))
 
-    @endpoint("Pause, resume or re-budget a campaign", tags=("campaigns",), roles=ADMIN, body=CampaignPatch,
+    @endpoint("Pause, resume, re-budget a campaign or change its value share (0 stops value bidding)",
+              tags=("campaigns",), roles=ADMIN, body=CampaignPatch,
               response=Campaign, errors=(404,))
     async def patch_campaign(self, request: web.Request, principal, body: CampaignPatch) -> web.Response:
-        campaign = await self._campaigns.update(principal, request.match_info["campaign_id"],
-                                                **msgspec.structs.asdict(body))
+        changes = msgspec.structs.asdict(body)
+        if changes["value_share"] == 0:
+            changes["value_share"] = CLEAR
+        campaign = await self._campaigns.update(principal, request.match_info["campaign_id"], **changes)
         return json_response(campaign)
 
     @endpoint("Add a creative to a campaign", tags=("campaigns",), roles=ADMIN, body=Creative, response=Campaign,

@@ -74,6 +74,7 @@ RULES = [
     ("bidding.pacing_slack", "1.5"), ("bidding.pacing_slack", "-0.1"), ("bidding.profile_l1_size", "0"),
     ("bidding.profile_l2_ttl_s", "0"), ("bidding.exchange_per_s", "0"), ("bidding.stream_max_in_flight", "0"),
     ("bidding.notice_base_url", "ftp://example.com"),
+    ("bidding.value_burst_micros", "-1"), ("bidding.value_burst_window_s", "0"),
     ("demo.traffic_per_s", "10001"), ("demo.traffic_per_s", "-1"),
     ("inference.max_batch", "0"), ("inference.max_wait_us", "-1"), ("inference.max_queue", "0"),
     ("inference.timeout_ms", "0"),
