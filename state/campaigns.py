@@ -22,6 +22,10 @@ class Targeting(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=Tru
     countries: list[str] = []      # ISO-3166-1 alpha-3 as OpenRTB sends them; empty = anywhere
     device_types: list[int] = []   # OpenRTB devicetype codes; empty = any
     formats: list[MediaFormat] = []  # empty = any
+    # Customers whose predicted lifetime value (retail currency) is in this band; None = open at that end.
+    # A campaign with a band bids only on users with a known value whose personal data may be used.
+    ltv_min: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    ltv_max: Annotated[float, msgspec.Meta(ge=0)] | None = None
 
 
 class FrequencyCaps(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):

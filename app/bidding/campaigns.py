@@ -14,6 +14,7 @@ import functools
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 
 import msgspec
 import numpy as np
@@ -200,32 +201,50 @@ class CampaignService:
         self._open_version += 1
         return self._open_slots, self._open_version
 
-    def candidates(self, request: BidRequest, user_id: str | None, now: float, limit: int) -> Candidates | None:
+    def candidates(self, request: BidRequest, user_id: str | None, now: float, limit: int,
+                   customer_value: Callable[[], float | None] | None = None) -> Candidates | None:
         """Every eligible (imp, campaign, creative) triple, up to `limit`, or None when there is none.
 
         What depends only on the request's shape (where, which device, what is blocked,
-        which sizes and mimes) is cached per shape as arrays; budget and frequency are
-        checked per request as masks over them, and a shape's selection is reused until
-        pacing or spend changes which campaigns are open.
+        which sizes and mimes) is cached per shape as arrays; budget, frequency and lifetime-value
+        bands are checked per request as masks over them, and a shape's selection is reused until
+        pacing or spend changes which campaigns are open. `customer_value` gives the user's predicted
+        lifetime value (None: unknown, or their personal data may not be used), asked only when a
+        candidate campaign targets a band: such a campaign bids only inside its band.
         """
         shape = self._static_candidates(request)
         if shape is None:
             return None
         open_slots, version = self._open(now)
-        if shape.capped and user_id is not None and self._delivery.has_impressions(user_id):
+        if shape.banded:
+            value = customer_value() if customer_value is not None else None
             open_slots = open_slots.copy()
-            freq = np.zeros(len(self._index), dtype=np.float32)
-            for slot in shape.capped:
-                use = self.frequency_use(self._index[slot].campaign, user_id, now)
-                if use is None:
+            for slot in shape.banded:
+                t = self._index[slot].campaign.targeting
+                if value is None or (t.ltv_min is not None and value < t.ltv_min) or \
+                        (t.ltv_max is not None and value > t.ltv_max):
                     open_slots[slot] = False
-                else:
-                    freq[slot] = use
-            return shape.select(open_slots, limit, freq)
+            if shape.capped and user_id is not None and self._delivery.has_impressions(user_id):
+                return self._with_frequency(shape, open_slots, user_id, now, limit)
+            return shape.select(open_slots, limit, None)
+        if shape.capped and user_id is not None and self._delivery.has_impressions(user_id):
+            return self._with_frequency(shape, open_slots.copy(), user_id, now, limit)
         if shape.selected_for != (version, limit):
             shape.selected = shape.select(open_slots, limit, None)
             shape.selected_for = (version, limit)
         return shape.selected
+
+    def _with_frequency(self, shape: _Shape, open_slots: np.ndarray, user_id: str, now: float,
+                        limit: int) -> Candidates | None:
+        """The selection with frequency caps applied to `open_slots` (a copy this changes)."""
+        freq = np.zeros(len(self._index), dtype=np.float32)
+        for slot in shape.capped:
+            use = self.frequency_use(self._index[slot].campaign, user_id, now)
+            if use is None:
+                open_slots[slot] = False
+            else:
+                freq[slot] = use
+        return shape.select(open_slots, limit, freq)
 
     def _static_candidates(self, request: BidRequest) -> _Shape | None:
         entries = self._entries()  # rebuilds (and clears the shape cache) when campaigns change
@@ -263,7 +282,8 @@ class CampaignService:
 class _Shape:
     """The statically eligible candidates of one request shape, as parallel arrays."""
 
-    __slots__ = ("n", "imp_of", "slot", "caps", "creatives", "campaigns", "capped", "selected", "selected_for")
+    __slots__ = ("n", "imp_of", "slot", "caps", "creatives", "campaigns", "capped", "banded", "selected",
+                 "selected_for")
 
     def __init__(self, found: list[tuple[int, int, Creative]], entries: list[_Entry],
                  caps_pool: dict[bytes, np.ndarray]) -> None:
@@ -276,6 +296,7 @@ class _Shape:
         caps.flags.writeable = False
         self.caps = caps_pool.setdefault(caps.tobytes(), caps)
         self.capped = sorted({f[1] for f in found if entries[f[1]].capped})
+        self.banded = sorted({f[1] for f in found if entries[f[1]].banded})  # campaigns targeting an LTV band
         self.selected: Candidates | None = None  # the selection for users without frequency use ...
         self.selected_for: tuple | None = None     # ... and the (open campaigns, limit) it was made for
 
@@ -346,6 +367,7 @@ class _Entry:
         self.countries, self.device_types = set(t.countries), set(t.device_types)
         self.categories = set(c.categories)
         self.capped = any(getattr(c.frequency_caps, w) is not None for w in WINDOWS)
+        self.banded = c.targeting.ltv_min is not None or c.targeting.ltv_max is not None
         allowed = [cr for cr in c.creatives if not t.formats or cr.format in t.formats]
         self.banners = [cr for cr in allowed if cr.format == "banner"]
         self.banners_by_size: dict[tuple, list[Creative]] = {}
@@ -384,6 +406,11 @@ def _check(c: Campaign) -> None:
             problems.append(f"creative {creative.id} needs markup")
     if c.value_share is not None and not 0 < c.value_share <= 1:  # also refuses NaN
         problems.append("value_share must be greater than 0 and at most 1 (or null: no value bidding)")
+    low, high = c.targeting.ltv_min, c.targeting.ltv_max
+    if any(v is not None and not 0 <= v <= 1e9 for v in (low, high)):  # also refuses NaN
+        problems.append("targeting.ltv_min and ltv_max must be 0 to 1,000,000,000")
+    elif low is not None and high is not None and low > high:
+        problems.append("targeting.ltv_min must not be above ltv_max")
     for window in WINDOWS:
         cap = getattr(c.frequency_caps, window)
         if cap is not None and cap < 1:

@@ -94,6 +94,12 @@ class ValuePricing:
         self._dropped_metric = {k: family.labels(k) for k in self.dropped} if family is not None else {}
         self._refused_metric = getattr(metrics, "bid_value_burst_refused", None)
 
+    def known_value(self, user_id: str) -> float | None:
+        """The customer's own predicted lifetime value (retail currency), for LTV-band targeting: None when the
+        model has not valued them yet (the platform heuristic prices bids, but says nothing about a customer)."""
+        value, source = self._values.value(user_id, VALUE_PLATFORM)
+        return value if source in ("model", "remote") else None
+
     def price(self, campaign: Campaign, user_id: str, auction_price: int, floor: float, now: float) -> int | None:
         """The price of `campaign`'s bid to `user_id` (whose personal data may be used): the auction's price when
         value does not apply or a raise is refused, the value price, or None to drop the bid."""
@@ -255,7 +261,10 @@ class BidProcessor:
         loyalty = self.loyalty_features(user_id) if (user_id and personal and self.loyalty_features) else None
         if loyalty is None and profile is not None:
             loyalty = profile.loyalty
-        found = self._campaigns.candidates(request, user_id, now, cfg.batch_size)
+        pricing = self.value_pricing
+        customer_value = (lambda: pricing.known_value(user_id)) if user_id and personal and pricing is not None \
+            else None
+        found = self._campaigns.candidates(request, user_id, now, cfg.batch_size, customer_value)
         if found is None:
             return self._no_bid(request, unservable(request) or "no_eligible_campaign", NBR_UNKNOWN)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import msgspec
 import pytest
 
 from app.errors import InvalidInput
@@ -177,3 +178,29 @@ async def test_the_value_share_is_set_changed_and_cleared_over_rest(aiohttp_clie
         resp = await (client.patch("/v1/admin/campaigns/valued", json=bad, headers=admin) if where == "PATCH"
                       else client.post("/v1/admin/campaigns", json=bad, headers=admin))
         assert resp.status == 400 and "value_share" in (await resp.json())["error"]["message"], (where, bad)
+
+
+async def test_a_campaign_targeting_an_ltv_band_bids_only_on_customers_valued_inside_it(
+        aiohttp_client, tmp_path, clock):
+    client, platform, worth = await valued_app(aiohttp_client, tmp_path, clock)
+    middle = sorted(worth.values())[len(worth) // 2]
+    high, low = max(worth, key=worth.get), min(worth, key=worth.get)
+    banded = single_campaign()
+    banded = msgspec.structs.replace(banded, targeting=msgspec.structs.replace(banded.targeting, ltv_min=middle))
+    await platform.campaigns.create("test", banded, audit=False)
+
+    assert await price(client, banner_request("b1", high, floor=0.01)) is not None
+    assert await price(client, banner_request("b2", low, floor=0.01)) is None  # valued below the band
+    assert await price(client, banner_request("b3", "stranger", floor=0.01)) is None  # not valued yet
+    no_consent = banner_request("b4", high, floor=0.01)
+    no_consent["regs"] = {"gdpr": 1}
+    assert await price(client, no_consent) is None  # their value may not be used: outside every band
+
+    _, key = await platform.api_keys.create("ops", "admin")
+    resp = await client.patch(f"/v1/admin/campaigns/{banded.id}", json={"status": "paused"},
+                              headers={"X-Api-Key": key})
+    assert resp.status == 200
+    body = {"id": "bad-band", "name": "Bad", "advertiser_domain": "contrail.example", "bid_cap_micros": 1_000_000,
+            "daily_budget_micros": 10**9, "targeting": {"ltv_min": 500, "ltv_max": 100}}
+    resp = await client.post("/v1/admin/campaigns", json=body, headers={"X-Api-Key": key})
+    assert resp.status == 400 and "ltv_min must not be above ltv_max" in (await resp.json())["error"]["message"]
