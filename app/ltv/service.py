@@ -250,7 +250,7 @@ class LtvService:
             rate = self._config.annual_discount_rate
             for horizon in sorted(set(horizons)):
                 at = [i for i, h in enumerate(horizons) if h == horizon]
-                part = summary if len(at) == len(missing) else _take(summary, at)
+                part = summary if len(at) == len(missing) else summary.take(np.array(at))
                 p = model.predict(part, float(horizon), rate)
                 columns = zip(p.ltv.tolist(), p.ltv_lower.tolist(), p.ltv_upper.tolist(), p.confidence.tolist(),
                               p.expected_purchases.tolist(), p.probability_alive.tolist(), strict=True)
@@ -355,8 +355,14 @@ def _quantile(hist: Any, q: float) -> float:
     return lower
 
 
-def _take(s: ltv.Summary, rows: list[int]) -> ltv.Summary:
-    return ltv.Summary(s.frequency[rows], s.recency[rows], s.age[rows], s.monetary[rows])
+def _columns(purchases: list[Purchase]) -> tuple[dict[str, int], np.ndarray, np.ndarray, np.ndarray]:
+    """(customer id -> index, and per purchase: the customer's index, the day, the value in currency units)."""
+    index: dict[str, int] = {}
+    n = len(purchases)
+    customer = np.fromiter((index.setdefault(p.customer_id, len(index)) for p in purchases), dtype=np.int64, count=n)
+    day = np.fromiter((p.at / DAY_S for p in purchases), dtype=np.float64, count=n)
+    value = np.fromiter((p.amount_cents / 100 for p in purchases), dtype=np.float64, count=n)
+    return index, customer, day, value
 
 
 def _fit(purchases: list[Purchase], now: float, holdout_days: int, first: bool) -> dict[str, Any]:
@@ -364,11 +370,7 @@ def _fit(purchases: list[Purchase], now: float, holdout_days: int, first: bool) 
     than plain Pareto/NBD on the holdout replaces no serving model (the first fit always serves: any beats none)."""
     if not purchases:
         return {"live": False, "reason": "no purchase stored yet", "customers": 0}
-    index: dict[str, int] = {}
-    customer = np.fromiter((index.setdefault(p.customer_id, len(index)) for p in purchases), dtype=np.int64,
-                           count=len(purchases))
-    day = np.fromiter((p.at / DAY_S for p in purchases), dtype=np.float64, count=len(purchases))
-    value = np.fromiter((p.amount_cents / 100 for p in purchases), dtype=np.float64, count=len(purchases))
+    index, customer, day, value = _columns(purchases)
     now_day = now / DAY_S
     try:
         report = ltv.holdout(customer, day, value, now_day - holdout_days, holdout_days)
@@ -400,11 +402,7 @@ def _distribution(model: ltv.LTVModel, purchases: list[Purchase], now: float, ho
     bin) and the top customers of every customer's predicted value."""
     if not purchases:
         return {"customers": 0, "total": 0.0, "mean": 0.0, "quantiles": {}, "bins": [], "top": []}
-    index: dict[str, int] = {}
-    customer = np.fromiter((index.setdefault(p.customer_id, len(index)) for p in purchases), dtype=np.int64,
-                           count=len(purchases))
-    day = np.fromiter((p.at / DAY_S for p in purchases), dtype=np.float64, count=len(purchases))
-    value = np.fromiter((p.amount_cents / 100 for p in purchases), dtype=np.float64, count=len(purchases))
+    index, customer, day, value = _columns(purchases)
     ids, summary = ltv.summarise(customer, day, value, now / DAY_S)
     p = model.predict(summary, float(horizon_days), rate)
     values = p.ltv
