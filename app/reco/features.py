@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from app.runtime.lru import LRU
+from ml.reco import kernels
 from ml.reco.embeddings import Embeddings
 from ml.reco.strategies import RecoConfig, RecoModel, UserContext
 from state.reco import Interaction, RecoItem
@@ -332,18 +333,12 @@ class LiveFeatures:
 
     def recent_row(self, state: UserState) -> tuple[np.ndarray, np.ndarray]:
         """The `recent` row of `context(state)` as (sorted item indices, weights), without building a sparse matrix
-        (the fast path of a single list)."""
+        (the fast path of a single list; one compiled loop over the user's event arrays, read in place)."""
         c = self.config
-        ttl = self.recent_ttl_s
-        latest = range(max(0, len(state) - c.recent_n), len(state))
-        events = [(state.item[j], float(state.weight[j])) for j in latest
-                  if ttl <= 0 or self.now - state.at[j] <= ttl]
-        k = len(events)
-        sums: dict[int, float] = {}
-        for j, (i, w) in enumerate(events):
-            sums[i] = sums.get(i, 0.0) + w * c.recent_position_decay ** (k - 1 - j)
-        order = sorted(sums)
-        return np.array(order, dtype=np.int64), np.array([sums[i] for i in order], dtype=np.float64)
+        start = max(0, len(state) - c.recent_n)
+        return kernels.recent_row(np.frombuffer(state.item, dtype=np.int32), np.frombuffer(state.at),
+                                  np.frombuffer(state.weight, dtype=np.float32), start, float(self.now),
+                                  float(self.recent_ttl_s), float(c.recent_position_decay))
 
     def rebuild(self, rows: list[Interaction]) -> None:
         """Start over from the stored interactions, in arrival order (as they were applied live)."""

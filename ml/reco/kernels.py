@@ -157,3 +157,39 @@ def explore(allowed, kept, seed, k):
         j = t + np.int64(z % np.uint64(m - t))
         pool[t], pool[j] = pool[j], pool[t]
     return pool[:min(k, m)].copy()
+
+
+_I32 = types.Array(types.int32, 1, "C", readonly=True)
+_F32 = types.Array(types.float32, 1, "C", readonly=True)
+
+
+@numba.njit(types.Tuple((types.Array(types.int64, 1, "C"), _F64W))(
+    _I32, _F64, _F32, types.int64, types.float64, types.float64, types.float64), boundscheck=False, cache=True)
+def recent_row(items, at, weight, start, now, ttl, decay):
+    """A user's recent row from their events (oldest first) from `start` on: the events within `ttl` of `now`
+    (ttl <= 0: all), the k-th of m weighted by decay^(m-1-k), summed per item in event order; (sorted items, sums)."""
+    n = len(items)
+    keep = np.empty(n - start, np.int64)
+    m = 0
+    for j in range(start, n):
+        if ttl <= 0 or now - at[j] <= ttl:
+            keep[m] = j
+            m += 1
+    pairs_item = np.empty(m, np.int64)
+    pairs_value = np.empty(m)
+    for k in range(m):
+        j = keep[k]
+        pairs_item[k] = items[j]
+        pairs_value[k] = np.float64(weight[j]) * decay ** (m - 1 - k)
+    order = np.argsort(pairs_item, kind="mergesort")  # stable: an item's events stay in event order
+    out_items = np.empty(m, np.int64)
+    out_sums = np.empty(m)
+    size = 0
+    for k in range(m):
+        i = pairs_item[order[k]]
+        if size and out_items[size - 1] == i:
+            out_sums[size - 1] += pairs_value[order[k]]
+        else:
+            out_items[size], out_sums[size] = i, pairs_value[order[k]]
+            size += 1
+    return out_items[:size].copy(), out_sums[:size].copy()
