@@ -106,6 +106,7 @@ class LtvService:
         self.predictions: LRU[tuple, tuple] = LRU(config.cache_entries, "ltv_predictions")
         self.recent = PlatformMedian(config.platform_multipliers)  # the fallback's window per platform
         self.purchases_since_fit = 0
+        self._attempted_at = 0.0  # the clock when the schedule last asked for a refit
         self.started = time.monotonic()
         self._fitting = asyncio.Lock()
         self._today = (0, 0)  # (UTC day number, predictions that day)
@@ -144,6 +145,8 @@ class LtvService:
             now = self._clock.now()
             outcome = await asyncio.to_thread(_fit, purchases, now, self._config.holdout_days, self.model is None)
             self._metrics.ltv_fits.labels("live" if outcome["live"] else "kept_out").inc()
+            # What this attempt saw no longer makes a refit due, whether or not it went live.
+            self.purchases_since_fit = max(0, self.purchases_since_fit - counted)
             if not outcome["live"]:
                 log.info("ltv model kept out", extra={"reason": outcome["reason"]})
                 return {**outcome, "model": self.version, "seconds": round(time.perf_counter() - started, 3)}
@@ -152,18 +155,20 @@ class LtvService:
                                   outcome["customers"], len(purchases))
             await self._store.save_model(saved)  # stored first: what serves is what a restart serves
             self._serve(saved)
-            self.purchases_since_fit = max(0, self.purchases_since_fit - counted)
             log.info("ltv model live", extra={"version": saved.version, **saved.evaluation})
             return {**outcome, "model": saved.version, "seconds": round(time.perf_counter() - started, 3)}
 
     async def maybe_refit(self) -> None:
         """The supervisor's tick: refit when the interval has passed or enough purchases came since the last fit."""
         c = self._config
-        age = self._clock.now() - (self.saved.trained_at if self.saved is not None else 0.0)
-        due = (c.refit_interval_s > 0 and age >= c.refit_interval_s) or \
+        now = self._clock.now()
+        # Since the last fit or the last attempt (one that found too little data waits its interval too).
+        since = max(self.saved.trained_at if self.saved is not None else 0.0, self._attempted_at)
+        due = (c.refit_interval_s > 0 and now - since >= c.refit_interval_s) or \
             (c.refit_after_purchases > 0 and self.purchases_since_fit >= c.refit_after_purchases) or \
             (self.model is None and self.purchases_since_fit > 0)
         if due:
+            self._attempted_at = now
             await self.refit()
 
     # ---- purchases ----

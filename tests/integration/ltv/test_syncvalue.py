@@ -237,3 +237,26 @@ async def test_a_refund_drops_the_purchase_and_the_model_survives_a_restart(aioh
         before.pop(volatile), after.pop(volatile)
     assert after == before
     await asyncio.sleep(0)
+
+
+async def test_the_schedule_refits_when_due_and_not_again_until_its_interval(aiohttp_client, tmp_path, clock):
+    config = make_config(tmp_path, ltv__refit_interval_s=3600, ltv__refit_after_purchases=100)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    platform = client.app[PLATFORM]
+    ltv = platform.ltv
+    await platform.loyalty.earn("early", 5_000, "web", "first")  # too little data for a model
+    await ltv.maybe_refit()
+    fits = platform.metrics.ltv_fits
+    assert fits.labels("kept_out").value == 1 and ltv.model is None
+    await ltv.maybe_refit()
+    assert fits.labels("kept_out").value == 1  # the failed attempt waits its interval too
+    counts = await shop_history(platform, clock, customers=120)  # moves the clock on and adds purchases
+    await ltv.maybe_refit()
+    assert fits.labels("live").value == 1 and ltv.model is not None and ltv.purchases_since_fit == 0
+    await ltv.maybe_refit()
+    assert fits.labels("live").value == 1  # nothing new, interval not passed
+    for n in range(100):
+        await platform.loyalty.earn(sorted(counts)[n % len(counts)], 2_000, "web", f"more-{n}")
+    await ltv.maybe_refit()
+    assert fits.labels("live").value + fits.labels("kept_out").value == 3  # after 100 new purchases
+    assert "ltv_refit" in platform.supervisor.states and "ltv_values" in platform.supervisor.states
