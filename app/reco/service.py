@@ -312,8 +312,8 @@ class RecoService:
         emb = model.embeddings
         unit = np.zeros((model.n_items, 0), np.float32) if emb is None else emb.unit
         cached = _SnapshotArrays(model, np.ascontiguousarray(coview.indptr, dtype=np.int64),
-                                 np.ascontiguousarray(coview.indices, dtype=np.int64),
-                                 np.ascontiguousarray(coview.data, dtype=np.float64),
+                                 np.ascontiguousarray(coview.indices, dtype=np.int32),
+                                 np.ascontiguousarray(coview.data, dtype=np.float32),  # the counts, as kept
                                  np.maximum(model.popularity, 1.0) ** model.config.debias,
                                  np.ascontiguousarray(constant[0]), np.ascontiguousarray(constant[1]),
                                  np.ascontiguousarray(unit, dtype=np.float32))
