@@ -6,6 +6,7 @@ window; an out-of-range share is refused."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import msgspec
@@ -204,3 +205,32 @@ async def test_a_campaign_targeting_an_ltv_band_bids_only_on_customers_valued_in
             "daily_budget_micros": 10**9, "targeting": {"ltv_min": 500, "ltv_max": 100}}
     resp = await client.post("/v1/admin/campaigns", json=body, headers={"X-Api-Key": key})
     assert resp.status == 400 and "ltv_min must not be above ltv_max" in (await resp.json())["error"]["message"]
+
+
+async def test_value_prices_are_the_same_over_grpc_and_the_websocket(aiohttp_client, tmp_path, clock):
+    from grpclib.client import Channel
+
+    from app.main import GRPC
+    from handlers.rpc import bidding_grpc, bidding_pb2
+    client, platform, worth = await valued_app(aiohttp_client, tmp_path, clock)
+    high = max(worth, key=worth.get)
+    low = min(worth, key=worth.get)
+    share = min(1.0, 2 * CAP / 1e6 / worth[high])
+    await platform.campaigns.create("test", single_campaign(value_share=share), audit=False)
+    expected = {user: await price(client, banner_request(f"rest-{user}", user, floor=0.0)) for user in (high, low)}
+    assert expected[high] == CAP / 1e6 and expected[low] < expected[high]
+
+    channel = Channel("127.0.0.1", client.app[GRPC].port)
+    try:
+        stub = bidding_grpc.BiddingServiceStub(channel)
+        for user in (high, low):
+            reply = await stub.ProcessBid(bidding_pb2.BidRequestProto(
+                openrtb_json=json.dumps(banner_request(f"grpc-{user}", user, floor=0.0))),
+                metadata={"x-api-key": client.headers["X-Api-Key"]})
+            assert reply.has_bid and json.loads(reply.openrtb_json)["seatbid"][0]["bid"][0]["price"] == expected[user]
+    finally:
+        channel.close()
+    async with client.ws_connect(f"/v1/stream/bids?api_key={client.headers['X-Api-Key']}") as ws:
+        await ws.send_str(json.dumps([banner_request(f"ws-{user}", user, floor=0.0) for user in (high, low)]))
+        got = await ws.receive_json(timeout=5)
+    assert [g["response"]["seatbid"][0]["bid"][0]["price"] for g in got] == [expected[high], expected[low]]
