@@ -82,15 +82,25 @@ class Answer:
 
 # A customer's purchases reduced to what a prediction needs besides the time: (repeat purchases, days from the first
 # purchase to the last, the first purchase's day, the mean repeat purchase), by the summary's own conventions (same-day
-# purchases merged). Held per customer as a tuple of floats, which the collector stops tracking at once.
-Reduced = tuple[float, float, float, float]
+# purchases merged), then the carrier's own features (EXTRA, NaN where unknown: a request's history has no channels).
+# Held per customer as a tuple of floats, which the collector stops tracking at once.
+Reduced = tuple[float, ...]
+# Beyond recency, frequency and spend: the share of purchases made digitally, and how many channels the customer
+# buys through. The model uses them only where they lower its inner-split error (ml/ltv).
+EXTRA = ("digital_share", "channels")
+DIGITAL = frozenset({"web", "mobile_app"})
 
 
-def _reduce(days: list[float], values: list[float]) -> Reduced | None:
+def _extras(channels: list[str]) -> tuple[float, float]:
+    return sum(c in DIGITAL for c in channels) / len(channels), float(len(set(channels)))
+
+
+def _reduce(days: list[float], values: list[float], channels: list[str] | None) -> Reduced | None:
     if not days:
         return None
     _, s = ltv.summarise(np.zeros(len(days), dtype=np.int64), np.array(days), np.array(values), max(days) + 1)
-    return (float(s.frequency[0]), float(s.recency[0]), float(np.floor(min(days))), float(s.monetary[0]))
+    extra = _extras(channels) if channels else (math.nan, math.nan)
+    return (float(s.frequency[0]), float(s.recency[0]), float(np.floor(min(days))), float(s.monetary[0]), *extra)
 
 
 class LtvService:
@@ -181,7 +191,8 @@ class LtvService:
         held = self.histories.get(customer_id, _MISSING)
         if held is _MISSING:
             purchases = await self._store.customer_purchases(customer_id)
-            held = _reduce([p.at / DAY_S for p in purchases], [p.amount_cents / 100 for p in purchases])
+            held = _reduce([p.at / DAY_S for p in purchases], [p.amount_cents / 100 for p in purchases],
+                           [p.channel for p in purchases])
             self.histories.put(customer_id, held)
         return held  # type: ignore[return-value]
 
@@ -237,7 +248,7 @@ class LtvService:
             if e.event_type.lower() in PURCHASE_TYPES:
                 days.append(e.timestamp_ms / 1000 / DAY_S)
                 values.append(e.event_value)
-        return _reduce(days, values)
+        return _reduce(days, values, None)
 
     def _score(self, model: ltv.LTVModel, rows: list[int], reduced: list[Reduced | None], asks: list[Ask],
                answers: list[Answer], now_day: float) -> None:
@@ -249,8 +260,13 @@ class LtvService:
         known = [self.predictions.get(key) for key in keys]
         missing = [j for j, hit in enumerate(known) if hit is None]
         if missing:
-            table = np.array([reduced[j] or (0.0, 0.0, now_day, 0.0) for j in missing], dtype=np.float64)
-            summary = ltv.Summary(table[:, 0], table[:, 1], np.maximum(now_day - table[:, 2], 0.0), table[:, 3])
+            new = (0.0, 0.0, now_day, 0.0) + (math.nan,) * len(EXTRA)
+            table = np.array([reduced[j] or new for j in missing], dtype=np.float64)
+            extra = table[:, 4:]
+            for c, name in enumerate(EXTRA):  # unknown: the average customer's, which moves nothing
+                extra[np.isnan(extra[:, c]), c] = model.population.get(name, 0.0)
+            summary = ltv.Summary(table[:, 0], table[:, 1], np.maximum(now_day - table[:, 2], 0.0), table[:, 3],
+                                  extra, EXTRA)
             horizons = [keys[j][2] for j in missing]
             rate = self._config.annual_discount_rate
             for horizon in sorted(set(horizons)):
@@ -370,6 +386,17 @@ def _columns(purchases: list[Purchase]) -> tuple[dict[str, int], np.ndarray, np.
     return index, customer, day, value
 
 
+def _extra_columns(purchases: list[Purchase], index: dict[str, int], until: float = math.inf
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(customer indexes, their EXTRA features) from the purchases made up to `until` (epoch s)."""
+    by: dict[int, list[str]] = {}
+    for p in purchases:
+        if p.at <= until:
+            by.setdefault(index[p.customer_id], []).append(p.channel)
+    ids = np.array(sorted(by), dtype=np.int64)
+    return ids, np.array([_extras(by[i]) for i in ids.tolist()], dtype=np.float64).reshape(len(ids), len(EXTRA))
+
+
 def _fit(purchases: list[Purchase], now: float, holdout_days: int, first: bool) -> dict[str, Any]:
     """(in a worker thread) Evaluate on the time holdout, then fit on everything. A model that did more than 5% worse
     than plain Pareto/NBD on the holdout replaces no serving model (the first fit always serves: any beats none)."""
@@ -378,7 +405,8 @@ def _fit(purchases: list[Purchase], now: float, holdout_days: int, first: bool) 
     index, customer, day, value = _columns(purchases)
     now_day = now / DAY_S
     try:
-        report = ltv.holdout(customer, day, value, now_day - holdout_days, holdout_days)
+        calibration = _extra_columns(purchases, index, (now_day - holdout_days) * DAY_S)  # nothing of the holdout
+        report = ltv.holdout(customer, day, value, now_day - holdout_days, holdout_days, calibration, EXTRA)
     except ValueError as exc:
         return {"live": False, "reason": f"holdout evaluation: {exc}", "customers": len(index)}
     rows = {r["name"]: r for r in report["rows"]}
@@ -394,7 +422,7 @@ def _fit(purchases: list[Purchase], now: float, holdout_days: int, first: bool) 
         return {"live": False, "reason": f"holdout MAE {served['mae']:.3f} worse than Pareto/NBD's "
                 f"{baseline['mae']:.3f}", "customers": len(index), "evaluation": evaluation}
     try:
-        _, _, model = ltv.fit_transactions(customer, day, value, now_day)
+        _, _, model = ltv.fit_transactions(customer, day, value, now_day, _extra_columns(purchases, index), EXTRA)
     except ValueError as exc:
         return {"live": False, "reason": str(exc), "customers": len(index), "evaluation": evaluation}
     return {"live": True, "reason": "evaluated on the holdout", "kind": model.kind, "body": model.to_bytes(),
@@ -408,7 +436,7 @@ def _distribution(model: ltv.LTVModel, purchases: list[Purchase], now: float, ho
     if not purchases:
         return {"customers": 0, "total": 0.0, "mean": 0.0, "quantiles": {}, "bins": [], "top": []}
     index, customer, day, value = _columns(purchases)
-    ids, summary = ltv.summarise(customer, day, value, now / DAY_S)
+    ids, summary = ltv.summarise(customer, day, value, now / DAY_S, _extra_columns(purchases, index), EXTRA)
     p = model.predict(summary, float(horizon_days), rate)
     values = p.ltv
     names = list(index)

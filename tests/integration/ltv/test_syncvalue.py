@@ -13,6 +13,7 @@ from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
+from app.ltv.service import Ask, Event
 from app.main import GRPC, PLATFORM, create_app
 from handlers.rpc import syncvalue_grpc
 from handlers.rpc import syncvalue_pb2 as pb
@@ -260,3 +261,26 @@ async def test_the_schedule_refits_when_due_and_not_again_until_its_interval(aio
     await ltv.maybe_refit()
     assert fits.labels("live").value + fits.labels("kept_out").value == 3  # after 100 new purchases
     assert "ltv_refit" in platform.supervisor.states and "ltv_values" in platform.supervisor.states
+
+
+async def test_the_carriers_own_features_are_learned_from_and_a_given_history_stays_neutral(
+        aiohttp_client, tmp_path, clock):
+    client = await aiohttp_client(create_app(make_config(tmp_path, ltv__refit_interval_s=0,
+                                                         ltv__refit_after_purchases=0), clock=clock))
+    platform = client.app[PLATFORM]
+    counts = await shop_history(platform, clock, customers=200)
+    assert (await platform.ltv.refit())["live"] is True
+    model = platform.ltv.model
+    # The fit saw the digital share and the channel count of every customer (the model uses them only where they
+    # lower its inner-split error); a restored model knows them too.
+    assert model.population["digital_share"] == pytest.approx(
+        sum(int(c.split("-")[1]) % 2 for c in counts) / len(counts), abs=0.05)
+    assert model.population["channels"] == 1.0
+    held = platform.ltv.histories.get("cust-1")
+    assert held is None or held[4:] == (1.0, 1.0)
+    await platform.ltv.customer("cust-1")
+    assert platform.ltv.histories.get("cust-1")[4:] == (1.0, 1.0)  # cust-1 buys on the web only
+    now_ms = int(clock.now() * 1000)
+    events = tuple(Event(now_ms - d * 86_400_000, "purchase", 50.0) for d in (200, 90, 30))
+    [given] = await platform.ltv.predict([Ask("someone", events=events)])
+    assert given.status == "SUCCESS" and given.predicted_ltv > 0  # no channels given: the average customer's
