@@ -31,14 +31,18 @@ def ask_of(r: pb.LTVPredictionRequest, explain: bool = True) -> Ask:
                explain and r.metadata.get("explain", "true") != "false")
 
 
-def reply_of(a: Answer) -> pb.LTVPredictionResponse:
-    return pb.LTVPredictionResponse(
+def _fields(a: Answer) -> dict:
+    return dict(
         request_id=a.request_id, customer_id=a.customer_id, predicted_ltv=a.predicted_ltv, confidence=a.confidence,
         ltv_lower_bound=a.ltv_lower_bound, ltv_upper_bound=a.ltv_upper_bound, model_version=a.model_version,
         top_features=[pb.FeatureImportance(name=n, importance=i, value=v) for n, i, v in a.top_features],
         inference_time_us=a.inference_time_us, status=a.status, message=a.message,
         expected_purchases=a.expected_purchases, probability_alive=a.probability_alive,
         horizon_days=a.horizon_days, currency=a.currency, ltv_to_cac=a.ltv_to_cac)
+
+
+def reply_of(a: Answer) -> pb.LTVPredictionResponse:
+    return pb.LTVPredictionResponse(**_fields(a))
 
 
 def invalid(r: pb.LTVPredictionRequest, message: str) -> pb.LTVPredictionResponse:
@@ -67,18 +71,24 @@ class SyncValueService(syncvalue_grpc.SyncValueServiceBase):
         request = await recv_one(stream)
         if len(request.requests) > self._ltv.max_batch:
             raise GRPCError(Status.INVALID_ARGUMENT, f"at most {self._ltv.max_batch} requests per batch")
-        replies: list[pb.LTVPredictionResponse | None] = [None] * len(request.requests)
-        asks, where = [], []
-        for k, r in enumerate(request.requests):
+        answers: list[Answer | str] = []  # an answer, or why the request was refused
+        asks = []
+        for r in request.requests:
             try:
                 # A batch explains only the requests that ask for it (metadata explain=true): it is for scoring many.
                 asks.append(ask_of(r, explain=r.metadata.get("explain") == "true"))
-                where.append(k)
+                answers.append("")
             except InvalidInput as exc:
-                replies[k] = invalid(r, exc.message)
-        for k, answer in zip(where, await self._ltv.predict(asks), strict=True):
-            replies[k] = reply_of(answer)
-        await stream.send_message(pb.LTVBatchResponse(responses=[r for r in replies if r is not None]))
+                answers.append(exc.message)
+        predicted = iter(await self._ltv.predict(asks))
+        reply = pb.LTVBatchResponse()
+        for r, refused in zip(request.requests, answers, strict=True):
+            if refused:
+                reply.responses.add(request_id=r.request_id, customer_id=r.customer_id, status=INVALID_INPUT,
+                                    message=refused)
+            else:
+                reply.responses.add(**_fields(next(predicted)))  # built in place: no copy into the list
+        await stream.send_message(reply)
 
     async def PredictLTVStream(self, stream: Stream[pb.LTVPredictionRequest, pb.LTVPredictionResponse]) -> None:
         while True:
