@@ -471,7 +471,8 @@ function loyaltyPanel() {
 // ---- lifetime value ----
 const amount = (v, currency) => `${currency} ${v.toLocaleString(undefined, { maximumFractionDigits: 0 })}`;
 const FEATURES = { frequency: "Repeat purchases", recency: "Days from first to last purchase",
-                   age: "Days since first purchase", monetary: "Average repeat purchase" };
+                   age: "Days since first purchase", monetary: "Average repeat purchase",
+                   digital_share: "Share bought on the web or app", channels: "Channels used" };
 
 // A member's predicted lifetime value with its interval and the features behind it.
 async function memberValue(userId) {
