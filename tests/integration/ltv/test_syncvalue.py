@@ -256,8 +256,9 @@ async def test_the_schedule_refits_when_due_and_not_again_until_its_interval(aio
     assert fits.labels("live").value == 1 and ltv.model is not None and ltv.purchases_since_fit == 0
     await ltv.maybe_refit()
     assert fits.labels("live").value == 1  # nothing new, interval not passed
-    for n in range(100):
-        await platform.loyalty.earn(sorted(counts)[n % len(counts)], 2_000, "web", f"more-{n}")
+    buyers = sorted(counts)
+    await asyncio.gather(*(platform.loyalty.earn(buyers[n % len(buyers)], 2_000, "web", f"more-{n}")
+                           for n in range(100)))
     await ltv.maybe_refit()
     assert fits.labels("live").value + fits.labels("kept_out").value == 3  # after 100 new purchases
     assert "ltv_refit" in platform.supervisor.states and "ltv_values" in platform.supervisor.states
