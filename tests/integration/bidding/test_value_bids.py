@@ -234,3 +234,27 @@ async def test_value_prices_are_the_same_over_grpc_and_the_websocket(aiohttp_cli
         await ws.send_str(json.dumps([banner_request(f"ws-{user}", user, floor=0.0) for user in (high, low)]))
         got = await ws.receive_json(timeout=5)
     assert [g["response"]["seatbid"][0]["bid"][0]["price"] for g in got] == [expected[high], expected[low]]
+
+
+async def test_a_value_price_below_its_deals_floor_drops_the_bid_in_a_private_auction(aiohttp_client, tmp_path, clock):
+    client, platform, worth = await valued_app(aiohttp_client, tmp_path, clock)
+    high = max(worth, key=worth.get)
+    share = min(1.0, 2 * CAP / 1e6 / worth[high])
+    low = min((c for c in worth if 50_000 <= share * worth[c] * 1e6 < CAP / 4), key=worth.get)
+    low_price = int(share * worth[low] * 1e6) / 1e6
+    await platform.campaigns.create("test", single_campaign(value_share=share, deal_ids=["d1"]), audit=False)
+
+    def private(request_id: str, user: str, deal_floor: float) -> dict:
+        body = banner_request(request_id, user, floor=0.01)
+        body["imp"][0]["pmp"] = {"private_auction": 1, "deals": [{"id": "d1", "bidfloor": deal_floor}]}
+        return body
+    resp = await post_bid(client, private("d-ok", low, deal_floor=round(low_price / 2, 4)))
+    bid = (await resp.json())["seatbid"][0]["bid"][0]
+    assert bid["dealid"] == "d1" and bid["price"] == low_price  # priced by value inside the deal
+    dropped = await metric(client, 'contrail_bid_value_dropped_total{source="model"}')
+    resp = await post_bid(client, private("d-low", low, deal_floor=round(low_price + 0.5, 2)))
+    # The auction's price cleared the deal's floor; what the customer is worth does not: dropped.
+    assert resp.status == 204
+    assert await metric(client, 'contrail_bid_value_dropped_total{source="model"}') == dropped + 1
+    resp = await post_bid(client, private("d-high", high, deal_floor=round(low_price + 0.5, 2)))
+    assert (await resp.json())["seatbid"][0]["bid"][0]["price"] == CAP / 1e6
