@@ -481,9 +481,10 @@ async function memberValue(userId) {
     const v = await api("GET", `/v1/customers/${enc(userId)}/ltv`);
     const largest = Math.max(...v.top_features.map((f) => Math.abs(f.importance)), 1e-9);
     section.append(
-      h("p", {}, h("b", { class: "ltv-value" }, amount(v.predicted_ltv, v.currency)),
-        ` over ${v.horizon_days} days (80% between ${amount(v.ltv_lower_bound, v.currency)} and `,
-        `${amount(v.ltv_upper_bound, v.currency)})`),
+      h("p", {}, h("b", { class: "ltv-value" }, amount(v.predicted_ltv, v.currency)), ` over ${v.horizon_days} days `,
+        v.ltv_upper_bound > 0
+          ? `(80% between ${amount(v.ltv_lower_bound, v.currency)} and ${amount(v.ltv_upper_bound, v.currency)})`
+          : "(at least 80% likely to buy nothing in that time: the value is what the rest is worth)"),
       facts([["Expected purchases", v.expected_purchases.toFixed(2)],
              ["Still buying (P alive)", `${Math.round(v.probability_alive * 100)}%`],
              ["Confidence", `${Math.round(v.confidence * 100)}%`], ["Model", v.model_version],

@@ -40,5 +40,16 @@ def test_admin_sees_the_model_the_spread_of_values_and_a_members_value_with_reas
     expect(reasons.get_by_role("row").nth(1)).to_be_visible()
     expect(reasons).to_contain_text("Repeat purchases")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    card.screenshot(path=str(SCREENSHOTS / "ops-customer-value.png"))  # the page is long: each part on its own
-    value.screenshot(path=str(SCREENSHOTS / "ops-member-value.png"))
+    value.screenshot(path=str(SCREENSHOTS / "ops-member-value.png"))  # the page is long: each part on its own
+
+    # A member who has most likely stopped buying: no interval above zero, said in words.
+    lapsed = next(m for m in (f"member-{i:04d}" for i in range(200))
+                  if call(server.url, "GET", f"/v1/customers/{m}/ltv", token=token)["ltv_upper_bound"] == 0)
+    page.get_by_label("User id (or its beginning)").fill(lapsed)
+    page.get_by_role("button", name="Search members").click()
+    page.get_by_role("button", name=f"Open member {lapsed}").click()
+    member = page.get_by_role("region", name="Member", exact=True)
+    expect(member.get_by_role("heading", name=f"Member {lapsed}")).to_be_visible()
+    expect(member.get_by_role("region", name="Lifetime value")).to_contain_text("at least 80% likely to buy nothing")
+
+    card.screenshot(path=str(SCREENSHOTS / "ops-customer-value.png"))
