@@ -58,17 +58,18 @@ def _parser() -> argparse.ArgumentParser:
 
 def _eval(args: argparse.Namespace) -> int:
     """Offline evaluations read only the files they are given: no config, no database, no server."""
-    if args.eval_name == "ltv":
-        return _eval_ltv(args)
-    try:
-        from eval.atomic import AtomicFileError, load_dataset
-        from eval.reco import NothingToEvaluate, as_json, evaluate, table
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith("eval"):
-            raise
+    import importlib.util
+
+    if importlib.util.find_spec("eval") is None:
         # eval/ ships with the checkout, not with the installed wheel (pyproject packages app, ml, ...).
         print("error: `eval` runs from a Contrail checkout: its eval/ package is not installed", file=sys.stderr)
         return 2
+    return _eval_ltv(args) if args.eval_name == "ltv" else _eval_reco(args)
+
+
+def _eval_reco(args: argparse.Namespace) -> int:
+    from eval.atomic import AtomicFileError, load_dataset
+    from eval.reco import NothingToEvaluate, as_json, evaluate, table
 
     try:
         data = load_dataset(args.data, args.items, find_items=not args.no_items)
@@ -85,13 +86,8 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _eval_ltv(args: argparse.Namespace) -> int:
-    try:
-        from eval.ltv import CdnowFileError, as_json, evaluate, table
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith("eval"):
-            raise
-        print("error: `eval` runs from a Contrail checkout: its eval/ package is not installed", file=sys.stderr)
-        return 2
+    from eval.ltv import CdnowFileError, as_json, evaluate, table
+
     try:
         report = evaluate(args.data, args.calibration_end, args.holdout_weeks)
     except ValueError as exc:  # CdnowFileError, and too little data to fit
