@@ -186,6 +186,8 @@ class ActivationService:
                         "provider_message_id": None}
         picks: list[tuple[str, str, str | None]] | None = None  # asked for once, before the first send
         lowest, highest = ltv_band
+        if lowest is not None and highest is not None and lowest > highest:
+            raise InvalidInput("ltv_min must not be above ltv_max", {"field": "ltv_min"})
         banded = lowest is not None or highest is not None
         value = await self._customer_value.value(user_id) if banded and self._customer_value else None
         if banded:

@@ -29,6 +29,7 @@ log = logging.getLogger("contrail.ltv")
 
 DAY_S = 86_400.0
 _MISSING = object()
+MAX_HORIZON_DAYS = 3650
 DISTRIBUTION_S = 600.0  # how long the customers' value distribution is reused for the same model and horizon
 PURCHASE_TYPES = frozenset({"purchase", "order", "transaction"})
 SUCCESS, FALLBACK, INVALID_INPUT, NO_HISTORY, MODEL_NOT_READY = (
@@ -45,7 +46,8 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class Ask:
-    """One customer to predict. `events` None: the customer's purchases from the store."""
+    """One customer to predict. `events` None: the customer's purchases from the store. A question that cannot be
+    asked raises InvalidInput naming what is wrong (every edge asks through this)."""
     customer_id: str
     platform: str = ""
     events: tuple[Event, ...] | None = None
@@ -53,6 +55,17 @@ class Ask:
     horizon_days: int = 0
     request_id: str = ""
     explain: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.customer_id and not self.events:
+            raise InvalidInput("customer_id is required when event_history is empty", {"field": "customer_id"})
+        if len(self.customer_id) > 256:
+            raise InvalidInput("customer_id is at most 256 characters", {"field": "customer_id"})
+        if not 0 <= self.horizon_days <= MAX_HORIZON_DAYS:
+            raise InvalidInput(f"horizon_days must be 0 (the configured horizon) to {MAX_HORIZON_DAYS}",
+                               {"field": "horizon_days"})
+        if not 0 <= self.current_cac < math.inf:  # also refuses NaN
+            raise InvalidInput("current_cac must be a number, 0 or more", {"field": "current_cac"})
 
 
 @dataclass(slots=True)

@@ -91,10 +91,16 @@ class InProcess:
         self.model = model
 
     async def predict_many(self, customer_ids: list[str], platform: str, timeout: float) -> dict[str, float]:
+        from app.errors import InvalidInput
         from app.ltv.service import NO_HISTORY, SUCCESS, Ask  # the model package loads only with the service
 
-        answers = await asyncio.wait_for(
-            self.model.predict([Ask(c, platform, explain=False) for c in customer_ids]), timeout)
+        asks = []
+        for c in customer_ids:
+            try:
+                asks.append(Ask(c, platform, explain=False))
+            except InvalidInput:
+                continue  # an id no customer can have (empty, over 256 characters): left unvalued, not a failure
+        answers = await asyncio.wait_for(self.model.predict(asks), timeout)
         return {a.customer_id: a.predicted_ltv for a in answers if a.status in (SUCCESS, NO_HISTORY)}
 
 

@@ -13,7 +13,7 @@ from app.channels.email import EmailService
 from app.channels.ingest import MAX_BATCH, ChannelEvent, IngestService
 from app.channels.ports import Mailbox
 from app.channels.suppression import SuppressionService
-from app.errors import InvalidInput, NotFound
+from app.errors import NotFound
 from app.jsondepth import check_depth
 from handlers.rest.common import Cursor, endpoint, json_response, paginate
 
@@ -193,8 +193,6 @@ class ChannelsApi:
               "and an LTV band (ltv_min, ltv_max) when given",
               tags=("channels",), roles=STAFF, body=ActivateBody, response=ActivationResult, status=201)
     async def activate(self, request: web.Request, principal, body: ActivateBody) -> web.Response:
-        if body.ltv_min is not None and body.ltv_max is not None and body.ltv_min > body.ltv_max:
-            raise InvalidInput("ltv_min must not be above ltv_max", {"field": "ltv_min"})
         result = await self._activation.activate(body.user_id, body.subject, body.text, body.html, body.channel,
                                                  body.present, ltv_band=(body.ltv_min, body.ltv_max))
         return json_response(ActivationResult(**result), status=201)

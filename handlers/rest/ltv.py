@@ -8,11 +8,10 @@ from typing import Annotated
 import msgspec
 from aiohttp import web
 
-from app.errors import Forbidden, InvalidInput
-from app.ltv.service import Ask, Event, LtvService
+from app.errors import Forbidden
+from app.ltv.service import MAX_HORIZON_DAYS, Ask, Event, LtvService
 from handlers.rest.common import endpoint, json_response
 
-MAX_HORIZON_DAYS = 3650
 Horizon = Annotated[int, msgspec.Meta(ge=0, le=MAX_HORIZON_DAYS)]
 
 
@@ -149,8 +148,6 @@ class LtvApi:
     async def predict(self, request: web.Request, principal, body: PredictBody) -> web.Response:
         events = tuple(Event(e.timestamp_ms, e.event_type, e.event_value) for e in body.event_history) \
             if body.event_history else None
-        if not body.customer_id and events is None:
-            raise InvalidInput("customer_id is required when event_history is empty", {"field": "customer_id"})
         [answer] = await self._ltv.predict([Ask(body.customer_id, body.platform, events, body.current_cac,
                                                 body.horizon_days, body.request_id,
                                                 body.metadata.get("explain", "true") != "false")])

@@ -12,19 +12,9 @@ from handlers.rpc import syncvalue_grpc
 from handlers.rpc import syncvalue_pb2 as pb
 from handlers.rpc.server import recv_one
 
-MAX_HORIZON_DAYS = 3650
-
 
 def ask_of(r: pb.LTVPredictionRequest, explain: bool = True) -> Ask:
     """The service's question for one request (InvalidInput names what is wrong)."""
-    if not r.customer_id and not r.event_history:
-        raise InvalidInput("customer_id is required when event_history is empty")
-    if len(r.customer_id) > 256:
-        raise InvalidInput("customer_id is at most 256 characters")
-    if not 0 <= r.horizon_days <= MAX_HORIZON_DAYS:
-        raise InvalidInput(f"horizon_days must be 0 (the configured horizon) to {MAX_HORIZON_DAYS}")
-    if not r.current_cac >= 0 or r.current_cac == float("inf"):
-        raise InvalidInput("current_cac must be a number, 0 or more")
     events = tuple(Event(e.timestamp_ms, e.event_type, e.event_value) for e in r.event_history) \
         if r.event_history else None
     return Ask(r.customer_id, r.platform, events, r.current_cac, r.horizon_days, r.request_id,

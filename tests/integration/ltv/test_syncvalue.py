@@ -212,6 +212,11 @@ async def test_the_rest_twin_and_who_may_read_a_customers_value(ltv, clock):
     one = await (await client.get(f"/v1/customers/{best['customer_id']}/ltv", headers=admin)).json()
     assert math.isclose(one["predicted_ltv"], best["predicted_ltv"], rel_tol=1e-6)
     assert (await client.get("/v1/admin/ltv/distribution", headers=member)).status == 403
+    assert (await client.get("/v1/admin/ltv/model", headers=member)).status == 403
+    assert (await client.post("/v1/admin/ltv/refit", headers=member)).status == 403
+    assert (await client.post("/v1/admin/ltv/refit")).status == 401
+    resp = await client.get("/v1/admin/ltv/distribution", params={"horizon_days": "-1"}, headers=admin)
+    assert resp.status == 400 and "horizon_days" in (await resp.json())["error"]["message"]
 
 
 async def test_a_refund_drops_the_purchase_and_the_model_survives_a_restart(aiohttp_client, tmp_path, clock):

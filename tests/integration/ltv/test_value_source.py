@@ -234,6 +234,12 @@ async def test_in_process_values_come_from_the_fitted_model():
     assert source == "fallback" and value == pytest.approx(service.heuristic("tiktok"))
     assert value == pytest.approx(statistics.median(direct.values()) * 1.5)  # tiktok has none of its own yet
 
+    # A bid may name an id no customer can have: it stays unvalued and does not fail the pass for the others.
+    for c in ("x" * 300, "cust-4"):
+        values.value(c, "meta")
+    assert await values.refresh() == 2 and values.breaker.state == CircuitBreaker.CLOSED  # cust-3 and cust-4
+    assert values.value("cust-4", "meta")[1] == "model" and values.value("x" * 300, "meta")[1] == "fallback"
+
 
 def service_ask(customer_id: str):
     from app.ltv.service import Ask
