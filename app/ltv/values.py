@@ -23,7 +23,6 @@ from app.config import LtvConfig
 from app.runtime.breaker import CircuitBreaker
 from app.runtime.clock import Clock
 from app.runtime.lru import LRU
-from app.runtime.metrics import Gauge, LoopCounter
 
 if TYPE_CHECKING:
     from app.ltv.service import Answer, Ask
@@ -118,27 +117,6 @@ class ValueStats:
     rejected: dict[str, int] = field(default_factory=lambda: {"not_finite": 0, "negative": 0, "too_high": 0})
 
 
-class ValueMetrics:
-    """The value source's metrics on an instance's registry (Metrics.registry; build once per instance), with
-    its cache exported among the others (contrail_cache_entries{cache="ltv_values"})."""
-
-    def __init__(self, metrics: Any) -> None:
-        r = metrics.registry
-        self.ltv_values_served = LoopCounter(
-            "contrail_ltv_values_served", "Lifetime values read by bids, by source (model, remote, fallback, none)",
-            ["source"], r)
-        self.ltv_value_fallbacks = LoopCounter(
-            "contrail_ltv_value_fallbacks", "Lifetime values read by bids not from a model: the platform heuristic's "
-            "(heuristic) or nothing (none)", ["kind"], r)
-        self.ltv_value_calls = LoopCounter("contrail_ltv_value_calls", "Lifetime-value refresh calls by outcome",
-                                           ["outcome"], r)
-        self.ltv_value_rejected = LoopCounter("contrail_ltv_value_rejected", "Predicted lifetime values not "
-                                              "believed (not cached), by reason", ["reason"], r)
-        self.ltv_value_breaker = Gauge("contrail_ltv_value_breaker_state", "Lifetime-value model circuit breaker: "
-                                       "0 closed, 1 half-open, 2 open", registry=r)
-        self.caches = metrics.caches
-
-
 class ValueSource:
     """What the bid path reads: `value()` is synchronous and never waits; `refresh()` is the background pass."""
 
@@ -149,7 +127,7 @@ class ValueSource:
                  max_value: float = MAX_VALUE, metrics: Any = None,
                  timer: Callable[[], float] = time.perf_counter) -> None:
         """`remember`: the heuristic's window to feed with the values fetched (the remote case; the in-process
-        model keeps its own). `metrics` (a ValueMetrics, or anything with some of its attributes): counters
+        model keeps its own). `metrics` (Metrics, or anything with some of its attributes): counters
         ltv_values_served (by source), ltv_value_fallbacks (by kind: heuristic, none), ltv_value_calls (by
         outcome), ltv_value_rejected (by reason); the gauge ltv_value_breaker; caches, the CacheCollector the
         value cache is registered with."""

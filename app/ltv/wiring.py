@@ -9,7 +9,7 @@ from adapters.sqlite.ltv import SqliteLtvStore
 from app.infra import Infra
 from app.loyalty.events import StarsEarned, StarsReversed
 from app.ltv.service import LtvService
-from app.ltv.values import ValueMetrics, ValueSource
+from app.ltv.values import ValueSource
 
 REFIT_CHECK_S = 60.0  # how often the supervisor asks whether a refit is due
 VALUES_REFRESH_S = 1.0  # how often the values bids read are refreshed (a batch of the customers waiting)
@@ -31,7 +31,7 @@ def build(infra: Infra) -> Ltv:
     config = infra.config
     store = SqliteLtvStore(infra.records_db)
     service = LtvService(config.ltv, config.retail.currency, store, infra.clock, infra.metrics)
-    metrics = ValueMetrics(infra.metrics)
+    metrics = infra.metrics
     remote = RemoteSyncValue(config.ltv.remote, config.ltv.remote_api_key) if config.ltv.remote else None
     values = ValueSource.remote(remote.predict_many, config.ltv, infra.clock, metrics=metrics) if remote else \
         ValueSource.in_process(service, config.ltv, infra.clock, metrics=metrics)

@@ -223,6 +223,19 @@ class Metrics:
         self.ltv_fits = LoopCounter("contrail_ltv_fits", "Lifetime-value fits by outcome", ["outcome"], r)
         self.ltv_fallbacks = LoopCounter("contrail_ltv_fallbacks", "Lifetime-value answers by the platform heuristic "
                                          "(heuristic) or with nothing to fall back on (none)", ["kind"], r)
+        # The lifetime values bids read (app/ltv/values.py).
+        self.ltv_values_served = LoopCounter(
+            "contrail_ltv_values_served", "Lifetime values read by bids, by source (model, remote, fallback, none)",
+            ["source"], r)
+        self.ltv_value_fallbacks = LoopCounter(
+            "contrail_ltv_value_fallbacks", "Lifetime values read by bids not from a model: the platform heuristic's "
+            "(heuristic) or nothing (none)", ["kind"], r)
+        self.ltv_value_calls = LoopCounter("contrail_ltv_value_calls", "Lifetime-value refresh calls by outcome",
+                                           ["outcome"], r)
+        self.ltv_value_rejected = LoopCounter("contrail_ltv_value_rejected", "Predicted lifetime values not "
+                                              "believed (not cached), by reason", ["reason"], r)
+        self.ltv_value_breaker = Gauge("contrail_ltv_value_breaker_state", "Lifetime-value model circuit breaker: "
+                                       "0 closed, 1 half-open, 2 open", registry=r)
         self.caches = CacheCollector()  # every bounded LRU, by name
         r.register(self.caches)
 

@@ -17,7 +17,7 @@ from prometheus_client import generate_latest
 
 from adapters.grpc.syncvalue import RemoteSyncValue
 from app.config import LtvConfig
-from app.ltv.values import ValueMetrics, ValueSource
+from app.ltv.values import ValueSource
 from app.runtime.breaker import CircuitBreaker
 from app.runtime.clock import ManualClock
 from app.runtime.metrics import Metrics
@@ -108,7 +108,7 @@ async def test_the_client_reads_valued_answers_and_refuses_answers_that_do_not_m
 async def test_remote_values_are_cached_and_a_failing_remote_is_bypassed_until_it_recovers(remote, clock):
     service, client = remote
     metrics = Metrics()
-    values = ValueSource.remote(client.predict_many, CONFIG, clock, batch=2, metrics=ValueMetrics(metrics))
+    values = ValueSource.remote(client.predict_many, CONFIG, clock, batch=2, metrics=metrics)
 
     # Normal: the first read falls back (nothing known yet) and queues; the refresher values; reads hit the cache.
     assert values.value("ana", "meta") == (None, "none")
