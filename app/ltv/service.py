@@ -12,7 +12,7 @@ import asyncio
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,7 @@ class Event:
     event_value: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass sets each field through object.__setattr__, 2x the cost
 class Ask:
     """One customer to predict. `events` None: the customer's purchases from the store. A question that cannot be
     asked raises InvalidInput naming what is wrong (every edge asks through this)."""
@@ -85,7 +85,7 @@ class Answer:
     ltv_to_cac: float = 0.0
     message: str = ""
     inference_time_us: int = 0
-    top_features: list[tuple[str, float, float]] = field(default_factory=list)
+    top_features: tuple[tuple[str, float, float], ...] = ()  # (input, contribution, value), largest first
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.__slots__ if k != "top_features"}
@@ -134,6 +134,9 @@ class LtvService:
         self._fitting = asyncio.Lock()
         self._today = (0, 0)  # (UTC day number, predictions that day)
         self._distribution: tuple[tuple, float, dict[str, Any]] | None = None
+        # Single predictions that arrived together, scored in one model call (see _score_together); bounded by the
+        # calls in flight, each of which waits on its entry.
+        self._waiting: list[tuple[list[Reduced | None], list[Ask], list[Answer], asyncio.Future[None]]] = []
 
     # ---- the model ----
     @property
@@ -216,14 +219,19 @@ class LtvService:
             raise InvalidInput(f"at most {self._config.max_batch} customers per call")
         started = time.perf_counter()
         now = self._clock.now()
-        horizon = self._config.horizon_days
-        answers = [Answer(a.request_id, a.customer_id, SUCCESS, currency=self.currency,
-                          horizon_days=a.horizon_days or horizon, model_version=self.version) for a in asks]
+        horizon, version, currency = self._config.horizon_days, self.version, self.currency
+        answers = [Answer(a.request_id, a.customer_id, SUCCESS, currency=currency,
+                          horizon_days=a.horizon_days or horizon, model_version=version) for a in asks]
         rows: list[int] = []
         reduced: list[Reduced | None] = []
+        histories = self.histories
         for k, ask in enumerate(asks):
             try:
-                r = self._request_history(ask, now) if ask.events is not None else await self._own(ask.customer_id)
+                if ask.events is not None:
+                    r = self._request_history(ask, now)
+                else:  # the cache inline: a batch of known customers never suspends
+                    held = histories.get(ask.customer_id, _MISSING)
+                    r = await self._own(ask.customer_id) if held is _MISSING else held  # type: ignore[assignment]
             except InvalidInput as exc:
                 answers[k].status, answers[k].message = INVALID_INPUT, exc.message
                 continue
@@ -232,6 +240,8 @@ class LtvService:
         if self.model is None:
             for k in rows:
                 self._fallback(answers[k], asks[k].platform, "no model has been fitted yet")
+        elif len(rows) == 1:
+            await self._score_together(reduced, [asks[rows[0]]], [answers[rows[0]]])
         elif rows:
             self._score(self.model, rows, reduced, asks, answers, now / DAY_S)
         elapsed = time.perf_counter() - started
@@ -262,6 +272,37 @@ class LtvService:
                 days.append(e.timestamp_ms / 1000 / DAY_S)
                 values.append(e.event_value)
         return _reduce(days, values, None)
+
+    def _score_together(self, reduced: list[Reduced | None], asks: list[Ask], answers: list[Answer]
+                        ) -> asyncio.Future[None]:
+        """Score one customer with every other single prediction that is ready in the same turn of the event
+        loop. The model's cost per call is mostly fixed (array set-up, 64 coalitions to explain), so concurrent
+        callers share it: the first schedules the scoring for the loop's next turn and the rest join it."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        if not self._waiting:
+            loop.call_soon(self._score_waiting)
+        self._waiting.append((reduced, asks, answers, done))
+        return done
+
+    def _score_waiting(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        reduced = [r for w in waiting for r in w[0]]
+        asks = [a for w in waiting for a in w[1]]
+        answers = [a for w in waiting for a in w[2]]
+        try:
+            if self.model is None:  # the model cannot be unloaded; kept for the type checker
+                raise RuntimeError("no lifetime-value model")
+            self._score(self.model, list(range(len(asks))), reduced, asks, answers, self._clock.now() / DAY_S)
+        except Exception as exc:  # every caller hears of it, none waits forever
+            for *_, done in waiting:
+                if not done.done():
+                    done.set_exception(exc)
+            return
+        self._metrics.ltv_scored_together.observe(len(waiting))
+        for *_, done in waiting:
+            if not done.done():  # a caller that gave up (its deadline passed) cancelled its future
+                done.set_result(None)
 
     def _score(self, model: ltv.LTVModel, rows: list[int], reduced: list[Reduced | None], asks: list[Ask],
                answers: list[Answer], now_day: float) -> None:
@@ -300,7 +341,7 @@ class LtvService:
             a, ask = answers[k], asks[k]
             a.predicted_ltv, a.ltv_lower_bound, a.ltv_upper_bound = value, lower, upper
             a.confidence, a.expected_purchases, a.probability_alive = confidence, purchases, alive
-            a.top_features = list(reasons)
+            a.top_features = reasons
             a.ltv_to_cac = value / ask.current_cac if ask.current_cac > 0 else 0.0
             if reduced[j] is None:
                 a.status, a.message = NO_HISTORY, "no purchase known for this customer: a new customer's value"

@@ -216,6 +216,9 @@ class Metrics:
         self.ltv_latency = LoopHistogram("contrail_ltv_seconds", "Lifetime-value prediction latency per call, "
                                          "by call (one customer, or a batch)", ["call"], r,
                                          buckets=FINE_LATENCY_BUCKETS)
+        self.ltv_scored_together = LoopHistogram(
+            "contrail_ltv_scored_together", "Single lifetime-value predictions scored in one model call (concurrent "
+            "calls share it)", (), r, buckets=(1, 2, 4, 8, 16, 32, 64, 128))
         self.ltv_model = Gauge("contrail_ltv_model_info", "Serving lifetime-value model (value 1)", ["version"],
                                registry=r)
         self.ltv_evaluation = Gauge("contrail_ltv_evaluation", "The serving lifetime-value model's holdout numbers",

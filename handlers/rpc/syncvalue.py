@@ -22,13 +22,20 @@ def ask_of(r: pb.LTVPredictionRequest, explain: bool = True) -> Ask:
 
 
 def _fields(a: Answer) -> dict:
-    return dict(
-        request_id=a.request_id, customer_id=a.customer_id, predicted_ltv=a.predicted_ltv, confidence=a.confidence,
-        ltv_lower_bound=a.ltv_lower_bound, ltv_upper_bound=a.ltv_upper_bound, model_version=a.model_version,
-        top_features=[pb.FeatureImportance(name=n, importance=i, value=v) for n, i, v in a.top_features],
-        inference_time_us=a.inference_time_us, status=a.status, message=a.message,
-        expected_purchases=a.expected_purchases, probability_alive=a.probability_alive,
-        horizon_days=a.horizon_days, currency=a.currency, ltv_to_cac=a.ltv_to_cac)
+    """The response's fields; those most answers leave empty are passed only when set (a batch builds 1,000)."""
+    f = dict(customer_id=a.customer_id, predicted_ltv=a.predicted_ltv, confidence=a.confidence,
+             ltv_lower_bound=a.ltv_lower_bound, ltv_upper_bound=a.ltv_upper_bound, model_version=a.model_version,
+             inference_time_us=a.inference_time_us, status=a.status, expected_purchases=a.expected_purchases,
+             probability_alive=a.probability_alive, horizon_days=a.horizon_days, currency=a.currency)
+    if a.request_id:
+        f["request_id"] = a.request_id
+    if a.message:
+        f["message"] = a.message
+    if a.ltv_to_cac:
+        f["ltv_to_cac"] = a.ltv_to_cac
+    if a.top_features:
+        f["top_features"] = [pb.FeatureImportance(name=n, importance=i, value=v) for n, i, v in a.top_features]
+    return f
 
 
 def reply_of(a: Answer) -> pb.LTVPredictionResponse:

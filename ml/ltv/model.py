@@ -25,6 +25,8 @@ INTERVAL = 0.8  # the width of the ltv_lower..ltv_upper interval
 METHODS = ("pareto/nbd", "bg/nbd", "mixture", "corrected")  # what `LTVModel.method` can be
 FEATURES = ("pnbd_alive", "log_frequency", "recency_ratio", "log_monetary", "log_age", "bg_vs_pnbd")
 RIDGE = 1.0
+# (indexes of unique rows, each row's position among them): see LTVModel._counts.
+Same = tuple[np.ndarray, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -90,17 +92,20 @@ class LTVModel:
     # -- point predictions -------------------------------------------------------------------------
 
     def _counts(self, x: np.ndarray, tx: np.ndarray, T: np.ndarray, m: np.ndarray, extra: np.ndarray | None,
-                t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(expected purchases, P(alive), BG/NBD expectation if alive) over t weeks."""
-        if_alive = base.bgnbd_expected_if_alive(self.bgnbd, t, x, T)
-        if self.method == "bg/nbd":  # Pareto/NBD's P(alive) costs two hypergeometric functions a customer: skipped
-            alive_bg = base.bgnbd_alive(self.bgnbd, x, tx, T)
+                t: float, same: Same | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(expected purchases, P(alive), BG/NBD expectation if alive) over t weeks.
+
+        `same` (unique rows, inverse): rows that share frequency, recency and age share the base models'
+        terms (the hypergeometric functions are most of the cost), so those are computed once per unique row."""
+        parts = self._base_parts(x, tx, T, t) if same is None else \
+            [p[same[1]] for p in self._base_parts(x[same[0]], tx[same[0]], T[same[0]], t)]
+        if self.method == "bg/nbd":
+            if_alive, alive_bg = parts
             return if_alive * alive_bg, alive_bg, if_alive
-        alive_pn = base.pnbd_alive(self.pnbd, x, tx, T)
-        e_pn = base.pnbd_expected(self.pnbd, t, x, tx, T, alive_pn)
         if self.method == "pareto/nbd":
+            if_alive, alive_pn, e_pn = parts
             return e_pn, alive_pn, if_alive
-        alive_bg = base.bgnbd_alive(self.bgnbd, x, tx, T)
+        if_alive, alive_pn, e_pn, alive_bg = parts
         e_bg = if_alive * alive_bg
         if self.method == "mixture":
             return 0.5 * (e_pn + e_bg), 0.5 * (alive_pn + alive_bg), if_alive
@@ -108,6 +113,17 @@ class LTVModel:
         cols = _columns(alive_pn, x, tx, T, m, e_pn, e_bg, extra if self.uses_extra else None)
         eta = const + sum(c * col for c, col in zip(coef, cols, strict=True))
         return e_pn * np.exp(eta), alive_pn, if_alive
+
+    def _base_parts(self, x: np.ndarray, tx: np.ndarray, T: np.ndarray, t: float) -> list[np.ndarray]:
+        """The served method's terms from the base models: BG/NBD if alive, then P(alive) and the expectation of
+        Pareto/NBD (unless BG/NBD serves alone), then BG/NBD's P(alive) (unless Pareto/NBD serves alone)."""
+        out = [base.bgnbd_expected_if_alive(self.bgnbd, t, x, T)]
+        if self.method != "bg/nbd":  # Pareto/NBD's P(alive) costs two hypergeometric functions a customer
+            alive_pn = base.pnbd_alive(self.pnbd, x, tx, T)
+            out += [alive_pn, base.pnbd_expected(self.pnbd, t, x, tx, T, alive_pn)]
+        if self.method != "pareto/nbd":
+            out.append(base.bgnbd_alive(self.bgnbd, x, tx, T))
+        return out
 
     @cached_property
     def _linear(self) -> tuple[float, list[float]]:
@@ -194,13 +210,15 @@ class LTVModel:
         x, tx, T, m = self._inputs(s)
         return self._counts(x, tx, T, m, self._extra(s), horizon_days / WEEK)[0]
 
-    def point_ltv(self, s: Summary, horizon_days: float, annual_discount_rate: float) -> np.ndarray:
+    def point_ltv(self, s: Summary, horizon_days: float, annual_discount_rate: float,
+                  same: Same | None = None) -> np.ndarray:
         _check_horizon(horizon_days, annual_discount_rate)
         x, tx, T, m = self._inputs(s)
         t = horizon_days / WEEK
-        e, _, _ = self._counts(x, tx, T, m, self._extra(s), t)
-        disc = base.pnbd_discount_ratio(self.pnbd[2], self.pnbd[3], T, t, self._weekly_rate(annual_discount_rate))
-        return np.asarray(e * self._spend(x, m) * disc)
+        e, _, _ = self._counts(x, tx, T, m, self._extra(s), t, same)
+        rate = self._weekly_rate(annual_discount_rate)
+        disc = base.pnbd_discount_ratio(self.pnbd[2], self.pnbd[3], T if same is None else T[same[0]], t, rate)
+        return np.asarray(e * self._spend(x, m) * (disc if same is None else disc[same[1]]))
 
     def explain(self, s: Summary, row: int, horizon_days: float, annual_discount_rate: float,
                 top: int = 5) -> list[tuple[str, float, float]]:
@@ -238,14 +256,17 @@ class LTVModel:
         cols[:, 1] = np.where(cols[:, 0] > 0, np.minimum(cols[:, 1], cols[:, 2]), 0.0)
         batch = Summary(cols[:, 0], cols[:, 1], cols[:, 2], cols[:, 3], cols[:, 4:] if k > 4 else None,
                         self.extra_names if k > 4 else ())
-        ltv = self.point_ltv(batch, horizon_days, annual_discount_rate).reshape(len(rows), -1)
+        # Frequency, recency and age are the first three inputs, so with every mask present (k <= 8) a customer's
+        # coalitions i and i + 8j share them: the base models run on 8 rows a customer, not 2^k.
+        same = None
+        if k <= 8 and len(masks) == 2 ** k:
+            n = len(masks)
+            same = ((np.arange(len(rows))[:, None] * n + np.arange(8)[None, :]).ravel(),
+                    (np.arange(len(rows))[:, None] * 8 + (np.arange(n) & 7)[None, :]).ravel())
+        ltv = self.point_ltv(batch, horizon_days, annual_discount_rate, same).reshape(len(rows), -1)
         contrib = ltv @ weights.T
-        out = []
-        for r in range(len(rows)):
-            found = [(name, float(contrib[r, i]), float(vals[r, i])) for i, name in enumerate(names)]
-            found.sort(key=lambda x: -abs(x[1]))
-            out.append(found[:top])
-        return out
+        return [sorted(zip(names, c, v, strict=True), key=lambda f: -abs(f[1]))[:top]
+                for c, v in zip(contrib.tolist(), vals.tolist(), strict=True)]
 
     def to_bytes(self) -> bytes:
         doc = {"format": "contrail-ltv/1", "kind": self.kind, "pnbd": list(self.pnbd), "bgnbd": list(self.bgnbd),
@@ -266,6 +287,9 @@ class LTVModel:
                    use_extra=bool(doc["use_extra"]), extra_names=tuple(doc["extra_names"]),
                    population={k: float(v) for k, v in doc["population"].items()},
                    inner={k: float(v) for k, v in doc["inner"].items()}, kind=str(doc["kind"]))
+
+
+SMALL_BLOCK = 1 << 14  # cells (customers x terms) below which _bg_count_moments sums everyone to the longest length
 
 
 def _bg_count_block(params: base.Params, x: np.ndarray, T: np.ndarray, alive: np.ndarray, t: np.ndarray,
@@ -294,21 +318,17 @@ def _bg_count_moments(params: base.Params, x: np.ndarray, T: np.ndarray, alive: 
     """(P(Y = 0), E[Y], E[Y^2]) of future purchases Y in t weeks, BG/NBD posterior predictive, closed form:
     P(Y >= y) = P(alive) * P(NBD(r + x, (alpha + T) / (alpha + T + t)) >= y) * B(a, b + x + y - 1) / B(a, b + x).
 
-    The sums run to 8 standard deviations past the mean; customers are grouped by that length so one
-    heavy buyer does not lengthen everyone's sum.
+    The sums run to 8 standard deviations past the mean; past a few customers, they are grouped by that
+    length so one heavy buyer does not lengthen everyone's sum.
     """
     r, alpha, _, _ = params
-    if len(x) == 1:  # one customer (the common online call): size the sum with plain floats
-        q = float((alpha + T[0]) / (alpha + T[0] + t[0]))
-        mean = (r + float(x[0])) * (1 - q) / q
-        need1 = min(mean + 8 * (mean / q) ** 0.5 + 8, 4096.0)
-        return _bg_count_block(params, x, T, alive, t, int(2 ** max(4, int(np.ceil(np.log2(max(need1, 16)))))))
     q0 = (alpha + T) / (alpha + T + t)
     nb_mean = (r + x) * (1 - q0) / q0
     need = np.minimum(nb_mean + 8 * np.sqrt(nb_mean / q0) + 8, 4096)
     bucket = np.maximum(np.ceil(np.log2(np.maximum(need, 16))), 4).astype(np.int64)
-    if len(x) and bucket.min() == bucket.max():
-        return _bg_count_block(params, x, T, alive, t, int(2 ** bucket[0]))
+    longest = int(bucket.max()) if len(x) else 4
+    if len(x) << longest <= SMALL_BLOCK:  # a few customers: one block, cheaper than grouping them
+        return _bg_count_block(params, x, T, alive, t, 1 << longest)
     p0, e1, e2 = np.empty(len(x)), np.empty(len(x)), np.empty(len(x))
     for b in np.unique(bucket):
         rows = np.flatnonzero(bucket == b)

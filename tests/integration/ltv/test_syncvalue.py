@@ -163,6 +163,41 @@ async def test_a_batch_answers_every_customer_in_order_and_a_stream_survives_a_b
     assert last.request_id == "s2" and last.status == pb.SUCCESS
 
 
+async def test_concurrent_single_predictions_are_scored_together_and_answer_as_if_asked_alone(ltv, clock):
+    client, admin, stub, md, counts = ltv
+    await refit(client, admin)
+    service = client.app[PLATFORM].ltv
+    now_ms = int(clock.now() * 1000)
+    given = [pb.CustomerEvent(timestamp_ms=int(now_ms - d * DAY * 1000), event_type="purchase", event_value=40.0 + d)
+             for d in (300, 200, 90, 10)]
+    customers = sorted(counts)[:12]
+    requests = [pb.LTVPredictionRequest(request_id=str(k), customer_id=c, horizon_days=(90, 365, 0)[k % 3],
+                                        metadata={"explain": "false"} if k % 4 == 3 else {})
+                for k, c in enumerate(customers)]
+    requests.append(pb.LTVPredictionRequest(request_id="given", customer_id="walk-in", event_history=given))
+    requests.append(pb.LTVPredictionRequest(request_id="new", customer_id="never-bought"))
+    shared_before = service._metrics.ltv_scored_together._default.sum
+    calls_before = sum(service._metrics.ltv_scored_together._default.counts)
+    together = await asyncio.gather(*(stub.PredictLTV(r, metadata=md) for r in requests))
+    scored = service._metrics.ltv_scored_together._default.sum - shared_before
+    calls = sum(service._metrics.ltv_scored_together._default.counts) - calls_before
+    assert scored == len(requests) and calls < len(requests)  # they shared model calls
+    service.predictions.clear()  # nothing remembered: each is scored again, alone
+    for request, shared in zip(requests, together, strict=True):
+        alone = await stub.PredictLTV(request, metadata=md)
+        assert shared.request_id == request.request_id and shared.status == alone.status, shared.message
+        for name in ("predicted_ltv", "ltv_lower_bound", "ltv_upper_bound", "confidence", "expected_purchases",
+                     "probability_alive"):
+            # Not bit-equal: a batch sums the interval's series to its longest customer's length (terms < 1e-7).
+            assert math.isclose(getattr(shared, name), getattr(alone, name), rel_tol=1e-6, abs_tol=1e-9), name
+        assert [f.name for f in shared.top_features] == [f.name for f in alone.top_features]
+        assert all(math.isclose(a.importance, b.importance, rel_tol=1e-9, abs_tol=1e-9)
+                   for a, b in zip(shared.top_features, alone.top_features, strict=True))
+        assert shared.horizon_days == (request.horizon_days or alone.horizon_days)
+    assert {r.status for r in together} == {pb.SUCCESS, pb.NO_HISTORY}
+    assert not together[3].top_features and together[0].top_features
+
+
 async def test_the_rest_twin_and_who_may_read_a_customers_value(ltv, clock):
     client, admin, stub, md, counts = ltv
     platform = client.app[PLATFORM]

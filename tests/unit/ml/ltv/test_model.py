@@ -93,6 +93,23 @@ def test_explaining_many_rows_at_once_gives_each_rows_explanation(fitted):
         model.method = served
 
 
+def test_coalitions_sharing_frequency_recency_and_age_share_the_base_models_exactly(fitted, monkeypatch):
+    """explain() runs the base models once per distinct (frequency, recency, age) of the coalitions; the plain
+    computation, every coalition row on its own, is the reference."""
+    _, s, model = fitted
+    rows, served, plain = list(range(0, 40, 3)), model.method, LTVModel.point_ltv
+    try:
+        for method in ("pareto/nbd", "bg/nbd", "mixture", "corrected"):
+            model.method = method
+            shared = model.explain_many(s, rows, 365, 0.1, top=10)
+            monkeypatch.setattr(LTVModel, "point_ltv", lambda self, s_, h, r, same=None: plain(self, s_, h, r))
+            reference = model.explain_many(s, rows, 365, 0.1, top=10)
+            monkeypatch.undo()
+            assert shared == reference
+    finally:
+        model.method = served
+
+
 def test_serialisation_round_trip_predicts_identically(fitted):
     _, s, model = fitted
     for method in ("pareto/nbd", "bg/nbd", "mixture", "corrected"):
