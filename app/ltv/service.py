@@ -240,7 +240,7 @@ class LtvService:
         if self.model is None:
             for k in rows:
                 self._fallback(answers[k], asks[k].platform, "no model has been fitted yet")
-        elif len(rows) == 1:
+        elif len(rows) == 1 and not self._score(self.model, rows, reduced, asks, answers, now / DAY_S, recall=True):
             await self._score_together(reduced, [asks[rows[0]]], [answers[rows[0]]])
         elif rows:
             self._score(self.model, rows, reduced, asks, answers, now / DAY_S)
@@ -305,14 +305,17 @@ class LtvService:
                 done.set_result(None)
 
     def _score(self, model: ltv.LTVModel, rows: list[int], reduced: list[Reduced | None], asks: list[Ask],
-               answers: list[Answer], now_day: float) -> None:
+               answers: list[Answer], now_day: float, recall: bool = False) -> bool:
         """Predict the rows' customers (a new customer, all zeros, for those without purchases), one model call
         per horizon asked. A prediction depends on the reduced purchases, the day and the horizon alone, so it
-        is remembered by those (`ltv_predictions`): a customer asked again the same day costs a lookup."""
+        is remembered by those (`ltv_predictions`): a customer asked again the same day costs a lookup.
+        With `recall`, only remembered predictions are answered: False (and nothing answered) if one is not."""
         day = int(now_day)
         keys = [(reduced[j], day, answers[k].horizon_days, asks[k].explain) for j, k in enumerate(rows)]
         known = [self.predictions.get(key) for key in keys]
         missing = [j for j, hit in enumerate(known) if hit is None]
+        if missing and recall:
+            return False
         if missing:
             new = (0.0, 0.0, now_day, 0.0) + (math.nan,) * len(EXTRA)
             table = np.array([reduced[j] or new for j in missing], dtype=np.float64)
@@ -346,6 +349,7 @@ class LtvService:
             if reduced[j] is None:
                 a.status, a.message = NO_HISTORY, "no purchase known for this customer: a new customer's value"
             self.recent.remember(ask.platform, value)
+        return True
 
     def heuristic(self, platform: str) -> float | None:
         """The fallback: the median of the platform's last 100 predictions (of all platforms' when it has none)
