@@ -299,6 +299,39 @@ class SendgridConfig(_Section):
                 raise _invalid("verification_key", "must be empty or a base64 DER EC P-256 public key") from None
 
 
+class ApprovalRule(_Section):
+    """Matched on submit: a campaign whose daily budget is above `daily_budget_above_micros` (when set) or that
+    reaches any of `channels` (when set) needs `approvers` approvals; a rule with neither matches every campaign.
+    Of the rules that match, the one asking the most approvers applies."""
+    name: Annotated[str, Meta(min_length=1, max_length=64)]
+    approvers: Annotated[int, Meta(ge=1, le=10)] = 1
+    daily_budget_above_micros: Annotated[int, Meta(ge=0)] | None = None
+    channels: list[str] = []
+
+
+def _default_rules() -> list[ApprovalRule]:
+    return [ApprovalRule(name="standard", approvers=1),
+            ApprovalRule(name="high_budget", approvers=2, daily_budget_above_micros=1_000_000_000),
+            ApprovalRule(name="regulated_channel", approvers=2, channels=["sms"])]
+
+
+class CampaignsConfig(_Section):
+    approval_rules: list[ApprovalRule] = msgspec.field(default_factory=_default_rules)
+    # Editing these fields of a running (live or paused) campaign waits for approval while the running version
+    # keeps serving; other fields change at once. Empty: every edit applies at once.
+    reapprove_fields: list[Literal["bid_cap_micros", "daily_budget_micros", "targeting", "creatives", "channels"]] = \
+        msgspec.field(default_factory=lambda: ["daily_budget_micros", "targeting", "creatives", "channels"])
+    scheduler_interval_s: Positive = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.approval_rules:
+            raise _invalid("approval_rules", "needs at least one rule (a rule with no condition matches every "
+                                             "campaign)")
+        names = [r.name for r in self.approval_rules]
+        if len(set(names)) != len(names):
+            raise _invalid("approval_rules", "rule names must be unique")
+
+
 class DemoConfig(_Section):
     traffic_per_s: Annotated[float, Meta(ge=0, le=10_000)] = 0.0
 
@@ -325,6 +358,7 @@ class Config(_Section):
     ingest: IngestConfig = msgspec.field(default_factory=IngestConfig)
     reco: RecoConfig = msgspec.field(default_factory=RecoConfig)
     ltv: LtvConfig = msgspec.field(default_factory=LtvConfig)
+    campaigns: CampaignsConfig = msgspec.field(default_factory=CampaignsConfig)
     adaptors: AdaptorsConfig = msgspec.field(default_factory=AdaptorsConfig)
     demo: DemoConfig = msgspec.field(default_factory=DemoConfig)
 

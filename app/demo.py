@@ -53,7 +53,9 @@ def demo_campaigns() -> list[Campaign]:
             id=f"demo-{route.lower()}", name=f"{route} summer sale", advertiser_domain="contrail.example",
             bid_cap_micros=(4 + i) * 1_000_000, daily_budget_micros=(200 + 50 * i) * 1_000_000,
             categories=["IAB20"], app_bundle="com.contrail.app", deal_ids=["123", "333"] if i < 2 else [],
-            offer_ids=[route], frequency_caps=FrequencyCaps(hour=6, day=20), creatives=creatives))
+            offer_ids=[route], frequency_caps=FrequencyCaps(hour=6, day=20), creatives=creatives,
+            # The demo's own campaigns are loaded running, as a carrier's existing campaigns migrate to live.
+            state="live", channels=["display"], created_by="demo", edited_by="demo"))
     return out
 
 

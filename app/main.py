@@ -20,6 +20,7 @@ from handlers.rest.admin import AdminApi
 from handlers.rest.analytics import AnalyticsApi
 from handlers.rest.auth import AuthApi
 from handlers.rest.bidding import BiddingApi
+from handlers.rest.campaigns import CampaignsApi
 from handlers.rest.channels import ChannelsApi
 from handlers.rest.common import STATIC_ROUTE
 from handlers.rest.loyalty import LoyaltyApi
@@ -72,7 +73,7 @@ def create_app(config: Config, *, clock: Clock | None = None, platform: Platform
     AuthApi(p.accounts).register(app.router)
     AdminApi(p.admin).register(app.router)
     AnalyticsApi(p.event_log).register(app.router)
-    BiddingApi(p.bid_gateway, p.notices, p.campaigns, p.profiles, p.model, p.providers, p.batcher, p.clock,
+    BiddingApi(p.bid_gateway, p.notices, p.profiles, p.model, p.providers, p.batcher, p.clock,
                nobid_body=config.bidding.nobid_body).register(app.router)
     RetailApi(p.catalog, p.offers, p.ranker, p.orders, p.order_store,
               config.payments.webhook_secret, p.clock).register(app.router)
@@ -80,6 +81,7 @@ def create_app(config: Config, *, clock: Clock | None = None, platform: Platform
     ChannelsApi(p.activation, p.ingest, p.suppression, p.email, p.mailbox, p.email_analytics).register(app.router)
     RecoApi(p.reco).register(app.router)
     LtvApi(p.ltv).register(app.router)
+    CampaignsApi(p.campaigns, p.workflow, p.clock).register(app.router)
     ws, max_msg_size = config.websocket, config.server.max_body_bytes
     EventStream(p.hub, p.metrics, ws.max_lag_s, ws.heartbeat_s, max_msg_size).register(app.router)
     BidStream(p.bid_gateway, p.hub, p.limiter, p.metrics, config.bidding.stream_max_in_flight, ws.heartbeat_s,

@@ -16,6 +16,7 @@ from adapters.sqlite.uow import SqliteUnitOfWork
 from app.admin import AdminService, AuditTrail
 from app.auth import AccountService, ApiKeyService, Authenticator, TokenService
 from app.bidding import wiring as bidding_wiring
+from app.campaigns import wiring as campaigns_wiring
 from app.channels import wiring as channels_wiring
 from app.config import Config
 from app.eventlog import EventLog
@@ -111,6 +112,7 @@ class Platform:
         self.loyalty_domain = loyalty_wiring.build(infra)
         self.ltv_domain = ltv_wiring.build(infra)  # lifetime value reads loyalty's ledger; bids read its values
         self.bidding = bidding_wiring.build(infra, self.loyalty_domain.loyalty.features, self.ltv_domain.values)
+        self.campaigns_domain = campaigns_wiring.build(infra, self.bidding.campaigns, self.bidding.campaign_store)
         self.reco_domain = reco_wiring.build(infra, self._destination_of)
         self.retail = retail_wiring.build(infra, self.reco_domain.reco)
         self.channels = channels_wiring.build(infra, self.loyalty_domain.loyalty, self.bidding.profiles,
@@ -126,6 +128,7 @@ class Platform:
         self.profile_store = bidding.profile_store
         self.delivery = bidding.delivery
         self.campaigns = bidding.campaigns
+        self.workflow = self.campaigns_domain.workflow
         self.profiles = bidding.profiles
         self.model = bidding.model
         self.providers = bidding.providers

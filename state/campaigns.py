@@ -34,13 +34,35 @@ class FrequencyCaps(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields
     day: int | None = None
 
 
+# The workflow's states (app/campaigns/workflow.py has the transitions); only a live campaign bids or activates.
+CampaignState = Literal["draft", "in_review", "approved", "scheduled", "live", "paused", "completed", "archived",
+                        "rejected"]
+STATES: tuple[str, ...] = ("draft", "in_review", "approved", "scheduled", "live", "paused", "completed", "archived",
+                           "rejected")
+
+
+class Revision(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
+    """Changes to a running (live or paused) campaign that wait for approval; the running version keeps serving
+    until enough approvers accept them. A field left None is not changed."""
+    submitted_by: str
+    submitted_at: float
+    rule: str
+    approvals_required: int
+    approvals: list[str] = []
+    bid_cap_micros: int | None = None
+    daily_budget_micros: int | None = None
+    targeting: Targeting | None = None
+    creatives: list[Creative] | None = None
+    channels: list[str] | None = None
+
+
 class Campaign(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     id: str
     name: str
     advertiser_domain: str
     bid_cap_micros: int            # highest CPM we pay, USD micros
     daily_budget_micros: int       # USD micros per UTC day
-    status: Literal["active", "paused"] = "active"
+    state: CampaignState = "draft"
     categories: list[str] = []     # IAB content categories of the ads
     app_bundle: str | None = None  # the advertised app, checked against bapp
     deal_ids: list[str] = []       # PMP deals this campaign may bid on
@@ -52,6 +74,27 @@ class Campaign(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True
     # Value bidding: the share of the customer's predicted lifetime value this campaign bids as its CPM (see
     # app/bidding/processor.py ValuePricing); None = it bids the auction's price.
     value_share: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
+    # Where it reaches people: "display" (it bids), "email", "sms", "push"... An approval rule may ask more
+    # approvers for some channels (campaigns.approval_rules).
+    channels: list[str] = []
+    starts_at: float | None = None  # when it goes live once approved (None: when scheduled)
+    ends_at: float | None = None    # when it completes (None: it runs until paused or archived)
+    created_by: str = ""            # the principal (scope) that created it, and the last to edit it:
+    edited_by: str = ""             # neither may approve it
+    approval_rule: str = ""         # the rule matched when it was last submitted
+    approvals_required: int = 0
+    approvals: list[str] = []       # who approved the version under review
+    pending: Revision | None = None  # changes to the running version, under review
+
+
+class HistoryEntry(msgspec.Struct, frozen=True, gc=False):
+    """One step of a campaign's workflow: who moved it, when, from which state to which, and why."""
+    at: float
+    actor: str
+    action: str      # create, submit, approve, reject, schedule, start, pause, resume, complete, archive, edit...
+    from_state: str
+    to_state: str
+    comment: str = ""
 
 
 _encode = msgspec.json.Encoder().encode

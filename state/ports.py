@@ -21,7 +21,7 @@ from typing import Protocol, runtime_checkable
 from state.accounts import Account
 from state.apikeys import ApiKey
 from state.audit import AuditEntry
-from state.campaigns import Campaign
+from state.campaigns import Campaign, HistoryEntry
 from state.catalog import Flight, Product
 from state.eventlog import StoredEvent
 from state.idempotency import StoredResponse
@@ -114,8 +114,12 @@ class CampaignStore(Protocol):
     def all(self) -> list[Campaign]:
         ...
 
-    async def put(self, campaign: Campaign, at: float) -> None:
-        """Create or replace a campaign (durable before it is used)."""
+    async def put(self, campaign: Campaign, at: float, step: HistoryEntry | None = None) -> None:
+        """Create or replace a campaign (durable before it is used); `step` is written with it, atomically."""
+
+    async def history(self, campaign_id: str, limit: int) -> list[HistoryEntry]:
+        """The campaign's workflow steps, oldest first (the last `limit`)."""
+        ...
 
     @property
     def version(self) -> int:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from adapters.sqlite.db import Database
-from state.campaigns import Campaign, _decode, _encode
+from state.campaigns import Campaign, HistoryEntry, _decode, _encode
+
+_UPSERT = ("INSERT INTO campaigns(id, body, updated_at) VALUES (?,?,?) "
+           "ON CONFLICT(id) DO UPDATE SET body=excluded.body, updated_at=excluded.updated_at")
 
 
 class SqliteCampaignStore:
@@ -24,10 +27,21 @@ class SqliteCampaignStore:
     def all(self) -> list[Campaign]:
         return list(self._by_id.values())
 
-    async def put(self, campaign: Campaign, at: float) -> None:
-        """Create or replace a campaign (durable before it is used)."""
-        await self._db.write([("INSERT INTO campaigns(id, body, updated_at) VALUES (?,?,?) "
-                               "ON CONFLICT(id) DO UPDATE SET body=excluded.body, updated_at=excluded.updated_at",
-                               (campaign.id, _encode(campaign).decode(), at))])
+    async def put(self, campaign: Campaign, at: float, step: HistoryEntry | None = None) -> None:
+        """Create or replace a campaign (durable before it is used); with `step`, the history entry of the change
+        in the same transaction, so a state and its history never part."""
+        statements: list[tuple[str, tuple[object, ...]]] = [(_UPSERT, (campaign.id, _encode(campaign).decode(), at))]
+        if step is not None:
+            statements.append(("INSERT INTO campaign_history(campaign_id, at, actor, action, from_state, to_state, "
+                               "comment) VALUES (?,?,?,?,?,?,?)", (campaign.id, step.at, step.actor, step.action,
+                                                                   step.from_state, step.to_state, step.comment)))
+        await self._db.write(statements)
         self._by_id[campaign.id] = campaign
         self.version += 1
+
+    async def history(self, campaign_id: str, limit: int) -> list[HistoryEntry]:
+        """The campaign's steps, oldest first (the last `limit`)."""
+        rows = await self._db.fetchall(
+            "SELECT at, actor, action, from_state, to_state, comment FROM (SELECT * FROM campaign_history "
+            "WHERE campaign_id = ? ORDER BY id DESC LIMIT ?) ORDER BY id", (campaign_id, limit))
+        return [HistoryEntry(*row) for row in rows]

@@ -237,6 +237,23 @@ RECORDS = [
             body BLOB NOT NULL
         )
     """),
+    # Campaigns get a workflow: "active" campaigns are "live", "paused" stay paused; each step is in the history.
+    Migration(13, "campaign_workflow", """
+        UPDATE campaigns SET body = json_set(json_remove(body, '$.status'), '$.state',
+            CASE json_extract(body, '$.status') WHEN 'paused' THEN 'paused' ELSE 'live' END)
+            WHERE json_type(body, '$.status') IS NOT NULL;
+        CREATE TABLE campaign_history (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            campaign_id TEXT NOT NULL,
+            at REAL NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            from_state TEXT NOT NULL,
+            to_state TEXT NOT NULL,
+            comment TEXT NOT NULL
+        );
+        CREATE INDEX campaign_history_campaign ON campaign_history(campaign_id, id)
+    """),
 ]
 
 EVENTS = [

@@ -24,18 +24,17 @@ from app.auth import Principal
 from app.bidding.openrtb import BidRequest, Imp, banner_sizes
 from app.errors import Conflict, InvalidInput, NotFound
 from app.runtime.clock import Clock
-from state.campaigns import Campaign, Creative
+from state.campaigns import Campaign, Creative, HistoryEntry
 from state.ports import CampaignStore, DeliveryStore
 
 WINDOWS = {"minute": 60, "hour": 3600, "day": 86_400}
-CLEAR = object()  # an update that sets a field back to None (None itself means "leave as is")
 
 
 class CampaignSpend(msgspec.Struct):
     """A campaign's day so far: what it spent against its budget and pacing, and how its bids fared."""
     campaign_id: str
     name: str
-    status: str
+    state: str
     daily_budget_micros: int
     spent_micros: int
     budget_used: float        # spent / daily budget
@@ -79,39 +78,27 @@ class CampaignService:
         self._open_from = self._open_until = 0.0
         self._open_version = 0
 
-    # ---- admin: each change is in the audit log, as `actor`'s, once it is durable ----
-    async def create(self, actor: Principal | str, campaign: Campaign, *, audit: bool = True) -> Campaign:
-        """Create a campaign (409 when its id exists): a campaign.create entry, unless `audit` is False (a load
-        that is no admin action, such as the demo data set)."""
+    # ---- storage: the workflow (app/campaigns/workflow.py) decides which changes are allowed ----
+    async def create(self, actor: Principal | str, campaign: Campaign, *, audit: bool = True,
+                     step: HistoryEntry | None = None) -> Campaign:
+        """Store a new campaign as given (409 when its id exists): a campaign.create entry, unless `audit` is False
+        (a load that is no admin action, such as the demo data set). Admins create through the workflow, which
+        starts every campaign in draft; a load may give any state."""
         _check(campaign)
         if self._store.get(campaign.id) is not None:
             raise Conflict(f"campaign {campaign.id} already exists")
         campaign = msgspec.structs.replace(campaign, created_at=self._clock.now())
-        await self._store.put(campaign, self._clock.now())
+        await self._store.put(campaign, self._clock.now(), step)
         if audit:
             await self._audit.record(actor, "campaign.create", campaign.id, name=campaign.name)
         return campaign
 
-    async def update(self, actor: Principal | str, campaign_id: str, **changes) -> Campaign:
-        """Apply the changes that are not None; CLEAR sets a field back to None."""
-        changes = {k: None if v is CLEAR else v for k, v in changes.items() if v is not None}
-        updated = await self._replace(campaign_id, changes)
-        await self._audit.record(actor, "campaign.update", campaign_id, **changes)
-        return updated
-
-    async def add_creative(self, actor: Principal | str, campaign_id: str, creative: Creative) -> Campaign:
-        current = self.get(campaign_id)
-        if any(c.id == creative.id for c in current.creatives):
-            raise Conflict(f"creative {creative.id} already exists in campaign {campaign_id}")
-        updated = await self._replace(campaign_id, {"creatives": [*current.creatives, creative]})
-        await self._audit.record(actor, "creative.create", f"{campaign_id}/{creative.id}")
-        return updated
-
-    async def _replace(self, campaign_id: str, changes: dict) -> Campaign:
-        updated = msgspec.structs.replace(self.get(campaign_id), **changes)
-        _check(updated)
-        await self._store.put(updated, self._clock.now())
-        return updated
+    async def replace(self, campaign: Campaign, step: HistoryEntry | None = None) -> Campaign:
+        """Store a changed campaign (with its history entry, atomically); the candidate index follows at once."""
+        self.get(campaign.id)
+        _check(campaign)
+        await self._store.put(campaign, self._clock.now(), step)
+        return campaign
 
     def get(self, campaign_id: str) -> Campaign:
         campaign = self._store.get(campaign_id)
@@ -134,7 +121,7 @@ class CampaignService:
             wins, cleared = outcomes.get((c.id, "win"), (0, 0))  # a win notice's price is the clearing CPM
             losses, _ = outcomes.get((c.id, "loss"), (0, 0))
             lines.append(CampaignSpend(
-                c.id, c.name, c.status, c.daily_budget_micros, spent,
+                c.id, c.name, c.state, c.daily_budget_micros, spent,
                 spent / c.daily_budget_micros if c.daily_budget_micros else 0.0,
                 int(c.daily_budget_micros * paced), wins, losses,
                 wins / (wins + losses) if wins + losses else None,
@@ -163,7 +150,7 @@ class CampaignService:
 
     def _entries(self) -> builtins.list[_Entry]:  # `list` here is the method above
         if self._index_version != self._store.version:
-            self._index = [_Entry(c) for c in self._store.all() if c.status == "active" and c.creatives]
+            self._index = [_Entry(c) for c in self._store.all() if c.state == "live" and c.creatives]
             self._budgets = np.array([e.campaign.daily_budget_micros for e in self._index], dtype=np.float64)
             self._index_version = self._store.version
             self._spend_key = None

@@ -1,14 +1,13 @@
-"""OpenRTB bidding over REST, notices, campaigns, profiles, inference providers."""
+"""OpenRTB bidding over REST, notices, profiles, inference providers (campaigns: handlers/rest/campaigns.py)."""
 
 from __future__ import annotations
 
 import time
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 from aiohttp import web
 
-from app.bidding.campaigns import CLEAR, CampaignService, CampaignSpend
 from app.bidding.gateway import BidGateway
 from app.bidding.models import ModelHolder
 from app.bidding.notices import NoticeService
@@ -19,12 +18,10 @@ from app.runtime.clock import Clock
 from handlers.rest.common import endpoint, json_response
 from ml.batcher import Batcher
 from ml.providers import Provider
-from state.campaigns import Campaign, Creative, FrequencyCaps, Targeting
 from state.profiles import Profile
 
 EXCHANGE = ("exchange", "admin")
 ADMIN = ("admin",)
-Micros = Annotated[int, msgspec.Meta(gt=0, le=10**12)]
 
 
 class NoticeResult(msgspec.Struct):
@@ -65,40 +62,6 @@ def _bid_id(request: web.Request) -> str:
     return bid_id
 
 
-class NewCampaign(msgspec.Struct, forbid_unknown_fields=True):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-    advertiser_domain: Annotated[str, msgspec.Meta(min_length=1, max_length=253)]
-    bid_cap_micros: Micros
-    daily_budget_micros: Micros
-    id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_\-]{1,64}$")] | None = None
-    status: Literal["active", "paused"] = "active"
-    categories: list[str] = []
-    app_bundle: str | None = None
-    deal_ids: list[str] = []
-    offer_ids: list[str] = []
-    targeting: Targeting = Targeting()
-    frequency_caps: FrequencyCaps = FrequencyCaps()
-    creatives: list[Creative] = []
-    # Bid what the customer is worth: this share of their predicted lifetime value (null: the auction's price).
-    value_share: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
-
-
-class CampaignPatch(msgspec.Struct, forbid_unknown_fields=True):
-    status: Literal["active", "paused"] | None = None
-    bid_cap_micros: Micros | None = None
-    daily_budget_micros: Micros | None = None
-    value_share: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None  # 0: stop bidding on value
-
-
-class CampaignList(msgspec.Struct):
-    items: list[Campaign]
-
-
-class SpendReport(msgspec.Struct):
-    day: str                    # the UTC day the figures are for (budgets and pacing run by UTC day)
-    items: list[CampaignSpend]
-
-
 class ProfileBody(msgspec.Struct, forbid_unknown_fields=True):
     interests: Annotated[list[Annotated[float, msgspec.Meta(ge=0, le=1)]], msgspec.Meta(max_length=64)] = []
     segments: Annotated[list[Annotated[int, msgspec.Meta(ge=0, le=63)]], msgspec.Meta(max_length=64)] = []
@@ -134,17 +97,16 @@ class ReloadResult(msgspec.Struct):
 
 
 class BiddingApi:
-    """OpenRTB bids over REST, their notices, campaigns, profiles, the inference providers and the model.
+    """OpenRTB bids over REST, their notices, profiles, the inference providers and the model.
 
     `nobid_body` is `bidding.nobid_body`: a no-bid answered 200 with its nbr reason instead of 204.
     """
 
-    def __init__(self, bid_gateway: BidGateway, notices: NoticeService, campaigns: CampaignService,
+    def __init__(self, bid_gateway: BidGateway, notices: NoticeService,
                  profiles: ProfileCache, model: ModelHolder, providers: dict[str, Provider], batcher: Batcher,
                  clock: Clock, *, nobid_body: bool) -> None:
         self._gateway = bid_gateway
         self._notices = notices
-        self._campaigns = campaigns
         self._profiles = profiles
         self._model = model
         self._providers = providers
@@ -157,12 +119,6 @@ class BiddingApi:
         router.add_get("/v1/notices/win", self.win_notice)
         router.add_get("/v1/notices/billing", self.billing_notice)
         router.add_get("/v1/notices/loss", self.loss_notice)
-        router.add_post("/v1/admin/campaigns", self.create_campaign)
-        router.add_get("/v1/admin/campaigns", self.list_campaigns)
-        router.add_get("/v1/admin/spend", self.spend)
-        router.add_get("/v1/admin/campaigns/{campaign_id}", self.get_campaign)
-        router.add_patch("/v1/admin/campaigns/{campaign_id}", self.patch_campaign)
-        router.add_post("/v1/admin/campaigns/{campaign_id}/creatives", self.add_creative)
         router.add_put("/v1/profiles/{user_id}", self.put_profile)
         router.add_get("/v1/inference/providers", self.providers)
         router.add_post("/v1/admin/model/reload", self.reload_model)
@@ -206,44 +162,6 @@ class BiddingApi:
         bid_id = _bid_id(request)
         q = request.query
         return json_response(await self._notices.loss(bid_id, q.get("reason"), q.get("price")))
-
-    @endpoint("Create a campaign", tags=("campaigns",), roles=ADMIN, body=NewCampaign, response=Campaign,
-              status=201, errors=(409,))
-    async def create_campaign(self, request: web.Request, principal, body: NewCampaign) -> web.Response:
-        fields = msgspec.structs.asdict(body)
-        fields["id"] = body.id or self._campaigns.new_id()
-        campaign = await self._campaigns.create(principal, Campaign(**fields))
-        return json_response(campaign, status=201)
-
-    @endpoint("List campaigns", tags=("campaigns",), roles=ADMIN, response=CampaignList)
-    async def list_campaigns(self, request: web.Request, principal) -> web.Response:
-        return json_response(CampaignList(self._campaigns.list()))
-
-    @endpoint("Today's spend per campaign: budget used, pacing, win rate and average clearing price",
-              tags=("campaigns",), roles=ADMIN, response=SpendReport)
-    async def spend(self, request: web.Request, principal) -> web.Response:
-        day, lines = await self._campaigns.spend_today(self._clock.now())
-        return json_response(SpendReport(day, lines))
-
-    @endpoint("Get a campaign", tags=("campaigns",), roles=ADMIN, response=Campaign, errors=(404,))
-    async def get_campaign(self, request: web.Request, principal) -> web.Response:
-        return json_response(self._campaigns.get(request.match_info["campaign_id"]))
-
-    @endpoint("Pause, resume, re-budget a campaign or change its value share (0 stops value bidding)",
-              tags=("campaigns",), roles=ADMIN, body=CampaignPatch,
-              response=Campaign, errors=(404,))
-    async def patch_campaign(self, request: web.Request, principal, body: CampaignPatch) -> web.Response:
-        changes = msgspec.structs.asdict(body)
-        if changes["value_share"] == 0:
-            changes["value_share"] = CLEAR
-        campaign = await self._campaigns.update(principal, request.match_info["campaign_id"], **changes)
-        return json_response(campaign)
-
-    @endpoint("Add a creative to a campaign", tags=("campaigns",), roles=ADMIN, body=Creative, response=Campaign,
-              status=201, errors=(404, 409))
-    async def add_creative(self, request: web.Request, principal, body: Creative) -> web.Response:
-        campaign = await self._campaigns.add_creative(principal, request.match_info["campaign_id"], body)
-        return json_response(campaign, status=201)
 
     @endpoint("Write a bidding profile through both cache tiers", tags=("bidding",), roles=("partner", "admin"),
               body=ProfileBody, response=Profile, errors=(422,))

@@ -1,28 +1,45 @@
-// Campaigns (admin; approvers later): every campaign with its creatives, status, bid cap, daily budget, today's
-// spend, budget used and pacing (GET /v1/admin/campaigns, GET /v1/admin/spend), the bids each places right now
-// (Bid events on /v1/stream/events), pause and resume (PATCH /v1/admin/campaigns/{id}), and one campaign's detail
-// with its creatives (#/campaigns?id=<campaign id>).
+// Campaigns (admin): every campaign with its workflow state, creatives, bid cap, daily budget, today's spend,
+// budget used and pacing (GET /v1/admin/campaigns, GET /v1/admin/spend), the bids each places right now (Bid events
+// on /v1/stream/events), its workflow steps (POST /v1/admin/campaigns/{id}/submit, approve, reject, schedule,
+// pause, resume, archive), and one campaign's detail with its creatives (#/campaigns?id=<campaign id>).
 //
-// Extending (the approval workflow): a new status is one entry in STATUS, a new action one entry in ACTIONS
-// (who may do it, in which status, what it calls, what it says when done); both views pick them up.
+// Extending: a new state is one entry in STATUS, a new action one entry in ACTIONS (who may do it, in which
+// state, what it calls, what it says when done); both views pick them up.
 import { api, every, h, micros, showError, stream, useStyle, when } from "../api.js";
 
 const LIVE_WINDOW_S = 5;
 
-/** How each status reads. */
+/** How each workflow state reads. */
 const STATUS = {
-  active: { label: "Active", cls: "ok", note: "bidding" },
+  draft: { label: "Draft", cls: "muted", note: "being prepared; not bidding" },
+  in_review: { label: "In review", cls: "warn", note: "waiting for approvers" },
+  approved: { label: "Approved", cls: "ok", note: "goes live at its start or when scheduled" },
+  scheduled: { label: "Scheduled", cls: "ok", note: "goes live at its start" },
+  live: { label: "Live", cls: "ok", note: "bidding" },
   paused: { label: "Paused", cls: "warn", note: "not bidding" },
+  completed: { label: "Completed", cls: "muted", note: "ended" },
+  archived: { label: "Archived", cls: "muted", note: "kept for the record" },
+  rejected: { label: "Rejected", cls: "error", note: "edit it to send it back to draft" },
 };
 
-const patch = (body) => (c) => api("PATCH", `/v1/admin/campaigns/${encodeURIComponent(c.id)}`, body);
+const step = (action) => (c) => api("POST", `/v1/admin/campaigns/${encodeURIComponent(c.id)}/${action}`, {});
 
 /** What a user may do with a campaign: shown as buttons where `when` holds and the role is listed. */
 const ACTIONS = [
-  { name: "Pause", roles: ["admin"], when: (c) => c.status === "active", run: patch({ status: "paused" }),
+  { name: "Submit", roles: ["admin"], when: (c) => c.state === "draft" || c.state === "rejected",
+    run: step("submit"), done: (c) => `Submitted ${c.name} for approval.` },
+  { name: "Approve", roles: ["admin"], when: (c) => c.state === "in_review" || !!c.pending, run: step("approve"),
+    done: (c) => `Approved ${c.name}.` },
+  { name: "Reject", roles: ["admin"], when: (c) => c.state === "in_review" || !!c.pending, run: step("reject"),
+    cls: "secondary", done: (c) => `Rejected ${c.name}.` },
+  { name: "Schedule", roles: ["admin"], when: (c) => c.state === "approved", run: step("schedule"),
+    done: (c) => `Scheduled ${c.name}.` },
+  { name: "Pause", roles: ["admin"], when: (c) => c.state === "live", run: step("pause"),
     cls: "secondary", done: (c) => `Paused ${c.name}: it places no more bids until resumed.` },
-  { name: "Resume", roles: ["admin"], when: (c) => c.status === "paused", run: patch({ status: "active" }),
+  { name: "Resume", roles: ["admin"], when: (c) => c.state === "paused", run: step("resume"),
     done: (c) => `Resumed ${c.name}: it bids again.` },
+  { name: "Archive", roles: ["admin"], when: (c) => c.state === "completed", run: step("archive"),
+    cls: "secondary", done: (c) => `Archived ${c.name}.` },
 ];
 
 /** A price in USD micros, with more digits when it is under ten cents. */
@@ -193,7 +210,7 @@ export function render(root, { params, role }) {
         h("th", { scope: "row", "data-label": "Campaign" },
           h("a", { href: `#/campaigns?id=${encodeURIComponent(c.id)}` }, c.name), h("br"),
           h("code", { class: "muted" }, c.id)),
-        cell("Status", "status", statusBadge(c.status)),
+        cell("State", "state", statusBadge(c.state)),
         cell("Creatives", "num", c.creatives.length),
         cell("Bid cap", "num", cpm(c.bid_cap_micros)),
         cell("Daily budget", "num", micros(c.daily_budget_micros)),
@@ -288,7 +305,7 @@ export function render(root, { params, role }) {
       shownSig = sig;
       document.title = `${c.name} · Campaigns · Contrail console`;
       title.textContent = c.name;
-      badge.replaceChildren(statusBadge(c.status));
+      badge.replaceChildren(statusBadge(c.state));
       const hadFocus = actions.contains(document.activeElement);
       actions.replaceChildren(...actionButtons(c));
       if (hadFocus && actions.querySelector("button")) actions.querySelector("button").focus();

@@ -62,7 +62,7 @@ def check_response(request: dict, response: dict) -> None:
 
 
 def single_campaign(**kw) -> Campaign:
-    fields = dict(id="only", name="x", advertiser_domain="contrail.example", bid_cap_micros=5_000_000,
+    fields = dict(id="only", name="x", advertiser_domain="contrail.example", bid_cap_micros=5_000_000, state="live",
                   daily_budget_micros=10**12, creatives=[Creative("c", "banner", "<b>", w=300, h=250)])
     fields.update(kw)
     return Campaign(**fields)

@@ -19,7 +19,7 @@ async def test_reserve_tier_boosts_the_bid_but_not_without_consent(bidder, tmp_p
     platform = bidder.app[PLATFORM]
     await platform.model.reload("test", str(tmp_path / "m.npz"))
     for c in platform.campaigns.list():
-        await platform.campaigns.update("test", c.id, status="paused")
+        await platform.workflow.pause("test", c.id)
     await platform.campaigns.create("test", cap)
     await bidder.put("/v1/profiles/vip", json={"loyalty": [1.0, 0.5, 0, 0, 0, 0, 0, 0]},
                      headers=await _admin(bidder))
@@ -162,8 +162,12 @@ async def test_admin_campaign_api(bidder):
                              json={"id": "w2", "format": "video", "markup": "<VAST/>", "mimes": ["video/mp4"]},
                              headers=headers)
     assert resp.status == 201 and len((await resp.json())["creatives"]) == 2
-    resp = await bidder.patch(f"/v1/admin/campaigns/{created['id']}", json={"status": "paused"}, headers=headers)
-    assert (await resp.json())["status"] == "paused"
+    assert created["state"] == "draft"  # nothing bids before it is approved
+    resp = await bidder.patch(f"/v1/admin/campaigns/{created['id']}", json={"daily_budget_micros": 5_000_000},
+                              headers=headers)
+    assert (await resp.json())["daily_budget_micros"] == 5_000_000
+    resp = await bidder.post(f"/v1/admin/campaigns/{created['id']}/pause", headers=headers)
+    assert resp.status == 409 and "it is draft" in (await resp.json())["error"]["message"]
     bad = await bidder.post("/v1/admin/campaigns", json={**body, "bid_cap_micros": 0}, headers=headers)
     assert bad.status == 400
     bad = await bidder.post("/v1/admin/campaigns", json={**body, "creatives": [{"id": "b", "format": "banner",

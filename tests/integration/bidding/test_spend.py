@@ -6,7 +6,7 @@ from tests.integration.bidding.helpers import _admin, _client, banner_request, p
 async def test_spend_follows_win_loss_and_billing_notices(aiohttp_client, tmp_path, clock):
     client = await _client(aiohttp_client, tmp_path, clock, campaigns=[
         single_campaign(id="spring", daily_budget_micros=100_000_000),
-        single_campaign(id="idle", name="Idle", daily_budget_micros=50_000_000, status="paused")])
+        single_campaign(id="idle", name="Idle", daily_budget_micros=50_000_000, state="paused")])
     admin = await _admin(client)
     base = f"http://127.0.0.1:{client.port}"
 
@@ -30,7 +30,7 @@ async def test_spend_follows_win_loss_and_billing_notices(aiohttp_client, tmp_pa
     assert spring["spent_micros"] == 5_000 and spring["avg_clearing_price_micros"] == 2_500_000
     assert spring["budget_used"] == 5_000 / 100_000_000 and 0 < spring["paced_micros"] <= 100_000_000
     idle = lines["idle"]
-    assert idle["status"] == "paused"
+    assert idle["state"] == "paused"
     assert (idle["spent_micros"], idle["wins"], idle["win_rate"], idle["avg_clearing_price_micros"]) == (0, 0, None,
                                                                                                           None)
     assert (await client.get("/v1/admin/spend", headers=client.headers)).status == 403  # an exchange key

@@ -109,7 +109,7 @@ async def test_a_campaign_without_value_share_and_a_user_without_consent_are_not
     private = [await price(client, banner_request("r1", high, floor=0.01, regs=regs)) for regs in refused]
     assert served(platform) == before  # no value read for a campaign that does not bid on value
 
-    await platform.campaigns.update("test", "only", value_share=1.0)
+    await platform.workflow.edit("test", "only", {"value_share": 1.0})
     assert await price(client, banner_request("r2", high, floor=0.01)) == CAP / 1e6
     assert served(platform) == before + 1
     # A user whose personal data may not be used: the auction's price, and no value is read.
@@ -136,7 +136,7 @@ async def test_the_burst_budget_stops_raises_when_spent_and_refills_next_window(
     high = next(c for c in auction if auction[c] < CAP and worth[c] >= CAP / 1e6)
     raise_ = CAP - auction[high]
     fits = CAP // raise_  # raises the window's budget covers
-    await platform.campaigns.update("test", "only", value_share=1.0)
+    await platform.workflow.edit("test", "only", {"value_share": 1.0})
 
     clock.advance(60 - clock.now() % 60 + 1)  # early in a window
     prices = [await price(client, banner_request(f"r{k}", high, floor=0.01)) for k in range(fits + 2)]
@@ -158,7 +158,7 @@ async def test_an_out_of_range_value_share_is_refused_with_a_clear_message(aioht
     assert err.value.message == "value_share must be greater than 0 and at most 1 (or null: no value bidding)"
     await campaigns.create("test", single_campaign(value_share=1.0), audit=False)
     with pytest.raises(InvalidInput, match="value_share must be greater than 0 and at most 1"):
-        await campaigns.update("test", "only", value_share=share)
+        await client.app[PLATFORM].workflow.edit("test", "only", {"value_share": share})
     assert campaigns.get("only").value_share == 1.0
 
 
@@ -198,9 +198,8 @@ async def test_a_campaign_targeting_an_ltv_band_bids_only_on_customers_valued_in
     assert await price(client, no_consent) is None  # their value may not be used: outside every band
 
     _, key = await platform.api_keys.create("ops", "admin")
-    resp = await client.patch(f"/v1/admin/campaigns/{banded.id}", json={"status": "paused"},
-                              headers={"X-Api-Key": key})
-    assert resp.status == 200
+    resp = await client.post(f"/v1/admin/campaigns/{banded.id}/pause", headers={"X-Api-Key": key})
+    assert resp.status == 200 and (await resp.json())["state"] == "paused"
     body = {"id": "bad-band", "name": "Bad", "advertiser_domain": "contrail.example", "bid_cap_micros": 1_000_000,
             "daily_budget_micros": 10**9, "targeting": {"ltv_min": 500, "ltv_max": 100}}
     resp = await client.post("/v1/admin/campaigns", json=body, headers={"X-Api-Key": key})

@@ -41,8 +41,7 @@ def test_admin_pauses_a_campaign_sees_its_bids_stop_and_resumes_it(console, serv
     busiest = max(rates, key=lambda campaign_id: rates[campaign_id])
     row = table.locator(f"tr[data-campaign='{busiest}']")
     name = row.get_by_role("link").inner_text()
-    before = _admin_call(server.url, "GET", f"/v1/admin/campaigns/{busiest}")["status"]
-    assert before == "active"
+    assert _admin_call(server.url, "GET", f"/v1/admin/campaigns/{busiest}")["state"] == "live"
     console.shot("campaigns-list")
 
     try:
@@ -65,10 +64,11 @@ def test_admin_pauses_a_campaign_sees_its_bids_stop_and_resumes_it(console, serv
         # Resume: it bids again.
         row.get_by_role("button", name=f"Resume {name}").click()
         expect(page.get_by_role("status").filter(has_text=f"Resumed {name}")).to_be_visible()
-        expect(row.get_by_text("Active", exact=True)).to_be_visible()
+        expect(row.get_by_text("Live", exact=True)).to_be_visible()
         expect(live).not_to_have_text("0.0", timeout=8000)
     finally:
-        _admin_call(server.url, "PATCH", f"/v1/admin/campaigns/{busiest}", {"status": before})
+        if _admin_call(server.url, "GET", f"/v1/admin/campaigns/{busiest}")["state"] == "paused":
+            _admin_call(server.url, "POST", f"/v1/admin/campaigns/{busiest}/resume", {})
 
     # Its detail: settings and creatives.
     row.get_by_role("link", name=name).click()

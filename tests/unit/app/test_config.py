@@ -119,6 +119,9 @@ RULES = [
     ("adaptors.paid_media_url", " https://media.example.com"), ("adaptors.timeout_s", "0"),
     ("adaptors.max_attempts", "0"),
     ("sendgrid.verification_key", "bm90IGEga2V5"),
+    ("campaigns.reapprove_fields", '["budget"]'), ("campaigns.scheduler_interval_s", "0"),
+    ("campaigns.approval_rules", "[]"), ("campaigns.approval_rules", '[{"name": "x", "approvers": 0}]'),
+    ("campaigns.approval_rules", '[{"name": "x"}, {"name": "x", "approvers": 2}]'),
 ]
 
 
@@ -183,7 +186,8 @@ def test_every_config_key_is_documented_in_the_operations_guide_and_config_toml(
         for key in fields:
             if f"`{section}.{key}`" not in guide:
                 missing_guide.append(f"{section}.{key}")
-            if not re.search(rf"^\[{section}\][^\[]*^#?\s*{key}\s*=", toml, re.MULTILINE | re.DOTALL):
+            # Within the section: up to the next line that opens one (values may hold brackets).
+            if not re.search(rf"^\[{section}\]$(?:\n(?!\[).*)*?\n#?\s*{key}\s*=", toml, re.MULTILINE):
                 missing_toml.append(f"{section}.{key}")
     assert not missing_guide, f"undocumented in docs/operations.md: {missing_guide}"
     assert not missing_toml, f"missing from config.toml: {missing_toml}"

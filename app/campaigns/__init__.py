@@ -1,0 +1,1 @@
+"""Campaign management: the workflow with approvals and its scheduler (app/campaigns/workflow.py)."""

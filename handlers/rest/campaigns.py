@@ -1,0 +1,198 @@
+"""Campaign management over REST: campaigns, their workflow steps and approvals, history and today's spend."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from aiohttp import web
+
+from app.bidding.campaigns import CampaignService, CampaignSpend
+from app.campaigns.workflow import CampaignWorkflow
+from app.runtime.clock import Clock
+from handlers.rest.common import decode, endpoint, json_response
+from state.campaigns import Campaign, Creative, FrequencyCaps, HistoryEntry, Targeting
+
+ADMIN = ("admin",)
+Micros = Annotated[int, msgspec.Meta(gt=0, le=10**12)]
+Time = Annotated[float, msgspec.Meta(ge=0, le=1e11, description="Epoch seconds")]
+Comment = Annotated[str, msgspec.Meta(max_length=2000)]
+Channel = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+
+
+class NewCampaign(msgspec.Struct, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    advertiser_domain: Annotated[str, msgspec.Meta(min_length=1, max_length=253)]
+    bid_cap_micros: Micros
+    daily_budget_micros: Micros
+    id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_\-]{1,64}$")] | None = None
+    categories: list[str] = []
+    app_bundle: str | None = None
+    deal_ids: list[str] = []
+    offer_ids: list[str] = []
+    targeting: Targeting = Targeting()
+    frequency_caps: FrequencyCaps = FrequencyCaps()
+    creatives: list[Creative] = []
+    # Bid what the customer is worth: this share of their predicted lifetime value (null: the auction's price).
+    value_share: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
+    channels: Annotated[list[Channel], msgspec.Meta(max_length=16)] = []
+    starts_at: Time | None = None
+    ends_at: Time | None = None
+
+
+class CampaignPatch(msgspec.Struct, forbid_unknown_fields=True):
+    """The fields to change (absent: unchanged). Budget, targeting, creatives and channels of an approved campaign
+    wait for approval (campaigns.reapprove_fields) while the approved version keeps running."""
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | msgspec.UnsetType = msgspec.UNSET
+    bid_cap_micros: Micros | msgspec.UnsetType = msgspec.UNSET
+    daily_budget_micros: Micros | msgspec.UnsetType = msgspec.UNSET
+    value_share: Annotated[float, msgspec.Meta(ge=0, le=1)] | msgspec.UnsetType = msgspec.UNSET  # 0: no value bids
+    targeting: Targeting | msgspec.UnsetType = msgspec.UNSET
+    frequency_caps: FrequencyCaps | msgspec.UnsetType = msgspec.UNSET
+    channels: Annotated[list[Channel], msgspec.Meta(max_length=16)] | msgspec.UnsetType = msgspec.UNSET
+    starts_at: Time | None | msgspec.UnsetType = msgspec.UNSET  # null: no start of its own
+    ends_at: Time | None | msgspec.UnsetType = msgspec.UNSET    # null: runs until paused or archived
+    comment: Comment = ""
+
+
+class StepBody(msgspec.Struct, forbid_unknown_fields=True):
+    comment: Comment = ""
+
+
+class ScheduleBody(msgspec.Struct, forbid_unknown_fields=True):
+    comment: Comment = ""
+    starts_at: Time | None = None  # default: the campaign's own start, else now
+    ends_at: Time | None = None
+
+
+class CampaignList(msgspec.Struct):
+    items: list[Campaign]
+
+
+class SpendReport(msgspec.Struct):
+    day: str                    # the UTC day the figures are for (budgets and pacing run by UTC day)
+    items: list[CampaignSpend]
+
+
+class History(msgspec.Struct):
+    campaign_id: str
+    items: list[HistoryEntry]
+
+
+def _optional(raw: bytes, type_: type) -> Any:
+    """A body that may be left out: empty means every field's default."""
+    return type_() if not raw.strip() else decode(raw, type_)
+
+
+class CampaignsApi:
+    def __init__(self, campaigns: CampaignService, workflow: CampaignWorkflow, clock: Clock) -> None:
+        self._campaigns = campaigns
+        self._workflow = workflow
+        self._clock = clock
+
+    def register(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/v1/admin/campaigns", self.create_campaign)
+        router.add_get("/v1/admin/campaigns", self.list_campaigns)
+        router.add_get("/v1/admin/spend", self.spend)
+        router.add_get("/v1/admin/approvals", self.approvals)
+        router.add_get("/v1/admin/campaigns/{campaign_id}", self.get_campaign)
+        router.add_patch("/v1/admin/campaigns/{campaign_id}", self.patch_campaign)
+        router.add_post("/v1/admin/campaigns/{campaign_id}/creatives", self.add_creative)
+        router.add_get("/v1/admin/campaigns/{campaign_id}/history", self.history)
+        for action in ("submit", "approve", "reject", "pause", "resume", "archive"):
+            router.add_post(f"/v1/admin/campaigns/{{campaign_id}}/{action}", getattr(self, action))
+        router.add_post("/v1/admin/campaigns/{campaign_id}/schedule", self.schedule)
+
+    @endpoint("Create a campaign; it starts in draft", tags=("campaigns",), roles=ADMIN, body=NewCampaign,
+              response=Campaign, status=201, errors=(409,))
+    async def create_campaign(self, request: web.Request, principal, body: NewCampaign) -> web.Response:
+        fields = msgspec.structs.asdict(body)
+        fields["id"] = body.id or self._campaigns.new_id()
+        campaign = await self._workflow.create(principal, Campaign(**fields))
+        return json_response(campaign, status=201)
+
+    @endpoint("List campaigns", tags=("campaigns",), roles=ADMIN, response=CampaignList)
+    async def list_campaigns(self, request: web.Request, principal) -> web.Response:
+        return json_response(CampaignList(self._campaigns.list()))
+
+    @endpoint("What waits for an approver: campaigns in review and approved campaigns with changes under review",
+              tags=("campaigns",), roles=ADMIN, response=CampaignList)
+    async def approvals(self, request: web.Request, principal) -> web.Response:
+        return json_response(CampaignList(self._workflow.approval_queue()))
+
+    @endpoint("Today's spend per campaign: budget used, pacing, win rate and average clearing price",
+              tags=("campaigns",), roles=ADMIN, response=SpendReport)
+    async def spend(self, request: web.Request, principal) -> web.Response:
+        day, lines = await self._campaigns.spend_today(self._clock.now())
+        return json_response(SpendReport(day, lines))
+
+    @endpoint("Get a campaign, with its workflow state", tags=("campaigns",), roles=ADMIN, response=Campaign,
+              errors=(404,))
+    async def get_campaign(self, request: web.Request, principal) -> web.Response:
+        return json_response(self._campaigns.get(request.match_info["campaign_id"]))
+
+    @endpoint("Edit a campaign: at once in draft (a rejected one goes back to draft); for an approved campaign, "
+              "budget, targeting, creatives and channels go under review while the approved version runs; 0 as "
+              "value_share stops value bidding", tags=("campaigns",), roles=ADMIN, body=CampaignPatch,
+              response=Campaign, errors=(404, 409))
+    async def patch_campaign(self, request: web.Request, principal, body: CampaignPatch) -> web.Response:
+        changes = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not msgspec.UNSET and k != "comment"}
+        if changes.get("value_share") == 0:
+            changes["value_share"] = None
+        campaign = await self._workflow.edit(principal, request.match_info["campaign_id"], changes, body.comment)
+        return json_response(campaign)
+
+    @endpoint("Add a creative to a campaign (under review for an approved campaign)", tags=("campaigns",),
+              roles=ADMIN, body=Creative, response=Campaign, status=201, errors=(404, 409))
+    async def add_creative(self, request: web.Request, principal, body: Creative) -> web.Response:
+        campaign = await self._workflow.add_creative(principal, request.match_info["campaign_id"], body)
+        return json_response(campaign, status=201)
+
+    @endpoint("A campaign's workflow steps, oldest first: who, when, from which state to which, and the comment",
+              tags=("campaigns",), roles=ADMIN, response=History, errors=(404,))
+    async def history(self, request: web.Request, principal) -> web.Response:
+        campaign_id = request.match_info["campaign_id"]
+        return json_response(History(campaign_id, await self._workflow.history(campaign_id)))
+
+    async def _step(self, request: web.Request, principal, action: str) -> web.Response:
+        body: StepBody = _optional(await request.read(), StepBody)
+        step = getattr(self._workflow, action)
+        return json_response(await step(principal, request.match_info["campaign_id"], body.comment))
+
+    @endpoint("Submit a draft (or rejected) campaign for approval: the approval rule is matched now",
+              tags=("campaigns",), roles=ADMIN, raw_body=StepBody, response=Campaign, errors=(404, 409, 422))
+    async def submit(self, request: web.Request, principal) -> web.Response:
+        return await self._step(request, principal, "submit")
+
+    @endpoint("Approve a campaign in review (or its changes under review); the last approval needed approves. "
+              "Whoever created or last edited it cannot", tags=("campaigns",), roles=ADMIN, raw_body=StepBody,
+              response=Campaign, errors=(404, 409))
+    async def approve(self, request: web.Request, principal) -> web.Response:
+        return await self._step(request, principal, "approve")
+
+    @endpoint("Reject a campaign in review (or drop its changes under review)", tags=("campaigns",), roles=ADMIN,
+              raw_body=StepBody, response=Campaign, errors=(404, 409))
+    async def reject(self, request: web.Request, principal) -> web.Response:
+        return await self._step(request, principal, "reject")
+
+    @endpoint("Schedule an approved campaign to go live at starts_at (default: its own start, else now)",
+              tags=("campaigns",), roles=ADMIN, raw_body=ScheduleBody, response=Campaign, errors=(404, 409, 422))
+    async def schedule(self, request: web.Request, principal) -> web.Response:
+        body: ScheduleBody = _optional(await request.read(), ScheduleBody)
+        return json_response(await self._workflow.schedule(principal, request.match_info["campaign_id"],
+                                                           body.starts_at, body.ends_at, body.comment))
+
+    @endpoint("Pause a live campaign: it stops bidding at once", tags=("campaigns",), roles=ADMIN,
+              raw_body=StepBody, response=Campaign, errors=(404, 409))
+    async def pause(self, request: web.Request, principal) -> web.Response:
+        return await self._step(request, principal, "pause")
+
+    @endpoint("Resume a paused campaign", tags=("campaigns",), roles=ADMIN, raw_body=StepBody, response=Campaign,
+              errors=(404, 409))
+    async def resume(self, request: web.Request, principal) -> web.Response:
+        return await self._step(request, principal, "resume")
+
+    @endpoint("Archive a completed campaign", tags=("campaigns",), roles=ADMIN, raw_body=StepBody,
+              response=Campaign, errors=(404, 409))
+    async def archive(self, request: web.Request, principal) -> web.Response:
+        return await self._step(request, principal, "archive")

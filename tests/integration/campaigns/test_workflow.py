@@ -1,0 +1,245 @@
+"""The campaign workflow against the real app: nothing bids before approval; rules decide how many approvers; the
+creator cannot approve; every step is durable, in the history, audited and on the bus; edits of an approved
+campaign wait for approval while the approved version runs; the scheduler starts and completes campaigns on the
+clock, and a restart takes no step twice."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from app.campaigns.events import CampaignChanged
+from app.main import PLATFORM, create_app
+from tests.conftest import make_config
+
+CREATIVE = {"id": "c1", "format": "banner", "markup": "<b>fly</b>", "w": 300, "h": 250}
+BID = {"id": "r1", "imp": [{"id": "1", "bidfloor": 0.1, "banner": {"w": 300, "h": 250}}],
+       "site": {"id": "s", "domain": "news.example"}, "user": {"id": "u1"}, "tmax": 200}
+
+
+def new_campaign(**kw) -> dict:
+    body = {"id": "spring", "name": "Spring sale", "advertiser_domain": "contrail.example",
+            "bid_cap_micros": 4_000_000, "daily_budget_micros": 100_000_000, "creatives": [CREATIVE]}
+    body.update(kw)
+    return body
+
+
+@pytest.fixture
+async def team(aiohttp_client, tmp_path, clock):
+    client = await aiohttp_client(create_app(make_config(tmp_path), clock=clock))
+    platform = client.app[PLATFORM]
+    keys = {}
+    for name, role in (("author", "admin"), ("ana", "admin"), ("ben", "admin"), ("exchange", "exchange"),
+                       ("partner", "partner")):
+        made, key = await platform.api_keys.create(name, role)
+        keys[name] = {"X-Api-Key": key}
+        keys[f"{name}_scope"] = f"api_key:{made.id}"
+    seen: list[CampaignChanged] = []
+    platform.bus.subscribe(CampaignChanged, seen.append)
+    return client, keys, seen
+
+
+async def step(client, who, campaign_id, action, status=200, **body):
+    resp = await client.post(f"/v1/admin/campaigns/{campaign_id}/{action}", json=body or None, headers=who)
+    payload = await resp.json()
+    assert resp.status == status, payload
+    return payload
+
+
+async def bids(client, keys) -> bool:
+    resp = await client.post("/v1/bid", json=BID, headers=keys["exchange"])
+    assert resp.status in (200, 204)
+    return resp.status == 200
+
+
+async def test_a_campaign_goes_from_draft_to_archived_and_bids_only_while_live(team, clock):
+    client, keys, seen = team
+    created = await client.post("/v1/admin/campaigns", json=new_campaign(), headers=keys["author"])
+    assert created.status == 201
+    assert (await created.json())["state"] == "draft"
+    assert not await bids(client, keys)  # a draft never bids
+
+    submitted = await step(client, keys["author"], "spring", "submit", comment="for the spring routes")
+    assert submitted["state"] == "in_review" and submitted["approval_rule"] == "standard"
+    assert submitted["approvals_required"] == 1
+    assert not await bids(client, keys)
+    approved = await step(client, keys["ana"], "spring", "approve", comment="looks good")
+    assert approved["state"] == "approved" and approved["approvals"] == [keys["ana_scope"]]
+    assert approved["created_by"] == approved["edited_by"] == keys["author_scope"]
+    assert not await bids(client, keys)  # approved, but it has no start: it waits to be scheduled
+
+    end = clock.now() + 3600
+    live = await step(client, keys["ana"], "spring", "schedule", starts_at=clock.now() - 1, ends_at=end)
+    assert live["state"] == "live"  # a start already past goes live at once
+    assert await bids(client, keys)
+    assert (await step(client, keys["ana"], "spring", "pause"))["state"] == "paused"
+    assert not await bids(client, keys)  # the change is immediate
+    assert (await step(client, keys["ana"], "spring", "resume"))["state"] == "live"
+    assert await bids(client, keys)
+
+    clock.advance(3601)
+    assert await client.app[PLATFORM].workflow.tick() == 1
+    got = await (await client.get("/v1/admin/campaigns/spring", headers=keys["ana"])).json()
+    assert got["state"] == "completed"
+    assert not await bids(client, keys)
+    assert (await step(client, keys["ben"], "spring", "archive", comment="done"))["state"] == "archived"
+
+    history = await (await client.get("/v1/admin/campaigns/spring/history", headers=keys["ana"])).json()
+    moves = [(h["action"], h["from_state"], h["to_state"]) for h in history["items"]]
+    assert moves == [("create", "", "draft"), ("submit", "draft", "in_review"), ("approve", "in_review", "approved"),
+                     ("schedule", "approved", "scheduled"), ("start", "scheduled", "live"),
+                     ("pause", "live", "paused"), ("resume", "paused", "live"), ("complete", "live", "completed"),
+                     ("archive", "completed", "archived")]
+    assert history["items"][1]["comment"] == "for the spring routes"
+    assert history["items"][4]["actor"] == "scheduler" and history["items"][2]["actor"] == keys["ana_scope"]
+    assert [(e.action, e.from_state, e.to_state) for e in seen] == moves  # each step on the bus
+    audit = await (await client.get("/v1/admin/audit", headers=keys["ana"])).json()
+    actions = [e["action"] for e in audit["items"]]
+    assert "campaign.approve" in actions and "campaign.archive" in actions
+
+
+async def test_steps_that_the_workflow_does_not_allow_are_409_naming_the_state(team):
+    client, keys, _ = team
+    await client.post("/v1/admin/campaigns", json=new_campaign(), headers=keys["author"])
+    for action in ("approve", "reject", "schedule", "pause", "resume", "archive"):
+        refused = await step(client, keys["ana"], "spring", action, status=409)
+        assert refused["error"]["message"] == f"cannot {action} campaign spring: it is draft"
+        assert refused["error"]["details"] == {"state": "draft"}
+    await step(client, keys["author"], "spring", "submit")
+    refused = await step(client, keys["author"], "spring", "submit", status=409)
+    assert "it is in_review" in refused["error"]["message"]
+    edit = await client.patch("/v1/admin/campaigns/spring", json={"name": "x"}, headers=keys["author"])
+    assert edit.status == 409 and "in_review" in (await edit.json())["error"]["message"]
+    assert (await step(client, keys["ana"], "nope", "submit", status=404))["error"]["code"]
+    assert (await client.post("/v1/admin/campaigns/spring/approve", headers=keys["partner"])).status == 403
+    bad = await client.post("/v1/admin/campaigns/spring/approve", data=b"{", headers=keys["ana"])
+    assert bad.status == 400 and "malformed JSON" in (await bad.json())["error"]["message"]
+    bad = await client.post("/v1/admin/campaigns/spring/approve", json={"comment": "x" * 2001}, headers=keys["ana"])
+    assert bad.status == 400 and "comment" in (await bad.json())["error"]["message"]
+    old = await client.patch("/v1/admin/campaigns/spring", json={"status": "paused"}, headers=keys["ana"])
+    assert old.status == 400 and "status" in (await old.json())["error"]["message"]
+
+
+async def test_approval_rules_approvers_and_rejection(team):
+    client, keys, _ = team
+    # High budget: two approvers; neither the creator nor the last editor may be one of them.
+    await client.post("/v1/admin/campaigns", json=new_campaign(id="big", daily_budget_micros=5_000_000_000),
+                      headers=keys["author"])
+    review = await step(client, keys["author"], "big", "submit")
+    assert (review["approval_rule"], review["approvals_required"]) == ("high_budget", 2)
+    own = await step(client, keys["author"], "big", "approve", status=403)
+    assert "cannot approve" in own["error"]["message"]
+    once = await step(client, keys["ana"], "big", "approve")
+    assert once["state"] == "in_review" and len(once["approvals"]) == 1
+    twice = await step(client, keys["ana"], "big", "approve", status=409)
+    assert "already approved" in twice["error"]["message"]
+    assert (await step(client, keys["ben"], "big", "approve"))["state"] == "approved"
+
+    # A regulated channel: two approvers; one rejection rejects; an edit takes it back to draft to resubmit.
+    await client.post("/v1/admin/campaigns", json=new_campaign(id="texts", channels=["sms"], creatives=[]),
+                      headers=keys["author"])
+    review = await step(client, keys["author"], "texts", "submit")
+    assert (review["approval_rule"], review["approvals_required"]) == ("regulated_channel", 2)
+    await step(client, keys["ana"], "texts", "approve")
+    rejected = await step(client, keys["ben"], "texts", "reject", comment="wording")
+    assert rejected["state"] == "rejected" and rejected["approvals"] == []
+    fixed = await client.patch("/v1/admin/campaigns/texts", json={"name": "Better"}, headers=keys["ana"])
+    assert (await fixed.json())["state"] == "draft"
+    await step(client, keys["ana"], "texts", "submit")
+    refused = await step(client, keys["ana"], "texts", "approve", status=403)  # ana edited it last
+    assert "created or last edited" in refused["error"]["message"]
+    queue = await (await client.get("/v1/admin/approvals", headers=keys["ben"])).json()
+    assert [c["id"] for c in queue["items"]] == ["texts"]
+    history = await (await client.get("/v1/admin/campaigns/texts/history", headers=keys["ben"])).json()
+    assert [(h["action"], h["to_state"]) for h in history["items"]][-4:] == [
+        ("approve", "in_review"), ("reject", "rejected"), ("edit", "draft"), ("submit", "in_review")]
+
+    # A display campaign with no creative cannot be submitted: nothing could be shown.
+    await client.post("/v1/admin/campaigns", json=new_campaign(id="bare", creatives=[]), headers=keys["author"])
+    bare = await step(client, keys["author"], "bare", "submit", status=400)
+    assert "no creative" in bare["error"]["message"]
+
+
+async def test_edits_of_a_live_campaign_wait_for_approval_while_the_approved_version_runs(team, clock):
+    client, keys, _ = team
+    await client.post("/v1/admin/campaigns", json=new_campaign(), headers=keys["author"])
+    await step(client, keys["author"], "spring", "submit")
+    await step(client, keys["ana"], "spring", "approve")
+    await step(client, keys["ana"], "spring", "schedule")
+    budget = 100_000_000
+    patched = await client.patch("/v1/admin/campaigns/spring", json={"daily_budget_micros": 9_000_000_000,
+                                                                     "name": "Spring sale, extended"},
+                                 headers=keys["author"])
+    body = await patched.json()
+    assert body["state"] == "live" and body["name"] == "Spring sale, extended"  # a name needs no approval
+    assert body["daily_budget_micros"] == budget  # the approved budget still runs ...
+    assert body["pending"]["daily_budget_micros"] == 9_000_000_000  # ... the new one waits, as a high budget
+    assert (body["pending"]["rule"], body["pending"]["approvals_required"]) == ("high_budget", 2)
+    assert await bids(client, keys)
+    spend = await (await client.get("/v1/admin/spend", headers=keys["ana"])).json()
+    assert next(i for i in spend["items"] if i["campaign_id"] == "spring")["daily_budget_micros"] == budget
+    assert (await step(client, keys["author"], "spring", "approve", status=403))  # the editor cannot
+    await step(client, keys["ana"], "spring", "approve")
+    applied = await step(client, keys["ben"], "spring", "approve")
+    assert applied["daily_budget_micros"] == 9_000_000_000 and applied["pending"] is None
+    assert applied["state"] == "live"
+
+    added = await client.post("/v1/admin/campaigns/spring/creatives", headers=keys["author"],
+                              json={"id": "c2", "format": "banner", "markup": "<b>2</b>", "w": 728, "h": 90})
+    assert [c["id"] for c in (await added.json())["pending"]["creatives"]] == ["c1", "c2"]
+    dropped = await step(client, keys["ana"], "spring", "reject", comment="not this one")
+    assert dropped["pending"] is None and [c["id"] for c in dropped["creatives"]] == ["c1"]
+    assert dropped["state"] == "live" and await bids(client, keys)
+    nothing = await step(client, keys["ana"], "spring", "approve", status=409)
+    assert "nothing is waiting for approval" in nothing["error"]["message"]
+
+
+async def test_the_scheduler_survives_a_restart_without_taking_a_step_twice(aiohttp_client, tmp_path, clock):
+    config = make_config(tmp_path)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    platform = client.app[PLATFORM]
+    _, author = await platform.api_keys.create("author", "admin")
+    _, approver = await platform.api_keys.create("ana", "admin")
+    start = clock.now() + 600
+    await client.post("/v1/admin/campaigns", json=new_campaign(starts_at=start, ends_at=start + 600),
+                      headers={"X-Api-Key": author})
+    await step(client, {"X-Api-Key": author}, "spring", "submit")
+    await step(client, {"X-Api-Key": approver}, "spring", "approve")
+    assert await platform.workflow.tick() == 0  # approved; its start has not come
+    await client.close()
+
+    clock.advance(1200)  # both its start and its end passed while the server was down
+    again = await aiohttp_client(create_app(config, clock=clock))
+    workflow = again.app[PLATFORM].workflow
+    assert await workflow.tick() == 2  # started, then completed: in that order, once each
+    assert await workflow.tick() == 0
+    steps = [(h.action, h.to_state) for h in await workflow.history("spring")]
+    assert steps[-2:] == [("start", "live"), ("complete", "completed")]
+    await again.close()
+    third = await aiohttp_client(create_app(config, clock=clock))
+    assert await third.app[PLATFORM].workflow.tick() == 0
+    assert [h.action for h in await third.app[PLATFORM].workflow.history("spring")].count("start") == 1
+
+
+async def test_campaigns_stored_before_the_workflow_migrate_active_to_live(aiohttp_client, tmp_path, clock):
+    config = make_config(tmp_path)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    await client.close()
+    db = sqlite3.connect(config.data_path / "contrail.db")
+    old = ('{"id":"%s","name":"Old","advertiser_domain":"contrail.example","bid_cap_micros":4000000,'
+           '"daily_budget_micros":100000000,"status":"%s","creatives":[{"id":"c1","format":"banner",'
+           '"markup":"<b>","w":300,"h":250}]}')
+    with db:  # as a database from before migration 13 held them
+        db.execute("DROP TABLE campaign_history")
+        db.execute("DELETE FROM schema_migrations WHERE version = 13")
+        for campaign_id, status in (("was-active", "active"), ("was-paused", "paused")):
+            db.execute("INSERT INTO campaigns(id, body, updated_at) VALUES (?,?,?)",
+                       (campaign_id, old % (campaign_id, status), 0.0))
+    db.close()
+    again = await aiohttp_client(create_app(config, clock=clock))
+    campaigns = again.app[PLATFORM].campaigns
+    assert campaigns.get("was-active").state == "live" and campaigns.get("was-paused").state == "paused"
+    _, key = await again.app[PLATFORM].api_keys.create("exchange", "exchange")
+    resp = await again.post("/v1/bid", json=BID, headers={"X-Api-Key": key})
+    assert resp.status == 200 and "was-active" in await resp.text()
