@@ -53,6 +53,16 @@ def _parser() -> argparse.ArgumentParser:
     ltv.add_argument("--calibration-end", default="1997-09-30", help="last day of the calibration period")
     ltv.add_argument("--holdout-weeks", type=float, default=39.0, help="length of the holdout period")
     ltv.add_argument("--json", action="store_true", help='print {"total_actual", "rows": [{"name", "mae", ...}]}')
+    bandit = evals.add_parser("bandit", help="offer-selection bandits: simulated regret, and off-policy CTR on the "
+                                             "Open Bandit Dataset with --data")
+    bandit.add_argument("--seeds", type=int, default=64, help="simulated problems (seeds) per policy")
+    bandit.add_argument("--rounds", default="10000,100000",
+                        help="comma-separated horizons at which to report the cumulative regret")
+    bandit.add_argument("--data", default=None,
+                        help="an Open Bandit Dataset CSV, or a directory (random/all/all.csv if there, else every "
+                             "log CSV under it)")
+    bandit.add_argument("--json", action="store_true",
+                        help='print {"rows": [{"name", "regret", "ctr_estimate", "ratio_to_random", ...}]}')
     return parser
 
 
@@ -64,6 +74,8 @@ def _eval(args: argparse.Namespace) -> int:
         # eval/ ships with the checkout, not with the installed wheel (pyproject packages app, ml, ...).
         print("error: `eval` runs from a Contrail checkout: its eval/ package is not installed", file=sys.stderr)
         return 2
+    if args.eval_name == "bandit":
+        return _eval_bandit(args)
     return _eval_ltv(args) if args.eval_name == "ltv" else _eval_reco(args)
 
 
@@ -92,6 +104,23 @@ def _eval_ltv(args: argparse.Namespace) -> int:
         report = evaluate(args.data, args.calibration_end, args.holdout_weeks)
     except ValueError as exc:  # CdnowFileError, and too little data to fit
         print(f"error: {exc}" if isinstance(exc, CdnowFileError) else f"error: {args.data}: {exc}", file=sys.stderr)
+        return 2
+    print(as_json(report) if args.json else table(report))
+    return 0
+
+
+def _eval_bandit(args: argparse.Namespace) -> int:
+    from eval.bandit import as_json, evaluate, table
+
+    try:
+        horizons = tuple(int(h.replace("_", "")) for h in args.rounds.split(",") if h.strip())
+    except ValueError:
+        print(f"error: --rounds: expected comma-separated numbers of rounds, got {args.rounds!r}", file=sys.stderr)
+        return 2
+    try:
+        report = evaluate(args.seeds, horizons, args.data)
+    except ValueError as exc:  # ObdFileError (a bad --data), and bad --seeds/--rounds
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     print(as_json(report) if args.json else table(report))
     return 0
