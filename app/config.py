@@ -322,6 +322,18 @@ class CampaignsConfig(_Section):
     reapprove_fields: list[Literal["bid_cap_micros", "daily_budget_micros", "targeting", "creatives", "channels"]] = \
         msgspec.field(default_factory=lambda: ["daily_budget_micros", "targeting", "creatives", "channels"])
     scheduler_interval_s: Positive = 1.0
+    rollup_interval_s: Positive = 1.0
+    # An external decision service (OfferFit-like) that chooses offers for campaigns with a policy; empty: the local
+    # Thompson policy decides. On failure or timeout the breaker falls back to the local policy.
+    decision_url: HttpUrlOrEmpty = ""
+    decision_api_key: str = ""
+    decision_deadline_ms: Annotated[int, Meta(ge=1, le=10_000)] = 250
+    breaker_failures: AtLeast1 = 3
+    breaker_slow_ms: Annotated[int, Meta(ge=1)] = 500
+    breaker_open_s: Positive = 30.0
+    breaker_successes: AtLeast1 = 2
+    # How long a reward signal's id is remembered, so that a repeat teaches a policy nothing twice.
+    reward_memory_days: Annotated[int, Meta(ge=1, le=3650)] = 30
 
     def __post_init__(self) -> None:
         if not self.approval_rules:

@@ -28,6 +28,7 @@ from handlers.rest.ltv import LtvApi
 from handlers.rest.middleware import core_middleware, idempotency_middleware
 from handlers.rest.openapi import OpenApiDocument
 from handlers.rest.platform import PlatformApi
+from handlers.rest.policies import PoliciesApi
 from handlers.rest.reco import RecoApi
 from handlers.rest.retail import RetailApi
 from handlers.rpc.bidding import BiddingService
@@ -82,6 +83,7 @@ def create_app(config: Config, *, clock: Clock | None = None, platform: Platform
     RecoApi(p.reco).register(app.router)
     LtvApi(p.ltv).register(app.router)
     CampaignsApi(p.campaigns, p.workflow, p.clock).register(app.router)
+    PoliciesApi(p.policies).register(app.router)
     ws, max_msg_size = config.websocket, config.server.max_body_bytes
     EventStream(p.hub, p.metrics, ws.max_lag_s, ws.heartbeat_s, max_msg_size).register(app.router)
     BidStream(p.bid_gateway, p.hub, p.limiter, p.metrics, config.bidding.stream_max_in_flight, ws.heartbeat_s,

@@ -129,6 +129,7 @@ class Platform:
         self.delivery = bidding.delivery
         self.campaigns = bidding.campaigns
         self.workflow = self.campaigns_domain.workflow
+        self.policies = self.campaigns_domain.policies
         self.profiles = bidding.profiles
         self.model = bidding.model
         self.providers = bidding.providers
@@ -239,6 +240,7 @@ class Platform:
         await self.activation.load()
         await self.reco.load()
         await self.ltv.load()
+        await self.policies.load()
         return applied
 
     async def close_storage(self) -> None:

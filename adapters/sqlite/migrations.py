@@ -254,6 +254,47 @@ RECORDS = [
         );
         CREATE INDEX campaign_history_campaign ON campaign_history(campaign_id, id)
     """),
+    # Campaign reports read hourly totals rolled up from the event log (which keeps days, not months); the roll-up's
+    # place in the event log is written with its totals. Offer-selection policies keep their state per campaign,
+    # and the reward signals they learned from (so a repeated signal teaches nothing twice).
+    Migration(14, "campaign_reports_and_policies", """
+        CREATE TABLE campaign_stats (
+            campaign_id TEXT NOT NULL,
+            hour INTEGER NOT NULL,
+            bids INTEGER NOT NULL DEFAULT 0,
+            wins INTEGER NOT NULL DEFAULT 0,
+            impressions INTEGER NOT NULL DEFAULT 0,
+            spend_micros INTEGER NOT NULL DEFAULT 0,
+            clearing_micros INTEGER NOT NULL DEFAULT 0,
+            losses INTEGER NOT NULL DEFAULT 0,
+            clicks INTEGER NOT NULL DEFAULT 0,
+            conversions INTEGER NOT NULL DEFAULT 0,
+            revenue_cents INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (campaign_id, hour)
+        ) WITHOUT ROWID;
+        CREATE INDEX campaign_stats_hour ON campaign_stats(hour);
+        CREATE TABLE nobid_stats (
+            hour INTEGER NOT NULL,
+            reason TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            PRIMARY KEY (hour, reason)
+        ) WITHOUT ROWID;
+        CREATE TABLE rollup_cursors (
+            name TEXT PRIMARY KEY,
+            last_id INTEGER NOT NULL
+        );
+        CREATE TABLE campaign_policies (
+            campaign_id TEXT PRIMARY KEY,
+            body BLOB NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE TABLE policy_rewards (
+            signal_id TEXT PRIMARY KEY,
+            campaign_id TEXT NOT NULL,
+            at REAL NOT NULL
+        );
+        CREATE INDEX policy_rewards_at ON policy_rewards(at)
+    """),
 ]
 
 EVENTS = [

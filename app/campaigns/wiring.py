@@ -1,10 +1,14 @@
-"""Builds the campaign workflow over bidding's campaigns, with its scheduler under the supervisor."""
+"""Builds campaign management over bidding's campaigns: the workflow with its scheduler, the reports' roll-up, and
+the offer-selection policies (with the external decision service when one is configured)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from adapters.http.decision import DecisionClient
+from adapters.sqlite.policies import SqlitePolicyStore
 from app.bidding.campaigns import CampaignService
+from app.campaigns.policies import PolicyService
 from app.campaigns.workflow import CampaignWorkflow
 from app.infra import Infra
 from state.ports import CampaignStore
@@ -13,10 +17,19 @@ from state.ports import CampaignStore
 @dataclass
 class Campaigns:
     workflow: CampaignWorkflow
+    policy_store: SqlitePolicyStore
+    policies: PolicyService
 
 
 def build(infra: Infra, campaigns: CampaignService, store: CampaignStore) -> Campaigns:
     config = infra.config.campaigns
     workflow = CampaignWorkflow(campaigns, store, config, infra.clock, infra.audit, infra.bus.publish)
     infra.supervisor.add_periodic("campaign_scheduler", config.scheduler_interval_s, workflow.tick)
-    return Campaigns(workflow)
+    policy_store = SqlitePolicyStore(infra.records_db)
+    metrics = infra.metrics
+    decision = DecisionClient(config.decision_url, config.decision_api_key,
+                              recommendation_deadline_s=config.decision_deadline_ms / 1000,
+                              on_attempt=lambda tool, outcome: metrics.integration_calls.labels(tool, outcome).inc()
+                              ) if config.decision_url else None
+    policies = PolicyService(campaigns, policy_store, config, infra.clock, infra.metrics, infra.bus, decision)
+    return Campaigns(workflow, policy_store, policies)

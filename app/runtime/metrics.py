@@ -239,6 +239,23 @@ class Metrics:
                                               "believed (not cached), by reason", ["reason"], r)
         self.ltv_value_breaker = Gauge("contrail_ltv_value_breaker_state", "Lifetime-value model circuit breaker: "
                                        "0 closed, 1 half-open, 2 open", registry=r)
+        # Campaigns: reports' roll-up, offer-selection policies, the team's tools.
+        self.rollup_events = LoopCounter("contrail_campaign_rollup_events", "Event-log events taken into campaign "
+                                         "reports' hourly totals", (), r)
+        self.rollup_lag = Gauge("contrail_campaign_rollup_lag_seconds", "Age of the newest event the campaign "
+                                "reports have taken in, when it was taken in", registry=r)
+        self.policy_choices = LoopCounter("contrail_policy_choices", "Offer-selection decisions, by who decided "
+                                          "(local, remote, fallback)", ["source"], r)
+        self.policy_fallbacks = LoopCounter("contrail_policy_fallbacks", "Decisions the local policy made because the "
+                                            "decision service failed, was slow or its breaker was open, by reason",
+                                            ["reason"], r)
+        self.policy_rewards = LoopCounter("contrail_policy_rewards", "Reward signals offered to policies, by outcome "
+                                          "(learned, repeat, no_policy, unknown_arm)", ["outcome"], r)
+        self.policy_breaker = Gauge("contrail_policy_breaker_state", "Decision service circuit breaker: 0 closed, "
+                                    "1 half-open, 2 open", registry=r)
+        self.integration_calls = LoopCounter("contrail_integration_calls", "Calls to the team's tools (task "
+                                             "management, assets, BI), by tool and outcome (ok, retry, failed)",
+                                             ["tool", "outcome"], r)
         self.caches = CacheCollector()  # every bounded LRU, by name
         r.register(self.caches)
 

@@ -122,6 +122,9 @@ RULES = [
     ("campaigns.reapprove_fields", '["budget"]'), ("campaigns.scheduler_interval_s", "0"),
     ("campaigns.approval_rules", "[]"), ("campaigns.approval_rules", '[{"name": "x", "approvers": 0}]'),
     ("campaigns.approval_rules", '[{"name": "x"}, {"name": "x", "approvers": 2}]'),
+    ("campaigns.rollup_interval_s", "0"), ("campaigns.decision_url", "decide.example"),
+    ("campaigns.decision_deadline_ms", "0"), ("campaigns.breaker_failures", "0"), ("campaigns.breaker_slow_ms", "0"),
+    ("campaigns.breaker_open_s", "0"), ("campaigns.breaker_successes", "0"), ("campaigns.reward_memory_days", "0"),
 ]
 
 
