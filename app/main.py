@@ -82,7 +82,7 @@ def create_app(config: Config, *, clock: Clock | None = None, platform: Platform
     ChannelsApi(p.activation, p.ingest, p.suppression, p.email, p.mailbox, p.email_analytics).register(app.router)
     RecoApi(p.reco).register(app.router)
     LtvApi(p.ltv).register(app.router)
-    CampaignsApi(p.campaigns, p.workflow, p.clock).register(app.router)
+    CampaignsApi(p.campaigns, p.workflow, p.reports, p.clock).register(app.router)
     PoliciesApi(p.policies).register(app.router)
     ws, max_msg_size = config.websocket, config.server.max_body_bytes
     EventStream(p.hub, p.metrics, ws.max_lag_s, ws.heartbeat_s, max_msg_size).register(app.router)

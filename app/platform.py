@@ -112,7 +112,8 @@ class Platform:
         self.loyalty_domain = loyalty_wiring.build(infra)
         self.ltv_domain = ltv_wiring.build(infra)  # lifetime value reads loyalty's ledger; bids read its values
         self.bidding = bidding_wiring.build(infra, self.loyalty_domain.loyalty.features, self.ltv_domain.values)
-        self.campaigns_domain = campaigns_wiring.build(infra, self.bidding.campaigns, self.bidding.campaign_store)
+        self.campaigns_domain = campaigns_wiring.build(infra, self.bidding.campaigns, self.bidding.campaign_store,
+                                                       self._route_of)
         self.reco_domain = reco_wiring.build(infra, self._destination_of)
         self.retail = retail_wiring.build(infra, self.reco_domain.reco)
         self.channels = channels_wiring.build(infra, self.loyalty_domain.loyalty, self.bidding.profiles,
@@ -130,6 +131,7 @@ class Platform:
         self.campaigns = bidding.campaigns
         self.workflow = self.campaigns_domain.workflow
         self.policies = self.campaigns_domain.policies
+        self.reports = self.campaigns_domain.reports
         self.profiles = bidding.profiles
         self.model = bidding.model
         self.providers = bidding.providers
@@ -175,6 +177,10 @@ class Platform:
         kind, _, account_id = owner.partition(":")
         account = self.account_store.get(account_id) if kind == "user" else None
         return account.email if account is not None else None
+
+    def _route_of(self, flight_id: str) -> str | None:
+        flight = self.catalog_store.flight(flight_id)
+        return f"{flight.origin}-{flight.destination}" if flight is not None else None
 
     def _destination_of(self, flight_id: str) -> str | None:
         flight = self.catalog_store.flight(flight_id)

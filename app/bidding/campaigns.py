@@ -100,6 +100,15 @@ class CampaignService:
         await self._store.put(campaign, self._clock.now(), step)
         return campaign
 
+    @property
+    def version(self) -> int:
+        """Changes with every stored change of any campaign."""
+        return self._store.version
+
+    @property
+    def pacing_slack(self) -> float:
+        return self._slack
+
     def get(self, campaign_id: str) -> Campaign:
         campaign = self._store.get(campaign_id)
         if campaign is None:

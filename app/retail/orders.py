@@ -222,7 +222,9 @@ class OrderService:
         fulfilled = msgspec.structs.replace(paid, state="FULFILLED", barcodes=barcodes)
         done = await self._commit(order, fulfilled, chain=[paid], event=event)
         self._log_event("OrderPaid", {"order_id": order.id, "offer_id": order.offer_id, "owner": order.owner,
-                                      "total_cents": order.total_cents, "payment_id": payment_id})
+                                      "total_cents": order.total_cents, "payment_id": payment_id,
+                                      "flight_id": order.flight_id,  # campaign reports attribute by route
+                                      "products": sorted({i.product_id for i in order.items if i.product_id})})
         await self._bus.publish(OrderPaid(done))
         return done
 

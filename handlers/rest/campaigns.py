@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from aiohttp import web
 
 from app.bidding.campaigns import CampaignService, CampaignSpend
+from app.campaigns.reports import CampaignReport, CampaignReports, CampaignsReport, parse_time
 from app.campaigns.workflow import CampaignWorkflow
 from app.runtime.clock import Clock
 from handlers.rest.common import decode, endpoint, json_response
@@ -79,15 +80,26 @@ class History(msgspec.Struct):
     items: list[HistoryEntry]
 
 
+class RangeQuery(msgspec.Struct, forbid_unknown_fields=True):
+    from_: str | None = msgspec.field(default=None, name="from")  # epoch seconds or ISO 8601; default: 7 days ago
+    to: str | None = None                                         # default: now
+
+
+class ReportQuery(RangeQuery, forbid_unknown_fields=True):
+    granularity: Literal["hour", "day"] = "day"
+
+
 def _optional(raw: bytes, type_: type) -> Any:
     """A body that may be left out: empty means every field's default."""
     return type_() if not raw.strip() else decode(raw, type_)
 
 
 class CampaignsApi:
-    def __init__(self, campaigns: CampaignService, workflow: CampaignWorkflow, clock: Clock) -> None:
+    def __init__(self, campaigns: CampaignService, workflow: CampaignWorkflow, reports: CampaignReports,
+                 clock: Clock) -> None:
         self._campaigns = campaigns
         self._workflow = workflow
+        self._reports = reports
         self._clock = clock
 
     def register(self, router: web.UrlDispatcher) -> None:
@@ -95,10 +107,12 @@ class CampaignsApi:
         router.add_get("/v1/admin/campaigns", self.list_campaigns)
         router.add_get("/v1/admin/spend", self.spend)
         router.add_get("/v1/admin/approvals", self.approvals)
+        router.add_get("/v1/admin/campaigns/report", self.report_all)  # before {campaign_id}, which would match it
         router.add_get("/v1/admin/campaigns/{campaign_id}", self.get_campaign)
         router.add_patch("/v1/admin/campaigns/{campaign_id}", self.patch_campaign)
         router.add_post("/v1/admin/campaigns/{campaign_id}/creatives", self.add_creative)
         router.add_get("/v1/admin/campaigns/{campaign_id}/history", self.history)
+        router.add_get("/v1/admin/campaigns/{campaign_id}/report", self.report)
         for action in ("submit", "approve", "reject", "pause", "resume", "archive"):
             router.add_post(f"/v1/admin/campaigns/{{campaign_id}}/{action}", getattr(self, action))
         router.add_post("/v1/admin/campaigns/{campaign_id}/schedule", self.schedule)
@@ -153,6 +167,22 @@ class CampaignsApi:
     async def history(self, request: web.Request, principal) -> web.Response:
         campaign_id = request.match_info["campaign_id"]
         return json_response(History(campaign_id, await self._workflow.history(campaign_id)))
+
+    @endpoint("Every campaign's bids, wins, impressions, spend, clicks and conversions over a range, with today's "
+              "budget and pacing, and the bidder's no-bid reasons", tags=("campaigns",), roles=ADMIN,
+              query=RangeQuery, response=CampaignsReport, errors=(422,))
+    async def report_all(self, request: web.Request, principal, query: RangeQuery) -> web.Response:
+        return json_response(await self._reports.campaigns(parse_time(query.from_, "from"),
+                                                           parse_time(query.to, "to")))
+
+    @endpoint("A campaign's report by hour or day: bids, wins, win rate, impressions, spend, average clearing "
+              "price, losses, clicks, conversions and revenue; today's budget used and pacing line; the bidder's "
+              "no-bid reasons", tags=("campaigns",), roles=ADMIN, query=ReportQuery, response=CampaignReport,
+              errors=(404, 422))
+    async def report(self, request: web.Request, principal, query: ReportQuery) -> web.Response:
+        return json_response(await self._reports.campaign(
+            request.match_info["campaign_id"], parse_time(query.from_, "from"), parse_time(query.to, "to"),
+            query.granularity))
 
     async def _step(self, request: web.Request, principal, action: str) -> web.Response:
         body: StepBody = _optional(await request.read(), StepBody)

@@ -200,7 +200,7 @@ def decode(raw: bytes, type_: type) -> Any:
 @functools.cache
 def _field_names(type_: type) -> frozenset[str]:
     """A query Struct's field names (msgspec works them out anew on every call, 30 us and more)."""
-    return frozenset(field.name for field in msgspec.structs.fields(type_))
+    return frozenset(field.encode_name for field in msgspec.structs.fields(type_))  # as a query spells them
 
 
 def decode_query(request: web.Request, type_: type, *, only_declared: bool = True) -> Any:

@@ -1,0 +1,57 @@
+"""SQLite storage of campaign reports' hourly totals (rolled up from the event log) and the roll-up's place."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from adapters.sqlite.db import Database
+
+# The counters of one campaign-hour, in campaign_stats' column order.
+COUNTERS = ("bids", "wins", "impressions", "spend_micros", "clearing_micros", "losses", "clicks", "conversions",
+            "revenue_cents")
+ROLLUP = "campaign_reports"
+
+_ADD = (f"INSERT INTO campaign_stats(campaign_id, hour, {', '.join(COUNTERS)}) "
+        f"VALUES (?, ?, {', '.join('?' * len(COUNTERS))}) ON CONFLICT(campaign_id, hour) DO UPDATE SET "
+        + ", ".join(f"{c} = {c} + excluded.{c}" for c in COUNTERS))
+_SUMS = ", ".join(f"SUM({c})" for c in COUNTERS)
+
+
+class SqliteReportStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def cursor(self) -> int:
+        """The id of the last event-log event taken into the totals (0 before the first)."""
+        row = await self._db.fetchone("SELECT last_id FROM rollup_cursors WHERE name = ?", (ROLLUP,))
+        return int(row[0]) if row else 0
+
+    async def add(self, totals: Mapping[tuple[str, int], list[int]], no_bids: Mapping[tuple[int, str], int],
+                  cursor: int) -> None:
+        """Add to the hourly totals and move the cursor, in one transaction: an event is counted once."""
+        statements: list[tuple[str, tuple[object, ...]]] = [
+            (_ADD, (campaign_id, hour, *counts)) for (campaign_id, hour), counts in totals.items()]
+        statements += [("INSERT INTO nobid_stats(hour, reason, count) VALUES (?,?,?) ON CONFLICT(hour, reason) "
+                        "DO UPDATE SET count = count + excluded.count", (hour, reason, count))
+                       for (hour, reason), count in no_bids.items()]
+        statements.append(("INSERT INTO rollup_cursors(name, last_id) VALUES (?,?) ON CONFLICT(name) "
+                           "DO UPDATE SET last_id = excluded.last_id", (ROLLUP, cursor)))
+        await self._db.write(statements)
+
+    async def series(self, campaign_id: str, first_hour: int, last_hour: int, step_hours: int
+                     ) -> list[tuple[int, ...]]:
+        """(bucket's first hour, counters...) per bucket of `step_hours` hours with any activity, oldest first."""
+        return await self._db.fetchall(
+            f"SELECT (hour / ?) * ? AS bucket, {_SUMS} FROM campaign_stats WHERE campaign_id = ? AND hour BETWEEN ? "
+            "AND ? GROUP BY bucket ORDER BY bucket", (step_hours, step_hours, campaign_id, first_hour, last_hour))
+
+    async def by_campaign(self, first_hour: int, last_hour: int) -> list[tuple[object, ...]]:
+        """(campaign id, counters...) summed over the hours, per campaign with any activity."""
+        return await self._db.fetchall(
+            f"SELECT campaign_id, {_SUMS} FROM campaign_stats WHERE hour BETWEEN ? AND ? GROUP BY campaign_id",
+            (first_hour, last_hour))
+
+    async def no_bids(self, first_hour: int, last_hour: int) -> dict[str, int]:
+        rows = await self._db.fetchall("SELECT reason, SUM(count) FROM nobid_stats WHERE hour BETWEEN ? AND ? "
+                                       "GROUP BY reason ORDER BY 2 DESC", (first_hour, last_hour))
+        return {str(reason): int(count) for reason, count in rows}

@@ -1,0 +1,285 @@
+"""What each campaign spends and earns: hourly totals rolled up from the event log, and the reports read from them.
+
+The event log keeps days (analytics.retention_days); reports span months. So a supervised roll-up reads the events
+written since its last pass, in id order, and adds them to hourly totals per campaign in SQLite, moving its place in
+the event log in the same transaction (an event counts once, across restarts). A report is then a range read over
+at most a few thousand rows, whatever the traffic was.
+
+Attribution: bids, wins (each an impression; its clearing price a thousandth of the CPM spent), billing notices of
+bids with no win notice (an impression too), and losses carry their campaign. Reward signals count as clicks
+(`clicked`) and conversions (`redeemed`) for the campaign they name, else for every campaign promoting the offer;
+a paid order converts for every campaign promoting its offer, its flight's route or one of its products.
+No-bid reasons belong to the bidder, not to a campaign: reports show them for the whole range.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from adapters.sqlite.reports import COUNTERS, SqliteReportStore
+from app.bidding.campaigns import CampaignService, utc_day
+from app.errors import InvalidInput
+from app.eventlog import EventLog
+from app.runtime.clock import Clock
+from app.runtime.metrics import Metrics
+from state.campaigns import Campaign
+
+HOUR = 3600
+DAY = 86_400
+TYPES = frozenset({"Bid", "Win", "Billing", "Loss", "NoBid", "RewardSignal", "OrderPaid"})
+MAX_HOURLY_RANGE_S = 93 * DAY  # hourly points: at most about three months (2,232 points)
+MAX_RANGE_S = 3 * 366 * DAY
+_payload = msgspec.json.Decoder(dict[str, Any])
+# Counter positions, as COUNTERS orders them.
+BIDS, WINS, IMPRESSIONS, SPEND, CLEARING, LOSSES, CLICKS, CONVERSIONS, REVENUE = range(len(COUNTERS))
+
+
+class Totals(msgspec.Struct):
+    """A campaign's figures over a period (money in USD micros, revenue in retail cents)."""
+    bids: int = 0
+    wins: int = 0
+    win_rate: float | None = None              # wins / bids
+    impressions: int = 0
+    spend_micros: int = 0
+    avg_clearing_price_micros: int | None = None  # mean clearing CPM of the won auctions
+    losses: int = 0
+    clicks: int = 0
+    conversions: int = 0
+    revenue_cents: int = 0
+
+    @classmethod
+    def of(cls, counts: tuple[Any, ...] | list[Any]) -> Totals:
+        c = [int(v or 0) for v in counts]
+        return cls(bids=c[BIDS], wins=c[WINS], win_rate=c[WINS] / c[BIDS] if c[BIDS] else None,
+                   impressions=c[IMPRESSIONS], spend_micros=c[SPEND],
+                   avg_clearing_price_micros=c[CLEARING] // c[WINS] if c[WINS] else None, losses=c[LOSSES],
+                   clicks=c[CLICKS], conversions=c[CONVERSIONS], revenue_cents=c[REVENUE])
+
+
+class Point(msgspec.Struct):
+    at: float  # the start of the hour or day (epoch seconds, UTC)
+    totals: Totals
+
+
+class PacingPoint(msgspec.Struct):
+    at: float
+    allowed_micros: int  # what pacing lets it have spent by then
+
+
+class Today(msgspec.Struct):
+    day: str
+    daily_budget_micros: int
+    spent_micros: int
+    budget_used: float
+    paced_micros: int             # what pacing lets it have spent by now
+    pacing: list[PacingPoint]     # the pacing line through the UTC day, hour by hour
+
+
+class CampaignReport(msgspec.Struct):
+    campaign_id: str
+    name: str
+    state: str
+    start: float
+    end: float
+    granularity: str
+    totals: Totals
+    series: list[Point]
+    today: Today
+    no_bid_reasons: dict[str, int]  # the bidder's, over the range
+
+
+class CampaignLine(msgspec.Struct):
+    campaign_id: str
+    name: str
+    state: str
+    totals: Totals
+    today: Today
+
+
+class CampaignsReport(msgspec.Struct):
+    start: float
+    end: float
+    totals: Totals
+    items: list[CampaignLine]
+    no_bid_reasons: dict[str, int]
+
+
+class CampaignReports:
+    def __init__(self, events: EventLog, store: SqliteReportStore, campaigns: CampaignService, clock: Clock,
+                 metrics: Metrics, route_of: Callable[[str], str | None], batch: int = 20_000) -> None:
+        self._events = events
+        self._store = store
+        self._campaigns = campaigns
+        self._clock = clock
+        self._metrics = metrics
+        self._route_of = route_of
+        self._batch = batch
+        self._promoting: tuple[int, dict[str, list[str]]] = (-1, {})
+
+    # ---- the roll-up ----
+    async def roll_up(self) -> int:
+        """Take every event written since the last pass into the hourly totals; returns how many were read."""
+        cursor = await self._store.cursor()
+        read = 0
+        while True:
+            events = await self._events.query(None, None, cursor, self._batch)
+            if not events:
+                return read
+            totals: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0] * len(COUNTERS))
+            no_bids: dict[tuple[int, str], int] = defaultdict(int)
+            for event in events:
+                if event.type in TYPES:
+                    self._count(event.type, int(event.at // HOUR) * HOUR, _payload.decode(event.payload),
+                                totals, no_bids)
+            cursor = events[-1].id
+            await self._store.add(totals, no_bids, cursor)
+            read += len(events)
+            self._metrics.rollup_events.inc(len(events))
+            self._metrics.rollup_lag.set(max(0.0, self._clock.now() - events[-1].at))
+            if len(events) < self._batch:
+                return read
+
+    def _count(self, type_: str, hour: int, p: dict[str, Any], totals: dict[tuple[str, int], list[int]],
+               no_bids: dict[tuple[int, str], int]) -> None:
+        if type_ == "NoBid":
+            no_bids[(hour, str(p.get("reason") or "unknown"))] += 1
+            return
+        if type_ in ("RewardSignal", "OrderPaid"):
+            named = p.get("campaign_id")
+            targets = [named] if isinstance(named, str) and named else self._promoters(type_, p)
+            for target in targets:
+                row = totals[(target, hour)]
+                if type_ == "OrderPaid":
+                    row[CONVERSIONS] += 1
+                    row[REVENUE] += int(p.get("total_cents") or 0)
+                elif p.get("signal_type") == "clicked":
+                    row[CLICKS] += 1
+                elif p.get("signal_type") == "redeemed":
+                    row[CONVERSIONS] += 1
+            return
+        campaign_id = p.get("campaign_id")
+        if not isinstance(campaign_id, str) or not campaign_id:
+            return
+        row = totals[(campaign_id, hour)]
+        if type_ == "Bid":
+            row[BIDS] += 1
+        elif type_ == "Win":
+            price = int(p.get("price_micros") or 0)
+            row[WINS] += 1
+            row[IMPRESSIONS] += 1
+            row[SPEND] += price // 1000
+            row[CLEARING] += price
+        elif type_ == "Billing":  # logged only for a bid no win notice had charged
+            row[IMPRESSIONS] += 1
+            row[SPEND] += int(p.get("price_micros") or 0) // 1000
+        elif type_ == "Loss":
+            row[LOSSES] += 1
+
+    def _promoters(self, type_: str, p: dict[str, Any]) -> list[str]:
+        """The campaigns promoting what the event is about (their offer_ids name offers, routes or products)."""
+        names: list[Any] = [p.get("offer_id")]
+        if type_ == "OrderPaid":
+            flight = p.get("flight_id")
+            names.append(self._route_of(flight) if isinstance(flight, str) else None)
+            names += p.get("products") or []
+        index = self._promotion_index()
+        found: list[str] = []
+        for name in names:
+            if isinstance(name, str):
+                found += [c for c in index.get(name, ()) if c not in found]
+        return found
+
+    def _promotion_index(self) -> dict[str, list[str]]:
+        version = self._campaigns.version
+        if self._promoting[0] != version:
+            index: dict[str, list[str]] = defaultdict(list)
+            for c in self._campaigns.list():
+                for offer in c.offer_ids:
+                    index[offer].append(c.id)
+            self._promoting = (version, dict(index))
+        return self._promoting[1]
+
+    # ---- reports ----
+    async def campaign(self, campaign_id: str, start: float | None, end: float | None,
+                       granularity: str = "day") -> CampaignReport:
+        campaign = self._campaigns.get(campaign_id)
+        start, end = self._range(start, end, granularity)
+        step = HOUR if granularity == "hour" else DAY
+        first, last = int(start // HOUR), int((end - 1) // HOUR)
+        rows = await self._store.series(campaign_id, first * HOUR, last * HOUR, step)
+        series = [Point(float(row[0]), Totals.of(row[1:])) for row in rows]
+        total = [sum(int(row[1 + k] or 0) for row in rows) for k in range(len(COUNTERS))]
+        no_bids = await self._store.no_bids(first * HOUR, last * HOUR)
+        return CampaignReport(campaign.id, campaign.name, campaign.state, start, end, granularity, Totals.of(total),
+                              series, (await self._today([campaign]))[campaign.id], no_bids)
+
+    async def campaigns(self, start: float | None, end: float | None) -> CampaignsReport:
+        start, end = self._range(start, end, "day")
+        first, last = int(start // HOUR) * HOUR, int((end - 1) // HOUR) * HOUR
+        found: dict[str, list[int]] = {str(row[0]): [int(v or 0) for v in row[1:]]  # type: ignore[call-overload]
+                                       for row in await self._store.by_campaign(first, last)}
+        everyone = sorted(self._campaigns.list(), key=lambda c: c.id)
+        today = await self._today(everyone)
+        zero = [0] * len(COUNTERS)
+        items = [CampaignLine(c.id, c.name, c.state, Totals.of(found.get(c.id, zero)), today[c.id])
+                 for c in everyone]
+        total = [sum(row[k] for row in found.values()) for k in range(len(COUNTERS))]
+        return CampaignsReport(start, end, Totals.of(total), items, await self._store.no_bids(first, last))
+
+    async def _today(self, campaigns: builtins.list[Campaign]) -> dict[str, Today]:
+        now = self._clock.now()
+        day_start = now - now % DAY
+        _, lines = await self._campaigns.spend_today(now)
+        spent = {line.campaign_id: line for line in lines}
+        slack = self._campaigns.pacing_slack
+        out = {}
+        for c in campaigns:
+            line = spent.get(c.id)
+            budget = c.daily_budget_micros
+            pacing = [PacingPoint(day_start + h * HOUR, int(budget * min(1.0, h / 24 + slack))) for h in range(25)]
+            out[c.id] = Today(utc_day(now), budget, line.spent_micros if line else 0,
+                              line.budget_used if line else 0.0, line.paced_micros if line else 0, pacing)
+        return out
+
+    def _range(self, start: float | None, end: float | None, granularity: str) -> tuple[float, float]:
+        if granularity not in ("hour", "day"):
+            raise InvalidInput("granularity must be hour or day", {"field": "granularity"})
+        now = self._clock.now()
+        end = now if end is None else end
+        start = end - 7 * DAY if start is None else start
+        if not start < end:
+            raise InvalidInput("from must be before to", {"field": "from"})
+        if end - start > MAX_RANGE_S:
+            raise InvalidInput("a report spans at most three years", {"field": "from"})
+        if granularity == "hour" and end - start > MAX_HOURLY_RANGE_S:
+            raise InvalidInput("an hourly report spans at most 93 days; ask for granularity=day",
+                               {"field": "granularity"})
+        return start, end
+
+
+def parse_time(value: str | None, field: str) -> float | None:
+    """Epoch seconds, or an ISO 8601 date or date-time (UTC unless it says otherwise)."""
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        pass
+    else:
+        if not 0 <= number <= 1e11:
+            raise InvalidInput(f"{field} must be epoch seconds or an ISO 8601 date", {"field": field})
+        return number
+    from datetime import UTC, datetime
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{field} must be epoch seconds or an ISO 8601 date, got {value[:40]!r}",
+                           {"field": field}) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
