@@ -16,6 +16,11 @@ class Creative(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True
     w: int | None = None
     h: int | None = None
     mimes: list[str] = []
+    # Imported from the team's digital asset management: which library, the asset's id there and its version (a
+    # sync picks up newer versions).
+    dam: str | None = None
+    dam_id: str | None = None
+    dam_version: str | None = None
 
 
 class Targeting(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):

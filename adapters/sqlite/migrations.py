@@ -295,6 +295,22 @@ RECORDS = [
         );
         CREATE INDEX policy_rewards_at ON policy_rewards(at)
     """),
+    # The review tasks opened in the team's task tool (Jira, Asana) for campaigns, and their status as last synced.
+    Migration(15, "campaign_tasks", """
+        CREATE TABLE campaign_tasks (
+            campaign_id TEXT NOT NULL,
+            opened_at REAL NOT NULL,
+            tool TEXT NOT NULL,
+            task_id TEXT NOT NULL,
+            task_key TEXT NOT NULL,
+            url TEXT NOT NULL,
+            status TEXT NOT NULL,
+            synced_at REAL NOT NULL,
+            error TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            PRIMARY KEY (campaign_id, opened_at)
+        )
+    """),
 ]
 
 EVENTS = [

@@ -109,6 +109,9 @@ class CampaignService:
     def pacing_slack(self) -> float:
         return self._slack
 
+    def exists(self, campaign_id: str) -> bool:
+        return self._store.get(campaign_id) is not None
+
     def get(self, campaign_id: str) -> Campaign:
         campaign = self._store.get(campaign_id)
         if campaign is None:

@@ -1,0 +1,48 @@
+"""SQLite storage of the review tasks campaigns have in the team's task tool."""
+
+from __future__ import annotations
+
+import msgspec
+
+from adapters.sqlite.db import Database
+
+
+class ReviewTask(msgspec.Struct, frozen=True, gc=False):
+    """A campaign's review task: opened when it went to review; `status` open, in_progress, done, or failed (not
+    opened yet: `error` says why, `attempts` how often it was tried)."""
+    campaign_id: str
+    opened_at: float
+    tool: str
+    task_id: str
+    task_key: str
+    url: str
+    status: str
+    synced_at: float
+    error: str
+    attempts: int
+
+
+_COLUMNS = "campaign_id, opened_at, tool, task_id, task_key, url, status, synced_at, error, attempts"
+
+
+class SqliteTaskStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def put(self, task: ReviewTask) -> None:
+        await self._db.write([(f"INSERT INTO campaign_tasks({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?) "
+                               "ON CONFLICT(campaign_id, opened_at) DO UPDATE SET tool=excluded.tool, "
+                               "task_id=excluded.task_id, task_key=excluded.task_key, url=excluded.url, "
+                               "status=excluded.status, synced_at=excluded.synced_at, error=excluded.error, "
+                               "attempts=excluded.attempts", msgspec.structs.astuple(task))])
+
+    async def unfinished(self, limit: int) -> list[ReviewTask]:
+        """Tasks not done yet (or not opened yet), oldest first."""
+        rows = await self._db.fetchall(f"SELECT {_COLUMNS} FROM campaign_tasks WHERE status != 'done' "
+                                       "ORDER BY opened_at LIMIT ?", (limit,))
+        return [ReviewTask(*row) for row in rows]
+
+    async def of_campaign(self, campaign_id: str) -> list[ReviewTask]:
+        rows = await self._db.fetchall(f"SELECT {_COLUMNS} FROM campaign_tasks WHERE campaign_id = ? "
+                                       "ORDER BY opened_at", (campaign_id,))
+        return [ReviewTask(*row) for row in rows]
