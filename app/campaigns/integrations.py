@@ -1,0 +1,212 @@
+"""Keeping the campaign team's tools in step: a review task in Jira or Asana for every campaign (or change) sent for
+approval, its status synced back; creatives imported from the digital asset management, refreshed when the asset
+changes there.
+
+Nothing here blocks the workflow: a task is opened in the background after the step is durable, a failure is kept
+on the task (`error`, `attempts`) and counted in `contrail_integration_calls`, and the next sync tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+from typing import Any
+
+import msgspec
+
+from adapters.http.dam import Asset, AssetLibrary
+from adapters.http.retry import IntegrationError
+from adapters.http.tasks import TaskLink, TaskTracker
+from adapters.sqlite.tasks import ReviewTask, SqliteTaskStore
+from app.bidding.campaigns import CampaignService
+from app.campaigns.events import CampaignChanged
+from app.campaigns.workflow import CampaignWorkflow
+from app.errors import InvalidInput, RuleViolation
+from app.runtime.clock import Clock
+from state.campaigns import Campaign, Creative
+
+log = logging.getLogger("contrail.campaigns")
+
+MAX_ATTEMPTS = 10       # a task that could not be opened is tried again at each sync, this many times in all
+SYNC_BATCH = 500        # tasks synced per pass
+MAX_IMPORT = 50         # assets imported by one call
+REVIEW_ACTIONS = frozenset({"submit", "revise"})
+
+
+class ReviewTasks:
+    """Opens a review task when a campaign (or a change to it) goes for approval; syncs task status back."""
+
+    def __init__(self, tracker: TaskTracker | None, tool: str, store: SqliteTaskStore, campaigns: CampaignService,
+                 clock: Clock, console_url: str = "") -> None:
+        self._tracker = tracker
+        self._tool = tool
+        self._store = store
+        self._campaigns = campaigns
+        self._clock = clock
+        self._console_url = console_url
+        self._opening: set[asyncio.Task[None]] = set()  # bounded by the reviews in flight
+
+    @property
+    def enabled(self) -> bool:
+        return self._tracker is not None
+
+    def on_change(self, event: CampaignChanged) -> None:
+        """A bus subscriber: a step into review opens a task, in the background."""
+        if self._tracker is None or event.action not in REVIEW_ACTIONS:
+            return
+        task = asyncio.ensure_future(self._open(ReviewTask(event.campaign_id, event.at, self._tool, "", "", "",
+                                                           "failed", event.at, "not opened yet", 0)))
+        self._opening.add(task)
+        task.add_done_callback(self._opening.discard)
+
+    async def idle(self) -> None:
+        """Wait for the tasks being opened (tests, shutdown)."""
+        while self._opening:
+            await asyncio.gather(*list(self._opening), return_exceptions=True)
+
+    async def _open(self, task: ReviewTask) -> None:
+        assert self._tracker is not None
+        campaign = self._campaigns.get(task.campaign_id)
+        now = self._clock.now()
+        try:
+            link = await self._tracker.create(*self._describe(campaign))
+        except IntegrationError as exc:
+            await self._store.put(msgspec.structs.replace(task, synced_at=now, error=str(exc)[:500],
+                                                          attempts=task.attempts + 1))
+            return
+        await self._store.put(msgspec.structs.replace(task, task_id=link.id, task_key=link.key, url=link.url,
+                                                      status="open", synced_at=now, error="",
+                                                      attempts=task.attempts + 1))
+
+    def _describe(self, c: Campaign) -> tuple[str, str, list[str]]:
+        changes = "" if c.pending is None else "Changes under review: " + ", ".join(
+            k for k, v in msgspec.structs.asdict(c.pending).items()
+            if v is not None and k not in ("submitted_by", "submitted_at", "rule", "approvals_required",
+                                           "approvals")) + ".\n"
+        where = f"\nReview it in Contrail: {self._console_url}#/campaigns?id={c.id}" if self._console_url else ""
+        text = (f"Campaign {c.id} ({c.name}) waits for approval: rule {c.approval_rule or c.pending and c.pending.rule}"
+                f", {c.approvals_required} approver(s).\n{changes}Daily budget {c.daily_budget_micros / 1e6:.2f} USD, "
+                f"bid cap {c.bid_cap_micros / 1e6:.2f} USD CPM, channels {', '.join(c.channels) or 'display'}.{where}")
+        return f"Approve campaign: {c.name}", text, ["contrail", "campaign-review"]
+
+    async def sync(self) -> int:
+        """Open the tasks that failed to open (up to MAX_ATTEMPTS), and read back the status of the open ones;
+        returns how many were looked at. Never raises for a tool's failure."""
+        if self._tracker is None:
+            return 0
+        looked = 0
+        for task in await self._store.unfinished(SYNC_BATCH):
+            looked += 1
+            if not task.task_id:
+                if task.attempts < MAX_ATTEMPTS and self._campaigns.exists(task.campaign_id):
+                    await self._open(task)
+                continue
+            try:
+                status = await self._tracker.status(TaskLink(task.tool, task.task_id, task.task_key, task.url))
+            except IntegrationError as exc:
+                await self._store.put(msgspec.structs.replace(task, error=str(exc)[:500]))
+                continue
+            await self._store.put(msgspec.structs.replace(task, status=status.state, synced_at=self._clock.now(),
+                                                          error=""))
+        return looked
+
+    async def of_campaign(self, campaign_id: str) -> list[ReviewTask]:
+        self._campaigns.get(campaign_id)  # 404 for an unknown campaign
+        return await self._store.of_campaign(campaign_id)
+
+
+class AssetImport:
+    """Creatives from the digital asset management, keeping the asset's id and version; a sync refreshes them."""
+
+    def __init__(self, library: AssetLibrary | None, dam: str, workflow: CampaignWorkflow,
+                 campaigns: CampaignService) -> None:
+        self._library = library
+        self._dam = dam
+        self._workflow = workflow
+        self._campaigns = campaigns
+
+    async def import_assets(self, actor: Any, campaign_id: str, asset_ids: list[str], folder: str | None,
+                            query: str | None, fmt: str, w: int | None, h: int | None) -> Campaign:
+        """Add the assets (by id, a folder's or a search's) as creatives; for an approved campaign they go under
+        review like any other change of creatives."""
+        if self._library is None:
+            raise RuleViolation("no digital asset management is configured (integrations.dam)")
+        campaign = self._campaigns.get(campaign_id)
+        try:
+            assets = [await self._library.metadata(a) for a in asset_ids]
+            if folder:
+                assets += await self._library.list_folder(folder)
+            if query:
+                assets += await self._library.search(query)
+        except IntegrationError as exc:
+            raise RuleViolation(f"the asset library failed: {exc}") from None
+        if not assets:
+            raise InvalidInput("no asset found to import", {"field": "asset_ids"})
+        if len(assets) > MAX_IMPORT:
+            raise InvalidInput(f"at most {MAX_IMPORT} assets at once; {len(assets)} found", {"field": "folder"})
+        base = campaign.pending.creatives if campaign.pending is not None and campaign.pending.creatives is not None \
+            else campaign.creatives
+        known = {c.dam_id for c in base if c.dam == self._dam}
+        new = [_creative(a, fmt, w, h) for a in assets if a.id not in known]
+        if not new:
+            return campaign
+        return await self._workflow.edit(actor, campaign_id, {"creatives": [*base, *new]},
+                                         f"{len(new)} creative(s) imported from {self._dam}")
+
+    async def sync(self) -> int:
+        """Refresh every imported creative whose asset has a newer version; returns how many changed."""
+        if self._library is None:
+            return 0
+        changed = 0
+        for campaign in self._campaigns.list():
+            if campaign.state in ("in_review", "completed", "archived"):
+                continue  # not editable now: the next sync after the step
+            base = campaign.pending.creatives if campaign.pending is not None and \
+                campaign.pending.creatives is not None else campaign.creatives
+            fresh: list[Creative] = []
+            for creative in base:
+                if creative.dam == self._dam and creative.dam_id:
+                    try:
+                        asset = await self._library.metadata(creative.dam_id)
+                    except IntegrationError as exc:
+                        log.warning("asset sync failed", extra={"asset": creative.dam_id, "error": str(exc)})
+                        fresh.append(creative)
+                        continue
+                    if asset.version != creative.dam_version:
+                        creative = _creative(asset, creative.format, creative.w, creative.h, creative.id)
+                        changed += 1
+                fresh.append(creative)
+            if fresh != base:
+                await self._workflow.edit("dam-sync", campaign.id, {"creatives": fresh},
+                                          f"newer asset versions from {self._dam}")
+        return changed
+
+
+def _creative(asset: Asset, fmt: str, w: int | None, h: int | None, creative_id: str | None = None) -> Creative:
+    meta = asset.metadata
+    width = w or _int(meta.get("width") or meta.get("tiff:ImageWidth") or meta.get("exif:PixelXDimension"))
+    height = h or _int(meta.get("height") or meta.get("tiff:ImageLength") or meta.get("exif:PixelYDimension"))
+    name = html.escape(asset.name, quote=True)
+    src = html.escape(asset.url, quote=True)
+    if fmt == "video":
+        markup = f'<VAST version="4.2"><Ad id="{name}"><InLine><AdTitle>{name}</AdTitle><Creatives><Creative>' \
+                 f'<Linear><MediaFiles><MediaFile type="{asset.mime}"><![CDATA[{asset.url}]]></MediaFile>' \
+                 '</MediaFiles></Linear></Creative></Creatives></InLine></Ad></VAST>'
+    else:
+        markup = f'<img src="{src}" alt="{name}"' + (f' width="{width}" height="{height}"' if width and height
+                                                      else "") + ">"
+    if fmt == "banner" and not (width and height):
+        raise InvalidInput(f"asset {asset.id} has no size in its metadata: give w and h for banners",
+                           {"field": "w"})
+    return Creative(creative_id or f"{asset.dam}-{asset.id}"[:64], fmt, markup,  # type: ignore[arg-type]
+                    w=width, h=height, mimes=[asset.mime] if asset.mime else [], dam=asset.dam, dam_id=asset.id,
+                    dam_version=asset.version)
+
+
+def _int(value: object) -> int | None:
+    try:
+        number = int(float(str(value)))
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None

@@ -1,0 +1,127 @@
+"""The campaign team's tools kept in step, against loopback servers that speak Jira's and AEM Assets' REST shapes:
+a campaign sent for review opens a Jira issue whose status is synced back; a Jira outage never blocks the workflow,
+is kept on the task and retried; creatives are imported from AEM with the asset's id and version, and a newer
+version of the asset puts the refreshed creative under review."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp import web
+
+from adapters.http.dam import AemAssets
+from adapters.http.retry import RetryPolicy
+from adapters.http.tasks import JiraTasks
+from adapters.sqlite.tasks import SqliteTaskStore
+from app.campaigns.events import CampaignChanged
+from app.campaigns.integrations import AssetImport, ReviewTasks
+from app.main import PLATFORM, create_app
+from tests.conftest import make_config
+from tests.integration.integrations.test_dam import AEM_ASSETS, FakeAem
+from tests.integration.integrations.test_tasks import EMAIL, TOKEN, FakeJira
+
+FAST = RetryPolicy(attempts=2, deadline_s=2.0, base_delay_s=0.01, max_delay_s=0.02)
+CREATIVE = {"id": "c1", "format": "banner", "markup": "<b>fly</b>", "w": 300, "h": 250}
+
+
+@pytest.fixture
+async def team(aiohttp_client, aiohttp_server, tmp_path, clock):
+    jira, aem = FakeJira(), FakeAem()
+    tool = web.Application()
+    tool.router.add_post("/rest/api/2/issue", jira.create)
+    tool.router.add_get("/rest/api/2/issue/{key}", jira.get)
+    tool.router.add_get("/api/assets/{path:.+}", aem.assets)
+    server = await aiohttp_server(tool)
+    base = str(server.make_url("")).rstrip("/")
+    client = await aiohttp_client(create_app(make_config(tmp_path), clock=clock))
+    platform = client.app[PLATFORM]
+    tracker = JiraTasks(base, EMAIL, TOKEN, "MKT", policy=FAST)
+    tasks = ReviewTasks(tracker, "jira", SqliteTaskStore(platform.records_db), platform.campaigns, clock,
+                        "https://console.airline.test/")
+    platform.bus.subscribe(CampaignChanged, tasks.on_change)
+    library = AemAssets(base, basic=("dam-reader", "s3cret"), policy=FAST)
+    assets = AssetImport(library, "aem", platform.workflow, platform.campaigns)
+    keys = {}
+    for name in ("author", "ana"):
+        _, key = await platform.api_keys.create(name, "admin")
+        keys[name] = {"X-Api-Key": key}
+    yield client, keys, jira, aem, tasks, assets
+    await tracker.close()
+    await library.close()
+
+
+async def step(client, who, campaign_id, action, **body):
+    resp = await client.post(f"/v1/admin/campaigns/{campaign_id}/{action}", json=body or None, headers=who)
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+async def test_a_review_opens_a_jira_issue_and_its_status_is_synced_back(team):
+    client, keys, jira, _, tasks, _ = team
+    body = {"id": "spring", "name": "Spring sale", "advertiser_domain": "contrail.example",
+            "bid_cap_micros": 4_000_000, "daily_budget_micros": 100_000_000, "creatives": [CREATIVE]}
+    await client.post("/v1/admin/campaigns", json=body, headers=keys["author"])
+    jira.fail_next = [503, 503]  # Jira is down when the campaign is submitted
+    submitted = await step(client, keys["author"], "spring", "submit")
+    assert submitted["state"] == "in_review"  # the workflow did not wait for Jira
+    await tasks.idle()
+    [failed] = await tasks.of_campaign("spring")
+    assert failed.status == "failed" and "503" in failed.error and failed.attempts == 1 and not jira.issues
+
+    assert await tasks.sync() == 1  # Jira is back: the next sync opens it
+    [task] = await tasks.of_campaign("spring")
+    assert (task.status, task.task_key, task.attempts, task.error) == ("open", "MKT-1", 2, "")
+    issue = jira.issues["MKT-1"]
+    assert issue["summary"] == "Approve campaign: Spring sale" and issue["labels"] == ["contrail", "campaign-review"]
+    assert "rule standard, 1 approver(s)" in issue["description"]
+    assert "https://console.airline.test/#/campaigns?id=spring" in issue["description"]
+
+    jira.statuses["MKT-1"] = ("In Review", "indeterminate")
+    await tasks.sync()
+    assert (await tasks.of_campaign("spring"))[0].status == "in_progress"
+    jira.statuses["MKT-1"] = ("Done", "done")
+    await tasks.sync()
+    assert (await tasks.of_campaign("spring"))[0].status == "done"
+    assert await tasks.sync() == 0  # a done task is not polled again
+
+    # A change to the approved campaign that needs approval opens a second task.
+    await step(client, keys["ana"], "spring", "approve")
+    resp = await client.patch("/v1/admin/campaigns/spring", json={"daily_budget_micros": 200_000_000},
+                              headers=keys["author"])
+    assert (await resp.json())["pending"]["daily_budget_micros"] == 200_000_000
+    await tasks.idle()
+    second = (await tasks.of_campaign("spring"))[-1]
+    assert second.task_key == "MKT-2" and "daily_budget_micros" in jira.issues["MKT-2"]["description"]
+
+
+async def test_creatives_are_imported_from_the_asset_library_and_refreshed_when_the_asset_changes(team):
+    client, keys, _, aem, _, assets = team
+    body = {"id": "summer", "name": "Summer", "advertiser_domain": "contrail.example", "bid_cap_micros": 4_000_000,
+            "daily_budget_micros": 100_000_000}
+    await client.post("/v1/admin/campaigns", json=body, headers=keys["author"])
+    campaign = await assets.import_assets("author", "summer", ["campaigns/summer/hero.jpg"], None, None, "banner",
+                                          300, 250)
+    [creative] = campaign.creatives
+    assert (creative.dam, creative.dam_id, creative.dam_version) == ("aem", "campaigns/summer/hero.jpg",
+                                                                     "2026-05-01T10:00:00Z")
+    assert creative.markup.startswith('<img src="http') and 'width="300"' in creative.markup
+    again = await assets.import_assets("author", "summer", ["campaigns/summer/hero.jpg"], None, None, "banner",
+                                       300, 250)
+    assert len(again.creatives) == 1  # already there: not imported twice
+
+    await step(client, keys["author"], "summer", "submit")
+    await step(client, keys["ana"], "summer", "approve")
+    AEM_ASSETS["campaigns/summer/hero.jpg"] = {**AEM_ASSETS["campaigns/summer/hero.jpg"],
+                                               "modified": "2026-06-01T08:00:00Z"}
+    try:
+        assert await assets.sync() == 1
+    finally:
+        AEM_ASSETS["campaigns/summer/hero.jpg"] = {**AEM_ASSETS["campaigns/summer/hero.jpg"],
+                                                   "modified": "2026-05-01T10:00:00Z"}
+    got = await (await client.get("/v1/admin/campaigns/summer", headers=keys["ana"])).json()
+    assert got["state"] == "approved" and got["creatives"][0]["dam_version"] == "2026-05-01T10:00:00Z"
+    assert got["pending"]["creatives"][0]["dam_version"] == "2026-06-01T08:00:00Z"  # under review, as any change
+    history = await (await client.get("/v1/admin/campaigns/summer/history", headers=keys["ana"])).json()
+    assert history["items"][-1]["actor"] == "dam-sync" and history["items"][-1]["action"] == "revise"
+
+    aem.fail_next = [503, 503, 503, 503]
+    assert await assets.sync() == 0  # the library failing changes nothing and raises nothing
