@@ -344,6 +344,51 @@ class CampaignsConfig(_Section):
             raise _invalid("approval_rules", "rule names must be unique")
 
 
+class IntegrationsConfig(_Section):
+    """The campaign team's tools (adapters/http/): a task tracker, a digital asset manager and Power BI. Each is off
+    until chosen; choosing one needs its URL, its project (folder, dataset) and its credentials."""
+    task_tool: Literal["", "jira", "asana"] = ""
+    jira_url: HttpUrlOrEmpty = ""
+    jira_email: str = ""
+    jira_api_token: str = ""
+    jira_project: str = ""
+    asana_url: HttpUrlOrEmpty = "https://app.asana.com"
+    asana_token: str = ""
+    asana_project: str = ""
+    task_sync_interval_s: Positive = 60.0
+    dam: Literal["", "aem", "bynder", "aprimo"] = ""
+    dam_url: HttpUrlOrEmpty = ""
+    dam_token: str = ""
+    dam_folder: str = ""
+    dam_sync_interval_s: Positive = 300.0
+    # Off by default: Microsoft is retiring real-time streaming (push semantic models) in Power BI.
+    powerbi_enabled: bool = False
+    powerbi_url: HttpUrlOrEmpty = "https://api.powerbi.com"
+    powerbi_dataset_id: str = ""
+    powerbi_table: str = "campaign_hours"
+    powerbi_token: str = ""
+    powerbi_interval_s: Positive = 300.0
+    timeout_s: Positive = 10.0
+    max_attempts: AtLeast1 = 3
+
+    def __post_init__(self) -> None:
+        needs: dict[str, list[str]] = {
+            "jira": ["jira_url", "jira_project", "jira_email", "jira_api_token"],
+            "asana": ["asana_url", "asana_project", "asana_token"],
+        }
+        for key in needs.get(self.task_tool, []):
+            if not getattr(self, key):
+                raise _invalid(key, f'must be set when task_tool is "{self.task_tool}"')
+        if self.dam:
+            for key in ("dam_url", "dam_token"):
+                if not getattr(self, key):
+                    raise _invalid(key, f'must be set when dam is "{self.dam}"')
+        if self.powerbi_enabled:
+            for key in ("powerbi_url", "powerbi_dataset_id", "powerbi_table", "powerbi_token"):
+                if not getattr(self, key):
+                    raise _invalid(key, "must be set when powerbi_enabled is true")
+
+
 class DemoConfig(_Section):
     traffic_per_s: Annotated[float, Meta(ge=0, le=10_000)] = 0.0
 
@@ -372,6 +417,7 @@ class Config(_Section):
     ltv: LtvConfig = msgspec.field(default_factory=LtvConfig)
     campaigns: CampaignsConfig = msgspec.field(default_factory=CampaignsConfig)
     adaptors: AdaptorsConfig = msgspec.field(default_factory=AdaptorsConfig)
+    integrations: IntegrationsConfig = msgspec.field(default_factory=IntegrationsConfig)
     demo: DemoConfig = msgspec.field(default_factory=DemoConfig)
 
     @property

@@ -55,6 +55,11 @@ class RuleViolation(DomainError):
     status, code = 422, "rule_violation"
 
 
+class Unavailable(DomainError):
+    """Something Contrail depends on (a partner's service) is down or failing: try again later."""
+    status, code = 503, "unavailable"
+
+
 class RateLimited(DomainError):
     status, code = 429, "rate_limited"
 

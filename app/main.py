@@ -14,6 +14,7 @@ from aiohttp import web
 
 from adapters.smtp.sink import start_sink
 from app.config import Config
+from app.exports import Exports
 from app.platform import Platform
 from app.runtime.clock import Clock
 from handlers.rest.admin import AdminApi
@@ -23,6 +24,7 @@ from handlers.rest.bidding import BiddingApi
 from handlers.rest.campaigns import CampaignsApi
 from handlers.rest.channels import ChannelsApi
 from handlers.rest.common import STATIC_ROUTE
+from handlers.rest.exports import ExportsApi
 from handlers.rest.loyalty import LoyaltyApi
 from handlers.rest.ltv import LtvApi
 from handlers.rest.middleware import core_middleware, idempotency_middleware
@@ -82,8 +84,10 @@ def create_app(config: Config, *, clock: Clock | None = None, platform: Platform
     ChannelsApi(p.activation, p.ingest, p.suppression, p.email, p.mailbox, p.email_analytics).register(app.router)
     RecoApi(p.reco).register(app.router)
     LtvApi(p.ltv).register(app.router)
-    CampaignsApi(p.campaigns, p.workflow, p.reports, p.clock).register(app.router)
+    CampaignsApi(p.campaigns, p.workflow, p.reports, p.campaigns_domain.tasks, p.campaigns_domain.assets,
+                 p.clock).register(app.router)
     PoliciesApi(p.policies).register(app.router)
+    ExportsApi(Exports(p.reports, p.campaigns, p.order_store, p.loyalty, p.clock), p.clock).register(app.router)
     ws, max_msg_size = config.websocket, config.server.max_body_bytes
     EventStream(p.hub, p.metrics, ws.max_lag_s, ws.heartbeat_s, max_msg_size).register(app.router)
     BidStream(p.bid_gateway, p.hub, p.limiter, p.metrics, config.bidding.stream_max_in_flight, ws.heartbeat_s,

@@ -252,6 +252,8 @@ class Platform:
     async def close_storage(self) -> None:
         await self.ingest.flush_profiles()
         await self.adaptors.close()
+        await self.policies.close()  # its background sends, and the decision service's session
+        await self.campaigns_domain.close()
         await self.event_log.flush()
         await self.events_db.close()
         await self.records_db.close()

@@ -102,5 +102,20 @@ class HistoryEntry(msgspec.Struct, frozen=True, gc=False):
     comment: str = ""
 
 
+class ReviewTask(msgspec.Struct, frozen=True, gc=False):
+    """A campaign's review task: opened when it went to review; `status` open, in_progress, done, or failed (not
+    opened yet: `error` says why, `attempts` how often it was tried)."""
+    campaign_id: str
+    opened_at: float
+    tool: str
+    task_id: str
+    task_key: str
+    url: str
+    status: str
+    synced_at: float
+    error: str
+    attempts: int
+
+
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Campaign).decode

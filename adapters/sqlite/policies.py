@@ -1,10 +1,51 @@
-"""SQLite storage of campaigns' offer-selection policies (to be completed)."""
+"""SQLite storage of campaigns' offer-selection policies (app/campaigns/policies.py PolicyStore): one row per
+campaign holding the policy's whole state, and the ids of the reward signals already learned from.
+
+A learned reward is one transaction: the signal's id is inserted (a guarded INSERT that must add one row: an id
+already there makes it change none, and the whole write rolls back) together with the policy's new state. So a
+repeated signal can never teach a policy twice, even when two copies race."""
 
 from __future__ import annotations
 
-from adapters.sqlite.db import Database
+from adapters.sqlite.db import Database, WriteConflict
+
+_SAVE = ("INSERT INTO campaign_policies(campaign_id, body, updated_at) VALUES (?,?,?) "
+         "ON CONFLICT(campaign_id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at")
 
 
 class SqlitePolicyStore:
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    async def load_all(self) -> list[tuple[str, bytes]]:
+        """Every campaign's policy: (campaign id, body)."""
+        rows = await self._db.fetchall("SELECT campaign_id, body FROM campaign_policies ORDER BY campaign_id")
+        return [(str(r[0]), bytes(r[1])) for r in rows]
+
+    async def save(self, campaign_id: str, body: bytes, at: float) -> None:
+        """Create or replace one campaign's policy."""
+        await self._db.write([(_SAVE, (campaign_id, body, at))])
+
+    async def seen(self, signal_id: str) -> bool:
+        """Has a reward with this signal id been learned (and not yet forgotten)?"""
+        return await self._db.fetchone("SELECT 1 FROM policy_rewards WHERE signal_id = ?", (signal_id,)) is not None
+
+    async def learn(self, campaign_id: str, body: bytes, signal_id: str, at: float) -> bool:
+        """Remember `signal_id` and store the policy's new state, atomically. False (and nothing written) when the
+        signal id was already remembered."""
+        try:
+            await self._db.write([
+                ("INSERT INTO policy_rewards(signal_id, campaign_id, at) VALUES (?,?,?) "
+                 "ON CONFLICT(signal_id) DO NOTHING", (signal_id, campaign_id, at), 1),
+                (_SAVE, (campaign_id, body, at)),
+            ])
+        except WriteConflict:
+            return False
+        return True
+
+    async def purge_signals(self, before: float, limit: int = 5_000) -> int:
+        """Forget up to `limit` signal ids remembered before `before`; how many were forgotten."""
+        deleted, = await self._db.write([
+            ("DELETE FROM policy_rewards WHERE rowid IN (SELECT rowid FROM policy_rewards WHERE at < ? LIMIT ?)",
+             (before, limit))])
+        return deleted

@@ -55,3 +55,10 @@ class SqliteReportStore:
         rows = await self._db.fetchall("SELECT reason, SUM(count) FROM nobid_stats WHERE hour BETWEEN ? AND ? "
                                        "GROUP BY reason ORDER BY 2 DESC", (first_hour, last_hour))
         return {str(reason): int(count) for reason, count in rows}
+
+    async def hours(self, first_hour: int, last_hour: int, limit: int) -> list[tuple[object, ...]]:
+        """(campaign id, hour, counters...) of every campaign-hour in [first_hour, last_hour], hour by hour, at most
+        `limit` rows."""
+        return await self._db.fetchall(
+            f"SELECT campaign_id, hour, {', '.join(COUNTERS)} FROM campaign_stats WHERE hour BETWEEN ? AND ? "
+            "ORDER BY hour, campaign_id LIMIT ?", (first_hour, last_hour, limit))

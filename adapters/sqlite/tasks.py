@@ -5,22 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from adapters.sqlite.db import Database
-
-
-class ReviewTask(msgspec.Struct, frozen=True, gc=False):
-    """A campaign's review task: opened when it went to review; `status` open, in_progress, done, or failed (not
-    opened yet: `error` says why, `attempts` how often it was tried)."""
-    campaign_id: str
-    opened_at: float
-    tool: str
-    task_id: str
-    task_key: str
-    url: str
-    status: str
-    synced_at: float
-    error: str
-    attempts: int
-
+from state.campaigns import ReviewTask
 
 _COLUMNS = "campaign_id, opened_at, tool, task_id, task_key, url, status, synced_at, error, attempts"
 

@@ -18,13 +18,13 @@ import msgspec
 from adapters.http.dam import Asset, AssetLibrary
 from adapters.http.retry import IntegrationError
 from adapters.http.tasks import TaskLink, TaskTracker
-from adapters.sqlite.tasks import ReviewTask, SqliteTaskStore
+from adapters.sqlite.tasks import SqliteTaskStore
 from app.bidding.campaigns import CampaignService
 from app.campaigns.events import CampaignChanged
 from app.campaigns.workflow import CampaignWorkflow
-from app.errors import InvalidInput, RuleViolation
+from app.errors import InvalidInput, RuleViolation, Unavailable
 from app.runtime.clock import Clock
-from state.campaigns import Campaign, Creative
+from state.campaigns import Campaign, Creative, ReviewTask
 
 log = logging.getLogger("contrail.campaigns")
 
@@ -64,6 +64,11 @@ class ReviewTasks:
         """Wait for the tasks being opened (tests, shutdown)."""
         while self._opening:
             await asyncio.gather(*list(self._opening), return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.idle()
+        if self._tracker is not None:
+            await self._tracker.close()
 
     async def _open(self, task: ReviewTask) -> None:
         assert self._tracker is not None
@@ -140,7 +145,7 @@ class AssetImport:
             if query:
                 assets += await self._library.search(query)
         except IntegrationError as exc:
-            raise RuleViolation(f"the asset library failed: {exc}") from None
+            raise Unavailable(f"the asset library failed: {exc}") from None
         if not assets:
             raise InvalidInput("no asset found to import", {"field": "asset_ids"})
         if len(assets) > MAX_IMPORT:
@@ -153,6 +158,10 @@ class AssetImport:
             return campaign
         return await self._workflow.edit(actor, campaign_id, {"creatives": [*base, *new]},
                                          f"{len(new)} creative(s) imported from {self._dam}")
+
+    async def close(self) -> None:
+        if self._library is not None:
+            await self._library.close()
 
     async def sync(self) -> int:
         """Refresh every imported creative whose asset has a newer version; returns how many changed."""

@@ -1,15 +1,442 @@
-"""Offer selection per campaign (to be completed): a policy over a campaign's offers or creatives."""
+"""Offer selection per campaign: a bandit policy over a campaign's creatives or offers (docs/policies.md).
+
+Each campaign may have one policy (ml/bandit: thompson, epsilon_greedy or uniform), optionally per context bucket
+(e.g. tier or device). A decision for a live campaign asks the external decision service first when one is
+configured (and the policy lets it), within `decision_deadline_ms`, through the shared CircuitBreaker; a failure,
+timeout, slow answer (over `breaker_slow_ms`), answer that is not one of the arms, or an open breaker falls back to
+the local policy, counted by reason. Rewards arrive as RewardSignalled on the bus: each signal id teaches once,
+the policy's new state and the id are committed in one transaction, and the reward is forwarded to the decision
+service in the background. The state is rebuilt from the store on start.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgspec
+import numpy as np
+
+from app.bidding.campaigns import CampaignService
+from app.campaigns.events import CampaignChanged
+from app.config import CampaignsConfig
+from app.errors import Conflict, InvalidInput, NotFound
+from app.loyalty.events import RewardSignalled
+from app.runtime.breaker import CircuitBreaker
+from app.runtime.bus import Bus
+from app.runtime.clock import Clock
+from app.runtime.metrics import Metrics
+from ml.bandit.policies import Policy, make_policy
+from state.campaigns import Campaign
+
+log = logging.getLogger("contrail.campaigns.policies")
+
+KINDS = ("thompson", "epsilon_greedy", "uniform")
+ARMS = ("creatives", "offers")
+LOCAL, REMOTE, FALLBACK = "local", "remote", "fallback"
+BREAKER_STATES = {CircuitBreaker.CLOSED: "closed", CircuitBreaker.HALF_OPEN: "half_open",
+                  CircuitBreaker.OPEN: "open"}
+MAX_CONTEXT_NAMES = 4       # context names a policy buckets by
+MAX_BUCKET_VALUE = 64       # characters of a context value that make its bucket
+SENDS_IN_FLIGHT = 256       # rewards being forwarded to the decision service; more are dropped and counted
+PURGE_EVERY_S = 3600.0      # forgotten signal ids are purged lazily, at most this often, by the reward path
+PURGE_CHUNK = 5_000
+
+
+class PolicyStore(Protocol):
+    """What the policies need of storage (adapters/sqlite/policies.py)."""
+
+    async def load_all(self) -> list[tuple[str, bytes]]: ...
+
+    async def save(self, campaign_id: str, body: bytes, at: float) -> None: ...
+
+    async def seen(self, signal_id: str) -> bool: ...
+
+    async def learn(self, campaign_id: str, body: bytes, signal_id: str, at: float) -> bool: ...
+
+    async def purge_signals(self, before: float, limit: int = ...) -> int: ...
+
+
+class DecisionService(Protocol):
+    """The external decision service (adapters/http/decision.py DecisionClient); every failure raises."""
+
+    async def get_recommendation(self, user_id: str, context: dict[str, Any], arms: list[str]) -> str | None: ...
+
+    async def send_reward(self, user_id: str, action: str, reward: float) -> None: ...
+
+    async def sync_catalog(self, items: list[dict[str, Any]]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class Stored(msgspec.Struct, frozen=True):
+    """A campaign's policy as stored: its settings and the bandit's state (ml/bandit Policy.to_bytes, as text)."""
+    kind: str
+    arms: str
+    context: list[str]
+    epsilon: float | None
+    remote: bool
+    configured_by: str
+    configured_at: float
+    updated_at: float
+    state: str
+
+
+class ArmPosterior(msgspec.Struct):
+    """One arm's posterior: Thompson's success rate (a click one success, a redemption two, an ignored offer one
+    failure) with its 90% credible interval; the other kinds' mean reward with a 90% interval."""
+    arm: str
+    mean: float
+    interval: list[float]
+    pulls: int           # rewards learned
+    reward_sum: float
+    in_campaign: bool    # still one of the campaign's creatives or offers
+
+
+class BucketPosterior(msgspec.Struct):
+    bucket: str          # e.g. "tier=Gold"
+    arms: list[ArmPosterior]
+
+
+class PolicyView(msgspec.Struct):
+    campaign_id: str
+    kind: str
+    arms: str            # what the arms are: the campaign's creatives or its offers
+    context: list[str]
+    epsilon: float | None
+    remote: bool         # the decision service is asked first (when one is configured)
+    configured_by: str
+    configured_at: float
+    updated_at: float
+    posterior: list[ArmPosterior]        # every reward, whatever its context
+    buckets: list[BucketPosterior]       # per context bucket (empty without context)
+    decision_service: str                # "none", or its breaker's state: closed, half_open, open
+
+
+class Decision(msgspec.Struct):
+    arm: str
+    source: str          # local, remote or fallback
+    policy: str          # the policy's kind
+    fallback_reason: str | None = None   # error, timeout, slow, breaker_open, bad_answer
+
+
+@dataclass
+class _Held:
+    stored: Stored
+    policy: Policy
+    lock: asyncio.Lock
+
+
+def arms_of(campaign: Campaign, arms: str) -> list[str]:
+    """The campaign's arms: its creatives' ids or its offer ids."""
+    return [c.id for c in campaign.creatives] if arms == "creatives" else list(campaign.offer_ids)
+
+
+def bucket_of(names: list[str], context: Mapping[str, Any]) -> str:
+    """The context bucket: "name=value" for each of the policy's context names, joined by "&"; "" without any."""
+    values = ((n, context.get(n)) for n in names)
+    return "&".join(f"{n}={'' if v is None else str(v)[:MAX_BUCKET_VALUE]}" for n, v in values)
 
 
 class PolicyService:
-    """Placeholder until the policy service lands; holds nothing."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
+    def __init__(self, campaigns: CampaignService, store: PolicyStore, config: CampaignsConfig, clock: Clock,
+                 metrics: Metrics, bus: Bus, decision: DecisionService | None, *,
+                 rng: np.random.Generator | None = None, timer: Callable[[], float] = time.perf_counter) -> None:
+        self._campaigns = campaigns
+        self._store = store
+        self._config = config
+        self._clock = clock
+        self._metrics = metrics
+        self._decision = decision
+        self._rng = rng if rng is not None else np.random.default_rng()
+        self._timer = timer
+        self._held: dict[str, _Held] = {}
+        self._sending: set[asyncio.Task[None]] = set()
+        self._catalog_task: asyncio.Task[None] | None = None
+        self._catalog_dirty = False
+        self._purged_at = 0.0
+        self.forward_failures = 0     # rewards the decision service was not told (failed or dropped)
+        self.catalog_failures = 0
+        metrics.policy_breaker.set(CircuitBreaker.CLOSED)
+        self.breaker = CircuitBreaker(clock, failures=config.breaker_failures, open_s=config.breaker_open_s,
+                                      successes=config.breaker_successes, on_change=metrics.policy_breaker.set)
+        bus.subscribe(RewardSignalled, self._on_reward)
+        bus.subscribe(CampaignChanged, self._campaign_changed)
 
     async def load(self) -> None:
-        pass
+        """Rebuild every policy from the store (a row that cannot be read is logged and skipped)."""
+        self._held.clear()
+        for campaign_id, body in await self._store.load_all():
+            try:
+                stored = msgspec.json.decode(body, type=Stored)
+                policy = Policy.from_bytes(stored.state.encode())
+            except (msgspec.DecodeError, ValueError) as exc:
+                log.error("a stored policy could not be read", extra={"campaign_id": campaign_id,
+                                                                      "error": str(exc)[:300]})
+                continue
+            self._held[campaign_id] = _Held(stored, policy, asyncio.Lock())
+
+    # ---- configuring and reading ----
+    async def configure(self, actor: str, campaign_id: str, kind: str, arms: str, context: list[str],
+                        epsilon: float | None = None, remote: bool = True) -> PolicyView:
+        """Create or replace the campaign's policy; the learned state is kept when kind and arms are unchanged."""
+        campaign = self._campaigns.get(campaign_id)
+        _check_settings(kind, arms, context, epsilon)
+        if kind == "epsilon_greedy" and epsilon is None:
+            epsilon = 0.1
+        held = self._held.get(campaign_id)
+        now = self._clock.now()
+        lock = held.lock if held is not None else asyncio.Lock()
+        async with lock:
+            held = self._held.get(campaign_id)
+            if held is not None and held.stored.kind == kind and held.stored.arms == arms:
+                policy = Policy.from_bytes(held.policy.to_bytes())
+                if epsilon is not None:
+                    policy.epsilon = float(epsilon)  # type: ignore[attr-defined]  # an EpsilonGreedyPolicy
+            else:
+                policy = make_policy(kind, **({"epsilon": epsilon} if epsilon is not None else {}))
+            policy.set_arms(arms_of(campaign, arms))
+            stored = Stored(kind, arms, list(context), epsilon, remote, actor, now, now, policy.to_bytes().decode())
+            await self._store.save(campaign_id, msgspec.json.encode(stored), now)
+            held = self._held[campaign_id] = _Held(stored, policy, lock)
+        log.info("policy configured", extra={"campaign_id": campaign_id, "kind": kind, "arms": arms, "by": actor})
+        if campaign.state == "live":
+            self._sync_catalog()
+        return self._view(campaign, held)
+
+    def view(self, campaign_id: str) -> PolicyView:
+        campaign = self._campaigns.get(campaign_id)
+        return self._view(campaign, self._policy_of(campaign))
+
+    def _policy_of(self, campaign: Campaign) -> _Held:
+        held = self._held.get(campaign.id)
+        if held is None:
+            raise Conflict(f"campaign {campaign.id} has no policy: configure one with PUT "
+                           f"/v1/admin/campaigns/{campaign.id}/policy", {"policy": None}, code="no_policy")
+        return held
+
+    def _view(self, campaign: Campaign, held: _Held) -> PolicyView:
+        current = set(arms_of(campaign, held.stored.arms))
+        held.policy.set_arms(sorted(current - set(held.policy.arms)))
+
+        def posterior(bucket: str) -> list[ArmPosterior]:
+            return [ArmPosterior(p["arm"], p["mean"], [p["lower"], p["upper"]], p["pulls"], p["reward_sum"],
+                                 p["arm"] in current) for p in held.policy.posterior(bucket)]
+
+        s = held.stored
+        service = "none" if self._decision is None else BREAKER_STATES[self.breaker.state]
+        return PolicyView(campaign.id, s.kind, s.arms, s.context, s.epsilon, s.remote, s.configured_by,
+                          s.configured_at, s.updated_at, posterior(""),
+                          [BucketPosterior(b, posterior(b)) for b in held.policy.buckets if b], service)
+
+    # ---- deciding ----
+    async def decide(self, campaign_id: str, user_id: str, context: Mapping[str, Any]) -> Decision:
+        """The arm to show this customer: the decision service's when it answers well and in time, else the
+        campaign's local policy's. Only a live campaign decides (409 naming its state otherwise)."""
+        campaign = self._campaigns.get(campaign_id)
+        held = self._policy_of(campaign)
+        if campaign.state != "live":
+            raise Conflict(f"cannot decide for campaign {campaign_id}: it is {campaign.state} (only live campaigns "
+                           "appear in offers)",
+                           {"state": campaign.state})
+        arms = arms_of(campaign, held.stored.arms)
+        if not arms:
+            raise Conflict(f"campaign {campaign_id} has no {held.stored.arms} to choose from",
+                           {"arms": held.stored.arms})
+        kind = held.stored.kind
+        reason: str | None = None
+        if self._decision is not None and held.stored.remote:
+            arm, reason = await self._remote(self._decision, user_id, dict(context), arms)
+            if arm is not None:
+                return self._chosen(Decision(arm, REMOTE, kind))
+        held = self._held.get(campaign_id, held)  # the policy may have been replaced while the remote was asked
+        arm = held.policy.choose(bucket_of(held.stored.context, context), self._rng, allowed=arms)
+        if reason is None:
+            return self._chosen(Decision(arm, LOCAL, kind))
+        self._metrics.policy_fallbacks.labels(reason).inc()
+        return self._chosen(Decision(arm, FALLBACK, kind, reason))
+
+    def _chosen(self, decision: Decision) -> Decision:
+        self._metrics.policy_choices.labels(decision.source).inc()
+        return decision
+
+    async def _remote(self, decision: DecisionService, user_id: str, context: dict[str, Any],
+                      arms: list[str]) -> tuple[str | None, str | None]:
+        """(the service's arm or None, the fallback reason or None). None, None: it has no opinion."""
+        if not self.breaker.allow():
+            return None, "breaker_open"
+        started = self._timer()
+        try:
+            async with asyncio.timeout(self._config.decision_deadline_ms / 1000):
+                action = await decision.get_recommendation(user_id, context, arms)
+        except asyncio.CancelledError:
+            self.breaker.failed()  # a half-open trial is not left in flight
+            raise
+        except TimeoutError:
+            reason = "timeout"
+        except Exception as exc:  # IntegrationError (adapters/http/retry.py), or anything a broken client raises
+            reason = _failure_reason(exc)
+            log.warning("decision service failed", extra={"reason": reason, "error": str(exc)[:300]})
+        else:
+            if self._timer() - started > self._config.breaker_slow_ms / 1000:
+                reason = "slow"
+            elif action is not None and action not in arms:
+                reason = "bad_answer"
+            else:
+                self.breaker.succeeded()
+                return action, None
+        self.breaker.failed()
+        return None, reason
+
+    # ---- learning ----
+    async def learn(self, event: RewardSignalled) -> str | None:
+        """Teach the campaign's policy a reward signal once per signal id; the outcome counted (learned, repeat,
+        no_policy, unknown_arm), None for a signal that names no campaign."""
+        if event.campaign_id is None or not event.signal_id:
+            return None
+        held = self._held.get(event.campaign_id)
+        if held is None:
+            return self._outcome("no_policy")
+        arm = event.arm or event.offer_id
+        campaign = self._find(event.campaign_id)
+        known = set(held.policy.arms) | (set(arms_of(campaign, held.stored.arms)) if campaign is not None else set())
+        if arm not in known:
+            return self._outcome("unknown_arm")
+        if await self._store.seen(event.signal_id):
+            return self._outcome("repeat")
+        context: dict[str, Any] = {"tier": event.tier} if event.tier is not None else {}
+        context.update(event.context)
+        now = self._clock.now()
+        async with held.lock:
+            held = self._held.get(event.campaign_id, held)
+            bucket = bucket_of(held.stored.context, context)
+            before = held.policy
+            policy = Policy.from_bytes(before.to_bytes())
+            policy.update(arm, event.reward, bucket)
+            if bucket:
+                policy.update(arm, event.reward, "")  # the pooled view, and what an overflowing bucket uses
+            stored = msgspec.structs.replace(held.stored, updated_at=now, state=policy.to_bytes().decode())
+            if not await self._store.learn(event.campaign_id, msgspec.json.encode(stored), event.signal_id, now):
+                return self._outcome("repeat")
+            held.policy, held.stored = policy, stored
+        self._forward(event.user_id, arm, event.reward)
+        if now - self._purged_at >= PURGE_EVERY_S:
+            self._purged_at = now
+            await self.purge_signals()
+        return self._outcome("learned")
+
+    async def _on_reward(self, event: RewardSignalled) -> None:
+        await self.learn(event)
+
+    def _find(self, campaign_id: str) -> Campaign | None:
+        try:
+            return self._campaigns.get(campaign_id)
+        except NotFound:
+            return None
+
+    def _outcome(self, outcome: str) -> str:
+        self._metrics.policy_rewards.labels(outcome).inc()
+        return outcome
+
+    async def purge_signals(self) -> int:
+        """Forget the signal ids older than reward_memory_days (a chunk per commit until none is left)."""
+        before = self._clock.now() - self._config.reward_memory_days * 86_400
+        total = 0
+        while True:
+            n = await self._store.purge_signals(before, PURGE_CHUNK)
+            total += n
+            if n < PURGE_CHUNK:
+                return total
+
+    # ---- the decision service in the background ----
+    def _forward(self, user_id: str, arm: str, reward: float) -> None:
+        if self._decision is None:
+            return
+        if len(self._sending) >= SENDS_IN_FLIGHT:
+            self.forward_failures += 1
+            return
+        task = asyncio.create_task(self._send(self._decision, user_id, arm, reward))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, decision: DecisionService, user_id: str, arm: str, reward: float) -> None:
+        try:
+            await decision.send_reward(user_id, arm, reward)
+        except Exception as exc:  # counted (here and in integration_calls), never the reward's caller's problem
+            self.forward_failures += 1
+            log.warning("a reward was not forwarded to the decision service", extra={"error": str(exc)[:300]})
+
+    def _campaign_changed(self, event: CampaignChanged) -> None:
+        if event.campaign_id in self._held and "live" in (event.from_state, event.to_state):  # its arms may change
+            self._sync_catalog()
+
+    def catalog(self) -> list[dict[str, Any]]:
+        """Every live campaign's arms, as the decision service's catalog."""
+        items = []
+        for campaign_id, held in sorted(self._held.items()):
+            campaign = self._find(campaign_id)
+            if campaign is not None and campaign.state == "live" and held.stored.remote:
+                kind = "creative" if held.stored.arms == "creatives" else "offer"
+                items += [{"id": arm, "campaign_id": campaign_id, "kind": kind}
+                          for arm in arms_of(campaign, held.stored.arms)]
+        return items
+
+    def _sync_catalog(self) -> None:
+        """Send the catalog in the background; a change while a sync runs sends it again after."""
+        if self._decision is None:
+            return
+        self._catalog_dirty = True
+        if self._catalog_task is None or self._catalog_task.done():
+            self._catalog_task = asyncio.create_task(self._sync_loop(self._decision))
+
+    async def _sync_loop(self, decision: DecisionService) -> None:
+        while self._catalog_dirty:
+            self._catalog_dirty = False
+            try:
+                await decision.sync_catalog(self.catalog())
+            except Exception as exc:
+                self.catalog_failures += 1
+                log.warning("the catalog was not synced to the decision service", extra={"error": str(exc)[:300]})
+
+    async def idle(self) -> None:
+        """Wait for the background sends (tests, shutdown)."""
+        pending = [*self._sending, *([self._catalog_task] if self._catalog_task is not None else [])]
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop the background sends and close the decision service's client."""
+        pending = [*self._sending, *([self._catalog_task] if self._catalog_task is not None else [])]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if self._decision is not None:
+            await self._decision.close()
+
+
+def _failure_reason(exc: Exception) -> str:
+    """bad_answer when the service answered 2xx with something unusable, timeout when it did not answer in time,
+    else error (IntegrationError's status and message, read without importing the adapter)."""
+    status = getattr(exc, "status", None)
+    if isinstance(status, int) and 200 <= status < 300:
+        return "bad_answer"
+    message = str(getattr(exc, "message", exc))
+    if status is None and ("did not answer within" in message or "deadline" in message):
+        return "timeout"
+    return "error"
+
+
+def _check_settings(kind: str, arms: str, context: list[str], epsilon: float | None) -> None:
+    if kind not in KINDS:
+        raise InvalidInput(f"kind must be one of {', '.join(KINDS)}", {"field": "kind"})
+    if arms not in ARMS:
+        raise InvalidInput(f"arms must be one of {', '.join(ARMS)}", {"field": "arms"})
+    if len(context) > MAX_CONTEXT_NAMES or len(set(context)) != len(context):
+        raise InvalidInput(f"context must name at most {MAX_CONTEXT_NAMES} distinct fields", {"field": "context"})
+    if epsilon is not None and kind != "epsilon_greedy":
+        raise InvalidInput("epsilon applies only to kind epsilon_greedy", {"field": "epsilon"})
+    if epsilon is not None and not 0.0 <= epsilon <= 1.0:
+        raise InvalidInput("epsilon must be between 0 and 1", {"field": "epsilon"})

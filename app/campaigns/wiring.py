@@ -1,18 +1,29 @@
-"""Builds campaign management over bidding's campaigns: the workflow with its scheduler, the reports' roll-up, and
-the offer-selection policies (with the external decision service when one is configured)."""
+"""Builds campaign management over bidding's campaigns: the workflow with its scheduler, the reports' roll-up, the
+offer-selection policies (with the external decision service when one is configured), and the team's tools from
+`[integrations]` (a task tracker, an asset library, Power BI), each off until configured."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from adapters.http.dam import AemAssets, AprimoAssets, AssetLibrary, BynderAssets
 from adapters.http.decision import DecisionClient
+from adapters.http.powerbi import PowerBIExporter
+from adapters.http.retry import RetryPolicy
+from adapters.http.tasks import AsanaTasks, JiraTasks, TaskTracker
+from adapters.sqlite.cursors import SqliteCursorStore
 from adapters.sqlite.policies import SqlitePolicyStore
 from adapters.sqlite.reports import SqliteReportStore
+from adapters.sqlite.tasks import SqliteTaskStore
 from app.bidding.campaigns import CampaignService
+from app.campaigns.events import CampaignChanged
+from app.campaigns.integrations import AssetImport, ReviewTasks
 from app.campaigns.policies import PolicyService
+from app.campaigns.powerbi_sync import PowerBISync
 from app.campaigns.reports import CampaignReports
 from app.campaigns.workflow import CampaignWorkflow
+from app.config import IntegrationsConfig
 from app.infra import Infra
 from state.ports import CampaignStore
 
@@ -23,6 +34,13 @@ class Campaigns:
     policy_store: SqlitePolicyStore
     policies: PolicyService
     reports: CampaignReports
+    tasks: ReviewTasks
+    assets: AssetImport
+
+    async def close(self) -> None:
+        """The team's tools' sessions (after the review tasks being opened have finished)."""
+        await self.tasks.close()
+        await self.assets.close()
 
 
 def build(infra: Infra, campaigns: CampaignService, store: CampaignStore,
@@ -38,7 +56,49 @@ def build(infra: Infra, campaigns: CampaignService, store: CampaignStore,
                               on_attempt=lambda tool, outcome: metrics.integration_calls.labels(tool, outcome).inc()
                               ) if config.decision_url else None
     policies = PolicyService(campaigns, policy_store, config, infra.clock, infra.metrics, infra.bus, decision)
+    infra.supervisor.add_periodic("policy_reward_memory", 3600, policies.purge_signals)
     reports = CampaignReports(infra.event_log, SqliteReportStore(infra.records_db), campaigns, infra.clock,
                               infra.metrics, route_of)
     infra.supervisor.add_periodic("campaign_rollup", config.rollup_interval_s, reports.roll_up)
-    return Campaigns(workflow, policy_store, policies, reports)
+    tools = infra.config.integrations
+
+    def counted(tool: str, outcome: str) -> None:
+        metrics.integration_calls.labels(tool, outcome).inc()
+    retry = RetryPolicy(attempts=tools.max_attempts, deadline_s=tools.timeout_s)
+    tasks = ReviewTasks(_tracker(tools, retry, counted), tools.task_tool, SqliteTaskStore(infra.records_db),
+                        campaigns, infra.clock, infra.config.channels.public_base_url)
+    infra.bus.subscribe(CampaignChanged, tasks.on_change)
+    assets = AssetImport(_library(tools, retry, counted), tools.dam, workflow, campaigns)
+    if tasks.enabled:
+        infra.supervisor.add_periodic("review_task_sync", tools.task_sync_interval_s, tasks.sync)
+    if tools.dam:
+        infra.supervisor.add_periodic("asset_sync", tools.dam_sync_interval_s, assets.sync)
+    if tools.powerbi_enabled:  # off by default: Microsoft is retiring real-time streaming datasets
+        exporter = PowerBIExporter(tools.powerbi_url, tools.powerbi_dataset_id, tools.powerbi_token, enabled=True,
+                                   policy=retry, on_attempt=counted)
+        sync = PowerBISync(exporter, SqliteReportStore(infra.records_db), SqliteCursorStore(infra.records_db),
+                           infra.clock, metrics, table=tools.powerbi_table, interval_s=tools.powerbi_interval_s,
+                           name_of=lambda c: campaigns.get(c).name if campaigns.exists(c) else None)
+        infra.supervisor.add("powerbi_sync", sync.run)
+    return Campaigns(workflow, policy_store, policies, reports, tasks, assets)
+
+
+def _tracker(tools: IntegrationsConfig, retry: RetryPolicy, counted: Callable[[str, str], None]
+             ) -> TaskTracker | None:
+    if tools.task_tool == "jira":
+        return JiraTasks(tools.jira_url, tools.jira_email, tools.jira_api_token, tools.jira_project, policy=retry,
+                         on_attempt=counted)
+    if tools.task_tool == "asana":
+        return AsanaTasks(tools.asana_url, tools.asana_token, tools.asana_project, policy=retry, on_attempt=counted)
+    return None
+
+
+def _library(tools: IntegrationsConfig, retry: RetryPolicy, counted: Callable[[str, str], None]
+             ) -> AssetLibrary | None:
+    if tools.dam == "aem":
+        return AemAssets(tools.dam_url, token=tools.dam_token, policy=retry, on_attempt=counted)
+    if tools.dam == "bynder":
+        return BynderAssets(tools.dam_url, tools.dam_token, policy=retry, on_attempt=counted)
+    if tools.dam == "aprimo":
+        return AprimoAssets(tools.dam_url, tools.dam_token, policy=retry, on_attempt=counted)
+    return None

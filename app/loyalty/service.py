@@ -30,7 +30,7 @@ import numpy as np
 from app.admin import AuditTrail
 from app.auth import Principal
 from app.errors import Forbidden, InvalidInput, NotFound, RuleViolation
-from app.loyalty.events import StarsEarned, StarsReversed
+from app.loyalty.events import RewardSignalled, StarsEarned, StarsReversed
 from app.persist import atomically
 from app.runtime.clock import Clock
 from state.loyalty import LedgerEntry, Member, Promotion
@@ -460,12 +460,26 @@ class LoyaltyService:
                          float(self.birthday_eligible(user_id, now)), code, account.lifetime / 50_000],
                         dtype=np.float32)
 
-    def reward_signal(self, offer_id: str, user_id: str, signal_type: str, tier: str | None) -> float:
+    async def reward_signal(self, offer_id: str, user_id: str, signal_type: str, tier: str | None, *,
+                            signal_id: str | None = None, campaign_id: str | None = None, arm: str | None = None,
+                            context: dict[str, str] | None = None) -> float:
+        """The reward a member's response to an offer is worth; logged, and published as RewardSignalled for the
+        campaigns' policies. A signal naming a campaign must carry its `signal_id` (its idempotency key: a policy
+        learns from each id once); one without a campaign is logged as before and teaches no policy."""
         if signal_type not in SIGNALS:
             raise InvalidInput(f"signal_type must be one of {', '.join(SIGNALS)}")
+        if campaign_id is not None and not signal_id:
+            raise InvalidInput("signal_id is required with campaign_id: a policy learns from each signal id once, "
+                               "so a retried signal is not counted twice", {"field": "signal_id"})
         reward = SIGNALS[signal_type]
-        self._log_event("RewardSignal", {"offer_id": offer_id, "user_id": user_id, "signal_type": signal_type,
-                                         "tier": tier, "reward": reward})
+        payload: dict[str, object] = {"offer_id": offer_id, "user_id": user_id, "signal_type": signal_type,
+                                      "tier": tier, "reward": reward}
+        for key, value in (("signal_id", signal_id), ("campaign_id", campaign_id), ("arm", arm)):
+            if value is not None:
+                payload[key] = value
+        self._log_event("RewardSignal", payload)
+        await self._publish(RewardSignalled(signal_id, user_id, offer_id, signal_type, reward, tier, campaign_id,
+                                            arm, dict(context or {}), self._clock.now()))
         return reward
 
 

@@ -8,11 +8,13 @@ import msgspec
 from aiohttp import web
 
 from app.bidding.campaigns import CampaignService, CampaignSpend
+from app.campaigns.integrations import AssetImport, ReviewTasks
 from app.campaigns.reports import CampaignReport, CampaignReports, CampaignsReport, parse_time
 from app.campaigns.workflow import CampaignWorkflow
+from app.errors import InvalidInput
 from app.runtime.clock import Clock
 from handlers.rest.common import decode, endpoint, json_response
-from state.campaigns import Campaign, Creative, FrequencyCaps, HistoryEntry, Targeting
+from state.campaigns import Campaign, Creative, FrequencyCaps, HistoryEntry, ReviewTask, Targeting
 
 ADMIN = ("admin",)
 Micros = Annotated[int, msgspec.Meta(gt=0, le=10**12)]
@@ -66,6 +68,22 @@ class ScheduleBody(msgspec.Struct, forbid_unknown_fields=True):
     ends_at: Time | None = None
 
 
+class ImportBody(msgspec.Struct, forbid_unknown_fields=True):
+    """Assets to import as creatives: by id, a folder's, or a search's (at least one)."""
+    asset_ids: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=500)]],
+                         msgspec.Meta(max_length=50)] = []
+    folder: Annotated[str, msgspec.Meta(min_length=1, max_length=500)] | None = None
+    query: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    format: Literal["banner", "video", "native"] = "banner"
+    w: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | None = None  # a banner's size, when the asset's metadata
+    h: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | None = None  # does not give it
+
+
+class Tasks(msgspec.Struct):
+    campaign_id: str
+    items: list[ReviewTask]
+
+
 class CampaignList(msgspec.Struct):
     items: list[Campaign]
 
@@ -96,10 +114,12 @@ def _optional(raw: bytes, type_: type) -> Any:
 
 class CampaignsApi:
     def __init__(self, campaigns: CampaignService, workflow: CampaignWorkflow, reports: CampaignReports,
-                 clock: Clock) -> None:
+                 tasks: ReviewTasks, assets: AssetImport, clock: Clock) -> None:
         self._campaigns = campaigns
         self._workflow = workflow
         self._reports = reports
+        self._tasks = tasks
+        self._assets = assets
         self._clock = clock
 
     def register(self, router: web.UrlDispatcher) -> None:
@@ -113,6 +133,8 @@ class CampaignsApi:
         router.add_post("/v1/admin/campaigns/{campaign_id}/creatives", self.add_creative)
         router.add_get("/v1/admin/campaigns/{campaign_id}/history", self.history)
         router.add_get("/v1/admin/campaigns/{campaign_id}/report", self.report)
+        router.add_get("/v1/admin/campaigns/{campaign_id}/tasks", self.tasks)
+        router.add_post("/v1/admin/campaigns/{campaign_id}/creatives/import", self.import_creatives)
         for action in ("submit", "approve", "reject", "pause", "resume", "archive"):
             router.add_post(f"/v1/admin/campaigns/{{campaign_id}}/{action}", getattr(self, action))
         router.add_post("/v1/admin/campaigns/{campaign_id}/schedule", self.schedule)
@@ -183,6 +205,23 @@ class CampaignsApi:
         return json_response(await self._reports.campaign(
             request.match_info["campaign_id"], parse_time(query.from_, "from"), parse_time(query.to, "to"),
             query.granularity))
+
+    @endpoint("The review tasks opened for the campaign in the team's task tool (integrations.task_tool), with their "
+              "status as last synced, or why one could not be opened yet", tags=("campaigns",), roles=ADMIN,
+              response=Tasks, errors=(404,))
+    async def tasks(self, request: web.Request, principal) -> web.Response:
+        campaign_id = request.match_info["campaign_id"]
+        return json_response(Tasks(campaign_id, await self._tasks.of_campaign(campaign_id)))
+
+    @endpoint("Import creatives from the digital asset management (integrations.dam), keeping each asset's id and "
+              "version; under review for an approved campaign", tags=("campaigns",), roles=ADMIN, body=ImportBody,
+              response=Campaign, errors=(404, 409, 422, 503))
+    async def import_creatives(self, request: web.Request, principal, body: ImportBody) -> web.Response:
+        if not (body.asset_ids or body.folder or body.query):
+            raise InvalidInput("give asset_ids, a folder or a query", {"field": "asset_ids"})
+        return json_response(await self._assets.import_assets(principal, request.match_info["campaign_id"],
+                                                              body.asset_ids, body.folder, body.query, body.format,
+                                                              body.w, body.h))
 
     async def _step(self, request: web.Request, principal, action: str) -> web.Response:
         body: StepBody = _optional(await request.read(), StepBody)

@@ -14,6 +14,8 @@ from state.loyalty import LedgerEntry, Member, Promotion
 STAFF = ("admin", "partner")
 MEMBERS = ("customer", "admin", "partner")
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+ContextKey = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+ContextValue = Annotated[str, msgspec.Meta(max_length=128)]
 Channel = Literal["mobile_app", "pos", "kiosk", "web", "call_center", "partner_api", "iot"]
 
 
@@ -103,6 +105,14 @@ class SignalBody(msgspec.Struct, forbid_unknown_fields=True):
     user_id: Id
     signal_type: Literal["clicked", "redeemed", "ignored"]
     tier: Literal["Green", "Gold", "Reserve"] | None = None
+    # For a campaign's offer-selection policy (docs/policies.md): the signal's idempotency key (required with
+    # campaign_id: a policy learns from each id once), the campaign, the arm shown (an offer id or creative id;
+    # default offer_id) and the context it was shown in (its policy's buckets, e.g. {"device": "mobile"}; the
+    # tier comes from `tier` unless given here).
+    signal_id: Id | None = None
+    campaign_id: Id | None = None
+    arm: Id | None = None
+    context: Annotated[dict[ContextKey, ContextValue], msgspec.Meta(max_length=16)] = {}
 
 
 class SignalResult(msgspec.Struct):
@@ -198,11 +208,14 @@ class LoyaltyApi:
         owner_or_staff(principal, body.user_id)
         return json_response(await self._loyalty.birthday_reward(body.user_id))
 
-    @endpoint("Record how a member responded to an offer (clicked +1.0, redeemed +2.0, ignored -0.1) for training",
+    @endpoint("Record how a member responded to an offer (clicked +1.0, redeemed +2.0, ignored -0.1) for training; "
+              "with campaign_id and signal_id, the campaign's policy learns from it once per signal_id",
               tags=("loyalty",), roles=MEMBERS, body=SignalBody, response=SignalResult, errors=(403,))
     async def reward_signal(self, request: web.Request, principal, body: SignalBody) -> web.Response:
         owner_or_staff(principal, body.user_id)
-        reward = self._loyalty.reward_signal(body.offer_id, body.user_id, body.signal_type, body.tier)
+        reward = await self._loyalty.reward_signal(body.offer_id, body.user_id, body.signal_type, body.tier,
+                                                   signal_id=body.signal_id, campaign_id=body.campaign_id,
+                                                   arm=body.arm, context=body.context)
         return json_response(SignalResult(reward))
 
     @endpoint("Create or replace a promotion: a bonus earn rate between two times, optionally for some channels",

@@ -125,3 +125,36 @@ async def test_creatives_are_imported_from_the_asset_library_and_refreshed_when_
 
     aem.fail_next = [503, 503, 503, 503]
     assert await assets.sync() == 0  # the library failing changes nothing and raises nothing
+
+
+async def test_configured_tools_are_wired_into_the_app(aiohttp_client, aiohttp_server, tmp_path, clock):
+    jira, aem = FakeJira(), FakeAem()
+    tool = web.Application()
+    tool.router.add_post("/rest/api/2/issue", jira.create)
+    tool.router.add_get("/rest/api/2/issue/{key}", jira.get)
+    tool.router.add_get("/api/assets/{path:.+}", aem.assets)
+    server = await aiohttp_server(tool)
+    base = str(server.make_url("")).rstrip("/")
+    config = make_config(tmp_path, integrations__task_tool="jira", integrations__jira_url=base,
+                         integrations__jira_email=EMAIL, integrations__jira_api_token=TOKEN,
+                         integrations__jira_project="MKT", integrations__dam="aem", integrations__dam_url=base,
+                         integrations__dam_token="unused")
+    client = await aiohttp_client(create_app(config, clock=clock))
+    platform = client.app[PLATFORM]
+    _, key = await platform.api_keys.create("author", "admin")
+    admin = {"X-Api-Key": key}
+    body = {"id": "autumn", "name": "Autumn", "advertiser_domain": "contrail.example", "bid_cap_micros": 4_000_000,
+            "daily_budget_micros": 100_000_000, "creatives": [CREATIVE]}
+    await client.post("/v1/admin/campaigns", json=body, headers=admin)
+    await step(client, admin, "autumn", "submit")
+    await platform.campaigns_domain.tasks.idle()
+    tasks = await (await client.get("/v1/admin/campaigns/autumn/tasks", headers=admin)).json()
+    assert [(t["tool"], t["task_key"], t["status"]) for t in tasks["items"]] == [("jira", "MKT-1", "open")]
+    # AEM with a token (no Basic credentials): the fake AEM refuses it, and the import says the library failed.
+    resp = await client.post("/v1/admin/campaigns/autumn/creatives/import", headers=admin,
+                             json={"asset_ids": ["campaigns/summer/hero.jpg"], "w": 300, "h": 250})
+    assert resp.status == 503 and "asset library failed" in (await resp.json())["error"]["message"]
+    resp = await client.post("/v1/admin/campaigns/autumn/creatives/import", headers=admin, json={})
+    assert resp.status == 400 and "asset_ids, a folder or a query" in (await resp.json())["error"]["message"]
+    metrics = await (await client.get("/metrics")).text()
+    assert 'contrail_integration_calls_total{outcome="ok",tool="jira"} 1.0' in metrics

@@ -125,6 +125,11 @@ RULES = [
     ("campaigns.rollup_interval_s", "0"), ("campaigns.decision_url", "decide.example"),
     ("campaigns.decision_deadline_ms", "0"), ("campaigns.breaker_failures", "0"), ("campaigns.breaker_slow_ms", "0"),
     ("campaigns.breaker_open_s", "0"), ("campaigns.breaker_successes", "0"), ("campaigns.reward_memory_days", "0"),
+    ("integrations.task_tool", "trello"), ("integrations.jira_url", "atlassian.net"),
+    ("integrations.asana_url", "ftp://app.asana.com"), ("integrations.task_sync_interval_s", "0"),
+    ("integrations.dam", "dropbox"), ("integrations.dam_url", "bynder.example"),
+    ("integrations.dam_sync_interval_s", "-1"), ("integrations.powerbi_url", "api.powerbi.com"),
+    ("integrations.powerbi_interval_s", "0"), ("integrations.timeout_s", "0"), ("integrations.max_attempts", "0"),
 ]
 
 
@@ -207,3 +212,36 @@ def test_a_bad_verification_key_stops_the_start():
     from app.config import ConfigError, load_config
     with pytest.raises(ConfigError, match="sendgrid.verification_key"):
         load_config(None, env={"CONTRAIL__SENDGRID__VERIFICATION_KEY": "bm90IGEga2V5"})
+
+
+@pytest.mark.parametrize("env, key", [
+    ({"TASK_TOOL": "jira"}, "jira_url"),
+    ({"TASK_TOOL": "jira", "JIRA_URL": "https://x.atlassian.net", "JIRA_EMAIL": "a@x", "JIRA_API_TOKEN": "t"},
+     "jira_project"),
+    ({"TASK_TOOL": "jira", "JIRA_URL": "https://x.atlassian.net", "JIRA_PROJECT": "MKT"}, "jira_email"),
+    ({"TASK_TOOL": "asana", "ASANA_TOKEN": "t"}, "asana_project"),
+    ({"TASK_TOOL": "asana", "ASANA_URL": "", "ASANA_TOKEN": "t", "ASANA_PROJECT": "1"}, "asana_url"),
+    ({"DAM": "bynder", "DAM_TOKEN": "t"}, "dam_url"),
+    ({"DAM": "aprimo", "DAM_URL": "https://x.aprimo.com"}, "dam_token"),
+    ({"POWERBI_ENABLED": "true", "POWERBI_TOKEN": "t"}, "powerbi_dataset_id"),
+    ({"POWERBI_ENABLED": "true", "POWERBI_DATASET_ID": "d", "POWERBI_TOKEN": "t", "POWERBI_URL": ""}, "powerbi_url"),
+    ({"POWERBI_ENABLED": "true", "POWERBI_DATASET_ID": "d"}, "powerbi_token"),
+    ({"POWERBI_ENABLED": "true", "POWERBI_DATASET_ID": "d", "POWERBI_TOKEN": "t", "POWERBI_TABLE": ""},
+     "powerbi_table"),
+])
+def test_a_chosen_tool_needs_its_url_project_and_credentials(env, key):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, env={f"CONTRAIL__INTEGRATIONS__{k}": v for k, v in env.items()})
+    message = str(err.value)
+    assert message.startswith(f"config: integrations.{key}: must be set when "), message
+    assert "\n" not in message
+
+
+def test_a_fully_configured_tool_set_loads():
+    env = {"TASK_TOOL": "jira", "JIRA_URL": "https://x.atlassian.net", "JIRA_EMAIL": "a@x.example",
+           "JIRA_API_TOKEN": "secret", "JIRA_PROJECT": "MKT", "DAM": "aem", "DAM_URL": "https://author.example",
+           "DAM_TOKEN": "t", "POWERBI_ENABLED": "true", "POWERBI_DATASET_ID": "d", "POWERBI_TOKEN": "t"}
+    config = load_config(None, env={f"CONTRAIL__INTEGRATIONS__{k}": v for k, v in env.items()})
+    assert config.integrations.task_tool == "jira" and config.integrations.powerbi_enabled
+    assert config.integrations.powerbi_table == "campaign_hours" and config.integrations.powerbi_interval_s == 300
+    assert load_config(None, env={}).integrations.powerbi_enabled is False

@@ -1,0 +1,157 @@
+"""Named tabular exports for BI tools and spreadsheets: campaign figures, orders and loyalty members.
+
+Each export is a header and rows of plain values (strings, integers, floats, empty): money in integer minor units
+with its currency or unit in the column name, times as ISO 8601 UTC strings. app/tabular.py turns them into CSV or
+XLSX. An export answers at most MAX_ROWS rows; beyond that it refuses (422) and asks for a narrower range rather
+than building a file nobody can open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from app.campaigns.reports import CampaignReports, Totals
+from app.errors import InvalidInput, NotFound, RuleViolation
+from app.runtime.clock import Clock
+from app.tabular import Value
+from state.campaigns import Campaign
+from state.orders import Order
+
+MAX_ROWS = 100_000
+DAY = 86_400
+TOTALS = ("bids", "wins", "win_rate", "impressions", "spend_micros", "avg_clearing_price_micros", "losses", "clicks",
+          "conversions", "revenue_cents")
+
+
+class CampaignList(Protocol):
+    def list(self) -> list[Campaign]: ...
+
+
+class OrderSource(Protocol):
+    def of_owner(self, owner: str | None) -> list[Order]: ...
+
+
+class LoyaltySource(Protocol):
+    def member_ids(self, prefix: str, limit: int) -> list[str]: ...
+    def balance(self, user_id: str) -> dict: ...
+    def debt(self, user_id: str) -> int: ...
+    def ledger(self, user_id: str) -> tuple[Any, ...]: ...
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    header: tuple[str, ...]
+    rows: list[list[Value]]
+
+
+@dataclass(frozen=True)
+class ExportRange:
+    start: float | None = None   # epoch seconds; each export says what it defaults to
+    end: float | None = None
+    granularity: str = "day"
+
+
+def iso(at: float | None) -> str | None:
+    """Epoch seconds as ISO 8601 UTC ("2026-03-01T14:00:00Z"), whole seconds."""
+    if at is None:
+        return None
+    return datetime.fromtimestamp(int(at), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _totals(t: Totals) -> list[Value]:
+    return [t.bids, t.wins, None if t.win_rate is None else round(t.win_rate, 6), t.impressions, t.spend_micros,
+            t.avg_clearing_price_micros, t.losses, t.clicks, t.conversions, t.revenue_cents]
+
+
+def _too_many(name: str, hint: str) -> RuleViolation:
+    return RuleViolation(f"the {name} export would pass {MAX_ROWS:,} rows; {hint}",
+                         {"report": name, "max_rows": MAX_ROWS})
+
+
+class Exports:
+    """The exports by name: `table(name, range)` answers a Table or raises NotFound naming the known ones."""
+
+    def __init__(self, reports: CampaignReports, campaigns: CampaignList, orders: OrderSource,
+                 loyalty: LoyaltySource, clock: Clock) -> None:
+        self._reports = reports
+        self._campaigns = campaigns
+        self._orders = orders
+        self._loyalty = loyalty
+        self._clock = clock
+        self._tables: dict[str, Callable[[ExportRange], Awaitable[Table]]] = {
+            "campaigns": self.campaign_series, "campaign_summary": self.campaign_summary,
+            "orders": self.orders, "loyalty": self.loyalty_members}
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._tables)
+
+    async def table(self, name: str, span: ExportRange) -> Table:
+        make = self._tables.get(name)
+        if make is None:
+            raise NotFound(f"no report named {name[:64]!r}; known: {', '.join(self.names)}", {"reports": self.names})
+        if span.start is not None and span.end is not None and not span.start < span.end:
+            raise InvalidInput("from must be before to", {"field": "from"})
+        return await make(span)
+
+    async def campaign_series(self, span: ExportRange) -> Table:
+        """One row per campaign and day (or hour) with any activity in [from, to); default: the last 7 days."""
+        header = ("campaign_id", "name", "state", "granularity", "period_start", *TOTALS)
+        rows: list[list[Value]] = []
+        for campaign in sorted(self._campaigns.list(), key=lambda c: c.id):
+            report = await self._reports.campaign(campaign.id, span.start, span.end, span.granularity)
+            for point in report.series:
+                rows.append([campaign.id, campaign.name, campaign.state, span.granularity, iso(point.at),
+                             *_totals(point.totals)])
+            if len(rows) > MAX_ROWS:
+                raise _too_many("campaigns", "ask for a narrower from/to or granularity=day")
+        return Table("campaigns", header, rows)
+
+    async def campaign_summary(self, span: ExportRange) -> Table:
+        """One row per campaign over [from, to) (default: the last 7 days), with today's budget and spend."""
+        report = await self._reports.campaigns(span.start, span.end)
+        header = ("campaign_id", "name", "state", "from", "to", *TOTALS, "daily_budget_micros",
+                  "spent_today_micros", "budget_used_today")
+        rows: list[list[Value]] = [
+            [line.campaign_id, line.name, line.state, iso(report.start), iso(report.end), *_totals(line.totals),
+             line.today.daily_budget_micros, line.today.spent_micros, round(line.today.budget_used, 6)]
+            for line in report.items]
+        if len(rows) > MAX_ROWS:
+            raise _too_many("campaign_summary", "there are too many campaigns to export at once")
+        return Table("campaign_summary", header, rows)
+
+    async def orders(self, span: ExportRange) -> Table:
+        """One row per order created in [from, to), oldest first; default: every order up to now."""
+        end = float("inf") if span.end is None else span.end
+        start = 0.0 if span.start is None else span.start
+        header = ("order_id", "state", "owner", "offer_id", "flight_id", "cabin", "passengers", "total_cents",
+                  "currency", "refund_cents", "departure_at", "created_at", "updated_at")
+        rows: list[list[Value]] = []
+        for o in self._orders.of_owner(None):
+            if not start <= o.created_at < end:
+                continue
+            if len(rows) == MAX_ROWS:
+                raise _too_many("orders", "ask for a narrower from/to")
+            rows.append([o.id, o.state, o.owner, o.offer_id, o.flight_id, o.cabin, o.passengers, o.total_cents,
+                         o.currency, o.refund_cents, iso(o.departure_at), iso(o.created_at), iso(o.updated_at)])
+        return Table("orders", header, rows)
+
+    async def loyalty_members(self, span: ExportRange) -> Table:
+        """One row per loyalty member as of now (the range does not apply): tier, balance and lifetime stars."""
+        header = ("user_id", "tier", "balance_stars", "lifetime_stars", "qualifying_stars_12m", "debt_stars",
+                  "tier_kept_until", "last_activity_at")
+        ids = self._loyalty.member_ids("", MAX_ROWS + 1)
+        if len(ids) > MAX_ROWS:
+            raise _too_many("loyalty", "there are too many members to export at once")
+        rows: list[list[Value]] = []
+        for user_id in ids:
+            b = self._loyalty.balance(user_id)
+            entries: Sequence[Any] = self._loyalty.ledger(user_id)
+            rows.append([user_id, b["tier"], b["balance"], b["lifetime_stars"], b["qualifying_stars_12m"],
+                         self._loyalty.debt(user_id), iso(b["tier_kept_until"]),
+                         iso(entries[-1].at) if entries else None])
+        return Table("loyalty", header, rows)

@@ -1,0 +1,209 @@
+"""PolicyService without a server: the real SQLite store on tmp_path, a stand-in decision service (an external
+system) and a manual clock and timer. Each signal id teaches once, even when copies race; a failed commit changes
+nothing in memory; remembered ids are forgotten after reward_memory_days; the breaker lets one half-open trial
+through; the fallback reasons are classified as the REST tests cannot easily provoke."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import msgspec
+import numpy as np
+import pytest
+
+from adapters.sqlite import migrations
+from adapters.sqlite.db import Database
+from adapters.sqlite.policies import SqlitePolicyStore
+from app.campaigns.policies import PolicyService, _failure_reason, bucket_of
+from app.config import CampaignsConfig
+from app.errors import Conflict, NotFound
+from app.loyalty.events import RewardSignalled
+from app.runtime.bus import Bus
+from app.runtime.clock import ManualClock
+from app.runtime.metrics import Metrics
+from state.campaigns import Campaign, Creative
+
+DAY = 86_400
+
+
+class Campaigns:
+    """What PolicyService reads of CampaignService: get()."""
+
+    def __init__(self, *campaigns: Campaign) -> None:
+        self.by_id = {c.id: c for c in campaigns}
+
+    def get(self, campaign_id: str) -> Campaign:
+        if campaign_id not in self.by_id:
+            raise NotFound(f"no campaign {campaign_id}")
+        return self.by_id[campaign_id]
+
+    def list(self) -> list[Campaign]:
+        return list(self.by_id.values())
+
+
+class Remote:
+    """A stand-in decision service: answers `action` after `hold` is set (when given)."""
+
+    def __init__(self) -> None:
+        self.action: str | None = "c2"
+        self.error: Exception | None = None
+        self.hold: asyncio.Event | None = None
+        self.asked = 0
+        self.rewards: list[tuple[str, str, float]] = []
+
+    async def get_recommendation(self, user_id, context, arms):
+        self.asked += 1
+        if self.hold is not None:
+            await self.hold.wait()
+        if self.error is not None:
+            raise self.error
+        return self.action
+
+    async def send_reward(self, user_id, action, reward):
+        self.rewards.append((user_id, action, reward))
+
+    async def sync_catalog(self, items):
+        pass
+
+    async def close(self):
+        pass
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.step = 0.0  # added on every reading: how long each call seems to take
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def campaign(state: str = "live") -> Campaign:
+    return Campaign("spring", "Spring", "contrail.example", 1_000_000, 10_000_000, state=state,  # type: ignore[arg-type]
+                    creatives=[Creative(c, "banner", "<b/>", 300, 250) for c in ("c1", "c2", "c3")])
+
+
+@pytest.fixture
+async def db(tmp_path):
+    database = Database(tmp_path / "records.db", migrations.RECORDS, synchronous="OFF")
+    await database.open()
+    yield database
+    await database.close()
+
+
+def service(db, clock, remote=None, timer=None, state="live", **config):
+    return PolicyService(Campaigns(campaign(state)), SqlitePolicyStore(db), CampaignsConfig(**config), clock,  # type: ignore[arg-type]
+                         Metrics(), Bus(), remote, rng=np.random.default_rng(7), timer=timer or Timer())
+
+
+def signal(signal_id: str, arm: str = "c2", reward: float = 1.0, **kw) -> RewardSignalled:
+    fields = {"signal_id": signal_id, "user_id": "u1", "offer_id": "off", "signal_type": "clicked",
+              "reward": reward, "tier": None, "campaign_id": "spring", "arm": arm, "context": {}, "at": 0.0}
+    fields.update(kw)
+    return RewardSignalled(**fields)
+
+
+def pulls(policies: PolicyService, arm: str = "c2") -> int:
+    return next(a.pulls for a in policies.view("spring").posterior if a.arm == arm)
+
+
+def test_buckets_and_failure_reasons():
+    assert bucket_of([], {"tier": "Gold"}) == ""
+    assert bucket_of(["tier", "device"], {"device": "mobile", "tier": "Gold"}) == "tier=Gold&device=mobile"
+    assert bucket_of(["tier"], {}) == "tier="
+
+    class Failed(Exception):
+        def __init__(self, message, status):
+            super().__init__(message)
+            self.message, self.status = message, status
+
+    assert _failure_reason(Failed("recommended 'x', which is not one of the arms", 200)) == "bad_answer"
+    assert _failure_reason(Failed("gave up after 1 attempts; last: POST /v1/recommendations did not answer "
+                                  "within 0.25 s", None)) == "timeout"
+    assert _failure_reason(Failed("POST /v1/recommendations answered 500: down", 500)) == "error"
+    assert _failure_reason(ConnectionResetError("reset")) == "error"
+
+
+async def test_each_signal_id_teaches_once_even_when_copies_race(db):
+    clock = ManualClock()
+    policies = service(db, clock)
+    await policies.configure("admin", "spring", "thompson", "creatives", [])
+    outcomes = await asyncio.gather(*(policies.learn(signal("s1")) for _ in range(5)))
+    assert sorted(o or "" for o in outcomes) == ["learned", "repeat", "repeat", "repeat", "repeat"]
+    assert pulls(policies) == 1
+    assert await policies.learn(signal("s2", "nope")) == "unknown_arm"
+    assert await policies.learn(signal("s3", campaign_id="other")) == "no_policy"
+    assert await policies.learn(signal(None)) is None  # type: ignore[arg-type]  # no id: nothing to learn once
+
+    restarted = service(db, clock)
+    await restarted.load()
+    assert pulls(restarted) == 1
+    assert await restarted.learn(signal("s1")) == "repeat"
+
+
+async def test_signal_ids_are_forgotten_after_the_reward_memory(db):
+    clock = ManualClock()
+    policies = service(db, clock, reward_memory_days=2)
+    await policies.configure("admin", "spring", "thompson", "creatives", [])
+    assert await policies.learn(signal("old")) == "learned"
+    clock.advance(3 * DAY)
+    assert await policies.purge_signals() == 1
+    assert await policies.learn(signal("old")) == "learned"  # forgotten: it teaches again
+    assert pulls(policies) == 2
+
+
+async def test_a_failed_commit_changes_nothing_in_memory_and_remembers_no_signal_id(db):
+    clock = ManualClock()
+    policies = service(db, clock)
+    await policies.configure("admin", "spring", "thompson", "creatives", ["tier"])
+    assert await policies.learn(signal("s1", tier="Gold")) == "learned"
+    before = msgspec.json.encode(policies.view("spring"))
+    fault = "CREATE TRIGGER fault BEFORE UPDATE ON campaign_policies BEGIN SELECT RAISE(ABORT, 'disk fault'); END"
+    await db.write([(fault, ())])  # the policy's state cannot be written: the whole reward is rolled back
+    with pytest.raises(sqlite3.Error):
+        await policies.learn(signal("s2", tier="Gold"))
+    assert msgspec.json.encode(policies.view("spring")) == before
+    await db.write([("DROP TRIGGER fault", ())])
+    assert await policies.learn(signal("s2", tier="Gold")) == "learned"  # its id was not kept either
+    assert pulls(policies) == 2
+
+
+async def test_the_breaker_lets_one_half_open_trial_through_and_slow_answers_count_as_failures(db):
+    clock, timer, remote = ManualClock(), Timer(), Remote()
+    policies = service(db, clock, remote, timer, breaker_failures=2, breaker_slow_ms=100, breaker_open_s=10,
+                       breaker_successes=1)
+    await policies.configure("admin", "spring", "thompson", "creatives", [])
+    assert (await policies.decide("spring", "u1", {})).source == "remote"
+    timer.step = 0.2  # each reading 200 ms after the last: every call takes 200 ms, over breaker_slow_ms
+    for _ in range(2):
+        made = await policies.decide("spring", "u1", {})
+        assert (made.source, made.fallback_reason) == ("fallback", "slow")
+    assert (await policies.decide("spring", "u1", {})).fallback_reason == "breaker_open"
+    timer.step = 0.0
+    clock.advance(10)
+    remote.hold = asyncio.Event()
+    trial = asyncio.create_task(policies.decide("spring", "u1", {}))
+    await asyncio.sleep(0)
+    other = await policies.decide("spring", "u1", {})  # while the trial is out, the rest fall back
+    assert other.fallback_reason == "breaker_open" and remote.asked == 4
+    remote.hold.set()
+    assert (await trial).source == "remote"
+    remote.hold, remote.action = None, None  # no opinion: the local policy decides, and it is no failure
+    made = await policies.decide("spring", "u1", {})
+    assert made.source == "local" and made.fallback_reason is None and policies.breaker.state == 0
+
+
+async def test_rewards_are_forwarded_and_only_live_campaigns_decide(db):
+    clock, remote = ManualClock(), Remote()
+    policies = service(db, clock, remote)
+    await policies.configure("admin", "spring", "uniform", "creatives", [])
+    await policies.learn(signal("s1", "c3", 2.0))
+    await policies.idle()
+    assert remote.rewards == [("u1", "c3", 2.0)]
+    paused = service(db, clock, remote, state="paused")
+    await paused.load()
+    with pytest.raises(Conflict) as refused:
+        await paused.decide("spring", "u1", {})
+    assert refused.value.details == {"state": "paused"}
