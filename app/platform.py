@@ -220,7 +220,7 @@ class Platform:
 
     def _register_caches(self) -> None:
         """Every bounded cache, exported by name (contrail_cache_entries, _capacity, _evictions_total)."""
-        for cache in (self.tokens.verified, self.api_keys.unknown, self.limiter.ip.buckets,
+        for cache in (self.policies.decisions, self.tokens.verified, self.api_keys.unknown, self.limiter.ip.buckets,
                       self.limiter.principal.buckets, self.limiter.exchange.buckets, self.profiles.l1,
                       self.web_activity.last_seen, self.ingest.sessions, self.mailbox.raw,
                       self.reco.features.users, self.reco.lists, self.ltv.histories,

@@ -26,9 +26,11 @@ from app.campaigns.events import CampaignChanged
 from app.config import CampaignsConfig
 from app.errors import Conflict, InvalidInput, NotFound
 from app.loyalty.events import RewardSignalled
+from app.retail.events import OrderPaid
 from app.runtime.breaker import CircuitBreaker
 from app.runtime.bus import Bus
 from app.runtime.clock import Clock
+from app.runtime.lru import LRU
 from app.runtime.metrics import Metrics
 from ml.bandit.policies import Policy, make_policy
 from state.campaigns import Campaign
@@ -45,6 +47,10 @@ MAX_BUCKET_VALUE = 64       # characters of a context value that make its bucket
 SENDS_IN_FLIGHT = 256       # rewards being forwarded to the decision service; more are dropped and counted
 PURGE_EVERY_S = 3600.0      # forgotten signal ids are purged lazily, at most this often, by the reward path
 PURGE_CHUNK = 5_000
+CONVERSION_REWARD = 2.0     # a paid order after a decision, as much as a redemption
+CONVERSION_WINDOW_S = 7 * 86_400.0  # how long after a decision a paid order still counts for it
+DECISIONS_HELD = 100_000    # customers whose recent decisions are held, least recently decided forgotten
+DECISIONS_PER_USER = 8
 
 
 class PolicyStore(Protocol):
@@ -145,6 +151,7 @@ def bucket_of(names: list[str], context: Mapping[str, Any]) -> str:
 class PolicyService:
     def __init__(self, campaigns: CampaignService, store: PolicyStore, config: CampaignsConfig, clock: Clock,
                  metrics: Metrics, bus: Bus, decision: DecisionService | None, *,
+                 route_of: Callable[[str], str | None] = lambda flight_id: None,
                  rng: np.random.Generator | None = None, timer: Callable[[], float] = time.perf_counter) -> None:
         self._campaigns = campaigns
         self._store = store
@@ -164,8 +171,13 @@ class PolicyService:
         metrics.policy_breaker.set(CircuitBreaker.CLOSED)
         self.breaker = CircuitBreaker(clock, failures=config.breaker_failures, open_s=config.breaker_open_s,
                                       successes=config.breaker_successes, on_change=metrics.policy_breaker.set)
+        # Each customer's recent decisions (campaign, arm, context, when), for the paid orders that follow them.
+        self.decisions: LRU[str, tuple[tuple[str, str, tuple[tuple[str, str], ...], float], ...]] = \
+            LRU(DECISIONS_HELD, "policy_decisions")
+        self._route_of = route_of
         bus.subscribe(RewardSignalled, self._on_reward)
         bus.subscribe(CampaignChanged, self._campaign_changed)
+        bus.subscribe(OrderPaid, self._on_paid)
 
     async def load(self) -> None:
         """Rebuild every policy from the store (a row that cannot be read is logged and skipped)."""
@@ -252,9 +264,11 @@ class PolicyService:
         if self._decision is not None and held.stored.remote:
             arm, reason = await self._remote(self._decision, user_id, dict(context), arms)
             if arm is not None:
+                self._remember(user_id, campaign_id, arm, context)
                 return self._chosen(Decision(arm, REMOTE, kind))
         held = self._held.get(campaign_id, held)  # the policy may have been replaced while the remote was asked
         arm = held.policy.choose(bucket_of(held.stored.context, context), self._rng, allowed=arms)
+        self._remember(user_id, campaign_id, arm, context)
         if reason is None:
             return self._chosen(Decision(arm, LOCAL, kind))
         self._metrics.policy_fallbacks.labels(reason).inc()
@@ -263,6 +277,33 @@ class PolicyService:
     def _chosen(self, decision: Decision) -> Decision:
         self._metrics.policy_choices.labels(decision.source).inc()
         return decision
+
+    def _remember(self, user_id: str, campaign_id: str, arm: str, context: Mapping[str, Any]) -> None:
+        held = self.decisions.get(user_id) or ()
+        kept = tuple(d for d in held if d[0] != campaign_id)[-(DECISIONS_PER_USER - 1):]
+        self.decisions.put(user_id, (*kept, (campaign_id, arm, tuple((str(k), str(v)[:MAX_BUCKET_VALUE])
+                                                                     for k, v in context.items()),
+                                             self._clock.now())))
+
+    async def _on_paid(self, event: OrderPaid) -> None:
+        """A paid order rewards the last decision each campaign made for its owner in the window: a creative shown
+        (any order converts), or an offer arm the order is for (its offer, route or one of its products)."""
+        order = event.order
+        kind, _, account = order.owner.partition(":")
+        held = self.decisions.get(order.owner) or (self.decisions.get(account) if kind == "user" else None)
+        if not held:
+            return
+        now = self._clock.now()
+        route = self._route_of(order.flight_id)
+        bought = {order.offer_id, *(i.product_id for i in order.items), *([route] if route else [])}
+        for campaign_id, arm, context, at in held:
+            policy = self._held.get(campaign_id)
+            if policy is None or now - at > CONVERSION_WINDOW_S:
+                continue
+            if policy.stored.arms == "offers" and arm not in bought:
+                continue
+            await self.learn(RewardSignalled(f"order:{order.id}:{campaign_id}", order.owner, arm, "converted",
+                                             CONVERSION_REWARD, None, campaign_id, arm, dict(context), now))
 
     async def _remote(self, decision: DecisionService, user_id: str, context: dict[str, Any],
                       arms: list[str]) -> tuple[str | None, str | None]:

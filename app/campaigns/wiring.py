@@ -55,7 +55,8 @@ def build(infra: Infra, campaigns: CampaignService, store: CampaignStore,
                               recommendation_deadline_s=config.decision_deadline_ms / 1000,
                               on_attempt=lambda tool, outcome: metrics.integration_calls.labels(tool, outcome).inc()
                               ) if config.decision_url else None
-    policies = PolicyService(campaigns, policy_store, config, infra.clock, infra.metrics, infra.bus, decision)
+    policies = PolicyService(campaigns, policy_store, config, infra.clock, infra.metrics, infra.bus, decision,
+                             route_of=route_of)
     infra.supervisor.add_periodic("policy_reward_memory", 3600, policies.purge_signals)
     reports = CampaignReports(infra.event_log, SqliteReportStore(infra.records_db), campaigns, infra.clock,
                               infra.metrics, route_of)

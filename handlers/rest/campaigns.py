@@ -213,7 +213,7 @@ class CampaignsApi:
         campaign_id = request.match_info["campaign_id"]
         return json_response(Tasks(campaign_id, await self._tasks.of_campaign(campaign_id)))
 
-    @endpoint("Import creatives from the digital asset management (integrations.dam), keeping each asset's id and "
+    @endpoint("Import creatives from the digital asset management (integrations.dam) with each asset's id and "
               "version; under review for an approved campaign", tags=("campaigns",), roles=ADMIN, body=ImportBody,
               response=Campaign, errors=(404, 409, 422, 503))
     async def import_creatives(self, request: web.Request, principal, body: ImportBody) -> web.Response:

@@ -1,11 +1,15 @@
 // Campaigns (admin): every campaign with its workflow state, creatives, bid cap, daily budget, today's spend,
 // budget used and pacing (GET /v1/admin/campaigns, GET /v1/admin/spend), the bids each places right now (Bid events
 // on /v1/stream/events), its workflow steps (POST /v1/admin/campaigns/{id}/submit, approve, reject, schedule,
-// pause, resume, archive), and one campaign's detail with its creatives (#/campaigns?id=<campaign id>).
+// pause, resume, archive, each with an optional comment), the approval queue (GET /v1/admin/approvals; a tab,
+// #/campaigns?view=approvals) and one campaign's detail (#/campaigns?id=<campaign id>): its report charts, totals,
+// history, pending changes, offer-selection policy and creatives (js/pages/campaign-report.js).
 //
 // Extending: a new state is one entry in STATUS, a new action one entry in ACTIONS (who may do it, in which
 // state, what it calls, what it says when done); both views pick them up.
 import { api, every, h, micros, showError, stream, useStyle, when } from "../api.js";
+import { tabs } from "../tabs.js";
+import { actorText, historyPanel, pendingTable, policyPanel, reportPanel } from "./campaign-report.js";
 
 const LIVE_WINDOW_S = 5;
 
@@ -22,16 +26,18 @@ const STATUS = {
   rejected: { label: "Rejected", cls: "error", note: "edit it to send it back to draft" },
 };
 
-const step = (action) => (c) => api("POST", `/v1/admin/campaigns/${encodeURIComponent(c.id)}/${action}`, {});
+const step = (action) => (c, comment = "") =>
+  api("POST", `/v1/admin/campaigns/${encodeURIComponent(c.id)}/${action}`, comment ? { comment } : {});
 
 /** What a user may do with a campaign: shown as buttons where `when` holds and the role is listed. */
 const ACTIONS = [
   { name: "Submit", roles: ["admin"], when: (c) => c.state === "draft" || c.state === "rejected",
     run: step("submit"), done: (c) => `Submitted ${c.name} for approval.` },
   { name: "Approve", roles: ["admin"], when: (c) => c.state === "in_review" || !!c.pending, run: step("approve"),
-    done: (c) => `Approved ${c.name}.` },
+    done: (c) => (c.state === "in_review" || c.pending ? `Approved ${c.name}: ${approvalCount(c)} so far.` :
+      `Approved ${c.name}: it is now ${(STATUS[c.state] || { label: c.state }).label.toLowerCase()}.`) },
   { name: "Reject", roles: ["admin"], when: (c) => c.state === "in_review" || !!c.pending, run: step("reject"),
-    cls: "secondary", done: (c) => `Rejected ${c.name}.` },
+    cls: "secondary", done: (c) => `Rejected ${c.name}${c.state === "rejected" ? "" : " (its changes)"}.` },
   { name: "Schedule", roles: ["admin"], when: (c) => c.state === "approved", run: step("schedule"),
     done: (c) => `Scheduled ${c.name}.` },
   { name: "Pause", roles: ["admin"], when: (c) => c.state === "live", run: step("pause"),
@@ -49,6 +55,15 @@ const price = (m) => (m === null || m === undefined ? "–" : Math.abs(m) < 100_
 const pct = (v) => (v === null || v === undefined ? "–" : `${(v * 100).toFixed(1)} %`);
 const cpm = (m) => `${price(m)} CPM`;
 const list = (xs, empty = "none") => (xs && xs.length ? xs.join(", ") : empty);
+const APPROVED_STATES = new Set(["approved", "scheduled", "live", "paused", "completed", "archived"]);
+
+/** "1 of 2 approvals" for what is under review (the campaign or its pending changes). */
+function approvalCount(c) {
+  const p = c.pending;
+  const got = p ? p.approvals.length : c.approvals.length;
+  const need = p ? p.approvals_required : c.approvals_required;
+  return `${got} of ${need} approval${need === 1 ? "" : "s"}`;
+}
 const DEVICE_TYPES = { 1: "mobile/tablet", 2: "PC", 3: "TV", 4: "phone", 5: "tablet", 6: "connected device", 7: "set-top box" };
 
 function statusBadge(status) {
@@ -74,7 +89,7 @@ function budgetBar(item) {
     h("span", { class: "num" }, pct(item.budget_used)));
 }
 
-export function render(root, { params, role }) {
+export function render(root, { params, role, session }) {
   useStyle("campaigns");
   if (role !== "admin" && role !== "approver") {
     root.append(h("section", { class: "card narrow" }, h("h1", {}, "Campaigns"),
@@ -82,6 +97,7 @@ export function render(root, { params, role }) {
     return null;
   }
   const detailId = params.get("id");
+  const me = session && session.subject ? `user:${session.subject}` : null;  // the principal's scope
   const stops = [];
   const campaigns = new Map();  // id -> campaign
   const spend = new Map();      // id -> today's spend line
@@ -92,6 +108,8 @@ export function render(root, { params, role }) {
   const result = h("p", { class: "result", role: "status", "aria-live": "polite" });
   const error = h("p", { class: "error", role: "alert", hidden: true });
   const spendError = h("p", { class: "error", role: "alert", hidden: true });
+  const loadError = h("p", { class: "error", role: "alert", hidden: true });
+  let queue = [];               // what waits for an approver (GET /v1/admin/approvals)
 
   const liveRate = (id) => {
     if (liveSince === null) return null;
@@ -103,29 +121,42 @@ export function render(root, { params, role }) {
   };
   const liveText = (id) => { const r = liveRate(id); return r === null ? "–" : r.toFixed(1); };
 
-  async function act(action, c, button) {
+  async function act(action, c, button, comment = "") {
     error.hidden = true;
     result.textContent = `${action.name}: ${c.name}…`;
+    result.className = "result";
     if (button) button.disabled = true;
+    let ok = false;
     try {
-      const updated = await action.run(c);
+      const updated = await action.run(c, comment);
+      ok = true;
       if (updated && updated.id) campaigns.set(updated.id, updated);
       result.textContent = action.done(updated && updated.id ? updated : c);
       result.className = "result ok";
       await refresh();
     } catch (err) {
       result.textContent = "";
-      showError(error, err);
+      if (err.status === 403) {
+        showError(error, `You cannot ${action.name.toLowerCase()} ${c.name}: you created it or made its latest ` +
+          `changes, so another admin has to approve it. (${err.message})`);
+      } else {
+        showError(error, `${action.name} ${c.name} failed: ${err.message}`);
+      }
+      await refresh();
     } finally {
-      if (button) button.disabled = false;
+      if (button && button.isConnected) button.disabled = false;
     }
     view.redraw(c.id);
+    return ok;
   }
 
-  const actionButtons = (c) => ACTIONS.filter((a) => a.roles.includes(role) && a.when(c)).map((a) => {
+  // `comment`: a field whose text goes with the step (emptied once the step is taken).
+  const actionButtons = (c, comment = null) => ACTIONS.filter((a) => a.roles.includes(role) && a.when(c)).map((a) => {
     const b = h("button", { type: "button", class: a.cls || "", "aria-label": `${a.name} ${c.name}`, "data-action": a.name },
       a.name);
-    b.addEventListener("click", () => act(a, c, b));
+    b.addEventListener("click", async () => {
+      if (await act(a, c, b, comment ? comment.value.trim() : "") && comment) comment.value = "";
+    });
     return b;
   });
 
@@ -153,7 +184,12 @@ export function render(root, { params, role }) {
     }
   }
   async function refresh() {
-    try { await loadCampaigns(); error.hidden = true; } catch (err) { showError(error, err); }
+    try {
+      await loadCampaigns();
+      view.loaded && view.loaded();
+      if (!detailId) queue = (await api("GET", "/v1/admin/approvals")).items;
+      loadError.hidden = true;
+    } catch (err) { showError(loadError, err); }
     view.update();
   }
 
@@ -187,17 +223,32 @@ export function render(root, { params, role }) {
     const liveState = h("span", { class: "muted small" });
     const dayNote = h("span", { class: "muted" });
     const th = (text, cls) => h("th", { class: cls || null, scope: "col" }, text);
-    const el = h("section", { class: "card wide campaigns" },
-      h("div", { class: "campaigns-head" }, h("h1", {}, "Campaigns"), dayNote),
+    const queueCount = h("span", { class: "count" });
+    const archivedCount = h("span", { class: "muted" });
+    const showArchived = h("input", { type: "checkbox", onchange: () => update() });
+    let loaded = false;
+    const approvals = approvalsPanel();
+    const listPanel = { el: h("section", { class: "card wide campaigns" },
+      h("h2", { class: "visually-hidden" }, "All campaigns"),
       h("p", { class: "muted small" }, "Spend, budget and pacing are for the current UTC day. ",
         `Bids/s counts the Bid events each campaign placed in the last ${LIVE_WINDOW_S} seconds. `, liveState),
-      result, error, spendError,
+      h("label", { class: "inline small" }, showArchived, " Show archived campaigns ", archivedCount),
       h("div", { class: "table-wrap" }, h("table", { class: "campaign-table" },
         h("caption", { class: "visually-hidden" }, "Campaigns with today's spend and live bids"),
         h("thead", {}, h("tr", {}, th("Campaign"), th("Status"), th("Creatives", "num"), th("Bid cap", "num"),
           th("Daily budget", "num"), th("Spent today", "num"), th("Budget used"), th("Pacing"), th("Wins", "num"),
           th("Win rate", "num"), th("Bids/s", "num"), th("Actions"))),
-        body)));
+        body))) };
+    const tablist = tabs("Campaign sections", [["list", "All campaigns"],
+      ["approvals", h("span", {}, "Approval queue ", queueCount)]],
+      { list: listPanel, approvals }, params.get("view") === "approvals" ? "approvals" : "list", (id) => {
+        history.replaceState(null, "", id === "approvals" ? "#/campaigns?view=approvals" : "#/campaigns");
+      });
+    const el = h("div", { class: "campaigns-page wide" },
+      h("section", { class: "card campaigns-top" },
+        h("div", { class: "campaigns-head" }, h("h1", {}, "Campaigns"), dayNote),
+        result, error, loadError, spendError, tablist),
+      listPanel.el, approvals.el);
 
     const makeRow = (c) => {
       const cell = (label, cls, ...kids) => h("td", { class: cls || null, "data-label": label }, ...kids);
@@ -210,7 +261,7 @@ export function render(root, { params, role }) {
         h("th", { scope: "row", "data-label": "Campaign" },
           h("a", { href: `#/campaigns?id=${encodeURIComponent(c.id)}` }, c.name), h("br"),
           h("code", { class: "muted" }, c.id)),
-        cell("State", "state", statusBadge(c.state)),
+        cell("State", "state", statusBadge(c.state), ...reviewNote(c)),
         cell("Creatives", "num", c.creatives.length),
         cell("Bid cap", "num", cpm(c.bid_cap_micros)),
         cell("Daily budget", "num", micros(c.daily_budget_micros)),
@@ -231,8 +282,11 @@ export function render(root, { params, role }) {
     };
     const update = () => {
       dayNote.textContent = day ? `UTC day ${day}` : "";
-      const ids = [...campaigns.keys()];
-      for (const id of [...rows.keys()]) if (!campaigns.has(id)) { rows.get(id).tr.remove(); rows.delete(id); }
+      const archived = [...campaigns.values()].filter((c) => c.state === "archived").length;
+      archivedCount.textContent = `(${archived})`;
+      const ids = [...campaigns.keys()].filter((id) => showArchived.checked || campaigns.get(id).state !== "archived");
+      for (const id of [...rows.keys()]) if (!ids.includes(id)) { rows.get(id).tr.remove(); rows.delete(id); }
+      for (const tr of [...body.querySelectorAll("tr.empty")]) tr.remove();
       ids.forEach((id, i) => {
         const c = campaigns.get(id);
         let row = rows.get(id);
@@ -247,14 +301,89 @@ export function render(root, { params, role }) {
         if (body.children[i] !== row.tr) body.insertBefore(row.tr, body.children[i] || null);
         fill(id, row);
       });
-      if (!ids.length) body.replaceChildren(h("tr", {}, h("td", { colspan: 12, class: "muted" }, "No campaigns yet.")));
+      if (!ids.length) body.replaceChildren(h("tr", { class: "empty" }, h("td", { colspan: 12, class: "muted" },
+        !loaded ? "Loading campaigns…" : campaigns.size ? "Only archived campaigns: tick “Show archived campaigns”." :
+          "No campaigns yet.")));
+      queueCount.textContent = `(${queue.length})`;
+      approvals.update();
     };
     return {
       el, update,
+      loaded: () => { loaded = true; },
       redraw: () => update(),
       updateLive: () => { for (const [id, row] of rows) row.cells.live.textContent = liveText(id); },
       streamState: (s) => { liveState.textContent = s === "open" ? "" : `Live bids: ${s}.`; },
     };
+  }
+
+  // ---- what waits for approval under a campaign's state badge ----
+  function reviewNote(c) {
+    if (c.state === "in_review") return [h("br"), h("small", { class: "muted" }, approvalCount(c))];
+    if (c.pending) return [h("br"), h("small", { class: "warn" }, `changes in review: ${approvalCount(c)}`)];
+    return [];
+  }
+
+  // ---- the approval queue: each waiting campaign with its rule, approvals so far, changes, approve / reject ----
+  function approvalsPanel() {
+    const queueEl = h("div", { class: "queue" });
+    const items = new Map(); // id -> {el, sig, comment}
+    const empty = h("p", { class: "muted" }, "Nothing waits for approval.");
+    const el = h("section", { class: "card wide approvals", "aria-labelledby": "approvals-heading" },
+      h("h2", { id: "approvals-heading" }, "Waiting for approval"),
+      h("p", { class: "muted small" }, "Campaigns in review, and running campaigns with changes under review. ",
+        "Whoever created a campaign or made its latest changes cannot approve it; the last approval its rule needs ",
+        "approves it. A comment is kept in the campaign's history."),
+      empty, queueEl);
+
+    const makeItem = (c, oldComment) => {
+      const p = c.pending;
+      const commentId = `comment-${c.id}`;
+      const comment = h("textarea", { id: commentId, rows: 2, maxlength: 2000, class: "comment-field" });
+      if (oldComment) comment.value = oldComment;
+      const submitter = p ? p.submitted_by : c.edited_by || c.created_by;
+      const mine = me && (submitter === me || c.created_by === me);
+      const approvedBy = p ? p.approvals : c.approvals;
+      const item = h("article", { class: "queue-item", "data-campaign": c.id, "aria-labelledby": `queue-${c.id}` },
+        h("div", { class: "campaigns-head" },
+          h("h3", { id: `queue-${c.id}` }, h("a", { href: `#/campaigns?id=${encodeURIComponent(c.id)}` }, c.name)),
+          statusBadge(c.state), p ? h("span", { class: "badge warn" }, "changes under review") : null),
+        h("dl", { class: "facts" },
+          h("dt", {}, "Rule"), h("dd", {}, h("code", {}, (p ? p.rule : c.approval_rule) || "–")),
+          h("dt", {}, "Approvals"), h("dd", { class: "approvals-count" }, approvalCount(c),
+            approvedBy.length ? ` (by ${approvedBy.map((a) => actorText(a, me)).join(", ")})` : ""),
+          h("dt", {}, p ? "Changes by" : "Created by"), h("dd", {}, h("code", {}, actorText(p ? p.submitted_by : c.created_by, me)),
+            p ? ` at ${when(p.submitted_at)}` : ""),
+          ...(!p && c.edited_by && c.edited_by !== c.created_by ?
+            [h("dt", {}, "Last edited by"), h("dd", {}, h("code", {}, actorText(c.edited_by, me)))] : []),
+          h("dt", {}, "Daily budget"), h("dd", {}, micros(c.daily_budget_micros)),
+          h("dt", {}, "Bid cap"), h("dd", {}, cpm(c.bid_cap_micros)),
+          h("dt", {}, "Channels"), h("dd", {}, list(c.channels, "display")),
+          h("dt", {}, "Flight"), h("dd", {}, c.starts_at ? when(c.starts_at) : "when scheduled", " → ",
+            c.ends_at ? when(c.ends_at) : "until paused or archived")),
+        p ? h("div", {}, h("h4", {}, "Pending changes"), pendingTable(c)) : null,
+        mine ? h("p", { class: "warn small" }, "You created or changed this campaign: another admin has to approve it.") : null,
+        h("label", { for: commentId }, `Comment on ${c.name} (optional)`), comment,
+        h("div", { class: "actions" }, ...actionButtons(c, comment).filter((b) => ["Approve", "Reject"].includes(b.dataset.action))));
+      return { el: item, sig: JSON.stringify(c), comment };
+    };
+    const update = () => {
+      const ids = queue.map((c) => c.id);
+      for (const [id, it] of [...items]) if (!ids.includes(id)) { it.el.remove(); items.delete(id); }
+      queue.forEach((c, i) => {
+        let it = items.get(c.id);
+        if (!it || it.sig !== JSON.stringify(c)) {
+          const hadFocus = it && it.el.contains(document.activeElement);
+          const fresh = makeItem(c, it ? it.comment.value : "");
+          if (it) it.el.replaceWith(fresh.el);
+          items.set(c.id, fresh);
+          it = fresh;
+          if (hadFocus) it.comment.focus();
+        }
+        if (queueEl.children[i] !== it.el) queueEl.insertBefore(it.el, queueEl.children[i] || null);
+      });
+      empty.hidden = queue.length > 0;
+    };
+    return { el, update };
   }
 
   // ---- one campaign: its figures, settings and creatives ----
@@ -267,15 +396,28 @@ export function render(root, { params, role }) {
     const creatives = h("tbody");
     const liveValue = h("b", { class: "live-rate" }, "–");
     const liveState = h("span", { class: "muted small" });
+    const review = h("p", { class: "small" });
+    const comment = h("input", { id: "step-comment", type: "text", maxlength: 2000, class: "comment-field",
+                                 autocomplete: "off" });
+    const commentBox = h("div", { class: "step-comment" },
+      h("label", { for: "step-comment" }, "Comment (optional, kept in the history)"), comment);
+    const report = reportPanel(id);
+    const historyBox = historyPanel(id, me);
+    const policy = policyPanel(id);
+    const pending = h("section", { class: "card pending", "aria-labelledby": "pending-heading", hidden: true });
     let shownSig = "";
     const el = h("div", { class: "campaign-detail wide" },
-      h("p", {}, h("a", { href: "#/campaigns" }, "← All campaigns")),
+      h("p", {}, h("a", { href: "#/campaigns" }, "← All campaigns"), " · ",
+        h("a", { href: "#/campaigns?view=approvals" }, "Approval queue")),
       h("section", { class: "card" },
-        h("div", { class: "campaigns-head" }, title, badge),
-        actions, result, error, spendError,
+        h("div", { class: "campaigns-head" }, title, badge), review,
+        h("div", { class: "step-row" }, actions, commentBox),
+        result, error, loadError, spendError,
         h("div", { class: "detail-grid" },
           h("div", {}, h("h2", {}, "Today"), figures),
           h("div", {}, h("h2", {}, "Settings"), settings))),
+      pending, report.el,
+      historyBox.el, policy.el,
       h("section", { class: "card" }, h("h2", {}, "Creatives"),
         h("div", { class: "table-wrap" }, h("table", { class: "creative-table" },
           h("caption", { class: "visually-hidden" }, "The campaign's creatives"),
@@ -306,8 +448,24 @@ export function render(root, { params, role }) {
       document.title = `${c.name} · Campaigns · Contrail console`;
       title.textContent = c.name;
       badge.replaceChildren(statusBadge(c.state));
+      const rule = c.pending ? c.pending.rule : c.approval_rule;
+      review.replaceChildren(...(c.state === "in_review" || c.pending ? [
+        h("span", { class: "warn" }, c.pending ? "Changes under review" : "In review"),
+        `: rule ${rule || "–"}, ${approvalCount(c)}.`] : rule && APPROVED_STATES.has(c.state) ? [h("span", { class: "muted" },
+        `Approved under rule ${rule} (${c.approvals.length} of ${c.approvals_required}).`)] :
+        c.state === "rejected" ? [h("span", { class: "muted" }, "Rejected: edit it, or submit it again for approval.")] : []));
+      pending.hidden = !c.pending;
+      if (c.pending) {
+        pending.replaceChildren(h("h2", { id: "pending-heading" }, "Pending changes"),
+          h("p", { class: "muted small" }, `Submitted by ${actorText(c.pending.submitted_by, me)} at ${
+            when(c.pending.submitted_at)}; rule ${c.pending.rule}, ${approvalCount(c)}. The running version keeps `,
+            "serving until they are approved."),
+          pendingTable(c));
+      }
+      historyBox.load();
       const hadFocus = actions.contains(document.activeElement);
-      actions.replaceChildren(...actionButtons(c));
+      actions.replaceChildren(...actionButtons(c, comment));
+      commentBox.hidden = !actions.children.length;
       if (hadFocus && actions.querySelector("button")) actions.querySelector("button").focus();
       const t = c.targeting || {};
       const f = c.frequency_caps || {};
@@ -335,6 +493,7 @@ export function render(root, { params, role }) {
         h("td", {}, h("details", {}, h("summary", {}, "Show markup"), h("pre", {}, cr.markup)))))
         : [h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No creatives yet."))]));
     };
+    stops.push(every(60_000, () => report.load()), every(15_000, () => policy.load()), () => report.destroy());
     return {
       el, update,
       redraw: () => { shownSig = ""; update(); },

@@ -1,0 +1,68 @@
+"""A paid order rewards the offer-selection decision that came before it: the arm shown to the customer learns a
+conversion once per order, only when the order is for that offer (offer arms) and within the window."""
+
+from __future__ import annotations
+
+import msgspec
+
+from app.main import PLATFORM, create_app
+from state.campaigns import Campaign, Creative
+from tests.conftest import make_config
+from tests.integration.retail.helpers import booked, customer, pay, seed_catalog
+
+
+def arms(view: dict) -> dict[str, dict]:
+    return {a["arm"]: a for a in view["posterior"]}
+
+
+async def test_a_paid_order_teaches_the_decision_that_preceded_it(aiohttp_client, tmp_path, clock):
+    client = await aiohttp_client(create_app(make_config(tmp_path), clock=clock))
+    platform = client.app[PLATFORM]
+    await platform.campaigns.create("test", Campaign(
+        id="routes", name="Routes", advertiser_domain="contrail.example", bid_cap_micros=1_000_000,
+        daily_budget_micros=10**9, state="live", creatives=[Creative("c", "banner", "<b>", w=300, h=250)],
+        offer_ids=["LIS-BCN", "OPO-LHR"]), audit=False)
+    _, key = await platform.api_keys.create("ops", "admin")
+    admin = {"X-Api-Key": key}
+    resp = await client.put("/v1/admin/campaigns/routes/policy", json={"kind": "thompson", "arms": "offers"},
+                            headers=admin)
+    assert resp.status == 200, await resp.text()
+    await seed_catalog(platform, clock)  # a LIS-BCN flight
+    buyer = await customer(client, "ana")
+    account = platform.account_store.by_email("ana@example.com").id
+
+    shown = set()
+    for _ in range(20):  # until the policy has shown LIS-BCN to her (its last decision is what an order rewards)
+        resp = await client.post("/v1/campaigns/routes/decide", json={"user_id": account, "context": {}},
+                                 headers=admin)
+        arm = (await resp.json())["arm"]
+        shown.add(arm)
+        if arm == "LIS-BCN":
+            break
+    assert arm == "LIS-BCN", shown
+    order = await booked(client, buyer, clock)
+    assert (await pay(client, buyer, order["id"])).status == 200
+    await platform.bus.idle()
+    view = await (await client.get("/v1/admin/campaigns/routes/policy", headers=admin)).json()
+    assert arms(view)["LIS-BCN"]["pulls"] == 1 and arms(view)["OPO-LHR"]["pulls"] == 0
+    assert arms(view)["LIS-BCN"]["mean"] > arms(view)["OPO-LHR"]["mean"]
+    metrics = await (await client.get("/metrics")).text()
+    assert 'contrail_policy_rewards_total{outcome="learned"} 1.0' in metrics
+
+    # Shown OPO-LHR last, she buys LIS-BCN again: an offer arm learns only from orders for its offer.
+    platform.policies.decisions.put(account, (("routes", "OPO-LHR", (), clock.now()),))
+    second = await booked(client, buyer, clock)
+    assert (await pay(client, buyer, second["id"])).status == 200
+    # A week later, a decision's order no longer counts.
+    platform.policies.decisions.put(account, (("routes", "LIS-BCN", (), clock.now()),))
+    clock.advance(8 * 86_400)
+    later = platform.catalog.flight("CT101-test")
+    noon = later.departure_at + 8 * 86_400
+    await platform.catalog.put_flights("test", [msgspec.structs.replace(later, id="CT101-later", departure_at=noon,
+                                                                        arrival_at=noon + 7_500)], audit=False)
+    buyer = await customer(client, "ana")  # signed in again: a week later her token has expired
+    third = await booked(client, buyer, clock)
+    assert (await pay(client, buyer, third["id"])).status == 200
+    await platform.bus.idle()
+    view = await (await client.get("/v1/admin/campaigns/routes/policy", headers=admin)).json()
+    assert arms(view)["LIS-BCN"]["pulls"] == 1 and arms(view)["OPO-LHR"]["pulls"] == 0
