@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import ClassVar
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import gammainc, gammaincinv
+from scipy.special import gammainc, gammaincinv, hyp2f1
 
-from ml.ltv import base
+from ml.ltv import base, kernels
 from ml.ltv.summary import summarise
 from ml.ltv.types import Prediction, Summary
 
@@ -88,6 +89,9 @@ class LTVModel:
     population: dict[str, float] = field(default_factory=dict)  # mean of each explained input, for explain()
     inner: dict[str, float] = field(default_factory=dict)  # inner-split RMSE of each candidate
     kind: str = "contrail"
+    # predict() and explain_many() through ml/ltv/kernels.py (compiled loops around scipy's special functions);
+    # False: the plain numpy path below, the reference the kernels are tested against.
+    fast: ClassVar[bool] = True
 
     # -- point predictions -------------------------------------------------------------------------
 
@@ -163,6 +167,8 @@ class LTVModel:
 
     def predict(self, s: Summary, horizon_days: float, annual_discount_rate: float) -> Prediction:
         _check_horizon(horizon_days, annual_discount_rate)
+        if self.fast:
+            return self._predict_fast(s, horizon_days, annual_discount_rate)
         x, tx, T, m = self._inputs(s)
         t = horizon_days / WEEK
         e, alive, if_alive = self._counts(x, tx, T, m, self._extra(s), t)
@@ -240,6 +246,8 @@ class LTVModel:
                                 np.asarray(s.recency, dtype=np.float64)[rows],
                                 np.asarray(s.age, dtype=np.float64)[rows],
                                 np.asarray(s.monetary, dtype=np.float64)[rows]])
+        if self.fast and len(names) + (len(self.extra_names) if self.uses_extra else 0) <= 8:
+            return self._explain_fast(s, rows, horizon_days, annual_discount_rate, top)
         if self.uses_extra:
             ex = self._extra(s)
             assert ex is not None
@@ -268,6 +276,63 @@ class LTVModel:
         return [sorted(zip(names, c, v, strict=True), key=lambda f: -abs(f[1]))[:top]
                 for c, v in zip(contrib.tolist(), vals.tolist(), strict=True)]
 
+    # -- the fast path (ml/ltv/kernels.py): the same arithmetic, a few calls a batch ------------------------------
+
+    def _fast_numbers(self, horizon_days: float, annual_discount_rate: float
+                      ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+        """(method code, kernels' `par`, the correction's coefficients, the discount's weights at each node)."""
+        t, rate = horizon_days / WEEK, self._weekly_rate(annual_discount_rate)
+        code = METHODS.index(self.method)
+        const, coef = self._fast_linear if code == kernels.CORRECTED else (0.0, _NO_COEF)
+        par = np.array([*self.pnbd, *self.bgnbd, *self.gg, t, rate, const], dtype=np.float64)
+        u = base._GL_X * t
+        return code, par, coef, base._GL_W * np.exp(-rate * u)
+
+    @cached_property
+    def _fast_linear(self) -> tuple[float, np.ndarray]:
+        const, coef = self._linear
+        return const, np.asarray(coef, dtype=np.float64)
+
+    @staticmethod
+    def _hyp(code: int, par: np.ndarray, xtT: np.ndarray, group: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every distinct hypergeometric function of the rows in one scipy call, and which one each row's term reads
+        (kernels.base_args)."""
+        a, idx = kernels.base_args(code, par, xtT, group)
+        return np.asarray(hyp2f1(a[0], a[1], a[2], a[3])), idx
+
+    def _predict_fast(self, s: Summary, horizon_days: float, annual_discount_rate: float) -> Prediction:
+        code, par, coef, gl = self._fast_numbers(horizon_days, annual_discount_rate)
+        f, r, a, mo = (np.asarray(c, dtype=np.float64) for c in (s.frequency, s.recency, s.age, s.monetary))
+        xtT, m = kernels.inputs(f, r, a, mo)
+        extra = self._extra(s)
+        pt = kernels.point(code, par, coef, gl, xtT, *self._hyp(code, par, xtT, 1), 1, np.arange(xtT.shape[1]), m,
+                           _NO_EXTRA if extra is None else extra, base._GL_X, base._GL_W)
+        prep = kernels.interval(par, xtT, m, pt, INTERVAL, SMALL_BLOCK)
+        quantile = np.asarray(gammaincinv(prep[0:2], prep[2:4]))
+        inside = np.asarray(gammainc(prep[0:2], prep[4:6]))
+        lower, upper, conf = kernels.interval_end(prep, quantile, inside, pt[5])
+        return Prediction(pt[0], pt[1], pt[3], pt[5], lower, upper, conf)
+
+    def _explain_fast(self, s: Summary, rows: list[int], horizon_days: float, annual_discount_rate: float,
+                      top: int) -> list[list[tuple[str, float, float]]]:
+        _check_horizon(horizon_days, annual_discount_rate)
+        names = ["frequency", "recency", "age", "monetary"]
+        extra = self._extra(s)
+        if extra is None:
+            extra = _NO_EXTRA
+        else:
+            names += list(self.extra_names)
+        mean = np.asarray([self.population[n] for n in names], dtype=np.float64)
+        code, par, coef, gl = self._fast_numbers(horizon_days, annual_discount_rate)
+        f, r, a, mo = (np.asarray(c, dtype=np.float64) for c in (s.frequency, s.recency, s.age, s.monetary))
+        vals, xtT, m, coalition_extra, inv = kernels.coalitions(f, r, a, mo, extra, np.asarray(rows, dtype=np.int64),
+                                                                mean, self.population["monetary"])
+        pt = kernels.point(code, par, coef, gl, xtT, *self._hyp(code, par, xtT, 8), 8, inv, m, coalition_extra,
+                           base._GL_X, base._GL_W)
+        contrib, order = kernels.attribute(pt[5], _coalitions(len(names))[1])
+        return [[(names[j], c[j], v[j]) for j in o[:top]]
+                for o, c, v in zip(order.tolist(), contrib.tolist(), vals.tolist(), strict=True)]
+
     def to_bytes(self) -> bytes:
         doc = {"format": "contrail-ltv/1", "kind": self.kind, "pnbd": list(self.pnbd), "bgnbd": list(self.bgnbd),
                "gg": list(self.gg), "method": self.method, "weights": self.weights, "mean": self.mean,
@@ -289,6 +354,8 @@ class LTVModel:
                    inner={k: float(v) for k, v in doc["inner"].items()}, kind=str(doc["kind"]))
 
 
+_NO_EXTRA = np.empty((0, 0))
+_NO_COEF = np.empty(0)
 SMALL_BLOCK = 1 << 14  # cells (customers x terms) below which _bg_count_moments sums everyone to the longest length
 
 

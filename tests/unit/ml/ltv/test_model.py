@@ -98,13 +98,14 @@ def test_coalitions_sharing_frequency_recency_and_age_share_the_base_models_exac
     computation, every coalition row on its own, is the reference."""
     _, s, model = fitted
     rows, served, plain = list(range(0, 40, 3)), model.method, LTVModel.point_ltv
+    monkeypatch.setattr(LTVModel, "fast", False)  # the plain path (the compiled one: tests/unit/ml/ltv/test_kernels.py)
     try:
         for method in ("pareto/nbd", "bg/nbd", "mixture", "corrected"):
             model.method = method
             shared = model.explain_many(s, rows, 365, 0.1, top=10)
-            monkeypatch.setattr(LTVModel, "point_ltv", lambda self, s_, h, r, same=None: plain(self, s_, h, r))
-            reference = model.explain_many(s, rows, 365, 0.1, top=10)
-            monkeypatch.undo()
+            with monkeypatch.context() as patched:
+                patched.setattr(LTVModel, "point_ltv", lambda self, s_, h, r, same=None: plain(self, s_, h, r))
+                reference = model.explain_many(s, rows, 365, 0.1, top=10)
             assert shared == reference
     finally:
         model.method = served
