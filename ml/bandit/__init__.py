@@ -2,9 +2,11 @@
 See docs/bandit.md."""
 
 from ml.bandit.policies import (
+    FIT_ARMS,
     GAMMA,
     KINDS,
     MAX_BUCKETS,
+    OPTIMISTIC,
     PRIOR_CEILING,
     PRIOR_FLOOR,
     PRIOR_SUCCESSES,
@@ -15,12 +17,14 @@ from ml.bandit.policies import (
     ThompsonPolicy,
     UCB1Policy,
     UniformPolicy,
+    fitted_prior,
     make_policy,
     prior,
     successes,
+    thompson_draw,
     unit_reward,
 )
 
-__all__ = ["GAMMA", "KINDS", "MAX_BUCKETS", "PRIOR_CEILING", "PRIOR_FLOOR", "PRIOR_SUCCESSES", "R_MAX", "R_MIN",
-           "EpsilonGreedyPolicy", "Policy", "ThompsonPolicy", "UCB1Policy", "UniformPolicy", "make_policy", "prior",
-           "successes", "unit_reward"]
+__all__ = ["FIT_ARMS", "GAMMA", "KINDS", "MAX_BUCKETS", "OPTIMISTIC", "PRIOR_CEILING", "PRIOR_FLOOR",
+           "PRIOR_SUCCESSES", "R_MAX", "R_MIN", "EpsilonGreedyPolicy", "Policy", "ThompsonPolicy", "UCB1Policy",
+           "UniformPolicy", "fitted_prior", "make_policy", "prior", "successes", "thompson_draw", "unit_reward"]

@@ -9,11 +9,16 @@ signals (ignored -0.1, clicked +1.0, redeemed +2.0) and the default range [-0.1,
 failures (a click is one success, a redemption two, an ignored offer one failure; a reward in (0, 1) is the
 fractional Bernoulli update), so for click/no-click rewards it is exact Beta-Bernoulli Thompson sampling. An
 arm's posterior is Beta(a0 + S, b0 + F) with S, F its (discounted) sums and an empirical-Bayes prior shared by
-the bucket's arms: its mean m is the bucket's pooled success rate (S_all + 1) / (S_all + F_all + 2), kept in
-[PRIOR_FLOOR, PRIOR_CEILING], and its strength one expected success (a0 = prior_successes = 1, b0 = a0 (1 - m) /
-m), so with no data it is Beta(1, 1). With gamma < 1 every update of a bucket first multiplies all its arms'
-S and F by gamma (discounted Thompson sampling): an arm's posterior decays toward the shared prior with a
-memory of about 1 / (1 - gamma) updates. See docs/bandit.md.
+the bucket's arms (`fitted_prior`). The pooled prior has the bucket's pooled success rate
+(S_all + 1) / (S_all + F_all + 2), kept in [PRIOR_FLOOR, PRIOR_CEILING], as its mean and a strength of one
+expected success (Beta(1, 1) with no data). With fit_arms > 0 (the default, 2), once at least two arms have one
+expected success's worth of trials, a Beta fitted to those arms' rates by the method of moments (their mean
+rate; their variance less the binomial noise) takes over, shrunk toward the pooled prior as if fit_arms more
+arms had shown the pooled prior's spread. It is recomputed from the stored S and F at every choice (no state of
+its own). With `optimistic` (the default) an arm's score is max(draw, posterior mean) (optimistic Thompson
+sampling: Chapelle and Li 2011, May et al. 2012). With gamma < 1 every update of a bucket first multiplies all
+its arms' S and F by gamma (discounted Thompson sampling): an arm's posterior decays toward the shared prior with
+a memory of about 1 / (1 - gamma) updates. See docs/bandit.md (how the defaults were chosen).
 
 The random draws each `choose` makes are fixed (their number depends only on the number of allowed arms), so the
 vectorised simulation in eval/bandit.py reproduces a policy's choices exactly for a seed.
@@ -37,6 +42,10 @@ KINDS = ("thompson", "epsilon_greedy", "uniform", "ucb1")
 PRIOR_FLOOR, PRIOR_CEILING = 1e-4, 0.5  # the bounds of the shared prior's mean (Thompson)
 PRIOR_SUCCESSES = 1.0  # the shared prior's strength in expected successes (Thompson)
 GAMMA = 1.0  # Thompson's per-update discount; 1 = no forgetting (docs/bandit.md: how the default was chosen)
+# Thompson's prior fitted across arms: the pseudo-arms nu it is shrunk with toward the pooled prior; 0 = the pooled
+# prior alone. OPTIMISTIC: max(draw, posterior mean). Both chosen by the rule in docs/bandit.md.
+FIT_ARMS = 2.0
+OPTIMISTIC = True
 _Z = 1.6448536269514722  # the standard normal's 95% quantile: a two-sided 90% interval
 
 
@@ -55,8 +64,56 @@ def prior(s_all: Any, f_all: Any, strength: float = PRIOR_SUCCESSES) -> tuple[An
     """The shared Beta prior (a0, b0) of a bucket whose arms have S_all successes and F_all failures in all:
     mean m = clip((S_all + 1) / (S_all + F_all + 2), PRIOR_FLOOR, PRIOR_CEILING), a0 = strength,
     b0 = a0 (1 - m) / m. Scalars or arrays (one bucket per element)."""
-    m = np.clip((s_all + 1.0) / (s_all + f_all + 2.0), PRIOR_FLOOR, PRIOR_CEILING)
+    m = np.minimum(np.maximum((s_all + 1.0) / (s_all + f_all + 2.0), PRIOR_FLOOR), PRIOR_CEILING)
     return strength, strength * (1.0 - m) / m
+
+
+def fitted_prior(s: Any, f: Any, fit_arms: float = FIT_ARMS,
+                 strength: float = PRIOR_SUCCESSES) -> tuple[np.ndarray, np.ndarray]:
+    """The shared Beta prior (a0, b0) of a bucket fitted across its arms: `s`, `f` are the arms' successes and
+    failures along the last axis (an array (..., K); arms without data are zeros), the result one (a0, b0) per row.
+
+    The pooled prior (`prior`: mean m_p, a0 = strength) is the starting point. Arms with at least 1 / m_p trials
+    (one expected success at the pooled rate) "have data"; with J >= 2 of them, a method-of-moments fit over their
+    rates r_i = S_i / n_i: mean mu = mean(r_i), between-arm variance t2 = max(var(r_i) - mean(mu (1 - mu) / n_i), 0)
+    (the sample variance less the binomial noise). The fit is shrunk toward the pooled prior with
+    lam = (J - 1) / (J - 1 + fit_arms): m = lam mu + (1 - lam) m_p (within [PRIOR_FLOOR, PRIOR_CEILING]) and
+    t2' = lam t2 + (1 - lam) t2_p (t2_p the pooled prior's variance); the prior has mean m and variance t2':
+    strength k = max(m (1 - m) / t2' - 1, 2), a0 = m k, b0 = (1 - m) k. fit_arms <= 0: the pooled prior."""
+    # written for speed (the simulation calls it every round): np.minimum/np.maximum for np.clip, a boolean
+    # factor for np.where; the same floats
+    s = np.asarray(s, dtype=np.float64)
+    f = np.asarray(f, dtype=np.float64)
+    a_s, b_p = prior(s.sum(axis=-1), f.sum(axis=-1), strength)
+    b_p = np.asarray(b_p, dtype=np.float64)
+    a_p = np.full(b_p.shape, a_s, dtype=np.float64)
+    if fit_arms <= 0.0:
+        return a_p, b_p
+    k_p = a_p + b_p
+    m_p = a_p / k_p
+    t2_p = m_p * (1.0 - m_p) / (k_p + 1.0)
+    n = s + f
+    has = n >= (1.0 / m_p)[..., None]
+    j = np.count_nonzero(has, axis=-1).astype(np.float64)
+    safe_n = np.where(has, n, 1.0)
+    r = s / safe_n * has
+    jc = np.maximum(j, 1.0)
+    mu = r.sum(axis=-1) / jc
+    var = ((r - mu[..., None]) ** 2 * has).sum(axis=-1) / np.maximum(j - 1.0, 1.0)
+    noise = (has / safe_n).sum(axis=-1) / jc * (mu * (1.0 - mu))
+    t2_fit = np.maximum(var - noise, 0.0)
+    lam = np.where(j >= 2.0, (j - 1.0) / (j - 1.0 + fit_arms), 0.0)
+    m = np.minimum(np.maximum(lam * mu + (1.0 - lam) * m_p, PRIOR_FLOOR), PRIOR_CEILING)
+    t2 = lam * t2_fit + (1.0 - lam) * t2_p
+    k = np.maximum(m * (1.0 - m) / t2 - 1.0, 2.0)
+    return m * k, (1.0 - m) * k
+
+
+def thompson_draw(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, optimistic: bool = OPTIMISTIC) -> Any:
+    """One draw per element from Beta(a, b); optimistic: max(draw, the posterior mean a / (a + b)) (optimistic
+    Bayesian sampling, May et al. 2012). Either way one Beta draw per element."""
+    theta = rng.beta(a, b)
+    return np.maximum(theta, a / (a + b)) if optimistic else theta
 
 
 def _tie_break(score: np.ndarray, noise: np.ndarray) -> int:
@@ -221,24 +278,31 @@ class Policy:
 
 
 class ThompsonPolicy(Policy):
-    """Beta-Bernoulli Thompson sampling on successes, with a shared empirical-Bayes prior per bucket and an
-    optional discount `gamma` (module docstring). Draws per choice: one Beta per allowed arm."""
+    """Beta-Bernoulli Thompson sampling on successes, with a shared empirical-Bayes prior per bucket (pooled, or
+    fitted across arms with `fit_arms` > 0), optionally optimistic, with an optional discount `gamma` (module
+    docstring). Draws per choice: one Beta per allowed arm."""
 
     kind = "thompson"
     fields = ("pulls", "ysum", "reward_sum", "successes", "failures")
 
     def __init__(self, arms: Iterable[str] = (), *, gamma: float = GAMMA, prior_successes: float = PRIOR_SUCCESSES,
-                 **kw: Any) -> None:
+                 fit_arms: float = FIT_ARMS, optimistic: bool | float = OPTIMISTIC, **kw: Any) -> None:
         if not 0.0 < gamma <= 1.0:
             raise ValueError("gamma must be in (0, 1]")
         if not prior_successes > 0.0:
             raise ValueError("prior_successes must be positive")
+        if not fit_arms >= 0.0:
+            raise ValueError("fit_arms must be 0 (the pooled prior) or positive")
         self.gamma = float(gamma)
         self.prior_successes = float(prior_successes)
+        self.fit_arms = float(fit_arms)
+        self.optimistic = bool(optimistic)
         super().__init__(arms, **kw)
 
     def params(self) -> dict[str, float]:
-        return {"gamma": self.gamma, "prior_successes": self.prior_successes}
+        # a state stored before fit_arms and optimistic existed loads with their defaults
+        return {"gamma": self.gamma, "prior_successes": self.prior_successes, "fit_arms": self.fit_arms,
+                "optimistic": float(self.optimistic)}
 
     def _learn(self, s: np.ndarray, i: int, reward: float) -> None:
         if self.gamma < 1.0:
@@ -248,18 +312,18 @@ class ThompsonPolicy(Policy):
         s[4, i] += float(df)
 
     def _prior(self, s: np.ndarray) -> tuple[float, float]:
-        a0, b0 = prior(s[3].sum(), s[4].sum(), self.prior_successes)
+        a0, b0 = fitted_prior(s[3], s[4], self.fit_arms, self.prior_successes)
         return float(a0), float(b0)
 
     def _select(self, s: np.ndarray, idx: np.ndarray, rng: np.random.Generator) -> int:
         a0, b0 = self._prior(s)
-        return int(np.argmax(rng.beta(a0 + s[3, idx], b0 + s[4, idx])))
+        return int(np.argmax(thompson_draw(a0 + s[3, idx], b0 + s[4, idx], rng, self.optimistic)))
 
     def posterior(self, bucket: str = "") -> list[dict[str, Any]]:
         """Per arm: the success rate (successes per trial: a click is one success, a redemption two, an ignored
         offer one failure; for click-only rewards the click rate) as the Beta posterior's mean with a 90% central
         interval, the pulls and the raw reward sum, and the bucket's shared prior mean (an arm never pulled shows
-        it, with the prior's interval)."""
+        it, with the prior's interval). The posterior is the plain Beta's, optimistic or not."""
         s = self._view(bucket)
         a0, b0 = self._prior(s)
         a, b = a0 + s[3], b0 + s[4]
@@ -328,7 +392,8 @@ _CLASSES: dict[str, type[Policy]] = {c.kind: c for c in (ThompsonPolicy, Epsilon
 
 def make_policy(kind: str, **params: Any) -> Policy:
     """A policy by its `kind` ("thompson", "epsilon_greedy", "uniform", "ucb1") with its parameters
-    (arms, r_min, r_max, max_buckets; epsilon for epsilon_greedy; gamma and prior_successes for thompson)."""
+    (arms, r_min, r_max, max_buckets; epsilon for epsilon_greedy; gamma, prior_successes, fit_arms and
+    optimistic for thompson)."""
     cls = _CLASSES.get(kind)
     if cls is None:
         raise ValueError(f"unknown policy kind {kind!r}; expected one of {', '.join(KINDS)}")

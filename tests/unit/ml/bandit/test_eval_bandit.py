@@ -31,15 +31,18 @@ def _obd(path: Path, rounds: int = 800, items: int = 5, seed: int = 0, start: in
     return path
 
 
-@pytest.mark.parametrize("kind,gamma", [("thompson", 1.0), ("thompson", 0.999), ("epsilon_greedy", 1.0),
-                                        ("ucb1", 1.0), ("uniform", 1.0)])
-def test_vectorised_simulation_is_the_plain_policy_draw_for_draw(kind, gamma):
-    """Exact agreement (the same floats) for one problem: Thompson's shared prior, success counts and discount
-    included."""
+@pytest.mark.parametrize("kind,params", [
+    ("thompson", {}), ("thompson", {"gamma": 0.999}),
+    ("thompson", {"fit_arms": 0.0}), ("thompson", {"fit_arms": 2.0}), ("thompson", {"fit_arms": 8.0}),
+    ("thompson", {"optimistic": True}), ("thompson", {"fit_arms": 2.0, "optimistic": True}),
+    ("thompson", {"fit_arms": 2.0, "gamma": 0.999}),
+    ("epsilon_greedy", {}), ("ucb1", {}), ("uniform", {})])
+def test_vectorised_simulation_is_the_plain_policy_draw_for_draw(kind, params):
+    """Exact agreement (the same floats) for one problem: Thompson's pooled and fitted priors, optimistic draws,
+    success counts and discount included."""
     problems = make_problems(1, first=5, k_range=(12, 12))
-    fast = simulate(kind, problems, (700, 1500), 7, 9, gamma=gamma)
-    params = {"gamma": gamma} if kind == "thompson" else {}
-    assert fast[0, 1] == simulate_reference(kind, problems, 1500, 7, 9, **params)
+    fast = simulate(kind, problems, (700, 2500), 7, 9, **params)
+    assert fast[0, 1] == simulate_reference(kind, problems, 2500, 7, 9, **params)
     assert fast[0, 0] == simulate_reference(kind, problems, 700, 7, 9, **params)
 
 
@@ -52,6 +55,14 @@ def test_padded_simulation_agrees_in_distribution():
     diff = fast.mean() - slow.mean()
     se = np.sqrt(fast.var(ddof=1) / 24 + slow.var(ddof=1) / 24)
     assert abs(diff) < 4 * se + 1e-9
+
+
+def test_the_process_pool_gives_the_same_numbers():
+    from concurrent.futures import ProcessPoolExecutor
+
+    serial = run_simulation(seeds=3, horizons=(300,), k_range=(10, 12))
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        assert run_simulation(seeds=3, horizons=(300,), k_range=(10, 12), pool=pool) == serial
 
 
 def test_regret_ordering_on_a_quick_configuration():

@@ -12,9 +12,11 @@ from ml.bandit import (
     EpsilonGreedyPolicy,
     Policy,
     ThompsonPolicy,
+    fitted_prior,
     make_policy,
     prior,
     successes,
+    thompson_draw,
     unit_reward,
 )
 
@@ -74,8 +76,8 @@ def test_shared_prior_is_the_pooled_rate():
     assert a0 == 1.0 and float(a0 / (a0 + b0)) == pytest.approx(0.01)
     assert float(1 / (1 + prior(0.0, 1e9)[1])) == pytest.approx(PRIOR_FLOOR)
     assert float(1 / (1 + prior(1e9, 0.0)[1])) == pytest.approx(PRIOR_CEILING)
-    # per bucket: an arm never pulled in a bucket shows that bucket's pooled rate
-    policy = ThompsonPolicy(["a", "b", "new"])
+    # per bucket: an arm never pulled in a bucket shows that bucket's pooled rate (the pooled prior: fit_arms=0)
+    policy = ThompsonPolicy(["a", "b", "new"], fit_arms=0.0)
     for i in range(1000):
         policy.update("a" if i % 2 else "b", 1.0 if i % 50 == 0 else -0.1, "low")
         policy.update("a", 1.0 if i % 4 == 0 else -0.1, "high")
@@ -96,6 +98,8 @@ def test_discount_decays_toward_the_prior():
     assert s[3].tolist() == [0.5, 0.0] and s[4].tolist() == [0.0, 1.0] and s[0].tolist() == [1.0, 1.0]
     with pytest.raises(ValueError, match="gamma"):
         ThompsonPolicy(gamma=0.0)
+    with pytest.raises(ValueError, match="fit_arms"):
+        ThompsonPolicy(fit_arms=-1.0)
 
 
 def test_thompson_interval_covers_the_true_rate():
@@ -129,7 +133,8 @@ def test_empirical_interval_and_unpulled_arm():
     assert (rows["y"]["lower"], rows["y"]["upper"], rows["y"]["pulls"]) == (0.0, 1.0, 0)
 
 
-@pytest.mark.parametrize("kind,params", [(k, {}) for k in KINDS] + [("thompson", {"gamma": 0.99})])
+@pytest.mark.parametrize("kind,params", [(k, {}) for k in KINDS] + [
+    ("thompson", {"gamma": 0.99}), ("thompson", {"fit_arms": 2.0, "optimistic": True})])
 def test_state_round_trip_continues_identically(kind, params):
     a = make_policy(kind, arms=list(RATES), **params)
     _play(a, 300, seed=5, bucket="tier=gold")
@@ -172,3 +177,74 @@ def test_allowed_restricts_and_new_arms_are_added():
     with pytest.raises(ValueError, match="unknown policy kind"):
         make_policy("softmax")
     assert make_policy("epsilon_greedy", epsilon=0.3).params() == {"epsilon": 0.3}
+
+
+def test_fitted_prior_is_the_pooled_prior_until_arms_have_data():
+    s, f = np.asarray([3.0, 0.0, 1.0]), np.asarray([97.0, 5.0, 20.0])
+    a_p, b_p = prior(s.sum(), f.sum())
+    a0, b0 = fitted_prior(s, f, 0.0)
+    assert (float(a0), float(b0)) == (a_p, float(b_p))
+    # one expected success at the pooled rate 5/127 is ~25 trials: only the first arm has data, J = 1
+    a0, b0 = fitted_prior(s, f, 2.0)
+    assert float(a0) == pytest.approx(a_p) and float(b0) == pytest.approx(float(b_p))
+    # no data at all: Beta(1, 1)
+    assert tuple(float(x) for x in fitted_prior(np.zeros(4), np.zeros(4), 2.0)) == (1.0, 1.0)
+
+
+def test_fitted_prior_recovers_the_arms_spread():
+    """Many arms with rates from Beta(2, 98) (mean 2%, strength 100), 20,000 trials each: the fit is close to it,
+    and a larger nu pulls it toward the pooled prior (strength ~1 / 0.02)."""
+    rng = np.random.default_rng(3)
+    rates = rng.beta(2.0, 98.0, 400)
+    n = 20_000.0
+    s = rng.binomial(int(n), rates).astype(float)
+    a0, b0 = (float(x) for x in fitted_prior(s, n - s, 2.0))
+    assert a0 / (a0 + b0) == pytest.approx(rates.mean(), rel=0.02)
+    assert 70 < a0 + b0 < 140
+    a8, b8 = (float(x) for x in fitted_prior(s, n - s, 1e6))
+    a_p, b_p = prior(s.sum(), (n - s).sum())
+    assert a8 / (a8 + b8) == pytest.approx(a_p / (a_p + float(b_p)), rel=1e-3)
+    # rows: the same numbers as one bucket at a time
+    s2, f2 = np.vstack([s[:30], s[30:60]]), np.vstack([n - s[:30], n - s[30:60]])
+    rows = fitted_prior(s2, f2, 2.0)
+    for i in range(2):
+        one = fitted_prior(s2[i], f2[i], 2.0)
+        assert (float(rows[0][i]), float(rows[1][i])) == (float(one[0]), float(one[1]))
+
+
+def test_optimistic_draw_is_never_below_the_posterior_mean():
+    a, b = np.full(1000, 2.0), np.full(1000, 50.0)
+    theta = thompson_draw(a, b, np.random.default_rng(0), optimistic=True)
+    assert np.all(theta >= a / (a + b)) and np.any(theta > a / (a + b))
+    plain = thompson_draw(a, b, np.random.default_rng(0))
+    assert np.array_equal(theta, np.maximum(plain, a / (a + b)))  # the same draws
+
+
+# a state stored by the version before fit_arms and optimistic existed (pooled prior), and its posterior then
+OLD_STATE = (
+    b'{"kind":"thompson","params":{"gamma":1.0,"prior_successes":1.0},"r_min":-0.1,"r_max":2.0,"max_buckets":64,'
+    b'"arms":["a","b","c"],"buckets":{"":{"pulls":[10.0,5.0,5.0],"ysum":[1.5714285714285716,1.0,0.5238095238095238],'
+    b'"reward_sum":[2.2999999999999994,1.5999999999999999,0.6000000000000001],"successes":[3.0,2.0,1.0],'
+    b'"failures":[7.0,4.0,4.0]},"tier=gold":{"pulls":[10.0,7.0,3.0],"ysum":[2.5238095238095237,1.0476190476190477,'
+    b'0.5238095238095238],"reward_sum":[4.299999999999999,1.5,0.8],"successes":[5.0,2.0,1.0],'
+    b'"failures":[7.0,5.0,2.0]}}}')
+OLD_GOLD_MEANS = [0.4090909090909091, 0.31034482758620685, 0.3529411764705882]
+
+
+def test_a_state_stored_before_the_fitted_prior_still_loads():
+    policy = Policy.from_bytes(OLD_STATE)
+    assert isinstance(policy, ThompsonPolicy) and policy.arms == ["a", "b", "c"]
+    assert policy.buckets == ["", "tier=gold"] and policy.gamma == 1.0 and policy.prior_successes == 1.0
+    defaults = ThompsonPolicy()
+    assert (policy.fit_arms, policy.optimistic) == (defaults.fit_arms, defaults.optimistic)
+    rows = policy.posterior("tier=gold")
+    assert [r["pulls"] for r in rows] == [10, 7, 3] and [r["reward_sum"] for r in rows] == [4.299999999999999, 1.5, 0.8]
+    assert all(r["lower"] <= r["mean"] <= r["upper"] for r in rows)
+    # its counts are intact: under the pooled prior it is exactly the policy it was
+    policy.fit_arms = 0.0
+    assert [r["mean"] for r in policy.posterior("tier=gold")] == pytest.approx(OLD_GOLD_MEANS, rel=1e-12)
+    # it keeps learning and round-trips in the new format
+    policy.fit_arms = defaults.fit_arms
+    policy.update(policy.choose("tier=gold", np.random.default_rng(0)), 1.0, "tier=gold")
+    again = Policy.from_bytes(policy.to_bytes())
+    assert again.to_bytes() == policy.to_bytes() and set(again.params()) >= {"gamma", "fit_arms", "optimistic"}
