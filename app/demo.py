@@ -7,7 +7,7 @@ import contextlib
 import time
 from typing import TYPE_CHECKING
 
-from state.campaigns import Campaign, Creative, FrequencyCaps
+from state.campaigns import Campaign, Creative, FrequencyCaps, HistoryEntry
 from state.catalog import Cabin, Flight, Product, ProductKind
 from state.reco import RecoItem
 
@@ -63,7 +63,9 @@ async def _campaigns(platform: Platform) -> str:
     created = 0
     for campaign in demo_campaigns():
         if platform.campaign_store.get(campaign.id) is None:
-            await platform.campaigns.create("seed-demo", campaign, audit=False)
+            # Loaded running, with the step in its history so the console's history says where it came from.
+            step = HistoryEntry(platform.clock.now(), "seed-demo", "load", "", campaign.state, "demo data")
+            await platform.campaigns.create("seed-demo", campaign, audit=False, step=step)
             created += 1
     return f"demo campaigns: {created} created"
 

@@ -92,6 +92,11 @@ class Campaign(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True
     pending: Revision | None = None  # changes to the running version, under review
 
 
+# The counters of one campaign-hour in the reports' hourly totals, in storage order (app/campaigns/reports.py).
+REPORT_COUNTERS = ("bids", "wins", "impressions", "spend_micros", "clearing_micros", "losses", "clicks", "conversions",
+                   "revenue_cents")
+
+
 class HistoryEntry(msgspec.Struct, frozen=True, gc=False):
     """One step of a campaign's workflow: who moved it, when, from which state to which, and why."""
     at: float

@@ -21,7 +21,7 @@ from typing import Protocol, runtime_checkable
 from state.accounts import Account
 from state.apikeys import ApiKey
 from state.audit import AuditEntry
-from state.campaigns import Campaign, HistoryEntry
+from state.campaigns import Campaign, HistoryEntry, ReviewTask
 from state.catalog import Flight, Product
 from state.eventlog import StoredEvent
 from state.idempotency import StoredResponse
@@ -529,4 +529,69 @@ class Transaction(Protocol):
 @runtime_checkable
 class UnitOfWork(Protocol):
     def begin(self) -> Transaction:
+        ...
+
+
+@runtime_checkable
+class PolicyStore(Protocol):
+    """Campaigns' offer-selection policies, and the reward signals they learned from."""
+
+    async def load_all(self) -> list[tuple[str, bytes]]: ...
+
+    async def save(self, campaign_id: str, body: bytes, at: float) -> None: ...
+
+    async def seen(self, signal_id: str) -> bool: ...
+
+    async def learn(self, campaign_id: str, body: bytes, signal_id: str, at: float) -> bool: ...
+
+    async def purge_signals(self, before: float, limit: int = 5_000) -> int: ...
+
+
+@runtime_checkable
+class ReportStore(Protocol):
+    """Campaign reports' hourly totals, rolled up from the event log, and the roll-up's place in it."""
+
+    async def cursor(self) -> int:
+        ...
+
+    async def add(self, totals: Mapping[tuple[str, int], list[int]], no_bids: Mapping[tuple[int, str], int],
+                  cursor: int) -> None:
+        ...
+
+    async def series(self, campaign_id: str, first_hour: int, last_hour: int, step_hours: int
+                     ) -> list[tuple[int, ...]]:
+        ...
+
+    async def by_campaign(self, first_hour: int, last_hour: int) -> list[tuple[object, ...]]:
+        ...
+
+    async def no_bids(self, first_hour: int, last_hour: int) -> dict[str, int]:
+        ...
+
+    async def hours(self, first_hour: int, last_hour: int, limit: int) -> list[tuple[object, ...]]:
+        ...
+
+
+@runtime_checkable
+class TaskStore(Protocol):
+    """The review tasks campaigns have in the team's task tool."""
+
+    async def put(self, task: ReviewTask) -> None:
+        ...
+
+    async def unfinished(self, limit: int) -> list[ReviewTask]:
+        ...
+
+    async def of_campaign(self, campaign_id: str) -> list[ReviewTask]:
+        ...
+
+
+@runtime_checkable
+class CursorStore(Protocol):
+    """Named places in a stream (the Power BI sync's last hour sent)."""
+
+    async def get(self, name: str) -> int | None:
+        ...
+
+    async def put(self, name: str, value: int) -> None:
         ...

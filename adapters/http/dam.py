@@ -40,35 +40,13 @@ from __future__ import annotations
 
 import mimetypes
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
-from adapters.http.retry import IntegrationError, OnAttempt, RetryPolicy, Sleep, ToolClient
-
-
-@dataclass(frozen=True)
-class Asset:
-    dam: str
-    id: str
-    version: str
-    name: str
-    mime: str
-    url: str
-    modified_at: str | None
-    metadata: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-
-
-class AssetLibrary(Protocol):
-    async def list_folder(self, folder: str) -> list[Asset]: ...
-
-    async def search(self, query: str) -> list[Asset]: ...
-
-    async def metadata(self, asset_id: str) -> Asset: ...
-
-    async def close(self) -> None: ...
+from adapters.http.retry import OnAttempt, RetryPolicy, Sleep, ToolClient
+from state.integrations import Asset, IntegrationError
 
 
 def changed_since(assets: Iterable[Asset], known: Mapping[str, str]) -> list[Asset]:

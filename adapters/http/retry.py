@@ -21,21 +21,12 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from state.integrations import IntegrationError
+
 log = logging.getLogger("contrail.integrations")
 
 OnAttempt = Callable[[str, str], None]
 Sleep = Callable[[float], Awaitable[None]]
-
-
-class IntegrationError(Exception):
-    """A tool refused a call, kept failing, or did not answer before the deadline. `status` is the last HTTP status
-    the tool answered (None when it never answered: connection refused, timeout)."""
-
-    def __init__(self, tool: str, message: str, status: int | None = None) -> None:
-        super().__init__(f"{tool}: {message}" + (f" (HTTP {status})" if status is not None else ""))
-        self.tool = tool
-        self.message = message
-        self.status = status
 
 
 @dataclass(frozen=True)

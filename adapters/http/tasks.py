@@ -24,39 +24,11 @@ Asana (REST API 1.0; Bearer personal access token or OAuth token):
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Literal, Protocol
 
 import aiohttp
 
-from adapters.http.retry import IntegrationError, OnAttempt, RetryPolicy, Sleep, ToolClient
-
-TaskState = Literal["open", "in_progress", "done"]
-
-
-@dataclass(frozen=True)
-class TaskLink:
-    """Where a created task lives: the tool, its id, its human key (Jira's "MKT-42"; Asana's gid) and a URL to open."""
-
-    tool: str
-    id: str
-    key: str
-    url: str
-
-
-@dataclass(frozen=True)
-class TaskStatus:
-    state: TaskState
-    raw: str
-
-
-class TaskTracker(Protocol):
-    async def create(self, summary: str, description: str, labels: list[str]) -> TaskLink: ...
-
-    async def status(self, link: TaskLink) -> TaskStatus: ...
-
-    async def close(self) -> None: ...
-
+from adapters.http.retry import OnAttempt, RetryPolicy, Sleep, ToolClient
+from state.integrations import IntegrationError, TaskLink, TaskState, TaskStatus
 
 _JIRA_CATEGORIES: dict[str, TaskState] = {"new": "open", "indeterminate": "in_progress", "done": "done"}
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from adapters.sqlite.db import Database
+from state.campaigns import REPORT_COUNTERS as COUNTERS  # campaign_stats' columns, in order
 
-# The counters of one campaign-hour, in campaign_stats' column order.
-COUNTERS = ("bids", "wins", "impressions", "spend_micros", "clearing_micros", "losses", "clicks", "conversions",
-            "revenue_cents")
 ROLLUP = "campaign_reports"
 
 _ADD = (f"INSERT INTO campaign_stats(campaign_id, hour, {', '.join(COUNTERS)}) "

@@ -15,16 +15,15 @@ from typing import Any
 
 import msgspec
 
-from adapters.http.dam import Asset, AssetLibrary
-from adapters.http.retry import IntegrationError
-from adapters.http.tasks import TaskLink, TaskTracker
-from adapters.sqlite.tasks import SqliteTaskStore
 from app.bidding.campaigns import CampaignService
 from app.campaigns.events import CampaignChanged
+from app.campaigns.ports import AssetLibrary, TaskTracker
 from app.campaigns.workflow import CampaignWorkflow
 from app.errors import InvalidInput, RuleViolation, Unavailable
 from app.runtime.clock import Clock
 from state.campaigns import Campaign, Creative, ReviewTask
+from state.integrations import Asset, IntegrationError, TaskLink
+from state.ports import TaskStore
 
 log = logging.getLogger("contrail.campaigns")
 
@@ -37,7 +36,7 @@ REVIEW_ACTIONS = frozenset({"submit", "revise"})
 class ReviewTasks:
     """Opens a review task when a campaign (or a change to it) goes for approval; syncs task status back."""
 
-    def __init__(self, tracker: TaskTracker | None, tool: str, store: SqliteTaskStore, campaigns: CampaignService,
+    def __init__(self, tracker: TaskTracker | None, tool: str, store: TaskStore, campaigns: CampaignService,
                  clock: Clock, console_url: str = "") -> None:
         self._tracker = tracker
         self._tool = tool

@@ -16,13 +16,14 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 import numpy as np
 
 from app.bidding.campaigns import CampaignService
 from app.campaigns.events import CampaignChanged
+from app.campaigns.ports import DecisionService
 from app.config import CampaignsConfig
 from app.errors import Conflict, InvalidInput, NotFound
 from app.loyalty.events import RewardSignalled
@@ -34,6 +35,7 @@ from app.runtime.lru import LRU
 from app.runtime.metrics import Metrics
 from ml.bandit.policies import Policy, make_policy
 from state.campaigns import Campaign
+from state.ports import PolicyStore
 
 log = logging.getLogger("contrail.campaigns.policies")
 
@@ -51,32 +53,6 @@ CONVERSION_REWARD = 2.0     # a paid order after a decision, as much as a redemp
 CONVERSION_WINDOW_S = 7 * 86_400.0  # how long after a decision a paid order still counts for it
 DECISIONS_HELD = 100_000    # customers whose recent decisions are held, least recently decided forgotten
 DECISIONS_PER_USER = 8
-
-
-class PolicyStore(Protocol):
-    """What the policies need of storage (adapters/sqlite/policies.py)."""
-
-    async def load_all(self) -> list[tuple[str, bytes]]: ...
-
-    async def save(self, campaign_id: str, body: bytes, at: float) -> None: ...
-
-    async def seen(self, signal_id: str) -> bool: ...
-
-    async def learn(self, campaign_id: str, body: bytes, signal_id: str, at: float) -> bool: ...
-
-    async def purge_signals(self, before: float, limit: int = ...) -> int: ...
-
-
-class DecisionService(Protocol):
-    """The external decision service (adapters/http/decision.py DecisionClient); every failure raises."""
-
-    async def get_recommendation(self, user_id: str, context: dict[str, Any], arms: list[str]) -> str | None: ...
-
-    async def send_reward(self, user_id: str, action: str, reward: float) -> None: ...
-
-    async def sync_catalog(self, items: list[dict[str, Any]]) -> None: ...
-
-    async def close(self) -> None: ...
 
 
 class Stored(msgspec.Struct, frozen=True):

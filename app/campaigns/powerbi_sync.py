@@ -22,9 +22,9 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from adapters.sqlite.reports import COUNTERS
 from app.runtime.clock import Clock
 from app.runtime.metrics import Metrics
+from state.campaigns import REPORT_COUNTERS as COUNTERS
 
 log = logging.getLogger("contrail.integrations")
 

@@ -21,13 +21,13 @@ from typing import Any
 
 import msgspec
 
-from adapters.sqlite.reports import COUNTERS, SqliteReportStore
 from app.bidding.campaigns import CampaignService, utc_day
 from app.errors import InvalidInput
 from app.eventlog import EventLog
 from app.runtime.clock import Clock
 from app.runtime.metrics import Metrics
-from state.campaigns import Campaign
+from state.campaigns import REPORT_COUNTERS as COUNTERS
+from state.ports import Campaign, ReportStore
 
 HOUR = 3600
 DAY = 86_400
@@ -110,7 +110,7 @@ class CampaignsReport(msgspec.Struct):
 
 
 class CampaignReports:
-    def __init__(self, events: EventLog, store: SqliteReportStore, campaigns: CampaignService, clock: Clock,
+    def __init__(self, events: EventLog, store: ReportStore, campaigns: CampaignService, clock: Clock,
                  metrics: Metrics, route_of: Callable[[str], str | None], batch: int = 20_000) -> None:
         self._events = events
         self._store = store

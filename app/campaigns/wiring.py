@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from adapters.http.dam import AemAssets, AprimoAssets, AssetLibrary, BynderAssets
+from adapters.http.dam import AemAssets, AprimoAssets, BynderAssets
 from adapters.http.decision import DecisionClient
 from adapters.http.powerbi import PowerBIExporter
 from adapters.http.retry import RetryPolicy
-from adapters.http.tasks import AsanaTasks, JiraTasks, TaskTracker
+from adapters.http.tasks import AsanaTasks, JiraTasks
 from adapters.sqlite.cursors import SqliteCursorStore
 from adapters.sqlite.policies import SqlitePolicyStore
 from adapters.sqlite.reports import SqliteReportStore
@@ -20,6 +20,7 @@ from app.bidding.campaigns import CampaignService
 from app.campaigns.events import CampaignChanged
 from app.campaigns.integrations import AssetImport, ReviewTasks
 from app.campaigns.policies import PolicyService
+from app.campaigns.ports import AssetLibrary, TaskTracker
 from app.campaigns.powerbi_sync import PowerBISync
 from app.campaigns.reports import CampaignReports
 from app.campaigns.workflow import CampaignWorkflow
