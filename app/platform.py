@@ -118,7 +118,7 @@ class Platform:
         self.retail = retail_wiring.build(infra, self.reco_domain.reco)
         self.channels = channels_wiring.build(infra, self.loyalty_domain.loyalty, self.bidding.profiles,
                                               self._email_of, self.reco_domain.reco, self.retail.catalog.product_name,
-                                              self.ltv_domain.ltv)
+                                              self.ltv_domain.ltv, self._campaign_state)
         # Each domain's services as attributes of the platform too (`platform.orders`), for the edges,
         # the operator commands and the tests.
         loyalty_domain = self.loyalty_domain
@@ -177,6 +177,10 @@ class Platform:
         kind, _, account_id = owner.partition(":")
         account = self.account_store.get(account_id) if kind == "user" else None
         return account.email if account is not None else None
+
+    def _campaign_state(self, campaign_id: str) -> str | None:
+        campaign = self.bidding.campaign_store.get(campaign_id)
+        return campaign.state if campaign is not None else None
 
     def _route_of(self, flight_id: str) -> str | None:
         flight = self.catalog_store.flight(flight_id)

@@ -24,7 +24,7 @@ from app.channels.email import EmailService
 from app.channels.inapp import InAppService
 from app.channels.ports import ProviderError, Providers
 from app.channels.suppression import SuppressionService
-from app.errors import InvalidInput
+from app.errors import Conflict, InvalidInput, NotFound
 from app.runtime.clock import Clock
 from state.ports import ActivationCountStore
 
@@ -64,8 +64,10 @@ class ActivationService:
                  suppression: SuppressionService, counts: ActivationCountStore, clock: Clock, log_event,
                  seen_on_web: Callable[[str], bool], recommendations: Recommendations | None = None,
                  product_name: Callable[[str], str | None] = lambda _: None,
-                 shop_base: Callable[[], str] = lambda: "", customer_value: CustomerValue | None = None) -> None:
+                 shop_base: Callable[[], str] = lambda: "", customer_value: CustomerValue | None = None,
+                 campaign_state: Callable[[str], str | None] = lambda _: None) -> None:
         self._config = config
+        self._campaign_state = campaign_state  # a campaign's workflow state (None: no such campaign)
         self._customer_value = customer_value
         self._recommendations = recommendations
         self._product_name = product_name  # a catalog product id -> its name (None: not a product on sale)
@@ -173,12 +175,21 @@ class ActivationService:
 
     async def activate(self, user_id: str, subject: str, text: str, html: str | None = None,
                        channel: str | None = None, present: bool = False, campaign: str | None = None,
-                       ltv_band: tuple[float | None, float | None] = (None, None)) -> dict:
+                       ltv_band: tuple[float | None, float | None] = (None, None),
+                       campaign_id: str | None = None) -> dict:
         """Reach the customer; with an `ltv_band` (lowest, highest predicted lifetime value, either None for open),
         only when their predicted value is inside it (`outside_ltv_band`, or `ltv_unknown` when it cannot be
         predicted)."""
         if not user_id or len(user_id) > 128:
             raise InvalidInput("user_id must be 1 to 128 characters")
+        if campaign_id is not None:  # only a live campaign reaches people
+            state = self._campaign_state(campaign_id)
+            if state is None:
+                raise NotFound(f"no campaign {campaign_id}")
+            if state != "live":
+                raise Conflict(f"cannot activate for campaign {campaign_id}: it is {state} (only live campaigns "
+                               "activate)", {"state": state})
+            campaign = campaign_id
         activation_id = f"act_{ids.token_hex(10)}"
         member = self._members(user_id)
         day = self._today()

@@ -47,7 +47,8 @@ class Channels:
 def build(infra: Infra, loyalty: LoyaltyService, profiles: ProfileCache,
           email_of: Callable[[str], str | None], recommendations: Recommendations | None = None,
           product_name: Callable[[str], str | None] = lambda _: None,
-          customer_value: CustomerValue | None = None) -> Channels:
+          customer_value: CustomerValue | None = None,
+          campaign_state: Callable[[str], str | None] = lambda _: None) -> Channels:
     """`email_of`: an order owner's email address (None for guests), for order confirmations; `recommendations`
     and `product_name` (a catalog product's name): the recommended items activation messages carry;
     `customer_value`: predicted lifetime values, for activations limited to an LTV band."""
@@ -63,7 +64,8 @@ def build(infra: Infra, loyalty: LoyaltyService, profiles: ProfileCache,
     web_activity = WebActivity(clock)
     activation = ActivationService(config.channels, loyalty.member, email, inapp, adaptors, suppression,
                                    SqliteActivationCountStore(infra.records_db), clock, log_event, web_activity.seen,
-                                   recommendations, product_name, infra.public_urls.links, customer_value)
+                                   recommendations, product_name, infra.public_urls.links, customer_value,
+                                   campaign_state)
     ingest = IngestService(config.ingest, loyalty, profiles, activation, web_activity, clock,
                            infra.event_log.log_events, infra.bus.publish)
     verification_key = load_verification_key(config.sendgrid.verification_key)

@@ -33,6 +33,8 @@ class ActivateBody(msgspec.Struct, forbid_unknown_fields=True):
     # Only customers whose predicted lifetime value is inside the band (either end may be left open).
     ltv_min: Annotated[float, msgspec.Meta(ge=0, le=1e9)] | None = None
     ltv_max: Annotated[float, msgspec.Meta(ge=0, le=1e9)] | None = None
+    # For a campaign: it must be live (409 naming its state otherwise); the activation is logged with it.
+    campaign_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
 
 
 class ActivationResult(msgspec.Struct):
@@ -190,11 +192,13 @@ class ChannelsApi:
         router.add_get("/v1/channels/email/analytics/{activation_id}", self.email_report)
 
     @endpoint("Reach a customer over the best channel (or the one named): suppression and the daily cap are checked, "
-              "and an LTV band (ltv_min, ltv_max) when given",
-              tags=("channels",), roles=STAFF, body=ActivateBody, response=ActivationResult, status=201)
+              "and an LTV band (ltv_min, ltv_max) when given; for a campaign_id, only a live campaign activates",
+              tags=("channels",), roles=STAFF, body=ActivateBody, response=ActivationResult, status=201,
+              errors=(404, 409))
     async def activate(self, request: web.Request, principal, body: ActivateBody) -> web.Response:
         result = await self._activation.activate(body.user_id, body.subject, body.text, body.html, body.channel,
-                                                 body.present, ltv_band=(body.ltv_min, body.ltv_max))
+                                                 body.present, ltv_band=(body.ltv_min, body.ltv_max),
+                                                 campaign_id=body.campaign_id)
         return json_response(ActivationResult(**result), status=201)
 
     @endpoint("Omnichannel events: one JSON object or an array (up to 5,000). Each invalid event is reported with "

@@ -11,6 +11,7 @@ import pytest
 
 from app.campaigns.events import CampaignChanged
 from app.main import PLATFORM, create_app
+from state.loyalty import Member
 from tests.conftest import make_config
 
 CREATIVE = {"id": "c1", "format": "banner", "markup": "<b>fly</b>", "w": 300, "h": 250}
@@ -243,3 +244,26 @@ async def test_campaigns_stored_before_the_workflow_migrate_active_to_live(aioht
     _, key = await again.app[PLATFORM].api_keys.create("exchange", "exchange")
     resp = await again.post("/v1/bid", json=BID, headers={"X-Api-Key": key})
     assert resp.status == 200 and "was-active" in await resp.text()
+
+
+async def test_only_a_live_campaign_activates(team):
+    client, keys, _ = team
+    platform = client.app[PLATFORM]
+    await platform.loyalty.put_member(Member("m1", preferred_channel="in_app"))
+    await client.post("/v1/admin/campaigns", json=new_campaign(channels=["in_app"]), headers=keys["author"])
+    message = {"user_id": "m1", "subject": "Spring", "text": "Fly in spring", "channel": "in_app",
+               "campaign_id": "spring"}
+    refused = await client.post("/v1/channels/activate", json=message, headers=keys["ana"])
+    body = await refused.json()
+    assert refused.status == 409 and body["error"]["details"] == {"state": "draft"}
+    assert "only live campaigns activate" in body["error"]["message"]
+    await step(client, keys["author"], "spring", "submit")
+    await step(client, keys["ana"], "spring", "approve")
+    await step(client, keys["ana"], "spring", "schedule")
+    sent = await client.post("/v1/channels/activate", json=message, headers=keys["ana"])
+    assert sent.status == 201 and (await sent.json())["status"] == "delivered"
+    await step(client, keys["ana"], "spring", "pause")
+    assert (await client.post("/v1/channels/activate", json=message, headers=keys["ana"])).status == 409
+    unknown = await client.post("/v1/channels/activate", json={**message, "campaign_id": "nope"}, headers=keys["ana"])
+    assert unknown.status == 404
+    assert len(await platform.inapp.inbox("m1", 10, None)) == 1
