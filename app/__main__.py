@@ -1,4 +1,4 @@
-"""`python -m app serve | migrate | create-api-key | create-user | seed-demo | eval`."""
+"""`python -m app serve | migrate | create-api-key | create-user | seed-demo | eval | simulate`."""
 
 from __future__ import annotations
 
@@ -63,7 +63,38 @@ def _parser() -> argparse.ArgumentParser:
                              "log CSV under it)")
     bandit.add_argument("--json", action="store_true",
                         help='print {"rows": [{"name", "regret", "ctr_estimate", "ratio_to_random", ...}]}')
+    sim = sub.add_parser("simulate", help="drive a running Contrail on loopback with synthetic travellers and sites "
+                                          "whose behaviour follows a hidden, seeded ground truth")
+    sim.add_argument("--seed", type=int, default=0, help="selects the population and its hidden truth")
+    sim.add_argument("--rate", type=float, default=20.0, help="bid requests a second")
+    sim.add_argument("--seconds", type=float, default=60.0, help="stop after this long")
+    sim.add_argument("--url", default="http://127.0.0.1:8080", help="the server's base URL (loopback only)")
+    sim.add_argument("--api-key", required=True,
+                     help="an admin key (bids need exchange or admin, profiles partner or admin)")
+    sim.add_argument("--profile-key", default=None, help="a partner key for the profiles (default: --api-key)")
+    sim.add_argument("--log", default=None, help="write one JSON line per request (with its true CTR) here")
     return parser
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    """The simulator talks to a server over HTTP only: no config, no database."""
+    import json
+    import math
+
+    from app.simulate import NotLoopback, check_loopback, simulate
+
+    if not all(math.isfinite(v) and v > 0 for v in (args.rate, args.seconds)):
+        print("error: --rate and --seconds must be positive", file=sys.stderr)
+        return 2
+    try:
+        check_loopback(args.url)
+    except NotLoopback as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    summary = asyncio.run(simulate(args.seed, args.rate, args.seconds, args.url, args.api_key, args.log,
+                                   args.profile_key))
+    print(json.dumps(summary))
+    return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -141,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "eval":
         return _eval(args)
+    if args.command == "simulate":
+        return _simulate(args)
     path = args.config
     if path is None and os.path.isfile("config.toml"):
         path = "config.toml"

@@ -26,3 +26,13 @@ class BidLost:
     user_id: str
     reason: int | None  # the OpenRTB loss reason code, when the exchange gave one
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class BidClicked:
+    """A click on the ad of one of our bids (its click tracker called the click notice), the first time."""
+    bid_id: str
+    campaign_id: str
+    creative_id: str
+    user_id: str
+    at: float

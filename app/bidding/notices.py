@@ -1,8 +1,9 @@
-"""Win, billing and loss notices, matched to the bids we issued.
+"""Win, billing, loss and click notices, matched to the bids we issued.
 
 A bid is charged once per bid id, on whichever of the win or billing notice arrives
 first; repeats are accepted and change nothing. Spend is the clearing CPM / 1000 per
-impression. Unknown or expired bid ids are refused (404) and counted.
+impression. A click is recorded once per bid (a click tracker calls the click notice). Unknown or expired
+bid ids are refused (404) and counted.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import msgspec
 
 from app import ids
 from app.bidding.campaigns import utc_day
-from app.bidding.events import BidLost, BidWon
+from app.bidding.events import BidClicked, BidLost, BidWon
 from app.errors import InvalidInput, NotFound
 from app.runtime.clock import Clock
 from state.delivery import AlreadyCharged
@@ -178,4 +179,15 @@ class NoticeService:
         if first:
             self._log_event("Loss", {"bid_id": bid_id, "campaign_id": bid.campaign_id, "reason": code})
             await self._publish(BidLost(bid_id, bid.campaign_id, bid.creative_id, bid.user_id, code, now))
+        return {"bid_id": bid_id, "recorded": first, "charged": False}
+
+    async def click(self, bid_id: str) -> dict:
+        """A click on the ad of a bid: recorded, logged and published once; repeats change nothing."""
+        bid = self._bid("click", bid_id)
+        now = self._clock.now()
+        first = await self._delivery.record(bid_id, "click", bid.campaign_id, None, None, now)
+        self._notices.labels("click", "ok" if first else "repeat").inc()
+        if first:
+            self._log_event("Click", {"bid_id": bid_id, "campaign_id": bid.campaign_id, "user_id": bid.user_id})
+            await self._publish(BidClicked(bid_id, bid.campaign_id, bid.creative_id, bid.user_id, now))
         return {"bid_id": bid_id, "recorded": first, "charged": False}

@@ -40,6 +40,11 @@ class PricedNotice(msgspec.Struct):
     price: Price
 
 
+class ClickNotice(msgspec.Struct):
+    """What a click notice URL carries (the handler reads it; checked first)."""
+    bid: BidId
+
+
 class LossNotice(msgspec.Struct):
     """What a loss notice URL carries (the handler reads it; checked first)."""
     bid: BidId
@@ -48,7 +53,10 @@ class LossNotice(msgspec.Struct):
 
 
 def _notice(kind: str):
-    """The declaration of a win, billing or loss notice endpoint."""
+    """The declaration of a win, billing, loss or click notice endpoint."""
+    if kind == "click":
+        return endpoint("Click notice for a bid (called by the ad's click tracker); repeats change nothing",
+                        tags=("bidding",), response=NoticeResult, errors=(404,), params=ClickNotice)
     return endpoint(f"{kind.capitalize()} notice for a bid (the URL in the bid's "
                     f"{ {'win': 'nurl', 'billing': 'burl', 'loss': 'lurl'}[kind]}); repeats change nothing",
                     tags=("bidding",), response=NoticeResult, errors=(404,),
@@ -119,6 +127,7 @@ class BiddingApi:
         router.add_get("/v1/notices/win", self.win_notice)
         router.add_get("/v1/notices/billing", self.billing_notice)
         router.add_get("/v1/notices/loss", self.loss_notice)
+        router.add_get("/v1/notices/click", self.click_notice)
         router.add_put("/v1/profiles/{user_id}", self.put_profile)
         router.add_get("/v1/inference/providers", self.providers)
         router.add_post("/v1/admin/model/reload", self.reload_model)
@@ -162,6 +171,11 @@ class BiddingApi:
         bid_id = _bid_id(request)
         q = request.query
         return json_response(await self._notices.loss(bid_id, q.get("reason"), q.get("price")))
+
+    @_notice("click")
+    async def click_notice(self, request: web.Request, principal) -> web.Response:
+        bid_id = _bid_id(request)
+        return json_response(await self._notices.click(bid_id))
 
     @endpoint("Write a bidding profile through both cache tiers", tags=("bidding",), roles=("partner", "admin"),
               body=ProfileBody, response=Profile, errors=(422,))

@@ -1,0 +1,267 @@
+"""`python -m app simulate`: synthetic travellers and sites driving a running Contrail through its real interfaces.
+
+The population and its hidden truth come from ml/sim/ for `--seed`. The driver writes each traveller's profile
+once (`PUT /v1/profiles/{user_id}`, before their first request), sends OpenRTB 2.6 bid requests for sampled
+(traveller, site, device) impressions to `/v1/bid` at `--rate` a second, plays a simple exchange (our bid
+wins when it beats a competing price drawn from the seed; a win clears at the higher of that price and the
+floor, never above our bid; a loss is reported with reason 102), draws a click for each won impression from
+the truth and calls the click notice, as a click tracker would. Its log (JSON lines, in request order) carries
+each impression's true CTR for evaluation; the server is never told it.
+
+Every random draw of a request is made before it is sent, from streams seeded by `--seed` alone, so the same
+seed and the same server answers give the same requests. Loopback servers only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import numpy as np
+
+from ml.sim.population import COUNTRY, Population, population
+from ml.sim.truth import Truth
+
+COMPETITION_MEDIAN_CPM = 4.5   # the competing bids' median CPM (USD), lognormal around it
+COMPETITION_SIGMA = 0.6
+LOSS_REASON = 102              # OpenRTB: lost to a higher bid
+MAX_IN_FLIGHT = 256
+
+
+class NotLoopback(ValueError):
+    pass
+
+
+def check_loopback(url: str) -> str:
+    """The base URL, when it names a loopback server (the simulator drives only a local Contrail)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or not host:
+        raise NotLoopback(f"--url {url!r} is not an http(s) URL")
+    if host != "localhost":
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise NotLoopback(f"--url {url!r} is not a loopback address (127.0.0.0/8, ::1 or localhost)")
+    return url.rstrip("/")
+
+
+@dataclass(frozen=True)
+class Draw:
+    """Everything random about one request, drawn before it is sent."""
+    n: int
+    traveller: int
+    site: int
+    device: int
+    floor: float
+    competing: float
+    click_u: float
+
+
+class Draws:
+    """The seeded streams of requests: the same seed gives the same sequence, whatever the server answers."""
+
+    def __init__(self, pop: Population, seed: int) -> None:
+        self._pop = pop
+        self._rng = np.random.default_rng([seed, 0x51D])
+        self._n = 0
+
+    def next(self) -> Draw:
+        pop, rng = self._pop, self._rng
+        imp = pop.sample_impressions(rng, 1)
+        site = pop.sites[int(imp["site"][0])]
+        floor = round(site.floor * float(rng.uniform(0.8, 1.2)), 2)
+        competing = float(rng.lognormal(math.log(COMPETITION_MEDIAN_CPM), COMPETITION_SIGMA))
+        draw = Draw(self._n, int(imp["traveller"][0]), site.index, int(imp["device"][0]), floor, competing,
+                    float(rng.random()))
+        self._n += 1
+        return draw
+
+
+def bid_request(pop: Population, draw: Draw, seed: int) -> dict[str, Any]:
+    """The OpenRTB 2.6 request of one draw."""
+    traveller, site = pop.travellers[draw.traveller], pop.sites[draw.site]
+    w, h = site.size
+    return {
+        "id": f"sim{seed}-r{draw.n}", "at": 2, "tmax": 200, "cur": ["USD"],
+        "imp": [{"id": "1", "bidfloor": draw.floor, "bidfloorcur": "USD", "banner": {"w": w, "h": h}}],
+        "site": {"id": site.site_id, "domain": site.domain, "cat": [site.category],
+                 "publisher": {"id": f"pub-{site.site_id}"}},
+        "device": {"devicetype": draw.device, "geo": {"country": COUNTRY[traveller.home_airport]}},
+        "user": {"id": traveller.user_id}}
+
+
+@dataclass
+class Summary:
+    seed: int
+    requests: int = 0
+    bids: int = 0
+    no_bids: int = 0
+    wins: int = 0
+    losses: int = 0
+    clicks: int = 0
+    profiles: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+
+
+class Simulator:
+    def __init__(self, seed: int, url: str, api_key: str, *, profile_key: str | None = None,
+                 log: IO[str] | None = None) -> None:
+        self.seed = seed
+        self.base = check_loopback(url)
+        self.population = population(seed)
+        self.truth = Truth(self.population)
+        self._bid_headers = {"X-Api-Key": api_key, "Content-Type": "application/json"}
+        self._profile_headers = {"X-Api-Key": profile_key or api_key}
+        self._log = log
+        self._profiles: dict[int, asyncio.Task[None]] = {}
+        self._done: dict[int, dict[str, Any]] = {}
+        self._next_line = 0
+        self.summary = Summary(seed)
+        self._start = 0.0
+
+    async def run(self, rate: float, seconds: float, session: aiohttp.ClientSession | None = None) -> Summary:
+        """Send `rate` requests a second for `seconds`, then wait for the ones in flight and stop."""
+        own = session is None
+        session = session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        draws = Draws(self.population, self.seed)
+        limit = asyncio.Semaphore(MAX_IN_FLIGHT)
+        tasks: set[asyncio.Task[None]] = set()
+        loop = asyncio.get_running_loop()
+        self._start = time.time()
+        started = loop.time()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            tasks.discard(task)
+            limit.release()
+
+        try:
+            for n in range(int(rate * seconds)):
+                delay = started + n / rate - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await limit.acquire()
+                task = asyncio.create_task(self._one(session, draws.next()))
+                tasks.add(task)
+                task.add_done_callback(finished)
+            if tasks:
+                await asyncio.wait(tasks, timeout=15)
+        finally:
+            for task in tasks:
+                task.cancel()
+            if own:
+                await session.close()
+        self._flush(final=True)
+        self.summary.seconds = round(loop.time() - started, 3)
+        return self.summary
+
+    async def _profile(self, session: aiohttp.ClientSession, index: int) -> None:
+        """Write a traveller's profile once (concurrent first requests wait for the same write)."""
+        task = self._profiles.get(index)
+        if task is None:
+            traveller = self.population.travellers[index]
+            task = self._profiles[index] = asyncio.ensure_future(self._put(session, traveller.user_id,
+                                                                           traveller.profile(self._start)))
+        await asyncio.shield(task)
+
+    async def _put(self, session: aiohttp.ClientSession, user_id: str, body: dict) -> None:
+        async with session.put(f"{self.base}/v1/profiles/{user_id}", json=body,
+                               headers=self._profile_headers) as resp:
+            await resp.read()
+            if resp.status != 200:
+                self.summary.errors += 1
+                raise RuntimeError(f"PUT /v1/profiles/{user_id}: {resp.status}")
+            self.summary.profiles += 1
+
+    async def _get(self, session: aiohttp.ClientSession, path: str, params: dict[str, str]) -> bool:
+        async with session.get(f"{self.base}{path}", params=params) as resp:
+            await resp.read()
+            if resp.status != 200:
+                self.summary.errors += 1
+            return resp.status == 200
+
+    async def _one(self, session: aiohttp.ClientSession, draw: Draw) -> None:
+        pop, s = self.population, self.summary
+        traveller, site = pop.travellers[draw.traveller], pop.sites[draw.site]
+        recency = pop.recency(traveller, time.time() - self._start)
+        true_ctr = self.truth.p_click(traveller, draw.device, recency)
+        line: dict[str, Any] = {
+            "request_id": f"sim{self.seed}-r{draw.n}", "user_id": traveller.user_id, "site": site.site_id,
+            "device": draw.device, "recency": round(recency, 6), "bid_id": None, "bid": None, "won": False,
+            "price": None, "clicked": False, "true_ctr": round(true_ctr, 6), "at": round(time.time(), 3)}
+        try:
+            await self._profile(session, draw.traveller)
+            s.requests += 1
+            async with session.post(f"{self.base}/v1/bid", data=json.dumps(bid_request(pop, draw, self.seed)),
+                                    headers=self._bid_headers) as resp:
+                body = await resp.read()
+                status = resp.status
+            if status == 204:
+                s.no_bids += 1
+                return
+            if status != 200:
+                s.errors += 1
+                return
+            answer = json.loads(body)
+            if not answer.get("seatbid"):
+                s.no_bids += 1
+                return
+            bid = answer["seatbid"][0]["bid"][0]
+            s.bids += 1
+            ours = float(bid["price"])
+            line.update(bid_id=bid["id"], bid=ours)
+            if ours > draw.competing:
+                # Second price: the higher of the competing bid and the floor, never above our bid.
+                clearing = min(ours, max(draw.competing, draw.floor))
+                clearing = math.floor(clearing * 10_000) / 10_000
+                if await self._get(session, "/v1/notices/win", {"bid": bid["id"], "price": f"{clearing:.4f}"}):
+                    s.wins += 1
+                    line.update(won=True, price=clearing)
+                    if draw.click_u < true_ctr:
+                        if await self._get(session, "/v1/notices/click", {"bid": bid["id"]}):
+                            s.clicks += 1
+                            line["clicked"] = True
+            else:
+                if await self._get(session, "/v1/notices/loss", {"bid": bid["id"], "reason": str(LOSS_REASON),
+                                                                 "price": f"{draw.competing:.4f}"}):
+                    s.losses += 1
+        except (TimeoutError, aiohttp.ClientError, RuntimeError, ValueError, KeyError, IndexError):
+            s.errors += 1
+        finally:
+            self._done[draw.n] = line
+            self._flush()
+
+    def _flush(self, final: bool = False) -> None:
+        """Write finished lines in request order (the last ones at the end, whatever is missing)."""
+        while self._next_line in self._done:
+            self._write(self._done.pop(self._next_line))
+            self._next_line += 1
+        if final:
+            for n in sorted(self._done):
+                self._write(self._done.pop(n))
+
+    def _write(self, line: dict[str, Any]) -> None:
+        if self._log is not None:
+            self._log.write(json.dumps(line, separators=(",", ":")) + "\n")
+
+
+async def simulate(seed: int, rate: float, seconds: float, url: str, api_key: str, log_path: str | None = None,
+                   profile_key: str | None = None) -> dict[str, Any]:
+    """The `simulate` command: runs, writes the log, returns the summary."""
+    log = open(log_path, "w", encoding="utf-8") if log_path else None
+    try:
+        sim = Simulator(seed, url, api_key, profile_key=profile_key, log=log)
+        return asdict(await sim.run(rate, seconds))
+    finally:
+        if log is not None:
+            log.close()
