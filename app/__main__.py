@@ -63,6 +63,13 @@ def _parser() -> argparse.ArgumentParser:
                              "log CSV under it)")
     bandit.add_argument("--json", action="store_true",
                         help='print {"rows": [{"name", "regret", "ctr_estimate", "ratio_to_random", ...}]}')
+    ctr = evals.add_parser("ctr", help="the bid model against the simulator's hidden truth: train on --hours of "
+                                       "simulated impressions, test on a fresh held-out day (AUC, log-loss, ECE)")
+    ctr.add_argument("--seed", type=int, default=0, help="selects the population and its hidden truth")
+    ctr.add_argument("--hours", type=float, default=12.0,
+                     help="simulated hours of training traffic, 72,000 impressions an hour (default 12)")
+    ctr.add_argument("--json", action="store_true",
+                     help='print {"rows": [{"name", "auc", "log_loss", "ece", "auc_gap", ...}], "goal", ...} instead')
     sim = sub.add_parser("simulate", help="drive a running Contrail on loopback with synthetic travellers and sites "
                                           "whose behaviour follows a hidden, seeded ground truth")
     sim.add_argument("--seed", type=int, default=0, help="selects the population and its hidden truth")
@@ -107,6 +114,8 @@ def _eval(args: argparse.Namespace) -> int:
         return 2
     if args.eval_name == "bandit":
         return _eval_bandit(args)
+    if args.eval_name == "ctr":
+        return _eval_ctr(args)
     return _eval_ltv(args) if args.eval_name == "ltv" else _eval_reco(args)
 
 
@@ -151,6 +160,18 @@ def _eval_bandit(args: argparse.Namespace) -> int:
     try:
         report = evaluate(args.seeds, horizons, args.data)
     except ValueError as exc:  # ObdFileError (a bad --data), and bad --seeds/--rounds
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(as_json(report) if args.json else table(report))
+    return 0
+
+
+def _eval_ctr(args: argparse.Namespace) -> int:
+    from eval.ctr import BadArgument, as_json, evaluate, table
+
+    try:
+        report = evaluate(args.seed, args.hours)
+    except BadArgument as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(as_json(report) if args.json else table(report))
