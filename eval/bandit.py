@@ -263,19 +263,21 @@ DISCOUNT_GRID = (1.0, 1 - 1e-5, 1 - 1 / 30_000, 1 - 1e-4)
 SELECTION_FIRST = 1_000  # the selection problems are make_problems(seeds, first=SELECTION_FIRST)
 
 
+def _grid_seeds(seeds: int, selection: bool, first: int, tag: int) -> tuple[Any, tuple[int, ...], tuple[int, ...]]:
+    """(problems, policy seed, environment seed) of a grid: its own selection range (problems from `first`, seeds
+    tagged `tag` and `tag + 1`), or the evaluation's own problems and Thompson's seeds there."""
+    if selection:
+        return make_problems(seeds, first=first), (BASE_SEED, tag), (BASE_SEED, tag + 1)
+    return make_problems(seeds), (BASE_SEED, 1, POLICIES.index("thompson")), (BASE_SEED, 2)
+
+
 def discount_grid(seeds: int = SEEDS, selection: bool = True, grid: tuple[float, ...] = DISCOUNT_GRID,
                   horizons: tuple[int, ...] = HORIZONS, fit_arms: float = 0.0,
                   optimistic: bool = False) -> dict[str, Any]:
     """Thompson's regret for every discount in `grid`, on the selection seeds or on the evaluation's own
     (`python -m eval.bandit discount`: both). The discount was chosen with the pooled prior, plain sampling (the
     defaults here, so that the documented table is reproduced)."""
-    policy_seed: tuple[int, ...]
-    if selection:
-        problems = make_problems(seeds, first=SELECTION_FIRST)
-        policy_seed, env_seed = (BASE_SEED, 11), (BASE_SEED, 12)
-    else:
-        problems = make_problems(seeds)
-        policy_seed, env_seed = (BASE_SEED, 1, POLICIES.index("thompson")), (BASE_SEED, 2)
+    problems, policy_seed, env_seed = _grid_seeds(seeds, selection, SELECTION_FIRST, 11)
     out: dict[str, Any] = {}
     for g in grid:
         r = simulate("thompson", problems, horizons, policy_seed, env_seed, gamma=g, fit_arms=fit_arms,
@@ -301,13 +303,7 @@ PRIOR_SELECTION_FIRST = 10_000
 def prior_grid(seeds: int = SEEDS, selection: bool = True, grid: tuple[tuple[float, bool], ...] = PRIOR_GRID,
                horizons: tuple[int, ...] = HORIZONS) -> dict[str, Any]:
     """Thompson's regret for every (fit_arms, optimistic) in `grid`, on the selection seeds or the evaluation's."""
-    policy_seed: tuple[int, ...]
-    if selection:
-        problems = make_problems(seeds, first=PRIOR_SELECTION_FIRST)
-        policy_seed, env_seed = (BASE_SEED, 21), (BASE_SEED, 22)
-    else:
-        problems = make_problems(seeds)
-        policy_seed, env_seed = (BASE_SEED, 1, POLICIES.index("thompson")), (BASE_SEED, 2)
+    problems, policy_seed, env_seed = _grid_seeds(seeds, selection, PRIOR_SELECTION_FIRST, 21)
     out: dict[str, Any] = {}
     for nu, opt in grid:
         r = simulate("thompson", problems, horizons, policy_seed, env_seed, fit_arms=nu, optimistic=opt)

@@ -134,6 +134,8 @@ class AssetImport:
                             query: str | None, fmt: str, w: int | None, h: int | None) -> Campaign:
         """Add the assets (by id, a folder's or a search's) as creatives; for an approved campaign they go under
         review like any other change of creatives."""
+        if not (asset_ids or folder or query):
+            raise InvalidInput("give asset_ids, a folder or a query", {"field": "asset_ids"})
         if self._library is None:
             raise RuleViolation("no digital asset management is configured (integrations.dam)")
         campaign = self._campaigns.get(campaign_id)

@@ -11,7 +11,6 @@ from app.bidding.campaigns import CampaignService, CampaignSpend
 from app.campaigns.integrations import AssetImport, ReviewTasks
 from app.campaigns.reports import CampaignReport, CampaignReports, CampaignsReport, parse_time
 from app.campaigns.workflow import CampaignWorkflow
-from app.errors import InvalidInput
 from app.runtime.clock import Clock
 from handlers.rest.common import decode, endpoint, json_response
 from state.campaigns import Campaign, Creative, FrequencyCaps, HistoryEntry, ReviewTask, Targeting
@@ -217,8 +216,6 @@ class CampaignsApi:
               "version; under review for an approved campaign", tags=("campaigns",), roles=ADMIN, body=ImportBody,
               response=Campaign, errors=(404, 409, 422, 503))
     async def import_creatives(self, request: web.Request, principal, body: ImportBody) -> web.Response:
-        if not (body.asset_ids or body.folder or body.query):
-            raise InvalidInput("give asset_ids, a folder or a query", {"field": "asset_ids"})
         return json_response(await self._assets.import_assets(principal, request.match_info["campaign_id"],
                                                               body.asset_ids, body.folder, body.query, body.format,
                                                               body.w, body.h))

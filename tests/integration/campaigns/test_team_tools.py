@@ -23,15 +23,20 @@ FAST = RetryPolicy(attempts=2, deadline_s=2.0, base_delay_s=0.01, max_delay_s=0.
 CREATIVE = {"id": "c1", "format": "banner", "markup": "<b>fly</b>", "w": 300, "h": 250}
 
 
-@pytest.fixture
-async def team(aiohttp_client, aiohttp_server, tmp_path, clock):
+async def tools(aiohttp_server) -> tuple[FakeJira, FakeAem, str]:
+    """One loopback server speaking Jira's and AEM Assets' REST shapes, and its base URL."""
     jira, aem = FakeJira(), FakeAem()
     tool = web.Application()
     tool.router.add_post("/rest/api/2/issue", jira.create)
     tool.router.add_get("/rest/api/2/issue/{key}", jira.get)
     tool.router.add_get("/api/assets/{path:.+}", aem.assets)
     server = await aiohttp_server(tool)
-    base = str(server.make_url("")).rstrip("/")
+    return jira, aem, str(server.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+async def team(aiohttp_client, aiohttp_server, tmp_path, clock):
+    jira, aem, base = await tools(aiohttp_server)
     client = await aiohttp_client(create_app(make_config(tmp_path), clock=clock))
     platform = client.app[PLATFORM]
     tracker = JiraTasks(base, EMAIL, TOKEN, "MKT", policy=FAST)
@@ -128,13 +133,7 @@ async def test_creatives_are_imported_from_the_asset_library_and_refreshed_when_
 
 
 async def test_configured_tools_are_wired_into_the_app(aiohttp_client, aiohttp_server, tmp_path, clock):
-    jira, aem = FakeJira(), FakeAem()
-    tool = web.Application()
-    tool.router.add_post("/rest/api/2/issue", jira.create)
-    tool.router.add_get("/rest/api/2/issue/{key}", jira.get)
-    tool.router.add_get("/api/assets/{path:.+}", aem.assets)
-    server = await aiohttp_server(tool)
-    base = str(server.make_url("")).rstrip("/")
+    jira, aem, base = await tools(aiohttp_server)
     config = make_config(tmp_path, integrations__task_tool="jira", integrations__jira_url=base,
                          integrations__jira_email=EMAIL, integrations__jira_api_token=TOKEN,
                          integrations__jira_project="MKT", integrations__dam="aem", integrations__dam_url=base,
