@@ -64,12 +64,17 @@ def _parser() -> argparse.ArgumentParser:
     bandit.add_argument("--json", action="store_true",
                         help='print {"rows": [{"name", "regret", "ctr_estimate", "ratio_to_random", ...}]}')
     ctr = evals.add_parser("ctr", help="the bid model against the simulator's hidden truth: train on --hours of "
-                                       "simulated impressions, test on a fresh held-out day (AUC, log-loss, ECE)")
+                                       "simulated impressions, test on a fresh held-out day (AUC, log-loss, ECE; "
+                                       "clicks and conversions per USD at the same budget)")
     ctr.add_argument("--seed", type=int, default=0, help="selects the population and its hidden truth")
     ctr.add_argument("--hours", type=float, default=12.0,
                      help="simulated hours of training traffic, 72,000 impressions an hour (default 12)")
+    ctr.add_argument("--budget-share", type=float, default=0.1,
+                     help="the economic comparison's budget, as a share in (0, 1] of what winning every winnable "
+                          "impression of the test day would cost (default 0.1)")
     ctr.add_argument("--json", action="store_true",
-                     help='print {"rows": [{"name", "auc", "log_loss", "ece", "auc_gap", ...}], "goal", ...} instead')
+                     help='print {"rows": [{"name", "auc", "log_loss", "ece", "auc_gap", "spend_usd", '
+                          '"clicks_per_usd", ...}], "goal", "economics", ...} instead')
     sim = sub.add_parser("simulate", help="drive a running Contrail on loopback with synthetic travellers and sites "
                                           "whose behaviour follows a hidden, seeded ground truth")
     sim.add_argument("--seed", type=int, default=0, help="selects the population and its hidden truth")
@@ -170,7 +175,7 @@ def _eval_ctr(args: argparse.Namespace) -> int:
     from eval.ctr import BadArgument, as_json, evaluate, table
 
     try:
-        report = evaluate(args.seed, args.hours)
+        report = evaluate(args.seed, args.hours, budget_share=args.budget_share)
     except BadArgument as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

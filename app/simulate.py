@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from typing import IO, Any
@@ -26,11 +25,10 @@ from urllib.parse import urlsplit
 import aiohttp
 import numpy as np
 
+from ml.sim.exchange import clearing_price, draw_prices
 from ml.sim.population import COUNTRY, Population, population
 from ml.sim.truth import Truth
 
-COMPETITION_MEDIAN_CPM = 4.5   # the competing bids' median CPM (USD), lognormal around it
-COMPETITION_SIGMA = 0.6
 LOSS_REASON = 102              # OpenRTB: lost to a higher bid
 MAX_IN_FLIGHT = 256
 
@@ -79,10 +77,9 @@ class Draws:
         pop, rng = self._pop, self._rng
         imp = pop.sample_impressions(rng, 1)
         site = pop.sites[int(imp["site"][0])]
-        floor = round(site.floor * float(rng.uniform(0.8, 1.2)), 2)
-        competing = float(rng.lognormal(math.log(COMPETITION_MEDIAN_CPM), COMPETITION_SIGMA))
-        draw = Draw(self._n, int(imp["traveller"][0]), site.index, int(imp["device"][0]), floor, competing,
-                    float(rng.random()))
+        floor, competing = draw_prices(rng, np.array([site.floor]))   # the exchange of ml/sim/exchange.py
+        draw = Draw(self._n, int(imp["traveller"][0]), site.index, int(imp["device"][0]), float(floor[0]),
+                    float(competing[0]), float(rng.random()))
         self._n += 1
         return draw
 
@@ -222,8 +219,7 @@ class Simulator:
             line.update(bid_id=bid["id"], bid=ours)
             if ours > draw.competing:
                 # Second price: the higher of the competing bid and the floor, never above our bid.
-                clearing = min(ours, max(draw.competing, draw.floor))
-                clearing = math.floor(clearing * 10_000) / 10_000
+                clearing = float(clearing_price(ours, draw.competing, draw.floor))
                 if await self._get(session, "/v1/notices/win", {"bid": bid["id"], "price": f"{clearing:.4f}"}):
                     s.wins += 1
                     line.update(won=True, price=clearing)

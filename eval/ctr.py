@@ -22,6 +22,16 @@ Offline, no server. For the population and hidden truth of `--seed` (ml/sim/):
    score), `random` (`make_default()`'s predicted CTR, the shipped starting model) and `contrail` (the trained
    net's predicted CTR, as the server computes it): AUC (with its Hanley-McNeil standard error), log-loss,
    ECE (10 equal-count bins) and the AUC gap to the oracle.
+6. Economics at the same budget, on the same test day: each impression gets a floor and a competing price from
+   the simulator's exchange (ml/sim/exchange.py, a separate stream). Each row bids value-proportionally, CPM =
+   min(MAX_CPM, k x its predicted CTR), wins when its bid beats the competing price and the floor, and pays
+   the higher of the two (second price). The budget is `--budget-share` of what winning every impression
+   that can be won under MAX_CPM would cost; each row's k is set so that its spend is the largest it can make
+   without exceeding the budget (`spend_budget`: the impressions sorted by the k at which they are won, k
+   just past the last one that fits). Clicks are the test day's own clicks (one draw per impression, the same
+   for every row), conversions a second fixed draw per impression against `Truth.p_convert`; expected clicks
+   (the true CTR summed over the won impressions) and expected conversions carry no click noise. For
+   reference, the expected clicks per USD of one flat bid everywhere (no model) at the same budget.
 
 Goal (issue 22): the oracle's AUC at least 0.70 (the truth is not trivial) and contrail's AUC within 0.02 of it.
 """
@@ -37,6 +47,7 @@ import numpy as np
 
 from ml import features
 from ml.model import make_default
+from ml.sim import exchange
 from ml.sim.population import Population, population
 from ml.sim.truth import Truth
 from ml.training import bidnet, metrics
@@ -53,6 +64,8 @@ DAY = 86_400.0
 MAX_HOURS = 24.0            # memory: 72,000 rows of 1 KiB an hour
 GOAL_ORACLE_AUC = 0.70
 GOAL_GAP = 0.02
+MAX_CPM = 20.0              # the highest CPM (USD) any row bids: 4.4x the competing median
+BUDGET_SHARE = 0.10         # the default budget: this share of the cost of winning every winnable impression
 
 
 class BadArgument(ValueError):
@@ -123,10 +136,121 @@ class World:
                                         device)
         clicked = rng.random(len(at)) < p
         return {"x": self.rows(who, device, recency), "p": p, "clicked": clicked.astype(np.float32),
-                "at": at, "traveller": who, "device": device, "recency": recency}
+                "at": at, "traveller": who, "device": device, "recency": recency, "site": imps["site"]}
+
+    def p_convert(self, traveller: np.ndarray, site: np.ndarray) -> np.ndarray:
+        """Truth.p_convert of each (traveller, site) impression (computed once per distinct pair)."""
+        pop = self.population
+        pairs = traveller.astype(np.int64) * len(pop.sites) + site
+        uniq, inverse = np.unique(pairs, return_inverse=True)
+        values = np.array([self.truth.p_convert(pop.travellers[int(q // len(pop.sites))],
+                                                pop.sites[int(q % len(pop.sites))]) for q in uniq])
+        return values[inverse]
 
 
-def evaluate(seed: int = 0, hours: float = HOURS, test_rows: int = TEST_ROWS) -> dict[str, Any]:
+class Spend:
+    """One bidding policy's outcome at a budget (spend_budget)."""
+
+    def __init__(self, k: float, won: np.ndarray, price: np.ndarray, budget_met: bool) -> None:
+        self.k = k                    # CPM (USD) bid per unit of predicted CTR; inf when the cap bids everywhere
+        self.won = won                # which impressions it won
+        self.price = price            # the clearing CPM (USD) of each impression (0 where lost)
+        self.budget_met = budget_met  # False: winning everything it can at MAX_CPM costs less than the budget
+
+    @property
+    def spend_usd(self) -> float:
+        return float(self.price.sum() / 1000.0)
+
+
+def winnable(floor: np.ndarray, competing: np.ndarray, max_cpm: float = MAX_CPM) -> np.ndarray:
+    """The impressions a bid of max_cpm wins."""
+    return exchange.wins(max_cpm, competing, floor)
+
+
+def spend_budget(ctr: np.ndarray, floor: np.ndarray, competing: np.ndarray, budget_usd: float,
+                 max_cpm: float = MAX_CPM) -> Spend:
+    """Bid min(max_cpm, k x ctr) on every impression with the k that spends the most without exceeding
+    `budget_usd`, and run the exchange.
+
+    A won impression costs max(competing, floor) whatever the bid, and an impression is won exactly when
+    k > max(competing, floor) / ctr (and max_cpm wins it), so spend rises with k in steps: sorting the
+    impressions by that threshold, the budget buys the longest prefix whose cost fits, and k is put between
+    the prefix's last threshold and the next (impressions with equal thresholds are bought together or not at
+    all). The spend is then below the budget by less than one impression's price (at most max_cpm / 1000
+    USD). When everything winnable costs less than the budget, k is infinite: the policy bids max_cpm wherever
+    its CTR is above zero and `budget_met` is False."""
+    ctr = np.asarray(ctr, dtype=np.float64)
+    need = np.maximum(competing, floor)
+    cost = exchange.clearing_price(need, competing, floor)
+    can = np.flatnonzero(winnable(floor, competing, max_cpm) & (ctr > 0))
+    threshold = need[can] / ctr[can]
+    order = np.argsort(threshold, kind="stable")
+    sorted_t = threshold[order]
+    spent = np.cumsum(cost[can][order]) / 1000.0
+    m = int(np.searchsorted(spent, budget_usd * (1 + 1e-12), side="right"))  # the prefix that fits
+    while 0 < m < len(sorted_t) and sorted_t[m - 1] >= sorted_t[m]:
+        m -= 1
+    if m == len(sorted_t):
+        k = math.inf
+    elif m == 0:
+        k = float(sorted_t[0]) / 2
+    else:
+        k = float(math.sqrt(sorted_t[m - 1] * sorted_t[m]))
+    bid = np.minimum(max_cpm, k * ctr) if math.isfinite(k) else np.full(len(ctr), max_cpm)
+    bid = np.where(ctr > 0, bid, 0.0)   # no bid
+    won = exchange.wins(bid, competing, floor) & (ctr > 0)
+    price = np.where(won, exchange.clearing_price(bid, competing, floor), 0.0)
+    met = m < len(sorted_t) or (len(spent) > 0 and spent[-1] >= budget_usd * (1 - 1e-9))
+    return Spend(k, won, price, bool(met))
+
+
+def economics(world: World, test: dict[str, np.ndarray], ctrs: dict[str, np.ndarray], rng: np.random.Generator,
+              budget_share: float = BUDGET_SHARE, max_cpm: float = MAX_CPM) -> tuple[dict[str, Any],
+                                                                                     list[dict[str, Any]]]:
+    """The exchange on the test day for each row's CTRs at one budget: the budget's description, and per row
+    its spend, wins, clicks and conversions (observed and expected) and those per USD."""
+    site_floors = np.array([s.floor for s in world.population.sites])[test["site"]]
+    floor, competing = exchange.draw_prices(rng, site_floors)
+    convert_u = rng.random(len(floor))
+    p_convert = world.p_convert(test["traveller"], test["site"])
+    clicked = test["clicked"].astype(bool)
+    converted = clicked & (convert_u < p_convert)
+    can = winnable(floor, competing, max_cpm)
+    cost_all = float(exchange.clearing_price(np.maximum(competing, floor), competing, floor)[can].sum() / 1000.0)
+    budget = budget_share * cost_all
+    rows: list[dict[str, Any]] = []
+    for name, ctr in ctrs.items():
+        sp = spend_budget(ctr, floor, competing, budget, max_cpm)
+        won, spend = sp.won, sp.spend_usd
+        exp_clicks = float(test["p"][won].sum())
+        exp_conv = float((test["p"] * p_convert)[won].sum())
+        clicks, conversions = int(clicked[won].sum()), int(converted[won].sum())
+        def per(v: float, spend: float = spend) -> float:
+            return v / spend if spend > 0 else math.nan
+
+        rows.append({"name": name, "spend_usd": spend, "wins": int(won.sum()),
+                     "avg_cpm": 1000.0 * spend / int(won.sum()) if won.any() else math.nan,
+                     "click_value_usd": sp.k / 1000.0, "budget_met": sp.budget_met,
+                     "clicks": clicks, "conversions": conversions, "expected_clicks": exp_clicks,
+                     "expected_conversions": exp_conv, "clicks_per_usd": per(clicks),
+                     "conversions_per_usd": per(conversions), "expected_clicks_per_usd": per(exp_clicks),
+                     "expected_conversions_per_usd": per(exp_conv)})
+    # No information: the same bid everywhere buys the cheapest impressions (a reference, not a row).
+    flat = spend_budget(np.ones(len(floor)), floor, competing, budget, max_cpm)
+    info = {"budget_usd": budget, "budget_share": budget_share, "cost_all_usd": cost_all,
+            "winnable": int(can.sum()), "max_cpm": max_cpm,
+            "flat_expected_clicks_per_usd": float(test["p"][flat.won].sum()) / flat.spend_usd
+            if flat.spend_usd > 0 else math.nan,
+            "competing_median_cpm": exchange.COMPETITION_MEDIAN_CPM, "competing_sigma": exchange.COMPETITION_SIGMA,
+            "clicks": int(clicked.sum()), "conversions": int(converted.sum())}
+    return info, rows
+
+
+def evaluate(seed: int = 0, hours: float = HOURS, test_rows: int = TEST_ROWS,
+             budget_share: float = BUDGET_SHARE) -> dict[str, Any]:
+    if not (isinstance(budget_share, (int, float)) and math.isfinite(budget_share) and 0 < budget_share <= 1):
+        raise BadArgument(f"--budget-share must be a share of the day's winnable impressions' cost in (0, 1], got "
+                          f"{budget_share!r}")
     if not (isinstance(hours, (int, float)) and math.isfinite(hours) and 0 < hours <= MAX_HOURS):
         raise BadArgument(f"--hours must be a number of hours in (0, {MAX_HOURS:g}], got {hours!r}")
     n_train = int(round(hours * 3600 * RATE))
@@ -155,6 +279,9 @@ def evaluate(seed: int = 0, hours: float = HOURS, test_rows: int = TEST_ROWS) ->
         m = metrics.metrics_of(p, y)
         rows.append({"name": name, "auc": m["auc"], "auc_se": m["auc_se"], "log_loss": m["log_loss"],
                      "ece": m["ece"], "mean_ctr": m["mean_ctr"]})
+    budget, spends = economics(world, test, scores, np.random.default_rng([seed, 0xC7, 3]), budget_share)
+    for r, e in zip(rows, spends, strict=True):
+        r.update({k: v for k, v in e.items() if k != "name"})
     oracle_auc = rows[0]["auc"]
     for r in rows:
         r["auc_gap"] = oracle_auc - r["auc"]
@@ -170,7 +297,7 @@ def evaluate(seed: int = 0, hours: float = HOURS, test_rows: int = TEST_ROWS) ->
                   "holdout_auc": result.holdout["auc"], "l1": TRAIN_L1},
         "test": {"rows": test_rows, "clicks": int(y.sum()), "rate": float(y.mean()),
                  "from_hour": day_start / 3600, "to_hour": (day_start + DAY) / 3600},
-        "rows": rows, "goal": goal,
+        "rows": rows, "goal": goal, "economics": budget,
         "seconds": {"data": round(built - started, 2), "train": round(trained - built, 2),
                     "total": round(time.perf_counter() - started, 2)},
     }
@@ -191,9 +318,36 @@ def table(report: dict[str, Any]) -> str:
     lines += ["", f"goal: oracle AUC >= {g['oracle_auc_at_least']:.2f}: {yes[g['oracle_nontrivial']]}; contrail "
                   f"within {g['max_gap']:.2f} of the oracle: {yes[g['contrail_within']]} -> "
                   f"{'HOLDS' if g['holds'] else 'DOES NOT HOLD'}",
-              f"{report['seconds']['total']:.1f} s (data {report['seconds']['data']:.1f} s, training "
+              ""] + economics_table(report) + [
+              "", f"{report['seconds']['total']:.1f} s (data {report['seconds']['data']:.1f} s, training "
               f"{report['seconds']['train']:.1f} s)"]
     return "\n".join(lines)
+
+
+def economics_table(report: dict[str, Any]) -> list[str]:
+    e = report["economics"]
+    lines = [f"economics at the same budget: ${e['budget_usd']:,.2f}, {100 * e['budget_share']:g}% of "
+             f"${e['cost_all_usd']:,.2f}, the cost of winning all {e['winnable']:,} impressions a {e['max_cpm']:g} "
+             f"USD CPM bid can win",
+             f"bid CPM = min({e['max_cpm']:g}, 1000 x click value x CTR), second price; the day's {e['clicks']:,} "
+             f"clicks and {e['conversions']:,} conversions are drawn once, the same for every row", ""]
+    head = (f"{'model':<8}  {'spend $':>8}  {'wins':>7}  {'avg CPM':>7}  {'clicks':>6}  {'conv':>4}  {'clicks/$':>8}  "
+            f"{'conv/$':>7}  {'exp clicks/$':>12}  {'exp conv/$':>10}  {'$/click':>7}")
+    lines += [head, "-" * len(head)]
+    for r in report["rows"]:
+        value = r["click_value_usd"]
+        lines.append(f"{r['name']:<8}  {r['spend_usd']:8.2f}  {r['wins']:7,}  {r['avg_cpm']:7.3f}  {r['clicks']:6,}  "
+                     f"{r['conversions']:4,}  {r['clicks_per_usd']:8.4f}  {r['conversions_per_usd']:7.4f}  "
+                     f"{r['expected_clicks_per_usd']:12.4f}  {r['expected_conversions_per_usd']:10.5f}  "
+                     + (f"{value:7.3f}" if value is not None and math.isfinite(value) else f"{'cap':>7}"))
+    lines.append(f"flat: one bid everywhere (no model) buys {e['flat_expected_clicks_per_usd']:.4f} expected "
+                 f"clicks per $ at this budget")
+    short = [r["name"] for r in report["rows"] if not r["budget_met"]]
+    lines.append("$/click: the click value each row bids with, set so that it spends the budget")
+    if short:
+        lines.append(f"budget not reached by {', '.join(short)}: winning every impression it can at the cap costs "
+                     f"less than the budget, so it bids the cap everywhere and spends less (not the same budget)")
+    return lines
 
 
 def _clean(value: Any) -> Any:
