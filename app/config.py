@@ -389,6 +389,19 @@ class IntegrationsConfig(_Section):
                     raise _invalid(key, "must be set when powerbi_enabled is true")
 
 
+class LearningConfig(_Section):
+    retrain_interval_s: NotNegativeFloat = 3600.0
+    min_rows: Annotated[int, Meta(ge=100, le=10_000_000)] = 5000
+    min_clicks: Annotated[int, Meta(ge=10, le=1_000_000)] = 50
+    label_delay_s: NotNegativeFloat = 60.0
+    max_rows: Annotated[int, Meta(ge=1000, le=2_000_000)] = 200_000
+    feature_slots: Annotated[int, Meta(ge=0, le=4_000_000)] = 65_536
+    l1: Annotated[float, Meta(ge=0, le=10)] = 0.1
+    max_epochs: Annotated[int, Meta(ge=1, le=200)] = 30
+    keep_files: Annotated[int, Meta(ge=1, le=1000)] = 10
+    auto_promote: bool = True
+
+
 class DemoConfig(_Section):
     traffic_per_s: Annotated[float, Meta(ge=0, le=10_000)] = 0.0
 
@@ -418,6 +431,7 @@ class Config(_Section):
     campaigns: CampaignsConfig = msgspec.field(default_factory=CampaignsConfig)
     adaptors: AdaptorsConfig = msgspec.field(default_factory=AdaptorsConfig)
     integrations: IntegrationsConfig = msgspec.field(default_factory=IntegrationsConfig)
+    learning: LearningConfig = msgspec.field(default_factory=LearningConfig)
     demo: DemoConfig = msgspec.field(default_factory=DemoConfig)
 
     @property

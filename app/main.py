@@ -28,6 +28,7 @@ from handlers.rest.exports import ExportsApi
 from handlers.rest.loyalty import LoyaltyApi
 from handlers.rest.ltv import LtvApi
 from handlers.rest.middleware import core_middleware, idempotency_middleware
+from handlers.rest.models import ModelsApi
 from handlers.rest.openapi import OpenApiDocument
 from handlers.rest.platform import PlatformApi
 from handlers.rest.policies import PoliciesApi
@@ -87,6 +88,7 @@ def create_app(config: Config, *, clock: Clock | None = None, platform: Platform
     CampaignsApi(p.campaigns, p.workflow, p.reports, p.campaigns_domain.tasks, p.campaigns_domain.assets,
                  p.clock).register(app.router)
     PoliciesApi(p.policies).register(app.router)
+    ModelsApi(p.learning.learners, p.bid_model).register(app.router)
     ExportsApi(Exports(p.reports, p.campaigns, p.order_store, p.loyalty, p.clock), p.clock).register(app.router)
     ws, max_msg_size = config.websocket, config.server.max_body_bytes
     EventStream(p.hub, p.metrics, ws.max_lag_s, ws.heartbeat_s, max_msg_size).register(app.router)

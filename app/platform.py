@@ -23,6 +23,7 @@ from app.eventlog import EventLog
 from app.hub import Hub
 from app.idempotency import IdempotencyService
 from app.infra import Infra
+from app.learning import wiring as learning_wiring
 from app.loyalty import wiring as loyalty_wiring
 from app.ltv import wiring as ltv_wiring
 from app.ratelimit import RateLimiter, TokenBuckets
@@ -32,7 +33,7 @@ from app.runtime.bus import Bus
 from app.runtime.clock import Clock, SystemClock
 from app.runtime.health import Health
 from app.runtime.metrics import Metrics
-from app.runtime.supervisor import Supervisor
+from app.runtime.supervisor import Supervisor, watch_loop_lag
 from app.secrets import with_secrets
 from app.urls import PublicUrls
 
@@ -100,6 +101,7 @@ class Platform:
                                    metrics)
         self.supervisor.add_periodic("idempotency_purge", 300, self._purge_idempotency)
         self.supervisor.add_periodic("retention", 60, self._retention)
+        self.supervisor.add("loop_lag", lambda: watch_loop_lag(metrics.loop_lag.observe))
 
         # Each domain is built by its own wiring, in dependency order: bidding reads loyalty's member
         # features; reco comes before retail and channels, which take its lists at construction (offer
@@ -112,6 +114,7 @@ class Platform:
         self.loyalty_domain = loyalty_wiring.build(infra)
         self.ltv_domain = ltv_wiring.build(infra)  # lifetime value reads loyalty's ledger; bids read its values
         self.bidding = bidding_wiring.build(infra, self.loyalty_domain.loyalty.features, self.ltv_domain.values)
+        self.learning = learning_wiring.build(infra, self.bidding.model)
         self.campaigns_domain = campaigns_wiring.build(infra, self.bidding.campaigns, self.bidding.campaign_store,
                                                        self._route_of)
         self.reco_domain = reco_wiring.build(infra, self._destination_of)
@@ -137,6 +140,7 @@ class Platform:
         self.providers = bidding.providers
         self.batcher = bidding.batcher
         self.bid_ledger = bidding.bid_ledger
+        self.bid_model = self.learning.bid_model
         self.bidder = bidding.bidder
         self.bid_gateway = bidding.bid_gateway
         self.notices = bidding.notices
@@ -251,6 +255,7 @@ class Platform:
         await self.reco.load()
         await self.ltv.load()
         await self.policies.load()
+        await self.learning.load()
         return applied
 
     async def close_storage(self) -> None:

@@ -28,6 +28,7 @@ from state.idempotency import StoredResponse
 from state.inbox import InAppMessage
 from state.loyalty import LedgerEntry, Member, Promotion
 from state.ltv import Purchase, SavedLtvModel
+from state.models import ModelVersion
 from state.offers import Item, Offer, OfferState, SharedDraft
 from state.orders import Order
 from state.outbox import EmailEvent, OutboxMessage
@@ -595,3 +596,30 @@ class CursorStore(Protocol):
 
     async def put(self, name: str, value: int) -> None:
         ...
+
+
+@runtime_checkable
+class ModelRegistry(Protocol):
+    """Every version of every learned model, with its measurements; which one is live survives a restart."""
+
+    async def versions(self, model: str, limit: int, before: int | None = None) -> list[ModelVersion]:
+        """Newest first (by sequence), at most `limit`, those with a sequence below `before` when given."""
+
+    async def live(self, model: str) -> ModelVersion | None:
+        """The live version, None before the model has one."""
+
+    async def get(self, model: str, sequence: int) -> ModelVersion | None:
+        """One version by its sequence."""
+
+    async def add(self, version: ModelVersion, demote_to: str = "") -> None:
+        """Register a version; when it is live, the version live before gets status `demote_to`, in the same
+        transaction."""
+
+    async def activate(self, model: str, sequence: int, at: float, demote_to: str, note: str) -> None:
+        """Make an existing version live (with `note`) and give the one live before status `demote_to`, atomically."""
+
+    async def pruned(self, model: str, sequence: int) -> None:
+        """Its weights' file is gone (disk budget): its path is cleared."""
+
+    async def next_sequence(self, model: str) -> int:
+        """The sequence the next registered version of `model` gets."""

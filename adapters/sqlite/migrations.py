@@ -311,6 +311,16 @@ RECORDS = [
             PRIMARY KEY (campaign_id, opened_at)
         )
     """),
+    Migration(16, "model_versions", """
+        CREATE TABLE model_versions (
+            model TEXT NOT NULL,
+            sequence INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            body TEXT NOT NULL,
+            PRIMARY KEY (model, sequence)
+        );
+        CREATE INDEX model_versions_live ON model_versions(model) WHERE status = 'live'
+    """),
 ]
 
 EVENTS = [

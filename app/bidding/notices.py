@@ -16,8 +16,10 @@ import msgspec
 from app import ids
 from app.bidding.campaigns import utc_day
 from app.bidding.events import BidClicked, BidLost, BidWon
+from app.bidding.shown import FeatureTap
 from app.errors import InvalidInput, NotFound
 from app.runtime.clock import Clock
+from ml import features
 from state.delivery import AlreadyCharged
 from state.ports import DeliveryStore
 
@@ -116,8 +118,9 @@ def parse_price(raw: str | None) -> int:
 
 class NoticeService:
     def __init__(self, ledger: BidLedger, delivery: DeliveryStore, clock: Clock, log_event, metrics,
-                 publish: Callable[[object], Awaitable[None]]) -> None:
+                 publish: Callable[[object], Awaitable[None]], feature_tap: FeatureTap | None = None) -> None:
         self._publish = publish
+        self._tap = feature_tap
         self._ledger = ledger
         self._delivery = delivery
         self._clock = clock
@@ -152,6 +155,11 @@ class NoticeService:
         self._notices.labels("win", "ok" if first else "repeat").inc()
         if first:
             self._log_event("Win", {"bid_id": bid_id, "campaign_id": bid.campaign_id, "price_micros": cpm})
+            row = self._tap.take(bid_id) if self._tap is not None else None
+            if row is not None:  # what the bid model learns from: the shown ad's features, labelled by its clicks
+                columns, values = features.to_sparse(row)
+                self._log_event("Shown", {"bid_id": bid_id, "campaign_id": bid.campaign_id, "at": now,
+                                          "i": columns, "v": values})
             await self._publish(BidWon(bid_id, bid.campaign_id, bid.creative_id, bid.user_id, cpm, now))
         return {"bid_id": bid_id, "recorded": first, "charged": charged}
 

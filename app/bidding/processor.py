@@ -34,6 +34,7 @@ from app.bidding.openrtb import (
     banner_sizes,
 )
 from app.bidding.profiles import MISS, CachedProfile, ProfileCache
+from app.bidding.shown import FeatureTap
 from app.config import BiddingConfig
 from app.runtime.clock import Clock
 from ml import features
@@ -198,6 +199,7 @@ class BidProcessor:
     def __init__(self, config: BiddingConfig, campaigns: CampaignService, profiles: ProfileCache,
                  delivery: DeliveryStore, batcher: Batcher, ledger: BidLedger, clock: Clock, log_event,
                  notice_base_url: str, loyalty_features: Callable[[str], np.ndarray | None] | None = None,
+                 feature_tap: FeatureTap | None = None,
                  value_pricing: ValuePricing | None = None) -> None:
         self.config = config
         self._campaigns = campaigns
@@ -205,6 +207,7 @@ class BidProcessor:
         self._delivery = delivery
         self.batcher = batcher
         self._ledger = ledger
+        self._tap = feature_tap  # the rows bids were scored on, for the win notices to log for training
         self._clock = clock
         self._log_event = log_event
         self.set_notice_base(notice_base_url)
@@ -300,9 +303,9 @@ class BidProcessor:
                     if value_price is None:
                         return self._no_bid(request, "value_below_floor", NBR_UNKNOWN)
                     price = value_price
-                bids = [self._make_bid(request, imps[0], pair, price, None, user_id, now)]
+                bids = [self._make_bid(request, imps[0], pair, price, None, user_id, now, user_row, cand[winner])]
         else:
-            bids = self._choose(request, found, settled, user_id, now, seat, value_user)
+            bids = self._choose(request, found, settled, user_id, now, seat, user_row, cand, value_user)
         if not bids:
             return self._no_bid(request, unservable(request) or "below_floor", NBR_UNKNOWN)
         response = BidResponse(id=request.id or "", seatbid=[SeatBid(bid=bids, seat=seat or cfg.seat)],
@@ -333,7 +336,7 @@ class BidProcessor:
         return user_row, features.candidate_columns(found.freq, _positions(found.n))
 
     def _choose(self, request: BidRequest, found: Candidates, settled: Settled, user_id: str | None, now: float,
-                seat: str | None, value_user: str | None = None) -> list[Bid]:
+                seat: str | None, user_row: np.ndarray, cand: np.ndarray, value_user: str | None = None) -> list[Bid]:
         """Each impression's winner, for requests with several impressions or deals. A winner that bids on value
         is priced by it (`value_user`: the user whose value may be read); its value below the floor of the deal
         it bids in (or the imp's) drops the impression's bid."""
@@ -379,14 +382,16 @@ class BidProcessor:
                 if value_price is None:
                     continue
                 price = value_price
-            bids.append(self._make_bid(request, imp, pair, price, deal, user_id, now))
+            bids.append(self._make_bid(request, imp, pair, price, deal, user_id, now, user_row, cand[i]))
         return bids
 
     def _make_bid(self, request: BidRequest, imp: Imp, pair: tuple[Campaign, Creative], price: int,
-                  deal: str | None, user_id: str | None, now: float) -> Bid:
+                  deal: str | None, user_id: str | None, now: float, user_row: np.ndarray, cand_row: np.ndarray) -> Bid:
         campaign, creative = pair
         bid_id = self._ledger.issue(request.id or "", imp.id or "", campaign.id, creative.id, user_id or "", price,
                                     now + self.config.bid_ttl_s)
+        if self._tap is not None:
+            self._tap.keep(bid_id, user_row, cand_row)
         return Bid(
             id=bid_id, impid=imp.id or "", price=round(price / MICROS, 6), adid=campaign.id, crid=creative.id,
             adomain=[campaign.advertiser_domain], adm=creative.markup, cat=campaign.categories or None,

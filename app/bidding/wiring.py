@@ -18,6 +18,7 @@ from app.bidding.models import ModelHolder
 from app.bidding.notices import BidLedger, NoticeService
 from app.bidding.processor import BidProcessor, ValuePricing, Values
 from app.bidding.profiles import ProfileCache
+from app.bidding.shown import FeatureTap
 from app.bidding.simulator import run_traffic
 from app.infra import Infra
 from ml.batcher import Batcher
@@ -51,7 +52,7 @@ def build(infra: Infra, loyalty_features: Callable[[str], np.ndarray | None], va
     campaigns = CampaignService(campaign_store, delivery, clock, infra.audit, pacing_slack=b.pacing_slack)
     profiles = ProfileCache(profile_store, clock, l1_size=b.profile_l1_size, l2_ttl_s=b.profile_l2_ttl_s,
                             metrics=metrics)
-    model = ModelHolder(inf.model_path, metrics, infra.audit)
+    model = ModelHolder(inf.model_path, metrics)
     providers = build_providers()
 
     def observe_batch(calls: int, rows: int, waited_s: float) -> None:
@@ -65,11 +66,14 @@ def build(infra: Infra, loyalty_features: Callable[[str], np.ndarray | None], va
     ledger = BidLedger(clock)
     urls = infra.public_urls
     value_pricing = ValuePricing(values, b, config.retail.currency, metrics) if values is not None else None
+    tap = FeatureTap(config.learning.feature_slots)
+    metrics.caches.register(tap)
     bidder = BidProcessor(b, campaigns, profiles, delivery, batcher, ledger, clock, infra.event_log.log_event,
-                          urls.notices(), loyalty_features=loyalty_features, value_pricing=value_pricing)
+                          urls.notices(), loyalty_features=loyalty_features, value_pricing=value_pricing,
+                          feature_tap=tap)
     urls.on_change(lambda: bidder.set_notice_base(urls.notices()))
     gateway = BidGateway(bidder, metrics)
-    notices = NoticeService(ledger, delivery, clock, infra.event_log.log_event, metrics, infra.bus.publish)
+    notices = NoticeService(ledger, delivery, clock, infra.event_log.log_event, metrics, infra.bus.publish, tap)
     infra.supervisor.add_periodic("bid_ledger_sweep", 1.0, ledger.sweep)
     if config.demo.traffic_per_s > 0:
         infra.supervisor.add("demo_traffic", lambda: run_traffic(gateway, notices, config.demo.traffic_per_s))

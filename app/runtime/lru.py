@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import Generic, TypeVar, overload
+from typing import Generic, Protocol, TypeVar, overload
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -76,13 +76,26 @@ class LRU(Generic[K, V]):
         return len(self._items)
 
 
+class Bounded(Protocol):
+    """What the collector reads of a bounded collection (an LRU, a ring)."""
+
+    name: str
+    capacity: int
+    evictions: int
+
+    def __len__(self) -> int: ...
+
+
+B = TypeVar("B", bound=Bounded)
+
+
 class CacheCollector:
-    """Prometheus collector for every registered LRU: entries, capacity and evictions by cache name."""
+    """Prometheus collector for every registered bounded collection: entries, capacity and evictions by name."""
 
     def __init__(self) -> None:
-        self._caches: dict[str, LRU] = {}
+        self._caches: dict[str, Bounded] = {}
 
-    def register(self, cache: LRU) -> LRU:
+    def register(self, cache: B) -> B:
         self._caches[cache.name] = cache
         return cache
 

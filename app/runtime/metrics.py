@@ -180,6 +180,14 @@ class Metrics:
                                                    "price)", (), r)
         self.profile_lookups = LoopCounter("contrail_profile_lookups", "Profile cache lookups", ["tier", "result"], r)
         self.model_info = Gauge("contrail_model_info", "Loaded scoring model (value 1)", ["version"], registry=r)
+        self.model_trainings = LoopCounter("contrail_model_trainings", "Model retrains, by model and outcome "
+                                           "(promoted, rejected, recorded, skipped)", ["model", "outcome"], r)
+        self.model_training_seconds = LoopHistogram("contrail_model_training_seconds", "Wall time of a model retrain",
+                                                    ["model"], r, (1, 2, 5, 10, 30, 60, 120, 300, 600))
+        self.model_holdout = Gauge("contrail_model_holdout", "The live version's held-out quality, by model and "
+                                   "metric (auc, log_loss, ece)", ["model", "metric"], registry=r)
+        self.loop_lag = LoopHistogram("contrail_event_loop_lag_seconds", "How late the event loop woke a 50 ms timer",
+                                      (), r, (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0))
         self.batch_calls = LoopHistogram("contrail_inference_batch_calls", "Scoring calls per inference batch", (), r,
                                          (1, 2, 4, 8, 16, 32, 64))
         self.batch_wait = LoopHistogram("contrail_inference_batch_wait_seconds",

@@ -91,3 +91,15 @@ class Supervisor:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         for state in self.states.values():
             state.state = "stopped"
+
+
+LAG_PROBE_S = 0.05
+
+
+async def watch_loop_lag(observe: Callable[[float], None], interval_s: float = LAG_PROBE_S) -> None:
+    """Observe how late the loop wakes a timer, forever: what every request waiting on the loop waits too (a
+    stall by a CPU-bound step, a long collection, a thread holding the GIL)."""
+    while True:
+        due = time.perf_counter() + interval_s
+        await asyncio.sleep(interval_s)
+        observe(max(0.0, time.perf_counter() - due))

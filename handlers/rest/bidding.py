@@ -96,14 +96,6 @@ class ProvidersView(msgspec.Struct):
     providers: list[ProviderView]
 
 
-class ReloadBody(msgspec.Struct, forbid_unknown_fields=True):
-    path: str | None = None
-
-
-class ReloadResult(msgspec.Struct):
-    version: str
-
-
 class BiddingApi:
     """OpenRTB bids over REST, their notices, profiles, the inference providers and the model.
 
@@ -130,7 +122,6 @@ class BiddingApi:
         router.add_get("/v1/notices/click", self.click_notice)
         router.add_put("/v1/profiles/{user_id}", self.put_profile)
         router.add_get("/v1/inference/providers", self.providers)
-        router.add_post("/v1/admin/model/reload", self.reload_model)
 
     @endpoint("OpenRTB 2.6 bid request (exchange API key). 200 bid, 204 no-bid, 400 invalid (no body)",
               tags=("bidding",), roles=EXCHANGE, raw_body=BidRequest, response=BidResponse, also=(204,),
@@ -197,9 +188,3 @@ class BiddingApi:
                               p.stats.device_batches, round(p.stats.modeled_us, 1))
                  for p in self._providers.values()]
         return json_response(ProvidersView(self._model.current.version, b.batches, b.overloaded, b.timeouts, views))
-
-    @endpoint("Reload the scoring model (atomic swap; in-flight scoring is unaffected)", tags=("bidding",),
-              roles=ADMIN, body=ReloadBody, response=ReloadResult)
-    async def reload_model(self, request: web.Request, principal, body: ReloadBody) -> web.Response:
-        net = await self._model.reload(principal, body.path)
-        return json_response(ReloadResult(net.version))

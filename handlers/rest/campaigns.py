@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 from aiohttp import web
@@ -12,7 +12,7 @@ from app.campaigns.integrations import AssetImport, ReviewTasks
 from app.campaigns.reports import CampaignReport, CampaignReports, CampaignsReport, parse_time
 from app.campaigns.workflow import CampaignWorkflow
 from app.runtime.clock import Clock
-from handlers.rest.common import decode, endpoint, json_response
+from handlers.rest.common import endpoint, json_response, optional_body
 from state.campaigns import Campaign, Creative, FrequencyCaps, HistoryEntry, ReviewTask, Targeting
 
 ADMIN = ("admin",)
@@ -104,11 +104,6 @@ class RangeQuery(msgspec.Struct, forbid_unknown_fields=True):
 
 class ReportQuery(RangeQuery, forbid_unknown_fields=True):
     granularity: Literal["hour", "day"] = "day"
-
-
-def _optional(raw: bytes, type_: type) -> Any:
-    """A body that may be left out: empty means every field's default."""
-    return type_() if not raw.strip() else decode(raw, type_)
 
 
 class CampaignsApi:
@@ -221,7 +216,7 @@ class CampaignsApi:
                                                               body.w, body.h))
 
     async def _step(self, request: web.Request, principal, action: str) -> web.Response:
-        body: StepBody = _optional(await request.read(), StepBody)
+        body: StepBody = optional_body(await request.read(), StepBody)
         step = getattr(self._workflow, action)
         return json_response(await step(principal, request.match_info["campaign_id"], body.comment))
 
@@ -244,7 +239,7 @@ class CampaignsApi:
     @endpoint("Schedule an approved campaign to go live at starts_at (default: its own start, else now)",
               tags=("campaigns",), roles=ADMIN, raw_body=ScheduleBody, response=Campaign, errors=(404, 409, 422))
     async def schedule(self, request: web.Request, principal) -> web.Response:
-        body: ScheduleBody = _optional(await request.read(), ScheduleBody)
+        body: ScheduleBody = optional_body(await request.read(), ScheduleBody)
         return json_response(await self._workflow.schedule(principal, request.match_info["campaign_id"],
                                                            body.starts_at, body.ends_at, body.comment))
 

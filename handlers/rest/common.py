@@ -203,6 +203,11 @@ def _field_names(type_: type) -> frozenset[str]:
     return frozenset(field.encode_name for field in msgspec.structs.fields(type_))  # as a query spells them
 
 
+def optional_body(raw: bytes, type_: type) -> Any:
+    """A body that may be left out: empty means every field's default."""
+    return type_() if not raw.strip() else decode(raw, type_)
+
+
 def decode_query(request: web.Request, type_: type, *, only_declared: bool = True) -> Any:
     """Turn query parameters into `type_` (strings converted to the declared types); with only_declared,
     a parameter `type_` does not name is refused."""

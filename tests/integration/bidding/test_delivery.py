@@ -17,7 +17,7 @@ async def test_reserve_tier_boosts_the_bid_but_not_without_consent(bidder, tmp_p
     net.save(tmp_path / "m.npz")
     cap = single_campaign(bid_cap_micros=100_000_000)
     platform = bidder.app[PLATFORM]
-    await platform.model.reload("test", str(tmp_path / "m.npz"))
+    await platform.bid_model.reload("test", str(tmp_path / "m.npz"))
     for c in platform.campaigns.list():
         await platform.workflow.pause("test", c.id)
     await platform.campaigns.create("test", cap)

@@ -164,7 +164,7 @@ async def test_bidding_reads_the_loyalty_tier(aiohttp_client, tmp_path, clock):
     net = make_default(version="no-loyalty-weights")
     net.w1[128:136] = 0.0  # the tier then changes the price only through the boost
     net.save(tmp_path / "m.npz")
-    await platform.model.reload("test", str(tmp_path / "m.npz"))
+    await platform.bid_model.reload("test", str(tmp_path / "m.npz"))
     await platform.loyalty.earn("gold-member", 60_000, "pos", "g")       # 600 stars: Gold
     await platform.loyalty.earn("reserve-member", 300_000, "pos", "r")   # 3,000 stars: Reserve
     assert platform.loyalty.features("reserve-member")[0] == 1.0 and platform.loyalty.features("nobody") is None

@@ -1,0 +1,1 @@
+"""The learning loop: models retrained from the outcomes Contrail logs, versioned, evaluated before they go live."""

@@ -1,0 +1,188 @@
+"""Retraining the bid model from the ads it showed and the clicks they got, and the record of its versions.
+
+Each won bid's feature row, as the scorer saw it, is logged with its win (`Shown`, see app/bidding/shown.py); each
+click is logged by its notice (`Click`). A retrain reads the newest `learning.max_rows` shown ads older than
+`learning.label_delay_s` (younger ones may still get their click) from the event log, labels them by their clicks,
+and fits a candidate in a worker thread from the live model (ml/training/bidnet.py: time split, early stopping,
+calibration). The candidate and the live model are measured on the same held-out newest rows, which neither was
+fitted on; the candidate goes live only when ml.training.metrics.better() says it beats the live one. Every
+candidate is recorded with its metrics, promoted or not; a rollback puts any version whose file is kept back live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import numpy as np
+
+from app.admin import AuditTrail
+from app.auth import Principal
+from app.bidding.models import ModelHolder
+from app.config import LearningConfig
+from app.learning.versions import Run, VersionedModel, write_atomically
+from app.runtime.clock import Clock
+from ml import features
+from ml.model import SpikingNet
+from ml.training import bidnet
+from ml.training import metrics as quality
+from state.models import ModelVersion
+from state.ports import ModelRegistry
+
+NAME = "bidnet"
+SEED = 0  # minibatch order; a retrain on the same rows gives the same model
+MIN_BATCH, MAX_BATCH, MIN_STEPS = 32, 2048, 50
+
+
+class _Shown(msgspec.Struct):
+    bid_id: str
+    at: float
+    i: list[int]
+    v: list[float]
+
+
+class _Click(msgspec.Struct):
+    bid_id: str
+
+
+_shown = msgspec.json.Decoder(_Shown).decode
+_click = msgspec.json.Decoder(_Click).decode
+
+
+@dataclass(frozen=True)
+class Logged:
+    """Shown ads as training rows: features, clicked, when shown."""
+    x: np.ndarray
+    y: np.ndarray
+    at: np.ndarray
+    unreadable: int = 0  # payloads that did not decode or fit the layout (left out, counted)
+
+    @property
+    def clicks(self) -> int:
+        return int(self.y.sum())
+
+
+def labelled_rows(shown: list[str], clicks: list[str], before: float) -> Logged:
+    """The `Shown` payloads logged before `before`, labelled by whether a `Click` payload names their bid."""
+    clicked, unreadable = set(), 0
+    for raw in clicks:
+        try:
+            clicked.add(_click(raw).bid_id)
+        except msgspec.DecodeError:
+            unreadable += 1
+    rows: list[tuple[list[int], list[float]]] = []
+    labels, times = [], []
+    for raw in shown:
+        try:
+            s = _shown(raw)
+        except msgspec.DecodeError:
+            unreadable += 1
+            continue
+        if len(s.i) != len(s.v) or any(not 0 <= j < features.USED for j in s.i):
+            unreadable += 1  # one row that does not fit the layout is left out, not the whole retrain
+            continue
+        if s.at >= before:
+            continue
+        rows.append((s.i, s.v))
+        labels.append(s.bid_id in clicked)
+        times.append(s.at)
+    x = features.dense_rows(rows) if rows else np.zeros((0, features.DIM), dtype=np.float32)
+    return Logged(x, np.asarray(labels, dtype=np.float32), np.asarray(times, dtype=np.float64), unreadable)
+
+
+def _write_model(net: SpikingNet, path: Path) -> None:
+    write_atomically(path, lambda f: np.savez(f, version=np.array(net.version), w1=net.w1, b1=net.b1, w2=net.w2,
+                                              b2=net.b2, theta=np.array(net.theta)))
+
+
+def _fit(logged: Logged, start: SpikingNet, config: LearningConfig, version: str) -> tuple[bidnet.TrainResult,
+                                                                                          dict[str, float]]:
+    """Train a candidate from `start` and measure `start` on the candidate's held-out rows (worker thread)."""
+    # At least MIN_STEPS minibatches an epoch: a few thousand rows in batches of 2048 would move the weights a
+    # handful of Adam steps in a whole training.
+    batch = int(min(MAX_BATCH, max(MIN_BATCH, len(logged.y) * 0.7 // MIN_STEPS)))
+    result = bidnet.train(logged.x, logged.y, logged.at, start=start, seed=SEED, epochs=config.max_epochs,
+                          l1=config.l1, batch=batch, version=version)
+    hold = result.split.holdout
+    return result, quality.evaluate(start, logged.x[hold], logged.y[hold])
+
+
+def _curve(net: SpikingNet, x: np.ndarray, y: np.ndarray) -> list[dict[str, float]]:
+    return quality.reliability(quality.predict_ctr(net, x), y).rows()
+
+
+class BidModelLearner(VersionedModel[SpikingNet]):
+    """The bid model's learner: retrain from logged outcomes, evaluate before the swap (the rest: VersionedModel)."""
+
+    name = NAME
+
+    def __init__(self, config: LearningConfig, holder: ModelHolder, registry: ModelRegistry, events, clock: Clock,
+                 metrics, audit: AuditTrail, models_dir: Path) -> None:
+        super().__init__(registry, clock, metrics, audit, models_dir, config.keep_files)
+        self._config = config
+        self._holder = holder
+        self._events = events   # the analytics event log: recent_payloads(type, limit)
+
+    async def _read(self, path: str) -> SpikingNet:
+        return await ModelHolder.read(path)
+
+    def _write(self, model: SpikingNet, path: Path) -> None:
+        _write_model(model, path)
+
+    def _serve(self, model: SpikingNet, path: str) -> None:
+        self._holder.swap(model, path)
+
+    def _serving(self) -> tuple[str, str]:
+        return self._holder.current.version, str(self._holder.path)
+
+    async def reload(self, actor: Principal | str, path: str | None) -> ModelVersion:
+        """POST /v1/admin/model/reload: a model file (or the configured one again) goes live as a version."""
+        return await self.load_file(actor, path or str(self._holder.path))
+
+    async def retrain(self, actor: Principal | str = "learning") -> Run:
+        """Train a candidate from the logged outcomes, measure it against the live model, promote it if better."""
+        async with self._changing():
+            run = await self._retrain()
+        return await self._finish(run, actor)
+
+    async def _retrain(self) -> Run:
+        cfg, started = self._config, time.perf_counter()
+        now = self._clock.now()
+        run = Run(NAME, "skipped", "", now)
+        shown = await self._events.recent_payloads("Shown", cfg.max_rows)
+        clicks = await self._events.recent_payloads("Click", cfg.max_rows)
+        loop = asyncio.get_running_loop()
+        logged = await loop.run_in_executor(None, labelled_rows, shown, clicks, now - cfg.label_delay_s)
+        del shown, clicks
+        run.rows, run.clicks = len(logged.y), logged.clicks
+        if run.rows < cfg.min_rows or run.clicks < cfg.min_clicks:
+            run.reason = (f"{run.rows} shown ads with {run.clicks} clicks are logged; training needs "
+                          f"{cfg.min_rows} and {cfg.min_clicks} (learning.min_rows, learning.min_clicks)")
+            run.seconds = time.perf_counter() - started
+            return run
+        sequence = await self._registry.next_sequence(NAME)
+        label = f"{NAME}-{sequence}"
+        live_net = self._holder.current
+        result, live_hold = await loop.run_in_executor(None, _fit, logged, live_net, cfg, label)
+        hold = result.split.holdout
+        curve = await loop.run_in_executor(None, _curve, result.net, logged.x[hold], logged.y[hold])
+        run.version, run.candidate, run.live = label, result.holdout, live_hold
+        wins = quality.better(result.holdout, live_hold)
+        promote = wins and cfg.auto_promote
+        run.status = "promoted" if promote else ("recorded" if wins else "rejected")
+        run.reason = (f"holdout log-loss {result.holdout['log_loss']:.5f} vs {live_hold['log_loss']:.5f}, "
+                      f"AUC {result.holdout['auc']:.4f} vs {live_hold['auc']:.4f} (live {live_net.version})"
+                      + ("" if wins else ": not better than the live model")
+                      + (": better, kept for an admin to promote (learning.auto_promote is off)"
+                         if wins and not promote else ""))
+        await self._record(result.net, sequence, label, promote, {
+            "holdout": result.holdout, "live_holdout": live_hold, "compared_with": live_net.version,
+            "rows": run.rows, "clicks": run.clicks, "train_rows": len(result.split.train),
+            "valid_rows": len(result.split.valid), "holdout_rows": len(hold), "epochs": result.epochs,
+            "best_epoch": result.best_epoch, "calibration": list(result.calibration), "reliability": curve,
+            "saturated": result.saturated, "unreadable": logged.unreadable}, run.reason)
+        run.seconds = time.perf_counter() - started
+        return run

@@ -1,0 +1,37 @@
+"""Builds the learning loop: the model registry, the bid model's learner, and its periodic retrain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from adapters.sqlite.models import SqliteModelRegistry
+from app.bidding.models import ModelHolder
+from app.infra import Infra
+from app.learning.bidmodel import BidModelLearner
+from app.learning.versions import VersionedModel
+
+
+@dataclass
+class Learning:
+    registry: SqliteModelRegistry
+    bid_model: BidModelLearner
+
+    @property
+    def learners(self) -> dict[str, VersionedModel]:
+        """Each versioned model by its name in /v1/admin/models/{name}."""
+        return {self.bid_model.name: self.bid_model}
+
+    async def load(self) -> None:
+        for learner in self.learners.values():
+            await learner.load()
+
+
+def build(infra: Infra, holder: ModelHolder) -> Learning:
+    config = infra.config
+    registry = SqliteModelRegistry(infra.records_db)
+    bid_model = BidModelLearner(config.learning, holder, registry, infra.event_log, infra.clock, infra.metrics,
+                                infra.audit, config.data_path / "models")
+    if config.learning.retrain_interval_s > 0:
+        infra.supervisor.add_periodic("bid_model_retrain", config.learning.retrain_interval_s,
+                                      bid_model.retrain_if_due)
+    return Learning(registry, bid_model)

@@ -1,0 +1,23 @@
+"""The versions of Contrail's learned models: what was trained, how it measured, and which one is live."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+# A version's status. Exactly one version of a model is live once the model has a registry entry.
+LIVE, RETIRED, REJECTED, ROLLED_BACK = "live", "retired", "rejected", "rolled_back"
+
+
+class ModelVersion(msgspec.Struct, frozen=True):
+    model: str                 # "bidnet", "acceptance"
+    sequence: int              # 0, 1, 2, ... per model, in the order versions were registered
+    version: str               # the label the model carries (a .npz file's own `version`)
+    created_at: float
+    source: str                # "config" (the file the server started with), "file" (an admin's reload), "trained"
+    status: str                # live, retired, rejected, rolled_back
+    path: str = ""             # where its weights are; "" once pruned by the disk budget
+    activated_at: float = 0.0  # when it last went live
+    metrics: dict[str, Any] = {}  # holdout metrics, the live model's on the same rows, training details
+    note: str = ""             # why it was promoted, rejected or rolled back
