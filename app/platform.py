@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 
 from adapters.sqlite import migrations
 from adapters.sqlite.accounts import SqliteAccountStore
@@ -35,9 +37,11 @@ from app.runtime.health import Health
 from app.runtime.metrics import Metrics
 from app.runtime.supervisor import Supervisor, watch_loop_lag
 from app.secrets import with_secrets
+from app.simulate import NotLoopback, Simulator, check_loopback
 from app.urls import PublicUrls
 
 log = logging.getLogger("contrail")
+DEMO_EXCHANGE, DEMO_PROFILES = "demo traffic (bids)", "demo traffic (profiles)"
 
 
 def _watch_database(metrics: Metrics, name: str, db: Database) -> None:
@@ -102,6 +106,8 @@ class Platform:
         self.supervisor.add_periodic("idempotency_purge", 300, self._purge_idempotency)
         self.supervisor.add_periodic("retention", 60, self._retention)
         self.supervisor.add("loop_lag", lambda: watch_loop_lag(metrics.loop_lag.observe))
+        if config.demo.traffic_per_s > 0:
+            self.supervisor.add("demo_traffic", self._demo_traffic)
 
         # Each domain is built by its own wiring, in dependency order: bidding reads loyalty's member
         # features; reco comes before retail and channels, which take its lists at construction (offer
@@ -114,11 +120,11 @@ class Platform:
         self.loyalty_domain = loyalty_wiring.build(infra)
         self.ltv_domain = ltv_wiring.build(infra)  # lifetime value reads loyalty's ledger; bids read its values
         self.bidding = bidding_wiring.build(infra, self.loyalty_domain.loyalty.features, self.ltv_domain.values)
-        self.learning = learning_wiring.build(infra, self.bidding.model)
         self.campaigns_domain = campaigns_wiring.build(infra, self.bidding.campaigns, self.bidding.campaign_store,
                                                        self._route_of)
         self.reco_domain = reco_wiring.build(infra, self._destination_of)
         self.retail = retail_wiring.build(infra, self.reco_domain.reco)
+        self.learning = learning_wiring.build(infra, self.bidding.model, self.retail.ranker)  # the models it trains
         self.channels = channels_wiring.build(infra, self.loyalty_domain.loyalty, self.bidding.profiles,
                                               self._email_of, self.reco_domain.reco, self.retail.catalog.product_name,
                                               self.ltv_domain.ltv, self._campaign_state)
@@ -176,6 +182,24 @@ class Platform:
         for name, depth in self.bus.depths():
             metrics.watch_queue(f"bus_{name}", depth)
 
+    async def _demo_traffic(self) -> None:
+        """The simulator drives this node over loopback once it listens, with keys of its own (those of the last
+        start are revoked, so restarts do not pile up live keys)."""
+        while not self.public_urls.bound:
+            await asyncio.sleep(0.05)
+        try:
+            base = check_loopback(self.public_urls.local())
+        except NotLoopback as exc:
+            log.warning("no demo traffic: the simulator drives only a loopback address", extra={"error": str(exc)})
+            return
+        for key in self.api_keys.list():
+            if key.name in (DEMO_EXCHANGE, DEMO_PROFILES) and key.revoked_at is None:
+                await self.api_keys.revoke(key.id)
+        _, exchange = await self.api_keys.create(DEMO_EXCHANGE, "exchange")
+        _, partner = await self.api_keys.create(DEMO_PROFILES, "partner")
+        await Simulator(self.config.demo.seed, base, exchange, profile_key=partner).run(
+            self.config.demo.traffic_per_s, math.inf)
+
     def _email_of(self, owner: str) -> str | None:
         """An order owner's email: a signed-in user's ("user:<account id>"); a guest has none."""
         kind, _, account_id = owner.partition(":")
@@ -198,8 +222,9 @@ class Platform:
         """Expire offers and holds, reconcile stuck payments, archive flown orders (one pass)."""
         return await self.retail.sweep_once()
 
-    async def retrain_ranking_once(self, window: int = 50_000) -> bool:
-        return await self.retail.retrain_ranking_once(window)
+    async def retrain_ranking_once(self) -> bool:
+        """Retrain offer acceptance now; True when the candidate went live."""
+        return (await self.learning.acceptance.retrain()).status == "promoted"
 
     async def _retention(self) -> None:
         deleted = await self.purge_retained_once()

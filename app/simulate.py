@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import itertools
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from typing import IO, Any
@@ -128,7 +130,8 @@ class Simulator:
         self._start = 0.0
 
     async def run(self, rate: float, seconds: float, session: aiohttp.ClientSession | None = None) -> Summary:
-        """Send `rate` requests a second for `seconds`, then wait for the ones in flight and stop."""
+        """Send `rate` requests a second for `seconds` (inf: until cancelled), then wait for the ones in flight and
+        stop."""
         own = session is None
         session = session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         draws = Draws(self.population, self.seed)
@@ -143,7 +146,7 @@ class Simulator:
             limit.release()
 
         try:
-            for n in range(int(rate * seconds)):
+            for n in itertools.count() if math.isinf(seconds) else range(int(rate * seconds)):
                 delay = started + n / rate - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)

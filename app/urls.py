@@ -20,6 +20,7 @@ class PublicUrls:
         self._notices = config.bidding.notice_base_url.rstrip("/")
         self._derived = _http_base(config.server.host, config.server.port)
         self._listeners: list[Callable[[], None]] = []
+        self.bound = False
 
     def links(self) -> str:
         """The base of the links in customers' email: unsubscribe, click and open tracking."""
@@ -29,11 +30,16 @@ class PublicUrls:
         """The base of the win, billing and loss notice URLs in bids."""
         return self._notices or self._derived
 
+    def local(self) -> str:
+        """Where this node itself listens (for its own demo traffic)."""
+        return self._derived
+
     def on_change(self, listener: Callable[[], None]) -> None:
         self._listeners.append(listener)
 
     def listening(self, host: str, port: int) -> None:
         """The HTTP server is bound: derive from where it really is (port 0 picks one at bind time)."""
         self._derived = _http_base(host, port)
+        self.bound = True
         for listener in self._listeners:
             listener()

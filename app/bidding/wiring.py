@@ -1,5 +1,5 @@
 """Builds the bidding domain: campaigns and pacing, profiles, the scoring batcher, the bid pipeline every
-protocol calls, notices, and the demo traffic when configured."""
+protocol calls, and notices."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from app.bidding.notices import BidLedger, NoticeService
 from app.bidding.processor import BidProcessor, ValuePricing, Values
 from app.bidding.profiles import ProfileCache
 from app.bidding.shown import FeatureTap
-from app.bidding.simulator import run_traffic
 from app.infra import Infra
 from ml.batcher import Batcher
 from ml.providers import Provider, build_providers
@@ -75,7 +74,5 @@ def build(infra: Infra, loyalty_features: Callable[[str], np.ndarray | None], va
     gateway = BidGateway(bidder, metrics)
     notices = NoticeService(ledger, delivery, clock, infra.event_log.log_event, metrics, infra.bus.publish, tap)
     infra.supervisor.add_periodic("bid_ledger_sweep", 1.0, ledger.sweep)
-    if config.demo.traffic_per_s > 0:
-        infra.supervisor.add("demo_traffic", lambda: run_traffic(gateway, notices, config.demo.traffic_per_s))
     return Bidding(campaign_store, profile_store, delivery, campaigns, profiles, model, providers, batcher, ledger,
                    bidder, gateway, notices)
