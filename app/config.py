@@ -404,6 +404,7 @@ class LearningConfig(_Section):
 
 class DemoConfig(_Section):
     traffic_per_s: Annotated[float, Meta(ge=0, le=10_000)] = 0.0
+    searches_per_s: Annotated[float, Meta(ge=0, le=1000)] = 0.0
     seed: Annotated[int, Meta(ge=0, le=2**31 - 1)] = 1
 
 

@@ -107,7 +107,8 @@ def demo_schedule(start: float, days: int = 30) -> list[Flight]:
     return flights
 
 
-async def _catalog(platform: Platform) -> str:
+async def load_catalog(platform: Platform) -> str:
+    """The demo products and 30 days of flights on the demo routes (those not there yet)."""
     # A bulk load, not an admin's changes: the audit log gets no entry per flight and product.
     catalog, created = platform.catalog, 0
     for pid, kind, name, price, capacity in DEMO_PRODUCTS:
@@ -251,7 +252,7 @@ async def _customers(platform: Platform) -> str:
             f"lifetime value {fitted['model'] or 'not fitted'} ({fitted['reason']})")
 
 
-DATA_SETS = [("accounts", _accounts), ("campaigns", _campaigns), ("catalog", _catalog), ("reco", _reco),
+DATA_SETS = [("accounts", _accounts), ("campaigns", _campaigns), ("catalog", load_catalog), ("reco", _reco),
              ("activity", _activity), ("customers", _customers)]
 
 

@@ -197,8 +197,9 @@ class Platform:
                 await self.api_keys.revoke(key.id)
         _, exchange = await self.api_keys.create(DEMO_EXCHANGE, "exchange")
         _, partner = await self.api_keys.create(DEMO_PROFILES, "partner")
-        await Simulator(self.config.demo.seed, base, exchange, profile_key=partner).run(
-            self.config.demo.traffic_per_s, math.inf)
+        demo = self.config.demo
+        await Simulator(demo.seed, base, exchange, profile_key=partner).run(demo.traffic_per_s, math.inf,
+                                                                            search_rate=demo.searches_per_s)
 
     def _email_of(self, owner: str) -> str | None:
         """An order owner's email: a signed-in user's ("user:<account id>"); a guest has none."""

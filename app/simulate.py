@@ -29,9 +29,13 @@ import numpy as np
 
 from ml.sim.exchange import clearing_price, draw_prices
 from ml.sim.population import COUNTRY, Population, population
+from ml.sim.shopping import PAY_SHARE, Search, Searches, choose, search_segment
 from ml.sim.truth import Truth
 
 LOSS_REASON = 102              # OpenRTB: lost to a higher bid
+GUEST_RENEW_S = 25 * 60        # guest tokens last 30 minutes (auth.guest_token_ttl_s)
+# The payment gateway's test card that succeeds (docs/api.md#payments), valid for years to come.
+TEST_CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2099, "cvc": "123"}
 MAX_IN_FLIGHT = 256
 
 
@@ -109,6 +113,9 @@ class Summary:
     losses: int = 0
     clicks: int = 0
     profiles: int = 0
+    searches: int = 0
+    accepts: int = 0
+    paid: int = 0
     errors: int = 0
     seconds: float = 0.0
 
@@ -128,12 +135,16 @@ class Simulator:
         self._next_line = 0
         self.summary = Summary(seed)
         self._start = 0.0
+        self._routes: list[tuple[str, str]] = []
+        self._guests: dict[int, tuple[str, float]] = {}  # traveller -> (guest token, when it was issued)
 
-    async def run(self, rate: float, seconds: float, session: aiohttp.ClientSession | None = None) -> Summary:
-        """Send `rate` requests a second for `seconds` (inf: until cancelled), then wait for the ones in flight and
-        stop."""
+    async def run(self, rate: float, seconds: float, session: aiohttp.ClientSession | None = None,
+                  search_rate: float = 0.0) -> Summary:
+        """Send `rate` bid requests a second (and `search_rate` searches) for `seconds` (inf: until cancelled), then
+        wait for the ones in flight and stop."""
         own = session is None
         session = session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        shopping = asyncio.create_task(self._shop_at(session, search_rate, seconds)) if search_rate > 0 else None
         draws = Draws(self.population, self.seed)
         limit = asyncio.Semaphore(MAX_IN_FLIGHT)
         tasks: set[asyncio.Task[None]] = set()
@@ -156,9 +167,14 @@ class Simulator:
                 task.add_done_callback(finished)
             if tasks:
                 await asyncio.wait(tasks, timeout=15)
+            if shopping is not None:
+                await shopping
         finally:
             for task in tasks:
                 task.cancel()
+            if shopping is not None:
+                shopping.cancel()
+                await asyncio.gather(shopping, return_exceptions=True)
             if own:
                 await session.close()
         self._flush(final=True)
@@ -240,6 +256,87 @@ class Simulator:
             self._done[draw.n] = line
             self._flush()
 
+    async def _shop_at(self, session: aiohttp.ClientSession, rate: float, seconds: float) -> None:
+        """Searches at `rate` a second, each answered by the traveller's choice among the offers shown."""
+        async with session.get(f"{self.base}/v1/routes") as resp:
+            self._routes = [(r["origin"], r["destination"]) for r in (await resp.json())["items"]]
+        if not self._routes:
+            return
+        searches = Searches(self.population, self.seed, len(self._routes))
+        tasks: set[asyncio.Task[None]] = set()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            for n in itertools.count() if math.isinf(seconds) else range(int(rate * seconds)):
+                delay = started + n / rate - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if len(tasks) < MAX_IN_FLIGHT:  # a server that cannot keep up gets fewer searches, not a pile
+                    task = asyncio.create_task(self._shop(session, searches.next()))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+            if tasks:
+                await asyncio.wait(tasks, timeout=15)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _guest(self, session: aiohttp.ClientSession, traveller: int) -> str:
+        """The traveller's guest session (renewed before the token's 30 minutes are up)."""
+        token, issued = self._guests.get(traveller, ("", 0.0))
+        if not token or time.time() - issued > GUEST_RENEW_S:
+            async with session.post(f"{self.base}/v1/auth/guest") as resp:
+                if resp.status != 200:
+                    raise RuntimeError(f"POST /v1/auth/guest: {resp.status}")
+                token = (await resp.json())["access_token"]
+            self._guests[traveller] = (token, time.time())
+        return token
+
+    async def _post(self, session: aiohttp.ClientSession, path: str, headers: dict[str, str],
+                    body: dict | None = None) -> dict:
+        async with session.post(f"{self.base}{path}", json=body, headers=headers) as resp:
+            answer = await resp.json(content_type=None)
+            if resp.status not in (200, 201):
+                raise RuntimeError(f"POST {path}: {resp.status}")
+            return answer
+
+    async def _shop(self, session: aiohttp.ClientSession, search: Search) -> None:
+        """One search: the offers shown, the traveller's choice drawn from the truth, the accept and the payment."""
+        s, traveller = self.summary, self.population.travellers[search.traveller]
+        origin, destination = self._routes[search.route]
+        line: dict[str, Any] = {"search_id": f"sim{self.seed}-s{search.n}", "user_id": traveller.user_id,
+                                "route": f"{origin}-{destination}", "segment": search_segment(traveller),
+                                "offers": [], "accepted": None, "order_id": None, "paid": False,
+                                "at": round(time.time(), 3)}
+        try:
+            auth = {"Authorization": f"Bearer {await self._guest(session, search.traveller)}"}
+            day = time.strftime("%Y-%m-%d", time.gmtime(time.time() + search.days_ahead * 86_400))
+            found = await self._post(session, "/v1/offers/search", auth, {
+                "origin": origin, "destination": destination, "departure_date": day,
+                "passengers": search.passengers, "cabin": search.cabin, "segment": line["segment"]})
+            s.searches += 1
+            offers = found["offers"]
+            pick, p = choose(self.truth, traveller, [([i["kind"] for i in o["items"]], o["total_cents"] / 100)
+                                                     for o in offers], search)
+            line["offers"] = [{"offer_id": o["id"], "bundle": o["bundle"], "total_cents": o["total_cents"],
+                               "p_accept": round(q, 6)} for o, q in zip(offers, p, strict=True)]
+            if pick is None:
+                return
+            offer_id = offers[pick]["id"]
+            order = await self._post(session, f"/v1/offers/{offer_id}/accept",
+                                     {**auth, "Idempotency-Key": f"accept-{offer_id}"})
+            s.accepts += 1
+            line.update(accepted=offer_id, order_id=order["id"])
+            if search.pay_u < PAY_SHARE:
+                await self._post(session, f"/v1/orders/{order['id']}/pay",
+                                 {**auth, "Idempotency-Key": f"pay-{order['id']}"}, {"card": TEST_CARD})
+                s.paid += 1
+                line["paid"] = True
+        except (TimeoutError, aiohttp.ClientError, RuntimeError, ValueError, KeyError, IndexError, TypeError):
+            s.errors += 1
+        finally:
+            self._write(line)
+
     def _flush(self, final: bool = False) -> None:
         """Write finished lines in request order (the last ones at the end, whatever is missing)."""
         while self._next_line in self._done:
@@ -255,12 +352,12 @@ class Simulator:
 
 
 async def simulate(seed: int, rate: float, seconds: float, url: str, api_key: str, log_path: str | None = None,
-                   profile_key: str | None = None) -> dict[str, Any]:
+                   profile_key: str | None = None, search_rate: float = 0.0) -> dict[str, Any]:
     """The `simulate` command: runs, writes the log, returns the summary."""
     log = open(log_path, "w", encoding="utf-8") if log_path else None
     try:
         sim = Simulator(seed, url, api_key, profile_key=profile_key, log=log)
-        return asdict(await sim.run(rate, seconds))
+        return asdict(await sim.run(rate, seconds, search_rate=search_rate))
     finally:
         if log is not None:
             log.close()

@@ -31,8 +31,10 @@ class Oracle:
         return ctr
 
     def load(self, lines: Iterable[Mapping]) -> None:
+        """Remember the logged impressions (search lines, which carry their own true probabilities, are skipped)."""
         for line in lines:
-            self.record(line)
+            if "request_id" in line:
+                self.record(line)
 
     def ctr_of(self, request_id: str) -> float:
         """The true CTR of a logged impression by its request id (KeyError when it was not logged)."""

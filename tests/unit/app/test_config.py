@@ -76,6 +76,7 @@ RULES = [
     ("bidding.notice_base_url", "ftp://example.com"),
     ("bidding.value_burst_micros", "-1"), ("bidding.value_burst_window_s", "0"),
     ("demo.traffic_per_s", "10001"), ("demo.traffic_per_s", "-1"), ("demo.seed", "-1"), ("demo.seed", "2147483648"),
+    ("demo.searches_per_s", "-1"), ("demo.searches_per_s", "1001"),
     ("inference.max_batch", "0"), ("inference.max_wait_us", "-1"), ("inference.max_queue", "0"),
     ("inference.timeout_ms", "0"),
     ("retail.offer_ttl_s", "0"), ("retail.hold_ttl_s", "0"), ("retail.tax_percent", "100.5"),

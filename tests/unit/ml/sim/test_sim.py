@@ -114,3 +114,20 @@ def test_auc():
     assert auc(np.array([1, 1, 0, 0]), np.array([0.1, 0.2, 0.3, 0.4])) == 0.0
     assert auc(np.array([0, 1, 0, 1]), np.array([0.5, 0.5, 0.5, 0.5])) == 0.5
     assert np.isnan(auc(np.array([1, 1]), np.array([0.1, 0.2])))
+
+
+def test_shoppers_choose_by_their_hidden_tastes_and_price_sensitivity():
+    from ml.sim.shopping import Search, choose
+    pop = population(0)
+    truth = Truth(pop)
+    keen = max(pop.travellers, key=lambda t: t.ancillary_taste.sum() - t.price_sensitivity)
+    thrifty = min(pop.travellers, key=lambda t: t.ancillary_taste.sum() - t.price_sensitivity)
+    offers = [(["Flight"], 100.0), (["Flight", "Seat", "Bag", "Meal", "Lounge", "Insurance"], 180.0)]
+    always = Search(0, 0, 0, 1, 1, "economy", (1.0, 0.0, 1.0), 0.0)  # declines the first, takes the second
+    _, p_keen = choose(truth, keen, offers, always)
+    _, p_thrifty = choose(truth, thrifty, offers, always)
+    assert p_keen[0] == p_thrifty[0]  # the bare fare at the reference price: the same for both
+    assert p_keen[1] > 0.5 > p_thrifty[1]
+    assert choose(truth, keen, offers, always)[0] == 1
+    assert choose(truth, keen, offers, Search(0, 0, 0, 1, 1, "economy", (1.0, 1.0, 1.0), 0.0))[0] is None
+    assert choose(truth, keen, [], always) == (None, [])
