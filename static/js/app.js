@@ -12,6 +12,7 @@ const PAGES = [
   ["campaigns", "Campaigns", ["admin", "approver"], "./pages/campaigns.js"],
   ["mail", "Mail", ["admin"], "./pages/mail.js"],
   ["reco", "Recommendations", ["admin"], "./pages/reco.js"],
+  ["models", "Models", ["admin"], "./pages/models.js"],
   ["api", "API", ["guest", "customer", "admin", "approver", null], "./pages/api.js"],
   ["health", "Health", ["guest", "customer", "admin", "approver", null], "./pages/health.js"],
   ["signin", "Sign in", [], "./pages/signin.js"],
