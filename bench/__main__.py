@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import bidding, channels, group_commit, load, loyalty, ltv, reco, retail
+from bench import bidding, channels, group_commit, learning, load, loyalty, ltv, reco, retail
 from bench.server import ServerProcess, free_port
 
 
@@ -24,17 +24,22 @@ def main() -> int:
     parser.add_argument("--only", default="", help="run only scenarios whose name contains this")
     args = parser.parse_args()
 
+    learns = not args.only or "learning" in args.only
     with tempfile.TemporaryDirectory() as tmp:
         server = ServerProcess(Path(tmp) / "var", CONTRAIL__SERVER__LOG_LEVEL="WARNING",
-                               CONTRAIL__SMTP__PORT=str(free_port()), **channels.SINK_ENV)
+                               CONTRAIL__SMTP__PORT=str(free_port()), **channels.SINK_ENV,
+                               **(learning.ENV if learns else {}))
         admin_key, exchange_key = bidding.setup_server(server)
         if not args.only or "retail" in args.only:
             retail.prepare(server)
+        if learns:  # 150,000 logged shown ads and their clicks, for the retrain
+            learning.prepare(server)
         pos_key = loyalty.partner_key(server)
         server.start()
         protocol_rows: list[tuple[str, float]] = []
         email_rates: tuple[float, float] | None = None
         reco_info: dict | None = None
+        learning_info: dict | None = None
         try:
             bidding.seed_campaigns(server, admin_key)
             baseline = load.run(server.url, load.baseline(), args.seconds)
@@ -51,6 +56,9 @@ def main() -> int:
                 held = bidding.rest_scenarios(exchange_key)[0]
                 held.name, held.rate, held.connections = "REST /v1/bid at half that rate", bid.rps / 2, 16
                 results.append(load.run(server.url, held, args.seconds))
+            if learns:  # after the REST bid rows: they score with the shipped model, not the retrained one
+                learning_results, learning_info = learning.run_all(server, admin_key, exchange_key, args.seconds)
+                results += learning_results
             if not args.only or "retail" in args.only:
                 results += retail.run_all(server, args.seconds)
             if not args.only or "loyalty" in args.only:
@@ -99,6 +107,9 @@ def main() -> int:
 
     if ltv_info is not None:
         ltv.report(ltv_info)
+
+    if learning_info is not None:
+        learning.report(learning_info)
 
     if email_rates is not None:
         print(f"\nEmail to the embedded SMTP sink: {email_rates[0]:,.0f} activations queued/s (durable outbox), "

@@ -69,17 +69,7 @@ USED = OFFER_POSITION + 1  # columns [0, USED) carry information; the rest are r
 
 def to_sparse(row: np.ndarray) -> tuple[list[int], list[float]]:
     """A feature row as its non-zero columns and their values, the form logged for training. Values go through
-    float32 -> float exactly, so dense_rows() rebuilds the row the scorer saw bit for bit."""
+    float32 -> float -> float32 exactly, so the row rebuilt from them is the one the scorer saw, bit for bit."""
     used = row[:USED]
     idx = np.flatnonzero(used)
     return idx.tolist(), used[idx].tolist()
-
-
-def dense_rows(sparse: list[tuple[list[int], list[float]]]) -> np.ndarray:
-    """(n, DIM) float32 rows from to_sparse() pairs; columns outside the layout's used range are refused."""
-    x = np.zeros((len(sparse), DIM), dtype=np.float32)
-    for i, (idx, values) in enumerate(sparse):
-        if len(idx) != len(values) or any(not 0 <= j < USED for j in idx):
-            raise ValueError(f"logged feature row {i} does not fit the layout")
-        x[i, idx] = values
-    return x
