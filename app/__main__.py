@@ -75,10 +75,21 @@ def _parser() -> argparse.ArgumentParser:
     ctr.add_argument("--json", action="store_true",
                      help='print {"rows": [{"name", "auc", "log_loss", "ece", "auc_gap", "spend_usd", '
                           '"clicks_per_usd", ...}], "goal", "economics", ...} instead')
+    ranking = evals.add_parser("ranking", help="offer acceptance against the simulator's hidden truth: train on "
+                                               "--days of simulated searches, test on a fresh day (AUC vs paid "
+                                               "orders, log-loss, revenue per search vs the rule fallback)")
+    ranking.add_argument("--seed", type=int, default=0, help="selects the population and its hidden truth")
+    ranking.add_argument("--days", type=float, default=7.0,
+                         help="simulated days of training searches, 2,000 a day (default 7)")
+    ranking.add_argument("--json", action="store_true",
+                         help='print {"rows": [{"name", "auc", "log_loss", "revenue_per_search", ...}], ...} instead')
     sim = sub.add_parser("simulate", help="drive a running Contrail on loopback with synthetic travellers and sites "
                                           "whose behaviour follows a hidden, seeded ground truth")
     sim.add_argument("--seed", type=int, default=0, help="selects the population and its hidden truth")
     sim.add_argument("--rate", type=float, default=20.0, help="bid requests a second")
+    sim.add_argument("--search-rate", type=float, default=0.0,
+                     help="searches a second, each answered by the traveller's accept and payment as the hidden "
+                          "truth decides (default 0: bidding only)")
     sim.add_argument("--seconds", type=float, default=60.0, help="stop after this long")
     sim.add_argument("--url", default="http://127.0.0.1:8080", help="the server's base URL (loopback only)")
     sim.add_argument("--api-key", required=True,
@@ -98,13 +109,16 @@ def _simulate(args: argparse.Namespace) -> int:
     if not all(math.isfinite(v) and v > 0 for v in (args.rate, args.seconds)):
         print("error: --rate and --seconds must be positive", file=sys.stderr)
         return 2
+    if not (math.isfinite(args.search_rate) and args.search_rate >= 0):
+        print("error: --search-rate must be 0 or positive", file=sys.stderr)
+        return 2
     try:
         check_loopback(args.url)
     except NotLoopback as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     summary = asyncio.run(simulate(args.seed, args.rate, args.seconds, args.url, args.api_key, args.log,
-                                   args.profile_key))
+                                   args.profile_key, args.search_rate))
     print(json.dumps(summary))
     return 0
 
@@ -121,6 +135,8 @@ def _eval(args: argparse.Namespace) -> int:
         return _eval_bandit(args)
     if args.eval_name == "ctr":
         return _eval_ctr(args)
+    if args.eval_name == "ranking":
+        return _eval_ranking(args)
     return _eval_ltv(args) if args.eval_name == "ltv" else _eval_reco(args)
 
 
@@ -176,6 +192,18 @@ def _eval_ctr(args: argparse.Namespace) -> int:
 
     try:
         report = evaluate(args.seed, args.hours, budget_share=args.budget_share)
+    except BadArgument as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(as_json(report) if args.json else table(report))
+    return 0
+
+
+def _eval_ranking(args: argparse.Namespace) -> int:
+    from eval.ranking import BadArgument, as_json, evaluate, table
+
+    try:
+        report = evaluate(args.seed, args.days)
     except BadArgument as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

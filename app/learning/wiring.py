@@ -1,4 +1,5 @@
-"""Builds the learning loop: the model registry, the bid model's learner, and its periodic retrain."""
+"""Builds the learning loop: the model registry, the bid model's and offer acceptance's learners, and their periodic
+retrains."""
 
 from __future__ import annotations
 
@@ -7,26 +8,29 @@ from dataclasses import dataclass
 from adapters.sqlite.models import SqliteModelRegistry
 from app.bidding.models import ModelHolder
 from app.infra import Infra
+from app.learning.acceptance import AcceptanceLearner
 from app.learning.bidmodel import BidModelLearner
 from app.learning.versions import VersionedModel
+from app.retail.ranking import Ranker
 
 
 @dataclass
 class Learning:
     registry: SqliteModelRegistry
     bid_model: BidModelLearner
+    acceptance: AcceptanceLearner
 
     @property
     def learners(self) -> dict[str, VersionedModel]:
         """Each versioned model by its name in /v1/admin/models/{name}."""
-        return {self.bid_model.name: self.bid_model}
+        return {self.bid_model.name: self.bid_model, self.acceptance.name: self.acceptance}
 
     async def load(self) -> None:
         for learner in self.learners.values():
             await learner.load()
 
 
-def build(infra: Infra, holder: ModelHolder) -> Learning:
+def build(infra: Infra, holder: ModelHolder, ranker: Ranker) -> Learning:
     config = infra.config
     registry = SqliteModelRegistry(infra.records_db)
     bid_model = BidModelLearner(config.learning, holder, registry, infra.event_log, infra.clock, infra.metrics,
@@ -34,4 +38,9 @@ def build(infra: Infra, holder: ModelHolder) -> Learning:
     if config.learning.retrain_interval_s > 0:
         infra.supervisor.add_periodic("bid_model_retrain", config.learning.retrain_interval_s,
                                       bid_model.retrain_if_due)
-    return Learning(registry, bid_model)
+    # An offer's outcome is known once it has expired unaccepted or its order's hold has lapsed unpaid.
+    label_delay_s = config.retail.offer_ttl_s + config.retail.hold_ttl_s
+    acceptance = AcceptanceLearner(config.ranking, config.learning, label_delay_s, ranker, registry, infra.event_log,
+                                   infra.clock, infra.metrics, infra.audit, config.data_path / "models")
+    infra.supervisor.add_periodic("acceptance_retrain", config.ranking.retrain_interval_s, acceptance.retrain_if_due)
+    return Learning(registry, bid_model, acceptance)

@@ -134,6 +134,7 @@ class OfferGenerated(msgspec.Struct, gc=False):
     margin_cents: int
     score: float
     features: list[float]
+    at: float  # when it was shown: the acceptance model's time split and label delay (app/learning/acceptance.py)
 
 
 class OfferService:
@@ -221,7 +222,7 @@ class OfferService:
         seen = features(ctx, [drafts[i].summary for i in shown], now)
         self._log_events("OfferGenerated", [
             OfferGenerated(offer.id, owner, offer.flight_id, offer.bundle, offer.total_cents, rank,
-                           round(probabilities[i], 6), drafts[i].margin_cents, round(scores[i], 3), x)
+                           round(probabilities[i], 6), drafts[i].margin_cents, round(scores[i], 3), x, now)
             for rank, (offer, i, x) in enumerate(zip(chosen, shown, seen, strict=True), 1)])
         return chosen, source
 

@@ -3,11 +3,11 @@
 P(accept) comes from, in order of preference:
 1. a remote ranking.RankingService, for `ranking.remote_share` of searches when
    `ranking.remote` is set, guarded by a circuit breaker;
-2. the in-process logistic model (ml/acceptance.py), once it has been trained on at least
-   `ranking.min_training_offers` offers with a known outcome;
-3. rules: a base rate per bundle (flight only 0.30, rule bundles 0.22, comfort 0.20,
-   premium 0.08), × (1 + discount fraction), × 1.5 for the premium bundle shown to the
-   premium segment, clipped to [0.01, 0.95].
+2. the in-process logistic model (ml/acceptance.py), the live version of the "acceptance" model
+   (app/learning/acceptance.py: trained from paid orders, evaluated before it is swapped in);
+3. rules (the acceptance model's version 0, until a trained one goes live): a base rate per
+   bundle (flight only 0.30, rule bundles 0.22, comfort 0.20, premium 0.08), × (1 + discount
+   fraction), × 1.5 for the premium bundle shown to the premium segment, clipped to [0.01, 0.95].
 
 Margin = booking fee + Σ item total × margin rate of its kind (MARGIN_RATES).
 """
@@ -27,7 +27,7 @@ import numpy as np
 from app.retail.pricing import day_start
 from app.runtime.breaker import CircuitBreaker
 from app.runtime.clock import Clock
-from ml.acceptance import FEATURES, AcceptanceModel, offer_features, train
+from ml.acceptance import BUNDLES, FEATURES, SEGMENTS, AcceptanceModel, offer_features
 
 log = logging.getLogger("contrail.retail")
 
@@ -73,15 +73,18 @@ def bundle_of(product_codes: tuple[str, ...]) -> str:
 
 
 def features(ctx: SearchContext, offers: list[OfferSummary], now: float) -> list[list[float]]:
-    """Each offer's feature vector, for one search (the days to departure are the search's)."""
+    """Each offer's feature vector, for one search (the days to departure are the search's, the cheapest price the
+    cheapest of these offers: offer search always shows the cheapest fare, so it is the same for the offers it ranks
+    and the ones it logs)."""
     departs = day_start(ctx.departure_date)
     if departs is None:
         departs = now
     days = min(max(0.0, (departs - now) / 86_400), 365) / 365  # as offer_features computes it
+    cheapest = min((o.total_cents for o in offers), default=0)
     vectors = []
     for offer in offers:
         x = list(_fixed_features(offer.total_cents, ctx.passengers, offer.discount_percent, offer.product_codes,
-                                 ctx.segment, ctx.cabin))
+                                 ctx.segment, ctx.cabin, cheapest))
         x[_DAYS] = days
         vectors.append(x)
     return vectors
@@ -92,11 +95,11 @@ _DAYS = FEATURES.index("days_to_departure_fraction")
 
 @functools.lru_cache(maxsize=4096)
 def _fixed_features(total_cents: int, passengers: int, discount_percent: float, product_codes: tuple[str, ...],
-                    segment: str, cabin: str) -> tuple[float, ...]:
+                    segment: str, cabin: str, cheapest_cents: int) -> tuple[float, ...]:
     """An offer's features but the one that moves with the clock (days to departure): a search shows the
     same drafts again and again, so they are worked out once."""
     return tuple(offer_features(total_cents, passengers, discount_percent, len(set(product_codes)), segment, cabin,
-                                0.0, bundle_of(product_codes)))
+                                0.0, bundle_of(product_codes), cheapest_cents))
 
 
 def rule_probability(ctx: SearchContext, offer: OfferSummary) -> float:
@@ -110,6 +113,26 @@ def _rule_probability(product_codes: tuple[str, ...], discount_percent: float, s
     if bundle == "premium" and segment == "premium":
         p *= 1.5
     return min(0.95, max(0.01, p))
+
+
+_BUNDLE_AT = FEATURES.index(f"bundle_{BUNDLES[0]}")
+_DISCOUNT_AT = FEATURES.index("discount_fraction")
+_PREMIUM_SEGMENT_AT = FEATURES.index("segment_premium")
+assert FEATURES[_BUNDLE_AT:_BUNDLE_AT + len(BUNDLES)] == tuple(f"bundle_{b}" for b in BUNDLES) and "premium" in SEGMENTS
+
+
+def rule_probabilities(x: np.ndarray) -> np.ndarray:
+    """The rules' probabilities from logged feature rows (FEATURES order), as rule_probability gives them for the
+    offers the rows describe: the rules read only the bundle, the discount and the premium segment, all of which
+    the features hold. The learner measures the rules on held-out rows with it while they are live."""
+    x = np.asarray(x, dtype=np.float64)
+    if not len(x):
+        return np.zeros(0)
+    bundle = np.argmax(x[:, _BUNDLE_AT:_BUNDLE_AT + len(BUNDLES)], axis=1)
+    base = np.array([RULE_BASE[b] for b in BUNDLES])[bundle]
+    p = base * (1 + x[:, _DISCOUNT_AT])
+    p = np.where((np.asarray(BUNDLES)[bundle] == "premium") & (x[:, _PREMIUM_SEGMENT_AT] > 0.5), p * 1.5, p)
+    return np.clip(p, 0.01, 0.95)
 
 
 RemoteRank = Callable[[SearchContext, list[OfferSummary], float], Awaitable[list[float]]]
@@ -130,7 +153,14 @@ class Ranker:
 
     @property
     def model_version(self) -> str:
-        return f"logistic-{self.model.trained_on}" if self.model is not None else "rules"
+        """The local model's version: its registry label (acceptance-<n>), or rules."""
+        if self.model is None:
+            return "rules"
+        return self.model.version or f"logistic-{self.model.trained_on}"
+
+    def serve(self, model: AcceptanceModel | None) -> None:
+        """Rank with `model` from the next search on (None: the rules)."""
+        self.model = model
 
     def local(self, ctx: SearchContext, offers: list[OfferSummary]) -> list[float]:
         """Acceptance probabilities from the in-process model, or the rules before it is trained."""
@@ -169,12 +199,3 @@ class Ranker:
         source = "model" if self.model is not None else "rules"
         self._calls[source].inc()
         return self.local(ctx, offers), source
-
-    def retrain(self, rows: list[tuple[list[float], bool]]) -> bool:
-        """Fit the model on (features, accepted) rows; keeps the rules until there is enough of both outcomes."""
-        accepted = sum(1 for _, y in rows if y)
-        if len(rows) < self._config.min_training_offers or accepted == 0 or accepted == len(rows):
-            return False
-        self.model = train(np.array([x for x, _ in rows]), np.array([y for _, y in rows], dtype=np.float64))
-        log.info("acceptance model retrained", extra={"offers": len(rows), "accepted": accepted})
-        return True

@@ -1,13 +1,11 @@
 """Builds the retail domain: the catalog, offers and their ranking (local, or a remote ranker when configured),
-orders and the payment gateway; sweeps expired offers and holds, and retrains the ranking from outcomes. Offer
-search reads a customer's recommendations (the reco domain, built before) for its bundles' optional ancillary."""
+orders and the payment gateway; sweeps expired offers and holds. The ranker's acceptance model is retrained and
+versioned by the learning loop (app/learning/acceptance.py). Offer search reads a customer's recommendations (the
+reco domain, built before) for its bundles' optional ancillary."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
-
-import msgspec
 
 from adapters.grpc.ranker import RemoteRanker
 from adapters.payments.simulator import CardSimulator
@@ -41,20 +39,6 @@ class Retail:
         counts = await self.orders.sweep()
         return {"offers_expired": expired_offers, **counts}
 
-    async def retrain_ranking_once(self, window: int = 50_000) -> bool:
-        """Fit the acceptance model on recent offers: generated (features) vs accepted."""
-        await self.event_log.flush()
-        generated = await self.event_log.recent_payloads("OfferGenerated", window)
-        accepted = await self.event_log.recent_payloads("OfferAccepted", window)
-
-        def fit() -> bool:
-            # Decoding 50,000 payloads and fitting takes a few hundred ms: on a thread of its own the
-            # loop keeps serving (it gets the GIL back every switch interval) instead of standing still.
-            taken = {msgspec.json.decode(p).get("offer_id") for p in accepted}
-            shown = (msgspec.json.decode(p) for p in generated)
-            return self.ranker.retrain([(g["features"], g["offer_id"] in taken) for g in shown if g.get("features")])
-        return await asyncio.to_thread(fit)
-
 
 def build(infra: Infra, recommendations: Recommendations | None = None) -> Retail:
     """`recommendations`: the engine whose lists choose comfort's and premium's optional ancillary for signed-in
@@ -77,5 +61,4 @@ def build(infra: Infra, recommendations: Recommendations | None = None) -> Retai
     domain = Retail(catalog_store, offer_store, order_store, catalog, remote, ranker, offers, gateway, orders,
                     infra.event_log)
     infra.supervisor.add_periodic("retail_sweep", config.retail.sweep_interval_s, domain.sweep_once)
-    infra.supervisor.add_periodic("ranking_retrain", rc.retrain_interval_s, domain.retrain_ranking_once)
     return domain

@@ -11,7 +11,7 @@ from grpclib.server import Server
 from app.main import GRPC, PLATFORM, create_app
 from handlers.rpc import ranking_grpc, ranking_pb2
 from tests.conftest import bearer, make_config
-from tests.integration.retail.helpers import accept, ranking_of, search, search_body, seed_catalog
+from tests.integration.retail.helpers import accept, pay, ranking_of, search, search_body, seed_catalog
 
 PASSWORD = "correct horse battery"
 
@@ -22,7 +22,7 @@ async def _shop(aiohttp_client, tmp_path, clock, **overrides):
     return client, await bearer(client, "ranker@example.com", PASSWORD, "customer")
 
 
-async def test_rules_rank_until_the_model_has_learnt_from_outcomes(aiohttp_client, tmp_path, clock):
+async def test_rules_rank_until_a_model_trained_on_paid_orders_beats_them(aiohttp_client, tmp_path, clock):
     client, headers = await _shop(aiohttp_client, tmp_path, clock, ranking__min_training_offers=40)
     resp = await client.post("/v1/offers/search", json=search_body(clock), headers=headers)
     body = await resp.json()
@@ -32,17 +32,27 @@ async def test_rules_rank_until_the_model_has_learnt_from_outcomes(aiohttp_clien
     assert by_bundle == {"flight_only": 0.3, "comfort": 0.2, "premium": 0.08}
     platform = client.app[PLATFORM]
     assert not await platform.retrain_ranking_once()  # too few outcomes yet
-    # Shoppers here only ever take the premium bundle (15 of the flight's 20 lounge places).
+    # Shoppers here pay only for the premium bundle (15 of the flight's 20 lounge places). They accept comfort as
+    # well and never pay for it: the label is the paid order, so comfort must not be learnt as a winner.
     for _ in range(15):
+        clock.advance(60)
         offers = await search(client, headers, clock)
         premium = next(o for o in offers if o["bundle"] == "premium")
-        assert (await accept(client, headers, premium["id"])).status == 201
+        comfort = next(o for o in offers if o["bundle"] == "comfort")
+        order = await (await accept(client, headers, premium["id"])).json()
+        assert (await accept(client, headers, comfort["id"])).status == 201
+        assert (await pay(client, headers, order["id"])).status == 200
+    assert not await platform.retrain_ranking_once()  # their outcomes are not known yet
+    clock.advance(platform.learning.acceptance.label_delay_s + 1)
     assert await platform.retrain_ranking_once()
+    run = platform.learning.acceptance.last_run
+    assert (run.rows, run.clicks, run.version) == (48, 15, "acceptance-1") and "30 accepted" in run.reason
+    headers = await bearer(client, "ranker@example.com", PASSWORD, "customer")  # a new token: hours have passed
     body = await (await client.post("/v1/offers/search", json=search_body(clock), headers=headers)).json()
-    assert body["ranked_by"] == "model" and body["model_version"].startswith("logistic-")
+    assert body["ranked_by"] == "model" and body["model_version"] == "acceptance-1"
     ranked = await ranking_of(client, body["offers"])
     learnt = {o["bundle"]: e["probability"] for o, e in zip(body["offers"], ranked, strict=True)}
-    assert learnt["premium"] > 0.5 > learnt["flight_only"] and learnt["premium"] > learnt["comfort"]
+    assert learnt["premium"] > 0.5 > learnt["comfort"] and learnt["premium"] > learnt["flight_only"]
 
 
 def _request(**offer) -> ranking_pb2.RankOffersRequest:
