@@ -14,18 +14,18 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)
 
-# The demo: simulated traffic that the bid model retrains from every two minutes (first after ~2,000 won bids), mail caught by the embedded SMTP sink, and unsigned SendGrid webhooks accepted
+# The demo: simulated traffic that the bid model retrains from every two minutes (first after 5,000 won bids, about three minutes), mail caught by the embedded SMTP sink, and unsigned SendGrid webhooks accepted
 # (a demo has no SendGrid account to sign them; `serve` says so in its log, and production must not do it).
 run: $(STAMP)
 	$(PY) -m app migrate
 	$(PY) -m app seed-demo
 	@echo "Contrail console: http://127.0.0.1:$${CONTRAIL__SERVER__PORT:-8080}/ (the log line 'console: open' gives the URL"
 	@echo "it really listens on). Sign in as $(DEMO_ADMIN) (staff) or $(DEMO_CUSTOMER) (a customer), or shop as a guest."
-	CONTRAIL__DEMO__TRAFFIC_PER_S=$${CONTRAIL__DEMO__TRAFFIC_PER_S:-30} \
+	CONTRAIL__DEMO__TRAFFIC_PER_S=$${CONTRAIL__DEMO__TRAFFIC_PER_S:-100} \
 	CONTRAIL__DEMO__SEARCHES_PER_S=$${CONTRAIL__DEMO__SEARCHES_PER_S:-0.5} \
 	CONTRAIL__LEARNING__RETRAIN_INTERVAL_S=$${CONTRAIL__LEARNING__RETRAIN_INTERVAL_S:-120} \
-	CONTRAIL__LEARNING__MIN_ROWS=$${CONTRAIL__LEARNING__MIN_ROWS:-2000} \
-	CONTRAIL__LEARNING__MIN_CLICKS=$${CONTRAIL__LEARNING__MIN_CLICKS:-25} \
+	CONTRAIL__LEARNING__MIN_ROWS=$${CONTRAIL__LEARNING__MIN_ROWS:-5000} \
+	CONTRAIL__LEARNING__MIN_CLICKS=$${CONTRAIL__LEARNING__MIN_CLICKS:-50} \
 	CONTRAIL__SMTP__EMBEDDED_SINK=$${CONTRAIL__SMTP__EMBEDDED_SINK:-true} \
 	CONTRAIL__SENDGRID__ALLOW_UNSIGNED=$${CONTRAIL__SENDGRID__ALLOW_UNSIGNED:-true} $(PY) -m app serve
 
