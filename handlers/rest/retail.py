@@ -85,7 +85,7 @@ class FlightNow(Flight, frozen=True, gc=False):
 class OfferList(msgspec.Struct):
     offers: list[Offer]
     ranked_by: str      # remote, model, rules (none when nothing had room)
-    model_version: str  # of the in-process model: rules, or logistic-<offers trained on>
+    model_version: str  # of the in-process model: rules, or the live acceptance version (acceptance-<n>)
 
 
 # ---- orders ----
