@@ -38,13 +38,13 @@ RULES_PATH = "builtin:rules"   # version 0 has no file: the rules are code; roll
 HOLDOUT = 0.2
 
 
-class _Generated(msgspec.Struct):
+class _Generated(msgspec.Struct, gc=False):
     offer_id: str
     features: list[float]
     at: float = 0.0   # offers logged before `at` was: as old as can be
 
 
-class _Outcome(msgspec.Struct):
+class _Outcome(msgspec.Struct, gc=False):
     offer_id: str
 
 
@@ -86,8 +86,12 @@ def labelled_offers(generated: list[str], accepted: list[str], paid: list[str], 
     taken, bad_accepts = _ids(accepted)
     bought, bad_paid = _ids(paid)
     unreadable = bad_accepts + bad_paid
-    rows: list[list[float]] = []
-    labels, accepts, times = [], [], []
+    # Written into preallocated rows as decoded, so no row's list outlives its turn (see bidmodel.labelled_rows).
+    x = np.zeros((len(generated), DIM), dtype=np.float64)
+    y = np.zeros(len(generated), dtype=np.float64)
+    accepts = np.zeros(len(generated), dtype=bool)
+    at = np.zeros(len(generated), dtype=np.float64)
+    n = 0
     for raw in generated:
         try:
             g = _generated(raw)
@@ -99,13 +103,12 @@ def labelled_offers(generated: list[str], accepted: list[str], paid: list[str], 
             continue
         if g.at >= before:
             continue
-        rows.append(g.features)
-        labels.append(g.offer_id in bought)
-        accepts.append(g.offer_id in taken or g.offer_id in bought)
-        times.append(g.at)
-    x = np.asarray(rows, dtype=np.float64).reshape(len(rows), DIM)
-    return Outcomes(x, np.asarray(labels, dtype=np.float64), np.asarray(accepts, dtype=bool),
-                    np.asarray(times, dtype=np.float64), unreadable)
+        x[n] = g.features
+        y[n] = g.offer_id in bought
+        accepts[n] = g.offer_id in taken or g.offer_id in bought
+        at[n] = g.at
+        n += 1
+    return Outcomes(x[:n], y[:n], accepts[:n], at[:n], unreadable)
 
 
 def time_split(at: np.ndarray, holdout: float = HOLDOUT) -> tuple[np.ndarray, np.ndarray] | None:
