@@ -95,6 +95,10 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--api-key", required=True,
                      help="an admin key (bids need exchange or admin, profiles partner or admin)")
     sim.add_argument("--profile-key", default=None, help="a partner key for the profiles (default: --api-key)")
+    sim.add_argument("--mail-key", default=None,
+                     help="an admin key to read the embedded SMTP sink's mailbox: members then shop signed in, and "
+                          "the mail sent to them is reported delivered, opened and clicked through the SendGrid "
+                          "webhook as the truth decides (the server needs sendgrid.allow_unsigned)")
     sim.add_argument("--log", default=None, help="write one JSON line per request (with its true CTR) here")
     return parser
 
@@ -118,7 +122,7 @@ def _simulate(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     summary = asyncio.run(simulate(args.seed, args.rate, args.seconds, args.url, args.api_key, args.log,
-                                   args.profile_key, args.search_rate))
+                                   args.profile_key, args.search_rate, args.mail_key))
     print(json.dumps(summary))
     return 0
 

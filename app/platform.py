@@ -41,7 +41,7 @@ from app.simulate import NotLoopback, Simulator, check_loopback
 from app.urls import PublicUrls
 
 log = logging.getLogger("contrail")
-DEMO_EXCHANGE, DEMO_PROFILES = "demo traffic (bids)", "demo traffic (profiles)"
+DEMO_EXCHANGE, DEMO_PROFILES, DEMO_MAIL = "demo traffic (bids)", "demo traffic (profiles)", "demo traffic (mail)"
 
 
 def _watch_database(metrics: Metrics, name: str, db: Database) -> None:
@@ -193,13 +193,15 @@ class Platform:
             log.warning("no demo traffic: the simulator drives only a loopback address", extra={"error": str(exc)})
             return
         for key in self.api_keys.list():
-            if key.name in (DEMO_EXCHANGE, DEMO_PROFILES) and key.revoked_at is None:
+            if key.name in (DEMO_EXCHANGE, DEMO_PROFILES, DEMO_MAIL) and key.revoked_at is None:
                 await self.api_keys.revoke(key.id)
         _, exchange = await self.api_keys.create(DEMO_EXCHANGE, "exchange")
         _, partner = await self.api_keys.create(DEMO_PROFILES, "partner")
+        # The mailbox is read only from the embedded sink, where the demo's mail goes.
+        mail = (await self.api_keys.create(DEMO_MAIL, "admin"))[1] if self.config.smtp.embedded_sink else None
         demo = self.config.demo
-        await Simulator(demo.seed, base, exchange, profile_key=partner).run(demo.traffic_per_s, math.inf,
-                                                                            search_rate=demo.searches_per_s)
+        await Simulator(demo.seed, base, exchange, profile_key=partner, mail_key=mail).run(
+            demo.traffic_per_s, math.inf, search_rate=demo.searches_per_s)
 
     def _email_of(self, owner: str) -> str | None:
         """An order owner's email: a signed-in user's ("user:<account id>"); a guest has none."""

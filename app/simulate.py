@@ -20,6 +20,7 @@ import itertools
 import json
 import math
 import time
+import zlib
 from dataclasses import asdict, dataclass
 from typing import IO, Any
 from urllib.parse import urlsplit
@@ -28,15 +29,23 @@ import aiohttp
 import numpy as np
 
 from ml.sim.exchange import clearing_price, draw_prices
-from ml.sim.population import COUNTRY, Population, population
+from ml.sim.population import COUNTRY, Population, Traveller, population
 from ml.sim.shopping import PAY_SHARE, Search, Searches, choose, search_segment
 from ml.sim.truth import Truth
 
 LOSS_REASON = 102              # OpenRTB: lost to a higher bid
 GUEST_RENEW_S = 25 * 60        # guest tokens last 30 minutes (auth.guest_token_ttl_s)
+MEMBER_RENEW_S = 50 * 60       # customer tokens last an hour (auth.customer_token_ttl_s)
+MAIL_DOMAIN = "@sim.contrail.example"
+MAIL_POLL_S = 2.0
+MAIL_SEEN = 10_000             # message ids remembered as answered
 # The payment gateway's test card that succeeds (docs/api.md#payments), valid for years to come.
 TEST_CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2099, "cvc": "123"}
 MAX_IN_FLIGHT = 256
+
+
+def mail_address(traveller: Traveller) -> str:
+    return f"{traveller.user_id}{MAIL_DOMAIN}"
 
 
 class NotLoopback(ValueError):
@@ -114,6 +123,10 @@ class Summary:
     clicks: int = 0
     profiles: int = 0
     searches: int = 0
+    events: int = 0   # ingested (product views)
+    mails: int = 0    # messages to simulated travellers, reported delivered
+    opens: int = 0
+    mail_clicks: int = 0
     accepts: int = 0
     paid: int = 0
     errors: int = 0
@@ -122,7 +135,7 @@ class Summary:
 
 class Simulator:
     def __init__(self, seed: int, url: str, api_key: str, *, profile_key: str | None = None,
-                 log: IO[str] | None = None) -> None:
+                 mail_key: str | None = None, log: IO[str] | None = None) -> None:
         self.seed = seed
         self.base = check_loopback(url)
         self.population = population(seed)
@@ -137,6 +150,11 @@ class Simulator:
         self._start = 0.0
         self._routes: list[tuple[str, str]] = []
         self._guests: dict[int, tuple[str, float]] = {}  # traveller -> (guest token, when it was issued)
+        self._told: dict[int, float] = {}  # traveller -> when the server was last told they were seen
+        # With an admin key for the mailbox: members shop signed in, get mail, and their opens and clicks come back.
+        self._mail_headers = {"X-Api-Key": mail_key} if mail_key else None
+        self._members: dict[int, tuple[str, float]] = {}  # traveller -> (customer token, when it was issued)
+        self._mailed: dict[str, None] = {}  # message ids answered (the newest MAIL_SEEN, in order)
 
     async def run(self, rate: float, seconds: float, session: aiohttp.ClientSession | None = None,
                   search_rate: float = 0.0) -> Summary:
@@ -145,6 +163,7 @@ class Simulator:
         own = session is None
         session = session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         shopping = asyncio.create_task(self._shop_at(session, search_rate, seconds)) if search_rate > 0 else None
+        mail = asyncio.create_task(self._read_mail(session)) if self._mail_headers is not None else None
         draws = Draws(self.population, self.seed)
         limit = asyncio.Semaphore(MAX_IN_FLIGHT)
         tasks: set[asyncio.Task[None]] = set()
@@ -169,12 +188,15 @@ class Simulator:
                 await asyncio.wait(tasks, timeout=15)
             if shopping is not None:
                 await shopping
+            if mail is not None:  # what was mailed by now is answered before the run ends
+                await self._answer_mail(session)
         finally:
             for task in tasks:
                 task.cancel()
-            if shopping is not None:
-                shopping.cancel()
-                await asyncio.gather(shopping, return_exceptions=True)
+            for background in (shopping, mail):
+                if background is not None:
+                    background.cancel()
+                    await asyncio.gather(background, return_exceptions=True)
             if own:
                 await session.close()
         self._flush(final=True)
@@ -186,9 +208,19 @@ class Simulator:
         task = self._profiles.get(index)
         if task is None:
             traveller = self.population.travellers[index]
-            task = self._profiles[index] = asyncio.ensure_future(self._put(session, traveller.user_id,
-                                                                           traveller.profile(self._start)))
+            body = traveller.profile(self._start)
+            self._told[index] = body["last_seen"]
+            task = self._profiles[index] = asyncio.ensure_future(self._put(session, traveller.user_id, body))
         await asyncio.shield(task)
+
+    def recency(self, index: int, now: float) -> float:
+        """The recency feature the server holds for a traveller now: from when it was last told the traveller was
+        seen (the profile's last_seen, or an ingested event since), as ml/features.py computes it. The truth clicks
+        on what the server knows, so this moves with every event the simulator sends."""
+        told = self._told.get(index)
+        if told is None:  # not told yet: what the profile about to be written will say
+            return self.population.recency(self.population.travellers[index], now - self._start)
+        return 1.0 / (1.0 + max(0.0, now - told) / 86_400)
 
     async def _put(self, session: aiohttp.ClientSession, user_id: str, body: dict) -> None:
         async with session.put(f"{self.base}/v1/profiles/{user_id}", json=body,
@@ -209,7 +241,7 @@ class Simulator:
     async def _one(self, session: aiohttp.ClientSession, draw: Draw) -> None:
         pop, s = self.population, self.summary
         traveller, site = pop.travellers[draw.traveller], pop.sites[draw.site]
-        recency = pop.recency(traveller, time.time() - self._start)
+        recency = self.recency(draw.traveller, time.time())
         true_ctr = self.truth.p_click(traveller, draw.device, recency)
         line: dict[str, Any] = {
             "request_id": f"sim{self.seed}-r{draw.n}", "user_id": traveller.user_id, "site": site.site_id,
@@ -292,13 +324,86 @@ class Simulator:
             self._guests[traveller] = (token, time.time())
         return token
 
+    async def _sign_in(self, session: aiohttp.ClientSession, traveller: int) -> str:
+        """A member (tier above Blue) shops with their customer account when mail is simulated (registered once,
+        signed in again before the token's hour is up); everyone else as a guest."""
+        member = self.population.travellers[traveller]
+        if self._mail_headers is None or member.tier <= 0:
+            return await self._guest(session, traveller)
+        token, issued = self._members.get(traveller, ("", 0.0))
+        if not token or time.time() - issued > MEMBER_RENEW_S:
+            login = {"email": mail_address(member), "password": f"sim-{self.seed}-{member.user_id}"}
+            async with session.post(f"{self.base}/v1/accounts", json=login) as resp:
+                await resp.read()
+                if resp.status not in (201, 409):  # 409: registered by an earlier run
+                    raise RuntimeError(f"POST /v1/accounts: {resp.status}")
+            token = (await self._post(session, "/v1/auth/token", {}, login))["access_token"]
+            self._members[traveller] = (token, time.time())
+        return token
+
+    async def _read_mail(self, session: aiohttp.ClientSession) -> None:
+        """Play the mailbox provider: every MAIL_POLL_S, read what the node sent (the embedded sink's mailbox), and
+        report each new message to a simulated traveller delivered, opened and clicked as the truth decides, in
+        SendGrid Event Webhook form."""
+        while True:
+            await asyncio.sleep(MAIL_POLL_S)
+            await self._answer_mail(session)
+
+    async def _answer_mail(self, session: aiohttp.ClientSession) -> None:
+        assert self._mail_headers is not None
+        try:
+            async with session.get(f"{self.base}/v1/admin/mailbox", params={"limit": "200"},
+                                   headers=self._mail_headers) as resp:
+                messages = (await resp.json())["items"] if resp.status == 200 else []
+            events = []
+            for message in messages:
+                events += self._mail_events(message)
+            if events:
+                await self._post(session, "/v1/webhooks/sendgrid", {}, events)
+        except (TimeoutError, aiohttp.ClientError, RuntimeError, ValueError, KeyError, TypeError):
+            self.summary.errors += 1
+
+    def _mail_events(self, message: dict) -> list[dict]:
+        message_id = message.get("message_id", "")
+        to = (message.get("to") or [""])[0]
+        traveller = self.population.by_id.get(to.removesuffix(MAIL_DOMAIN)) if to.endswith(MAIL_DOMAIN) else None
+        if traveller is None or not message_id or message_id in self._mailed:
+            return []
+        self._mailed[message_id] = None
+        if len(self._mailed) > MAIL_SEEN:
+            del self._mailed[next(iter(self._mailed))]
+        rng = np.random.default_rng([self.seed, 0xE3A1, zlib.crc32(message_id.encode())])
+        topic = zlib.crc32(message.get("subject", "").encode()) % 64
+        opened = rng.random() < self.truth.p_email_open(traveller)
+        clicked = opened and rng.random() < self.truth.p_email_click(traveller, topic)
+        s, now = self.summary, int(time.time())
+        s.mails += 1
+        s.opens += opened
+        s.mail_clicks += clicked
+        kinds = ["delivered"] + ["open"] * opened + ["click"] * clicked
+        return [{"email": to, "timestamp": now, "event": kind, "smtp-id": message_id,
+                 "sg_event_id": f"sim{self.seed}-{message_id.strip('<>')}-{kind}",
+                 "sg_message_id": f"sim{self.seed}.{message_id.strip('<>')}",
+                 **({"url": "https://contrail.example/offers"} if kind == "click" else {})} for kind in kinds]
+
     async def _post(self, session: aiohttp.ClientSession, path: str, headers: dict[str, str],
-                    body: dict | None = None) -> dict:
+                    body: dict | list | None = None) -> dict:
         async with session.post(f"{self.base}{path}", json=body, headers=headers) as resp:
             answer = await resp.json(content_type=None)
             if resp.status not in (200, 201):
                 raise RuntimeError(f"POST {path}: {resp.status}")
             return answer
+
+    async def _viewed(self, session: aiohttp.ClientSession, search: Search, destination: str) -> None:
+        """The web channel reports that the traveller looked at the destination (`product_view` through ingest, the
+        carrier's destination item): the recommendations learn from it and the server's recency moves."""
+        traveller = self.population.travellers[search.traveller]
+        at = time.time()
+        await self._post(session, "/v1/channels/ingest", self._profile_headers, {
+            "source": "web", "type": "product_view", "user_id": traveller.user_id, "at": at,
+            "session_id": f"sim{self.seed}-s{search.n}", "product_id": f"dest-{destination}"})
+        self._told[search.traveller] = at
+        self.summary.events += 1
 
     async def _shop(self, session: aiohttp.ClientSession, search: Search) -> None:
         """One search: the offers shown, the traveller's choice drawn from the truth, the accept and the payment."""
@@ -309,12 +414,14 @@ class Simulator:
                                 "offers": [], "accepted": None, "order_id": None, "paid": False,
                                 "at": round(time.time(), 3)}
         try:
-            auth = {"Authorization": f"Bearer {await self._guest(session, search.traveller)}"}
+            await self._profile(session, search.traveller)  # before the events that move its recency
+            auth = {"Authorization": f"Bearer {await self._sign_in(session, search.traveller)}"}
             day = time.strftime("%Y-%m-%d", time.gmtime(time.time() + search.days_ahead * 86_400))
             found = await self._post(session, "/v1/offers/search", auth, {
                 "origin": origin, "destination": destination, "departure_date": day,
                 "passengers": search.passengers, "cabin": search.cabin, "segment": line["segment"]})
             s.searches += 1
+            await self._viewed(session, search, destination)
             offers = found["offers"]
             pick, p = choose(self.truth, traveller, [([i["kind"] for i in o["items"]], o["total_cents"] / 100)
                                                      for o in offers], search)
@@ -352,11 +459,12 @@ class Simulator:
 
 
 async def simulate(seed: int, rate: float, seconds: float, url: str, api_key: str, log_path: str | None = None,
-                   profile_key: str | None = None, search_rate: float = 0.0) -> dict[str, Any]:
+                   profile_key: str | None = None, search_rate: float = 0.0,
+                   mail_key: str | None = None) -> dict[str, Any]:
     """The `simulate` command: runs, writes the log, returns the summary."""
     log = open(log_path, "w", encoding="utf-8") if log_path else None
     try:
-        sim = Simulator(seed, url, api_key, profile_key=profile_key, log=log)
+        sim = Simulator(seed, url, api_key, profile_key=profile_key, mail_key=mail_key, log=log)
         return asdict(await sim.run(rate, seconds, search_rate=search_rate))
     finally:
         if log is not None:
