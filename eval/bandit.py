@@ -21,7 +21,6 @@ discount of DISCOUNT_GRID), on the selection seeds that chose the default and on
 from __future__ import annotations
 
 import csv
-import json
 import math
 import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from eval.report import dumps
 from ml.bandit import (
     FIT_ARMS,
     GAMMA,
@@ -590,18 +590,8 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _clean(v: Any) -> Any:
-    if isinstance(v, float):
-        return None if not math.isfinite(v) else round(v, 6)
-    if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_clean(x) for x in v]
-    return v
-
-
 def as_json(report: dict[str, Any]) -> str:
-    return json.dumps(_clean({"rows": rows(report), **report}), indent=2)
+    return dumps({"rows": rows(report), **report})
 
 
 def _yes(flag: bool) -> str:

@@ -38,13 +38,13 @@ Goal (issue 22): the oracle's AUC at least 0.70 (the truth is not trivial) and c
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from typing import Any
 
 import numpy as np
 
+from eval.report import dumps
 from ml import features
 from ml.model import make_default
 from ml.sim import exchange
@@ -350,15 +350,5 @@ def economics_table(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _clean(value: Any) -> Any:
-    if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else round(value, 6)
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
-
-
 def as_json(report: dict[str, Any]) -> str:
-    return json.dumps(_clean(report), indent=2)
+    return dumps(report)

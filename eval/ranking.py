@@ -33,7 +33,6 @@ Offline, no server (docs/acceptance.md). For the population and hidden truth of 
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from app.demo import DEMO_PRODUCTS, DEMO_ROUTES
 from app.retail.offers import BUNDLES, rule_bundles, shortlist
 from app.retail.pricing import discounted, fare_cents, percent_of
 from app.retail.ranking import MARGIN_RATES, OfferSummary, SearchContext, features, rule_probability
+from eval.report import dumps
 from ml.acceptance import SEGMENTS, AcceptanceModel, train
 from ml.sim.population import Population, population
 from ml.sim.shopping import PAY_SHARE, ancillaries, search_segment
@@ -245,15 +245,5 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _clean(value: Any) -> Any:
-    if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else round(value, 6)
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
-
-
 def as_json(report: dict[str, Any]) -> str:
-    return json.dumps(_clean(report), indent=2)
+    return dumps(report)
