@@ -30,7 +30,15 @@ Fraction = Annotated[float, Meta(ge=0, le=1)]
 _URL_PATTERN = r"\A(?:https?://|\Z)"
 _HOST_PORT_PATTERN = r"\A(?:[\w.\-]+:\d{1,5})?\Z"
 # What a pattern means, in place of the regex in msgspec's message.
-_PATTERN_HINTS = {_URL_PATTERN: "must be empty or an http(s) URL", _HOST_PORT_PATTERN: "must be host:port or empty"}
+_HTTP_URL_PATTERN = r"\Ahttps?://\S+\Z"
+_NATS_URL_PATTERN = r"\A(?:(?:nats|tls)://\S+)?\Z"
+_NODE_ID_PATTERN = r"\A[A-Za-z0-9_.\-]{0,64}\Z"
+_NAME_PATTERN = r"\A[a-z0-9][a-z0-9_\-]{0,31}\Z"
+_PATTERN_HINTS = {_URL_PATTERN: "must be empty or an http(s) URL", _HOST_PORT_PATTERN: "must be host:port or empty",
+                  _HTTP_URL_PATTERN: "must be an http(s) URL", _NATS_URL_PATTERN: "must be empty or a nats:// or "
+                  "tls:// URL", _NODE_ID_PATTERN: "must be at most 64 letters, digits, '.', '_' or '-'",
+                  _NAME_PATTERN: "must be 1 to 32 lowercase letters, digits, '_' or '-', starting with a letter or "
+                  "digit"}
 HttpUrlOrEmpty = Annotated[str, Meta(pattern=_URL_PATTERN)]
 IngestSource = Literal["mobile_app", "pos", "kiosk", "web", "call_center", "partner_api", "iot"]
 
@@ -57,6 +65,7 @@ class ServerConfig(_Section):
     keepalive_timeout_s: Positive = 75.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     access_log: bool = False
+    node_id: Annotated[str, Meta(pattern=_NODE_ID_PATTERN)] = ""
 
 
 class GrpcConfig(_Section):
@@ -389,6 +398,41 @@ class IntegrationsConfig(_Section):
                     raise _invalid(key, "must be set when powerbi_enabled is true")
 
 
+class DspPlatform(_Section):
+    """One demand-side platform Contrail buys through: its adapter (`kind`), where and how to call it."""
+    name: Annotated[str, Meta(pattern=_NAME_PATTERN)]
+    url: Annotated[str, Meta(pattern=_HTTP_URL_PATTERN)]
+    kind: Literal["openrtb", "dv360", "amazon", "ttd", "meta"] = "openrtb"
+    auth_header: str = ""        # e.g. "x-api-key"; empty with a token: Authorization: Bearer <token>
+    auth_token: str = ""
+    timeout_ms: AtLeast1 = 100
+    bid_adjustment: Annotated[float, Meta(ge=0, le=10)] = 1.0
+    enabled: bool = True
+
+
+class DspConfig(_Section):
+    platforms: list[DspPlatform] = []
+    reserve_ms: NotNegative = 10
+    network_buffer_ms: NotNegative = 5
+    min_timeout_ms: AtLeast1 = 5
+    default_tmax_ms: AtLeast1 = 200
+    include_own_bidder: bool = True
+    debug: bool = False
+    breaker_failures: AtLeast1 = 3
+    breaker_slow_ms: AtLeast1 = 500
+    breaker_open_s: Positive = 30.0
+    breaker_successes: AtLeast1 = 2
+
+
+class NatsConfig(_Section):
+    url: Annotated[str, Meta(pattern=_NATS_URL_PATTERN)] = ""  # empty: no NATS entry points
+    agents: Annotated[int, Meta(ge=1, le=256)] = 4
+    subject: Annotated[str, Meta(min_length=1, max_length=256)] = "campaign-bids.bid-requests"
+    queue: Annotated[str, Meta(min_length=1, max_length=256)] = "bid-agents"
+    ingest: bool = True          # subscribe to ingest.{source}.> as well
+    max_payload_bytes: Annotated[int, Meta(ge=1024, le=64 * 1024 * 1024)] = 1_048_576
+
+
 class LearningConfig(_Section):
     retrain_interval_s: NotNegativeFloat = 3600.0
     min_rows: Annotated[int, Meta(ge=100, le=10_000_000)] = 5000
@@ -434,6 +478,8 @@ class Config(_Section):
     adaptors: AdaptorsConfig = msgspec.field(default_factory=AdaptorsConfig)
     integrations: IntegrationsConfig = msgspec.field(default_factory=IntegrationsConfig)
     learning: LearningConfig = msgspec.field(default_factory=LearningConfig)
+    dsp: DspConfig = msgspec.field(default_factory=DspConfig)
+    nats: NatsConfig = msgspec.field(default_factory=NatsConfig)
     demo: DemoConfig = msgspec.field(default_factory=DemoConfig)
 
     @property
