@@ -40,9 +40,10 @@ class Mail:
     async def send(self, user_id: str, address: str):
         """Activate a member by email; returns the activation and the message as the relay got it."""
         await self.client.put(f"/v1/loyalty/members/{user_id}", json={"email": address}, headers=self.staff)
+        before = len(self.relay.messages)  # counted first: the relay may have the message before activate returns
         result = await activate(self.client, self.staff, user_id=user_id)
         assert result["channel"] == "email", result
-        await self.relay.wait_for(len(self.relay.messages) + 1)
+        await self.relay.wait_for(before + 1)
         [mail] = [m for m in self.relay.messages if m["Message-ID"] == f"<{result['provider_message_id']}@contrail>"]
         return result, mail
 

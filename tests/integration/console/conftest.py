@@ -58,9 +58,10 @@ def server(tmp_path_factory) -> Iterator[ServerProcess]:
     proc.stop()
 
 
-# Module-scoped: Playwright's sync API runs an event loop in this thread while it is started, and the asyncio
-# tests that follow need the thread to themselves.
-@pytest.fixture(scope="module")
+# Package-scoped, so that one Chromium serves every module here (a launch is about half a second each), and not
+# session-scoped: Playwright's sync API runs an event loop in this thread while it is started, and the asyncio
+# tests outside this package need the thread to themselves (pytest tears this down on leaving the package).
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     assert sync_playwright is not None
     with sync_playwright() as p:

@@ -48,6 +48,15 @@ UNLABELLED = """() => {
 }"""
 
 OVERFLOW = "() => document.documentElement.scrollWidth - window.innerWidth"
+FIRST_PAINTED = '() => performance.getEntriesByType("paint").length > 0'
+# Three animation frames after a resize: the charts' ResizeObserver has fired and their requestAnimationFrame redraw
+# has run (a second at most, should frames not come).
+REDRAWN = """() => new Promise((done) => {
+  let frames = 0;
+  const tick = () => (++frames >= 3 ? done() : requestAnimationFrame(tick));
+  requestAnimationFrame(tick);
+  setTimeout(done, 1000);
+})"""
 
 
 def pages_for(role: str) -> list[tuple[str, str, str]]:
@@ -85,7 +94,7 @@ def test_every_page_of_the_navigation_holds_up(console, role):
             page.wait_for_load_state("networkidle", timeout=5_000)
         except Exception:  # a page that polls faster than networkidle's half second: its first load is done
             pass
-        page.wait_for_timeout(300)
+        page.wait_for_function(FIRST_PAINTED)  # (was a fixed 300 ms: what is measured next is this paint)
         where = f"{role} {route}"
         measured = page.evaluate(MEASURE)
         if measured["jsBytes"] > MAX_JS_BYTES:
@@ -97,7 +106,7 @@ def test_every_page_of_the_navigation_holds_up(console, role):
         console.shot(f"pages-{role}-{route}")
 
         page.set_viewport_size(PHONE)
-        page.wait_for_timeout(300)
+        page.evaluate(REDRAWN)  # (was a fixed 300 ms)
         wider = page.evaluate(OVERFLOW)
         if wider > 1:
             problems.append(f"{where}: {wider} px wider than a 390 px phone")
