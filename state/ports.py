@@ -23,6 +23,7 @@ from state.apikeys import ApiKey
 from state.audit import AuditEntry
 from state.campaigns import Campaign, HistoryEntry, ReviewTask
 from state.catalog import Flight, Product
+from state.dsp import DspSpend, DspWin
 from state.eventlog import StoredEvent
 from state.idempotency import StoredResponse
 from state.inbox import InAppMessage
@@ -623,3 +624,17 @@ class ModelRegistry(Protocol):
 
     async def next_sequence(self, model: str) -> int:
         """The sequence the next registered version of `model` gets."""
+
+
+@runtime_checkable
+class DspWinStore(Protocol):
+    """The wins (and so the spend) of the demand-side platforms Contrail routes to, one row per bid: idempotent."""
+
+    async def record(self, win: DspWin) -> bool:
+        """Store the win; False when this platform's bid was recorded before (nothing changes)."""
+
+    async def get(self, platform: str, bid_id: str) -> DspWin | None:
+        """One recorded win."""
+
+    async def spend_since(self, at: float) -> dict[str, DspSpend]:
+        """Wins and spend per platform of the wins recorded at or after `at`."""

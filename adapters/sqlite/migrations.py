@@ -321,6 +321,19 @@ RECORDS = [
         );
         CREATE INDEX model_versions_live ON model_versions(model) WHERE status = 'live'
     """),
+    # The wins of the DSPs Contrail routes bids to: one row per (platform, bid), so a repeated win changes nothing.
+    Migration(17, "dsp_wins", """
+        CREATE TABLE dsp_wins (
+            platform TEXT NOT NULL,
+            bid_id TEXT NOT NULL,
+            cpm_micros INTEGER NOT NULL,
+            spend_micros INTEGER NOT NULL,
+            at REAL NOT NULL,
+            source TEXT NOT NULL,
+            PRIMARY KEY (platform, bid_id)
+        );
+        CREATE INDEX dsp_wins_at ON dsp_wins(at)
+    """),
 ]
 
 EVENTS = [

@@ -264,6 +264,23 @@ class Metrics:
         self.integration_calls = LoopCounter("contrail_integration_calls", "Calls to the team's tools (task "
                                              "management, assets, BI), by tool and outcome (ok, retry, failed)",
                                              ["tool", "outcome"], r)
+        # DSP routing (app/dsp/).
+        self.dsp_calls = LoopCounter("contrail_dsp_calls", "Calls to DSPs by platform and outcome (bid, nobid, "
+                                     "timeout, error, skipped: too little time, open: breaker open)",
+                                     ["platform", "outcome"], r)
+        self.dsp_latency = LoopHistogram("contrail_dsp_call_seconds", "DSP call latency (answers and errors; "
+                                         "timeouts excluded)", ["platform"], r, LATENCY_BUCKETS)
+        self.dsp_bids = LoopCounter("contrail_dsp_bids", "DSP bids by platform and fate (won: best for its imp, lost, "
+                                    "dropped: below floor, unknown imp or currency)", ["platform", "fate"], r)
+        self.dsp_wins = LoopCounter("contrail_dsp_wins", "DSP wins recorded (repeats excluded)", ["platform"], r)
+        self.dsp_spend = LoopCounter("contrail_dsp_spend_micros", "DSP spend recorded, micros of the bidding "
+                                     "currency", ["platform"], r)
+        self.dsp_forwarded = LoopCounter("contrail_dsp_notices_forwarded", "DSPs' own win/billing URLs called, by "
+                                         "platform and result (ok, failed, dropped)", ["platform", "result"], r)
+        self.dsp_breaker = Gauge("contrail_dsp_breaker_state", "DSP circuit breaker: 0 closed, 1 half-open, 2 open",
+                                 ["platform"], registry=r)
+        self.dsp_route_latency = LoopHistogram("contrail_dsp_route_seconds", "POST /v1/dsp/bid from arrival to "
+                                               "answer", (), r, LATENCY_BUCKETS)
         self.caches = CacheCollector()  # every bounded LRU, by name
         r.register(self.caches)
 

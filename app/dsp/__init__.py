@@ -1,0 +1,1 @@
+"""Routing bid requests to the demand-side platforms the carrier buys through, and their wins and spend."""
