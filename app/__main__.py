@@ -243,8 +243,13 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(config.server.log_level)
 
     if args.command == "serve":
+        from app.errors import CannotStart
         from app.server import serve
-        asyncio.run(serve(config))
+        try:
+            asyncio.run(serve(config))
+        except CannotStart as exc:
+            print(f"config: {exc}", file=sys.stderr)
+            return 2
         return 0
 
     async def migrate(platform) -> None:

@@ -70,3 +70,8 @@ class RateLimited(DomainError):
 
 class PaymentRequired(DomainError):
     status, code = 402, "payment_declined"
+
+
+class CannotStart(Exception):
+    """Something the configuration names cannot be reached at start (the NATS server): `serve` stops with this one
+    line and exit status 2, like a configuration error."""

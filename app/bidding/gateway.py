@@ -1,8 +1,9 @@
-"""One entry for every protocol: decode, validate, process, count. REST, gRPC and websockets call this."""
+"""One entry for every protocol: decode, validate, process, count. REST, gRPC, websockets and NATS call this."""
 
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from dataclasses import dataclass
 
@@ -16,6 +17,17 @@ from app.runtime.metrics import Metrics
 log = logging.getLogger("contrail.bidding")
 
 
+def agent_id(node_id: str, protocol: str) -> str:
+    """Who answered, as every protocol's answers name it: `{node_id}-{protocol}` (`server.node_id`, the host name
+    when empty), so an exchange, or a test, can tell the nodes and entry points of a deployment apart."""
+    return f"{node_id or socket.gethostname()}-{protocol}"
+
+
+def with_ext(body: bytes, ext: dict) -> bytes:
+    """An encoded BidResponse (a JSON object with no `ext`: the struct has none) with OpenRTB's `ext` added."""
+    return body[:-1] + b',"ext":' + msgspec.json.encode(ext) + b"}"
+
+
 @dataclass
 class BidAnswer:
     outcome: Outcome | None
@@ -23,13 +35,18 @@ class BidAnswer:
     request_id: str
     elapsed_us: int
 
-    def body(self, nbr_body: bool = True) -> bytes | None:
-        """The OpenRTB JSON to send: the response, a no-bid with nbr, or None when invalid."""
+    def body(self, nbr_body: bool = True, ext: dict | None = None) -> bytes | None:
+        """The OpenRTB JSON to send: the response, a no-bid with nbr, or None when invalid; with `ext` (e.g.
+        the agent_id) as the response's OpenRTB `ext` object."""
         if self.outcome is None:
             return None
         if self.outcome.response is not None:
-            return encode_response(self.outcome.response)
-        return encode_response(BidResponse(id=self.request_id, nbr=self.outcome.nbr)) if nbr_body else None
+            body = encode_response(self.outcome.response)
+        elif nbr_body:
+            body = encode_response(BidResponse(id=self.request_id, nbr=self.outcome.nbr))
+        else:
+            return None
+        return body if ext is None else with_ext(body, ext)
 
 
 class BidGateway:

@@ -100,12 +100,15 @@ class BiddingApi:
     """OpenRTB bids over REST, their notices, profiles, the inference providers and the model.
 
     `nobid_body` is `bidding.nobid_body`: a no-bid answered 200 with its nbr reason instead of 204.
+    `agent_id` (`{node_id}-rest`) goes in the `x-agent-id` header of every bid answer: a 204 or a 400 has no
+    body to carry it, and the OpenRTB body stays as the exchange's contract has it.
     """
 
     def __init__(self, bid_gateway: BidGateway, notices: NoticeService,
                  profiles: ProfileCache, model: ModelHolder, providers: dict[str, Provider], batcher: Batcher,
-                 clock: Clock, *, nobid_body: bool) -> None:
+                 clock: Clock, *, nobid_body: bool, agent_id: str = "") -> None:
         self._gateway = bid_gateway
+        self._agent_id = agent_id  # `{node_id}-rest`, in the x-agent-id header of every bid answer
         self._notices = notices
         self._profiles = profiles
         self._model = model
@@ -125,7 +128,8 @@ class BiddingApi:
 
     @endpoint("OpenRTB 2.6 bid request (exchange API key). 200 bid, 204 no-bid, 400 invalid (no body)",
               tags=("bidding",), roles=EXCHANGE, raw_body=BidRequest, response=BidResponse, also=(204,),
-              empty=(204, 400), headers={"x-openrtb-version": {"type": "string"}},
+              empty=(204, 400), headers={"x-openrtb-version": {"type": "string"},
+                                         "x-agent-id": {"type": "string"}},
               descriptions={200: "A bid (or, with bidding.nobid_body, a no-bid with its nbr reason)", 204: "No bid",
                             400: "An invalid OpenRTB request: no body, as OpenRTB answers (a body that cannot be "
                                  "read at all, or the credentials, get the JSON error)"},
@@ -135,7 +139,7 @@ class BiddingApi:
         started = time.perf_counter()
         raw = await request.read()
         version = request.headers.get("x-openrtb-version", "2.6")
-        headers = {"x-openrtb-version": version}
+        headers = {"x-openrtb-version": version, "x-agent-id": self._agent_id}
         answer = await self._gateway.answer(raw, "rest", started)
         if answer.invalid is not None:
             return web.Response(status=400, headers=headers)

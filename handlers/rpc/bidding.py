@@ -68,10 +68,10 @@ class ReplyWriter:
 class BiddingService(bidding_grpc.BiddingServiceBase):
     ROLES = ("exchange", "admin")
 
-    def __init__(self, gateway: BidGateway, limiter: RateLimiter, seat: str, max_in_flight: int) -> None:
+    def __init__(self, gateway: BidGateway, limiter: RateLimiter, agent_id: str, max_in_flight: int) -> None:
         self._gateway = gateway
         self._limiter = limiter
-        self._seat = seat
+        self._agent_id = agent_id  # `{node_id}-grpc`: BidResponseProto.agent_id of every answer
         self._max_in_flight = max_in_flight
 
     def _timeout_ms(self, stream: Stream, message: bidding_pb2.BidRequestProto) -> int:
@@ -88,7 +88,7 @@ class BiddingService(bidding_grpc.BiddingServiceBase):
         return bidding_pb2.BidResponseProto(
             openrtb_json=body.decode() if body else "", request_id=message.request_id or answer.request_id,
             has_bid=bool(answer.outcome and answer.outcome.response), processing_time_us=answer.elapsed_us,
-            agent_id=self._seat, error=f"invalid_request: {answer.invalid}" if answer.invalid else "")
+            agent_id=self._agent_id, error=f"invalid_request: {answer.invalid}" if answer.invalid else "")
 
     async def ProcessBid(self, stream: Stream[bidding_pb2.BidRequestProto, bidding_pb2.BidResponseProto]) -> None:
         started = time.perf_counter()
@@ -123,7 +123,7 @@ class BiddingService(bidding_grpc.BiddingServiceBase):
                 try:
                     self._limiter.check(principal, ip)  # every message is a request, as on REST
                 except RateLimited as exc:
-                    replies.put(bidding_pb2.BidResponseProto(request_id=message.request_id, agent_id=self._seat,
+                    replies.put(bidding_pb2.BidResponseProto(request_id=message.request_id, agent_id=self._agent_id,
                                                              error=f"rate_limited: {exc.message}"))
                     continue
                 await slots.acquire()  # bounded in-flight work per stream: backpressure on the client

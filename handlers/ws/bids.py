@@ -1,8 +1,10 @@
 """GET /v1/stream/bids: OpenRTB over a websocket (exchange API key).
 
 Client -> server: one BidRequest JSON object per message, or an array of them.
-Server -> client: {"type": "bid_response", "request_id", "has_bid", "processing_time_us", "response": {...}}
-                  {"type": "error", "request_id", "message"} for an invalid request (the socket stays open).
+Server -> client: {"type": "bid_response", "request_id", "has_bid", "processing_time_us", "agent_id",
+                   "response": {...}}
+                  {"type": "error", "request_id", "agent_id", "message"} for an invalid request (the socket stays
+                  open). agent_id is `{node_id}-ws`.
 An array gets one array back: its answers in the order of its requests, in one frame (a
 frame per answer cost a socket write each).
 At most `bidding.stream_max_in_flight` requests are worked on at once per connection;
@@ -41,8 +43,9 @@ class BidStream:
     """OpenRTB bid requests and their answers over a websocket."""
 
     def __init__(self, gateway: BidGateway, hub: Hub, limiter: RateLimiter, metrics: Metrics, max_in_flight: int,
-                 heartbeat_s: float, max_msg_size: int) -> None:
+                 heartbeat_s: float, max_msg_size: int, agent_id: str = "") -> None:
         self._gateway = gateway
+        self._agent_id = agent_id  # `{node_id}-ws`, in every answer's envelope
         self._hub = hub
         self._limiter = limiter
         self._metrics = metrics
@@ -58,6 +61,7 @@ class BidStream:
               status=101, websocket=True, headers={"Upgrade": {"type": "string", "const": "websocket"}})
     async def stream_bids(self, request: web.Request, principal) -> web.StreamResponse:
         gateway, hub, limiter = self._gateway, self._hub, self._limiter  # locals: read for every message
+        agent = self._agent_id
         ip = request.remote or "unknown"
         slots = asyncio.Semaphore(self._max_in_flight)
         send_lock = asyncio.Lock()
@@ -73,11 +77,11 @@ class BidStream:
                 slots.release()
             body = result.body(nbr_body=True)
             if result.invalid is not None or result.outcome is None or body is None:
-                return {"type": "error", "request_id": result.request_id,
+                return {"type": "error", "request_id": result.request_id, "agent_id": agent,
                         "message": f"invalid OpenRTB request: {result.invalid}"}
             return {"type": "bid_response", "request_id": result.request_id,
                     "has_bid": result.outcome.response is not None, "processing_time_us": result.elapsed_us,
-                    "response": msgspec.Raw(body)}
+                    "agent_id": agent, "response": msgspec.Raw(body)}
 
         async def reply(work: list[Awaitable[dict]], single: bool) -> None:
             answers = [await w for w in work]
@@ -93,7 +97,7 @@ class BidStream:
                     continue
                 if msg.type != WSMsgType.TEXT:
                     async with send_lock:
-                        await send_error(ws, "send OpenRTB requests as JSON text frames", request_id="")
+                        await send_error(ws, "send OpenRTB requests as JSON text frames", request_id="", agent_id=agent)
                     continue
                 started = time.perf_counter()
                 parts = _split(msg.data)
@@ -103,7 +107,7 @@ class BidStream:
                         limiter.check(principal, ip)  # every request is one, as on REST
                     except RateLimited as exc:
                         work.append(_answered({"type": "error", "request_id": "", "code": "rate_limited",
-                                               "message": exc.message}))
+                                               "agent_id": agent, "message": exc.message}))
                         continue
                     await slots.acquire()  # bounded in-flight work: stop reading until a slot frees up
                     # An array's requests run side by side (so they share inference batches).

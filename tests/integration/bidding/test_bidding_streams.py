@@ -1,6 +1,7 @@
 """The same bid pipeline over gRPC (unary and bidirectional) and websockets."""
 
 import json
+import socket
 
 import pytest
 from grpclib.client import Channel
@@ -18,7 +19,7 @@ async def test_process_bid_over_grpc(stub):
     request = banner_request()
     reply = await client.ProcessBid(bidding_pb2.BidRequestProto(openrtb_json=json.dumps(request), request_id="g1"),
                                     metadata=md, timeout=2)
-    assert reply.has_bid and reply.request_id == "g1" and reply.agent_id == "contrail"
+    assert reply.has_bid and reply.request_id == "g1" and reply.agent_id == f"{socket.gethostname()}-grpc"
     assert reply.processing_time_us > 0
     check_response(request, json.loads(reply.openrtb_json))
 
