@@ -13,10 +13,12 @@ from pathlib import Path
 from aiohttp import web
 
 from adapters.smtp.sink import start_sink
+from app.bidding.gateway import agent_id
 from app.config import Config
 from app.exports import Exports
 from app.platform import Platform
 from app.runtime.clock import Clock
+from handlers.nats.agents import NatsAgents
 from handlers.rest.admin import AdminApi
 from handlers.rest.analytics import AnalyticsApi
 from handlers.rest.auth import AuthApi
@@ -24,6 +26,7 @@ from handlers.rest.bidding import BiddingApi
 from handlers.rest.campaigns import CampaignsApi
 from handlers.rest.channels import ChannelsApi
 from handlers.rest.common import STATIC_ROUTE
+from handlers.rest.dsp import DspApi
 from handlers.rest.exports import ExportsApi
 from handlers.rest.loyalty import LoyaltyApi
 from handlers.rest.ltv import LtvApi
@@ -49,6 +52,7 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 # What the resource lifecycles below and the tests reach the services by; handlers get theirs in constructors.
 PLATFORM = web.AppKey("platform", Platform)
 GRPC = web.AppKey("grpc", GrpcServer)
+NATS = web.AppKey("nats", NatsAgents)
 
 
 def create_app(config: Config, *, clock: Clock | None = None, platform: Platform | None = None) -> web.Application:
@@ -61,7 +65,8 @@ def create_app(config: Config, *, clock: Clock | None = None, platform: Platform
                           client_max_size=config.server.max_body_bytes)
     app[PLATFORM] = p
 
-    bidding_rpc = BiddingService(p.bid_gateway, p.limiter, config.bidding.seat, config.bidding.stream_max_in_flight)
+    node = config.server.node_id
+    bidding_rpc = BiddingService(p.bid_gateway, p.limiter, agent_id(node, "grpc"), config.bidding.stream_max_in_flight)
     grpc = GrpcServer([PlatformService(p.health), bidding_rpc, RankingService(p.ranker), SyncValueService(p.ltv)],
                       p.metrics, p.authenticator, p.limiter, config.grpc.max_message_bytes,
                       config.grpc.keepalive_time_s, config.grpc.keepalive_timeout_s)
@@ -78,7 +83,7 @@ def create_app(config: Config, *, clock: Clock | None = None, platform: Platform
     AdminApi(p.admin).register(app.router)
     AnalyticsApi(p.event_log).register(app.router)
     BiddingApi(p.bid_gateway, p.notices, p.profiles, p.model, p.providers, p.batcher, p.clock,
-               nobid_body=config.bidding.nobid_body).register(app.router)
+               nobid_body=config.bidding.nobid_body, agent_id=agent_id(node, "rest")).register(app.router)
     RetailApi(p.catalog, p.offers, p.ranker, p.orders, p.order_store,
               config.payments.webhook_secret, p.clock).register(app.router)
     LoyaltyApi(p.loyalty).register(app.router)
@@ -89,11 +94,12 @@ def create_app(config: Config, *, clock: Clock | None = None, platform: Platform
                  p.clock).register(app.router)
     PoliciesApi(p.policies).register(app.router)
     ModelsApi(p.learning.learners, p.bid_model).register(app.router)
+    DspApi(p.dsp.router, p.dsp.wins, p.dsp.status).register(app.router)
     ExportsApi(Exports(p.reports, p.campaigns, p.order_store, p.loyalty, p.clock), p.clock).register(app.router)
     ws, max_msg_size = config.websocket, config.server.max_body_bytes
     EventStream(p.hub, p.metrics, ws.max_lag_s, ws.heartbeat_s, max_msg_size).register(app.router)
     BidStream(p.bid_gateway, p.hub, p.limiter, p.metrics, config.bidding.stream_max_in_flight, ws.heartbeat_s,
-              max_msg_size).register(app.router)
+              max_msg_size, agent_id(node, "ws")).register(app.router)
     InAppStream(p.inapp, p.metrics, ws.max_lag_s, ws.heartbeat_s, max_msg_size).register(app.router)
     OpenApiDocument(app.router).register(app.router)
     _setup_static(app)
@@ -106,6 +112,12 @@ def create_app(config: Config, *, clock: Clock | None = None, platform: Platform
         app.cleanup_ctx.append(_smtp_sink)
     app.cleanup_ctx.append(_websocket_hub)
     app.cleanup_ctx.append(_background_tasks)
+    if config.nats.url:  # after the tasks the bid pipeline runs on; closed (drained) before them
+        app[NATS] = NatsAgents(config.nats, p.bid_gateway, p.ingest, p.authenticator, p.limiter, p.metrics,
+                               agent_id(node, "nats"), config.bidding.stream_max_in_flight)
+        p.health.add_check("nats", lambda: app[NATS].connected)
+        p.health.on_drain(app[NATS].stop_taking)
+        app.cleanup_ctx.append(_nats_agents)
     app.cleanup_ctx.append(_steady_heap)
     app.on_shutdown.append(_begin_drain)
     return app
@@ -189,6 +201,7 @@ async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
     # What the stopped tasks would have done next: profile updates written behind, the providers' session.
     await p.ingest.flush_profiles()
     await p.adaptors.close()
+    await p.dsp.close()  # the DSPs' forwarded notices and connections
 
 
 # A young collection runs when the tracked objects allocated since the last one, less those freed,
@@ -197,6 +210,14 @@ async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
 # promoted them for the older passes to walk again: 4 us per bid. Requests in flight never hold
 # 20,000 (64 bids hold about 6,000), so young passes now come only as the heap really grows.
 YOUNG_GC_THRESHOLD = 20_000
+
+
+async def _nats_agents(app: web.Application) -> AsyncIterator[None]:
+    """The NATS bid agents and ingest (`nats.url`); closing drains them: no new messages, in-flight ones answered."""
+    agents = app[NATS]
+    await agents.start()
+    yield
+    await agents.close(app[PLATFORM].config.server.shutdown_grace_s)
 
 
 async def _steady_heap(app: web.Application) -> AsyncIterator[None]:

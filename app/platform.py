@@ -21,6 +21,7 @@ from app.bidding import wiring as bidding_wiring
 from app.campaigns import wiring as campaigns_wiring
 from app.channels import wiring as channels_wiring
 from app.config import Config
+from app.dsp import wiring as dsp_wiring
 from app.eventlog import EventLog
 from app.hub import Hub
 from app.idempotency import IdempotencyService
@@ -125,6 +126,7 @@ class Platform:
         self.reco_domain = reco_wiring.build(infra, self._destination_of)
         self.retail = retail_wiring.build(infra, self.reco_domain.reco)
         self.learning = learning_wiring.build(infra, self.bidding.model, self.retail.ranker)  # the models it trains
+        self.dsp = dsp_wiring.build(infra, self.bidding.bid_gateway)  # DSP routing; Contrail's own bidder competes
         self.channels = channels_wiring.build(infra, self.loyalty_domain.loyalty, self.bidding.profiles,
                                               self._email_of, self.reco_domain.reco, self.retail.catalog.product_name,
                                               self.ltv_domain.ltv, self._campaign_state)

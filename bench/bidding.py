@@ -27,13 +27,28 @@ def setup_server(server: ServerProcess) -> tuple[str, str]:
 
 
 def seed_campaigns(server: ServerProcess, admin_key: str) -> None:
+    """64 live campaigns, through the workflow as a marketing team would take them there: created and submitted by
+    one admin, approved by two others (their budget needs two), scheduled to start now. Created but never approved,
+    they would stay drafts, and every bid request would be a no-bid."""
+    approvers = [server.cli("create-api-key", "--name", f"bench-approver-{n}", "--role", "admin"
+                            ).stdout.strip().splitlines()[-1] for n in (1, 2)]
+
+    def post(path: str, key: str, body: dict | None = None) -> dict:
+        req = urllib.request.Request(f"{server.url}{path}", data=json.dumps(body or {}).encode(),
+                                     headers={"X-Api-Key": key, "Content-Type": "application/json"})
+        return json.loads(urllib.request.urlopen(req).read())
+
     for i in range(CANDIDATES):
         body = {"id": f"bench-{i}", "name": f"bench {i}", "advertiser_domain": "contrail.example",
                 "bid_cap_micros": 2_000_000 + i * 50_000, "daily_budget_micros": 10**12,
                 "creatives": [{"id": f"c{i}", "format": "banner", "markup": "<a>ad</a>", "w": 300, "h": 250}]}
-        req = urllib.request.Request(f"{server.url}/v1/admin/campaigns", data=json.dumps(body).encode(),
-                                     headers={"X-Api-Key": admin_key, "Content-Type": "application/json"})
-        urllib.request.urlopen(req).read()
+        post("/v1/admin/campaigns", admin_key, body)
+        post(f"/v1/admin/campaigns/bench-{i}/submit", admin_key)
+        for approver in approvers:
+            post(f"/v1/admin/campaigns/bench-{i}/approve", approver)
+        state = post(f"/v1/admin/campaigns/bench-{i}/schedule", admin_key)["state"]
+        if state != "live":
+            raise RuntimeError(f"bench campaign bench-{i} is {state}, not live: bids would all be no-bids")
 
 
 def bid_bodies(n: int = 200) -> list[bytes]:

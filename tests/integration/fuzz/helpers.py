@@ -31,7 +31,7 @@ OPEN = "[" * 50_000  # brackets opened and never closed: no depth check counts t
 FUZZ_CONFIG = {"ratelimit__ip_per_s": "1000000", "ratelimit__ip_burst": "10000000",
                "ratelimit__principal_per_s": "1000000", "ratelimit__principal_burst": "10000000",
                "sendgrid__allow_unsigned": "true"}
-OPENRTB_ROUTES = {("POST", "/v1/bid")}
+OPENRTB_ROUTES = {("POST", "/v1/bid"), ("POST", "/v1/dsp/bid")}
 
 
 def _b64(obj: Any) -> str:
