@@ -18,6 +18,7 @@ class DspError(Exception):
     def __init__(self, code: str, message: str = "") -> None:
         super().__init__(f"{code}: {message}" if message else code)
         self.code = code
+        self.message = message
 
 
 @dataclass(frozen=True)

@@ -261,7 +261,7 @@ class DspRouter:
             link.timeouts += 1
             return self._done(link, "timeout", timeout_ms), []
         except DspError as exc:
-            return self._failed(link, timeout_ms, started, exc.code, str(exc)), []
+            return self._failed(link, timeout_ms, started, exc.code, exc.message), []
         except Exception as exc:  # an adapter's bug is this DSP's error, never the request's
             log.exception("DSP adapter failed", extra={"platform": link.name})
             return self._failed(link, timeout_ms, started, "adapter", repr(exc)), []
@@ -288,7 +288,8 @@ class DspRouter:
         self._breaker_gauge(link)
         link.errors += 1
         log.info("DSP call failed", extra={"platform": link.name, "error": message[:200]})
-        return self._done(link, "error", timeout_ms, latency_ms=round(latency_ms, 3), error=f"{code}: {message}"[:300])
+        error = f"{code}: {message}" if message else code
+        return self._done(link, "error", timeout_ms, latency_ms=round(latency_ms, 3), error=error[:300])
 
     def _floor(self, imp: Imp, dealid: str | None) -> float | None:
         """The floor a bid must reach in the bidding currency (None: the bid may not be made for this imp)."""
