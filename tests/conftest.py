@@ -31,7 +31,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def make_config(tmp_path: Path, **overrides: Any) -> Config:
     """Defaults plus CONTRAIL__SECTION__KEY-style overrides given as section__key=value."""
-    env = {"CONTRAIL__STORAGE__DATA_DIR": str(tmp_path / "var"), "CONTRAIL__GRPC__PORT": "0"}
+    # A small feature ring: the server writes its whole ring through at start (tens of ms for the default 36 MB),
+    # and the suite starts hundreds of apps; the tests that log features use a few hundred bids.
+    env = {"CONTRAIL__STORAGE__DATA_DIR": str(tmp_path / "var"), "CONTRAIL__GRPC__PORT": "0",
+           "CONTRAIL__LEARNING__FEATURE_SLOTS": "4096"}
     env.update({f"CONTRAIL__{k.upper()}": str(v) for k, v in overrides.items()})
     return load_config(None, env=env)
 
