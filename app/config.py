@@ -170,6 +170,7 @@ class RetailConfig(_Section):
     max_passengers: Annotated[int, Meta(ge=1, le=50)] = 9
     max_offers: Annotated[int, Meta(ge=3, le=20)] = 5
     quote_ttl_s: AtLeast1 = 900
+    change_offer_ttl_s: AtLeast1 = 900
     archive_after_days: NotNegative = 7
     sweep_interval_s: Positive = 1.0
     offers_power_safe: bool = False

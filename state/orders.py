@@ -46,6 +46,15 @@ class CancellationQuote(msgspec.Struct, frozen=True, gc=False):
     expires_at: float
 
 
+class PendingChange(msgspec.Struct, frozen=True, gc=False):
+    """A change being paid for (state/changes.py): the order keeps its itinerary and also holds what the change
+    adds until the payment settles; approved, the change is applied; declined, the order returns as it was."""
+    change_offer_id: str
+    added: tuple[Item, ...]          # held beside the order's items while the payment is pending
+    previous_state: OrderState
+    previous_payment: Payment | None = None
+
+
 class Order(msgspec.Struct, frozen=True, gc=False):
     id: str
     owner: str
@@ -67,6 +76,8 @@ class Order(msgspec.Struct, frozen=True, gc=False):
     barcodes: tuple[Barcode, ...] = ()
     quote: CancellationQuote | None = None
     refund_cents: int | None = None
+    pending_change: PendingChange | None = None
+    version: int = 1             # bumped by each confirmed change (state/changes.py); the history keeps each one
 
 
 _decode = msgspec.json.Decoder(Order).decode

@@ -23,6 +23,7 @@ from state.apikeys import ApiKey
 from state.audit import AuditEntry
 from state.campaigns import Campaign, HistoryEntry, ReviewTask
 from state.catalog import Flight, Product
+from state.changes import ChangeOffer, ChangeOfferState, OrderVersion
 from state.dsp import DspSpend, DspWin
 from state.eventlog import StoredEvent
 from state.idempotency import StoredResponse
@@ -356,6 +357,32 @@ class OrderStore(Protocol):
 
 
 @runtime_checkable
+class ChangeStore(Protocol):
+    """Order changes: change offers (in memory while they can be confirmed) and the versions of orders."""
+
+    def get(self, change_offer_id: str) -> ChangeOffer | None:
+        ...
+
+    async def fetch(self, change_offer_id: str) -> ChangeOffer | None:
+        """A change offer not in memory (after a restart, or expired), from storage."""
+
+    async def of_request(self, request_id: str) -> list[ChangeOffer]:
+        """A change request's offers, in the order they were priced."""
+
+    async def versions(self, order_id: str) -> list[OrderVersion]:
+        """The versions recorded of an order, oldest first (an order never changed has none)."""
+
+    def remember(self, offer: ChangeOffer) -> None:
+        ...
+
+    def forget(self, change_offer_id: str) -> None:
+        ...
+
+    def forget_due(self, now: float) -> int:
+        """Let go of the change offers whose expiry has come."""
+
+
+@runtime_checkable
 class OutboxStore(Protocol):
     """OutboxStore"""
 
@@ -483,6 +510,15 @@ class OrderWrites(Protocol):
 
     def record_payment_event(self, event_id: str, payment_id: str, at: float) -> None:
         """A payment webhook event, once: a repeat writes nothing and does not fail the transaction."""
+
+    def insert_change_offers(self, offers: Sequence[ChangeOffer]) -> None:
+        """A change request's priced change offers."""
+
+    def change_offer_state(self, offer: ChangeOffer, expected: ChangeOfferState) -> None:
+        """The change offer's new state, guarded on `expected` as update is."""
+
+    def record_version(self, version: OrderVersion) -> None:
+        """One version of an order, once (a version already recorded is kept as it is)."""
 
 
 @runtime_checkable

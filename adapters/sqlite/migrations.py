@@ -334,6 +334,29 @@ RECORDS = [
         );
         CREATE INDEX dsp_wins_at ON dsp_wins(at)
     """),
+    # Order changes: the change offers a change request is answered with, and every version of a changed order.
+    Migration(18, "order_changes", """
+        CREATE TABLE change_offers (
+            id TEXT PRIMARY KEY,
+            request_id TEXT NOT NULL,
+            order_id TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            state TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            body TEXT NOT NULL
+        );
+        CREATE INDEX change_offers_request ON change_offers(request_id);
+        CREATE INDEX change_offers_expiry ON change_offers(expires_at);
+        CREATE TABLE order_versions (
+            order_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            at REAL NOT NULL,
+            change_offer_id TEXT,
+            body TEXT NOT NULL,
+            PRIMARY KEY (order_id, version)
+        )
+    """),
 ]
 
 EVENTS = [

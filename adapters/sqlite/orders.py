@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from adapters.sqlite.db import Database
 from adapters.sqlite.statements import Insert, Statement
+from state.changes import ChangeOffer, ChangeOfferState, OrderVersion, encode
 from state.offers import Item
 from state.orders import _DUE_AT, HOLDING, Order, _decode, _encode
 
@@ -37,6 +38,8 @@ class SqliteOrderStore:
             self._index_barcodes(order)
             if order.state in HOLDING:
                 self.hold(order.items)
+                if order.pending_change is not None:  # a change being paid for holds what it adds too
+                    self.hold(order.pending_change.added)
 
     # ---- reads ----
     def get(self, order_id: str) -> Order | None:
@@ -91,6 +94,11 @@ class SqliteOrderStore:
             self._by_owner[order.owner].append(order.id)
         else:
             self._by_state[old.state].pop(order.id, None)
+            if old.barcodes is not order.barcodes:  # a change replaced barcodes: the old ones stop working
+                kept = {b.code for b in order.barcodes}
+                for b in old.barcodes:
+                    if b.code not in kept:
+                        self._barcodes.pop(b.code, None)
         self._by_state[order.state][order.id] = None
         key = _DUE_AT.get(order.state)
         if old is None or old.state != order.state or (key is not None and key(old) != key(order)):
@@ -139,3 +147,23 @@ class SqliteOrderWrites:
     def record_payment_event(self, event_id: str, payment_id: str, at: float) -> None:
         self._statements.append(("INSERT OR IGNORE INTO payment_events(id, payment_id, at) VALUES (?,?,?)",
                                  (event_id, payment_id, at)))
+
+    def insert_change_offers(self, offers: Sequence[ChangeOffer]) -> None:
+        """A change request's priced change offers."""
+        self._statements.append(Insert("change_offers", _CHANGE_OFFER_COLUMNS,
+                                       [(o.id, o.request_id, o.order_id, o.owner, o.state, o.created_at, o.expires_at,
+                                         encode(o).decode()) for o in offers]))
+
+    def change_offer_state(self, offer: ChangeOffer, expected: ChangeOfferState) -> None:
+        """The change offer's new state, guarded on `expected` as update is."""
+        self._statements.append(("UPDATE change_offers SET state=?, body=? WHERE id=? AND state=?",
+                                 (offer.state, encode(offer).decode(), offer.id, expected), 1))
+
+    def record_version(self, version: OrderVersion) -> None:
+        """One version of an order, once (a version already recorded is kept as it is)."""
+        self._statements.append(("INSERT OR IGNORE INTO order_versions(order_id, version, at, change_offer_id, body) "
+                                 "VALUES (?,?,?,?,?)", (version.order.id, version.version, version.at,
+                                                        version.change_offer_id, encode(version).decode())))
+
+
+_CHANGE_OFFER_COLUMNS = ("id", "request_id", "order_id", "owner", "state", "created_at", "expires_at", "body")

@@ -1,7 +1,7 @@
 """Builds the retail domain: the catalog, offers and their ranking (local, or a remote ranker when configured),
-orders and the payment gateway; sweeps expired offers and holds. The ranker's acceptance model is retrained and
-versioned by the learning loop (app/learning/acceptance.py). Offer search reads a customer's recommendations (the
-reco domain, built before) for its bundles' optional ancillary."""
+orders (and their changes after payment) and the payment gateway; sweeps expired offers and holds. The ranker's
+acceptance model is retrained and versioned by the learning loop (app/learning/acceptance.py). Offer search reads a
+customer's recommendations (the reco domain, built before) for its bundles' optional ancillary."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from adapters.grpc.ranker import RemoteRanker
 from adapters.payments.simulator import CardSimulator
 from adapters.sqlite.catalog import SqliteCatalogStore
+from adapters.sqlite.changes import SqliteChangeStore
 from adapters.sqlite.offers import SqliteOfferStore
 from adapters.sqlite.orders import SqliteOrderStore
 from app.eventlog import EventLog
 from app.infra import Infra
 from app.retail.catalog import CatalogService
+from app.retail.changes import OrderChangeService
 from app.retail.offers import OfferService, Recommendations
-from app.retail.orders import OrderService
 from app.retail.ranking import Ranker
 
 
@@ -30,14 +31,15 @@ class Retail:
     ranker: Ranker
     offers: OfferService
     payment_gateway: CardSimulator
-    orders: OrderService
+    orders: OrderChangeService  # orders, and their changes after payment (app/retail/changes.py)
     event_log: EventLog
+    change_store: SqliteChangeStore
 
     async def sweep_once(self) -> dict[str, int]:
         """Expire offers and holds, reconcile stuck payments, archive flown orders (one pass)."""
         expired_offers = await self.offers.expire_due()
         counts = await self.orders.sweep()
-        return {"offers_expired": expired_offers, **counts}
+        return {"offers_expired": expired_offers, **counts, "change_offers_expired": self.orders.expire_change_offers()}
 
 
 def build(infra: Infra, recommendations: Recommendations | None = None) -> Retail:
@@ -55,10 +57,11 @@ def build(infra: Infra, recommendations: Recommendations | None = None) -> Retai
                           infra.uow, recommendations)
     pay = config.payments
     gateway = CardSimulator(clock, settle_s=pay.simulator_settle_s, slow_s=pay.gateway_timeout_s + 1)
-    orders = OrderService(config.retail, pay, catalog, offers, offer_store, order_store, gateway, clock,
-                          infra.event_log.log_event, metrics, infra.bus, infra.uow)
+    change_store = SqliteChangeStore(infra.records_db)
+    orders = OrderChangeService(config.retail, pay, catalog, offers, offer_store, order_store, gateway, clock,
+                                infra.event_log.log_event, metrics, infra.bus, infra.uow, change_store)
     metrics.watch_queue("offers_in_memory", lambda: len(offer_store))
     domain = Retail(catalog_store, offer_store, order_store, catalog, remote, ranker, offers, gateway, orders,
-                    infra.event_log)
+                    infra.event_log, change_store)
     infra.supervisor.add_periodic("retail_sweep", config.retail.sweep_interval_s, domain.sweep_once)
     return domain

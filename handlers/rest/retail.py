@@ -12,13 +12,15 @@ from aiohttp import web
 
 from app.errors import NotFound, Unauthenticated
 from app.retail.catalog import CatalogService
+from app.retail.changes import ChangeRequestBody, OrderChangeService
 from app.retail.offers import Airport, OfferService, SearchQuery
-from app.retail.orders import OrderService, PaymentEvent, require_owner_or_admin
+from app.retail.orders import PaymentEvent, require_owner_or_admin
 from app.retail.payments import webhook_signature_valid
 from app.retail.ranking import Ranker
 from app.runtime.clock import Clock
 from handlers.rest.common import Cursor, PageQuery, decode, endpoint, json_response, paginate
 from state.catalog import Cabin, Flight, Product
+from state.changes import ChangeOffer, ChangeRequest, OrderVersion
 from state.offers import Offer
 from state.orders import Barcode, CancellationQuote, Order, OrderState
 from state.ports import OrderStore
@@ -111,6 +113,16 @@ class PayBody(msgspec.Struct, forbid_unknown_fields=True):
     card: Card
 
 
+class ConfirmChangeBody(msgspec.Struct, forbid_unknown_fields=True):
+    """A change's confirmation: a card when the change offer's total is owed (> 0); no body otherwise."""
+    card: Card | None = None
+
+
+class OrderHistory(msgspec.Struct):
+    order_id: str
+    versions: list[OrderVersion]  # oldest first; the last is the order now
+
+
 class WebhookResult(msgspec.Struct):
     order_id: str
     state: str | None
@@ -179,7 +191,7 @@ class ProductList(msgspec.Struct):
 class RetailApi:
     """Flights, offers, orders, payments and fulfilment for shoppers; the catalog for admins."""
 
-    def __init__(self, catalog: CatalogService, offers: OfferService, ranker: Ranker, orders: OrderService,
+    def __init__(self, catalog: CatalogService, offers: OfferService, ranker: Ranker, orders: OrderChangeService,
                  order_store: OrderStore, webhook_secret: str, clock: Clock) -> None:
         self._catalog = catalog
         self._clock = clock
@@ -203,6 +215,11 @@ class RetailApi:
         r.add_get("/v1/orders/{order_id}/fulfillment", self.fulfilment)
         r.add_post("/v1/orders/{order_id}/cancellations", self.quote_cancellation)
         r.add_post("/v1/orders/{order_id}/cancellations/{quote_id}/confirm", self.confirm_cancellation)
+        r.add_post("/v1/orders/{order_id}/change-requests", self.request_change)
+        r.add_get("/v1/orders/{order_id}/change-requests/{request_id}", self.get_change_request)
+        r.add_get("/v1/orders/{order_id}/change-offers/{change_offer_id}", self.get_change_offer)
+        r.add_post("/v1/orders/{order_id}/change-offers/{change_offer_id}/confirm", self.confirm_change)
+        r.add_get("/v1/orders/{order_id}/history", self.order_history)
         r.add_get("/v1/orders/{order_id}/barcodes/{code}.svg", self.barcode_image)
         r.add_post("/v1/fulfillment/{barcode}/consume", self.consume_barcode)
         r.add_post("/v1/webhooks/payments", self.payment_webhook)
@@ -333,6 +350,51 @@ class RetailApi:
         order = await self._orders.confirm_cancellation(
             request.match_info["order_id"], request.match_info["quote_id"], require_owner_or_admin(principal))
         return json_response(order)
+
+    # ---- changes (app/retail/changes.py) ----
+    @endpoint("Ask to change a paid order (another flight, services added or removed): 1 to 5 priced change offers "
+              "that expire", tags=("retail",), roles=SHOPPERS, body=ChangeRequestBody, response=ChangeRequest,
+              status=201, errors=(404, 409, 422))
+    async def request_change(self, request: web.Request, principal, body: ChangeRequestBody) -> web.Response:
+        change = await self._orders.request_change(request.match_info["order_id"], require_owner_or_admin(principal),
+                                                   body)
+        return json_response(change, status=201)
+
+    @endpoint("A change request of one of your orders, with its change offers", tags=("retail",), roles=SHOPPERS,
+              response=ChangeRequest, errors=(404,))
+    async def get_change_request(self, request: web.Request, principal) -> web.Response:
+        change = await self._orders.change_request(request.match_info["order_id"], request.match_info["request_id"],
+                                                   require_owner_or_admin(principal))
+        return json_response(change)
+
+    @endpoint("A change offer of one of your orders; its state is EXPIRED once expires_at has passed",
+              tags=("retail",), roles=SHOPPERS, response=ChangeOffer, errors=(404,))
+    async def get_change_offer(self, request: web.Request, principal) -> web.Response:
+        offer = await self._orders.change_offer(request.match_info["order_id"], request.match_info["change_offer_id"],
+                                                require_owner_or_admin(principal))
+        return json_response(offer)
+
+    @endpoint("Confirm a change offer (send an Idempotency-Key; a card when money is owed): 200 the changed order, "
+              "202 its payment pending at the gateway, 402 declined (the order is unchanged)", tags=("retail",),
+              roles=SHOPPERS, raw_body=ConfirmChangeBody, response=Order, also=(202,),
+              errors=(402, 404, 409, 410, 422),
+              descriptions={200: "Changed", 202: "The change's payment is pending at the gateway"})
+    async def confirm_change(self, request: web.Request, principal) -> web.Response:
+        owner = require_owner_or_admin(principal)
+        raw = await request.read()
+        body = decode(raw, ConfirmChangeBody) if raw.strip() else ConfirmChangeBody()
+        card = body.card
+        order = await self._orders.confirm_change(
+            request.match_info["order_id"], request.match_info["change_offer_id"], owner,
+            card.number if card else None, (card.exp_year, card.exp_month) if card else None)
+        return json_response(order, status=202 if order.state == "PAYMENT_PENDING" else 200)
+
+    @endpoint("Every version of one of your orders, oldest first (each change makes the next)", tags=("retail",),
+              roles=SHOPPERS, response=OrderHistory, errors=(404,))
+    async def order_history(self, request: web.Request, principal) -> web.Response:
+        order_id = request.match_info["order_id"]
+        versions = await self._orders.history(order_id, require_owner_or_admin(principal))
+        return json_response(OrderHistory(order_id, versions))
 
     # ---- catalog admin (the catalog records each change in the audit log) ----
     @endpoint("Create a flight", tags=("catalog",), roles=ADMIN, body=NewFlight, response=Flight, status=201,

@@ -1,0 +1,325 @@
+"""Order changes after payment (app/retail/changes.py): another flight, services added, the refusals, expiry,
+idempotent and concurrent confirms, and the order's history. The real app on real SQLite."""
+
+import asyncio
+import time
+
+import msgspec
+import pytest
+
+from app.errors import Conflict
+from app.main import PLATFORM, create_app
+from app.retail.changes import ChangeRequestBody
+from app.runtime.clock import ManualClock
+from state.catalog import Cabin, Flight
+from state.orders import HOLDING
+from tests.conftest import bearer
+from tests.integration.retail.helpers import (
+    DAY,
+    DECLINED_CARD,
+    PAID_CARD,
+    PENDING_CARD,
+    _signed,
+    accept,
+    customer,
+    departure_date,
+    pay,
+    search,
+    seed_catalog,
+)
+
+CARD = {"number": PAID_CARD, "exp_month": 12, "exp_year": 2099, "cvc": "123"}
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(time.time() // DAY * DAY)  # the start of today: the tests never cross midnight
+
+
+@pytest.fixture
+async def shop(client, clock):
+    return client, await seed_with_other_days(client.app[PLATFORM], clock)
+
+
+async def seed_with_other_days(platform, clock) -> Flight:
+    """seed_catalog's LIS-BCN in 3 days (base fare 100.00), and in 4 days a cheaper and a dearer one."""
+    flight = await seed_catalog(platform, clock)
+    noon = (int(clock.now() // DAY) + 4) * DAY + 12 * 3600
+    later = Flight(id="CT105-test", airline="CT", number="CT105", origin="LIS", destination="BCN",
+                   departure_at=noon, arrival_at=noon + 7_500,
+                   cabins={"economy": Cabin(150, 6_000), "premium": Cabin(12, 25_000)})
+    dearer = Flight(id="CT107-test", airline="CT", number="CT107", origin="LIS", destination="BCN",
+                    departure_at=noon + 3_600, arrival_at=noon + 11_100, cabins={"economy": Cabin(150, 30_000)})
+    await platform.catalog.put_flights("test", [later, dearer], audit=False)
+    return flight
+
+
+async def paid_order(client, headers, clock, bundle: str = "flight_only", passengers: int = 1) -> dict:
+    offers = await search(client, headers, clock, passengers=passengers)
+    offer = next(o for o in offers if o["bundle"] == bundle)
+    resp = await accept(client, headers, offer["id"])
+    assert resp.status == 201, await resp.text()
+    resp = await pay(client, headers, (await resp.json())["id"])
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+def to_day(clock, days: int = 4) -> dict:
+    return {"slices": [{"remove": ["CT101-test"], "add": {"origin": "LIS", "destination": "BCN",
+                                                          "departure_date": departure_date(clock, days)}}]}
+
+
+async def ask(client, headers, order_id: str, body: dict, status: int = 201) -> dict:
+    resp = await client.post(f"/v1/orders/{order_id}/change-requests", json=body, headers=headers)
+    assert resp.status == status, await resp.text()
+    return await resp.json()
+
+
+async def confirm(client, headers, order_id: str, offer_id: str, card: dict | None = None, key: str | None = None):
+    extra = {"Idempotency-Key": key} if key else {}
+    return await client.post(f"/v1/orders/{order_id}/change-offers/{offer_id}/confirm",
+                             json={"card": card} if card else None, headers={**headers, **extra})
+
+
+def held_matches_live_orders(platform) -> None:
+    """Seats and limited products held are exactly those of live orders (and changes being paid for)."""
+    expected: dict[str, int] = {}
+    for order in platform.order_store.of_owner(None):
+        if order.state in HOLDING:
+            extra = order.pending_change.added if order.pending_change else ()
+            for item in (*order.items, *extra):
+                if item.resource is not None:
+                    expected[item.resource] = expected.get(item.resource, 0) + item.quantity
+    held = {r: n for r, n in platform.order_store.held.items() if n}
+    assert held == expected
+
+
+async def test_a_date_change_onto_a_cheaper_flight_refunds_the_difference(shop, clock, admin_headers):
+    client, _ = shop
+    platform = client.app[PLATFORM]
+    headers = await customer(client, "change-refund")
+    order = await paid_order(client, headers, clock, "premium")
+    assert order["state"] == "FULFILLED" and order["version"] == 1
+    change = await ask(client, headers, order["id"], to_day(clock))
+    offers = change["change_offers"]
+    assert 1 <= len(offers) <= 5 and {o["flight_id"] for o in offers} == {"CT105-test", "CT107-test"}
+    cheaper = next(o for o in offers if o["flight_id"] == "CT105-test")
+    old_fare = next(i for i in order["items"] if i["kind"] == "Flight")["total_cents"]
+    new_fare = next(i for i in cheaper["items"] if i["kind"] == "Flight")["total_cents"]
+    assert cheaper["fare_difference_cents"] == new_fare - old_fare < 0
+    assert cheaper["penalty_cents"] == order["conditions"]["change_penalty_cents"] == 0
+    assert cheaper["total_cents"] == cheaper["fare_difference_cents"] + cheaper["taxes_cents"] < 0
+    assert cheaper["expires_at"] == clock.now() + platform.config.retail.change_offer_ttl_s
+    resp = await client.get(f"/v1/orders/{order['id']}/change-offers/{cheaper['id']}", headers=headers)
+    assert resp.status == 200 and (await resp.json())["id"] == cheaper["id"]
+    resp = await client.get(f"/v1/orders/{order['id']}/change-requests/{change['id']}", headers=headers)
+    assert resp.status == 200 and [o["id"] for o in (await resp.json())["change_offers"]] == [o["id"] for o in offers]
+
+    resp = await confirm(client, headers, order["id"], cheaper["id"])
+    assert resp.status == 200, await resp.text()
+    changed = await resp.json()
+    assert changed["flight_id"] == "CT105-test" and changed["version"] == 2 and changed["state"] == "FULFILLED"
+    assert changed["total_cents"] == order["total_cents"] + cheaper["total_cents"]
+    assert platform.order_store.held.get("CT101-test/economy", 0) == 0
+    assert platform.order_store.held["CT105-test/economy"] == 1
+    assert platform.order_store.held.get("CT101-test/lounge-pass", 0) == 0
+    assert platform.order_store.held["CT105-test/lounge-pass"] == 1
+    old_codes = {b["kind"]: b["code"] for b in order["barcodes"]}
+    new_codes = {b["kind"]: b["code"] for b in changed["barcodes"]}
+    assert new_codes["Flight"] != old_codes["Flight"] and new_codes["Lounge"] != old_codes["Lounge"]
+    assert new_codes["Bag"] == old_codes["Bag"]  # not tied to a flight's inventory: kept
+    admin = admin_headers
+    resp = await client.post(f"/v1/fulfillment/{old_codes['Flight']}/consume", headers=admin)
+    assert resp.status == 404  # the replaced barcode no longer works
+    resp = await client.post(f"/v1/fulfillment/{new_codes['Flight']}/consume", headers=admin)
+    assert resp.status == 200
+    held_matches_live_orders(platform)
+
+    resp = await client.get(f"/v1/orders/{order['id']}/history", headers=headers)
+    history = (await resp.json())["versions"]
+    assert [v["version"] for v in history] == [1, 2]
+    assert history[0]["order"]["flight_id"] == "CT101-test" and history[0]["change_offer_id"] is None
+    assert history[1]["change_offer_id"] == cheaper["id"] and history[1]["order"]["flight_id"] == "CT105-test"
+    # the other change offers of the request were priced against version 1
+    other = next(o for o in offers if o["id"] != cheaper["id"])
+    resp = await confirm(client, headers, order["id"], other["id"], card=CARD)
+    assert resp.status == 409, await resp.text()
+
+
+async def test_money_owed_goes_through_payment_and_a_decline_leaves_the_order_untouched(shop, clock):
+    client, _ = shop
+    platform = client.app[PLATFORM]
+    headers = await customer(client, "change-owed")
+    order = await paid_order(client, headers, clock)
+    change = await ask(client, headers, order["id"], to_day(clock))
+    dearer = next(o for o in change["change_offers"] if o["flight_id"] == "CT107-test")
+    assert dearer["penalty_cents"] == 7_500 and dearer["total_cents"] > dearer["fare_difference_cents"] > 0
+    resp = await confirm(client, headers, order["id"], dearer["id"])
+    assert resp.status == 422 and (await resp.json())["error"]["details"]["reason"] == "payment_required"
+
+    resp = await confirm(client, headers, order["id"], dearer["id"], card={**CARD, "number": DECLINED_CARD})
+    assert resp.status == 402, await resp.text()
+    current = platform.order_store.get(order["id"])
+    assert current.state == "FULFILLED" and current.version == 1 and current.flight_id == "CT101-test"
+    assert [b.code for b in current.barcodes] == [b["code"] for b in order["barcodes"]]
+    assert platform.order_store.held.get("CT107-test/economy", 0) == 0
+    held_matches_live_orders(platform)
+
+    resp = await confirm(client, headers, order["id"], dearer["id"], card=CARD)
+    assert resp.status == 200, await resp.text()
+    changed = await resp.json()
+    assert changed["flight_id"] == "CT107-test" and changed["version"] == 2
+    assert changed["payment"]["amount_cents"] == dearer["total_cents"] and changed["payment"]["status"] == "approved"
+    assert platform.order_store.held["CT107-test/economy"] == 1
+    held_matches_live_orders(platform)
+
+
+async def test_adding_a_bag_and_a_lounge_pass_after_payment(shop, clock):
+    client, flight = shop
+    platform = client.app[PLATFORM]
+    headers = await customer(client, "change-bag")
+    order = await paid_order(client, headers, clock, passengers=2)
+    change = await ask(client, headers, order["id"], {"add_services": ["bag-23kg", "lounge-pass"]})
+    (offer,) = change["change_offers"]
+    assert offer["flight_id"] == flight.id and offer["penalty_cents"] == 0 and offer["fare_difference_cents"] == 0
+    assert offer["services_cents"] == 2 * (3_500 + 3_900)
+    assert offer["total_cents"] == offer["services_cents"] + offer["taxes_cents"] > 0
+    resp = await confirm(client, headers, order["id"], offer["id"], card=CARD)
+    assert resp.status == 200, await resp.text()
+    changed = await resp.json()
+    assert sorted(i["kind"] for i in changed["items"]) == ["Bag", "Flight", "Lounge"]
+    flight_codes = [b["code"] for b in order["barcodes"] if b["kind"] == "Flight"]
+    assert [b["code"] for b in changed["barcodes"] if b["kind"] == "Flight"] == flight_codes  # unchanged: kept
+    assert sum(b["kind"] == "Bag" for b in changed["barcodes"]) == 2
+    assert platform.order_store.held[f"{flight.id}/lounge-pass"] == 2
+    held_matches_live_orders(platform)
+    await ask(client, headers, order["id"], {"add_services": ["bag-23kg"]}, status=422)  # already has one
+    await ask(client, headers, order["id"], {"add_services": ["no-such-thing"]}, status=422)
+
+
+async def test_refusals(shop, clock):
+    client, _ = shop
+    platform = client.app[PLATFORM]
+    headers = await customer(client, "change-refused")
+    offers = await search(client, headers, clock)
+    resp = await accept(client, headers, offers[0]["id"])
+    unpaid = await resp.json()
+    body = await ask(client, headers, unpaid["id"], to_day(clock), status=409)
+    assert "not paid" in body["error"]["message"]
+    order = await paid_order(client, headers, clock)
+    await ask(client, headers, order["id"], {}, status=400)
+    wrong = {"slices": [{"remove": ["CT999"], "add": to_day(clock)["slices"][0]["add"]}]}
+    await ask(client, headers, order["id"], wrong, status=422)
+    await ask(client, headers, order["id"], {"remove_services": ["bag-23kg"]}, status=422)  # not on the order
+    other = await customer(client, "change-stranger")
+    await ask(client, other, order["id"], to_day(clock), status=404)
+    resp = await client.get(f"/v1/orders/{order['id']}/change-offers/cho_nothing", headers=headers)
+    assert resp.status == 404
+    # fare conditions that forbid changing the flight (services may still be added)
+    stored = platform.order_store.get(order["id"])
+    platform.order_store.remember(msgspec.structs.replace(
+        stored, conditions=msgspec.structs.replace(stored.conditions, changeable=False)))
+    body = await ask(client, headers, order["id"], to_day(clock), status=422)
+    assert body["error"]["details"]["reason"] == "not_changeable"
+    await ask(client, headers, order["id"], {"add_services": ["bag-23kg"]})
+    platform.order_store.remember(stored)
+    # expired: 410
+    change = await ask(client, headers, order["id"], to_day(clock))
+    clock.advance(platform.config.retail.change_offer_ttl_s + 1)
+    offer_id = change["change_offers"][0]["id"]
+    resp = await client.get(f"/v1/orders/{order['id']}/change-offers/{offer_id}", headers=headers)
+    assert (await resp.json())["state"] == "EXPIRED"
+    resp = await confirm(client, headers, order["id"], offer_id, card=CARD)
+    assert resp.status == 410, await resp.text()
+    # cancelled
+    resp = await client.post(f"/v1/orders/{order['id']}/cancellations", headers=headers)
+    quote = await resp.json()
+    resp = await client.post(f"/v1/orders/{order['id']}/cancellations/{quote['id']}/confirm", headers=headers)
+    assert resp.status == 200
+    await ask(client, headers, order["id"], to_day(clock), status=409)
+    # departed
+    late = await paid_order(client, headers, clock)
+    clock.advance(late["departure_at"] - clock.now() + 1)  # (the shopper's token has expired by then)
+    with pytest.raises(Conflict) as departed:
+        await platform.orders.request_change(late["id"], None, ChangeRequestBody(add_services=["bag-23kg"]))
+    assert departed.value.details == {"reason": "departed"}
+
+
+async def test_confirm_is_idempotent(shop, clock):
+    client, _ = shop
+    headers = await customer(client, "change-twice")
+    order = await paid_order(client, headers, clock, "premium")
+    change = await ask(client, headers, order["id"], to_day(clock))
+    offer = next(o for o in change["change_offers"] if o["total_cents"] <= 0)
+    first = await confirm(client, headers, order["id"], offer["id"], key="chg-1")
+    again = await confirm(client, headers, order["id"], offer["id"], key="chg-1")
+    assert first.status == again.status == 200 and await first.json() == await again.json()
+    resp = await confirm(client, headers, order["id"], offer["id"])
+    assert resp.status == 409 and (await resp.json())["error"]["details"]["state"] == "CONFIRMED"
+    resp = await client.get(f"/v1/orders/{order['id']}/history", headers=headers)
+    assert [v["version"] for v in (await resp.json())["versions"]] == [1, 2]
+
+
+async def test_concurrent_changes_onto_the_last_seat(shop, clock):
+    client, _ = shop
+    platform = client.app[PLATFORM]
+    noon = (int(clock.now() // DAY) + 5) * DAY + 12 * 3600
+    await platform.catalog.put_flights("test", [Flight(
+        id="CT109-test", airline="CT", number="CT109", origin="LIS", destination="BCN", departure_at=noon,
+        arrival_at=noon + 7_500, cabins={"economy": Cabin(1, 5_000)})], audit=False)
+    shoppers = [await customer(client, f"change-race-{n}") for n in range(2)]
+    orders = [await paid_order(client, h, clock, "premium") for h in shoppers]
+    offers = [(await ask(client, h, o["id"], to_day(clock, 5)))["change_offers"][0]
+              for h, o in zip(shoppers, orders, strict=True)]
+    assert all(o["flight_id"] == "CT109-test" and o["total_cents"] < 0 for o in offers)
+    answers = await asyncio.gather(*(confirm(client, h, o["id"], c["id"])
+                                     for h, o, c in zip(shoppers, orders, offers, strict=True)))
+    assert sorted(r.status for r in answers) == [200, 409]
+    assert platform.order_store.held["CT109-test/economy"] == 1
+    flights = sorted(platform.order_store.get(o["id"]).flight_id for o in orders)
+    assert flights == ["CT101-test", "CT109-test"]  # each holds exactly one itinerary
+    held_matches_live_orders(platform)
+
+
+async def test_a_change_payment_pending_across_a_restart_settles_by_webhook(aiohttp_client, config, clock):
+    """While a change's payment is pending the order holds its itinerary and what the change adds; after a
+    restart exactly that is held again, and the gateway's webhook applies the change (approved) or returns the
+    order as it was (declined)."""
+    client = await aiohttp_client(create_app(config, clock=clock))
+    await seed_with_other_days(client.app[PLATFORM], clock)
+    headers = await bearer(client, "change-restart@example.com", "correct horse battery", "customer")
+    pending = []
+    for _ in range(2):
+        order = await paid_order(client, headers, clock)
+        change = await ask(client, headers, order["id"], to_day(clock))
+        dearer = next(o for o in change["change_offers"] if o["flight_id"] == "CT107-test")
+        resp = await confirm(client, headers, order["id"], dearer["id"], card={**CARD, "number": PENDING_CARD})
+        assert resp.status == 202, await resp.text()
+        body = await resp.json()
+        assert body["state"] == "PAYMENT_PENDING" and body["flight_id"] == "CT101-test"
+        pending.append((body, dearer))
+    held_matches_live_orders(client.app[PLATFORM])
+    await client.close()
+
+    client = await aiohttp_client(create_app(config, clock=clock))
+    platform = client.app[PLATFORM]
+    headers = await bearer(client, "change-restart@example.com", "correct horse battery", "customer")
+    assert platform.order_store.held["CT101-test/economy"] == 2 and platform.order_store.held["CT107-test/economy"] == 2
+    held_matches_live_orders(platform)
+    (approved, offer), (declined, _) = pending
+    resp = await client.get(f"/v1/orders/{approved['id']}/change-offers/{offer['id']}", headers=headers)
+    assert resp.status == 200 and (await resp.json())["state"] == "ACTIVE"
+    secret = platform.config.payments.webhook_secret
+    for n, (order, status) in enumerate(((approved, "approved"), (declined, "declined"))):
+        raw, signed = _signed({"id": f"evt-change-{n}", "payment_id": order["payment"]["id"],
+                               "order_id": order["id"], "status": status}, secret)
+        resp = await client.post("/v1/webhooks/payments", data=raw, headers=signed)
+        assert resp.status == 200, await resp.text()
+    changed, unchanged = platform.order_store.get(approved["id"]), platform.order_store.get(declined["id"])
+    assert changed.state == "FULFILLED" and changed.flight_id == "CT107-test" and changed.version == 2
+    assert unchanged.state == "FULFILLED" and unchanged.flight_id == "CT101-test" and unchanged.version == 1
+    assert [b.code for b in unchanged.barcodes] == [b["code"] for b in declined["barcodes"]]
+    assert platform.order_store.held["CT101-test/economy"] == 1 and platform.order_store.held["CT107-test/economy"] == 1
+    held_matches_live_orders(platform)
+    resp = await client.get(f"/v1/orders/{approved['id']}/history", headers=headers)
+    assert [v["change_offer_id"] for v in (await resp.json())["versions"]] == [None, offer["id"]]
