@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from adapters.sqlite.loyalty import SqliteLoyaltyStore
+from app.errors import NotFound
 from app.infra import Infra
 from app.loyalty.service import LoyaltyService
-from app.retail.events import OrderCancelled, OrderPaid
+from app.retail.events import OrderCancelled, OrderChanged, OrderPaid
+from state.orders import Order
 
 
 @dataclass
@@ -21,12 +23,31 @@ class Loyalty:
         order = event.order
         kind, _, user_id = order.owner.partition(":")
         if kind == "user":
-            await self.loyalty.earn(user_id, order.total_cents, "web", f"order:{order.id}", is_digital=True)
+            await self.loyalty.earn(user_id, order.total_cents, "web", earn_id(order), is_digital=True)
 
     async def reverse_for_order(self, event: OrderCancelled) -> None:
         order = event.order
         if order.owner.startswith("user:") and order.payment is not None and order.payment.status == "approved":
-            await self.loyalty.reverse(f"order:{order.id}")
+            await self.loyalty.reverse(earn_id(order))
+
+    async def earn_for_change(self, event: OrderChanged) -> None:
+        """A changed order's stars follow what it now costs: the earn of the version it replaced is reversed and
+        its new total earned, each once (a replay of either changes nothing). A change that moved no money
+        leaves the stars alone."""
+        order, previous = event.order, event.previous
+        kind, _, user_id = order.owner.partition(":")
+        if kind != "user" or event.change_offer.total_cents == 0:
+            return
+        try:
+            await self.loyalty.reverse(earn_id(previous))
+        except NotFound:
+            pass  # the version before earned nothing (its earn failed): nothing to take back
+        await self.loyalty.earn(user_id, order.total_cents, "web", earn_id(order), is_digital=True)
+
+
+def earn_id(order: Order) -> str:
+    """The earn transaction of an order's current version: the first payment's, then one per confirmed change."""
+    return f"order:{order.id}" if order.version <= 1 else f"order:{order.id}:v{order.version}"
 
 
 def build(infra: Infra) -> Loyalty:
@@ -35,5 +56,6 @@ def build(infra: Infra) -> Loyalty:
                                            infra.audit, infra.uow, infra.bus.publish))
     infra.bus.subscribe(OrderPaid, domain.earn_for_order)
     infra.bus.subscribe(OrderCancelled, domain.reverse_for_order)
+    infra.bus.subscribe(OrderChanged, domain.earn_for_change)
     infra.supervisor.add_periodic("loyalty_expiry", infra.config.loyalty.expiry_interval_s, domain.loyalty.expire_due)
     return domain

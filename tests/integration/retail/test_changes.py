@@ -323,3 +323,40 @@ async def test_a_change_payment_pending_across_a_restart_settles_by_webhook(aioh
     held_matches_live_orders(platform)
     resp = await client.get(f"/v1/orders/{approved['id']}/history", headers=headers)
     assert [v["change_offer_id"] for v in (await resp.json())["versions"]] == [None, offer["id"]]
+
+
+async def test_a_members_stars_follow_what_the_changed_order_costs(shop, clock):
+    """Loyalty hears OrderChanged: the earn of the version replaced is reversed and the new total earned, once each."""
+    client, _ = shop
+    platform = client.app[PLATFORM]
+    headers = await customer(client, "change-stars")
+    order = await paid_order(client, headers, clock, "premium")
+    user_id = order["owner"].partition(":")[2]
+    await platform.bus.idle()
+    first = platform.loyalty.balance(user_id)["balance"]
+    assert first > 0
+
+    cheaper = next(o for o in (await ask(client, headers, order["id"], to_day(clock)))["change_offers"]
+                   if o["flight_id"] == "CT105-test")
+    resp = await confirm(client, headers, order["id"], cheaper["id"])
+    assert resp.status == 200, await resp.text()
+    changed = await resp.json()
+    await platform.bus.idle()
+    entries = [e for e in platform.loyalty.ledger(user_id) if e.transaction_id.startswith(f"order:{order['id']}")]
+    assert [(e.kind, e.transaction_id) for e in entries] == [
+        ("earn", f"order:{order['id']}"), ("reverse", f"order:{order['id']}"), ("earn", f"order:{order['id']}:v2")]
+    assert entries[2].details["amount_cents"] == changed["total_cents"] < order["total_cents"]
+    assert platform.loyalty.balance(user_id)["balance"] == entries[2].stars < first
+
+    # A dearer flight after that: paid with the card, and the stars follow the new total again.
+    second = {"slices": [{"remove": ["CT105-test"], "add": to_day(clock)["slices"][0]["add"]}]}
+    dearer = next(o for o in (await ask(client, headers, order["id"], second))["change_offers"]
+                  if o["flight_id"] == "CT107-test")
+    assert dearer["total_cents"] > 0
+    resp = await confirm(client, headers, order["id"], dearer["id"], card=CARD)
+    assert resp.status == 200, await resp.text()
+    again = await resp.json()
+    await platform.bus.idle()
+    latest = [e for e in platform.loyalty.ledger(user_id) if e.transaction_id == f"order:{order['id']}:v3"]
+    assert [e.kind for e in latest] == ["earn"] and latest[0].details["amount_cents"] == again["total_cents"]
+    assert platform.loyalty.balance(user_id)["balance"] == latest[0].stars > entries[2].stars
