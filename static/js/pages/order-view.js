@@ -1,6 +1,6 @@
 // One order, as the shop and My account show it: what was bought, the hold's countdown, the card form, a pending
 // payment followed until it settles, the barcodes as QR codes, and cancellation with a refund quote.
-import { api, h, money, showError, useStyle } from "../api.js";
+import { api, h, money, session, showError, useStyle } from "../api.js";
 
 const STATE_TEXT = {
   PROPOSED: "Held, awaiting payment", PAYMENT_PENDING: "Payment pending", PAID: "Paid", FULFILLED: "Confirmed",
@@ -16,6 +16,14 @@ const DECLINE_TEXT = {
 };
 const KIND_TEXT = { Flight: "Boarding pass", Seat: "Seat", Bag: "Checked bag", Meal: "Meal", Lounge: "Lounge",
                     FastTrack: "Fast track", Insurance: "Insurance", CarbonOffset: "Carbon offset" };
+
+// The carrier's services a traveller can add to a paid order (the demo catalog's products; staff get the live list).
+const SERVICES = [
+  { id: "bag-23kg", name: "Checked bag 23 kg" }, { id: "seat-standard", name: "Seat selection" },
+  { id: "meal-hot", name: "Hot meal" }, { id: "lounge-pass", name: "Lounge access" },
+  { id: "fasttrack", name: "Fast-track security" }, { id: "insurance-travel", name: "Travel insurance" },
+  { id: "carbon-offset", name: "Carbon offset" },
+];
 
 /** A date and time: "Dec 6, 2026, 7:00 AM" in the viewer's time zone. */
 export const dateTime = (epochSeconds) =>
@@ -81,12 +89,58 @@ function svgFrom(text, label) {
 }
 
 /**
+ * A card form: number, expiry, CVC, name, the test cards, `error` (a role=alert element) and `button` (its submit
+ * button). The field ids start with `prefix` (the first payment uses "pay"). Returns {form, card(), clear(), focus()}:
+ * card() is the API's {number, exp_month, exp_year, cvc}.
+ */
+export function cardForm({ prefix, title, button, error, onsubmit, heading = "h2" }) {
+  const id = (name) => `${prefix}-${name}`;
+  const year = new Date().getFullYear();
+  const number = h("input", { id: id("number"), name: "cardnumber", autocomplete: "cc-number", inputmode: "numeric",
+                               required: true, minlength: 12, maxlength: 23, placeholder: "4242 4242 4242 4242",
+                               "aria-describedby": id("cards") });
+  const month = h("select", { id: id("month"), name: "exp-month", autocomplete: "cc-exp-month", required: true },
+    Array.from({ length: 12 }, (_, i) => h("option", { value: i + 1 }, String(i + 1).padStart(2, "0"))));
+  const yearSel = h("select", { id: id("year"), name: "exp-year", autocomplete: "cc-exp-year", required: true },
+    Array.from({ length: 12 }, (_, i) => h("option", { value: year + i }, String(year + i))));
+  yearSel.value = String(year + 3);
+  const cvc = h("input", { id: id("cvc"), name: "cvc", autocomplete: "cc-csc", inputmode: "numeric", required: true,
+                           pattern: "\\d{3,4}", maxlength: 4, size: 5, placeholder: "123" });
+  const holder = h("input", { id: id("name"), name: "ccname", autocomplete: "cc-name", required: true,
+                              placeholder: "As printed on the card" });
+  const form = h("form", { class: "pay", onsubmit, "aria-label": title },
+    h(heading, {}, title),
+    h("label", { for: id("number") }, "Card number"), number,
+    h("div", { class: "row" },
+      h("div", {}, h("label", { for: id("month") }, "Expiry month"), month),
+      h("div", {}, h("label", { for: id("year") }, "Expiry year"), yearSel),
+      h("div", {}, h("label", { for: id("cvc") }, "CVC"), cvc)),
+    h("label", { for: id("name") }, "Name on card"), holder,
+    error,
+    h("div", { class: "actions" }, button),
+    h("p", { id: id("cards"), class: "muted small" },
+      "Test cards: 4242 4242 4242 4242 is approved, 4000 0000 0000 0002 is declined, ",
+      "4000 0000 0000 9995 has insufficient funds, 4000 0000 0000 0259 stays pending until the bank settles it."));
+  return {
+    form,
+    card: () => ({ number: number.value.replace(/[\s-]/g, ""), exp_month: Number(month.value),
+                   exp_year: Number(yearSel.value), cvc: cvc.value.trim() }),
+    clear: () => { number.value = ""; cvc.value = ""; },
+    focus: () => number.focus(),
+  };
+}
+
+/**
  * Show order `orderId` in `root`. `back` is {href, label} for the way back (to the offers, to my orders).
  * Returns a cleanup function (timers and polling stop).
  */
 export function renderOrder(root, orderId, { back = null } = {}) {
   useStyle("shop");
-  let order = null, polling = null, stopped = false, barcodesShown = false, quote = null;
+  useStyle("order-change");
+  // barcodesShown: the codes drawn ("" none yet); a change issues new ones, drawn again.
+  let order = null, polling = null, stopped = false, barcodesShown = "", quote = null;
+  let changeRequest = null, chosen = null, prefilled = null, historyVersion = null, services = null;
+  let pendingFrom = null;  // the version a change's pending payment started from
   const path = `/v1/orders/${encodeURIComponent(orderId)}`;
 
   const title = h("h1", {}, "Your order");
@@ -98,33 +152,9 @@ export function renderOrder(root, orderId, { back = null } = {}) {
   const payError = h("p", { class: "error", role: "alert", hidden: true });
 
   // ---- the card form (PROPOSED) ----
-  const year = new Date().getFullYear();
-  const number = h("input", { id: "pay-number", name: "cardnumber", autocomplete: "cc-number", inputmode: "numeric",
-                               required: true, minlength: 12, maxlength: 23, placeholder: "4242 4242 4242 4242",
-                               "aria-describedby": "pay-cards" });
-  const month = h("select", { id: "pay-month", name: "exp-month", autocomplete: "cc-exp-month", required: true },
-    Array.from({ length: 12 }, (_, i) => h("option", { value: i + 1 }, String(i + 1).padStart(2, "0"))));
-  const yearSel = h("select", { id: "pay-year", name: "exp-year", autocomplete: "cc-exp-year", required: true },
-    Array.from({ length: 12 }, (_, i) => h("option", { value: year + i }, String(year + i))));
-  yearSel.value = String(year + 3);
-  const cvc = h("input", { id: "pay-cvc", name: "cvc", autocomplete: "cc-csc", inputmode: "numeric", required: true,
-                           pattern: "\\d{3,4}", maxlength: 4, size: 5, placeholder: "123" });
-  const holder = h("input", { id: "pay-name", name: "ccname", autocomplete: "cc-name", required: true,
-                              placeholder: "As printed on the card" });
   const payButton = h("button", { type: "submit" }, "Pay");
-  const payForm = h("form", { class: "pay", onsubmit: pay, "aria-label": "Pay by card" },
-    h("h2", {}, "Pay by card"),
-    h("label", { for: "pay-number" }, "Card number"), number,
-    h("div", { class: "row" },
-      h("div", {}, h("label", { for: "pay-month" }, "Expiry month"), month),
-      h("div", {}, h("label", { for: "pay-year" }, "Expiry year"), yearSel),
-      h("div", {}, h("label", { for: "pay-cvc" }, "CVC"), cvc)),
-    h("label", { for: "pay-name" }, "Name on card"), holder,
-    payError,
-    h("div", { class: "actions" }, payButton),
-    h("p", { id: "pay-cards", class: "muted small" },
-      "Test cards: 4242 4242 4242 4242 is approved, 4000 0000 0000 0002 is declined, ",
-      "4000 0000 0000 9995 has insufficient funds, 4000 0000 0000 0259 stays pending until the bank settles it."));
+  const payCard = cardForm({ prefix: "pay", title: "Pay by card", button: payButton, error: payError, onsubmit: pay });
+  const payForm = payCard.form;
 
   // ---- cancellation ----
   const quoteBox = h("div", { class: "quote", hidden: true });
@@ -136,12 +166,62 @@ export function renderOrder(root, orderId, { back = null } = {}) {
     h("h2", { id: "barcodes-title" }, "Your barcodes"),
     h("p", { class: "muted" }, "Show these at the airport: one per passenger and product."), barcodes);
 
+  // ---- changes (PAID or FULFILLED, before departure): ask, compare the change offers, confirm; the history ----
+  const changeError = h("p", { class: "error", role: "alert", hidden: true });
+  const changeStatus = h("p", { class: "status", role: "status", "aria-live": "polite" });
+  const moveFlight = h("input", { id: "change-flight", type: "checkbox", name: "move" });
+  const airportInput = (id) => h("input", { id, required: true, minlength: 3, maxlength: 3, size: 4, autocomplete: "off",
+                                            pattern: "[A-Za-z]{3}", title: "A three-letter airport code, e.g. LIS" });
+  const newOrigin = airportInput("change-origin"), newDestination = airportInput("change-destination");
+  const newDate = h("input", { id: "change-date", name: "departure_date", type: "date", required: true,
+                               min: new Date().toISOString().slice(0, 10) });
+  const newCabin = h("select", { id: "change-cabin", name: "cabin" },
+    h("option", { value: "economy" }, "Economy"), h("option", { value: "premium" }, "Premium"),
+    h("option", { value: "business" }, "Business"));
+  // Editing the flight's fields means moving to another flight.
+  for (const el of [newOrigin, newDestination, newDate, newCabin])
+    el.addEventListener("input", () => { moveFlight.checked = true; });
+  const serviceList = h("div", { class: "services" }, h("span", { class: "muted small" }, "loading…"));
+  const findButton = h("button", { type: "submit" }, "Find options");
+  const askForm = h("form", { class: "change-ask", onsubmit: findOptions, "aria-label": "What to change" },
+    h("fieldset", {}, h("legend", {}, "Flight"),
+      h("div", { class: "check" }, moveFlight, h("label", { for: "change-flight" }, "Move to another flight")),
+      h("div", { class: "row" },
+        h("div", {}, h("label", { for: "change-origin" }, "From"), newOrigin),
+        h("div", {}, h("label", { for: "change-destination" }, "To"), newDestination),
+        h("div", {}, h("label", { for: "change-date" }, "New date"), newDate),
+        h("div", {}, h("label", { for: "change-cabin" }, "Cabin"), newCabin))),
+    h("fieldset", {}, h("legend", {}, "Add services"), serviceList),
+    h("div", { class: "actions" }, findButton));
+  const offersNote = h("p", { class: "muted small" });
+  const offersList = h("div", { class: "grid-cards offers change-offers" });
+  const offersBox = h("div", { class: "change-options", role: "region", "aria-labelledby": "change-options-title",
+                               hidden: true },
+    h("h3", { id: "change-options-title" }, "Change options"), offersNote, offersList);
+  const changePayError = h("p", { class: "error", role: "alert", hidden: true });
+  const changePayButton = h("button", { type: "submit" }, "Pay and change");
+  const changeCard = cardForm({ prefix: "change-pay", title: "Pay for the change", heading: "h3",
+                                button: changePayButton, error: changePayError, onsubmit: payChange });
+  changeCard.form.hidden = true;
+  // The section joins the page once the order can be changed, and its card form once money is owed: the labels
+  // "Card number"... then name one field while the order is being paid for the first time.
+  const changeSection = h("section", { class: "card wide change", "aria-labelledby": "change-title", hidden: true },
+    h("h2", { id: "change-title" }, "Change this order"),
+    h("p", { class: "muted small" }, "Move to another flight or add services. Each option is priced now and held ",
+      "for a few minutes; your barcodes are reissued for what changes."),
+    askForm, changeError, offersBox, changeStatus);
+
+  const historyList = h("ol", { class: "history" });
+  const historySection = h("section", { class: "card wide", "aria-labelledby": "history-title", hidden: true },
+    h("h2", { id: "history-title" }, "History"),
+    h("p", { class: "muted small" }, "Every version of this order, oldest first."), historyList);
+
   const main = h("section", { class: "card order", "aria-labelledby": "order-title" },
     back ? h("p", { class: "back" }, h("a", { href: back.href }, `← ${back.label}`)) : null,
     h("div", { class: "order-head" }, title, badge), summary, hold, status, error, cancelBox);
   const side = h("section", { class: "card side" }, payForm);
   title.id = "order-title";
-  const layout = h("div", { class: "order-view wide" }, main, side, barcodeSection);
+  const layout = h("div", { class: "order-view wide" }, main, side, barcodeSection, historySection);
   root.append(layout);
 
   function drawSummary() {
@@ -196,7 +276,8 @@ export function renderOrder(root, orderId, { back = null } = {}) {
     side.hidden = payForm.hidden;
     (side.hidden ? main : side).append(cancelBox);  // while paying, releasing the hold comes after the card form
     layout.classList.toggle("paying", !side.hidden);
-    if (!barcodesShown && o.barcodes.length) drawBarcodes();
+    if (o.barcodes.length && o.barcodes.map((b) => b.code).join() !== barcodesShown) drawBarcodes();
+    drawChange();
     barcodeSection.hidden = !o.barcodes.length || o.state === "CANCELLED";
   }
 
@@ -217,6 +298,7 @@ export function renderOrder(root, orderId, { back = null } = {}) {
     } else {
       hold.hidden = true;
     }
+    tickChange();
     if (quote && !quoteBox.hidden) {
       const left = quote.expires_at - Date.now() / 1000;
       const t = quoteBox.querySelector(".quote-left");
@@ -267,11 +349,9 @@ export function renderOrder(root, orderId, { back = null } = {}) {
     payButton.textContent = "Paying…";
     try {
       // 200: paid and fulfilled; 202: pending at the gateway (the order says PAYMENT_PENDING); 402: declined.
-      order = await api("POST", `${path}/pay`, {
-        card: { number: number.value.replace(/[\s-]/g, ""), exp_month: Number(month.value),
-                exp_year: Number(yearSel.value), cvc: cvc.value.trim() },
-      }, { headers: { "Idempotency-Key": idempotencyKey() } });
-      number.value = ""; cvc.value = "";
+      order = await api("POST", `${path}/pay`, { card: payCard.card() },
+                        { headers: { "Idempotency-Key": idempotencyKey() } });
+      payCard.clear();
       draw();
       if (order.state === "FULFILLED") barcodeSection.scrollIntoView({ block: "start" });
     } catch (err) {
@@ -279,8 +359,8 @@ export function renderOrder(root, orderId, { back = null } = {}) {
         const reason = err.details && err.details.reason;
         showError(payError, `Payment declined: ${DECLINE_TEXT[reason] || reason || "declined"}. `
           + "No money was taken; check the details or try another card.");
-        number.value = ""; cvc.value = "";
-        number.focus();
+        payCard.clear();
+        payCard.focus();
       } else {
         showError(payError, err);
       }
@@ -292,8 +372,8 @@ export function renderOrder(root, orderId, { back = null } = {}) {
   }
 
   async function drawBarcodes() {
-    barcodesShown = true;
     const o = order;
+    barcodesShown = o.barcodes.map((b) => b.code).join();
     barcodes.replaceChildren(...o.barcodes.map((b) => {
       const label = `${KIND_TEXT[b.kind] || b.kind}, passenger ${b.passenger}`;
       const fig = h("figure", { class: "barcode", "data-code": b.code },
@@ -352,6 +432,259 @@ export function renderOrder(root, orderId, { back = null } = {}) {
       ev.target.disabled = false;
       showError(error, err);
     }
+  }
+
+  // ---- changes ----
+  /** The order can be changed: paid, not departed, nothing used. */
+  function changeable(o) {
+    return ["PAID", "FULFILLED"].includes(o.state) && o.departure_at > Date.now() / 1000
+      && !o.barcodes.some((b) => b.consumed_at);
+  }
+
+  function drawChange() {
+    const o = order;
+    const can = changeable(o);
+    // A change being paid for stays in view (its status) until the payment settles.
+    changeSection.hidden = !can && !(o.state === "PAYMENT_PENDING" && o.pending_change);
+    askForm.hidden = !can;
+    if (!changeSection.hidden && !changeSection.isConnected) layout.insertBefore(changeSection, barcodeSection);
+    if (!can) { offersBox.hidden = true; changeCard.form.hidden = true; chosen = null; }
+    if (pendingFrom !== null && o.state !== "PAYMENT_PENDING") {  // the bank answered the change's payment
+      const done = o.version > pendingFrom;
+      changeStatus.className = `status ${done ? "ok" : "bad"}`;
+      changeStatus.textContent = done
+        ? `Changed: ${flightName(o)}, departs ${dateTime(o.departure_at)}. Your new barcodes are below.`
+        : "The change's payment was declined: no money was taken and your order is unchanged.";
+      pendingFrom = null;
+    }
+    if (can && prefilled !== o.version) {  // each version of the order: the fields start from its flight
+      prefilled = o.version;
+      const route = (flightName(o) || "").match(/\b([A-Z]{3})-([A-Z]{3})\b/);
+      newOrigin.value = route ? route[1] : "";
+      newDestination.value = route ? route[2] : "";
+      const day = o.flight_id.match(/(\d{4}-\d{2}-\d{2})$/);
+      newDate.value = day ? day[1] : new Date(o.departure_at * 1000).toISOString().slice(0, 10);
+      newCabin.value = o.cabin;
+      moveFlight.checked = false;
+      drawServices();
+    }
+    if (!["PROPOSED", "EXPIRED"].includes(o.state) && historyVersion !== o.version) loadHistory();
+  }
+
+  // The services to add: the catalog (GET /v1/admin/products) for staff. The API lists products to admins only, so
+  // travellers pick from the carrier's services below; the server prices each and refuses one not on sale.
+  async function drawServices() {
+    if (!services) {
+      const me = session();
+      services = SERVICES;
+      if (me && me.role === "admin") {
+        try {
+          services = (await api("GET", "/v1/admin/products")).items.filter((p) => p.status === "active")
+            .map((p) => ({ id: p.id, kind: p.kind, name: p.name, price_cents: p.price_cents, currency: p.currency }));
+        } catch { /* the list below */ }
+      }
+    }
+    const have = new Set(order.items.map((i) => i.product_id));
+    serviceList.replaceChildren(...services.map((p) => {
+      const id = `change-svc-${p.id}`;
+      const on = have.has(p.id);
+      const price = p.price_cents ? ` · ${money(p.price_cents, p.currency)} per passenger` : "";
+      return h("div", { class: `check${on ? " unavailable" : ""}` },
+        h("input", { id, type: "checkbox", name: "add_services", value: p.id, disabled: on }),
+        h("label", { for: id }, p.name, h("span", { class: "muted small" }, on ? " · already on your order" : price)));
+    }));
+  }
+
+  async function findOptions(ev) {
+    ev.preventDefault();
+    changeError.hidden = true;
+    changeStatus.textContent = "";
+    const add = [...serviceList.querySelectorAll("input:checked")].map((i) => i.value);
+    const body = {};
+    if (moveFlight.checked) {
+      body.slices = [{ remove: [order.flight_id],
+                       add: { origin: newOrigin.value.trim().toUpperCase(), destination: newDestination.value.trim().toUpperCase(),
+                              departure_date: newDate.value, cabin: newCabin.value } }];
+    }
+    if (add.length) body.add_services = add;
+    if (!body.slices && !add.length) {
+      showError(changeError, "Nothing to change yet: tick “Move to another flight” or a service to add.");
+      return;
+    }
+    findButton.disabled = true;
+    findButton.textContent = "Finding options…";
+    try {
+      changeRequest = await api("POST", `${path}/change-requests`, body);
+      showChangeOffers();
+      offersBox.scrollIntoView({ block: "nearest" });
+    } catch (err) {
+      offersBox.hidden = true;
+      showError(changeError, err);
+    } finally {
+      findButton.disabled = false;
+      findButton.textContent = "Find options";
+    }
+  }
+
+  function showChangeOffers() {
+    const list = changeRequest.change_offers;
+    chosen = null;
+    changeCard.form.hidden = true;
+    offersNote.textContent = `${list.length} option${list.length > 1 ? "s" : ""}, cheapest first. `
+      + "Each price is held until its countdown ends.";
+    offersList.replaceChildren(...list.map(changeOfferCard));
+    offersBox.hidden = false;
+    tickChange();
+  }
+
+  function changeOfferCard(c) {
+    const cur = c.currency;
+    const signed = (cents) => `${cents > 0 ? "+" : cents < 0 ? "−" : ""}${money(Math.abs(cents), cur)}`;
+    const moves = c.added.some((i) => i.kind === "Flight");  // another flight or cabin
+    const lines = [["Fare difference", c.fare_difference_cents, moves], ["Services", c.services_cents, c.services_cents],
+                   ["Change penalty", c.penalty_cents, moves || c.penalty_cents], ["Taxes", c.taxes_cents, true]];
+    const pay = c.total_cents > 0, refund = c.total_cents < 0;
+    const label = pay ? `Pay ${money(c.total_cents, cur)}…` : refund ? `Confirm (refund ${money(-c.total_cents, cur)})`
+      : "Confirm (no charge)";
+    const button = h("button", { type: "button", class: "accept",
+                                 "aria-label": `${pay ? "Choose" : "Confirm"} ${flightName(c)} on ${dateTime(c.departure_at)}` },
+      label);
+    button.dataset.label = label;
+    const cardError = h("p", { class: "error", role: "alert", hidden: true });
+    const card = h("article", { class: "offer change-offer", "data-change-offer": c.id,
+                                "aria-label": `${flightName(c)}, departs ${dateTime(c.departure_at)}` },
+      h("header", {}, h("h4", {}, flightName(c))),
+      h("p", { class: "flight" }, `Departs ${dateTime(c.departure_at)}`),
+      h("ul", { class: "changes", "aria-label": "What changes" },
+        c.removed.map((i) => h("li", { class: "removed" }, h("span", { "aria-hidden": "true" }, "− "),
+          h("span", { class: "sr-only" }, "Removed: "), i.name, i.quantity > 1 ? ` × ${i.quantity}` : "")),
+        c.added.map((i) => h("li", { class: "added" }, h("span", { "aria-hidden": "true" }, "+ "),
+          h("span", { class: "sr-only" }, "Added: "), i.name, i.quantity > 1 ? ` × ${i.quantity}` : ""))),
+      h("dl", { class: "amounts" },
+        lines.filter(([, , show]) => show).flatMap(([name, cents]) => [h("dt", {}, name), h("dd", {}, signed(cents))]),
+        // A non-refundable fare keeps a negative difference: it adds back, so the lines sum to the total.
+        c.forfeited_cents ? [h("dt", {}, "Not refunded (fare rules)"), h("dd", {}, signed(c.forfeited_cents))] : null),
+      h("p", { class: `price ${refund ? "ok" : ""}`, "data-testid": "change-total" },
+        pay ? `To pay ${money(c.total_cents, cur)}` : refund ? `Refund ${money(-c.total_cents, cur)}` : "No charge"),
+      h("p", { class: "expires muted small", "data-expires": c.expires_at }),
+      cardError, h("div", { class: "actions" }, button));
+    button.addEventListener("click", () => {
+      if (!pay) { confirmChange(c, null, button, cardError); return; }
+      chosen = { offer: c, button, cardError };
+      for (const el of offersList.querySelectorAll(".change-offer")) el.classList.toggle("chosen", el === card);
+      changePayError.hidden = true;
+      changePayButton.textContent = `Pay ${money(c.total_cents, cur)} and change`;
+      if (!changeCard.form.isConnected) changeSection.insertBefore(changeCard.form, changeStatus);
+      changeCard.form.hidden = false;
+      changeCard.form.scrollIntoView({ block: "nearest" });
+      changeCard.focus();
+    });
+    return card;
+  }
+
+  function payChange(ev) {
+    ev.preventDefault();
+    if (chosen) confirmChange(chosen.offer, changeCard.card(), changePayButton, changePayError);
+  }
+
+  /** Confirm change offer `c` (with `card` when money is owed); a refusal shows in `errorBox`. */
+  async function confirmChange(c, card, button, errorBox) {
+    changeError.hidden = true;
+    errorBox.hidden = true;
+    changeStatus.textContent = "";
+    button.disabled = true;
+    const was = button.textContent;
+    button.textContent = "Confirming…";
+    try {
+      // 200: changed; 202: its payment pending at the gateway (polled until it settles); 402: declined.
+      order = await api("POST", `${path}/change-offers/${encodeURIComponent(c.id)}/confirm`,
+                        card ? { card } : undefined, { headers: { "Idempotency-Key": idempotencyKey() } });
+      changeCard.clear();
+      changeRequest = null; chosen = null;
+      offersBox.hidden = true;
+      changeCard.form.hidden = true;
+      for (const el of serviceList.querySelectorAll("input:checked")) el.checked = false;
+      const cur = c.currency;
+      if (order.state === "PAYMENT_PENDING") {
+        pendingFrom = order.version;
+        changeStatus.className = "status warn";
+        changeStatus.textContent = `Payment of ${money(c.total_cents, cur)} pending: the change is made when the bank `
+          + "answers. This page updates by itself.";
+      } else {
+        changeStatus.className = "status ok";
+        const money_ = c.total_cents > 0 ? `${money(c.total_cents, cur)} paid`
+          : c.total_cents < 0 ? `${money(-c.total_cents, cur)} refunded to your card` : "no charge";
+        changeStatus.textContent = `Changed: ${flightName(order)}, departs ${dateTime(order.departure_at)} (${money_}). `
+          + "Your new barcodes are below.";
+      }
+      draw();
+    } catch (err) {
+      if (err.status === 402) {
+        const reason = err.details && err.details.reason;
+        showError(errorBox, `Payment declined: ${DECLINE_TEXT[reason] || reason || "declined"}. `
+          + "No money was taken and your order is unchanged; try another card.");
+        changeCard.clear();
+        changeCard.focus();
+      } else {
+        showError(errorBox, err);
+        if (err.status === 409 || err.status === 410) {  // used, expired, or the order changed: ask again
+          const el = offersList.querySelector(`[data-change-offer="${CSS.escape(c.id)}"]`);
+          if (el) el.dataset.refused = "true";
+        }
+      }
+      await refresh();
+    } finally {
+      button.disabled = false;
+      if (button.textContent === "Confirming…") button.textContent = was;
+      tickChange();
+    }
+  }
+
+  // Each change offer's countdown; an expired or refused one cannot be confirmed.
+  function tickChange() {
+    for (const el of offersList.querySelectorAll(".expires")) {
+      const card = el.closest(".change-offer");
+      const expired = Number(el.dataset.expires) <= Date.now() / 1000;
+      const refused = card.dataset.refused === "true";
+      card.classList.toggle("expired", expired || refused);
+      el.className = `expires small ${expired ? "bad" : "muted"}`;
+      el.textContent = expired ? "This option has expired: find options again."
+        : refused ? "This option can no longer be confirmed: find options again."
+          : `Price held for ${countdown(Number(el.dataset.expires))}`;
+      const button = card.querySelector("button.accept");
+      if (expired || refused) {
+        button.disabled = true;
+        button.textContent = expired ? "Expired" : "Unavailable";
+        if (chosen && chosen.button === button && !changePayButton.disabled) changePayButton.disabled = true;
+      }
+    }
+    if (!chosen) changePayButton.disabled = false;
+  }
+
+  async function loadHistory() {
+    historyVersion = order.version;
+    try {
+      const { versions } = await api("GET", `${path}/history`);
+      historyList.replaceChildren(...versions.map((v, i) => {
+        const o = v.order, prev = versions[i - 1];
+        const diff = prev ? o.total_cents - prev.order.total_cents : 0;
+        const now = i === versions.length - 1;
+        return h("li", { class: now ? "current" : "", "data-version": v.version },
+          h("div", { class: "history-head" },
+            h("b", {}, `Version ${v.version}`), now ? h("span", { class: "pill" }, "now") : null,
+            h("span", { class: "muted small" }, v.change_offer_id ? `changed ${dateTime(v.at)}` : `booked ${dateTime(v.at)}`)),
+          h("div", {}, `${flightName(o)}, departs ${dateTime(o.departure_at)}`),
+          h("div", { class: "muted small" },
+            `${o.items.filter((it) => it.kind !== "Flight").map((it) => it.name).join(", ") || "No services"} · `,
+            `total ${money(o.total_cents, o.currency)}`,
+            diff ? ` (${diff > 0 ? "+" : "−"}${money(Math.abs(diff), o.currency)})` : ""));
+      }));
+    } catch (err) {
+      historyVersion = null;
+      historyList.replaceChildren(h("li", { class: "error", role: "alert" },
+        `The history could not be loaded: ${err.message}`));
+    }
+    historySection.hidden = false;
   }
 
   refresh();
