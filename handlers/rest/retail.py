@@ -228,6 +228,7 @@ class RetailApi:
         r.add_patch("/v1/admin/flights/{flight_id}", self.patch_flight)
         r.add_post("/v1/admin/products", self.create_product)
         r.add_get("/v1/admin/products", self.list_products)
+        r.add_get("/v1/products", self.products_for_sale)
         r.add_patch("/v1/admin/products/{product_id}", self.patch_product)
 
     # ---- flights ----
@@ -425,6 +426,11 @@ class RetailApi:
     async def create_product(self, request: web.Request, principal, body: NewProduct) -> web.Response:
         product = await self._catalog.put_product(principal, Product(**msgspec.structs.asdict(body)))
         return json_response(product, status=201)
+
+    @endpoint("The products on sale (active), with their prices per passenger (public): what a traveller can add to a "
+              "booking or to a paid order as a change", tags=("retail",), response=ProductList)
+    async def products_for_sale(self, request: web.Request, principal) -> web.Response:
+        return json_response(ProductList([p for p in self._catalog.products() if p.status == "active"]))
 
     @endpoint("List products", tags=("catalog",), roles=ADMIN, response=ProductList)
     async def list_products(self, request: web.Request, principal) -> web.Response:

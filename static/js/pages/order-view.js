@@ -1,6 +1,6 @@
 // One order, as the shop and My account show it: what was bought, the hold's countdown, the card form, a pending
 // payment followed until it settles, the barcodes as QR codes, and cancellation with a refund quote.
-import { api, h, money, session, showError, useStyle } from "../api.js";
+import { api, h, money, showError, useStyle } from "../api.js";
 
 const STATE_TEXT = {
   PROPOSED: "Held, awaiting payment", PAYMENT_PENDING: "Payment pending", PAID: "Paid", FULFILLED: "Confirmed",
@@ -16,14 +16,6 @@ const DECLINE_TEXT = {
 };
 const KIND_TEXT = { Flight: "Boarding pass", Seat: "Seat", Bag: "Checked bag", Meal: "Meal", Lounge: "Lounge",
                     FastTrack: "Fast track", Insurance: "Insurance", CarbonOffset: "Carbon offset" };
-
-// The carrier's services a traveller can add to a paid order (the demo catalog's products; staff get the live list).
-const SERVICES = [
-  { id: "bag-23kg", name: "Checked bag 23 kg" }, { id: "seat-standard", name: "Seat selection" },
-  { id: "meal-hot", name: "Hot meal" }, { id: "lounge-pass", name: "Lounge access" },
-  { id: "fasttrack", name: "Fast-track security" }, { id: "insurance-travel", name: "Travel insurance" },
-  { id: "carbon-offset", name: "Carbon offset" },
-];
 
 /** A date and time: "Dec 6, 2026, 7:00 AM" in the viewer's time zone. */
 export const dateTime = (epochSeconds) =>
@@ -471,18 +463,12 @@ export function renderOrder(root, orderId, { back = null } = {}) {
     if (!["PROPOSED", "EXPIRED"].includes(o.state) && historyVersion !== o.version) loadHistory();
   }
 
-  // The services to add: the catalog (GET /v1/admin/products) for staff. The API lists products to admins only, so
-  // travellers pick from the carrier's services below; the server prices each and refuses one not on sale.
+  // The services to add: the products on sale (GET /v1/products); the server prices each option again and refuses
+  // one no longer on sale.
   async function drawServices() {
     if (!services) {
-      const me = session();
-      services = SERVICES;
-      if (me && me.role === "admin") {
-        try {
-          services = (await api("GET", "/v1/admin/products")).items.filter((p) => p.status === "active")
-            .map((p) => ({ id: p.id, kind: p.kind, name: p.name, price_cents: p.price_cents, currency: p.currency }));
-        } catch { /* the list below */ }
-      }
+      services = (await api("GET", "/v1/products")).items
+        .map((p) => ({ id: p.id, kind: p.kind, name: p.name, price_cents: p.price_cents, currency: p.currency }));
     }
     const have = new Set(order.items.map((i) => i.product_id));
     serviceList.replaceChildren(...services.map((p) => {

@@ -360,3 +360,15 @@ async def test_a_members_stars_follow_what_the_changed_order_costs(shop, clock):
     latest = [e for e in platform.loyalty.ledger(user_id) if e.transaction_id == f"order:{order['id']}:v3"]
     assert [e.kind for e in latest] == ["earn"] and latest[0].details["amount_cents"] == again["total_cents"]
     assert platform.loyalty.balance(user_id)["balance"] == latest[0].stars > entries[2].stars
+
+
+async def test_anyone_lists_the_products_on_sale(shop):
+    client, _ = shop
+    platform = client.app[PLATFORM]
+    listed = (await (await client.get("/v1/products")).json())["items"]
+    active = [p for p in platform.catalog.products() if p.status == "active"]
+    assert listed and [p["id"] for p in listed] == [p.id for p in active]
+    assert all(p["price_cents"] > 0 and p["status"] == "active" for p in listed)
+    await platform.catalog.update_product("test", active[0].id, status="retired")
+    listed = (await (await client.get("/v1/products")).json())["items"]
+    assert active[0].id not in [p["id"] for p in listed] and len(listed) == len(active) - 1
