@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter
 from typing import Annotated, Literal
 
@@ -44,7 +43,7 @@ from app.retail.catalog import CatalogService, product_resource, seat_resource
 from app.retail.events import OrderChanged
 from app.retail.offers import Airport, Day, OfferService
 from app.retail.orders import OrderService, PaymentEventRecord
-from app.retail.payments import ChargeResult, PaymentGateway, luhn_valid
+from app.retail.payments import ChargeResult, PaymentGateway, checked_card
 from app.retail.pricing import day_start, fare_cents, percent_of
 from app.runtime.bus import Bus
 from app.runtime.clock import Clock
@@ -296,12 +295,7 @@ class OrderChangeService(OrderService):
             if card_number is None:
                 raise RuleViolation(f"this change costs {offer.total_cents} {offer.currency}: send a card",
                                     {"reason": "payment_required", "total_cents": offer.total_cents})
-            number = card_number.replace(" ", "").replace("-", "")
-            if not luhn_valid(number):
-                raise InvalidInput("card number is not valid (12 to 19 digits passing the Luhn check)")
-            now_utc = time.gmtime(self._clock.now())
-            if expires is not None and expires < (now_utc.tm_year, now_utc.tm_mon):
-                raise InvalidInput("the card has expired", {"field": "card.exp_year"})
+            number = checked_card(card_number, expires, self._clock.now())
         # From here to the commit there is no await: the checks, the hold and the release are one step.
         now = self._clock.now()
         current = self._changes.get(offer.id) or offer

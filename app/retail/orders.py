@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
 from typing import Literal, TypeGuard
 
 import msgspec
@@ -26,7 +25,7 @@ from app.persist import atomically
 from app.retail.catalog import CatalogService
 from app.retail.events import OrderCancelled, OrderPaid
 from app.retail.offers import OfferService
-from app.retail.payments import ChargeResult, PaymentGateway, luhn_valid
+from app.retail.payments import ChargeResult, PaymentGateway, checked_card
 from app.runtime.bus import Bus
 from app.runtime.clock import Clock
 from state.orders import Barcode, CancellationQuote, Order, Payment
@@ -153,12 +152,7 @@ class OrderService:
         A charge the gateway leaves pending (or that times out) keeps the order PAYMENT_PENDING:
         the webhook or the reconciliation sweep settles it, and the expiry sweep never touches it.
         """
-        number = card_number.replace(" ", "").replace("-", "")
-        if not luhn_valid(number):
-            raise InvalidInput("card number is not valid (12 to 19 digits passing the Luhn check)")
-        now_utc = time.gmtime(self._clock.now())
-        if expires is not None and expires < (now_utc.tm_year, now_utc.tm_mon):
-            raise InvalidInput("the card has expired", {"field": "card.exp_year"})
+        number = checked_card(card_number, expires, self._clock.now())
         order = self.visible(order_id, owner)
         now = self._clock.now()
         if order.state == "EXPIRED":

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from typing import Literal, Protocol
 
 import msgspec
+
+from app.errors import InvalidInput
 
 
 class ChargeResult(msgspec.Struct, frozen=True, gc=False):
@@ -33,6 +36,18 @@ def luhn_valid(number: str) -> bool:
             d = d * 2 - 9 if d > 4 else d * 2
         total += d
     return total % 10 == 0
+
+
+def checked_card(card_number: str, expires: tuple[int, int] | None, now: float) -> str:
+    """The card number as charged (spaces and dashes dropped), once it passes the Luhn check and is not expired
+    at `now` (`expires`: year and month); else InvalidInput saying which."""
+    number = card_number.replace(" ", "").replace("-", "")
+    if not luhn_valid(number):
+        raise InvalidInput("card number is not valid (12 to 19 digits passing the Luhn check)")
+    now_utc = time.gmtime(now)
+    if expires is not None and expires < (now_utc.tm_year, now_utc.tm_mon):
+        raise InvalidInput("the card has expired", {"field": "card.exp_year"})
+    return number
 
 
 def sign_webhook(secret: str, body: bytes) -> str:

@@ -22,22 +22,8 @@ from app.config import DspPlatform
 from app.dsp.ports import DspBid, DspError, OutboundCall
 
 
-class _Bid(msgspec.Struct):
-    id: str
-    impid: str
-    price: float
-    adid: str | None = None
-    nurl: str | None = None
-    burl: str | None = None
-    lurl: str | None = None
-    adm: str | None = None
-    adomain: list[str] | None = None
-    crid: str | None = None
-    cat: list[str] | None = None
-    w: int | None = None
-    h: int | None = None
-    mtype: int | None = None
-    dealid: str | None = None
+class _Bid(Bid):
+    """A DSP's bid as it comes: our Bid, and the `ext` some platforms put their price or ids in."""
     ext: dict[str, Any] | None = None
 
 
