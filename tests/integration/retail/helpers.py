@@ -95,3 +95,17 @@ def _signed(body: dict, secret: str) -> tuple[bytes, dict]:
     raw = json.dumps(body).encode()
     return raw, {"X-Contrail-Signature": "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest(),
                  "Content-Type": "application/json"}
+
+
+async def every_order(session, base_url: str, admin: dict[str, str]) -> list[dict]:
+    """Every order of a running server, through GET /v1/orders page by page (an aiohttp session)."""
+    orders: list[dict] = []
+    after = None
+    while True:
+        params = {"limit": "1000", **({"after": after} if after else {})}
+        async with session.get(f"{base_url}/v1/orders", params=params, headers=admin) as resp:
+            page = await resp.json()
+        orders += page["items"]
+        after = page["next_cursor"]
+        if after is None:
+            return orders

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from bench.server import ServerProcess
-from tests.integration.retail.helpers import PAID_CARD, PENDING_CARD
+from tests.integration.retail.helpers import PAID_CARD, PENDING_CARD, every_order
 
 LIVE = {"PROPOSED", "PAYMENT_PENDING", "PAID", "FULFILLED", "ARCHIVED"}
 CAPACITY = {"CT910-kill": 60, "CT912-kill": 12}
@@ -94,15 +94,7 @@ async def test_kill_9_during_changes(server):
 
     server.start()
     async with aiohttp.ClientSession() as session:
-        orders, after = [], None
-        while True:
-            params = {"limit": "1000", **({"after": after} if after else {})}
-            async with session.get(f"{server.url}/v1/orders", params=params, headers=admin) as resp:
-                page = await resp.json()
-            orders += page["items"]
-            after = page["next_cursor"]
-            if after is None:
-                break
+        orders = await every_order(session, server.url, admin)
         seats_left = {}
         for date in dates:
             async with session.get(f"{server.url}/v1/flights",

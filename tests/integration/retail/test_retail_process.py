@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from bench.server import ServerProcess
-from tests.integration.retail.helpers import PAID_CARD
+from tests.integration.retail.helpers import PAID_CARD, every_order
 
 CAPACITY = 60
 LIVE = {"PROPOSED", "PAYMENT_PENDING", "PAID", "FULFILLED", "ARCHIVED"}
@@ -83,15 +83,7 @@ async def test_kill_9_during_accepts_and_payments(server):
 
     server.start()
     async with aiohttp.ClientSession() as session:
-        orders, after = [], None
-        while True:
-            params = {"limit": "1000", **({"after": after} if after else {})}
-            async with session.get(f"{server.url}/v1/orders", params=params, headers=admin) as resp:
-                page = await resp.json()
-            orders += page["items"]
-            after = page["next_cursor"]
-            if after is None:
-                break
+        orders = await every_order(session, server.url, admin)
         async with session.get(f"{server.url}/v1/flights",
                                params={"origin": "LIS", "destination": "OPO", "date": date}) as resp:
             seats_left = (await resp.json())["items"][0]["seats_left"]["economy"]
