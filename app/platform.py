@@ -237,18 +237,21 @@ class Platform:
             log.info("deleted what is past its retention", extra=deleted)
 
     async def purge_retained_once(self, chunk: int = 5_000) -> dict[str, int]:
-        """Delete offers and drafts past retail.offer_retention_days, events past analytics.retention_days
+        """Delete offers, drafts and unconfirmed change offers past retail.offer_retention_days, events past analytics.retention_days
         and impressions older than every frequency-cap window, a chunk per commit (the loop serves
         between) until none is left."""
-        totals = {"offers": 0, "drafts": 0, "events": 0, "impressions": 0}
+        totals = {"offers": 0, "drafts": 0, "change_offers": 0, "events": 0, "impressions": 0}
         while True:
             now = self.clock.now()
             offers, drafts = await self.retail.offers.purge_expired(chunk)
+            changes = await self.retail.change_store.purge(
+                now - self.config.retail.offer_retention_days * 86_400, chunk)
             events = await self.event_log.purge(now - self.config.analytics.retention_days * 86_400, chunk)
             impressions = await self.bidding.delivery.purge(now, chunk)
-            for name, n in (("offers", offers), ("drafts", drafts), ("events", events), ("impressions", impressions)):
+            for name, n in (("offers", offers), ("drafts", drafts), ("change_offers", changes), ("events", events),
+                            ("impressions", impressions)):
                 totals[name] += n
-            if offers < chunk and drafts < chunk and not events and impressions < chunk:
+            if offers < chunk and drafts < chunk and changes < chunk and not events and impressions < chunk:
                 return totals
 
     async def _purge_idempotency(self) -> None:

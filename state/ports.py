@@ -358,13 +358,10 @@ class OrderStore(Protocol):
 
 @runtime_checkable
 class ChangeStore(Protocol):
-    """Order changes: change offers (in memory while they can be confirmed) and the versions of orders."""
-
-    def get(self, change_offer_id: str) -> ChangeOffer | None:
-        ...
+    """Order changes: change offers (read from storage when confirmed) and the versions of orders."""
 
     async def fetch(self, change_offer_id: str) -> ChangeOffer | None:
-        """A change offer not in memory (after a restart, or expired), from storage."""
+        ...
 
     async def of_request(self, request_id: str) -> list[ChangeOffer]:
         """A change request's offers, in the order they were priced."""
@@ -372,14 +369,8 @@ class ChangeStore(Protocol):
     async def versions(self, order_id: str) -> list[OrderVersion]:
         """The versions recorded of an order, oldest first (an order never changed has none)."""
 
-    def remember(self, offer: ChangeOffer) -> None:
-        ...
-
-    def forget(self, change_offer_id: str) -> None:
-        ...
-
-    def forget_due(self, now: float) -> int:
-        """Let go of the change offers whose expiry has come."""
+    async def purge(self, expired_before: float, limit: int) -> int:
+        """Delete up to `limit` unconfirmed change offers that expired before `expired_before`."""
 
 
 @runtime_checkable

@@ -1,9 +1,7 @@
-"""SQLite storage of order changes: change offers (hot in memory while they can be confirmed) and order versions.
+"""SQLite storage of order changes: change offers and order versions.
 Their writes go through a transaction's orders facet (adapters/sqlite/orders.py), with the order they change."""
 
 from __future__ import annotations
-
-import heapq
 
 import msgspec
 
@@ -12,16 +10,13 @@ from state.changes import ChangeOffer, OrderVersion, decode_change_offer, decode
 
 
 class SqliteChangeStore:
+    """Change offers are read from SQLite when they are confirmed: none is kept in memory, so a burst of change
+    requests costs disk (purged after retail.offer_retention_days), not memory."""
+
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._offers: dict[str, ChangeOffer] = {}
-        self._expiry: list[tuple[float, str]] = []  # heap of (expires_at, id): forget_due pops what is due
-
-    def get(self, change_offer_id: str) -> ChangeOffer | None:
-        return self._offers.get(change_offer_id)
 
     async def fetch(self, change_offer_id: str) -> ChangeOffer | None:
-        """A change offer not in memory (after a restart, or expired), from SQLite."""
         row = await self._db.fetchone("SELECT state, body FROM change_offers WHERE id=?", (change_offer_id,))
         return _from_row(row) if row else None
 
@@ -29,7 +24,7 @@ class SqliteChangeStore:
         """A change request's offers, in the order they were priced."""
         rows = await self._db.fetchall("SELECT state, body FROM change_offers WHERE request_id=? ORDER BY rowid",
                                        (request_id,))
-        return [self._offers.get(o.id, o) for o in map(_from_row, rows)]
+        return [_from_row(row) for row in rows]
 
     async def versions(self, order_id: str) -> list[OrderVersion]:
         """The versions recorded of an order, oldest first (an order never changed has none)."""
@@ -37,24 +32,13 @@ class SqliteChangeStore:
                                        (order_id,))
         return [decode_order_version(body) for (body,) in rows]
 
-    def remember(self, offer: ChangeOffer) -> None:
-        if offer.id not in self._offers:
-            heapq.heappush(self._expiry, (offer.expires_at, offer.id))
-        self._offers[offer.id] = offer
-
-    def forget(self, change_offer_id: str) -> None:
-        self._offers.pop(change_offer_id, None)
-
-    def forget_due(self, now: float) -> int:
-        """Let go of the change offers whose expiry has come (confirming one reads it back from SQLite: 410)."""
-        n = 0
-        while self._expiry and self._expiry[0][0] <= now:
-            _, offer_id = heapq.heappop(self._expiry)
-            n += self._offers.pop(offer_id, None) is not None
-        return n
-
-    def __len__(self) -> int:
-        return len(self._offers)
+    async def purge(self, expired_before: float, limit: int) -> int:
+        """Delete up to `limit` change offers never confirmed that expired before `expired_before` (a confirmed
+        one stays: the order's history names it)."""
+        deleted, = await self._db.write([(
+            "DELETE FROM change_offers WHERE id IN (SELECT id FROM change_offers WHERE expires_at < ? "
+            "AND state != 'CONFIRMED' LIMIT ?)", (expired_before, limit))])
+        return deleted
 
 
 def _from_row(row) -> ChangeOffer:

@@ -4,15 +4,8 @@ offers; IATA ONE Order's reshop and order change).
 Entities (state/changes.py): a ChangeRequest is answered with 1 to 5 ChangeOffers, each priced now against the
 order's current `version`, persisted (change_offers) and expiring after `retail.change_offer_ttl_s`.
 
-Pricing a change offer:
-- a new flight (one slice: `remove` the order's flight, `add` a route, day and cabin) is priced as a search prices
-  its fare (app/retail/pricing.py, the original offer's segment); the order's ancillaries move to it at the price
-  paid; one change offer per flight with room for the party and its limited ancillaries, cheapest first, at most 5;
-- services added are priced at today's catalog price per passenger; services removed are worth what was paid;
-- fare difference = new fare − old fare; services = added − removed; taxes = `retail.tax_percent` of the two
-  (signed); penalty = the order's `conditions.change_penalty_cents` for a flight change (none for services);
-  total = difference + services + taxes + penalty: > 0 owed, < 0 refunded. A non-refundable order forfeits a
-  negative difference (`forfeited_cents`) and still pays the penalty.
+Pricing a change offer is app/retail/change_pricing.py's: one change offer per flight with room for the party
+and its limited ancillaries (or one on the order's own flight for a change of services), cheapest first, at most 5.
 
 Confirm (Idempotency-Key): the order must be PAID or FULFILLED, its flight not departed, unused, unchanged since
 the change offer was priced (else 409), the change offer unexpired (else 410). With nothing owed, in one step
@@ -39,12 +32,13 @@ from app import ids
 from app.config import PaymentsConfig, RetailConfig
 from app.errors import Conflict, Gone, InvalidInput, NotFound, PaymentRequired, RuleViolation
 from app.persist import atomically
-from app.retail.catalog import CatalogService, product_resource, seat_resource
+from app.retail.catalog import CatalogService
+from app.retail.change_pricing import ChangeBasis, change_offer, held_by, item_key
 from app.retail.events import OrderChanged
 from app.retail.offers import Airport, Day, OfferService
 from app.retail.orders import OrderService, PaymentEventRecord
 from app.retail.payments import ChargeResult, PaymentGateway, checked_card
-from app.retail.pricing import day_start, fare_cents, percent_of
+from app.retail.pricing import day_start, fare_cents
 from app.runtime.bus import Bus
 from app.runtime.clock import Clock
 from state.catalog import Flight, Product
@@ -78,14 +72,6 @@ class ChangeRequestBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     slices: Annotated[list[SliceChange], msgspec.Meta(max_length=1)] = []
     add_services: Annotated[list[ProductId], msgspec.Meta(max_length=10)] = []
     remove_services: Annotated[list[ProductId], msgspec.Meta(max_length=10)] = []
-
-
-def _key(item: Item) -> tuple[str, str, str | None]:
-    return item.kind, item.product_id, item.resource
-
-
-def _signed_percent(amount: int, percent: float) -> int:
-    return percent_of(amount, percent) if amount >= 0 else -percent_of(-amount, percent)
 
 
 class OrderChangeService(OrderService):
@@ -128,26 +114,21 @@ class OrderChangeService(OrderService):
         flights: list[tuple[Flight, str] | None] = [None]
         if body.slices:
             flights = list(self._candidate_flights(order, body.slices[0], now))
-        request_id = ids.ordered_hex(prefix="chr_")
-        drafts = []
-        for target in flights:
-            offer = self._priced(order, target, segment, new_products, removed_services, request_id, now)
-            if offer is not None:
-                drafts.append(offer)
+        basis = ChangeBasis.of(order, removed_services, new_products)
+        drafts = [change_offer(basis, self._fare(t, segment, now), self._retail.tax_percent, now,
+                               self._retail.change_offer_ttl_s) for t in flights]
+        drafts = [o for o in drafts if not self._short(basis.held, o.items)]
         if not drafts:
             raise Conflict("no flight has room for this change (seats or the order's limited services)",
                            {"reason": "sold_out"})
         drafts.sort(key=lambda o: (o.total_cents, o.departure_at))
-        chosen = tuple(msgspec.structs.replace(o, id=i) for o, i in
-                       zip(drafts[:MAX_CHANGE_OFFERS], ids.ordered_hexes(min(len(drafts), MAX_CHANGE_OFFERS),
-                                                                         prefix="cho_"), strict=True))
-        for o in chosen:
-            self._changes.remember(o)
-
-        def undo() -> None:
-            for o in chosen:
-                self._changes.forget(o.id)
-        async with atomically(self._uow, undo) as tx:
+        request_id, *offer_ids = ids.ordered_hexes(1 + min(len(drafts), MAX_CHANGE_OFFERS))
+        request_id = "chr_" + request_id
+        chosen = tuple(msgspec.structs.replace(o, id="cho_" + i, request_id=request_id)
+                       for o, i in zip(drafts, offer_ids, strict=False))
+        # Persisted as a search's offers are: they survive kill -9; a power cut may lose the last moments' quotes
+        # unless retail.offers_power_safe says otherwise.
+        async with atomically(self._uow, power_safe=self._retail.offers_power_safe) as tx:
             tx.orders.insert_change_offers(chosen)
         return ChangeRequest(request_id, order.id, now, now + self._retail.change_offer_ttl_s, chosen)
 
@@ -194,72 +175,23 @@ class OrderChangeService(OrderService):
             if self._catalog.seats_left(flight, cabin) >= order.passengers:
                 yield flight, cabin
 
-    def _priced(self, order: Order, target: tuple[Flight, str] | None, segment: str, products: list[Product],
-                removed_services: list[Item], request_id: str, now: float) -> ChangeOffer | None:
-        """A change offer for one target flight (None: the order's own flight), or None when its limited
-        services have no room there."""
-        cfg = self._retail
-        pax = order.passengers
-        old_flight = next(i for i in order.items if i.kind == "Flight")
-        gone = {_key(i) for i in removed_services}
-        kept = [i for i in order.items if i.kind != "Flight" and _key(i) not in gone]
+    def _fare(self, target: tuple[Flight, str] | None, segment: str, now: float) -> tuple[Flight, str, int] | None:
+        """The target flight and cabin with one passenger's fare now, as a search would price it."""
         if target is None:
-            flight_id, cabin, departure_at = order.flight_id, order.cabin, order.departure_at
-            flight_item, fare_difference, penalty = old_flight, 0, 0
-        else:
-            flight, cabin = target
-            flight_id, departure_at = flight.id, flight.departure_at
-            fare = fare_cents(flight.cabins[cabin].base_fare_cents, self._catalog.utilisation(flight, cabin),
-                              (flight.departure_at - now) / 3600, segment)
-            flight_item = Item("Flight", flight.id, f"{flight.number} {flight.origin}-{flight.destination} {cabin}",
-                               pax, fare, 0, fare * pax, seat_resource(flight.id, cabin))
-            # the ancillaries move to the new flight at the price paid
-            kept = [msgspec.structs.replace(i, resource=product_resource(flight.id, i.product_id))
-                    if i.resource is not None else i for i in kept]
-            fare_difference = flight_item.total_cents - old_flight.total_cents
-            penalty = order.conditions.change_penalty_cents
-        added_services = [Item(p.kind, p.id, p.name, pax, p.price_cents, 0, p.price_cents * pax,
-                               product_resource(flight_id, p.id) if p.capacity_per_flight is not None else None)
-                          for p in products]
-        items = (flight_item, *kept, *added_services)
-        old_keys = {_key(i) for i in order.items}
-        added = tuple(i for i in items if _key(i) not in old_keys)
-        new_keys = {_key(i) for i in items}
-        removed = tuple(i for i in order.items if _key(i) not in new_keys)
-        if self._short(order, items):
             return None
-        refunded_services = sum(i.total_cents for i in removed_services) if order.conditions.refundable else 0
-        services = sum(i.total_cents for i in added_services) - refunded_services
-        difference = fare_difference + services
-        taxes = _signed_percent(difference, cfg.tax_percent)
-        forfeited = 0
-        if difference + taxes < 0 and not order.conditions.refundable:
-            forfeited = -(difference + taxes)
-        total = difference + taxes + forfeited + penalty
-        return ChangeOffer(id="", request_id=request_id, order_id=order.id, owner=order.owner,
-                           order_version=order.version, state="ACTIVE", created_at=now,
-                           expires_at=now + cfg.change_offer_ttl_s, flight_id=flight_id, cabin=cabin,
-                           departure_at=departure_at, items=items, added=added, removed=removed,
-                           fare_difference_cents=fare_difference, services_cents=services, penalty_cents=penalty,
-                           taxes_cents=taxes, forfeited_cents=forfeited, total_cents=total, currency=order.currency)
+        flight, cabin = target
+        return flight, cabin, fare_cents(flight.cabins[cabin].base_fare_cents,
+                                         self._catalog.utilisation(flight, cabin),
+                                         (flight.departure_at - now) / 3600, segment)
 
-    def _short(self, order: Order, items: tuple[Item, ...]) -> list[str]:
-        """The resources that lack room for the change: what it needs beyond what the order already holds."""
-        need: Counter[str] = Counter()
-        for i in items:
-            if i.resource is not None:
-                need[i.resource] += i.quantity
-        for i in order.items:
-            if i.resource is not None and i.resource in need:
-                need[i.resource] -= i.quantity
-        return sorted(r for r, n in need.items() if n > 0 and self._catalog.available(r) < n)
+    def _short(self, held: Counter[str], items: tuple[Item, ...]) -> list[str]:
+        """The resources that lack room for `items`: what they need beyond what the order already `held`."""
+        return sorted(r for r, n in held_by(items).items() if n > held[r] and self._catalog.available(r) < n - held[r])
 
     # ---- reading ----
     async def change_offer(self, order_id: str, change_offer_id: str, owner: str | None) -> ChangeOffer:
         """A change offer of this order as its owner (or an admin) sees it; EXPIRED once its time has passed."""
-        offer = self._changes.get(change_offer_id)
-        if offer is None and len(change_offer_id) <= 64:
-            offer = await self._changes.fetch(change_offer_id)
+        offer = await self._changes.fetch(change_offer_id) if len(change_offer_id) <= 64 else None
         if offer is None or offer.order_id != order_id or (owner is not None and offer.owner != owner):
             raise NotFound(f"no change offer {change_offer_id} for order {order_id}")
         if offer.state == "ACTIVE" and self._clock.now() >= offer.expires_at:
@@ -298,8 +230,7 @@ class OrderChangeService(OrderService):
             number = checked_card(card_number, expires, self._clock.now())
         # From here to the commit there is no await: the checks, the hold and the release are one step.
         now = self._clock.now()
-        current = self._changes.get(offer.id) or offer
-        if current.state == "CONFIRMED":
+        if offer.state == "CONFIRMED":  # a confirm racing this one is refused below: the order's version moved
             raise Conflict(f"change offer {offer.id} was already confirmed", {"state": "CONFIRMED"})
         if now >= offer.expires_at:
             raise Gone(f"change offer {offer.id} has expired; ask for a new change", {"state": "EXPIRED"})
@@ -310,7 +241,7 @@ class OrderChangeService(OrderService):
                            {"reason": "order_changed", "version": order.version})
         if offer.flight_id != order.flight_id and self._catalog.flight(offer.flight_id).status != "scheduled":
             raise Conflict(f"flight {offer.flight_id} has been cancelled; ask for a new change")
-        short = self._short(order, offer.items)
+        short = self._short(held_by(order.items), offer.items)
         if short:
             raise Conflict("not enough inventory left for this change; ask again", {"sold_out": short})
         if number is None:
@@ -322,11 +253,11 @@ class OrderChangeService(OrderService):
         """The order's next version with the change applied, committed with its history; then OrderChanged.
         `settled_from`: the PAYMENT_PENDING version a paid change replaces (order is the version before it)."""
         base = settled_from or order
-        kept = {_key(i) for i in order.items} & {_key(i) for i in offer.items}
+        kept = {item_key(i) for i in order.items} & {item_key(i) for i in offer.items}
         kept_products = {(k, p) for k, p, _ in kept}
         barcodes = tuple(b for b in order.barcodes if (b.kind, b.product_id) in kept_products)
         barcodes += tuple(Barcode(ids.token_urlsafe(18), p, item.kind, item.product_id)
-                          for item in offer.items if _key(item) not in kept for p in range(1, item.quantity + 1))
+                          for item in offer.items if item_key(item) not in kept for p in range(1, item.quantity + 1))
         refund = -offer.total_cents if offer.total_cents < 0 else 0  # recorded: the CONFIRMED change offer's total
         changed = msgspec.structs.replace(
             order, flight_id=offer.flight_id, cabin=offer.cabin, items=offer.items, departure_at=offer.departure_at,
@@ -339,17 +270,11 @@ class OrderChangeService(OrderService):
         self._orders.remember(changed)
         self._orders.release(held_now)
         self._orders.hold(changed.items)
-        previous_offer = self._changes.get(offer.id)
-        self._changes.remember(confirmed)
 
         def undo() -> None:
             self._orders.release(changed.items)
             self._orders.hold(held_now)
             self._orders.remember(base)
-            if previous_offer is not None:
-                self._changes.remember(previous_offer)
-            else:
-                self._changes.forget(offer.id)
         async with atomically(self._uow, undo) as tx:
             tx.orders.update(changed, base.state)
             tx.orders.record_version(OrderVersion(order.version, order.created_at if order.version == 1
@@ -400,16 +325,18 @@ class OrderChangeService(OrderService):
         if pending is None or pending.pending_change is None or pending.state != "PAYMENT_PENDING" \
                 or pending.payment is None or pending.payment.id != payment_id:
             return await super()._settle(order_id, payment_id, result, event, final=final)
+        change = pending.pending_change
+        offer = await self._changes.fetch(change.change_offer_id) if result.status == "approved" else None
+        if self._orders.get(order_id) is not pending:  # settled meanwhile (the webhook beside the checkout)
+            return await self._settle(order_id, payment_id, result, event, final=final)
         self._metrics.payments.labels(result.status).inc()
         if result.status == "pending":
             await self._record(event)
             return pending
-        change = pending.pending_change
         now = self._clock.now()
         before = msgspec.structs.replace(pending, state=change.previous_state, payment=change.previous_payment,
                                          pending_change=None, updated_at=now)
         if result.status == "approved":
-            offer = self._changes.get(change.change_offer_id) or await self._changes.fetch(change.change_offer_id)
             if offer is not None:
                 paid = msgspec.structs.replace(pending.payment, status="approved", updated_at=now)
                 return await self._apply(before, offer, now, settled_from=pending, payment=paid, event=event)
@@ -430,7 +357,3 @@ class OrderChangeService(OrderService):
         self._log_event("OrderChangeDeclined", {"order_id": order_id, "change_offer_id": change.change_offer_id,
                                                 "reason": result.reason})
         return before
-
-    def expire_change_offers(self) -> int:
-        """Let go of expired change offers held in memory (confirming one reads it from storage: 410)."""
-        return self._changes.forget_due(self._clock.now())

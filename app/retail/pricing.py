@@ -22,6 +22,7 @@ from decimal import ROUND_HALF_UP, Decimal
 SEGMENTS = {"premium": Decimal("1.2"), "corporate": Decimal("1.1"), "economy": Decimal("1.0"),
             "leisure": Decimal("0.95")}
 DEMAND_MIN, DEMAND_MAX = Decimal("0.5"), Decimal("3.0")
+_LAST_DAY, _LAST_DAYS, _EARLY, _ONE = Decimal("1.5"), Decimal("1.2"), Decimal("0.9"), Decimal("1.0")
 
 
 def demand_multiplier(utilisation: float) -> Decimal:
@@ -31,12 +32,12 @@ def demand_multiplier(utilisation: float) -> Decimal:
 
 def time_multiplier(hours_to_departure: float) -> Decimal:
     if hours_to_departure < 24:
-        return Decimal("1.5")
+        return _LAST_DAY
     if hours_to_departure < 72:
-        return Decimal("1.2")
+        return _LAST_DAYS
     if hours_to_departure > 720:
-        return Decimal("0.9")
-    return Decimal("1.0")
+        return _EARLY
+    return _ONE
 
 
 def cents(amount: Decimal) -> int:

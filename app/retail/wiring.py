@@ -39,7 +39,7 @@ class Retail:
         """Expire offers and holds, reconcile stuck payments, archive flown orders (one pass)."""
         expired_offers = await self.offers.expire_due()
         counts = await self.orders.sweep()
-        return {"offers_expired": expired_offers, **counts, "change_offers_expired": self.orders.expire_change_offers()}
+        return {"offers_expired": expired_offers, **counts}
 
 
 def build(infra: Infra, recommendations: Recommendations | None = None) -> Retail:

@@ -100,7 +100,7 @@ async def test_events_past_their_retention_are_deleted_a_chunk_at_a_time(aiohttp
     log.log_event("Bid", {"i": "new"})
     await log.flush()
     deleted = await platform.purge_retained_once(chunk=3)  # three commits of up to three, then one that finds none
-    assert deleted == {"offers": 0, "drafts": 0, "events": 7, "impressions": 0}
+    assert deleted == {"offers": 0, "drafts": 0, "change_offers": 0, "events": 7, "impressions": 0}
     left = await log.query(None, None, 0, 100)
     assert [bytes(e.payload) for e in left] == [b'{"i":"new"}']
     assert (await platform.purge_retained_once())["events"] == 0

@@ -260,6 +260,43 @@ async def test_confirm_is_idempotent(shop, clock):
     assert [v["version"] for v in (await resp.json())["versions"]] == [1, 2]
 
 
+async def test_two_confirms_of_one_change_offer_at_once_apply_it_once(shop, clock):
+    client, _ = shop
+    platform = client.app[PLATFORM]
+    headers = await customer(client, "change-racing-self")
+    order = await paid_order(client, headers, clock, "premium")
+    change = await ask(client, headers, order["id"], to_day(clock))
+    offer = next(o for o in change["change_offers"] if o["total_cents"] <= 0)
+    answers = await asyncio.gather(*(confirm(client, headers, order["id"], offer["id"]) for _ in range(2)))
+    assert sorted(r.status for r in answers) == [200, 409]
+    resp = await client.get(f"/v1/orders/{order['id']}/history", headers=headers)
+    assert [v["version"] for v in (await resp.json())["versions"]] == [1, 2]
+    held_matches_live_orders(platform)
+
+
+async def test_change_offers_never_confirmed_are_deleted_after_the_retention(shop, clock):
+    client, _ = shop
+    platform = client.app[PLATFORM]
+    headers = await customer(client, "change-retention")
+    order = await paid_order(client, headers, clock, "premium")
+    unused = await ask(client, headers, order["id"], to_day(clock))
+    used = await ask(client, headers, order["id"], {"remove_services": ["lounge-pass"]})
+    (removal,) = used["change_offers"]
+    resp = await confirm(client, headers, order["id"], removal["id"])
+    assert resp.status == 200, await resp.text()
+    clock.advance(platform.config.retail.change_offer_ttl_s + 1)
+    assert (await platform.purge_retained_once())["change_offers"] == 0  # expired, not yet past the retention
+    clock.advance(platform.config.retail.offer_retention_days * DAY)
+    headers = await customer(client, "change-retention")  # signed in again: the first token has expired
+    assert (await platform.purge_retained_once())["change_offers"] == len(unused["change_offers"])
+    resp = await client.get(f"/v1/orders/{order['id']}/change-requests/{unused['id']}", headers=headers)
+    assert resp.status == 404
+    resp = await client.get(f"/v1/orders/{order['id']}/change-requests/{used['id']}", headers=headers)
+    assert resp.status == 200 and (await resp.json())["change_offers"][0]["state"] == "CONFIRMED"
+    resp = await client.get(f"/v1/orders/{order['id']}/history", headers=headers)
+    assert (await resp.json())["versions"][-1]["change_offer_id"] == removal["id"]
+
+
 async def test_concurrent_changes_onto_the_last_seat(shop, clock):
     client, _ = shop
     platform = client.app[PLATFORM]
