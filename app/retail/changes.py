@@ -318,6 +318,13 @@ class OrderChangeService(OrderService):
                                   {"reason": result.reason, "order": {"id": order.id, "state": settled.state}})
         return settled
 
+    def _given_up_at(self, order: Order) -> float:
+        """A change's payment is given up as a first payment's is, counting from the change offer's time to live
+        after the payment started (the hold of a paid order ended long ago)."""
+        if order.pending_change is None or order.payment is None:
+            return super()._given_up_at(order)
+        return order.payment.started_at + self._retail.change_offer_ttl_s + self._payments.pending_timeout_s
+
     async def _settle(self, order_id: str, payment_id: str, result: ChargeResult,
                       event: PaymentEventRecord | None = None, *, final: bool = False) -> Order | None:
         """A first payment settles as the order service does; a change's payment applies or undoes the change."""

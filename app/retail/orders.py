@@ -328,9 +328,14 @@ class OrderService:
             return
         if result is None:
             result = ChargeResult("declined", "payment_not_found")
-        elif result.status == "pending" and now >= order.hold_expires_at + self._payments.pending_timeout_s:
+        elif result.status == "pending" and now >= self._given_up_at(order):
             result = ChargeResult("declined", "payment_not_settled")
         await self._settle(order.id, order.payment.id, result)
+
+    def _given_up_at(self, order: Order) -> float:
+        """When a payment the gateway still calls pending is taken as declined: the hold's end plus
+        payments.pending_timeout_s."""
+        return order.hold_expires_at + self._payments.pending_timeout_s
 
 
 def _is_final_status(status: str) -> TypeGuard[Literal["approved", "declined"]]:

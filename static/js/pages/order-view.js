@@ -174,6 +174,7 @@ export function renderOrder(root, orderId, { back = null } = {}) {
   for (const el of [newOrigin, newDestination, newDate, newCabin])
     el.addEventListener("input", () => { moveFlight.checked = true; });
   const serviceList = h("div", { class: "services" }, h("span", { class: "muted small" }, "loading…"));
+  const removeList = h("div", { class: "services" });
   const findButton = h("button", { type: "submit" }, "Find options");
   const askForm = h("form", { class: "change-ask", onsubmit: findOptions, "aria-label": "What to change" },
     h("fieldset", {}, h("legend", {}, "Flight"),
@@ -184,6 +185,7 @@ export function renderOrder(root, orderId, { back = null } = {}) {
         h("div", {}, h("label", { for: "change-date" }, "New date"), newDate),
         h("div", {}, h("label", { for: "change-cabin" }, "Cabin"), newCabin))),
     h("fieldset", {}, h("legend", {}, "Add services"), serviceList),
+    h("fieldset", {}, h("legend", {}, "Remove services"), removeList),
     h("div", { class: "actions" }, findButton));
   const offersNote = h("p", { class: "muted small" });
   const offersList = h("div", { class: "grid-cards offers change-offers" });
@@ -199,7 +201,7 @@ export function renderOrder(root, orderId, { back = null } = {}) {
   // "Card number"... then name one field while the order is being paid for the first time.
   const changeSection = h("section", { class: "card wide change", "aria-labelledby": "change-title", hidden: true },
     h("h2", { id: "change-title" }, "Change this order"),
-    h("p", { class: "muted small" }, "Move to another flight or add services. Each option is priced now and held ",
+    h("p", { class: "muted small" }, "Move to another flight, add services or remove them. Each option is priced now and held ",
       "for a few minutes; your barcodes are reissued for what changes."),
     askForm, changeError, offersBox, changeStatus);
 
@@ -479,6 +481,15 @@ export function renderOrder(root, orderId, { back = null } = {}) {
         h("input", { id, type: "checkbox", name: "add_services", value: p.id, disabled: on }),
         h("label", { for: id }, p.name, h("span", { class: "muted small" }, on ? " · already on your order" : price)));
     }));
+    // The services to remove: the order's own, worth what was paid (refunded when the fare is refundable).
+    const mine = order.items.filter((i) => i.kind !== "Flight");
+    removeList.replaceChildren(...(mine.length ? mine.map((i) => {
+      const id = `change-remove-${i.product_id}`;
+      return h("div", { class: "check" },
+        h("input", { id, type: "checkbox", name: "remove_services", value: i.product_id }),
+        h("label", { for: id }, h("span", { class: "sr-only" }, "Remove "), i.name,
+          h("span", { class: "muted small" }, ` · paid ${money(i.total_cents, order.currency)}`)));
+    }) : [h("span", { class: "muted small" }, "No services on this order yet.")]));
   }
 
   async function findOptions(ev) {
@@ -486,6 +497,7 @@ export function renderOrder(root, orderId, { back = null } = {}) {
     changeError.hidden = true;
     changeStatus.textContent = "";
     const add = [...serviceList.querySelectorAll("input:checked")].map((i) => i.value);
+    const remove = [...removeList.querySelectorAll("input:checked")].map((i) => i.value);
     const body = {};
     if (moveFlight.checked) {
       body.slices = [{ remove: [order.flight_id],
@@ -493,8 +505,9 @@ export function renderOrder(root, orderId, { back = null } = {}) {
                               departure_date: newDate.value, cabin: newCabin.value } }];
     }
     if (add.length) body.add_services = add;
-    if (!body.slices && !add.length) {
-      showError(changeError, "Nothing to change yet: tick “Move to another flight” or a service to add.");
+    if (remove.length) body.remove_services = remove;
+    if (!body.slices && !add.length && !remove.length) {
+      showError(changeError, "Nothing to change yet: tick “Move to another flight”, a service to add or one to remove.");
       return;
     }
     findButton.disabled = true;

@@ -1,5 +1,6 @@
 """Changing a paid order from its page: another day's flight (paid for with the test card), the new barcodes and
-the order's history; then a change offer used behind the page's back is refused with the server's message."""
+the order's history; then a change offer used behind the page's back is refused with the server's message, and a
+service removed."""
 
 from __future__ import annotations
 
@@ -125,3 +126,16 @@ def test_customer_moves_a_paid_order_to_another_day_and_a_used_change_offer_is_r
     expect(versions).to_have_count(3)
     expect(change.get_by_label(re.compile(r"^Checked bag 23 kg"))).to_be_disabled()
     console.shot("order-change-refused")
+
+    # And the bag removed again: the fare is not refundable, so the option keeps the order's money and costs nothing.
+    change.get_by_label("Remove Checked bag 23 kg").check()
+    change.get_by_role("button", name="Find options").click()
+    removal = options.locator("article.change-offer")
+    expect(removal).to_have_count(1)
+    expect(removal.get_by_role("list", name="What changes")).to_contain_text("Removed: Checked bag 23 kg")
+    expect(removal.get_by_test_id("change-total")).to_have_text("No charge")
+    console.shot("order-change-remove")
+    removal.get_by_role("button", name=re.compile(r"^Confirm CT\d+")).click()
+    expect(versions).to_have_count(4)
+    expect(change.get_by_label(re.compile(r"^Checked bag 23 kg"))).to_be_enabled()
+    expect(change.get_by_text("No services on this order yet.")).to_be_visible()

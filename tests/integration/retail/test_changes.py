@@ -7,13 +7,14 @@ import time
 import msgspec
 import pytest
 
+from adapters.payments.simulator import SLOW_CARD
 from app.errors import Conflict
 from app.main import PLATFORM, create_app
 from app.retail.changes import ChangeRequestBody
 from app.runtime.clock import ManualClock
 from state.catalog import Cabin, Flight
 from state.orders import HOLDING
-from tests.conftest import bearer
+from tests.conftest import bearer, make_config
 from tests.integration.retail.helpers import (
     DAY,
     DECLINED_CARD,
@@ -360,6 +361,46 @@ async def test_a_change_payment_pending_across_a_restart_settles_by_webhook(aioh
     held_matches_live_orders(platform)
     resp = await client.get(f"/v1/orders/{approved['id']}/history", headers=headers)
     assert [v["change_offer_id"] for v in (await resp.json())["versions"]] == [None, offer["id"]]
+
+
+async def test_a_change_payment_left_pending_is_reconciled_by_the_sweep(aiohttp_client, tmp_path, clock):
+    """No restart and no webhook: a change's payment the gateway did not answer in time (approved meanwhile) or
+    left pending is settled by the sweep once it is past payments.pending_timeout_s: approved applies the change;
+    still pending retail.change_offer_ttl_s after that, the payment is given up: the order returns as it was and
+    lets go of what the change held."""
+    config = make_config(tmp_path, payments__gateway_timeout_s=0.2, payments__simulator_settle_s=100_000)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    platform = client.app[PLATFORM]
+    await seed_with_other_days(platform, clock)
+    headers = await customer(client, "change-reconciled")
+    confirmed = []
+    for card in (SLOW_CARD, PENDING_CARD):
+        order = await paid_order(client, headers, clock)
+        change = await ask(client, headers, order["id"], to_day(clock))
+        dearer = next(o for o in change["change_offers"] if o["flight_id"] == "CT107-test")
+        resp = await confirm(client, headers, order["id"], dearer["id"], card={**CARD, "number": card})
+        assert resp.status == 202, await resp.text()
+        assert (await resp.json())["state"] == "PAYMENT_PENDING"
+        confirmed.append(order)
+    (timed_out, pending) = confirmed
+    assert platform.order_store.held["CT107-test/economy"] == 2
+    held_matches_live_orders(platform)
+
+    clock.advance(config.payments.pending_timeout_s)
+    assert (await platform.sweep_retail_once())["reconciled"] == 2
+    changed = platform.order_store.get(timed_out["id"])
+    assert changed.state == "FULFILLED" and changed.flight_id == "CT107-test" and changed.version == 2
+    assert platform.order_store.get(pending["id"]).state == "PAYMENT_PENDING"  # the gateway has not answered yet
+    clock.advance(platform.config.retail.change_offer_ttl_s - 1)
+    assert (await platform.sweep_retail_once())["reconciled"] == 1
+    assert platform.order_store.get(pending["id"]).state == "PAYMENT_PENDING"
+    clock.advance(1)  # the change offer's time to live and the pending timeout after the payment started: given up
+    assert (await platform.sweep_retail_once())["reconciled"] == 1
+    unchanged = platform.order_store.get(pending["id"])
+    assert unchanged.state == "FULFILLED" and unchanged.flight_id == "CT101-test" and unchanged.version == 1
+    assert [b.code for b in unchanged.barcodes] == [b["code"] for b in pending["barcodes"]]
+    assert platform.order_store.held["CT107-test/economy"] == 1 and platform.order_store.held["CT101-test/economy"] == 1
+    held_matches_live_orders(platform)
 
 
 async def test_a_members_stars_follow_what_the_changed_order_costs(shop, clock):
