@@ -237,9 +237,9 @@ class Platform:
             log.info("deleted what is past its retention", extra=deleted)
 
     async def purge_retained_once(self, chunk: int = 5_000) -> dict[str, int]:
-        """Delete offers, drafts and unconfirmed change offers past retail.offer_retention_days, events past analytics.retention_days
-        and impressions older than every frequency-cap window, a chunk per commit (the loop serves
-        between) until none is left."""
+        """Delete offers, drafts and unconfirmed change offers past retail.offer_retention_days, events past
+        analytics.retention_days and impressions older than every frequency-cap window, a chunk per commit (the
+        loop serves between) until none is left."""
         totals = {"offers": 0, "drafts": 0, "change_offers": 0, "events": 0, "impressions": 0}
         while True:
             now = self.clock.now()
