@@ -1,0 +1,135 @@
+"""PostgreSQL persistence core for several Contrail nodes sharing one system of record (asyncpg).
+
+The same contract as the SQLite writer (adapters/sqlite/db.py), so a store's writes mean the same on both:
+- `write(statements)` runs one caller's statements as one transaction: all of them or none. A guarded
+  statement `(sql, params, expected_rowcount)` that changes another number of rows fails the whole
+  transaction with `WriteConflict`: that is how a check-and-hold holds across nodes (a conditional UPDATE
+  that two nodes cannot both pass), never a read followed by a write.
+- `Insert` rows go as one multi-row INSERT per statement.
+- Reads run on the pool, outside any write's transaction.
+
+SQL here is PostgreSQL's (`$1` placeholders): each store has its own SQL per engine, in its adapter. The
+statement shapes, `Migration` and `WriteConflict` are the SQLite adapter's, shared so a store's contract is one.
+
+Unlike SQLite's single writer, transactions from different callers run concurrently on different
+connections; PostgreSQL's row locks order them. A transaction that loses a serialisation race (deadlock or
+serialisation failure) is retried a few times before the caller hears of it.
+
+Durability: `synchronous_commit` stays on for acknowledged writes; `power_safe=False` (a search's offers)
+commits with `synchronous_commit=off`, which survives a node's kill -9 (the server has the WAL in memory and
+writes it within 3 x wal_writer_delay) but may lose the last moments in a crash of the database server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from adapters.postgres.migrate import Conn, apply_migrations
+from adapters.sqlite.db import WriteConflict
+from adapters.sqlite.migrate import Migration
+from adapters.sqlite.statements import Insert, Statement
+
+log = logging.getLogger("contrail.state")
+
+_RETRIED = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+_RETRIES = 3
+MAX_PARAMETERS = 32_767  # PostgreSQL's limit of bind parameters in one statement
+
+
+class DatabaseClosed(Exception):
+    """The database is shutting down and accepts no more writes."""
+
+
+class PgDatabase:
+    def __init__(self, dsn: str, migrations: Sequence[Migration], *, min_size: int = 2, max_size: int = 10,
+                 command_timeout_s: float = 10.0) -> None:
+        self.dsn = dsn
+        self._migrations = migrations
+        self._min_size, self._max_size = min_size, max_size
+        self._timeout = command_timeout_s
+        self._pool: asyncpg.Pool | None = None
+        self.commits = 0
+
+    async def open(self) -> list[int]:
+        """Connect and apply the migrations not applied yet (one node at a time); the versions applied."""
+        self._pool = await asyncpg.create_pool(self.dsn, min_size=self._min_size, max_size=self._max_size,
+                                               command_timeout=self._timeout)
+        async with self._pool.acquire() as conn:
+            return await apply_migrations(conn, self._migrations)
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    @property
+    def is_open(self) -> bool:
+        return self._pool is not None
+
+    def _open_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise DatabaseClosed("database is closed")
+        return self._pool
+
+    # ---- writes ----
+    async def write(self, statements: Sequence[Statement], *, power_safe: bool = True) -> list[int]:
+        """Run the statements as one transaction; each statement's row count."""
+        pool = self._open_pool()
+        for attempt in range(_RETRIES + 1):
+            try:
+                async with pool.acquire() as conn, conn.transaction():
+                    if not power_safe:
+                        await conn.execute("SET LOCAL synchronous_commit = off")
+                    counts = [await _run(conn, stmt) for stmt in statements]
+                self.commits += 1
+                return counts
+            except _RETRIED:
+                if attempt == _RETRIES:
+                    raise
+                await asyncio.sleep(0.005 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def submit(self, statements: Sequence[Statement], *, power_safe: bool = True) -> asyncio.Future[list[int]]:
+        """write() as a future, as the SQLite writer offers it to the unit of work."""
+        return asyncio.ensure_future(self.write(statements, power_safe=power_safe))
+
+    # ---- reads ----
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        rows = await self._open_pool().fetch(sql, *params)
+        return [tuple(r) for r in rows]
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        row = await self._open_pool().fetchrow(sql, *params)
+        return tuple(row) if row is not None else None
+
+
+async def _run(conn: Conn, stmt: Statement) -> int:
+    if isinstance(stmt, Insert):
+        if not stmt.well_formed():
+            raise ValueError(f"an insert into {stmt.table} has rows that do not fill its {len(stmt.columns)} columns")
+        width = len(stmt.columns)
+        per = max(1, MAX_PARAMETERS // width)
+        for start in range(0, len(stmt.rows), per):
+            rows = stmt.rows[start:start + per]
+            groups = ",".join("(" + ",".join(f"${i * width + j + 1}" for j in range(width)) + ")"
+                              for i in range(len(rows)))
+            await conn.execute(f"INSERT INTO {stmt.table}({', '.join(stmt.columns)}) VALUES {groups}",
+                               *(v for row in rows for v in row))
+        return len(stmt.rows)
+    sql, params = stmt[0], stmt[1]
+    status = await conn.execute(sql, *params)
+    count = _rowcount(status)
+    if len(stmt) > 2 and stmt[2] is not None and count != stmt[2]:
+        raise WriteConflict(sql, stmt[2], count)
+    return count
+
+
+def _rowcount(status: str) -> int:
+    """The row count of a command tag: 'UPDATE 3', 'DELETE 0', 'INSERT 0 1'."""
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0
