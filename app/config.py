@@ -83,6 +83,13 @@ class StorageConfig(_Section):
     busy_timeout_ms: int = 5000
     checkpoint_interval_ms: Annotated[int, Meta(ge=10)] = 1000
     wal_restart_frames: Annotated[int, Meta(ge=100)] = 4096
+    backend: Literal["sqlite", "postgres"] = "sqlite"
+    postgres_dsn: str = ""
+    postgres_pool_size: Annotated[int, Meta(ge=2, le=500)] = 10
+
+    def __post_init__(self) -> None:
+        if self.backend == "postgres" and not self.postgres_dsn.startswith(("postgresql://", "postgres://")):
+            raise _invalid("postgres_dsn", "backend \"postgres\" needs a postgresql:// URL")
 
 
 class AnalyticsConfig(_Section):

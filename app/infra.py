@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from adapters.postgres.db import PgDatabase
 from adapters.sqlite.db import Database
 from app.admin import AuditTrail
 from app.config import Config
@@ -24,7 +25,7 @@ class Infra:
     metrics: Metrics
     bus: Bus
     supervisor: Supervisor
-    records_db: Database      # the system of record
+    records_db: Database | PgDatabase  # the system of record: this node's SQLite, or PostgreSQL shared by nodes
     uow: UnitOfWork           # transactions on the system of record
     events_db: Database       # the analytics event log
     event_log: EventLog

@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from state.ports import Transaction, UnitOfWork
+from app.errors import Conflict
+from state.ports import Transaction, UnitOfWork, WriteConflict
 
 T = TypeVar("T")
 
@@ -57,4 +58,14 @@ class atomically:  # noqa: N801 - used as `async with atomically(uow, undo) as t
         if kind is not None:
             self._undo()
             return
-        await commit_or_undo(self._tx.commit(power_safe=self._power_safe), self._undo)
+        try:
+            await commit_or_undo(self._tx.commit(power_safe=self._power_safe), self._undo)
+        except WriteConflict as exc:  # another node got there first (one node's memory checks make this rare)
+            raise _conflict(exc) from None
+
+
+def _conflict(exc: WriteConflict) -> Conflict:
+    kind, _, resource = exc.what.partition(":")
+    if kind == "inventory":
+        return Conflict("not enough inventory left; search again", {"sold_out": [resource]})
+    return Conflict("this changed meanwhile; try again")

@@ -6,6 +6,8 @@ import asyncio
 import logging
 import math
 
+from adapters.postgres import migrations as pg_migrations
+from adapters.postgres.db import PgDatabase
 from adapters.sqlite import migrations
 from adapters.sqlite.accounts import SqliteAccountStore
 from adapters.sqlite.apikeys import SqliteApiKeyStore
@@ -65,13 +67,17 @@ class Platform:
         tuning = dict(max_group_size=storage.max_group_size, busy_timeout_ms=storage.busy_timeout_ms,
                       checkpoint_interval_ms=storage.checkpoint_interval_ms,
                       wal_restart_frames=storage.wal_restart_frames)
-        self.records_db = Database(data / "contrail.db", migrations.RECORDS, synchronous=storage.synchronous,
-                                   on_commit=metrics.commit_observer("records"), **tuning)
+        self.records_db: Database | PgDatabase = (
+            PgDatabase(storage.postgres_dsn, pg_migrations.RECORDS, max_size=storage.postgres_pool_size)
+            if storage.backend == "postgres" else
+            Database(data / "contrail.db", migrations.RECORDS, synchronous=storage.synchronous,
+                     on_commit=metrics.commit_observer("records"), **tuning))
         # Telemetry is re-derivable and high volume: NORMAL survives kill -9 (not a power cut).
         self.events_db = Database(data / "events.db", migrations.EVENTS, synchronous="NORMAL",
                                   on_commit=metrics.commit_observer("events"), **tuning)
         for name, db in (("records", self.records_db), ("events", self.events_db)):
-            _watch_database(metrics, name, db)
+            if isinstance(db, Database):  # PostgreSQL has no writer queue of ours and no WAL to watch
+                _watch_database(metrics, name, db)
 
         self.hub = Hub(config.websocket.client_queue, on_drop=lambda s: metrics.ws_dropped.labels(s).inc())
         a = config.analytics
@@ -116,7 +122,8 @@ class Platform:
         # paid order arrives; channels use loyalty, bidding's profiles and the catalog's product names;
         # retail and loyalty meet on the bus.
         infra = Infra(config, self.clock, metrics, self.bus, self.supervisor, self.records_db,
-                      SqliteUnitOfWork(self.records_db), self.events_db,
+                      SqliteUnitOfWork(self.records_db, shared_inventory=storage.backend == "postgres"),
+                      self.events_db,
                       self.event_log, self.hub, self.public_urls, self.audit)
         self.loyalty_domain = loyalty_wiring.build(infra)
         self.ltv_domain = ltv_wiring.build(infra)  # lifetime value reads loyalty's ledger; bids read its values

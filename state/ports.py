@@ -15,7 +15,7 @@ if the commit fails). That is how an order and the accepted offer land in one tr
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from state.accounts import Account
@@ -490,6 +490,30 @@ class LtvStore(Protocol):
 
 
 # ---- the unit of work ----
+class WriteConflict(Exception):
+    """A guarded write found the store not as its writer expected (another request, or another node, changed it
+    first): nothing of the transaction was written. `what` names the guard ("inventory:<resource>" for a hold)."""
+
+    def __init__(self, sql: str, expected: int, actual: int, what: str = "") -> None:
+        super().__init__(f"expected {expected} row(s), changed {actual}" + (f" ({what})" if what else ""))
+        self.sql = sql
+        self.expected = expected
+        self.actual = actual
+        self.what = what
+
+
+class InventoryWrites(Protocol):
+    """Inventory held in a store several nodes share: a hold that would pass a resource's capacity fails the
+    whole transaction with WriteConflict("inventory:<resource>"). One node keeps inventory in memory only, and
+    its adapter writes nothing here."""
+
+    def hold(self, items: Sequence[Item], capacity: Callable[[str], int]) -> None:
+        ...
+
+    def release(self, items: Sequence[Item]) -> None:
+        ...
+
+
 @runtime_checkable
 class OrderWrites(Protocol):
     def insert(self, order: Order) -> None:
@@ -547,6 +571,10 @@ class Transaction(Protocol):
 
     @property
     def loyalty(self) -> LedgerWrites:
+        ...
+
+    @property
+    def inventory(self) -> InventoryWrites:
         ...
 
     def commit(self, *, power_safe: bool = True) -> Awaitable[object]:

@@ -8,7 +8,10 @@ The same contract as the SQLite writer (adapters/sqlite/db.py), so a store's wri
 - `Insert` rows go as one multi-row INSERT per statement.
 - Reads run on the pool, outside any write's transaction.
 
-SQL here is PostgreSQL's (`$1` placeholders): each store has its own SQL per engine, in its adapter. The
+The stores' SQL is written once, in the dialect both engines share, with SQLite's `?` placeholders; `pg_sql`
+numbers them `$1, $2, ...` and turns SQLite's `INSERT OR IGNORE` into `ON CONFLICT DO NOTHING`, the only two
+differences the stores' statements have (upserts are `ON CONFLICT ... DO UPDATE` in both; tables read in
+insertion order have a `rowid` column here). The schema is per engine (adapters/postgres/migrations.py). The
 statement shapes, `Migration` and `WriteConflict` are the SQLite adapter's, shared so a store's contract is one.
 
 Unlike SQLite's single writer, transactions from different callers run concurrently on different
@@ -23,6 +26,7 @@ writes it within 3 x wal_writer_delay) but may lose the last moments in a crash 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -30,9 +34,9 @@ from typing import Any
 import asyncpg
 
 from adapters.postgres.migrate import Conn, apply_migrations
-from adapters.sqlite.db import WriteConflict
 from adapters.sqlite.migrate import Migration
 from adapters.sqlite.statements import Insert, Statement
+from state.ports import WriteConflict
 
 log = logging.getLogger("contrail.state")
 
@@ -46,6 +50,8 @@ class DatabaseClosed(Exception):
 
 
 class PgDatabase:
+    dialect = "postgres"
+
     def __init__(self, dsn: str, migrations: Sequence[Migration], *, min_size: int = 2, max_size: int = 10,
                  command_timeout_s: float = 10.0) -> None:
         self.dsn = dsn
@@ -66,6 +72,12 @@ class PgDatabase:
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
+
+    @property
+    def path(self) -> str:
+        """Where it is, for people (no password)."""
+        scheme, _, rest = self.dsn.partition("://")
+        return f"{scheme}://{rest.rpartition('@')[2]}"
 
     @property
     def is_open(self) -> bool:
@@ -100,12 +112,31 @@ class PgDatabase:
 
     # ---- reads ----
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        rows = await self._open_pool().fetch(sql, *params)
+        rows = await self._open_pool().fetch(pg_sql(sql), *params)
         return [tuple(r) for r in rows]
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        row = await self._open_pool().fetchrow(sql, *params)
+        row = await self._open_pool().fetchrow(pg_sql(sql), *params)
         return tuple(row) if row is not None else None
+
+
+@functools.lru_cache(maxsize=2048)
+def pg_sql(sql: str) -> str:
+    """A statement in the shared dialect as PostgreSQL takes it (see the module doc). Bounded: the stores' SQL
+    is a fixed set of shapes (an `IN (?,?,...)` list has one per length, up to a chunk's)."""
+    ignore = sql.lstrip().upper().startswith("INSERT OR IGNORE")
+    if ignore:
+        sql = sql.replace("INSERT OR IGNORE", "INSERT", 1).replace("insert or ignore", "insert", 1)
+    out, n, quoted = [], 0, False
+    for ch in sql:
+        if ch == "'":
+            quoted = not quoted
+        elif ch == "?" and not quoted:
+            n += 1
+            out.append(f"${n}")
+            continue
+        out.append(ch)
+    return "".join(out) + (" ON CONFLICT DO NOTHING" if ignore else "")
 
 
 async def _run(conn: Conn, stmt: Statement) -> int:
@@ -122,10 +153,10 @@ async def _run(conn: Conn, stmt: Statement) -> int:
                                *(v for row in rows for v in row))
         return len(stmt.rows)
     sql, params = stmt[0], stmt[1]
-    status = await conn.execute(sql, *params)
+    status = await conn.execute(pg_sql(sql), *params)
     count = _rowcount(status)
     if len(stmt) > 2 and stmt[2] is not None and count != stmt[2]:
-        raise WriteConflict(sql, stmt[2], count)
+        raise WriteConflict(sql, stmt[2], count, stmt[3] if len(stmt) > 3 else "")
     return count
 
 

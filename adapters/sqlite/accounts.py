@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from adapters.sqlite.db import Database
-from adapters.sqlite.statements import Insert
+from adapters.sqlite.statements import Insert, SqlDatabase
 from state.accounts import Account, EmailTaken
 
 
 class SqliteAccountStore:
     """Hot index of accounts, written through to SQLite."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
         self._by_id: dict[str, Account] = {}
         self._by_email: dict[str, Account] = {}

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from adapters.sqlite.db import Database
+from adapters.sqlite.statements import SqlDatabase
 
 
 class SqliteActivationCountStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
 
     async def counts(self, day: str) -> dict[str, int]:
@@ -15,4 +15,5 @@ class SqliteActivationCountStore:
 
     async def add_one(self, user_id: str, day: str) -> None:
         await self._db.write([("INSERT INTO activation_counts(user_id, day, count) VALUES (?,?,1) "
-                               "ON CONFLICT(user_id, day) DO UPDATE SET count = count + 1", (user_id, day))])
+                               "ON CONFLICT(user_id, day) DO UPDATE SET count = activation_counts.count + 1",
+                               (user_id, day))])

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import msgspec
 
-from adapters.sqlite.db import Database
-from adapters.sqlite.statements import Insert
+from adapters.sqlite.statements import Insert, SqlDatabase
 from state.apikeys import ApiKey
 
 
 class SqliteApiKeyStore:
     """Hot index of API keys by hash, written through to SQLite."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
         self._by_id: dict[str, ApiKey] = {}
         self._by_hash: dict[str, ApiKey] = {}

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import msgspec
 
-from adapters.sqlite.db import Database
-from adapters.sqlite.statements import Insert
+from adapters.sqlite.statements import Insert, SqlDatabase
 from state.audit import AuditEntry
 
 
 class SqliteAuditStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
 
     async def append(self, at: float, actor: str, action: str, target: str, details: dict) -> None:

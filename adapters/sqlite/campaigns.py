@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adapters.sqlite.db import Database
+from adapters.sqlite.statements import SqlDatabase
 from state.campaigns import Campaign, HistoryEntry, _decode, _encode
 
 _UPSERT = ("INSERT INTO campaigns(id, body, updated_at) VALUES (?,?,?) "
@@ -10,7 +10,7 @@ _UPSERT = ("INSERT INTO campaigns(id, body, updated_at) VALUES (?,?,?) "
 
 
 class SqliteCampaignStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
         self._by_id: dict[str, Campaign] = {}
         self.version = 0  # bumps on every change, so candidate indexes know to rebuild

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from adapters.sqlite.db import Database
+from adapters.sqlite.statements import SqlDatabase
 from state.catalog import (
     Flight,
     Product,
@@ -17,7 +17,7 @@ from state.catalog import (
 class SqliteCatalogStore:
     """Flights by id and by (origin, destination, date); products by id. Hot in memory."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
         self._flights: dict[str, Flight] = {}
         self._by_route_day: dict[tuple[str, str, str], list[Flight]] = defaultdict(list)

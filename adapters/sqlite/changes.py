@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
-from adapters.sqlite.db import Database
+from adapters.sqlite.statements import SqlDatabase
 from state.changes import ChangeOffer, OrderVersion, decode_change_offer, decode_order_version
 
 
@@ -13,7 +13,7 @@ class SqliteChangeStore:
     """Change offers are read from SQLite when they are confirmed: none is kept in memory, so a burst of change
     requests costs disk (purged after retail.offer_retention_days), not memory."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
 
     async def fetch(self, change_offer_id: str) -> ChangeOffer | None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from adapters.sqlite.db import Database
+from adapters.sqlite.statements import SqlDatabase
 
 
 class SqliteCursorStore:
     """One integer per name: an event id for the roll-up, an hour (epoch seconds) for an exporter."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
 
     async def get(self, name: str) -> int | None:

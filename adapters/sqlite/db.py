@@ -58,18 +58,9 @@ import aiosqlite
 from adapters.sqlite.checkpoints import Checkpointer
 from adapters.sqlite.migrate import Migration, apply_migrations
 from adapters.sqlite.statements import CACHED_STATEMENTS, ROWS_PER_MERGE, Insert, Sql, Statement, flat, render
+from state.ports import WriteConflict
 
 log = logging.getLogger("contrail.state")
-
-
-class WriteConflict(Exception):
-    """A guarded statement affected a different number of rows than the caller expected."""
-
-    def __init__(self, sql: str, expected: int, actual: int) -> None:
-        super().__init__(f"expected {expected} row(s), changed {actual}")
-        self.sql = sql
-        self.expected = expected
-        self.actual = actual
 
 
 class DatabaseClosed(Exception):
@@ -97,6 +88,8 @@ def _resolve(done: asyncio.Future[None]) -> None:
 
 class Database:
     """One SQLite file: a group-committing writer and a reader connection."""
+
+    dialect = "sqlite"
 
     def __init__(
         self,
@@ -387,7 +380,7 @@ class Database:
             sql, params = stmt[0], stmt[1]
             cur = conn.execute(sql, params)
             if len(stmt) > 2 and stmt[2] is not None and cur.rowcount != stmt[2]:
-                raise WriteConflict(sql, stmt[2], cur.rowcount)
+                raise WriteConflict(sql, stmt[2], cur.rowcount, stmt[3] if len(stmt) > 3 else "")
             counts.append(cur.rowcount)
         return counts
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections import defaultdict, deque
 
-from adapters.sqlite.db import Database, WriteConflict
-from adapters.sqlite.statements import Insert
+from adapters.sqlite.db import WriteConflict
+from adapters.sqlite.statements import Insert, SqlDatabase
 from state.delivery import AlreadyCharged
 
 
 class SqliteDeliveryStore:
     """Impressions per user (for frequency caps) and spend per campaign per day, hot in memory."""
 
-    def __init__(self, db: Database, keep_s: float = 86_400) -> None:
+    def __init__(self, db: SqlDatabase, keep_s: float = 86_400) -> None:
         self._db = db
         self._keep = keep_s
         self.impressions: dict[str, deque[tuple[float, str]]] = defaultdict(deque)
@@ -46,8 +46,8 @@ class SqliteDeliveryStore:
             await self._db.write([
                 ("INSERT OR IGNORE INTO bid_outcomes(bid_id, kind, campaign_id, price_micros, at) VALUES (?,?,?,?,?)",
                  (bid_id, "charge", campaign_id, price_micros, at), 1),
-                ("INSERT INTO campaign_spend(campaign_id, day, spent_micros) VALUES (?,?,?)"
-                 " ON CONFLICT(campaign_id, day) DO UPDATE SET spent_micros = spent_micros + excluded.spent_micros",
+                ("INSERT INTO campaign_spend(campaign_id, day, spent_micros) VALUES (?,?,?) "
+                 "ON CONFLICT(campaign_id, day) DO UPDATE SET spent_micros = campaign_spend.spent_micros + excluded.spent_micros",
                  (campaign_id, day, price_micros)),
                 Insert("impressions", ("user_id", "campaign_id", "at"), [(user_id, campaign_id, at)]),
             ])

@@ -1,10 +1,10 @@
 """Which demo data sets are loaded, so seeding is idempotent."""
 
-from adapters.sqlite.db import Database
+from adapters.sqlite.statements import SqlDatabase
 
 
 class SqliteDemoMarkerStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
 
     async def is_loaded(self, name: str) -> bool:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from adapters.sqlite.db import Database
+from adapters.sqlite.statements import SqlDatabase
 from state.dsp import DspSpend, DspWin
 
 
 class SqliteDspWinStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
 
     async def record(self, win: DspWin) -> bool:

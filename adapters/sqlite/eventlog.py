@@ -6,13 +6,12 @@ from collections.abc import Sequence
 
 import msgspec
 
-from adapters.sqlite.db import Database
-from adapters.sqlite.statements import Insert
+from adapters.sqlite.statements import Insert, SqlDatabase
 from state.eventlog import StoredEvent
 
 
 class SqliteEventLogStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
 
     async def append_batch(self, rows: Sequence[tuple[float, str, str]]) -> int:

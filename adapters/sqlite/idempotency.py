@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import heapq
 
-from adapters.sqlite.db import Database
+from adapters.sqlite.statements import SqlDatabase
 from state.idempotency import StoredResponse
 
 
 class SqliteIdempotencyStore:
     """Responses by (scope, key), hot in memory, durable in SQLite until they expire."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
         self._records: dict[tuple[str, str], StoredResponse] = {}
         self._expiry: list[tuple[float, tuple[str, str]]] = []  # heap: the purge pops what is due
@@ -34,8 +34,10 @@ class SqliteIdempotencyStore:
 
     async def put(self, record: StoredResponse) -> None:
         await self._db.write([(
-            "INSERT OR REPLACE INTO idempotency(scope, key, request_hash, status, content_type, body,"
-            " created_at, expires_at) VALUES (?,?,?,?,?,?,?,?)",
+            "INSERT INTO idempotency(scope, key, request_hash, status, content_type, body, created_at, expires_at) "
+            "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(scope, key) DO UPDATE SET request_hash=excluded.request_hash, "
+            "status=excluded.status, content_type=excluded.content_type, body=excluded.body, "
+            "created_at=excluded.created_at, expires_at=excluded.expires_at",
             (record.scope, record.key, record.request_hash, record.status, record.content_type,
              record.body, record.created_at, record.expires_at),
         )])

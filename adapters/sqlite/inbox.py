@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from adapters.sqlite.db import Database
-from adapters.sqlite.statements import Insert
+from adapters.sqlite.statements import Insert, SqlDatabase
 from state.inbox import InAppMessage, _decode, _encode
 
 
 class SqliteInboxStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
 
     async def add(self, message: InAppMessage) -> None:

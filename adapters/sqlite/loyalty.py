@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from adapters.sqlite.db import Database
-from adapters.sqlite.statements import Insert, Statement
+from adapters.sqlite.statements import Insert, SqlDatabase, Statement
 from state.loyalty import LedgerEntry, Member, Promotion, _encode, _entry_json, _member_json, _promotion_json
 
 
 class SqliteLoyaltyStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
         self.next_id = 1
 

@@ -7,15 +7,19 @@ reads it and never writes it.
 
 from __future__ import annotations
 
-from adapters.sqlite.db import Database
+from adapters.sqlite.statements import SqlDatabase, json_field, json_true
 from state.ltv import Purchase, SavedLtvModel, decode_model, encode_model
 
-_PURCHASES = """
-    SELECT e.user_id, json_extract(e.body, '$.at'), json_extract(e.body, '$.details.amount_cents'),
-           json_extract(e.body, '$.details.channel')
+
+def _purchases(dialect: str, customer: str) -> str:
+    def field(path: str, sql_type: str) -> str:
+        return json_field(dialect, "e.body", path, sql_type)
+    return f"""
+    SELECT e.user_id, {field('at', 'double precision')}, {field('details.amount_cents', 'bigint')},
+           {field('details.channel', 'text')}
     FROM loyalty_ledger e
-    WHERE e.kind = 'earn' AND json_extract(e.body, '$.qualifying') = 1
-      AND json_extract(e.body, '$.details.amount_cents') > 0 {customer}
+    WHERE e.kind = 'earn' AND {json_true(dialect, 'e.body', 'qualifying')}
+      AND {field('details.amount_cents', 'bigint')} > 0 {customer}
       AND NOT EXISTS (SELECT 1 FROM loyalty_ledger r WHERE r.kind = 'reverse' AND r.transaction_id = e.transaction_id)
     ORDER BY e.id"""
 
@@ -23,18 +27,19 @@ _PURCHASES = """
 class SqliteLtvStore:
     KEEP_MODELS = 3
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
 
     async def purchases(self) -> list[Purchase]:
-        return [Purchase(*r) for r in await self._db.fetchall(_PURCHASES.format(customer=""))]
+        return [Purchase(*r) for r in await self._db.fetchall(_purchases(self._db.dialect, ""))]
 
     async def customer_purchases(self, customer_id: str) -> list[Purchase]:
-        rows = await self._db.fetchall(_PURCHASES.format(customer="AND e.user_id = ?"), (customer_id,))
+        rows = await self._db.fetchall(_purchases(self._db.dialect, "AND e.user_id = ?"), (customer_id,))
         return [Purchase(*r) for r in rows]
 
     async def save_model(self, model: SavedLtvModel) -> None:
-        await self._db.write([("INSERT OR REPLACE INTO ltv_models(sequence, trained_at, body) VALUES (?,?,?)",
+        await self._db.write([("INSERT INTO ltv_models(sequence, trained_at, body) VALUES (?,?,?) "
+                               "ON CONFLICT(sequence) DO UPDATE SET trained_at=excluded.trained_at, body=excluded.body",
                                (model.sequence, model.trained_at, encode_model(model))),
                               ("DELETE FROM ltv_models WHERE sequence <= ?", (model.sequence - self.KEEP_MODELS,))])
 

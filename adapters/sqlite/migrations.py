@@ -357,6 +357,11 @@ RECORDS = [
             PRIMARY KEY (order_id, version)
         )
     """),
+    # Inventory held, for nodes sharing PostgreSQL (adapters/postgres/migrations.py); one node keeps it in memory
+    # and leaves this table empty. Here too so both engines' migrations keep one numbering.
+    Migration(19, "shared_inventory", """
+        CREATE TABLE inventory (resource TEXT PRIMARY KEY, held INTEGER NOT NULL CHECK (held >= 0))
+    """),
 ]
 
 EVENTS = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
-from adapters.sqlite.db import Database
+from adapters.sqlite.statements import SqlDatabase, json_with
 from state.models import LIVE, ModelVersion
 
 _decode = msgspec.json.Decoder(ModelVersion).decode
@@ -15,8 +15,13 @@ _UPSERT = ("INSERT INTO model_versions(model, sequence, status, body) VALUES (?,
 
 
 class SqliteModelRegistry:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
+        # the record's JSON with some fields set (SQLite's json_set, PostgreSQL's jsonb_set)
+        self._status_body = json_with(db.dialect, "body", [("status", "text")])
+        self._path_body = json_with(db.dialect, "body", [("path", "text")])
+        self._live_body = json_with(db.dialect, "body", [("status", "text"), ("activated_at", "double precision"),
+                                                          ("note", "text")])
 
     async def versions(self, model: str, limit: int, before: int | None = None) -> list[ModelVersion]:
         rows = await self._db.fetchall(
@@ -34,8 +39,8 @@ class SqliteModelRegistry:
         return _decode(row[0]) if row else None
 
     def _demote(self, model: str, status: str) -> tuple[str, tuple]:
-        return ("UPDATE model_versions SET status = ?, body = json_set(body, '$.status', ?) "
-                "WHERE model = ? AND status = ?", (status, status, model, LIVE))
+        return (f"UPDATE model_versions SET status = ?, body = {self._status_body} WHERE model = ? AND status = ?",
+                (status, status, model, LIVE))
 
     async def add(self, version: ModelVersion, demote_to: str = "") -> None:
         writes: list = []
@@ -47,12 +52,12 @@ class SqliteModelRegistry:
     async def activate(self, model: str, sequence: int, at: float, demote_to: str, note: str) -> None:
         await self._db.write([
             self._demote(model, demote_to),
-            ("UPDATE model_versions SET status = ?, body = json_set(body, '$.status', ?, '$.activated_at', ?, "
-             "'$.note', ?) WHERE model = ? AND sequence = ?", (LIVE, LIVE, at, note, model, sequence), 1)])
+            (f"UPDATE model_versions SET status = ?, body = {self._live_body} WHERE model = ? AND sequence = ?",
+             (LIVE, LIVE, at, note, model, sequence), 1)])
 
     async def pruned(self, model: str, sequence: int) -> None:
-        await self._db.write([("UPDATE model_versions SET body = json_set(body, '$.path', '') "
-                               "WHERE model = ? AND sequence = ?", (model, sequence))])
+        await self._db.write([(f"UPDATE model_versions SET body = {self._path_body} WHERE model = ? AND sequence = ?",
+                               ("", model, sequence))])
 
     async def next_sequence(self, model: str) -> int:
         row = await self._db.fetchone("SELECT MAX(sequence) FROM model_versions WHERE model = ?", (model,))

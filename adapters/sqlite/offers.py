@@ -5,8 +5,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Sequence
 
-from adapters.sqlite.db import Database
-from adapters.sqlite.statements import Insert, Statement
+from adapters.sqlite.statements import Insert, SqlDatabase, Statement
 from state.offers import (
     _SELECT,
     Offer,
@@ -17,7 +16,7 @@ from state.offers import (
 
 
 class SqliteOfferStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
         self._offers: dict[str, Offer] = {}
         self._expiry: list[tuple[float, str]] = []  # heap of (expires_at, offer id): the sweep pops what is due

@@ -6,15 +6,14 @@ import heapq
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
-from adapters.sqlite.db import Database
-from adapters.sqlite.statements import Insert, Statement
+from adapters.sqlite.statements import Insert, SqlDatabase, Statement
 from state.changes import ChangeOffer, ChangeOfferState, OrderVersion, encode
 from state.offers import Item
 from state.orders import _DUE_AT, HOLDING, Order, _decode, _encode
 
 
 class SqliteOrderStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
         self._orders: dict[str, Order] = {}
         self._by_owner: dict[str, list[str]] = defaultdict(list)

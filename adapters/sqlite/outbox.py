@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import msgspec
 
-from adapters.sqlite.db import Database
+from adapters.sqlite.statements import SqlDatabase
 from state.outbox import EmailEvent, OutboxMessage, _encode, _message
 
 
 class SqliteOutboxStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
 
     async def unfinished(self) -> list[OutboxMessage]:

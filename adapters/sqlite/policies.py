@@ -7,14 +7,15 @@ repeated signal can never teach a policy twice, even when two copies race."""
 
 from __future__ import annotations
 
-from adapters.sqlite.db import Database, WriteConflict
+from adapters.sqlite.db import WriteConflict
+from adapters.sqlite.statements import SqlDatabase
 
 _SAVE = ("INSERT INTO campaign_policies(campaign_id, body, updated_at) VALUES (?,?,?) "
          "ON CONFLICT(campaign_id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at")
 
 
 class SqlitePolicyStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
 
     async def load_all(self) -> list[tuple[str, bytes]]:

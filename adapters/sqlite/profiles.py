@@ -6,14 +6,14 @@ import logging
 
 import msgspec
 
-from adapters.sqlite.db import Database
+from adapters.sqlite.statements import SqlDatabase
 from state.profiles import Profile, _decode, _encode
 
 log = logging.getLogger("contrail.profiles")
 
 
 class SqliteProfileStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
         self._ids: set[str] = set()
 

@@ -6,15 +6,14 @@ the real-time features and the models are rebuilt from them.
 
 from __future__ import annotations
 
-from adapters.sqlite.db import Database
-from adapters.sqlite.statements import Insert
+from adapters.sqlite.statements import Insert, SqlDatabase
 from state.reco import Interaction, RecoItem, SavedModel, decode_item, decode_model, encode_item, encode_model
 
 
 class SqliteRecoStore:
     KEEP_MODELS = 3
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
 
     async def items(self) -> list[RecoItem]:
@@ -65,7 +64,8 @@ class SqliteRecoStore:
         return [r[0] for r in rows]
 
     async def save_model(self, model: SavedModel) -> None:
-        await self._db.write([("INSERT OR REPLACE INTO reco_models(sequence, trained_at, body) VALUES (?,?,?)",
+        await self._db.write([("INSERT INTO reco_models(sequence, trained_at, body) VALUES (?,?,?) "
+                               "ON CONFLICT(sequence) DO UPDATE SET trained_at=excluded.trained_at, body=excluded.body",
                                (model.sequence, model.trained_at, encode_model(model))),
                               ("DELETE FROM reco_models WHERE sequence <= ?", (model.sequence - self.KEEP_MODELS,))])
 

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from adapters.sqlite.db import Database
+from adapters.sqlite.statements import SqlDatabase
 from state.campaigns import REPORT_COUNTERS as COUNTERS  # campaign_stats' columns, in order
 
 ROLLUP = "campaign_reports"
 
 _ADD = (f"INSERT INTO campaign_stats(campaign_id, hour, {', '.join(COUNTERS)}) "
         f"VALUES (?, ?, {', '.join('?' * len(COUNTERS))}) ON CONFLICT(campaign_id, hour) DO UPDATE SET "
-        + ", ".join(f"{c} = {c} + excluded.{c}" for c in COUNTERS))
+        + ", ".join(f"{c} = campaign_stats.{c} + excluded.{c}" for c in COUNTERS))
 _SUMS = ", ".join(f"SUM({c})" for c in COUNTERS)
 
 
 class SqliteReportStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
 
     async def cursor(self) -> int:
@@ -30,7 +30,7 @@ class SqliteReportStore:
         statements: list[tuple[str, tuple[object, ...]]] = [
             (_ADD, (campaign_id, hour, *counts)) for (campaign_id, hour), counts in totals.items()]
         statements += [("INSERT INTO nobid_stats(hour, reason, count) VALUES (?,?,?) ON CONFLICT(hour, reason) "
-                        "DO UPDATE SET count = count + excluded.count", (hour, reason, count))
+                        "DO UPDATE SET count = nobid_stats.count + excluded.count", (hour, reason, count))
                        for (hour, reason), count in no_bids.items()]
         statements.append(("INSERT INTO rollup_cursors(name, last_id) VALUES (?,?) ON CONFLICT(name) "
                            "DO UPDATE SET last_id = excluded.last_id", (ROLLUP, cursor)))

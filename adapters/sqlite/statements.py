@@ -3,12 +3,14 @@ inserts into one table from several callers are merged into one statement)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any
+from typing import Any, Protocol
 
-# (sql, params), or (sql, params, expected_rowcount): a guarded statement that must change exactly that many rows.
+# (sql, params), or (sql, params, expected_rowcount[, what]): a guarded statement that must change exactly that many
+# rows, else the transaction fails with WriteConflict naming `what`.
 Sql = tuple[Any, ...]
 
 ROWS_PER_INSERT = 2_048
@@ -64,3 +66,47 @@ def render(shape: tuple[str, tuple[str, ...]], params: list[Any], rows: int, max
 
 def flat(insert: Insert) -> list[Any]:
     return list(chain.from_iterable(insert.rows))
+
+
+class SqlDatabase(Protocol):
+    """What the stores need of a database: the embedded SQLite one (db.py) or PostgreSQL shared by several nodes
+    (adapters/postgres/db.py). Both run these statements with the same meaning; `dialect` is for the few that
+    cannot be written once (JSON inside a column: json_field, json_with)."""
+
+    dialect: str  # "sqlite" or "postgres"
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None: ...
+
+    async def write(self, statements: Sequence[Statement], *, power_safe: bool = True) -> list[int]: ...
+
+    def submit(self, statements: Sequence[Statement], *, power_safe: bool = True) -> asyncio.Future[list[int]]: ...
+
+
+def json_field(dialect: str, column: str, path: str, sql_type: str = "") -> str:
+    """SQL for one field of the JSON in a TEXT column (`path` dotted: "details.amount_cents"); on PostgreSQL cast
+    to `sql_type` (text when empty). A JSON true compares equal to 1 on SQLite and to 'true' here: use json_true."""
+    if dialect == "postgres":
+        expr = f"({column}::jsonb #>> '{{{path.replace('.', ',')}}}')"
+        return f"{expr}::{sql_type}" if sql_type else expr
+    return f"json_extract({column}, '$.{path}')"
+
+
+def json_true(dialect: str, column: str, path: str) -> str:
+    """SQL that is true when the JSON field is true."""
+    if dialect == "postgres":
+        return f"({column}::jsonb #> '{{{path.replace('.', ',')}}}') = 'true'::jsonb"
+    return f"json_extract({column}, '$.{path}') = 1"
+
+
+def json_with(dialect: str, column: str, fields: Sequence[tuple[str, str]]) -> str:
+    """SQL for the JSON in `column` with top-level fields set, each from a `?` parameter of the given SQL type
+    (text, double precision): SQLite's json_set, PostgreSQL's jsonb_set."""
+    if dialect == "postgres":
+        expr = f"{column}::jsonb"
+        for name, sql_type in fields:
+            expr = f"jsonb_set({expr}, '{{{name}}}', to_jsonb(CAST(? AS {sql_type})))"
+        return f"({expr})::text"
+    pairs = ", ".join(f"'$.{name}', ?" for name, _ in fields)
+    return f"json_set({column}, {pairs})"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from adapters.sqlite.db import Database
+from adapters.sqlite.statements import SqlDatabase
 from state.suppressions import Suppression, _decode, _encode
 
 
 class SqliteSuppressionStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
         self._entries: dict[tuple[str, str], Suppression] = {}
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import msgspec
 
-from adapters.sqlite.db import Database
+from adapters.sqlite.statements import SqlDatabase
 from state.campaigns import ReviewTask
 
 _COLUMNS = "campaign_id, opened_at, tool, task_id, task_key, url, status, synced_at, error, attempts"
 
 
 class SqliteTaskStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
 
     async def put(self, task: ReviewTask) -> None:

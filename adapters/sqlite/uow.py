@@ -1,23 +1,75 @@
-"""The unit of work on SQLite: a domain operation's writes, collected and committed as one transaction."""
+"""The unit of work: a domain operation's writes, collected and committed as one transaction, on the embedded
+SQLite database or on PostgreSQL shared by several nodes (the same statements; see adapters/postgres/db.py)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
+from collections.abc import Callable, Sequence
 
-from adapters.sqlite.db import Database
 from adapters.sqlite.loyalty import SqliteLedgerWrites
 from adapters.sqlite.offers import SqliteOfferWrites
 from adapters.sqlite.orders import SqliteOrderWrites
-from adapters.sqlite.statements import Statement
+from adapters.sqlite.statements import SqlDatabase, Statement
+from state.offers import Item
+
+# Raise a resource's units held unless that passes its capacity (a new row only when the units fit): one
+# conditional statement, which two nodes cannot both pass at the last seat. The guard's row count is 1 or 0.
+_HOLD = ("INSERT INTO inventory(resource, held) SELECT ?, CAST(? AS BIGINT) WHERE CAST(? AS BIGINT) <= ? "
+         "ON CONFLICT(resource) DO UPDATE SET held = inventory.held + excluded.held "
+         "WHERE inventory.held + excluded.held <= ?")
+_RELEASE = "UPDATE inventory SET held = held - ? WHERE resource = ?"
+
+
+class SharedInventoryWrites:
+    """Inventory held in the shared store (several nodes): each hold is guarded by the capacity."""
+
+    __slots__ = ("_statements",)
+
+    def __init__(self, statements: list[Statement]) -> None:
+        self._statements = statements
+
+    def hold(self, items: Sequence[Item], capacity: Callable[[str], int]) -> None:
+        for resource, units in _units(items).items():
+            cap = capacity(resource)
+            self._statements.append((_HOLD, (resource, units, units, cap, cap), 1, f"inventory:{resource}"))
+
+    def release(self, items: Sequence[Item]) -> None:
+        for resource, units in _units(items).items():
+            self._statements.append((_RELEASE, (units, resource)))
+
+
+class LocalInventoryWrites:
+    """One node: the memory the domain checked without an await is the only inventory; nothing to write."""
+
+    __slots__ = ()
+
+    def hold(self, items: Sequence[Item], capacity: Callable[[str], int]) -> None:
+        pass
+
+    def release(self, items: Sequence[Item]) -> None:
+        pass
+
+
+_LOCAL = LocalInventoryWrites()
+
+
+def _units(items: Sequence[Item]) -> Counter[str]:
+    units: Counter[str] = Counter()
+    for item in items:
+        if item.resource is not None:
+            units[item.resource] += item.quantity
+    return units
 
 
 class SqliteTransaction:
     """Writes on the system of record, in the order they are made; one group-commit step when committed."""
 
-    __slots__ = ("_db", "statements")
+    __slots__ = ("_db", "_shared", "statements")
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase, shared_inventory: bool = False) -> None:
         self._db = db
+        self._shared = shared_inventory
         self.statements: list[Statement] = []
 
     @property
@@ -32,6 +84,10 @@ class SqliteTransaction:
     def loyalty(self) -> SqliteLedgerWrites:
         return SqliteLedgerWrites(self.statements)
 
+    @property
+    def inventory(self) -> SharedInventoryWrites | LocalInventoryWrites:
+        return SharedInventoryWrites(self.statements) if self._shared else _LOCAL
+
     def commit(self, *, power_safe: bool = True) -> asyncio.Future[list[int]]:
         """Queue the writes for the next group commit; the future resolves once they are on disk (or fails,
         with nothing of them written)."""
@@ -39,8 +95,11 @@ class SqliteTransaction:
 
 
 class SqliteUnitOfWork:
-    def __init__(self, db: Database) -> None:
+    """`shared_inventory`: several nodes share the database (PostgreSQL), so holds are guarded there too."""
+
+    def __init__(self, db: SqlDatabase, shared_inventory: bool = False) -> None:
         self._db = db
+        self._shared = shared_inventory
 
     def begin(self) -> SqliteTransaction:
-        return SqliteTransaction(self._db)
+        return SqliteTransaction(self._db, self._shared)

@@ -277,6 +277,8 @@ class OrderChangeService(OrderService):
             self._orders.remember(base)
         async with atomically(self._uow, undo) as tx:
             tx.orders.update(changed, base.state)
+            tx.inventory.release(held_now)
+            tx.inventory.hold(changed.items, self._catalog.capacity)
             tx.orders.record_version(OrderVersion(order.version, order.created_at if order.version == 1
                                                   else order.updated_at, None, order))
             tx.orders.record_version(OrderVersion(changed.version, now, offer.id, changed))
@@ -305,6 +307,7 @@ class OrderChangeService(OrderService):
             self._orders.remember(order)
         async with atomically(self._uow, undo) as tx:
             tx.orders.update(pending, order.state)
+            tx.inventory.hold(added, self._catalog.capacity)
         try:
             result = await asyncio.wait_for(self.gateway.charge(payment.id, offer.total_cents, offer.currency, number),
                                             self._payments.gateway_timeout_s)
@@ -359,6 +362,7 @@ class OrderChangeService(OrderService):
             self._orders.remember(pending)
         async with atomically(self._uow, undo) as tx:
             tx.orders.update(before, "PAYMENT_PENDING")
+            tx.inventory.release(change.added)
             if event is not None:
                 tx.orders.record_payment_event(*event)
         self._log_event("OrderChangeDeclined", {"order_id": order_id, "change_offer_id": change.change_offer_id,

@@ -100,6 +100,7 @@ class OrderService:
         async with atomically(self._uow, undo) as tx:
             tx.orders.insert(order)
             tx.offers.change_state(accepted, "ACTIVE")
+            tx.inventory.hold(order.items, self._catalog.capacity)
         self._metrics.orders.labels("PROPOSED").inc()
         self._log_event("OfferAccepted", {"offer_id": offer.id, "order_id": order.id, "owner": order.owner,
                                           "total_cents": order.total_cents})
@@ -138,6 +139,8 @@ class OrderService:
         async with atomically(self._uow, undo) as tx:
             for a, b in itertools.pairwise(steps):
                 tx.orders.update(b, a.state)
+            if release:
+                tx.inventory.release(old.items)
             if event is not None:
                 tx.orders.record_payment_event(*event)
         for step in steps[1:]:

@@ -19,7 +19,7 @@ SCHEMA = [
                               "resource TEXT NOT NULL)"),
     Migration(2, "notes", "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)"),
 ]
-HOLD = "UPDATE inventory SET held = held + $2 WHERE resource = $1 AND held + $2 <= capacity"
+HOLD = "UPDATE inventory SET held = held + ? WHERE resource = ? AND held + ? <= capacity"
 
 
 async def test_two_nodes_starting_together_apply_each_migration_once(pg_dsn):
@@ -36,12 +36,12 @@ async def test_two_nodes_starting_together_apply_each_migration_once(pg_dsn):
 async def test_a_guard_that_fails_undoes_every_statement_of_the_write(pg_dsn):
     db = PgDatabase(pg_dsn, SCHEMA)
     await db.open()
-    await db.write([("INSERT INTO inventory(resource, capacity) VALUES ($1, $2)", ("CT1/economy", 1))])
-    assert await db.write([("INSERT INTO orders(id, resource) VALUES ($1, $2)", ("o1", "CT1/economy")),
-                           (HOLD, ("CT1/economy", 1), 1)]) == [1, 1]
+    await db.write([("INSERT INTO inventory(resource, capacity) VALUES (?, ?)", ("CT1/economy", 1))])
+    assert await db.write([("INSERT INTO orders(id, resource) VALUES (?, ?)", ("o1", "CT1/economy")),
+                           (HOLD, (1, "CT1/economy", 1), 1)]) == [1, 1]
     with pytest.raises(WriteConflict) as failed:
-        await db.write([("INSERT INTO orders(id, resource) VALUES ($1, $2)", ("o2", "CT1/economy")),
-                        (HOLD, ("CT1/economy", 1), 1)])
+        await db.write([("INSERT INTO orders(id, resource) VALUES (?, ?)", ("o2", "CT1/economy")),
+                        (HOLD, (1, "CT1/economy", 1), 1)])
     assert (failed.value.expected, failed.value.actual) == (1, 0)
     assert await db.fetchall("SELECT id FROM orders") == [("o1",)]  # o2's insert went with its failed hold
     assert await db.fetchone("SELECT held FROM inventory") == (1,)
@@ -63,13 +63,13 @@ async def test_two_nodes_holding_the_last_ten_seats_at_once_sell_exactly_ten(pg_
     nodes = [PgDatabase(pg_dsn, SCHEMA, max_size=20) for _ in range(2)]
     for db in nodes:
         await db.open()
-    await nodes[0].write([("INSERT INTO inventory(resource, capacity, held) VALUES ($1, $2, $3)",
+    await nodes[0].write([("INSERT INTO inventory(resource, capacity, held) VALUES (?, ?, ?)",
                            ("CT2/economy", 150, 140))])
 
     async def accept(n: int) -> bool:
         try:
-            await nodes[n % 2].write([("INSERT INTO orders(id, resource) VALUES ($1, $2)", (f"o{n}", "CT2/economy")),
-                                      (HOLD, ("CT2/economy", 1), 1)])
+            await nodes[n % 2].write([("INSERT INTO orders(id, resource) VALUES (?, ?)", (f"o{n}", "CT2/economy")),
+                                      (HOLD, (1, "CT2/economy", 1), 1)])
             return True
         except WriteConflict:
             return False
@@ -88,3 +88,11 @@ async def test_a_closed_database_refuses_clearly(pg_dsn):
         await db.write([("SELECT 1", ())])
     with pytest.raises(DatabaseClosed):
         await db.fetchall("SELECT 1")
+
+
+def test_the_shared_dialect_becomes_postgresql():
+    from adapters.postgres.db import pg_sql
+    assert pg_sql("SELECT a FROM t WHERE b=? AND c IN (?,?) AND d='?'") == \
+        "SELECT a FROM t WHERE b=$1 AND c IN ($2,$3) AND d='?'"
+    assert pg_sql("INSERT OR IGNORE INTO t(a, b) VALUES (?,?)") == \
+        "INSERT INTO t(a, b) VALUES ($1,$2) ON CONFLICT DO NOTHING"
