@@ -47,7 +47,8 @@ class SqliteDeliveryStore:
                 ("INSERT OR IGNORE INTO bid_outcomes(bid_id, kind, campaign_id, price_micros, at) VALUES (?,?,?,?,?)",
                  (bid_id, "charge", campaign_id, price_micros, at), 1),
                 ("INSERT INTO campaign_spend(campaign_id, day, spent_micros) VALUES (?,?,?) "
-                 "ON CONFLICT(campaign_id, day) DO UPDATE SET spent_micros = campaign_spend.spent_micros + excluded.spent_micros",
+                 "ON CONFLICT(campaign_id, day) "
+                 "DO UPDATE SET spent_micros = campaign_spend.spent_micros + excluded.spent_micros",
                  (campaign_id, day, price_micros)),
                 Insert("impressions", ("user_id", "campaign_id", "at"), [(user_id, campaign_id, at)]),
             ])
