@@ -14,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 
@@ -86,6 +87,13 @@ class Postgres:
         subprocess.run([*self._as, _pg_bin("createdb") or "createdb", "-h", "127.0.0.1", "-p", str(self.port),
                         "-U", "postgres", "contrail"], capture_output=True, timeout=30)  # exists already: fine
         return self
+
+    def new_database(self) -> str:
+        """A new empty database on this server; its URL."""
+        name = f"contrail_{uuid.uuid4().hex[:12]}"
+        subprocess.run([*self._as, _pg_bin("createdb") or "createdb", "-h", "127.0.0.1", "-p", str(self.port),
+                        "-U", "postgres", name], check=True, capture_output=True, timeout=30)
+        return self.dsn.rsplit("/", 1)[0] + "/" + name
 
     def stop(self) -> None:
         pg_ctl = _pg_bin("pg_ctl")

@@ -1,9 +1,11 @@
-"""Fixtures: the real app from create_app against real SQLite files in tmp_path."""
+"""Fixtures: the real app from create_app against real SQLite files in tmp_path (or, with --storage=postgres, its
+system of record in a real PostgreSQL database of its own)."""
 
 from __future__ import annotations
 
 import gc
 import itertools
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from app import localservers
 from app.config import Config, load_config
 from app.main import PLATFORM, create_app
 from app.runtime.clock import ManualClock
@@ -29,12 +32,46 @@ def pytest_configure(config: pytest.Config) -> None:
             "beside this checkout; the tests use the team's real OpenRTB and SendGrid payloads as they are")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--storage", choices=("sqlite", "postgres"), default="sqlite",
+                     help="the system of record the tests' apps run on: sqlite (one node), or postgres (a server "
+                          "this run starts, a new database for each app; `make test` runs the retail and loyalty "
+                          "tests this way too)")
+
+
+_storage = "sqlite"
+_postgres: localservers.Postgres | None = None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    global _storage
+    _storage = session.config.getoption("--storage")
+    if _storage == "postgres" and "postgresql" in localservers.missing():
+        raise pytest.UsageError("--storage=postgres needs PostgreSQL: apt install postgresql")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _postgres is not None:
+        _postgres.stop()
+        shutil.rmtree(_postgres.root, ignore_errors=True)
+
+
+def _storage_env() -> dict[str, str]:
+    """With --storage=postgres, a new database on this run's server for each app's config."""
+    global _postgres
+    if _storage != "postgres":
+        return {}
+    if _postgres is None:
+        _postgres = localservers.Postgres().start()
+    return {"CONTRAIL__STORAGE__BACKEND": "postgres", "CONTRAIL__STORAGE__POSTGRES_DSN": _postgres.new_database()}
+
+
 def make_config(tmp_path: Path, **overrides: Any) -> Config:
     """Defaults plus CONTRAIL__SECTION__KEY-style overrides given as section__key=value."""
     # A small feature ring: the server writes its whole ring through at start (tens of ms for the default 36 MB),
     # and the suite starts hundreds of apps; the tests that log features use a few hundred bids.
     env = {"CONTRAIL__STORAGE__DATA_DIR": str(tmp_path / "var"), "CONTRAIL__GRPC__PORT": "0",
-           "CONTRAIL__LEARNING__FEATURE_SLOTS": "4096"}
+           "CONTRAIL__LEARNING__FEATURE_SLOTS": "4096", **_storage_env()}
     env.update({f"CONTRAIL__{k.upper()}": str(v) for k, v in overrides.items()})
     return load_config(None, env=env)
 

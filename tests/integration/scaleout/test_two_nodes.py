@@ -1,0 +1,123 @@
+"""Two Contrail nodes on one PostgreSQL, as real processes on loopback: what one node sells the other cannot sell
+again, and a node killed with -9 loses nothing it acknowledged while the other keeps serving."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections import Counter
+
+import aiohttp
+import asyncpg
+import pytest
+
+from bench.server import ServerProcess
+
+SECRETS = {"CONTRAIL__AUTH__JWT_SECRET": "two-nodes-share-this-jwt-secret-0123456789",
+           "CONTRAIL__PAYMENTS__WEBHOOK_SECRET": "two-nodes-share-this-webhook-secret-012345"}
+
+
+@pytest.fixture
+def cluster(tmp_path, pg_server):
+    """Two nodes (not started) on a new database of the session's PostgreSQL."""
+    dsn = pg_server.new_database()
+    nodes = [ServerProcess(tmp_path / name / "var", CONTRAIL__STORAGE__BACKEND="postgres",
+                           CONTRAIL__STORAGE__POSTGRES_DSN=dsn, **SECRETS) for name in ("a", "b")]
+    for node in nodes:
+        node.data_dir.mkdir(parents=True)
+    yield dsn, nodes
+    for node in nodes:
+        node.stop()
+
+
+async def _flight(session, url: str, admin: dict, capacity: int) -> str:
+    departs = (int(time.time() // 86_400) + 3) * 86_400 + 43_200
+    flight = {"id": "CT950-two", "airline": "CT", "number": "CT950", "origin": "LIS", "destination": "FAO",
+              "departure_at": departs, "arrival_at": departs + 3600,
+              "cabins": {"economy": {"capacity": capacity, "base_fare_cents": 5000}}}
+    async with session.post(f"{url}/v1/admin/flights", json=flight, headers=admin) as resp:
+        assert resp.status == 201, await resp.text()
+    return time.strftime("%Y-%m-%d", time.gmtime(departs))
+
+
+async def _offer(session, url: str, date: str) -> tuple[dict, str]:
+    """A guest of this node and a one-passenger offer of the flight: (headers, offer id)."""
+    async with session.post(f"{url}/v1/auth/guest") as resp:
+        headers = {"Authorization": f"Bearer {(await resp.json())['access_token']}"}
+    search = {"origin": "LIS", "destination": "FAO", "departure_date": date, "passengers": 1}
+    async with session.post(f"{url}/v1/offers/search", json=search, headers=headers) as resp:
+        offers = (await resp.json())["offers"]
+    return headers, next(o["id"] for o in offers if o["bundle"] == "flight_only")
+
+
+async def test_200_accepts_for_the_last_10_seats_across_two_nodes_sell_exactly_10(cluster):
+    dsn, (a, b) = cluster
+    key = a.cli("create-api-key", "--name", "ops", "--role", "admin").stdout.strip().splitlines()[-1]
+    admin = {"X-Api-Key": key}
+    a.start()
+    async with aiohttp.ClientSession() as session:
+        date = await _flight(session, a.url, admin, capacity=10)
+        b.start()  # reads the flight (and the key) from the shared database as it starts
+        shoppers = await asyncio.gather(*(_offer(session, node.url, date) for node in (a, b) for _ in range(100)))
+        urls = [a.url] * 100 + [b.url] * 100
+
+        async def accept(url: str, headers: dict, offer_id: str) -> tuple[int, dict]:
+            async with session.post(f"{url}/v1/offers/{offer_id}/accept", headers=headers) as resp:
+                return resp.status, await resp.json()
+        answers = await asyncio.gather(*(accept(url, h, o) for url, (h, o) in zip(urls, shoppers, strict=True)))
+    statuses = Counter(status for status, _ in answers)
+    assert statuses == {201: 10, 409: 190}, statuses
+    refused = [body["error"] for status, body in answers if status == 409]
+    assert all(e["code"] == "conflict" and "inventory" in e["message"] for e in refused), refused[:3]
+    by_node = Counter(url for url, (status, _) in zip(urls, answers, strict=True) if status == 201)
+    assert sum(by_node.values()) == 10
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM orders WHERE state = 'PROPOSED'") == 10
+        assert await conn.fetchval("SELECT held FROM inventory WHERE resource = 'CT950-two/economy'") == 10
+    finally:
+        await conn.close()
+    # A node started now sees the flight full: the seats held are the live orders' seats, whoever sold them.
+    b.stop()
+    b.start()
+    async with aiohttp.ClientSession() as session, session.get(
+            f"{b.url}/v1/flights", params={"origin": "LIS", "destination": "FAO", "date": date}) as resp:
+        assert (await resp.json())["items"][0]["seats_left"]["economy"] == 0
+
+
+async def test_kill_9_of_one_node_loses_nothing_it_acknowledged_and_the_other_keeps_selling(cluster):
+    dsn, (a, b) = cluster
+    key = a.cli("create-api-key", "--name", "ops", "--role", "admin").stdout.strip().splitlines()[-1]
+    admin = {"X-Api-Key": key}
+    a.start()
+    acked: dict[str, str] = {}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        date = await _flight(session, a.url, admin, capacity=60)
+        b.start()
+
+        async def shop(url: str, rounds: int) -> None:
+            for _ in range(rounds):
+                try:
+                    headers, offer_id = await _offer(session, url, date)
+                    async with session.post(f"{url}/v1/offers/{offer_id}/accept", headers=headers) as resp:
+                        if resp.status == 201:
+                            acked[(await resp.json())["id"]] = url
+                except (TimeoutError, aiohttp.ClientError, StopIteration, KeyError):
+                    return  # the node went away: what was in flight was never acknowledged
+        shoppers = [asyncio.create_task(shop(node.url, 10)) for node in (a, b) for _ in range(4)]
+        while sum(1 for url in acked.values() if url == a.url) < 8:
+            await asyncio.sleep(0.005)
+        a.proc.send_signal(signal.SIGKILL)  # mid-load
+        await asyncio.gather(*shoppers)
+        after = len(acked)
+        await shop(b.url, 5)  # the other node keeps selling
+        assert len(acked) > after
+    conn = await asyncpg.connect(dsn)
+    try:
+        stored = {r["id"]: r["state"] for r in await conn.fetch("SELECT id, state FROM orders")}
+        held = await conn.fetchval("SELECT held FROM inventory WHERE resource = 'CT950-two/economy'")
+    finally:
+        await conn.close()
+    assert set(acked) <= set(stored), "an acknowledged order was lost"
+    assert held == sum(1 for state in stored.values() if state == "PROPOSED") <= 60
