@@ -37,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     user.add_argument("--password", required=True)
     user.add_argument("--role", required=True, choices=["customer", "admin"])
     sub.add_parser("seed-demo", help="load the demo data into the data dir (idempotent)")
+    move = sub.add_parser("migrate-to-postgres", help="copy this node's SQLite system of record (storage.data_dir) "
+                                                      "into an empty PostgreSQL database, for storage.backend = "
+                                                      "\"postgres\"; the SQLite files are only read")
+    move.add_argument("--dsn", required=True, help="the PostgreSQL database: postgresql://user@host:port/database")
     ev = sub.add_parser("eval", help="model-quality evaluations on public data sets")
     evals = ev.add_subparsers(dest="eval_name", required=True)
     reco = evals.add_parser("reco", help="recommenders on a RecBole atomic .inter file (e.g. MovieLens-100K): "
@@ -226,6 +230,27 @@ async def _with_platform(config: Config, action: Callable[..., Awaitable[None]],
         await platform.close_storage()
 
 
+def _migrate_to_postgres(config: Config, dsn: str) -> int:
+    import asyncpg
+
+    from adapters.postgres.copy import CannotCopy, copy_sqlite_to_postgres
+
+    source = config.data_path / "contrail.db"
+    try:
+        copied = asyncio.run(copy_sqlite_to_postgres(source, dsn))
+    except CannotCopy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"error: PostgreSQL at {dsn.rpartition('@')[2]}: {exc}", file=sys.stderr)
+        return 2
+    for table, rows in copied.items():
+        print(f"{table}: {rows}")
+    print(f"copied {sum(copied.values())} rows from {source}; now set storage.backend = \"postgres\" and "
+          "storage.postgres_dsn, and start the nodes")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "eval":
@@ -242,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(config.server.log_level)
 
+    if args.command == "migrate-to-postgres":
+        return _migrate_to_postgres(config, args.dsn)
     if args.command == "serve":
         from app.errors import CannotStart
         from app.server import serve
