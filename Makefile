@@ -7,7 +7,7 @@ DEMO_ADMIN := admin@contrail.demo / contrail-admin
 DEMO_CUSTOMER := traveller@contrail.demo / contrail-demo
 PROTOS := $(wildcard proto/*.proto)
 
-.PHONY: run test bench proto docs migrate seed-demo clean browser servers
+.PHONY: run test bench proto docs migrate seed-demo clean browser servers cluster
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,10 @@ proto: $(STAMP)
 	$(PY) -m grpc_tools.protoc -Ihandlers/rpc=proto --python_out=. --pyi_out=. --grpclib_python_out=. \
 		--plugin=protoc-gen-grpclib_python=$(VENV)/bin/protoc-gen-grpclib_python \
 		$(patsubst proto/%,handlers/rpc/%,$(PROTOS))
+
+# Two nodes on a throwaway PostgreSQL behind one port (SO_REUSEPORT), with the demo data: see docs/deployment.md.
+cluster: $(STAMP) servers
+	$(PY) -m app cluster --nodes $${NODES:-2}
 
 migrate: $(STAMP)
 	$(PY) -m app migrate

@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
                                                       "into an empty PostgreSQL database, for storage.backend = "
                                                       "\"postgres\"; the SQLite files are only read")
     move.add_argument("--dsn", required=True, help="the PostgreSQL database: postgresql://user@host:port/database")
+    cluster = sub.add_parser("cluster", help="a local try of several nodes on one throwaway PostgreSQL, all on "
+                                             "server.port (SO_REUSEPORT), with the demo data")
+    cluster.add_argument("--nodes", type=int, default=2, choices=range(1, 9), metavar="N", help="nodes (1-8)")
     ev = sub.add_parser("eval", help="model-quality evaluations on public data sets")
     evals = ev.add_subparsers(dest="eval_name", required=True)
     reco = evals.add_parser("reco", help="recommenders on a RecBole atomic .inter file (e.g. MovieLens-100K): "
@@ -267,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(config.server.log_level)
 
+    if args.command == "cluster":
+        from app.cluster import run_cluster
+        return run_cluster(config, path, args.nodes)
     if args.command == "migrate-to-postgres":
         return _migrate_to_postgres(config, args.dsn)
     if args.command == "serve":

@@ -66,6 +66,7 @@ class ServerConfig(_Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     access_log: bool = False
     node_id: Annotated[str, Meta(pattern=_NODE_ID_PATTERN)] = ""
+    reuse_port: bool = False
 
 
 class GrpcConfig(_Section):

@@ -164,7 +164,7 @@ async def _analytics_writer(app: web.Application) -> AsyncIterator[None]:
 async def _grpc_server(app: web.Application) -> AsyncIterator[None]:
     config = app[PLATFORM].config
     grpc = app[GRPC]
-    await grpc.start(config.grpc.host, config.grpc.port)
+    await grpc.start(config.grpc.host, config.grpc.port, reuse_port=config.server.reuse_port)
     log.info("gRPC listening", extra={"host": config.grpc.host, "port": grpc.port})
     yield
     await grpc.stop(config.server.shutdown_grace_s)

@@ -24,7 +24,8 @@ async def serve(config: Config) -> None:
     runner = GuardedRunner(app, config.server, platform.metrics, access_log=None, handle_signals=False,
                            shutdown_timeout=config.server.shutdown_grace_s)
     await runner.setup()
-    site = web.TCPSite(runner, config.server.host, config.server.port, reuse_address=True)
+    site = web.TCPSite(runner, config.server.host, config.server.port, reuse_address=True,
+                       reuse_port=config.server.reuse_port or None)
     await site.start()
     host, port = site._server.sockets[0].getsockname()[:2]  # type: ignore[union-attr]
     platform.public_urls.listening(config.server.host, port)

@@ -199,8 +199,8 @@ class GrpcServer:
         self._metrics.grpc_calls.labels(method, event.status.name).inc()
         self._metrics.grpc_latency.labels(method).observe(time.perf_counter() - started)
 
-    async def start(self, host: str, port: int) -> None:
-        await self.server.start(host, port, reuse_address=True)
+    async def start(self, host: str, port: int, reuse_port: bool = False) -> None:
+        await self.server.start(host, port, reuse_address=True, reuse_port=reuse_port or None)
         self.listening = True
         self.set_serving(True)
 
