@@ -502,6 +502,11 @@ class WriteConflict(Exception):
         self.what = what
 
 
+class StorageUnavailable(Exception):
+    """The shared database cannot be reached (a server down, a network cut): the request is refused with 503 and
+    nothing of it was acknowledged; the node keeps serving what does not need the database."""
+
+
 class InventoryWrites(Protocol):
     """Inventory held in a store several nodes share: a hold that would pass a resource's capacity fails the
     whole transaction with WriteConflict("inventory:<resource>"). One node keeps inventory in memory only, and

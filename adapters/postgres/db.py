@@ -36,11 +36,15 @@ import asyncpg
 from adapters.postgres.migrate import Conn, apply_migrations
 from adapters.sqlite.migrate import Migration
 from adapters.sqlite.statements import Insert, Statement
-from state.ports import WriteConflict
+from state.ports import StorageUnavailable, WriteConflict
 
 log = logging.getLogger("contrail.state")
 
 _RETRIED = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+# The server is down or the network cut (a connection refused or lost, the pool's wait timed out).
+_UNREACHABLE = (OSError, TimeoutError, asyncpg.exceptions.ConnectionDoesNotExistError,
+                asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.InterfaceError,
+                asyncpg.exceptions.AdminShutdownError)
 _RETRIES = 3
 MAX_PARAMETERS = 32_767  # PostgreSQL's limit of bind parameters in one statement
 
@@ -88,13 +92,21 @@ class PgDatabase:
             raise DatabaseClosed("database is closed")
         return self._pool
 
+    async def _acquire(self) -> Any:
+        """A pooled connection, or StorageUnavailable when the server cannot be reached in time."""
+        try:
+            return await self._open_pool().acquire(timeout=self._timeout)
+        except _UNREACHABLE as exc:
+            raise StorageUnavailable(f"PostgreSQL at {self.path}: {type(exc).__name__}") from None
+
     # ---- writes ----
     async def write(self, statements: Sequence[Statement], *, power_safe: bool = True) -> list[int]:
         """Run the statements as one transaction; each statement's row count."""
         pool = self._open_pool()
         for attempt in range(_RETRIES + 1):
+            conn = await self._acquire()
             try:
-                async with pool.acquire() as conn, conn.transaction():
+                async with conn.transaction():
                     if not power_safe:
                         await conn.execute("SET LOCAL synchronous_commit = off")
                     counts = [await _run(conn, stmt) for stmt in statements]
@@ -104,6 +116,12 @@ class PgDatabase:
                 if attempt == _RETRIES:
                     raise
                 await asyncio.sleep(0.005 * (attempt + 1))
+            except _UNREACHABLE as exc:
+                # Cut off mid-transaction: PostgreSQL rolled it back unless the COMMIT itself was lost on the way, which
+                # only the database can tell; the caller was not told it succeeded either way.
+                raise StorageUnavailable(f"PostgreSQL at {self.path}: {type(exc).__name__}") from None
+            finally:
+                await pool.release(conn)
         raise AssertionError("unreachable")
 
     def submit(self, statements: Sequence[Statement], *, power_safe: bool = True) -> asyncio.Future[list[int]]:
@@ -112,12 +130,18 @@ class PgDatabase:
 
     # ---- reads ----
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        rows = await self._open_pool().fetch(pg_sql(sql), *params)
-        return [tuple(r) for r in rows]
+        pool = self._open_pool()
+        conn = await self._acquire()
+        try:
+            return [tuple(r) for r in await conn.fetch(pg_sql(sql), *params)]
+        except _UNREACHABLE as exc:
+            raise StorageUnavailable(f"PostgreSQL at {self.path}: {type(exc).__name__}") from None
+        finally:
+            await pool.release(conn)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        row = await self._open_pool().fetchrow(pg_sql(sql), *params)
-        return tuple(row) if row is not None else None
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
 
 @functools.lru_cache(maxsize=2048)

@@ -19,12 +19,21 @@ from aiohttp.web_protocol import RequestPayloadError
 from app import ids
 from app.auth import UNDECIDED, Authenticator, require_role
 from app.config import ServerConfig
-from app.errors import DomainError, InvalidInput, PayloadTooLarge, RateLimited, RequestTimeout, Unauthenticated
+from app.errors import (
+    DomainError,
+    InvalidInput,
+    PayloadTooLarge,
+    RateLimited,
+    RequestTimeout,
+    Unauthenticated,
+    Unavailable,
+)
 from app.idempotency import IdempotencyService, Replay
 from app.ratelimit import RateLimiter
 from app.runtime.logs import request_id
 from app.runtime.metrics import Metrics
 from handlers.rest.common import PRINCIPAL, STATIC_ROUTE, encode_json, spec_of
+from state.ports import StorageUnavailable
 
 log = logging.getLogger("contrail.http")
 
@@ -161,6 +170,8 @@ def core_middleware(server: ServerConfig, authenticator: Authenticator, limiter:
             except UnreadableBody as exc:
                 response = error_response(exc.error)
                 response.force_close()  # what is left of the body cannot be told from a next request
+            except StorageUnavailable as exc:
+                response = error_response(Unavailable(f"storage is unavailable; try again shortly ({exc})"))
             except DomainError as exc:
                 response = error_response(exc)
                 if request.body_exists and not request.content.is_eof():

@@ -121,3 +121,37 @@ async def test_kill_9_of_one_node_loses_nothing_it_acknowledged_and_the_other_ke
         await conn.close()
     assert set(acked) <= set(stored), "an acknowledged order was lost"
     assert held == sum(1 for state in stored.values() if state == "PROPOSED") <= 60
+
+
+async def test_postgresql_down_is_a_503_and_the_node_recovers_by_itself(tmp_path):
+    from app import localservers
+    pg = localservers.Postgres().start()
+    node = ServerProcess(tmp_path / "var", CONTRAIL__STORAGE__BACKEND="postgres",
+                         CONTRAIL__STORAGE__POSTGRES_DSN=pg.new_database(), **SECRETS)
+    node.data_dir.mkdir(parents=True)
+    try:
+        key = node.cli("create-api-key", "--name", "ops", "--role", "admin").stdout.strip().splitlines()[-1]
+        node.start()
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            date = await _flight(session, node.url, {"X-Api-Key": key}, capacity=20)
+            headers, offer_id = await _offer(session, node.url, date)
+            pg.stop()
+            async with session.post(f"{node.url}/v1/offers/{offer_id}/accept", headers=headers) as resp:
+                assert resp.status == 503, await resp.text()
+                error = (await resp.json())["error"]
+            assert error["code"] == "unavailable" and "storage is unavailable" in error["message"]
+            async with session.get(f"{node.url}/v1/ping") as resp:
+                assert resp.status == 200  # what needs no database still answers
+            pg.start()  # (stopped as in a crash: the search's offers, written like SQLite's without an fsync, are lost)
+            headers, offer_id = await _offer(session, node.url, date)
+            async with session.post(f"{node.url}/v1/offers/{offer_id}/accept", headers=headers) as resp:
+                assert resp.status == 201, await resp.text()
+        conn = await asyncpg.connect(node.env["CONTRAIL__STORAGE__POSTGRES_DSN"])
+        try:  # nothing of the refused accept was kept
+            assert await conn.fetchval("SELECT count(*) FROM orders") == 1
+            assert await conn.fetchval("SELECT held FROM inventory") == 1
+        finally:
+            await conn.close()
+    finally:
+        node.stop()
+        pg.stop()
