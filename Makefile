@@ -53,10 +53,15 @@ servers:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	  else echo "postgresql is not installed: the scale-out tests will be skipped (apt install postgresql)"; fi; }
 
+# The retail and loyalty tests run a second time with the system of record on PostgreSQL (--storage=postgres):
+# the same stores and rules on both engines.
 test: $(STAMP) browser servers
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
+	@if [ -n "$$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null)" ]; then \
+	  $(PY) -m pytest -q --storage=postgres tests/integration/retail tests/integration/loyalty; \
+	else echo "postgresql is not installed: the PostgreSQL run of the retail and loyalty tests is skipped"; fi
 
 bench: $(STAMP)
 	@if ! command -v wrk >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
