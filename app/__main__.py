@@ -234,18 +234,13 @@ async def _with_platform(config: Config, action: Callable[..., Awaitable[None]],
 
 
 def _migrate_to_postgres(config: Config, dsn: str) -> int:
-    import asyncpg
-
-    from adapters.postgres.copy import CannotCopy, copy_sqlite_to_postgres
+    from app.platform import copy_to_postgres
 
     source = config.data_path / "contrail.db"
     try:
-        copied = asyncio.run(copy_sqlite_to_postgres(source, dsn))
-    except CannotCopy as exc:
+        copied = asyncio.run(copy_to_postgres(source, dsn))
+    except ValueError as exc:  # refused, or PostgreSQL could not be reached or refused the copy
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (OSError, asyncpg.PostgresError) as exc:
-        print(f"error: PostgreSQL at {dsn.rpartition('@')[2]}: {exc}", file=sys.stderr)
         return 2
     for table, rows in copied.items():
         print(f"{table}: {rows}")

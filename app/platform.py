@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from pathlib import Path
 
 from adapters.postgres import migrations as pg_migrations
 from adapters.postgres.db import PgDatabase
@@ -45,6 +46,20 @@ from app.urls import PublicUrls
 
 log = logging.getLogger("contrail")
 DEMO_EXCHANGE, DEMO_PROFILES, DEMO_MAIL = "demo traffic (bids)", "demo traffic (profiles)", "demo traffic (mail)"
+
+
+async def copy_to_postgres(source: Path, dsn: str) -> dict[str, int]:
+    """`migrate-to-postgres`: the SQLite system of record at `source` into PostgreSQL (adapters/postgres/copy.py);
+    ValueError saying why when refused or when PostgreSQL cannot be reached."""
+    import asyncpg
+
+    from adapters.postgres.copy import CannotCopy, copy_sqlite_to_postgres
+    try:
+        return await copy_sqlite_to_postgres(source, dsn)
+    except CannotCopy as exc:
+        raise ValueError(str(exc)) from None
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise ValueError(f"PostgreSQL at {dsn.rpartition('@')[2]}: {exc}") from None
 
 
 def _watch_database(metrics: Metrics, name: str, db: Database) -> None:

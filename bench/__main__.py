@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import bidding, channels, dsp, group_commit, learning, load, loyalty, ltv, reco, retail
+from bench import bidding, channels, dsp, group_commit, learning, load, loyalty, ltv, reco, retail, scaleout
 from bench import nats as nats_bench
 from bench.server import ServerProcess, free_port
 
@@ -81,6 +81,7 @@ def main() -> int:
     ltv_info = ltv.run_all(args.seconds) if not args.only or "ltv" in args.only else None
     dsp_info = dsp.run_all(args.seconds) if not args.only or "dsp" in args.only else None
     nats_rows = nats_bench.run_all(args.seconds) if not args.only or "nats" in args.only else []
+    scaleout_rows = scaleout.run_all(args.seconds) if not args.only or "scaleout" in args.only else None
 
     print(f"\nHTTP scenarios ({results[0].generator}, {args.seconds:.0f}s each; ratio = rps / baseline rps)")
     print("(ratio*: the median of three rounds, each to the mean of the baselines measured just before and after"
@@ -109,6 +110,7 @@ def main() -> int:
               + f"; inside RecoService.recommend_json {i['service_us']:.0f} us a list (its latency histogram)")
 
     nats_bench.report(nats_rows)
+    scaleout.report(scaleout_rows)
 
     if ltv_info is not None:
         ltv.report(ltv_info)

@@ -507,6 +507,7 @@ class StorageUnavailable(Exception):
     nothing of it was acknowledged; the node keeps serving what does not need the database."""
 
 
+@runtime_checkable
 class InventoryWrites(Protocol):
     """Inventory held in a store several nodes share: a hold that would pass a resource's capacity fails the
     whole transaction with WriteConflict("inventory:<resource>"). One node keeps inventory in memory only, and

@@ -21,37 +21,28 @@ _HOLD = ("INSERT INTO inventory(resource, held) SELECT ?, CAST(? AS BIGINT) WHER
 _RELEASE = "UPDATE inventory SET held = held - ? WHERE resource = ?"
 
 
-class SharedInventoryWrites:
-    """Inventory held in the shared store (several nodes): each hold is guarded by the capacity."""
+class SqliteInventoryWrites:
+    """Inventory held, in the database several nodes share (`shared`): each hold guarded by the capacity. On one
+    node's own database nothing is written: the memory the domain checked without an await is the inventory."""
 
-    __slots__ = ("_statements",)
+    __slots__ = ("_statements", "_shared")
 
-    def __init__(self, statements: list[Statement]) -> None:
+    def __init__(self, statements: list[Statement], shared: bool = False) -> None:
         self._statements = statements
+        self._shared = shared
 
     def hold(self, items: Sequence[Item], capacity: Callable[[str], int]) -> None:
+        if not self._shared:
+            return
         for resource, units in _units(items).items():
             cap = capacity(resource)
             self._statements.append((_HOLD, (resource, units, units, cap, cap), 1, f"inventory:{resource}"))
 
     def release(self, items: Sequence[Item]) -> None:
+        if not self._shared:
+            return
         for resource, units in _units(items).items():
             self._statements.append((_RELEASE, (units, resource)))
-
-
-class LocalInventoryWrites:
-    """One node: the memory the domain checked without an await is the only inventory; nothing to write."""
-
-    __slots__ = ()
-
-    def hold(self, items: Sequence[Item], capacity: Callable[[str], int]) -> None:
-        pass
-
-    def release(self, items: Sequence[Item]) -> None:
-        pass
-
-
-_LOCAL = LocalInventoryWrites()
 
 
 def _units(items: Sequence[Item]) -> Counter[str]:
@@ -85,8 +76,8 @@ class SqliteTransaction:
         return SqliteLedgerWrites(self.statements)
 
     @property
-    def inventory(self) -> SharedInventoryWrites | LocalInventoryWrites:
-        return SharedInventoryWrites(self.statements) if self._shared else _LOCAL
+    def inventory(self) -> SqliteInventoryWrites:
+        return SqliteInventoryWrites(self.statements, self._shared)
 
     def commit(self, *, power_safe: bool = True) -> asyncio.Future[list[int]]:
         """Queue the writes for the next group commit; the future resolves once they are on disk (or fails,

@@ -44,6 +44,8 @@ def test_environment_beats_the_file(tmp_path):
     ({}, "[storage]\nsynchronous = 'OFF'\n", "storage.synchronous"),
     ({"CONTRAIL__STORAGE__CHECKPOINT_INTERVAL_MS": "0"}, "", "storage.checkpoint_interval_ms"),
     ({"CONTRAIL__STORAGE__WAL_RESTART_FRAMES": "10"}, "", "storage.wal_restart_frames"),
+    ({"CONTRAIL__STORAGE__BACKEND": "postgres"}, "", "storage.postgres_dsn"),
+    ({"CONTRAIL__STORAGE__BACKEND": "cassandra"}, "", "storage.backend"),
     ({}, "[server\n", "not valid TOML"),
     ({"CONTRAIL__SERVER__PRODUCTION": "true"}, "", "auth.jwt_secret"),
 ])
@@ -63,6 +65,7 @@ RULES = [
     ("server.shutdown_grace_s", "-0.1"), ("server.max_connections", "0"), ("server.header_timeout_s", "0"),
     ("server.body_timeout_s", "0"), ("server.keepalive_timeout_s", "-1"),
     ("storage.max_group_size", "0"), ("storage.checkpoint_interval_ms", "9"), ("storage.wal_restart_frames", "99"),
+    ("storage.postgres_pool_size", "1"), ("storage.postgres_pool_size", "501"),
     ("analytics.queue_capacity", "0"), ("analytics.flush_rows", "0"), ("analytics.flush_interval_ms", "0"),
     ("analytics.retention_days", "0"),
     ("auth.jwt_secret", "x" * 31),
@@ -167,7 +170,8 @@ def test_every_constrained_key_has_a_refusal_case():
             if "Meta(" in repr(field.type) or "Literal" in repr(field.type) or field.name in {
                     "jwt_secret", "webhook_secret", "currency_rates", "verification_key"}:
                 constrained.add(f"{section}.{field.name}")
-    literals = {"server.log_level", "storage.synchronous", "inference.provider"}  # covered by msgspec's enum check
+    # covered by msgspec's enum check
+    literals = {"server.log_level", "storage.synchronous", "storage.backend", "inference.provider"}
     assert constrained - literals - {key for key, _ in RULES} == set()
 
 

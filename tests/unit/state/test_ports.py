@@ -41,7 +41,8 @@ def test_every_sqlite_store_has_a_protocol_and_the_reverse():
 def test_sqlite_store_matches_its_protocol_signature_by_signature(name, tmp_path):
     protocol, impl = PROTOCOLS[name], _implementations()[name]
     db = Database(tmp_path / "x.db", [Migration(1, "x", "SELECT 1")])
-    facets = {"OrderWrites": "orders", "OfferWrites": "offers", "LedgerWrites": "loyalty"}
+    facets = {"OrderWrites": "orders", "OfferWrites": "offers", "LedgerWrites": "loyalty",
+              "InventoryWrites": "inventory"}
     if name in facets:  # a transaction's writes on one aggregate
         store = getattr(SqliteUnitOfWork(db).begin(), facets[name])
         assert type(store) is impl
