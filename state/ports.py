@@ -507,6 +507,11 @@ class StorageUnavailable(Exception):
     nothing of it was acknowledged; the node keeps serving what does not need the database."""
 
 
+class UnstorableValue(ValueError):
+    """The database cannot hold a value the request carried (PostgreSQL's text has no NUL character): refused as
+    bad input, with nothing of the request written."""
+
+
 @runtime_checkable
 class InventoryWrites(Protocol):
     """Inventory held in a store several nodes share: a hold that would pass a resource's capacity fails the

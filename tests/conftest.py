@@ -56,14 +56,20 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         shutil.rmtree(_postgres.root, ignore_errors=True)
 
 
-def _storage_env() -> dict[str, str]:
-    """With --storage=postgres, a new database on this run's server for each app's config."""
+_databases: dict[Path, str] = {}
+
+
+def _storage_env(tmp_path: Path) -> dict[str, str]:
+    """With --storage=postgres, a database on this run's server for each test directory: an app started again on
+    the same directory (a restart) finds what the first one stored, as it would in its SQLite files."""
     global _postgres
     if _storage != "postgres":
         return {}
     if _postgres is None:
         _postgres = localservers.Postgres().start()
-    return {"CONTRAIL__STORAGE__BACKEND": "postgres", "CONTRAIL__STORAGE__POSTGRES_DSN": _postgres.new_database()}
+    if tmp_path not in _databases:
+        _databases[tmp_path] = _postgres.new_database()
+    return {"CONTRAIL__STORAGE__BACKEND": "postgres", "CONTRAIL__STORAGE__POSTGRES_DSN": _databases[tmp_path]}
 
 
 def make_config(tmp_path: Path, **overrides: Any) -> Config:
@@ -71,7 +77,7 @@ def make_config(tmp_path: Path, **overrides: Any) -> Config:
     # A small feature ring: the server writes its whole ring through at start (tens of ms for the default 36 MB),
     # and the suite starts hundreds of apps; the tests that log features use a few hundred bids.
     env = {"CONTRAIL__STORAGE__DATA_DIR": str(tmp_path / "var"), "CONTRAIL__GRPC__PORT": "0",
-           "CONTRAIL__LEARNING__FEATURE_SLOTS": "4096", **_storage_env()}
+           "CONTRAIL__LEARNING__FEATURE_SLOTS": "4096", **_storage_env(tmp_path)}
     env.update({f"CONTRAIL__{k.upper()}": str(v) for k, v in overrides.items()})
     return load_config(None, env=env)
 

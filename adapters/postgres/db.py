@@ -36,11 +36,14 @@ import asyncpg
 from adapters.postgres.migrate import Conn, apply_migrations
 from adapters.sqlite.migrate import Migration
 from adapters.sqlite.statements import Insert, Statement
-from state.ports import StorageUnavailable, WriteConflict
+from state.ports import StorageUnavailable, UnstorableValue, WriteConflict
 
 log = logging.getLogger("contrail.state")
 
 _RETRIED = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+# A value PostgreSQL's text cannot hold (SQLite can): a NUL character.
+_UNSTORABLE = (asyncpg.exceptions.CharacterNotInRepertoireError, asyncpg.exceptions.UntranslatableCharacterError)
+_NUL = "text with a NUL character (\\u0000) cannot be stored"
 # The server is down or the network cut (a connection refused or lost, the pool's wait timed out).
 _UNREACHABLE = (OSError, TimeoutError, asyncpg.exceptions.ConnectionDoesNotExistError,
                 asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.InterfaceError,
@@ -116,6 +119,8 @@ class PgDatabase:
                 if attempt == _RETRIES:
                     raise
                 await asyncio.sleep(0.005 * (attempt + 1))
+            except _UNSTORABLE:
+                raise UnstorableValue(_NUL) from None
             except _UNREACHABLE as exc:
                 # Cut off mid-transaction: PostgreSQL rolled it back unless the COMMIT itself was lost on the way, which
                 # only the database can tell; the caller was not told it succeeded either way.
@@ -134,6 +139,8 @@ class PgDatabase:
         conn = await self._acquire()
         try:
             return [tuple(r) for r in await conn.fetch(pg_sql(sql), *params)]
+        except _UNSTORABLE:
+            raise UnstorableValue(_NUL) from None
         except _UNREACHABLE as exc:
             raise StorageUnavailable(f"PostgreSQL at {self.path}: {type(exc).__name__}") from None
         finally:

@@ -43,5 +43,5 @@ class SqliteCampaignStore:
         """The campaign's steps, oldest first (the last `limit`)."""
         rows = await self._db.fetchall(
             "SELECT at, actor, action, from_state, to_state, comment FROM (SELECT * FROM campaign_history "
-            "WHERE campaign_id = ? ORDER BY id DESC LIMIT ?) ORDER BY id", (campaign_id, limit))
+            "WHERE campaign_id = ? ORDER BY id DESC LIMIT ?) AS newest ORDER BY id", (campaign_id, limit))
         return [HistoryEntry(*row) for row in rows]

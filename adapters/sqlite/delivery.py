@@ -84,8 +84,8 @@ class SqliteDeliveryStore:
     async def outcomes_since(self, since: float) -> dict[tuple[str, str], tuple[int, int]]:
         """Per (campaign, notice kind: win, loss, charge), how many arrived since `since` and their prices' sum."""
         rows = await self._db.fetchall(
-            "SELECT campaign_id, kind, count(*), coalesce(sum(price_micros), 0) FROM bid_outcomes WHERE at >= ?"
-            " GROUP BY campaign_id, kind", (since,))
+            "SELECT campaign_id, kind, count(*), CAST(coalesce(sum(price_micros), 0) AS BIGINT) FROM bid_outcomes "
+            "WHERE at >= ? GROUP BY campaign_id, kind", (since,))
         return {(campaign_id, kind): (count, total) for campaign_id, kind, count, total in rows}
 
     def has_impressions(self, user_id: str) -> bool:

@@ -23,6 +23,7 @@ class SqliteDspWinStore:
         return DspWin(*row) if row is not None else None
 
     async def spend_since(self, at: float) -> dict[str, DspSpend]:
-        rows = await self._db.fetchall("SELECT platform, COUNT(*), SUM(spend_micros) FROM dsp_wins WHERE at >= ? "
+        rows = await self._db.fetchall("SELECT platform, COUNT(*), CAST(SUM(spend_micros) AS BIGINT) FROM dsp_wins "
+                                       "WHERE at >= ? "
                                        "GROUP BY platform", (at,))
         return {platform: DspSpend(wins, spend or 0) for platform, wins, spend in rows}

@@ -46,6 +46,7 @@ class SqliteEventLogStore:
     async def recent_payloads(self, type_: str, limit: int) -> list[str]:
         """The newest `limit` payloads (JSON text) of one event type, oldest first."""
         rows = await self._db.fetchall(
-            "SELECT payload FROM (SELECT id, payload FROM events WHERE type = ? ORDER BY id DESC LIMIT ?) ORDER BY id",
+            "SELECT payload FROM (SELECT id, payload FROM events WHERE type = ? ORDER BY id DESC LIMIT ?) AS newest "
+            "ORDER BY id",
             (type_, limit))
         return [r[0] for r in rows]

@@ -12,7 +12,8 @@ ROLLUP = "campaign_reports"
 _ADD = (f"INSERT INTO campaign_stats(campaign_id, hour, {', '.join(COUNTERS)}) "
         f"VALUES (?, ?, {', '.join('?' * len(COUNTERS))}) ON CONFLICT(campaign_id, hour) DO UPDATE SET "
         + ", ".join(f"{c} = campaign_stats.{c} + excluded.{c}" for c in COUNTERS))
-_SUMS = ", ".join(f"SUM({c})" for c in COUNTERS)
+# SUM of a BIGINT is a NUMERIC on PostgreSQL: cast back, so both engines answer integers
+_SUMS = ", ".join(f"CAST(SUM({c}) AS BIGINT)" for c in COUNTERS)
 
 
 class SqliteReportStore:

@@ -33,7 +33,7 @@ from app.ratelimit import RateLimiter
 from app.runtime.logs import request_id
 from app.runtime.metrics import Metrics
 from handlers.rest.common import PRINCIPAL, STATIC_ROUTE, encode_json, spec_of
-from state.ports import StorageUnavailable
+from state.ports import StorageUnavailable, UnstorableValue
 
 log = logging.getLogger("contrail.http")
 
@@ -172,6 +172,8 @@ def core_middleware(server: ServerConfig, authenticator: Authenticator, limiter:
                 response.force_close()  # what is left of the body cannot be told from a next request
             except StorageUnavailable as exc:
                 response = error_response(Unavailable(f"storage is unavailable; try again shortly ({exc})"))
+            except UnstorableValue as exc:
+                response = error_response(InvalidInput(str(exc)))
             except DomainError as exc:
                 response = error_response(exc)
                 if request.body_exists and not request.content.is_eof():

@@ -29,10 +29,10 @@ from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server, Stream
 
 from app.auth import Authenticator, Principal
-from app.errors import DomainError, Forbidden, Unauthenticated, Unavailable
+from app.errors import DomainError, Forbidden, InvalidInput, Unauthenticated, Unavailable
 from app.ratelimit import RateLimiter
 from app.runtime.metrics import Metrics
-from state.ports import StorageUnavailable
+from state.ports import StorageUnavailable, UnstorableValue
 
 log = logging.getLogger("contrail.grpc")
 _call: contextvars.ContextVar[tuple[str, float] | None] = contextvars.ContextVar("grpc_call", default=None)
@@ -148,6 +148,8 @@ class Guard:
                 raise grpc_error(exc) from None
             except StorageUnavailable as exc:
                 raise grpc_error(Unavailable(f"storage is unavailable; try again shortly ({exc})")) from None
+            except UnstorableValue as exc:
+                raise grpc_error(InvalidInput(str(exc))) from None
             except (TimeoutError, asyncio.CancelledError):
                 raise
             except Exception:
