@@ -226,7 +226,13 @@ async def _with_platform(config: Config, action: Callable[..., Awaitable[None]],
     from app.platform import Platform
 
     platform = Platform(config, clock)
-    await platform.open_storage()
+    try:
+        await platform.open_storage()
+    except BaseException:
+        # close what opened: a database's writer thread left running would keep the command from exiting
+        await platform.events_db.close()
+        await platform.records_db.close()
+        raise
     try:
         await action(platform)
     finally:

@@ -15,7 +15,7 @@ from app.runtime.clock import Clock
 from app.runtime.metrics import Metrics
 from app.runtime.supervisor import Supervisor
 from app.urls import PublicUrls
-from state.ports import UnitOfWork
+from state.ports import ChangeFeed, UnitOfWork
 
 
 @dataclass(frozen=True)
@@ -32,3 +32,4 @@ class Infra:
     hub: Hub                  # the admin event stream
     public_urls: PublicUrls
     audit: AuditTrail         # admin actions, recorded by the services that perform them
+    changes: ChangeFeed | None = None  # several nodes: tell the others which records this one committed

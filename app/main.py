@@ -15,6 +15,7 @@ from aiohttp import web
 from adapters.smtp.sink import start_sink
 from app.bidding.gateway import agent_id
 from app.config import Config
+from app.errors import CannotStart
 from app.exports import Exports
 from app.platform import Platform
 from app.runtime.clock import Clock
@@ -143,10 +144,20 @@ def _setup_static(app: web.Application) -> None:
 
 async def _databases(app: web.Application) -> AsyncIterator[None]:
     p = app[PLATFORM]
+    if p.changes is not None:  # hearing the other nodes from before this one loads: nothing falls in between
+        try:
+            await p.changes.start()
+        except Exception as exc:
+            raise CannotStart(f"NATS at {p.config.nats.url} (nats.url) for the other nodes' record changes: "
+                              f"{type(exc).__name__}: {exc}") from None
     applied = await p.open_storage()
     if applied:
         log.info("migrations applied", extra={"versions": applied})
+    if p.changes is not None:
+        p.changes.loaded()
     yield
+    if p.changes is not None:
+        await p.changes.close()
     await p.records_db.close()
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import secrets
+import socket
 from pathlib import Path
 
+from adapters.nats.changes import NatsChangeFeed
 from adapters.postgres import migrations as pg_migrations
 from adapters.postgres.db import PgDatabase
 from adapters.sqlite import migrations
@@ -136,10 +139,16 @@ class Platform:
         # bundles, activation messages), and needs of them only a flight's destination, looked up when a
         # paid order arrives; channels use loyalty, bidding's profiles and the catalog's product names;
         # retail and loyalty meet on the bus.
+        # Several nodes on PostgreSQL with NATS: each tells the others which records it committed.
+        self.changes: NatsChangeFeed | None = None
+        if storage.backend == "postgres" and config.nats.url:
+            self.changes = NatsChangeFeed(config.nats.url, f"{config.server.node_id or socket.gethostname()}-"
+                                          f"{secrets.token_hex(4)}", metrics, self.apply_change)
         infra = Infra(config, self.clock, metrics, self.bus, self.supervisor, self.records_db,
-                      SqliteUnitOfWork(self.records_db, shared_inventory=storage.backend == "postgres"),
+                      SqliteUnitOfWork(self.records_db, shared_inventory=storage.backend == "postgres",
+                                       changes=self.changes),
                       self.events_db,
-                      self.event_log, self.hub, self.public_urls, self.audit)
+                      self.event_log, self.hub, self.public_urls, self.audit, self.changes)
         self.loyalty_domain = loyalty_wiring.build(infra)
         self.ltv_domain = ltv_wiring.build(infra)  # lifetime value reads loyalty's ledger; bids read its values
         self.bidding = bidding_wiring.build(infra, self.loyalty_domain.loyalty.features, self.ltv_domain.values)
@@ -289,6 +298,19 @@ class Platform:
                       self.reco.features.users, self.reco.lists, self.ltv.histories,
                       self.ltv.predictions):
             self.metrics.caches.register(cache)
+
+    async def apply_change(self, kind: str, ids: list[str]) -> None:
+        """Another node committed these records: read them back into this node's memory."""
+        if kind == "order":
+            await self.retail.order_store.refresh(ids)
+        elif kind == "offer":
+            await self.retail.offer_store.refresh(ids)
+        elif kind in ("flight", "product"):
+            await self.retail.catalog_store.refresh(kind, ids)
+        elif kind == "campaign":
+            await self.bidding.campaign_store.refresh(ids)
+        else:
+            log.warning("a record change of an unknown kind", extra={"kind": kind})
 
     async def open_storage(self) -> list[int]:
         """Open both databases (applying migrations) and rebuild the hot state."""

@@ -507,6 +507,14 @@ class StorageUnavailable(Exception):
     nothing of it was acknowledged; the node keeps serving what does not need the database."""
 
 
+class ChangeFeed(Protocol):
+    """Several nodes: tell the others which records this node committed (they read them back from the shared
+    database into their memory)."""
+
+    def changed(self, kind: str, ids: Sequence[str]) -> None:
+        ...
+
+
 class UnstorableValue(ValueError):
     """The database cannot hold a value the request carried (PostgreSQL's text has no NUL character): refused as
     bad input, with nothing of the request written."""

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from adapters.sqlite.statements import SqlDatabase
 from state.campaigns import Campaign, HistoryEntry, _decode, _encode
+from state.ports import ChangeFeed
 
 _UPSERT = ("INSERT INTO campaigns(id, body, updated_at) VALUES (?,?,?) "
            "ON CONFLICT(id) DO UPDATE SET body=excluded.body, updated_at=excluded.updated_at")
 
 
 class SqliteCampaignStore:
-    def __init__(self, db: SqlDatabase) -> None:
+    def __init__(self, db: SqlDatabase, changes: ChangeFeed | None = None) -> None:
         self._db = db
+        self._changes = changes  # several nodes: tell the others what changed
         self._by_id: dict[str, Campaign] = {}
         self.version = 0  # bumps on every change, so candidate indexes know to rebuild
 
@@ -38,6 +42,18 @@ class SqliteCampaignStore:
         await self._db.write(statements)
         self._by_id[campaign.id] = campaign
         self.version += 1
+        if self._changes is not None:
+            self._changes.changed("campaign", [campaign.id])
+
+    async def refresh(self, campaign_ids: Sequence[str]) -> int:
+        """Another node changed these campaigns (a step of the workflow, an edit): read them back."""
+        marks = ",".join("?" * len(campaign_ids))
+        rows = await self._db.fetchall(f"SELECT body FROM campaigns WHERE id IN ({marks})", list(campaign_ids))
+        for (body,) in rows:
+            campaign = _decode(body)
+            self._by_id[campaign.id] = campaign
+        self.version += 1
+        return len(rows)
 
     async def history(self, campaign_id: str, limit: int) -> list[HistoryEntry]:
         """The campaign's steps, oldest first (the last `limit`)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 
 from adapters.sqlite.statements import SqlDatabase
 from state.catalog import (
@@ -12,13 +13,15 @@ from state.catalog import (
     _flight_json,
     _product_json,
 )
+from state.ports import ChangeFeed
 
 
 class SqliteCatalogStore:
     """Flights by id and by (origin, destination, date); products by id. Hot in memory."""
 
-    def __init__(self, db: SqlDatabase) -> None:
+    def __init__(self, db: SqlDatabase, changes: ChangeFeed | None = None) -> None:
         self._db = db
+        self._changes = changes  # several nodes: tell the others what changed
         self._flights: dict[str, Flight] = {}
         self._by_route_day: dict[tuple[str, str, str], list[Flight]] = defaultdict(list)
         self._products: dict[str, Product] = {}
@@ -33,7 +36,21 @@ class SqliteCatalogStore:
             self._products[product.id] = product
         self._by_kind = None
         self.version += 1
+
+    async def refresh(self, kind: str, ids: Sequence[str]) -> int:
+        """Another node changed these flights or products: read them back."""
+        marks = ",".join("?" * len(ids))
+        table = "flights" if kind == "flight" else "products"
+        rows = await self._db.fetchall(f"SELECT body FROM {table} WHERE id IN ({marks})", list(ids))
+        for (body,) in rows:
+            if kind == "flight":
+                self._index(_flight_json.decode(body))
+            else:
+                product = _product_json.decode(body)
+                self._products[product.id] = product
         self._by_kind = None
+        self.version += 1
+        return len(rows)
 
     def _index(self, flight: Flight) -> None:
         old = self._flights.get(flight.id)
@@ -77,6 +94,8 @@ class SqliteCatalogStore:
         for f in flights:
             self._index(f)
         self.version += 1
+        if self._changes is not None:
+            self._changes.changed("flight", [f.id for f in flights])
 
     async def put_product(self, product: Product) -> None:
         await self._db.write([("INSERT INTO products(id, body) VALUES (?,?) "
@@ -85,3 +104,5 @@ class SqliteCatalogStore:
         self._products[product.id] = product
         self._by_kind = None
         self.version += 1
+        if self._changes is not None:
+            self._changes.changed("product", [product.id])

@@ -26,6 +26,16 @@ class SqliteOfferStore:
         for row in await self._db.fetchall(f"{_SELECT} WHERE o.state='ACTIVE' AND o.expires_at > ?", (now,)):
             self.remember(_from_row(row))
 
+    async def refresh(self, offer_ids: Sequence[str]) -> int:
+        """Another node changed these offers (accepted one): forget the ones no longer ACTIVE."""
+        marks = ",".join("?" * len(offer_ids))
+        rows = await self._db.fetchall(f"{_SELECT} WHERE o.id IN ({marks})", list(offer_ids))
+        for row in rows:
+            offer = _from_row(row)
+            if offer.state != "ACTIVE" and offer.id in self._offers:
+                self._offers[offer.id] = offer
+        return len(rows)
+
     def get(self, offer_id: str) -> Offer | None:
         return self._offers.get(offer_id)
 
@@ -82,10 +92,11 @@ class SqliteOfferStore:
 class SqliteOfferWrites:
     """Offers' writes in a transaction (see uow.py)."""
 
-    __slots__ = ("_statements",)
+    __slots__ = ("_statements", "_touched")
 
-    def __init__(self, statements: list[Statement]) -> None:
+    def __init__(self, statements: list[Statement], touched: list[tuple[str, str]] | None = None) -> None:
         self._statements = statements
+        self._touched = touched  # offers whose state changed, for the other nodes (a new one is its node's alone)
 
     def insert(self, offers: Sequence[Offer], drafts: Sequence[SharedDraft]) -> None:
         """A search's offers, `drafts[i]` the one offers[i] was made from: the drafts not yet written, then
@@ -103,6 +114,8 @@ class SqliteOfferWrites:
 
     def change_state(self, offer: Offer, expected: OfferState) -> None:
         """Only the state column changes (an offer's state is read from the column)."""
+        if self._touched is not None:
+            self._touched.append(("offer", offer.id))
         self._statements.append(("UPDATE offers SET state=? WHERE id=? AND state=?",
                                  (offer.state, offer.id, expected), 1))
 

@@ -36,9 +36,23 @@ class SqliteOrderStore:
             self._schedule(order)
             self._index_barcodes(order)
             if order.state in HOLDING:
-                self.hold(order.items)
-                if order.pending_change is not None:  # a change being paid for holds what it adds too
-                    self.hold(order.pending_change.added)
+                self.hold(_held_items(order))
+
+    async def refresh(self, order_ids: Sequence[str]) -> int:
+        """Another node changed these orders: read them back and hold what they hold now (several nodes)."""
+        marks = ",".join("?" * len(order_ids))
+        rows = await self._db.fetchall(f"SELECT body FROM orders WHERE id IN ({marks})", list(order_ids))
+        for (body,) in rows:
+            order = _decode(body)
+            old = self._orders.get(order.id)
+            if old is not None and old.updated_at > order.updated_at:
+                continue  # this node has a newer version than the notice's (it changed the order since)
+            if old is not None and old.state in HOLDING:
+                self.release(_held_items(old))
+            self.remember(order)
+            if order.state in HOLDING:
+                self.hold(_held_items(order))
+        return len(rows)
 
     # ---- reads ----
     def get(self, order_id: str) -> Order | None:
@@ -126,20 +140,33 @@ class SqliteOrderStore:
         return await self._db.fetchone("SELECT 1 FROM payment_events WHERE id=?", (event_id,)) is not None
 
 
+def _held_items(order: Order) -> tuple[Item, ...]:
+    """What a live order holds: its items, and what a change being paid for adds."""
+    return order.items + order.pending_change.added if order.pending_change is not None else order.items
+
+
 class SqliteOrderWrites:
-    """An order's writes in a transaction (see uow.py)."""
+    """An order's writes in a transaction (see uow.py); `touched` collects the orders written, for the other
+    nodes to hear of once committed."""
 
-    __slots__ = ("_statements",)
+    __slots__ = ("_statements", "_touched")
 
-    def __init__(self, statements: list[Statement]) -> None:
+    def __init__(self, statements: list[Statement], touched: list[tuple[str, str]] | None = None) -> None:
         self._statements = statements
+        self._touched = touched
+
+    def _touch(self, order_id: str) -> None:
+        if self._touched is not None:
+            self._touched.append(("order", order_id))
 
     def insert(self, order: Order) -> None:
+        self._touch(order.id)
         self._statements.append(Insert("orders", ("id", "owner", "state", "created_at", "body"),
                                        [(order.id, order.owner, order.state, order.created_at,
                                          _encode(order).decode())]))
 
     def update(self, order: Order, expected: str) -> None:
+        self._touch(order.id)
         self._statements.append(("UPDATE orders SET state=?, body=? WHERE id=? AND state=?",
                                  (order.state, _encode(order).decode(), order.id, expected), 1))
 

@@ -12,6 +12,7 @@ from adapters.sqlite.offers import SqliteOfferWrites
 from adapters.sqlite.orders import SqliteOrderWrites
 from adapters.sqlite.statements import SqlDatabase, Statement
 from state.offers import Item
+from state.ports import ChangeFeed
 
 # Raise a resource's units held unless that passes its capacity (a new row only when the units fit): one
 # conditional statement, which two nodes cannot both pass at the last seat. The guard's row count is 1 or 0.
@@ -56,20 +57,22 @@ def _units(items: Sequence[Item]) -> Counter[str]:
 class SqliteTransaction:
     """Writes on the system of record, in the order they are made; one group-commit step when committed."""
 
-    __slots__ = ("_db", "_shared", "statements")
+    __slots__ = ("_db", "_shared", "_changes", "statements", "touched")
 
-    def __init__(self, db: SqlDatabase, shared_inventory: bool = False) -> None:
+    def __init__(self, db: SqlDatabase, shared_inventory: bool = False, changes: ChangeFeed | None = None) -> None:
         self._db = db
         self._shared = shared_inventory
+        self._changes = changes
         self.statements: list[Statement] = []
+        self.touched: list[tuple[str, str]] | None = [] if changes is not None else None
 
     @property
     def orders(self) -> SqliteOrderWrites:
-        return SqliteOrderWrites(self.statements)
+        return SqliteOrderWrites(self.statements, self.touched)
 
     @property
     def offers(self) -> SqliteOfferWrites:
-        return SqliteOfferWrites(self.statements)
+        return SqliteOfferWrites(self.statements, self.touched)
 
     @property
     def loyalty(self) -> SqliteLedgerWrites:
@@ -82,15 +85,30 @@ class SqliteTransaction:
     def commit(self, *, power_safe: bool = True) -> asyncio.Future[list[int]]:
         """Queue the writes for the next group commit; the future resolves once they are on disk (or fails,
         with nothing of them written)."""
-        return self._db.submit(self.statements, power_safe=power_safe)
+        done = self._db.submit(self.statements, power_safe=power_safe)
+        if self.touched:
+            done.add_done_callback(self._tell)
+        return done
+
+    def _tell(self, done: asyncio.Future[list[int]]) -> None:
+        """Committed: the other nodes hear which records changed (several nodes)."""
+        if done.cancelled() or done.exception() is not None or self._changes is None or not self.touched:
+            return
+        by_kind: dict[str, list[str]] = {}
+        for kind, record_id in self.touched:
+            by_kind.setdefault(kind, []).append(record_id)
+        for kind, ids in by_kind.items():
+            self._changes.changed(kind, list(dict.fromkeys(ids)))
 
 
 class SqliteUnitOfWork:
-    """`shared_inventory`: several nodes share the database (PostgreSQL), so holds are guarded there too."""
+    """`shared_inventory`: several nodes share the database (PostgreSQL), so holds are guarded there too;
+    `changes`: and they hear of the orders and offers each commits."""
 
-    def __init__(self, db: SqlDatabase, shared_inventory: bool = False) -> None:
+    def __init__(self, db: SqlDatabase, shared_inventory: bool = False, changes: ChangeFeed | None = None) -> None:
         self._db = db
         self._shared = shared_inventory
+        self._changes = changes
 
     def begin(self) -> SqliteTransaction:
-        return SqliteTransaction(self._db, self._shared)
+        return SqliteTransaction(self._db, self._shared, self._changes)

@@ -45,7 +45,7 @@ def build(infra: Infra, loyalty_features: Callable[[str], np.ndarray | None], va
     their bids from; None: every bid keeps the auction's price."""
     config, clock, metrics = infra.config, infra.clock, infra.metrics
     b, inf = config.bidding, config.inference
-    campaign_store = SqliteCampaignStore(infra.records_db)
+    campaign_store = SqliteCampaignStore(infra.records_db, infra.changes)
     profile_store = SqliteProfileStore(infra.records_db)
     delivery = SqliteDeliveryStore(infra.records_db)
     campaigns = CampaignService(campaign_store, delivery, clock, infra.audit, pacing_slack=b.pacing_slack)

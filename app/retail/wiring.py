@@ -46,7 +46,7 @@ def build(infra: Infra, recommendations: Recommendations | None = None) -> Retai
     """`recommendations`: the engine whose lists choose comfort's and premium's optional ancillary for signed-in
     customers (None: the bundles as listed for everyone)."""
     config, clock, metrics = infra.config, infra.clock, infra.metrics
-    catalog_store = SqliteCatalogStore(infra.records_db)
+    catalog_store = SqliteCatalogStore(infra.records_db, infra.changes)
     offer_store = SqliteOfferStore(infra.records_db)
     order_store = SqliteOrderStore(infra.records_db)
     catalog = CatalogService(catalog_store, order_store, infra.audit)

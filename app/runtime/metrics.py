@@ -170,6 +170,9 @@ class Metrics:
         self.bid_nobids = LoopCounter("contrail_bid_nobids", "No-bids by reason", ["reason"], r)
         self.bid_latency = LoopHistogram("contrail_bid_seconds", "Bid pipeline latency", ["protocol"], r,
                                          LATENCY_BUCKETS)
+        self.record_changes = LoopCounter("contrail_record_changes", "Notices of records another node changed "
+                                          "(sent, received, applied, dropped: the queue to NATS was full, failed)",
+                                          ["event"], r)
         self.bid_notices = LoopCounter("contrail_bid_notices", "Win/billing/loss notices", ["kind", "result"], r)
         self.bid_value_priced = LoopCounter("contrail_bid_value_priced", "Bids priced by the customer's lifetime "
                                             "value, by the value's source (model, remote, fallback)", ["source"], r)

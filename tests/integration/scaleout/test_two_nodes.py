@@ -155,3 +155,77 @@ async def test_postgresql_down_is_a_503_and_the_node_recovers_by_itself(tmp_path
     finally:
         node.stop()
         pg.stop()
+
+
+async def _eventually(check, seconds: float = 10.0):
+    """Poll `check()` (an awaitable factory) until it returns something truthy."""
+    deadline = time.monotonic() + seconds
+    while True:
+        result = await check()
+        if result or time.monotonic() > deadline:
+            return result
+        await asyncio.sleep(0.05)
+
+
+async def test_with_nats_each_node_hears_what_the_other_committed(tmp_path, pg_server, nats_server):
+    """Orders, seats, flights and campaigns committed on one node reach the other's memory within moments."""
+    dsn = pg_server.new_database()
+    a, b = (ServerProcess(tmp_path / name / "var", CONTRAIL__STORAGE__BACKEND="postgres",
+                          CONTRAIL__STORAGE__POSTGRES_DSN=dsn, CONTRAIL__NATS__URL=nats_server.url,
+                          CONTRAIL__NATS__SUBJECT=f"bids-{name}", **SECRETS) for name in ("a", "b"))
+    for node in (a, b):
+        node.data_dir.mkdir(parents=True)
+    try:
+        key = a.cli("create-api-key", "--name", "ops", "--role", "admin").stdout.strip().splitlines()[-1]
+        admin = {"X-Api-Key": key}
+        a.start()
+        b.start()
+        async with aiohttp.ClientSession() as session:
+            date = await _flight(session, a.url, admin, capacity=10)  # created on A after B loaded
+
+            async def seats_on_b() -> int | None:
+                async with session.get(f"{b.url}/v1/flights",
+                                       params={"origin": "LIS", "destination": "FAO", "date": date}) as resp:
+                    items = (await resp.json())["items"]
+                return items[0]["seats_left"]["economy"] if items else None
+            assert await _eventually(seats_on_b) == 10  # B sells a flight it heard of
+            headers, offer_id = await _offer(session, a.url, date)
+            async with session.post(f"{a.url}/v1/offers/{offer_id}/accept", headers=headers) as resp:
+                assert resp.status == 201
+                order = await resp.json()
+
+            async def order_on_b() -> dict | None:
+                async with session.get(f"{b.url}/v1/orders/{order['id']}", headers=headers) as resp:
+                    return await resp.json() if resp.status == 200 else None
+            seen = await _eventually(order_on_b)
+            assert seen is not None and seen["state"] == "PROPOSED"
+            assert await _eventually(lambda: _equals(seats_on_b(), 9)) == 9
+            async with session.post(f"{b.url}/v1/orders/{order['id']}/cancellations", headers=headers) as resp:
+                assert resp.status == 201, await resp.text()  # B knows the order well enough to change it
+                quote = await resp.json()
+            async with session.post(f"{b.url}/v1/orders/{order['id']}/cancellations/{quote['id']}/confirm",
+                                    headers=headers) as resp:
+                assert resp.status == 200, await resp.text()
+
+            async def state_on_a() -> str:
+                async with session.get(f"{a.url}/v1/orders/{order['id']}", headers=headers) as resp:
+                    return (await resp.json())["state"]
+            assert await _eventually(lambda: _equals(state_on_a(), "CANCELLED")) == "CANCELLED"
+            campaign = {"id": "fan-out", "name": "Heard everywhere", "advertiser_domain": "contrail.example",
+                        "bid_cap_micros": 4_000_000, "daily_budget_micros": 100_000_000,
+                        "creatives": [{"id": "c1", "format": "banner", "markup": "<b>fly</b>", "w": 300, "h": 250}]}
+            async with session.post(f"{a.url}/v1/admin/campaigns", json=campaign, headers=admin) as resp:
+                assert resp.status == 201, await resp.text()
+
+            async def campaign_on_b() -> str | None:
+                async with session.get(f"{b.url}/v1/admin/campaigns/fan-out", headers=admin) as resp:
+                    return (await resp.json())["state"] if resp.status == 200 else None
+            assert await _eventually(campaign_on_b) == "draft"
+    finally:
+        a.stop()
+        b.stop()
+
+
+async def _equals(value, wanted):
+    got = await value
+    return got if got == wanted else None
