@@ -12,8 +12,11 @@ from adapters.sqlite.migrate import Migration
 from adapters.sqlite.uow import SqliteUnitOfWork
 from tests.conftest import ROOT
 
+# Ports whose adapter is not SQL: what implements them, checked the same way.
+ELSEWHERE = {"ChangeFeed": "adapters.nats.changes.NatsChangeFeed"}
 PROTOCOLS = {name: obj for name, obj in vars(ports).items()
-             if inspect.isclass(obj) and getattr(obj, "_is_protocol", False) and obj.__module__ == ports.__name__}
+             if inspect.isclass(obj) and getattr(obj, "_is_protocol", False) and obj.__module__ == ports.__name__
+             and name not in ELSEWHERE}
 
 
 def _implementations():
@@ -56,6 +59,19 @@ def test_sqlite_store_matches_its_protocol_signature_by_signature(name, tmp_path
         assert inspect.iscoroutinefunction(function) == inspect.iscoroutinefunction(declared), method
         wanted = list(inspect.signature(declared).parameters.values())[1:]  # without self
         got = list(inspect.signature(function).parameters.values())[0 if static else 1:]
+        assert [(p.name, p.kind, p.default) for p in got] == [(p.name, p.kind, p.default) for p in wanted], method
+
+
+@pytest.mark.parametrize("name", sorted(ELSEWHERE))
+def test_other_adapters_match_their_protocol_signature_by_signature(name):
+    import importlib
+    module, _, cls = ELSEWHERE[name].rpartition(".")
+    impl = getattr(importlib.import_module(module), cls)
+    for method, declared in _members(getattr(ports, name)).items():
+        function = inspect.getattr_static(impl, method)
+        assert inspect.iscoroutinefunction(function) == inspect.iscoroutinefunction(declared), method
+        wanted = list(inspect.signature(declared).parameters.values())
+        got = list(inspect.signature(function).parameters.values())
         assert [(p.name, p.kind, p.default) for p in got] == [(p.name, p.kind, p.default) for p in wanted], method
 
 
