@@ -31,7 +31,7 @@ def _measure(node: ServerProcess, key: str, seconds: float) -> list[Result]:
     headers = retail._guest(node)
     bodies = retail.search_bodies()
     results = [run(node.url, Scenario(SCENARIOS[0], "/v1/offers/search", "POST", bodies, headers), seconds)]
-    offers = asyncio.run(retail._collect_offers(node.url, headers, bodies, int(6_000 * seconds)))
+    offers = asyncio.run(retail._collect_offers(node.url, headers, bodies, int(10_000 * seconds)))
     results.append(run(node.url, Scenario(SCENARIOS[1], "", "POST", [], headers,
                                           paths=[f"/v1/offers/{o}/accept" for o in offers]), seconds))
     results += loyalty.run_all(node, key, seconds)
