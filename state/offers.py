@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from typing import Literal
 
 import msgspec
@@ -87,3 +89,12 @@ def _from_row(row) -> Offer:
     offer_id, owner, state, created_at, expires_at, body = row
     return msgspec.structs.replace(_decode(body), id=offer_id, owner=owner, state=state, created_at=created_at,
                                    expires_at=expires_at)
+
+
+def held_by(items: Sequence[Item]) -> Counter[str]:
+    """The inventory some items hold, units per resource."""
+    held: Counter[str] = Counter()
+    for item in items:
+        if item.resource is not None:
+            held[item.resource] += item.quantity
+    return held

@@ -82,3 +82,8 @@ class Order(msgspec.Struct, frozen=True, gc=False):
 
 _decode = msgspec.json.Decoder(Order).decode
 _encode = msgspec.json.Encoder().encode
+
+
+def held_items(order: Order) -> tuple[Item, ...]:
+    """What a live order holds: its items, and what a change being paid for adds."""
+    return order.items + order.pending_change.added if order.pending_change is not None else order.items

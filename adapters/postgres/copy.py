@@ -17,7 +17,8 @@ import asyncpg
 
 from adapters.postgres import migrations
 from adapters.postgres.db import PgDatabase
-from state.orders import HOLDING, _decode
+from state.offers import held_by
+from state.orders import HOLDING, _decode, held_items
 
 
 class CannotCopy(Exception):
@@ -103,8 +104,5 @@ def _held_by_live_orders(src: sqlite3.Connection) -> Counter[str]:
     for (body,) in src.execute("SELECT body FROM orders"):
         order = _decode(body)
         if order.state in HOLDING:
-            extra = order.pending_change.added if order.pending_change else ()
-            for item in (*order.items, *extra):
-                if item.resource is not None:
-                    held[item.resource] += item.quantity
-    return +held
+            held += held_by(held_items(order))
+    return held

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from adapters.sqlite.statements import Insert, SqlDatabase, Statement
 from state.changes import ChangeOffer, ChangeOfferState, OrderVersion, encode
 from state.offers import Item
-from state.orders import _DUE_AT, HOLDING, Order, _decode, _encode
+from state.orders import _DUE_AT, HOLDING, Order, _decode, _encode, held_items
 
 
 class SqliteOrderStore:
@@ -36,7 +36,7 @@ class SqliteOrderStore:
             self._schedule(order)
             self._index_barcodes(order)
             if order.state in HOLDING:
-                self.hold(_held_items(order))
+                self.hold(held_items(order))
 
     async def refresh(self, order_ids: Sequence[str]) -> int:
         """Another node changed these orders: read them back and hold what they hold now (several nodes)."""
@@ -48,10 +48,10 @@ class SqliteOrderStore:
             if old is not None and old.updated_at > order.updated_at:
                 continue  # this node has a newer version than the notice's (it changed the order since)
             if old is not None and old.state in HOLDING:
-                self.release(_held_items(old))
+                self.release(held_items(old))
             self.remember(order)
             if order.state in HOLDING:
-                self.hold(_held_items(order))
+                self.hold(held_items(order))
         return len(rows)
 
     # ---- reads ----
@@ -138,11 +138,6 @@ class SqliteOrderStore:
 
     async def seen_payment_event(self, event_id: str) -> bool:
         return await self._db.fetchone("SELECT 1 FROM payment_events WHERE id=?", (event_id,)) is not None
-
-
-def _held_items(order: Order) -> tuple[Item, ...]:
-    """What a live order holds: its items, and what a change being paid for adds."""
-    return order.items + order.pending_change.added if order.pending_change is not None else order.items
 
 
 class SqliteOrderWrites:

@@ -4,14 +4,13 @@ SQLite database or on PostgreSQL shared by several nodes (the same statements; s
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Callable, Sequence
 
 from adapters.sqlite.loyalty import SqliteLedgerWrites
 from adapters.sqlite.offers import SqliteOfferWrites
 from adapters.sqlite.orders import SqliteOrderWrites
 from adapters.sqlite.statements import SqlDatabase, Statement
-from state.offers import Item
+from state.offers import Item, held_by
 from state.ports import ChangeFeed
 
 # Raise a resource's units held unless that passes its capacity (a new row only when the units fit): one
@@ -35,23 +34,15 @@ class SqliteInventoryWrites:
     def hold(self, items: Sequence[Item], capacity: Callable[[str], int]) -> None:
         if not self._shared:
             return
-        for resource, units in _units(items).items():
+        for resource, units in held_by(items).items():
             cap = capacity(resource)
             self._statements.append((_HOLD, (resource, units, units, cap, cap), 1, f"inventory:{resource}"))
 
     def release(self, items: Sequence[Item]) -> None:
         if not self._shared:
             return
-        for resource, units in _units(items).items():
+        for resource, units in held_by(items).items():
             self._statements.append((_RELEASE, (units, resource)))
-
-
-def _units(items: Sequence[Item]) -> Counter[str]:
-    units: Counter[str] = Counter()
-    for item in items:
-        if item.resource is not None:
-            units[item.resource] += item.quantity
-    return units
 
 
 class SqliteTransaction:

@@ -23,7 +23,7 @@ from app.retail.catalog import product_resource, seat_resource
 from app.retail.pricing import percent_of
 from state.catalog import Flight, Product
 from state.changes import ChangeOffer
-from state.offers import Item
+from state.offers import Item, held_by
 from state.orders import Order
 
 ItemKey = tuple[str, str, str | None]
@@ -31,15 +31,6 @@ ItemKey = tuple[str, str, str | None]
 
 def item_key(item: Item) -> ItemKey:
     return item.kind, item.product_id, item.resource
-
-
-def held_by(items: tuple[Item, ...]) -> Counter[str]:
-    """The inventory some items hold, per resource."""
-    held: Counter[str] = Counter()
-    for i in items:
-        if i.resource is not None:
-            held[i.resource] += i.quantity
-    return held
 
 
 def _signed_percent(amount: int, percent: float) -> int:

@@ -33,7 +33,7 @@ from app.config import PaymentsConfig, RetailConfig
 from app.errors import Conflict, Gone, InvalidInput, NotFound, PaymentRequired, RuleViolation
 from app.persist import atomically
 from app.retail.catalog import CatalogService
-from app.retail.change_pricing import ChangeBasis, change_offer, held_by, item_key
+from app.retail.change_pricing import ChangeBasis, change_offer, item_key
 from app.retail.events import OrderChanged
 from app.retail.offers import Airport, Day, OfferService
 from app.retail.orders import OrderService, PaymentEventRecord
@@ -43,7 +43,7 @@ from app.runtime.bus import Bus
 from app.runtime.clock import Clock
 from state.catalog import Flight, Product
 from state.changes import ChangeOffer, ChangeRequest, OrderVersion
-from state.offers import Item
+from state.offers import Item, held_by
 from state.orders import Barcode, Order, Payment, PendingChange
 from state.ports import ChangeStore, OfferStore, OrderStore, UnitOfWork
 
