@@ -9,10 +9,11 @@ The same contract as the SQLite writer (adapters/sqlite/db.py), so a store's wri
 - Reads run on the pool, outside any write's transaction.
 
 The stores' SQL is written once, in the dialect both engines share, with SQLite's `?` placeholders; `pg_sql`
-numbers them `$1, $2, ...` and turns SQLite's `INSERT OR IGNORE` into `ON CONFLICT DO NOTHING`, the only two
-differences the stores' statements have (upserts are `ON CONFLICT ... DO UPDATE` in both; tables read in
-insertion order have a `rowid` column here). The schema is per engine (adapters/postgres/migrations.py). The
-statement shapes, `Migration` and `WriteConflict` are the SQLite adapter's, shared so a store's contract is one.
+numbers them `$1, $2, ...` and turns SQLite's `INSERT OR IGNORE` into `ON CONFLICT DO NOTHING` (upserts are
+`ON CONFLICT ... DO UPDATE` in both; tables read in insertion order have a `rowid` column here; the few
+statements that read JSON inside a column ask `dialect`: adapters/sqlite/statements.py's json_field). The schema
+is per engine (adapters/postgres/migrations.py). The statement shapes and `Migration` are the SQLite adapter's,
+the errors the ports' (state/ports.py), so a store's contract is one.
 
 Unlike SQLite's single writer, transactions from different callers run concurrently on different
 connections; PostgreSQL's row locks order them. A transaction that loses a serialisation race (deadlock or
