@@ -2,7 +2,6 @@
 idempotent and concurrent confirms, and the order's history. The real app on real SQLite."""
 
 import asyncio
-import time
 
 import msgspec
 import pytest
@@ -11,7 +10,6 @@ from adapters.payments.simulator import SLOW_CARD
 from app.errors import Conflict
 from app.main import PLATFORM, create_app
 from app.retail.changes import ChangeRequestBody
-from app.runtime.clock import ManualClock
 from state.catalog import Cabin, Flight
 from state.orders import HOLDING
 from tests.conftest import bearer, make_config
@@ -30,11 +28,6 @@ from tests.integration.retail.helpers import (
 )
 
 CARD = {"number": PAID_CARD, "exp_month": 12, "exp_year": 2099, "cvc": "123"}
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(time.time() // DAY * DAY)  # the start of today: the tests never cross midnight
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ import asyncio
 import hashlib
 import hmac
 import json
-import time
 
 import pytest
 
@@ -13,7 +12,6 @@ from app.main import PLATFORM, create_app
 from app.retail.payments import ChargeResult
 from tests.conftest import bearer
 from tests.integration.retail.helpers import (
-    DAY,
     DECLINED_CARD,
     PENDING_CARD,
     booked,
@@ -22,12 +20,6 @@ from tests.integration.retail.helpers import (
     search,
     seed_catalog,
 )
-
-
-@pytest.fixture
-def clock():
-    from app.runtime.clock import ManualClock
-    return ManualClock(time.time() // DAY * DAY)  # the start of today: the tests never cross midnight
 
 
 @pytest.fixture

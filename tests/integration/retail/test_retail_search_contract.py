@@ -3,14 +3,10 @@
 day's flights the cheapest flight-only fare among those with room; a flight without room shows nothing."""
 
 import itertools
-import time
-
-import pytest
 
 from app.demo import demo_schedule
 from app.main import PLATFORM
 from app.retail.offers import SearchQuery
-from app.runtime.clock import ManualClock
 from state.catalog import Cabin, Flight
 from state.offers import Item
 from tests.integration.retail.contract import SEGMENTS, check_contract, flight_only_total, put_products
@@ -24,11 +20,6 @@ from tests.integration.retail.helpers import (
     search,
     seed_catalog,
 )
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(time.time() // DAY * DAY)  # the start of today: the tests never cross midnight
 
 
 # ---- the demo catalogue ----
