@@ -30,7 +30,7 @@ def run_cluster(config: Config, config_path: str | None, nodes: int) -> int:
     root.mkdir(parents=True, exist_ok=True)
     pg = localservers.Postgres().start()
     print(f"PostgreSQL on 127.0.0.1:{pg.port} (data in {pg.root})", flush=True)
-    shared = {k: v for k, v in os.environ.items() if not k.startswith("CONTRAIL__")}
+    shared = dict(os.environ)  # the caller's own CONTRAIL__ settings hold for every node, but for these
     shared.update({"CONTRAIL__STORAGE__BACKEND": "postgres", "CONTRAIL__STORAGE__POSTGRES_DSN": pg.dsn,
                    "CONTRAIL__SERVER__REUSE_PORT": "true",
                    # the nodes must agree on what signs tokens and webhooks

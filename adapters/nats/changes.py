@@ -6,8 +6,9 @@ records back from the database and puts them in its memory (`apply`), so the not
 PostgreSQL stays the one truth, a notice applied twice changes nothing, and one applied late catches up.
 
 Publishing never blocks a request: notices wait in a bounded queue for the publisher task; a full queue (NATS
-unreachable for long) drops and counts them (`contrail_record_changes_total{event="dropped"}`), and a node that
-missed notices catches up when it restarts. nats-py reconnects by itself.
+unreachable for long) drops and counts them (`contrail_record_changes_total{event="dropped"}`), as does a node
+applying more than MAX_APPLYING notices at once; a node that missed notices catches up when it restarts.
+nats-py reconnects by itself.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ log = logging.getLogger("contrail.nats")
 
 SUBJECT = "contrail.changes"
 MAX_IDS = 500  # ids in one notice; more go in several
+MAX_APPLYING = 1_000  # notices being applied at once; past it a notice is dropped and counted (a restart catches up)
 
 
 class Notice(msgspec.Struct, frozen=True):
@@ -94,6 +96,9 @@ class NatsChangeFeed:
         if notice.node == self._node:
             return
         self._received.inc()
+        if len(self._applying) >= MAX_APPLYING:
+            self._dropped.inc()
+            return
         task = asyncio.create_task(self._applied_one(notice))  # the subscription takes the next at once
         self._applying.add(task)
         task.add_done_callback(self._applying.discard)
