@@ -32,11 +32,13 @@ _HOST_PORT_PATTERN = r"\A(?:[\w.\-]+:\d{1,5})?\Z"
 # What a pattern means, in place of the regex in msgspec's message.
 _HTTP_URL_PATTERN = r"\Ahttps?://\S+\Z"
 _NATS_URL_PATTERN = r"\A(?:(?:nats|tls)://\S+)?\Z"
+_REDIS_URL_PATTERN = r"\A(?:(?:redis|rediss|unix)://\S+)?\Z"
 _NODE_ID_PATTERN = r"\A[A-Za-z0-9_.\-]{0,64}\Z"
 _NAME_PATTERN = r"\A[a-z0-9][a-z0-9_\-]{0,31}\Z"
 _PATTERN_HINTS = {_URL_PATTERN: "must be empty or an http(s) URL", _HOST_PORT_PATTERN: "must be host:port or empty",
                   _HTTP_URL_PATTERN: "must be an http(s) URL", _NATS_URL_PATTERN: "must be empty or a nats:// or "
-                  "tls:// URL", _NODE_ID_PATTERN: "must be at most 64 letters, digits, '.', '_' or '-'",
+                  "tls:// URL", _REDIS_URL_PATTERN: "must be empty or a redis://, rediss:// or unix:// URL",
+                  _NODE_ID_PATTERN: "must be at most 64 letters, digits, '.', '_' or '-'",
                   _NAME_PATTERN: "must be 1 to 32 lowercase letters, digits, '_' or '-', starting with a letter or "
                   "digit"}
 HttpUrlOrEmpty = Annotated[str, Meta(pattern=_URL_PATTERN)]
@@ -442,6 +444,14 @@ class NatsConfig(_Section):
     max_payload_bytes: Annotated[int, Meta(ge=1024, le=64 * 1024 * 1024)] = 1_048_576
 
 
+class RedisConfig(_Section):
+    url: Annotated[str, Meta(pattern=_REDIS_URL_PATTERN)] = ""  # empty: budgets, caps and issued bids are this node's
+    prefix: Annotated[str, Meta(pattern=_NAME_PATTERN)] = "contrail"  # every key starts with it
+    timeout_ms: Annotated[int, Meta(ge=1, le=60_000)] = 250
+    pool_size: Annotated[int, Meta(ge=1, le=1000)] = 32
+    spend_refresh_ms: Annotated[int, Meta(ge=50, le=60_000)] = 1000
+
+
 class LearningConfig(_Section):
     retrain_interval_s: NotNegativeFloat = 3600.0
     min_rows: Annotated[int, Meta(ge=100, le=10_000_000)] = 5000
@@ -489,6 +499,7 @@ class Config(_Section):
     learning: LearningConfig = msgspec.field(default_factory=LearningConfig)
     dsp: DspConfig = msgspec.field(default_factory=DspConfig)
     nats: NatsConfig = msgspec.field(default_factory=NatsConfig)
+    redis: RedisConfig = msgspec.field(default_factory=RedisConfig)
     demo: DemoConfig = msgspec.field(default_factory=DemoConfig)
 
     @property

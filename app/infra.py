@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from adapters.postgres.db import PgDatabase
+from adapters.redis.client import RedisClient
 from adapters.sqlite.db import Database
 from app.admin import AuditTrail
 from app.config import Config
@@ -33,3 +34,4 @@ class Infra:
     public_urls: PublicUrls
     audit: AuditTrail         # admin actions, recorded by the services that perform them
     changes: ChangeFeed | None = None  # several nodes: tell the others which records this one committed
+    redis: RedisClient | None = None   # several nodes: what they share hot (budgets, caps, issued bids, rate limits)

@@ -105,10 +105,10 @@ class Postgres:
 class Redis:
     """A redis-server with append-only persistence (fsync every second) in `root`."""
 
-    def __init__(self, root: Path, port: int | None = None) -> None:
-        self.root = root
+    def __init__(self, root: Path | None = None, port: int | None = None) -> None:
+        self.root = root or Path(tempfile.mkdtemp(prefix="contrail-redis-"))
         self.port = port or free_port()
-        self.log = root / "redis.log"
+        self.log = self.root / "redis.log"
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -126,7 +126,11 @@ class Redis:
         _wait_for_port(self.port, timeout, "redis-server", self.log)
         return self
 
-    def stop(self) -> None:
+    def stop(self, graceful: bool = False) -> None:
+        """Kill it (`graceful`: shut it down as an operator would, SIGTERM, which writes what it holds)."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+            if graceful:
+                self.proc.terminate()
+            else:
+                self.proc.kill()
+            self.proc.wait(timeout=30)

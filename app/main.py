@@ -159,6 +159,8 @@ async def _databases(app: web.Application) -> AsyncIterator[None]:
     if p.changes is not None:
         await p.changes.close()
     await p.records_db.close()
+    if p.redis is not None:
+        await p.redis.close()
 
 
 async def _analytics_writer(app: web.Application) -> AsyncIterator[None]:

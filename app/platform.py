@@ -12,6 +12,7 @@ from pathlib import Path
 from adapters.nats.changes import NatsChangeFeed
 from adapters.postgres import migrations as pg_migrations
 from adapters.postgres.db import PgDatabase
+from adapters.redis.client import RedisClient
 from adapters.sqlite import migrations
 from adapters.sqlite.accounts import SqliteAccountStore
 from adapters.sqlite.apikeys import SqliteApiKeyStore
@@ -144,11 +145,16 @@ class Platform:
         if storage.backend == "postgres" and config.nats.url:
             self.changes = NatsChangeFeed(config.nats.url, f"{config.server.node_id or socket.gethostname()}-"
                                           f"{secrets.token_hex(4)}", metrics, self.apply_change)
+        r = config.redis
+        self.redis = RedisClient(r.url, r.prefix, timeout_s=r.timeout_ms / 1000, pool_size=r.pool_size) \
+            if r.url else None
+        if self.redis is not None:
+            metrics.redis_failures.set_function(lambda: self.redis.failures if self.redis else 0)
         infra = Infra(config, self.clock, metrics, self.bus, self.supervisor, self.records_db,
                       SqliteUnitOfWork(self.records_db, shared_inventory=storage.backend == "postgres",
                                        changes=self.changes),
                       self.events_db,
-                      self.event_log, self.hub, self.public_urls, self.audit, self.changes)
+                      self.event_log, self.hub, self.public_urls, self.audit, self.changes, self.redis)
         self.loyalty_domain = loyalty_wiring.build(infra)
         self.ltv_domain = ltv_wiring.build(infra)  # lifetime value reads loyalty's ledger; bids read its values
         self.bidding = bidding_wiring.build(infra, self.loyalty_domain.loyalty.features, self.ltv_domain.values)
@@ -343,3 +349,5 @@ class Platform:
         await self.event_log.flush()
         await self.events_db.close()
         await self.records_db.close()
+        if self.redis is not None:
+            await self.redis.close()

@@ -24,6 +24,7 @@ from state.audit import AuditEntry
 from state.campaigns import Campaign, HistoryEntry, ReviewTask
 from state.catalog import Flight, Product
 from state.changes import ChangeOffer, ChangeOfferState, OrderVersion
+from state.delivery import Admission, IssuedBid
 from state.dsp import DspSpend, DspWin
 from state.eventlog import StoredEvent
 from state.idempotency import StoredResponse
@@ -201,6 +202,20 @@ class DeliveryStore(Protocol):
     @property
     def version(self) -> int:
         """Changes whenever `spend` changes, so a view built from it knows to refresh."""
+
+
+class SharedBids(Protocol):
+    """Several nodes bidding for the same campaigns (adapters/redis): the bids each issued, so a notice is
+    accepted by any node, and one reckoning of budgets and frequency caps, so no node overspends another's."""
+
+    async def admit(self, bids: Sequence[Admission], user_id: str, user_caps: tuple[int, int, int],
+                    now: float) -> list[str]:
+        """Per bid, '' when admitted (its most it can cost reserved against its campaign's budget, the bid
+        shared with every node), else why not: 'budget' or 'frequency_capped'. `user_caps` are a user's
+        impressions of any campaign a minute, hour and day (-1: no cap). StorageUnavailable when unreachable."""
+
+    async def find(self, bid_id: str) -> IssuedBid | None:
+        """A live bid any node issued, or None (unknown, expired)."""
 
 
 @runtime_checkable

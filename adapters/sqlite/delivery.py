@@ -17,7 +17,10 @@ class SqliteDeliveryStore:
         self._keep = keep_s
         self.impressions: dict[str, deque[tuple[float, str]]] = defaultdict(deque)
         self.spend: dict[tuple[str, str], int] = {}
-        self._charged: set[str] = set()
+        # Bids being charged right now: a repeat arriving meanwhile is refused without a write. Once written, the
+        # stored charge refuses repeats, so nothing is remembered past the write (this set is bounded by the
+        # charges in flight).
+        self._charging: set[str] = set()
         self.version = 0  # bumps whenever spend changes, so budget views know to refresh
 
     async def load(self, now: float) -> None:
@@ -28,20 +31,44 @@ class SqliteDeliveryStore:
         for campaign_id, day, spent in rows:
             self.spend[(campaign_id, day)] = spent
         self.version += 1
-        for (bid_id,) in await self._db.fetchall("SELECT bid_id FROM bid_outcomes WHERE kind='charge' AND at > ?",
-                                                 (now - self._keep,)):
-            self._charged.add(bid_id)
 
     async def charge(self, bid_id: str, campaign_id: str, user_id: str, price_micros: int, day: str,
                      at: float) -> None:
         """Charge a bid once: spend and impression applied in memory, persisted, undone on failure."""
-        if bid_id in self._charged:
+        if bid_id in self._charging:
             raise AlreadyCharged(bid_id)
-        self._charged.add(bid_id)
+        self._charging.add(bid_id)
+        try:
+            await self._charge_once(bid_id, campaign_id, user_id, price_micros, day, at)
+        finally:
+            self._charging.discard(bid_id)
+
+    async def _charge_once(self, bid_id: str, campaign_id: str, user_id: str, price_micros: int, day: str,
+                           at: float) -> None:
+        self._apply(campaign_id, user_id, price_micros, day, at)
+        try:
+            await self._persist_charge(bid_id, campaign_id, user_id, price_micros, day, at)
+        except BaseException:
+            self._apply(campaign_id, user_id, price_micros, day, at, undo=True)
+            raise
+
+    def _apply(self, campaign_id: str, user_id: str, price_micros: int, day: str, at: float, *,
+               undo: bool = False) -> None:
+        """Add a charge to the memory of spend and impressions (`undo`: take it back)."""
         key = (campaign_id, day)
-        self.spend[key] = self.spend.get(key, 0) + price_micros
+        self.spend[key] = self.spend.get(key, 0) + (-price_micros if undo else price_micros)
         self.version += 1
-        self.impressions[user_id].append((at, campaign_id))
+        if not undo:
+            self.impressions[user_id].append((at, campaign_id))
+        else:
+            try:
+                self.impressions[user_id].remove((at, campaign_id))
+            except ValueError:
+                pass
+
+    async def _persist_charge(self, bid_id: str, campaign_id: str, user_id: str, price_micros: int, day: str,
+                              at: float) -> None:
+        """Store the charge, its day's spend and its impression in one write; AlreadyCharged when stored before."""
         try:
             await self._db.write([
                 ("INSERT OR IGNORE INTO bid_outcomes(bid_id, kind, campaign_id, price_micros, at) VALUES (?,?,?,?,?)",
@@ -54,15 +81,6 @@ class SqliteDeliveryStore:
             ])
         except WriteConflict:
             raise AlreadyCharged(bid_id) from None
-        except BaseException:
-            self._charged.discard(bid_id)
-            self.spend[key] -= price_micros
-            self.version += 1
-            try:
-                self.impressions[user_id].remove((at, campaign_id))
-            except ValueError:
-                pass
-            raise
 
     async def record(self, bid_id: str, kind: str, campaign_id: str, price_micros: int | None, reason: int | None,
                      at: float) -> bool:

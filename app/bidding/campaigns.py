@@ -125,7 +125,7 @@ class CampaignService:
         """Every campaign's spend and notices for the UTC day of `now` (the day, the lines by campaign id)."""
         day = utc_day(now)
         day_start = now - now % 86_400
-        paced = min(1.0, (now - day_start) / 86_400 + self._slack)
+        paced = self._paced_share(now)
         outcomes = await self._delivery.outcomes_since(day_start)
         lines = []
         for c in sorted(self._store.all(), key=lambda c: c.id):
@@ -139,6 +139,14 @@ class CampaignService:
                 wins / (wins + losses) if wins + losses else None,
                 cleared // wins if wins else None))
         return day, lines
+
+    def _paced_share(self, now: float) -> float:
+        """The share of a daily budget pacing lets a campaign have spent by `now`."""
+        return min(1.0, (now % 86_400) / 86_400 + self._slack)
+
+    def paced_limit(self, campaign: Campaign, now: float) -> int:
+        """What `campaign` may have spent (and reserved for live bids) by `now`, in micros."""
+        return int(campaign.daily_budget_micros * self._paced_share(now))
 
     @staticmethod
     def new_id() -> str:
@@ -189,7 +197,7 @@ class CampaignService:
         if self._spend_key == self._open_key and self._open_from <= now < self._open_until:
             return self._open_slots, self._open_version
         day_start = now - now % 86_400
-        paced = min(1.0, (now - day_start) / 86_400 + self._slack)
+        paced = self._paced_share(now)
         budgets = self._budgets
         self._open_slots = spent < budgets * paced
         until = day_start + 86_400

@@ -11,8 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable
 
-import msgspec
-
 from app import ids
 from app.bidding.campaigns import utc_day
 from app.bidding.events import BidClicked, BidLost, BidWon
@@ -20,24 +18,11 @@ from app.bidding.shown import FeatureTap
 from app.errors import InvalidInput, NotFound
 from app.runtime.clock import Clock
 from ml import features
-from state.delivery import AlreadyCharged
-from state.ports import DeliveryStore
+from state.delivery import AlreadyCharged, IssuedBid
+from state.ports import DeliveryStore, SharedBids
 
 # Loss reason codes are small (exchange-specific ones start at 1000): anything past an int32 is not one.
 MAX_LOSS_REASON = 2**31 - 1
-
-
-class IssuedBid(msgspec.Struct, frozen=True, gc=False):
-    """A bid we made, kept until it expires (many thousands at a time: not tracked by the GC)."""
-
-    bid_id: str
-    request_id: str
-    imp_id: str
-    campaign_id: str
-    creative_id: str
-    user_id: str
-    price_micros: int
-    expires_at: float
 
 
 class BidLedger:
@@ -118,8 +103,10 @@ def parse_price(raw: str | None) -> int:
 
 class NoticeService:
     def __init__(self, ledger: BidLedger, delivery: DeliveryStore, clock: Clock, log_event, metrics,
-                 publish: Callable[[object], Awaitable[None]], feature_tap: FeatureTap | None = None) -> None:
+                 publish: Callable[[object], Awaitable[None]], feature_tap: FeatureTap | None = None,
+                 shared: SharedBids | None = None) -> None:
         self._publish = publish
+        self._shared = shared  # several nodes: a bid another node issued is found there
         self._tap = feature_tap
         self._ledger = ledger
         self._delivery = delivery
@@ -127,8 +114,10 @@ class NoticeService:
         self._log_event = log_event
         self._notices = metrics.bid_notices
 
-    def _bid(self, kind: str, bid_id: str) -> IssuedBid:
+    async def _bid(self, kind: str, bid_id: str) -> IssuedBid:
         bid = self._ledger.find(bid_id)
+        if bid is None and self._shared is not None:
+            bid = await self._shared.find(bid_id)
         if bid is None:
             self._notices.labels(kind, "unknown_bid").inc()
             raise NotFound(f"unknown or expired bid id {bid_id!r}")
@@ -144,7 +133,7 @@ class NoticeService:
         return True
 
     async def win(self, bid_id: str, price: str | None) -> dict:
-        bid = self._bid("win", bid_id)
+        bid = await self._bid("win", bid_id)
         cpm = parse_price(price)
         if cpm > bid.price_micros:
             self._notices.labels("win", "price_above_bid").inc()
@@ -164,8 +153,11 @@ class NoticeService:
         return {"bid_id": bid_id, "recorded": first, "charged": charged}
 
     async def billing(self, bid_id: str, price: str | None) -> dict:
-        bid = self._bid("billing", bid_id)
+        bid = await self._bid("billing", bid_id)
         cpm = parse_price(price)
+        if cpm > bid.price_micros:  # what a bid reserved of its budget is its own price: nothing clears above it
+            self._notices.labels("billing", "price_above_bid").inc()
+            raise InvalidInput("clearing price is above our bid")
         charged = await self._charge(bid, cpm)
         self._notices.labels("billing", "ok" if charged else "repeat").inc()
         if charged:
@@ -173,7 +165,7 @@ class NoticeService:
         return {"bid_id": bid_id, "recorded": charged, "charged": charged}
 
     async def loss(self, bid_id: str, reason: str | None, price: str | None) -> dict:
-        bid = self._bid("loss", bid_id)
+        bid = await self._bid("loss", bid_id)
         try:
             code = int(reason) if reason not in (None, "") and not reason.startswith("${") else None
         except ValueError:
@@ -191,7 +183,7 @@ class NoticeService:
 
     async def click(self, bid_id: str) -> dict:
         """A click on the ad of a bid: recorded, logged and published once; repeats change nothing."""
-        bid = self._bid("click", bid_id)
+        bid = await self._bid("click", bid_id)
         now = self._clock.now()
         first = await self._delivery.record(bid_id, "click", bid.campaign_id, None, None, now)
         self._notices.labels("click", "ok" if first else "repeat").inc()

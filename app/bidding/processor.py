@@ -40,7 +40,8 @@ from app.runtime.clock import Clock
 from ml import features
 from ml.batcher import Batcher, Overloaded, ScoringTimeout
 from state.campaigns import Campaign, Creative
-from state.ports import DeliveryStore
+from state.delivery import Admission
+from state.ports import DeliveryStore, SharedBids, StorageUnavailable
 
 # Notice URLs carry the bid id and the exchange's standard macros.
 _NOTICE_QUERY = "&auction=${AUCTION_ID}&imp=${AUCTION_IMP_ID}&cur=${AUCTION_CURRENCY}&price=${AUCTION_PRICE}"
@@ -155,6 +156,14 @@ class Outcome:
     bids: int = 0
 
 
+_NO_CAPS = (-1, -1, -1)
+
+
+def _caps(minute: int | None, hour: int | None, day: int | None) -> tuple[int, int, int]:
+    """Impression caps a minute, hour and day as the shared admission takes them (-1: none)."""
+    return (-1 if minute is None else minute, -1 if hour is None else hour, -1 if day is None else day)
+
+
 @functools.cache
 def _positions(n: int) -> np.ndarray:
     """Offer position feature: 0 for the first candidate .. 1 for the last."""
@@ -200,8 +209,12 @@ class BidProcessor:
                  delivery: DeliveryStore, batcher: Batcher, ledger: BidLedger, clock: Clock, log_event,
                  notice_base_url: str, loyalty_features: Callable[[str], np.ndarray | None] | None = None,
                  feature_tap: FeatureTap | None = None,
-                 value_pricing: ValuePricing | None = None) -> None:
+                 value_pricing: ValuePricing | None = None, shared: SharedBids | None = None) -> None:
         self.config = config
+        # Several nodes: every bid is admitted by the budgets and caps all of them share (adapters/redis).
+        self._shared = shared
+        self._user_caps = _caps(config.user_cap_minute or None, config.user_cap_hour or None,
+                                config.user_cap_day or None)  # 0 there means no cap
         self._campaigns = campaigns
         self._profiles = profiles
         self._delivery = delivery
@@ -308,11 +321,35 @@ class BidProcessor:
             bids = self._choose(request, found, settled, user_id, now, seat, user_row, cand, value_user)
         if not bids:
             return self._no_bid(request, unservable(request) or "below_floor", NBR_UNKNOWN)
+        if self._shared is not None:
+            bids, refused = await self._admitted(bids, user_id, now)
+            if not bids:
+                return self._no_bid(request, refused, NBR_DAILY_READER_CAP if refused == "frequency_capped" else
+                                    NBR_TECHNICAL if refused == "shared_state_unavailable" else NBR_UNKNOWN)
         response = BidResponse(id=request.id or "", seatbid=[SeatBid(bid=bids, seat=seat or cfg.seat)],
                                bidid=ids.token_hex(16), cur=cfg.currency)
         for b in bids:
             self._log_event("Bid", BidEvent(request.id, b.id, b.impid, b.price, b.adid, b.dealid))
         return Outcome(response, "bid", None, len(bids))
+
+    async def _admitted(self, bids: list[Bid], user_id: str | None, now: float) -> tuple[list[Bid], str]:
+        """The bids the shared budgets and caps admit, and why the others were refused."""
+        assert self._shared is not None
+        admissions = []
+        for b in bids:
+            issued = self._ledger.find(b.id)
+            assert issued is not None  # issued a moment ago
+            campaign = self._campaigns.get(issued.campaign_id)
+            caps = _caps(campaign.frequency_caps.minute, campaign.frequency_caps.hour, campaign.frequency_caps.day)
+            admissions.append(Admission(issued, self._campaigns.paced_limit(campaign, now), caps if user_id else
+                                        _NO_CAPS))
+        try:
+            verdicts = await self._shared.admit(admissions, user_id or "", self._user_caps if user_id else _NO_CAPS,
+                                                now)
+        except StorageUnavailable:
+            return [], "shared_state_unavailable"
+        kept = [b for b, verdict in zip(bids, verdicts, strict=True) if not verdict]
+        return kept, "frequency_capped" if "frequency_capped" in verdicts else "budget_exhausted"
 
     def _features(self, request: BidRequest, profile: CachedProfile | None, loyalty: np.ndarray | None,
                   found: Candidates) -> tuple[np.ndarray, np.ndarray]:

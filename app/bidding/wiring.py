@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from adapters.redis.delivery import RedisDeliveryStore
 from adapters.sqlite.campaigns import SqliteCampaignStore
 from adapters.sqlite.delivery import SqliteDeliveryStore
 from adapters.sqlite.profiles import SqliteProfileStore
@@ -47,7 +48,15 @@ def build(infra: Infra, loyalty_features: Callable[[str], np.ndarray | None], va
     b, inf = config.bidding, config.inference
     campaign_store = SqliteCampaignStore(infra.records_db, infra.changes)
     profile_store = SqliteProfileStore(infra.records_db)
-    delivery = SqliteDeliveryStore(infra.records_db)
+    delivery: SqliteDeliveryStore
+    shared: RedisDeliveryStore | None = None
+    if infra.redis is not None:  # several nodes: budgets, caps and issued bids shared in Redis
+        delivery = shared = RedisDeliveryStore(infra.records_db, infra.redis,
+                                               lambda: [c.id for c in campaign_store.all()], clock=clock.now)
+        infra.supervisor.add_periodic("shared_spend_refresh", config.redis.spend_refresh_ms / 1000,
+                                      shared.refresh_spend)
+    else:
+        delivery = SqliteDeliveryStore(infra.records_db)
     campaigns = CampaignService(campaign_store, delivery, clock, infra.audit, pacing_slack=b.pacing_slack)
     profiles = ProfileCache(profile_store, clock, l1_size=b.profile_l1_size, l2_ttl_s=b.profile_l2_ttl_s,
                             metrics=metrics)
@@ -69,10 +78,11 @@ def build(infra: Infra, loyalty_features: Callable[[str], np.ndarray | None], va
     metrics.caches.register(tap)
     bidder = BidProcessor(b, campaigns, profiles, delivery, batcher, ledger, clock, infra.event_log.log_event,
                           urls.notices(), loyalty_features=loyalty_features, value_pricing=value_pricing,
-                          feature_tap=tap)
+                          feature_tap=tap, shared=shared)
     urls.on_change(lambda: bidder.set_notice_base(urls.notices()))
     gateway = BidGateway(bidder, metrics)
-    notices = NoticeService(ledger, delivery, clock, infra.event_log.log_event, metrics, infra.bus.publish, tap)
+    notices = NoticeService(ledger, delivery, clock, infra.event_log.log_event, metrics, infra.bus.publish, tap,
+                            shared)
     infra.supervisor.add_periodic("bid_ledger_sweep", 1.0, ledger.sweep)
     return Bidding(campaign_store, profile_store, delivery, campaigns, profiles, model, providers, batcher, ledger,
                    bidder, gateway, notices)

@@ -1,6 +1,6 @@
-"""A real PostgreSQL server for the scale-out tests: one per test session (initdb in a temporary directory, on a
-free loopback port), a fresh database per test. Skipped, naming the package, where PostgreSQL is not installed
-(`make test` installs it on Debian as root)."""
+"""Real servers for the scale-out tests, one of each per test session on a free loopback port: PostgreSQL (initdb in
+a temporary directory; a fresh database per test) and Redis (a key prefix per test). Skipped, naming the package,
+where one is not installed (`make test` installs them on Debian as root)."""
 
 from __future__ import annotations
 
@@ -36,3 +36,21 @@ async def pg_dsn(pg_server) -> AsyncIterator[str]:
     finally:
         await admin.close()
     yield pg_server.dsn.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[localservers.Redis]:
+    if "redis-server" in localservers.missing():
+        pytest.skip("Redis is not installed: apt install redis-server")
+    server = localservers.Redis().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """Keys of this test's own on the session's Redis."""
+    return f"t{uuid.uuid4().hex[:12]}"

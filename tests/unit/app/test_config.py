@@ -130,6 +130,8 @@ RULES = [
     ("dsp.breaker_open_s", "0"), ("dsp.breaker_successes", "0"),
     ("nats.url", "http://127.0.0.1:4222"), ("nats.agents", "0"), ("nats.agents", "257"), ("nats.subject", ""),
     ("nats.queue", ""), ("nats.max_payload_bytes", "1023"),
+    ("redis.url", "http://127.0.0.1:6379"), ("redis.prefix", "Has Spaces"), ("redis.timeout_ms", "0"),
+    ("redis.pool_size", "0"), ("redis.spend_refresh_ms", "10"),
     ("learning.retrain_interval_s", "-1"), ("learning.min_rows", "99"), ("learning.min_clicks", "9"),
     ("learning.label_delay_s", "-1"), ("learning.max_rows", "999"), ("learning.max_rows", "2000001"),
     ("learning.feature_slots", "-1"), ("learning.feature_slots", "4000001"), ("learning.l1", "-0.1"),
