@@ -149,7 +149,9 @@ class Platform:
         self.redis = RedisClient(r.url, r.prefix, timeout_s=r.timeout_ms / 1000, pool_size=r.pool_size) \
             if r.url else None
         if self.redis is not None:
-            metrics.redis_failures.set_function(lambda: self.redis.failures if self.redis else 0)
+            redis = self.redis
+            metrics.redis_failures.set_function(lambda: redis.failures)
+            self.health.add_check("redis", lambda: redis.available)
         infra = Infra(config, self.clock, metrics, self.bus, self.supervisor, self.records_db,
                       SqliteUnitOfWork(self.records_db, shared_inventory=storage.backend == "postgres",
                                        changes=self.changes),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -14,6 +15,7 @@ from redis.exceptions import RedisError, ResponseError
 from state.ports import StorageUnavailable
 
 T = TypeVar("T")
+log = logging.getLogger("contrail.redis")
 
 
 class RedisClient:
@@ -29,6 +31,7 @@ class RedisClient:
             socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
         self.redis = aioredis.Redis(connection_pool=pool)
         self.failures = 0  # commands that found Redis unreachable, for the metrics
+        self.available = True  # the last command reached Redis (readiness)
 
     def key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -36,12 +39,21 @@ class RedisClient:
     async def run(self, what: str, call: Awaitable[T]) -> T:
         """Await one command (or pipeline, or script); Redis unreachable or failing is StorageUnavailable."""
         try:
-            return await call
+            result = await call
         except ResponseError:
+            self.available = True
             raise  # the command's own answer (a script's error reply): the caller decides
         except (RedisError, OSError) as exc:
             self.failures += 1
-            raise StorageUnavailable(f"Redis ({what}) is unavailable: {type(exc).__name__}: {exc}") from None
+            if self.available:  # once per outage; the metric counts every refusal
+                log.warning("Redis is unavailable", extra={"url": self.url, "command": what,
+                                                           "error": f"{type(exc).__name__}: {exc}"})
+            self.available = False
+            raise StorageUnavailable(f"Redis is unavailable ({what})") from None
+        if not self.available:
+            log.info("Redis is available again", extra={"url": self.url})
+        self.available = True
+        return result
 
     async def ping(self) -> bool:
         try:

@@ -170,7 +170,10 @@ class RedisDeliveryStore(SqliteDeliveryStore):
     # ---- loading, and loading again when Redis lost what it held ----
     async def load(self, now: float) -> None:
         await super().load(now)
-        await self.seed()
+        try:
+            await self.seed()
+        except StorageUnavailable as exc:  # the node serves what needs no Redis; the first admission seeds
+            log.warning("Redis is unavailable as the node starts: no bids until it is back", extra={"error": str(exc)})
 
     async def seed(self) -> None:
         """Load spend and the last day's impressions from SQL into Redis, unless Redis holds them already."""
