@@ -44,14 +44,17 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is not installed: the console tests will be skipped (apt install chromium)"; fi; }
 
-# The scale-out tests run a real PostgreSQL (app/localservers.py). As root with apt (CI), a missing one is
-# installed; elsewhere those tests skip with a message naming the package.
+# The scale-out tests run a real PostgreSQL and Redis (app/localservers.py). As root with apt (CI), missing ones
+# are installed; elsewhere those tests skip with a message naming the package.
 servers:
-	@test -n "$$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null)" || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing postgresql for the scale-out tests"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
-	  else echo "postgresql is not installed: the scale-out tests will be skipped (apt install postgresql)"; fi; }
+	@missing=""; test -n "$$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null)" || missing="postgresql"; \
+	  command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      echo "installing$$(printf ' %s' $$missing) for the scale-out tests"; \
+	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	    else echo "not installed:$$(printf ' %s' $$missing); the scale-out tests that need them will be skipped (apt install$$(printf ' %s' $$missing))"; fi; \
+	  fi
 
 # The retail and loyalty tests run a second time with the system of record on PostgreSQL (--storage=postgres):
 # the same stores and rules on both engines. Left out: those that start a server process of their own (kill -9,

