@@ -89,10 +89,13 @@ class StorageConfig(_Section):
     backend: Literal["sqlite", "postgres"] = "sqlite"
     postgres_dsn: str = ""
     postgres_pool_size: Annotated[int, Meta(ge=2, le=500)] = 10
+    events_postgres_dsn: str = ""  # the event log's database when on PostgreSQL; empty: postgres_dsn's
 
     def __post_init__(self) -> None:
         if self.backend == "postgres" and not self.postgres_dsn.startswith(("postgresql://", "postgres://")):
             raise _invalid("postgres_dsn", "backend \"postgres\" needs a postgresql:// URL")
+        if self.events_postgres_dsn and not self.events_postgres_dsn.startswith(("postgresql://", "postgres://")):
+            raise _invalid("events_postgres_dsn", "must be empty or a postgresql:// URL")
 
 
 class AnalyticsConfig(_Section):
@@ -450,6 +453,7 @@ class RedisConfig(_Section):
     timeout_ms: Annotated[int, Meta(ge=1, le=60_000)] = 250
     pool_size: Annotated[int, Meta(ge=1, le=1000)] = 32
     spend_refresh_ms: Annotated[int, Meta(ge=50, le=60_000)] = 1000
+    rate_limit_sync_ms: Annotated[int, Meta(ge=20, le=60_000)] = 200
 
 
 class LearningConfig(_Section):

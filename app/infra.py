@@ -28,7 +28,7 @@ class Infra:
     supervisor: Supervisor
     records_db: Database | PgDatabase  # the system of record: this node's SQLite, or PostgreSQL shared by nodes
     uow: UnitOfWork           # transactions on the system of record
-    events_db: Database       # the analytics event log
+    events_db: Database | PgDatabase  # the analytics event log (PostgreSQL too when nodes share it)
     event_log: EventLog
     hub: Hub                  # the admin event stream
     public_urls: PublicUrls

@@ -13,6 +13,7 @@ from adapters.nats.changes import NatsChangeFeed
 from adapters.postgres import migrations as pg_migrations
 from adapters.postgres.db import PgDatabase
 from adapters.redis.client import RedisClient
+from adapters.redis.ratelimit import SharedRateLimits
 from adapters.sqlite import migrations
 from adapters.sqlite.accounts import SqliteAccountStore
 from adapters.sqlite.apikeys import SqliteApiKeyStore
@@ -91,9 +92,14 @@ class Platform:
             if storage.backend == "postgres" else
             Database(data / "contrail.db", migrations.RECORDS, synchronous=storage.synchronous,
                      on_commit=metrics.commit_observer("records"), **tuning))
-        # Telemetry is re-derivable and high volume: NORMAL survives kill -9 (not a power cut).
-        self.events_db = Database(data / "events.db", migrations.EVENTS, synchronous="NORMAL",
-                                  on_commit=metrics.commit_observer("events"), **tuning)
+        # Telemetry is re-derivable and high volume: NORMAL survives kill -9 (not a power cut). Nodes sharing
+        # PostgreSQL write it there too, so reports and training read every node's events.
+        self.events_db: Database | PgDatabase = (
+            PgDatabase(storage.events_postgres_dsn or storage.postgres_dsn, pg_migrations.EVENTS, min_size=1,
+                       max_size=4, ledger="event_log_migrations")
+            if storage.backend == "postgres" else
+            Database(data / "events.db", migrations.EVENTS, synchronous="NORMAL",
+                     on_commit=metrics.commit_observer("events"), **tuning))
         for name, db in (("records", self.records_db), ("events", self.events_db)):
             if isinstance(db, Database):  # PostgreSQL has no writer queue of ours and no WAL to watch
                 _watch_database(metrics, name, db)
@@ -107,8 +113,13 @@ class Platform:
                                      backoff_max_s=config.tasks.restart_backoff_max_s)
         self.health = Health(self.supervisor, {"records": self.records_db, "events": self.events_db})
 
+        # Several nodes on PostgreSQL with NATS: each tells the others which records it committed.
+        self.changes: NatsChangeFeed | None = None
+        if storage.backend == "postgres" and config.nats.url:
+            self.changes = NatsChangeFeed(config.nats.url, f"{config.server.node_id or socket.gethostname()}-"
+                                          f"{secrets.token_hex(4)}", metrics, self.apply_change)
         self.account_store = SqliteAccountStore(self.records_db)
-        self.api_key_store = SqliteApiKeyStore(self.records_db)
+        self.api_key_store = SqliteApiKeyStore(self.records_db, self.changes)
         self.idempotency_store = SqliteIdempotencyStore(self.records_db)
         self.audit_store = SqliteAuditStore(self.records_db)
         self.demo_markers = SqliteDemoMarkerStore(self.records_db)
@@ -140,18 +151,18 @@ class Platform:
         # bundles, activation messages), and needs of them only a flight's destination, looked up when a
         # paid order arrives; channels use loyalty, bidding's profiles and the catalog's product names;
         # retail and loyalty meet on the bus.
-        # Several nodes on PostgreSQL with NATS: each tells the others which records it committed.
-        self.changes: NatsChangeFeed | None = None
-        if storage.backend == "postgres" and config.nats.url:
-            self.changes = NatsChangeFeed(config.nats.url, f"{config.server.node_id or socket.gethostname()}-"
-                                          f"{secrets.token_hex(4)}", metrics, self.apply_change)
         r = config.redis
         self.redis = RedisClient(r.url, r.prefix, timeout_s=r.timeout_ms / 1000, pool_size=r.pool_size) \
             if r.url else None
+        self.shared_limits: SharedRateLimits | None = None
         if self.redis is not None:
             redis = self.redis
             metrics.redis_failures.set_function(lambda: redis.failures)
             self.health.add_check("redis", lambda: redis.available)
+            limiter = self.limiter
+            self.shared_limits = SharedRateLimits(redis, {"ip": limiter.ip, "principal": limiter.principal,
+                                                          "exchange": limiter.exchange})
+            self.supervisor.add_periodic("shared_rate_limits", r.rate_limit_sync_ms / 1000, self.shared_limits.sync)
         infra = Infra(config, self.clock, metrics, self.bus, self.supervisor, self.records_db,
                       SqliteUnitOfWork(self.records_db, shared_inventory=storage.backend == "postgres",
                                        changes=self.changes),
@@ -306,6 +317,8 @@ class Platform:
                       self.reco.features.users, self.reco.lists, self.ltv.histories,
                       self.ltv.predictions):
             self.metrics.caches.register(cache)
+        if self.shared_limits is not None:
+            self.metrics.caches.register(self.shared_limits.totals)
 
     async def apply_change(self, kind: str, ids: list[str]) -> None:
         """Another node committed these records: read them back into this node's memory."""
@@ -317,6 +330,12 @@ class Platform:
             await self.retail.catalog_store.refresh(kind, ids)
         elif kind == "campaign":
             await self.bidding.campaign_store.refresh(ids)
+        elif kind in ("member", "promotion"):
+            await self.loyalty.refresh(kind, ids)
+        elif kind == "api_key":
+            await self.api_key_store.refresh(ids)
+        elif kind == "suppression":
+            await self.suppression_store.refresh(ids)
         else:
             log.warning("a record change of an unknown kind", extra={"kind": kind})
 

@@ -22,6 +22,8 @@ class TokenBuckets:
         self.burst = burst
         self._now = monotonic
         self.buckets: LRU[str, tuple[float, float]] = LRU(max_keys, name)  # key -> (tokens, at)
+        # Several nodes (adapters/redis/ratelimit.py): tokens spent per key since the last exchange with the others.
+        self.spent: dict[str, float] | None = None
 
     def take(self, key: str, cost: float = 1.0) -> float:
         """Spend `cost` tokens; return 0 if allowed, else seconds until it would be."""
@@ -31,10 +33,20 @@ class TokenBuckets:
         wait = 0.0
         if tokens >= cost:
             tokens -= cost
+            if self.spent is not None:
+                self.spent[key] = self.spent.get(key, 0.0) + cost
         else:
             wait = (cost - tokens) / self.rate
         self.buckets.put(key, (tokens, now))
         return wait
+
+    def drain(self, key: str, amount: float) -> None:
+        """Take `amount` tokens from a caller's bucket: what they spent on other nodes. A busy caller's bucket is
+        near empty, so it goes below zero (down to minus the burst): its next requests wait that much longer."""
+        found = self.buckets.peek(key)
+        if found is not None:
+            tokens, at = found
+            self.buckets.put(key, (max(-float(self.burst), tokens - amount), at))
 
     def check(self, key: str, what: str) -> None:
         """Raise RateLimited (429) when `key` has no token left."""

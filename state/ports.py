@@ -279,16 +279,25 @@ class LoyaltyStore(Protocol):
     """Members, promotions and the append-only ledger they are derived from."""
 
     async def entries(self) -> list[LedgerEntry]:
-        """The whole ledger in order, for the replay at start."""
+        """The whole ledger, each member's entries in their order, for the replay at start."""
+
+    async def entries_after(self, user_id: str, seq: int) -> list[tuple[int, LedgerEntry]]:
+        """A member's entries after their `seq`-th, with their numbers, in order."""
+
+    async def earner(self, transaction_id: str) -> str | None:
+        """The member who earned for `transaction_id`, if anyone did."""
 
     async def members(self) -> list[Member]:
+        ...
+
+    async def member(self, user_id: str) -> Member | None:
         ...
 
     async def promotions(self) -> list[Promotion]:
         ...
 
-    def new_id(self) -> int:
-        ...
+    async def new_id(self) -> int:
+        """An entry id unique across every writer."""
 
 
 
@@ -581,8 +590,8 @@ class OfferWrites(Protocol):
 
 @runtime_checkable
 class LedgerWrites(Protocol):
-    def append(self, entry: LedgerEntry) -> None:
-        ...
+    def append(self, entry: LedgerEntry, seq: int) -> None:
+        """The member's `seq`-th entry; WriteConflict at commit if that one exists already."""
 
     def put_member(self, member: Member) -> None:
         ...

@@ -60,6 +60,8 @@ async def _copy(src: sqlite3.Connection, conn: asyncpg.Connection) -> dict[str, 
         for table in tables:
             copied[table] = await _copy_table(src, conn, table)
         await _continue_identities(conn)
+        await conn.execute("SELECT setval('loyalty_entry_ids', (SELECT coalesce(max(id), 0) + 1 FROM loyalty_ledger), "
+                           "false)")  # new entries' ids continue after the copied ones
         held = _held_by_live_orders(src)
         if held:
             await conn.copy_records_to_table("inventory", records=sorted(held.items()), columns=["resource", "held"])

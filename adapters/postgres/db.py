@@ -62,9 +62,10 @@ class PgDatabase:
     dialect = "postgres"
 
     def __init__(self, dsn: str, migrations: Sequence[Migration], *, min_size: int = 2, max_size: int = 10,
-                 command_timeout_s: float = 10.0) -> None:
+                 command_timeout_s: float = 10.0, ledger: str = "schema_migrations") -> None:
         self.dsn = dsn
         self._migrations = migrations
+        self._ledger = ledger
         self._min_size, self._max_size = min_size, max_size
         self._timeout = command_timeout_s
         self._pool: asyncpg.Pool | None = None
@@ -75,7 +76,7 @@ class PgDatabase:
         self._pool = await asyncpg.create_pool(self.dsn, min_size=self._min_size, max_size=self._max_size,
                                                command_timeout=self._timeout)
         async with self._pool.acquire() as conn:
-            return await apply_migrations(conn, self._migrations)
+            return await apply_migrations(conn, self._migrations, self._ledger)
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None

@@ -16,20 +16,21 @@ Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 _LOCK = 0x436F6E7472  # any constant every Contrail node agrees on: pg_advisory_lock's key
 
 
-async def apply_migrations(conn: Conn, migrations: Sequence[Migration]) -> list[int]:
-    """Apply every migration not applied yet; return their versions."""
+async def apply_migrations(conn: Conn, migrations: Sequence[Migration], ledger: str = "schema_migrations") -> list[int]:
+    """Apply every migration not applied yet; return their versions. `ledger` is the table that records them (the
+    event log's migrations are numbered apart from the system of record's, and may share its database)."""
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK)
     try:
-        await conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
+        await conn.execute(f"CREATE TABLE IF NOT EXISTS {ledger} ("
                            " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)")
-        done = {row[0] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+        done = {row[0] for row in await conn.fetch(f"SELECT version FROM {ledger}")}
         applied = []
         for migration in migrations:
             if migration.version in done:
                 continue
             async with conn.transaction():
                 await conn.execute(migration.sql)  # a script: PostgreSQL runs its statements in order
-                await conn.execute("INSERT INTO schema_migrations(version, name, applied_at) VALUES ($1, $2, $3)",
+                await conn.execute(f"INSERT INTO {ledger}(version, name, applied_at) VALUES ($1, $2, $3)",
                                    migration.version, migration.name, time.time())
             applied.append(migration.version)
         return applied

@@ -176,4 +176,26 @@ RECORDS = [
     Migration(19, "shared_inventory", """
         CREATE TABLE inventory (resource TEXT PRIMARY KEY, held BIGINT NOT NULL CHECK (held >= 0))
     """),
+    # As SQLite's 20, and entry ids from a sequence: each value starts a block of 64 ids a node hands out.
+    Migration(20, "loyalty_member_seq", """
+        ALTER TABLE loyalty_ledger ADD COLUMN seq BIGINT;
+        UPDATE loyalty_ledger SET seq = (SELECT count(*) FROM loyalty_ledger l
+                                         WHERE l.user_id = loyalty_ledger.user_id AND l.id <= loyalty_ledger.id);
+        CREATE UNIQUE INDEX loyalty_ledger_member_seq ON loyalty_ledger(user_id, seq);
+        CREATE SEQUENCE loyalty_entry_ids INCREMENT BY 64;
+        SELECT setval('loyalty_entry_ids', (SELECT coalesce(max(id), 0) + 1 FROM loyalty_ledger), false)
+    """),
+]
+
+# The analytics event log, when nodes share PostgreSQL (its migrations recorded in event_log_migrations): the same
+# table as SQLite's events.db, so every reader (reports, training, exports) works on either.
+EVENTS = [
+    Migration(1, "event_log", """
+        CREATE TABLE events (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at DOUBLE PRECISION NOT NULL, type TEXT NOT NULL,
+            payload TEXT NOT NULL)
+    """),
+    Migration(2, "event_log_type_index", """
+        CREATE INDEX events_type ON events(type, id)
+    """),
 ]

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 
 from adapters.sqlite.statements import Insert, SqlDatabase
 from state.apikeys import ApiKey
+from state.ports import ChangeFeed
 
 
 class SqliteApiKeyStore:
     """Hot index of API keys by hash, written through to SQLite."""
 
-    def __init__(self, db: SqlDatabase) -> None:
+    def __init__(self, db: SqlDatabase, changes: ChangeFeed | None = None) -> None:
         self._db = db
+        self._changes = changes  # several nodes: a key revoked on one stops working on all
         self._by_id: dict[str, ApiKey] = {}
         self._by_hash: dict[str, ApiKey] = {}
 
@@ -60,4 +64,14 @@ class SqliteApiKeyStore:
         except BaseException:
             self._index(key)
             raise
+        if self._changes is not None:
+            self._changes.changed("api_key", [key_id])
         return revoked
+
+    async def refresh(self, key_ids: Sequence[str]) -> None:
+        """Another node changed these keys (revoked them): read them back."""
+        marks = ",".join("?" * len(key_ids))
+        for row in await self._db.fetchall(
+                f"SELECT id, name, role, key_hash, created_at, revoked_at FROM api_keys WHERE id IN ({marks})",
+                list(key_ids)):
+            self._index(ApiKey(*row))

@@ -362,6 +362,14 @@ RECORDS = [
     Migration(19, "shared_inventory", """
         CREATE TABLE inventory (resource TEXT PRIMARY KEY, held INTEGER NOT NULL CHECK (held >= 0))
     """),
+    # A member's entries are numbered 1, 2, 3...: an entry is written only as the number after the last one its
+    # writer applied, so two nodes (or two requests) deciding on the same balance cannot both commit.
+    Migration(20, "loyalty_member_seq", """
+        ALTER TABLE loyalty_ledger ADD COLUMN seq INTEGER;
+        UPDATE loyalty_ledger SET seq = (SELECT count(*) FROM loyalty_ledger l
+                                         WHERE l.user_id = loyalty_ledger.user_id AND l.id <= loyalty_ledger.id);
+        CREATE UNIQUE INDEX loyalty_ledger_member_seq ON loyalty_ledger(user_id, seq)
+    """),
 ]
 
 EVENTS = [

@@ -67,7 +67,7 @@ class SqliteTransaction:
 
     @property
     def loyalty(self) -> SqliteLedgerWrites:
-        return SqliteLedgerWrites(self.statements)
+        return SqliteLedgerWrites(self.statements, self.touched)
 
     @property
     def inventory(self) -> SqliteInventoryWrites:

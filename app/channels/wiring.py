@@ -53,7 +53,7 @@ def build(infra: Infra, loyalty: LoyaltyService, profiles: ProfileCache,
     and `product_name` (a catalog product's name): the recommended items activation messages carry;
     `customer_value`: predicted lifetime values, for activations limited to an LTV band."""
     config, clock, metrics, log_event = infra.config, infra.clock, infra.metrics, infra.event_log.log_event
-    suppression_store = SqliteSuppressionStore(infra.records_db)
+    suppression_store = SqliteSuppressionStore(infra.records_db, infra.changes)
     suppression = SuppressionService(suppression_store, clock, infra.audit)
     outbox_store = SqliteOutboxStore(infra.records_db)
     email = EmailService(config.smtp, SmtpRelay(config.smtp), infra.public_urls.links, config.auth.jwt_secret,

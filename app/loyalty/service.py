@@ -18,23 +18,27 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import functools
 import math
+import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TypeVar
 
 import msgspec
 import numpy as np
 
 from app.admin import AuditTrail
 from app.auth import Principal
-from app.errors import Forbidden, InvalidInput, NotFound, RuleViolation
+from app.errors import Conflict, Forbidden, InvalidInput, NotFound, RuleViolation
 from app.loyalty.events import RewardSignalled, StarsEarned, StarsReversed
-from app.persist import atomically
+from app.persist import atomically, commit_or_undo
 from app.runtime.clock import Clock
 from state.loyalty import LedgerEntry, Member, Promotion
-from state.ports import LoyaltyStore, UnitOfWork
+from state.ports import LoyaltyStore, UnitOfWork, WriteConflict
 
 TIERS = ("Green", "Gold", "Reserve")
 MULTIPLIER = {"Green": Decimal("1.0"), "Gold": Decimal("1.2"), "Reserve": Decimal("1.7")}
@@ -44,6 +48,17 @@ GOLD_REWARD = 500  # the reward only Gold and Reserve members may take
 SIGNALS = {"clicked": 1.0, "redeemed": 2.0, "ignored": -0.1}
 CHANNEL_CODES = ("in_store", "push", "in_app", "sms", "email", "web", "paid_media")
 YEAR = 365 * 86_400
+MAX_ATTEMPTS = 10  # decisions on a member's stars retried after another writer's append, before a 409
+
+T = TypeVar("T")
+
+
+class _Stale(Exception):
+    """Another writer appended to this member's ledger first: nothing was written; catch up and decide again."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(user_id)
+        self.user_id = user_id
 
 
 class Account(msgspec.Struct, gc=False):
@@ -105,6 +120,7 @@ class LoyaltyService:
         # transaction -> its earn (or reversal) entry, or the future of one being committed
         self._earned: dict[str, LedgerEntry | asyncio.Future[LedgerEntry]] = {}
         self._reversed: dict[str, LedgerEntry | asyncio.Future[LedgerEntry]] = {}
+        self._locks: dict[str, list] = {}  # member -> [lock, decisions waiting or running]; see _member
 
     async def load(self) -> None:
         for member in await self._store.members():
@@ -112,11 +128,63 @@ class LoyaltyService:
         for promotion in await self._store.promotions():
             self._promotions[promotion.id] = promotion
         for entry in await self._store.entries():
-            self._apply(self._account(entry.user_id), entry)
-            if entry.kind == "earn" and entry.transaction_id:
-                self._earned[entry.transaction_id] = entry
-            elif entry.kind == "reverse" and entry.transaction_id:
-                self._reversed[entry.transaction_id] = entry
+            self._replay(self._account(entry.user_id), entry)
+
+    def _replay(self, account: Account, entry: LedgerEntry) -> None:
+        """Apply a stored entry (at start, or one another writer appended) and index its transaction."""
+        self._apply(account, entry)
+        if entry.kind == "earn" and entry.transaction_id:
+            self._earned[entry.transaction_id] = entry
+        elif entry.kind == "reverse" and entry.transaction_id:
+            self._reversed[entry.transaction_id] = entry
+
+    async def _catch_up(self, user_id: str) -> None:
+        """Apply what other writers (other nodes) appended to a member's ledger since this node last did."""
+        for seq, entry in await self._store.entries_after(user_id, len(self._account(user_id).entries)):
+            account = self._account(user_id)
+            if seq == len(account.entries) + 1:  # not one of this node's, applied meanwhile
+                self._replay(account, entry)
+
+    async def refresh(self, kind: str, ids: list[str]) -> None:
+        """Another node changed these members (their ledger or details) or promotions: read them back."""
+        if kind == "promotion":
+            self._promotions = {p.id: p for p in await self._store.promotions()}
+            return
+        for user_id in ids:
+            await self._catch_up(user_id)
+            member = await self._store.member(user_id)
+            if member is not None:
+                self._members[user_id] = member
+
+    @contextlib.asynccontextmanager
+    async def _member(self, user_id: str) -> AsyncIterator[None]:
+        """One decision on a member's stars at a time on this node, from reading the balance to its commit (so
+        no undo of a failed write can drop another's); a lock exists only while a decision waits or runs."""
+        held = self._locks.get(user_id)
+        if held is None:
+            held = self._locks[user_id] = [asyncio.Lock(), 0]
+        held[1] += 1
+        try:
+            async with held[0]:
+                yield
+        finally:
+            held[1] -= 1
+            if not held[1]:
+                del self._locks[user_id]
+
+    async def _decide(self, user_id: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run a decision on a member's stars; when another node appended to their ledger first, catch up and
+        decide again on what is now true."""
+        async with self._member(user_id):
+            for tries in range(MAX_ATTEMPTS):
+                try:
+                    return await attempt()
+                except _Stale:
+                    # A random pause, longer with each try: a node racing another's stream of writes to the
+                    # same member gets its turn.
+                    await asyncio.sleep(random.uniform(0, 0.002 * tries))
+                    await self._catch_up(user_id)
+        raise Conflict("this member's stars kept changing meanwhile; try again")
 
     # ---- state ----
     def _account(self, user_id: str) -> Account:
@@ -204,14 +272,20 @@ class LoyaltyService:
         account.lots = tuple((entry_id, left, expires) for entry_id, left, expires in lots if left)
 
     async def _append(self, account: Account, entry: LedgerEntry) -> None:
-        """Apply in memory, then commit; restore the account if the commit fails."""
+        """Apply in memory, then commit as the member's next entry; restore the account if the commit fails,
+        and raise _Stale if another writer appended to the member's ledger first."""
         snapshot = msgspec.structs.replace(account)
+        seq = len(account.entries) + 1
         self._apply(account, entry)
 
         def undo() -> None:
             self._accounts[account.user_id] = snapshot
-        async with atomically(self._uow, undo) as tx:
-            tx.loyalty.append(entry)
+        tx = self._uow.begin()
+        tx.loyalty.append(entry, seq)
+        try:
+            await commit_or_undo(tx.commit(), undo)
+        except WriteConflict:
+            raise _Stale(account.user_id) from None
 
     # ---- earning ----
     def rate(self, tier: str, channel: str, at: float) -> Decimal:
@@ -224,6 +298,11 @@ class LoyaltyService:
                    is_referral: bool = False, is_digital: bool = False, qualifying: bool = True,
                    fixed_stars: int | None = None) -> EarnResult:
         """Earn stars for a purchase, once per transaction_id (a replay returns the first result)."""
+        return await self._decide(user_id, lambda: self._earn(user_id, amount_cents, channel, transaction_id,
+                                                              is_referral, is_digital, qualifying, fixed_stars))
+
+    async def _earn(self, user_id: str, amount_cents: int, channel: str, transaction_id: str, is_referral: bool,
+                    is_digital: bool, qualifying: bool, fixed_stars: int | None) -> EarnResult:
         _check_id("user_id", user_id)
         _check_id("transaction_id", transaction_id)
         if not 0 <= amount_cents <= 10**10:
@@ -234,6 +313,11 @@ class LoyaltyService:
             if entry.user_id != user_id:
                 raise RuleViolation(f"transaction {transaction_id} was earned by another member")
             return _earn_result(entry, replayed=True)
+        entry_id = await self._store.new_id()  # before reading the account: no await between deciding and applying
+        known = self._earned.get(transaction_id)
+        if known is not None:  # earned meanwhile
+            return await self._earn(user_id, amount_cents, channel, transaction_id, is_referral, is_digital,
+                                    qualifying, fixed_stars)
         account = self._account(user_id)
         now = self._clock.now()
         before = self.tier(account, now)
@@ -255,7 +339,7 @@ class LoyaltyService:
             "tier_after": after, "tier_changed": after != before}
         if account.debt:
             details.update(debt_paid=paid, debt_after=account.debt - paid)
-        entry = LedgerEntry(self._store.new_id(), user_id, "earn", stars, now, transaction_id, qualifying,
+        entry = LedgerEntry(entry_id, user_id, "earn", stars, now, transaction_id, qualifying,
                             green_expiry(now, self._config.green_expiry_months) if before == "Green" else None,
                             details)
         try:
@@ -276,6 +360,20 @@ class LoyaltyService:
     async def reverse(self, transaction_id: str) -> LedgerEntry:
         """Take back what an earn transaction gave (a refund); a repeat returns the first reversal."""
         _check_id("transaction_id", transaction_id)
+        earned = self._earned.get(transaction_id)
+        if isinstance(earned, asyncio.Future):
+            earned = await asyncio.shield(earned)
+        if earned is not None:
+            user_id = earned.user_id
+        else:  # earned through another node, not heard of yet?
+            found = await self._store.earner(transaction_id)
+            if found is None:
+                raise NotFound(f"no earn transaction {transaction_id}")
+            user_id = found
+            await self._catch_up(user_id)
+        return await self._decide(user_id, lambda: self._reverse(transaction_id))
+
+    async def _reverse(self, transaction_id: str) -> LedgerEntry:
         known = self._reversed.get(transaction_id)
         if known is not None:
             return await asyncio.shield(known) if isinstance(known, asyncio.Future) else known
@@ -283,14 +381,17 @@ class LoyaltyService:
         if isinstance(earned, asyncio.Future):
             earned = await asyncio.shield(earned)
             if transaction_id in self._reversed:
-                return await self.reverse(transaction_id)
+                return await self._reverse(transaction_id)
         if earned is None:
             raise NotFound(f"no earn transaction {transaction_id}")
+        entry_id = await self._store.new_id()
+        if transaction_id in self._reversed:  # reversed meanwhile
+            return await self._reverse(transaction_id)
         account = self._account(earned.user_id)
         # The entry takes back the whole earn; what the balance could not cover is the shortfall (_apply owes it).
         reversed_stars = min(earned.stars, account.balance)
         shortfall = earned.stars - reversed_stars
-        entry = LedgerEntry(self._store.new_id(), earned.user_id, "reverse", -earned.stars, self._clock.now(),
+        entry = LedgerEntry(entry_id, earned.user_id, "reverse", -earned.stars, self._clock.now(),
                             transaction_id, details={"earn_entry": earned.id, "reversed": reversed_stars,
                                                      "shortfall": shortfall, "debt_after": account.debt + shortfall})
         pending: asyncio.Future[LedgerEntry] = asyncio.get_running_loop().create_future()
@@ -314,6 +415,10 @@ class LoyaltyService:
         _check_id("user_id", user_id)
         if stars not in CATALOGUE:
             raise InvalidInput(f"stars must be one of {', '.join(map(str, CATALOGUE))}")
+        return await self._decide(user_id, lambda: self._redeem(user_id, stars))
+
+    async def _redeem(self, user_id: str, stars: int) -> LedgerEntry:
+        entry_id = await self._store.new_id()
         account = self._accounts.get(user_id) or Account(user_id)  # a refused redeem creates no account
         now = self._clock.now()
         if stars == GOLD_REWARD and self.tier(account, now) == "Green":
@@ -321,7 +426,7 @@ class LoyaltyService:
         if account.balance < stars:
             raise RuleViolation(f"not enough stars: {account.balance} available, {stars} needed",
                                 {"balance": account.balance, "needed": stars})
-        entry = LedgerEntry(self._store.new_id(), user_id, "redeem", -stars, now,
+        entry = LedgerEntry(entry_id, user_id, "redeem", -stars, now,
                             details={"value_cents": CATALOGUE[stars]})
         await self._append(account, entry)
         self._log_event("StarsRedeemed", {"user_id": user_id, "stars": stars, "value_cents": CATALOGUE[stars]})
@@ -334,16 +439,20 @@ class LoyaltyService:
         for n, user_id in enumerate(list(self._accounts), 1):
             if n % 1_000 == 0:
                 await asyncio.sleep(0)  # a pass over every member must not hold the loop
-            while True:  # re-read after each commit: a redemption may have taken from a lot meanwhile
-                account = self._accounts[user_id]
-                due = next((lot for lot in account.lots if lot[2] is not None and lot[2] <= now), None)
-                if due is None:
-                    break
-                entry_id, left, _ = due
-                await self._append(account, LedgerEntry(self._store.new_id(), user_id, "expire", -left, now,
-                                                        details={"lot": entry_id}))
+            while (left := await self._decide(user_id, functools.partial(self._expire_lot, user_id, now))) is not None:
                 total += left
         return total
+
+    async def _expire_lot(self, user_id: str, now: float) -> int | None:
+        """Expire one lot of a member past its expiry: the stars it took, or None when none is due."""
+        new_id = await self._store.new_id()
+        account = self._accounts[user_id]
+        due = next((lot for lot in account.lots if lot[2] is not None and lot[2] <= now), None)
+        if due is None:
+            return None
+        entry_id, left, _ = due
+        await self._append(account, LedgerEntry(new_id, user_id, "expire", -left, now, details={"lot": entry_id}))
+        return left
 
     # ---- birthday, promotions, members ----
     def birthday_eligible(self, user_id: str, at: float) -> bool:

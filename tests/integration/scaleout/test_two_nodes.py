@@ -168,7 +168,8 @@ async def _eventually(check, seconds: float = 10.0):
 
 
 async def test_with_nats_each_node_hears_what_the_other_committed(tmp_path, pg_server, nats_server):
-    """Orders, seats, flights and campaigns committed on one node reach the other's memory within moments."""
+    """Orders, seats, flights, campaigns, members' stars, API keys and suppressions committed on one node reach the
+    other's memory within moments."""
     dsn = pg_server.new_database()
     a, b = (ServerProcess(tmp_path / name / "var", CONTRAIL__STORAGE__BACKEND="postgres",
                           CONTRAIL__STORAGE__POSTGRES_DSN=dsn, CONTRAIL__NATS__URL=nats_server.url,
@@ -221,9 +222,55 @@ async def test_with_nats_each_node_hears_what_the_other_committed(tmp_path, pg_s
                 async with session.get(f"{b.url}/v1/admin/campaigns/fan-out", headers=admin) as resp:
                     return (await resp.json())["state"] if resp.status == 200 else None
             assert await _eventually(campaign_on_b) == "draft"
+            await _members_keys_and_suppressions(session, a, b, admin)
     finally:
         a.stop()
         b.stop()
+
+
+async def _members_keys_and_suppressions(session, a: ServerProcess, b: ServerProcess, admin: dict) -> None:
+    """A member's stars, a revoked API key and the suppression list, changed on A, are so on B within moments."""
+    earn = {"user_id": "ana", "amount_cents": 10_000, "channel": "web", "transaction_id": "pos-1"}
+    async with session.post(f"{b.url}/v1/loyalty/earn", json=earn, headers=admin) as resp:
+        assert resp.status == 201, await resp.text()
+
+    async def balance_on_a() -> int:
+        async with session.get(f"{a.url}/v1/loyalty/balance/ana", headers=admin) as resp:
+            return (await resp.json())["balance"] if resp.status == 200 else -1
+    assert await _eventually(lambda: _equals(balance_on_a(), 100)) == 100
+    async with session.post(f"{a.url}/v1/loyalty/redeem", json={"user_id": "ana", "stars": 100},
+                            headers=admin) as resp:
+        assert resp.status == 201, await resp.text()
+    async with session.post(f"{b.url}/v1/loyalty/redeem", json={"user_id": "ana", "stars": 100},
+                            headers=admin) as resp:
+        assert resp.status == 422  # spent on A: B, told or not, decides on what is stored
+
+    async with session.post(f"{a.url}/v1/admin/api-keys", json={"name": "partner", "role": "partner"},
+                            headers=admin) as resp:
+        created = await resp.json()
+    partner = {"X-Api-Key": created["key"]}
+    async with session.get(f"{b.url}/v1/loyalty/balance/ana", headers=partner) as resp:
+        assert resp.status == 200  # a key made on A works on B
+    async with session.delete(f"{a.url}/v1/admin/api-keys/{created['id']}", headers=admin) as resp:
+        assert resp.status == 200, await resp.text()
+
+    async def partner_on_b() -> int:
+        async with session.get(f"{b.url}/v1/loyalty/balance/ana", headers=partner) as resp:
+            return resp.status
+    assert await _eventually(lambda: _equals(partner_on_b(), 401)) == 401  # revoked on A, refused on B
+
+    entry = {"identifier": "ana@example.com", "channel": "email"}
+    async with session.post(f"{a.url}/v1/suppressions", json={"entries": [entry]}, headers=admin) as resp:
+        assert resp.status == 201, await resp.text()
+
+    async def suppressed_on_b() -> int:
+        async with session.get(f"{b.url}/v1/suppressions", params={"identifier": "ana@example.com"},
+                               headers=admin) as resp:
+            return len((await resp.json())["items"])
+    assert await _eventually(lambda: _equals(suppressed_on_b(), 1)) == 1
+    async with session.delete(f"{a.url}/v1/suppressions", json={"entries": [entry]}, headers=admin) as resp:
+        assert resp.status == 200
+    assert await _eventually(lambda: _equals(suppressed_on_b(), 0)) == 0
 
 
 async def _equals(value, wanted):

@@ -21,11 +21,11 @@ from tests.integration.scaleout.test_two_nodes import SECRETS
 BUDGET = 400_000  # micros a day; bids reserve their CPM / 1000 (2,000-5,000 micros each)
 
 
-def _nodes(tmp_path, dsn: str, redis_url: str, prefix: str) -> list[ServerProcess]:
+def _nodes(tmp_path, dsn: str, redis_url: str, prefix: str, **env: str) -> list[ServerProcess]:
     nodes = [ServerProcess(tmp_path / name / "var", CONTRAIL__STORAGE__BACKEND="postgres",
                            CONTRAIL__STORAGE__POSTGRES_DSN=dsn, CONTRAIL__REDIS__URL=redis_url,
                            CONTRAIL__REDIS__PREFIX=prefix, CONTRAIL__REDIS__SPEND_REFRESH_MS="100",
-                           CONTRAIL__BIDDING__PACING_SLACK="1.0", **SECRETS) for name in ("a", "b")]
+                           CONTRAIL__BIDDING__PACING_SLACK="1.0", **SECRETS, **env) for name in ("a", "b")]
     for node in nodes:
         node.data_dir.mkdir(parents=True)
     return nodes
@@ -192,3 +192,35 @@ async def test_a_redis_restart_mid_load_costs_bounded_no_bids_and_loses_no_ackno
         a.stop()
         b.stop()
         redis.stop()
+
+
+async def test_an_exchange_spreading_requests_over_both_nodes_gets_its_rate_once(tmp_path, pg_server, redis_server,
+                                                                                redis_prefix):
+    rate, burst, seconds = 20, 5, 3.0
+    a, b = _nodes(tmp_path, pg_server.new_database(), redis_server.url, redis_prefix,
+                  CONTRAIL__BIDDING__EXCHANGE_PER_S=str(rate), CONTRAIL__BIDDING__EXCHANGE_BURST=str(burst))
+    try:
+        _, _, exchange = _keys(a)
+        a.start()
+        b.start()
+        answered: Counter = Counter()
+        async with aiohttp.ClientSession() as session:
+            deadline = time.monotonic() + seconds
+
+            async def client(n: int) -> None:
+                while time.monotonic() < deadline:
+                    node = (a, b)[answered.total() % 2]
+                    status, _ = await _bid(session, node.url, exchange, f"u{n}")
+                    answered[(node.url, status)] += 1
+            await asyncio.gather(*(client(n) for n in range(4)))
+        allowed = sum(count for (_, status), count in answered.items() if status != 429)
+        refused = sum(count for (_, status), count in answered.items() if status == 429)
+        one_node = burst + rate * seconds  # what one node alone lets through
+        assert refused > 0
+        assert all(answered[(node.url, 204)] + answered[(node.url, 200)] > 5 for node in (a, b)), answered
+        # Unshared, each node would let one_node through (130 here); shared, both together let through about that
+        # much, plus the other node's second bucket and what each let through before hearing of the other.
+        assert allowed < one_node * 1.5, (allowed, one_node, answered)
+    finally:
+        a.stop()
+        b.stop()
