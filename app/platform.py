@@ -132,7 +132,7 @@ class Platform:
         self.audit = AuditTrail(self.audit_store, self.clock, self.event_log.log_event)
         self.admin = AdminService(self.accounts, self.api_keys, self.audit)
         self.idempotency = IdempotencyService(self.idempotency_store, self.clock, config.idempotency.ttl_s,
-                                              config.auth.jwt_secret)
+                                              config.auth.jwt_secret, shared=storage.backend == "postgres")
         self.authenticator = Authenticator(self.api_keys, self.tokens, self.accounts)
         rl = config.ratelimit
         self.limiter = RateLimiter(TokenBuckets(rl.ip_per_s, rl.ip_burst, name="rate_limit_ip"),

@@ -259,6 +259,15 @@ class IdempotencyStore(Protocol):
     async def put(self, record: StoredResponse) -> None:
         ...
 
+    async def claim(self, scope: str, key: str, request_hash: str, now: float, until: float) -> bool:
+        """Several nodes: mark a key in flight for all of them, unless a live record holds it."""
+
+    async def fetch(self, scope: str, key: str, now: float) -> StoredResponse | None:
+        """The live record of a key as stored (status 0: in flight on some node)."""
+
+    async def release(self, scope: str, key: str) -> None:
+        """Drop a claim whose request ended without a response to keep."""
+
     async def purge_expired(self, now: float) -> int:
         """Forget responses past their expiry; return how many."""
 

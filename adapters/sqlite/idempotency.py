@@ -44,6 +44,35 @@ class SqliteIdempotencyStore:
         self._records[(record.scope, record.key)] = record
         heapq.heappush(self._expiry, (record.expires_at, (record.scope, record.key)))
 
+    async def claim(self, scope: str, key: str, request_hash: str, now: float, until: float) -> bool:
+        """Mark a key in flight (status 0) for every node until `until`, unless a live record holds it: whether
+        this caller has it."""
+        counts = await self._db.write([(
+            "INSERT INTO idempotency(scope, key, request_hash, status, content_type, body, created_at, expires_at) "
+            "VALUES (?,?,?,0,'',?,?,?) ON CONFLICT(scope, key) DO UPDATE SET request_hash=excluded.request_hash, "
+            "status=0, content_type='', body=excluded.body, created_at=excluded.created_at, "
+            "expires_at=excluded.expires_at WHERE idempotency.expires_at <= excluded.created_at",
+            (scope, key, request_hash, b"", now, until))])
+        return counts[0] == 1
+
+    async def fetch(self, scope: str, key: str, now: float) -> StoredResponse | None:
+        """The live record of a key as stored (another node's; status 0: still in flight there)."""
+        row = await self._db.fetchone(
+            "SELECT scope, key, request_hash, status, content_type, body, created_at, expires_at FROM idempotency "
+            "WHERE scope = ? AND key = ? AND expires_at > ?", (scope, key, now))
+        if row is None:
+            return None
+        scope_, key_, request_hash, status, content_type, body, created_at, expires_at = row
+        record = StoredResponse(scope_, key_, request_hash, status, content_type, bytes(body), created_at, expires_at)
+        if record.status:
+            self._records[(scope, key)] = record
+            heapq.heappush(self._expiry, (record.expires_at, (scope, key)))
+        return record
+
+    async def release(self, scope: str, key: str) -> None:
+        """Drop a claim whose request ended without a response to keep."""
+        await self._db.write([("DELETE FROM idempotency WHERE scope = ? AND key = ? AND status = 0", (scope, key))])
+
     async def purge_expired(self, now: float) -> int:
         """Forget responses past their expiry; return how many."""
         purged = 0

@@ -140,7 +140,8 @@ class LoyaltyService:
 
     async def _catch_up(self, user_id: str) -> None:
         """Apply what other writers (other nodes) appended to a member's ledger since this node last did."""
-        for seq, entry in await self._store.entries_after(user_id, len(self._account(user_id).entries)):
+        known = self._accounts.get(user_id)
+        for seq, entry in await self._store.entries_after(user_id, len(known.entries) if known else 0):
             account = self._account(user_id)
             if seq == len(account.entries) + 1:  # not one of this node's, applied meanwhile
                 self._replay(account, entry)
@@ -417,10 +418,14 @@ class LoyaltyService:
             raise InvalidInput(f"stars must be one of {', '.join(map(str, CATALOGUE))}")
         return await self._decide(user_id, lambda: self._redeem(user_id, stars))
 
-    async def _redeem(self, user_id: str, stars: int) -> LedgerEntry:
+    async def _redeem(self, user_id: str, stars: int, caught_up: bool = False) -> LedgerEntry:
         entry_id = await self._store.new_id()
         account = self._accounts.get(user_id) or Account(user_id)  # a refused redeem creates no account
         now = self._clock.now()
+        short = stars == GOLD_REWARD and self.tier(account, now) == "Green" or account.balance < stars
+        if short and not caught_up:  # refuse only on what is stored: another node may have earned for them
+            await self._catch_up(user_id)
+            return await self._redeem(user_id, stars, caught_up=True)
         if stars == GOLD_REWARD and self.tier(account, now) == "Green":
             raise RuleViolation("the 500-star reward needs Gold or Reserve")
         if account.balance < stars:

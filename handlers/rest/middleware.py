@@ -247,7 +247,7 @@ def idempotency_middleware(service: IdempotencyService) -> Middleware:
         scope = principal.scope
         body = await request.read()
         fingerprint = service.fingerprint(request.method, request.path_qs, body)
-        started = service.begin(scope, key.strip(), fingerprint)
+        started = await service.begin(scope, key.strip(), fingerprint)
         if isinstance(started, Replay):
             return web.Response(status=started.status, body=started.body, content_type=started.content_type,
                                 headers={"Idempotency-Replayed": "true"})

@@ -123,6 +123,42 @@ async def test_kill_9_of_one_node_loses_nothing_it_acknowledged_and_the_other_ke
     assert held == sum(1 for state in stored.values() if state == "PROPOSED") <= 60
 
 
+async def test_a_retry_with_the_same_idempotency_key_on_the_other_node_replays_the_answer(cluster):
+    dsn, (a, b) = cluster
+    key = a.cli("create-api-key", "--name", "ops", "--role", "admin").stdout.strip().splitlines()[-1]
+    admin = {"X-Api-Key": key}
+    a.start()
+    b.start()
+    async with aiohttp.ClientSession() as session:
+        earn = {"user_id": "ida", "amount_cents": 30_000, "channel": "web", "transaction_id": "pos-9"}
+        async with session.post(f"{a.url}/v1/loyalty/earn", json=earn, headers=admin) as resp:
+            assert resp.status == 201  # 300 stars
+        redeem = {"user_id": "ida", "stars": 100}
+        once = {**admin, "Idempotency-Key": "redeem-once"}
+        async with session.post(f"{a.url}/v1/loyalty/redeem", json=redeem, headers=once) as resp:
+            assert resp.status == 201
+            first = await resp.json()
+        async with session.post(f"{b.url}/v1/loyalty/redeem", json=redeem, headers=once) as resp:
+            assert resp.status == 201 and resp.headers.get("Idempotency-Replayed") == "true"
+            assert await resp.json() == first
+        async with session.post(f"{b.url}/v1/loyalty/redeem", json={**redeem, "stars": 200}, headers=once) as resp:
+            assert resp.status == 409 and (await resp.json())["error"]["code"] == "idempotency_key_reused"
+        # The same key sent to both nodes at once runs once: the other answer is a replay or "in progress".
+        twice = {**admin, "Idempotency-Key": "redeem-race"}
+
+        async def send(url: str) -> tuple[int, str | None]:
+            async with session.post(f"{url}/v1/loyalty/redeem", json=redeem, headers=twice) as resp:
+                return resp.status, resp.headers.get("Idempotency-Replayed")
+        answers = await asyncio.gather(send(a.url), send(b.url))
+        assert sorted(status for status, _ in answers) in ([201, 201], [201, 409]), answers
+    conn = await asyncpg.connect(dsn)
+    try:
+        redeemed = await conn.fetchval("SELECT count(*) FROM loyalty_ledger WHERE user_id = 'ida' AND kind = 'redeem'")
+    finally:
+        await conn.close()
+    assert redeemed == 2  # once per key, however many nodes were asked
+
+
 async def test_postgresql_down_is_a_503_and_the_node_recovers_by_itself(tmp_path):
     from app import localservers
     pg = localservers.Postgres().start()
