@@ -144,10 +144,10 @@ def nats_server_binary() -> str | None:
 
 
 class NatsServer:
-    """A nats-server on a free loopback port (tests, benchmarks and `python -m app cluster`)."""
+    """A nats-server on a free loopback port, or `port` (tests, benchmarks and `python -m app cluster`)."""
 
-    def __init__(self, binary: str) -> None:
-        self.port = free_port()
+    def __init__(self, binary: str, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.proc = subprocess.Popen([binary, "-a", "127.0.0.1", "-p", str(self.port)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10

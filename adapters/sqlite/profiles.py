@@ -30,17 +30,24 @@ class SqliteProfileStore:
         row = await self._db.fetchone("SELECT body FROM profiles WHERE user_id=?", (user_id,))
         if row is None:
             return None
-        try:
-            return _decode(row[0])
-        except msgspec.ValidationError as exc:
-            # A row this version cannot read (written by another version or by hand) is no profile:
-            # the user is bid on as anyone unknown, never refused.
-            log.warning("unreadable stored profile", extra={"user_id": user_id, "error": str(exc)})
-            return None
+        return readable(user_id, row[0])
 
     async def put(self, *profiles: Profile) -> None:
         """Create or replace profiles, all in one commit."""
+        await self._write(profiles)
+        self._ids.update(p.user_id for p in profiles)
+
+    async def _write(self, profiles: tuple[Profile, ...]) -> None:
         await self._db.write([("INSERT INTO profiles(user_id, body, updated_at) VALUES (?,?,?) "
                                "ON CONFLICT(user_id) DO UPDATE SET body=excluded.body, updated_at=excluded.updated_at",
                                (p.user_id, _encode(p).decode(), p.updated_at)) for p in profiles])
-        self._ids.update(p.user_id for p in profiles)
+
+
+def readable(user_id: str, body: str | bytes) -> Profile | None:
+    """A stored profile, or None for one this version cannot read (written by another version or by hand): the
+    user is bid on as anyone unknown, never refused."""
+    try:
+        return _decode(body)
+    except msgspec.ValidationError as exc:
+        log.warning("unreadable stored profile", extra={"user_id": user_id, "error": str(exc)})
+        return None

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from adapters.redis.delivery import RedisDeliveryStore
+from adapters.redis.profiles import RedisProfileStore
 from adapters.sqlite.campaigns import SqliteCampaignStore
 from adapters.sqlite.delivery import SqliteDeliveryStore
 from adapters.sqlite.profiles import SqliteProfileStore
@@ -47,7 +48,8 @@ def build(infra: Infra, loyalty_features: Callable[[str], np.ndarray | None], va
     config, clock, metrics = infra.config, infra.clock, infra.metrics
     b, inf = config.bidding, config.inference
     campaign_store = SqliteCampaignStore(infra.records_db, infra.changes)
-    profile_store = SqliteProfileStore(infra.records_db)
+    profile_store = SqliteProfileStore(infra.records_db) if infra.redis is None else \
+        RedisProfileStore(infra.records_db, infra.redis, b.profile_l2_ttl_s, clock.now)
     delivery: SqliteDeliveryStore
     shared: RedisDeliveryStore | None = None
     if infra.redis is not None:  # several nodes: budgets, caps and issued bids shared in Redis

@@ -158,3 +158,31 @@ async def test_redis_unreachable_is_a_clear_error_and_nothing_is_charged(tmp_pat
         await client.close()
         await db.close()
         server.stop()
+
+
+async def test_a_profile_stored_on_one_node_is_read_on_the_other_while_young_enough(tmp_path, redis_server,
+                                                                                   redis_prefix):
+    from adapters.redis.profiles import RedisProfileStore
+    from state.profiles import Profile
+    db = Database(tmp_path / "records.db", migrations.RECORDS)
+    await db.open()
+    clock = Clock()
+    clients = [RedisClient(redis_server.url, redis_prefix, timeout_s=2.0, pool_size=4) for _ in range(2)]
+    a, b = (RedisProfileStore(db, c, ttl_s=3600, clock=clock) for c in clients)
+    try:
+        for store in (a, b):
+            await store.load()
+        young = Profile("ana", interests=[0.5] * 64, updated_at=clock.now - 60)
+        old = Profile("old", interests=[0.5] * 64, updated_at=clock.now - 7200)
+        await a.put(young, old)
+        assert await b.get("ana") == young
+        assert await b.get("old") is None  # too old for the bidder to trust: not cached
+        assert await b.get("nobody") is None
+        assert len(await db.fetchall("SELECT user_id FROM profiles")) == 2  # the record keeps both
+        await a._r.redis.delete(*await a._r.redis.keys(f"{redis_prefix}:*"))  # Redis came back empty
+        await b.load()
+        assert await a.get("ana") == young
+    finally:
+        for c in clients:
+            await c.close()
+        await db.close()

