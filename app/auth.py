@@ -173,6 +173,10 @@ class AccountService:
     def get(self, account_id: str) -> Account | None:
         return self._accounts.get(account_id)
 
+    async def fetch(self, account_id: str) -> Account | None:
+        """An account this node does not hold yet (opened on another node, or by the CLI), read and indexed."""
+        return self._accounts.get(account_id) or await self._accounts.fetch(account_id)
+
 
 _DUMMY_HASH = hash_password(secrets.token_hex(8))
 
@@ -255,25 +259,35 @@ class Authenticator:
         """identify() without a coroutine for what memory answers (every request carries credentials)."""
         if api_key is not None:
             return self._api_keys.known(api_key) or UNDECIDED
-        return None if authorization is None else self._bearer(authorization)
+        if authorization is None:
+            return None
+        principal = self._verified(authorization)
+        if principal.kind == "user" and self._accounts.get(principal.id) is None:
+            return UNDECIDED  # an account this node has not read yet: identify() looks it up
+        return self._checked(principal, self._accounts.get(principal.id))
 
     async def identify(self, api_key: str | None, authorization: str | None) -> Principal | None:
         """The caller, None when no credentials were sent; Unauthenticated when they are wrong."""
         if api_key is not None:
             return await self._api_keys.authenticate(api_key)
-        return None if authorization is None else self._bearer(authorization)
+        if authorization is None:
+            return None
+        principal = self._verified(authorization)
+        return self._checked(principal, await self._accounts.fetch(principal.id) if principal.kind == "user"
+                             else None)
 
-    def _bearer(self, authorization: str) -> Principal:
+    def _verified(self, authorization: str) -> Principal:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("Authorization must be 'Bearer <token>'")
-        principal = self._tokens.verify(token.strip())
+        return self._tokens.verify(token.strip())
+
+    @staticmethod
+    def _checked(principal: Principal, account: Account | None) -> Principal:
         # A signature alone is not enough: the account must exist (a leaked or guessed secret
         # cannot mint an admin out of nothing, and a deleted account's tokens stop working).
-        if principal.kind == "user":
-            account = self._accounts.get(principal.id)
-            if account is None or account.role != principal.role:
-                raise Unauthenticated("bearer token names no account with that role")
+        if principal.kind == "user" and (account is None or account.role != principal.role):
+            raise Unauthenticated("bearer token names no account with that role")
         return principal
 
 

@@ -56,6 +56,9 @@ class AccountStore(Protocol):
     async def fetch_by_email(self, email: str) -> Account | None:
         """Read an account another process (the CLI) may have added since start, and index it."""
 
+    async def fetch(self, account_id: str) -> Account | None:
+        """Read an account another node (or the CLI) may have opened since start, and index it."""
+
     async def add(self, account: Account) -> None:
         """Reserve the email in memory (no await in between), persist, undo on failure."""
 

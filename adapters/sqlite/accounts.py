@@ -30,8 +30,15 @@ class SqliteAccountStore:
 
     async def fetch_by_email(self, email: str) -> Account | None:
         """Read an account another process (the CLI) may have added since start, and index it."""
+        return await self._fetch("email", email.lower())
+
+    async def fetch(self, account_id: str) -> Account | None:
+        """Read an account another node (or the CLI) may have opened since start, and index it."""
+        return await self._fetch("id", account_id)
+
+    async def _fetch(self, column: str, value: str) -> Account | None:
         row = await self._db.fetchone(
-            "SELECT id, email, password_hash, role, created_at FROM accounts WHERE email=?", (email.lower(),))
+            f"SELECT id, email, password_hash, role, created_at FROM accounts WHERE {column}=?", (value,))
         if row is None:
             return None
         account = Account(*row)

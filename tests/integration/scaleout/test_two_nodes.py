@@ -14,6 +14,7 @@ import pytest
 
 from app import localservers
 from bench.server import ServerProcess
+from state.orders import HOLDING
 
 SECRETS = {"CONTRAIL__AUTH__JWT_SECRET": "two-nodes-share-this-jwt-secret-0123456789",
            "CONTRAIL__PAYMENTS__WEBHOOK_SECRET": "two-nodes-share-this-webhook-secret-012345"}
@@ -122,6 +123,85 @@ async def test_kill_9_of_one_node_loses_nothing_it_acknowledged_and_the_other_ke
         await conn.close()
     assert set(acked) <= set(stored), "an acknowledged order was lost"
     assert held == sum(1 for state in stored.values() if state == "PROPOSED") <= 60
+
+
+async def test_kill_9_during_accept_pay_and_earn_loses_nothing_acknowledged(cluster):
+    """Members shop (accept, pay: a paid order earns stars) and a partner earns for them on both nodes; A is killed
+    mid-load. Every acknowledged order, payment and earn is stored, each member's ledger is whole, and B goes on."""
+    dsn, (a, b) = cluster
+    key = a.cli("create-api-key", "--name", "ops", "--role", "admin").stdout.strip().splitlines()[-1]
+    admin = {"X-Api-Key": key}
+    a.start()
+    paid: dict[str, str] = {}      # order id -> member, for payments acknowledged
+    earned: dict[str, str] = {}    # transaction id -> member, for earns acknowledged
+    card = {"card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2099, "cvc": "123"}}
+    errors = (TimeoutError, aiohttp.ClientError, StopIteration, KeyError)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        date = await _flight(session, a.url, admin, capacity=1000)
+        b.start()  # reads the flight from the shared database as it starts (this cluster has no NATS)
+
+        async def member(n: int) -> tuple[str, dict]:
+            email = f"m{n}@example.com"
+            async with session.post(f"{b.url}/v1/accounts", json={"email": email, "password": "correct horse"}):
+                pass
+            async with session.post(f"{b.url}/v1/auth/token", json={"email": email, "password": "correct horse"}) \
+                    as resp:
+                body = await resp.json()
+            async with session.get(f"{b.url}/v1/me", headers={"Authorization": f"Bearer {body['access_token']}"}) \
+                    as resp:
+                user_id = (await resp.json())["id"]
+            return user_id, {"Authorization": f"Bearer {body['access_token']}"}
+        members = [await member(n) for n in range(4)]
+        search = {"origin": "LIS", "destination": "FAO", "departure_date": date, "passengers": 1}
+
+        async def shop(url: str, user_id: str, headers: dict) -> None:
+            for _ in range(15):
+                try:
+                    async with session.post(f"{url}/v1/offers/search", json=search, headers=headers) as resp:
+                        offer = next(o for o in (await resp.json())["offers"] if o["bundle"] == "flight_only")
+                    async with session.post(f"{url}/v1/offers/{offer['id']}/accept", headers=headers) as resp:
+                        order = await resp.json()
+                    async with session.post(f"{url}/v1/orders/{order['id']}/pay", json=card, headers=headers) as resp:
+                        if resp.status == 200 and (await resp.json())["state"] == "FULFILLED":
+                            paid[order["id"]] = user_id
+                except errors:
+                    return  # the node went away: what was in flight was never acknowledged
+
+        async def earn(url: str, user_id: str, tag: str) -> None:
+            for n in range(30):
+                body = {"user_id": user_id, "amount_cents": 1000, "channel": "pos", "transaction_id": f"{tag}-{n}"}
+                try:
+                    async with session.post(f"{url}/v1/loyalty/earn", json=body, headers=admin) as resp:
+                        if resp.status == 201:
+                            earned[body["transaction_id"]] = user_id
+                except errors:
+                    return
+        load = [asyncio.create_task(shop(node.url, *m)) for node in (a, b) for m in members[:2]]
+        load += [asyncio.create_task(earn(node.url, m[0], f"{name}-{m[0]}")) for name, node in (("a", a), ("b", b))
+                 for m in members]
+        deadline = time.monotonic() + 30
+        while len(paid) < 6 and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        assert len(paid) >= 6, (paid, earned)
+        a.proc.send_signal(signal.SIGKILL)  # mid-load
+        await asyncio.gather(*load)
+        before = len(earned)
+        await earn(b.url, members[0][0], "after")  # B goes on
+        assert len(earned) > before
+    conn = await asyncpg.connect(dsn)
+    try:
+        orders = {r["id"]: r["state"] for r in await conn.fetch("SELECT id, state FROM orders")}
+        ledger = {(r["transaction_id"]): r["user_id"] for r in await conn.fetch(
+            "SELECT transaction_id, user_id FROM loyalty_ledger WHERE kind = 'earn'")}
+        gaps = await conn.fetch("SELECT user_id FROM loyalty_ledger GROUP BY user_id HAVING count(*) <> max(seq)")
+        held = await conn.fetchval("SELECT held FROM inventory WHERE resource = 'CT950-two/economy'")
+    finally:
+        await conn.close()
+    assert all(orders.get(order_id) == "FULFILLED" for order_id in paid), "an acknowledged payment was lost"
+    assert all(ledger.get(f"order:{order_id}") == user for order_id, user in paid.items()), "a paid order's stars"
+    assert all(ledger.get(t) == user for t, user in earned.items()), "an acknowledged earn was lost"
+    assert not gaps  # every member's entries numbered 1..n
+    assert held == sum(1 for state in orders.values() if state in HOLDING)
 
 
 async def test_a_retry_with_the_same_idempotency_key_on_the_other_node_replays_the_answer(cluster):
