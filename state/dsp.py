@@ -17,3 +17,16 @@ class DspWin(msgspec.Struct, frozen=True, gc=False):
 class DspSpend(msgspec.Struct, frozen=True, gc=False):
     wins: int
     spend_micros: int
+
+
+class RoutedBid(msgspec.Struct, frozen=True, gc=False):
+    """A DSP's bid Contrail answered an exchange with, until it expires: what a notice for it is matched to."""
+    platform: str
+    bid_id: str                  # Contrail's id for it (in the notice URLs)
+    dsp_bid_id: str              # the DSP's own id (its macros name it)
+    request_id: str
+    impid: str
+    price: float                 # the CPM in the answer (bidding currency, adjusted)
+    nurl: str | None             # the DSP's own notice URLs, called after the win is recorded
+    burl: str | None
+    expires_at: float

@@ -25,7 +25,7 @@ from state.campaigns import Campaign, HistoryEntry, ReviewTask
 from state.catalog import Flight, Product
 from state.changes import ChangeOffer, ChangeOfferState, OrderVersion
 from state.delivery import Admission, IssuedBid
-from state.dsp import DspSpend, DspWin
+from state.dsp import DspSpend, DspWin, RoutedBid
 from state.eventlog import StoredEvent
 from state.idempotency import StoredResponse
 from state.inbox import InAppMessage
@@ -734,6 +734,20 @@ class ModelRegistry(Protocol):
 
     async def next_sequence(self, model: str) -> int:
         """The sequence the next registered version of `model` gets."""
+
+
+class SharedDspBids(Protocol):
+    """Several nodes routing to DSPs (adapters/redis): the bids each answered with, so a notice is accepted by any
+    node, and which of the DSP's own notices have been forwarded, so each is called once."""
+
+    async def remember(self, bids: Sequence[RoutedBid]) -> None:
+        """Share these bids with every node until they expire."""
+
+    async def find(self, platform: str, bid_id: str) -> RoutedBid | None:
+        """A live bid any node answered with, or None."""
+
+    async def claim_forward(self, platform: str, bid_id: str, kind: str) -> bool:
+        """Whether this caller is the one to forward the bid's `kind` notice (nurl, burl): True once per bid."""
 
 
 @runtime_checkable

@@ -88,7 +88,8 @@ for i = 1, n do
     redis.call('INCRBY', reserved, cost)
     redis.call('ZADD', resv, expires, bid)
     redis.call('HSET', costs, bid, cost .. ':' .. expires)
-    redis.call('SET', bid_key, ARGV[a + 5], 'PXAT', expires)
+    -- relative to the node's clock, not Redis's: nodes and Redis need not agree on the time
+    redis.call('SET', bid_key, ARGV[a + 5], 'PX', math.max(1, tonumber(expires) - now))
     out[i] = ''
   end
 end

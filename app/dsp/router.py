@@ -214,6 +214,7 @@ class DspRouter:
                 self._own_tasks.add(own)
                 own.add_done_callback(self._own_tasks.discard)
         answer = self._auction(request, candidates)
+        await self._wins.share_issued()
         debug = cfg.debug or request.test == 1
         elapsed = time.perf_counter() - started
         self._metrics.dsp_route_latency.observe(elapsed)

@@ -27,7 +27,8 @@ from app.dsp.ports import DspAdapter, DspError, DspWinStore
 from app.errors import InvalidInput, NotFound
 from app.runtime.clock import Clock
 from app.runtime.metrics import Metrics
-from state.dsp import DspWin
+from state.dsp import DspWin, RoutedBid
+from state.ports import SharedDspBids, StorageUnavailable
 
 log = logging.getLogger("contrail.dsp")
 MICROS = 1_000_000
@@ -37,15 +38,8 @@ MAX_FORWARDS_IN_FLIGHT = 1024
 
 @dataclass
 class IssuedBid:
-    platform: str
-    dsp_bid_id: str
-    request_id: str
-    impid: str
-    price: float                 # the CPM in the answer (bidding currency, adjusted)
-    nurl: str | None             # the DSP's own notice URLs, called after the win is recorded
-    burl: str | None
-    expires_at: float
-    forwarded: set[str] = field(default_factory=set)
+    bid: RoutedBid
+    forwarded: set[str] = field(default_factory=set)  # which of its notices this node forwarded (nurl, burl)
 
 
 class WinResult(msgspec.Struct):
@@ -57,8 +51,13 @@ class WinResult(msgspec.Struct):
 
 class DspWins:
     def __init__(self, store: DspWinStore, adapters: dict[str, DspAdapter], clock: Clock, metrics: Metrics,
-                 notice_base: Callable[[], str], *, currency: str, ttl_s: float) -> None:
+                 notice_base: Callable[[], str], *, currency: str, ttl_s: float,
+                 shared: SharedDspBids | None = None) -> None:
         self._store = store
+        # Several nodes: the bids answered with are shared (share_issued), so a notice is accepted by any node,
+        # and each of the DSP's own notices is forwarded by one node only.
+        self._shared = shared
+        self._unshared: list[RoutedBid] = []
         self._adapters = adapters
         self._clock = clock
         self._metrics = metrics
@@ -75,16 +74,30 @@ class DspWins:
     def issue(self, platform: str, bid: Bid, request_id: str, price: float) -> Bid:
         """The bid as the exchange gets it: Contrail's id, the adjusted price, notice URLs that reach us first."""
         bid_id = self.new_id()
-        self.issued[(platform, bid_id)] = IssuedBid(platform, bid.id, request_id, bid.impid, price, bid.nurl,
-                                                    bid.burl, self._clock.now() + self._ttl_s)
+        routed = RoutedBid(platform, bid_id, bid.id, request_id, bid.impid, price, bid.nurl, bid.burl,
+                           self._clock.now() + self._ttl_s)
+        self.issued[(platform, bid_id)] = IssuedBid(routed)
+        if self._shared is not None:
+            self._unshared.append(routed)
         base = f"{self._notice_base().rstrip('/')}/v1/dsp/notices"
         query = f"?platform={quote(platform)}&bid={bid_id}&price=${{AUCTION_PRICE}}"
         nurl = f"{base}/win{query}" if bid.adm else bid.nurl
         return msgspec.structs.replace(bid, id=bid_id, price=price, nurl=nurl, burl=f"{base}/billing{query}")
 
+    async def share_issued(self) -> None:
+        """Several nodes: share the bids issued since the last call (before the answer goes out)."""
+        if self._shared is None or not self._unshared:
+            return
+        routed, self._unshared = self._unshared, []
+        try:
+            await self._shared.remember(routed)
+        except StorageUnavailable:  # their notices still land on this node
+            log.warning("DSP bids not shared (Redis unavailable): their notices must reach this node",
+                        extra={"bids": len(routed)})
+
     def sweep(self) -> None:
         now = self._clock.now()
-        for key in [k for k, b in self.issued.items() if b.expires_at <= now]:
+        for key in [k for k, b in self.issued.items() if b.bid.expires_at <= now]:
             del self.issued[key]
 
     async def win(self, platform: str, bid_id: str, win_price: float | str | None, source: str) -> WinResult:
@@ -92,14 +105,18 @@ class DspWins:
         if platform not in self._adapters:
             raise NotFound(f"no DSP named {platform!r}")
         issued = self.issued.get((platform, bid_id))
+        if issued is None and self._shared is not None:
+            routed = await self._shared.find(platform, bid_id)  # answered by another node
+            if routed is not None:
+                issued = self.issued[(platform, bid_id)] = IssuedBid(routed)
         if issued is None:
             earlier = await self._store.get(platform, bid_id)
             if earlier is None:
                 raise NotFound(f"no bid {bid_id!r} of {platform!r} is known (unknown or expired)")
             return WinResult(platform, bid_id, False, earlier.spend_micros)
         price = _price(win_price)
-        if price > issued.price + 1e-9:
-            raise InvalidInput(f"the win price {price} is above the bid's {issued.price}")
+        if price > issued.bid.price + 1e-9:
+            raise InvalidInput(f"the win price {price} is above the bid's {issued.bid.price}")
         cpm_micros = int(round(price * MICROS))
         win = DspWin(platform, bid_id, cpm_micros, cpm_micros // 1000, self._clock.now(), source)
         recorded = await self._store.record(win)
@@ -113,28 +130,32 @@ class DspWins:
 
     def _forward(self, issued: IssuedBid, kind: str, price: float) -> None:
         """Call the DSP's own nurl or burl once per bid, in the background."""
-        url = issued.nurl if kind == "nurl" else issued.burl
+        bid = issued.bid
+        url = bid.nurl if kind == "nurl" else bid.burl
         if not url or kind in issued.forwarded:
             return
         issued.forwarded.add(kind)
         forwarded = self._metrics.dsp_forwarded
         if len(self._forwards) >= MAX_FORWARDS_IN_FLIGHT:
-            forwarded.labels(issued.platform, "dropped").inc()
+            forwarded.labels(bid.platform, "dropped").inc()
             return
-        macros = {"${AUCTION_PRICE}": f"{price:.6f}".rstrip("0").rstrip("."), "${AUCTION_ID}": issued.request_id,
-                  "${AUCTION_BID_ID}": issued.dsp_bid_id, "${AUCTION_IMP_ID}": issued.impid,
-                  "${AUCTION_SEAT_ID}": issued.platform, "${AUCTION_CURRENCY}": self._currency}
+        macros = {"${AUCTION_PRICE}": f"{price:.6f}".rstrip("0").rstrip("."), "${AUCTION_ID}": bid.request_id,
+                  "${AUCTION_BID_ID}": bid.dsp_bid_id, "${AUCTION_IMP_ID}": bid.impid,
+                  "${AUCTION_SEAT_ID}": bid.platform, "${AUCTION_CURRENCY}": self._currency}
         for macro, value in macros.items():
             url = url.replace(macro, quote(value, safe=""))
-        adapter = self._adapters[issued.platform]
+        adapter = self._adapters[bid.platform]
+        shared = self._shared
 
         async def call() -> None:
             try:
+                if shared is not None and not await shared.claim_forward(bid.platform, bid.bid_id, kind):
+                    return  # another node forwarded it
                 status = await adapter.notify(url, FORWARD_TIMEOUT_S)
-                forwarded.labels(issued.platform, "ok" if status < 400 else "failed").inc()
-            except (DspError, TimeoutError) as exc:
-                forwarded.labels(issued.platform, "failed").inc()
-                log.info("DSP notice not delivered", extra={"platform": issued.platform, "error": str(exc)[:200]})
+                forwarded.labels(bid.platform, "ok" if status < 400 else "failed").inc()
+            except (DspError, TimeoutError, StorageUnavailable) as exc:
+                forwarded.labels(bid.platform, "failed").inc()
+                log.info("DSP notice not delivered", extra={"platform": bid.platform, "error": str(exc)[:200]})
 
         task = asyncio.create_task(call())
         self._forwards.add(task)

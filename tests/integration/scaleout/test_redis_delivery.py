@@ -13,6 +13,7 @@ from adapters.redis.client import RedisClient
 from adapters.redis.delivery import RedisDeliveryStore
 from adapters.sqlite import migrations
 from adapters.sqlite.db import Database
+from app.errors import NotFound
 from state.delivery import Admission, AlreadyCharged, IssuedBid
 from state.ports import StorageUnavailable
 
@@ -182,6 +183,47 @@ async def test_a_profile_stored_on_one_node_is_read_on_the_other_while_young_eno
         await a._r.redis.delete(*await a._r.redis.keys(f"{redis_prefix}:*"))  # Redis came back empty
         await b.load()
         assert await a.get("ana") == young
+    finally:
+        for c in clients:
+            await c.close()
+        await db.close()
+
+
+async def test_a_dsp_bid_answered_by_one_node_is_won_on_the_other_and_its_notice_forwarded_once(
+        tmp_path, redis_server, redis_prefix):
+    from adapters.redis.dsp import RedisDspBids
+    from adapters.sqlite.dsp import SqliteDspWinStore
+    from app.bidding.openrtb import Bid
+    from app.dsp.wins import DspWins
+    from app.runtime.clock import SystemClock
+    from app.runtime.metrics import Metrics
+
+    class Dsp:  # the DSP's end of its own notice URLs
+        kind = "test"
+        called: list[str] = []
+
+        async def notify(self, url: str, timeout_s: float) -> int:
+            self.called.append(url)
+            return 200
+
+    db = Database(tmp_path / "records.db", migrations.RECORDS)
+    await db.open()
+    dsp = Dsp()
+    clients = [RedisClient(redis_server.url, redis_prefix, timeout_s=2.0, pool_size=4) for _ in range(2)]
+    a, b = (DspWins(SqliteDspWinStore(db), {"acme": dsp}, SystemClock(), Metrics(),  # type: ignore[dict-item]
+                    lambda: "http://contrail.test", currency="USD", ttl_s=300, shared=RedisDspBids(c))
+            for c in clients)
+    try:
+        answered = a.issue("acme", Bid(id="dsp-7", impid="1", price=2.0, nurl="https://dsp.test/win?p=${AUCTION_PRICE}",
+                                       burl="https://dsp.test/bill?p=${AUCTION_PRICE}"), "req-1", 2.0)
+        await a.share_issued()
+        results = await asyncio.gather(b.win("acme", answered.id, "1.5", "burl"), a.win("acme", answered.id, "1.5",
+                                                                                        "burl"))
+        assert sorted(r.recorded for r in results) == [False, True]  # one win, whichever node heard it
+        await asyncio.gather(a.drain(), b.drain())
+        assert dsp.called == ["https://dsp.test/bill?p=1.5"]  # the DSP's own billing notice, called once
+        with pytest.raises(NotFound):
+            await b.win("acme", "0" * 24, "1.5", "burl")
     finally:
         for c in clients:
             await c.close()

@@ -14,7 +14,8 @@ from tests.conftest import ROOT
 
 # Ports whose adapter is not SQL: what implements them, checked the same way.
 ELSEWHERE = {"ChangeFeed": "adapters.nats.changes.NatsChangeFeed",
-             "SharedBids": "adapters.redis.delivery.RedisDeliveryStore"}
+             "SharedBids": "adapters.redis.delivery.RedisDeliveryStore",
+             "SharedDspBids": "adapters.redis.dsp.RedisDspBids"}
 PROTOCOLS = {name: obj for name, obj in vars(ports).items()
              if inspect.isclass(obj) and getattr(obj, "_is_protocol", False) and obj.__module__ == ports.__name__
              and name not in ELSEWHERE}
