@@ -39,6 +39,7 @@ from app.loyalty import wiring as loyalty_wiring
 from app.ltv import wiring as ltv_wiring
 from app.ratelimit import RateLimiter, TokenBuckets
 from app.reco import wiring as reco_wiring
+from app.reco.service import FEEDBACK_NOTICE
 from app.retail import wiring as retail_wiring
 from app.runtime.bus import Bus
 from app.runtime.clock import Clock, SystemClock
@@ -336,6 +337,8 @@ class Platform:
             await self.api_key_store.refresh(ids)
         elif kind == "suppression":
             await self.suppression_store.refresh(ids)
+        elif kind == FEEDBACK_NOTICE:
+            await self.reco.apply_remote(ids)
         else:
             log.warning("a record change of an unknown kind", extra={"kind": kind})
 

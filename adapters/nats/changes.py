@@ -34,7 +34,7 @@ MAX_APPLYING = 1_000  # notices being applied at once; past it a notice is dropp
 class Notice(msgspec.Struct, frozen=True):
     node: str
     kind: str
-    ids: list[str]
+    ids: list[str]  # the records' ids; for feedback ("feedback"), the events themselves (append-only facts)
 
 
 _decode = msgspec.json.Decoder(Notice).decode

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import struct
 import time
@@ -27,6 +28,7 @@ from ml.reco.embeddings import Embeddings
 from ml.reco.interactions import ItemMeta
 from ml.reco.ranking import lexicographic, top_n, zscore_rows
 from ml.reco.signals import normalize_rows
+from state.ports import ChangeFeed
 from state.reco import Interaction, RecoItem, SavedModel
 
 log = logging.getLogger("contrail.reco")
@@ -37,6 +39,9 @@ _answer = msgspec.json.Decoder(dict)
 
 STRATEGIES = ("personalized", "cf", "content_based", "frequently_bought_together", "trending", "new_arrivals")
 FEEDBACK = ("product_view", "click", "wishlist_add", "cart_add", "purchase", "dismiss")
+FEEDBACK_NOTICE = "feedback"  # the change notices that carry feedback events whole (append-only facts)
+_encode_row = msgspec.json.Encoder().encode
+_decode_row = msgspec.json.Decoder(Interaction).decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +82,11 @@ def model_config(c: Any) -> st.RecoConfig:
 
 
 class RecoService:
-    def __init__(self, config: Any, store: RecoStore, clock: Clock, metrics: Any, publish: Callable[[Any], Any]
-                 ) -> None:
+    def __init__(self, config: Any, store: RecoStore, clock: Clock, metrics: Any, publish: Callable[[Any], Any],
+                 changes: ChangeFeed | None = None) -> None:
         self._config = config
+        # Several nodes: the feedback each records is told to the others, whose features learn from it too.
+        self._changes = changes
         self._store = store
         self._clock = clock
         self._metrics = metrics
@@ -168,7 +175,33 @@ class RecoService:
             self.features.apply(r)
             self._metrics.reco_events.labels(r.kind).inc()
         self._metrics.reco_update_seconds.observe(time.perf_counter() - started)
+        if self._changes is not None:
+            self._changes.changed(FEEDBACK_NOTICE, [_encode_row(r).decode() for r in rows])
         return len(rows)
+
+    async def apply_remote(self, encoded: list[str]) -> None:
+        """Feedback another node recorded (and stored): applied to this node's features as if heard here. A
+        user this node does not hold is restored from the store first, without these events (they are stored
+        already, and are applied below)."""
+        rows = [_decode_row(e) for e in encoded]
+        incoming = collections.Counter(rows)
+        missing = list(dict.fromkeys(r.user_id for r in rows if r.user_id not in self.features.users))
+        for user_id in await self._store.known_users(missing) if missing else ():
+            theirs = sum(n for r, n in incoming.items() if r.user_id == user_id)
+            history = await self._store.user_interactions(user_id, self.features.events_per_user + theirs)
+            left = collections.Counter({r: n for r, n in incoming.items() if r.user_id == user_id})
+            before = []
+            for row in history:
+                if left[row]:
+                    left[row] -= 1
+                else:
+                    before.append(row)
+            self.features.restore_user(user_id, before[-self.features.events_per_user:],
+                                       await self._store.user_items(user_id),
+                                       await self._store.user_final_items(user_id))
+        for r in rows:
+            self.features.apply(r)
+            self._metrics.reco_events.labels(r.kind).inc()
 
     async def _restore(self, user_id: str) -> UserState | None:
         """A user the memory forgot (or never held since start): their state from the store, if any."""

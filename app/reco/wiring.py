@@ -45,7 +45,7 @@ class Reco:
 def build(infra: Infra, destination_of: Callable[[str], str | None]) -> Reco:
     """`destination_of`: a flight id's destination airport (None when unknown)."""
     store = SqliteRecoStore(infra.records_db)
-    service = RecoService(infra.config.reco, store, infra.clock, infra.metrics, infra.bus.publish)
+    service = RecoService(infra.config.reco, store, infra.clock, infra.metrics, infra.bus.publish, infra.changes)
     domain = Reco(store, service, destination_of)
     # Queued: ingest answers without waiting for the features (an fsync and the feature updates were most of its
     # p99); they learn within milliseconds, and contrail_queue_depth{queue="bus_reco_learning"} shows any lag.
