@@ -56,19 +56,21 @@ servers:
 	    else echo "not installed:$$(printf ' %s' $$missing); the scale-out tests that need them will be skipped (apt install$$(printf ' %s' $$missing))"; fi; \
 	  fi
 
-# The retail and loyalty tests run a second time with the system of record on PostgreSQL (--storage=postgres):
-# the same stores and rules on both engines. Left out: those that start a server process of their own (kill -9,
-# the simulator), which run on SQLite whatever --storage says, and the ranking model's.
-PG_TESTS := tests/integration/loyalty tests/integration/retail --ignore=tests/integration/retail/test_retail_process.py \
+# The retail, loyalty, bidding and recommendation tests run a second time on the scale-out adapters
+# (--storage=scaleout: PostgreSQL for the system of record, Redis for budgets, caps, issued bids, profiles and rate
+# limits): the same rules on both. Left out: those that start a server process of their own (kill -9, the
+# simulator), which run on SQLite whatever --storage says, and the ranking model's.
+PG_TESTS := tests/integration/loyalty tests/integration/retail tests/integration/bidding tests/integration/reco \
+	--ignore=tests/integration/retail/test_retail_process.py \
 	--ignore=tests/integration/retail/test_changes_process.py --ignore=tests/integration/retail/test_simulated_shopping.py \
 	--ignore=tests/integration/retail/test_ranking.py
 test: $(STAMP) browser servers
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
-	@if [ -n "$$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null)" ]; then \
-	  $(PY) -m pytest -q --storage=postgres $(PG_TESTS); \
-	else echo "postgresql is not installed: the PostgreSQL run of the retail and loyalty tests is skipped"; fi
+	@if [ -n "$$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null)" ] && command -v redis-server >/dev/null; then \
+	  $(PY) -m pytest -q --storage=scaleout $(PG_TESTS); \
+	else echo "postgresql or redis-server is not installed: the scale-out run of the tests is skipped"; fi
 
 bench: $(STAMP)
 	@if ! command -v wrk >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \

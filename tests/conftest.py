@@ -33,27 +33,34 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--storage", choices=("sqlite", "postgres"), default="sqlite",
-                     help="the system of record the tests' apps run on: sqlite (one node), or postgres (a server "
-                          "this run starts, a new database for each app; `make test` runs the retail and loyalty "
-                          "tests this way too)")
+    parser.addoption("--storage", choices=("sqlite", "postgres", "scaleout"), default="sqlite",
+                     help="the adapters the tests' apps run on: sqlite (one node), postgres (a server this run "
+                          "starts, a new database for each app), or scaleout (postgres, and a Redis this run starts "
+                          "for budgets, caps, issued bids, profiles and rate limits; `make test` runs the retail, "
+                          "loyalty and bidding tests this way too)")
 
 
 _storage = "sqlite"
 _postgres: localservers.Postgres | None = None
+_redis: localservers.Redis | None = None
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     global _storage
     _storage = session.config.getoption("--storage")
-    if _storage == "postgres" and "postgresql" in localservers.missing():
-        raise pytest.UsageError("--storage=postgres needs PostgreSQL: apt install postgresql")
+    if _storage != "sqlite" and "postgresql" in localservers.missing():
+        raise pytest.UsageError(f"--storage={_storage} needs PostgreSQL: apt install postgresql")
+    if _storage == "scaleout" and "redis-server" in localservers.missing():
+        raise pytest.UsageError("--storage=scaleout needs Redis: apt install redis-server")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if _postgres is not None:
         _postgres.stop()
         shutil.rmtree(_postgres.root, ignore_errors=True)
+    if _redis is not None:
+        _redis.stop()
+        shutil.rmtree(_redis.root, ignore_errors=True)
 
 
 _databases: dict[Path, str] = {}
@@ -61,15 +68,21 @@ _databases: dict[Path, str] = {}
 
 def _storage_env(tmp_path: Path) -> dict[str, str]:
     """With --storage=postgres, a database on this run's server for each test directory: an app started again on
-    the same directory (a restart) finds what the first one stored, as it would in its SQLite files."""
-    global _postgres
-    if _storage != "postgres":
+    the same directory (a restart) finds what the first one stored, as it would in its SQLite files. With
+    --storage=scaleout, also this run's Redis, under a key prefix of the directory's own."""
+    global _postgres, _redis
+    if _storage == "sqlite":
         return {}
     if _postgres is None:
         _postgres = localservers.Postgres().start()
     if tmp_path not in _databases:
         _databases[tmp_path] = _postgres.new_database()
-    return {"CONTRAIL__STORAGE__BACKEND": "postgres", "CONTRAIL__STORAGE__POSTGRES_DSN": _databases[tmp_path]}
+    env = {"CONTRAIL__STORAGE__BACKEND": "postgres", "CONTRAIL__STORAGE__POSTGRES_DSN": _databases[tmp_path]}
+    if _storage == "scaleout":
+        if _redis is None:
+            _redis = localservers.Redis().start()
+        env.update(CONTRAIL__REDIS__URL=_redis.url, CONTRAIL__REDIS__PREFIX=_databases[tmp_path].rsplit("/", 1)[1])
+    return env
 
 
 def make_config(tmp_path: Path, **overrides: Any) -> Config:
