@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -14,16 +15,21 @@ import pytest
 from app import localservers
 
 
+def _serve(package: str, server: Callable[[], Any]) -> Iterator[Any]:
+    """A server of the session, from its Debian package: skipped, naming the package, where it is missing."""
+    if package in localservers.missing():
+        pytest.skip(f"{package} is not installed: apt install {package}")
+    running = server().start()
+    try:
+        yield running
+    finally:
+        running.stop()
+        shutil.rmtree(running.root, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[localservers.Postgres]:
-    if "postgresql" in localservers.missing():
-        pytest.skip("PostgreSQL is not installed: apt install postgresql")
-    server = localservers.Postgres().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(server.root, ignore_errors=True)
+    yield from _serve("postgresql", localservers.Postgres)
 
 
 @pytest.fixture
@@ -40,14 +46,7 @@ async def pg_dsn(pg_server) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[localservers.Redis]:
-    if "redis-server" in localservers.missing():
-        pytest.skip("Redis is not installed: apt install redis-server")
-    server = localservers.Redis().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(server.root, ignore_errors=True)
+    yield from _serve("redis-server", localservers.Redis)
 
 
 @pytest.fixture

@@ -63,7 +63,7 @@ async def test_two_nodes_that_each_heard_half_the_feedback_recommend_alike(nodes
     rng = random.Random(3)
     at = 1_800_000_000.0
     kinds = ("product_view", "click", "cart_add", "purchase", "dismiss")
-    for step in range(300):
+    for _ in range(300):
         at += rng.uniform(1, 60)
         event = Feedback(f"u{rng.randrange(8)}", f"i{rng.randrange(20)}", rng.choice(kinds), at)
         await (a if rng.random() < 0.5 else b).record([event])

