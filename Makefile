@@ -56,14 +56,16 @@ servers:
 	    else echo "not installed:$$(printf ' %s' $$missing); the scale-out tests that need them will be skipped (apt install$$(printf ' %s' $$missing))"; fi; \
 	  fi
 
-# The retail, loyalty, bidding and recommendation tests run a second time on the scale-out adapters
-# (--storage=scaleout: PostgreSQL for the system of record, Redis for budgets, caps, issued bids, profiles and rate
-# limits): the same rules on both. Left out: those that start a server process of their own (kill -9, the
-# simulator), which run on SQLite whatever --storage says, and the ranking model's.
+# The tests of the domains' stores run a second time on the scale-out adapters (--storage=scaleout: PostgreSQL for
+# the system of record and the event log, Redis for budgets, caps, issued bids, profiles and rate limits): the same
+# rules on both. Left out: those that start a server process of their own (kill -9, the simulator, the outbox's
+# relay), which run on SQLite whatever --storage says, and the ranking model's.
 PG_TESTS := tests/integration/loyalty tests/integration/retail tests/integration/bidding tests/integration/reco \
+	tests/integration/channels tests/integration/campaigns tests/integration/dsp \
+	tests/integration/platform/test_audit.py tests/integration/platform/test_eventlog_and_streams.py \
 	--ignore=tests/integration/retail/test_retail_process.py \
 	--ignore=tests/integration/retail/test_changes_process.py --ignore=tests/integration/retail/test_simulated_shopping.py \
-	--ignore=tests/integration/retail/test_ranking.py
+	--ignore=tests/integration/retail/test_ranking.py --ignore=tests/integration/channels/test_outbox_process.py
 test: $(STAMP) browser servers
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy

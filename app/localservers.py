@@ -89,11 +89,12 @@ class Postgres:
                         "-U", "postgres", "contrail"], capture_output=True, timeout=30)  # exists already: fine
         return self
 
-    def new_database(self) -> str:
-        """A new empty database on this server; its URL."""
+    def new_database(self, template: str | None = None) -> str:
+        """A new database on this server, empty or a copy of the database `template` (its URL); the new one's URL."""
         name = f"contrail_{uuid.uuid4().hex[:12]}"
+        copy = ["-T", template.rsplit("/", 1)[1]] if template else []
         subprocess.run([*self._as, _pg_bin("createdb") or "createdb", "-h", "127.0.0.1", "-p", str(self.port),
-                        "-U", "postgres", name], check=True, capture_output=True, timeout=30)
+                        "-U", "postgres", *copy, name], check=True, capture_output=True, timeout=30)
         return self.dsn.rsplit("/", 1)[0] + "/" + name
 
     def stop(self) -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import gc
 import itertools
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 _storage = "sqlite"
 _postgres: localservers.Postgres | None = None
 _redis: localservers.Redis | None = None
+_template: str | None = None
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -70,13 +74,19 @@ def _storage_env(tmp_path: Path) -> dict[str, str]:
     """With --storage=postgres, a database on this run's server for each test directory: an app started again on
     the same directory (a restart) finds what the first one stored, as it would in its SQLite files. With
     --storage=scaleout, also this run's Redis, under a key prefix of the directory's own."""
-    global _postgres, _redis
+    global _postgres, _redis, _template
     if _storage == "sqlite":
         return {}
     if _postgres is None:
         _postgres = localservers.Postgres().start()
+    if _template is None:  # migrated once; each test's database is a copy (createdb -T), not migrated again
+        _template = _postgres.new_database()
+        subprocess.run([sys.executable, "-m", "app", "migrate"], check=True, capture_output=True, timeout=120,
+                       env={**os.environ, "CONTRAIL__STORAGE__BACKEND": "postgres",
+                            "CONTRAIL__STORAGE__POSTGRES_DSN": _template,
+                            "CONTRAIL__STORAGE__DATA_DIR": str(tmp_path / "template")})
     if tmp_path not in _databases:
-        _databases[tmp_path] = _postgres.new_database()
+        _databases[tmp_path] = _postgres.new_database(template=_template)
     env = {"CONTRAIL__STORAGE__BACKEND": "postgres", "CONTRAIL__STORAGE__POSTGRES_DSN": _databases[tmp_path]}
     if _storage == "scaleout":
         if _redis is None:
