@@ -8,6 +8,8 @@ from adapters.sqlite.db import WriteConflict
 from adapters.sqlite.statements import Insert, SqlDatabase
 from state.delivery import AlreadyCharged
 
+IDLE_SCAN_PER_ROW = 20  # users looked at per impression row purge may delete: a pass outpaces new users
+
 
 class SqliteDeliveryStore:
     """Impressions per user (for frequency caps) and spend per campaign per day, hot in memory."""
@@ -21,6 +23,7 @@ class SqliteDeliveryStore:
         # stored charge refuses repeats, so nothing is remembered past the write (this set is bounded by the
         # charges in flight).
         self._charging: set[str] = set()
+        self._idle_scan: list[str] = []  # users still to look at in the current pass of forget_idle
         self.version = 0  # bumps whenever spend changes, so budget views know to refresh
 
     async def load(self, now: float) -> None:
@@ -97,7 +100,23 @@ class SqliteDeliveryStore:
         deleted, = await self._db.write([(
             "DELETE FROM impressions WHERE rowid IN (SELECT rowid FROM impressions WHERE at <= ? LIMIT ?)",
             (now - self._keep, limit))])
+        self.forget_idle(now, limit * IDLE_SCAN_PER_ROW)
         return deleted
+
+    def forget_idle(self, now: float, limit: int) -> int:
+        """Forget users none of whose impressions a cap window still reads (so the memory holds a day's users,
+        not every user ever shown an ad), looking at up to `limit` of them: a pass over all users is resumed call
+        after call. How many went."""
+        if not self._idle_scan:
+            self._idle_scan = list(self.impressions)
+        cutoff, gone = now - self._keep, 0
+        for _ in range(min(limit, len(self._idle_scan))):
+            user = self._idle_scan.pop()
+            seen = self.impressions.get(user)
+            if seen is not None and (not seen or seen[-1][0] < cutoff):
+                del self.impressions[user]
+                gone += 1
+        return gone
 
     async def outcomes_since(self, since: float) -> dict[tuple[str, str], tuple[int, int]]:
         """Per (campaign, notice kind: win, loss, charge), how many arrived since `since` and their prices' sum."""

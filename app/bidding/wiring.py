@@ -59,6 +59,7 @@ def build(infra: Infra, loyalty_features: Callable[[str], np.ndarray | None], va
                                       shared.refresh_spend)
     else:
         delivery = SqliteDeliveryStore(infra.records_db)
+    metrics.delivery_users.set_function(lambda: len(delivery.impressions))
     campaigns = CampaignService(campaign_store, delivery, clock, infra.audit, pacing_slack=b.pacing_slack)
     profiles = ProfileCache(profile_store, clock, l1_size=b.profile_l1_size, l2_ttl_s=b.profile_l2_ttl_s,
                             metrics=metrics)

@@ -156,6 +156,8 @@ class Metrics:
         self.wal_pages = Gauge("contrail_sqlite_wal_pages", "Pages in the write-ahead log at the last checkpoint",
                                ["db"], registry=r)
         self.http_connections = Gauge("contrail_http_connections", "Open HTTP connections", registry=r)
+        self.delivery_users = Gauge("contrail_delivery_users", "Users with impressions in memory (for frequency caps; "
+                                    "forgotten a day after their last)", registry=r)
         self.redis_failures = Gauge("contrail_redis_failed_commands", "Redis commands since start that found it "
                                     "unreachable (each refused its request: 503, or a no-bid)", registry=r)
         self.http_closed = LoopCounter("contrail_http_connections_closed",

@@ -69,12 +69,16 @@ async def test_win_charges_once_and_caps_frequency_across_a_restart(aiohttp_clie
     assert (await post_bid(client, banner_request())).status == 204  # still capped after restart
     clock.advance(3601)
     assert (await post_bid(client, banner_request())).status == 200
-    # A stored impression is deleted once no cap window can count it (a day), not before.
+    # A stored impression is deleted once no cap window can count it (a day), not before; so is the memory of
+    # the user it was shown to (the node holds a day's users, not every user ever shown an ad).
     platform = client.app[PLATFORM]
     assert (await platform.purge_retained_once())["impressions"] == 0
+    assert "u1" in platform.delivery.impressions
     clock.advance(86_400)
     assert (await platform.purge_retained_once())["impressions"] == 1
     assert await platform.records_db.fetchall("SELECT count(*) FROM impressions") == [(0,)]
+    assert "u1" not in platform.delivery.impressions
+    assert "contrail_delivery_users 0.0" in await (await client.get("/metrics")).text()
 
 
 async def test_notices_reject_unknown_and_bad_input(bidder):
