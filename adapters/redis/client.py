@@ -55,12 +55,6 @@ class RedisClient:
         self.available = True
         return result
 
-    async def ping(self) -> bool:
-        try:
-            return bool(await self.redis.ping())
-        except (RedisError, OSError):
-            return False
-
     async def close(self) -> None:
         await self.redis.aclose()
 

@@ -31,7 +31,6 @@ class RedisProfileStore(SqliteProfileStore):
         self._r = client
         self._ttl = ttl_s
         self._now = clock
-        self.unavailable = 0  # lookups answered as misses because Redis was unreachable
 
     def _key(self, user_id: str) -> str:
         return self._r.key("profile", user_id)
@@ -63,8 +62,7 @@ class RedisProfileStore(SqliteProfileStore):
     async def get(self, user_id: str) -> Profile | None:
         try:
             raw = await self._r.run("profiles", self._r.redis.get(self._key(user_id)))
-        except StorageUnavailable:
-            self.unavailable += 1
+        except StorageUnavailable:  # counted by the client (contrail_redis_failed_commands)
             return None
         return readable(user_id, raw) if isinstance(raw, bytes) else None
 

@@ -87,6 +87,8 @@ async def test_notices_reject_unknown_and_bad_input(bidder):
     for price in ("${AUCTION_PRICE}", "abc", "-1", "nan", str(bid["price"] + 1)):
         resp = await bidder.get("/v1/notices/win", params={"bid": bid["id"], "price": price})
         assert resp.status == 400, price
+    above = await bidder.get("/v1/notices/billing", params={"bid": bid["id"], "price": str(bid["price"] + 1)})
+    assert above.status == 400 and "above our bid" in (await above.json())["error"]["message"]
     loss = await bidder.get("/v1/notices/loss", params={"bid": bid["id"], "reason": "102"})
     assert (await loss.json())["recorded"] is True
     assert (await bidder.get("/v1/notices/loss", params={"bid": bid["id"], "reason": "x"})).status == 400
