@@ -469,6 +469,22 @@ class LearningConfig(_Section):
     auto_promote: bool = True
 
 
+class TracingConfig(_Section):
+    """OpenTelemetry traces over OTLP/HTTP (docs/operations.md, "Tracing")."""
+
+
+class TlsConfig(_Section):
+    """TLS for HTTP and gRPC, mTLS between services, and what outbound clients trust (docs/operations.md, "TLS")."""
+
+
+class PiiConfig(_Section):
+    """Personal data encrypted at rest (docs/operations.md, "Personal data")."""
+
+
+class CanaryConfig(_Section):
+    """Model versions deployed as canaries before they go live (docs/learning.md, "Canaries")."""
+
+
 class DemoConfig(_Section):
     traffic_per_s: Annotated[float, Meta(ge=0, le=10_000)] = 0.0
     searches_per_s: Annotated[float, Meta(ge=0, le=1000)] = 0.0
@@ -504,6 +520,10 @@ class Config(_Section):
     dsp: DspConfig = msgspec.field(default_factory=DspConfig)
     nats: NatsConfig = msgspec.field(default_factory=NatsConfig)
     redis: RedisConfig = msgspec.field(default_factory=RedisConfig)
+    tracing: TracingConfig = msgspec.field(default_factory=TracingConfig)
+    tls: TlsConfig = msgspec.field(default_factory=TlsConfig)
+    pii: PiiConfig = msgspec.field(default_factory=PiiConfig)
+    canary: CanaryConfig = msgspec.field(default_factory=CanaryConfig)
     demo: DemoConfig = msgspec.field(default_factory=DemoConfig)
 
     @property
