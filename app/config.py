@@ -483,6 +483,14 @@ class PiiConfig(_Section):
 
 class CanaryConfig(_Section):
     """Model versions deployed as canaries before they go live (docs/learning.md, "Canaries")."""
+    share: Annotated[float, Meta(gt=0, lt=1)] = 0.1
+    duration_s: Annotated[float, Meta(gt=0, le=30 * 86_400)] = 86_400.0
+    max_p95_ms: Positive = 2.0
+    max_error_rate: Fraction = 0.01
+    min_calls: Annotated[int, Meta(ge=1, le=10_000_000)] = 200
+    window: Annotated[int, Meta(ge=100, le=1_000_000)] = 10_000
+    check_interval_s: Annotated[float, Meta(gt=0, le=3600)] = 5.0
+    on_retrain: bool = False
 
 
 class DemoConfig(_Section):

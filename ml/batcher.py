@@ -43,6 +43,9 @@ class Batcher:
         # settle(terms, score, ctr, bid factor, sizes) -> one result per call: what the caller does with
         # its scores, done for the whole batch at once. Without it a call gets its (score, ctr, bid) slices.
         self._settle = settle
+        # scorer(provider, users, cands): set only while a canary model version runs beside the live one, to score
+        # some batches with it (app/bidding/models.py); None costs the batch one check.
+        self.scorer: Callable[[Provider, np.ndarray, list[np.ndarray]], tuple[np.ndarray, ...]] | None = None
         self._pending: list[tuple[np.ndarray, np.ndarray, asyncio.Future, float, object]] = []
         self._first_at = 0.0
         self._flush_at = 0.0  # the window's end, or sooner when a waiting call's deadline comes first
@@ -121,7 +124,10 @@ class Batcher:
         try:
             # (calls, DIM); np.stack costs three times as much
             users = live[0][0][None, :] if len(live) == 1 else np.array([call[0] for call in live])
-            score, ctr, bid = self.provider.score(self._model(), users, [call[1] for call in live])
+            cands = [call[1] for call in live]
+            scorer = self.scorer
+            score, ctr, bid = self.provider.score(self._model(), users, cands) if scorer is None else \
+                scorer(self.provider, users, cands)
             if self._settle is not None:
                 results = self._settle([call[4] for call in live], score, ctr, bid, sizes)
             else:

@@ -722,6 +722,9 @@ class ModelRegistry(Protocol):
     async def get(self, model: str, sequence: int) -> ModelVersion | None:
         """One version by its sequence."""
 
+    async def canary(self, model: str) -> ModelVersion | None:
+        """The version running as a canary, None when none is."""
+
     async def add(self, version: ModelVersion, demote_to: str = "") -> None:
         """Register a version; when it is live, the version live before gets status `demote_to`, in the same
         transaction."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import msgspec
 
 from adapters.sqlite.statements import SqlDatabase, json_with
-from state.models import LIVE, ModelVersion
+from state.models import CANARY, LIVE, ModelVersion
 
 _decode = msgspec.json.Decoder(ModelVersion).decode
 _encode = msgspec.json.encode
@@ -31,6 +31,11 @@ class SqliteModelRegistry:
 
     async def live(self, model: str) -> ModelVersion | None:
         row = await self._db.fetchone("SELECT body FROM model_versions WHERE model = ? AND status = ?", (model, LIVE))
+        return _decode(row[0]) if row else None
+
+    async def canary(self, model: str) -> ModelVersion | None:
+        row = await self._db.fetchone("SELECT body FROM model_versions WHERE model = ? AND status = ?",
+                                      (model, CANARY))
         return _decode(row[0]) if row else None
 
     async def get(self, model: str, sequence: int) -> ModelVersion | None:

@@ -73,6 +73,7 @@ def build(infra: Infra, loyalty_features: Callable[[str], np.ndarray | None], va
     batcher = Batcher(providers[inf.provider], model, max_batch=inf.max_batch, max_wait_us=inf.max_wait_us,
                       max_queue=inf.max_queue, timeout_ms=inf.timeout_ms, on_batch=observe_batch,
                       settle=auction.settle)
+    model.scores_through(batcher)
     metrics.watch_queue("inference", lambda: batcher.depth)
     ledger = BidLedger(clock)
     urls = infra.public_urls

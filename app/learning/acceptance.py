@@ -23,10 +23,11 @@ import numpy as np
 
 from app.admin import AuditTrail
 from app.auth import Principal
-from app.config import LearningConfig, RankingConfig
+from app.config import CanaryConfig, LearningConfig, RankingConfig
 from app.errors import InvalidInput
 from app.learning.versions import Run, VersionedModel, write_atomically
 from app.retail.ranking import Ranker, rule_probabilities
+from app.runtime.canary import Split
 from app.runtime.clock import Clock
 from ml.acceptance import DIM, FEATURES, AcceptanceModel, train
 from ml.training import metrics as quality
@@ -167,8 +168,9 @@ class AcceptanceLearner(VersionedModel[AcceptanceModel | None]):
     name = NAME
 
     def __init__(self, ranking: RankingConfig, config: LearningConfig, label_delay_s: float, ranker: Ranker,
-                 registry: ModelRegistry, events, clock: Clock, metrics, audit: AuditTrail, models_dir: Path) -> None:
-        super().__init__(registry, clock, metrics, audit, models_dir, config.keep_files)
+                 registry: ModelRegistry, events, clock: Clock, metrics, audit: AuditTrail, models_dir: Path,
+                 canary: CanaryConfig) -> None:
+        super().__init__(registry, clock, metrics, audit, models_dir, config.keep_files, canary)
         self._ranking = ranking
         self._config = config
         self.label_delay_s = label_delay_s
@@ -192,6 +194,9 @@ class AcceptanceLearner(VersionedModel[AcceptanceModel | None]):
 
     def _serving(self) -> tuple[str, str]:
         return self._ranker.model_version, self._path
+
+    def _split(self, split: Split[AcceptanceModel | None] | None) -> None:
+        self._ranker.canary = split
 
     def _label(self, model: AcceptanceModel | None) -> str:
         return RULES if model is None else model.version or NAME
@@ -249,7 +254,7 @@ class AcceptanceLearner(VersionedModel[AcceptanceModel | None]):
                       + ("" if wins else ": not better than the live version")
                       + (": better, kept for an admin to promote (learning.auto_promote is off)"
                          if wins and not promote else ""))
-        await self._record(fitted.model, sequence, label, promote, {
+        recorded = await self._record(fitted.model, sequence, label, promote, {
             "holdout": fitted.candidate, "live_holdout": fitted.live, "compared_with": live_version,
             "rows": run.rows, "paid": run.clicks, "accepted": rows.accepts,
             "accepted_unpaid": int((rows.accepted & (rows.y == 0)).sum()), "train_rows": fitted.train_rows,
@@ -257,6 +262,7 @@ class AcceptanceLearner(VersionedModel[AcceptanceModel | None]):
             "reliability": fitted.reliability, "unreadable": rows.unreadable,
             "weights": dict(zip(FEATURES, (round(float(w), 4) for w in fitted.model.weights), strict=True))},
             run.reason)
+        self._outcome(run, recorded)
         run.seconds = time.perf_counter() - started
         return run
 

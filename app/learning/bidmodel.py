@@ -22,8 +22,9 @@ import numpy as np
 from app.admin import AuditTrail
 from app.auth import Principal
 from app.bidding.models import ModelHolder
-from app.config import LearningConfig
+from app.config import CanaryConfig, LearningConfig
 from app.learning.versions import Run, VersionedModel, write_atomically
+from app.runtime.canary import Split
 from app.runtime.clock import Clock
 from ml import features
 from ml.model import SpikingNet
@@ -126,8 +127,8 @@ class BidModelLearner(VersionedModel[SpikingNet]):
     name = NAME
 
     def __init__(self, config: LearningConfig, holder: ModelHolder, registry: ModelRegistry, events, clock: Clock,
-                 metrics, audit: AuditTrail, models_dir: Path) -> None:
-        super().__init__(registry, clock, metrics, audit, models_dir, config.keep_files)
+                 metrics, audit: AuditTrail, models_dir: Path, canary: CanaryConfig) -> None:
+        super().__init__(registry, clock, metrics, audit, models_dir, config.keep_files, canary)
         self._config = config
         self._holder = holder
         self._events = events   # the analytics event log: recent_payloads(type, limit)
@@ -143,6 +144,9 @@ class BidModelLearner(VersionedModel[SpikingNet]):
 
     def _serving(self) -> tuple[str, str]:
         return self._holder.current.version, str(self._holder.path)
+
+    def _split(self, split: Split[SpikingNet] | None) -> None:
+        self._holder.split(split)
 
     async def reload(self, actor: Principal | str, path: str | None) -> ModelVersion:
         """POST /v1/admin/model/reload: a model file (or the configured one again) goes live as a version."""
@@ -184,11 +188,12 @@ class BidModelLearner(VersionedModel[SpikingNet]):
                       + ("" if wins else ": not better than the live model")
                       + (": better, kept for an admin to promote (learning.auto_promote is off)"
                          if wins and not promote else ""))
-        await self._record(result.net, sequence, label, promote, {
+        recorded = await self._record(result.net, sequence, label, promote, {
             "holdout": result.holdout, "live_holdout": live_hold, "compared_with": live_net.version,
             "rows": run.rows, "clicks": run.clicks, "train_rows": len(result.split.train),
             "valid_rows": len(result.split.valid), "holdout_rows": len(hold), "epochs": result.epochs,
             "best_epoch": result.best_epoch, "calibration": list(result.calibration), "reliability": curve,
             "saturated": result.saturated, "unreadable": logged.unreadable}, run.reason)
+        self._outcome(run, recorded)
         run.seconds = time.perf_counter() - started
         return run

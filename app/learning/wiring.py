@@ -1,5 +1,5 @@
-"""Builds the learning loop: the model registry, the bid model's and offer acceptance's learners, and their periodic
-retrains."""
+"""Builds the learning loop: the model registry, the bid model's and offer acceptance's learners, their periodic
+retrains and the periodic judgement of their canaries."""
 
 from __future__ import annotations
 
@@ -29,18 +29,25 @@ class Learning:
         for learner in self.learners.values():
             await learner.load()
 
+    async def check_canaries(self) -> None:
+        """Judge every running canary (canary.check_interval_s)."""
+        for learner in self.learners.values():
+            await learner.check_canary()
+
 
 def build(infra: Infra, holder: ModelHolder, ranker: Ranker) -> Learning:
     config = infra.config
     registry = SqliteModelRegistry(infra.records_db)
     bid_model = BidModelLearner(config.learning, holder, registry, infra.event_log, infra.clock, infra.metrics,
-                                infra.audit, config.data_path / "models")
+                                infra.audit, config.data_path / "models", config.canary)
     if config.learning.retrain_interval_s > 0:
         infra.supervisor.add_periodic("bid_model_retrain", config.learning.retrain_interval_s,
                                       bid_model.retrain_if_due)
     # An offer's outcome is known once it has expired unaccepted or its order's hold has lapsed unpaid.
     label_delay_s = config.retail.offer_ttl_s + config.retail.hold_ttl_s
     acceptance = AcceptanceLearner(config.ranking, config.learning, label_delay_s, ranker, registry, infra.event_log,
-                                   infra.clock, infra.metrics, infra.audit, config.data_path / "models")
+                                   infra.clock, infra.metrics, infra.audit, config.data_path / "models", config.canary)
     infra.supervisor.add_periodic("acceptance_retrain", config.ranking.retrain_interval_s, acceptance.retrain_if_due)
-    return Learning(registry, bid_model, acceptance)
+    learning = Learning(registry, bid_model, acceptance)
+    infra.supervisor.add_periodic("model_canaries", config.canary.check_interval_s, learning.check_canaries)
+    return learning

@@ -26,6 +26,7 @@ import numpy as np
 
 from app.retail.pricing import day_start
 from app.runtime.breaker import CircuitBreaker
+from app.runtime.canary import Split
 from app.runtime.clock import Clock
 from ml.acceptance import BUNDLES, FEATURES, SEGMENTS, AcceptanceModel, offer_features
 
@@ -146,6 +147,7 @@ class Ranker:
         self._clock = clock
         self._rng = rng or random.Random()
         self.model: AcceptanceModel | None = None
+        self.canary: Split[AcceptanceModel | None] | None = None   # a canary version beside the live one
         self.remote = remote
         self._calls = {source: metrics.ranking_calls.labels(source) for source in ("remote", "model", "rules")}
         self.breaker = CircuitBreaker(clock, failures=config.breaker_failures, open_s=config.breaker_open_s,
@@ -164,10 +166,41 @@ class Ranker:
 
     def local(self, ctx: SearchContext, offers: list[OfferSummary]) -> list[float]:
         """Acceptance probabilities from the in-process model, or the rules before it is trained."""
-        if self.model is None:
+        split = self.canary
+        if split is None:
+            return self._local(self.model, ctx, offers)
+        return self._split(split, ctx, offers)
+
+    def _local(self, model: AcceptanceModel | None, ctx: SearchContext, offers: list[OfferSummary]) -> list[float]:
+        if model is None:
             return [rule_probability(ctx, o) for o in offers]
         now = self._clock.now()
-        return [float(p) for p in self.model.predict(np.array(features(ctx, offers, now)))]
+        return [float(p) for p in model.predict(np.array(features(ctx, offers, now)))]
+
+    def _split(self, split: Split[AcceptanceModel | None], ctx: SearchContext,
+               offers: list[OfferSummary]) -> list[float]:
+        """A search ranked by the canary when its traveller falls in the canary's share (one traveller sees one
+        version), each version timed and its failures counted alike; a search the canary fails is ranked by the
+        live version."""
+        if split.takes(ctx.user_id or ctx.session_id):
+            started = time.perf_counter()
+            try:
+                p = self._local(split.model, ctx, offers)
+            except Exception as exc:
+                split.canary.failed()
+                log.warning("canary acceptance model failed", extra={"version": split.version,
+                                                                     "error": str(exc)[:200]})
+            else:
+                split.canary.observe(time.perf_counter() - started)
+                return p
+        started = time.perf_counter()
+        try:
+            p = self._local(self.model, ctx, offers)
+        except Exception:
+            split.live.failed()
+            raise
+        split.live.observe(time.perf_counter() - started)
+        return p
 
     async def probabilities(self, ctx: SearchContext, offers: list[OfferSummary]) -> tuple[list[float], str]:
         """(probabilities, source): source is remote, model or rules."""

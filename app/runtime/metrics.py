@@ -193,6 +193,15 @@ class Metrics:
                                                     ["model"], r, (1, 2, 5, 10, 30, 60, 120, 300, 600))
         self.model_holdout = Gauge("contrail_model_holdout", "The live version's held-out quality, by model and "
                                    "metric (auc, log_loss, ece)", ["model", "metric"], registry=r)
+        self.model_canary_decisions = LoopCounter("contrail_model_canary_decisions", "Canary model versions ended, "
+                                                  "by model and decision (promoted, rolled_back, aborted)",
+                                                  ["model", "decision"], r)
+        self.model_canary_calls = Gauge("contrail_model_canary_calls", "Calls served in the running canary, by model "
+                                        "and arm (canary, live)", ["model", "arm"], registry=r)
+        self.model_canary_p95 = Gauge("contrail_model_canary_p95_seconds", "95th-percentile scoring time in the "
+                                      "running canary, by model and arm", ["model", "arm"], registry=r)
+        self.model_canary_error_rate = Gauge("contrail_model_canary_error_rate", "Share of failed calls in the "
+                                             "running canary, by model and arm", ["model", "arm"], registry=r)
         self.loop_lag = LoopHistogram("contrail_event_loop_lag_seconds", "How late the event loop woke a 50 ms timer",
                                       (), r, (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0))
         self.batch_calls = LoopHistogram("contrail_inference_batch_calls", "Scoring calls per inference batch", (), r,

@@ -1,5 +1,5 @@
-"""The learned models over REST (admins): their versions and metrics, retrain now, roll back, reload a file.
-docs/learning.md."""
+"""The learned models over REST (admins): their versions and metrics, retrain now, roll back, reload a file, and
+canaries (start, promote now, abort). docs/learning.md."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from aiohttp import web
 
 from app.errors import NotFound
 from app.learning.bidmodel import BidModelLearner
+from app.learning.canary import comparison
 from app.learning.versions import Run, VersionedModel
 from handlers.rest.common import PageQuery, decode_cursor, encode_cursor, endpoint, json_response, optional_body
-from state.models import ModelVersion
+from state.models import CanaryRecord, ModelVersion
 
 ADMIN = ("admin",)
 VersionLabel = msgspec.Meta(min_length=1, max_length=128)
@@ -22,7 +23,7 @@ VersionLabel = msgspec.Meta(min_length=1, max_length=128)
 class VersionView(msgspec.Struct):
     version: str
     sequence: int
-    status: str            # live, retired, rejected, rolled_back
+    status: str            # live, retired, rejected, rolled_back, canary
     source: str            # config, file, trained
     created_at: float
     activated_at: float    # when it last went live (0: never)
@@ -31,8 +32,33 @@ class VersionView(msgspec.Struct):
     note: str
 
 
+class ArmView(msgspec.Struct):
+    calls: int
+    errors: int
+    error_rate: float
+    p95_ms: float          # over the newest canary.window scoring times
+    timed: int             # how many scoring times the p95 is over
+
+
+class ComparisonView(msgspec.Struct):
+    canary: ArmView
+    live: ArmView
+
+
+class CanaryView(msgspec.Struct):
+    version: str
+    share: float
+    started_at: float
+    ends_at: float         # when it is judged, unless a limit rolls it back first
+    started_by: str
+    decision: str          # "" while it runs; promoted, rolled_back, aborted
+    decided_at: float
+    reason: str
+    comparison: ComparisonView | None  # the canary's and the live version's calls, errors and p95 so far
+
+
 class RunView(msgspec.Struct):
-    status: str            # promoted, rejected, recorded, skipped
+    status: str            # promoted, canary, rejected, recorded, skipped
     reason: str
     started_at: float
     seconds: float
@@ -49,6 +75,8 @@ class ModelView(msgspec.Struct):
     serving: str           # the version the scorer really has loaded now
     versions: list[VersionView]
     last_run: RunView | None
+    canary: CanaryView | None = None       # the canary running now
+    last_canary: CanaryView | None = None  # the newest canary that ended, with its decision
     next_cursor: str | None = None
 
 
@@ -58,6 +86,10 @@ class ModelList(msgspec.Struct):
 
 class RollbackBody(msgspec.Struct, forbid_unknown_fields=True):
     version: Annotated[str, VersionLabel] | None = None  # default: the version live before the current one
+
+
+class CanaryBody(msgspec.Struct, forbid_unknown_fields=True):
+    version: Annotated[str, VersionLabel]  # a recorded version whose file is kept (not the live one)
 
 
 class ReloadBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -71,6 +103,16 @@ class ReloadResult(msgspec.Struct):
 def _version(v: ModelVersion) -> VersionView:
     return VersionView(v.version, v.sequence, v.status, v.source, v.created_at, v.activated_at, bool(v.path),
                        v.metrics, v.note)
+
+
+def _canary(v: ModelVersion | None, measured: dict[str, Any] | None = None) -> CanaryView | None:
+    if v is None or v.canary is None:
+        return None
+    c: CanaryRecord = v.canary
+    arms = measured or c.comparison
+    compared = ComparisonView(ArmView(**arms["canary"]), ArmView(**arms["live"])) if arms else None
+    return CanaryView(v.version, c.share, c.started_at, c.ends_at, c.started_by, c.decision, c.decided_at, c.reason,
+                      compared)
 
 
 def _run(run: Run | None) -> RunView | None:
@@ -91,6 +133,9 @@ class ModelsApi:
         router.add_get("/v1/admin/models/{name}", self.get_model)
         router.add_post("/v1/admin/models/{name}/train", self.train)
         router.add_post("/v1/admin/models/{name}/rollback", self.rollback)
+        router.add_post("/v1/admin/models/{name}/canary", self.start_canary)
+        router.add_post("/v1/admin/models/{name}/canary/promote", self.promote_canary)
+        router.add_post("/v1/admin/models/{name}/canary/abort", self.abort_canary)
         router.add_post("/v1/admin/model/reload", self.reload_model)
 
     def _learner(self, request: web.Request) -> VersionedModel:
@@ -104,11 +149,15 @@ class ModelsApi:
         versions = await learner.versions(limit, before)
         live = await learner.live()
         nxt = encode_cursor({"before": versions[-1].sequence}) if len(versions) == limit else None
+        running = learner.canary
+        now = _canary(running.version, comparison(running.split)) if running is not None else None
         return ModelView(learner.name, live.version if live else None, learner.serving,
-                         [_version(v) for v in versions], _run(learner.last_run), nxt)
+                         [_version(v) for v in versions], _run(learner.last_run), now, _canary(learner.last_canary),
+                         nxt)
 
-    @endpoint("Every learned model: its newest 20 versions with their held-out metrics, which one is live, and the "
-              "last retrain", tags=("learning",), roles=ADMIN, response=ModelList)
+    @endpoint("Every learned model: its newest 20 versions with their held-out metrics, which one is live, the "
+              "last retrain, the running canary with its comparison against the live version, and the last canary's "
+              "decision", tags=("learning",), roles=ADMIN, response=ModelList)
     async def list_models(self, request: web.Request, principal) -> web.Response:
         return json_response(ModelList([await self._view(learner, 20, None) for learner in self._learners.values()]))
 
@@ -142,3 +191,22 @@ class ModelsApi:
     async def reload_model(self, request: web.Request, principal, body: ReloadBody) -> web.Response:
         version = await self._reloadable.reload(principal, body.path)
         return json_response(ReloadResult(version.version))
+
+    @endpoint("Serve a recorded version as a canary: canary.share of traffic beside the live version for "
+              "canary.duration_s, compared with it and promoted or rolled back automatically; 404 for an unknown "
+              "model or version, 409 when a canary already runs, the version is live or its file is gone",
+              tags=("learning",), roles=ADMIN, body=CanaryBody, response=CanaryView, status=201, errors=(404, 409))
+    async def start_canary(self, request: web.Request, principal, body: CanaryBody) -> web.Response:
+        learner = self._learner(request)
+        started = await learner.start_canary(principal, body.version)
+        return json_response(_canary(started), status=201)
+
+    @endpoint("Promote the running canary live now, whatever its measurements; 409 when none runs",
+              tags=("learning",), roles=ADMIN, response=VersionView, errors=(404, 409))
+    async def promote_canary(self, request: web.Request, principal) -> web.Response:
+        return json_response(_version(await self._learner(request).end_canary(principal, promote=True)))
+
+    @endpoint("Abort the running canary: the live version serves all traffic again; 409 when none runs",
+              tags=("learning",), roles=ADMIN, response=VersionView, errors=(404, 409))
+    async def abort_canary(self, request: web.Request, principal) -> web.Response:
+        return json_response(_version(await self._learner(request).end_canary(principal, promote=False)))

@@ -1,0 +1,70 @@
+"""A model version served to a share of traffic beside the live one, and the same measurements of both.
+
+The domain that scores (bidding's ModelHolder, retail's Ranker) holds a `Split` only while a canary runs, and
+checks for None otherwise; the learning domain decides from the two arms' measurements (app/learning/canary.py)."""
+
+from __future__ import annotations
+
+import math
+import random
+import zlib
+from collections import deque
+from typing import Any, Generic, TypeVar
+
+M = TypeVar("M")
+_BUCKETS = 10_000
+
+
+class Arm:
+    """One version's calls, failures and newest scoring times."""
+
+    def __init__(self, window: int) -> None:
+        self.calls = 0
+        self.errors = 0
+        self._seconds: deque[float] = deque(maxlen=window)
+
+    def observe(self, seconds: float, calls: int = 1) -> None:
+        """`calls` calls scored in one pass that took `seconds`."""
+        self.calls += calls
+        self._seconds.append(seconds)
+
+    def failed(self, calls: int = 1) -> None:
+        self.calls += calls
+        self.errors += calls
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.calls if self.calls else 0.0
+
+    @property
+    def p95_s(self) -> float:
+        """The 95th percentile of the newest scoring times (nearest rank); 0 before any."""
+        if not self._seconds:
+            return 0.0
+        ordered = sorted(self._seconds)
+        return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+    def summary(self) -> dict[str, Any]:
+        return {"calls": self.calls, "errors": self.errors, "error_rate": round(self.error_rate, 6),
+                "p95_ms": round(self.p95_s * 1000, 4), "timed": len(self._seconds)}
+
+
+class Split(Generic[M]):
+    """A canary version and its share of traffic, with both arms' measurements."""
+
+    def __init__(self, model: M, version: str, share: float, window: int, rng: random.Random | None = None) -> None:
+        self.model = model
+        self.version = version
+        self.share = share
+        self.canary = Arm(window)
+        self.live = Arm(window)
+        self._rng = rng or random.Random()
+        self._below = int(round(share * _BUCKETS))
+
+    def takes(self, key: str) -> bool:
+        """Whether the canary serves this key (a user's id): the same key always lands on the same side."""
+        return zlib.crc32(key.encode()) % _BUCKETS < self._below
+
+    def draws(self) -> bool:
+        """Whether the canary serves this call, by chance (where a call has no key of its own)."""
+        return self._rng.random() < self.share
