@@ -34,6 +34,8 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Tracer
 
 from adapters.postgres.migrate import Conn, apply_migrations
 from adapters.sqlite.migrate import Migration
@@ -62,13 +64,15 @@ class PgDatabase:
     dialect = "postgres"
 
     def __init__(self, dsn: str, migrations: Sequence[Migration], *, min_size: int = 2, max_size: int = 10,
-                 command_timeout_s: float = 10.0, ledger: str = "schema_migrations") -> None:
+                 command_timeout_s: float = 10.0, ledger: str = "schema_migrations",
+                 tracer: Tracer | None = None) -> None:
         self.dsn = dsn
         self._migrations = migrations
         self._ledger = ledger
         self._min_size, self._max_size = min_size, max_size
         self._timeout = command_timeout_s
         self._pool: asyncpg.Pool | None = None
+        self._tracer = tracer
         self.commits = 0
 
     async def open(self) -> list[int]:
@@ -121,6 +125,14 @@ class PgDatabase:
     # ---- writes ----
     async def write(self, statements: Sequence[Statement], *, power_safe: bool = True) -> list[int]:
         """Run the statements as one transaction; each statement's row count."""
+        if self._tracer is not None and trace.get_current_span().is_recording():
+            with self._tracer.start_as_current_span(
+                    "commit postgresql", kind=SpanKind.CLIENT,
+                    attributes={"db.system.name": "postgresql", "contrail.statements": len(statements)}):
+                return await self._write(statements, power_safe)
+        return await self._write(statements, power_safe)
+
+    async def _write(self, statements: Sequence[Statement], power_safe: bool) -> list[int]:
         for attempt in range(_RETRIES + 1):
             try:
                 async with self._connection() as conn, conn.transaction():

@@ -54,6 +54,9 @@ from pathlib import Path
 from typing import Any, cast
 
 import aiosqlite
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from adapters.sqlite.checkpoints import Checkpointer
 from adapters.sqlite.migrate import Migration, apply_migrations
@@ -72,6 +75,7 @@ class _Write:
     statements: Sequence[Statement]
     future: asyncio.Future[list[int]]
     power_safe: bool = True
+    traced: tuple[otel_context.Context, int] | None = None  # the caller's traced context and when it asked
 
 
 _STOP = object()
@@ -102,6 +106,7 @@ class Database:
         on_commit: CommitObserver | None = None,
         checkpoint_interval_ms: int = 1000,
         wal_restart_frames: int = 4096,
+        tracer: Tracer | None = None,
     ) -> None:
         self.path = Path(path)
         self._migrations = sorted(migrations, key=lambda m: m.version)
@@ -110,6 +115,7 @@ class Database:
         self._max_group = max_group_size
         self._busy_timeout_ms = busy_timeout_ms
         self._on_commit = on_commit
+        self._tracer = tracer  # None: no tracing, and submit() checks nothing else
         self._checkpoints = Checkpointer(self.path, busy_timeout_ms, checkpoint_interval_ms / 1000, wal_restart_frames,
                                          lambda: self.commits)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -204,6 +210,8 @@ class Database:
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         if self._closing or self._writer_task is None:
             future.set_exception(DatabaseClosed("database is closed"))
+        elif self._tracer is not None and trace.get_current_span().is_recording():
+            self._queue.put(_Write(statements, future, power_safe, (otel_context.get_current(), time.time_ns())))
         else:
             self._queue.put(_Write(statements, future, power_safe))
         return future
@@ -251,12 +259,27 @@ class Database:
         if self._on_commit is not None:
             self._on_commit(len(batch), elapsed)
         for write, result in zip(batch, results, strict=True):
+            if write.traced is not None:
+                self._trace(write.traced, result, len(batch))
             if write.future.done():
                 continue
             if isinstance(result, BaseException):
                 write.future.set_exception(result)
             else:
                 write.future.set_result(result)
+
+    def _trace(self, traced: tuple[otel_context.Context, int], result: Any, group: int) -> None:
+        """A span under the caller's, from its write being queued to its group committed."""
+        assert self._tracer is not None
+        parent, started = traced
+        span = self._tracer.start_span(f"commit {self.path.name}", context=parent, kind=SpanKind.CLIENT,
+                                       start_time=started,
+                                       attributes={"db.system.name": "sqlite", "db.namespace": self.path.name,
+                                                   "contrail.commit_group": self.commits,
+                                                   "contrail.group_size": group})
+        if isinstance(result, BaseException):
+            span.set_status(Status(StatusCode.ERROR, type(result).__name__))
+        span.end()
 
     def _commit_group(self, batch: list[_Write]) -> list[Any]:
         conn = self._conn

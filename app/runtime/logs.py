@@ -9,6 +9,8 @@ import time
 
 import msgspec
 
+from app.runtime.tracing import log_ids
+
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
@@ -26,6 +28,9 @@ class JsonFormatter(logging.Formatter):
         rid = request_id.get()
         if rid is not None:
             line["request_id"] = rid
+        ids = log_ids()
+        if ids is not None:
+            line.update(ids)
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 line[key] = value

@@ -15,7 +15,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 from typing import Generic, TypeVar
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
@@ -140,6 +140,9 @@ class Metrics:
         self.gc_pauses = Histogram("contrail_gc_pause_seconds", "Garbage collector pauses (the loop stands still)",
                                    ["generation"], buckets=LATENCY_BUCKETS, registry=r)
         self.task_restarts = LoopCounter("contrail_task_restarts", "Background task restarts", ["task"], r)
+        # Counted on the exporter's thread, hence a thread-safe counter.
+        self.trace_spans = Counter("contrail_trace_spans", "Spans sent to the OTLP collector, by outcome "
+                                   "(exported, failed)", ["outcome"], registry=r)
         self.events_logged = LoopCounter("contrail_events_logged", "Events accepted into the event log", (), r)
         self.events_dropped = LoopCounter("contrail_events_dropped", "Events dropped because the queue was full",
                                           (), r)

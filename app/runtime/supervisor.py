@@ -9,7 +9,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from opentelemetry.context import Context
+
 from app.runtime.metrics import Metrics
+from app.runtime.tracing import Tracing
 
 log = logging.getLogger("contrail.tasks")
 
@@ -28,8 +31,10 @@ class TaskState:
 class Supervisor:
     """Runs each named coroutine factory; a crash is logged, counted and retried with backoff."""
 
-    def __init__(self, metrics: Metrics, *, backoff_s: float, backoff_max_s: float) -> None:
+    def __init__(self, metrics: Metrics, *, backoff_s: float, backoff_max_s: float,
+                 tracing: Tracing | None = None) -> None:
         self._metrics = metrics
+        self._tracing = tracing or Tracing.off()
         self._backoff = backoff_s
         self._backoff_max = backoff_max_s
         self._factories: dict[str, TaskFactory] = {}
@@ -44,12 +49,21 @@ class Supervisor:
     def add_periodic(self, name: str, interval_s: float, tick: Callable[[], Awaitable[object] | object]) -> None:
         """Run `tick` (a function or coroutine function) every `interval_s`, first after one interval; a tick that
         raises restarts the task with backoff like any other."""
+        tracing = self._tracing
+
         async def every() -> None:
             while True:
                 await asyncio.sleep(interval_s)
-                result = tick()
-                if inspect.isawaitable(result):
-                    await result
+                if not tracing.enabled:
+                    result = tick()
+                    if inspect.isawaitable(result):
+                        await result
+                    continue
+                # Each run its own trace, begun with no caller's context (the task outlives whatever started it).
+                with tracing.span(f"task {name}", context=Context(), attributes={"contrail.task": name}):
+                    result = tick()
+                    if inspect.isawaitable(result):
+                        await result
         self.add(name, every)
 
     def start(self) -> None:

@@ -46,6 +46,7 @@ from app.errors import CannotStart, DomainError, Forbidden, InvalidInput, Payloa
 from app.jsondepth import MAX_DEPTH, nesting_exceeds
 from app.ratelimit import RateLimiter
 from app.runtime.metrics import LoopCounter, Metrics
+from app.runtime.tracing import CONSUMER, Tracing
 
 log = logging.getLogger("contrail.nats")
 
@@ -66,8 +67,10 @@ class NatsAgents:
     """One NATS connection per process: the bid agents and the ingest subscription."""
 
     def __init__(self, config: NatsConfig, gateway: BidGateway, ingest: IngestService, authenticator: Authenticator,
-                 limiter: RateLimiter, metrics: Metrics, agent_id: str, max_in_flight: int) -> None:
+                 limiter: RateLimiter, metrics: Metrics, agent_id: str, max_in_flight: int,
+                 tracing: Tracing | None = None) -> None:
         self._config = config
+        self._tracing = tracing or Tracing.off()
         self._gateway = gateway
         self._ingest = ingest
         self._authenticator = authenticator
@@ -217,7 +220,14 @@ class NatsAgents:
 
     async def _run(self, msg: Msg, kind: str, work: Callable[[Msg, float], Awaitable[None]], started: float) -> None:
         try:
-            await work(msg, started)
+            if self._tracing.enabled:
+                # Under the publisher's traceparent header when it sent one (NATS headers, as W3C says for HTTP).
+                with self._tracing.span(f"nats {kind}", kind=CONSUMER, context=Tracing.extract(msg.headers or {}),
+                                        attributes={"messaging.system": "nats",
+                                                    "messaging.destination.name": msg.subject}):
+                    await work(msg, started)
+            else:
+                await work(msg, started)
         except DomainError as exc:
             self._count(kind, exc.code)
             await self._reply(msg, _error(exc.code, exc.message, self.agent_id, exc.details))

@@ -32,6 +32,7 @@ from app.idempotency import IdempotencyService, Replay
 from app.ratelimit import RateLimiter
 from app.runtime.logs import request_id
 from app.runtime.metrics import Metrics
+from app.runtime.tracing import SERVER, Tracing
 from handlers.rest.common import PRINCIPAL, STATIC_ROUTE, encode_json, spec_of
 from state.ports import StorageUnavailable, UnstorableValue
 
@@ -205,6 +206,30 @@ def core_middleware(server: ServerConfig, authenticator: Authenticator, limiter:
             request_id.reset(token)
 
     return core
+
+
+def tracing_middleware(tracing: Tracing) -> Middleware:
+    """Outermost when tracing is on (and absent when off): a server span per request, under the caller's
+    `traceparent` when it sent one, named by the route rather than the path so spans group by endpoint."""
+
+    @web.middleware
+    async def traced(request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = request.match_info.route.resource
+        template = route.canonical if route is not None else "unmatched"
+        with tracing.span(f"{request.method} {template}", kind=SERVER, context=Tracing.extract(request.headers),
+                          attributes={"http.request.method": request.method, "http.route": template,
+                                      "url.path": request.path}) as span:
+            response = await handler(request)
+            if span is not None:
+                span.set_attribute("http.response.status_code", response.status)
+                rid = response.headers.get("X-Request-Id")
+                if rid:
+                    span.set_attribute("contrail.request_id", rid)
+                if response.status >= 500:
+                    Tracing.failed(span, f"HTTP {response.status}")
+            return response
+
+    return traced
 
 
 def _withheld(status: int, body: bytes) -> bytes:

@@ -19,12 +19,14 @@ from collections.abc import Awaitable
 
 import msgspec
 from aiohttp import WSMsgType, web
+from opentelemetry.context import Context
 
 from app.bidding.gateway import BidGateway
 from app.errors import RateLimited
 from app.hub import Hub
 from app.ratelimit import RateLimiter
 from app.runtime.metrics import Metrics
+from app.runtime.tracing import SERVER, Tracing
 from handlers.rest.common import endpoint
 from handlers.ws.common import MESSAGE_TYPES, close_going_away, open_socket, send_error, send_json
 
@@ -43,7 +45,7 @@ class BidStream:
     """OpenRTB bid requests and their answers over a websocket."""
 
     def __init__(self, gateway: BidGateway, hub: Hub, limiter: RateLimiter, metrics: Metrics, max_in_flight: int,
-                 heartbeat_s: float, max_msg_size: int, agent_id: str = "") -> None:
+                 heartbeat_s: float, max_msg_size: int, agent_id: str = "", tracing: Tracing | None = None) -> None:
         self._gateway = gateway
         self._agent_id = agent_id  # `{node_id}-ws`, in every answer's envelope
         self._hub = hub
@@ -52,6 +54,7 @@ class BidStream:
         self._max_in_flight = max_in_flight  # bidding.stream_max_in_flight
         self._heartbeat_s = heartbeat_s
         self._max_msg_size = max_msg_size
+        self._tracing = tracing or Tracing.off()
 
     def register(self, router: web.UrlDispatcher) -> None:
         router.add_get("/v1/stream/bids", self.stream_bids)
@@ -70,9 +73,17 @@ class BidStream:
         gauge = self._metrics.ws_clients.labels("bids")
         gauge.inc()
 
+        tracing = self._tracing
+        # Each message its own trace, linked to the connection's (which may stay open for days).
+        links = Tracing.link_to_current() if tracing.enabled else []
+
         async def answer(raw: bytes, started: float) -> dict:
             try:
-                result = await gateway.answer(raw, "websocket", started)
+                if tracing.enabled:
+                    with tracing.span("ws /v1/stream/bids message", kind=SERVER, context=Context(), links=links):
+                        result = await gateway.answer(raw, "websocket", started)
+                else:
+                    result = await gateway.answer(raw, "websocket", started)
             finally:
                 slots.release()
             body = result.body(nbr_body=True)
