@@ -56,7 +56,8 @@ class AdminService:
 
     async def create_user(self, actor: Principal | str, email: str, password: str, role: str) -> Account:
         account = await self._accounts.create_user(email, password, role)
-        await self.record(actor, "user.create", account.id, email=account.email, role=account.role)
+        # The account's id, not its email: the audit log is kept after an erasure, personal data is not.
+        await self.record(actor, "user.create", account.id, role=account.role)
         return account
 
     async def audit_page(self, limit: int, before_id: int | None) -> list[AuditEntry]:

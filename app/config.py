@@ -479,6 +479,29 @@ class TlsConfig(_Section):
 
 class PiiConfig(_Section):
     """Personal data encrypted at rest (docs/operations.md, "Personal data")."""
+    key: str = ""                # base64 AES-256 key; empty: the key file's
+    lookup_key: str = ""         # base64 HMAC key for email lookups; needed with `key`
+    previous_keys: list[str] = []
+    key_file: str = ""           # empty: pii.key in the data directory
+    rewrap_batch: Annotated[int, Meta(ge=1, le=100_000)] = 500
+    rewrap_check_s: Annotated[float, Meta(ge=0.1, le=86_400)] = 30.0
+
+    def __post_init__(self) -> None:
+        import base64
+        import binascii
+        for name, values in (("key", [self.key]), ("lookup_key", [self.lookup_key]),
+                             ("previous_keys", self.previous_keys)):
+            for value in values:
+                try:
+                    size = len(base64.b64decode(value, validate=True)) if value else 32
+                except (binascii.Error, ValueError):
+                    size = -1
+                if size != 32:
+                    raise _invalid(name, "must be 32 random bytes in base64 (openssl rand -base64 32)")
+        if self.key and not self.lookup_key:
+            raise _invalid("lookup_key", "must be set with pii.key (emails are found by a hash under it)")
+        if self.lookup_key and not self.key:
+            raise _invalid("key", "must be set with pii.lookup_key")
 
 
 class CanaryConfig(_Section):

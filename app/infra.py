@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from adapters.pii import PiiCipher
 from adapters.postgres.db import PgDatabase
 from adapters.redis.client import RedisClient
 from adapters.sqlite.db import Database
@@ -35,3 +36,11 @@ class Infra:
     audit: AuditTrail         # admin actions, recorded by the services that perform them
     changes: ChangeFeed | None = None  # several nodes: tell the others which records this one committed
     redis: RedisClient | None = None   # several nodes: what they share hot (budgets, caps, issued bids, rate limits)
+    pii: PiiCipher | None = None       # seals personal data at rest (adapters/pii.py); the platform always sets it
+
+    @property
+    def personal_data(self) -> PiiCipher:
+        """The cipher of personal data: stores holding any are built with it."""
+        if self.pii is None:
+            raise RuntimeError("Infra was built without the PII cipher (pii=...)")
+        return self.pii

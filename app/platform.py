@@ -10,6 +10,8 @@ import socket
 from pathlib import Path
 
 from adapters.nats.changes import NatsChangeFeed
+from adapters.pii import FILE_NAME as PII_KEY_FILE
+from adapters.pii import cipher_from
 from adapters.postgres import migrations as pg_migrations
 from adapters.postgres.db import PgDatabase
 from adapters.redis.client import RedisClient
@@ -119,9 +121,12 @@ class Platform:
         if storage.backend == "postgres" and config.nats.url:
             self.changes = NatsChangeFeed(config.nats.url, f"{config.server.node_id or socket.gethostname()}-"
                                           f"{secrets.token_hex(4)}", metrics, self.apply_change)
-        self.account_store = SqliteAccountStore(self.records_db)
+        p = config.pii
+        self.pii = cipher_from(p.key, p.previous_keys, p.lookup_key, Path(p.key_file) if p.key_file
+                               else data / PII_KEY_FILE)
+        self.account_store = SqliteAccountStore(self.records_db, self.pii)
         self.api_key_store = SqliteApiKeyStore(self.records_db, self.changes)
-        self.idempotency_store = SqliteIdempotencyStore(self.records_db)
+        self.idempotency_store = SqliteIdempotencyStore(self.records_db, self.pii)
         self.audit_store = SqliteAuditStore(self.records_db)
         self.demo_markers = SqliteDemoMarkerStore(self.records_db)
 
@@ -165,10 +170,11 @@ class Platform:
                                                           "exchange": limiter.exchange})
             self.supervisor.add_periodic("shared_rate_limits", r.rate_limit_sync_ms / 1000, self.shared_limits.sync)
         infra = Infra(config, self.clock, metrics, self.bus, self.supervisor, self.records_db,
-                      SqliteUnitOfWork(self.records_db, shared_inventory=storage.backend == "postgres",
+                      SqliteUnitOfWork(self.records_db, self.pii, shared_inventory=storage.backend == "postgres",
                                        changes=self.changes),
                       self.events_db,
-                      self.event_log, self.hub, self.public_urls, self.audit, self.changes, self.redis)
+                      self.event_log, self.hub, self.public_urls, self.audit, self.changes, self.redis,
+                      pii=self.pii)
         self.loyalty_domain = loyalty_wiring.build(infra)
         self.ltv_domain = ltv_wiring.build(infra)  # lifetime value reads loyalty's ledger; bids read its values
         self.bidding = bidding_wiring.build(infra, self.loyalty_domain.loyalty.features, self.ltv_domain.values)

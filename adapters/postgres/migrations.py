@@ -185,6 +185,16 @@ RECORDS = [
         CREATE SEQUENCE loyalty_entry_ids INCREMENT BY 64;
         SELECT setval('loyalty_entry_ids', (SELECT coalesce(max(id), 0) + 1 FROM loyalty_ledger), false)
     """),
+    Migration(21, "pii_lookup", """
+        ALTER TABLE accounts ADD COLUMN email_hash TEXT;
+        CREATE UNIQUE INDEX accounts_email_hash ON accounts(email_hash);
+        ALTER TABLE outbox ADD COLUMN recipient TEXT;
+        ALTER TABLE outbox ADD COLUMN user_id TEXT;
+        CREATE INDEX outbox_recipient ON outbox(recipient);
+        CREATE INDEX outbox_user ON outbox(user_id);
+        ALTER TABLE email_events ADD COLUMN email_hash TEXT;
+        CREATE INDEX email_events_email ON email_events(email_hash)
+    """),
 ]
 
 # The analytics event log, when nodes share PostgreSQL (its migrations recorded in event_log_migrations): the same

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import heapq
 
+from adapters.pii import PiiCipher
 from adapters.sqlite.statements import SqlDatabase
 from state.idempotency import StoredResponse
+
+BODY = "idempotency.body"  # sealed: a stored response may hold the caller's personal data (an email, a phone)
 
 
 class SqliteIdempotencyStore:
     """Responses by (scope, key), hot in memory, durable in SQLite until they expire."""
 
-    def __init__(self, db: SqlDatabase) -> None:
+    def __init__(self, db: SqlDatabase, pii: PiiCipher) -> None:
         self._db = db
+        self._pii = pii
         self._records: dict[tuple[str, str], StoredResponse] = {}
         self._expiry: list[tuple[float, tuple[str, str]]] = []  # heap: the purge pops what is due
 
@@ -21,7 +25,7 @@ class SqliteIdempotencyStore:
             "SELECT scope, key, request_hash, status, content_type, body, created_at, expires_at"
             " FROM idempotency WHERE expires_at > ?", (now,))
         for row in rows:
-            record = StoredResponse(*row)
+            record = StoredResponse(*row[:5], self._pii.open_bytes(row[5], BODY), *row[6:])
             self._records[(record.scope, record.key)] = record
         self._expiry = [(r.expires_at, k) for k, r in self._records.items()]
         heapq.heapify(self._expiry)
@@ -39,7 +43,7 @@ class SqliteIdempotencyStore:
             "status=excluded.status, content_type=excluded.content_type, body=excluded.body, "
             "created_at=excluded.created_at, expires_at=excluded.expires_at",
             (record.scope, record.key, record.request_hash, record.status, record.content_type,
-             record.body, record.created_at, record.expires_at),
+             self._pii.seal_bytes(record.body, BODY), record.created_at, record.expires_at),
         )])
         self._records[(record.scope, record.key)] = record
         heapq.heappush(self._expiry, (record.expires_at, (record.scope, record.key)))
@@ -63,7 +67,8 @@ class SqliteIdempotencyStore:
         if row is None:
             return None
         scope_, key_, request_hash, status, content_type, body, created_at, expires_at = row
-        record = StoredResponse(scope_, key_, request_hash, status, content_type, bytes(body), created_at, expires_at)
+        record = StoredResponse(scope_, key_, request_hash, status, content_type, self._pii.open_bytes(body, BODY),
+                                created_at, expires_at)
         if record.status:
             self._records[(scope, key)] = record
             heapq.heappush(self._expiry, (record.expires_at, (scope, key)))
@@ -72,6 +77,14 @@ class SqliteIdempotencyStore:
     async def release(self, scope: str, key: str) -> None:
         """Drop a claim whose request ended without a response to keep."""
         await self._db.write([("DELETE FROM idempotency WHERE scope = ? AND key = ? AND status = 0", (scope, key))])
+
+    async def forget_scope(self, scope: str) -> int:
+        """Delete every stored response of one caller (erasure); how many were held here."""
+        keys = [k for k in self._records if k[0] == scope]
+        await self._db.write([("DELETE FROM idempotency WHERE scope = ?", (scope,))])
+        for k in keys:
+            del self._records[k]
+        return len(keys)
 
     async def purge_expired(self, now: float) -> int:
         """Forget responses past their expiry; return how many."""

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from adapters.pii import PiiCipher
 from adapters.sqlite.statements import SqlDatabase, Statement
 from state.loyalty import LedgerEntry, Member, Promotion, _encode, _entry_json, _member_json, _promotion_json
 
 ID_BLOCK = 64  # PostgreSQL: ids a node takes from the shared sequence at a time (its INCREMENT BY)
+MEMBER = "loyalty_members.body"  # sealed: a member's email, phone, push token and birthday
 
 
 class SqliteLoyaltyStore:
-    def __init__(self, db: SqlDatabase) -> None:
+    def __init__(self, db: SqlDatabase, pii: PiiCipher) -> None:
         self._db = db
+        self._pii = pii
         self.next_id = 1
         self._block_end = 0  # PostgreSQL: the end of the block of ids this node is handing out
 
@@ -35,11 +38,17 @@ class SqliteLoyaltyStore:
         return row[0] if row else None
 
     async def members(self) -> list[Member]:
-        return [_member_json.decode(r[0]) for r in await self._db.fetchall("SELECT body FROM loyalty_members")]
+        return [_member_json.decode(self._pii.open(r[0], MEMBER))
+                for r in await self._db.fetchall("SELECT body FROM loyalty_members")]
 
     async def member(self, user_id: str) -> Member | None:
         row = await self._db.fetchone("SELECT body FROM loyalty_members WHERE user_id = ?", (user_id,))
-        return _member_json.decode(row[0]) if row else None
+        return _member_json.decode(self._pii.open(row[0], MEMBER)) if row else None
+
+    async def forget_member(self, user_id: str) -> bool:
+        """Delete a member's contact details (erasure); their ledger stays. Whether there were any."""
+        deleted, = await self._db.write([("DELETE FROM loyalty_members WHERE user_id = ?", (user_id,))])
+        return deleted > 0
 
     async def promotions(self) -> list[Promotion]:
         return [_promotion_json.decode(r[0]) for r in await self._db.fetchall("SELECT body FROM loyalty_promotions")]
@@ -58,11 +67,12 @@ class SqliteLoyaltyStore:
 class SqliteLedgerWrites:
     """Loyalty's writes in a transaction (see uow.py)."""
 
-    __slots__ = ("_statements", "_touched")
+    __slots__ = ("_statements", "_touched", "_pii")
 
-    def __init__(self, statements: list[Statement], touched: list[tuple[str, str]] | None = None) -> None:
+    def __init__(self, statements: list[Statement], touched: list[tuple[str, str]] | None, pii: PiiCipher) -> None:
         self._statements = statements
         self._touched = touched
+        self._pii = pii
 
     def append(self, entry: LedgerEntry, seq: int) -> None:
         """The member's `seq`-th entry: refused (WriteConflict "loyalty:<user>") if another writer appended it
@@ -77,7 +87,7 @@ class SqliteLedgerWrites:
     def put_member(self, member: Member) -> None:
         self._statements.append(("INSERT INTO loyalty_members(user_id, body) VALUES (?,?) "
                                  "ON CONFLICT(user_id) DO UPDATE SET body=excluded.body",
-                                 (member.user_id, _encode(member).decode())))
+                                 (member.user_id, self._pii.seal(_encode(member).decode(), MEMBER))))
         if self._touched is not None:
             self._touched.append(("member", member.user_id))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
+from adapters.pii import PiiCipher
 from adapters.sqlite.loyalty import SqliteLedgerWrites
 from adapters.sqlite.offers import SqliteOfferWrites
 from adapters.sqlite.orders import SqliteOrderWrites
@@ -48,10 +49,12 @@ class SqliteInventoryWrites:
 class SqliteTransaction:
     """Writes on the system of record, in the order they are made; one group-commit step when committed."""
 
-    __slots__ = ("_db", "_shared", "_changes", "statements", "touched")
+    __slots__ = ("_db", "_shared", "_changes", "_pii", "statements", "touched")
 
-    def __init__(self, db: SqlDatabase, shared_inventory: bool = False, changes: ChangeFeed | None = None) -> None:
+    def __init__(self, db: SqlDatabase, pii: PiiCipher, shared_inventory: bool = False,
+                 changes: ChangeFeed | None = None) -> None:
         self._db = db
+        self._pii = pii
         self._shared = shared_inventory
         self._changes = changes
         self.statements: list[Statement] = []
@@ -67,7 +70,7 @@ class SqliteTransaction:
 
     @property
     def loyalty(self) -> SqliteLedgerWrites:
-        return SqliteLedgerWrites(self.statements, self.touched)
+        return SqliteLedgerWrites(self.statements, self.touched, self._pii)
 
     @property
     def inventory(self) -> SqliteInventoryWrites:
@@ -94,12 +97,14 @@ class SqliteTransaction:
 
 class SqliteUnitOfWork:
     """`shared_inventory`: several nodes share the database (PostgreSQL), so holds are guarded there too;
-    `changes`: and they hear of the orders and offers each commits."""
+    `changes`: and they hear of the orders and offers each commits; `pii`: seals members' contact details."""
 
-    def __init__(self, db: SqlDatabase, shared_inventory: bool = False, changes: ChangeFeed | None = None) -> None:
+    def __init__(self, db: SqlDatabase, pii: PiiCipher, shared_inventory: bool = False,
+                 changes: ChangeFeed | None = None) -> None:
         self._db = db
+        self._pii = pii
         self._shared = shared_inventory
         self._changes = changes
 
     def begin(self) -> SqliteTransaction:
-        return SqliteTransaction(self._db, self._shared, self._changes)
+        return SqliteTransaction(self._db, self._pii, self._shared, self._changes)

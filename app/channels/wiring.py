@@ -53,9 +53,9 @@ def build(infra: Infra, loyalty: LoyaltyService, profiles: ProfileCache,
     and `product_name` (a catalog product's name): the recommended items activation messages carry;
     `customer_value`: predicted lifetime values, for activations limited to an LTV band."""
     config, clock, metrics, log_event = infra.config, infra.clock, infra.metrics, infra.event_log.log_event
-    suppression_store = SqliteSuppressionStore(infra.records_db, infra.changes)
+    suppression_store = SqliteSuppressionStore(infra.records_db, infra.personal_data, infra.changes)
     suppression = SuppressionService(suppression_store, clock, infra.audit)
-    outbox_store = SqliteOutboxStore(infra.records_db)
+    outbox_store = SqliteOutboxStore(infra.records_db, infra.personal_data)
     email = EmailService(config.smtp, SmtpRelay(config.smtp), infra.public_urls.links, config.auth.jwt_secret,
                          outbox_store, suppression, clock, log_event)
     inapp_hub = Hub(config.websocket.client_queue, on_drop=lambda s: metrics.ws_dropped.labels(s).inc())

@@ -51,7 +51,7 @@ def earn_id(order: Order) -> str:
 
 
 def build(infra: Infra) -> Loyalty:
-    store = SqliteLoyaltyStore(infra.records_db)
+    store = SqliteLoyaltyStore(infra.records_db, infra.personal_data)
     domain = Loyalty(store, LoyaltyService(infra.config.loyalty, store, infra.clock, infra.event_log.log_event,
                                            infra.audit, infra.uow, infra.bus.publish))
     infra.bus.subscribe(OrderPaid, domain.earn_for_order)

@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 
+from adapters.pii import PiiCipher
 from adapters.postgres import migrations
 from adapters.postgres.db import PgDatabase
 from adapters.sqlite.loyalty import SqliteLoyaltyStore
@@ -32,10 +33,11 @@ async def two_nodes(pg_dsn):
     """The loyalty service of two nodes on one database, each with its own memory of the ledger."""
     dbs = [PgDatabase(pg_dsn, migrations.RECORDS, max_size=4) for _ in range(2)]
     services = []
+    pii = PiiCipher.generate()  # the nodes share their keys, as nodes sharing PostgreSQL must
     for db in dbs:
         await db.open()
-        service = LoyaltyService(LoyaltyConfig(), SqliteLoyaltyStore(db), SystemClock(), lambda *a: None,
-                                 _Audit(), SqliteUnitOfWork(db, shared_inventory=True), _nothing)  # type: ignore
+        service = LoyaltyService(LoyaltyConfig(), SqliteLoyaltyStore(db, pii), SystemClock(), lambda *a: None,
+                                 _Audit(), SqliteUnitOfWork(db, pii, shared_inventory=True), _nothing)  # type: ignore
         await service.load()
         services.append(service)
     yield services

@@ -5,6 +5,7 @@ import sqlite3
 
 import pytest
 
+from adapters.pii import PiiCipher
 from adapters.sqlite import migrations
 from adapters.sqlite.db import Database, DatabaseClosed, WriteConflict
 from adapters.sqlite.idempotency import SqliteIdempotencyStore
@@ -206,7 +207,8 @@ async def test_idempotency_purge_forgets_exactly_the_expired_responses(tmp_path)
     db = Database(tmp_path / "r.db", migrations.RECORDS)
     await db.open()
     try:
-        store = SqliteIdempotencyStore(db)
+        pii = PiiCipher.generate()
+        store = SqliteIdempotencyStore(db, pii)
 
         def response(key: str, expires_at: float) -> StoredResponse:
             return StoredResponse("user:1", key, "hash", 201, "application/json", b"{}", 0.0, expires_at)
@@ -219,7 +221,7 @@ async def test_idempotency_purge_forgets_exactly_the_expired_responses(tmp_path)
         assert await store.purge_expired(150.0) == 0
         assert await store.purge_expired(250.0) == 1
         assert [r[0] for r in await db.fetchall("SELECT key FROM idempotency ORDER BY key")] == ["c"]
-        reloaded = SqliteIdempotencyStore(db)
+        reloaded = SqliteIdempotencyStore(db, pii)
         await reloaded.load(250.0)
         assert await reloaded.purge_expired(400.0) == 1
     finally:

@@ -45,7 +45,7 @@ class Ledger(PlatformMachine):
     @invariant()
     def balance_never_negative_and_balance_less_debt_is_the_sum_of_the_ledger(self):
         fresh = LoyaltyService(self.platform.config.loyalty, self.platform.loyalty_store, self.clock, lambda *a: None,
-                               self.platform.audit, SqliteUnitOfWork(self.platform.records_db),
+                               self.platform.audit, SqliteUnitOfWork(self.platform.records_db, self.platform.pii),
                                self.platform.bus.publish)
         self.run(fresh.load())
         for user in USERS:
