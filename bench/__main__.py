@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bench import bidding, channels, dsp, group_commit, learning, load, loyalty, ltv, reco, retail, scaleout
 from bench import nats as nats_bench
+from bench import tracing as tracing_bench
 from bench.server import ServerProcess, free_port
 
 
@@ -82,6 +83,7 @@ def main() -> int:
     dsp_info = dsp.run_all(args.seconds) if not args.only or "dsp" in args.only else None
     nats_rows = nats_bench.run_all(args.seconds) if not args.only or "nats" in args.only else []
     scaleout_rows = scaleout.run_all(args.seconds) if not args.only or "scaleout" in args.only else None
+    tracing_rows = tracing_bench.run_all(args.seconds) if not args.only or "tracing" in args.only else []
 
     print(f"\nHTTP scenarios ({results[0].generator}, {args.seconds:.0f}s each; ratio = rps / baseline rps)")
     print("(ratio*: the median of three rounds, each to the mean of the baselines measured just before and after"
@@ -111,6 +113,7 @@ def main() -> int:
 
     nats_bench.report(nats_rows)
     scaleout.report(scaleout_rows)
+    tracing_bench.report(tracing_rows)
 
     if ltv_info is not None:
         ltv.report(ltv_info)

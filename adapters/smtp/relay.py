@@ -7,6 +7,7 @@ import aiosmtplib
 
 from app.channels.ports import RelayError
 from app.config import SmtpConfig
+from app.runtime.tracing import outbound
 
 # What a connection, a login or a delivery can fail with; anything else is a bug and is not caught.
 _FAILURES = (TimeoutError, aiosmtplib.SMTPException, OSError)
@@ -37,7 +38,9 @@ class SmtpConnection:
 
     async def send(self, sender: str, recipient: str, message: bytes) -> None:
         try:
-            await self._client.sendmail(sender, [recipient], message)
+            with outbound("smtp send", {"server.address": self._client.hostname or "",
+                                        "server.port": self._client.port or 0}):
+                await self._client.sendmail(sender, [recipient], message)
         except _FAILURES as exc:
             raise relay_error(exc) from exc
 

@@ -11,8 +11,11 @@ import logging
 import time
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
+from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -27,6 +30,9 @@ from app.runtime.metrics import Metrics
 
 log = logging.getLogger("contrail.tracing")
 _PROPAGATOR = TraceContextTextMapPropagator()
+# The Tracing of the work being done (set inside its spans): outbound clients reach it through the context, so a
+# call is traced when, and only when, it is made for traced work, with no tracer handed to every adapter.
+_ACTIVE: ContextVar[Tracing | None] = ContextVar("contrail_tracing", default=None)
 SERVER, CLIENT, INTERNAL, CONSUMER = SpanKind.SERVER, SpanKind.CLIENT, SpanKind.INTERNAL, SpanKind.CONSUMER
 
 
@@ -53,9 +59,13 @@ class Tracing:
     """This node's tracer, or nothing. Spans are queued (bounded by `tracing.max_queue_spans`; a full queue
     drops, never blocks) and exported in batches from a thread of the SDK's."""
 
+    turned_on = False  # in this process, ever (sessions opened later read it)
+
     def __init__(self, tracer: Tracer | None, provider: TracerProvider | None = None) -> None:
         self.tracer = tracer
         self.enabled = tracer is not None
+        if self.enabled:
+            Tracing.turned_on = True
         self._provider = provider
 
     @classmethod
@@ -110,9 +120,14 @@ class Tracing:
         if self.tracer is None:
             yield None
             return
-        with self.tracer.start_as_current_span(name, context=context, kind=kind, attributes=attributes, links=links,
-                                               record_exception=True, set_status_on_exception=True) as span:
-            yield span
+        active = _ACTIVE.set(self)
+        try:
+            with self.tracer.start_as_current_span(name, context=context, kind=kind, attributes=attributes,
+                                                   links=links, record_exception=True,
+                                                   set_status_on_exception=True) as span:
+                yield span
+        finally:
+            _ACTIVE.reset(active)
 
     def record(self, name: str, *, parent: Context, started_ns: int, kind: SpanKind = INTERNAL,
                attributes: Mapping[str, Any] | None = None, links: Sequence[Link] = ()) -> None:
@@ -159,3 +174,67 @@ def log_ids() -> dict[str, str] | None:
     if not ctx.is_valid:
         return None
     return {"trace_id": format(ctx.trace_id, "032x"), "span_id": format(ctx.span_id, "016x")}
+
+
+# ---- outbound calls ------------------------------------------------------------------------
+
+
+@contextmanager
+def outbound(name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[dict[str, str]]:
+    """A client span around a call made for traced work (gRPC to a remote model, SMTP); yields the headers that
+    carry it to the other side (`traceparent`), empty when the work is not traced."""
+    tracing = _ACTIVE.get()
+    if tracing is None or not trace.get_current_span().is_recording():
+        yield {}
+        return
+    with tracing.span(name, kind=CLIENT, attributes=attributes):
+        headers: dict[str, str] = {}
+        _PROPAGATOR.inject(headers)
+        yield headers
+
+
+async def _http_start(session: aiohttp.ClientSession, ctx: SimpleNamespace,
+                      params: aiohttp.TraceRequestStartParams) -> None:
+    ctx.span = None
+    tracing = _ACTIVE.get()
+    if tracing is None or tracing.tracer is None or not trace.get_current_span().is_recording():
+        return
+    url = params.url
+    ctx.span = span = tracing.tracer.start_span(
+        f"{params.method} {url.host}", kind=CLIENT,
+        attributes={"http.request.method": params.method, "server.address": url.host or "",
+                    "server.port": url.port or 0, "url.full": str(url.with_query(None))})
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
+    params.headers.update(carrier)
+
+
+async def _http_end(session: aiohttp.ClientSession, ctx: SimpleNamespace,
+                    params: aiohttp.TraceRequestEndParams) -> None:
+    span = getattr(ctx, "span", None)
+    if span is not None:
+        span.set_attribute("http.response.status_code", params.response.status)
+        if params.response.status >= 500:
+            span.set_status(Status(StatusCode.ERROR, f"HTTP {params.response.status}"))
+        span.end()
+
+
+async def _http_failed(session: aiohttp.ClientSession, ctx: SimpleNamespace,
+                       params: aiohttp.TraceRequestExceptionParams) -> None:
+    span = getattr(ctx, "span", None)
+    if span is not None:
+        span.set_status(Status(StatusCode.ERROR, type(params.exception).__name__))
+        span.end()
+
+
+def http_trace_configs() -> list[aiohttp.TraceConfig]:
+    """For every outbound aiohttp session (DSPs, partners' webhooks, task, asset and BI tools, channel providers):
+    a client span and a `traceparent` header on each request made for traced work. None in a process where
+    tracing was never turned on: aiohttp's per-request trace signals would cost the DSP calls of every bid."""
+    if not Tracing.turned_on:
+        return []
+    config = aiohttp.TraceConfig()
+    config.on_request_start.append(_http_start)
+    config.on_request_end.append(_http_end)
+    config.on_request_exception.append(_http_failed)
+    return [config]
