@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     user.add_argument("--password", required=True)
     user.add_argument("--role", required=True, choices=["customer", "admin"])
     sub.add_parser("seed-demo", help="load the demo data into the data dir (idempotent)")
+    from app.devcerts import add_parser as add_dev_certs
+    add_dev_certs(sub)
     move = sub.add_parser("migrate-to-postgres", help="copy this node's SQLite system of record (storage.data_dir) "
                                                       "into an empty PostgreSQL database, for storage.backend = "
                                                       "\"postgres\"; the SQLite files are only read")
@@ -261,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
         return _eval(args)
     if args.command == "simulate":
         return _simulate(args)
+    if args.command == "dev-certs":  # files only: no config, no database
+        from app.devcerts import run as dev_certs
+        return dev_certs(args)
     path = args.config
     if path is None and os.path.isfile("config.toml"):
         path = "config.toml"

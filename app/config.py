@@ -476,6 +476,62 @@ class TracingConfig(_Section):
 class TlsConfig(_Section):
     """TLS for HTTP and gRPC, mTLS between services, and what outbound clients trust (docs/operations.md, "TLS")."""
 
+    cert_file: str = ""           # with key_file: HTTP and gRPC serve TLS
+    key_file: str = ""
+    client_ca_file: str = ""      # gRPC asks callers for a certificate signed by this CA
+    require_client_cert: bool = False
+    client_principals: dict[str, str] = {}  # a client certificate's CN -> a key role, or an API key's id
+    outbound_ca_file: str = ""    # empty: the system's trust store
+    outbound_cert_file: str = ""  # the certificate outbound clients present (with outbound_key_file)
+    outbound_key_file: str = ""
+    outbound_grpc: bool = False   # ranking.remote and ltv.remote are called over TLS
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert_file)
+
+    def __post_init__(self) -> None:
+        for cert, key in (("cert_file", "key_file"), ("outbound_cert_file", "outbound_key_file")):
+            if bool(getattr(self, cert)) != bool(getattr(self, key)):
+                missing = key if getattr(self, cert) else cert
+                raise _invalid(missing, f"must be set with {key if missing == cert else cert}")
+        for key in ("cert_file", "key_file", "client_ca_file", "outbound_ca_file", "outbound_cert_file",
+                    "outbound_key_file"):
+            if getattr(self, key) and not Path(getattr(self, key)).is_file():
+                raise _invalid(key, f"file {getattr(self, key)} not found")
+        if self.client_ca_file and not self.cert_file:
+            raise _invalid("client_ca_file", "client certificates need TLS: set cert_file and key_file")
+        if self.require_client_cert and not self.client_ca_file:
+            raise _invalid("require_client_cert", "needs client_ca_file (the CA client certificates are checked "
+                                                  "against)")
+        if self.client_principals and not self.client_ca_file:
+            raise _invalid("client_principals", "needs client_ca_file (no client certificate is checked without "
+                                                "it)")
+        for cn, who in self.client_principals.items():
+            if who not in ("exchange", "partner", "admin") and not re.fullmatch(r"key_[0-9a-f]{16}", who):
+                raise _invalid("client_principals", f"{cn!r} = {who!r}: must be exchange, partner, admin or an "
+                                                    "API key's id (key_ and 16 hex digits)")
+        # Loaded once here so that a wrong file is one line naming its key, not a traceback at the first handshake.
+        import ssl
+        for cert, key in (("cert_file", "key_file"), ("outbound_cert_file", "outbound_key_file")):
+            if getattr(self, cert):
+                try:
+                    ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(getattr(self, cert))
+                except (ssl.SSLError, ValueError):
+                    raise _invalid(cert, "is not a PEM certificate") from None
+                try:
+                    # A key protected by a passphrase is refused, never prompted for on a terminal.
+                    ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(getattr(self, cert), getattr(self, key),
+                                                                            password=lambda: b"")
+                except (ssl.SSLError, ValueError):
+                    raise _invalid(key, f"is not the unencrypted PEM private key of {cert}") from None
+        for key in ("client_ca_file", "outbound_ca_file"):
+            if getattr(self, key):
+                try:
+                    ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(getattr(self, key))
+                except (ssl.SSLError, ValueError):
+                    raise _invalid(key, "is not a PEM file of CA certificates") from None
+
 
 class PiiConfig(_Section):
     """Personal data encrypted at rest (docs/operations.md, "Personal data")."""

@@ -13,7 +13,9 @@ from pathlib import Path
 from aiohttp import web
 
 from adapters.smtp.sink import start_sink
+from adapters.tls import ServerTls, configure_outbound
 from app.bidding.gateway import agent_id
+from app.certificates import CertificatePrincipals
 from app.config import Config
 from app.errors import CannotStart
 from app.exports import Exports
@@ -53,6 +55,7 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 # What the resource lifecycles below and the tests reach the services by; handlers get theirs in constructors.
 PLATFORM = web.AppKey("platform", Platform)
 GRPC = web.AppKey("grpc", GrpcServer)
+TLS = web.AppKey("tls", ServerTls)  # present when tls.cert_file is set
 NATS = web.AppKey("nats", NatsAgents)
 
 
@@ -72,6 +75,11 @@ def create_app(config: Config, *, clock: Clock | None = None, platform: Platform
                       p.metrics, p.authenticator, p.limiter, config.grpc.max_message_bytes,
                       config.grpc.keepalive_time_s, config.grpc.keepalive_timeout_s)
     app[GRPC] = grpc
+    configure_outbound(config.tls)
+    if config.tls.enabled:
+        app[TLS] = ServerTls(config.tls)
+        if config.tls.client_ca_file:
+            grpc.accept_certificates(CertificatePrincipals(config.tls.client_principals, p.api_keys))
     p.health.add_check("grpc", lambda: grpc.listening)
     # One drain() (at the signal, or from on_shutdown) turns readiness, gRPC health and streams off together.
     p.health.on_drain(lambda: grpc.set_serving(False))
@@ -177,7 +185,9 @@ async def _analytics_writer(app: web.Application) -> AsyncIterator[None]:
 async def _grpc_server(app: web.Application) -> AsyncIterator[None]:
     config = app[PLATFORM].config
     grpc = app[GRPC]
-    await grpc.start(config.grpc.host, config.grpc.port, reuse_port=config.server.reuse_port)
+    tls = app.get(TLS)
+    await grpc.start(config.grpc.host, config.grpc.port, reuse_port=config.server.reuse_port,
+                     ssl=tls.grpc if tls is not None else None)
     log.info("gRPC listening", extra={"host": config.grpc.host, "port": grpc.port})
     yield
     await grpc.stop(config.server.shutdown_grace_s)

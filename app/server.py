@@ -8,8 +8,9 @@ import signal
 
 from aiohttp import web
 
+from adapters.tls import ServerTls
 from app.config import Config
-from app.main import create_app
+from app.main import TLS, create_app
 from app.platform import Platform
 from handlers.rest.connections import GuardedRunner, QuietRepeats
 
@@ -24,8 +25,9 @@ async def serve(config: Config) -> None:
     runner = GuardedRunner(app, config.server, platform.metrics, access_log=None, handle_signals=False,
                            shutdown_timeout=config.server.shutdown_grace_s)
     await runner.setup()
+    tls = app.get(TLS)
     site = web.TCPSite(runner, config.server.host, config.server.port, reuse_address=True,
-                       reuse_port=config.server.reuse_port or None)
+                       reuse_port=config.server.reuse_port or None, ssl_context=tls.http if tls is not None else None)
     await site.start()
     host, port = site._server.sockets[0].getsockname()[:2]  # type: ignore[union-attr]
     platform.public_urls.listening(config.server.host, port)
@@ -41,8 +43,20 @@ async def serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if tls is not None:
+        loop.add_signal_handler(signal.SIGHUP, _reload_certificates, tls)
     await stop.wait()
     log.info("shutting down", extra={"grace_s": config.server.shutdown_grace_s})
     platform.health.drain()
     await runner.cleanup()
     log.info("stopped")
+
+
+def _reload_certificates(tls: ServerTls) -> None:
+    """SIGHUP: new connections get the certificate files as they are now; a bad file keeps the old ones."""
+    try:
+        tls.reload()
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        log.error("certificates not reloaded; still serving the previous ones", extra={"error": str(exc)})
+        return
+    log.info("certificates reloaded")

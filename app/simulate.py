@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import numpy as np
 
+from adapters.tls import http_client_ssl
 from ml.sim.exchange import clearing_price, draw_prices
 from ml.sim.population import COUNTRY, Population, Traveller, population
 from ml.sim.shopping import PAY_SHARE, Search, Searches, choose, search_segment
@@ -161,7 +162,9 @@ class Simulator:
         """Send `rate` bid requests a second (and `search_rate` searches) for `seconds` (inf: until cancelled), then
         wait for the ones in flight and stop."""
         own = session is None
-        session = session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        # https:// is verified as every outbound call is (tls.outbound_ca_file: the CA of this node's certificate).
+        session = session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10),
+                                                   connector=aiohttp.TCPConnector(ssl=http_client_ssl()))
         shopping = asyncio.create_task(self._shop_at(session, search_rate, seconds)) if search_rate > 0 else None
         mail = asyncio.create_task(self._read_mail(session)) if self._mail_headers is not None else None
         draws = Draws(self.population, self.seed)

@@ -8,17 +8,18 @@ from collections.abc import Callable
 from app.config import Config
 
 
-def _http_base(host: str, port: int) -> str:
+def _http_base(host: str, port: int, scheme: str = "http") -> str:
     if host in ("", "0.0.0.0", "::"):  # a wildcard is no address to give out: this machine's loopback is
         host = "127.0.0.1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 class PublicUrls:
     def __init__(self, config: Config) -> None:
         self._links = config.channels.public_base_url.rstrip("/")
         self._notices = config.bidding.notice_base_url.rstrip("/")
-        self._derived = _http_base(config.server.host, config.server.port)
+        self._scheme = "https" if config.tls.enabled else "http"
+        self._derived = _http_base(config.server.host, config.server.port, self._scheme)
         self._listeners: list[Callable[[], None]] = []
         self.bound = False
 
@@ -39,7 +40,7 @@ class PublicUrls:
 
     def listening(self, host: str, port: int) -> None:
         """The HTTP server is bound: derive from where it really is (port 0 picks one at bind time)."""
-        self._derived = _http_base(host, port)
+        self._derived = _http_base(host, port, self._scheme)
         self.bound = True
         for listener in self._listeners:
             listener()

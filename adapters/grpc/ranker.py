@@ -3,6 +3,8 @@ breaker and the fallback)."""
 
 from __future__ import annotations
 
+from ssl import SSLContext
+
 from grpclib.client import Channel
 
 from app.retail.ranking import OfferSummary, SearchContext
@@ -17,9 +19,9 @@ def _features(o: OfferSummary) -> ranking_pb2.OfferFeatures:
 class RemoteRanker:
     """Calls a remote RankingService.RankOffers; answers probabilities in the order the offers were given."""
 
-    def __init__(self, address: str, api_key: str = "") -> None:
+    def __init__(self, address: str, api_key: str = "", ssl: SSLContext | None = None) -> None:
         host, _, port = address.rpartition(":")
-        self._channel = Channel(host, int(port))
+        self._channel = Channel(host, int(port), ssl=ssl)  # ssl: verified TLS (adapters.tls.grpc_client_ssl)
         self._stub = ranking_grpc.RankingServiceStub(self._channel)
         self._metadata = {"x-api-key": api_key} if api_key else None
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from ssl import SSLContext
 
 from grpclib.client import Channel
 from grpclib.const import Status
@@ -18,9 +19,9 @@ VALUED = frozenset({pb.SUCCESS, pb.NO_HISTORY})  # answers that carry the custom
 class RemoteSyncValue:
     """Calls a remote SyncValueService.PredictLTVBatch for many customers of one platform at a time."""
 
-    def __init__(self, address: str, api_key: str = "") -> None:
+    def __init__(self, address: str, api_key: str = "", ssl: SSLContext | None = None) -> None:
         host, _, port = address.rpartition(":")
-        self._channel = Channel(host, int(port))
+        self._channel = Channel(host, int(port), ssl=ssl)  # ssl: verified TLS (adapters.tls.grpc_client_ssl)
         self._stub = syncvalue_grpc.SyncValueServiceStub(self._channel)
         self._metadata = {"x-api-key": api_key} if api_key else None
 

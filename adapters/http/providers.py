@@ -8,6 +8,7 @@ import logging
 
 import aiohttp
 
+from adapters.tls import http_client_ssl
 from app.channels.ports import ProviderError
 
 log = logging.getLogger("contrail.channels")
@@ -28,7 +29,8 @@ class HttpAdaptors:
     async def send(self, channel: str, payload: dict) -> str:
         """Deliver to the channel's provider; returns the provider's message id."""
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._session = aiohttp.ClientSession(timeout=self._timeout,
+                                                  connector=aiohttp.TCPConnector(ssl=http_client_ssl()))
         url = self._urls[channel]
         error = "not attempted"
         for attempt in range(self._attempts):

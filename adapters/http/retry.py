@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from adapters.tls import http_client_ssl
 from state.integrations import IntegrationError
 
 log = logging.getLogger("contrail.integrations")
@@ -213,7 +214,7 @@ class ToolClient:
                     headers: Mapping[str, str] | None = None, policy: RetryPolicy | None = None,
                     before_attempt: Callable[[], Awaitable[None]] | None = None) -> Answer:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=http_client_ssl()))
         merged = self._headers()
         merged.update(headers or {})
         return await call(self._session, method, self.base_url + path, tool=self.tool, policy=policy or self.policy,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from adapters.grpc.syncvalue import RemoteSyncValue
 from adapters.sqlite.ltv import SqliteLtvStore
+from adapters.tls import grpc_client_ssl
 from app.infra import Infra
 from app.loyalty.events import StarsEarned, StarsReversed
 from app.ltv.service import LtvService
@@ -32,7 +33,8 @@ def build(infra: Infra) -> Ltv:
     store = SqliteLtvStore(infra.records_db)
     service = LtvService(config.ltv, config.retail.currency, store, infra.clock, infra.metrics)
     metrics = infra.metrics
-    remote = RemoteSyncValue(config.ltv.remote, config.ltv.remote_api_key) if config.ltv.remote else None
+    remote = RemoteSyncValue(config.ltv.remote, config.ltv.remote_api_key, grpc_client_ssl(config.tls)) \
+        if config.ltv.remote else None
     values = ValueSource.remote(remote.predict_many, config.ltv, infra.clock, metrics=metrics) if remote else \
         ValueSource.in_process(service, config.ltv, infra.clock, metrics=metrics)
     domain = Ltv(store, service, values, remote)

@@ -13,6 +13,7 @@ from adapters.sqlite.catalog import SqliteCatalogStore
 from adapters.sqlite.changes import SqliteChangeStore
 from adapters.sqlite.offers import SqliteOfferStore
 from adapters.sqlite.orders import SqliteOrderStore
+from adapters.tls import grpc_client_ssl
 from app.eventlog import EventLog
 from app.infra import Infra
 from app.retail.catalog import CatalogService
@@ -51,7 +52,7 @@ def build(infra: Infra, recommendations: Recommendations | None = None) -> Retai
     order_store = SqliteOrderStore(infra.records_db)
     catalog = CatalogService(catalog_store, order_store, infra.audit)
     rc = config.ranking
-    remote = RemoteRanker(rc.remote, rc.remote_api_key) if rc.remote else None
+    remote = RemoteRanker(rc.remote, rc.remote_api_key, grpc_client_ssl(config.tls)) if rc.remote else None
     ranker = Ranker(rc, metrics, clock, remote=remote)
     offers = OfferService(config.retail, catalog, offer_store, ranker, clock, infra.event_log.log_events, metrics,
                           infra.uow, recommendations)

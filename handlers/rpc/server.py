@@ -12,6 +12,7 @@ import asyncio
 import contextvars
 import functools
 import logging
+import ssl
 import struct
 import time
 from collections.abc import Iterable, Mapping
@@ -29,6 +30,7 @@ from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server, Stream
 
 from app.auth import Authenticator, Principal
+from app.certificates import CertificatePrincipals, peer_common_name
 from app.errors import DomainError, Forbidden, InvalidInput, Unauthenticated, Unavailable
 from app.ratelimit import RateLimiter
 from app.runtime.metrics import Metrics
@@ -124,6 +126,7 @@ class Guard:
         self._authenticator = authenticator
         self._limiter = limiter
         self._roles: tuple[str, ...] = getattr(service, "ROLES", ())
+        self.certificates: CertificatePrincipals | None = None  # set when tls.client_ca_file is
 
     def __mapping__(self) -> dict[str, Handler]:
         return {path: Handler(self._guarded(h.func), h.cardinality, h.request_type, h.reply_type)
@@ -162,6 +165,11 @@ class Guard:
         api_key, auth = md.get("x-api-key"), md.get("authorization")
         principal = await self._authenticator.identify(None if api_key is None else str(api_key),
                                                        None if auth is None else str(auth))
+        if principal is None and self.certificates is not None:
+            # Metadata credentials, when sent, decide; else a verified client certificate (mTLS) can.
+            common_name = peer_common_name(stream.peer.cert())
+            if common_name is not None:
+                principal = self.certificates.principal(common_name)
         if principal is None:
             raise Unauthenticated("send an API key as x-api-key metadata (or a bearer token as authorization)")
         if self._roles and principal.role not in self._roles:
@@ -181,6 +189,7 @@ class GrpcServer:
         health = Health({svc: [status] for svc, status in self.statuses.items()})
         # Health and reflection answer anyone (orchestrators and tools); our services need credentials.
         handlers = [Guard(svc, authenticator, limiter) for svc in self.services] + [health]
+        self._guards = [h for h in handlers if isinstance(h, Guard)]
         self.server = Server(ServerReflection.extend(handlers),
                              config=Configuration(_keepalive_time=keepalive_time_s,
                                                   _keepalive_timeout=keepalive_timeout_s))
@@ -204,8 +213,13 @@ class GrpcServer:
         self._metrics.grpc_calls.labels(method, event.status.name).inc()
         self._metrics.grpc_latency.labels(method).observe(time.perf_counter() - started)
 
-    async def start(self, host: str, port: int, reuse_port: bool = False) -> None:
-        await self.server.start(host, port, reuse_address=True, reuse_port=reuse_port or None)
+    def accept_certificates(self, certificates: CertificatePrincipals) -> None:
+        """Let verified client certificates authenticate callers of our services (tls.client_principals)."""
+        for guard in self._guards:
+            guard.certificates = certificates
+
+    async def start(self, host: str, port: int, reuse_port: bool = False, ssl: ssl.SSLContext | None = None) -> None:
+        await self.server.start(host, port, reuse_address=True, reuse_port=reuse_port or None, ssl=ssl)
         self.listening = True
         self.set_serving(True)
 

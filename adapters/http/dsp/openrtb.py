@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
+from adapters.tls import http_client_ssl
 from app.bidding.openrtb import Bid
 from app.config import DspPlatform
 from app.dsp.ports import DspBid, DspError, OutboundCall
@@ -52,7 +53,8 @@ class DspSession:
     def get(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             # No limit on connections: each DSP call is bounded by its deadline, not by a pool queue.
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300,
+                                                                                 ssl=http_client_ssl()),
                                                   skip_auto_headers=("User-Agent",))
         return self._session
 
