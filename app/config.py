@@ -472,6 +472,14 @@ class LearningConfig(_Section):
 class TracingConfig(_Section):
     """OpenTelemetry traces over OTLP/HTTP (docs/operations.md, "Tracing")."""
 
+    otlp_endpoint: HttpUrlOrEmpty = ""  # empty: no tracing, at no cost
+    sample_ratio: Fraction = 1.0
+    service_name: Annotated[str, Meta(min_length=1, max_length=128)] = "contrail"
+    headers: dict[str, str] = {}
+    max_queue_spans: Annotated[int, Meta(ge=64, le=1_000_000)] = 8192
+    export_interval_ms: Annotated[int, Meta(ge=10, le=60_000)] = 1000
+    export_timeout_ms: Annotated[int, Meta(ge=100, le=120_000)] = 10_000
+
 
 class TlsConfig(_Section):
     """TLS for HTTP and gRPC, mTLS between services, and what outbound clients trust (docs/operations.md, "TLS")."""

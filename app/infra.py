@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from adapters.pii import PiiCipher
 from adapters.postgres.db import PgDatabase
@@ -16,6 +16,7 @@ from app.runtime.bus import Bus
 from app.runtime.clock import Clock
 from app.runtime.metrics import Metrics
 from app.runtime.supervisor import Supervisor
+from app.runtime.tracing import Tracing
 from app.urls import PublicUrls
 from state.ports import ChangeFeed, UnitOfWork
 
@@ -37,6 +38,7 @@ class Infra:
     changes: ChangeFeed | None = None  # several nodes: tell the others which records this one committed
     redis: RedisClient | None = None   # several nodes: what they share hot (budgets, caps, issued bids, rate limits)
     pii: PiiCipher | None = None       # seals personal data at rest (adapters/pii.py); the platform always sets it
+    tracing: Tracing = field(default_factory=Tracing.off)  # spans for outbound calls (remote models, DSPs, mail)
 
     @property
     def personal_data(self) -> PiiCipher:

@@ -33,7 +33,7 @@ from handlers.rest.dsp import DspApi
 from handlers.rest.exports import ExportsApi
 from handlers.rest.loyalty import LoyaltyApi
 from handlers.rest.ltv import LtvApi
-from handlers.rest.middleware import core_middleware, idempotency_middleware
+from handlers.rest.middleware import core_middleware, idempotency_middleware, tracing_middleware
 from handlers.rest.models import ModelsApi
 from handlers.rest.openapi import OpenApiDocument
 from handlers.rest.platform import PlatformApi
@@ -64,16 +64,18 @@ def create_app(config: Config, *, clock: Clock | None = None, platform: Platform
     caller built the services itself (serve keeps them to publish its address and to drain)."""
     p = platform or Platform(config, clock)
     config = p.config  # with the node's own secrets where the configuration leaves them empty
-    app = web.Application(middlewares=[core_middleware(config.server, p.authenticator, p.limiter, p.metrics),
-                                       idempotency_middleware(p.idempotency)],
-                          client_max_size=config.server.max_body_bytes)
+    middlewares = [core_middleware(config.server, p.authenticator, p.limiter, p.metrics),
+                   idempotency_middleware(p.idempotency)]
+    if p.tracing.enabled:  # absent when off: requests pay nothing for it
+        middlewares.insert(0, tracing_middleware(p.tracing))
+    app = web.Application(middlewares=middlewares, client_max_size=config.server.max_body_bytes)
     app[PLATFORM] = p
 
     node = config.server.node_id
     bidding_rpc = BiddingService(p.bid_gateway, p.limiter, agent_id(node, "grpc"), config.bidding.stream_max_in_flight)
     grpc = GrpcServer([PlatformService(p.health), bidding_rpc, RankingService(p.ranker), SyncValueService(p.ltv)],
                       p.metrics, p.authenticator, p.limiter, config.grpc.max_message_bytes,
-                      config.grpc.keepalive_time_s, config.grpc.keepalive_timeout_s)
+                      config.grpc.keepalive_time_s, config.grpc.keepalive_timeout_s, tracing=p.tracing)
     app[GRPC] = grpc
     configure_outbound(config.tls)
     if config.tls.enabled:
@@ -108,7 +110,7 @@ def create_app(config: Config, *, clock: Clock | None = None, platform: Platform
     ws, max_msg_size = config.websocket, config.server.max_body_bytes
     EventStream(p.hub, p.metrics, ws.max_lag_s, ws.heartbeat_s, max_msg_size).register(app.router)
     BidStream(p.bid_gateway, p.hub, p.limiter, p.metrics, config.bidding.stream_max_in_flight, ws.heartbeat_s,
-              max_msg_size, agent_id(node, "ws")).register(app.router)
+              max_msg_size, agent_id(node, "ws"), p.tracing).register(app.router)
     InAppStream(p.inapp, p.metrics, ws.max_lag_s, ws.heartbeat_s, max_msg_size).register(app.router)
     OpenApiDocument(app.router).register(app.router)
     _setup_static(app)
@@ -123,7 +125,7 @@ def create_app(config: Config, *, clock: Clock | None = None, platform: Platform
     app.cleanup_ctx.append(_background_tasks)
     if config.nats.url:  # after the tasks the bid pipeline runs on; closed (drained) before them
         app[NATS] = NatsAgents(config.nats, p.bid_gateway, p.ingest, p.authenticator, p.limiter, p.metrics,
-                               agent_id(node, "nats"), config.bidding.stream_max_in_flight)
+                               agent_id(node, "nats"), config.bidding.stream_max_in_flight, p.tracing)
         p.health.add_check("nats", lambda: app[NATS].connected)
         p.health.on_drain(app[NATS].stop_taking)
         app.cleanup_ctx.append(_nats_agents)
@@ -171,6 +173,8 @@ async def _databases(app: web.Application) -> AsyncIterator[None]:
         await p.redis.close()
 
 
+    if p.tracing.enabled:  # last: the spans of everything closed above go out too
+        await asyncio.to_thread(p.tracing.shutdown)
 async def _analytics_writer(app: web.Application) -> AsyncIterator[None]:
     p = app[PLATFORM]
     task = asyncio.create_task(p.event_log.run(), name="event_log_writer")

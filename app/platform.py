@@ -51,6 +51,7 @@ from app.runtime.supervisor import Supervisor, watch_loop_lag
 from app.secrets import with_secrets
 from app.simulate import NotLoopback, Simulator, check_loopback
 from app.urls import PublicUrls
+from app.runtime.tracing import Tracing
 
 log = logging.getLogger("contrail")
 DEMO_EXCHANGE, DEMO_PROFILES, DEMO_MAIL = "demo traffic (bids)", "demo traffic (profiles)", "demo traffic (mail)"
@@ -91,18 +92,25 @@ class Platform:
                       checkpoint_interval_ms=storage.checkpoint_interval_ms,
                       wal_restart_frames=storage.wal_restart_frames)
         self.records_db: Database | PgDatabase = (
-            PgDatabase(storage.postgres_dsn, pg_migrations.RECORDS, max_size=storage.postgres_pool_size)
+            PgDatabase(storage.postgres_dsn, pg_migrations.RECORDS, max_size=storage.postgres_pool_size,
+                       tracer=tracer)
             if storage.backend == "postgres" else
             Database(data / "contrail.db", migrations.RECORDS, synchronous=storage.synchronous,
-                     on_commit=metrics.commit_observer("records"), **tuning))
+                     on_commit=metrics.commit_observer("records"), tracer=tracer, **tuning))
         # Telemetry is re-derivable and high volume: NORMAL survives kill -9 (not a power cut). Nodes sharing
         # PostgreSQL write it there too, so reports and training read every node's events.
         self.events_db: Database | PgDatabase = (
             PgDatabase(storage.events_postgres_dsn or storage.postgres_dsn, pg_migrations.EVENTS, min_size=1,
-                       max_size=4, ledger="event_log_migrations")
+                       max_size=4, ledger="event_log_migrations", tracer=tracer)
+        t = config.tracing
+        self.tracing = Tracing.from_config(
+            t.otlp_endpoint, sample_ratio=t.sample_ratio, service_name=t.service_name, node_id=config.server.node_id,
+            headers=t.headers, max_queue_spans=t.max_queue_spans, export_interval_ms=t.export_interval_ms,
+            export_timeout_ms=t.export_timeout_ms, metrics=metrics)
+        tracer = self.tracing.tracer
             if storage.backend == "postgres" else
             Database(data / "events.db", migrations.EVENTS, synchronous="NORMAL",
-                     on_commit=metrics.commit_observer("events"), **tuning))
+                     on_commit=metrics.commit_observer("events"), tracer=tracer, **tuning))
         for name, db in (("records", self.records_db), ("events", self.events_db)):
             if isinstance(db, Database):  # PostgreSQL has no writer queue of ours and no WAL to watch
                 _watch_database(metrics, name, db)
@@ -113,7 +121,7 @@ class Platform:
                                   capacity=a.queue_capacity, flush_rows=a.flush_rows,
                                   flush_interval_ms=a.flush_interval_ms)
         self.supervisor = Supervisor(metrics, backoff_s=config.tasks.restart_backoff_s,
-                                     backoff_max_s=config.tasks.restart_backoff_max_s)
+                                     backoff_max_s=config.tasks.restart_backoff_max_s, tracing=self.tracing)
         self.health = Health(self.supervisor, {"records": self.records_db, "events": self.events_db})
 
         # Several nodes on PostgreSQL with NATS: each tells the others which records it committed.
@@ -174,7 +182,7 @@ class Platform:
                                        changes=self.changes),
                       self.events_db,
                       self.event_log, self.hub, self.public_urls, self.audit, self.changes, self.redis,
-                      pii=self.pii)
+                      pii=self.pii, tracing=self.tracing)
         self.loyalty_domain = loyalty_wiring.build(infra)
         self.ltv_domain = ltv_wiring.build(infra)  # lifetime value reads loyalty's ledger; bids read its values
         self.bidding = bidding_wiring.build(infra, self.loyalty_domain.loyalty.features, self.ltv_domain.values)

@@ -8,12 +8,17 @@ from ssl import SSLContext
 from grpclib.client import Channel
 
 from app.retail.ranking import OfferSummary, SearchContext
+from app.runtime.tracing import outbound
 from handlers.rpc import ranking_grpc, ranking_pb2
 
 
 def _features(o: OfferSummary) -> ranking_pb2.OfferFeatures:
     return ranking_pb2.OfferFeatures(offer_id=o.offer_id, total_price_nuc=o.total_cents / 100,
                                      product_codes=list(o.product_codes), discount_percentage=o.discount_percent)
+
+
+_RANK = "ranking.RankingService/RankOffers"
+_ATTRIBUTES = {"rpc.system": "grpc", "rpc.service": "ranking.RankingService", "rpc.method": "RankOffers"}
 
 
 class RemoteRanker:
@@ -23,16 +28,19 @@ class RemoteRanker:
         host, _, port = address.rpartition(":")
         self._channel = Channel(host, int(port), ssl=ssl)  # ssl: verified TLS (adapters.tls.grpc_client_ssl)
         self._stub = ranking_grpc.RankingServiceStub(self._channel)
-        self._metadata = {"x-api-key": api_key} if api_key else None
+        self._metadata = {"x-api-key": api_key} if api_key else {}
 
     async def __call__(self, ctx: SearchContext, offers: list[OfferSummary], timeout: float) -> list[float]:
-        reply = await self._stub.RankOffers(ranking_pb2.RankOffersRequest(
+        request = ranking_pb2.RankOffersRequest(
             user_context=ranking_pb2.UserContext(user_id=ctx.user_id, is_guest=ctx.is_guest,
                                                  session_id=ctx.session_id),
             search_context=ranking_pb2.SearchContext(
                 origin=ctx.origin, destination=ctx.destination, departure_date=ctx.departure_date,
                 passengers=ctx.passengers, cabin_class=ctx.cabin, user_segment=ctx.segment),
-            offers=[_features(o) for o in offers]), timeout=timeout, metadata=self._metadata)
+            offers=[_features(o) for o in offers])
+        with outbound(_RANK, _ATTRIBUTES) as carried:
+            reply = await self._stub.RankOffers(request, timeout=timeout,
+                                                metadata={**self._metadata, **carried} or None)
         by_id = {r.offer_id: r.probability for r in reply.offers}
         missing = [o.offer_id for o in offers if o.offer_id not in by_id]
         if missing:

@@ -10,10 +10,15 @@ from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
+from app.runtime.tracing import outbound
 from handlers.rpc import syncvalue_grpc
 from handlers.rpc import syncvalue_pb2 as pb
 
 VALUED = frozenset({pb.SUCCESS, pb.NO_HISTORY})  # answers that carry the customer's value (NO_HISTORY: a new one's)
+
+
+_PREDICT = "syncvalue.v1.SyncValueService/PredictLTVBatch"
+_ATTRIBUTES = {"rpc.system": "grpc", "rpc.service": "syncvalue.v1.SyncValueService", "rpc.method": "PredictLTVBatch"}
 
 
 class RemoteSyncValue:
@@ -23,15 +28,18 @@ class RemoteSyncValue:
         host, _, port = address.rpartition(":")
         self._channel = Channel(host, int(port), ssl=ssl)  # ssl: verified TLS (adapters.tls.grpc_client_ssl)
         self._stub = syncvalue_grpc.SyncValueServiceStub(self._channel)
-        self._metadata = {"x-api-key": api_key} if api_key else None
+        self._metadata = {"x-api-key": api_key} if api_key else {}
 
     async def predict_many(self, customer_ids: list[str], platform: str, timeout: float) -> dict[str, float]:
         """Each valued customer's predicted LTV; customers the remote could not value (FALLBACK, INVALID_INPUT,
         MODEL_NOT_READY) are left out. Raises on transport errors and on answers that do not match the asks."""
+        request = pb.LTVBatchRequest(requests=[pb.LTVPredictionRequest(request_id=str(k), customer_id=c,
+                                                                        platform=platform)
+                                               for k, c in enumerate(customer_ids)])
         try:
-            reply = await self._stub.PredictLTVBatch(pb.LTVBatchRequest(requests=[
-                pb.LTVPredictionRequest(request_id=str(k), customer_id=c, platform=platform)
-                for k, c in enumerate(customer_ids)]), timeout=timeout, metadata=self._metadata)
+            with outbound(_PREDICT, _ATTRIBUTES) as carried:
+                reply = await self._stub.PredictLTVBatch(
+                    request, timeout=timeout, metadata={**self._metadata, **carried} or None)
         except GRPCError as exc:
             if exc.status == Status.DEADLINE_EXCEEDED:  # the server noticed the deadline first: the same timeout
                 raise TimeoutError(f"remote SyncValue took longer than {timeout:.3f} s") from None

@@ -10,6 +10,7 @@ import aiohttp
 
 from adapters.tls import http_client_ssl
 from app.channels.ports import ProviderError
+from app.runtime.tracing import http_trace_configs
 
 log = logging.getLogger("contrail.channels")
 
@@ -29,7 +30,7 @@ class HttpAdaptors:
     async def send(self, channel: str, payload: dict) -> str:
         """Deliver to the channel's provider; returns the provider's message id."""
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout,
+            self._session = aiohttp.ClientSession(timeout=self._timeout, trace_configs=http_trace_configs(),
                                                   connector=aiohttp.TCPConnector(ssl=http_client_ssl()))
         url = self._urls[channel]
         error = "not attempted"

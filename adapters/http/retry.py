@@ -22,6 +22,7 @@ import aiohttp
 from yarl import URL
 
 from adapters.tls import http_client_ssl
+from app.runtime.tracing import http_trace_configs
 from state.integrations import IntegrationError
 
 log = logging.getLogger("contrail.integrations")
@@ -214,7 +215,8 @@ class ToolClient:
                     headers: Mapping[str, str] | None = None, policy: RetryPolicy | None = None,
                     before_attempt: Callable[[], Awaitable[None]] | None = None) -> Answer:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=http_client_ssl()))
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=http_client_ssl()),
+                                                  trace_configs=http_trace_configs())
         merged = self._headers()
         merged.update(headers or {})
         return await call(self._session, method, self.base_url + path, tool=self.tool, policy=policy or self.policy,

@@ -34,6 +34,7 @@ from app.certificates import CertificatePrincipals, peer_common_name
 from app.errors import DomainError, Forbidden, InvalidInput, Unauthenticated, Unavailable
 from app.ratelimit import RateLimiter
 from app.runtime.metrics import Metrics
+from app.runtime.tracing import SERVER, Tracing
 from state.ports import StorageUnavailable, UnstorableValue
 
 log = logging.getLogger("contrail.grpc")
@@ -121,15 +122,17 @@ class Guard:
     A service declares `ROLES` (the roles that may call any of its methods; empty: any caller
     with valid credentials)."""
 
-    def __init__(self, service: Any, authenticator: Authenticator, limiter: RateLimiter) -> None:
+    def __init__(self, service: Any, authenticator: Authenticator, limiter: RateLimiter,
+                 tracing: Tracing | None = None) -> None:
         self.service = service
         self._authenticator = authenticator
         self._limiter = limiter
         self._roles: tuple[str, ...] = getattr(service, "ROLES", ())
         self.certificates: CertificatePrincipals | None = None  # set when tls.client_ca_file is
 
+        self._tracing = tracing or Tracing.off()
     def __mapping__(self) -> dict[str, Handler]:
-        return {path: Handler(self._guarded(h.func), h.cardinality, h.request_type, h.reply_type)
+        return {path: Handler(self._traced(path, self._guarded(h.func)), h.cardinality, h.request_type, h.reply_type)
                 for path, h in self.service.__mapping__().items()}
 
     def _guarded(self, func: Any) -> Any:
@@ -137,6 +140,27 @@ class Guard:
         async def call(stream: Stream) -> None:
             try:
                 ip = (stream.peer.addr() or ("unknown",))[0]
+    def _traced(self, path: str, call: Any) -> Any:
+        """A server span around each call, under the caller's `traceparent` metadata; the call itself when off."""
+        tracing = self._tracing
+        if not tracing.enabled:
+            return call
+        service, _, method = path.strip("/").partition("/")
+
+        @functools.wraps(call)
+        async def traced(stream: Stream) -> None:
+            with tracing.span(path.strip("/"), kind=SERVER, context=Tracing.extract(stream.metadata or {}),
+                              attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}) as span:
+                try:
+                    await call(stream)
+                except GRPCError as exc:
+                    if span is not None:
+                        span.set_attribute("rpc.grpc.status_code", exc.status.value)
+                        if exc.status in _SERVER_FAULTS:
+                            Tracing.failed(span, exc.status.name)
+                    raise
+        return traced
+
                 try:
                     principal = await self._caller(stream)
                 except Unauthenticated:
@@ -182,13 +206,13 @@ class GrpcServer:
 
     def __init__(self, services: Iterable[Any], metrics: Metrics, authenticator: Authenticator,
                  limiter: RateLimiter, max_message_bytes: int, keepalive_time_s: float = 10.0,
-                 keepalive_timeout_s: float = 5.0) -> None:
+                 keepalive_timeout_s: float = 5.0, tracing: Tracing | None = None) -> None:
         self.services = list(services)
         MessageLimit.receive = MessageLimit.send = max_message_bytes
         self.statuses = {svc: ServiceStatus() for svc in self.services}
         health = Health({svc: [status] for svc, status in self.statuses.items()})
         # Health and reflection answer anyone (orchestrators and tools); our services need credentials.
-        handlers = [Guard(svc, authenticator, limiter) for svc in self.services] + [health]
+        handlers = [Guard(svc, authenticator, limiter, tracing) for svc in self.services] + [health]
         self._guards = [h for h in handlers if isinstance(h, Guard)]
         self.server = Server(ServerReflection.extend(handlers),
                              config=Configuration(_keepalive_time=keepalive_time_s,

@@ -21,6 +21,7 @@ from adapters.tls import http_client_ssl
 from app.bidding.openrtb import Bid
 from app.config import DspPlatform
 from app.dsp.ports import DspBid, DspError, OutboundCall
+from app.runtime.tracing import http_trace_configs
 
 
 class _Bid(Bid):
@@ -55,7 +56,7 @@ class DspSession:
             # No limit on connections: each DSP call is bounded by its deadline, not by a pool queue.
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300,
                                                                                  ssl=http_client_ssl()),
-                                                  skip_auto_headers=("User-Agent",))
+                                                  skip_auto_headers=("User-Agent",), trace_configs=http_trace_configs())
         return self._session
 
     async def close(self) -> None:
