@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     user.add_argument("--password", required=True)
     user.add_argument("--role", required=True, choices=["customer", "admin"])
     sub.add_parser("seed-demo", help="load the demo data into the data dir (idempotent)")
+    sub.add_parser("rotate-pii-key", help="make a new current key in the PII key file (the old ones stay to read "
+                                          "with); a running server re-encrypts personal data under it in the "
+                                          "background (docs/operations.md, \"Personal data\")")
     from app.devcerts import add_parser as add_dev_certs
     add_dev_certs(sub)
     move = sub.add_parser("migrate-to-postgres", help="copy this node's SQLite system of record (storage.data_dir) "
@@ -281,6 +284,16 @@ def main(argv: list[str] | None = None) -> int:
         return run_cluster(config, path, args.nodes)
     if args.command == "migrate-to-postgres":
         return _migrate_to_postgres(config, args.dsn)
+    if args.command == "rotate-pii-key":
+        from app.platform import rotate_pii_key
+        try:
+            old, new = rotate_pii_key(config)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"PII key {new} is current (was {old}); running servers re-encrypt under it within "
+              f"pii.rewrap_check_s ({config.pii.rewrap_check_s:g} s), a stopped one when it starts")
+        return 0
     if args.command == "serve":
         from app.errors import CannotStart
         from app.server import serve

@@ -38,6 +38,7 @@ from handlers.rest.models import ModelsApi
 from handlers.rest.openapi import OpenApiDocument
 from handlers.rest.platform import PlatformApi
 from handlers.rest.policies import PoliciesApi
+from handlers.rest.privacy import PrivacyApi
 from handlers.rest.reco import RecoApi
 from handlers.rest.retail import RetailApi
 from handlers.rpc.bidding import BiddingService
@@ -101,6 +102,7 @@ def create_app(config: Config, *, clock: Clock | None = None, platform: Platform
     ChannelsApi(p.activation, p.ingest, p.suppression, p.email, p.mailbox, p.email_analytics).register(app.router)
     RecoApi(p.reco).register(app.router)
     LtvApi(p.ltv).register(app.router)
+    PrivacyApi(p.erasure).register(app.router)
     CampaignsApi(p.campaigns, p.workflow, p.reports, p.campaigns_domain.tasks, p.campaigns_domain.assets,
                  p.clock).register(app.router)
     PoliciesApi(p.policies).register(app.router)

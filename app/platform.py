@@ -11,7 +11,7 @@ from pathlib import Path
 
 from adapters.nats.changes import NatsChangeFeed
 from adapters.pii import FILE_NAME as PII_KEY_FILE
-from adapters.pii import cipher_from
+from adapters.pii import cipher_from, rotate_key_file
 from adapters.postgres import migrations as pg_migrations
 from adapters.postgres.db import PgDatabase
 from adapters.redis.client import RedisClient
@@ -24,6 +24,8 @@ from adapters.sqlite.db import Database
 from adapters.sqlite.demo import SqliteDemoMarkerStore
 from adapters.sqlite.eventlog import SqliteEventLogStore
 from adapters.sqlite.idempotency import SqliteIdempotencyStore
+from adapters.sqlite.inbox import SqliteInboxStore
+from adapters.sqlite.rewrap import PersonalDataRewrap
 from adapters.sqlite.uow import SqliteUnitOfWork
 from app.admin import AdminService, AuditTrail
 from app.auth import AccountService, ApiKeyService, Authenticator, TokenService
@@ -39,6 +41,7 @@ from app.infra import Infra
 from app.learning import wiring as learning_wiring
 from app.loyalty import wiring as loyalty_wiring
 from app.ltv import wiring as ltv_wiring
+from app.privacy import CustomerErasure
 from app.ratelimit import RateLimiter, TokenBuckets
 from app.reco import wiring as reco_wiring
 from app.reco.service import FEEDBACK_NOTICE
@@ -48,10 +51,10 @@ from app.runtime.clock import Clock, SystemClock
 from app.runtime.health import Health
 from app.runtime.metrics import Metrics
 from app.runtime.supervisor import Supervisor, watch_loop_lag
+from app.runtime.tracing import Tracing
 from app.secrets import with_secrets
 from app.simulate import NotLoopback, Simulator, check_loopback
 from app.urls import PublicUrls
-from app.runtime.tracing import Tracing
 
 log = logging.getLogger("contrail")
 DEMO_EXCHANGE, DEMO_PROFILES, DEMO_MAIL = "demo traffic (bids)", "demo traffic (profiles)", "demo traffic (mail)"
@@ -71,6 +74,20 @@ async def copy_to_postgres(source: Path, dsn: str) -> dict[str, int]:
         raise ValueError(f"PostgreSQL at {dsn.rpartition('@')[2]}: {exc}") from None
 
 
+def pii_key_file(config: Config) -> Path:
+    return Path(config.pii.key_file) if config.pii.key_file else config.data_path / PII_KEY_FILE
+
+
+def rotate_pii_key(config: Config) -> tuple[str, str]:
+    """`rotate-pii-key`: a new current key in the key file, the previous ones kept for reading; the (old, new) key
+    ids. ValueError when the keys come from config (rotated there: the new key in pii.key, the old in
+    pii.previous_keys)."""
+    if config.pii.key:
+        raise ValueError("pii.key is set, so the keys come from config: put a new key in pii.key and the current "
+                         "one in pii.previous_keys, and restart the nodes one by one")
+    return rotate_key_file(pii_key_file(config))
+
+
 def _watch_database(metrics: Metrics, name: str, db: Database) -> None:
     """Export a database's writer queue depth and the pages its WAL held at the last checkpoint."""
     metrics.watch_queue(f"{name}_writer", lambda: db.queue_depth)
@@ -84,6 +101,12 @@ class Platform:
         self.config = config = with_secrets(config)
         self.clock = clock or SystemClock()
         self.metrics = metrics = Metrics()
+        t = config.tracing
+        self.tracing = Tracing.from_config(
+            t.otlp_endpoint, sample_ratio=t.sample_ratio, service_name=t.service_name, node_id=config.server.node_id,
+            headers=t.headers, max_queue_spans=t.max_queue_spans, export_interval_ms=t.export_interval_ms,
+            export_timeout_ms=t.export_timeout_ms, metrics=metrics)
+        tracer = self.tracing.tracer
         self.public_urls = PublicUrls(config)
         self.bus = Bus(metrics)
         storage = config.storage
@@ -102,12 +125,6 @@ class Platform:
         self.events_db: Database | PgDatabase = (
             PgDatabase(storage.events_postgres_dsn or storage.postgres_dsn, pg_migrations.EVENTS, min_size=1,
                        max_size=4, ledger="event_log_migrations", tracer=tracer)
-        t = config.tracing
-        self.tracing = Tracing.from_config(
-            t.otlp_endpoint, sample_ratio=t.sample_ratio, service_name=t.service_name, node_id=config.server.node_id,
-            headers=t.headers, max_queue_spans=t.max_queue_spans, export_interval_ms=t.export_interval_ms,
-            export_timeout_ms=t.export_timeout_ms, metrics=metrics)
-        tracer = self.tracing.tracer
             if storage.backend == "postgres" else
             Database(data / "events.db", migrations.EVENTS, synchronous="NORMAL",
                      on_commit=metrics.commit_observer("events"), tracer=tracer, **tuning))
@@ -130,8 +147,9 @@ class Platform:
             self.changes = NatsChangeFeed(config.nats.url, f"{config.server.node_id or socket.gethostname()}-"
                                           f"{secrets.token_hex(4)}", metrics, self.apply_change)
         p = config.pii
-        self.pii = cipher_from(p.key, p.previous_keys, p.lookup_key, Path(p.key_file) if p.key_file
-                               else data / PII_KEY_FILE)
+        self.pii = cipher_from(p.key, p.previous_keys, p.lookup_key, pii_key_file(config))
+        self.pii_rewrap = PersonalDataRewrap(self.records_db, self.pii)
+        self._rewrap_due = True  # at start: rows sealed under a key rotated while stopped, or not sealed yet
         self.account_store = SqliteAccountStore(self.records_db, self.pii)
         self.api_key_store = SqliteApiKeyStore(self.records_db, self.changes)
         self.idempotency_store = SqliteIdempotencyStore(self.records_db, self.pii)
@@ -156,6 +174,7 @@ class Platform:
                                    metrics)
         self.supervisor.add_periodic("idempotency_purge", 300, self._purge_idempotency)
         self.supervisor.add_periodic("retention", 60, self._retention)
+        self.supervisor.add_periodic("pii_rewrap", config.pii.rewrap_check_s, self.rewrap_pii_once)
         self.supervisor.add("loop_lag", lambda: watch_loop_lag(metrics.loop_lag.observe))
         if config.demo.traffic_per_s > 0:
             self.supervisor.add("demo_traffic", self._demo_traffic)
@@ -243,6 +262,11 @@ class Platform:
         self.reco_store = self.reco_domain.reco_store
         self.reco = self.reco_domain.reco
         self.ltv = self.ltv_domain.ltv
+        self.erasure = CustomerErasure(
+            self.account_store, self.loyalty.member, self.loyalty.forget_member, self.suppression_store,
+            self.outbox_store, self.email.cancel, SqliteInboxStore(self.records_db), self.profiles.forget,
+            self.ingest.forget, self.idempotency_store, SqliteEventLogStore(self.events_db), self.event_log.flush,
+            self.audit)
         self._register_caches()
         for name, drain in self.bus.drains():  # queued subscribers, drained under the supervisor
             self.supervisor.add(name, drain)
@@ -318,6 +342,21 @@ class Platform:
                 totals[name] += n
             if offers < chunk and drafts < chunk and changes < chunk and not events and impressions < chunk:
                 return totals
+
+    async def rewrap_pii_once(self, force: bool = False) -> dict[str, int]:
+        """Re-read the PII keyring (`rotate-pii-key` writes the key file) and, when its current key changed (or at
+        start), re-encrypt every sealed row under it; the rows rewritten per table."""
+        if self.pii.reload():
+            log.info("the PII key changed: re-encrypting personal data", extra={"key_id": self.pii.current_id})
+            self._rewrap_due = True
+        if not (self._rewrap_due or force):
+            return {}
+        done = await self.pii_rewrap.run(self.config.pii.rewrap_batch)
+        self._rewrap_due = False
+        if any(done.values()):
+            log.info("personal data re-encrypted under the current key", extra={"key_id": self.pii.current_id,
+                                                                                 **done})
+        return done
 
     async def _purge_idempotency(self) -> None:
         removed = await self.idempotency.purge_expired()

@@ -44,6 +44,9 @@ from state.suppressions import Suppression
 class AccountStore(Protocol):
     """Hot index of accounts, written through to storage."""
 
+    async def erase(self, account_id: str) -> Account | None:
+        """Forget an account's email and password (erasure), keeping its row; the account as it was, or None."""
+
     async def load(self) -> None:
         ...
 
@@ -236,6 +239,9 @@ class DemoMarkerStore(Protocol):
 class EventLogStore(Protocol):
     """The analytics event log: appended in large batches, read back by type and time."""
 
+    async def anonymise(self, user_id: str, chunk: int = 1_000) -> int:
+        """Replace a customer's id in the events naming it with "erased" (erasure); the events rewritten."""
+
     async def append_batch(self, rows: Sequence[tuple[float, str, str]]) -> int:
         """Write (at, type, payload_json) rows in one transaction."""
 
@@ -252,6 +258,9 @@ class EventLogStore(Protocol):
 @runtime_checkable
 class IdempotencyStore(Protocol):
     """Responses by (scope, key), hot in memory, durable until they expire."""
+
+    async def forget_scope(self, scope: str) -> int:
+        """Delete every stored response of one caller (erasure)."""
 
     async def load(self, now: float) -> None:
         ...
@@ -279,6 +288,9 @@ class IdempotencyStore(Protocol):
 class InboxStore(Protocol):
     """The durable in-app inbox of customers who were offline."""
 
+    async def forget(self, user_id: str) -> int:
+        """Delete a customer's in-app messages (erasure)."""
+
     async def add(self, message: InAppMessage) -> None:
         ...
 
@@ -289,6 +301,9 @@ class InboxStore(Protocol):
 @runtime_checkable
 class LoyaltyStore(Protocol):
     """Members, promotions and the append-only ledger they are derived from."""
+
+    async def forget_member(self, user_id: str) -> bool:
+        """Delete a member's contact details (erasure); their ledger stays."""
 
     async def entries(self) -> list[LedgerEntry]:
         """The whole ledger, each member's entries in their order, for the replay at start."""
@@ -413,6 +428,9 @@ class ChangeStore(Protocol):
 class OutboxStore(Protocol):
     """OutboxStore"""
 
+    async def erase(self, user_id: str, addresses: Sequence[str]) -> tuple[list[str], int]:
+        """Blank a customer's mail and email events (erasure): their pending message ids, and the rows rewritten."""
+
     async def unfinished(self) -> list[OutboxMessage]:
         ...
 
@@ -439,6 +457,9 @@ class OutboxStore(Protocol):
 class ProfileStore(Protocol):
     """Customer profiles for bidding (the L2 tier behind the in-memory cache)."""
 
+    async def forget(self, user_id: str) -> bool:
+        """Delete a customer's bidding profile (erasure)."""
+
     async def load(self) -> None:
         """Remember which users have a stored profile, so lookups for anyone else need no I/O."""
 
@@ -452,6 +473,9 @@ class ProfileStore(Protocol):
 @runtime_checkable
 class SuppressionStore(Protocol):
     """SuppressionStore"""
+
+    async def anonymise(self, identifiers: Sequence[str]) -> int:
+        """Keep these identifiers' entries under their keyed hash alone (erasure)."""
 
     async def load(self) -> None:
         ...

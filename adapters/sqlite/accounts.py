@@ -82,9 +82,10 @@ class SqliteAccountStore:
         account = self._by_id.get(account_id) or await self.fetch(account_id)
         if account is None:
             return None
-        erased = Account(account.id, "", "", account.role, account.created_at)
-        await self._db.write([("UPDATE accounts SET email = ?, email_hash = NULL, password_hash = '' WHERE id = ?",
-                               (self._pii.seal("", EMAIL), account_id))])
+        # Role "erased": the tokens issued to it name another role, so they stop working at once.
+        erased = Account(account.id, "", "", "erased", account.created_at)
+        await self._db.write([("UPDATE accounts SET email = ?, email_hash = NULL, password_hash = '', role = 'erased' "
+                               "WHERE id = ?", (self._pii.seal("", EMAIL), account_id))])
         if self._by_email.get(account.email) is account:
             del self._by_email[account.email]
         self._by_id[account_id] = erased

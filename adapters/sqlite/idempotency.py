@@ -25,7 +25,9 @@ class SqliteIdempotencyStore:
             "SELECT scope, key, request_hash, status, content_type, body, created_at, expires_at"
             " FROM idempotency WHERE expires_at > ?", (now,))
         for row in rows:
-            record = StoredResponse(*row[:5], self._pii.open_bytes(row[5], BODY), *row[6:])
+            scope, key, request_hash, status, content_type, body, created_at, expires_at = row
+            record = StoredResponse(scope, key, request_hash, status, content_type, self._pii.open_bytes(body, BODY),
+                                    created_at, expires_at)
             self._records[(record.scope, record.key)] = record
         self._expiry = [(r.expires_at, k) for k, r in self._records.items()]
         heapq.heapify(self._expiry)

@@ -19,3 +19,8 @@ class SqliteInboxStore:
             "SELECT body FROM inbox WHERE user_id=? AND at < ? ORDER BY at DESC, id DESC LIMIT ?",
             (user_id, before if before is not None else float("inf"), limit))
         return [_decode(r[0]) for r in rows]
+
+    async def forget(self, user_id: str) -> int:
+        """Delete a customer's in-app messages (erasure); how many there were."""
+        deleted, = await self._db.write([("DELETE FROM inbox WHERE user_id = ?", (user_id,))])
+        return deleted

@@ -37,6 +37,12 @@ class SqliteProfileStore:
         await self._write(profiles)
         self._ids.update(p.user_id for p in profiles)
 
+    async def forget(self, user_id: str) -> bool:
+        """Delete a customer's bidding profile (erasure); whether there was one."""
+        deleted, = await self._db.write([("DELETE FROM profiles WHERE user_id = ?", (user_id,))])
+        self._ids.discard(user_id)
+        return deleted > 0
+
     async def _write(self, profiles: tuple[Profile, ...]) -> None:
         await self._db.write([("INSERT INTO profiles(user_id, body, updated_at) VALUES (?,?,?) "
                                "ON CONFLICT(user_id) DO UPDATE SET body=excluded.body, updated_at=excluded.updated_at",

@@ -95,6 +95,11 @@ class ProfileCache:
     def _remember(self, user_id: str, profile: CachedProfile | None, now: float) -> None:
         self.l1.put(user_id, (now, profile))
 
+    async def forget(self, user_id: str) -> bool:
+        """Delete a customer's profile, stored and cached (erasure)."""
+        self.l1.pop(user_id)
+        return await self._store.forget(user_id)
+
     async def put(self, *profiles: Profile) -> None:
         """Write through both tiers (several profiles: one commit)."""
         await self._store.put(*profiles)

@@ -61,6 +61,7 @@ class EmailService:
         self._queue: asyncio.Queue[OutboxMessage] = asyncio.Queue()
         self._from = parseaddr(smtp.from_address)[1]
         self.sent = 0
+        self._cancelled: set[str] = set()  # queued messages not to send after all (their customer was erased)
 
     # ---- signed links ----
     def _sign(self, *parts: str) -> str:
@@ -111,6 +112,10 @@ class EmailService:
             self._queue.put_nowait(message)
         return message
 
+    def cancel(self, message_ids: list[str]) -> None:
+        """Never send these queued messages (already marked so in the outbox)."""
+        self._cancelled.update(message_ids)
+
     async def load(self) -> int:
         """Queue again what was pending when the process stopped."""
         pending = await self._store.unfinished()
@@ -129,6 +134,9 @@ class EmailService:
         try:
             while True:
                 message = await self._queue.get()
+                if message.id in self._cancelled:
+                    self._cancelled.discard(message.id)
+                    continue
                 wait = message.next_attempt_at - self._clock.now()
                 if wait > 0:
                     await asyncio.sleep(min(wait, 60))

@@ -188,6 +188,10 @@ class IngestService:
         return {"accepted": accepted, "rejected": rejected, "stars_earned_events": len(earns) - len(failed),
                 "earn_errors": failed}
 
+    def forget(self, user_id: str) -> None:
+        """Drop a customer's profile updates not written yet (erasure), so none brings their profile back."""
+        self._dirty.pop(user_id, None)
+
     def _touch(self, user_id: str, at: float, category: str | None) -> None:
         last, interests = self._dirty.get(user_id, (0.0, {}))
         if category:

@@ -501,6 +501,11 @@ class LoyaltyService:
     def member(self, user_id: str) -> Member | None:
         return self._members.get(user_id)
 
+    async def forget_member(self, user_id: str) -> bool:
+        """Delete a member's birthday and contact details (erasure); their stars and ledger stay."""
+        forgotten = await self._store.forget_member(user_id)
+        return self._members.pop(user_id, None) is not None or forgotten
+
     async def put_promotion(self, actor: Principal | str, promotion: Promotion) -> Promotion:
         """Create or replace a promotion (recorded in the audit log as `actor`'s)."""
         if promotion.ends_at <= promotion.starts_at:

@@ -1,0 +1,97 @@
+"""A customer's right to erasure (GDPR article 17): their personal data removed or anonymised everywhere Contrail
+keeps it, their financial records kept.
+
+Removed: the account's email and password (the row stays as a tombstone: orders and the loyalty ledger name its
+id; nobody can sign in as it and the email can open a new account), the loyalty member's contact details and
+birthday, the bidding profile, the in-app inbox, stored idempotent replies. Anonymised: the mail sent to them and
+the email events about their addresses (rows kept, blanked: reports count them), the events in the analytics log
+that name them ("erased" in place of their id), their suppression entries (kept under the keyed hash alone, so an
+erased person is never contacted again). Kept: orders, payments, refunds and the loyalty ledger (the law obliges an
+airline to keep its accounting records), and the audit log (who erased whom, by account id).
+
+The account is tombstoned last: if a step fails, the customer still exists and erasing again redoes every step
+(each is idempotent). Once erased, the customer is unknown (404), so a repeated request changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import msgspec
+
+from app.admin import AuditTrail
+from app.auth import Principal
+from app.errors import Forbidden, NotFound
+from state.ports import (
+    AccountStore,
+    EventLogStore,
+    IdempotencyStore,
+    InboxStore,
+    OutboxStore,
+    SuppressionStore,
+)
+
+ERASED_ROLE = "erased"
+
+
+class Erasure(msgspec.Struct):
+    """What one erasure did, per place (rows or entries)."""
+    customer_id: str
+    mail_cancelled: int
+    mail_rows_blanked: int
+    suppressions_anonymised: int
+    events_anonymised: int
+    inbox_deleted: int
+    replies_deleted: int
+    member_forgotten: bool
+    profile_deleted: bool
+
+
+class CustomerErasure:
+    def __init__(self, accounts: AccountStore, members, forget_member: Callable[[str], Awaitable[bool]],
+                 suppressions: SuppressionStore, outbox: OutboxStore, cancel_mail: Callable[[list[str]], None],
+                 inbox: InboxStore, forget_profile: Callable[[str], Awaitable[bool]],
+                 forget_pending: Callable[[str], None], idempotency: IdempotencyStore, events: EventLogStore,
+                 flush_events: Callable[[], Awaitable[object]], audit: AuditTrail) -> None:
+        """`members`: a member's contact details by id (loyalty); `forget_pending`: profile updates not yet
+        written (ingest); `flush_events`: the analytics log's queue written out first, so none escapes."""
+        self._accounts = accounts
+        self._members = members
+        self._forget_member = forget_member
+        self._suppressions = suppressions
+        self._outbox = outbox
+        self._cancel_mail = cancel_mail
+        self._inbox = inbox
+        self._forget_profile = forget_profile
+        self._forget_pending = forget_pending
+        self._idempotency = idempotency
+        self._events = events
+        self._flush_events = flush_events
+        self._audit = audit
+
+    async def erase(self, actor: Principal, customer_id: str) -> Erasure:
+        """Erase a customer: an admin may erase anyone's, a customer only their own (403 otherwise); 404 for an
+        id that is no customer (or one erased already)."""
+        if not actor.is_admin and not (actor.kind == "user" and actor.id == customer_id):
+            raise Forbidden("customers can only erase their own data")
+        account = self._accounts.get(customer_id) or await self._accounts.fetch(customer_id)
+        if account is None or account.role != "customer":
+            raise NotFound(f"no customer {customer_id}")
+        member = self._members(customer_id)
+        contacts = [account.email, *((member.email, member.phone, member.push_token) if member else ())]
+        addresses = [c for c in contacts if c and "@" in c]
+        cancelled, blanked = await self._outbox.erase(customer_id, addresses)
+        self._cancel_mail(cancelled)
+        anonymised = await self._suppressions.anonymise([c for c in contacts if c] + [customer_id])
+        member_forgotten = await self._forget_member(customer_id)
+        self._forget_pending(customer_id)
+        profile_deleted = await self._forget_profile(customer_id)
+        inbox = await self._inbox.forget(customer_id)
+        replies = await self._idempotency.forget_scope(f"user:{customer_id}")
+        await self._flush_events()
+        events = await self._events.anonymise(customer_id)
+        await self._accounts.erase(customer_id)
+        done = Erasure(customer_id, len(cancelled), blanked, anonymised, events, inbox, replies, member_forgotten,
+                       profile_deleted)
+        await self._audit.record(actor, "customer.erase", customer_id, **msgspec.structs.asdict(done))
+        return done
