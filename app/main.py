@@ -173,10 +173,10 @@ async def _databases(app: web.Application) -> AsyncIterator[None]:
     await p.records_db.close()
     if p.redis is not None:
         await p.redis.close()
-
-
     if p.tracing.enabled:  # last: the spans of everything closed above go out too
         await asyncio.to_thread(p.tracing.shutdown)
+
+
 async def _analytics_writer(app: web.Application) -> AsyncIterator[None]:
     p = app[PLATFORM]
     task = asyncio.create_task(p.event_log.run(), name="event_log_writer")

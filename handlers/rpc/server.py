@@ -51,6 +51,11 @@ _STATUS_BY_HTTP = {
 }
 
 
+# The codes that say the server failed, not the caller (what marks a span as an error).
+_SERVER_FAULTS = frozenset({Status.INTERNAL, Status.UNKNOWN, Status.UNAVAILABLE, Status.DATA_LOSS,
+                            Status.DEADLINE_EXCEEDED})
+
+
 def grpc_error(exc: DomainError) -> GRPCError:
     """The gRPC status for a domain error (same errors, same meaning as REST)."""
     return GRPCError(_STATUS_BY_HTTP.get(exc.status, Status.INTERNAL), exc.message)
@@ -125,21 +130,16 @@ class Guard:
     def __init__(self, service: Any, authenticator: Authenticator, limiter: RateLimiter,
                  tracing: Tracing | None = None) -> None:
         self.service = service
+        self._tracing = tracing or Tracing.off()
         self._authenticator = authenticator
         self._limiter = limiter
         self._roles: tuple[str, ...] = getattr(service, "ROLES", ())
         self.certificates: CertificatePrincipals | None = None  # set when tls.client_ca_file is
 
-        self._tracing = tracing or Tracing.off()
     def __mapping__(self) -> dict[str, Handler]:
         return {path: Handler(self._traced(path, self._guarded(h.func)), h.cardinality, h.request_type, h.reply_type)
                 for path, h in self.service.__mapping__().items()}
 
-    def _guarded(self, func: Any) -> Any:
-        @functools.wraps(func)
-        async def call(stream: Stream) -> None:
-            try:
-                ip = (stream.peer.addr() or ("unknown",))[0]
     def _traced(self, path: str, call: Any) -> Any:
         """A server span around each call, under the caller's `traceparent` metadata; the call itself when off."""
         tracing = self._tracing
@@ -161,6 +161,11 @@ class Guard:
                     raise
         return traced
 
+    def _guarded(self, func: Any) -> Any:
+        @functools.wraps(func)
+        async def call(stream: Stream) -> None:
+            try:
+                ip = (stream.peer.addr() or ("unknown",))[0]
                 try:
                     principal = await self._caller(stream)
                 except Unauthenticated:
