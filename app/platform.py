@@ -105,7 +105,8 @@ class Platform:
         self.tracing = Tracing.from_config(
             t.otlp_endpoint, sample_ratio=t.sample_ratio, service_name=t.service_name, node_id=config.server.node_id,
             headers=t.headers, max_queue_spans=t.max_queue_spans, export_interval_ms=t.export_interval_ms,
-            export_timeout_ms=t.export_timeout_ms, metrics=metrics)
+            export_timeout_ms=t.export_timeout_ms, metrics=metrics, ca_file=config.tls.outbound_ca_file,
+            client_cert_file=config.tls.outbound_cert_file, client_key_file=config.tls.outbound_key_file)
         tracer = self.tracing.tracer
         self.public_urls = PublicUrls(config)
         self.bus = Bus(metrics)

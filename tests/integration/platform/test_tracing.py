@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import secrets
+import ssl
 from dataclasses import dataclass
 
 import pytest
@@ -19,6 +20,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from adapters.tls import configure_outbound
+from app.config import TlsConfig
+from app.devcerts import make_dev_certs
 from app.main import GRPC, PLATFORM, create_app
 from app.runtime.logs import JsonFormatter
 from handlers.rest.middleware import tracing_middleware
@@ -265,3 +269,30 @@ async def test_the_remote_ranker_gets_the_searchs_traceparent(aiohttp_client, tm
     [call] = collector.named("ranking.RankingService/RankOffers")
     assert (call.trace_id, call.parent_id, call.kind) == (trace_id, search.span_id, 3)
     assert heard == [f"00-{trace_id}-{call.span_id}-01"]
+
+
+async def test_spans_go_to_a_collector_over_mtls_verified_like_every_outbound_client(aiohttp_client, tmp_path,
+                                                                                     clock):
+    certs = make_dev_certs(tmp_path / "pki", "contrail-node")
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(certs.ca))
+    server_side.load_cert_chain(certs.server, certs.server_key)
+    server_side.verify_mode = ssl.CERT_REQUIRED  # the collector takes spans only from nodes it issued certificates
+    receiver = Collector()
+    app = web.Application()
+    app.router.add_post("/v1/traces", receiver.traces)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_side)
+    await site.start()
+    try:
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        config = make_config(tmp_path, tracing__otlp_endpoint=f"https://localhost:{port}",
+                             tracing__export_interval_ms="50", tls__outbound_ca_file=str(certs.ca),
+                             tls__outbound_cert_file=str(certs.client), tls__outbound_key_file=str(certs.client_key))
+        client = await aiohttp_client(create_app(config, clock=clock))
+        assert (await client.get("/health/live")).status == 200
+        await _flush(client)
+        assert len(receiver.named("GET /health/live")) == 1
+    finally:
+        configure_outbound(TlsConfig())  # outbound HTTP's TLS is the process's: leave it as the defaults had it
+        await runner.cleanup()
