@@ -145,6 +145,8 @@ RULES = [
     ("canary.share", "0"), ("canary.share", "1"), ("canary.duration_s", "0"), ("canary.max_p95_ms", "0"),
     ("canary.max_error_rate", "1.5"), ("canary.min_calls", "0"), ("canary.window", "99"),
     ("canary.check_interval_s", "0"),
+    ("pii.key", "c2hvcnQ="), ("pii.lookup_key", "c2hvcnQ="), ("pii.previous_keys", '["c2hvcnQ="]'),
+    ("pii.rewrap_batch", "0"), ("pii.rewrap_check_s", "0"),
     ("adaptors.push_url", "push.example.com"), ("adaptors.sms_url", "ftp://sms.example.com"),
     ("adaptors.paid_media_url", " https://media.example.com"), ("adaptors.timeout_s", "0"),
     ("adaptors.max_attempts", "0"),
