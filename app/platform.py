@@ -27,6 +27,7 @@ from adapters.sqlite.idempotency import SqliteIdempotencyStore
 from adapters.sqlite.inbox import SqliteInboxStore
 from adapters.sqlite.rewrap import PersonalDataRewrap
 from adapters.sqlite.uow import SqliteUnitOfWork
+from adapters.tls import http_client_ssl
 from app.admin import AdminService, AuditTrail
 from app.auth import AccountService, ApiKeyService, Authenticator, TokenService
 from app.bidding import wiring as bidding_wiring
@@ -292,7 +293,8 @@ class Platform:
         # The mailbox is read only from the embedded sink, where the demo's mail goes.
         mail = (await self.api_keys.create(DEMO_MAIL, "admin"))[1] if self.config.smtp.embedded_sink else None
         demo = self.config.demo
-        await Simulator(demo.seed, base, exchange, profile_key=partner, mail_key=mail).run(
+        # https:// is verified as every outbound call is (tls.outbound_ca_file: the CA of this node's certificate).
+        await Simulator(demo.seed, base, exchange, profile_key=partner, mail_key=mail, ssl=http_client_ssl()).run(
             demo.traffic_per_s, math.inf, search_rate=demo.searches_per_s)
 
     def _email_of(self, owner: str) -> str | None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 
 from aiohttp import web
 
-from adapters.tls import ServerTls
 from app.config import Config
 from app.main import TLS, create_app
 from app.platform import Platform
@@ -44,7 +44,7 @@ async def serve(config: Config) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     if tls is not None:
-        loop.add_signal_handler(signal.SIGHUP, _reload_certificates, tls)
+        loop.add_signal_handler(signal.SIGHUP, _reload_certificates, tls.reload)
     await stop.wait()
     log.info("shutting down", extra={"grace_s": config.server.shutdown_grace_s})
     platform.health.drain()
@@ -52,10 +52,10 @@ async def serve(config: Config) -> None:
     log.info("stopped")
 
 
-def _reload_certificates(tls: ServerTls) -> None:
+def _reload_certificates(reload: Callable[[], None]) -> None:
     """SIGHUP: new connections get the certificate files as they are now; a bad file keeps the old ones."""
     try:
-        tls.reload()
+        reload()
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
         log.error("certificates not reloaded; still serving the previous ones", extra={"error": str(exc)})
         return

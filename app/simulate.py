@@ -22,13 +22,13 @@ import math
 import time
 import zlib
 from dataclasses import asdict, dataclass
+from ssl import SSLContext
 from typing import IO, Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import numpy as np
 
-from adapters.tls import http_client_ssl
 from ml.sim.exchange import clearing_price, draw_prices
 from ml.sim.population import COUNTRY, Population, Traveller, population
 from ml.sim.shopping import PAY_SHARE, Search, Searches, choose, search_segment
@@ -136,8 +136,9 @@ class Summary:
 
 class Simulator:
     def __init__(self, seed: int, url: str, api_key: str, *, profile_key: str | None = None,
-                 mail_key: str | None = None, log: IO[str] | None = None) -> None:
+                 mail_key: str | None = None, log: IO[str] | None = None, ssl: SSLContext | bool = True) -> None:
         self.seed = seed
+        self._ssl = ssl  # what https:// is verified against (True: the system's store)
         self.base = check_loopback(url)
         self.population = population(seed)
         self.truth = Truth(self.population)
@@ -162,9 +163,8 @@ class Simulator:
         """Send `rate` bid requests a second (and `search_rate` searches) for `seconds` (inf: until cancelled), then
         wait for the ones in flight and stop."""
         own = session is None
-        # https:// is verified as every outbound call is (tls.outbound_ca_file: the CA of this node's certificate).
         session = session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10),
-                                                   connector=aiohttp.TCPConnector(ssl=http_client_ssl()))
+                                                   connector=aiohttp.TCPConnector(ssl=self._ssl))
         shopping = asyncio.create_task(self._shop_at(session, search_rate, seconds)) if search_rate > 0 else None
         mail = asyncio.create_task(self._read_mail(session)) if self._mail_headers is not None else None
         draws = Draws(self.population, self.seed)
