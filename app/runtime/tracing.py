@@ -8,6 +8,7 @@ docs/operations.md, "Tracing".
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
@@ -22,7 +23,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -61,9 +62,12 @@ class Tracing:
 
     turned_on = False  # in this process, ever (sessions opened later read it)
 
-    def __init__(self, tracer: Tracer | None, provider: TracerProvider | None = None) -> None:
+    def __init__(self, tracer: Tracer | None, provider: TracerProvider | None = None, sample_ratio: float = 1.0,
+                 rng: random.Random | None = None) -> None:
         self.tracer = tracer
         self.enabled = tracer is not None
+        self.sample_ratio = sample_ratio
+        self._random = (rng or random.Random()).random
         if self.enabled:
             Tracing.turned_on = True
         self._provider = provider
@@ -84,9 +88,9 @@ class Tracing:
         attributes = {"service.name": service_name}
         if node_id:
             attributes["service.instance.id"] = node_id
-        # Parent-based: a caller's sampled traceparent is followed whatever the ratio, so a trace stays whole.
-        provider = TracerProvider(resource=Resource.create(attributes),
-                                  sampler=ParentBased(TraceIdRatioBased(sample_ratio)))
+        # Parent-based: a caller's traceparent decides whatever the ratio, so a trace stays whole. New traces are
+        # sampled by span() before any span exists (see there), so the SDK records every root it is given.
+        provider = TracerProvider(resource=Resource.create(attributes), sampler=ParentBased(ALWAYS_ON))
         exporter = OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces", headers=dict(headers),
                                     timeout=export_timeout_ms / 1000, certificate_file=ca_file or None,
                                     client_certificate_file=client_cert_file or None,
@@ -95,7 +99,7 @@ class Tracing:
             _CountingExporter(exporter, metrics), max_queue_size=max_queue_spans,
             schedule_delay_millis=export_interval_ms, max_export_batch_size=min(512, max_queue_spans),
             export_timeout_millis=export_timeout_ms))
-        return cls(provider.get_tracer("contrail"), provider)
+        return cls(provider.get_tracer("contrail"), provider, sample_ratio)
 
     # ---- propagation -------------------------------------------------------------------
 
@@ -118,6 +122,12 @@ class Tracing:
              context: Context | None = None, links: Sequence[Link] = ()) -> Iterator[Span | None]:
         """A span around a block, current inside it; an exception marks it failed. Yields None when off."""
         if self.tracer is None:
+            yield None
+            return
+        if self.sample_ratio < 1.0 and not trace.get_current_span(context).get_span_context().is_valid \
+                and self._random() >= self.sample_ratio:
+            # A new trace left out: no span at all. The SDK's own sampler would still make (and later drop) a
+            # non-recording span per request, about 8 us each; this costs a random number.
             yield None
             return
         active = _ACTIVE.set(self)

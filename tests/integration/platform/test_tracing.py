@@ -160,6 +160,16 @@ async def test_sampling_ratio_zero_records_only_what_callers_sampled(aiohttp_cli
     assert [s.trace_id for s in collector.named("GET /health/live")] == [trace_id]
 
 
+async def test_a_quarter_of_new_traces_are_recorded_at_sample_ratio_a_quarter(aiohttp_client, tmp_path, clock,
+                                                                                collector):
+    client = await _traced_client(aiohttp_client, tmp_path, clock, collector, tracing__sample_ratio="0.25")
+    for _ in range(400):
+        assert (await client.get("/health/live")).status == 200
+    await _flush(client)
+    # Binomial(400, 0.25): 100 expected, 70..130 is more than four standard deviations either side.
+    assert 70 <= len(collector.named("GET /health/live")) <= 130
+
+
 async def test_grpc_calls_continue_the_callers_trace(aiohttp_client, tmp_path, clock, collector):
     client = await _traced_client(aiohttp_client, tmp_path, clock, collector)
     _, key = await client.app[PLATFORM].api_keys.create("partner", "partner")
