@@ -712,6 +712,10 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         raise ConfigError("config: auth.jwt_secret: production mode needs it set (32+ characters)")
     if config.server.production and not config.payments.webhook_secret:
         raise ConfigError("config: payments.webhook_secret: production mode needs it set (32+ characters)")
+    if config.server.production and not (config.pii.key or config.pii.key_file):
+        # Losing a generated key beside the data loses every customer's contact details with it.
+        raise ConfigError("config: pii.key: production mode needs it set (with pii.lookup_key), or pii.key_file "
+                          "naming a key file kept and backed up apart from the data")
     return config
 
 

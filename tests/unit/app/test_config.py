@@ -215,7 +215,10 @@ def test_production_needs_its_secrets_set():
     env = {"CONTRAIL__SERVER__PRODUCTION": "1", "CONTRAIL__AUTH__JWT_SECRET": "a-long-real-secret-from-the-vault"}
     with pytest.raises(ConfigError, match="payments.webhook_secret"):
         load_config(None, env=env)
-    config = load_config(None, env={**env, "CONTRAIL__PAYMENTS__WEBHOOK_SECRET": "another-long-secret-from-the-vault"})
+    env["CONTRAIL__PAYMENTS__WEBHOOK_SECRET"] = "another-long-secret-from-the-vault"
+    with pytest.raises(ConfigError, match="pii.key"):
+        load_config(None, env=env)
+    config = load_config(None, env={**env, "CONTRAIL__PII__KEY_FILE": "/run/secrets/contrail-pii.key"})
     assert config.server.production and config.auth.jwt_secret == "a-long-real-secret-from-the-vault"
 
 
