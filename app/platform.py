@@ -211,7 +211,8 @@ class Platform:
                                                        self._route_of)
         self.reco_domain = reco_wiring.build(infra, self._destination_of)
         self.retail = retail_wiring.build(infra, self.reco_domain.reco)
-        self.learning = learning_wiring.build(infra, self.bidding.model, self.retail.ranker)  # the models it trains
+        self.learning = learning_wiring.build(infra, self.bidding.model, self.retail.ranker,  # the models it trains
+                                              self.reco_domain.versions, self.ltv_domain.versions)
         self.dsp = dsp_wiring.build(infra, self.bidding.bid_gateway)  # DSP routing; Contrail's own bidder competes
         self.channels = channels_wiring.build(infra, self.loyalty_domain.loyalty, self.bidding.profiles,
                                               self._email_of, self.reco_domain.reco, self.retail.catalog.product_name,

@@ -525,6 +525,16 @@ class RecoStore(Protocol):
         """Durably, keeping the last few."""
         ...
 
+    async def add_model(self, model: SavedModel) -> None:
+        """Durably, deleting none (a version of the model registry)."""
+        ...
+
+    async def model(self, sequence: int) -> SavedModel | None:
+        ...
+
+    async def drop_model(self, sequence: int) -> None:
+        ...
+
     async def latest_model(self) -> SavedModel | None:
         ...
 
@@ -543,6 +553,16 @@ class LtvStore(Protocol):
 
     async def save_model(self, model: SavedLtvModel) -> None:
         """Durably, keeping the last few."""
+        ...
+
+    async def add_model(self, model: SavedLtvModel) -> None:
+        """Durably, deleting none (a version of the model registry)."""
+        ...
+
+    async def model(self, sequence: int) -> SavedLtvModel | None:
+        ...
+
+    async def drop_model(self, sequence: int) -> None:
         ...
 
     async def latest_model(self) -> SavedLtvModel | None:

@@ -43,6 +43,19 @@ class SqliteLtvStore:
                                (model.sequence, model.trained_at, encode_model(model))),
                               ("DELETE FROM ltv_models WHERE sequence <= ?", (model.sequence - self.KEEP_MODELS,))])
 
+    async def add_model(self, model: SavedLtvModel) -> None:
+        """A version kept for the model registry: none older is deleted here (the registry's budget decides)."""
+        await self._db.write([("INSERT INTO ltv_models(sequence, trained_at, body) VALUES (?,?,?) "
+                               "ON CONFLICT(sequence) DO UPDATE SET trained_at=excluded.trained_at, body=excluded.body",
+                               (model.sequence, model.trained_at, encode_model(model)))])
+
+    async def model(self, sequence: int) -> SavedLtvModel | None:
+        row = await self._db.fetchone("SELECT body FROM ltv_models WHERE sequence = ?", (sequence,))
+        return decode_model(row[0]) if row else None
+
+    async def drop_model(self, sequence: int) -> None:
+        await self._db.write([("DELETE FROM ltv_models WHERE sequence = ?", (sequence,))])
+
     async def latest_model(self) -> SavedLtvModel | None:
         row = await self._db.fetchone("SELECT body FROM ltv_models ORDER BY sequence DESC LIMIT 1")
         return decode_model(row[0]) if row else None

@@ -10,18 +10,16 @@ import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
-
-from msgspec.structs import replace
+from typing import Any, TypeVar
 
 from app.admin import AuditTrail
 from app.auth import Principal
 from app.config import CanaryConfig
 from app.errors import Conflict, NotFound
-from app.learning.canary import ABORTED, PROMOTED, Running, comparison, verdict
-from app.runtime.canary import Split
+from app.learning.canaries import Canaries
+from app.learning.canary import Running
 from app.runtime.clock import Clock
-from state.models import CANARY, LIVE, REJECTED, RETIRED, ROLLED_BACK, CanaryRecord, ModelVersion
+from state.models import CANARY, LIVE, REJECTED, RETIRED, ROLLED_BACK, ModelVersion
 from state.ports import ModelRegistry
 
 log = logging.getLogger("contrail.learning")
@@ -43,6 +41,15 @@ class Run:
     live: dict[str, float] = field(default_factory=dict)        # the live model's, on the same rows
 
 
+@dataclass(frozen=True)
+class Versioning:
+    """What a model's version record needs besides the model: the registry, the audit trail and the limits."""
+    registry: ModelRegistry
+    audit: AuditTrail
+    canary: CanaryConfig
+    keep: int                    # learning.keep_files: stored versions kept besides the live one and a canary
+
+
 def write_atomically(path: Path, write: Callable[[Any], None]) -> None:
     """Write a file through `write(file)` atomically and durably: a crash leaves the old file or the whole new one."""
     tmp = path.with_name(path.name + ".tmp")
@@ -58,9 +65,12 @@ def write_atomically(path: Path, write: Callable[[Any], None]) -> None:
         os.close(fd)
 
 
-class VersionedModel(Generic[M]):
-    """The version record of one model. Subclasses give `name` and the four hooks below, and train by calling
-    `_record()` with each candidate."""
+class VersionedModel(Canaries[M]):
+    """The version record of one model. Subclasses give `name`, the hooks below and Canaries' (`_read`, `_serve`,
+    `_split`), and train by calling `_record()` with each candidate. Versions are files in `models_dir` unless a
+    subclass stores them elsewhere (`_store`, `_owned`, `_discard`)."""
+
+    suffix = ".npz"   # of the files versions are written to
 
     name: str
 
@@ -80,24 +90,12 @@ class VersionedModel(Generic[M]):
 
     # --- hooks ---------------------------------------------------------------------------------------------------
 
-    async def _read(self, path: str) -> M:
-        """Load a weights file (InvalidInput when it does not fit)."""
-        raise NotImplementedError
-
     def _write(self, model: M, path: Path) -> None:
         """Write weights (called in a worker thread)."""
         raise NotImplementedError
 
-    def _serve(self, model: M, path: str) -> None:
-        """Swap the model in for the next request."""
-        raise NotImplementedError
-
     def _serving(self) -> tuple[str, str]:
         """(version, path) of what serves now, before the registry knows of any version."""
-        raise NotImplementedError
-
-    def _split(self, split: Split[M] | None) -> None:
-        """Serve `split`'s canary to its share of traffic beside the live model (None: the live model only)."""
         raise NotImplementedError
 
     async def retrain(self, actor: Principal | str = "learning") -> Run:
@@ -110,11 +108,9 @@ class VersionedModel(Generic[M]):
         the first start registers what serves as version 0."""
         live = await self._registry.live(self.name)
         if live is None:
-            version, path = self._serving()
-            now = self._clock.now()
-            await self._registry.add(ModelVersion(self.name, await self._registry.next_sequence(self.name), version,
-                                                  now, "config", LIVE, path, now,
-                                                  note="the model the server started with"))
+            first = await self._first_version()
+            if first is not None:
+                await self._registry.add(first)
             return
         if live.path and live.path != self._serving()[1]:
             try:
@@ -128,6 +124,13 @@ class VersionedModel(Generic[M]):
         running = await self._registry.canary(self.name)
         if running is not None:
             await self._resume(running)
+
+    async def _first_version(self) -> ModelVersion | None:
+        """What the registry records as live at the first start: what serves (None: nothing to record yet)."""
+        version, path = self._serving()
+        now = self._clock.now()
+        return ModelVersion(self.name, await self._registry.next_sequence(self.name), version, now, "config", LIVE,
+                            path, now, note="the model the server started with")
 
     # --- reads ---------------------------------------------------------------------------------------------------
 
@@ -166,28 +169,41 @@ class VersionedModel(Generic[M]):
         return run
 
     async def _record(self, model: M, sequence: int, label: str, promote: bool, metrics: dict[str, Any],
-                      note: str) -> ModelVersion:
+                      note: str, may_canary: bool = True) -> ModelVersion:
         """Write a candidate's file, register it (live or rejected) and serve it when promoted; then keep the
         disk budget."""
-        self._dir.mkdir(parents=True, exist_ok=True)
-        path = self._dir / f"{label}.npz"
-        await asyncio.get_running_loop().run_in_executor(None, self._write, model, path)
+        path = await self._store(model, sequence, label)
         now = self._clock.now()
-        as_canary = promote and self._canary.on_retrain
+        as_canary = promote and may_canary and self._canary.on_retrain
         if as_canary and self._running is not None:
             note += f"; not sent out as a canary: {self._running.version.version} is one now"
         live = promote and not as_canary
         version = ModelVersion(self.name, sequence, label, now, "trained", LIVE if live else REJECTED,
-                               str(path), now if live else 0.0, metrics, note)
+                               path, now if live else 0.0, metrics, note)
         if as_canary and self._running is None:
             version = await self._begin(version, model, "learning")
         else:
             await self._registry.add(version, demote_to=RETIRED)
         if live:
-            self._serve(model, str(path))
+            self._serve(model, path)
             self._export(version)
         await self._prune()
         return version
+
+    async def next_sequence(self) -> int:
+        return await self._registry.next_sequence(self.name)
+
+    async def offer(self, model: M, sequence: int, label: str, metrics: dict[str, Any], note: str,
+                    may_canary: bool = True) -> ModelVersion:
+        """A candidate that passed its own holdout, from a model that trains itself (reco, LTV): recorded and served
+        live, or sent out as a canary with canary.on_retrain (recorded only while another canary runs; straight live
+        when `may_canary` is false, as a first model is: there is no live one to compare it with)."""
+        async with self._lock:
+            return await self._record(model, sequence, label, True, metrics, note, may_canary)
+
+    async def report(self, run: Run, actor: Principal | str) -> Run:
+        """Such a model's training run: counted, audited and kept as `last_run`."""
+        return await self._finish(run, actor)
 
     def _outcome(self, run: Run, version: ModelVersion) -> None:
         """A promoted run's candidate went out as a canary (canary.on_retrain), or stayed recorded because another
@@ -228,8 +244,8 @@ class VersionedModel(Generic[M]):
             live = await self._registry.live(self.name)
             target = await self._find(version, live)
             if not target.path:
-                raise Conflict(f"version {target.version!r} of {self.name} cannot go live: its file was deleted to "
-                               f"keep within learning.keep_files")
+                raise Conflict(f"version {target.version!r} of {self.name} cannot go live: its stored weights were "
+                               f"deleted to keep within learning.keep_files")
             model = await self._read(target.path)
             aborted = await self._abort_for("a rollback")
             note = f"rolled back from {live.version}" if live is not None else "activated"
@@ -271,141 +287,29 @@ class VersionedModel(Generic[M]):
         stay."""
         kept = 0
         async for v in self._all():
-            if not v.path or v.status in (LIVE, CANARY) or Path(v.path).parent != self._dir:
+            if not v.path or v.status in (LIVE, CANARY) or not self._owned(v.path):
                 continue
             kept += 1
             if kept > self._keep_files:
-                Path(v.path).unlink(missing_ok=True)
+                await self._discard(v)
                 await self._registry.pruned(self.name, v.sequence)
+
+    async def _store(self, model: M, sequence: int, label: str) -> str:
+        """Keep a candidate durably; its path. By default a file `<label><suffix>` in `models_dir`."""
+        self._dir.mkdir(parents=True, exist_ok=True)
+        path = self._dir / f"{label}{self.suffix}"
+        await asyncio.get_running_loop().run_in_executor(None, self._write, model, path)
+        return str(path)
+
+    def _owned(self, path: str) -> bool:
+        """Whether the disk budget governs this stored version (an admin's own file is never deleted)."""
+        return Path(path).parent == self._dir
+
+    async def _discard(self, version: ModelVersion) -> None:
+        Path(version.path).unlink(missing_ok=True)
 
     def _export(self, live: ModelVersion) -> None:
         hold: dict[str, Any] = live.metrics.get("holdout", {})
         for key in ("auc", "log_loss", "ece"):
             if key in hold:
                 self._metrics.model_holdout.labels(self.name, key).set(hold[key])
-
-    # --- canaries ------------------------------------------------------------------------------------------------
-
-    @property
-    def canary(self) -> Running | None:
-        """The canary being served, with its measurements so far."""
-        return self._running
-
-    async def start_canary(self, actor: Principal | str, version: str) -> ModelVersion:
-        """Serve a recorded version to `canary.share` of traffic beside the live one for `canary.duration_s`."""
-        async with self._changing():
-            if self._running is not None:
-                raise Conflict(f"{self.name} already has a canary running ({self._running.version.version}); "
-                               f"promote or abort it first")
-            target = await self._find(version, await self._registry.live(self.name))
-            if not target.path:
-                raise Conflict(f"version {target.version!r} of {self.name} cannot be served: its file was deleted "
-                               f"to keep within learning.keep_files")
-            started = await self._begin(target, await self._read(target.path), actor)
-        assert started.canary is not None
-        await self._audit.record(actor, "model.canary.start", started.version, model=self.name,
-                                 share=started.canary.share, ends_at=started.canary.ends_at)
-        return started
-
-    async def _begin(self, target: ModelVersion, model: M, actor: Principal | str) -> ModelVersion:
-        now = self._clock.now()
-        record = CanaryRecord(self._canary.share, now, now + self._canary.duration_s,
-                              actor if isinstance(actor, str) else actor.scope)
-        version = replace(target, status=CANARY, canary=record)
-        await self._registry.add(version)
-        self._serve_canary(version, model)
-        return version
-
-    def _serve_canary(self, version: ModelVersion, model: M) -> None:
-        assert version.canary is not None
-        split = Split(model, version.version, version.canary.share, self._canary.window)
-        self._running = Running(version, split)
-        self._split(split)
-        log.info("model canary serving", extra={"model": self.name, "version": version.version,
-                                                "share": version.canary.share, "ends_at": version.canary.ends_at})
-
-    async def _resume(self, version: ModelVersion) -> None:
-        """A restart serves the canary again until its period's end; its measurements start over."""
-        try:
-            model = await self._read(version.path)
-        except Exception as exc:
-            self._running = Running(version, Split(None, version.version, 0.0, 1))
-            ended = await self._conclude(ABORTED, f"its file could not be read at restart: {exc}")
-            await self._ended(ended, "learning")
-            return
-        self._serve_canary(version, model)
-
-    async def end_canary(self, actor: Principal | str, promote: bool) -> ModelVersion:
-        """An admin ends the canary now: promoted live, or aborted (the live version keeps serving)."""
-        async with self._changing():
-            if self._running is None:
-                raise Conflict(f"{self.name} has no canary running")
-            ended = await self._conclude(PROMOTED if promote else ABORTED,
-                                         f"{'promoted' if promote else 'aborted'} by an admin")
-        await self._ended(ended, actor)
-        return ended
-
-    async def check_canary(self) -> None:
-        """The periodic judgement: roll back at once when a limit is crossed, promote at the period's end."""
-        running = self._running
-        if running is None or self._lock.locked():
-            return
-        self._export_canary(running.split)
-        found = verdict(running.split, self._canary, self._clock.now(), running.ends_at)
-        if found is None:
-            return
-        async with self._lock:
-            if self._running is not running:
-                return
-            ended = await self._conclude(*found)
-        await self._ended(ended, "learning")
-
-    async def _abort_for(self, what: str) -> ModelVersion | None:
-        """A rollback or reload changes the live version the canary is compared with: the canary ends first."""
-        if self._running is None:
-            return None
-        return await self._conclude(ABORTED, f"aborted by {what} of the live version")
-
-    async def _conclude(self, decision: str, reason: str) -> ModelVersion:
-        """Record how the canary ended and serve accordingly (under the change lock)."""
-        running = self._running
-        assert running is not None and running.version.canary is not None
-        now, split = self._clock.now(), running.split
-        record = replace(running.version.canary, decision=decision, decided_at=now, reason=reason,
-                         comparison=comparison(split))
-        if decision == PROMOTED:
-            version = replace(running.version, status=LIVE, activated_at=now, canary=record,
-                              note=f"promoted from canary: {reason}")
-            await self._registry.add(version, demote_to=RETIRED)
-            self._serve(split.model, version.path)
-        else:
-            version = replace(running.version, status=ROLLED_BACK, canary=record,
-                              note=f"canary {decision.replace('_', ' ')}: {reason}")
-            await self._registry.add(version)
-        self._split(None)
-        self._running = None
-        self.last_canary = version
-        return version
-
-    async def _ended(self, version: ModelVersion, actor: Principal | str) -> None:
-        record = version.canary
-        assert record is not None
-        action = {"promoted": "model.canary.promote", "rolled_back": "model.canary.rollback"}.get(
-            record.decision, "model.canary.abort")
-        await self._audit.record(actor, action, version.version, model=self.name, reason=record.reason,
-                                 comparison=record.comparison)
-        self._metrics.model_canary_decisions.labels(self.name, record.decision).inc()
-        for arm in ("canary", "live"):
-            for gauge in (self._metrics.model_canary_calls, self._metrics.model_canary_p95,
-                          self._metrics.model_canary_error_rate):
-                gauge.labels(self.name, arm).set(0)
-        if record.decision == PROMOTED:
-            self._export(version)
-        log.info("model canary ended", extra={"model": self.name, "version": version.version,
-                                              "decision": record.decision, "reason": record.reason})
-
-    def _export_canary(self, split: Split) -> None:
-        for arm, stats in (("canary", split.canary), ("live", split.live)):
-            self._metrics.model_canary_calls.labels(self.name, arm).set(stats.calls)
-            self._metrics.model_canary_p95.labels(self.name, arm).set(stats.p95_s)
-            self._metrics.model_canary_error_rate.labels(self.name, arm).set(stats.error_rate)

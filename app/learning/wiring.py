@@ -1,5 +1,5 @@
 """Builds the learning loop: the model registry, the bid model's and offer acceptance's learners, their periodic
-retrains and the periodic judgement of their canaries."""
+retrains and the periodic judgement of every versioned model's canaries (recommendations and LTV included)."""
 
 from __future__ import annotations
 
@@ -19,11 +19,13 @@ class Learning:
     registry: SqliteModelRegistry
     bid_model: BidModelLearner
     acceptance: AcceptanceLearner
+    others: tuple[VersionedModel, ...] = ()   # models that train themselves (reco, LTV), recorded here too
 
     @property
     def learners(self) -> dict[str, VersionedModel]:
         """Each versioned model by its name in /v1/admin/models/{name}."""
-        return {self.bid_model.name: self.bid_model, self.acceptance.name: self.acceptance}
+        models: list[VersionedModel] = [self.bid_model, self.acceptance, *self.others]
+        return {m.name: m for m in models}
 
     async def load(self) -> None:
         for learner in self.learners.values():
@@ -35,7 +37,9 @@ class Learning:
             await learner.check_canary()
 
 
-def build(infra: Infra, holder: ModelHolder, ranker: Ranker) -> Learning:
+def build(infra: Infra, holder: ModelHolder, ranker: Ranker, *others: VersionedModel) -> Learning:
+    """`others`: the version records of models their own domains train (reco, LTV): loaded, listed and their
+    canaries judged with the rest."""
     config = infra.config
     registry = SqliteModelRegistry(infra.records_db)
     bid_model = BidModelLearner(config.learning, holder, registry, infra.event_log, infra.clock, infra.metrics,
@@ -48,6 +52,6 @@ def build(infra: Infra, holder: ModelHolder, ranker: Ranker) -> Learning:
     acceptance = AcceptanceLearner(config.ranking, config.learning, label_delay_s, ranker, registry, infra.event_log,
                                    infra.clock, infra.metrics, infra.audit, config.data_path / "models", config.canary)
     infra.supervisor.add_periodic("acceptance_retrain", config.ranking.retrain_interval_s, acceptance.retrain_if_due)
-    learning = Learning(registry, bid_model, acceptance)
+    learning = Learning(registry, bid_model, acceptance, others)
     infra.supervisor.add_periodic("model_canaries", config.canary.check_interval_s, learning.check_canaries)
     return learning

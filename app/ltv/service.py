@@ -19,10 +19,14 @@ import numpy as np
 
 import ml.ltv as ltv
 from app.errors import InvalidInput, NotFound
+from app.learning.versions import Run, Versioning
 from app.ltv.values import PlatformMedian
+from app.ltv.versions import LtvVersions
+from app.runtime.canary import Split
 from app.runtime.clock import Clock
 from app.runtime.lru import LRU
 from state.ltv import Purchase, SavedLtvModel
+from state.models import LIVE
 from state.ports import LtvStore
 
 log = logging.getLogger("contrail.ltv")
@@ -116,8 +120,16 @@ def _reduce(days: list[float], values: list[float], channels: list[str] | None) 
     return (float(s.frequency[0]), float(s.recency[0]), float(np.floor(min(days))), float(s.monetary[0]), *extra)
 
 
+@dataclass(frozen=True)
+class _Canary:
+    """A canary version as it scores: its model and its own remembered predictions."""
+    model: ltv.LTVModel
+    predictions: LRU[tuple, tuple]
+
+
 class LtvService:
-    def __init__(self, config: Any, currency: str, store: LtvStore, clock: Clock, metrics: Any) -> None:
+    def __init__(self, config: Any, currency: str, store: LtvStore, clock: Clock, metrics: Any,
+                 versioning: Versioning | None = None) -> None:
         self._config = config
         self.currency = currency
         self._store = store
@@ -125,6 +137,11 @@ class LtvService:
         self._metrics = metrics
         self.model: ltv.LTVModel | None = None
         self.saved: SavedLtvModel | None = None
+        self.canary: Split[SavedLtvModel] | None = None  # a canary version beside the live one
+        self._canary: _Canary | None = None
+        # Registered versions (the app): each fit is recorded, served live or sent out as a canary. Without (a
+        # service on its own), a fit that passed its holdout goes live.
+        self.versions = LtvVersions(self, store, versioning, clock, metrics) if versioning is not None else None
         self.histories: LRU[str, Reduced | None] = LRU(config.cache_entries, "ltv_customers")
         self.predictions: LRU[tuple, tuple] = LRU(config.cache_entries, "ltv_predictions")
         self.recent = PlatformMedian(config.platform_multipliers)  # the fallback's window per platform
@@ -150,9 +167,9 @@ class LtvService:
     async def load(self) -> None:
         saved = await self._store.latest_model()
         if saved is not None:
-            self._serve(saved)
+            self.serve(saved)
 
-    def _serve(self, saved: SavedLtvModel) -> None:
+    def serve(self, saved: SavedLtvModel) -> None:
         self.model = ltv.LTVModel.from_bytes(saved.body)
         self.saved = saved
         self.predictions.clear()
@@ -161,7 +178,14 @@ class LtvService:
         for name, value in saved.evaluation.items():
             self._metrics.ltv_evaluation.labels(name).set(value)
 
-    async def refit(self) -> dict[str, Any]:
+    def serve_canary(self, split: Split[SavedLtvModel] | None) -> None:
+        """Serve `split`'s version to the customers it takes, beside the live one (None: the live one to all)."""
+        self._canary = _Canary(ltv.LTVModel.from_bytes(split.model.body), LRU(self._config.cache_entries,
+                                                                                "ltv_canary_predictions")) \
+            if split is not None else None
+        self.canary = split
+
+    async def refit(self, actor: Any = "learning") -> dict[str, Any]:
         """Fit on every purchase in a worker thread, after evaluating the same recipe on a time holdout (fitted on
         what came before the last `holdout_days`); see _fit for when it goes live."""
         async with self._fitting:
@@ -170,19 +194,48 @@ class LtvService:
             started = time.perf_counter()
             now = self._clock.now()
             outcome = await asyncio.to_thread(_fit, purchases, now, self._config.holdout_days, self.model is None)
-            self._metrics.ltv_fits.labels("live" if outcome["live"] else "kept_out").inc()
             # What this attempt saw no longer makes a refit due, whether or not it went live.
             self.purchases_since_fit = max(0, self.purchases_since_fit - counted)
             if not outcome["live"]:
                 log.info("ltv model kept out", extra={"reason": outcome["reason"]})
-                return {**outcome, "model": self.version, "seconds": round(time.perf_counter() - started, 3)}
-            sequence = (self.saved.sequence if self.saved is not None else 0) + 1
+                answer = {**outcome, "status": "kept_out", "model": self.version,
+                          "seconds": round(time.perf_counter() - started, 3)}
+                await self._report(answer, now, len(purchases), actor)
+                return answer
+            if self.versions is None:
+                sequence = (self.saved.sequence if self.saved is not None else 0) + 1
+            else:
+                sequence = max(1, await self.versions.next_sequence())
             saved = SavedLtvModel(sequence, outcome["kind"], now, outcome.pop("body"), outcome["evaluation"],
                                   outcome["customers"], len(purchases))
-            await self._store.save_model(saved)  # stored first: what serves is what a restart serves
-            self._serve(saved)
-            log.info("ltv model live", extra={"version": saved.version, **saved.evaluation})
-            return {**outcome, "model": saved.version, "seconds": round(time.perf_counter() - started, 3)}
+            status = "live"
+            if self.versions is None:
+                await self._store.save_model(saved)  # stored first: what serves is what a restart serves
+                self.serve(saved)
+            else:  # stored, registered, and served live or as a canary (a first model goes live: any beats none)
+                recorded = await self.versions.offer(saved, sequence, saved.version, {
+                    "evaluation": saved.evaluation, "customers": saved.customers, "purchases": saved.purchases},
+                    outcome["reason"], may_canary=self.model is not None)
+                if recorded.status != LIVE:
+                    status = "canary" if recorded.canary is not None else "recorded"
+                    outcome["reason"] = recorded.note if recorded.canary is None else \
+                        f"{outcome['reason']}; serving {recorded.canary.share:.0%} of customers as a canary"
+                    outcome["live"] = False
+            log.info("ltv model fitted", extra={"version": saved.version, "status": status, **saved.evaluation})
+            answer = {**outcome, "status": status, "model": self.version, "candidate": saved.version,
+                      "seconds": round(time.perf_counter() - started, 3)}
+            await self._report(answer, now, len(purchases), actor)
+            return answer
+
+    async def _report(self, answer: dict[str, Any], at: float, purchases: int, actor: Any) -> None:
+        self._metrics.ltv_fits.labels(answer["status"]).inc()
+        if self.versions is None:
+            return
+        status = {"live": "promoted", "kept_out": "rejected" if "evaluation" in answer else "skipped"}.get(
+            answer["status"], answer["status"])
+        candidate = {k: float(v) for k, v in answer.get("evaluation", {}).items()}
+        await self.versions.report(Run("ltv", status, answer["reason"], at, answer["seconds"], purchases,
+                                       int(answer.get("customers", 0)), answer.get("candidate"), candidate), actor)
 
     async def maybe_refit(self) -> None:
         """The supervisor's tick: refit when the interval has passed or enough purchases came since the last fit."""
@@ -240,6 +293,8 @@ class LtvService:
         if self.model is None:
             for k in rows:
                 self._fallback(answers[k], asks[k].platform, "no model has been fitted yet")
+        elif self.canary is not None and rows:
+            self._score_split(self.canary, rows, reduced, asks, answers, now / DAY_S)
         elif len(rows) == 1 and not self._score(self.model, rows, reduced, asks, answers, now / DAY_S, recall=True):
             await self._score_together(reduced, [asks[rows[0]]], [answers[rows[0]]])
         elif rows:
@@ -304,15 +359,52 @@ class LtvService:
             if not done.done():  # a caller that gave up (its deadline passed) cancelled its future
                 done.set_result(None)
 
+    def _score_split(self, split: Split[SavedLtvModel], rows: list[int], reduced: list[Reduced | None],
+                     asks: list[Ask], answers: list[Answer], now_day: float) -> None:
+        """While a canary runs: each customer is scored by the version their id falls to (one customer sees one
+        version), each version's pass timed and its failures counted alike; customers the canary fails are scored
+        by the live version."""
+        assert self.model is not None
+        canary = self._canary
+        theirs = [j for j, k in enumerate(rows) if split.takes(asks[k].customer_id)]
+        if theirs and canary is not None:
+            mine = [rows[j] for j in theirs]
+            started = time.perf_counter()
+            try:
+                self._score(canary.model, mine, [reduced[j] for j in theirs], asks, answers, now_day,
+                            cache=canary.predictions)
+            except Exception as exc:
+                split.canary.failed(len(mine))
+                log.warning("canary lifetime-value model failed", extra={"version": split.version,
+                                                                         "error": str(exc)[:200]})
+            else:
+                split.canary.observe(time.perf_counter() - started, len(mine))
+                for k in mine:
+                    answers[k].model_version = split.version
+                picked = set(theirs)
+                rows = [k for j, k in enumerate(rows) if j not in picked]
+                reduced = [r for j, r in enumerate(reduced) if j not in picked]
+        if not rows:
+            return
+        started = time.perf_counter()
+        try:
+            self._score(self.model, rows, reduced, asks, answers, now_day)
+        except Exception:
+            split.live.failed(len(rows))
+            raise
+        split.live.observe(time.perf_counter() - started, len(rows))
+
     def _score(self, model: ltv.LTVModel, rows: list[int], reduced: list[Reduced | None], asks: list[Ask],
-               answers: list[Answer], now_day: float, recall: bool = False) -> bool:
+               answers: list[Answer], now_day: float, recall: bool = False,
+               cache: LRU[tuple, tuple] | None = None) -> bool:
         """Predict the rows' customers (a new customer, all zeros, for those without purchases), one model call
         per horizon asked. A prediction depends on the reduced purchases, the day and the horizon alone, so it
         is remembered by those (`ltv_predictions`): a customer asked again the same day costs a lookup.
         With `recall`, only remembered predictions are answered: False (and nothing answered) if one is not."""
         day = int(now_day)
+        remembered = self.predictions if cache is None else cache
         keys = [(reduced[j], day, answers[k].horizon_days, asks[k].explain) for j, k in enumerate(rows)]
-        known = [self.predictions.get(key) for key in keys]
+        known = [remembered.get(key) for key in keys]
         missing = [j for j, hit in enumerate(known) if hit is None]
         if missing and recall:
             return False
@@ -338,7 +430,7 @@ class LtvService:
                 for row, (i, values) in enumerate(zip(at, columns, strict=True)):
                     j = missing[i]
                     known[j] = prediction = (*values, tuple(explained.get(row, ())))
-                    self.predictions.put(keys[j], prediction)
+                    remembered.put(keys[j], prediction)
         for j, k in enumerate(rows):
             value, lower, upper, confidence, purchases, alive, reasons = known[j]  # type: ignore[misc]
             a, ask = answers[k], asks[k]

@@ -6,11 +6,14 @@ from dataclasses import dataclass
 
 from adapters.grpc.syncvalue import RemoteSyncValue
 from adapters.sqlite.ltv import SqliteLtvStore
+from adapters.sqlite.models import SqliteModelRegistry
 from adapters.tls import grpc_client_ssl
 from app.infra import Infra
+from app.learning.versions import Versioning
 from app.loyalty.events import StarsEarned, StarsReversed
 from app.ltv.service import LtvService
 from app.ltv.values import ValueSource
+from app.ltv.versions import LtvVersions
 
 REFIT_CHECK_S = 60.0  # how often the supervisor asks whether a refit is due
 VALUES_REFRESH_S = 1.0  # how often the values bids read are refreshed (a batch of the customers waiting)
@@ -23,6 +26,12 @@ class Ltv:
     values: ValueSource                 # what bids read: from the in-process model, or the remote one
     remote: RemoteSyncValue | None      # the remote SyncValueService's client, when `ltv.remote` names one
 
+    @property
+    def versions(self) -> LtvVersions:
+        """The model's versions in the registry (GET /v1/admin/models/ltv, its canaries)."""
+        assert self.ltv.versions is not None
+        return self.ltv.versions
+
     def purchased(self, event: StarsEarned | StarsReversed) -> None:
         """Every purchase earns stars once, and a refund reverses them: either changes the customer's history."""
         self.ltv.purchased(event.user_id)
@@ -31,7 +40,9 @@ class Ltv:
 def build(infra: Infra) -> Ltv:
     config = infra.config
     store = SqliteLtvStore(infra.records_db)
-    service = LtvService(config.ltv, config.retail.currency, store, infra.clock, infra.metrics)
+    versioning = Versioning(SqliteModelRegistry(infra.records_db), infra.audit, config.canary,
+                            config.learning.keep_files)
+    service = LtvService(config.ltv, config.retail.currency, store, infra.clock, infra.metrics, versioning)
     metrics = infra.metrics
     remote = RemoteSyncValue(config.ltv.remote, config.ltv.remote_api_key, grpc_client_ssl(config.tls)) \
         if config.ltv.remote else None

@@ -17,17 +17,20 @@ import numpy as np
 import scipy.sparse as sp
 
 from app.errors import InvalidInput, NotFound, RuleViolation
+from app.learning.versions import Run, Versioning
+from app.reco.canary import Variant, label, place
 from app.reco.features import LiveFeatures, UserState
 from app.reco.ports import RecoStore
 from app.reco.training import Incumbent, Outcome, train
+from app.reco.versions import RecoVersions
+from app.runtime.canary import Split
 from app.runtime.clock import Clock
 from app.runtime.lru import LRU
 from ml.reco import kernels
 from ml.reco import strategies as st
-from ml.reco.embeddings import Embeddings
 from ml.reco.interactions import ItemMeta
 from ml.reco.ranking import lexicographic, top_n, zscore_rows
-from ml.reco.signals import normalize_rows
+from state.models import LIVE
 from state.ports import ChangeFeed
 from state.reco import Interaction, RecoItem, SavedModel
 
@@ -83,7 +86,7 @@ def model_config(c: Any) -> st.RecoConfig:
 
 class RecoService:
     def __init__(self, config: Any, store: RecoStore, clock: Clock, metrics: Any, publish: Callable[[Any], Any],
-                 changes: ChangeFeed | None = None) -> None:
+                 changes: ChangeFeed | None = None, versioning: Versioning | None = None) -> None:
         self._config = config
         # Several nodes: the feedback each records is told to the others, whose features learn from it too.
         self._changes = changes
@@ -96,7 +99,13 @@ class RecoService:
         self.weights: tuple[float, ...] = st.SEED_WEIGHTS
         self.learned = False
         self.fast = True  # personalized and cf lists by the fast path (False: the plain one, its reference)
-        self._snapshot_arrays: _SnapshotArrays | None = None
+        self._arrays_held: tuple[_SnapshotArrays, ...] = ()  # the live snapshot's, and a canary's
+        self.saved: SavedModel | None = None  # the live trained model (None: the seed)
+        self.canary: Split[SavedModel | None] | None = None  # a canary version beside it, for a share of users
+        self._variant: Variant | None = None  # the canary as lists are scored with it
+        # Registered versions (the app): each trained model is recorded, served live or sent out as a canary.
+        # Without (a service on its own), a model that evaluated well goes live.
+        self.versions = RecoVersions(self, store, versioning, clock, metrics) if versioning is not None else None
         self.trained = 0
         self.last_evaluation: dict[str, Any] | None = None
         self._training: asyncio.Lock = asyncio.Lock()
@@ -111,32 +120,36 @@ class RecoService:
         self.features.rebuild(await self._store.interactions())
         saved = await self._store.latest_model()
         if saved is not None:
-            self._serve(saved)
+            self.serve(saved)
 
-    def _serve(self, saved: SavedModel) -> None:
-        """A stored model live again: its item embeddings placed by item id (items it never knew get zeros)."""
+    def serve(self, saved: SavedModel | None) -> None:
+        """A stored model live (None: the seed): its item embeddings placed by item id, its blend weights."""
         f = self.features
-        stored = np.frombuffer(saved.item_factors, dtype=np.float32).reshape(len(saved.item_ids), saved.factors)
-        factors = np.zeros((len(f.items), saved.factors), dtype=np.float32)
-        for row, item_id in enumerate(saved.item_ids):
-            i = f.items.index.get(item_id)
-            if i is not None:
-                factors[i] = stored[row]
-        f.set_embeddings(Embeddings(saved.kind, np.zeros((0, saved.factors), np.float32), factors,
-                                    normalize_rows(factors)), saved.version)
-        self.trained = saved.sequence
+        self.saved = saved
+        self.lists.clear()
+        self._metrics.reco_model.clear()
+        if saved is None:
+            f.set_embeddings(None, "")
+            self.weights, self.learned = st.SEED_WEIGHTS, False
+            return
+        f.set_embeddings(place(saved, f.items.index, len(f.items)), saved.version)
+        self.trained = max(self.trained, saved.sequence)
         self.weights, self.learned = tuple(saved.weights), saved.learned
         self.last_evaluation = dict(saved.evaluation) if saved.evaluation is not None else None
         for metric in ("hr@10", "ndcg@10"):
             if self.last_evaluation is not None and metric in self.last_evaluation:
                 self._metrics.reco_evaluation.labels(metric).set(self.last_evaluation[metric])
-        self.lists.clear()
-        self._metrics.reco_model.clear()
         self._metrics.reco_model.labels(saved.version, "learned" if self.learned else "seed").set(1)
+
+    def serve_canary(self, split: Split[SavedModel | None] | None) -> None:
+        """Serve `split`'s version to the users it takes, beside the live one (None: the live one to everyone)."""
+        f = self.features
+        self._variant = Variant(split.model, f.items.index, len(f.items)) if split is not None else None
+        self.canary = split
 
     @property
     def model_name(self) -> str:
-        return f"{self.features.version}:{'learned' if self.learned else 'seed'}" if self.features.version else "seed"
+        return label(self.features.version, self.learned)
 
     # ---- items ----
     async def put_items(self, items: list[RecoItem]) -> list[RecoItem]:
@@ -246,7 +259,11 @@ class RecoService:
         # Key and value are bytes, which the garbage collector never walks: as Python objects, each young collection
         # walked the lists cached since the last one and promoted them to the older generation, and those passes
         # (about 2 and 22 ms with the cache filling at 2,600 lists a second) were the p99 of uncached lists.
-        key = _key.encode((user_id, strategy, n, categories or (), exclude or (), self.features.version))
+        canary, variant = self.canary, None
+        if canary is not None and strategy == "personalized" and canary.takes(user_id):
+            variant = self._variant  # one user sees one version for the canary's whole period
+        key = _key.encode((user_id, strategy, n, categories or (), exclude or (),
+                           self.features.version if variant is None else variant.name))
         ttl = self._config.cache_ttl_s
         now = time.monotonic()
         version = state.version if state is not None else -1
@@ -260,12 +277,38 @@ class RecoService:
             body = cached[_STAMP.size:]
         else:
             self._metrics.reco_cache.labels("miss").inc()
-            body = _key.encode(self._recommend(user_id, state, strategy, n, categories, exclude))
+            body = _key.encode(self._recommend(user_id, state, strategy, n, categories, exclude)
+                               if canary is None or strategy != "personalized" else
+                               self._measured(canary, variant, user_id, state, n, categories, exclude))
             if ttl > 0:
                 self.lists.put(key, _STAMP.pack(now + ttl, version) + body)
         self._metrics.reco_requests.labels(strategy).inc()
         self._metrics.reco_latency.labels(strategy).observe(time.perf_counter() - started)
         return body
+
+    def _measured(self, canary: Split, variant: Variant | None, user_id: str, state: UserState | None, n: int,
+                  categories: list[str] | None, exclude: list[str] | None) -> dict:
+        """A personalized list while a canary runs: by the version the user falls to, each timed and its failures
+        counted alike; a list the canary fails is made by the live version."""
+        if variant is not None:
+            started = time.perf_counter()
+            try:
+                answer = self._recommend(user_id, state, "personalized", n, categories, exclude, variant)
+            except Exception as exc:
+                canary.canary.failed()
+                log.warning("canary recommendation model failed", extra={"version": canary.version,
+                                                                         "error": str(exc)[:200]})
+            else:
+                canary.canary.observe(time.perf_counter() - started)
+                return answer
+        started = time.perf_counter()
+        try:
+            answer = self._recommend(user_id, state, "personalized", n, categories, exclude)
+        except Exception:
+            canary.live.failed()
+            raise
+        canary.live.observe(time.perf_counter() - started)
+        return answer
 
     def _check_n(self, n: int) -> None:
         if not 1 <= n <= self._config.max_n:
@@ -278,9 +321,10 @@ class RecoService:
         return allowed
 
     def _recommend(self, user_id: str, state: UserState | None, strategy: str, n: int,
-                   categories: list[str] | None, exclude: list[str] | None) -> dict:
+                   categories: list[str] | None, exclude: list[str] | None, variant: Variant | None = None) -> dict:
         f = self.features
-        model = f.model()
+        model = f.model() if variant is None else variant.model(f.model())
+        weights = self.weights if variant is None else variant.weights
         if state is None:  # an unknown user: what is popular (in the categories asked for)
             items = self._popular(model, n, categories)
             return {"user_id": user_id, "strategy": strategy, "model": "popular", "items": items}
@@ -296,13 +340,13 @@ class RecoService:
         reasons_of: Callable[[list[int]], list[str]]
         if self.fast and strategy in ("personalized", "cf"):
             recent = f.recent_row(state)
-            top, vals = kernels.top_n(self._fast_scores(strategy, model, recent), allowed, n)
+            top, vals = kernels.top_n(self._fast_scores(strategy, model, recent, weights), allowed, n)
             picked, values = top.tolist(), vals.tolist()
             reasons_of = lambda picked: self._fast_reasons(strategy, model, recent, picked)  # noqa: E731
         else:
             ctx = f.context(state)
             if strategy == "personalized":
-                scores = st.personalized(model, ctx, self.weights)
+                scores = st.personalized(model, ctx, weights)
             elif strategy == "content_based" and model.features is None:
                 raise RuleViolation("content_based needs item features (category, tags or features); no item has any")
             else:
@@ -325,7 +369,8 @@ class RecoService:
                 picked = picked[:keep] + extra
                 values = values[:keep] + [floor] * len(extra)
                 reasons = reasons[:keep] + ["explore: something different"] * len(extra)
-        name = self.model_name if strategy == "personalized" else (f.version or "features")
+        name = (self.model_name if variant is None else variant.name) if strategy == "personalized" else \
+            (f.version or "features")
         ids = f.items.ids
         return {"user_id": user_id, "strategy": strategy, "model": name,
                 "items": [{"item_id": ids[i], "score": round(v, 6), "reason": r}
@@ -337,9 +382,9 @@ class RecoService:
     # tests/unit/app/reco/test_fast_path.py compares it with.
 
     def _arrays(self, model: st.RecoModel) -> _SnapshotArrays:
-        cached = self._snapshot_arrays
-        if cached is not None and cached.model is model:
-            return cached
+        for cached in self._arrays_held:
+            if cached.model is model:
+                return cached
         coview = model.coview
         constant = zscore_rows(np.stack([model.decayed_popularity, st.item_recency(model)]))
         emb = model.embeddings
@@ -350,17 +395,19 @@ class RecoService:
                                  np.maximum(model.popularity, 1.0) ** model.config.debias,
                                  np.ascontiguousarray(constant[0]), np.ascontiguousarray(constant[1]),
                                  np.ascontiguousarray(unit, dtype=np.float32))
-        self._snapshot_arrays = cached
+        # The newest two: the live version's snapshot and, while a canary runs, the canary's.
+        self._arrays_held = (cached, *self._arrays_held[:1])
         return cached
 
-    def _fast_scores(self, strategy: str, model: st.RecoModel, recent: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    def _fast_scores(self, strategy: str, model: st.RecoModel, recent: tuple[np.ndarray, np.ndarray],
+                     blend: tuple[float, ...] | None = None) -> np.ndarray:
         a = self._arrays(model)
         items, weights = recent
         coview = kernels.coview_row(a.indptr, a.indices, a.data, items, weights, a.divisor)
         if strategy == "cf":
             return lexicographic(coview, model.popularity)
         return kernels.blend(coview, items, weights, a.unit, a.popularity_z, a.recency_z,
-                             np.asarray(self.weights, dtype=np.float64))
+                             np.asarray(self.weights if blend is None else blend, dtype=np.float64))
 
     def _fast_reasons(self, strategy: str, model: st.RecoModel, recent: tuple[np.ndarray, np.ndarray],
                       items: list[int]) -> list[str]:
@@ -456,18 +503,18 @@ class RecoService:
                 created[self.features.items.index[item_id]] = item.created_at
         return ItemMeta(created_at=created, features=self.features._item_features())
 
-    async def train(self) -> dict:
-        """Retrain from the stored interactions in a worker thread; swap the model in when it evaluated better."""
+    async def train(self, actor: Any = "learning") -> dict:
+        """Retrain from the stored interactions in a worker thread; when it evaluated as good as what serves, swap
+        it in (or, with canary.on_retrain, send it out as a canary)."""
         async with self._training:
             rows = await self._store.interactions()
             f = self.features
             index, n_items, meta = dict(f.items.index), len(f.items), self._meta()
             incumbent = Incumbent(f.embeddings, self.weights)
-            started = time.perf_counter()
+            started, at = time.perf_counter(), self._clock.now()
             outcome: Outcome = await asyncio.to_thread(train, rows, index, n_items, meta, f.config, incumbent,
                                                        self._config.min_training_events)
-            seconds = time.perf_counter() - started
-            version = f.version
+            version, status, reason = f.version, "live" if outcome.live else "kept_out", outcome.reason
             evaluation = {"hr@10": round(outcome.candidate[0], 6), "ndcg@10": round(outcome.candidate[1], 6),
                           "serving_hr@10": round(outcome.incumbent[0], 6),
                           "serving_ndcg@10": round(outcome.incumbent[1], 6),
@@ -475,22 +522,47 @@ class RecoService:
             if outcome.live:
                 emb = outcome.embeddings
                 assert emb is not None  # a live outcome carries the embeddings it trained
-                saved = SavedModel(self.trained + 1, emb.kind, self._clock.now(), f.items.ids[:n_items],
+                sequence = self.trained + 1 if self.versions is None else await self.versions.next_sequence()
+                saved = SavedModel(sequence, emb.kind, self._clock.now(), f.items.ids[:n_items],
                                    np.ascontiguousarray(emb.item_factors, dtype=np.float32).tobytes(),
                                    emb.item_factors.shape[1], list(outcome.weights), outcome.learned, evaluation)
-                await self._store.save_model(saved)  # stored first: what serves is what a restart serves
-                self._serve(saved)  # the swap: one assignment, on the loop
                 version = saved.version
-                await self._publish(ModelSwapped(version, outcome.candidate[0], outcome.candidate[1]))
-            self._metrics.reco_trainings.labels("live" if outcome.live else "kept_out").inc()
+                if self.versions is None:
+                    await self._store.save_model(saved)  # stored first: what serves is what a restart serves
+                    self.serve(saved)  # the swap: one assignment, on the loop
+                else:  # stored, registered, and served live or as a canary
+                    recorded = await self.versions.offer(saved, sequence, version, {
+                        "evaluation": evaluation, "weights": list(outcome.weights),
+                        "weights_kind": "learned" if outcome.learned else "seed"}, reason)
+                    if recorded.status != LIVE:
+                        status = "canary" if recorded.canary is not None else "recorded"
+                        reason = recorded.note if status == "recorded" else (
+                            f"{reason}; serving {self._variant_share():.0%} of users as a canary")
+                if status == "live":
+                    await self._publish(ModelSwapped(version, outcome.candidate[0], outcome.candidate[1]))
+            self._metrics.reco_trainings.labels(status).inc()
             if outcome.users_evaluated:
                 self.last_evaluation = evaluation
                 self._metrics.reco_evaluation.labels("hr@10").set(outcome.candidate[0])
                 self._metrics.reco_evaluation.labels("ndcg@10").set(outcome.candidate[1])
-            log.info("reco model trained", extra={"live": outcome.live, "version": version, **evaluation})
-            return {"live": outcome.live, "reason": outcome.reason, "model": self.model_name, "version": version,
-                    "weights": list(outcome.weights), "weights_kind": "learned" if outcome.learned else "seed",
-                    "evaluation": evaluation, "seconds": round(seconds, 3)}
+            seconds = time.perf_counter() - started
+            log.info("reco model trained", extra={"live": status == "live", "status": status, "version": version,
+                                                  **evaluation})
+            if self.versions is not None:
+                run_status = {"live": "promoted", "kept_out": "rejected" if outcome.users_evaluated else "skipped"}
+                await self.versions.report(Run("reco", run_status.get(status, status), reason, at, seconds,
+                                               outcome.events, outcome.users_evaluated,
+                                               version if outcome.live else None,
+                                               {"hr@10": evaluation["hr@10"], "ndcg@10": evaluation["ndcg@10"]},
+                                               {"hr@10": evaluation["serving_hr@10"],
+                                                "ndcg@10": evaluation["serving_ndcg@10"]}), actor)
+            return {"live": status == "live", "status": status, "reason": reason, "model": self.model_name,
+                    "version": version, "weights": list(outcome.weights),
+                    "weights_kind": "learned" if outcome.learned else "seed", "evaluation": evaluation,
+                    "seconds": round(seconds, 3)}
+
+    def _variant_share(self) -> float:
+        return self.canary.share if self.canary is not None else 0.0
 
     async def retrain(self) -> None:
         """The periodic retrain under the supervisor (too little data is an outcome, not an error)."""

@@ -6,10 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from adapters.sqlite.models import SqliteModelRegistry
 from adapters.sqlite.reco import SqliteRecoStore
 from app.channels.events import CustomerEventsIngested
 from app.infra import Infra
+from app.learning.versions import Versioning
 from app.reco.service import FEEDBACK, Feedback, RecoService
+from app.reco.versions import RecoVersions
 from app.retail.events import OrderPaid
 
 
@@ -18,6 +21,12 @@ class Reco:
     reco_store: SqliteRecoStore
     reco: RecoService
     destination_of: Callable[[str], str | None]
+
+    @property
+    def versions(self) -> RecoVersions:
+        """The model's versions in the registry (GET /v1/admin/models/reco, its canaries)."""
+        assert self.reco.versions is not None
+        return self.reco.versions
 
     async def learn_from_events(self, event: CustomerEventsIngested) -> None:
         """Ingest's feedback events with an item (the product_id) and a known user."""
@@ -45,7 +54,11 @@ class Reco:
 def build(infra: Infra, destination_of: Callable[[str], str | None]) -> Reco:
     """`destination_of`: a flight id's destination airport (None when unknown)."""
     store = SqliteRecoStore(infra.records_db)
-    service = RecoService(infra.config.reco, store, infra.clock, infra.metrics, infra.bus.publish, infra.changes)
+    config = infra.config
+    versioning = Versioning(SqliteModelRegistry(infra.records_db), infra.audit, config.canary,
+                            config.learning.keep_files)
+    service = RecoService(config.reco, store, infra.clock, infra.metrics, infra.bus.publish, infra.changes,
+                          versioning)
     domain = Reco(store, service, destination_of)
     # Queued: ingest answers without waiting for the features (an fsync and the feature updates were most of its
     # p99); they learn within milliseconds, and contrail_queue_depth{queue="bus_reco_learning"} shows any lag.

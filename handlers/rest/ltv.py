@@ -112,10 +112,12 @@ class Distribution(msgspec.Struct):
 class Refit(msgspec.Struct):
     live: bool
     reason: str
-    model: str
+    model: str             # the version serving after the refit
     customers: int
     seconds: float
     evaluation: dict[str, float] = {}
+    status: str = ""       # live, canary (out to canary.share of customers), recorded, kept_out
+    candidate: str = ""    # the version fitted, when one was
 
 
 class LtvApi:
@@ -164,10 +166,12 @@ class LtvApi:
     async def distribution(self, request: web.Request, principal, query: DistributionQuery) -> web.Response:
         return json_response(await self._ltv.distribution(query.horizon_days))
 
-    @endpoint("Refit now from every purchase, evaluating on the time holdout first; answers whether it went live",
+    @endpoint("Refit now from every purchase, evaluating on the time holdout first; answers whether it went live "
+              "(or out as a canary, with canary.on_retrain)",
               tags=("ltv",), roles=("admin",), response=Refit)
     async def refit(self, request: web.Request, principal) -> web.Response:
-        outcome = await self._ltv.refit()
+        outcome = await self._ltv.refit(principal)
         return json_response({k: outcome.get(k, d) for k, d in (("live", False), ("reason", ""), ("model", ""),
                                                                   ("customers", 0), ("seconds", 0.0),
-                                                                  ("evaluation", {}))})
+                                                                  ("evaluation", {}), ("status", ""),
+                                                                  ("candidate", ""))})

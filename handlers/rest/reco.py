@@ -109,12 +109,13 @@ class Evaluation(msgspec.Struct):
 class Training(msgspec.Struct):
     live: bool
     reason: str
-    model: str
-    version: str
+    model: str             # what personalized lists name now (the live version)
+    version: str           # the trained version (the live one when nothing new was trained)
     weights: list[float]
     weights_kind: str
     evaluation: Evaluation
     seconds: float
+    status: str = ""       # live, canary (out to canary.share of users), recorded, kept_out
 
 
 def _csv(value: str, name: str) -> list[str]:
@@ -194,7 +195,8 @@ class RecoApi:
         return json_response(self._reco.similar(request.match_info["item_id"], query.n))
 
     @endpoint("Retrain now from the stored interactions, evaluate on held-out events and swap the model in when "
-              "it is not worse than the one serving; answers with the evaluation and whether it went live",
+              "it is not worse than the one serving (or send it out as a canary, with canary.on_retrain); answers "
+              "with the evaluation and whether it went live",
               tags=("reco",), roles=("admin",), response=Training)
     async def train(self, request: web.Request, principal) -> web.Response:
-        return json_response(await self._reco.train())
+        return json_response(await self._reco.train(principal))
