@@ -14,9 +14,11 @@ from typing import Annotated, Literal
 
 import msgspec
 from aiohttp import web
+from opentelemetry.context import Context
 
 from app.hub import Hub
 from app.runtime.metrics import Metrics
+from app.runtime.tracing import SERVER, Tracing
 from handlers.rest.common import endpoint
 from handlers.ws.common import (
     MESSAGE_TYPES,
@@ -48,8 +50,9 @@ class EventStream:
     """The admin's live event stream."""
 
     def __init__(self, hub: Hub, metrics: Metrics, max_lag_s: float, heartbeat_s: float,
-                 max_msg_size: int) -> None:
+                 max_msg_size: int, tracing: Tracing | None = None) -> None:
         self._hub = hub
+        self._tracing = tracing or Tracing.off()  # each control message its own trace, linked to the connection's
         self._metrics = metrics
         self._max_lag_s = max_lag_s  # websocket.max_lag_s
         self._heartbeat_s = heartbeat_s
@@ -69,25 +72,27 @@ class EventStream:
         gauge = metrics.ws_clients.labels("events")
         gauge.inc()
         sender = asyncio.create_task(pump(request, ws, sub, self._max_lag_s, metrics))
+        links = Tracing.link_to_current() if self._tracing.enabled else []
         try:
             async for msg in ws:
                 if msg.type not in MESSAGE_TYPES:
                     continue
-                try:
-                    control = decode_message(msg, _decode)
-                except BadMessage as exc:
-                    await send_error(ws, f"bad control message: {exc}")
-                    continue
-                if control.type == "ping":
-                    await send_json(ws, {"type": "pong"})
-                    continue
-                if control.type == "subscribe":
-                    sub.types.update(control.events or ["*"])
-                else:
-                    sub.types.difference_update(control.events)
-                await send_json(ws, {"type": "subscribed", "events": sorted(sub.types)})
-                if sender.done():
-                    break
+                with self._tracing.span("ws /v1/stream/events message", kind=SERVER, context=Context(), links=links):
+                    try:
+                        control = decode_message(msg, _decode)
+                    except BadMessage as exc:
+                        await send_error(ws, f"bad control message: {exc}")
+                        continue
+                    if control.type == "ping":
+                        await send_json(ws, {"type": "pong"})
+                        continue
+                    if control.type == "subscribe":
+                        sub.types.update(control.events or ["*"])
+                    else:
+                        sub.types.difference_update(control.events)
+                    await send_json(ws, {"type": "subscribed", "events": sorted(sub.types)})
+                    if sender.done():
+                        break
         finally:
             await end_subscription(ws, sub, sender, gauge)
         return ws

@@ -12,9 +12,11 @@ from typing import Annotated, Literal
 
 import msgspec
 from aiohttp import web
+from opentelemetry.context import Context
 
 from app.channels.inapp import InAppService
 from app.runtime.metrics import Metrics
+from app.runtime.tracing import SERVER, Tracing
 from handlers.rest.common import endpoint, json_response
 from handlers.ws.common import (
     MESSAGE_TYPES,
@@ -51,8 +53,9 @@ class InAppStream:
     """A customer's in-app messages: live over a websocket, and the durable inbox."""
 
     def __init__(self, inapp: InAppService, metrics: Metrics, max_lag_s: float, heartbeat_s: float,
-                 max_msg_size: int) -> None:
+                 max_msg_size: int, tracing: Tracing | None = None) -> None:
         self._inapp = inapp
+        self._tracing = tracing or Tracing.off()  # each message its own trace, linked to the connection's
         self._metrics = metrics
         self._max_lag_s = max_lag_s  # websocket.max_lag_s
         self._heartbeat_s = heartbeat_s
@@ -72,14 +75,17 @@ class InAppStream:
         gauge = metrics.ws_clients.labels("inapp")
         gauge.inc()
         sender = asyncio.create_task(pump(request, ws, sub, self._max_lag_s, metrics))
+        links = Tracing.link_to_current() if self._tracing.enabled else []
         try:
             async for msg in ws:
                 if msg.type in MESSAGE_TYPES:
-                    try:
-                        decode_message(msg, _decode_ping)
-                        await send_json(ws, {"type": "pong"})
-                    except BadMessage as exc:
-                        await send_error(ws, f"{exc}; the only message this stream takes is {{\"type\": \"ping\"}}")
+                    with self._tracing.span("ws /v1/stream/inapp message", kind=SERVER, context=Context(), links=links):
+                        try:
+                            decode_message(msg, _decode_ping)
+                            await send_json(ws, {"type": "pong"})
+                        except BadMessage as exc:
+                            await send_error(ws, f"{exc}; the only message this stream takes is "
+                                                 "{\"type\": \"ping\"}")
                 if sender.done():
                     break
         finally:

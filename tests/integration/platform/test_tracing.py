@@ -11,6 +11,7 @@ import secrets
 import ssl
 from dataclasses import dataclass
 
+import nats
 import pytest
 from aiohttp import web
 from grpclib.client import Channel
@@ -27,7 +28,9 @@ from app.main import GRPC, PLATFORM, create_app
 from app.runtime.logs import JsonFormatter
 from handlers.rest.middleware import tracing_middleware
 from handlers.rpc import platform_grpc, platform_pb2
-from tests.conftest import make_config
+from tests.conftest import ADMIN, bearer, make_config
+from tests.integration.bidding.helpers import _client as _bidder
+from tests.integration.bidding.helpers import banner_request
 from tests.integration.dsp.conftest import SIMPLE_BANNER, platforms, post_bid, router_client, start_dsp
 from tests.integration.retail.helpers import PAID_CARD, customer, search_body, seed_catalog
 from tests.integration.retail.test_ranking import RemoteRanking
@@ -43,6 +46,7 @@ class Span:
     attributes: dict
     service: str
     error: bool
+    links: list[str]
 
 
 class Collector:
@@ -62,7 +66,8 @@ class Collector:
                 for s in scope.spans:
                     attributes = {a.key: getattr(a.value, a.value.WhichOneof("value")) for a in s.attributes}
                     self.spans.append(Span(s.trace_id.hex(), s.span_id.hex(), s.parent_span_id.hex(), s.name,
-                                           s.kind, attributes, service, s.status.code == 2))
+                                           s.kind, attributes, service, s.status.code == 2,
+                                           [link.span_id.hex() for link in s.links]))
         return web.Response(body=ExportTraceServiceResponse().SerializeToString(),
                             content_type="application/x-protobuf")
 
@@ -306,3 +311,37 @@ async def test_spans_go_to_a_collector_over_mtls_verified_like_every_outbound_cl
     finally:
         configure_outbound(TlsConfig())  # outbound HTTP's TLS is the process's: leave it as the defaults had it
         await runner.cleanup()
+
+
+async def test_nats_and_websocket_bids_are_traced_each_message_its_own(aiohttp_client, tmp_path, clock, collector,
+                                                                       nats_server):
+    subject = f"tracing{secrets.token_hex(4)}.bid-requests"
+    client = await _bidder(aiohttp_client, tmp_path, clock, nats__url=nats_server.url, nats__subject=subject,
+                           tracing__otlp_endpoint=collector.url, tracing__export_interval_ms="50")
+    key = client.headers["X-Api-Key"]
+    header, trace_id, root = _traceparent()
+    nc = await nats.connect(nats_server.url)
+    try:
+        answer = await nc.request(subject, json.dumps(banner_request("n1")).encode(), timeout=5,
+                                  headers={"x-api-key": key, "traceparent": header})
+        assert json.loads(answer.data)["id"] == "n1"
+    finally:
+        await nc.close()
+    async with client.ws_connect("/v1/stream/bids", headers={**client.headers, "traceparent": header}) as ws:
+        for n in ("w1", "w2"):
+            await ws.send_str(json.dumps(banner_request(n)))
+            assert (await ws.receive_json())["request_id"] == n
+    async with client.ws_connect("/v1/stream/events", headers=await bearer(client, *ADMIN, "admin")) as ws:
+        await ws.send_str(json.dumps({"type": "subscribe", "events": ["BidWon"]}))
+        assert (await ws.receive_json())["type"] == "subscribed"
+    await _flush(client)
+    [control] = collector.named("ws /v1/stream/events message")
+    assert control.parent_id == "" and len(control.links) == 1
+    [consumed] = collector.named("nats bid")
+    assert (consumed.trace_id, consumed.parent_id, consumed.kind) == (trace_id, root, 5)  # SPAN_KIND_CONSUMER
+    assert consumed.attributes["messaging.destination.name"] == subject
+    # The connection's request is in the caller's trace; each message starts a trace of its own, linked to it.
+    [upgrade] = collector.named("GET /v1/stream/bids")
+    messages = collector.named("ws /v1/stream/bids message")
+    assert upgrade.trace_id == trace_id and len(messages) == 2
+    assert all(m.parent_id == "" and m.trace_id != trace_id and m.links == [upgrade.span_id] for m in messages)
