@@ -364,35 +364,22 @@ class LtvService:
         """While a canary runs: each customer is scored by the version their id falls to (one customer sees one
         version), each version's pass timed and its failures counted alike; customers the canary fails are scored
         by the live version."""
-        assert self.model is not None
-        canary = self._canary
-        theirs = [j for j, k in enumerate(rows) if split.takes(asks[k].customer_id)]
-        if theirs and canary is not None:
-            mine = [rows[j] for j in theirs]
-            started = time.perf_counter()
-            try:
-                self._score(canary.model, mine, [reduced[j] for j in theirs], asks, answers, now_day,
-                            cache=canary.predictions)
-            except Exception as exc:
-                split.canary.failed(len(mine))
-                log.warning("canary lifetime-value model failed", extra={"version": split.version,
-                                                                         "error": str(exc)[:200]})
-            else:
-                split.canary.observe(time.perf_counter() - started, len(mine))
+        live, canary = self.model, self._canary
+        assert live is not None and canary is not None
+        theirs = {j for j, k in enumerate(rows) if split.takes(asks[k].customer_id)}
+        if theirs:
+            mine = [k for j, k in enumerate(rows) if j in theirs]
+
+            def by_canary() -> bool:
+                return self._score(canary.model, mine, [r for j, r in enumerate(reduced) if j in theirs], asks,
+                                   answers, now_day, cache=canary.predictions)
+            if split.by_canary(by_canary, len(mine)):
                 for k in mine:
                     answers[k].model_version = split.version
-                picked = set(theirs)
-                rows = [k for j, k in enumerate(rows) if j not in picked]
-                reduced = [r for j, r in enumerate(reduced) if j not in picked]
-        if not rows:
-            return
-        started = time.perf_counter()
-        try:
-            self._score(self.model, rows, reduced, asks, answers, now_day)
-        except Exception:
-            split.live.failed(len(rows))
-            raise
-        split.live.observe(time.perf_counter() - started, len(rows))
+                rows = [k for j, k in enumerate(rows) if j not in theirs]
+                reduced = [r for j, r in enumerate(reduced) if j not in theirs]
+        if rows:
+            split.by_live(lambda: self._score(live, rows, reduced, asks, answers, now_day), len(rows))
 
     def _score(self, model: ltv.LTVModel, rows: list[int], reduced: list[Reduced | None], asks: list[Ask],
                answers: list[Answer], now_day: float, recall: bool = False,

@@ -277,38 +277,22 @@ class RecoService:
             body = cached[_STAMP.size:]
         else:
             self._metrics.reco_cache.labels("miss").inc()
-            body = _key.encode(self._recommend(user_id, state, strategy, n, categories, exclude)
-                               if canary is None or strategy != "personalized" else
-                               self._measured(canary, variant, user_id, state, n, categories, exclude))
+            answer: dict | None = None
+            if canary is None or strategy != "personalized":
+                answer = self._recommend(user_id, state, strategy, n, categories, exclude)
+            else:  # by the version the user falls to, each timed alike; what the canary fails, the live one makes
+                def make(v: Variant | None) -> dict:
+                    return self._recommend(user_id, state, strategy, n, categories, exclude, v)
+                if variant is not None:
+                    answer = canary.by_canary(lambda: make(variant))
+                if answer is None:
+                    answer = canary.by_live(lambda: make(None))
+            body = _key.encode(answer)
             if ttl > 0:
                 self.lists.put(key, _STAMP.pack(now + ttl, version) + body)
         self._metrics.reco_requests.labels(strategy).inc()
         self._metrics.reco_latency.labels(strategy).observe(time.perf_counter() - started)
         return body
-
-    def _measured(self, canary: Split, variant: Variant | None, user_id: str, state: UserState | None, n: int,
-                  categories: list[str] | None, exclude: list[str] | None) -> dict:
-        """A personalized list while a canary runs: by the version the user falls to, each timed and its failures
-        counted alike; a list the canary fails is made by the live version."""
-        if variant is not None:
-            started = time.perf_counter()
-            try:
-                answer = self._recommend(user_id, state, "personalized", n, categories, exclude, variant)
-            except Exception as exc:
-                canary.canary.failed()
-                log.warning("canary recommendation model failed", extra={"version": canary.version,
-                                                                         "error": str(exc)[:200]})
-            else:
-                canary.canary.observe(time.perf_counter() - started)
-                return answer
-        started = time.perf_counter()
-        try:
-            answer = self._recommend(user_id, state, "personalized", n, categories, exclude)
-        except Exception:
-            canary.live.failed()
-            raise
-        canary.live.observe(time.perf_counter() - started)
-        return answer
 
     def _check_n(self, n: int) -> None:
         if not 1 <= n <= self._config.max_n:

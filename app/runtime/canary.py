@@ -5,13 +5,18 @@ checks for None otherwise; the learning domain decides from the two arms' measur
 
 from __future__ import annotations
 
+import logging
 import math
 import random
+import time
 import zlib
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+log = logging.getLogger("contrail.learning")
 M = TypeVar("M")
+R = TypeVar("R")
 _BUCKETS = 10_000
 
 
@@ -68,3 +73,27 @@ class Split(Generic[M]):
     def draws(self) -> bool:
         """Whether the canary serves this call, by chance (where a call has no key of its own)."""
         return self._rng.random() < self.share
+
+    def by_canary(self, score: Callable[[], R], calls: int = 1) -> R | None:
+        """`score()` (the canary version's work for `calls` calls), timed; None when it failed, counted as the
+        canary's errors: the caller then asks the live version, so users see no failure it would not have made."""
+        started = time.perf_counter()
+        try:
+            result = score()
+        except Exception as exc:
+            self.canary.failed(calls)
+            log.warning("canary model failed", extra={"version": self.version, "error": str(exc)[:200]})
+            return None
+        self.canary.observe(time.perf_counter() - started, calls)
+        return result
+
+    def by_live(self, score: Callable[[], R], calls: int = 1) -> R:
+        """`score()` (the live version's work for `calls` calls), timed and its failures counted as the canary's are."""
+        started = time.perf_counter()
+        try:
+            result = score()
+        except Exception:
+            self.live.failed(calls)
+            raise
+        self.live.observe(time.perf_counter() - started, calls)
+        return result

@@ -122,3 +122,15 @@ async def test_batches_a_failing_canary_takes_are_scored_by_the_live_model(tmp_p
     assert len(results) == 200 and all(len(r[0]) == 3 for r in results)
     assert 60 < split.canary.errors == split.canary.calls < 140 and split.live.errors == 0
     assert split.live.calls == 200   # the failed canary batches were scored again by the live model
+
+
+def test_a_call_the_canary_fails_counts_as_its_error_and_is_left_to_the_live_version():
+    split = Split("canary", "v2", 0.5, 100)
+    assert split.by_canary(lambda: 1 / 0, calls=3) is None   # the caller then asks the live version
+    assert split.by_live(lambda: "live answer", calls=3) == "live answer"
+    assert (split.canary.calls, split.canary.errors, split.live.calls, split.live.errors) == (3, 3, 3, 0)
+    assert split.by_canary(lambda: "canary answer") == "canary answer"
+    assert (split.canary.calls, split.canary.errors, len(split.canary.summary())) == (4, 3, 5)
+    with pytest.raises(ZeroDivisionError):   # the live version's own failure is the caller's, and counted
+        split.by_live(lambda: 1 / 0)
+    assert (split.live.calls, split.live.errors) == (4, 1)
