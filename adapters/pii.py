@@ -27,6 +27,8 @@ import msgspec
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from app.runtime.files import write_private
+
 PREFIX = "pii1:"
 _BPREFIX = PREFIX.encode()
 HASH_PREFIX = "h1:"
@@ -163,18 +165,6 @@ def is_lookup_hash(value: str) -> bool:
 # The keyring's sources
 
 
-def _write_new(path: Path, ring: KeyFile) -> None:
-    """Write the file whole under a temporary name, readable by this user only, then move it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(msgspec.json.encode(ring))
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temporary, path)
-
-
 def read_key_file(path: Path) -> KeyFile:
     try:
         ring = msgspec.json.decode(path.read_bytes(), type=KeyFile)
@@ -191,20 +181,7 @@ def load_or_create_key_file(path: Path) -> KeyFile:
     if path.is_file():
         return read_key_file(path)
     made = KeyFile(new_key(), [new_key()])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.new")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(msgspec.json.encode(made))
-        out.flush()
-        os.fsync(out.fileno())
-    try:
-        os.link(temporary, path)
-    except FileExistsError:
-        return read_key_file(path)
-    finally:
-        os.unlink(temporary)
-    return made
+    return made if write_private(path, msgspec.json.encode(made), only_if_absent=True) else read_key_file(path)
 
 
 def rotate_key_file(path: Path, keep: int = 8) -> tuple[str, str]:
@@ -213,7 +190,7 @@ def rotate_key_file(path: Path, keep: int = 8) -> tuple[str, str]:
     ring = load_or_create_key_file(path)
     old = key_id(decode_key(ring.keys[0], str(path)))
     fresh = new_key()
-    _write_new(path, KeyFile(ring.lookup, [fresh, *ring.keys][:keep]))
+    write_private(path, msgspec.json.encode(KeyFile(ring.lookup, [fresh, *ring.keys][:keep])))
     return old, key_id(decode_key(fresh, str(path)))
 
 
@@ -223,7 +200,7 @@ def drop_old_keys(path: Path, keep_ids: Sequence[str]) -> list[str]:
     kept = [ring.keys[0]] + [k for k in ring.keys[1:] if key_id(decode_key(k, str(path))) in keep_ids]
     removed = [key_id(decode_key(k, str(path))) for k in ring.keys if k not in kept]
     if removed:
-        _write_new(path, KeyFile(ring.lookup, kept))
+        write_private(path, msgspec.json.encode(KeyFile(ring.lookup, kept)))
     return removed
 
 

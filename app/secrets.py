@@ -8,13 +8,13 @@ that every node shares them.
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
 import msgspec
 
 from app.config import Config
+from app.runtime.files import write_private
 
 FILE_NAME = "secrets.json"
 
@@ -28,21 +28,9 @@ def _load_or_create(path: Path) -> NodeSecrets:
     if path.is_file():
         return msgspec.json.decode(path.read_bytes(), type=NodeSecrets)
     made = NodeSecrets(secrets.token_urlsafe(48), secrets.token_urlsafe(48))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    # Readable by this user only, written whole before it is visible under its name.
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(msgspec.json.encode(made))
-        out.flush()
-        os.fsync(out.fileno())
-    try:
-        os.link(temporary, path)  # only the first process to start keeps its secrets...
-    except FileExistsError:
-        return msgspec.json.decode(path.read_bytes(), type=NodeSecrets)  # ...every other one reads them
-    finally:
-        os.unlink(temporary)
-    return made
+    if write_private(path, msgspec.json.encode(made), only_if_absent=True):
+        return made
+    return msgspec.json.decode(path.read_bytes(), type=NodeSecrets)  # another process started first: its secrets
 
 
 def with_secrets(config: Config) -> Config:
