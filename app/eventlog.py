@@ -3,12 +3,20 @@
 A bounded in-memory queue feeds a batch writer that flushes to its own SQLite file when
 `flush_rows` events are waiting or the oldest has waited `flush_interval_ms`. A full
 queue drops the event and counts it: the hot path never waits on analytics.
+
+The most frequent events (bids, no-bids, offers shown: TALLIED) can be counted instead of written whole: each is
+added to a total per window (`analytics.totals_s`) and key (a bid's campaign, a no-bid's reason, an offer's bundle),
+written at each flush as one `<type>Totals` row (its `at` the window's start: {"seconds", key, "count", sum}); a
+sample of them (`analytics.sample_bids`, `sample_offers`, after the first `analytics.whole_per_s` of each second,
+which are all kept) is still written whole, marked `"sampled":true` (already in a total, so counters skip it). At a
+rate of 1 nothing is counted: every event is written whole, unmarked, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -24,11 +32,24 @@ from state.ports import EventLogStore
 log = logging.getLogger("contrail.eventlog")
 _encoder = msgspec.json.Encoder()
 _encode, _encode_lines = _encoder.encode, _encoder.encode_lines
+# type -> (the field a total is kept per, the field summed or ""): what `<type>Totals` rows hold.
+TALLIED: dict[str, tuple[str, str]] = {"Bid": ("campaign_id", "price"), "NoBid": ("reason", ""),
+                                       "OfferGenerated": ("bundle", "total_cents")}
+SAMPLED = b',"sampled":true}'  # closes a sampled whole record's JSON object
+
+
+TRIM_ABOVE, TRIM_TO = 0.9, 0.8  # shares of analytics.max_bytes: when the size budget trims, and down to what
+_ROW_BYTES = 20  # an events row's id, time and record header, about
+
+
+def _field(payload: Any, name: str) -> Any:
+    return payload.get(name) if isinstance(payload, dict) else getattr(payload, name, None)
 
 
 class EventLog:
     def __init__(self, store: EventLogStore, hub: Hub, clock: Clock, metrics: Metrics, *,
-                 capacity: int, flush_rows: int, flush_interval_ms: int) -> None:
+                 capacity: int, flush_rows: int, flush_interval_ms: int, sample: dict[str, float] | None = None,
+                 whole_per_s: int = 0, totals_s: int = 1, max_totals: int = 100_000) -> None:
         self._store = store
         self._hub = hub
         self._clock = clock
@@ -40,7 +61,17 @@ class EventLog:
         self._ready = asyncio.Event()
         self.dropped = 0
         self.written = 0
+        # Tallied types written at a rate below 1 (the others are written whole).
+        self._sample = {t: r for t, r in (sample or {}).items() if t in TALLIED and r < 1}
+        self._whole_per_s = whole_per_s
+        self._totals_s = totals_s
+        self._max_totals = max_totals
+        # (type, window start, key) -> [count, sum]: bounded by max_totals, emptied at every flush.
+        self._totals: dict[tuple[str, int, str], list] = {}
+        self._whole_second: dict[str, tuple[int, int]] = {}  # type -> (second, whole records kept in it)
+        self._random = random.Random()
         metrics.watch_queue("event_log", lambda: len(self._queue))
+        metrics.watch_queue("event_totals", lambda: len(self._totals))
 
     def log_event(self, type_: str, payload: Any) -> bool:
         """Record an event and publish it live; returns False if it was dropped."""
@@ -50,6 +81,9 @@ class EventLog:
         """Record and publish several events of one type at once; returns how many were kept."""
         at = self._clock.now()
         self._hub.publish_many(type_, payloads, at)
+        rate = self._sample.get(type_)
+        if rate is not None:
+            return self._tally(type_, payloads, at, rate)
         queue = self._queue
         room = max(0, self._capacity - len(queue))
         kept = min(room, len(payloads))
@@ -66,9 +100,64 @@ class EventLog:
             self._ready.set()
         return kept
 
+    def _tally(self, type_: str, payloads: Sequence[Any], at: float, rate: float) -> int:
+        """Add events to their window's totals and keep a sample of them whole; how many were counted."""
+        key_field, sum_field = TALLIED[type_]
+        window = int(at // self._totals_s) * self._totals_s
+        totals, queue = self._totals, self._queue
+        second = int(at)
+        seen_second, whole = self._whole_second.get(type_, (second, 0))
+        if seen_second != second:
+            whole = 0
+        counted = dropped = 0
+        for payload in payloads:
+            key = (type_, window, str(_field(payload, key_field) or ""))
+            total = totals.get(key)
+            if total is None:
+                if len(totals) >= self._max_totals:  # more keys than the bound before a flush: lost, counted
+                    dropped += 1
+                    continue
+                total = totals[key] = [0, 0]
+            total[0] += 1
+            if sum_field:
+                total[1] += _field(payload, sum_field) or 0
+            counted += 1
+            if whole < self._whole_per_s or self._random.random() < rate:
+                whole += 1
+                if len(queue) < self._capacity:
+                    raw = _encode(payload)
+                    # A JSON object gets the mark; the count is in the totals already, so readers skip it.
+                    queue.append((at, type_, (raw[:-1] + SAMPLED if raw[-1:] == b"}" and len(raw) > 2 else raw)
+                                  .decode()))
+                else:
+                    self._metrics.events_sample_dropped.inc()
+        self._whole_second[type_] = (second, whole)
+        if counted:
+            self._metrics.events_logged.inc(counted)
+        if dropped:
+            self.dropped += dropped
+            self._metrics.events_dropped.inc(dropped)
+        if len(queue) >= self._flush_rows:
+            self._ready.set()
+        return counted
+
+    def _close_totals(self) -> None:
+        """Queue every total as a `<type>Totals` row (the queue's bound does not apply: the totals hold counts of
+        events already accepted, and are bounded themselves)."""
+        if not self._totals:
+            return
+        totals, self._totals = self._totals, {}
+        seconds = self._totals_s
+        for (type_, window, key), (count, amount) in totals.items():
+            key_field, sum_field = TALLIED[type_]
+            row: dict[str, Any] = {"seconds": seconds, key_field: key, "count": count}
+            if sum_field:
+                row[f"{sum_field}_sum"] = round(amount, 6) if isinstance(amount, float) else amount
+            self._queue.append((float(window), f"{type_}Totals", _encode(row).decode()))
+
     @property
     def pending(self) -> int:
-        return len(self._queue)
+        return len(self._queue) + len(self._totals)
 
     async def run(self) -> None:
         """Background writer: flush at N rows or T ms, forever."""
@@ -91,6 +180,7 @@ class EventLog:
         second instead of one, and the writer's handing the GIL back and forth cost the bidder
         about a tenth of its throughput."""
         total = 0
+        self._close_totals()
         due = len(self._queue)
         while due > 0 and self._queue:
             n = min(due, len(self._queue), self._flush_rows)
@@ -106,11 +196,28 @@ class EventLog:
             due -= n
             self.written += n
             self._metrics.events_written.inc(n)
+            # What the rows hold (their payload, type and a row's fixed cost): the file's growth, before indexes.
+            self._metrics.events_bytes_written.inc(sum(len(p) + len(t) + _ROW_BYTES for _, t, p in batch))
         return total
 
     async def purge(self, before: float, limit: int) -> int:
         """Delete those of the oldest `limit` written events that happened before `before`."""
         return await self._store.purge(before, limit)
+
+    async def trim(self, max_bytes: int, limit: int) -> int:
+        """Keep the stored events under `max_bytes`: past 90% of it, delete the oldest, `limit` a commit, until
+        they take 80% (room for the writes until the next pass). How many went."""
+        used = await self._store.used_bytes()
+        if not max_bytes or used <= max_bytes * TRIM_ABOVE:
+            return 0
+        deleted = 0
+        while used > max_bytes * TRIM_TO:
+            n = await self._store.purge_oldest(limit)
+            if not n:
+                break
+            deleted += n
+            used = await self._store.used_bytes()
+        return deleted
 
     async def query(self, type_: str | None, since: float | None, after_id: int, limit: int) -> list[StoredEvent]:
         return await self._store.query(type_, since, after_id, limit)

@@ -93,6 +93,9 @@ def _watch_database(metrics: Metrics, name: str, db: Database) -> None:
     """Export a database's writer queue depth and the pages its WAL held at the last checkpoint."""
     metrics.watch_queue(f"{name}_writer", lambda: db.queue_depth)
     metrics.wal_pages.labels(name).set_function(lambda: db.wal_frames)
+    wal = db.path.with_name(db.path.name + "-wal")
+    metrics.database_bytes.labels(name).set_function(lambda: sum(p.stat().st_size for p in (db.path, wal)
+                                                                 if p.exists()))
 
 
 class Platform:
@@ -138,7 +141,10 @@ class Platform:
         a = config.analytics
         self.event_log = EventLog(SqliteEventLogStore(self.events_db), self.hub, self.clock, metrics,
                                   capacity=a.queue_capacity, flush_rows=a.flush_rows,
-                                  flush_interval_ms=a.flush_interval_ms)
+                                  flush_interval_ms=a.flush_interval_ms,
+                                  sample={"Bid": a.sample_bids, "NoBid": a.sample_bids,
+                                          "OfferGenerated": a.sample_offers},
+                                  whole_per_s=a.whole_per_s, totals_s=a.totals_s, max_totals=a.max_totals)
         self.supervisor = Supervisor(metrics, backoff_s=config.tasks.restart_backoff_s,
                                      backoff_max_s=config.tasks.restart_backoff_max_s, tracing=self.tracing)
         self.health = Health(self.supervisor, {"records": self.records_db, "events": self.events_db})
@@ -331,9 +337,13 @@ class Platform:
 
     async def purge_retained_once(self, chunk: int = 5_000) -> dict[str, int]:
         """Delete offers, drafts and unconfirmed change offers past retail.offer_retention_days, events past
-        analytics.retention_days and impressions older than every frequency-cap window, a chunk per commit (the
-        loop serves between) until none is left."""
-        totals = {"offers": 0, "drafts": 0, "change_offers": 0, "events": 0, "impressions": 0}
+        analytics.retention_days (then the oldest while they take more than analytics.max_bytes), impressions older
+        than every frequency-cap window, profiles past bidding.profile_l2_ttl_s and notices past the notice window
+        (and the UTC day the spend report reads), a chunk per commit (the loop serves between) until none is
+        left: a pass stopped midway resumes where it was, the oldest rows first."""
+        totals = {"offers": 0, "drafts": 0, "change_offers": 0, "events": 0, "impressions": 0, "profiles": 0,
+                  "notices": 0, "events_over_budget": 0}
+        b = self.config.bidding
         while True:
             now = self.clock.now()
             offers, drafts = await self.retail.offers.purge_expired(chunk)
@@ -341,11 +351,21 @@ class Platform:
                 now - self.config.retail.offer_retention_days * 86_400, chunk)
             events = await self.event_log.purge(now - self.config.analytics.retention_days * 86_400, chunk)
             impressions = await self.bidding.delivery.purge(now, chunk)
+            profiles = await self.profile_store.purge(now - b.profile_l2_ttl_s, chunk)
+            notices = await self.bidding.delivery.purge_outcomes(now - max(b.bid_ttl_s, 86_400), chunk)
             for name, n in (("offers", offers), ("drafts", drafts), ("change_offers", changes), ("events", events),
-                            ("impressions", impressions)):
+                            ("impressions", impressions), ("profiles", profiles), ("notices", notices)):
                 totals[name] += n
-            if offers < chunk and drafts < chunk and changes < chunk and not events and impressions < chunk:
-                return totals
+                if n:
+                    self.metrics.rows_pruned.labels(name).inc(n)
+            if offers < chunk and drafts < chunk and changes < chunk and not events and impressions < chunk \
+                    and profiles < chunk and notices < chunk:
+                break
+        over = await self.event_log.trim(self.config.analytics.max_bytes, chunk)
+        if over:
+            totals["events_over_budget"] = over
+            self.metrics.rows_pruned.labels("events_over_budget").inc(over)
+        return totals
 
     async def rewrap_pii_once(self, force: bool = False) -> dict[str, int]:
         """Re-read the PII keyring (`rotate-pii-key` writes the key file) and, when its current key changed (or at

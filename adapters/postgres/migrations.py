@@ -195,6 +195,18 @@ RECORDS = [
         ALTER TABLE email_events ADD COLUMN email_hash TEXT;
         CREATE INDEX email_events_email ON email_events(email_hash)
     """),
+    Migration(22, "orders_out_of_memory", """
+        CREATE INDEX orders_created ON orders(created_at, id);
+        CREATE INDEX orders_owner ON orders(owner, created_at, id);
+        CREATE INDEX orders_state ON orders(state, created_at, id);
+        CREATE TABLE order_barcodes (code TEXT PRIMARY KEY, order_id TEXT NOT NULL);
+        INSERT INTO order_barcodes(code, order_id)
+            SELECT b->>'code', o.id FROM orders o, json_array_elements(o.body::json->'barcodes') b
+            ON CONFLICT DO NOTHING
+    """),
+    # The retention pass deletes profiles past their TTL oldest first, a chunk at a time: each chunk is a range
+    # read of this index, not a scan of every profile ever stored.
+    Migration(25, "profiles_by_age", "CREATE INDEX profiles_updated_at ON profiles(updated_at)"),
 ]
 
 # The analytics event log, when nodes share PostgreSQL (its migrations recorded in event_log_migrations): the same

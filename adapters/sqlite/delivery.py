@@ -103,6 +103,14 @@ class SqliteDeliveryStore:
         self.forget_idle(now, limit * IDLE_SCAN_PER_ROW)
         return deleted
 
+    async def purge_outcomes(self, before: float, limit: int) -> int:
+        """Delete up to `limit` stored notices (the charged-bid ids among them) recorded before `before`: a notice
+        for a bid that old finds no bid (the ledger forgot it when it expired), so its row refuses nothing."""
+        deleted, = await self._db.write([(
+            "DELETE FROM bid_outcomes WHERE (bid_id, kind) IN "
+            "(SELECT bid_id, kind FROM bid_outcomes WHERE at < ? LIMIT ?)", (before, limit))])
+        return deleted
+
     def forget_idle(self, now: float, limit: int) -> int:
         """Forget users none of whose impressions a cap window still reads (so the memory holds a day's users,
         not every user ever shown an ad), looking at up to `limit` of them: a pass over all users is resumed call

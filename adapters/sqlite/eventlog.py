@@ -27,6 +27,24 @@ class SqliteEventLogStore:
              (limit, before))], power_safe=False)
         return deleted
 
+    async def purge_oldest(self, limit: int) -> int:
+        """Delete the oldest `limit` events (by id), whatever their age (the size budget); how many went."""
+        deleted, = await self._db.write([
+            ("DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?)", (limit,))],
+            power_safe=False)
+        return deleted
+
+    async def used_bytes(self) -> int:
+        """What the events take on disk: the pages in use (freed pages are reused before the file grows, so a
+        file kept under a budget this way stops growing), or on PostgreSQL the table's size with its indexes."""
+        if self._db.dialect == "postgres":
+            row = await self._db.fetchone("SELECT pg_total_relation_size('events')")
+            return int(row[0]) if row else 0
+        row = await self._db.fetchone(
+            "SELECT (p.page_count - f.freelist_count) * s.page_size FROM pragma_page_count() AS p, "
+            "pragma_freelist_count() AS f, pragma_page_size() AS s")
+        return int(row[0]) if row else 0
+
     async def anonymise(self, user_id: str, chunk: int = 1_000) -> int:
         """Replace a customer's id in the events that name it (as `user_id`, or as an order's `owner`) with
         "erased" (erasure): the counts and amounts stay for the reports, nothing leads back to the person. The

@@ -383,6 +383,19 @@ RECORDS = [
         ALTER TABLE email_events ADD COLUMN email_hash TEXT;
         CREATE INDEX email_events_email ON email_events(email_hash)
     """),
+    # Only live orders are kept in memory (state/orders.py): the start reads them by state, lists read a page in
+    # (created_at, id) order (everyone's, one owner's, one state's), and a finished order's barcode is found here.
+    Migration(22, "orders_out_of_memory", """
+        CREATE INDEX orders_created ON orders(created_at, id);
+        CREATE INDEX orders_owner ON orders(owner, created_at, id);
+        CREATE INDEX orders_state ON orders(state, created_at, id);
+        CREATE TABLE order_barcodes (code TEXT PRIMARY KEY, order_id TEXT NOT NULL);
+        INSERT OR IGNORE INTO order_barcodes(code, order_id)
+            SELECT json_extract(b.value, '$.code'), o.id FROM orders o, json_each(o.body, '$.barcodes') b
+    """),
+    # The retention pass deletes profiles past their TTL oldest first, a chunk at a time: each chunk is a range
+    # read of this index, not a scan of every profile ever stored.
+    Migration(25, "profiles_by_age", "CREATE INDEX profiles_updated_at ON profiles(updated_at)"),
 ]
 
 EVENTS = [

@@ -16,6 +16,7 @@ class SqliteProfileStore:
     def __init__(self, db: SqlDatabase) -> None:
         self._db = db
         self._ids: set[str] = set()
+        self._put_while_purging: set[str] | None = None
 
     async def load(self) -> None:
         """Remember which users have a stored profile, so lookups for anyone else need no I/O."""
@@ -36,6 +37,30 @@ class SqliteProfileStore:
         """Create or replace profiles, all in one commit."""
         await self._write(profiles)
         self._ids.update(p.user_id for p in profiles)
+        if self._put_while_purging is not None:
+            self._put_while_purging.update(p.user_id for p in profiles)
+
+    async def purge(self, before: float, limit: int) -> int:
+        """Delete up to `limit` profiles last updated before `before` (past the TTL no lookup believes them), and
+        forget their ids; how many went."""
+        rows = await self._db.fetchall(
+            "SELECT user_id FROM profiles WHERE updated_at < ? ORDER BY updated_at LIMIT ?", (before, limit))
+        if not rows:
+            return 0
+        stale = [row[0] for row in rows]
+        put: set[str] = set()
+        self._put_while_purging = put
+        try:
+            # `updated_at < ?` again: a profile written since the read above stays.
+            deleted, = await self._db.write([(
+                f"DELETE FROM profiles WHERE user_id IN ({', '.join('?' * len(stale))}) AND updated_at < ?",
+                (*stale, before))])
+            kept = {row[0] for row in await self._db.fetchall(
+                f"SELECT user_id FROM profiles WHERE user_id IN ({', '.join('?' * len(stale))})", stale)}
+        finally:
+            self._put_while_purging = None
+        self._ids.difference_update(user for user in stale if user not in kept and user not in put)
+        return deleted
 
     async def forget(self, user_id: str) -> bool:
         """Delete a customer's bidding profile (erasure); whether there was one."""

@@ -9,7 +9,9 @@ Attribution: bids, wins (each an impression; its clearing price a thousandth of 
 bids with no win notice (an impression too), and losses carry their campaign. Reward signals count as clicks
 (`clicked`) and conversions (`redeemed`) for the campaign they name, else for every campaign promoting the offer;
 a paid order converts for every campaign promoting its offer, its flight's route or one of its products.
-No-bid reasons belong to the bidder, not to a campaign: reports show them for the whole range.
+No-bid reasons belong to the bidder, not to a campaign: reports show them for the whole range. Bids and no-bids
+are read from the event log's per-second totals where it keeps them (analytics.sample_bids below 1), and the whole
+records it keeps beside them as a sample are not counted again.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from state.ports import Campaign, ReportStore
 
 HOUR = 3600
 DAY = 86_400
-TYPES = frozenset({"Bid", "Win", "Billing", "Loss", "NoBid", "RewardSignal", "OrderPaid"})
+# Bids and no-bids arrive whole (each counts one; those marked "sampled" are already in a total) or as the event
+# log's per-second totals (app/eventlog.py), each counting `count`.
+TYPES = frozenset({"Bid", "Win", "Billing", "Loss", "NoBid", "RewardSignal", "OrderPaid", "BidTotals", "NoBidTotals"})
 MAX_HOURLY_RANGE_S = 93 * DAY  # hourly points: at most about three months (2,232 points)
 MAX_RANGE_S = 3 * 366 * DAY
 _payload = msgspec.json.Decoder(dict[str, Any])
@@ -146,8 +150,11 @@ class CampaignReports:
 
     def _count(self, type_: str, hour: int, p: dict[str, Any], totals: dict[tuple[str, int], list[int]],
                no_bids: dict[tuple[int, str], int]) -> None:
-        if type_ == "NoBid":
-            no_bids[(hour, str(p.get("reason") or "unknown"))] += 1
+        if p.get("sampled") is True and type_ in ("Bid", "NoBid"):
+            return
+        if type_ in ("NoBid", "NoBidTotals"):
+            no_bids[(hour, str(p.get("reason") or "unknown"))] += int(p.get("count") or 0) if type_ == "NoBidTotals" \
+                else 1
             return
         if type_ in ("RewardSignal", "OrderPaid"):
             named = p.get("campaign_id")
@@ -168,6 +175,8 @@ class CampaignReports:
         row = totals[(campaign_id, hour)]
         if type_ == "Bid":
             row[BIDS] += 1
+        elif type_ == "BidTotals":
+            row[BIDS] += int(p.get("count") or 0)
         elif type_ == "Win":
             price = int(p.get("price_micros") or 0)
             row[WINS] += 1

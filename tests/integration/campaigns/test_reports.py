@@ -160,3 +160,51 @@ async def test_bad_report_ranges_get_clear_errors(shop, params, message):
     assert resp.status in (400, 422) and message in (await resp.json())["error"]["message"]
     assert (await client.get("/v1/admin/campaigns/nope/report", headers=admin)).status == 404
     assert (await client.get("/v1/admin/campaigns/report", headers=exchange)).status == 403
+
+
+async def test_a_report_counts_every_bid_sent_from_the_totals_across_a_restart(aiohttp_client, tmp_path, clock):
+    """Bids and no-bids are kept as per-second totals plus a 5% sample of whole records: the report counts each bid
+    the exchange got once (the sample is not counted again), per campaign and per no-bid reason, before and after a
+    restart, with roll-ups between flushes and flushes in the middle of a second."""
+    config = make_config(tmp_path, analytics__sample_bids=0.05, analytics__whole_per_s=0)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    platform = client.app[PLATFORM]
+    await platform.campaigns.create("test", live_campaign("spring"), audit=False)
+    await platform.campaigns.create("test", live_campaign("summer", creatives=[Creative("c", "banner", "<b>", w=728,
+                                                                                       h=90)]), audit=False)
+    _, exchange = await platform.api_keys.create("exchange", "exchange")
+    _, admin = await platform.api_keys.create("ops", "admin")
+    sent: dict[str, int] = {}
+    no_bids = 0
+
+    async def traffic(client, prefix: str, n: int) -> None:
+        nonlocal no_bids
+        for k in range(n):
+            cheap = k % 7 == 0
+            request = bid_request(f"{prefix}{k}", floor=500 if cheap else 0.1)
+            if k % 3 == 0:  # a leaderboard: summer's size
+                request["imp"][0]["banner"] = {"w": 728, "h": 90}
+            resp = await client.post("/v1/bid", json=request, headers={"X-Api-Key": exchange})
+            if cheap:
+                assert resp.status == 204
+                no_bids += 1
+            else:
+                bid = (await resp.json())["seatbid"][0]["bid"][0]
+                sent[bid["adid"]] = sent.get(bid["adid"], 0) + 1
+            if k % 40 == 39:
+                clock.advance(0.7)
+            if k % 90 == 89:
+                await rolled_up(client)
+
+    await traffic(client, "a", 300)
+    await client.close()  # a clean stop writes the totals of the current second
+    client = await aiohttp_client(create_app(config, clock=clock))
+    await traffic(client, "b", 200)
+    await rolled_up(client)
+    platform = client.app[PLATFORM]
+    whole = await platform.event_log.query("Bid", None, 0, 10_000)
+    assert 0 < len(whole) < sum(sent.values()) / 5  # a sample, not everything
+    everyone = await (await client.get("/v1/admin/campaigns/report", headers={"X-Api-Key": admin})).json()
+    assert {i["campaign_id"]: i["totals"]["bids"] for i in everyone["items"]} == sent
+    assert everyone["totals"]["bids"] == sum(sent.values()) and set(sent) == {"spring", "summer"}
+    assert everyone["no_bid_reasons"] == {"below_floor": no_bids}

@@ -2,11 +2,19 @@
 
 import asyncio
 import socket
+from collections import Counter
 
 import aiohttp
+import msgspec
 
+from adapters.sqlite import migrations
+from adapters.sqlite.db import Database
+from adapters.sqlite.eventlog import SqliteEventLogStore
+from app.eventlog import EventLog
+from app.hub import Hub
 from app.main import PLATFORM, create_app
 from app.runtime.clock import ManualClock
+from app.runtime.metrics import Metrics
 from tests.conftest import make_config
 
 
@@ -94,13 +102,126 @@ async def test_events_past_their_retention_are_deleted_a_chunk_at_a_time(aiohttp
     platform = client.app[PLATFORM]
     log = platform.event_log
     for i in range(7):
-        log.log_event("Bid", {"i": i})
+        log.log_event("OrderPaid", {"i": i})
     await log.flush()
     clock.advance(86_400 + 1)  # those seven are a day and a second old
-    log.log_event("Bid", {"i": "new"})
+    log.log_event("OrderPaid", {"i": "new"})
     await log.flush()
     deleted = await platform.purge_retained_once(chunk=3)  # three commits of up to three, then one that finds none
-    assert deleted == {"offers": 0, "drafts": 0, "change_offers": 0, "events": 7, "impressions": 0}
+    assert deleted == {"offers": 0, "drafts": 0, "change_offers": 0, "events": 7, "impressions": 0, "profiles": 0,
+                       "notices": 0, "events_over_budget": 0}
     left = await log.query(None, None, 0, 100)
     assert [bytes(e.payload) for e in left] == [b'{"i":"new"}']
     assert (await platform.purge_retained_once())["events"] == 0
+
+
+# ---- counted events (bids, no-bids, offers): totals per second and key, a sample written whole ----
+
+async def _counting_log(tmp_path, clock, **kw):
+    db = Database(tmp_path / "events.db", migrations.EVENTS, synchronous="NORMAL")
+    await db.open()
+    options = dict(capacity=100_000, flush_rows=10_000, flush_interval_ms=1000,
+                   sample={"Bid": 0.1, "NoBid": 0.1, "OfferGenerated": 1.0}, whole_per_s=0)
+    options.update(kw)
+    return db, EventLog(SqliteEventLogStore(db), Hub(10), clock, Metrics(), **options)
+
+
+async def _stored(log, type_):
+    return [(e.at, msgspec.json.decode(e.payload)) for e in await log.query(type_, None, 0, 1_000_000)]
+
+
+async def test_totals_count_every_bid_and_no_bid_and_a_sample_is_written_whole(tmp_path):
+    clock = ManualClock(1_000_000.25)
+    db, log = await _counting_log(tmp_path, clock)
+    sent: Counter = Counter()
+    reasons: Counter = Counter()
+    for second in range(4):
+        for k in range(1000):
+            campaign = ("spring", "summer", "autumn")[k % 3]
+            log.log_event("Bid", {"bid_id": f"b{second}-{k}", "campaign_id": campaign, "price": 1.5})
+            sent[campaign] += 1
+        log.log_events("NoBid", [{"reason": "below_floor"}] * 200 + [{"reason": "no_eligible_campaign"}] * 50)
+        reasons.update({"below_floor": 200, "no_eligible_campaign": 50})
+        if second == 1:
+            await log.flush()  # a flush in the middle of a second: that second's totals come in two rows
+        clock.advance(1)
+    await log.flush()
+    totals = await _stored(log, "BidTotals")
+    by_campaign: Counter = Counter()
+    for at, row in totals:
+        assert at == int(at) and row["seconds"] == 1
+        by_campaign[row["campaign_id"]] += row["count"]
+    assert by_campaign == sent
+    assert sum(row["price_sum"] for _, row in totals) == 1.5 * 4000
+    counted: Counter = Counter()
+    for _, row in await _stored(log, "NoBidTotals"):
+        counted[row["reason"]] += row["count"]
+    assert counted == reasons
+    whole = await _stored(log, "Bid")
+    assert 250 <= len(whole) <= 550  # 10% of 4,000, about
+    assert all(row["sampled"] is True and row["campaign_id"] in sent for _, row in whole)
+    assert log.dropped == 0
+    await db.close()
+
+
+async def test_the_first_events_of_each_second_are_written_whole(tmp_path):
+    clock = ManualClock(1_000_000.0)
+    db, log = await _counting_log(tmp_path, clock, sample={"Bid": 0.0}, whole_per_s=5)
+    for second in range(3):
+        for k in range(20):
+            log.log_event("Bid", {"bid_id": f"b{second}-{k}", "campaign_id": "spring", "price": 1.0})
+        clock.advance(1)
+    await log.flush()
+    whole = await _stored(log, "Bid")
+    assert [row["bid_id"] for _, row in whole] == [f"b{s}-{k}" for s in range(3) for k in range(5)]
+    assert sum(row["count"] for _, row in await _stored(log, "BidTotals")) == 60
+    await db.close()
+
+
+async def test_at_a_rate_of_one_every_event_is_written_whole_as_before(tmp_path):
+    clock = ManualClock(1_000_000.0)
+    db, log = await _counting_log(tmp_path, clock, sample={"Bid": 1.0, "NoBid": 1.0})
+    for k in range(30):
+        log.log_event("Bid", {"bid_id": f"b{k}", "campaign_id": "spring"})
+    await log.flush()
+    assert [row for _, row in await _stored(log, "Bid")] == [{"bid_id": f"b{k}", "campaign_id": "spring"}
+                                                             for k in range(30)]
+    assert await _stored(log, "BidTotals") == []
+    await db.close()
+
+
+async def test_totals_are_bounded_and_what_finds_no_room_is_dropped_and_counted(tmp_path):
+    clock = ManualClock(1_000_000.0)
+    db, log = await _counting_log(tmp_path, clock, max_totals=2)
+    kept = log.log_events("Bid", [{"campaign_id": c} for c in ("a", "b", "c", "a", "c")])
+    assert kept == 3 and log.dropped == 2  # "c" is a third key: its two bids are lost, and counted
+    await log.flush()
+    assert sorted((r["campaign_id"], r["count"]) for _, r in await _stored(log, "BidTotals")) == [("a", 2), ("b", 1)]
+    assert log.log_event("Bid", {"campaign_id": "c"}) is True  # the flush made room
+    await db.close()
+
+
+async def test_the_size_budget_drops_the_oldest_first_and_the_file_stops_growing(aiohttp_client, tmp_path):
+    budget = 1_000_000
+    clock = ManualClock(1_000_000.0)
+    client = await aiohttp_client(create_app(make_config(tmp_path, analytics__max_bytes=budget), clock=clock))
+    platform = client.app[PLATFORM]
+    log, db = platform.event_log, platform.events_db
+    sizes, trimmed = [], 0
+    for round_ in range(40):  # 40 x ~60 KB: two and a half times the budget
+        log.log_events("OrderPaid", [{"order_id": f"o{round_}-{k}", "note": "x" * 100} for k in range(400)])
+        await log.flush()
+        trimmed += (await platform.purge_retained_once(chunk=500))["events_over_budget"]
+        page_count, page_size = (await db.fetchone("SELECT * FROM pragma_page_count(), pragma_page_size()"))
+        sizes.append(page_count * page_size)
+        clock.advance(1)
+    assert trimmed > 0 and max(sizes) <= budget, sizes
+    # Freed pages are written again: over the last 20 rounds (~1.2 MB written) the file grew by a few pages at most.
+    assert sizes[-1] - sizes[-20] <= budget // 50, sizes
+    ids = [row[0] for row in await db.fetchall("SELECT id FROM events ORDER BY id")]
+    assert ids == list(range(ids[0], ids[0] + len(ids))) and ids[-1] == 40 * 400  # the newest, none missing
+    first = msgspec.json.decode((await log.query(None, None, 0, 1))[0].payload)
+    assert first["order_id"] == f"o{(ids[0] - 1) // 400}-{(ids[0] - 1) % 400}"
+    metrics = await (await client.get("/metrics")).text()
+    assert f'contrail_rows_pruned_total{{what="events_over_budget"}} {float(trimmed)}' in metrics
+    assert 'contrail_events_bytes_written_total' in metrics and 'contrail_database_bytes{db="events"}' in metrics
