@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import bidding, channels, dsp, group_commit, learning, load, loyalty, ltv, reco, retail, scaleout
+from bench import bidding, channels, dsp, group_commit, learning, load, loyalty, ltv, reco, retail, scaleout, soak
 from bench import nats as nats_bench
 from bench import tracing as tracing_bench
 from bench.server import ServerProcess, free_port
@@ -24,7 +24,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each HTTP scenario")
     parser.add_argument("--only", default="", help="run only scenarios whose name contains this")
+    parser.add_argument("--scale", type=float, default=1.0, help="soak: the mix's rates times this")
     args = parser.parse_args()
+    if args.only == "soak":  # its own server and data: --seconds is the whole soak's length
+        return soak.main(args.seconds, args.scale)
 
     learns = not args.only or "learning" in args.only
     with tempfile.TemporaryDirectory() as tmp:

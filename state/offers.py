@@ -85,6 +85,11 @@ _SELECT = ("SELECT o.id, o.owner, o.state, o.created_at, o.expires_at, coalesce(
            "FROM offers o LEFT JOIN offer_drafts d ON d.id = o.draft_id")
 
 
+def _decode_draft(body: str | bytes) -> Offer:
+    """A draft's body (or an offer's own, stored before drafts were shared), decoded once for all its offers."""
+    return _decode(body)
+
+
 def _from_row(row) -> Offer:
     offer_id, owner, state, created_at, expires_at, body = row
     return msgspec.structs.replace(_decode(body), id=offer_id, owner=owner, state=state, created_at=created_at,

@@ -340,6 +340,9 @@ class OfferService:
         offer = self._offers.get(offer_id)
         if offer is None and len(offer_id) <= 64:
             offer = await self._offers.fetch(offer_id)
+            if offer is not None and offer.state == "ACTIVE" and self._clock.now() < offer.expires_at:
+                # It left memory for retail.max_offers_in_memory: held again, so it can be accepted.
+                offer = self._offers.readmit(offer)
         if offer is None or (owner is not None and offer.owner != owner):
             raise NotFound(f"no offer {offer_id}")
         if offer.state == "ACTIVE" and self._clock.now() >= offer.expires_at:
