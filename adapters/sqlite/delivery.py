@@ -26,10 +26,17 @@ class SqliteDeliveryStore:
         self._idle_scan: list[str] = []  # users still to look at in the current pass of forget_idle
         self.version = 0  # bumps whenever spend changes, so budget views know to refresh
 
-    async def load(self, now: float) -> None:
-        for user_id, campaign_id, at in await self._db.fetchall(
-                "SELECT user_id, campaign_id, at FROM impressions WHERE at > ? ORDER BY at", (now - self._keep,)):
-            self.impressions[user_id].append((at, campaign_id))
+    async def load(self, now: float, page: int = 10_000) -> None:
+        """Impressions within the cap windows, in keyset pages by (at, id) rather than one fetch of every row,
+        each campaign id one string (as the live process holds it, not one per row)."""
+        campaigns: dict[str, str] = {}
+        after: tuple[float, int] = (now - self._keep, 2**63 - 1)  # strictly after the window opens
+        while rows := await self._db.fetchall(
+                "SELECT user_id, campaign_id, at, id FROM impressions WHERE (at, id) > (?, ?) ORDER BY at, id "
+                f"LIMIT {page}", after):
+            for user_id, campaign_id, at, _ in rows:
+                self.impressions[user_id].append((at, campaigns.setdefault(campaign_id, campaign_id)))
+            after = rows[-1][2], rows[-1][3]
         rows = await self._db.fetchall("SELECT campaign_id, day, spent_micros FROM campaign_spend")
         for campaign_id, day, spent in rows:
             self.spend[(campaign_id, day)] = spent

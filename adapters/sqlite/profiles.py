@@ -10,6 +10,7 @@ from adapters.sqlite.statements import SqlDatabase
 from state.profiles import Profile, _decode, _encode
 
 log = logging.getLogger("contrail.profiles")
+LOAD_PAGE = 10_000  # ids read per round trip at start
 
 
 class SqliteProfileStore:
@@ -19,8 +20,15 @@ class SqliteProfileStore:
         self._put_while_purging: set[str] | None = None
 
     async def load(self) -> None:
-        """Remember which users have a stored profile, so lookups for anyone else need no I/O."""
-        self._ids = {row[0] for row in await self._db.fetchall("SELECT user_id FROM profiles")}
+        """Remember which users have a stored profile, so lookups for anyone else need no I/O. Keyset pages of
+        ids: a million rows fetched at once held a list of tuples beside the set, and the heap kept its peak."""
+        ids: set[str] = set()
+        after = ""
+        while rows := await self._db.fetchall(
+                f"SELECT user_id FROM profiles WHERE user_id > ? ORDER BY user_id LIMIT {LOAD_PAGE}", (after,)):
+            ids.update(row[0] for row in rows)
+            after = rows[-1][0]
+        self._ids = ids
 
     def __contains__(self, user_id: str) -> bool:
         return user_id in self._ids
