@@ -37,6 +37,13 @@ class SqliteRecoStore:
         rows = await self._db.fetchall("SELECT user_id, item_id, kind, weight, at FROM reco_interactions ORDER BY id")
         return [Interaction(*r) for r in rows]
 
+    async def interactions_after(self, after_id: int, limit: int) -> tuple[int, list[Interaction]]:
+        """Up to `limit` interactions stored after `after_id`, in arrival order, and the last one's id (a page of
+        the rebuild at start: the whole log fetched at once sat in memory beside the features built from it)."""
+        rows = await self._db.fetchall("SELECT id, user_id, item_id, kind, weight, at FROM reco_interactions "
+                                       "WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))
+        return (rows[-1][0] if rows else after_id), [Interaction(*r[1:]) for r in rows]
+
     async def user_interactions(self, user_id: str, limit: int) -> list[Interaction]:
         """A user's latest `limit` interactions, oldest first (a user the memory had forgotten)."""
         rows = await self._db.fetchall("SELECT user_id, item_id, kind, weight, at FROM reco_interactions "

@@ -43,6 +43,7 @@ _answer = msgspec.json.Decoder(dict)
 STRATEGIES = ("personalized", "cf", "content_based", "frequently_bought_together", "trending", "new_arrivals")
 FEEDBACK = ("product_view", "click", "wishlist_add", "cart_add", "purchase", "dismiss")
 FEEDBACK_NOTICE = "feedback"  # the change notices that carry feedback events whole (append-only facts)
+REBUILD_PAGE = 10_000  # interactions read per round trip when the features are rebuilt at start
 _encode_row = msgspec.json.Encoder().encode
 _decode_row = msgspec.json.Decoder(Interaction).decode
 
@@ -117,7 +118,12 @@ class RecoService:
         """Rebuild the features from the stored items and interactions, and serve the last model that went live."""
         for item in await self._store.items():
             self.features.put_item(item)
-        self.features.rebuild(await self._store.interactions())
+        after = 0
+        while True:  # a page at a time: no buffer of the whole log beside the features
+            after, page = await self._store.interactions_after(after, REBUILD_PAGE)
+            if not page:
+                break
+            self.features.rebuild(page)
         saved = await self._store.latest_model()
         if saved is not None:
             self.serve(saved)
