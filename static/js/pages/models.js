@@ -1,14 +1,18 @@
 // Models (admin): every learned model's versions with their held-out metrics, which version is live (and what
 // really serves), the last retrain, "Train now", putting a kept version back live, held-out AUC and log-loss
-// over the trained versions, and the live version's calibration (reliability) curve. Any model the server lists
-// renders the same way (bidnet today; acceptance later). docs/learning.md.
+// over the trained versions, the live version's calibration (reliability) curve, and canaries: the running one
+// with its comparison (models-canary.js), the last one's decision, and "Start canary" on a kept version. Every
+// model the server lists (bidnet, acceptance, reco, ltv) renders the same way. docs/learning.md.
 //
-//   GET  /v1/admin/models                          each model: live, serving, newest 20 versions, last_run
+//   GET  /v1/admin/models                          each model: live, serving, newest 20 versions, last_run,
+//                                                  canary, last_canary
 //   GET  /v1/admin/models/{name}?limit=&after=     older versions (next_cursor)
 //   POST /v1/admin/models/{name}/train             the run (409 while one runs)
 //   POST /v1/admin/models/{name}/rollback          {"version"}: the version now live (404/409 with a message)
+//   POST /v1/admin/models/{name}/canary            {"version"}: 201 the canary (409 when one runs, with a message)
 import { api, every, h, showError, useStyle, when } from "../api.js";
 import { loadUplot } from "../charts.js";
+import { canaryPanel, share } from "./models-canary.js";
 
 const POLL_MS = 5000;
 const enc = encodeURIComponent;
@@ -25,11 +29,17 @@ const STATUS = {
   live: ["live", "ok", "Serves now"],
   retired: ["retired", "muted", "Was live; replaced by a newer version"],
   rejected: ["rejected", "bad", "Trained, but not better than the live version on held-out rows"],
-  rolled_back: ["rolled back", "warn", "Was live; an admin put an earlier version back"],
+  rolled_back: ["rolled back", "warn", "Was live and an admin put an earlier version back, or a canary that ended " +
+                "without going live"],
+  canary: ["canary", "canary", "Serves a share of the traffic beside the live version until it is promoted or " +
+           "rolled back"],
 };
 const RUN = {
   promoted: ["promoted", "ok", "Better than the live version on held-out rows: it went live"],
-  recorded: ["recorded", "warn", "Better than the live version, kept for an admin to make live (learning.auto_promote is off)"],
+  canary: ["canary", "canary", "Better than the live version on held-out rows: it went out as a canary " +
+           "(canary.on_retrain)"],
+  recorded: ["recorded", "warn", "Better than the live version, kept for an admin to make live (learning.auto_promote " +
+             "is off, or another canary was running)"],
   rejected: ["rejected", "bad", "Not better than the live version on held-out rows: kept, not live"],
   skipped: ["skipped", "muted", "Not enough logged outcomes to train on yet"],
 };
@@ -69,7 +79,7 @@ export function render(root) {
     h("h1", { id: "models-h1" }, "Models"),
     h("p", { class: "muted" }, "Each learned model's versions with their held-out metrics, which one is live, and the ",
       "last retrain. A retrained candidate goes live only when it beats the live version on held-out rows; any ",
-      "version whose weights file is kept can be put back live."),
+      "version whose weights file is kept can be put back live, or sent out as a canary beside the live one."),
     status, error, empty), list);
 
   async function load() {
@@ -115,6 +125,9 @@ function modelCard(name, { refresh, alive }) {
 
   const serving = h("p", { class: "models-warning", role: "alert", hidden: true });
   const facts = h("dl", { class: "models-facts" });
+  // What the versions section last said is stale once the canary panel acts.
+  const canary = canaryPanel(name, id, { badge, refresh, alive,
+    acting: () => { outcome.hidden = true; actionError.hidden = true; } });
   const lastRun = h("div", { class: "models-run" });
   const trainButton = h("button", { type: "button", onclick: () => train() }, "Train now");
   const trainResult = h("div", { class: "models-train-result", "aria-live": "polite" });
@@ -135,7 +148,7 @@ function modelCard(name, { refresh, alive }) {
 
   const el = h("section", { class: "card wide models-card", "aria-labelledby": `${id}-h`, "data-model": name },
     h("h2", { id: `${id}-h` }, name),
-    serving, facts,
+    serving, facts, canary.el,
     h("h3", {}, "Last retrain"), lastRun,
     h("div", { class: "actions" }, trainButton,
       h("span", { class: "muted small" }, "Fits a candidate on the logged rows now and promotes it only if it wins.")),
@@ -166,6 +179,7 @@ function modelCard(name, { refresh, alive }) {
   function update(m) {
     model = m;
     if (olderCursor === null) more.hidden = !m.next_cursor;
+    canary.update(m); // each poll: its time left moves even when nothing else does
     const sig = JSON.stringify([m, older]);
     if (sig === shownSig) return;
     shownSig = sig;
@@ -193,10 +207,10 @@ function modelCard(name, { refresh, alive }) {
       "periodic retrain (learning.retrain_interval_s).")]));
 
     // Rows are redrawn; a version's button that had the focus gets it back.
-    const focused = document.activeElement && rows.contains(document.activeElement)
-      ? document.activeElement.dataset.version : null;
+    const active = document.activeElement;
+    const focused = active && rows.contains(active) ? active.dataset : null;
     rows.replaceChildren(...all.map((v) => versionRow(v, live)));
-    if (focused) { const b = rows.querySelector(`button[data-version="${CSS.escape(focused)}"]`); if (b) b.focus(); }
+    if (focused && focused.version) { const b = rowButton(focused.version, focused.action); if (b) b.focus(); }
 
     const curve = liveHold && live.metrics.reliability;
     const points = trained(all);
@@ -205,11 +219,26 @@ function modelCard(name, { refresh, alive }) {
     if (sig2 !== chartSig) { chartSig = sig2; drawCharts(points, live); }
   }
 
+  const rowButton = (version, action) =>
+    rows.querySelector(`button[data-version="${CSS.escape(version)}"][data-action="${action}"]`);
+
+  /** A version row's actions: make it live, or start a canary of it (a kept version that is not live). */
+  function rowActions(v, live) {
+    if (v.status === "live") return h("span", { class: "ok small" }, "live");
+    if (v.status === "canary") return h("span", { class: "canary small",
+      title: "Serving as a canary: promote or abort it in the canary panel above" }, "canary ↑");
+    if (!v.file_kept) return h("span", { class: "muted small",
+      title: "Its weights file was deleted to keep within learning.keep_files" }, "file not kept");
+    const label = live && v.sequence > live.sequence ? "Make live" : "Roll back";
+    const button = (action, text, aria, onclick) => h("button", { type: "button", class: "secondary small nowrap",
+      "data-version": v.version, "data-action": action, "aria-label": aria, onclick }, text);
+    return h("div", { class: "models-row-actions" },
+      button("live", label, `${label} to ${v.version}`, () => ask(v, label)),
+      button("canary", "Start canary", `Start a canary of ${v.version}`, () => ask(v, "canary")));
+  }
+
   function versionRow(v, live) {
     const hold = holdout(v);
-    const later = live && v.sequence > live.sequence;
-    const canGo = v.file_kept && v.status !== "live";
-    const label = later ? "Make live" : "Roll back";
     return h("tr", { class: v.status === "live" ? "live" : "", "data-version": v.version },
       h("th", { scope: "row", class: "mono nowrap" }, v.version),
       h("td", {}, statusBadge(v.status)),
@@ -221,43 +250,53 @@ function modelCard(name, { refresh, alive }) {
       h("td", { class: "num", title: hold ? `held out: ${count(hold.rows)} rows, ${count(hold.clicks)} clicks` : "" },
         isNum(v.metrics && v.metrics.rows) ? `${count(v.metrics.rows)} (${count(v.metrics.clicks)})` : "–"),
       h("td", { class: "models-note" }, v.note || ""),
-      h("td", {}, canGo
-        ? h("button", { type: "button", class: "secondary small nowrap", "data-version": v.version,
-                        "aria-label": `${label} to ${v.version}`, onclick: () => ask(v, label) }, label)
-        : v.status === "live" ? h("span", { class: "ok small" }, "live")
-          : h("span", { class: "muted small", title: "Its weights file was deleted to keep within learning.keep_files" },
-            "file not kept")));
+      h("td", {}, rowActions(v, live)));
   }
 
+  /** Confirm first: `label` is "Make live" / "Roll back" (the rollback endpoint), or "canary" (start one). */
   function ask(v, label) {
     const from = document.activeElement;
+    const action = label === "canary" ? "canary" : "live";
     actionError.hidden = true;
     outcome.hidden = true;
     const current = model.live;
-    const go = h("button", { type: "button", class: "danger", onclick: () => activate(v.version, go) },
-      `Confirm: make ${v.version} live`);
+    const running = model.canary;
+    const body = { version: v.version };
+    const [path, said, text] = action === "canary"
+      ? ["canary", (c) => `${c.version} is a canary: ${share(c.share)} of the traffic until ${when(c.ends_at)}.`,
+         `Confirm: start canary ${v.version}`]
+      : ["rollback", (r) => `${r.version} is live${r.note ? ` (${r.note})` : ""}.`, `Confirm: make ${v.version} live`];
+    const go = h("button", { type: "button", class: "danger",
+      onclick: () => perform(go, () => api("POST", `/v1/admin/models/${enc(name)}/${path}`, body), said) }, text);
     confirmBox.replaceChildren(
-      h("p", {}, h("strong", {}, `${label} ${name} to ${v.version}?`),
-        current ? ` It replaces ${current} (marked rolled back); scoring switches to it at once.` : ""),
+      action === "canary"
+        ? h("p", {}, h("strong", {}, `Start a canary of ${name} with ${v.version}?`),
+          ` It serves canary.share of the traffic beside ${current || "the live version"} for canary.duration_s, ` +
+          "then goes live if it held; it is rolled back at once if it crosses a limit.")
+        : h("p", {}, h("strong", {}, `${label} ${name} to ${v.version}?`),
+          current ? ` It replaces ${current} (marked rolled back); scoring switches to it at once.` : "",
+          running ? ` The running canary ${running.version} is aborted first.` : ""),
       h("div", { class: "actions" }, go,
         h("button", { type: "button", class: "secondary", onclick: () => {
           confirmBox.hidden = true;
-          const back = rows.querySelector(`button[data-version="${CSS.escape(v.version)}"]`) || from;
+          actionError.hidden = true;
+          const back = rowButton(v.version, action) || from;
           if (back && back.isConnected) back.focus();
         } },
-          current ? `Keep ${current}` : "Cancel")));
+          current && action === "live" ? `Keep ${current}` : "Cancel")));
     confirmBox.hidden = false;
     go.focus();
   }
 
-  async function activate(version, button) {
+  /** A confirmed change: request() makes the API call; said(answer) is what the user is told. */
+  async function perform(button, request, said) {
     button.disabled = true;
     try {
-      const v = await api("POST", `/v1/admin/models/${enc(name)}/rollback`, { version });
+      const answer = await request();
       if (!alive()) return;
       confirmBox.hidden = true;
       outcome.hidden = false;
-      outcome.textContent = `${v.version} is live${v.note ? ` (${v.note})` : ""}.`;
+      outcome.textContent = said(answer);
       outcome.focus({ preventScroll: true }); // the confirm button the focus was on is gone
       await refresh();
     } catch (err) {
