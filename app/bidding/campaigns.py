@@ -13,7 +13,6 @@ import builtins
 import functools
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 
 import msgspec
@@ -21,13 +20,15 @@ import numpy as np
 
 from app.admin import AuditTrail
 from app.auth import Principal
-from app.bidding.openrtb import BidRequest, Imp, banner_sizes
+from app.bidding.candidates import WINDOWS, CandidateIndex, Candidates, ShapeCache, _Entry, _ImpShape, _Shape
+from app.bidding.openrtb import BidRequest
 from app.errors import Conflict, InvalidInput, NotFound
 from app.runtime.clock import Clock
-from state.campaigns import Campaign, Creative, HistoryEntry
+from app.runtime.lru import LRU
+from state.campaigns import Campaign, HistoryEntry
 from state.ports import CampaignStore, DeliveryStore
 
-WINDOWS = {"minute": 60, "hour": 3600, "day": 86_400}
+__all__ = ["WINDOWS", "CampaignService", "CampaignSpend", "Candidates", "_Entry", "_ImpShape", "utc_day"]
 
 
 class CampaignSpend(msgspec.Struct):
@@ -57,24 +58,21 @@ def _day_name(day_number: int) -> str:
 
 class CampaignService:
     def __init__(self, store: CampaignStore, delivery: DeliveryStore, clock: Clock, audit: AuditTrail, *,
-                 pacing_slack: float) -> None:
+                 pacing_slack: float, shape_cache_bytes: int = 64 << 20, shape_cache_entries: int = 10_000) -> None:
         self._store = store
         self._delivery = delivery
         self._clock = clock
         self._audit = audit
         self._slack = pacing_slack
-        self._index: list[_Entry] = []
-        self._index_version = -1
-        self._budgets = np.zeros(0)
-        self._spend_arr = np.zeros(0)
-        self._spend_key: tuple | None = None
-        self._shapes: OrderedDict[tuple, _Shape | None] = OrderedDict()
-        # One array per distinct list of bid caps, shared by the shapes that have it: requests of
-        # different shapes (devices, countries) with the same candidates then share their caps, and
-        # the batch auction reads them as they are instead of concatenating copies.
-        self._caps: dict[bytes, np.ndarray] = {}
+        self._index = CandidateIndex(shape_cache_bytes, shape_cache_entries)
+        self._spend_arr = np.zeros(0)    # today's spend by slot
+        self._spend_day: str | None = None  # the day it is of; None: to be read whole
+        self._spend_seen = -1            # the delivery store's version it reflects
+        self._charging: dict[str, int] = {}  # charges under way, by campaign
+        self._charged: set[str] = set()      # campaigns whose charges ended since spend was last read
+        self._moved_slots: set[int] = set()  # slots whose spend or campaign changed since the open state was made
         self._open_slots = np.zeros(0, dtype=bool)
-        self._open_key: tuple | None = None
+        self._open_key: bool | None = None  # None: to be worked out whole
         self._open_from = self._open_until = 0.0
         self._open_version = 0
 
@@ -98,6 +96,7 @@ class CampaignService:
         self.get(campaign.id)
         _check(campaign)
         await self._store.put(campaign, self._clock.now(), step)
+        self._index.stored_one(campaign.id)  # no await since the store counted it: the index looks at it alone
         return campaign
 
     @property
@@ -169,42 +168,107 @@ class CampaignService:
         return worst
 
     def _entries(self) -> builtins.list[_Entry]:  # `list` here is the method above
-        if self._index_version != self._store.version:
-            self._index = [_Entry(c) for c in self._store.all() if c.state == "live" and c.creatives]
-            self._budgets = np.array([e.campaign.daily_budget_micros for e in self._index], dtype=np.float64)
-            self._index_version = self._store.version
-            self._spend_key = None
-            self._shapes.clear()
-            self._caps.clear()
-        return self._index
+        """The live campaigns' entries, following the store."""
+        self._follow()
+        return self._index.live()
+
+    def _follow(self) -> None:
+        """Bring the index up to the store: only the campaigns that changed are looked at again."""
+        changed = self._index.sync(self._store.version, self._store.get, self._store.all)
+        if changed is None:  # made afresh: every slot's spend is read again
+            self._spend_day = None
+        elif changed:
+            self._moved_slots.update(changed)
+            day, spend = self._spend_day, self._delivery.spend
+            if day is not None and len(self._spend_arr) == len(self._index.stored):
+                for slot in changed:  # a campaign gone live again may have spent today
+                    self._spend_arr[slot] = spend.get((self._index.stored[slot].id, day), 0)
+
+    # ---- spend: told of each charge by the notices, so a charge looks again at its one campaign ----
+    def charging(self, campaign_id: str) -> None:
+        """A charge of `campaign_id` is under way: its spend may change (and change back, if it fails to store).
+        Every charge is announced so (NoticeService), or spend_reloaded() is called after spend changed."""
+        self._charging[campaign_id] = self._charging.get(campaign_id, 0) + 1
+
+    def charged(self, campaign_id: str) -> None:
+        """The charge of `campaign_id` is over (stored, refused or undone)."""
+        left = self._charging.get(campaign_id, 0) - 1
+        if left > 0:
+            self._charging[campaign_id] = left
+        else:
+            self._charging.pop(campaign_id, None)
+        self._charged.add(campaign_id)
+
+    def spend_reloaded(self) -> None:
+        """Spend changed in ways no charge announced (reloaded, or refreshed from what other nodes charged)."""
+        self._spend_day = None
 
     def _spent(self, day: str) -> np.ndarray:
-        """Today's spend per indexed campaign, rebuilt only when a charge has landed since."""
-        key = (self._index_version, day, self._delivery.version)
-        if key != self._spend_key:
+        """Today's spend by slot: read whole when the day turns or spend changed unannounced, else only for the
+        campaigns whose charges are under way or ended since it was last read."""
+        self._follow()
+        index = self._index
+        version = self._delivery.version
+        if version == self._spend_seen and self._spend_day == day and len(self._spend_arr) == len(index.stored):
+            # Whatever the ended charges changed was read after their last change already.
+            self._charged.clear()
+            return self._spend_arr
+        if self._spend_day != day or len(self._spend_arr) != len(index.stored) or \
+                not (self._charging or self._charged):
             spend = self._delivery.spend
-            self._spend_arr = np.array([spend.get((e.campaign.id, day), 0) for e in self._index], dtype=np.float64)
-            self._spend_key = key
+            self._spend_arr = np.array([spend.get((c.id, day), 0) for c in index.stored], dtype=np.float64)
+            self._open_key = None  # every slot's open state is worked out again
+            self._moved_slots.clear()
+        else:
+            spend, slot_of, arr = self._delivery.spend, index.slot_of, self._spend_arr
+            for campaign_id in (*self._charging, *self._charged):
+                slot = slot_of.get(campaign_id)
+                if slot is not None:
+                    value = spend.get((campaign_id, day), 0)
+                    if arr[slot] != value:
+                        arr[slot] = value
+                        self._moved_slots.add(slot)
+        self._charged.clear()
+        self._spend_day, self._spend_seen = day, version
         return self._spend_arr
 
     def _open(self, now: float) -> tuple[np.ndarray, int]:
-        """Which indexed campaigns the pacing rule lets bid at `now`, and a number that changes with it.
+        """Which slots' campaigns the pacing rule lets bid at `now`, and a number that changes with it.
 
-        The answer changes only when a charge lands, the day turns, or the paced share of the
-        budget passes a closed campaign's spend; until the earliest of those it is reused.
+        The answer changes only when a charge or an edit lands, the day turns, or the paced share of the
+        budget passes a closed campaign's spend; until the earliest of those it is reused, and a charge
+        or an edit looks again at its campaign's slot only.
         """
         spent = self._spent(utc_day(now))
-        if self._spend_key == self._open_key and self._open_from <= now < self._open_until:
+        budgets = self._index.budgets
+        if self._open_key is not None and self._open_from <= now < self._open_until:
+            moved = self._moved_slots
+            if moved:
+                paced = self._paced_share(now)
+                day_start = now - now % 86_400
+                flipped = False
+                for slot in moved:
+                    is_open = bool(spent[slot] < budgets[slot] * paced)
+                    if is_open != self._open_slots[slot]:
+                        self._open_slots[slot] = is_open
+                        flipped = True
+                    if not is_open and spent[slot] < budgets[slot]:  # closed by pacing: it reopens later today
+                        self._open_until = min(self._open_until,
+                                               day_start + 86_400 * (float(spent[slot] / budgets[slot]) - self._slack))
+                moved.clear()
+                self._open_from = now  # the slots looked at now hold from now on (a clock set back looks again)
+                if flipped:
+                    self._open_version += 1
             return self._open_slots, self._open_version
+        self._moved_slots.clear()
         day_start = now - now % 86_400
         paced = self._paced_share(now)
-        budgets = self._budgets
         self._open_slots = spent < budgets * paced
         until = day_start + 86_400
         waiting = ~self._open_slots & (spent < budgets)  # closed by pacing, not by the whole budget
         if waiting.any():
             until = min(until, day_start + 86_400 * (float((spent[waiting] / budgets[waiting]).min()) - self._slack))
-        self._open_key, self._open_from, self._open_until = self._spend_key, now, until
+        self._open_key, self._open_from, self._open_until = True, now, until
         self._open_version += 1
         return self._open_slots, self._open_version
 
@@ -212,190 +276,72 @@ class CampaignService:
                    customer_value: Callable[[], float | None] | None = None) -> Candidates | None:
         """Every eligible (imp, campaign, creative) triple, up to `limit`, or None when there is none.
 
-        What depends only on the request's shape (where, which device, what is blocked,
-        which sizes and mimes) is cached per shape as arrays; budget, frequency and lifetime-value
-        bands are checked per request as masks over them, and a shape's selection is reused until
-        pacing or spend changes which campaigns are open. `customer_value` gives the user's predicted
-        lifetime value (None: unknown, or their personal data may not be used), asked only when a
-        candidate campaign targets a band: such a campaign bids only inside its band.
+        What depends only on the request's shape (where, which device, which sizes and mimes) is
+        cached per shape as arrays (app/bidding/candidates.py); block lists, budget, frequency and
+        lifetime-value bands are checked per request as masks over them, and a shape's selection is
+        reused until pacing or spend changes which campaigns are open. `customer_value` gives the user's
+        predicted lifetime value (None: unknown, or their personal data may not be used), asked only when
+        a candidate campaign targets a band: such a campaign bids only inside its band.
         """
-        shape = self._static_candidates(request)
-        if shape is None:
+        open_slots, version = self._open(now)  # follows the store first
+        shape = self._index.shape(request)
+        if not shape.n:
             return None
-        open_slots, version = self._open(now)
-        if shape.banded:
+        capped, banded = shape.capped, shape.banded
+        blocked = self._index.blocked(request)
+        if blocked is not None:
+            mask = blocked[1]
+            open_slots = open_slots & ~mask  # a new array, this request's own
+            if capped:
+                capped = [s for s in capped if not mask[s]]
+            if banded:
+                banded = [s for s in banded if not mask[s]]
+        if banded:
             value = customer_value() if customer_value is not None else None
-            open_slots = open_slots.copy()
-            for slot in shape.banded:
-                t = self._index[slot].campaign.targeting
+            open_slots = open_slots.copy() if blocked is None else open_slots
+            entries = self._index.entries
+            for slot in banded:
+                t = entries[slot].campaign.targeting
                 if value is None or (t.ltv_min is not None and value < t.ltv_min) or \
                         (t.ltv_max is not None and value > t.ltv_max):
                     open_slots[slot] = False
-            if shape.capped and user_id is not None and self._delivery.has_impressions(user_id):
-                return self._with_frequency(shape, open_slots, user_id, now, limit)
+            if capped and user_id is not None and self._delivery.has_impressions(user_id):
+                return self._with_frequency(shape, capped, open_slots, user_id, now, limit)
             return shape.select(open_slots, limit, None)
-        if shape.capped and user_id is not None and self._delivery.has_impressions(user_id):
-            return self._with_frequency(shape, open_slots.copy(), user_id, now, limit)
+        if capped and user_id is not None and self._delivery.has_impressions(user_id):
+            return self._with_frequency(shape, capped, open_slots.copy() if blocked is None else open_slots,
+                                        user_id, now, limit)
+        if blocked is not None:
+            return shape.select(open_slots, limit, None)
         if shape.selected_for != (version, limit):
             shape.selected = shape.select(open_slots, limit, None)
             shape.selected_for = (version, limit)
         return shape.selected
 
-    def _with_frequency(self, shape: _Shape, open_slots: np.ndarray, user_id: str, now: float,
-                        limit: int) -> Candidates | None:
-        """The selection with frequency caps applied to `open_slots` (a copy this changes)."""
-        freq = np.zeros(len(self._index), dtype=np.float32)
-        for slot in shape.capped:
-            use = self.frequency_use(self._index[slot].campaign, user_id, now)
+    def _with_frequency(self, shape: _Shape, capped: builtins.list[int], open_slots: np.ndarray, user_id: str,
+                        now: float, limit: int) -> Candidates | None:
+        """The selection with the frequency caps of the `capped` slots applied to `open_slots` (a copy this
+        changes)."""
+        entries = self._index.entries
+        freq = np.zeros(len(entries), dtype=np.float32)
+        for slot in capped:
+            entry = entries[slot]
+            assert entry is not None  # a shape's slots are live ones
+            use = self.frequency_use(entry.campaign, user_id, now)
             if use is None:
                 open_slots[slot] = False
             else:
                 freq[slot] = use
         return shape.select(open_slots, limit, freq)
 
-    def _static_candidates(self, request: BidRequest) -> _Shape | None:
-        entries = self._entries()  # rebuilds (and clears the shape cache) when campaigns change
-        device = request.device
-        country = (device.geo.country if device and device.geo else None) or \
-                  (request.user.geo.country if request.user and request.user.geo else None)
-        device_type = device.devicetype if device else None
-        key = (country, device_type, tuple(request.bcat or ()), tuple(request.badv or ()),
-               tuple(request.bapp or ()), tuple(_imp_key(imp) for imp in request.imp or ()))
-        try:
-            cached = self._shapes[key]
-            self._shapes.move_to_end(key)
-            return cached
-        except KeyError:
-            pass
-        imps = [(i, _ImpShape(imp)) for i, imp in enumerate(request.imp or ())]
-        bcat, badv, bapp = set(request.bcat or ()), set(request.badv or ()), set(request.bapp or ())
-        found: list[tuple[int, int, Creative]] = []
-        for slot, e in enumerate(entries):
-            c = e.campaign
-            if (e.countries and country not in e.countries) or (e.device_types and device_type not in e.device_types):
-                continue
-            if (bcat and not bcat.isdisjoint(e.categories)) or c.advertiser_domain in badv \
-                    or (c.app_bundle is not None and c.app_bundle in bapp):
-                continue
-            for index, shape in imps:
-                found.extend((index, slot, creative) for creative in e.matching(shape))
-        result = _Shape(found, entries, self._caps) if found else None
-        self._shapes[key] = result
-        if len(self._shapes) > _SHAPE_CACHE_SIZE:
-            self._shapes.popitem(last=False)
-        return result
+    @property
+    def shape_cache(self) -> ShapeCache:
+        """The request shapes' cache (entries, bytes, evictions for the metrics)."""
+        return self._index.shapes
 
-
-class _Shape:
-    """The statically eligible candidates of one request shape, as parallel arrays."""
-
-    __slots__ = ("n", "imp_of", "slot", "caps", "creatives", "campaigns", "capped", "banded", "selected",
-                 "selected_for")
-
-    def __init__(self, found: list[tuple[int, int, Creative]], entries: list[_Entry],
-                 caps_pool: dict[bytes, np.ndarray]) -> None:
-        self.n = len(found)
-        self.imp_of = np.array([f[0] for f in found], dtype=np.int64)
-        self.slot = np.array([f[1] for f in found], dtype=np.int64)
-        self.creatives = [f[2] for f in found]
-        self.campaigns = [entries[f[1]].campaign for f in found]
-        caps = np.array([c.bid_cap_micros for c in self.campaigns], dtype=np.float64)
-        caps.flags.writeable = False
-        self.caps = caps_pool.setdefault(caps.tobytes(), caps)
-        self.capped = sorted({f[1] for f in found if entries[f[1]].capped})
-        self.banded = sorted({f[1] for f in found if entries[f[1]].banded})  # campaigns targeting an LTV band
-        self.selected: Candidates | None = None  # the selection for users without frequency use ...
-        self.selected_for: tuple | None = None     # ... and the (open campaigns, limit) it was made for
-
-    def select(self, open_slots: np.ndarray, limit: int, freq: np.ndarray | None) -> Candidates | None:
-        """The first `limit` candidates whose campaigns are open, or None when none is."""
-        keep = open_slots[self.slot]
-        if keep.all():
-            rows: slice | np.ndarray = slice(0, min(self.n, limit))
-        else:
-            rows = np.flatnonzero(keep)[:limit]
-            if not len(rows):
-                return None
-        return Candidates(self, rows, freq)
-
-
-class Candidates:
-    """The candidates of one request: a row selection of its shape plus per-user frequency use."""
-
-    __slots__ = ("_shape", "_rows", "n", "imp_of", "caps", "freq")
-
-    def __init__(self, shape: _Shape, rows: slice | np.ndarray, freq: np.ndarray | None) -> None:
-        self._shape, self._rows = shape, rows
-        self.imp_of = shape.imp_of[rows]
-        whole = isinstance(rows, slice) and rows == slice(0, shape.n)
-        self.caps = shape.caps if whole else shape.caps[rows]  # all of the shape's candidates: its shared caps
-        self.n = len(self.imp_of)
-        self.freq = freq[shape.slot[rows]] if freq is not None else None
-
-    def pair(self, i: int) -> tuple[Campaign, Creative]:
-        """The campaign and creative of candidate row `i`."""
-        j = self._rows.start + i if isinstance(self._rows, slice) else int(self._rows[i])
-        return self._shape.campaigns[j], self._shape.creatives[j]
-
-
-_SHAPE_CACHE_SIZE = 10_000
-
-
-def _imp_key(imp: Imp) -> tuple:
-    """What an impression accepts, as its request gives it: the shape cache's key (cheap to make;
-    _ImpShape is worked out only when a shape is new)."""
-    b, video, audio = imp.banner, imp.video, imp.audio
-    return (None if b is None else (b.w, b.h, tuple((f.w, f.h) for f in b.format) if b.format else None),
-            None if video is None else tuple(video.mimes or ()), None if audio is None else tuple(audio.mimes or ()),
-            imp.native is not None)
-
-
-class _ImpShape:
-    """What an impression accepts, worked out when its request shape is new."""
-
-    __slots__ = ("sizes", "banner", "video_mimes", "audio_mimes", "native")
-
-    def __init__(self, imp: Imp) -> None:
-        # A banner takes creatives of its sizes only: one without a size (valid, as sizes are only
-        # recommended) has no creative to match, rather than any.
-        self.sizes = banner_sizes(imp.banner) if imp.banner is not None else set()
-        self.banner = bool(self.sizes)
-        self.video_mimes = set(imp.video.mimes or ()) if imp.video is not None else None
-        self.audio_mimes = set(imp.audio.mimes or ()) if imp.audio is not None else None
-        self.native = imp.native is not None
-
-
-class _Entry:
-    """A live campaign with its targeting and creatives pre-sorted for fast matching."""
-
-    def __init__(self, c: Campaign) -> None:
-        self.campaign = c
-        t = c.targeting
-        self.countries, self.device_types = set(t.countries), set(t.device_types)
-        self.categories = set(c.categories)
-        self.capped = any(getattr(c.frequency_caps, w) is not None for w in WINDOWS)
-        self.banded = c.targeting.ltv_min is not None or c.targeting.ltv_max is not None
-        allowed = [cr for cr in c.creatives if not t.formats or cr.format in t.formats]
-        self.banners = [cr for cr in allowed if cr.format == "banner"]
-        self.banners_by_size: dict[tuple, list[Creative]] = {}
-        for cr in self.banners:
-            self.banners_by_size.setdefault((cr.w, cr.h), []).append(cr)
-        self.videos = [(cr, set(cr.mimes)) for cr in allowed if cr.format == "video"]
-        self.audios = [(cr, set(cr.mimes)) for cr in allowed if cr.format == "audio"]
-        self.natives = [cr for cr in allowed if cr.format == "native"]
-
-    def matching(self, shape: _ImpShape) -> list[Creative]:
-        found: list[Creative] = []
-        if shape.banner:
-            for size in shape.sizes:
-                found += self.banners_by_size.get(size, ())
-        if shape.video_mimes is not None:
-            found += [cr for cr, m in self.videos if not m or not m.isdisjoint(shape.video_mimes)]
-        if shape.audio_mimes is not None:
-            found += [cr for cr, m in self.audios if not m or not m.isdisjoint(shape.audio_mimes)]
-        if shape.native:
-            found += self.natives
-        return found
+    @property
+    def block_masks(self) -> LRU:
+        return self._index.masks
 
 
 def _check(c: Campaign) -> None:

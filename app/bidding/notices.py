@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from app import ids
 from app.bidding.campaigns import utc_day
@@ -20,6 +21,15 @@ from app.runtime.clock import Clock
 from ml import features
 from state.delivery import AlreadyCharged, IssuedBid
 from state.ports import DeliveryStore, SharedBids
+
+
+class SpendWatch(Protocol):
+    """What follows spend by campaign (CampaignService): told when a charge starts and when it is over."""
+
+    def charging(self, campaign_id: str) -> None: ...
+
+    def charged(self, campaign_id: str) -> None: ...
+
 
 # Loss reason codes are small (exchange-specific ones start at 1000): anything past an int32 is not one.
 MAX_LOSS_REASON = 2**31 - 1
@@ -104,8 +114,9 @@ def parse_price(raw: str | None) -> int:
 class NoticeService:
     def __init__(self, ledger: BidLedger, delivery: DeliveryStore, clock: Clock, log_event, metrics,
                  publish: Callable[[object], Awaitable[None]], feature_tap: FeatureTap | None = None,
-                 shared: SharedBids | None = None) -> None:
+                 shared: SharedBids | None = None, spend_watch: SpendWatch | None = None) -> None:
         self._publish = publish
+        self._watch = spend_watch  # told of each charge, so budget views look again at that campaign alone
         self._shared = shared  # several nodes: a bid another node issued is found there
         self._tap = feature_tap
         self._ledger = ledger
@@ -125,11 +136,17 @@ class NoticeService:
 
     async def _charge(self, bid: IssuedBid, cpm_micros: int) -> bool:
         now = self._clock.now()
+        watch = self._watch
+        if watch is not None:
+            watch.charging(bid.campaign_id)
         try:
             await self._delivery.charge(bid.bid_id, bid.campaign_id, bid.user_id, cpm_micros // 1000, utc_day(now),
                                         now)
         except AlreadyCharged:
             return False
+        finally:
+            if watch is not None:
+                watch.charged(bid.campaign_id)
         return True
 
     async def win(self, bid_id: str, price: str | None) -> dict:

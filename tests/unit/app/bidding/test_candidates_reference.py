@@ -31,7 +31,6 @@ from adapters.sqlite.campaigns import SqliteCampaignStore
 from adapters.sqlite.db import Database
 from adapters.sqlite.delivery import SqliteDeliveryStore
 from app.admin import AuditTrail
-from app.bidding import campaigns as campaigns_module
 from app.bidding.campaigns import CampaignService, Candidates, _Entry, _ImpShape, utc_day
 from app.bidding.openrtb import Audio, Banner, BidRequest, Device, Format, Geo, Imp, Native, User, Video
 from state.campaigns import Campaign, Creative, FrequencyCaps, Targeting
@@ -276,13 +275,11 @@ class CandidatesMatchReference(RuleBasedStateMachine):
         self.last_found: tuple[BidRequest, str | None, int] | None = None
         self.won: list[tuple[str, str]] = []  # (user, campaign) of last_found's candidates
         self.made = self.charged = 0
-        self.shape_cache_size = campaigns_module._SHAPE_CACHE_SIZE
 
     def run(self, coro):
         return self.loop.run_until_complete(coro)
 
     def teardown(self) -> None:
-        campaigns_module._SHAPE_CACHE_SIZE = self.shape_cache_size
         self.run(self.db.close())
         self.loop.close()
         self.tmp.cleanup()
@@ -313,14 +310,17 @@ class CandidatesMatchReference(RuleBasedStateMachine):
         if found is not None and found is not last:
             self._check(*found)
 
-    @initialize(slack=st.sampled_from([0.05, 0.0, 0.3]), shape_cache=st.sampled_from([3, 10_000]),
+    @initialize(slack=st.sampled_from([0.05, 0.0, 0.3]),
+                shape_cache=st.sampled_from([(3, 1 << 30), (10_000, 1 << 30), (10_000, 4_000)]),
                 start=st.sampled_from([51_200.0, 0.0, 1.0, 3_600.0, 86_399.0]),
                 fields=st.lists(campaign_fields(), min_size=1, max_size=6), request=requests())
     def campaigns(self, slack, shape_cache, start, fields, request):
         self.slack = slack
-        campaigns_module._SHAPE_CACHE_SIZE = shape_cache  # 3: shapes are evicted and rebuilt too
         self.clock.at = DAY0 + start
-        self.service = CampaignService(self.store, self.delivery, self.clock, self.audit, pacing_slack=slack)
+        # 3 shapes, or 4,000 bytes (a few small shapes): shapes are evicted and made again too.
+        entries, max_bytes = shape_cache
+        self.service = CampaignService(self.store, self.delivery, self.clock, self.audit, pacing_slack=slack,
+                                       shape_cache_bytes=max_bytes, shape_cache_entries=entries)
         for f in fields:
             self.made += 1
             self.run(self.service.create("test", Campaign(id=f"c{self.made}", **f), audit=False))
@@ -382,6 +382,25 @@ class CandidatesMatchReference(RuleBasedStateMachine):
         self.charged += 1
         self.run(self.delivery.charge(f"b{self.charged}", campaign_id, user_id, price, day, self.clock.now()))
 
+    def _announced(self, charges: list[tuple[str, str, int, str]], overlap: bool) -> None:
+        """Charges as the notices make them: each announced to the service, which then reads that campaign's
+        spend alone; with `overlap`, the next starts before the last is over, and a request comes between."""
+        async def one(campaign_id: str, user_id: str, price: int, day: str) -> None:
+            self.charged += 1
+            self.service.charging(campaign_id)
+            try:
+                await self.delivery.charge(f"b{self.charged}", campaign_id, user_id, price, day, self.clock.now())
+            finally:
+                self.service.charged(campaign_id)
+
+        async def all_of() -> None:
+            if overlap:
+                await asyncio.gather(*(one(*c) for c in charges))
+            else:
+                for c in charges:
+                    await one(*c)
+        self.run(all_of())
+
     @precondition(lambda self: self.won)
     @rule(wins=st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from([0.3, 0.1, 0.6, 0.02, 1.0])),
                         min_size=1, max_size=3))
@@ -407,6 +426,19 @@ class CandidatesMatchReference(RuleBasedStateMachine):
         spent = self.delivery.spend.get((campaign_id, day), 0)
         if target > spent:
             self._charge(campaign_id, user_id, target - spent, day)
+        self._again()
+
+    @precondition(lambda self: self.won)
+    @rule(wins=st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from([0.3, 0.1, 0.6, 0.02, 1.0])),
+                        min_size=1, max_size=3), overlap=st.booleans())
+    def win_notices(self, wins, overlap):
+        """As `win`, but charged the way notices charge: announced, so only those campaigns are read again."""
+        day = utc_day(self.clock.now())
+        charges = []
+        for pick, share in wins:
+            user_id, campaign_id = self.won[pick % len(self.won)]
+            charges.append((campaign_id, user_id, int(self.store.get(campaign_id).daily_budget_micros * share), day))
+        self._announced(charges, overlap)
         self._again()
 
     @rule(charges=st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from(USERS),

@@ -1,0 +1,410 @@
+"""The candidate index bidding selects from: live campaigns in slots, and each request shape's static candidates.
+
+Every stored campaign has a slot, in store order, for good: an edit changes its slot's entry (None
+while it is not live or has no creatives) and is logged, and a cached shape catches up with the
+edits logged since it was made by replacing that campaign's rows, the next time a request of
+that shape comes (a new shape object: a selection made from the old one stays whole).
+
+A shape is what an impression's candidates depend on and an exchange cannot vary at will: the
+country and device type (each only as far as some campaign targets it), and what the imps accept.
+Block lists (bcat, badv, bapp) are no part of it: they are a mask over slots, made from the
+values that some live campaign has, so arbitrary block lists cost no shape. Shapes are held by
+an LRU bounded by the bytes of their arrays as well as by count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import weakref
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from app.bidding.openrtb import BidRequest, Imp, banner_sizes
+from app.runtime.lru import LRU
+from state.campaigns import Campaign, Creative
+
+WINDOWS = {"minute": 60, "hour": 3600, "day": 86_400}
+
+_LOG_KEEP = 4096      # edits remembered for shapes to catch up with; an older shape is made afresh
+_PATCH_MOST = 256     # more edits than this since a shape was made: making it afresh is as quick
+_SHAPE_OVERHEAD = 1_000  # bytes of a cached shape besides its arrays: the objects, its key, its imps
+# A shape's cached selection holds up to this many rows (the batch size's most) of row numbers, imps and caps.
+_SELECTION_ROWS, _SELECTION_ROW_BYTES = 1024, 8 + 4 + 8
+
+
+class _ImpShape:
+    """What an impression accepts, worked out when its request shape is new."""
+
+    __slots__ = ("sizes", "banner", "video_mimes", "audio_mimes", "native")
+
+    def __init__(self, imp: Imp) -> None:
+        # A banner takes creatives of its sizes only: one without a size (valid, as sizes are only
+        # recommended) has no creative to match, rather than any.
+        self.sizes = banner_sizes(imp.banner) if imp.banner is not None else set()
+        self.banner = bool(self.sizes)
+        self.video_mimes = set(imp.video.mimes or ()) if imp.video is not None else None
+        self.audio_mimes = set(imp.audio.mimes or ()) if imp.audio is not None else None
+        self.native = imp.native is not None
+
+
+def _imp_key(imp: Imp) -> tuple:
+    """What an impression accepts, as its request gives it: part of the shape's key (cheap to make;
+    _ImpShape is worked out only when a shape is new)."""
+    b, video, audio = imp.banner, imp.video, imp.audio
+    return (None if b is None else (b.w, b.h, tuple((f.w, f.h) for f in b.format) if b.format else None),
+            None if video is None else tuple(video.mimes or ()), None if audio is None else tuple(audio.mimes or ()),
+            imp.native is not None)
+
+
+class _Entry:
+    """A live campaign with its targeting and creatives pre-sorted for fast matching."""
+
+    def __init__(self, c: Campaign) -> None:
+        self.campaign = c
+        t = c.targeting
+        self.countries, self.device_types = set(t.countries), set(t.device_types)
+        self.categories = set(c.categories)
+        self.capped = any(getattr(c.frequency_caps, w) is not None for w in WINDOWS)
+        self.banded = c.targeting.ltv_min is not None or c.targeting.ltv_max is not None
+        allowed = [cr for cr in c.creatives if not t.formats or cr.format in t.formats]
+        self.banners = [cr for cr in allowed if cr.format == "banner"]
+        self.banners_by_size: dict[tuple, list[Creative]] = {}
+        for cr in self.banners:
+            self.banners_by_size.setdefault((cr.w, cr.h), []).append(cr)
+        self.videos = [(cr, set(cr.mimes)) for cr in allowed if cr.format == "video"]
+        self.audios = [(cr, set(cr.mimes)) for cr in allowed if cr.format == "audio"]
+        self.natives = [cr for cr in allowed if cr.format == "native"]
+
+    def reaches(self, country: str | None, device_type: int | None) -> bool:
+        return not ((self.countries and country not in self.countries) or
+                    (self.device_types and device_type not in self.device_types))
+
+    def matching(self, shape: _ImpShape) -> list[Creative]:
+        found: list[Creative] = []
+        if shape.banner:
+            for size in shape.sizes:
+                found += self.banners_by_size.get(size, ())
+        if shape.video_mimes is not None:
+            found += [cr for cr, m in self.videos if not m or not m.isdisjoint(shape.video_mimes)]
+        if shape.audio_mimes is not None:
+            found += [cr for cr, m in self.audios if not m or not m.isdisjoint(shape.audio_mimes)]
+        if shape.native:
+            found += self.natives
+        return found
+
+
+def _object_array(values: Sequence) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+class _Shape:
+    """The statically eligible candidates of one request shape, as parallel arrays in slot order."""
+
+    __slots__ = ("country", "device_type", "imps", "epoch", "n", "imp_of", "slot", "caps", "creatives", "campaigns",
+                 "capped", "banded", "selected", "selected_for", "nbytes", "__weakref__")
+
+    def __init__(self, country: str | None, device_type: int | None, imps: list[tuple[int, _ImpShape]],
+                 epoch: int, rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+                 entries: Sequence[_Entry | None], caps_pool: weakref.WeakValueDictionary) -> None:
+        self.country, self.device_type, self.imps, self.epoch = country, device_type, imps, epoch
+        self.imp_of, self.slot, self.creatives, self.campaigns = rows
+        self.n = len(self.slot)
+        caps = np.array([c.bid_cap_micros for c in self.campaigns], dtype=np.float64)
+        caps.flags.writeable = False
+        # One array per distinct list of bid caps, shared by the shapes that have it: the batch auction reads
+        # the caps of requests of one shape as they are instead of concatenating copies.
+        digest = hashlib.blake2b(caps.tobytes(), digest_size=16).digest()
+        shared = caps_pool.get(digest)
+        if shared is not None and np.array_equal(shared, caps):
+            caps = shared
+        else:
+            caps_pool[digest] = caps
+        self.caps = caps
+        slots = set(self.slot.tolist())
+        self.capped = sorted(s for s in slots if entries[s].capped)
+        self.banded = sorted(s for s in slots if entries[s].banded)  # campaigns targeting an LTV band
+        self.selected: Candidates | None = None  # the selection for users without frequency use or blocks ...
+        self.selected_for: tuple | None = None   # ... and the (open campaigns, limit) it was made for
+        # What it holds, counted from its arrays (caps too, though shapes may share them), and the most a cached
+        # selection of it may add: the cache's byte budget bounds all of it.
+        self.nbytes = (_SHAPE_OVERHEAD + self.imp_of.nbytes + self.slot.nbytes + self.creatives.nbytes +
+                       self.campaigns.nbytes + caps.nbytes + min(self.n, _SELECTION_ROWS) * _SELECTION_ROW_BYTES)
+
+    def rows_for(self, slot: int, entry: _Entry | None) -> list[tuple[int, int, Creative, Campaign]]:
+        """This shape's rows of one campaign, as it is now."""
+        if entry is None or not entry.reaches(self.country, self.device_type):
+            return []
+        return [(index, slot, creative, entry.campaign) for index, imp in self.imps for creative in entry.matching(imp)]
+
+    def select(self, open_slots: np.ndarray, limit: int, freq: np.ndarray | None) -> Candidates | None:
+        """The first `limit` candidates whose campaigns are open, or None when none is."""
+        n = self.n
+        # The first rows usually hold `limit` open ones: look there before looking at every row.
+        head = min(n, max(4 * limit, 256))
+        keep = open_slots[self.slot[:head]]
+        if keep[:limit].all():
+            rows: slice | np.ndarray = slice(0, min(n, limit))
+        else:
+            rows = np.flatnonzero(keep)[:limit]
+            if len(rows) < limit and head < n:
+                rows = np.flatnonzero(open_slots[self.slot])[:limit]
+            if not len(rows):
+                return None
+        return Candidates(self, rows, freq)
+
+
+class Candidates:
+    """The candidates of one request: a row selection of its shape plus per-user frequency use."""
+
+    __slots__ = ("_shape", "_rows", "n", "imp_of", "caps", "freq")
+
+    def __init__(self, shape: _Shape, rows: slice | np.ndarray, freq: np.ndarray | None) -> None:
+        self._shape, self._rows = shape, rows
+        self.imp_of = shape.imp_of[rows]
+        whole = isinstance(rows, slice) and rows == slice(0, shape.n)
+        self.caps = shape.caps if whole else shape.caps[rows]  # all of the shape's candidates: its shared caps
+        self.n = len(self.imp_of)
+        self.freq = freq[shape.slot[rows]] if freq is not None else None
+
+    def pair(self, i: int) -> tuple[Campaign, Creative]:
+        """The campaign and creative of candidate row `i`."""
+        j = self._rows.start + i if isinstance(self._rows, slice) else int(self._rows[i])
+        return self._shape.campaigns[j], self._shape.creatives[j]
+
+
+class ShapeCache:
+    """Request shapes by key, least recently used forgotten first past `max_bytes` or `max_entries`."""
+
+    def __init__(self, max_bytes: int, max_entries: int, name: str = "bid_shapes") -> None:
+        self.name = name
+        self.capacity = max_entries
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.evictions = 0
+        self._items: OrderedDict[tuple, _Shape] = OrderedDict()
+
+    def get(self, key: tuple) -> _Shape | None:
+        try:
+            self._items.move_to_end(key)
+        except KeyError:
+            return None
+        return self._items[key]
+
+    def put(self, key: tuple, shape: _Shape) -> None:
+        """Keep `shape` as the most recently used (not at all when it alone is over the budget)."""
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.bytes -= old.nbytes
+        if shape.nbytes > self.max_bytes:
+            return
+        self._items[key] = shape
+        self.bytes += shape.nbytes
+        while self.bytes > self.max_bytes or len(self._items) > self.capacity:
+            _, gone = self._items.popitem(last=False)
+            self.bytes -= gone.nbytes
+            self.evictions += 1
+
+    def clear(self) -> None:
+        self._items.clear()
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class CandidateIndex:
+    """Live campaigns by slot, the inverted indexes block lists are checked with, and the shape cache."""
+
+    def __init__(self, shape_cache_bytes: int, shape_cache_entries: int) -> None:
+        self.shapes = ShapeCache(shape_cache_bytes, shape_cache_entries)
+        self.masks: LRU[tuple, np.ndarray] = LRU(1024, "bid_block_masks")  # blocked slots by the values that hit
+        self.version = -1            # the store's version the index follows
+        self.entries: list[_Entry | None] = []   # by slot; None: not live, or no creatives
+        self.stored: list[Campaign] = []         # by slot: the stored campaign, any state
+        self.slot_of: dict[str, int] = {}
+        self.budgets = np.zeros(0)   # daily budget by slot (0: not live)
+        self.epoch = 0               # counts logged edits
+        self._log: list[int] = []    # the slot of each edit since `_log_base`
+        self._log_base = 0
+        self._hints: list[str] = []  # campaigns this process just stored
+        self._caps: weakref.WeakValueDictionary[bytes, np.ndarray] = weakref.WeakValueDictionary()
+        self._countries: Counter[str] = Counter()    # targeted by how many live campaigns
+        self._device_types: Counter[int] = Counter()
+        self._blockable: tuple[dict[str, set[int]], dict[str, set[int]], dict[str, set[int]]] = ({}, {}, {})
+        self._slot_arrays: dict[tuple[int, str], np.ndarray] = {}
+
+    def live(self) -> list[_Entry]:
+        return [e for e in self.entries if e is not None]
+
+    # ---- following the store ----
+    def stored_one(self, campaign_id: str) -> None:
+        """This process stored `campaign_id` just now (its store version already counts it)."""
+        self._hints.append(campaign_id)
+
+    def sync(self, stored_version: int, get: Callable[[str], Campaign | None],
+             every: Callable[[], list[Campaign]]) -> list[int] | None:
+        """Follow the store: the slots changed, or None when the index was made afresh."""
+        if stored_version == self.version:
+            return []
+        hints, self._hints = self._hints, []
+        changed: list[int] | None
+        if self.version >= 0 and stored_version - self.version == len(hints) and \
+                all(h in self.slot_of for h in hints):  # only this process's edits: no need to look at every one
+            changed = [self._set(self.slot_of[h], get(h) or self.stored[self.slot_of[h]]) for h in hints]
+        else:
+            changed = self._diff(every())
+        self.version = stored_version
+        return changed
+
+    def _diff(self, campaigns: list[Campaign]) -> list[int] | None:
+        stored = self.stored
+        if not stored or len(campaigns) < len(stored) or \
+                any(c.id != s.id for c, s in zip(campaigns, stored, strict=False) if c is not s):
+            self._reset(campaigns)
+            return None
+        changed = [self._set(i, c) for i, (c, s) in enumerate(zip(campaigns, stored, strict=False)) if c is not s]
+        if len(campaigns) > len(stored):
+            self.masks.clear()  # masks cover every slot
+            self.budgets = np.concatenate([self.budgets, np.zeros(len(campaigns) - len(stored))])
+            for c in campaigns[len(stored):]:
+                self.slot_of[c.id] = len(self.stored)
+                self.stored.append(c)
+                self.entries.append(None)
+                changed.append(self._set(len(self.stored) - 1, c))
+        return changed
+
+    def _reset(self, campaigns: list[Campaign]) -> None:
+        self.entries, self.stored, self.slot_of = [None] * len(campaigns), list(campaigns), {}
+        self.budgets = np.zeros(len(campaigns))
+        self._countries.clear()
+        self._device_types.clear()
+        self._blockable = ({}, {}, {})
+        for slot, c in enumerate(campaigns):
+            self.slot_of[c.id] = slot
+            self._set(slot, c, log=False)
+        self.shapes.clear()
+        self._log.clear()
+        self.epoch += 1
+        self._log_base = self.epoch  # every shape made before is older than the log
+
+    def _set(self, slot: int, campaign: Campaign, *, log: bool = True) -> int:
+        old = self.entries[slot]
+        self.stored[slot] = campaign
+        new = _Entry(campaign) if campaign.state == "live" and campaign.creatives else None
+        if old is None and new is None:
+            return slot
+        for entry, step in ((old, -1), (new, 1)):
+            if entry is None:
+                continue
+            self._countries.update({c: step for c in entry.countries})
+            self._device_types.update({d: step for d in entry.device_types})
+            c = entry.campaign
+            for values, index in zip((entry.categories, {c.advertiser_domain},
+                                      {c.app_bundle} if c.app_bundle is not None else set()),
+                                     self._blockable, strict=True):
+                for value in values:
+                    slots = index.setdefault(value, set())
+                    if step > 0:
+                        slots.add(slot)
+                    else:
+                        slots.discard(slot)
+                        if not slots:
+                            del index[value]
+        self._countries = +self._countries  # drop the ones no campaign targets any more
+        self._device_types = +self._device_types
+        self.entries[slot] = new
+        self.budgets[slot] = new.campaign.daily_budget_micros if new is not None else 0
+        self.masks.clear()
+        self._slot_arrays.clear()
+        if log:
+            self._log.append(slot)
+            self.epoch += 1
+            if len(self._log) > _LOG_KEEP:
+                drop = _LOG_KEEP // 2
+                del self._log[:drop]
+                self._log_base += drop
+        return slot
+
+    # ---- shapes ----
+    def shape(self, request: BidRequest) -> _Shape:
+        """The static candidates of the request's shape (cached)."""
+        device = request.device
+        country = (device.geo.country if device and device.geo else None) or \
+                  (request.user.geo.country if request.user and request.user.geo else None)
+        device_type = device.devicetype if device else None
+        # A country (device type) no campaign targets finds what no country finds: one shape for all of them.
+        if country not in self._countries:
+            country = None
+        if device_type not in self._device_types:
+            device_type = None
+        imps = request.imp or ()
+        key = (country, device_type, tuple(_imp_key(imp) for imp in imps))
+        cached = self.shapes.get(key)
+        if cached is not None:
+            if cached.epoch == self.epoch:
+                return cached
+            shape = self._caught_up(cached)
+        else:
+            shape = self._made(country, device_type, [(i, _ImpShape(imp)) for i, imp in enumerate(imps)])
+        self.shapes.put(key, shape)
+        return shape
+
+    def _made(self, country: str | None, device_type: int | None, imps: list[tuple[int, _ImpShape]]) -> _Shape:
+        found: list[tuple[int, int, Creative, Campaign]] = []
+        for slot, e in enumerate(self.entries):
+            if e is None or not e.reaches(country, device_type):
+                continue
+            for index, imp in imps:
+                found.extend((index, slot, creative, e.campaign) for creative in e.matching(imp))
+        return _Shape(country, device_type, imps, self.epoch, _rows(found), self.entries, self._caps)
+
+    def _caught_up(self, shape: _Shape) -> _Shape:
+        """`shape` with the rows of the campaigns edited since it was made replaced (or made afresh)."""
+        start = shape.epoch - self._log_base
+        if start < 0 or self.epoch - shape.epoch > _PATCH_MOST:
+            return self._made(shape.country, shape.device_type, shape.imps)
+        edited = sorted(set(self._log[start:]))
+        keep = ~np.isin(shape.slot, edited)
+        new = [row for slot in edited for row in shape.rows_for(slot, self.entries[slot])]
+        imp_of, slot, creatives, campaigns = (shape.imp_of[keep], shape.slot[keep], shape.creatives[keep],
+                                              shape.campaigns[keep])
+        if new:
+            at = np.searchsorted(slot, [r[1] for r in new])  # rows stay in slot order
+            add_imp, add_slot, add_creatives, add_campaigns = _rows(new)
+            imp_of, slot = np.insert(imp_of, at, add_imp), np.insert(slot, at, add_slot)
+            creatives, campaigns = np.insert(creatives, at, add_creatives), np.insert(campaigns, at, add_campaigns)
+        return _Shape(shape.country, shape.device_type, shape.imps, self.epoch, (imp_of, slot, creatives, campaigns),
+                      self.entries, self._caps)
+
+    # ---- block lists ----
+    def blocked(self, request: BidRequest) -> tuple[tuple, np.ndarray] | None:
+        """The slots the request's block lists shut out, as a mask, with the key it is cached by; None for none."""
+        bcat, badv, bapp = request.bcat, request.badv, request.bapp
+        if not (bcat or badv or bapp):
+            return None
+        hits = tuple(tuple(sorted({v for v in values if v in index})) if values else ()
+                     for values, index in zip((bcat, badv, bapp), self._blockable, strict=True))
+        if not any(hits):
+            return None
+        mask = self.masks.get(hits)
+        if mask is None:
+            mask = np.zeros(len(self.entries), dtype=bool)
+            for kind, (values, index) in enumerate(zip(hits, self._blockable, strict=True)):
+                for v in values:
+                    slots = self._slot_arrays.get((kind, v))
+                    if slots is None:
+                        slots = self._slot_arrays[(kind, v)] = np.fromiter(index[v], dtype=np.int64)
+                    mask[slots] = True
+            mask.flags.writeable = False
+            self.masks.put(hits, mask)
+        return hits, mask
+
+
+def _rows(found: Sequence[tuple[int, int, Creative, Campaign]]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                           np.ndarray]:
+    return (np.array([f[0] for f in found], dtype=np.int32), np.array([f[1] for f in found], dtype=np.int32),
+            _object_array([f[2] for f in found]), _object_array([f[3] for f in found]))
