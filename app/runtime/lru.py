@@ -2,7 +2,8 @@
 
 Every in-memory cache in Contrail is one of these, so each has a bound, and all of them are
 exported alike (`contrail_cache_entries`, `contrail_cache_capacity`, `contrail_cache_evictions_total`
-by cache name) through `CacheCollector`.
+by cache name) through `CacheCollector`; one bounded by bytes too (bidding's request shapes) adds
+`contrail_cache_bytes` and `contrail_cache_budget_bytes`.
 """
 
 from __future__ import annotations
@@ -104,8 +105,14 @@ class CacheCollector:
         entries = GaugeMetricFamily("contrail_cache_entries", "Entries held by a bounded cache", labels=["cache"])
         capacity = GaugeMetricFamily("contrail_cache_capacity", "Most entries a bounded cache holds", labels=["cache"])
         evicted = CounterMetricFamily("contrail_cache_evictions", "Entries a full cache forgot", labels=["cache"])
+        held = GaugeMetricFamily("contrail_cache_bytes", "Bytes held by a cache bounded by bytes", labels=["cache"])
+        budget = GaugeMetricFamily("contrail_cache_budget_bytes", "Most bytes a cache bounded by bytes holds",
+                                   labels=["cache"])
         for name, cache in self._caches.items():
             entries.add_metric([name], len(cache))
             capacity.add_metric([name], cache.capacity)
             evicted.add_metric([name], cache.evictions)
-        yield from (entries, capacity, evicted)
+            if hasattr(cache, "max_bytes"):  # bounded by bytes as well as by count
+                held.add_metric([name], getattr(cache, "bytes"))
+                budget.add_metric([name], getattr(cache, "max_bytes"))
+        yield from (entries, capacity, evicted, held, budget)
