@@ -21,6 +21,7 @@ from state.campaigns import Campaign
 from state.orders import Order
 
 MAX_ROWS = 100_000
+ORDERS_PER_READ = 1_000  # orders are read from the store a page at a time, oldest first
 DAY = 86_400
 TOTALS = ("bids", "wins", "win_rate", "impressions", "spend_micros", "avg_clearing_price_micros", "losses", "clicks",
           "conversions", "revenue_cents")
@@ -31,7 +32,8 @@ class CampaignList(Protocol):
 
 
 class OrderSource(Protocol):
-    def of_owner(self, owner: str | None) -> list[Order]: ...
+    async def page(self, owner: str | None, state: str | None, after: tuple[float, str] | None,
+                   limit: int) -> list[Order]: ...
 
 
 class LoyaltySource(Protocol):
@@ -131,14 +133,19 @@ class Exports:
         header = ("order_id", "state", "owner", "offer_id", "flight_id", "cabin", "passengers", "total_cents",
                   "currency", "refund_cents", "departure_at", "created_at", "updated_at")
         rows: list[list[Value]] = []
-        for o in self._orders.of_owner(None):
-            if not start <= o.created_at < end:
-                continue
-            if len(rows) == MAX_ROWS:
-                raise _too_many("orders", "ask for a narrower from/to")
-            rows.append([o.id, o.state, o.owner, o.offer_id, o.flight_id, o.cabin, o.passengers, o.total_cents,
-                         o.currency, o.refund_cents, iso(o.departure_at), iso(o.created_at), iso(o.updated_at)])
-        return Table("orders", header, rows)
+        after = (start, "")  # every id sorts after "": the page starts at the first order created at `start`
+        while True:
+            page = await self._orders.page(None, None, after, ORDERS_PER_READ)
+            for o in page:
+                if o.created_at >= end:
+                    return Table("orders", header, rows)
+                if len(rows) == MAX_ROWS:
+                    raise _too_many("orders", "ask for a narrower from/to")
+                rows.append([o.id, o.state, o.owner, o.offer_id, o.flight_id, o.cabin, o.passengers, o.total_cents,
+                             o.currency, o.refund_cents, iso(o.departure_at), iso(o.created_at), iso(o.updated_at)])
+            if len(page) < ORDERS_PER_READ:
+                return Table("orders", header, rows)
+            after = (page[-1].created_at, page[-1].id)
 
     async def loyalty_members(self, span: ExportRange) -> Table:
         """One row per loyalty member as of now (the range does not apply): tier, balance and lifetime stars."""

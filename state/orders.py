@@ -1,7 +1,12 @@
-"""Orders, the inventory they hold, their payments and barcodes. Hot in memory, durable in SQLite.
+"""Orders, the inventory they hold, their payments and barcodes. Live orders hot in memory, all durable in SQLite.
+
+An order is live while it can still change (LIVE: held, being paid, paid or fulfilled until it is archived,
+archive_after_days after its flight departs); live orders are kept in memory. A finished order (EXPIRED,
+CANCELLED, ARCHIVED) never changes again: it leaves memory once its last change is committed and is read from
+the store when asked for.
 
 Inventory is never stored as a counter: the units held per resource are the sum over live
-orders' items, rebuilt from the orders table on start. So after any crash the seats held
+orders' items, rebuilt from the live orders on start. So after any crash the seats held
 equal the seats of live orders exactly, by construction.
 """
 
@@ -15,6 +20,10 @@ from state.offers import Conditions, Item
 
 OrderState = Literal["PROPOSED", "PAYMENT_PENDING", "PAID", "FULFILLED", "ARCHIVED", "EXPIRED", "CANCELLED"]
 HOLDING = frozenset({"PROPOSED", "PAYMENT_PENDING", "PAID", "FULFILLED", "ARCHIVED"})  # states that keep inventory
+# Kept in memory, their items counted in memory's inventory. An ARCHIVED order's flight departed days ago and can
+# no longer be sold, so it leaves memory (and memory's count) though the shared inventory table still counts it.
+LIVE = frozenset({"PROPOSED", "PAYMENT_PENDING", "PAID", "FULFILLED"})
+FINISHED = frozenset({"EXPIRED", "CANCELLED", "ARCHIVED"})  # never change again: read from the store on demand
 # The time that makes an order in these states due for the sweep: its hold ends, its flight departs.
 _DUE_AT = {"PROPOSED": lambda order: order.hold_expires_at, "FULFILLED": lambda order: order.departure_at}
 

@@ -7,13 +7,22 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 from adapters.sqlite.statements import Insert, SqlDatabase, Statement
+from app.runtime.lru import LRU
 from state.changes import ChangeOffer, ChangeOfferState, OrderVersion, encode
 from state.offers import Item
-from state.orders import _DUE_AT, HOLDING, Order, _decode, _encode, held_items
+from state.orders import _DUE_AT, FINISHED, HOLDING, LIVE, Order, _decode, _encode, held_items
+
+# Live orders are read back in batches of this many, so a start holds no fetch buffer of every row.
+LOAD_BATCH = 2_000
+# Finished orders read by id or barcode recently (a traveller looking at a past trip, a webhook repeated).
+FINISHED_CACHED = 4_096
+OrderPosition = tuple[float, str]  # (created_at, id): where an order sorts in a list, oldest first
 
 
 class SqliteOrderStore:
-    def __init__(self, db: SqlDatabase) -> None:
+    """Live orders in memory (state/orders.py LIVE) with the inventory they hold; finished ones and lists from SQL."""
+
+    def __init__(self, db: SqlDatabase, finished_cached: int = FINISHED_CACHED) -> None:
         self._db = db
         self._orders: dict[str, Order] = {}
         self._by_owner: dict[str, list[str]] = defaultdict(list)
@@ -26,17 +35,24 @@ class SqliteOrderStore:
         # Per state in _DUE_AT, a heap of (due at, order id), so a sweep pops what is due rather
         # than scanning every order in the state each time; stale entries are skipped when popped.
         self._due: dict[str, list[tuple[float, str]]] = {state: [] for state in _DUE_AT}
+        self.finished: LRU[str, Order] = LRU(finished_cached, "finished_orders")
 
     async def load(self) -> None:
-        for (body,) in await self._db.fetchall("SELECT body FROM orders ORDER BY created_at, id"):
-            order = _decode(body)
-            self._orders[order.id] = order
-            self._by_owner[order.owner].append(order.id)
-            self._by_state[order.state][order.id] = None
-            self._schedule(order)
-            self._index_barcodes(order)
-            if order.state in HOLDING:
-                self.hold(held_items(order))
+        """The live orders and what they hold; finished ones stay in the store (restart time grows with live
+        orders, not with history). Each state is read in keyset batches through its index."""
+        for state in sorted(LIVE):
+            after: OrderPosition = (float("-inf"), "")
+            while True:
+                rows = await self._db.fetchall(
+                    "SELECT created_at, id, body FROM orders WHERE state = ? AND (created_at, id) > (?, ?) "
+                    "ORDER BY created_at, id LIMIT ?", (state, after[0], after[1], LOAD_BATCH))
+                for _, _, body in rows:
+                    order = _decode(body)
+                    self.remember(order)
+                    self.hold(held_items(order))
+                if len(rows) < LOAD_BATCH:
+                    break
+                after = (rows[-1][0], rows[-1][1])
 
     async def refresh(self, order_ids: Sequence[str]) -> int:
         """Another node changed these orders: read them back and hold what they hold now (several nodes)."""
@@ -44,25 +60,31 @@ class SqliteOrderStore:
         rows = await self._db.fetchall(f"SELECT body FROM orders WHERE id IN ({marks})", list(order_ids))
         for (body,) in rows:
             order = _decode(body)
-            old = self._orders.get(order.id)
+            old = self._orders.get(order.id) or self.finished.peek(order.id)
             if old is not None and old.updated_at > order.updated_at:
                 continue  # this node has a newer version than the notice's (it changed the order since)
-            if old is not None and old.state in HOLDING:
-                self.release(held_items(old))
-            self.remember(order)
-            if order.state in HOLDING:
+            if order.id in self._orders:
+                if old is not None and old.state in LIVE:
+                    self.release(held_items(old))
+                self.forget(order.id)
+            if order.state in LIVE:
+                self.remember(order)
                 self.hold(held_items(order))
+            else:
+                self.finished.put(order.id, order)
         return len(rows)
 
-    # ---- reads ----
+    # ---- reads: live orders from memory ----
     def get(self, order_id: str) -> Order | None:
+        """A live order (or one whose finishing change is being committed); None for finished ones."""
         return self._orders.get(order_id)
 
-    def of_owner(self, owner: str | None) -> list[Order]:
-        """One owner's orders oldest first, or everyone's when owner is None."""
-        if owner is None:
-            return sorted(self._orders.values(), key=lambda o: (o.created_at, o.id))
-        return [self._orders[i] for i in self._by_owner.get(owner, ())]
+    def live(self) -> list[Order]:
+        """Every order in memory."""
+        return list(self._orders.values())
+
+    def __len__(self) -> int:
+        return len(self._orders)
 
     def by_barcode(self, code: str) -> Order | None:
         order_id = self._barcodes.get(code)
@@ -70,6 +92,64 @@ class SqliteOrderStore:
 
     def in_state(self, *states: str) -> list[Order]:
         return [self._orders[i] for state in states for i in self._by_state.get(state, ())]
+
+    # ---- reads: any order, from memory or the store ----
+    async def fetch(self, order_id: str) -> Order | None:
+        """The order as it stands: a live one from memory, a finished one from the cache or the store."""
+        order = self._orders.get(order_id) or self.finished.get(order_id)
+        if order is not None or len(order_id) > 64:
+            return order
+        row = await self._db.fetchone("SELECT body FROM orders WHERE id = ?", (order_id,))
+        return self._stored(row[0]) if row else None
+
+    async def fetch_by_barcode(self, code: str) -> Order | None:
+        """The order a barcode belongs to, as long as it still has that barcode (a change replaces some)."""
+        order = self.by_barcode(code)
+        if order is not None or len(code) > 64:
+            return order
+        row = await self._db.fetchone("SELECT o.body FROM order_barcodes b JOIN orders o ON o.id = b.order_id "
+                                      "WHERE b.code = ?", (code,))
+        if row is None:
+            return None
+        order = self._stored(row[0])
+        return order if any(b.code == code for b in order.barcodes) else None
+
+    def _stored(self, body: str) -> Order:
+        order = _decode(body)
+        live = self._orders.get(order.id)
+        if live is not None:
+            return live  # it was remembered while the store was read: memory is newer
+        if order.state in FINISHED:
+            self.finished.put(order.id, order)
+        return order
+
+    async def position(self, order_id: str) -> OrderPosition | None:
+        """Where an order sorts in lists, for a cursor that names only its id; None if there is no such order."""
+        row = await self._db.fetchone("SELECT created_at FROM orders WHERE id = ?", (order_id,))
+        return (row[0], order_id) if row else None
+
+    async def page(self, owner: str | None, state: str | None, after: OrderPosition | None,
+                   limit: int) -> list[Order]:
+        """Up to `limit` orders after `after`, oldest first: one owner's or everyone's (None), optionally in one
+        state. A range read of an index (see migration 22) whatever the number of orders stored."""
+        clauses: list[str] = []
+        params: list[object] = []
+        if owner is not None:
+            clauses.append("owner = ?")
+            params.append(owner)
+        if state is not None:
+            # With an owner, their own index serves (few rows); `|| ''` keeps the planner off the state index,
+            # which would walk every order in that state.
+            clauses.append("state || '' = ?" if owner is not None else "state = ?")
+            params.append(state)
+        if after is not None:
+            clauses.append("(created_at, id) > (?, ?)")
+            params += [after[0], after[1]]
+        where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
+        rows = await self._db.fetchall(f"SELECT body FROM orders {where}ORDER BY created_at, id LIMIT ?",
+                                       [*params, limit])
+        get = self._orders.get
+        return [get(order.id) or order for order in map(_decode, (r[0] for r in rows))]
 
     def due(self, state: str, before: float) -> list[Order]:
         """Orders in `state` (PROPOSED: by hold expiry; FULFILLED: by departure) due at or before `before`.
@@ -124,6 +204,16 @@ class SqliteOrderStore:
         if key is not None:
             heapq.heappush(self._due[order.state], (key(order), order.id))
 
+    def retire(self, order: Order) -> None:
+        """A finished order whose change is committed leaves memory, and memory's inventory with it if it still
+        counted there (ARCHIVED: its flight departed long ago); later reads go to the store."""
+        if order.state not in FINISHED or self._orders.get(order.id) is not order:
+            return
+        if order.state in HOLDING:
+            self.release(held_items(order))
+        self.forget(order.id)
+        self.finished.put(order.id, order)
+
     def forget(self, order_id: str) -> None:
         order = self._orders.pop(order_id, None)
         if order is not None:
@@ -159,11 +249,21 @@ class SqliteOrderWrites:
         self._statements.append(Insert("orders", ("id", "owner", "state", "created_at", "body"),
                                        [(order.id, order.owner, order.state, order.created_at,
                                          _encode(order).decode())]))
+        self._barcodes(order)
 
     def update(self, order: Order, expected: str) -> None:
         self._touch(order.id)
         self._statements.append(("UPDATE orders SET state=?, body=? WHERE id=? AND state=?",
                                  (order.state, _encode(order).decode(), order.id, expected), 1))
+        self._barcodes(order)
+
+    def _barcodes(self, order: Order) -> None:
+        """Barcodes are found in the store once their order has left memory; a replaced one keeps its row but
+        is no longer among its order's barcodes, which the lookup checks."""
+        if order.barcodes:
+            self._statements.append((f"INSERT OR IGNORE INTO order_barcodes(code, order_id) VALUES "
+                                     f"{','.join(['(?,?)'] * len(order.barcodes))}",
+                                     [v for b in order.barcodes for v in (b.code, order.id)]))
 
     def record_payment_event(self, event_id: str, payment_id: str, at: float) -> None:
         self._statements.append(("INSERT OR IGNORE INTO payment_events(id, payment_id, at) VALUES (?,?,?)",

@@ -98,7 +98,7 @@ class OrderChangeService(OrderService):
 
     async def request_change(self, order_id: str, owner: str | None, body: ChangeRequestBody) -> ChangeRequest:
         """Price the ways to make this change now: 1 to 5 change offers, persisted, expiring."""
-        order = self.visible(order_id, owner)
+        order = await self.visible(order_id, owner)
         if not (body.slices or body.add_services or body.remove_services):
             raise InvalidInput("nothing to change: give slices, add_services or remove_services")
         self._changeable(order, self._clock.now())
@@ -106,7 +106,7 @@ class OrderChangeService(OrderService):
             raise RuleViolation("this order's fare conditions do not allow changing the flight",
                                 {"reason": "not_changeable"})
         segment = await self._segment(order)
-        order = self.visible(order_id, owner)  # as it is now, after the await
+        order = await self.visible(order_id, owner)  # as it is now, after the await
         now = self._clock.now()
         self._changeable(order, now)
         removed_services = self._removed_services(order, body.remove_services)
@@ -209,9 +209,9 @@ class OrderChangeService(OrderService):
 
     async def history(self, order_id: str, owner: str | None) -> list[OrderVersion]:
         """Every version of the order, oldest first; the last is the order as it is now."""
-        self.visible(order_id, owner)
+        await self.visible(order_id, owner)
         recorded = await self._changes.versions(order_id)
-        order = self.visible(order_id, owner)  # as it is now, after the await
+        order = await self.visible(order_id, owner)  # as it is now, after the await
         cause = next((v.change_offer_id for v in recorded if v.version == order.version), None)
         at = order.created_at if order.version == 1 else next(
             (v.at for v in recorded if v.version == order.version), order.updated_at)
@@ -234,7 +234,11 @@ class OrderChangeService(OrderService):
             raise Conflict(f"change offer {offer.id} was already confirmed", {"state": "CONFIRMED"})
         if now >= offer.expires_at:
             raise Gone(f"change offer {offer.id} has expired; ask for a new change", {"state": "EXPIRED"})
-        order = self.visible(order_id, owner)
+        order = self._orders.get(order_id)
+        if order is None or (owner is not None and order.owner != owner):
+            # Not live here: 404, or 409 saying why a finished order cannot change (an await is fine: it refuses).
+            self._changeable(await self.visible(order_id, owner), now)
+            raise Conflict(f"order {order_id} changed meanwhile; try again")
         self._changeable(order, now)
         if order.version != offer.order_version:
             raise Conflict(f"order {order_id} has changed since this change offer was priced; ask again",
@@ -314,7 +318,7 @@ class OrderChangeService(OrderService):
         except Exception as exc:  # the gateway is outside: its failure leaves the payment for reconciliation
             self._metrics.payments.labels("error").inc()
             log.warning("change payment left pending", extra={"payment_id": payment.id, "error": repr(exc)[:200]})
-            return self._orders.get(order.id) or pending
+            return await self._orders.fetch(order.id) or pending
         settled = await self._settle(order.id, payment.id, result) or pending
         if settled.state != "PAYMENT_PENDING" and settled.version == order.version:
             raise PaymentRequired(f"payment declined: {result.reason or 'declined'}; the order is unchanged",

@@ -7,6 +7,8 @@ PAYMENT_PENDING → CANCELLED (the gateway's webhook says the payment failed: ho
 PAID / FULFILLED → CANCELLED through a confirmed refund quote.
 Every change is checked and applied in memory without an await in between, then committed
 (guarded on the state it came from) before anyone is told; a failed commit undoes it.
+Live orders are in memory; an order that reaches a finished state (EXPIRED, CANCELLED, ARCHIVED) leaves it
+once that is committed, and reads of it go to the store (state/orders.py).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from app.retail.offers import OfferService
 from app.retail.payments import ChargeResult, PaymentGateway, checked_card
 from app.runtime.bus import Bus
 from app.runtime.clock import Clock
-from state.orders import Barcode, CancellationQuote, Order, Payment
+from state.orders import FINISHED, Barcode, CancellationQuote, Order, Payment
 from state.ports import OfferStore, OrderStore, UnitOfWork
 
 # A payment webhook event as recorded with the change it causes: (event id, payment id, received at).
@@ -107,9 +109,10 @@ class OrderService:
         return order
 
     # ---- reading ----
-    def visible(self, order_id: str, owner: str | None) -> Order:
-        """The order as its owner (or an admin, owner None) sees it; 404 for anyone else."""
-        order = self._orders.get(order_id)
+    async def visible(self, order_id: str, owner: str | None) -> Order:
+        """The order as its owner (or an admin, owner None) sees it; 404 for anyone else. A live order comes from
+        memory without suspending; a finished one from the store."""
+        order = self._orders.get(order_id) or await self._orders.fetch(order_id)
         if order is None or (owner is not None and order.owner != owner):
             raise NotFound(f"no order {order_id}")
         return order
@@ -143,6 +146,8 @@ class OrderService:
                 tx.inventory.release(old.items)
             if event is not None:
                 tx.orders.record_payment_event(*event)
+        if new.state in FINISHED:
+            self._orders.retire(new)  # committed: it never changes again, so it is read from the store from now on
         for step in steps[1:]:
             if step.state != old.state:
                 self._metrics.orders.labels(step.state).inc()
@@ -156,7 +161,7 @@ class OrderService:
         the webhook or the reconciliation sweep settles it, and the expiry sweep never touches it.
         """
         number = checked_card(card_number, expires, self._clock.now())
-        order = self.visible(order_id, owner)
+        order = await self.visible(order_id, owner)
         now = self._clock.now()
         if order.state == "EXPIRED":
             raise Gone(f"order {order_id} expired and its hold was released; search again", {"state": "EXPIRED"})
@@ -176,11 +181,11 @@ class OrderService:
         except TimeoutError:
             self._metrics.payments.labels("timeout").inc()
             log.warning("payment gateway timed out; reconciliation will settle it", extra={"payment_id": payment.id})
-            return _refused_if_declined(self._orders.get(order_id) or pending, payment.id)
+            return _refused_if_declined(await self._orders.fetch(order_id) or pending, payment.id)
         except Exception as exc:  # the gateway is outside: its failure leaves the payment for reconciliation
             self._metrics.payments.labels("error").inc()
             log.warning("payment gateway failed", extra={"payment_id": payment.id, "error": str(exc)[:200]})
-            return _refused_if_declined(self._orders.get(order_id) or pending, payment.id)
+            return _refused_if_declined(await self._orders.fetch(order_id) or pending, payment.id)
         settled = await self._settle(order_id, payment.id, result)
         return _refused_if_declined(settled or pending, payment.id)
 
@@ -195,7 +200,8 @@ class OrderService:
         if order is None or order.state != "PAYMENT_PENDING" or order.payment is None \
                 or order.payment.id != payment_id:
             await self._record(event)
-            return order  # already settled (a repeat, or the webhook and the reconciler raced)
+            # already settled (a repeat, or the webhook and the reconciler raced), perhaps finished and stored
+            return order or await self._orders.fetch(order_id)
         self._metrics.payments.labels(result.status).inc()
         if result.status == "pending":
             await self._record(event)
@@ -240,7 +246,7 @@ class OrderService:
         if not _is_final_status(event.status):
             raise InvalidInput("status must be approved or declined")
         if await self._orders.seen_payment_event(event.id):
-            return self._orders.get(event.order_id), False
+            return await self._orders.fetch(event.order_id), False
         order = await self._settle(event.order_id, event.payment_id, ChargeResult(event.status, event.reason),
                                    (event.id, event.payment_id, self._clock.now()), final=True)
         return order, True
@@ -254,7 +260,7 @@ class OrderService:
     # ---- fulfilment ----
     async def consume(self, code: str) -> tuple[Order, Barcode]:
         """Use a barcode at the gate or the lounge: once only (then 409)."""
-        order = self._orders.by_barcode(code)
+        order = self._orders.by_barcode(code) or await self._orders.fetch_by_barcode(code)
         if order is None:
             raise NotFound("no such barcode")
         barcode = next(b for b in order.barcodes if b.code == code)
@@ -270,7 +276,7 @@ class OrderService:
 
     # ---- cancellation ----
     async def quote_cancellation(self, order_id: str, owner: str | None) -> CancellationQuote:
-        order = self.visible(order_id, owner)
+        order = await self.visible(order_id, owner)
         now = self._clock.now()
         if order.state not in ("PROPOSED", "PAID", "FULFILLED"):
             raise Conflict(f"order {order_id} is {order.state} and cannot be cancelled", {"state": order.state})
@@ -287,7 +293,7 @@ class OrderService:
         return quote
 
     async def confirm_cancellation(self, order_id: str, quote_id: str, owner: str | None) -> Order:
-        order = self.visible(order_id, owner)
+        order = await self.visible(order_id, owner)
         now = self._clock.now()
         quote = order.quote
         if quote is None or quote.id != quote_id:

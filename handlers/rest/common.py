@@ -12,7 +12,7 @@ import binascii
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -21,6 +21,7 @@ from app.auth import require_role
 from app.errors import InvalidInput
 from app.jsondepth import check_depth
 
+T = TypeVar("T")
 PRINCIPAL = "contrail.principal"
 STATIC_ROUTE = "/{path}"  # the web console's files: a GET catch-all registered after every API route
 _encoder = msgspec.json.Encoder()
@@ -251,6 +252,25 @@ Cursor = Annotated[str, msgspec.Meta(
 class PageQuery(msgspec.Struct, forbid_unknown_fields=True):
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
     after: Cursor | None = None
+
+
+def keyset_position(cursor: dict[str, Any]) -> tuple[float, str] | None:
+    """The (at, id) a keyset cursor names, or None when it is not one (e.g. a cursor naming only an id)."""
+    at, item_id = cursor.get("at"), cursor.get("id")
+    if isinstance(at, int | float) and not isinstance(at, bool) and isinstance(item_id, str):
+        return float(at), item_id
+    return None
+
+
+def keyset_page(rows: Sequence[T], limit: int,
+                position: Callable[[T], tuple[float, str]]) -> tuple[list[T], str | None]:
+    """A page of `rows` read from the store in (at, id) order after a position, asking for one row more than
+    `limit` (to know whether another page follows), and the cursor of the next page (None at the end)."""
+    page = list(rows[:limit])
+    if len(rows) <= limit or not page:
+        return page, None
+    at, item_id = position(page[-1])
+    return page, encode_cursor({"at": at, "id": item_id})
 
 
 def paginate(items: Sequence[Any], after: str | None, limit: int) -> tuple[list[Any], str | None]:

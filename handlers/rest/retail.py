@@ -10,7 +10,7 @@ import msgspec
 import segno
 from aiohttp import web
 
-from app.errors import NotFound, Unauthenticated
+from app.errors import InvalidInput, NotFound, Unauthenticated
 from app.retail.catalog import CatalogService
 from app.retail.changes import ChangeRequestBody, OrderChangeService
 from app.retail.offers import Airport, OfferService, SearchQuery
@@ -18,7 +18,17 @@ from app.retail.orders import PaymentEvent, require_owner_or_admin
 from app.retail.payments import webhook_signature_valid
 from app.retail.ranking import Ranker
 from app.runtime.clock import Clock
-from handlers.rest.common import Cursor, PageQuery, decode, endpoint, json_response, paginate
+from handlers.rest.common import (
+    Cursor,
+    PageQuery,
+    decode,
+    decode_cursor,
+    endpoint,
+    json_response,
+    keyset_page,
+    keyset_position,
+    paginate,
+)
 from state.catalog import Cabin, Flight, Product
 from state.changes import ChangeOffer, ChangeRequest, OrderVersion
 from state.offers import Offer
@@ -276,16 +286,22 @@ class RetailApi:
               roles=SHOPPERS, query=OrderQuery, response=OrderPage)
     async def list_orders(self, request: web.Request, principal, query: OrderQuery) -> web.Response:
         owner = require_owner_or_admin(principal)
-        orders = self._order_store.of_owner(owner)
-        if query.state is not None:
-            orders = [o for o in orders if o.state == query.state]
-        page, nxt = paginate(orders, query.after, query.limit)
+        cursor = decode_cursor(query.after)
+        after = None
+        if cursor is not None:
+            after = keyset_position(cursor)
+            if after is None and isinstance(cursor.get("id"), str):  # a cursor from before keyset pages: an id
+                after = await self._order_store.position(cursor["id"])
+            if after is None:
+                raise InvalidInput("invalid 'after' cursor; pass the next_cursor of a previous page")
+        orders = await self._order_store.page(owner, query.state, after, query.limit + 1)
+        page, nxt = keyset_page(orders, query.limit, lambda o: (o.created_at, o.id))
         return json_response(OrderPage(page, nxt))
 
     @endpoint("One of your orders", tags=("retail",), roles=SHOPPERS, response=Order, errors=(404,))
     async def get_order(self, request: web.Request, principal) -> web.Response:
         owner = require_owner_or_admin(principal)
-        return json_response(self._orders.visible(request.match_info["order_id"], owner))
+        return json_response(await self._orders.visible(request.match_info["order_id"], owner))
 
     @endpoint("Pay for a PROPOSED order (send an Idempotency-Key). 200 paid and fulfilled, 202 pending at the "
               "gateway, 402 declined (the order is PROPOSED again)", tags=("retail",), roles=SHOPPERS, body=PayBody,
@@ -316,13 +332,13 @@ class RetailApi:
     @endpoint("The barcodes of a paid order: one per passenger and product", tags=("retail",), roles=SHOPPERS,
               response=Fulfilment, errors=(404,))
     async def fulfilment(self, request: web.Request, principal) -> web.Response:
-        order = self._orders.visible(request.match_info["order_id"], require_owner_or_admin(principal))
+        order = await self._orders.visible(request.match_info["order_id"], require_owner_or_admin(principal))
         return json_response(Fulfilment(order.id, order.state, order.barcodes))
 
     @endpoint("A barcode of a paid order as a scannable QR code (SVG)", tags=("retail",), roles=SHOPPERS,
               response=str, errors=(404,), content_type="image/svg+xml")
     async def barcode_image(self, request: web.Request, principal) -> web.Response:
-        order = self._orders.visible(request.match_info["order_id"], require_owner_or_admin(principal))
+        order = await self._orders.visible(request.match_info["order_id"], require_owner_or_admin(principal))
         code = request.match_info["code"]
         if not any(b.code == code for b in order.barcodes):
             raise NotFound(f"order {order.id} has no barcode {code}")

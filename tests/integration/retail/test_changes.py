@@ -11,7 +11,7 @@ from app.errors import Conflict
 from app.main import PLATFORM, create_app
 from app.retail.changes import ChangeRequestBody
 from state.catalog import Cabin, Flight
-from state.orders import HOLDING
+from state.orders import LIVE
 from tests.conftest import bearer, make_config
 from tests.integration.retail.helpers import (
     DAY,
@@ -78,8 +78,8 @@ async def confirm(client, headers, order_id: str, offer_id: str, card: dict | No
 def held_matches_live_orders(platform) -> None:
     """Seats and limited products held are exactly those of live orders (and changes being paid for)."""
     expected: dict[str, int] = {}
-    for order in platform.order_store.of_owner(None):
-        if order.state in HOLDING:
+    for order in platform.order_store.live():
+        if order.state in LIVE:
             extra = order.pending_change.added if order.pending_change else ()
             for item in (*order.items, *extra):
                 if item.resource is not None:

@@ -15,7 +15,7 @@ from app.retail.changes import ChangeRequestBody, NewSlice, SliceChange
 from app.retail.offers import SearchQuery
 from app.retail.orders import PaymentEvent
 from state.catalog import Cabin, Flight
-from state.orders import HOLDING
+from state.orders import LIVE
 from tests.integration.retail.helpers import DAY, DECLINED_CARD, PAID_CARD, departure_date
 from tests.unit.app.retail.test_retail_state_machine import OWNER, Retail
 
@@ -55,7 +55,7 @@ class RetailWithChanges(Retail):
           cabin=st.sampled_from([None, "economy", "premium"]), flight=st.booleans(),
           add=st.lists(st.sampled_from(SERVICES), max_size=2), remove=st.lists(st.sampled_from(SERVICES), max_size=1))
     def request_change(self, pick, days, cabin, flight, add, remove):
-        order = self.platform.order_store.get(self.orders[pick % len(self.orders)])
+        order = self.run(self.platform.order_store.fetch(self.orders[pick % len(self.orders)]))
         slices = [SliceChange([order.flight_id], NewSlice("LIS", "BCN", departure_date(self.clock, days), cabin))] \
             if flight else []
         change = self.attempt(self.platform.orders.request_change(order.id, OWNER, ChangeRequestBody(
@@ -79,9 +79,9 @@ class RetailWithChanges(Retail):
     @rule(pick=st.integers(0, 10_000), card=st.sampled_from([None, PAID_CARD, DECLINED_CARD, PENDING_CARD]))
     def confirm_change(self, pick, card):
         order_id, offer_id = self.change_offers[pick % len(self.change_offers)]
-        before = self.platform.order_store.get(order_id)
+        before = self.run(self.platform.order_store.fetch(order_id))
         after = self.attempt(self.platform.orders.confirm_change(order_id, offer_id, OWNER, card))
-        now = self.platform.order_store.get(order_id)
+        now = self.run(self.platform.order_store.fetch(order_id))
         if after is None:  # refused or declined: the order is as it was
             assert now.version == before.version and now.items == before.items and now.state == before.state
         elif after.state != "PAYMENT_PENDING":
@@ -90,12 +90,12 @@ class RetailWithChanges(Retail):
     @precondition(lambda self: self.orders)
     @rule(pick=st.integers(0, 10_000), approved=st.booleans())
     def webhook(self, pick, approved):
-        order = self.platform.order_store.get(self.orders[pick % len(self.orders)])
+        order = self.run(self.platform.order_store.fetch(self.orders[pick % len(self.orders)]))
         if order.payment is not None:
             self.event += 1
             self.attempt(self.platform.orders.payment_webhook(PaymentEvent(
                 f"evt_{self.event}", order.payment.id, order.id, "approved" if approved else "declined")))
-            after = self.platform.order_store.get(order.id)
+            after = self.run(self.platform.order_store.fetch(order.id))
             if order.state == "PAYMENT_PENDING" and order.pending_change is not None:
                 assert after.state == order.pending_change.previous_state and after.pending_change is None
                 assert after.version == order.version + approved
@@ -108,8 +108,10 @@ class RetailWithChanges(Retail):
     def inventory_matches_live_orders(self):
         store = self.platform.order_store
         expected: Counter[str] = Counter()
-        for order in store.of_owner(None):
-            if order.state in HOLDING:
+        stored = self.run(store.page(None, None, None, 10_000))
+        assert {o.id: o for o in store.live()} == {o.id: o for o in stored if o.state in LIVE}
+        for order in store.live():
+            if order.state in LIVE:
                 assert sum(i.kind == "Flight" for i in order.items) == 1  # one itinerary, never none
                 extra = order.pending_change.added if order.pending_change else ()
                 for item in (*order.items, *extra):

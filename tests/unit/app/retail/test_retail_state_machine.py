@@ -11,7 +11,7 @@ from adapters.payments.simulator import PENDING_CARD
 from adapters.sqlite.orders import SqliteOrderStore
 from app.retail.offers import SearchQuery
 from app.retail.orders import PaymentEvent
-from state.orders import HOLDING
+from state.orders import LIVE
 from tests.integration.retail.helpers import DECLINED_CARD, PAID_CARD, departure_date, seed_catalog
 from tests.unit.machines import PlatformMachine
 
@@ -48,12 +48,12 @@ class Retail(PlatformMachine):
     @precondition(lambda self: self.orders)
     @rule(pick=st.integers(0, 10_000), approved=st.booleans())
     def webhook(self, pick, approved):
-        order = self.platform.order_store.get(self.orders[pick % len(self.orders)])
+        order = self.run(self.platform.order_store.fetch(self.orders[pick % len(self.orders)]))
         if order.payment is not None:
             self.event += 1
             self.attempt(self.platform.orders.payment_webhook(PaymentEvent(
                 f"evt_{self.event}", order.payment.id, order.id, "approved" if approved else "declined")))
-            after = self.platform.order_store.get(order.id)
+            after = self.run(self.platform.order_store.fetch(order.id))
             if order.state == "PAYMENT_PENDING":  # settled: fulfilled, or cancelled with its hold released
                 assert after.state == ("FULFILLED" if approved else "CANCELLED")
             else:  # nothing to settle: unchanged
@@ -76,8 +76,11 @@ class Retail(PlatformMachine):
     def inventory_matches_live_orders(self):
         store = self.platform.order_store
         expected = Counter()
-        for order in store.of_owner(None):
-            if order.state in HOLDING:
+        stored = self.run(store.page(None, None, None, 10_000))
+        # Memory holds exactly the live orders, each as stored.
+        assert {o.id: o for o in store.live()} == {o.id: o for o in stored if o.state in LIVE}
+        for order in store.live():
+            if order.state in LIVE:
                 for item in order.items:
                     if item.resource is not None:
                         expected[item.resource] += item.quantity
@@ -86,7 +89,7 @@ class Retail(PlatformMachine):
         catalog = self.platform.catalog
         assert all(0 <= catalog.available(resource) for resource in held)
         assert all(o.state != "EXPIRED" or o.payment is None or o.payment.status != "approved"
-                   for o in store.of_owner(None))
+                   for o in stored)
         # What SQLite holds rebuilds to exactly the same inventory.
         fresh = SqliteOrderStore(self.platform.records_db)
         self.run(fresh.load())
