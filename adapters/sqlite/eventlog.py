@@ -36,10 +36,11 @@ class SqliteEventLogStore:
 
     async def used_bytes(self) -> int:
         """What the events take on disk: the pages in use (freed pages are reused before the file grows, so a
-        file kept under a budget this way stops growing), or on PostgreSQL the table's size with its indexes."""
+        file kept under a budget this way stops growing). 0 on PostgreSQL: a table's size there does not shrink
+        when rows go (until a VACUUM FULL), so a budget read from it would delete every event; its disk is the
+        database's administrators', and the age retention applies."""
         if self._db.dialect == "postgres":
-            row = await self._db.fetchone("SELECT pg_total_relation_size('events')")
-            return int(row[0]) if row else 0
+            return 0
         row = await self._db.fetchone(
             "SELECT (p.page_count - f.freelist_count) * s.page_size FROM pragma_page_count() AS p, "
             "pragma_freelist_count() AS f, pragma_page_size() AS s")
