@@ -37,6 +37,11 @@ class Canaries(Generic[M]):
     _audit: AuditTrail
     _lock: asyncio.Lock
 
+    @property
+    def canary_limits(self) -> CanaryConfig:
+        """What decides a canary of this model (the [canary] configuration)."""
+        return self._canary
+
     # --- hooks (the model's learner) -----------------------------------------------------------------------------
 
     async def _read(self, path: str) -> M:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import msgspec
 from aiohttp import web
 
+from app.config import CanaryConfig
 from app.errors import NotFound
 from app.learning.bidmodel import BidModelLearner
 from app.learning.canary import comparison
@@ -45,6 +46,12 @@ class ComparisonView(msgspec.Struct):
     live: ArmView
 
 
+class LimitsView(msgspec.Struct):
+    max_p95_ms: float      # canary.max_p95_ms: a canary slower than this at p95 is rolled back
+    max_error_rate: float  # canary.max_error_rate
+    min_calls: int         # canary.min_calls: neither limit decides before the canary has served this many
+
+
 class CanaryView(msgspec.Struct):
     version: str
     share: float
@@ -55,6 +62,7 @@ class CanaryView(msgspec.Struct):
     decided_at: float
     reason: str
     comparison: ComparisonView | None  # the canary's and the live version's calls, errors and p95 so far
+    limits: LimitsView     # what decides it (this server's [canary] configuration)
 
 
 class RunView(msgspec.Struct):
@@ -105,14 +113,15 @@ def _version(v: ModelVersion) -> VersionView:
                        v.metrics, v.note)
 
 
-def _canary(v: ModelVersion | None, measured: dict[str, Any] | None = None) -> CanaryView | None:
+def _canary(v: ModelVersion | None, limits: CanaryConfig, measured: dict[str, Any] | None = None
+            ) -> CanaryView | None:
     if v is None or v.canary is None:
         return None
     c: CanaryRecord = v.canary
     arms = measured or c.comparison
     compared = ComparisonView(ArmView(**arms["canary"]), ArmView(**arms["live"])) if arms else None
     return CanaryView(v.version, c.share, c.started_at, c.ends_at, c.started_by, c.decision, c.decided_at, c.reason,
-                      compared)
+                      compared, LimitsView(limits.max_p95_ms, limits.max_error_rate, limits.min_calls))
 
 
 def _run(run: Run | None) -> RunView | None:
@@ -150,10 +159,11 @@ class ModelsApi:
         live = await learner.live()
         nxt = encode_cursor({"before": versions[-1].sequence}) if len(versions) == limit else None
         running = learner.canary
-        now = _canary(running.version, comparison(running.split)) if running is not None else None
+        limits = learner.canary_limits
+        now = _canary(running.version, limits, comparison(running.split)) if running is not None else None
         return ModelView(learner.name, live.version if live else None, learner.serving,
-                         [_version(v) for v in versions], _run(learner.last_run), now, _canary(learner.last_canary),
-                         nxt)
+                         [_version(v) for v in versions], _run(learner.last_run), now,
+                         _canary(learner.last_canary, limits), nxt)
 
     @endpoint("Every learned model: its newest 20 versions with their held-out metrics, which one is live, the "
               "last retrain, the running canary with its comparison against the live version, and the last canary's "
@@ -199,7 +209,7 @@ class ModelsApi:
     async def start_canary(self, request: web.Request, principal, body: CanaryBody) -> web.Response:
         learner = self._learner(request)
         started = await learner.start_canary(principal, body.version)
-        return json_response(_canary(started), status=201)
+        return json_response(_canary(started, learner.canary_limits), status=201)
 
     @endpoint("Promote the running canary live now, whatever its measurements; 409 when none runs",
               tags=("learning",), roles=ADMIN, response=VersionView, errors=(404, 409))

@@ -32,14 +32,10 @@ export function timeLeft(endsAt) {
   return `${d ? `${d} d ` : ""}${d || hrs ? `${hrs} h ` : ""}${d ? "" : `${min} min `}left`;
 }
 
-/** The limits that decide, when the server sends them with the canary; else the config keys that hold them. */
+/** The limits that decide (the server's [canary] configuration, sent with each canary). */
 function limitsText(c) {
-  const l = c.limits || c;
-  const known = isNum(l.max_p95_ms) || isNum(l.max_error_rate);
-  return known
-    ? `Limits: p95 ≤ ${isNum(l.max_p95_ms) ? `${l.max_p95_ms} ms` : "canary.max_p95_ms"}, error rate ≤ ` +
-      `${isNum(l.max_error_rate) ? rate(l.max_error_rate) : "canary.max_error_rate"}.`
-    : "limits: canary.max_p95_ms / canary.max_error_rate (config.toml).";
+  const l = c.limits || {};
+  return `Limits: p95 ≤ ${isNum(l.max_p95_ms) ? `${l.max_p95_ms} ms` : "–"}, error rate ≤ ${rate(l.max_error_rate)}.`;
 }
 
 /** The canary panel of model `name`; update(model) with each poll's view of it. */
@@ -97,7 +93,8 @@ export function canaryPanel(name, id, { badge, refresh, alive, acting = () => {}
         h("td", { class: "num" }, arm && arm.calls ? rate(arm.error_rate) : "–"),
         h("td", { class: "num", title: arm ? `over its newest ${count(arm.timed)} timed calls` : "" }, p95(arm)));
       arms.replaceChildren(row("Canary", c.version, cmp && cmp.canary), row("Live", m.live, cmp && cmp.live));
-      limits.textContent = `${limitsText(c)} Only the canary's figures decide, once it has served canary.min_calls ` +
+      const served = c.limits && isNum(c.limits.min_calls) ? count(c.limits.min_calls) : "canary.min_calls";
+      limits.textContent = `${limitsText(c)} Only the canary's figures decide, once it has served ${served} ` +
         "calls; the live version's are for comparison.";
     }
     const l = m.last_canary;

@@ -214,7 +214,7 @@ def test_admin_sees_a_running_canary_against_live_is_refused_a_second_and_aborts
     for arm, label, name in (("canary", "Canary", version), ("live", "Live", live)):
         expect(compare.get_by_role("row", name=re.compile(rf"^{label}\b"))).to_contain_text(re.compile(
             rf"{label}\s*{name}\s*{arms[arm]['calls']}\s*0\s*0\.00 %\s*\d+\.\d{{3}}$"))
-    expect(panel).to_contain_text("limits: canary.max_p95_ms / canary.max_error_rate")
+    expect(panel).to_contain_text("Limits: p95 ≤ 1000 ms, error rate ≤ 1.00 %.")  # this server's [canary]
     row = card.get_by_role("row", name=re.compile(rf"^{version}\b"))
     expect(row).to_contain_text(re.compile(rf"{version}\s*canary\s*file.*canary ↑"))
     expect(row.get_by_role("button")).to_have_count(0)

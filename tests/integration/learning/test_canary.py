@@ -67,6 +67,7 @@ async def test_a_canary_serves_its_share_and_is_promoted_when_it_holds_for_its_p
     body = await started.json()
     assert (body["version"], body["share"], body["decision"]) == (version, 0.1, "")
     assert body["ends_at"] == body["started_at"] + 3600
+    assert body["limits"] == {"max_p95_ms": 50, "max_error_rate": 0.01, "min_calls": 20}  # this server's [canary]
 
     await _bids(client, 600)
     model = await _model(client, admin, "bidnet")
