@@ -35,27 +35,28 @@ _SELECTION_ROWS, _SELECTION_ROW_BYTES = 1024, 8 + 4 + 8
 
 
 class _ImpShape:
-    """What an impression accepts, worked out when its request shape is new."""
+    """What an impression accepts, as far as some live creative could match it (its part of a shape's key)."""
 
     __slots__ = ("sizes", "banner", "video_mimes", "audio_mimes", "native")
 
-    def __init__(self, imp: Imp) -> None:
+    def __init__(self, imp: Imp, sizes: Counter | None = None, mimes: Counter | None = None) -> None:
         # A banner takes creatives of its sizes only: one without a size (valid, as sizes are only
-        # recommended) has no creative to match, rather than any.
-        self.sizes = banner_sizes(imp.banner) if imp.banner is not None else set()
+        # recommended) has no creative to match, rather than any. Sizes and mimes no live creative has
+        # match nothing, so they are left out (when `sizes` and `mimes` are given): they make no new shape.
+        found = banner_sizes(imp.banner) if imp.banner is not None else set()
+        self.sizes = found if sizes is None else {s for s in found if s in sizes}
         self.banner = bool(self.sizes)
-        self.video_mimes = set(imp.video.mimes or ()) if imp.video is not None else None
-        self.audio_mimes = set(imp.audio.mimes or ()) if imp.audio is not None else None
+        self.video_mimes = _known(imp.video.mimes, mimes) if imp.video is not None else None
+        self.audio_mimes = _known(imp.audio.mimes, mimes) if imp.audio is not None else None
         self.native = imp.native is not None
 
+    def key(self) -> tuple:
+        return (tuple(sorted(self.sizes)), None if self.video_mimes is None else tuple(sorted(self.video_mimes)),
+                None if self.audio_mimes is None else tuple(sorted(self.audio_mimes)), self.native)
 
-def _imp_key(imp: Imp) -> tuple:
-    """What an impression accepts, as its request gives it: part of the shape's key (cheap to make;
-    _ImpShape is worked out only when a shape is new)."""
-    b, video, audio = imp.banner, imp.video, imp.audio
-    return (None if b is None else (b.w, b.h, tuple((f.w, f.h) for f in b.format) if b.format else None),
-            None if video is None else tuple(video.mimes or ()), None if audio is None else tuple(audio.mimes or ()),
-            imp.native is not None)
+
+def _known(values: list[str] | None, known: Counter | None) -> set[str]:
+    return set(values or ()) if known is None else {v for v in values or () if v in known}
 
 
 class _Entry:
@@ -234,6 +235,8 @@ class CandidateIndex:
         self._caps: weakref.WeakValueDictionary[bytes, np.ndarray] = weakref.WeakValueDictionary()
         self._countries: Counter[str] = Counter()    # targeted by how many live campaigns
         self._device_types: Counter[int] = Counter()
+        self._sizes: Counter[tuple] = Counter()      # banner sizes of the live campaigns' creatives
+        self._mimes: Counter[str] = Counter()        # mimes of their video and audio creatives
         self._blockable: tuple[dict[str, set[int]], dict[str, set[int]], dict[str, set[int]]] = ({}, {}, {})
         self._slot_arrays: dict[tuple[int, str], np.ndarray] = {}
 
@@ -282,6 +285,8 @@ class CandidateIndex:
         self.budgets = np.zeros(len(campaigns))
         self._countries.clear()
         self._device_types.clear()
+        self._sizes.clear()
+        self._mimes.clear()
         self._blockable = ({}, {}, {})
         for slot, c in enumerate(campaigns):
             self.slot_of[c.id] = slot
@@ -302,6 +307,8 @@ class CandidateIndex:
                 continue
             self._countries.update({c: step for c in entry.countries})
             self._device_types.update({d: step for d in entry.device_types})
+            self._sizes.update({size: step for size in entry.banners_by_size})
+            self._mimes.update({m: step for _, mimes in entry.videos + entry.audios for m in mimes})
             c = entry.campaign
             for values, index in zip((entry.categories, {c.advertiser_domain},
                                       {c.app_bundle} if c.app_bundle is not None else set()),
@@ -316,6 +323,8 @@ class CandidateIndex:
                             del index[value]
         self._countries = +self._countries  # drop the ones no campaign targets any more
         self._device_types = +self._device_types
+        self._sizes = +self._sizes
+        self._mimes = +self._mimes
         self.entries[slot] = new
         self.budgets[slot] = new.campaign.daily_budget_micros if new is not None else 0
         self.masks.clear()
@@ -341,15 +350,15 @@ class CandidateIndex:
             country = None
         if device_type not in self._device_types:
             device_type = None
-        imps = request.imp or ()
-        key = (country, device_type, tuple(_imp_key(imp) for imp in imps))
+        imps = [_ImpShape(imp, self._sizes, self._mimes) for imp in request.imp or ()]
+        key = (country, device_type, tuple(imp.key() for imp in imps))
         cached = self.shapes.get(key)
         if cached is not None:
             if cached.epoch == self.epoch:
                 return cached
             shape = self._caught_up(cached)
         else:
-            shape = self._made(country, device_type, [(i, _ImpShape(imp)) for i, imp in enumerate(imps)])
+            shape = self._made(country, device_type, list(enumerate(imps)))
         self.shapes.put(key, shape)
         return shape
 

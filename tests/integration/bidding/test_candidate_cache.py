@@ -27,21 +27,31 @@ async def _bids(client, body) -> list[dict]:
 
 
 async def test_many_request_shapes_stay_within_the_byte_budget(aiohttp_client, tmp_path, clock):
-    campaigns = [single_campaign(id=f"c{i}", bid_cap_micros=1_000_000 + i) for i in range(300)]
+    sizes = [(100 + 10 * n, 50 + n) for n in range(30)]
+    campaigns = [single_campaign(id=f"c{i}", bid_cap_micros=1_000_000 + i, creatives=[
+        Creative("c", "banner", "<b>", w=300, h=250), Creative("s", "banner", "<s>", w=sizes[i % 30][0],
+                                                              h=sizes[i % 30][1])]) for i in range(300)]
     client = await _client(aiohttp_client, tmp_path, clock, campaigns=campaigns, bidding__shape_cache_mb="1")
     budget = await _metric(client, "contrail_cache_budget_bytes", "bid_shapes")
     assert budget == 1 << 20
     rng = random.Random(5)
-    for i in range(150):  # every request a new shape: another size offered beside 300x250
+    for i in range(150):  # nearly every request a new shape: two of the campaigns' other sizes beside 300x250
         body = banner_request(request_id=f"r{i}", user_id=f"u{i}", floor=0.01)
-        body["imp"][0]["banner"]["format"] = [{"w": 300, "h": 250}, {"w": rng.randint(1, 2000), "h": 100 + i}]
+        body["imp"][0]["banner"]["format"] = [{"w": w, "h": h} for w, h in rng.sample(sizes, 2)]
         assert await _bids(client, body), "the campaigns bid on every shape, cached or not"
         if i % 25 == 0:
             assert await _metric(client, "contrail_cache_bytes", "bid_shapes") <= budget
     held = await _metric(client, "contrail_cache_bytes", "bid_shapes")
     assert 0 < held <= budget
     assert await _metric(client, "contrail_cache_evictions_total", "bid_shapes") > 0
-    assert 1 < await _metric(client, "contrail_cache_entries", "bid_shapes") < 150
+    entries = await _metric(client, "contrail_cache_entries", "bid_shapes")
+    assert 1 < entries < 150
+    # Sizes no creative has match nothing: offering them makes no new shape.
+    for i in range(20):
+        body = banner_request(request_id=f"n{i}", user_id="u1", floor=0.01)
+        body["imp"][0]["banner"]["format"] = [{"w": 300, "h": 250}, {"w": 5000 + i, "h": 7}]
+        assert await _bids(client, body)
+    assert await _metric(client, "contrail_cache_entries", "bid_shapes") <= entries + 1
 
 
 async def test_block_lists_cost_no_new_shapes_and_block_what_they_name(aiohttp_client, tmp_path, clock):
