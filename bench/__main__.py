@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bench import bidding, channels, dsp, group_commit, learning, load, loyalty, ltv, reco, retail, scaleout, soak
 from bench import nats as nats_bench
+from bench import orders_scale as orders_scale_bench
 from bench import tracing as tracing_bench
 from bench.server import ServerProcess, free_port
 
@@ -25,9 +26,16 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each HTTP scenario")
     parser.add_argument("--only", default="", help="run only scenarios whose name contains this")
     parser.add_argument("--scale", type=float, default=1.0, help="soak: the mix's rates times this")
+    parser.add_argument("--orders", type=int, default=1_000_000, help="orders-scale: stored orders")
     args = parser.parse_args()
+    if args.only == "bid-scale":  # its own servers (5,000 campaigns), none of the shared one's scenarios
+        from bench import bidding_scale
+        bidding_scale.main()
+        return 0
     if args.only == "soak":  # its own server and data: --seconds is the whole soak's length
         return soak.main(args.seconds, args.scale)
+    if args.only == "orders-scale":  # its own server and data directory of stored orders
+        return orders_scale_bench.main(args.orders)
 
     learns = not args.only or "learning" in args.only
     with tempfile.TemporaryDirectory() as tmp:
