@@ -10,6 +10,7 @@ from pathlib import Path
 from bench import bidding, channels, dsp, group_commit, learning, load, loyalty, ltv, reco, retail, scaleout, soak
 from bench import nats as nats_bench
 from bench import orders_scale as orders_scale_bench
+from bench import telemetry as telemetry_bench
 from bench import tracing as tracing_bench
 from bench.server import ServerProcess, free_port
 
@@ -34,6 +35,8 @@ def main() -> int:
         return 0
     if args.only == "soak":  # its own server and data: --seconds is the whole soak's length
         return soak.main(args.seconds, args.scale)
+    if args.only == "telemetry":  # its own servers, one per mode: --seconds is each mode's load
+        return telemetry_bench.main(args.seconds)
     if args.only == "orders-scale":  # its own server and data directory of stored orders
         return orders_scale_bench.main(args.orders)
 
