@@ -5,6 +5,7 @@ the old kind (an order id) still works."""
 
 import msgspec
 
+from adapters.sqlite.orders import SqliteOrderStore
 from app.main import PLATFORM, create_app
 from handlers.rest.common import encode_cursor
 from state.catalog import Cabin, Flight
@@ -182,3 +183,23 @@ async def test_store_pages_match_a_sort_of_every_order(shop, clock, customer_hea
                                  and (after is None or (o.created_at, o.id) > after)][:limit]
                     page = await platform.order_store.page(owner, state, after, limit)
                     assert page == reference, (owner, state, after, limit)
+
+
+async def test_an_order_another_node_finished_leaves_this_nodes_memory(shop, clock, customer_headers):
+    """Several nodes: refresh() reads back what another node committed; an order it finished leaves memory here
+    too, with the seats it held, and is still read from the store."""
+    client, _ = shop
+    platform = client.app[PLATFORM]
+    kept = await booked(client, customer_headers, clock, passengers=2)
+    cancelled = await booked(client, customer_headers, clock, passengers=3)
+    here = SqliteOrderStore(platform.records_db)  # this node's view; the app is the other node
+    await here.load()
+    assert {o.id for o in here.live()} == {kept["id"], cancelled["id"]}
+    assert _held_by_memory(platform) == {r: n for r, n in here.held.items() if n}
+    quote = await (await client.post(f"/v1/orders/{cancelled['id']}/cancellations", headers=customer_headers)).json()
+    assert (await client.post(f"/v1/orders/{cancelled['id']}/cancellations/{quote['id']}/confirm",
+                              headers=customer_headers)).status == 200
+    assert await here.refresh([cancelled["id"], kept["id"]]) == 2
+    assert {o.id for o in here.live()} == {kept["id"]}
+    assert {r: n for r, n in here.held.items() if n} == _held_by_memory(platform) == {f"{kept['flight_id']}/economy": 2}
+    assert (await here.fetch(cancelled["id"])).state == "CANCELLED"
