@@ -25,7 +25,6 @@ class SqliteOrderStore:
     def __init__(self, db: SqlDatabase, finished_cached: int = FINISHED_CACHED) -> None:
         self._db = db
         self._orders: dict[str, Order] = {}
-        self._by_owner: dict[str, list[str]] = defaultdict(list)
         self._barcodes: dict[str, str] = {}
         self.held: Counter[str] = Counter()
         # Bumps whenever a flight's held inventory changes, so priced offers for it know to re-price.
@@ -176,6 +175,8 @@ class SqliteOrderStore:
         for item in items:
             if item.resource is not None:
                 self.held[item.resource] -= item.quantity
+                if not self.held[item.resource]:
+                    del self.held[item.resource]  # nothing held: departed flights' resources do not pile up
                 self.flight_versions[item.resource.rpartition("/")[0]] += 1
 
     # ---- memory changes (callers persist them with the statements below) ----
@@ -183,9 +184,7 @@ class SqliteOrderStore:
         """Put the new version in memory; returns the version it replaced."""
         old = self._orders.get(order.id)
         self._orders[order.id] = order
-        if old is None:
-            self._by_owner[order.owner].append(order.id)
-        else:
+        if old is not None:
             self._by_state[old.state].pop(order.id, None)
             if old.barcodes is not order.barcodes:  # a change replaced barcodes: the old ones stop working
                 kept = {b.code for b in order.barcodes}
@@ -217,7 +216,6 @@ class SqliteOrderStore:
     def forget(self, order_id: str) -> None:
         order = self._orders.pop(order_id, None)
         if order is not None:
-            self._by_owner[order.owner].remove(order_id)
             self._by_state[order.state].pop(order_id, None)
             for b in order.barcodes:
                 self._barcodes.pop(b.code, None)
