@@ -112,7 +112,8 @@ class CacheCollector:
             entries.add_metric([name], len(cache))
             capacity.add_metric([name], cache.capacity)
             evicted.add_metric([name], cache.evictions)
-            if hasattr(cache, "max_bytes"):  # bounded by bytes as well as by count
-                held.add_metric([name], getattr(cache, "bytes"))
-                budget.add_metric([name], getattr(cache, "max_bytes"))
+            max_bytes = getattr(cache, "max_bytes", None)
+            if max_bytes is not None:  # bounded by bytes as well as by count
+                held.add_metric([name], getattr(cache, "bytes", 0))
+                budget.add_metric([name], max_bytes)
         yield from (entries, capacity, evicted, held, budget)
