@@ -35,6 +35,8 @@ def main() -> int:
         return 0
     if args.only == "soak":  # its own server and data: --seconds is the whole soak's length
         return soak.main(args.seconds, args.scale)
+    if args.only == "offers-restart":  # --seconds: thousands of active offers
+        return soak.offers_main(int(args.seconds))
     if args.only == "telemetry":  # its own servers, one per mode: --seconds is each mode's load
         return telemetry_bench.main(args.seconds)
     if args.only == "orders-scale":  # its own server and data directory of stored orders

@@ -128,12 +128,13 @@ def _held(scenario: load.Scenario, rate: float, connections: int) -> load.Scenar
     return scenario
 
 
-def run(seconds: float, scale: float = 1.0, sample_s: float = 5.0) -> Report:
-    """The soak: `seconds` of the mix (each rate times `scale`), then SIGTERM and a restart."""
+def run(seconds: float, scale: float = 1.0, sample_s: float = 5.0, keep: Path | None = None) -> Report:
+    """The soak: `seconds` of the mix (each rate times `scale`), then SIGTERM and a restart; with `keep`, the data
+    directory is made there and kept (to look into what a restart loads)."""
     report = Report(seconds)
     pin(os.getpid(), LOAD_CORES)  # the generators (wrk, the shoppers' process) inherit it; the server is moved
     with tempfile.TemporaryDirectory() as tmp:
-        data_dir = Path(tmp) / "var"
+        data_dir = keep if keep is not None else Path(tmp) / "var"
         server = ServerProcess(data_dir, CONTRAIL__SERVER__LOG_LEVEL="WARNING")
         admin_key, exchange_key = bidding.setup_server(server)
         retail.prepare(server)
@@ -222,4 +223,69 @@ def main(seconds: float, scale: float = 1.0) -> int:
     print_report(report)
     print(json.dumps({"live_rss_mb": report.live_rss_mb, "restart_rss_mb": report.restart_rss_mb,
                       "restart_s": report.restart_s}))
+    return 0
+
+
+# ---- active offers across a restart: `python -m bench --only offers-restart --seconds N` (N thousand offers) ----
+
+def _offers_child(env: dict[str, str], wanted: int, queue) -> None:
+    """A node's process that makes `wanted` offers (wanted 0: only starts): (offers held, RSS MB, seconds to
+    start). In-process search calls, not HTTP: the offers are what is measured."""
+    import gc
+
+    from aiohttp import web
+
+    from app.config import load_config
+    from app.main import PLATFORM, create_app
+    from app.retail.offers import SearchQuery
+
+    async def main() -> tuple[int, float, float]:
+        began = time.monotonic()
+        app = create_app(load_config(Path(__file__).resolve().parent.parent / "config.toml", env=env))
+        runner = web.AppRunner(app)
+        await runner.setup()
+        started = time.monotonic() - began
+        platform = app[PLATFORM]
+        queries = [SearchQuery(**json.loads(body)) for body in retail.search_bodies()]
+        i = 0
+        while len(platform.offer_store) < wanted:
+            query = queries[i % len(queries)]
+            query = SearchQuery(query.origin, query.destination, query.departure_date, 1 + i % 3, "economy",
+                                ("economy", "leisure", "corporate", "premium")[i // len(queries) % 4])
+            await platform.offers.search(query, f"user:acct_{i % 50_000}", is_guest=True)
+            i += 1
+        await platform.event_log.flush()
+        gc.collect()
+        held = len(platform.offer_store)
+        rss = rss_mb(os.getpid())
+        await runner.cleanup()
+        return held, rss, started
+
+    queue.put(asyncio.run(main()))
+
+
+def offers_restart(thousands: int) -> dict[str, float]:
+    """`thousands` x 1,000 active offers made live, then the node started again on the same data."""
+    wanted = thousands * 1_000
+    with tempfile.TemporaryDirectory() as tmp:
+        server = ServerProcess(Path(tmp) / "var")
+        retail.prepare(server)
+        env = {**server.env, "CONTRAIL__RETAIL__MAX_OFFERS_IN_MEMORY": str(wanted * 2),
+               "CONTRAIL__GRPC__PORT": "0", "CONTRAIL__SERVER__LOG_LEVEL": "WARNING"}
+        out = {}
+        for phase, n in (("live", wanted), ("restart", 0)):
+            queue: multiprocessing.Queue = multiprocessing.Queue()
+            child = multiprocessing.Process(target=_offers_child, args=(env, n, queue))
+            child.start()
+            held, rss, started = queue.get(timeout=3_600)
+            child.join()
+            out.update({f"{phase}_offers": held, f"{phase}_rss_mb": rss, f"{phase}_start_s": started})
+    return out
+
+
+def offers_main(thousands: int) -> int:
+    r = offers_restart(thousands)
+    print(f"\n{r['live_offers']:,.0f} active offers: live RSS {r['live_rss_mb']:,.0f} MB; after a restart "
+          f"{r['restart_offers']:,.0f} offers, RSS {r['restart_rss_mb']:,.0f} MB "
+          f"({r['restart_rss_mb'] / r['live_rss_mb']:.2f}x), {r['restart_start_s']:.1f} s to start")
     return 0

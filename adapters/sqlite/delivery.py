@@ -9,6 +9,7 @@ from adapters.sqlite.statements import Insert, SqlDatabase
 from state.delivery import AlreadyCharged
 
 IDLE_SCAN_PER_ROW = 20  # users looked at per impression row purge may delete: a pass outpaces new users
+LOAD_PAGE = 10_000  # impressions read per round trip at start
 
 
 class SqliteDeliveryStore:
@@ -26,14 +27,14 @@ class SqliteDeliveryStore:
         self._idle_scan: list[str] = []  # users still to look at in the current pass of forget_idle
         self.version = 0  # bumps whenever spend changes, so budget views know to refresh
 
-    async def load(self, now: float, page: int = 10_000) -> None:
+    async def load(self, now: float) -> None:
         """Impressions within the cap windows, in keyset pages by (at, id) rather than one fetch of every row,
         each campaign id one string (as the live process holds it, not one per row)."""
         campaigns: dict[str, str] = {}
         after: tuple[float, int] = (now - self._keep, 2**63 - 1)  # strictly after the window opens
         while rows := await self._db.fetchall(
                 "SELECT user_id, campaign_id, at, id FROM impressions WHERE (at, id) > (?, ?) ORDER BY at, id "
-                f"LIMIT {page}", after):
+                f"LIMIT {LOAD_PAGE}", after):
             for user_id, campaign_id, at, _ in rows:
                 self.impressions[user_id].append((at, campaigns.setdefault(campaign_id, campaign_id)))
             after = rows[-1][2], rows[-1][3]

@@ -4,12 +4,12 @@ order, exactly as one plain read of them gives."""
 import random
 from collections import defaultdict
 
-from adapters.sqlite import migrations
+from adapters.sqlite import delivery, migrations
 from adapters.sqlite.db import Database
 from adapters.sqlite.delivery import SqliteDeliveryStore
 
 
-async def test_impressions_load_in_pages_as_a_plain_read_gives(tmp_path):
+async def test_impressions_load_in_pages_as_a_plain_read_gives(tmp_path, monkeypatch):
     db = Database(tmp_path / "records.db", migrations.RECORDS)
     await db.open()
     rng = random.Random(9)
@@ -19,7 +19,8 @@ async def test_impressions_load_in_pages_as_a_plain_read_gives(tmp_path):
             for _ in range(500)]
     await db.write([("INSERT INTO impressions(user_id, campaign_id, at) VALUES (?, ?, ?)", r) for r in rows])
     store = SqliteDeliveryStore(db, keep_s=keep)
-    await store.load(now, page=37)
+    monkeypatch.setattr(delivery, "LOAD_PAGE", 37)
+    await store.load(now)
     plain: dict[str, list[tuple[float, str]]] = defaultdict(list)
     for user_id, campaign_id, at in await db.fetchall(
             "SELECT user_id, campaign_id, at FROM impressions WHERE at > ? ORDER BY at, id", (now - keep,)):
