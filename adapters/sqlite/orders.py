@@ -6,6 +6,8 @@ import heapq
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
+import msgspec
+
 from adapters.sqlite.statements import Insert, SqlDatabase, Statement
 from app.runtime.lru import LRU
 from state.changes import ChangeOffer, ChangeOfferState, OrderVersion, encode
@@ -39,6 +41,9 @@ class SqliteOrderStore:
     async def load(self) -> None:
         """The live orders and what they hold; finished ones stay in the store (restart time grows with live
         orders, not with history). Each state is read in keyset batches through its index."""
+        # Orders of one offer's kind (a flight, a party size, a bundle) have equal items: kept once, as orders
+        # made from one offer share its items in the live process.
+        shared: dict[tuple[Item, ...], tuple[Item, ...]] = {}
         for state in sorted(LIVE):
             after: OrderPosition = (float("-inf"), "")
             while True:
@@ -47,6 +52,9 @@ class SqliteOrderStore:
                     "ORDER BY created_at, id LIMIT ?", (state, after[0], after[1], LOAD_BATCH))
                 for _, _, body in rows:
                     order = _decode(body)
+                    items = shared.setdefault(order.items, order.items)
+                    if items is not order.items:
+                        order = msgspec.structs.replace(order, items=items)
                     self.remember(order)
                     self.hold(held_items(order))
                 if len(rows) < LOAD_BATCH:
