@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
@@ -27,7 +29,6 @@ class SqliteOrderStore:
     def __init__(self, db: SqlDatabase, finished_cached: int = FINISHED_CACHED) -> None:
         self._db = db
         self._orders: dict[str, Order] = {}
-        self._barcodes: dict[str, str] = {}
         self.held: Counter[str] = Counter()
         # Bumps whenever a flight's held inventory changes, so priced offers for it know to re-price.
         self.flight_versions: Counter[str] = Counter()
@@ -45,11 +46,11 @@ class SqliteOrderStore:
         # made from one offer share its items in the live process.
         shared: dict[tuple[Item, ...], tuple[Item, ...]] = {}
         for state in sorted(LIVE):
-            after: OrderPosition = (float("-inf"), "")
-            while True:
-                rows = await self._db.fetchall(
-                    "SELECT created_at, id, body FROM orders WHERE state = ? AND (created_at, id) > (?, ?) "
-                    "ORDER BY created_at, id LIMIT ?", (state, after[0], after[1], LOAD_BATCH))
+            batch: asyncio.Future[list[tuple[Any, ...]]] | None = self._live_batch(state, (float("-inf"), ""))
+            while batch is not None:
+                rows = await batch
+                # The next batch is read (SQLite lets go of the GIL) while this one is decoded.
+                batch = self._live_batch(state, (rows[-1][0], rows[-1][1])) if len(rows) == LOAD_BATCH else None
                 for _, _, body in rows:
                     order = _decode(body)
                     items = shared.setdefault(order.items, order.items)
@@ -57,9 +58,11 @@ class SqliteOrderStore:
                         order = msgspec.structs.replace(order, items=items)
                     self.remember(order)
                     self.hold(held_items(order))
-                if len(rows) < LOAD_BATCH:
-                    break
-                after = (rows[-1][0], rows[-1][1])
+
+    def _live_batch(self, state: str, after: OrderPosition) -> asyncio.Future[list[tuple[Any, ...]]]:
+        return asyncio.ensure_future(self._db.fetchall(
+            "SELECT created_at, id, body FROM orders WHERE state = ? AND (created_at, id) > (?, ?) "
+            "ORDER BY created_at, id LIMIT ?", (state, after[0], after[1], LOAD_BATCH)))
 
     async def refresh(self, order_ids: Sequence[str]) -> int:
         """Another node changed these orders: read them back and hold what they hold now (several nodes)."""
@@ -93,10 +96,6 @@ class SqliteOrderStore:
     def __len__(self) -> int:
         return len(self._orders)
 
-    def by_barcode(self, code: str) -> Order | None:
-        order_id = self._barcodes.get(code)
-        return self._orders.get(order_id) if order_id else None
-
     def in_state(self, *states: str) -> list[Order]:
         return [self._orders[i] for state in states for i in self._by_state.get(state, ())]
 
@@ -110,10 +109,11 @@ class SqliteOrderStore:
         return self._stored(row[0]) if row else None
 
     async def fetch_by_barcode(self, code: str) -> Order | None:
-        """The order a barcode belongs to, as long as it still has that barcode (a change replaces some)."""
-        order = self.by_barcode(code)
-        if order is not None or len(code) > 64:
-            return order
+        """The order a barcode belongs to, as long as it still has that barcode (a change replaces some). Always
+        read through the store's index: a scan at the gate is rare next to what a dozen barcodes per live order
+        would cost memory (and a start) to index here."""
+        if len(code) > 64:
+            return None
         row = await self._db.fetchone("SELECT o.body FROM order_barcodes b JOIN orders o ON o.id = b.order_id "
                                       "WHERE b.code = ?", (code,))
         if row is None:
@@ -194,16 +194,10 @@ class SqliteOrderStore:
         self._orders[order.id] = order
         if old is not None:
             self._by_state[old.state].pop(order.id, None)
-            if old.barcodes is not order.barcodes:  # a change replaced barcodes: the old ones stop working
-                kept = {b.code for b in order.barcodes}
-                for b in old.barcodes:
-                    if b.code not in kept:
-                        self._barcodes.pop(b.code, None)
         self._by_state[order.state][order.id] = None
         key = _DUE_AT.get(order.state)
         if old is None or old.state != order.state or (key is not None and key(old) != key(order)):
             self._schedule(order)
-        self._index_barcodes(order)
         return old
 
     def _schedule(self, order: Order) -> None:
@@ -225,12 +219,6 @@ class SqliteOrderStore:
         order = self._orders.pop(order_id, None)
         if order is not None:
             self._by_state[order.state].pop(order_id, None)
-            for b in order.barcodes:
-                self._barcodes.pop(b.code, None)
-
-    def _index_barcodes(self, order: Order) -> None:
-        for b in order.barcodes:
-            self._barcodes[b.code] = order.id
 
     async def seen_payment_event(self, event_id: str) -> bool:
         return await self._db.fetchone("SELECT 1 FROM payment_events WHERE id=?", (event_id,)) is not None

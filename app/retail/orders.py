@@ -260,7 +260,7 @@ class OrderService:
     # ---- fulfilment ----
     async def consume(self, code: str) -> tuple[Order, Barcode]:
         """Use a barcode at the gate or the lounge: once only (then 409)."""
-        order = self._orders.by_barcode(code) or await self._orders.fetch_by_barcode(code)
+        order = await self._orders.fetch_by_barcode(code)
         if order is None:
             raise NotFound("no such barcode")
         barcode = next(b for b in order.barcodes if b.code == code)
