@@ -128,18 +128,26 @@ class SqliteOfferStore:
         self._offers[offer.id] = offer
 
     def _evict(self, count: int) -> None:
-        """Let go of `count` offers, those expiring soonest first: SQLite holds each as memory does (an
-        accept in flight commits or is undone by its unit of work, and the row's state guards it)."""
+        """Let go of up to `count` ACTIVE offers, those expiring soonest first: SQLite holds each as memory does.
+        Accepted and cancelled ones stay until they expire (few: one per accept), so an accept racing with one
+        finds it here rather than reading a row whose change is still being committed."""
         evicted = 0
-        while evicted < count and self._seconds:
-            second = self._seconds[0]
+        for second in sorted(self._seconds):  # once per max // 100 new offers: the sort is cheap
             bucket = self._buckets[second]
+            kept: list[str] = []
             while bucket and evicted < count:
-                if self._offers.pop(bucket.pop(), None) is not None:
+                offer_id = bucket.pop()
+                offer = self._offers.get(offer_id)
+                if offer is None:
+                    continue
+                if offer.state == "ACTIVE":
+                    del self._offers[offer_id]
                     evicted += 1
-            if not bucket:
-                heapq.heappop(self._seconds)
-                del self._buckets[second]
+                else:
+                    kept.append(offer_id)
+            bucket += kept  # an emptied bucket stays until due() reaches its second
+            if evicted >= count:
+                break
         if evicted and self._on_evict is not None:
             self._on_evict(evicted)
 

@@ -92,3 +92,14 @@ def test_over_the_bound_the_offers_expiring_soonest_leave_memory():
         store.remember(_offer(TEMPLATE, n, 1_000.0 + n))
         n += 1
     assert store.get(gone.id) is None  # read back, it is still among the first to go
+
+
+def test_accepted_offers_stay_in_memory_past_the_bound():
+    """An accepted offer is never let go of for the bound (an accept racing with it must find it in memory)."""
+    store = SqliteOfferStore(None, 10)  # type: ignore[arg-type]
+    accepted = msgspec.structs.replace(_offer(TEMPLATE, 0, 1_000.0), state="ACCEPTED")
+    store.remember(accepted)
+    for n in range(1, 100):
+        store.remember(_offer(TEMPLATE, n, 1_000.0 + n))
+    assert store.get(accepted.id) is accepted and len(store) <= 10
+    assert [o.id for o in store.due(1_000.0)] == [accepted.id]  # still swept at its expiry
