@@ -4,10 +4,11 @@ A bounded in-memory queue feeds a batch writer that flushes to its own SQLite fi
 `flush_rows` events are waiting or the oldest has waited `flush_interval_ms`. A full
 queue drops the event and counts it: the hot path never waits on analytics.
 
-The most frequent events (bids, no-bids, offers shown: TALLIED) can be counted instead of written whole: each is
-added to a total per window (`analytics.totals_s`) and key (a bid's campaign, a no-bid's reason, an offer's bundle),
-written at each flush as one `<type>Totals` row (its `at` the window's start: {"seconds", key, "count", sum}); a
-sample of them (`analytics.sample_bids`, `sample_offers`, after the first `analytics.whole_per_s` of each second,
+The most frequent events (bids, no-bids, offers shown, ingested channel events: TALLIED) can be counted instead of
+written whole: each is added to a total per window (`analytics.totals_s`) and key (a bid's campaign, a no-bid's
+reason, an offer's bundle, a channel event's source and type), written at each flush as one `<type>Totals` row (its
+`at` the window's start: {"seconds", key fields, "count", sum}); a sample of them (`analytics.sample_bids`,
+`sample_offers`, `sample_channel_events`, after the first `analytics.whole_per_s` of each second,
 which are all kept) is still written whole, marked `"sampled":true` (already in a total, so counters skip it). At a
 rate of 1 nothing is counted: every event is written whole, unmarked, as before.
 """
@@ -32,9 +33,10 @@ from state.ports import EventLogStore
 log = logging.getLogger("contrail.eventlog")
 _encoder = msgspec.json.Encoder()
 _encode, _encode_lines = _encoder.encode, _encoder.encode_lines
-# type -> (the field a total is kept per, the field summed or ""): what `<type>Totals` rows hold.
-TALLIED: dict[str, tuple[str, str]] = {"Bid": ("campaign_id", "price"), "NoBid": ("reason", ""),
-                                       "OfferGenerated": ("bundle", "total_cents")}
+# type -> (the fields a total is kept per, the field summed or ""): what `<type>Totals` rows hold.
+TALLIED: dict[str, tuple[tuple[str, ...], str]] = {
+    "Bid": (("campaign_id",), "price"), "NoBid": (("reason",), ""), "OfferGenerated": (("bundle",), "total_cents"),
+    "ChannelEvent": (("source", "type"), "amount_cents")}
 SAMPLED = b',"sampled":true}'  # closes a sampled whole record's JSON object
 
 
@@ -67,7 +69,7 @@ class EventLog:
         self._totals_s = totals_s
         self._max_totals = max_totals
         # (type, window start, key) -> [count, sum]: bounded by max_totals, emptied at every flush.
-        self._totals: dict[tuple[str, int, str], list] = {}
+        self._totals: dict[tuple[str, int, tuple[str, ...]], list] = {}
         self._whole_second: dict[str, tuple[int, int]] = {}  # type -> (second, whole records kept in it)
         self._random = random.Random()
         metrics.watch_queue("event_log", lambda: len(self._queue))
@@ -102,7 +104,7 @@ class EventLog:
 
     def _tally(self, type_: str, payloads: Sequence[Any], at: float, rate: float) -> int:
         """Add events to their window's totals and keep a sample of them whole; how many were counted."""
-        key_field, sum_field = TALLIED[type_]
+        key_fields, sum_field = TALLIED[type_]
         window = int(at // self._totals_s) * self._totals_s
         totals, queue = self._totals, self._queue
         second = int(at)
@@ -111,7 +113,7 @@ class EventLog:
             whole = 0
         counted = dropped = 0
         for payload in payloads:
-            key = (type_, window, str(_field(payload, key_field) or ""))
+            key = (type_, window, tuple(str(_field(payload, f) or "") for f in key_fields))
             total = totals.get(key)
             if total is None:
                 if len(totals) >= self._max_totals:  # more keys than the bound before a flush: lost, counted
@@ -149,8 +151,8 @@ class EventLog:
         totals, self._totals = self._totals, {}
         seconds = self._totals_s
         for (type_, window, key), (count, amount) in totals.items():
-            key_field, sum_field = TALLIED[type_]
-            row: dict[str, Any] = {"seconds": seconds, key_field: key, "count": count}
+            key_fields, sum_field = TALLIED[type_]
+            row: dict[str, Any] = {"seconds": seconds, **dict(zip(key_fields, key, strict=True)), "count": count}
             if sum_field:
                 row[f"{sum_field}_sum"] = round(amount, 6) if isinstance(amount, float) else amount
             self._queue.append((float(window), f"{type_}Totals", _encode(row).decode()))

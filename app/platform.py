@@ -143,7 +143,7 @@ class Platform:
                                   capacity=a.queue_capacity, flush_rows=a.flush_rows,
                                   flush_interval_ms=a.flush_interval_ms,
                                   sample={"Bid": a.sample_bids, "NoBid": a.sample_bids,
-                                          "OfferGenerated": a.sample_offers},
+                                          "OfferGenerated": a.sample_offers, "ChannelEvent": a.sample_channel_events},
                                   whole_per_s=a.whole_per_s, totals_s=a.totals_s, max_totals=a.max_totals)
         self.supervisor = Supervisor(metrics, backoff_s=config.tasks.restart_backoff_s,
                                      backoff_max_s=config.tasks.restart_backoff_max_s, tracing=self.tracing)

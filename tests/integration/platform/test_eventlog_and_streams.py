@@ -228,3 +228,25 @@ async def test_the_size_budget_drops_the_oldest_first_and_the_file_stops_growing
     metrics = await (await client.get("/metrics")).text()
     assert f'contrail_rows_pruned_total{{what="events_over_budget"}} {float(trimmed)}' in metrics
     assert 'contrail_events_bytes_written_total' in metrics and 'contrail_database_bytes{db="events"}' in metrics
+
+
+async def test_ingested_channel_events_are_counted_per_source_and_type(tmp_path):
+    clock = ManualClock(1_000_000.0)
+    db, log = await _counting_log(tmp_path, clock, sample={"ChannelEvent": 0.0})
+    sent: Counter = Counter()
+    for k in range(500):
+        source, kind = ("web", "mobile_app")[k % 2], ("page_view", "purchase", "search")[k % 3]
+        log.log_events("ChannelEvent", [{"source": source, "type": kind, "user_id": f"u{k}",
+                                         "amount_cents": 1000 if kind == "purchase" else None}])
+        sent[(source, kind)] += 1
+        if k % 100 == 99:
+            clock.advance(1)
+    await log.flush()
+    counted: Counter = Counter()
+    spent = 0
+    for _, row in await _stored(log, "ChannelEventTotals"):
+        counted[(row["source"], row["type"])] += row["count"]
+        spent += row["amount_cents_sum"]
+    assert counted == sent and spent == 1000 * sum(n for (_, kind), n in sent.items() if kind == "purchase")
+    assert await _stored(log, "ChannelEvent") == []  # a rate of 0: none whole, and no user id in the totals
+    await db.close()
