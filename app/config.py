@@ -103,6 +103,19 @@ class AnalyticsConfig(_Section):
     flush_rows: AtLeast1 = 10_000
     flush_interval_ms: AtLeast1 = 1000
     retention_days: AtLeast1 = 7
+    max_bytes: Annotated[int, Meta(ge=0)] = 10_000_000_000
+    sample_bids: Fraction = 0.01
+    sample_offers: Fraction = 1.0
+    sample_channel_events: Fraction = 0.01
+    whole_per_s: NotNegative = 10
+    totals_s: Annotated[int, Meta(ge=1, le=3600)] = 1
+    max_totals: AtLeast1 = 100_000
+
+    def __post_init__(self) -> None:
+        if 3600 % self.totals_s:  # an hourly report adds whole windows
+            raise _invalid("totals_s", "must divide an hour (1, 2, 5, 10, 60, 300, ...)")
+        if 0 < self.max_bytes < 1_000_000:
+            raise _invalid("max_bytes", "must be 0 (no budget) or at least 1000000")
 
 
 class AuthConfig(_Section):
@@ -159,6 +172,7 @@ class BiddingConfig(_Section):
     stream_max_in_flight: AtLeast1 = 256
     value_burst_micros: NotNegative = 50_000_000
     value_burst_window_s: Positive = 60.0
+    shape_cache_mb: Annotated[int, Meta(ge=1, le=65_536)] = 64
 
     def __post_init__(self) -> None:
         if "USD" not in self.currency_rates:
@@ -189,6 +203,7 @@ class RetailConfig(_Section):
     offers_power_safe: bool = False
     draft_cache_size: AtLeast1 = 20_000
     offer_retention_days: AtLeast1 = 30
+    max_offers_in_memory: AtLeast1 = 1_000_000
 
 
 class PaymentsConfig(_Section):

@@ -189,6 +189,9 @@ class DeliveryStore(Protocol):
     async def purge(self, now: float, limit: int) -> int:
         """Delete up to `limit` stored impressions older than any frequency-cap window reads."""
 
+    async def purge_outcomes(self, before: float, limit: int) -> int:
+        """Delete up to `limit` stored notices (charges, wins, losses, clicks) recorded before `before`."""
+
     async def outcomes_since(self, since: float) -> dict[tuple[str, str], tuple[int, int]]:
         """Per (campaign, notice kind: win, loss, charge), how many arrived since `since` and their prices' sum."""
 
@@ -247,6 +250,12 @@ class EventLogStore(Protocol):
 
     async def purge(self, before: float, limit: int) -> int:
         """Delete those of the oldest `limit` events that happened before `before`; how many went."""
+
+    async def purge_oldest(self, limit: int) -> int:
+        """Delete the oldest `limit` events whatever their age (the size budget); how many went."""
+
+    async def used_bytes(self) -> int:
+        """The bytes the events take in the store."""
 
     async def query(self, type_: str | None, since: float | None, after_id: int, limit: int) -> list[StoredEvent]:
         """Oldest first from `since`, continuing after `after_id`."""
@@ -341,6 +350,9 @@ class OfferStore(Protocol):
     async def fetch(self, offer_id: str) -> Offer | None:
         """An offer no longer held in memory (expired or finished), from storage."""
 
+    def readmit(self, offer: Offer) -> Offer:
+        """An ACTIVE offer read back after it left memory for the bound, held again (or the one held meanwhile)."""
+
     async def purge(self, expired_before: float, limit: int) -> int:
         """Delete up to `limit` offers, whatever their state, that expired before `expired_before`."""
 
@@ -369,13 +381,27 @@ class OrderStore(Protocol):
         ...
 
     def get(self, order_id: str) -> Order | None:
-        ...
+        """A live order, from memory (None for a finished one: see fetch)."""
 
-    def of_owner(self, owner: str | None) -> list[Order]:
-        """One owner's orders oldest first, or everyone's when owner is None."""
+    def live(self) -> list[Order]:
+        """Every order in memory: the live ones."""
 
-    def by_barcode(self, code: str) -> Order | None:
-        ...
+    async def fetch(self, order_id: str) -> Order | None:
+        """Any order as it stands: live from memory, finished from the store."""
+
+    async def fetch_by_barcode(self, code: str) -> Order | None:
+        """The order, live or finished, that has this barcode."""
+
+    async def position(self, order_id: str) -> tuple[float, str] | None:
+        """(created_at, id) of an order, where it sorts in lists; None if there is no such order."""
+
+    async def page(self, owner: str | None, state: str | None, after: tuple[float, str] | None,
+                   limit: int) -> list[Order]:
+        """Up to `limit` orders after position `after`, oldest first: one owner's or everyone's (None),
+        optionally only in `state`; read from the store."""
+
+    def retire(self, order: Order) -> None:
+        """A finished order whose change is committed leaves memory."""
 
     def in_state(self, *states: str) -> list[Order]:
         ...
@@ -469,6 +495,9 @@ class ProfileStore(Protocol):
     async def put(self, *profiles: Profile) -> None:
         """Create or replace profiles, all in one commit."""
 
+    async def purge(self, before: float, limit: int) -> int:
+        """Delete up to `limit` stored profiles last updated before `before`; how many went."""
+
 
 @runtime_checkable
 class SuppressionStore(Protocol):
@@ -508,6 +537,9 @@ class RecoStore(Protocol):
 
     async def interactions(self) -> list[Interaction]:
         ...
+
+    async def interactions_after(self, after_id: int, limit: int) -> tuple[int, list[Interaction]]:
+        """A page of the log in arrival order after `after_id`, and its last id."""
 
     async def user_interactions(self, user_id: str, limit: int) -> list[Interaction]:
         ...

@@ -147,6 +147,16 @@ class Metrics:
         self.events_dropped = LoopCounter("contrail_events_dropped", "Events dropped because the queue was full",
                                           (), r)
         self.events_written = LoopCounter("contrail_events_written", "Events written to the event log file", (), r)
+        self.events_bytes_written = LoopCounter("contrail_events_bytes_written", "Bytes of event rows written to the "
+                                                "event log (payload, type and row overhead; before indexes)", (), r)
+        self.events_sample_dropped = LoopCounter("contrail_events_sample_dropped", "Sampled whole records of counted "
+                                                 "events dropped because the queue was full (their counts are kept)",
+                                                 (), r)
+        self.database_bytes = Gauge("contrail_database_bytes", "A SQLite database's size on disk (its file and "
+                                    "WAL)", ["db"], registry=r)
+        self.rows_pruned = LoopCounter("contrail_rows_pruned", "Stored rows deleted by the retention pass, by what "
+                                       "(events by age or size, profiles past their TTL, notices, impressions, ...)",
+                                       ["what"], r)
         self.ws_clients = Gauge("contrail_ws_clients", "Connected websocket clients", ["stream"], registry=r)
         self.ws_dropped = LoopCounter("contrail_ws_dropped_messages", "Messages dropped for slow websocket clients",
                                       ["stream"], r)
@@ -213,6 +223,8 @@ class Metrics:
                                         "How long the oldest call of a batch waited before the flush", (), r,
                                         (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.002, 0.005))
         self.offers_generated = LoopCounter("contrail_offers_generated", "Offers priced and persisted", (), r)
+        self.offers_evicted = LoopCounter("contrail_offers_evicted", "Active offers let go of from memory for "
+                                          "retail.max_offers_in_memory (read back from the database on access)", (), r)
         self.orders = LoopCounter("contrail_order_transitions", "Order state changes", ["to"], r)
         self.payments = LoopCounter("contrail_payments", "Payment attempts by result", ["result"], r)
         self.ranking_calls = LoopCounter("contrail_ranking_calls", "Searches ranked, by who ranked them", ["source"],
