@@ -48,7 +48,8 @@ def build(infra: Infra, recommendations: Recommendations | None = None) -> Retai
     customers (None: the bundles as listed for everyone)."""
     config, clock, metrics = infra.config, infra.clock, infra.metrics
     catalog_store = SqliteCatalogStore(infra.records_db, infra.changes)
-    offer_store = SqliteOfferStore(infra.records_db)
+    offer_store = SqliteOfferStore(infra.records_db, config.retail.max_offers_in_memory,
+                                   metrics.offers_evicted.inc)
     order_store = SqliteOrderStore(infra.records_db)
     catalog = CatalogService(catalog_store, order_store, infra.audit)
     rc = config.ranking
@@ -62,6 +63,9 @@ def build(infra: Infra, recommendations: Recommendations | None = None) -> Retai
     orders = OrderChangeService(config.retail, pay, catalog, offers, offer_store, order_store, gateway, clock,
                                 infra.event_log.log_event, metrics, infra.bus, infra.uow, change_store)
     metrics.watch_queue("offers_in_memory", lambda: len(offer_store))
+    # Live orders are bounded by what can still change (state/orders.py); finished ones read back are an LRU.
+    metrics.watch_queue("orders_in_memory", lambda: len(order_store))
+    metrics.caches.register(order_store.finished)
     domain = Retail(catalog_store, offer_store, order_store, catalog, remote, ranker, offers, gateway, orders,
                     infra.event_log, change_store)
     infra.supervisor.add_periodic("retail_sweep", config.retail.sweep_interval_s, domain.sweep_once)
