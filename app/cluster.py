@@ -10,6 +10,7 @@ deployment see docs/deployment.md.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import signal
@@ -51,6 +52,9 @@ def run_cluster(config: Config, config_path: str | None, nodes: int) -> int:
                    # the nodes must agree on what signs tokens and webhooks
                    "CONTRAIL__AUTH__JWT_SECRET": config.auth.jwt_secret or secrets.token_urlsafe(48),
                    "CONTRAIL__PAYMENTS__WEBHOOK_SECRET": config.payments.webhook_secret or secrets.token_urlsafe(48),
+                   # ... and on the key that seals personal data (each node would otherwise make its own)
+                   "CONTRAIL__PII__KEY": config.pii.key or _new_key(),
+                   "CONTRAIL__PII__LOOKUP_KEY": config.pii.lookup_key or _new_key(),
                    "CONTRAIL__SERVER__PORT": str(config.server.port), "CONTRAIL__GRPC__PORT": str(config.grpc.port)})
     command = [sys.executable, "-m", "app", *(["--config", config_path] if config_path else [])]
     procs: list[subprocess.Popen] = []
@@ -93,6 +97,11 @@ def run_cluster(config: Config, config_path: str | None, nodes: int) -> int:
             redis.stop(graceful=True)
         if nats is not None:
             nats.stop()
+
+
+def _new_key() -> str:
+    """32 random bytes in base64, as pii.key and pii.lookup_key take them."""
+    return base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def _wait_ready(url: str, procs: list[subprocess.Popen], timeout: float = 60.0) -> None:

@@ -4,6 +4,7 @@ again, and a node killed with -9 loses nothing it acknowledged while the other k
 from __future__ import annotations
 
 import asyncio
+import base64
 import signal
 import time
 from collections import Counter
@@ -17,7 +18,10 @@ from bench.server import ServerProcess
 from state.orders import HOLDING
 
 SECRETS = {"CONTRAIL__AUTH__JWT_SECRET": "two-nodes-share-this-jwt-secret-0123456789",
-           "CONTRAIL__PAYMENTS__WEBHOOK_SECRET": "two-nodes-share-this-webhook-secret-012345"}
+           "CONTRAIL__PAYMENTS__WEBHOOK_SECRET": "two-nodes-share-this-webhook-secret-012345",
+           # the key of personal data: what one node seals the other must open
+           "CONTRAIL__PII__KEY": base64.b64encode(b"two nodes share this pii key.-32").decode(),
+           "CONTRAIL__PII__LOOKUP_KEY": base64.b64encode(b"two nodes share this lookup key!").decode()}
 
 
 def two_nodes(tmp_path, dsn: str, **env: str) -> tuple[ServerProcess, ServerProcess]:
