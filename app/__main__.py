@@ -257,6 +257,10 @@ def _migrate_to_postgres(config: Config, dsn: str) -> int:
         print(f"{table}: {rows}")
     print(f"copied {sum(copied.values())} rows from {source}; now set storage.backend = \"postgres\" and "
           "storage.postgres_dsn, and start the nodes")
+    if not config.pii.key:  # personal data was copied sealed: the nodes must open it with this node's keys
+        from app.platform import pii_key_file
+        print(f"personal data is sealed with the keys in {pii_key_file(config)}: give every node that file "
+              "(pii.key_file) or its keys (pii.key, pii.lookup_key, pii.previous_keys)")
     return 0
 
 

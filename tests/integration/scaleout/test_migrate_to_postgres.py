@@ -49,11 +49,13 @@ async def test_a_demo_deployment_moves_to_postgresql_and_serves_the_same(tmp_pat
     moved = one.cli("migrate-to-postgres", "--dsn", dsn)
     assert moved.returncode == 0, moved.stderr
     assert "orders: " in moved.stdout and "loyalty_ledger: " in moved.stdout
+    key_file = tmp_path / "one" / "var" / "pii.key"
+    assert f"personal data is sealed with the keys in {key_file}" in moved.stdout
     again = one.cli("migrate-to-postgres", "--dsn", dsn)  # the target is not empty any more
     assert again.returncode == 2 and "not empty" in again.stderr
 
     node = ServerProcess(tmp_path / "node" / "var", CONTRAIL__STORAGE__BACKEND="postgres",
-                         CONTRAIL__STORAGE__POSTGRES_DSN=dsn)
+                         CONTRAIL__STORAGE__POSTGRES_DSN=dsn, CONTRAIL__PII__KEY_FILE=str(key_file))
     node.data_dir.mkdir(parents=True)
     node.start()
     try:
