@@ -55,12 +55,20 @@ def build(infra: Infra, loyalty_features: Callable[[str], np.ndarray | None], va
     if infra.redis is not None:  # several nodes: budgets, caps and issued bids shared in Redis
         delivery = shared = RedisDeliveryStore(infra.records_db, infra.redis,
                                                lambda: [c.id for c in campaign_store.all()], clock=clock.now)
-        infra.supervisor.add_periodic("shared_spend_refresh", config.redis.spend_refresh_ms / 1000,
-                                      shared.refresh_spend)
+        refreshed = shared
+
+        async def refresh_spend() -> None:
+            await refreshed.refresh_spend()
+            campaigns.spend_reloaded()  # spend other nodes charged: no charge here announced it
+
+        infra.supervisor.add_periodic("shared_spend_refresh", config.redis.spend_refresh_ms / 1000, refresh_spend)
     else:
         delivery = SqliteDeliveryStore(infra.records_db)
     metrics.delivery_users.set_function(lambda: len(delivery.impressions))
-    campaigns = CampaignService(campaign_store, delivery, clock, infra.audit, pacing_slack=b.pacing_slack)
+    campaigns = CampaignService(campaign_store, delivery, clock, infra.audit, pacing_slack=b.pacing_slack,
+                                shape_cache_bytes=b.shape_cache_mb << 20)
+    metrics.caches.register(campaigns.shape_cache)
+    metrics.caches.register(campaigns.block_masks)
     profiles = ProfileCache(profile_store, clock, l1_size=b.profile_l1_size, l2_ttl_s=b.profile_l2_ttl_s,
                             metrics=metrics)
     model = ModelHolder(inf.model_path, metrics)
@@ -86,7 +94,7 @@ def build(infra: Infra, loyalty_features: Callable[[str], np.ndarray | None], va
     urls.on_change(lambda: bidder.set_notice_base(urls.notices()))
     gateway = BidGateway(bidder, metrics)
     notices = NoticeService(ledger, delivery, clock, infra.event_log.log_event, metrics, infra.bus.publish, tap,
-                            shared)
+                            shared, spend_watch=campaigns)
     infra.supervisor.add_periodic("bid_ledger_sweep", 1.0, ledger.sweep)
     return Bidding(campaign_store, profile_store, delivery, campaigns, profiles, model, providers, batcher, ledger,
                    bidder, gateway, notices)
