@@ -59,7 +59,11 @@ def rss_mb(pid: int) -> float:
 
 
 def offers_in_memory(url: str) -> float:
-    text = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
+    """From /metrics; NaN when a saturated server does not answer in time (a sample lost, not the soak)."""
+    try:
+        text = urllib.request.urlopen(f"{url}/metrics", timeout=30).read().decode()
+    except OSError:
+        return float("nan")
     found = re.search(r'^contrail_queue_depth\{queue="offers_in_memory"\} (\S+)$', text, re.M)
     return float(found.group(1)) if found else 0.0
 

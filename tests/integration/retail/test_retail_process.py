@@ -1,6 +1,6 @@
 """kill -9 in the middle of searches, accepts and payments: after a restart every acknowledged offer,
 order and payment is there, the seats held equal the seats of live orders exactly, and nothing is
-sold twice."""
+sold twice; also with retail.max_offers_in_memory far below the offers made."""
 
 import asyncio
 import signal
@@ -16,9 +16,10 @@ CAPACITY = 60
 LIVE = {"PROPOSED", "PAYMENT_PENDING", "PAID", "FULFILLED", "ARCHIVED"}
 
 
-@pytest.fixture
-def server(tmp_path):
-    srv = ServerProcess(tmp_path / "var")
+@pytest.fixture(params=[{}, {"CONTRAIL__RETAIL__MAX_OFFERS_IN_MEMORY": "20"}], ids=["offers-held", "offers-evicted"])
+def server(tmp_path, request):
+    """The second: far more offers than memory holds, so most accepts read their offer back from SQLite."""
+    srv = ServerProcess(tmp_path / "var", **request.param)
     yield srv
     srv.stop()
 
