@@ -341,8 +341,8 @@ class LoyaltyStore(Protocol):
 class OfferStore(Protocol):
     """OfferStore"""
 
-    async def load(self, now: float) -> None:
-        """Offers that can still be accepted come back after a restart."""
+    async def load(self, now: float, page: int = 5_000) -> None:
+        """Offers that can still be accepted come back after a restart, read `page` rows at a time."""
 
     def get(self, offer_id: str) -> Offer | None:
         ...
