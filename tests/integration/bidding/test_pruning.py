@@ -25,7 +25,9 @@ async def test_profiles_past_their_ttl_leave_the_store_and_those_users_are_still
     deleted = await platform.purge_retained_once(chunk=2)  # three commits of up to two, then one finding none
     assert deleted["profiles"] == 5
     assert await stored(platform, "SELECT count(*) FROM profiles") == 1
-    assert all(f"old{k}" not in platform.profile_store for k in range(5)) and "fresh" in platform.profile_store
+    # One node remembers which users have a profile; several cannot, and Redis expires its copies on its own clock.
+    if platform.redis is None:
+        assert all(f"old{k}" not in platform.profile_store for k in range(5)) and "fresh" in platform.profile_store
     assert (await platform.profile_store.get("fresh")).segments == [4]
     # A user whose profile went is bid on as anyone unknown is; a profile written for them again is read again.
     assert (await post_bid(bidder, banner_request(user_id="old0"))).status == 200
