@@ -72,13 +72,20 @@ async def a_customers_life(client, clock, relay, staff) -> tuple[str, str]:
     return account_id, order["id"]
 
 
-async def test_the_database_files_hold_no_personal_data_in_the_clear_and_a_restart_reads_it_all(
-        aiohttp_client, tmp_path, clock, relay):
+async def _lived(aiohttp_client, tmp_path, clock, relay):
+    """The app, an admin key's headers, and a customer who has lived a whole flow in it: (config, client, staff,
+    account id, order id)."""
     config = make_config(tmp_path, smtp__port=relay.port, smtp__retry_backoff_s=0.05)
     client = await aiohttp_client(create_app(config, clock=clock))
     _, key = await client.app[PLATFORM].api_keys.create("crm", "admin")
     staff = {"X-Api-Key": key}
-    account_id, _ = await a_customers_life(client, clock, relay, staff)
+    account_id, order_id = await a_customers_life(client, clock, relay, staff)
+    return config, client, staff, account_id, order_id
+
+
+async def test_the_database_files_hold_no_personal_data_in_the_clear_and_a_restart_reads_it_all(
+        aiohttp_client, tmp_path, clock, relay):
+    config, client, staff, account_id, _ = await _lived(aiohttp_client, tmp_path, clock, relay)
     data_dir = Path(config.storage.data_dir)
     if config.storage.backend == "sqlite":  # on PostgreSQL (--storage=postgres) the records are not in data_dir
         assert leaked(data_dir) and not any(leaked(data_dir).values()), leaked(data_dir)
@@ -102,12 +109,8 @@ async def test_the_database_files_hold_no_personal_data_in_the_clear_and_a_resta
 
 async def test_erasure_removes_her_personal_data_everywhere_keeps_the_money_and_survives_a_restart(
         aiohttp_client, tmp_path, clock, relay):
-    config = make_config(tmp_path, smtp__port=relay.port, smtp__retry_backoff_s=0.05)
-    client = await aiohttp_client(create_app(config, clock=clock))
+    config, client, staff, account_id, order_id = await _lived(aiohttp_client, tmp_path, clock, relay)
     platform = client.app[PLATFORM]
-    _, key = await platform.api_keys.create("crm", "admin")
-    staff = {"X-Api-Key": key}
-    account_id, order_id = await a_customers_life(client, clock, relay, staff)
     me = {"Authorization": f"Bearer {(await (await client.post('/v1/auth/token', json={'email': EMAIL, 'password': PASSWORD})).json())['access_token']}"}  # noqa: E501
     stars = (await (await client.get(f"/v1/loyalty/balance/{account_id}", headers=staff)).json())
 
@@ -173,12 +176,8 @@ async def key_ids_in_use(db) -> set[str]:
 
 async def test_a_rotated_key_re_encrypts_every_row_in_the_background_and_every_record_still_reads(
         aiohttp_client, tmp_path, clock, relay):
-    config = make_config(tmp_path, smtp__port=relay.port, smtp__retry_backoff_s=0.05)
-    client = await aiohttp_client(create_app(config, clock=clock))
+    config, client, staff, account_id, _ = await _lived(aiohttp_client, tmp_path, clock, relay)
     platform = client.app[PLATFORM]
-    _, key = await platform.api_keys.create("crm", "admin")
-    staff = {"X-Api-Key": key}
-    account_id, _ = await a_customers_life(client, clock, relay, staff)
     old = platform.pii.current_id
     assert await key_ids_in_use(platform.records_db) == {old}
 
