@@ -90,8 +90,11 @@ class StorageConfig(_Section):
     postgres_dsn: str = ""
     postgres_pool_size: Annotated[int, Meta(ge=2, le=500)] = 10
     events_postgres_dsn: str = ""  # the event log's database when on PostgreSQL; empty: postgres_dsn's
+    max_database_bytes: Annotated[int, Meta(ge=0)] = 20_000_000_000
 
     def __post_init__(self) -> None:
+        if 0 < self.max_database_bytes < 1_000_000:
+            raise _invalid("max_database_bytes", "must be 0 (no budget) or at least 1000000")
         if self.backend == "postgres" and not self.postgres_dsn.startswith(("postgresql://", "postgres://")):
             raise _invalid("postgres_dsn", "backend \"postgres\" needs a postgresql:// URL")
         if self.events_postgres_dsn and not self.events_postgres_dsn.startswith(("postgresql://", "postgres://")):
@@ -202,7 +205,7 @@ class RetailConfig(_Section):
     sweep_interval_s: Positive = 1.0
     offers_power_safe: bool = False
     draft_cache_size: AtLeast1 = 20_000
-    offer_retention_days: AtLeast1 = 30
+    offer_retention_days: Annotated[float, Meta(gt=0, le=3650)] = 1.0
     max_offers_in_memory: AtLeast1 = 1_000_000
 
 
@@ -291,7 +294,9 @@ class RecoConfig(_Section):
     max_n: Annotated[int, Meta(ge=1, le=1000)] = 100
     retrain_interval_s: NotNegativeFloat = 3600.0
     min_training_events: Annotated[int, Meta(ge=1)] = 50
+    training_max_events: Annotated[int, Meta(ge=1)] = 2_000_000
     factors: Annotated[int, Meta(ge=2, le=512)] = 64
+    checkpoint_interval_s: NotNegativeFloat = 300.0
 
 
 class LtvConfig(_Section):

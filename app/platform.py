@@ -26,6 +26,7 @@ from adapters.sqlite.eventlog import SqliteEventLogStore
 from adapters.sqlite.idempotency import SqliteIdempotencyStore
 from adapters.sqlite.inbox import SqliteInboxStore
 from adapters.sqlite.rewrap import PersonalDataRewrap
+from adapters.sqlite.statements import used_bytes
 from adapters.sqlite.uow import SqliteUnitOfWork
 from adapters.tls import http_client_ssl
 from app.admin import AdminService, AuditTrail
@@ -35,7 +36,7 @@ from app.campaigns import wiring as campaigns_wiring
 from app.channels import wiring as channels_wiring
 from app.config import Config
 from app.dsp import wiring as dsp_wiring
-from app.eventlog import EventLog
+from app.eventlog import TRIM_ABOVE, TRIM_TO, EventLog
 from app.hub import Hub
 from app.idempotency import IdempotencyService
 from app.infra import Infra
@@ -340,9 +341,10 @@ class Platform:
         analytics.retention_days (then the oldest while they take more than analytics.max_bytes), impressions older
         than every frequency-cap window, profiles past bidding.profile_l2_ttl_s and notices past the notice window
         (and the UTC day the spend report reads), a chunk per commit (the loop serves between) until none is
-        left: a pass stopped midway resumes where it was, the oldest rows first."""
+        left: a pass stopped midway resumes where it was, the oldest rows first. Then expired offers early while
+        contrail.db is past storage.max_database_bytes."""
         totals = {"offers": 0, "drafts": 0, "change_offers": 0, "events": 0, "impressions": 0, "profiles": 0,
-                  "notices": 0, "events_over_budget": 0}
+                  "notices": 0, "events_over_budget": 0, "offers_over_budget": 0}
         b = self.config.bidding
         while True:
             now = self.clock.now()
@@ -365,7 +367,31 @@ class Platform:
         if over:
             totals["events_over_budget"] = over
             self.metrics.rows_pruned.labels("events_over_budget").inc(over)
+        totals["offers_over_budget"] = await self._trim_records(chunk)
         return totals
+
+    async def _trim_records(self, chunk: int) -> int:
+        """Keep contrail.db within storage.max_database_bytes: past 90% of it, expired offers go before their
+        retention is up (those that expired longest ago first: half the retention kept, then a quarter, an eighth,
+        none), down to 80%. Only expired offers and their drafts are prunable; records never are. How many went."""
+        budget = self.config.storage.max_database_bytes
+        used = await used_bytes(self.records_db)
+        deleted = 0
+        if budget and used > budget * TRIM_ABOVE:
+            for share in (0.5, 0.25, 0.125, 0.0):
+                while used > budget * TRIM_TO:
+                    offers, drafts = await self.retail.offers.purge_expired(chunk, retention_share=share)
+                    deleted += offers
+                    self.metrics.rows_pruned.labels("offers_over_budget").inc(offers)
+                    self.metrics.rows_pruned.labels("drafts").inc(drafts)
+                    used = await used_bytes(self.records_db)
+                    if offers < chunk and drafts < chunk:
+                        break
+            if used > budget:
+                log.warning("contrail.db is past storage.max_database_bytes with nothing left to prune: add disk or "
+                            "raise the budget", extra={"used_bytes": used, "budget_bytes": budget})
+        self.metrics.database_over_budget.labels("records").set(1 if budget and used > budget else 0)
+        return deleted
 
     async def rewrap_pii_once(self, force: bool = False) -> dict[str, int]:
         """Re-read the PII keyring (`rotate-pii-key` writes the key file) and, when its current key changed (or at

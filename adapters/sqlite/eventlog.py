@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from adapters.sqlite.statements import Insert, SqlDatabase
+from adapters.sqlite.statements import Insert, SqlDatabase, used_bytes
 from state.eventlog import StoredEvent
 
 
@@ -35,16 +35,8 @@ class SqliteEventLogStore:
         return deleted
 
     async def used_bytes(self) -> int:
-        """What the events take on disk: the pages in use (freed pages are reused before the file grows, so a
-        file kept under a budget this way stops growing). 0 on PostgreSQL: a table's size there does not shrink
-        when rows go (until a VACUUM FULL), so a budget read from it would delete every event; its disk is the
-        database's administrators', and the age retention applies."""
-        if self._db.dialect == "postgres":
-            return 0
-        row = await self._db.fetchone(
-            "SELECT (p.page_count - f.freelist_count) * s.page_size FROM pragma_page_count() AS p, "
-            "pragma_freelist_count() AS f, pragma_page_size() AS s")
-        return int(row[0]) if row else 0
+        """What the events take on disk (statements.used_bytes: 0 on PostgreSQL)."""
+        return await used_bytes(self._db)
 
     async def anonymise(self, user_id: str, chunk: int = 1_000) -> int:
         """Replace a customer's id in the events that name it (as `user_id`, or as an order's `owner`) with

@@ -84,6 +84,18 @@ class SqlDatabase(Protocol):
     def submit(self, statements: Sequence[Statement], *, power_safe: bool = True) -> asyncio.Future[list[int]]: ...
 
 
+async def used_bytes(db: SqlDatabase) -> int:
+    """What a SQLite database's rows take on disk: its pages in use (freed pages are reused before the file grows,
+    so a file kept under a budget this way stops growing). 0 on PostgreSQL: a table's size there does not shrink
+    when rows go (until a VACUUM FULL), so a budget read from it would delete everything prunable; its disk is the
+    database's administrators', and the age retentions apply."""
+    if db.dialect == "postgres":
+        return 0
+    row = await db.fetchone("SELECT (p.page_count - f.freelist_count) * s.page_size FROM pragma_page_count() AS p, "
+                            "pragma_freelist_count() AS f, pragma_page_size() AS s")
+    return int(row[0]) if row else 0
+
+
 def json_field(dialect: str, column: str, path: str, sql_type: str = "") -> str:
     """SQL for one field of the JSON in a TEXT column (`path` dotted: "details.amount_cents"); on PostgreSQL cast
     to `sql_type` (text when empty). A JSON true compares equal to 1 on SQLite and to 'true' here: use json_true."""

@@ -317,10 +317,11 @@ class OfferService:
                       discount_percent=round(100 * (listed - subtotal) / listed, 3) if listed else 0.0)
         return Draft(offer, summary(offer), margin, SharedDraft(offer))
 
-    async def purge_expired(self, chunk: int = 5_000) -> tuple[int, int]:
-        """Delete up to `chunk` offers that expired more than retail.offer_retention_days ago, then up to
-        `chunk` drafts no offer is made from any more: (offers, drafts) deleted."""
-        cutoff = self._clock.now() - self._config.offer_retention_days * 86_400
+    async def purge_expired(self, chunk: int = 5_000, retention_share: float = 1.0) -> tuple[int, int]:
+        """Delete up to `chunk` offers that expired more than retail.offer_retention_days ago (times
+        `retention_share`: less to keep within a disk budget), then up to `chunk` drafts no offer is made from any
+        more: (offers, drafts) deleted."""
+        cutoff = self._clock.now() - self._config.offer_retention_days * 86_400 * retention_share
         offers = await self._offers.purge(cutoff, chunk)
         unused = await self._offers.unused_drafts(cutoff, chunk)
         if not unused:

@@ -154,6 +154,9 @@ class Metrics:
                                                  (), r)
         self.database_bytes = Gauge("contrail_database_bytes", "A SQLite database's size on disk (its file and "
                                     "WAL)", ["db"], registry=r)
+        self.database_over_budget = Gauge("contrail_database_over_budget", "1 when a database's pages in use are "
+                                          "past its budget after the retention pass (storage.max_database_bytes): "
+                                          "what is left is records, never pruned for it", ["db"], registry=r)
         self.rows_pruned = LoopCounter("contrail_rows_pruned", "Stored rows deleted by the retention pass, by what "
                                        "(events by age or size, profiles past their TTL, notices, impressions, ...)",
                                        ["what"], r)
@@ -250,6 +253,14 @@ class Metrics:
                                      ["metric"], registry=r)
         self.reco_trainings = LoopCounter("contrail_reco_trainings", "Recommendation trainings by outcome",
                                           ["outcome"], r)
+        self.reco_checkpoints = LoopCounter("contrail_reco_checkpoints", "Recommendation feature checkpoints by "
+                                            "outcome (stored, unchanged, skipped)", ["outcome"], r)
+        self.reco_checkpoint_seconds = LoopHistogram("contrail_reco_checkpoint_seconds",
+                                                     "Recommendation feature checkpoints: the copy on the event loop "
+                                                     "(loop), and the whole, encoding and storing included (total)",
+                                                     ["part"], r, buckets=LATENCY_BUCKETS)
+        self.reco_checkpoint_bytes = Gauge("contrail_reco_checkpoint_bytes",
+                                           "Size of the last recommendation feature checkpoint stored", registry=r)
         self.ltv_predictions = LoopCounter("contrail_ltv_predictions", "Lifetime-value predictions, by status",
                                            ["status"], r)
         self.ltv_latency = LoopHistogram("contrail_ltv_seconds", "Lifetime-value prediction latency per call, "

@@ -110,7 +110,7 @@ async def test_events_past_their_retention_are_deleted_a_chunk_at_a_time(aiohttp
     await log.flush()
     deleted = await platform.purge_retained_once(chunk=3)  # three commits of up to three, then one that finds none
     assert deleted == {"offers": 0, "drafts": 0, "change_offers": 0, "events": 7, "impressions": 0, "profiles": 0,
-                       "notices": 0, "events_over_budget": 0}
+                       "notices": 0, "events_over_budget": 0, "offers_over_budget": 0}
     left = await log.query(None, None, 0, 100)
     assert [bytes(e.payload) for e in left] == [b'{"i":"new"}']
     assert (await platform.purge_retained_once())["events"] == 0

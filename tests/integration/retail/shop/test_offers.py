@@ -177,3 +177,61 @@ async def test_offers_and_their_drafts_are_deleted_after_the_retention(aiohttp_c
     headers = await customer(client, "retention")
     kept = await (await client.get(f"/v1/orders/{order['id']}", headers=headers)).json()
     assert kept["offer_id"] == again[0]["id"] and kept["items"] == order["items"]
+
+
+async def test_a_disk_budget_deletes_expired_offers_early_the_oldest_first_and_never_records(
+        aiohttp_client, tmp_path, clock):
+    client = await aiohttp_client(create_app(make_config(tmp_path), clock=clock))
+    platform = client.app[PLATFORM]
+    db = platform.records_db
+    if db.dialect != "sqlite":
+        pytest.skip("the disk budget is the SQLite file's (on PostgreSQL the age retention applies)")
+    await seed_catalog(platform, clock, days=3)
+    headers = await customer(client, "budget")
+    shown = await search(client, headers, clock, departure_date=departure_date(clock, 3))
+    # 60,000 more offers made from the same drafts, expired over the last 0.9 day (inside the day kept).
+    now = clock.now()
+    await db.write([(
+        "WITH RECURSIVE n(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM n WHERE k < 20000) "
+        "INSERT INTO offers(id, owner, state, created_at, expires_at, draft_id, body) "
+        "SELECT o.id || '-' || n.k, o.owner, 'EXPIRED', ? - 0.9 * 86400, ? - n.k * 3.888, o.draft_id, o.body "
+        "FROM offers o, n", (now, now))])
+
+    async def expired() -> list[float]:
+        return [r[0] for r in await db.fetchall("SELECT expires_at FROM offers WHERE expires_at < ?", (now,))]
+
+    async def used() -> int:
+        (pages, free, size), = await db.fetchall("SELECT * FROM pragma_page_count(), pragma_freelist_count(), "
+                                                 "pragma_page_size()")
+        return (pages - free) * size
+
+    half = now - 0.5 * 86_400
+    newer = sum(1 for at in await expired() if at >= half)
+    assert len(await expired()) == 60_000
+    assert (await platform.purge_retained_once())["offers_over_budget"] == 0  # 20 GB: far within it
+    before = await used()
+    budget = max(1_000_000, before)  # past 90% of it: trimmed to 80%
+    platform.config = msgspec.structs.replace(
+        platform.config, storage=msgspec.structs.replace(platform.config.storage, max_database_bytes=budget))
+    deleted = (await platform.purge_retained_once(chunk=2_000))["offers_over_budget"]
+    left = await expired()
+    assert 0 < deleted < 60_000 and len(left) == 60_000 - deleted
+    assert await used() <= 0.8 * budget
+    # Half the day kept first: what went had all expired more than half a day ago.
+    assert sum(1 for at in left if at >= half) == newer and newer + deleted <= 60_000
+    # The offers shown and still live are kept, and can be accepted.
+    for offer in shown:
+        assert (await client.get(f"/v1/offers/{offer['id']}", headers=headers)).status == 200
+    assert (await accept(client, headers, shown[0]["id"])).status == 201
+    metrics = await (await client.get("/metrics")).text()
+    assert f'contrail_rows_pruned_total{{what="offers_over_budget"}} {float(deleted)}' in metrics
+    assert 'contrail_database_over_budget{db="records"} 0.0' in metrics
+    # Records past the budget are never pruned for it: the gauge says so.
+    await db.write([("INSERT INTO reco_items(item_id, body) VALUES (?, ?)", (f"big-{k}", "x" * 4000))
+                    for k in range(budget // 3_000)])
+    orders = (await db.fetchall("SELECT count(*) FROM orders"))[0][0]
+    await platform.purge_retained_once()
+    assert (await db.fetchall("SELECT count(*) FROM orders"))[0][0] == orders == 1
+    assert (await db.fetchall("SELECT count(*) FROM reco_items WHERE item_id LIKE 'big-%'"))[0][0] == budget // 3_000
+    metrics = await (await client.get("/metrics")).text()
+    assert 'contrail_database_over_budget{db="records"} 1.0' in metrics
