@@ -541,6 +541,18 @@ class RecoStore(Protocol):
     async def interactions_after(self, after_id: int, limit: int) -> tuple[int, list[Interaction]]:
         """A page of the log in arrival order after `after_id`, and its last id."""
 
+    async def interactions_before(self, before_id: int | None, limit: int) -> tuple[int | None, list[Interaction]]:
+        """A page of the log in arrival order before `before_id` (None: the newest), and its first id."""
+
+    async def interactions_since(self, after_id: int) -> tuple[int, int | None]:
+        """How many interactions are stored after `after_id`, and the newest id (None: none)."""
+
+    async def save_checkpoint(self, covered: int, taken_at: float, body: bytes) -> None:
+        """The real-time features' checkpoint, covering the log up to id `covered`; only the latest is kept."""
+
+    async def latest_checkpoint(self) -> tuple[int, float, bytes] | None:
+        """(covered, taken_at, body) of the latest checkpoint, if any."""
+
     async def user_interactions(self, user_id: str, limit: int) -> list[Interaction]:
         ...
 

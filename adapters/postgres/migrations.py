@@ -207,6 +207,10 @@ RECORDS = [
     # The retention pass deletes profiles past their TTL oldest first, a chunk at a time: each chunk is a range
     # read of this index, not a scan of every profile ever stored.
     Migration(25, "profiles_by_age", "CREATE INDEX profiles_updated_at ON profiles(updated_at)"),
+    Migration(26, "reco_checkpoint", """
+        CREATE TABLE reco_checkpoint (id INTEGER PRIMARY KEY CHECK (id = 1), covered BIGINT NOT NULL,
+            taken_at DOUBLE PRECISION NOT NULL, body BYTEA NOT NULL)
+    """),
 ]
 
 # The analytics event log, when nodes share PostgreSQL (its migrations recorded in event_log_migrations): the same

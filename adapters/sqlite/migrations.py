@@ -396,6 +396,16 @@ RECORDS = [
     # The retention pass deletes profiles past their TTL oldest first, a chunk at a time: each chunk is a range
     # read of this index, not a scan of every profile ever stored.
     Migration(25, "profiles_by_age", "CREATE INDEX profiles_updated_at ON profiles(updated_at)"),
+    # The recommendation features' latest checkpoint (one row): a start restores it and replays only the
+    # interactions stored after `covered` instead of the whole log (docs/reco.md, "Checkpoints").
+    Migration(26, "reco_checkpoint", """
+        CREATE TABLE reco_checkpoint (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            covered INTEGER NOT NULL,
+            taken_at REAL NOT NULL,
+            body BLOB NOT NULL
+        )
+    """),
 ]
 
 EVENTS = [

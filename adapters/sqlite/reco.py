@@ -1,13 +1,16 @@
 """SQLite storage of recommendations: items and the interaction log (the reco port's SQL).
 
 Interactions live in the system of record, apart from the analytics event log and its retention:
-the real-time features and the models are rebuilt from them.
+the real-time features and the models are rebuilt from them, the features from their latest checkpoint
+(reco_checkpoint, one row) and the interactions stored after it.
 """
 
 from __future__ import annotations
 
 from adapters.sqlite.statements import Insert, SqlDatabase
 from state.reco import Interaction, RecoItem, SavedModel, decode_item, decode_model, encode_item, encode_model
+
+_NEWEST = 2**63 - 1  # above every id: the first page of a read newest first
 
 
 class SqliteRecoStore:
@@ -33,7 +36,7 @@ class SqliteRecoStore:
                                  power_safe=False)
 
     async def interactions(self) -> list[Interaction]:
-        """Every interaction in arrival order, for the rebuild at start and for training."""
+        """Every interaction in arrival order (the start and training read pages: interactions_after, _before)."""
         rows = await self._db.fetchall("SELECT user_id, item_id, kind, weight, at FROM reco_interactions ORDER BY id")
         return [Interaction(*r) for r in rows]
 
@@ -43,6 +46,31 @@ class SqliteRecoStore:
         rows = await self._db.fetchall("SELECT id, user_id, item_id, kind, weight, at FROM reco_interactions "
                                        "WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))
         return (rows[-1][0] if rows else after_id), [Interaction(*r[1:]) for r in rows]
+
+    async def interactions_before(self, before_id: int | None, limit: int) -> tuple[int | None, list[Interaction]]:
+        """Up to `limit` interactions stored before `before_id` (None: the newest), in arrival order, and the first
+        one's id (a page of a training's window, read newest first)."""
+        rows = await self._db.fetchall("SELECT id, user_id, item_id, kind, weight, at FROM reco_interactions "
+                                       "WHERE id < ? ORDER BY id DESC LIMIT ?",
+                                       (_NEWEST if before_id is None else before_id, limit))
+        return (rows[-1][0] if rows else before_id), [Interaction(*r[1:]) for r in reversed(rows)]
+
+    async def interactions_since(self, after_id: int) -> tuple[int, int | None]:
+        """How many interactions are stored after `after_id`, and the newest one's id (None: none)."""
+        row = await self._db.fetchone("SELECT count(*), max(id) FROM reco_interactions WHERE id > ?", (after_id,))
+        return (int(row[0]), None if row[1] is None else int(row[1])) if row else (0, None)
+
+    async def save_checkpoint(self, covered: int, taken_at: float, body: bytes) -> None:
+        """The features' checkpoint, covering the interactions up to id `covered`, in place of the last one. Without
+        an fsync of its own, like the interactions: a checkpoint lost is replayed from the log."""
+        await self._db.write([("INSERT INTO reco_checkpoint(id, covered, taken_at, body) VALUES (1,?,?,?) "
+                               "ON CONFLICT(id) DO UPDATE SET covered=excluded.covered, taken_at=excluded.taken_at, "
+                               "body=excluded.body", (covered, taken_at, body))], power_safe=False)
+
+    async def latest_checkpoint(self) -> tuple[int, float, bytes] | None:
+        """(covered, taken_at, body) of the features' checkpoint, if one was stored."""
+        row = await self._db.fetchone("SELECT covered, taken_at, body FROM reco_checkpoint WHERE id = 1")
+        return (int(row[0]), float(row[1]), bytes(row[2])) if row else None
 
     async def user_interactions(self, user_id: str, limit: int) -> list[Interaction]:
         """A user's latest `limit` interactions, oldest first (a user the memory had forgotten)."""

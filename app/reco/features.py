@@ -7,14 +7,21 @@ that a replay of history gives the model the offline evaluation fits (docs/reco.
   positive events that came within `coview_ttl_s`; bought-together likewise among purchases;
 - per user, the last `recent_n` events (an LRU of users: the least recently active are forgotten
   and reloaded from the store when they come back), the items seen, and those bought or dismissed.
+
+A checkpoint (`capture` on the loop, `encode_checkpoint` in a worker thread, `restore` at start) holds all of
+it, so a start replays only the interactions stored after it (docs/reco.md, "Checkpoints").
 """
 
 from __future__ import annotations
 
+import io
 import math
 from array import array
 from collections import deque
+from dataclasses import dataclass
+from typing import Any
 
+import msgspec
 import numpy as np
 import scipy.sparse as sp
 
@@ -25,6 +32,9 @@ from ml.reco.strategies import RecoConfig, RecoModel, UserContext
 from state.reco import Interaction, RecoItem
 
 TRENDING_EVENTS = 500_000  # events held for the trending window (beyond it the oldest leave the sums early)
+CHECKPOINT_FORMAT = 1
+_USER_ARRAYS = (("item", np.int32), ("at", np.float64), ("weight", np.float32), ("purchase", np.int8),
+                ("seen", np.int32), ("final", np.int32))  # UserState's typed arrays ("i", "d", "f", "b")
 
 
 class UserState:
@@ -344,3 +354,144 @@ class LiveFeatures:
         """Start over from the stored interactions, in arrival order (as they were applied live)."""
         for r in rows:
             self.apply(r)
+
+    # ---- checkpoints ----
+    def settings(self) -> dict[str, float]:
+        """The settings the features are built with: a checkpoint made under others is not restored."""
+        c = self.config
+        return {"coview_window": c.coview_window, "coview_ttl_s": c.coview_ttl_s, "fbt_window": c.fbt_window,
+                "fbt_ttl_s": c.fbt_ttl_s, "recent_n": c.recent_n,
+                "popularity_half_life_s": c.popularity_half_life_s, "trending_window_s": c.trending_window_s,
+                "trending_events": TRENDING_EVENTS}
+
+    def capture(self, covered: int) -> Captured:
+        """Copies of everything built from the log, which then goes on changing (on the loop, with no await:
+        the features are then exactly those of the interactions up to id `covered`). The co-view and
+        bought-together deltas are merged into their bases first, as a snapshot does. The users are taken in
+        LRU order, oldest first, their typed arrays joined (one copy each, no Python object per event); the
+        trending window's tuples are immutable, so a list of them is enough here."""
+        n = len(self.items)
+        self._coview_base = self._matrix(self._coview_base, self._coview)
+        self._fbt_base = self._matrix(self._fbt_base, self._fbt)
+        arrays = {"popularity": self._popularity[:n].copy(), "decayed": self._decayed[:n].copy(),
+                  "trend": self._trend[:n].copy(), "first": self._first[:n].copy(), "last": self._last[:n].copy()}
+        for name, m in (("coview", self._coview_base), ("fbt", self._fbt_base)):
+            arrays[f"{name}_data"] = m.data.copy()
+            arrays[f"{name}_indices"] = m.indices.copy()
+            arrays[f"{name}_indptr"] = m.indptr.copy()
+        pairs = list(self.users.items())
+        states = [s for _, s in pairs]
+        lengths = {name: np.fromiter((len(getattr(s, name)) for s in states), dtype=np.int64, count=len(states))
+                   for name in ("item", "seen", "final")}
+        joined = {name: b"".join([getattr(s, name) for s in states]) for name, _ in _USER_ARRAYS}
+        meta = {"format": CHECKPOINT_FORMAT, "covered": covered, "now": self.now, "sequence": self.sequence,
+                "settings": self.settings()}
+        return Captured(meta, self.items.ids[:n], arrays, list(self._trending), [u for u, _ in pairs], lengths,
+                        joined)
+
+    def restore(self, body: bytes, covered: int) -> None:
+        """The features from a checkpoint (before any item is put or interaction applied): the items in its
+        order, so the indexes match, its arrays, matrices, trending window and users (in LRU order). Everything
+        is read and checked first: a body that fails (ValueError and the like) leaves the features untouched."""
+        if len(self.items) or self.sequence:
+            raise RuntimeError("a checkpoint is restored into empty features only")
+        with np.load(io.BytesIO(body), allow_pickle=False) as z:
+            a = {k: z[k] for k in z.files}
+        meta = _decode_json(a["meta"])
+        if meta.get("format") != CHECKPOINT_FORMAT or meta.get("covered") != covered:
+            raise ValueError(f"checkpoint format {meta.get('format')} covering {meta.get('covered')}, "
+                             f"expected format {CHECKPOINT_FORMAT} covering {covered}")
+        if meta.get("settings") != self.settings():
+            raise ValueError(f"checkpoint made with other settings: {meta.get('settings')}")
+        ids = _decode_json(a["items"])
+        n = len(ids)
+        if len(set(ids)) != n or not all(isinstance(i, str) for i in ids):
+            raise ValueError("checkpoint item ids are not distinct strings")
+        vectors = {k: a[k].astype(np.float64) for k in ("popularity", "decayed", "trend", "first", "last")}
+        if any(v.shape != (n,) for v in vectors.values()):
+            raise ValueError("checkpoint item arrays do not match its items")
+        matrices = {}
+        for name in ("coview", "fbt"):
+            m = sp.csr_matrix((a[f"{name}_data"].astype(np.float32), a[f"{name}_indices"], a[f"{name}_indptr"]),
+                              shape=(n, n))
+            m.check_format(full_check=True)
+            matrices[name] = m
+        tr = a["trending"].reshape(-1, 3)
+        if len(tr) and (tr[:, 0].min() < 0 or tr[:, 0].max() >= n):
+            raise ValueError("checkpoint trending window names unknown items")
+        trending = deque((int(i), float(t), float(w)) for i, t, w in tr.tolist())
+        users = _decode_json(a["users"])
+        lengths = {name: a[f"user_{name}_lengths"].astype(np.int64) for name in ("item", "seen", "final")}
+        events = {name: a[f"user_{name}"] for name, _ in _USER_ARRAYS}
+        for name, dtype in _USER_ARRAYS:
+            counted = lengths["item" if name in ("item", "at", "weight", "purchase") else name]
+            if len(counted) != len(users) or events[name].dtype != dtype or len(events[name]) != counted.sum():
+                raise ValueError(f"checkpoint users' {name} arrays do not match their lengths")
+        for name in ("item", "seen", "final"):
+            if len(events[name]) and (events[name].min() < 0 or events[name].max() >= n):
+                raise ValueError(f"checkpoint users' {name} names unknown items")
+        offsets = {name: np.concatenate([[0], np.cumsum(v)]).tolist() for name, v in lengths.items()}
+        states = []
+        keep = range(max(0, len(users) - self.users.capacity), len(users))  # the most recent, if fewer are held now
+        for k in keep:
+            state = UserState()
+            for name, _ in _USER_ARRAYS:
+                o = offsets["item" if name in ("item", "at", "weight", "purchase") else name]
+                getattr(state, name).frombytes(events[name][o[k]:o[k + 1]].view(np.uint8))
+            state.version = int(meta["sequence"])
+            states.append((users[k], state))
+        # All read: from here on nothing fails.
+        for item_id in ids:
+            self.items.ensure(item_id)
+        self._popularity, self._decayed, self._trend = vectors["popularity"], vectors["decayed"], vectors["trend"]
+        self._first, self._last = vectors["first"], vectors["last"]
+        self._coview_base, self._fbt_base = matrices["coview"], matrices["fbt"]
+        self._coview.clear()
+        self._fbt.clear()
+        self._trending = trending
+        for user_id, state in states:
+            self.users.put(user_id, state)
+        self.now, self.sequence = float(meta["now"]), int(meta["sequence"])
+        self._snapshot = self._features = self._hidden = self._categories = None
+
+
+@dataclass(frozen=True, slots=True)
+class Captured:
+    """What `LiveFeatures.capture` copied on the loop, for `encode_checkpoint` in a worker thread."""
+    meta: dict[str, Any]
+    items: list[str]
+    arrays: dict[str, np.ndarray]
+    trending: list[tuple[int, float, float]]
+    user_ids: list[str]
+    user_lengths: dict[str, np.ndarray]   # events (item, at, weight, purchase), seen, final: per user
+    user_arrays: dict[str, bytes]         # each typed array of every user, joined in LRU order
+
+    @property
+    def users(self) -> int:
+        return len(self.user_ids)
+
+
+def encode_checkpoint(c: Captured) -> bytes:
+    """The checkpoint's body: numpy arrays in an .npz (strings as JSON bytes), read back with allow_pickle=False."""
+    arrays: dict[str, Any] = dict(c.arrays)  # Any: numpy's stubs take **kwds for its own keywords
+    arrays["meta"] = _json_array(c.meta)
+    arrays["items"] = _json_array(c.items)
+    arrays["trending"] = np.array(c.trending, dtype=np.float64).reshape(-1, 3)  # item indexes exact below 2^53
+    arrays["users"] = _json_array(c.user_ids)
+    for name, lengths in c.user_lengths.items():
+        arrays[f"user_{name}_lengths"] = lengths
+    for name, dtype in _USER_ARRAYS:
+        arrays[f"user_{name}"] = np.frombuffer(c.user_arrays[name], dtype=dtype)
+    out = io.BytesIO()
+    np.savez(out, allow_pickle=False, **arrays)
+    return out.getvalue()
+
+
+def _json_array(value: Any) -> np.ndarray:
+    return np.frombuffer(msgspec.json.encode(value), dtype=np.uint8)
+
+
+def _decode_json(a: np.ndarray) -> Any:
+    if a.dtype != np.uint8:
+        raise ValueError("a checkpoint's JSON part is not bytes")
+    return msgspec.json.decode(a.tobytes())

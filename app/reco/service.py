@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from app.errors import InvalidInput, NotFound, RuleViolation
 from app.learning.versions import Run, Versioning
 from app.reco.canary import Variant, label, place
-from app.reco.features import LiveFeatures, UserState
+from app.reco.features import LiveFeatures, UserState, encode_checkpoint
 from app.reco.ports import RecoStore
 from app.reco.training import Incumbent, Outcome, train
 from app.reco.versions import RecoVersions
@@ -44,6 +44,7 @@ STRATEGIES = ("personalized", "cf", "content_based", "frequently_bought_together
 FEEDBACK = ("product_view", "click", "wishlist_add", "cart_add", "purchase", "dismiss")
 FEEDBACK_NOTICE = "feedback"  # the change notices that carry feedback events whole (append-only facts)
 REBUILD_PAGE = 10_000  # interactions read per round trip when the features are rebuilt at start
+TRAINING_PAGE = 10_000  # interactions read per round trip for a training
 _encode_row = msgspec.json.Encoder().encode
 _decode_row = msgspec.json.Decoder(Interaction).decode
 
@@ -113,20 +114,102 @@ class RecoService:
         self._weights_of = {"product_view": config.weight_view, "click": config.weight_click,
                             "wishlist_add": config.weight_wishlist, "cart_add": config.weight_cart,
                             "purchase": config.weight_purchase, "dismiss": config.weight_dismiss}
+        # What a checkpoint covers. The features are exactly those of every stored interaction up to id
+        # `_covered`, plus the `_written` rows this node stored (and applied) since; `_in_flight` records are
+        # between their write and their apply. A checkpoint closes `_gate` (records wait before they write),
+        # waits for none to be in flight and counts the rows stored after `_covered`: when they are all this
+        # node's, the features are exactly the log up to the newest id.
+        self._covered = 0
+        self._written = 0
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._gate = asyncio.Event()
+        self._gate.set()
+        self._checkpointing = asyncio.Lock()
+        self._checkpoints_off: str | None = None  # why this node takes no more checkpoints (until a restart)
+        self._checkpointed = -1  # what the latest stored checkpoint covers (-1: none)
 
     async def load(self) -> None:
-        """Rebuild the features from the stored items and interactions, and serve the last model that went live."""
-        for item in await self._store.items():
-            self.features.put_item(item)
+        """Rebuild the features from the stored items and interactions (from the latest checkpoint, and the
+        interactions stored after it), and serve the last model that went live."""
+        started = time.perf_counter()
+        items = await self._store.items()
         after = 0
+        checkpoint = await self._store.latest_checkpoint()
+        if checkpoint is not None:
+            covered, taken_at, body = checkpoint
+            try:
+                self.features.restore(body, covered)
+                after = self._checkpointed = covered
+            except Exception as exc:  # unreadable, or made with other settings: the whole log, as without one
+                log.warning("reco features checkpoint not restored; replaying every stored interaction",
+                            extra={"covered": covered, "taken_at": taken_at, "error": repr(exc)[:500]})
+        restored = time.perf_counter() - started
+        for item in items:  # after the checkpoint's items: those registered since are appended
+            self.features.put_item(item)
+        tail = 0
         while True:  # a page at a time: no buffer of the whole log beside the features
             after, page = await self._store.interactions_after(after, REBUILD_PAGE)
             if not page:
                 break
             self.features.rebuild(page)
+            tail += len(page)
+        self._covered, self._written = after, 0
+        log.info("reco features loaded", extra={"checkpoint": self._checkpointed >= 0, "replayed": tail,
+                                                "events": self.features.sequence, "last_id": after,
+                                                "checkpoint_s": round(restored, 3),
+                                                "seconds": round(time.perf_counter() - started, 3)})
         saved = await self._store.latest_model()
         if saved is not None:
             self.serve(saved)
+
+    async def checkpoint(self) -> str:
+        """Store the features as they are (the periodic `reco_checkpoint` task), so that a start replays only
+        what was stored after. "stored", "unchanged" (nothing new since the last), or "skipped" (this node cannot
+        tell exactly which interactions its features hold: it then takes none until it restarts)."""
+        if self._changes is not None:
+            return self._skip("several nodes: the features hold other nodes' feedback in the order heard, not by id")
+        if self._checkpoints_off is not None:
+            return self._skip(self._checkpoints_off)
+        async with self._checkpointing:
+            started = time.perf_counter()
+            self._gate.clear()  # records wait before they write ...
+            try:
+                while self._in_flight:  # ... and those written apply
+                    await self._idle.wait()
+                count, last = await self._store.interactions_since(self._covered)
+                if count != self._written:
+                    return self._skip(f"{count} interactions stored after id {self._covered}, {self._written} of "
+                                      "them by this node: another writer shares the log")
+                covered = last if last is not None else self._covered
+                if covered in (0, self._checkpointed):  # nothing stored yet, or nothing since the last
+                    self._metrics.reco_checkpoints.labels("unchanged").inc()
+                    return "unchanged"
+                on_loop = time.perf_counter()
+                captured = self.features.capture(covered)
+                self._covered, self._written = covered, 0
+                self._metrics.reco_checkpoint_seconds.labels("loop").observe(time.perf_counter() - on_loop)
+            finally:
+                self._gate.set()
+            body = await asyncio.to_thread(encode_checkpoint, captured)
+            await self._store.save_checkpoint(covered, self._clock.now(), body)
+            self._checkpointed = covered
+            seconds = time.perf_counter() - started
+            self._metrics.reco_checkpoint_seconds.labels("total").observe(seconds)
+            self._metrics.reco_checkpoint_bytes.set(len(body))
+            self._metrics.reco_checkpoints.labels("stored").inc()
+            log.info("reco features checkpoint stored", extra={"covered": covered, "events": captured.meta["sequence"],
+                                                               "users": captured.users, "bytes": len(body),
+                                                               "seconds": round(seconds, 3)})
+            return "stored"
+
+    def _skip(self, reason: str) -> str:
+        if self._checkpoints_off is None:
+            self._checkpoints_off = reason
+            log.warning("reco features checkpoints off until a restart", extra={"reason": reason})
+        self._metrics.reco_checkpoints.labels("skipped").inc()
+        return "skipped"
 
     def serve(self, saved: SavedModel | None) -> None:
         """A stored model live (None: the seed): its item embeddings placed by item id, its blend weights."""
@@ -189,10 +272,20 @@ class RecoService:
         missing = list(dict.fromkeys(r.user_id for r in rows if r.user_id not in self.features.users))
         for user_id in await self._store.known_users(missing) if missing else ():
             await self._restore(user_id)  # forgotten by the LRU: their history comes back before the new events
-        await self._store.add_interactions(rows)
-        for r in rows:
-            self.features.apply(r)
-            self._metrics.reco_events.labels(r.kind).inc()
+        while not self._gate.is_set():  # a checkpoint is being taken (milliseconds)
+            await self._gate.wait()
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            await self._store.add_interactions(rows)
+            self._written += len(rows)  # not on a failure: rows stored all the same would stop checkpoints
+            for r in rows:
+                self.features.apply(r)
+                self._metrics.reco_events.labels(r.kind).inc()
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
         self._metrics.reco_update_seconds.observe(time.perf_counter() - started)
         if self._changes is not None:
             self._changes.changed(FEEDBACK_NOTICE, [_encode_row(r).decode() for r in rows])
@@ -497,7 +590,7 @@ class RecoService:
         """Retrain from the stored interactions in a worker thread; when it evaluated as good as what serves, swap
         it in (or, with canary.on_retrain, send it out as a canary)."""
         async with self._training:
-            rows = await self._store.interactions()
+            rows = await self._latest(self._config.training_max_events)
             f = self.features
             index, n_items, meta = dict(f.items.index), len(f.items), self._meta()
             incumbent = Incumbent(f.embeddings, self.weights)
@@ -550,6 +643,18 @@ class RecoService:
                     "version": version, "weights": list(outcome.weights),
                     "weights_kind": "learned" if outcome.learned else "seed", "evaluation": evaluation,
                     "seconds": round(seconds, 3)}
+
+    async def _latest(self, limit: int) -> list[Interaction]:
+        """The latest `limit` stored interactions in arrival order, read newest page first."""
+        pages: list[list[Interaction]] = []
+        before, left = None, limit
+        while left > 0:
+            before, page = await self._store.interactions_before(before, min(left, TRAINING_PAGE))
+            if not page:
+                break
+            pages.append(page)
+            left -= len(page)
+        return [r for page in reversed(pages) for r in page]
 
     def _variant_share(self) -> float:
         return self.canary.share if self.canary is not None else 0.0

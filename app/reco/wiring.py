@@ -69,4 +69,8 @@ def build(infra: Infra, destination_of: Callable[[str], str | None]) -> Reco:
     infra.bus.subscribe(OrderPaid, domain.learn_from_order)
     if infra.config.reco.retrain_interval_s > 0:
         infra.supervisor.add_periodic("reco_retrain", infra.config.reco.retrain_interval_s, service.retrain)
+    # The features saved now and then, so a start replays only what came after (one node: with several, a node
+    # cannot tell which of the others' feedback it holds, and starts from the whole log).
+    if infra.config.reco.checkpoint_interval_s > 0 and infra.changes is None:
+        infra.supervisor.add_periodic("reco_checkpoint", infra.config.reco.checkpoint_interval_s, service.checkpoint)
     return domain

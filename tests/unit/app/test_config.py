@@ -118,6 +118,7 @@ RULES = [
     ("reco.coview_window", "101"), ("reco.coview_ttl_s", "-1"), ("reco.max_users", "0"), ("reco.cache_ttl_s", "-1"),
     ("reco.cache_entries", "0"), ("reco.explore_items", "11"), ("reco.max_n", "0"), ("reco.max_n", "1001"),
     ("reco.retrain_interval_s", "-1"), ("reco.min_training_events", "0"), ("reco.factors", "1"),
+    ("reco.training_max_events", "0"), ("reco.checkpoint_interval_s", "-1"),
     ("grpc.keepalive_time_s", "0"), ("grpc.keepalive_timeout_s", "-1"),
     ("ltv.horizon_days", "0"), ("ltv.horizon_days", "3651"), ("ltv.annual_discount_rate", "-0.1"),
     ("ltv.annual_discount_rate", "1.5"), ("ltv.refit_interval_s", "-1"), ("ltv.refit_after_purchases", "-1"),
