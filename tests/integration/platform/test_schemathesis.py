@@ -15,6 +15,7 @@ customer. A longer run against a running server, stateful phase included:
 from __future__ import annotations
 
 import asyncio
+import zlib
 from typing import Any
 
 import pytest
@@ -67,11 +68,19 @@ def _failures(event: events.EngineEvent) -> list[str]:
     return []
 
 
+def in_shard(label: str, shard: tuple[int, int]) -> bool:
+    """Whether an operation ("GET /v1/flights") is in shard (k, of n): a stable split, so the runs can go in
+    parallel (pytest -n) and together call every operation."""
+    k, n = shard
+    return zlib.crc32(label.encode()) % n == k
+
+
 def run_schemathesis(base_url: str, headers: dict[str, str], *, phases: tuple[str, ...],
-                     max_examples: int) -> tuple[list[str], set[str]]:
+                     max_examples: int, shard: tuple[int, int] = (0, 1)) -> tuple[list[str], set[str]]:
     """Every failure of a run (deduplicated), and the operations it tested ("GET /v1/flights")."""
     config = _config(base_url, headers, phases=phases, max_examples=max_examples)
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json", config=config)
+    schema = schema.include(lambda ctx: in_shard(ctx.operation.label, shard))
     failures: list[str] = []
     tested: set[str] = set()
     for event in from_schema(schema).execute():
@@ -88,21 +97,24 @@ async def server(aiohttp_client, tmp_path, clock):
     return await aiohttp_client(create_app(make_config(tmp_path, **UNLIMITED), clock=clock))
 
 
-async def _run(server, headers: dict[str, str], **kwargs: Any) -> None:
+async def _run(server, headers: dict[str, str], shard: tuple[int, int], **kwargs: Any) -> None:
     base_url = str(server.make_url("")).rstrip("/")
-    failures, tested = await asyncio.to_thread(run_schemathesis, base_url, headers, **kwargs)
+    failures, tested = await asyncio.to_thread(run_schemathesis, base_url, headers, shard=shard, **kwargs)
     spec = await (await server.get("/openapi.json")).json()
-    operations = {f"{method.upper()} {path}" for path, methods in spec["paths"].items() for method in methods}
+    operations = {f"{method.upper()} {path}" for path, methods in spec["paths"].items() for method in methods
+                  if in_shard(f"{method.upper()} {path}", shard)}
     operations.discard("GET /openapi.json")  # Schemathesis leaves the document it reads out
     assert not failures, f"{len(failures)} Schemathesis failure(s):\n" + "\n".join(failures)
     assert operations <= tested, f"not tested: {sorted(operations - tested)}"
 
 
-async def test_every_operation_answers_as_documented_to_an_admin(server):
+@pytest.mark.parametrize("shard", [(k, 3) for k in range(3)], ids=lambda s: f"{s[0] + 1}-of-{s[1]}")
+async def test_every_operation_answers_as_documented_to_an_admin(server, shard):
     headers = await bearer(server, *ADMIN, "admin")
-    await _run(server, headers, phases=("coverage", "fuzzing"), max_examples=10)
+    await _run(server, headers, shard, phases=("coverage", "fuzzing"), max_examples=10)
 
 
-async def test_every_operation_answers_as_documented_to_a_customer(server):
+@pytest.mark.parametrize("shard", [(k, 2) for k in range(2)], ids=lambda s: f"{s[0] + 1}-of-{s[1]}")
+async def test_every_operation_answers_as_documented_to_a_customer(server, shard):
     headers = await bearer(server, *CUSTOMER, "customer")
-    await _run(server, headers, phases=("coverage", "fuzzing"), max_examples=5)
+    await _run(server, headers, shard, phases=("coverage", "fuzzing"), max_examples=5)

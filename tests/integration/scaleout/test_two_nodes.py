@@ -65,7 +65,18 @@ async def _offer(session, url: str, date: str) -> tuple[dict, str]:
     search = {"origin": "LIS", "destination": "FAO", "departure_date": date, "passengers": 1}
     async with session.post(f"{url}/v1/offers/search", json=search, headers=headers) as resp:
         offers = (await resp.json())["offers"]
-    return headers, next(o["id"] for o in offers if o["bundle"] == "flight_only")
+    offer_id = next((o["id"] for o in offers if o["bundle"] == "flight_only"), None)
+    assert offer_id is not None, f"{url} offers no seat on the flight of {date}: {offers}"
+    return headers, offer_id
+
+
+async def _lists(session, url: str, date: str) -> bool:
+    """Whether the node sells the flight yet (a flight added on another node is heard of within moments)."""
+    try:
+        await _offer(session, url, date)
+    except AssertionError:
+        return False
+    return True
 
 
 async def test_200_accepts_for_the_last_10_seats_across_two_nodes_sell_exactly_10(cluster):
@@ -365,6 +376,7 @@ async def test_a_nats_restart_mid_load_loses_nothing_and_the_nodes_hear_each_oth
         acked: list[str] = []
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             date = await _flight(session, a.url, admin, capacity=1000)
+            assert await _eventually(lambda: _lists(session, b.url, date)), "B never heard of the flight"
             stop = asyncio.Event()
 
             async def shop(url: str) -> None:
