@@ -8,13 +8,14 @@ that a replay of history gives the model the offline evaluation fits (docs/reco.
 - per user, the last `recent_n` events (an LRU of users: the least recently active are forgotten
   and reloaded from the store when they come back), the items seen, and those bought or dismissed.
 
-A checkpoint (`capture` on the loop, `encode_checkpoint` in a worker thread, `restore` at start) holds all of
-it, so a start replays only the interactions stored after it (docs/reco.md, "Checkpoints").
+A checkpoint (`capture` on the loop, `Frozen.copy` and `encode_checkpoint` in a worker thread, `restore` at start)
+holds all of it, so a start replays only the interactions stored after it (docs/reco.md, "Checkpoints").
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import math
 from array import array
 from collections import deque
@@ -364,12 +365,12 @@ class LiveFeatures:
                 "popularity_half_life_s": c.popularity_half_life_s, "trending_window_s": c.trending_window_s,
                 "trending_events": TRENDING_EVENTS}
 
-    def capture(self, covered: int) -> Captured:
-        """Copies of everything built from the log, which then goes on changing (on the loop, with no await:
-        the features are then exactly those of the interactions up to id `covered`). The co-view and
-        bought-together deltas are merged into their bases first, as a snapshot does. The users are taken in
-        LRU order, oldest first, their typed arrays joined (one copy each, no Python object per event); the
-        trending window's tuples are immutable, so a list of them is enough here."""
+    def capture(self, covered: int) -> Frozen:
+        """The start of a checkpoint, on the loop with no await: the features are then exactly those of the
+        interactions up to id `covered`. The co-view and bought-together deltas are merged into their bases
+        first, as a snapshot does, and the item-side arrays copied; the users (in LRU order, oldest first) and the
+        trending window are taken by reference, for `Frozen.copy` in a worker thread: the caller applies no
+        interaction until that copy is done (only `apply` changes a user's arrays or the window)."""
         n = len(self.items)
         self._coview_base = self._matrix(self._coview_base, self._coview)
         self._fbt_base = self._matrix(self._fbt_base, self._fbt)
@@ -379,15 +380,9 @@ class LiveFeatures:
             arrays[f"{name}_data"] = m.data.copy()
             arrays[f"{name}_indices"] = m.indices.copy()
             arrays[f"{name}_indptr"] = m.indptr.copy()
-        pairs = list(self.users.items())
-        states = [s for _, s in pairs]
-        lengths = {name: np.fromiter((len(getattr(s, name)) for s in states), dtype=np.int64, count=len(states))
-                   for name in ("item", "seen", "final")}
-        joined = {name: b"".join([getattr(s, name) for s in states]) for name, _ in _USER_ARRAYS}
         meta = {"format": CHECKPOINT_FORMAT, "covered": covered, "now": self.now, "sequence": self.sequence,
                 "settings": self.settings()}
-        return Captured(meta, self.items.ids[:n], arrays, list(self._trending), [u for u, _ in pairs], lengths,
-                        joined)
+        return Frozen(meta, self.items.ids[:n], arrays, self._trending, list(self.users.items()))
 
     def restore(self, body: bytes, covered: int) -> None:
         """The features from a checkpoint (before any item is put or interaction applied): the items in its
@@ -456,12 +451,39 @@ class LiveFeatures:
 
 
 @dataclass(frozen=True, slots=True)
-class Captured:
-    """What `LiveFeatures.capture` copied on the loop, for `encode_checkpoint` in a worker thread."""
+class Frozen:
+    """What `LiveFeatures.capture` took on the loop: copies of the item-side arrays; the users and the trending
+    window by reference (unchanged until the next interaction is applied)."""
     meta: dict[str, Any]
     items: list[str]
     arrays: dict[str, np.ndarray]
-    trending: list[tuple[int, float, float]]
+    trending: deque[tuple[int, float, float]]
+    users: list[tuple[str, UserState]]
+
+    def copy(self, chunk: int = 10_000) -> Captured:
+        """Copies of the users' typed arrays (each joined across users, in LRU order) and of the trending window
+        (three arrays), in a worker thread before any interaction is applied. A chunk of users or events at a
+        time: each step is one C call holding the GIL, and the loop runs between them."""
+        states = [s for _, s in self.users]
+        lengths = {name: np.fromiter((len(getattr(s, name)) for s in states), dtype=np.int64, count=len(states))
+                   for name in ("item", "seen", "final")}
+        joined = {name: b"".join([b"".join([getattr(s, name) for s in states[lo:lo + chunk]])
+                                  for lo in range(0, len(states), chunk)]) for name, _ in _USER_ARRAYS}
+        events = iter(self.trending)
+        parts = [np.zeros((0, 3))]
+        while part := list(itertools.islice(events, chunk)):
+            parts.append(np.array(part, dtype=np.float64))  # item indexes are exact in float64
+        return Captured(self.meta, self.items, self.arrays, np.concatenate(parts), [u for u, _ in self.users],
+                        lengths, joined)
+
+
+@dataclass(frozen=True, slots=True)
+class Captured:
+    """A checkpoint's content, copied: `encode_checkpoint` makes its body in a worker thread."""
+    meta: dict[str, Any]
+    items: list[str]
+    arrays: dict[str, np.ndarray]
+    trending: np.ndarray                  # (events, 3): item, at, weight
     user_ids: list[str]
     user_lengths: dict[str, np.ndarray]   # events (item, at, weight, purchase), seen, final: per user
     user_arrays: dict[str, bytes]         # each typed array of every user, joined in LRU order
@@ -476,7 +498,7 @@ def encode_checkpoint(c: Captured) -> bytes:
     arrays: dict[str, Any] = dict(c.arrays)  # Any: numpy's stubs take **kwds for its own keywords
     arrays["meta"] = _json_array(c.meta)
     arrays["items"] = _json_array(c.items)
-    arrays["trending"] = np.array(c.trending, dtype=np.float64).reshape(-1, 3)  # item indexes exact below 2^53
+    arrays["trending"] = c.trending
     arrays["users"] = _json_array(c.user_ids)
     for name, lengths in c.user_lengths.items():
         arrays[f"user_{name}_lengths"] = lengths

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from app.errors import InvalidInput, NotFound, RuleViolation
 from app.learning.versions import Run, Versioning
 from app.reco.canary import Variant, label, place
-from app.reco.features import LiveFeatures, UserState, encode_checkpoint
+from app.reco.features import Captured, LiveFeatures, UserState, encode_checkpoint
 from app.reco.ports import RecoStore
 from app.reco.training import Incumbent, Outcome, train
 from app.reco.versions import RecoVersions
@@ -175,6 +175,7 @@ class RecoService:
         async with self._checkpointing:
             started = time.perf_counter()
             self._gate.clear()  # records wait before they write ...
+            copying: asyncio.Future[Captured] | None = None
             try:
                 while self._in_flight:  # ... and those written apply
                     await self._idle.wait()
@@ -187,11 +188,18 @@ class RecoService:
                     self._metrics.reco_checkpoints.labels("unchanged").inc()
                     return "unchanged"
                 on_loop = time.perf_counter()
-                captured = self.features.capture(covered)
+                frozen = self.features.capture(covered)
                 self._covered, self._written = covered, 0
                 self._metrics.reco_checkpoint_seconds.labels("loop").observe(time.perf_counter() - on_loop)
+                # The users' arrays are copied in a thread while records still wait (nothing else changes them).
+                copying = asyncio.ensure_future(asyncio.to_thread(frozen.copy))
+                captured = await asyncio.shield(copying)
             finally:
-                self._gate.set()
+                if copying is not None and not copying.done():  # cancelled: the thread still reads the arrays
+                    copying.add_done_callback(lambda _: self._gate.set())
+                else:
+                    self._gate.set()
+            self._metrics.reco_checkpoint_seconds.labels("held").observe(time.perf_counter() - started)
             body = await asyncio.to_thread(encode_checkpoint, captured)
             await self._store.save_checkpoint(covered, self._clock.now(), body)
             self._checkpointed = covered

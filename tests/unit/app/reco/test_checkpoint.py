@@ -21,7 +21,7 @@ def test_a_checkpoint_and_the_events_after_it_equal_every_event_applied():
     live = LiveFeatures(CONFIG, 0.0, 1_000)
     live.rebuild(rows[:1_700])
     live.model()  # a list asked: the co-view counts merged
-    body = encode_checkpoint(live.capture(1_700))
+    body = encode_checkpoint(live.capture(1_700).copy(chunk=7))
     restored = LiveFeatures(CONFIG, 0.0, 1_000)
     restored.restore(body, 1_700)
     restored.rebuild(rows[1_700:])
@@ -42,7 +42,7 @@ def test_a_checkpoint_and_the_events_after_it_equal_every_event_applied():
 def test_fewer_users_held_now_keeps_the_most_recent_and_a_restore_needs_empty_features():
     live = LiveFeatures(CONFIG, 0.0, 1_000)
     live.rebuild(history(seed=4, users=30, events=500))
-    body = encode_checkpoint(live.capture(500))
+    body = encode_checkpoint(live.capture(500).copy())
     small = LiveFeatures(CONFIG, 0.0, 10)
     small.restore(body, 500)
     assert users_of(small) == users_of(live)[-10:]
