@@ -125,6 +125,7 @@ class AuthConfig(_Section):
     jwt_secret: str = ""
     customer_token_ttl_s: int = 3600
     guest_token_ttl_s: int = 1800
+    account_cache_entries: Annotated[int, Meta(ge=1, le=10_000_000)] = 100_000
 
     def __post_init__(self) -> None:
         if self.jwt_secret and len(self.jwt_secret) < 32:
@@ -163,6 +164,7 @@ class BiddingConfig(_Section):
     default_tmax_ms: int = 100
     min_scoring_ms: float = 2.0
     bid_ttl_s: int = 300
+    max_live_bids: Annotated[int, Meta(ge=1000, le=100_000_000)] = 1_000_000
     notice_base_url: HttpUrlOrEmpty = ""
     user_cap_minute: int = 0
     user_cap_hour: int = 0
@@ -241,6 +243,7 @@ class LoyaltyConfig(_Section):
     channel_bonus: dict[str, Annotated[float, Meta(ge=0, le=10)]] = msgspec.field(
         default_factory=lambda: {"mobile_app": 0.1})
     expiry_interval_s: Positive = 3600.0
+    transactions_in_memory: Annotated[int, Meta(ge=1, le=10_000_000)] = 100_000
 
 
 class SmtpConfig(_Section):
@@ -257,11 +260,13 @@ class SmtpConfig(_Section):
     retry_backoff_s: NotNegativeFloat = 2.0
     timeout_s: Positive = 10.0
     embedded_sink: bool = False
+    queue_capacity: AtLeast1 = 10_000
 
 
 class ChannelsConfig(_Section):
     public_base_url: HttpUrlOrEmpty = ""
     max_per_customer_per_day: AtLeast1 = 3
+    suppression_cache_entries: Annotated[int, Meta(ge=1, le=10_000_000)] = 200_000
 
 
 class IngestConfig(_Section):

@@ -29,7 +29,7 @@ import msgspec
 from redis.exceptions import ResponseError
 
 from adapters.redis.client import RedisClient, as_int, error_named
-from adapters.sqlite.delivery import SqliteDeliveryStore
+from adapters.sqlite.delivery import SPEND_DAYS_HELD, SqliteDeliveryStore, utc_day
 from adapters.sqlite.statements import SqlDatabase
 from state.delivery import Admission, AlreadyCharged, IssuedBid
 from state.ports import StorageUnavailable
@@ -140,10 +140,6 @@ return 1
 """
 
 
-def _day(at: float) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(at))
-
-
 class RedisDeliveryStore(SqliteDeliveryStore):
     """Delivery for several nodes: admission, charges and caps in Redis, the record in SQL.
 
@@ -191,7 +187,7 @@ class RedisDeliveryStore(SqliteDeliveryStore):
                 pipe.zadd(key, {f"{campaign_id}|seed-{at!r}": int(at * 1000)})
                 pipe.pexpire(key, DAY_MS)
             await self._r.run("seed", pipe.execute())
-        since = _day(now - 2 * 86_400)
+        since = utc_day(now - SPEND_DAYS_HELD * 86_400)
         spend = await self._db.fetchall("SELECT campaign_id, day, spent_micros FROM campaign_spend WHERE day >= ?",
                                         (since,))
         keys = [seeded] + [self._k("spent", c, day) for c, day, _ in spend]
@@ -214,7 +210,7 @@ class RedisDeliveryStore(SqliteDeliveryStore):
                     now: float) -> list[str]:
         keys = [self._k("seeded"), self._k("imp", user_id or "-")]
         args: list[bytes | str | int] = [int(now * 1000), len(bids), *user_caps]
-        day = _day(now)
+        day = utc_day(now)
         for a in bids:
             b = a.bid
             c = b.campaign_id
@@ -266,7 +262,7 @@ class RedisDeliveryStore(SqliteDeliveryStore):
     # ---- this node's view of spend ----
     async def refresh_spend(self) -> None:
         """Today's spend of every campaign, as all the nodes charged it, into this node's view."""
-        day = _day(self._now())
+        day = utc_day(self._now())
         ids = sorted(set(self._campaign_ids()))
         if not ids:
             return

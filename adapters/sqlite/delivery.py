@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict, deque
 
 from adapters.sqlite.db import WriteConflict
@@ -10,6 +11,12 @@ from state.delivery import AlreadyCharged
 
 IDLE_SCAN_PER_ROW = 20  # users looked at per impression row purge may delete: a pass outpaces new users
 LOAD_PAGE = 10_000  # impressions read per round trip at start
+SPEND_DAYS_HELD = 2  # days of spend in memory besides today: pacing reads today's, reports read the store
+
+
+def utc_day(at: float) -> str:
+    """The UTC date of a timestamp, as spend is kept (YYYY-MM-DD)."""
+    return time.strftime("%Y-%m-%d", time.gmtime(at))
 
 
 class SqliteDeliveryStore:
@@ -38,7 +45,8 @@ class SqliteDeliveryStore:
             for user_id, campaign_id, at, _ in rows:
                 self.impressions[user_id].append((at, campaigns.setdefault(campaign_id, campaign_id)))
             after = rows[-1][2], rows[-1][3]
-        rows = await self._db.fetchall("SELECT campaign_id, day, spent_micros FROM campaign_spend")
+        rows = await self._db.fetchall("SELECT campaign_id, day, spent_micros FROM campaign_spend WHERE day >= ?",
+                                       (utc_day(now - SPEND_DAYS_HELD * 86_400),))
         for campaign_id, day, spent in rows:
             self.spend[(campaign_id, day)] = spent
         self.version += 1
@@ -70,7 +78,10 @@ class SqliteDeliveryStore:
         self.spend[key] = self.spend.get(key, 0) + (-price_micros if undo else price_micros)
         self.version += 1
         if not undo:
-            self.impressions[user_id].append((at, campaign_id))
+            seen = self.impressions[user_id]
+            seen.append((at, campaign_id))
+            while seen[0][0] < at - self._keep:  # no cap window reads them: a user seen daily keeps a day
+                seen.popleft()
         else:
             try:
                 self.impressions[user_id].remove((at, campaign_id))
@@ -109,7 +120,16 @@ class SqliteDeliveryStore:
             "DELETE FROM impressions WHERE rowid IN (SELECT rowid FROM impressions WHERE at <= ? LIMIT ?)",
             (now - self._keep, limit))])
         self.forget_idle(now, limit * IDLE_SCAN_PER_ROW)
+        self.forget_old_spend(now)
         return deleted
+
+    def forget_old_spend(self, now: float) -> int:
+        """Forget the spend of days before SPEND_DAYS_HELD ago (the stored rows stay for reports); how many went."""
+        oldest = utc_day(now - SPEND_DAYS_HELD * 86_400)
+        old = [key for key in self.spend if key[1] < oldest]
+        for key in old:
+            del self.spend[key]
+        return len(old)
 
     async def purge_outcomes(self, before: float, limit: int) -> int:
         """Delete up to `limit` stored notices (the charged-bid ids among them) recorded before `before`: a notice

@@ -48,12 +48,15 @@ class BidLedger:
 
     _SEQ_DIGITS = 12
 
-    def __init__(self, clock: Clock, max_bids: int = 1_000_000) -> None:
+    def __init__(self, clock: Clock, max_bids: int = 1_000_000,
+                 on_forgotten_live: Callable[[], object] | None = None) -> None:
         self._clock = clock
+        self._on_forgotten_live = on_forgotten_live
         self._size = max_bids
         self._ring: list[IssuedBid | None] = []  # grows to max_bids, then is written round
         self._next = 0    # the sequence number of the next bid
         self._oldest = 0  # every bid before this one is forgotten
+        self.forgotten_live = 0  # bids overwritten before they expired: more live than max_bids (raise it)
 
     def issue(self, request_id: str, imp_id: str, campaign_id: str, creative_id: str, user_id: str,
               price_micros: int, expires_at: float) -> str:
@@ -65,7 +68,13 @@ class BidLedger:
         if seq < self._size:
             self._ring.append(bid)
         else:
-            self._ring[seq % self._size] = bid
+            slot = seq % self._size
+            old = self._ring[slot]
+            if old is not None and old.expires_at > self._clock.now():
+                self.forgotten_live += 1  # its notices will find no bid: bidding.max_live_bids is too small
+                if self._on_forgotten_live is not None:
+                    self._on_forgotten_live()
+            self._ring[slot] = bid
         return bid_id
 
     def find(self, bid_id: str) -> IssuedBid | None:

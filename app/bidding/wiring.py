@@ -83,7 +83,8 @@ def build(infra: Infra, loyalty_features: Callable[[str], np.ndarray | None], va
                       settle=auction.settle)
     model.scores_through(batcher)
     metrics.watch_queue("inference", lambda: batcher.depth)
-    ledger = BidLedger(clock)
+    ledger = BidLedger(clock, b.max_live_bids, on_forgotten_live=metrics.bids_forgotten_live.inc)
+    metrics.watch_queue("bid_ledger", lambda: len(ledger))
     urls = infra.public_urls
     value_pricing = ValuePricing(values, b, config.retail.currency, metrics) if values is not None else None
     tap = FeatureTap(config.learning.feature_slots)

@@ -323,6 +323,9 @@ class Metrics:
                                  ["platform"], registry=r)
         self.dsp_route_latency = LoopHistogram("contrail_dsp_route_seconds", "POST /v1/dsp/bid from arrival to "
                                                "answer", (), r, LATENCY_BUCKETS)
+        self.bids_forgotten_live = LoopCounter("contrail_bids_forgotten_live", "Bids forgotten before they expired "
+                                               "because more than bidding.max_live_bids were live (their notices "
+                                               "find no bid: raise it)", (), r)
         self.caches = CacheCollector()  # every bounded LRU, by name
         r.register(self.caches)
 

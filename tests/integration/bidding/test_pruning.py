@@ -2,6 +2,7 @@
 bid ids among them) past the notice window, a chunk per commit; the bidder answers as before for those users and
 bids."""
 
+from adapters.sqlite.delivery import utc_day
 from app.main import PLATFORM
 from state.profiles import Profile
 from tests.integration.bidding.helpers import banner_request, post_bid
@@ -63,3 +64,28 @@ async def test_charged_bid_ids_go_after_the_notice_window_and_a_late_repeat_is_s
     assert platform.delivery.spend == spent
     metrics = await (await bidder.get("/metrics")).text()
     assert 'contrail_rows_pruned_total{what="notices"} 6.0' in metrics
+
+
+async def test_a_user_shown_ads_every_day_holds_a_days_impressions_and_old_spend_leaves_memory(bidder, clock):
+    platform = bidder.app[PLATFORM]
+    delivery = platform.delivery
+    charged_days = set()
+    for day in range(10):  # four charges a day, every day, for the same traveller
+        for k in range(4):
+            at = clock.now()
+            await delivery.charge(f"b{day}-{k}", "camp-1", "daily", 1_000, utc_day(at), at)
+            charged_days.add(utc_day(at))
+            clock.advance(3_600)
+        clock.advance(DAY - 4 * 3_600)
+    held = delivery.impressions["daily"]
+    assert 4 <= len(held) <= 5 and all(held[-1][0] - at <= DAY for at, _ in held)  # a day's of 40
+    assert delivery.count_since("daily", clock.now() - DAY) == 4
+    assert await stored(platform, "SELECT count(*) FROM campaign_spend") == 10  # the record keeps every day
+    await platform.purge_retained_once()
+    days_held = sorted(day for _, day in delivery.spend)
+    # Today and the two days before (nothing charged today yet).
+    assert days_held == sorted(d for d in charged_days if d >= utc_day(clock.now() - 2 * DAY)) and len(days_held) == 2
+    assert delivery.spent("camp-1", utc_day(clock.now() - DAY)) == 4_000
+    # A restart loads the same days.
+    await delivery.load(clock.now())
+    assert sorted(day for _, day in delivery.spend) == days_held
