@@ -35,7 +35,8 @@ from state.reco import Interaction, RecoItem
 TRENDING_EVENTS = 500_000  # events held for the trending window (beyond it the oldest leave the sums early)
 CHECKPOINT_FORMAT = 1
 _USER_ARRAYS = (("item", np.int32), ("at", np.float64), ("weight", np.float32), ("purchase", np.int8),
-                ("seen", np.int32), ("final", np.int32))  # UserState's typed arrays ("i", "d", "f", "b")
+                ("seen", np.int32), ("final", np.int32))  # UserState's typed arrays
+_TYPECODES = {"item": "i", "at": "d", "weight": "f", "purchase": "b", "seen": "i", "final": "i"}
 
 
 class UserState:
@@ -426,14 +427,22 @@ class LiveFeatures:
             if len(events[name]) and (events[name].min() < 0 or events[name].max() >= n):
                 raise ValueError(f"checkpoint users' {name} names unknown items")
         offsets = {name: np.concatenate([[0], np.cumsum(v)]).tolist() for name, v in lengths.items()}
+        joined: dict[str, array[Any]] = {}
+        for name, _ in _USER_ARRAYS:  # each as one typed array, which each user's is a slice of
+            joined[name] = array(_TYPECODES[name])
+            joined[name].frombytes(events[name].view(np.uint8))
+        item, at, weight, purchase = joined["item"], joined["at"], joined["weight"], joined["purchase"]
+        seen, final = joined["seen"], joined["final"]
+        o, os, of = offsets["item"], offsets["seen"], offsets["final"]
+        version = int(meta["sequence"])
         states = []
         keep = range(max(0, len(users) - self.users.capacity), len(users))  # the most recent, if fewer are held now
         for k in keep:
             state = UserState()
-            for name, _ in _USER_ARRAYS:
-                o = offsets["item" if name in ("item", "at", "weight", "purchase") else name]
-                getattr(state, name).frombytes(events[name][o[k]:o[k + 1]].view(np.uint8))
-            state.version = int(meta["sequence"])
+            a, b = o[k], o[k + 1]
+            state.item, state.at, state.weight, state.purchase = item[a:b], at[a:b], weight[a:b], purchase[a:b]
+            state.seen, state.final = seen[os[k]:os[k + 1]], final[of[k]:of[k + 1]]
+            state.version = version
             states.append((users[k], state))
         # All read: from here on nothing fails.
         for item_id in ids:
