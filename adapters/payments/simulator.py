@@ -16,6 +16,7 @@ import asyncio
 
 from app.retail.payments import ChargeResult
 from app.runtime.clock import Clock
+from app.runtime.lru import LRU
 
 # Test card numbers with their outcomes; any other number that passes the Luhn check is approved.
 DECLINES = {"4000000000000002": "card_declined", "4000000000009995": "insufficient_funds"}
@@ -27,14 +28,16 @@ class CardSimulator:
         self._clock = clock
         self._settle_s = settle_s
         self._slow_s = slow_s
-        self._payments: dict[str, tuple[ChargeResult, float]] = {}
+        # A real gateway keeps its payments for good; the simulator the latest million (a retry of an older one
+        # would charge again).
+        self.payments: LRU[str, tuple[ChargeResult, float]] = LRU(1_000_000, "card_simulator_payments")
 
     async def charge(self, payment_id: str, amount_cents: int, currency: str, card_number: str) -> ChargeResult:
-        known = self._payments.get(payment_id)
+        known = self.payments.get(payment_id)
         if known is not None:
             return known[0]
         if card_number == SLOW_CARD:
-            self._payments[payment_id] = (ChargeResult("approved"), self._clock.now())
+            self.payments.put(payment_id, (ChargeResult("approved"), self._clock.now()))
             await asyncio.sleep(self._slow_s)
         if card_number in DECLINES:
             result = ChargeResult("declined", DECLINES[card_number])
@@ -42,15 +45,15 @@ class CardSimulator:
             result = ChargeResult("pending")
         else:
             result = ChargeResult("approved")
-        self._payments[payment_id] = (result, self._clock.now())
+        self.payments.put(payment_id, (result, self._clock.now()))
         return result
 
     async def status(self, payment_id: str) -> ChargeResult | None:
-        known = self._payments.get(payment_id)
+        known = self.payments.get(payment_id)
         if known is None:
             return None
         result, at = known
         if result.status == "pending" and self._clock.now() - at >= self._settle_s:
             result = ChargeResult("approved")
-            self._payments[payment_id] = (result, at)
+            self.payments.put(payment_id, (result, at))
         return result

@@ -22,7 +22,6 @@ import asyncio
 import logging
 import re
 import weakref
-from collections import OrderedDict
 from typing import Annotated, Literal, NamedTuple, Protocol
 
 import msgspec
@@ -35,6 +34,7 @@ from app.retail.catalog import CatalogService, product_resource, seat_resource
 from app.retail.pricing import SEGMENTS, day_start, discounted, fare_cents, percent_of, time_multiplier
 from app.retail.ranking import MARGIN_RATES, OfferSummary, Ranker, SearchContext, features
 from app.runtime.clock import Clock
+from app.runtime.lru import LRU
 from state.catalog import Flight, Product, ProductKind
 from state.offers import Conditions, Item, Offer, SharedDraft
 from state.ports import OfferStore, UnitOfWork
@@ -150,7 +150,7 @@ class OfferService:
         self._clock = clock
         self._log_events = log_events
         self._metrics = metrics
-        self._drafts: OrderedDict[tuple, tuple[tuple, list[Draft]]] = OrderedDict()
+        self.drafts: LRU[tuple, tuple[tuple, list[Draft]]] = LRU(config.draft_cache_size, "offer_drafts")
         # Drafts in the cache that are stored, by id: the retention sweep marks one unstored before it
         # deletes the row, so the next search that shows it stores it again.
         self._stored: weakref.WeakValueDictionary[str, SharedDraft] = weakref.WeakValueDictionary()
@@ -249,18 +249,15 @@ class OfferService:
         share the listed drafts of every bundle the choice leaves alone."""
         key = (flight.id, q.cabin, q.passengers, q.segment, choice)
         stamp = (*self._catalog.pricing_stamp(flight.id), time_multiplier((flight.departure_at - now) / 3600))
-        cached = self._drafts.get(key)
+        cached = self.drafts.get(key)
         if cached is not None and cached[0] == stamp:
-            self._drafts.move_to_end(key)
             return cached[1]
         if choice:
             listed = {d.offer.bundle: d for d in self._priced_bundles(flight, q, now)}
             drafts = self._bundles(flight, q, now, dict(choice), listed)
         else:
             drafts = self._bundles(flight, q, now)
-        self._drafts[key] = (stamp, drafts)
-        if len(self._drafts) > self._config.draft_cache_size:
-            self._drafts.popitem(last=False)
+        self.drafts.put(key, (stamp, drafts))
         return drafts
 
     def _has_room(self, flight: Flight, product: Product, passengers: int) -> bool:

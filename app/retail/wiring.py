@@ -66,6 +66,8 @@ def build(infra: Infra, recommendations: Recommendations | None = None) -> Retai
     # Live orders are bounded by what can still change (state/orders.py); finished ones read back are an LRU.
     metrics.watch_queue("orders_in_memory", lambda: len(order_store))
     metrics.caches.register(order_store.finished)
+    metrics.caches.register(offers.drafts)
+    metrics.caches.register(gateway.payments)
     domain = Retail(catalog_store, offer_store, order_store, catalog, remote, ranker, offers, gateway, orders,
                     infra.event_log, change_store)
     infra.supervisor.add_periodic("retail_sweep", config.retail.sweep_interval_s, domain.sweep_once)

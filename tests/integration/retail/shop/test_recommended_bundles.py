@@ -96,8 +96,8 @@ async def test_recommended_ancillaries_choose_the_optional_one_in_comfort_and_pr
 
     # The draft cache keeps the listed bundles for everyone, and the customer's choice beside them, which shares
     # the listed drafts of the bundles it leaves alone (flight only here).
-    drafts = platform.offers._drafts
-    listed = drafts[(flight.id, "economy", 1, "economy", ())][1]
+    drafts = platform.offers.drafts
+    listed = drafts.peek((flight.id, "economy", 1, "economy", ()))[1]
     [chosen] = [v[1] for k, v in drafts.items() if k[:4] == (flight.id, "economy", 1, "economy") and k[4]]
     assert [d.offer.bundle for d in chosen] == [d.offer.bundle for d in listed]
     assert chosen[0] is listed[0] and chosen[1] is not listed[1]
