@@ -180,9 +180,11 @@ class LtvService:
 
     def serve_canary(self, split: Split[SavedLtvModel] | None) -> None:
         """Serve `split`'s version to the customers it takes, beside the live one (None: the live one to all)."""
-        self._canary = _Canary(ltv.LTVModel.from_bytes(split.model.body), LRU(self._config.cache_entries,
-                                                                                "ltv_canary_predictions")) \
-            if split is not None else None
+        self._canary = None
+        if split is not None:
+            cache: LRU[tuple, tuple] = LRU(self._config.cache_entries, "ltv_canary_predictions")
+            self._metrics.caches.register(cache)  # by name: the next canary's replaces it
+            self._canary = _Canary(ltv.LTVModel.from_bytes(split.model.body), cache)
         self.canary = split
 
     async def refit(self, actor: Any = "learning") -> dict[str, Any]:

@@ -160,6 +160,7 @@ class ValueSource:
         caches = getattr(metrics, "caches", None)
         if caches is not None:
             caches.register(self.cache)
+            metrics.watch_queue("ltv_values", lambda: len(self.queue))
 
     @classmethod
     def in_process(cls, model: LtvPredictor, config: LtvConfig, clock: Clock, **options: Any) -> ValueSource:
