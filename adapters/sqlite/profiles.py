@@ -7,6 +7,7 @@ import logging
 import msgspec
 
 from adapters.sqlite.statements import SqlDatabase
+from app.runtime.idset import IdSet
 from state.profiles import Profile, _decode, _encode
 
 log = logging.getLogger("contrail.profiles")
@@ -16,19 +17,23 @@ LOAD_PAGE = 10_000  # ids read per round trip at start
 class SqliteProfileStore:
     def __init__(self, db: SqlDatabase) -> None:
         self._db = db
-        self._ids: set[str] = set()
+        self._ids = IdSet()  # which users have a stored profile: 8 bytes an id
         self._put_while_purging: set[str] | None = None
 
     async def load(self) -> None:
         """Remember which users have a stored profile, so lookups for anyone else need no I/O. Keyset pages of
         ids: a million rows fetched at once held a list of tuples beside the set, and the heap kept its peak."""
-        ids: set[str] = set()
+        ids: list[str] = []
+        hashed: list[IdSet] = []
         after = ""
         while rows := await self._db.fetchall(
                 f"SELECT user_id FROM profiles WHERE user_id > ? ORDER BY user_id LIMIT {LOAD_PAGE}", (after,)):
-            ids.update(row[0] for row in rows)
+            ids.extend(row[0] for row in rows)
             after = rows[-1][0]
-        self._ids = ids
+            if len(ids) >= 100 * LOAD_PAGE:  # hashed a million at a time: no list of every id string
+                hashed.append(IdSet(ids))
+                ids = []
+        self._ids = IdSet.union([*hashed, IdSet(ids)])
 
     def __contains__(self, user_id: str) -> bool:
         return user_id in self._ids
