@@ -1,5 +1,6 @@
 """Orders at scale (issue 28): a fresh data directory whose SQLite holds `--orders` stored orders (1M by default;
-most finished, a few percent live on flights still to fly), written straight into the orders tables; then the
+most finished, a few percent live on flights still to fly) and as many bidding profiles (written within the
+last half hour, so all are believed), written straight into the tables; then the
 server starts on it (pinned to one core) and we read the time to ready, the RSS once ready, and the latency of
 admin `GET /v1/orders` pages: the first, a deep one (keyset cursor), one from a cursor of the old kind (an order
 id), one owner's, one state's, and a finished order by id. `python -m bench --only orders-scale [--orders N]`."""
@@ -27,6 +28,7 @@ from handlers.rest.common import encode_cursor
 from state.catalog import Cabin, Flight
 from state.offers import Conditions, Item
 from state.orders import Barcode, Order, OrderState, Payment
+from state.profiles import Profile
 
 DAY = 86_400
 LIVE_SHARE = 0.05      # orders still live: held or fulfilled on flights to come
@@ -102,8 +104,14 @@ def write_orders(db_path: Path, count: int, now: float) -> dict[str, Any]:
             if n == 1_000:
                 marks["finished"] = o.id if o.state != "FULFILLED" else None
                 marks["owner"] = o.owner
+        profiles = [Profile(f"traveller-{n:08d}", [round(rng.random(), 4) for _ in range(8)], [n % 64],
+                            [], now - rng.uniform(0, 86_400), now - rng.uniform(0, 1_800))
+                    for n in range(start, min(count, start + BATCH))]
+        conn.executemany("INSERT INTO profiles(user_id, body, updated_at) VALUES (?,?,?)",
+                         [(p.user_id, _encode(p).decode(), p.updated_at) for p in profiles])
         conn.commit()
     conn.close()
+    marks["profiles"] = count
     return marks
 
 
@@ -141,11 +149,13 @@ def run(count: int) -> dict[str, Any]:
         db = server.data_dir / "contrail.db"
         # The written database is kept for the next run (a million orders take minutes to write): keyed by the
         # count and the schema's version, its marks beside it.
-        kept = Path(tempfile.gettempdir()) / f"contrail-orders-scale-{count}-m{RECORDS[-1].version}.db"
+        kept = Path(tempfile.gettempdir()) / f"contrail-orders-scale-{count}-m{RECORDS[-1].version}-p.db"
         started = time.monotonic()
         if kept.exists():
             shutil.copyfile(kept, db)
             marks = json.loads(kept.with_suffix(".json").read_text())
+            with sqlite3.connect(db) as conn:  # the profiles young again: believed, and not due for pruning
+                conn.execute("UPDATE profiles SET updated_at = ? - rowid % 1800", (time.time(),))
         else:
             marks = write_orders(db, count, time.time())
             shutil.copyfile(db, kept)
@@ -184,7 +194,8 @@ def run(count: int) -> dict[str, Any]:
 
 
 def report(r: dict[str, Any]) -> None:
-    print(f"\nOrders at scale: {r['orders']:,} stored orders ({r['live']:,} live), written (or copied) in "
+    print(f"\nOrders at scale: {r['orders']:,} stored orders ({r['live']:,} live) and as many profiles, written "
+          f"(or copied) in "
           f"{r['written_s']:.0f}s, "
           f"contrail.db {r['db_mb']:,.0f} MB")
     print(f"start to ready {r['ready_s']:.2f}s (issue's before: 10.9 s); RSS once ready {r['rss_mb']:,.0f} MB "
