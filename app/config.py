@@ -141,6 +141,7 @@ class RateLimitConfig(_Section):
 
 class IdempotencyConfig(_Section):
     ttl_s: int = 86_400
+    max_in_memory: Annotated[int, Meta(ge=1, le=10_000_000)] = 100_000
 
 
 class WebsocketConfig(_Section):

@@ -51,6 +51,8 @@ class IdempotencyService:
             raise InvalidInput(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters")
         now = self._clock.now()
         stored = self._store.get(scope, key, now)
+        if stored is None and not self._shared and not self._store.complete:
+            stored = await self._store.fetch(scope, key, now)  # memory no longer holds every live response
         if stored is not None:
             return _replay(stored, fingerprint)
         if (scope, key) in self._in_flight:

@@ -161,7 +161,8 @@ class Platform:
         self._rewrap_due = True  # at start: rows sealed under a key rotated while stopped, or not sealed yet
         self.account_store = SqliteAccountStore(self.records_db, self.pii)
         self.api_key_store = SqliteApiKeyStore(self.records_db, self.changes)
-        self.idempotency_store = SqliteIdempotencyStore(self.records_db, self.pii)
+        self.idempotency_store = SqliteIdempotencyStore(self.records_db, self.pii, config.idempotency.max_in_memory)
+        self.metrics.caches.register(self.idempotency_store.records)
         self.audit_store = SqliteAuditStore(self.records_db)
         self.demo_markers = SqliteDemoMarkerStore(self.records_db)
 

@@ -266,7 +266,9 @@ class EventLogStore(Protocol):
 
 @runtime_checkable
 class IdempotencyStore(Protocol):
-    """Responses by (scope, key), hot in memory, durable until they expire."""
+    """Responses by (scope, key), durable until they expire; the latest held in memory."""
+
+    complete: bool  # memory holds every live response (False: a miss in `get` must `fetch`)
 
     async def forget_scope(self, scope: str) -> int:
         """Delete every stored response of one caller (erasure)."""
@@ -275,7 +277,7 @@ class IdempotencyStore(Protocol):
         ...
 
     def get(self, scope: str, key: str, now: float) -> StoredResponse | None:
-        ...
+        """From memory only."""
 
     async def put(self, record: StoredResponse) -> None:
         ...

@@ -76,7 +76,7 @@ RULES = [
     ("auth.jwt_secret", "x" * 31), ("auth.account_cache_entries", "0"),
     ("ratelimit.ip_per_s", "0"), ("ratelimit.principal_per_s", "nan"), ("ratelimit.ip_burst", "0"),
     ("ratelimit.principal_burst", "0"),
-    ("websocket.client_queue", "0"),
+    ("websocket.client_queue", "0"), ("idempotency.max_in_memory", "0"),
     ("bidding.batch_size", "0"), ("bidding.batch_size", "1025"), ("bidding.max_live_bids", "999"),
     ("bidding.currency_rates", '{"EUR": 1.08}'), ("bidding.currency_rates", '{"USD": 1.0, "EUR": 0}'),
     ("bidding.pacing_slack", "1.5"), ("bidding.pacing_slack", "-0.1"), ("bidding.profile_l1_size", "0"),

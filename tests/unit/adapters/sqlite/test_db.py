@@ -226,3 +226,34 @@ async def test_idempotency_purge_forgets_exactly_the_expired_responses(tmp_path)
         assert await reloaded.purge_expired(400.0) == 1
     finally:
         await db.close()
+
+
+async def test_idempotent_replies_beyond_memory_are_replayed_from_the_store(tmp_path):
+    from app.idempotency import IdempotencyService
+    from app.runtime.clock import ManualClock
+    db = Database(tmp_path / "r.db", migrations.RECORDS)
+    await db.open()
+    try:
+        pii, clock = PiiCipher.generate(), ManualClock(1_000.0)
+        store = SqliteIdempotencyStore(db, pii, max_in_memory=2)
+        service = IdempotencyService(store, clock, 3_600, "s" * 32)
+        prints = {}
+        for k in range(5):
+            prints[k] = service.fingerprint("POST", "/v1/orders", f"body {k}".encode())
+            assert await service.begin("user:1", f"key-{k}", prints[k]) == "new"
+            await service.finish("user:1", f"key-{k}", prints[k], 201, "application/json", f'{{"n":{k}}}'.encode())
+            clock.advance(1)
+        assert len(store.records) == 2 and not store.complete  # the oldest three are in the store only
+        for k in range(5):  # every one still replays its first answer, held or not
+            replay = await service.begin("user:1", f"key-{k}", prints[k])
+            assert replay != "new" and replay.body == f'{{"n":{k}}}'.encode()
+        # A start holds the newest, and knows it does not hold them all.
+        reloaded = SqliteIdempotencyStore(db, pii, max_in_memory=3)
+        await reloaded.load(clock.now())
+        assert sorted(key for _, key in (k for k, _ in reloaded.records.items())) == ["key-2", "key-3", "key-4"]
+        assert not reloaded.complete
+        roomy = SqliteIdempotencyStore(db, pii, max_in_memory=10)
+        await roomy.load(clock.now())
+        assert len(roomy.records) == 5 and roomy.complete
+    finally:
+        await db.close()
