@@ -25,16 +25,21 @@ class IdSet:
     __slots__ = ("_base", "_added", "_removed")
 
     def __init__(self, items: Iterable[str] = ()) -> None:
-        self._base = _sorted(np.unique(np.array([_hash(i) for i in items], dtype=np.int64)))
+        self._base = _sorted(np.unique(hashes(items)))
         self._added: set[int] = set()    # hashes not in _base
         self._removed: set[int] = set()  # hashes in _base that left
 
     @classmethod
     def union(cls, parts: list[IdSet]) -> IdSet:
         """One set of several built apart (their pending changes included)."""
+        return cls.of_hashes([p._hashes() for p in parts])
+
+    @classmethod
+    def of_hashes(cls, parts: list[np.ndarray]) -> IdSet:
+        """A set of the ids whose hashes (`hashes()` of them) these arrays hold: one sort of them all."""
         out = cls()
         if parts:
-            out._base = _sorted(np.unique(np.concatenate([p._hashes() for p in parts])))
+            out._base = _sorted(np.unique(np.concatenate(parts)))
         return out
 
     def _hashes(self) -> np.ndarray:
@@ -101,6 +106,11 @@ class IdSet:
         self._base = _sorted(base)
         self._added.clear()
         self._removed.clear()
+
+
+def hashes(items: Iterable[str]) -> np.ndarray:
+    """The ids' hashes as IdSet keeps them (unsorted, repeats kept)."""
+    return np.array([_hash(i) for i in items], dtype=np.int64)
 
 
 def _sorted(hashes: np.ndarray) -> array:
