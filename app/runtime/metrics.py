@@ -257,7 +257,8 @@ class Metrics:
                                             "outcome (stored, unchanged, skipped)", ["outcome"], r)
         self.reco_checkpoint_seconds = LoopHistogram("contrail_reco_checkpoint_seconds",
                                                      "Recommendation feature checkpoints: the copy on the event loop "
-                                                     "(loop), and the whole, encoding and storing included (total)",
+                                                     "(loop), how long records waited (held), and the whole, encoding "
+                                                     "and storing included (total)",
                                                      ["part"], r, buckets=LATENCY_BUCKETS)
         self.reco_checkpoint_bytes = Gauge("contrail_reco_checkpoint_bytes",
                                            "Size of the last recommendation feature checkpoint stored", registry=r)
