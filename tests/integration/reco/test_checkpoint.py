@@ -23,7 +23,8 @@ def settings(tmp_path, **extra):
     number: exact in float32 whenever the counts are merged into the matrix (a checkpoint merges them when it is
     taken, a replay once at the end; other weights round alike to within one float32 step). A day's half-life
     and a two-day trending window over ten days of events: decay and the window's expiry both count."""
-    return make_config(tmp_path, reco__checkpoint_interval_s=0, reco__weight_view=1, reco__weight_click=4,
+    extra.setdefault("reco__checkpoint_interval_s", 0)
+    return make_config(tmp_path, reco__weight_view=1, reco__weight_click=4,
                        reco__weight_wishlist=4, reco__weight_cart=9, reco__weight_purchase=16,
                        reco__weight_dismiss=-4, reco__popularity_half_life_s=DAY, reco__trending_window_s=2 * DAY,
                        reco__coview_ttl_s=DAY, reco__recent_ttl_s=3 * DAY, **extra)
@@ -255,3 +256,21 @@ async def test_the_periodic_checkpoint_is_a_supervised_task_unless_disabled(aioh
     assert "reco_checkpoint" in on.app[PLATFORM].supervisor.states
     off = await aiohttp_client(create_app(make_config(tmp_path / "off", reco__checkpoint_interval_s=0), clock=clock))
     assert "reco_checkpoint" not in off.app[PLATFORM].supervisor.states
+
+
+async def test_a_clean_shutdown_saves_the_features_and_the_next_start_replays_nothing(aiohttp_client, tmp_path,
+                                                                                      clock, monkeypatch):
+    config = settings(tmp_path, reco__checkpoint_interval_s=3_600)  # no periodic one comes within the test
+    client = await aiohttp_client(create_app(config, clock=clock))
+    headers = await staff(client)
+    await seed_items(client, headers)
+    p = client.app[PLATFORM]
+    now = clock.now()
+    await ingest(client, headers, history(now - DAY, now - 60, 300, 9, list(p.reco.features.items.ids)))
+    live = state_of(p.reco)
+    await client.close()
+
+    replayed = count_replayed(monkeypatch)
+    again = await aiohttp_client(create_app(config, clock=clock))
+    assert replayed[0] == 0
+    assert_same_features(live, state_of(again.app[PLATFORM].reco))
