@@ -294,6 +294,7 @@ class RecoConfig(_Section):
     coview_window: Annotated[int, Meta(ge=0, le=100)] = 10
     coview_ttl_s: NotNegativeFloat = 86_400.0
     max_users: Annotated[int, Meta(ge=1, le=10_000_000)] = 100_000
+    max_items: Annotated[int, Meta(ge=1, le=10_000_000)] = 100_000
     cache_ttl_s: NotNegativeFloat = 300.0
     cache_entries: Annotated[int, Meta(ge=1, le=10_000_000)] = 50_000
     explore_items: Annotated[int, Meta(ge=0, le=10)] = 1

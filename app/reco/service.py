@@ -249,9 +249,31 @@ class RecoService:
         return label(self.features.version, self.learned)
 
     # ---- items ----
+    def _admitted(self, rows: list[Interaction]) -> list[Interaction]:
+        """The rows whose item is known, or new while there is room for it under reco.max_items: any product id in
+        feedback becomes an item, so the items (and the arrays and matrices sized by them) are bounded here. The
+        rest are dropped and counted."""
+        index, room = self.features.items.index, self._config.max_items - len(self.features.items)
+        kept: list[Interaction] = []
+        new: set[str] = set()
+        for r in rows:
+            if r.item_id in index or r.item_id in new:
+                kept.append(r)
+            elif room > 0:
+                new.add(r.item_id)
+                room -= 1
+                kept.append(r)
+        if len(kept) < len(rows):
+            self._metrics.reco_events_dropped.labels("item_limit").inc(len(rows) - len(kept))
+        return kept
+
     async def put_items(self, items: list[RecoItem]) -> list[RecoItem]:
         if len({i.item_id for i in items}) != len(items):
             raise InvalidInput("each item_id may appear once per request")
+        new = sum(1 for i in items if i.item_id not in self.features.items.index)
+        if len(self.features.items) + new > self._config.max_items:
+            raise InvalidInput(f"there is room for {max(0, self._config.max_items - len(self.features.items))} more "
+                               f"items (reco.max_items is {self._config.max_items}); this request adds {new}")
         await self._store.put_items(items)
         for item in items:
             self.features.put_item(item)
@@ -273,8 +295,8 @@ class RecoService:
     async def record(self, events: Iterable[Feedback]) -> int:
         """Store the feedback events (durably) and apply them to the features at once."""
         started = time.perf_counter()
-        rows = [Interaction(e.user_id, e.item_id, e.kind, self.weight(e.kind), e.at) for e in events
-                if e.kind in self._weights_of]
+        rows = self._admitted([Interaction(e.user_id, e.item_id, e.kind, self.weight(e.kind), e.at) for e in events
+                               if e.kind in self._weights_of])
         if not rows:
             return 0
         missing = list(dict.fromkeys(r.user_id for r in rows if r.user_id not in self.features.users))
@@ -303,7 +325,7 @@ class RecoService:
         """Feedback another node recorded (and stored): applied to this node's features as if heard here. A
         user this node does not hold is restored from the store first, without these events (they are stored
         already, and are applied below)."""
-        rows = [_decode_row(e) for e in encoded]
+        rows = self._admitted([_decode_row(e) for e in encoded])
         incoming = collections.Counter(rows)
         missing = list(dict.fromkeys(r.user_id for r in rows if r.user_id not in self.features.users))
         for user_id in await self._store.known_users(missing) if missing else ():

@@ -244,6 +244,8 @@ class Metrics:
                                           ["strategy"], r, buckets=LATENCY_BUCKETS)
         self.reco_cache = LoopCounter("contrail_reco_cache", "Recommendation list cache lookups", ["result"], r)
         self.reco_events = LoopCounter("contrail_reco_events", "Feedback events applied to the features", ["kind"], r)
+        self.reco_events_dropped = LoopCounter("contrail_reco_events_dropped", "Feedback events not learned from, by "
+                                               "reason (item_limit: a new item past reco.max_items)", ["reason"], r)
         self.reco_update_seconds = LoopHistogram("contrail_reco_feature_update_seconds",
                                                  "Feature-update lag: from a batch's arrival to its features applied",
                                                  (), r, buckets=LATENCY_BUCKETS)

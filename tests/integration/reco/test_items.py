@@ -53,3 +53,29 @@ async def test_a_bulk_load_is_all_or_nothing(api):
     assert (await client.post("/v1/reco/items", json=[], headers=headers)).status == 400
     assert (await client.post("/v1/reco/items", json=[{"item_id": "has space"}], headers=headers)).status == 400
     assert "a" not in client.app[PLATFORM].reco.features.items.index
+
+
+async def test_items_are_bounded_new_ones_past_the_bound_are_refused_and_their_feedback_not_learned(
+        aiohttp_client, tmp_path, clock):
+    from app.main import create_app
+    from tests.conftest import make_config
+    from tests.integration.reco.helpers import event, ingest
+    client = await aiohttp_client(create_app(make_config(tmp_path, reco__max_items=11), clock=clock))
+    headers = await staff(client)
+    await seed_items(client, headers)  # ten
+    features = client.app[PLATFORM].reco.features
+    assert len(features.items) == 10
+    # Feedback for two products never registered: the first becomes the eleventh item, the second is not learned.
+    await ingest(client, headers, [event("u1", "product_view", "gift-card"), event("u1", "product_view", "spa-day"),
+                                   event("u1", "click", "dest-BCN")])
+    assert "gift-card" in features.items.index and "spa-day" not in features.items.index
+    assert len(features.items) == 11
+    resp = await client.put("/v1/reco/items/dest-PDL", json={"category": "destination"}, headers=headers)
+    assert resp.status == 400
+    assert "room for 0 more items (reco.max_items is 11)" in (await resp.json())["error"]["message"]
+    # Known items are still replaced, and their feedback learned.
+    assert (await client.put("/v1/reco/items/dest-BCN", json={"category": "destination"},
+                             headers=headers)).status == 200
+    metrics = await (await client.get("/metrics")).text()
+    assert 'contrail_reco_events_dropped_total{reason="item_limit"} 1.0' in metrics
+    assert 'contrail_reco_events_total{kind="click"} 1.0' in metrics

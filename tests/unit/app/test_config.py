@@ -113,7 +113,7 @@ RULES = [
     ("ingest.check_in_stars", "10001"), ("ingest.max_pending_triggers", "-1"),
     ("ingest.profile_flush_interval_s", "0"), ("ingest.max_future_skew_s", "-1"),
     ("ingest.max_future_skew_s", "86401"),
-    ("reco.weight_view", "-1"), ("reco.weight_click", "101"), ("reco.weight_wishlist", "-0.5"),
+    ("reco.max_items", "0"), ("reco.weight_view", "-1"), ("reco.weight_click", "101"), ("reco.weight_wishlist", "-0.5"),
     ("reco.weight_cart", "-1"), ("reco.weight_purchase", "101"), ("reco.weight_dismiss", "1"),
     ("reco.recent_n", "0"), ("reco.recent_n", "501"), ("reco.recent_ttl_s", "-1"),
     ("reco.popularity_half_life_s", "-1"), ("reco.trending_window_s", "-1"), ("reco.coview_window", "-1"),
