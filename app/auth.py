@@ -143,7 +143,7 @@ class AccountService:
             raise InvalidInput("password must be 8 to 256 characters", {"field": "password"})
         if role not in USER_ROLES:
             raise InvalidInput(f"role must be one of {', '.join(USER_ROLES)}", {"field": "role"})
-        if self._accounts.by_email(email) is not None:
+        if await self.by_email(email) is not None:  # the store's unique index decides again at the write
             raise Conflict("an account with this email already exists")
         # scrypt is deliberately slow; keep it off the event loop.
         password_hash = await asyncio.get_running_loop().run_in_executor(None, hash_password, password)
@@ -156,7 +156,7 @@ class AccountService:
 
     async def login(self, email: str, password: str) -> tuple[str, int, Account]:
         email = email.strip().lower()
-        account = self._accounts.by_email(email) or await self._accounts.fetch_by_email(email)
+        account = await self.by_email(email)
         # Hash even for unknown emails so timing does not reveal which accounts exist.
         stored = account.password_hash if account else _DUMMY_HASH
         ok = await asyncio.get_running_loop().run_in_executor(None, verify_password, password, stored)
@@ -171,11 +171,18 @@ class AccountService:
         return token, ttl, principal
 
     def get(self, account_id: str) -> Account | None:
+        """The account if memory holds it; None may mean only that it was not used lately (fetch reads it)."""
         return self._accounts.get(account_id)
 
     async def fetch(self, account_id: str) -> Account | None:
-        """An account this node does not hold yet (opened on another node, or by the CLI), read and indexed."""
+        """The account, from memory or else read from the store (not used lately, or opened on another node or by
+        the CLI) and held."""
         return self._accounts.get(account_id) or await self._accounts.fetch(account_id)
+
+    async def by_email(self, email: str) -> Account | None:
+        """The account of this email, from memory or else read from the store and held."""
+        email = email.strip().lower()
+        return self._accounts.by_email(email) or await self._accounts.fetch_by_email(email)
 
 
 _DUMMY_HASH = hash_password(secrets.token_hex(8))
@@ -262,9 +269,10 @@ class Authenticator:
         if authorization is None:
             return None
         principal = self._verified(authorization)
-        if principal.kind == "user" and self._accounts.get(principal.id) is None:
-            return UNDECIDED  # an account this node has not read yet: identify() looks it up
-        return self._checked(principal, self._accounts.get(principal.id))
+        account = self._accounts.get(principal.id) if principal.kind == "user" else None
+        if principal.kind == "user" and account is None:
+            return UNDECIDED  # an account memory does not hold (not used lately): identify() reads it
+        return self._checked(principal, account)
 
     async def identify(self, api_key: str | None, authorization: str | None) -> Principal | None:
         """The caller, None when no credentials were sent; Unauthenticated when they are wrong."""

@@ -24,7 +24,7 @@ DECLINED_CARD = "4000000000000002"
 async def _accounts(platform: Platform) -> str:
     created = 0
     for (email, password), role in ((DEMO_ADMIN, "admin"), (DEMO_CUSTOMER, "customer")):
-        if platform.account_store.by_email(email) is None:
+        if await platform.accounts.by_email(email) is None:
             await platform.admin.create_user("seed-demo", email, password, role)
             created += 1
     return f"demo accounts: {created} created ({DEMO_ADMIN[0]} / {DEMO_ADMIN[1]}, " \
@@ -149,7 +149,7 @@ async def _activity(platform: Platform) -> str:
     from app.retail.offers import SearchQuery
     from state.loyalty import Member, Promotion
 
-    account = platform.account_store.by_email(DEMO_CUSTOMER[0])
+    account = await platform.accounts.by_email(DEMO_CUSTOMER[0])
     if account is None:
         return "demo activity: skipped (no demo traveller)"
     user, owner = account.id, f"user:{account.id}"

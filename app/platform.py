@@ -159,7 +159,7 @@ class Platform:
         self.pii = cipher_from(p.key, p.previous_keys, p.lookup_key, pii_key_file(config))
         self.pii_rewrap = PersonalDataRewrap(self.records_db, self.pii)
         self._rewrap_due = True  # at start: rows sealed under a key rotated while stopped, or not sealed yet
-        self.account_store = SqliteAccountStore(self.records_db, self.pii)
+        self.account_store = SqliteAccountStore(self.records_db, self.pii, config.auth.account_cache_entries)
         self.api_key_store = SqliteApiKeyStore(self.records_db, self.changes)
         self.idempotency_store = SqliteIdempotencyStore(self.records_db, self.pii, config.idempotency.max_in_memory)
         self.metrics.caches.register(self.idempotency_store.records)
@@ -306,11 +306,11 @@ class Platform:
         await Simulator(demo.seed, base, exchange, profile_key=partner, mail_key=mail, ssl=http_client_ssl()).run(
             demo.traffic_per_s, math.inf, search_rate=demo.searches_per_s)
 
-    def _email_of(self, owner: str) -> str | None:
-        """An order owner's email: a signed-in user's ("user:<account id>"); a guest has none."""
+    async def _email_of(self, owner: str) -> str | None:
+        """An order owner's email: a signed-in user's ("user:<account id>", read if not held); a guest has none."""
         kind, _, account_id = owner.partition(":")
-        account = self.account_store.get(account_id) if kind == "user" else None
-        return account.email if account is not None else None
+        account = await self.accounts.fetch(account_id) if kind == "user" else None
+        return account.email if account is not None and account.email else None  # erased: none
 
     def _campaign_state(self, campaign_id: str) -> str | None:
         campaign = self.bidding.campaign_store.get(campaign_id)
@@ -416,7 +416,8 @@ class Platform:
 
     def _register_caches(self) -> None:
         """Every bounded cache, exported by name (contrail_cache_entries, _capacity, _evictions_total)."""
-        for cache in (self.policies.decisions, self.tokens.verified, self.api_keys.unknown, self.limiter.ip.buckets,
+        for cache in (self.account_store.ids, self.account_store.emails, self.policies.decisions,
+                      self.tokens.verified, self.api_keys.unknown, self.limiter.ip.buckets,
                       self.limiter.principal.buckets, self.limiter.exchange.buckets, self.profiles.l1,
                       self.web_activity.last_seen, self.ingest.sessions, self.mailbox.raw,
                       self.reco.features.users, self.reco.lists, self.ltv.histories,

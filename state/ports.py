@@ -42,28 +42,29 @@ from state.suppressions import Suppression
 
 @runtime_checkable
 class AccountStore(Protocol):
-    """Hot index of accounts, written through to storage."""
+    """Accounts, the ones used lately held in memory (a bounded cache): a lookup that misses reads the store."""
 
     async def erase(self, account_id: str) -> Account | None:
         """Forget an account's email and password (erasure), keeping its row; the account as it was, or None."""
 
     async def load(self) -> None:
-        ...
+        """Start: nothing is read (accounts are read on first use)."""
 
     def get(self, account_id: str) -> Account | None:
-        ...
+        """The account if memory holds it; None may mean only that it was not read lately (fetch reads it)."""
 
     def by_email(self, email: str) -> Account | None:
-        ...
+        """The account of this email if memory holds it (fetch_by_email reads the store)."""
 
     async def fetch_by_email(self, email: str) -> Account | None:
-        """Read an account another process (the CLI) may have added since start, and index it."""
+        """Read the account of this email from the store, and hold it."""
 
     async def fetch(self, account_id: str) -> Account | None:
-        """Read an account another node (or the CLI) may have opened since start, and index it."""
+        """Read an account from the store (not held, or opened by another node or the CLI), and hold it."""
 
     async def add(self, account: Account) -> None:
-        """Reserve the email in memory (no await in between), persist, undo on failure."""
+        """Reserve the email in memory (no await in between), persist, undo on failure; EmailTaken when an account
+        of that email is held or stored."""
 
 
 @runtime_checkable
@@ -503,25 +504,26 @@ class ProfileStore(Protocol):
 
 @runtime_checkable
 class SuppressionStore(Protocol):
-    """SuppressionStore"""
+    """Who must not be contacted, by (identifier, channel); recent answers held in memory (a bounded cache)."""
 
     async def anonymise(self, identifiers: Sequence[str]) -> int:
         """Keep these identifiers' entries under their keyed hash alone (erasure)."""
 
     async def load(self) -> None:
-        ...
+        """Start: nothing is read (entries are read when a check asks for them)."""
 
-    def get(self, identifier: str, channel: str) -> Suppression | None:
-        ...
+    async def get(self, identifier: str, channel: str) -> Suppression | None:
+        """The entry for this identifier on exactly this channel, or None: from memory, else read and held."""
 
-    def all(self) -> list[Suppression]:
-        ...
+    async def page(self, after: tuple[str, str] | None, limit: int, identifier: str | None = None,
+                   channel: str | None = None) -> list[Suppression]:
+        """Up to `limit` entries in the store's order after the entry `after` (identifier, channel)."""
 
     async def put(self, entries: list[Suppression]) -> None:
         ...
 
     async def remove(self, keys: list[tuple[str, str]]) -> int:
-        ...
+        """Lift these (identifier, channel) entries: how many there were."""
 
 
 @runtime_checkable

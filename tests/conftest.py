@@ -156,7 +156,7 @@ async def client(aiohttp_client, config, clock):
 async def bearer(client, email: str, password: str, role: str) -> dict[str, str]:
     """Create an account through the real service and return an Authorization header."""
     platform = client.app[PLATFORM]
-    if platform.account_store.by_email(email) is None:
+    if await platform.accounts.by_email(email) is None:  # held, or else read from the store
         await platform.accounts.create_user(email, password, role)
     resp = await client.post("/v1/auth/token", json={"email": email, "password": password})
     assert resp.status == 200, await resp.text()

@@ -220,7 +220,8 @@ class ActivationService:
                     if not self._reachable(ch, user_id, member, present):
                         continue
                     identifiers = [user_id, *((member.email, member.phone, member.push_token) if member else ())]
-                    if self._suppression.is_suppressed(identifiers, _SUPPRESSION_CHANNEL.get(ch, ch)) is not None:
+                    suppressed = await self._suppression.is_suppressed(identifiers, _SUPPRESSION_CHANNEL.get(ch, ch))
+                    if suppressed is not None:
                         result.update(channel=ch, status="suppressed")
                         continue
                     if picks is None and ch in _CARRIES_RECOMMENDED:

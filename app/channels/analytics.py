@@ -149,8 +149,8 @@ class EmailAnalytics:
         elif kind in ("unsubscribe", "group_unsubscribe"):
             await self._suppression.add([(address, "email", "unsubscribe", None)])
         elif kind == "group_resubscribe":
-            current = self._suppression.list(address, "email")
-            if current and current[0].reason == "unsubscribe":
+            current = await self._suppression.entry(address, "email")
+            if current is not None and current.reason == "unsubscribe":
                 await self._suppression.remove([(address, "email")])
 
     async def report(self, activation_id: str | None) -> dict:

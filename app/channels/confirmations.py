@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from app.channels.email import EmailService
 from app.retail.events import OrderPaid
@@ -15,7 +15,7 @@ def _money(cents: int, currency: str) -> str:
 
 
 class OrderConfirmations:
-    def __init__(self, email: EmailService, email_of: Callable[[str], str | None],
+    def __init__(self, email: EmailService, email_of: Callable[[str], Awaitable[str | None]],
                  console_url: Callable[[], str]) -> None:
         self._email = email
         self._email_of = email_of
@@ -24,7 +24,7 @@ class OrderConfirmations:
     async def on_paid(self, event: OrderPaid) -> None:
         """Queue the confirmation durably; its message id is the order's, so a repeat never sends a second one."""
         order = event.order
-        to = self._email_of(order.owner)
+        to = await self._email_of(order.owner)  # the account is read from the store if not held
         if to is None:
             return
         departs = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(order.departure_at))

@@ -104,7 +104,7 @@ class EmailService:
         unsubscribe = self.unsubscribe_url(draft)
         message = OutboxMessage(message_id, to, subject, self._tracked_html(message_id, html, unsubscribe),
                                 f"{text}\n\nUnsubscribe: {unsubscribe}\n", now, activation_id, user_id)
-        if self._suppression.is_suppressed([to, user_id], "email") is not None:
+        if await self._suppression.is_suppressed([to, user_id], "email") is not None:
             message = msgspec.structs.replace(message, state="suppressed")
         if not await self._store.insert(message):
             return await self._store.get(message_id) or message  # already queued under this id
@@ -140,7 +140,7 @@ class EmailService:
                 wait = message.next_attempt_at - self._clock.now()
                 if wait > 0:
                     await asyncio.sleep(min(wait, 60))
-                if self._suppression.is_suppressed([message.to, message.user_id], "email") is not None:
+                if await self._suppression.is_suppressed([message.to, message.user_id], "email") is not None:
                     await self._store.update(msgspec.structs.replace(message, state="suppressed"))
                     continue
                 try:

@@ -12,6 +12,7 @@ from state.ports import SuppressionStore
 from state.suppressions import SuppressedChannel, Suppression
 
 CHANNELS: tuple[SuppressedChannel, ...] = ("email", "sms", "push", "all")
+PURGE_PAGE = 1_000  # entries read at a time by purge_expired
 
 
 def _is_channel(channel: str) -> TypeGuard[SuppressedChannel]:
@@ -28,18 +29,23 @@ class SuppressionService:
         self._clock = clock
         self._audit = audit
 
-    def is_suppressed(self, identifiers: list[str | None], channel: str) -> Suppression | None:
-        """The entry that forbids contacting any of these identifiers on `channel` now, if one does."""
+    async def is_suppressed(self, identifiers: list[str | None], channel: str) -> Suppression | None:
+        """The entry that forbids contacting any of these identifiers on `channel` now, if one does (each lookup is
+        answered from memory, or read from the store when memory does not hold it)."""
         now = self._clock.now()
         for identifier in identifiers:
             if not identifier:
                 continue
             key = normalise(identifier)
             for ch in (channel, "all"):
-                entry = self._store.get(key, ch)
+                entry = await self._store.get(key, ch)
                 if entry is not None and (entry.expires_at is None or entry.expires_at > now):
                     return entry
         return None
+
+    async def entry(self, identifier: str, channel: str) -> Suppression | None:
+        """The entry for this identifier on exactly this channel, expired or not."""
+        return await self._store.get(normalise(identifier), channel)
 
     async def suppress(self, actor: Principal | str, entries: list[tuple[str, str, str, float | None]]
                        ) -> list[Suppression]:
@@ -76,12 +82,26 @@ class SuppressionService:
         """Lift (identifier, channel) entries; not audited (a person's go through lift())."""
         return await self._store.remove([(normalise(i), c) for i, c in keys])
 
-    def list(self, identifier: str | None = None, channel: str | None = None) -> list[Suppression]:
-        return [s for s in self._store.all()
-                if (identifier is None or s.identifier == normalise(identifier))
-                and (channel is None or s.channel == channel)]
+    async def page(self, after: tuple[str, str] | None, limit: int, identifier: str | None = None,
+                   channel: str | None = None) -> list[Suppression]:
+        """Up to `limit` entries after the entry `after` (identifier, channel), in the store's order (the keyed
+        hash of the identifier, then the channel): an identifier's or a channel's only when given."""
+        return await self._store.page(after, limit, normalise(identifier) if identifier is not None else None,
+                                      channel)
 
     async def purge_expired(self) -> int:
+        """Remove the entries expired by now, reading the list a page at a time: how many."""
         now = self._clock.now()
-        return await self._store.remove([(s.identifier, s.channel) for s in self._store.all()
-                                         if s.expires_at is not None and s.expires_at <= now])
+        removed = 0
+        after: tuple[str, str] | None = None
+        while True:
+            page = await self._store.page(after, PURGE_PAGE)
+            if not page:
+                return removed
+            after = (page[-1].identifier, page[-1].channel)
+            expired: list[tuple[str, str]] = [(s.identifier, s.channel) for s in page
+                                              if s.expires_at is not None and s.expires_at <= now]
+            if expired:
+                removed += await self._store.remove(expired)
+            if len(page) < PURGE_PAGE:
+                return removed

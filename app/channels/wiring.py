@@ -4,7 +4,7 @@ omnichannel ingest and email analytics."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from adapters.http.providers import HttpAdaptors
@@ -45,7 +45,7 @@ class Channels:
 
 
 def build(infra: Infra, loyalty: LoyaltyService, profiles: ProfileCache,
-          email_of: Callable[[str], str | None], recommendations: Recommendations | None = None,
+          email_of: Callable[[str], Awaitable[str | None]], recommendations: Recommendations | None = None,
           product_name: Callable[[str], str | None] = lambda _: None,
           customer_value: CustomerValue | None = None,
           campaign_state: Callable[[str], str | None] = lambda _: None) -> Channels:
@@ -53,7 +53,9 @@ def build(infra: Infra, loyalty: LoyaltyService, profiles: ProfileCache,
     and `product_name` (a catalog product's name): the recommended items activation messages carry;
     `customer_value`: predicted lifetime values, for activations limited to an LTV band."""
     config, clock, metrics, log_event = infra.config, infra.clock, infra.metrics, infra.event_log.log_event
-    suppression_store = SqliteSuppressionStore(infra.records_db, infra.personal_data, infra.changes)
+    suppression_store = SqliteSuppressionStore(infra.records_db, infra.personal_data, infra.changes,
+                                               config.channels.suppression_cache_entries)
+    metrics.caches.register(suppression_store.cache)
     suppression = SuppressionService(suppression_store, clock, infra.audit)
     outbox_store = SqliteOutboxStore(infra.records_db, infra.personal_data)
     email = EmailService(config.smtp, SmtpRelay(config.smtp), infra.public_urls.links, config.auth.jwt_secret,

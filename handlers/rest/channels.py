@@ -13,9 +13,9 @@ from app.channels.email import EmailService
 from app.channels.ingest import MAX_BATCH, ChannelEvent, IngestService
 from app.channels.ports import Mailbox
 from app.channels.suppression import SuppressionService
-from app.errors import NotFound
+from app.errors import InvalidInput, NotFound
 from app.jsondepth import check_depth
-from handlers.rest.common import Cursor, endpoint, json_response, paginate
+from handlers.rest.common import Cursor, decode_cursor, encode_cursor, endpoint, json_response
 
 ADMIN = ("admin",)
 STAFF = ("admin", "partner")
@@ -211,11 +211,19 @@ class ChannelsApi:
     @endpoint("The suppression list (filter by identifier or channel)", tags=("channels",), roles=ADMIN,
               query=SuppressionQuery, response=SuppressionPage)
     async def list_suppressions(self, request: web.Request, principal, query: SuppressionQuery) -> web.Response:
+        # A keyset page of the store: the cursor names the page's last entry ("identifier|channel", as its id).
+        after = None
+        cursor = decode_cursor(query.after)
+        if cursor is not None:
+            identifier, _, channel = str(cursor.get("id", "")).rpartition("|")
+            if not identifier or channel not in ("email", "sms", "push", "all"):
+                raise InvalidInput("invalid 'after' cursor; pass the next_cursor of a previous page")
+            after = (identifier, channel)
+        entries = await self._suppression.page(after, query.limit + 1, query.identifier, query.channel)
         views = [SuppressionView(f"{s.identifier}|{s.channel}", s.identifier, s.channel, s.reason, s.created_at,
-                                 s.expires_at)
-                 for s in self._suppression.list(query.identifier, query.channel)]
-        page, nxt = paginate(views, query.after, query.limit)
-        return json_response(SuppressionPage(page, nxt))
+                                 s.expires_at) for s in entries[:query.limit]]
+        more = len(entries) > query.limit and views
+        return json_response(SuppressionPage(views, encode_cursor({"id": views[-1].id}) if more else None))
 
     @endpoint("Suppress identifiers (bulk; permanent or until expires_at)", tags=("channels",), roles=ADMIN,
               body=SuppressionAdd, response=Changed, status=201)

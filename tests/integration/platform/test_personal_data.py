@@ -139,7 +139,7 @@ async def test_erasure_removes_her_personal_data_everywhere_keeps_the_money_and_
     # Her phone stays suppressed, under its keyed hash only; the other entry is untouched.
     listed = {s["identifier"] for s in (await (await client.get("/v1/suppressions", headers=staff)).json())["items"]}
     assert PHONE not in listed and "grace.hopper@example.com" in listed
-    assert platform.suppression.is_suppressed([PHONE], "sms") is not None
+    assert await platform.suppression.is_suppressed([PHONE], "sms") is not None
     # No analytics event names her any more (but the audit trail's record of the erasure, by account id).
     await platform.event_log.flush()
     events = await platform.event_log.query(None, None, 0, 100_000)
@@ -153,7 +153,7 @@ async def test_erasure_removes_her_personal_data_everywhere_keeps_the_money_and_
     client = await aiohttp_client(create_app(config, clock=clock))
     platform = client.app[PLATFORM]
     assert platform.loyalty.member(account_id) is None
-    assert platform.suppression.is_suppressed([PHONE], "sms") is not None
+    assert await platform.suppression.is_suppressed([PHONE], "sms") is not None
     assert (await client.post("/v1/auth/token", json={"email": EMAIL, "password": PASSWORD})).status == 401
     resp = await client.post("/v1/accounts", json={"email": EMAIL, "password": PASSWORD})
     assert resp.status == 201 and (await resp.json())["id"] != account_id
@@ -206,7 +206,7 @@ async def test_a_rotated_key_re_encrypts_every_row_in_the_background_and_every_r
     assert (await client.post("/v1/auth/token", json={"email": EMAIL, "password": PASSWORD})).status == 200
     member = platform.loyalty.member(account_id)
     assert member is not None and member.phone == PHONE
-    assert platform.suppression.is_suppressed(["NEW@example.com"], "email") is not None
+    assert await platform.suppression.is_suppressed(["NEW@example.com"], "email") is not None
     assert platform.pii.current_id == new
 
 

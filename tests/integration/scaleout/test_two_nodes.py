@@ -310,7 +310,9 @@ async def test_with_nats_each_node_hears_what_the_other_committed(tmp_path, pg_s
     """Orders, seats, flights, campaigns, members' stars, API keys and suppressions committed on one node reach the
     other's memory within moments."""
     dsn = pg_server.new_database()
-    a, b = two_nodes(tmp_path, dsn, CONTRAIL__NATS__URL=nats_server.url)
+    # (B's activations poll for a suppression heard from A: the daily cap must not stop them first.)
+    a, b = two_nodes(tmp_path, dsn, CONTRAIL__NATS__URL=nats_server.url,
+                     CONTRAIL__CHANNELS__MAX_PER_CUSTOMER_PER_DAY="10000")
     try:
         admin = admin_key(a)
         a.start()
@@ -424,7 +426,8 @@ async def test_a_nats_restart_mid_load_loses_nothing_and_the_nodes_hear_each_oth
 
 
 async def _members_keys_and_suppressions(session, a: ServerProcess, b: ServerProcess, admin: dict) -> None:
-    """A member's stars, a revoked API key and the suppression list, changed on A, are so on B within moments."""
+    """A member's stars, a revoked API key and the suppression list (its pages, and what B's checks remember),
+    changed on A, are so on B within moments."""
     earn = {"user_id": "ana", "amount_cents": 10_000, "channel": "web", "transaction_id": "pos-1"}
     async with session.post(f"{b.url}/v1/loyalty/earn", json=earn, headers=admin) as resp:
         assert resp.status == 201, await resp.text()
@@ -466,6 +469,22 @@ async def _members_keys_and_suppressions(session, a: ServerProcess, b: ServerPro
     async with session.delete(f"{a.url}/v1/suppressions", json={"entries": [entry]}, headers=admin) as resp:
         assert resp.status == 200
     assert await _eventually(lambda: _equals(suppressed_on_b(), 0)) == 0
+
+    # B remembers its answer for a customer it checked ("not suppressed"); A's suppression drops it, and B's next
+    # check reads the entry: nobody is contacted after the notice, whatever B remembered.
+    async def activated_on_b() -> str:
+        body = {"user_id": "ana", "subject": "Hello", "text": "Fly with us.", "channel": "in_store", "present": True}
+        async with session.post(f"{b.url}/v1/channels/activate", json=body, headers=admin) as resp:
+            assert resp.status == 201, await resp.text()
+            return (await resp.json())["status"]
+    assert await activated_on_b() != "suppressed"
+    entry = {"identifier": "ana", "channel": "all"}
+    async with session.post(f"{a.url}/v1/suppressions", json={"entries": [entry]}, headers=admin) as resp:
+        assert resp.status == 201, await resp.text()
+    assert await _eventually(lambda: _equals(activated_on_b(), "suppressed")) == "suppressed"
+    async with session.delete(f"{a.url}/v1/suppressions", json={"entries": [entry]}, headers=admin) as resp:
+        assert resp.status == 200
+    assert await _eventually(lambda: _equals(activated_on_b(), "delivered")) == "delivered"
 
 
 async def _equals(value, wanted):
