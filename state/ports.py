@@ -460,8 +460,8 @@ class OutboxStore(Protocol):
     async def erase(self, user_id: str, addresses: Sequence[str]) -> tuple[list[str], int]:
         """Blank a customer's mail and email events (erasure): their pending message ids, and the rows rewritten."""
 
-    async def unfinished(self) -> list[OutboxMessage]:
-        ...
+    async def unfinished(self, after: tuple[float, str], limit: int) -> list[OutboxMessage]:
+        """Up to `limit` pending messages after `after` (created_at, id), in that order: a page of the queue."""
 
     async def get(self, message_id: str) -> OutboxMessage | None:
         ...

@@ -27,8 +27,12 @@ class SqliteOutboxStore:
     def _seal(self, message: OutboxMessage) -> str:
         return self._pii.seal(_encode(message).decode(), MESSAGE)
 
-    async def unfinished(self) -> list[OutboxMessage]:
-        rows = await self._db.fetchall("SELECT body FROM outbox WHERE state='pending' ORDER BY created_at")
+    async def unfinished(self, after: tuple[float, str], limit: int) -> list[OutboxMessage]:
+        """Up to `limit` pending messages after `after` (created_at, id), in that order: a page of the queue."""
+        at, message_id = after
+        rows = await self._db.fetchall(
+            "SELECT body FROM outbox WHERE state='pending' AND (created_at > ? OR (created_at = ? AND id > ?)) "
+            "ORDER BY created_at, id LIMIT ?", (at, at, message_id, limit))
         return [self._decode(r[0]) for r in rows]
 
     async def get(self, message_id: str) -> OutboxMessage | None:

@@ -58,10 +58,17 @@ class EmailService:
         self._suppression = suppression
         self._clock = clock
         self._log_event = log_event
+        # The outbox table is the queue; memory holds at most smtp.queue_capacity of its messages (bodies included).
+        # Past it new messages wait in the table only ("spilled"), and the workers read them back, oldest first,
+        # once the memory has room again: a relay that is down for a day cannot fill memory with mail.
         self._queue: asyncio.Queue[OutboxMessage] = asyncio.Queue()
+        self._held: set[str] = set()  # ids queued in memory or being sent: at most the capacity
+        self._spilled = False         # some pending messages are in the table only
+        self._cursor: tuple[float, str] = (0.0, "")  # the last pending message read back
+        self._refilling = False
         self._from = parseaddr(smtp.from_address)[1]
         self.sent = 0
-        self._cancelled: set[str] = set()  # queued messages not to send after all (their customer was erased)
+        self._cancelled: set[str] = set()  # held messages not to send after all (their customer was erased)
 
     # ---- signed links ----
     def _sign(self, *parts: str) -> str:
@@ -109,19 +116,61 @@ class EmailService:
         if not await self._store.insert(message):
             return await self._store.get(message_id) or message  # already queued under this id
         if message.state == "pending":
-            self._queue.put_nowait(message)
+            self._hold(message)
         return message
 
+    @property
+    def held(self) -> int:
+        """Messages in memory: queued, waiting for a retry, or being sent."""
+        return len(self._held)
+
+    def _hold(self, message: OutboxMessage) -> None:
+        """Queue a pending message in memory, or leave it in the table when memory is at its capacity."""
+        if self._spilled or len(self._held) >= self._smtp.queue_capacity:
+            if not self._spilled:
+                self._spilled, self._cursor = True, (0.0, "")
+            return
+        self._held.add(message.id)
+        self._queue.put_nowait(message)
+
+    def _done(self, message_id: str) -> None:
+        self._held.discard(message_id)
+        self._cancelled.discard(message_id)
+
     def cancel(self, message_ids: list[str]) -> None:
-        """Never send these queued messages (already marked so in the outbox)."""
-        self._cancelled.update(message_ids)
+        """Never send these queued messages (already marked so in the outbox; those in the table only are not read
+        back)."""
+        self._cancelled.update(i for i in message_ids if i in self._held)
 
     async def load(self) -> int:
-        """Queue again what was pending when the process stopped."""
-        pending = await self._store.unfinished()
-        for message in pending:
-            self._queue.put_nowait(message)
-        return len(pending)
+        """Queue again what was pending when the process stopped (up to the capacity; the rest is read back as the
+        queue drains)."""
+        self._spilled = True
+        return await self._refill()
+
+    async def _refill(self) -> int:
+        """Read spilled messages back from the table, oldest first, while memory has room; how many."""
+        if self._refilling:
+            return 0
+        self._refilling = True
+        queued = 0
+        try:
+            while self._spilled:
+                room = self._smtp.queue_capacity - len(self._held)
+                if room <= 0:
+                    break
+                page = await self._store.unfinished(self._cursor, room)
+                for message in page:
+                    self._cursor = (message.created_at, message.id)
+                    if message.id not in self._held:
+                        self._held.add(message.id)
+                        self._queue.put_nowait(message)
+                        queued += 1
+                if len(page) < room:
+                    self._spilled = False  # caught up: every pending message is held
+        finally:
+            self._refilling = False
+        return queued
 
     # ---- sending ----
     async def run(self) -> None:
@@ -133,15 +182,18 @@ class EmailService:
         interval = self._smtp.pool_size / self._smtp.rate_per_s
         try:
             while True:
+                if self._spilled and len(self._held) <= self._smtp.queue_capacity // 2:
+                    await self._refill()
                 message = await self._queue.get()
                 if message.id in self._cancelled:
-                    self._cancelled.discard(message.id)
+                    self._done(message.id)
                     continue
                 wait = message.next_attempt_at - self._clock.now()
                 if wait > 0:
                     await asyncio.sleep(min(wait, 60))
                 if await self._suppression.is_suppressed([message.to, message.user_id], "email") is not None:
                     await self._store.update(msgspec.structs.replace(message, state="suppressed"))
+                    self._done(message.id)
                     continue
                 try:
                     connection = await self._deliver(connection, message)
@@ -153,6 +205,7 @@ class EmailService:
                                            sent_at=self._clock.now())
                 await self._store.mark_sent(sent, EmailEvent(f"sent:{message.id}", "sent", self._clock.now(),
                                                              message.id, message.activation_id, message.to))
+                self._done(message.id)
                 self.sent += 1
                 self._log_event("EmailSent", {"message_id": message.id, "activation_id": message.activation_id})
                 await asyncio.sleep(interval)
@@ -208,8 +261,10 @@ class EmailService:
             next_attempt_at=self._clock.now() + self._smtp.retry_backoff_s * 2 ** (attempts - 1))
         await self._store.update(retry)
         log.warning("email not sent", extra={"message_id": message.id, "attempt": attempts, "error": exc.reason[:200]})
-        if not final:
-            self._queue.put_nowait(retry)
+        if final:
+            self._done(message.id)
+        else:
+            self._queue.put_nowait(retry)  # still held: it keeps its place in memory for the retry
 
     # ---- what recipients do ----
     async def record(self, kind: str, message_id: str, **details) -> bool:

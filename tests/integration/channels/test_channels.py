@@ -242,3 +242,43 @@ async def test_the_daily_cap_holds_across_a_restart(aiohttp_client, tmp_path, cl
     assert (await activate(client, staff, user_id="wes"))["status"] == "capped"
     clock.advance(86_400)
     assert (await activate(client, staff, user_id="wes"))["status"] == "queued"
+
+
+async def test_memory_holds_at_most_the_queue_capacity_and_the_rest_waits_in_the_outbox(aiohttp_client, tmp_path,
+                                                                                         clock):
+    relay = Relay()  # down at first: nothing leaves
+    config = make_config(tmp_path, smtp__port=relay.port, smtp__retry_backoff_s=0.05, smtp__max_attempts=1000,
+                         smtp__queue_capacity=3)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    platform = client.app[PLATFORM]
+    sent = [f"p{k:02d}@example.com" for k in range(25)]
+    for k, to in enumerate(sent[:15]):
+        await platform.email.enqueue(to, f"Trip {k}", "See you on board.")
+    await asyncio.sleep(0.2)
+    assert platform.email.held == 3
+    metrics = await (await client.get("/metrics")).text()
+    assert 'contrail_queue_depth{queue="email_outbox"} 3.0' in metrics
+    await client.close()
+    # A restart reads back as much as memory holds; the rest is read as the sender catches up.
+    client = await aiohttp_client(create_app(config, clock=clock))
+    platform = client.app[PLATFORM]
+    assert platform.email.held == 3
+    for k, to in enumerate(sent[15:], start=15):
+        await platform.email.enqueue(to, f"Trip {k}", "See you on board.")
+    assert platform.email.held == 3
+    await relay.start()
+    try:
+        mails = await relay.wait_for(25, timeout=20)
+        assert sorted(m["To"] for m in mails) == sent  # each once
+        # The oldest first, held or not (a message goes out at most a few places from its turn: the sender's
+        # four connections and the three held overlap).
+        assert all(abs(sent.index(m["To"]) - i) <= 6 for i, m in enumerate(mails)), [m["To"] for m in mails]
+        for _ in range(50):
+            if platform.email.held == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert platform.email.held == 0
+        (pending,), = await platform.records_db.fetchall("SELECT count(*) FROM outbox WHERE state = 'pending'")
+        assert pending == 0
+    finally:
+        await relay.stop()
