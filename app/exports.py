@@ -8,10 +8,10 @@ than building a file nobody can open.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from app.campaigns.reports import CampaignReports, Totals
 from app.errors import InvalidInput, NotFound, RuleViolation
@@ -40,7 +40,7 @@ class LoyaltySource(Protocol):
     def member_ids(self, prefix: str, limit: int) -> list[str]: ...
     def balance(self, user_id: str) -> dict: ...
     def debt(self, user_id: str) -> int: ...
-    def ledger(self, user_id: str) -> tuple[Any, ...]: ...
+    def last_activity(self, user_id: str) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -157,8 +157,7 @@ class Exports:
         rows: list[list[Value]] = []
         for user_id in ids:
             b = self._loyalty.balance(user_id)
-            entries: Sequence[Any] = self._loyalty.ledger(user_id)
             rows.append([user_id, b["tier"], b["balance"], b["lifetime_stars"], b["qualifying_stars_12m"],
                          self._loyalty.debt(user_id), iso(b["tier_kept_until"]),
-                         iso(entries[-1].at) if entries else None])
+                         iso(self._loyalty.last_activity(user_id))])
         return Table("loyalty", header, rows)

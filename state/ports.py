@@ -29,7 +29,7 @@ from state.dsp import DspSpend, DspWin, RoutedBid
 from state.eventlog import StoredEvent
 from state.idempotency import StoredResponse
 from state.inbox import InAppMessage
-from state.loyalty import LedgerEntry, Member, Promotion
+from state.loyalty import LedgerEntry, LoyaltyAccount, Member, Promotion
 from state.ltv import Purchase, SavedLtvModel
 from state.models import ModelVersion
 from state.offers import Item, Offer, OfferState, SharedDraft
@@ -312,28 +312,54 @@ class InboxStore(Protocol):
 
 @runtime_checkable
 class LoyaltyStore(Protocol):
-    """Members, promotions and the append-only ledger they are derived from."""
+    """Members, promotions, the append-only ledger, and each member's state derived from it (stored with each entry,
+    so a start reads states, not history)."""
 
     async def forget_member(self, user_id: str) -> bool:
         """Delete a member's contact details (erasure); their ledger stays."""
 
-    async def entries(self) -> list[LedgerEntry]:
-        """The whole ledger, each member's entries in their order, for the replay at start."""
+    async def prepare(self) -> None:
+        """Count entry ids on from the highest stored."""
+
+    async def accounts(self, after: str | None, limit: int) -> list[LoyaltyAccount]:
+        """Members' stored states in user id order, after the member `after`."""
+
+    async def unapplied(self, first: str, last: str) -> list[tuple[int, LedgerEntry]]:
+        """The entries of the members from `first` to `last` after their stored state, numbered, in order."""
+
+    async def stateless_members(self, after: str | None, limit: int) -> list[str]:
+        """Members with ledger entries and no stored state, in user id order after `after`."""
+
+    async def entries_of(self, user_ids: list[str], after: tuple[str, int] | None,
+                         limit: int) -> list[tuple[int, LedgerEntry]]:
+        """These members' entries, numbered, by member and in order, after the position (user id, number)."""
+
+    async def due(self, now: float, after: str | None, limit: int) -> list[str]:
+        """Members with stars past their expiry as stored, in user id order after the member `after`."""
+
+    async def save_accounts(self, accounts: list[LoyaltyAccount]) -> None:
+        """Store members' states, never over a later one."""
 
     async def entries_after(self, user_id: str, seq: int) -> list[tuple[int, LedgerEntry]]:
         """A member's entries after their `seq`-th, with their numbers, in order."""
 
-    async def earner(self, transaction_id: str) -> str | None:
-        """The member who earned for `transaction_id`, if anyone did."""
+    async def page(self, user_id: str, after_id: int | None, limit: int) -> list[LedgerEntry] | None:
+        """Up to `limit` of a member's entries in order after the entry `after_id`; None if it is not theirs."""
 
-    async def members(self) -> list[Member]:
-        ...
+    async def transaction(self, kind: str, transaction_id: str) -> LedgerEntry | None:
+        """The entry of kind `kind` ("earn" or "reverse") of a transaction, if there is one."""
+
+    async def purchases(self, user_id: str, before_seq: int) -> list[LedgerEntry]:
+        """A member's earns and reversals before their `before_seq`-th entry, in order."""
+
+    async def members(self, after: str | None, limit: int) -> list[Member]:
+        """Members' details in user id order, after the member `after`."""
 
     async def member(self, user_id: str) -> Member | None:
         ...
 
-    async def promotions(self) -> list[Promotion]:
-        ...
+    async def promotions(self, after: str | None, limit: int) -> list[Promotion]:
+        """Promotions in id order, after the promotion `after`."""
 
     async def new_id(self) -> int:
         """An entry id unique across every writer."""
@@ -696,6 +722,9 @@ class OfferWrites(Protocol):
 class LedgerWrites(Protocol):
     def append(self, entry: LedgerEntry, seq: int) -> None:
         """The member's `seq`-th entry; WriteConflict at commit if that one exists already."""
+
+    def save_account(self, account: LoyaltyAccount) -> None:
+        """The member's state after their latest entry, written with it."""
 
     def put_member(self, member: Member) -> None:
         ...

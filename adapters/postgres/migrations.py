@@ -211,6 +211,12 @@ RECORDS = [
         CREATE TABLE reco_checkpoint (id INTEGER PRIMARY KEY CHECK (id = 1), covered BIGINT NOT NULL,
             taken_at DOUBLE PRECISION NOT NULL, body BYTEA NOT NULL)
     """),
+    Migration(27, "loyalty_accounts", """
+        CREATE TABLE loyalty_accounts (user_id TEXT PRIMARY KEY, seq BIGINT NOT NULL, next_expiry DOUBLE PRECISION,
+            body TEXT NOT NULL);
+        CREATE INDEX loyalty_accounts_expiry ON loyalty_accounts(next_expiry) WHERE next_expiry IS NOT NULL;
+        CREATE INDEX loyalty_ledger_firsts ON loyalty_ledger(user_id) WHERE seq = 1
+    """),
 ]
 
 # The analytics event log, when nodes share PostgreSQL (its migrations recorded in event_log_migrations): the same

@@ -406,6 +406,20 @@ RECORDS = [
             body BLOB NOT NULL
         )
     """),
+    # A start reads each loyalty member's stored state, not their history (docs/architecture.md, "Inside
+    # loyalty"): the state is written in the same transaction as each ledger entry, with its lots' earliest expiry
+    # (the expiry pass reads the members due). A member without one (entries from before this migration) is found
+    # through the index of members' first entries and replayed once.
+    Migration(27, "loyalty_accounts", """
+        CREATE TABLE loyalty_accounts (
+            user_id TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL,
+            next_expiry REAL,
+            body TEXT NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX loyalty_accounts_expiry ON loyalty_accounts(next_expiry) WHERE next_expiry IS NOT NULL;
+        CREATE INDEX loyalty_ledger_firsts ON loyalty_ledger(user_id) WHERE seq = 1
+    """),
 ]
 
 EVENTS = [

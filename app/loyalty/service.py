@@ -12,14 +12,18 @@ A balance never goes below zero: a debit (in practice a reversal of stars alread
 what is left and the rest becomes the member's debt, which later earns pay before the balance
 grows. So balance - debt is the sum of the member's ledger entries, and one of the two is 0.
 A reversed purchase stops counting toward tiers, and so does a tier only it reached.
+
+Memory holds each member's state (app/loyalty/accounts.py), not their entries: a ledger page is read from the
+store, and the state is stored with each entry appended, so a start reads states, not history. Transactions earned
+and reversed lately are remembered (an LRU each); for the others the ledger's row by transaction id decides.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import functools
+import logging
 import math
 import random
 import time
@@ -34,21 +38,25 @@ import numpy as np
 from app.admin import AuditTrail
 from app.auth import Principal
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound, RuleViolation
+from app.loyalty.accounts import TIERS, Holds, TierRules, standing
 from app.loyalty.events import RewardSignalled, StarsEarned, StarsReversed
 from app.persist import atomically, commit_or_undo
 from app.runtime.clock import Clock
-from state.loyalty import LedgerEntry, Member, Promotion
+from app.runtime.lru import LRU
+from state.loyalty import LedgerEntry, LoyaltyAccount, Member, Promotion
 from state.ports import LoyaltyStore, UnitOfWork, WriteConflict
 
-TIERS = ("Green", "Gold", "Reserve")
+log = logging.getLogger("contrail.loyalty")
+
 MULTIPLIER = {"Green": Decimal("1.0"), "Gold": Decimal("1.2"), "Reserve": Decimal("1.7")}
 BIRTHDAY_WINDOW_DAYS = {"Green": 1, "Gold": 7, "Reserve": 30}
 CATALOGUE = {25: 80, 60: 200, 100: 350, 200: 650, 300: 800, 400: 1_500, 500: 2_500}  # stars -> value in cents
 GOLD_REWARD = 500  # the reward only Gold and Reserve members may take
 SIGNALS = {"clicked": 1.0, "redeemed": 2.0, "ignored": -0.1}
 CHANNEL_CODES = ("in_store", "push", "in_app", "sms", "email", "web", "paid_media")
-YEAR = 365 * 86_400
 MAX_ATTEMPTS = 10  # decisions on a member's stars retried after another writer's append, before a 409
+PAGE = 2_000  # rows a start reads at a time: members, promotions, stored states, a rebuild's entries
+REBUILT_PAGE = 500  # members without a stored state rebuilt (and their states written) at a time
 
 T = TypeVar("T")
 
@@ -59,23 +67,6 @@ class _Stale(Exception):
     def __init__(self, user_id: str) -> None:
         super().__init__(user_id)
         self.user_id = user_id
-
-
-class Account(msgspec.Struct, gc=False):
-    """A member's state, derived from their ledger. Every field holds immutable values (tuples
-    of tuples and frozen entries) and is replaced, never changed in place: a shallow copy is
-    a snapshot, and the garbage collector never has to walk the accounts (one per member)."""
-
-    user_id: str
-    balance: int = 0            # never below 0
-    debt: int = 0               # stars taken back that the balance could not cover; earns pay it first
-    lifetime: int = 0
-    lots: tuple = ()            # (earn entry id, stars remaining, expires_at), oldest first
-    qualifying: tuple = ()      # (at, stars, transaction_id)
-    held_tier: str = "Green"
-    held_until: float = 0.0
-    last_redeem_at: float | None = None
-    entries: tuple = ()         # LedgerEntry, oldest first
 
 
 @dataclass(frozen=True)
@@ -114,42 +105,118 @@ class LoyaltyService:
         self._clock = clock
         self._log_event = log_event
         self._audit = audit
-        self._accounts: dict[str, Account] = {}
+        self.rules = TierRules(config.gold_stars, config.reserve_stars)
+        self._accounts: dict[str, LoyaltyAccount] = {}
         self._members: dict[str, Member] = {}
         self._promotions: dict[str, Promotion] = {}
-        # transaction -> its earn (or reversal) entry, or the future of one being committed
-        self._earned: dict[str, LedgerEntry | asyncio.Future[LedgerEntry]] = {}
-        self._reversed: dict[str, LedgerEntry | asyncio.Future[LedgerEntry]] = {}
+        # Transactions earned and reversed lately -> their entry; the ledger decides for the others (read by
+        # transaction id). The ones being committed wait in _earning / _reversing, so concurrent replays wait too.
+        self.earned: LRU[str, LedgerEntry] = LRU(config.transactions_in_memory, "loyalty_earned")
+        self.reversals: LRU[str, LedgerEntry] = LRU(config.transactions_in_memory, "loyalty_reversed")
+        self._earning: dict[str, asyncio.Future[LedgerEntry]] = {}
+        self._reversing: dict[str, asyncio.Future[LedgerEntry]] = {}
         self._locks: dict[str, list] = {}  # member -> [lock, decisions waiting or running]; see _member
+        self.loaded = {"states": 0, "replayed": 0, "rebuilt": 0}  # what the last start read (see load)
+
+    def accounts_held(self) -> int:
+        return len(self._accounts)
 
     async def load(self) -> None:
-        for member in await self._store.members():
-            self._members[member.user_id] = member
-        for promotion in await self._store.promotions():
-            self._promotions[promotion.id] = promotion
-        for entry in await self._store.entries():
-            self._replay(self._account(entry.user_id), entry)
+        """Members and promotions, then each member's stored state and the few entries after it (appended by a
+        version that stored none); a member with entries and no state at all (a database from before states were
+        stored) is rebuilt from their ledger once, and their state stored."""
+        await self._store.prepare()
+        after: str | None = None
+        while members := await self._store.members(after, PAGE):
+            self._members.update((m.user_id, m) for m in members)
+            after = members[-1].user_id
+        self._promotions = {p.id: p for p in await self._promotions_stored()}
+        loaded = self.loaded = {"states": 0, "replayed": 0, "rebuilt": 0}
+        after = None
+        while states := await self._store.accounts(after, PAGE):
+            for account in states:
+                self._accounts[account.user_id] = account
+            loaded["states"] += len(states)
+            behind = await self._store.unapplied(states[0].user_id, states[-1].user_id)
+            if behind:
+                await self._replay_stored(behind)
+                await self._store.save_accounts([self._accounts[u] for u in dict.fromkeys(e.user_id
+                                                                                          for _, e in behind)])
+            after = states[-1].user_id
+        after = None
+        while stateless := await self._store.stateless_members(after, REBUILT_PAGE):
+            await self._rebuild(stateless)
+            loaded["rebuilt"] += len(stateless)
+            after = stateless[-1]
+        if loaded["replayed"] or loaded["rebuilt"]:
+            log.info("loyalty states rebuilt from the ledger", extra=dict(loaded))
 
-    def _replay(self, account: Account, entry: LedgerEntry) -> None:
-        """Apply a stored entry (at start, or one another writer appended) and index its transaction."""
-        self._apply(account, entry)
+    async def _promotions_stored(self) -> list[Promotion]:
+        found: list[Promotion] = []
+        while page := await self._store.promotions(found[-1].id if found else None, PAGE):
+            found += page
+        return found
+
+    async def _replay_stored(self, entries: list[tuple[int, LedgerEntry]]) -> None:
+        """Apply entries a member's stored state does not include yet, in their order."""
+        for seq, entry in entries:
+            holds = await self._reversal_holds(entry, seq) if entry.kind == "reverse" else None
+            account = self._account(entry.user_id)
+            if seq == account.seq + 1:
+                self.rules.apply(account, entry, holds)
+                self.loaded["replayed"] += 1
+
+    async def _rebuild(self, user_ids: list[str]) -> None:
+        """These members' states from their whole ledger (read a page at a time), then stored."""
+        purchases: list[LedgerEntry] = []  # the earns and reversals of the member being replayed
+        position: tuple[str, int] | None = None
+        while entries := await self._store.entries_of(user_ids, position, PAGE):
+            for seq, entry in entries:
+                if position is None or entry.user_id != position[0]:
+                    purchases = []
+                position = entry.user_id, seq
+                account = self._account(entry.user_id)
+                if seq != account.seq + 1:
+                    continue
+                holds = None
+                if entry.kind == "reverse":
+                    holds = self.rules.holds(standing(purchases, without=entry.transaction_id))
+                if entry.kind in ("earn", "reverse"):
+                    purchases.append(entry)
+                self.rules.apply(account, entry, holds)
+        await self._store.save_accounts([self._accounts[u] for u in user_ids if u in self._accounts])
+
+    async def _reversal_holds(self, entry: LedgerEntry, seq: int) -> Holds:
+        """The tiers a member holds after the reversal `entry` (their `seq`-th): recounted from every purchase of
+        theirs still standing, read from the ledger."""
+        before = await self._store.purchases(entry.user_id, seq)
+        return self.rules.holds(standing(before, without=entry.transaction_id))
+
+    def _replay(self, account: LoyaltyAccount, entry: LedgerEntry, holds: Holds | None) -> None:
+        """Apply an entry another writer appended, and remember its transaction as a recent one."""
+        self.rules.apply(account, entry, holds)
         if entry.kind == "earn" and entry.transaction_id:
-            self._earned[entry.transaction_id] = entry
+            self.earned.put(entry.transaction_id, entry)
         elif entry.kind == "reverse" and entry.transaction_id:
-            self._reversed[entry.transaction_id] = entry
+            self.reversals.put(entry.transaction_id, entry)
 
-    async def _catch_up(self, user_id: str) -> None:
-        """Apply what other writers (other nodes) appended to a member's ledger since this node last did."""
+    async def _catch_up(self, user_id: str) -> int:
+        """Apply what other writers (other nodes) appended to a member's ledger since this node last did; how many
+        entries that was."""
         known = self._accounts.get(user_id)
-        for seq, entry in await self._store.entries_after(user_id, len(known.entries) if known else 0):
+        applied = 0
+        for seq, entry in await self._store.entries_after(user_id, known.seq if known else 0):
+            holds = await self._reversal_holds(entry, seq) if entry.kind == "reverse" else None
             account = self._account(user_id)
-            if seq == len(account.entries) + 1:  # not one of this node's, applied meanwhile
-                self._replay(account, entry)
+            if seq == account.seq + 1:  # not one of this node's, applied meanwhile
+                self._replay(account, entry, holds)
+                applied += 1
+        return applied
 
     async def refresh(self, kind: str, ids: list[str]) -> None:
         """Another node changed these members (their ledger or details) or promotions: read them back."""
         if kind == "promotion":
-            self._promotions = {p.id: p for p in await self._store.promotions()}
+            self._promotions = {p.id: p for p in await self._promotions_stored()}
             return
         for user_id in ids:
             await self._catch_up(user_id)
@@ -173,116 +240,74 @@ class LoyaltyService:
             if not held[1]:
                 del self._locks[user_id]
 
-    async def _decide(self, user_id: str, attempt: Callable[[], Awaitable[T]]) -> T:
+    async def _decide(self, user_id: str, attempt: Callable[[bool], Awaitable[T]]) -> T:
         """Run a decision on a member's stars; when another node appended to their ledger first, catch up and
-        decide again on what is now true."""
+        decide again on what is now true. `attempt(unexplained)`: True when the last attempt was refused and the
+        member's ledger had no new entry to explain it (so its transaction was taken: ask the ledger)."""
         async with self._member(user_id):
+            unexplained = False
             for tries in range(MAX_ATTEMPTS):
                 try:
-                    return await attempt()
+                    return await attempt(unexplained)
                 except _Stale:
-                    # A random pause, longer with each try: a node racing another's stream of writes to the
-                    # same member gets its turn.
-                    await asyncio.sleep(random.uniform(0, 0.002 * tries))
-                    await self._catch_up(user_id)
+                    # A random pause, twice as long at most with each try (up to 50 ms): a node racing another's
+                    # stream of writes to the same member gets its turn, at the latest once the stream is through.
+                    await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** tries)))
+                    unexplained = not await self._catch_up(user_id)
         raise Conflict("this member's stars kept changing meanwhile; try again")
 
     # ---- state ----
-    def _account(self, user_id: str) -> Account:
+    def _account(self, user_id: str) -> LoyaltyAccount:
         account = self._accounts.get(user_id)
         if account is None:
-            account = self._accounts[user_id] = Account(user_id)
+            account = self._accounts[user_id] = LoyaltyAccount(user_id)
         return account
 
-    def _qualifying(self, account: Account, at: float) -> int:
-        return sum(stars for when, stars, _ in account.qualifying if at - YEAR < when <= at)
+    def tier(self, account: LoyaltyAccount, at: float) -> str:
+        return self.rules.tier(account, at)
 
-    def _rolling_tier(self, qualifying: int) -> str:
-        if qualifying >= self._config.reserve_stars:
-            return "Reserve"
-        return "Gold" if qualifying >= self._config.gold_stars else "Green"
+    async def _earn_entry(self, transaction_id: str, ask_ledger: bool = True) -> LedgerEntry | None:
+        """A transaction's earn entry: one being committed (awaited), a recent one, else read from the ledger."""
+        pending = self._earning.get(transaction_id)
+        if pending is not None:
+            try:
+                return await asyncio.shield(pending)
+            except _Stale:
+                pass  # that attempt was refused (another writer's append): as if there had been none
+        entry = self.earned.get(transaction_id)
+        if entry is None and ask_ledger:
+            entry = await self._store.transaction("earn", transaction_id)
+            if entry is not None:
+                self.earned.put(transaction_id, entry)
+        return entry
 
-    def tier(self, account: Account, at: float) -> str:
-        rolling = self._rolling_tier(self._qualifying(account, at))
-        held = account.held_tier if at < account.held_until else "Green"
-        return max(rolling, held, key=TIERS.index)
+    async def _reversal_entry(self, transaction_id: str, ask_ledger: bool = True) -> LedgerEntry | None:
+        """A transaction's reversal entry, the same way."""
+        pending = self._reversing.get(transaction_id)
+        if pending is not None:
+            try:
+                return await asyncio.shield(pending)
+            except _Stale:
+                pass
+        entry = self.reversals.get(transaction_id)
+        if entry is None and ask_ledger:
+            entry = await self._store.transaction("reverse", transaction_id)
+            if entry is not None:
+                self.reversals.put(transaction_id, entry)
+        return entry
 
-    def _apply(self, account: Account, entry: LedgerEntry) -> None:
-        """Apply one ledger entry to an account: the same code for live changes and the replay at start.
-
-        Entries hold what a transaction is worth; how much of it moved the balance and how much the
-        debt follows from the account as it stood, so a replay in ledger order rebuilds both."""
-        account.entries += (entry,)
-        if entry.kind == "earn":
-            paid = min(entry.stars, account.debt)  # a debt is paid before the balance grows
-            account.debt -= paid
-            account.balance += entry.stars - paid
-            account.lifetime += entry.stars
-            if entry.stars > paid:
-                account.lots += ((entry.id, entry.stars - paid, entry.expires_at),)
-            if entry.qualifying:
-                account.qualifying += ((entry.at, entry.stars, entry.transaction_id),)
-                self._hold(account, entry.at, self._qualifying(account, entry.at))
-            return
-        # A debit takes what the balance has; the rest (only a reversal can exceed it) is owed.
-        taken = min(-entry.stars, account.balance)
-        account.balance -= taken
-        account.debt += -entry.stars - taken
-        if entry.kind == "reverse":
-            account.lifetime += entry.stars
-            account.qualifying = tuple(q for q in account.qualifying if q[2] != entry.transaction_id)
-            self._rehold(account)
-            self._consume(account, taken, first=_entry_id(entry.details, "earn_entry"))
-        elif entry.kind == "expire":
-            self._consume(account, taken, first=_entry_id(entry.details, "lot"))
-        else:  # redeem
-            account.last_redeem_at = entry.at
-            self._consume(account, taken)
-
-    def _hold(self, account: Account, at: float, qualifying: int) -> None:
-        """A tier reached by a purchase is kept 12 months; a lower one replaces it only once that is over."""
-        reached = self._rolling_tier(qualifying)
-        if reached != "Green" and (TIERS.index(reached) >= TIERS.index(account.held_tier)
-                                   or at >= account.held_until):
-            account.held_tier, account.held_until = reached, at + YEAR
-
-    def _rehold(self, account: Account) -> None:
-        """The holds again from the purchases still standing (oldest first): a refund must not leave
-        the member a tier that only the refunded purchase reached."""
-        account.held_tier, account.held_until = "Green", 0.0
-        window: collections.deque = collections.deque()
-        total = 0
-        for at, stars, _ in account.qualifying:
-            window.append((at, stars))
-            total += stars
-            while window[0][0] <= at - YEAR:
-                total -= window.popleft()[1]
-            self._hold(account, at, total)
-
-    @staticmethod
-    def _consume(account: Account, stars: int, first: int | None = None) -> None:
-        """Take stars from the lot earned by entry `first` (if it has any left), then from the oldest lots."""
-        lots = [list(lot) for lot in account.lots]
-        ordered = sorted(lots, key=lambda lot: lot[0] != first) if first is not None else lots
-        for lot in ordered:
-            if stars <= 0:
-                break
-            taken = min(stars, lot[1])
-            lot[1] -= taken
-            stars -= taken
-        account.lots = tuple((entry_id, left, expires) for entry_id, left, expires in lots if left)
-
-    async def _append(self, account: Account, entry: LedgerEntry) -> None:
-        """Apply in memory, then commit as the member's next entry; restore the account if the commit fails,
-        and raise _Stale if another writer appended to the member's ledger first."""
+    async def _append(self, account: LoyaltyAccount, entry: LedgerEntry, holds: Holds | None = None) -> None:
+        """Apply in memory, then commit as the member's next entry with the state it leaves; restore the account if
+        the commit fails, and raise _Stale if another writer appended to the member's ledger first."""
         snapshot = msgspec.structs.replace(account)
-        seq = len(account.entries) + 1
-        self._apply(account, entry)
+        seq = account.seq + 1
+        self.rules.apply(account, entry, holds)
 
         def undo() -> None:
             self._accounts[account.user_id] = snapshot
         tx = self._uow.begin()
         tx.loyalty.append(entry, seq)
+        tx.loyalty.save_account(account)
         try:
             await commit_or_undo(tx.commit(), undo)
         except WriteConflict:
@@ -299,26 +324,28 @@ class LoyaltyService:
                    is_referral: bool = False, is_digital: bool = False, qualifying: bool = True,
                    fixed_stars: int | None = None) -> EarnResult:
         """Earn stars for a purchase, once per transaction_id (a replay returns the first result)."""
-        return await self._decide(user_id, lambda: self._earn(user_id, amount_cents, channel, transaction_id,
-                                                              is_referral, is_digital, qualifying, fixed_stars))
-
-    async def _earn(self, user_id: str, amount_cents: int, channel: str, transaction_id: str, is_referral: bool,
-                    is_digital: bool, qualifying: bool, fixed_stars: int | None) -> EarnResult:
         _check_id("user_id", user_id)
         _check_id("transaction_id", transaction_id)
         if not 0 <= amount_cents <= 10**10:
             raise InvalidInput("amount_cents must be 0 to 10,000,000,000")
-        known = self._earned.get(transaction_id)
+        # Memory, else the ledger, before taking the member's turn: a retry after another node's append then
+        # decides with no read in between (unless nothing explains why it was refused).
+        known = await self._earn_entry(transaction_id)
         if known is not None:
-            entry = await asyncio.shield(known) if isinstance(known, asyncio.Future) else known
-            if entry.user_id != user_id:
-                raise RuleViolation(f"transaction {transaction_id} was earned by another member")
-            return _earn_result(entry, replayed=True)
+            return _replayed(known, user_id)
+        return await self._decide(user_id, lambda unexplained: self._earn(
+            user_id, amount_cents, channel, transaction_id, is_referral, is_digital, qualifying, fixed_stars,
+            unexplained))
+
+    async def _earn(self, user_id: str, amount_cents: int, channel: str, transaction_id: str, is_referral: bool,
+                    is_digital: bool, qualifying: bool, fixed_stars: int | None, ask_ledger: bool) -> EarnResult:
+        known = await self._earn_entry(transaction_id, ask_ledger)
+        if known is not None:
+            return _replayed(known, user_id)
         entry_id = await self._store.new_id()  # before reading the account: no await between deciding and applying
-        known = self._earned.get(transaction_id)
-        if known is not None:  # earned meanwhile
+        if transaction_id in self._earning or transaction_id in self.earned:  # being earned, or earned, meanwhile
             return await self._earn(user_id, amount_cents, channel, transaction_id, is_referral, is_digital,
-                                    qualifying, fixed_stars)
+                                    qualifying, fixed_stars, False)
         account = self._account(user_id)
         now = self._clock.now()
         before = self.tier(account, now)
@@ -328,12 +355,12 @@ class LoyaltyService:
         else:
             rate, stars = Decimal(0), fixed_stars
         pending: asyncio.Future[LedgerEntry] = asyncio.get_running_loop().create_future()
-        self._earned[transaction_id] = pending  # concurrent replays wait for this one's commit
+        self._earning[transaction_id] = pending  # concurrent replays wait for this one's commit
         # Earning only ever raises the tier: the rolling tier with these stars, or the one held already.
-        q_after = self._qualifying(account, now) + (stars if qualifying else 0)
-        after = max(self._rolling_tier(q_after), before, key=TIERS.index)
+        q_after = self.rules.qualifying(account, now) + (stars if qualifying else 0)
+        after = max(self.rules.rolling(q_after), before, key=TIERS.index)
         # The result goes in the entry, so a replay after a restart answers exactly the same.
-        paid = min(stars, account.debt)  # _apply pays a debt before the balance grows
+        paid = min(stars, account.debt)  # apply() pays a debt before the balance grows
         details: dict[str, str | int | float | bool] = {
             "rate": str(rate), "channel": channel, "amount_cents": amount_cents, "referral": is_referral,
             "digital": is_digital, "balance_after": account.balance + stars - paid,
@@ -346,13 +373,15 @@ class LoyaltyService:
         try:
             await self._append(account, entry)
         except BaseException as exc:
-            self._earned.pop(transaction_id, None)
             if not pending.done():
                 pending.set_exception(exc)
                 pending.exception()  # retrieved: replays that were waiting see it
             raise
-        self._earned[transaction_id] = entry
-        pending.set_result(entry)
+        else:
+            self.earned.put(transaction_id, entry)
+            pending.set_result(entry)
+        finally:
+            del self._earning[transaction_id]
         self._log_event("StarsEarned", {"user_id": user_id, "transaction_id": transaction_id, "stars": stars,
                                         "tier": after, "tier_changed": after != before})
         await self._publish(StarsEarned(user_id, transaction_id, stars, after, after != before, now))
@@ -361,51 +390,52 @@ class LoyaltyService:
     async def reverse(self, transaction_id: str) -> LedgerEntry:
         """Take back what an earn transaction gave (a refund); a repeat returns the first reversal."""
         _check_id("transaction_id", transaction_id)
-        earned = self._earned.get(transaction_id)
-        if isinstance(earned, asyncio.Future):
-            earned = await asyncio.shield(earned)
-        if earned is not None:
-            user_id = earned.user_id
-        else:  # earned through another node, not heard of yet?
-            found = await self._store.earner(transaction_id)
-            if found is None:
-                raise NotFound(f"no earn transaction {transaction_id}")
-            user_id = found
-            await self._catch_up(user_id)
-        return await self._decide(user_id, lambda: self._reverse(transaction_id))
-
-    async def _reverse(self, transaction_id: str) -> LedgerEntry:
-        known = self._reversed.get(transaction_id)
-        if known is not None:
-            return await asyncio.shield(known) if isinstance(known, asyncio.Future) else known
-        earned = self._earned.get(transaction_id)
-        if isinstance(earned, asyncio.Future):
-            earned = await asyncio.shield(earned)
-            if transaction_id in self._reversed:
-                return await self._reverse(transaction_id)
+        recent = transaction_id in self._earning or transaction_id in self.earned
+        earned = await self._earn_entry(transaction_id)
         if earned is None:
             raise NotFound(f"no earn transaction {transaction_id}")
+        if not recent:  # read from the ledger: earned through another node, perhaps not heard of yet
+            await self._catch_up(earned.user_id)
+        known = await self._reversal_entry(transaction_id)
+        if known is not None:
+            return known
+        return await self._decide(earned.user_id, lambda unexplained: self._reverse(earned, unexplained))
+
+    async def _reverse(self, earned: LedgerEntry, ask_ledger: bool) -> LedgerEntry:
+        transaction_id = earned.transaction_id
+        assert transaction_id is not None
+        known = await self._reversal_entry(transaction_id, ask_ledger)
+        if known is not None:
+            return known
         entry_id = await self._store.new_id()
-        if transaction_id in self._reversed:  # reversed meanwhile
-            return await self._reverse(transaction_id)
         account = self._account(earned.user_id)
-        # The entry takes back the whole earn; what the balance could not cover is the shortfall (_apply owes it).
+        seq = account.seq + 1
+        # The tiers held once it is reversed are those the purchases still standing reach, read from the ledger.
+        holds = self.rules.holds(standing(await self._store.purchases(earned.user_id, seq), without=transaction_id))
+        if transaction_id in self._reversing or transaction_id in self.reversals:  # reversed meanwhile
+            return await self._reverse(earned, False)
+        account = self._account(earned.user_id)
+        if account.seq + 1 != seq:  # another node's entry was applied meanwhile: count the purchases again
+            raise _Stale(earned.user_id)
+        # The entry takes back the whole earn; what the balance could not cover is the shortfall (apply() owes it).
         reversed_stars = min(earned.stars, account.balance)
         shortfall = earned.stars - reversed_stars
         entry = LedgerEntry(entry_id, earned.user_id, "reverse", -earned.stars, self._clock.now(),
                             transaction_id, details={"earn_entry": earned.id, "reversed": reversed_stars,
                                                      "shortfall": shortfall, "debt_after": account.debt + shortfall})
         pending: asyncio.Future[LedgerEntry] = asyncio.get_running_loop().create_future()
-        self._reversed[transaction_id] = pending
+        self._reversing[transaction_id] = pending
         try:
-            await self._append(account, entry)
+            await self._append(account, entry, holds)
         except BaseException as exc:
-            self._reversed.pop(transaction_id, None)
             pending.set_exception(exc)
             pending.exception()
             raise
-        self._reversed[transaction_id] = entry
-        pending.set_result(entry)
+        else:
+            self.reversals.put(transaction_id, entry)
+            pending.set_result(entry)
+        finally:
+            del self._reversing[transaction_id]
         self._log_event("StarsReversed", {"user_id": earned.user_id, "transaction_id": transaction_id,
                                           "stars": earned.stars, "reversed": reversed_stars, "shortfall": shortfall})
         await self._publish(StarsReversed(earned.user_id, transaction_id, earned.stars, entry.at))
@@ -416,11 +446,11 @@ class LoyaltyService:
         _check_id("user_id", user_id)
         if stars not in CATALOGUE:
             raise InvalidInput(f"stars must be one of {', '.join(map(str, CATALOGUE))}")
-        return await self._decide(user_id, lambda: self._redeem(user_id, stars))
+        return await self._decide(user_id, lambda _: self._redeem(user_id, stars))
 
     async def _redeem(self, user_id: str, stars: int, caught_up: bool = False) -> LedgerEntry:
         entry_id = await self._store.new_id()
-        account = self._accounts.get(user_id) or Account(user_id)  # a refused redeem creates no account
+        account = self._accounts.get(user_id) or LoyaltyAccount(user_id)  # a refused redeem creates no account
         now = self._clock.now()
         short = stars == GOLD_REWARD and self.tier(account, now) == "Green" or account.balance < stars
         if short and not caught_up:  # refuse only on what is stored: another node may have earned for them
@@ -438,33 +468,40 @@ class LoyaltyService:
         return entry
 
     async def expire_due(self) -> int:
-        """Expire what is left of every lot past its expiry; returns the stars expired."""
+        """Expire what is left of every lot past its expiry; returns the stars expired. The members due are read
+        from their stored states (each stored with its lots' earliest expiry), a page at a time."""
         now = self._clock.now()
         total = 0
-        for n, user_id in enumerate(list(self._accounts), 1):
-            if n % 1_000 == 0:
-                await asyncio.sleep(0)  # a pass over every member must not hold the loop
-            while (left := await self._decide(user_id, functools.partial(self._expire_lot, user_id, now))) is not None:
-                total += left
+        after: str | None = None
+        while due := await self._store.due(now, after, PAGE):
+            for user_id in due:
+                if not _due(self._accounts.get(user_id), now):  # stored by another node since this one heard
+                    await self._catch_up(user_id)
+                while (left := await self._decide(user_id, functools.partial(self._expire_lot, user_id, now))) \
+                        is not None:
+                    total += left
+            after = due[-1]
         return total
 
-    async def _expire_lot(self, user_id: str, now: float) -> int | None:
+    async def _expire_lot(self, user_id: str, now: float, unexplained: bool) -> int | None:
         """Expire one lot of a member past its expiry: the stars it took, or None when none is due."""
         new_id = await self._store.new_id()
-        account = self._accounts[user_id]
-        due = next((lot for lot in account.lots if lot[2] is not None and lot[2] <= now), None)
+        account = self._accounts.get(user_id)
+        if account is None:
+            return None
+        due = next((lot for lot in account.lots if lot.expires_at is not None and lot.expires_at <= now), None)
         if due is None:
             return None
-        entry_id, left, _ = due
-        await self._append(account, LedgerEntry(new_id, user_id, "expire", -left, now, details={"lot": entry_id}))
-        return left
+        await self._append(account, LedgerEntry(new_id, user_id, "expire", -due.left, now,
+                                                details={"lot": due.entry_id}))
+        return due.left
 
     # ---- birthday, promotions, members ----
     def birthday_eligible(self, user_id: str, at: float) -> bool:
         member = self._members.get(user_id)
         if member is None or not member.birthday:
             return False
-        window = BIRTHDAY_WINDOW_DAYS[self.tier(self._account(user_id), at)]
+        window = BIRTHDAY_WINDOW_DAYS[self.tier(self._accounts.get(user_id) or LoyaltyAccount(user_id), at)]
         month, day = map(int, member.birthday.split("-"))
         year = time.gmtime(at).tm_year
         for y in (year - 1, year):
@@ -542,7 +579,7 @@ class LoyaltyService:
         now = self._clock.now()
         tier = self.tier(account, now)
         return {"user_id": user_id, "balance": account.balance, "tier": tier, "lifetime_stars": account.lifetime,
-                "qualifying_stars_12m": self._qualifying(account, now),
+                "qualifying_stars_12m": self.rules.qualifying(account, now),
                 "tier_kept_until": account.held_until if account.held_tier != "Green" else None,
                 "birthday_eligible": self.birthday_eligible(user_id, now)}
 
@@ -553,11 +590,24 @@ class LoyaltyService:
             raise NotFound(f"no loyalty account for {user_id}")
         return account.debt
 
-    def ledger(self, user_id: str) -> tuple[LedgerEntry, ...]:
-        account = self._accounts.get(user_id)
-        if account is None:
+    async def ledger(self, user_id: str, after: object, limit: int) -> tuple[list[LedgerEntry], bool]:
+        """A page of a member's ledger in its order, read from the store: up to `limit` entries after the entry whose
+        id is `after` (None: from the first), and whether more follow."""
+        if user_id not in self._accounts:
             raise NotFound(f"no loyalty account for {user_id}")
-        return account.entries
+        if isinstance(after, float) and after.is_integer():
+            after = int(after)
+        if after is not None and not (isinstance(after, int) and not isinstance(after, bool) and 0 <= after < 2**63):
+            raise InvalidInput("invalid 'after' cursor; pass the next_cursor of a previous page")
+        page = await self._store.page(user_id, after, limit + 1)
+        if page is None:
+            raise InvalidInput("invalid 'after' cursor; pass the next_cursor of a previous page")
+        return page[:limit], len(page) > limit
+
+    def last_activity(self, user_id: str) -> float | None:
+        """When the member's latest ledger entry was made (None for no member)."""
+        account = self._accounts.get(user_id)
+        return account.last_at if account is not None else None
 
     def features(self, user_id: str) -> np.ndarray | None:
         """The 8 loyalty numbers of the bidding feature layout, or None for a non-member."""
@@ -566,7 +616,7 @@ class LoyaltyService:
             return None
         now = self._clock.now()
         tier = self.tier(account, now)
-        qualifying = self._qualifying(account, now)
+        qualifying = self.rules.qualifying(account, now)
         progress = {"Green": qualifying / self._config.gold_stars,
                     "Gold": qualifying / self._config.reserve_stars, "Reserve": 1.0}[tier]
         recency = 0.0 if account.last_redeem_at is None else \
@@ -602,6 +652,13 @@ class LoyaltyService:
         return reward
 
 
+def _replayed(earned: LedgerEntry, user_id: str) -> EarnResult:
+    """The first result of a transaction earned already, for the member who earned it."""
+    if earned.user_id != user_id:
+        raise RuleViolation(f"transaction {earned.transaction_id} was earned by another member")
+    return _earn_result(earned, replayed=True)
+
+
 def _earn_result(entry: LedgerEntry, replayed: bool = False) -> EarnResult:
     d = entry.details
     return EarnResult(entry.transaction_id or "", entry.stars, int(d.get("balance_after", 0)),
@@ -609,10 +666,9 @@ def _earn_result(entry: LedgerEntry, replayed: bool = False) -> EarnResult:
                       int(d.get("debt_paid", 0)), int(d.get("debt_after", 0)))
 
 
-def _entry_id(details: dict[str, str | int | float | bool], key: str) -> int | None:
-    """The ledger entry id a reversal or expiry names in `details` (its earn entry, its lot), if any."""
-    value = details.get(key)
-    return value if isinstance(value, int) else None
+def _due(account: LoyaltyAccount | None, now: float) -> bool:
+    """Whether a lot of the member's is past its expiry."""
+    return account is not None and any(lot.expires_at is not None and lot.expires_at <= now for lot in account.lots)
 
 
 def _check_id(name: str, value: str) -> None:

@@ -54,6 +54,10 @@ def build(infra: Infra) -> Loyalty:
     store = SqliteLoyaltyStore(infra.records_db, infra.personal_data)
     domain = Loyalty(store, LoyaltyService(infra.config.loyalty, store, infra.clock, infra.event_log.log_event,
                                            infra.audit, infra.uow, infra.bus.publish))
+    metrics = infra.metrics
+    metrics.caches.register(domain.loyalty.earned)
+    metrics.caches.register(domain.loyalty.reversals)
+    metrics.watch_queue("loyalty_accounts_in_memory", domain.loyalty.accounts_held)
     infra.bus.subscribe(OrderPaid, domain.earn_for_order)
     infra.bus.subscribe(OrderCancelled, domain.reverse_for_order)
     infra.bus.subscribe(OrderChanged, domain.earn_for_change)

@@ -8,7 +8,7 @@ import msgspec
 from aiohttp import web
 
 from app.loyalty.service import CHANNEL_CODES, EarnResult, LoyaltyService, owner_or_staff
-from handlers.rest.common import PageQuery, endpoint, json_response, paginate
+from handlers.rest.common import PageQuery, decode_cursor, encode_cursor, endpoint, json_response
 from state.loyalty import LedgerEntry, Member, Promotion
 
 STAFF = ("admin", "partner")
@@ -191,8 +191,11 @@ class LoyaltyApi:
     async def ledger(self, request: web.Request, principal, query: PageQuery) -> web.Response:
         user_id = request.match_info["user_id"]
         owner_or_staff(principal, user_id)
-        page, nxt = paginate(self._loyalty.ledger(user_id), query.after, query.limit)
-        return json_response(LedgerPage(page, nxt))
+        cursor = decode_cursor(query.after)
+        after = None if cursor is None else cursor.get("id", "")  # an entry's id; anything else is refused
+        page, more = await self._loyalty.ledger(user_id, "" if cursor is not None and after is None else after,
+                                                query.limit)
+        return json_response(LedgerPage(page, encode_cursor({"id": page[-1].id}) if more and page else None))
 
     @endpoint("A member's birthday and how to reach them (customers: their own)", tags=("loyalty",), roles=MEMBERS,
               body=MemberBody, response=Member, errors=(403,))
