@@ -245,6 +245,7 @@ class LoyaltyConfig(_Section):
         default_factory=lambda: {"mobile_app": 0.1})
     expiry_interval_s: Positive = 3600.0
     transactions_in_memory: Annotated[int, Meta(ge=1, le=10_000_000)] = 100_000
+    max_accounts_in_memory: Annotated[int, Meta(ge=1, le=100_000_000)] = 1_000_000
 
 
 class SmtpConfig(_Section):

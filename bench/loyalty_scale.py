@@ -4,6 +4,8 @@ redemptions, a refund now and then) with each member's state as the service stor
 `load()` is timed outside the server, in a child process per case so its RSS is the load's alone:
 
 - `states`: this checkout on the database as written (each member's stored state);
+- `holding N` (`--hold`, 10,000): the same with `loyalty.max_accounts_in_memory` = N: N states and every
+  member's id read;
 - `first start`: this checkout on a copy from before states were stored (no `loyalty_accounts`, migration 27 not
   applied): the migration, and each member rebuilt from their ledger once;
 - `before`, with `--before DIR`: another checkout's (the version before, e.g. `git archive <commit> | tar -x -C DIR`)
@@ -11,7 +13,7 @@ redemptions, a refund now and then) with each member's state as the service stor
 
 The database is kept in the temporary directory for reruns.
 
-    python -m bench.loyalty_scale [--members N] [--entries N] [--before DIR]
+    python -m bench.loyalty_scale [--members N] [--entries N] [--before DIR] [--hold N]
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def rss():
 async def publish(event):
     pass
 
-async def main(db_path):
+async def main(db_path, held=None):
     gc.collect()
     base = rss()
     started = time.perf_counter()
@@ -73,7 +75,8 @@ async def main(db_path):
     await db.open()
     opened = time.perf_counter() - started
     pii = PiiCipher.generate()
-    service = LoyaltyService(LoyaltyConfig(), SqliteLoyaltyStore(db, pii), SystemClock(), lambda *a: None, None,
+    config = LoyaltyConfig(max_accounts_in_memory=int(held)) if held else LoyaltyConfig()
+    service = LoyaltyService(config, SqliteLoyaltyStore(db, pii), SystemClock(), lambda *a: None, None,
                              SqliteUnitOfWork(db, pii), publish)
     gc.collect()
     before = rss()
@@ -83,7 +86,8 @@ async def main(db_path):
     gc.collect()
     print(json.dumps({"open_s": opened, "load_s": seconds, "rss_mb": rss() - before,
                       "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base,
-                      "members": len(service._accounts), "loaded": getattr(service, "loaded", None)}))
+                      "members": len(service.accounts if hasattr(service, "accounts") else service._accounts),
+                      "loaded": getattr(service, "loaded", None)}))
     await db.close()
 
 asyncio.run(main(*sys.argv[1:]))
@@ -168,16 +172,16 @@ def without_states(source: Path, target: Path) -> None:
     conn.close()
 
 
-def _child(code: Path, db: Path) -> dict[str, Any]:
+def _child(code: Path, db: Path, *args: str) -> dict[str, Any]:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("CONTRAIL")}, "PYTHONPATH": str(code)}
-    result = subprocess.run([sys.executable, "-c", _LOAD, str(db)], cwd=code, env=env, capture_output=True,
+    result = subprocess.run([sys.executable, "-c", _LOAD, str(db), *args], cwd=code, env=env, capture_output=True,
                             text=True, timeout=3600)
     if result.returncode != 0:
         raise RuntimeError(result.stderr)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def run(members: int, entries: int, before: Path | None) -> dict[str, Any]:
+def run(members: int, entries: int, before: Path | None, held: int) -> dict[str, Any]:
     kept = Path(tempfile.gettempdir()) / f"contrail-loyalty-scale-{members}-{entries}-m{RECORDS[-1].version}.db"
     started = time.monotonic()
     if not kept.exists():
@@ -197,6 +201,7 @@ def run(members: int, entries: int, before: Path | None) -> dict[str, Any]:
             results["before"] = _child(before, copy)
         shutil.copyfile(kept, copy)
         results["states"] = _child(ROOT, copy)
+        results[f"holding {held:,}"] = _child(ROOT, copy, str(held))
         without_states(kept, copy)
         results["first start"] = _child(ROOT, copy)
         results["states again"] = _child(ROOT, copy)  # the states the first start stored
@@ -212,8 +217,8 @@ def report(r: dict[str, Any]) -> None:
     print(f"\nLoyalty's start: {r['members']:,} members x {r['entries']} entries, written (or kept) in "
           f"{r['written_s']:.0f}s, contrail.db {r['db_mb']:,.0f} MB")
     print(f"{'case':<14}{'open s':>8}{'load s':>8}{'RSS MB':>9}{'peak MB':>9}  loaded")
-    for case in ("before", "states", "first start", "states again"):
-        if case in r:
+    for case in r:
+        if isinstance(r[case], dict):
             c = r[case]
             print(f"{case:<14}{c['open_s']:>8.2f}{c['load_s']:>8.2f}{c['rss_mb']:>9.0f}{c['peak_mb']:>9.0f}  "
                   f"{c['members']:,} members {c['loaded'] or ''}")
@@ -224,8 +229,9 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=100_000)
     parser.add_argument("--entries", type=int, default=20)
     parser.add_argument("--before", type=Path, help="a checkout of the version before, to compare with")
+    parser.add_argument("--hold", type=int, default=10_000, help="a case with loyalty.max_accounts_in_memory so")
     args = parser.parse_args()
-    report(run(args.members, args.entries, args.before))
+    report(run(args.members, args.entries, args.before, args.hold))
 
 
 if __name__ == "__main__":

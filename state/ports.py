@@ -324,6 +324,15 @@ class LoyaltyStore(Protocol):
     async def accounts(self, after: str | None, limit: int) -> list[LoyaltyAccount]:
         """Members' stored states in user id order, after the member `after`."""
 
+    async def account_ids(self, after: str | None, limit: int) -> list[str]:
+        """Members with a stored state, in user id order after the member `after` (their ids only)."""
+
+    async def account(self, user_id: str) -> LoyaltyAccount | None:
+        """A member's stored state."""
+
+    async def member_ids(self, prefix: str, limit: int) -> list[str]:
+        """Up to `limit` members whose user id starts with `prefix` in any case, in user id order."""
+
     async def unapplied(self, first: str, last: str) -> list[tuple[int, LedgerEntry]]:
         """The entries of the members from `first` to `last` after their stored state, numbered, in order."""
 

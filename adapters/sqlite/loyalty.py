@@ -38,6 +38,27 @@ class SqliteLoyaltyStore:
             "SELECT body FROM loyalty_accounts WHERE user_id > ? ORDER BY user_id LIMIT ?", (after or "", limit))
         return [_account_json.decode(r[0]) for r in rows]
 
+    async def account_ids(self, after: str | None, limit: int) -> list[str]:
+        """Members with a stored state, in user id order after the member `after` (their ids only)."""
+        rows = await self._db.fetchall(
+            "SELECT user_id FROM loyalty_accounts WHERE user_id > ? ORDER BY user_id LIMIT ?", (after or "", limit))
+        return [r[0] for r in rows]
+
+    async def account(self, user_id: str) -> LoyaltyAccount | None:
+        """A member's stored state."""
+        row = await self._db.fetchone("SELECT body FROM loyalty_accounts WHERE user_id = ?", (user_id,))
+        return _account_json.decode(row[0]) if row else None
+
+    async def member_ids(self, prefix: str, limit: int) -> list[str]:
+        """Up to `limit` members (with a stored state) whose user id starts with `prefix`, in any case (ASCII), in
+        user id order: a scan of the states' keys."""
+        pattern = prefix.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        order = ' COLLATE "C"' if self._db.dialect == "postgres" else ""  # code point order, as on SQLite
+        rows = await self._db.fetchall(
+            f"SELECT user_id FROM loyalty_accounts WHERE lower(user_id) LIKE ? ESCAPE '\\' ORDER BY user_id{order} "
+            "LIMIT ?", (pattern, limit))
+        return [r[0] for r in rows]
+
     async def unapplied(self, first: str, last: str) -> list[tuple[int, LedgerEntry]]:
         """The entries of the members from `first` to `last` that come after their stored state (appended by a
         version that stored none, or meanwhile), with their numbers, by member and in order."""

@@ -13,9 +13,11 @@ what is left and the rest becomes the member's debt, which later earns pay befor
 grows. So balance - debt is the sum of the member's ledger entries, and one of the two is 0.
 A reversed purchase stops counting toward tiers, and so does a tier only it reached.
 
-Memory holds each member's state (app/loyalty/accounts.py), not their entries: a ledger page is read from the
-store, and the state is stored with each entry appended, so a start reads states, not history. Transactions earned
-and reversed lately are remembered (an LRU each); for the others the ledger's row by transaction id decides.
+Memory holds members' states (app/loyalty/accounts.py), not their entries: a ledger page is read from the store,
+and the state is stored with each entry appended, so a start reads states, not history. At most
+`loyalty.max_accounts_in_memory` states are held (an LRU); another member's is read back from the store when a
+decision or a read needs it. Transactions earned and reversed lately are remembered (an LRU each); for the others
+the ledger's row by transaction id decides.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from app.auth import Principal
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound, RuleViolation
 from app.loyalty.accounts import TIERS, Holds, TierRules, standing
 from app.loyalty.events import RewardSignalled, StarsEarned, StarsReversed
+from app.loyalty.states import PAGE, MemberStates
 from app.persist import atomically, commit_or_undo
 from app.runtime.clock import Clock
 from app.runtime.lru import LRU
@@ -55,8 +58,6 @@ GOLD_REWARD = 500  # the reward only Gold and Reserve members may take
 SIGNALS = {"clicked": 1.0, "redeemed": 2.0, "ignored": -0.1}
 CHANNEL_CODES = ("in_store", "push", "in_app", "sms", "email", "web", "paid_media")
 MAX_ATTEMPTS = 10  # decisions on a member's stars retried after another writer's append, before a 409
-PAGE = 2_000  # rows a start reads at a time: members, promotions, stored states, a rebuild's entries
-REBUILT_PAGE = 500  # members without a stored state rebuilt (and their states written) at a time
 
 T = TypeVar("T")
 
@@ -106,7 +107,7 @@ class LoyaltyService:
         self._log_event = log_event
         self._audit = audit
         self.rules = TierRules(config.gold_stars, config.reserve_stars)
-        self._accounts: dict[str, LoyaltyAccount] = {}
+        self._states = MemberStates(store, self.rules, config.max_accounts_in_memory, self._remember)
         self._members: dict[str, Member] = {}
         self._promotions: dict[str, Promotion] = {}
         # Transactions earned and reversed lately -> their entry; the ledger decides for the others (read by
@@ -116,40 +117,30 @@ class LoyaltyService:
         self._earning: dict[str, asyncio.Future[LedgerEntry]] = {}
         self._reversing: dict[str, asyncio.Future[LedgerEntry]] = {}
         self._locks: dict[str, list] = {}  # member -> [lock, decisions waiting or running]; see _member
-        self.loaded = {"states": 0, "replayed": 0, "rebuilt": 0}  # what the last start read (see load)
 
-    def accounts_held(self) -> int:
-        return len(self._accounts)
+    @property
+    def accounts(self) -> LRU[str, LoyaltyAccount]:
+        """The accounts held (an LRU)."""
+        return self._states.accounts
+
+    @property
+    def loaded(self) -> dict[str, int]:
+        """What the last start read: states, entries replayed after them, members rebuilt from their ledger."""
+        return self._states.loaded
+
+    def members_known(self) -> int:
+        """Members with an account, held or not (their ids' hashes: 8 bytes each)."""
+        return len(self._states.ids)
 
     async def load(self) -> None:
-        """Members and promotions, then each member's stored state and the few entries after it (appended by a
-        version that stored none); a member with entries and no state at all (a database from before states were
-        stored) is rebuilt from their ledger once, and their state stored."""
+        """Members and promotions (read in pages and held whole), then the members' states (MemberStates.load)."""
         await self._store.prepare()
         after: str | None = None
         while members := await self._store.members(after, PAGE):
             self._members.update((m.user_id, m) for m in members)
             after = members[-1].user_id
         self._promotions = {p.id: p for p in await self._promotions_stored()}
-        loaded = self.loaded = {"states": 0, "replayed": 0, "rebuilt": 0}
-        after = None
-        while states := await self._store.accounts(after, PAGE):
-            for account in states:
-                self._accounts[account.user_id] = account
-            loaded["states"] += len(states)
-            behind = await self._store.unapplied(states[0].user_id, states[-1].user_id)
-            if behind:
-                await self._replay_stored(behind)
-                await self._store.save_accounts([self._accounts[u] for u in dict.fromkeys(e.user_id
-                                                                                          for _, e in behind)])
-            after = states[-1].user_id
-        after = None
-        while stateless := await self._store.stateless_members(after, REBUILT_PAGE):
-            await self._rebuild(stateless)
-            loaded["rebuilt"] += len(stateless)
-            after = stateless[-1]
-        if loaded["replayed"] or loaded["rebuilt"]:
-            log.info("loyalty states rebuilt from the ledger", extra=dict(loaded))
+        await self._states.load()
 
     async def _promotions_stored(self) -> list[Promotion]:
         found: list[Promotion] = []
@@ -157,61 +148,17 @@ class LoyaltyService:
             found += page
         return found
 
-    async def _replay_stored(self, entries: list[tuple[int, LedgerEntry]]) -> None:
-        """Apply entries a member's stored state does not include yet, in their order."""
-        for seq, entry in entries:
-            holds = await self._reversal_holds(entry, seq) if entry.kind == "reverse" else None
-            account = self._account(entry.user_id)
-            if seq == account.seq + 1:
-                self.rules.apply(account, entry, holds)
-                self.loaded["replayed"] += 1
-
-    async def _rebuild(self, user_ids: list[str]) -> None:
-        """These members' states from their whole ledger (read a page at a time), then stored."""
-        purchases: list[LedgerEntry] = []  # the earns and reversals of the member being replayed
-        position: tuple[str, int] | None = None
-        while entries := await self._store.entries_of(user_ids, position, PAGE):
-            for seq, entry in entries:
-                if position is None or entry.user_id != position[0]:
-                    purchases = []
-                position = entry.user_id, seq
-                account = self._account(entry.user_id)
-                if seq != account.seq + 1:
-                    continue
-                holds = None
-                if entry.kind == "reverse":
-                    holds = self.rules.holds(standing(purchases, without=entry.transaction_id))
-                if entry.kind in ("earn", "reverse"):
-                    purchases.append(entry)
-                self.rules.apply(account, entry, holds)
-        await self._store.save_accounts([self._accounts[u] for u in user_ids if u in self._accounts])
-
-    async def _reversal_holds(self, entry: LedgerEntry, seq: int) -> Holds:
-        """The tiers a member holds after the reversal `entry` (their `seq`-th): recounted from every purchase of
-        theirs still standing, read from the ledger."""
-        before = await self._store.purchases(entry.user_id, seq)
-        return self.rules.holds(standing(before, without=entry.transaction_id))
-
-    def _replay(self, account: LoyaltyAccount, entry: LedgerEntry, holds: Holds | None) -> None:
-        """Apply an entry another writer appended, and remember its transaction as a recent one."""
-        self.rules.apply(account, entry, holds)
+    def _remember(self, entry: LedgerEntry) -> None:
+        """Remember the transaction of an entry another writer appended as a recent one."""
         if entry.kind == "earn" and entry.transaction_id:
             self.earned.put(entry.transaction_id, entry)
         elif entry.kind == "reverse" and entry.transaction_id:
             self.reversals.put(entry.transaction_id, entry)
 
-    async def _catch_up(self, user_id: str) -> int:
-        """Apply what other writers (other nodes) appended to a member's ledger since this node last did; how many
-        entries that was."""
-        known = self._accounts.get(user_id)
-        applied = 0
-        for seq, entry in await self._store.entries_after(user_id, known.seq if known else 0):
-            holds = await self._reversal_holds(entry, seq) if entry.kind == "reverse" else None
-            account = self._account(user_id)
-            if seq == account.seq + 1:  # not one of this node's, applied meanwhile
-                self._replay(account, entry, holds)
-                applied += 1
-        return applied
+    async def hold(self, user_id: str) -> bool:
+        """Hold the member's account (read back if memory let it go), so that the reads after it (balance, debt,
+        tier, last activity) answer with no await in between; whether they have one."""
+        return await self._states.held(user_id) is not None
 
     async def refresh(self, kind: str, ids: list[str]) -> None:
         """Another node changed these members (their ledger or details) or promotions: read them back."""
@@ -219,7 +166,7 @@ class LoyaltyService:
             self._promotions = {p.id: p for p in await self._promotions_stored()}
             return
         for user_id in ids:
-            await self._catch_up(user_id)
+            await self._states.catch_up(user_id)
             member = await self._store.member(user_id)
             if member is not None:
                 self._members[user_id] = member
@@ -253,16 +200,10 @@ class LoyaltyService:
                     # A random pause, twice as long at most with each try (up to 50 ms): a node racing another's
                     # stream of writes to the same member gets its turn, at the latest once the stream is through.
                     await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** tries)))
-                    unexplained = not await self._catch_up(user_id)
+                    unexplained = not await self._states.catch_up(user_id)
         raise Conflict("this member's stars kept changing meanwhile; try again")
 
     # ---- state ----
-    def _account(self, user_id: str) -> LoyaltyAccount:
-        account = self._accounts.get(user_id)
-        if account is None:
-            account = self._accounts[user_id] = LoyaltyAccount(user_id)
-        return account
-
     def tier(self, account: LoyaltyAccount, at: float) -> str:
         return self.rules.tier(account, at)
 
@@ -304,7 +245,7 @@ class LoyaltyService:
         self.rules.apply(account, entry, holds)
 
         def undo() -> None:
-            self._accounts[account.user_id] = snapshot
+            self._states.accounts.put(account.user_id, snapshot)
         tx = self._uow.begin()
         tx.loyalty.append(entry, seq)
         tx.loyalty.save_account(account)
@@ -312,6 +253,7 @@ class LoyaltyService:
             await commit_or_undo(tx.commit(), undo)
         except WriteConflict:
             raise _Stale(account.user_id) from None
+        self._states.committed(account)  # held again if memory let it go meanwhile
 
     # ---- earning ----
     def rate(self, tier: str, channel: str, at: float) -> Decimal:
@@ -342,11 +284,12 @@ class LoyaltyService:
         known = await self._earn_entry(transaction_id, ask_ledger)
         if known is not None:
             return _replayed(known, user_id)
-        entry_id = await self._store.new_id()  # before reading the account: no await between deciding and applying
+        entry_id = await self._store.new_id()
+        account = await self._states.held(user_id, create=True)  # the last await: none between deciding and applying
+        assert account is not None
         if transaction_id in self._earning or transaction_id in self.earned:  # being earned, or earned, meanwhile
             return await self._earn(user_id, amount_cents, channel, transaction_id, is_referral, is_digital,
                                     qualifying, fixed_stars, False)
-        account = self._account(user_id)
         now = self._clock.now()
         before = self.tier(account, now)
         if fixed_stars is None:
@@ -395,7 +338,7 @@ class LoyaltyService:
         if earned is None:
             raise NotFound(f"no earn transaction {transaction_id}")
         if not recent:  # read from the ledger: earned through another node, perhaps not heard of yet
-            await self._catch_up(earned.user_id)
+            await self._states.catch_up(earned.user_id)
         known = await self._reversal_entry(transaction_id)
         if known is not None:
             return known
@@ -408,15 +351,15 @@ class LoyaltyService:
         if known is not None:
             return known
         entry_id = await self._store.new_id()
-        account = self._account(earned.user_id)
+        account = await self._states.held(earned.user_id, create=True)
+        assert account is not None
         seq = account.seq + 1
         # The tiers held once it is reversed are those the purchases still standing reach, read from the ledger.
         holds = self.rules.holds(standing(await self._store.purchases(earned.user_id, seq), without=transaction_id))
         if transaction_id in self._reversing or transaction_id in self.reversals:  # reversed meanwhile
             return await self._reverse(earned, False)
-        account = self._account(earned.user_id)
-        if account.seq + 1 != seq:  # another node's entry was applied meanwhile: count the purchases again
-            raise _Stale(earned.user_id)
+        if self._states.accounts.peek(earned.user_id) is not account or account.seq + 1 != seq:
+            raise _Stale(earned.user_id)  # another node's entry applied, or the account let go, meanwhile: again
         # The entry takes back the whole earn; what the balance could not cover is the shortfall (apply() owes it).
         reversed_stars = min(earned.stars, account.balance)
         shortfall = earned.stars - reversed_stars
@@ -450,11 +393,11 @@ class LoyaltyService:
 
     async def _redeem(self, user_id: str, stars: int, caught_up: bool = False) -> LedgerEntry:
         entry_id = await self._store.new_id()
-        account = self._accounts.get(user_id) or LoyaltyAccount(user_id)  # a refused redeem creates no account
+        account = await self._states.held(user_id) or LoyaltyAccount(user_id)  # a refused redeem creates no account
         now = self._clock.now()
         short = stars == GOLD_REWARD and self.tier(account, now) == "Green" or account.balance < stars
         if short and not caught_up:  # refuse only on what is stored: another node may have earned for them
-            await self._catch_up(user_id)
+            await self._states.catch_up(user_id)
             return await self._redeem(user_id, stars, caught_up=True)
         if stars == GOLD_REWARD and self.tier(account, now) == "Green":
             raise RuleViolation("the 500-star reward needs Gold or Reserve")
@@ -475,8 +418,9 @@ class LoyaltyService:
         after: str | None = None
         while due := await self._store.due(now, after, PAGE):
             for user_id in due:
-                if not _due(self._accounts.get(user_id), now):  # stored by another node since this one heard
-                    await self._catch_up(user_id)
+                held = self._states.accounts.peek(user_id)
+                if held is not None and not _due(held, now):  # stored by another node since this one heard
+                    await self._states.catch_up(user_id)
                 while (left := await self._decide(user_id, functools.partial(self._expire_lot, user_id, now))) \
                         is not None:
                     total += left
@@ -486,7 +430,7 @@ class LoyaltyService:
     async def _expire_lot(self, user_id: str, now: float, unexplained: bool) -> int | None:
         """Expire one lot of a member past its expiry: the stars it took, or None when none is due."""
         new_id = await self._store.new_id()
-        account = self._accounts.get(user_id)
+        account = await self._states.held(user_id)
         if account is None:
             return None
         due = next((lot for lot in account.lots if lot.expires_at is not None and lot.expires_at <= now), None)
@@ -501,7 +445,7 @@ class LoyaltyService:
         member = self._members.get(user_id)
         if member is None or not member.birthday:
             return False
-        window = BIRTHDAY_WINDOW_DAYS[self.tier(self._accounts.get(user_id) or LoyaltyAccount(user_id), at)]
+        window = BIRTHDAY_WINDOW_DAYS[self.tier(self._states.accounts.peek(user_id) or LoyaltyAccount(user_id), at)]
         month, day = map(int, member.birthday.split("-"))
         year = time.gmtime(at).tm_year
         for y in (year - 1, year):
@@ -514,6 +458,7 @@ class LoyaltyService:
         return False
 
     async def birthday_reward(self, user_id: str) -> EarnResult:
+        await self.hold(user_id)  # the window depends on the tier
         now = self._clock.now()
         if not self.birthday_eligible(user_id, now):
             raise RuleViolation("no birthday reward is open for this member now")
@@ -567,13 +512,13 @@ class LoyaltyService:
         return list(self._promotions.values())
 
     # ---- reading ----
-    def member_ids(self, prefix: str, limit: int) -> list[str]:
-        """Up to `limit` members whose user id starts with `prefix` (case-insensitive), in id order."""
-        wanted = prefix.casefold()
-        return sorted(u for u in self._accounts if u.casefold().startswith(wanted))[:limit]
+    async def member_ids(self, prefix: str, limit: int) -> list[str]:
+        """Up to `limit` members whose user id starts with `prefix` (case-insensitive), in id order: from the stored
+        states, which every member has."""
+        return await self._store.member_ids(prefix, limit)
 
     def balance(self, user_id: str) -> dict:
-        account = self._accounts.get(user_id)
+        account = self._states.accounts.get(user_id)
         if account is None:
             raise NotFound(f"no loyalty account for {user_id}")
         now = self._clock.now()
@@ -585,7 +530,7 @@ class LoyaltyService:
 
     def debt(self, user_id: str) -> int:
         """Stars the member owes: reversals their balance could not cover; their next earns pay it."""
-        account = self._accounts.get(user_id)
+        account = self._states.accounts.get(user_id)
         if account is None:
             raise NotFound(f"no loyalty account for {user_id}")
         return account.debt
@@ -593,7 +538,7 @@ class LoyaltyService:
     async def ledger(self, user_id: str, after: object, limit: int) -> tuple[list[LedgerEntry], bool]:
         """A page of a member's ledger in its order, read from the store: up to `limit` entries after the entry whose
         id is `after` (None: from the first), and whether more follow."""
-        if user_id not in self._accounts:
+        if not await self.hold(user_id):
             raise NotFound(f"no loyalty account for {user_id}")
         if isinstance(after, float) and after.is_integer():
             after = int(after)
@@ -606,13 +551,15 @@ class LoyaltyService:
 
     def last_activity(self, user_id: str) -> float | None:
         """When the member's latest ledger entry was made (None for no member)."""
-        account = self._accounts.get(user_id)
+        account = self._states.accounts.get(user_id)
         return account.last_at if account is not None else None
 
     def features(self, user_id: str) -> np.ndarray | None:
-        """The 8 loyalty numbers of the bidding feature layout, or None for a non-member."""
-        account = self._accounts.get(user_id)
+        """The 8 loyalty numbers of the bidding feature layout, or None for a non-member. A member whose account memory
+        let go is priced as a non-member while it is read back (in the background: a bid never waits for it)."""
+        account = self._states.accounts.get(user_id)
         if account is None:
+            self._states.read_back(user_id)
             return None
         now = self._clock.now()
         tier = self.tier(account, now)

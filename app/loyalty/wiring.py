@@ -57,7 +57,8 @@ def build(infra: Infra) -> Loyalty:
     metrics = infra.metrics
     metrics.caches.register(domain.loyalty.earned)
     metrics.caches.register(domain.loyalty.reversals)
-    metrics.watch_queue("loyalty_accounts_in_memory", domain.loyalty.accounts_held)
+    metrics.caches.register(domain.loyalty.accounts)
+    metrics.watch_queue("loyalty_members", domain.loyalty.members_known)
     infra.bus.subscribe(OrderPaid, domain.earn_for_order)
     infra.bus.subscribe(OrderCancelled, domain.reverse_for_order)
     infra.bus.subscribe(OrderChanged, domain.earn_for_change)

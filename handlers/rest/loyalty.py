@@ -159,6 +159,7 @@ class LoyaltyApi:
         owner_or_staff(principal, body.user_id)
         loyalty = self._loyalty
         entry = await loyalty.redeem(body.user_id, body.stars)
+        await loyalty.hold(body.user_id)
         return json_response(Redemption(entry, loyalty.balance(body.user_id)["balance"]), status=201)
 
     @endpoint("Take back the stars a transaction earned (a refund); repeats return the first reversal",
@@ -172,6 +173,7 @@ class LoyaltyApi:
         user_id = request.match_info["user_id"]
         owner_or_staff(principal, user_id)
         loyalty = self._loyalty
+        await loyalty.hold(user_id)  # read back if memory let it go; the reads below answer with no await between
         return json_response(Balance(**loyalty.balance(user_id), debt_stars=loyalty.debt(user_id)))
 
     @endpoint("The programme: tiers by qualifying stars and the rewards stars buy (public)", tags=("loyalty",),
@@ -183,8 +185,11 @@ class LoyaltyApi:
               roles=("admin",), query=MemberQuery, response=MemberList)
     async def find_members(self, request: web.Request, principal, query: MemberQuery) -> web.Response:
         loyalty = self._loyalty
-        return json_response(MemberList([Balance(**loyalty.balance(u), debt_stars=loyalty.debt(u))
-                                         for u in loyalty.member_ids(query.q, query.limit)]))
+        found = []
+        for user_id in await loyalty.member_ids(query.q, query.limit):
+            if await loyalty.hold(user_id):
+                found.append(Balance(**loyalty.balance(user_id), debt_stars=loyalty.debt(user_id)))
+        return json_response(MemberList(found))
 
     @endpoint("A member's ledger, oldest first (customers: their own)", tags=("loyalty",), roles=MEMBERS,
               query=PageQuery, response=LedgerPage, errors=(403, 404))

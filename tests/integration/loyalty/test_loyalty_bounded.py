@@ -53,7 +53,8 @@ async def _started(config, clock) -> tuple[Platform, _Reads]:
 async def _history(platform: Platform, members: list[str]) -> dict:
     """Members' whole state as memory holds it, and what they see."""
     loyalty = platform.loyalty
-    return {u: (loyalty._accounts[u], loyalty.balance(u), loyalty.debt(u)) for u in members}
+    return {u: (loyalty.accounts.peek(u), loyalty.balance(u), loyalty.debt(u)) for u in members
+            if await loyalty.hold(u)}
 
 
 async def _years_of_activity(platform: Platform, clock, members: list[str]) -> None:
@@ -235,7 +236,7 @@ async def test_a_refund_recounts_the_tiers_with_purchases_memory_no_longer_keeps
     await earn(client, staff, "ivy", 100, "i3")                         # Gold, and kept from here
     clock.advance(40 * DAY)                                              # i1 is over a year old:
     await client.post("/v1/loyalty/redeem", json={"user_id": "ivy", "stars": 25}, headers=staff)
-    assert [p.transaction_id for p in client.app[PLATFORM].loyalty._accounts["ivy"].qualifying] == ["i2", "i3"]
+    assert [p.transaction_id for p in client.app[PLATFORM].loyalty.accounts.peek("ivy").qualifying] == ["i2", "i3"]
     clock.advance(10 * DAY)
     assert (await client.post("/v1/loyalty/reverse", json={"transaction_id": "i3"}, headers=staff)).status == 200
     view = await balance(client, staff, "ivy")
@@ -283,3 +284,56 @@ async def test_nodes_appending_to_one_member_store_the_state_a_start_reads(tmp_p
             e.stars for e in (await c.loyalty.ledger("kai", None, 100))[0])
     finally:
         await c.close_storage()
+
+
+async def test_memory_holding_two_accounts_answers_for_every_member(aiohttp_client, tmp_path, clock):
+    import csv
+    import io
+    config = make_config(tmp_path, loyalty__max_accounts_in_memory=2, ratelimit__principal_per_s=10_000,
+                         ratelimit__principal_burst=10_000)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    platform = client.app[PLATFORM]
+    loyalty = platform.loyalty
+    _, key = await platform.api_keys.create("pos", "partner")
+    _, admin_key = await platform.api_keys.create("ops", "admin")
+    staff, admin = {"X-Api-Key": key}, {"X-Api-Key": admin_key}
+    members = [f"m{n}" for n in range(6)]
+    for user in members:
+        assert (await earn(client, staff, user, 10_000, f"{user}-1")).status == 201  # 100 stars each, Green
+    assert (await client.post("/v1/loyalty/redeem", json={"user_id": "m0", "stars": 25}, headers=staff)).status == 201
+    await earn(client, staff, "m1", 5_000, "m1-2")
+    assert (await client.post("/v1/loyalty/reverse", json={"transaction_id": "m1-2"}, headers=staff)).status == 200
+    assert (await earn(client, staff, "m2", 10_000, "m2-1")).status == 200  # a replay, for an account let go
+    expected = {"m0": 75, **{u: 100 for u in members[1:]}}
+    assert len(loyalty.accounts) == 2 and loyalty.accounts.evictions >= 5 and loyalty.members_known() == 6
+
+    async def balances() -> dict[str, int]:
+        return {u: (await balance(client, staff, u))["balance"] for u in members}
+    assert await balances() == expected
+    found = await client.get("/v1/admin/loyalty/members", params={"q": "M"}, headers=admin)
+    assert [(m["user_id"], m["balance"]) for m in (await found.json())["items"]] == sorted(expected.items())
+    report = await client.get("/v1/reports/loyalty.csv", headers=admin)
+    rows = list(csv.DictReader(io.StringIO((await report.read()).decode("utf-8-sig"), newline="")))
+    assert {r["user_id"]: int(r["balance_stars"]) for r in rows} == expected
+    ledger = await client.get("/v1/loyalty/ledger/m1", headers=staff)
+    assert [e["kind"] for e in (await ledger.json())["items"]] == ["earn", "earn", "reverse"]
+
+    # The bidder never waits: a member memory let go is priced as a non-member until their account is read back.
+    let_go = next(u for u in members if u not in loyalty.accounts)
+    assert loyalty.features(let_go) is None and loyalty.features("nobody") is None
+    for _ in range(100):
+        if loyalty.features(let_go) is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert loyalty.features(let_go)[1] == pytest.approx(expected[let_go] / 5000)
+
+    clock.advance(240 * DAY)  # every member's Green stars are past their expiry, held in memory or not
+    assert await loyalty.expire_due() == sum(expected.values())
+    assert set((await balances()).values()) == {0}
+    await client.close()
+
+    client = await aiohttp_client(create_app(config, clock=clock))
+    loyalty = client.app[PLATFORM].loyalty
+    assert loyalty.loaded == {"states": 2, "replayed": 0, "rebuilt": 0} and loyalty.members_known() == 6
+    assert await balances() == {u: 0 for u in members}
+    assert (await (await earn(client, staff, "m5", 10_000, "m5-1")).json())["replayed"]

@@ -104,6 +104,7 @@ RULES = [
     ("loyalty.green_expiry_months", "121"), ("loyalty.birthday_stars", "-1"), ("loyalty.birthday_stars", "10001"),
     ("loyalty.channel_bonus", '{"mobile_app": 10.5}'), ("loyalty.channel_bonus", '{"kiosk": -0.1}'),
     ("loyalty.expiry_interval_s", "0"), ("loyalty.transactions_in_memory", "0"),
+    ("loyalty.max_accounts_in_memory", "0"),
     ("smtp.pool_size", "0"), ("smtp.pool_size", "65"), ("smtp.rate_per_s", "0"), ("smtp.max_attempts", "0"),
     ("smtp.queue_capacity", "0"),
     ("smtp.retry_backoff_s", "-1"), ("smtp.timeout_s", "0"),
