@@ -71,7 +71,7 @@ test: $(STAMP) browser servers
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -n 2
 	@if [ -n "$$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null)" ] && command -v redis-server >/dev/null; then \
-	  $(PY) -m pytest -q -n 2 --storage=scaleout $(PG_TESTS); \
+	  $(PY) -m pytest -q --storage=scaleout $(PG_TESTS); \
 	else echo "postgresql or redis-server is not installed: the scale-out run of the tests is skipped"; fi
 
 bench: $(STAMP)
