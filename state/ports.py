@@ -797,8 +797,8 @@ class ReportStore(Protocol):
         ...
 
     async def add(self, totals: Mapping[tuple[str, int], list[int]], no_bids: Mapping[tuple[int, str], int],
-                  cursor: int) -> None:
-        ...
+                  after: int, cursor: int) -> None:
+        """Raises WriteConflict, writing nothing, unless the cursor is still at `after`."""
 
     async def series(self, campaign_id: str, first_hour: int, last_hour: int, step_hours: int
                      ) -> list[tuple[int, ...]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from adapters.sqlite.statements import SqlDatabase
+from adapters.sqlite.statements import SqlDatabase, Statement
 from state.campaigns import REPORT_COUNTERS as COUNTERS  # campaign_stats' columns, in order
 
 ROLLUP = "campaign_reports"
@@ -26,15 +26,17 @@ class SqliteReportStore:
         return int(row[0]) if row else 0
 
     async def add(self, totals: Mapping[tuple[str, int], list[int]], no_bids: Mapping[tuple[int, str], int],
-                  cursor: int) -> None:
-        """Add to the hourly totals and move the cursor, in one transaction: an event is counted once."""
-        statements: list[tuple[str, tuple[object, ...]]] = [
-            (_ADD, (campaign_id, hour, *counts)) for (campaign_id, hour), counts in totals.items()]
+                  after: int, cursor: int) -> None:
+        """Add to the hourly totals and move the cursor from `after` to `cursor`, in one transaction: an event is
+        counted once. Raises WriteConflict, writing nothing, when the cursor is no longer at `after` (another
+        roll-up, on this node or another sharing the store, took those events first)."""
+        statements: list[Statement] = [
+            ("INSERT INTO rollup_cursors(name, last_id) VALUES (?,?) ON CONFLICT(name) DO UPDATE SET "
+             "last_id = excluded.last_id WHERE rollup_cursors.last_id = ?", (ROLLUP, cursor, after), 1, "rollup")]
+        statements += [(_ADD, (campaign_id, hour, *counts)) for (campaign_id, hour), counts in totals.items()]
         statements += [("INSERT INTO nobid_stats(hour, reason, count) VALUES (?,?,?) ON CONFLICT(hour, reason) "
                         "DO UPDATE SET count = nobid_stats.count + excluded.count", (hour, reason, count))
                        for (hour, reason), count in no_bids.items()]
-        statements.append(("INSERT INTO rollup_cursors(name, last_id) VALUES (?,?) ON CONFLICT(name) "
-                           "DO UPDATE SET last_id = excluded.last_id", (ROLLUP, cursor)))
         await self._db.write(statements)
 
     async def series(self, campaign_id: str, first_hour: int, last_hour: int, step_hours: int

@@ -16,6 +16,7 @@ records it keeps beside them as a sample are not counted again.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 from collections import defaultdict
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from app.eventlog import EventLog
 from app.runtime.clock import Clock
 from app.runtime.metrics import Metrics
 from state.campaigns import REPORT_COUNTERS as COUNTERS
-from state.ports import Campaign, ReportStore
+from state.ports import Campaign, ReportStore, WriteConflict
 
 HOUR = 3600
 DAY = 86_400
@@ -124,10 +125,21 @@ class CampaignReports:
         self._route_of = route_of
         self._batch = batch
         self._promoting: tuple[int, dict[str, list[str]]] = (-1, {})
+        self._rolling = asyncio.Lock()
 
     # ---- the roll-up ----
     async def roll_up(self) -> int:
-        """Take every event written since the last pass into the hourly totals; returns how many were read."""
+        """Take every event written since the last pass into the hourly totals; returns how many were read. One
+        pass at a time on this node; a pass on another node sharing the store that took the same events first
+        makes this one stop, counting nothing twice."""
+        async with self._rolling:
+            try:
+                return await self._roll_up()
+            except WriteConflict:
+                self._metrics.rollup_conflicts.inc()
+                return 0
+
+    async def _roll_up(self) -> int:
         cursor = await self._store.cursor()
         read = 0
         while True:
@@ -140,8 +152,8 @@ class CampaignReports:
                 if event.type in TYPES:
                     self._count(event.type, int(event.at // HOUR) * HOUR, _payload.decode(event.payload),
                                 totals, no_bids)
-            cursor = events[-1].id
-            await self._store.add(totals, no_bids, cursor)
+            after, cursor = cursor, events[-1].id
+            await self._store.add(totals, no_bids, after, cursor)
             read += len(events)
             self._metrics.rollup_events.inc(len(events))
             self._metrics.rollup_lag.set(max(0.0, self._clock.now() - events[-1].at))

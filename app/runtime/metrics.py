@@ -295,6 +295,9 @@ class Metrics:
         # Campaigns: reports' roll-up, offer-selection policies, the team's tools.
         self.rollup_events = LoopCounter("contrail_campaign_rollup_events", "Event-log events taken into campaign "
                                          "reports' hourly totals", (), r)
+        self.rollup_conflicts = LoopCounter("contrail_campaign_rollup_conflicts", "Campaign report roll-up passes "
+                                            "that stopped because another pass (another node) took the same events "
+                                            "first", (), r)
         self.rollup_lag = Gauge("contrail_campaign_rollup_lag_seconds", "Age of the newest event the campaign "
                                 "reports have taken in, when it was taken in", registry=r)
         self.policy_choices = LoopCounter("contrail_policy_choices", "Offer-selection decisions, by who decided "
