@@ -9,6 +9,8 @@ import msgspec
 from adapters.sqlite.statements import Insert, SqlDatabase, used_bytes
 from state.eventlog import StoredEvent
 
+APPEND_LOCK = 0x436F6E7472 + 1  # pg_advisory_xact_lock's key for appends (the migrations' lock is the one before)
+
 
 class SqliteEventLogStore:
     def __init__(self, db: SqlDatabase) -> None:
@@ -16,7 +18,14 @@ class SqliteEventLogStore:
 
     async def append_batch(self, rows: Sequence[tuple[float, str, str]]) -> int:
         """Write (at, type, payload_json) rows in one transaction."""
-        written, = await self._db.write([Insert("events", ("at", "type", "payload"), rows)])
+        insert = Insert("events", ("at", "type", "payload"), rows)
+        if self._db.dialect != "postgres":  # one writer: ids are committed in the order they are given
+            written, = await self._db.write([insert])
+            return written
+        # Nodes sharing PostgreSQL append at once, and an identity is taken at the insert, not at the commit: a
+        # reader going by id (the reports' roll-up, a stream resuming, an export) that saw id 101 committed
+        # before 100 would never read 100. Appends take turns until their commit, so ids become visible in order.
+        _, written = await self._db.write([("SELECT pg_advisory_xact_lock(?)", (APPEND_LOCK,)), insert])
         return written
 
     async def purge(self, before: float, limit: int) -> int:

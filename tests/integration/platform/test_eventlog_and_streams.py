@@ -250,3 +250,34 @@ async def test_ingested_channel_events_are_counted_per_source_and_type(tmp_path)
     assert counted == sent and spent == 1000 * sum(n for (_, kind), n in sent.items() if kind == "purchase")
     assert await _stored(log, "ChannelEvent") == []  # a rate of 0: none whole, and no user id in the totals
     await db.close()
+
+
+async def test_on_postgresql_an_append_waits_for_one_still_uncommitted_so_ids_become_visible_in_order(
+        aiohttp_client, tmp_path):
+    """Another node's append holds its ids until it commits: ours waits, so a reader going by id never sees a later
+    id while an earlier one can still appear."""
+    config = make_config(tmp_path)
+    if config.storage.backend != "postgres":
+        pytest.skip("about nodes sharing PostgreSQL: run with --storage=postgres or --storage=scaleout")
+    import asyncpg
+
+    from adapters.sqlite.eventlog import APPEND_LOCK
+    client = await aiohttp_client(create_app(config))
+    store = SqliteEventLogStore(client.app[PLATFORM].events_db)
+    other_node = await asyncpg.connect(config.storage.events_postgres_dsn or config.storage.postgres_dsn)
+    try:
+        held = other_node.transaction()
+        await held.start()
+        await other_node.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
+        first = await other_node.fetchval("INSERT INTO events(at, type, payload) VALUES (1, 'Other', '{}') "
+                                          "RETURNING id")
+        ours = asyncio.ensure_future(store.append_batch([(2.0, "Ours", "{}")]))
+        await asyncio.sleep(0.3)
+        assert not ours.done()  # waiting for the other node's commit
+        assert [e.type for e in await store.query(None, None, 0, 10)] == []
+        await held.commit()
+        assert await asyncio.wait_for(ours, 10) == 1
+        stored = await store.query(None, None, 0, 10)
+        assert [(e.type, e.id > first) for e in stored] == [("Other", False), ("Ours", True)]
+    finally:
+        await other_node.close()
