@@ -300,7 +300,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "serve":
         from app.errors import CannotStart
+        from app.runtime.allocator import fix_mmap_threshold
         from app.server import serve
+        fix_mmap_threshold()
         try:
             asyncio.run(serve(config))
         except CannotStart as exc:
