@@ -19,7 +19,7 @@ import asyncio
 import logging
 import random
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import msgspec
@@ -41,6 +41,7 @@ SAMPLED = b',"sampled":true}'  # closes a sampled whole record's JSON object
 
 
 TRIM_ABOVE, TRIM_TO = 0.9, 0.8  # shares of analytics.max_bytes: when the size budget trims, and down to what
+PAYLOAD_PAGE = 5_000  # payloads a paged reader holds at a time
 _ROW_BYTES = 20  # an events row's id, time and record header, about
 
 
@@ -227,3 +228,17 @@ class EventLog:
     async def recent_payloads(self, type_: str, limit: int) -> list[str]:
         """The newest written payloads of one type (what is still queued is not included)."""
         return await self._store.recent_payloads(type_, limit)
+
+    async def payload_pages(self, type_: str, limit: int, page: int = PAYLOAD_PAGE) -> AsyncIterator[list[str]]:
+        """The newest `limit` written payloads of one type, a page at a time: the newest page first, each page
+        oldest first. A retrain reading its hundreds of thousands of payloads at once left the server's memory a
+        step higher each time (small strings freed between the long-lived objects allocated meanwhile); by pages,
+        one page is alive at a time."""
+        before = 2**62
+        while limit > 0:
+            rows = await self._store.payload_page(type_, before, min(page, limit))
+            if not rows:
+                return
+            limit -= len(rows)
+            before = rows[-1][0]
+            yield [payload for _, payload in reversed(rows)]

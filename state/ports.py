@@ -264,6 +264,9 @@ class EventLogStore(Protocol):
     async def recent_payloads(self, type_: str, limit: int) -> list[str]:
         """The newest `limit` payloads (JSON text) of one event type, oldest first."""
 
+    async def payload_page(self, type_: str, before_id: int, limit: int) -> list[tuple[int, str]]:
+        """(id, payload) of the newest `limit` events of one type written before id `before_id`, newest first."""
+
 
 @runtime_checkable
 class IdempotencyStore(Protocol):

@@ -89,6 +89,12 @@ class SqliteEventLogStore:
             (*params, limit))
         return [StoredEvent(r[0], r[1], r[2], msgspec.Raw(r[3].encode())) for r in rows]
 
+    async def payload_page(self, type_: str, before_id: int, limit: int) -> list[tuple[int, str]]:
+        """(id, payload) of the newest `limit` events of one type written before id `before_id`, newest first."""
+        rows = await self._db.fetchall("SELECT id, payload FROM events WHERE type = ? AND id < ? ORDER BY id DESC "
+                                       "LIMIT ?", (type_, min(before_id, 2**62), limit))
+        return [(int(r[0]), r[1]) for r in rows]
+
     async def recent_payloads(self, type_: str, limit: int) -> list[str]:
         """The newest `limit` payloads (JSON text) of one event type, oldest first."""
         rows = await self._db.fetchall(

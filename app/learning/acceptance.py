@@ -81,12 +81,10 @@ def _ids(payloads: list[str]) -> tuple[set[str], int]:
     return found, unreadable
 
 
-def labelled_offers(generated: list[str], accepted: list[str], paid: list[str], before: float) -> Outcomes:
-    """The `OfferGenerated` payloads shown before `before`, labelled by whether an `OrderPaid` payload names their
-    offer (and, apart, whether an `OfferAccepted` one does)."""
-    taken, bad_accepts = _ids(accepted)
-    bought, bad_paid = _ids(paid)
-    unreadable = bad_accepts + bad_paid
+def labelled_offers(generated: list[str], taken: set[str], bought: set[str], before: float) -> Outcomes:
+    """The `OfferGenerated` payloads shown before `before`, labelled by whether their offer was paid for (an
+    `OrderPaid` named it: in `bought`) and, apart, accepted (in `taken`)."""
+    unreadable = 0
     # Written into preallocated rows as decoded, so no row's list outlives its turn (see bidmodel.labelled_rows).
     x = np.zeros((len(generated), DIM), dtype=np.float64)
     y = np.zeros(len(generated), dtype=np.float64)
@@ -110,6 +108,15 @@ def labelled_offers(generated: list[str], accepted: list[str], paid: list[str], 
         at[n] = g.at
         n += 1
     return Outcomes(x[:n], y[:n], accepts[:n], at[:n], unreadable)
+
+
+def joined(parts: list[Outcomes], unreadable: int = 0) -> Outcomes:
+    """Pages of outcomes as one, in the order given."""
+    if not parts:
+        return Outcomes(np.zeros((0, DIM)), np.zeros(0), np.zeros(0, dtype=bool), np.zeros(0), unreadable)
+    return Outcomes(np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]),
+                    np.concatenate([p.accepted for p in parts]), np.concatenate([p.at for p in parts]),
+                    unreadable + sum(p.unreadable for p in parts))
 
 
 def time_split(at: np.ndarray, holdout: float = HOLDOUT) -> tuple[np.ndarray, np.ndarray] | None:
@@ -218,12 +225,21 @@ class AcceptanceLearner(VersionedModel[AcceptanceModel | None]):
         now = self._clock.now()
         run = Run(NAME, "skipped", "", now)
         await self._events.flush()
-        generated = await self._events.recent_payloads("OfferGenerated", cfg.max_rows)
-        accepted = await self._events.recent_payloads("OfferAccepted", cfg.max_rows)
-        paid = await self._events.recent_payloads("OrderPaid", cfg.max_rows)
         loop = asyncio.get_running_loop()
-        rows = await loop.run_in_executor(None, labelled_offers, generated, accepted, paid, now - self.label_delay_s)
-        del generated, accepted, paid
+        # By pages (EventLog.payload_pages), each decoded in a worker thread: the newest max_rows offers shown,
+        # labelled by the newest max_rows acceptances and payments.
+        taken: set[str] = set()
+        bought: set[str] = set()
+        unreadable = 0
+        for type_, ids in (("OfferAccepted", taken), ("OrderPaid", bought)):
+            async for page in self._events.payload_pages(type_, cfg.max_rows):
+                found, bad = await loop.run_in_executor(None, _ids, page)
+                ids |= found
+                unreadable += bad
+        parts = [await loop.run_in_executor(None, labelled_offers, page, taken, bought, now - self.label_delay_s)
+                 async for page in self._events.payload_pages("OfferGenerated", cfg.max_rows)]
+        rows = joined(parts[::-1], unreadable)  # oldest first, as shown
+        del taken, bought, parts
         run.rows, run.clicks = len(rows.y), rows.paid
         counts = f"{run.rows} offers with a known outcome, {rows.accepts} accepted, {run.clicks} paid"
         need = self._ranking.min_training_offers

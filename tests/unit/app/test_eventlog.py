@@ -65,6 +65,8 @@ async def test_event_queries_read_only_what_they_return(tmp_path):
     db.fetchall = recorded
     newest = await log.recent_payloads("OfferGenerated", 5)
     assert [int(p.split(":")[1].rstrip("}")) for p in newest] == [2985, 2988, 2991, 2994, 2997]
+    assert [page async for page in log.payload_pages("OfferGenerated", 5, page=2)] == [
+        newest[3:], newest[1:3], newest[:1]]
     assert len(await log.query("Bid", None, 100, 10)) == 10
     assert len(await log.query("Bid", 0.0, 100, 10)) == 10
     assert len(await log.query(None, 0.0, 100, 10)) == 10
@@ -136,3 +138,16 @@ async def test_hub_drops_oldest_for_a_slow_subscriber():
     batch = await sub.next_batch(0.1)
     assert [b.split('"i":')[1][0] for b in batch] == ["2", "3", "4"]
     assert sub.dropped == 2 and drops == ["events", "events"]
+
+
+async def test_pages_of_payloads_hold_the_newest_limit_as_one_read_does(tmp_path):
+    db, _, log = await _event_log(tmp_path, capacity=10_000, flush_rows=10_000, flush_interval_ms=1000)
+    for i in range(1_000):
+        log.log_event("OfferGenerated" if i % 4 else "Other", {"i": i})
+    await log.flush()
+    for limit, page in ((1_000, 64), (700, 100), (5, 1_000), (751, 750)):
+        pages = [p async for p in log.payload_pages("OfferGenerated", limit, page=page)]
+        assert all(0 < len(p) <= page for p in pages)
+        assert [payload for p in reversed(pages) for payload in p] == await log.recent_payloads("OfferGenerated",
+                                                                                                limit)
+    await db.close()
