@@ -301,7 +301,9 @@ class CampaignService:
             open_slots = open_slots.copy() if blocked is None else open_slots
             entries = self._index.entries
             for slot in banded:
-                t = entries[slot].campaign.targeting
+                entry = entries[slot]
+                assert entry is not None  # a shape's slots are live ones
+                t = entry.campaign.targeting
                 if value is None or (t.ltv_min is not None and value < t.ltv_min) or \
                         (t.ltv_max is not None and value > t.ltv_max):
                     open_slots[slot] = False

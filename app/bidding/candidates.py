@@ -14,6 +14,7 @@ an LRU bounded by the bytes of their arrays as well as by count.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import weakref
 from collections import Counter, OrderedDict
@@ -109,12 +110,13 @@ class _Shape:
                  "capped", "banded", "selected", "selected_for", "nbytes", "__weakref__")
 
     def __init__(self, country: str | None, device_type: int | None, imps: list[tuple[int, _ImpShape]],
-                 epoch: int, rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-                 entries: Sequence[_Entry | None], caps_pool: weakref.WeakValueDictionary) -> None:
+                 epoch: int, rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], caps: np.ndarray,
+                 capped: list[int], banded: list[int], caps_pool: weakref.WeakValueDictionary) -> None:
+        """`caps`: the rows' bid caps; `capped` and `banded`: the sorted slots among them whose campaigns have
+        frequency caps, and target an LTV band."""
         self.country, self.device_type, self.imps, self.epoch = country, device_type, imps, epoch
         self.imp_of, self.slot, self.creatives, self.campaigns = rows
         self.n = len(self.slot)
-        caps = np.array([c.bid_cap_micros for c in self.campaigns], dtype=np.float64)
         caps.flags.writeable = False
         # One array per distinct list of bid caps, shared by the shapes that have it: the batch auction reads
         # the caps of requests of one shape as they are instead of concatenating copies.
@@ -125,9 +127,7 @@ class _Shape:
         else:
             caps_pool[digest] = caps
         self.caps = caps
-        slots = set(self.slot.tolist())
-        self.capped = sorted(s for s in slots if entries[s].capped)
-        self.banded = sorted(s for s in slots if entries[s].banded)  # campaigns targeting an LTV band
+        self.capped, self.banded = capped, banded
         self.selected: Candidates | None = None  # the selection for users without frequency use or blocks ...
         self.selected_for: tuple | None = None   # ... and the (open campaigns, limit) it was made for
         # What it holds, counted from its arrays (caps too, though shapes may share them), and the most a cached
@@ -222,7 +222,8 @@ class CandidateIndex:
 
     def __init__(self, shape_cache_bytes: int, shape_cache_entries: int) -> None:
         self.shapes = ShapeCache(shape_cache_bytes, shape_cache_entries)
-        self.masks: LRU[tuple, np.ndarray] = LRU(1024, "bid_block_masks")  # blocked slots by the values that hit
+        # Blocked slots by the values that hit, with the epoch each mask was last brought up to.
+        self.masks: LRU[tuple, tuple[int, np.ndarray]] = LRU(1024, "bid_block_masks")
         self.version = -1            # the store's version the index follows
         self.entries: list[_Entry | None] = []   # by slot; None: not live, or no creatives
         self.stored: list[Campaign] = []         # by slot: the stored campaign, any state
@@ -288,6 +289,8 @@ class CandidateIndex:
         self._sizes.clear()
         self._mimes.clear()
         self._blockable = ({}, {}, {})
+        self.masks.clear()
+        self._slot_arrays.clear()
         for slot, c in enumerate(campaigns):
             self.slot_of[c.id] = slot
             self._set(slot, c, log=False)
@@ -297,6 +300,9 @@ class CandidateIndex:
         self._log_base = self.epoch  # every shape made before is older than the log
 
     def _set(self, slot: int, campaign: Campaign, *, log: bool = True) -> int:
+        """Slot `slot` holds `campaign` now. Only that slot's part of the index changes: its entry, its
+        campaign's counts and block-list values; the shapes and block masks made before catch up with the
+        logged edit when next used (each looks at the slots edited since it was made, not at every slot)."""
         old = self.entries[slot]
         self.stored[slot] = campaign
         new = _Entry(campaign) if campaign.state == "live" and campaign.creatives else None
@@ -309,11 +315,9 @@ class CandidateIndex:
             self._device_types.update({d: step for d in entry.device_types})
             self._sizes.update({size: step for size in entry.banners_by_size})
             self._mimes.update({m: step for _, mimes in entry.videos + entry.audios for m in mimes})
-            c = entry.campaign
-            for values, index in zip((entry.categories, {c.advertiser_domain},
-                                      {c.app_bundle} if c.app_bundle is not None else set()),
-                                     self._blockable, strict=True):
+            for kind, (values, index) in enumerate(zip(_blockable_values(entry), self._blockable, strict=True)):
                 for value in values:
+                    self._slot_arrays.pop((kind, value), None)  # its slots change (or may: looked at again)
                     slots = index.setdefault(value, set())
                     if step > 0:
                         slots.add(slot)
@@ -327,8 +331,6 @@ class CandidateIndex:
         self._mimes = +self._mimes
         self.entries[slot] = new
         self.budgets[slot] = new.campaign.daily_budget_micros if new is not None else 0
-        self.masks.clear()
-        self._slot_arrays.clear()
         if log:
             self._log.append(slot)
             self.epoch += 1
@@ -364,30 +366,69 @@ class CandidateIndex:
 
     def _made(self, country: str | None, device_type: int | None, imps: list[tuple[int, _ImpShape]]) -> _Shape:
         found: list[tuple[int, int, Creative, Campaign]] = []
+        capped: list[int] = []
+        banded: list[int] = []
         for slot, e in enumerate(self.entries):
             if e is None or not e.reaches(country, device_type):
                 continue
+            before = len(found)
             for index, imp in imps:
                 found.extend((index, slot, creative, e.campaign) for creative in e.matching(imp))
-        return _Shape(country, device_type, imps, self.epoch, _rows(found), self.entries, self._caps)
+            if len(found) > before:
+                if e.capped:
+                    capped.append(slot)
+                if e.banded:  # campaigns targeting an LTV band
+                    banded.append(slot)
+        return _Shape(country, device_type, imps, self.epoch, _rows(found), _caps_of(found), capped, banded,
+                      self._caps)
 
     def _caught_up(self, shape: _Shape) -> _Shape:
-        """`shape` with the rows of the campaigns edited since it was made replaced (or made afresh)."""
+        """`shape` with the rows of the campaigns edited since it was made replaced (or made afresh).
+
+        A shape's rows are in slot order, so an edited campaign's rows are one run, found by bisection, and
+        its new rows go where that run was: the work is the edits' own rows and copying the arrays once, not
+        a look at every row. A shape none of the edits reaches is kept as it is, its epoch moved on."""
         start = shape.epoch - self._log_base
         if start < 0 or self.epoch - shape.epoch > _PATCH_MOST:
             return self._made(shape.country, shape.device_type, shape.imps)
         edited = sorted(set(self._log[start:]))
-        keep = ~np.isin(shape.slot, edited)
-        new = [row for slot in edited for row in shape.rows_for(slot, self.entries[slot])]
-        imp_of, slot, creatives, campaigns = (shape.imp_of[keep], shape.slot[keep], shape.creatives[keep],
-                                              shape.campaigns[keep])
-        if new:
-            at = np.searchsorted(slot, [r[1] for r in new])  # rows stay in slot order
-            add_imp, add_slot, add_creatives, add_campaigns = _rows(new)
-            imp_of, slot = np.insert(imp_of, at, add_imp), np.insert(slot, at, add_slot)
-            creatives, campaigns = np.insert(creatives, at, add_creatives), np.insert(campaigns, at, add_campaigns)
-        return _Shape(shape.country, shape.device_type, shape.imps, self.epoch, (imp_of, slot, creatives, campaigns),
-                      self.entries, self._caps)
+        wanted = np.array(edited, dtype=shape.slot.dtype)  # of the rows' own type: searching casts no copy of them
+        lows = shape.slot.searchsorted(wanted, "left").tolist()
+        highs = shape.slot.searchsorted(wanted, "right").tolist()
+        cuts: list[tuple[int, int, int, list[tuple[int, int, Creative, Campaign]]]] = []
+        for slot, low, high in zip(edited, lows, highs, strict=True):
+            new = shape.rows_for(slot, self.entries[slot])
+            if low < high or new:
+                cuts.append((slot, low, high, new))
+        if not cuts:  # nothing of it changed: the same rows, caps and selection hold
+            shape.epoch = self.epoch
+            return shape
+        parts: list[list[np.ndarray]] = [[], [], [], [], []]
+        olds = (shape.imp_of, shape.slot, shape.creatives, shape.campaigns, shape.caps)
+        done = 0  # rows of `shape` taken up to here
+        for _, low, high, new in cuts:
+            for part, old in zip(parts, olds, strict=True):
+                part.append(old[done:low])
+            if new:
+                for part, extra in zip(parts, (*_rows(new), _caps_of(new)), strict=True):
+                    part.append(extra)
+            done = high
+        for part, old in zip(parts, olds, strict=True):
+            part.append(old[done:])
+        imp_of, slot_arr, creatives, campaigns, caps = (np.concatenate(part) for part in parts)
+        capped, banded = list(shape.capped), list(shape.banded)
+        for slot, _, _, new in cuts:
+            entry = self.entries[slot]
+            for slots, has in ((capped, entry is not None and entry.capped),
+                               (banded, entry is not None and entry.banded)):
+                at = bisect.bisect_left(slots, slot)
+                there = at < len(slots) and slots[at] == slot
+                if there and not (new and has):
+                    del slots[at]
+                elif not there and new and has:
+                    slots.insert(at, slot)
+        return _Shape(shape.country, shape.device_type, shape.imps, self.epoch,
+                      (imp_of, slot_arr, creatives, campaigns), caps, capped, banded, self._caps)
 
     # ---- block lists ----
     def blocked(self, request: BidRequest) -> tuple[tuple, np.ndarray] | None:
@@ -399,7 +440,10 @@ class CandidateIndex:
                      for values, index in zip((bcat, badv, bapp), self._blockable, strict=True))
         if not any(hits):
             return None
-        mask = self.masks.get(hits)
+        held = self.masks.get(hits)
+        if held is not None and held[0] == self.epoch:
+            return hits, held[1]
+        mask = self._mask_caught_up(hits, *held) if held is not None else None
         if mask is None:
             mask = np.zeros(len(self.entries), dtype=bool)
             for kind, (values, index) in enumerate(zip(hits, self._blockable, strict=True)):
@@ -408,9 +452,32 @@ class CandidateIndex:
                     if slots is None:
                         slots = self._slot_arrays[(kind, v)] = np.fromiter(index[v], dtype=np.int64)
                     mask[slots] = True
-            mask.flags.writeable = False
-            self.masks.put(hits, mask)
+        mask.flags.writeable = False
+        self.masks.put(hits, (self.epoch, mask))
         return hits, mask
+
+    def _mask_caught_up(self, hits: tuple, epoch: int, mask: np.ndarray) -> np.ndarray | None:
+        """The mask of `hits` made at `epoch`, with the slots edited since looked at again (a copy); None when
+        the log no longer reaches back to it, or it has fewer slots than the index."""
+        start = epoch - self._log_base
+        if start < 0 or self.epoch - epoch > _PATCH_MOST or len(mask) != len(self.entries):
+            return None
+        mask = mask.copy()
+        for slot in set(self._log[start:]):
+            entry = self.entries[slot]
+            mask[slot] = entry is not None and any(
+                v in hit for values, hit in zip(_blockable_values(entry), hits, strict=True) for v in values)
+        return mask
+
+
+def _blockable_values(entry: _Entry) -> tuple[set[str], set[str], set[str]]:
+    """What block lists can name of a live campaign: its categories (bcat), advertiser domain (badv), app (bapp)."""
+    c = entry.campaign
+    return entry.categories, {c.advertiser_domain}, {c.app_bundle} if c.app_bundle is not None else set()
+
+
+def _caps_of(found: Sequence[tuple[int, int, Creative, Campaign]]) -> np.ndarray:
+    return np.array([f[3].bid_cap_micros for f in found], dtype=np.float64)
 
 
 def _rows(found: Sequence[tuple[int, int, Creative, Campaign]]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
