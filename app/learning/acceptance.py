@@ -182,7 +182,7 @@ class AcceptanceLearner(VersionedModel[AcceptanceModel | None]):
         self._config = config
         self.label_delay_s = label_delay_s
         self._ranker = ranker
-        self._events = events   # the analytics event log: flush(), recent_payloads(type, limit)
+        self._events = events   # the analytics event log: flush(), payload_pages(type, limit)
         self._path = RULES_PATH
         self._seen: tuple | None = None   # what the last trained candidate was fitted on (the periodic skip)
 

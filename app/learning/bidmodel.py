@@ -66,18 +66,24 @@ class Logged:
         return int(self.y.sum())
 
 
-def labelled_rows(shown: list[str], clicks: list[str], before: float) -> Logged:
-    """The `Shown` payloads logged before `before`, labelled by whether a `Click` payload names their bid.
-
-    Each payload is decoded and written into the preallocated rows at once, so its lists die as they are made:
-    keeping 150,000 rows' lists alive until the end made the collector run again and again over them, and its
-    passes (up to 47 ms) stalled the event loop the retrain runs beside."""
+def clicked_bids(clicks: list[str]) -> tuple[set[str], int]:
+    """The bid ids `Click` payloads name, and how many did not decode."""
     clicked, unreadable = set(), 0
     for raw in clicks:
         try:
             clicked.add(_click(raw).bid_id)
         except msgspec.DecodeError:
             unreadable += 1
+    return clicked, unreadable
+
+
+def labelled_rows(shown: list[str], clicked: set[str], before: float) -> Logged:
+    """The `Shown` payloads logged before `before`, labelled by whether their bid was clicked (in `clicked`).
+
+    Each payload is decoded and written into the preallocated rows at once, so its lists die as they are made:
+    keeping 150,000 rows' lists alive until the end made the collector run again and again over them, and its
+    passes (up to 47 ms) stalled the event loop the retrain runs beside."""
+    unreadable = 0
     x = np.zeros((len(shown), features.DIM), dtype=np.float32)
     y = np.zeros(len(shown), dtype=np.float32)
     at = np.zeros(len(shown), dtype=np.float64)
@@ -98,6 +104,15 @@ def labelled_rows(shown: list[str], clicks: list[str], before: float) -> Logged:
         at[n] = s.at
         n += 1
     return Logged(x[:n], y[:n], at[:n], unreadable)
+
+
+def joined(parts: list[Logged], unreadable: int = 0) -> Logged:
+    """Pages of rows as one, in the order given."""
+    if not parts:
+        return Logged(np.zeros((0, features.DIM), dtype=np.float32), np.zeros(0, dtype=np.float32), np.zeros(0),
+                      unreadable)
+    return Logged(np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]),
+                  np.concatenate([p.at for p in parts]), unreadable + sum(p.unreadable for p in parts))
 
 
 def _write_model(net: SpikingNet, path: Path) -> None:
@@ -131,7 +146,7 @@ class BidModelLearner(VersionedModel[SpikingNet]):
         super().__init__(registry, clock, metrics, audit, models_dir, config.keep_files, canary)
         self._config = config
         self._holder = holder
-        self._events = events   # the analytics event log: recent_payloads(type, limit)
+        self._events = events   # the analytics event log: payload_pages(type, limit)
 
     async def _read(self, path: str) -> SpikingNet:
         return await ModelHolder.read(path)
@@ -162,11 +177,19 @@ class BidModelLearner(VersionedModel[SpikingNet]):
         cfg, started = self._config, time.perf_counter()
         now = self._clock.now()
         run = Run(NAME, "skipped", "", now)
-        shown = await self._events.recent_payloads("Shown", cfg.max_rows)
-        clicks = await self._events.recent_payloads("Click", cfg.max_rows)
         loop = asyncio.get_running_loop()
-        logged = await loop.run_in_executor(None, labelled_rows, shown, clicks, now - cfg.label_delay_s)
-        del shown, clicks
+        # By pages (EventLog.payload_pages), each decoded in a worker thread: the newest max_rows ads shown,
+        # labelled by the newest max_rows clicks.
+        clicked: set[str] = set()
+        unreadable = 0
+        async for page in self._events.payload_pages("Click", cfg.max_rows):
+            found, bad = await loop.run_in_executor(None, clicked_bids, page)
+            clicked |= found
+            unreadable += bad
+        parts = [await loop.run_in_executor(None, labelled_rows, page, clicked, now - cfg.label_delay_s)
+                 async for page in self._events.payload_pages("Shown", cfg.max_rows)]
+        logged = joined(parts[::-1], unreadable)  # oldest first, as shown
+        del clicked, parts
         run.rows, run.clicks = len(logged.y), logged.clicks
         if run.rows < cfg.min_rows or run.clicks < cfg.min_clicks:
             run.reason = (f"{run.rows} shown ads with {run.clicks} clicks are logged; training needs "

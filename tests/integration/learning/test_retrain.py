@@ -68,8 +68,13 @@ async def test_won_bids_log_the_features_they_were_scored_on(aiohttp_client, tmp
     shown = await platform.event_log.recent_payloads("Shown", 100_000)
     assert len(shown) == summary.wins  # every won bid logged its row, once
     clicks = await platform.event_log.recent_payloads("Click", 100_000)
-    logged = bidmodel.labelled_rows(shown, clicks, time.time() + 1)
-    assert logged.clicks == summary.clicks and logged.unreadable == 0
+    clicked, unreadable = bidmodel.clicked_bids(clicks)
+    logged = bidmodel.labelled_rows(shown, clicked, time.time() + 1)
+    assert logged.clicks == summary.clicks and logged.unreadable == unreadable == 0
+    # Read as the retrain reads them, by pages: the same rows in the same order.
+    paged = bidmodel.joined([bidmodel.labelled_rows(page, clicked, time.time() + 1) async for page in
+                             platform.event_log.payload_pages("Shown", 100_000, page=7)][::-1])
+    assert np.array_equal(paged.x, logged.x) and np.array_equal(paged.y, logged.y)
     # Each logged row is one the scorer was given, bit for bit (the bid's own candidate row).
     candidates = np.concatenate(list(scored.values()))
     assert all(np.any(np.all(candidates == row, axis=1)) for row in logged.x)
