@@ -167,6 +167,11 @@ class SqliteDeliveryStore:
     def spent(self, campaign_id: str, day: str) -> int:
         return self.spend.get((campaign_id, day), 0)
 
+    def campaigns_shown(self, user_id: str, since: float) -> set[str]:
+        """The campaigns with an impression of the user at `since` or later."""
+        seen = self.impressions.get(user_id)
+        return {c for at, c in seen if at >= since} if seen else set()
+
     def count_since(self, user_id: str, since: float, campaign_id: str | None = None) -> int:
         """Impressions of a user since `since`, optionally for one campaign."""
         seen = self.impressions.get(user_id)

@@ -14,6 +14,7 @@ import functools
 import time
 import uuid
 from collections.abc import Callable
+from typing import Protocol
 
 import msgspec
 import numpy as np
@@ -28,7 +29,18 @@ from app.runtime.lru import LRU
 from state.campaigns import Campaign, HistoryEntry
 from state.ports import CampaignStore, DeliveryStore
 
-__all__ = ["WINDOWS", "CampaignService", "CampaignSpend", "Candidates", "_Entry", "_ImpShape", "utc_day"]
+__all__ = ["WINDOWS", "CampaignService", "CampaignSpend", "Candidates", "Delivery", "_Entry", "_ImpShape", "utc_day"]
+
+LONGEST_WINDOW_S = max(WINDOWS.values())
+
+
+class Delivery(DeliveryStore, Protocol):
+    """The delivery port as bidding's campaigns read it: also which campaigns a user was shown lately, so that
+    frequency caps are worked out for those campaigns alone (any other has shown the user nothing)."""
+
+    def campaigns_shown(self, user_id: str, since: float) -> set[str]:
+        """The campaigns with an impression of the user at `since` or later."""
+        ...
 
 
 class CampaignSpend(msgspec.Struct):
@@ -57,7 +69,7 @@ def _day_name(day_number: int) -> str:
 
 
 class CampaignService:
-    def __init__(self, store: CampaignStore, delivery: DeliveryStore, clock: Clock, audit: AuditTrail, *,
+    def __init__(self, store: CampaignStore, delivery: Delivery, clock: Clock, audit: AuditTrail, *,
                  pacing_slack: float, shape_cache_bytes: int = 64 << 20, shape_cache_entries: int = 10_000) -> None:
         self._store = store
         self._delivery = delivery
@@ -322,13 +334,19 @@ class CampaignService:
 
     def _with_frequency(self, shape: _Shape, capped: builtins.list[int], open_slots: np.ndarray, user_id: str,
                         now: float, limit: int) -> Candidates | None:
-        """The selection with the frequency caps of the `capped` slots applied to `open_slots` (a copy this
-        changes)."""
-        entries = self._index.entries
+        """The selection with frequency caps applied to `open_slots` (a copy this changes), for a request whose
+        shape has `capped` slots. Only the capped campaigns that showed the user something in the longest window
+        are looked at: for any other every count is 0, so its use is 0 (a cap below 1 shuts it all the same)."""
+        index = self._index
+        entries, slot_of = index.entries, index.slot_of
         freq = np.zeros(len(entries), dtype=np.float32)
-        for slot in capped:
-            entry = entries[slot]
-            assert entry is not None  # a shape's slots are live ones
+        for shut in index.shut_by_caps:
+            open_slots[shut] = False
+        for campaign_id in self._delivery.campaigns_shown(user_id, now - LONGEST_WINDOW_S):
+            slot = slot_of.get(campaign_id)
+            entry = entries[slot] if slot is not None else None
+            if entry is None or not entry.capped:
+                continue
             use = self.frequency_use(entry.campaign, user_id, now)
             if use is None:
                 open_slots[slot] = False

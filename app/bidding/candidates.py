@@ -240,6 +240,7 @@ class CandidateIndex:
         self._mimes: Counter[str] = Counter()        # mimes of their video and audio creatives
         self._blockable: tuple[dict[str, set[int]], dict[str, set[int]], dict[str, set[int]]] = ({}, {}, {})
         self._slot_arrays: dict[tuple[int, str], np.ndarray] = {}
+        self.shut_by_caps: set[int] = set()  # live slots with a frequency cap below 1: shut for any user shown ads
 
     def live(self) -> list[_Entry]:
         return [e for e in self.entries if e is not None]
@@ -289,6 +290,7 @@ class CandidateIndex:
         self._sizes.clear()
         self._mimes.clear()
         self._blockable = ({}, {}, {})
+        self.shut_by_caps.clear()
         self.masks.clear()
         self._slot_arrays.clear()
         for slot, c in enumerate(campaigns):
@@ -330,6 +332,11 @@ class CandidateIndex:
         self._sizes = +self._sizes
         self._mimes = +self._mimes
         self.entries[slot] = new
+        if new is not None and new.capped and any(
+                (cap := getattr(campaign.frequency_caps, w)) is not None and cap < 1 for w in WINDOWS):
+            self.shut_by_caps.add(slot)
+        else:
+            self.shut_by_caps.discard(slot)
         self.budgets[slot] = new.campaign.daily_budget_micros if new is not None else 0
         if log:
             self._log.append(slot)
