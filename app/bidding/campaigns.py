@@ -87,6 +87,7 @@ class CampaignService:
         self._open_key: bool | None = None  # None: to be worked out whole
         self._open_from = self._open_until = 0.0
         self._open_version = 0
+        self._timed: set[int] = set()  # the slots of the campaigns timed() gives
 
     # ---- storage: the workflow (app/campaigns/workflow.py) decides which changes are allowed ----
     async def create(self, actor: Principal | str, campaign: Campaign, *, audit: bool = True,
@@ -184,13 +185,26 @@ class CampaignService:
         self._follow()
         return self._index.live()
 
+    def timed(self) -> builtins.list[Campaign]:
+        """The campaigns whose state the clock may move, by id: approved or scheduled ones with a start, live ones
+        with an end (the scheduler looks at these, not at every campaign)."""
+        self._follow()
+        stored = self._index.stored
+        return sorted((stored[slot] for slot in self._timed), key=lambda c: c.id)
+
     def _follow(self) -> None:
         """Bring the index up to the store: only the campaigns that changed are looked at again."""
         changed = self._index.sync(self._store.version, self._store.get, self._store.all)
         if changed is None:  # made afresh: every slot's spend is read again
             self._spend_day = None
+            self._timed = {slot for slot, c in enumerate(self._index.stored) if _timed(c)}
         elif changed:
             self._moved_slots.update(changed)
+            for slot in changed:
+                if _timed(self._index.stored[slot]):
+                    self._timed.add(slot)
+                else:
+                    self._timed.discard(slot)
             day, spend = self._spend_day, self._delivery.spend
             if day is not None and len(self._spend_arr) == len(self._index.stored):
                 for slot in changed:  # a campaign gone live again may have spent today
@@ -362,6 +376,13 @@ class CampaignService:
     @property
     def block_masks(self) -> LRU:
         return self._index.masks
+
+
+def _timed(c: Campaign) -> bool:
+    """Whether the clock may move the campaign on: start it (approved or scheduled, with a start) or complete it
+    (live, with an end). The workflow's scheduler decides when."""
+    return (c.starts_at is not None and c.state in ("approved", "scheduled")) or \
+        (c.ends_at is not None and c.state == "live")
 
 
 def _check(c: Campaign) -> None:

@@ -256,7 +256,7 @@ class CampaignWorkflow:
         step is never taken twice."""
         now = self._clock.now()
         taken = 0
-        for campaign in sorted(self._campaigns.list(), key=lambda c: c.id):
+        for campaign in self._campaigns.timed():  # those with a start or an end to reach, not every campaign
             due = _due(campaign, now)
             while due is not None:
                 action, from_state, to_state = due
