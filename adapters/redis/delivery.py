@@ -260,18 +260,20 @@ class RedisDeliveryStore(SqliteDeliveryStore):
             raise
 
     # ---- this node's view of spend ----
-    async def refresh_spend(self) -> None:
-        """Today's spend of every campaign, as all the nodes charged it, into this node's view."""
+    async def refresh_spend(self) -> list[str]:
+        """Today's spend of every campaign, as all the nodes charged it, into this node's view; the campaigns whose
+        spend changed."""
         day = utc_day(self._now())
         ids = sorted(set(self._campaign_ids()))
         if not ids:
-            return
+            return []
         values = await self._r.run("refresh", self._r.redis.mget([self._k("spent", c, day) for c in ids]))
-        changed = False
+        changed = []
         for c, v in zip(ids, values, strict=True):
             spent = as_int(v)
             if self.spend.get((c, day), 0) != spent:
                 self.spend[(c, day)] = spent
-                changed = True
+                changed.append(c)
         if changed:
             self.version += 1
+        return changed

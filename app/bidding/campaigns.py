@@ -13,7 +13,7 @@ import builtins
 import functools
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import msgspec
@@ -213,7 +213,8 @@ class CampaignService:
     # ---- spend: told of each charge by the notices, so a charge looks again at its one campaign ----
     def charging(self, campaign_id: str) -> None:
         """A charge of `campaign_id` is under way: its spend may change (and change back, if it fails to store).
-        Every charge is announced so (NoticeService), or spend_reloaded() is called after spend changed."""
+        Every charge is announced so (NoticeService); spend changed otherwise is told by spend_changed() or
+        spend_reloaded()."""
         self._charging[campaign_id] = self._charging.get(campaign_id, 0) + 1
 
     def charged(self, campaign_id: str) -> None:
@@ -224,6 +225,11 @@ class CampaignService:
         else:
             self._charging.pop(campaign_id, None)
         self._charged.add(campaign_id)
+
+    def spend_changed(self, campaign_ids: Iterable[str]) -> None:
+        """The spend of these campaigns changed without a charge here (refreshed from what other nodes charged):
+        each is read again, as after a charge."""
+        self._charged.update(campaign_ids)
 
     def spend_reloaded(self) -> None:
         """Spend changed in ways no charge announced (reloaded, or refreshed from what other nodes charged)."""

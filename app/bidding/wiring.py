@@ -58,8 +58,8 @@ def build(infra: Infra, loyalty_features: Callable[[str], np.ndarray | None], va
         refreshed = shared
 
         async def refresh_spend() -> None:
-            await refreshed.refresh_spend()
-            campaigns.spend_reloaded()  # spend other nodes charged: no charge here announced it
+            # Spend other nodes charged (no charge here announced it): the budget view reads those campaigns again.
+            campaigns.spend_changed(await refreshed.refresh_spend())
 
         infra.supervisor.add_periodic("shared_spend_refresh", config.redis.spend_refresh_ms / 1000, refresh_spend)
     else:
