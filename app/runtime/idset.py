@@ -25,7 +25,7 @@ class IdSet:
     __slots__ = ("_base", "_added", "_removed")
 
     def __init__(self, items: Iterable[str] = ()) -> None:
-        self._base = _sorted(np.unique(hashes(items)))
+        self._base = _sorted(distinct(hashes(items)))
         self._added: set[int] = set()    # hashes not in _base
         self._removed: set[int] = set()  # hashes in _base that left
 
@@ -39,7 +39,7 @@ class IdSet:
         """A set of the ids whose hashes (`hashes()` of them) these arrays hold: one sort of them all."""
         out = cls()
         if parts:
-            out._base = _sorted(np.unique(np.concatenate(parts)))
+            out._base = _sorted(distinct(np.concatenate(parts)))
         return out
 
     def _hashes(self) -> np.ndarray:
@@ -111,6 +111,18 @@ class IdSet:
 def hashes(items: Iterable[str]) -> np.ndarray:
     """The ids' hashes as IdSet keeps them (unsorted, repeats kept)."""
     return np.array([_hash(i) for i in items], dtype=np.int64)
+
+
+def distinct(values: np.ndarray) -> np.ndarray:
+    """np.unique of int64 values (sorted, each once) by one sort: numpy 2's np.unique hashes them first and took
+    ~0.9 s for a million hashes, a sort ~20 ms."""
+    if len(values) < 2:
+        return values
+    values = np.sort(values)
+    keep = np.empty(len(values), dtype=bool)
+    keep[0] = True
+    np.not_equal(values[1:], values[:-1], out=keep[1:])
+    return values[keep]
 
 
 def _sorted(hashes: np.ndarray) -> array:

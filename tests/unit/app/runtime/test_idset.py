@@ -1,5 +1,6 @@
 """The compact id set against a plain set (its reference): the same answers through adds, removals and merges."""
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -39,3 +40,10 @@ def test_a_million_ids_take_eight_megabytes():
     ids = IdSet(f"traveller-{k:07d}" for k in range(1_000_000))
     assert len(ids) == 1_000_000 and ids.nbytes == 8_000_000
     assert "traveller-0999999" in ids and "traveller-1000000" not in ids and 42 not in ids
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-2**63, 2**63 - 1) | st.integers(-3, 3), max_size=50))
+def test_distinct_is_numpys_unique(values):
+    arr = np.array(values, dtype=np.int64)
+    assert np.array_equal(idset.distinct(arr), np.unique(arr))
