@@ -16,8 +16,11 @@ The formulas and their order of operations are those of ml/ltv/base.py and ml/lt
 `LTVModel.fast = False`); libm's log/exp/log1p may differ from numpy's in the last bit and a few sums run in order
 rather than pairwise or through BLAS, and the correction's linear predictor adds its terms in
 another order, so results agree with the plain path to about 1e-12 relative, not bit for bit
-(tests/unit/ml/ltv/test_kernels.py compares the two). Signatures are explicit: the loops compile (or load from
-numba's on-disk cache) at import, never on a request.
+(tests/unit/ml/ltv/test_kernels.py compares the two). Signatures are explicit, and the loops compile (or load from
+numba's on-disk cache) when first called or when a server loads them in the background once it is ready
+(ml/compiled.py), not at import: only a request in a start's first moments can wait for them. The small helpers
+they inline have none: they are compiled only into a loop being compiled, so loading the loops from the cache
+compiles nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import math
 import numba
 import numpy as np
 from numba import types
+
+from ml.compiled import later
 
 _F64 = types.Array(types.float64, 1, "C", readonly=True)
 _F64A = types.Array(types.float64, 1, "A", readonly=True)
@@ -47,19 +52,19 @@ PAR_T, PAR_RATE, PAR_CONST = 11, 12, 13
 WEEK = 7.0
 
 
-@numba.njit(types.float64(types.float64, types.float64), inline="always")
+@numba.njit(inline="always")
 def _max(a, b):
     """np.maximum: a NaN on either side is the answer."""
     return a if a > b or a != a else b
 
 
-@numba.njit(types.float64(types.float64, types.float64), inline="always")
+@numba.njit(inline="always")
 def _min(a, b):
     """np.minimum: a NaN on either side is the answer."""
     return a if a < b or a != a else b
 
 
-@numba.njit(_UNI(_F64_2DW, 2)(_F64A, _F64A, _F64A, _F64A), boundscheck=False, cache=True)
+@later(_UNI(_F64_2DW, 2)(_F64A, _F64A, _F64A, _F64A), boundscheck=False, cache=True)
 def inputs(frequency, recency, age, monetary):
     """((3, n) x, tx, T in weeks, (1, n) spend per purchase): LTVModel._inputs."""
     n = len(frequency)
@@ -73,13 +78,13 @@ def inputs(frequency, recency, age, monetary):
     return xtT, m
 
 
-@numba.njit(types.boolean(_F64_2D, types.int64, types.int64, types.int64), inline="always")
+@numba.njit(inline="always")
 def _same(xtT, i, j, row):
     """Rows i and j share frequency and xtT[row] (recency or age)."""
     return xtT[0, i] == xtT[0, j] and xtT[row, i] == xtT[row, j]
 
 
-@numba.njit(types.Tuple((_F64_2DW, _I64_2DW))(types.int64, _F64, _F64_2D, types.int64), boundscheck=False,
+@later(types.Tuple((_F64_2DW, _I64_2DW))(types.int64, _F64, _F64_2D, types.int64), boundscheck=False,
             cache=True)
 def base_args(method, par, xtT, group):
     """((4, distinct) hyp2f1's (a, b, c, z), (terms, rows) which of them each row's term reads). The terms: BG/NBD's
@@ -129,7 +134,7 @@ def base_args(method, par, xtT, group):
     return args[:, :u].copy(), idx
 
 
-@numba.njit(_F64_2DW(types.int64, _F64, _F64, _F64, _F64_2D, _F64, _I64_2D, types.int64, _I64, _F64_2D, _F64_2DA,
+@later(_F64_2DW(types.int64, _F64, _F64, _F64, _F64_2D, _F64, _I64_2D, types.int64, _I64, _F64_2D, _F64_2DA,
                      _F64, _F64), boundscheck=False, cache=True)
 def point(method, par, coef, gl, xtT, h, hidx, group, inv, m, extra, glx, glw):
     """(6, rows) expected purchases, P(alive), BG/NBD's expectation if alive, spend per purchase, discount ratio and
@@ -232,7 +237,7 @@ def point(method, par, coef, gl, xtT, h, hidx, group, inv, m, extra, glx, glw):
     return out
 
 
-@numba.njit(_F64_2DW(_F64, _F64_2D, _F64_2D, _F64_2D, types.float64, types.int64), boundscheck=False, cache=True)
+@later(_F64_2DW(_F64, _F64_2D, _F64_2D, _F64_2D, types.float64, types.int64), boundscheck=False, cache=True)
 def interval(par, xtT, m, pt, level, small_block):
     """(10, n) for LTVModel._interval from point()'s rows: shape twice, the two levels' gamma quantile
     fractions, the two confidence bounds over theta (so gammaincinv(out[0:2], out[2:4]) and
@@ -306,7 +311,7 @@ def interval(par, xtT, m, pt, level, small_block):
     return out
 
 
-@numba.njit(_F64_2DW(_F64_2D, _F64_2D, _F64_2D, _F64), boundscheck=False, cache=True)
+@later(_F64_2DW(_F64_2D, _F64_2D, _F64_2D, _F64), boundscheck=False, cache=True)
 def interval_end(prep, quantile, inside, ltv):
     """(3, n) lower, upper and confidence from interval()'s rows and the gamma functions' answers."""
     n = prep.shape[1]
@@ -321,7 +326,7 @@ def interval_end(prep, quantile, inside, ltv):
     return out
 
 
-@numba.njit(types.Tuple((_F64_2DW, _F64_2DW, _F64_2DW, _F64_2DW, _I64W))(
+@later(types.Tuple((_F64_2DW, _F64_2DW, _F64_2DW, _F64_2DW, _I64W))(
     _F64A, _F64A, _F64A, _F64A, _F64_2DA, _I64, _F64, types.float64), boundscheck=False, cache=True)
 def coalitions(frequency, recency, age, monetary, extra_in, rows, mean, own_monetary):
     """explain_many's rows for every subset of the inputs (bit j of coalition c: input j is the customer's own,
@@ -363,7 +368,7 @@ def coalitions(frequency, recency, age, monetary, extra_in, rows, mean, own_mone
     return vals, xtT, m, extra, inv
 
 
-@numba.njit(types.Tuple((_F64_2DW, _I64_2DW))(_F64, _F64_2D), boundscheck=False, cache=True)
+@later(types.Tuple((_F64_2DW, _I64_2DW))(_F64, _F64_2D), boundscheck=False, cache=True)
 def attribute(ltv, weights):
     """((n, k) each customer's attributions: their 2^k coalitions' LTV times the Shapley weights, (n, k) the
     inputs' order by |attribution|, largest first, ties in input order: Python's stable sort)."""

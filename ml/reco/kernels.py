@@ -5,16 +5,19 @@ the embedding profile, four z-scores, the mask, a partial sort, the reasons' anc
 overhead cost more than its arithmetic over a few hundred items. These loops do the same arithmetic as
 ml/reco/strategies.py in one call per step. Sums run in a different order from numpy's pairwise ones, so scores can
 differ from the plain path's in the last bits; tests/unit/app/reco/test_fast_path.py compares the two answers.
-Signatures are explicit: the loops compile (or load from numba's on-disk cache) at import, never on a request.
+Signatures are explicit, and the loops compile (or load from numba's on-disk cache) when first called or when a
+server loads them in the background once it is ready (ml/compiled.py), not at import: only a request in a start's
+first moments can wait for them.
 """
 
 from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 from numba import types
+
+from ml.compiled import later
 
 _F64 = types.Array(types.float64, 1, "C", readonly=True)
 _F64W = types.Array(types.float64, 1, "C")
@@ -25,7 +28,7 @@ _I32 = types.Array(types.int32, 1, "C", readonly=True)
 _F32 = types.Array(types.float32, 1, "C", readonly=True)
 
 
-@numba.njit(_F64W(_I64, _I32, _F32, _I64, _F64, _F64), boundscheck=False, cache=True)
+@later(_F64W(_I64, _I32, _F32, _I64, _F64, _F64), boundscheck=False, cache=True)
 def coview_row(indptr, indices, data, items, weights, divisor):
     """(items,) the user's recent row times the co-view matrix (its float32 counts and int32 columns as the features
     keep them: half the memory to read), divided by popularity^debias."""
@@ -39,7 +42,7 @@ def coview_row(indptr, indices, data, items, weights, divisor):
     return out
 
 
-@numba.njit(types.void(_F64W), boundscheck=False, cache=True)
+@later(types.void(_F64W), boundscheck=False, cache=True)
 def _zscore(x):
     """In place: x minus its mean over its std; a constant x becomes zeros (ml/reco/ranking.zscore_rows)."""
     n = len(x)
@@ -55,7 +58,7 @@ def _zscore(x):
         x[j] = (x[j] - mean) / std if std > 0 else 0.0
 
 
-@numba.njit(_F64W(_F64W, _I64, _F64, _F32_2D, _F64, _F64, _F64), fastmath={"reassoc", "contract"},
+@later(_F64W(_F64W, _I64, _F64, _F32_2D, _F64, _F64, _F64), fastmath={"reassoc", "contract"},
             boundscheck=False, cache=True)
 def blend(coview, items, weights, unit, popularity_z, recency_z, w):
     """(items,) the personalized blend: w[0..3] times the z-scored co-view, embedding similarity to the user's
@@ -81,7 +84,7 @@ def blend(coview, items, weights, unit, popularity_z, recency_z, w):
     return out
 
 
-@numba.njit(types.Tuple((types.Array(types.int64, 1, "C"), _F64W))(_F64, _B1, types.int64),
+@later(types.Tuple((types.Array(types.int64, 1, "C"), _F64W))(_F64, _B1, types.int64),
             boundscheck=False, cache=True)
 def top_n(scores, allowed, n):
     """The best `n` allowed items with a finite score, best first, equal scores by lower index
@@ -104,7 +107,7 @@ def top_n(scores, allowed, n):
     return picked[:size].copy(), values[:size].copy()
 
 
-@numba.njit(types.Tuple((types.Array(types.int64, 1, "C"), types.Array(types.int64, 1, "C")))(
+@later(types.Tuple((types.Array(types.int64, 1, "C"), types.Array(types.int64, 1, "C")))(
     _I64, _I32, _F32, _I64, _F64, _I64, _F32_2D), boundscheck=False, cache=True)
 def anchors(indptr, indices, data, items, weights, picked, unit):
     """For each picked item, the recent item whose co-view contributed most (-1: none), and, when `unit` has
@@ -141,7 +144,7 @@ def anchors(indptr, indices, data, items, weights, picked, unit):
 _U64 = types.uint64
 
 
-@numba.njit(types.Array(types.int64, 1, "C")(_B1, _I64, _U64, types.int64), boundscheck=False, cache=True)
+@later(types.Array(types.int64, 1, "C")(_B1, _I64, _U64, types.int64), boundscheck=False, cache=True)
 def explore(allowed, kept, seed, k):
     """`k` distinct allowed items outside `kept`, drawn uniformly by a partial Fisher-Yates shuffle whose random
     numbers are splitmix64 of `seed`: the same seed draws the same items (fewer when fewer are left)."""
@@ -162,7 +165,7 @@ def explore(allowed, kept, seed, k):
     return pool[:min(k, m)].copy()
 
 
-@numba.njit(types.Tuple((types.Array(types.int64, 1, "C"), _F64W))(
+@later(types.Tuple((types.Array(types.int64, 1, "C"), _F64W))(
     _I32, _F64, _F32, types.int64, types.float64, types.float64, types.float64), boundscheck=False, cache=True)
 def recent_row(items, at, weight, start, now, ttl, decay):
     """A user's recent row from their events (oldest first) from `start` on: the events within `ttl` of `now`
