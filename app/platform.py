@@ -7,9 +7,11 @@ import logging
 import math
 import secrets
 import socket
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from adapters.nats.changes import NatsChangeFeed
 from adapters.pii import FILE_NAME as PII_KEY_FILE
 from adapters.pii import cipher_from, rotate_key_file
 from adapters.postgres import migrations as pg_migrations
@@ -57,6 +59,10 @@ from app.runtime.tracing import Tracing
 from app.secrets import with_secrets
 from app.simulate import NotLoopback, Simulator, check_loopback
 from app.urls import PublicUrls
+from ml import compiled
+
+if TYPE_CHECKING:
+    from adapters.nats.changes import NatsChangeFeed
 
 log = logging.getLogger("contrail")
 DEMO_EXCHANGE, DEMO_PROFILES, DEMO_MAIL = "demo traffic (bids)", "demo traffic (profiles)", "demo traffic (mail)"
@@ -153,6 +159,8 @@ class Platform:
         # Several nodes on PostgreSQL with NATS: each tells the others which records it committed.
         self.changes: NatsChangeFeed | None = None
         if storage.backend == "postgres" and config.nats.url:
+            from adapters.nats.changes import NatsChangeFeed  # here: the NATS client is imported only when used
+
             self.changes = NatsChangeFeed(config.nats.url, f"{config.server.node_id or socket.gethostname()}-"
                                           f"{secrets.token_hex(4)}", metrics, self.apply_change)
         p = config.pii
@@ -186,6 +194,12 @@ class Platform:
         self.supervisor.add_periodic("retention", 60, self._retention)
         self.supervisor.add_periodic("pii_rewrap", config.pii.rewrap_check_s, self.rewrap_pii_once)
         self.supervisor.add("loop_lag", lambda: watch_loop_lag(metrics.loop_lag.observe))
+        # Set by create_app: what requests are answered correctly without is loaded after the server is ready
+        # (open_storage leaves it to the `warm_up` task); the operator commands load everything first.
+        self.load_after_ready = False
+        self._after_ready: list[tuple[str, Callable[[], Awaitable[object]]]] = []
+        self._loaded_after_ready = asyncio.Event()
+        self.supervisor.add("warm_up", self._warm_up)
         if config.demo.traffic_per_s > 0:
             self.supervisor.add("demo_traffic", self._demo_traffic)
 
@@ -455,10 +469,20 @@ class Platform:
         await self.account_store.load()
         await self.idempotency_store.load(self.clock.now())
         await self.campaign_store.load()
-        await self.profile_store.load()
+        if self.load_after_ready and self.redis is None:
+            # A million ids take about a second; until they are read every profile lookup reads the store.
+            self._after_ready.append(("profile_ids", self.profile_store.load))
+        else:
+            await self.profile_store.load()
         await self.delivery.load(self.clock.now())
         await self.catalog_store.load()
-        await self.order_store.load()
+        if self.load_after_ready and self.changes is None:
+            # Requests that need the live orders (retail's, and its sweep) wait for them (order_store.loaded());
+            # with other nodes' changes arriving from the start, they are loaded first, as before.
+            self.order_store.defer_load()
+            self._after_ready.insert(0, ("live_orders", self.order_store.load))
+        else:
+            await self.order_store.load()
         await self.offer_store.load(self.clock.now())
         await self.loyalty.load()
         await self.suppression_store.load()
@@ -468,7 +492,26 @@ class Platform:
         await self.ltv.load()
         await self.policies.load()
         await self.learning.load()
+        if self.load_after_ready:
+            # The reco and LTV loops, from numba's cache, in a worker thread: compiled when first called otherwise.
+            self._after_ready.append(("compiled_loops", lambda: asyncio.to_thread(compiled.load_all)))
         return applied
+
+    async def _warm_up(self) -> None:
+        """What open_storage left for after readiness, in order; a step that fails is retried (the task restarts)
+        without the ones done before it."""
+        started = time.perf_counter()
+        steps = self._after_ready
+        while steps:
+            name, step = steps[0]
+            await step()
+            steps.pop(0)
+            log.info("loaded after ready", extra={"what": name, "seconds": round(time.perf_counter() - started, 3)})
+        self._loaded_after_ready.set()
+
+    async def loaded_after_ready(self) -> None:
+        """Returns once the `warm_up` task has loaded what open_storage left for after readiness."""
+        await self._loaded_after_ready.wait()
 
     async def close_storage(self) -> None:
         await self.ingest.flush_profiles()

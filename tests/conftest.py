@@ -105,11 +105,12 @@ def make_config(tmp_path: Path, **overrides: Any) -> Config:
     return load_config(None, env=env)
 
 
-# At startup the app runs a full collection and freezes the heap (app.main._steady_heap); in this process the heap is
-# mostly pytest's own (every collected test, every imported library), which a server never has, and walking it took
-# 0.1-0.2 s of every app start. So that heap is frozen just before an app starts: the app's collection then walks
-# what the app made, as in `serve`. The app unfreezes everything when it stops, and every FULL_COLLECTION_EVERY-th
-# start is left to collect the whole heap, so the garbage of the apps before it is still freed.
+# Once what it loads after readiness is loaded, the app runs a full collection and freezes the heap
+# (app.main._steady_heap); in this process the heap is mostly pytest's own (every collected test, every imported
+# library), which a server never has, and walking it took 0.1-0.2 s of every app start. So that heap is frozen just
+# before an app starts: the app's collection then walks what the app made, as in `serve`. The app unfreezes
+# everything when it stops, and every FULL_COLLECTION_EVERY-th start is left to collect the whole heap, so the
+# garbage of the apps before it is still freed.
 FULL_COLLECTION_EVERY = 20
 _app_starts = itertools.count(1)
 

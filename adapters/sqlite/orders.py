@@ -38,10 +38,34 @@ class SqliteOrderStore:
         # than scanning every order in the state each time; stale entries are skipped when popped.
         self._due: dict[str, list[tuple[float, str]]] = {state: [] for state in _DUE_AT}
         self.finished: LRU[str, Order] = LRU(finished_cached, "finished_orders")
+        # Set while a load deferred past readiness (defer_load) has not finished: what needs the live orders
+        # waits for it (loaded()).
+        self._loading: asyncio.Event | None = None
+
+    def defer_load(self) -> None:
+        """The live orders will be loaded after the server is ready: until load() is done, loaded() waits."""
+        if self._loading is None:
+            self._loading = asyncio.Event()
+
+    async def loaded(self) -> None:
+        """Returns once the live orders are in memory: at once, unless a load deferred past readiness is under way
+        (or failed and is retried)."""
+        if self._loading is not None:
+            await self._loading.wait()
 
     async def load(self) -> None:
         """The live orders and what they hold; finished ones stay in the store (restart time grows with live
         orders, not with history). Each state is read in keyset batches through its index."""
+        try:
+            await self._load_live()
+        except BaseException:
+            self._forget_live()  # a retry starts from nothing (its holds would count twice)
+            raise
+        if self._loading is not None:
+            self._loading.set()  # what waited in loaded() goes on
+            self._loading = None
+
+    async def _load_live(self) -> None:
         # Orders of one offer's kind (a flight, a party size, a bundle) have equal items: kept once, as orders
         # made from one offer share its items in the live process.
         shared: dict[tuple[Item, ...], tuple[Item, ...]] = {}
@@ -58,6 +82,14 @@ class SqliteOrderStore:
                         order = msgspec.structs.replace(order, items=items)
                     self.remember(order)
                     self.hold(held_items(order))
+
+    def _forget_live(self) -> None:
+        """Memory as before any load: no live order, nothing held."""
+        self._orders.clear()
+        self.held.clear()
+        self.flight_versions.clear()
+        self._by_state.clear()
+        self._due = {state: [] for state in _DUE_AT}
 
     def _live_batch(self, state: str, after: OrderPosition) -> asyncio.Future[list[tuple[Any, ...]]]:
         return asyncio.ensure_future(self._db.fetchall(

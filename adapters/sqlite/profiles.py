@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import msgspec
 import numpy as np
@@ -20,23 +21,43 @@ class SqliteProfileStore:
         self._db = db
         self._ids = IdSet()  # which users have a stored profile: 8 bytes an id
         self._put_while_purging: set[str] | None = None
+        # While load() reads the ids: each id written or deleted meanwhile, whether it has a profile now (the
+        # latest change last), applied to what was read once it is all read. None when no load is under way.
+        self._changed_while_loading: dict[str, bool] | None = None
+        self.loading = False  # from a load's start until one has read every id: each lookup reads the store
 
     async def load(self) -> None:
         """Remember which users have a stored profile, so lookups for anyone else need no I/O. Keyset pages of
-        ids: a million rows fetched at once held a list of tuples beside the set, and the heap kept its peak."""
-        pages: list[np.ndarray] = []  # each page's hashes (8 bytes an id), sorted once at the end
-        after = ""
-        while rows := await self._db.fetchall(
-                f"SELECT user_id FROM profiles WHERE user_id > ? ORDER BY user_id LIMIT {LOAD_PAGE}", (after,)):
-            pages.append(hashes(row[0] for row in rows))
-            after = rows[-1][0]
-        self._ids = IdSet.of_hashes(pages)
+        ids: a million rows fetched at once held a list of tuples beside the set, and the heap kept its peak.
+        A server runs this after it is ready (a million ids take about a second): meanwhile every lookup reads
+        the store, and the profiles written or deleted are applied to what was read."""
+        changed: dict[str, bool] = {}
+        self._changed_while_loading = changed
+        self.loading = True  # and so it stays if this load fails, until one succeeds
+        try:
+            pages: list[np.ndarray] = []  # each page's hashes (8 bytes an id), sorted once at the end
+            after = ""
+            while rows := await self._db.fetchall(
+                    f"SELECT user_id FROM profiles WHERE user_id > ? ORDER BY user_id LIMIT {LOAD_PAGE}", (after,)):
+                pages.append(hashes(row[0] for row in rows))
+                after = rows[-1][0]
+            ids = IdSet.of_hashes(pages)
+            # A page read before a change was committed missed it: the changes, in order, say what holds now.
+            for user_id, stored in changed.items():
+                if stored:
+                    ids.add(user_id)
+                else:
+                    ids.discard(user_id)
+            self._ids = ids
+            self.loading = False
+        finally:
+            self._changed_while_loading = None
 
     def __contains__(self, user_id: str) -> bool:
-        return user_id in self._ids
+        return self.loading or user_id in self._ids
 
     async def get(self, user_id: str) -> Profile | None:
-        if user_id not in self._ids:
+        if user_id not in self:
             return None
         row = await self._db.fetchone("SELECT body FROM profiles WHERE user_id=?", (user_id,))
         if row is None:
@@ -47,6 +68,7 @@ class SqliteProfileStore:
         """Create or replace profiles, all in one commit."""
         await self._write(profiles)
         self._ids.update(p.user_id for p in profiles)
+        self._changed(profiles, True)
         if self._put_while_purging is not None:
             self._put_while_purging.update(p.user_id for p in profiles)
 
@@ -69,14 +91,26 @@ class SqliteProfileStore:
                 f"SELECT user_id FROM profiles WHERE user_id IN ({', '.join('?' * len(stale))})", stale)}
         finally:
             self._put_while_purging = None
-        self._ids.difference_update(user for user in stale if user not in kept and user not in put)
+        gone = [user for user in stale if user not in kept and user not in put]
+        self._ids.difference_update(gone)
+        self._changed(gone, False)
         return deleted
 
     async def forget(self, user_id: str) -> bool:
         """Delete a customer's bidding profile (erasure); whether there was one."""
         deleted, = await self._db.write([("DELETE FROM profiles WHERE user_id = ?", (user_id,))])
         self._ids.discard(user_id)
+        self._changed((user_id,), False)
         return deleted > 0
+
+    def _changed(self, users: Iterable[Profile | str], stored: bool) -> None:
+        """Note, while load() runs, which users' profiles were just written (stored) or deleted."""
+        changed = self._changed_while_loading
+        if changed is not None:
+            for user in users:
+                user_id = user if isinstance(user, str) else user.user_id
+                changed.pop(user_id, None)  # re-inserted: the latest change is applied last
+                changed[user_id] = stored
 
     async def _write(self, profiles: tuple[Profile, ...]) -> None:
         await self._db.write([("INSERT INTO profiles(user_id, body, updated_at) VALUES (?,?,?) "

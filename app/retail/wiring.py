@@ -37,7 +37,9 @@ class Retail:
     change_store: SqliteChangeStore
 
     async def sweep_once(self) -> dict[str, int]:
-        """Expire offers and holds, reconcile stuck payments, archive flown orders (one pass)."""
+        """Expire offers and holds, reconcile stuck payments, archive flown orders (one pass); after a start, once
+        the live orders are loaded."""
+        await self.order_store.loaded()
         expired_offers = await self.offers.expire_due()
         counts = await self.orders.sweep()
         return {"offers_expired": expired_offers, **counts}

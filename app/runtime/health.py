@@ -25,7 +25,13 @@ class ReadyReport(msgspec.Struct):
 
 
 class Health:
-    """Ready = not draining, databases open, gRPC listening, background tasks running."""
+    """Ready = not draining, databases open, gRPC listening, background tasks running.
+
+    Ready means every request is answered correctly, not that everything is in memory: what can be answered
+    without it loads afterwards, in the `warm_up` task ("running" in the report's tasks until it is done): the live
+    orders (retail's requests but the order list wait for them), which users have a stored profile (lookups read
+    the store) and the reco and LTV compiled loops (a request compiles them, or loads them from numba's cache).
+    """
 
     def __init__(self, supervisor: Supervisor, databases: dict[str, Store]) -> None:
         self._supervisor = supervisor

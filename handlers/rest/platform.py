@@ -45,6 +45,10 @@ class PlatformApi:
 
     @endpoint("Readiness: databases open, gRPC listening, background tasks running, not draining",
               tags=("platform",), response=ReadyReport, also=(503,),
+              description="Ready means requests are answered correctly, not that everything is loaded: after a "
+                          "start the live orders and the ids of users with a stored profile load in the background "
+                          "(tasks.warm_up is \"running\" until they are); meanwhile retail's requests (but the "
+                          "order list) wait for the live orders and profile lookups read the store.",
               descriptions={503: "Not ready (the report says why), or too many open connections (the error)"})
     async def ready(self, request: web.Request, principal) -> web.Response:
         report = self._health.report()

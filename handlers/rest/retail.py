@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import io
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal
 
 import msgspec
@@ -202,7 +204,10 @@ class RetailApi:
     """Flights, offers, orders, payments and fulfilment for shoppers; the catalog for admins."""
 
     def __init__(self, catalog: CatalogService, offers: OfferService, ranker: Ranker, orders: OrderChangeService,
-                 order_store: OrderStore, webhook_secret: str, clock: Clock) -> None:
+                 order_store: OrderStore, webhook_secret: str, clock: Clock,
+                 orders_loaded: Callable[[], Awaitable[None]] | None = None) -> None:
+        """`orders_loaded`: returns once the live orders are in memory (a server loads them after it is ready);
+        every route but the order list, which reads the store, waits for it."""
         self._catalog = catalog
         self._clock = clock
         self._offers = offers
@@ -210,36 +215,50 @@ class RetailApi:
         self._orders = orders
         self._order_store = order_store
         self._webhook_secret = webhook_secret
+        self._orders_loaded = orders_loaded
+
+    def _with_orders(self, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """The handler, run once the live orders (and the seats they hold) are in memory."""
+        loaded = self._orders_loaded
+        if loaded is None:
+            return handler
+
+        @functools.wraps(handler)  # its endpoint spec too
+        async def once_loaded(request: web.Request) -> web.StreamResponse:
+            await loaded()
+            return await handler(request)
+        return once_loaded
 
     def register(self, router: web.UrlDispatcher) -> None:
-        r = router
-        r.add_get("/v1/routes", self.list_routes)
-        r.add_get("/v1/flights", self.list_flights)
-        r.add_post("/v1/offers/search", self.search_offers)
-        r.add_get("/v1/offers/{offer_id}", self.get_offer)
-        r.add_delete("/v1/offers/{offer_id}", self.cancel_offer)
-        r.add_post("/v1/offers/{offer_id}/accept", self.accept_offer)
-        r.add_get("/v1/orders", self.list_orders)
-        r.add_get("/v1/orders/{order_id}", self.get_order)
-        r.add_post("/v1/orders/{order_id}/pay", self.pay_order)
-        r.add_get("/v1/orders/{order_id}/fulfillment", self.fulfilment)
-        r.add_post("/v1/orders/{order_id}/cancellations", self.quote_cancellation)
-        r.add_post("/v1/orders/{order_id}/cancellations/{quote_id}/confirm", self.confirm_cancellation)
-        r.add_post("/v1/orders/{order_id}/change-requests", self.request_change)
-        r.add_get("/v1/orders/{order_id}/change-requests/{request_id}", self.get_change_request)
-        r.add_get("/v1/orders/{order_id}/change-offers/{change_offer_id}", self.get_change_offer)
-        r.add_post("/v1/orders/{order_id}/change-offers/{change_offer_id}/confirm", self.confirm_change)
-        r.add_get("/v1/orders/{order_id}/history", self.order_history)
-        r.add_get("/v1/orders/{order_id}/barcodes/{code}.svg", self.barcode_image)
-        r.add_post("/v1/fulfillment/{barcode}/consume", self.consume_barcode)
-        r.add_post("/v1/webhooks/payments", self.payment_webhook)
-        r.add_post("/v1/admin/flights", self.create_flight)
-        r.add_get("/v1/admin/flights", self.admin_flights)
-        r.add_patch("/v1/admin/flights/{flight_id}", self.patch_flight)
-        r.add_post("/v1/admin/products", self.create_product)
-        r.add_get("/v1/admin/products", self.list_products)
-        r.add_get("/v1/products", self.products_for_sale)
-        r.add_patch("/v1/admin/products/{product_id}", self.patch_product)
+        r, w = router, self._with_orders  # every route but the order list waits for the live orders
+        r.add_get("/v1/routes", w(self.list_routes))
+        r.add_get("/v1/flights", w(self.list_flights))
+        r.add_post("/v1/offers/search", w(self.search_offers))
+        r.add_get("/v1/offers/{offer_id}", w(self.get_offer))
+        r.add_delete("/v1/offers/{offer_id}", w(self.cancel_offer))
+        r.add_post("/v1/offers/{offer_id}/accept", w(self.accept_offer))
+        r.add_get("/v1/orders", self.list_orders)  # a keyset read of the store: answered while orders load
+        r.add_get("/v1/orders/{order_id}", w(self.get_order))
+        r.add_post("/v1/orders/{order_id}/pay", w(self.pay_order))
+        r.add_get("/v1/orders/{order_id}/fulfillment", w(self.fulfilment))
+        r.add_post("/v1/orders/{order_id}/cancellations", w(self.quote_cancellation))
+        r.add_post("/v1/orders/{order_id}/cancellations/{quote_id}/confirm", w(self.confirm_cancellation))
+        r.add_post("/v1/orders/{order_id}/change-requests", w(self.request_change))
+        r.add_get("/v1/orders/{order_id}/change-requests/{request_id}", w(self.get_change_request))
+        r.add_get("/v1/orders/{order_id}/change-offers/{change_offer_id}", w(self.get_change_offer))
+        r.add_post("/v1/orders/{order_id}/change-offers/{change_offer_id}/confirm", w(self.confirm_change))
+        r.add_get("/v1/orders/{order_id}/history", w(self.order_history))
+        r.add_get("/v1/orders/{order_id}/barcodes/{code}.svg", w(self.barcode_image))
+        r.add_post("/v1/fulfillment/{barcode}/consume", w(self.consume_barcode))
+        r.add_post("/v1/webhooks/payments", w(self.payment_webhook))
+        r.add_post("/v1/admin/flights", w(self.create_flight))
+        r.add_get("/v1/admin/flights", w(self.admin_flights))
+        r.add_patch("/v1/admin/flights/{flight_id}", w(self.patch_flight))
+        r.add_post("/v1/admin/products", w(self.create_product))
+        r.add_get("/v1/admin/products", w(self.list_products))
+        r.add_get("/v1/products", w(self.products_for_sale))
+        r.add_patch("/v1/admin/products/{product_id}", w(self.patch_product))
 
     # ---- flights ----
     @endpoint("The routes the carrier flies: every origin and destination with a scheduled flight to come (public)",
