@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -59,6 +60,19 @@ class ServerProcess:
                 pass
             time.sleep(0.05)
         raise RuntimeError(f"server did not become ready: {self.log_path.read_text()}")
+
+    def wait_loaded(self, timeout: float = 120.0) -> None:
+        """Until what the server loads after it is ready (its `warm_up` task) is loaded."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health/ready", timeout=5) as resp:
+                    if json.loads(resp.read()).get("tasks", {}).get("warm_up", "finished") == "finished":
+                        return
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise RuntimeError("the server did not finish loading after it was ready")
 
     def terminate(self, timeout: float = 20.0) -> int | None:
         """SIGTERM, as an orchestrator stops it; the exit code (killed if it does not exit in `timeout`)."""
