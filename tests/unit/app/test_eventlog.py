@@ -151,3 +151,18 @@ async def test_pages_of_payloads_hold_the_newest_limit_as_one_read_does(tmp_path
         assert [payload for p in reversed(pages) for payload in p] == await log.recent_payloads("OfferGenerated",
                                                                                                 limit)
     await db.close()
+
+
+async def test_a_flush_returns_once_a_batch_another_flush_took_is_written_too(tmp_path):
+    """A reader that flushes and then reads (a retrain) finds every event logged before its flush, including those
+    the periodic flush had taken and not yet committed."""
+    db, _, log = await _event_log(tmp_path, capacity=100, flush_rows=4, flush_interval_ms=1000)
+    for i in range(6):
+        log.log_event("Early", {"i": i})
+    periodic = asyncio.create_task(log.flush())
+    await asyncio.sleep(0)  # it has taken its first batch of four and waits for the commit
+    assert log.pending == 2
+    await log.flush()
+    assert await db.fetchall("SELECT count(*) FROM events") == [(6,)]
+    assert await periodic == 6
+    await db.close()
