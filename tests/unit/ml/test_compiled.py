@@ -4,13 +4,18 @@ numba.njit gives."""
 
 import subprocess
 import sys
+import types as pytypes
+import uuid
 
 import numba
 import numpy as np
-from numba import types
 
 from ml import compiled
-from ml.compiled import Later, later
+from ml.compiled import Later
+
+LOOPS = """
+from numba import types
+from ml.compiled import later
 
 _I64 = types.Array(types.int64, 1, "C", readonly=True)
 
@@ -26,20 +31,36 @@ def total(values):
 @later(types.int64(_I64))
 def twice_total(values):
     return 2 * total(values)  # another deferred loop: compiled before this one
+"""
+
+
+def _loops() -> pytypes.ModuleType:
+    """A module of its own (a server's warm-up in this process compiles every module already imported)."""
+    name = f"deferred_loops_{uuid.uuid4().hex}"
+    module = sys.modules[name] = pytypes.ModuleType(name)
+    exec(compile(LOOPS, f"<{name}>", "exec"), module.__dict__)
+    return module
 
 
 def test_the_first_call_compiles_the_module_in_order_and_the_names_become_dispatchers():
+    loops = _loops()
     values = np.arange(10, dtype=np.int64)
     values.flags.writeable = False
-    first = globals()["twice_total"]
-    assert isinstance(first, Later) and first.dispatcher is None
+    first = loops.twice_total
+    assert isinstance(first, Later) and first.dispatcher is None and isinstance(loops.total, Later)
     assert first(values) == 90  # `total`, called inside, was compiled first
-    assert isinstance(globals()["total"], numba.core.registry.CPUDispatcher)
-    assert globals()["twice_total"] is first.dispatcher
-    eager = numba.njit(types.int64(_I64), boundscheck=False)(first.py_func.__globals__["total"].py_func)
-    assert globals()["total"](values) == eager(values) == 45
+    assert isinstance(loops.total, numba.core.registry.CPUDispatcher)
+    assert loops.twice_total is first.dispatcher
+    eager = numba.njit(loops.total.signatures[0], boundscheck=False)(loops.total.py_func)
+    assert loops.total(values) == eager(values) == 45
     assert first(values) == 90  # a reference taken before still works
-    assert __name__ not in compiled.load_all()  # nothing of this module left to compile
+    assert loops.__name__ not in compiled.load_all()  # nothing of this module left to compile
+
+
+def test_load_all_compiles_every_module_waiting():
+    loops = _loops()
+    assert loops.__name__ in compiled.load_all()
+    assert not isinstance(loops.total, Later) and not isinstance(loops.twice_total, Later)
 
 
 def test_a_start_compiles_no_reco_or_ltv_loop_and_the_warm_up_compiles_them_all():
