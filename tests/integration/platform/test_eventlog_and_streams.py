@@ -264,20 +264,21 @@ async def test_on_postgresql_an_append_waits_for_one_still_uncommitted_so_ids_be
     from adapters.sqlite.eventlog import APPEND_LOCK
     client = await aiohttp_client(create_app(config))
     store = SqliteEventLogStore(client.app[PLATFORM].events_db)
-    other_node = await asyncpg.connect(config.storage.events_postgres_dsn or config.storage.postgres_dsn)
+    other_node = await asyncpg.connect(config.storage.events_postgres_dsn or config.storage.postgres_dsn, timeout=10)
     try:
-        held = other_node.transaction()
-        await held.start()
-        await other_node.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
-        first = await other_node.fetchval("INSERT INTO events(at, type, payload) VALUES (1, 'Other', '{}') "
-                                          "RETURNING id")
-        ours = asyncio.ensure_future(store.append_batch([(2.0, "Ours", "{}")]))
-        await asyncio.sleep(0.3)
-        assert not ours.done()  # waiting for the other node's commit
-        assert [e.type for e in await store.query(None, None, 0, 10)] == []
-        await held.commit()
-        assert await asyncio.wait_for(ours, 10) == 1
-        stored = await store.query(None, None, 0, 10)
-        assert [(e.type, e.id > first) for e in stored] == [("Other", False), ("Ours", True)]
+        async with asyncio.timeout(60):  # a wait that never ends is this test's failure, not the run's hang
+            held = other_node.transaction()
+            await held.start()
+            await other_node.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
+            first = await other_node.fetchval("INSERT INTO events(at, type, payload) VALUES (1, 'Other', '{}') "
+                                              "RETURNING id")
+            ours = asyncio.ensure_future(store.append_batch([(2.0, "Ours", "{}")]))
+            await asyncio.sleep(0.3)
+            assert not ours.done()  # waiting for the other node's commit
+            assert [e.type for e in await store.query(None, None, 0, 10)] == []
+            await held.commit()
+            assert await asyncio.wait_for(ours, 10) == 1
+            stored = await store.query(None, None, 0, 10)
+            assert [(e.type, e.id > first) for e in stored] == [("Other", False), ("Ours", True)]
     finally:
-        await other_node.close()
+        other_node.terminate()  # at once: its lock, if still held, goes with the session
