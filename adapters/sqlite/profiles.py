@@ -24,7 +24,8 @@ class SqliteProfileStore:
         # While load() reads the ids: each id written or deleted meanwhile, whether it has a profile now (the
         # latest change last), applied to what was read once it is all read. None when no load is under way.
         self._changed_while_loading: dict[str, bool] | None = None
-        self.loading = False  # from a load's start until one has read every id: each lookup reads the store
+        # Until a load has read every id (a server starts it after it is ready), each lookup reads the store.
+        self.loading = True
 
     async def load(self) -> None:
         """Remember which users have a stored profile, so lookups for anyone else need no I/O. Keyset pages of
