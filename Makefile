@@ -59,8 +59,8 @@ servers:
 # The tests of the domains' stores run a second time on the scale-out adapters (--storage=scaleout: PostgreSQL for
 # the system of record and the event log, Redis for budgets, caps, issued bids, profiles and rate limits): the same
 # rules on both. Left out: those that start a server process of their own (kill -9, the simulator, the outbox's
-# relay), which run on SQLite whatever --storage says, and the ranking model's. Two workers, each with its own
-# PostgreSQL and Redis.
+# relay), which run on SQLite whatever --storage says, and the ranking model's. One process: in two workers the
+# pass twice did not finish on a loaded machine (not yet understood).
 PG_TESTS := tests/integration/loyalty tests/integration/retail tests/integration/bidding tests/integration/reco \
 	tests/integration/channels tests/integration/campaigns tests/integration/dsp \
 	tests/integration/platform/test_audit.py tests/integration/platform/test_eventlog_and_streams.py \
@@ -72,7 +72,7 @@ test: $(STAMP) browser servers
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -n 2
 	@if [ -n "$$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null)" ] && command -v redis-server >/dev/null; then \
-	  $(PY) -m pytest -q -n 2 --storage=scaleout $(PG_TESTS); \
+	  $(PY) -m pytest -q --storage=scaleout $(PG_TESTS); \
 	else echo "postgresql or redis-server is not installed: the scale-out run of the tests is skipped"; fi
 
 bench: $(STAMP)
