@@ -1,18 +1,20 @@
 """A start is ready before the live orders are loaded (they load in the background, `warm_up`): a retail request
 meanwhile waits for them, so it sees every seat they hold, and an accept never sells a seat a loaded order holds;
-the order list, read from the store, is answered meanwhile."""
+the order list, read from the store, is answered meanwhile, and so is a profile lookup (the ids load after)."""
 
 import asyncio
 
 import msgspec
 
 from app.main import PLATFORM, create_app
+from state.profiles import Profile
 from tests.integration.retail.helpers import accept, booked, search, seats_left
 
 
 async def test_requests_during_the_live_orders_load_wait_for_it(shop, clock, config, aiohttp_client,
                                                                  customer_headers):
     client, _ = shop
+    await client.app[PLATFORM].profiles.put(Profile("traveller-1", segments=[3], updated_at=clock.now()))
     held = [await booked(client, customer_headers, clock, passengers=n) for n in (2, 3)]
     offer = next(o for o in await search(client, customer_headers, clock, passengers=4)
                  if o["bundle"] == "flight_only")
@@ -34,6 +36,8 @@ async def test_requests_during_the_live_orders_load_wait_for_it(shop, clock, con
     ready = await client.get("/health/ready")
     assert ready.status == 200 and (await ready.json())["tasks"]["warm_up"] == "running"
     assert len(store) == 0
+    # The profile ids load after the live orders: meanwhile a stored profile is read from the store.
+    assert list((await app[PLATFORM].profiles.get("traveller-1")).segments) == [3]
     # Waiting: the seats the live orders hold are not known yet, nor whether the accept fits.
     waiting_seats = asyncio.ensure_future(seats_left(client, clock))
     waiting_accept = asyncio.ensure_future(accept(client, customer_headers, offer["id"]))

@@ -86,3 +86,15 @@ async def test_a_failed_load_leaves_lookups_reading_the_store(tmp_path, monkeypa
     await store.load()
     assert not store.loading and "late" in store
     await db.close()
+
+
+async def test_before_any_load_every_lookup_reads_the_store(tmp_path):
+    """A server is ready before its warm-up reaches the ids (the live orders load first): lookups read the store."""
+    db = Database(tmp_path / "records.db", migrations.RECORDS)
+    await db.open()
+    await db.write([("INSERT INTO profiles(user_id, body, updated_at) VALUES ('early', ?, 0)",
+                     (msgspec.json.encode(Profile("early")).decode(),))])
+    store = SqliteProfileStore(db)
+    assert store.loading and "early" in store
+    assert (await store.get("early")).user_id == "early" and await store.get("nobody") is None
+    await db.close()
