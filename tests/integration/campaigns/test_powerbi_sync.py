@@ -136,8 +136,8 @@ async def test_a_failing_server_is_counted_and_tried_again_next_interval(shop, m
     sync = make_sync(client, base, interval_s=0.05)
     task = asyncio.create_task(sync.run())
     try:
-        for _ in range(200):
-            if fake.posts:
+        for _ in range(200):  # until the second pass has posted and moved the cursor past what it sent
+            if fake.posts and await cursors.get(CURSOR) is not None:
                 break
             await asyncio.sleep(0.02)
         assert [p["rows"] for p in fake.posts] == [1]
