@@ -210,13 +210,25 @@ class DeliveryStore(Protocol):
         """Micros spent by (campaign_id, day), as `spent()` reads them one at a time; absent means 0."""
 
     @property
+    def reserved(self) -> Mapping[str, int]:
+        """Micros this node's live, not yet charged bids may still cost, by campaign (one node; several nodes
+        reckon theirs in the shared store, and this stays empty)."""
+
+    def lapse(self, now: float) -> None:
+        """Give back what bids that expired unbilled had reserved."""
+
+    def reservations_moved(self) -> set[str]:
+        """The campaigns whose reservations changed since the last call."""
+
+    @property
     def version(self) -> int:
-        """Changes whenever `spend` changes, so a view built from it knows to refresh."""
+        """Changes whenever `spend` or `reserved` changes, so a view built from it knows to refresh."""
 
 
 class SharedBids(Protocol):
-    """Several nodes bidding for the same campaigns (adapters/redis): the bids each issued, so a notice is
-    accepted by any node, and one reckoning of budgets and frequency caps, so no node overspends another's."""
+    """The reckoning every bid is admitted by, so spend never passes a budget whenever the notices come: one node's
+    in its memory (adapters/sqlite/delivery.py); several nodes' in Redis (adapters/redis), with the bids each
+    issued, so a notice is accepted by any node, and frequency caps, so no node overspends another's."""
 
     async def admit(self, bids: Sequence[Admission], user_id: str, user_caps: tuple[int, int, int],
                     now: float) -> list[str]:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
+from collections.abc import Sequence
 
 from adapters.sqlite.db import WriteConflict
 from adapters.sqlite.statements import Insert, SqlDatabase
-from state.delivery import AlreadyCharged
+from state.delivery import Admission, AlreadyCharged, IssuedBid
 
 IDLE_SCAN_PER_ROW = 20  # users looked at per impression row purge may delete: a pass outpaces new users
 LOAD_PAGE = 10_000  # impressions read per round trip at start
@@ -22,7 +23,7 @@ def utc_day(at: float) -> str:
 class SqliteDeliveryStore:
     """Impressions per user (for frequency caps) and spend per campaign per day, hot in memory."""
 
-    def __init__(self, db: SqlDatabase, keep_s: float = 86_400) -> None:
+    def __init__(self, db: SqlDatabase, keep_s: float = 86_400, max_reserved: int = 1_000_000) -> None:
         self._db = db
         self._keep = keep_s
         self.impressions: dict[str, deque[tuple[float, str]]] = defaultdict(deque)
@@ -32,7 +33,16 @@ class SqliteDeliveryStore:
         # charges in flight).
         self._charging: set[str] = set()
         self._idle_scan: list[str] = []  # users still to look at in the current pass of forget_idle
-        self.version = 0  # bumps whenever spend changes, so budget views know to refresh
+        self.version = 0  # bumps whenever spend or a reservation changes, so budget views know to refresh
+        # One node's live bids (several nodes reckon theirs in Redis, adapters/redis/delivery.py): what each
+        # campaign's admitted, not yet charged bids may still cost, so spend never passes a budget however late
+        # the billing notices come. A bid's reservation goes when it is charged or expires; past `max_reserved`
+        # (bidding.max_live_bids: the ledger forgets such bids, so they can no longer be charged) the oldest goes.
+        self.reserved: dict[str, int] = {}
+        self._held: dict[str, tuple[str, int, float]] = {}  # bid id -> (campaign, its most, expires at)
+        self._by_expiry: deque[tuple[float, str]] = deque()  # (expires at, bid id) as issued; charged ones too
+        self._max_reserved = max_reserved
+        self._reserved_moved: set[str] = set()
 
     async def load(self, now: float) -> None:
         """Impressions within the cap windows, in keyset pages by (at, id) rather than one fetch of every row,
@@ -65,11 +75,74 @@ class SqliteDeliveryStore:
     async def _charge_once(self, bid_id: str, campaign_id: str, user_id: str, price_micros: int, day: str,
                            at: float) -> None:
         self._apply(campaign_id, user_id, price_micros, day, at)
+        held = self._release(bid_id)  # the charge takes the reservation's place
         try:
             await self._persist_charge(bid_id, campaign_id, user_id, price_micros, day, at)
         except BaseException:
             self._apply(campaign_id, user_id, price_micros, day, at, undo=True)
+            if held is not None and held[2] > at:
+                self._hold(bid_id, held, queued=True)
             raise
+
+    # ---- one node's admission (the shared-bids port's rule, in memory) ----
+    async def admit(self, bids: Sequence[Admission], user_id: str, user_caps: tuple[int, int, int],
+                    now: float) -> list[str]:
+        """Per bid, '' when admitted (its most, CPM / 1000, reserved against its campaign's budget) or 'budget' when
+        today's spend, the live bids' reservations and this bid's most would pass what pacing allows. Frequency
+        caps were checked as the candidates were chosen, from this node's memory of impressions."""
+        self.lapse(now)
+        day, verdicts = utc_day(now), []
+        for a in bids:
+            bid = a.bid
+            campaign_id, most = bid.campaign_id, bid.price_micros // 1000
+            if self.spend.get((campaign_id, day), 0) + self.reserved.get(campaign_id, 0) + most > a.limit_micros:
+                verdicts.append("budget")
+            else:
+                self._hold(bid.bid_id, (campaign_id, most, bid.expires_at))
+                verdicts.append("")
+        return verdicts
+
+    async def find(self, bid_id: str) -> IssuedBid | None:
+        return None  # one node: its own ledger holds every bid it issued
+
+    def _hold(self, bid_id: str, held: tuple[str, int, float], queued: bool = False) -> None:
+        self._held[bid_id] = held
+        self.reserved[held[0]] = self.reserved.get(held[0], 0) + held[1]
+        self._reserved_moved.add(held[0])
+        self.version += 1
+        if not queued:
+            self._by_expiry.append((held[2], bid_id))
+            if len(self._by_expiry) > self._max_reserved:
+                self._release(self._by_expiry.popleft()[1])
+
+    def _release(self, bid_id: str) -> tuple[str, int, float] | None:
+        held = self._held.pop(bid_id, None)
+        if held is not None:
+            campaign_id, most, _ = held
+            left = self.reserved[campaign_id] - most
+            if left:
+                self.reserved[campaign_id] = left
+            else:
+                del self.reserved[campaign_id]
+            self._reserved_moved.add(campaign_id)
+            self.version += 1
+        return held
+
+    def lapse(self, now: float) -> None:
+        """Give back what bids that expired unbilled had reserved."""
+        queue = self._by_expiry
+        while queue and queue[0][0] <= now:
+            self._release(queue.popleft()[1])
+
+    def reservations_moved(self) -> set[str]:
+        """The campaigns whose reservations changed since the last call: a budget view reads those again."""
+        moved, self._reserved_moved = self._reserved_moved, set()
+        return moved
+
+    @property
+    def reservations(self) -> int:
+        """Bids whose reservation is remembered (charged ones among them until they would have expired)."""
+        return len(self._by_expiry)
 
     def _apply(self, campaign_id: str, user_id: str, price_micros: int, day: str, at: float, *,
                undo: bool = False) -> None:

@@ -1,10 +1,12 @@
 """Campaign rules: validation, eligibility for an impression, and budget pacing.
 
-Pacing: a campaign may bid while today's spend is below
+Pacing: a campaign may bid while today's spend, what its live bids may still cost and one more impression at
+its bid cap stay within
     daily_budget × min(1, elapsed_fraction_of_UTC_day + pacing_slack)
 so spend follows the clock through the day instead of draining in the first minutes, with
-`pacing_slack` (default 5% of the budget) as head-room for bursts. At the full budget it
-stops until the next UTC day.
+`pacing_slack` (default 5% of the budget) as head-room for bursts. Each bid reserves its most (its CPM / 1000)
+until it is charged or expires, so spend never passes the budget however late the billing notices come; once
+less than an impression at its cap is left, it stops until the next UTC day.
 """
 
 from __future__ import annotations
@@ -205,10 +207,10 @@ class CampaignService:
                     self._timed.add(slot)
                 else:
                     self._timed.discard(slot)
-            day, spend = self._spend_day, self._delivery.spend
+            day = self._spend_day
             if day is not None and len(self._spend_arr) == len(self._index.stored):
                 for slot in changed:  # a campaign gone live again may have spent today
-                    self._spend_arr[slot] = spend.get((self._index.stored[slot].id, day), 0)
+                    self._spend_arr[slot] = self._held(self._index.stored[slot].id, day)
 
     # ---- spend: told of each charge by the notices, so a charge looks again at its one campaign ----
     def charging(self, campaign_id: str) -> None:
@@ -235,10 +237,15 @@ class CampaignService:
         """Spend changed in ways no charge announced (reloaded, or refreshed from what other nodes charged)."""
         self._spend_day = None
 
+    def _held(self, campaign_id: str, day: str) -> int:
+        """What a campaign spent on `day` and what its live bids may still cost: pacing holds it to its budget."""
+        return self._delivery.spend.get((campaign_id, day), 0) + self._delivery.reserved.get(campaign_id, 0)
+
     def _spent(self, day: str) -> np.ndarray:
-        """Today's spend by slot: read whole when the day turns or spend changed unannounced, else only for the
-        campaigns whose charges are under way or ended since it was last read."""
+        """Today's spend and live bids' reservations by slot: read whole when the day turns or spend changed
+        unannounced, else only for the campaigns whose charges or reservations moved since it was last read."""
         self._follow()
+        self._charged.update(self._delivery.reservations_moved())
         index = self._index
         version = self._delivery.version
         if version == self._spend_seen and self._spend_day == day and len(self._spend_arr) == len(index.stored):
@@ -247,16 +254,17 @@ class CampaignService:
             return self._spend_arr
         if self._spend_day != day or len(self._spend_arr) != len(index.stored) or \
                 not (self._charging or self._charged):
-            spend = self._delivery.spend
-            self._spend_arr = np.array([spend.get((c.id, day), 0) for c in index.stored], dtype=np.float64)
+            spend, reserved = self._delivery.spend, self._delivery.reserved
+            self._spend_arr = np.array([spend.get((c.id, day), 0) + reserved.get(c.id, 0) for c in index.stored],
+                                       dtype=np.float64)
             self._open_key = None  # every slot's open state is worked out again
             self._moved_slots.clear()
         else:
-            spend, slot_of, arr = self._delivery.spend, index.slot_of, self._spend_arr
+            slot_of, arr = index.slot_of, self._spend_arr
             for campaign_id in (*self._charging, *self._charged):
                 slot = slot_of.get(campaign_id)
                 if slot is not None:
-                    value = spend.get((campaign_id, day), 0)
+                    value = self._held(campaign_id, day)
                     if arr[slot] != value:
                         arr[slot] = value
                         self._moved_slots.add(slot)
@@ -271,8 +279,9 @@ class CampaignService:
         budget passes a closed campaign's spend; until the earliest of those it is reused, and a charge
         or an edit looks again at its campaign's slot only.
         """
+        self._delivery.lapse(now)  # bids that expired unbilled give back what they reserved
         spent = self._spent(utc_day(now))
-        budgets = self._index.budgets
+        budgets, most = self._index.budgets, self._index.most
         if self._open_key is not None and self._open_from <= now < self._open_until:
             moved = self._moved_slots
             if moved:
@@ -280,13 +289,14 @@ class CampaignService:
                 day_start = now - now % 86_400
                 flipped = False
                 for slot in moved:
-                    is_open = bool(spent[slot] < budgets[slot] * paced)
+                    need, budget = spent[slot] + most[slot], budgets[slot]
+                    is_open = bool(budget > 0 and need <= budget * paced)
                     if is_open != self._open_slots[slot]:
                         self._open_slots[slot] = is_open
                         flipped = True
-                    if not is_open and spent[slot] < budgets[slot]:  # closed by pacing: it reopens later today
+                    if not is_open and 0 < budget and need <= budget:  # closed by pacing: it reopens later today
                         self._open_until = min(self._open_until,
-                                               day_start + 86_400 * (float(spent[slot] / budgets[slot]) - self._slack))
+                                               day_start + 86_400 * (float(need / budgets[slot]) - self._slack))
                 moved.clear()
                 self._open_from = now  # the slots looked at now hold from now on (a clock set back looks again)
                 if flipped:
@@ -295,11 +305,12 @@ class CampaignService:
         self._moved_slots.clear()
         day_start = now - now % 86_400
         paced = self._paced_share(now)
-        self._open_slots = spent < budgets * paced
+        need = spent + most
+        self._open_slots = (need <= budgets * paced) & (budgets > 0)
         until = day_start + 86_400
-        waiting = ~self._open_slots & (spent < budgets)  # closed by pacing, not by the whole budget
+        waiting = ~self._open_slots & (need <= budgets) & (budgets > 0)  # closed by pacing, not by the whole budget
         if waiting.any():
-            until = min(until, day_start + 86_400 * (float((spent[waiting] / budgets[waiting]).min()) - self._slack))
+            until = min(until, day_start + 86_400 * (float((need[waiting] / budgets[waiting]).min()) - self._slack))
         self._open_key, self._open_from, self._open_until = True, now, until
         self._open_version += 1
         return self._open_slots, self._open_version

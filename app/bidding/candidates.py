@@ -229,6 +229,7 @@ class CandidateIndex:
         self.stored: list[Campaign] = []         # by slot: the stored campaign, any state
         self.slot_of: dict[str, int] = {}
         self.budgets = np.zeros(0)   # daily budget by slot (0: not live)
+        self.most = np.zeros(0)      # the most one impression can cost by slot (its bid cap CPM / 1000)
         self.epoch = 0               # counts logged edits
         self._log: list[int] = []    # the slot of each edit since `_log_base`
         self._log_base = 0
@@ -275,6 +276,7 @@ class CandidateIndex:
         if len(campaigns) > len(stored):
             self.masks.clear()  # masks cover every slot
             self.budgets = np.concatenate([self.budgets, np.zeros(len(campaigns) - len(stored))])
+            self.most = np.concatenate([self.most, np.zeros(len(campaigns) - len(stored))])
             for c in campaigns[len(stored):]:
                 self.slot_of[c.id] = len(self.stored)
                 self.stored.append(c)
@@ -285,6 +287,7 @@ class CandidateIndex:
     def _reset(self, campaigns: list[Campaign]) -> None:
         self.entries, self.stored, self.slot_of = [None] * len(campaigns), list(campaigns), {}
         self.budgets = np.zeros(len(campaigns))
+        self.most = np.zeros(len(campaigns))
         self._countries.clear()
         self._device_types.clear()
         self._sizes.clear()
@@ -338,6 +341,7 @@ class CandidateIndex:
         else:
             self.shut_by_caps.discard(slot)
         self.budgets[slot] = new.campaign.daily_budget_micros if new is not None else 0
+        self.most[slot] = new.campaign.bid_cap_micros // 1000 if new is not None else 0
         if log:
             self._log.append(slot)
             self.epoch += 1

@@ -211,7 +211,8 @@ class BidProcessor:
                  feature_tap: FeatureTap | None = None,
                  value_pricing: ValuePricing | None = None, shared: SharedBids | None = None) -> None:
         self.config = config
-        # Several nodes: every bid is admitted by the budgets and caps all of them share (adapters/redis).
+        # Every bid is admitted against its campaign's budget, its most reserved until it is charged or expires:
+        # one node's reckoning in memory (adapters/sqlite/delivery.py), several nodes' in Redis, with caps.
         self._shared = shared
         self._user_caps = _caps(config.user_cap_minute or None, config.user_cap_hour or None,
                                 config.user_cap_day or None)  # 0 there means no cap

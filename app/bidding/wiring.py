@@ -51,19 +51,18 @@ def build(infra: Infra, loyalty_features: Callable[[str], np.ndarray | None], va
     profile_store = SqliteProfileStore(infra.records_db) if infra.redis is None else \
         RedisProfileStore(infra.records_db, infra.redis, b.profile_l2_ttl_s, clock.now)
     delivery: SqliteDeliveryStore
-    shared: RedisDeliveryStore | None = None
     if infra.redis is not None:  # several nodes: budgets, caps and issued bids shared in Redis
-        delivery = shared = RedisDeliveryStore(infra.records_db, infra.redis,
-                                               lambda: [c.id for c in campaign_store.all()], clock=clock.now)
-        refreshed = shared
+        delivery = redis_delivery = RedisDeliveryStore(infra.records_db, infra.redis,
+                                                       lambda: [c.id for c in campaign_store.all()], clock=clock.now)
 
         async def refresh_spend() -> None:
             # Spend other nodes charged (no charge here announced it): the budget view reads those campaigns again.
-            campaigns.spend_changed(await refreshed.refresh_spend())
+            campaigns.spend_changed(await redis_delivery.refresh_spend())
 
         infra.supervisor.add_periodic("shared_spend_refresh", config.redis.spend_refresh_ms / 1000, refresh_spend)
-    else:
-        delivery = SqliteDeliveryStore(infra.records_db)
+    else:  # one node: it admits its bids against budgets in its own memory
+        delivery = SqliteDeliveryStore(infra.records_db, max_reserved=b.max_live_bids)
+    metrics.watch_queue("bid_reservations", lambda: delivery.reservations)
     metrics.delivery_users.set_function(lambda: len(delivery.impressions))
     campaigns = CampaignService(campaign_store, delivery, clock, infra.audit, pacing_slack=b.pacing_slack,
                                 shape_cache_bytes=b.shape_cache_mb << 20)
@@ -91,11 +90,11 @@ def build(infra: Infra, loyalty_features: Callable[[str], np.ndarray | None], va
     metrics.caches.register(tap)
     bidder = BidProcessor(b, campaigns, profiles, delivery, batcher, ledger, clock, infra.event_log.log_event,
                           urls.notices(), loyalty_features=loyalty_features, value_pricing=value_pricing,
-                          feature_tap=tap, shared=shared)
+                          feature_tap=tap, shared=delivery)
     urls.on_change(lambda: bidder.set_notice_base(urls.notices()))
     gateway = BidGateway(bidder, metrics)
     notices = NoticeService(ledger, delivery, clock, infra.event_log.log_event, metrics, infra.bus.publish, tap,
-                            shared, spend_watch=campaigns)
+                            delivery, spend_watch=campaigns)
     infra.supervisor.add_periodic("bid_ledger_sweep", 1.0, ledger.sweep)
     return Bidding(campaign_store, profile_store, delivery, campaigns, profiles, model, providers, batcher, ledger,
                    bidder, gateway, notices)

@@ -5,7 +5,6 @@ import json
 import random
 import re
 
-import pytest
 from grpclib.client import Channel
 
 from app.main import GRPC, PLATFORM
@@ -126,18 +125,17 @@ async def test_an_edit_changes_that_campaigns_bids_at_once_on_every_protocol(aio
         channel.close()
 
 
-async def test_a_charge_closes_its_campaign_at_once(aiohttp_client, tmp_path, clock, pytestconfig):
-    if pytestconfig.getoption("--storage") == "scaleout":
-        # Shared budgets admit a bid only within what is left of the paced budget (reserving its price), so no
-        # bid of this campaign fits; that budgets hold across nodes is tested with the Redis adapter.
-        pytest.skip("one charge closing a campaign is the node's own view of spend")
+async def test_a_charge_closes_its_campaign_at_once(aiohttp_client, tmp_path, clock):
+    clock._now = clock.now() - clock.now() % 86_400 + 23 * 3600  # 23:00 UTC: pacing opens the whole budget
+    # 6,000 micros a day and a 5.00 cap: one impression at the cap (5,000) fits; after a charge of 1,200 it does not.
     client = await _client(aiohttp_client, tmp_path, clock, campaigns=[
-        single_campaign(id="small", daily_budget_micros=1_000),
+        single_campaign(id="small", daily_budget_micros=6_000),
         single_campaign(id="large", creatives=[Creative("l", "banner", "<l>", w=728, h=90)])])
     base = f"http://127.0.0.1:{client.port}"
     bids = await _bids(client, banner_request(request_id="a", floor=0.01))
     assert [b["adid"] for b in bids] == ["small"]
-    # Billed at 1.20 CPM (its bid was at least a quarter of its 5.00 cap): 1,200 micros, over its day's 1,000.
+    # Billed at 1.20 CPM (its bid was at least a quarter of its 5.00 cap): 1,200 micros, and 5,000 more would
+    # pass its day's 6,000.
     billing = bids[0]["burl"].removeprefix(base).replace("${AUCTION_PRICE}", "1.20")
     assert (await client.get(billing)).status == 200
     assert await _bids(client, banner_request(request_id="b", floor=0.01)) == []

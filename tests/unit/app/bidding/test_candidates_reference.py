@@ -4,7 +4,8 @@
 (open campaigns, limit), cached spend and open-slot arrays, shared bid-cap arrays. The
 reference below computes the same thing from scratch for every request, as the code did before
 those caches (the plain `candidates()` of the candidate-caching change). Random runs of campaign
-creations and edits, charges (spend and impressions), the clock moving through the day (onto
+creations and edits, charges (spend and impressions), bids admitted (reserving their most until billed or
+expired), the clock moving through the day (onto
 the exact instants where pacing reopens a campaign and the day turns, and back), and bid
 requests of a few repeating shapes check after every request that both give the same rows in
 the same order, with the same bid caps and frequency use, and None alike. The stores are the
@@ -34,6 +35,7 @@ from app.admin import AuditTrail
 from app.bidding.campaigns import CampaignService, Candidates, _Entry, _ImpShape, utc_day
 from app.bidding.openrtb import Audio, Banner, BidRequest, Device, Format, Geo, Imp, Native, User, Video
 from state.campaigns import Campaign, Creative, FrequencyCaps, Targeting
+from state.delivery import Admission, AlreadyCharged, IssuedBid
 
 Row = tuple[int, str, str, float, float | None]  # imp index, campaign id, creative id, bid cap, frequency use
 
@@ -67,6 +69,7 @@ def reference_candidates(service: CampaignService, request: BidRequest, user_id:
     if not found:
         return None
     delivery = service._delivery
+    delivery.lapse(now)  # bids expired unbilled hold nothing (the service gives their reservations back too)
     counted = user_id is not None and any(e.capped for _, e, _ in found) and delivery.has_impressions(user_id)
     day = utc_day(now)
     day_start = now - now % 86_400
@@ -75,7 +78,9 @@ def reference_candidates(service: CampaignService, request: BidRequest, user_id:
     rows: list[Row] = []
     for index, e, creative in found:
         c = e.campaign
-        if not delivery.spend.get((c.id, day), 0) < c.daily_budget_micros * paced:
+        # Open while spend, the live bids' reservations and one impression at the bid cap fit the paced budget.
+        held = delivery.spend.get((c.id, day), 0) + delivery.reserved.get(c.id, 0) + c.bid_cap_micros // 1000
+        if not (c.daily_budget_micros > 0 and held <= c.daily_budget_micros * paced):
             continue
         u: float | None = 0.0
         if counted and e.capped:
@@ -274,7 +279,8 @@ class CandidatesMatchReference(RuleBasedStateMachine):
         self.last: tuple[BidRequest, str | None, int] | None = None
         self.last_found: tuple[BidRequest, str | None, int] | None = None
         self.won: list[tuple[str, str]] = []  # (user, campaign) of last_found's candidates
-        self.made = self.charged = 0
+        self.made = self.charged = self.issued = 0
+        self.held: list[IssuedBid] = []  # admitted bids not yet billed (some expired by now)
 
     def run(self, coro):
         return self.loop.run_until_complete(coro)
@@ -441,6 +447,47 @@ class CandidatesMatchReference(RuleBasedStateMachine):
         self._announced(charges, overlap)
         self._again()
 
+    @precondition(lambda self: self.won)
+    @rule(bids=st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from([1.0, 0.5, 0.01]),
+                                  st.sampled_from([300.0, 0.5, 5_000.0])), min_size=1, max_size=3))
+    def bids_admitted(self, bids):
+        """Bids for some of the last request's campaigns are admitted, each reserving its most (a share of its
+        campaign's cap) until it is billed or expires (`ttl` seconds from now)."""
+        now = self.clock.now()
+        admissions = []
+        for pick, share, ttl in bids:
+            user_id, campaign_id = self.won[pick % len(self.won)]
+            campaign = self.store.get(campaign_id)
+            self.issued += 1
+            bid = IssuedBid(f"i{self.issued}", "r", "1", campaign_id, "c", user_id,
+                            int(campaign.bid_cap_micros * share), now + ttl)
+            admissions.append(Admission(bid, self.service.paced_limit(campaign, now), (-1, -1, -1)))
+        for admitted, verdict in zip(admissions, self.run(self.delivery.admit(admissions, "", (-1, -1, -1), now)),
+                                     strict=True):
+            if not verdict:
+                self.held.append(admitted.bid)
+        self._again()
+
+    @precondition(lambda self: self.held)
+    @rule(pick=st.integers(0, 10_000), share=st.sampled_from([1.0, 0.4]))
+    def admitted_bid_billed(self, pick, share):
+        """An admitted bid is billed (at its price or below, announced as notices do): its reservation becomes
+        spend; billed again, nothing changes."""
+        bid = self.held.pop(pick % len(self.held))
+        price = int(bid.price_micros * share) // 1000
+
+        async def one() -> None:
+            self.service.charging(bid.campaign_id)
+            try:
+                await self.delivery.charge(bid.bid_id, bid.campaign_id, bid.user_id, price,
+                                           utc_day(self.clock.now()), self.clock.now())
+            except AlreadyCharged:
+                pass
+            finally:
+                self.service.charged(bid.campaign_id)
+        self.run(one())
+        self._again()
+
     @rule(charges=st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from(USERS),
                                       st.sampled_from([600_000, 150_000, 3_000_000, 1_000, 0]), st.booleans()),
                             min_size=1, max_size=3))
@@ -476,8 +523,9 @@ class CandidatesMatchReference(RuleBasedStateMachine):
         day, day_start = utc_day(now), now - now % 86_400
         moments = []
         for c in self.store.all():
-            share = self.delivery.spend.get((c.id, day), 0) / c.daily_budget_micros
-            if share < 1.0:
+            held = self.delivery.spend.get((c.id, day), 0) + self.delivery.reserved.get(c.id, 0)
+            share = (held + c.bid_cap_micros // 1000) / c.daily_budget_micros
+            if share <= 1.0:
                 moments.append(day_start + 86_400 * (share - self.slack))
         moments = sorted((t for t in moments if day_start <= t < day_start + 86_400 and (t > now) == forward),
                          reverse=not forward)  # the nearest first
