@@ -141,3 +141,45 @@ async def test_cli_keys_and_users_work_on_a_running_server(server):
             assert resp.status == 200
         async with session.get(f"{server.url}/v1/me", headers={"X-Api-Key": "ck_not-a-key"}) as resp:
             assert resp.status == 401
+
+
+async def test_kill_9_keeps_every_acknowledged_idempotency_key(server):
+    """Flights created with an Idempotency-Key each, the server killed mid-load: after the restart a retry of every
+    acknowledged request gets the first answer again (replayed), and nothing was made twice."""
+    headers = {"X-Api-Key": _admin_key(server)}
+    server.start()
+    departs = (int(time.time()) // 86_400 + 5) * 86_400
+    acked: dict[str, tuple[dict, dict]] = {}  # key -> (body sent, answer)
+
+    async def writer(session, n: int, stop_at: float) -> None:
+        i = 0
+        while time.monotonic() < stop_at:
+            i += 1
+            key = f"w{n}-{i}"
+            body = {"id": f"CT{n}-{i}", "airline": "CT", "number": f"CT{n}{i}", "origin": "LIS", "destination": "OPO",
+                    "departure_at": departs, "arrival_at": departs + 3300,
+                    "cabins": {"economy": {"capacity": 10, "base_fare_cents": 4000}}}
+            try:
+                async with session.post(f"{server.url}/v1/admin/flights", json=body,
+                                        headers={**headers, "Idempotency-Key": key}) as resp:
+                    assert resp.status == 201, await resp.text()
+                    acked[key] = (body, await resp.json())
+            except (TimeoutError, aiohttp.ClientError):
+                return  # the server went away mid-request: never acknowledged
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        stop_at = time.monotonic() + 10
+        writers = [asyncio.create_task(writer(session, n, stop_at)) for n in range(16)]
+        while len(acked) < 150 and not all(w.done() for w in writers):
+            await asyncio.sleep(0.01)
+        server.proc.send_signal(signal.SIGKILL)  # mid-load
+        await asyncio.gather(*writers)
+    server.proc.wait(10)
+    assert len(acked) >= 150
+    server.start()
+    async with aiohttp.ClientSession() as session:
+        for key, (body, answer) in acked.items():
+            async with session.post(f"{server.url}/v1/admin/flights", json=body,
+                                    headers={**headers, "Idempotency-Key": key}) as resp:
+                assert resp.status == 201 and resp.headers.get("Idempotency-Replayed") == "true", key
+                assert await resp.json() == answer
