@@ -66,7 +66,8 @@ PG_TESTS := tests/integration/loyalty tests/integration/retail tests/integration
 	tests/integration/platform/test_audit.py tests/integration/platform/test_eventlog_and_streams.py \
 	--ignore=tests/integration/retail/test_retail_process.py \
 	--ignore=tests/integration/retail/test_changes_process.py --ignore=tests/integration/retail/test_simulated_shopping.py \
-	--ignore=tests/integration/retail/test_ranking.py --ignore=tests/integration/channels/test_outbox_process.py
+	--ignore=tests/integration/retail/test_ranking.py --ignore=tests/integration/channels/test_outbox_process.py \
+	--ignore=tests/integration/bidding/test_bidding_process.py
 test: $(STAMP) browser servers
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
