@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,6 +75,16 @@ class ServerProcess:
                 pass
             time.sleep(0.02)
         raise RuntimeError("the server did not finish loading after it was ready")
+
+    async def kill_9_mid_load(self, load: list[asyncio.Task], enough: Callable[[], bool], by: float) -> None:
+        """kill -9 once `enough()` holds (or the load's tasks ended, or the monotonic clock passed `by`), then wait
+        for the load's tasks to find the server gone, and for the process."""
+        assert self.proc is not None
+        while not enough() and time.monotonic() < by and not all(task.done() for task in load):
+            await asyncio.sleep(0.005)
+        self.proc.send_signal(signal.SIGKILL)
+        await asyncio.gather(*load)
+        self.proc.wait(10)
 
     def terminate(self, timeout: float = 20.0) -> int | None:
         """SIGTERM, as an orchestrator stops it; the exit code (killed if it does not exit in `timeout`)."""

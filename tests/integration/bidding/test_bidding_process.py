@@ -5,7 +5,6 @@ notice acknowledged is counted, and a notice sent again is not charged again."""
 import asyncio
 import random
 import re
-import signal
 import sqlite3
 import time
 
@@ -71,13 +70,13 @@ async def _spend(url: str, admin: str) -> dict[str, tuple[int, int]]:
 async def _load(server, exchange, bodies, acked, sent, seconds, until=None):
     timeout = aiohttp.ClientTimeout(total=5)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        tasks = [asyncio.create_task(_bidder(session, server.url, exchange, bodies, acked, sent,
-                                             time.monotonic() + seconds)) for _ in range(8)]
-        if until is not None:
-            while len(acked) < until and not all(t.done() for t in tasks):
-                await asyncio.sleep(0.01)
-            server.proc.send_signal(signal.SIGKILL)  # mid-load
-        await asyncio.gather(*tasks)
+        stop_at = time.monotonic() + seconds
+        tasks = [asyncio.create_task(_bidder(session, server.url, exchange, bodies, acked, sent, stop_at))
+                 for _ in range(8)]
+        if until is None:
+            await asyncio.gather(*tasks)
+        else:
+            await server.kill_9_mid_load(tasks, lambda: len(acked) >= until, stop_at)
 
 
 async def test_kill_9_while_charging_with_caches_evicting_keeps_budgets_and_charges_once(server):
@@ -89,7 +88,6 @@ async def test_kill_9_while_charging_with_caches_evicting_keeps_budgets_and_char
     acked: dict[str, tuple[str, str]] = {}
     sent: list[str] = []
     await _load(server, exchange, bodies, acked, sent, 30.0, until=400)
-    server.proc.wait(10)
     assert len(acked) >= 400
     server.start(timeout=60)
     before = dict(acked)

@@ -82,11 +82,7 @@ async def test_kill_9_loses_no_acknowledged_write(server):
     errors: list[int] = []
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
         writers = _start_writers(session, server, headers, acked, errors, 32)
-        while len(acked) < 300:
-            await asyncio.sleep(0.01)
-        server.proc.send_signal(signal.SIGKILL)  # mid-load
-        await asyncio.gather(*writers)
-    server.proc.wait(10)
+        await server.kill_9_mid_load(writers, lambda: len(acked) >= 300, time.monotonic() + 10)
     assert errors == []
     server.start()
     present = await _listed_ids(server.url, headers)
@@ -170,11 +166,7 @@ async def test_kill_9_keeps_every_acknowledged_idempotency_key(server):
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
         stop_at = time.monotonic() + 10
         writers = [asyncio.create_task(writer(session, n, stop_at)) for n in range(16)]
-        while len(acked) < 150 and not all(w.done() for w in writers):
-            await asyncio.sleep(0.01)
-        server.proc.send_signal(signal.SIGKILL)  # mid-load
-        await asyncio.gather(*writers)
-    server.proc.wait(10)
+        await server.kill_9_mid_load(writers, lambda: len(acked) >= 150, stop_at)
     assert len(acked) >= 150
     server.start()
     async with aiohttp.ClientSession() as session:

@@ -3,7 +3,6 @@ gateway): after a restart every order holds exactly one itinerary (its pending c
 the payment settles), the seats held equal the seats of live orders, and every acknowledged change is there."""
 
 import asyncio
-import signal
 import time
 
 import aiohttp
@@ -85,11 +84,7 @@ async def test_kill_9_during_changes(server):
         dates = await _catalog(session, server.url, admin)
         stop_at = time.monotonic() + 15
         shoppers = [asyncio.create_task(_shopper(session, server.url, dates, n, acked, stop_at)) for n in range(16)]
-        while len(acked) < 8 and time.monotonic() < stop_at:
-            await asyncio.sleep(0.005)
-        server.proc.send_signal(signal.SIGKILL)  # mid-load
-        await asyncio.gather(*shoppers)
-    server.proc.wait(10)
+        await server.kill_9_mid_load(shoppers, lambda: len(acked) >= 8, stop_at)
     assert len(acked) >= 8
 
     server.start()

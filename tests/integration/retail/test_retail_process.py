@@ -3,7 +3,6 @@ order and payment is there, the seats held equal the seats of live orders exactl
 sold twice; also with retail.max_offers_in_memory far below the offers made."""
 
 import asyncio
-import signal
 import time
 
 import aiohttp
@@ -75,11 +74,7 @@ async def test_kill_9_during_accepts_and_payments(server):
         shoppers = [asyncio.create_task(_shopper(session, server.url, date, acked_orders, acked_payments, acked_offers,
                                                      stop_at))
                     for _ in range(24)]
-        while len(acked_orders) < 25 and time.monotonic() < stop_at:
-            await asyncio.sleep(0.005)
-        server.proc.send_signal(signal.SIGKILL)  # mid-load
-        await asyncio.gather(*shoppers)
-    server.proc.wait(10)
+        await server.kill_9_mid_load(shoppers, lambda: len(acked_orders) >= 25, stop_at)
     assert len(acked_orders) >= 25
 
     server.start()
