@@ -214,6 +214,10 @@ class DeliveryStore(Protocol):
         """Micros this node's live, not yet charged bids may still cost, by campaign (one node; several nodes
         reckon theirs in the shared store, and this stays empty)."""
 
+    async def reserved_now(self, campaign_ids: Sequence[str], now: float) -> list[int]:
+        """What each campaign's live, not yet charged bids, every node's, may still cost at `now` (the spend
+        report), once bids that expired unbilled gave theirs back. StorageUnavailable when unreachable."""
+
     def lapse(self, now: float) -> None:
         """Give back what bids that expired unbilled had reserved."""
 

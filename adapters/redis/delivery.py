@@ -41,7 +41,23 @@ SPENT_TTL_S = 3 * 86_400      # a day's spend outlives the day: reports and late
 CHARGED_TTL_S = 86_400        # longer than any bid lives
 _BID_ID = re.compile(r"\A[0-9a-f]{16,64}\Z")
 
-_ADMIT = """
+# Gives back (up to 256 of) what a campaign's bids that expired unbilled by `now` had reserved.
+_LAPSE_FUNCTION = """
+local function lapse(reserved, resv, costs, now)
+  local gone = redis.call('ZRANGEBYSCORE', resv, '-inf', now, 'LIMIT', 0, 256)
+  if #gone > 0 then
+    local freed = 0
+    for _, v in ipairs(redis.call('HMGET', costs, unpack(gone))) do
+      if v then freed = freed + tonumber(string.match(v, '^(%d+)')) end
+    end
+    redis.call('ZREM', resv, unpack(gone))
+    redis.call('HDEL', costs, unpack(gone))
+    redis.call('DECRBY', reserved, freed)
+  end
+end
+"""
+
+_ADMIT = _LAPSE_FUNCTION + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('UNSEEDED') end
 local now, n = tonumber(ARGV[1]), tonumber(ARGV[2])
 local imp = KEYS[2]
@@ -69,16 +85,7 @@ for i = 1, n do
   local k, a = 2 + (i - 1) * 5, 5 + (i - 1) * 9
   local reserved, resv, costs, spent, bid_key = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
   local bid, cost, limit, expires = ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), ARGV[a + 4]
-  local gone = redis.call('ZRANGEBYSCORE', resv, '-inf', now, 'LIMIT', 0, 256)
-  if #gone > 0 then
-    local freed = 0
-    for _, v in ipairs(redis.call('HMGET', costs, unpack(gone))) do
-      if v then freed = freed + tonumber(string.match(v, '^(%d+)')) end
-    end
-    redis.call('ZREM', resv, unpack(gone))
-    redis.call('HDEL', costs, unpack(gone))
-    redis.call('DECRBY', reserved, freed)
-  end
+  lapse(reserved, resv, costs, now)
   local held = (tonumber(redis.call('GET', spent)) or 0) + (tonumber(redis.call('GET', reserved)) or 0)
   if user_capped or capped(ARGV[a + 7], ARGV[a + 8], ARGV[a + 9], ARGV[a + 6]) then
     out[i] = 'frequency_capped'
@@ -130,6 +137,17 @@ end
 return 1
 """
 
+# KEYS: reserved, resv, costs of each campaign. ARGV: now_ms. What each campaign's live bids hold at `now`, once
+# those that expired unbilled gave theirs back (a campaign with more than 256 such bids reads a little high).
+_RESERVED = _LAPSE_FUNCTION + """
+local now, out = tonumber(ARGV[1]), {}
+for i = 1, #KEYS, 3 do
+  lapse(KEYS[i], KEYS[i + 1], KEYS[i + 2], now)
+  out[#out + 1] = tonumber(redis.call('GET', KEYS[i])) or 0
+end
+return out
+"""
+
 # KEYS: seeded, then spent keys. ARGV: their values, then the ttl. Loads spend from SQL unless already seeded.
 _SEED = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -159,6 +177,7 @@ class RedisDeliveryStore(SqliteDeliveryStore):
         self._charge = redis.register_script(_CHARGE)
         self._uncharge = redis.register_script(_UNCHARGE)
         self._seed = redis.register_script(_SEED)
+        self._reserved_now = redis.register_script(_RESERVED)
         self.reseeds = 0
 
     def _k(self, *parts: str) -> str:
@@ -258,6 +277,13 @@ class RedisDeliveryStore(SqliteDeliveryStore):
                 log.warning("a charge that failed to store stays counted in Redis (unreachable)",
                             extra={"bid_id": bid_id})
             raise
+
+    async def reserved_now(self, campaign_ids: Sequence[str], now: float) -> list[int]:
+        if not campaign_ids:
+            return []
+        keys = [k for c in campaign_ids for k in (self._k("reserved", c), self._k("resv", c), self._k("cost", c))]
+        held = await self._r.run("reserved", self._reserved_now(keys, [int(now * 1000)]))
+        return [as_int(v) for v in held]
 
     # ---- this node's view of spend ----
     async def refresh_spend(self) -> list[str]:

@@ -139,6 +139,11 @@ class SqliteDeliveryStore:
         moved, self._reserved_moved = self._reserved_moved, set()
         return moved
 
+    async def reserved_now(self, campaign_ids: Sequence[str], now: float) -> list[int]:
+        """What each campaign's live bids may still cost at `now`: this node's are all there are."""
+        self.lapse(now)
+        return [self.reserved.get(c, 0) for c in campaign_ids]
+
     @property
     def reservations(self) -> int:
         """Bids whose reservation is remembered (charged ones among them until they would have expired)."""

@@ -29,7 +29,7 @@ from app.errors import Conflict, InvalidInput, NotFound
 from app.runtime.clock import Clock
 from app.runtime.lru import LRU
 from state.campaigns import Campaign, HistoryEntry
-from state.ports import CampaignStore, DeliveryStore
+from state.ports import CampaignStore, DeliveryStore, StorageUnavailable
 
 __all__ = ["WINDOWS", "CampaignService", "CampaignSpend", "Candidates", "Delivery", "_Entry", "_ImpShape", "utc_day"]
 
@@ -58,6 +58,13 @@ class CampaignSpend(msgspec.Struct):
     losses: int               # loss notices
     win_rate: float | None    # wins / (wins + losses); None before any notice
     avg_clearing_price_micros: int | None  # mean clearing CPM of the won auctions (USD micros); None before any
+    # What its live bids, not yet charged, may still cost (each its CPM / 1000, until charged or expired); None when
+    # the nodes' shared store cannot be read
+    reserved_micros: int | None = None
+    # Whether one more impression at its bid cap fits: spent + reserved + bid cap / 1000 within paced_micros (one
+    # node bids only while it does; nodes sharing Redis still admit a cheaper bid that fits); None when
+    # reserved_micros is
+    within_pace: bool | None = None
 
 
 def utc_day(at: float) -> str:
@@ -141,17 +148,26 @@ class CampaignService:
         day_start = now - now % 86_400
         paced = self._paced_share(now)
         outcomes = await self._delivery.outcomes_since(day_start)
+        campaigns = sorted(self._store.all(), key=lambda c: c.id)
+        held: list[int | None]
+        try:
+            held = list(await self._delivery.reserved_now([c.id for c in campaigns], now))
+        except StorageUnavailable:  # the spend of this node's view is still worth showing
+            held = [None] * len(campaigns)
         lines = []
-        for c in sorted(self._store.all(), key=lambda c: c.id):
+        for c, reserved in zip(campaigns, held, strict=True):
             spent = self._delivery.spent(c.id, day)
+            allowed = int(c.daily_budget_micros * paced)
             wins, cleared = outcomes.get((c.id, "win"), (0, 0))  # a win notice's price is the clearing CPM
             losses, _ = outcomes.get((c.id, "loss"), (0, 0))
             lines.append(CampaignSpend(
                 c.id, c.name, c.state, c.daily_budget_micros, spent,
                 spent / c.daily_budget_micros if c.daily_budget_micros else 0.0,
-                int(c.daily_budget_micros * paced), wins, losses,
+                allowed, wins, losses,
                 wins / (wins + losses) if wins + losses else None,
-                cleared // wins if wins else None))
+                cleared // wins if wins else None, reserved,
+                None if reserved is None else
+                c.daily_budget_micros > 0 and spent + reserved + c.bid_cap_micros // 1000 <= allowed))
         return day, lines
 
     def _paced_share(self, now: float) -> float:

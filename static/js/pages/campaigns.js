@@ -71,9 +71,19 @@ function statusBadge(status) {
   return h("span", { class: `badge ${s.cls}`, title: s.note }, s.label);
 }
 
+/** What the campaign's live bids hold of its budget until they are billed or expire ("" when nothing). */
+function heldText(item) {
+  if (!item) return "";
+  if (item.reserved_micros === null) return "live bids' holds unknown (shared store unreachable)";
+  return item.reserved_micros ? `+ ${micros(item.reserved_micros)} held by live bids` : "";
+}
+
+// The server's verdict (spend, live bids' holds and one more impression at the bid cap within what pacing allows
+// by now) when it has one; while the shared store is unreachable, spend alone.
 function pacing(item) {
   if (!item) return { text: "–", cls: "muted", detail: "" };
-  const held = item.spent_micros >= item.paced_micros;
+  const held = item.within_pace === null || item.within_pace === undefined
+    ? item.spent_micros >= item.paced_micros : !item.within_pace;
   return { text: held ? "held by pacing" : "within pace", cls: held ? "warn" : "ok",
            detail: `${micros(item.paced_micros)} allowed by now` };
 }
@@ -230,7 +240,9 @@ export function render(root, { params, role, session }) {
     const approvals = approvalsPanel();
     const listPanel = { el: h("section", { class: "card wide campaigns" },
       h("h2", { class: "visually-hidden" }, "All campaigns"),
-      h("p", { class: "muted small" }, "Spend, budget and pacing are for the current UTC day. ",
+      h("p", { class: "muted small" }, "Spend, budget and pacing are for the current UTC day. Each live bid holds "
+        + "what it may cost until it is billed or expires; a campaign is held by pacing once its spend, those holds "
+        + "and one more impression at its bid cap pass what pacing allows by now. ",
         `Bids/s counts the Bid events each campaign placed in the last ${LIVE_WINDOW_S} seconds. `, liveState),
       h("label", { class: "inline small" }, showArchived, " Show archived campaigns ", archivedCount),
       h("div", { class: "table-wrap" }, h("table", { class: "campaign-table" },
@@ -271,7 +283,9 @@ export function render(root, { params, role, session }) {
     };
     const fill = (id, row) => {
       const item = spend.get(id);
-      row.cells.spent.textContent = item ? micros(item.spent_micros) : "–";
+      const heldNote = heldText(item);
+      row.cells.spent.replaceChildren(item ? micros(item.spent_micros) : "–",
+        ...(heldNote ? [h("br"), h("small", { class: "muted" }, heldNote)] : []));
       row.cells.used.replaceChildren(budgetBar(item));
       const p = pacing(item);
       row.cells.pacing.replaceChildren(h("span", {}, h("span", { class: p.cls }, p.text),
@@ -435,6 +449,8 @@ export function render(root, { params, role, session }) {
       facts(figures, [
         [`Bids/s now (last ${LIVE_WINDOW_S} s)`, role === "admin" ? h("span", {}, liveValue, " ", liveState) : "–"],
         ["Spent", item ? `${micros(item.spent_micros)} of ${micros(c.daily_budget_micros)}` : "–"],
+        ["Held by live bids", item ? (item.reserved_micros === null ? "unknown (shared store unreachable)"
+          : micros(item.reserved_micros)) : "–"],
         ["Budget used", budgetBar(item)],
         ["Pacing", item ? h("span", {}, h("span", { class: p.cls }, p.text), ` (${p.detail})`) : "–"],
         ["Wins / losses", item ? `${item.wins} / ${item.losses}` : "–"],

@@ -54,3 +54,40 @@ async def test_the_first_win_and_loss_notices_go_on_the_bus_once(aiohttp_client,
     assert [(type(e).__name__, e.bid_id, e.campaign_id, e.user_id) for e in heard] == [
         ("BidWon", won["id"], "spring", "ann"), ("BidLost", lost["id"], "spring", "bo")]
     assert heard[0].price_micros == 2_000_000 and heard[1].reason == 102
+
+
+async def test_live_bids_hold_budget_the_report_shows_it_and_expired_ones_give_it_back(aiohttp_client, tmp_path):
+    from app.runtime.clock import ManualClock
+    clock = ManualClock(1_790_035_200.0 + 3_600)  # 01:00 UTC: pacing allows 1/24 of the day plus 5% slack
+    # 11,000 micros allowed by now: room for two or three impressions at most at the 5.00 CPM cap
+    client = await _client(aiohttp_client, tmp_path, clock, campaigns=[
+        single_campaign(id="tight", daily_budget_micros=120_000)])
+    admin = await _admin(client)
+
+    async def report() -> dict:
+        resp = await client.get("/v1/admin/spend", headers=admin)
+        assert resp.status == 200
+        [line] = (await resp.json())["items"]
+        return line
+    fresh = await report()
+    assert (fresh["spent_micros"], fresh["reserved_micros"], fresh["within_pace"]) == (0, 0, True)
+    assert fresh["paced_micros"] == 11_000
+
+    prices = []
+    for i in range(10):
+        resp = await post_bid(client, banner_request(request_id=f"r{i}", user_id=f"u{i}"))
+        if resp.status != 200:
+            break
+        prices.append((await resp.json())["seatbid"][0]["bid"][0]["price"])
+    # Two or three bids fit (each reserves its price; one node also wants room for one more at the cap), then none.
+    assert resp.status == 204 and 2 <= len(prices) <= 3
+    held = await report()
+    # Nothing is spent, yet the campaign no longer bids: what the console must say, not "within pace".
+    assert held["spent_micros"] == 0 < held["paced_micros"]
+    assert held["reserved_micros"] == sum(round(p * 1_000_000) // 1000 for p in prices)
+    assert held["within_pace"] is False
+
+    clock.advance(301)  # the bids lived bidding.bid_ttl_s (300 s) and were never billed
+    gone = await report()
+    assert (gone["reserved_micros"], gone["within_pace"]) == (0, True)
+    assert (await post_bid(client, banner_request(request_id="r9", user_id="u9"))).status == 200

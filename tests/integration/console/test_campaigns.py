@@ -42,6 +42,9 @@ def test_admin_pauses_a_campaign_sees_its_bids_stop_and_resumes_it(console, serv
     row = table.locator(f"tr[data-campaign='{busiest}']")
     name = row.get_by_role("link").inner_text()
     assert _admin_call(server.url, "GET", f"/v1/admin/campaigns/{busiest}")["state"] == "live"
+    # A bidding campaign's live bids hold part of its budget until they are billed or expire: shown beside its spend.
+    expect(row.locator("td[data-label='Spent today']")).to_contain_text(
+        re.compile(r"\+ \$\d+\.\d{2} held by live bids"))
     console.shot("campaigns-list")
 
     try:
@@ -76,4 +79,6 @@ def test_admin_pauses_a_campaign_sees_its_bids_stop_and_resumes_it(console, serv
     creatives = page.get_by_role("table", name="The campaign's creatives")
     expect(creatives.get_by_role("row").nth(1)).to_be_visible()
     expect(page.get_by_role("button", name=f"Pause {name}")).to_be_visible()
+    expect(page.locator("dt", has_text="Held by live bids").locator("xpath=following-sibling::dd[1]")).to_have_text(
+        re.compile(r"^\$\d+\.\d{2}$"))
     console.shot("campaigns-detail")

@@ -81,8 +81,11 @@ async def test_a_bid_that_expires_unwon_gives_its_reservation_back(nodes):
     first = bid(1, 100_000_000, ttl=10)  # reserves the whole 100,000 micros
     assert await a.admit([admission(first)], "u1", NO_CAPS, clock.now) == [""]
     assert await b.admit([admission(bid(2, 1_000_000))], "u2", NO_CAPS, clock.now) == ["budget"]
+    assert await b.reserved_now(["cmp", "other"], clock.now) == [100_000, 0]  # node B reads what A holds
     clock.now += 11
+    assert await a.reserved_now(["cmp"], clock.now) == [0]  # the expired bid gave it back, no admission needed
     assert await b.admit([admission(bid(3, 1_000_000, ttl=300))], "u3", NO_CAPS, clock.now) == [""]
+    assert await a.reserved_now(["cmp"], clock.now) == [1_000]
     assert await a.find(first.bid_id) is None  # expired bids are not found either
 
 
@@ -150,6 +153,8 @@ async def test_redis_unreachable_is_a_clear_error_and_nothing_is_charged(tmp_pat
             await store.admit([admission(bid(41))], "u1", NO_CAPS, NOW)
         with pytest.raises(StorageUnavailable, match="Redis"):
             await store.charge(x.bid_id, "cmp", "u1", 1000, DAY, NOW)
+        with pytest.raises(StorageUnavailable, match="Redis"):
+            await store.reserved_now(["cmp"], NOW)
         assert await db.fetchall("SELECT count(*) FROM bid_outcomes") == [(0,)]
         assert store.spent("cmp", DAY) == 0
         server.start()  # the same port and data directory: it comes back with what it wrote
@@ -228,3 +233,22 @@ async def test_a_dsp_bid_answered_by_one_node_is_won_on_the_other_and_its_notice
         for c in clients:
             await c.close()
         await db.close()
+
+
+async def test_the_spend_report_still_answers_while_redis_is_unreachable(aiohttp_client, tmp_path, redis_server):
+    from app.localservers import Redis
+    from tests.integration.bidding.helpers import _admin, _client, single_campaign
+    server = Redis(tmp_path / "redis").start()  # a Redis of this test's own, to stop
+    try:
+        client = await _client(aiohttp_client, tmp_path, None, campaigns=[single_campaign(id="cmp")],
+                               redis__url=server.url, redis__timeout_ms=300)
+        admin = await _admin(client)
+        [line] = (await (await client.get("/v1/admin/spend", headers=admin)).json())["items"]
+        assert (line["reserved_micros"], line["within_pace"]) == (0, True)
+        server.stop()
+        resp = await client.get("/v1/admin/spend", headers=admin)
+        assert resp.status == 200  # today's spend as this node last read it; what live bids hold is unknown
+        [line] = (await resp.json())["items"]
+        assert (line["spent_micros"], line["reserved_micros"], line["within_pace"]) == (0, None, None)
+    finally:
+        server.stop()
