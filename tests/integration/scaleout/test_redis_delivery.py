@@ -236,6 +236,7 @@ async def test_a_dsp_bid_answered_by_one_node_is_won_on_the_other_and_its_notice
 
 
 async def test_the_spend_report_still_answers_while_redis_is_unreachable(aiohttp_client, tmp_path, redis_server):
+    # redis_server only skips this test, naming the package, where redis-server is not installed
     from app.localservers import Redis
     from tests.integration.bidding.helpers import _admin, _client, single_campaign
     server = Redis(tmp_path / "redis").start()  # a Redis of this test's own, to stop
