@@ -16,7 +16,7 @@ import functools
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 import numpy as np
@@ -65,6 +65,12 @@ class CampaignSpend(msgspec.Struct):
     # node bids only while it does; nodes sharing Redis still admit a cheaper bid that fits); None when
     # reserved_micros is
     within_pace: bool | None = None
+
+
+def _may_bid(need: Any, budget: Any, allowed: Any) -> Any:
+    """The pacing rule, for one campaign or for arrays of them: a campaign with a budget may bid while `need` (today's
+    spend, what its live bids reserved and one more impression at its bid cap) fits in what is `allowed`."""
+    return (budget > 0) & (need <= allowed)
 
 
 def utc_day(at: float) -> str:
@@ -167,7 +173,7 @@ class CampaignService:
                 wins / (wins + losses) if wins + losses else None,
                 cleared // wins if wins else None, reserved,
                 None if reserved is None else
-                c.daily_budget_micros > 0 and spent + reserved + c.bid_cap_micros // 1000 <= allowed))
+                bool(_may_bid(spent + reserved + c.bid_cap_micros // 1000, c.daily_budget_micros, allowed))))
         return day, lines
 
     def _paced_share(self, now: float) -> float:
@@ -306,11 +312,11 @@ class CampaignService:
                 flipped = False
                 for slot in moved:
                     need, budget = spent[slot] + most[slot], budgets[slot]
-                    is_open = bool(budget > 0 and need <= budget * paced)
+                    is_open = bool(_may_bid(need, budget, budget * paced))
                     if is_open != self._open_slots[slot]:
                         self._open_slots[slot] = is_open
                         flipped = True
-                    if not is_open and 0 < budget and need <= budget:  # closed by pacing: it reopens later today
+                    if not is_open and _may_bid(need, budget, budget):  # closed by pacing: it reopens later today
                         self._open_until = min(self._open_until,
                                                day_start + 86_400 * (float(need / budgets[slot]) - self._slack))
                 moved.clear()
@@ -322,9 +328,9 @@ class CampaignService:
         day_start = now - now % 86_400
         paced = self._paced_share(now)
         need = spent + most
-        self._open_slots = (need <= budgets * paced) & (budgets > 0)
+        self._open_slots = _may_bid(need, budgets, budgets * paced)
         until = day_start + 86_400
-        waiting = ~self._open_slots & (need <= budgets) & (budgets > 0)  # closed by pacing, not by the whole budget
+        waiting = ~self._open_slots & _may_bid(need, budgets, budgets)  # closed by pacing, not by the whole budget
         if waiting.any():
             until = min(until, day_start + 86_400 * (float((need[waiting] / budgets[waiting]).min()) - self._slack))
         self._open_key, self._open_from, self._open_until = True, now, until
