@@ -23,12 +23,12 @@ class Loyalty:
         order = event.order
         kind, _, user_id = order.owner.partition(":")
         if kind == "user":
-            await self.loyalty.earn(user_id, order.total_cents, "web", earn_id(order), is_digital=True)
+            await self._earn(user_id, order)
 
     async def reverse_for_order(self, event: OrderCancelled) -> None:
         order = event.order
         if order.owner.startswith("user:") and order.payment is not None and order.payment.status == "approved":
-            await self.loyalty.reverse(earn_id(order))
+            await self._reverse_standing_earn(order)
 
     async def earn_for_change(self, event: OrderChanged) -> None:
         """A changed order's stars follow what it now costs: the earn of the version it replaced is reversed and
@@ -38,16 +38,28 @@ class Loyalty:
         kind, _, user_id = order.owner.partition(":")
         if kind != "user" or event.change_offer.total_cents == 0:
             return
-        try:
-            await self.loyalty.reverse(earn_id(previous))
-        except NotFound:
-            pass  # the version before earned nothing (its earn failed): nothing to take back
-        await self.loyalty.earn(user_id, order.total_cents, "web", earn_id(order), is_digital=True)
+        await self._reverse_standing_earn(previous)
+        await self._earn(user_id, order)
+
+    async def _earn(self, user_id: str, order: Order) -> None:
+        await self.loyalty.earn(user_id, order.total_cents, "web", earn_id(order.id, order.version), is_digital=True)
+
+    async def _reverse_standing_earn(self, order: Order) -> None:
+        """Reverse the earn that stands for this version of the order: the newest version's that earned. A change
+        that moved no money earned nothing, so the earn before it still stands; a reversal already made (the earn
+        of a version whose own earn then failed) is returned, not made twice."""
+        for version in range(order.version, 0, -1):
+            try:
+                await self.loyalty.reverse(earn_id(order.id, version))
+                return
+            except NotFound:
+                continue  # this version earned nothing
 
 
-def earn_id(order: Order) -> str:
-    """The earn transaction of an order's current version: the first payment's, then one per confirmed change."""
-    return f"order:{order.id}" if order.version <= 1 else f"order:{order.id}:v{order.version}"
+def earn_id(order_id: str, version: int) -> str:
+    """The earn transaction of an order's version: the first payment's, then one per confirmed change that moved
+    money."""
+    return f"order:{order_id}" if version <= 1 else f"order:{order_id}:v{version}"
 
 
 def build(infra: Infra) -> Loyalty:

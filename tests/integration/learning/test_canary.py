@@ -16,9 +16,11 @@ from tests.integration.bidding.helpers import _client, banner_request, post_bid
 from tests.integration.learning import test_acceptance as acceptance_loop
 from tests.integration.retail.helpers import search_body, seed_catalog
 
+# The latency limit is wide: a busy test machine can take tens of ms per scoring pass, and the promotion test is
+# about the period; the rollback test sets its own limit that every pass crosses.
 FAST = dict(ratelimit__ip_per_s=100_000, ratelimit__ip_burst=100_000, ratelimit__principal_per_s=100_000,
             ratelimit__principal_burst=100_000, canary__check_interval_s=0.05, canary__duration_s=3600,
-            canary__min_calls=20, canary__max_p95_ms=50)
+            canary__min_calls=20, canary__max_p95_ms=500)
 
 
 async def _bid_app(aiohttp_client, tmp_path, clock, campaigns=None, **overrides):
@@ -67,7 +69,7 @@ async def test_a_canary_serves_its_share_and_is_promoted_when_it_holds_for_its_p
     body = await started.json()
     assert (body["version"], body["share"], body["decision"]) == (version, 0.1, "")
     assert body["ends_at"] == body["started_at"] + 3600
-    assert body["limits"] == {"max_p95_ms": 50, "max_error_rate": 0.01, "min_calls": 20}  # this server's [canary]
+    assert body["limits"] == {"max_p95_ms": 500, "max_error_rate": 0.01, "min_calls": 20}  # this server's [canary]
 
     await _bids(client, 600)
     model = await _model(client, admin, "bidnet")

@@ -397,9 +397,12 @@ async def test_a_change_payment_left_pending_is_reconciled_by_the_sweep(aiohttp_
 
 
 async def test_a_members_stars_follow_what_the_changed_order_costs(shop, clock):
-    """Loyalty hears OrderChanged: the earn of the version replaced is reversed and the new total earned, once each."""
+    """Loyalty hears OrderChanged: the earn standing for the order is reversed and the new total earned, once each.
+    A change that moves no money earns nothing, so the earn before it still stands: the next change and a
+    cancellation take back that one, and the member never holds stars for two versions at once."""
     client, _ = shop
     platform = client.app[PLATFORM]
+    await add_flight_at_the_same_fares(platform, clock)
     headers = await customer(client, "change-stars")
     order = await paid_order(client, headers, clock, "premium")
     user_id = order["owner"].partition(":")[2]
@@ -407,18 +410,34 @@ async def test_a_members_stars_follow_what_the_changed_order_costs(shop, clock):
     first = platform.loyalty.balance(user_id)["balance"]
     assert first > 0
 
-    cheaper = next(o for o in (await ask(client, headers, order["id"], to_day(clock)))["change_offers"]
+    async def entries() -> list[tuple[str, str]]:
+        await platform.bus.idle()
+        ledger, _ = await platform.loyalty.ledger(user_id, None, 1_000)
+        return [(e.kind, e.transaction_id) for e in ledger if e.transaction_id.startswith("order:")]
+
+    # A day later at the same fares: no money moves, so no stars move.
+    same = next(o for o in (await ask(client, headers, order["id"], to_day(clock, 5)))["change_offers"]
+                if o["flight_id"] == "CT109-test")
+    assert same["total_cents"] == 0
+    resp = await confirm(client, headers, order["id"], same["id"])
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["version"] == 2
+    earn = f"order:{order['id']}"
+    assert await entries() == [("earn", earn)]
+    assert platform.loyalty.balance(user_id)["balance"] == first
+
+    # A cheaper flight: the first payment's earn is taken back and the new total earned.
+    moved = {"slices": [{"remove": ["CT109-test"], "add": to_day(clock)["slices"][0]["add"]}]}
+    cheaper = next(o for o in (await ask(client, headers, order["id"], moved))["change_offers"]
                    if o["flight_id"] == "CT105-test")
     resp = await confirm(client, headers, order["id"], cheaper["id"])
     assert resp.status == 200, await resp.text()
     changed = await resp.json()
-    await platform.bus.idle()
+    assert await entries() == [("earn", earn), ("reverse", earn), ("earn", f"{earn}:v3")]
     ledger, _ = await platform.loyalty.ledger(user_id, None, 1_000)
-    entries = [e for e in ledger if e.transaction_id.startswith(f"order:{order['id']}")]
-    assert [(e.kind, e.transaction_id) for e in entries] == [
-        ("earn", f"order:{order['id']}"), ("reverse", f"order:{order['id']}"), ("earn", f"order:{order['id']}:v2")]
-    assert entries[2].details["amount_cents"] == changed["total_cents"] < order["total_cents"]
-    assert platform.loyalty.balance(user_id)["balance"] == entries[2].stars < first
+    v3 = next(e for e in ledger if e.transaction_id == f"{earn}:v3")
+    assert v3.details["amount_cents"] == changed["total_cents"] < order["total_cents"]
+    assert platform.loyalty.balance(user_id)["balance"] == v3.stars < first
 
     # A dearer flight after that: paid with the card, and the stars follow the new total again.
     second = {"slices": [{"remove": ["CT105-test"], "add": to_day(clock)["slices"][0]["add"]}]}
@@ -428,11 +447,51 @@ async def test_a_members_stars_follow_what_the_changed_order_costs(shop, clock):
     resp = await confirm(client, headers, order["id"], dearer["id"], card=CARD)
     assert resp.status == 200, await resp.text()
     again = await resp.json()
+    assert (await entries())[3:] == [("reverse", f"{earn}:v3"), ("earn", f"{earn}:v4")]
+    ledger, _ = await platform.loyalty.ledger(user_id, None, 1_000)
+    v4 = next(e for e in ledger if e.transaction_id == f"{earn}:v4")
+    assert v4.details["amount_cents"] == again["total_cents"]
+    assert platform.loyalty.balance(user_id)["balance"] == v4.stars > v3.stars
+
+    # Cancelled: the standing earn goes, and the member is back where they were before the order.
+    quote = await (await client.post(f"/v1/orders/{order['id']}/cancellations", headers=headers)).json()
+    resp = await client.post(f"/v1/orders/{order['id']}/cancellations/{quote['id']}/confirm", headers=headers)
+    assert resp.status == 200, await resp.text()
+    assert (await entries())[5:] == [("reverse", f"{earn}:v4")]
+    assert platform.loyalty.balance(user_id)["balance"] == 0
+
+
+async def test_cancelling_after_a_change_that_moved_no_money_takes_back_the_first_earn(shop, clock):
+    client, _ = shop
+    platform = client.app[PLATFORM]
+    await add_flight_at_the_same_fares(platform, clock)
+    headers = await customer(client, "change-cancel")
+    order = await paid_order(client, headers, clock, "premium")
+    user_id = order["owner"].partition(":")[2]
+    same = next(o for o in (await ask(client, headers, order["id"], to_day(clock, 5)))["change_offers"]
+                if o["flight_id"] == "CT109-test")
+    assert same["total_cents"] == 0
+    assert (await confirm(client, headers, order["id"], same["id"])).status == 200
+    await platform.bus.idle()
+    assert platform.loyalty.balance(user_id)["balance"] > 0
+
+    quote = await (await client.post(f"/v1/orders/{order['id']}/cancellations", headers=headers)).json()
+    resp = await client.post(f"/v1/orders/{order['id']}/cancellations/{quote['id']}/confirm", headers=headers)
+    assert resp.status == 200, await resp.text()
     await platform.bus.idle()
     ledger, _ = await platform.loyalty.ledger(user_id, None, 1_000)
-    latest = [e for e in ledger if e.transaction_id == f"order:{order['id']}:v3"]
-    assert [e.kind for e in latest] == ["earn"] and latest[0].details["amount_cents"] == again["total_cents"]
-    assert platform.loyalty.balance(user_id)["balance"] == latest[0].stars > entries[2].stars
+    assert [(e.kind, e.transaction_id) for e in ledger] == [
+        ("earn", f"order:{order['id']}"), ("reverse", f"order:{order['id']}")]
+    assert platform.loyalty.balance(user_id)["balance"] == 0
+
+
+async def add_flight_at_the_same_fares(platform, clock) -> None:
+    """CT109: the flight of seed_catalog five days from now, at its fares (a change onto it moves no money)."""
+    noon = (int(clock.now() // DAY) + 5) * DAY + 12 * 3600
+    flight = Flight(id="CT109-test", airline="CT", number="CT109", origin="LIS", destination="BCN",
+                    departure_at=noon, arrival_at=noon + 7_500,
+                    cabins={"economy": Cabin(150, 10_000), "premium": Cabin(12, 25_000)})
+    await platform.catalog.put_flights("test", [flight], audit=False)
 
 
 async def test_anyone_lists_the_products_on_sale(shop):
