@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from state.campaigns import CampaignChannel
+
 ENV_PREFIX = "CONTRAIL__"
 
 
@@ -357,7 +359,7 @@ class ApprovalRule(_Section):
     name: Annotated[str, Meta(min_length=1, max_length=64)]
     approvers: Annotated[int, Meta(ge=1, le=10)] = 1
     daily_budget_above_micros: Annotated[int, Meta(ge=0)] | None = None
-    channels: list[str] = []
+    channels: list[CampaignChannel] = []
 
 
 def _default_rules() -> list[ApprovalRule]:

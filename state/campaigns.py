@@ -39,6 +39,11 @@ class FrequencyCaps(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields
     day: int | None = None
 
 
+# Where a campaign reaches people: "display" bids in auctions; the others are the activation channels
+# (POST /v1/channels/activate). An approval rule may ask more approvers for some (campaigns.approval_rules).
+CampaignChannel = Literal["display", "in_store", "push", "in_app", "sms", "email", "web", "paid_media"]
+
+
 # The workflow's states (app/campaigns/workflow.py has the transitions); only a live campaign bids or activates.
 CampaignState = Literal["draft", "in_review", "approved", "scheduled", "live", "paused", "completed", "archived",
                         "rejected"]
@@ -79,8 +84,8 @@ class Campaign(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True
     # Value bidding: the share of the customer's predicted lifetime value this campaign bids as its CPM (see
     # app/bidding/processor.py ValuePricing); None = it bids the auction's price.
     value_share: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
-    # Where it reaches people: "display" (it bids), "email", "sms", "push"... An approval rule may ask more
-    # approvers for some channels (campaigns.approval_rules).
+    # Where it reaches people (CampaignChannel; stored as text, so a campaign written before the names were
+    # checked still loads). An approval rule may ask more approvers for some channels (campaigns.approval_rules).
     channels: list[str] = []
     starts_at: float | None = None  # when it goes live once approved (None: when scheduled)
     ends_at: float | None = None    # when it completes (None: it runs until paused or archived)

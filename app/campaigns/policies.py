@@ -226,11 +226,11 @@ class PolicyService:
         """The arm to show this customer: the decision service's when it answers well and in time, else the
         campaign's local policy's. Only a live campaign decides (409 naming its state otherwise)."""
         campaign = self._campaigns.get(campaign_id)
-        held = self._policy_of(campaign)
-        if campaign.state != "live":
+        if campaign.state != "live":  # first: whatever else is wrong, a campaign that is not live never decides
             raise Conflict(f"cannot decide for campaign {campaign_id}: it is {campaign.state} (only live campaigns "
                            "appear in offers)",
                            {"state": campaign.state})
+        held = self._policy_of(campaign)
         arms = arms_of(campaign, held.stored.arms)
         if not arms:
             raise Conflict(f"campaign {campaign_id} has no {held.stored.arms} to choose from",

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import zlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import numpy as np
@@ -28,6 +29,7 @@ from app.jsondepth import check_depth
 from app.runtime.clock import Clock
 from app.runtime.lru import LRU
 from state.profiles import Profile
+from state.reco import ITEM_ID_PATTERN
 
 log = logging.getLogger("contrail.channels")
 
@@ -47,7 +49,7 @@ class ChannelEvent(msgspec.Struct, forbid_unknown_fields=True):
     user_id: str | None = None
     device_id: str | None = None
     session_id: str | None = None
-    at: float | None = None
+    at: Annotated[float, msgspec.Meta(ge=0, le=1e11)] | None = None  # epoch seconds
     amount_cents: int | None = None
     transaction_id: str | None = None
     category: str | None = None
@@ -59,6 +61,7 @@ class ChannelEvent(msgspec.Struct, forbid_unknown_fields=True):
 # checked event by event, so that each bad event gets its own error and the rest are kept.
 _typed = msgspec.json.Decoder(list[ChannelEvent] | ChannelEvent)
 _loose = msgspec.json.Decoder()
+_ITEM_ID = re.compile(ITEM_ID_PATTERN)
 _FIELDS = ("user_id", "device_id", "session_id", "transaction_id", "category", "product_id")
 
 
@@ -112,6 +115,8 @@ class IngestService:
             value = getattr(e, name)
             if value is not None and not 1 <= len(value) <= 128:
                 return f"{name} must be 1 to 128 characters"
+        if e.product_id is not None and not _ITEM_ID.match(e.product_id):
+            return "product_id must have no spaces or slashes (it names a recommendable item)"
         if e.type in ("purchase", "loyalty_swipe"):
             if e.amount_cents is None or not 0 <= e.amount_cents <= 10**10:
                 return f"{e.type} needs amount_cents (0 to 10,000,000,000)"

@@ -13,13 +13,15 @@ from app.campaigns.reports import CampaignReport, CampaignReports, CampaignsRepo
 from app.campaigns.workflow import CampaignWorkflow
 from app.runtime.clock import Clock
 from handlers.rest.common import endpoint, json_response, optional_body
-from state.campaigns import Campaign, Creative, FrequencyCaps, HistoryEntry, ReviewTask, Targeting
+from state.campaigns import Campaign, CampaignChannel, Creative, FrequencyCaps, HistoryEntry, ReviewTask, Targeting
 
 ADMIN = ("admin",)
 Micros = Annotated[int, msgspec.Meta(gt=0, le=10**12)]
 Time = Annotated[float, msgspec.Meta(ge=0, le=1e11, description="Epoch seconds")]
 Comment = Annotated[str, msgspec.Meta(max_length=2000)]
-Channel = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+Channels = Annotated[list[CampaignChannel], msgspec.Meta(max_length=8)]
+# Lists an auction request is matched against: bounded like every list a campaign keeps in memory.
+Names = Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=128)]], msgspec.Meta(max_length=1_000)]
 
 
 class NewCampaign(msgspec.Struct, forbid_unknown_fields=True):
@@ -28,16 +30,16 @@ class NewCampaign(msgspec.Struct, forbid_unknown_fields=True):
     bid_cap_micros: Micros
     daily_budget_micros: Micros
     id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_\-]{1,64}$")] | None = None
-    categories: list[str] = []
+    categories: Names = []
     app_bundle: str | None = None
-    deal_ids: list[str] = []
-    offer_ids: list[str] = []
+    deal_ids: Names = []
+    offer_ids: Names = []
     targeting: Targeting = Targeting()
     frequency_caps: FrequencyCaps = FrequencyCaps()
     creatives: list[Creative] = []
     # Bid what the customer is worth: this share of their predicted lifetime value (null: the auction's price).
     value_share: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
-    channels: Annotated[list[Channel], msgspec.Meta(max_length=16)] = []
+    channels: Channels = []
     starts_at: Time | None = None
     ends_at: Time | None = None
 
@@ -51,7 +53,7 @@ class CampaignPatch(msgspec.Struct, forbid_unknown_fields=True):
     value_share: Annotated[float, msgspec.Meta(ge=0, le=1)] | msgspec.UnsetType = msgspec.UNSET  # 0: no value bids
     targeting: Targeting | msgspec.UnsetType = msgspec.UNSET
     frequency_caps: FrequencyCaps | msgspec.UnsetType = msgspec.UNSET
-    channels: Annotated[list[Channel], msgspec.Meta(max_length=16)] | msgspec.UnsetType = msgspec.UNSET
+    channels: Channels | msgspec.UnsetType = msgspec.UNSET
     starts_at: Time | None | msgspec.UnsetType = msgspec.UNSET  # null: no start of its own
     ends_at: Time | None | msgspec.UnsetType = msgspec.UNSET    # null: runs until paused or archived
     comment: Comment = ""

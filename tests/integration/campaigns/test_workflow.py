@@ -161,6 +161,17 @@ async def test_approval_rules_approvers_and_rejection(team):
     bare = await step(client, keys["author"], "bare", "submit", status=400)
     assert "no creative" in bare["error"]["message"]
 
+    # A channel Contrail does not know is refused, so a spelling can't slip past the regulated-channel rule.
+    for channels in (["SMS"], [" sms"], ["carrier-pigeon"]):
+        for resp in (await client.post("/v1/admin/campaigns", json=new_campaign(id="odd", channels=channels),
+                                       headers=keys["author"]),
+                     await client.patch("/v1/admin/campaigns/texts", json={"channels": channels},
+                                        headers=keys["author"])):
+            assert resp.status == 400, channels
+            message = (await resp.json())["error"]["message"]
+            assert f"Invalid enum value '{channels[0]}' at channels[0]" in message, message
+    assert (await client.get("/v1/admin/campaigns/odd", headers=keys["author"])).status == 404
+
 
 async def test_edits_of_a_live_campaign_wait_for_approval_while_the_approved_version_runs(team, clock):
     client, keys, _ = team

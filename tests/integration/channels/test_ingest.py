@@ -27,19 +27,24 @@ async def test_batches_report_each_bad_event_and_accept_the_rest(app_and_relay):
              {"source": "web", "type": "teleport", "user_id": "u1"},             # unknown type
              {"source": "web", "type": "page_view"},                             # nobody
              {"source": "pos", "type": "purchase", "user_id": "u1"},             # no amount
+             {"source": "web", "type": "click", "user_id": "u1", "product_id": "a/b c"},  # not an item id
              {"source": "web", "type": "page_view", "device_id": "d1", "extra": 1},  # unknown field
+             {"source": "web", "type": "page_view", "device_id": "d1", "at": -1},     # before 1970
              {"source": "mobile_app", "type": "app_open", "device_id": "d1"}]
     resp = await client.post("/v1/channels/ingest", json=batch, headers=staff)
     body = await resp.json()
     assert resp.status == 200 and body["accepted"] == 2
     errors = {r["index"]: r["error"] for r in body["rejected"]}
-    assert set(errors) == {1, 2, 3, 4, 5}
+    assert set(errors) == {1, 2, 3, 4, 5, 6, 7}
     assert "disabled" in errors[1] and "type must be one of" in errors[2] and "user_id or device_id" in errors[3]
-    assert "amount_cents" in errors[4] and "extra" in errors[5]
-    # Without the malformed event the batch decodes in one pass: the same per-event answers.
-    body = await (await client.post("/v1/channels/ingest", json=batch[:5], headers=staff)).json()
+    assert "amount_cents" in errors[4] and "no spaces or slashes" in errors[5]
+    assert "extra" in errors[6] and ">= 0" in errors[7] and "at" in errors[7]
+    # Without the malformed events the batch decodes in one pass: the same per-event answers.
+    body = await (await client.post("/v1/channels/ingest", json=batch[:6], headers=staff)).json()
     assert body["accepted"] == 1 and {r["index"]: r["error"] for r in body["rejected"]} == \
-        {k: v for k, v in errors.items() if k < 5}
+        {k: v for k, v in errors.items() if k < 6}
+    far = await client.post("/v1/channels/ingest", json={**batch[0], "at": 1e300}, headers=staff)
+    assert (await far.json())["rejected"][0]["error"] == "Expected `float` <= 100000000000.0 - at `$.at`"
     single = await client.post("/v1/channels/ingest", json={"source": "web", "type": "search", "user_id": "u2"},
                                headers=staff)
     assert (await single.json())["accepted"] == 1
