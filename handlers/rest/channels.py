@@ -263,7 +263,7 @@ class ChannelsApi:
                                  '<button>Unsubscribe from Contrail emails</button></form>', content_type="text/html")
 
     @endpoint("One-click unsubscribe (RFC 8058): the address goes on the email suppression list", tags=("channels",),
-              errors=(404,), params=UnsubscribeLink, response=str, content_type="text/html")
+              errors=(404,), params=UnsubscribeLink, response=str, content_type="text/html", any_body=True)
     async def unsubscribe(self, request: web.Request, principal) -> web.Response:
         address = await self._email.unsubscribe(request.query.get("m", ""), request.query.get("t", ""))
         if address is None:

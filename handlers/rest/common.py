@@ -109,7 +109,7 @@ def endpoint(summary: str, *, tags: tuple[str, ...] = (), roles: tuple[str, ...]
              status: int = 200, errors: tuple[int, ...] = (), description: str = "",
              also: tuple[int, ...] = (), empty: tuple[int, ...] = (), raw_body: Any = None,
              params: type | None = None, headers: dict[str, dict[str, Any]] | None = None,
-             websocket: bool = False, **extra: Any) -> Callable[[Handler], Handler]:
+             websocket: bool = False, any_body: bool = False, **extra: Any) -> Callable[[Handler], Handler]:
     """Declare a route handler: who may call it, what it takes and what it returns.
 
     The wrapped handler is called as handler(request, principal, [body], [query]), or as a method of a
@@ -119,11 +119,14 @@ def endpoint(summary: str, *, tags: tuple[str, ...] = (), roles: tuple[str, ...]
     not fit; parameters it does not name are let through, as links carry what others add to them).
     `also` names other success statuses answered with `response`, `empty` the statuses answered with
     no body, `headers` the success responses' headers. A `websocket` endpoint answers anything but a
-    websocket handshake 426 before its handler runs.
+    websocket handshake 426 before its handler runs. An endpoint that declares no body takes none: a body other
+    than `{}` or `null` is 400, as an unknown field would be, unless `any_body` says nobody reads it (RFC 8058's
+    one-click form).
     """
 
     def wrap(fn: Handler) -> Handler:
         auto_errors = set(errors) | {400}
+        takes_no_body = raw_body is None and not any_body and not websocket
         if roles is not None:
             auto_errors |= {401, 403, 429}
 
@@ -141,6 +144,8 @@ def endpoint(summary: str, *, tags: tuple[str, ...] = (), roles: tuple[str, ...]
             args: list[Any] = [*bound, principal]
             if body is not None:
                 args.append(_decode_body(await request.read(), body))
+            elif takes_no_body and request.body_exists and request.method in _WITH_BODY:
+                _refuse_a_body(await request.read())
             if query is not None:
                 args.append(decode_query(request, query))
             if params is not None:
@@ -202,6 +207,24 @@ def decode(raw: bytes, type_: type) -> Any:
 def _field_names(type_: type) -> frozenset[str]:
     """A query Struct's field names (msgspec works them out anew on every call, 30 us and more)."""
     return frozenset(field.encode_name for field in msgspec.structs.fields(type_))  # as a query spells them
+
+
+_WITH_BODY = frozenset(("POST", "PUT", "PATCH", "DELETE"))
+
+
+class _NoBody(msgspec.Struct, forbid_unknown_fields=True):
+    pass
+
+
+def _refuse_a_body(raw: bytes) -> None:
+    """An endpoint that takes no body accepts none, `{}` or `null`: anything else was meant for something else."""
+    if not raw.strip():
+        return
+    try:
+        decode(raw, _NoBody | None)  # type: ignore[arg-type]
+    except InvalidInput as exc:
+        raise InvalidInput(f"{exc.message}; this endpoint takes no request body (send none, or {{}})",
+                           exc.details, code=exc.code) from None
 
 
 def optional_body(raw: bytes, type_: type) -> Any:

@@ -52,6 +52,18 @@ async def test_train_evaluates_on_held_out_events_and_swaps_the_model_in(aiohttp
     assert 'contrail_reco_evaluation{metric="hr@10"}' in text
     assert 'contrail_reco_trainings_total{outcome="live"} 1.0' in text
 
+    # The endpoint takes no body: one meant for something else is refused before anything trains; {} is none.
+    for junk in (b'{"epochs": 5}', b'{"epochs":', b'"\xff"', b"[1]"):
+        resp = await client.post("/v1/admin/reco/train", data=junk,
+                                 headers={**admin, "Content-Type": "application/json"})
+        assert resp.status == 400, junk
+        assert "takes no request body" in (await resp.json())["error"]["message"], junk
+    deep = await client.post("/v1/admin/reco/train", data=b"[" * 10_000 + b"]" * 10_000, headers=admin)
+    assert deep.status == 400 and (await deep.json())["error"]["code"] == "too_deeply_nested"
+    assert 'contrail_reco_trainings_total{outcome="live"} 1.0' in await (await client.get("/metrics")).text()
+    again = await client.post("/v1/admin/reco/train", json={}, headers=admin)
+    assert (await again.json())["version"] == "als-2"
+
 
 async def test_the_periodic_retrain_is_a_supervised_task_unless_disabled(aiohttp_client, tmp_path, clock):
     on = await aiohttp_client(create_app(make_config(tmp_path / "on", reco__retrain_interval_s=60), clock=clock))
