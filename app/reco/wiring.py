@@ -1,5 +1,5 @@
-"""Builds the recommendation domain: its store and service; learns from ingest's events and paid orders (on the
-bus); retrains on a schedule."""
+"""Builds the recommendation domain: its store and service; learns from ingest's events and paid and changed
+orders (on the bus); retrains on a schedule."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from app.infra import Infra
 from app.learning.versions import Versioning
 from app.reco.service import FEEDBACK, Feedback, RecoService
 from app.reco.versions import RecoVersions
-from app.retail.events import OrderPaid
+from app.retail.events import OrderChanged, OrderPaid
+from state.orders import Order
 
 
 @dataclass
@@ -36,9 +37,22 @@ class Reco:
     async def learn_from_order(self, event: OrderPaid) -> None:
         """A paid order: its destination ("dest-XXX") and its products are the customer's purchases."""
         order = event.order
-        kind, _, user_id = order.owner.partition(":")
-        if kind != "user" or not user_id:
-            return
+        user_id = _member(order)
+        if user_id:
+            at = order.payment.updated_at if order.payment is not None else order.updated_at
+            await self.reco.on_order_paid(user_id, self._items(order), at)
+
+    async def learn_from_change(self, event: OrderChanged) -> None:
+        """A changed order: what the new version has and the one it replaced had not (another destination, services
+        added) is bought now."""
+        user_id = _member(event.order)
+        if user_id:
+            before = set(self._items(event.previous))
+            added = [i for i in self._items(event.order) if i not in before]
+            if added:
+                await self.reco.on_order_paid(user_id, added, event.order.updated_at)
+
+    def _items(self, order: Order) -> list[str]:
         items: list[str] = []
         for line in order.items:
             if line.kind == "Flight":
@@ -47,8 +61,13 @@ class Reco:
                     items.append(f"dest-{destination}")
             else:
                 items.append(line.product_id)
-        at = order.payment.updated_at if order.payment is not None else order.updated_at
-        await self.reco.on_order_paid(user_id, list(dict.fromkeys(items)), at)
+        return list(dict.fromkeys(items))
+
+
+def _member(order: Order) -> str | None:
+    """The customer whose order it is (a guest's teaches nothing: it has no one to recommend to)."""
+    kind, _, user_id = order.owner.partition(":")
+    return user_id if kind == "user" and user_id else None
 
 
 def build(infra: Infra, destination_of: Callable[[str], str | None]) -> Reco:
@@ -67,6 +86,7 @@ def build(infra: Infra, destination_of: Callable[[str], str | None]) -> Reco:
     infra.bus.subscribe_queued(CustomerEventsIngested, "reco_learning", domain.learn_from_events, capacity=256,
                                when_full="wait")
     infra.bus.subscribe(OrderPaid, domain.learn_from_order)
+    infra.bus.subscribe(OrderChanged, domain.learn_from_change)
     if infra.config.reco.retrain_interval_s > 0:
         infra.supervisor.add_periodic("reco_retrain", infra.config.reco.retrain_interval_s, service.retrain)
     # The features saved now and then, so a start replays only what came after (one node: with several, a node

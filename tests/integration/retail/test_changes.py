@@ -187,6 +187,11 @@ async def test_adding_a_bag_and_a_lounge_pass_after_payment(shop, clock):
     assert sum(b["kind"] == "Bag" for b in changed["barcodes"]) == 2
     assert platform.order_store.held[f"{flight.id}/lounge-pass"] == 2
     held_matches_live_orders(platform)
+    # What the change bought counts as bought for recommendations: it is never offered to them again.
+    await platform.bus.idle()
+    user_id = order["owner"].partition(":")[2]
+    activity = await (await client.get(f"/v1/reco/users/{user_id}", headers=headers)).json()
+    assert {"bag-23kg", "lounge-pass", "dest-BCN"} <= set(activity["bought_or_dismissed"]), activity
     await ask(client, headers, order["id"], {"add_services": ["bag-23kg"]}, status=422)  # already has one
     await ask(client, headers, order["id"], {"add_services": ["no-such-thing"]}, status=422)
 
