@@ -192,15 +192,21 @@ def decode(raw: bytes, type_: type) -> Any:
         raise InvalidInput("request body is empty; expected a JSON object")
     check_depth(raw)
     try:
-        return decoder.decode(raw)
-    except msgspec.ValidationError as exc:
-        message, path = _validation_message(exc)
-        raise InvalidInput(f"invalid request body: {message}" + (f" at {path}" if path else ""),
-                           {"field": path} if path else None) from None
+        try:
+            return decoder.decode(raw)
+        except msgspec.ValidationError as exc:
+            # The typed decoder stops at the first field it refuses, before it reaches JSON that breaks off
+            # further on: a body that is not JSON at all is said to be malformed (below), not blamed on a field.
+            msgspec.json.decode(raw)
+            message, path = _validation_message(exc)
+            raise InvalidInput(f"invalid request body: {message}" + (f" at {path}" if path else ""),
+                               {"field": path} if path else None) from None
     except msgspec.DecodeError as exc:
         raise InvalidInput(f"malformed JSON: {exc}") from None
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"malformed JSON: invalid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except RecursionError:  # brackets opened and never closed (balanced deep ones are refused above)
+        raise InvalidInput("malformed JSON: brackets left open") from None
 
 
 @functools.cache

@@ -81,7 +81,14 @@ class GuardedHandler(RequestHandler):
             if isinstance(exc, ContentEncodingError):  # its message names the encoding
                 detail = f"the body does not decode as its Content-Encoding says ({detail})"
             log.info("unparseable request", extra={"status": status, "detail": detail[:200]})
-            error = {"code": "bad_request", "message": f"the request could not be read: {detail}", "details": None}
+            error: dict[str, Any] = {"code": "bad_request", "message": f"the request could not be read: {detail}",
+                                     "details": None}
+            unsupported = _unsupported_encoding(exc)
+            if unsupported is not None:  # a coding this server has no decoder for (RFC 9110 15.5.16: 415)
+                status = 415
+                error = {"code": "unsupported_media_type", "details": {"accepted": ["gzip", "deflate"]},
+                         "message": f"Content-Encoding {unsupported} is not supported: send the body with gzip, "
+                                    "deflate or no Content-Encoding"}
         else:
             log.error("error handling request", exc_info=exc)
             error = {"code": "internal", "message": "internal error; the server logs say what went wrong",
@@ -178,3 +185,11 @@ class QuietRepeats:
         if hidden:
             context = {**context, "message": f"{message} (and {hidden} more times in the last {self._interval:g}s)"}
         loop.default_exception_handler(context)
+
+
+def _unsupported_encoding(exc: BaseException | None) -> str | None:
+    """The content coding aiohttp refused for want of its optional decoder (br without Brotli, zstd without
+    backports.zstd), or None."""
+    if not isinstance(exc, ContentEncodingError) or "Please install" not in str(exc):
+        return None
+    return "br" if "(br)" in str(exc) else "zstd" if "(zstd)" in str(exc) else "this"

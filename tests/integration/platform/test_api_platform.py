@@ -115,6 +115,11 @@ async def test_api_key_list_paginates_with_an_opaque_cursor(client, admin_header
     (b"[1,2]", "Expected `object`"),
     (b'{"name": 5, "role": "partner"}', "name"),
     (b'{"name": "x", "role": "partner", "extra": 1}', "extra"),
+    # JSON that breaks off after a field the decoder would refuse: the body is what is wrong, not the field.
+    (b'{"colour": ', "malformed JSON: Input data was truncated"),
+    (b'{"name": "x", "role": "partner"} xx', "malformed JSON: JSON is malformed: trailing characters"),
+    (b'{"name": "\xff"}', "malformed JSON: invalid UTF-8"),
+    (b"[" * 100_000, "malformed JSON"),
 ])
 async def test_malformed_input_is_400_naming_the_problem(client, admin_headers, body, needle):
     resp = await client.post("/v1/admin/api-keys", data=body,
