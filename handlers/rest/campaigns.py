@@ -12,8 +12,17 @@ from app.campaigns.integrations import AssetImport, ReviewTasks
 from app.campaigns.reports import CampaignReport, CampaignReports, CampaignsReport, parse_time
 from app.campaigns.workflow import CampaignWorkflow
 from app.runtime.clock import Clock
-from handlers.rest.common import endpoint, json_response, optional_body
-from state.campaigns import Campaign, CampaignChannel, Creative, FrequencyCaps, HistoryEntry, ReviewTask, Targeting
+from handlers.rest.common import Cursor, endpoint, json_response, optional_body, paginate
+from state.campaigns import (
+    Campaign,
+    CampaignChannel,
+    CampaignState,
+    Creative,
+    FrequencyCaps,
+    HistoryEntry,
+    ReviewTask,
+    Targeting,
+)
 
 ADMIN = ("admin",)
 Micros = Annotated[int, msgspec.Meta(gt=0, le=10**12)]
@@ -87,6 +96,13 @@ class Tasks(msgspec.Struct):
 
 class CampaignList(msgspec.Struct):
     items: list[Campaign]
+    next_cursor: str | None = None  # the `after` of the next page; null on the last
+
+
+class CampaignListQuery(msgspec.Struct, forbid_unknown_fields=True):
+    state: CampaignState | None = None  # only campaigns in this state
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1000
+    after: Cursor | None = None
 
 
 class SpendReport(msgspec.Struct):
@@ -143,9 +159,11 @@ class CampaignsApi:
         campaign = await self._workflow.create(principal, Campaign(**fields))
         return json_response(campaign, status=201)
 
-    @endpoint("List campaigns", tags=("campaigns",), roles=ADMIN, response=CampaignList)
-    async def list_campaigns(self, request: web.Request, principal) -> web.Response:
-        return json_response(CampaignList(self._campaigns.list()))
+    @endpoint("List campaigns by id, a page at a time (optionally those in one state)", tags=("campaigns",),
+              roles=ADMIN, query=CampaignListQuery, response=CampaignList)
+    async def list_campaigns(self, request: web.Request, principal, query: CampaignListQuery) -> web.Response:
+        campaigns = sorted((c for c in self._campaigns.list() if query.state in (None, c.state)), key=lambda c: c.id)
+        return json_response(CampaignList(*paginate(campaigns, query.after, query.limit)))
 
     @endpoint("What waits for an approver: campaigns in review and approved campaigns with changes under review",
               tags=("campaigns",), roles=ADMIN, response=CampaignList)

@@ -177,9 +177,15 @@ export function render(root, { params, role, session }) {
       const c = await api("GET", `/v1/admin/campaigns/${encodeURIComponent(detailId)}`);
       campaigns.set(c.id, c);
     } else {
-      const body = await api("GET", "/v1/admin/campaigns");
+      const all = [];
+      let after = "";
+      do {  // a page of up to 1,000 at a time, by id
+        const body = await api("GET", `/v1/admin/campaigns${after ? `?after=${encodeURIComponent(after)}` : ""}`);
+        all.push(...body.items);
+        after = body.next_cursor;
+      } while (after);
       campaigns.clear();
-      for (const c of body.items) campaigns.set(c.id, c);
+      for (const c of all) campaigns.set(c.id, c);
     }
   }
   async function loadSpend() {

@@ -122,6 +122,29 @@ async def test_steps_that_the_workflow_does_not_allow_are_409_naming_the_state(t
     assert old.status == 400 and "status" in (await old.json())["error"]["message"]
 
 
+async def test_the_list_pages_by_id_and_filters_by_state(team):
+    client, keys, _ = team
+    for n in range(5):
+        await client.post("/v1/admin/campaigns", json=new_campaign(id=f"c{n}"), headers=keys["author"])
+    await step(client, keys["author"], "c3", "submit")
+    seen, after = [], None
+    while True:
+        params = {"limit": "2", **({"after": after} if after else {})}
+        page = await (await client.get("/v1/admin/campaigns", params=params, headers=keys["ana"])).json()
+        assert len(page["items"]) <= 2
+        seen += [c["id"] for c in page["items"]]
+        after = page["next_cursor"]
+        if after is None:
+            break
+    assert seen == ["c0", "c1", "c2", "c3", "c4"]
+    review = await (await client.get("/v1/admin/campaigns", params={"state": "in_review"}, headers=keys["ana"])).json()
+    assert [c["id"] for c in review["items"]] == ["c3"] and review["next_cursor"] is None
+    for params, field in (({"state": "bogus"}, "state"), ({"limit": "-1"}, "limit"), ({"colour": "red"}, "colour"),
+                          ({"after": "!!"}, "after")):
+        bad = await client.get("/v1/admin/campaigns", params=params, headers=keys["ana"])
+        assert bad.status == 400 and field in (await bad.json())["error"]["message"], params
+
+
 async def test_approval_rules_approvers_and_rejection(team):
     client, keys, _ = team
     # High budget: two approvers; neither the creator nor the last editor may be one of them.
