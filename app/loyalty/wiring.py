@@ -31,9 +31,9 @@ class Loyalty:
             await self._reverse_standing_earn(order)
 
     async def earn_for_change(self, event: OrderChanged) -> None:
-        """A changed order's stars follow what it now costs: the earn of the version it replaced is reversed and
-        its new total earned, each once (a replay of either changes nothing). A change that moved no money
-        leaves the stars alone."""
+        """A changed order's stars follow what it now costs: the earn standing for it is reversed and its new total
+        earned, each once (a replay of either changes nothing). A change that moved no money leaves the stars
+        alone and earns nothing."""
         order, previous = event.order, event.previous
         kind, _, user_id = order.owner.partition(":")
         if kind != "user" or event.change_offer.total_cents == 0:
