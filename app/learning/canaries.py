@@ -112,8 +112,7 @@ class Canaries(Generic[M]):
             model = await self._read(version.path)
         except Exception as exc:
             self._running = Running(version, Split(None, version.version, 0.0, 1))
-            ended = await self._conclude(ABORTED, f"its file could not be read at restart: {exc}")
-            await self._ended(ended, "learning")
+            await self._conclude(ABORTED, f"its file could not be read at restart: {exc}", "learning")
             return
         self._serve_canary(version, model)
 
@@ -122,10 +121,8 @@ class Canaries(Generic[M]):
         async with self._changing():
             if self._running is None:
                 raise Conflict(f"{self.name} has no canary running")
-            ended = await self._conclude(PROMOTED if promote else ABORTED,
-                                         f"{'promoted' if promote else 'aborted'} by an admin")
-        await self._ended(ended, actor)
-        return ended
+            return await self._conclude(PROMOTED if promote else ABORTED,
+                                        f"{'promoted' if promote else 'aborted'} by an admin", actor)
 
     async def check_canary(self) -> None:
         """The periodic judgement: roll back at once when a limit is crossed, promote at the period's end."""
@@ -139,17 +136,16 @@ class Canaries(Generic[M]):
         async with self._lock:
             if self._running is not running:
                 return
-            ended = await self._conclude(*found)
-        await self._ended(ended, "learning")
+            await self._conclude(*found, "learning")
 
-    async def _abort_for(self, what: str) -> ModelVersion | None:
+    async def _abort_for(self, what: str, actor: Principal | str) -> None:
         """A rollback or reload changes the live version the canary is compared with: the canary ends first."""
-        if self._running is None:
-            return None
-        return await self._conclude(ABORTED, f"aborted by {what} of the live version")
+        if self._running is not None:
+            await self._conclude(ABORTED, f"aborted by {what} of the live version", actor)
 
-    async def _conclude(self, decision: str, reason: str) -> ModelVersion:
-        """Record how the canary ended and serve accordingly (under the change lock)."""
+    async def _conclude(self, decision: str, reason: str, actor: Principal | str) -> ModelVersion:
+        """Record how the canary ended, serve accordingly and audit it (under the change lock). The canary is shown
+        gone only once all that is done, so whoever sees it gone finds its audit entry too."""
         running = self._running
         assert running is not None and running.version.canary is not None
         now, split = self._clock.now(), running.split
@@ -164,6 +160,7 @@ class Canaries(Generic[M]):
             version = replace(running.version, status=ROLLED_BACK, canary=record,
                               note=f"canary {decision.replace('_', ' ')}: {reason}")
             await self._registry.add(version)
+        await self._ended(version, actor)
         self._split(None)
         self._running = None
         self.last_canary = version

@@ -222,14 +222,12 @@ class VersionedModel(Canaries[M]):
         """An admin's weights file goes live and is recorded as a version."""
         model = await self._read(path)
         async with self._changing():
-            aborted = await self._abort_for("a reload")
+            await self._abort_for("a reload", actor)
             now = self._clock.now()
             version = ModelVersion(self.name, await self._registry.next_sequence(self.name), self._label(model),
                                    now, "file", LIVE, path, now, note="reloaded by an admin")
             await self._registry.add(version, demote_to=RETIRED)
             self._serve(model, path)
-        if aborted is not None:
-            await self._ended(aborted, actor)
         await self._audit.record(actor, "model.reload", version.version, model=self.name, path=path)
         self._export(version)
         return version
@@ -247,12 +245,10 @@ class VersionedModel(Canaries[M]):
                 raise Conflict(f"version {target.version!r} of {self.name} cannot go live: its stored weights were "
                                f"deleted to keep within learning.keep_files")
             model = await self._read(target.path)
-            aborted = await self._abort_for("a rollback")
+            await self._abort_for("a rollback", actor)
             note = f"rolled back from {live.version}" if live is not None else "activated"
             await self._registry.activate(self.name, target.sequence, self._clock.now(), ROLLED_BACK, note)
             self._serve(model, target.path)
-        if aborted is not None:
-            await self._ended(aborted, actor)
         await self._audit.record(actor, "model.rollback", target.version, model=self.name,
                                  replaced=live.version if live is not None else None)
         restored = await self._registry.get(self.name, target.sequence)
