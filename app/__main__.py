@@ -308,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
         except CannotStart as exc:
             print(f"config: {exc}", file=sys.stderr)
             return 2
+        except OSError as exc:  # a port taken, an address this machine does not have
+            print(f"error: cannot start: {exc}", file=sys.stderr)
+            return 1
         return 0
 
     async def migrate(platform) -> None:

@@ -24,11 +24,18 @@ async def serve(config: Config) -> None:
     asyncio.get_running_loop().set_exception_handler(QuietRepeats())
     runner = GuardedRunner(app, config.server, platform.metrics, access_log=None, handle_signals=False,
                            shutdown_timeout=config.server.shutdown_grace_s)
-    await runner.setup()
     tls = app.get(TLS)
-    site = web.TCPSite(runner, config.server.host, config.server.port, reuse_address=True,
-                       reuse_port=config.server.reuse_port or None, ssl_context=tls.http if tls is not None else None)
-    await site.start()
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, config.server.host, config.server.port, reuse_address=True,
+                           reuse_port=config.server.reuse_port or None,
+                           ssl_context=tls.http if tls is not None else None)
+        await site.start()
+    except BaseException:
+        # Close what did start (the databases and their writer threads, the gRPC server): left open, their
+        # threads kept the process alive after the error.
+        await runner.cleanup()
+        raise
     host, port = site._server.sockets[0].getsockname()[:2]  # type: ignore[union-attr]
     platform.public_urls.listening(config.server.host, port)
     log.info("HTTP listening", extra={"host": host, "port": port, "links": platform.public_urls.links()})

@@ -2,12 +2,15 @@
 
 import asyncio
 import signal
+import socket
+import subprocess
+import sys
 import time
 
 import aiohttp
 import pytest
 
-from bench.server import ServerProcess
+from bench.server import ROOT, ServerProcess
 
 
 @pytest.fixture
@@ -72,6 +75,19 @@ def test_cli_contract(server):
     assert "already loaded" in second.stdout
     assert server.cli("migrate").returncode == 0
     assert key
+
+
+@pytest.mark.parametrize("taken", ["http", "grpc"])
+def test_serve_on_a_port_already_taken_says_so_in_one_line_and_exits_1(server, taken):
+    """The databases' writer threads and the gRPC server that had started are closed: the process ends."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", server.http_port if taken == "http" else server.grpc_port))
+        holder.listen()
+        result = subprocess.run([sys.executable, "-m", "app", "serve"], cwd=ROOT, env=server.env,
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("error: cannot start: [Errno 98]"), result.stderr
+    assert "Traceback" not in result.stderr
 
 
 async def test_kill_9_loses_no_acknowledged_write(server):
