@@ -13,7 +13,7 @@ from app.bidding.gateway import BidAnswer, BidGateway
 from app.errors import RateLimited
 from app.ratelimit import RateLimiter
 from handlers.rpc import bidding_grpc, bidding_pb2
-from handlers.rpc.server import CALLER, check_reply_size, recv_one
+from handlers.rpc.server import CALLER, MalformedMessage, check_reply_size, each_message, recv_one
 
 
 def framed(message) -> bytes:
@@ -119,7 +119,11 @@ class BiddingService(bidding_grpc.BiddingServiceBase):
                 slots.release()
 
         try:
-            async for message in stream:
+            async for message in each_message(stream):
+                if isinstance(message, MalformedMessage):  # answered, and the stream goes on
+                    replies.put(bidding_pb2.BidResponseProto(agent_id=self._agent_id,
+                                                             error=f"invalid_argument: {message.message}"))
+                    continue
                 try:
                     self._limiter.check(principal, ip)  # every message is a request, as on REST
                 except RateLimited as exc:
@@ -130,8 +134,13 @@ class BiddingService(bidding_grpc.BiddingServiceBase):
                 task = asyncio.create_task(one(message, time.perf_counter()))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
-            if tasks:
-                await asyncio.gather(*tasks)
+            await asyncio.gather(*tasks)
+        except GRPCError:
+            # The request side cannot go on (a message over the size limit): the bids already placed are answered
+            # before the stream ends with the error's status.
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await replies.close()
+            raise
         except BaseException:
             replies.abandon()
             raise

@@ -15,7 +15,7 @@ import logging
 import ssl
 import struct
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import grpclib.server
@@ -91,7 +91,7 @@ async def _recv_bounded(stream: Any, codec: Any, message_type: type) -> Any:
     try:
         return codec.decode(data, message_type)
     except (ProtobufDecodeError, UnicodeDecodeError, ValueError) as exc:
-        raise GRPCError(Status.INVALID_ARGUMENT, f"malformed {message_type.__name__}: {exc}") from None
+        raise MalformedMessage(Status.INVALID_ARGUMENT, f"malformed {message_type.__name__}: {exc}") from None
 
 
 async def _send_bounded(stream: Any, codec: Any, message: Any, message_type: type, *, end: bool = False) -> None:
@@ -105,6 +105,25 @@ def check_reply_size(length: int) -> None:
     if length > MessageLimit.send:
         raise GRPCError(Status.RESOURCE_EXHAUSTED,
                         f"reply of {length} bytes exceeds the limit of {MessageLimit.send} bytes")
+
+
+class MalformedMessage(GRPCError):
+    """A request message read whole (its length prefix said where it ends) that does not parse: a streaming
+    method can answer it and read on."""
+
+
+async def each_message(stream: Stream) -> AsyncIterator[Any]:
+    """A stream's request messages in order until the client ends it. A message that does not parse comes as its
+    MalformedMessage, for the method to answer before it reads on: one bad message never ends a stream."""
+    while True:
+        try:
+            message = await stream.recv_message()
+        except MalformedMessage as exc:
+            yield exc
+            continue
+        if message is None:
+            return
+        yield message
 
 
 async def recv_one(stream: Stream) -> Any:

@@ -10,7 +10,7 @@ from app.errors import InvalidInput
 from app.ltv.service import INVALID_INPUT, Answer, Ask, Event, LtvService
 from handlers.rpc import syncvalue_grpc
 from handlers.rpc import syncvalue_pb2 as pb
-from handlers.rpc.server import recv_one
+from handlers.rpc.server import MalformedMessage, each_message, recv_one
 
 
 def ask_of(r: pb.LTVPredictionRequest, explain: bool = True) -> Ask:
@@ -88,19 +88,11 @@ class SyncValueService(syncvalue_grpc.SyncValueServiceBase):
         await stream.send_message(reply)
 
     async def PredictLTVStream(self, stream: Stream[pb.LTVPredictionRequest, pb.LTVPredictionResponse]) -> None:
-        while True:
-            try:
-                request = await stream.recv_message()
-            except GRPCError as exc:
-                if exc.status == Status.INVALID_ARGUMENT and (exc.message or "").startswith("malformed"):
-                    # The message was read whole (its length prefix said how long): answer it and go on.
-                    await stream.send_message(pb.LTVPredictionResponse(
-                        status=INVALID_INPUT, message=exc.message or ""))
-                    continue
-                raise
-            if request is None:
-                return
-            await stream.send_message(await self._one(request))
+        async for request in each_message(stream):
+            if isinstance(request, MalformedMessage):
+                await stream.send_message(pb.LTVPredictionResponse(status=INVALID_INPUT, message=request.message or ""))
+            else:
+                await stream.send_message(await self._one(request))
 
     async def GetModelHealth(self, stream: Stream[pb.HealthRequest, pb.HealthResponse]) -> None:
         await recv_one(stream)

@@ -1,10 +1,11 @@
 """One user's stored data, or one deeply nested message, never fails a request, a batch or a stream."""
 
 import json
+import struct
 
 import pytest
 from grpclib.const import Status
-from grpclib.exceptions import GRPCError
+from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from app.main import PLATFORM, create_app
 from handlers.rpc import bidding_pb2
@@ -131,6 +132,34 @@ async def test_deeply_nested_bids_are_invalid_on_every_protocol(bidder, stub):
         assert (await ws.receive_json(timeout=2))["type"] == "error"
         await ws.send_str(json.dumps(banner_request(request_id="after")))
         assert (await ws.receive_json(timeout=2))["request_id"] == "after"
+
+
+async def test_a_malformed_message_on_the_bid_stream_is_answered_and_the_stream_goes_on(stub):
+    client, md = stub
+    payload = b"\x0a\xff\xff\xff\x0f"  # a field whose length runs past the message
+
+    async with client.StreamBids.open(metadata=md) as stream:
+        for rid in ("a", None, "b"):
+            if rid is None:
+                await stream._stream.send_data(struct.pack(">?I", False, len(payload)) + payload)
+            else:
+                await stream.send_message(bidding_pb2.BidRequestProto(
+                    openrtb_json=json.dumps(banner_request(request_id=rid)), request_id=rid))
+        await stream.end()
+        replies = [r async for r in stream]
+    assert sorted(r.request_id for r in replies if r.has_bid) == ["a", "b"]
+    (broken,) = [r for r in replies if not r.has_bid]
+    assert broken.error.startswith("invalid_argument: malformed BidRequestProto")
+
+    # A message over the size limit cannot be skipped (it is refused unread, from its prefix): the stream ends
+    # (RESOURCE_EXHAUSTED, which grpclib's client reports as the stream reset), the bid before it answered.
+    with pytest.raises((GRPCError, StreamTerminatedError)):
+        async with client.StreamBids.open(metadata=md) as stream:
+            await stream.send_message(bidding_pb2.BidRequestProto(
+                openrtb_json=json.dumps(banner_request(request_id="before")), request_id="before"))
+            assert (await stream.recv_message()).request_id == "before"
+            await stream._stream.send_data(struct.pack(">?I", False, 2_000_000) + b"\x00" * 1024)
+            await stream.recv_message()
 
 
 async def test_deeply_nested_bodies_get_400_on_free_form_endpoints(bidder):
