@@ -96,6 +96,7 @@ class CampaignReport(msgspec.Struct):
     series: list[Point]
     today: Today
     no_bid_reasons: dict[str, int]  # the bidder's, over the range
+    revenue_currency: str = "USD"   # the retail currency revenue_cents are in
 
 
 class CampaignLine(msgspec.Struct):
@@ -112,12 +113,15 @@ class CampaignsReport(msgspec.Struct):
     totals: Totals
     items: list[CampaignLine]
     no_bid_reasons: dict[str, int]
+    revenue_currency: str = "USD"
 
 
 class CampaignReports:
     def __init__(self, events: EventLog, store: ReportStore, campaigns: CampaignService, clock: Clock,
-                 metrics: Metrics, route_of: Callable[[str], str | None], batch: int = 20_000) -> None:
+                 metrics: Metrics, route_of: Callable[[str], str | None], batch: int = 20_000,
+                 revenue_currency: str = "USD") -> None:
         self._events = events
+        self._currency = revenue_currency
         self._store = store
         self._campaigns = campaigns
         self._clock = clock
@@ -237,7 +241,7 @@ class CampaignReports:
         total = [sum(int(row[1 + k] or 0) for row in rows) for k in range(len(COUNTERS))]
         no_bids = await self._store.no_bids(first * HOUR, last * HOUR)
         return CampaignReport(campaign.id, campaign.name, campaign.state, start, end, granularity, Totals.of(total),
-                              series, (await self._today([campaign]))[campaign.id], no_bids)
+                              series, (await self._today([campaign]))[campaign.id], no_bids, self._currency)
 
     async def campaigns(self, start: float | None, end: float | None) -> CampaignsReport:
         start, end = self._range(start, end, "day")
@@ -250,7 +254,8 @@ class CampaignReports:
         items = [CampaignLine(c.id, c.name, c.state, Totals.of(found.get(c.id, zero)), today[c.id])
                  for c in everyone]
         total = [sum(row[k] for row in found.values()) for k in range(len(COUNTERS))]
-        return CampaignsReport(start, end, Totals.of(total), items, await self._store.no_bids(first, last))
+        return CampaignsReport(start, end, Totals.of(total), items, await self._store.no_bids(first, last),
+                               self._currency)
 
     async def _today(self, campaigns: builtins.list[Campaign]) -> dict[str, Today]:
         now = self._clock.now()

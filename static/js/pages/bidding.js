@@ -270,7 +270,7 @@ export function render(root, { role }) {
     spendDay.textContent = `(UTC ${report.day})`;
     spendBody.replaceChildren(...report.items.map((c) => h("tr", {},
       h("td", {}, h("a", { href: `#/campaigns?id=${encodeURIComponent(c.campaign_id)}` }, c.name)),
-      h("td", { class: c.status === "active" ? "ok" : "warn" }, c.status),
+      h("td", { class: c.state === "live" ? "ok" : "warn" }, c.state),
       h("td", { class: "num" }, c.wins), h("td", { class: "num" }, c.losses),
       h("td", { class: "num" }, pct(c.win_rate)),
       h("td", { class: "num" }, micros(c.spent_micros)),

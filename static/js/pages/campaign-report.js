@@ -4,7 +4,7 @@
 //   GET /v1/admin/campaigns/{id}/report?granularity=hour|day&from=&to=   totals, series, today's pacing
 //   GET /v1/admin/campaigns/{id}/history                                 the workflow steps
 //   GET /v1/admin/campaigns/{id}/policy                                  the arms' posteriors (404/409: none)
-import { ApiError, api, h, micros, when } from "../api.js";
+import { ApiError, api, h, micros, money, when } from "../api.js";
 import { loadUplot } from "../charts.js";
 
 const HOUR = 3600;
@@ -183,7 +183,7 @@ export function reportPanel(id) {
       ["Impressions", count(t.impressions)], ["Spend", price(t.spend_micros)],
       ["Avg clearing price", t.avg_clearing_price_micros === null ? "–" : `${price(t.avg_clearing_price_micros)} CPM`],
       ["Losses", count(t.losses)], ["Clicks", count(t.clicks)], ["Conversions", count(t.conversions)],
-      ["Revenue", new Intl.NumberFormat(undefined, { style: "currency", currency: "EUR" }).format((t.revenue_cents || 0) / 100)],
+      ["Revenue", money(t.revenue_cents || 0, report.revenue_currency)],
     ];
     totals.replaceChildren(...pairs.map(([k, v]) => h("div", { class: "stat" }, h("dt", {}, k), h("dd", {}, v))));
     const nb = Object.entries(report.no_bid_reasons || {}).sort((a, b) => b[1] - a[1]);

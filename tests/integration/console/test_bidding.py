@@ -37,6 +37,9 @@ def test_admin_watches_live_bids_and_inspects_the_event_stream(console):
     # spend per campaign, the model and the provider
     spend = page.get_by_role("table", name="Win rate, spend and average clearing price per campaign")
     expect(spend.get_by_role("row").filter(has_text="summer sale").first).to_be_visible()
+    # each campaign's workflow state, as the server names it
+    expect(spend.get_by_role("row").filter(has_text="summer sale").first.get_by_role("cell").nth(1)).to_have_text(
+        "live")
     expect(page.locator(".facts")).to_contain_text("default-v1")
     expect(page.locator(".facts")).to_contain_text("cpu")
     console.shot("bidding-live")

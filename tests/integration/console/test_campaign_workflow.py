@@ -136,6 +136,7 @@ def test_the_list_shows_states_and_a_campaign_shows_its_report_charts_totals_and
     totals = report.locator(".report-totals")
     expect(totals.locator(".stat", has_text="Bids").locator("dd")).to_have_text(re.compile(r"^\d[\d,.\s]*$"))
     expect(totals.locator(".stat", has_text="Spend").locator("dd")).to_have_text(re.compile(r"^\$\d"))
+    expect(totals.locator(".stat", has_text="Revenue").locator("dd")).to_have_text(re.compile(r"^\$\d"))  # retail USD
     console.shot("campaign-report-hourly")
 
     report.get_by_label("Daily, last 30 days").check()
