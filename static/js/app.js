@@ -4,7 +4,7 @@
 import { api, every, saveSession, session } from "./api.js";
 
 const PAGES = [
-  // [route, label, roles that see it in the navigation, module]
+  // [route, label, roles that may open it (and see it in the navigation; none: anyone), module]
   ["shop", "Shop", ["guest", "customer", "admin", null], "./pages/shop.js"],
   ["account", "My account", ["customer"], "./pages/account.js"],
   ["bidding", "Live bidding", ["admin"], "./pages/bidding.js"],
@@ -64,6 +64,20 @@ async function show(initial = false) {
   root.className = "view";
   $("#page").replaceChildren(root);
   document.title = `${page[1]} · Contrail console`;
+  if (page[2].length && !page[2].includes(role())) {
+    // Reached by its address from a session that may not use it: say so, and ask no data the server would refuse.
+    const who = { admin: "administrators", customer: "customers", approver: "approvers" };
+    const allowed = page[2].filter((r) => who[r]).map((r) => who[r]).join(" and ");
+    const card = document.createElement("section");
+    card.className = "card narrow";
+    const heading = Object.assign(document.createElement("h1"), { textContent: page[1] });
+    const text = Object.assign(document.createElement("p"), { textContent: `${page[1]} is for ${allowed}. ` });
+    text.append(Object.assign(document.createElement("a"), { href: "#/signin", textContent: "Sign in" }),
+      " with such an account.");
+    card.append(heading, text);
+    root.append(card);
+    return;
+  }
   let mod;
   try {
     mod = await import(page[3]);

@@ -161,9 +161,15 @@ export function render(root, { params, role, session }) {
   }
 
   // `comment`: a field whose text goes with the step (emptied once the step is taken).
+  // The server refuses an approval from whoever created the campaign or last changed it: offered, it could only fail.
+  const authoredByMe = (c) => !!me && [c.created_by, c.edited_by, c.pending && c.pending.submitted_by].includes(me);
   const actionButtons = (c, comment = null) => ACTIONS.filter((a) => a.roles.includes(role) && a.when(c)).map((a) => {
     const b = h("button", { type: "button", class: a.cls || "", "aria-label": `${a.name} ${c.name}`, "data-action": a.name },
       a.name);
+    if (a.name === "Approve" && authoredByMe(c)) {
+      b.disabled = true;
+      b.title = "You created or changed this campaign: another admin has to approve it";
+    }
     b.addEventListener("click", async () => {
       if (await act(a, c, b, comment ? comment.value.trim() : "") && comment) comment.value = "";
     });

@@ -88,6 +88,18 @@ def test_sign_in_stay_signed_in_sign_out_and_each_role_sees_its_pages(console):
     assert "My account" in links.all_inner_texts()
     assert not ADMIN_ONLY & set(links.all_inner_texts())
     console.shot("nav-customer")
+    # An admin page reached by its address says whom it is for, and asks the server nothing it would refuse.
+    refused: list[str] = []
+    page.on("response", lambda r: refused.append(r.url) if r.status in (401, 403) else None)
+    for route, label in (("reco", "Recommendations"), ("models", "Models"), ("operations", "Operations"),
+                         ("mail", "Mail")):
+        console.open(route)
+        main = page.get_by_role("main")
+        expect(main.get_by_role("heading", name=label, level=1)).to_be_visible()
+        expect(main).to_contain_text(f"{label} is for administrators.")
+        expect(main.get_by_role("button")).to_have_count(0)
+    page.wait_for_timeout(500)
+    assert refused == [], refused
     sign_out.click()
     expect(who).to_have_text("")
 
