@@ -83,6 +83,7 @@ class Hub:
         self._subs: list[Subscription] = []
         self._on_drop = on_drop
         self.closed = False
+        self.shutting_down = asyncio.Event()  # for streams that subscribe to nothing (the bid socket) to end too
 
     def subscribe(self, stream: str, types: Iterable[str] = ()) -> Subscription:
         sub = Subscription(self, stream, types, self._queue_size)
@@ -121,5 +122,6 @@ class Hub:
     def close(self) -> None:
         """Ask every subscriber to finish; used at shutdown."""
         self.closed = True
+        self.shutting_down.set()
         for sub in list(self._subs):
             sub.close()

@@ -100,6 +100,15 @@ class BidStream:
                 if not ws.closed:
                     await send_json(ws, answers[0] if single else answers)
 
+        async def close_at_shutdown() -> None:
+            # The socket reads only what the client sends: at shutdown it is told here, after the answers in flight.
+            await hub.shutting_down.wait()
+            while tasks:
+                await asyncio.gather(*list(tasks), return_exceptions=True)
+            async with send_lock:
+                await close_going_away(ws)
+
+        closer = asyncio.create_task(close_at_shutdown())
         try:
             async for msg in ws:
                 if hub.closed:
@@ -127,6 +136,7 @@ class BidStream:
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
         finally:
+            closer.cancel()
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
             gauge.dec()

@@ -115,6 +115,7 @@ async def test_sigterm_drains_streams_flushes_queues_and_exits_0(server):
     errors: list[int] = []
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         ws = await session.ws_connect(f"{server.url}/v1/stream/events?api_key={key}&types=AdminAction")
+        bids = await session.ws_connect(f"{server.url}/v1/stream/bids?api_key={key}")  # idle: it hears no events
         writers = _start_writers(session, server, headers, acked, errors, 8)
         while len(acked) < 50:
             await asyncio.sleep(0.01)
@@ -125,6 +126,9 @@ async def test_sigterm_drains_streams_flushes_queues_and_exits_0(server):
             msg = await ws.receive(timeout=10)
         assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1001  # going away, not dropped
         await ws.close()
+        msg = await bids.receive(timeout=5)
+        assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1001, msg
+        await bids.close()
     assert server.proc.wait(15) == 0
     assert errors == []
     log = server.log_path.read_text()
