@@ -76,7 +76,8 @@ class BidGateway:
             m.bid_requests.labels(protocol, "invalid").inc()
             log.info("invalid bid request", extra={"reason": exc.reason, "detail": str(exc)[:200],
                                                    "protocol": protocol})
-            return BidAnswer(None, exc.reason, "", int((time.perf_counter() - started) * 1e6))
+            return BidAnswer(None, exc.reason, "" if exc.reason == "too_deeply_nested" else _id_of(raw),
+                             int((time.perf_counter() - started) * 1e6))
         if timeout_ms > 0:
             request = msgspec.structs.replace(request, tmax=timeout_ms)
         if user_id:
@@ -97,3 +98,16 @@ class BidGateway:
         elapsed = time.perf_counter() - started
         latency.observe(elapsed)
         return BidAnswer(outcome, None, request.id or "", int(elapsed * 1e6))
+
+
+class _IdOnly(msgspec.Struct):
+    id: str = ""
+
+
+def _id_of(raw: bytes | str) -> str:
+    """An invalid request's id when it has one, so that a stream's client can tell which request was refused."""
+    try:
+        found = msgspec.json.decode(raw, type=_IdOnly).id
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # ValidationError is a DecodeError
+        return ""
+    return found[:128]

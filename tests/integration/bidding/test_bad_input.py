@@ -132,6 +132,13 @@ async def test_deeply_nested_bids_are_invalid_on_every_protocol(bidder, stub):
         assert (await ws.receive_json(timeout=2))["type"] == "error"
         await ws.send_str(json.dumps(banner_request(request_id="after")))
         assert (await ws.receive_json(timeout=2))["request_id"] == "after"
+        # An invalid request's error names its id when it has one: the client can tell which was refused.
+        negative = banner_request(request_id="neg")
+        negative["imp"][0]["bidfloor"] = -1
+        await ws.send_str(json.dumps([negative, {"id": "no-imp", "imp": []}, {"id": 7}]))
+        answers = await ws.receive_json(timeout=2)
+        assert [(a["type"], a["request_id"]) for a in answers] == [("error", "neg"), ("error", "no-imp"),
+                                                                   ("error", "")]
 
 
 async def test_a_malformed_message_on_the_bid_stream_is_answered_and_the_stream_goes_on(stub):
