@@ -146,9 +146,14 @@ async def test_a_batch_answers_every_customer_in_order_and_a_stream_survives_a_b
     assert not by_id[ids[0]].top_features  # a batch explains only when asked (metadata explain=true)
     assert [r.status for r in batch.responses[-2:]] == [pb.NO_HISTORY, pb.NO_HISTORY]
     with pytest.raises(GRPCError) as err:
-        await stub.PredictLTVBatch(pb.LTVBatchRequest(requests=[pb.LTVPredictionRequest(customer_id="c")] * 10_001),
+        await stub.PredictLTVBatch(pb.LTVBatchRequest(requests=[pb.LTVPredictionRequest(customer_id="c")] * 4_001),
                                    metadata=md)
-    assert err.value.status == Status.INVALID_ARGUMENT and "at most 10000" in err.value.message
+    assert err.value.status == Status.INVALID_ARGUMENT and "at most 4000" in err.value.message
+    # The largest batch, every answer explained, fits the reply size limit.
+    largest = await stub.PredictLTVBatch(pb.LTVBatchRequest(requests=[
+        pb.LTVPredictionRequest(customer_id=ids[n % len(ids)], metadata={"explain": "true"}) for n in range(4_000)]),
+        metadata=md)
+    assert len(largest.responses) == 4_000 and all(r.top_features for r in largest.responses)
 
     async with stub.PredictLTVStream.open(metadata=md) as stream:
         await stream.send_message(pb.LTVPredictionRequest(request_id="s1", customer_id=ids[0]))
