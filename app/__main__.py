@@ -16,7 +16,7 @@ import sys  # noqa: E402
 from collections.abc import Awaitable, Callable
 
 from app.config import Config, ConfigError, load_config
-from app.errors import DomainError
+from app.errors import CannotStart, DomainError
 from app.runtime.clock import Clock, ShiftedClock
 from app.runtime.logs import setup_logging
 
@@ -299,7 +299,6 @@ def main(argv: list[str] | None = None) -> int:
               f"pii.rewrap_check_s ({config.pii.rewrap_check_s:g} s), a stopped one when it starts")
         return 0
     if args.command == "serve":
-        from app.errors import CannotStart
         from app.runtime.allocator import fix_mmap_threshold
         from app.server import serve
         fix_mmap_threshold()
@@ -336,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
         # The demo seed moves its clock on to play out expiries and flights (see app/demo.py).
         clock = ShiftedClock() if args.command == "seed-demo" else None
         asyncio.run(_with_platform(config, actions[args.command], clock))
+    except CannotStart as exc:
+        print(f"config: {exc}", file=sys.stderr)
+        return 2
     except DomainError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1

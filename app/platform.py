@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from adapters.pii import FILE_NAME as PII_KEY_FILE
 from adapters.pii import cipher_from, rotate_key_file
 from adapters.postgres import migrations as pg_migrations
@@ -38,6 +40,7 @@ from app.campaigns import wiring as campaigns_wiring
 from app.channels import wiring as channels_wiring
 from app.config import Config
 from app.dsp import wiring as dsp_wiring
+from app.errors import CannotStart
 from app.eventlog import TRIM_ABOVE, TRIM_TO, EventLog
 from app.hub import Hub
 from app.idempotency import IdempotencyService
@@ -109,7 +112,10 @@ class Platform:
     """Every service of one Contrail instance, wired once; no I/O until open_storage()."""
 
     def __init__(self, config: Config, clock: Clock | None = None) -> None:
-        self.config = config = with_secrets(config)
+        try:
+            self.config = config = with_secrets(config)
+        except (OSError, msgspec.DecodeError) as exc:  # the data directory unusable, its secrets file broken
+            raise CannotStart(f"storage.data_dir {config.data_path}: {exc}") from None
         self.clock = clock or SystemClock()
         self.metrics = metrics = Metrics()
         t = config.tracing
@@ -164,7 +170,10 @@ class Platform:
             self.changes = NatsChangeFeed(config.nats.url, f"{config.server.node_id or socket.gethostname()}-"
                                           f"{secrets.token_hex(4)}", metrics, self.apply_change)
         p = config.pii
-        self.pii = cipher_from(p.key, p.previous_keys, p.lookup_key, pii_key_file(config))
+        try:
+            self.pii = cipher_from(p.key, p.previous_keys, p.lookup_key, pii_key_file(config))
+        except (OSError, ValueError) as exc:
+            raise CannotStart(f"pii: {exc}") from None
         self.pii_rewrap = PersonalDataRewrap(self.records_db, self.pii)
         self._rewrap_due = True  # at start: rows sealed under a key rotated while stopped, or not sealed yet
         self.account_store = SqliteAccountStore(self.records_db, self.pii, config.auth.account_cache_entries)

@@ -90,6 +90,19 @@ def test_serve_on_a_port_already_taken_says_so_in_one_line_and_exits_1(server, t
     assert "Traceback" not in result.stderr
 
 
+def test_an_unusable_data_directory_or_key_file_is_one_line_and_exit_2(server, tmp_path):
+    garbage = tmp_path / "pii.json"
+    garbage.write_text("not a key file")
+    for env, expected in (({"CONTRAIL__PII__KEY_FILE": str(garbage)}, "config: pii: PII key file"),
+                          ({"CONTRAIL__STORAGE__DATA_DIR": str(garbage)}, f"config: storage.data_dir {garbage}")):
+        for command in ("migrate", "serve"):
+            result = subprocess.run([sys.executable, "-m", "app", command], cwd=ROOT, env={**server.env, **env},
+                                    capture_output=True, text=True, timeout=60)
+            assert result.returncode == 2, (command, env, result.stderr[-2000:])
+            assert result.stderr.strip().splitlines()[-1].startswith(expected), result.stderr
+            assert "Traceback" not in result.stderr
+
+
 async def test_kill_9_loses_no_acknowledged_write(server):
     key = _admin_key(server)
     headers = {"X-Api-Key": key}
