@@ -330,8 +330,9 @@ class LoyaltyService:
         await self._publish(StarsEarned(user_id, transaction_id, stars, after, after != before, now))
         return _earn_result(entry)
 
-    async def reverse(self, transaction_id: str) -> LedgerEntry:
-        """Take back what an earn transaction gave (a refund); a repeat returns the first reversal."""
+    async def reverse(self, transaction_id: str, reason: str = "refund") -> LedgerEntry:
+        """Take back what an earn transaction gave (`reason`: a refund, or the order it was for changed and earns
+        anew); a repeat returns the first reversal."""
         _check_id("transaction_id", transaction_id)
         recent = transaction_id in self._earning or transaction_id in self.earned
         earned = await self._earn_entry(transaction_id)
@@ -342,9 +343,9 @@ class LoyaltyService:
         known = await self._reversal_entry(transaction_id)
         if known is not None:
             return known
-        return await self._decide(earned.user_id, lambda unexplained: self._reverse(earned, unexplained))
+        return await self._decide(earned.user_id, lambda unexplained: self._reverse(earned, unexplained, reason))
 
-    async def _reverse(self, earned: LedgerEntry, ask_ledger: bool) -> LedgerEntry:
+    async def _reverse(self, earned: LedgerEntry, ask_ledger: bool, reason: str) -> LedgerEntry:
         transaction_id = earned.transaction_id
         assert transaction_id is not None
         known = await self._reversal_entry(transaction_id, ask_ledger)
@@ -357,14 +358,15 @@ class LoyaltyService:
         # The tiers held once it is reversed are those the purchases still standing reach, read from the ledger.
         holds = self.rules.holds(standing(await self._store.purchases(earned.user_id, seq), without=transaction_id))
         if transaction_id in self._reversing or transaction_id in self.reversals:  # reversed meanwhile
-            return await self._reverse(earned, False)
+            return await self._reverse(earned, False, reason)
         if self._states.accounts.peek(earned.user_id) is not account or account.seq + 1 != seq:
             raise _Stale(earned.user_id)  # another node's entry applied, or the account let go, meanwhile: again
         # The entry takes back the whole earn; what the balance could not cover is the shortfall (apply() owes it).
         reversed_stars = min(earned.stars, account.balance)
         shortfall = earned.stars - reversed_stars
         entry = LedgerEntry(entry_id, earned.user_id, "reverse", -earned.stars, self._clock.now(),
-                            transaction_id, details={"earn_entry": earned.id, "reversed": reversed_stars,
+                            transaction_id, details={"earn_entry": earned.id, "reason": reason,
+                                                     "reversed": reversed_stars,
                                                      "shortfall": shortfall, "debt_after": account.debt + shortfall})
         pending: asyncio.Future[LedgerEntry] = asyncio.get_running_loop().create_future()
         self._reversing[transaction_id] = pending

@@ -28,7 +28,7 @@ class Loyalty:
     async def reverse_for_order(self, event: OrderCancelled) -> None:
         order = event.order
         if order.owner.startswith("user:") and order.payment is not None and order.payment.status == "approved":
-            await self._reverse_standing_earn(order)
+            await self._reverse_standing_earn(order, "refund")
 
     async def earn_for_change(self, event: OrderChanged) -> None:
         """A changed order's stars follow what it now costs: the earn standing for it is reversed and its new total
@@ -38,19 +38,19 @@ class Loyalty:
         kind, _, user_id = order.owner.partition(":")
         if kind != "user" or event.change_offer.total_cents == 0:
             return
-        await self._reverse_standing_earn(previous)
+        await self._reverse_standing_earn(previous, "order_changed")
         await self._earn(user_id, order)
 
     async def _earn(self, user_id: str, order: Order) -> None:
         await self.loyalty.earn(user_id, order.total_cents, "web", earn_id(order.id, order.version), is_digital=True)
 
-    async def _reverse_standing_earn(self, order: Order) -> None:
+    async def _reverse_standing_earn(self, order: Order, reason: str) -> None:
         """Reverse the earn that stands for this version of the order: the newest version's that earned. A change
         that moved no money earned nothing, so the earn before it still stands; a reversal already made (the earn
         of a version whose own earn then failed) is returned, not made twice."""
         for version in range(order.version, 0, -1):
             try:
-                await self.loyalty.reverse(earn_id(order.id, version))
+                await self.loyalty.reverse(earn_id(order.id, version), reason)
                 return
             except NotFound:
                 continue  # this version earned nothing

@@ -213,12 +213,15 @@ function walletSection(userId) {
 function entryText(e) {
   const d = e.details || {};
   const what = ENTRY_TEXT[e.kind] || e.kind;
-  const order = e.transaction_id && e.transaction_id.startsWith("order:") ? e.transaction_id.slice(6) : null;
+  // order:<id> for the first payment, order:<id>:v<version> for a change that moved money
+  const order = e.transaction_id && e.transaction_id.startsWith("order:") ? e.transaction_id.split(":")[1] : null;
   const link = order ? h("a", { href: `#/account?order=${encodeURIComponent(order)}`, title: order }, "an order") : null;
   if (e.kind === "earn" && order)
     return h("span", {}, `${what} for `, link, e.expires_at
       ? h("span", { class: "muted small" }, ` · expire ${new Date(e.expires_at * 1000).toLocaleDateString()}`) : "");
-  if (e.kind === "reverse" && order) return h("span", {}, `${what}: `, link, " was refunded");
+  if (e.kind === "reverse" && order)
+    return h("span", {}, `${what}: `, link, d.reason === "order_changed" ? " was changed and earns for its new total"
+      : " was refunded");
   if (e.kind === "redeem" && d.value_cents !== undefined) return `${what} for a ${money(d.value_cents, "USD")} reward`;
   return e.transaction_id ? `${what} (${e.transaction_id})` : what;
 }

@@ -139,3 +139,16 @@ def test_customer_moves_a_paid_order_to_another_day_and_a_used_change_offer_is_r
     expect(versions).to_have_count(4)
     expect(change.get_by_label(re.compile(r"^Checked bag 23 kg"))).to_be_enabled()
     expect(change.get_by_text("No services on this order yet.")).to_be_visible()
+
+    # The wallet's ledger: each paid change took back the earn before it and earned the new total; not a refund.
+    page = console.open("account")
+    ledger = page.get_by_role("table", name="Ledger, newest first")
+    taken_back = ledger.get_by_role("row").filter(has_text="Taken back")
+    expect(taken_back).to_have_count(2)
+    for n in range(2):
+        expect(taken_back.nth(n)).to_contain_text("an order was changed and earns for its new total")
+    expect(ledger).not_to_contain_text("was refunded")
+    earned = ledger.get_by_role("link", name="an order")
+    assert {earned.nth(n).get_attribute("href") for n in range(earned.count())} == {
+        f"#/account?order={order['id']}"}
+    console.shot("order-change-ledger")
