@@ -3,8 +3,9 @@ processor's test mode, for the demo and the tests:
 - 4242 4242 4242 4242  approved
 - 4000 0000 0000 0002  declined: card_declined
 - 4000 0000 0000 9995  declined: insufficient_funds
-- 4000 0000 0000 0259  pending: settles as approved after `payments.simulator_settle_s`
-  (or sooner through POST /v1/webhooks/payments)
+- 4000 0000 0000 0259  pending: its status says approved after `payments.simulator_settle_s` (the reconciliation
+  sweep asks once the payment has been pending `payments.pending_timeout_s`), or sooner through
+  POST /v1/webhooks/payments
 - 4000 0000 0000 0119  slow: answers after the gateway timeout (the order stays PAYMENT_PENDING
   and is reconciled later)
 Any other number that passes the Luhn check is approved.
