@@ -166,14 +166,19 @@ async def _activity(platform: Platform) -> str:
     await platform.loyalty.put_member(Member(user, email=DEMO_CUSTOMER[0], preferred_channel="email"))
     states = []
     if travel is not None:
+        # A trip already taken and an order never paid: booked back in time, on a flight that left longer ago than
+        # flown orders are kept (`archive_after_days`), then swept now. Played out in the past, not the future, so
+        # that every time they carry is behind the real now.
+        back = (2 + platform.config.retail.archive_after_days) * 86_400
+        taken = next(f for f in demo_schedule(clock.now() - back, days=1)
+                     if (f.origin, f.destination) == ("LIS", "BCN"))
+        await platform.catalog.put_flights("seed-demo", [taken], audit=False)
+        travel(-back)
         flown = await order(("LIS", "BCN"), 1)
         await platform.orders.pay(flown.id, owner, PAID_CARD)
-        await order(("LIS", "OPO"), 2)  # left unpaid
-        # Past the first flight's archiving (flown orders are kept `archive_after_days`) and the second's hold.
-        away = (2 + platform.config.retail.archive_after_days) * 86_400
-        travel(away)
+        await order(("LIS", "BCN"), 1)  # left unpaid
+        travel(back)
         await platform.sweep_retail_once()
-        travel(-away)
         states += ["ARCHIVED", "EXPIRED"]
     for route, days, passengers, bundle in ((("LIS", "LHR"), 5, 2, "comfort"), (("LIS", "FNC"), 9, 1, "flight_only")):
         paid = await order(route, days, passengers, bundle)

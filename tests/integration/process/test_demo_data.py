@@ -2,6 +2,7 @@
 
 import json
 import sqlite3
+import time
 
 from adapters.pii import FILE_NAME as PII_KEY_FILE
 from adapters.pii import cipher_from
@@ -17,6 +18,15 @@ def test_the_demo_carrier_has_orders_in_every_state_stars_mail_and_a_promotion(t
     db = sqlite3.connect(tmp_path / "var" / "contrail.db")
     states = {state for (state,) in db.execute("SELECT DISTINCT state FROM orders")}
     assert states == {"PROPOSED", "PAYMENT_PENDING", "FULFILLED", "ARCHIVED", "EXPIRED", "CANCELLED"}
+    # The history is played out in the past: nothing is stamped later than the seed ran, and the flown order's
+    # flight really has left.
+    seeded_by = time.time()
+    stamps = [json.loads(body) for (body,) in db.execute("SELECT body FROM orders")]
+    assert max(max(o["created_at"], o["updated_at"]) for o in stamps) <= seeded_by
+    (flown,) = [o for o in stamps if o["state"] == "ARCHIVED"]
+    (departed,) = db.execute("SELECT json_extract(body, '$.departure_at') FROM flights WHERE id = ?",
+                             (flown["items"][0]["product_id"],)).fetchone()
+    assert departed < seeded_by
     # PAID is the moment between payment and fulfilment: a paid order is FULFILLED in the same transaction.
     # Emails are sealed at rest: an account is found by the keyed hash of its email, as sign-in finds it.
     cipher = cipher_from("", [], "", tmp_path / "var" / PII_KEY_FILE)
