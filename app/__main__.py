@@ -136,6 +136,10 @@ def _simulate(args: argparse.Namespace) -> int:
     summary = asyncio.run(simulate(args.seed, args.rate, args.seconds, args.url, args.api_key, args.log,
                                    args.profile_key, args.search_rate, args.mail_key))
     print(json.dumps(summary))
+    if summary.get("errors") and not summary.get("requests"):  # nothing got through: a wrong URL or key, say
+        print(f"error: every request failed ({summary['errors']} errors): is a server at {args.url}, and does it "
+              "take the --api-key?", file=sys.stderr)
+        return 1
     return 0
 
 

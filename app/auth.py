@@ -8,6 +8,7 @@ import enum
 import functools
 import hashlib
 import hmac
+import re
 import secrets
 import time
 import uuid
@@ -19,7 +20,7 @@ import msgspec
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from app.runtime.clock import Clock
 from app.runtime.lru import LRU
-from state.accounts import Account, EmailTaken
+from state.accounts import EMAIL_PATTERN, Account, EmailTaken
 from state.apikeys import ApiKey
 from state.ports import AccountStore, ApiKeyStore
 
@@ -137,7 +138,7 @@ class AccountService:
 
     async def create_user(self, email: str, password: str, role: str) -> Account:
         email = email.strip().lower()
-        if "@" not in email or len(email) > 254 or email.startswith("@") or email.endswith("@"):
+        if not 3 <= len(email) <= 254 or not re.match(EMAIL_PATTERN, email):
             raise InvalidInput("email must be an address like name@example.com", {"field": "email"})
         if not 8 <= len(password) <= 256:
             raise InvalidInput("password must be 8 to 256 characters", {"field": "password"})

@@ -697,7 +697,7 @@ def _explain(exc: msgspec.ValidationError, fields: dict[str, dict[str, Any]]) ->
     """One line naming the key: "config: server.port: Expected `int` <= 65535"."""
     message = str(exc)
     match = _PATH_RE.search(message)
-    where = match.group(1) if match else "config"
+    where = match.group(1) if match else ""  # the whole file (an unknown section)
     reason = _PATH_RE.sub("", message).strip(" -")
     for pattern, hint in _PATTERN_HINTS.items():
         reason = reason.replace(f"Expected `str` matching regex {pattern!r}", hint)
@@ -705,7 +705,7 @@ def _explain(exc: msgspec.ValidationError, fields: dict[str, dict[str, Any]]) ->
     keyed = _KEY_RE.fullmatch(reason)
     if keyed and keyed.group(1) in fields.get(where, {}):
         where, reason = f"{where}.{keyed.group(1)}", keyed.group(2)
-    return f"config: {where}: {reason}"
+    return f"config: {where}: {reason}" if where else f"config: {reason}"
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:

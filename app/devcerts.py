@@ -150,10 +150,15 @@ def add_parser(sub: Any) -> None:  # argparse's subparsers action has no public 
 def run(args: argparse.Namespace) -> int:
     """The command: write the files, print the config that uses them."""
     cn = args.client_cn.strip()
-    if not cn or "/" in cn or cn.startswith("."):
-        print("error: --client-cn must be a name without '/' (it names the certificate's files)", file=sys.stderr)
+    if not 1 <= len(cn) <= 64 or "/" in cn or cn.startswith("."):  # a certificate's CN is at most 64 characters
+        print("error: --client-cn must be 1 to 64 characters, without '/' and not starting with '.' (it names the "
+              "certificate's files)", file=sys.stderr)
         return 2
-    certs = make_dev_certs(Path(args.dir), cn)
+    try:
+        certs = make_dev_certs(Path(args.dir), cn)
+    except OSError as exc:  # --dir not a directory, not writable
+        print(f"error: --dir {args.dir}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     print(f"CA {certs.ca} (its key {certs.ca_key}: keep it to issue more; never use these in production)")
     print(f"server certificate {certs.server} for {', '.join(SERVER_NAMES)}")
     print(f"client certificate {certs.client} (CN={cn})")

@@ -548,8 +548,8 @@ def evaluate(seeds: int = SEEDS, horizons: tuple[int, ...] = HORIZONS, data: str
     """The simulation and (with `data`) the Open Bandit Dataset estimates; a large run uses two processes (the
     OBD estimates and each policy's simulation are separate jobs; the numbers do not depend on it)."""
     started = time.perf_counter()
-    if seeds < 2 or not horizons or min(horizons) < 1:
-        raise ValueError("--seeds must be at least 2 and --rounds positive numbers of rounds")
+    if not 2 <= seeds <= 10_000 or not horizons or min(horizons) < 1 or max(horizons) > 10_000_000:
+        raise ValueError("--seeds must be 2 to 10,000 and --rounds numbers of rounds from 1 to 10,000,000")
     if data is not None:
         load_obd(data)  # bad files fail before the long part
     if seeds * max(horizons) < PARALLEL_FROM:

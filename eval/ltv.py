@@ -76,10 +76,15 @@ def parse_day(value: str) -> float:
 
 def evaluate(path: str | Path, calibration_end: str = "1997-09-30", holdout_weeks: float = 39.0) -> dict:
     started = time.perf_counter()
+    if not 0 < holdout_weeks <= 520:  # also refuses nan
+        raise CdnowFileError(f"--holdout-weeks must be more than 0 and at most 520, got {holdout_weeks:g}")
     customer, day, value = load_cdnow(path)
     end = parse_day(calibration_end)
     if not (day <= end).any():
         raise CdnowFileError(f"{path}: no transaction on or before the calibration end {calibration_end}")
+    if not (day > end).any():
+        raise CdnowFileError(f"{path}: no transaction after the calibration end {calibration_end}: nothing to "
+                             "hold out")
     report = holdout(customer, day, value, end, holdout_weeks * 7.0)
     report.update({"transactions": int(len(day)), "calibration_end": calibration_end,
                    "holdout_weeks": holdout_weeks, "seconds": round(time.perf_counter() - started, 2)})

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import msgspec
 
+# A new account's address: one @ with something on either side and no whitespace (REST and the CLI alike).
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+$"
+
 
 class Account(msgspec.Struct, frozen=True, gc=False):
     id: str

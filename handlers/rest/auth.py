@@ -9,9 +9,10 @@ from aiohttp import web
 
 from app.auth import AccountService
 from handlers.rest.common import endpoint, json_response
+from state.accounts import EMAIL_PATTERN
 
-# A new account's address: one @ with something on either side and no whitespace.
-Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$",
+# A new account's address, as the CLI's create-user checks it too.
+Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=EMAIL_PATTERN,
                                     extra_json_schema={"format": "email"})]
 # Signing in takes the address as it was registered; anything else is simply not an account (401).
 LoginEmail = Annotated[str, msgspec.Meta(min_length=3, max_length=254, extra_json_schema={"format": "email"})]

@@ -90,3 +90,14 @@ def test_the_command_refuses_other_hosts_and_bad_rates(capsys):
     assert "loopback" in capsys.readouterr().err
     assert main(["simulate", "--api-key", "k", "--rate", "0"]) == 2
     assert main(["simulate", "--api-key", "k", "--seconds", "nan"]) == 2
+
+
+def test_the_command_fails_when_no_request_got_through(capsys):
+    from app.__main__ import main
+    from bench.server import free_port
+    # Nobody listens there: every request fails, and the exit code says so (a script must not read it as a run).
+    assert main(["simulate", "--api-key", "k", "--url", f"http://127.0.0.1:{free_port()}", "--rate", "20",
+                 "--seconds", "0.3"]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["requests"] == 0
+    assert captured.err.startswith("error: every request failed")

@@ -280,6 +280,18 @@ async def test_reload_serves_new_certificate_files_to_new_connections(tmp_path, 
         await ready(pki["partner"].ca)
 
 
+@pytest.mark.parametrize("options,message", [
+    (["--client-cn", "x" * 65], "--client-cn must be 1 to 64 characters"),
+    (["--client-cn", " "], "--client-cn must be 1 to 64 characters"),
+    (["--dir", "/etc/hostname/certs"], "--dir /etc/hostname/certs: Not a directory"),
+])
+def test_dev_certs_refuses_what_it_cannot_make_in_one_line(options, message, capsys):
+    from app.__main__ import main
+    assert main(["dev-certs", *options]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and len(err.strip().splitlines()) == 1
+
+
 def test_dev_certs_and_serve_over_tls_as_a_process(tmp_path):
     """`python -m app dev-certs`, then `serve` with the [tls] it prints: HTTPS, and gRPC with mTLS."""
     certs = tmp_path / "certs"

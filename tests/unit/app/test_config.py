@@ -290,3 +290,11 @@ def test_a_fully_configured_tool_set_loads():
     assert config.integrations.task_tool == "jira" and config.integrations.powerbi_enabled
     assert config.integrations.powerbi_table == "campaign_hours" and config.integrations.powerbi_interval_s == 300
     assert load_config(None, env={}).integrations.powerbi_enabled is False
+
+
+def test_an_unknown_section_is_named_once(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text("[nosuch]\nkey = 1\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    assert str(err.value) == "config: Object contains unknown field `nosuch`"

@@ -139,3 +139,5 @@ def test_a_missing_file_and_bad_options_are_exit_code_2(tmp_path, capsys):
     assert code == 2 and out == "" and "no such file or directory" in err
     assert _run(capsys, "--rounds", "ten")[0] == 2
     assert _run(capsys, "--seeds", "1", "--rounds", "100")[0] == 2
+    code, _, err = _run(capsys, "--seeds", "2", "--rounds", "100,1000000000000")  # refused, not run for days
+    assert code == 2 and "--rounds numbers of rounds from 1 to 10,000,000" in err

@@ -66,13 +66,26 @@ def test_eval_options_change_the_split(tmp_path, capsys):
     ("00001 19970101 1 10.0\n00002 1997-01-02 1 5.0\n", "line 2: expected a YYYYMMDD date"),
     ("00001 19970101 1 10.0\n00002 19970102 1\n", "line 2: expected 4 columns like the first line"),
     ("", "no transactions"),
-    ("00001 19970101 1 10.0\n00002 19970102 1 5.0\n", "too little data"),
+    ("00001 19970101 1 10.0\n00002 19970102 1 5.0\n", "no transaction after the calibration end"),
+    ("00001 19970101 1 10.0\n00002 19970102 1 5.0\n00001 19971002 1 5.0\n", "too little data"),
     ("00001 19980101 1 10.0\n", "no transaction on or before the calibration end"),
 ])
 def test_a_bad_file_is_one_error_line_and_exit_code_2(tmp_path, capsys, content, message):
     path = tmp_path / "bad.txt"
     path.write_text(content, encoding="utf-8")
     code, out, err = _run(capsys, "--data", str(path))
+    assert code == 2 and out == ""
+    assert message in err and err.startswith("error: ") and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("options,message", [
+    (["--holdout-weeks", "nan"], "--holdout-weeks must be more than 0 and at most 520, got nan"),
+    (["--holdout-weeks", "inf"], "--holdout-weeks must be more than 0"),
+    (["--holdout-weeks", "0"], "--holdout-weeks must be more than 0"),
+    (["--calibration-end", "2030-01-01"], "no transaction after the calibration end 2030-01-01"),
+])
+def test_a_holdout_with_nothing_to_hold_out_is_one_error_line_and_exit_code_2(tmp_path, capsys, options, message):
+    code, out, err = _run(capsys, "--data", str(_cdnow(tmp_path / "cdnow.txt", 4)), *options)
     assert code == 2 and out == ""
     assert message in err and err.startswith("error: ") and len(err.strip().splitlines()) == 1
 
