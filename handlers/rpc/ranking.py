@@ -9,6 +9,8 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
+from app.retail.offers import CABINS
+from app.retail.pricing import SEGMENTS, day_start
 from app.retail.ranking import OfferSummary, Ranker, SearchContext
 from handlers.rpc import ranking_grpc, ranking_pb2
 from handlers.rpc.server import recv_one
@@ -17,8 +19,15 @@ MAX_OFFERS = 100
 
 
 def _context(user: ranking_pb2.UserContext, search: ranking_pb2.SearchContext) -> SearchContext:
+    """The search as the ranker sees it; what search refuses (REST /v1/offers/search) is refused here too."""
     if not 1 <= search.passengers <= 50:
         raise GRPCError(Status.INVALID_ARGUMENT, "search_context.passengers must be 1 to 50")
+    if search.departure_date and day_start(search.departure_date) is None:
+        raise GRPCError(Status.INVALID_ARGUMENT, "search_context.departure_date must be a YYYY-MM-DD calendar date")
+    if search.cabin_class and search.cabin_class not in CABINS:
+        raise GRPCError(Status.INVALID_ARGUMENT, f"search_context.cabin_class must be one of {', '.join(CABINS)}")
+    if search.user_segment and search.user_segment not in SEGMENTS:
+        raise GRPCError(Status.INVALID_ARGUMENT, f"search_context.user_segment must be one of {', '.join(SEGMENTS)}")
     return SearchContext(user.user_id, user.is_guest, user.session_id, search.origin, search.destination,
                          search.departure_date, search.passengers, search.cabin_class or "economy",
                          search.user_segment or "economy")
@@ -42,6 +51,8 @@ class RankingService(ranking_grpc.RankingServiceBase):
                                                      ranking_pb2.PredictConversionResponse]) -> None:
         request = await recv_one(stream)
         ctx = _context(request.user_context, request.search_context)
+        if not request.HasField("offer_features"):  # an absent offer would be scored as a free one
+            raise GRPCError(Status.INVALID_ARGUMENT, "offer_features is required")
         [p] = self._ranker.local(ctx, [_summary(request.offer_features)])
         await stream.send_message(ranking_pb2.PredictConversionResponse(probability=p,
                                                                         model_version=self._ranker.model_version))

@@ -82,6 +82,22 @@ async def test_ranking_service_over_grpc(aiohttp_client, tmp_path, clock):
         with pytest.raises(GRPCError) as err:
             await stub.RankOffers(_request(discount_percentage=140), metadata=md)
         assert err.value.status == Status.INVALID_ARGUMENT and "discount_percentage" in err.value.message
+        # What search refuses, ranking refuses: a date that is not on the calendar, a cabin or segment not sold.
+        for field, value, needle in (("departure_date", "2026-02-30", "calendar date"),
+                                     ("departure_date", "not-a-date", "calendar date"),
+                                     ("cabin_class", "spaceship", "cabin_class must be one of economy"),
+                                     ("user_segment", "vip", "user_segment must be one of")):
+            request = _request()
+            setattr(request.search_context, field, value)
+            with pytest.raises(GRPCError) as err:
+                await stub.PredictConversion(ranking_pb2.PredictConversionRequest(
+                    user_context=request.user_context, search_context=request.search_context,
+                    offer_features=request.offers[0]), metadata=md)
+            assert err.value.status == Status.INVALID_ARGUMENT and needle in err.value.message, (field, value)
+        with pytest.raises(GRPCError) as err:  # no offer: not scored as a free one
+            await stub.PredictConversion(ranking_pb2.PredictConversionRequest(
+                user_context=_request().user_context, search_context=_request().search_context), metadata=md)
+        assert err.value.status == Status.INVALID_ARGUMENT and "offer_features is required" in err.value.message
         with pytest.raises(GRPCError) as err:
             await stub.RankOffers(_request())
         assert err.value.status == Status.UNAUTHENTICATED
