@@ -62,6 +62,15 @@ const badge = (label, cls, title) => h("span", { class: `badge ${cls}`, title },
 const statusBadge = (s) => { const [label, cls, title] = STATUS[s] || [s, "muted", ""]; return badge(label, cls, title); };
 const runBadge = (s) => { const [label, cls, title] = RUN[s] || [s, "muted", ""]; return badge(label, cls, title); };
 const holdout = (v) => (v.metrics && v.metrics.holdout) || null;
+// Reco and LTV are not click models: their versions carry their own holdout figures as `evaluation`.
+const EVALUATION = [["hr@10", "HR@10", 3], ["ndcg@10", "NDCG@10", 3], ["mae", "MAE", 3], ["rmse", "RMSE", 3]];
+const evaluation = (v) => {
+  const e = v && v.metrics && v.metrics.evaluation;
+  if (!e) return null;
+  const parts = EVALUATION.filter(([key]) => isNum(e[key])).map(([key, label, d]) => `${label} ${fixed(e[key], d)}`);
+  if (isNum(e.accuracy)) parts.push(`accuracy ${fixed(100 * e.accuracy, 1)}%`);
+  return parts.length ? parts.join(", ") : null;
+};
 const trained = (versions) => versions.filter((v) => holdout(v) && isNum(holdout(v).auc))
   .sort((a, b) => a.created_at - b.created_at || a.sequence - b.sequence);
 
@@ -195,8 +204,10 @@ function modelCard(name, { refresh, alive }) {
         m.live ? h("strong", { class: "mono" }, m.live) : h("span", { class: "muted" }, "none registered yet"))),
       h("div", {}, h("dt", {}, "Serving now"), h("dd", { class: "mono" }, m.serving || "–")),
       h("div", {}, h("dt", {}, "Live since"), h("dd", {}, live && live.activated_at ? when(live.activated_at) : "–")),
-      h("div", {}, h("dt", {}, "Live holdout AUC"), h("dd", {}, liveHold
-        ? `${fixed(liveHold.auc, 3)} ± ${fixed(liveHold.auc_se, 3)}` : "not measured (not trained here)")));
+      liveHold || !evaluation(live)
+        ? h("div", {}, h("dt", {}, "Live holdout AUC"), h("dd", {}, liveHold
+          ? `${fixed(liveHold.auc, 3)} ± ${fixed(liveHold.auc_se, 3)}` : "not measured (not trained here)"))
+        : h("div", {}, h("dt", {}, "Live holdout"), h("dd", {}, evaluation(live))));
 
     const r = m.last_run;
     lastRun.replaceChildren(...(r ? [
@@ -249,7 +260,7 @@ function modelCard(name, { refresh, alive }) {
       h("td", { class: "num" }, hold ? fixed(hold.ece, 4) : "–"),
       h("td", { class: "num", title: hold ? `held out: ${count(hold.rows)} rows, ${count(hold.clicks)} clicks` : "" },
         isNum(v.metrics && v.metrics.rows) ? `${count(v.metrics.rows)} (${count(v.metrics.clicks)})` : "–"),
-      h("td", { class: "models-note" }, v.note || ""),
+      h("td", { class: "models-note" }, [v.note, evaluation(v)].filter(Boolean).join(": ")),
       h("td", {}, rowActions(v, live)));
   }
 
@@ -360,7 +371,9 @@ function modelCard(name, { refresh, alive }) {
     } else {
       historyBox.removeAttribute("role");
       historyBox.removeAttribute("aria-label");
-      historyBox.append(h("p", { class: "models-empty" }, `No trained version yet: ${learnsFrom(name)}.`));
+      historyBox.append(h("p", { class: "models-empty" }, live && evaluation(live)
+        ? "AUC and log-loss are a click model's; each version's own holdout figures are in its row above."
+        : `No trained version yet: ${learnsFrom(name)}.`));
       historyNote.textContent = "";
     }
 
@@ -373,7 +386,10 @@ function modelCard(name, { refresh, alive }) {
     } else {
       calibrationBox.removeAttribute("role");
       calibrationBox.removeAttribute("aria-label");
-      calibrationBox.append(h("p", { class: "models-empty" }, live
+      calibrationBox.append(h("p", { class: "models-empty" }, live && evaluation(live)
+        ? `${live.version} does not predict a click rate, so there is no calibration curve; its holdout figures: ` +
+          `${evaluation(live)}.`
+        : live
         ? `${live.version} was not trained here (source ${live.source}), so it has no held-out calibration. ` +
           `Make a trained version live, or train one: ${learnsFrom(name)}.`
         : `No live version yet: ${learnsFrom(name)}.`));

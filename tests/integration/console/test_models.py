@@ -98,6 +98,12 @@ def test_admin_trains_sees_the_metrics_and_calibration_and_rolls_back(learning_s
     expect(card.locator("[data-chart=history]")).to_contain_text(
         "No trained version yet: the bid model trains from won bids and clicks once learning.min_rows are logged")
     expect(card.locator("[data-chart=calibration]")).to_contain_text("default-v1 was not trained here")
+    # The lifetime-value model (fitted by seed-demo) is no click model: its own holdout figures stand in for AUC.
+    ltv = page.get_by_role("region", name="ltv", exact=True)
+    expect(ltv).to_contain_text(re.compile(r"Live holdout\s*MAE \d+\.\d{3}, RMSE \d+\.\d{3}, accuracy \d+\.\d%"))
+    expect(ltv.locator("[data-chart=calibration]")).to_contain_text("does not predict a click rate")
+    expect(ltv).not_to_contain_text("not trained here")
+    ltv.screenshot(path=str(console.shot("models-ltv")))
     expect(card).to_contain_text("No retrain since the server started")
 
     # Train now: the candidate beats the configured model (which ranks at random) and goes live.
