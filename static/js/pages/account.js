@@ -43,7 +43,7 @@ function ordersSection() {
     STATES.map((s) => h("option", { value: s }, s.replace("_", " ").toLowerCase())));
   const body = h("tbody");
   const note = h("p", { class: "muted", role: "status" }, "loading…");
-  const table = h("div", { class: "table-wrap" }, h("table", { class: "orders" },
+  const table = h("div", { class: "table-wrap" }, h("table", { class: "orders stack-on-phone" },
     h("thead", {}, h("tr", {}, h("th", {}, "Flight"), h("th", {}, "Departs"), h("th", {}, "State"),
       h("th", { class: "num" }, "Total"))), body));
   const section = h("section", { class: "card wide", "aria-labelledby": "orders-title" },
@@ -70,11 +70,12 @@ function ordersSection() {
         : filter.value ? "No orders in this state." : h("span", {}, "No orders yet. ", h("a", { href: "#/shop" }, "Find a flight"), "."));
       table.hidden = !items.length;
       body.replaceChildren(...items.map((o) => h("tr", { "data-order": o.id },
-        h("td", {}, h("a", { href: `#/account?order=${encodeURIComponent(o.id)}`, title: `Order ${o.id}` }, flightName(o)),
-          h("br"), h("span", { class: "muted small" }, `${o.passengers} passenger${o.passengers > 1 ? "s" : ""} · ${o.cabin}`)),
-        h("td", {}, dateTime(o.departure_at)),
-        h("td", {}, stateBadge(o.state)),
-        h("td", { class: "num" }, money(o.total_cents, o.currency)))));
+        h("td", { "data-label": "Flight" }, h("div", {},
+          h("a", { href: `#/account?order=${encodeURIComponent(o.id)}`, title: `Order ${o.id}` }, flightName(o)),
+          h("br"), h("span", { class: "muted small" }, `${o.passengers} passenger${o.passengers > 1 ? "s" : ""} · ${o.cabin}`))),
+        h("td", { "data-label": "Departs" }, dateTime(o.departure_at)),
+        h("td", { "data-label": "State" }, stateBadge(o.state)),
+        h("td", { class: "num", "data-label": "Total" }, money(o.total_cents, o.currency)))));
     } catch (err) {
       note.textContent = "";
       showError(error, err);

@@ -257,7 +257,7 @@ export function render(root, { params, role, session }) {
         + "and one more impression at its bid cap pass what pacing allows by now. ",
         `Bids/s counts the Bid events each campaign placed in the last ${LIVE_WINDOW_S} seconds. `, liveState),
       h("label", { class: "inline small" }, showArchived, " Show archived campaigns ", archivedCount),
-      h("div", { class: "table-wrap" }, h("table", { class: "campaign-table" },
+      h("div", { class: "table-wrap" }, h("table", { class: "campaign-table stack-on-phone" },
         h("caption", { class: "visually-hidden" }, "Campaigns with today's spend and live bids"),
         h("thead", {}, h("tr", {}, th("Campaign"), th("Status"), th("Creatives", "num"), th("Bid cap", "num"),
           th("Daily budget", "num"), th("Spent today", "num"), th("Budget used"), th("Pacing"), th("Wins", "num"),
