@@ -54,6 +54,16 @@ export function itemList(thing) {
       i.discount_percent ? h("span", { class: "ok" }, ` (−${i.discount_percent}%)`) : ""))));
 }
 
+/** An order's items, and a line for what its total holds beyond them (taxes and the booking fee; after a change,
+ * its penalties and taxes too), so that the lines add up to the total. */
+function withExtras(list, order) {
+  const extra = order.total_cents - order.items.reduce((sum, i) => sum + i.total_cents, 0);
+  if (extra) list.append(h("li", { class: "extras" },
+    h("span", {}, order.version > 1 ? "Taxes, fees and change charges" : "Taxes and booking fee"),
+    h("span", { class: "num" }, money(extra, order.currency))));
+  return list;
+}
+
 /** The fare rules in words. */
 export function conditionsText(c, currency) {
   const refund = !c.refundable ? "Not refundable"
@@ -223,7 +233,7 @@ export function renderOrder(root, orderId, { back = null } = {}) {
     summary.replaceChildren(
       h("p", { class: "flight" }, `Departs ${dateTime(o.departure_at)} · `,
         `${o.passengers} passenger${o.passengers > 1 ? "s" : ""} · ${o.cabin}`),
-      itemList(o),
+      withExtras(itemList(o), o),
       h("p", { class: "total" }, "Total ", h("b", { "data-testid": "order-total" }, money(o.total_cents, o.currency))),
       h("p", { class: "muted small" }, conditionsText(o.conditions, o.currency), h("br"), `Order ${o.id}`));
   }

@@ -47,6 +47,12 @@ def test_guest_searches_pays_after_a_decline_gets_qr_codes_and_cancels_for_a_ref
     expect(page.get_by_text("Held, awaiting payment")).to_be_visible()
     expect(page.get_by_text(re.compile(r"Seats held for you for (29|30):\d\d"))).to_be_visible()
     expect(page.get_by_test_id("order-total")).to_have_text(price)
+    # The lines add up to the total: the items, then the taxes and the booking fee.
+    lines = page.locator(".order ul.items li .num").all_inner_texts()
+    assert "Taxes and booking fee" in page.locator(".order ul.items").inner_text()
+    def cents(text: str) -> int:  # the amount, not a discount shown beside it
+        return round(float(re.search(r"[\d,]+\.\d{2}", text).group().replace(",", "")) * 100)
+    assert sum(cents(t) for t in lines) == cents(price), (lines, price)
 
     pay(page, DECLINED_CARD)
     declined = page.get_by_role("alert").filter(has_text="Payment declined")
