@@ -82,6 +82,8 @@ function heldText(item) {
 // by now) when it has one; while the shared store is unreachable, spend alone.
 function pacing(item) {
   if (!item) return { text: "–", cls: "muted", detail: "" };
+  // Pacing is about spending: only a campaign that bids (live) or may again (paused) has any.
+  if (item.state !== "live" && item.state !== "paused") return { text: "not bidding", cls: "muted", detail: "" };
   const held = item.within_pace === null || item.within_pace === undefined
     ? item.spent_micros >= item.paced_micros : !item.within_pace;
   return { text: held ? "held by pacing" : "within pace", cls: held ? "warn" : "ok",
@@ -464,7 +466,7 @@ export function render(root, { params, role, session }) {
         ["Held by live bids", item ? (item.reserved_micros === null ? "unknown (shared store unreachable)"
           : micros(item.reserved_micros)) : "–"],
         ["Budget used", budgetBar(item)],
-        ["Pacing", item ? h("span", {}, h("span", { class: p.cls }, p.text), ` (${p.detail})`) : "–"],
+        ["Pacing", item ? h("span", {}, h("span", { class: p.cls }, p.text), p.detail ? ` (${p.detail})` : "") : "–"],
         ["Wins / losses", item ? `${item.wins} / ${item.losses}` : "–"],
         ["Win rate", item ? pct(item.win_rate) : "–"],
         ["Avg clearing price", item && item.avg_clearing_price_micros !== null ? cpm(item.avg_clearing_price_micros) : "–"],

@@ -240,6 +240,7 @@ def test_a_reject_with_a_comment_shows_in_the_history_and_approving_ones_own_cam
     page.get_by_role("tab", name="All campaigns").click()
     row = page.locator(f"tr[data-campaign='{theirs['id']}']")
     expect(row.get_by_text("Rejected", exact=True)).to_be_visible()
+    expect(row.locator("td[data-label=Pacing]")).to_have_text("not bidding")  # pacing is a bidding campaign's
     row.get_by_role("link", name=theirs["name"]).click()
     history = page.get_by_role("table", name="The campaign's workflow history, newest first")
     rejected = history.locator("tr[data-action=reject]")
