@@ -17,7 +17,8 @@ MEMBERS = ("customer", "admin", "partner")
 ANYONE = ("guest", "customer", "admin", "partner")
 Strategy = Literal["personalized", "cf", "content_based", "frequently_bought_together", "trending", "new_arrivals"]
 Csv = Annotated[str, msgspec.Meta(max_length=2048)]
-N = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+N = Annotated[int, msgspec.Meta(ge=1, le=1000, description="How many items: at most reco.max_n (100 unless configured "
+                                                       "otherwise; 1,000 is the most it can be set to)")]
 
 
 class ItemFields(msgspec.Struct, forbid_unknown_fields=True):
