@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         from app.platform import rotate_pii_key
         try:
             old, new = rotate_pii_key(config)
-        except ValueError as exc:
+        except (ValueError, OSError) as exc:  # a key file it cannot read, a data directory it cannot write
             print(f"error: {exc}", file=sys.stderr)
             return 2
         print(f"PII key {new} is current (was {old}); running servers re-encrypt under it within "

@@ -317,7 +317,7 @@ class LtvConfig(_Section):
     holdout_days: Annotated[int, Meta(ge=7, le=730)] = 90
     target_accuracy: Fraction = 0.6
     cache_entries: Annotated[int, Meta(ge=1, le=10_000_000)] = 200_000
-    # 4,000 explained answers (about 250 bytes each) fit the default grpc.max_message_bytes of 1 MiB.
+    # 4,000 explained answers with short ids (about 250 bytes each) fit the default grpc.max_message_bytes of 1 MiB.
     max_batch: Annotated[int, Meta(ge=1, le=100_000)] = 4_000
     max_events: Annotated[int, Meta(ge=1, le=1_000_000)] = 10_000
     remote: Annotated[str, Meta(pattern=_HOST_PORT_PATTERN)] = ""

@@ -160,8 +160,8 @@ class Canaries(Generic[M]):
             version = replace(running.version, status=ROLLED_BACK, canary=record,
                               note=f"canary {decision.replace('_', ' ')}: {reason}")
             await self._registry.add(version)
+        self._split(None)  # serving follows the decision at once; the view waits for its audit entry
         await self._ended(version, actor)
-        self._split(None)
         self._running = None
         self.last_canary = version
         return version

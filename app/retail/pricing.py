@@ -63,7 +63,10 @@ def discounted(price_cents: int, discount_percent: int) -> int:
 
 @functools.lru_cache(maxsize=1024)
 def day_start(date: str) -> float | None:
-    """00:00 UTC of a YYYY-MM-DD date as epoch seconds, or None when it is not a calendar date."""
+    """00:00 UTC of a YYYY-MM-DD date as epoch seconds, or None when it is not one (strptime alone would take
+    2026-1-5; every caller, REST search and changes and gRPC ranking, shares this one rule)."""
+    if len(date) != 10 or date[4] != "-" or date[7] != "-":
+        return None
     try:
         return float(calendar.timegm(time.strptime(date, "%Y-%m-%d")))
     except ValueError:

@@ -12,7 +12,7 @@ from app.campaigns.integrations import AssetImport, ReviewTasks
 from app.campaigns.reports import CampaignReport, CampaignReports, CampaignsReport, parse_time
 from app.campaigns.workflow import CampaignWorkflow
 from app.runtime.clock import Clock
-from handlers.rest.common import Cursor, endpoint, json_response, optional_body, paginate
+from handlers.rest.common import Cursor, decode_cursor, encode_cursor, endpoint, json_response, optional_body
 from state.campaigns import (
     Campaign,
     CampaignChannel,
@@ -162,8 +162,14 @@ class CampaignsApi:
     @endpoint("List campaigns by id, a page at a time (optionally those in one state)", tags=("campaigns",),
               roles=ADMIN, query=CampaignListQuery, response=CampaignList)
     async def list_campaigns(self, request: web.Request, principal, query: CampaignListQuery) -> web.Response:
-        campaigns = sorted((c for c in self._campaigns.list() if query.state in (None, c.state)), key=lambda c: c.id)
-        return json_response(CampaignList(*paginate(campaigns, query.after, query.limit)))
+        cursor = decode_cursor(query.after)
+        after = str(cursor.get("id", "")) if cursor else ""
+        # Keyset by id: a campaign that changes state between pages does not lose the client its place.
+        campaigns = sorted((c for c in self._campaigns.list() if c.id > after and query.state in (None, c.state)),
+                           key=lambda c: c.id)
+        page = campaigns[:query.limit]
+        more = len(campaigns) > query.limit
+        return json_response(CampaignList(page, encode_cursor({"id": page[-1].id}) if more else None))
 
     @endpoint("What waits for an approver: campaigns in review and approved campaigns with changes under review",
               tags=("campaigns",), roles=ADMIN, response=CampaignList)

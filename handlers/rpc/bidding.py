@@ -36,6 +36,7 @@ class ReplyWriter:
         self._stream = stream
         self._pending: list[bytes] = []
         self._ready = asyncio.Event()
+        self._sent = asyncio.Event()
         self._closing = False
         self._task = asyncio.create_task(self._run())
 
@@ -54,6 +55,13 @@ class ReplyWriter:
                 continue
             data, self._pending = b"".join(self._pending), []
             await self._stream._stream.send_data(data)
+            self._sent.set()
+
+    async def room(self, most: int) -> None:
+        """Until fewer than `most` replies wait to be sent: a client that stops reading stops being read."""
+        while len(self._pending) >= most and not self._task.done():
+            self._sent.clear()
+            await self._sent.wait()
 
     async def close(self) -> None:
         """Wait until every reply put so far is sent."""
@@ -120,15 +128,19 @@ class BiddingService(bidding_grpc.BiddingServiceBase):
 
         try:
             async for message in each_message(stream):
-                if isinstance(message, MalformedMessage):  # answered, and the stream goes on
+                # Replies the client has not read hold back reading, as the in-flight bids do (below).
+                await replies.room(self._max_in_flight)
+                malformed = isinstance(message, MalformedMessage)
+                try:
+                    self._limiter.check(principal, ip)  # every message is a request, as on REST, even a broken one
+                except RateLimited as exc:
+                    replies.put(bidding_pb2.BidResponseProto(request_id="" if malformed else message.request_id,
+                                                             agent_id=self._agent_id,
+                                                             error=f"rate_limited: {exc.message}"))
+                    continue
+                if malformed:  # answered, and the stream goes on
                     replies.put(bidding_pb2.BidResponseProto(agent_id=self._agent_id,
                                                              error=f"invalid_argument: {message.message}"))
-                    continue
-                try:
-                    self._limiter.check(principal, ip)  # every message is a request, as on REST
-                except RateLimited as exc:
-                    replies.put(bidding_pb2.BidResponseProto(request_id=message.request_id, agent_id=self._agent_id,
-                                                             error=f"rate_limited: {exc.message}"))
                     continue
                 await slots.acquire()  # bounded in-flight work per stream: backpressure on the client
                 task = asyncio.create_task(one(message, time.perf_counter()))

@@ -142,7 +142,7 @@ async def test_mtls_a_mapped_certificate_is_the_caller_without_an_api_key(start,
     ranker = RemoteRanker(f"127.0.0.1:{app[GRPC].port}", "", grpc_client_ssl(
         _client_tls(pki["partner"], pki["partner"], outbound_grpc=True)))
     try:
-        ctx = SearchContext("u1", False, "s1", "LIS", "OPO", "2030-01-01", 1, "economy", "business")
+        ctx = SearchContext("u1", False, "s1", "LIS", "OPO", "2030-01-01", 1, "economy", "corporate")
         offers = [OfferSummary("o1", 12_000, ("Flight",), 0.0), OfferSummary("o2", 19_000, ("Flight", "Bag"), 0.0)]
         probabilities = await ranker(ctx, offers, 5.0)
         assert len(probabilities) == 2 and all(0 <= p <= 1 for p in probabilities)
@@ -283,10 +283,13 @@ async def test_reload_serves_new_certificate_files_to_new_connections(tmp_path, 
 @pytest.mark.parametrize("options,message", [
     (["--client-cn", "x" * 65], "--client-cn must be 1 to 64 characters"),
     (["--client-cn", " "], "--client-cn must be 1 to 64 characters"),
-    (["--dir", "/etc/hostname/certs"], "--dir /etc/hostname/certs: Not a directory"),
+    (["--dir", "{file}/certs"], "--dir {file}/certs: Not a directory"),
 ])
-def test_dev_certs_refuses_what_it_cannot_make_in_one_line(options, message, capsys):
+def test_dev_certs_refuses_what_it_cannot_make_in_one_line(options, message, capsys, tmp_path):
     from app.__main__ import main
+    (tmp_path / "file").write_text("not a directory")
+    options = [o.format(file=tmp_path / "file") for o in options]
+    message = message.format(file=tmp_path / "file")
     assert main(["dev-certs", *options]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {message}") and len(err.strip().splitlines()) == 1

@@ -85,6 +85,7 @@ async def test_ranking_service_over_grpc(aiohttp_client, tmp_path, clock):
         # What search refuses, ranking refuses: a date that is not on the calendar, a cabin or segment not sold.
         for field, value, needle in (("departure_date", "2026-02-30", "calendar date"),
                                      ("departure_date", "not-a-date", "calendar date"),
+                                     ("departure_date", "2026-1-5", "calendar date"),
                                      ("cabin_class", "spaceship", "cabin_class must be one of economy"),
                                      ("user_segment", "vip", "user_segment must be one of")):
             request = _request()
