@@ -13,7 +13,13 @@ const STATE_CLASS = {
 const DECLINE_TEXT = {
   card_declined: "the bank declined the card",
   insufficient_funds: "the card has insufficient funds",
+  payment_not_found: "the payment provider has no record of the payment",
+  payment_not_settled: "the payment provider never settled it",
 };
+const declined = (reason, then) => `Payment declined: ${DECLINE_TEXT[reason] || reason || "declined"}. ${then}`;
+/** What a held order whose last payment was declined (at once, or later by the provider) tells its traveller. */
+const declinedText = (o) => declined(o.payment.reason, "No money was taken; try another card.");
+const lastPaymentDeclined = (o) => o.state === "PROPOSED" && !!o.payment && o.payment.status === "declined";
 const KIND_TEXT = { Flight: "Boarding pass", Seat: "Seat", Bag: "Checked bag", Meal: "Meal", Lounge: "Lounge",
                     FastTrack: "Fast track", Insurance: "Insurance", CarbonOffset: "Carbon offset" };
 
@@ -332,10 +338,7 @@ export function renderOrder(root, orderId, { back = null } = {}) {
         const changed = next.state !== order.state;
         order = next;
         if (changed) {
-          if (next.state === "PROPOSED" && next.payment && next.payment.status === "declined") {
-            showError(payError, `Payment declined: ${DECLINE_TEXT[next.payment.reason] || next.payment.reason || "declined"}. `
-              + "No money was taken; try another card.");
-          }
+          if (lastPaymentDeclined(next)) showError(payError, declinedText(next));
           draw();
         }
       } catch (err) { showError(error, err); }
@@ -361,8 +364,7 @@ export function renderOrder(root, orderId, { back = null } = {}) {
     } catch (err) {
       if (err.status === 402) {
         const reason = err.details && err.details.reason;
-        showError(payError, `Payment declined: ${DECLINE_TEXT[reason] || reason || "declined"}. `
-          + "No money was taken; check the details or try another card.");
+        showError(payError, declined(reason, "No money was taken; check the details or try another card."));
         payCard.clear();
         payCard.focus();
       } else {
@@ -630,8 +632,7 @@ export function renderOrder(root, orderId, { back = null } = {}) {
     } catch (err) {
       if (err.status === 402) {
         const reason = err.details && err.details.reason;
-        showError(errorBox, `Payment declined: ${DECLINE_TEXT[reason] || reason || "declined"}. `
-          + "No money was taken and your order is unchanged; try another card.");
+        showError(errorBox, declined(reason, "No money was taken and your order is unchanged; try another card."));
         changeCard.clear();
         changeCard.focus();
       } else {
@@ -696,6 +697,8 @@ export function renderOrder(root, orderId, { back = null } = {}) {
     historySection.hidden = false;
   }
 
-  refresh();
+  refresh().then(() => {  // opened after its payment was declined (a pending one the provider turned down, say)
+    if (order && lastPaymentDeclined(order)) showError(payError, declinedText(order));
+  });
   return () => { stopped = true; clearInterval(ticker); stopPolling(); };
 }

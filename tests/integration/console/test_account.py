@@ -8,6 +8,7 @@ import uuid
 
 from playwright.sync_api import expect
 
+from tests.integration.console.conftest import DEMO_CUSTOMER
 from tests.integration.console.helpers import admin_token, call
 
 
@@ -84,3 +85,16 @@ def test_customer_sees_orders_and_wallet_gets_a_message_live_and_redeems_stars(c
     expect(page.get_by_text("Confirmed", exact=True)).to_be_visible()
     expect(page.get_by_role("img", name=re.compile(r"^QR code: Boarding pass, passenger 1"))).to_be_visible()
     expect(page.get_by_role("link", name="← My orders")).to_be_visible()
+
+
+def test_a_held_order_whose_payment_was_declined_says_so_when_opened(console):
+    """The demo traveller's order paid with the declined test card: opened later, it says why it is still held."""
+    console.sign_in(*DEMO_CUSTOMER)
+    page = console.open("account")
+    held = page.get_by_role("region", name="My orders").get_by_role("row").filter(has_text="Held, awaiting payment")
+    held.first.get_by_role("link").click()
+    expect(page.get_by_role("heading", name=re.compile("^Order for "))).to_be_visible()
+    expect(page.get_by_role("alert").filter(has_text="Payment declined")).to_have_text(
+        "Payment declined: the bank declined the card. No money was taken; try another card.")
+    expect(page.get_by_label("Card number")).to_be_visible()  # and the traveller can pay with another card
+    console.shot("account-declined-order")
