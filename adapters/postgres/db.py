@@ -82,10 +82,18 @@ class PgDatabase:
         async with self._pool.acquire() as conn:
             return await apply_migrations(conn, self._migrations, self._ledger)
 
-    async def close(self) -> None:
+    async def close(self, timeout_s: float = 10.0) -> None:
+        """Close the pool gracefully, within `timeout_s`: asyncpg's close waits for every connection to be released,
+        for ever if one never is (its docs advise bounding it). Past the bound, the pool is terminated."""
         pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), timeout_s)
+        except TimeoutError:
+            log.warning("PostgreSQL pool not closed gracefully: a connection was never released; terminated",
+                        extra={"database": self.path, "waited_s": timeout_s})
+            pool.terminate()
 
     @property
     def path(self) -> str:

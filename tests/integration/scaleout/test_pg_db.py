@@ -90,6 +90,19 @@ async def test_a_closed_database_refuses_clearly(pg_dsn):
         await db.fetchall("SELECT 1")
 
 
+async def test_closing_ends_within_its_bound_though_a_connection_is_never_released(pg_dsn, caplog):
+    """A stop must end: asyncpg's graceful close waits for every connection for ever; ours gives up and terminates."""
+    db = PgDatabase(pg_dsn, SCHEMA)
+    await db.open()
+    assert db._pool is not None
+    await db._pool.acquire()  # a task that never gives its connection back
+    started = asyncio.get_running_loop().time()
+    await db.close(timeout_s=0.5)
+    assert asyncio.get_running_loop().time() - started < 3
+    assert not db.is_open
+    assert "PostgreSQL pool not closed gracefully" in caplog.text
+
+
 def test_the_shared_dialect_becomes_postgresql():
     from adapters.postgres.db import pg_sql
     assert pg_sql("SELECT a FROM t WHERE b=? AND c IN (?,?) AND d='?'") == \
