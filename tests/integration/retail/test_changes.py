@@ -405,12 +405,7 @@ async def test_a_members_stars_follow_what_the_changed_order_costs(shop, clock):
     """Loyalty hears OrderChanged: the earn standing for the order is reversed and the new total earned, once each.
     A change that moves no money earns nothing, so the earn before it still stands: the next change and a
     cancellation take back that one, and the member never holds stars for two versions at once."""
-    client, _ = shop
-    platform = client.app[PLATFORM]
-    await add_flight_at_the_same_fares(platform, clock)
-    headers = await customer(client, "change-stars")
-    order = await paid_order(client, headers, clock, "premium")
-    user_id = order["owner"].partition(":")[2]
+    client, platform, headers, order, user_id = await member_with_a_premium_order(shop, clock, "change-stars")
     await platform.bus.idle()
     first = platform.loyalty.balance(user_id)["balance"]
     assert first > 0
@@ -421,12 +416,7 @@ async def test_a_members_stars_follow_what_the_changed_order_costs(shop, clock):
         return [(e.kind, e.transaction_id) for e in ledger if e.transaction_id.startswith("order:")]
 
     # A day later at the same fares: no money moves, so no stars move.
-    same = next(o for o in (await ask(client, headers, order["id"], to_day(clock, 5)))["change_offers"]
-                if o["flight_id"] == "CT109-test")
-    assert same["total_cents"] == 0
-    resp = await confirm(client, headers, order["id"], same["id"])
-    assert resp.status == 200, await resp.text()
-    assert (await resp.json())["version"] == 2
+    assert (await change_at_the_same_fares(client, headers, order["id"], clock))["version"] == 2
     earn = f"order:{order['id']}"
     assert await entries() == [("earn", earn)]
     assert platform.loyalty.balance(user_id)["balance"] == first
@@ -459,30 +449,18 @@ async def test_a_members_stars_follow_what_the_changed_order_costs(shop, clock):
     assert platform.loyalty.balance(user_id)["balance"] == v4.stars > v3.stars
 
     # Cancelled: the standing earn goes, and the member is back where they were before the order.
-    quote = await (await client.post(f"/v1/orders/{order['id']}/cancellations", headers=headers)).json()
-    resp = await client.post(f"/v1/orders/{order['id']}/cancellations/{quote['id']}/confirm", headers=headers)
-    assert resp.status == 200, await resp.text()
+    await cancel(client, headers, order["id"])
     assert (await entries())[5:] == [("reverse", f"{earn}:v4")]
     assert platform.loyalty.balance(user_id)["balance"] == 0
 
 
 async def test_cancelling_after_a_change_that_moved_no_money_takes_back_the_first_earn(shop, clock):
-    client, _ = shop
-    platform = client.app[PLATFORM]
-    await add_flight_at_the_same_fares(platform, clock)
-    headers = await customer(client, "change-cancel")
-    order = await paid_order(client, headers, clock, "premium")
-    user_id = order["owner"].partition(":")[2]
-    same = next(o for o in (await ask(client, headers, order["id"], to_day(clock, 5)))["change_offers"]
-                if o["flight_id"] == "CT109-test")
-    assert same["total_cents"] == 0
-    assert (await confirm(client, headers, order["id"], same["id"])).status == 200
+    client, platform, headers, order, user_id = await member_with_a_premium_order(shop, clock, "change-cancel")
+    await change_at_the_same_fares(client, headers, order["id"], clock)
     await platform.bus.idle()
     assert platform.loyalty.balance(user_id)["balance"] > 0
 
-    quote = await (await client.post(f"/v1/orders/{order['id']}/cancellations", headers=headers)).json()
-    resp = await client.post(f"/v1/orders/{order['id']}/cancellations/{quote['id']}/confirm", headers=headers)
-    assert resp.status == 200, await resp.text()
+    await cancel(client, headers, order["id"])
     await platform.bus.idle()
     ledger, _ = await platform.loyalty.ledger(user_id, None, 1_000)
     assert [(e.kind, e.transaction_id) for e in ledger] == [
@@ -490,13 +468,35 @@ async def test_cancelling_after_a_change_that_moved_no_money_takes_back_the_firs
     assert platform.loyalty.balance(user_id)["balance"] == 0
 
 
-async def add_flight_at_the_same_fares(platform, clock) -> None:
-    """CT109: the flight of seed_catalog five days from now, at its fares (a change onto it moves no money)."""
+async def member_with_a_premium_order(shop, clock, name: str):
+    """(client, platform, headers, the paid premium order, its member's id), with CT109 on sale: seed_catalog's
+    flight five days from now at its fares, so that a change onto it moves no money."""
+    client, _ = shop
+    platform = client.app[PLATFORM]
     noon = (int(clock.now() // DAY) + 5) * DAY + 12 * 3600
     flight = Flight(id="CT109-test", airline="CT", number="CT109", origin="LIS", destination="BCN",
                     departure_at=noon, arrival_at=noon + 7_500,
                     cabins={"economy": Cabin(150, 10_000), "premium": Cabin(12, 25_000)})
     await platform.catalog.put_flights("test", [flight], audit=False)
+    headers = await customer(client, name)
+    order = await paid_order(client, headers, clock, "premium")
+    return client, platform, headers, order, order["owner"].partition(":")[2]
+
+
+async def change_at_the_same_fares(client, headers, order_id: str, clock) -> dict:
+    """Move the order onto CT109, which costs nothing; the changed order."""
+    same = next(o for o in (await ask(client, headers, order_id, to_day(clock, 5)))["change_offers"]
+                if o["flight_id"] == "CT109-test")
+    assert same["total_cents"] == 0
+    resp = await confirm(client, headers, order_id, same["id"])
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+async def cancel(client, headers, order_id: str) -> None:
+    quote = await (await client.post(f"/v1/orders/{order_id}/cancellations", headers=headers)).json()
+    resp = await client.post(f"/v1/orders/{order_id}/cancellations/{quote['id']}/confirm", headers=headers)
+    assert resp.status == 200, await resp.text()
 
 
 async def test_anyone_lists_the_products_on_sale(shop):
