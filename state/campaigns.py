@@ -41,7 +41,8 @@ class FrequencyCaps(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields
 
 # Where a campaign reaches people: "display" bids in auctions; the others are the activation channels
 # (POST /v1/channels/activate). An approval rule may ask more approvers for some (campaigns.approval_rules).
-CampaignChannel = Literal["display", "in_store", "push", "in_app", "sms", "email", "web", "paid_media"]
+ActivationChannel = Literal["in_store", "push", "in_app", "sms", "email", "web", "paid_media"]
+CampaignChannel = Literal["display", ActivationChannel]
 
 
 # The workflow's states (app/campaigns/workflow.py has the transitions); only a live campaign bids or activates.

@@ -16,6 +16,7 @@ from app.channels.suppression import SuppressionService
 from app.errors import InvalidInput, NotFound
 from app.jsondepth import check_depth
 from handlers.rest.common import Cursor, decode_cursor, encode_cursor, endpoint, json_response
+from state.campaigns import ActivationChannel
 
 ADMIN = ("admin",)
 STAFF = ("admin", "partner")
@@ -28,7 +29,7 @@ class ActivateBody(msgspec.Struct, forbid_unknown_fields=True):
     subject: Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
     text: Annotated[str, msgspec.Meta(min_length=1, max_length=100_000)]
     html: Annotated[str, msgspec.Meta(max_length=500_000)] | None = None
-    channel: Literal["in_store", "push", "in_app", "sms", "email", "web", "paid_media"] | None = None
+    channel: ActivationChannel | None = None
     present: bool = False
     # Only customers whose predicted lifetime value is inside the band (either end may be left open).
     ltv_min: Annotated[float, msgspec.Meta(ge=0, le=1e9)] | None = None
