@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import msgspec
 
+from state.text import whole
+
 # A new account's address: one @ with something on either side and no whitespace (REST and the CLI alike).
-EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+$"
+EMAIL_PATTERN = whole(r"[^@\s]+@[^@\s]+")
 
 
 class Account(msgspec.Struct, frozen=True, gc=False):

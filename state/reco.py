@@ -6,7 +6,9 @@ from typing import Annotated
 
 import msgspec
 
-ITEM_ID_PATTERN = r"^[^\s/]+$"  # no spaces or slashes: an item's id is a path segment (/v1/reco/items/{item_id})
+from state.text import whole
+
+ITEM_ID_PATTERN = whole(r"[^\s/]+")  # no spaces or slashes: an item's id is a path segment (/v1/reco/items/{item_id})
 ItemId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=ITEM_ID_PATTERN)]
 Token = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 

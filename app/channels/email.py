@@ -34,6 +34,7 @@ from app.errors import InvalidInput
 from app.runtime.clock import Clock
 from state.outbox import EmailEvent, OutboxMessage
 from state.ports import OutboxStore
+from state.text import whole
 
 log = logging.getLogger("contrail.channels")
 
@@ -43,7 +44,7 @@ def _base64_lines(text: str) -> str:
     encoded = base64.b64encode(text.encode()).decode()
     return "\r\n".join(encoded[i:i + 76] for i in range(0, len(encoded), 76))
 _LINK = re.compile(r'href="(https?://[^"]+)"')
-_EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+_EMAIL = re.compile(whole(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+"))
 
 
 class EmailService:

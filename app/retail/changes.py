@@ -46,12 +46,13 @@ from state.changes import ChangeOffer, ChangeRequest, OrderVersion
 from state.offers import Item, held_by
 from state.orders import Barcode, Order, Payment, PendingChange
 from state.ports import ChangeStore, OfferStore, OrderStore, UnitOfWork
+from state.text import whole
 
 log = logging.getLogger("contrail.retail")
 
 MAX_CHANGE_OFFERS = 5
 CHANGEABLE = ("PAID", "FULFILLED")
-ProductId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
+ProductId = Annotated[str, msgspec.Meta(pattern=whole(r"[A-Za-z0-9_\-]{1,64}"))]
 
 
 class NewSlice(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -38,12 +38,13 @@ from app.runtime.lru import LRU
 from state.catalog import Flight, Product, ProductKind
 from state.offers import Conditions, Item, Offer, SharedDraft
 from state.ports import OfferStore, UnitOfWork
+from state.text import whole
 
 log = logging.getLogger("contrail.retail")
 
 CABINS = ("economy", "premium", "business")
-_DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
-_AIRPORT_PATTERN = r"^[A-Z]{3}$"
+_DATE_PATTERN = whole(r"\d{4}-\d{2}-\d{2}")
+_AIRPORT_PATTERN = whole(r"[A-Z]{3}")
 _DATE = re.compile(_DATE_PATTERN)
 _AIRPORT = re.compile(_AIRPORT_PATTERN)
 Airport = Annotated[str, msgspec.Meta(pattern=_AIRPORT_PATTERN)]

@@ -23,6 +23,7 @@ from state.campaigns import (
     ReviewTask,
     Targeting,
 )
+from state.text import whole
 
 ADMIN = ("admin",)
 Micros = Annotated[int, msgspec.Meta(gt=0, le=10**12)]
@@ -38,7 +39,7 @@ class NewCampaign(msgspec.Struct, forbid_unknown_fields=True):
     advertiser_domain: Annotated[str, msgspec.Meta(min_length=1, max_length=253)]
     bid_cap_micros: Micros
     daily_budget_micros: Micros
-    id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_\-]{1,64}$")] | None = None
+    id: Annotated[str, msgspec.Meta(pattern=whole(r"[A-Za-z0-9_\-]{1,64}"))] | None = None
     categories: Names = []
     app_bundle: str | None = None
     deal_ids: Names = []

@@ -17,6 +17,7 @@ from app.errors import InvalidInput, NotFound
 from app.jsondepth import check_depth
 from handlers.rest.common import Cursor, decode_cursor, encode_cursor, endpoint, json_response
 from state.campaigns import ActivationChannel
+from state.text import whole
 
 ADMIN = ("admin",)
 STAFF = ("admin", "partner")
@@ -103,7 +104,7 @@ class Changed(msgspec.Struct):
 
 
 # ---- what recipients click ----
-LinkSignature = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]*$", description="The link's signature (hex)")]
+LinkSignature = Annotated[str, msgspec.Meta(pattern=whole(r"[0-9a-f]*"), description="The link's signature (hex)")]
 
 
 class ClickLink(msgspec.Struct):

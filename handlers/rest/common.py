@@ -20,6 +20,7 @@ from aiohttp import web
 from app.auth import require_role
 from app.errors import InvalidInput
 from app.jsondepth import check_depth
+from state.text import whole
 
 T = TypeVar("T")
 PRINCIPAL = "contrail.principal"
@@ -272,7 +273,7 @@ def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
 
 
 # A page's `after`: the `next_cursor` of the page before, unpadded URL-safe base64 (empty: the first page).
-CURSOR_PATTERN = r"^[A-Za-z0-9_-]*$"
+CURSOR_PATTERN = whole(r"[A-Za-z0-9_-]*")
 Cursor = Annotated[str, msgspec.Meta(
     pattern=CURSOR_PATTERN, max_length=2048,
     description="The next_cursor of the previous page (opaque, URL-safe base64); omit it for the first page")]

@@ -9,7 +9,9 @@ from aiohttp import web
 
 from app.loyalty.service import CHANNEL_CODES, EarnResult, LoyaltyService, owner_or_staff
 from handlers.rest.common import PageQuery, decode_cursor, encode_cursor, endpoint, json_response
+from state.accounts import EMAIL_PATTERN
 from state.loyalty import LedgerEntry, Member, Promotion
+from state.text import whole
 
 STAFF = ("admin", "partner")
 MEMBERS = ("customer", "admin", "partner")
@@ -85,14 +87,14 @@ class LedgerPage(msgspec.Struct):
 
 # MM-DD, a day some year has (02-29 included).
 MonthDay = Annotated[str, msgspec.Meta(
-    pattern=r"^(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-9])|(?:0[13-9]|1[0-2])-30|(?:0[13578]|1[02])-31)$")]
+    pattern=whole(r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-9])|(?:0[13-9]|1[0-2])-30|(?:0[13578]|1[02])-31)"))]
 
 
 class MemberBody(msgspec.Struct, forbid_unknown_fields=True):
     birthday: MonthDay | None = None
     preferred_channel: Literal[CHANNEL_CODES] | None = None  # type: ignore[valid-type]
-    email: Annotated[str, msgspec.Meta(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
-    phone: Annotated[str, msgspec.Meta(pattern=r"^\+[1-9]\d{6,14}$")] | None = None
+    email: Annotated[str, msgspec.Meta(max_length=254, pattern=EMAIL_PATTERN)] | None = None
+    phone: Annotated[str, msgspec.Meta(pattern=whole(r"\+[1-9]\d{6,14}"))] | None = None
     push_token: Annotated[str, msgspec.Meta(max_length=512)] | None = None
 
 

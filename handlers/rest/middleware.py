@@ -35,11 +35,12 @@ from app.runtime.metrics import Metrics
 from app.runtime.tracing import SERVER, Tracing
 from handlers.rest.common import PRINCIPAL, STATIC_ROUTE, encode_json, spec_of
 from state.ports import StorageUnavailable, UnstorableValue
+from state.text import whole
 
 log = logging.getLogger("contrail.http")
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_REQUEST_ID_RE = re.compile(whole(r"[A-Za-z0-9._:\-]{1,128}"))
 # Probes and scrapes are never rate limited: an orchestrator must always see the truth.
 _UNLIMITED_PREFIXES = ("/health/", "/metrics")
 

@@ -10,10 +10,11 @@ from aiohttp import web
 
 from app.campaigns.policies import Decision, PolicyService, PolicyView
 from handlers.rest.common import endpoint, json_response
+from state.text import whole
 
 ADMIN = ("admin",)
 DECIDERS = ("partner", "admin")
-ContextName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+ContextName = Annotated[str, msgspec.Meta(pattern=whole(r"[a-z][a-z0-9_]{0,31}"))]
 ContextKey = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 ContextValue = Annotated[str, msgspec.Meta(max_length=128)] | int | float | bool | None
 

@@ -36,15 +36,16 @@ from state.changes import ChangeOffer, ChangeRequest, OrderVersion
 from state.offers import Offer
 from state.orders import Barcode, CancellationQuote, Order, OrderState
 from state.ports import OrderStore
+from state.text import whole
 
 SHOPPERS = ("guest", "customer", "admin")
 ADMIN = ("admin",)
-Identifier = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
+Identifier = Annotated[str, msgspec.Meta(pattern=whole(r"[A-Za-z0-9_\-]{1,64}"))]
 
 
 # ---- flights ----
 # A calendar day, YYYY-MM-DD (RFC 3339 full-date): 2026-13-45 has the shape and is no day.
-CalendarDay = Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}-\d{2}$", extra_json_schema={"format": "date"})]
+CalendarDay = Annotated[str, msgspec.Meta(pattern=whole(r"\d{4}-\d{2}-\d{2}"), extra_json_schema={"format": "date"})]
 
 
 class FlightQuery(msgspec.Struct, forbid_unknown_fields=True):
@@ -118,7 +119,7 @@ class Card(msgspec.Struct, forbid_unknown_fields=True):
     number: Annotated[str, msgspec.Meta(min_length=12, max_length=23)]
     exp_month: Annotated[int, msgspec.Meta(ge=1, le=12)]
     exp_year: Annotated[int, msgspec.Meta(ge=2000, le=2100)]
-    cvc: Annotated[str, msgspec.Meta(pattern=r"^\d{3,4}$")]
+    cvc: Annotated[str, msgspec.Meta(pattern=whole(r"\d{3,4}"))]
 
 
 class PayBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -160,14 +161,14 @@ Cabins = Annotated[dict[str, Cabin], msgspec.Meta(
 
 class NewFlight(msgspec.Struct, forbid_unknown_fields=True):
     id: Identifier
-    airline: Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9]{2}$")]
+    airline: Annotated[str, msgspec.Meta(pattern=whole(r"[A-Z0-9]{2}"))]
     number: Annotated[str, msgspec.Meta(min_length=1, max_length=8)]
     origin: Airport
     destination: Airport
     departure_at: Annotated[float, msgspec.Meta(ge=0, le=4_102_444_800)]
     arrival_at: Annotated[float, msgspec.Meta(ge=0, le=4_102_444_800)]
     cabins: Cabins
-    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")] = "USD"
+    currency: Annotated[str, msgspec.Meta(pattern=whole(r"[A-Z]{3}"))] = "USD"
 
 
 class FlightPatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -185,7 +186,7 @@ class NewProduct(msgspec.Struct, forbid_unknown_fields=True):
     kind: Literal["Seat", "Bag", "Meal", "Lounge", "CarbonOffset", "Insurance", "FastTrack"]
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     price_cents: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
-    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")] = "USD"
+    currency: Annotated[str, msgspec.Meta(pattern=whole(r"[A-Z]{3}"))] = "USD"
     capacity_per_flight: Annotated[int, msgspec.Meta(ge=0, le=10_000)] | None = None
 
 

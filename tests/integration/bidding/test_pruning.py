@@ -69,6 +69,7 @@ async def test_charged_bid_ids_go_after_the_notice_window_and_a_late_repeat_is_s
 async def test_a_user_shown_ads_every_day_holds_a_days_impressions_and_old_spend_leaves_memory(bidder, clock):
     platform = bidder.app[PLATFORM]
     delivery = platform.delivery
+    clock.advance((DAY // 2 - clock.now() % DAY) % DAY)  # noon UTC: a day's four charges fall on one date
     charged_days = set()
     for day in range(10):  # four charges a day, every day, for the same traveller
         for k in range(4):

@@ -4,6 +4,7 @@ import pytest
 
 from app.main import PLATFORM, create_app
 from tests.conftest import ADMIN, CUSTOMER, bearer, make_config
+from tests.integration.retail.helpers import search_body
 
 
 async def test_ping_health_and_request_id(client):
@@ -298,3 +299,20 @@ async def test_admin_user_creation_rejects_bad_input(client, admin_headers):
     ok = {"email": "a@b.c", "password": "long-enough-1", "role": "customer"}
     assert (await client.post("/v1/admin/users", json=ok, headers=admin_headers)).status == 201
     assert (await client.post("/v1/admin/users", json=ok, headers=admin_headers)).status == 409
+
+
+async def test_a_value_with_one_trailing_newline_is_refused_where_a_pattern_applies(client, clock, admin_headers,
+                                                                                    customer_headers):
+    # Python's `$` matches before a final newline: "LHR\n" passed `^[A-Z]{3}$` and reached the store.
+    resp = await client.post("/v1/admin/users", headers=admin_headers,
+                             json={"email": "new@contrail.example\n", "password": "long-enough-1", "role": "customer"})
+    assert resp.status == 400 and "email" in (await resp.json())["error"]["message"]
+    resp = await client.post("/v1/offers/search", headers=customer_headers,
+                             json=search_body(clock, origin="LIS\n"))
+    assert resp.status == 400 and "origin" in (await resp.json())["error"]["message"]
+    resp = await client.post("/v1/reco/items", headers=admin_headers, json=[{"item_id": "dest-PDL\n"}])
+    assert resp.status == 400 and "item_id" in (await resp.json())["error"]["message"]
+    # Without the newline each is taken.
+    ok = {"email": "new@contrail.example", "password": "long-enough-1", "role": "customer"}
+    assert (await client.post("/v1/admin/users", headers=admin_headers, json=ok)).status == 201
+    assert (await client.post("/v1/reco/items", headers=admin_headers, json=[{"item_id": "dest-PDL"}])).status == 200
