@@ -20,7 +20,7 @@ class RecoItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     category: Token | None = None
     tags: Annotated[list[Token], msgspec.Meta(max_length=50)] = []
     features: Annotated[dict[Token, float], msgspec.Meta(max_length=50)] = {}
-    created_at: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    created_at: Annotated[float, msgspec.Meta(ge=0, le=1e11)] | None = None  # epoch seconds, as ingest's `at`
     hidden: bool = False
 
 
