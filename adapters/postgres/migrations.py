@@ -217,6 +217,10 @@ RECORDS = [
         CREATE INDEX loyalty_accounts_expiry ON loyalty_accounts(next_expiry) WHERE next_expiry IS NOT NULL;
         CREATE INDEX loyalty_ledger_firsts ON loyalty_ledger(user_id) WHERE seq = 1
     """),
+    Migration(28, "card_simulator_payments", """
+        CREATE TABLE card_simulator_payments (payment_id TEXT PRIMARY KEY, status TEXT NOT NULL, reason TEXT,
+            at DOUBLE PRECISION NOT NULL)
+    """),
 ]
 
 # The analytics event log, when nodes share PostgreSQL (its migrations recorded in event_log_migrations): the same

@@ -420,6 +420,17 @@ RECORDS = [
         CREATE INDEX loyalty_accounts_expiry ON loyalty_accounts(next_expiry) WHERE next_expiry IS NOT NULL;
         CREATE INDEX loyalty_ledger_firsts ON loyalty_ledger(user_id) WHERE seq = 1
     """),
+    # The card simulator's own record of the payments it took (adapters/payments/simulator.py): a gateway
+    # remembers its payments whichever process asks, so a payment left pending by one process (the demo's seed,
+    # another node) is settled, not "never seen", when the reconciliation sweep asks about it.
+    Migration(28, "card_simulator_payments", """
+        CREATE TABLE card_simulator_payments (
+            payment_id TEXT PRIMARY KEY,
+            status TEXT NOT NULL,
+            reason TEXT,
+            at REAL NOT NULL
+        ) WITHOUT ROWID
+    """),
 ]
 
 EVENTS = [

@@ -60,7 +60,7 @@ def build(infra: Infra, recommendations: Recommendations | None = None) -> Retai
     offers = OfferService(config.retail, catalog, offer_store, ranker, clock, infra.event_log.log_events, metrics,
                           infra.uow, recommendations)
     pay = config.payments
-    gateway = CardSimulator(clock, settle_s=pay.simulator_settle_s, slow_s=pay.gateway_timeout_s + 1)
+    gateway = CardSimulator(infra.records_db, clock, settle_s=pay.simulator_settle_s, slow_s=pay.gateway_timeout_s + 1)
     change_store = SqliteChangeStore(infra.records_db)
     orders = OrderChangeService(config.retail, pay, catalog, offers, offer_store, order_store, gateway, clock,
                                 infra.event_log.log_event, metrics, infra.bus, infra.uow, change_store)
@@ -69,7 +69,6 @@ def build(infra: Infra, recommendations: Recommendations | None = None) -> Retai
     metrics.watch_queue("orders_in_memory", lambda: len(order_store))
     metrics.caches.register(order_store.finished)
     metrics.caches.register(offers.drafts)
-    metrics.caches.register(gateway.payments)
     domain = Retail(catalog_store, offer_store, order_store, catalog, remote, ranker, offers, gateway, orders,
                     infra.event_log, change_store)
     infra.supervisor.add_periodic("retail_sweep", config.retail.sweep_interval_s, domain.sweep_once)

@@ -3,7 +3,7 @@ signed webhook or reconciled with the gateway."""
 
 import asyncio
 
-from app.main import PLATFORM
+from app.main import PLATFORM, create_app
 from app.retail.payments import ChargeResult
 from tests.integration.retail.helpers import DECLINED_CARD, PENDING_CARD, _signed, booked, pay, seats_left
 
@@ -107,4 +107,19 @@ async def test_stuck_payment_is_reconciled_with_the_gateway(shop, clock, custome
     clock.advance(2)  # past the pending timeout: ask the gateway, which has settled it by now
     assert (await platform.sweep_retail_once())["reconciled"] == 1
     current = await (await client.get(f"/v1/orders/{order['id']}", headers=customer_headers)).json()
+    assert current["state"] == "FULFILLED" and current["payment"]["status"] == "approved"
+
+
+async def test_a_payment_left_pending_by_another_process_is_settled_not_declined(shop, clock, customer_headers, config,
+                                                                               aiohttp_client):
+    # The demo's seed leaves a pending payment behind and exits; the server then reconciles it. A gateway that
+    # forgot the payment with the process that charged it would decline the order as "never seen".
+    client, _ = shop
+    order = await booked(client, customer_headers, clock)
+    assert (await pay(client, customer_headers, order["id"], card=PENDING_CARD)).status == 202
+    await client.close()
+    restarted = await aiohttp_client(create_app(config, clock=clock))
+    clock.advance(config.payments.pending_timeout_s + 1)
+    assert (await restarted.app[PLATFORM].sweep_retail_once())["reconciled"] == 1
+    current = await (await restarted.get(f"/v1/orders/{order['id']}", headers=customer_headers)).json()
     assert current["state"] == "FULFILLED" and current["payment"]["status"] == "approved"
