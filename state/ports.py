@@ -114,16 +114,25 @@ class AuditStore(Protocol):
 
 @runtime_checkable
 class CampaignStore(Protocol):
-    """Campaigns with their creatives, kept in memory and written through."""
+    """Campaigns with their creatives, written through; those not archived are held in memory."""
 
     async def load(self) -> None:
         ...
 
     def get(self, campaign_id: str) -> Campaign | None:
-        ...
+        """A campaign that is not archived (from memory)."""
 
     def all(self) -> list[Campaign]:
-        ...
+        """Every campaign that is not archived (from memory)."""
+
+    def __len__(self) -> int:
+        """How many campaigns are held in memory."""
+
+    async def read(self, campaign_id: str) -> Campaign | None:
+        """Any campaign, an archived one read from the store."""
+
+    async def archived(self, after: str, limit: int) -> list[Campaign]:
+        """Archived campaigns by id, at most `limit` of those whose id is above `after`."""
 
     async def put(self, campaign: Campaign, at: float, step: HistoryEntry | None = None) -> None:
         """Create or replace a campaign (durable before it is used); `step` is written with it, atomically."""
@@ -798,6 +807,8 @@ class PolicyStore(Protocol):
     """Campaigns' offer-selection policies, and the reward signals they learned from."""
 
     async def load_all(self) -> list[tuple[str, bytes]]: ...
+
+    async def load_one(self, campaign_id: str) -> bytes | None: ...
 
     async def save(self, campaign_id: str, body: bytes, at: float) -> None: ...
 

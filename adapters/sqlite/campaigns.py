@@ -13,6 +13,10 @@ _UPSERT = ("INSERT INTO campaigns(id, body, updated_at) VALUES (?,?,?) "
 
 
 class SqliteCampaignStore:
+    """Every campaign but the archived ones is held in memory (the bidder, the scheduler and the reports read
+    them on every pass); an archived campaign is the record of what ran, read from the table when asked for, so
+    years of campaigns do not grow the process."""
+
     def __init__(self, db: SqlDatabase, changes: ChangeFeed | None = None) -> None:
         self._db = db
         self._changes = changes  # several nodes: tell the others what changed
@@ -21,15 +25,50 @@ class SqliteCampaignStore:
 
     async def load(self) -> None:
         for (body,) in await self._db.fetchall("SELECT body FROM campaigns ORDER BY rowid"):
-            campaign = _decode(body)
-            self._by_id[campaign.id] = campaign
+            self._hold(_decode(body))
         self.version += 1
 
+    def _hold(self, campaign: Campaign) -> None:
+        if campaign.state == "archived":
+            self._by_id.pop(campaign.id, None)
+        else:
+            self._by_id[campaign.id] = campaign
+
     def get(self, campaign_id: str) -> Campaign | None:
+        """A campaign that is not archived."""
         return self._by_id.get(campaign_id)
 
     def all(self) -> list[Campaign]:
+        """Every campaign that is not archived."""
         return list(self._by_id.values())
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    async def read(self, campaign_id: str) -> Campaign | None:
+        """Any campaign, archived ones included."""
+        held = self._by_id.get(campaign_id)
+        if held is not None:
+            return held
+        rows = await self._db.fetchall("SELECT body FROM campaigns WHERE id = ?", (campaign_id,))
+        return _decode(rows[0][0]) if rows else None
+
+    async def archived(self, after: str, limit: int) -> list[Campaign]:
+        """Archived campaigns by id, the first `limit` after `after`: the ids come from the table's primary key
+        (those held in memory are the ones that are not archived), then the bodies of the page alone."""
+        ids: list[str] = []
+        while len(ids) < limit:
+            rows = await self._db.fetchall("SELECT id FROM campaigns WHERE id > ? ORDER BY id LIMIT ?",
+                                           (after, 4 * limit))
+            ids += [row[0] for row in rows if row[0] not in self._by_id][:limit - len(ids)]
+            if len(rows) < 4 * limit:
+                break
+            after = rows[-1][0]
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = await self._db.fetchall(f"SELECT body FROM campaigns WHERE id IN ({marks}) ORDER BY id", ids)
+        return [c for c in map(_decode, (row[0] for row in rows)) if c.state == "archived"]
 
     async def put(self, campaign: Campaign, at: float, step: HistoryEntry | None = None) -> None:
         """Create or replace a campaign (durable before it is used); with `step`, the history entry of the change
@@ -40,7 +79,7 @@ class SqliteCampaignStore:
                                "comment) VALUES (?,?,?,?,?,?,?)", (campaign.id, step.at, step.actor, step.action,
                                                                    step.from_state, step.to_state, step.comment)))
         await self._db.write(statements)
-        self._by_id[campaign.id] = campaign
+        self._hold(campaign)
         self.version += 1
         if self._changes is not None:
             self._changes.changed("campaign", [campaign.id])
@@ -50,8 +89,7 @@ class SqliteCampaignStore:
         marks = ",".join("?" * len(campaign_ids))
         rows = await self._db.fetchall(f"SELECT body FROM campaigns WHERE id IN ({marks})", list(campaign_ids))
         for (body,) in rows:
-            campaign = _decode(body)
-            self._by_id[campaign.id] = campaign
+            self._hold(_decode(body))
         self.version += 1
         return len(rows)
 

@@ -23,6 +23,11 @@ class SqlitePolicyStore:
         rows = await self._db.fetchall("SELECT campaign_id, body FROM campaign_policies ORDER BY campaign_id")
         return [(str(r[0]), bytes(r[1])) for r in rows]
 
+    async def load_one(self, campaign_id: str) -> bytes | None:
+        """One campaign's policy (an archived campaign's, which is not held in memory)."""
+        row = await self._db.fetchone("SELECT body FROM campaign_policies WHERE campaign_id = ?", (campaign_id,))
+        return None if row is None else bytes(row[0])
+
     async def save(self, campaign_id: str, body: bytes, at: float) -> None:
         """Create or replace one campaign's policy."""
         await self._db.write([(_SAVE, (campaign_id, body, at))])

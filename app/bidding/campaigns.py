@@ -111,7 +111,7 @@ class CampaignService:
         (a load that is no admin action, such as the demo data set). Admins create through the workflow, which
         starts every campaign in draft; a load may give any state."""
         _check(campaign)
-        if self._store.get(campaign.id) is not None:
+        if await self._store.read(campaign.id) is not None:  # an archived campaign's id stays taken
             raise Conflict(f"campaign {campaign.id} already exists")
         campaign = msgspec.structs.replace(campaign, created_at=self._clock.now())
         await self._store.put(campaign, self._clock.now(), step)
@@ -140,13 +140,31 @@ class CampaignService:
         return self._store.get(campaign_id) is not None
 
     def get(self, campaign_id: str) -> Campaign:
+        """A campaign that is not archived, from memory (NotFound for an archived one: `read` has those)."""
         campaign = self._store.get(campaign_id)
         if campaign is None:
             raise NotFound(f"no campaign {campaign_id}")
         return campaign
 
+    async def read(self, campaign_id: str) -> Campaign:
+        """Any campaign, archived ones included (read from the store): for showing one and for the workflow's
+        answers about it."""
+        campaign = await self._store.read(campaign_id)
+        if campaign is None:
+            raise NotFound(f"no campaign {campaign_id}")
+        return campaign
+
     def list(self) -> list[Campaign]:
+        """Every campaign that is not archived."""
         return self._store.all()
+
+    async def page(self, after: str, limit: int, state: str | None) -> builtins.list[Campaign]:
+        """Campaigns by id, the first `limit` above `after`, optionally in one state: those not archived from
+        memory, the archived ones from the store."""
+        held = [] if state == "archived" else sorted(
+            (c for c in self._store.all() if c.id > after and state in (None, c.state)), key=lambda c: c.id)[:limit]
+        stored = await self._store.archived(after, limit) if state in (None, "archived") else []
+        return sorted(held + stored, key=lambda c: c.id)[:limit]
 
     async def spend_today(self, now: float) -> tuple[str, builtins.list[CampaignSpend]]:
         """Every campaign's spend and notices for the UTC day of `now` (the day, the lines by campaign id)."""

@@ -258,9 +258,12 @@ class CandidateIndex:
             return []
         hints, self._hints = self._hints, []
         changed: list[int] | None
+        found = [get(h) for h in hints]
         if self.version >= 0 and stored_version - self.version == len(hints) and \
-                all(h in self.slot_of for h in hints):  # only this process's edits: no need to look at every one
-            changed = [self._set(self.slot_of[h], get(h) or self.stored[self.slot_of[h]]) for h in hints]
+                all(h in self.slot_of and c is not None for h, c in zip(hints, found, strict=True)):
+            # Only this process's edits, none of them archiving (which leaves the store's memory): no need to
+            # look at every campaign.
+            changed = [self._set(self.slot_of[h], c) for h, c in zip(hints, found, strict=True) if c is not None]
         else:
             changed = self._diff(every())
         self.version = stored_version

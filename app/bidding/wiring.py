@@ -63,6 +63,7 @@ def build(infra: Infra, loyalty_features: Callable[[str], np.ndarray | None], va
     else:  # one node: it admits its bids against budgets in its own memory
         delivery = SqliteDeliveryStore(infra.records_db, max_reserved=b.max_live_bids)
     metrics.watch_queue("bid_reservations", lambda: delivery.reservations)
+    metrics.watch_queue("campaigns_in_memory", lambda: len(campaign_store))
     metrics.delivery_users.set_function(lambda: len(delivery.impressions))
     campaigns = CampaignService(campaign_store, delivery, clock, infra.audit, pacing_slack=b.pacing_slack,
                                 shape_cache_bytes=b.shape_cache_mb << 20)

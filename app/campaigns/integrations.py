@@ -116,7 +116,7 @@ class ReviewTasks:
         return looked
 
     async def of_campaign(self, campaign_id: str) -> list[ReviewTask]:
-        self._campaigns.get(campaign_id)  # 404 for an unknown campaign
+        await self._campaigns.read(campaign_id)  # 404 for an unknown campaign
         return await self._store.of_campaign(campaign_id)
 
 
@@ -138,7 +138,7 @@ class AssetImport:
             raise InvalidInput("give asset_ids, a folder or a query", {"field": "asset_ids"})
         if self._library is None:
             raise RuleViolation("no digital asset management is configured (integrations.dam)")
-        campaign = self._campaigns.get(campaign_id)
+        campaign = await self._campaigns.read(campaign_id)
         try:
             assets = [await self._library.metadata(a) for a in asset_ids]
             if folder:

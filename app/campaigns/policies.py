@@ -113,6 +113,16 @@ class _Held:
     lock: asyncio.Lock
 
 
+def _decoded(campaign_id: str, body: bytes) -> _Held | None:
+    """A stored policy, or None (logged) when its row cannot be read."""
+    try:
+        stored = msgspec.json.decode(body, type=Stored)
+        return _Held(stored, Policy.from_bytes(stored.state.encode()), asyncio.Lock())
+    except (msgspec.DecodeError, ValueError) as exc:
+        log.error("a stored policy could not be read", extra={"campaign_id": campaign_id, "error": str(exc)[:300]})
+        return None
+
+
 def arms_of(campaign: Campaign, arms: str) -> list[str]:
     """The campaign's arms: its creatives' ids or its offer ids."""
     return [c.id for c in campaign.creatives] if arms == "creatives" else list(campaign.offer_ids)
@@ -156,23 +166,27 @@ class PolicyService:
         bus.subscribe(OrderPaid, self._on_paid)
 
     async def load(self) -> None:
-        """Rebuild every policy from the store (a row that cannot be read is logged and skipped)."""
+        """Rebuild the policies of the campaigns held (not archived) from the store (a row that cannot be read is
+        logged and skipped)."""
         self._held.clear()
         for campaign_id, body in await self._store.load_all():
-            try:
-                stored = msgspec.json.decode(body, type=Stored)
-                policy = Policy.from_bytes(stored.state.encode())
-            except (msgspec.DecodeError, ValueError) as exc:
-                log.error("a stored policy could not be read", extra={"campaign_id": campaign_id,
-                                                                      "error": str(exc)[:300]})
-                continue
-            self._held[campaign_id] = _Held(stored, policy, asyncio.Lock())
+            if self._campaigns.exists(campaign_id):
+                held = _decoded(campaign_id, body)
+                if held is not None:
+                    self._held[campaign_id] = held
+
+    def __len__(self) -> int:
+        """How many policies are held in memory: those of the campaigns that are not archived."""
+        return len(self._held)
 
     # ---- configuring and reading ----
     async def configure(self, actor: str, campaign_id: str, kind: str, arms: str, context: list[str],
                         epsilon: float | None = None, remote: bool = True) -> PolicyView:
         """Create or replace the campaign's policy; the learned state is kept when kind and arms are unchanged."""
-        campaign = self._campaigns.get(campaign_id)
+        campaign = await self._campaigns.read(campaign_id)
+        if campaign.state == "archived":
+            raise Conflict(f"campaign {campaign_id} is archived: its policy is the record of what it learned",
+                           {"state": campaign.state})
         _check_settings(kind, arms, context, epsilon)
         if kind == "epsilon_greedy" and epsilon is None:
             epsilon = 0.1
@@ -196,8 +210,13 @@ class PolicyService:
             self._sync_catalog()
         return self._view(campaign, held)
 
-    def view(self, campaign_id: str) -> PolicyView:
-        campaign = self._campaigns.get(campaign_id)
+    async def view(self, campaign_id: str) -> PolicyView:
+        campaign = await self._campaigns.read(campaign_id)
+        if campaign.state == "archived":  # its policy left memory with it
+            body = await self._store.load_one(campaign_id)
+            held = _decoded(campaign_id, body) if body is not None else None
+            if held is not None:
+                return self._view(campaign, held)
         return self._view(campaign, self._policy_of(campaign))
 
     def _policy_of(self, campaign: Campaign) -> _Held:
@@ -225,7 +244,7 @@ class PolicyService:
     async def decide(self, campaign_id: str, user_id: str, context: Mapping[str, Any]) -> Decision:
         """The arm to show this customer: the decision service's when it answers well and in time, else the
         campaign's local policy's. Only a live campaign decides (409 naming its state otherwise)."""
-        campaign = self._campaigns.get(campaign_id)
+        campaign = await self._campaigns.read(campaign_id)
         if campaign.state != "live":  # first: whatever else is wrong, a campaign that is not live never decides
             raise Conflict(f"cannot decide for campaign {campaign_id}: it is {campaign.state} (only live campaigns "
                            "appear in offers)",
@@ -388,7 +407,9 @@ class PolicyService:
             log.warning("a reward was not forwarded to the decision service", extra={"error": str(exc)[:300]})
 
     def _campaign_changed(self, event: CampaignChanged) -> None:
-        if event.campaign_id in self._held and "live" in (event.from_state, event.to_state):  # its arms may change
+        if event.to_state == "archived":  # its policy is read from the store from now on
+            self._held.pop(event.campaign_id, None)
+        elif event.campaign_id in self._held and "live" in (event.from_state, event.to_state):  # arms may change
             self._sync_catalog()
 
     def catalog(self) -> list[dict[str, Any]]:

@@ -232,7 +232,7 @@ class CampaignReports:
     # ---- reports ----
     async def campaign(self, campaign_id: str, start: float | None, end: float | None,
                        granularity: str = "day") -> CampaignReport:
-        campaign = self._campaigns.get(campaign_id)
+        campaign = await self._campaigns.read(campaign_id)
         start, end = self._range(start, end, granularity)
         step = HOUR if granularity == "hour" else DAY
         first, last = int(start // HOUR), int((end - 1) // HOUR)

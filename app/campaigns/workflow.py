@@ -90,7 +90,7 @@ class CampaignWorkflow:
         review (`pending`) and the rest apply at once."""
         who = _who(actor)
         async with self._lock:
-            current = self._campaigns.get(campaign_id)
+            current = await self._campaigns.read(campaign_id)
             state = current.state
             if state in ("in_review", "completed", "archived"):
                 raise Conflict(f"campaign {campaign_id} is {state}: it cannot be edited"
@@ -114,7 +114,7 @@ class CampaignWorkflow:
         return updated
 
     async def add_creative(self, actor: Principal | str, campaign_id: str, creative: Creative) -> Campaign:
-        current = self._campaigns.get(campaign_id)
+        current = await self._campaigns.read(campaign_id)
         base = current.pending.creatives if current.pending is not None and current.pending.creatives is not None \
             else current.creatives
         if any(c.id == creative.id for c in base):
@@ -135,7 +135,7 @@ class CampaignWorkflow:
         """draft -> in_review (a rejected campaign goes back through draft); the approval rule is matched now."""
         who = _who(actor)
         async with self._lock:
-            current = self._campaigns.get(campaign_id)
+            current = await self._campaigns.read(campaign_id)
             steps: list[tuple[str, str]] = []
             if current.state == "rejected":
                 steps.append(("rejected", "draft"))
@@ -157,7 +157,7 @@ class CampaignWorkflow:
         needed approves (or applies the changes)."""
         who = _who(actor)
         async with self._lock:
-            current = self._campaigns.get(campaign_id)
+            current = await self._campaigns.read(campaign_id)
             if current.state == "in_review":
                 self._may_approve(who, current, current.approvals, current.edited_by)
                 approvals = [*current.approvals, who]
@@ -192,7 +192,7 @@ class CampaignWorkflow:
         """in_review -> rejected; for a running campaign, the pending changes are dropped (it keeps running)."""
         who = _who(actor)
         async with self._lock:
-            current = self._campaigns.get(campaign_id)
+            current = await self._campaigns.read(campaign_id)
             if current.state == "in_review":
                 updated = msgspec.structs.replace(current, state="rejected", approvals=[])
                 action = "reject"
@@ -213,7 +213,7 @@ class CampaignWorkflow:
         past goes live at once."""
         who = _who(actor)
         async with self._lock:
-            current = self._campaigns.get(campaign_id)
+            current = await self._campaigns.read(campaign_id)
             if current.state != "approved":
                 raise _cannot("schedule", current)
             start = starts_at if starts_at is not None else current.starts_at
@@ -240,7 +240,7 @@ class CampaignWorkflow:
                     comment: str) -> Campaign:
         who = _who(actor)
         async with self._lock:
-            current = self._campaigns.get(campaign_id)
+            current = await self._campaigns.read(campaign_id)
             if current.state != from_state:
                 raise _cannot(action, current)
             steps = [(from_state, to_state)]
@@ -261,7 +261,7 @@ class CampaignWorkflow:
             while due is not None:
                 action, from_state, to_state = due
                 async with self._lock:
-                    current = self._campaigns.get(campaign.id)
+                    current = await self._campaigns.read(campaign.id)
                     if current.state != from_state:  # a caller moved it meanwhile
                         break
                     steps = [(from_state, to_state)]
@@ -274,7 +274,7 @@ class CampaignWorkflow:
 
     # ---- reading ----
     async def history(self, campaign_id: str) -> builtins.list[HistoryEntry]:
-        self._campaigns.get(campaign_id)  # 404 for an unknown campaign
+        await self._campaigns.read(campaign_id)  # 404 for an unknown campaign
         return await self._store.history(campaign_id, HISTORY_LIMIT)
 
     def approval_queue(self) -> builtins.list[Campaign]:

@@ -166,8 +166,7 @@ class CampaignsApi:
         cursor = decode_cursor(query.after)
         after = str(cursor.get("id", "")) if cursor else ""
         # Keyset by id: a campaign that changes state between pages does not lose the client its place.
-        campaigns = sorted((c for c in self._campaigns.list() if c.id > after and query.state in (None, c.state)),
-                           key=lambda c: c.id)
+        campaigns = await self._campaigns.page(after, query.limit + 1, query.state)
         page = campaigns[:query.limit]
         more = len(campaigns) > query.limit
         return json_response(CampaignList(page, encode_cursor({"id": page[-1].id}) if more else None))
@@ -186,7 +185,7 @@ class CampaignsApi:
     @endpoint("Get a campaign, with its workflow state", tags=("campaigns",), roles=ADMIN, response=Campaign,
               errors=(404,))
     async def get_campaign(self, request: web.Request, principal) -> web.Response:
-        return json_response(self._campaigns.get(request.match_info["campaign_id"]))
+        return json_response(await self._campaigns.read(request.match_info["campaign_id"]))
 
     @endpoint("Edit a campaign: at once in draft (a rejected one goes back to draft); for an approved campaign, "
               "budget, targeting, creatives and channels go under review while the approved version runs; 0 as "

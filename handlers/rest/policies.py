@@ -45,7 +45,7 @@ class PoliciesApi:
               "context bucket; 409 when the campaign has no policy", tags=("campaigns",), roles=ADMIN,
               response=PolicyView, errors=(404, 409))
     async def get_policy(self, request: web.Request, principal) -> web.Response:
-        return json_response(self._policies.view(request.match_info["campaign_id"]))
+        return json_response(await self._policies.view(request.match_info["campaign_id"]))
 
     @endpoint("Configure a campaign's policy over its creatives or offers (thompson, epsilon_greedy, uniform), "
               "optionally per context bucket; what it learned is kept when kind and arms are unchanged",

@@ -303,3 +303,76 @@ async def test_only_a_live_campaign_activates(team):
     unknown = await client.post("/v1/channels/activate", json={**message, "campaign_id": "nope"}, headers=keys["ana"])
     assert unknown.status == 404
     assert len(await platform.inapp.inbox("m1", 10, None)) == 1
+
+
+async def test_archived_campaigns_leave_memory_and_stay_readable_across_a_restart(aiohttp_client, tmp_path, clock):
+    from tests.integration.campaigns.test_policies import metric
+    config = make_config(tmp_path)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    platform = client.app[PLATFORM]
+    _, author = await platform.api_keys.create("author", "admin")
+    _, approver = await platform.api_keys.create("ana", "admin")
+    author, approver = {"X-Api-Key": author}, {"X-Api-Key": approver}
+    ids = ["a-old", "b-live", "c-old", "d-draft"]
+    for campaign_id in ids:
+        assert (await client.post("/v1/admin/campaigns", json=new_campaign(id=campaign_id),
+                                  headers=author)).status == 201
+    for campaign_id in ids[:3]:
+        await step(client, author, campaign_id, "submit")
+        await step(client, approver, campaign_id, "approve")
+        await step(client, approver, campaign_id, "schedule", starts_at=clock.now() - 1, ends_at=clock.now() + 60)
+    policy = await client.put("/v1/admin/campaigns/a-old/policy", json={"kind": "thompson", "arms": "creatives"},
+                              headers=approver)
+    assert policy.status == 200
+    signal = {"offer_id": "c1", "user_id": "u1", "signal_type": "clicked", "campaign_id": "a-old", "signal_id": "s1"}
+    assert (await client.post("/v1/loyalty/reward-signal", json=signal, headers=approver)).status == 200
+    assert await metric(client, "contrail_queue_depth", queue="campaigns_in_memory") == 4
+    assert await metric(client, "contrail_queue_depth", queue="policies_in_memory") == 1
+    clock.advance(61)
+    await platform.workflow.tick()
+    for campaign_id in ("a-old", "c-old"):
+        assert (await step(client, approver, campaign_id, "archive"))["state"] == "archived"
+    assert await metric(client, "contrail_queue_depth", queue="campaigns_in_memory") == 2
+    assert await metric(client, "contrail_queue_depth", queue="policies_in_memory") == 0
+
+    async def check(client) -> None:
+        # Each archived campaign is read back from the store: the campaign, its history, report and policy.
+        got = await client.get("/v1/admin/campaigns/a-old", headers=approver)
+        assert got.status == 200 and (await got.json())["state"] == "archived"
+        history = await (await client.get("/v1/admin/campaigns/a-old/history", headers=approver)).json()
+        assert history["items"][-1]["action"] == "archive"
+        report = await client.get("/v1/admin/campaigns/c-old/report", headers=approver)
+        assert report.status == 200 and (await report.json())["state"] == "archived"
+        arms = (await (await client.get("/v1/admin/campaigns/a-old/policy", headers=approver)).json())["posterior"]
+        assert [(a["arm"], a["pulls"]) for a in arms] == [("c1", 1)]
+        # The list pages through held and archived campaigns alike, by id.
+        seen, after = [], None
+        while True:
+            params = {"limit": "1", **({"after": after} if after else {})}
+            page = await (await client.get("/v1/admin/campaigns", params=params, headers=approver)).json()
+            seen += [(c["id"], c["state"]) for c in page["items"]]
+            after = page["next_cursor"]
+            if after is None:
+                break
+        assert seen == [("a-old", "archived"), ("b-live", "completed"), ("c-old", "archived"), ("d-draft", "draft")]
+        archived = await (await client.get("/v1/admin/campaigns", params={"state": "archived"},
+                                           headers=approver)).json()
+        assert [c["id"] for c in archived["items"]] == ["a-old", "c-old"]
+        # Nothing more happens to an archived campaign, and its id stays taken.
+        for action in ("submit", "archive", "pause"):
+            refused = await step(client, approver, "a-old", action, status=409)
+            assert refused["error"]["details"] == {"state": "archived"}
+        edit = await client.patch("/v1/admin/campaigns/a-old", json={"name": "again"}, headers=approver)
+        assert edit.status == 409
+        again = await client.post("/v1/admin/campaigns", json=new_campaign(id="a-old"), headers=author)
+        assert again.status == 409
+        reconfigure = await client.put("/v1/admin/campaigns/a-old/policy", json={"kind": "uniform",
+                                                                                 "arms": "creatives"}, headers=approver)
+        assert reconfigure.status == 409 and "archived" in (await reconfigure.json())["error"]["message"]
+
+    await check(client)
+    await client.close()
+    restarted = await aiohttp_client(create_app(config, clock=clock))  # a start holds only those not archived
+    assert await metric(restarted, "contrail_queue_depth", queue="campaigns_in_memory") == 2
+    assert await metric(restarted, "contrail_queue_depth", queue="policies_in_memory") == 0
+    await check(restarted)

@@ -28,7 +28,7 @@ DAY = 86_400
 
 
 class Campaigns:
-    """What PolicyService reads of CampaignService: get()."""
+    """What PolicyService reads of CampaignService: get(), read(), exists() and list()."""
 
     def __init__(self, *campaigns: Campaign) -> None:
         self.by_id = {c.id: c for c in campaigns}
@@ -37,6 +37,12 @@ class Campaigns:
         if campaign_id not in self.by_id:
             raise NotFound(f"no campaign {campaign_id}")
         return self.by_id[campaign_id]
+
+    async def read(self, campaign_id: str) -> Campaign:
+        return self.get(campaign_id)
+
+    def exists(self, campaign_id: str) -> bool:
+        return campaign_id in self.by_id
 
     def list(self) -> list[Campaign]:
         return list(self.by_id.values())
@@ -105,8 +111,8 @@ def signal(signal_id: str, arm: str = "c2", reward: float = 1.0, **kw) -> Reward
     return RewardSignalled(**fields)
 
 
-def pulls(policies: PolicyService, arm: str = "c2") -> int:
-    return next(a.pulls for a in policies.view("spring").posterior if a.arm == arm)
+async def pulls(policies: PolicyService, arm: str = "c2") -> int:
+    return next(a.pulls for a in (await policies.view("spring")).posterior if a.arm == arm)
 
 
 def test_buckets_and_failure_reasons():
@@ -132,14 +138,14 @@ async def test_each_signal_id_teaches_once_even_when_copies_race(db):
     await policies.configure("admin", "spring", "thompson", "creatives", [])
     outcomes = await asyncio.gather(*(policies.learn(signal("s1")) for _ in range(5)))
     assert sorted(o or "" for o in outcomes) == ["learned", "repeat", "repeat", "repeat", "repeat"]
-    assert pulls(policies) == 1
+    assert await pulls(policies) == 1
     assert await policies.learn(signal("s2", "nope")) == "unknown_arm"
     assert await policies.learn(signal("s3", campaign_id="other")) == "no_policy"
     assert await policies.learn(signal(None)) is None  # type: ignore[arg-type]  # no id: nothing to learn once
 
     restarted = service(db, clock)
     await restarted.load()
-    assert pulls(restarted) == 1
+    assert await pulls(restarted) == 1
     assert await restarted.learn(signal("s1")) == "repeat"
 
 
@@ -151,7 +157,7 @@ async def test_signal_ids_are_forgotten_after_the_reward_memory(db):
     clock.advance(3 * DAY)
     assert await policies.purge_signals() == 1
     assert await policies.learn(signal("old")) == "learned"  # forgotten: it teaches again
-    assert pulls(policies) == 2
+    assert await pulls(policies) == 2
 
 
 async def test_a_failed_commit_changes_nothing_in_memory_and_remembers_no_signal_id(db):
@@ -159,15 +165,15 @@ async def test_a_failed_commit_changes_nothing_in_memory_and_remembers_no_signal
     policies = service(db, clock)
     await policies.configure("admin", "spring", "thompson", "creatives", ["tier"])
     assert await policies.learn(signal("s1", tier="Gold")) == "learned"
-    before = msgspec.json.encode(policies.view("spring"))
+    before = msgspec.json.encode(await policies.view("spring"))
     fault = "CREATE TRIGGER fault BEFORE UPDATE ON campaign_policies BEGIN SELECT RAISE(ABORT, 'disk fault'); END"
     await db.write([(fault, ())])  # the policy's state cannot be written: the whole reward is rolled back
     with pytest.raises(sqlite3.Error):
         await policies.learn(signal("s2", tier="Gold"))
-    assert msgspec.json.encode(policies.view("spring")) == before
+    assert msgspec.json.encode(await policies.view("spring")) == before
     await db.write([("DROP TRIGGER fault", ())])
     assert await policies.learn(signal("s2", tier="Gold")) == "learned"  # its id was not kept either
-    assert pulls(policies) == 2
+    assert await pulls(policies) == 2
 
 
 async def test_the_breaker_lets_one_half_open_trial_through_and_slow_answers_count_as_failures(db):

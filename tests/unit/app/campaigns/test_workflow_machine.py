@@ -250,8 +250,9 @@ class WorkflowMachine(RuleBasedStateMachine):
     @invariant()
     def campaigns_are_as_the_rules_say(self):
         for campaign_id, m in self.model.items():
-            c = self.store.get(campaign_id)
+            c = self.run(self.store.read(campaign_id))
             assert c is not None
+            assert (self.store.get(campaign_id) is None) == (m.state == "archived")  # the archived leave memory
             assert (c.state, c.daily_budget_micros, c.created_by, c.edited_by) == (m.state, m.budget, m.creator,
                                                                                   m.editor)
             if m.state in ("in_review", "approved") or (m.state in RUNNING and m.approvals):
