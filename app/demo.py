@@ -142,6 +142,52 @@ async def _reco(platform: Platform) -> str:
     return f"demo recommendation items: {destinations} destinations, {len(items) - destinations} ancillaries"
 
 
+# What the demo's members look at: three tastes, each a few destinations and the extras that go with them.
+DEMO_TASTES = (
+    (("dest-FNC", "dest-FAO", "dest-PDL", "dest-BCN"), ("bag-23kg", "seat-standard", "insurance-travel")),
+    (("dest-LHR", "dest-CDG", "dest-AMS", "dest-MAD"), ("meal-hot", "seat-standard", "carbon-offset")),
+    (("dest-LHR", "dest-CDG", "dest-DUB", "dest-OPO"), ("lounge-pass", "fasttrack", "meal-hot")),
+)
+
+
+async def _browsing(platform: Platform) -> str:
+    """A day of the members' browsing, as ingest would have heard it: views, clicks, carts and a few extras
+    bought, mostly within each member's taste, so that co-views, trends and the trained embeddings have
+    something to say; the demo traveller looks at islands. Then the first training of the embeddings."""
+    import numpy as np
+
+    from app.reco.service import Feedback
+
+    rng = np.random.default_rng(21)
+    now = platform.clock.now()
+    events: list[Feedback] = []
+    everything = [i.item_id for i in demo_reco_items() if i.item_id != "dest-LIS"]
+    for c in range(DEMO_MEMBERS):
+        places, extras = DEMO_TASTES[c % len(DEMO_TASTES)]
+        at = now - rng.uniform(2, 20) * 3_600
+        for _ in range(int(rng.integers(3, 9))):
+            liked = rng.random() < 0.85
+            item = str(rng.choice(places if liked else everything))
+            events.append(Feedback(f"member-{c:04d}", item, "product_view", at))
+            if liked and rng.random() < 0.4:
+                events.append(Feedback(f"member-{c:04d}", item, "click", at + 20))
+            at += rng.uniform(60, 1_800)
+        if rng.random() < 0.5:
+            events.append(Feedback(f"member-{c:04d}", str(rng.choice(extras)), "cart_add", at))
+            if rng.random() < 0.5:
+                events.append(Feedback(f"member-{c:04d}", str(rng.choice(extras)), "purchase", at + 120))
+    account = await platform.accounts.by_email(DEMO_CUSTOMER[0])
+    if account is not None:
+        for k, (item, kind) in enumerate((("dest-FNC", "product_view"), ("dest-PDL", "product_view"),
+                                          ("dest-FNC", "click"), ("dest-FAO", "product_view"))):
+            events.append(Feedback(account.id, item, kind, now - 3_600 + 300 * k))
+    events.sort(key=lambda e: e.at)
+    recorded = await platform.reco.record(events)
+    trained = await platform.reco.train("seed-demo")
+    return (f"demo browsing: {recorded} events by {DEMO_MEMBERS} members and the traveller; recommendation model "
+            f"{trained['model']} ({trained['status']}: {trained['reason']})")
+
+
 async def _activity(platform: Platform) -> str:
     """A few days of a small carrier's life, so every console page has something on first open: the demo
     traveller's orders in every state, loyalty history, a promotion, and mail with opens and clicks."""
@@ -258,7 +304,7 @@ async def _customers(platform: Platform) -> str:
 
 
 DATA_SETS = [("accounts", _accounts), ("campaigns", _campaigns), ("catalog", load_catalog), ("reco", _reco),
-             ("activity", _activity), ("customers", _customers)]
+             ("activity", _activity), ("customers", _customers), ("browsing", _browsing)]
 
 
 async def seed_demo(platform: Platform) -> list[str]:

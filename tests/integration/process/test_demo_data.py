@@ -46,6 +46,10 @@ def test_the_demo_carrier_has_orders_in_every_state_stars_mail_and_a_promotion(t
     bought = {i for (i,) in db.execute("SELECT item_id FROM reco_interactions WHERE user_id = ? AND kind = "
                                        "'purchase'", (traveller,))}
     assert bought and all(i in items for i in bought)
+    # A day of the members' browsing, mostly within each one's taste, for co-views, trends and training.
+    views = dict(db.execute("SELECT kind, count(*) FROM reco_interactions WHERE user_id LIKE 'member-%' GROUP BY kind"))
+    assert views["product_view"] > 2_000 and {"click", "cart_add", "purchase"} <= set(views)
+    assert "demo browsing" in done.stdout
     again = server.cli("seed-demo")
     assert again.returncode == 0 and "activity: already loaded" in again.stdout
     assert db.execute("SELECT count(*) FROM orders").fetchone() == (7,)
