@@ -158,12 +158,13 @@ class CampaignService:
         """Every campaign that is not archived."""
         return self._store.all()
 
-    async def page(self, after: str, limit: int, state: str | None) -> builtins.list[Campaign]:
+    async def page(self, after: str, limit: int, state: str | None, *, archived: bool = True
+                   ) -> builtins.list[Campaign]:
         """Campaigns by id, the first `limit` above `after`, optionally in one state: those not archived from
-        memory, the archived ones from the store."""
+        memory, the archived ones (unless `archived` is False) from the store."""
         held = [] if state == "archived" else sorted(
             (c for c in self._store.all() if c.id > after and state in (None, c.state)), key=lambda c: c.id)[:limit]
-        stored = await self._store.archived(after, limit) if state in (None, "archived") else []
+        stored = await self._store.archived(after, limit) if archived and state in (None, "archived") else []
         return sorted(held + stored, key=lambda c: c.id)[:limit]
 
     async def spend_today(self, now: float) -> tuple[str, builtins.list[CampaignSpend]]:

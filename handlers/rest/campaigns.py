@@ -11,6 +11,7 @@ from app.bidding.campaigns import CampaignService, CampaignSpend
 from app.campaigns.integrations import AssetImport, ReviewTasks
 from app.campaigns.reports import CampaignReport, CampaignReports, CampaignsReport, parse_time
 from app.campaigns.workflow import CampaignWorkflow
+from app.errors import InvalidInput
 from app.runtime.clock import Clock
 from handlers.rest.common import Cursor, decode_cursor, encode_cursor, endpoint, json_response, optional_body
 from state.campaigns import (
@@ -102,6 +103,8 @@ class CampaignList(msgspec.Struct):
 
 class CampaignListQuery(msgspec.Struct, forbid_unknown_fields=True):
     state: CampaignState | None = None  # only campaigns in this state
+    # false: leave archived campaigns out (they are read from the store; those not archived are in memory)
+    archived: bool = True
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1000
     after: Cursor | None = None
 
@@ -166,7 +169,10 @@ class CampaignsApi:
         cursor = decode_cursor(query.after)
         after = str(cursor.get("id", "")) if cursor else ""
         # Keyset by id: a campaign that changes state between pages does not lose the client its place.
-        campaigns = await self._campaigns.page(after, query.limit + 1, query.state)
+        if query.state == "archived" and not query.archived:
+            raise InvalidInput("state=archived and archived=false ask for nothing: leave one out",
+                               {"field": "archived"})
+        campaigns = await self._campaigns.page(after, query.limit + 1, query.state, archived=query.archived)
         page = campaigns[:query.limit]
         more = len(campaigns) > query.limit
         return json_response(CampaignList(page, encode_cursor({"id": page[-1].id}) if more else None))

@@ -204,6 +204,7 @@ export function reportPanel(id) {
     const pace = pacingLine(hourly);
     const t = report.totals;
     const today = hourly.today;
+    const pacedNow = hourly.state === "live" || hourly.state === "paused";
     charts = await Promise.all([
       drawChart(boxes.spend, { title: titles.spend.textContent, xs: g.xs, range: g.range, step, format: dollars,
         series: [{ label: "spend (USD)", values: spend, color: PALETTE.spend, bars: true }],
@@ -213,10 +214,11 @@ export function reportPanel(id) {
         summary: `${count(t.bids)} bids and ${count(t.wins)} wins in all (win rate ${pct(t.win_rate)})` }),
       drawChart(boxes.pacing, { title: titles.pacing.textContent, xs: pace.xs, range: pace.range, step: HOUR,
         format: dollars,
+        // Pacing holds back a campaign that bids (live) or may again (paused); for any other it allows nothing.
         series: [{ label: "spent (USD)", values: pace.spent, color: PALETTE.spent },
-                 { label: "pacing allows (USD)", values: pace.allowed, color: PALETTE.pacing }],
-        summary: `${price(today.spent_micros)} spent today of ${price(today.daily_budget_micros)}; pacing allows ` +
-          `${price(today.paced_micros)} by now` }),
+                 ...(pacedNow ? [{ label: "pacing allows (USD)", values: pace.allowed, color: PALETTE.pacing }] : [])],
+        summary: `${price(today.spent_micros)} spent today of ${price(today.daily_budget_micros)}; ` +
+          (pacedNow ? `pacing allows ${price(today.paced_micros)} by now` : `not bidding (${stateText(hourly.state)})`) }),
     ]);
   }
 

@@ -117,6 +117,7 @@ export function render(root, { params, role, session }) {
   const spendError = h("p", { class: "error", role: "alert", hidden: true });
   const loadError = h("p", { class: "error", role: "alert", hidden: true });
   let queue = [];               // what waits for an approver (GET /v1/admin/approvals)
+  let withArchived = false;     // archived campaigns are read from the store: loaded only when asked for
 
   const liveRate = (id) => {
     if (liveSince === null) return null;
@@ -184,7 +185,9 @@ export function render(root, { params, role, session }) {
       const all = [];
       let after = "";
       do {  // a page of up to 1,000 at a time, by id
-        const body = await api("GET", `/v1/admin/campaigns${after ? `?after=${encodeURIComponent(after)}` : ""}`);
+        const query = new URLSearchParams(withArchived ? {} : { archived: "false" });
+        if (after) query.set("after", after);
+        const body = await api("GET", `/v1/admin/campaigns${query.size ? `?${query}` : ""}`);
         all.push(...body.items);
         after = body.next_cursor;
       } while (after);
@@ -245,7 +248,10 @@ export function render(root, { params, role, session }) {
     const th = (text, cls) => h("th", { class: cls || null, scope: "col" }, text);
     const queueCount = h("span", { class: "count" });
     const archivedCount = h("span", { class: "muted" });
-    const showArchived = h("input", { type: "checkbox", onchange: () => update() });
+    const showArchived = h("input", { type: "checkbox", onchange: () => {
+      withArchived = showArchived.checked;
+      refresh();
+    } });
     let loaded = false;
     const approvals = approvalsPanel();
     const listPanel = { el: h("section", { class: "card wide campaigns" },
@@ -307,8 +313,8 @@ export function render(root, { params, role, session }) {
     const update = () => {
       dayNote.textContent = day ? `UTC day ${day}` : "";
       const archived = [...campaigns.values()].filter((c) => c.state === "archived").length;
-      archivedCount.textContent = `(${archived})`;
-      const ids = [...campaigns.keys()].filter((id) => showArchived.checked || campaigns.get(id).state !== "archived");
+      archivedCount.textContent = withArchived ? `(${archived})` : "";
+      const ids = [...campaigns.keys()].filter((id) => withArchived || campaigns.get(id).state !== "archived");
       for (const id of [...rows.keys()]) if (!ids.includes(id)) { rows.get(id).tr.remove(); rows.delete(id); }
       for (const tr of [...body.querySelectorAll("tr.empty")]) tr.remove();
       ids.forEach((id, i) => {
@@ -326,8 +332,8 @@ export function render(root, { params, role, session }) {
         fill(id, row);
       });
       if (!ids.length) body.replaceChildren(h("tr", { class: "empty" }, h("td", { colspan: 12, class: "muted" },
-        !loaded ? "Loading campaigns…" : campaigns.size ? "Only archived campaigns: tick “Show archived campaigns”." :
-          "No campaigns yet.")));
+        !loaded ? "Loading campaigns…" : withArchived ? "No campaigns yet." :
+          "No campaigns running or in preparation: tick “Show archived campaigns” for the earlier ones.")));
       queueCount.textContent = `(${queue.length})`;
       approvals.update();
     };

@@ -358,6 +358,11 @@ async def test_archived_campaigns_leave_memory_and_stay_readable_across_a_restar
         archived = await (await client.get("/v1/admin/campaigns", params={"state": "archived"},
                                            headers=approver)).json()
         assert [c["id"] for c in archived["items"]] == ["a-old", "c-old"]
+        held = await (await client.get("/v1/admin/campaigns", params={"archived": "false"}, headers=approver)).json()
+        assert [c["id"] for c in held["items"]] == ["b-live", "d-draft"]  # memory alone, as the console asks
+        nothing = await client.get("/v1/admin/campaigns", params={"archived": "false", "state": "archived"},
+                                   headers=approver)
+        assert nothing.status == 400 and (await nothing.json())["error"]["details"] == {"field": "archived"}
         # Nothing more happens to an archived campaign, and its id stays taken.
         for action in ("submit", "archive", "pause"):
             refused = await step(client, approver, "a-old", action, status=409)

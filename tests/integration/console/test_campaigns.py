@@ -1,9 +1,11 @@
-"""The admin pauses a campaign, sees it stop bidding while the others go on, and resumes it."""
+"""The admin pauses a campaign, sees it stop bidding while the others go on, and resumes it; archived campaigns
+are listed only when asked for."""
 
 from __future__ import annotations
 
 import re
 import time
+import urllib.error
 
 from playwright.sync_api import expect
 
@@ -82,3 +84,47 @@ def test_admin_pauses_a_campaign_sees_its_bids_stop_and_resumes_it(console, serv
     expect(page.locator("dt", has_text="Held by live bids").locator("xpath=following-sibling::dd[1]")).to_have_text(
         re.compile(r"^\$\d+\.\d{2}$"))
     console.shot("campaigns-detail")
+
+
+def test_archived_campaigns_are_listed_only_when_asked_for(console, server):
+    # An archived campaign is read from the store, so the list leaves it out until the admin asks for it.
+    admin = admin_token(server.url)
+    try:
+        call(server.url, "POST", "/v1/admin/users", {"email": "second@contrail.demo", "password": "second-admin-1",
+                                                     "role": "admin"}, admin)
+    except urllib.error.HTTPError as exc:  # made by an earlier run against this server
+        assert exc.code == 409
+    second = call(server.url, "POST", "/v1/auth/token",
+                  {"email": "second@contrail.demo", "password": "second-admin-1"})["access_token"]
+    creative = {"id": "c1", "format": "banner", "markup": "<b>autumn</b>", "w": 300, "h": 250}
+    made = call(server.url, "POST", "/v1/admin/campaigns", {
+        "name": "autumn sale, ended", "advertiser_domain": "contrail.example", "bid_cap_micros": 1_000_000,
+        "daily_budget_micros": 1_000_000, "creatives": [creative]}, admin)
+    path = f"/v1/admin/campaigns/{made['id']}"
+    call(server.url, "POST", f"{path}/submit", {}, admin)
+    call(server.url, "POST", f"{path}/approve", {}, second)
+    now = time.time()
+    call(server.url, "POST", f"{path}/schedule", {"starts_at": now - 10, "ends_at": now + 1}, admin)
+    deadline = time.time() + 10
+    while call(server.url, "GET", path, None, admin)["state"] != "completed":  # the scheduler ends it
+        assert time.time() < deadline
+        time.sleep(0.2)
+    assert call(server.url, "POST", f"{path}/archive", {}, admin)["state"] == "archived"
+
+    console.sign_in(*DEMO_ADMIN)
+    page = console.page
+    page.get_by_role("navigation", name="Pages").get_by_role("link", name="Campaigns").click()
+    table = page.get_by_role("table", name="Campaigns with today's spend and live bids")
+    expect(table.get_by_role("row").filter(has_text="summer sale").first).to_be_visible()
+    expect(table.get_by_role("row").filter(has_text="autumn sale, ended")).to_have_count(0)
+    page.get_by_role("checkbox", name=re.compile("Show archived campaigns")).check()
+    row = table.get_by_role("row").filter(has_text="autumn sale, ended")
+    expect(row).to_be_visible()
+    expect(row.get_by_text("Archived", exact=True)).to_be_visible()
+    expect(page.get_by_text(re.compile(r"Show archived campaigns \(\d+\)"))).to_be_visible()
+    row.get_by_role("link", name="autumn sale, ended").click()  # its page is read from the store too
+    expect(page.get_by_role("heading", name="autumn sale, ended")).to_be_visible()
+    expect(page.get_by_role("cell", name="completed → archived")).to_be_visible()
+    expect(page.locator("[data-chart=pacing]")).to_have_attribute(  # pacing is for campaigns that bid
+        "aria-label", re.compile(r"spent today of \$1\.00; not bidding \(archived\)$"))
+    console.shot("campaigns-archived")
