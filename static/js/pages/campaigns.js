@@ -3,12 +3,14 @@
 // on /v1/stream/events), its workflow steps (POST /v1/admin/campaigns/{id}/submit, approve, reject, schedule,
 // pause, resume, archive, each with an optional comment), the approval queue (GET /v1/admin/approvals; a tab,
 // #/campaigns?view=approvals) and one campaign's detail (#/campaigns?id=<campaign id>): its report charts, totals,
-// history, pending changes, offer-selection policy and creatives (js/pages/campaign-report.js).
+// history, pending changes, offer-selection policy and creatives (js/pages/campaign-report.js). Admins create
+// campaigns, add creatives and configure policies with the forms of js/pages/campaign-forms.js.
 //
 // Extending: a new state is one entry in STATUS, a new action one entry in ACTIONS (who may do it, in which
 // state, what it calls, what it says when done); both views pick them up.
 import { api, every, h, micros, showError, stream, useStyle, when } from "../api.js";
 import { tabs } from "../tabs.js";
+import { creativeForm, newCampaignForm, policyForm } from "./campaign-forms.js";
 import { actorText, historyPanel, pendingTable, policyPanel, reportPanel } from "./campaign-report.js";
 
 const LIVE_WINDOW_S = 5;
@@ -276,6 +278,8 @@ export function render(root, { params, role, session }) {
       h("section", { class: "card campaigns-top" },
         h("div", { class: "campaigns-head" }, h("h1", {}, "Campaigns"), dayNote),
         result, error, loadError, spendError, tablist),
+      ...(role === "admin" ? [newCampaignForm((c) => { location.hash = `#/campaigns?id=${encodeURIComponent(c.id)}`; })]
+        : []),
       listPanel.el, approvals.el);
 
     const makeRow = (c) => {
@@ -434,6 +438,10 @@ export function render(root, { params, role, session }) {
     const historyBox = historyPanel(id, me);
     const policy = policyPanel(id);
     const pending = h("section", { class: "card pending", "aria-labelledby": "pending-heading", hidden: true });
+    const addCreative = h("div", {});   // the form, while the campaign can still be edited (admins)
+    const configure = h("div", {});     // the policy's form, until the campaign is archived (admins)
+    let formsFor = "";                  // the state and creatives the forms were made for
+    policy.el.append(configure);
     let shownSig = "";
     const el = h("div", { class: "campaign-detail wide" },
       h("p", {}, h("a", { href: "#/campaigns" }, "← All campaigns"), " · ",
@@ -447,7 +455,7 @@ export function render(root, { params, role, session }) {
           h("div", {}, h("h2", {}, "Settings"), settings))),
       pending, report.el,
       historyBox.el, policy.el,
-      h("section", { class: "card" }, h("h2", {}, "Creatives"),
+      h("section", { class: "card" }, h("h2", {}, "Creatives"), addCreative,
         h("div", { class: "table-wrap" }, h("table", { class: "creative-table" },
           h("caption", { class: "visually-hidden" }, "The campaign's creatives"),
           h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Creative"), h("th", { scope: "col" }, "Format"),
@@ -516,6 +524,16 @@ export function render(root, { params, role, session }) {
         ["Frequency caps", caps.length ? caps.join(", ") : "none"],
         ["Created", c.created_at ? when(c.created_at) : "–"],
       ]);
+      const forms = JSON.stringify([c.state, c.creatives.map((cr) => cr.id), c.pending && c.pending.creatives]);
+      if (role === "admin" && forms !== formsFor) {  // made again only when they would say something else
+        formsFor = forms;
+        const editable = !["in_review", "completed", "archived"].includes(c.state);
+        addCreative.replaceChildren(...(editable ? [creativeForm(c, (updated) => {
+          campaigns.set(updated.id, updated);
+          update();
+        })] : []));
+        configure.replaceChildren(...(c.state !== "archived" ? [policyForm(c, () => policy.load())] : []));
+      }
       creatives.replaceChildren(...(c.creatives.length ? c.creatives.map((cr) => h("tr", {},
         h("th", { scope: "row" }, h("code", {}, cr.id)),
         h("td", {}, cr.format),

@@ -128,3 +128,52 @@ def test_archived_campaigns_are_listed_only_when_asked_for(console, server):
     expect(page.locator("[data-chart=pacing]")).to_have_attribute(  # pacing is for campaigns that bid
         "aria-label", re.compile(r"spent today of \$1\.00; not bidding \(archived\)$"))
     console.shot("campaigns-archived")
+
+
+def test_admin_creates_a_campaign_adds_a_creative_and_sets_its_policy_in_the_console(console, server):
+    console.sign_in(*DEMO_ADMIN)
+    page = console.page
+    page.get_by_role("navigation", name="Pages").get_by_role("link", name="Campaigns").click()
+    page.get_by_text("New campaign", exact=True).click()
+    form = page.get_by_role("form", name="New campaign")
+    form.get_by_label("Name").fill("   ")  # blank once trimmed: the server's refusal is shown, nothing is lost
+    form.get_by_label("Advertiser domain").fill("contrail.example")
+    form.get_by_label("Bid cap (USD CPM)").fill("3.50")
+    form.get_by_label("Daily budget (USD)").fill("250")
+    form.get_by_label("Its markup (HTML)").fill('<a href="https://contrail.example/">Winter sun</a>')
+    form.get_by_role("button", name="Create campaign").click()
+    expect(form.get_by_role("alert")).to_contain_text("name")
+    expect(form.get_by_label("Daily budget (USD)")).to_have_value("250")
+    form.get_by_label("Name").fill("winter sun from the console")
+    form.get_by_role("button", name="Create campaign").click()
+
+    # Its page: a draft with the first banner, and the settings as typed.
+    expect(page.get_by_role("heading", name="winter sun from the console", level=1)).to_be_visible()
+    expect(page.get_by_text("Draft", exact=True).first).to_be_visible()
+    expect(page.get_by_text("$3.50 CPM")).to_be_visible()
+    creatives = page.get_by_role("table", name="The campaign's creatives")
+    expect(creatives.get_by_role("row").filter(has_text="300×250")).to_have_count(1)
+    campaign_id = page.url.split("id=")[1]
+    stored = _admin_call(server.url, "GET", f"/v1/admin/campaigns/{campaign_id}")
+    assert (stored["state"], stored["daily_budget_micros"], stored["channels"]) == ("draft", 250_000_000, ["display"])
+
+    page.get_by_text("Add a creative", exact=True).click()
+    added = page.get_by_role("form", name="Add a creative")
+    expect(added.get_by_label("Creative id")).to_have_value("c2")
+    added.get_by_label("Size").select_option("728x90")
+    added.get_by_label("Markup (HTML)").fill("<b>Winter sun, wide</b>")
+    added.get_by_role("button", name="Add creative").click()
+    expect(creatives.get_by_role("row").filter(has_text="728×90")).to_have_count(1)
+
+    page.get_by_text("Configure the policy", exact=True).click()
+    policy = page.get_by_role("form", name="Configure the policy")
+    policy.get_by_label("Policy").select_option("epsilon_greedy")
+    policy.get_by_label("ε (exploration share)").fill("0.2")
+    policy.get_by_label("tier").check()
+    policy.get_by_role("button", name="Save policy").click()
+    expect(policy.get_by_role("status")).to_contain_text("Saved the ε-greedy policy over creatives")
+    arms = page.get_by_role("table", name="The policy's arms with their posterior mean, interval and pulls")
+    expect(arms.get_by_role("row")).to_have_count(3)  # the header, c1 and c2
+    configured = _admin_call(server.url, "GET", f"/v1/admin/campaigns/{campaign_id}/policy")
+    assert (configured["kind"], configured["epsilon"], configured["context"]) == ("epsilon_greedy", 0.2, ["tier"])
+    console.shot("campaign-created")
