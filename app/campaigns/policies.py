@@ -179,6 +179,14 @@ class PolicyService:
         """How many policies are held in memory: those of the campaigns that are not archived."""
         return len(self._held)
 
+    def forget_archived(self) -> int:
+        """Let go of the policies of campaigns no longer held: archived on another node, which this one heard as a
+        stored change, not as CampaignChanged. Returns how many went."""
+        gone = [campaign_id for campaign_id in self._held if not self._campaigns.exists(campaign_id)]
+        for campaign_id in gone:
+            del self._held[campaign_id]
+        return len(gone)
+
     # ---- configuring and reading ----
     async def configure(self, actor: str, campaign_id: str, kind: str, arms: str, context: list[str],
                         epsilon: float | None = None, remote: bool = True) -> PolicyView:

@@ -60,6 +60,7 @@ def build(infra: Infra, campaigns: CampaignService, store: CampaignStore,
                              route_of=route_of)
     infra.supervisor.add_periodic("policy_reward_memory", 3600, policies.purge_signals)
     metrics.watch_queue("policies_in_memory", lambda: len(policies))
+    infra.supervisor.add_periodic("policy_memory", 60, policies.forget_archived)
     reports = CampaignReports(infra.event_log, SqliteReportStore(infra.records_db), campaigns, infra.clock,
                               infra.metrics, route_of, revenue_currency=infra.config.retail.currency)
     infra.supervisor.add_periodic("campaign_rollup", config.rollup_interval_s, reports.roll_up)

@@ -213,3 +213,16 @@ async def test_rewards_are_forwarded_and_only_live_campaigns_decide(db):
     with pytest.raises(Conflict) as refused:
         await paused.decide("spring", "u1", {})
     assert refused.value.details == {"state": "paused"}
+
+
+async def test_a_policy_leaves_memory_once_its_campaign_is_archived_on_another_node(db):
+    # This node hears another's archiving as a stored change (the campaign store lets the campaign go), not as
+    # CampaignChanged: the minute's pass lets the policy go too, and its state stays in the store.
+    policies = service(db, ManualClock())
+    await policies.configure("admin", "spring", "thompson", "creatives", [])
+    assert await policies.learn(signal("s1")) == "learned"
+    assert policies.forget_archived() == 0 and len(policies) == 1
+    archived = policies._campaigns.by_id.pop("spring")  # type: ignore[attr-defined]  # the store let it go
+    assert policies.forget_archived() == 1 and len(policies) == 0
+    policies._campaigns.by_id["spring"] = msgspec.structs.replace(archived, state="archived")  # type: ignore[attr-defined]
+    assert await pulls(policies) == 1  # read back from the store when asked for
