@@ -13,6 +13,7 @@ from app.campaigns.events import CampaignChanged
 from app.main import PLATFORM, create_app
 from state.loyalty import Member
 from tests.conftest import make_config
+from tests.integration.campaigns.test_policies import metric
 
 CREATIVE = {"id": "c1", "format": "banner", "markup": "<b>fly</b>", "w": 300, "h": 250}
 BID = {"id": "r1", "imp": [{"id": "1", "bidfloor": 0.1, "banner": {"w": 300, "h": 250}}],
@@ -230,17 +231,23 @@ async def test_edits_of_a_live_campaign_wait_for_approval_while_the_approved_ver
     assert "nothing is waiting for approval" in nothing["error"]["message"]
 
 
-async def test_the_scheduler_survives_a_restart_without_taking_a_step_twice(aiohttp_client, tmp_path, clock):
-    config = make_config(tmp_path)
+async def author_and_approver(aiohttp_client, config, clock):
+    """A server on `config`'s files, and the API-key headers of two admins: one authors, the other approves."""
     client = await aiohttp_client(create_app(config, clock=clock))
     platform = client.app[PLATFORM]
     _, author = await platform.api_keys.create("author", "admin")
     _, approver = await platform.api_keys.create("ana", "admin")
+    return client, platform, {"X-Api-Key": author}, {"X-Api-Key": approver}
+
+
+async def test_the_scheduler_survives_a_restart_without_taking_a_step_twice(aiohttp_client, tmp_path, clock):
+    config = make_config(tmp_path)
+    client, platform, author, approver = await author_and_approver(aiohttp_client, config, clock)
     start = clock.now() + 600
     await client.post("/v1/admin/campaigns", json=new_campaign(starts_at=start, ends_at=start + 600),
-                      headers={"X-Api-Key": author})
-    await step(client, {"X-Api-Key": author}, "spring", "submit")
-    await step(client, {"X-Api-Key": approver}, "spring", "approve")
+                      headers=author)
+    await step(client, author, "spring", "submit")
+    await step(client, approver, "spring", "approve")
     assert await platform.workflow.tick() == 0  # approved; its start has not come
     await client.close()
 
@@ -306,13 +313,8 @@ async def test_only_a_live_campaign_activates(team):
 
 
 async def test_archived_campaigns_leave_memory_and_stay_readable_across_a_restart(aiohttp_client, tmp_path, clock):
-    from tests.integration.campaigns.test_policies import metric
     config = make_config(tmp_path)
-    client = await aiohttp_client(create_app(config, clock=clock))
-    platform = client.app[PLATFORM]
-    _, author = await platform.api_keys.create("author", "admin")
-    _, approver = await platform.api_keys.create("ana", "admin")
-    author, approver = {"X-Api-Key": author}, {"X-Api-Key": approver}
+    client, platform, author, approver = await author_and_approver(aiohttp_client, config, clock)
     ids = ["a-old", "b-live", "c-old", "d-draft"]
     for campaign_id in ids:
         assert (await client.post("/v1/admin/campaigns", json=new_campaign(id=campaign_id),
