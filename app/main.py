@@ -102,7 +102,7 @@ def create_app(config: Config, *, clock: Clock | None = None, platform: Platform
                nobid_body=config.bidding.nobid_body, agent_id=agent_id(node, "rest")).register(app.router)
     RetailApi(p.catalog, p.offers, p.ranker, p.orders, p.order_store,
               config.payments.webhook_secret, p.clock, orders_loaded=p.order_store.loaded).register(app.router)
-    LoyaltyApi(p.loyalty).register(app.router)
+    LoyaltyApi(p.loyalty, p.policies.check_signal).register(app.router)
     ChannelsApi(p.activation, p.ingest, p.suppression, p.email, p.mailbox, p.email_analytics).register(app.router)
     RecoApi(p.reco).register(app.router)
     LtvApi(p.ltv).register(app.router)

@@ -337,6 +337,18 @@ class PolicyService:
         return None, reason
 
     # ---- learning ----
+    async def check_signal(self, campaign_id: str, arm: str) -> None:
+        """Refuse a reward signal that could never teach: NotFound for a campaign that does not exist, InvalidInput
+        for an arm that neither the campaign's policy nor the campaign has (a typo, or another campaign's arm).
+        A campaign without a policy, or archived, takes it: the signal is still logged for training."""
+        campaign = await self._campaigns.read(campaign_id)
+        held = self._held.get(campaign_id)
+        if held is None:
+            return
+        if arm not in held.policy.arms and arm not in arms_of(campaign, held.stored.arms):
+            raise InvalidInput(f"arm {arm} is not one of campaign {campaign_id}'s {held.stored.arms}",
+                               {"field": "arm"})
+
     async def learn(self, event: RewardSignalled) -> str | None:
         """Teach the campaign's policy a reward signal once per signal id; the outcome counted (learned, repeat,
         no_policy, unknown_arm), None for a signal that names no campaign."""

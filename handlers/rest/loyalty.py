@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal
 
 import msgspec
@@ -128,8 +129,12 @@ class PromotionList(msgspec.Struct):
 class LoyaltyApi:
     """Earn, redeem, reverse, balances, ledgers, members, the birthday reward, reward signals, promotions."""
 
-    def __init__(self, loyalty: LoyaltyService) -> None:
+    def __init__(self, loyalty: LoyaltyService,
+                 check_signal: Callable[[str, str], Awaitable[None]] | None = None) -> None:
         self._loyalty = loyalty
+        # The campaigns' check of a signal naming a campaign (404 unknown campaign, 400 unknown arm), before it is
+        # logged; loyalty itself knows no campaigns.
+        self._check_signal = check_signal
 
     def register(self, router: web.UrlDispatcher) -> None:
         router.add_post("/v1/loyalty/earn", self.earn)
@@ -220,9 +225,11 @@ class LoyaltyApi:
 
     @endpoint("Record how a member responded to an offer (clicked +1.0, redeemed +2.0, ignored -0.1) for training; "
               "with campaign_id and signal_id, the campaign's policy learns from it once per signal_id",
-              tags=("loyalty",), roles=MEMBERS, body=SignalBody, response=SignalResult, errors=(403,))
+              tags=("loyalty",), roles=MEMBERS, body=SignalBody, response=SignalResult, errors=(403, 404))
     async def reward_signal(self, request: web.Request, principal, body: SignalBody) -> web.Response:
         owner_or_staff(principal, body.user_id)
+        if body.campaign_id is not None and self._check_signal is not None:
+            await self._check_signal(body.campaign_id, body.arm or body.offer_id)
         reward = await self._loyalty.reward_signal(body.offer_id, body.user_id, body.signal_type, body.tier,
                                                    signal_id=body.signal_id, campaign_id=body.campaign_id,
                                                    arm=body.arm, context=body.context)

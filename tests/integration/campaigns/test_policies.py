@@ -224,8 +224,13 @@ async def test_a_policy_learns_from_reward_signals_once_per_signal_id_and_surviv
     assert {a["arm"]: a["pulls"] for a in view["buckets"][0]["arms"]} == {"c1": 3, "c2": 6, "c3": 0}
     assert await metric(client, "contrail_policy_rewards_total", outcome="learned") == 9
     assert await metric(client, "contrail_policy_rewards_total", outcome="repeat") == 1
-    await signal(client, keys, "x-1", "zz")
-    assert await metric(client, "contrail_policy_rewards_total", outcome="unknown_arm") == 1
+    # An arm neither the policy nor the campaign has (a typo, another campaign's) is refused before it is logged.
+    typo = await client.post("/v1/loyalty/reward-signal", headers=keys["partner"], json={
+        "offer_id": "off", "user_id": "u1", "signal_type": "clicked", "campaign_id": "spring", "arm": "zz",
+        "signal_id": "x-1"})
+    assert typo.status == 400 and (await typo.json())["error"] == {
+        "code": "invalid_argument", "message": "arm zz is not one of campaign spring's creatives",
+        "details": {"field": "arm"}}
     picks = [(await decide(client, keys, tier="Gold"))["arm"] for _ in range(20)]
     assert picks.count("c2") >= 14  # Thompson exploits what it learned
     await client.close()
@@ -285,5 +290,9 @@ async def test_bad_input_unknown_campaigns_missing_policies_and_campaigns_that_a
                               json={"offer_id": "o1", "user_id": "u1", "signal_type": "clicked",
                                     "campaign_id": "spring"})
     assert no_id.status == 400 and (await no_id.json())["error"]["details"] == {"field": "signal_id"}
-    await signal(client, keys, "s-none", "o1", campaign_id="nope")  # answered as before; no policy learns
+    unknown = await client.post("/v1/loyalty/reward-signal", headers=keys["partner"], json={
+        "offer_id": "o1", "user_id": "u1", "signal_type": "clicked", "campaign_id": "nope", "signal_id": "s-none"})
+    assert unknown.status == 404 and (await unknown.json())["error"]["message"] == "no campaign nope"
+    await live_campaign(platform, "autumn")
+    await signal(client, keys, "s-autumn", "o1", campaign_id="autumn")  # no policy: logged, and no policy learns
     assert await metric(client, "contrail_policy_rewards_total", outcome="no_policy") == 1
