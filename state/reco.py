@@ -52,7 +52,19 @@ class SavedModel(msgspec.Struct, frozen=True):
         return f"{self.kind}-{self.sequence}"
 
 
-_item_json = msgspec.json.Decoder(RecoItem)
+class _StoredItem(msgspec.Struct):
+    """An item as stored: read without RecoItem's input limits, so that a row stored before a limit was tightened
+    (an id with a trailing newline, a created_at in milliseconds) still loads instead of stopping the start."""
+
+    item_id: str
+    category: str | None = None
+    tags: list[str] = []
+    features: dict[str, float] = {}
+    created_at: float | None = None
+    hidden: bool = False
+
+
+_item_json = msgspec.json.Decoder(_StoredItem)
 _model_pack = msgspec.msgpack.Decoder(SavedModel)
 _encoder = msgspec.json.Encoder()
 
@@ -62,7 +74,8 @@ def encode_item(item: RecoItem) -> str:
 
 
 def decode_item(body: str | bytes) -> RecoItem:
-    return _item_json.decode(body)
+    stored = _item_json.decode(body)
+    return RecoItem(stored.item_id, stored.category, stored.tags, stored.features, stored.created_at, stored.hidden)
 
 
 def encode_model(model: SavedModel) -> bytes:
