@@ -62,7 +62,7 @@ def demo_campaigns() -> list[Campaign]:
 async def _campaigns(platform: Platform) -> str:
     created = 0
     for campaign in demo_campaigns():
-        if platform.campaign_store.get(campaign.id) is None:
+        if await platform.campaign_store.read(campaign.id) is None:  # archived ones included
             # Loaded running, with the step in its history so the console's history says where it came from.
             step = HistoryEntry(platform.clock.now(), "seed-demo", "load", "", campaign.state, "demo data")
             await platform.campaigns.create("seed-demo", campaign, audit=False, step=step)

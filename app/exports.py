@@ -17,7 +17,6 @@ from app.campaigns.reports import CampaignReports, Totals
 from app.errors import InvalidInput, NotFound, RuleViolation
 from app.runtime.clock import Clock
 from app.tabular import Value
-from state.campaigns import Campaign
 from state.orders import Order
 
 MAX_ROWS = 100_000
@@ -25,10 +24,6 @@ ORDERS_PER_READ = 1_000  # orders are read from the store a page at a time, olde
 DAY = 86_400
 TOTALS = ("bids", "wins", "win_rate", "impressions", "spend_micros", "avg_clearing_price_micros", "losses", "clicks",
           "conversions", "revenue_cents")
-
-
-class CampaignList(Protocol):
-    def list(self) -> list[Campaign]: ...
 
 
 class OrderSource(Protocol):
@@ -78,10 +73,8 @@ def _too_many(name: str, hint: str) -> RuleViolation:
 class Exports:
     """The exports by name: `table(name, range)` answers a Table or raises NotFound naming the known ones."""
 
-    def __init__(self, reports: CampaignReports, campaigns: CampaignList, orders: OrderSource,
-                 loyalty: LoyaltySource, clock: Clock) -> None:
+    def __init__(self, reports: CampaignReports, orders: OrderSource, loyalty: LoyaltySource, clock: Clock) -> None:
         self._reports = reports
-        self._campaigns = campaigns
         self._orders = orders
         self._loyalty = loyalty
         self._clock = clock
@@ -105,7 +98,7 @@ class Exports:
         """One row per campaign and day (or hour) with any activity in [from, to); default: the last 7 days."""
         header = ("campaign_id", "name", "state", "granularity", "period_start", *TOTALS)
         rows: list[list[Value]] = []
-        for campaign in sorted(self._campaigns.list(), key=lambda c: c.id):
+        for campaign in await self._reports.active(span.start, span.end):
             report = await self._reports.campaign(campaign.id, span.start, span.end, span.granularity)
             for point in report.series:
                 rows.append([campaign.id, campaign.name, campaign.state, span.granularity, iso(point.at),

@@ -335,8 +335,8 @@ class Platform:
         account = await self.accounts.fetch(account_id) if kind == "user" else None
         return account.email if account is not None and account.email else None  # erased: none
 
-    def _campaign_state(self, campaign_id: str) -> str | None:
-        campaign = self.bidding.campaign_store.get(campaign_id)
+    async def _campaign_state(self, campaign_id: str) -> str | None:
+        campaign = await self.bidding.campaign_store.read(campaign_id)  # an archived one from the store
         return campaign.state if campaign is not None else None
 
     def _route_of(self, flight_id: str) -> str | None:

@@ -162,10 +162,12 @@ class CampaignService:
                    ) -> builtins.list[Campaign]:
         """Campaigns by id, the first `limit` above `after`, optionally in one state: those not archived from
         memory, the archived ones (unless `archived` is False) from the store."""
-        held = [] if state == "archived" else sorted(
-            (c for c in self._store.all() if c.id > after and state in (None, c.state)), key=lambda c: c.id)[:limit]
         stored = await self._store.archived(after, limit) if archived and state in (None, "archived") else []
-        return sorted(held + stored, key=lambda c: c.id)[:limit]
+        # Memory after the read: a campaign archived meanwhile is in `stored` and has left memory.
+        by_id = {} if state == "archived" else {
+            c.id: c for c in self._store.all() if c.id > after and state in (None, c.state)}
+        by_id.update((c.id, c) for c in stored)
+        return sorted(by_id.values(), key=lambda c: c.id)[:limit]
 
     async def spend_today(self, now: float) -> tuple[str, builtins.list[CampaignSpend]]:
         """Every campaign's spend and notices for the UTC day of `now` (the day, the lines by campaign id)."""

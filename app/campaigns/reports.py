@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
 
 from app.bidding.campaigns import CampaignService, utc_day
-from app.errors import InvalidInput
+from app.errors import InvalidInput, NotFound
 from app.eventlog import EventLog
 from app.runtime.clock import Clock
 from app.runtime.metrics import Metrics
@@ -248,7 +249,7 @@ class CampaignReports:
         first, last = int(start // HOUR) * HOUR, int((end - 1) // HOUR) * HOUR
         found: dict[str, list[int]] = {str(row[0]): [int(v or 0) for v in row[1:]]  # type: ignore[call-overload]
                                        for row in await self._store.by_campaign(first, last)}
-        everyone = sorted(self._campaigns.list(), key=lambda c: c.id)
+        everyone = await self._with(found)
         today = await self._today(everyone)
         zero = [0] * len(COUNTERS)
         items = [CampaignLine(c.id, c.name, c.state, Totals.of(found.get(c.id, zero)), today[c.id])
@@ -256,6 +257,21 @@ class CampaignReports:
         total = [sum(row[k] for row in found.values()) for k in range(len(COUNTERS))]
         return CampaignsReport(start, end, Totals.of(total), items, await self._store.no_bids(first, last),
                                self._currency)
+
+    async def active(self, start: float | None, end: float | None) -> builtins.list[Campaign]:
+        """The campaigns a report of [start, end) lists, by id: those not archived, and the archived ones with
+        activity in it (read from the store)."""
+        start, end = self._range(start, end, "day")
+        first, last = int(start // HOUR) * HOUR, int((end - 1) // HOUR) * HOUR
+        return await self._with({str(row[0]) for row in await self._store.by_campaign(first, last)})
+
+    async def _with(self, active: Iterable[str]) -> builtins.list[Campaign]:
+        """The campaigns not archived, and those of `active` that are (read from the store), by id."""
+        everyone = {c.id: c for c in self._campaigns.list()}
+        for campaign_id in sorted(set(active) - everyone.keys()):
+            with contextlib.suppress(NotFound):
+                everyone[campaign_id] = await self._campaigns.read(campaign_id)
+        return sorted(everyone.values(), key=lambda c: c.id)
 
     async def _today(self, campaigns: builtins.list[Campaign]) -> dict[str, Today]:
         now = self._clock.now()

@@ -83,11 +83,12 @@ class CampaignWorkflow:
         await self._publish(CampaignChanged(created.id, "create", "", "draft", who, created.created_at, ""))
         return created
 
-    async def edit(self, actor: Principal | str, campaign_id: str, changes: dict[str, Any],
-                   comment: str = "") -> Campaign:
-        """Apply `changes` (field -> new value, None to clear): at once in draft (and in rejected,
-        which goes back to draft); for a campaign with an approved version, the fields that need approval go under
-        review (`pending`) and the rest apply at once."""
+    async def edit(self, actor: Principal | str, campaign_id: str,
+                   changes: dict[str, Any] | Callable[[Campaign], dict[str, Any]], comment: str = "") -> Campaign:
+        """Apply `changes` (field -> new value, None to clear; or a function of the current campaign giving them,
+        called under the workflow's lock): at once in draft (and in rejected, which goes back to draft); for a
+        campaign with an approved version, the fields that need approval go under review (`pending`) and the rest
+        apply at once."""
         who = _who(actor)
         async with self._lock:
             current = await self._campaigns.read(campaign_id)
@@ -96,11 +97,12 @@ class CampaignWorkflow:
                 raise Conflict(f"campaign {campaign_id} is {state}: it cannot be edited"
                                + (" while in review (reject it to edit it)" if state == "in_review" else ""),
                                {"state": state})
-            if "starts_at" in changes or "ends_at" in changes:
-                _check_window(changes.get("starts_at", current.starts_at), changes.get("ends_at", current.ends_at))
+            fields = changes(current) if callable(changes) else changes
+            if "starts_at" in fields or "ends_at" in fields:
+                _check_window(fields.get("starts_at", current.starts_at), fields.get("ends_at", current.ends_at))
             needs_review: set[str] = set(self._config.reapprove_fields) if state in RUNNING else set()
-            reviewed = {k: v for k, v in changes.items() if k in needs_review}
-            at_once = {k: v for k, v in changes.items() if k not in reviewed}
+            reviewed = {k: v for k, v in fields.items() if k in needs_review}
+            at_once = {k: v for k, v in fields.items() if k not in reviewed}
             updated = msgspec.structs.replace(current, edited_by=who, **at_once)
             to_state = "draft" if state == "rejected" else state
             if reviewed:
@@ -109,17 +111,18 @@ class CampaignWorkflow:
             action = "revise" if reviewed else "edit"
             step = self._step(who, action, state, to_state, comment)
             updated = await self._campaigns.replace(updated, step)
-        await self._audit.record(actor, f"campaign.{action}", campaign_id, **_loggable(changes))
+        await self._audit.record(actor, f"campaign.{action}", campaign_id, **_loggable(fields))
         await self._publish(CampaignChanged(campaign_id, action, state, to_state, who, step.at, comment))
         return updated
 
     async def add_creative(self, actor: Principal | str, campaign_id: str, creative: Creative) -> Campaign:
-        current = await self._campaigns.read(campaign_id)
-        base = current.pending.creatives if current.pending is not None and current.pending.creatives is not None \
-            else current.creatives
-        if any(c.id == creative.id for c in base):
-            raise Conflict(f"creative {creative.id} already exists in campaign {campaign_id}")
-        return await self.edit(actor, campaign_id, {"creatives": [*base, creative]}, f"creative {creative.id} added")
+        def added(current: Campaign) -> dict[str, Any]:  # under the lock: two adds at once both land
+            base = current.pending.creatives if current.pending is not None and current.pending.creatives is not None \
+                else current.creatives
+            if any(c.id == creative.id for c in base):
+                raise Conflict(f"creative {creative.id} already exists in campaign {campaign_id}")
+            return {"creatives": [*base, creative]}
+        return await self.edit(actor, campaign_id, added, f"creative {creative.id} added")
 
     def _revision(self, campaign: Campaign, reviewed: dict[str, Any], who: str) -> Revision:
         """The pending changes with these merged in (their approvals start over), and the rule the changed campaign

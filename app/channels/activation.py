@@ -16,7 +16,7 @@ import html as html_lib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from app import ids
@@ -65,7 +65,7 @@ class ActivationService:
                  seen_on_web: Callable[[str], bool], recommendations: Recommendations | None = None,
                  product_name: Callable[[str], str | None] = lambda _: None,
                  shop_base: Callable[[], str] = lambda: "", customer_value: CustomerValue | None = None,
-                 campaign_state: Callable[[str], str | None] = lambda _: None) -> None:
+                 campaign_state: Callable[[str], Awaitable[str | None]] | None = None) -> None:
         self._config = config
         self._campaign_state = campaign_state  # a campaign's workflow state (None: no such campaign)
         self._customer_value = customer_value
@@ -183,7 +183,7 @@ class ActivationService:
         if not user_id or len(user_id) > 128:
             raise InvalidInput("user_id must be 1 to 128 characters")
         if campaign_id is not None:  # only a live campaign reaches people
-            state = self._campaign_state(campaign_id)
+            state = await self._campaign_state(campaign_id) if self._campaign_state is not None else None
             if state is None:
                 raise NotFound(f"no campaign {campaign_id}")
             if state != "live":

@@ -403,6 +403,12 @@ function sampleString(schema) {
 
 /** The shortest string a simple anchored pattern (classes, escapes, literals, quantifiers) accepts, or null. */
 function fromPattern(pattern) {
+  // Contrail's whole-value patterns (state/text.py whole()) read ^(?:X)$(?!\n): X is the simple part.
+  const whole = pattern.match(/^\^\(\?:(.*)\)\$\(\?!\\n\)$/);
+  if (whole) {
+    const out = fromPattern(`^${whole[1]}$`);
+    try { return out !== null && new RegExp(pattern).test(out) ? out : null; } catch { return null; }
+  }
   if (!pattern.startsWith("^") || !pattern.endsWith("$")) return null;
   const src = pattern.slice(1, -1);
   let out = "";

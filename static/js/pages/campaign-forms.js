@@ -82,14 +82,20 @@ export function newCampaignForm(onCreated) {
   return h("details", { class: "card wide new-campaign" }, h("summary", {}, h("h2", {}, "New campaign")), form);
 }
 
+/** The first free "cN" among the creatives a new one joins: the pending ones, when changes wait for approval. */
+function nextCreativeId(campaign) {
+  const current = campaign.pending && campaign.pending.creatives ? campaign.pending.creatives : campaign.creatives;
+  const taken = new Set(current.map((c) => c.id));
+  let n = current.length + 1;
+  while (taken.has(`c${n}`)) n += 1;
+  return `c${n}`;
+}
+
 /** "Add a creative" to a campaign that can still be edited; `onAdded(campaign)` follows. */
 export function creativeForm(campaign, onAdded) {
   const error = h("p", { class: "error", role: "alert", hidden: true });
   const status = h("p", { class: "result", role: "status", "aria-live": "polite" });
-  const taken = new Set(campaign.creatives.map((c) => c.id));
-  let n = campaign.creatives.length + 1;
-  while (taken.has(`c${n}`)) n += 1;
-  const id = h("input", { required: true, maxlength: 64, autocomplete: "off", value: `c${n}` });
+  const id = h("input", { required: true, maxlength: 64, autocomplete: "off", value: nextCreativeId(campaign) });
   const size = sizeSelect();
   const markup = h("textarea", { rows: 3, required: true, maxlength: 100_000 });
   const running = !["draft", "rejected"].includes(campaign.state);
@@ -100,10 +106,13 @@ export function creativeForm(campaign, onAdded) {
       "while the approved ones keep running.") : null,
     error, status, h("div", { class: "actions" }, h("button", { type: "submit" }, "Add creative")));
   form.addEventListener("submit", submitter(form, error, status, async () => {
+    const added = id.value.trim();
     const updated = await api("POST", `/v1/admin/campaigns/${enc(campaign.id)}/creatives`,
-      banner(id.value.trim(), size.value, markup.value.trim()));
+      banner(added, size.value, markup.value.trim()));
     onAdded(updated);
-    return updated.pending ? `Creative ${id.value.trim()} is waiting for approval.` : `Added creative ${id.value.trim()}.`;
+    id.value = nextCreativeId(updated);
+    markup.value = "";
+    return updated.pending ? `Creative ${added} is waiting for approval.` : `Added creative ${added}.`;
   }));
   return h("details", { class: "add-creative" }, h("summary", {}, "Add a creative"), form);
 }

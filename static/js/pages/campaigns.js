@@ -185,14 +185,17 @@ export function render(root, { params, role, session }) {
       campaigns.set(c.id, c);
     } else {
       const all = [];
+      const archived = withArchived;  // what this load asks for: a load begun before a toggle does not count
       let after = "";
       do {  // a page of up to 1,000 at a time, by id
-        const query = new URLSearchParams(withArchived ? {} : { archived: "false" });
+        const query = new URLSearchParams(archived ? {} : { archived: "false" });
         if (after) query.set("after", after);
-        const body = await api("GET", `/v1/admin/campaigns${query.size ? `?${query}` : ""}`);
+        const qs = query.toString();
+        const body = await api("GET", `/v1/admin/campaigns${qs ? `?${qs}` : ""}`);
         all.push(...body.items);
         after = body.next_cursor;
       } while (after);
+      if (archived !== withArchived) return;
       campaigns.clear();
       for (const c of all) campaigns.set(c.id, c);
     }
@@ -440,7 +443,7 @@ export function render(root, { params, role, session }) {
     const pending = h("section", { class: "card pending", "aria-labelledby": "pending-heading", hidden: true });
     const addCreative = h("div", {});   // the form, while the campaign can still be edited (admins)
     const configure = h("div", {});     // the policy's form, until the campaign is archived (admins)
-    let formsFor = "";                  // the state and creatives the forms were made for
+    let formsFor = "";                  // the state the forms were made for
     policy.el.append(configure);
     let shownSig = "";
     const el = h("div", { class: "campaign-detail wide" },
@@ -524,8 +527,8 @@ export function render(root, { params, role, session }) {
         ["Frequency caps", caps.length ? caps.join(", ") : "none"],
         ["Created", c.created_at ? when(c.created_at) : "–"],
       ]);
-      const forms = JSON.stringify([c.state, c.creatives.map((cr) => cr.id), c.pending && c.pending.creatives]);
-      if (role === "admin" && forms !== formsFor) {  // made again only when they would say something else
+      const forms = c.state;
+      if (role === "admin" && forms !== formsFor) {  // made again when the state changes what they may do
         formsFor = forms;
         const editable = !["in_review", "completed", "archived"].includes(c.state);
         addCreative.replaceChildren(...(editable ? [creativeForm(c, (updated) => {

@@ -5,6 +5,7 @@ clock, and a restart takes no step twice."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 
 import pytest
@@ -315,7 +316,7 @@ async def test_only_a_live_campaign_activates(team):
 async def test_archived_campaigns_leave_memory_and_stay_readable_across_a_restart(aiohttp_client, tmp_path, clock):
     config = make_config(tmp_path)
     client, platform, author, approver = await author_and_approver(aiohttp_client, config, clock)
-    ids = ["a-old", "b-live", "c-old", "d-draft"]
+    ids = ["a-old", "B-live", "c-old", "d-draft"]
     for campaign_id in ids:
         assert (await client.post("/v1/admin/campaigns", json=new_campaign(id=campaign_id),
                                   headers=author)).status == 201
@@ -330,6 +331,12 @@ async def test_archived_campaigns_leave_memory_and_stay_readable_across_a_restar
     assert (await client.post("/v1/loyalty/reward-signal", json=signal, headers=approver)).status == 200
     assert await metric(client, "contrail_queue_depth", queue="campaigns_in_memory") == 4
     assert await metric(client, "contrail_queue_depth", queue="policies_in_memory") == 1
+    _, exchange = await platform.api_keys.create("exchange", "exchange")
+    for n in range(12):  # traffic while they are live: the reports keep it after they are archived
+        bid = {**BID, "id": f"r{n}", "user": {"id": f"u{n}"}}
+        assert (await client.post("/v1/bid", json=bid, headers={"X-Api-Key": exchange})).status == 200
+    await platform.event_log.flush()
+    await platform.reports.roll_up()
     clock.advance(61)
     await platform.workflow.tick()
     for campaign_id in ("a-old", "c-old"):
@@ -345,6 +352,13 @@ async def test_archived_campaigns_leave_memory_and_stay_readable_across_a_restar
         assert history["items"][-1]["action"] == "archive"
         report = await client.get("/v1/admin/campaigns/c-old/report", headers=approver)
         assert report.status == 200 and (await report.json())["state"] == "archived"
+        # Every campaign with activity is in the reports of all campaigns, archived or not.
+        everyone = await (await client.get("/v1/admin/campaigns/report", headers=approver)).json()
+        bidders = {line["campaign_id"] for line in everyone["items"] if line["totals"]["bids"]}
+        assert sum(line["totals"]["bids"] for line in everyone["items"]) == everyone["totals"]["bids"] == 12
+        assert bidders & {"a-old", "c-old"} and "d-draft" in {line["campaign_id"] for line in everyone["items"]}
+        export = await (await client.get("/v1/reports/campaigns.csv", headers=approver)).text()
+        assert bidders == {row.split(",")[0] for row in export.splitlines()[1:]}
         arms = (await (await client.get("/v1/admin/campaigns/a-old/policy", headers=approver)).json())["posterior"]
         assert [(a["arm"], a["pulls"]) for a in arms] == [("c1", 1)]
         # The list pages through held and archived campaigns alike, by id.
@@ -356,12 +370,13 @@ async def test_archived_campaigns_leave_memory_and_stay_readable_across_a_restar
             after = page["next_cursor"]
             if after is None:
                 break
-        assert seen == [("a-old", "archived"), ("b-live", "completed"), ("c-old", "archived"), ("d-draft", "draft")]
+        # By code point ("B" before "a"), on PostgreSQL too, whatever its collation says.
+        assert seen == [("B-live", "completed"), ("a-old", "archived"), ("c-old", "archived"), ("d-draft", "draft")]
         archived = await (await client.get("/v1/admin/campaigns", params={"state": "archived"},
                                            headers=approver)).json()
         assert [c["id"] for c in archived["items"]] == ["a-old", "c-old"]
         held = await (await client.get("/v1/admin/campaigns", params={"archived": "false"}, headers=approver)).json()
-        assert [c["id"] for c in held["items"]] == ["b-live", "d-draft"]  # memory alone, as the console asks
+        assert [c["id"] for c in held["items"]] == ["B-live", "d-draft"]  # memory alone, as the console asks
         nothing = await client.get("/v1/admin/campaigns", params={"archived": "false", "state": "archived"},
                                    headers=approver)
         assert nothing.status == 400 and (await nothing.json())["error"]["details"] == {"field": "archived"}
@@ -373,6 +388,9 @@ async def test_archived_campaigns_leave_memory_and_stay_readable_across_a_restar
         assert edit.status == 409
         again = await client.post("/v1/admin/campaigns", json=new_campaign(id="a-old"), headers=author)
         assert again.status == 409
+        activate = await client.post("/v1/channels/activate", headers=approver, json={
+            "user_id": "m1", "subject": "Spring", "text": "Fly", "channel": "in_app", "campaign_id": "a-old"})
+        assert activate.status == 409 and (await activate.json())["error"]["details"] == {"state": "archived"}
         reconfigure = await client.put("/v1/admin/campaigns/a-old/policy", json={"kind": "uniform",
                                                                                  "arms": "creatives"}, headers=approver)
         assert reconfigure.status == 409 and "archived" in (await reconfigure.json())["error"]["message"]
@@ -383,3 +401,13 @@ async def test_archived_campaigns_leave_memory_and_stay_readable_across_a_restar
     assert await metric(restarted, "contrail_queue_depth", queue="campaigns_in_memory") == 2
     assert await metric(restarted, "contrail_queue_depth", queue="policies_in_memory") == 0
     await check(restarted)
+
+
+async def test_two_creatives_added_at_once_both_land(aiohttp_client, tmp_path, clock):
+    client, _, author, _ = await author_and_approver(aiohttp_client, make_config(tmp_path), clock)
+    assert (await client.post("/v1/admin/campaigns", json=new_campaign(), headers=author)).status == 201
+    added = await asyncio.gather(*(client.post("/v1/admin/campaigns/spring/creatives", headers=author,
+                                               json={**CREATIVE, "id": f"c{n}"}) for n in (2, 3)))
+    assert [r.status for r in added] == [201, 201]
+    got = await (await client.get("/v1/admin/campaigns/spring", headers=author)).json()
+    assert sorted(c["id"] for c in got["creatives"]) == ["c1", "c2", "c3"]

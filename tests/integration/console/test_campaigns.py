@@ -164,6 +164,8 @@ def test_admin_creates_a_campaign_adds_a_creative_and_sets_its_policy_in_the_con
     added.get_by_label("Markup (HTML)").fill("<b>Winter sun, wide</b>")
     added.get_by_role("button", name="Add creative").click()
     expect(creatives.get_by_role("row").filter(has_text="728×90")).to_have_count(1)
+    expect(added.get_by_role("status")).to_have_text("Added creative c2.")  # the form stays, ready for the next
+    expect(added.get_by_label("Creative id")).to_have_value("c3")
 
     page.get_by_text("Configure the policy", exact=True).click()
     policy = page.get_by_role("form", name="Configure the policy")
