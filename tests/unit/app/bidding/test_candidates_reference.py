@@ -374,6 +374,15 @@ class CandidatesMatchReference(RuleBasedStateMachine):
         self.run(self.service.replace(msgspec.structs.replace(current, **changes)))
         self._again()
 
+    @precondition(lambda self: len(self.store.all()) > 1)
+    @rule(pick=st.integers(0, 10_000))
+    def archive(self, pick):  # the campaign leaves the store's memory: the index must let it go too
+        current = self._pick(pick)
+        self.run(self.service.replace(msgspec.structs.replace(current, state="archived")))
+        assert self.store.get(current.id) is None
+        self.won = [(user_id, campaign_id) for user_id, campaign_id in self.won if campaign_id != current.id]
+        self._again()
+
     @rule(pick=st.integers(0, 10_000), parts=_creative_parts)
     def add_creative(self, pick, parts):
         campaign = self._pick(pick)
