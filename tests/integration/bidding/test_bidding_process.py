@@ -42,7 +42,7 @@ def _key(server: ServerProcess, role: str) -> str:
 
 async def _bidder(session, url, key, bodies, acked, sent_notices, stop_at):
     """Bid, and send each bid's billing notice at half its price; `acked`: the notices answered 'charged'."""
-    while time.monotonic() < stop_at:
+    while time.monotonic() < stop_at and bodies:
         body = bodies.pop()
         try:
             async with session.post(f"{url}/v1/bid", data=body, headers={"X-Api-Key": key}) as resp:
@@ -106,13 +106,19 @@ async def test_kill_9_while_charging_with_caches_evicting_keeps_budgets_and_char
                 assert resp.status in (200, 404), await resp.text()  # 404: an unknown or expired bid
                 assert resp.status == 404 or not (await resp.json())["charged"]
     assert await _spend(server.url, admin) == spend
-    # Bidding goes on until the budgets are spent, and none is passed.
-    await _load(server, exchange, bodies, acked, [], 8.0)
-    if time.strftime("%Y-%m-%d", time.gmtime()) != day:
-        pytest.skip("the UTC day turned during the test: the budgets started again")
-    spend = await _spend(server.url, admin)
-    assert all(spent <= budget == BUDGET for spent, budget in spend.values()), spend
-    assert sum(spent == BUDGET or BUDGET - spent < 5_000 for spent, _ in spend.values()) > CAMPAIGNS // 3
+    # Bidding goes on until the budgets are spent, and none is passed: load in rounds until a third of the
+    # campaigns have spent theirs (a machine busy with other work gets there later, not never).
+    deadline = time.monotonic() + 60
+    while True:
+        await _load(server, exchange, bodies, acked, [], 4.0)
+        if time.strftime("%Y-%m-%d", time.gmtime()) != day:
+            pytest.skip("the UTC day turned during the test: the budgets started again")
+        spend = await _spend(server.url, admin)
+        assert all(spent <= budget == BUDGET for spent, budget in spend.values()), spend
+        spent_out = sum(spent == BUDGET or BUDGET - spent < 5_000 for spent, _ in spend.values())
+        if spent_out > CAMPAIGNS // 3 or time.monotonic() > deadline or not bodies:
+            break
+    assert spent_out > CAMPAIGNS // 3, (spent_out, len(bodies))
     async with aiohttp.ClientSession() as session, session.get(f"{server.url}/metrics") as resp:
         metrics = await resp.text()
     evicted = re.search(r'contrail_cache_evictions_total\{cache="bid_shapes"\} ([0-9.e+]+)', metrics)
