@@ -25,26 +25,46 @@ class TooDeep(InvalidInput):
     code = "too_deeply_nested"
 
 
-def nesting_exceeds(raw: bytes | str, limit: int = MAX_DEPTH) -> bool:
-    """Whether the JSON text nests arrays and objects deeper than `limit`.
+class LeftOpen(RecursionError):
+    """Brackets opened deeper than the limit and never closed, found before a decoder recursed on them: near the
+    interpreter's recursion limit anything that runs meanwhile (a collection's finaliser) fails as well. A
+    RecursionError, so each decoder's handler for one answers it as before: malformed JSON, brackets left open."""
 
-    Malformed text (unbalanced brackets) answers False: the decoder then says what is wrong.
-    """
+
+def _beyond(raw: bytes | str, limit: int) -> str | None:
+    """"deep" when the JSON text nests arrays and objects deeper than `limit`; "open" when it opens more than
+    `limit` levels that are never closed; None otherwise (other malformed text is left to the decoder)."""
     data = raw.encode() if isinstance(raw, str) else raw
     if data.count(b"[") + data.count(b"{") <= limit:  # the usual case: too few brackets to be deep
-        return False
+        return None
     if b'\\"' in data:  # an escaped quote: strings must be parsed out of the text itself
         brackets = _STRINGS.sub(b"", data).translate(_BRACKETS, _NOT_STRUCTURE)
     else:  # every other piece between quotes is a string's content
         brackets = b"".join(data.translate(_BRACKETS, _NOT_STRUCTURE).split(b'"')[::2])
-    for _ in range(limit):
+    for peeled in range(limit):
         if not brackets:
-            return False
+            return None
         inner = brackets.replace(b"[]", b"")  # one pass peels one level off every innermost pair
-        if inner == brackets:
-            return False
+        if inner == brackets:  # unbalanced: what is left never closes (or never opened)
+            return "open" if peeled + brackets.count(b"[") > limit else None
         brackets = inner
-    return bool(brackets)
+    return "deep" if brackets else None
+
+
+def nesting_exceeds(raw: bytes | str, limit: int = MAX_DEPTH) -> bool:
+    """Whether the JSON text nests arrays and objects deeper than `limit`.
+
+    Malformed text (unbalanced brackets) answers False: the decoder then says what is wrong, after
+    `refuse_left_open`.
+    """
+    return _beyond(raw, limit) == "deep"
+
+
+def refuse_left_open(raw: bytes | str, limit: int = MAX_DEPTH) -> None:
+    """Raise LeftOpen when the text opens more than `limit` levels it never closes: call it where a decoder's
+    RecursionError is handled, before the decoder."""
+    if _beyond(raw, limit) == "open":
+        raise LeftOpen(f"brackets opened deeper than {limit} levels and never closed")
 
 
 def check_depth(raw: bytes | str, limit: int = MAX_DEPTH) -> None:

@@ -11,7 +11,7 @@ import msgspec
 
 from app.bidding.openrtb import BidResponse, InvalidBidRequest, User, decode_request, encode_response
 from app.bidding.processor import BidProcessor, Outcome
-from app.jsondepth import MAX_DEPTH, nesting_exceeds
+from app.jsondepth import MAX_DEPTH, nesting_exceeds, refuse_left_open
 from app.runtime.metrics import Metrics
 
 log = logging.getLogger("contrail.bidding")
@@ -107,6 +107,7 @@ class _IdOnly(msgspec.Struct):
 def _id_of(raw: bytes | str) -> str:
     """An invalid request's id when it has one, so that a stream's client can tell which request was refused."""
     try:
+        refuse_left_open(raw)
         found = msgspec.json.decode(raw, type=_IdOnly).id
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # ValidationError is a DecodeError
         return ""

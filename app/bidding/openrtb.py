@@ -15,6 +15,8 @@ from typing import Annotated, Any
 
 import msgspec
 
+from app.jsondepth import refuse_left_open
+
 # Value ranges. A size is in pixels and fits no creative at 0 or less (Prebid Server refuses
 # negative sizes, and format sizes of 0); a flag is 0 or 1; a duration is whole seconds.
 Size = Annotated[int, msgspec.Meta(ge=1)]
@@ -294,6 +296,7 @@ def _decode_error_reason(message: str) -> str:
 def decode_request(raw: bytes | str) -> BidRequest:
     """Decode and validate; raises InvalidBidRequest with a reason code."""
     try:
+        refuse_left_open(raw)
         request = _decoder.decode(raw)
     except msgspec.ValidationError as exc:
         raise InvalidBidRequest(_decode_error_reason(str(exc)), str(exc)) from None

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from app.channels.suppression import SuppressionService
 from app.errors import Forbidden, InvalidInput
+from app.jsondepth import refuse_left_open
 from app.runtime.clock import Clock
 from state.outbox import EmailEvent, OutboxMessage
 from state.ports import OutboxStore
@@ -79,6 +80,7 @@ class EmailAnalytics:
         """Record a SendGrid event batch; returns counts of recorded, duplicate and ignored events."""
         try:
             # msgspec, not json.loads: NaN, Infinity and lone surrogates are not JSON, and would be stored.
+            refuse_left_open(raw)
             events = msgspec.json.decode(raw)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # the latter: invalid UTF-8 in a string
             raise InvalidInput(f"malformed JSON: {exc}") from None

@@ -25,7 +25,7 @@ import numpy as np
 
 from app.channels.events import CustomerEvent, CustomerEventsIngested
 from app.errors import InvalidInput, RuleViolation
-from app.jsondepth import check_depth
+from app.jsondepth import check_depth, refuse_left_open
 from app.runtime.clock import Clock
 from app.runtime.lru import LRU
 from state.profiles import Profile
@@ -128,6 +128,7 @@ class IngestService:
         """One event (a JSON object) or a batch (a JSON array): invalid events are reported, the rest accepted."""
         check_depth(raw)
         try:
+            refuse_left_open(raw)
             try:
                 doc, typed = _typed.decode(raw), True
             except msgspec.ValidationError:

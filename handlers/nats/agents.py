@@ -43,7 +43,7 @@ from app.bidding.gateway import BidGateway
 from app.channels.ingest import IngestService
 from app.config import NatsConfig
 from app.errors import CannotStart, DomainError, Forbidden, InvalidInput, PayloadTooLarge, Unauthenticated
-from app.jsondepth import MAX_DEPTH, nesting_exceeds
+from app.jsondepth import MAX_DEPTH, nesting_exceeds, refuse_left_open
 from app.ratelimit import RateLimiter
 from app.runtime.metrics import LoopCounter, Metrics
 from app.runtime.tracing import CONSUMER, Tracing
@@ -293,6 +293,7 @@ def _with_source(raw: bytes, source: str) -> bytes:
     if nesting_exceeds(raw):
         raise InvalidInput(f"JSON nests deeper than {MAX_DEPTH} levels")
     try:
+        refuse_left_open(raw)
         doc = msgspec.json.decode(raw)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidInput(f"malformed JSON: {exc}") from None

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from app.auth import require_role
 from app.errors import InvalidInput
-from app.jsondepth import check_depth
+from app.jsondepth import check_depth, refuse_left_open
 from state.text import whole
 
 T = TypeVar("T")
@@ -193,6 +193,7 @@ def decode(raw: bytes, type_: type) -> Any:
         raise InvalidInput("request body is empty; expected a JSON object")
     check_depth(raw)
     try:
+        refuse_left_open(raw)
         try:
             return decoder.decode(raw)
         except msgspec.ValidationError as exc:

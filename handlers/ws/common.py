@@ -11,7 +11,7 @@ import msgspec
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from app.hub import Subscription
-from app.jsondepth import MAX_DEPTH, nesting_exceeds
+from app.jsondepth import MAX_DEPTH, nesting_exceeds, refuse_left_open
 
 log = logging.getLogger("contrail.ws")
 _encode = msgspec.json.Encoder().encode
@@ -40,6 +40,7 @@ def decode_message(msg: WSMessage, decode: Callable[[str], Any]) -> Any:
     if nesting_exceeds(msg.data):
         raise BadMessage(f"JSON nests deeper than {MAX_DEPTH} levels")
     try:
+        refuse_left_open(msg.data)
         return decode(msg.data)
     except msgspec.ValidationError as exc:
         raise BadMessage(f"invalid message: {exc}") from None

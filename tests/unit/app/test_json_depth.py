@@ -2,10 +2,11 @@
 
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.jsondepth import nesting_exceeds
+from app.jsondepth import LeftOpen, nesting_exceeds, refuse_left_open
 
 
 def depth(value) -> int:
@@ -37,9 +38,15 @@ def test_brackets_inside_strings_do_not_count():
     assert not nesting_exceeds("[" * 64 + "]" * 64)
 
 
-def test_malformed_text_is_left_to_the_decoder():
-    assert not nesting_exceeds("[" * 200, 10)  # unbalanced: the decoder reports it
+def test_malformed_text_is_left_to_the_decoder_after_brackets_left_open_deep_are_refused():
+    assert not nesting_exceeds("[" * 200, 10)  # unbalanced: the decoder reports it...
     assert not nesting_exceeds("{]" * 100, 10)
+    # ...but not by recursing as deep as brackets left open go: those are refused first, as a RecursionError.
+    for deep in ("[" * 200, "[" * 8 + "[[[[]]" + '"x"', '{"a": ' + "[" * 11):
+        with pytest.raises(LeftOpen):
+            refuse_left_open(deep, 10)
+    for shallow in ('{"a": ' + "[" * 9, "]" * 200, "{]" * 100, "[" * 65 + "]" * 65):
+        refuse_left_open(shallow, 10)  # left to the decoder (or to nesting_exceeds)
 
 
 def test_an_unclosed_string_of_escaped_quotes_is_checked_in_linear_time():
