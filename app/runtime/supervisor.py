@@ -52,18 +52,22 @@ class Supervisor:
         tracing = self._tracing
 
         async def every() -> None:
+            current = asyncio.current_task()
             while True:
                 await asyncio.sleep(interval_s)
                 if not tracing.enabled:
                     result = tick()
                     if inspect.isawaitable(result):
                         await result
-                    continue
-                # Each run its own trace, begun with no caller's context (the task outlives whatever started it).
-                with tracing.span(f"task {name}", context=Context(), attributes={"contrail.task": name}):
-                    result = tick()
-                    if inspect.isawaitable(result):
-                        await result
+                else:  # each run its own trace, begun with no caller's context (the task outlives its starter)
+                    with tracing.span(f"task {name}", context=Context(), attributes={"contrail.task": name}):
+                        result = tick()
+                        if inspect.isawaitable(result):
+                            await result
+                # A library that swallowed the cancellation mid-tick (redis-py's pipeline has) leaves it asked for
+                # and not delivered: honour it here, or the task would tick on and stop() would wait for ever.
+                if current is not None and current.cancelling():
+                    raise asyncio.CancelledError
         self.add(name, every)
 
     def start(self) -> None:
@@ -99,10 +103,21 @@ class Supervisor:
     def healthy(self) -> bool:
         return all(s.state in ("running", "finished") for s in self.states.values())
 
-    async def stop(self) -> None:
-        for task in self._tasks.values():
-            task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Cancel every task and wait for them; one that goes on after `grace_s` (its cancellation swallowed
+        somewhere) is cancelled again, twice, then left behind with a warning rather than holding shutdown."""
+        pending = {task for task in self._tasks.values() if not task.done()}
+        for _ in range(3):
+            if not pending:
+                break
+            for task in pending:
+                task.cancel()
+            done, pending = await asyncio.wait(pending, timeout=grace_s)
+            for task in done:
+                if not task.cancelled():
+                    task.exception()  # retrieved: a task's own failure was logged by _run already
+        if pending:
+            log.warning("tasks did not stop when cancelled", extra={"tasks": sorted(t.get_name() for t in pending)})
         for state in self.states.values():
             state.state = "stopped"
 
