@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from adapters.sqlite.statements import SqlDatabase, json_field
+from adapters.sqlite.statements import SqlDatabase, code_points, json_field
 from state.campaigns import Campaign, HistoryEntry, _decode, _encode
 from state.ports import ChangeFeed
 
@@ -50,14 +50,14 @@ class SqliteCampaignStore:
         held = self._by_id.get(campaign_id)
         if held is not None:
             return held
-        rows = await self._db.fetchall("SELECT body FROM campaigns WHERE id = ?", (campaign_id,))
-        return _decode(rows[0][0]) if rows else None
+        row = await self._db.fetchone("SELECT body FROM campaigns WHERE id = ?", (campaign_id,))
+        return _decode(row[0]) if row else None
 
     async def archived(self, after: str, limit: int) -> list[Campaign]:
         """Archived campaigns by id (code point order, as memory sorts them), the first `limit` after `after`. The
         state is read from each stored body: campaigns are few (thousands over years), so a scan of the table is
         cheaper to keep right than a column of its own."""
-        key = 'id COLLATE "C"' if self._db.dialect == "postgres" else "id"
+        key = code_points(self._db.dialect, "id")
         state = json_field(self._db.dialect, "body", "state")
         rows = await self._db.fetchall(f"SELECT body FROM campaigns WHERE {key} > ? AND {state} = 'archived' "
                                        f"ORDER BY {key} LIMIT ?", (after, limit))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from adapters.pii import PiiCipher
-from adapters.sqlite.statements import SqlDatabase, Statement
+from adapters.sqlite.statements import SqlDatabase, Statement, code_points
 from state.loyalty import (
     LedgerEntry,
     LoyaltyAccount,
@@ -53,10 +53,10 @@ class SqliteLoyaltyStore:
         """Up to `limit` members (with a stored state) whose user id starts with `prefix`, in any case (ASCII), in
         user id order: a scan of the states' keys."""
         pattern = prefix.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        order = ' COLLATE "C"' if self._db.dialect == "postgres" else ""  # code point order, as on SQLite
+        order = code_points(self._db.dialect, "user_id")
         rows = await self._db.fetchall(
-            f"SELECT user_id FROM loyalty_accounts WHERE lower(user_id) LIKE ? ESCAPE '\\' ORDER BY user_id{order} "
-            "LIMIT ?", (pattern, limit))
+            f"SELECT user_id FROM loyalty_accounts WHERE lower(user_id) LIKE ? ESCAPE '\\' ORDER BY {order} LIMIT ?",
+            (pattern, limit))
         return [r[0] for r in rows]
 
     async def unapplied(self, first: str, last: str) -> list[tuple[int, LedgerEntry]]:

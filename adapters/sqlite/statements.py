@@ -105,6 +105,12 @@ def json_field(dialect: str, column: str, path: str, sql_type: str = "") -> str:
     return f"json_extract({column}, '$.{path}')"
 
 
+def code_points(dialect: str, column: str) -> str:
+    """SQL for a TEXT column compared and ordered by code point, as SQLite does and Python sorts strings
+    (PostgreSQL otherwise follows the database's collation, where "B" may come after "a")."""
+    return f'{column} COLLATE "C"' if dialect == "postgres" else column
+
+
 def json_true(dialect: str, column: str, path: str) -> str:
     """SQL that is true when the JSON field is true."""
     if dialect == "postgres":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
@@ -55,15 +56,12 @@ class Supervisor:
             current = asyncio.current_task()
             while True:
                 await asyncio.sleep(interval_s)
-                if not tracing.enabled:
+                # Each run its own trace, begun with no caller's context (the task outlives whatever started it).
+                with tracing.span(f"task {name}", context=Context(), attributes={"contrail.task": name}) \
+                        if tracing.enabled else contextlib.nullcontext():
                     result = tick()
                     if inspect.isawaitable(result):
                         await result
-                else:  # each run its own trace, begun with no caller's context (the task outlives its starter)
-                    with tracing.span(f"task {name}", context=Context(), attributes={"contrail.task": name}):
-                        result = tick()
-                        if inspect.isawaitable(result):
-                            await result
                 # A library that swallowed the cancellation mid-tick (redis-py's pipeline has) leaves it asked for
                 # and not delivered: honour it here, or the task would tick on and stop() would wait for ever.
                 if current is not None and current.cancelling():
