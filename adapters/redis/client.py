@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -50,6 +51,12 @@ class RedisClient:
                                                            "error": f"{type(exc).__name__}: {exc}"})
             self.available = False
             raise StorageUnavailable(f"Redis is unavailable ({what})") from None
+        finally:
+            # redis-py can swallow a cancellation that arrives mid-command (redis/redis-py#2028): deliver it here,
+            # so a cancelled handler or task stops instead of carrying on as if nothing had been asked.
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise asyncio.CancelledError
         if not self.available:
             log.info("Redis is available again", extra={"url": self.url})
         self.available = True
