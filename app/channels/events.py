@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,3 +20,5 @@ class CustomerEvent:
 class CustomerEventsIngested:
     """A batch of events ingest accepted; published (and awaited) before ingest answers."""
     events: tuple[CustomerEvent, ...]
+    # time.perf_counter() when ingest accepted it: a queued subscriber's lag counts from here, its wait included
+    accepted_at: float = field(default_factory=time.perf_counter)

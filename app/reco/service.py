@@ -160,9 +160,7 @@ class RecoService:
                                                 "events": self.features.sequence, "last_id": after,
                                                 "checkpoint_s": round(restored, 3),
                                                 "seconds": round(time.perf_counter() - started, 3)})
-        saved = await self._store.latest_model()
-        if saved is not None:
-            self.serve(saved)
+        self.serve(await self._store.latest_model())
 
     async def checkpoint(self) -> str:
         """Store the features as they are (the periodic `reco_checkpoint` task), so that a start replays only
@@ -228,6 +226,7 @@ class RecoService:
         if saved is None:
             f.set_embeddings(None, "")
             self.weights, self.learned = st.SEED_WEIGHTS, False
+            self._metrics.reco_model.labels("seed", "seed").set(1)  # no trained version: features, seed weights
             return
         f.set_embeddings(place(saved, f.items.index, len(f.items)), saved.version)
         self.trained = max(self.trained, saved.sequence)
@@ -292,9 +291,10 @@ class RecoService:
     def weight(self, kind: str) -> float:
         return float(self._weights_of[kind])
 
-    async def record(self, events: Iterable[Feedback]) -> int:
-        """Store the feedback events (durably) and apply them to the features at once."""
-        started = time.perf_counter()
+    async def record(self, events: Iterable[Feedback], arrived: float | None = None) -> int:
+        """Store the feedback events (durably) and apply them to the features at once. `arrived`
+        (time.perf_counter()) is when they were accepted, where the feature-update lag starts."""
+        started = time.perf_counter() if arrived is None else arrived
         rows = self._admitted([Interaction(e.user_id, e.item_id, e.kind, self.weight(e.kind), e.at) for e in events
                                if e.kind in self._weights_of])
         if not rows:
@@ -438,20 +438,20 @@ class RecoService:
         f = self.features
         model = f.model() if variant is None else variant.model(f.model())
         weights = self.weights if variant is None else variant.weights
-        if state is None:  # an unknown user: what is popular (in the categories asked for)
-            items = self._popular(model, n, categories)
-            return {"user_id": user_id, "strategy": strategy, "model": "popular", "items": items}
         allowed = self._allowed(categories)
-        excluded = set(state.final)
+        excluded = set(state.final) if state is not None else set()
         for token in exclude or ():
             if token == "seen":
-                excluded.update(state.seen)
+                excluded.update(state.seen if state is not None else ())
             elif token in f.items.index:
                 excluded.add(f.items.index[token])
         if excluded:
             allowed[list(excluded)] = False
         reasons_of: Callable[[list[int]], list[str]]
-        if self.fast and strategy in ("personalized", "cf"):
+        if state is None:  # an unknown user: what is popular (in the categories asked for), explored like anyone's
+            picked, values = self._popular_top(model, n, allowed)
+            reasons_of = lambda picked: [self._popular_reason(i) for i in picked]  # noqa: E731
+        elif self.fast and strategy in ("personalized", "cf"):
             recent = f.recent_row(state)
             top, vals = kernels.top_n(self._fast_scores(strategy, model, recent, weights), allowed, n)
             picked, values = top.tolist(), vals.tolist()
@@ -482,7 +482,8 @@ class RecoService:
                 picked = picked[:keep] + extra
                 values = values[:keep] + [floor] * len(extra)
                 reasons = reasons[:keep] + ["explore: something different"] * len(extra)
-        name = (self.model_name if variant is None else variant.name) if strategy == "personalized" else \
+        name = "popular" if state is None else \
+            (self.model_name if variant is None else variant.name) if strategy == "personalized" else \
             (f.version or "features")
         ids = f.items.ids
         return {"user_id": user_id, "strategy": strategy, "model": name,
@@ -568,12 +569,18 @@ class RecoService:
         return [f"matches your interest in {c}" if (c := self.features.items.category(i)) else "like your recent items"
                 for i in items]
 
-    def _popular(self, model: st.RecoModel, n: int, categories: list[str] | None) -> list[dict]:
+    def _popular_top(self, model: st.RecoModel, n: int, allowed: np.ndarray) -> tuple[list[int], list[float]]:
+        """The n most popular allowed items (ties by all-time popularity) and their decayed popularity."""
         scores = lexicographic(model.decayed_popularity, model.popularity).astype(np.float64)
-        scores[~self._allowed(categories)] = -np.inf
+        scores[~allowed] = -np.inf
         top, _ = top_n(scores, n)
-        return [{"item_id": self.features.items.ids[i], "score": round(float(model.decayed_popularity[i]), 6),
-                 "reason": self._popular_reason(int(i))} for i in top[0] if i >= 0]
+        picked = [int(i) for i in top[0] if i >= 0]
+        return picked, [float(model.decayed_popularity[i]) for i in picked]
+
+    def _popular(self, model: st.RecoModel, n: int, categories: list[str] | None) -> list[dict]:
+        picked, values = self._popular_top(model, n, self._allowed(categories))
+        return [{"item_id": self.features.items.ids[i], "score": round(v, 6), "reason": self._popular_reason(i)}
+                for i, v in zip(picked, values, strict=True)]
 
     def popular(self, n: int = 10, categories: list[str] | None = None) -> dict:
         self._check_n(n)

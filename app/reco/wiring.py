@@ -31,8 +31,8 @@ class Reco:
 
     async def learn_from_events(self, event: CustomerEventsIngested) -> None:
         """Ingest's feedback events with an item (the product_id) and a known user."""
-        await self.reco.record(Feedback(e.user_id, e.product_id, e.type, e.at) for e in event.events
-                               if e.type in FEEDBACK and e.product_id)
+        await self.reco.record((Feedback(e.user_id, e.product_id, e.type, e.at) for e in event.events
+                                if e.type in FEEDBACK and e.product_id), arrived=event.accepted_at)
 
     async def learn_from_order(self, event: OrderPaid) -> None:
         """A paid order: its destination ("dest-XXX") and its products are the customer's purchases."""

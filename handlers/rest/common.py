@@ -242,13 +242,24 @@ def optional_body(raw: bytes, type_: type) -> Any:
 
 def decode_query(request: web.Request, type_: type, *, only_declared: bool = True) -> Any:
     """Turn query parameters into `type_` (strings converted to the declared types); with only_declared,
-    a parameter `type_` does not name is refused."""
+    a parameter `type_` does not name is refused. A parameter in the type's `comma_lists` is a comma-separated
+    list, which may also be given several times (`category=a&category=b` is `category=a,b`); any other given twice
+    is refused rather than one of its values silently dropped."""
     fields = _field_names(type_)
-    unknown = sorted(set(request.query) - fields)
+    lists: frozenset[str] = getattr(type_, "comma_lists", frozenset())
+    query = request.query
+    unknown = sorted(set(query) - fields)
     if unknown and only_declared:
         raise InvalidInput(f"unknown query parameter(s): {', '.join(unknown)}", {"unknown": unknown})
+    values: dict[str, str] = {}
+    for k in query.keys():
+        if k in fields and k not in values:
+            given = query.getall(k)
+            if len(given) > 1 and k not in lists:
+                raise InvalidInput(f"query parameter {k} is given {len(given)} times; give it once", {"field": k})
+            values[k] = ",".join(given)
     try:
-        return msgspec.convert({k: v for k, v in request.query.items() if k in fields}, type_, strict=False)
+        return msgspec.convert(values, type_, strict=False)
     except msgspec.ValidationError as exc:
         message, path = _validation_message(exc)
         raise InvalidInput(f"invalid query parameter {path}: {message}" if path else f"invalid query: {message}",

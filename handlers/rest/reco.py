@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 from aiohttp import web
@@ -39,6 +39,7 @@ class ItemList(msgspec.Struct):
 
 
 class RecoQuery(msgspec.Struct, forbid_unknown_fields=True):
+    comma_lists: ClassVar[frozenset[str]] = frozenset({"category", "exclude"})  # also given repeated
     strategy: Strategy = "personalized"
     n: N = 10
     category: Csv = ""   # one category or several, comma-separated
@@ -46,6 +47,7 @@ class RecoQuery(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class PopularQuery(msgspec.Struct, forbid_unknown_fields=True):
+    comma_lists: ClassVar[frozenset[str]] = frozenset({"category"})
     n: N = 10
     category: Csv = ""
 

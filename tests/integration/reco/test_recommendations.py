@@ -73,6 +73,11 @@ async def test_categories_filter_and_hidden_items_never_appear(reco, clock):
     assert ids(only) and all(not i.startswith("dest-") for i in ids(only))
     both = await recommend(client, headers, "cy", n=20, category="ancillary,destination")
     assert len(ids(both)) == 10
+    repeated = await client.get("/v1/recommendations/cy", params=[("n", "20"), ("category", "ancillary"),
+                                                                  ("category", "destination")], headers=headers)
+    assert ids(await repeated.json()) == ids(both)  # a list parameter may also be given once per value
+    twice = await client.get("/v1/recommendations/cy", params=[("n", "2"), ("n", "20")], headers=headers)
+    assert twice.status == 400 and "n is given 2 times" in (await twice.json())["error"]["message"]
     await client.put("/v1/reco/items/dest-MAD", json={"category": "destination", "hidden": True}, headers=headers)
     assert "dest-MAD" not in ids(await recommend(client, headers, "cy", n=20))
     popular = await (await client.get("/v1/recommendations/popular", params={"n": "3", "category": "destination"},
@@ -95,6 +100,29 @@ async def test_unknown_users_get_popular_items(reco, clock):
         assert ids(await recommend(client, headers, "nobody", strategy=strategy, n=3)) == ids(answer)
 
 
+async def test_unknown_users_lists_leave_out_what_they_exclude(reco, clock):
+    client, headers = reco
+    await browse_history(client, headers, clock)
+    answer = await recommend(client, headers, "nobody", n=3, exclude="dest-MAD,seen")
+    assert ids(answer) == ["dest-CDG", "dest-BCN", "bag-23kg"]  # a cart add (5) outweighs two views of LHR
+
+
+async def test_unknown_users_get_an_exploratory_item_so_not_everyone_sees_the_same_list(aiohttp_client, tmp_path,
+                                                                                         clock):
+    client = await aiohttp_client(create_app(make_config(tmp_path, reco__explore_items=1), clock=clock))
+    headers = await staff(client)
+    await seed_items(client, headers)
+    await browse_history(client, headers, clock)
+    lists = [await recommend(client, headers, f"stranger-{k}", n=3) for k in range(12)]
+    for answer in lists:
+        assert answer["model"] == "popular"
+        assert ids(answer)[:2] == ["dest-CDG", "dest-MAD"]  # the most popular first, then one explored
+        assert answer["items"][2]["reason"] == "explore: something different"
+    assert len({ids(answer)[2] for answer in lists}) > 1
+    popular = await (await client.get("/v1/recommendations/popular", params={"n": "3"}, headers=headers)).json()
+    assert ids(popular) == ["dest-CDG", "dest-MAD", "dest-BCN"]  # the popular list itself explores nothing
+
+
 async def test_the_cache_serves_repeats_and_the_users_event_invalidates_it(reco, clock):
     client, headers = reco
     metrics = client.app[PLATFORM].metrics
@@ -110,6 +138,8 @@ async def test_the_cache_serves_repeats_and_the_users_event_invalidates_it(reco,
     assert metrics.reco_cache.labels("hit").value == 1
     text = (await (await client.get("/metrics")).text())
     assert 'contrail_reco_requests_total{strategy="personalized"} 3.0' in text
+    assert 'contrail_reco_seconds_count{strategy="personalized"} 3.0' in text
+    assert 'contrail_reco_model_info{version="seed",weights="seed"} 1.0' in text  # nothing trained yet
     assert 'contrail_reco_cache_total{result="miss"} 2.0' in text
     assert "contrail_reco_feature_update_seconds_count" in text and 'contrail_reco_events_total{kind="dismiss"}' in text
 
@@ -122,6 +152,10 @@ async def test_bad_requests_get_clear_4xx(reco, clock):
         assert resp.status == 400, params
         assert field in (await resp.json())["error"]["message"], params
     assert (await client.get("/v1/items/nope/similar", headers=headers)).status == 404
+    for path in ("/v1/recommendations/popular", "/v1/items/dest-BCN/similar"):
+        for n in ("0", "101", "ten"):
+            resp = await client.get(path, params={"n": n}, headers=headers)
+            assert resp.status == 400 and "n" in (await resp.json())["error"]["message"], (path, n)
 
 
 async def test_future_timestamps_are_refused_naming_the_event(reco, clock):
