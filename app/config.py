@@ -322,14 +322,21 @@ class LtvConfig(_Section):
     max_events: Annotated[int, Meta(ge=1, le=1_000_000)] = 10_000
     remote: Annotated[str, Meta(pattern=_HOST_PORT_PATTERN)] = ""
     remote_api_key: str = ""
-    remote_deadline_ms: AtLeast1 = 200
+    remote_deadline_ms: AtLeast1 = 1000  # past breaker_slow_ms: a call between the two is slow, not cut off
     breaker_failures: AtLeast1 = 3
     breaker_slow_ms: AtLeast1 = 500
     breaker_open_s: Positive = 30.0
     breaker_successes: AtLeast1 = 2
+    # Bids believe a predicted LTV (currency units) only inside these bounds; outside, the customer has no value.
+    value_min: NotNegativeFloat = 0.0
+    value_max: Annotated[float, Meta(gt=0)] = 1_000_000.0
     platform_multipliers: dict[str, Annotated[float, Meta(ge=0, le=100)]] = msgspec.field(
         default_factory=lambda: {"google_ads": 1.0, "meta": 1.0, "tiktok": 1.5, "linkedin": 1.2, "amazon": 1.0,
                                  "tradedesk": 1.0, "x": 0.75})
+
+    def __post_init__(self) -> None:
+        if self.value_min >= self.value_max:
+            raise _invalid("value_min", f"must be below value_max ({self.value_max})")
 
 
 class AdaptorsConfig(_Section):

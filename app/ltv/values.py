@@ -36,7 +36,7 @@ TTL_S = 3600.0                  # a value is served this long after it was predi
 REFRESH_AHEAD = 0.1             # ... and a read in its last tenth queues it again, so a busy customer keeps one
 QUEUE_LIMIT = 10_000            # customers waiting to be valued (more are not queued: their next read asks again)
 BATCH = 256                     # customers valued per refresher pass
-MAX_VALUE = 1_000_000.0         # a predicted LTV above this (currency units) is not believed
+MAX_VALUE = 1_000_000.0         # a predicted LTV above this (currency units) is not believed (ltv.value_max)
 _MEMO_PLATFORMS = 64            # platforms whose heuristic value is held between passes
 
 # What the value source needs of a model: customer ids and a platform in, each valued customer's LTV out.
@@ -114,7 +114,7 @@ class ValueStats:
     skipped_open: int = 0       # passes with customers waiting that the open breaker kept from the model
     cached: int = 0             # values taken into the cache
     unvalued: int = 0           # customers asked whom the model did not value
-    rejected: dict[str, int] = field(default_factory=lambda: {"not_finite": 0, "negative": 0, "too_high": 0})
+    rejected: dict[str, int] = field(default_factory=lambda: {"not_finite": 0, "too_low": 0, "too_high": 0})
 
 
 class ValueSource:
@@ -124,13 +124,14 @@ class ValueSource:
                  slow_ms: float, open_s: float, successes: int, deadline_s: float,
                  remember: PlatformMedian | None = None, capacity: int = CACHE_ENTRIES, ttl_s: float = TTL_S,
                  refresh_ahead: float = REFRESH_AHEAD, queue_limit: int = QUEUE_LIMIT, batch: int = BATCH,
-                 max_value: float = MAX_VALUE, metrics: Any = None,
+                 min_value: float = 0.0, max_value: float = MAX_VALUE, metrics: Any = None,
                  timer: Callable[[], float] = time.perf_counter) -> None:
-        """`remember`: the heuristic's window to feed with the values fetched (the remote case; the in-process
-        model keeps its own). `metrics` (Metrics, or anything with some of its attributes): counters
-        ltv_values_served (by source), ltv_value_fallbacks (by kind: heuristic, none), ltv_value_calls (by
-        outcome), ltv_value_rejected (by reason); the gauge ltv_value_breaker; caches, the CacheCollector the
-        value cache is registered with."""
+        """Values outside [min_value, max_value] (the model's or the heuristic's) are not believed: not cached,
+        not priced with, counted by reason. `remember`: the heuristic's window to feed with the values fetched
+        (the remote case; the in-process model keeps its own). `metrics` (Metrics, or anything with some of its
+        attributes): counters ltv_values_served (by source), ltv_value_fallbacks (by kind: heuristic, none),
+        ltv_value_calls (by outcome), ltv_value_rejected (by reason); the gauge ltv_value_breaker; caches, the
+        CacheCollector the value cache is registered with."""
         if ttl_s <= 0 or not 0 <= refresh_ahead < 1 or queue_limit < 1 or batch < 1:
             raise ValueError("ttl_s > 0, 0 <= refresh_ahead < 1, queue_limit >= 1 and batch >= 1")
         self.source = source
@@ -144,7 +145,7 @@ class ValueSource:
         self._refresh_after_s = ttl_s * (1 - refresh_ahead)
         self._queue_limit = queue_limit
         self._batch = batch
-        self._max_value = max_value
+        self._min_value, self._max_value = min_value, max_value
         self._timer = timer
         self.cache: LRU[tuple[str, str], tuple[float, float]] = LRU(capacity, "ltv_values")  # → (value, valued at)
         self.queue: OrderedDict[tuple[str, str], None] = OrderedDict()  # (platform, customer) waiting, oldest first
@@ -167,16 +168,16 @@ class ValueSource:
         """Values from the in-process LtvService; `config` is the [ltv] section. A pass's batch is cut at
         `max_batch` and its deadline is twice `breaker_slow_ms` (past the slow threshold it is a failure)."""
         options["batch"] = min(options.get("batch", BATCH), config.max_batch)
-        return cls(InProcess(model).predict_many, MODEL, model, clock, **_breaker(config),
-                   deadline_s=2 * config.breaker_slow_ms / 1000, **options)
+        return cls(InProcess(model).predict_many, MODEL, model, clock, deadline_s=2 * config.breaker_slow_ms / 1000,
+                   **(_guards(config) | options))
 
     @classmethod
     def remote(cls, fetch: Fetch, config: LtvConfig, clock: Clock, **options: Any) -> ValueSource:
         """Values from a remote SyncValueService (RemoteSyncValue.predict_many) within `remote_deadline_ms`;
         the heuristic is kept over the values it returns."""
         recent = PlatformMedian(config.platform_multipliers)
-        return cls(fetch, REMOTE, recent, clock, **_breaker(config), deadline_s=config.remote_deadline_ms / 1000,
-                   remember=recent, **options)
+        return cls(fetch, REMOTE, recent, clock, deadline_s=config.remote_deadline_ms / 1000, remember=recent,
+                   **(_guards(config) | options))
 
     # ---- the bid path ----
     def value(self, customer_id: str, platform: str) -> tuple[float | None, str]:
@@ -209,7 +210,10 @@ class ValueSource:
         else:
             if len(self._memo) >= _MEMO_PLATFORMS:
                 self._memo.clear()
-            value = self._memo[platform] = self._heuristic.heuristic(platform)
+            value = self._heuristic.heuristic(platform)
+            if value is not None and self._refused(value):
+                value = None  # the heuristic is only a median of predictions: it is held to the same bounds
+            self._memo[platform] = value
         kind = FALLBACK if value is not None else NONE
         self.stats.served[kind] += 1
         self.stats.fallbacks += 1
@@ -267,6 +271,15 @@ class ValueSource:
         else:
             self.breaker.failed()
 
+    def _refused(self, value: float) -> bool:
+        """Whether a value is outside the bounds (counted by reason)."""
+        reason = "not_finite" if not math.isfinite(value) else "too_low" if value < self._min_value else \
+            "too_high" if value > self._max_value else ""
+        if reason:
+            self.stats.rejected[reason] += 1
+            _inc(self._rejected_metric, reason)
+        return bool(reason)
+
     def _keep(self, platform: str, ids: list[str], values: dict[str, float]) -> int:
         now, kept = self._clock.now(), 0
         for customer_id in ids:
@@ -274,11 +287,7 @@ class ValueSource:
             if value is None:
                 self.stats.unvalued += 1
                 continue
-            reason = "not_finite" if not math.isfinite(value) else "negative" if value < 0 else \
-                "too_high" if value > self._max_value else ""
-            if reason:
-                self.stats.rejected[reason] += 1
-                _inc(self._rejected_metric, reason)
+            if self._refused(value):
                 continue
             self.cache.put((platform, customer_id), (value, now))
             if self._remember is not None:
@@ -288,9 +297,11 @@ class ValueSource:
         return kept
 
 
-def _breaker(config: LtvConfig) -> dict[str, Any]:
+def _guards(config: LtvConfig) -> dict[str, Any]:
+    """The breaker's settings and the bounds a believed value keeps to, from the [ltv] section."""
     return {"failures": config.breaker_failures, "slow_ms": config.breaker_slow_ms,
-            "open_s": config.breaker_open_s, "successes": config.breaker_successes}
+            "open_s": config.breaker_open_s, "successes": config.breaker_successes,
+            "min_value": config.value_min, "max_value": config.value_max}
 
 
 def _children(metrics: Any, name: str, labels: tuple[str, ...]) -> dict[str, Any]:

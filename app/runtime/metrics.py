@@ -247,7 +247,8 @@ class Metrics:
         self.reco_events_dropped = LoopCounter("contrail_reco_events_dropped", "Feedback events not learned from, by "
                                                "reason (item_limit: a new item past reco.max_items)", ["reason"], r)
         self.reco_update_seconds = LoopHistogram("contrail_reco_feature_update_seconds",
-                                                 "Feature-update lag: from ingest accepting a batch to its features applied",
+                                                 "Feature-update lag: from ingest accepting a batch to its features "
+                                                 "applied",
                                                  (), r, buckets=LATENCY_BUCKETS)
         self.reco_model = Gauge("contrail_reco_model_info", "Serving recommendation model (value 1)",
                                 ["version", "weights"], registry=r)

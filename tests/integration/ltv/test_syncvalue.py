@@ -109,6 +109,14 @@ async def test_a_given_history_is_used_and_bad_input_gets_invalid_input_answers(
     frequency = {f.name: f.value for f in given.top_features}.get("frequency")
     assert frequency is None or frequency == 5  # six purchases: five repeats
 
+    # A history longer than the model's functions can take (thousands of repeat purchases) is no NaN: it gets the
+    # platform heuristic, said to be one.
+    heavy = [pb.CustomerEvent(timestamp_ms=now_ms - d * 86_400_000, event_type="purchase", event_value=300.0)
+             for d in range(1, 5001)]
+    reply = await stub.PredictLTV(pb.LTVPredictionRequest(customer_id="flyer", event_history=heavy), metadata=md)
+    assert reply.status == pb.FALLBACK and "cannot value a history this long" in reply.message, reply
+    assert reply.model_version == "heuristic" and math.isfinite(reply.predicted_ltv) and reply.predicted_ltv > 0
+
     bad = [(pb.LTVPredictionRequest(customer_id="c", event_history=[pb.CustomerEvent(
                timestamp_ms=now_ms + 7 * 86_400_000, event_type="purchase", event_value=10)]), "future"),
            (pb.LTVPredictionRequest(customer_id="c", event_history=[pb.CustomerEvent(

@@ -28,11 +28,13 @@ async def test_health_reports_each_service(channel, client):
     health = HealthStub(channel)
     overall = await health.Check(HealthCheckRequest(service=""))
     assert overall.status == HealthCheckResponse.SERVING
-    svc = await health.Check(HealthCheckRequest(service="contrail.platform.v1.PlatformService"))
-    assert svc.status == HealthCheckResponse.SERVING
+    for name in ("contrail.platform.v1.PlatformService", "syncvalue.v1.SyncValueService"):
+        svc = await health.Check(HealthCheckRequest(service=name))
+        assert svc.status == HealthCheckResponse.SERVING, name
     client.app[GRPC].set_serving(False)
-    svc = await health.Check(HealthCheckRequest(service="contrail.platform.v1.PlatformService"))
-    assert svc.status == HealthCheckResponse.NOT_SERVING
+    for name in ("contrail.platform.v1.PlatformService", "syncvalue.v1.SyncValueService"):
+        svc = await health.Check(HealthCheckRequest(service=name))
+        assert svc.status == HealthCheckResponse.NOT_SERVING, name
 
 
 async def test_reflection_lists_services(channel):
@@ -41,7 +43,7 @@ async def test_reflection_lists_services(channel):
         await stream.send_message(ServerReflectionRequest(list_services=""), end=True)
         reply = await stream.recv_message()
     names = {s.name for s in reply.list_services_response.service}
-    assert {"contrail.platform.v1.PlatformService", "grpc.health.v1.Health"} <= names
+    assert {"contrail.platform.v1.PlatformService", "syncvalue.v1.SyncValueService", "grpc.health.v1.Health"} <= names
 
 
 async def test_echo_and_status_and_call_metrics(channel, client):

@@ -132,14 +132,34 @@ async def test_values_that_are_not_finite_negative_or_too_high_are_not_cached_an
     for customer in model.values:
         values.value(customer, "meta")
     assert await values.refresh() == 2
-    assert values.stats.rejected == {"not_finite": 2, "negative": 1, "too_high": 1}
+    assert values.stats.rejected == {"not_finite": 2, "too_low": 1, "too_high": 1}
     assert {k: c.value for k, c in metrics.ltv_value_rejected.children.items()} == \
-        {"not_finite": 2, "negative": 1, "too_high": 1}
+        {"not_finite": 2, "too_low": 1, "too_high": 1}
     assert values.value("ok", "meta") == (1_000.0, "remote") and values.value("zero", "meta") == (0.0, "remote")
     value, source = values.value("nan", "meta")
     assert source == "fallback" and value == pytest.approx(500.0)  # only believed values feed the heuristic
     assert metrics.ltv_value_fallbacks.children["none"].value == 6
     assert metrics.ltv_value_fallbacks.children["heuristic"].value == 1
+
+
+async def test_the_configured_bounds_hold_for_the_heuristic_too(clock):
+    config = LtvConfig(value_min=10.0, value_max=500.0)
+    model = FakeModel({"a": 400.0, "b": 450.0, "c": 5.0, "d": 600.0})
+    metrics = SimpleNamespace(ltv_value_rejected=Family(), ltv_value_fallbacks=Family())
+    values = ValueSource.remote(model, config, clock, timer=model.timer, metrics=metrics)
+    for customer in model.values:
+        values.value(customer, "tiktok")
+    assert await values.refresh() == 2  # c is below 10, d above 500: neither believed
+    assert values.stats.rejected == {"not_finite": 0, "too_low": 1, "too_high": 1}
+    # The heuristic's median (425) x tiktok's 1.5 is 637.5, past value_max: no value rather than an unbelieved one.
+    assert values.value("c", "tiktok") == (None, "none")
+    assert values.stats.rejected["too_high"] == 2
+    assert values.value("c", "meta") == (pytest.approx(425.0), "fallback")  # meta's 1.0 keeps it inside
+
+
+def test_value_min_must_be_below_value_max():
+    with pytest.raises(Exception, match="value_min"):
+        LtvConfig(value_min=10.0, value_max=10.0)
 
 
 async def test_customers_the_model_does_not_value_are_asked_again_on_their_next_read(clock):
@@ -275,3 +295,12 @@ def test_bad_options_are_refused(clock):
         ValueSource.remote(FakeModel(), CONFIG, clock, ttl_s=0)
     with pytest.raises(ValueError):
         ValueSource.remote(FakeModel(), CONFIG, clock, refresh_ahead=1.0)
+
+
+def test_the_breaker_and_the_heuristic_default_to_the_agreed_numbers():
+    config = LtvConfig()
+    assert (config.breaker_failures, config.breaker_slow_ms, config.breaker_open_s, config.breaker_successes) == \
+        (3, 500, 30.0, 2)
+    assert config.remote_deadline_ms > config.breaker_slow_ms  # a slow call is counted slow, not cut off
+    assert config.platform_multipliers == {"google_ads": 1.0, "meta": 1.0, "tiktok": 1.5, "linkedin": 1.2,
+                                           "amazon": 1.0, "tradedesk": 1.0, "x": 0.75}
