@@ -827,8 +827,15 @@ class ReportStore(Protocol):
         ...
 
     async def add(self, totals: Mapping[tuple[str, int], list[int]], no_bids: Mapping[tuple[int, str], int],
-                  after: int, cursor: int) -> None:
-        """Raises WriteConflict, writing nothing, unless the cursor is still at `after`."""
+                  after: int, cursor: int, signals: Mapping[str, float] | None = None) -> None:
+        """Raises WriteConflict, writing nothing, unless the cursor is still at `after`. `signals`: the reward-signal
+        ids these totals count (id → when), remembered with them."""
+
+    async def counted(self, signal_ids: Sequence[str]) -> set[str]:
+        ...
+
+    async def purge_signals(self, before: float, limit: int = 5_000) -> int:
+        ...
 
     async def series(self, campaign_id: str, first_hour: int, last_hour: int, step_hours: int
                      ) -> list[tuple[int, ...]]:

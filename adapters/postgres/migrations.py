@@ -221,6 +221,10 @@ RECORDS = [
         CREATE TABLE card_simulator_payments (payment_id TEXT PRIMARY KEY, status TEXT NOT NULL, reason TEXT,
             at DOUBLE PRECISION NOT NULL)
     """),
+    Migration(29, "report_signals", f"""
+        CREATE TABLE report_signals (signal_id TEXT PRIMARY KEY, at DOUBLE PRECISION NOT NULL, {_ROWID});
+        CREATE INDEX report_signals_at ON report_signals(at)
+    """),
 ]
 
 # The analytics event log, when nodes share PostgreSQL (its migrations recorded in event_log_migrations): the same

@@ -431,6 +431,14 @@ RECORDS = [
             at REAL NOT NULL
         ) WITHOUT ROWID
     """),
+    # The reward-signal ids campaign reports have counted: a retried signal is logged again, and counted once.
+    Migration(29, "report_signals", """
+        CREATE TABLE report_signals (
+            signal_id TEXT PRIMARY KEY,
+            at REAL NOT NULL
+        );
+        CREATE INDEX report_signals_at ON report_signals(at)
+    """),
 ]
 
 EVENTS = [

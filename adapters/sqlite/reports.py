@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from adapters.sqlite.statements import SqlDatabase, Statement
 from state.campaigns import REPORT_COUNTERS as COUNTERS  # campaign_stats' columns, in order
@@ -26,18 +26,38 @@ class SqliteReportStore:
         return int(row[0]) if row else 0
 
     async def add(self, totals: Mapping[tuple[str, int], list[int]], no_bids: Mapping[tuple[int, str], int],
-                  after: int, cursor: int) -> None:
-        """Add to the hourly totals and move the cursor from `after` to `cursor`, in one transaction: an event is
-        counted once. Raises WriteConflict, writing nothing, when the cursor is no longer at `after` (another
-        roll-up, on this node or another sharing the store, took those events first)."""
+                  after: int, cursor: int, signals: Mapping[str, float] | None = None) -> None:
+        """Add to the hourly totals, remember the reward-signal ids counted (`signals`: id → when) and move the
+        cursor from `after` to `cursor`, in one transaction: an event is counted once. Raises WriteConflict,
+        writing nothing, when the cursor is no longer at `after` (another roll-up, on this node or another sharing
+        the store, took those events first)."""
         statements: list[Statement] = [
             ("INSERT INTO rollup_cursors(name, last_id) VALUES (?,?) ON CONFLICT(name) DO UPDATE SET "
              "last_id = excluded.last_id WHERE rollup_cursors.last_id = ?", (ROLLUP, cursor, after), 1, "rollup")]
+        statements += [("INSERT INTO report_signals(signal_id, at) VALUES (?,?) ON CONFLICT(signal_id) DO NOTHING",
+                        (signal_id, at)) for signal_id, at in (signals or {}).items()]
         statements += [(_ADD, (campaign_id, hour, *counts)) for (campaign_id, hour), counts in totals.items()]
         statements += [("INSERT INTO nobid_stats(hour, reason, count) VALUES (?,?,?) ON CONFLICT(hour, reason) "
                         "DO UPDATE SET count = nobid_stats.count + excluded.count", (hour, reason, count))
                        for (hour, reason), count in no_bids.items()]
         await self._db.write(statements)
+
+    async def counted(self, signal_ids: Sequence[str]) -> set[str]:
+        """Which of these reward-signal ids the totals already count (and have not yet forgotten)."""
+        found: set[str] = set()
+        for k in range(0, len(signal_ids), 500):
+            chunk = signal_ids[k:k + 500]
+            rows = await self._db.fetchall(f"SELECT signal_id FROM report_signals WHERE signal_id IN "
+                                           f"({', '.join('?' * len(chunk))})", tuple(chunk))
+            found.update(str(row[0]) for row in rows)
+        return found
+
+    async def purge_signals(self, before: float, limit: int = 5_000) -> int:
+        """Forget up to `limit` counted signal ids remembered before `before`; how many were forgotten."""
+        deleted, = await self._db.write([
+            ("DELETE FROM report_signals WHERE rowid IN (SELECT rowid FROM report_signals WHERE at < ? LIMIT ?)",
+             (before, limit))])
+        return deleted
 
     async def series(self, campaign_id: str, first_hour: int, last_hour: int, step_hours: int
                      ) -> list[tuple[int, ...]]:

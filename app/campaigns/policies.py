@@ -22,6 +22,7 @@ import msgspec
 import numpy as np
 
 from app.bidding.campaigns import CampaignService
+from app.bidding.events import BidClicked
 from app.campaigns.events import CampaignChanged
 from app.campaigns.ports import DecisionService
 from app.config import CampaignsConfig
@@ -50,6 +51,7 @@ SENDS_IN_FLIGHT = 256       # rewards being forwarded to the decision service; m
 PURGE_EVERY_S = 3600.0      # forgotten signal ids are purged lazily, at most this often, by the reward path
 PURGE_CHUNK = 5_000
 CONVERSION_REWARD = 2.0     # a paid order after a decision, as much as a redemption
+CLICK_REWARD = 1.0          # a click notice on a decided creative, as much as a clicked signal
 CONVERSION_WINDOW_S = 7 * 86_400.0  # how long after a decision a paid order still counts for it
 DECISIONS_HELD = 100_000    # customers whose recent decisions are held, least recently decided forgotten
 DECISIONS_PER_USER = 8
@@ -164,6 +166,7 @@ class PolicyService:
         bus.subscribe(RewardSignalled, self._on_reward)
         bus.subscribe(CampaignChanged, self._campaign_changed)
         bus.subscribe(OrderPaid, self._on_paid)
+        bus.subscribe(BidClicked, self._on_click)
 
     async def load(self) -> None:
         """Rebuild the policies of the campaigns held (not archived) from the store (a row that cannot be read is
@@ -307,6 +310,20 @@ class PolicyService:
                 continue
             await self.learn(RewardSignalled(f"order:{order.id}:{campaign_id}", order.owner, arm, "converted",
                                              CONVERSION_REWARD, None, campaign_id, arm, dict(context), now))
+
+    async def _on_click(self, event: BidClicked) -> None:
+        """A click notice on an ad whose creative the campaign's creatives policy decided for this customer in the
+        window: that decision's reward, as a `clicked` signal (once per bid). A click with no decision behind it
+        teaches nothing: the policy saw no trial it could credit."""
+        now = self._clock.now()
+        for campaign_id, arm, context, at in self.decisions.get(event.user_id) or ():
+            policy = self._held.get(campaign_id)
+            if campaign_id != event.campaign_id or arm != event.creative_id or policy is None \
+                    or policy.stored.arms != "creatives" or now - at > CONVERSION_WINDOW_S:
+                continue
+            await self.learn(RewardSignalled(f"click:{event.bid_id}", event.user_id, arm, "clicked", CLICK_REWARD,
+                                             None, campaign_id, arm, dict(context), now))
+            return
 
     async def _remote(self, decision: DecisionService, user_id: str, context: dict[str, Any],
                       arms: list[str]) -> tuple[str | None, str | None]:

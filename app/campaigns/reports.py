@@ -6,9 +6,10 @@ the event log in the same transaction (an event counts once, across restarts). A
 at most a few thousand rows, whatever the traffic was.
 
 Attribution: bids, wins (each an impression; its clearing price a thousandth of the CPM spent), billing notices of
-bids with no win notice (an impression too), and losses carry their campaign. Reward signals count as clicks
-(`clicked`) and conversions (`redeemed`) for the campaign they name, else for every campaign promoting the offer;
-a paid order converts for every campaign promoting its offer, its flight's route or one of its products.
+bids with no win notice (an impression too), losses and click notices carry their campaign. Reward signals count
+as clicks (`clicked`) and conversions (`redeemed`) for the campaign they name, else for every campaign promoting
+the offer, once per signal id (a retried signal is logged again); a paid order converts for every campaign
+promoting its offer, its flight's route or one of its products.
 No-bid reasons belong to the bidder, not to a campaign: reports show them for the whole range. Bids and no-bids
 are read from the event log's per-second totals where it keeps them (analytics.sample_bids below 1), and the whole
 records it keeps beside them as a sample are not counted again.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -37,7 +39,10 @@ HOUR = 3600
 DAY = 86_400
 # Bids and no-bids arrive whole (each counts one; those marked "sampled" are already in a total) or as the event
 # log's per-second totals (app/eventlog.py), each counting `count`.
-TYPES = frozenset({"Bid", "Win", "Billing", "Loss", "NoBid", "RewardSignal", "OrderPaid", "BidTotals", "NoBidTotals"})
+TYPES = frozenset({"Bid", "Win", "Billing", "Loss", "NoBid", "Click", "RewardSignal", "OrderPaid", "BidTotals",
+                   "NoBidTotals"})
+PURGE_EVERY_S = 3600.0  # counted signal ids past their memory are forgotten at most this often, a chunk a commit
+PURGE_CHUNK = 5_000
 MAX_HOURLY_RANGE_S = 93 * DAY  # hourly points: at most about three months (2,232 points)
 MAX_RANGE_S = 3 * 366 * DAY
 _payload = msgspec.json.Decoder(dict[str, Any])
@@ -120,8 +125,12 @@ class CampaignsReport(msgspec.Struct):
 class CampaignReports:
     def __init__(self, events: EventLog, store: ReportStore, campaigns: CampaignService, clock: Clock,
                  metrics: Metrics, route_of: Callable[[str], str | None], batch: int = 20_000,
-                 revenue_currency: str = "USD") -> None:
+                 revenue_currency: str = "USD", signal_memory_s: float = 30 * DAY) -> None:
+        """`signal_memory_s`: how long a counted reward signal's id is remembered, so a retry logged again within
+        it is not counted twice (campaigns.reward_memory_days, as the policies remember them)."""
         self._events = events
+        self._signal_memory_s = signal_memory_s
+        self._purged_at = -math.inf
         self._currency = revenue_currency
         self._store = store
         self._campaigns = campaigns
@@ -145,6 +154,11 @@ class CampaignReports:
                 return 0
 
     async def _roll_up(self) -> int:
+        now = self._clock.now()
+        if now - self._purged_at >= PURGE_EVERY_S:
+            self._purged_at = now
+            while await self._store.purge_signals(now - self._signal_memory_s, PURGE_CHUNK) == PURGE_CHUNK:
+                pass
         cursor = await self._store.cursor()
         read = 0
         while True:
@@ -153,12 +167,20 @@ class CampaignReports:
                 return read
             totals: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0] * len(COUNTERS))
             no_bids: dict[tuple[int, str], int] = defaultdict(int)
-            for event in events:
-                if event.type in TYPES:
-                    self._count(event.type, int(event.at // HOUR) * HOUR, _payload.decode(event.payload),
-                                totals, no_bids)
+            counted = [(event, _payload.decode(event.payload)) for event in events if event.type in TYPES]
+            # A reward signal is logged each time it is sent, retries included: each signal id counts once.
+            signal_ids = [p["signal_id"] for event, p in counted
+                          if event.type == "RewardSignal" and isinstance(p.get("signal_id"), str)]
+            seen = await self._store.counted(list(dict.fromkeys(signal_ids))) if signal_ids else set()
+            signals: dict[str, float] = {}
+            for event, p in counted:
+                if event.type == "RewardSignal" and isinstance(signal_id := p.get("signal_id"), str):
+                    if signal_id in seen or signal_id in signals:
+                        continue
+                    signals[signal_id] = event.at
+                self._count(event.type, int(event.at // HOUR) * HOUR, p, totals, no_bids)
             after, cursor = cursor, events[-1].id
-            await self._store.add(totals, no_bids, after, cursor)
+            await self._store.add(totals, no_bids, after, cursor, signals)
             read += len(events)
             self._metrics.rollup_events.inc(len(events))
             self._metrics.rollup_lag.set(max(0.0, self._clock.now() - events[-1].at))
@@ -190,7 +212,9 @@ class CampaignReports:
         if not isinstance(campaign_id, str) or not campaign_id:
             return
         row = totals[(campaign_id, hour)]
-        if type_ == "Bid":
+        if type_ == "Click":  # a click notice on one of the campaign's ads (counted once per bid by the notices)
+            row[CLICKS] += 1
+        elif type_ == "Bid":
             row[BIDS] += 1
         elif type_ == "BidTotals":
             row[BIDS] += int(p.get("count") or 0)

@@ -62,7 +62,8 @@ def build(infra: Infra, campaigns: CampaignService, store: CampaignStore,
     metrics.watch_queue("policies_in_memory", lambda: len(policies))
     infra.supervisor.add_periodic("policy_memory", 60, policies.forget_archived)
     reports = CampaignReports(infra.event_log, SqliteReportStore(infra.records_db), campaigns, infra.clock,
-                              infra.metrics, route_of, revenue_currency=infra.config.retail.currency)
+                              infra.metrics, route_of, revenue_currency=infra.config.retail.currency,
+                              signal_memory_s=config.reward_memory_days * 86_400)
     infra.supervisor.add_periodic("campaign_rollup", config.rollup_interval_s, reports.roll_up)
     tools = infra.config.integrations
 

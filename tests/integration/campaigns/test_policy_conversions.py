@@ -66,3 +66,37 @@ async def test_a_paid_order_teaches_the_decision_that_preceded_it(aiohttp_client
     await platform.bus.idle()
     view = await (await client.get("/v1/admin/campaigns/routes/policy", headers=admin)).json()
     assert arms(view)["LIS-BCN"]["pulls"] == 1 and arms(view)["OPO-LHR"]["pulls"] == 0
+
+
+async def test_a_click_on_a_decided_creative_teaches_it_once_and_a_click_without_a_decision_does_not(
+        aiohttp_client, tmp_path, clock):
+    client = await aiohttp_client(create_app(make_config(tmp_path), clock=clock))
+    platform = client.app[PLATFORM]
+    await platform.campaigns.create("test", Campaign(
+        id="ads", name="Ads", advertiser_domain="contrail.example", bid_cap_micros=1_000_000,
+        daily_budget_micros=10**9, state="live", creatives=[Creative("only", "banner", "<b>", w=300, h=250)]),
+        audit=False)
+    _, key = await platform.api_keys.create("ops", "admin")
+    _, exchange = await platform.api_keys.create("exchange", "exchange")
+    admin = {"X-Api-Key": key}
+    resp = await client.put("/v1/admin/campaigns/ads/policy", json={"kind": "thompson", "arms": "creatives"},
+                            headers=admin)
+    assert resp.status == 200, await resp.text()
+
+    async def bid_for(user: str) -> str:
+        resp = await client.post("/v1/bid", headers={"X-Api-Key": exchange}, json={
+            "id": f"r-{user}", "imp": [{"id": "1", "bidfloor": 0.1, "banner": {"w": 300, "h": 250}}],
+            "site": {"id": "s", "domain": "news.example"}, "user": {"id": user}, "tmax": 200})
+        assert resp.status == 200, await resp.text()
+        return (await resp.json())["seatbid"][0]["bid"][0]["id"]
+
+    decided = await client.post("/v1/campaigns/ads/decide", json={"user_id": "u-decided", "context": {}},
+                                headers=admin)
+    assert (await decided.json())["arm"] == "only"
+    for user in ("u-decided", "u-other"):  # the second was never shown anything by the policy
+        bid_id = await bid_for(user)
+        for _ in range(2):  # the click tracker called twice: one click
+            assert (await client.get("/v1/notices/click", params={"bid": bid_id})).status == 200
+    await platform.bus.idle()
+    view = await (await client.get("/v1/admin/campaigns/ads/policy", headers=admin)).json()
+    assert arms(view)["only"]["pulls"] == 1 and arms(view)["only"]["reward_sum"] == 1.0

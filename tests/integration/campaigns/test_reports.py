@@ -73,6 +73,13 @@ async def test_a_campaigns_bids_notices_clicks_and_orders_are_reported(shop, clo
         resp = await client.post("/v1/loyalty/reward-signal", headers=admin,
                                  json={"offer_id": "promo-1", "user_id": "u1", "signal_type": signal})
         assert resp.status == 200, await resp.text()
+    for _ in range(3):  # a signal sent three times (a client's retries): counted once
+        resp = await client.post("/v1/loyalty/reward-signal", headers=admin,
+                                 json={"offer_id": "promo-1", "user_id": "u2", "signal_type": "clicked",
+                                       "signal_id": "sig-retried", "campaign_id": "spring", "arm": "c"})
+        assert resp.status == 200, await resp.text()
+    for bid in (bids[0], bids[0], bids[1]):  # the ad of two bids clicked, one of them twice: two clicks
+        assert (await client.get("/v1/notices/click", params={"bid": bid["id"]})).status == 200
     platform = client.app[PLATFORM]
     await seed_catalog(platform, clock)  # a LIS-BCN flight: the campaign promotes that route
     buyer = await customer(client, "ana")
@@ -88,7 +95,8 @@ async def test_a_campaigns_bids_notices_clicks_and_orders_are_reported(shop, clo
     assert totals["win_rate"] == 0.5
     assert totals["spend_micros"] == 2_000 + 3_000 + 1_500
     assert totals["avg_clearing_price_micros"] == 2_500_000
-    assert (totals["clicks"], totals["conversions"]) == (2, 2)  # one redemption, one paid order
+    # clicks: two signals, the retried one once, and two click notices; conversions: a redemption, a paid order
+    assert (totals["clicks"], totals["conversions"]) == (5, 2)
     assert totals["revenue_cents"] == order["total_cents"]
     assert [p["at"] % HOUR for p in report["series"]] == [0] * len(report["series"])
     assert sum(p["totals"]["bids"] for p in report["series"]) == 4
@@ -105,8 +113,11 @@ async def test_a_campaigns_bids_notices_clicks_and_orders_are_reported(shop, clo
 
 async def test_the_roll_up_counts_each_event_once_across_a_restart(aiohttp_client, shop, clock):
     client, exchange, admin, config = shop
+    signal = {"offer_id": "promo-1", "user_id": "u2", "signal_type": "clicked", "signal_id": "sig-1",
+              "campaign_id": "spring", "arm": "c"}
     for k in range(3):
         assert (await client.post("/v1/bid", json=bid_request(f"r{k}"), headers=exchange)).status == 200
+    assert (await client.post("/v1/loyalty/reward-signal", json=signal, headers=admin)).status == 200
     await rolled_up(client)
     await rolled_up(client)  # nothing new: nothing added
     await client.close()
@@ -114,9 +125,11 @@ async def test_the_roll_up_counts_each_event_once_across_a_restart(aiohttp_clien
     await again.app[PLATFORM].reports.roll_up()  # starts from where it was
     resp = await again.post("/v1/bid", json=bid_request("after"), headers=exchange)
     assert resp.status == 200
+    assert (await again.post("/v1/loyalty/reward-signal", json=signal, headers=admin)).status == 200  # a retry
     await rolled_up(again)
     report = await (await again.get("/v1/admin/campaigns/spring/report", headers=admin)).json()
     assert report["totals"]["bids"] == 4
+    assert report["totals"]["clicks"] == 1  # the retry, in a later roll-up after a restart, is not counted again
 
 
 async def test_a_month_of_hourly_data_answers_in_well_under_50_ms(shop, clock):
