@@ -65,6 +65,7 @@ class Revision(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True
     targeting: Targeting | None = None
     creatives: list[Creative] | None = None
     channels: list[str] | None = None
+    editors: list[str] = []  # everyone whose changes it holds (submitted_by last): none of them may approve it
 
 
 class Campaign(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):

@@ -131,7 +131,9 @@ class CampaignWorkflow:
         fields.update(reviewed)
         proposed = msgspec.structs.replace(campaign, **{k: v for k, v in fields.items() if v is not None})
         rule = match_rule(self._config.approval_rules, proposed)
-        return Revision(who, self._clock.now(), rule.name, rule.approvers, [], **fields)
+        earlier = campaign.pending.editors or [campaign.pending.submitted_by] if campaign.pending is not None else []
+        editors = [*(e for e in earlier if e != who), who]
+        return Revision(who, self._clock.now(), rule.name, rule.approvers, [], **fields, editors=editors)
 
     # ---- the steps ----
     async def submit(self, actor: Principal | str, campaign_id: str, comment: str = "") -> Campaign:
@@ -171,7 +173,9 @@ class CampaignWorkflow:
                 action = "approve"
             elif current.state in RUNNING and current.pending is not None:
                 pending = current.pending
-                self._may_approve(who, current, pending.approvals, pending.submitted_by)
+                # Whoever put changes into the revision, and whoever last edited the campaign since, may not approve.
+                self._may_approve(who, current, pending.approvals, current.edited_by,
+                                  *(pending.editors or [pending.submitted_by]))
                 approvals = [*pending.approvals, who]
                 if len(approvals) >= pending.approvals_required:
                     applied = {k: getattr(pending, k) for k in REVISABLE if getattr(pending, k) is not None}
@@ -286,9 +290,10 @@ class CampaignWorkflow:
                 if c.state == "in_review" or (c.state in RUNNING and c.pending is not None)]
 
     # ---- helpers ----
-    def _may_approve(self, who: str, campaign: Campaign, approvals: builtins.list[str], editor: str) -> None:
-        if who in (campaign.created_by, editor):
-            raise Forbidden(f"{who} created or last edited campaign {campaign.id} and cannot approve it")
+    def _may_approve(self, who: str, campaign: Campaign, approvals: builtins.list[str], *editors: str) -> None:
+        if who == campaign.created_by or who in editors:
+            raise Forbidden(f"{who} created or last edited campaign {campaign.id}, or made the changes waiting for "
+                            "approval, and cannot approve it")
         if who in approvals:
             raise Conflict(f"{who} has already approved campaign {campaign.id}", {"state": campaign.state})
 

@@ -222,6 +222,16 @@ async def test_edits_of_a_live_campaign_wait_for_approval_while_the_approved_ver
     assert applied["daily_budget_micros"] == 9_000_000_000 and applied["pending"] is None
     assert applied["state"] == "live"
 
+    # Changes by two admins wait together: neither may approve them, nor may whoever edited the campaign last.
+    await client.patch("/v1/admin/campaigns/spring", json={"bid_cap_micros": 2_000_000}, headers=keys["author"])
+    await client.patch("/v1/admin/campaigns/spring", json={"daily_budget_micros": 8_000_000_000},
+                       headers=keys["ana"])
+    await client.patch("/v1/admin/campaigns/spring", json={"name": "Spring, renamed"}, headers=keys["ben"])
+    for who in ("author", "ana", "ben"):
+        refused = await step(client, keys[who], "spring", "approve", status=403)
+        assert "made the changes waiting for approval" in refused["error"]["message"], who
+    await step(client, keys["ana"], "spring", "reject", comment="start again")
+
     added = await client.post("/v1/admin/campaigns/spring/creatives", headers=keys["author"],
                               json={"id": "c2", "format": "banner", "markup": "<b>2</b>", "w": 728, "h": 90})
     assert [c["id"] for c in (await added.json())["pending"]["creatives"]] == ["c1", "c2"]

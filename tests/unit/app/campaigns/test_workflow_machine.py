@@ -2,7 +2,7 @@
 (creating, editing, submitting, approving, rejecting, scheduling, pausing, resuming, archiving, and time passing
 under the scheduler) leaves every campaign in the state the rules say, with the approvals and pending changes they
 say, one history entry per step, and only live campaigns bidding. A refused step is 409 (or 403 for an approver who
-created or last edited the campaign) and changes nothing."""
+created or last edited the campaign, or whose changes wait for approval) and changes nothing."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ class Expected:
     ends_at: float | None
     approvals: list[str] = field(default_factory=list)
     required: int = 0
-    pending: dict | None = None  # {"budget", "submitted_by", "approvals", "required"}
+    pending: dict | None = None  # {"budget", "submitted_by", "approvals", "editors", "required"}
     steps: int = 1  # history entries (create is the first)
 
 
@@ -148,7 +148,8 @@ class WorkflowMachine(RuleBasedStateMachine):
             m.editor = actor
             m.steps += 1
             if budget is not None and m.state in RUNNING:
-                m.pending = {"budget": budget, "submitted_by": actor, "approvals": [],
+                earlier = [e for e in (m.pending or {}).get("editors", []) if e != actor]
+                m.pending = {"budget": budget, "submitted_by": actor, "approvals": [], "editors": [*earlier, actor],
                              "required": required(budget, m.channels)}
             elif budget is not None:
                 m.budget = budget
@@ -180,7 +181,7 @@ class WorkflowMachine(RuleBasedStateMachine):
                     m.state = "approved"
         elif m.state in RUNNING and m.pending is not None:
             p = m.pending
-            own = actor in (m.creator, p["submitted_by"])
+            own = actor in (m.creator, m.editor, *p["editors"])  # no one whose changes it holds, nor the last editor
             allowed = not own and actor not in p["approvals"]
             if self._attempt(self.workflow.approve(actor, campaign_id), allowed, forbidden=own):
                 p["approvals"].append(actor)
