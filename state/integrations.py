@@ -3,6 +3,7 @@ the domain reads, and the one error every tool's failure is raised as."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -47,3 +48,8 @@ class Asset:
     url: str
     modified_at: str | None
     metadata: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+def changed_since(assets: Iterable[Asset], known: Mapping[str, str]) -> list[Asset]:
+    """The assets a sync must fetch again: new ones, and ones whose version differs from the one it knows."""
+    return [asset for asset in assets if known.get(asset.id) != asset.version]

@@ -2,7 +2,8 @@
 campaign can use them and a sync task can pick up what changed.
 
 Three styles of DAM behind one interface, `AssetLibrary`: `list_folder(folder)`, `search(query)` and
-`metadata(asset_id)`, all answering `Asset`s. `changed_since(assets, known)` picks the assets a sync must fetch again.
+`metadata(asset_id)`, all answering `Asset`s (state/integrations.py, where `changed_since` picks the assets a
+sync must fetch again).
 
 Adobe Experience Manager, Assets HTTP API (Basic auth, or a Bearer access token on AEM as a Cloud Service):
   GET /api/assets/{folder}.json?offset=0&limit=N  -> a Siren folder:
@@ -39,7 +40,6 @@ Aprimo DAM, REST API (Bearer access token; every call sends "API-VERSION: 1" and
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -47,11 +47,6 @@ import aiohttp
 
 from adapters.http.retry import OnAttempt, RetryPolicy, Sleep, ToolClient
 from state.integrations import Asset, IntegrationError
-
-
-def changed_since(assets: Iterable[Asset], known: Mapping[str, str]) -> list[Asset]:
-    """The assets a sync must fetch again: new ones, and ones whose version differs from the one it knows."""
-    return [asset for asset in assets if known.get(asset.id) != asset.version]
 
 
 def _guess_mime(name: str) -> str:

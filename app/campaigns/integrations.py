@@ -22,7 +22,7 @@ from app.campaigns.workflow import CampaignWorkflow
 from app.errors import InvalidInput, RuleViolation, Unavailable
 from app.runtime.clock import Clock
 from state.campaigns import Campaign, Creative, ReviewTask
-from state.integrations import Asset, IntegrationError, TaskLink
+from state.integrations import Asset, IntegrationError, TaskLink, changed_since
 from state.ports import TaskStore
 
 log = logging.getLogger("contrail.campaigns")
@@ -124,18 +124,23 @@ class AssetImport:
     """Creatives from the digital asset management, keeping the asset's id and version; a sync refreshes them."""
 
     def __init__(self, library: AssetLibrary | None, dam: str, workflow: CampaignWorkflow,
-                 campaigns: CampaignService) -> None:
+                 campaigns: CampaignService, folder: str = "") -> None:
+        """`folder` (integrations.dam_folder): the team's folder. An import that names no asset, folder or query
+        takes it, and each sync lists it once for its assets' versions instead of asking for each asset."""
         self._library = library
         self._dam = dam
         self._workflow = workflow
         self._campaigns = campaigns
+        self._folder = folder
 
     async def import_assets(self, actor: Any, campaign_id: str, asset_ids: list[str], folder: str | None,
                             query: str | None, fmt: str, w: int | None, h: int | None) -> Campaign:
         """Add the assets (by id, a folder's or a search's) as creatives; for an approved campaign they go under
         review like any other change of creatives."""
         if not (asset_ids or folder or query):
-            raise InvalidInput("give asset_ids, a folder or a query", {"field": "asset_ids"})
+            if not self._folder:
+                raise InvalidInput("give asset_ids, a folder or a query", {"field": "asset_ids"})
+            folder = self._folder
         if self._library is None:
             raise RuleViolation("no digital asset management is configured (integrations.dam)")
         campaign = await self._campaigns.read(campaign_id)
@@ -168,6 +173,12 @@ class AssetImport:
         """Refresh every imported creative whose asset has a newer version; returns how many changed."""
         if self._library is None:
             return 0
+        listed: dict[str, Asset] = {}
+        if self._folder:
+            try:
+                listed = {a.id: a for a in await self._library.list_folder(self._folder)}
+            except IntegrationError as exc:  # each asset is then asked for on its own
+                log.warning("asset folder listing failed", extra={"folder": self._folder, "error": str(exc)})
         changed = 0
         for campaign in self._campaigns.list():
             if campaign.state in ("in_review", "completed", "archived"):
@@ -175,8 +186,14 @@ class AssetImport:
             base = campaign.pending.creatives if campaign.pending is not None and \
                 campaign.pending.creatives is not None else campaign.creatives
             fresh: list[Creative] = []
+            mine = {c.dam_id: c.dam_version or "" for c in base if c.dam == self._dam and c.dam_id}
+            # Of the assets the folder listed, only those whose version moved are fetched again.
+            moved = {a.id for a in changed_since((listed[i] for i in mine if i in listed), mine)}
             for creative in base:
                 if creative.dam == self._dam and creative.dam_id:
+                    if creative.dam_id in listed and creative.dam_id not in moved:
+                        fresh.append(creative)
+                        continue
                     try:
                         asset = await self._library.metadata(creative.dam_id)
                     except IntegrationError as exc:

@@ -31,7 +31,8 @@ async def tools(aiohttp_server) -> tuple[FakeJira, FakeAem, str]:
     tool.router.add_get("/rest/api/2/issue/{key}", jira.get)
     tool.router.add_get("/api/assets/{path:.+}", aem.assets)
     server = await aiohttp_server(tool)
-    return jira, aem, str(server.make_url("")).rstrip("/")
+    aem.base = str(server.make_url("")).rstrip("/")
+    return jira, aem, aem.base
 
 
 @pytest.fixture
@@ -130,6 +131,35 @@ async def test_creatives_are_imported_from_the_asset_library_and_refreshed_when_
 
     aem.fail_next = [503, 503, 503, 503]
     assert await assets.sync() == 0  # the library failing changes nothing and raises nothing
+
+
+async def test_the_teams_folder_is_what_an_import_takes_and_what_a_sync_lists_once(team):
+    client, keys, _, aem, _, _ = team
+    platform = client.app[PLATFORM]
+    library = AemAssets(aem.base, basic=("dam-reader", "s3cret"), policy=FAST)
+    assets = AssetImport(library, "aem", platform.workflow, platform.campaigns, folder="campaigns/summer")
+    body = {"id": "autumn", "name": "Autumn", "advertiser_domain": "contrail.example", "bid_cap_micros": 4_000_000,
+            "daily_budget_micros": 100_000_000}
+    await client.post("/v1/admin/campaigns", json=body, headers=keys["author"])
+    campaign = await assets.import_assets("author", "autumn", [], None, None, "banner", 300, 250)  # the folder's
+    assert sorted(c.dam_id for c in campaign.creatives) == sorted(AEM_ASSETS)
+    aem.requests.clear()
+    assert await assets.sync() == 0
+    assert [r.split("?")[0] for r in aem.requests] == ["/api/assets/campaigns/summer.json"]  # one listing, no more
+    AEM_ASSETS["campaigns/summer/banner.png"] = {**AEM_ASSETS["campaigns/summer/banner.png"],
+                                                 "modified": "2026-06-02T10:00:00Z"}
+    aem.requests.clear()
+    try:
+        assert await assets.sync() == 1
+    finally:
+        AEM_ASSETS["campaigns/summer/banner.png"] = {**AEM_ASSETS["campaigns/summer/banner.png"],
+                                                     "modified": "2026-05-02T10:00:00Z"}
+    assert [r.split("?")[0] for r in aem.requests] == ["/api/assets/campaigns/summer.json",
+                                                       "/api/assets/campaigns/summer/banner.png.json"]
+    got = await (await client.get("/v1/admin/campaigns/autumn", headers=keys["ana"])).json()
+    assert {c["dam_id"]: c["dam_version"] for c in got["creatives"]}["campaigns/summer/banner.png"] == \
+        "2026-06-02T10:00:00Z"  # a draft takes the change at once
+    await library.close()
 
 
 async def test_configured_tools_are_wired_into_the_app(aiohttp_client, aiohttp_server, tmp_path, clock):

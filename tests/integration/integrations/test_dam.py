@@ -9,8 +9,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from adapters.http.dam import AemAssets, AprimoAssets, Asset, BynderAssets, changed_since
+from adapters.http.dam import AemAssets, AprimoAssets, BynderAssets
 from adapters.http.retry import IntegrationError, RetryPolicy
+from state.integrations import Asset, changed_since
 from tests.integration.integrations.helpers import Sleeps
 
 FAST = RetryPolicy(attempts=3, deadline_s=5.0, base_delay_s=0.01, max_delay_s=0.05)
