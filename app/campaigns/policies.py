@@ -431,6 +431,7 @@ class PolicyService:
             return
         if len(self._sending) >= SENDS_IN_FLIGHT:
             self.forward_failures += 1
+            self._metrics.policy_forward_failures.labels("dropped").inc()
             return
         task = asyncio.create_task(self._send(self._decision, user_id, arm, reward))
         self._sending.add(task)
@@ -441,6 +442,7 @@ class PolicyService:
             await decision.send_reward(user_id, arm, reward)
         except Exception as exc:  # counted (here and in integration_calls), never the reward's caller's problem
             self.forward_failures += 1
+            self._metrics.policy_forward_failures.labels("failed").inc()
             log.warning("a reward was not forwarded to the decision service", extra={"error": str(exc)[:300]})
 
     def _campaign_changed(self, event: CampaignChanged) -> None:

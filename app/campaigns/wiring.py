@@ -52,10 +52,15 @@ def build(infra: Infra, campaigns: CampaignService, store: CampaignStore,
     infra.supervisor.add_periodic("campaign_scheduler", config.scheduler_interval_s, workflow.tick)
     policy_store = SqlitePolicyStore(infra.records_db)
     metrics = infra.metrics
+    tools = infra.config.integrations
+
+    def counted(tool: str, outcome: str) -> None:
+        metrics.integration_calls.labels(tool, outcome).inc()
+    # Rewards and the catalogue retry like every tool; a recommendation has its own deadline and one attempt.
+    retry = RetryPolicy(attempts=tools.max_attempts, deadline_s=tools.timeout_s)
     decision = DecisionClient(config.decision_url, config.decision_api_key,
-                              recommendation_deadline_s=config.decision_deadline_ms / 1000,
-                              on_attempt=lambda tool, outcome: metrics.integration_calls.labels(tool, outcome).inc()
-                              ) if config.decision_url else None
+                              recommendation_deadline_s=config.decision_deadline_ms / 1000, policy=retry,
+                              on_attempt=counted) if config.decision_url else None
     policies = PolicyService(campaigns, policy_store, config, infra.clock, infra.metrics, infra.bus, decision,
                              route_of=route_of)
     infra.supervisor.add_periodic("policy_reward_memory", 3600, policies.purge_signals)
@@ -65,11 +70,6 @@ def build(infra: Infra, campaigns: CampaignService, store: CampaignStore,
                               infra.metrics, route_of, revenue_currency=infra.config.retail.currency,
                               signal_memory_s=config.reward_memory_days * 86_400)
     infra.supervisor.add_periodic("campaign_rollup", config.rollup_interval_s, reports.roll_up)
-    tools = infra.config.integrations
-
-    def counted(tool: str, outcome: str) -> None:
-        metrics.integration_calls.labels(tool, outcome).inc()
-    retry = RetryPolicy(attempts=tools.max_attempts, deadline_s=tools.timeout_s)
     tasks = ReviewTasks(_tracker(tools, retry, counted), tools.task_tool, SqliteTaskStore(infra.records_db),
                         campaigns, infra.clock, infra.config.channels.public_base_url)
     infra.bus.subscribe(CampaignChanged, tasks.on_change)

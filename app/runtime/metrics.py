@@ -308,6 +308,10 @@ class Metrics:
                                             ["reason"], r)
         self.policy_rewards = LoopCounter("contrail_policy_rewards", "Reward signals offered to policies, by outcome "
                                           "(learned, repeat, no_policy, unknown_arm)", ["outcome"], r)
+        self.policy_forward_failures = LoopCounter("contrail_policy_forward_failures", "Learned rewards the "
+                                                   "decision service was not told, by reason (failed: it refused or "
+                                                   "was unreachable after retries; dropped: too many in flight)",
+                                                   ["reason"], r)
         self.policy_breaker = Gauge("contrail_policy_breaker_state", "Decision service circuit breaker: 0 closed, "
                                     "1 half-open, 2 open", registry=r)
         self.integration_calls = LoopCounter("contrail_integration_calls", "Calls to the team's tools (task "

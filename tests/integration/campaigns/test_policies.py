@@ -192,6 +192,9 @@ async def test_rewards_are_forwarded_in_the_background_and_the_catalog_synced_wh
     assert (await signal(client, keys, "s2", "c2"))["reward"] == 1.0
     await platform.policies.idle()
     assert platform.policies.forward_failures == 1
+    metrics = await (await client.get("/metrics")).text()
+    assert 'contrail_policy_forward_failures_total{reason="failed"} 1.0' in metrics
+    assert 'contrail_integration_calls_total{outcome="failed",tool="decision"}' in metrics
     view = await (await client.get("/v1/admin/campaigns/spring/policy", headers=keys["ops"])).json()
     assert {a["arm"]: a["pulls"] for a in view["posterior"]} == {"c1": 0, "c2": 2, "c3": 0}
     await platform.policies.close()
