@@ -574,17 +574,18 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for kind, by_h in sim["regret"].items():
         r = by_h[last]
-        out.append({"name": NAMES[kind], "regret": r["mean"], "regret_lower": r["lower"], "regret_upper": r["upper"],
-                    "ctr_estimate": None, "ctr_lower": None, "ctr_upper": None,
+        out.append({"name": NAMES[kind], "estimator": "simulation", "regret": r["mean"], "regret_lower": r["lower"],
+                    "regret_upper": r["upper"], "ctr_estimate": None, "ctr_lower": None, "ctr_upper": None,
                     "ratio_to_random": r["mean"] / base if base else None})
     obd = report["obd"]
     if obd is not None:
         logged = obd["logged"]["estimate"]
-        for name, key in (("random (logged)", "logged"), ("contrail (replay)", "replay"), ("contrail (ipw)", "ipw"),
-                          ("contrail (dr)", "dr")):
+        # Our policy's rows are all named contrail (a script picks ours by name); `estimator` tells them apart.
+        for name, key in (("random (logged)", "logged"), ("contrail", "replay"), ("contrail", "ipw"),
+                          ("contrail", "dr")):
             e = obd[key]
             est = e["estimate"]
-            out.append({"name": name, "regret": None, "regret_lower": None, "regret_upper": None,
+            out.append({"name": name, "estimator": key, "regret": None, "regret_lower": None, "regret_upper": None,
                         "ctr_estimate": est, "ctr_lower": e["lower"], "ctr_upper": e["upper"],
                         "ratio_to_random": est / logged if est is not None and logged else None})
     return out

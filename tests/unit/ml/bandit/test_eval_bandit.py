@@ -110,9 +110,10 @@ def test_cli_json_and_table(tmp_path, capsys):
     code, out, _ = _run(capsys, "--seeds", "3", "--rounds", "200,500", "--data", str(path), "--json")
     assert code == 0
     doc = json.loads(out)
-    names = [r["name"] for r in doc["rows"]]
-    assert names == ["uniform", "epsilon_greedy (0.1)", "ucb1", "contrail", "random (logged)", "contrail (replay)",
-                     "contrail (ipw)", "contrail (dr)"]
+    names = [(r["name"], r["estimator"]) for r in doc["rows"]]
+    assert names == [("uniform", "simulation"), ("epsilon_greedy (0.1)", "simulation"), ("ucb1", "simulation"),
+                     ("contrail", "simulation"), ("random (logged)", "logged"), ("contrail", "replay"),
+                     ("contrail", "ipw"), ("contrail", "dr")]
     for r in doc["rows"]:
         assert {"name", "regret", "ctr_estimate", "ratio_to_random"} <= set(r)
         assert (r["regret"] is None) == (r["ctr_estimate"] is not None or r["name"].startswith("random"))
