@@ -1,8 +1,9 @@
-// One campaign's report, history, pending changes and offer-selection policy, for the campaigns page's detail view
-// (js/pages/campaigns.js). Each panel is {el, load(...), destroy()}; the page decides when to load.
+// One campaign's report, history, review tasks, pending changes and offer-selection policy, for the campaigns
+// page's detail view (js/pages/campaigns.js). Each panel is {el, load(...), destroy()}; the page decides when to load.
 //
 //   GET /v1/admin/campaigns/{id}/report?granularity=hour|day&from=&to=   totals, series, today's pacing
 //   GET /v1/admin/campaigns/{id}/history                                 the workflow steps
+//   GET /v1/admin/campaigns/{id}/tasks                                   review tasks in Jira or Asana
 //   GET /v1/admin/campaigns/{id}/policy                                  the arms' posteriors (404/409: none)
 import { ApiError, api, h, micros, money, when } from "../api.js";
 import { loadUplot } from "../charts.js";
@@ -262,6 +263,40 @@ export function historyPanel(id, me) {
     } catch (err) {
       error.hidden = false;
       error.textContent = `The history is not available: ${err.message}`;
+    }
+  }
+  return { el, load };
+}
+
+/** The review tasks opened for the campaign in the team's task tool (Jira, Asana), with their synced status;
+ * hidden while there are none (no task tool configured, or never submitted). */
+export function tasksPanel(id) {
+  const body = h("tbody");
+  const error = h("p", { class: "error", role: "alert", hidden: true });
+  const el = h("section", { class: "card", "aria-labelledby": "tasks-heading", hidden: true },
+    h("h2", { id: "tasks-heading" }, "Review tasks"), error,
+    h("div", { class: "table-wrap" }, h("table", { class: "tasks-table" },
+      h("caption", { class: "visually-hidden" }, "The campaign's review tasks in the team's task tool"),
+      h("thead", {}, h("tr", {}, ...["Opened", "Tool", "Task", "Status", "Last synced"].map((t) =>
+        h("th", { scope: "col" }, t)))),
+      body)));
+  async function load() {
+    try {
+      const answer = await api("GET", `/v1/admin/campaigns/${enc(id)}/tasks`);
+      error.hidden = true;
+      el.hidden = !answer.items.length;
+      body.replaceChildren(...[...answer.items].reverse().map((t) => h("tr", { "data-status": t.status },
+        h("td", { class: "nowrap" }, when(t.opened_at)),
+        h("td", {}, t.tool),
+        h("td", {}, t.url ? h("a", { href: t.url, target: "_blank", rel: "noopener" }, t.task_key || t.task_id)
+          : h("span", { class: "muted" }, "–")),
+        h("td", {}, t.status === "failed" ? h("span", { class: "error" },
+          `not opened after ${t.attempts} attempt${t.attempts === 1 ? "" : "s"}: ${t.error}`) : stateText(t.status)),
+        h("td", { class: "nowrap" }, when(t.synced_at)))));
+    } catch (err) {
+      el.hidden = false;
+      error.hidden = false;
+      error.textContent = `The review tasks are not available: ${err.message}`;
     }
   }
   return { el, load };

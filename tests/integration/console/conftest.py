@@ -6,8 +6,10 @@ what the user saw go to var/screenshots/ (CI keeps them as artifacts).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,6 +43,46 @@ DEMO_ENV = {"CONTRAIL__DEMO__TRAFFIC_PER_S": "20", "CONTRAIL__SMTP__EMBEDDED_SIN
             "CONTRAIL__SENDGRID__ALLOW_UNSIGNED": "true"}
 
 
+class ThreadedJira:
+    """Jira REST v2 (tests/integration/integrations/test_tasks.py's FakeJira) on loopback, served from a thread of
+    its own: the console's server opens review tasks in it, and the campaign pages show them."""
+
+    def __init__(self) -> None:
+        from aiohttp import web
+
+        from bench.server import free_port
+        from tests.integration.integrations.test_tasks import FakeJira
+        self.fake, self.port = FakeJira(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._loop = asyncio.new_event_loop()
+        app = web.Application()
+        app.router.add_post("/rest/api/2/issue", self.fake.create)
+        app.router.add_get("/rest/api/2/issue/{key}", self.fake.get)
+        self._runner = web.AppRunner(app)
+        started = threading.Event()
+
+        def serve() -> None:
+            asyncio.set_event_loop(self._loop)
+            self._loop.run_until_complete(self._runner.setup())
+            self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
+            started.set()
+            self._loop.run_forever()
+        self._thread = threading.Thread(target=serve, name="fake-jira", daemon=True)
+        self._thread.start()
+        assert started.wait(10), "the fake Jira did not start"
+
+    def env(self) -> dict[str, str]:
+        from tests.integration.integrations.test_tasks import EMAIL, TOKEN
+        return {"CONTRAIL__INTEGRATIONS__TASK_TOOL": "jira", "CONTRAIL__INTEGRATIONS__JIRA_URL": self.url,
+                "CONTRAIL__INTEGRATIONS__JIRA_EMAIL": EMAIL, "CONTRAIL__INTEGRATIONS__JIRA_API_TOKEN": TOKEN,
+                "CONTRAIL__INTEGRATIONS__JIRA_PROJECT": "MKT", "CONTRAIL__INTEGRATIONS__TASK_SYNC_INTERVAL_S": "1"}
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
 def demo_server(data_dir: Path, **env: str) -> ServerProcess:
     """A server as `make run` starts it: migrated, the demo data loaded, demo traffic flowing."""
     from bench.server import free_port
@@ -52,8 +94,15 @@ def demo_server(data_dir: Path, **env: str) -> ServerProcess:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory) -> Iterator[ServerProcess]:
-    proc = demo_server(tmp_path_factory.mktemp("console") / "var")
+def jira() -> Iterator[ThreadedJira]:
+    fake = ThreadedJira()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, jira) -> Iterator[ServerProcess]:
+    proc = demo_server(tmp_path_factory.mktemp("console") / "var", **jira.env())
     yield proc
     proc.stop()
 

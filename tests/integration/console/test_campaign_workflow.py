@@ -152,6 +152,30 @@ def test_the_list_shows_states_and_a_campaign_shows_its_report_charts_totals_and
     console.shot("campaign-report-daily")
 
 
+def test_a_submitted_campaign_shows_its_review_task_in_jira_with_its_synced_status(console, server, jira,
+                                                                                   second_admin, made):
+    campaign = new_campaign(server.url, f"Task link {uuid.uuid4().hex[:4]}", key=second_admin)
+    made.append((campaign["id"], "key"))
+    console.sign_in(*DEMO_ADMIN)
+    page = console.open(f"campaigns?id={campaign['id']}")
+    tasks = page.get_by_role("region", name="Review tasks")
+    link = tasks.get_by_role("link", name=re.compile(r"^MKT-\d+$"))
+    expect(link).to_be_visible()
+    key = link.inner_text()
+    assert link.get_attribute("href") == f"{jira.url}/browse/{key}"
+    expect(tasks.locator("tr[data-status=open]")).to_have_count(1)
+    jira.fake.statuses[key] = ("In Progress", "indeterminate")  # someone picks it up in Jira
+    token = admin_token(server.url)
+    deadline = time.monotonic() + 15
+    while call(server.url, "GET", f"/v1/admin/campaigns/{campaign['id']}/tasks", None, token)["items"][-1][
+            "status"] != "in_progress":  # the sync reads it back within a second or two
+        assert time.monotonic() < deadline, "the task's status was not synced back"
+        time.sleep(0.2)
+    expect(tasks.locator("tr[data-status=in_progress]")).to_have_count(1, timeout=12_000)  # the panel's refresh
+    expect(tasks).to_contain_text("in progress")
+    console.shot("campaign-review-task")
+
+
 def test_the_demo_admin_approves_from_the_queue_what_a_second_admin_submitted(console, server, second_admin, made):
     name = f"Queue approval {uuid.uuid4().hex[:4]}"
     campaign = new_campaign(server.url, name, key=second_admin)
