@@ -6,6 +6,7 @@ clock, and a restart takes no step twice."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 
 import pytest
@@ -98,8 +99,13 @@ async def test_a_campaign_goes_from_draft_to_archived_and_bids_only_while_live(t
     assert history["items"][4]["actor"] == "scheduler" and history["items"][2]["actor"] == keys["ana_scope"]
     assert [(e.action, e.from_state, e.to_state) for e in seen] == moves  # each step on the bus
     audit = await (await client.get("/v1/admin/audit", headers=keys["ana"])).json()
-    actions = [e["action"] for e in audit["items"]]
-    assert "campaign.approve" in actions and "campaign.archive" in actions
+    steps = {e["action"]: e for e in audit["items"] if e["target"] == "spring"}
+    assert (steps["campaign.approve"]["actor"], steps["campaign.approve"]["details"]) == (
+        keys["ana_scope"], {"from_state": "in_review", "to_state": "approved", "comment": "looks good"})
+    assert steps["campaign.archive"]["actor"] == keys["ben_scope"]
+    assert steps["campaign.archive"]["details"] == {"from_state": "completed", "to_state": "archived",
+                                                    "comment": "done"}
+    assert steps["campaign.submit"]["details"]["rule"] == "standard"
 
 
 async def test_steps_that_the_workflow_does_not_allow_are_409_naming_the_state(team):
@@ -423,3 +429,46 @@ async def test_two_creatives_added_at_once_both_land(aiohttp_client, tmp_path, c
     assert [r.status for r in added] == [201, 201]
     got = await (await client.get("/v1/admin/campaigns/spring", headers=author)).json()
     assert sorted(c["id"] for c in got["creatives"]) == ["c1", "c2", "c3"]
+
+
+async def test_targeting_and_channels_of_a_live_campaign_wait_for_approval_too(team):
+    client, keys, _ = team
+    await client.post("/v1/admin/campaigns", json=new_campaign(), headers=keys["author"])
+    await step(client, keys["author"], "spring", "submit")
+    await step(client, keys["ana"], "spring", "approve")
+    live = await step(client, keys["ana"], "spring", "schedule")
+    assert live["state"] == "live"
+    patched = await client.patch("/v1/admin/campaigns/spring", headers=keys["author"],
+                                 json={"targeting": {"countries": ["FRA"]}, "channels": ["display", "sms"]})
+    body = await patched.json()
+    assert patched.status == 200, body
+    assert body["targeting"] == live["targeting"] and body["channels"] == live["channels"]  # still running as was
+    assert body["pending"]["targeting"]["countries"] == ["FRA"] and body["pending"]["channels"] == ["display", "sms"]
+    assert (body["pending"]["rule"], body["pending"]["approvals_required"]) == ("regulated_channel", 2)
+    assert await bids(client, keys)  # the approved targeting keeps bidding until the change is approved
+    await step(client, keys["ana"], "spring", "approve")
+    applied = await step(client, keys["ben"], "spring", "approve")
+    assert applied["targeting"]["countries"] == ["FRA"] and applied["channels"] == ["display", "sms"]
+
+
+async def test_the_rules_and_the_fields_that_need_approval_come_from_configuration(aiohttp_client, tmp_path, clock):
+    rules = [{"name": "everything", "approvers": 3}]
+    config = make_config(tmp_path, campaigns__approval_rules=json.dumps(rules), campaigns__reapprove_fields="[]")
+    client = await aiohttp_client(create_app(config, clock=clock))
+    platform = client.app[PLATFORM]
+    keys = {}
+    for name in ("author", "ana", "ben", "cy"):
+        _, key = await platform.api_keys.create(name, "admin")
+        keys[name] = {"X-Api-Key": key}
+    await client.post("/v1/admin/campaigns", json=new_campaign(), headers=keys["author"])
+    submitted = await step(client, keys["author"], "spring", "submit")
+    assert (submitted["approval_rule"], submitted["approvals_required"]) == ("everything", 3)
+    for who in ("ana", "ben"):
+        assert (await step(client, keys[who], "spring", "approve"))["state"] == "in_review"
+    assert (await step(client, keys["cy"], "spring", "approve"))["state"] == "approved"
+    await step(client, keys["ana"], "spring", "schedule")
+    # No field needs approval again: a live campaign's budget changes at once.
+    patched = await client.patch("/v1/admin/campaigns/spring", json={"daily_budget_micros": 9_000_000_000},
+                                 headers=keys["author"])
+    body = await patched.json()
+    assert body["state"] == "live" and body["daily_budget_micros"] == 9_000_000_000 and body["pending"] is None
