@@ -424,8 +424,9 @@ class LtvService:
             value, lower, upper, confidence, purchases, alive, reasons = known[j]  # type: ignore[misc]
             a, ask = answers[k], asks[k]
             if not (math.isfinite(value) and math.isfinite(lower) and math.isfinite(upper)):
-                # Past a few hundred repeat purchases the hypergeometric terms overflow: no number to give.
-                self._fallback(a, ask.platform, "the model cannot value a history this long")
+                # Never a NaN to a caller. (No input found gives one since the long histories that overflowed the
+                # hypergeometric terms are taken by Euler's transformation, ml/ltv/base.py.)
+                self._fallback(a, ask.platform, "the model cannot value a history like this one")
                 continue
             a.predicted_ltv, a.ltv_lower_bound, a.ltv_upper_bound = value, lower, upper
             a.confidence, a.expected_purchases, a.probability_alive = confidence, purchases, alive

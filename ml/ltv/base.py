@@ -27,13 +27,18 @@ def bgnbd_loglik(params: Params, x: np.ndarray, tx: np.ndarray, T: np.ndarray) -
 
 def _pnbd_log_a0(params: Params, x: np.ndarray, tx: np.ndarray, T: np.ndarray) -> np.ndarray:
     r, alpha, s, beta = params
-    # The series is taken in the variable that stays in [0, 1): (max - min) / (max + t).
+    # The series is taken in the variable that stays in [0, 1): w = (max - min) / (max + t). The function,
+    # 2F1(r+s+x, b; r+s+x+1; w) with b = s+1 (alpha >= beta) or r+x, is taken by Euler's transformation,
+    # (1-w)^(1-b) 2F1(1, r+s+x+1-b; r+s+x+1; w), with the power in logs: the direct form overflows after a few
+    # hundred repeat purchases, a frequent flyer's history.
     hi, lo = max(alpha, beta), min(alpha, beta)
-    second: float | np.ndarray = s + 1.0 if alpha >= beta else r + x
+    power = -s if alpha >= beta else 1.0 - r - x
+    other = r + x if alpha >= beta else s + 1.0
     rsx = r + s + x
     q1, q2 = hi + tx, hi + T
-    l1 = np.log(hyp2f1(rsx, second, rsx + 1.0, (hi - lo) / q1)) - rsx * np.log(q1)
-    l2 = np.log(hyp2f1(rsx, second, rsx + 1.0, (hi - lo) / q2)) - rsx * np.log(q2)
+    w1, w2 = (hi - lo) / q1, (hi - lo) / q2
+    l1 = power * np.log1p(-w1) + np.log(hyp2f1(1.0, other, rsx + 1.0, w1)) - rsx * np.log(q1)
+    l2 = power * np.log1p(-w2) + np.log(hyp2f1(1.0, other, rsx + 1.0, w2)) - rsx * np.log(q2)
     # A0 = e^l1 - e^l2 >= 0; it is 0 for a purchase at "now" (tx == T), floored to keep logs finite.
     return np.asarray(l1 + np.log(np.maximum(-np.expm1(np.minimum(l2 - l1, 0.0)), 1e-300)))
 
@@ -52,7 +57,8 @@ def pnbd_alive(params: Params, x: np.ndarray, tx: np.ndarray, T: np.ndarray) -> 
     r, _, s, beta = params
     alive_term = -(r + x) * np.log(params[1] + T) - s * np.log(beta + T)
     gone = np.log(s) + _pnbd_log_a0(params, x, tx, T) - np.log(r + s + x)
-    return np.asarray(1.0 / (1.0 + np.exp(gone - alive_term)))
+    with np.errstate(over="ignore"):  # long gone: e^(gone - alive) overflows, and P(alive) is 0
+        return np.asarray(1.0 / (1.0 + np.exp(gone - alive_term)))
 
 
 def pnbd_loglik(params: Params, x: np.ndarray, tx: np.ndarray, T: np.ndarray) -> np.ndarray:
@@ -118,7 +124,9 @@ def bgnbd_expected_if_alive(params: Params, t: float, x: np.ndarray, T: np.ndarr
     r, alpha, a, b = params
     z = t / (alpha + T + t)
     head = (a + b + x - 1) / (a - 1)
-    tail = 1.0 - np.exp((r + x) * np.log1p(-z)) * hyp2f1(r + x, b + x, a + b + x - 1, z)
+    # (1-z)^(r+x) 2F1(r+x, b+x; a+b+x-1; z) by Euler's transformation, (1-z)^(a-1) 2F1(a+b-1-r, a-1; a+b+x-1; z):
+    # the same value, where the direct form's function overflows after a few hundred repeat purchases.
+    tail = 1.0 - np.exp((a - 1) * np.log1p(-z)) * hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, z)
     return np.asarray(np.maximum(head * tail, 0.0))
 
 

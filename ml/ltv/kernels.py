@@ -119,15 +119,15 @@ def base_args(method, par, xtT, group):
                 idx[term, i] = found
                 continue
             idx[term, i] = u
-            if term == 0:
-                args[0, u] = br + x
-                args[1, u] = bb + x
+            if term == 0:  # Euler's transformation of the direct form, as base.bgnbd_expected_if_alive
+                args[0, u] = ba + bb - 1 - br
+                args[1, u] = ba - 1
                 args[2, u] = ba + bb + x - 1
                 args[3, u] = t / (balpha + T + t)
-            else:
+            else:  # the same, as base._pnbd_log_a0
                 rsx = r + s + x
-                args[0, u] = rsx
-                args[1, u] = s + 1.0 if alpha >= beta else r + x
+                args[0, u] = 1.0
+                args[1, u] = r + x if alpha >= beta else s + 1.0
                 args[2, u] = rsx + 1.0
                 args[3, u] = (hi - lo) / ((hi + tx) if term == 1 else (hi + T))
             u += 1
@@ -162,13 +162,14 @@ def point(method, par, coef, gl, xtT, h, hidx, group, inv, m, extra, glx, glw):
         x, tx, T = xtT[0, i], xtT[1, i], xtT[2, i]
         z = t / (balpha + T + t)
         head = (ba + bb + x - 1) / (ba - 1)
-        tail = 1.0 - math.exp((br + x) * math.log1p(-z)) * h[hidx[0, i]]
+        tail = 1.0 - math.exp((ba - 1.0) * math.log1p(-z)) * h[hidx[0, i]]
         parts[0, i] = _max(head * tail, 0.0)
         if method != BG:
-            hi = max(alpha, beta)
+            hi, lo = max(alpha, beta), min(alpha, beta)
+            power = -s if alpha >= beta else 1.0 - r - x
             rsx = r + s + x
-            l1 = math.log(h[hidx[1, i]]) - rsx * math.log(hi + tx)
-            l2 = math.log(h[hidx[2, i]]) - rsx * math.log(hi + T)
+            l1 = power * math.log1p(-(hi - lo) / (hi + tx)) + math.log(h[hidx[1, i]]) - rsx * math.log(hi + tx)
+            l2 = power * math.log1p(-(hi - lo) / (hi + T)) + math.log(h[hidx[2, i]]) - rsx * math.log(hi + T)
             log_a0 = l1 + math.log(_max(-math.expm1(_min(l2 - l1, 0.0)), 1e-300))
             alive_term = -(r + x) * math.log(alpha + T) - s * math.log(beta + T)
             gone = math.log(s) + log_a0 - math.log(r + s + x)

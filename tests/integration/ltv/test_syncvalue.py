@@ -5,9 +5,11 @@ reasons and measured health; bad input gets INVALID_INPUT answers and clear erro
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import struct
 
+import numpy as np
 import pytest
 from grpclib.client import Channel
 from grpclib.const import Status
@@ -109,13 +111,26 @@ async def test_a_given_history_is_used_and_bad_input_gets_invalid_input_answers(
     frequency = {f.name: f.value for f in given.top_features}.get("frequency")
     assert frequency is None or frequency == 5  # six purchases: five repeats
 
-    # A history longer than the model's functions can take (thousands of repeat purchases) is no NaN: it gets the
-    # platform heuristic, said to be one.
-    heavy = [pb.CustomerEvent(timestamp_ms=now_ms - d * 86_400_000, event_type="purchase", event_value=300.0)
-             for d in range(1, 5001)]
-    reply = await stub.PredictLTV(pb.LTVPredictionRequest(customer_id="flyer", event_history=heavy), metadata=md)
-    assert reply.status == pb.FALLBACK and "cannot value a history this long" in reply.message, reply
-    assert reply.model_version == "heuristic" and math.isfinite(reply.predicted_ltv) and reply.predicted_ltv > 0
+    # A frequent flyer: thousands of purchases, a flight most days. (The models' hypergeometric functions used to
+    # overflow past a few hundred and answer NaN.) Worth far more than the six-purchase customer, with bounds.
+    heavy = [pb.CustomerEvent(timestamp_ms=now_ms - d * 86_400_000, event_type="purchase", event_value=120.0)
+             for d in range(1, 2001)]
+    flyer = await stub.PredictLTV(pb.LTVPredictionRequest(customer_id="flyer", event_history=heavy), metadata=md)
+    assert flyer.status == pb.SUCCESS, flyer
+    assert math.isfinite(flyer.ltv_upper_bound) and flyer.ltv_lower_bound < flyer.predicted_ltv < flyer.ltv_upper_bound
+    assert flyer.predicted_ltv > 20 * given.predicted_ltv and flyer.probability_alive > 0.99
+    # Should a model still fail to value a history (a number that is not finite), the answer is the platform
+    # heuristic, said to be one, never a NaN.
+    model = client.app[PLATFORM].ltv.model
+    real_predict = model.predict
+    model.predict = lambda *a, **k: dataclasses.replace(real_predict(*a, **k), ltv=np.array([math.nan]))
+    try:
+        odd = await stub.PredictLTV(pb.LTVPredictionRequest(customer_id="odd", event_history=history[:3]),
+                                    metadata=md)
+    finally:
+        del model.predict
+    assert odd.status == pb.FALLBACK and "cannot value a history" in odd.message, odd
+    assert odd.model_version == "heuristic" and math.isfinite(odd.predicted_ltv) and odd.predicted_ltv > 0
 
     bad = [(pb.LTVPredictionRequest(customer_id="c", event_history=[pb.CustomerEvent(
                timestamp_ms=now_ms + 7 * 86_400_000, event_type="purchase", event_value=10)]), "future"),

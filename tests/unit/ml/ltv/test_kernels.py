@@ -33,7 +33,8 @@ def fitted() -> LTVModel:
 
 def customers(n: int, seed: int) -> Summary:
     """Random customers with the awkward ones mixed in: no repeat purchase, a purchase today, a negative mean
-    spend, a brand-new customer, a heavy buyer, and repeats of the first row (rows the kernels may share)."""
+    spend, a brand-new customer, a heavy buyer, a frequent flyer, and repeats of the first row (rows the kernels
+    may share)."""
     rng = np.random.default_rng(seed)
     frequency = rng.choice([0, 0, 1, 2, 3, 5, 8, 13, 40], n).astype(np.float64)
     age = rng.uniform(0.5, 600, n)
@@ -41,7 +42,7 @@ def customers(n: int, seed: int) -> Summary:
     monetary = np.where(frequency > 0, rng.lognormal(3, 1, n), 0.0)
     extra = rng.normal(size=(n, 2))
     for i, (f, r, a, m) in enumerate([(4.0, 90.0, 90.0, 20.0), (2.0, 10.0, 50.0, -5.0), (0.0, 0.0, 0.0, 0.0),
-                                      (300.0, 700.0, 720.0, 35.0)]):
+                                      (300.0, 700.0, 720.0, 35.0), (2000.0, 2100.0, 2101.0, 120.0)]):
         if i + 1 < n:
             frequency[i + 1], recency[i + 1], age[i + 1], monetary[i + 1] = f, r, a, m
     if n > 8:
@@ -180,3 +181,21 @@ def test_past_eight_inputs_the_plain_explanation_serves(fitted):
         assert fast == ref
     finally:
         fitted.extra_names, fitted.population = kept
+
+
+@pytest.mark.parametrize(("method", "use_extra"), METHOD_CASES)
+def test_frequent_flyers_are_valued_and_more_flights_are_worth_more(fitted, method, use_extra):
+    """Thousands of repeat purchases used to overflow the hypergeometric functions (NaN); their Euler
+    transformations keep every prediction finite, on both paths."""
+    frequency = np.array([10.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0])
+    age = np.full(6, 3650.0)
+    s = Summary(frequency, age - 1.0, age, np.full(6, 120.0), np.zeros((6, 2)), NAMES)
+    with served(fitted, method, use_extra, 1):
+        fast = fitted.predict(s, 365, 0.1)
+        with plain():
+            ref = fitted.predict(s, 365, 0.1)
+    for field in Prediction.__dataclass_fields__:
+        assert np.all(np.isfinite(getattr(fast, field))), (method, field, getattr(fast, field))
+        assert_close(getattr(fast, field), getattr(ref, field), f"{method} {field}")
+    assert np.all(np.diff(fast.expected_purchases) > 0) and np.all(np.diff(fast.ltv) > 0), fast.ltv
+    assert np.all(fast.probability_alive[1:] > 0.99)  # a hundred flights or more, the last a day ago
