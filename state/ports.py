@@ -629,6 +629,9 @@ class RecoStore(Protocol):
     async def user_final_items(self, user_id: str) -> list[str]:
         ...
 
+    async def user_dismissed_items(self, user_id: str) -> list[str]:
+        ...
+
     async def user_items(self, user_id: str) -> list[str]:
         ...
 

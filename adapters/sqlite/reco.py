@@ -94,6 +94,12 @@ class SqliteRecoStore:
                                        "WHERE user_id=? AND (kind='purchase' OR weight < 0)", (user_id,))
         return [r[0] for r in rows]
 
+    async def user_dismissed_items(self, user_id: str) -> list[str]:
+        """Items the user dismissed (negative feedback), ever: kept out even when bought items may come back."""
+        rows = await self._db.fetchall("SELECT DISTINCT item_id FROM reco_interactions WHERE user_id=? AND weight < 0",
+                                       (user_id,))
+        return [r[0] for r in rows]
+
     async def user_items(self, user_id: str) -> list[str]:
         rows = await self._db.fetchall("SELECT DISTINCT item_id FROM reco_interactions WHERE user_id=?", (user_id,))
         return [r[0] for r in rows]

@@ -371,13 +371,16 @@ class RecoService:
 
     # ---- lists ----
     async def recommend(self, user_id: str, strategy: str = "personalized", n: int = 10,
-                        categories: list[str] | None = None, exclude: list[str] | None = None) -> dict:
+                        categories: list[str] | None = None, exclude: list[str] | None = None,
+                        include_bought: bool = False) -> dict:
         """`{"user_id", "strategy", "model", "items": [{"item_id", "score", "reason"}]}`."""
-        return _answer.decode(await self.recommend_json(user_id, strategy, n, categories, exclude))
+        return _answer.decode(await self.recommend_json(user_id, strategy, n, categories, exclude, include_bought))
 
     async def recommend_json(self, user_id: str, strategy: str = "personalized", n: int = 10,
-                             categories: list[str] | None = None, exclude: list[str] | None = None) -> bytes:
-        """The list as JSON, the form it is cached in (what the REST edge sends as it is)."""
+                             categories: list[str] | None = None, exclude: list[str] | None = None,
+                             include_bought: bool = False) -> bytes:
+        """The list as JSON, the form it is cached in (what the REST edge sends as it is). With `include_bought`,
+        what the user bought may be listed again (a bag, a lounge pass); what they dismissed never is."""
         started = time.perf_counter()
         if strategy not in STRATEGIES:
             raise InvalidInput(f"unknown strategy {strategy!r}; one of {', '.join(STRATEGIES)}")
@@ -391,7 +394,7 @@ class RecoService:
         canary, variant = self.canary, None
         if canary is not None and strategy == "personalized" and canary.takes(user_id):
             variant = self._variant  # one user sees one version for the canary's whole period
-        key = _key.encode((user_id, strategy, n, categories or (), exclude or (),
+        key = _key.encode((user_id, strategy, n, categories or (), exclude or (), include_bought,
                            self.features.version if variant is None else variant.name))
         ttl = self._config.cache_ttl_s
         now = time.monotonic()
@@ -406,12 +409,16 @@ class RecoService:
             body = cached[_STAMP.size:]
         else:
             self._metrics.reco_cache.labels("miss").inc()
+            kept_out: set[int] | None = None  # of the bought or dismissed, those to leave out (None: all of them)
+            if include_bought and state is not None and len(state.final):
+                index = self.features.items.index
+                kept_out = {index[i] for i in await self._store.user_dismissed_items(user_id) if i in index}
             answer: dict | None = None
             if canary is None or strategy != "personalized":
-                answer = self._recommend(user_id, state, strategy, n, categories, exclude)
+                answer = self._recommend(user_id, state, strategy, n, categories, exclude, None, kept_out)
             else:  # by the version the user falls to, each timed alike; what the canary fails, the live one makes
                 def make(v: Variant | None) -> dict:
-                    return self._recommend(user_id, state, strategy, n, categories, exclude, v)
+                    return self._recommend(user_id, state, strategy, n, categories, exclude, v, kept_out)
                 if variant is not None:
                     answer = canary.by_canary(lambda: make(variant))
                 if answer is None:
@@ -434,12 +441,13 @@ class RecoService:
         return allowed
 
     def _recommend(self, user_id: str, state: UserState | None, strategy: str, n: int,
-                   categories: list[str] | None, exclude: list[str] | None, variant: Variant | None = None) -> dict:
+                   categories: list[str] | None, exclude: list[str] | None, variant: Variant | None = None,
+                   kept_out: set[int] | None = None) -> dict:
         f = self.features
         model = f.model() if variant is None else variant.model(f.model())
         weights = self.weights if variant is None else variant.weights
         allowed = self._allowed(categories)
-        excluded = set(state.final) if state is not None else set()
+        excluded = (set(state.final) if kept_out is None else kept_out) if state is not None else set()
         for token in exclude or ():
             if token == "seen":
                 excluded.update(state.seen if state is not None else ())

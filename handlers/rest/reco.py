@@ -44,6 +44,7 @@ class RecoQuery(msgspec.Struct, forbid_unknown_fields=True):
     n: N = 10
     category: Csv = ""   # one category or several, comma-separated
     exclude: Csv = ""    # item ids, comma-separated, and/or the keyword `seen`
+    include: Literal["", "bought"] = ""  # bought: what the user bought may come back (never what they dismissed)
 
 
 class PopularQuery(msgspec.Struct, forbid_unknown_fields=True):
@@ -169,14 +170,14 @@ class RecoApi:
         return json_response(self._reco.item(request.match_info["item_id"]))
 
     @endpoint("A user's recommendations by strategy (default personalized), with a reason each; never what they "
-              "bought or dismissed; exclude=seen leaves out everything they interacted with; an unknown user gets "
-              "popular items", tags=("reco",), roles=MEMBERS, query=RecoQuery, response=Recommendations,
-              errors=(403, 422))
+              "bought (unless include=bought) or dismissed; exclude=seen leaves out everything they interacted with; "
+              "an unknown user gets popular items", tags=("reco",), roles=MEMBERS, query=RecoQuery,
+              response=Recommendations, errors=(403, 422))
     async def recommend(self, request: web.Request, principal, query: RecoQuery) -> web.Response:
         user_id = request.match_info["user_id"]
         reader_or_staff(principal, user_id)
         body = await self._reco.recommend_json(user_id, query.strategy, query.n, _csv(query.category, "category"),
-                                               _csv(query.exclude, "exclude"))
+                                               _csv(query.exclude, "exclude"), query.include == "bought")
         return web.Response(body=body, content_type="application/json")
 
     @endpoint("A user's latest feedback events, newest first, each saying whether it counts in their lists now, and "

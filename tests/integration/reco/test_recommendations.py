@@ -65,6 +65,25 @@ async def test_dismissed_and_bought_items_never_come_back_and_exclude_seen_leave
     assert "dest-CDG" not in ids(await recommend(client, headers, "bo", n=20))
 
 
+async def test_include_bought_lists_bought_items_again_but_never_dismissed_ones(reco, clock):
+    client, headers = reco
+    await browse_history(client, headers, clock)
+    await ingest(client, headers, [event("flo", "purchase", "bag-23kg"), event("flo", "product_view", "lounge-pass"),
+                                   event("flo", "purchase", "dest-BCN"), event("flo", "dismiss", "dest-BCN")])
+    default = ids(await recommend(client, headers, "flo", n=20))
+    assert "bag-23kg" not in default and "dest-BCN" not in default
+    again = ids(await recommend(client, headers, "flo", n=20, include="bought"))
+    assert "bag-23kg" in again  # bags are bought again
+    assert "dest-BCN" not in again  # bought, then dismissed: dismissed wins
+    assert "bag-23kg" not in ids(await recommend(client, headers, "flo", n=20, include="bought", exclude="seen"))
+    resp = await client.get("/v1/recommendations/flo", params={"include": "dismissed"}, headers=headers)
+    assert resp.status == 400 and "include" in (await resp.json())["error"]["message"]
+    # Forgotten by memory and read back from the store, the user is served the same.
+    client.app[PLATFORM].reco.features.users.clear()
+    client.app[PLATFORM].reco.lists.clear()
+    assert ids(await recommend(client, headers, "flo", n=20, include="bought")) == again
+
+
 async def test_categories_filter_and_hidden_items_never_appear(reco, clock):
     client, headers = reco
     await browse_history(client, headers, clock)
