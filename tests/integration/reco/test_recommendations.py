@@ -163,6 +163,26 @@ async def test_the_cache_serves_repeats_and_the_users_event_invalidates_it(reco,
     assert "contrail_reco_feature_update_seconds_count" in text and 'contrail_reco_events_total{kind="dismiss"}' in text
 
 
+async def test_cached_lists_expire_and_the_cache_holds_at_most_its_entries(aiohttp_client, tmp_path, clock):
+    config = make_config(tmp_path, reco__explore_items=0, reco__cache_ttl_s=0.3, reco__cache_entries=2)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    headers = await staff(client)
+    await seed_items(client, headers)
+    await browse_history(client, headers, clock)
+    metrics = client.app[PLATFORM].metrics
+    await recommend(client, headers, "h0", n=3)
+    await recommend(client, headers, "h0", n=3)
+    assert (metrics.reco_cache.labels("hit").value, metrics.reco_cache.labels("miss").value) == (1, 1)
+    await asyncio.sleep(0.35)  # past reco.cache_ttl_s: made again
+    await recommend(client, headers, "h0", n=3)
+    assert (metrics.reco_cache.labels("hit").value, metrics.reco_cache.labels("miss").value) == (1, 2)
+    for user in ("h1", "h2", "h3"):
+        await recommend(client, headers, user, n=3)
+    assert len(client.app[PLATFORM].reco.lists) == 2  # reco.cache_entries: the least recently used went
+    text = await (await client.get("/metrics")).text()
+    assert 'contrail_cache_entries{cache="reco_lists"} 2.0' in text
+
+
 async def test_bad_requests_get_clear_4xx(reco, clock):
     client, headers = reco
     for params, field in (({"strategy": "magic"}, "strategy"), ({"n": "0"}, "n"), ({"n": "1001"}, "n"),

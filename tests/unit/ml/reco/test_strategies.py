@@ -1,5 +1,7 @@
 """Each strategy on small examples, the blend, the weight search and list building."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -145,3 +147,20 @@ def test_simplex_grid_sums_to_one():
 def test_lexicographic_breaks_ties_by_the_second_key_only():
     s = lexicographic(np.array([[1.0, 1.0, 0.0, 1.0]]), np.array([5.0, 7.0, 9.0, 5.0]))
     assert s[0, 1] > s[0, 0] == s[0, 3] > s[0, 2]
+
+
+def test_item_recency_halves_each_half_life_since_the_items_latest_event_and_is_0_for_items_never_seen():
+    # Item 0 last seen now, item 1 one half-life (7 days) before, item 2 two before, item 3 never.
+    rows = [(0, 0, 20.0 * DAY), (1, 1, 13.0 * DAY), (2, 2, 6.0 * DAY), (3, 0, 1.0 * DAY)]
+    model = _fit(_inter(rows, 4, 4), config=st.RecoConfig(factors=4, als_iterations=3, recency_half_life_s=7 * DAY))
+    assert model.now == 20.0 * DAY
+    np.testing.assert_allclose(st.item_recency(model), [1.0, 0.5, 0.25, 0.0])
+
+
+def test_recency_moves_the_blend_toward_items_active_lately():
+    # Two items alike in every other signal (one view each, by strangers); only when each was last seen differs.
+    rows = [(0, 0, 1.0 * DAY), (1, 1, 30.0 * DAY), (2, 2, 30.0 * DAY)]
+    model = dataclasses.replace(_fit(_inter(rows, 3, 3)), embeddings=None)
+    ctx = st.UserContext.from_interactions(_inter(rows, 3, 3), np.array([2]), model.config)
+    only_recency = st.personalized(model, ctx, (0.0, 0.0, 0.0, 1.0))[0]
+    assert only_recency[1] > only_recency[0]
