@@ -567,6 +567,11 @@ def evaluate(seeds: int = SEEDS, horizons: tuple[int, ...] = HORIZONS, data: str
             "seconds": round(time.perf_counter() - started, 1)}
 
 
+# The Open Bandit Dataset's rows, estimator -> name: our policy's rows are all named contrail (a script picks ours
+# by name), told apart by `estimator`; the printed table says "contrail (replay)" and so on.
+OBD_ROWS = {"logged": "random (logged)", "replay": "contrail", "ipw": "contrail", "dr": "contrail"}
+
+
 def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     sim = report["simulation"]
     last = str(sim["horizons"][-1])
@@ -580,9 +585,7 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     obd = report["obd"]
     if obd is not None:
         logged = obd["logged"]["estimate"]
-        # Our policy's rows are all named contrail (a script picks ours by name); `estimator` tells them apart.
-        for name, key in (("random (logged)", "logged"), ("contrail", "replay"), ("contrail", "ipw"),
-                          ("contrail", "dr")):
+        for key, name in OBD_ROWS.items():
             e = obd[key]
             est = e["estimate"]
             out.append({"name": name, "estimator": key, "regret": None, "regret_lower": None, "regret_upper": None,
@@ -635,9 +638,9 @@ def table(report: dict[str, Any]) -> str:
         h2 = f"{'estimator':<18}  {'CTR':>8}  {'95% interval':>20}  vs logged"
         lines += [h2, "-" * len(h2)]
         logged = obd["logged"]["estimate"]
-        for name, key in (("random (logged)", "logged"), ("contrail (replay)", "replay"), ("contrail (ipw)", "ipw"),
-                          ("contrail (dr)", "dr")):
+        for key, row_name in OBD_ROWS.items():
             e = obd[key]
+            name = row_name if key == "logged" else f"{row_name} ({key})"
             if e["estimate"] is None:
                 lines.append(f"{name:<18}  {'n/a':>8}  (replay needs a uniform-random log)")
                 continue

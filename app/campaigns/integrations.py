@@ -87,7 +87,7 @@ class ReviewTasks:
         changes = "" if c.pending is None else "Changes under review: " + ", ".join(
             k for k, v in msgspec.structs.asdict(c.pending).items()
             if v is not None and k not in ("submitted_by", "submitted_at", "rule", "approvals_required",
-                                           "approvals")) + ".\n"
+                                           "approvals", "editors")) + ".\n"
         where = f"\nReview it in Contrail: {self._console_url}#/campaigns?id={c.id}" if self._console_url else ""
         text = (f"Campaign {c.id} ({c.name}) waits for approval: rule {c.approval_rule or c.pending and c.pending.rule}"
                 f", {c.approvals_required} approver(s).\n{changes}Daily budget {c.daily_budget_micros / 1e6:.2f} USD, "

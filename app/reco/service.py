@@ -397,7 +397,7 @@ class RecoService:
         key = _key.encode((user_id, strategy, n, categories or (), exclude or (), include_bought,
                            self.features.version if variant is None else variant.name))
         ttl = self._config.cache_ttl_s
-        now = time.monotonic()
+        now = self._clock.now()  # the platform clock: expiry is testable, and moves with it
         version = state.version if state is not None else -1
         cached = self.lists.get(key) if ttl > 0 else None
         if cached is not None:

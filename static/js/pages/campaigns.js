@@ -162,8 +162,10 @@ export function render(root, { params, role, session }) {
 
   // `comment`: a field whose text goes with the step (emptied once the step is taken).
   // The server refuses an approval from whoever created the campaign or last changed it: offered, it could only fail.
-  // (the server's rule: its creator, and whoever made what is under review: the last edit, or the pending changes)
-  const authoredByMe = (c) => !!me && (c.created_by === me || (c.pending ? c.pending.submitted_by : c.edited_by) === me);
+  // (the server's rule: its creator, its last editor, and everyone whose changes wait for approval in `pending`)
+  const authoredByMe = (c) => !!me && (c.created_by === me || c.edited_by === me ||
+    (!!c.pending && (c.pending.editors && c.pending.editors.length ? c.pending.editors : [c.pending.submitted_by])
+      .includes(me)));
   const actionButtons = (c, comment = null) => ACTIONS.filter((a) => a.roles.includes(role) && a.when(c)).map((a) => {
     const b = h("button", { type: "button", class: a.cls || "", "aria-label": `${a.name} ${c.name}`, "data-action": a.name },
       a.name);
