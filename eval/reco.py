@@ -17,16 +17,13 @@ import numpy as np
 
 from eval.atomic import Dataset
 from ml.reco import strategies as st
-from ml.reco.blend import LearnedBlend, learn_weights
+from ml.reco.blend import LearnedBlend, learn_weights, validation_users
 from ml.reco.embeddings import train_bpr
 from ml.reco.interactions import Interactions, leave_last_out
 from ml.reco.protocol import Scorer, Task
 from ml.reco.signals import item_knn
 
 KNN_K = 50
-# The weight search holds its 4 signals for every validation user at once: users x items x 4 floats.
-MAX_VALIDATION_USERS = 5000
-MAX_VALIDATION_CELLS = 20_000_000
 
 
 class NothingToEvaluate(ValueError):
@@ -62,20 +59,10 @@ def _weights(w: tuple[float, ...]) -> str:
     return "/".join(f"{x:.3g}" for x in w)
 
 
-def _validation_users(users: np.ndarray, held: np.ndarray, n_items: int,
-                      seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """All validation users, or a seeded sample of them when the catalogue makes all too many to hold."""
-    cap = max(100, min(MAX_VALIDATION_USERS, MAX_VALIDATION_CELLS // max(n_items, 1)))
-    if len(users) <= cap:
-        return users, held
-    pick = np.sort(np.random.default_rng(seed).choice(len(users), cap, replace=False))
-    return users[pick], held[pick]
-
-
 def learn_blend(train: Interactions, data: Dataset, config: st.RecoConfig, seed: int) -> LearnedBlend:
     """Weights learned on each user's second-to-last event, with signals fitted on what came before it."""
     val = leave_last_out(train)
-    users, held = _validation_users(val.users, val.held_out, train.n_items, seed)
+    users, held = validation_users(val.users, val.held_out, train.n_items, seed)
     model = st.RecoModel.fit(val.train, data.meta, config)
     ctx = st.UserContext.from_interactions(val.train, users, config)
     return learn_weights(st.blend_signals(model, ctx), val.train.matrix()[users], held)

@@ -638,7 +638,7 @@ class RecoService:
             rows = await self._latest(self._config.training_max_events)
             f = self.features
             index, n_items, meta = dict(f.items.index), len(f.items), self._meta()
-            incumbent = Incumbent(f.embeddings, self.weights)
+            incumbent = Incumbent(f.embeddings, self.weights, self.learned)
             started, at = time.perf_counter(), self._clock.now()
             outcome: Outcome = await asyncio.to_thread(train, rows, index, n_items, meta, f.config, incumbent,
                                                        self._config.min_training_events)

@@ -4,7 +4,9 @@ ml/reco's protocol: leave-last-out by time per user. The blend's weights are lea
 second-to-last event (signals fitted without the last two); the candidate (new ALS embeddings and
 its served weights) and what serves now are both scored on the last event, full ranking over each
 user's unseen items. The candidate goes live when it is not worse (HR@10, then NDCG@10); it is then
-retrained on every interaction.
+retrained on every interaction, and its weights learned again one split later, on each user's last event
+(signals fitted without it): what serves is then the recipe `python -m app eval reco` scores as `contrail`
+on the same events.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ml.reco import strategies as st
-from ml.reco.blend import learn_weights
+from ml.reco.blend import learn_weights, validation_users
 from ml.reco.embeddings import Embeddings, train_als
 from ml.reco.interactions import Interactions, ItemMeta, leave_last_out
 from ml.reco.protocol import Task
@@ -28,6 +30,7 @@ class Incumbent:
 
     embeddings: Embeddings | None
     weights: tuple[float, ...]
+    learned: bool = False   # its weights were learned (on the latest events of its own training), not the seed
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,9 @@ def train(rows: list[Interaction], item_index: dict[str, int], n_items: int, met
     val = leave_last_out(train_part)
     if len(val.users):
         vmodel = st.RecoModel.fit(val.train, meta, config)
-        ctx = st.UserContext.from_interactions(val.train, val.users, config)
-        blend = learn_weights(st.blend_signals(vmodel, ctx), val.train.matrix()[val.users], val.held_out)
+        users, held = validation_users(val.users, val.held_out, val.train.n_items, config.seed)
+        ctx = st.UserContext.from_interactions(val.train, users, config)
+        blend = learn_weights(st.blend_signals(vmodel, ctx), val.train.matrix()[users], held)
         weights, learned = blend.served, blend.learned_is_better
     else:
         weights, learned = st.SEED_WEIGHTS, False
@@ -87,16 +91,25 @@ def train(rows: list[Interaction], item_index: dict[str, int], n_items: int, met
         return ctx_cache[key]
 
     cand = task.evaluate(lambda users: st.personalized(candidate_model, context(users), weights))
-    # What serves now is scored as its recipe: its weights over embeddings fit on the same training part (its own
-    # embeddings were trained on every event, the held-out ones too, and would be scored on what they saw).
+    # What serves now is scored as its recipe: embeddings fit on the same training part (its own were trained on
+    # every event, the held-out ones too, and would be scored on what they saw), and learned weights learned as
+    # the candidate's were (its own were learned on the latest events of its day, which may be these held-out
+    # ones); seed weights as they are.
     inc_model = candidate_model if incumbent.embeddings is not None else \
         dataclasses.replace(candidate_model, embeddings=None)
-    inc = task.evaluate(lambda users: st.personalized(inc_model, context(users), incumbent.weights))
+    inc_weights = weights if incumbent.learned else incumbent.weights
+    inc = task.evaluate(lambda users: st.personalized(inc_model, context(users), inc_weights))
     cand_score, inc_score = (cand.hr, cand.ndcg), (inc.hr, inc.ndcg)
     if cand_score < inc_score:
         return Outcome(False, "the candidate did worse on the held-out events than the model serving now",
                        len(inter), len(test.users), cand_score, inc_score, weights, learned)
     embeddings = train_als(inter.matrix(), config.factors, config.als_regularization, config.als_alpha,
                            config.als_iterations, config.seed, config.threads)
+    # As the embeddings now see every event, the served weights are learned on the latest ones: each user's last
+    # event, from the candidate's signals (fitted without it).
+    users, held = validation_users(test.users, test.held_out, train_part.n_items, config.seed)
+    latest = learn_weights(st.blend_signals(candidate_model, st.UserContext.from_interactions(train_part, users,
+                                                                                              config)),
+                           train_part.matrix()[users], held)
     return Outcome(True, "evaluated as good as or better than the model serving now", len(inter), len(test.users),
-                   cand_score, inc_score, weights, learned, embeddings)
+                   cand_score, inc_score, latest.served, latest.learned_is_better, embeddings)

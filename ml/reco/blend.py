@@ -45,6 +45,20 @@ def simplex(n: int, step: float) -> list[tuple[float, ...]]:
     return out
 
 
+# The weight search holds its 4 signals for every validation user at once: users x items x 4 floats.
+MAX_VALIDATION_USERS = 5000
+MAX_VALIDATION_CELLS = 20_000_000
+
+
+def validation_users(users: np.ndarray, held: np.ndarray, n_items: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """All validation users, or a seeded sample of them when the catalogue makes all too many to hold."""
+    cap = max(100, min(MAX_VALIDATION_USERS, MAX_VALIDATION_CELLS // max(n_items, 1)))
+    if len(users) <= cap:
+        return users, held
+    pick = np.sort(np.random.default_rng(seed).choice(len(users), cap, replace=False))
+    return users[pick], held[pick]
+
+
 def learn_weights(normalised: list[np.ndarray], seen: sp.csr_matrix, held_out: np.ndarray,
                   seed_weights: tuple[float, ...] = SEED_WEIGHTS, grid_step: float = 0.1,
                   refine_steps: tuple[float, ...] = (0.05, 0.025)) -> LearnedBlend:
