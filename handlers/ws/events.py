@@ -10,7 +10,7 @@ Server -> client: {"type": "<EventType>", "at": <epoch s>, "data": {...}}
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 from aiohttp import web
@@ -42,6 +42,7 @@ _decode = msgspec.json.Decoder(ControlMessage).decode
 
 class EventsStreamQuery(msgspec.Struct):
     """The stream's query (the handler reads it; checked first)."""
+    comma_lists: ClassVar[frozenset[str]] = frozenset({"types"})  # also given repeated
     types: Annotated[str, msgspec.Meta(description="Event types to start with, comma-separated (default none: "
                                                    "send a subscribe message)")] | None = None
 
@@ -66,7 +67,7 @@ class EventStream:
               status=101, websocket=True, headers={"Upgrade": {"type": "string", "const": "websocket"}})
     async def stream_events(self, request: web.Request, principal) -> web.StreamResponse:
         metrics = self._metrics
-        initial = [t for t in request.query.get("types", "").split(",") if t]
+        initial = [t for t in ",".join(request.query.getall("types", [])).split(",") if t]
         ws = await open_socket(request, self._heartbeat_s, self._max_msg_size)
         sub = self._hub.subscribe("events", initial)
         gauge = metrics.ws_clients.labels("events")

@@ -60,6 +60,18 @@ async def test_stream_delivers_subscribed_events(client, admin_headers):
         assert (await ws.receive_json(timeout=2))["type"] == "pong"
 
 
+async def test_the_stream_starts_with_the_types_asked_for_comma_separated_or_repeated(client, admin_headers):
+    token = admin_headers["Authorization"].split()[1]
+    log = client.app[PLATFORM].event_log
+    for query in ("types=OrderPaid,Refund", "types=OrderPaid&types=Refund"):
+        async with client.ws_connect(f"/v1/stream/events?token={token}&{query}") as ws:
+            log.log_event("Ignored", {})
+            log.log_event("Refund", {"order_id": "o2"})
+            log.log_event("OrderPaid", {"order_id": "o1"})
+            got = [(await ws.receive_json(timeout=2))["type"] for _ in range(2)]
+            assert got == ["Refund", "OrderPaid"], query
+
+
 async def test_stream_needs_admin(client, customer_headers):
     token = customer_headers["Authorization"].split()[1]
     try:
