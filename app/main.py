@@ -212,7 +212,10 @@ async def _smtp_sink(app: web.Application) -> AsyncIterator[None]:
     """The embedded SMTP sink (`smtp.embedded_sink`): mail goes nowhere but /v1/admin/mailbox."""
     smtp = app[PLATFORM].config.smtp
     server = await start_sink(smtp.host, smtp.port, app[PLATFORM].mailbox)
-    log.info("SMTP sink listening", extra={"host": smtp.host, "port": smtp.port})
+    # Port 0: the system's choice, which the relay then sends to (no port picked in advance and lost in a race).
+    port = server.sockets[0].getsockname()[1] if smtp.port == 0 else smtp.port
+    app[PLATFORM].channels.relay.port = port
+    log.info("SMTP sink listening", extra={"host": smtp.host, "port": port})
     yield
     server.close()
     await server.wait_closed()

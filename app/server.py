@@ -42,7 +42,7 @@ async def serve(config: Config) -> None:
     log.info(f"console: open {platform.public_urls.links()}/", extra={"console": f"{platform.public_urls.links()}/"})
     if config.smtp.embedded_sink:
         log.info("mail goes to the embedded SMTP sink, not to anyone; read it at GET /v1/admin/mailbox",
-                 extra={"smtp": f"{config.smtp.host}:{config.smtp.port}"})
+                 extra={"smtp": f"{config.smtp.host}:{platform.channels.relay.port}"})
     if config.sendgrid.allow_unsigned and not config.sendgrid.verification_key:
         log.warning("unsigned SendGrid webhooks are accepted (sendgrid.allow_unsigned): anyone can report an "
                     "address as bounced; set sendgrid.verification_key outside a demo")

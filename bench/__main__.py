@@ -12,7 +12,7 @@ from bench import nats as nats_bench
 from bench import orders_scale as orders_scale_bench
 from bench import telemetry as telemetry_bench
 from bench import tracing as tracing_bench
-from bench.server import ServerProcess, free_port
+from bench.server import ServerProcess
 
 
 def platform_scenarios(server: ServerProcess) -> list[load.Scenario]:
@@ -45,7 +45,7 @@ def main() -> int:
     learns = not args.only or "learning" in args.only
     with tempfile.TemporaryDirectory() as tmp:
         server = ServerProcess(Path(tmp) / "var", CONTRAIL__SERVER__LOG_LEVEL="WARNING",
-                               CONTRAIL__SMTP__PORT=str(free_port()), **channels.SINK_ENV,
+                               CONTRAIL__SMTP__PORT="0", **channels.SINK_ENV,
                                **(learning.ENV if learns else {}))
         admin_key, exchange_key = bidding.setup_server(server)
         if not args.only or "retail" in args.only:

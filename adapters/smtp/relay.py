@@ -54,10 +54,11 @@ class SmtpRelay:
 
     def __init__(self, config: SmtpConfig) -> None:
         self._config = config
+        self.port = config.port  # the embedded sink on port 0 sets the one it was given (app.main)
 
     async def connect(self) -> SmtpConnection:
         s = self._config
-        client = aiosmtplib.SMTP(hostname=s.host, port=s.port, use_tls=s.use_tls, start_tls=s.starttls,
+        client = aiosmtplib.SMTP(hostname=s.host, port=self.port, use_tls=s.use_tls, start_tls=s.starttls,
                                  timeout=s.timeout_s)
         try:
             await client.connect()

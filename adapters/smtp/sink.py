@@ -50,7 +50,7 @@ def _parsed(mail_from: str, rcpt_tos: list[str], content: bytes) -> dict:
             "html": html.get_content() if html is not None else None}
 
 
-async def start_sink(host: str, port: int, mailbox: Mailbox) -> asyncio.AbstractServer:
+async def start_sink(host: str, port: int, mailbox: Mailbox) -> asyncio.Server:
     # aiosmtpd logs every SMTP command at INFO; that is a line per command per message.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     loop = asyncio.get_running_loop()

@@ -42,6 +42,7 @@ class Channels:
     mailbox: Mailbox
     ingest: IngestService
     email_analytics: EmailAnalytics
+    relay: SmtpRelay
 
 
 def build(infra: Infra, loyalty: LoyaltyService, profiles: ProfileCache,
@@ -58,7 +59,8 @@ def build(infra: Infra, loyalty: LoyaltyService, profiles: ProfileCache,
     metrics.caches.register(suppression_store.cache)
     suppression = SuppressionService(suppression_store, clock, infra.audit)
     outbox_store = SqliteOutboxStore(infra.records_db, infra.personal_data)
-    email = EmailService(config.smtp, SmtpRelay(config.smtp), infra.public_urls.links, config.auth.jwt_secret,
+    relay = SmtpRelay(config.smtp)
+    email = EmailService(config.smtp, relay, infra.public_urls.links, config.auth.jwt_secret,
                          outbox_store, suppression, clock, log_event)
     inapp_hub = Hub(config.websocket.client_queue, on_drop=lambda s: metrics.ws_dropped.labels(s).inc())
     inapp = InAppService(SqliteInboxStore(infra.records_db), inapp_hub, clock)
@@ -81,4 +83,4 @@ def build(infra: Infra, loyalty: LoyaltyService, profiles: ProfileCache,
     infra.metrics.watch_queue("email_outbox", lambda: email.held)
     supervisor.add_periodic("suppression_cleanup", 600, suppression.purge_expired)
     return Channels(suppression_store, suppression, outbox_store, email, inapp_hub, inapp, adaptors, web_activity,
-                    activation, Mailbox(), ingest, analytics)
+                    activation, Mailbox(), ingest, analytics, relay)

@@ -6,7 +6,6 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from app.main import PLATFORM, create_app
-from bench.server import free_port
 from tests.conftest import CONFORMANCE, make_config
 from tests.integration.channels.helpers import Relay, activate
 
@@ -201,7 +200,7 @@ async def test_custom_args_sent_with_mail_come_back_on_the_events(shop):
 
 
 async def test_the_embedded_sink_shows_sent_mail(aiohttp_client, tmp_path, clock):
-    config = make_config(tmp_path, smtp__port=free_port(), smtp__embedded_sink="true")
+    config = make_config(tmp_path, smtp__port=0, smtp__embedded_sink="true")
     client = await aiohttp_client(create_app(config, clock=clock))
     _, key = await client.app[PLATFORM].api_keys.create("crm", "admin")
     staff = {"X-Api-Key": key}

@@ -8,7 +8,6 @@ import pytest
 
 from app.demo import DEMO_PRODUCTS
 from app.main import PLATFORM, create_app
-from bench.server import free_port
 from state.catalog import Product
 from tests.conftest import make_config
 from tests.integration.channels.helpers import activate
@@ -19,7 +18,7 @@ NAMES = {pid: name for pid, _, name, _, _ in DEMO_PRODUCTS}
 @pytest.fixture
 async def crm(aiohttp_client, tmp_path, clock):
     """The app with the embedded SMTP sink, the catalog's products, and destinations and ancillaries as items."""
-    config = make_config(tmp_path, smtp__port=free_port(), smtp__embedded_sink="true")
+    config = make_config(tmp_path, smtp__port=0, smtp__embedded_sink="true")
     client = await aiohttp_client(create_app(config, clock=clock))
     platform = client.app[PLATFORM]
     for pid, kind, name, price, capacity in DEMO_PRODUCTS:

@@ -50,10 +50,8 @@ class ThreadedJira:
     def __init__(self) -> None:
         from aiohttp import web
 
-        from bench.server import free_port
         from tests.integration.integrations.test_tasks import FakeJira
-        self.fake, self.port = FakeJira(), free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.fake = FakeJira()
         self._loop = asyncio.new_event_loop()
         app = web.Application()
         app.router.add_post("/rest/api/2/issue", self.fake.create)
@@ -64,12 +62,13 @@ class ThreadedJira:
         def serve() -> None:
             asyncio.set_event_loop(self._loop)
             self._loop.run_until_complete(self._runner.setup())
-            self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
+            self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", 0).start())  # the system's port
             started.set()
             self._loop.run_forever()
         self._thread = threading.Thread(target=serve, name="fake-jira", daemon=True)
         self._thread.start()
         assert started.wait(10), "the fake Jira did not start"
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
 
     def env(self) -> dict[str, str]:
         from tests.integration.integrations.test_tasks import EMAIL, TOKEN
@@ -85,8 +84,7 @@ class ThreadedJira:
 
 def demo_server(data_dir: Path, **env: str) -> ServerProcess:
     """A server as `make run` starts it: migrated, the demo data loaded, demo traffic flowing."""
-    from bench.server import free_port
-    server = ServerProcess(data_dir, True, **{**DEMO_ENV, "CONTRAIL__SMTP__PORT": str(free_port()), **env})
+    server = ServerProcess(data_dir, True, **{**DEMO_ENV, "CONTRAIL__SMTP__PORT": "0", **env})  # the sink's choice
     for command in ("migrate", "seed-demo"):
         done = server.cli(command)
         assert done.returncode == 0, done.stderr

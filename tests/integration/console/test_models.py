@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import expect
 
-from bench.server import ServerProcess, free_port
+from bench.server import ServerProcess
 from tests.integration.bidding.helpers import banner_request
 from tests.integration.console.conftest import DEMO_ADMIN, DEMO_ENV
 from tests.integration.console.helpers import admin_token, call
@@ -64,7 +64,7 @@ def log_simulated(events_db: Path, seed: int = 4, rows: int = ROWS) -> int:
 def learning_server(tmp_path_factory) -> Iterator[tuple[ServerProcess, int]]:
     """A demo server of its own (its bid model's versions are this test's), with simulated outcomes logged."""
     data = tmp_path_factory.mktemp("models") / "var"
-    server = ServerProcess(data, True, **{**DEMO_ENV, "CONTRAIL__SMTP__PORT": str(free_port()), **LEARNING,
+    server = ServerProcess(data, True, **{**DEMO_ENV, "CONTRAIL__SMTP__PORT": "0", **LEARNING,
                                                 **CANARY})
     for command in ("migrate", "seed-demo"):
         done = server.cli(command)

@@ -9,7 +9,6 @@ from app.demo import load_catalog
 from app.main import PLATFORM
 from app.runtime.clock import SystemClock
 from app.simulate import Simulator
-from bench.server import free_port
 from ml.sim.shopping import CONSIDERED, search_segment
 from tests.integration.bidding.helpers import _client
 
@@ -55,7 +54,7 @@ async def test_members_shop_signed_in_and_their_mail_comes_back_opened_and_click
     """With the mailbox to read, members (tier above Blue) register and shop as customers; each paid order's
     confirmation reaches the embedded sink, and the simulator reports it delivered, opened and clicked as its truth
     decides, in SendGrid's webhook form: the email analytics count exactly that."""
-    client = await _client(aiohttp_client, tmp_path, SystemClock(), smtp__port=free_port(), smtp__embedded_sink="true",
+    client = await _client(aiohttp_client, tmp_path, SystemClock(), smtp__port=0, smtp__embedded_sink="true",
                            sendgrid__allow_unsigned="true", **LIMITS)
     platform = client.app[PLATFORM]
     await load_catalog(platform)
