@@ -214,7 +214,7 @@ async def _smtp_sink(app: web.Application) -> AsyncIterator[None]:
     server = await start_sink(smtp.host, smtp.port, app[PLATFORM].mailbox)
     # Port 0: the system's choice, which the relay then sends to (no port picked in advance and lost in a race).
     port = server.sockets[0].getsockname()[1] if smtp.port == 0 else smtp.port
-    app[PLATFORM].channels.relay.port = port
+    app[PLATFORM].channels.relay.use_port(port)
     log.info("SMTP sink listening", extra={"host": smtp.host, "port": port})
     yield
     server.close()

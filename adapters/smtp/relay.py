@@ -54,7 +54,11 @@ class SmtpRelay:
 
     def __init__(self, config: SmtpConfig) -> None:
         self._config = config
-        self.port = config.port  # the embedded sink on port 0 sets the one it was given (app.main)
+        self.port = config.port
+
+    def use_port(self, port: int) -> None:
+        """Send to this port from now on: the embedded sink's, when it was asked for port 0 (app.main)."""
+        self.port = port
 
     async def connect(self) -> SmtpConnection:
         s = self._config
