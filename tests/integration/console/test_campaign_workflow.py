@@ -236,6 +236,28 @@ def test_the_demo_admin_approves_from_the_queue_what_a_second_admin_submitted(co
     console.shot("campaign-policy-arms")
 
 
+def test_approving_changes_that_hold_ones_own_edit_is_not_offered(console, server, second_admin, made):
+    # The second admin's campaign goes live; the demo admin raises its budget, then the second admin raises it
+    # again: the changes waiting for approval were last submitted by the second admin, but hold the demo admin's.
+    theirs = new_campaign(server.url, f"Pending mine {uuid.uuid4().hex[:4]}", key=second_admin)
+    made.append((theirs["id"], "key"))
+    token = admin_token(server.url)
+    path = f"/v1/admin/campaigns/{theirs['id']}"
+    call(server.url, "POST", f"{path}/approve", {}, token)
+    now = time.time()
+    live = call(server.url, "POST", f"{path}/schedule", {"starts_at": now - 1, "ends_at": now + 86_400}, token)
+    assert live["state"] == "live", live
+    call(server.url, "PATCH", path, {"daily_budget_micros": 30_000_000}, token)
+    pending = key_call(server.url, "PATCH", path, {"daily_budget_micros": 40_000_000}, second_admin)["pending"]
+    assert pending["submitted_by"] != pending["editors"][0] and len(pending["editors"]) == 2
+
+    page = open_campaigns(console, "campaigns?view=approvals")
+    item = page.get_by_role("article", name=theirs["name"])
+    approve = item.get_by_role("button", name=f"Approve {theirs['name']}")
+    expect(approve).to_be_disabled()  # the server would refuse it: the demo admin's own change is in there
+    expect(item.get_by_role("button", name=f"Reject {theirs['name']}")).to_be_enabled()
+
+
 def test_a_reject_with_a_comment_shows_in_the_history_and_approving_ones_own_campaign_is_not_offered(
         console, server, second_admin, made):
     tag = uuid.uuid4().hex[:4]
