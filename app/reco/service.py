@@ -223,6 +223,8 @@ class RecoService:
         self.saved = saved
         self.lists.clear()
         self._metrics.reco_model.clear()
+        for metric in ("hr@10", "ndcg@10"):  # the seed was never evaluated: it has no serving series
+            self._metrics.reco_evaluation.remove(metric, "serving")
         if saved is None:
             f.set_embeddings(None, "")
             self.weights, self.learned = st.SEED_WEIGHTS, False
@@ -234,7 +236,7 @@ class RecoService:
         self.last_evaluation = dict(saved.evaluation) if saved.evaluation is not None else None
         for metric in ("hr@10", "ndcg@10"):
             if self.last_evaluation is not None and metric in self.last_evaluation:
-                self._metrics.reco_evaluation.labels(metric).set(self.last_evaluation[metric])
+                self._metrics.reco_evaluation.labels(metric, "serving").set(self.last_evaluation[metric])
         self._metrics.reco_model.labels(saved.version, "learned" if self.learned else "seed").set(1)
 
     def serve_canary(self, split: Split[SavedModel | None] | None) -> None:
@@ -671,8 +673,10 @@ class RecoService:
             self._metrics.reco_trainings.labels(status).inc()
             if outcome.users_evaluated:
                 self.last_evaluation = evaluation
-                self._metrics.reco_evaluation.labels("hr@10").set(outcome.candidate[0])
-                self._metrics.reco_evaluation.labels("ndcg@10").set(outcome.candidate[1])
+                for metric in ("hr@10", "ndcg@10"):
+                    self._metrics.reco_evaluation.labels(metric, "candidate").set(evaluation[metric])
+                    self._metrics.reco_evaluation.labels(metric, "serving").set(
+                        evaluation[metric if status == "live" else f"serving_{metric}"])
             seconds = time.perf_counter() - started
             log.info("reco model trained", extra={"live": status == "live", "status": status, "version": version,
                                                   **evaluation})

@@ -252,8 +252,10 @@ class Metrics:
                                                  (), r, buckets=LATENCY_BUCKETS)
         self.reco_model = Gauge("contrail_reco_model_info", "Serving recommendation model (value 1)",
                                 ["version", "weights"], registry=r)
-        self.reco_evaluation = Gauge("contrail_reco_evaluation", "The last recommendation training's held-out quality",
-                                     ["metric"], registry=r)
+        # model="serving": the model lists come from; "candidate": the last training's, live or kept out
+        self.reco_evaluation = Gauge("contrail_reco_evaluation", "Held-out quality of the serving recommendation "
+                                     "model and of the last training's candidate, on the same split",
+                                     ["metric", "model"], registry=r)
         self.reco_trainings = LoopCounter("contrail_reco_trainings", "Recommendation trainings by outcome",
                                           ["outcome"], r)
         self.reco_checkpoints = LoopCounter("contrail_reco_checkpoints", "Recommendation feature checkpoints by "

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from app.ltv.service import Ask
 from app.main import PLATFORM, create_app
 from app.runtime.canary import Split
 from tests.conftest import make_config
 from tests.integration.learning.test_canary import FAST, _model, _until_decided
 from tests.integration.ltv.helpers import shop_history
-from tests.integration.reco.helpers import ingest, recommend, staff
+from tests.integration.reco.helpers import evaluation_gauges, ingest, recommend, staff
 from tests.integration.reco.test_training import clustered_history
 
 RECO = dict(reco__explore_items=0, reco__factors=8, reco__coview_window=1, reco__retrain_interval_s=0,
@@ -47,6 +49,12 @@ async def test_a_retrained_reco_model_goes_out_as_a_canary_to_a_share_of_users_a
     trained = await (await client.post("/v1/admin/reco/train", headers=admin)).json()
     assert (trained["status"], trained["live"], trained["version"]) == ("canary", False, "als-1"), trained
     assert "as a canary" in trained["reason"] and trained["model"] == "seed"   # the seed still serves
+    scored = trained["evaluation"]
+    assert await evaluation_gauges(client) == {
+        ("hr@10", "candidate"): pytest.approx(scored["hr@10"], abs=1e-6),
+        ("ndcg@10", "candidate"): pytest.approx(scored["ndcg@10"], abs=1e-6),
+        ("hr@10", "serving"): pytest.approx(scored["serving_hr@10"], abs=1e-6),
+        ("ndcg@10", "serving"): pytest.approx(scored["serving_ndcg@10"], abs=1e-6)}
 
     first, again = await _lists(client, partner), await _lists(client, partner)
     assert first == again   # one user sees one version for the whole period
@@ -74,6 +82,8 @@ async def test_a_retrained_reco_model_goes_out_as_a_canary_to_a_share_of_users_a
     assert ("model.canary.promote", "als-1") in audit and ("model.train", "als-1") in audit
     text = await (await client.get("/metrics")).text()
     assert 'contrail_model_canary_decisions_total{decision="promoted",model="reco"} 1.0' in text
+    promoted = await evaluation_gauges(client)
+    assert promoted[("hr@10", "serving")] == promoted[("hr@10", "candidate")]   # the canary serves now
 
 
 async def test_an_admins_reco_canary_over_its_p95_limit_is_rolled_back_early_and_survives_a_restart(

@@ -62,3 +62,14 @@ async def browse_history(client, headers, clock) -> None:
                    event(f"l{u}", "click", "dest-CDG", now - 300 + u)]
     events += [event("x", "cart_add", "lounge-pass", now - 200), event("x", "cart_add", "bag-23kg", now - 100)]
     await ingest(client, headers, events)
+
+
+async def evaluation_gauges(client) -> dict[tuple[str, str], float]:
+    """contrail_reco_evaluation's series from /metrics, by (metric, model)."""
+    found = {}
+    for line in (await (await client.get("/metrics")).text()).splitlines():
+        if line.startswith("contrail_reco_evaluation{"):
+            labels, value = line[len("contrail_reco_evaluation{"):].split("} ")
+            named = dict(part.split("=") for part in labels.split(","))
+            found[(named["metric"].strip('"'), named["model"].strip('"'))] = float(value)
+    return found

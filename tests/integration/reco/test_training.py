@@ -1,10 +1,11 @@
 """Retraining: from the stored interactions, evaluated on held-out events, swapped in atomically."""
 
 import numpy as np
+import pytest
 
 from app.main import PLATFORM, create_app
 from tests.conftest import make_config
-from tests.integration.reco.helpers import event, ids, ingest, recommend, staff
+from tests.integration.reco.helpers import evaluation_gauges, event, ids, ingest, recommend, staff
 
 
 def clustered_history(now: float, users: int = 90, seed: int = 1) -> list[dict]:
@@ -49,8 +50,11 @@ async def test_train_evaluates_on_held_out_events_and_swaps_the_model_in(aiohttp
     assert similar["source"] == "embeddings" and similar["model"] == "als-1"
     text = await (await client.get("/metrics")).text()
     assert 'contrail_reco_model_info{version="als-1"' in text
-    assert 'contrail_reco_evaluation{metric="hr@10"}' in text
     assert 'contrail_reco_trainings_total{outcome="live"} 1.0' in text
+    gauges = await evaluation_gauges(client)  # the candidate went live: it is the serving model now
+    for metric in ("hr@10", "ndcg@10"):
+        assert gauges[(metric, "candidate")] == gauges[(metric, "serving")] == pytest.approx(evaluation[metric],
+                                                                                              abs=1e-6)
 
     # The endpoint takes no body: one meant for something else is refused before anything trains; {} is none.
     for junk in (b'{"epochs": 5}', b'{"epochs":', b'"\xff"', b"[1]"):
@@ -94,6 +98,8 @@ async def test_the_live_model_survives_a_restart_and_the_next_training_follows_i
     assert similar["source"] == "embeddings"
     text = await (await again.get("/metrics")).text()
     assert f'contrail_reco_model_info{{version="{trained["version"]}"' in text
-    assert 'contrail_reco_evaluation{metric="hr@10"}' in text
+    assert await evaluation_gauges(again) == {  # the serving model's own evaluation, from when it was trained
+        ("hr@10", "serving"): pytest.approx(trained["evaluation"]["hr@10"], abs=1e-6),
+        ("ndcg@10", "serving"): pytest.approx(trained["evaluation"]["ndcg@10"], abs=1e-6)}
     admin = {"X-Api-Key": (await again.app[PLATFORM].api_keys.create("ops", "admin"))[1]}
     assert (await (await again.post("/v1/admin/reco/train", headers=admin)).json())["version"] == "als-2"
