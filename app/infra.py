@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from adapters.pii import PiiCipher
-from adapters.postgres.db import PgDatabase
-from adapters.redis.client import RedisClient
 from adapters.sqlite.db import Database
 from app.admin import AuditTrail
 from app.config import Config
@@ -19,6 +18,10 @@ from app.runtime.supervisor import Supervisor
 from app.runtime.tracing import Tracing
 from app.urls import PublicUrls
 from state.ports import ChangeFeed, UnitOfWork
+
+if TYPE_CHECKING:  # imported only where configured (app/platform.py)
+    from adapters.postgres.db import PgDatabase
+    from adapters.redis.client import RedisClient
 
 
 @dataclass(frozen=True)

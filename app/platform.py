@@ -16,10 +16,6 @@ import msgspec
 
 from adapters.pii import FILE_NAME as PII_KEY_FILE
 from adapters.pii import cipher_from, rotate_key_file
-from adapters.postgres import migrations as pg_migrations
-from adapters.postgres.db import PgDatabase
-from adapters.redis.client import RedisClient
-from adapters.redis.ratelimit import SharedRateLimits
 from adapters.sqlite import migrations
 from adapters.sqlite.accounts import SqliteAccountStore
 from adapters.sqlite.apikeys import SqliteApiKeyStore
@@ -64,8 +60,13 @@ from app.simulate import NotLoopback, Simulator, check_loopback
 from app.urls import PublicUrls
 from ml import compiled
 
+# The scale-out adapters (PostgreSQL, Redis, NATS) are imported only when configured: a node on SQLite, every CLI
+# command included, starts without loading their client libraries.
 if TYPE_CHECKING:
     from adapters.nats.changes import NatsChangeFeed
+    from adapters.postgres.db import PgDatabase
+    from adapters.redis.client import RedisClient
+    from adapters.redis.ratelimit import SharedRateLimits
 
 log = logging.getLogger("contrail")
 DEMO_EXCHANGE, DEMO_PROFILES, DEMO_MAIL = "demo traffic (bids)", "demo traffic (profiles)", "demo traffic (mail)"
@@ -132,20 +133,22 @@ class Platform:
         tuning = dict(max_group_size=storage.max_group_size, busy_timeout_ms=storage.busy_timeout_ms,
                       checkpoint_interval_ms=storage.checkpoint_interval_ms,
                       wal_restart_frames=storage.wal_restart_frames)
-        self.records_db: Database | PgDatabase = (
-            PgDatabase(storage.postgres_dsn, pg_migrations.RECORDS, max_size=storage.postgres_pool_size,
-                       tracer=tracer)
-            if storage.backend == "postgres" else
-            Database(data / "contrail.db", migrations.RECORDS, synchronous=storage.synchronous,
-                     on_commit=metrics.commit_observer("records"), tracer=tracer, **tuning))
-        # Telemetry is re-derivable and high volume: NORMAL survives kill -9 (not a power cut). Nodes sharing
-        # PostgreSQL write it there too, so reports and training read every node's events.
-        self.events_db: Database | PgDatabase = (
-            PgDatabase(storage.events_postgres_dsn or storage.postgres_dsn, pg_migrations.EVENTS, min_size=1,
-                       max_size=4, ledger="event_log_migrations", tracer=tracer)
-            if storage.backend == "postgres" else
-            Database(data / "events.db", migrations.EVENTS, synchronous="NORMAL",
-                     on_commit=metrics.commit_observer("events"), tracer=tracer, **tuning))
+        self.records_db: Database | PgDatabase
+        self.events_db: Database | PgDatabase
+        if storage.backend == "postgres":
+            from adapters.postgres import migrations as pg_migrations
+            from adapters.postgres.db import PgDatabase
+            self.records_db = PgDatabase(storage.postgres_dsn, pg_migrations.RECORDS,
+                                         max_size=storage.postgres_pool_size, tracer=tracer)
+            # Nodes sharing PostgreSQL write telemetry there too, so reports and training read every node's events.
+            self.events_db = PgDatabase(storage.events_postgres_dsn or storage.postgres_dsn, pg_migrations.EVENTS,
+                                        min_size=1, max_size=4, ledger="event_log_migrations", tracer=tracer)
+        else:
+            self.records_db = Database(data / "contrail.db", migrations.RECORDS, synchronous=storage.synchronous,
+                                       on_commit=metrics.commit_observer("records"), tracer=tracer, **tuning)
+            # Telemetry is re-derivable and high volume: NORMAL survives kill -9 (not a power cut).
+            self.events_db = Database(data / "events.db", migrations.EVENTS, synchronous="NORMAL",
+                                      on_commit=metrics.commit_observer("events"), tracer=tracer, **tuning)
         for name, db in (("records", self.records_db), ("events", self.events_db)):
             if isinstance(db, Database):  # PostgreSQL has no writer queue of ours and no WAL to watch
                 _watch_database(metrics, name, db)
@@ -218,11 +221,12 @@ class Platform:
         # paid order arrives; channels use loyalty, bidding's profiles and the catalog's product names;
         # retail and loyalty meet on the bus.
         r = config.redis
-        self.redis = RedisClient(r.url, r.prefix, timeout_s=r.timeout_ms / 1000, pool_size=r.pool_size) \
-            if r.url else None
+        self.redis: RedisClient | None = None
         self.shared_limits: SharedRateLimits | None = None
-        if self.redis is not None:
-            redis = self.redis
+        if r.url:
+            from adapters.redis.client import RedisClient
+            from adapters.redis.ratelimit import SharedRateLimits
+            self.redis = redis = RedisClient(r.url, r.prefix, timeout_s=r.timeout_ms / 1000, pool_size=r.pool_size)
             metrics.redis_failures.set_function(lambda: redis.failures)
             self.health.add_check("redis", lambda: redis.available)
             limiter = self.limiter

@@ -11,11 +11,10 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
+if TYPE_CHECKING:  # openpyxl is imported by the first XLSX asked for, not by every process start
+    from openpyxl.cell.cell import Cell
 
 Value = str | int | float | bool | None
 CSV_TYPE = "text/csv; charset=utf-8"
@@ -40,6 +39,8 @@ def to_csv(header: Sequence[str], rows: Sequence[Sequence[Value]]) -> bytes:
 
 
 def _text_cell(sheet: Any, value: str) -> Cell:
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
     cell = WriteOnlyCell(sheet, value=ILLEGAL_CHARACTERS_RE.sub("", value)[:_XLSX_MAX_TEXT])
     cell.data_type = "s"  # openpyxl would take "=..." for a formula: text stays text
     return cell
@@ -47,6 +48,7 @@ def _text_cell(sheet: Any, value: str) -> Cell:
 
 def to_xlsx(sheet_name: str, header: Sequence[str], rows: Sequence[Sequence[Value]]) -> bytes:
     """One sheet in a write-only workbook (rows streamed to the file, not held as cell objects)."""
+    from openpyxl import Workbook
     book = Workbook(write_only=True)
     sheet = book.create_sheet(sheet_name[:31])
     sheet.append([_text_cell(sheet, h) for h in header])

@@ -8,8 +8,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from adapters.redis.delivery import RedisDeliveryStore
-from adapters.redis.profiles import RedisProfileStore
 from adapters.sqlite.campaigns import SqliteCampaignStore
 from adapters.sqlite.delivery import SqliteDeliveryStore
 from adapters.sqlite.profiles import SqliteProfileStore
@@ -48,10 +46,15 @@ def build(infra: Infra, loyalty_features: Callable[[str], np.ndarray | None], va
     config, clock, metrics = infra.config, infra.clock, infra.metrics
     b, inf = config.bidding, config.inference
     campaign_store = SqliteCampaignStore(infra.records_db, infra.changes)
-    profile_store = SqliteProfileStore(infra.records_db) if infra.redis is None else \
-        RedisProfileStore(infra.records_db, infra.redis, b.profile_l2_ttl_s, clock.now)
+    profile_store: SqliteProfileStore
     delivery: SqliteDeliveryStore
-    if infra.redis is not None:  # several nodes: budgets, caps and issued bids shared in Redis
+    if infra.redis is None:  # one node: it admits its bids against budgets in its own memory
+        profile_store = SqliteProfileStore(infra.records_db)
+        delivery = SqliteDeliveryStore(infra.records_db, max_reserved=b.max_live_bids)
+    else:  # several nodes: profiles, budgets, caps and issued bids shared in Redis (imported only then)
+        from adapters.redis.delivery import RedisDeliveryStore
+        from adapters.redis.profiles import RedisProfileStore
+        profile_store = RedisProfileStore(infra.records_db, infra.redis, b.profile_l2_ttl_s, clock.now)
         delivery = redis_delivery = RedisDeliveryStore(infra.records_db, infra.redis,
                                                        lambda: [c.id for c in campaign_store.all()], clock=clock.now)
 
@@ -60,8 +63,6 @@ def build(infra: Infra, loyalty_features: Callable[[str], np.ndarray | None], va
             campaigns.spend_changed(await redis_delivery.refresh_spend())
 
         infra.supervisor.add_periodic("shared_spend_refresh", config.redis.spend_refresh_ms / 1000, refresh_spend)
-    else:  # one node: it admits its bids against budgets in its own memory
-        delivery = SqliteDeliveryStore(infra.records_db, max_reserved=b.max_live_bids)
     metrics.watch_queue("bid_reservations", lambda: delivery.reservations)
     metrics.watch_queue("campaigns_in_memory", lambda: len(campaign_store))
     metrics.delivery_users.set_function(lambda: len(delivery.impressions))

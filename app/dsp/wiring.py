@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from adapters.http.dsp import DspSession, build_adapter
-from adapters.redis.dsp import RedisDspBids
 from adapters.sqlite.dsp import SqliteDspWinStore
 from app.bidding.gateway import BidAnswer, BidGateway
 from app.config import ConfigError
@@ -47,9 +46,12 @@ def build(infra: Infra, gateway: BidGateway) -> Dsp:
                                  successes=d.breaker_successes, on_change=gauge.set)
         links.append(DspLink(platform, build_adapter(platform, session), breaker))
     adapters: dict[str, DspAdapter] = {link.name: link.adapter for link in links}
+    shared = None
+    if infra.redis is not None:  # several nodes: a win may reach another node than the one that bid
+        from adapters.redis.dsp import RedisDspBids  # imported only when Redis is configured
+        shared = RedisDspBids(infra.redis, clock.now)
     wins = DspWins(store, adapters, clock, metrics, infra.public_urls.notices, currency=config.bidding.currency,
-                   ttl_s=config.bidding.bid_ttl_s,
-                   shared=RedisDspBids(infra.redis, clock.now) if infra.redis is not None else None)
+                   ttl_s=config.bidding.bid_ttl_s, shared=shared)
 
     async def own_bidder(raw: bytes, started: float, timeout_ms: int) -> BidAnswer:
         return await gateway.answer(raw, "dsp", started, timeout_ms=timeout_ms)

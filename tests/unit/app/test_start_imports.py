@@ -5,7 +5,8 @@ import subprocess
 import sys
 
 NOT_AT_START = ("scipy.optimize", "scipy.stats",  # fitting models; a bandit's posterior shown
-                "nats")  # only with nats.url set
+                "openpyxl",  # an XLSX report asked for
+                "nats", "redis", "asyncpg")  # only with nats.url, redis.url, storage.backend = "postgres" set
 
 
 def test_the_server_module_imports_none_of_them():
