@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp.web_app
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -126,6 +127,18 @@ class ContrailTestServer(TestServer):
             gc.freeze()
         await super().start_server(**kwargs)
         self.app[PLATFORM].public_urls.listening(self.host, self.port)  # as `serve` does once it is bound
+
+
+@pytest.fixture(autouse=True)
+def _apps_let_go() -> Any:
+    """aiohttp keeps each (handler, application) pair it built a middleware chain for in a module-level cache of 1,024:
+    a server's one application costs nothing there, but in a test process the cache held hundreds of finished apps
+    and their services, about 3.5 MB a test, so a worker grew past 2 GB and each full collection walked all of it.
+    The cache is emptied after every test (it is refilled on the next request)."""
+    yield
+    cache = getattr(aiohttp.web_app, "_cached_build_middleware", None)
+    if cache is not None:
+        cache.cache_clear()
 
 
 @pytest.fixture
