@@ -236,16 +236,15 @@ async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(p.bus.idle(), p.config.server.shutdown_grace_s)
     await p.supervisor.stop()
-    # What the stopped tasks would have done next: profile updates written behind, the providers' session, and the
-    # recommendation features saved, so that the next start replays nothing.
+    # What the stopped tasks would have done next: profile updates written behind, and the recommendation features
+    # saved, so that the next start replays nothing; then the other services' sessions.
     await p.ingest.flush_profiles()
     if p.config.reco.checkpoint_interval_s > 0:
         try:
             await p.reco.checkpoint()
         except Exception as exc:  # the last periodic checkpoint serves; the start replays what came after it
             log.warning("no recommendation checkpoint at shutdown", extra={"error": str(exc)})
-    await p.adaptors.close()
-    await p.dsp.close()  # the DSPs' forwarded notices and connections
+    await p.close_outbound()
 
 
 # A young collection runs when the tracked objects allocated since the last one, less those freed,

@@ -526,11 +526,18 @@ class Platform:
         """Returns once the `warm_up` task has loaded what open_storage left for after readiness."""
         await self._loaded_after_ready.wait()
 
+    async def close_outbound(self) -> None:
+        """Before the stores close: the other services' sessions, each after what must reach them has gone (the bid
+        providers'; the DSPs' forwarded notices; the decision service's, its background sends stopped; the team's
+        tools', the review tasks being opened finished and their links stored)."""
+        await self.adaptors.close()
+        await self.dsp.close()
+        await self.policies.close()
+        await self.campaigns_domain.close()
+
     async def close_storage(self) -> None:
         await self.ingest.flush_profiles()
-        await self.adaptors.close()
-        await self.policies.close()  # its background sends, and the decision service's session
-        await self.campaigns_domain.close()
+        await self.close_outbound()
         await self.event_log.flush()
         await self.events_db.close()
         await self.records_db.close()

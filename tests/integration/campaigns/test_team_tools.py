@@ -187,3 +187,26 @@ async def test_configured_tools_are_wired_into_the_app(aiohttp_client, aiohttp_s
     assert resp.status == 400 and "asset_ids, a folder or a query" in (await resp.json())["error"]["message"]
     metrics = await (await client.get("/metrics")).text()
     assert 'contrail_integration_calls_total{outcome="ok",tool="jira"} 1.0' in metrics
+
+
+async def test_a_stopping_server_finishes_the_review_tasks_it_was_opening(aiohttp_client, aiohttp_server, tmp_path,
+                                                                          clock):
+    jira, aem, base = await tools(aiohttp_server)
+    jira.delay_s = 0.5  # the issue is still being created when the server is told to stop
+    config = make_config(tmp_path, integrations__task_tool="jira", integrations__jira_url=base,
+                         integrations__jira_email=EMAIL, integrations__jira_api_token=TOKEN,
+                         integrations__jira_project="MKT")
+    client = await aiohttp_client(create_app(config, clock=clock))
+    _, key = await client.app[PLATFORM].api_keys.create("author", "admin")
+    admin = {"X-Api-Key": key}
+    body = {"id": "autumn", "name": "Autumn", "advertiser_domain": "contrail.example", "bid_cap_micros": 4_000_000,
+            "daily_budget_micros": 100_000_000, "creatives": [CREATIVE]}
+    assert (await client.post("/v1/admin/campaigns", json=body, headers=admin)).status == 201
+    await step(client, admin, "autumn", "submit")
+    await client.close()
+    assert list(jira.issues) == ["MKT-1"]
+
+    again = await aiohttp_client(create_app(config, clock=clock))
+    tasks = await (await again.get("/v1/admin/campaigns/autumn/tasks", headers=admin)).json()
+    assert [(t["tool"], t["task_key"], t["status"]) for t in tasks["items"]] == [("jira", "MKT-1", "open")]
+    assert jira.posts == 1  # the restart did not open it a second time

@@ -3,6 +3,7 @@ the real tools do, and fail on purpose."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -25,12 +26,15 @@ class FakeJira:
         self.statuses: dict[str, tuple[str, str]] = {}
         self.fail_next: list[int] = []
         self.posts = 0
+        self.delay_s = 0.0  # how long each create takes to answer
 
     def _authorised(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") == aiohttp.encode_basic_auth(EMAIL, TOKEN)
 
     async def create(self, request: web.Request) -> web.Response:
         self.posts += 1
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         if self.fail_next:
             return web.json_response({"errorMessages": ["Service unavailable"], "errors": {}},
                                      status=self.fail_next.pop(0), headers={"Retry-After": "1"})
