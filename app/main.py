@@ -244,7 +244,7 @@ async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
             await p.reco.checkpoint()
         except Exception as exc:  # the last periodic checkpoint serves; the start replays what came after it
             log.warning("no recommendation checkpoint at shutdown", extra={"error": str(exc)})
-    await p.close_outbound()
+    await p.close_outbound(p.config.server.shutdown_grace_s)
 
 
 # A young collection runs when the tracked objects allocated since the last one, less those freed,

@@ -526,14 +526,14 @@ class Platform:
         """Returns once the `warm_up` task has loaded what open_storage left for after readiness."""
         await self._loaded_after_ready.wait()
 
-    async def close_outbound(self) -> None:
+    async def close_outbound(self, wait_s: float | None = None) -> None:
         """Before the stores close: the other services' sessions, each after what must reach them has gone (the bid
         providers'; the DSPs' forwarded notices; the decision service's, its background sends stopped; the team's
-        tools', the review tasks being opened finished and their links stored)."""
+        tools', the review tasks being opened finished, at most `wait_s`, and their links stored)."""
         await self.adaptors.close()
         await self.dsp.close()
         await self.policies.close()
-        await self.campaigns_domain.close()
+        await self.campaigns_domain.close(wait_s)
 
     async def close_storage(self) -> None:
         await self.ingest.flush_profiles()

@@ -9,6 +9,7 @@ on the task (`error`, `attempts`) and counted in `contrail_integration_calls`, a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import logging
 from typing import Any
@@ -64,8 +65,11 @@ class ReviewTasks:
         while self._opening:
             await asyncio.gather(*list(self._opening), return_exceptions=True)
 
-    async def close(self) -> None:
-        await self.idle()
+    async def close(self, wait_s: float | None = None) -> None:
+        """Let the tasks being opened finish (at most `wait_s`: the rest are cancelled and opened again by the
+        next start's sync), then close the tracker's session."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.idle(), wait_s)
         if self._tracker is not None:
             await self._tracker.close()
 
@@ -75,6 +79,9 @@ class ReviewTasks:
         now = self._clock.now()
         try:
             link = await self._tracker.create(*self._describe(campaign))
+        except asyncio.CancelledError:  # a stop that could not wait: kept unopened, the next start's sync opens it
+            await self._store.put(msgspec.structs.replace(task, synced_at=now, error="cut short by a stop"))
+            raise
         except IntegrationError as exc:
             await self._store.put(msgspec.structs.replace(task, synced_at=now, error=str(exc)[:500],
                                                           attempts=task.attempts + 1))

@@ -38,9 +38,9 @@ class Campaigns:
     tasks: ReviewTasks
     assets: AssetImport
 
-    async def close(self) -> None:
-        """The team's tools' sessions (after the review tasks being opened have finished)."""
-        await self.tasks.close()
+    async def close(self, wait_s: float | None = None) -> None:
+        """The team's tools' sessions, after the review tasks being opened have finished (at most `wait_s`)."""
+        await self.tasks.close(wait_s)
         await self.assets.close()
 
 

@@ -223,7 +223,7 @@ class RecoService:
         self.saved = saved
         self.lists.clear()
         self._metrics.reco_model.clear()
-        for metric in ("hr@10", "ndcg@10"):  # the seed was never evaluated: it has no serving series
+        for metric in ("hr@10", "ndcg@10"):  # the seed was never trained, so never evaluated: no serving series
             self._metrics.reco_evaluation.remove(metric, "serving")
         if saved is None:
             f.set_embeddings(None, "")
@@ -234,9 +234,7 @@ class RecoService:
         self.trained = max(self.trained, saved.sequence)
         self.weights, self.learned = tuple(saved.weights), saved.learned
         self.last_evaluation = dict(saved.evaluation) if saved.evaluation is not None else None
-        for metric in ("hr@10", "ndcg@10"):
-            if self.last_evaluation is not None and metric in self.last_evaluation:
-                self._metrics.reco_evaluation.labels(metric, "serving").set(self.last_evaluation[metric])
+        self._show_evaluation(saved, "serving")
         self._metrics.reco_model.labels(saved.version, "learned" if self.learned else "seed").set(1)
 
     def serve_canary(self, split: Split[SavedModel | None] | None) -> None:
@@ -244,6 +242,15 @@ class RecoService:
         f = self.features
         self._variant = Variant(split.model, f.items.index, len(f.items)) if split is not None else None
         self.canary = split
+        if split is not None:  # the version on trial, also after a restart
+            self._show_evaluation(split.model, "candidate")
+
+    def _show_evaluation(self, saved: SavedModel | None, model: str) -> None:
+        """contrail_reco_evaluation{model=...}: a version's figures as evaluated when it was trained, the same on
+        every node and across restarts."""
+        for metric in ("hr@10", "ndcg@10"):
+            if saved is not None and saved.evaluation is not None and metric in saved.evaluation:
+                self._metrics.reco_evaluation.labels(metric, model).set(saved.evaluation[metric])
 
     @property
     def model_name(self) -> str:
@@ -673,10 +680,8 @@ class RecoService:
             self._metrics.reco_trainings.labels(status).inc()
             if outcome.users_evaluated:
                 self.last_evaluation = evaluation
-                for metric in ("hr@10", "ndcg@10"):
+                for metric in ("hr@10", "ndcg@10"):  # serving's changes when a version goes live (serve)
                     self._metrics.reco_evaluation.labels(metric, "candidate").set(evaluation[metric])
-                    self._metrics.reco_evaluation.labels(metric, "serving").set(
-                        evaluation[metric if status == "live" else f"serving_{metric}"])
             seconds = time.perf_counter() - started
             log.info("reco model trained", extra={"live": status == "live", "status": status, "version": version,
                                                   **evaluation})

@@ -252,9 +252,10 @@ class Metrics:
                                                  (), r, buckets=LATENCY_BUCKETS)
         self.reco_model = Gauge("contrail_reco_model_info", "Serving recommendation model (value 1)",
                                 ["version", "weights"], registry=r)
-        # model="serving": the model lists come from; "candidate": the last training's, live or kept out
+        # model="serving": the version lists come from; "candidate": the last training's (live or kept out) or the
+        # canary's; each as evaluated on held-out events when it was trained
         self.reco_evaluation = Gauge("contrail_reco_evaluation", "Held-out quality of the serving recommendation "
-                                     "model and of the last training's candidate, on the same split",
+                                     "model and of the last candidate, as evaluated when each was trained",
                                      ["metric", "model"], registry=r)
         self.reco_trainings = LoopCounter("contrail_reco_trainings", "Recommendation trainings by outcome",
                                           ["outcome"], r)

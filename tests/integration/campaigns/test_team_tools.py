@@ -5,6 +5,8 @@ version of the asset puts the refreshed creative under review."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from aiohttp import web
 
@@ -210,3 +212,29 @@ async def test_a_stopping_server_finishes_the_review_tasks_it_was_opening(aiohtt
     tasks = await (await again.get("/v1/admin/campaigns/autumn/tasks", headers=admin)).json()
     assert [(t["tool"], t["task_key"], t["status"]) for t in tasks["items"]] == [("jira", "MKT-1", "open")]
     assert jira.posts == 1  # the restart did not open it a second time
+
+
+async def test_a_stop_waits_for_a_slow_tracker_only_its_grace_and_the_next_start_opens_the_task(
+        aiohttp_client, aiohttp_server, tmp_path, clock):
+    jira, aem, base = await tools(aiohttp_server)
+    jira.delay_s = 30.0  # far longer than the stop may wait
+    config = make_config(tmp_path, integrations__task_tool="jira", integrations__jira_url=base,
+                         integrations__jira_email=EMAIL, integrations__jira_api_token=TOKEN,
+                         integrations__jira_project="MKT", server__shutdown_grace_s=0.5)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    _, key = await client.app[PLATFORM].api_keys.create("author", "admin")
+    admin = {"X-Api-Key": key}
+    body = {"id": "autumn", "name": "Autumn", "advertiser_domain": "contrail.example", "bid_cap_micros": 4_000_000,
+            "daily_budget_micros": 100_000_000, "creatives": [CREATIVE]}
+    assert (await client.post("/v1/admin/campaigns", json=body, headers=admin)).status == 201
+    await step(client, admin, "autumn", "submit")
+    started = asyncio.get_running_loop().time()
+    await client.close()
+    assert asyncio.get_running_loop().time() - started < 5   # not the tracker's 30 s
+    assert jira.issues == {}
+
+    jira.delay_s = 0.0
+    again = await aiohttp_client(create_app(config, clock=clock))
+    await again.app[PLATFORM].campaigns_domain.tasks.sync()
+    tasks = await (await again.get("/v1/admin/campaigns/autumn/tasks", headers=admin)).json()
+    assert [(t["tool"], t["task_key"], t["status"]) for t in tasks["items"]] == [("jira", "MKT-1", "open")]

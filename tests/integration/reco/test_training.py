@@ -102,4 +102,7 @@ async def test_the_live_model_survives_a_restart_and_the_next_training_follows_i
         ("hr@10", "serving"): pytest.approx(trained["evaluation"]["hr@10"], abs=1e-6),
         ("ndcg@10", "serving"): pytest.approx(trained["evaluation"]["ndcg@10"], abs=1e-6)}
     admin = {"X-Api-Key": (await again.app[PLATFORM].api_keys.create("ops", "admin"))[1]}
+    back = await again.post("/v1/admin/models/reco/rollback", headers=admin)
+    assert back.status == 200, await back.text()
+    assert await evaluation_gauges(again) == {}  # the seed serves again: it was never evaluated
     assert (await (await again.post("/v1/admin/reco/train", headers=admin)).json())["version"] == "als-2"
