@@ -485,7 +485,11 @@ class PolicyService:
         await asyncio.gather(*pending, return_exceptions=True)
 
     async def close(self) -> None:
-        """Stop the background sends and close the decision service's client."""
+        """Stop the background sends (counted as dropped: the local policy learned those rewards all the same) and
+        close the decision service's client."""
+        if self._sending:
+            self.forward_failures += len(self._sending)
+            self._metrics.policy_forward_failures.labels("dropped").inc(len(self._sending))
         pending = [*self._sending, *([self._catalog_task] if self._catalog_task is not None else [])]
         for task in pending:
             task.cancel()

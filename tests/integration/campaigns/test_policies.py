@@ -43,6 +43,8 @@ class DecisionServer:
         return web.json_response({"action": "not-an-arm" if self.mode == "nonsense" else self.pick})
 
     async def reward(self, request: web.Request) -> web.Response:
+        if self.mode == "slow":
+            await asyncio.sleep(self.delay_s)
         if self.mode == "fail":
             return web.json_response({"error": "down"}, status=400)
         self.rewards.append(await request.json())
@@ -197,7 +199,11 @@ async def test_rewards_are_forwarded_in_the_background_and_the_catalog_synced_wh
     assert 'contrail_integration_calls_total{outcome="failed",tool="decision"}' in metrics
     view = await (await client.get("/v1/admin/campaigns/spring/policy", headers=keys["ops"])).json()
     assert {a["arm"]: a["pulls"] for a in view["posterior"]} == {"c1": 0, "c2": 2, "c3": 0}
+    decision.mode, decision.delay_s = "slow", 30.0  # a stop does not wait for the service: the send is dropped
+    assert (await signal(client, keys, "s3", "c2"))["reward"] == 1.0
     await platform.policies.close()
+    assert platform.policies.forward_failures == 2
+    assert 'contrail_policy_forward_failures_total{reason="dropped"} 1.0' in await (await client.get("/metrics")).text()
 
 
 async def test_a_policy_learns_from_reward_signals_once_per_signal_id_and_survives_a_restart(
