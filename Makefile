@@ -71,9 +71,9 @@ PG_TESTS := tests/integration/loyalty tests/integration/retail tests/integration
 test: $(STAMP) browser servers
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	$(PY) -m pytest -q -n 2 --durations=30
+	$(PY) -m pytest -q -n 2 --dist worksteal --durations=30
 	@if [ -n "$$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null)" ] && command -v redis-server >/dev/null; then \
-	  $(PY) -m pytest -q -n 2 --durations=15 --storage=scaleout $(PG_TESTS); \
+	  $(PY) -m pytest -q -n 2 --dist worksteal --durations=15 --storage=scaleout $(PG_TESTS); \
 	else echo "postgresql or redis-server is not installed: the scale-out run of the tests is skipped"; fi
 
 bench: $(STAMP)
