@@ -1,1 +1,1 @@
-"""Remote services Contrail calls over gRPC: a remote RankingService today."""
+"""Remote services Contrail calls over gRPC: a remote RankingService and a remote SyncValue service."""

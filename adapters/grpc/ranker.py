@@ -7,6 +7,7 @@ from ssl import SSLContext
 
 from grpclib.client import Channel
 
+from adapters.grpc.deadline import deadline_is_timeout
 from app.retail.ranking import OfferSummary, SearchContext
 from app.runtime.tracing import outbound
 from handlers.rpc import ranking_grpc, ranking_pb2
@@ -38,7 +39,7 @@ class RemoteRanker:
                 origin=ctx.origin, destination=ctx.destination, departure_date=ctx.departure_date,
                 passengers=ctx.passengers, cabin_class=ctx.cabin, user_segment=ctx.segment),
             offers=[_features(o) for o in offers])
-        with outbound(_RANK, _ATTRIBUTES) as carried:
+        with deadline_is_timeout("remote ranker", timeout), outbound(_RANK, _ATTRIBUTES) as carried:
             reply = await self._stub.RankOffers(request, timeout=timeout,
                                                 metadata={**self._metadata, **carried} or None)
         by_id = {r.offer_id: r.probability for r in reply.offers}

@@ -7,9 +7,8 @@ import math
 from ssl import SSLContext
 
 from grpclib.client import Channel
-from grpclib.const import Status
-from grpclib.exceptions import GRPCError
 
+from adapters.grpc.deadline import deadline_is_timeout
 from app.runtime.tracing import outbound
 from handlers.rpc import syncvalue_grpc
 from handlers.rpc import syncvalue_pb2 as pb
@@ -36,14 +35,9 @@ class RemoteSyncValue:
         request = pb.LTVBatchRequest(requests=[pb.LTVPredictionRequest(request_id=str(k), customer_id=c,
                                                                         platform=platform)
                                                for k, c in enumerate(customer_ids)])
-        try:
-            with outbound(_PREDICT, _ATTRIBUTES) as carried:
-                reply = await self._stub.PredictLTVBatch(
-                    request, timeout=timeout, metadata={**self._metadata, **carried} or None)
-        except GRPCError as exc:
-            if exc.status == Status.DEADLINE_EXCEEDED:  # the server noticed the deadline first: the same timeout
-                raise TimeoutError(f"remote SyncValue took longer than {timeout:.3f} s") from None
-            raise
+        with deadline_is_timeout("remote SyncValue", timeout), outbound(_PREDICT, _ATTRIBUTES) as carried:
+            reply = await self._stub.PredictLTVBatch(
+                request, timeout=timeout, metadata={**self._metadata, **carried} or None)
         if len(reply.responses) != len(customer_ids):
             raise ValueError(f"remote SyncValue answered {len(reply.responses)} of {len(customer_ids)} customers")
         out: dict[str, float] = {}

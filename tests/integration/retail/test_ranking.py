@@ -121,6 +121,8 @@ class RemoteRanking(ranking_grpc.RankingServiceBase):
         self.calls += 1
         if self.mode == "fail":
             raise GRPCError(Status.UNAVAILABLE, "ranker down")
+        if self.mode == "deadline":  # a server that noticed the deadline before the client's own timer fired
+            raise GRPCError(Status.DEADLINE_EXCEEDED, "deadline exceeded")
         if self.mode == "slow":
             await asyncio.sleep(1.0)
         # Prefers the most expensive offer, unlike Contrail's own rules.
@@ -189,3 +191,14 @@ async def test_a_slow_but_successful_remote_counts_against_the_breaker(aiohttp_c
         assert await _ranked_by(client, headers, clock) == "remote"  # the answer came, just too late
     assert ranker.breaker.state == ranker.breaker.OPEN
     assert await _ranked_by(client, headers, clock) == "rules"
+
+
+async def test_a_deadline_the_remote_ranker_noticed_first_is_a_timeout(aiohttp_client, tmp_path, clock, remote):
+    service, port = remote
+    client, headers = await _shop(aiohttp_client, tmp_path, clock, ranking__remote=f"127.0.0.1:{port}",
+                                  ranking__remote_share=1.0, ranking__remote_deadline_ms=300)
+    service.mode = "deadline"
+    assert await _ranked_by(client, headers, clock) == "rules"
+    metrics = await (await client.get("/metrics")).text()
+    assert 'contrail_ranking_fallbacks_total{reason="timeout"} 1.0' in metrics
+    assert 'contrail_ranking_fallbacks_total{reason="error"}' not in metrics
