@@ -230,7 +230,7 @@ async def test_a_stop_waits_for_a_slow_tracker_only_its_grace_and_the_next_start
     await step(client, admin, "autumn", "submit")
     started = asyncio.get_running_loop().time()
     await client.close()
-    assert asyncio.get_running_loop().time() - started < 5   # not the tracker's 30 s
+    assert asyncio.get_running_loop().time() - started < 15   # not the tracker's 30 s (a loaded machine stops slowly)
     assert jira.issues == {}
 
     jira.delay_s = 0.0
