@@ -57,6 +57,25 @@ async def team(aiohttp_client, aiohttp_server, tmp_path, clock):
     await library.close()
 
 
+def with_jira(tmp_path, base: str, **overrides):
+    """The app's configuration with Jira, at `base`, as its task tool."""
+    return make_config(tmp_path, integrations__task_tool="jira", integrations__jira_url=base,
+                       integrations__jira_email=EMAIL, integrations__jira_api_token=TOKEN,
+                       integrations__jira_project="MKT", **overrides)
+
+
+async def submit_autumn(client) -> dict[str, str]:
+    """An admin's key, with which campaign "autumn" is created and sent for review."""
+    _, key = await client.app[PLATFORM].api_keys.create("author", "admin")
+    admin = {"X-Api-Key": key}
+    body = {"id": "autumn", "name": "Autumn", "advertiser_domain": "contrail.example", "bid_cap_micros": 4_000_000,
+            "daily_budget_micros": 100_000_000, "creatives": [CREATIVE]}
+    resp = await client.post("/v1/admin/campaigns", json=body, headers=admin)
+    assert resp.status == 201, await resp.text()
+    await step(client, admin, "autumn", "submit")
+    return admin
+
+
 async def step(client, who, campaign_id, action, **body):
     resp = await client.post(f"/v1/admin/campaigns/{campaign_id}/{action}", json=body or None, headers=who)
     assert resp.status == 200, await resp.text()
@@ -166,18 +185,11 @@ async def test_the_teams_folder_is_what_an_import_takes_and_what_a_sync_lists_on
 
 async def test_configured_tools_are_wired_into_the_app(aiohttp_client, aiohttp_server, tmp_path, clock):
     jira, aem, base = await tools(aiohttp_server)
-    config = make_config(tmp_path, integrations__task_tool="jira", integrations__jira_url=base,
-                         integrations__jira_email=EMAIL, integrations__jira_api_token=TOKEN,
-                         integrations__jira_project="MKT", integrations__dam="aem", integrations__dam_url=base,
-                         integrations__dam_token="unused")
+    config = with_jira(tmp_path, base, integrations__dam="aem", integrations__dam_url=base,
+                       integrations__dam_token="unused")
     client = await aiohttp_client(create_app(config, clock=clock))
     platform = client.app[PLATFORM]
-    _, key = await platform.api_keys.create("author", "admin")
-    admin = {"X-Api-Key": key}
-    body = {"id": "autumn", "name": "Autumn", "advertiser_domain": "contrail.example", "bid_cap_micros": 4_000_000,
-            "daily_budget_micros": 100_000_000, "creatives": [CREATIVE]}
-    await client.post("/v1/admin/campaigns", json=body, headers=admin)
-    await step(client, admin, "autumn", "submit")
+    admin = await submit_autumn(client)
     await platform.campaigns_domain.tasks.idle()
     tasks = await (await client.get("/v1/admin/campaigns/autumn/tasks", headers=admin)).json()
     assert [(t["tool"], t["task_key"], t["status"]) for t in tasks["items"]] == [("jira", "MKT-1", "open")]
@@ -195,16 +207,9 @@ async def test_a_stopping_server_finishes_the_review_tasks_it_was_opening(aiohtt
                                                                           clock):
     jira, aem, base = await tools(aiohttp_server)
     jira.delay_s = 0.5  # the issue is still being created when the server is told to stop
-    config = make_config(tmp_path, integrations__task_tool="jira", integrations__jira_url=base,
-                         integrations__jira_email=EMAIL, integrations__jira_api_token=TOKEN,
-                         integrations__jira_project="MKT")
+    config = with_jira(tmp_path, base)
     client = await aiohttp_client(create_app(config, clock=clock))
-    _, key = await client.app[PLATFORM].api_keys.create("author", "admin")
-    admin = {"X-Api-Key": key}
-    body = {"id": "autumn", "name": "Autumn", "advertiser_domain": "contrail.example", "bid_cap_micros": 4_000_000,
-            "daily_budget_micros": 100_000_000, "creatives": [CREATIVE]}
-    assert (await client.post("/v1/admin/campaigns", json=body, headers=admin)).status == 201
-    await step(client, admin, "autumn", "submit")
+    admin = await submit_autumn(client)
     await client.close()
     assert list(jira.issues) == ["MKT-1"]
 
@@ -218,16 +223,9 @@ async def test_a_stop_waits_for_a_slow_tracker_only_its_grace_and_the_next_start
         aiohttp_client, aiohttp_server, tmp_path, clock):
     jira, aem, base = await tools(aiohttp_server)
     jira.delay_s = 30.0  # far longer than the stop may wait
-    config = make_config(tmp_path, integrations__task_tool="jira", integrations__jira_url=base,
-                         integrations__jira_email=EMAIL, integrations__jira_api_token=TOKEN,
-                         integrations__jira_project="MKT", server__shutdown_grace_s=0.5)
+    config = with_jira(tmp_path, base, server__shutdown_grace_s=0.5)
     client = await aiohttp_client(create_app(config, clock=clock))
-    _, key = await client.app[PLATFORM].api_keys.create("author", "admin")
-    admin = {"X-Api-Key": key}
-    body = {"id": "autumn", "name": "Autumn", "advertiser_domain": "contrail.example", "bid_cap_micros": 4_000_000,
-            "daily_budget_micros": 100_000_000, "creatives": [CREATIVE]}
-    assert (await client.post("/v1/admin/campaigns", json=body, headers=admin)).status == 201
-    await step(client, admin, "autumn", "submit")
+    admin = await submit_autumn(client)
     started = asyncio.get_running_loop().time()
     await client.close()
     assert asyncio.get_running_loop().time() - started < 15   # not the tracker's 30 s (a loaded machine stops slowly)
