@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -18,9 +19,33 @@ import time
 import uuid
 from pathlib import Path
 
+_LOWEST_PORT = 10_000
+
+
+def _ephemeral_low() -> int:
+    """The first port of the range the system hands out to connections and to binds of port 0."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default
+
 
 def free_port() -> int:
-    with socket.socket() as s:
+    """A free loopback port for a server started next, taken below the ephemeral range: a port the system handed
+    out for a bind to port 0 may be handed out again, as a client connection's own port, before the server binds
+    it (CI saw a server refused that way)."""
+    high = _ephemeral_low()
+    tries = 200 if high > _LOWEST_PORT + 1_000 else 0
+    rng = random.SystemRandom()
+    for _ in range(tries):
+        port = rng.randrange(_LOWEST_PORT, high)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # no such range here: the system's choice
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,13 +13,11 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from app.localservers import free_port
+
+__all__ = ["ROOT", "ServerProcess", "free_port"]
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ServerProcess:
