@@ -8,7 +8,6 @@ import asyncio
 import math
 import statistics
 
-import numpy as np
 import pytest
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
@@ -24,8 +23,8 @@ from app.runtime.metrics import Metrics
 from handlers.rpc import syncvalue_grpc
 from handlers.rpc import syncvalue_pb2 as pb
 from state.ltv import Purchase, SavedLtvModel
+from tests.integration.ltv.helpers import DAY, purchases
 
-DAY = 86_400.0
 # Slow past 300 ms, within a 2 s deadline; open for 30 s after 3 failures; closed after 2 successful trials.
 CONFIG = LtvConfig(breaker_slow_ms=300, remote_deadline_ms=2000)
 
@@ -189,18 +188,7 @@ class MemoryLtvStore:
 
 
 def purchase_history(start: float, customers: int, days: int = 540, seed: int = 7) -> list[Purchase]:
-    """Customers buying at their own rate until they drop out."""
-    rng = np.random.default_rng(seed)
-    rate = rng.gamma(0.8, 1 / 25, customers)
-    life = rng.exponential(300, customers)
-    first = rng.uniform(0, days * 0.6, customers)
-    out = []
-    for c in range(customers):
-        t = first[c]
-        while t < min(first[c] + life[c], days):
-            out.append(Purchase(f"cust-{c}", start + t * DAY, int(rng.gamma(2.0, 60) * 100) + 500, "web"))
-            t += rng.exponential(1 / rate[c])
-    return out
+    return [Purchase(f"cust-{c}", start + t * DAY, cents, "web") for t, c, cents in purchases(customers, days, seed)]
 
 
 async def test_in_process_values_come_from_the_fitted_model():
