@@ -11,6 +11,7 @@ the same machine code as an eager `numba.njit` with the same arguments.
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -64,6 +65,13 @@ def load_module(name: str) -> None:
             loops[0]._compile()
             loops.pop(0)
         _waiting.pop(name, None)
+
+
+def load_modules(names: tuple[str, ...]) -> None:
+    """load_module() for each of `names`, importing it first."""
+    for name in names:
+        importlib.import_module(name)
+        load_module(name)
 
 
 def load_all() -> list[str]:

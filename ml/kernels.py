@@ -12,26 +12,28 @@ being the SIMD lanes. np.tanh then runs over all outputs together (vectorised, w
 scalar tanh per row cost more than the layers themselves).
 
 Sums may be reassociated for SIMD, so results can differ from numpy's in the last bits
-of float32, as two BLAS builds do. Signatures are explicit: the kernel compiles (or
-loads from numba's on-disk cache) at import, never on a bid.
+of float32, as two BLAS builds do. Signatures are explicit. The kernel compiles (or
+loads from numba's on-disk cache) when a server opens its storage, before it is ready
+(Platform.open_storage, BID_LOOPS), never on a bid; a command that never bids never loads it.
 """
 
 from __future__ import annotations
 
 import functools
 
-import numba
 import numpy as np
 from numba import types
+
+from ml.compiled import later
 
 _F32 = types.Array(types.float32, 1, "C", readonly=True)
 _F32_2D = types.Array(types.float32, 2, "C", readonly=True)
 _I64 = types.Array(types.int64, 1, "C", readonly=True)
 
 
-@numba.njit(types.Array(types.float32, 2, "C")(_F32_2D, _F32_2D, _I64, _I64, types.int64, _F32_2D, _F32, _F32_2D,
-                                               types.float32, _F32_2D, _F32),
-            fastmath={"reassoc", "nsz", "contract"}, boundscheck=False, cache=True)
+@later(types.Array(types.float32, 2, "C")(_F32_2D, _F32_2D, _I64, _I64, types.int64, _F32_2D, _F32, _F32_2D,
+                                          types.float32, _F32_2D, _F32),
+       fastmath={"reassoc", "nsz", "contract"}, boundscheck=False, cache=True)
 def _layers(users, cand_rows, cand_start, cand_len, total, w1, b1, w_cand, theta, w2t, b2):
     """(3, total) pre-activations: request k's rows are users[k] with each of
     cand_rows[cand_start[k]:cand_start[k] + cand_len[k]] as its candidate columns."""

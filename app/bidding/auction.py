@@ -21,10 +21,10 @@ import math
 from typing import NamedTuple
 
 import msgspec
-import numba
 import numpy as np
 from numba import types
 
+from ml.compiled import later
 from ml.kernels import repeated
 
 NO_FLOOR = math.inf  # a request that is not simple: no winner is picked in the batch
@@ -54,7 +54,7 @@ _RESULT = types.Tuple((types.Array(types.int64, 2, "C"), types.Array(types.float
                        types.Array(types.float64, 1, "C")))
 
 
-@numba.njit(_RESULT(_F32, _F32, _F64, _I64, _TERMS), boundscheck=False, cache=True)
+@later(_RESULT(_F32, _F32, _F64, _I64, _TERMS), boundscheck=False, cache=True)
 def _auction(score, bid_factor, caps, cap_start, terms):
     """terms[k] = (boost, floor, candidates) of request k, whose rows follow request k-1's and whose
     caps start at caps[cap_start[k]]. Every row's rank and price, and each request's (winner, price):

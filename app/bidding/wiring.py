@@ -23,6 +23,9 @@ from app.infra import Infra
 from ml.batcher import Batcher
 from ml.providers import Provider, build_providers
 
+# The compiled loops every bid runs (the network's layers, the auction): a server loads them before it is ready.
+BID_LOOPS = ("ml.kernels", "app.bidding.auction")
+
 
 @dataclass
 class Bidding:
