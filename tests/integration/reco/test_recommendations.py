@@ -117,6 +117,29 @@ async def test_unknown_users_get_popular_items(reco, clock):
                for i in answer["items"])
     for strategy in ("cf", "trending"):
         assert ids(await recommend(client, headers, "nobody", strategy=strategy, n=3)) == ids(answer)
+    # Popular in the context asked for: one category, or several.
+    ancillary = await recommend(client, headers, "nobody", n=3, category="ancillary")
+    assert ancillary["model"] == "popular" and ids(ancillary)
+    assert all(not i.startswith("dest-") and r["reason"] == "popular in ancillary"
+               for i, r in zip(ids(ancillary), ancillary["items"], strict=True))
+    both = await recommend(client, headers, "nobody", n=20, category="ancillary,destination")
+    assert set(ids(ancillary)) < set(ids(both)) and set(ids(answer)) < set(ids(both))
+
+
+async def test_feedback_weights_and_the_popularity_half_life_are_configuration(aiohttp_client, tmp_path, clock):
+    config = make_config(tmp_path, reco__explore_items=0, reco__weight_click=7.0, reco__weight_view=0.5,
+                         reco__popularity_half_life_s=3600)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    headers = await staff(client)
+    await seed_items(client, headers)
+    now = clock.now()
+    await ingest(client, headers, [event("wes", "click", "dest-MAD", now - 3600),
+                                   event("wes", "product_view", "dest-BCN", now)])
+    activity = await (await client.get("/v1/reco/users/wes", headers=headers)).json()
+    assert [(e["item_id"], e["weight"]) for e in activity["events"]] == [("dest-BCN", 0.5), ("dest-MAD", 7.0)]
+    popular = await (await client.get("/v1/recommendations/popular", params={"n": "2"}, headers=headers)).json()
+    # The click an hour (one half-life) before the latest event counts 7 / 2; the view now counts 0.5.
+    assert [(i["item_id"], round(i["score"], 3)) for i in popular["items"]] == [("dest-MAD", 3.5), ("dest-BCN", 0.5)]
 
 
 async def test_unknown_users_lists_leave_out_what_they_exclude(reco, clock):

@@ -57,6 +57,10 @@ def test_eval_prints_the_json_rows_and_itemknn_beats_mostpop_on_clustered_data(t
             assert 0 <= r["ndcg@10"] <= r["hr@10"] <= 1 and 0 <= r["hr@10_sampled"] <= 1
     assert rows["ItemKNN k=50"]["hr@10"] > rows["MostPop"]["hr@10"] + 0.3
     assert rows["contrail"]["hr@10"] > rows["MostPop"]["hr@10"] + 0.3
+    # The matrix-factorisation baselines (implicit's ALS and BPR), at the served number of factors.
+    factorised = [n for n in rows if n.startswith(("ALS (", "BPR ("))]
+    assert sorted(n.split(" (")[0] for n in factorised) == ["ALS", "BPR"]
+    assert all(rows[n]["hr@10"] is not None and rows[n]["hr@10"] > rows["MostPop"]["hr@10"] for n in factorised)
     assert doc["evaluated_users"] == 300 and doc["blend"]["served"] in ("seed", "learned")
 
 
