@@ -363,3 +363,39 @@ async def test_the_carriers_own_features_are_learned_from_and_a_given_history_st
     events = tuple(Event(now_ms - d * 86_400_000, "purchase", 50.0) for d in (200, 90, 30))
     [given] = await platform.ltv.predict([Ask("someone", events=events)])
     assert given.status == "SUCCESS" and given.predicted_ltv > 0  # no channels given: the average customer's
+
+
+async def test_paid_orders_and_ingested_purchases_are_the_history_a_customer_is_valued_on(ltv, clock):
+    from tests.integration.reco.helpers import ingest, staff
+    from tests.integration.retail.helpers import booked, customer, pay, seed_catalog
+    client, admin, stub, md, counts = ltv
+    platform = client.app[PLATFORM]
+    await refit(client, admin)
+
+    async def valued(customer_id: str) -> dict:
+        await platform.bus.idle()  # loyalty earns from orders and ingest as their events arrive
+        resp = await client.get(f"/v1/customers/{customer_id}/ltv", headers=admin)
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+    # Ingested purchases (a POS, a partner): the customer's value follows each one.
+    assert (await valued("walker"))["status"] == "NO_HISTORY"
+    partner = await staff(client)
+    sale = {"source": "pos", "type": "purchase", "user_id": "walker", "amount_cents": 12_000}
+    await ingest(client, partner, [{**sale, "transaction_id": "pos-1", "at": clock.now()}])
+    once = await valued("walker")
+    clock.advance(30 * DAY)
+    await ingest(client, partner, [{**sale, "transaction_id": "pos-2", "at": clock.now()}])
+    twice = await valued("walker")
+    assert once["status"] == twice["status"] == "SUCCESS"
+    assert twice["predicted_ltv"] > once["predicted_ltv"] > 0  # a repeat buyer is worth more than a one-off
+
+    # A paid order: its buyer becomes a customer with a purchase.
+    await seed_catalog(platform, clock)
+    member = await customer(client, "olga")
+    me = platform.account_store.by_email("olga@example.com").id
+    assert (await valued(me))["status"] == "NO_HISTORY"
+    order = await booked(client, member, clock)
+    assert (await pay(client, member, order["id"])).status == 200
+    paid = await valued(me)
+    assert paid["status"] == "SUCCESS" and paid["predicted_ltv"] > 0

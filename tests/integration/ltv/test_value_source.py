@@ -232,3 +232,19 @@ async def test_in_process_values_come_from_the_fitted_model():
 def service_ask(customer_id: str):
     from app.ltv.service import Ask
     return Ask(customer_id, "meta", explain=False)
+
+
+async def test_the_configured_annual_discount_rate_discounts_what_a_customer_is_worth():
+    from app.ltv.service import Ask, LtvService
+    clock = ManualClock()
+    store = MemoryLtvStore(purchase_history(clock.now(), customers=80))
+    clock.advance(540 * DAY)
+    first = LtvService(LtvConfig(), "EUR", store, clock, Metrics())
+    assert (await first.refit())["live"] is True
+    worth = {}
+    for rate in (0.0, 0.10, 0.50):  # each service serves the saved model (no refit) at its configured rate
+        service = LtvService(LtvConfig(annual_discount_rate=rate), "EUR", store, clock, Metrics())
+        await service.load()
+        [answer] = await service.predict([Ask("cust-1", "meta", explain=False, horizon_days=730)])
+        worth[rate] = answer.predicted_ltv
+    assert worth[0.0] > worth[0.10] > worth[0.50] > 0
