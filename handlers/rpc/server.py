@@ -245,20 +245,41 @@ class GrpcServer:
         listen(self.server, RecvRequest, self._on_request)
         listen(self.server, SendTrailingMetadata, self._on_trailers)
         self.listening = False
-        self.in_flight = 0
+        # Each call's task until it ends: a call whose connection is lost (the client went away, or stopped answering
+        # keepalive pings) sends no trailers, and must still stop counting as in flight, or every stop would wait
+        # its whole grace for it.
+        self._calls: dict[asyncio.Task[Any], tuple[str, float]] = {}
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._calls)
 
     async def _on_request(self, event: RecvRequest) -> None:
-        self.in_flight += 1
-        _call.set((event.method_name, time.perf_counter()))
+        call = (event.method_name, time.perf_counter())
+        _call.set(call)
+        task = asyncio.current_task()
+        if task is not None:
+            self._calls[task] = call
+            task.add_done_callback(self._ended)
 
     async def _on_trailers(self, event: SendTrailingMetadata) -> None:
         call = _call.get()
         if call is None:
             return
-        method, started = call
         _call.set(None)
-        self.in_flight -= 1
-        self._metrics.grpc_calls.labels(method, event.status.name).inc()
+        task = asyncio.current_task()
+        if task is not None:
+            self._calls.pop(task, None)
+        self._observe(call, event.status.name)
+
+    def _ended(self, task: asyncio.Task[Any]) -> None:
+        call = self._calls.pop(task, None)
+        if call is not None:  # ended without its trailers: the connection was lost under it
+            self._observe(call, Status.CANCELLED.name)
+
+    def _observe(self, call: tuple[str, float], status: str) -> None:
+        method, started = call
+        self._metrics.grpc_calls.labels(method, status).inc()
         self._metrics.grpc_latency.labels(method).observe(time.perf_counter() - started)
 
     def accept_certificates(self, certificates: CertificatePrincipals) -> None:

@@ -74,3 +74,52 @@ def test_generated_code_matches_the_protos(tmp_path):
             fresh = tmp_path / "handlers" / "rpc" / f"{stem}{suffix}"
             committed = ROOT / "handlers" / "rpc" / f"{stem}{suffix}"
             assert filecmp.cmp(fresh, committed, shallow=False), f"{committed.name} is stale: run `make proto`"
+
+
+async def test_a_peer_that_stops_answering_pings_is_dropped_after_the_configured_keepalive(aiohttp_client, tmp_path,
+                                                                                          clock):
+    """grpc.keepalive_time_s and keepalive_timeout_s: a connection with a call open is pinged once it has been quiet
+    that long, and closed when the ping goes unanswered (a peer gone without a FIN holds nothing for long). The call
+    ends with it: counted as cancelled, and no longer in flight (a stop does not wait for it)."""
+    import asyncio
+    import time
+
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    from app.main import create_app
+    from tests.conftest import make_config
+    client = await aiohttp_client(create_app(make_config(tmp_path, grpc__keepalive_time_s=0.3,
+                                                         grpc__keepalive_timeout_s=0.4), clock=clock))
+    _, key = await client.app[PLATFORM].api_keys.create("exchange", "exchange")
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.app[GRPC].port)
+    peer = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    peer.initiate_connection()
+    peer.send_headers(peer.get_next_available_stream_id(), [
+        (":method", "POST"), (":scheme", "http"), (":path", "/campaign.bidding.v1.BiddingService/StreamBids"),
+        (":authority", "127.0.0.1"), ("content-type", "application/grpc"), ("te", "trailers"), ("x-api-key", key)])
+    writer.write(peer.data_to_send())  # the call is open; from here on nothing is sent, not even a ping's ack
+    started, pinged, closed = time.monotonic(), None, None
+    while closed is None and time.monotonic() - started < 10:
+        data = await asyncio.wait_for(reader.read(65_536), 10)
+        if not data:
+            closed = time.monotonic() - started
+            break
+        for event in peer.receive_data(data):
+            if isinstance(event, h2.events.PingReceived) and pinged is None:
+                pinged = time.monotonic() - started
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                closed = time.monotonic() - started
+    writer.close()
+    grpc = client.app[GRPC]
+    for _ in range(100):  # the call ended with its connection: it no longer counts as in flight
+        if grpc.in_flight == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert grpc.in_flight == 0
+    text = await (await client.get("/metrics")).text()
+    assert 'contrail_grpc_calls_total{code="CANCELLED",method="/campaign.bidding.v1.BiddingService/StreamBids"} 1.0' \
+        in text, [line for line in text.splitlines() if "grpc_calls" in line]
+    assert pinged is not None and 0.25 <= pinged < 2, pinged
+    assert closed is not None and closed - pinged >= 0.35 and closed < 5, (pinged, closed)
