@@ -257,3 +257,27 @@ async def test_a_value_price_below_its_deals_floor_drops_the_bid_in_a_private_au
     assert await metric(client, 'contrail_bid_value_dropped_total{source="model"}') == dropped + 1
     resp = await post_bid(client, private("d-high", high, deal_floor=round(low_price + 0.5, 2)))
     assert (await resp.json())["seatbid"][0]["bid"][0]["price"] == CAP / 1e6
+
+
+async def test_a_node_configured_with_a_remote_syncvalue_prices_its_bids_from_it(aiohttp_client, tmp_path, clock):
+    """ltv.remote (host:port) and ltv.remote_api_key: the values bids read come from another SyncValueService (here a
+    second Contrail node, whose model learnt the purchases), not from this node's own model, which has none."""
+    from app.main import GRPC
+    valuer, valuer_platform, worth = await valued_app(aiohttp_client, tmp_path / "valuer", clock)
+    _, key = await valuer_platform.api_keys.create("bidder-node", "partner")
+    client = await _client(aiohttp_client, tmp_path / "bidder", clock, campaigns=[],
+                           ltv__remote=f"127.0.0.1:{valuer.app[GRPC].port}", ltv__remote_api_key=key)
+    platform = client.app[PLATFORM]
+    assert platform.ltv.model is None  # nothing of its own to value with
+    values = platform.ltv_domain.values
+    customer = max(worth, key=worth.get)
+    assert values.value(customer, VALUED) == (None, "none")  # not asked yet: queued for the refresher
+    assert await values.refresh() == 1
+    value, source = values.value(customer, VALUED)
+    assert source == "remote" and value == pytest.approx(worth[customer], rel=1e-9)
+
+    share = min(1.0, CAP / 2 / 1e6 / worth[customer])  # half the cap
+    await platform.campaigns.create("test", single_campaign(value_share=share), audit=False)
+    assert await price(client, banner_request("r1", customer, floor=0.01)) == pytest.approx(
+        int(share * worth[customer] * 1e6) / 1e6)
+    assert await metric(client, 'contrail_bid_value_priced_total{source="remote"}') == 1.0
