@@ -43,7 +43,11 @@ def test_admin_pauses_a_campaign_sees_its_bids_stop_and_resumes_it(console, serv
     busiest = max(rates, key=lambda campaign_id: rates[campaign_id])
     row = table.locator(f"tr[data-campaign='{busiest}']")
     name = row.get_by_role("link").inner_text()
-    assert _admin_call(server.url, "GET", f"/v1/admin/campaigns/{busiest}")["state"] == "live"
+    campaign = _admin_call(server.url, "GET", f"/v1/admin/campaigns/{busiest}")
+    assert campaign["state"] == "live"
+    # Its daily budget as the API has it, and a win rate once it has bids (the demo's exchange wins some).
+    expect(row.locator("td[data-label='Daily budget']")).to_have_text(f"${campaign['daily_budget_micros'] / 1e6:,.2f}")
+    expect(row.locator("td[data-label='Win rate']")).to_have_text(re.compile(r"^\d{1,3}\.\d %$"))
     # A bidding campaign's live bids hold part of its budget until they are billed or expire: shown beside its spend.
     expect(row.locator("td[data-label='Spent today']")).to_contain_text(
         re.compile(r"\+ \$\d+\.\d{2} held by live bids"))
