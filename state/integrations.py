@@ -7,6 +7,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import msgspec
+
 
 class IntegrationError(Exception):
     """A tool refused a call, kept failing, or did not answer before the deadline. `status` is the last HTTP status
@@ -48,6 +50,24 @@ class Asset:
     url: str
     modified_at: str | None
     metadata: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+class AssetProblem(msgspec.Struct, frozen=True):
+    """An imported creative whose asset the last sync could not read."""
+    creative_id: str
+    dam_id: str
+    error: str
+    since: float    # when its syncs began to fail (epoch seconds)
+    failures: int   # the syncs in a row that failed for it
+
+
+class AssetSync(msgspec.Struct, frozen=True):
+    """How a campaign's imported creatives last synced with the asset library."""
+    campaign_id: str
+    dam: str | None                # integrations.dam; None: none configured
+    last_sync_at: float | None     # the last sync's start (epoch seconds); None: none since the server started
+    folder_error: str | None       # the team folder's listing failed in the last sync (each asset was then read alone)
+    failing: list[AssetProblem]
 
 
 def changed_since(assets: Iterable[Asset], known: Mapping[str, str]) -> list[Asset]:

@@ -23,7 +23,7 @@ from app.campaigns.workflow import CampaignWorkflow
 from app.errors import InvalidInput, RuleViolation, Unavailable
 from app.runtime.clock import Clock
 from state.campaigns import Campaign, Creative, ReviewTask
-from state.integrations import Asset, IntegrationError, TaskLink, changed_since
+from state.integrations import Asset, AssetProblem, AssetSync, IntegrationError, TaskLink, changed_since
 from state.ports import TaskStore
 
 log = logging.getLogger("contrail.campaigns")
@@ -131,14 +131,31 @@ class AssetImport:
     """Creatives from the digital asset management, keeping the asset's id and version; a sync refreshes them."""
 
     def __init__(self, library: AssetLibrary | None, dam: str, workflow: CampaignWorkflow,
-                 campaigns: CampaignService, folder: str = "") -> None:
+                 campaigns: CampaignService, clock: Clock, folder: str = "") -> None:
         """`folder` (integrations.dam_folder): the team's folder. An import that names no asset, folder or query
         takes it, and each sync lists it once for its assets' versions instead of asking for each asset."""
         self._library = library
         self._dam = dam
         self._workflow = workflow
         self._campaigns = campaigns
+        self._clock = clock
         self._folder = folder
+        # What the last sync could not read, per campaign and asset: rebuilt by every sync, so it holds at most the
+        # imported creatives of the campaigns that exist.
+        self._failing: dict[str, dict[str, AssetProblem]] = {}
+        self._last_sync_at: float | None = None
+        self._folder_error: str | None = None
+
+    async def status(self, campaign_id: str) -> AssetSync:
+        """How the campaign's imported creatives last synced (what a failing asset library left stale, and why)."""
+        await self._campaigns.read(campaign_id)  # 404 for an unknown campaign
+        return AssetSync(campaign_id, self._dam or None, self._last_sync_at, self._folder_error,
+                         list(self._failing.get(campaign_id, {}).values()))
+
+    @property
+    def failing(self) -> int:
+        """Imported creatives whose asset the last sync could not read."""
+        return sum(len(problems) for problems in self._failing.values())
 
     async def import_assets(self, actor: Any, campaign_id: str, asset_ids: list[str], folder: str | None,
                             query: str | None, fmt: str, w: int | None, h: int | None) -> Campaign:
@@ -180,15 +197,21 @@ class AssetImport:
         """Refresh every imported creative whose asset has a newer version; returns how many changed."""
         if self._library is None:
             return 0
+        now = self._clock.now()
+        self._last_sync_at, self._folder_error = now, None
+        failing: dict[str, dict[str, AssetProblem]] = {}
         listed: dict[str, Asset] = {}
         if self._folder:
             try:
                 listed = {a.id: a for a in await self._library.list_folder(self._folder)}
             except IntegrationError as exc:  # each asset is then asked for on its own
                 log.warning("asset folder listing failed", extra={"folder": self._folder, "error": str(exc)})
+                self._folder_error = str(exc)
         changed = 0
         for campaign in self._campaigns.list():
             if campaign.state in ("in_review", "completed", "archived"):
+                if campaign.id in self._failing:  # not read now: what was failing stays as it was
+                    failing[campaign.id] = self._failing[campaign.id]
                 continue  # not editable now: the next sync after the step
             base = campaign.pending.creatives if campaign.pending is not None and \
                 campaign.pending.creatives is not None else campaign.creatives
@@ -205,6 +228,10 @@ class AssetImport:
                         asset = await self._library.metadata(creative.dam_id)
                     except IntegrationError as exc:
                         log.warning("asset sync failed", extra={"asset": creative.dam_id, "error": str(exc)})
+                        before = self._failing.get(campaign.id, {}).get(creative.dam_id)
+                        failing.setdefault(campaign.id, {})[creative.dam_id] = AssetProblem(
+                            creative.id, creative.dam_id, str(exc), before.since if before else now,
+                            before.failures + 1 if before else 1)
                         fresh.append(creative)
                         continue
                     if asset.version != creative.dam_version:
@@ -214,6 +241,7 @@ class AssetImport:
             if fresh != base:
                 await self._workflow.edit("dam-sync", campaign.id, {"creatives": fresh},
                                           f"newer asset versions from {self._dam}")
+        self._failing = failing
         return changed
 
 

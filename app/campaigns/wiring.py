@@ -73,7 +73,9 @@ def build(infra: Infra, campaigns: CampaignService, store: CampaignStore,
     tasks = ReviewTasks(_tracker(tools, retry, counted), tools.task_tool, SqliteTaskStore(infra.records_db),
                         campaigns, infra.clock, infra.config.channels.public_base_url)
     infra.bus.subscribe(CampaignChanged, tasks.on_change)
-    assets = AssetImport(_library(tools, retry, counted), tools.dam, workflow, campaigns, tools.dam_folder)
+    assets = AssetImport(_library(tools, retry, counted), tools.dam, workflow, campaigns, infra.clock,
+                         tools.dam_folder)
+    metrics.dam_assets_failing.set_function(lambda: assets.failing)
     if tasks.enabled:
         infra.supervisor.add_periodic("review_task_sync", tools.task_sync_interval_s, tasks.sync)
     if tools.dam:

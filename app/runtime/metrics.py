@@ -320,6 +320,9 @@ class Metrics:
         self.integration_calls = LoopCounter("contrail_integration_calls", "Calls to the team's tools (task "
                                              "management, assets, BI), by tool and outcome (ok, retry, failed)",
                                              ["tool", "outcome"], r)
+        self.dam_assets_failing = Gauge("contrail_dam_assets_failing", "Imported creatives whose asset the last "
+                                        "asset-library sync could not read (GET /v1/admin/campaigns/{id}/assets says "
+                                        "which and why)", registry=r)
         # DSP routing (app/dsp/).
         self.dsp_calls = LoopCounter("contrail_dsp_calls", "Calls to DSPs by platform and outcome (bid, nobid, "
                                      "timeout, error, skipped: too little time, open: breaker open)",

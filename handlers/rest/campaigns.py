@@ -24,6 +24,7 @@ from state.campaigns import (
     ReviewTask,
     Targeting,
 )
+from state.integrations import AssetSync
 from state.text import whole
 
 ADMIN = ("admin",)
@@ -150,6 +151,7 @@ class CampaignsApi:
         router.add_get("/v1/admin/campaigns/{campaign_id}/history", self.history)
         router.add_get("/v1/admin/campaigns/{campaign_id}/report", self.report)
         router.add_get("/v1/admin/campaigns/{campaign_id}/tasks", self.tasks)
+        router.add_get("/v1/admin/campaigns/{campaign_id}/assets", self.asset_sync)
         router.add_post("/v1/admin/campaigns/{campaign_id}/creatives/import", self.import_creatives)
         for action in ("submit", "approve", "reject", "pause", "resume", "archive"):
             router.add_post(f"/v1/admin/campaigns/{{campaign_id}}/{action}", getattr(self, action))
@@ -238,6 +240,12 @@ class CampaignsApi:
     async def tasks(self, request: web.Request, principal) -> web.Response:
         campaign_id = request.match_info["campaign_id"]
         return json_response(Tasks(campaign_id, await self._tasks.of_campaign(campaign_id)))
+
+    @endpoint("How the campaign's imported creatives last synced with the asset library (integrations.dam): when, and "
+              "each creative whose asset could not be read, why, since when and how many syncs in a row; they keep "
+              "their last version meanwhile", tags=("campaigns",), roles=ADMIN, response=AssetSync, errors=(404,))
+    async def asset_sync(self, request: web.Request, principal) -> web.Response:
+        return json_response(await self._assets.status(request.match_info["campaign_id"]))
 
     @endpoint("Import creatives from the digital asset management (integrations.dam) with each asset's id and "
               "version; under review for an approved campaign", tags=("campaigns",), roles=ADMIN, body=ImportBody,

@@ -302,6 +302,31 @@ export function tasksPanel(id) {
   return { el, load };
 }
 
+/** Creatives whose asset the last asset-library sync could not read: shown only while there are some. */
+export function assetsPanel(id) {
+  const list = h("ul", {});
+  const note = h("p", { class: "small muted" });
+  const el = h("section", { class: "card", "aria-labelledby": "assets-heading", hidden: true },
+    h("h2", { id: "assets-heading" }, "Asset library sync"), note, list);
+  async function load() {
+    let answer;
+    try {
+      answer = await api("GET", `/v1/admin/campaigns/${enc(id)}/assets`);
+    } catch {
+      return;  // nothing to warn about that we know of; the page's own errors say if the server is away
+    }
+    const failing = answer.failing || [];
+    el.hidden = !failing.length && !answer.folder_error;
+    note.textContent = `These creatives keep their last version until a sync of ${answer.dam} reads them again `
+      + `(last sync ${when(answer.last_sync_at)}).` + (answer.folder_error ? ` The team folder could not be listed: `
+      + `${answer.folder_error}.` : "");
+    list.replaceChildren(...failing.map((f) => h("li", { class: "error" },
+      `${f.creative_id} (${f.dam_id}): ${f.error}; failing since ${when(f.since)}, ${f.failures} sync${
+        f.failures === 1 ? "" : "s"} in a row`)));
+  }
+  return { el, load };
+}
+
 const FIELD_LABELS = { bid_cap_micros: "Bid cap", daily_budget_micros: "Daily budget", targeting: "Targeting",
   creatives: "Creatives", channels: "Channels" };
 

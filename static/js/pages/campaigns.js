@@ -11,7 +11,7 @@
 import { api, every, h, micros, showError, stream, useStyle, when } from "../api.js";
 import { tabs } from "../tabs.js";
 import { creativeForm, newCampaignForm, policyForm } from "./campaign-forms.js";
-import { actorText, historyPanel, pendingTable, policyPanel, reportPanel, tasksPanel } from "./campaign-report.js";
+import { actorText, assetsPanel, historyPanel, pendingTable, policyPanel, reportPanel, tasksPanel } from "./campaign-report.js";
 
 const LIVE_WINDOW_S = 5;
 
@@ -442,6 +442,7 @@ export function render(root, { params, role, session }) {
     const report = reportPanel(id);
     const historyBox = historyPanel(id, me);
     const tasks = tasksPanel(id);
+    const assets = assetsPanel(id);
     const policy = policyPanel(id);
     const pending = h("section", { class: "card pending", "aria-labelledby": "pending-heading", hidden: true });
     const addCreative = h("div", {});   // the form, while the campaign can still be edited (admins)
@@ -460,7 +461,7 @@ export function render(root, { params, role, session }) {
           h("div", {}, h("h2", {}, "Today"), figures),
           h("div", {}, h("h2", {}, "Settings"), settings))),
       pending, report.el,
-      historyBox.el, tasks.el, policy.el,
+      historyBox.el, tasks.el, assets.el, policy.el,
       h("section", { class: "card" }, h("h2", {}, "Creatives"), addCreative,
         h("div", { class: "table-wrap" }, h("table", { class: "creative-table" },
           h("caption", { class: "visually-hidden" }, "The campaign's creatives"),
@@ -509,6 +510,7 @@ export function render(root, { params, role, session }) {
       }
       historyBox.load();
       tasks.load();
+      assets.load();
       const hadFocus = actions.contains(document.activeElement);
       actions.replaceChildren(...actionButtons(c, comment));
       commentBox.hidden = !actions.children.length;
@@ -550,7 +552,7 @@ export function render(root, { params, role, session }) {
         : [h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No creatives yet."))]));
     };
     stops.push(every(60_000, () => report.load()), every(15_000, () => policy.load()),
-      every(10_000, () => tasks.load()), () => report.destroy());
+      every(10_000, () => { tasks.load(); assets.load(); }), () => report.destroy());
     return {
       el, update,
       redraw: () => { shownSig = ""; update(); },

@@ -18,7 +18,7 @@ from app.campaigns.events import CampaignChanged
 from app.campaigns.integrations import AssetImport, ReviewTasks
 from app.main import PLATFORM, create_app
 from tests.conftest import make_config
-from tests.integration.integrations.test_dam import AEM_ASSETS, FakeAem
+from tests.integration.integrations.test_dam import AEM_ASSETS, AEM_TOKEN, FakeAem
 from tests.integration.integrations.test_tasks import EMAIL, TOKEN, FakeJira
 
 FAST = RetryPolicy(attempts=2, deadline_s=2.0, base_delay_s=0.01, max_delay_s=0.02)
@@ -47,7 +47,7 @@ async def team(aiohttp_client, aiohttp_server, tmp_path, clock):
                         "https://console.airline.test/")
     platform.bus.subscribe(CampaignChanged, tasks.on_change)
     library = AemAssets(base, basic=("dam-reader", "s3cret"), policy=FAST)
-    assets = AssetImport(library, "aem", platform.workflow, platform.campaigns)
+    assets = AssetImport(library, "aem", platform.workflow, platform.campaigns, platform.clock)
     keys = {}
     for name in ("author", "ana"):
         _, key = await platform.api_keys.create(name, "admin")
@@ -158,7 +158,8 @@ async def test_the_teams_folder_is_what_an_import_takes_and_what_a_sync_lists_on
     client, keys, _, aem, _, _ = team
     platform = client.app[PLATFORM]
     library = AemAssets(aem.base, basic=("dam-reader", "s3cret"), policy=FAST)
-    assets = AssetImport(library, "aem", platform.workflow, platform.campaigns, folder="campaigns/summer")
+    assets = AssetImport(library, "aem", platform.workflow, platform.campaigns, platform.clock,
+                         folder="campaigns/summer")
     body = {"id": "autumn", "name": "Autumn", "advertiser_domain": "contrail.example", "bid_cap_micros": 4_000_000,
             "daily_budget_micros": 100_000_000}
     await client.post("/v1/admin/campaigns", json=body, headers=keys["author"])
@@ -236,3 +237,52 @@ async def test_a_stop_waits_for_a_slow_tracker_only_its_grace_and_the_next_start
     await again.app[PLATFORM].campaigns_domain.tasks.sync()
     tasks = await (await again.get("/v1/admin/campaigns/autumn/tasks", headers=admin)).json()
     assert [(t["tool"], t["task_key"], t["status"]) for t in tasks["items"]] == [("jira", "MKT-1", "open")]
+
+
+async def test_a_creative_whose_asset_cannot_be_read_shows_on_its_campaign_until_a_sync_reads_it(
+        aiohttp_client, aiohttp_server, tmp_path, clock):
+    _, aem, base = await tools(aiohttp_server)
+    config = make_config(tmp_path, integrations__dam="aem", integrations__dam_url=base,
+                         integrations__dam_token=AEM_TOKEN, integrations__max_attempts=1)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    platform = client.app[PLATFORM]
+    _, key = await platform.api_keys.create("author", "admin")
+    admin = {"X-Api-Key": key}
+    body = {"id": "summer", "name": "Summer", "advertiser_domain": "contrail.example", "bid_cap_micros": 4_000_000,
+            "daily_budget_micros": 100_000_000}
+    assert (await client.post("/v1/admin/campaigns", json=body, headers=admin)).status == 201
+    resp = await client.post("/v1/admin/campaigns/summer/creatives/import", headers=admin,
+                             json={"asset_ids": ["campaigns/summer/hero.jpg"], "w": 300, "h": 250})
+    assert resp.status == 200, await resp.text()
+    [creative] = (await resp.json())["creatives"]
+
+    async def status() -> dict:
+        resp = await client.get("/v1/admin/campaigns/summer/assets", headers=admin)
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+    async def failing_gauge() -> str:
+        text = await (await client.get("/metrics")).text()
+        return next(line for line in text.splitlines() if line.startswith("contrail_dam_assets_failing "))
+
+    assert await status() == {"campaign_id": "summer", "dam": "aem", "last_sync_at": None, "folder_error": None,
+                              "failing": []}
+    sync = platform.campaigns_domain.assets.sync
+    first = clock.now()
+    aem.fail_next = [503]
+    assert await sync() == 0  # the creative keeps its version; the campaign says why it is stale
+    [problem] = (await status())["failing"]
+    assert (problem["creative_id"], problem["dam_id"], problem["since"], problem["failures"]) == (
+        creative["id"], "campaigns/summer/hero.jpg", first, 1)
+    assert "503" in problem["error"] and await failing_gauge() == "contrail_dam_assets_failing 1.0"
+    clock.advance(300)
+    aem.fail_next = [503]
+    await sync()
+    now = await status()
+    assert now["last_sync_at"] == clock.now() and [(p["since"], p["failures"]) for p in now["failing"]] == [
+        (first, 2)]  # failing since the first sync that failed
+
+    assert await sync() == 0 and (await status())["failing"] == []  # read again: nothing stale
+    assert await failing_gauge() == "contrail_dam_assets_failing 0.0"
+    assert (await client.get("/v1/admin/campaigns/nope/assets", headers=admin)).status == 404
+    assert (await client.get("/v1/admin/campaigns/summer/assets")).status == 401

@@ -26,6 +26,9 @@ AEM_ASSETS = {
 }
 
 
+AEM_TOKEN = "aem-access-token"
+
+
 class FakeAem:
     def __init__(self) -> None:
         self.requests: list[str] = []
@@ -41,7 +44,9 @@ class FakeAem:
 
     async def assets(self, request: web.Request) -> web.Response:
         self.requests.append(str(request.rel_url))
-        if request.headers.get("Authorization") != aiohttp.encode_basic_auth("dam-reader", "s3cret"):
+        # A technical account's Basic credentials, or an access token (AEM as a Cloud Service) as a bearer.
+        if request.headers.get("Authorization") not in (aiohttp.encode_basic_auth("dam-reader", "s3cret"),
+                                                        f"Bearer {AEM_TOKEN}"):
             return web.Response(status=401, text="Unauthorized")
         if self.fail_next:
             return web.Response(status=self.fail_next.pop(0), text="Service Unavailable")
