@@ -23,6 +23,7 @@ class OutboxMessage(msgspec.Struct, frozen=True, gc=False):
     next_attempt_at: float = 0.0
     last_error: str | None = None
     sent_at: float | None = None
+    campaign_id: str | None = None   # the live campaign whose activation sent it (its clicks count in its report)
 
 
 class EmailEvent(msgspec.Struct, frozen=True, gc=False):
@@ -33,6 +34,15 @@ class EmailEvent(msgspec.Struct, frozen=True, gc=False):
     activation_id: str | None = None
     email: str | None = None
     details: dict = {}
+
+
+def email_click(message: OutboxMessage) -> dict | None:
+    """The event-log payload of a click on a campaign's message (`EmailClick`): the campaign reports count it once
+    per message (its `signal_id`), whichever path told us of it."""
+    if message.campaign_id is None:
+        return None
+    return {"campaign_id": message.campaign_id, "signal_id": f"email-click:{message.id}", "message_id": message.id,
+            "activation_id": message.activation_id}
 
 
 _message = msgspec.json.Decoder(OutboxMessage)

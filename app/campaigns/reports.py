@@ -40,7 +40,10 @@ DAY = 86_400
 # Bids and no-bids arrive whole (each counts one; those marked "sampled" are already in a total) or as the event
 # log's per-second totals (app/eventlog.py), each counting `count`.
 TYPES = frozenset({"Bid", "Win", "Billing", "Loss", "NoBid", "Click", "RewardSignal", "OrderPaid", "BidTotals",
-                   "NoBidTotals"})
+                   "NoBidTotals", "EmailClick"})
+# Events that may be logged more than once for one thing (a retried reward signal; a campaign message's clicks, by our
+# link and by SendGrid): each `signal_id` counts once.
+SIGNALLED = frozenset({"RewardSignal", "EmailClick"})
 PURGE_EVERY_S = 3600.0  # counted signal ids past their memory are forgotten at most this often, a chunk a commit
 PURGE_CHUNK = 5_000
 MAX_HOURLY_RANGE_S = 93 * DAY  # hourly points: at most about three months (2,232 points)
@@ -168,13 +171,14 @@ class CampaignReports:
             totals: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0] * len(COUNTERS))
             no_bids: dict[tuple[int, str], int] = defaultdict(int)
             counted = [(event, _payload.decode(event.payload)) for event in events if event.type in TYPES]
-            # A reward signal is logged each time it is sent, retries included: each signal id counts once.
+            # A reward signal is logged each time it is sent, retries included, and a message's clicks each time one
+            # is seen: each signal id counts once.
             signal_ids = [p["signal_id"] for event, p in counted
-                          if event.type == "RewardSignal" and isinstance(p.get("signal_id"), str)]
+                          if event.type in SIGNALLED and isinstance(p.get("signal_id"), str)]
             seen = await self._store.counted(list(dict.fromkeys(signal_ids))) if signal_ids else set()
             signals: dict[str, float] = {}
             for event, p in counted:
-                if event.type == "RewardSignal" and isinstance(signal_id := p.get("signal_id"), str):
+                if event.type in SIGNALLED and isinstance(signal_id := p.get("signal_id"), str):
                     if signal_id in seen or signal_id in signals:
                         continue
                     signals[signal_id] = event.at
@@ -212,7 +216,7 @@ class CampaignReports:
         if not isinstance(campaign_id, str) or not campaign_id:
             return
         row = totals[(campaign_id, hour)]
-        if type_ == "Click":  # a click notice on one of the campaign's ads (counted once per bid by the notices)
+        if type_ in ("Click", "EmailClick"):  # a click notice on one of its ads (once per bid), or on its email
             row[CLICKS] += 1
         elif type_ == "Bid":
             row[BIDS] += 1

@@ -117,11 +117,11 @@ class ActivationService:
         return False
 
     async def _send(self, channel: str, user_id: str, member, activation_id: str, subject: str, text: str,
-                    html: str | None) -> tuple[str, str | None]:
+                    html: str | None, campaign_id: str | None = None) -> tuple[str, str | None]:
         """(status, provider message id) for one channel."""
         if channel == "email":
             queued = await self._email.enqueue(member.email, subject, text, html, activation_id=activation_id,
-                                               user_id=user_id)
+                                               user_id=user_id, campaign_id=campaign_id)
             return ("queued" if queued.state == "pending" else queued.state), queued.id
         if channel in ("in_app", "in_store", "web"):  # the website shows the same inbox on the next page view
             delivered = await self._inapp.deliver(user_id, subject, text, activation_id)
@@ -229,7 +229,7 @@ class ActivationService:
                     body, body_html = with_recommended(text, html, picks or []) if ch in _CARRIES_RECOMMENDED \
                         else (text, html)
                     status, provider_id = await self._send(ch, user_id, member, activation_id, subject, body,
-                                                           body_html)
+                                                           body_html, campaign_id)
                     result.update(channel=ch, status=status, provider_message_id=provider_id)
                     if status in ("queued", "delivered", "sent"):
                         sent = True

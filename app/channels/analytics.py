@@ -20,6 +20,7 @@ import binascii
 import hashlib
 import json
 import math
+from collections.abc import Callable
 
 import msgspec
 from cryptography.exceptions import InvalidSignature
@@ -30,7 +31,7 @@ from app.channels.suppression import SuppressionService
 from app.errors import Forbidden, InvalidInput
 from app.jsondepth import refuse_left_open
 from app.runtime.clock import Clock
-from state.outbox import EmailEvent, OutboxMessage
+from state.outbox import EmailEvent, OutboxMessage, email_click
 from state.ports import OutboxStore
 
 KNOWN = {"processed", "dropped", "delivered", "deferred", "bounce", "open", "click", "spamreport", "unsubscribe",
@@ -54,10 +55,13 @@ def load_verification_key(b64_der: str) -> ec.EllipticCurvePublicKey | None:
 
 class EmailAnalytics:
     def __init__(self, store: OutboxStore, suppression: SuppressionService, clock: Clock,
-                 verification_key: ec.EllipticCurvePublicKey | None, *, allow_unsigned: bool = False) -> None:
+                 verification_key: ec.EllipticCurvePublicKey | None, *, allow_unsigned: bool = False,
+                 log_event: Callable[[str, dict], object] | None = None) -> None:
+        """`log_event`: where a click on a campaign's message goes for the campaign's report (the event log)."""
         self._store = store
         self._suppression = suppression
         self._clock = clock
+        self._log_event = log_event
         self._key = verification_key
         self._allow_unsigned = allow_unsigned
 
@@ -100,9 +104,13 @@ class EmailAnalytics:
             if kind not in KNOWN:
                 counts["ignored"] += 1
                 continue
-            if await self._store.record_event(self._event(event, await self._message(event, ours))):
+            message = await self._message(event, ours)
+            if await self._store.record_event(self._event(event, message)):
                 counts["recorded"] += 1
                 await self._suppress(event)
+                if kind == "click" and message is not None and self._log_event is not None \
+                        and (click := email_click(message)) is not None:
+                    self._log_event("EmailClick", click)
             else:
                 counts["duplicate"] += 1
         return counts

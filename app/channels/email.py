@@ -32,7 +32,7 @@ from app.channels.ports import MailConnection, MailRelay, RelayError
 from app.channels.suppression import SuppressionService
 from app.errors import InvalidInput
 from app.runtime.clock import Clock
-from state.outbox import EmailEvent, OutboxMessage
+from state.outbox import EmailEvent, OutboxMessage, email_click
 from state.ports import OutboxStore
 from state.text import whole
 
@@ -98,7 +98,7 @@ class EmailService:
     # ---- queueing ----
     async def enqueue(self, to: str, subject: str, text: str, html: str | None = None, *,
                       activation_id: str | None = None, user_id: str | None = None,
-                      message_id: str | None = None) -> OutboxMessage:
+                      message_id: str | None = None, campaign_id: str | None = None) -> OutboxMessage:
         """Queue a message durably; a suppressed address is recorded as suppressed and never sent."""
         to = to.strip()
         if not _EMAIL.match(to) or len(to) > 254:
@@ -111,7 +111,8 @@ class EmailService:
         draft = OutboxMessage(message_id, to, subject, "", text, now, activation_id, user_id)
         unsubscribe = self.unsubscribe_url(draft)
         message = OutboxMessage(message_id, to, subject, self._tracked_html(message_id, html, unsubscribe),
-                                f"{text}\n\nUnsubscribe: {unsubscribe}\n", now, activation_id, user_id)
+                                f"{text}\n\nUnsubscribe: {unsubscribe}\n", now, activation_id, user_id,
+                                campaign_id=campaign_id)
         if await self._suppression.is_suppressed([to, user_id], "email") is not None:
             message = msgspec.structs.replace(message, state="suppressed")
         if not await self._store.insert(message):
@@ -273,8 +274,11 @@ class EmailService:
         if message is None:
             return False
         event_id = f"{kind}:{message_id}:{ids.token_hex(6)}" if kind in ("open", "click") else f"{kind}:{message_id}"
-        return await self._store.record_event(EmailEvent(event_id, kind, self._clock.now(), message_id,
-                                                         message.activation_id, message.to, details))
+        recorded = await self._store.record_event(EmailEvent(event_id, kind, self._clock.now(), message_id,
+                                                              message.activation_id, message.to, details))
+        if recorded and kind == "click" and (click := email_click(message)) is not None:
+            self._log_event("EmailClick", click)
+        return recorded
 
     async def unsubscribe(self, message_id: str, token: str) -> str | None:
         """One-click unsubscribe: the address goes on the email suppression list. Returns the address."""

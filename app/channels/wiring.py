@@ -74,7 +74,7 @@ def build(infra: Infra, loyalty: LoyaltyService, profiles: ProfileCache,
                            infra.event_log.log_events, infra.bus.publish)
     verification_key = load_verification_key(config.sendgrid.verification_key)
     analytics = EmailAnalytics(outbox_store, suppression, clock, verification_key,
-                               allow_unsigned=config.sendgrid.allow_unsigned)
+                               allow_unsigned=config.sendgrid.allow_unsigned, log_event=log_event)
     # Awaited after the order's commit, so the confirmation is queued durably before the payment is answered.
     infra.bus.subscribe(OrderPaid, OrderConfirmations(email, email_of, infra.public_urls.links).on_paid)
     supervisor = infra.supervisor

@@ -5,6 +5,7 @@ in the campaign's hourly totals (once each, across a restart of the roll-up); a 
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import time
 
@@ -250,3 +251,34 @@ async def test_roll_ups_running_at_once_here_and_on_another_node_count_each_bid_
     report = await (await client.get("/v1/admin/campaigns/report", headers=admin)).json()
     assert report["totals"]["bids"] == 60
     assert platform.metrics.rollup_conflicts.labels().value >= 1  # the other node's second pass found its events taken
+
+
+async def test_clicks_on_a_campaigns_email_count_once_a_message_whichever_way_we_hear_of_them(shop, clock):
+    from state.loyalty import Member
+    client, _, admin, _ = shop
+    platform = client.app[PLATFORM]
+    for user in ("m1", "m2"):
+        await platform.loyalty.put_member(Member(user, preferred_channel="email", email=f"{user}@example.com"))
+
+    async def activate(user: str, **campaign) -> str:
+        resp = await client.post("/v1/channels/activate", headers=admin, json={
+            "user_id": user, "subject": "Spring in Barcelona", "text": "Fly in spring", "channel": "email", **campaign})
+        assert resp.status == 201, await resp.text()
+        return (await resp.json())["provider_message_id"]
+
+    ours = await activate("m1", campaign_id="spring")
+    other = await activate("m2")  # no campaign: its clicks are in the mail analytics only
+    for message in (ours, ours, other):  # our tracked link, the first message clicked twice
+        assert await platform.email.record("click", message, url="https://contrail.example/spring")
+    webhook = [{"event": "click", "email": "m1@example.com", "timestamp": int(clock.now()), "sg_event_id": "sg-1",
+                "contrail_message_id": ours, "url": "https://contrail.example/spring"}]
+    assert (await platform.email_analytics.ingest(json.dumps(webhook).encode()))["recorded"] == 1  # SendGrid's
+    await rolled_up(client)
+    resp = await client.get("/v1/admin/campaigns/spring/report", headers=admin)
+    assert (await resp.json())["totals"]["clicks"] == 1  # one message clicked, however often and by whichever path
+
+    third = await activate("m1", campaign_id="spring")
+    assert await platform.email.record("click", third, url="https://contrail.example/spring")
+    await rolled_up(client)
+    resp = await client.get("/v1/admin/campaigns/spring/report", headers=admin)
+    assert (await resp.json())["totals"]["clicks"] == 2
