@@ -369,3 +369,29 @@ async def test_a_users_activity_lists_their_events_newest_first_and_which_count_
     member = await customer(client, "ivy")
     assert (await client.get("/v1/reco/users/ivy", headers=member)).status == 403  # not their own id
     assert (await client.get("/v1/reco/users/ivy")).status == 401
+
+
+async def test_the_analytics_retention_leaves_what_recommendations_learn_from(aiohttp_client, tmp_path, clock):
+    """Reco's interactions are kept apart from the analytics event log: deleting the log's old events (its retention)
+    takes nothing from the lists, before or after a restart."""
+    config = make_config(tmp_path, reco__explore_items=0, analytics__retention_days=1, reco__recent_ttl_s=0,
+                         reco__coview_ttl_s=0, reco__popularity_half_life_s=0)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    headers = await staff(client)
+    await seed_items(client, headers)
+    await browse_history(client, headers, clock)
+    await ingest(client, headers, [event("rey", "product_view", "dest-BCN")])
+    before = await recommend(client, headers, "rey", n=6)
+    assert ids(before)
+    clock.advance(3 * 86_400)
+    platform = client.app[PLATFORM]
+    await platform.event_log.flush()
+    assert (await platform.purge_retained_once())["events"] > 0  # the ingested events are gone from the log
+    assert await recommend(client, headers, "rey", n=6) == before
+    await client.close()
+
+    again = await aiohttp_client(create_app(config, clock=clock))
+    headers = await staff(again)
+    assert await recommend(again, headers, "rey", n=6) == before
+    activity = await (await again.get("/v1/reco/users/rey", headers=headers)).json()
+    assert [e["item_id"] for e in activity["events"]] == ["dest-BCN"]
