@@ -106,3 +106,27 @@ async def test_the_live_model_survives_a_restart_and_the_next_training_follows_i
     assert back.status == 200, await back.text()
     assert await evaluation_gauges(again) == {}  # the seed serves again: it was never evaluated
     assert (await (await again.post("/v1/admin/reco/train", headers=admin)).json())["version"] == "als-2"
+
+
+async def test_a_candidate_that_does_worse_than_the_serving_model_is_kept_out_and_says_why(aiohttp_client, tmp_path,
+                                                                                           clock):
+    """The demo carrier's history is one: its members keep to a few tastes, so the features-only blend serving now
+    finds more of the held-out events in its top 10 than a candidate with embeddings learnt from a day of it."""
+    from app.demo import seed_demo
+    client = await aiohttp_client(create_app(make_config(tmp_path), clock=clock))
+    platform = client.app[PLATFORM]
+    assert any("recommendation model seed (kept_out" in line for line in await seed_demo(platform))
+    admin = {"X-Api-Key": (await platform.api_keys.create("ops", "admin"))[1]}
+    resp = await client.post("/v1/admin/reco/train", headers=admin)
+    assert resp.status == 200, await resp.text()
+    result = await resp.json()
+    assert (result["live"], result["status"], result["model"]) == (False, "kept_out", "seed")
+    assert result["reason"] == "the candidate did worse on the held-out events than the model serving now"
+    evaluation = result["evaluation"]
+    assert evaluation["hr@10"] < evaluation["serving_hr@10"]
+    headers = await staff(client)
+    assert (await recommend(client, headers, "member-0001", n=3))["model"] == "seed"  # nothing was swapped in
+    assert 'contrail_reco_trainings_total{outcome="kept_out"} 2.0' in await (await client.get("/metrics")).text()
+    gauges = await evaluation_gauges(client)
+    assert gauges[("hr@10", "candidate")] == pytest.approx(evaluation["hr@10"], abs=1e-6)
+    assert ("hr@10", "serving") not in gauges  # the seed blend was never a trained version
