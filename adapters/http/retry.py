@@ -161,7 +161,8 @@ async def call(session: aiohttp.ClientSession, method: str, url: str, *, tool: s
             raise IntegrationError(tool, error, status)
         if attempt >= policy.attempts:
             _report(on_attempt, tool, "failed")
-            raise IntegrationError(tool, f"gave up after {attempt} attempts; last: {error}", status)
+            tries = f"{attempt} attempt{'' if attempt == 1 else 's'}"
+            raise IntegrationError(tool, f"gave up after {tries}; last: {error}", status)
         delay = backoff_delay(policy, attempt, rand) if wait is None else wait
         if wait is not None and wait > policy.max_retry_after_s:
             _report(on_attempt, tool, "failed")

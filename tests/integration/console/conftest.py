@@ -44,18 +44,22 @@ DEMO_ENV = {"CONTRAIL__DEMO__TRAFFIC_PER_S": "20", "CONTRAIL__SMTP__EMBEDDED_SIN
 
 
 class ThreadedJira:
-    """Jira REST v2 (tests/integration/integrations/test_tasks.py's FakeJira) on loopback, served from a thread of
-    its own: the console's server opens review tasks in it, and the campaign pages show them."""
+    """Jira REST v2 (tests/integration/integrations/test_tasks.py's FakeJira) and AEM Assets (test_dam.py's FakeAem)
+    on loopback, served from a thread of their own: the console's server opens review tasks in the one and imports
+    creatives from the other, and the campaign pages show both."""
 
     def __init__(self) -> None:
         from aiohttp import web
 
+        from tests.integration.integrations.test_dam import FakeAem
         from tests.integration.integrations.test_tasks import FakeJira
         self.fake = FakeJira()
+        self.aem = FakeAem()
         self._loop = asyncio.new_event_loop()
         app = web.Application()
         app.router.add_post("/rest/api/2/issue", self.fake.create)
         app.router.add_get("/rest/api/2/issue/{key}", self.fake.get)
+        app.router.add_get("/api/assets/{path:.+}", self.aem.assets)
         self._runner = web.AppRunner(app)
         started = threading.Event()
 
@@ -71,10 +75,14 @@ class ThreadedJira:
         self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
 
     def env(self) -> dict[str, str]:
+        from tests.integration.integrations.test_dam import AEM_TOKEN
         from tests.integration.integrations.test_tasks import EMAIL, TOKEN
         return {"CONTRAIL__INTEGRATIONS__TASK_TOOL": "jira", "CONTRAIL__INTEGRATIONS__JIRA_URL": self.url,
                 "CONTRAIL__INTEGRATIONS__JIRA_EMAIL": EMAIL, "CONTRAIL__INTEGRATIONS__JIRA_API_TOKEN": TOKEN,
-                "CONTRAIL__INTEGRATIONS__JIRA_PROJECT": "MKT", "CONTRAIL__INTEGRATIONS__TASK_SYNC_INTERVAL_S": "1"}
+                "CONTRAIL__INTEGRATIONS__JIRA_PROJECT": "MKT", "CONTRAIL__INTEGRATIONS__TASK_SYNC_INTERVAL_S": "1",
+                "CONTRAIL__INTEGRATIONS__DAM": "aem", "CONTRAIL__INTEGRATIONS__DAM_URL": self.url,
+                "CONTRAIL__INTEGRATIONS__DAM_TOKEN": AEM_TOKEN, "CONTRAIL__INTEGRATIONS__DAM_SYNC_INTERVAL_S": "1",
+                "CONTRAIL__INTEGRATIONS__MAX_ATTEMPTS": "1"}
 
     def stop(self) -> None:
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)

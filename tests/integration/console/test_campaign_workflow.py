@@ -176,6 +176,35 @@ def test_a_submitted_campaign_shows_its_review_task_in_jira_with_its_synced_stat
     console.shot("campaign-review-task")
 
 
+def test_a_creative_whose_asset_the_sync_cannot_read_is_shown_on_its_campaign(console, server, jira, second_admin,
+                                                                              made):
+    campaign = key_call(server.url, "POST", "/v1/admin/campaigns", {
+        "id": f"console-{uuid.uuid4().hex[:10]}", "name": f"Assets {uuid.uuid4().hex[:4]}",
+        "advertiser_domain": "contrail.example", "bid_cap_micros": 1_000_000, "daily_budget_micros": 20_000_000,
+        "targeting": {"countries": ["ZZZ"]}}, second_admin)  # a draft
+    made.append((campaign["id"], "key"))
+    imported = key_call(server.url, "POST", f"/v1/admin/campaigns/{campaign['id']}/creatives/import",
+                        {"asset_ids": ["campaigns/summer/hero.jpg"], "w": 300, "h": 250}, second_admin)
+    token = admin_token(server.url)
+    hero = next(c for c in imported["creatives"] if c.get("dam_id") == "campaigns/summer/hero.jpg")
+    jira.aem.fail_next = [503] * 10_000  # the library goes down: each sync (every second) fails to read it
+    try:
+        deadline = time.monotonic() + 15
+        while not call(server.url, "GET", f"/v1/admin/campaigns/{campaign['id']}/assets", None, token)["failing"]:
+            assert time.monotonic() < deadline, "no sync found the asset library failing"
+            time.sleep(0.2)
+        console.sign_in(*DEMO_ADMIN)
+        page = console.open(f"campaigns?id={campaign['id']}")
+        panel = page.get_by_role("region", name="Asset library sync")
+        expect(panel).to_contain_text(f"{hero['id']} (campaigns/summer/hero.jpg)")
+        expect(panel).to_contain_text("503")
+        expect(panel).to_contain_text("keep their last version until a sync of aem reads them again")
+        console.shot("campaign-asset-sync-failing")
+    finally:
+        jira.aem.fail_next = []
+    expect(panel).to_be_hidden(timeout=15_000)  # read again by a sync: nothing stale, nothing shown
+
+
 def test_the_demo_admin_approves_from_the_queue_what_a_second_admin_submitted(console, server, second_admin, made):
     name = f"Queue approval {uuid.uuid4().hex[:4]}"
     campaign = new_campaign(server.url, name, key=second_admin)

@@ -126,7 +126,7 @@ def test_buckets_and_failure_reasons():
             self.message, self.status = message, status
 
     assert _failure_reason(Failed("recommended 'x', which is not one of the arms", 200)) == "bad_answer"
-    assert _failure_reason(Failed("gave up after 1 attempts; last: POST /v1/recommendations did not answer "
+    assert _failure_reason(Failed("gave up after 1 attempt; last: POST /v1/recommendations did not answer "
                                   "within 0.25 s", None)) == "timeout"
     assert _failure_reason(Failed("POST /v1/recommendations answered 500: down", 500)) == "error"
     assert _failure_reason(ConnectionResetError("reset")) == "error"
