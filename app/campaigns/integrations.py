@@ -198,8 +198,21 @@ class AssetImport:
         if self._library is None:
             return 0
         now = self._clock.now()
-        self._last_sync_at, self._folder_error = now, None
         failing: dict[str, dict[str, AssetProblem]] = {}
+        visited: set[str] = set()
+        try:
+            return await self._sync(now, failing, visited)
+        finally:
+            # Campaigns this sync did not reach (it stopped early) keep what was failing; in review, they are read
+            # after the step. Completed and archived campaigns are never read again: theirs go.
+            kept = {c.id for c in self._campaigns.list() if c.state not in ("completed", "archived")}
+            self._failing = {**{c: problems for c, problems in self._failing.items()
+                                if c in kept and c not in visited}, **failing}
+            self._last_sync_at = now
+
+    async def _sync(self, now: float, failing: dict[str, dict[str, AssetProblem]], visited: set[str]) -> int:
+        assert self._library is not None
+        self._folder_error = None
         listed: dict[str, Asset] = {}
         if self._folder:
             try:
@@ -210,9 +223,8 @@ class AssetImport:
         changed = 0
         for campaign in self._campaigns.list():
             if campaign.state in ("in_review", "completed", "archived"):
-                if campaign.id in self._failing:  # not read now: what was failing stays as it was
-                    failing[campaign.id] = self._failing[campaign.id]
                 continue  # not editable now: the next sync after the step
+            visited.add(campaign.id)
             base = campaign.pending.creatives if campaign.pending is not None and \
                 campaign.pending.creatives is not None else campaign.creatives
             fresh: list[Creative] = []
@@ -241,7 +253,6 @@ class AssetImport:
             if fresh != base:
                 await self._workflow.edit("dam-sync", campaign.id, {"creatives": fresh},
                                           f"newer asset versions from {self._dam}")
-        self._failing = failing
         return changed
 
 

@@ -313,10 +313,11 @@ export function assetsPanel(id) {
     try {
       answer = await api("GET", `/v1/admin/campaigns/${enc(id)}/assets`);
     } catch {
-      return;  // nothing to warn about that we know of; the page's own errors say if the server is away
+      el.hidden = true;  // nothing current to say; the page's own errors say when the server is away
+      return;
     }
     const failing = answer.failing || [];
-    el.hidden = !failing.length && !answer.folder_error;
+    el.hidden = !failing.length;  // a failed folder listing alone: each asset was read on its own
     note.textContent = `These creatives keep their last version until a sync of ${answer.dam} reads them again `
       + `(last sync ${when(answer.last_sync_at)}).` + (answer.folder_error ? ` The team folder could not be listed: `
       + `${answer.folder_error}.` : "");

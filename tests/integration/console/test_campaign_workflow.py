@@ -202,7 +202,7 @@ def test_a_creative_whose_asset_the_sync_cannot_read_is_shown_on_its_campaign(co
         console.shot("campaign-asset-sync-failing")
     finally:
         jira.aem.fail_next = []
-    expect(panel).to_be_hidden(timeout=15_000)  # read again by a sync: nothing stale, nothing shown
+    expect(panel).to_be_hidden(timeout=25_000)  # read again by a sync: nothing stale, nothing shown
 
 
 def test_the_demo_admin_approves_from_the_queue_what_a_second_admin_submitted(console, server, second_admin, made):
