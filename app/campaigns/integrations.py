@@ -140,8 +140,8 @@ class AssetImport:
         self._campaigns = campaigns
         self._clock = clock
         self._folder = folder
-        # What the last sync could not read, per campaign and asset: rebuilt by every sync, so it holds at most the
-        # imported creatives of the campaigns that exist.
+        # What the latest sync of each campaign could not read, per asset: at most the imported creatives of the
+        # campaigns still open.
         self._failing: dict[str, dict[str, AssetProblem]] = {}
         self._last_sync_at: float | None = None
         self._folder_error: str | None = None
@@ -194,25 +194,12 @@ class AssetImport:
             await self._library.close()
 
     async def sync(self) -> int:
-        """Refresh every imported creative whose asset has a newer version; returns how many changed."""
+        """Refresh every imported creative whose asset has a newer version; returns how many changed. A campaign's
+        failures are replaced as the sync reads it (one it does not reach keeps its own)."""
         if self._library is None:
             return 0
         now = self._clock.now()
-        failing: dict[str, dict[str, AssetProblem]] = {}
-        visited: set[str] = set()
-        try:
-            return await self._sync(now, failing, visited)
-        finally:
-            # Campaigns this sync did not reach (it stopped early) keep what was failing; in review, they are read
-            # after the step. Completed and archived campaigns are never read again: theirs go.
-            kept = {c.id for c in self._campaigns.list() if c.state not in ("completed", "archived")}
-            self._failing = {**{c: problems for c, problems in self._failing.items()
-                                if c in kept and c not in visited}, **failing}
-            self._last_sync_at = now
-
-    async def _sync(self, now: float, failing: dict[str, dict[str, AssetProblem]], visited: set[str]) -> int:
-        assert self._library is not None
-        self._folder_error = None
+        self._last_sync_at, self._folder_error = now, None
         listed: dict[str, Asset] = {}
         if self._folder:
             try:
@@ -224,10 +211,10 @@ class AssetImport:
         for campaign in self._campaigns.list():
             if campaign.state in ("in_review", "completed", "archived"):
                 continue  # not editable now: the next sync after the step
-            visited.add(campaign.id)
             base = campaign.pending.creatives if campaign.pending is not None and \
                 campaign.pending.creatives is not None else campaign.creatives
             fresh: list[Creative] = []
+            before, problems = self._failing.get(campaign.id, {}), {}
             mine = {c.dam_id: c.dam_version or "" for c in base if c.dam == self._dam and c.dam_id}
             # Of the assets the folder listed, only those whose version moved are fetched again.
             moved = {a.id for a in changed_since((listed[i] for i in mine if i in listed), mine)}
@@ -240,19 +227,26 @@ class AssetImport:
                         asset = await self._library.metadata(creative.dam_id)
                     except IntegrationError as exc:
                         log.warning("asset sync failed", extra={"asset": creative.dam_id, "error": str(exc)})
-                        before = self._failing.get(campaign.id, {}).get(creative.dam_id)
-                        failing.setdefault(campaign.id, {})[creative.dam_id] = AssetProblem(
-                            creative.id, creative.dam_id, str(exc), before.since if before else now,
-                            before.failures + 1 if before else 1)
+                        last = before.get(creative.dam_id)
+                        problems[creative.dam_id] = AssetProblem(creative.id, creative.dam_id, str(exc),
+                                                                 last.since if last else now,
+                                                                 last.failures + 1 if last else 1)
                         fresh.append(creative)
                         continue
                     if asset.version != creative.dam_version:
                         creative = _creative(asset, creative.format, creative.w, creative.h, creative.id)
                         changed += 1
                 fresh.append(creative)
+            if problems:
+                self._failing[campaign.id] = problems
+            else:
+                self._failing.pop(campaign.id, None)
             if fresh != base:
                 await self._workflow.edit("dam-sync", campaign.id, {"creatives": fresh},
                                           f"newer asset versions from {self._dam}")
+        # Completed, archived and deleted campaigns are never read again: theirs go.
+        kept = {c.id for c in self._campaigns.list() if c.state not in ("completed", "archived")}
+        self._failing = {c: problems for c, problems in self._failing.items() if c in kept}
         return changed
 
 
