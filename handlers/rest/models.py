@@ -155,15 +155,20 @@ class ModelsApi:
         return learner
 
     async def _view(self, learner: VersionedModel, limit: int, before: int | None) -> ModelView:
-        versions = await learner.versions(limit, before)
-        live = await learner.live()
+        # The registry is read across awaits while a canary may end or a version go live: read again when the
+        # learner changed meanwhile, so a view never shows a canary decided but the old version still live.
+        for _ in range(3):
+            running, last, serving = learner.canary, learner.last_canary, learner.serving
+            versions = await learner.versions(limit, before)
+            live = await learner.live()
+            if learner.canary is running and learner.last_canary is last and learner.serving == serving:
+                break
         nxt = encode_cursor({"before": versions[-1].sequence}) if len(versions) == limit else None
-        running = learner.canary
         limits = learner.canary_limits
         now = _canary(running.version, limits, comparison(running.split)) if running is not None else None
-        return ModelView(learner.name, live.version if live else None, learner.serving,
+        return ModelView(learner.name, live.version if live else None, serving,
                          [_version(v) for v in versions], _run(learner.last_run), now,
-                         _canary(learner.last_canary, limits), nxt)
+                         _canary(last, limits), nxt)
 
     @endpoint("Every learned model: its newest 20 versions with their held-out metrics, which one is live, the "
               "last retrain, the running canary with its comparison against the live version, and the last canary's "

@@ -97,6 +97,27 @@ async def test_a_canary_serves_its_share_and_is_promoted_when_it_holds_for_its_p
     assert 'contrail_model_canary_decisions_total{decision="promoted",model="bidnet"} 1.0' in metrics
 
 
+async def test_a_canary_ending_while_the_model_is_read_never_shows_it_decided_with_the_old_version_live(
+        aiohttp_client, tmp_path, clock):
+    client, admin = await _bid_app(aiohttp_client, tmp_path, clock)
+    learner = client.app[PLATFORM].learning.learners["bidnet"]
+    version = await _recorded_bidnet(client, admin, tmp_path)
+    assert (await client.post("/v1/admin/models/bidnet/canary", json={"version": version}, headers=admin)).status == 201
+    read_live = learner.live
+    ended = []
+
+    async def live_then_promoted():   # the canary is promoted after the view read the registry's live version
+        found = await read_live()
+        if not ended:
+            ended.append(await learner.end_canary("ops", promote=True))
+        return found
+
+    learner.live = live_then_promoted
+    model = await _model(client, admin, "bidnet")
+    assert ended and model["canary"] is None and model["last_canary"]["decision"] == "promoted"
+    assert model["live"] == model["serving"] == version
+
+
 async def test_a_slow_canary_is_rolled_back_before_its_end_and_the_live_version_keeps_serving(aiohttp_client,
                                                                                               tmp_path, clock):
     # No scoring pass takes under a microsecond: every canary batch crosses this limit.
