@@ -35,7 +35,8 @@ _encoder = msgspec.json.Encoder()
 _encode, _encode_lines = _encoder.encode, _encoder.encode_lines
 # type -> (the fields a total is kept per, the field summed or ""): what `<type>Totals` rows hold.
 TALLIED: dict[str, tuple[tuple[str, ...], str]] = {
-    "Bid": (("campaign_id",), "price"), "NoBid": (("reason",), ""), "OfferGenerated": (("bundle",), "total_cents"),
+    "Bid": (("campaign_id",), "price"), "DspBid": (("campaign_id",), "price"), "NoBid": (("reason",), ""),
+    "OfferGenerated": (("bundle",), "total_cents"),
     "ChannelEvent": (("source", "type"), "amount_cents")}
 SAMPLED = b',"sampled":true}'  # closes a sampled whole record's JSON object
 

@@ -158,7 +158,7 @@ class Platform:
         self.event_log = EventLog(SqliteEventLogStore(self.events_db), self.hub, self.clock, metrics,
                                   capacity=a.queue_capacity, flush_rows=a.flush_rows,
                                   flush_interval_ms=a.flush_interval_ms,
-                                  sample={"Bid": a.sample_bids, "NoBid": a.sample_bids,
+                                  sample={"Bid": a.sample_bids, "DspBid": a.sample_bids, "NoBid": a.sample_bids,
                                           "OfferGenerated": a.sample_offers, "ChannelEvent": a.sample_channel_events},
                                   whole_per_s=a.whole_per_s, totals_s=a.totals_s, max_totals=a.max_totals)
         self.supervisor = Supervisor(metrics, backoff_s=config.tasks.restart_backoff_s,
@@ -248,7 +248,8 @@ class Platform:
         self.retail = retail_wiring.build(infra, self.reco_domain.reco)
         self.learning = learning_wiring.build(infra, self.bidding.model, self.retail.ranker,  # the models it trains
                                               self.reco_domain.versions, self.ltv_domain.versions)
-        self.dsp = dsp_wiring.build(infra, self.bidding.bid_gateway)  # DSP routing; Contrail's own bidder competes
+        # DSP routing; Contrail's own bidder competes, and DSP bids for a campaign's line items count in its report
+        self.dsp = dsp_wiring.build(infra, self.bidding.bid_gateway, self.bidding.campaigns.campaign_of_line_item)
         self.channels = channels_wiring.build(infra, self.loyalty_domain.loyalty, self.bidding.profiles,
                                               self._email_of, self.reco_domain.reco, self.retail.catalog.product_name,
                                               self.ltv_domain.ltv, self._campaign_state)

@@ -39,6 +39,13 @@ class FrequencyCaps(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields
     day: int | None = None
 
 
+class DspLineItem(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
+    """The campaign's line item on an external DSP that Contrail routes to: the DSP's configured name (dsp.platforms)
+    and the campaign id its bids carry (OpenRTB `cid`). Those bids, and their wins, count in the campaign's report."""
+    platform: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    cid: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+
 # Where a campaign reaches people: "display" bids in auctions; the others are the activation channels
 # (POST /v1/channels/activate). An approval rule may ask more approvers for some (campaigns.approval_rules).
 ActivationChannel = Literal["in_store", "push", "in_app", "sms", "email", "web", "paid_media"]
@@ -97,6 +104,7 @@ class Campaign(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True
     approvals_required: int = 0
     approvals: list[str] = []       # who approved the version under review
     pending: Revision | None = None  # changes to the running version, under review
+    dsp_line_items: list[DspLineItem] = []  # its line items on the DSPs Contrail routes to (report attribution)
 
 
 # The counters of one campaign-hour in the reports' hourly totals, in storage order (app/campaigns/reports.py).

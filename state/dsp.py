@@ -30,3 +30,4 @@ class RoutedBid(msgspec.Struct, frozen=True, gc=False):
     nurl: str | None             # the DSP's own notice URLs, called after the win is recorded
     burl: str | None
     expires_at: float
+    campaign_id: str = ""        # the Contrail campaign whose DSP line item made it ("": none)

@@ -85,8 +85,11 @@ def _day_name(day_number: int) -> str:
 
 class CampaignService:
     def __init__(self, store: CampaignStore, delivery: Delivery, clock: Clock, audit: AuditTrail, *,
-                 pacing_slack: float, shape_cache_bytes: int = 64 << 20, shape_cache_entries: int = 10_000) -> None:
+                 pacing_slack: float, shape_cache_bytes: int = 64 << 20, shape_cache_entries: int = 10_000,
+                 dsp_platforms: Iterable[str] = ()) -> None:
         self._store = store
+        self._dsp_platforms = frozenset(dsp_platforms)  # the DSPs a campaign's line items may name (dsp.platforms)
+        self._line_items: tuple[int, dict[tuple[str, str], str]] = (-1, {})
         self._delivery = delivery
         self._clock = clock
         self._audit = audit
@@ -113,6 +116,7 @@ class CampaignService:
         _check(campaign)
         if await self._store.read(campaign.id) is not None:  # an archived campaign's id stays taken
             raise Conflict(f"campaign {campaign.id} already exists")
+        self._check_line_items(campaign, None)
         campaign = msgspec.structs.replace(campaign, created_at=self._clock.now())
         await self._store.put(campaign, self._clock.now(), step)
         if audit:
@@ -121,11 +125,40 @@ class CampaignService:
 
     async def replace(self, campaign: Campaign, step: HistoryEntry | None = None) -> Campaign:
         """Store a changed campaign (with its history entry, atomically); the candidate index follows at once."""
-        self.get(campaign.id)
+        before = self.get(campaign.id)
         _check(campaign)
+        self._check_line_items(campaign, before)
         await self._store.put(campaign, self._clock.now(), step)
         self._index.stored_one(campaign.id)  # no await since the store counted it: the index looks at it alone
         return campaign
+
+    def _check_line_items(self, campaign: Campaign, before: Campaign | None) -> None:
+        """A line item the change adds names a configured DSP and belongs to no other campaign (those it had may
+        name a DSP since removed from the configuration: a pause must not fail on one)."""
+        had = {(i.platform, i.cid) for i in before.dsp_line_items} if before is not None else set()
+        owners = self._line_item_index()
+        for item in campaign.dsp_line_items:
+            if (item.platform, item.cid) in had:
+                continue
+            if item.platform not in self._dsp_platforms:
+                configured = ", ".join(sorted(self._dsp_platforms)) or "none"
+                raise InvalidInput(f"dsp_line_items: no DSP named {item.platform!r} is configured (dsp.platforms: "
+                                   f"{configured})", {"field": "dsp_line_items"})
+            owner = owners.get((item.platform, item.cid))
+            if owner is not None and owner != campaign.id:
+                raise Conflict(f"dsp_line_items: {item.platform} campaign {item.cid!r} already belongs to campaign "
+                               f"{owner}", {"field": "dsp_line_items"})
+
+    def _line_item_index(self) -> dict[tuple[str, str], str]:
+        version = self._store.version
+        if self._line_items[0] != version:
+            index = {(i.platform, i.cid): c.id for c in self._store.all() for i in c.dsp_line_items}
+            self._line_items = (version, index)
+        return self._line_items[1]
+
+    def campaign_of_line_item(self, platform: str, cid: str) -> str | None:
+        """The campaign (not archived) whose line item on DSP `platform` is the DSP campaign `cid`, if any."""
+        return self._line_item_index().get((platform, cid))
 
     @property
     def version(self) -> int:
@@ -469,5 +502,8 @@ def _check(c: Campaign) -> None:
         cap = getattr(c.frequency_caps, window)
         if cap is not None and cap < 1:
             problems.append(f"frequency_caps.{window} must be at least 1")
+    items = [(i.platform, i.cid) for i in c.dsp_line_items]
+    if len(set(items)) != len(items):
+        problems.append("dsp_line_items: each (platform, cid) may be listed once")
     if problems:
         raise InvalidInput("; ".join(problems), {"problems": problems})

@@ -70,7 +70,8 @@ def build(infra: Infra, loyalty_features: Callable[[str], np.ndarray | None], va
     metrics.watch_queue("campaigns_in_memory", lambda: len(campaign_store))
     metrics.delivery_users.set_function(lambda: len(delivery.impressions))
     campaigns = CampaignService(campaign_store, delivery, clock, infra.audit, pacing_slack=b.pacing_slack,
-                                shape_cache_bytes=b.shape_cache_mb << 20)
+                                shape_cache_bytes=b.shape_cache_mb << 20,
+                                dsp_platforms=[p.name for p in config.dsp.platforms])
     metrics.caches.register(campaigns.shape_cache)
     metrics.caches.register(campaigns.block_masks)
     profiles = ProfileCache(profile_store, clock, l1_size=b.profile_l1_size, l2_ttl_s=b.profile_l2_ttl_s,

@@ -6,7 +6,9 @@ the event log in the same transaction (an event counts once, across restarts). A
 at most a few thousand rows, whatever the traffic was.
 
 Attribution: bids, wins (each an impression; its clearing price a thousandth of the CPM spent), billing notices of
-bids with no win notice (an impression too), losses and click notices carry their campaign. Reward signals count
+bids with no win notice (an impression too), losses and click notices carry their campaign. So do the bids Contrail
+routes from a DSP whose `cid` is one of the campaign's DSP line items, and their wins (DspBid, DspWin): the DSP spends
+its own budget, so they count in the report but not in the campaign's budget for today. Reward signals count
 as clicks (`clicked`) and conversions (`redeemed`) for the campaign they name, else for every campaign promoting
 the offer, once per signal id (a retried signal is logged again); a paid order converts for every campaign
 promoting its offer, its flight's route or one of its products.
@@ -40,7 +42,7 @@ DAY = 86_400
 # Bids and no-bids arrive whole (each counts one; those marked "sampled" are already in a total) or as the event
 # log's per-second totals (app/eventlog.py), each counting `count`.
 TYPES = frozenset({"Bid", "Win", "Billing", "Loss", "NoBid", "Click", "RewardSignal", "OrderPaid", "BidTotals",
-                   "NoBidTotals", "EmailClick"})
+                   "NoBidTotals", "EmailClick", "DspBid", "DspBidTotals", "DspWin"})
 # Events that may be logged more than once for one thing (a retried reward signal; a campaign message's clicks, by our
 # link and by SendGrid): each `signal_id` counts once.
 SIGNALLED = frozenset({"RewardSignal", "EmailClick"})
@@ -193,7 +195,7 @@ class CampaignReports:
 
     def _count(self, type_: str, hour: int, p: dict[str, Any], totals: dict[tuple[str, int], list[int]],
                no_bids: dict[tuple[int, str], int]) -> None:
-        if p.get("sampled") is True and type_ in ("Bid", "NoBid"):
+        if p.get("sampled") is True and type_ in ("Bid", "NoBid", "DspBid"):
             return
         if type_ in ("NoBid", "NoBidTotals"):
             no_bids[(hour, str(p.get("reason") or "unknown"))] += int(p.get("count") or 0) if type_ == "NoBidTotals" \
@@ -218,11 +220,11 @@ class CampaignReports:
         row = totals[(campaign_id, hour)]
         if type_ in ("Click", "EmailClick"):  # a click notice on one of its ads (once per bid), or on its email
             row[CLICKS] += 1
-        elif type_ == "Bid":
+        elif type_ in ("Bid", "DspBid"):
             row[BIDS] += 1
-        elif type_ == "BidTotals":
+        elif type_ in ("BidTotals", "DspBidTotals"):
             row[BIDS] += int(p.get("count") or 0)
-        elif type_ == "Win":
+        elif type_ in ("Win", "DspWin"):  # our bidder's win notice, or a win of its line item's bid on a DSP
             price = int(p.get("price_micros") or 0)
             row[WINS] += 1
             row[IMPRESSIONS] += 1

@@ -18,6 +18,7 @@ import math
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote
 
 import msgspec
@@ -52,8 +53,13 @@ class WinResult(msgspec.Struct):
 class DspWins:
     def __init__(self, store: DspWinStore, adapters: dict[str, DspAdapter], clock: Clock, metrics: Metrics,
                  notice_base: Callable[[], str], *, currency: str, ttl_s: float,
-                 shared: SharedDspBids | None = None) -> None:
+                 shared: SharedDspBids | None = None, campaign_of: Callable[[str, str], str | None] | None = None,
+                 log_event: Callable[[str, Any], bool] | None = None) -> None:
         self._store = store
+        # A DSP bid whose `cid` is a Contrail campaign's line item on that DSP is logged with the campaign, as its win
+        # is: the campaign's report counts both (app/campaigns/reports.py).
+        self._campaign_of = campaign_of
+        self._log_event = log_event
         # Several nodes: the bids answered with are shared (share_issued), so a notice is accepted by any node,
         # and each of the DSP's own notices is forwarded by one node only.
         self._shared = shared
@@ -74,8 +80,12 @@ class DspWins:
     def issue(self, platform: str, bid: Bid, request_id: str, price: float) -> Bid:
         """The bid as the exchange gets it: Contrail's id, the adjusted price, notice URLs that reach us first."""
         bid_id = self.new_id()
+        campaign_id = (self._campaign_of(platform, bid.cid) if bid.cid and self._campaign_of else None) or ""
         routed = RoutedBid(platform, bid_id, bid.id, request_id, bid.impid, price, bid.nurl, bid.burl,
-                           self._clock.now() + self._ttl_s)
+                           self._clock.now() + self._ttl_s, campaign_id)
+        if campaign_id and self._log_event is not None:
+            self._log_event("DspBid", {"bid_id": bid_id, "campaign_id": campaign_id, "platform": platform,
+                                       "price": price})
         self.issued[(platform, bid_id)] = IssuedBid(routed)
         if self._shared is not None:
             self._unshared.append(routed)
@@ -123,6 +133,9 @@ class DspWins:
         if recorded:
             self._metrics.dsp_wins.labels(platform).inc()
             self._metrics.dsp_spend.labels(platform).inc(win.spend_micros)
+            if issued.bid.campaign_id and self._log_event is not None:
+                self._log_event("DspWin", {"bid_id": bid_id, "campaign_id": issued.bid.campaign_id,
+                                           "platform": platform, "price_micros": cpm_micros})
         kinds = {"nurl": ("nurl",), "burl": ("burl",)}.get(source, ("nurl", "burl"))
         for kind in kinds:
             self._forward(issued, kind, price)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from adapters.http.dsp import DspSession, build_adapter
@@ -30,7 +31,8 @@ class Dsp:
         await self.session.close()
 
 
-def build(infra: Infra, gateway: BidGateway) -> Dsp:
+def build(infra: Infra, gateway: BidGateway, campaign_of: Callable[[str, str], str | None]) -> Dsp:
+    """`campaign_of(platform, cid)`: the campaign whose line item on that DSP a bid's `cid` names."""
     config, clock, metrics = infra.config, infra.clock, infra.metrics
     d = config.dsp
     session = DspSession()
@@ -51,7 +53,8 @@ def build(infra: Infra, gateway: BidGateway) -> Dsp:
         from adapters.redis.dsp import RedisDspBids  # imported only when Redis is configured
         shared = RedisDspBids(infra.redis, clock.now)
     wins = DspWins(store, adapters, clock, metrics, infra.public_urls.notices, currency=config.bidding.currency,
-                   ttl_s=config.bidding.bid_ttl_s, shared=shared)
+                   ttl_s=config.bidding.bid_ttl_s, shared=shared, campaign_of=campaign_of,
+                   log_event=infra.event_log.log_event)
 
     async def own_bidder(raw: bytes, started: float, timeout_ms: int) -> BidAnswer:
         return await gateway.answer(raw, "dsp", started, timeout_ms=timeout_ms)

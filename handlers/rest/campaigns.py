@@ -19,6 +19,7 @@ from state.campaigns import (
     CampaignChannel,
     CampaignState,
     Creative,
+    DspLineItem,
     FrequencyCaps,
     HistoryEntry,
     ReviewTask,
@@ -34,6 +35,8 @@ Comment = Annotated[str, msgspec.Meta(max_length=2000)]
 Channels = Annotated[list[CampaignChannel], msgspec.Meta(max_length=8)]
 # Lists an auction request is matched against: bounded like every list a campaign keeps in memory.
 Names = Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=128)]], msgspec.Meta(max_length=1_000)]
+# Its line items on the DSPs Contrail routes to: their bids and wins count in its report.
+LineItems = Annotated[list[DspLineItem], msgspec.Meta(max_length=100)]
 
 
 class NewCampaign(msgspec.Struct, forbid_unknown_fields=True):
@@ -54,6 +57,7 @@ class NewCampaign(msgspec.Struct, forbid_unknown_fields=True):
     channels: Channels = []
     starts_at: Time | None = None
     ends_at: Time | None = None
+    dsp_line_items: LineItems = []
 
 
 class CampaignPatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -68,6 +72,7 @@ class CampaignPatch(msgspec.Struct, forbid_unknown_fields=True):
     channels: Channels | msgspec.UnsetType = msgspec.UNSET
     starts_at: Time | None | msgspec.UnsetType = msgspec.UNSET  # null: no start of its own
     ends_at: Time | None | msgspec.UnsetType = msgspec.UNSET    # null: runs until paused or archived
+    dsp_line_items: LineItems | msgspec.UnsetType = msgspec.UNSET  # the whole list ([]: none)
     comment: Comment = ""
 
 

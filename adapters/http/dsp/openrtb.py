@@ -128,8 +128,8 @@ class OpenRtbDsp:
                 if not b.id or not b.impid or not math.isfinite(price) or price < 0:
                     raise DspError("invalid_bid", f"bid {b.id!r}: needs an id, an impid and a price >= 0")
                 bids.append(DspBid(Bid(id=b.id, impid=b.impid, price=price, adid=b.adid, nurl=b.nurl, burl=b.burl,
-                                       lurl=b.lurl, adm=b.adm, adomain=b.adomain, crid=b.crid, cat=b.cat, w=b.w,
-                                       h=b.h, mtype=b.mtype, dealid=b.dealid), currency, b.ext or {}))
+                                       lurl=b.lurl, adm=b.adm, adomain=b.adomain, crid=b.crid, cid=b.cid, cat=b.cat,
+                                       w=b.w, h=b.h, mtype=b.mtype, dealid=b.dealid), currency, b.ext or {}))
         return bids
 
     async def bid(self, request: dict[str, Any], timeout_ms: int) -> list[DspBid]:

@@ -23,6 +23,7 @@ class FakeDsp:
     behaviour: str                       # bid, slow, fail, malformed, nobid
     price: float = 2.0
     delay_s: float = 0.0
+    cid: str | None = None               # the campaign id its bids carry (OpenRTB `cid`)
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     notices: list[dict[str, str]] = field(default_factory=list)
@@ -51,6 +52,9 @@ class FakeDsp:
                  "nurl": f"{base}?kind=nurl&price=${{AUCTION_PRICE}}&bid=${{AUCTION_BID_ID}}",
                  "burl": f"{base}?kind=burl&price=${{AUCTION_PRICE}}&bid=${{AUCTION_BID_ID}}&imp=${{AUCTION_IMP_ID}}"}
                 for i, imp in enumerate(body["imp"])]
+        if self.cid is not None:
+            for bid in bids:
+                bid["cid"] = self.cid
         return web.json_response({"id": body["id"], "cur": "USD", "seatbid": [{"seat": "9", "bid": bids}]})
 
     async def notice(self, request: web.Request) -> web.Response:
