@@ -76,6 +76,11 @@ class CampaignPatch(msgspec.Struct, forbid_unknown_fields=True):
     comment: Comment = ""
 
 
+class CampaignDetail(Campaign, frozen=True):
+    """A campaign with the link to its newest review task in the team's task tool (null: none was opened)."""
+    review_task: ReviewTask | None = None
+
+
 class StepBody(msgspec.Struct, forbid_unknown_fields=True):
     comment: Comment = ""
 
@@ -195,10 +200,14 @@ class CampaignsApi:
         day, lines = await self._campaigns.spend_today(self._clock.now())
         return json_response(SpendReport(day, lines))
 
-    @endpoint("Get a campaign, with its workflow state", tags=("campaigns",), roles=ADMIN, response=Campaign,
-              errors=(404,))
+    @endpoint("Get a campaign, with its workflow state and its newest review task (the task tool's key, link and "
+              "status as last synced)", tags=("campaigns",), roles=ADMIN, response=CampaignDetail, errors=(404,))
     async def get_campaign(self, request: web.Request, principal) -> web.Response:
-        return json_response(await self._campaigns.read(request.match_info["campaign_id"]))
+        campaign_id = request.match_info["campaign_id"]
+        tasks = await self._tasks.of_campaign(campaign_id)   # oldest first; 404 for an unknown campaign
+        campaign = await self._campaigns.read(campaign_id)
+        return json_response(CampaignDetail(**msgspec.structs.asdict(campaign), review_task=tasks[-1] if tasks
+                                            else None))
 
     @endpoint("Edit a campaign: at once in draft (a rejected one goes back to draft); for an approved campaign, "
               "budget, targeting, creatives and channels go under review while the approved version runs; 0 as "

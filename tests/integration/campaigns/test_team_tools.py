@@ -194,6 +194,8 @@ async def test_configured_tools_are_wired_into_the_app(aiohttp_client, aiohttp_s
     await platform.campaigns_domain.tasks.idle()
     tasks = await (await client.get("/v1/admin/campaigns/autumn/tasks", headers=admin)).json()
     assert [(t["tool"], t["task_key"], t["status"]) for t in tasks["items"]] == [("jira", "MKT-1", "open")]
+    task = (await (await client.get("/v1/admin/campaigns/autumn", headers=admin)).json())["review_task"]
+    assert task == tasks["items"][0] and task["url"].endswith("/browse/MKT-1")   # the link, on the campaign
     # AEM with a token (no Basic credentials): the fake AEM refuses it, and the import says the library failed.
     resp = await client.post("/v1/admin/campaigns/autumn/creatives/import", headers=admin,
                              json={"asset_ids": ["campaigns/summer/hero.jpg"], "w": 300, "h": 250})
