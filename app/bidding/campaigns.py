@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -30,6 +31,8 @@ from app.runtime.clock import Clock
 from app.runtime.lru import LRU
 from state.campaigns import Campaign, HistoryEntry
 from state.ports import CampaignStore, DeliveryStore, StorageUnavailable
+
+log = logging.getLogger("contrail.campaigns")
 
 __all__ = ["WINDOWS", "CampaignService", "CampaignSpend", "Candidates", "Delivery", "_Entry", "_ImpShape", "utc_day"]
 
@@ -150,14 +153,26 @@ class CampaignService:
                                f"{owner}", {"field": "dsp_line_items"})
 
     def _line_item_index(self) -> dict[tuple[str, str], str]:
+        """(platform, cid) -> the campaign that owns that line item. A completed campaign keeps its line items but no
+        longer owns them: the DSP's campaign may run on after ours ended, or be named by a new one. Two campaigns
+        naming one line item (nodes sharing a store each check their own memory): the one created first owns it."""
         version = self._store.version
         if self._line_items[0] != version:
-            index = {(i.platform, i.cid): c.id for c in self._store.all() for i in c.dsp_line_items}
+            index: dict[tuple[str, str], str] = {}
+            for c in sorted(self._store.all(), key=lambda c: (c.created_at, c.id)):
+                if c.state == "completed":
+                    continue
+                for item in c.dsp_line_items:
+                    owner = index.setdefault((item.platform, item.cid), c.id)
+                    if owner != c.id:
+                        log.warning("a DSP line item is named by two campaigns; the first created owns it",
+                                    extra={"platform": item.platform, "cid": item.cid, "owner": owner,
+                                           "also": c.id})
             self._line_items = (version, index)
         return self._line_items[1]
 
     def campaign_of_line_item(self, platform: str, cid: str) -> str | None:
-        """The campaign (not archived) whose line item on DSP `platform` is the DSP campaign `cid`, if any."""
+        """The campaign (neither completed nor archived) whose line item on DSP `platform` is the DSP campaign `cid`."""
         return self._line_item_index().get((platform, cid))
 
     @property

@@ -126,6 +126,11 @@ class ReviewTasks:
         await self._campaigns.read(campaign_id)  # 404 for an unknown campaign
         return await self._store.of_campaign(campaign_id)
 
+    async def newest(self, campaign_id: str) -> ReviewTask | None:
+        """The newest review task of a campaign the caller has read, whatever its status (None: none was opened)."""
+        tasks = await self._store.of_campaign(campaign_id)  # oldest first
+        return tasks[-1] if tasks else None
+
 
 class AssetImport:
     """Creatives from the digital asset management, keeping the asset's id and version; a sync refreshes them."""

@@ -203,11 +203,9 @@ class CampaignsApi:
     @endpoint("Get a campaign, with its workflow state and its newest review task (the task tool's key, link and "
               "status as last synced)", tags=("campaigns",), roles=ADMIN, response=CampaignDetail, errors=(404,))
     async def get_campaign(self, request: web.Request, principal) -> web.Response:
-        campaign_id = request.match_info["campaign_id"]
-        tasks = await self._tasks.of_campaign(campaign_id)   # oldest first; 404 for an unknown campaign
-        campaign = await self._campaigns.read(campaign_id)
-        return json_response(CampaignDetail(**msgspec.structs.asdict(campaign), review_task=tasks[-1] if tasks
-                                            else None))
+        campaign = await self._campaigns.read(request.match_info["campaign_id"])
+        task = await self._tasks.newest(campaign.id)
+        return json_response(CampaignDetail(**msgspec.structs.asdict(campaign), review_task=task))
 
     @endpoint("Edit a campaign: at once in draft (a rejected one goes back to draft); for an approved campaign, "
               "budget, targeting, creatives and channels go under review while the approved version runs; 0 as "

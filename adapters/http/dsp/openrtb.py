@@ -25,8 +25,10 @@ from app.runtime.tracing import http_trace_configs
 
 
 class _Bid(Bid):
-    """A DSP's bid as it comes: our Bid, and the `ext` some platforms put their price or ids in."""
+    """A DSP's bid as it comes: our Bid, and the `ext` some platforms put their price or ids in. A `cid` sent as a
+    number (OpenRTB says string) is read as its text rather than failing the whole answer."""
     ext: dict[str, Any] | None = None
+    cid: str | int | None = None  # type: ignore[assignment]
 
 
 class _SeatBid(msgspec.Struct):
@@ -127,8 +129,9 @@ class OpenRtbDsp:
                 price = self.read_price(b)
                 if not b.id or not b.impid or not math.isfinite(price) or price < 0:
                     raise DspError("invalid_bid", f"bid {b.id!r}: needs an id, an impid and a price >= 0")
+                cid = None if b.cid is None else str(b.cid)
                 bids.append(DspBid(Bid(id=b.id, impid=b.impid, price=price, adid=b.adid, nurl=b.nurl, burl=b.burl,
-                                       lurl=b.lurl, adm=b.adm, adomain=b.adomain, crid=b.crid, cid=b.cid, cat=b.cat,
+                                       lurl=b.lurl, adm=b.adm, adomain=b.adomain, crid=b.crid, cid=cid, cat=b.cat,
                                        w=b.w, h=b.h, mtype=b.mtype, dealid=b.dealid), currency, b.ext or {}))
         return bids
 

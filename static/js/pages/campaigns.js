@@ -527,6 +527,7 @@ export function render(root, { params, role, session }) {
         ["App bundle", c.app_bundle || "none"],
         ["Deals", list(c.deal_ids, "open auction only")],
         ["Offers", list(c.offer_ids)],
+        ["DSP line items", list((c.dsp_line_items || []).map((i) => `${i.platform}: ${i.cid}`))],
         ["Countries", list(t.countries, "anywhere")],
         ["Devices", list((t.device_types || []).map((d) => DEVICE_TYPES[d] || `type ${d}`), "any")],
         ["Formats", list(t.formats, "any")],

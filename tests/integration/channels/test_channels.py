@@ -269,9 +269,11 @@ async def test_memory_holds_at_most_the_queue_capacity_and_the_rest_waits_in_the
     try:
         mails = await relay.wait_for(25, timeout=20)
         assert sorted(m["To"] for m in mails) == sent  # each once
-        # The oldest first, held or not (a message goes out at most a few places from its turn: the sender's
-        # four connections and the three held overlap).
-        assert all(abs(sent.index(m["To"]) - i) <= 6 for i, m in enumerate(mails)), [m["To"] for m in mails]
+        # Those read back from the outbox go oldest first (a message at most a few places from its turn: the
+        # sender's four connections and the three held overlap). The three held across the restart failed while
+        # the relay was down and wait out their own backoff, which grows with each failure: they may come last.
+        rest = [m["To"] for m in mails if m["To"] not in sent[:3]]
+        assert all(abs(sent[3:].index(to) - i) <= 6 for i, to in enumerate(rest)), rest
         for _ in range(50):
             if platform.email.held == 0:
                 break

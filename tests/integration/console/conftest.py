@@ -40,7 +40,10 @@ RECONNECTING = re.compile(r"WebSocket connection to .* failed|Failed to load res
                           r"|Failed to fetch|the server responded with a status of 503")  # 503: draining on SIGTERM
 
 DEMO_ENV = {"CONTRAIL__DEMO__TRAFFIC_PER_S": "20", "CONTRAIL__SMTP__EMBEDDED_SINK": "true",
-            "CONTRAIL__SENDGRID__ALLOW_UNSIGNED": "true"}
+            "CONTRAIL__SENDGRID__ALLOW_UNSIGNED": "true",
+            # A DSP the carrier has configured but switched off: its campaigns' line items there can be named.
+            "CONTRAIL__DSP__PLATFORMS": '[{"name": "ttd", "kind": "ttd", "url": "http://127.0.0.1:9/bid", '
+                                        '"enabled": false}]'}
 
 
 class ThreadedJira:

@@ -160,6 +160,11 @@ def test_admin_creates_a_campaign_adds_a_creative_and_sets_its_policy_in_the_con
     campaign_id = page.url.split("id=")[1]
     stored = _admin_call(server.url, "GET", f"/v1/admin/campaigns/{campaign_id}")
     assert (stored["state"], stored["daily_budget_micros"], stored["channels"]) == ("draft", 250_000_000, ["display"])
+    _admin_call(server.url, "PATCH", f"/v1/admin/campaigns/{campaign_id}",
+                {"dsp_line_items": [{"platform": "ttd", "cid": "ttd-winter-01"}]})
+    page.reload()
+    expect(page.locator("dt", has_text="DSP line items").locator("xpath=following-sibling::dd[1]")).to_have_text(
+        "ttd: ttd-winter-01")
 
     page.get_by_text("Add a creative", exact=True).click()
     added = page.get_by_role("form", name="Add a creative")

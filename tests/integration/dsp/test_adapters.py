@@ -36,6 +36,14 @@ def test_broken_answers_are_errors(status, body, code):
     assert raised.value.code == code
 
 
+def test_a_bids_campaign_id_is_kept_and_a_numeric_one_read_as_text():
+    def cid(value):
+        body = {"id": "1234567890", "seatbid": [{"bid": [{"id": "1", "impid": "102", "price": 1.0, "cid": value}]}]}
+        [bid] = adapter("openrtb").make_bids(REQUEST, 200, json.dumps(body).encode())
+        return bid.bid.cid
+    assert (cid("ttd-42"), cid(42), cid(None)) == ("ttd-42", "42", None)
+
+
 def test_no_bids():
     assert adapter("openrtb").make_bids(REQUEST, 204, b"") == []
     assert adapter("openrtb").make_bids(REQUEST, 200, json.dumps({"id": "1234567890", "nbr": 2}).encode()) == []

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 
+import msgspec
+import pytest
+
 from app.main import PLATFORM, create_app
 from tests.conftest import ADMIN, bearer, make_config
 from tests.integration.dsp.conftest import SIMPLE_BANNER, platforms, post_bid, router_client
@@ -107,11 +110,36 @@ async def test_line_items_that_name_no_dsp_or_another_campaigns_are_refused(aioh
         == 201
     await refused({"dsp_line_items": [{"platform": "acme", "cid": "ttd-42"}]}, 409, "spring", method="patch",
                   path="/v1/admin/campaigns/summer")
+    # A completed campaign lets go of its line items: the DSP's campaign may run on, or be named by a new one.
+    campaigns = client.app[PLATFORM].campaigns
+    ended = msgspec.structs.replace(campaigns.get("spring"), state="completed")
+    await campaigns.replace(ended)
+    assert campaigns.campaign_of_line_item("acme", "ttd-42") is None
+    taken = await client.patch("/v1/admin/campaigns/summer", json={"dsp_line_items": [
+        {"platform": "acme", "cid": "ttd-42"}]}, headers=admin)
+    assert taken.status == 200 and campaigns.campaign_of_line_item("acme", "ttd-42") == "summer"
     await client.close()
 
     # The DSP leaves the configuration: the campaign naming it still loads and still moves through its workflow.
     restarted = await aiohttp_client(create_app(make_config(tmp_path, dsp__platforms=json.dumps([])), clock=clock))
     admin = await bearer(restarted, *ADMIN, "admin")
-    kept = await restarted.patch("/v1/admin/campaigns/spring", json={"name": "Spring sale, extended"}, headers=admin)
+    kept = await restarted.patch("/v1/admin/campaigns/summer", json={"name": "Summer, extended"}, headers=admin)
     assert kept.status == 200, await kept.text()
     assert (await kept.json())["dsp_line_items"] == [{"platform": "acme", "cid": "ttd-42"}]
+
+
+async def test_a_win_another_node_answered_counts_for_the_campaign(aiohttp_client, tmp_path, clock, fake_dsps):
+    acme = await fake_dsps("bid", price=2.0, cid="ttd-42")
+    client = await router_client(aiohttp_client, tmp_path, clock, platforms(acme=acme))
+    platform = client.app[PLATFORM]
+    if platform.redis is None:
+        pytest.skip("one node: the routed bids are shared between nodes through Redis (run with --storage=scaleout)")
+    admin = await bearer(client, *ADMIN, "admin")
+    assert (await client.post("/v1/admin/campaigns", json=SPRING, headers=admin)).status == 201
+    bid = await _routed(client)
+    platform.dsp.wins.issued.clear()   # this node never answered it: the bid is found in Redis, campaign and all
+    won = await client.post("/v1/dsp/win", headers=client.headers,
+                            json={"platform": "acme", "bid_id": bid["id"], "win_price": 1.5})
+    assert won.status == 200 and (await won.json())["recorded"] is True
+    totals = (await _report(client, admin, "spring"))["totals"]
+    assert (totals["bids"], totals["wins"], totals["spend_micros"]) == (1, 1, 1500)
