@@ -24,8 +24,9 @@ export const price = (m) => (m === null || m === undefined ? "–" : Math.abs(m)
   micros(m));
 export const pct = (v) => (v === null || v === undefined || Number.isNaN(v) ? "–" : `${(v * 100).toFixed(1)} %`);
 const count = (n) => (n === null || n === undefined ? "–" : new Intl.NumberFormat().format(n));
-const dollars = (v) => (v === null || v === undefined ? "–" : Math.abs(v) < 1 && v !== 0 ? `$${v.toFixed(4)}` :
-  `$${v.toFixed(2)}`);
+// Below a dollar to the hundredth of a cent (an impression costs about $0.002), without zeros past the cents.
+const dollars = (v) => (v === null || v === undefined ? "–" : Math.abs(v) < 1 && v !== 0 ?
+  `$${v.toFixed(4).replace(/0{1,2}$/, "")}` : `$${v.toFixed(2)}`);
 const plain = (v) => (v === null || v === undefined ? "–" : Math.abs(v) >= 100 ? String(Math.round(v)) :
   String(Number(v.toFixed(1))));
 const stamp = (t, step) => (step >= DAY ? new Date(t * 1000).toLocaleDateString(undefined, { timeZone: "UTC" }) :
@@ -35,7 +36,10 @@ const stamp = (t, step) => (step >= DAY ? new Date(t * 1000).toLocaleDateString(
  * A static chart of aligned series in `box` (it fills the box's width): xs in epoch seconds, each series
  * {label, values, color, bars}. The box is an image with a text alternative (`summary`). Returns {destroy()}.
  */
-async function drawChart(box, { title, xs, series, range, step, format = plain, summary = "" }) {
+// Tick steps for charts of counts: a bid is never a fraction.
+const WHOLE_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6, 5e6, 1e7];
+
+async function drawChart(box, { title, xs, series, range, step, format = plain, summary = "", whole = false }) {
   const uPlot = await loadUplot();
   const css = getComputedStyle(document.documentElement);
   const ink = css.getPropertyValue("--muted").trim() || "#9fb0bf";
@@ -58,7 +62,7 @@ async function drawChart(box, { title, xs, series, range, step, format = plain, 
     axes: [
       { stroke: ink, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid } },
       { stroke: ink, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: 62,
-        values: (u, splits) => splits.map((v) => format(v)) },
+        values: (u, splits) => splits.map((v) => format(v)), ...(whole ? { incrs: WHOLE_STEPS } : {}) },
     ],
     series: [
       { label: step >= DAY ? "day (UTC)" : "time", value: (u, v) => (v === null || v === undefined ? "–" : stamp(v, step)) },
@@ -210,7 +214,7 @@ export function reportPanel(id) {
       drawChart(boxes.spend, { title: titles.spend.textContent, xs: g.xs, range: g.range, step, format: dollars,
         series: [{ label: "spend (USD)", values: spend, color: PALETTE.spend, bars: true }],
         summary: `${price(t.spend_micros)} in all, at most ${dollars(Math.max(0, ...spend))} in one ${per}` }),
-      drawChart(boxes.bids, { title: titles.bids.textContent, xs: g.xs, range: g.range, step,
+      drawChart(boxes.bids, { title: titles.bids.textContent, xs: g.xs, range: g.range, step, whole: true,
         series: [{ label: "bids", values: bids, color: PALETTE.bids }, { label: "wins", values: wins, color: PALETTE.wins }],
         summary: `${count(t.bids)} bids and ${count(t.wins)} wins in all (win rate ${pct(t.win_rate)})` }),
       drawChart(boxes.pacing, { title: titles.pacing.textContent, xs: pace.xs, range: pace.range, step: HOUR,
