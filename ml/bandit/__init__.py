@@ -2,6 +2,7 @@
 See docs/bandit.md."""
 
 from ml.bandit.policies import (
+    ARM_MEMORY,
     FIT_ARMS,
     GAMMA,
     KINDS,
@@ -25,6 +26,6 @@ from ml.bandit.policies import (
     unit_reward,
 )
 
-__all__ = ["FIT_ARMS", "GAMMA", "KINDS", "MAX_BUCKETS", "OPTIMISTIC", "PRIOR_CEILING", "PRIOR_FLOOR",
+__all__ = ["ARM_MEMORY", "FIT_ARMS", "GAMMA", "KINDS", "MAX_BUCKETS", "OPTIMISTIC", "PRIOR_CEILING", "PRIOR_FLOOR",
            "PRIOR_SUCCESSES", "R_MAX", "R_MIN", "EpsilonGreedyPolicy", "Policy", "ThompsonPolicy", "UCB1Policy",
            "UniformPolicy", "fitted_prior", "make_policy", "prior", "successes", "thompson_draw", "unit_reward"]

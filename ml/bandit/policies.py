@@ -18,7 +18,9 @@ arms had shown the pooled prior's spread. It is recomputed from the stored S and
 its own). With `optimistic` (the default) an arm's score is max(draw, posterior mean) (optimistic Thompson
 sampling: Chapelle and Li 2011, May et al. 2012). With gamma < 1 every update of a bucket first multiplies all
 its arms' S and F by gamma (discounted Thompson sampling): an arm's posterior decays toward the shared prior with
-a memory of about 1 / (1 - gamma) updates. See docs/bandit.md (how the defaults were chosen).
+a memory of about 1 / (1 - gamma) updates. With arm_memory > 0 each update of an arm first multiplies that arm's
+own S and F by 1 - 1 / arm_memory: its posterior holds about its last arm_memory updates, and the evidence about the
+arms not shown meanwhile stays whole. See docs/bandit.md (how the defaults were chosen).
 
 The random draws each `choose` makes are fixed (their number depends only on the number of allowed arms), so the
 vectorised simulation in eval/bandit.py reproduces a policy's choices exactly for a seed.
@@ -45,6 +47,9 @@ GAMMA = 1.0  # Thompson's per-update discount; 1 = no forgetting (docs/bandit.md
 # prior alone. OPTIMISTIC: max(draw, posterior mean). Both chosen by the rule in docs/bandit.md.
 FIT_ARMS = 2.0
 OPTIMISTIC = True
+# Thompson's per-arm memory: each update of an arm first multiplies that arm's S and F by 1 - 1 / ARM_MEMORY, so an
+# arm's posterior holds about its last ARM_MEMORY updates; 0 = no forgetting. Chosen by the rule in docs/bandit.md.
+ARM_MEMORY = 5_000.0
 _Z = 1.6448536269514722  # the standard normal's 95% quantile: a two-sided 90% interval
 
 
@@ -278,16 +283,20 @@ class Policy:
 
 class ThompsonPolicy(Policy):
     """Beta-Bernoulli Thompson sampling on successes, with a shared empirical-Bayes prior per bucket (pooled, or
-    fitted across arms with `fit_arms` > 0), optionally optimistic, with an optional discount `gamma` (module
-    docstring). Draws per choice: one Beta per allowed arm."""
+    fitted across arms with `fit_arms` > 0), optionally optimistic, with an optional discount `gamma` of the whole
+    bucket per update and a memory `arm_memory` of each arm's own updates (module docstring). Draws per choice: one
+    Beta per allowed arm."""
 
     kind = "thompson"
     fields = ("pulls", "ysum", "reward_sum", "successes", "failures")
 
     def __init__(self, arms: Iterable[str] = (), *, gamma: float = GAMMA, prior_successes: float = PRIOR_SUCCESSES,
-                 fit_arms: float = FIT_ARMS, optimistic: bool | float = OPTIMISTIC, **kw: Any) -> None:
+                 fit_arms: float = FIT_ARMS, optimistic: bool | float = OPTIMISTIC, arm_memory: float = ARM_MEMORY,
+                 **kw: Any) -> None:
         if not 0.0 < gamma <= 1.0:
             raise ValueError("gamma must be in (0, 1]")
+        if not (arm_memory == 0.0 or arm_memory >= 1.0):  # also refuses NaN
+            raise ValueError("arm_memory must be 0 (no forgetting) or at least 1 update")
         if not prior_successes > 0.0:
             raise ValueError("prior_successes must be positive")
         if not fit_arms >= 0.0:
@@ -296,16 +305,19 @@ class ThompsonPolicy(Policy):
         self.prior_successes = float(prior_successes)
         self.fit_arms = float(fit_arms)
         self.optimistic = bool(optimistic)
+        self.arm_memory = float(arm_memory)
         super().__init__(arms, **kw)
 
     def params(self) -> dict[str, float]:
-        # a state stored before fit_arms and optimistic existed loads with their defaults
+        # a state stored before fit_arms, optimistic or arm_memory existed loads with their defaults
         return {"gamma": self.gamma, "prior_successes": self.prior_successes, "fit_arms": self.fit_arms,
-                "optimistic": float(self.optimistic)}
+                "optimistic": float(self.optimistic), "arm_memory": self.arm_memory}
 
     def _learn(self, s: np.ndarray, i: int, reward: float) -> None:
         if self.gamma < 1.0:
             s[3:5] *= self.gamma
+        if self.arm_memory:  # this arm's own evidence only: the others keep theirs until they are shown again
+            s[3:5, i] *= 1.0 - 1.0 / self.arm_memory
         ds, df = successes(reward)
         s[3, i] += float(ds)
         s[4, i] += float(df)
@@ -392,8 +404,8 @@ _CLASSES: dict[str, type[Policy]] = {c.kind: c for c in (ThompsonPolicy, Epsilon
 
 def make_policy(kind: str, **params: Any) -> Policy:
     """A policy by its `kind` ("thompson", "epsilon_greedy", "uniform", "ucb1") with its parameters
-    (arms, r_min, r_max, max_buckets; epsilon for epsilon_greedy; gamma, prior_successes, fit_arms and
-    optimistic for thompson)."""
+    (arms, r_min, r_max, max_buckets; epsilon for epsilon_greedy; gamma, prior_successes, fit_arms,
+    optimistic and arm_memory for thompson)."""
     cls = _CLASSES.get(kind)
     if cls is None:
         raise ValueError(f"unknown policy kind {kind!r}; expected one of {', '.join(KINDS)}")

@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 
 from app.__main__ import main
-from eval.bandit import evaluate_obd, load_obd, make_problems, run_simulation, simulate, simulate_reference
+from eval.bandit import (
+    _later_of_same,
+    evaluate_obd,
+    load_obd,
+    make_problems,
+    run_simulation,
+    simulate,
+    simulate_reference,
+)
 
 HEADER = (",timestamp,item_id,position,click,propensity_score,user_feature_0,user_feature_1,user_feature_2,"
           "user_feature_3," + ",".join(f"user-item_affinity_{i}" for i in range(5)))
@@ -35,15 +43,31 @@ def _obd(path: Path, rounds: int = 800, items: int = 5, seed: int = 0, start: in
     ("thompson", {}), ("thompson", {"gamma": 0.999}),
     ("thompson", {"fit_arms": 0.0}), ("thompson", {"fit_arms": 2.0}), ("thompson", {"fit_arms": 8.0}),
     ("thompson", {"optimistic": True}), ("thompson", {"fit_arms": 2.0, "optimistic": True}),
-    ("thompson", {"fit_arms": 2.0, "gamma": 0.999}),
+    ("thompson", {"fit_arms": 2.0, "gamma": 0.999}), ("thompson", {"arm_memory": 0.0}),
+    ("thompson", {"arm_memory": 40.0}), ("thompson", {"arm_memory": 40.0, "gamma": 0.999}),
     ("epsilon_greedy", {}), ("ucb1", {}), ("uniform", {})])
 def test_vectorised_simulation_is_the_plain_policy_draw_for_draw(kind, params):
     """Exact agreement (the same floats) for one problem: Thompson's pooled and fitted priors, optimistic draws,
-    success counts and discount included."""
+    success counts, discount and per-arm memory included."""
     problems = make_problems(1, first=5, k_range=(12, 12))
     fast = simulate(kind, problems, (700, 2500), 7, 9, **params)
     assert fast[0, 1] == simulate_reference(kind, problems, 2500, 7, 9, **params)
     assert fast[0, 0] == simulate_reference(kind, problems, 700, 7, 9, **params)
+
+
+def test_the_off_policy_fits_decay_each_observation_once_per_later_update_of_its_item():
+    """IPW and DR fit the posterior in one pass: each observation weighted by the per-arm memory once per later
+    observation of the same item, which is what updating the policy in time order leaves."""
+    rng = np.random.default_rng(3)
+    arms = rng.integers(0, 5, 300)
+    later = _later_of_same(arms, 5)
+    assert _later_of_same(np.array([0, 1, 0, 0, 1]), 2).tolist() == [2, 1, 1, 0, 0]
+    values = rng.random(300)
+    keep = 1 - 1 / 40
+    sequential = np.zeros(5)
+    for a, v in zip(arms, values, strict=True):
+        sequential[a] = sequential[a] * keep + v
+    assert np.allclose(np.bincount(arms, weights=values * keep ** later, minlength=5), sequential)
 
 
 def test_padded_simulation_agrees_in_distribution():

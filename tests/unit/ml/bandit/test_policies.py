@@ -59,7 +59,7 @@ def test_thompson_counts_successes():
     """A click is one success, a redemption two, an ignored offer one failure; fractions are the Bernoulli update."""
     assert [tuple(float(x) for x in successes(r)) for r in (-0.1, 0.0, 1.0, 2.0, 0.25)] == [
         (0.0, 1.0), (0.0, 1.0), (1.0, 0.0), (2.0, 0.0), (0.25, 0.75)]
-    policy = ThompsonPolicy(["x", "y"])
+    policy = ThompsonPolicy(["x", "y"], arm_memory=0.0)   # whole counts (the memory is tested on its own)
     for r in (1.0, -0.1, -0.1, 2.0):
         policy.update("x", r)
     assert policy._stats[""][3:, 0].tolist() == [3.0, 2.0]
@@ -77,7 +77,7 @@ def test_shared_prior_is_the_pooled_rate():
     assert float(1 / (1 + prior(0.0, 1e9)[1])) == pytest.approx(PRIOR_FLOOR)
     assert float(1 / (1 + prior(1e9, 0.0)[1])) == pytest.approx(PRIOR_CEILING)
     # per bucket: an arm never pulled in a bucket shows that bucket's pooled rate (the pooled prior: fit_arms=0)
-    policy = ThompsonPolicy(["a", "b", "new"], fit_arms=0.0)
+    policy = ThompsonPolicy(["a", "b", "new"], fit_arms=0.0, arm_memory=0.0)
     for i in range(1000):
         policy.update("a" if i % 2 else "b", 1.0 if i % 50 == 0 else -0.1, "low")
         policy.update("a", 1.0 if i % 4 == 0 else -0.1, "high")
@@ -100,6 +100,22 @@ def test_discount_decays_toward_the_prior():
         ThompsonPolicy(gamma=0.0)
     with pytest.raises(ValueError, match="fit_arms"):
         ThompsonPolicy(fit_arms=-1.0)
+
+
+def test_arm_memory_forgets_only_the_evidence_of_the_arm_shown():
+    policy = ThompsonPolicy(["a", "b"], arm_memory=2.0, fit_arms=0.0)
+    policy.update("a", 1.0)      # a: one success
+    policy.update("b", -0.1)     # b: one failure; a keeps its success whole
+    policy.update("b", -0.1)     # b: its failure halves, then one more
+    s = policy._stats[""]
+    assert s[3].tolist() == [1.0, 0.0] and s[4].tolist() == [0.0, 1.5]
+    policy.update("a", -0.1)     # a: its success halves, then a failure
+    assert s[3].tolist() == [0.5, 0.0] and s[4].tolist() == [1.0, 1.5] and s[0].tolist() == [2.0, 2.0]
+    again = Policy.from_bytes(policy.to_bytes())
+    assert again.params()["arm_memory"] == 2.0 and again.to_bytes() == policy.to_bytes()
+    for bad in (0.5, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="arm_memory"):
+            ThompsonPolicy(arm_memory=bad)
 
 
 def test_thompson_interval_covers_the_true_rate():
@@ -236,7 +252,8 @@ def test_a_state_stored_before_the_fitted_prior_still_loads():
     assert isinstance(policy, ThompsonPolicy) and policy.arms == ["a", "b", "c"]
     assert policy.buckets == ["", "tier=gold"] and policy.gamma == 1.0 and policy.prior_successes == 1.0
     defaults = ThompsonPolicy()
-    assert (policy.fit_arms, policy.optimistic) == (defaults.fit_arms, defaults.optimistic)
+    assert (policy.fit_arms, policy.optimistic, policy.arm_memory) == (defaults.fit_arms, defaults.optimistic,
+                                                                       defaults.arm_memory)
     rows = policy.posterior("tier=gold")
     assert [r["pulls"] for r in rows] == [10, 7, 3] and [r["reward_sum"] for r in rows] == [4.299999999999999, 1.5, 0.8]
     assert all(r["lower"] <= r["mean"] <= r["upper"] for r in rows)
