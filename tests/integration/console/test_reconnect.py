@@ -28,6 +28,7 @@ def test_the_console_notices_the_server_leaving_and_resumes_when_it_is_back(brow
             ws.on("framereceived", lambda _frame: frames.append((time.monotonic(), ws.url)))
 
         page.on("websocket", watch)
+        page.clock.install()  # time flows as usual; the test may skip the stream's reconnect backoff ahead
         console.sign_in(*DEMO_ADMIN)
         console.open("bidding")  # it streams /v1/stream/events
         pill = page.locator("#health")
@@ -48,6 +49,8 @@ def test_the_console_notices_the_server_leaving_and_resumes_when_it_is_back(brow
         # A new process on the same ports and data: the pill, the banner and the stream recover with no user action.
         restarted = time.monotonic()
         own.start()
+        # The stream retries with a backoff that doubles up to 15 s: its next try comes within that, sooner here.
+        page.clock.fast_forward(15_000)
         expect(pill).to_have_text("healthy", timeout=10_000)
         expect(banner).to_be_hidden()
         _wait_for(page, lambda: any(t > restarted and "/v1/stream/events" in url for t, url in frames), 25,
