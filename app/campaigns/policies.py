@@ -390,7 +390,7 @@ class PolicyService:
             before = held.policy
             policy = Policy.from_bytes(before.to_bytes())
             policy.update(arm, event.reward, bucket)
-            if bucket:
+            if bucket and policy.bucket_key(bucket) == bucket:  # an overflowing bucket's reward went to "" already
                 policy.update(arm, event.reward, "")  # the pooled view, and what an overflowing bucket uses
             stored = msgspec.structs.replace(held.stored, updated_at=now, state=policy.to_bytes().decode())
             if not await self._store.learn(event.campaign_id, msgspec.json.encode(stored), event.signal_id, now):

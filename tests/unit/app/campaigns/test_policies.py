@@ -226,3 +226,16 @@ async def test_a_policy_leaves_memory_once_its_campaign_is_archived_on_another_n
     assert policies.forget_archived() == 1 and len(policies) == 0
     policies._campaigns.by_id["spring"] = msgspec.structs.replace(archived, state="archived")  # type: ignore[attr-defined]
     assert await pulls(policies) == 1  # read back from the store when asked for
+
+
+async def test_a_reward_for_a_bucket_past_the_limit_counts_once_in_the_shared_one(db):
+    """Past max_buckets a new context's rewards are learned in the shared bucket "": once, not twice (its own
+    update and the pooled copy every bucket's reward also makes there)."""
+    policies = service(db, ManualClock())
+    await policies.configure("admin", "spring", "thompson", "creatives", ["tier"])
+    for i in range(70):  # 63 tiers of their own beside "", then 7 that have to share it
+        assert await policies.learn(signal(f"s{i}", tier=f"t{i}")) == "learned"
+    policy = policies._held["spring"].policy
+    assert len(policy.buckets) == policy.max_buckets == 64
+    shared = {row["arm"]: row["pulls"] for row in policy.posterior("")}
+    assert shared["c2"] == 70

@@ -11,14 +11,18 @@ import pytest
 
 from app.__main__ import main
 from eval.bandit import (
+    CLICK,
+    IGNORED,
     _later_of_same,
     evaluate_obd,
     load_obd,
     make_problems,
+    replay,
     run_simulation,
     simulate,
     simulate_reference,
 )
+from ml.bandit import make_policy
 
 HEADER = (",timestamp,item_id,position,click,propensity_score,user_feature_0,user_feature_1,user_feature_2,"
           "user_feature_3," + ",".join(f"user-item_affinity_{i}" for i in range(5)))
@@ -44,6 +48,7 @@ def _obd(path: Path, rounds: int = 800, items: int = 5, seed: int = 0, start: in
     ("thompson", {"fit_arms": 0.0}), ("thompson", {"fit_arms": 2.0}), ("thompson", {"fit_arms": 8.0}),
     ("thompson", {"optimistic": True}), ("thompson", {"fit_arms": 2.0, "optimistic": True}),
     ("thompson", {"fit_arms": 2.0, "gamma": 0.999}), ("thompson", {"arm_memory": 0.0}),
+    ("thompson", {"fit_arms": 0.0, "optimistic": False, "arm_memory": 0.0}),  # the discount table's settings
     ("thompson", {"arm_memory": 40.0}), ("thompson", {"arm_memory": 40.0, "gamma": 0.999}),
     ("epsilon_greedy", {}), ("ucb1", {}), ("uniform", {})])
 def test_vectorised_simulation_is_the_plain_policy_draw_for_draw(kind, params):
@@ -68,6 +73,20 @@ def test_the_off_policy_fits_decay_each_observation_once_per_later_update_of_its
     for a, v in zip(arms, values, strict=True):
         sequential[a] = sequential[a] * keep + v
     assert np.allclose(np.bincount(arms, weights=values * keep ** later, minlength=5), sequential)
+
+
+@pytest.mark.parametrize("arm_memory", [0.0, 20.0])
+def test_replay_is_the_plain_policy_learning_from_the_rounds_it_matches(tmp_path, arm_memory):
+    log = load_obd(_obd(tmp_path / "log.csv", rounds=600))
+    clicks, matched = replay(log, np.arange(len(log.arm))[None, :], 5, arm_memory=arm_memory)
+    policy, rng = make_policy("thompson", arms=log.arms, arm_memory=arm_memory), np.random.default_rng(5)
+    expected_clicks = expected_matched = 0.0
+    for i in range(len(log.arm)):
+        if policy.choose("", rng) == log.arms[log.arm[i]]:
+            policy.update(log.arms[log.arm[i]], CLICK if log.click[i] else IGNORED)
+            expected_clicks += log.click[i]
+            expected_matched += 1
+    assert (clicks[0], matched[0]) == (expected_clicks, expected_matched) and expected_matched > 50
 
 
 def test_padded_simulation_agrees_in_distribution():
