@@ -221,7 +221,7 @@ class Bid(_O):
     adm: str | None = None
     adomain: list[str] | None = None
     crid: str | None = None
-    cid: str | None = None   # the buyer's campaign: a routed DSP bid's names a Contrail campaign's line item
+    cid: str | None = None   # the buyer's campaign id; on a routed DSP bid it may name a Contrail campaign's line item
     cat: list[str] | None = None
     w: int | None = None
     h: int | None = None
