@@ -225,6 +225,11 @@ RECORDS = [
         CREATE TABLE report_signals (signal_id TEXT PRIMARY KEY, at DOUBLE PRECISION NOT NULL, {_ROWID});
         CREATE INDEX report_signals_at ON report_signals(at)
     """),
+    Migration(30, "campaign_line_items", """
+        CREATE TABLE campaign_line_items (platform TEXT NOT NULL, cid TEXT NOT NULL, campaign_id TEXT NOT NULL,
+            PRIMARY KEY (platform, cid));
+        CREATE INDEX campaign_line_items_campaign ON campaign_line_items(campaign_id)
+    """),
 ]
 
 # The analytics event log, when nodes share PostgreSQL (its migrations recorded in event_log_migrations): the same

@@ -66,7 +66,14 @@ class SqliteCampaignStore:
     async def put(self, campaign: Campaign, at: float, step: HistoryEntry | None = None) -> None:
         """Create or replace a campaign (durable before it is used); with `step`, the history entry of the change
         in the same transaction, so a state and its history never part."""
-        statements: list[tuple[str, tuple[object, ...]]] = [(_UPSERT, (campaign.id, _encode(campaign).decode(), at))]
+        statements: list[tuple[object, ...]] = [(_UPSERT, (campaign.id, _encode(campaign).decode(), at))]
+        # Its DSP line items, owned while it is neither completed nor archived: one another campaign owns (another
+        # node's write) is a WriteConflict naming it, and nothing of the change is written.
+        statements.append(("DELETE FROM campaign_line_items WHERE campaign_id = ?", (campaign.id,)))
+        if campaign.state not in ("completed", "archived"):
+            statements += [("INSERT INTO campaign_line_items(platform, cid, campaign_id) VALUES (?,?,?) "
+                            "ON CONFLICT (platform, cid) DO NOTHING", (item.platform, item.cid, campaign.id), 1,
+                            f"dsp_line_item:{item.platform}:{item.cid}") for item in campaign.dsp_line_items]
         if step is not None:
             statements.append(("INSERT INTO campaign_history(campaign_id, at, actor, action, from_state, to_state, "
                                "comment) VALUES (?,?,?,?,?,?,?)", (campaign.id, step.at, step.actor, step.action,

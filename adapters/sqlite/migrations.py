@@ -439,6 +439,17 @@ RECORDS = [
         );
         CREATE INDEX report_signals_at ON report_signals(at)
     """),
+    # Which campaign owns each DSP line item (platform, cid): written with the campaign, so two nodes sharing a
+    # store cannot both give one to different campaigns.
+    Migration(30, "campaign_line_items", """
+        CREATE TABLE campaign_line_items (
+            platform TEXT NOT NULL,
+            cid TEXT NOT NULL,
+            campaign_id TEXT NOT NULL,
+            PRIMARY KEY (platform, cid)
+        ) WITHOUT ROWID;
+        CREATE INDEX campaign_line_items_campaign ON campaign_line_items(campaign_id)
+    """),
 ]
 
 EVENTS = [

@@ -30,7 +30,7 @@ from app.errors import Conflict, InvalidInput, NotFound
 from app.runtime.clock import Clock
 from app.runtime.lru import LRU
 from state.campaigns import Campaign, HistoryEntry
-from state.ports import CampaignStore, DeliveryStore, StorageUnavailable
+from state.ports import CampaignStore, DeliveryStore, StorageUnavailable, WriteConflict
 
 log = logging.getLogger("contrail.campaigns")
 
@@ -121,7 +121,7 @@ class CampaignService:
             raise Conflict(f"campaign {campaign.id} already exists")
         self._check_line_items(campaign, None)
         campaign = msgspec.structs.replace(campaign, created_at=self._clock.now())
-        await self._store.put(campaign, self._clock.now(), step)
+        await self._put(campaign, step)
         if audit:
             await self._audit.record(actor, "campaign.create", campaign.id, name=campaign.name)
         return campaign
@@ -131,9 +131,19 @@ class CampaignService:
         before = self.get(campaign.id)
         _check(campaign)
         self._check_line_items(campaign, before)
-        await self._store.put(campaign, self._clock.now(), step)
+        await self._put(campaign, step)
         self._index.stored_one(campaign.id)  # no await since the store counted it: the index looks at it alone
         return campaign
+
+    async def _put(self, campaign: Campaign, step: HistoryEntry | None) -> None:
+        try:
+            await self._store.put(campaign, self._clock.now(), step)
+        except WriteConflict as exc:  # a line item another node gave another campaign first: nothing was written
+            if not exc.what.startswith("dsp_line_item:"):
+                raise
+            _, platform, cid = exc.what.split(":", 2)
+            raise Conflict(f"dsp_line_items: {platform} campaign {cid!r} already belongs to another campaign",
+                           {"field": "dsp_line_items"}) from None
 
     def _check_line_items(self, campaign: Campaign, before: Campaign | None) -> None:
         """A line item the change adds names a configured DSP and belongs to no other campaign (those it had may

@@ -110,6 +110,12 @@ async def test_line_items_that_name_no_dsp_or_another_campaigns_are_refused(aioh
         == 201
     await refused({"dsp_line_items": [{"platform": "acme", "cid": "ttd-42"}]}, 409, "spring", method="patch",
                   path="/v1/admin/campaigns/summer")
+    # Another node gave a line item to a campaign this node has not heard of yet: the store refuses the second.
+    await client.app[PLATFORM].records_db.write([(
+        "INSERT INTO campaign_line_items(platform, cid, campaign_id) VALUES (?,?,?)", ("acme", "ttd-7", "elsewhere"))])
+    await refused({"dsp_line_items": [{"platform": "acme", "cid": "ttd-7"}]}, 409, "ttd-7", method="patch",
+                  path="/v1/admin/campaigns/summer")
+    assert client.app[PLATFORM].campaigns.get("summer").dsp_line_items == []   # nothing of the change written
     # A completed campaign lets go of its line items: the DSP's campaign may run on, or be named by a new one.
     campaigns = client.app[PLATFORM].campaigns
     ended = msgspec.structs.replace(campaigns.get("spring"), state="completed")
