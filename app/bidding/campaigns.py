@@ -164,8 +164,8 @@ class CampaignService:
 
     def _line_item_index(self) -> dict[tuple[str, str], str]:
         """(platform, cid) -> the campaign that owns that line item. A completed campaign keeps its line items but no
-        longer owns them: the DSP's campaign may run on after ours ended, or be named by a new one. Two campaigns
-        naming one line item (nodes sharing a store each check their own memory): the one created first owns it."""
+        longer owns them: the DSP's campaign may run on after ours ended, or be named by a new one. The store keeps
+        one owner per line item (campaign_line_items); should memory ever hold two, the one created first owns it."""
         version = self._store.version
         if self._line_items[0] != version:
             index: dict[tuple[str, str], str] = {}
