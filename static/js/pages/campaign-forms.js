@@ -21,6 +21,16 @@ const banner = (id, size, markup) => {
   return { id, format: "banner", w, h: ht, markup };
 };
 const epoch = (input) => (input.value ? new Date(input.value).getTime() / 1000 : undefined);
+/** "ttd:ttd-winter-01, acme:42" -> [{platform, cid}, ...]; the server checks the DSPs are configured. */
+function lineItems(text) {
+  return text.split(",").map((part) => part.trim()).filter(Boolean).map((part) => {
+    const at = part.indexOf(":");
+    if (at <= 0 || at === part.length - 1) {
+      throw new Error(`DSP line items are platform:cid pairs separated by commas (${part.slice(0, 40)} is not one)`);
+    }
+    return { platform: part.slice(0, at).trim(), cid: part.slice(at + 1).trim() };
+  });
+}
 
 /** Runs `send` for a form: the button is off while it runs, errors go to `error`, success to `status`. */
 function submitter(form, error, status, send) {
@@ -51,6 +61,7 @@ export function newCampaignForm(onCreated) {
   const budget = h("input", { type: "number", required: true, min: "0.01", step: "0.01", value: "100.00" });
   const starts = h("input", { type: "datetime-local" });
   const ends = h("input", { type: "datetime-local" });
+  const dsps = h("input", { maxlength: 4000, autocomplete: "off", placeholder: "ttd:ttd-winter-01" });
   const size = sizeSelect();
   const markup = h("textarea", { rows: 3, maxlength: 100_000, placeholder: "<a href=\"https://contrail.example\">Fly</a>" });
   const boxes = CHANNELS.map((c) => h("input", { type: "checkbox", id: `new-ch-${c}`, value: c, checked: c === "display" }));
@@ -59,7 +70,9 @@ export function newCampaignForm(onCreated) {
       field("new-name", "Name", name), field("new-domain", "Advertiser domain", domain),
       field("new-cap", "Bid cap (USD CPM)", cap), field("new-budget", "Daily budget (USD)", budget),
       field("new-starts", "Starts (optional)", starts, "empty: when it is scheduled"),
-      field("new-ends", "Ends (optional)", ends, "empty: until it is paused or archived")),
+      field("new-ends", "Ends (optional)", ends, "empty: until it is paused or archived"),
+      field("new-dsps", "DSP line items (optional)", dsps,
+        "platform:cid, comma-separated: the DSPs' bids with that campaign id count in its report")),
     h("fieldset", { class: "channels" }, h("legend", {}, "Channels"),
       CHANNELS.map((c, i) => h("label", { for: `new-ch-${c}`, class: "check" }, boxes[i], c.replace("_", " ")))),
     h("div", { class: "form-grid" },
@@ -75,6 +88,7 @@ export function newCampaignForm(onCreated) {
     };
     if (starts.value) body.starts_at = epoch(starts);
     if (ends.value) body.ends_at = epoch(ends);
+    if (dsps.value.trim()) body.dsp_line_items = lineItems(dsps.value);
     const created = await api("POST", "/v1/admin/campaigns", body);
     onCreated(created);
     return `Created ${created.name} (${created.id}) in draft.`;

@@ -149,6 +149,11 @@ def test_admin_creates_a_campaign_adds_a_creative_and_sets_its_policy_in_the_con
     expect(form.get_by_role("alert")).to_contain_text("name")
     expect(form.get_by_label("Daily budget (USD)")).to_have_value("250")
     form.get_by_label("Name").fill("winter sun from the console")
+    form.get_by_label("DSP line items (optional)").fill("ttd")  # not a platform:cid pair: said before sending
+    form.get_by_role("button", name="Create campaign").click()
+    expect(form.get_by_role("alert")).to_contain_text("platform:cid")
+    console.shot("campaign-new-form")
+    form.get_by_label("DSP line items (optional)").fill("ttd:ttd-winter-01")
     form.get_by_role("button", name="Create campaign").click()
 
     # Its page: a draft with the first banner, and the settings as typed.
@@ -160,9 +165,7 @@ def test_admin_creates_a_campaign_adds_a_creative_and_sets_its_policy_in_the_con
     campaign_id = page.url.split("id=")[1]
     stored = _admin_call(server.url, "GET", f"/v1/admin/campaigns/{campaign_id}")
     assert (stored["state"], stored["daily_budget_micros"], stored["channels"]) == ("draft", 250_000_000, ["display"])
-    _admin_call(server.url, "PATCH", f"/v1/admin/campaigns/{campaign_id}",
-                {"dsp_line_items": [{"platform": "ttd", "cid": "ttd-winter-01"}]})
-    page.reload()
+    assert stored["dsp_line_items"] == [{"platform": "ttd", "cid": "ttd-winter-01"}]
     expect(page.locator("dt", has_text="DSP line items").locator("xpath=following-sibling::dd[1]")).to_have_text(
         "ttd: ttd-winter-01")
 
