@@ -214,7 +214,17 @@ class Simulator:
             body = traveller.profile(self._start)
             self._told[index] = body["last_seen"]
             task = self._profiles[index] = asyncio.ensure_future(self._put(session, traveller.user_id, body))
+            task.add_done_callback(lambda done, i=index: self._profile_written(i, done))
         await asyncio.shield(task)
+
+    def _profile_written(self, index: int, task: asyncio.Task[None]) -> None:
+        """A write that failed (the server gone, a refusal) is tried again by the traveller's next request. Its
+        error is taken here: the requests that waited for it may have been cancelled (the run ending) and
+        never read it."""
+        if task.cancelled() or task.exception() is not None:
+            if self._profiles.get(index) is task:
+                del self._profiles[index]
+                self._told.pop(index, None)
 
     def recency(self, index: int, now: float) -> float:
         """The recency feature the server holds for a traveller now: from when it was last told the traveller was

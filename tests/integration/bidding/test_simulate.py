@@ -101,3 +101,38 @@ def test_the_command_fails_when_no_request_got_through(capsys):
     captured = capsys.readouterr()
     assert json.loads(captured.out)["requests"] == 0
     assert captured.err.startswith("error: every request failed")
+
+
+async def test_a_profile_write_the_server_refused_is_tried_again_and_its_error_never_left_unread(aiohttp_client,
+                                                                                                 tmp_path):
+    import asyncio
+    import gc
+    import time
+
+    import aiohttp
+
+    from app.runtime.clock import SystemClock
+    client = await _client(aiohttp_client, tmp_path, SystemClock())
+    _, admin = await client.app[PLATFORM].api_keys.create("sim", "admin")
+    unread: list[str] = []
+    asyncio.get_running_loop().set_exception_handler(lambda loop, context: unread.append(context["message"]))
+    sim = Simulator(5, "http://127.0.0.1:9", admin)   # nothing listens there: every write is refused
+    sim._start = time.time()   # as run() sets it: profiles are written relative to the run's start
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await sim._profile(session, 0)
+        # A request that stops waiting (the run ending) leaves its write to fail with nobody reading it.
+        waiter = asyncio.ensure_future(sim._profile(session, 1))
+        await asyncio.sleep(0)
+        waiter.cancel()
+        for _ in range(100):
+            if 1 not in sim._profiles:
+                break
+            await asyncio.sleep(0.01)
+        assert not sim._profiles   # both failed writes are forgotten, to be tried again
+        del waiter
+        gc.collect()
+        assert not [m for m in unread if "never retrieved" in m], unread
+        sim.base = f"http://127.0.0.1:{client.port}"   # the server is back: the next request writes the profile
+        await sim._profile(session, 0)
+    assert sim.summary.profiles == 1 and 0 in sim._profiles
