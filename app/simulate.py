@@ -15,6 +15,7 @@ seed and the same server answers give the same requests. Loopback servers only.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import itertools
 import json
@@ -214,7 +215,7 @@ class Simulator:
             body = traveller.profile(self._start)
             self._told[index] = body["last_seen"]
             task = self._profiles[index] = asyncio.ensure_future(self._put(session, traveller.user_id, body))
-            task.add_done_callback(lambda done, i=index: self._profile_written(i, done))
+            task.add_done_callback(functools.partial(self._profile_written, index))
         await asyncio.shield(task)
 
     def _profile_written(self, index: int, task: asyncio.Task[None]) -> None:
