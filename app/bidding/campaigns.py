@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import builtins
 import functools
-import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -31,8 +30,6 @@ from app.runtime.clock import Clock
 from app.runtime.lru import LRU
 from state.campaigns import Campaign, HistoryEntry
 from state.ports import CampaignStore, DeliveryStore, StorageUnavailable, WriteConflict
-
-log = logging.getLogger("contrail.campaigns")
 
 __all__ = ["WINDOWS", "CampaignService", "CampaignSpend", "Candidates", "Delivery", "_Entry", "_ImpShape", "utc_day"]
 
@@ -163,22 +160,13 @@ class CampaignService:
                                f"{owner}", {"field": "dsp_line_items"})
 
     def _line_item_index(self) -> dict[tuple[str, str], str]:
-        """(platform, cid) -> the campaign that owns that line item. A completed campaign keeps its line items but no
-        longer owns them: the DSP's campaign may run on after ours ended, or be named by a new one. The store keeps
-        one owner per line item (campaign_line_items); should memory ever hold two, the one created first owns it."""
+        """(platform, cid) -> the campaign that owns that line item (the store keeps one owner each:
+        campaign_line_items). A completed campaign keeps its line items but no longer owns them: the DSP's campaign
+        may run on after ours ended, or be named by a new one."""
         version = self._store.version
         if self._line_items[0] != version:
-            index: dict[tuple[str, str], str] = {}
-            for c in sorted(self._store.all(), key=lambda c: (c.created_at, c.id)):
-                if c.state == "completed":
-                    continue
-                for item in c.dsp_line_items:
-                    owner = index.setdefault((item.platform, item.cid), c.id)
-                    if owner != c.id:
-                        log.warning("a DSP line item is named by two campaigns; the first created owns it",
-                                    extra={"platform": item.platform, "cid": item.cid, "owner": owner,
-                                           "also": c.id})
-            self._line_items = (version, index)
+            self._line_items = (version, {(item.platform, item.cid): c.id for c in self._store.all()
+                                          if c.state != "completed" for item in c.dsp_line_items})
         return self._line_items[1]
 
     def campaign_of_line_item(self, platform: str, cid: str) -> str | None:
