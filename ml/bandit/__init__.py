@@ -5,6 +5,7 @@ from ml.bandit.policies import (
     ARM_MEMORY,
     FIT_ARMS,
     GAMMA,
+    GAMMA_FLOOR,
     KINDS,
     MAX_BUCKETS,
     OPTIMISTIC,
@@ -18,6 +19,7 @@ from ml.bandit.policies import (
     ThompsonPolicy,
     UCB1Policy,
     UniformPolicy,
+    discount,
     fitted_prior,
     make_policy,
     prior,
@@ -26,6 +28,7 @@ from ml.bandit.policies import (
     unit_reward,
 )
 
-__all__ = ["ARM_MEMORY", "FIT_ARMS", "GAMMA", "KINDS", "MAX_BUCKETS", "OPTIMISTIC", "PRIOR_CEILING", "PRIOR_FLOOR",
-           "PRIOR_SUCCESSES", "R_MAX", "R_MIN", "EpsilonGreedyPolicy", "Policy", "ThompsonPolicy", "UCB1Policy",
-           "UniformPolicy", "fitted_prior", "make_policy", "prior", "successes", "thompson_draw", "unit_reward"]
+__all__ = ["ARM_MEMORY", "FIT_ARMS", "GAMMA", "GAMMA_FLOOR", "KINDS", "MAX_BUCKETS", "OPTIMISTIC", "PRIOR_CEILING",
+           "PRIOR_FLOOR", "PRIOR_SUCCESSES", "R_MAX", "R_MIN", "EpsilonGreedyPolicy", "Policy", "ThompsonPolicy",
+           "UCB1Policy", "UniformPolicy", "discount", "fitted_prior", "make_policy", "prior", "successes",
+           "thompson_draw", "unit_reward"]

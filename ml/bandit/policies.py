@@ -18,7 +18,9 @@ arms had shown the pooled prior's spread. It is recomputed from the stored S and
 its own). With `optimistic` (the default) an arm's score is max(draw, posterior mean) (optimistic Thompson
 sampling: Chapelle and Li 2011, May et al. 2012). With gamma < 1 every update of a bucket first multiplies all
 its arms' S and F by gamma (discounted Thompson sampling): an arm's posterior decays toward the shared prior with
-a memory of about 1 / (1 - gamma) updates. With arm_memory > 0 each update of an arm first multiplies that arm's
+a memory of about 1 / (1 - gamma) updates, except that with gamma_floor > 0 the discount never takes an arm below
+gamma_floor trials (S + F): what is known of an arm ages, but a bad arm keeps enough evidence against it not to
+be explored again as if it were new. With arm_memory > 0 each update of an arm first multiplies that arm's
 own S and F by 1 - 1 / arm_memory: its posterior holds about its last arm_memory updates, and the evidence about the
 arms not shown meanwhile stays whole. See docs/bandit.md (how the defaults were chosen).
 
@@ -42,7 +44,10 @@ LEVEL = 0.90  # posterior intervals
 KINDS = ("thompson", "epsilon_greedy", "uniform", "ucb1")
 PRIOR_FLOOR, PRIOR_CEILING = 1e-4, 0.5  # the bounds of the shared prior's mean (Thompson)
 PRIOR_SUCCESSES = 1.0  # the shared prior's strength in expected successes (Thompson)
-GAMMA = 1.0  # Thompson's per-update discount; 1 = no forgetting (docs/bandit.md: how the default was chosen)
+# Thompson's per-update discount of a bucket (1 = no forgetting), and the trials (S + F) below which it takes no arm
+# (0 = no floor). Chosen together by the rule in docs/bandit.md.
+GAMMA = 0.99995
+GAMMA_FLOOR = 800.0
 # Thompson's prior fitted across arms: the pseudo-arms nu it is shrunk with toward the pooled prior; 0 = the pooled
 # prior alone. OPTIMISTIC: max(draw, posterior mean). Both chosen by the rule in docs/bandit.md.
 FIT_ARMS = 2.0
@@ -111,6 +116,16 @@ def fitted_prior(s: Any, f: Any, fit_arms: float = FIT_ARMS,
     t2 = lam * t2_fit + (1.0 - lam) * t2_p
     k = np.maximum(m * (1.0 - m) / t2 - 1.0, 2.0)
     return m * k, (1.0 - m) * k
+
+
+def discount(s: Any, f: Any, gamma: float, floor: float) -> Any:
+    """The factor a bucket's update multiplies each arm's S and F by: gamma, but never taking an arm below `floor`
+    trials, max(gamma, min(1, floor / (S + F))) (an arm at or below the floor keeps its counts); gamma when floor
+    is 0."""
+    if not floor:
+        return gamma
+    with np.errstate(divide="ignore"):
+        return np.maximum(gamma, np.minimum(1.0, floor / (np.asarray(s) + f)))
 
 
 def thompson_draw(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, optimistic: bool = OPTIMISTIC) -> Any:
@@ -263,9 +278,13 @@ class Policy:
         """A policy from `to_bytes`; any kind when called on `Policy`, else it must be this class's kind."""
         try:
             doc = json.loads(data)
-            kind = doc["kind"]
+            kind, params = doc["kind"], dict(doc["params"])
+            if kind == "thompson" and "gamma_floor" not in params:
+                # stored before the floor existed: its gamma was that time's default (no policy could be given
+                # another), so it takes today's discount with today's floor
+                params.pop("gamma", None)
             policy = make_policy(kind, arms=doc["arms"], r_min=doc["r_min"], r_max=doc["r_max"],
-                                 max_buckets=doc["max_buckets"], **doc["params"])
+                                 max_buckets=doc["max_buckets"], **params)
             k = len(policy._arms)
             policy._stats = {}
             for b, s in doc["buckets"].items():
@@ -284,17 +303,19 @@ class Policy:
 class ThompsonPolicy(Policy):
     """Beta-Bernoulli Thompson sampling on successes, with a shared empirical-Bayes prior per bucket (pooled, or
     fitted across arms with `fit_arms` > 0), optionally optimistic, with an optional discount `gamma` of the whole
-    bucket per update and a memory `arm_memory` of each arm's own updates (module docstring). Draws per choice: one
-    Beta per allowed arm."""
+    bucket per update (down to `gamma_floor` trials an arm) and a memory `arm_memory` of each arm's own updates
+    (module docstring). Draws per choice: one Beta per allowed arm."""
 
     kind = "thompson"
     fields = ("pulls", "ysum", "reward_sum", "successes", "failures")
 
-    def __init__(self, arms: Iterable[str] = (), *, gamma: float = GAMMA, prior_successes: float = PRIOR_SUCCESSES,
-                 fit_arms: float = FIT_ARMS, optimistic: bool | float = OPTIMISTIC, arm_memory: float = ARM_MEMORY,
-                 **kw: Any) -> None:
+    def __init__(self, arms: Iterable[str] = (), *, gamma: float = GAMMA, gamma_floor: float = GAMMA_FLOOR,
+                 prior_successes: float = PRIOR_SUCCESSES, fit_arms: float = FIT_ARMS,
+                 optimistic: bool | float = OPTIMISTIC, arm_memory: float = ARM_MEMORY, **kw: Any) -> None:
         if not 0.0 < gamma <= 1.0:
             raise ValueError("gamma must be in (0, 1]")
+        if not gamma_floor >= 0.0:  # also refuses NaN
+            raise ValueError("gamma_floor must be 0 (no floor) or a positive number of trials")
         if not (arm_memory == 0.0 or arm_memory >= 1.0):  # also refuses NaN
             raise ValueError("arm_memory must be 0 (no forgetting) or at least 1 update")
         if not prior_successes > 0.0:
@@ -302,6 +323,7 @@ class ThompsonPolicy(Policy):
         if not fit_arms >= 0.0:
             raise ValueError("fit_arms must be 0 (the pooled prior) or positive")
         self.gamma = float(gamma)
+        self.gamma_floor = float(gamma_floor)
         self.prior_successes = float(prior_successes)
         self.fit_arms = float(fit_arms)
         self.optimistic = bool(optimistic)
@@ -309,13 +331,14 @@ class ThompsonPolicy(Policy):
         super().__init__(arms, **kw)
 
     def params(self) -> dict[str, float]:
-        # a state stored before fit_arms, optimistic or arm_memory existed loads with their defaults
-        return {"gamma": self.gamma, "prior_successes": self.prior_successes, "fit_arms": self.fit_arms,
-                "optimistic": float(self.optimistic), "arm_memory": self.arm_memory}
+        # a state stored before fit_arms, optimistic or arm_memory existed loads with their defaults; one stored
+        # before gamma_floor, with gamma's too (from_bytes)
+        return {"gamma": self.gamma, "gamma_floor": self.gamma_floor, "prior_successes": self.prior_successes,
+                "fit_arms": self.fit_arms, "optimistic": float(self.optimistic), "arm_memory": self.arm_memory}
 
     def _learn(self, s: np.ndarray, i: int, reward: float) -> None:
         if self.gamma < 1.0:
-            s[3:5] *= self.gamma
+            s[3:5] *= discount(s[3], s[4], self.gamma, self.gamma_floor)
         if self.arm_memory:  # this arm's own evidence only: the others keep theirs until they are shown again
             s[3:5, i] *= 1.0 - 1.0 / self.arm_memory
         ds, df = successes(reward)
@@ -404,8 +427,8 @@ _CLASSES: dict[str, type[Policy]] = {c.kind: c for c in (ThompsonPolicy, Epsilon
 
 def make_policy(kind: str, **params: Any) -> Policy:
     """A policy by its `kind` ("thompson", "epsilon_greedy", "uniform", "ucb1") with its parameters
-    (arms, r_min, r_max, max_buckets; epsilon for epsilon_greedy; gamma, prior_successes, fit_arms,
-    optimistic and arm_memory for thompson)."""
+    (arms, r_min, r_max, max_buckets; epsilon for epsilon_greedy; gamma, gamma_floor, prior_successes,
+    fit_arms, optimistic and arm_memory for thompson)."""
     cls = _CLASSES.get(kind)
     if cls is None:
         raise ValueError(f"unknown policy kind {kind!r}; expected one of {', '.join(KINDS)}")

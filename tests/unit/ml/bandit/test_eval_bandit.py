@@ -14,6 +14,7 @@ from eval.bandit import (
     CLICK,
     IGNORED,
     _later_of_same,
+    _learned_in_order,
     evaluate_obd,
     load_obd,
     make_problems,
@@ -22,7 +23,7 @@ from eval.bandit import (
     simulate,
     simulate_reference,
 )
-from ml.bandit import make_policy
+from ml.bandit import make_policy, successes
 
 HEADER = (",timestamp,item_id,position,click,propensity_score,user_feature_0,user_feature_1,user_feature_2,"
           "user_feature_3," + ",".join(f"user-item_affinity_{i}" for i in range(5)))
@@ -44,12 +45,14 @@ def _obd(path: Path, rounds: int = 800, items: int = 5, seed: int = 0, start: in
 
 
 @pytest.mark.parametrize("kind,params", [
-    ("thompson", {}), ("thompson", {"gamma": 0.999}),
+    ("thompson", {}), ("thompson", {"gamma": 0.999, "gamma_floor": 0.0}),
     ("thompson", {"fit_arms": 0.0}), ("thompson", {"fit_arms": 2.0}), ("thompson", {"fit_arms": 8.0}),
     ("thompson", {"optimistic": True}), ("thompson", {"fit_arms": 2.0, "optimistic": True}),
-    ("thompson", {"fit_arms": 2.0, "gamma": 0.999}), ("thompson", {"arm_memory": 0.0}),
+    ("thompson", {"fit_arms": 2.0, "gamma": 0.999, "gamma_floor": 0.0}), ("thompson", {"arm_memory": 0.0}),
     ("thompson", {"fit_arms": 0.0, "optimistic": False, "arm_memory": 0.0}),  # the discount table's settings
-    ("thompson", {"arm_memory": 40.0}), ("thompson", {"arm_memory": 40.0, "gamma": 0.999}),
+    ("thompson", {"arm_memory": 40.0}), ("thompson", {"arm_memory": 40.0, "gamma": 0.999, "gamma_floor": 0.0}),
+    ("thompson", {"gamma": 0.99, "gamma_floor": 30.0}), ("thompson", {"gamma": 0.995, "gamma_floor": 20.0,
+                                                                      "arm_memory": 40.0}),
     ("epsilon_greedy", {}), ("ucb1", {}), ("uniform", {})])
 def test_vectorised_simulation_is_the_plain_policy_draw_for_draw(kind, params):
     """Exact agreement (the same floats) for one problem: Thompson's pooled and fitted priors, optimistic draws,
@@ -73,6 +76,23 @@ def test_the_off_policy_fits_decay_each_observation_once_per_later_update_of_its
     for a, v in zip(arms, values, strict=True):
         sequential[a] = sequential[a] * keep + v
     assert np.allclose(np.bincount(arms, weights=values * keep ** later, minlength=5), sequential)
+
+
+def test_the_off_policy_fit_with_a_floored_discount_is_the_plain_policy_learning_in_order():
+    """The floored discount has no one-pass form: IPW and DR then learn the training half in time order, as the
+    policy does (the same floats)."""
+    rng = np.random.default_rng(4)
+    arms_k = np.array([2, 3, 4])
+    arm = rng.choice(arms_k, 400)
+    click = rng.random(400) < 0.1
+    ds, df = successes(np.where(click, CLICK, IGNORED))
+    succ, fail = _learned_in_order(arm, ds, df, arms_k, 0.99, 30.0, 50.0)
+    policy = make_policy("thompson", arms=["x2", "x3", "x4"], gamma=0.99, gamma_floor=30.0, arm_memory=50.0)
+    for a, c in zip(arm, click, strict=True):
+        policy.update(f"x{a}", CLICK if c else IGNORED)
+    s = policy._stats[""]
+    assert succ.tolist() == s[3].tolist() and fail.tolist() == s[4].tolist()
+    assert 3 * 30 <= succ.sum() + fail.sum() < 3 * 31 + 1  # the floor binds: each arm near 30 trials, not 133
 
 
 @pytest.mark.parametrize("arm_memory", [0.0, 20.0])

@@ -59,7 +59,7 @@ def test_thompson_counts_successes():
     """A click is one success, a redemption two, an ignored offer one failure; fractions are the Bernoulli update."""
     assert [tuple(float(x) for x in successes(r)) for r in (-0.1, 0.0, 1.0, 2.0, 0.25)] == [
         (0.0, 1.0), (0.0, 1.0), (1.0, 0.0), (2.0, 0.0), (0.25, 0.75)]
-    policy = ThompsonPolicy(["x", "y"], arm_memory=0.0)   # whole counts (the memory is tested on its own)
+    policy = ThompsonPolicy(["x", "y"], arm_memory=0.0, gamma=1.0)  # whole counts (forgetting is tested on its own)
     for r in (1.0, -0.1, -0.1, 2.0):
         policy.update("x", r)
     assert policy._stats[""][3:, 0].tolist() == [3.0, 2.0]
@@ -77,7 +77,7 @@ def test_shared_prior_is_the_pooled_rate():
     assert float(1 / (1 + prior(0.0, 1e9)[1])) == pytest.approx(PRIOR_FLOOR)
     assert float(1 / (1 + prior(1e9, 0.0)[1])) == pytest.approx(PRIOR_CEILING)
     # per bucket: an arm never pulled in a bucket shows that bucket's pooled rate (the pooled prior: fit_arms=0)
-    policy = ThompsonPolicy(["a", "b", "new"], fit_arms=0.0, arm_memory=0.0)
+    policy = ThompsonPolicy(["a", "b", "new"], fit_arms=0.0, arm_memory=0.0, gamma=1.0)
     for i in range(1000):
         policy.update("a" if i % 2 else "b", 1.0 if i % 50 == 0 else -0.1, "low")
         policy.update("a", 1.0 if i % 4 == 0 else -0.1, "high")
@@ -91,7 +91,7 @@ def test_shared_prior_is_the_pooled_rate():
 
 
 def test_discount_decays_toward_the_prior():
-    policy = ThompsonPolicy(["a", "b"], gamma=0.5)
+    policy = ThompsonPolicy(["a", "b"], gamma=0.5, gamma_floor=0.0)
     policy.update("a", 1.0)
     policy.update("b", -0.1)
     s = policy._stats[""]
@@ -102,8 +102,29 @@ def test_discount_decays_toward_the_prior():
         ThompsonPolicy(fit_arms=-1.0)
 
 
+def test_the_discount_never_takes_an_arm_below_its_floor():
+    policy = ThompsonPolicy(["a", "b"], gamma=0.5, gamma_floor=4.0, arm_memory=0.0, fit_arms=0.0)
+    s = policy._stats[""]
+    for _ in range(5):  # up to the floor nothing is discounted: 5 whole failures
+        policy.update("b", -0.1)
+    assert s[4].tolist() == [0.0, 5.0]
+    policy.update("b", -0.1)  # past it: discounted to the floor (not halved), then one more
+    assert s[4].tolist() == [0.0, 5.0]
+    for _ in range(3):  # the arm not shown ages to its floor and keeps it
+        policy.update("a", 1.0)
+    assert s[4].tolist() == [0.0, 4.0] and s[3].tolist() == [3.0, 0.0] and s[0].tolist() == [3.0, 6.0]
+    for _ in range(20):  # the arm shown is held near the floor too: its posterior stays able to move
+        policy.update("a", 1.0)
+    assert s[3, 0] == 5.0 and s[4, 1] == 4.0
+    again = Policy.from_bytes(policy.to_bytes())
+    assert again.params()["gamma_floor"] == 4.0 and again.to_bytes() == policy.to_bytes()
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="gamma_floor"):
+            ThompsonPolicy(gamma_floor=bad)
+
+
 def test_arm_memory_forgets_only_the_evidence_of_the_arm_shown():
-    policy = ThompsonPolicy(["a", "b"], arm_memory=2.0, fit_arms=0.0)
+    policy = ThompsonPolicy(["a", "b"], arm_memory=2.0, fit_arms=0.0, gamma=1.0)
     policy.update("a", 1.0)      # a: one success
     policy.update("b", -0.1)     # b: one failure; a keeps its success whole
     policy.update("b", -0.1)     # b: its failure halves, then one more
@@ -250,10 +271,10 @@ OLD_GOLD_MEANS = [0.4090909090909091, 0.31034482758620685, 0.3529411764705882]
 def test_a_state_stored_before_the_fitted_prior_still_loads():
     policy = Policy.from_bytes(OLD_STATE)
     assert isinstance(policy, ThompsonPolicy) and policy.arms == ["a", "b", "c"]
-    assert policy.buckets == ["", "tier=gold"] and policy.gamma == 1.0 and policy.prior_successes == 1.0
-    defaults = ThompsonPolicy()
-    assert (policy.fit_arms, policy.optimistic, policy.arm_memory) == (defaults.fit_arms, defaults.optimistic,
-                                                                       defaults.arm_memory)
+    assert policy.buckets == ["", "tier=gold"] and policy.prior_successes == 1.0
+    defaults = ThompsonPolicy()  # what it did not store, and the discount it had before the floor existed
+    assert (policy.fit_arms, policy.optimistic, policy.arm_memory, policy.gamma, policy.gamma_floor) == (
+        defaults.fit_arms, defaults.optimistic, defaults.arm_memory, defaults.gamma, defaults.gamma_floor)
     rows = policy.posterior("tier=gold")
     assert [r["pulls"] for r in rows] == [10, 7, 3] and [r["reward_sum"] for r in rows] == [4.299999999999999, 1.5, 0.8]
     assert all(r["lower"] <= r["mean"] <= r["upper"] for r in rows)
