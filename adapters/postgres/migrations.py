@@ -230,6 +230,9 @@ RECORDS = [
             PRIMARY KEY (platform, cid));
         CREATE INDEX campaign_line_items_campaign ON campaign_line_items(campaign_id)
     """),
+    Migration(31, "campaign_revisions", """
+        ALTER TABLE campaigns ADD COLUMN revision BIGINT NOT NULL DEFAULT 0
+    """),
 ]
 
 # The analytics event log, when nodes share PostgreSQL (its migrations recorded in event_log_migrations): the same

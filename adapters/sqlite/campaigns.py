@@ -6,33 +6,40 @@ from collections.abc import Sequence
 
 from adapters.sqlite.statements import SqlDatabase, code_points, json_field
 from state.campaigns import Campaign, HistoryEntry, _decode, _encode
-from state.ports import ChangeFeed
+from state.ports import ChangeFeed, WriteConflict
 
-_UPSERT = ("INSERT INTO campaigns(id, body, updated_at) VALUES (?,?,?) "
-           "ON CONFLICT(id) DO UPDATE SET body=excluded.body, updated_at=excluded.updated_at")
+_INSERT = "INSERT INTO campaigns(id, body, updated_at, revision) VALUES (?,?,?,1) ON CONFLICT(id) DO NOTHING"
+_UPDATE = "UPDATE campaigns SET body = ?, updated_at = ?, revision = ? WHERE id = ? AND revision = ?"
 
 
 class SqliteCampaignStore:
     """Every campaign but the archived ones is held in memory (the bidder, the scheduler and the reports read
     them on every pass); an archived campaign is the record of what ran, read from the table when asked for, so
-    years of campaigns do not grow the process."""
+    years of campaigns do not grow the process.
+
+    Every write names the revision of the campaign it read (held beside it) and is refused, nothing written, when
+    the stored one moved on: several nodes sharing the store then never undo each other's steps or take one twice.
+    A refused write reads the campaign back, so the next attempt starts from what is stored."""
 
     def __init__(self, db: SqlDatabase, changes: ChangeFeed | None = None) -> None:
         self._db = db
         self._changes = changes  # several nodes: tell the others what changed
         self._by_id: dict[str, Campaign] = {}
+        self._revisions: dict[str, int] = {}  # of the campaigns held
         self.version = 0  # bumps on every change, so candidate indexes know to rebuild
 
     async def load(self) -> None:
-        for (body,) in await self._db.fetchall("SELECT body FROM campaigns ORDER BY rowid"):
-            self._hold(_decode(body))
+        for body, revision in await self._db.fetchall("SELECT body, revision FROM campaigns ORDER BY rowid"):
+            self._hold(_decode(body), revision)
         self.version += 1
 
-    def _hold(self, campaign: Campaign) -> None:
+    def _hold(self, campaign: Campaign, revision: int) -> None:
         if campaign.state == "archived":
             self._by_id.pop(campaign.id, None)
+            self._revisions.pop(campaign.id, None)
         else:
             self._by_id[campaign.id] = campaign
+            self._revisions[campaign.id] = revision
 
     def get(self, campaign_id: str) -> Campaign | None:
         """A campaign that is not archived."""
@@ -65,8 +72,17 @@ class SqliteCampaignStore:
 
     async def put(self, campaign: Campaign, at: float, step: HistoryEntry | None = None) -> None:
         """Create or replace a campaign (durable before it is used); with `step`, the history entry of the change
-        in the same transaction, so a state and its history never part."""
-        statements: list[tuple[object, ...]] = [(_UPSERT, (campaign.id, _encode(campaign).decode(), at))]
+        in the same transaction, so a state and its history never part. A WriteConflict "campaign:<id>" when the
+        stored campaign is not the revision this node holds (or, for a new one, exists): nothing is written, and
+        the stored campaign is read back."""
+        revision = self._revisions.get(campaign.id)
+        if revision is None and campaign.id not in self._by_id:  # not held: new, or archived
+            row = await self._db.fetchone("SELECT revision FROM campaigns WHERE id = ?", (campaign.id,))
+            revision = int(row[0]) if row else None
+        body, guard = _encode(campaign).decode(), f"campaign:{campaign.id}"
+        statements: list[tuple[object, ...]] = [
+            (_INSERT, (campaign.id, body, at), 1, guard) if revision is None else
+            (_UPDATE, (body, at, revision + 1, campaign.id, revision), 1, guard)]
         # Its DSP line items, owned while it is neither completed nor archived: one another campaign owns (another
         # node's write) is a WriteConflict naming it, and nothing of the change is written.
         statements.append(("DELETE FROM campaign_line_items WHERE campaign_id = ?", (campaign.id,)))
@@ -78,8 +94,13 @@ class SqliteCampaignStore:
             statements.append(("INSERT INTO campaign_history(campaign_id, at, actor, action, from_state, to_state, "
                                "comment) VALUES (?,?,?,?,?,?,?)", (campaign.id, step.at, step.actor, step.action,
                                                                    step.from_state, step.to_state, step.comment)))
-        await self._db.write(statements)
-        self._hold(campaign)
+        try:
+            await self._db.write(statements)
+        except WriteConflict as exc:
+            if exc.what == guard:
+                await self.refresh([campaign.id])
+            raise
+        self._hold(campaign, 1 if revision is None else revision + 1)
         self.version += 1
         if self._changes is not None:
             self._changes.changed("campaign", [campaign.id])
@@ -87,9 +108,10 @@ class SqliteCampaignStore:
     async def refresh(self, campaign_ids: Sequence[str]) -> int:
         """Another node changed these campaigns (a step of the workflow, an edit): read them back."""
         marks = ",".join("?" * len(campaign_ids))
-        rows = await self._db.fetchall(f"SELECT body FROM campaigns WHERE id IN ({marks})", list(campaign_ids))
-        for (body,) in rows:
-            self._hold(_decode(body))
+        rows = await self._db.fetchall(f"SELECT body, revision FROM campaigns WHERE id IN ({marks})",
+                                       list(campaign_ids))
+        for body, revision in rows:
+            self._hold(_decode(body), revision)
         self.version += 1
         return len(rows)
 

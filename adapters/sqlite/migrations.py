@@ -450,6 +450,11 @@ RECORDS = [
         ) WITHOUT ROWID;
         CREATE INDEX campaign_line_items_campaign ON campaign_line_items(campaign_id)
     """),
+    # Each write of a campaign names the revision it read: a node whose copy is stale (another node took a step
+    # meanwhile) writes nothing, instead of putting the state back or taking the same step twice.
+    Migration(31, "campaign_revisions", """
+        ALTER TABLE campaigns ADD COLUMN revision INTEGER NOT NULL DEFAULT 0
+    """),
 ]
 
 EVENTS = [

@@ -83,6 +83,11 @@ def _day_name(day_number: int) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(day_number * 86_400))
 
 
+class ChangedElsewhere(Conflict):
+    """A campaign's write was refused because another node had changed it since this one read it; the store has
+    read it back, so taking the step again decides on what is stored."""
+
+
 class CampaignService:
     def __init__(self, store: CampaignStore, delivery: Delivery, clock: Clock, audit: AuditTrail, *,
                  pacing_slack: float, shape_cache_bytes: int = 64 << 20, shape_cache_entries: int = 10_000,
@@ -118,7 +123,10 @@ class CampaignService:
             raise Conflict(f"campaign {campaign.id} already exists")
         self._check_line_items(campaign, None)
         campaign = msgspec.structs.replace(campaign, created_at=self._clock.now())
-        await self._put(campaign, step)
+        try:
+            await self._put(campaign, step)
+        except ChangedElsewhere:  # another node created it first
+            raise Conflict(f"campaign {campaign.id} already exists") from None
         if audit:
             await self._audit.record(actor, "campaign.create", campaign.id, name=campaign.name)
         return campaign
@@ -135,9 +143,16 @@ class CampaignService:
     async def _put(self, campaign: Campaign, step: HistoryEntry | None) -> None:
         try:
             await self._store.put(campaign, self._clock.now(), step)
-        except WriteConflict as exc:  # a line item another node gave another campaign first: nothing was written
+        except WriteConflict as exc:  # nothing was written
+            if exc.what == f"campaign:{campaign.id}":  # another node changed it since this one read it
+                stored = self._store.get(campaign.id)
+                raise ChangedElsewhere(
+                    f"campaign {campaign.id} was changed by another node meanwhile (it is now "
+                    f"{stored.state if stored is not None else 'archived'}); nothing was written: try again",
+                    {"state": stored.state if stored is not None else "archived"}) from None
             if not exc.what.startswith("dsp_line_item:"):
                 raise
+            # a line item another node gave another campaign first
             _, platform, cid = exc.what.split(":", 2)
             raise Conflict(f"dsp_line_items: {platform} campaign {cid!r} already belongs to another campaign",
                            {"field": "dsp_line_items"}) from None

@@ -12,21 +12,25 @@ campaign that was approved keeps the approved version running and puts the chang
 apply when approved. Any other step is 409 naming the current state.
 
 Each step is written with its history entry in one transaction, then audited and published on the bus. Steps are
-serialised by one lock, so two callers (or the scheduler and a caller) never both act on what they each read.
+serialised by one lock, so two callers (or the scheduler and a caller) never both act on what they each read. Nodes
+sharing a store are kept apart by the store: a write names the revision it read and is refused when another node
+changed the campaign meanwhile (`ChangedElsewhere`). A caller's step is then decided again on what is stored (up to
+STEP_ATTEMPTS times); the scheduler leaves the campaign to its next pass.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
+import functools
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import msgspec
 
 from app.admin import AuditTrail
 from app.auth import Principal
-from app.bidding.campaigns import CampaignService
+from app.bidding.campaigns import CampaignService, ChangedElsewhere
 from app.campaigns.events import CampaignChanged
 from app.config import ApprovalRule, CampaignsConfig
 from app.errors import Conflict, Forbidden, InvalidInput
@@ -37,6 +41,25 @@ from state.ports import CampaignStore
 SCHEDULER = "scheduler"
 RUNNING = ("approved", "scheduled", "live", "paused")  # states with an approved version, whose edits are reviewed
 HISTORY_LIMIT = 1000
+STEP_ATTEMPTS = 3  # a step another node's steps keep overtaking answers 409 after this many
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _decided_again(step: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Take a caller's step again when another node changed the campaign since this node read it (nothing was
+    written, and the store has read it back): the step is decided on what is stored now, as if it had come later."""
+    @functools.wraps(step)
+    async def taken(*args: P.args, **kwargs: P.kwargs) -> T:
+        for attempt in range(1, STEP_ATTEMPTS + 1):
+            try:
+                return await step(*args, **kwargs)
+            except ChangedElsewhere:
+                if attempt == STEP_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+    return taken
 REVISABLE = ("bid_cap_micros", "daily_budget_micros", "targeting", "creatives", "channels")
 
 
@@ -83,6 +106,7 @@ class CampaignWorkflow:
         await self._publish(CampaignChanged(created.id, "create", "", "draft", who, created.created_at, ""))
         return created
 
+    @_decided_again
     async def edit(self, actor: Principal | str, campaign_id: str,
                    changes: dict[str, Any] | Callable[[Campaign], dict[str, Any]], comment: str = "") -> Campaign:
         """Apply `changes` (field -> new value, None to clear; or a function of the current campaign giving them,
@@ -136,6 +160,7 @@ class CampaignWorkflow:
         return Revision(who, self._clock.now(), rule.name, rule.approvers, [], **fields, editors=editors)
 
     # ---- the steps ----
+    @_decided_again
     async def submit(self, actor: Principal | str, campaign_id: str, comment: str = "") -> Campaign:
         """draft -> in_review (a rejected campaign goes back through draft); the approval rule is matched now."""
         who = _who(actor)
@@ -157,6 +182,7 @@ class CampaignWorkflow:
         await self._after(actor, updated, "submit", steps, comment, rule=rule.name, approvers=rule.approvers)
         return updated
 
+    @_decided_again
     async def approve(self, actor: Principal | str, campaign_id: str, comment: str = "") -> Campaign:
         """One approval of the version under review (or of the pending changes to a running campaign); the last one
         needed approves (or applies the changes)."""
@@ -195,6 +221,7 @@ class CampaignWorkflow:
         await self._after(actor, updated, action, steps, comment)
         return updated
 
+    @_decided_again
     async def reject(self, actor: Principal | str, campaign_id: str, comment: str = "") -> Campaign:
         """in_review -> rejected; for a running campaign, the pending changes are dropped (it keeps running)."""
         who = _who(actor)
@@ -214,6 +241,7 @@ class CampaignWorkflow:
         await self._after(actor, updated, action, steps, comment)
         return updated
 
+    @_decided_again
     async def schedule(self, actor: Principal | str, campaign_id: str, starts_at: float | None = None,
                        ends_at: float | None = None, comment: str = "") -> Campaign:
         """approved -> scheduled, to start at `starts_at` (the campaign's own start, else now); a start already
@@ -243,6 +271,7 @@ class CampaignWorkflow:
     async def archive(self, actor: Principal | str, campaign_id: str, comment: str = "") -> Campaign:
         return await self._move(actor, campaign_id, "archive", "completed", "archived", comment)
 
+    @_decided_again
     async def _move(self, actor: Principal | str, campaign_id: str, action: str, from_state: str, to_state: str,
                     comment: str) -> Campaign:
         who = _who(actor)
@@ -272,8 +301,11 @@ class CampaignWorkflow:
                     if current.state != from_state:  # a caller moved it meanwhile
                         break
                     steps = [(from_state, to_state)]
-                    updated = await self._record(msgspec.structs.replace(current, state=to_state), SCHEDULER,
-                                                 action, steps, "")
+                    try:
+                        updated = await self._record(msgspec.structs.replace(current, state=to_state), SCHEDULER,
+                                                     action, steps, "")
+                    except ChangedElsewhere:  # another node took a step first: the next pass sees what it did
+                        break
                 await self._after(SCHEDULER, updated, action, steps, "")
                 taken += 1
                 due = _due(updated, now)

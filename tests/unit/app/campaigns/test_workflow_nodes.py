@@ -1,0 +1,143 @@
+"""Two nodes sharing one store take workflow steps on the same campaign, each from the copy it holds: a node whose
+copy is stale (the other's step not yet heard) writes nothing, reads the campaign back, and decides again on what is
+stored, so no step is undone or taken twice. Two databases on one SQLite file stand for the shared store here; the
+PostgreSQL store runs the same statements."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from adapters.sqlite import migrations
+from adapters.sqlite.audit import SqliteAuditStore
+from adapters.sqlite.campaigns import SqliteCampaignStore
+from adapters.sqlite.db import Database
+from adapters.sqlite.delivery import SqliteDeliveryStore
+from app.admin import AuditTrail
+from app.bidding.campaigns import CampaignService, ChangedElsewhere
+from app.campaigns.workflow import CampaignWorkflow
+from app.config import CampaignsConfig
+from app.errors import Conflict
+from state.campaigns import Campaign, Creative
+from state.ports import WriteConflict
+
+T0 = 1_800_000_000.0
+HIGH = 5_000_000_000  # over the high-budget rule's 1,000 USD: two approvers
+
+
+class _Clock:
+    at = T0
+
+    def now(self) -> float:
+        return self.at
+
+
+class Node:
+    def __init__(self, path: Path, clock: _Clock) -> None:
+        self.db = Database(path, migrations.RECORDS, synchronous="OFF")
+        self.clock = clock
+
+    async def start(self) -> Node:
+        await self.db.open()
+        self.store = SqliteCampaignStore(self.db)  # no change feed: this node hears nothing of the other
+        delivery = SqliteDeliveryStore(self.db)
+        await self.store.load()
+        await delivery.load(self.clock.now())
+        audit = AuditTrail(SqliteAuditStore(self.db), self.clock, lambda *_: None)
+        self.campaigns = CampaignService(self.store, delivery, self.clock, audit, pacing_slack=0.05)
+        self.published: list = []
+
+        async def publish(event) -> None:
+            self.published.append(event)
+        self.workflow = CampaignWorkflow(self.campaigns, self.store, CampaignsConfig(), self.clock, audit, publish)
+        return self
+
+
+@pytest.fixture
+async def nodes(tmp_path):
+    clock = _Clock()
+    a = await Node(tmp_path / "records.db", clock).start()
+    b = await Node(tmp_path / "records.db", clock).start()
+    yield a, b, clock
+    for node in (a, b):
+        await node.db.close()
+
+
+async def _approved_on_both(a: Node, b: Node, budget: int = 100_000_000, starts_at: float | None = None) -> str:
+    """A campaign created and approved on A, then read by B (as B's change feed would have it)."""
+    await a.workflow.create("author", Campaign(
+        id="spring", name="Spring", advertiser_domain="contrail.example", bid_cap_micros=1_000_000,
+        daily_budget_micros=budget, channels=["display"], creatives=[Creative("k", "banner", "<b>", w=300, h=250)],
+        starts_at=starts_at, ends_at=None))
+    await a.workflow.submit("author", "spring")
+    if budget <= 1_000_000_000:
+        await a.workflow.approve("ana", "spring")
+    await b.store.refresh(["spring"])
+    return "spring"
+
+
+async def _history(node: Node) -> list[tuple[str, str, str, str]]:
+    return [(h.actor, h.action, h.from_state, h.to_state) for h in await node.store.history("spring", 100)]
+
+
+async def test_a_stale_write_is_refused_whole_and_the_store_reads_the_campaign_back(nodes):
+    a, b, _ = nodes
+    await _approved_on_both(a, b)
+    await a.workflow.schedule("ana", "spring")          # goes live at once (no start of its own)
+    assert b.store.get("spring").state == "approved"  # B has not heard
+    stale = b.store.get("spring")
+    with pytest.raises(WriteConflict):
+        await b.store.put(stale, T0)                    # would put "approved" back over "live"
+    assert b.store.get("spring").state == "live"       # read back
+    fresh = SqliteCampaignStore(a.db)
+    await fresh.load()
+    assert fresh.get("spring").state == "live"
+    assert [h[3] for h in await _history(a)] == ["draft", "in_review", "approved", "scheduled", "live"]
+
+
+async def test_both_schedulers_due_at_once_start_the_campaign_once(nodes):
+    a, b, clock = nodes
+    await _approved_on_both(a, b, starts_at=T0 + 60)
+    clock.at = T0 + 61
+    assert await a.workflow.tick() == 1
+    assert await b.workflow.tick() == 0                # its copy said "approved": refused, nothing written
+    assert b.store.get("spring").state == "live"
+    assert [h for h in await _history(b) if h[1] == "start"] == [("scheduler", "start", "approved", "live")]
+    assert [e.action for e in b.published] == []      # B published no step it did not take
+
+
+async def test_two_approvers_on_two_nodes_both_count(nodes):
+    a, b, _ = nodes
+    await _approved_on_both(a, b, budget=HIGH)        # in review, two approvals needed
+    assert b.store.get("spring").approvals == []
+    await a.workflow.approve("ana", "spring")
+    approved = await b.workflow.approve("ben", "spring")  # B held no approval: decided again, after ana's
+    assert approved.state == "approved" and approved.approvals == ["ana", "ben"]
+    assert [h[:2] for h in await _history(a) if h[1] == "approve"] == [("ana", "approve"), ("ben", "approve")]
+
+
+async def test_a_step_the_other_node_already_took_is_409_naming_the_state_it_is_in(nodes):
+    a, b, _ = nodes
+    await _approved_on_both(a, b)
+    await a.workflow.schedule("ana", "spring")
+    await b.store.refresh(["spring"])
+    await a.workflow.pause("ana", "spring")
+    with pytest.raises(Conflict) as refused:           # B still holds "live": decided again on "paused"
+        await b.workflow.pause("ben", "spring")
+    assert not isinstance(refused.value, ChangedElsewhere)
+    assert refused.value.details == {"state": "paused"}
+    assert [h[1] for h in await _history(a)].count("pause") == 1
+
+
+async def test_an_edit_on_a_stale_node_keeps_the_other_nodes_step(nodes):
+    a, b, _ = nodes
+    await _approved_on_both(a, b)
+    await a.workflow.schedule("ana", "spring")
+    await b.store.refresh(["spring"])
+    await a.workflow.pause("ana", "spring")
+    edited = await b.workflow.edit("ben", "spring", {"name": "Spring sale"})
+    assert edited.state == "paused" and edited.name == "Spring sale"  # the pause is not undone
+    assert a.store.get("spring").name == "Spring"      # A's own copy is stale now: its next write is refused too
+    await a.store.refresh(["spring"])
+    assert a.store.get("spring").name == "Spring sale" and a.store.get("spring").state == "paused"
