@@ -46,6 +46,7 @@ class SavedModel(msgspec.Struct, frozen=True):
     weights: list[float]
     learned: bool
     evaluation: dict[str, float] | None = None
+    data_through: float | None = None  # the time of the newest event it was trained on (None: stored before this)
 
     @property
     def version(self) -> str:

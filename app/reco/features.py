@@ -297,9 +297,7 @@ class LiveFeatures:
                 created[self.items.index[item_id]] = item.created_at
         emb = self.embeddings
         if emb is not None and emb.item_factors.shape[0] < n:  # items registered after the model was trained
-            pad = np.zeros((n - emb.item_factors.shape[0], emb.item_factors.shape[1]), dtype=np.float32)
-            emb = Embeddings(emb.kind, emb.user_factors, np.vstack([emb.item_factors, pad]), np.vstack([emb.unit, pad]))
-            self.embeddings = emb
+            emb = self.embeddings = emb.covering(n)
         self._snapshot = RecoModel(
             config=self.config, n_items=n, now=self.now, popularity=self._popularity[:n].copy(),
             decayed_popularity=self._decayed[:n].copy(), trending=self._trend[:n].copy(),

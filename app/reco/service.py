@@ -647,7 +647,8 @@ class RecoService:
             rows = await self._latest(self._config.training_max_events)
             f = self.features
             index, n_items, meta = dict(f.items.index), len(f.items), self._meta()
-            incumbent = Incumbent(f.embeddings, self.weights, self.learned)
+            incumbent = Incumbent(f.embeddings, self.weights, self.learned,
+                                  self.saved.data_through if self.saved is not None else None)
             started, at = time.perf_counter(), self._clock.now()
             outcome: Outcome = await asyncio.to_thread(train, rows, index, n_items, meta, f.config, incumbent,
                                                        self._config.min_training_events)
@@ -662,7 +663,8 @@ class RecoService:
                 sequence = self.trained + 1 if self.versions is None else await self.versions.next_sequence()
                 saved = SavedModel(sequence, emb.kind, self._clock.now(), f.items.ids[:n_items],
                                    np.ascontiguousarray(emb.item_factors, dtype=np.float32).tobytes(),
-                                   emb.item_factors.shape[1], list(outcome.weights), outcome.learned, evaluation)
+                                   emb.item_factors.shape[1], list(outcome.weights), outcome.learned, evaluation,
+                                   outcome.data_through)
                 version = saved.version
                 if self.versions is None:
                     await self._store.save_model(saved)  # stored first: what serves is what a restart serves

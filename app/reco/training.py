@@ -3,7 +3,11 @@
 ml/reco's protocol: leave-last-out by time per user. The blend's weights are learned on each user's
 second-to-last event (signals fitted without the last two); the candidate (new ALS embeddings and
 its served weights) and what serves now are both scored on the last event, full ranking over each
-user's unseen items. The candidate goes live when it is not worse (HR@10, then NDCG@10); it is then
+user's unseen items. What serves now is scored twice: as its recipe refitted on the same events (its own
+embeddings saw most of the held-out events, and would be scored on what they learnt), and, itself, on the
+held-out events newer than any it was trained on, when there are at least FRESH_USERS of them (a candidate
+of the same recipe ties the first by construction; the second catches a training gone wrong). The
+candidate goes live when it is not worse on either (HR@10, then NDCG@10); it is then
 retrained on every interaction, and its weights learned again one split later, on each user's last event
 (signals fitted without it): what serves is then the recipe `python -m app eval reco` scores as `contrail`
 on the same events.
@@ -19,9 +23,11 @@ import numpy as np
 from ml.reco import strategies as st
 from ml.reco.blend import learn_weights, validation_users
 from ml.reco.embeddings import Embeddings, train_als
-from ml.reco.interactions import Interactions, ItemMeta, leave_last_out
+from ml.reco.interactions import Interactions, ItemMeta, Split, leave_last_out
 from ml.reco.protocol import Task
 from state.reco import Interaction
+
+FRESH_USERS = 30  # held-out events newer than the serving model's training it is scored on itself (fewer: not)
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,7 @@ class Incumbent:
     embeddings: Embeddings | None
     weights: tuple[float, ...]
     learned: bool = False   # its weights were learned (on the latest events of its own training), not the seed
+    data_through: float | None = None  # the time of the newest event its embeddings were trained on (None: unknown)
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,7 @@ class Outcome:
     weights: tuple[float, ...]                # the candidate's served blend weights
     learned: bool                             # whether they are the learned ones (else the seed)
     embeddings: Embeddings | None = None      # trained on every interaction, when live
+    data_through: float | None = None         # the time of the newest of them
 
 
 def interactions(rows: list[Interaction], item_index: dict[str, int], n_items: int) -> Interactions:
@@ -99,10 +107,22 @@ def train(rows: list[Interaction], item_index: dict[str, int], n_items: int, met
         dataclasses.replace(candidate_model, embeddings=None)
     inc_weights = weights if incumbent.learned else incumbent.weights
     inc = task.evaluate(lambda users: st.personalized(inc_model, context(users), inc_weights))
-    cand_score, inc_score = (cand.hr, cand.ndcg), (inc.hr, inc.ndcg)
+    cand_score, inc_score, evaluated = (cand.hr, cand.ndcg), (inc.hr, inc.ndcg), len(test.users)
     if cand_score < inc_score:
         return Outcome(False, "the candidate did worse on the held-out events than the model serving now",
-                       len(inter), len(test.users), cand_score, inc_score, weights, learned)
+                       len(inter), evaluated, cand_score, inc_score, weights, learned)
+    newer = fresh_users(test, incumbent)
+    if newer is not None:  # what serves now, itself, where it saw nothing: the candidate's figures there too
+        fresh = Task.build(train_part.matrix(), test.users[newer], test.held_out[newer], config.seed, n_negatives=0)
+        assert incumbent.embeddings is not None  # fresh_users found some
+        served = dataclasses.replace(candidate_model, embeddings=incumbent.embeddings.covering(n_items))
+        cand_f = fresh.evaluate(lambda users: st.personalized(candidate_model, context(users), weights))
+        inc_f = fresh.evaluate(lambda users: st.personalized(served, context(users), incumbent.weights))
+        cand_score, inc_score, evaluated = (cand_f.hr, cand_f.ndcg), (inc_f.hr, inc_f.ndcg), len(fresh.users)
+        if cand_score < inc_score:
+            return Outcome(False, f"the candidate did worse than the model serving now on the {evaluated} held-out "
+                                  "events newer than that model's training", len(inter), evaluated, cand_score,
+                           inc_score, weights, learned)
     embeddings = train_als(inter.matrix(), config.factors, config.als_regularization, config.als_alpha,
                            config.als_iterations, config.seed, config.threads)
     # As the embeddings now see every event, the served weights are learned on the latest ones: each user's last
@@ -111,5 +131,17 @@ def train(rows: list[Interaction], item_index: dict[str, int], n_items: int, met
     latest = learn_weights(st.blend_signals(candidate_model, st.UserContext.from_interactions(train_part, users,
                                                                                               config)),
                            train_part.matrix()[users], held)
-    return Outcome(True, "evaluated as good as or better than the model serving now", len(inter), len(test.users),
-                   cand_score, inc_score, latest.served, latest.learned_is_better, embeddings)
+    how = "" if newer is None else f", and on the {evaluated} held-out events newer than that model's training"
+    return Outcome(True, f"evaluated as good as or better than the model serving now{how}", len(inter), evaluated,
+                   cand_score, inc_score, latest.served, latest.learned_is_better, embeddings,
+                   float(inter.time.max()))
+
+
+def fresh_users(test: Split, incumbent: Incumbent) -> np.ndarray | None:
+    """Which of the evaluated users' held-out events are newer than every event the serving model's embeddings
+    were trained on (a mask), when there are at least FRESH_USERS; None when there are fewer, or nothing to
+    compare (no embeddings serve, or their training's time is unknown)."""
+    if incumbent.embeddings is None or incumbent.data_through is None or test.held_at is None:
+        return None
+    newer = test.held_at > incumbent.data_through
+    return newer if int(newer.sum()) >= FRESH_USERS else None

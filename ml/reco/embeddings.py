@@ -39,6 +39,15 @@ class Embeddings:
         sims[np.arange(len(sims)), items] = -np.inf
         return top_n(sims, n)
 
+    def covering(self, n_items: int) -> Embeddings:
+        """The same, with zero rows for the items registered after it was trained (up to `n_items`)."""
+        have = self.item_factors.shape[0]
+        if have >= n_items:
+            return self
+        pad = np.zeros((n_items - have, self.item_factors.shape[1]), dtype=np.float32)
+        return Embeddings(self.kind, self.user_factors, np.vstack([self.item_factors, pad]),
+                          np.vstack([self.unit, pad]))
+
 
 def train_als(user_items: sp.csr_matrix, factors: int = 64, regularization: float = 0.1, alpha: float = 10.0,
               iterations: int = 15, seed: int = 0, threads: int = 1) -> Embeddings:

@@ -106,6 +106,17 @@ async def test_the_live_model_survives_a_restart_and_the_next_training_follows_i
     assert back.status == 200, await back.text()
     assert await evaluation_gauges(again) == {}  # the seed serves again: it was never evaluated
     assert (await (await again.post("/v1/admin/reco/train", headers=admin)).json())["version"] == "als-2"
+    # Newer events: the next candidate is also scored against als-2 itself on them (it knows, across a restart,
+    # the newest event it was trained on), which no candidate of its own recipe can tie by construction.
+    await again.close()
+    third = await aiohttp_client(create_app(config, clock=clock))
+    headers = await staff(third)
+    await ingest(third, headers, [event(f"s{u}", "product_view", f"c{u % 3}-{(u + 7 * j) % 20}",
+                                        clock.now() - 3_000 + u * 10 + j) for u in range(90) for j in (0, 1)])
+    admin = {"X-Api-Key": (await third.app[PLATFORM].api_keys.create("ops", "admin"))[1]}
+    result = await (await third.post("/v1/admin/reco/train", headers=admin)).json()
+    assert "held-out events newer than that model's training" in result["reason"], result
+    assert 30 <= result["evaluation"]["users"] <= 90
 
 
 async def test_a_candidate_that_does_worse_than_the_serving_model_is_kept_out_and_says_why(aiohttp_client, tmp_path,
