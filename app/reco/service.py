@@ -487,7 +487,7 @@ class RecoService:
             picked = [int(i) for i in top2[0] if i >= 0]
             values = [float(v) for v, i in zip(vals2[0], top2[0], strict=True) if i >= 0]
             reasons_of = lambda picked: self._reasons(strategy, model, ctx, picked)  # noqa: E731
-        explore = self._config.explore_items if strategy == "personalized" and n > 1 else 0
+        explore = self._config.explore_items if n > 1 else 0  # every strategy: not everyone the same list
         explore = min(explore, n - 1)
         reasons = reasons_of(picked)
         if explore and len(picked) >= n:

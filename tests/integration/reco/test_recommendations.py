@@ -165,6 +165,24 @@ async def test_unknown_users_get_an_exploratory_item_so_not_everyone_sees_the_sa
     assert ids(popular) == ["dest-CDG", "dest-MAD", "dest-BCN"]  # the popular list itself explores nothing
 
 
+async def test_every_strategy_ends_a_known_users_list_with_an_exploratory_item(aiohttp_client, tmp_path, clock):
+    """Trending and new arrivals would otherwise be the same list for everyone."""
+    client = await aiohttp_client(create_app(make_config(tmp_path, reco__explore_items=1), clock=clock))
+    headers = await staff(client)
+    await seed_items(client, headers)
+    await browse_history(client, headers, clock)
+    shoppers = [f"h{u}" for u in range(6)]
+    for strategy in ("personalized", "cf", "content_based", "frequently_bought_together", "trending",
+                     "new_arrivals"):
+        lists = [await recommend(client, headers, user, n=3, strategy=strategy) for user in shoppers]
+        for answer in lists:
+            assert [r["reason"] for r in answer["items"]][-1] == "explore: something different", (strategy, answer)
+            assert "explore: something different" not in [r["reason"] for r in answer["items"][:-1]]
+        if strategy in ("trending", "new_arrivals"):
+            assert len({ids(answer)[-1] for answer in lists}) > 1, strategy  # not everyone the same list
+            assert len({tuple(ids(answer)[:-1]) for answer in lists}) == 1  # what the strategy ranks is shared
+
+
 async def test_the_cache_serves_repeats_and_the_users_event_invalidates_it(reco, clock):
     client, headers = reco
     metrics = client.app[PLATFORM].metrics
