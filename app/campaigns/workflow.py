@@ -135,7 +135,8 @@ class CampaignWorkflow:
             action = "revise" if reviewed else "edit"
             step = self._step(who, action, state, to_state, comment)
             updated = await self._campaigns.replace(updated, step)
-        await self._audit.record(actor, f"campaign.{action}", campaign_id, **_loggable(fields))
+        await self._audit.record(actor, f"campaign.{action}", campaign_id, from_state=state, to_state=to_state,
+                                 comment=comment, **_loggable(fields))
         await self._publish(CampaignChanged(campaign_id, action, state, to_state, who, step.at, comment))
         return updated
 

@@ -186,6 +186,9 @@ async def test_approval_rules_approvers_and_rejection(team):
     history = await (await client.get("/v1/admin/campaigns/texts/history", headers=keys["ben"])).json()
     assert [(h["action"], h["to_state"]) for h in history["items"]][-4:] == [
         ("approve", "in_review"), ("reject", "rejected"), ("edit", "draft"), ("submit", "in_review")]
+    audit = await (await client.get("/v1/admin/audit", headers=keys["ben"])).json()
+    edited = next(e for e in audit["items"] if e["target"] == "texts" and e["action"] == "campaign.edit")
+    assert edited["details"] == {"from_state": "rejected", "to_state": "draft", "comment": "", "name": "Better"}
 
     # A display campaign with no creative cannot be submitted: nothing could be shown.
     await client.post("/v1/admin/campaigns", json=new_campaign(id="bare", creatives=[]), headers=keys["author"])
