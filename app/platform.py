@@ -252,7 +252,7 @@ class Platform:
         self.dsp = dsp_wiring.build(infra, self.bidding.bid_gateway, self.bidding.campaigns.campaign_of_line_item)
         self.channels = channels_wiring.build(infra, self.loyalty_domain.loyalty, self.bidding.profiles,
                                               self._email_of, self.reco_domain.reco, self.retail.catalog.product_name,
-                                              self.ltv_domain.ltv, self._campaign_state)
+                                              self.ltv_domain.customer_value, self._campaign_state)
         # Each domain's services as attributes of the platform too (`platform.orders`), for the edges,
         # the operator commands and the tests.
         loyalty_domain = self.loyalty_domain

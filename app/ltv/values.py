@@ -221,6 +221,22 @@ class ValueSource:
         _inc(self._fallback_metric, "heuristic" if value is not None else "none")
         return value, kind
 
+    # ---- one customer, waited for ----
+    async def value_of(self, customer_id: str, platform: str) -> float | None:
+        """The customer's value, cached or asked of the model now through the breaker, for callers that can wait
+        (activation's LTV bands): None when the breaker is open, the call fails or the model has no value for
+        them, never the heuristic, a platform's median that says nothing of this customer."""
+        held = self.cache.get((platform, customer_id))
+        if held is not None and self._clock.now() - held[1] < self._ttl_s:
+            return held[0]
+        if not self.breaker.allow():
+            self.stats.skipped_open += 1
+            return None
+        if not await self._call(platform, [customer_id]):
+            return None
+        kept = self.cache.get((platform, customer_id))
+        return kept[0] if kept is not None else None
+
     # ---- the background refresher ----
     async def refresh(self) -> int:
         """One pass: values up to `batch` queued customers (one call per platform), through the breaker.

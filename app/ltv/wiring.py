@@ -19,6 +19,18 @@ REFIT_CHECK_S = 60.0  # how often the supervisor asks whether a refit is due
 VALUES_REFRESH_S = 1.0  # how often the values bids read are refreshed (a batch of the customers waiting)
 
 
+class RemoteCustomerValue:
+    """A customer's value from the remote SyncValueService, for activation (channels' CustomerValue)."""
+
+    PLATFORM = "activation"
+
+    def __init__(self, values: ValueSource) -> None:
+        self._values = values
+
+    async def value(self, customer_id: str) -> float | None:
+        return await self._values.value_of(customer_id, self.PLATFORM)
+
+
 @dataclass
 class Ltv:
     ltv_store: SqliteLtvStore
@@ -31,6 +43,12 @@ class Ltv:
         """The model's versions in the registry (GET /v1/admin/models/ltv, its canaries)."""
         assert self.ltv.versions is not None
         return self.ltv.versions
+
+    @property
+    def customer_value(self) -> LtvService | RemoteCustomerValue:
+        """What activation's LTV bands read: the remote model when `ltv.remote` names one (through its breaker and
+        deadline), else this node's."""
+        return RemoteCustomerValue(self.values) if self.remote is not None else self.ltv
 
     def purchased(self, event: StarsEarned | StarsReversed) -> None:
         """Every purchase earns stars once, and a refund reverses them: either changes the customer's history."""

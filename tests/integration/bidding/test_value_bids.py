@@ -14,6 +14,7 @@ import pytest
 
 from app.errors import InvalidInput
 from app.main import PLATFORM
+from state.loyalty import Member
 from tests.integration.bidding.helpers import _client, banner_request, post_bid, single_campaign
 from tests.integration.ltv.helpers import shop_history
 
@@ -281,3 +282,12 @@ async def test_a_node_configured_with_a_remote_syncvalue_prices_its_bids_from_it
     assert await price(client, banner_request("r1", customer, floor=0.01)) == pytest.approx(
         int(share * worth[customer] * 1e6) / 1e6)
     assert await metric(client, 'contrail_bid_value_priced_total{source="remote"}') == 1.0
+
+    # Activation's LTV bands read the remote too: this node has no model, and the customer is reached.
+    _, crm = await platform.api_keys.create("crm", "admin")
+    await platform.loyalty.put_member(Member(customer, preferred_channel="in_app"))
+    resp = await client.post("/v1/channels/activate", json={
+        "user_id": customer, "subject": "Winter fares", "text": "Madeira", "channel": "in_app",
+        "ltv_min": worth[customer] / 2}, headers={"X-Api-Key": crm})
+    activated = await resp.json()
+    assert (activated["status"], activated["predicted_ltv"]) == ("delivered", pytest.approx(worth[customer]))

@@ -167,6 +167,25 @@ async def test_a_remote_past_its_deadline_counts_as_a_failure(remote, clock):
     assert values.value("ana", "meta") == (None, "none")
 
 
+async def test_a_caller_that_can_wait_gets_the_remotes_value_or_none_never_the_heuristic(remote, clock):
+    """Activation's bands: one customer asked now (then cached); a failing remote is None, and once the breaker is
+    open it is not called."""
+    service, client = remote
+    values = ValueSource.remote(client.predict_many, CONFIG, clock)
+    assert await values.value_of("ana", "activation") == 30.0 and service.calls == 1
+    assert await values.value_of("ana", "activation") == 30.0 and service.calls == 1  # cached
+    assert await values.value_of("bad-cy", "activation") is None  # the remote has no value for them
+    service.mode = "fail"
+    for customer in ("bo", "cy", "di"):
+        assert await values.value_of(customer, "activation") is None
+    assert values.breaker.state == CircuitBreaker.OPEN and service.calls == 5
+    assert await values.value_of("ed", "activation") is None and service.calls == 5  # open: not called
+    assert values.value("ed", "activation") == (30.0, "fallback")  # the bid path's heuristic has a median...
+    clock.advance(CONFIG.breaker_open_s)
+    service.mode = "ok"
+    assert await values.value_of("ed", "activation") == 20.0  # ...a waiting caller gets the customer's own
+
+
 class MemoryLtvStore:
     """The LtvStore of state/ports.py over a list: the purchases the model learns from, and its saved models."""
 
