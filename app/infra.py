@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from adapters.pii import PiiCipher
 from adapters.sqlite.db import Database
+from adapters.sqlite.leases import SqliteLeases
 from app.admin import AuditTrail
 from app.config import Config
 from app.eventlog import EventLog
@@ -22,6 +25,9 @@ from state.ports import ChangeFeed, UnitOfWork
 if TYPE_CHECKING:  # imported only where configured (app/platform.py)
     from adapters.postgres.db import PgDatabase
     from adapters.redis.client import RedisClient
+
+
+LEASE_MIN_S = 60.0  # a one-node task's lease outlives a few missed passes, so a slow pass does not lose it
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,23 @@ class Infra:
     redis: RedisClient | None = None   # several nodes: what they share hot (budgets, caps, issued bids, rate limits)
     pii: PiiCipher | None = None       # seals personal data at rest (adapters/pii.py); the platform always sets it
     tracing: Tracing = field(default_factory=Tracing.off)  # spans for outbound calls (remote models, DSPs, mail)
+    node_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # this process, among the nodes sharing a store
+
+    def add_on_one_node(self, name: str, interval_s: float, tick: Callable[[], Awaitable[object]]) -> None:
+        """A periodic task that only one of the nodes sharing the system of record runs at a time (one talking to
+        an outside tool, whose work must not be done twice): each pass first takes or renews the lease `name`
+        for three intervals (at least LEASE_MIN_S) and is skipped while another node holds it; a node that stops
+        renewing is taken over once its lease lapses. One node alone always holds it."""
+        turn = self.turn(name, interval_s)
+
+        async def pass_if_ours() -> object:
+            return await tick() if await turn() else None
+        self.supervisor.add_periodic(name, interval_s, pass_if_ours)
+
+    def turn(self, name: str, interval_s: float) -> Callable[[], Awaitable[bool]]:
+        """Whether this node holds the lease `name` now (taking or renewing it); see add_on_one_node."""
+        leases, ttl_s = SqliteLeases(self.records_db), max(3 * interval_s, LEASE_MIN_S)
+        return lambda: leases.hold(name, self.node_id, self.clock.now(), ttl_s)
 
     @property
     def personal_data(self) -> PiiCipher:

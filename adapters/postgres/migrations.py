@@ -233,6 +233,9 @@ RECORDS = [
     Migration(31, "campaign_revisions", """
         ALTER TABLE campaigns ADD COLUMN revision BIGINT NOT NULL DEFAULT 0
     """),
+    Migration(32, "task_leases", """
+        CREATE TABLE task_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until DOUBLE PRECISION NOT NULL)
+    """),
 ]
 
 # The analytics event log, when nodes share PostgreSQL (its migrations recorded in event_log_migrations): the same

@@ -455,6 +455,14 @@ RECORDS = [
     Migration(31, "campaign_revisions", """
         ALTER TABLE campaigns ADD COLUMN revision INTEGER NOT NULL DEFAULT 0
     """),
+    # Work one node does at a time (the syncs with the team's tools): who holds each turn, until when.
+    Migration(32, "task_leases", """
+        CREATE TABLE task_leases (
+            name TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            until REAL NOT NULL
+        ) WITHOUT ROWID
+    """),
 ]
 
 EVENTS = [

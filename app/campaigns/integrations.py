@@ -46,6 +46,7 @@ class ReviewTasks:
         self._clock = clock
         self._console_url = console_url
         self._opening: set[asyncio.Task[None]] = set()  # bounded by the reviews in flight
+        self._in_flight: set[tuple[str, float]] = set()  # (campaign, opened_at) of the tasks being opened here
 
     @property
     def enabled(self) -> bool:
@@ -55,10 +56,21 @@ class ReviewTasks:
         """A bus subscriber: a step into review opens a task, in the background."""
         if self._tracker is None or event.action not in REVIEW_ACTIONS:
             return
-        task = asyncio.ensure_future(self._open(ReviewTask(event.campaign_id, event.at, self._tool, "", "", "",
-                                                           "failed", event.at, "not opened yet", 0)))
+        task = asyncio.ensure_future(self._first_open(ReviewTask(event.campaign_id, event.at, self._tool, "", "", "",
+                                                                 "failed", event.at, "not opened yet", 0)))
         self._opening.add(task)
         task.add_done_callback(self._opening.discard)
+
+    async def _first_open(self, task: ReviewTask) -> None:
+        """The task is stored unopened first, so a process killed during the tool's call leaves it for the next
+        sync to open (at worst opened twice then, never lost)."""
+        key = (task.campaign_id, task.opened_at)
+        self._in_flight.add(key)
+        try:
+            await self._store.put(task)
+            await self._open(task)
+        finally:
+            self._in_flight.discard(key)
 
     async def idle(self) -> None:
         """Wait for the tasks being opened (tests, shutdown)."""
@@ -110,6 +122,8 @@ class ReviewTasks:
         for task in await self._store.unfinished(SYNC_BATCH):
             looked += 1
             if not task.task_id:
+                if (task.campaign_id, task.opened_at) in self._in_flight:  # being opened now, by on_change
+                    continue
                 if task.attempts < MAX_ATTEMPTS and self._campaigns.exists(task.campaign_id):
                     await self._open(task)
                 continue

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -56,7 +56,8 @@ def _iso(at: int) -> str:
 class PowerBISync:
     def __init__(self, exporter: RowsExporter, hours: HourSource, cursors: CursorStore, clock: Clock,
                  metrics: Metrics, *, table: str, interval_s: float, name_of: Callable[[str], str | None],
-                 settle_s: float = 300.0) -> None:
+                 settle_s: float = 300.0, our_turn: Callable[[], Awaitable[bool]] | None = None) -> None:
+        """`our_turn`: whether this node pushes this interval (nodes sharing the store take turns: Infra.turn)."""
         self._exporter = exporter
         self._hours = hours
         self._cursors = cursors
@@ -66,6 +67,7 @@ class PowerBISync:
         self._interval_s = interval_s
         self._name_of = name_of
         self._settle_s = settle_s
+        self._our_turn = our_turn
         self.passes_failed = 0
 
     async def run(self) -> None:
@@ -74,7 +76,8 @@ class PowerBISync:
         try:
             while True:
                 await asyncio.sleep(self._interval_s)
-                await self.run_once()
+                if self._our_turn is None or await self._our_turn():
+                    await self.run_once()
         finally:
             await self._exporter.close()
 

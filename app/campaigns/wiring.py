@@ -76,16 +76,19 @@ def build(infra: Infra, campaigns: CampaignService, store: CampaignStore,
     assets = AssetImport(_library(tools, retry, counted), tools.dam, workflow, campaigns, infra.clock,
                          tools.dam_folder)
     metrics.dam_assets_failing.set_function(lambda: assets.failing)
+    # The syncs with the team's tools run on one node at a time: two would open a task twice, revise a creative
+    # twice or push the same rows twice, and share one tool's rate limit.
     if tasks.enabled:
-        infra.supervisor.add_periodic("review_task_sync", tools.task_sync_interval_s, tasks.sync)
+        infra.add_on_one_node("review_task_sync", tools.task_sync_interval_s, tasks.sync)
     if tools.dam:
-        infra.supervisor.add_periodic("asset_sync", tools.dam_sync_interval_s, assets.sync)
+        infra.add_on_one_node("asset_sync", tools.dam_sync_interval_s, assets.sync)
     if tools.powerbi_enabled:  # off by default: Microsoft is retiring real-time streaming datasets
         exporter = PowerBIExporter(tools.powerbi_url, tools.powerbi_dataset_id, tools.powerbi_token, enabled=True,
                                    policy=retry, on_attempt=counted)
         sync = PowerBISync(exporter, SqliteReportStore(infra.records_db), SqliteCursorStore(infra.records_db),
                            infra.clock, metrics, table=tools.powerbi_table, interval_s=tools.powerbi_interval_s,
-                           name_of=lambda c: campaigns.get(c).name if campaigns.exists(c) else None)
+                           name_of=lambda c: campaigns.get(c).name if campaigns.exists(c) else None,
+                           our_turn=infra.turn("powerbi_sync", tools.powerbi_interval_s))
         infra.supervisor.add("powerbi_sync", sync.run)
     return Campaigns(workflow, policy_store, policies, reports, tasks, assets)
 

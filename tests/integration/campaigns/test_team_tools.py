@@ -13,6 +13,7 @@ from aiohttp import web
 from adapters.http.dam import AemAssets
 from adapters.http.retry import RetryPolicy
 from adapters.http.tasks import JiraTasks
+from adapters.sqlite.leases import SqliteLeases
 from adapters.sqlite.tasks import SqliteTaskStore
 from app.campaigns.events import CampaignChanged
 from app.campaigns.integrations import AssetImport, ReviewTasks
@@ -220,6 +221,51 @@ async def test_a_stopping_server_finishes_the_review_tasks_it_was_opening(aiohtt
     tasks = await (await again.get("/v1/admin/campaigns/autumn/tasks", headers=admin)).json()
     assert [(t["tool"], t["task_key"], t["status"]) for t in tasks["items"]] == [("jira", "MKT-1", "open")]
     assert jira.posts == 1  # the restart did not open it a second time
+
+
+async def test_a_task_is_stored_before_the_tool_is_called_and_a_sync_meanwhile_does_not_open_it_again(
+        aiohttp_client, aiohttp_server, tmp_path, clock):
+    """A process killed while the tool creates the issue leaves the task stored, unopened, for the next sync."""
+    jira, aem, base = await tools(aiohttp_server)
+    jira.delay_s = 0.5
+    client = await aiohttp_client(create_app(with_jira(tmp_path, base), clock=clock))
+    platform = client.app[PLATFORM]
+    admin = await submit_autumn(client)
+    while jira.posts == 0:  # the tool is being called
+        await asyncio.sleep(0.01)
+    tasks = platform.campaigns_domain.tasks
+    [stored] = await tasks.of_campaign("autumn")
+    assert (stored.task_id, stored.status, stored.error) == ("", "failed", "not opened yet")
+    await tasks.sync()  # the periodic sync, while the first call is still out: it leaves that task alone
+    await tasks.idle()
+    assert jira.posts == 1 and list(jira.issues) == ["MKT-1"]
+    listed = await (await client.get("/v1/admin/campaigns/autumn/tasks", headers=admin)).json()
+    assert [(t["task_key"], t["status"]) for t in listed["items"]] == [("MKT-1", "open")]
+
+
+async def test_only_the_node_whose_turn_it_is_syncs_with_the_task_tool(aiohttp_client, aiohttp_server, tmp_path,
+                                                                       clock):
+    """Nodes sharing a store take turns (a lease per sync): two would poll, open and push everything twice."""
+    jira, aem, base = await tools(aiohttp_server)
+    client = await aiohttp_client(create_app(with_jira(tmp_path, base, integrations__task_sync_interval_s=0.05),
+                                             clock=clock))
+    platform = client.app[PLATFORM]
+    await submit_autumn(client)
+    tasks = platform.campaigns_domain.tasks
+    await tasks.idle()
+    assert [t.status for t in await tasks.of_campaign("autumn")] == ["open"]
+    other_node = SqliteLeases(platform.records_db)
+    while not await other_node.hold("review_task_sync", "other-node", clock.now(), 60.0):
+        clock.advance(61.0)  # this node's own turn lapses (the manual clock stands still otherwise)
+    jira.statuses["MKT-1"] = ("Done", "done")
+    await asyncio.sleep(0.4)  # several passes: none is this node's
+    assert [t.status for t in await tasks.of_campaign("autumn")] == ["open"]
+    clock.advance(61.0)  # the other node stopped renewing: its turn lapses, and this node takes it over
+    for _ in range(100):
+        if [t.status for t in await tasks.of_campaign("autumn")] == ["done"]:
+            break
+        await asyncio.sleep(0.02)
+    assert [t.status for t in await tasks.of_campaign("autumn")] == ["done"]
 
 
 async def test_a_stop_waits_for_a_slow_tracker_only_its_grace_and_the_next_start_opens_the_task(
