@@ -12,7 +12,15 @@ from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest
 
 from app.main import GRPC, PLATFORM
-from handlers.rpc import bidding_grpc, bidding_pb2, platform_grpc, platform_pb2, ranking_grpc, ranking_pb2
+from handlers.rpc import (
+    bidding_grpc,
+    bidding_pb2,
+    platform_grpc,
+    platform_pb2,
+    ranking_grpc,
+    ranking_pb2,
+    syncvalue_grpc,
+)
 from tests.conftest import ADMIN, CUSTOMER, bearer
 from tests.integration.bidding.helpers import _client, banner_request
 
@@ -78,10 +86,13 @@ async def test_messages_over_the_limit_are_refused_before_they_are_read(server):
 async def test_malformed_protobuf_and_invalid_utf8_are_invalid_argument(server, payload):
     client, channel = server
     md = {"x-api-key": client.headers["X-Api-Key"]}
-    for method in (platform_grpc.PlatformServiceStub(channel).Echo,
-                   bidding_grpc.BiddingServiceStub(channel).ProcessBid):
+    syncvalue = syncvalue_grpc.SyncValueServiceStub(channel)
+    partner = {"x-api-key": (await client.app[PLATFORM].api_keys.create("valuer", "partner"))[1]}
+    for method, key in ((platform_grpc.PlatformServiceStub(channel).Echo, md),
+                        (bidding_grpc.BiddingServiceStub(channel).ProcessBid, md),
+                        (syncvalue.PredictLTV, partner), (syncvalue.PredictLTVBatch, partner)):
         with pytest.raises(GRPCError) as err:
-            async with method.open(metadata=md) as stream:
+            async with method.open(metadata=key) as stream:
                 await stream.send_request()
                 await stream._stream.send_data(struct.pack(">?I", False, len(payload)) + payload, end_stream=True)
                 await stream.recv_message()
