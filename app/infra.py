@@ -48,7 +48,7 @@ class Infra:
     redis: RedisClient | None = None   # several nodes: what they share hot (budgets, caps, issued bids, rate limits)
     pii: PiiCipher | None = None       # seals personal data at rest (adapters/pii.py); the platform always sets it
     tracing: Tracing = field(default_factory=Tracing.off)  # spans for outbound calls (remote models, DSPs, mail)
-    node_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # this process, among the nodes sharing a store
+    lease_holder: str = field(default_factory=lambda: uuid.uuid4().hex)  # this process, among nodes sharing a store
 
     def add_on_one_node(self, name: str, interval_s: float, tick: Callable[[], Awaitable[object]]) -> None:
         """A periodic task that only one of the nodes sharing the system of record runs at a time (one talking to
@@ -64,7 +64,7 @@ class Infra:
     def turn(self, name: str, interval_s: float) -> Callable[[], Awaitable[bool]]:
         """Whether this node holds the lease `name` now (taking or renewing it); see add_on_one_node."""
         leases, ttl_s = SqliteLeases(self.records_db), max(3 * interval_s, LEASE_MIN_S)
-        return lambda: leases.hold(name, self.node_id, self.clock.now(), ttl_s)
+        return lambda: leases.hold(name, self.lease_holder, self.clock.now(), ttl_s)
 
     @property
     def personal_data(self) -> PiiCipher:
