@@ -41,6 +41,8 @@ _key = msgspec.json.Encoder()
 _answer = msgspec.json.Decoder(dict)
 
 STRATEGIES = ("personalized", "cf", "content_based", "frequently_bought_together", "trending", "new_arrivals")
+# Strategies whose list does not depend on the user's history: an unknown user gets them as asked, not popular items.
+ANYONES = frozenset({"trending", "new_arrivals"})
 FEEDBACK = ("product_view", "click", "wishlist_add", "cart_add", "purchase", "dismiss")
 FEEDBACK_NOTICE = "feedback"  # the change notices that carry feedback events whole (append-only facts)
 REBUILD_PAGE = 10_000  # interactions read per round trip when the features are rebuilt at start
@@ -465,7 +467,8 @@ class RecoService:
         if excluded:
             allowed[list(excluded)] = False
         reasons_of: Callable[[list[int]], list[str]]
-        if state is None:  # an unknown user: what is popular (in the categories asked for), explored like anyone's
+        if state is None and strategy not in ANYONES:  # an unknown user: what is popular (in the categories asked
+            # for), explored like anyone's
             picked, values = self._popular_top(model, n, allowed)
             reasons_of = lambda picked: [self._popular_reason(i) for i in picked]  # noqa: E731
         elif self.fast and strategy in ("personalized", "cf"):
@@ -499,7 +502,7 @@ class RecoService:
                 picked = picked[:keep] + extra
                 values = values[:keep] + [floor] * len(extra)
                 reasons = reasons[:keep] + ["explore: something different"] * len(extra)
-        name = "popular" if state is None else \
+        name = "popular" if state is None and strategy not in ANYONES else \
             (self.model_name if variant is None else variant.name) if strategy == "personalized" else \
             (f.version or "features")
         ids = f.items.ids
