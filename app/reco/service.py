@@ -471,7 +471,7 @@ class RecoService:
             # for), explored like anyone's
             picked, values = self._popular_top(model, n, allowed)
             reasons_of = lambda picked: [self._popular_reason(i) for i in picked]  # noqa: E731
-        elif self.fast and strategy in ("personalized", "cf"):
+        elif self.fast and strategy in ("personalized", "cf") and state is not None:
             recent = f.recent_row(state)
             top, vals = kernels.top_n(self._fast_scores(strategy, model, recent, weights), allowed, n)
             picked, values = top.tolist(), vals.tolist()
