@@ -15,17 +15,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from adapters.sqlite import migrations
-from adapters.sqlite.audit import SqliteAuditStore
-from adapters.sqlite.campaigns import SqliteCampaignStore
-from adapters.sqlite.db import Database
-from adapters.sqlite.delivery import SqliteDeliveryStore
-from app.admin import AuditTrail
-from app.bidding.campaigns import CampaignService
-from app.campaigns.workflow import CampaignWorkflow
-from app.config import CampaignsConfig
 from app.errors import Conflict, Forbidden, InvalidInput
 from state.campaigns import Campaign, Creative
+from tests.unit.app.campaigns.helpers import WorkflowOn
 
 ADMINS = ("author", "ana", "ben")
 LOW, HIGH = 100_000_000, 5_000_000_000  # a daily budget under and over the high-budget rule's 1,000 USD
@@ -68,19 +60,9 @@ class WorkflowMachine(RuleBasedStateMachine):
         self.loop = asyncio.new_event_loop()
         self.tmp = tempfile.TemporaryDirectory()
         self.clock = _Clock()
-        self.db = Database(Path(self.tmp.name) / "records.db", migrations.RECORDS, synchronous="OFF")
-        self.run(self.db.open())
-        self.store = SqliteCampaignStore(self.db)
-        delivery = SqliteDeliveryStore(self.db)
-        self.run(self.store.load())
-        self.run(delivery.load(self.clock.now()))
-        audit = AuditTrail(SqliteAuditStore(self.db), self.clock, lambda *_: None)
-        self.campaigns = CampaignService(self.store, delivery, self.clock, audit, pacing_slack=0.05)
-        self.published: list = []
-
-        async def publish(event) -> None:
-            self.published.append(event)
-        self.workflow = CampaignWorkflow(self.campaigns, self.store, CampaignsConfig(), self.clock, audit, publish)
+        node = self.run(WorkflowOn.open(Path(self.tmp.name) / "records.db", self.clock))
+        self.db, self.store, self.campaigns, self.workflow = node.db, node.store, node.campaigns, node.workflow
+        self.published = node.published
         self.model: dict[str, Expected] = {}
 
     def run(self, coro):

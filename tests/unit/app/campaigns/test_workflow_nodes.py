@@ -5,22 +5,14 @@ PostgreSQL store runs the same statements."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from adapters.sqlite import migrations
-from adapters.sqlite.audit import SqliteAuditStore
 from adapters.sqlite.campaigns import SqliteCampaignStore
-from adapters.sqlite.db import Database
-from adapters.sqlite.delivery import SqliteDeliveryStore
-from app.admin import AuditTrail
-from app.bidding.campaigns import CampaignService, ChangedElsewhere
-from app.campaigns.workflow import CampaignWorkflow
-from app.config import CampaignsConfig
+from app.bidding.campaigns import ChangedElsewhere
 from app.errors import Conflict
 from state.campaigns import Campaign, Creative
 from state.ports import WriteConflict
+from tests.unit.app.campaigns.helpers import WorkflowOn
 
 T0 = 1_800_000_000.0
 HIGH = 5_000_000_000  # over the high-budget rule's 1,000 USD: two approvers
@@ -33,38 +25,18 @@ class _Clock:
         return self.at
 
 
-class Node:
-    def __init__(self, path: Path, clock: _Clock) -> None:
-        self.db = Database(path, migrations.RECORDS, synchronous="OFF")
-        self.clock = clock
-
-    async def start(self) -> Node:
-        await self.db.open()
-        self.store = SqliteCampaignStore(self.db)  # no change feed: this node hears nothing of the other
-        delivery = SqliteDeliveryStore(self.db)
-        await self.store.load()
-        await delivery.load(self.clock.now())
-        audit = AuditTrail(SqliteAuditStore(self.db), self.clock, lambda *_: None)
-        self.campaigns = CampaignService(self.store, delivery, self.clock, audit, pacing_slack=0.05)
-        self.published: list = []
-
-        async def publish(event) -> None:
-            self.published.append(event)
-        self.workflow = CampaignWorkflow(self.campaigns, self.store, CampaignsConfig(), self.clock, audit, publish)
-        return self
-
-
 @pytest.fixture
 async def nodes(tmp_path):
     clock = _Clock()
-    a = await Node(tmp_path / "records.db", clock).start()
-    b = await Node(tmp_path / "records.db", clock).start()
+    a = await WorkflowOn.open(tmp_path / "records.db", clock)
+    b = await WorkflowOn.open(tmp_path / "records.db", clock)
     yield a, b, clock
     for node in (a, b):
         await node.db.close()
 
 
-async def _approved_on_both(a: Node, b: Node, budget: int = 100_000_000, starts_at: float | None = None) -> str:
+async def _approved_on_both(a: WorkflowOn, b: WorkflowOn, budget: int = 100_000_000,
+                            starts_at: float | None = None) -> str:
     """A campaign created and approved on A, then read by B (as B's change feed would have it)."""
     await a.workflow.create("author", Campaign(
         id="spring", name="Spring", advertiser_domain="contrail.example", bid_cap_micros=1_000_000,
@@ -77,7 +49,7 @@ async def _approved_on_both(a: Node, b: Node, budget: int = 100_000_000, starts_
     return "spring"
 
 
-async def _history(node: Node) -> list[tuple[str, str, str, str]]:
+async def _history(node: WorkflowOn) -> list[tuple[str, str, str, str]]:
     return [(h.actor, h.action, h.from_state, h.to_state) for h in await node.store.history("spring", 100)]
 
 
@@ -117,12 +89,16 @@ async def test_two_approvers_on_two_nodes_both_count(nodes):
     assert [h[:2] for h in await _history(a) if h[1] == "approve"] == [("ana", "approve"), ("ben", "approve")]
 
 
-async def test_a_step_the_other_node_already_took_is_409_naming_the_state_it_is_in(nodes):
-    a, b, _ = nodes
+async def _paused_on_a_while_b_holds_it_live(a: WorkflowOn, b: WorkflowOn) -> None:
     await _approved_on_both(a, b)
     await a.workflow.schedule("ana", "spring")
     await b.store.refresh(["spring"])
     await a.workflow.pause("ana", "spring")
+
+
+async def test_a_step_the_other_node_already_took_is_409_naming_the_state_it_is_in(nodes):
+    a, b, _ = nodes
+    await _paused_on_a_while_b_holds_it_live(a, b)
     with pytest.raises(Conflict) as refused:           # B still holds "live": decided again on "paused"
         await b.workflow.pause("ben", "spring")
     assert not isinstance(refused.value, ChangedElsewhere)
@@ -132,10 +108,7 @@ async def test_a_step_the_other_node_already_took_is_409_naming_the_state_it_is_
 
 async def test_an_edit_on_a_stale_node_keeps_the_other_nodes_step(nodes):
     a, b, _ = nodes
-    await _approved_on_both(a, b)
-    await a.workflow.schedule("ana", "spring")
-    await b.store.refresh(["spring"])
-    await a.workflow.pause("ana", "spring")
+    await _paused_on_a_while_b_holds_it_live(a, b)
     edited = await b.workflow.edit("ben", "spring", {"name": "Spring sale"})
     assert edited.state == "paused" and edited.name == "Spring sale"  # the pause is not undone
     assert a.store.get("spring").name == "Spring"      # A's own copy is stale now: its next write is refused too
