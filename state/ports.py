@@ -113,6 +113,15 @@ class AuditStore(Protocol):
 
 
 @runtime_checkable
+class Leases(Protocol):
+    """Turns at work only one of the nodes sharing the store may do at a time: a lease per name."""
+
+    async def hold(self, name: str, holder: str, now: float, ttl_s: float) -> bool:
+        """Take or renew the lease `name` for `holder` until now + ttl_s; False while another holder's has not
+        lapsed."""
+
+
+@runtime_checkable
 class CampaignStore(Protocol):
     """Campaigns with their creatives, written through; those not archived are held in memory."""
 
