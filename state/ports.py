@@ -143,8 +143,10 @@ class CampaignStore(Protocol):
     async def archived(self, after: str, limit: int) -> list[Campaign]:
         """Archived campaigns by id, at most `limit` of those whose id is above `after`."""
 
-    async def put(self, campaign: Campaign, at: float, step: HistoryEntry | None = None) -> None:
-        """Create or replace a campaign (durable before it is used); `step` is written with it, atomically."""
+    async def put(self, campaign: Campaign, at: float, steps: Sequence[HistoryEntry] = (), *,
+                  new: bool = False) -> None:
+        """Create (`new`) or replace a campaign (durable before it is used); its history `steps` are written with
+        it, atomically."""
 
     async def history(self, campaign_id: str, limit: int) -> list[HistoryEntry]:
         """The campaign's workflow steps, oldest first (the last `limit`)."""

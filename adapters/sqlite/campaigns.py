@@ -70,13 +70,14 @@ class SqliteCampaignStore:
                                        f"ORDER BY {key} LIMIT ?", (after, limit))
         return [_decode(row[0]) for row in rows]
 
-    async def put(self, campaign: Campaign, at: float, step: HistoryEntry | None = None) -> None:
-        """Create or replace a campaign (durable before it is used); with `step`, the history entry of the change
-        in the same transaction, so a state and its history never part. A WriteConflict "campaign:<id>" when the
-        stored campaign is not the revision this node holds (or, for a new one, exists): nothing is written, and
-        the stored campaign is read back."""
-        revision = self._revisions.get(campaign.id)
-        if revision is None and campaign.id not in self._by_id:  # not held: new, or archived
+    async def put(self, campaign: Campaign, at: float, steps: Sequence[HistoryEntry] = (), *,
+                  new: bool = False) -> None:
+        """Create (`new`) or replace a campaign (durable before it is used), with the history entries of the
+        change in the same transaction, so a state and its history never part. A WriteConflict "campaign:<id>"
+        when the stored campaign is not the revision this node holds (or, for a new one, exists): nothing is
+        written, and the stored campaign is read back."""
+        revision = None if new else self._revisions.get(campaign.id)
+        if revision is None and not new:  # not held: archived (whose steps are refused before they get here)
             row = await self._db.fetchone("SELECT revision FROM campaigns WHERE id = ?", (campaign.id,))
             revision = int(row[0]) if row else None
         body, guard = _encode(campaign).decode(), f"campaign:{campaign.id}"
@@ -90,10 +91,9 @@ class SqliteCampaignStore:
             statements += [("INSERT INTO campaign_line_items(platform, cid, campaign_id) VALUES (?,?,?) "
                             "ON CONFLICT (platform, cid) DO NOTHING", (item.platform, item.cid, campaign.id), 1,
                             f"dsp_line_item:{item.platform}:{item.cid}") for item in campaign.dsp_line_items]
-        if step is not None:
-            statements.append(("INSERT INTO campaign_history(campaign_id, at, actor, action, from_state, to_state, "
-                               "comment) VALUES (?,?,?,?,?,?,?)", (campaign.id, step.at, step.actor, step.action,
-                                                                   step.from_state, step.to_state, step.comment)))
+        statements += [("INSERT INTO campaign_history(campaign_id, at, actor, action, from_state, to_state, comment) "
+                        "VALUES (?,?,?,?,?,?,?)", (campaign.id, step.at, step.actor, step.action, step.from_state,
+                                                   step.to_state, step.comment)) for step in steps]
         try:
             await self._db.write(statements)
         except WriteConflict as exc:

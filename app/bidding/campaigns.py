@@ -15,7 +15,7 @@ import builtins
 import functools
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -124,25 +124,25 @@ class CampaignService:
         self._check_line_items(campaign, None)
         campaign = msgspec.structs.replace(campaign, created_at=self._clock.now())
         try:
-            await self._put(campaign, step)
+            await self._put(campaign, [step] if step is not None else [], new=True)
         except ChangedElsewhere:  # another node created it first
             raise Conflict(f"campaign {campaign.id} already exists") from None
         if audit:
             await self._audit.record(actor, "campaign.create", campaign.id, name=campaign.name)
         return campaign
 
-    async def replace(self, campaign: Campaign, step: HistoryEntry | None = None) -> Campaign:
-        """Store a changed campaign (with its history entry, atomically); the candidate index follows at once."""
+    async def replace(self, campaign: Campaign, steps: Sequence[HistoryEntry] = ()) -> Campaign:
+        """Store a changed campaign (with its history entries, atomically); the candidate index follows at once."""
         before = self.get(campaign.id)
         _check(campaign)
         self._check_line_items(campaign, before)
-        await self._put(campaign, step)
+        await self._put(campaign, steps)
         self._index.stored_one(campaign.id)  # no await since the store counted it: the index looks at it alone
         return campaign
 
-    async def _put(self, campaign: Campaign, step: HistoryEntry | None) -> None:
+    async def _put(self, campaign: Campaign, steps: Sequence[HistoryEntry], new: bool = False) -> None:
         try:
-            await self._store.put(campaign, self._clock.now(), step)
+            await self._store.put(campaign, self._clock.now(), steps, new=new)
         except WriteConflict as exc:  # nothing was written
             if exc.what == f"campaign:{campaign.id}":  # another node changed it since this one read it
                 stored = self._store.get(campaign.id)

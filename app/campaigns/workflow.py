@@ -134,7 +134,7 @@ class CampaignWorkflow:
             updated = msgspec.structs.replace(updated, state=to_state)
             action = "revise" if reviewed else "edit"
             step = self._step(who, action, state, to_state, comment)
-            updated = await self._campaigns.replace(updated, step)
+            updated = await self._campaigns.replace(updated, [step])
         await self._audit.record(actor, f"campaign.{action}", campaign_id, from_state=state, to_state=to_state,
                                  comment=comment, **_loggable(fields))
         await self._publish(CampaignChanged(campaign_id, action, state, to_state, who, step.at, comment))
@@ -335,16 +335,10 @@ class CampaignWorkflow:
 
     async def _record(self, updated: Campaign, who: str, action: str, steps: Sequence[tuple[str, str]],
                       comment: str) -> Campaign:
-        """Write the campaign with its history entries (one transaction per entry, the last with the final
-        campaign; a multi-step move writes its intermediate states first)."""
-        for k, (from_state, to_state) in enumerate(steps):
-            last = k == len(steps) - 1
-            body = updated if last else msgspec.structs.replace(updated, state=to_state)
-            updated_now = await self._campaigns.replace(body, self._step(who, action, from_state, to_state,
-                                                                         comment))
-            if last:
-                return updated_now
-        return updated
+        """Write the campaign with a history entry per step, in one transaction (a multi-step move, such as a
+        rejected campaign submitted again through draft, is written whole or not at all)."""
+        return await self._campaigns.replace(updated, [self._step(who, action, from_state, to_state, comment)
+                                                       for from_state, to_state in steps])
 
     async def _after(self, actor: Principal | str, campaign: Campaign, action: str,
                      steps: Sequence[tuple[str, str]], comment: str, **details: object) -> None:

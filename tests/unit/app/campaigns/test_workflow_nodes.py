@@ -35,13 +35,16 @@ async def nodes(tmp_path):
         await node.db.close()
 
 
+def _spring(budget: int = 100_000_000, starts_at: float | None = None, name: str = "Spring") -> Campaign:
+    return Campaign(id="spring", name=name, advertiser_domain="contrail.example", bid_cap_micros=1_000_000,
+                    daily_budget_micros=budget, channels=["display"],
+                    creatives=[Creative("k", "banner", "<b>", w=300, h=250)], starts_at=starts_at, ends_at=None)
+
+
 async def _approved_on_both(a: WorkflowOn, b: WorkflowOn, budget: int = 100_000_000,
                             starts_at: float | None = None) -> str:
     """A campaign created and approved on A, then read by B (as B's change feed would have it)."""
-    await a.workflow.create("author", Campaign(
-        id="spring", name="Spring", advertiser_domain="contrail.example", bid_cap_micros=1_000_000,
-        daily_budget_micros=budget, channels=["display"], creatives=[Creative("k", "banner", "<b>", w=300, h=250)],
-        starts_at=starts_at, ends_at=None))
+    await a.workflow.create("author", _spring(budget, starts_at))
     await a.workflow.submit("author", "spring")
     if budget <= 1_000_000_000:
         await a.workflow.approve("ana", "spring")
@@ -66,6 +69,15 @@ async def test_a_stale_write_is_refused_whole_and_the_store_reads_the_campaign_b
     await fresh.load()
     assert fresh.get("spring").state == "live"
     assert [h[3] for h in await _history(a)] == ["draft", "in_review", "approved", "scheduled", "live"]
+
+
+async def test_a_campaign_created_at_once_on_two_nodes_is_created_once(nodes):
+    a, b, _ = nodes
+    await a.workflow.create("author", _spring())
+    with pytest.raises(WriteConflict):  # B's create, past its own check, which found nothing yet
+        await b.store.put(_spring(name="Other"), T0, new=True)
+    assert b.store.get("spring").name == "Spring"      # read back; A's campaign stands
+    assert [h[1] for h in await _history(b)] == ["create"]
 
 
 async def test_both_schedulers_due_at_once_start_the_campaign_once(nodes):
