@@ -6,6 +6,7 @@ import msgspec
 
 from adapters.sqlite.statements import SqlDatabase
 from state.campaigns import ReviewTask
+from state.ports import WriteConflict
 
 _COLUMNS = "campaign_id, opened_at, tool, task_id, task_key, url, status, synced_at, error, attempts"
 
@@ -20,6 +21,18 @@ class SqliteTaskStore:
                                "task_id=excluded.task_id, task_key=excluded.task_key, url=excluded.url, "
                                "status=excluded.status, synced_at=excluded.synced_at, error=excluded.error, "
                                "attempts=excluded.attempts", msgspec.structs.astuple(task))])
+
+    async def claim(self, task: ReviewTask, now: float, error: str) -> bool:
+        """Count an attempt at opening an unopened task, unless it was opened or another attempt was counted since
+        `task` was read (a guarded write: another sync, maybe on another node, got there first)."""
+        try:
+            await self._db.write([("UPDATE campaign_tasks SET attempts = attempts + 1, synced_at = ?, error = ? "
+                                   "WHERE campaign_id = ? AND opened_at = ? AND task_id = '' AND attempts = ?",
+                                   (now, error, task.campaign_id, task.opened_at, task.attempts), 1,
+                                   f"task:{task.campaign_id}")])
+        except WriteConflict:
+            return False
+        return True
 
     async def unfinished(self, limit: int) -> list[ReviewTask]:
         """Tasks not done yet (or not opened yet), oldest first."""

@@ -29,6 +29,8 @@ from state.ports import TaskStore
 log = logging.getLogger("contrail.campaigns")
 
 MAX_ATTEMPTS = 10       # a task that could not be opened is tried again at each sync, this many times in all
+OPENING = "being opened"  # a task's error while an attempt to open it is under way (here or on another node)
+OPENING_GRACE_S = 300.0   # ... an attempt older than this was cut short (its process killed): the next sync retries
 SYNC_BATCH = 500        # tasks synced per pass
 MAX_IMPORT = 50         # assets imported by one call
 REVIEW_ACTIONS = frozenset({"submit", "revise"})
@@ -46,7 +48,6 @@ class ReviewTasks:
         self._clock = clock
         self._console_url = console_url
         self._opening: set[asyncio.Task[None]] = set()  # bounded by the reviews in flight
-        self._in_flight: set[tuple[str, float]] = set()  # (campaign, opened_at) of the tasks being opened here
 
     @property
     def enabled(self) -> bool:
@@ -57,20 +58,16 @@ class ReviewTasks:
         if self._tracker is None or event.action not in REVIEW_ACTIONS:
             return
         task = asyncio.ensure_future(self._first_open(ReviewTask(event.campaign_id, event.at, self._tool, "", "", "",
-                                                                 "failed", event.at, "not opened yet", 0)))
+                                                                 "failed", self._clock.now(), OPENING, 1)))
         self._opening.add(task)
         task.add_done_callback(self._opening.discard)
 
     async def _first_open(self, task: ReviewTask) -> None:
-        """The task is stored unopened first, so a process killed during the tool's call leaves it for the next
-        sync to open (at worst opened twice then, never lost)."""
-        key = (task.campaign_id, task.opened_at)
-        self._in_flight.add(key)
-        try:
-            await self._store.put(task)
-            await self._open(task)
-        finally:
-            self._in_flight.discard(key)
+        """The task is stored first, its first attempt counted and under way, so a process killed during the tool's
+        call leaves it for a sync to open once the attempt is old enough (at worst opened twice then, never lost),
+        and a sync meanwhile, here or on another node, leaves it alone."""
+        await self._store.put(task)
+        await self._open(task)
 
     async def idle(self) -> None:
         """Wait for the tasks being opened (tests, shutdown)."""
@@ -86,21 +83,20 @@ class ReviewTasks:
             await self._tracker.close()
 
     async def _open(self, task: ReviewTask) -> None:
+        """One attempt at opening `task`, already counted in its `attempts` and stored as under way."""
         assert self._tracker is not None
         campaign = self._campaigns.get(task.campaign_id)
-        now = self._clock.now()
         try:
             link = await self._tracker.create(*self._describe(campaign))
         except asyncio.CancelledError:  # a stop that could not wait: kept unopened, the next start's sync opens it
-            await self._store.put(msgspec.structs.replace(task, synced_at=now, error="cut short by a stop"))
+            await self._store.put(msgspec.structs.replace(task, synced_at=self._clock.now(),
+                                                          error="cut short by a stop"))
             raise
         except IntegrationError as exc:
-            await self._store.put(msgspec.structs.replace(task, synced_at=now, error=str(exc)[:500],
-                                                          attempts=task.attempts + 1))
+            await self._store.put(msgspec.structs.replace(task, synced_at=self._clock.now(), error=str(exc)[:500]))
             return
         await self._store.put(msgspec.structs.replace(task, task_id=link.id, task_key=link.key, url=link.url,
-                                                      status="open", synced_at=now, error="",
-                                                      attempts=task.attempts + 1))
+                                                      status="open", synced_at=self._clock.now(), error=""))
 
     def _describe(self, c: Campaign) -> tuple[str, str, list[str]]:
         changes = "" if c.pending is None else "Changes under review: " + ", ".join(
@@ -122,10 +118,13 @@ class ReviewTasks:
         for task in await self._store.unfinished(SYNC_BATCH):
             looked += 1
             if not task.task_id:
-                if (task.campaign_id, task.opened_at) in self._in_flight:  # being opened now, by on_change
-                    continue
-                if task.attempts < MAX_ATTEMPTS and self._campaigns.exists(task.campaign_id):
-                    await self._open(task)
+                now = self._clock.now()
+                if task.error == OPENING and now - task.synced_at < OPENING_GRACE_S:
+                    continue  # an attempt is under way, here or on another node
+                if task.attempts < MAX_ATTEMPTS and self._campaigns.exists(task.campaign_id) and \
+                        await self._store.claim(task, now, OPENING):  # no other sync counted one since it was read
+                    await self._open(msgspec.structs.replace(task, attempts=task.attempts + 1, synced_at=now,
+                                                             error=OPENING))
                 continue
             try:
                 status = await self._tracker.status(TaskLink(task.tool, task.task_id, task.task_key, task.url))
