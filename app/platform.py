@@ -238,7 +238,8 @@ class Platform:
                                        changes=self.changes),
                       self.events_db,
                       self.event_log, self.hub, self.public_urls, self.audit, self.changes, self.redis,
-                      pii=self.pii, tracing=self.tracing)
+                      pii=self.pii, tracing=self.tracing,
+                      lease_holder=f"{config.server.node_id or socket.gethostname()}:{config.data_path.resolve()}")
         self.loyalty_domain = loyalty_wiring.build(infra)
         self.ltv_domain = ltv_wiring.build(infra)  # lifetime value reads loyalty's ledger; bids read its values
         self.bidding = bidding_wiring.build(infra, self.loyalty_domain.loyalty.features, self.ltv_domain.values)

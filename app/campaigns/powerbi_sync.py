@@ -56,8 +56,9 @@ def _iso(at: int) -> str:
 class PowerBISync:
     def __init__(self, exporter: RowsExporter, hours: HourSource, cursors: CursorStore, clock: Clock,
                  metrics: Metrics, *, table: str, interval_s: float, name_of: Callable[[str], str | None],
-                 settle_s: float = 300.0, our_turn: Callable[[], Awaitable[bool]] | None = None) -> None:
-        """`our_turn`: whether this node pushes this interval (nodes sharing the store take turns: Infra.turn)."""
+                 settle_s: float = 300.0,
+                 one_node: Callable[[Callable[[], Awaitable[int]]], Awaitable[int | None]] | None = None) -> None:
+        """`one_node`: runs a pass when it is this node's turn (nodes sharing the store take turns: OneNode.run)."""
         self._exporter = exporter
         self._hours = hours
         self._cursors = cursors
@@ -67,7 +68,7 @@ class PowerBISync:
         self._interval_s = interval_s
         self._name_of = name_of
         self._settle_s = settle_s
-        self._our_turn = our_turn
+        self._one_node = one_node
         self.passes_failed = 0
 
     async def run(self) -> None:
@@ -76,8 +77,15 @@ class PowerBISync:
         try:
             while True:
                 await asyncio.sleep(self._interval_s)
-                if self._our_turn is None or await self._our_turn():
+                if self._one_node is None:
                     await self.run_once()
+                    continue
+                try:
+                    await self._one_node(self.run_once)
+                except Exception as exc:  # the turn could not be taken (the store unreachable): the next interval
+                    self.passes_failed += 1
+                    log.warning("Power BI push skipped: its turn could not be taken",
+                                extra={"tool": "powerbi", "error": str(exc)[:300]})
         finally:
             await self._exporter.close()
 

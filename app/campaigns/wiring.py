@@ -88,7 +88,7 @@ def build(infra: Infra, campaigns: CampaignService, store: CampaignStore,
         sync = PowerBISync(exporter, SqliteReportStore(infra.records_db), SqliteCursorStore(infra.records_db),
                            infra.clock, metrics, table=tools.powerbi_table, interval_s=tools.powerbi_interval_s,
                            name_of=lambda c: campaigns.get(c).name if campaigns.exists(c) else None,
-                           our_turn=infra.turn("powerbi_sync", tools.powerbi_interval_s))
+                           one_node=infra.one_node("powerbi_sync", tools.powerbi_interval_s).run)
         infra.supervisor.add("powerbi_sync", sync.run)
     return Campaigns(workflow, policy_store, policies, reports, tasks, assets)
 
