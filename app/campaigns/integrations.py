@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import html
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -198,13 +199,17 @@ class AssetImport:
             raise InvalidInput("no asset found to import", {"field": "asset_ids"})
         if len(assets) > MAX_IMPORT:
             raise InvalidInput(f"at most {MAX_IMPORT} assets at once; {len(assets)} found", {"field": "folder"})
-        base = campaign.pending.creatives if campaign.pending is not None and campaign.pending.creatives is not None \
-            else campaign.creatives
+        base = _creatives(campaign)
         known = {c.dam_id for c in base if c.dam == self._dam}
         new = [_creative(a, fmt, w, h) for a in assets if a.id not in known]
         if not new:
             return campaign
-        return await self._workflow.edit(actor, campaign_id, {"creatives": [*base, *new]},
+
+        def added(current: Campaign) -> dict[str, Any]:  # on the campaign as it is when the edit is taken
+            now_base = _creatives(current)
+            now_known = {c.dam_id for c in now_base if c.dam == self._dam}
+            return {"creatives": [*now_base, *(c for c in new if c.dam_id not in now_known)]}
+        return await self._workflow.edit(actor, campaign_id, added,
                                          f"{len(new)} creative(s) imported from {self._dam}")
 
     async def close(self) -> None:
@@ -229,8 +234,7 @@ class AssetImport:
         for campaign in self._campaigns.list():
             if campaign.state in ("in_review", "completed", "archived"):
                 continue  # not editable now: the next sync after the step
-            base = campaign.pending.creatives if campaign.pending is not None and \
-                campaign.pending.creatives is not None else campaign.creatives
+            base = _creatives(campaign)
             fresh: list[Creative] = []
             before, problems = self._failing.get(campaign.id, {}), {}
             mine = {c.dam_id: c.dam_version or "" for c in base if c.dam == self._dam and c.dam_id}
@@ -260,12 +264,25 @@ class AssetImport:
             else:
                 self._failing.pop(campaign.id, None)
             if fresh != base:
-                await self._workflow.edit("dam-sync", campaign.id, {"creatives": fresh},
+                refreshed = {c.id: c for c, old in zip(fresh, base, strict=True) if c != old}
+                await self._workflow.edit("dam-sync", campaign.id, _replacing(refreshed),
                                           f"newer asset versions from {self._dam}")
         # Completed, archived and deleted campaigns are never read again: theirs go.
         kept = {c.id for c in self._campaigns.list() if c.state not in ("completed", "archived")}
         self._failing = {c: problems for c, problems in self._failing.items() if c in kept}
         return changed
+
+
+def _replacing(refreshed: dict[str, Creative]) -> Callable[[Campaign], dict[str, Any]]:
+    """An edit putting the refreshed creatives in place of theirs on the campaign as it is when the edit is taken (a
+    creative added meanwhile is kept)."""
+    return lambda current: {"creatives": [refreshed.get(c.id, c) for c in _creatives(current)]}
+
+
+def _creatives(campaign: Campaign) -> list[Creative]:
+    """The creatives an edit starts from: those under review when changes wait for approval, else the running ones."""
+    pending = campaign.pending
+    return pending.creatives if pending is not None and pending.creatives is not None else campaign.creatives
 
 
 def _creative(asset: Asset, fmt: str, w: int | None, h: int | None, creative_id: str | None = None) -> Creative:

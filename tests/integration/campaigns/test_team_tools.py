@@ -156,6 +156,27 @@ async def test_creatives_are_imported_from_the_asset_library_and_refreshed_when_
     aem.fail_next = [503, 503, 503, 503]
     assert await assets.sync() == 0  # the library failing changes nothing and raises nothing
 
+    # A creative an admin adds while a sync waits on the library is kept by the sync's edit.
+    AEM_ASSETS["campaigns/summer/hero.jpg"] = {**AEM_ASSETS["campaigns/summer/hero.jpg"],
+                                               "modified": "2026-07-01T08:00:00Z"}
+    aem.fail_next, aem.held, asked = [], asyncio.Event(), len(aem.requests)
+    try:
+        syncing = asyncio.create_task(assets.sync())
+        while len(aem.requests) == asked:
+            await asyncio.sleep(0.01)
+        added = await client.post("/v1/admin/campaigns/summer/creatives", headers=keys["author"],
+                                  json={**CREATIVE, "id": "c-added"})
+        assert added.status in (200, 201), await added.text()
+        aem.held.set()
+        assert await syncing == 1
+    finally:
+        aem.held = None
+        AEM_ASSETS["campaigns/summer/hero.jpg"] = {**AEM_ASSETS["campaigns/summer/hero.jpg"],
+                                                   "modified": "2026-05-01T10:00:00Z"}
+    got = await (await client.get("/v1/admin/campaigns/summer", headers=keys["ana"])).json()
+    assert [(c["id"], c.get("dam_version")) for c in got["pending"]["creatives"]] == [
+        (creative.id, "2026-07-01T08:00:00Z"), ("c-added", None)]
+
 
 async def test_the_teams_folder_is_what_an_import_takes_and_what_a_sync_lists_once(team):
     client, keys, _, aem, _, _ = team

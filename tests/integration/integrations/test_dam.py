@@ -3,6 +3,7 @@ results, check credentials, and fail on purpose; and the sync helper that picks 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -33,6 +34,7 @@ class FakeAem:
     def __init__(self) -> None:
         self.requests: list[str] = []
         self.fail_next: list[int] = []
+        self.held: asyncio.Event | None = None  # set: each answer waits for it
 
     def _entity(self, path: str, origin: str) -> dict[str, Any]:
         meta = AEM_ASSETS[path]
@@ -44,6 +46,8 @@ class FakeAem:
 
     async def assets(self, request: web.Request) -> web.Response:
         self.requests.append(str(request.rel_url))
+        if self.held is not None:
+            await self.held.wait()
         # A technical account's Basic credentials, or an access token (AEM as a Cloud Service) as a bearer.
         if request.headers.get("Authorization") not in (aiohttp.encode_basic_auth("dam-reader", "s3cret"),
                                                         f"Bearer {AEM_TOKEN}"):
