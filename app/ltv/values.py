@@ -232,7 +232,7 @@ class ValueSource:
         if not self.breaker.allow():
             self.stats.skipped_open += 1
             return None
-        if not await self._call(platform, [customer_id]):
+        if not await self._call(platform, [customer_id], remember=False):  # the heuristic's window is the bids'
             return None
         kept = self.cache.get((platform, customer_id))
         return kept[0] if kept is not None else None
@@ -262,7 +262,7 @@ class ValueSource:
             del self.queue[(platform, c)]
         return platform, ids
 
-    async def _call(self, platform: str, ids: list[str]) -> int:
+    async def _call(self, platform: str, ids: list[str], remember: bool = True) -> int:
         started = self._timer()
         try:
             values = await self._fetch(ids, platform, self._deadline_s)
@@ -277,7 +277,7 @@ class ValueSource:
             log.warning("ltv values: the model failed", extra={"source": self.source, "error": str(exc)[:200]})
             return 0
         self._outcome("slow" if self._timer() - started > self._slow_s else "ok")
-        return self._keep(platform, ids, values)
+        return self._keep(platform, ids, values, remember)
 
     def _outcome(self, outcome: str) -> None:
         self.stats.calls[outcome] += 1
@@ -296,7 +296,7 @@ class ValueSource:
             _inc(self._rejected_metric, reason)
         return bool(reason)
 
-    def _keep(self, platform: str, ids: list[str], values: dict[str, float]) -> int:
+    def _keep(self, platform: str, ids: list[str], values: dict[str, float], remember: bool = True) -> int:
         now, kept = self._clock.now(), 0
         for customer_id in ids:
             value = values.get(customer_id)
@@ -306,7 +306,7 @@ class ValueSource:
             if self._refused(value):
                 continue
             self.cache.put((platform, customer_id), (value, now))
-            if self._remember is not None:
+            if remember and self._remember is not None:
                 self._remember.remember(platform, value)
             kept += 1
         self.stats.cached += kept

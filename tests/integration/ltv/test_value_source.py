@@ -180,10 +180,10 @@ async def test_a_caller_that_can_wait_gets_the_remotes_value_or_none_never_the_h
         assert await values.value_of(customer, "activation") is None
     assert values.breaker.state == CircuitBreaker.OPEN and service.calls == 5
     assert await values.value_of("ed", "activation") is None and service.calls == 5  # open: not called
-    assert values.value("ed", "activation") == (30.0, "fallback")  # the bid path's heuristic has a median...
+    assert values.value("ed", "activation") == (None, "none")  # nor do activation's values feed the bids' heuristic
     clock.advance(CONFIG.breaker_open_s)
     service.mode = "ok"
-    assert await values.value_of("ed", "activation") == 20.0  # ...a waiting caller gets the customer's own
+    assert await values.value_of("ed", "activation") == 20.0
 
 
 class MemoryLtvStore:
