@@ -23,7 +23,7 @@ from app.runtime.metrics import Metrics
 from app.runtime.supervisor import Supervisor
 from app.runtime.tracing import Tracing
 from app.urls import PublicUrls
-from state.ports import ChangeFeed, UnitOfWork
+from state.ports import ChangeFeed, Leases, UnitOfWork
 
 if TYPE_CHECKING:  # imported only where configured (app/platform.py)
     from adapters.postgres.db import PgDatabase
@@ -41,7 +41,7 @@ class OneNode:
     is skipped while another node holds it), and renews it every third of its time while the pass runs, so a pass
     longer than the lease keeps it; a node that stops is taken over once its lease lapses."""
 
-    def __init__(self, leases: SqliteLeases, name: str, holder: str, clock: Clock, ttl_s: float) -> None:
+    def __init__(self, leases: Leases, name: str, holder: str, clock: Clock, ttl_s: float) -> None:
         self._leases, self._name, self._holder, self._clock, self._ttl_s = leases, name, holder, clock, ttl_s
 
     async def run(self, work: Callable[[], Awaitable[T]]) -> T | None:

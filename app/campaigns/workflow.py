@@ -60,6 +60,8 @@ def _decided_again(step: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]
                     raise
         raise AssertionError("unreachable")
     return taken
+
+
 REVISABLE = ("bid_cap_micros", "daily_budget_micros", "targeting", "creatives", "channels")
 
 
