@@ -123,8 +123,8 @@ class HistoryEntry(msgspec.Struct, frozen=True, gc=False):
 
 
 class ReviewTask(msgspec.Struct, frozen=True, gc=False):
-    """A campaign's review task: opened when it went to review; `status` open, in_progress, done, or failed (not
-    opened yet: `error` says why, `attempts` how often it was tried)."""
+    """A campaign's review task: opened when it went to review; `status` opening (an attempt under way), open,
+    in_progress, done, or failed (not opened yet: `error` says why, `attempts` how often it was tried)."""
     campaign_id: str
     opened_at: float
     tool: str

@@ -878,9 +878,9 @@ class TaskStore(Protocol):
     async def of_campaign(self, campaign_id: str) -> list[ReviewTask]:
         ...
 
-    async def claim(self, task: ReviewTask, now: float, error: str) -> bool:
-        """Count an attempt at opening an unopened task (attempts + 1, synced_at = now, error), unless it was opened
-        or another attempt was counted since `task` was read."""
+    async def claim(self, task: ReviewTask, now: float) -> bool:
+        """Count an attempt at opening an unopened task (attempts + 1, synced_at = now, status opening), unless it
+        was opened or another attempt was counted since `task` was read."""
 
 
 @runtime_checkable

@@ -22,13 +22,14 @@ class SqliteTaskStore:
                                "status=excluded.status, synced_at=excluded.synced_at, error=excluded.error, "
                                "attempts=excluded.attempts", msgspec.structs.astuple(task))])
 
-    async def claim(self, task: ReviewTask, now: float, error: str) -> bool:
-        """Count an attempt at opening an unopened task, unless it was opened or another attempt was counted since
-        `task` was read (a guarded write: another sync, maybe on another node, got there first)."""
+    async def claim(self, task: ReviewTask, now: float) -> bool:
+        """Count an attempt at opening an unopened task (status opening), unless it was opened or another attempt
+        was counted since `task` was read (a guarded write: another sync, maybe on another node, got there first)."""
         try:
-            await self._db.write([("UPDATE campaign_tasks SET attempts = attempts + 1, synced_at = ?, error = ? "
+            await self._db.write([("UPDATE campaign_tasks SET attempts = attempts + 1, synced_at = ?, "
+                                   "status = 'opening', error = '' "
                                    "WHERE campaign_id = ? AND opened_at = ? AND task_id = '' AND attempts = ?",
-                                   (now, error, task.campaign_id, task.opened_at, task.attempts), 1,
+                                   (now, task.campaign_id, task.opened_at, task.attempts), 1,
                                    f"task:{task.campaign_id}")])
         except WriteConflict:
             return False

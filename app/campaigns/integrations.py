@@ -30,7 +30,7 @@ from state.ports import TaskStore
 log = logging.getLogger("contrail.campaigns")
 
 MAX_ATTEMPTS = 10       # a task that could not be opened is tried again at each sync, this many times in all
-OPENING = "being opened"  # a task's error while an attempt to open it is under way (here or on another node)
+OPENING = "opening"       # a task's status while an attempt to open it is under way (here or on another node)
 OPENING_GRACE_S = 300.0   # ... an attempt older than this was cut short (its process killed): the next sync retries
 SYNC_BATCH = 500        # tasks synced per pass
 MAX_IMPORT = 50         # assets imported by one call
@@ -59,7 +59,7 @@ class ReviewTasks:
         if self._tracker is None or event.action not in REVIEW_ACTIONS:
             return
         task = asyncio.ensure_future(self._first_open(ReviewTask(event.campaign_id, event.at, self._tool, "", "", "",
-                                                                 "failed", self._clock.now(), OPENING, 1)))
+                                                                 OPENING, self._clock.now(), "", 1)))
         self._opening.add(task)
         task.add_done_callback(self._opening.discard)
 
@@ -90,11 +90,12 @@ class ReviewTasks:
         try:
             link = await self._tracker.create(*self._describe(campaign))
         except asyncio.CancelledError:  # a stop that could not wait: kept unopened, the next start's sync opens it
-            await self._store.put(msgspec.structs.replace(task, synced_at=self._clock.now(),
+            await self._store.put(msgspec.structs.replace(task, status="failed", synced_at=self._clock.now(),
                                                           error="cut short by a stop"))
             raise
         except IntegrationError as exc:
-            await self._store.put(msgspec.structs.replace(task, synced_at=self._clock.now(), error=str(exc)[:500]))
+            await self._store.put(msgspec.structs.replace(task, status="failed", synced_at=self._clock.now(),
+                                                          error=str(exc)[:500]))
             return
         await self._store.put(msgspec.structs.replace(task, task_id=link.id, task_key=link.key, url=link.url,
                                                       status="open", synced_at=self._clock.now(), error=""))
@@ -120,12 +121,12 @@ class ReviewTasks:
             looked += 1
             if not task.task_id:
                 now = self._clock.now()
-                if task.error == OPENING and now - task.synced_at < OPENING_GRACE_S:
+                if task.status == OPENING and now - task.synced_at < OPENING_GRACE_S:
                     continue  # an attempt is under way, here or on another node
                 if task.attempts < MAX_ATTEMPTS and self._campaigns.exists(task.campaign_id) and \
-                        await self._store.claim(task, now, OPENING):  # no other sync counted one since it was read
+                        await self._store.claim(task, now):  # no other sync counted one since it was read
                     await self._open(msgspec.structs.replace(task, attempts=task.attempts + 1, synced_at=now,
-                                                             error=OPENING))
+                                                             status=OPENING, error=""))
                 continue
             try:
                 status = await self._tracker.status(TaskLink(task.tool, task.task_id, task.task_key, task.url))

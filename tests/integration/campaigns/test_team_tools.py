@@ -258,7 +258,7 @@ async def test_a_task_is_stored_before_the_tool_is_called_and_a_sync_meanwhile_d
         await asyncio.sleep(0.01)
     tasks = platform.campaigns_domain.tasks
     [stored] = await tasks.of_campaign("autumn")
-    assert (stored.task_id, stored.status, stored.error, stored.attempts) == ("", "failed", "being opened", 1)
+    assert (stored.task_id, stored.status, stored.error, stored.attempts) == ("", "opening", "", 1)
     await tasks.sync()  # the periodic sync, while the first call is still out: it leaves that task alone
     await tasks.idle()
     assert jira.posts == 1 and list(jira.issues) == ["MKT-1"]
@@ -273,7 +273,7 @@ async def test_an_attempt_cut_short_by_a_kill_is_retried_once_old_and_two_syncs_
     await client.post("/v1/admin/campaigns", json=body, headers=keys["author"])
     store = SqliteTaskStore(client.app[PLATFORM].records_db)
     # What a process killed during the tool's call leaves behind: the task stored, its attempt under way.
-    await store.put(ReviewTask("spring", clock.now(), "jira", "", "", "", "failed", clock.now(), "being opened", 1))
+    await store.put(ReviewTask("spring", clock.now(), "jira", "", "", "", "opening", clock.now(), "", 1))
     assert await tasks.sync() == 1 and jira.posts == 0  # under way, maybe on another node: left alone
     clock.advance(OPENING_GRACE_S + 1)
     [stale] = await store.unfinished(10)
@@ -281,10 +281,11 @@ async def test_an_attempt_cut_short_by_a_kill_is_retried_once_old_and_two_syncs_
     [task] = await tasks.of_campaign("spring")
     assert (task.task_key, task.status, task.attempts) == ("MKT-1", "open", 2)
     # Two syncs that read the same unopened task: the second one's attempt is refused, so it is opened once.
-    await store.put(msgspec.structs.replace(stale, opened_at=stale.opened_at + 1, error="503", attempts=3))
+    await store.put(msgspec.structs.replace(stale, opened_at=stale.opened_at + 1, status="failed", error="503",
+                                            attempts=3))
     [failed] = [t for t in await store.unfinished(10) if not t.task_id]
-    assert await store.claim(failed, clock.now(), "being opened")
-    assert not await store.claim(failed, clock.now(), "being opened")
+    assert await store.claim(failed, clock.now())
+    assert not await store.claim(failed, clock.now())
 
 
 async def test_only_the_node_whose_turn_it_is_syncs_with_the_task_tool(aiohttp_client, aiohttp_server, tmp_path,
