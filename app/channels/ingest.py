@@ -49,7 +49,7 @@ class ChannelEvent(msgspec.Struct, forbid_unknown_fields=True):
     user_id: str | None = None
     device_id: str | None = None
     session_id: str | None = None
-    at: Annotated[float, msgspec.Meta(ge=0, le=1e11)] | None = None  # epoch seconds
+    at: Annotated[float, msgspec.Meta(ge=0)] | None = None  # epoch seconds (one far ahead is a future_event)
     amount_cents: int | None = None
     transaction_id: str | None = None
     category: str | None = None
@@ -158,7 +158,8 @@ class IngestService:
                     continue
             if e.at is not None and e.at > now + self._config.max_future_skew_s:
                 # Before anything is applied: a replay from a clock that runs ahead is fixed at the source.
-                raise RuleViolation(f"event {n} ({e.type}) is {e.at - now:.0f} s in the future; at most "
+                ahead = f"{e.at - now:.0f} s" if e.at - now < 1e11 else "more than 3,000 years"
+                raise RuleViolation(f"event {n} ({e.type}) is {ahead} in the future; at most "
                                     f"{self._config.max_future_skew_s:g} s is allowed (ingest.max_future_skew_s)",
                                     {"index": n, "type": e.type, "at": e.at, "now": now}, code="future_event")
             events.append((n, e))

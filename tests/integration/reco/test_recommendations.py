@@ -253,6 +253,9 @@ async def test_future_timestamps_are_refused_naming_the_event(reco, clock):
     error = (await resp.json())["error"]
     assert error["code"] == "future_event" and "event 1 (click)" in error["message"], error
     assert "ed" not in client.app[PLATFORM].reco.features.users  # nothing of the request was applied
+    for far in (1e11 + 1, 1e300):  # milliseconds sent as seconds, or worse: the same refusal, not a lost event
+        resp = await client.post("/v1/channels/ingest", json=[event("ed", "click", "dest-MAD", far)], headers=headers)
+        assert resp.status == 422 and (await resp.json())["error"]["code"] == "future_event"
     await ingest(client, headers, [event("ed", "click", "dest-MAD", clock.now() + 60)])  # within the skew
 
 
