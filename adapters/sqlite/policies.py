@@ -7,8 +7,7 @@ repeated signal can never teach a policy twice, even when two copies race."""
 
 from __future__ import annotations
 
-from adapters.sqlite.db import WriteConflict
-from adapters.sqlite.statements import SqlDatabase
+from adapters.sqlite.statements import SqlDatabase, written
 
 _SAVE = ("INSERT INTO campaign_policies(campaign_id, body, updated_at) VALUES (?,?,?) "
          "ON CONFLICT(campaign_id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at")
@@ -39,15 +38,11 @@ class SqlitePolicyStore:
     async def learn(self, campaign_id: str, body: bytes, signal_id: str, at: float) -> bool:
         """Remember `signal_id` and store the policy's new state, atomically. False (and nothing written) when the
         signal id was already remembered."""
-        try:
-            await self._db.write([
-                ("INSERT INTO policy_rewards(signal_id, campaign_id, at) VALUES (?,?,?) "
-                 "ON CONFLICT(signal_id) DO NOTHING", (signal_id, campaign_id, at), 1),
-                (_SAVE, (campaign_id, body, at)),
-            ])
-        except WriteConflict:
-            return False
-        return True
+        return await written(self._db, [
+            ("INSERT INTO policy_rewards(signal_id, campaign_id, at) VALUES (?,?,?) "
+             "ON CONFLICT(signal_id) DO NOTHING", (signal_id, campaign_id, at), 1),
+            (_SAVE, (campaign_id, body, at)),
+        ])
 
     async def purge_signals(self, before: float, limit: int = 5_000) -> int:
         """Forget up to `limit` signal ids remembered before `before`; how many were forgotten."""

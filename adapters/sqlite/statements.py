@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any, Protocol
 
+from state.ports import WriteConflict
+
 # (sql, params), or (sql, params, expected_rowcount[, what]): a guarded statement that must change exactly that many
 # rows, else the transaction fails with WriteConflict naming `what`.
 Sql = tuple[Any, ...]
@@ -82,6 +84,16 @@ class SqlDatabase(Protocol):
     async def write(self, statements: Sequence[Statement], *, power_safe: bool = True) -> list[int]: ...
 
     def submit(self, statements: Sequence[Statement], *, power_safe: bool = True) -> asyncio.Future[list[int]]: ...
+
+
+async def written(db: SqlDatabase, statements: Sequence[Statement]) -> bool:
+    """Write a transaction whose guards may refuse it: False, and nothing written, when one did (a claim another
+    writer made first)."""
+    try:
+        await db.write(statements)
+    except WriteConflict:
+        return False
+    return True
 
 
 async def used_bytes(db: SqlDatabase) -> int:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
-from adapters.sqlite.statements import SqlDatabase
+from adapters.sqlite.statements import SqlDatabase, written
 from state.campaigns import ReviewTask
-from state.ports import WriteConflict
 
 _COLUMNS = "campaign_id, opened_at, tool, task_id, task_key, url, status, synced_at, error, attempts"
 
@@ -25,15 +24,11 @@ class SqliteTaskStore:
     async def claim(self, task: ReviewTask, now: float) -> bool:
         """Count an attempt at opening an unopened task (status opening), unless it was opened or another attempt
         was counted since `task` was read (a guarded write: another sync, maybe on another node, got there first)."""
-        try:
-            await self._db.write([("UPDATE campaign_tasks SET attempts = attempts + 1, synced_at = ?, "
-                                   "status = 'opening', error = '' "
-                                   "WHERE campaign_id = ? AND opened_at = ? AND task_id = '' AND attempts = ?",
-                                   (now, task.campaign_id, task.opened_at, task.attempts), 1,
-                                   f"task:{task.campaign_id}")])
-        except WriteConflict:
-            return False
-        return True
+        return await written(self._db, [("UPDATE campaign_tasks SET attempts = attempts + 1, synced_at = ?, "
+                                         "status = 'opening', error = '' WHERE campaign_id = ? AND opened_at = ? "
+                                         "AND task_id = '' AND attempts = ?",
+                                         (now, task.campaign_id, task.opened_at, task.attempts), 1,
+                                         f"task:{task.campaign_id}")])
 
     async def unfinished(self, limit: int) -> list[ReviewTask]:
         """Tasks not done yet (or not opened yet), oldest first."""

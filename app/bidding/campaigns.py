@@ -145,11 +145,10 @@ class CampaignService:
             await self._store.put(campaign, self._clock.now(), steps, new=new)
         except WriteConflict as exc:  # nothing was written
             if exc.what == f"campaign:{campaign.id}":  # another node changed it since this one read it
-                stored = self._store.get(campaign.id)
-                raise ChangedElsewhere(
-                    f"campaign {campaign.id} was changed by another node meanwhile (it is now "
-                    f"{stored.state if stored is not None else 'archived'}); nothing was written: try again",
-                    {"state": stored.state if stored is not None else "archived"}) from None
+                stored = self._store.get(campaign.id)  # read back by the store
+                state = stored.state if stored is not None else "archived"
+                raise ChangedElsewhere(f"campaign {campaign.id} was changed by another node meanwhile (it is now "
+                                       f"{state}); nothing was written: try again", {"state": state}) from None
             if not exc.what.startswith("dsp_line_item:"):
                 raise
             # a line item another node gave another campaign first

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
@@ -52,13 +53,10 @@ def _decided_again(step: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]
     written, and the store has read it back): the step is decided on what is stored now, as if it had come later."""
     @functools.wraps(step)
     async def taken(*args: P.args, **kwargs: P.kwargs) -> T:
-        for attempt in range(1, STEP_ATTEMPTS + 1):
-            try:
+        for _ in range(STEP_ATTEMPTS - 1):
+            with contextlib.suppress(ChangedElsewhere):
                 return await step(*args, **kwargs)
-            except ChangedElsewhere:
-                if attempt == STEP_ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")
+        return await step(*args, **kwargs)  # the last attempt's refusal is the caller's 409
     return taken
 
 

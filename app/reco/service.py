@@ -467,8 +467,7 @@ class RecoService:
         if excluded:
             allowed[list(excluded)] = False
         reasons_of: Callable[[list[int]], list[str]]
-        if state is None and strategy not in ANYONES:  # an unknown user: what is popular (in the categories asked
-            # for), explored like anyone's
+        if state is None and strategy not in ANYONES:  # an unknown user: popular in the categories asked for
             picked, values = self._popular_top(model, n, allowed)
             reasons_of = lambda picked: [self._popular_reason(i) for i in picked]  # noqa: E731
         elif self.fast and strategy in ("personalized", "cf") and state is not None:

@@ -141,7 +141,7 @@ def fresh_users(test: Split, incumbent: Incumbent) -> np.ndarray | None:
     """Which of the evaluated users' held-out events are newer than every event the serving model's embeddings
     were trained on (a mask), when there are at least FRESH_USERS; None when there are fewer, or nothing to
     compare (no embeddings serve, or their training's time is unknown)."""
-    if incumbent.embeddings is None or incumbent.data_through is None or test.held_at is None:
+    if incumbent.embeddings is None or incumbent.data_through is None:
         return None
     newer = test.held_at > incumbent.data_through
     return newer if int(newer.sum()) >= FRESH_USERS else None

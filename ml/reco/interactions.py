@@ -86,8 +86,8 @@ class Split:
     train: Interactions
     users: np.ndarray  # (m,) int32 users that are evaluated
     held_out: np.ndarray  # (m,) int32 their held-out item
+    held_at: np.ndarray  # (m,) float64 the time of their held-out event
     skipped: int  # users left out: fewer than two events, or the held-out item already seen in training
-    held_at: np.ndarray | None = None  # (m,) float64 the time of their held-out event
 
 
 def leave_last_out(inter: Interactions) -> Split:
@@ -109,4 +109,4 @@ def leave_last_out(inter: Interactions) -> Split:
     pair = train.user.astype(np.int64) * inter.n_items + train.item
     already = np.isin(users.astype(np.int64) * inter.n_items + held, pair)
     ok = candidates & ~already
-    return Split(train, users[ok], held[ok].astype(np.int32), int(has.sum() - ok.sum()), inter.time[last][ok])
+    return Split(train, users[ok], held[ok].astype(np.int32), inter.time[last][ok], int(has.sum() - ok.sum()))

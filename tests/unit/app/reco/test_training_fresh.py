@@ -29,9 +29,7 @@ def _leaked() -> tuple[list[Interaction], dict[str, int], int, object, np.ndarra
     inter = interactions(rows, index, n)
     embeddings = train_als(inter.matrix(), CONFIG.factors, CONFIG.als_regularization, CONFIG.als_alpha,
                            CONFIG.als_iterations, CONFIG.seed, 1)
-    held_at = leave_last_out(inter).held_at
-    assert held_at is not None
-    return rows, index, n, embeddings, held_at
+    return rows, index, n, embeddings, leave_last_out(inter).held_at
 
 
 def test_a_candidate_worse_than_the_live_model_on_newer_events_is_kept_out():
