@@ -343,7 +343,11 @@ class Platform:
 
     async def _campaign_state(self, campaign_id: str) -> str | None:
         campaign = await self.bidding.campaign_store.read(campaign_id)  # an archived one from the store
-        return campaign.state if campaign is not None else None
+        if campaign is None:
+            return None
+        if campaign.state == "live" and campaign.ends_at is not None and campaign.ends_at <= self.clock.now():
+            return "completed"  # its end has come; the scheduler's next pass records it
+        return campaign.state
 
     def _route_of(self, flight_id: str) -> str | None:
         flight = self.catalog_store.flight(flight_id)

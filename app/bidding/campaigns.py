@@ -378,13 +378,14 @@ class CampaignService:
     def _open(self, now: float) -> tuple[np.ndarray, int]:
         """Which slots' campaigns the pacing rule lets bid at `now`, and a number that changes with it.
 
-        The answer changes only when a charge or an edit lands, the day turns, or the paced share of the
-        budget passes a closed campaign's spend; until the earliest of those it is reused, and a charge
-        or an edit looks again at its campaign's slot only.
+        The answer changes only when a charge or an edit lands, the day turns, the paced share of the
+        budget passes a closed campaign's spend, or a campaign's end comes; until the earliest of those it
+        is reused, and a charge or an edit looks again at its campaign's slot only. A campaign stops
+        bidding at its `ends_at`, not at the scheduler's next pass, which records it completed.
         """
         self._delivery.lapse(now)  # bids that expired unbilled give back what they reserved
         spent = self._spent(utc_day(now))
-        budgets, most = self._index.budgets, self._index.most
+        budgets, most, ends = self._index.budgets, self._index.most, self._index.ends
         if self._open_key is not None and self._open_from <= now < self._open_until:
             moved = self._moved_slots
             if moved:
@@ -393,7 +394,9 @@ class CampaignService:
                 flipped = False
                 for slot in moved:
                     need, budget = spent[slot] + most[slot], budgets[slot]
-                    is_open = bool(_may_bid(need, budget, budget * paced))
+                    is_open = bool(_may_bid(need, budget, budget * paced)) and now < ends[slot]
+                    if now < ends[slot]:
+                        self._open_until = min(self._open_until, float(ends[slot]))
                     if is_open != self._open_slots[slot]:
                         self._open_slots[slot] = is_open
                         flipped = True
@@ -409,11 +412,14 @@ class CampaignService:
         day_start = now - now % 86_400
         paced = self._paced_share(now)
         need = spent + most
-        self._open_slots = _may_bid(need, budgets, budgets * paced)
+        running = now < ends
+        self._open_slots = _may_bid(need, budgets, budgets * paced) & running
         until = day_start + 86_400
-        waiting = ~self._open_slots & _may_bid(need, budgets, budgets)  # closed by pacing, not by the whole budget
+        waiting = ~self._open_slots & _may_bid(need, budgets, budgets) & running  # closed by pacing alone
         if waiting.any():
             until = min(until, day_start + 86_400 * (float((need[waiting] / budgets[waiting]).min()) - self._slack))
+        if running.any():
+            until = min(until, float(ends[running].min()))
         self._open_key, self._open_from, self._open_until = True, now, until
         self._open_version += 1
         return self._open_slots, self._open_version

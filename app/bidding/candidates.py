@@ -230,6 +230,7 @@ class CandidateIndex:
         self.slot_of: dict[str, int] = {}
         self.budgets = np.zeros(0)   # daily budget by slot (0: not live)
         self.most = np.zeros(0)      # the most one impression can cost by slot (its bid cap CPM / 1000)
+        self.ends = np.zeros(0)      # when a live slot's campaign ends (inf: no end, or not live)
         self.epoch = 0               # counts logged edits
         self._log: list[int] = []    # the slot of each edit since `_log_base`
         self._log_base = 0
@@ -280,6 +281,7 @@ class CandidateIndex:
             self.masks.clear()  # masks cover every slot
             self.budgets = np.concatenate([self.budgets, np.zeros(len(campaigns) - len(stored))])
             self.most = np.concatenate([self.most, np.zeros(len(campaigns) - len(stored))])
+            self.ends = np.concatenate([self.ends, np.full(len(campaigns) - len(stored), np.inf)])
             for c in campaigns[len(stored):]:
                 self.slot_of[c.id] = len(self.stored)
                 self.stored.append(c)
@@ -291,6 +293,7 @@ class CandidateIndex:
         self.entries, self.stored, self.slot_of = [None] * len(campaigns), list(campaigns), {}
         self.budgets = np.zeros(len(campaigns))
         self.most = np.zeros(len(campaigns))
+        self.ends = np.full(len(campaigns), np.inf)
         self._countries.clear()
         self._device_types.clear()
         self._sizes.clear()
@@ -345,6 +348,7 @@ class CandidateIndex:
             self.shut_by_caps.discard(slot)
         self.budgets[slot] = new.campaign.daily_budget_micros if new is not None else 0
         self.most[slot] = new.campaign.bid_cap_micros // 1000 if new is not None else 0
+        self.ends[slot] = campaign.ends_at if new is not None and campaign.ends_at is not None else np.inf
         if log:
             self._log.append(slot)
             self.epoch += 1

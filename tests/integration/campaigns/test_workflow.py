@@ -83,6 +83,7 @@ async def test_a_campaign_goes_from_draft_to_archived_and_bids_only_while_live(t
     assert await bids(client, keys)
 
     clock.advance(3601)
+    assert not await bids(client, keys)  # its end has come: no bid, before the scheduler records it completed
     assert await client.app[PLATFORM].workflow.tick() == 1
     got = await (await client.get("/v1/admin/campaigns/spring", headers=keys["ana"])).json()
     assert got["state"] == "completed" and got["review_task"] is None   # no task tool is configured here
@@ -330,6 +331,30 @@ async def test_only_a_live_campaign_activates(team):
     unknown = await client.post("/v1/channels/activate", json={**message, "campaign_id": "nope"}, headers=keys["ana"])
     assert unknown.status == 404
     assert len(await platform.inapp.inbox("m1", 10, None)) == 1
+
+
+async def test_a_campaign_past_its_end_neither_bids_nor_activates_before_the_scheduler_completes_it(team, clock):
+    client, keys, _ = team
+    platform = client.app[PLATFORM]
+    await platform.loyalty.put_member(Member("m1", preferred_channel="in_app"))
+    await client.post("/v1/admin/campaigns", json=new_campaign(channels=["in_app"]), headers=keys["author"])
+    await step(client, keys["author"], "spring", "submit")
+    await step(client, keys["ana"], "spring", "approve")
+    await step(client, keys["ana"], "spring", "schedule", starts_at=clock.now() - 1, ends_at=clock.now() + 60)
+    message = {"user_id": "m1", "subject": "Spring", "text": "Fly in spring", "channel": "in_app",
+               "campaign_id": "spring"}
+    assert await bids(client, keys)
+    assert (await client.post("/v1/channels/activate", json=message, headers=keys["ana"])).status == 201
+    clock.advance(60)  # exactly its end
+    assert not await bids(client, keys)
+    refused = await client.post("/v1/channels/activate", json=message, headers=keys["ana"])
+    assert refused.status == 409 and (await refused.json())["error"]["details"] == {"state": "completed"}
+    stored = await (await client.get("/v1/admin/campaigns/spring", headers=keys["ana"])).json()
+    assert stored["state"] == "live"  # not yet recorded: the scheduler does that, once
+    assert await platform.workflow.tick() == 1
+    assert not await bids(client, keys)
+    clock.advance(-30)  # a clock set back: completed is completed
+    assert not await bids(client, keys)
 
 
 async def test_archived_campaigns_leave_memory_and_stay_readable_across_a_restart(aiohttp_client, tmp_path, clock):

@@ -55,7 +55,9 @@ def reference_candidates(service: CampaignService, request: BidRequest, user_id:
     imps = [(i, _ImpShape(imp)) for i, imp in enumerate(request.imp or ())]
     bcat, badv, bapp = set(request.bcat or ()), set(request.badv or ()), set(request.bapp or ())
     # The live campaigns straight from the store, not through the service's index.
-    entries = [_Entry(c) for c in service._store.all() if c.state == "live" and c.creatives]
+    # A live campaign stops bidding at its end, before the scheduler records it completed.
+    entries = [_Entry(c) for c in service._store.all()
+               if c.state == "live" and c.creatives and (c.ends_at is None or now < c.ends_at)]
     found: list[tuple[int, _Entry, Creative]] = []
     for e in entries:
         c = e.campaign
@@ -140,6 +142,7 @@ _budgets = st.sampled_from([2_000_000, 400_000, 10_000_000])
 _categories = st.sampled_from([[], [], ["IAB1"], ["IAB2", "IAB3"]])
 _domains = st.sampled_from(["a.example", "a.example", "b.example", "c.example"])
 _bundles = st.sampled_from([None, None, "com.a", "com.b"])
+_ends = st.sampled_from([None, None, None, DAY0 + 3_600.0, DAY0 + 51_200.5, DAY0 + 90_000.0])
 
 
 @st.composite
@@ -148,7 +151,8 @@ def campaign_fields(draw) -> dict:
     return dict(name="x", advertiser_domain=draw(_domains), bid_cap_micros=draw(_bid_caps),
                 daily_budget_micros=draw(_budgets), state=draw(st.sampled_from(["live"] * 4 + ["paused", "draft"])),
                 categories=draw(_categories), app_bundle=draw(_bundles), targeting=draw(_targeting),
-                frequency_caps=draw(_caps), creatives=[_creative_body(i, *p) for i, p in enumerate(parts)])
+                frequency_caps=draw(_caps), creatives=[_creative_body(i, *p) for i, p in enumerate(parts)],
+                ends_at=draw(_ends))
 
 
 # One change to a stored campaign (the workflow decides which are allowed; the index follows whatever is stored).
@@ -161,6 +165,7 @@ _changes = st.one_of(
     st.fixed_dictionaries({"advertiser_domain": _domains}),
     st.fixed_dictionaries({"app_bundle": _bundles}),
     st.fixed_dictionaries({"frequency_caps": _caps}),
+    st.fixed_dictionaries({"ends_at": _ends}),
     st.lists(_creative_parts, max_size=3).map(
         lambda parts: {"creatives": [_creative_body(i, *p) for i, p in enumerate(parts)]}),
 )
@@ -540,6 +545,17 @@ class CandidatesMatchReference(RuleBasedStateMachine):
                          reverse=not forward)  # the nearest first
         if moments:
             self.clock.at = _nudge(moments[pick % len(moments)], ulps)
+        self._again()
+
+    @rule(pick=st.integers(0, 10_000), ulps=st.sampled_from([0, 1, -1, 2]), forward=st.booleans())
+    def campaign_ends(self, pick, ulps, forward):
+        """To the instant (give or take a few ulps) a campaign ends: on to it, for one still running, or back
+        to it, for one that has ended (a clock set back finds it running again until the scheduler completes it)."""
+        now = self.clock.now()
+        ends = sorted((c.ends_at for c in self.store.all() if c.ends_at is not None and (c.ends_at > now) == forward),
+                      reverse=not forward)
+        if ends:
+            self.clock.at = _nudge(ends[pick % len(ends)], ulps)
         self._again()
 
 
