@@ -250,7 +250,8 @@ class Platform:
         self.learning = learning_wiring.build(infra, self.bidding.model, self.retail.ranker,  # the models it trains
                                               self.reco_domain.versions, self.ltv_domain.versions)
         # DSP routing; Contrail's own bidder competes, and DSP bids for a campaign's line items count in its report
-        self.dsp = dsp_wiring.build(infra, self.bidding.bid_gateway, self.bidding.campaigns.campaign_of_line_item)
+        self.dsp = dsp_wiring.build(infra, self.bidding.bid_gateway, self.bidding.campaigns.campaign_of_line_item,
+                                   self.bidding.campaigns.line_item_held)
         self.channels = channels_wiring.build(infra, self.loyalty_domain.loyalty, self.bidding.profiles,
                                               self._email_of, self.reco_domain.reco, self.retail.catalog.product_name,
                                               self.ltv_domain.customer_value, self._campaign_state)

@@ -94,7 +94,7 @@ class CampaignService:
                  dsp_platforms: Iterable[str] = ()) -> None:
         self._store = store
         self._dsp_platforms = frozenset(dsp_platforms)  # the DSPs a campaign's line items may name (dsp.platforms)
-        self._line_items: tuple[int, dict[tuple[str, str], str]] = (-1, {})
+        self._line_items: tuple[int, dict[tuple[str, str], tuple[str, bool]]] = (-1, {})
         self._delivery = delivery
         self._clock = clock
         self._audit = audit
@@ -173,19 +173,27 @@ class CampaignService:
                 raise Conflict(f"dsp_line_items: {item.platform} campaign {item.cid!r} already belongs to campaign "
                                f"{owner}", {"field": "dsp_line_items"})
 
-    def _line_item_index(self) -> dict[tuple[str, str], str]:
+    def _line_item_index(self) -> dict[tuple[str, str], tuple[str, bool]]:
         """(platform, cid) -> the campaign that owns that line item (the store keeps one owner each:
-        campaign_line_items). A completed campaign keeps its line items but no longer owns them: the DSP's campaign
-        may run on after ours ended, or be named by a new one."""
+        campaign_line_items) and whether it is live. A completed campaign keeps its line items but no longer owns
+        them: the DSP's campaign may run on after ours ended, or be named by a new one."""
         version = self._store.version
         if self._line_items[0] != version:
-            self._line_items = (version, {(item.platform, item.cid): c.id for c in self._store.all()
-                                          if c.state != "completed" for item in c.dsp_line_items})
+            self._line_items = (version, {(item.platform, item.cid): (c.id, c.state == "live")
+                                          for c in self._store.all() if c.state != "completed"
+                                          for item in c.dsp_line_items})
         return self._line_items[1]
 
     def campaign_of_line_item(self, platform: str, cid: str) -> str | None:
         """The campaign (neither completed nor archived) whose line item on DSP `platform` is the DSP campaign `cid`."""
-        return self._line_item_index().get((platform, cid))
+        owner = self._line_item_index().get((platform, cid))
+        return owner[0] if owner is not None else None
+
+    def line_item_held(self, platform: str, cid: str) -> bool:
+        """Whether a DSP bid for this line item is held back: its campaign owns it and is not live (a draft not yet
+        approved, one in review, paused...). Only live campaigns bid, through Contrail's bidder or a DSP's."""
+        owner = self._line_item_index().get((platform, cid))
+        return owner is not None and not owner[1]
 
     @property
     def version(self) -> int:

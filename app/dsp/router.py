@@ -134,8 +134,10 @@ class _Gather:
 
 class DspRouter:
     def __init__(self, config: DspConfig, bidding: BiddingConfig, links: list[DspLink], wins: DspWins,
-                 metrics: Metrics, clock: Clock, own_bidder: OwnBidder | None = None) -> None:
+                 metrics: Metrics, clock: Clock, own_bidder: OwnBidder | None = None,
+                 held: Callable[[str, str], bool] | None = None) -> None:
         self._config = config
+        self._held = held  # held(platform, cid): the bid names a line item of a campaign that is not live
         self._seat = bidding.seat
         self._currency = bidding.currency
         self._rates = {k.upper(): v for k, v in bidding.currency_rates.items()}
@@ -308,6 +310,9 @@ class DspRouter:
         kept: list[_Candidate] = []
         dropped = self._metrics.dsp_bids.labels(link.name, "dropped")
         for b in bids:
+            if b.bid.cid and self._held is not None and self._held(link.name, b.bid.cid):
+                self._metrics.dsp_bids.labels(link.name, "held").inc()
+                continue
             imp = imps.get(b.bid.impid)
             price = self._to_bidding(b.bid.price, b.currency)
             floor = self._floor(imp, b.bid.dealid) if imp is not None else None

@@ -31,8 +31,10 @@ class Dsp:
         await self.session.close()
 
 
-def build(infra: Infra, gateway: BidGateway, campaign_of: Callable[[str, str], str | None]) -> Dsp:
-    """`campaign_of(platform, cid)`: the campaign whose line item on that DSP a bid's `cid` names."""
+def build(infra: Infra, gateway: BidGateway, campaign_of: Callable[[str, str], str | None],
+          held: Callable[[str, str], bool] | None = None) -> Dsp:
+    """`campaign_of(platform, cid)`: the campaign whose line item on that DSP a bid's `cid` names; `held(platform,
+    cid)`: whether that campaign holds the DSP's bids back (it is not live)."""
     config, clock, metrics = infra.config, infra.clock, infra.metrics
     d = config.dsp
     session = DspSession()
@@ -59,6 +61,6 @@ def build(infra: Infra, gateway: BidGateway, campaign_of: Callable[[str, str], s
     async def own_bidder(raw: bytes, started: float, timeout_ms: int) -> BidAnswer:
         return await gateway.answer(raw, "dsp", started, timeout_ms=timeout_ms)
 
-    router = DspRouter(d, config.bidding, links, wins, metrics, clock, own_bidder)
+    router = DspRouter(d, config.bidding, links, wins, metrics, clock, own_bidder, held)
     infra.supervisor.add_periodic("dsp_bid_sweep", 5.0, wins.sweep)
     return Dsp(store, session, router, wins, DspStatus(links, store, clock))

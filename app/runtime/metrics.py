@@ -330,7 +330,8 @@ class Metrics:
         self.dsp_latency = LoopHistogram("contrail_dsp_call_seconds", "DSP call latency (answers and errors; "
                                          "timeouts excluded)", ["platform"], r, LATENCY_BUCKETS)
         self.dsp_bids = LoopCounter("contrail_dsp_bids", "DSP bids by platform and fate (won: best for its imp, lost, "
-                                    "dropped: below floor, unknown imp or currency)", ["platform", "fate"], r)
+                                    "dropped: below floor, unknown imp or currency; held: for a line item of a "
+                                    "campaign that is not live)", ["platform", "fate"], r)
         self.dsp_wins = LoopCounter("contrail_dsp_wins", "DSP wins recorded (repeats excluded)", ["platform"], r)
         self.dsp_spend = LoopCounter("contrail_dsp_spend_micros", "DSP spend recorded, micros of the bidding "
                                      "currency", ["platform"], r)

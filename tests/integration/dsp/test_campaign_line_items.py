@@ -1,6 +1,6 @@
 """A campaign's line items on the DSPs Contrail routes to: the bids a DSP makes for one of them (its `cid`) and their
-wins land in the campaign's report, with the DSP's spend, but not in the budget Contrail keeps for it; bad line items
-are refused with a reason."""
+wins land in the campaign's report, with the DSP's spend, but not in the budget Contrail keeps for it; they route only
+while the campaign is live; bad line items are refused with a reason."""
 
 from __future__ import annotations
 
@@ -27,6 +27,14 @@ async def _report(client, admin, campaign_id: str) -> dict:
     return await resp.json()
 
 
+async def _created_live(client, admin, body: dict) -> None:
+    """The campaign created and put live as the workflow would once approved (the workflow is tested elsewhere)."""
+    created = await client.post("/v1/admin/campaigns", json=body, headers=admin)
+    assert created.status == 201, await created.text()
+    campaigns = client.app[PLATFORM].campaigns
+    await campaigns.replace(msgspec.structs.replace(campaigns.get(body["id"]), state="live"))
+
+
 async def _routed(client) -> dict:
     resp = await post_bid(client, SIMPLE_BANNER)
     assert resp.status == 200, await resp.text()
@@ -39,9 +47,9 @@ async def test_a_dsps_bids_and_wins_for_a_campaigns_line_item_are_in_its_report(
     acme = await fake_dsps("bid", price=2.0, cid="ttd-42")
     client = await router_client(aiohttp_client, tmp_path, clock, platforms(acme=acme))
     admin = await bearer(client, *ADMIN, "admin")
-    created = await client.post("/v1/admin/campaigns", json=SPRING, headers=admin)
-    assert created.status == 201, await created.text()
-    assert (await created.json())["dsp_line_items"] == [{"platform": "acme", "cid": "ttd-42"}]
+    await _created_live(client, admin, SPRING)
+    got = await (await client.get("/v1/admin/campaigns/spring", headers=admin)).json()
+    assert got["dsp_line_items"] == [{"platform": "acme", "cid": "ttd-42"}]
 
     bids = [await _routed(client) for _ in range(3)]
     assert all(b["cid"] == "ttd-42" for b in bids)   # the DSP's campaign id reaches the exchange as it was sent
@@ -78,7 +86,7 @@ async def test_bids_for_no_line_item_and_with_sampled_bids_are_counted_right(aio
     client = await router_client(aiohttp_client, tmp_path, clock, dsps, analytics__sample_bids=0.5,
                                  analytics__whole_per_s=1)
     admin = await bearer(client, *ADMIN, "admin")
-    assert (await client.post("/v1/admin/campaigns", json=SPRING, headers=admin)).status == 201
+    await _created_live(client, admin, SPRING)
     await _routed(client)
     assert (await _report(client, admin, "spring"))["totals"]["bids"] == 0   # another buyer's campaign
     acme.cid = "ttd-42"
@@ -141,7 +149,7 @@ async def test_a_win_another_node_answered_counts_for_the_campaign(aiohttp_clien
     if platform.redis is None:
         pytest.skip("one node: the routed bids are shared between nodes through Redis (run with --storage=scaleout)")
     admin = await bearer(client, *ADMIN, "admin")
-    assert (await client.post("/v1/admin/campaigns", json=SPRING, headers=admin)).status == 201
+    await _created_live(client, admin, SPRING)
     bid = await _routed(client)
     platform.dsp.wins.issued.clear()   # this node never answered it: the bid is found in Redis, campaign and all
     won = await client.post("/v1/dsp/win", headers=client.headers,
@@ -149,3 +157,32 @@ async def test_a_win_another_node_answered_counts_for_the_campaign(aiohttp_clien
     assert won.status == 200 and (await won.json())["recorded"] is True
     totals = (await _report(client, admin, "spring"))["totals"]
     assert (totals["bids"], totals["wins"], totals["spend_micros"]) == (1, 1, 1500)
+
+
+async def test_a_line_items_bids_route_only_while_its_campaign_is_live(aiohttp_client, tmp_path, clock, fake_dsps):
+    acme = await fake_dsps("bid", price=2.0, cid="ttd-42")
+    client = await router_client(aiohttp_client, tmp_path, clock, platforms(acme=acme))
+    admin = await bearer(client, *ADMIN, "admin")
+    assert (await client.post("/v1/admin/campaigns", json=SPRING, headers=admin)).status == 201
+
+    async def routed() -> bool:
+        resp = await post_bid(client, SIMPLE_BANNER)
+        body = await resp.json()
+        assert resp.status == 200 and body["ext"]["dsp"]["acme"]["bids"] == 1, body  # the DSP did bid
+        return bool(body.get("seatbid"))
+
+    assert not await routed()   # a draft: nothing goes out before approval, on any protocol
+    campaigns = client.app[PLATFORM].campaigns
+    await campaigns.replace(msgspec.structs.replace(campaigns.get("spring"), state="live"))
+    assert await routed()
+    paused = await client.post("/v1/admin/campaigns/spring/pause", json={"comment": "stop"}, headers=admin)
+    assert paused.status == 200, await paused.text()
+    assert not await routed()   # immediate
+    assert (await client.post("/v1/admin/campaigns/spring/resume", headers=admin)).status == 200
+    assert await routed()
+    acme.cid = "someone-else"   # another buyer's line item is not the campaign's to hold
+    await client.post("/v1/admin/campaigns/spring/pause", headers=admin)
+    assert await routed()
+    metrics = await (await client.get("/metrics")).text()
+    assert 'contrail_dsp_bids_total{fate="held",platform="acme"} 2.0' in metrics
+    assert (await _report(client, admin, "spring"))["totals"]["bids"] == 2   # the two that went out live
