@@ -289,7 +289,7 @@ class RecoConfig(_Section):
     weight_wishlist: Annotated[float, Meta(ge=0, le=100)] = 3.0
     weight_cart: Annotated[float, Meta(ge=0, le=100)] = 5.0
     weight_purchase: Annotated[float, Meta(ge=0, le=100)] = 10.0
-    weight_dismiss: Annotated[float, Meta(ge=-100, le=0)] = -5.0
+    weight_dismiss: Annotated[float, Meta(ge=-100, lt=0)] = -5.0  # subtracts: a dismissal is told by its sign
     recent_n: Annotated[int, Meta(ge=1, le=500)] = 50
     recent_ttl_s: NotNegativeFloat = 86_400.0
     popularity_half_life_s: NotNegativeFloat = 30 * 86_400.0

@@ -616,8 +616,8 @@ class RecoStore(Protocol):
     async def interactions(self) -> list[Interaction]:
         ...
 
-    async def interactions_after(self, after_id: int, limit: int) -> tuple[int, list[Interaction]]:
-        """A page of the log in arrival order after `after_id`, and its last id."""
+    async def interactions_after(self, after_id: int, limit: int) -> tuple[int, list[tuple[int, Interaction]]]:
+        """A page of the log in arrival order after `after_id`, each with its id, and the last id."""
 
     async def interactions_before(self, before_id: int | None, limit: int) -> tuple[int | None, list[Interaction]]:
         """A page of the log in arrival order before `before_id` (None: the newest), and its first id."""
@@ -631,19 +631,19 @@ class RecoStore(Protocol):
     async def latest_checkpoint(self) -> tuple[int, float, bytes] | None:
         """(covered, taken_at, body) of the latest checkpoint, if any."""
 
-    async def user_interactions(self, user_id: str, limit: int) -> list[Interaction]:
+    async def user_interactions(self, user_id: str, limit: int, before_id: int | None = None) -> list[Interaction]:
         ...
 
-    async def known_users(self, user_ids: list[str]) -> list[str]:
+    async def known_users(self, user_ids: list[str], before_id: int | None = None) -> list[str]:
         ...
 
-    async def user_final_items(self, user_id: str) -> list[str]:
+    async def user_final_items(self, user_id: str, before_id: int | None = None) -> list[str]:
         ...
 
     async def user_dismissed_items(self, user_id: str) -> list[str]:
         ...
 
-    async def user_items(self, user_id: str) -> list[str]:
+    async def user_items(self, user_id: str, before_id: int | None = None) -> list[str]:
         ...
 
     async def save_model(self, model: SavedModel) -> None:

@@ -40,12 +40,12 @@ class SqliteRecoStore:
         rows = await self._db.fetchall("SELECT user_id, item_id, kind, weight, at FROM reco_interactions ORDER BY id")
         return [Interaction(*r) for r in rows]
 
-    async def interactions_after(self, after_id: int, limit: int) -> tuple[int, list[Interaction]]:
-        """Up to `limit` interactions stored after `after_id`, in arrival order, and the last one's id (a page of
-        the rebuild at start: the whole log fetched at once sat in memory beside the features built from it)."""
+    async def interactions_after(self, after_id: int, limit: int) -> tuple[int, list[tuple[int, Interaction]]]:
+        """Up to `limit` interactions stored after `after_id`, in arrival order, each with its id, and the last id (a
+        page of the rebuild at start: the whole log fetched at once sat in memory beside the features built from it)."""
         rows = await self._db.fetchall("SELECT id, user_id, item_id, kind, weight, at FROM reco_interactions "
                                        "WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))
-        return (rows[-1][0] if rows else after_id), [Interaction(*r[1:]) for r in rows]
+        return (rows[-1][0] if rows else after_id), [(r[0], Interaction(*r[1:])) for r in rows]
 
     async def interactions_before(self, before_id: int | None, limit: int) -> tuple[int | None, list[Interaction]]:
         """Up to `limit` interactions stored before `before_id` (None: the newest), in arrival order, and the first
@@ -72,36 +72,44 @@ class SqliteRecoStore:
         row = await self._db.fetchone("SELECT covered, taken_at, body FROM reco_checkpoint WHERE id = 1")
         return (int(row[0]), float(row[1]), bytes(row[2])) if row else None
 
-    async def user_interactions(self, user_id: str, limit: int) -> list[Interaction]:
+    # A user's history, ever or (`before_id`) as it stood before the interaction with that id: a start replaying the
+    # log restores a user the memory forgot as they were at the event it replays.
+
+    async def user_interactions(self, user_id: str, limit: int, before_id: int | None = None) -> list[Interaction]:
         """A user's latest `limit` interactions, oldest first (a user the memory had forgotten)."""
         rows = await self._db.fetchall("SELECT user_id, item_id, kind, weight, at FROM reco_interactions "
-                                       "WHERE user_id=? ORDER BY id DESC LIMIT ?", (user_id, limit))
+                                       "WHERE user_id=? AND id < ? ORDER BY id DESC LIMIT ?",
+                                       (user_id, _NEWEST if before_id is None else before_id, limit))
         return [Interaction(*r) for r in reversed(rows)]
 
-    async def known_users(self, user_ids: list[str]) -> list[str]:
+    async def known_users(self, user_ids: list[str], before_id: int | None = None) -> list[str]:
         """Which of these users have any stored interaction (one query per 500 ids)."""
         known: list[str] = []
         for lo in range(0, len(user_ids), 500):
             chunk = user_ids[lo:lo + 500]
             rows = await self._db.fetchall("SELECT DISTINCT user_id FROM reco_interactions WHERE user_id IN "
-                                           f"({','.join('?' * len(chunk))})", chunk)
+                                           f"({','.join('?' * len(chunk))}) AND id < ?",
+                                           [*chunk, _NEWEST if before_id is None else before_id])
             known += [r[0] for r in rows]
         return known
 
-    async def user_final_items(self, user_id: str) -> list[str]:
-        """Items the user bought or dismissed, ever (never recommended back)."""
-        rows = await self._db.fetchall("SELECT DISTINCT item_id FROM reco_interactions "
-                                       "WHERE user_id=? AND (kind='purchase' OR weight < 0)", (user_id,))
+    async def user_final_items(self, user_id: str, before_id: int | None = None) -> list[str]:
+        """Items the user bought or dismissed, ever (never recommended back): by the event's kind, whatever weight
+        the configuration gives it."""
+        rows = await self._db.fetchall("SELECT DISTINCT item_id FROM reco_interactions WHERE user_id=? AND id < ? "
+                                       "AND kind IN ('purchase', 'dismiss')",
+                                       (user_id, _NEWEST if before_id is None else before_id))
         return [r[0] for r in rows]
 
     async def user_dismissed_items(self, user_id: str) -> list[str]:
-        """Items the user dismissed (negative feedback), ever: kept out even when bought items may come back."""
-        rows = await self._db.fetchall("SELECT DISTINCT item_id FROM reco_interactions WHERE user_id=? AND weight < 0",
-                                       (user_id,))
+        """Items the user dismissed, ever: kept out even when bought items may come back."""
+        rows = await self._db.fetchall("SELECT DISTINCT item_id FROM reco_interactions "
+                                       "WHERE user_id=? AND kind = 'dismiss'", (user_id,))
         return [r[0] for r in rows]
 
-    async def user_items(self, user_id: str) -> list[str]:
-        rows = await self._db.fetchall("SELECT DISTINCT item_id FROM reco_interactions WHERE user_id=?", (user_id,))
+    async def user_items(self, user_id: str, before_id: int | None = None) -> list[str]:
+        rows = await self._db.fetchall("SELECT DISTINCT item_id FROM reco_interactions WHERE user_id=? AND id < ?",
+                                       (user_id, _NEWEST if before_id is None else before_id))
         return [r[0] for r in rows]
 
     async def save_model(self, model: SavedModel) -> None:

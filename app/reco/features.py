@@ -228,7 +228,7 @@ class LiveFeatures:
         state.append(item, at, w, purchase, self.events_per_user)
         if item not in state.seen:
             state.seen.append(item)
-        if ((purchase and w > 0) or w < 0) and item not in state.final:
+        if (purchase or row.kind == "dismiss") and item not in state.final:  # by kind, whatever its weight
             state.final.append(item)
         self.sequence += 1
         state.version = self.sequence

@@ -155,7 +155,7 @@ class RecoService:
             after, page = await self._store.interactions_after(after, REBUILD_PAGE)
             if not page:
                 break
-            self.features.rebuild(page)
+            await self._replay(page)
             tail += len(page)
         self._covered, self._written = after, 0
         log.info("reco features loaded", extra={"checkpoint": self._checkpointed >= 0, "replayed": tail,
@@ -163,6 +163,27 @@ class RecoService:
                                                 "checkpoint_s": round(restored, 3),
                                                 "seconds": round(time.perf_counter() - started, 3)})
         self.serve(await self._store.latest_model())
+
+    async def _replay(self, page: list[tuple[int, Interaction]]) -> None:
+        """A page of the stored log applied in order, as it was applied live: a user the memory does not hold but who
+        has earlier stored events (left out of the checkpoint, or forgotten by the LRU during the replay) is first
+        restored as they stood before the event, as `record` restores them, so their exclusions and co-view
+        pairs are the live ones."""
+        users = self.features.users
+        absent = list(dict.fromkeys(r.user_id for _, r in page if r.user_id not in users))
+        # With no checkpoint and nobody forgotten yet, a user not held has no earlier events: nothing to read.
+        earlier = set(await self._store.known_users(absent, page[0][0])) \
+            if absent and (self._checkpointed >= 0 or users.evictions) else set()
+        in_page: set[str] = set()
+        for row_id, row in page:
+            user_id = row.user_id
+            if user_id not in users and (user_id in earlier or user_id in in_page):
+                n = self.features.events_per_user
+                self.features.restore_user(user_id, await self._store.user_interactions(user_id, n, row_id),
+                                           await self._store.user_items(user_id, row_id),
+                                           await self._store.user_final_items(user_id, row_id))
+            self.features.apply(row)
+            in_page.add(user_id)
 
     async def checkpoint(self) -> str:
         """Store the features as they are (the periodic `reco_checkpoint` task), so that a start replays only

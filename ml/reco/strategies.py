@@ -115,7 +115,7 @@ class UserContext:
         bought = inter.take(inter.purchase & (inter.weight > 0))
         purchases = signals.user_profiles(bought, users, config.fbt_window, 0.0, 1.0)
         purchases.data[:] = 1.0
-        final = inter.take((inter.purchase & (inter.weight > 0)) | (inter.weight < 0))
+        final = inter.take(inter.purchase | (inter.weight < 0))  # bought (whatever its weight) or dismissed
         return cls(recent, purchases, signals.user_items(inter, users), signals.user_items(final, users))
 
 

@@ -3,6 +3,7 @@ the lists are those of a replay of the whole log. A checkpoint covers exactly wh
 
 import asyncio
 import logging
+import sqlite3
 
 import numpy as np
 
@@ -274,3 +275,47 @@ async def test_a_clean_shutdown_saves_the_features_and_the_next_start_replays_no
     again = await aiohttp_client(create_app(config, clock=clock))
     assert replayed[0] == 0
     assert_same_features(live, state_of(again.app[PLATFORM].reco))
+
+
+async def test_a_user_forgotten_before_the_checkpoint_or_during_the_replay_comes_back_as_live(
+        aiohttp_client, tmp_path, clock):
+    """A start restores a user the memory does not hold as `record` does, as they stood before the event it replays:
+    what they bought or dismissed stays out of their lists and their co-views pair as they did live, whether they
+    were left out of the checkpoint or forgotten by the LRU while the log replays."""
+    config = settings(tmp_path, reco__max_users=20, reco__explore_items=0)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    headers = await staff(client)
+    await seed_items(client, headers)
+    reco = client.app[PLATFORM].reco
+    now = clock.now()
+    await ingest(client, headers, [event("a", "purchase", "lounge-pass", now - 300),
+                                   event("a", "dismiss", "dest-LHR", now - 299),
+                                   event("a", "product_view", "dest-CDG", now - 298),
+                                   event("b", "dismiss", "dest-MAD", now - 297)])
+    await ingest(client, headers, [event(f"o{k}", "product_view", "dest-BCN", now - 290 + k) for k in range(30)])
+    assert "a" not in reco.features.users and "b" not in reco.features.users  # forgotten
+    assert await reco.checkpoint() == "stored"   # taken while they are not held: left out of it
+    await ingest(client, headers, [event("a", "product_view", "dest-MAD", now - 100),
+                                   event("b", "product_view", "dest-CDG", now - 99)])
+    await ingest(client, headers, [event(f"p{k}", "product_view", "dest-BCN", now - 90 + k) for k in range(30)])
+    await ingest(client, headers, [event("b", "click", "dest-LHR", now - 50)])  # b forgotten again, then back
+    live = {u: await recommend(client, headers, u, n=20) for u in ("a", "b")}
+    live_features = state_of(reco)
+    assert not {"lounge-pass", "dest-LHR"} & {i["item_id"] for i in live["a"]["items"]}
+    assert "dest-MAD" not in {i["item_id"] for i in live["b"]["items"]}
+    await client.close()   # no checkpoint at shutdown (reco.checkpoint_interval_s = 0): the tail is replayed
+
+    for from_checkpoint in (True, False):
+        if not from_checkpoint:   # the whole log: the LRU forgets them during the replay
+            db = sqlite3.connect(config.data_path / "contrail.db")
+            with db:
+                db.execute("DELETE FROM reco_checkpoint")
+            db.close()
+        again = await aiohttp_client(create_app(config, clock=clock))
+        headers = await staff(again)
+        restarted = again.app[PLATFORM].reco
+        assert restarted._checkpointed >= 0 if from_checkpoint else restarted._checkpointed < 0
+        assert np.array_equal(state_of(restarted)["coview"], live_features["coview"])
+        for u in ("a", "b"):
+            assert await recommend(again, headers, u, n=20) == live[u], (from_checkpoint, u)
+        await again.close()

@@ -149,6 +149,25 @@ async def test_feedback_weights_and_the_popularity_half_life_are_configuration(a
     assert [(i["item_id"], round(i["score"], 3)) for i in popular["items"]] == [("dest-MAD", 3.5), ("dest-BCN", 0.5)]
 
 
+async def test_a_purchase_weighing_nothing_still_keeps_the_bought_item_out(aiohttp_client, tmp_path, clock):
+    """Bought is told by the event's kind: with reco.weight_purchase = 0 (purchases add nothing to the scores), the
+    item bought stays out of the lists, live and after the user is forgotten and read back from the store."""
+    config = make_config(tmp_path, reco__explore_items=0, reco__weight_purchase=0, reco__max_users=3)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    headers = await staff(client)
+    await seed_items(client, headers)
+    now = clock.now()
+    await ingest(client, headers, [event(f"o{k}", "product_view", "dest-MAD", now - 200 + k) for k in range(5)])
+    await ingest(client, headers, [event("pat", "purchase", "dest-MAD", now - 100),
+                                   event("pat", "product_view", "dest-BCN", now - 99)])
+    assert "dest-MAD" not in ids(await recommend(client, headers, "pat", n=9))
+    activity = await (await client.get("/v1/reco/users/pat", headers=headers)).json()
+    assert activity["bought_or_dismissed"] == ["dest-MAD"]
+    await ingest(client, headers, [event(f"p{k}", "product_view", "dest-CDG", now - 50 + k) for k in range(5)])
+    assert "pat" not in client.app[PLATFORM].reco.features.users   # forgotten: read back from the store
+    assert "dest-MAD" not in ids(await recommend(client, headers, "pat", n=9))
+
+
 async def test_unknown_users_lists_leave_out_what_they_exclude(reco, clock):
     client, headers = reco
     await browse_history(client, headers, clock)

@@ -116,6 +116,7 @@ RULES = [
     ("ingest.max_future_skew_s", "86401"),
     ("reco.max_items", "0"), ("reco.weight_view", "-1"), ("reco.weight_click", "101"), ("reco.weight_wishlist", "-0.5"),
     ("reco.weight_cart", "-1"), ("reco.weight_purchase", "101"), ("reco.weight_dismiss", "1"),
+    ("reco.weight_dismiss", "0"),
     ("reco.recent_n", "0"), ("reco.recent_n", "501"), ("reco.recent_ttl_s", "-1"),
     ("reco.popularity_half_life_s", "-1"), ("reco.trending_window_s", "-1"), ("reco.coview_window", "-1"),
     ("reco.coview_window", "101"), ("reco.coview_ttl_s", "-1"), ("reco.max_users", "0"), ("reco.cache_ttl_s", "-1"),
@@ -206,7 +207,8 @@ def test_every_constrained_key_has_a_refusal_case():
     ("loyalty.channel_bonus", '{"mobile_app": 10, "kiosk": 0}'), ("ingest.enabled_sources", "[]"),
     ("ingest.enabled_sources", '["iot", "pos"]'), ("demo.traffic_per_s", "10000"), ("adaptors.sms_url", ""),
     ("reco.recent_ttl_s", "0"), ("reco.coview_ttl_s", "0"), ("reco.popularity_half_life_s", "0"),
-    ("reco.retrain_interval_s", "0"), ("reco.explore_items", "0"), ("reco.weight_dismiss", "0"),
+    ("reco.retrain_interval_s", "0"), ("reco.explore_items", "0"), ("reco.weight_dismiss", "-0.01"),
+    ("reco.weight_purchase", "0"),
 ])
 def test_values_on_the_edge_of_a_rule_are_accepted(key, value):
     section, name = key.split(".")
