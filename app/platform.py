@@ -342,13 +342,14 @@ class Platform:
         account = await self.accounts.fetch(account_id) if kind == "user" else None
         return account.email if account is not None and account.email else None  # erased: none
 
-    async def _campaign_state(self, campaign_id: str) -> str | None:
+    async def _campaign_state(self, campaign_id: str) -> tuple[str, list[str]] | None:
+        """A campaign's state as activation sees it, and the channels it was approved for."""
         campaign = await self.bidding.campaign_store.read(campaign_id)  # an archived one from the store
         if campaign is None:
             return None
         if campaign.state == "live" and campaign.ends_at is not None and campaign.ends_at <= self.clock.now():
-            return "completed"  # its end has come; the scheduler's next pass records it
-        return campaign.state
+            return "completed", campaign.channels  # its end has come; the scheduler's next pass records it
+        return campaign.state, campaign.channels
 
     def _route_of(self, flight_id: str) -> str | None:
         flight = self.catalog_store.flight(flight_id)

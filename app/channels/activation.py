@@ -17,7 +17,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, get_args
 
 from app import ids
 from app.channels.email import EmailService
@@ -26,6 +26,7 @@ from app.channels.ports import ProviderError, Providers
 from app.channels.suppression import SuppressionService
 from app.errors import Conflict, InvalidInput, NotFound
 from app.runtime.clock import Clock
+from state.campaigns import ActivationChannel
 from state.ports import ActivationCountStore
 
 log = logging.getLogger("contrail.channels")
@@ -54,6 +55,7 @@ def _utc_day(at: float) -> str:
 
 CASCADE = ("in_store", "preferred", "push", "in_app", "sms", "email", "web", "paid_media")
 # The channels whose messages carry recommended items (push and SMS stay short; paid media is not a message).
+ACTIVATION_CHANNELS = frozenset(get_args(ActivationChannel))  # a campaign's channels that activation may use
 _CARRIES_RECOMMENDED = frozenset({"email", "in_app", "in_store", "web"})
 # Suppression list channel for each activation channel (in-app and paid media answer to "all" entries only).
 _SUPPRESSION_CHANNEL = {"email": "email", "sms": "sms", "push": "push"}
@@ -65,9 +67,10 @@ class ActivationService:
                  seen_on_web: Callable[[str], bool], recommendations: Recommendations | None = None,
                  product_name: Callable[[str], str | None] = lambda _: None,
                  shop_base: Callable[[], str] = lambda: "", customer_value: CustomerValue | None = None,
-                 campaign_state: Callable[[str], Awaitable[str | None]] | None = None) -> None:
+                 campaign_state: Callable[[str], Awaitable[tuple[str, list[str]] | None]] | None = None) -> None:
         self._config = config
-        self._campaign_state = campaign_state  # a campaign's workflow state (None: no such campaign)
+        # A campaign's workflow state and the channels it was approved for (None: no such campaign).
+        self._campaign_state = campaign_state
         self._customer_value = customer_value
         self._recommendations = recommendations
         self._product_name = product_name  # a catalog product id -> its name (None: not a product on sale)
@@ -182,13 +185,25 @@ class ActivationService:
         predicted)."""
         if not user_id or len(user_id) > 128:
             raise InvalidInput("user_id must be 1 to 128 characters")
-        if campaign_id is not None:  # only a live campaign reaches people
-            state = await self._campaign_state(campaign_id) if self._campaign_state is not None else None
-            if state is None:
+        approved: list[str] | None = None  # the channels a campaign may use (None: no campaign, any)
+        if campaign_id is not None:  # only a live campaign reaches people, by the channels it was approved for
+            found = await self._campaign_state(campaign_id) if self._campaign_state is not None else None
+            if found is None:
                 raise NotFound(f"no campaign {campaign_id}")
+            state, channels = found
             if state != "live":
                 raise Conflict(f"cannot activate for campaign {campaign_id}: it is {state} (only live campaigns "
                                "activate)", {"state": state})
+            # An approval rule counted these channels (SMS may need two approvers): no other may be used.
+            approved = [c for c in channels if c in ACTIVATION_CHANNELS]
+            if channel is not None and channel not in approved:
+                raise Conflict(f"cannot activate for campaign {campaign_id} by {channel}: it was approved for "
+                               f"{', '.join(approved) or 'no activation channel'}", {"field": "channel",
+                                                                                      "channels": approved})
+            if not approved:
+                raise Conflict(f"cannot activate for campaign {campaign_id}: it was approved for no activation "
+                               "channel (edit its channels and have it approved)", {"field": "channel",
+                                                                                   "channels": approved})
             campaign = campaign_id
         activation_id = f"act_{ids.token_hex(10)}"
         member = self._members(user_id)
@@ -215,7 +230,8 @@ class ActivationService:
             self._sent_today[user_id] += 1
             sent = False
             try:
-                candidates = [channel] if channel else self._channels(user_id, member, present)
+                candidates = [channel] if channel else [c for c in self._channels(user_id, member, present)
+                                                        if approved is None or c in approved]
                 for ch in candidates:
                     if not self._reachable(ch, user_id, member, present):
                         continue

@@ -49,7 +49,7 @@ def build(infra: Infra, loyalty: LoyaltyService, profiles: ProfileCache,
           email_of: Callable[[str], Awaitable[str | None]], recommendations: Recommendations | None = None,
           product_name: Callable[[str], str | None] = lambda _: None,
           customer_value: CustomerValue | None = None,
-          campaign_state: Callable[[str], Awaitable[str | None]] | None = None) -> Channels:
+          campaign_state: Callable[[str], Awaitable[tuple[str, list[str]] | None]] | None = None) -> Channels:
     """`email_of`: an order owner's email address (None for guests), for order confirmations; `recommendations`
     and `product_name` (a catalog product's name): the recommended items activation messages carry;
     `customer_value`: predicted lifetime values, for activations limited to an LTV band."""

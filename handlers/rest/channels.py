@@ -194,7 +194,8 @@ class ChannelsApi:
         router.add_get("/v1/channels/email/analytics/{activation_id}", self.email_report)
 
     @endpoint("Reach a customer over the best channel (or the one named): suppression and the daily cap are checked, "
-              "and an LTV band (ltv_min, ltv_max) when given; for a campaign_id, only a live campaign activates",
+              "and an LTV band (ltv_min, ltv_max) when given; for a campaign_id, only a live campaign activates, by "
+              "the channels it was approved for",
               tags=("channels",), roles=STAFF, body=ActivateBody, response=ActivationResult, status=201,
               errors=(404, 409))
     async def activate(self, request: web.Request, principal, body: ActivateBody) -> web.Response:

@@ -24,7 +24,8 @@ HOUR = 3600
 def live_campaign(campaign_id: str, **kw) -> Campaign:
     fields = dict(id=campaign_id, name=campaign_id.title(), advertiser_domain="contrail.example",
                   bid_cap_micros=5_000_000, daily_budget_micros=10**9, state="live",
-                  creatives=[Creative("c", "banner", "<b>", w=300, h=250)], offer_ids=["LIS-BCN", "promo-1"])
+                  creatives=[Creative("c", "banner", "<b>", w=300, h=250)], offer_ids=["LIS-BCN", "promo-1"],
+                  channels=["display", "email"])
     fields.update(kw)
     return Campaign(**fields)
 

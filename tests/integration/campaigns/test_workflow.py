@@ -333,6 +333,38 @@ async def test_only_a_live_campaign_activates(team):
     assert len(await platform.inapp.inbox("m1", 10, None)) == 1
 
 
+async def test_a_campaign_activates_only_by_the_channels_it_was_approved_for(team):
+    """The approval rule counted the campaign's channels (SMS needs two approvers): an in-app campaign cannot send
+    an SMS, and without a channel named the cascade skips the channels it was not approved for."""
+    client, keys, _ = team
+    platform = client.app[PLATFORM]
+    await platform.loyalty.put_member(Member("m1", preferred_channel="email", email="m1@example.com",
+                                             phone="+351912345678", push_token="app-1"))  # has the app
+    await client.post("/v1/admin/campaigns", json=new_campaign(channels=["display", "in_app"]), headers=keys["author"])
+    await step(client, keys["author"], "spring", "submit")
+    assert (await step(client, keys["ana"], "spring", "approve"))["approval_rule"] == "standard"
+    await step(client, keys["ana"], "spring", "schedule")
+    message = {"user_id": "m1", "subject": "Spring", "text": "Fly in spring", "campaign_id": "spring"}
+    for channel in ("sms", "email"):
+        refused = await client.post("/v1/channels/activate", json={**message, "channel": channel}, headers=keys["ana"])
+        body = await refused.json()
+        assert refused.status == 409 and body["error"]["details"] == {"field": "channel", "channels": ["in_app"]}
+        assert f"by {channel}: it was approved for in_app" in body["error"]["message"]
+    sent = await client.post("/v1/channels/activate", json=message, headers=keys["ana"])
+    assert sent.status == 201 and (await sent.json())["channel"] == "in_app"   # not email, the member's preferred
+    await client.post("/v1/admin/campaigns", json=new_campaign(id="banner-only", channels=["display"]),
+                      headers=keys["author"])
+    await step(client, keys["author"], "banner-only", "submit")
+    await step(client, keys["ana"], "banner-only", "approve")
+    await step(client, keys["ana"], "banner-only", "schedule")
+    none = await client.post("/v1/channels/activate", json={**message, "campaign_id": "banner-only"},
+                             headers=keys["ana"])
+    assert none.status == 409 and "no activation channel" in (await none.json())["error"]["message"]
+    anyone = {k: v for k, v in message.items() if k != "campaign_id"}
+    no_campaign = await client.post("/v1/channels/activate", json={**anyone, "channel": "email"}, headers=keys["ana"])
+    assert no_campaign.status == 201   # a message of no campaign goes by any channel
+
+
 async def test_a_campaign_past_its_end_neither_bids_nor_activates_before_the_scheduler_completes_it(team, clock):
     client, keys, _ = team
     platform = client.app[PLATFORM]
