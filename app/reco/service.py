@@ -639,8 +639,10 @@ class RecoService:
             raise NotFound(f"no item {item_id}")
         model = f.model()
         hidden = f.hidden()
-        if model.embeddings is not None:
+        # An item the embeddings do not cover (first seen after the training) has a zero row: its co-views then.
+        if model.embeddings is not None and model.embeddings.unit[i].any():
             sims = model.embeddings.unit[[i]] @ model.embeddings.unit.T
+            sims[0, ~model.embeddings.unit.any(axis=1)] = -np.inf  # nor is such an item anyone's neighbour
             source, reason = "embeddings", f"similar to {item_id}"
         else:
             sims = np.asarray(sp.csr_matrix(model.coview[i]).todense(), dtype=np.float64)

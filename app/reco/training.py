@@ -67,7 +67,10 @@ def interactions(rows: list[Interaction], item_index: dict[str, int], n_items: i
 def train(rows: list[Interaction], item_index: dict[str, int], n_items: int, meta: ItemMeta,
           config: st.RecoConfig, incumbent: Incumbent, min_events: int) -> Outcome:
     """Train, evaluate against what serves now on the same held-out events, and say whether to swap."""
+    # What users did want: a dismissal in ALS's binary matrix would make the item look like what its dismissers
+    # liked, and it is no hit to hold out (lists exclude it).
     inter = interactions(rows, item_index, n_items)
+    inter = inter.take(inter.weight >= 0)
     nothing = (0.0, 0.0)
     if len(inter) < min_events:
         return Outcome(False, f"{len(inter)} interactions stored; training needs {min_events}", len(inter), 0,

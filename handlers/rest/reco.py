@@ -96,7 +96,7 @@ class Popular(msgspec.Struct):
 
 class Similar(msgspec.Struct):
     item_id: str
-    source: str  # "embeddings" (the trained model) or "coview" (no model trained yet)
+    source: str  # "embeddings" (the trained model) or "coview" (no model trained yet, or none covering the item)
     model: str
     items: list[Recommended]
 

@@ -141,3 +141,33 @@ async def test_a_candidate_that_does_worse_than_the_serving_model_is_kept_out_an
     gauges = await evaluation_gauges(client)
     assert gauges[("hr@10", "candidate")] == pytest.approx(evaluation["hr@10"], abs=1e-6)
     assert ("hr@10", "serving") not in gauges  # the seed blend was never a trained version
+
+
+async def test_dismissals_teach_the_embeddings_nothing_and_a_new_item_has_its_coview_neighbours(
+        aiohttp_client, tmp_path, clock):
+    """An offer every shopper of one taste dismissed is nobody's neighbour after a training (a dismissal is not a
+    like), and an item first seen after the training answers `similar` by its co-views, not by a zero embedding."""
+    config = make_config(tmp_path, reco__explore_items=0, reco__factors=8, reco__coview_window=1)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    headers = await staff(client)
+    admin = {"X-Api-Key": (await client.app[PLATFORM].api_keys.create("ops", "admin"))[1]}
+    history = clustered_history(clock.now())
+    dismissals = [event(e["user_id"], "dismiss", "junk-offer", e["at"] + 30) for e in history[2::6]
+                  if int(e["user_id"][1:]) % 3 == 0]   # every c0 shopper, after their third view
+    await ingest(client, headers, sorted(history + dismissals, key=lambda e: e["at"]))
+    trained = await (await client.post("/v1/admin/reco/train", headers=admin)).json()
+    assert trained["live"], trained
+    for item in ("c0-1", "c0-5", "c1-3"):
+        similar = await (await client.get(f"/v1/items/{item}/similar", params={"n": "30"}, headers=headers)).json()
+        assert similar["source"] == "embeddings" and "junk-offer" not in ids(similar)
+    junk = await (await client.get("/v1/items/junk-offer/similar", params={"n": "5"}, headers=headers)).json()
+    assert junk["source"] == "coview" and junk["items"] == []   # a dismissal pairs with nothing
+
+    now = clock.now()
+    await ingest(client, headers, [e for u in range(5) for e in (event(f"n{u}", "product_view", "c0-1", now - 30 + u),
+                                                                 event(f"n{u}", "product_view", "brand-new",
+                                                                       now - 20 + u))])
+    new = await (await client.get("/v1/items/brand-new/similar", params={"n": "5"}, headers=headers)).json()
+    assert new["source"] == "coview" and ids(new) == ["c0-1"] and new["items"][0]["score"] > 0
+    old = await (await client.get("/v1/items/c0-1/similar", params={"n": "30"}, headers=headers)).json()
+    assert "brand-new" not in ids(old)   # no embedding to be anyone's neighbour by
