@@ -27,7 +27,7 @@ class ItemFields(msgspec.Struct, forbid_unknown_fields=True):
     category: Token | None = None
     tags: Annotated[list[Token], msgspec.Meta(max_length=50)] = []
     features: Annotated[dict[Token, float], msgspec.Meta(max_length=50)] = {}
-    created_at: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    created_at: Annotated[float, msgspec.Meta(ge=0, le=1e11)] | None = None  # epoch seconds, as RecoItem's
     hidden: bool = False
 
 
@@ -66,7 +66,8 @@ class Recommended(msgspec.Struct):
 class Recommendations(msgspec.Struct):
     user_id: str
     strategy: str
-    model: str  # "seed" (features only), "<version>:learned" / "<version>:seed" (the blend's weights), "popular"
+    model: str  # personalized: "seed", "<version>:learned" / "<version>:seed" (the blend's weights); other
+    # strategies: "<version>" or "features" (no training yet); "popular" for a user with no history
     items: list[Recommended]
 
 

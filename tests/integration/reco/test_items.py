@@ -33,6 +33,7 @@ async def test_items_are_put_one_by_one_or_in_bulk_and_read_back(api, customer_h
     ({"features": {"beach": "yes"}}, 400, "features"),
     ({"created_at": -1}, 400, "created_at"),
     ({"created_at": 1e300}, 400, "created_at"),  # no year past 5138
+    ({"created_at": 1_700_000_000_000}, 400, "created_at"),  # milliseconds, not seconds
     ({"colour": "red"}, 400, "colour"),
     ({"item_id": "other"}, 400, "item_id"),
 ])
@@ -42,6 +43,7 @@ async def test_a_malformed_item_is_refused_naming_the_field(api, body, status, f
     assert resp.status == status
     error = (await resp.json())["error"]
     assert field in error["message"], error
+    assert (error.get("details") or {}).get("field", field).startswith(field), error   # the field it names
 
 
 async def test_a_bulk_load_is_all_or_nothing(api):
