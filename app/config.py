@@ -300,6 +300,7 @@ class RecoConfig(_Section):
     max_items: Annotated[int, Meta(ge=1, le=10_000_000)] = 100_000
     cache_ttl_s: NotNegativeFloat = 300.0
     cache_entries: Annotated[int, Meta(ge=1, le=10_000_000)] = 50_000
+    cache_bytes: Annotated[int, Meta(ge=1 << 16, le=1 << 36)] = 64 << 20
     explore_items: Annotated[int, Meta(ge=0, le=10)] = 1
     max_n: Annotated[int, Meta(ge=1, le=1000)] = 100
     retrain_interval_s: NotNegativeFloat = 3600.0

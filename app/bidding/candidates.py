@@ -17,13 +17,13 @@ from __future__ import annotations
 import bisect
 import hashlib
 import weakref
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from app.bidding.openrtb import BidRequest, Imp, banner_sizes
-from app.runtime.lru import LRU
+from app.runtime.lru import LRU, SizedLRU
 from state.campaigns import Campaign, Creative
 
 WINDOWS = {"minute": 60, "hour": 3600, "day": 86_400}
@@ -177,51 +177,15 @@ class Candidates:
         return self._shape.campaigns[j], self._shape.creatives[j]
 
 
-class ShapeCache:
-    """Request shapes by key, least recently used forgotten first past `max_bytes` or `max_entries`."""
-
-    def __init__(self, max_bytes: int, max_entries: int, name: str = "bid_shapes") -> None:
-        self.name = name
-        self.capacity = max_entries
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self.evictions = 0
-        self._items: OrderedDict[tuple, _Shape] = OrderedDict()
-
-    def get(self, key: tuple) -> _Shape | None:
-        try:
-            self._items.move_to_end(key)
-        except KeyError:
-            return None
-        return self._items[key]
-
-    def put(self, key: tuple, shape: _Shape) -> None:
-        """Keep `shape` as the most recently used (not at all when it alone is over the budget)."""
-        old = self._items.pop(key, None)
-        if old is not None:
-            self.bytes -= old.nbytes
-        if shape.nbytes > self.max_bytes:
-            return
-        self._items[key] = shape
-        self.bytes += shape.nbytes
-        while self.bytes > self.max_bytes or len(self._items) > self.capacity:
-            _, gone = self._items.popitem(last=False)
-            self.bytes -= gone.nbytes
-            self.evictions += 1
-
-    def clear(self) -> None:
-        self._items.clear()
-        self.bytes = 0
-
-    def __len__(self) -> int:
-        return len(self._items)
+ShapeCache = SizedLRU[tuple, _Shape]  # request shapes by key, bounded by bytes and by count
 
 
 class CandidateIndex:
     """Live campaigns by slot, the inverted indexes block lists are checked with, and the shape cache."""
 
     def __init__(self, shape_cache_bytes: int, shape_cache_entries: int) -> None:
-        self.shapes = ShapeCache(shape_cache_bytes, shape_cache_entries)
+        self.shapes: ShapeCache = SizedLRU(shape_cache_bytes, shape_cache_entries, "bid_shapes",
+                                           lambda _, shape: shape.nbytes)
         # Blocked slots by the values that hit, with the epoch each mask was last brought up to.
         self.masks: LRU[tuple, tuple[int, np.ndarray]] = LRU(1024, "bid_block_masks")
         self.version = -1            # the store's version the index follows

@@ -25,7 +25,7 @@ from app.reco.training import Incumbent, Outcome, train
 from app.reco.versions import RecoVersions
 from app.runtime.canary import Split
 from app.runtime.clock import Clock
-from app.runtime.lru import LRU
+from app.runtime.lru import SizedLRU
 from ml.reco import kernels
 from ml.reco import strategies as st
 from ml.reco.interactions import ItemMeta
@@ -45,6 +45,7 @@ STRATEGIES = ("personalized", "cf", "content_based", "frequently_bought_together
 ANYONES = frozenset({"trending", "new_arrivals"})
 FEEDBACK = ("product_view", "click", "wishlist_add", "cart_add", "purchase", "dismiss")
 FEEDBACK_NOTICE = "feedback"  # the change notices that carry feedback events whole (append-only facts)
+LIST_OVERHEAD = 150  # bytes a cached list costs beyond its key and JSON (two bytes objects and the LRU's entry)
 REBUILD_PAGE = 10_000  # interactions read per round trip when the features are rebuilt at start
 TRAINING_PAGE = 10_000  # interactions read per round trip for a training
 _encode_row = msgspec.json.Encoder().encode
@@ -99,7 +100,9 @@ class RecoService:
         self._metrics = metrics
         self._publish = publish
         self.features = LiveFeatures(model_config(config), config.recent_ttl_s, config.max_users)
-        self.lists: LRU[bytes, bytes] = LRU(config.cache_entries, "reco_lists")  # key -> _STAMP + the list's JSON
+        # key -> _STAMP + the list's JSON; bounded by bytes too: a key carries the request's exclude= and category=
+        self.lists: SizedLRU[bytes, bytes] = SizedLRU(config.cache_bytes, config.cache_entries, "reco_lists",
+                                                      lambda key, value: len(key) + len(value) + LIST_OVERHEAD)
         self.weights: tuple[float, ...] = st.SEED_WEIGHTS
         self.learned = False
         self.fast = True  # personalized and cf lists by the fast path (False: the plain one, its reference)

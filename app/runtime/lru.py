@@ -9,7 +9,7 @@ by cache name) through `CacheCollector`; one bounded by bytes too (bidding's req
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Generic, Protocol, TypeVar, overload
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -72,6 +72,58 @@ class LRU(Generic[K, V]):
 
     def __contains__(self, key: object) -> bool:
         return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class SizedLRU(Generic[K, V]):
+    """An LRU bounded by bytes as well as by count: the least recently used forgotten first past `max_bytes` or
+    `max_entries`, each entry counted as `size(key, value)` bytes when it comes and when it goes (so the values
+    are held as they are, with no wrapper the garbage collector would walk). A value alone over the budget is not
+    kept."""
+
+    __slots__ = ("name", "capacity", "max_bytes", "bytes", "evictions", "_size", "_items")
+
+    def __init__(self, max_bytes: int, max_entries: int, name: str, size: Callable[[K, V], int]) -> None:
+        if max_entries < 1:
+            raise ValueError("an LRU holds at least one entry")
+        self.name = name
+        self.capacity = max_entries
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.evictions = 0
+        self._size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        try:
+            self._items.move_to_end(key)
+        except KeyError:
+            return None
+        return self._items[key]
+
+    def put(self, key: K, value: V) -> None:
+        items = self._items
+        old = items.pop(key, None)
+        if old is not None:
+            self.bytes -= self._size(key, old)
+        size = self._size(key, value)
+        if size > self.max_bytes:
+            return
+        items[key] = value
+        self.bytes += size
+        while self.bytes > self.max_bytes or len(items) > self.capacity:
+            gone = items.popitem(last=False)
+            self.bytes -= self._size(*gone)
+            self.evictions += 1
+
+    def clear(self) -> None:
+        self._items.clear()
+        self.bytes = 0
+
+    def items(self) -> Iterator[tuple[K, V]]:
+        return iter(list(self._items.items()))
 
     def __len__(self) -> int:
         return len(self._items)

@@ -250,6 +250,26 @@ async def test_cached_lists_expire_and_the_cache_holds_at_most_its_entries(aioht
     assert 'contrail_cache_entries{cache="reco_lists"} 2.0' in text
 
 
+async def test_the_list_cache_is_bounded_by_bytes_whatever_the_keys_carry(aiohttp_client, tmp_path, clock):
+    """One customer asking with a different long exclude= each time cannot fill memory: keys and lists count
+    against reco.cache_bytes, the oldest forgotten first, and /metrics shows the bytes held and the budget."""
+    config = make_config(tmp_path, reco__explore_items=0, reco__cache_bytes=65_536)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    headers = await staff(client)
+    await seed_items(client, headers)
+    await browse_history(client, headers, clock)
+    lists = client.app[PLATFORM].reco.lists
+    for k in range(60):
+        exclude = ",".join(f"not-an-item-{k}-{j:04d}" for j in range(90))   # about 2 KB of key
+        resp = await client.get("/v1/recommendations/h0", params={"n": "10", "exclude": exclude}, headers=headers)
+        assert resp.status == 200
+        assert lists.bytes <= 65_536
+    assert 20 < len(lists) < 60 and lists.evictions == 60 - len(lists)
+    text = await (await client.get("/metrics")).text()
+    assert f'contrail_cache_bytes{{cache="reco_lists"}} {float(lists.bytes)}' in text
+    assert 'contrail_cache_budget_bytes{cache="reco_lists"} 65536.0' in text
+
+
 async def test_bad_requests_get_clear_4xx(reco, clock):
     client, headers = reco
     for params, field in (({"strategy": "magic"}, "strategy"), ({"n": "0"}, "n"), ({"n": "1001"}, "n"),

@@ -55,9 +55,7 @@ def reference_candidates(service: CampaignService, request: BidRequest, user_id:
     imps = [(i, _ImpShape(imp)) for i, imp in enumerate(request.imp or ())]
     bcat, badv, bapp = set(request.bcat or ()), set(request.badv or ()), set(request.bapp or ())
     # The live campaigns straight from the store, not through the service's index.
-    # A live campaign stops bidding at its end, before the scheduler records it completed.
-    entries = [_Entry(c) for c in service._store.all()
-               if c.state == "live" and c.creatives and (c.ends_at is None or now < c.ends_at)]
+    entries = [_Entry(c) for c in service._store.all() if c.state == "live" and c.creatives]
     found: list[tuple[int, _Entry, Creative]] = []
     for e in entries:
         c = e.campaign
@@ -83,6 +81,8 @@ def reference_candidates(service: CampaignService, request: BidRequest, user_id:
         # Open while spend, the live bids' reservations and one impression at the bid cap fit the paced budget.
         held = delivery.spend.get((c.id, day), 0) + delivery.reserved.get(c.id, 0) + c.bid_cap_micros // 1000
         if not (c.daily_budget_micros > 0 and held <= c.daily_budget_micros * paced):
+            continue
+        if c.ends_at is not None and now >= c.ends_at:  # it stops at its end, before the scheduler completes it
             continue
         u: float | None = 0.0
         if counted and e.capped:

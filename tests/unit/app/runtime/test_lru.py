@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
-from app.runtime.lru import LRU, CacheCollector
+from app.runtime.lru import LRU, CacheCollector, SizedLRU
 
 
 def test_a_use_keeps_an_entry_and_the_least_recently_used_goes_first():
@@ -16,6 +16,36 @@ def test_a_use_keeps_an_entry_and_the_least_recently_used_goes_first():
     assert "b" not in cache and cache.get("a") == 1 and cache.get("c") == 3
     assert cache.peek("a") == 1 and cache.oldest() == ("a", 1)  # peek does not count as a use
     assert cache.evictions == 1 and len(cache) == 2
+
+
+@given(st.lists(st.tuples(st.sampled_from("pgc"), st.integers(0, 9), st.integers(0, 40)), max_size=200),
+       st.integers(1, 5), st.integers(10, 60))
+def test_the_sized_cache_behaves_as_a_recency_list_cut_to_its_bytes_and_entries(ops, capacity, max_bytes):
+    """Reference: a list ordered by recency, the oldest dropped while the sizes add up past the budget or the list
+    is past its capacity; a value alone over the budget is not kept (and whatever it replaced is gone)."""
+    cache: SizedLRU[int, bytes] = SizedLRU(max_bytes, capacity, "t", lambda key, value: 1 + len(value))
+    order: list[int] = []
+    values: dict[int, bytes] = {}
+    for op, key, length in ops:
+        if op == "p":
+            value = bytes(length)
+            cache.put(key, value)
+            order = [k for k in order if k != key]
+            values.pop(key, None)
+            if 1 + length <= max_bytes:
+                order.append(key)
+                values[key] = value
+            while sum(1 + len(values[k]) for k in order) > max_bytes or len(order) > capacity:
+                values.pop(order.pop(0))
+        elif op == "g":
+            assert cache.get(key) == values.get(key)
+            if key in values:
+                order = [k for k in order if k != key] + [key]
+        else:
+            cache.clear()
+            order, values = [], {}
+        assert cache.bytes == sum(1 + len(v) for v in values.values()) <= max_bytes
+        assert [k for k, _ in cache.items()] == order
 
 
 @given(st.lists(st.tuples(st.sampled_from("pgd"), st.integers(0, 9)), max_size=200), st.integers(1, 5))
