@@ -169,7 +169,10 @@ class NoticeService:
         charged = await self._charge(bid, cpm)
         self._notices.labels("win", "ok" if first else "repeat").inc()
         if first:
-            self._log_event("Win", {"bid_id": bid_id, "campaign_id": bid.campaign_id, "price_micros": cpm})
+            # `charged`: false when a billing notice charged the bid first; the reports then count its impression
+            # and spend from that Billing event alone.
+            self._log_event("Win", {"bid_id": bid_id, "campaign_id": bid.campaign_id, "price_micros": cpm,
+                                    "charged": charged})
             row = self._tap.take(bid_id) if self._tap is not None else None
             if row is not None:  # what the bid model learns from: the shown ad's features, labelled by its clicks
                 columns, values = features.to_sparse(row)

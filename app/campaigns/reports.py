@@ -5,13 +5,14 @@ written since its last pass, in id order, and adds them to hourly totals per cam
 the event log in the same transaction (an event counts once, across restarts). A report is then a range read over
 at most a few thousand rows, whatever the traffic was.
 
-Attribution: bids, wins (each an impression; its clearing price a thousandth of the CPM spent), billing notices of
-bids with no win notice (an impression too), losses and click notices carry their campaign. So do the bids Contrail
+Attribution: bids, wins, billing notices, losses and click notices carry their campaign. So do the bids Contrail
 routes from a DSP whose `cid` is one of the campaign's DSP line items, and their wins (DspBid, DspWin): the DSP spends
-its own budget, so they count in the report but not in the campaign's budget for today. Reward signals count
-as clicks (`clicked`) and conversions (`redeemed`) for the campaign they name, else for every campaign promoting
-the offer, once per signal id (a retried signal is logged again); a paid order converts for every campaign
-promoting its offer, its flight's route or one of its products.
+its own budget, so they count in the report but not in the campaign's budget for today. A bid's impression and spend
+(a thousandth of its clearing CPM) count once, from whichever of its win and billing notices charged it. Reward
+signals count as clicks (`clicked`) and conversions (`redeemed`) for the campaign they name, else for every campaign
+promoting the offer that was live when the signal came, once per signal id (a retried signal is logged again); a
+paid order converts for every campaign promoting its offer, its flight's route or one of its products that was live
+when it was paid. The all-campaigns totals count such an event once, however many campaigns it credits.
 No-bid reasons belong to the bidder, not to a campaign: reports show them for the whole range. Bids and no-bids
 are read from the event log's per-second totals where it keeps them (analytics.sample_bids below 1), and the whole
 records it keeps beside them as a sample are not counted again.
@@ -20,11 +21,12 @@ records it keeps beside them as a sample are not counted again.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import builtins
 import contextlib
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -35,6 +37,7 @@ from app.eventlog import EventLog
 from app.runtime.clock import Clock
 from app.runtime.metrics import Metrics
 from state.campaigns import REPORT_COUNTERS as COUNTERS
+from state.campaigns import HistoryEntry
 from state.ports import Campaign, ReportStore, WriteConflict
 
 HOUR = 3600
@@ -51,8 +54,16 @@ PURGE_CHUNK = 5_000
 MAX_HOURLY_RANGE_S = 93 * DAY  # hourly points: at most about three months (2,232 points)
 MAX_RANGE_S = 3 * 366 * DAY
 _payload = msgspec.json.Decoder(dict[str, Any])
+MAX_TIME = 1e11  # the latest from/to (5138-11-16): past year 9999 the exports could not print a time
 # Counter positions, as COUNTERS orders them.
 BIDS, WINS, IMPRESSIONS, SPEND, CLEARING, LOSSES, CLICKS, CONVERSIONS, REVENUE = range(len(COUNTERS))
+# Events credited to every live campaign promoting what they are about (a paid order, a reward signal naming no
+# campaign) would count once per campaign in the all-campaigns totals: the credits beyond each event's first are
+# kept per hour, and taken off there. They are kept in the no-bid reasons' table under names no reason has, as the
+# campaign hours' table goes to Power BI row by row and can hold no row that is not a campaign's.
+SHARED = {CLICKS: "~shared.clicks", CONVERSIONS: "~shared.conversions", REVENUE: "~shared.revenue_cents"}
+PROMOTED = frozenset({"RewardSignal", "OrderPaid"})
+HISTORY_LIMIT = 10_000  # a campaign's workflow steps read to tell when it was live (the newest ones)
 
 
 class Totals(msgspec.Struct):
@@ -130,10 +141,18 @@ class CampaignsReport(msgspec.Struct):
 class CampaignReports:
     def __init__(self, events: EventLog, store: ReportStore, campaigns: CampaignService, clock: Clock,
                  metrics: Metrics, route_of: Callable[[str], str | None], batch: int = 20_000,
-                 revenue_currency: str = "USD", signal_memory_s: float = 30 * DAY) -> None:
+                 revenue_currency: str = "USD", signal_memory_s: float = 30 * DAY,
+                 history: Callable[[str, int], Awaitable[list[HistoryEntry]]] | None = None) -> None:
         """`signal_memory_s`: how long a counted reward signal's id is remembered, so a retry logged again within
-        it is not counted twice (campaigns.reward_memory_days, as the policies remember them)."""
+        it is not counted twice (campaigns.reward_memory_days, as the policies remember them). `history`: a
+        campaign's workflow steps, oldest first (CampaignStore.history), which tell whether a campaign promoting
+        what a paid order or reward signal is about was live when it happened; without it (or for a campaign with
+        no steps, one loaded in its state), whether it is live as the roll-up reads the event, within its dates."""
         self._events = events
+        self._history = history
+        # campaign id -> (the campaign as its steps were read for, the steps' times, the state each left it in, its
+        # state before the first)
+        self._steps: dict[str, tuple[Campaign, list[float], list[str], str]] = {}
         self._signal_memory_s = signal_memory_s
         self._purged_at = -math.inf
         self._currency = revenue_currency
@@ -143,7 +162,7 @@ class CampaignReports:
         self._metrics = metrics
         self._route_of = route_of
         self._batch = batch
-        self._promoting: tuple[int, dict[str, list[str]]] = (-1, {})
+        self._promoting: tuple[int, dict[str, list[Campaign]]] = (-1, {})
         self._rolling = asyncio.Lock()
 
     # ---- the roll-up ----
@@ -173,6 +192,8 @@ class CampaignReports:
             totals: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0] * len(COUNTERS))
             no_bids: dict[tuple[int, str], int] = defaultdict(int)
             counted = [(event, _payload.decode(event.payload)) for event in events if event.type in TYPES]
+            await self._read_steps({c.id: c for event, p in counted if event.type in PROMOTED and not _named(p)
+                                    for c in self._promoters(event.type, p)}.values())
             # A reward signal is logged each time it is sent, retries included, and a message's clicks each time one
             # is seen: each signal id counts once.
             signal_ids = [p["signal_id"] for event, p in counted
@@ -184,7 +205,7 @@ class CampaignReports:
                     if signal_id in seen or signal_id in signals:
                         continue
                     signals[signal_id] = event.at
-                self._count(event.type, int(event.at // HOUR) * HOUR, p, totals, no_bids)
+                self._count(event.type, event.at, p, totals, no_bids)
             after, cursor = cursor, events[-1].id
             await self._store.add(totals, no_bids, after, cursor, signals)
             read += len(events)
@@ -193,26 +214,33 @@ class CampaignReports:
             if len(events) < self._batch:
                 return read
 
-    def _count(self, type_: str, hour: int, p: dict[str, Any], totals: dict[tuple[str, int], list[int]],
+    def _count(self, type_: str, at: float, p: dict[str, Any], totals: dict[tuple[str, int], list[int]],
                no_bids: dict[tuple[int, str], int]) -> None:
+        hour = int(at // HOUR) * HOUR
         if p.get("sampled") is True and type_ in ("Bid", "NoBid", "DspBid"):
             return
         if type_ in ("NoBid", "NoBidTotals"):
             no_bids[(hour, str(p.get("reason") or "unknown"))] += int(p.get("count") or 0) if type_ == "NoBidTotals" \
                 else 1
             return
-        if type_ in ("RewardSignal", "OrderPaid"):
-            named = p.get("campaign_id")
-            targets = [named] if isinstance(named, str) and named else self._promoters(type_, p)
+        if type_ in PROMOTED:
+            if type_ == "OrderPaid":
+                counts = {CONVERSIONS: 1, REVENUE: int(p.get("total_cents") or 0)}
+            elif p.get("signal_type") in ("clicked", "redeemed"):
+                counts = {CLICKS if p["signal_type"] == "clicked" else CONVERSIONS: 1}
+            else:
+                return
+            named = _named(p)
+            # Else the campaigns promoting it that were running then: one that never ran (a draft, one in review or
+            # rejected) or was paused earns nothing from it.
+            targets = [named] if named else [c.id for c in self._promoters(type_, p) if self._was_live(c, at)]
             for target in targets:
                 row = totals[(target, hour)]
-                if type_ == "OrderPaid":
-                    row[CONVERSIONS] += 1
-                    row[REVENUE] += int(p.get("total_cents") or 0)
-                elif p.get("signal_type") == "clicked":
-                    row[CLICKS] += 1
-                elif p.get("signal_type") == "redeemed":
-                    row[CONVERSIONS] += 1
+                for k, n in counts.items():
+                    row[k] += n
+            for k, n in counts.items():
+                if len(targets) > 1 and n:
+                    no_bids[(hour, SHARED[k])] += n * (len(targets) - 1)
             return
         campaign_id = p.get("campaign_id")
         if not isinstance(campaign_id, str) or not campaign_id:
@@ -227,56 +255,85 @@ class CampaignReports:
         elif type_ in ("Win", "DspWin"):  # our bidder's win notice, or a win of its line item's bid on a DSP
             price = int(p.get("price_micros") or 0)
             row[WINS] += 1
-            row[IMPRESSIONS] += 1
-            row[SPEND] += price // 1000
             row[CLEARING] += price
+            # A win notice after the billing notice charged the bid (`charged` false): the Billing event counts the
+            # impression and spend. Win events logged before `charged` was, and DSP wins, have none: they charged.
+            if p.get("charged") is not False:
+                row[IMPRESSIONS] += 1
+                row[SPEND] += price // 1000
         elif type_ == "Billing":  # logged only for a bid no win notice had charged
             row[IMPRESSIONS] += 1
             row[SPEND] += int(p.get("price_micros") or 0) // 1000
         elif type_ == "Loss":
             row[LOSSES] += 1
 
-    def _promoters(self, type_: str, p: dict[str, Any]) -> list[str]:
-        """The campaigns promoting what the event is about (their offer_ids name offers, routes or products)."""
+    def _promoters(self, type_: str, p: dict[str, Any]) -> list[Campaign]:
+        """The campaigns (not archived) promoting what the event is about (their offer_ids name offers, routes or
+        products), whatever their state."""
         names: list[Any] = [p.get("offer_id")]
         if type_ == "OrderPaid":
             flight = p.get("flight_id")
             names.append(self._route_of(flight) if isinstance(flight, str) else None)
             names += p.get("products") or []
         index = self._promotion_index()
-        found: list[str] = []
+        found: list[Campaign] = []
         for name in names:
             if isinstance(name, str):
                 found += [c for c in index.get(name, ()) if c not in found]
         return found
 
-    def _promotion_index(self) -> dict[str, list[str]]:
+    def _promotion_index(self) -> dict[str, list[Campaign]]:
         version = self._campaigns.version
         if self._promoting[0] != version:
-            index: dict[str, list[str]] = defaultdict(list)
+            index: dict[str, list[Campaign]] = defaultdict(list)
             for c in self._campaigns.list():
                 for offer in c.offer_ids:
-                    index[offer].append(c.id)
+                    index[offer].append(c)
             self._promoting = (version, dict(index))
+            held = {c.id for promoters in index.values() for c in promoters}
+            self._steps = {cid: steps for cid, steps in self._steps.items() if cid in held}
         return self._promoting[1]
+
+    async def _read_steps(self, campaigns: Iterable[Campaign]) -> None:
+        """Read the workflow steps of these campaigns, unless they were read for the campaign as it is (a step
+        stores the campaign anew, so one that took a step since is read again)."""
+        if self._history is None:
+            return
+        for c in campaigns:
+            held = self._steps.get(c.id)
+            if held is not None and held[0] is c:
+                continue
+            steps = await self._history(c.id, HISTORY_LIMIT)
+            self._steps[c.id] = (c, [s.at for s in steps], [s.to_state for s in steps],
+                                 steps[0].from_state if steps else c.state)
+
+    def _was_live(self, c: Campaign, at: float) -> bool:
+        """Whether the campaign was live at `at`: by its workflow steps when they were read, else as it is now."""
+        if at < c.created_at or (c.ends_at is not None and at >= c.ends_at):
+            return False  # it did not exist yet, or had ended (the bidder stops at ends_at whatever the state says)
+        held = self._steps.get(c.id)
+        if held is None or held[0] is not c or not held[1]:
+            return c.state == "live" and (c.starts_at is None or at >= c.starts_at)
+        _, times, states, before = held
+        k = bisect.bisect_right(times, at)
+        return (states[k - 1] if k else before) == "live"
 
     # ---- reports ----
     async def campaign(self, campaign_id: str, start: float | None, end: float | None,
                        granularity: str = "day") -> CampaignReport:
         campaign = await self._campaigns.read(campaign_id)
         start, end = self._range(start, end, granularity)
-        step = HOUR if granularity == "hour" else DAY
-        first, last = int(start // HOUR), int((end - 1) // HOUR)
-        rows = await self._store.series(campaign_id, first * HOUR, last * HOUR, step)
+        first, last = _hours(start, end)
+        rows = await self._store.series(campaign_id, first, last, HOUR if granularity == "hour" else DAY)
         series = [Point(float(row[0]), Totals.of(row[1:])) for row in rows]
         total = [sum(int(row[1 + k] or 0) for row in rows) for k in range(len(COUNTERS))]
-        no_bids = await self._store.no_bids(first * HOUR, last * HOUR)
+        no_bids, _ = await self._reasons(first, last)
         return CampaignReport(campaign.id, campaign.name, campaign.state, start, end, granularity, Totals.of(total),
                               series, (await self._today([campaign]))[campaign.id], no_bids, self._currency)
 
     async def campaigns(self, start: float | None, end: float | None) -> CampaignsReport:
         start, end = self._range(start, end, "day")
-        first, last = int(start // HOUR) * HOUR, int((end - 1) // HOUR) * HOUR
+        first, last = _hours(start, end)
         found: dict[str, list[int]] = {str(row[0]): [int(v or 0) for v in row[1:]]  # type: ignore[call-overload]
                                        for row in await self._store.by_campaign(first, last)}
         everyone = await self._with(found)
@@ -284,16 +341,32 @@ class CampaignReports:
         zero = [0] * len(COUNTERS)
         items = [CampaignLine(c.id, c.name, c.state, Totals.of(found.get(c.id, zero)), today[c.id])
                  for c in everyone]
-        total = [sum(row[k] for row in found.values()) for k in range(len(COUNTERS))]
-        return CampaignsReport(start, end, Totals.of(total), items, await self._store.no_bids(first, last),
-                               self._currency)
+        no_bids, shared = await self._reasons(first, last)
+        # An order or signal credited to several campaigns is in each of their rows: once here.
+        total = [sum(row[k] for row in found.values()) - shared[k] for k in range(len(COUNTERS))]
+        return CampaignsReport(start, end, Totals.of(total), items, no_bids, self._currency)
 
-    async def active(self, start: float | None, end: float | None) -> builtins.list[Campaign]:
-        """The campaigns a report of [start, end) lists, by id: those not archived, and the archived ones with
-        activity in it (read from the store)."""
-        start, end = self._range(start, end, "day")
-        first, last = int(start // HOUR) * HOUR, int((end - 1) // HOUR) * HOUR
-        return await self._with({str(row[0]) for row in await self._store.by_campaign(first, last)})
+    async def each_series(self, start: float | None, end: float | None, granularity: str = "day"
+                          ) -> AsyncIterator[tuple[Campaign, builtins.list[Point]]]:
+        """Each campaign with activity in [start, end), by id (archived ones too), with its series: one read of
+        which campaigns had any, then one of each of their series (not a report each: that reads today's spend of
+        every campaign, campaign by campaign)."""
+        start, end = self._range(start, end, granularity)
+        first, last = _hours(start, end)
+        active = {str(row[0]) for row in await self._store.by_campaign(first, last)}
+        for campaign in await self._with(active):
+            if campaign.id in active:
+                rows = await self._store.series(campaign.id, first, last, HOUR if granularity == "hour" else DAY)
+                yield campaign, [Point(float(row[0]), Totals.of(row[1:])) for row in rows]
+
+    async def _reasons(self, first: int, last: int) -> tuple[dict[str, int], builtins.list[int]]:
+        """The bidder's no-bid reasons over the hours, and the credits to take off the all-campaigns totals (by
+        counter) that are kept beside them."""
+        reasons = await self._store.no_bids(first, last)
+        shared = [0] * len(COUNTERS)
+        for k, name in SHARED.items():
+            shared[k] = reasons.pop(name, 0)
+        return reasons, shared
 
     async def _with(self, active: Iterable[str]) -> builtins.list[Campaign]:
         """The campaigns not archived, and those of `active` that are (read from the store), by id."""
@@ -334,8 +407,19 @@ class CampaignReports:
         return start, end
 
 
+def _named(p: dict[str, Any]) -> str | None:
+    """The campaign an event names, if it names one."""
+    named = p.get("campaign_id")
+    return named if isinstance(named, str) and named else None
+
+
+def _hours(start: float, end: float) -> tuple[int, int]:
+    """The first and last hours (epoch seconds) of [start, end)."""
+    return int(start // HOUR) * HOUR, int((end - 1) // HOUR) * HOUR
+
+
 def parse_time(value: str | None, field: str) -> float | None:
-    """Epoch seconds, or an ISO 8601 date or date-time (UTC unless it says otherwise)."""
+    """Epoch seconds, or an ISO 8601 date or date-time (UTC unless it says otherwise), from 1970 to MAX_TIME."""
     if value is None or value == "":
         return None
     try:
@@ -343,8 +427,8 @@ def parse_time(value: str | None, field: str) -> float | None:
     except ValueError:
         pass
     else:
-        if not 0 <= number <= 1e11:
-            raise InvalidInput(f"{field} must be epoch seconds or an ISO 8601 date", {"field": field})
+        if not 0 <= number <= MAX_TIME:
+            raise _out_of_range(value, field)
         return number
     from datetime import UTC, datetime
     try:
@@ -354,4 +438,13 @@ def parse_time(value: str | None, field: str) -> float | None:
                            {"field": field}) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
+    at = parsed.timestamp()
+    # The same range as epoch seconds: a date in year 1 or 9999 parses, but the exports cannot print it back.
+    if not 0 <= at <= MAX_TIME:
+        raise _out_of_range(value, field)
+    return at
+
+
+def _out_of_range(value: str, field: str) -> InvalidInput:
+    return InvalidInput(f"{field} must be epoch seconds or an ISO 8601 date from 1970-01-01 to 5138-11-16 (0 to 1e11 "
+                        f"seconds), got {value[:40]!r}", {"field": field})

@@ -68,7 +68,7 @@ def build(infra: Infra, campaigns: CampaignService, store: CampaignStore,
     infra.supervisor.add_periodic("policy_memory", 60, policies.forget_archived)
     reports = CampaignReports(infra.event_log, SqliteReportStore(infra.records_db), campaigns, infra.clock,
                               infra.metrics, route_of, revenue_currency=infra.config.retail.currency,
-                              signal_memory_s=config.reward_memory_days * 86_400)
+                              signal_memory_s=config.reward_memory_days * 86_400, history=store.history)
     infra.supervisor.add_periodic("campaign_rollup", config.rollup_interval_s, reports.roll_up)
     tasks = ReviewTasks(_tracker(tools, retry, counted), tools.task_tool, SqliteTaskStore(infra.records_db),
                         campaigns, infra.clock, infra.config.channels.public_base_url)

@@ -232,7 +232,7 @@ class CampaignsApi:
 
     @endpoint("Every campaign's bids, wins, impressions, spend, clicks and conversions over a range, with today's "
               "budget and pacing, and the bidder's no-bid reasons", tags=("campaigns",), roles=ADMIN,
-              query=RangeQuery, response=CampaignsReport, errors=(422,))
+              query=RangeQuery, response=CampaignsReport)  # a bad range is 400 naming the parameter
     async def report_all(self, request: web.Request, principal, query: RangeQuery) -> web.Response:
         return json_response(await self._reports.campaigns(parse_time(query.from_, "from"),
                                                            parse_time(query.to, "to")))
@@ -240,7 +240,7 @@ class CampaignsApi:
     @endpoint("A campaign's report by hour or day: bids, wins, win rate, impressions, spend, average clearing "
               "price, losses, clicks, conversions and revenue; today's budget used and pacing line; the bidder's "
               "no-bid reasons", tags=("campaigns",), roles=ADMIN, query=ReportQuery, response=CampaignReport,
-              errors=(404, 422))
+              errors=(404,))  # a bad range is 400 naming the parameter
     async def report(self, request: web.Request, principal, query: ReportQuery) -> web.Response:
         return json_response(await self._reports.campaign(
             request.match_info["campaign_id"], parse_time(query.from_, "from"), parse_time(query.to, "to"),

@@ -5,6 +5,8 @@ in the campaign's hourly totals (once each, across a restart of the roll-up); a 
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import statistics
 import time
@@ -283,3 +285,128 @@ async def test_clicks_on_a_campaigns_email_count_once_a_message_whichever_way_we
     await rolled_up(client)
     resp = await client.get("/v1/admin/campaigns/spring/report", headers=admin)
     assert (await resp.json())["totals"]["clicks"] == 2
+
+
+async def test_a_paid_order_and_reward_signals_credit_only_the_live_campaigns_promoting_them_and_count_once(shop,
+                                                                                                           clock):
+    """Every campaign promoting the route and the offer, in every state: only the two running when the order was
+    paid and the signals came get them; the all-campaigns totals count each once."""
+    from tests.integration.campaigns.test_workflow import new_campaign
+    client, _, admin, _ = shop
+    platform = client.app[PLATFORM]
+    await platform.campaigns.create("test", live_campaign("autumn"), audit=False)  # live too, beside spring
+    idle = ["in_review", "approved", "scheduled", "rejected", "paused", "completed"]
+    for state in idle:
+        await platform.campaigns.create("test", live_campaign(state.replace("_", "-"), state=state), audit=False)
+    await platform.campaigns.create("test", live_campaign("ended", ends_at=clock.now() + 60), audit=False)
+    resp = await client.post("/v1/admin/campaigns", headers=admin,
+                             json=new_campaign(id="draft", offer_ids=["LIS-BCN", "promo-1"]))
+    assert resp.status == 201
+    clock.advance(120)  # "ended" is past its end: stored live until the scheduler's pass, but it no longer runs
+    await seed_catalog(platform, clock)
+    buyer = await customer(client, "ana")
+    order = await booked(client, buyer, clock)
+    assert (await pay(client, buyer, order["id"])).status == 200
+    for signal in ("clicked", "redeemed"):
+        resp = await client.post("/v1/loyalty/reward-signal", headers=admin,
+                                 json={"offer_id": "promo-1", "user_id": "u1", "signal_type": signal})
+        assert resp.status == 200, await resp.text()
+    await rolled_up(client)
+
+    everyone = await (await client.get("/v1/admin/campaigns/report", headers=admin)).json()
+    credited = {i["campaign_id"]: (i["totals"]["clicks"], i["totals"]["conversions"], i["totals"]["revenue_cents"])
+                for i in everyone["items"]}
+    paid = order["total_cents"]
+    assert credited == {"spring": (1, 2, paid), "autumn": (1, 2, paid), "draft": (0, 0, 0), "ended": (0, 0, 0),
+                        **{state.replace("_", "-"): (0, 0, 0) for state in idle}}
+    totals = everyone["totals"]
+    assert (totals["clicks"], totals["conversions"], totals["revenue_cents"]) == (1, 2, paid)  # once, not twice
+    assert everyone["no_bid_reasons"] == {}  # what the totals take off is not a no-bid reason
+    draft = await (await client.get("/v1/admin/campaigns/draft/report", headers=admin)).json()
+    assert (draft["totals"]["conversions"], draft["totals"]["revenue_cents"]) == (0, 0)
+    summary = await client.get("/v1/reports/campaign_summary.csv", headers=admin)
+    rows = {r["campaign_id"]: r for r in csv.DictReader(io.StringIO(await summary.text()))}
+    assert {c: int(r["conversions"]) for c, r in rows.items() if int(r["conversions"])} == {"spring": 2, "autumn": 2}
+
+
+async def test_a_promoting_campaign_is_credited_for_what_happened_while_it_was_live_by_its_history(
+        aiohttp_client, tmp_path, clock):
+    """With the campaigns' workflow history, a signal that came while a campaign was paused earns it nothing though
+    it is live again when rolled up, and one that came while it was live counts though it is paused by then."""
+    from tests.integration.campaigns.test_workflow import new_campaign, step
+    config = make_config(tmp_path, campaigns__rollup_interval_s=3600)  # only this test's roll-up takes the events
+    client = await aiohttp_client(create_app(config, clock=clock))
+    platform = client.app[PLATFORM]
+    keys = {}
+    for name in ("author", "ana"):
+        _, key = await platform.api_keys.create(name, "admin")
+        keys[name] = {"X-Api-Key": key}
+    reports = CampaignReports(platform.event_log, SqliteReportStore(platform.records_db), platform.campaigns,
+                              platform.clock, platform.metrics, lambda _: None,
+                              history=platform.campaign_store.history)
+
+    async def signal(kind: str) -> None:
+        resp = await client.post("/v1/loyalty/reward-signal", headers=keys["ana"],
+                                 json={"offer_id": "promo-1", "user_id": "u1", "signal_type": kind})
+        assert resp.status == 200, await resp.text()
+        clock.advance(60)
+
+    async def totals() -> tuple[int, int]:
+        await platform.event_log.flush()
+        await reports.roll_up()
+        report = await (await client.get("/v1/admin/campaigns/summer/report", headers=keys["ana"])).json()
+        return report["totals"]["clicks"], report["totals"]["conversions"]
+
+    resp = await client.post("/v1/admin/campaigns", headers=keys["author"],
+                             json=new_campaign(id="summer", offer_ids=["promo-1"]))
+    assert resp.status == 201
+    await signal("redeemed")  # a draft
+    await step(client, keys["author"], "summer", "submit")
+    await step(client, keys["ana"], "summer", "approve")
+    await step(client, keys["ana"], "summer", "schedule")
+    clock.advance(60)
+    await signal("clicked")  # live
+    await step(client, keys["ana"], "summer", "pause")
+    clock.advance(60)
+    await signal("redeemed")  # paused
+    await step(client, keys["ana"], "summer", "resume")
+    assert await totals() == (1, 0)  # live again now: the redemptions came before it ran and while it was paused
+    await signal("clicked")  # live
+    await step(client, keys["ana"], "summer", "pause")
+    assert await totals() == (2, 0)  # paused now: the click came while it was live
+
+
+async def test_a_billing_notice_before_the_win_notice_counts_one_impression_and_its_spend_once(shop):
+    client, exchange, admin, _ = shop
+    resp = await client.post("/v1/bid", json=bid_request("r0"), headers=exchange)
+    bid = (await resp.json())["seatbid"][0]["bid"][0]
+    await notice(client, bid["burl"], "2.0")  # charges the bid
+    await notice(client, bid["nurl"], "2.0")  # a win, charging nothing more
+    # A Win event logged before win events said whether they charged: it charged (the billing notice after it
+    # was not logged), so it counts its impression and spend as it always did.
+    client.app[PLATFORM].event_log.log_event("Win", {"bid_id": "old", "campaign_id": "spring",
+                                                     "price_micros": 1_000_000})
+    await rolled_up(client)
+    report = await (await client.get("/v1/admin/campaigns/spring/report", headers=admin)).json()
+    totals = report["totals"]
+    assert (totals["wins"], totals["impressions"], totals["spend_micros"]) == (2, 2, 2_000 + 1_000)
+    assert totals["avg_clearing_price_micros"] == 1_500_000
+    assert report["today"]["spent_micros"] == 2_000  # what was charged: the report's spend but for the old event
+    spend = await (await client.get("/v1/admin/spend", headers=admin)).json()
+    assert spend["items"][0]["spent_micros"] == 2_000
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"from": "0001-01-01T00:00:00+05:00", "to": "0001-01-02"}, "from"),
+    ({"from": "9999-12-30", "to": "9999-12-31T23:59:59-12:00"}, "from"),
+    ({"from": "2026-01-01", "to": "9999-12-31"}, "to"),
+    ({"to": "1969-12-31T23:59:59Z"}, "to"),
+])
+@pytest.mark.parametrize("path", ["/v1/admin/campaigns/spring/report", "/v1/admin/campaigns/report"])
+async def test_dates_outside_the_epoch_seconds_range_are_400_naming_the_parameter(shop, path, params, field):
+    client, _, admin, _ = shop
+    resp = await client.get(path, params=params, headers=admin)
+    assert resp.status == 400
+    error = (await resp.json())["error"]
+    assert error["details"] == {"field": field}
+    assert error["message"].startswith(f"{field} must be epoch seconds or an ISO 8601 date from 1970-01-01")
