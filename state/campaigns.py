@@ -98,13 +98,16 @@ class Campaign(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True
     channels: list[str] = []
     starts_at: float | None = None  # when it goes live once approved (None: when scheduled)
     ends_at: float | None = None    # when it completes (None: it runs until paused or archived)
-    created_by: str = ""            # the principal (scope) that created it, and the last to edit it:
-    edited_by: str = ""             # neither may approve it
+    created_by: str = ""            # the principal (scope) that created it, and the last to edit it (a system's
+    edited_by: str = ""             # edit, such as the asset sync's, is no one's): neither may approve it
     approval_rule: str = ""         # the rule matched when it was last submitted
     approvals_required: int = 0
     approvals: list[str] = []       # who approved the version under review
     pending: Revision | None = None  # changes to the running version, under review
     dsp_line_items: list[DspLineItem] = []  # its line items on the DSPs Contrail routes to (report attribution)
+    # Everyone who edited it before its approval (the version under review is theirs too): none of them may
+    # approve it. Emptied by its approval; later changes list theirs in `pending.editors`.
+    editors: list[str] = []
 
 
 # The counters of one campaign-hour in the reports' hourly totals, in storage order (app/campaigns/reports.py).
@@ -124,7 +127,9 @@ class HistoryEntry(msgspec.Struct, frozen=True, gc=False):
 
 class ReviewTask(msgspec.Struct, frozen=True, gc=False):
     """A campaign's review task: opened when it went to review; `status` opening (an attempt under way), open,
-    in_progress, done, or failed (not opened yet: `error` says why, `attempts` how often it was tried)."""
+    in_progress, done, or failed (not opened yet: `error` says why, `attempts` how often it was tried); and, no
+    longer synced, closed (its review ended in Contrail first) or given_up (never opened, its attempts used up).
+    `synced_at`: when a sync last looked at it (`error`: what failed then)."""
     campaign_id: str
     opened_at: float
     tool: str

@@ -31,9 +31,11 @@ class SqliteTaskStore:
                                          f"task:{task.campaign_id}")])
 
     async def unfinished(self, limit: int) -> list[ReviewTask]:
-        """Tasks not done yet (or not opened yet), oldest first."""
-        rows = await self._db.fetchall(f"SELECT {_COLUMNS} FROM campaign_tasks WHERE status != 'done' "
-                                       "ORDER BY opened_at LIMIT ?", (limit,))
+        """Tasks a sync still has to look at (not done, closed or given up), the least recently synced first: a
+        pass of `limit` takes the next ones along, however many wait, instead of the same oldest ones again."""
+        rows = await self._db.fetchall(f"SELECT {_COLUMNS} FROM campaign_tasks "
+                                       "WHERE status NOT IN ('done', 'closed', 'given_up') "
+                                       "ORDER BY synced_at, opened_at, campaign_id LIMIT ?", (limit,))
         return [ReviewTask(*row) for row in rows]
 
     async def of_campaign(self, campaign_id: str) -> list[ReviewTask]:

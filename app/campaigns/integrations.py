@@ -3,7 +3,8 @@ approval, its status synced back; creatives imported from the digital asset mana
 changes there.
 
 Nothing here blocks the workflow: a task is opened in the background after the step is durable, a failure is kept
-on the task (`error`, `attempts`) and counted in `contrail_integration_calls`, and the next sync tries again.
+on the task (`error`, `attempts`) and counted in `contrail_integration_calls`, and the next sync tries again. A task
+is followed until it is done, its review ends in Contrail (closed) or its attempts to open it are used up (given_up).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import msgspec
 from app.bidding.campaigns import CampaignService
 from app.campaigns.events import CampaignChanged
 from app.campaigns.ports import AssetLibrary, TaskTracker
-from app.campaigns.workflow import CampaignWorkflow
-from app.errors import InvalidInput, RuleViolation, Unavailable
+from app.campaigns.workflow import RUNNING, CampaignWorkflow
+from app.errors import InvalidInput, NotFound, RuleViolation, Unavailable
 from app.runtime.clock import Clock
 from state.campaigns import Campaign, Creative, ReviewTask
 from state.integrations import Asset, AssetProblem, AssetSync, IntegrationError, TaskLink, changed_since
@@ -32,7 +33,12 @@ log = logging.getLogger("contrail.campaigns")
 MAX_ATTEMPTS = 10       # a task that could not be opened is tried again at each sync, this many times in all
 OPENING = "opening"       # a task's status while an attempt to open it is under way (here or on another node)
 OPENING_GRACE_S = 300.0   # ... an attempt older than this was cut short (its process killed): the next sync retries
-SYNC_BATCH = 500        # tasks synced per pass
+# Statuses the sync leaves for good (the store's `unfinished` skips them, with done): Contrail never closes the
+# tool's issues, so without them every finished review would be polled forever and crowd out the new ones.
+CLOSED = "closed"         # the review it was opened for ended in Contrail before the task was done
+GIVEN_UP = "given_up"     # never opened: MAX_ATTEMPTS attempts failed (`error` says why the last one did)
+SYNC_BATCH = 500        # tasks synced per pass, the least recently synced first
+ASSET_SYNC = "dam-sync"   # the asset sync's name in the history and audit of the edits it makes
 MAX_IMPORT = 50         # assets imported by one call
 REVIEW_ACTIONS = frozenset({"submit", "revise"})
 
@@ -112,30 +118,55 @@ class ReviewTasks:
         return f"Approve campaign: {c.name}", text, ["contrail", "campaign-review"]
 
     async def sync(self) -> int:
-        """Open the tasks that failed to open (up to MAX_ATTEMPTS), and read back the status of the open ones;
-        returns how many were looked at. Never raises for a tool's failure."""
+        """Open the tasks that failed to open (up to MAX_ATTEMPTS), and read back the status of the open ones, the
+        least recently synced first; close those whose review has ended in Contrail. Returns how many were looked
+        at. Never raises for a tool's failure."""
         if self._tracker is None:
             return 0
         looked = 0
+        newest: dict[str, float] = {}  # per campaign under review, when its newest task was opened
         for task in await self._store.unfinished(SYNC_BATCH):
             looked += 1
+            now = self._clock.now()
+            if not task.task_id and task.status == OPENING and now - task.synced_at < OPENING_GRACE_S:
+                continue  # an attempt is under way, here or on another node
+            if await self._review_over(task, newest):
+                await self._store.put(msgspec.structs.replace(task, status=CLOSED, synced_at=now))
+                continue
             if not task.task_id:
-                now = self._clock.now()
-                if task.status == OPENING and now - task.synced_at < OPENING_GRACE_S:
-                    continue  # an attempt is under way, here or on another node
-                if task.attempts < MAX_ATTEMPTS and self._campaigns.exists(task.campaign_id) and \
+                if task.attempts >= MAX_ATTEMPTS:
+                    await self._store.put(msgspec.structs.replace(task, status=GIVEN_UP, synced_at=now))
+                # (a campaign this node has not heard of yet is opened by a later sync)
+                elif self._campaigns.exists(task.campaign_id) and \
                         await self._store.claim(task, now):  # no other sync counted one since it was read
                     await self._open(msgspec.structs.replace(task, attempts=task.attempts + 1, synced_at=now,
                                                              status=OPENING, error=""))
                 continue
             try:
                 status = await self._tracker.status(TaskLink(task.tool, task.task_id, task.task_key, task.url))
-            except IntegrationError as exc:
-                await self._store.put(msgspec.structs.replace(task, error=str(exc)[:500]))
+            except IntegrationError as exc:  # looked at all the same: it goes to the back of the line
+                await self._store.put(msgspec.structs.replace(task, synced_at=now, error=str(exc)[:500]))
                 continue
             await self._store.put(msgspec.structs.replace(task, status=status.state, synced_at=self._clock.now(),
                                                           error=""))
         return looked
+
+    async def _review_over(self, task: ReviewTask, newest: dict[str, float]) -> bool:
+        """Whether the review `task` was opened for has ended in Contrail: its campaign is no longer waiting for
+        approval (approved, rejected, its changes approved or dropped, archived, deleted), or a newer review task
+        of it stands for what waits now. `newest` caches, per campaign, its newest task's opening."""
+        campaign_id = task.campaign_id
+        if not _awaiting(self._campaigns.get(campaign_id) if self._campaigns.exists(campaign_id) else None):
+            try:  # this node's copy may lag a step another node took: the store says for sure
+                stored = await self._campaigns.read(campaign_id)
+            except NotFound:
+                return True
+            if not _awaiting(stored):
+                return True
+        if campaign_id not in newest:
+            tasks = await self._store.of_campaign(campaign_id)  # oldest first
+            newest[campaign_id] = tasks[-1].opened_at if tasks else task.opened_at
+        return task.opened_at < newest[campaign_id]
 
     async def of_campaign(self, campaign_id: str) -> list[ReviewTask]:
         await self._campaigns.read(campaign_id)  # 404 for an unknown campaign
@@ -266,12 +297,19 @@ class AssetImport:
                 self._failing.pop(campaign.id, None)
             if fresh != base:
                 refreshed = {c.id: c for c, old in zip(fresh, base, strict=True) if c != old}
-                await self._workflow.edit("dam-sync", campaign.id, _replacing(refreshed),
-                                          f"newer asset versions from {self._dam}")
+                # A system's edit: it leaves who last edited the campaign, and a rejected one's state, as they were.
+                await self._workflow.edit(ASSET_SYNC, campaign.id, _replacing(refreshed),
+                                          f"newer asset versions from {self._dam}", system=True)
         # Completed, archived and deleted campaigns are never read again: theirs go.
         kept = {c.id for c in self._campaigns.list() if c.state not in ("completed", "archived")}
         self._failing = {c: problems for c, problems in self._failing.items() if c in kept}
         return changed
+
+
+def _awaiting(campaign: Campaign | None) -> bool:
+    """Whether the campaign (None: not known) waits for approval: in review, or running with changes under review."""
+    return campaign is not None and (campaign.state == "in_review" or
+                                     (campaign.state in RUNNING and campaign.pending is not None))
 
 
 def _replacing(refreshed: dict[str, Creative]) -> Callable[[Campaign], dict[str, Any]]:

@@ -5,8 +5,10 @@
              live <-> paused
 
 Submitting matches the approval rules (campaigns.approval_rules): the most demanding rule that matches says how many
-admins must approve; whoever created or last edited the campaign cannot approve it, one rejection rejects, and the
-last approval needed approves. An approved campaign goes live at its start (the scheduler, on the injectable clock),
+admins must approve; whoever created the campaign, edited it before its approval, or last edited it cannot approve
+it (nor can whoever made changes waiting for approval), one rejection rejects, and the last approval needed approves.
+A system's edit (the asset sync refreshing creatives: `system=True`) is no one's: it leaves the editors, and a rejected
+campaign's state, as they were. An approved campaign goes live at its start (the scheduler, on the injectable clock),
 or when scheduled; a live one completes at its end. Editing what needs approval (campaigns.reapprove_fields) of a
 campaign that was approved keeps the approved version running and puts the changes under review (`pending`); they
 apply when approved. Any other step is 409 naming the current state.
@@ -99,7 +101,7 @@ class CampaignWorkflow:
         """A new campaign, in draft, whoever asks (the state a caller sends is not taken)."""
         who = _who(actor)
         campaign = msgspec.structs.replace(campaign, state="draft", created_by=who, edited_by=who, approvals=[],
-                                           approval_rule="", approvals_required=0, pending=None)
+                                           approval_rule="", approvals_required=0, pending=None, editors=[])
         _check_window(campaign.starts_at, campaign.ends_at)
         async with self._lock:
             created = await self._campaigns.create(actor, campaign, step=self._step(who, "create", "", "draft", ""))
@@ -108,11 +110,14 @@ class CampaignWorkflow:
 
     @_decided_again
     async def edit(self, actor: Principal | str, campaign_id: str,
-                   changes: dict[str, Any] | Callable[[Campaign], dict[str, Any]], comment: str = "") -> Campaign:
+                   changes: dict[str, Any] | Callable[[Campaign], dict[str, Any]], comment: str = "", *,
+                   system: bool = False) -> Campaign:
         """Apply `changes` (field -> new value, None to clear; or a function of the current campaign giving them,
         called under the workflow's lock): at once in draft (and in rejected, which goes back to draft); for a
         campaign with an approved version, the fields that need approval go under review (`pending`) and the rest
-        apply at once."""
+        apply at once. A `system` edit (a sync's, `actor` naming it) changes the fields alone: `edited_by` and the
+        editors stay the people's who edited, so its edit cannot free one of them to approve their own changes, and
+        a rejected campaign stays rejected (no one asked to take it up again)."""
         who = _who(actor)
         async with self._lock:
             current = await self._campaigns.read(campaign_id)
@@ -127,8 +132,14 @@ class CampaignWorkflow:
             needs_review: set[str] = set(self._config.reapprove_fields) if state in RUNNING else set()
             reviewed = {k: v for k, v in fields.items() if k in needs_review}
             at_once = {k: v for k, v in fields.items() if k not in reviewed}
-            updated = msgspec.structs.replace(current, edited_by=who, **at_once)
-            to_state = "draft" if state == "rejected" else state
+            updated = msgspec.structs.replace(current, **at_once)
+            to_state = state
+            if not system:
+                updated = msgspec.structs.replace(updated, edited_by=who)
+                if state in ("draft", "rejected"):  # the version that goes to review is theirs too
+                    to_state = "draft"
+                    updated = msgspec.structs.replace(updated, editors=[*(e for e in current.editors if e != who),
+                                                                        who])
             if reviewed:
                 updated = msgspec.structs.replace(updated, pending=self._revision(updated, reviewed, who))
             updated = msgspec.structs.replace(updated, state=to_state)
@@ -191,11 +202,14 @@ class CampaignWorkflow:
         async with self._lock:
             current = await self._campaigns.read(campaign_id)
             if current.state == "in_review":
-                self._may_approve(who, current, current.approvals, current.edited_by)
+                # Whoever edited the version under review, not only its last editor, may not approve it.
+                self._may_approve(who, current, current.approvals, current.edited_by, *current.editors)
                 approvals = [*current.approvals, who]
                 done = len(approvals) >= current.approvals_required
+                # Approved, the version's editors are done with: later changes are reviewed with their own.
                 updated = msgspec.structs.replace(current, approvals=approvals,
-                                                  state="approved" if done else "in_review")
+                                                  state="approved" if done else "in_review",
+                                                  editors=[] if done else current.editors)
                 steps = [("in_review", updated.state)]
                 action = "approve"
             elif current.state in RUNNING and current.pending is not None:
@@ -325,7 +339,7 @@ class CampaignWorkflow:
     # ---- helpers ----
     def _may_approve(self, who: str, campaign: Campaign, approvals: builtins.list[str], *editors: str) -> None:
         if who == campaign.created_by or who in editors:
-            raise Forbidden(f"{who} created or last edited campaign {campaign.id}, or made the changes waiting for "
+            raise Forbidden(f"{who} created or edited campaign {campaign.id}, or made the changes waiting for "
                             "approval, and cannot approve it")
         if who in approvals:
             raise Conflict(f"{who} has already approved campaign {campaign.id}", {"state": campaign.state})

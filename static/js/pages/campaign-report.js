@@ -294,7 +294,7 @@ export function tasksPanel(id) {
         h("td", {}, t.tool),
         h("td", {}, t.url ? h("a", { href: t.url, target: "_blank", rel: "noopener" }, t.task_key || t.task_id)
           : h("span", { class: "muted" }, "–")),
-        h("td", {}, t.status === "failed" ? h("span", { class: "error" },
+        h("td", {}, t.status === "failed" || t.status === "given_up" ? h("span", { class: "error" },
           `not opened after ${t.attempts} attempt${t.attempts === 1 ? "" : "s"}: ${t.error}`) : stateText(t.status)),
         h("td", { class: "nowrap" }, when(t.synced_at)))));
     } catch (err) {

@@ -163,7 +163,7 @@ export function render(root, { params, role, session }) {
   // `comment`: a field whose text goes with the step (emptied once the step is taken).
   // The server refuses an approval from whoever created the campaign or last changed it: offered, it could only fail.
   // (the server's rule: its creator, its last editor, and everyone whose changes wait for approval in `pending`)
-  const authoredByMe = (c) => !!me && (c.created_by === me || c.edited_by === me ||
+  const authoredByMe = (c) => !!me && (c.created_by === me || c.edited_by === me || (c.editors || []).includes(me) ||
     (!!c.pending && (c.pending.editors && c.pending.editors.length ? c.pending.editors : [c.pending.submitted_by])
       .includes(me)));
   const actionButtons = (c, comment = null) => ACTIONS.filter((a) => a.roles.includes(role) && a.when(c)).map((a) => {

@@ -19,7 +19,7 @@ from adapters.sqlite.tasks import SqliteTaskStore
 from app.campaigns.events import CampaignChanged
 from app.campaigns.integrations import OPENING_GRACE_S, AssetImport, ReviewTasks
 from app.main import PLATFORM, create_app
-from state.campaigns import ReviewTask
+from state.campaigns import Campaign, Creative, ReviewTask
 from tests.conftest import make_config
 from tests.integration.integrations.test_dam import AEM_ASSETS, AEM_TOKEN, FakeAem
 from tests.integration.integrations.test_tasks import EMAIL, TOKEN, FakeJira
@@ -268,9 +268,11 @@ async def test_a_task_is_stored_before_the_tool_is_called_and_a_sync_meanwhile_d
 
 async def test_an_attempt_cut_short_by_a_kill_is_retried_once_old_and_two_syncs_never_both_retry(team, clock):
     client, keys, jira, _, tasks, _ = team
-    body = {"id": "spring", "name": "Spring sale", "advertiser_domain": "contrail.example",
-            "bid_cap_micros": 4_000_000, "daily_budget_micros": 100_000_000, "creatives": [CREATIVE]}
-    await client.post("/v1/admin/campaigns", json=body, headers=keys["author"])
+    # A campaign in review (loaded as such: the step's own task is the one a killed process left, below).
+    await client.app[PLATFORM].campaigns.create("test", Campaign(
+        "spring", "Spring sale", "contrail.example", 4_000_000, 100_000_000, state="in_review",
+        creatives=[msgspec.convert(CREATIVE, Creative)], approval_rule="standard", approvals_required=1),
+        audit=False)
     store = SqliteTaskStore(client.app[PLATFORM].records_db)
     # What a process killed during the tool's call leaves behind: the task stored, its attempt under way.
     await store.put(ReviewTask("spring", clock.now(), "jira", "", "", "", "opening", clock.now(), "", 1))

@@ -53,7 +53,10 @@ class HttpWorkflow:
                           for k in c.creatives],
             "starts_at": c.starts_at, "ends_at": c.ends_at})
 
-    async def edit(self, actor: str, campaign_id: str, changes: dict[str, Any]) -> None:
+    async def edit(self, actor: str, campaign_id: str, changes: dict[str, Any], *, system: bool = False) -> None:
+        if system:  # a sync's edit has no endpoint: it is the app's own workflow, as its asset sync calls it
+            await self._workflow.edit(actor, campaign_id, changes, system=True)
+            return
         await self._call(actor, "PATCH", f"/v1/admin/campaigns/{campaign_id}", changes)
 
     async def _step(self, actor: str, campaign_id: str, action: str, body: dict | None = None) -> None:

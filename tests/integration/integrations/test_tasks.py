@@ -26,6 +26,7 @@ class FakeJira:
         self.statuses: dict[str, tuple[str, str]] = {}
         self.fail_next: list[int] = []
         self.posts = 0
+        self.reads: list[str] = []  # the issue keys asked for, in order
         self.delay_s = 0.0  # how long each create takes to answer
 
     def _authorised(self, request: web.Request) -> bool:
@@ -66,6 +67,7 @@ class FakeJira:
         if not self._authorised(request):
             return web.Response(status=401, text="Client must be authenticated to access this resource.")
         key = request.match_info["key"]
+        self.reads.append(key)
         if key not in self.statuses:
             return web.json_response({"errorMessages": ["Issue does not exist or you do not have permission to see "
                                                         "it."], "errors": {}}, status=404)

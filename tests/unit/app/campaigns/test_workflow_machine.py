@@ -1,8 +1,10 @@
 """The campaign workflow against a model of its rules, by hypothesis: any sequence of steps by any of three admins
 (creating, editing, submitting, approving, rejecting, scheduling, pausing, resuming, archiving, and time passing
-under the scheduler) leaves every campaign in the state the rules say, with the approvals and pending changes they
-say, one history entry per step, and only live campaigns bidding. A refused step is 409 (or 403 for an approver who
-created or last edited the campaign, or whose changes wait for approval) and changes nothing."""
+under the scheduler), and the asset sync refreshing a creative, leaves every campaign in the state the rules say,
+with the editors, approvals and pending changes they say, one history entry per step, and only live campaigns
+bidding. A refused step is 409 (or 403 for an approver who created the campaign, edited it before its approval or
+last, or whose changes wait for approval) and changes nothing. The sync's edits are no one's: they neither free an
+editor to approve nor take a rejected campaign back to draft."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from state.campaigns import Campaign, Creative
 from tests.unit.app.campaigns.helpers import WorkflowOn
 
 ADMINS = ("author", "ana", "ben")
+SYNC = "dam-sync"  # the asset sync, a system: its edits are no admin's
 LOW, HIGH = 100_000_000, 5_000_000_000  # a daily budget under and over the high-budget rule's 1,000 USD
 RUNNING = ("approved", "scheduled", "live", "paused")
 T0 = 1_800_000_000.0
@@ -46,7 +49,8 @@ class Expected:
     ends_at: float | None
     approvals: list[str] = field(default_factory=list)
     required: int = 0
-    pending: dict | None = None  # {"budget", "submitted_by", "approvals", "editors", "required"}
+    pending: dict | None = None  # {"budget" (None: unchanged), "submitted_by", "approvals", "editors", "required"}
+    editors: list[str] = field(default_factory=list)  # who edited it before its approval
     steps: int = 1  # history entries (create is the first)
 
 
@@ -136,6 +140,8 @@ class WorkflowMachine(RuleBasedStateMachine):
         if self._attempt(self.workflow.edit(actor, campaign_id, changes), allowed):
             m.editor = actor
             m.steps += 1
+            if m.state in ("draft", "rejected"):
+                m.editors = [*(e for e in m.editors if e != actor), actor]
             if budget is not None and m.state in RUNNING:
                 earlier = [e for e in (m.pending or {}).get("editors", []) if e != actor]
                 m.pending = {"budget": budget, "submitted_by": actor, "approvals": [], "editors": [*earlier, actor],
@@ -144,6 +150,25 @@ class WorkflowMachine(RuleBasedStateMachine):
                 m.budget = budget
             if m.state == "rejected":
                 m.state = "draft"
+
+    @precondition(lambda self: self.model)
+    @rule(pick=st.integers(0, 100))
+    def asset_sync(self, pick):
+        """The asset sync refreshes the campaign's creative (a newer version of its asset), as a system."""
+        campaign_id = self._pick(pick)
+        m = self.model[campaign_id]
+        if not m.creative:
+            return  # nothing imported to refresh
+        refreshed = {"creatives": [Creative("k", "banner", "<b>v2</b>", w=300, h=250)]}
+        allowed = m.state not in ("in_review", "completed", "archived")
+        if self._attempt(self.workflow.edit(SYNC, campaign_id, refreshed, system=True), allowed):
+            m.steps += 1  # the state, `edited_by` and the editors stay as they were
+            if m.state in RUNNING:  # creatives wait for approval: the sync's change joins those under review
+                p = m.pending or {"budget": None, "editors": []}
+                budget = p["budget"]
+                m.pending = {"budget": budget, "submitted_by": SYNC, "approvals": [],
+                             "editors": [*(e for e in p["editors"] if e != SYNC), SYNC],
+                             "required": required(m.budget if budget is None else budget, m.channels)}
 
     @precondition(lambda self: self.model)
     @rule(pick=st.integers(0, 100), actor=st.sampled_from(ADMINS))
@@ -161,13 +186,13 @@ class WorkflowMachine(RuleBasedStateMachine):
         campaign_id = self._pick(pick)
         m = self.model[campaign_id]
         if m.state == "in_review":
-            own = actor in (m.creator, m.editor)
+            own = actor in (m.creator, m.editor, *m.editors)  # no one who edited the version under review
             allowed = not own and actor not in m.approvals
             if self._attempt(self.workflow.approve(actor, campaign_id), allowed, forbidden=own):
                 m.approvals.append(actor)
                 m.steps += 1
                 if len(m.approvals) >= m.required:
-                    m.state = "approved"
+                    m.state, m.editors = "approved", []
         elif m.state in RUNNING and m.pending is not None:
             p = m.pending
             own = actor in (m.creator, m.editor, *p["editors"])  # no one whose changes it holds, nor the last editor
@@ -176,7 +201,9 @@ class WorkflowMachine(RuleBasedStateMachine):
                 p["approvals"].append(actor)
                 m.steps += 1
                 if len(p["approvals"]) >= p["required"]:
-                    m.budget, m.approvals, m.required, m.pending = p["budget"], p["approvals"], p["required"], None
+                    m.approvals, m.required, m.pending = p["approvals"], p["required"], None
+                    if p["budget"] is not None:
+                        m.budget = p["budget"]
         else:
             self._attempt(self.workflow.approve(actor, campaign_id), False)
 
@@ -245,6 +272,7 @@ class WorkflowMachine(RuleBasedStateMachine):
             assert (self.store.get(campaign_id) is None) == (m.state == "archived")  # the archived leave memory
             assert (c.state, c.daily_budget_micros, self.who(c.created_by), self.who(c.edited_by)) == \
                 (m.state, m.budget, m.creator, m.editor)
+            assert [self.who(e) for e in c.editors] == m.editors
             if m.state in ("in_review", "approved") or (m.state in RUNNING and m.approvals):
                 assert ([self.who(a) for a in c.approvals], c.approvals_required) == (m.approvals, m.required)
             if m.pending is None:
