@@ -78,7 +78,8 @@ def create_app(config: Config, *, clock: Clock | None = None, platform: Platform
 
     node = config.server.node_id
     bidding_rpc = BiddingService(p.bid_gateway, p.limiter, agent_id(node, "grpc"), config.bidding.stream_max_in_flight)
-    grpc = GrpcServer([PlatformService(p.health), bidding_rpc, RankingService(p.ranker), SyncValueService(p.ltv)],
+    services = [PlatformService(p.health), bidding_rpc, RankingService(p.ranker), SyncValueService(p.ltv, p.limiter)]
+    grpc = GrpcServer(services,
                       p.metrics, p.authenticator, p.limiter, config.grpc.max_message_bytes,
                       config.grpc.keepalive_time_s, config.grpc.keepalive_timeout_s, tracing=p.tracing)
     app[GRPC] = grpc

@@ -307,7 +307,7 @@ class Platform:
             self.account_store, self.loyalty.member, self.loyalty.forget_member, self.suppression_store,
             self.outbox_store, self.email.cancel, SqliteInboxStore(self.records_db), self.profiles.forget,
             self.ingest.forget, self.idempotency_store, SqliteEventLogStore(self.events_db), self.event_log.flush,
-            self.audit)
+            self.audit, forget_value=self.ltv_domain.forget)
         self._register_caches()
         for name, drain in self.bus.drains():  # queued subscribers, drained under the supervisor
             self.supervisor.add(name, drain)

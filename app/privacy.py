@@ -52,9 +52,11 @@ class CustomerErasure:
                  suppressions: SuppressionStore, outbox: OutboxStore, cancel_mail: Callable[[list[str]], None],
                  inbox: InboxStore, forget_profile: Callable[[str], Awaitable[bool]],
                  forget_pending: Callable[[str], None], idempotency: IdempotencyStore, events: EventLogStore,
-                 flush_events: Callable[[], Awaitable[object]], audit: AuditTrail) -> None:
+                 flush_events: Callable[[], Awaitable[object]], audit: AuditTrail,
+                 forget_value: Callable[[str], None] = lambda customer_id: None) -> None:
         """`members`: a member's contact details by id (loyalty); `forget_pending`: profile updates not yet
-        written (ingest); `flush_events`: the analytics log's queue written out first, so none escapes."""
+        written (ingest); `flush_events`: the analytics log's queue written out first, so none escapes;
+        `forget_value`: the customer's lifetime value dropped from memory (once erased, none is predicted)."""
         self._accounts = accounts
         self._members = members
         self._forget_member = forget_member
@@ -68,6 +70,7 @@ class CustomerErasure:
         self._events = events
         self._flush_events = flush_events
         self._audit = audit
+        self._forget_value = forget_value
 
     async def erase(self, actor: Principal, customer_id: str) -> Erasure:
         """Erase a customer: an admin may erase anyone's, a customer only their own (403 otherwise); 404 for an
@@ -91,6 +94,7 @@ class CustomerErasure:
         await self._flush_events()
         events = await self._events.anonymise(customer_id)
         await self._accounts.erase(customer_id)
+        self._forget_value(customer_id)  # after the tombstone: a history read from now on finds no purchase
         done = Erasure(customer_id, len(cancelled), blanked, anonymised, events, inbox, replies, member_forgotten,
                        profile_deleted)
         await self._audit.record(actor, "customer.erase", customer_id, **msgspec.structs.asdict(done))

@@ -9,6 +9,7 @@ model fitted in the same run, plus the Gamma-Gamma spend error.
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -62,6 +63,9 @@ def load_cdnow(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         except ValueError:
             raise CdnowFileError(f"{path}: line {no}: expected a YYYYMMDD date in column {date_col + 1} and "
                                  f"numeric quantity and amount, got {' '.join(fields)!r}") from None
+        if not 0 <= amounts[-1] < math.inf:  # float() reads nan and inf, which the report would print as such
+            raise CdnowFileError(f"{path}: line {no}: the amount must be a finite number, 0 or more, got "
+                                 f"{fields[-1]!r}")
         customers.append(fields[0])
     day = (np.asarray(dates, dtype="datetime64[D]") - EPOCH).astype(np.float64)
     return np.asarray(customers), day, np.asarray(amounts, dtype=np.float64)

@@ -13,7 +13,7 @@ from app.runtime.tracing import outbound
 from handlers.rpc import syncvalue_grpc
 from handlers.rpc import syncvalue_pb2 as pb
 
-VALUED = frozenset({pb.SUCCESS, pb.NO_HISTORY})  # answers that carry the customer's value (NO_HISTORY: a new one's)
+VALUED = frozenset({pb.SUCCESS})  # answers that carry the customer's value (NO_HISTORY's is a new customer's prior)
 
 
 _PREDICT = "syncvalue.v1.SyncValueService/PredictLTVBatch"
@@ -29,9 +29,11 @@ class RemoteSyncValue:
         self._stub = syncvalue_grpc.SyncValueServiceStub(self._channel)
         self._metadata = {"x-api-key": api_key} if api_key else {}
 
-    async def predict_many(self, customer_ids: list[str], platform: str, timeout: float) -> dict[str, float]:
-        """Each valued customer's predicted LTV; customers the remote could not value (FALLBACK, INVALID_INPUT,
-        MODEL_NOT_READY) are left out. Raises on transport errors and on answers that do not match the asks."""
+    async def predict_many(self, customer_ids: list[str], platform: str, timeout: float
+                           ) -> dict[str, float | None]:
+        """Each valued customer's predicted LTV, None for one with no purchase known (NO_HISTORY: no value to bid
+        with); customers the remote could not value (FALLBACK, INVALID_INPUT, MODEL_NOT_READY) are left out. Raises
+        on transport errors and on answers that do not match the asks."""
         request = pb.LTVBatchRequest(requests=[pb.LTVPredictionRequest(request_id=str(k), customer_id=c,
                                                                         platform=platform)
                                                for k, c in enumerate(customer_ids)])
@@ -40,10 +42,13 @@ class RemoteSyncValue:
                 request, timeout=timeout, metadata={**self._metadata, **carried} or None)
         if len(reply.responses) != len(customer_ids):
             raise ValueError(f"remote SyncValue answered {len(reply.responses)} of {len(customer_ids)} customers")
-        out: dict[str, float] = {}
+        out: dict[str, float | None] = {}
         for asked, answer in zip(customer_ids, reply.responses, strict=True):
             if answer.customer_id != asked:
                 raise ValueError("remote SyncValue answered out of order")
+            if answer.status == pb.NO_HISTORY:
+                out[asked] = None
+                continue
             if answer.status not in VALUED:
                 continue
             if not math.isfinite(answer.predicted_ltv):

@@ -21,6 +21,7 @@ def _purchases(dialect: str, customer: str) -> str:
     WHERE e.kind = 'earn' AND {json_true(dialect, 'e.body', 'qualifying')}
       AND {field('details.amount_cents', 'bigint')} > 0 {customer}
       AND NOT EXISTS (SELECT 1 FROM loyalty_ledger r WHERE r.kind = 'reverse' AND r.transaction_id = e.transaction_id)
+      AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = e.user_id AND a.role = 'erased')
     ORDER BY e.id"""
 
 

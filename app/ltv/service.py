@@ -34,6 +34,11 @@ log = logging.getLogger("contrail.ltv")
 DAY_S = 86_400.0
 _MISSING = object()
 MAX_HORIZON_DAYS = 3650
+# The earliest event time a history may hold (2000-01-01, epoch ms): anything before is taken for seconds sent as
+# milliseconds (1.7e9 s reads as 1970-01-20), which would make every purchase decades old.
+EARLIEST_EVENT_MS = 946_684_800_000
+# A CAC below this (a cent) is no CAC: dividing by a few picocents would answer a ratio of inf or 1e300.
+MIN_CAC = 0.01
 DISTRIBUTION_S = 600.0  # how long the customers' value distribution is reused for the same model and horizon
 PURCHASE_TYPES = frozenset({"purchase", "order", "transaction"})
 SUCCESS, FALLBACK, INVALID_INPUT, NO_HISTORY, MODEL_NOT_READY = (
@@ -143,6 +148,7 @@ class LtvService:
         # service on its own), a fit that passed its holdout goes live.
         self.versions = LtvVersions(self, store, versioning, clock, metrics) if versioning is not None else None
         self.histories: LRU[str, Reduced | None] = LRU(config.cache_entries, "ltv_customers")
+        self._forgotten = 0  # bumped by forget(): a history read before it is not held after it
         self.predictions: LRU[tuple, tuple] = LRU(config.cache_entries, "ltv_predictions")
         self.recent = PlatformMedian(config.platform_multipliers)  # the fallback's window per platform
         self.purchases_since_fit = 0
@@ -258,13 +264,22 @@ class LtvService:
         self.histories.pop(customer_id)
         self.purchases_since_fit += 1
 
+    def forget(self, customer_id: str) -> None:
+        """An erased customer: their held purchases and the distribution naming them are dropped. (What the store
+        answers for them afterwards is the store's: it must leave an erased customer's purchases out.)"""
+        self.histories.pop(customer_id)
+        self._forgotten += 1
+        self._distribution = None
+
     async def _own(self, customer_id: str) -> Reduced | None:
         held = self.histories.get(customer_id, _MISSING)
         if held is _MISSING:
+            forgotten = self._forgotten
             purchases = await self._store.customer_purchases(customer_id)
             held = _reduce([p.at / DAY_S for p in purchases], [p.amount_cents / 100 for p in purchases],
                            [p.channel for p in purchases])
-            self.histories.put(customer_id, held)
+            if forgotten == self._forgotten:  # nobody was erased while it was read
+                self.histories.put(customer_id, held)
         return held  # type: ignore[return-value]
 
     # ---- predictions ----
@@ -320,9 +335,8 @@ class LtvService:
         days, values = [], []
         latest = (now + 86_400) * 1000  # a day of clock skew
         for i, e in enumerate(ask.events):
-            if not 0 < e.timestamp_ms <= latest:
-                raise InvalidInput(f"event_history[{i}].timestamp_ms must be a time in epoch milliseconds, "
-                                   "not in the future")
+            if not EARLIEST_EVENT_MS <= e.timestamp_ms <= latest:
+                raise InvalidInput(event_time_error(i, e.timestamp_ms))
             if not math.isfinite(e.event_value) or not 0 <= e.event_value <= 1e9:
                 raise InvalidInput(f"event_history[{i}].event_value must be 0 to 1,000,000,000")
             if e.event_type.lower() in PURCHASE_TYPES:
@@ -431,7 +445,7 @@ class LtvService:
             a.predicted_ltv, a.ltv_lower_bound, a.ltv_upper_bound = value, lower, upper
             a.confidence, a.expected_purchases, a.probability_alive = confidence, purchases, alive
             a.top_features = reasons
-            a.ltv_to_cac = value / ask.current_cac if ask.current_cac > 0 else 0.0
+            a.ltv_to_cac = value / ask.current_cac if ask.current_cac >= MIN_CAC else 0.0
             if reduced[j] is None:
                 a.status, a.message = NO_HISTORY, "no purchase known for this customer: a new customer's value"
             self.recent.remember(ask.platform, value)
@@ -457,9 +471,11 @@ class LtvService:
         self._today = (day, (self._today[1] if self._today[0] == day else 0) + n)
 
     async def value(self, customer_id: str) -> float | None:
-        """The customer's predicted value over the configured horizon (None when there is no model to ask)."""
+        """The customer's predicted value over the configured horizon, for activation's LTV bands: None when there
+        is no model to ask, or no purchase of theirs is known (NO_HISTORY's prior is no one's value: it would put
+        every stranger in a high band)."""
         [answer] = await self.predict([Ask(customer_id, explain=False)])
-        return answer.predicted_ltv if answer.status in (SUCCESS, NO_HISTORY) else None
+        return answer.predicted_ltv if answer.status == SUCCESS else None
 
     async def customer(self, customer_id: str, horizon_days: int = 0) -> Answer:
         """One customer's value from their own purchases (404 for an id with no purchase and no model answer)."""
@@ -502,6 +518,17 @@ class LtvService:
                 "holdout_mae": evaluation.get("mae", 0.0), "holdout_rmse": evaluation.get("rmse", 0.0),
                 "holdout_customers": int(evaluation.get("customers", 0)),
                 "trained_at_ms": int(self.saved.trained_at * 1000) if self.saved is not None else 0}
+
+
+def event_time_error(index: int, timestamp_ms: int) -> str:
+    """Why event_history[index]'s time cannot be used (it is before 2000-01-01 or in the future)."""
+    field = f"event_history[{index}].timestamp_ms"
+    if timestamp_ms <= 0:
+        return f"{field} must be a time in epoch milliseconds, from 2000-01-01"
+    if timestamp_ms < EARLIEST_EVENT_MS:
+        return (f"{field} is {timestamp_ms}, before 2000-01-01: it looks like seconds, not milliseconds "
+                "(multiply by 1000)")
+    return f"{field} must be a time in epoch milliseconds, not in the future"
 
 
 def _quantile(hist: Any, q: float) -> float:

@@ -2,9 +2,11 @@
 waiting on a model.
 
 A customer not yet valued (or whose value has expired) is queued, answered now by the platform heuristic (the
-median of the platform's last 100 predictions × its multiplier), and valued by the background refresher: in
-batches, from the in-process model (app/ltv/service.py) or a remote SyncValueService (adapters/grpc/syncvalue.py),
-through the circuit breaker. While the breaker is open the model is not asked and the heuristic answers.
+median of the platform's last 100 values this source fetched × its multiplier), and valued by the background
+refresher: in batches, from the in-process model (app/ltv/service.py) or a remote SyncValueService
+(adapters/grpc/syncvalue.py), through the circuit breaker. While the breaker is open the model is not asked and the
+heuristic answers. A customer the model knows no purchase of (NO_HISTORY) has no value: held as such, answered
+with none (the bid keeps the auction's price), never the prior the model gives a new customer.
 """
 
 from __future__ import annotations
@@ -39,16 +41,15 @@ BATCH = 256                     # customers valued per refresher pass
 MAX_VALUE = 1_000_000.0         # a predicted LTV above this (currency units) is not believed (ltv.value_max)
 _MEMO_PLATFORMS = 64            # platforms whose heuristic value is held between passes
 
-# What the value source needs of a model: customer ids and a platform in, each valued customer's LTV out.
-Fetch = Callable[[list[str], str, float], Awaitable[dict[str, float]]]
+# What the value source needs of a model: customer ids and a platform in; out, each valued customer's LTV, or None
+# for a customer the model knows no purchase of (left out: one it could not value, asked again on the next read).
+Fetch = Callable[[list[str], str, float], Awaitable[Mapping[str, float | None]]]
 
 
 class LtvPredictor(Protocol):
     """What the value source needs of LtvService (app/ltv/service.py)."""
 
     async def predict(self, asks: list[Ask]) -> list[Answer]: ...
-
-    def heuristic(self, platform: str) -> float | None: ...
 
 
 class Heuristic(Protocol):
@@ -58,7 +59,8 @@ class Heuristic(Protocol):
 class PlatformMedian:
     """The fallback heuristic: the median of the platform's last 100 predicted values (of all platforms' when it
     has none) × the platform's multiplier (1 for platforms not configured). LtvService keeps one over its own
-    predictions; the value source keeps one over a remote model's."""
+    predictions (its FALLBACK answers); the value source keeps its own over the values it fetched (bids'
+    fallback), which no outside request can move."""
 
     def __init__(self, multipliers: Mapping[str, float], window: int = RECENT_PER_PLATFORM) -> None:
         self._multipliers = multipliers
@@ -84,12 +86,14 @@ class PlatformMedian:
 
 class InProcess:
     """The in-process model as a Fetch: one LtvService.predict call for the batch, from each customer's own
-    purchases. Answers the model could not give (FALLBACK, MODEL_NOT_READY) are left out."""
+    purchases. NO_HISTORY is None (no value); answers the model could not give (FALLBACK, MODEL_NOT_READY) are
+    left out."""
 
     def __init__(self, model: LtvPredictor) -> None:
         self.model = model
 
-    async def predict_many(self, customer_ids: list[str], platform: str, timeout: float) -> dict[str, float]:
+    async def predict_many(self, customer_ids: list[str], platform: str, timeout: float
+                           ) -> dict[str, float | None]:
         from app.errors import InvalidInput
         from app.ltv.service import NO_HISTORY, SUCCESS, Ask  # the model package loads only with the service
 
@@ -100,7 +104,10 @@ class InProcess:
             except InvalidInput:
                 continue  # an id no customer can have (empty, over 256 characters): left unvalued, not a failure
         answers = await asyncio.wait_for(self.model.predict(asks), timeout)
-        return {a.customer_id: a.predicted_ltv for a in answers if a.status in (SUCCESS, NO_HISTORY)}
+        # NO_HISTORY's number is the prior of a customer who just made a first purchase (above most real
+        # customers'): a stranger priced with it would bid at the campaign's cap.
+        return {a.customer_id: a.predicted_ltv if a.status == SUCCESS else None
+                for a in answers if a.status in (SUCCESS, NO_HISTORY)}
 
 
 @dataclass
@@ -113,6 +120,7 @@ class ValueStats:
     calls: dict[str, int] = field(default_factory=lambda: {"ok": 0, "slow": 0, "timeout": 0, "error": 0})
     skipped_open: int = 0       # passes with customers waiting that the open breaker kept from the model
     cached: int = 0             # values taken into the cache
+    no_history: int = 0         # customers the model knows no purchase of: held as having no value
     unvalued: int = 0           # customers asked whom the model did not value
     rejected: dict[str, int] = field(default_factory=lambda: {"not_finite": 0, "too_low": 0, "too_high": 0})
 
@@ -127,8 +135,9 @@ class ValueSource:
                  min_value: float = 0.0, max_value: float = MAX_VALUE, metrics: Any = None,
                  timer: Callable[[], float] = time.perf_counter) -> None:
         """Values outside [min_value, max_value] (the model's or the heuristic's) are not believed: not cached,
-        not priced with, counted by reason. `remember`: the heuristic's window to feed with the values fetched
-        (the remote case; the in-process model keeps its own). `metrics` (Metrics, or anything with some of its
+        not priced with, counted by reason. `remember`: the heuristic's window to feed with the values the
+        refresher fetched (the same object as `heuristic`, so that only real customers' values at the configured
+        horizon move it). `metrics` (Metrics, or anything with some of its
         attributes): counters ltv_values_served (by source), ltv_value_fallbacks (by kind: heuristic, none),
         ltv_value_calls (by outcome), ltv_value_rejected (by reason); the gauge ltv_value_breaker; caches, the
         CacheCollector the value cache is registered with."""
@@ -147,10 +156,13 @@ class ValueSource:
         self._batch = batch
         self._min_value, self._max_value = min_value, max_value
         self._timer = timer
-        self.cache: LRU[tuple[str, str], tuple[float, float]] = LRU(capacity, "ltv_values")  # → (value, valued at)
+        # → (value, valued at); a value of None: the model knows no purchase of theirs (no value, not asked again
+        # before the TTL)
+        self.cache: LRU[tuple[str, str], tuple[float | None, float]] = LRU(capacity, "ltv_values")
         self.queue: OrderedDict[tuple[str, str], None] = OrderedDict()  # (platform, customer) waiting, oldest first
         self.stats = ValueStats()
         self._memo: dict[str, float | None] = {}  # platform → heuristic value, until the next pass
+        self._forgotten = 0  # bumped by forget(): a value fetched before it is not kept after it
         self._served_metric = _children(metrics, "ltv_values_served", tuple(self.stats.served))
         self._fallback_metric = _children(metrics, "ltv_value_fallbacks", ("heuristic", "none"))
         self._call_metric = _children(metrics, "ltv_value_calls", tuple(self.stats.calls))
@@ -166,10 +178,13 @@ class ValueSource:
     @classmethod
     def in_process(cls, model: LtvPredictor, config: LtvConfig, clock: Clock, **options: Any) -> ValueSource:
         """Values from the in-process LtvService; `config` is the [ltv] section. A pass's batch is cut at
-        `max_batch` and its deadline is twice `breaker_slow_ms` (past the slow threshold it is a failure)."""
+        `max_batch` and its deadline is twice `breaker_slow_ms` (past the slow threshold it is a failure). The
+        heuristic is kept over the values it fetches, not over the service's: the service also answers partners'
+        made-up histories and other horizons, which must not move what bids pay."""
         options["batch"] = min(options.get("batch", BATCH), config.max_batch)
-        return cls(InProcess(model).predict_many, MODEL, model, clock, deadline_s=2 * config.breaker_slow_ms / 1000,
-                   **(_guards(config) | options))
+        recent = PlatformMedian(config.platform_multipliers)
+        return cls(InProcess(model).predict_many, MODEL, recent, clock,
+                   deadline_s=2 * config.breaker_slow_ms / 1000, remember=recent, **(_guards(config) | options))
 
     @classmethod
     def remote(cls, fetch: Fetch, config: LtvConfig, clock: Clock, **options: Any) -> ValueSource:
@@ -189,12 +204,29 @@ class ValueSource:
             if age < self._ttl_s:
                 if age >= self._refresh_after_s:
                     self._enqueue(key)
+                if held[0] is None:  # no purchase known: no value, and not the heuristic's either
+                    return self._nothing()
                 self.stats.served[self.source] += 1
                 _inc(self._served_metric, self.source)
                 return held[0], self.source
             self.cache.pop(key)
         self._enqueue(key)
         return self._fallback(platform)
+
+    def _nothing(self) -> tuple[None, str]:
+        self.stats.served[NONE] += 1
+        self.stats.fallbacks += 1
+        _inc(self._served_metric, NONE)
+        _inc(self._fallback_metric, "none")
+        return None, NONE
+
+    def forget(self, customer_id: str) -> None:
+        """An erased customer: their values are dropped on every platform, and they leave the queue."""
+        self._forgotten += 1
+        for key in [k for k, _ in self.cache.items() if k[1] == customer_id]:  # rare: a scan will do
+            self.cache.pop(key)
+        for key in [k for k in self.queue if k[1] == customer_id]:
+            del self.queue[key]
 
     def _enqueue(self, key: tuple[str, str]) -> None:
         if key in self.queue:
@@ -225,7 +257,7 @@ class ValueSource:
     async def value_of(self, customer_id: str, platform: str) -> float | None:
         """The customer's value, cached or asked of the model now through the breaker, for callers that can wait
         (activation's LTV bands): None when the breaker is open, the call fails or the model has no value for
-        them, never the heuristic, a platform's median that says nothing of this customer."""
+        them (no purchase known), never the heuristic, a platform's median that says nothing of this customer."""
         held = self.cache.get((platform, customer_id))
         if held is not None and self._clock.now() - held[1] < self._ttl_s:
             return held[0]
@@ -264,6 +296,7 @@ class ValueSource:
 
     async def _call(self, platform: str, ids: list[str], remember: bool = True) -> int:
         started = self._timer()
+        forgotten = self._forgotten
         try:
             values = await self._fetch(ids, platform, self._deadline_s)
         except asyncio.CancelledError:
@@ -277,7 +310,7 @@ class ValueSource:
             log.warning("ltv values: the model failed", extra={"source": self.source, "error": str(exc)[:200]})
             return 0
         self._outcome("slow" if self._timer() - started > self._slow_s else "ok")
-        return self._keep(platform, ids, values, remember)
+        return self._keep(platform, ids, values, remember, forgotten)
 
     def _outcome(self, outcome: str) -> None:
         self.stats.calls[outcome] += 1
@@ -296,12 +329,19 @@ class ValueSource:
             _inc(self._rejected_metric, reason)
         return bool(reason)
 
-    def _keep(self, platform: str, ids: list[str], values: dict[str, float], remember: bool = True) -> int:
+    def _keep(self, platform: str, ids: list[str], values: Mapping[str, float | None], remember: bool = True,
+              forgotten: int | None = None) -> int:
+        if forgotten is not None and forgotten != self._forgotten:
+            return 0  # someone was erased while the model was asked: what it said of them is not kept
         now, kept = self._clock.now(), 0
         for customer_id in ids:
-            value = values.get(customer_id)
-            if value is None:
+            if customer_id not in values:
                 self.stats.unvalued += 1
+                continue
+            value = values[customer_id]
+            if value is None:
+                self.cache.put((platform, customer_id), (None, now))
+                self.stats.no_history += 1
                 continue
             if self._refused(value):
                 continue

@@ -54,6 +54,12 @@ class Ltv:
         """Every purchase earns stars once, and a refund reverses them: either changes the customer's history."""
         self.ltv.purchased(event.user_id)
 
+    def forget(self, customer_id: str) -> None:
+        """An erased customer (app/privacy.py): what is held of them, their history and the values bids read, is
+        dropped."""
+        self.ltv.forget(customer_id)
+        self.values.forget(customer_id)
+
 
 def build(infra: Infra) -> Ltv:
     config = infra.config

@@ -8,8 +8,8 @@ from typing import Annotated
 import msgspec
 from aiohttp import web
 
-from app.errors import Forbidden
-from app.ltv.service import MAX_HORIZON_DAYS, Ask, Event, LtvService
+from app.errors import Forbidden, InvalidInput
+from app.ltv.service import EARLIEST_EVENT_MS, MAX_HORIZON_DAYS, Ask, Event, LtvService, event_time_error
 from handlers.rest.common import endpoint, json_response
 
 Horizon = Annotated[int, msgspec.Meta(ge=0, le=MAX_HORIZON_DAYS)]
@@ -148,6 +148,10 @@ class LtvApi:
               "purchases); a history that cannot be used answers status INVALID_INPUT with why",
               tags=("ltv",), roles=("partner", "admin"), body=PredictBody, response=Prediction)
     async def predict(self, request: web.Request, principal, body: PredictBody) -> web.Response:
+        for i, e in enumerate(body.event_history):
+            if e.timestamp_ms < EARLIEST_EVENT_MS:  # a range, like the schema's: 400 naming the field
+                raise InvalidInput(event_time_error(i, e.timestamp_ms),
+                                   {"field": f"event_history[{i}].timestamp_ms"})
         events = tuple(Event(e.timestamp_ms, e.event_type, e.event_value) for e in body.event_history) \
             if body.event_history else None
         [answer] = await self._ltv.predict([Ask(body.customer_id, body.platform, events, body.current_cac,

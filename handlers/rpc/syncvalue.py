@@ -6,11 +6,12 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
-from app.errors import InvalidInput
+from app.errors import InvalidInput, RateLimited
 from app.ltv.service import INVALID_INPUT, Answer, Ask, Event, LtvService
+from app.ratelimit import RateLimiter
 from handlers.rpc import syncvalue_grpc
 from handlers.rpc import syncvalue_pb2 as pb
-from handlers.rpc.server import MalformedMessage, each_message, recv_one
+from handlers.rpc.server import CALLER, MalformedMessage, each_message, recv_one
 
 
 def ask_of(r: pb.LTVPredictionRequest, explain: bool = True) -> Ask:
@@ -50,8 +51,11 @@ def invalid(r: pb.LTVPredictionRequest, message: str) -> pb.LTVPredictionRespons
 class SyncValueService(syncvalue_grpc.SyncValueServiceBase):
     ROLES = ("partner", "admin")
 
-    def __init__(self, ltv: LtvService) -> None:
+    def __init__(self, ltv: LtvService, limiter: RateLimiter | None = None) -> None:
+        """`limiter`: the one every protocol checks; each message of PredictLTVStream spends a request's token
+        (the call itself is checked once, as every call is, when it opens)."""
         self._ltv = ltv
+        self._limiter = limiter
 
     async def _one(self, request: pb.LTVPredictionRequest, explain: bool = True) -> pb.LTVPredictionResponse:
         try:
@@ -88,7 +92,18 @@ class SyncValueService(syncvalue_grpc.SyncValueServiceBase):
         await stream.send_message(reply)
 
     async def PredictLTVStream(self, stream: Stream[pb.LTVPredictionRequest, pb.LTVPredictionResponse]) -> None:
+        limiter = self._limiter
+        principal, ip = CALLER.get() if limiter is not None else (None, "")
         async for request in each_message(stream):
+            if limiter is not None:
+                try:
+                    # Every message is a request, as on REST (even a broken one): else one stream would answer
+                    # without limit on a key limited to a few a second. Refused in the stream, which goes on.
+                    limiter.check(principal, ip)
+                except RateLimited as exc:
+                    refused = pb.LTVPredictionRequest() if isinstance(request, MalformedMessage) else request
+                    await stream.send_message(invalid(refused, f"rate limited: {exc.message}"))
+                    continue
             if isinstance(request, MalformedMessage):
                 await stream.send_message(pb.LTVPredictionResponse(status=INVALID_INPUT, message=request.message or ""))
             else:

@@ -399,3 +399,91 @@ async def test_paid_orders_and_ingested_purchases_are_the_history_a_customer_is_
     assert (await pay(client, member, order["id"])).status == 200
     paid = await valued(me)
     assert paid["status"] == "SUCCESS" and paid["predicted_ltv"] > 0
+
+
+async def test_times_sent_in_seconds_are_refused_as_such(ltv, clock):
+    client, admin, stub, md, counts = ltv
+    await refit(client, admin)
+    now_s = int(clock.now())
+    in_seconds = [pb.CustomerEvent(timestamp_ms=now_s - d * 86_400, event_type="purchase", event_value=100.0)
+                  for d in (300, 100, 10)]
+    reply = await stub.PredictLTV(pb.LTVPredictionRequest(customer_id="p", event_history=in_seconds), metadata=md)
+    assert reply.status == pb.INVALID_INPUT and reply.predicted_ltv == 0
+    assert "event_history[0].timestamp_ms" in reply.message and "seconds, not milliseconds" in reply.message
+    batch = await stub.PredictLTVBatch(pb.LTVBatchRequest(requests=[
+        pb.LTVPredictionRequest(customer_id="p", event_history=in_seconds), pb.LTVPredictionRequest(customer_id="q",
+        event_history=[pb.CustomerEvent(timestamp_ms=946_684_800_000, event_type="purchase", event_value=5.0)])]),
+        metadata=md)
+    assert [r.status for r in batch.responses] == [pb.INVALID_INPUT, pb.SUCCESS]  # 2000-01-01 itself is a time
+
+    body = {"customer_id": "p", "event_history": [
+        {"timestamp_ms": now_s - d * 86_400, "event_type": "purchase", "event_value": 100.0} for d in (300, 100, 10)]}
+    resp = await client.post("/v1/ltv/predict", json=body, headers=admin)
+    error = (await resp.json())["error"]
+    assert resp.status == 400 and "seconds, not milliseconds" in error["message"]
+    assert error["details"] == {"field": "event_history[0].timestamp_ms"}
+
+
+async def test_a_cac_below_a_cent_is_no_cac_and_the_ratio_stays_finite(ltv):
+    client, admin, stub, md, counts = ltv
+    await refit(client, admin)
+    for cac in (1e-310, 0.009):
+        reply = await stub.PredictLTV(pb.LTVPredictionRequest(customer_id="cust-1", current_cac=cac), metadata=md)
+        assert reply.status == pb.SUCCESS and reply.predicted_ltv > 0 and reply.ltv_to_cac == 0.0
+        answer = await (await client.post("/v1/ltv/predict", json={"customer_id": "cust-1", "current_cac": cac},
+                                          headers=admin)).json()
+        assert answer["status"] == "SUCCESS" and answer["ltv_to_cac"] == 0.0
+    reply = await stub.PredictLTV(pb.LTVPredictionRequest(customer_id="cust-1", current_cac=0.01), metadata=md)
+    assert math.isclose(reply.ltv_to_cac, reply.predicted_ltv / 0.01)
+
+
+async def stream_against_the_limit(stub, key: str) -> list[pb.LTVPredictionResponse]:
+    """20 messages on one stream of a key allowed a burst of 5 requests, one a second: every one answered."""
+    async with stub.PredictLTVStream.open(metadata={"x-api-key": key}) as stream:
+        answers = []
+        for n in range(20):
+            await stream.send_message(pb.LTVPredictionRequest(request_id=str(n), customer_id=f"cust-{n}"))
+            answers.append(await stream.recv_message())
+        await stream.end()
+    return answers
+
+
+def check_limited(answers: list[pb.LTVPredictionResponse]) -> None:
+    assert [a.request_id for a in answers] == [str(n) for n in range(20)]  # the stream stayed open throughout
+    limited = [a for a in answers if "rate limited" in a.message]
+    assert all(a.status == pb.INVALID_INPUT and "API key" in a.message for a in limited)
+    # The stream's opening spent one token: at most 4 of the burst, and 1 a second, are left for its messages.
+    assert 14 <= len(limited) <= 16 and all(a.status == pb.MODEL_NOT_READY for a in answers if a not in limited)
+
+
+async def test_each_message_of_a_stream_spends_a_request_of_the_callers_rate_limit(aiohttp_client, tmp_path, clock):
+    """The service as the app builds it, with the limiter every protocol checks, served through the same guard."""
+    from grpclib.server import Server
+
+    from handlers.rpc.server import Guard
+    from handlers.rpc.syncvalue import SyncValueService
+    config = make_config(tmp_path, ratelimit__principal_per_s=1, ratelimit__principal_burst=5)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    platform = client.app[PLATFORM]
+    server = Server([Guard(SyncValueService(platform.ltv, platform.limiter), platform.authenticator,
+                           platform.limiter)])
+    await server.start("127.0.0.1", 0)
+    channel = Channel("127.0.0.1", server._server.sockets[0].getsockname()[1])
+    try:
+        _, key = await platform.api_keys.create("partner", "partner")
+        check_limited(await stream_against_the_limit(syncvalue_grpc.SyncValueServiceStub(channel), key))
+    finally:
+        channel.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_the_apps_stream_spends_a_request_of_the_callers_rate_limit_per_message(aiohttp_client, tmp_path, clock):
+    config = make_config(tmp_path, ratelimit__principal_per_s=1, ratelimit__principal_burst=5)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    _, key = await client.app[PLATFORM].api_keys.create("partner", "partner")
+    channel = Channel("127.0.0.1", client.app[GRPC].port)
+    try:
+        check_limited(await stream_against_the_limit(syncvalue_grpc.SyncValueServiceStub(channel), key))
+    finally:
+        channel.close()

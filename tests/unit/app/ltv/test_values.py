@@ -192,26 +192,39 @@ def test_the_heuristic_is_the_platforms_recent_median_times_its_multiplier():
     assert recent.heuristic("tiktok") == pytest.approx(35.0 * 1.5)
 
 
-async def test_in_process_the_services_own_heuristic_answers(clock):
+async def test_in_process_the_heuristic_is_the_values_fetched_and_a_customer_without_purchases_has_none(clock):
+    from app.ltv.service import Answer
+
     class Service:
+        """Answers SUCCESS (10 × the id's length), or NO_HISTORY (a new customer's prior, 900) for new-*."""
+
         def __init__(self) -> None:
             self.asked: list[str] = []
 
         async def predict(self, asks):
-            raise AssertionError("not asked in this test")
+            self.asked += [a.customer_id for a in asks]
+            return [Answer("", a.customer_id, "NO_HISTORY", predicted_ltv=900.0) if a.customer_id.startswith("new")
+                    else Answer("", a.customer_id, "SUCCESS", predicted_ltv=10.0 * len(a.customer_id))
+                    for a in asks]
 
         def heuristic(self, platform: str) -> float | None:
-            self.asked.append(platform)
-            return 42.0 if platform == "meta" else None
+            raise AssertionError("the service's own window (every prediction it made) is not the bids'")
 
     service = Service()
-    values = ValueSource.in_process(service, LtvConfig(max_batch=5), clock, batch=100)
+    values = ValueSource.in_process(service, LtvConfig(max_batch=5), clock, batch=100, ttl_s=100.0)
     assert values.source == "model" and values._batch == 5  # a pass never asks for more than the service takes
-    assert values.value("c", "meta") == (42.0, "fallback")
-    assert values.value("d", "meta") == (42.0, "fallback")
-    assert values.value("e", "x") == (None, "none")
-    assert service.asked == ["meta", "x"]  # held until the next pass: the bid path does not sort each time
-    assert values.stats.fallbacks == 3
+    assert values.value("ana", "meta") == (None, "none")  # nothing fetched yet: nothing to fall back on
+    for c in ("bo", "new-1"):
+        values.value(c, "meta")
+    assert await values.refresh() == 2 and service.asked == ["ana", "bo", "new-1"]
+    assert values.stats.no_history == 1 and values.stats.unvalued == 0
+    assert values.value("cy", "meta") == (25.0, "fallback")  # the median of 30 and 20, not of 900
+    assert values.value("di", "tiktok") == (37.5, "fallback")  # × tiktok's 1.5
+    # The prior is no one's value: none (the bid keeps the auction's price), and not asked again until it expires.
+    assert values.value("new-1", "meta") == (None, "none") and ("meta", "new-1") not in values.queue
+    clock.advance(100)
+    assert values.value("new-1", "meta") == (25.0, "fallback") and ("meta", "new-1") in values.queue
+    assert values.stats.fallbacks == 7 and values.stats.served["none"] == 4
 
 
 async def test_the_breaker_opens_after_three_failures_skips_the_model_then_half_opens_and_closes(clock):

@@ -90,6 +90,19 @@ def test_a_holdout_with_nothing_to_hold_out_is_one_error_line_and_exit_code_2(tm
     assert message in err and err.startswith("error: ") and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("amount", ["nan", "inf", "-inf", "-5.0"])
+def test_an_amount_that_is_not_finite_or_is_negative_is_one_error_line_naming_it(tmp_path, capsys, amount):
+    """float() reads nan and inf: a file holding them used to print NaN and Infinity, which is not JSON."""
+    path = _cdnow(tmp_path / "cdnow.txt", 4)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[7] = " ".join(lines[7].split()[:-1] + [amount])  # the header is line 1: this is line 8
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, out, err = _run(capsys, "--data", str(path), "--json")
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert f"line 8: the amount must be a finite number, 0 or more, got '{amount}'" in err
+
+
 def test_a_missing_file_is_exit_code_2(tmp_path, capsys):
     code, _, err = _run(capsys, "--data", str(tmp_path / "nope.txt"))
     assert code == 2 and "cannot read" in err
