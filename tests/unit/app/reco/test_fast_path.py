@@ -38,7 +38,7 @@ def service(recent_ttl_s: float, users: int, items: int, events: int, seed: int,
                              weight_purchase=10.0, weight_dismiss=-5.0, recent_n=50, recent_ttl_s=recent_ttl_s,
                              popularity_half_life_s=3 * 86_400.0, trending_window_s=2 * 86_400.0, coview_window=10,
                              coview_ttl_s=86_400.0, max_users=10_000, cache_ttl_s=0.0, cache_entries=10,
-                             explore_items=1, max_n=100, factors=8)
+                             cache_bytes=1 << 20, explore_items=1, max_n=100, factors=8)
     svc = RecoService(config, None, None, _Metrics(), None)  # type: ignore[arg-type]  # no store: features only
     for i in range(items):
         svc.features.put_item(RecoItem(f"i{i}", category=CATEGORIES[i % 3], hidden=i == 7))
