@@ -3,7 +3,6 @@ the lists are those of a replay of the whole log. A checkpoint covers exactly wh
 
 import asyncio
 import logging
-import sqlite3
 
 import numpy as np
 
@@ -306,11 +305,6 @@ async def test_a_user_forgotten_before_the_checkpoint_or_during_the_replay_comes
     await client.close()   # no checkpoint at shutdown (reco.checkpoint_interval_s = 0): the tail is replayed
 
     for from_checkpoint in (True, False):
-        if not from_checkpoint:   # the whole log: the LRU forgets them during the replay
-            db = sqlite3.connect(config.data_path / "contrail.db")
-            with db:
-                db.execute("DELETE FROM reco_checkpoint")
-            db.close()
         again = await aiohttp_client(create_app(config, clock=clock))
         headers = await staff(again)
         restarted = again.app[PLATFORM].reco
@@ -318,4 +312,6 @@ async def test_a_user_forgotten_before_the_checkpoint_or_during_the_replay_comes
         assert np.array_equal(state_of(restarted)["coview"], live_features["coview"])
         for u in ("a", "b"):
             assert await recommend(again, headers, u, n=20) == live[u], (from_checkpoint, u)
+        if from_checkpoint:   # next, the whole log: the LRU forgets them during the replay
+            await again.app[PLATFORM].records_db.write([("DELETE FROM reco_checkpoint", ())])
         await again.close()
