@@ -18,6 +18,12 @@ def test_a_use_keeps_an_entry_and_the_least_recently_used_goes_first():
     assert cache.evictions == 1 and len(cache) == 2
 
 
+def _read(cache: LRU | SizedLRU, key: int, order: list[int], values: dict) -> list[int]:
+    """A get checked against the reference: the value it holds, and the key then the most recently used."""
+    assert cache.get(key) == values.get(key)
+    return [k for k in order if k != key] + [key] if key in values else order
+
+
 @given(st.lists(st.tuples(st.sampled_from("pgc"), st.integers(0, 9), st.integers(0, 40)), max_size=200),
        st.integers(1, 5), st.integers(10, 60))
 def test_the_sized_cache_behaves_as_a_recency_list_cut_to_its_bytes_and_entries(ops, capacity, max_bytes):
@@ -38,9 +44,7 @@ def test_the_sized_cache_behaves_as_a_recency_list_cut_to_its_bytes_and_entries(
             while sum(1 + len(values[k]) for k in order) > max_bytes or len(order) > capacity:
                 values.pop(order.pop(0))
         elif op == "g":
-            assert cache.get(key) == values.get(key)
-            if key in values:
-                order = [k for k in order if k != key] + [key]
+            order = _read(cache, key, order, values)
         else:
             cache.clear()
             order, values = [], {}
@@ -62,9 +66,7 @@ def test_the_cache_behaves_as_a_plain_recency_list(ops, capacity):
             while len(order) > capacity:
                 values.pop(order.pop(0))
         elif op == "g":
-            assert cache.get(key) == values.get(key)
-            if key in values:
-                order = [k for k in order if k != key] + [key]
+            order = _read(cache, key, order, values)
         else:
             assert cache.pop(key) == values.pop(key, None)
             order = [k for k in order if k != key]
