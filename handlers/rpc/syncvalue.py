@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
@@ -22,25 +24,24 @@ def ask_of(r: pb.LTVPredictionRequest, explain: bool = True) -> Ask:
                explain and r.metadata.get("explain", "true") != "false")
 
 
-def _fields(a: Answer) -> dict:
-    """The response's fields; those most answers leave empty are passed only when set (a batch builds 1,000)."""
-    f = dict(customer_id=a.customer_id, predicted_ltv=a.predicted_ltv, confidence=a.confidence,
+def reply_of(a: Answer, make: Callable[..., pb.LTVPredictionResponse] = pb.LTVPredictionResponse
+             ) -> pb.LTVPredictionResponse:
+    """The response for an answer, made by `make`: the message's class, or a batch reply's `responses.add`, which
+    builds it in place. The fields most answers leave empty are set only when they are not (a batch builds 1,000,
+    and keyword arguments spelled out cost a third less than a dict unpacked: docs/performance.md)."""
+    m = make(customer_id=a.customer_id, predicted_ltv=a.predicted_ltv, confidence=a.confidence,
              ltv_lower_bound=a.ltv_lower_bound, ltv_upper_bound=a.ltv_upper_bound, model_version=a.model_version,
              inference_time_us=a.inference_time_us, status=a.status, expected_purchases=a.expected_purchases,
              probability_alive=a.probability_alive, horizon_days=a.horizon_days, currency=a.currency)
     if a.request_id:
-        f["request_id"] = a.request_id
+        m.request_id = a.request_id
     if a.message:
-        f["message"] = a.message
+        m.message = a.message
     if a.ltv_to_cac:
-        f["ltv_to_cac"] = a.ltv_to_cac
+        m.ltv_to_cac = a.ltv_to_cac
     if a.top_features:
-        f["top_features"] = [pb.FeatureImportance(name=n, importance=i, value=v) for n, i, v in a.top_features]
-    return f
-
-
-def reply_of(a: Answer) -> pb.LTVPredictionResponse:
-    return pb.LTVPredictionResponse(**_fields(a))
+        m.top_features.extend(pb.FeatureImportance(name=n, importance=i, value=v) for n, i, v in a.top_features)
+    return m
 
 
 def invalid(r: pb.LTVPredictionRequest, message: str) -> pb.LTVPredictionResponse:
@@ -83,12 +84,12 @@ class SyncValueService(syncvalue_grpc.SyncValueServiceBase):
                 answers.append(exc.message)
         predicted = iter(await self._ltv.predict(asks))
         reply = pb.LTVBatchResponse()
+        add = reply.responses.add
         for r, refused in zip(request.requests, answers, strict=True):
             if refused:
-                reply.responses.add(request_id=r.request_id, customer_id=r.customer_id, status=INVALID_INPUT,
-                                    message=refused)
+                add(request_id=r.request_id, customer_id=r.customer_id, status=INVALID_INPUT, message=refused)
             else:
-                reply.responses.add(**_fields(next(predicted)))  # built in place: no copy into the list
+                reply_of(next(predicted), add)
         await stream.send_message(reply)
 
     async def PredictLTVStream(self, stream: Stream[pb.LTVPredictionRequest, pb.LTVPredictionResponse]) -> None:
