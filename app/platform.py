@@ -473,6 +473,9 @@ class Platform:
             await self.bidding.campaign_store.refresh(ids)
         elif kind in ("member", "promotion"):
             await self.loyalty.refresh(kind, ids)
+            if kind == "member":  # a purchase on another node: the value this node holds for them is stale
+                for member in ids:
+                    self.ltv.changed(member)
         elif kind == "api_key":
             await self.api_key_store.refresh(ids)
         elif kind == "suppression":

@@ -676,6 +676,10 @@ class LtvStore(Protocol):
     async def customer_purchases(self, customer_id: str) -> list[Purchase]:
         ...
 
+    async def purchase_count(self) -> int:
+        """How many `purchases` would return, without reading them."""
+        ...
+
     async def save_model(self, model: SavedLtvModel) -> None:
         """Durably, keeping the last few."""
         ...

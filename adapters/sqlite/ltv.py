@@ -38,6 +38,10 @@ class SqliteLtvStore:
         rows = await self._db.fetchall(_purchases(self._db.dialect, "AND e.user_id = ?"), (customer_id,))
         return [Purchase(*r) for r in rows]
 
+    async def purchase_count(self) -> int:
+        row = await self._db.fetchone(f"SELECT COUNT(*) FROM ({_purchases(self._db.dialect, '')}) AS p")
+        return int(row[0]) if row else 0
+
     async def save_model(self, model: SavedLtvModel) -> None:
         await self._db.write([("INSERT INTO ltv_models(sequence, trained_at, body) VALUES (?,?,?) "
                                "ON CONFLICT(sequence) DO UPDATE SET trained_at=excluded.trained_at, body=excluded.body",

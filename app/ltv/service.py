@@ -174,6 +174,9 @@ class LtvService:
         saved = await self._store.latest_model()
         if saved is not None:
             self.serve(saved)
+            # The purchases stored since that fit, as the live process counted them (a restart must not put off
+            # a refit that `refit_after_purchases` had made nearly due).
+            self.purchases_since_fit = max(0, await self._store.purchase_count() - saved.purchases)
 
     def serve(self, saved: SavedLtvModel) -> None:
         self.model = ltv.LTVModel.from_bytes(saved.body)
@@ -261,8 +264,12 @@ class LtvService:
     # ---- purchases ----
     def purchased(self, customer_id: str) -> None:
         """A customer bought (or was refunded): their cached history is stale, and a refit comes nearer."""
-        self.histories.pop(customer_id)
+        self.changed(customer_id)
         self.purchases_since_fit += 1
+
+    def changed(self, customer_id: str) -> None:
+        """The customer's records changed, here or on another node: their history is read again when next asked."""
+        self.histories.pop(customer_id)
 
     def forget(self, customer_id: str) -> None:
         """An erased customer: their held purchases and the distribution naming them are dropped. (What the store

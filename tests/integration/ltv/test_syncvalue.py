@@ -342,6 +342,57 @@ async def test_the_schedule_refits_when_due_and_not_again_until_its_interval(aio
     assert "ltv_refit" in platform.supervisor.states and "ltv_values" in platform.supervisor.states
 
 
+async def test_a_purchase_another_node_stored_is_valued_once_its_change_notice_arrives(ltv, monkeypatch):
+    client, admin, stub, md, counts = ltv
+    platform = client.app[PLATFORM]
+    await refit(client, admin)
+    buyer = min(counts, key=counts.get)
+
+    async def value() -> float:
+        resp = await client.get(f"/v1/customers/{buyer}/ltv", headers=admin)
+        assert resp.status == 200, await resp.text()
+        return (await resp.json())["predicted_ltv"]
+    before = await value()
+    # As on a node that did not take the purchase: its own bus never says so, only the change notice does.
+    monkeypatch.setattr(platform.ltv, "purchased", lambda customer_id: None)
+    for n in range(3):
+        await platform.loyalty.earn(buyer, 40_000, "web", f"on-the-other-node-{n}")
+    await platform.bus.idle()
+    assert await value() == before  # not told yet
+    await platform.apply_change("member", [buyer])
+    assert await value() > before
+
+
+async def test_purchases_counted_towards_a_refit_are_still_counted_after_a_restart(aiohttp_client, tmp_path, clock):
+    config = make_config(tmp_path, ltv__refit_interval_s=0, ltv__refit_after_purchases=3)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    platform = client.app[PLATFORM]
+    await shop_history(platform, clock, customers=120)
+    await platform.ltv.maybe_refit()
+    first = platform.ltv.version
+    assert first.endswith("-1") and platform.ltv.purchases_since_fit == 0
+    for n in range(2):
+        await platform.loyalty.earn("cust-1", 4_000, "web", f"after-fit-{n}")
+    await platform.bus.idle()
+    await platform.ltv.maybe_refit()
+    assert platform.ltv.version == first  # two of three: not due yet
+    await client.close()
+
+    again = await aiohttp_client(create_app(config, clock=clock))
+    platform = again.app[PLATFORM]
+    assert platform.ltv.version == first and platform.ltv.purchases_since_fit == 2
+    fits = platform.metrics.ltv_fits
+
+    def attempts() -> float:
+        return sum(fits.labels(status).value for status in ("live", "kept_out", "canary", "recorded"))
+    await platform.ltv.maybe_refit()
+    assert attempts() == 0
+    await platform.loyalty.earn("cust-2", 4_000, "web", "after-restart")
+    await platform.bus.idle()
+    await platform.ltv.maybe_refit()
+    assert attempts() == 1 and platform.ltv.purchases_since_fit == 0  # the third purchase since the fit made it due
+
+
 async def test_the_carriers_own_features_are_learned_from_and_a_given_history_stays_neutral(
         aiohttp_client, tmp_path, clock):
     client = await aiohttp_client(create_app(make_config(tmp_path, ltv__refit_interval_s=0,
