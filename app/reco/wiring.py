@@ -16,6 +16,8 @@ from app.reco.versions import RecoVersions
 from app.retail.events import OrderChanged, OrderPaid
 from state.orders import Order
 
+FINAL = ("purchase", "dismiss")  # the feedback that keeps an item out of the customer's lists
+
 
 @dataclass
 class Reco:
@@ -30,7 +32,19 @@ class Reco:
         return self.reco.versions
 
     async def learn_from_events(self, event: CustomerEventsIngested) -> None:
-        """Ingest's feedback events with an item (the product_id) and a known user."""
+        """Ingest's feedback events with an item (the product_id) and a known user, in the background: a batch
+        without a purchase or a dismissal."""
+        if not _final(event):
+            await self._learn(event)
+
+    async def learn_in_line(self, event: CustomerEventsIngested) -> None:
+        """A batch with a purchase or a dismissal, stored and learned before ingest answers, in its order: either
+        keeps an item out of the customer's lists, so one acknowledged and lost to a kill -9 would show the bought
+        or dismissed item again."""
+        if _final(event):
+            await self._learn(event)
+
+    async def _learn(self, event: CustomerEventsIngested) -> None:
         await self.reco.record((Feedback(e.user_id, e.product_id, e.type, e.at) for e in event.events
                                 if e.type in FEEDBACK and e.product_id), arrived=event.accepted_at)
 
@@ -64,6 +78,10 @@ class Reco:
         return list(dict.fromkeys(items))
 
 
+def _final(event: CustomerEventsIngested) -> bool:
+    return any(e.type in FINAL and e.product_id for e in event.events)
+
+
 def _member(order: Order) -> str | None:
     """The customer whose order it is (a guest's teaches nothing: it has no one to recommend to)."""
     kind, _, user_id = order.owner.partition(":")
@@ -83,8 +101,12 @@ def build(infra: Infra, destination_of: Callable[[str], str | None]) -> Reco:
     # p99); they learn within milliseconds, and contrail_queue_depth{queue="bus_reco_learning"} shows any lag.
     # Reco stores what it learns, so a full queue holds ingest back rather than lose accepted feedback; 256 batches
     # absorb bursts while bounding what waits in memory.
+    # A batch with a purchase or a dismissal is the exception (learn_in_line). It already waits for the stars its
+    # purchases earn, and a batch learned in line may overtake a customer's events still queued from an earlier one
+    # (the store's order is the order they were learned in, which is the order a restart replays).
     infra.bus.subscribe_queued(CustomerEventsIngested, "reco_learning", domain.learn_from_events, capacity=256,
                                when_full="wait")
+    infra.bus.subscribe(CustomerEventsIngested, domain.learn_in_line)
     infra.bus.subscribe(OrderPaid, domain.learn_from_order)
     infra.bus.subscribe(OrderChanged, domain.learn_from_change)
     if infra.config.reco.retrain_interval_s > 0:
