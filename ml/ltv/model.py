@@ -239,6 +239,14 @@ class LTVModel:
         """
         return self.explain_many(s, [row], horizon_days, annual_discount_rate, top)[0]
 
+    @property
+    def _spendless_monetary(self) -> float:
+        """The monetary value a customer without a repeat purchase is explained with. They have no spend of their
+        own, so the population's gives their monetary input no attribution, where the model does not read it for
+        them (Gamma-Gamma's spend does not). The correction does: its log(1 + monetary) input is their own 0, as in
+        its fit, and with the population's the contributions would no longer add up to their value."""
+        return 0.0 if self.method == "corrected" else self.population["monetary"]
+
     def explain_many(self, s: Summary, rows: list[int], horizon_days: float, annual_discount_rate: float,
                      top: int = 5) -> list[list[tuple[str, float, float]]]:
         """explain() for several rows at once: every row's coalitions in one point_ltv call."""
@@ -255,8 +263,7 @@ class LTVModel:
             names += list(self.extra_names)
             vals = np.column_stack([vals, ex[rows]])
         own = vals.copy()
-        # No repeat purchase: no spend of its own to attribute.
-        own[:, 3] = np.where(own[:, 0] <= 0, self.population["monetary"], own[:, 3])
+        own[:, 3] = np.where(own[:, 0] <= 0, self._spendless_monetary, own[:, 3])
         mean = np.asarray([self.population[n] for n in names])
         k = len(names)
         masks, weights = _coalitions(k)
@@ -327,7 +334,7 @@ class LTVModel:
         code, par, coef, gl = self._fast_numbers(horizon_days, annual_discount_rate)
         f, r, a, mo = (np.asarray(c, dtype=np.float64) for c in (s.frequency, s.recency, s.age, s.monetary))
         vals, xtT, m, coalition_extra, inv = kernels.coalitions(f, r, a, mo, extra, np.asarray(rows, dtype=np.int64),
-                                                                mean, self.population["monetary"])
+                                                                mean, self._spendless_monetary)
         pt = kernels.point(code, par, coef, gl, xtT, *self._hyp(code, par, xtT, 8), 8, inv, m, coalition_extra,
                            base._GL_X, base._GL_W)
         contrib, order = kernels.attribute(pt[5], _coalitions(len(names))[1])

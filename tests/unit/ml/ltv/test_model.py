@@ -78,6 +78,29 @@ def test_explain_attributions_follow_the_customer(fitted):
     assert sum(c for _, c, _ in full) == pytest.approx(own - model.point_ltv(avg, 365, 0.1)[0], rel=1e-9)
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["compiled", "plain"])
+def test_explanations_add_up_for_customers_without_a_repeat_purchase_under_every_method(fitted, monkeypatch, fast):
+    """A new customer (everything 0) and a one-time buyer: their contributions sum to their value minus the average
+    customer's whichever model serves, the correction (which reads their monetary 0) included."""
+    _, s, model = fitted
+    monkeypatch.setattr(LTVModel, "fast", fast)
+    once = int(np.flatnonzero(s.frequency == 0)[0])
+    customers = Summary(np.array([0.0, 0.0]), np.array([0.0, 0.0]), np.array([0.0, s.age[once]]),
+                        np.array([0.0, 0.0]))
+    avg = Summary(*(np.array([model.population[n]]) for n in ("frequency", "recency", "age", "monetary")))
+    served = model.method
+    try:
+        for method in ("pareto/nbd", "bg/nbd", "mixture", "corrected"):
+            model.method = method
+            values = model.predict(customers, 365, 0.1).ltv
+            for row in range(2):
+                found = model.explain(customers, row, 365, 0.1, top=10)
+                assert sum(c for _, c, _ in found) == pytest.approx(
+                    values[row] - model.point_ltv(avg, 365, 0.1)[0], rel=1e-9, abs=1e-6), (method, row)
+    finally:
+        model.method = served
+
+
 def test_explaining_many_rows_at_once_gives_each_rows_explanation(fitted):
     _, s, model = fitted
     rows, served = [0, 3, 7, 11, 19], model.method
