@@ -39,8 +39,8 @@ async def test_a_purchase_and_a_dismissal_acknowledged_just_before_a_kill_9_stay
             # Other shoppers' views keep the learning queue busy, so the kill lands before it reaches anything
             # queued after them.
             for batch in range(8):
-                await post("/v1/channels/ingest", [event(f"shopper-{batch}-{u}", "product_view", ITEMS[u % 12], now - 30)
-                                                   for u in range(500)])
+                await post("/v1/channels/ingest", [event(f"shopper-{batch}-{u}", "product_view", ITEMS[u % 12],
+                                                         now - 30) for u in range(500)])
             answer = await post("/v1/channels/ingest", [event("buyer", "purchase", "dest-00", now - 1),
                                                         event("buyer", "dismiss", "dest-01", now - 1)])
             assert answer["accepted"] == 2
