@@ -3,8 +3,10 @@ approval, its status synced back; creatives imported from the digital asset mana
 changes there.
 
 Nothing here blocks the workflow: a task is opened in the background after the step is durable, a failure is kept
-on the task (`error`, `attempts`) and counted in `contrail_integration_calls`, and the next sync tries again. A task
-is followed until it is done, its review ends in Contrail (closed) or its attempts to open it are used up (given_up).
+on the task (`error`, `attempts`) and counted in `contrail_integration_calls`, and the next sync tries again. A review
+whose task was never stored (the process was killed between the step and the background opening) is found by the
+sync, which opens its task then. A task is followed until it is done, its review ends in Contrail (closed) or its
+attempts to open it are used up (given_up).
 """
 
 from __future__ import annotations
@@ -38,6 +40,13 @@ OPENING_GRACE_S = 300.0   # ... an attempt older than this was cut short (its pr
 CLOSED = "closed"         # the review it was opened for ended in Contrail before the task was done
 GIVEN_UP = "given_up"     # never opened: MAX_ATTEMPTS attempts failed (`error` says why the last one did)
 SYNC_BATCH = 500        # tasks synced per pass, the least recently synced first
+# A review whose task was never stored: a process killed after the step was durable and before its background opening
+# stored the task. The sync looks for them among the campaigns awaiting approval, this many per pass (the oldest
+# first; one found to have its task is not read again while it waits), and opens the task of a review at least
+# UNSTORED_GRACE_S old: a younger one's opening may still be on its way to the store, here or on another node.
+MISSING_BATCH = 100
+UNSTORED_GRACE_S = 5.0
+STEPS_READ = 1000       # the newest workflow steps read to tell when a campaign went to review
 ASSET_SYNC = "dam-sync"   # the asset sync's name in the history and audit of the edits it makes
 MAX_IMPORT = 50         # assets imported by one call
 REVIEW_ACTIONS = frozenset({"submit", "revise"})
@@ -55,24 +64,41 @@ class ReviewTasks:
         self._clock = clock
         self._console_url = console_url
         self._opening: set[asyncio.Task[None]] = set()  # bounded by the reviews in flight
+        # Campaigns whose task an `on_change` is opening (how many): the sync does not take them for unstored ones.
+        self._storing: dict[str, int] = {}
+        # Per campaign awaiting approval, the copy of it (that very object: any step replaces it) whose review was
+        # found to have its task: bounded by the campaigns awaiting approval.
+        self._has_task: dict[str, Campaign] = {}
 
     @property
     def enabled(self) -> bool:
         return self._tracker is not None
 
     def on_change(self, event: CampaignChanged) -> None:
-        """A bus subscriber: a step into review opens a task, in the background."""
-        if self._tracker is None or event.action not in REVIEW_ACTIONS:
+        """A bus subscriber: a step into review opens a task, in the background. (A rejected campaign submitted
+        again takes two steps, rejected -> draft -> in_review, both "submit": the second one is the review's.)"""
+        if self._tracker is None or event.action not in REVIEW_ACTIONS or \
+                (event.action == "submit" and event.to_state != "in_review"):
             return
-        task = asyncio.ensure_future(self._first_open(ReviewTask(event.campaign_id, event.at, self._tool, "", "", "",
+        campaign_id = event.campaign_id
+        self._storing[campaign_id] = self._storing.get(campaign_id, 0) + 1
+        task = asyncio.ensure_future(self._first_open(ReviewTask(campaign_id, event.at, self._tool, "", "", "",
                                                                  OPENING, self._clock.now(), "", 1)))
         self._opening.add(task)
         task.add_done_callback(self._opening.discard)
+        task.add_done_callback(lambda _: self._stored(campaign_id))
+
+    def _stored(self, campaign_id: str) -> None:
+        """An `on_change` opening is over (its task stored, or the store failed: the sync then finds the review)."""
+        left = self._storing.pop(campaign_id, 1) - 1
+        if left:
+            self._storing[campaign_id] = left
 
     async def _first_open(self, task: ReviewTask) -> None:
         """The task is stored first, its first attempt counted and under way, so a process killed during the tool's
         call leaves it for a sync to open once the attempt is old enough (at worst opened twice then, never lost),
-        and a sync meanwhile, here or on another node, leaves it alone."""
+        and a sync meanwhile, here or on another node, leaves it alone. (A process killed before it is stored leaves
+        the review without a task: the sync finds it, `_open_unstored`.)"""
         await self._store.put(task)
         await self._open(task)
 
@@ -119,10 +145,16 @@ class ReviewTasks:
 
     async def sync(self) -> int:
         """Open the tasks that failed to open (up to MAX_ATTEMPTS), and read back the status of the open ones, the
-        least recently synced first; close those whose review has ended in Contrail. Returns how many were looked
-        at. Never raises for a tool's failure."""
+        least recently synced first; close those whose review has ended in Contrail; then open the tasks of the
+        reviews that have none stored (`_open_unstored`). Returns how many tasks were looked at or opened. Never
+        raises for a tool's failure."""
         if self._tracker is None:
             return 0
+        looked = await self._sync_stored()
+        return looked + await self._open_unstored()
+
+    async def _sync_stored(self) -> int:
+        assert self._tracker is not None
         looked = 0
         newest: dict[str, float] = {}  # per campaign under review, when its newest task was opened
         for task in await self._store.unfinished(SYNC_BATCH):
@@ -150,6 +182,55 @@ class ReviewTasks:
             await self._store.put(msgspec.structs.replace(task, status=status.state, synced_at=self._clock.now(),
                                                           error=""))
         return looked
+
+    async def _open_unstored(self) -> int:
+        """Open a task for each review that has none stored: a campaign awaiting approval with no task opened since
+        its review began (its step into review, or the newest change put under review). Those found to have theirs
+        are not read again while that copy of the campaign stands. Returns how many were opened.
+
+        Never two for one review: a review younger than UNSTORED_GRACE_S, or whose task this process is storing, is
+        left to its own opening. A task once stored is the stored tasks' business (`_sync_stored`), even if it was
+        never opened, so this never opens a review's task a second time; and the background opening stores the task
+        before it calls the tool, so a review with no task stored has no issue in the tool either."""
+        awaiting = [c for c in self._campaigns.list() if _awaiting(c)]
+        waiting = {c.id for c in awaiting}
+        self._has_task = {k: c for k, c in self._has_task.items() if k in waiting}
+        unread = sorted((c for c in awaiting if self._has_task.get(c.id) is not c and c.id not in self._storing),
+                        key=lambda c: (c.pending.submitted_at if c.pending is not None else c.created_at, c.id))
+        opened = 0
+        for campaign in unread[:MISSING_BATCH]:
+            began = await self._review_began(campaign)
+            tasks = await self._store.of_campaign(campaign.id)
+            if any(began is None or t.opened_at >= began for t in tasks):
+                self._has_task[campaign.id] = campaign
+                continue
+            if began is not None and self._clock.now() - began < UNSTORED_GRACE_S:
+                continue  # its opening may be on its way to the store: the next pass looks again
+            try:  # this node's copy may lag a step another node took: the store says for sure
+                stored = await self._campaigns.read(campaign.id)
+            except NotFound:
+                continue
+            # (Nothing awaited between the last look at `_storing` and the task stored: no opening slips between.)
+            if not _awaiting(stored) or await self._review_began(stored) != began or campaign.id in self._storing:
+                continue  # it moved on meanwhile, or went for review again: the next pass looks at it as it is then
+            now = self._clock.now()
+            task = ReviewTask(campaign.id, now, self._tool, "", "", "", OPENING, now, "", 1)
+            log.warning("review task never stored: opening it", extra={"campaign": campaign.id})
+            await self._store.put(task)
+            self._has_task[campaign.id] = campaign
+            opened += 1
+            await self._open(task)
+        return opened
+
+    async def _review_began(self, campaign: Campaign) -> float | None:
+        """When the campaign's review began: its changes' submission, or its newest step into review (None: no step
+        into review is recorded, as for a campaign loaded in review)."""
+        if campaign.pending is not None:
+            return campaign.pending.submitted_at
+        # CampaignService reads no history itself: its store's, as the workflow's `history` does.
+        steps = await self._campaigns._store.history(campaign.id, STEPS_READ)
+        return next((s.at for s in reversed(steps) if s.to_state == "in_review" and s.from_state != "in_review"),
+                    None)
 
     async def _review_over(self, task: ReviewTask, newest: dict[str, float]) -> bool:
         """Whether the review `task` was opened for has ended in Contrail: its campaign is no longer waiting for
