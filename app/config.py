@@ -37,12 +37,19 @@ _NATS_URL_PATTERN = r"\A(?:(?:nats|tls)://\S+)?\Z"
 _REDIS_URL_PATTERN = r"\A(?:(?:redis|rediss|unix)://\S+)?\Z"
 _NODE_ID_PATTERN = r"\A[A-Za-z0-9_.\-]{0,64}\Z"
 _NAME_PATTERN = r"\A[a-z0-9][a-z0-9_\-]{0,31}\Z"
+_GUID_OR_EMPTY_PATTERN = r"\A(?:[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})?\Z"
+_BASIC_LOGIN_PATTERN = r"\A[^:]*\Z"  # RFC 7617: a Basic auth user-id holds no colon
+_ONE_PARAMETER_PATTERN = r"\A[^?]*\?[^?]*\Z"
+_TRIMMED_NAME_PATTERN = r"\A\S(?:.{0,253}\S)?\Z"
 _PATTERN_HINTS = {_URL_PATTERN: "must be empty or an http(s) URL", _HOST_PORT_PATTERN: "must be host:port or empty",
                   _HTTP_URL_PATTERN: "must be an http(s) URL", _NATS_URL_PATTERN: "must be empty or a nats:// or "
                   "tls:// URL", _REDIS_URL_PATTERN: "must be empty or a redis://, rediss:// or unix:// URL",
                   _NODE_ID_PATTERN: "must be at most 64 letters, digits, '.', '_' or '-'",
                   _NAME_PATTERN: "must be 1 to 32 lowercase letters, digits, '_' or '-', starting with a letter or "
-                  "digit"}
+                  "digit", _GUID_OR_EMPTY_PATTERN: "must be empty or a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
+                  _BASIC_LOGIN_PATTERN: "must not contain ':' (Basic auth cannot send it)",
+                  _ONE_PARAMETER_PATTERN: "must hold exactly one '?', where the searched value goes",
+                  _TRIMMED_NAME_PATTERN: "must be 1 to 255 characters, with no spaces at either end"}
 HttpUrlOrEmpty = Annotated[str, Meta(pattern=_URL_PATTERN)]
 IngestSource = Literal["mobile_app", "pos", "kiosk", "web", "call_center", "partner_api", "iot"]
 
@@ -414,6 +421,7 @@ class IntegrationsConfig(_Section):
     jira_email: str = ""
     jira_api_token: str = ""
     jira_project: str = ""
+    jira_issue_type: Annotated[str, Meta(pattern=_TRIMMED_NAME_PATTERN)] = "Task"  # an issue type of jira_project
     asana_url: HttpUrlOrEmpty = "https://app.asana.com"
     asana_token: str = ""
     asana_project: str = ""
@@ -422,6 +430,13 @@ class IntegrationsConfig(_Section):
     dam_url: HttpUrlOrEmpty = ""
     dam_token: str = ""
     dam_folder: str = ""
+    # AEM only: Basic auth with a technical account (on-premises, Adobe Managed Services), in place of dam_token.
+    aem_login: Annotated[str, Meta(pattern=_BASIC_LOGIN_PATTERN)] = ""
+    aem_password: str = ""       # a secret, like the tokens: from the environment, never logged
+    # Aprimo only: the search expressions of `search` and of the folder (a classification); the value is their one
+    # `?` parameter, never spliced in.
+    aprimo_fulltext_expression: Annotated[str, Meta(pattern=_ONE_PARAMETER_PATTERN)] = "FullText = ?"
+    aprimo_folder_expression: Annotated[str, Meta(pattern=_ONE_PARAMETER_PATTERN)] = "Classification.Id = ?"
     dam_sync_interval_s: Positive = 300.0
     # Off by default: Microsoft is retiring real-time streaming (push semantic models) in Power BI.
     powerbi_enabled: bool = False
@@ -429,6 +444,7 @@ class IntegrationsConfig(_Section):
     powerbi_dataset_id: str = ""
     powerbi_table: str = "campaign_hours"
     powerbi_token: str = ""
+    powerbi_group_id: Annotated[str, Meta(pattern=_GUID_OR_EMPTY_PATTERN)] = ""  # the workspace; empty: My workspace
     powerbi_interval_s: Positive = 300.0
     timeout_s: Positive = 10.0
     max_attempts: AtLeast1 = 3
@@ -441,10 +457,21 @@ class IntegrationsConfig(_Section):
         for key in needs.get(self.task_tool, []):
             if not getattr(self, key):
                 raise _invalid(key, f'must be set when task_tool is "{self.task_tool}"')
+        # Messages name keys, never values: aem_password and the tokens are secrets.
+        if self.aem_login and not self.aem_password:
+            raise _invalid("aem_password", "must be set with aem_login (Basic auth needs both)")
+        if self.aem_password and not self.aem_login:
+            raise _invalid("aem_login", "must be set with aem_password (Basic auth needs both)")
         if self.dam:
-            for key in ("dam_url", "dam_token"):
-                if not getattr(self, key):
-                    raise _invalid(key, f'must be set when dam is "{self.dam}"')
+            if not self.dam_url:
+                raise _invalid("dam_url", f'must be set when dam is "{self.dam}"')
+            basic = self.dam == "aem" and bool(self.aem_login)
+            if not self.dam_token and not basic:
+                raise _invalid("dam_token", f'must be set when dam is "{self.dam}"'
+                               + (" (or aem_login and aem_password for Basic auth)" if self.dam == "aem" else ""))
+            if self.dam_token and basic:
+                raise _invalid("dam_token", 'must be empty when aem_login and aem_password are set: AEM takes a '
+                                            "Bearer token or Basic auth, not both")
         if self.powerbi_enabled:
             for key in ("powerbi_url", "powerbi_dataset_id", "powerbi_table", "powerbi_token"):
                 if not getattr(self, key):

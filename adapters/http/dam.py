@@ -5,7 +5,8 @@ Three styles of DAM behind one interface, `AssetLibrary`: `list_folder(folder)`,
 `metadata(asset_id)`, all answering `Asset`s (state/integrations.py, where `changed_since` picks the assets a
 sync must fetch again).
 
-Adobe Experience Manager, Assets HTTP API (Basic auth, or a Bearer access token on AEM as a Cloud Service):
+Adobe Experience Manager, Assets HTTP API (Basic auth, "Authorization: Basic base64(login:password)" from
+integrations.aem_login and aem_password, or a Bearer access token on AEM as a Cloud Service, integrations.dam_token):
   GET /api/assets/{folder}.json?offset=0&limit=N  -> a Siren folder:
       {"class": ["assets/folder"], "properties": {"name", "srn:paging": {"offset", "limit", "total"}},
        "entities": [{"class": ["assets/asset"], "properties": {"name", "metadata": {"dc:format", ...},
@@ -32,7 +33,8 @@ Aprimo DAM, REST API (Bearer access token; every call sends "API-VERSION: 1" and
                                                                          "parameters": [Q]}}
        -> {"page", "pageSize", "_total", "items": [{"id", "title", "modifiedOn", "contentType", "status", ...}]}
   The folder is a classification: expression "Classification.Id = ?" with the classification's id. Parameters are
-  passed apart from the expression, so a query is never spliced into it.
+  passed apart from the expression, so a query is never spliced into it. Both expressions are settings
+  (integrations.aprimo_fulltext_expression, aprimo_folder_expression): searchable fields differ between tenants.
   GET /api/core/record/{id}                        -> one record, the same fields
   version: "version" when present, else "modifiedOn"; url: {base_url}/dam/contentitems/{id}.
 """

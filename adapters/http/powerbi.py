@@ -1,7 +1,8 @@
 """Power BI push dataset exporter: rows for a live dashboard tile (bookings, campaign sends, bids won).
 
   POST {base_url}/v1.0/myorg/datasets/{dataset_id}/tables/{table}/rows              (My workspace)
-  POST {base_url}/v1.0/myorg/groups/{group_id}/datasets/{dataset_id}/tables/{table}/rows   (a workspace)
+  POST {base_url}/v1.0/myorg/groups/{group_id}/datasets/{dataset_id}/tables/{table}/rows   (a workspace:
+       integrations.powerbi_group_id)
        Authorization: Bearer <Microsoft Entra access token>   {"rows": [{...}, ...]}   -> 200 {}
   Errors come as {"error": {"code": ..., "message": ...}}; throttling as 429 with Retry-After.
 

@@ -6,7 +6,8 @@ Both speak one interface, `TaskTracker`: `create(summary, description, labels) -
 
 Jira (Cloud or Data Center, REST API v2; Basic auth with the account's email and an API token):
   POST /rest/api/2/issue  {"fields": {"project": {"key": K}, "summary": S, "description": D,
-                                      "issuetype": {"name": "Task"}, "labels": [...]}}
+                                      "issuetype": {"name": T}, "labels": [...]}}
+       (T: the issue type, "Task" unless integrations.jira_issue_type names another the project has)
        -> 201 {"id": "10000", "key": "K-1", "self": ".../rest/api/2/issue/10000"}
   GET  /rest/api/2/issue/K-1?fields=status
        -> {"fields": {"status": {"name": "In Progress", "statusCategory": {"key": "indeterminate"}}}}

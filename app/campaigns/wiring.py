@@ -70,10 +70,10 @@ def build(infra: Infra, campaigns: CampaignService, store: CampaignStore,
                               infra.metrics, route_of, revenue_currency=infra.config.retail.currency,
                               signal_memory_s=config.reward_memory_days * 86_400, history=store.history)
     infra.supervisor.add_periodic("campaign_rollup", config.rollup_interval_s, reports.roll_up)
-    tasks = ReviewTasks(_tracker(tools, retry, counted), tools.task_tool, SqliteTaskStore(infra.records_db),
+    tasks = ReviewTasks(task_tracker(tools, retry, counted), tools.task_tool, SqliteTaskStore(infra.records_db),
                         campaigns, infra.clock, infra.config.channels.public_base_url)
     infra.bus.subscribe(CampaignChanged, tasks.on_change)
-    assets = AssetImport(_library(tools, retry, counted), tools.dam, workflow, campaigns, infra.clock,
+    assets = AssetImport(asset_library(tools, retry, counted), tools.dam, workflow, campaigns, infra.clock,
                          tools.dam_folder)
     metrics.dam_assets_failing.set_function(lambda: assets.failing)
     # The syncs with the team's tools run on one node at a time: two would open a task twice, revise a creative
@@ -83,8 +83,7 @@ def build(infra: Infra, campaigns: CampaignService, store: CampaignStore,
     if tools.dam:
         infra.add_on_one_node("asset_sync", tools.dam_sync_interval_s, assets.sync)
     if tools.powerbi_enabled:  # off by default: Microsoft is retiring real-time streaming datasets
-        exporter = PowerBIExporter(tools.powerbi_url, tools.powerbi_dataset_id, tools.powerbi_token, enabled=True,
-                                   policy=retry, on_attempt=counted)
+        exporter = powerbi_exporter(tools, retry, counted)
         sync = PowerBISync(exporter, SqliteReportStore(infra.records_db), SqliteCursorStore(infra.records_db),
                            infra.clock, metrics, table=tools.powerbi_table, interval_s=tools.powerbi_interval_s,
                            name_of=lambda c: campaigns.get(c).name if campaigns.exists(c) else None,
@@ -93,22 +92,35 @@ def build(infra: Infra, campaigns: CampaignService, store: CampaignStore,
     return Campaigns(workflow, policy_store, policies, reports, tasks, assets)
 
 
-def _tracker(tools: IntegrationsConfig, retry: RetryPolicy, counted: Callable[[str, str], None]
-             ) -> TaskTracker | None:
+def task_tracker(tools: IntegrationsConfig, retry: RetryPolicy, counted: Callable[[str, str], None]
+                 ) -> TaskTracker | None:
+    """The task tool `tools.task_tool` names, with every setting of `[integrations]` it has; None for none."""
     if tools.task_tool == "jira":
-        return JiraTasks(tools.jira_url, tools.jira_email, tools.jira_api_token, tools.jira_project, policy=retry,
-                         on_attempt=counted)
+        return JiraTasks(tools.jira_url, tools.jira_email, tools.jira_api_token, tools.jira_project,
+                         issue_type=tools.jira_issue_type, policy=retry, on_attempt=counted)
     if tools.task_tool == "asana":
         return AsanaTasks(tools.asana_url, tools.asana_token, tools.asana_project, policy=retry, on_attempt=counted)
     return None
 
 
-def _library(tools: IntegrationsConfig, retry: RetryPolicy, counted: Callable[[str, str], None]
-             ) -> AssetLibrary | None:
+def asset_library(tools: IntegrationsConfig, retry: RetryPolicy, counted: Callable[[str, str], None]
+                  ) -> AssetLibrary | None:
+    """The asset manager `tools.dam` names, with every setting of `[integrations]` it has; None for none."""
     if tools.dam == "aem":
-        return AemAssets(tools.dam_url, token=tools.dam_token, policy=retry, on_attempt=counted)
+        # The config allows one of the two (Basic auth on premises, a Bearer token on AEM as a Cloud Service).
+        basic = (tools.aem_login, tools.aem_password) if tools.aem_login else None
+        return AemAssets(tools.dam_url, basic=basic, token=tools.dam_token or None, policy=retry, on_attempt=counted)
     if tools.dam == "bynder":
         return BynderAssets(tools.dam_url, tools.dam_token, policy=retry, on_attempt=counted)
     if tools.dam == "aprimo":
-        return AprimoAssets(tools.dam_url, tools.dam_token, policy=retry, on_attempt=counted)
+        return AprimoAssets(tools.dam_url, tools.dam_token, fulltext_expression=tools.aprimo_fulltext_expression,
+                            folder_expression=tools.aprimo_folder_expression, policy=retry, on_attempt=counted)
     return None
+
+
+def powerbi_exporter(tools: IntegrationsConfig, retry: RetryPolicy, counted: Callable[[str, str], None]
+                     ) -> PowerBIExporter:
+    """The Power BI exporter of `[integrations]`: its dataset, in the workspace `powerbi_group_id` (else My
+    workspace), enabled (the caller builds it only when `powerbi_enabled`)."""
+    return PowerBIExporter(tools.powerbi_url, tools.powerbi_dataset_id, tools.powerbi_token,
+                           group_id=tools.powerbi_group_id or None, enabled=True, policy=retry, on_attempt=counted)

@@ -230,6 +230,27 @@ async def test_configured_tools_are_wired_into_the_app(aiohttp_client, aiohttp_s
     assert 'contrail_integration_calls_total{outcome="ok",tool="jira"} 1.0' in metrics
 
 
+async def test_the_configured_issue_type_and_aem_basic_auth_reach_the_tools(aiohttp_client, aiohttp_server,
+                                                                            tmp_path, clock):
+    """integrations.jira_issue_type and aem_login/aem_password, set as an operator sets them, used by the app."""
+    jira, aem, base = await tools(aiohttp_server)
+    config = with_jira(tmp_path, base, integrations__jira_issue_type="Story", integrations__dam="aem",
+                       integrations__dam_url=base, integrations__aem_login="dam-reader",
+                       integrations__aem_password="s3cret")
+    client = await aiohttp_client(create_app(config, clock=clock))
+    admin = await submit_autumn(client)
+    await client.app[PLATFORM].campaigns_domain.tasks.idle()
+    assert jira.issues["MKT-1"]["issuetype"] == {"name": "Story"}
+    body = {"id": "summer", "name": "Summer", "advertiser_domain": "contrail.example", "bid_cap_micros": 4_000_000,
+            "daily_budget_micros": 100_000_000}
+    assert (await client.post("/v1/admin/campaigns", json=body, headers=admin)).status == 201
+    resp = await client.post("/v1/admin/campaigns/summer/creatives/import", headers=admin,
+                             json={"asset_ids": ["campaigns/summer/hero.jpg"], "w": 300, "h": 250})
+    assert resp.status == 200, await resp.text()
+    assert [c.get("dam_id") for c in (await resp.json())["creatives"]] == ["campaigns/summer/hero.jpg"]
+    assert aem.authorizations and set(aem.authorizations) == {"Basic ZGFtLXJlYWRlcjpzM2NyZXQ="}
+
+
 async def test_a_stopping_server_finishes_the_review_tasks_it_was_opening(aiohttp_client, aiohttp_server, tmp_path,
                                                                           clock):
     jira, aem, base = await tools(aiohttp_server)

@@ -12,10 +12,17 @@ from aiohttp import web
 
 from adapters.http.dam import AemAssets, AprimoAssets, BynderAssets
 from adapters.http.retry import IntegrationError, RetryPolicy
+from app.campaigns.wiring import asset_library
+from app.config import IntegrationsConfig, load_config
 from state.integrations import Asset, changed_since
 from tests.integration.integrations.helpers import Sleeps
 
 FAST = RetryPolicy(attempts=3, deadline_s=5.0, base_delay_s=0.01, max_delay_s=0.05)
+
+
+def configured(**env: str) -> IntegrationsConfig:
+    """[integrations] as the app loads it from CONTRAIL__INTEGRATIONS__<KEY> variables."""
+    return load_config(None, env={f"CONTRAIL__INTEGRATIONS__{k.upper()}": v for k, v in env.items()}).integrations
 
 
 # --- Adobe Experience Manager ----------------------------------------------------------------------------------------
@@ -33,6 +40,7 @@ AEM_TOKEN = "aem-access-token"
 class FakeAem:
     def __init__(self) -> None:
         self.requests: list[str] = []
+        self.authorizations: list[str | None] = []  # each request's Authorization header, as sent
         self.fail_next: list[int] = []
         self.held: asyncio.Event | None = None  # set: each answer waits for it
 
@@ -46,6 +54,7 @@ class FakeAem:
 
     async def assets(self, request: web.Request) -> web.Response:
         self.requests.append(str(request.rel_url))
+        self.authorizations.append(request.headers.get("Authorization"))
         if self.held is not None:
             await self.held.wait()
         # A technical account's Basic credentials, or an access token (AEM as a Cloud Service) as a bearer.
@@ -137,6 +146,27 @@ async def test_aem_503_is_retried(aem):
     assert len(fake.requests) == 2
 
 
+@pytest.mark.parametrize("credentials, sent", [
+    # On premises: a technical account's Basic credentials (base64 of "dam-reader:s3cret").
+    ({"aem_login": "dam-reader", "aem_password": "s3cret"}, "Basic ZGFtLXJlYWRlcjpzM2NyZXQ="),
+    # AEM as a Cloud Service: an access token as a bearer, as before.
+    ({"dam_token": AEM_TOKEN}, f"Bearer {AEM_TOKEN}"),
+], ids=["basic", "bearer"])
+async def test_the_configured_aem_credentials_reach_the_wire(aem, credentials, sent):
+    """integrations.aem_login/aem_password (or dam_token), from the environment through the app's wiring."""
+    fake, client = aem
+    library = asset_library(configured(dam="aem", dam_url=client.base_url, **credentials), FAST,
+                            lambda tool, outcome: None)
+    assert library is not None
+    try:
+        assert (await library.metadata("campaigns/summer/hero.jpg")).name == "hero.jpg"
+        assert [a.name for a in await library.list_folder("campaigns/summer")] == ["banner.png", "hero.jpg",
+                                                                                  "terms.pdf"]
+    finally:
+        await library.close()
+    assert fake.authorizations == [sent] * len(fake.requests) and len(fake.requests) == 2
+
+
 # --- Bynder ----------------------------------------------------------------------------------------------------------
 
 BYNDER_MEDIA = [
@@ -225,6 +255,9 @@ APRIMO_RECORDS = [
 class FakeAprimo:
     def __init__(self) -> None:
         self.searches: list[dict[str, Any]] = []
+        # The expressions this tenant can search with: full text over titles, and a classification's id.
+        self.fulltext_expressions = {"FullText = ?"}
+        self.folder_expressions = {"Classification.Id = ?"}
 
     def _refused(self, request: web.Request) -> web.Response | None:
         if request.headers.get("Authorization") != "Bearer aprimo-token":
@@ -246,9 +279,9 @@ class FakeAprimo:
         self.searches.append(body)
         expression = body["searchExpression"]
         (value,) = expression["parameters"]
-        if expression["expression"] == "FullText = ?":
+        if expression["expression"] in self.fulltext_expressions:
             items = [r for r in APRIMO_RECORDS if value.lower() in r["title"]]
-        elif expression["expression"] == "Classification.Id = ?":
+        elif expression["expression"] in self.folder_expressions:
             items = [r for r in APRIMO_RECORDS if r["classification"] == value]
         else:
             return web.json_response({"message": "Invalid search expression"}, status=400)
@@ -306,6 +339,34 @@ async def test_aprimo_refuses_a_stale_token(aprimo):
         assert caught.value.status == 401 and "denied" in caught.value.message
     finally:
         await stale.close()
+
+
+async def test_the_configured_aprimo_expressions_reach_the_wire(aprimo):
+    """integrations.aprimo_fulltext_expression and aprimo_folder_expression, from the environment through the app's
+    wiring: a tenant whose searchable fields are not the defaults' is searched with its own."""
+    fake, client = aprimo
+    fake.fulltext_expressions = {"FieldName('DisplayTitle') = ?"}
+    fake.folder_expressions = {"Classification.Id = ? AND Status = Released"}
+    keys = {"dam": "aprimo", "dam_url": client.base_url, "dam_token": "aprimo-token"}
+    default = asset_library(configured(**keys), FAST, lambda tool, outcome: None)
+    tuned = asset_library(configured(**keys, aprimo_fulltext_expression="FieldName('DisplayTitle') = ?",
+                                     aprimo_folder_expression="Classification.Id = ? AND Status = Released"),
+                          FAST, lambda tool, outcome: None)
+    assert default is not None and tuned is not None
+    try:
+        with pytest.raises(IntegrationError) as caught:  # the defaults do not search this tenant's fields
+            await default.search("fares")
+        assert caught.value.status == 400 and "Invalid search expression" in caught.value.message
+        assert [a.name for a in await tuned.search("fares")] == ["fares-table.pdf"]
+        assert [a.name for a in await tuned.list_folder("cls-campaigns")] == ["lisbon-hero.jpg", "fares-table.pdf"]
+    finally:
+        await default.close()
+        await tuned.close()
+    assert fake.searches == [
+        {"searchExpression": {"expression": "FullText = ?", "parameters": ["fares"]}},
+        {"searchExpression": {"expression": "FieldName('DisplayTitle') = ?", "parameters": ["fares"]}},
+        {"searchExpression": {"expression": "Classification.Id = ? AND Status = Released",
+                              "parameters": ["cls-campaigns"]}}]
 
 
 # --- sync ------------------------------------------------------------------------------------------------------------

@@ -10,10 +10,13 @@ from aiohttp import web
 
 from adapters.http.powerbi import PowerBIExporter, RollingWindowLimiter
 from adapters.http.retry import IntegrationError, RetryPolicy
+from app.campaigns.wiring import powerbi_exporter
+from app.config import load_config
 from tests.integration.integrations.helpers import FakeTime
 
 FAST = RetryPolicy(attempts=3, deadline_s=5.0, base_delay_s=0.01, max_delay_s=0.05)
 DATASET = "cfc8f9a4-0000-4c1a-9000-000000000001"
+WORKSPACE = "f089354e-8366-4e18-aea3-4cb4a3a50b48"
 
 
 class FakePowerBI:
@@ -41,8 +44,8 @@ class FakePowerBI:
         if not isinstance(rows, list) or len(rows) > 10_000:
             return web.json_response({"error": {"code": "InvalidRequest", "message": "Too many rows in request"}},
                                      status=400)
-        self.posts.append({"path": request.path, "rows": len(rows), "first": rows[0] if rows else None,
-                           "at": self.time.now if self.time else None})
+        self.posts.append({"path": request.path, "group": request.match_info.get("group"), "rows": len(rows),
+                           "first": rows[0] if rows else None, "at": self.time.now if self.time else None})
         return web.json_response({})
 
 
@@ -157,3 +160,23 @@ async def test_the_limiter_frees_one_slot_as_each_send_ages():
     assert time.now == 60.0
     await limiter.acquire()  # and then until the second is
     assert time.now == 70.0 and time.sleeps == [50.0, 10.0]
+
+
+@pytest.mark.parametrize("group_id, path", [
+    (WORKSPACE, f"/v1.0/myorg/groups/{WORKSPACE}/datasets/{DATASET}/tables/campaign_hours/rows"),
+    ("", f"/v1.0/myorg/datasets/{DATASET}/tables/campaign_hours/rows"),  # unset: My workspace, as before
+], ids=["workspace", "my-workspace"])
+async def test_the_configured_workspace_reaches_the_wire(aiohttp_server, group_id, path):
+    """integrations.powerbi_group_id, from the environment through the app's wiring, picks Post Rows In Group."""
+    fake = FakePowerBI()
+    env = {"POWERBI_ENABLED": "true", "POWERBI_URL": await _server(aiohttp_server, fake), "POWERBI_DATASET_ID": DATASET,
+           "POWERBI_TOKEN": "entra-token", "POWERBI_GROUP_ID": group_id}
+    tools = load_config(None, env={f"CONTRAIL__INTEGRATIONS__{k}": v for k, v in env.items()}).integrations
+    outcomes: list[str] = []
+    exporter = powerbi_exporter(tools, FAST, lambda tool, outcome: outcomes.append(f"{tool}:{outcome}"))
+    try:
+        assert await exporter.push_rows(tools.powerbi_table, _rows(2)) == 1
+    finally:
+        await exporter.close()
+    assert [(p["path"], p["group"], p["rows"]) for p in fake.posts] == [(path, group_id or None, 2)]
+    assert outcomes == ["powerbi:ok"]

@@ -12,6 +12,8 @@ from aiohttp import web
 
 from adapters.http.retry import IntegrationError, RetryPolicy
 from adapters.http.tasks import AsanaTasks, JiraTasks, TaskLink, TaskStatus
+from app.campaigns.wiring import task_tracker
+from app.config import load_config
 from tests.integration.integrations.helpers import Sleeps
 
 FAST = RetryPolicy(attempts=3, deadline_s=5.0, base_delay_s=0.01, max_delay_s=0.05)
@@ -28,12 +30,14 @@ class FakeJira:
         self.posts = 0
         self.reads: list[str] = []  # the issue keys asked for, in order
         self.delay_s = 0.0  # how long each create takes to answer
+        self.bodies: list[Any] = []  # each create's body, as sent
 
     def _authorised(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") == aiohttp.encode_basic_auth(EMAIL, TOKEN)
 
     async def create(self, request: web.Request) -> web.Response:
         self.posts += 1
+        self.bodies.append(await request.json())
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if self.fail_next:
@@ -196,6 +200,26 @@ async def test_jira_unknown_issue_says_so(jira):
     with pytest.raises(IntegrationError) as caught:
         await client.status(TaskLink("jira", "1", "MKT-99", ""))
     assert caught.value.status == 404 and "Issue does not exist" in caught.value.message
+
+
+@pytest.mark.parametrize("issue_type", ["Story", None], ids=["story", "default-task"])
+async def test_the_configured_issue_type_reaches_jira(jira, issue_type):
+    """integrations.jira_issue_type, from the environment through the app's wiring, is the created issue's
+    fields.issuetype.name (unset: "Task", as before)."""
+    fake, client = jira
+    env = {"TASK_TOOL": "jira", "JIRA_URL": client.base_url, "JIRA_EMAIL": EMAIL, "JIRA_API_TOKEN": TOKEN,
+           "JIRA_PROJECT": "MKT", **({"JIRA_ISSUE_TYPE": issue_type} if issue_type else {})}
+    tools = load_config(None, env={f"CONTRAIL__INTEGRATIONS__{k}": v for k, v in env.items()}).integrations
+    tracker = task_tracker(tools, FAST, lambda tool, outcome: None)
+    assert tracker is not None
+    try:
+        link = await tracker.create("Storyboard the autumn video", "Three scenes.", ["campaign"])
+    finally:
+        await tracker.close()
+    assert link.key == "MKT-1"
+    [body] = fake.bodies
+    assert body["fields"]["issuetype"] == {"name": issue_type or "Task"}
+    assert body["fields"]["project"] == {"key": "MKT"}
 
 
 async def test_asana_task_is_created_in_the_project_and_read_back(asana):

@@ -174,6 +174,12 @@ RULES = [
     ("integrations.dam", "dropbox"), ("integrations.dam_url", "bynder.example"),
     ("integrations.dam_sync_interval_s", "-1"), ("integrations.powerbi_url", "api.powerbi.com"),
     ("integrations.powerbi_interval_s", "0"), ("integrations.timeout_s", "0"), ("integrations.max_attempts", "0"),
+    ("integrations.jira_issue_type", ""), ("integrations.jira_issue_type", " Story"),
+    ("integrations.jira_issue_type", "x" * 256), ("integrations.aem_login", "dam:reader"),
+    ("integrations.aprimo_fulltext_expression", "FullText = fares"),
+    ("integrations.aprimo_folder_expression", "Classification.Id = ? OR Parent.Id = ?"),
+    ("integrations.powerbi_group_id", "Marketing workspace"),
+    ("integrations.powerbi_group_id", "f089354e-8366-4e18-aea3-4cb4a3a50b4"),
 ]
 
 
@@ -184,7 +190,7 @@ def test_every_rule_refuses_with_one_line_naming_the_key(key, value):
         load_config(None, env={f"CONTRAIL__{section.upper()}__{name.upper()}": value})
     message = str(err.value)
     assert message.startswith(f"config: {key}"), message
-    assert "\n" not in message and "regex" not in message
+    assert "\n" not in message and "regex" not in message and "unknown key" not in message
 
 
 def test_every_constrained_key_has_a_refusal_case():
@@ -210,6 +216,9 @@ def test_every_constrained_key_has_a_refusal_case():
     ("reco.recent_ttl_s", "0"), ("reco.coview_ttl_s", "0"), ("reco.popularity_half_life_s", "0"),
     ("reco.retrain_interval_s", "0"), ("reco.explore_items", "0"), ("reco.weight_dismiss", "-0.01"),
     ("reco.weight_purchase", "0"),
+    ("integrations.jira_issue_type", "Sub-task"), ("integrations.jira_issue_type", "x" * 255),
+    ("integrations.aprimo_fulltext_expression", "FieldName('DisplayTitle') = ?"),
+    ("integrations.powerbi_group_id", "F089354E-8366-4E18-AEA3-4CB4A3A50B48"), ("integrations.powerbi_group_id", ""),
 ])
 def test_values_on_the_edge_of_a_rule_are_accepted(key, value):
     section, name = key.split(".")
@@ -272,6 +281,7 @@ def test_a_bad_verification_key_stops_the_start():
     ({"TASK_TOOL": "asana", "ASANA_URL": "", "ASANA_TOKEN": "t", "ASANA_PROJECT": "1"}, "asana_url"),
     ({"DAM": "bynder", "DAM_TOKEN": "t"}, "dam_url"),
     ({"DAM": "aprimo", "DAM_URL": "https://x.aprimo.com"}, "dam_token"),
+    ({"DAM": "aem", "DAM_URL": "https://author.example"}, "dam_token"),
     ({"POWERBI_ENABLED": "true", "POWERBI_TOKEN": "t"}, "powerbi_dataset_id"),
     ({"POWERBI_ENABLED": "true", "POWERBI_DATASET_ID": "d", "POWERBI_TOKEN": "t", "POWERBI_URL": ""}, "powerbi_url"),
     ({"POWERBI_ENABLED": "true", "POWERBI_DATASET_ID": "d"}, "powerbi_token"),
@@ -294,6 +304,41 @@ def test_a_fully_configured_tool_set_loads():
     assert config.integrations.task_tool == "jira" and config.integrations.powerbi_enabled
     assert config.integrations.powerbi_table == "campaign_hours" and config.integrations.powerbi_interval_s == 300
     assert load_config(None, env={}).integrations.powerbi_enabled is False
+
+
+def test_the_tools_settings_load_from_the_environment():
+    env = {"TASK_TOOL": "jira", "JIRA_URL": "https://x.atlassian.net", "JIRA_EMAIL": "a@x.example",
+           "JIRA_API_TOKEN": "secret", "JIRA_PROJECT": "MKT", "JIRA_ISSUE_TYPE": "Story",
+           "DAM": "aem", "DAM_URL": "https://author.example", "AEM_LOGIN": "dam-reader", "AEM_PASSWORD": "s3cret",
+           "APRIMO_FULLTEXT_EXPRESSION": "FieldName('DisplayTitle') = ?",
+           "APRIMO_FOLDER_EXPRESSION": "Classification.Id = ? AND Status = Released",
+           "POWERBI_ENABLED": "true", "POWERBI_DATASET_ID": "d", "POWERBI_TOKEN": "t",
+           "POWERBI_GROUP_ID": "f089354e-8366-4e18-aea3-4cb4a3a50b48"}
+    tools = load_config(None, env={f"CONTRAIL__INTEGRATIONS__{k}": v for k, v in env.items()}).integrations
+    assert tools.jira_issue_type == "Story"
+    assert (tools.aem_login, tools.aem_password, tools.dam_token) == ("dam-reader", "s3cret", "")  # no token needed
+    assert tools.aprimo_fulltext_expression == "FieldName('DisplayTitle') = ?"
+    assert tools.aprimo_folder_expression == "Classification.Id = ? AND Status = Released"
+    assert tools.powerbi_group_id == "f089354e-8366-4e18-aea3-4cb4a3a50b48"
+    defaults = load_config(None, env={}).integrations
+    assert (defaults.jira_issue_type, defaults.aem_login, defaults.aem_password, defaults.powerbi_group_id) == (
+        "Task", "", "", "")
+    assert (defaults.aprimo_fulltext_expression, defaults.aprimo_folder_expression) == (
+        "FullText = ?", "Classification.Id = ?")
+
+
+@pytest.mark.parametrize("env, key, reason", [
+    ({"AEM_LOGIN": "dam-reader"}, "aem_password", "must be set with aem_login"),
+    ({"AEM_PASSWORD": "s3cret-pw"}, "aem_login", "must be set with aem_password"),
+    ({"DAM": "aem", "DAM_URL": "https://author.example", "AEM_LOGIN": "dam-reader", "AEM_PASSWORD": "s3cret-pw",
+      "DAM_TOKEN": "t"}, "dam_token", "must be empty when aem_login and aem_password are set"),
+])
+def test_aem_basic_auth_needs_login_and_password_and_no_token(env, key, reason):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, env={f"CONTRAIL__INTEGRATIONS__{k}": v for k, v in env.items()})
+    message = str(err.value)
+    assert message.startswith(f"config: integrations.{key}: {reason}"), message
+    assert "s3cret-pw" not in message and "\n" not in message  # a secret is never repeated
 
 
 def test_an_unknown_section_is_named_once(tmp_path):
