@@ -199,6 +199,9 @@ class MemoryLtvStore:
     async def customer_purchases(self, customer_id: str) -> list[Purchase]:
         return [p for p in self._purchases if p.customer_id == customer_id]
 
+    async def purchase_count(self) -> int:
+        return len(self._purchases)
+
     async def save_model(self, model: SavedLtvModel) -> None:
         self.models = [*self.models[-2:], model]
 
