@@ -3,19 +3,22 @@
 Every call of our services passes one guard: credentials (`x-api-key` or `authorization: Bearer`
 metadata, as on REST), the service's roles, the shared rate limits, and one mapping of errors to
 status codes (a domain error to its status, anything else to INTERNAL with no traceback). Messages
-larger than `grpc.max_message_bytes` are refused from their 5-byte prefix, before they are read.
+larger than `grpc.max_message_bytes` are refused from their 5-byte prefix, before they are read (a stream
+skips such a message unheld and answers it, as one that does not parse). A caller's deadline that has passed is
+DEADLINE_EXCEEDED, a malformed `grpc-timeout` header INVALID_ARGUMENT.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import logging
 import ssl
 import struct
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import grpclib.server
@@ -26,8 +29,10 @@ from grpclib.events import RecvRequest, SendTrailingMetadata, listen
 from grpclib.exceptions import GRPCError
 from grpclib.health.check import ServiceStatus
 from grpclib.health.service import Health
+from grpclib.metadata import Deadline, decode_timeout, encode_grpc_message
 from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server, Stream
+from grpclib.utils import DeadlineWrapper
 
 from app.auth import Authenticator, Principal
 from app.certificates import CertificatePrincipals, peer_common_name
@@ -78,10 +83,12 @@ async def _recv_bounded(stream: Any, codec: Any, message_type: type) -> Any:
         return None
     compressed, length = struct.unpack(">?I", meta)
     if compressed:
-        raise GRPCError(Status.UNIMPLEMENTED, "compressed messages are not supported; send them uncompressed")
+        raise RefusedMessage(Status.UNIMPLEMENTED, "compressed messages are not supported; send them uncompressed",
+                             length=length)
     if length > MessageLimit.receive:
-        raise GRPCError(Status.RESOURCE_EXHAUSTED,
-                        f"message of {length} bytes exceeds the limit of {MessageLimit.receive} bytes")
+        raise RefusedMessage(Status.RESOURCE_EXHAUSTED,
+                             f"message of {length} bytes exceeds the limit of {MessageLimit.receive} bytes",
+                             length=length)
     try:
         data = await stream.recv_data(length)
     except AssertionError:
@@ -108,22 +115,59 @@ def check_reply_size(length: int) -> None:
 
 
 class MalformedMessage(GRPCError):
-    """A request message read whole (its length prefix said where it ends) that does not parse: a streaming
-    method can answer it and read on."""
+    """A request message that a stream cannot take (it does not parse, or was refused from its prefix and skipped):
+    a streaming method can answer it and read on."""
+
+
+class RefusedMessage(GRPCError):
+    """A request message refused from its 5-byte prefix, unread (over the size limit, or compressed): a unary call
+    ends with its status; each_message skips its `length` bytes and yields it as a MalformedMessage."""
+
+    def __init__(self, status: Status, message: str, *, length: int) -> None:
+        super().__init__(status, message)
+        self.length = length
+
+
+# The streams that end on a message over the size limit instead of skipping it: StreamBids documents so
+# (docs/api.md, and tests/integration/bidding/test_bad_input.py holds it); change it there before removing it here.
+ENDED_BY_OVERSIZED = frozenset({"/campaign.bidding.v1.BiddingService/StreamBids"})
+_SKIP_CHUNK = 65_536  # what a skipped message holds in memory at a time (and the HTTP/2 window lets in)
 
 
 async def each_message(stream: Stream) -> AsyncIterator[Any]:
-    """A stream's request messages in order until the client ends it. A message that does not parse comes as its
-    MalformedMessage, for the method to answer before it reads on: one bad message never ends a stream."""
+    """A stream's request messages in order until the client ends it. A message that does not parse, is compressed
+    or is over the size limit comes as its MalformedMessage, for the method to answer before it reads on: one bad
+    message never ends a stream."""
     while True:
         try:
             message = await stream.recv_message()
         except MalformedMessage as exc:
             yield exc
             continue
+        except RefusedMessage as exc:
+            if exc.status is Status.RESOURCE_EXHAUSTED and stream._method_name in ENDED_BY_OVERSIZED:
+                raise
+            if not await _skipped(stream, exc.length):
+                raise  # the client ended the stream inside the message: the call ends with the message's error
+            yield MalformedMessage(exc.status, exc.message)
+            continue
         if message is None:
             return
         yield message
+
+
+async def _skipped(stream: Stream, length: int) -> bool:
+    """Reads a refused message's bytes, as its length prefix counts them, dropping them a chunk at a time; whether
+    they all came (else the stream ended inside the message)."""
+    while length:
+        try:
+            chunk = await stream._stream.recv_data(min(length, _SKIP_CHUNK))
+        except AssertionError:  # grpclib's way of saying the stream ended early
+            return False
+        if not chunk:
+            return False
+        length -= len(chunk)
+    return True
 
 
 async def recv_one(stream: Stream) -> Any:
@@ -138,6 +182,63 @@ async def recv_one(stream: Stream) -> Any:
 # (requirements.txt pins the version they are read from); it has no size limit of its own.
 grpclib.server.recv_message = _recv_bounded
 grpclib.server.send_message = _send_bounded
+
+
+class _CallDeadline(DeadlineWrapper):
+    """grpclib's DeadlineWrapper (utils.py), ending a call past its deadline with DEADLINE_EXCEEDED and a message.
+
+    grpclib's own raises TimeoutError when the deadline has passed before the call starts (`grpc-timeout: 1n`),
+    which request_handler logs as an error with a traceback and answers UNKNOWN; and a deadline that passes while
+    the call runs gets DEADLINE_EXCEEDED with no message. A GRPCError is answered as it is, with nothing logged."""
+
+    @contextlib.contextmanager
+    def start(self, deadline: Deadline) -> Iterator[None]:
+        left = deadline.time_remaining()
+        if not left:
+            raise GRPCError(Status.DEADLINE_EXCEEDED, "the call's deadline (grpc-timeout) had passed before it began")
+        timer = asyncio.get_running_loop().call_later(left, self.cancel, GRPCError(
+            Status.DEADLINE_EXCEEDED, "the call's deadline (grpc-timeout) passed before it was answered"))
+        try:
+            yield
+        finally:
+            timer.cancel()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        try:
+            super().__exit__(*exc_info)
+        finally:
+            if self.cancel_failed and isinstance(self._error, GRPCError):  # what grpclib logs for its TimeoutError
+                log.error("a gRPC call went on after its deadline cancelled it", exc_info=exc_info)
+
+
+_grpclib_request_handler = grpclib.server.request_handler
+
+
+async def _request_handler(mapping: Any, _stream: Any, headers: list[tuple[str, str]], codec: Any,
+                           status_details_codec: Any, dispatch: Any, release_stream: Callable[[], Any]) -> None:
+    """grpclib's request_handler, refusing a malformed `grpc-timeout` header with INVALID_ARGUMENT that names it
+    (grpclib answers it UNKNOWN, "Invalid grpc-timeout header")."""
+    for name, value in headers:
+        if name == "grpc-timeout":
+            try:
+                decode_timeout(value)
+            except ValueError:
+                try:
+                    await grpclib.server._abort(_stream, 200, Status.INVALID_ARGUMENT, encode_grpc_message(
+                        f"malformed grpc-timeout header {value[:40]!r}: send an integer and a unit, one of H, M, S, "
+                        "m, u or n (e.g. 500m)"))
+                except Exception:  # as grpclib's request_handler does (the client may have reset the stream)
+                    log.exception("could not answer a gRPC call with a malformed grpc-timeout header")
+                finally:
+                    release_stream()
+                return
+    await _grpclib_request_handler(mapping, _stream, headers, codec, status_details_codec, dispatch, release_stream)
+
+
+# grpclib serves each call through request_handler and times its deadline with DeadlineWrapper, both looked up in
+# grpclib.server's namespace when a call comes (requirements.txt pins the version they are read from).
+grpclib.server.request_handler = _request_handler
+grpclib.server.DeadlineWrapper = _CallDeadline  # type: ignore[misc]
 
 
 class Guard:
