@@ -33,6 +33,7 @@ from app.admin import AdminService, AuditTrail
 from app.auth import AccountService, ApiKeyService, Authenticator, TokenService
 from app.bidding import wiring as bidding_wiring
 from app.campaigns import wiring as campaigns_wiring
+from app.campaigns.policies import POLICY_NOTICE
 from app.channels import wiring as channels_wiring
 from app.config import Config
 from app.dsp import wiring as dsp_wiring
@@ -482,6 +483,8 @@ class Platform:
             await self.suppression_store.refresh(ids)
         elif kind == FEEDBACK_NOTICE:
             await self.reco.apply_remote(ids)
+        elif kind == POLICY_NOTICE:
+            await self.policies.refresh(ids)
         else:
             log.warning("a record change of an unknown kind", extra={"kind": kind})
 

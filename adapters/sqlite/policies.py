@@ -2,8 +2,9 @@
 campaign holding the policy's whole state, and the ids of the reward signals already learned from.
 
 A learned reward is one transaction: the signal's id is inserted (a guarded INSERT that must add one row: an id
-already there makes it change none, and the whole write rolls back) together with the policy's new state. So a
-repeated signal can never teach a policy twice, even when two copies race."""
+already there makes it change none, and the whole write rolls back) together with the policy's new state, written
+only over the state it was learned from (a guarded UPDATE). So a repeated signal can never teach a policy twice,
+even when two copies race, and two nodes learning at once never write over each other's rewards."""
 
 from __future__ import annotations
 
@@ -35,13 +36,15 @@ class SqlitePolicyStore:
         """Has a reward with this signal id been learned (and not yet forgotten)?"""
         return await self._db.fetchone("SELECT 1 FROM policy_rewards WHERE signal_id = ?", (signal_id,)) is not None
 
-    async def learn(self, campaign_id: str, body: bytes, signal_id: str, at: float) -> bool:
-        """Remember `signal_id` and store the policy's new state, atomically. False (and nothing written) when the
-        signal id was already remembered."""
+    async def learn(self, campaign_id: str, body: bytes, signal_id: str, at: float, previous: bytes) -> bool:
+        """Remember `signal_id` and store the policy's new state, atomically, if the stored state is still
+        `previous` (the one the new state was learned from: another node may have learned since). False (and
+        nothing written) when the signal id was already remembered or the stored state moved on."""
         return await written(self._db, [
             ("INSERT INTO policy_rewards(signal_id, campaign_id, at) VALUES (?,?,?) "
              "ON CONFLICT(signal_id) DO NOTHING", (signal_id, campaign_id, at), 1),
-            (_SAVE, (campaign_id, body, at)),
+            ("UPDATE campaign_policies SET body = ?, updated_at = ? WHERE campaign_id = ? AND body = ?",
+             (body, at, campaign_id, previous), 1),
         ])
 
     async def purge_signals(self, before: float, limit: int = 5_000) -> int:

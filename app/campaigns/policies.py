@@ -36,7 +36,7 @@ from app.runtime.lru import LRU
 from app.runtime.metrics import Metrics
 from ml.bandit.policies import Policy, make_policy
 from state.campaigns import Campaign
-from state.ports import PolicyStore
+from state.ports import ChangeFeed, PolicyStore
 
 log = logging.getLogger("contrail.campaigns.policies")
 
@@ -55,6 +55,8 @@ CLICK_REWARD = 1.0          # a click notice on a decided creative, as much as a
 CONVERSION_WINDOW_S = 7 * 86_400.0  # how long after a decision a paid order still counts for it
 DECISIONS_HELD = 100_000    # customers whose recent decisions are held, least recently decided forgotten
 DECISIONS_PER_USER = 8
+LEARN_ATTEMPTS = 8          # a reward's tries when other nodes keep learning first (each try reads their state)
+POLICY_NOTICE = "policy"    # the change notice another node reads a campaign's stored policy back on
 
 
 class Stored(msgspec.Struct, frozen=True):
@@ -113,21 +115,28 @@ class _Held:
     stored: Stored
     policy: Policy
     lock: asyncio.Lock
+    body: bytes  # the stored row this state was read from or written as: a reward is written only over it
+
+    def replace(self, other: _Held) -> None:
+        """Take another read of the same campaign's policy, keeping this one's lock."""
+        self.stored, self.policy, self.body = other.stored, other.policy, other.body
 
 
 def _decoded(campaign_id: str, body: bytes) -> _Held | None:
     """A stored policy, or None (logged) when its row cannot be read."""
     try:
         stored = msgspec.json.decode(body, type=Stored)
-        return _Held(stored, Policy.from_bytes(stored.state.encode()), asyncio.Lock())
+        return _Held(stored, Policy.from_bytes(stored.state.encode()), asyncio.Lock(), bytes(body))
     except (msgspec.DecodeError, ValueError) as exc:
         log.error("a stored policy could not be read", extra={"campaign_id": campaign_id, "error": str(exc)[:300]})
         return None
 
 
 def arms_of(campaign: Campaign, arms: str) -> list[str]:
-    """The campaign's arms: its creatives' ids or its offer ids."""
-    return [c.id for c in campaign.creatives] if arms == "creatives" else list(campaign.offer_ids)
+    """The campaign's arms: its creatives' ids or its offer ids, each once, and none empty (a reward signal could
+    never name it). Input refuses both; a campaign stored before it did is decided for without them."""
+    ids = (c.id for c in campaign.creatives) if arms == "creatives" else iter(campaign.offer_ids)
+    return list(dict.fromkeys(i for i in ids if i))
 
 
 def bucket_of(names: list[str], context: Mapping[str, Any]) -> str:
@@ -140,8 +149,11 @@ class PolicyService:
     def __init__(self, campaigns: CampaignService, store: PolicyStore, config: CampaignsConfig, clock: Clock,
                  metrics: Metrics, bus: Bus, decision: DecisionService | None, *,
                  route_of: Callable[[str], str | None] = lambda flight_id: None,
-                 rng: np.random.Generator | None = None, timer: Callable[[], float] = time.perf_counter) -> None:
+                 rng: np.random.Generator | None = None, timer: Callable[[], float] = time.perf_counter,
+                 changes: ChangeFeed | None = None) -> None:
+        """`changes`: with several nodes, where this one tells the others a policy's stored state changed."""
         self._campaigns = campaigns
+        self._changes = changes
         self._store = store
         self._config = config
         self._clock = clock
@@ -214,8 +226,10 @@ class PolicyService:
                 policy = make_policy(kind, **({"epsilon": epsilon} if epsilon is not None else {}))
             policy.set_arms(arms_of(campaign, arms))
             stored = Stored(kind, arms, list(context), epsilon, remote, actor, now, now, policy.to_bytes().decode())
-            await self._store.save(campaign_id, msgspec.json.encode(stored), now)
-            held = self._held[campaign_id] = _Held(stored, policy, lock)
+            body = msgspec.json.encode(stored)
+            await self._store.save(campaign_id, body, now)
+            held = self._held[campaign_id] = _Held(stored, policy, lock, body)
+        self._notify(campaign_id)
         log.info("policy configured", extra={"campaign_id": campaign_id, "kind": kind, "arms": arms, "by": actor})
         if campaign.state == "live":
             self._sync_catalog()
@@ -228,10 +242,10 @@ class PolicyService:
             held = _decoded(campaign_id, body) if body is not None else None
             if held is not None:
                 return self._view(campaign, held)
-        return self._view(campaign, self._policy_of(campaign))
+        return self._view(campaign, await self._policy_of(campaign))
 
-    def _policy_of(self, campaign: Campaign) -> _Held:
-        held = self._held.get(campaign.id)
+    async def _policy_of(self, campaign: Campaign) -> _Held:
+        held = self._held.get(campaign.id) or await self._read(campaign.id)
         if held is None:
             raise Conflict(f"campaign {campaign.id} has no policy: configure one with PUT "
                            f"/v1/admin/campaigns/{campaign.id}/policy", {"policy": None}, code="no_policy")
@@ -260,7 +274,7 @@ class PolicyService:
             raise Conflict(f"cannot decide for campaign {campaign_id}: it is {campaign.state} (only live campaigns "
                            "appear in offers)",
                            {"state": campaign.state})
-        held = self._policy_of(campaign)
+        held = await self._policy_of(campaign)
         arms = arms_of(campaign, held.stored.arms)
         if not arms:
             raise Conflict(f"campaign {campaign_id} has no {held.stored.arms} to choose from",
@@ -359,7 +373,7 @@ class PolicyService:
         for an arm that neither the campaign's policy nor the campaign has (a typo, or another campaign's arm).
         A campaign without a policy, or archived, takes it: the signal is still logged for training."""
         campaign = await self._campaigns.read(campaign_id)
-        held = self._held.get(campaign_id)
+        held = self._held.get(campaign_id) or await self._read(campaign_id)
         if held is None:
             return
         if arm not in held.policy.arms and arm not in arms_of(campaign, held.stored.arms):
@@ -371,7 +385,7 @@ class PolicyService:
         no_policy, unknown_arm), None for a signal that names no campaign."""
         if event.campaign_id is None or not event.signal_id:
             return None
-        held = self._held.get(event.campaign_id)
+        held = self._held.get(event.campaign_id) or await self._read(event.campaign_id)
         if held is None:
             return self._outcome("no_policy")
         arm = event.arm or event.offer_id
@@ -384,23 +398,63 @@ class PolicyService:
         context: dict[str, Any] = {"tier": event.tier} if event.tier is not None else {}
         context.update(event.context)
         now = self._clock.now()
-        async with held.lock:
-            held = self._held.get(event.campaign_id, held)
-            bucket = bucket_of(held.stored.context, context)
-            before = held.policy
-            policy = Policy.from_bytes(before.to_bytes())
-            policy.update(arm, event.reward, bucket)
-            if bucket and policy.bucket_key(bucket) == bucket:  # an overflowing bucket's reward went to "" already
-                policy.update(arm, event.reward, "")  # the pooled view, and what an overflowing bucket uses
-            stored = msgspec.structs.replace(held.stored, updated_at=now, state=policy.to_bytes().decode())
-            if not await self._store.learn(event.campaign_id, msgspec.json.encode(stored), event.signal_id, now):
+        for _ in range(LEARN_ATTEMPTS):
+            async with held.lock:
+                held = self._held.get(event.campaign_id, held)
+                # Read together, before the write's await: a read of another node's state may replace them then.
+                before, previous = held.stored, held.body
+                bucket = bucket_of(before.context, context)
+                policy = Policy.from_bytes(held.policy.to_bytes())
+                policy.update(arm, event.reward, bucket)
+                if bucket and policy.bucket_key(bucket) == bucket:  # an overflowing bucket's reward went to "" already
+                    policy.update(arm, event.reward, "")  # the pooled view, and what an overflowing bucket uses
+                stored = msgspec.structs.replace(before, updated_at=now, state=policy.to_bytes().decode())
+                body = msgspec.json.encode(stored)
+                if await self._store.learn(event.campaign_id, body, event.signal_id, now, previous):
+                    held.policy, held.stored, held.body = policy, stored, body
+                    break
+            # Refused: the signal was learned meanwhile, or another node learned first (read its state, try again).
+            if await self._store.seen(event.signal_id):
                 return self._outcome("repeat")
-            held.policy, held.stored = policy, stored
+            fresh = await self._read(event.campaign_id)
+            if fresh is None:
+                return self._outcome("no_policy")
+            held = fresh
+        else:
+            log.warning("a reward lost the race for its policy too often", extra={
+                "campaign_id": event.campaign_id, "signal_id": event.signal_id})
+            return self._outcome("conflict")
+        self._notify(event.campaign_id)
         self._forward(event.user_id, arm, event.reward)
         if now - self._purged_at >= PURGE_EVERY_S:
             self._purged_at = now
             await self.purge_signals()
         return self._outcome("learned")
+
+    async def _read(self, campaign_id: str) -> _Held | None:
+        """The campaign's policy as stored, now held (None when it has none, or the campaign is not held: archived
+        or unknown): another node configured it or learned since this one read it."""
+        if not self._campaigns.exists(campaign_id):
+            return None
+        body = await self._store.load_one(campaign_id)
+        fresh = _decoded(campaign_id, body) if body is not None else None
+        if fresh is None:
+            return None
+        held = self._held.get(campaign_id)
+        if held is None:
+            held = self._held[campaign_id] = fresh
+        else:
+            held.replace(fresh)
+        return held
+
+    async def refresh(self, campaign_ids: list[str]) -> None:
+        """Another node changed these campaigns' policies: read them back (their decisions use what it learned)."""
+        for campaign_id in campaign_ids:
+            await self._read(campaign_id)
+
+    def _notify(self, campaign_id: str) -> None:
+        if self._changes is not None:
+            self._changes.changed(POLICY_NOTICE, [campaign_id])
 
     async def _on_reward(self, event: RewardSignalled) -> None:
         await self.learn(event)

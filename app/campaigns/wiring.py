@@ -62,7 +62,7 @@ def build(infra: Infra, campaigns: CampaignService, store: CampaignStore,
                               recommendation_deadline_s=config.decision_deadline_ms / 1000, policy=retry,
                               on_attempt=counted) if config.decision_url else None
     policies = PolicyService(campaigns, policy_store, config, infra.clock, infra.metrics, infra.bus, decision,
-                             route_of=route_of)
+                             route_of=route_of, changes=infra.changes)
     infra.supervisor.add_periodic("policy_reward_memory", 3600, policies.purge_signals)
     metrics.watch_queue("policies_in_memory", lambda: len(policies))
     infra.supervisor.add_periodic("policy_memory", 60, policies.forget_archived)

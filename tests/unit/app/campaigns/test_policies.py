@@ -239,3 +239,61 @@ async def test_a_reward_for_a_bucket_past_the_limit_counts_once_in_the_shared_on
     assert len(policy.buckets) == policy.max_buckets == 64
     shared = {row["arm"]: row["pulls"] for row in policy.posterior("")}
     assert shared["c2"] == 70
+
+
+class Wire:
+    """What NATS does between nodes: the notices one node sends are applied by the other, when delivered."""
+
+    def __init__(self) -> None:
+        self.to: PolicyService | None = None
+        self.pending: list[list[str]] = []
+
+    def changed(self, kind: str, ids) -> None:
+        assert kind == "policy"
+        self.pending.append(list(ids))
+
+    async def deliver(self) -> None:
+        assert self.to is not None
+        while self.pending:
+            await self.to.refresh(self.pending.pop(0))
+
+
+def node(db, clock, wire: Wire) -> PolicyService:
+    return PolicyService(Campaigns(campaign()), SqlitePolicyStore(db), CampaignsConfig(), clock,  # type: ignore[arg-type]
+                         Metrics(), Bus(), None, rng=np.random.default_rng(7), timer=Timer(), changes=wire)
+
+
+async def test_two_nodes_learning_from_one_store_keep_every_reward_and_hear_the_policy(db):
+    """Node B started before A configured the policy; rewards alternate between the nodes, notices undelivered, so
+    each writes from a state the other moved on from. Nothing is lost, in memory or in the store."""
+    clock = ManualClock()
+    wires = [Wire(), Wire()]
+    a, b = node(db, clock, wires[0]), node(db, clock, wires[1])
+    wires[0].to, wires[1].to = b, a
+    await a.load()
+    await b.load()
+    await a.configure("admin", "spring", "thompson", "creatives", [])
+    assert (await b.decide("spring", "u9", {})).arm in ("c1", "c2", "c3")  # B reads what A configured
+    outcomes = [await (a if n % 2 == 0 else b).learn(signal(f"s{n}", "c1" if n % 2 == 0 else "c2"))
+                for n in range(10)]
+    assert outcomes == ["learned"] * 10
+    assert await b.learn(signal("s0", "c1")) == "repeat"  # learned on A: B knows it from the store
+    for policies in (a, b):
+        await wires[0].deliver()
+        await wires[1].deliver()
+        assert (await pulls(policies, "c1"), await pulls(policies, "c2")) == (5, 5)
+    restarted = node(db, clock, Wire())
+    await restarted.load()
+    assert (await pulls(restarted, "c1"), await pulls(restarted, "c2")) == (5, 5)
+
+
+async def test_rewards_racing_on_two_nodes_all_land(db):
+    clock = ManualClock()
+    a, b = node(db, clock, Wire()), node(db, clock, Wire())
+    await a.configure("admin", "spring", "thompson", "creatives", [])
+    await b.load()
+    outcomes = await asyncio.gather(*((a if n % 2 else b).learn(signal(f"r{n}")) for n in range(20)))
+    assert outcomes.count("learned") == 20
+    fresh = node(db, clock, Wire())
+    await fresh.load()
+    assert await pulls(fresh) == 20
