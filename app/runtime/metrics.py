@@ -310,7 +310,7 @@ class Metrics:
                                             "decision service failed, was slow or its breaker was open, by reason",
                                             ["reason"], r)
         self.policy_rewards = LoopCounter("contrail_policy_rewards", "Reward signals offered to policies, by outcome "
-                                          "(learned, repeat, no_policy, unknown_arm)", ["outcome"], r)
+                                          "(learned, repeat, no_policy, unknown_arm, conflict)", ["outcome"], r)
         self.policy_forward_failures = LoopCounter("contrail_policy_forward_failures", "Learned rewards the "
                                                    "decision service was not told, by reason (failed: it refused or "
                                                    "was unreachable after retries; dropped: too many in flight)",
