@@ -4,7 +4,8 @@
 //   GET /v1/admin/campaigns/{id}/report?granularity=hour|day&from=&to=   totals, series, today's pacing
 //   GET /v1/admin/campaigns/{id}/history                                 the workflow steps
 //   GET /v1/admin/campaigns/{id}/tasks                                   review tasks in Jira or Asana
-//   GET /v1/admin/campaigns/{id}/policy                                  the arms' posteriors (404/409: none)
+//   GET /v1/admin/campaigns/{id}/policy                                  the arms' posteriors (404/409: none; asked
+//                                                                        for, not on opening the page)
 import { ApiError, api, h, micros, money, when } from "../api.js";
 import { loadUplot } from "../charts.js";
 
@@ -387,24 +388,37 @@ export function readArms(body) {
 
 const estimate = (v) => (v === null ? "–" : Math.abs(v) < 1 ? v.toFixed(3) : v.toFixed(2));
 
-/** The policy's arms: a table with each arm's mean and interval (and a bar drawing them) and its pulls. */
+/** The policy's arms: a table with each arm's mean and interval (and a bar drawing them) and its pulls.
+ *
+ * Most campaigns have no policy, and nothing the page has says which do: the server answers 409 (no_policy) for
+ * those, which the browser logs as a failed request. So the arms are read when asked for (`load`: the button, or
+ * the policy form once saved), and then kept up to date (`refresh`) only while there is a policy to show. */
 export function policyPanel(id) {
-  const content = h("div", {});
+  const ask = (label) => h("button", { type: "button", class: "secondary", onclick: () => load() }, label);
+  const content = h("div", {}, h("p", { class: "muted" }, "Each arm's posterior mean, interval and pulls, once the ",
+    "campaign has a policy."), h("div", { class: "actions" }, ask("Show the policy")));
   const note = h("p", { class: "muted small", role: "status", "aria-live": "polite" });
   const el = h("section", { class: "card policy", "aria-labelledby": "policy-heading" },
     h("h2", { id: "policy-heading" }, "Offer-selection policy"), note, content);
   let shown = "";
+  let found = false;  // a policy was read: refreshing it asks nothing the server has to refuse
   async function load() {
     let body;
     try {
       body = await api("GET", `/v1/admin/campaigns/${enc(id)}/policy`);
     } catch (err) {
       const none = err instanceof ApiError && (err.status === 404 || err.status === 409 || err.status === 405);
+      found = false;
       const text = none ? "No offer-selection policy for this campaign." : `The policy is not available: ${err.message}`;
-      if (shown !== text) { shown = text; content.replaceChildren(h("p", { class: none ? "muted" : "error" }, text)); }
+      if (shown !== text) {
+        shown = text;
+        content.replaceChildren(h("p", { class: none ? "muted" : "error" }, text),
+          h("div", { class: "actions" }, ask("Check again")));
+      }
       note.textContent = "";
       return;
     }
+    found = true;
     const arms = readArms(body);
     const sig = JSON.stringify(arms);
     if (sig === shown) return;
@@ -421,7 +435,7 @@ export function policyPanel(id) {
       ...buckets.map((bk) => h("details", { class: "bucket" }, h("summary", {}, `Context ${bk.bucket}`),
         armsTable(readArms({ posterior: bk.arms }), `Arms for context ${bk.bucket}`))));
   }
-  return { el, load };
+  return { el, load, refresh: () => (found ? load() : undefined) };
 }
 
 function armsTable(arms, caption) {

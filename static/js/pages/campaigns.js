@@ -306,16 +306,19 @@ export function render(root, { params, role, session }) {
         cell("Actions", "row-actions", ...actionButtons(c)));
       return { tr, sig: JSON.stringify(c), cells };
     };
+    // A line under a figure wraps, if it must, only before its words: "+ $1,234.56" / "held by live bids".
+    const breakBefore = (text, words) => (text.endsWith(words)
+      ? [text.slice(0, -words.length), h("span", { class: "nowrap" }, words)] : [text]);
     const fill = (id, row) => {
       const item = spend.get(id);
       const heldNote = heldText(item);
       row.cells.spent.replaceChildren(item ? micros(item.spent_micros) : "–",
-        ...(heldNote ? [h("br"), h("small", { class: "muted" }, heldNote)] : []));
+        ...(heldNote ? [h("br"), h("small", { class: "muted" }, ...breakBefore(heldNote, "held by live bids"))] : []));
       row.cells.used.replaceChildren(budgetBar(item));
       const p = pacing(item);
-      row.cells.pacing.replaceChildren(h("span", {}, h("span", { class: p.cls }, p.text),
-        ...(p.detail ? [h("br"), h("small", { class: "muted" }, p.detail)] : [])));
-      row.cells.wins.textContent = item ? item.wins : "–";
+      row.cells.pacing.replaceChildren(h("span", {}, h("span", { class: `${p.cls} nowrap` }, p.text),
+        ...(p.detail ? [h("br"), h("small", { class: "muted" }, ...breakBefore(p.detail, "allowed by now"))] : [])));
+      row.cells.wins.textContent = item ? item.wins.toLocaleString() : "–";
       row.cells.winRate.textContent = item ? pct(item.win_rate) : "–";
       row.cells.live.textContent = role === "admin" ? liveText(id) : "–";
     };
@@ -552,7 +555,7 @@ export function render(root, { params, role, session }) {
         h("td", {}, h("details", {}, h("summary", {}, "Show markup"), h("pre", {}, cr.markup)))))
         : [h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No creatives yet."))]));
     };
-    stops.push(every(60_000, () => report.load()), every(15_000, () => policy.load()),
+    stops.push(every(60_000, () => report.load()), every(15_000, () => policy.refresh()),
       every(10_000, () => { tasks.load(); assets.load(); }), () => report.destroy());
     return {
       el, update,

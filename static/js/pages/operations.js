@@ -459,7 +459,7 @@ function loyaltyPanel() {
         h("div", { class: "grow" }, h("label", { for: "ops-member-q" }, "User id (or its beginning)"), q),
         h("button", { type: "submit" }, "Search members")),
       error, status,
-      h("div", { class: "table-wrap" }, h("table", {},
+      h("div", { class: "table-wrap" }, h("table", { class: "members" },
         h("caption", { class: "sr-only" }, "Members"),
         h("thead", {}, h("tr", {}, th("Member"), th("Tier"), th("Balance", "num"), th("Lifetime", "num"),
                                   th("Qualifying 12 m", "num"))),
@@ -473,6 +473,10 @@ const amount = (v, currency) => `${currency} ${v.toLocaleString(undefined, { max
 const FEATURES = { frequency: "Repeat purchases", recency: "Days from first to last purchase",
                    age: "Days since first purchase", monetary: "Average repeat purchase",
                    digital_share: "Share bought on the web or app", channels: "Channels used" };
+
+// A feature's value for one customer: a share (digital_share) as a percentage, other figures to two decimals.
+const featureValue = (name, v) => (typeof v !== "number" || !Number.isFinite(v) ? "–"
+  : name.endsWith("_share") ? `${Math.round(v * 100)}%` : Number(v.toFixed(2)).toLocaleString());
 
 // A member's predicted lifetime value with its interval and the features behind it.
 async function memberValue(userId) {
@@ -492,12 +496,16 @@ async function memberValue(userId) {
       v.top_features.length ? h("table", { class: "ltv-reasons" },
         h("caption", {}, "Why: each feature's share of the value against an average customer"),
         h("thead", {}, h("tr", {}, th("Feature"), th("Their value", "num"), th("Contribution", "num"), th(""))),
-        h("tbody", {}, v.top_features.map((f) => h("tr", {},
-          h("td", {}, FEATURES[f.name] || f.name), num(Number(f.value.toFixed(2)).toLocaleString()),
-          h("td", { class: `num ${f.importance < 0 ? "bad" : "ok"}` },
-            `${f.importance > 0 ? "+" : ""}${f.importance.toFixed(0)}`),
-          h("td", { class: "bar-cell" }, h("span", { class: `bar ${f.importance < 0 ? "neg" : "pos"}`,
-            style: `width:${Math.round(Math.abs(f.importance) / largest * 100)}%` })))))) : null);
+        h("tbody", {}, v.top_features.map((f) => {
+          // Shown rounded, so the sign, colour and bar follow the rounded figure: a -2e-16 is a plain 0, no bar.
+          const shown = Math.round(f.importance) || 0;
+          return h("tr", { "data-feature": f.name },
+            h("td", {}, FEATURES[f.name] || f.name), num(featureValue(f.name, f.value)),
+            h("td", { class: `num ${shown < 0 ? "bad" : shown > 0 ? "ok" : "muted"}` },
+              `${shown > 0 ? "+" : ""}${shown.toLocaleString()}`),
+            h("td", { class: "bar-cell" }, shown ? h("span", { class: `bar ${shown < 0 ? "neg" : "pos"}`,
+              style: `width:${(Math.abs(f.importance) / largest * 100).toFixed(1)}%` }) : null));
+        }))) : null);
   } catch (err) {
     section.append(h("p", { class: "muted" }, err instanceof ApiError && err.status === 404
       ? "No lifetime-value model has been fitted yet." : `Lifetime value unavailable: ${err.message}`));

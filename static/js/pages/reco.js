@@ -134,7 +134,9 @@ export function render(root, { params }) {
     const answers = await Promise.all(STRATEGIES.map(([id]) => api("GET", path(id)).catch((err) => ({ err }))));
     if (gone || who !== user) return;
     let model = "";
-    STRATEGIES.forEach(([id], i) => {
+    const fellBack = [];   // the lists that fell back to popular items (the user has no history they can use)
+    const ownLists = [];   // the lists that need no history (trending, new arrivals: model "features")
+    STRATEGIES.forEach(([id, label], i) => {
       const a = answers[i], card = cards[id];
       if (a.err) {
         card.model.textContent = "";
@@ -142,18 +144,31 @@ export function render(root, { params }) {
         return;
       }
       if (id === "personalized") model = a.model;
+      (a.model === "popular" ? fellBack : ownLists).push(label);
       card.model.replaceChildren("Model: ", h("strong", { class: "mono" }, a.model), ` (${modelText(a.model)})`);
       card.body.replaceChildren(itemList(a.items, category.value.trim()
         ? "Nothing to recommend in that category." : "Nothing to recommend."));
     });
     const failed = answers.filter((a) => a.err);
     if (failed.length === answers.length) { showError(error, failed[0].err); status.textContent = ""; }
-    else status.textContent = `Lists for ${who}${model ? `, personalized by ${model}` : ""}` +
+    else status.textContent = `Lists for ${who}${model === "popular" ? ": no history yet, so popular items stand in "
+      + "for the personalized lists" : model ? `, personalized by ${model}` : ""}` +
       `${excludeSeen.checked ? ", leaving out what they have seen" : ""}.`;
-    await loadSeen(who, model);
+    await loadSeen(who, model, fellBack, ownLists);
   }
 
-  async function loadSeen(who, model) {
+  // "A, B and C"
+  const names = (xs) => (xs.length < 2 ? xs.join("") : `${xs.slice(0, -1).join(", ")} and ${xs[xs.length - 1]}`);
+
+  // What the lists of a user without history show: which fell back to popular items, which are their own.
+  function noHistoryText(who, fellBack, ownLists) {
+    const own = ownLists.length ? ` ${names(ownLists)} ${ownLists.length === 1 ? "is its own list" : "are their own "
+      + "lists"}, which need no history.` : "";
+    return fellBack.length ? `${who} has no history yet: ${names(fellBack)} fall${fellBack.length === 1 ? "s" : ""} `
+      + `back to popular items.${own}` : `${who} has no history yet.${own}`;
+  }
+
+  async function loadSeen(who, model, fellBack = [], ownLists = []) {
     const heading = h("h2", { id: "reco-seen-h" }, `What ${who} interacted with`);
     try {
       const a = await api("GET", `/v1/reco/users/${encodeURIComponent(who)}?limit=50`);
@@ -161,7 +176,7 @@ export function render(root, { params }) {
       const counting = a.events.filter((e) => e.counts).length;
       seenCard.replaceChildren(...[heading,
         !a.known || model === "popular"
-          ? h("p", { class: "muted" }, `${who} has no history yet: every list falls back to popular items.`) : null,
+          ? h("p", { class: "muted" }, noHistoryText(who, fellBack, ownLists)) : null,
         a.events.length ? h("p", { class: "muted small" }, `Their latest ${a.events.length} events, newest first; `,
           `${counting} of them count in their lists now (the latest reco.recent_n, within reco.recent_ttl_s).`) : null,
         a.events.length ? h("table", { class: "reco-events" },

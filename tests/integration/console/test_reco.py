@@ -100,3 +100,23 @@ def test_admin_sees_a_users_lists_an_items_neighbours_and_retrains(server, conso
     expect(model).to_contain_text(re.compile(r"Held-out\d+ users, \d+ events"))
     expect(page.get_by_role("button", name="Retrain now")).to_be_enabled()
     console.shot("reco-retrain")
+
+
+def test_a_user_without_history_is_told_which_lists_fall_back_to_popular_items(server, console):
+    user = f"nobody-{secrets.token_hex(3)}"
+    console.sign_in(*DEMO_ADMIN)
+    page = console.open(f"reco?user={user}")
+    # Trending and New arrivals are lists of their own (model "features"); the others fall back to popular items.
+    for name in ("Trending", "New arrivals"):
+        expect(page.get_by_role("region", name=name, exact=True)).to_contain_text("Model: features (live features)")
+    for name in ("Personalized", "Co-viewed (cf)", "Content based", "Frequently bought together"):
+        expect(page.get_by_role("region", name=name, exact=True)).to_contain_text("Model: popular (popular: no history)")
+    seen = page.get_by_role("region", name=f"What {user} interacted with")
+    expect(seen).to_contain_text(f"{user} has no history yet: Personalized, Co-viewed (cf), Content based and "
+                                 "Frequently bought together fall back to popular items. Trending and New arrivals "
+                                 "are their own lists, which need no history.")
+    expect(seen).not_to_contain_text("every list")
+    status = page.get_by_role("status").filter(has_text=f"Lists for {user}")
+    expect(status).to_have_text(f"Lists for {user}: no history yet, so popular items stand in for the personalized "
+                                "lists.")
+    console.shot("reco-no-history")
