@@ -236,12 +236,14 @@ OUTSIDE = """() => {
       const r = el.getBoundingClientRect();
       const what = `${tr.dataset.campaign} ${el.dataset.label || el.textContent.trim().slice(0, 20)}`;
       if (r.left < Math.max(0, wrap.left) - 0.5 || r.right > Math.min(innerWidth, wrap.right) + 0.5)
-        out.push(`${what}: ${Math.round(r.left)}-${Math.round(r.right)} outside ${Math.round(wrap.left)}-${Math.round(wrap.right)}`);
+        out.push(`${what}: ${Math.round(r.left)}-${Math.round(r.right)} outside ` +
+                 `${Math.round(wrap.left)}-${Math.round(wrap.right)}`);
       if (el.tagName === "BUTTON" && el.scrollWidth > el.clientWidth) out.push(`${what}: its text is cut`);
     }
   }
   const scroller = document.querySelector(".campaigns .table-wrap");
-  if (scroller.scrollWidth > scroller.clientWidth) out.push(`the table scrolls: ${scroller.scrollWidth} > ${scroller.clientWidth}`);
+  if (scroller.scrollWidth > scroller.clientWidth)
+    out.push(`the table scrolls: ${scroller.scrollWidth} > ${scroller.clientWidth}`);
   return out;
 }"""
 

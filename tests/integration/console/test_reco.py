@@ -110,7 +110,8 @@ def test_a_user_without_history_is_told_which_lists_fall_back_to_popular_items(s
     for name in ("Trending", "New arrivals"):
         expect(page.get_by_role("region", name=name, exact=True)).to_contain_text("Model: features (live features)")
     for name in ("Personalized", "Co-viewed (cf)", "Content based", "Frequently bought together"):
-        expect(page.get_by_role("region", name=name, exact=True)).to_contain_text("Model: popular (popular: no history)")
+        expect(page.get_by_role("region", name=name, exact=True)).to_contain_text(
+            "Model: popular (popular: no history)")
     seen = page.get_by_role("region", name=f"What {user} interacted with")
     expect(seen).to_contain_text(f"{user} has no history yet: Personalized, Co-viewed (cf), Content based and "
                                  "Frequently bought together fall back to popular items. Trending and New arrivals "
