@@ -28,7 +28,7 @@ from app.bidding.openrtb import BidRequest
 from app.errors import Conflict, InvalidInput, NotFound
 from app.runtime.clock import Clock
 from app.runtime.lru import LRU
-from state.campaigns import Campaign, HistoryEntry
+from state.campaigns import MAX_CREATIVES, Campaign, Creative, HistoryEntry
 from state.ports import CampaignStore, DeliveryStore, StorageUnavailable, WriteConflict
 
 __all__ = ["WINDOWS", "CampaignService", "CampaignSpend", "Candidates", "Delivery", "_Entry", "_ImpShape", "utc_day"]
@@ -118,7 +118,7 @@ class CampaignService:
         """Store a new campaign as given (409 when its id exists): a campaign.create entry, unless `audit` is False
         (a load that is no admin action, such as the demo data set). Admins create through the workflow, which
         starts every campaign in draft; a load may give any state."""
-        _check(campaign)
+        _check(campaign, None)
         if await self._store.read(campaign.id) is not None:  # an archived campaign's id stays taken
             raise Conflict(f"campaign {campaign.id} already exists")
         self._check_line_items(campaign, None)
@@ -134,7 +134,7 @@ class CampaignService:
     async def replace(self, campaign: Campaign, steps: Sequence[HistoryEntry] = ()) -> Campaign:
         """Store a changed campaign (with its history entries, atomically); the candidate index follows at once."""
         before = self.get(campaign.id)
-        _check(campaign)
+        _check(campaign, before)
         self._check_line_items(campaign, before)
         await self._put(campaign, steps)
         self._index.stored_one(campaign.id)  # no await since the store counted it: the index looks at it alone
@@ -519,8 +519,42 @@ def _timed(c: Campaign) -> bool:
         (c.ends_at is not None and c.state == "live")
 
 
-def _check(c: Campaign) -> None:
+def _creative_lists(c: Campaign) -> list[list[Creative]]:
+    """The campaign's creatives: the running ones, and those under review when changes wait for approval."""
+    pending = c.pending.creatives if c.pending is not None else None
+    return [c.creatives] if pending is None else [c.creatives, pending]
+
+
+def _repeated(creatives: list[Creative]) -> set[str]:
+    """The ids listed more than once."""
+    seen: set[str] = set()
+    repeated: set[str] = set()
+    for creative in creatives:
+        (repeated if creative.id in seen else seen).add(creative.id)
+    return repeated
+
+
+def _check_creatives(c: Campaign, before: Campaign | None) -> list[str]:
+    """A creative's id is an arm of the campaign's policy, named by reward signals and by POST .../creatives: each
+    list (running, under review) names an id once, and holds at most MAX_CREATIVES. Only what the change brings is
+    refused: a campaign stored with a repeat before it was checked can still be paused, approved or archived."""
+    had = [] if before is None else _creative_lists(before)
+    repeated_before = set().union(*map(_repeated, had))
     problems = []
+    for creatives in _creative_lists(c):
+        repeated = sorted(_repeated(creatives) - repeated_before)
+        if repeated:
+            problems.append("creatives: each creative id may be listed once in a campaign; listed more than once: "
+                            + ", ".join(repeated))
+        if len(creatives) > MAX_CREATIVES and len(creatives) > max(map(len, had), default=0):
+            problems.append(f"creatives: at most {MAX_CREATIVES:,} in a campaign ({len(creatives):,} given)")
+    return problems
+
+
+def _check(c: Campaign, before: Campaign | None) -> None:
+    """The rules a campaign's fields obey together (each field's own limits are checked as it is decoded:
+    state/campaigns.py); `before` is the stored campaign a change replaces (None: a new campaign)."""
+    problems = _check_creatives(c, before)
     if not c.id or len(c.id) > 64:
         problems.append("id must be 1 to 64 characters")
     if c.bid_cap_micros <= 0:

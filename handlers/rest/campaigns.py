@@ -15,6 +15,7 @@ from app.errors import InvalidInput
 from app.runtime.clock import Clock
 from handlers.rest.common import Cursor, decode_cursor, encode_cursor, endpoint, json_response, optional_body
 from state.campaigns import (
+    MAX_CREATIVES,
     Campaign,
     CampaignChannel,
     CampaignState,
@@ -46,12 +47,13 @@ class NewCampaign(msgspec.Struct, forbid_unknown_fields=True):
     daily_budget_micros: Micros
     id: Annotated[str, msgspec.Meta(pattern=whole(r"[A-Za-z0-9_\-]{1,64}"))] | None = None
     categories: Names = []
-    app_bundle: str | None = None
+    app_bundle: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] | None = None  # OpenRTB app.bundle
     deal_ids: Names = []
     offer_ids: Names = []
     targeting: Targeting = Targeting()
     frequency_caps: FrequencyCaps = FrequencyCaps()
-    creatives: list[Creative] = []
+    # Each id once (400 naming the repeats: app/bidding/campaigns.py), as POST .../creatives refuses one taken (409).
+    creatives: Annotated[list[Creative], msgspec.Meta(max_length=MAX_CREATIVES)] = []
     # Bid what the customer is worth: this share of their predicted lifetime value (null: the auction's price).
     value_share: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
     channels: Channels = []

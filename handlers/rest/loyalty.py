@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 from aiohttp import web
 
+from app.errors import Forbidden
 from app.loyalty.service import CHANNEL_CODES, EarnResult, LoyaltyService, owner_or_staff
 from handlers.rest.common import PageQuery, decode_cursor, encode_cursor, endpoint, json_response
 from state.accounts import EMAIL_PATTERN
@@ -108,10 +109,10 @@ class SignalBody(msgspec.Struct, forbid_unknown_fields=True):
     user_id: Id
     signal_type: Literal["clicked", "redeemed", "ignored"]
     tier: Literal["Green", "Gold", "Reserve"] | None = None
-    # For a campaign's offer-selection policy (docs/policies.md): the signal's idempotency key (required with
-    # campaign_id: a policy learns from each id once), the campaign, the arm shown (an offer id or creative id;
-    # default offer_id) and the context it was shown in (its policy's buckets, e.g. {"device": "mobile"}; the
-    # tier comes from `tier` unless given here).
+    # For a campaign's offer-selection policy (docs/policies.md), sent by a partner system or an admin (a customer's
+    # signal naming a campaign is 403): the signal's idempotency key (required with campaign_id: a policy learns
+    # from each id once), the campaign, the arm shown (an offer id or creative id; default offer_id) and the context
+    # it was shown in (its policy's buckets, e.g. {"device": "mobile"}; the tier comes from `tier` unless given here).
     signal_id: Id | None = None
     campaign_id: Id | None = None
     arm: Id | None = None
@@ -224,10 +225,18 @@ class LoyaltyApi:
         return json_response(await self._loyalty.birthday_reward(body.user_id))
 
     @endpoint("Record how a member responded to an offer (clicked +1.0, redeemed +2.0, ignored -0.1) for training; "
-              "with campaign_id and signal_id, the campaign's policy learns from it once per signal_id",
-              tags=("loyalty",), roles=MEMBERS, body=SignalBody, response=SignalResult, errors=(403, 404))
+              "with campaign_id and signal_id (partner systems and admins only), the campaign's policy learns from it "
+              "once per signal_id", tags=("loyalty",), roles=MEMBERS, body=SignalBody, response=SignalResult,
+              errors=(403, 404))
     async def reward_signal(self, request: web.Request, principal, body: SignalBody) -> web.Response:
         owner_or_staff(principal, body.user_id)
+        if body.campaign_id is not None and principal.role not in STAFF:
+            # A campaign's policy learns what its decisions earned, and only partner systems and admins ask it to
+            # decide: a customer's own claim would let anyone steer which offer everyone is shown.
+            raise Forbidden("a reward signal naming a campaign_id teaches that campaign's offer-selection policy: "
+                            "it is sent by the partner system or admin that asked the policy to decide (POST "
+                            "/v1/campaigns/{campaign_id}/decide), not with a customer token; send the signal "
+                            "without campaign_id", {"field": "campaign_id"})
         if body.campaign_id is not None and self._check_signal is not None:
             await self._check_signal(body.campaign_id, body.arm or body.offer_id)
         reward = await self._loyalty.reward_signal(body.offer_id, body.user_id, body.signal_type, body.tier,
