@@ -8,7 +8,10 @@ import msgspec
 
 from state.text import whole
 
-ITEM_ID_PATTERN = whole(r"[^\s/]+")  # no spaces or slashes: an item's id is a path segment (/v1/reco/items/{item_id})
+# An item's id is a path segment (/v1/reco/items/{item_id}) and is shown in lists and logs: no spaces, no slashes and
+# no control characters (C0, DEL and C1; a NUL or an escape sequence in an id is never what was meant).
+ITEM_ID_PATTERN = whole(r"[^\s/\x00-\x1f\x7f-\x9f]+")
+ITEM_ID_RULE = "with no spaces, slashes or control characters"  # the pattern in words, as "Expected `str` ..." ends
 ItemId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=ITEM_ID_PATTERN)]
 Token = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 

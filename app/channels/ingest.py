@@ -116,7 +116,7 @@ class IngestService:
             if value is not None and not 1 <= len(value) <= 128:
                 return f"{name} must be 1 to 128 characters"
         if e.product_id is not None and not _ITEM_ID.match(e.product_id):
-            return "product_id must have no spaces or slashes (it names a recommendable item)"
+            return "product_id must have no spaces, slashes or control characters (it names a recommendable item)"
         if e.type in ("purchase", "loyalty_swipe"):
             if e.amount_cents is None or not 0 <= e.amount_cents <= 10**10:
                 return f"{e.type} needs amount_cents (0 to 10,000,000,000)"
@@ -137,7 +137,13 @@ class IngestService:
         except msgspec.DecodeError as exc:
             raise InvalidInput(f"malformed JSON: {exc}") from None
         except UnicodeDecodeError as exc:  # msgspec's error for invalid UTF-8 inside a JSON string
-            raise InvalidInput(f"malformed JSON: invalid UTF-8 ({exc})") from None
+            # It holds only that string and counts from its start: the offset in the body is found from the body.
+            what = exc.reason
+            try:
+                raw.decode()
+            except UnicodeDecodeError as in_body:
+                what = f"{in_body.reason} at byte {in_body.start}"
+            raise InvalidInput(f"malformed JSON: invalid UTF-8 ({what})") from None
         except RecursionError:  # brackets opened and never closed (balanced deep ones are refused above)
             raise InvalidInput("malformed JSON: brackets left open") from None
         items = doc if isinstance(doc, list) else [doc]

@@ -16,6 +16,7 @@ import msgspec
 import numpy as np
 import scipy.sparse as sp
 
+from app.config import IngestConfig
 from app.errors import InvalidInput, NotFound, RuleViolation
 from app.learning.versions import Run, Versioning
 from app.reco.canary import Variant, label, place
@@ -40,6 +41,7 @@ _STAMP = struct.Struct("<dq")  # a cached list's expiry (time.monotonic) and its
 _key = msgspec.json.Encoder()
 _answer = msgspec.json.Decoder(dict)
 
+DEFAULT_FUTURE_SKEW_S = IngestConfig().max_future_skew_s  # ingest.max_future_skew_s unless configured otherwise
 STRATEGIES = ("personalized", "cf", "content_based", "frequently_bought_together", "trending", "new_arrivals")
 # Strategies whose list does not depend on the user's history: an unknown user gets them as asked, not popular items.
 ANYONES = frozenset({"trending", "new_arrivals"})
@@ -91,8 +93,11 @@ def model_config(c: Any) -> st.RecoConfig:
 
 class RecoService:
     def __init__(self, config: Any, store: RecoStore, clock: Clock, metrics: Any, publish: Callable[[Any], Any],
-                 changes: ChangeFeed | None = None, versioning: Versioning | None = None) -> None:
+                 changes: ChangeFeed | None = None, versioning: Versioning | None = None,
+                 max_future_skew_s: float = DEFAULT_FUTURE_SKEW_S) -> None:
         self._config = config
+        # How far ahead of the clock an item's created_at may be: ingest's allowance for an event's `at`.
+        self.max_future_skew_s = max_future_skew_s
         # Several nodes: the feedback each records is told to the others, whose features learn from it too.
         self._changes = changes
         self._store = store
@@ -301,9 +306,21 @@ class RecoService:
             self._metrics.reco_events_dropped.labels("item_limit").inc(len(rows) - len(kept))
         return kept
 
-    async def put_items(self, items: list[RecoItem]) -> list[RecoItem]:
+    async def put_items(self, items: list[RecoItem], *, one: bool = False) -> list[RecoItem]:
+        """Create or replace the items, all or none. `one`: the item of a request for one item, whose errors name
+        its fields rather than its place in a list."""
         if len({i.item_id for i in items}) != len(items):
             raise InvalidInput("each item_id may appear once per request")
+        now = self._clock.now()
+        for n, item in enumerate(items):
+            if item.created_at is not None and item.created_at > now + self.max_future_skew_s:
+                # An item "new" until its future date would head every new_arrivals list until then.
+                field = "created_at" if one else f"[{n}].created_at"
+                raise RuleViolation(f"{'' if one else f'item {n} ({item.item_id}): '}created_at is "
+                                    f"{item.created_at - now:.0f} s in the future; at most "
+                                    f"{self.max_future_skew_s:g} s is allowed (ingest.max_future_skew_s)",
+                                    {"field": field, "item_id": item.item_id, "created_at": item.created_at,
+                                     "now": now}, code="future_item")
         new = sum(1 for i in items if i.item_id not in self.features.items.index)
         if len(self.features.items) + new > self._config.max_items:
             raise InvalidInput(f"there is room for {max(0, self._config.max_items - len(self.features.items))} more "

@@ -95,7 +95,7 @@ def build(infra: Infra, destination_of: Callable[[str], str | None]) -> Reco:
     versioning = Versioning(SqliteModelRegistry(infra.records_db), infra.audit, config.canary,
                             config.learning.keep_files)
     service = RecoService(config.reco, store, infra.clock, infra.metrics, infra.bus.publish, infra.changes,
-                          versioning)
+                          versioning, max_future_skew_s=config.ingest.max_future_skew_s)
     domain = Reco(store, service, destination_of)
     # Queued: ingest answers without waiting for the features (an fsync and the feature updates were most of its
     # p99); they learn within milliseconds, and contrail_queue_depth{queue="bus_reco_learning"} shows any lag.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
@@ -20,6 +21,8 @@ from aiohttp import web
 from app.auth import require_role
 from app.errors import InvalidInput
 from app.jsondepth import check_depth, refuse_left_open
+from state.accounts import EMAIL_PATTERN
+from state.reco import ITEM_ID_PATTERN, ITEM_ID_RULE
 from state.text import whole
 
 T = TypeVar("T")
@@ -122,12 +125,16 @@ def endpoint(summary: str, *, tags: tuple[str, ...] = (), roles: tuple[str, ...]
     no body, `headers` the success responses' headers. A `websocket` endpoint answers anything but a
     websocket handshake 426 before its handler runs. An endpoint that declares no body takes none: a body other
     than `{}` or `null` is 400, as an unknown field would be, unless `any_body` says nobody reads it (RFC 8058's
-    one-click form).
+    one-click form). Likewise an endpoint that declares no `query` and no `params` takes no query parameters: any is
+    400 naming it, as an unknown one is where some are declared (a websocket endpoint takes its credentials there,
+    `token` or `api_key`; the probes, the metrics scrape and the OpenAPI document take any query and read none).
     """
 
     def wrap(fn: Handler) -> Handler:
         auto_errors = set(errors) | {400}
         takes_no_body = raw_body is None and not any_body and not websocket
+        takes_no_query = query is None and params is None
+        query_taken = STREAM_CREDENTIALS if websocket else frozenset()
         if roles is not None:
             auto_errors |= {401, 403, 429}
 
@@ -149,8 +156,10 @@ def endpoint(summary: str, *, tags: tuple[str, ...] = (), roles: tuple[str, ...]
                 _refuse_a_body(await request.read())
             if query is not None:
                 args.append(decode_query(request, query))
-            if params is not None:
+            elif params is not None:
                 decode_query(request, params, only_declared=False)
+            elif takes_no_query and request.query_string:
+                _refuse_a_query(request, query_taken)
             return await fn(*args)
 
         handler.__contrail_spec__ = EndpointSpec(  # type: ignore[attr-defined]
@@ -175,12 +184,38 @@ def encode_json(data: Any) -> bytes:
     return _encoder.encode(data)
 
 
+# A page's `after`: the `next_cursor` of the page before, unpadded URL-safe base64 (empty: the first page).
+CURSOR_PATTERN = whole(r"[A-Za-z0-9_-]*")
+# The patterns strings are held to, said in words: a client is told what form a value takes, not a regular expression
+# (one that is not here is "in the form /openapi.json gives", where its schema has the pattern).
+_PATTERN_WORDS = {
+    ITEM_ID_PATTERN: ITEM_ID_RULE,
+    whole(r"[A-Za-z0-9_\-]{1,64}"): "of 1 to 64 letters, digits, '_' or '-'",
+    EMAIL_PATTERN: "that is an email address (name@domain)",
+    CURSOR_PATTERN: "that is the next_cursor of a previous page",
+    whole(r"[A-Z]{3}"): "of 3 capital letters",
+    whole(r"[A-Z0-9]{2}"): "of 2 capital letters or digits",
+    whole(r"\d{3,4}"): "of 3 or 4 digits",
+    whole(r"\d{4}-\d{2}-\d{2}"): "that is a date, YYYY-MM-DD",
+    whole(r"\+[1-9]\d{6,14}"): "that is a phone number in E.164 form ('+' and 7 to 15 digits)",
+    whole(r"[a-z][a-z0-9_]{0,31}"): "of 1 to 32 lowercase letters, digits or '_', starting with a letter",
+    whole(r"[0-9a-f]*"): "of hexadecimal digits (0-9, a-f)",
+    whole(r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-9])|(?:0[13-9]|1[0-2])-30|(?:0[13578]|1[02])-31)"):
+        "that is a month and day, MM-DD",
+}
+_PATTERN_SAID = {repr(pattern): words for pattern, words in _PATTERN_WORDS.items()}  # as msgspec quotes them
+_MATCHING_REGEX = re.compile(r"Expected `str` matching regex ('.*')", re.DOTALL)
+
+
 def _validation_message(exc: msgspec.ValidationError) -> tuple[str, str | None]:
     text = str(exc)
     path = None
     if " - at `$" in text:
         text, _, where = text.partition(" - at `$")
         path = where.rstrip("`").lstrip(".") or None
+    regex = _MATCHING_REGEX.fullmatch(text)
+    if regex is not None:
+        text = f"Expected `str` {_PATTERN_SAID.get(regex[1], 'in the form /openapi.json gives')}"
     return text, path
 
 
@@ -204,11 +239,50 @@ def decode(raw: bytes, type_: type) -> Any:
             raise InvalidInput(f"invalid request body: {message}" + (f" at {path}" if path else ""),
                                {"field": path} if path else None) from None
     except msgspec.DecodeError as exc:
-        raise InvalidInput(f"malformed JSON: {exc}") from None
+        raise InvalidInput(f"malformed JSON: {_surrogate_problem(raw, str(exc)) or exc}") from None
     except UnicodeDecodeError as exc:
-        raise InvalidInput(f"malformed JSON: invalid UTF-8 ({exc.reason} at byte {exc.start})") from None
+        raise InvalidInput(f"malformed JSON: invalid UTF-8 ({_invalid_utf8(raw, exc)})") from None
     except RecursionError:  # brackets opened and never closed (balanced deep ones are refused above)
         raise InvalidInput("malformed JSON: brackets left open") from None
+
+
+def _invalid_utf8(raw: bytes, exc: UnicodeDecodeError) -> str:
+    """What is wrong with a body msgspec found invalid UTF-8 in, and where: msgspec's error holds only the JSON
+    string the bytes are in and counts from its start, so the offset in the body is found again from the body."""
+    try:
+        raw.decode()
+    except UnicodeDecodeError as in_body:
+        return f"{in_body.reason} at byte {in_body.start}"
+    return exc.reason
+
+
+# A JSON escape: \uXXXX (group 1 the code unit) or a one-character one (which is how `\\` is told from `\u`).
+_ESCAPE = re.compile(rb"\\(?:u([0-9A-Fa-f]{4})|.)", re.DOTALL)
+
+
+def _surrogate_problem(raw: bytes, error: str) -> str | None:
+    """The body's first lone UTF-16 surrogate escape (`\\ud800` with no `\\udc00`-`\\udfff` right after it, or one of
+    those with none before), said plainly; None when there is none. msgspec refuses one as "invalid utf-16 surrogate
+    pair", or after a high surrogate as "Input data was truncated", which it is not."""
+    if "surrogate" not in error and "truncated" not in error:
+        return None
+    high: re.Match[bytes] | None = None
+    for escape in _ESCAPE.finditer(raw):
+        unit = int(escape[1], 16) if escape[1] is not None else None
+        if high is not None:
+            if unit is not None and 0xDC00 <= unit <= 0xDFFF and escape.start() == high.end():
+                high = None  # a pair: one character
+                continue
+            break
+        if unit is not None and 0xD800 <= unit <= 0xDBFF:
+            high = escape
+        elif unit is not None and 0xDC00 <= unit <= 0xDFFF:
+            return (f"a lone UTF-16 surrogate {escape[0].decode()} at byte {escape.start()} (an escape \\udc00 to "
+                    "\\udfff is the second half of a character: it must follow one \\ud800 to \\udbff)")
+    if high is None:
+        return None
+    return (f"a lone UTF-16 surrogate {high[0].decode()} at byte {high.start()} (an escape \\ud800 to \\udbff is the "
+            "first half of a character: one \\udc00 to \\udfff must follow it)")
 
 
 @functools.cache
@@ -233,6 +307,26 @@ def _refuse_a_body(raw: bytes) -> None:
     except InvalidInput as exc:
         raise InvalidInput(f"{exc.message}; this endpoint takes no request body (send none, or {{}})",
                            exc.details, code=exc.code) from None
+
+
+# What infrastructure calls, which may add parameters of its own (a Prometheus scrape's `params`, a probe's or a
+# cache-buster's): these take any query and read none.
+ANY_QUERY_PATHS = frozenset({"/health/live", "/health/ready", "/metrics", "/openapi.json"})
+# Browsers cannot set headers on a websocket handshake: a stream takes its credentials from the query
+# (handlers/rest/middleware.py reads them there, on /v1/stream/ only).
+STREAM_CREDENTIALS = frozenset({"token", "api_key"})
+
+
+def _refuse_a_query(request: web.Request, taken: frozenset[str]) -> None:
+    """An endpoint that declares no query parameters takes none but `taken`: a parameter sent to it was meant for
+    something else, and is refused as an unknown one is where some are declared."""
+    if request.path in ANY_QUERY_PATHS:
+        return
+    unknown = sorted(set(request.query) - taken)
+    if unknown:
+        takes = f"only {' or '.join(sorted(taken))}" if taken else "no query parameters"
+        raise InvalidInput(f"unknown query parameter(s): {', '.join(unknown)}; this endpoint takes {takes}",
+                           {"unknown": unknown})
 
 
 def optional_body(raw: bytes, type_: type) -> Any:
@@ -284,8 +378,6 @@ def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
     return value
 
 
-# A page's `after`: the `next_cursor` of the page before, unpadded URL-safe base64 (empty: the first page).
-CURSOR_PATTERN = whole(r"[A-Za-z0-9_-]*")
 Cursor = Annotated[str, msgspec.Meta(
     pattern=CURSOR_PATTERN, max_length=2048,
     description="The next_cursor of the previous page (opaque, URL-safe base64); omit it for the first page")]

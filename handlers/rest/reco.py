@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, ClassVar, Literal
 
 import msgspec
@@ -10,15 +11,19 @@ from aiohttp import web
 from app.errors import InvalidInput
 from app.reco.service import RecoService, reader_or_staff
 from handlers.rest.common import decode, endpoint, json_response
-from state.reco import RecoItem, Token
+from state.reco import ITEM_ID_PATTERN, ITEM_ID_RULE, RecoItem, Token
 
 STAFF = ("admin", "partner")
 MEMBERS = ("customer", "admin", "partner")
 ANYONE = ("guest", "customer", "admin", "partner")
 Strategy = Literal["personalized", "cf", "content_based", "frequently_bought_together", "trending", "new_arrivals"]
 Csv = Annotated[str, msgspec.Meta(max_length=2048)]
-N = Annotated[int, msgspec.Meta(ge=1, le=1000, description="How many items: at most reco.max_n (100 unless configured "
-                                                       "otherwise; 1,000 is the most it can be set to)")]
+# The range is the configured reco.max_n, which the service checks (400 "n must be 1 to <reco.max_n>", whatever the
+# number): the schema gives the widest it can be configured to, and the type holds no bound of its own, whose error
+# would name 1,000 instead.
+N = Annotated[int, msgspec.Meta(description="How many items: 1 to reco.max_n (100 unless configured otherwise; 1,000 "
+                                            "is the most it can be set to)",
+                                extra_json_schema={"minimum": 1, "maximum": 1000})]
 
 
 class ItemFields(msgspec.Struct, forbid_unknown_fields=True):
@@ -32,6 +37,7 @@ class ItemFields(msgspec.Struct, forbid_unknown_fields=True):
 
 
 ItemsBody = Annotated[list[RecoItem], msgspec.Meta(min_length=1, max_length=5000)]
+_ITEM_ID = re.compile(ITEM_ID_PATTERN)
 
 
 class ItemList(msgspec.Struct):
@@ -146,22 +152,26 @@ class RecoApi:
         router.add_get("/v1/items/{item_id}/similar", self.similar)
         router.add_post("/v1/admin/reco/train", self.train)
 
-    @endpoint("Create or replace an item that can be recommended (hidden items are never shown)", tags=("reco",),
-              roles=STAFF, body=ItemFields, response=RecoItem)
+    @endpoint("Create or replace an item that can be recommended (hidden items are never shown); a created_at further "
+              "ahead of the server's clock than ingest.max_future_skew_s is 422 future_item", tags=("reco",),
+              roles=STAFF, body=ItemFields, response=RecoItem, errors=(422,))
     async def put_item(self, request: web.Request, principal, body: ItemFields) -> web.Response:
         item_id = request.match_info["item_id"]
+        if not (1 <= len(item_id) <= 128 and _ITEM_ID.match(item_id)):
+            raise InvalidInput(f"item_id must be 1 to 128 characters {ITEM_ID_RULE}", {"field": "item_id"})
         if body.item_id is not None and body.item_id != item_id:
             raise InvalidInput("item_id in the body differs from the path", {"field": "item_id"})
         fields = msgspec.structs.asdict(body)
         fields["item_id"] = item_id
         try:
             item = msgspec.convert(fields, RecoItem)
-        except msgspec.ValidationError as exc:
-            raise InvalidInput(f"invalid item: {exc}", {"field": "item_id"}) from None
-        return json_response((await self._reco.put_items([item]))[0])
+        except msgspec.ValidationError as exc:  # not expected: ItemFields holds RecoItem's limits, the id is checked
+            raise InvalidInput(f"invalid item: {exc}") from None
+        return json_response((await self._reco.put_items([item], one=True))[0])
 
-    @endpoint("Create or replace up to 5,000 items at once (all or none)", tags=("reco",), roles=STAFF,
-              raw_body=ItemsBody, response=ItemList)
+    @endpoint("Create or replace up to 5,000 items at once (all or none; a created_at further ahead of the server's "
+              "clock than ingest.max_future_skew_s is 422 future_item, and nothing is written)", tags=("reco",),
+              roles=STAFF, raw_body=ItemsBody, response=ItemList, errors=(422,))
     async def put_items(self, request: web.Request, principal) -> web.Response:
         items: list[RecoItem] = decode(await request.read(), ItemsBody)
         return json_response(ItemList(await self._reco.put_items(items)))

@@ -37,7 +37,7 @@ async def test_batches_report_each_bad_event_and_accept_the_rest(app_and_relay):
     errors = {r["index"]: r["error"] for r in body["rejected"]}
     assert set(errors) == {1, 2, 3, 4, 5, 6, 7}
     assert "disabled" in errors[1] and "type must be one of" in errors[2] and "user_id or device_id" in errors[3]
-    assert "amount_cents" in errors[4] and "no spaces or slashes" in errors[5]
+    assert "amount_cents" in errors[4] and "no spaces, slashes or control characters" in errors[5]
     assert "extra" in errors[6] and ">= 0" in errors[7] and "at" in errors[7]
     # Without the malformed events the batch decodes in one pass: the same per-event answers.
     body = await (await client.post("/v1/channels/ingest", json=batch[:6], headers=staff)).json()
