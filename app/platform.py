@@ -48,7 +48,7 @@ from app.ltv import wiring as ltv_wiring
 from app.privacy import CustomerErasure
 from app.ratelimit import RateLimiter, TokenBuckets
 from app.reco import wiring as reco_wiring
-from app.reco.service import FEEDBACK_NOTICE
+from app.reco.service import FEEDBACK_NOTICE, ITEM_NOTICE
 from app.retail import wiring as retail_wiring
 from app.runtime.bus import Bus
 from app.runtime.clock import Clock, SystemClock
@@ -483,6 +483,8 @@ class Platform:
             await self.suppression_store.refresh(ids)
         elif kind == FEEDBACK_NOTICE:
             await self.reco.apply_remote(ids)
+        elif kind == ITEM_NOTICE:
+            await self.reco.apply_items(ids)
         elif kind == POLICY_NOTICE:
             await self.policies.refresh(ids)
         else:

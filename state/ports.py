@@ -607,6 +607,9 @@ class RecoStore(Protocol):
     async def items(self) -> list[RecoItem]:
         ...
 
+    async def items_named(self, item_ids: list[str]) -> list[RecoItem]:
+        ...
+
     async def put_items(self, items: list[RecoItem]) -> None:
         ...
 

@@ -22,6 +22,16 @@ class SqliteRecoStore:
     async def items(self) -> list[RecoItem]:
         return [decode_item(r[0]) for r in await self._db.fetchall("SELECT body FROM reco_items ORDER BY rowid")]
 
+    async def items_named(self, item_ids: list[str]) -> list[RecoItem]:
+        """The stored items of these ids (those stored; in no particular order)."""
+        out: list[RecoItem] = []
+        for start in range(0, len(item_ids), 500):  # within any database's limit on a statement's parameters
+            chunk = item_ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = await self._db.fetchall(f"SELECT body FROM reco_items WHERE item_id IN ({marks})", tuple(chunk))
+            out += [decode_item(r[0]) for r in rows]
+        return out
+
     async def put_items(self, items: list[RecoItem]) -> None:
         await self._db.write([("INSERT INTO reco_items(item_id, body) VALUES (?,?) "
                                "ON CONFLICT(item_id) DO UPDATE SET body=excluded.body",

@@ -47,6 +47,7 @@ STRATEGIES = ("personalized", "cf", "content_based", "frequently_bought_together
 ANYONES = frozenset({"trending", "new_arrivals"})
 FEEDBACK = ("product_view", "click", "wishlist_add", "cart_add", "purchase", "dismiss")
 FEEDBACK_NOTICE = "feedback"  # the change notices that carry feedback events whole (append-only facts)
+ITEM_NOTICE = "reco_item"  # the change notices naming items another node stored
 LIST_OVERHEAD = 150  # bytes a cached list costs beyond its key and JSON (two bytes objects and the LRU's entry)
 REBUILD_PAGE = 10_000  # interactions read per round trip when the features are rebuilt at start
 TRAINING_PAGE = 10_000  # interactions read per round trip for a training
@@ -329,7 +330,17 @@ class RecoService:
         for item in items:
             self.features.put_item(item)
         self.lists.clear()
+        if self._changes is not None:
+            self._changes.changed(ITEM_NOTICE, [i.item_id for i in items])
         return items
+
+    async def apply_items(self, item_ids: list[str]) -> None:
+        """Items another node stored (created, changed or hidden): read back, so this node lists them alike."""
+        items = await self._store.items_named(item_ids)
+        for item in items:
+            self.features.put_item(item)
+        if items:
+            self.lists.clear()
 
     def item(self, item_id: str) -> RecoItem:
         item = self.features.items.meta.get(item_id)

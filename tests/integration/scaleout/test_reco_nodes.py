@@ -34,8 +34,8 @@ class Wire:
         assert self.to is not None
         while self.pending:
             kind, ids = self.pending.pop(0)
-            assert kind == "feedback"
-            await self.to.apply_remote(ids)
+            assert kind in ("feedback", "reco_item")
+            await (self.to.apply_remote(ids) if kind == "feedback" else self.to.apply_items(ids))
 
 
 async def _publish(event: object) -> None:
@@ -75,3 +75,23 @@ async def test_two_nodes_that_each_heard_half_the_feedback_recommend_alike(nodes
             on_b = [i["item_id"] for i in (await b.recommend(user, strategy, 8))["items"]]
             assert on_a == on_b, (user, strategy)
     assert a.features.model().coview.nnz == b.features.model().coview.nnz > 0
+
+
+async def test_items_stored_or_hidden_on_one_node_are_listed_alike_on_the_other(nodes):
+    (a, b), wires = nodes
+    at = 1_800_000_000.0
+    for n, item in enumerate(("i0", "i1", "i2", "i3")):
+        await a.record([Feedback("u1", item, "product_view", at + n)])
+    await a.put_items([RecoItem("new-1", category="lounge"), RecoItem("new-2", category="lounge")])
+    await a.record([Feedback("u2", "new-1", "product_view", at + 10), Feedback("u2", "new-2", "click", at + 11)])
+    for wire in wires:
+        await wire.deliver()
+    lounge = [i["item_id"] for i in (await b.recommend("u1", "trending", 8, categories=["lounge"]))["items"]]
+    assert sorted(lounge) == ["new-1", "new-2"]  # B knows their category
+    before = [i["item_id"] for i in (await b.recommend("u1", "trending", 20))["items"]]
+    assert "new-1" in before
+    await a.put_items([RecoItem("new-1", category="lounge", hidden=True)])
+    await wires[0].deliver()
+    for service in (a, b):
+        for strategy in STRATEGIES:
+            assert "new-1" not in [i["item_id"] for i in (await service.recommend("u1", strategy, 20))["items"]]
