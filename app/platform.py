@@ -308,7 +308,7 @@ class Platform:
             self.account_store, self.loyalty.member, self.loyalty.forget_member, self.suppression_store,
             self.outbox_store, self.email.cancel, SqliteInboxStore(self.records_db), self.profiles.forget,
             self.ingest.forget, self.idempotency_store, SqliteEventLogStore(self.events_db), self.event_log.flush,
-            self.audit, forget_value=self.ltv_domain.forget)
+            self.audit, forget_value=self.ltv_domain.forget, forget_decisions=self.policies.forget_decisions)
         self._register_caches()
         for name, drain in self.bus.drains():  # queued subscribers, drained under the supervisor
             self.supervisor.add(name, drain)
@@ -452,7 +452,7 @@ class Platform:
 
     def _register_caches(self) -> None:
         """Every bounded cache, exported by name (contrail_cache_entries, _capacity, _evictions_total)."""
-        for cache in (self.account_store.ids, self.account_store.emails, self.policies.decisions,
+        for cache in (self.account_store.ids, self.account_store.emails,
                       self.tokens.verified, self.api_keys.unknown, self.limiter.ip.buckets,
                       self.limiter.principal.buckets, self.limiter.exchange.buckets, self.profiles.l1,
                       self.web_activity.last_seen, self.ingest.sessions, self.mailbox.raw,

@@ -53,10 +53,12 @@ class CustomerErasure:
                  inbox: InboxStore, forget_profile: Callable[[str], Awaitable[bool]],
                  forget_pending: Callable[[str], None], idempotency: IdempotencyStore, events: EventLogStore,
                  flush_events: Callable[[], Awaitable[object]], audit: AuditTrail,
-                 forget_value: Callable[[str], None] = lambda customer_id: None) -> None:
+                 forget_value: Callable[[str], None] = lambda customer_id: None,
+                 forget_decisions: Callable[[str], Awaitable[None]] | None = None) -> None:
         """`members`: a member's contact details by id (loyalty); `forget_pending`: profile updates not yet
         written (ingest); `flush_events`: the analytics log's queue written out first, so none escapes;
-        `forget_value`: the customer's lifetime value dropped from memory (once erased, none is predicted)."""
+        `forget_value`: the customer's lifetime value dropped from memory (once erased, none is predicted);
+        `forget_decisions`: the offer-selection decisions made for them (app/campaigns/policies.py)."""
         self._accounts = accounts
         self._members = members
         self._forget_member = forget_member
@@ -71,6 +73,7 @@ class CustomerErasure:
         self._flush_events = flush_events
         self._audit = audit
         self._forget_value = forget_value
+        self._forget_decisions = forget_decisions
 
     async def erase(self, actor: Principal, customer_id: str) -> Erasure:
         """Erase a customer: an admin may erase anyone's, a customer only their own (403 otherwise); 404 for an
@@ -95,6 +98,8 @@ class CustomerErasure:
         events = await self._events.anonymise(customer_id)
         await self._accounts.erase(customer_id)
         self._forget_value(customer_id)  # after the tombstone: a history read from now on finds no purchase
+        if self._forget_decisions is not None:
+            await self._forget_decisions(customer_id)
         done = Erasure(customer_id, len(cancelled), blanked, anonymised, events, inbox, replies, member_forgotten,
                        profile_deleted)
         await self._audit.record(actor, "customer.erase", customer_id, **msgspec.structs.asdict(done))

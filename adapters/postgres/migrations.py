@@ -236,6 +236,11 @@ RECORDS = [
     Migration(32, "task_leases", """
         CREATE TABLE task_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until DOUBLE PRECISION NOT NULL)
     """),
+    Migration(33, "policy_decisions", """
+        CREATE TABLE policy_decisions (user_id TEXT NOT NULL, campaign_id TEXT NOT NULL, arm TEXT NOT NULL,
+            context TEXT NOT NULL, at DOUBLE PRECISION NOT NULL, PRIMARY KEY (user_id, campaign_id));
+        CREATE INDEX policy_decisions_at ON policy_decisions(at)
+    """),
 ]
 
 # The analytics event log, when nodes share PostgreSQL (its migrations recorded in event_log_migrations): the same

@@ -463,6 +463,19 @@ RECORDS = [
             until REAL NOT NULL
         ) WITHOUT ROWID
     """),
+    # Each customer's last decision per campaign, for the paid order or click that may follow it within a week:
+    # kept in the store, so a restart or another node still credits it.
+    Migration(33, "policy_decisions", """
+        CREATE TABLE policy_decisions (
+            user_id TEXT NOT NULL,
+            campaign_id TEXT NOT NULL,
+            arm TEXT NOT NULL,
+            context TEXT NOT NULL,
+            at REAL NOT NULL,
+            PRIMARY KEY (user_id, campaign_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX policy_decisions_at ON policy_decisions(at)
+    """),
 ]
 
 EVENTS = [

@@ -47,6 +47,27 @@ class SqlitePolicyStore:
              (body, at, campaign_id, previous), 1),
         ])
 
+    async def remember(self, user_id: str, campaign_id: str, arm: str, context: str, at: float) -> None:
+        """The customer's latest decision for the campaign (`context`: its JSON), replacing the one before."""
+        await self._db.write([("INSERT INTO policy_decisions(user_id, campaign_id, arm, context, at) "
+                               "VALUES (?,?,?,?,?) ON CONFLICT(user_id, campaign_id) DO UPDATE SET arm = excluded.arm, "
+                               "context = excluded.context, at = excluded.at",
+                               (user_id, campaign_id, arm, context, at))])
+
+    async def decisions(self, user_ids: list[str], since: float) -> list[tuple[str, str, str, float]]:
+        """(campaign id, arm, context JSON, at) of these customers' decisions made at `since` or later."""
+        marks = ",".join("?" * len(user_ids))
+        rows = await self._db.fetchall(f"SELECT campaign_id, arm, context, at FROM policy_decisions WHERE user_id IN "
+                                       f"({marks}) AND at >= ? ORDER BY at", (*user_ids, since))
+        return [(str(r[0]), str(r[1]), str(r[2]), float(r[3])) for r in rows]
+
+    async def forget_decisions(self, user_id: str) -> None:
+        await self._db.write([("DELETE FROM policy_decisions WHERE user_id = ?", (user_id,))])
+
+    async def purge_decisions(self, before: float) -> int:
+        deleted, = await self._db.write([("DELETE FROM policy_decisions WHERE at < ?", (before,))])
+        return deleted
+
     async def purge_signals(self, before: float, limit: int = 5_000) -> int:
         """Forget up to `limit` signal ids remembered before `before`; how many were forgotten."""
         deleted, = await self._db.write([

@@ -32,7 +32,6 @@ from app.retail.events import OrderPaid
 from app.runtime.breaker import CircuitBreaker
 from app.runtime.bus import Bus
 from app.runtime.clock import Clock
-from app.runtime.lru import LRU
 from app.runtime.metrics import Metrics
 from ml.bandit.policies import Policy, make_policy
 from state.campaigns import Campaign
@@ -53,8 +52,6 @@ PURGE_CHUNK = 5_000
 CONVERSION_REWARD = 2.0     # a paid order after a decision, as much as a redemption
 CLICK_REWARD = 1.0          # a click notice on a decided creative, as much as a clicked signal
 CONVERSION_WINDOW_S = 7 * 86_400.0  # how long after a decision a paid order still counts for it
-DECISIONS_HELD = 100_000    # customers whose recent decisions are held, least recently decided forgotten
-DECISIONS_PER_USER = 8
 LEARN_ATTEMPTS = 8          # a reward's tries when other nodes keep learning first (each try reads their state)
 POLICY_NOTICE = "policy"    # the change notice another node reads a campaign's stored policy back on
 
@@ -171,9 +168,6 @@ class PolicyService:
         metrics.policy_breaker.set(CircuitBreaker.CLOSED)
         self.breaker = CircuitBreaker(clock, failures=config.breaker_failures, open_s=config.breaker_open_s,
                                       successes=config.breaker_successes, on_change=metrics.policy_breaker.set)
-        # Each customer's recent decisions (campaign, arm, context, when), for the paid orders that follow them.
-        self.decisions: LRU[str, tuple[tuple[str, str, tuple[tuple[str, str], ...], float], ...]] = \
-            LRU(DECISIONS_HELD, "policy_decisions")
         self._route_of = route_of
         bus.subscribe(RewardSignalled, self._on_reward)
         bus.subscribe(CampaignChanged, self._campaign_changed)
@@ -284,11 +278,11 @@ class PolicyService:
         if self._decision is not None and held.stored.remote:
             arm, reason = await self._remote(self._decision, user_id, dict(context), arms)
             if arm is not None:
-                self._remember(user_id, campaign_id, arm, context)
+                await self.remember(user_id, campaign_id, arm, context)
                 return self._chosen(Decision(arm, REMOTE, kind))
         held = self._held.get(campaign_id, held)  # the policy may have been replaced while the remote was asked
         arm = held.policy.choose(bucket_of(held.stored.context, context), self._rng, allowed=arms)
-        self._remember(user_id, campaign_id, arm, context)
+        await self.remember(user_id, campaign_id, arm, context)
         if reason is None:
             return self._chosen(Decision(arm, LOCAL, kind))
         self._metrics.policy_fallbacks.labels(reason).inc()
@@ -298,19 +292,29 @@ class PolicyService:
         self._metrics.policy_choices.labels(decision.source).inc()
         return decision
 
-    def _remember(self, user_id: str, campaign_id: str, arm: str, context: Mapping[str, Any]) -> None:
-        held = self.decisions.get(user_id) or ()
-        kept = tuple(d for d in held if d[0] != campaign_id)[-(DECISIONS_PER_USER - 1):]
-        self.decisions.put(user_id, (*kept, (campaign_id, arm, tuple((str(k), str(v)[:MAX_BUCKET_VALUE])
-                                                                     for k, v in context.items()),
-                                             self._clock.now())))
+    async def remember(self, user_id: str, campaign_id: str, arm: str, context: Mapping[str, Any]) -> None:
+        """The customer's decision for the campaign, stored before `decide` answers (replacing their one before):
+        a paid order or click within the window is credited to it, after a restart or on another node too."""
+        shown = {str(k): str(v)[:MAX_BUCKET_VALUE] for k, v in context.items()}
+        await self._store.remember(user_id, campaign_id, arm, msgspec.json.encode(shown).decode(), self._clock.now())
+
+    async def _decisions(self, *user_ids: str) -> list[tuple[str, str, dict[str, str], float]]:
+        """(campaign id, arm, context, at) of the customers' decisions within the window, oldest first."""
+        since = self._clock.now() - CONVERSION_WINDOW_S
+        return [(campaign_id, arm, msgspec.json.decode(context), at)
+                for campaign_id, arm, context, at in await self._store.decisions(list(user_ids), since)]
+
+    async def forget_decisions(self, user_id: str) -> None:
+        """An erased customer's decisions (app/privacy.py), under their account id or as an order's owner."""
+        for named in (user_id, f"user:{user_id}"):
+            await self._store.forget_decisions(named)
 
     async def _on_paid(self, event: OrderPaid) -> None:
         """A paid order rewards the last decision each campaign made for its owner in the window: a creative shown
         (any order converts), or an offer arm the order is for (its offer, route or one of its products)."""
         order = event.order
         kind, _, account = order.owner.partition(":")
-        held = self.decisions.get(order.owner) or (self.decisions.get(account) if kind == "user" else None)
+        held = await self._decisions(order.owner, *([account] if kind == "user" else []))
         if not held:
             return
         now = self._clock.now()
@@ -330,7 +334,7 @@ class PolicyService:
         window: that decision's reward, as a `clicked` signal (once per bid). A click with no decision behind it
         teaches nothing: the policy saw no trial it could credit."""
         now = self._clock.now()
-        for campaign_id, arm, context, at in self.decisions.get(event.user_id) or ():
+        for campaign_id, arm, context, at in await self._decisions(event.user_id):
             policy = self._held.get(campaign_id)
             if campaign_id != event.campaign_id or arm != event.creative_id or policy is None \
                     or policy.stored.arms != "creatives" or now - at > CONVERSION_WINDOW_S:
@@ -470,8 +474,11 @@ class PolicyService:
         return outcome
 
     async def purge_signals(self) -> int:
-        """Forget the signal ids older than reward_memory_days (a chunk per commit until none is left)."""
-        before = self._clock.now() - self._config.reward_memory_days * 86_400
+        """Forget the signal ids older than reward_memory_days (a chunk per commit until none is left), and the
+        decisions past the conversion window. Returns how many signal ids went."""
+        now = self._clock.now()
+        await self._store.purge_decisions(now - CONVERSION_WINDOW_S)
+        before = now - self._config.reward_memory_days * 86_400
         total = 0
         while True:
             n = await self._store.purge_signals(before, PURGE_CHUNK)

@@ -50,11 +50,11 @@ async def test_a_paid_order_teaches_the_decision_that_preceded_it(aiohttp_client
     assert 'contrail_policy_rewards_total{outcome="learned"} 1.0' in metrics
 
     # Shown OPO-LHR last, she buys LIS-BCN again: an offer arm learns only from orders for its offer.
-    platform.policies.decisions.put(account, (("routes", "OPO-LHR", (), clock.now()),))
+    await platform.policies.remember(account, "routes", "OPO-LHR", {})
     second = await booked(client, buyer, clock)
     assert (await pay(client, buyer, second["id"])).status == 200
     # A week later, a decision's order no longer counts.
-    platform.policies.decisions.put(account, (("routes", "LIS-BCN", (), clock.now()),))
+    await platform.policies.remember(account, "routes", "LIS-BCN", {})
     clock.advance(8 * 86_400)
     later = platform.catalog.flight("CT101-test")
     noon = later.departure_at + 8 * 86_400
@@ -100,3 +100,42 @@ async def test_a_click_on_a_decided_creative_teaches_it_once_and_a_click_without
     await platform.bus.idle()
     view = await (await client.get("/v1/admin/campaigns/ads/policy", headers=admin)).json()
     assert arms(view)["only"]["pulls"] == 1 and arms(view)["only"]["reward_sum"] == 1.0
+
+
+async def test_a_decision_before_a_restart_is_credited_with_the_order_paid_after_it_and_erasure_forgets_it(
+        aiohttp_client, tmp_path, clock):
+    config = make_config(tmp_path)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    platform = client.app[PLATFORM]
+    await platform.campaigns.create("test", Campaign(
+        id="routes", name="Routes", advertiser_domain="contrail.example", bid_cap_micros=1_000_000,
+        daily_budget_micros=10**9, state="live", creatives=[Creative("c", "banner", "<b>", w=300, h=250)],
+        offer_ids=["LIS-BCN", "OPO-LHR"]), audit=False)
+    _, key = await platform.api_keys.create("ops", "admin")
+    admin = {"X-Api-Key": key}
+    resp = await client.put("/v1/admin/campaigns/routes/policy", json={"kind": "thompson", "arms": "offers"},
+                            headers=admin)
+    assert resp.status == 200, await resp.text()
+    await seed_catalog(platform, clock)
+    buyer = await customer(client, "ana")
+    account = platform.account_store.by_email("ana@example.com").id
+    for _ in range(40):
+        resp = await client.post("/v1/campaigns/routes/decide", json={"user_id": account, "context": {}},
+                                 headers=admin)
+        if (await resp.json())["arm"] == "LIS-BCN":
+            break
+    order = await booked(client, buyer, clock)
+    await client.close()
+
+    again = await aiohttp_client(create_app(config, clock=clock))
+    platform = again.app[PLATFORM]
+    assert (await pay(again, buyer, order["id"])).status == 200
+    await platform.bus.idle()
+    view = await (await again.get("/v1/admin/campaigns/routes/policy", headers=admin)).json()
+    assert arms(view)["LIS-BCN"]["pulls"] == 1  # the decision made before the restart was credited
+
+    await platform.policies.remember(account, "routes", "OPO-LHR", {})
+    resp = await again.delete(f"/v1/customers/{account}", headers=admin)
+    assert resp.status == 200, await resp.text()
+    rows = await platform.records_db.fetchall("SELECT user_id FROM policy_decisions")
+    assert rows == []  # an erased customer's decisions go with them
