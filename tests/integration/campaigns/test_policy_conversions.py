@@ -11,12 +11,8 @@ from tests.conftest import make_config
 from tests.integration.retail.helpers import booked, customer, pay, seed_catalog
 
 
-def arms(view: dict) -> dict[str, dict]:
-    return {a["arm"]: a for a in view["posterior"]}
-
-
-async def test_a_paid_order_teaches_the_decision_that_preceded_it(aiohttp_client, tmp_path, clock):
-    client = await aiohttp_client(create_app(make_config(tmp_path), clock=clock))
+async def routes_policy(client) -> dict[str, str]:
+    """A live campaign over two routes with a Thompson policy over them; an admin's headers."""
     platform = client.app[PLATFORM]
     await platform.campaigns.create("test", Campaign(
         id="routes", name="Routes", advertiser_domain="contrail.example", bid_cap_micros=1_000_000,
@@ -27,6 +23,17 @@ async def test_a_paid_order_teaches_the_decision_that_preceded_it(aiohttp_client
     resp = await client.put("/v1/admin/campaigns/routes/policy", json={"kind": "thompson", "arms": "offers"},
                             headers=admin)
     assert resp.status == 200, await resp.text()
+    return admin
+
+
+def arms(view: dict) -> dict[str, dict]:
+    return {a["arm"]: a for a in view["posterior"]}
+
+
+async def test_a_paid_order_teaches_the_decision_that_preceded_it(aiohttp_client, tmp_path, clock):
+    client = await aiohttp_client(create_app(make_config(tmp_path), clock=clock))
+    platform = client.app[PLATFORM]
+    admin = await routes_policy(client)
     await seed_catalog(platform, clock)  # a LIS-BCN flight
     buyer = await customer(client, "ana")
     account = platform.account_store.by_email("ana@example.com").id
@@ -107,15 +114,7 @@ async def test_a_decision_before_a_restart_is_credited_with_the_order_paid_after
     config = make_config(tmp_path)
     client = await aiohttp_client(create_app(config, clock=clock))
     platform = client.app[PLATFORM]
-    await platform.campaigns.create("test", Campaign(
-        id="routes", name="Routes", advertiser_domain="contrail.example", bid_cap_micros=1_000_000,
-        daily_budget_micros=10**9, state="live", creatives=[Creative("c", "banner", "<b>", w=300, h=250)],
-        offer_ids=["LIS-BCN", "OPO-LHR"]), audit=False)
-    _, key = await platform.api_keys.create("ops", "admin")
-    admin = {"X-Api-Key": key}
-    resp = await client.put("/v1/admin/campaigns/routes/policy", json={"kind": "thompson", "arms": "offers"},
-                            headers=admin)
-    assert resp.status == 200, await resp.text()
+    admin = await routes_policy(client)
     await seed_catalog(platform, clock)
     buyer = await customer(client, "ana")
     account = platform.account_store.by_email("ana@example.com").id

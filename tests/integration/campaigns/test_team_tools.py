@@ -67,6 +67,19 @@ def with_jira(tmp_path, base: str, **overrides):
                        integrations__jira_project="MKT", **overrides)
 
 
+SUMMER = {"id": "summer", "name": "Summer", "advertiser_domain": "contrail.example", "bid_cap_micros": 4_000_000,
+          "daily_budget_micros": 100_000_000}
+
+
+async def import_hero(client, admin: dict[str, str]) -> dict:
+    """A new campaign, summer, with the library's hero image imported as its creative: the import's answer."""
+    assert (await client.post("/v1/admin/campaigns", json=SUMMER, headers=admin)).status == 201
+    resp = await client.post("/v1/admin/campaigns/summer/creatives/import", headers=admin,
+                             json={"asset_ids": ["campaigns/summer/hero.jpg"], "w": 300, "h": 250})
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
 async def submit_autumn(client) -> dict[str, str]:
     """An admin's key, with which campaign "autumn" is created and sent for review."""
     _, key = await client.app[PLATFORM].api_keys.create("author", "admin")
@@ -125,9 +138,7 @@ async def test_a_review_opens_a_jira_issue_and_its_status_is_synced_back(team):
 
 async def test_creatives_are_imported_from_the_asset_library_and_refreshed_when_the_asset_changes(team):
     client, keys, _, aem, _, assets = team
-    body = {"id": "summer", "name": "Summer", "advertiser_domain": "contrail.example", "bid_cap_micros": 4_000_000,
-            "daily_budget_micros": 100_000_000}
-    await client.post("/v1/admin/campaigns", json=body, headers=keys["author"])
+    await client.post("/v1/admin/campaigns", json=SUMMER, headers=keys["author"])
     campaign = await assets.import_assets("author", "summer", ["campaigns/summer/hero.jpg"], None, None, "banner",
                                           300, 250)
     [creative] = campaign.creatives
@@ -241,13 +252,8 @@ async def test_the_configured_issue_type_and_aem_basic_auth_reach_the_tools(aioh
     admin = await submit_autumn(client)
     await client.app[PLATFORM].campaigns_domain.tasks.idle()
     assert jira.issues["MKT-1"]["issuetype"] == {"name": "Story"}
-    body = {"id": "summer", "name": "Summer", "advertiser_domain": "contrail.example", "bid_cap_micros": 4_000_000,
-            "daily_budget_micros": 100_000_000}
-    assert (await client.post("/v1/admin/campaigns", json=body, headers=admin)).status == 201
-    resp = await client.post("/v1/admin/campaigns/summer/creatives/import", headers=admin,
-                             json={"asset_ids": ["campaigns/summer/hero.jpg"], "w": 300, "h": 250})
-    assert resp.status == 200, await resp.text()
-    assert [c.get("dam_id") for c in (await resp.json())["creatives"]] == ["campaigns/summer/hero.jpg"]
+    imported = await import_hero(client, admin)
+    assert [c.get("dam_id") for c in imported["creatives"]] == ["campaigns/summer/hero.jpg"]
     assert aem.authorizations and set(aem.authorizations) == {"Basic ZGFtLXJlYWRlcjpzM2NyZXQ="}
 
 
@@ -364,13 +370,7 @@ async def test_a_creative_whose_asset_cannot_be_read_shows_on_its_campaign_until
     platform = client.app[PLATFORM]
     _, key = await platform.api_keys.create("author", "admin")
     admin = {"X-Api-Key": key}
-    body = {"id": "summer", "name": "Summer", "advertiser_domain": "contrail.example", "bid_cap_micros": 4_000_000,
-            "daily_budget_micros": 100_000_000}
-    assert (await client.post("/v1/admin/campaigns", json=body, headers=admin)).status == 201
-    resp = await client.post("/v1/admin/campaigns/summer/creatives/import", headers=admin,
-                             json={"asset_ids": ["campaigns/summer/hero.jpg"], "w": 300, "h": 250})
-    assert resp.status == 200, await resp.text()
-    [creative] = (await resp.json())["creatives"]
+    [creative] = (await import_hero(client, admin))["creatives"]
 
     async def status() -> dict:
         resp = await client.get("/v1/admin/campaigns/summer/assets", headers=admin)

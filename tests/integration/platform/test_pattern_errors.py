@@ -5,17 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from app.main import PLATFORM
-
 CAMPAIGN = {"name": "Pattern test", "advertiser_domain": "contrail.example", "bid_cap_micros": 4_000_000,
             "daily_budget_micros": 100_000_000,
             "creatives": [{"id": "c1", "format": "banner", "markup": "<b>fly</b>", "w": 300, "h": 250}]}
-
-
-@pytest.fixture
-async def admin(client) -> dict[str, str]:
-    _, key = await client.app[PLATFORM].api_keys.create("ops", "admin")
-    return {"X-Api-Key": key}
 
 
 @pytest.mark.parametrize("method, path, body, field, words", [
@@ -25,8 +17,8 @@ async def admin(client) -> dict[str, str]:
     ("POST", "/v1/reco/items", [{"item_id": "a/b"}], "[0].item_id", "with no spaces, slashes or control characters"),
     ("GET", "/v1/admin/api-keys?after=!!!", None, "after", "next_cursor of a previous page"),
 ])
-async def test_a_value_out_of_form_is_refused_in_words(client, admin, method, path, body, field, words):
-    resp = await client.request(method, path, json=body, headers=admin)
+async def test_a_value_out_of_form_is_refused_in_words(client, admin_headers, method, path, body, field, words):
+    resp = await client.request(method, path, json=body, headers=admin_headers)
     assert resp.status == 400, await resp.text()
     error = (await resp.json())["error"]
     assert error["code"] == "invalid_argument", error
