@@ -360,17 +360,16 @@ class AssetImport:
                         continue
                     try:
                         asset = await self._library.metadata(creative.dam_id)
-                    except IntegrationError as exc:
-                        log.warning("asset sync failed", extra={"asset": creative.dam_id, "error": str(exc)})
+                        if asset.version != creative.dam_version:
+                            creative = _creative(asset, creative.format, creative.w, creative.h, creative.id)
+                            changed += 1
+                    except (IntegrationError, InvalidInput) as exc:  # unread, or a new version past the limits
+                        error = exc.message if isinstance(exc, InvalidInput) else str(exc)
+                        log.warning("asset sync failed", extra={"asset": creative.dam_id, "error": error})
                         last = before.get(creative.dam_id)
-                        problems[creative.dam_id] = AssetProblem(creative.id, creative.dam_id, str(exc),
+                        problems[creative.dam_id] = AssetProblem(creative.id, creative.dam_id, error,
                                                                  last.since if last else now,
                                                                  last.failures + 1 if last else 1)
-                        fresh.append(creative)
-                        continue
-                    if asset.version != creative.dam_version:
-                        creative = _creative(asset, creative.format, creative.w, creative.h, creative.id)
-                        changed += 1
                 fresh.append(creative)
             if problems:
                 self._failing[campaign.id] = problems
@@ -421,9 +420,13 @@ def _creative(asset: Asset, fmt: str, w: int | None, h: int | None, creative_id:
     if fmt == "banner" and not (width and height):
         raise InvalidInput(f"asset {asset.id} has no size in its metadata: give w and h for banners",
                            {"field": "w"})
-    return Creative(creative_id or f"{asset.dam}-{asset.id}"[:64], fmt, markup,  # type: ignore[arg-type]
-                    w=width, h=height, mimes=[asset.mime] if asset.mime else [], dam=asset.dam, dam_id=asset.id,
-                    dam_version=asset.version)
+    fields = {"id": creative_id or f"{asset.dam}-{asset.id}"[:64], "format": fmt, "markup": markup, "w": width,
+              "h": height, "mimes": [asset.mime] if asset.mime else [], "dam": asset.dam, "dam_id": asset.id,
+              "dam_version": asset.version}
+    try:  # through the limits a creative sent by a person meets (a library's metadata is no more trusted)
+        return msgspec.convert(fields, Creative)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(f"asset {asset.id[:200]} cannot be a creative: {exc}", {"field": "asset_ids"}) from None
 
 
 def _int(value: object) -> int | None:

@@ -402,3 +402,40 @@ async def test_a_creative_whose_asset_cannot_be_read_shows_on_its_campaign_until
     assert await failing_gauge() == "contrail_dam_assets_failing 0.0"
     assert (await client.get("/v1/admin/campaigns/nope/assets", headers=admin)).status == 404
     assert (await client.get("/v1/admin/campaigns/summer/assets")).status == 401
+
+
+async def test_an_asset_past_a_creatives_limits_is_refused_by_the_import_and_left_stale_by_the_sync(
+        aiohttp_client, aiohttp_server, tmp_path, clock):
+    """A library's metadata meets the limits a person's creative does: an import answers 400 naming the one broken,
+    and a new version past them leaves the creative as it was, shown as failing on its campaign."""
+    _, _, base = await tools(aiohttp_server)
+    config = make_config(tmp_path, integrations__dam="aem", integrations__dam_url=base,
+                         integrations__dam_token=AEM_TOKEN, integrations__max_attempts=1)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    platform = client.app[PLATFORM]
+    _, key = await platform.api_keys.create("author", "admin")
+    admin = {"X-Api-Key": key}
+    [creative] = (await import_hero(client, admin))["creatives"]
+
+    huge = "campaigns/summer/huge.png"
+    AEM_ASSETS[huge] = {"dc:format": "image/png", "tiff:ImageWidth": 50_000, "tiff:ImageLength": 250,
+                        "modified": "2026-05-04T10:00:00Z"}
+    hero = AEM_ASSETS["campaigns/summer/hero.jpg"]
+    try:
+        resp = await client.post("/v1/admin/campaigns/summer/creatives/import", headers=admin,
+                                 json={"asset_ids": [huge]})
+        assert resp.status == 400
+        error = (await resp.json())["error"]
+        assert huge in error["message"] and "10000" in error["message"] and "$.w" in error["message"]
+
+        AEM_ASSETS["campaigns/summer/hero.jpg"] = {**hero, "dc:format": "image/" + "x" * 300,
+                                                   "modified": "2026-06-01T08:00:00Z"}
+        assert await platform.campaigns_domain.assets.sync() == 0
+        resp = await client.get("/v1/admin/campaigns/summer/assets", headers=admin)
+        [problem] = (await resp.json())["failing"]
+        assert problem["creative_id"] == creative["id"] and "$.mimes" in problem["error"]
+        got = await (await client.get("/v1/admin/campaigns/summer", headers=admin)).json()
+        assert got["creatives"] == [creative] and got["pending"] is None
+    finally:
+        AEM_ASSETS.pop(huge, None)
+        AEM_ASSETS["campaigns/summer/hero.jpg"] = hero
