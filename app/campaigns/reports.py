@@ -196,12 +196,12 @@ class CampaignReports:
                                     for c in self._promoters(event.type, p)}.values())
             # A reward signal is logged each time it is sent, retries included, and a message's clicks each time one
             # is seen: each signal id counts once.
-            signal_ids = [p["signal_id"] for event, p in counted
-                          if event.type in SIGNALLED and isinstance(p.get("signal_id"), str)]
+            signal_ids = [key for event, p in counted if event.type in SIGNALLED
+                          and (key := _signal_key(event.type, event.at, p)) is not None]
             seen = await self._store.counted(list(dict.fromkeys(signal_ids))) if signal_ids else set()
             signals: dict[str, float] = {}
             for event, p in counted:
-                if event.type in SIGNALLED and isinstance(signal_id := p.get("signal_id"), str):
+                if event.type in SIGNALLED and (signal_id := _signal_key(event.type, event.at, p)) is not None:
                     if signal_id in seen or signal_id in signals:
                         continue
                     signals[signal_id] = event.at
@@ -405,6 +405,16 @@ class CampaignReports:
             raise InvalidInput("an hourly report spans at most 93 days; ask for granularity=day",
                                {"field": "granularity"})
         return start, end
+
+
+def _signal_key(type_: str, at: float, p: dict[str, Any]) -> str | None:
+    """What a signal counts once by: its `signal_id` (None: it has none, and counts each time). A member's own
+    signal (sent with their token) counts once per offer, kind and UTC day whatever id it carries: a customer could
+    otherwise raise every campaign's clicks and conversions by sending signals with new ids."""
+    if type_ == "RewardSignal" and p.get("sender") == "customer":
+        return f"~customer:{int(at // DAY)}:{p.get('signal_type')}:{p.get('offer_id')}:{p.get('user_id')}"
+    signal_id = p.get("signal_id")
+    return signal_id if isinstance(signal_id, str) else None
 
 
 def _named(p: dict[str, Any]) -> str | None:

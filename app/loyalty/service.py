@@ -580,10 +580,12 @@ class LoyaltyService:
 
     async def reward_signal(self, offer_id: str, user_id: str, signal_type: str, tier: str | None, *,
                             signal_id: str | None = None, campaign_id: str | None = None, arm: str | None = None,
-                            context: dict[str, str] | None = None) -> float:
+                            context: dict[str, str] | None = None, by_customer: bool = False) -> float:
         """The reward a member's response to an offer is worth; logged, and published as RewardSignalled for the
         campaigns' policies. A signal naming a campaign must carry its `signal_id` (its idempotency key: a policy
-        learns from each id once); one without a campaign is logged as before and teaches no policy."""
+        learns from each id once); one without a campaign is logged as before and teaches no policy.
+        `by_customer`: sent with the member's own token, which the campaign reports count once per offer, kind and
+        day (app/campaigns/reports.py): a customer could otherwise send any number."""
         if signal_type not in SIGNALS:
             raise InvalidInput(f"signal_type must be one of {', '.join(SIGNALS)}")
         if campaign_id is not None and not signal_id:
@@ -595,6 +597,8 @@ class LoyaltyService:
         for key, value in (("signal_id", signal_id), ("campaign_id", campaign_id), ("arm", arm)):
             if value is not None:
                 payload[key] = value
+        if by_customer:
+            payload["sender"] = "customer"
         self._log_event("RewardSignal", payload)
         await self._publish(RewardSignalled(signal_id, user_id, offer_id, signal_type, reward, tier, campaign_id,
                                             arm, dict(context or {}), self._clock.now()))

@@ -241,7 +241,8 @@ class LoyaltyApi:
             await self._check_signal(body.campaign_id, body.arm or body.offer_id)
         reward = await self._loyalty.reward_signal(body.offer_id, body.user_id, body.signal_type, body.tier,
                                                    signal_id=body.signal_id, campaign_id=body.campaign_id,
-                                                   arm=body.arm, context=body.context)
+                                                   arm=body.arm, context=body.context,
+                                                   by_customer=principal.role not in STAFF)
         return json_response(SignalResult(reward))
 
     @endpoint("Create or replace a promotion: a bonus earn rate between two times, optionally for some channels",

@@ -410,3 +410,36 @@ async def test_dates_outside_the_epoch_seconds_range_are_400_naming_the_paramete
     error = (await resp.json())["error"]
     assert error["details"] == {"field": field}
     assert error["message"].startswith(f"{field} must be epoch seconds or an ISO 8601 date from 1970-01-01")
+
+
+async def test_a_customers_own_signals_count_once_an_offer_kind_and_day_whatever_ids_they_carry(shop, clock):
+    """A member's app may send their clicks with their own token, but a customer must not be able to raise the
+    campaigns' figures by sending more: theirs count once per offer, kind and UTC day; a partner's count by id."""
+    client, _, admin, _ = shop
+    clock.advance(86_400 - clock.now() % 86_400 + 3600)  # 01:00 UTC: the day's signals all fall on one day
+    buyer = await customer(client, "ana")
+    me = await (await client.get("/v1/me", headers=buyer)).json()
+    for k in range(5):
+        for body in ({"signal_id": f"mine-{k}"}, {}):
+            resp = await client.post("/v1/loyalty/reward-signal", headers=buyer,
+                                     json={"offer_id": "promo-1", "user_id": me["id"], "signal_type": "clicked",
+                                           **body})
+            assert resp.status == 200, await resp.text()
+    resp = await client.post("/v1/loyalty/reward-signal", headers=buyer,
+                             json={"offer_id": "promo-1", "user_id": me["id"], "signal_type": "redeemed"})
+    assert resp.status == 200
+    for k in range(2):  # a partner system's signals count by their ids
+        resp = await client.post("/v1/loyalty/reward-signal", headers=admin,
+                                 json={"offer_id": "promo-1", "user_id": "u1", "signal_type": "clicked",
+                                       "signal_id": f"pos-{k}"})
+        assert resp.status == 200
+    await rolled_up(client)
+    clock.advance(86_400)  # the next day, the member's click counts again
+    buyer = await customer(client, "ana")
+    resp = await client.post("/v1/loyalty/reward-signal", headers=buyer,
+                             json={"offer_id": "promo-1", "user_id": me["id"], "signal_type": "clicked"})
+    assert resp.status == 200
+    await rolled_up(client)
+    report = await (await client.get("/v1/admin/campaigns/spring/report", headers=admin,
+                                     params={"from": str(clock.now() - 2 * 86_400), "to": str(clock.now() + 1)})).json()
+    assert (report["totals"]["clicks"], report["totals"]["conversions"]) == (1 + 2 + 1, 1)
