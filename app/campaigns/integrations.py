@@ -354,22 +354,21 @@ class AssetImport:
             # Of the assets the folder listed, only those whose version moved are fetched again.
             moved = {a.id for a in changed_since((listed[i] for i in mine if i in listed), mine)}
             for creative in base:
-                if creative.dam == self._dam and creative.dam_id:
-                    if creative.dam_id in listed and creative.dam_id not in moved:
+                if creative.dam == self._dam and (dam_id := creative.dam_id):
+                    if dam_id in listed and dam_id not in moved:
                         fresh.append(creative)
                         continue
                     try:
-                        asset = await self._library.metadata(creative.dam_id)
+                        asset = await self._library.metadata(dam_id)
                         if asset.version != creative.dam_version:
                             creative = _creative(asset, creative.format, creative.w, creative.h, creative.id)
                             changed += 1
                     except (IntegrationError, InvalidInput) as exc:  # unread, or a new version past the limits
                         error = exc.message if isinstance(exc, InvalidInput) else str(exc)
-                        log.warning("asset sync failed", extra={"asset": creative.dam_id, "error": error})
-                        last = before.get(creative.dam_id)
-                        problems[creative.dam_id] = AssetProblem(creative.id, creative.dam_id, error,
-                                                                 last.since if last else now,
-                                                                 last.failures + 1 if last else 1)
+                        log.warning("asset sync failed", extra={"asset": dam_id, "error": error})
+                        last = before.get(dam_id)
+                        problems[dam_id] = AssetProblem(creative.id, dam_id, error, last.since if last else now,
+                                                        last.failures + 1 if last else 1)
                 fresh.append(creative)
             if problems:
                 self._failing[campaign.id] = problems
