@@ -105,6 +105,29 @@ class EventLog:
             self._ready.set()
         return kept
 
+    async def log_kept(self, type_: str, payload: Any) -> None:
+        """Record an event and publish it live, returning once it is written: for the few events a caller
+        acknowledges and nothing could log again after a kill -9 (a click notice is recorded once; a reward signal's
+        retry is not always sent). Written on its own, beside the queue; if the store fails it is queued instead,
+        as `log_event` would have. Not for tallied types (a bid is counted in its second's total)."""
+        at = self._clock.now()
+        self._hub.publish_many(type_, (payload,), at)
+        row = (at, type_, _encode(payload).decode())
+        self._metrics.events_logged.inc()
+        try:
+            await self._store.append_batch([row])
+        except Exception as exc:
+            log.warning("event log write failed; the event is queued", extra={"type": type_, "error": repr(exc)})
+            if len(self._queue) < self._capacity:
+                self._queue.append(row)
+            else:
+                self.dropped += 1
+                self._metrics.events_dropped.inc()
+            return
+        self.written += 1
+        self._metrics.events_written.inc()
+        self._metrics.events_bytes_written.inc(len(row[2]) + len(type_) + _ROW_BYTES)
+
     def _tally(self, type_: str, payloads: Sequence[Any], at: float, rate: float) -> int:
         """Add events to their window's totals and keep a sample of them whole; how many were counted."""
         key_fields, sum_field = TALLIED[type_]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from app import ids
 from app.bidding.campaigns import utc_day
@@ -123,7 +123,11 @@ def parse_price(raw: str | None) -> int:
 class NoticeService:
     def __init__(self, ledger: BidLedger, delivery: DeliveryStore, clock: Clock, log_event, metrics,
                  publish: Callable[[object], Awaitable[None]], feature_tap: FeatureTap | None = None,
-                 shared: SharedBids | None = None, spend_watch: SpendWatch | None = None) -> None:
+                 shared: SharedBids | None = None, spend_watch: SpendWatch | None = None,
+                 log_kept: Callable[[str, Any], Awaitable[None]] | None = None) -> None:
+        """`log_kept`: logs an event and returns once it is written (EventLog.log_kept), for clicks: a click is
+        recorded once, so one lost from the log behind to a kill -9 would be missing from the reports for good."""
+        self._log_kept = log_kept
         self._publish = publish
         self._watch = spend_watch  # told of each charge, so budget views look again at that campaign alone
         self._shared = shared  # several nodes: a bid another node issued is found there
@@ -217,6 +221,10 @@ class NoticeService:
         first = await self._delivery.record(bid_id, "click", bid.campaign_id, None, None, now)
         self._notices.labels("click", "ok" if first else "repeat").inc()
         if first:
-            self._log_event("Click", {"bid_id": bid_id, "campaign_id": bid.campaign_id, "user_id": bid.user_id})
+            click = {"bid_id": bid_id, "campaign_id": bid.campaign_id, "user_id": bid.user_id}
+            if self._log_kept is not None:
+                await self._log_kept("Click", click)
+            else:
+                self._log_event("Click", click)
             await self._publish(BidClicked(bid_id, bid.campaign_id, bid.creative_id, bid.user_id, now))
         return {"bid_id": bid_id, "recorded": first, "charged": False}

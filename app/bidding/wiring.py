@@ -100,7 +100,7 @@ def build(infra: Infra, loyalty_features: Callable[[str], np.ndarray | None], va
     urls.on_change(lambda: bidder.set_notice_base(urls.notices()))
     gateway = BidGateway(bidder, metrics)
     notices = NoticeService(ledger, delivery, clock, infra.event_log.log_event, metrics, infra.bus.publish, tap,
-                            delivery, spend_watch=campaigns)
+                            delivery, spend_watch=campaigns, log_kept=infra.event_log.log_kept)
     infra.supervisor.add_periodic("bid_ledger_sweep", 1.0, ledger.sweep)
     return Bidding(campaign_store, profile_store, delivery, campaigns, profiles, model, providers, batcher, ledger,
                    bidder, gateway, notices)

@@ -32,7 +32,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 import numpy as np
@@ -98,7 +98,11 @@ def _timegm(year: int, month: int, day: int = 1) -> int:
 
 class LoyaltyService:
     def __init__(self, config, store: LoyaltyStore, clock: Clock, log_event, audit: AuditTrail, uow: UnitOfWork,
-                 publish: Callable[[object], Awaitable[None]], metrics=None) -> None:
+                 publish: Callable[[object], Awaitable[None]], metrics=None,
+                 log_kept: Callable[[str, Any], Awaitable[None]] | None = None) -> None:
+        """`log_kept`: logs an event and returns once it is written (EventLog.log_kept), for reward signals: an
+        acknowledged signal then counts in the campaign reports whatever becomes of the process."""
+        self._log_kept = log_kept
         self._publish = publish
         self._config = config
         self._store = store
@@ -599,7 +603,10 @@ class LoyaltyService:
                 payload[key] = value
         if by_customer:
             payload["sender"] = "customer"
-        self._log_event("RewardSignal", payload)
+        if self._log_kept is not None:
+            await self._log_kept("RewardSignal", payload)
+        else:
+            self._log_event("RewardSignal", payload)
         await self._publish(RewardSignalled(signal_id, user_id, offer_id, signal_type, reward, tier, campaign_id,
                                             arm, dict(context or {}), self._clock.now()))
         return reward

@@ -65,7 +65,8 @@ def earn_id(order_id: str, version: int) -> str:
 def build(infra: Infra) -> Loyalty:
     store = SqliteLoyaltyStore(infra.records_db, infra.personal_data)
     domain = Loyalty(store, LoyaltyService(infra.config.loyalty, store, infra.clock, infra.event_log.log_event,
-                                           infra.audit, infra.uow, infra.bus.publish))
+                                           infra.audit, infra.uow, infra.bus.publish,
+                                           log_kept=infra.event_log.log_kept))
     metrics = infra.metrics
     metrics.caches.register(domain.loyalty.earned)
     metrics.caches.register(domain.loyalty.reversals)

@@ -443,3 +443,21 @@ async def test_a_customers_own_signals_count_once_an_offer_kind_and_day_whatever
     report = await (await client.get("/v1/admin/campaigns/spring/report", headers=admin,
                                      params={"from": str(clock.now() - 2 * 86_400), "to": str(clock.now() + 1)})).json()
     assert (report["totals"]["clicks"], report["totals"]["conversions"]) == (1 + 2 + 1, 1)
+
+
+async def test_an_acknowledged_click_or_reward_signal_is_written_before_it_is_answered(shop):
+    """A click notice is recorded once (a repeat logs nothing) and a reward signal may never be sent again: each is in
+    the event log's store when its answer comes, so a kill -9 right after cannot take it from the reports. Bids and
+    the other notices still wait in the queue for the writer."""
+    client, exchange, admin, _ = shop
+    platform = client.app[PLATFORM]
+    await platform.event_log.flush()
+    bid = (await (await client.post("/v1/bid", json=bid_request("k1"), headers=exchange)).json())["seatbid"][0]
+    queued = platform.event_log.pending
+    assert queued >= 1  # the bid's own event, behind
+    assert (await client.get("/v1/notices/click", params={"bid": bid["bid"][0]["id"]})).status == 200
+    resp = await client.post("/v1/loyalty/reward-signal", headers=admin,
+                             json={"offer_id": "promo-1", "user_id": "u1", "signal_type": "clicked"})
+    assert resp.status == 200
+    stored = {e.type for e in await platform.event_log.query(None, None, 0, 1000)}
+    assert {"Click", "RewardSignal"} <= stored and platform.event_log.pending == queued

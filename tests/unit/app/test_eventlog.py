@@ -32,6 +32,23 @@ async def test_log_event_never_blocks_and_drops_when_full(tmp_path):
     await db.close()
 
 
+async def test_a_kept_event_is_written_before_it_returns_and_queued_if_the_store_fails(tmp_path):
+    db, hub, log = await _event_log(tmp_path, capacity=2, flush_rows=100, flush_interval_ms=1000)
+    live = hub.subscribe("events", ["Click"])
+    log.log_event("Bid", {"i": 0})
+    await log.log_kept("Click", {"bid_id": "b1"})
+    assert await db.fetchall("SELECT type, payload FROM events") == [("Click", '{"bid_id":"b1"}')]
+    assert log.pending == 1 and log.written == 1 and '"b1"' in live.queue[0]  # published live as well
+
+    async def failing(rows):
+        raise OSError("disk full")
+    log._store.append_batch = failing  # type: ignore[method-assign]
+    await log.log_kept("Click", {"bid_id": "b2"})  # as log_event would: queued for the writer
+    await log.log_kept("Click", {"bid_id": "b3"})  # the queue is full: dropped and counted
+    assert log.pending == 2 and log.dropped == 1
+    await db.close()
+
+
 async def test_a_flush_writes_what_was_queued_when_it_began(tmp_path):
     """Events logged while a flush is writing wait for the next one: under steady traffic a flush
     that took them too would never end, writing small batches back to back."""
