@@ -41,7 +41,8 @@ class AdminService:
         await self._audit.record(actor, action, target, **details)
 
     async def create_api_key(self, actor: Principal | str, name: str, role: str) -> tuple[ApiKey, str]:
-        key, plaintext = await self._api_keys.create(name, role)
+        # A key acts for whoever made it: an admin cannot approve their own campaign with a key they made.
+        key, plaintext = await self._api_keys.create(name, role, actor.person if isinstance(actor, Principal) else "")
         await self.record(actor, "api_key.create", key.id, name=key.name, role=key.role)
         return key, plaintext
 

@@ -39,6 +39,9 @@ class Principal(msgspec.Struct, frozen=True):
     kind: Literal["guest", "user", "api_key"]
     id: str
     role: str
+    # An API key's: the principal that created it through the API (empty for one the CLI made), whom it acts for
+    # where it matters who someone is (a campaign's approvers: app/campaigns/workflow.py).
+    owner: str = ""
 
     @property
     def is_admin(self) -> bool:
@@ -47,6 +50,11 @@ class Principal(msgspec.Struct, frozen=True):
     @property
     def scope(self) -> str:
         return f"{self.kind}:{self.id}"
+
+    @property
+    def person(self) -> str:
+        """Who acts: the principal itself, or for an API key made by someone, whoever made it."""
+        return self.owner or self.scope
 
 
 def hash_password(password: str) -> str:
@@ -123,7 +131,9 @@ class TokenService:
         if not isinstance(claims.get("exp"), int) or claims["exp"] <= self._clock.now():
             raise Unauthenticated("bearer token has expired")
         kind = claims.get("kind", "user")
-        if kind not in ("guest", "user") or claims["role"] not in ("guest", *USER_ROLES):
+        # A guest token names no account (nothing to check it against), so it may carry the guest role alone.
+        if kind not in ("guest", "user") or claims["role"] not in ("guest", *USER_ROLES) or \
+                (kind == "guest") != (claims["role"] == "guest"):
             raise Unauthenticated("bearer token has an unknown role")
         return Principal(kind, str(claims["sub"]), claims["role"]), claims["exp"]
 
@@ -198,15 +208,17 @@ class ApiKeyService:
         # Hashes recently looked up and not found: a flood of bad keys costs no database reads.
         self.unknown: LRU[str, float] = LRU(10_000, "unknown_api_keys")
 
-    async def create(self, name: str, role: str) -> tuple[ApiKey, str]:
-        """Create a key; the plaintext is returned once and never stored."""
+    async def create(self, name: str, role: str, created_by: str = "") -> tuple[ApiKey, str]:
+        """Create a key; the plaintext is returned once and never stored. `created_by`: the person the key acts for
+        (Principal.person of whoever asked for it; empty from the CLI)."""
         name = name.strip()
         if not 1 <= len(name) <= 100:
             raise InvalidInput("name must be 1 to 100 characters", {"field": "name"})
         if role not in KEY_ROLES:
             raise InvalidInput(f"role must be one of {', '.join(KEY_ROLES)}", {"field": "role"})
         plaintext = f"ck_{secrets.token_urlsafe(32)}"
-        key = ApiKey(f"key_{uuid.uuid4().hex[:16]}", name, role, hash_api_key(plaintext), self._clock.now())
+        key = ApiKey(f"key_{uuid.uuid4().hex[:16]}", name, role, hash_api_key(plaintext), self._clock.now(),
+                     created_by=created_by)
         await self._keys.add(key)
         return key, plaintext
 
@@ -215,7 +227,8 @@ class ApiKeyService:
         if not plaintext.isascii():
             return None
         key = self._keys.by_hash(hash_api_key(plaintext))
-        return None if key is None or key.revoked_at is not None else Principal("api_key", key.id, key.role)
+        return None if key is None or key.revoked_at is not None else \
+            Principal("api_key", key.id, key.role, key.created_by)
 
     async def authenticate(self, plaintext: str) -> Principal:
         if not plaintext.isascii():  # keys are ASCII; a header of other bytes arrives with lone surrogates
@@ -226,7 +239,7 @@ class ApiKeyService:
             key = await self._lookup(key_hash)
         if key is None or key.revoked_at is not None:
             raise Unauthenticated("unknown or revoked API key")
-        return Principal("api_key", key.id, key.role)
+        return Principal("api_key", key.id, key.role, key.created_by)
 
     async def _lookup(self, key_hash: str) -> ApiKey | None:
         """A key created by the CLI while the server runs is found in SQLite on first use."""

@@ -32,7 +32,7 @@ class CertificatePrincipals:
         if key is None or key.revoked_at is not None:
             raise Unauthenticated(f"client certificate CN={common_name!r} maps to API key {who}, which is unknown "
                                   "or revoked")
-        return Principal("api_key", key.id, key.role)
+        return Principal("api_key", key.id, key.role, key.created_by)
 
 
 def peer_common_name(cert: Mapping[str, Any] | None) -> str | None:

@@ -12,3 +12,4 @@ class ApiKey(msgspec.Struct, frozen=True, gc=False):
     key_hash: str
     created_at: float
     revoked_at: float | None = None
+    created_by: str = ""  # the person (Principal.person) who made it through the API; empty: the CLI

@@ -241,6 +241,9 @@ RECORDS = [
             context TEXT NOT NULL, at DOUBLE PRECISION NOT NULL, PRIMARY KEY (user_id, campaign_id));
         CREATE INDEX policy_decisions_at ON policy_decisions(at)
     """),
+    Migration(34, "api_key_owner", """
+        ALTER TABLE api_keys ADD COLUMN created_by TEXT NOT NULL DEFAULT ''
+    """),
 ]
 
 # The analytics event log, when nodes share PostgreSQL (its migrations recorded in event_log_migrations): the same

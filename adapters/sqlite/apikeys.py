@@ -10,6 +10,8 @@ from adapters.sqlite.statements import Insert, SqlDatabase
 from state.apikeys import ApiKey
 from state.ports import ChangeFeed
 
+COLUMNS = "id, name, role, key_hash, created_at, revoked_at, created_by"  # ApiKey's fields, in order
+
 
 class SqliteApiKeyStore:
     """Hot index of API keys by hash, written through to SQLite."""
@@ -22,7 +24,7 @@ class SqliteApiKeyStore:
 
     async def load(self) -> None:
         rows = await self._db.fetchall(
-            "SELECT id, name, role, key_hash, created_at, revoked_at FROM api_keys ORDER BY created_at")
+            f"SELECT {COLUMNS} FROM api_keys ORDER BY created_at")
         for row in rows:
             self._index(ApiKey(*row))
 
@@ -36,7 +38,7 @@ class SqliteApiKeyStore:
     async def fetch_by_hash(self, key_hash: str) -> ApiKey | None:
         """Read a key another process (the CLI) may have added since start, and index it."""
         row = await self._db.fetchone(
-            "SELECT id, name, role, key_hash, created_at, revoked_at FROM api_keys WHERE key_hash=?", (key_hash,))
+            f"SELECT {COLUMNS} FROM api_keys WHERE key_hash=?", (key_hash,))
         if row is None:
             return None
         key = ApiKey(*row)
@@ -48,8 +50,10 @@ class SqliteApiKeyStore:
 
     async def add(self, key: ApiKey) -> None:
         """Persist a new key, then make it usable."""
-        await self._db.write([Insert("api_keys", ("id", "name", "role", "key_hash", "created_at", "revoked_at"),
-                                     [(key.id, key.name, key.role, key.key_hash, key.created_at, key.revoked_at)])])
+        await self._db.write([Insert("api_keys", ("id", "name", "role", "key_hash", "created_at", "revoked_at",
+                                                  "created_by"),
+                                     [(key.id, key.name, key.role, key.key_hash, key.created_at, key.revoked_at,
+                                       key.created_by)])])
         self._index(key)
 
     async def revoke(self, key_id: str, at: float) -> ApiKey | None:
@@ -72,6 +76,6 @@ class SqliteApiKeyStore:
         """Another node changed these keys (revoked them): read them back."""
         marks = ",".join("?" * len(key_ids))
         for row in await self._db.fetchall(
-                f"SELECT id, name, role, key_hash, created_at, revoked_at FROM api_keys WHERE id IN ({marks})",
+                f"SELECT {COLUMNS} FROM api_keys WHERE id IN ({marks})",
                 list(key_ids)):
             self._index(ApiKey(*row))

@@ -476,6 +476,10 @@ RECORDS = [
         ) WITHOUT ROWID;
         CREATE INDEX policy_decisions_at ON policy_decisions(at)
     """),
+    # Who made an API key through the API: the key acts for them where it matters who someone is (approvals).
+    Migration(34, "api_key_owner", """
+        ALTER TABLE api_keys ADD COLUMN created_by TEXT NOT NULL DEFAULT ''
+    """),
 ]
 
 EVENTS = [

@@ -66,7 +66,9 @@ REVISABLE = ("bid_cap_micros", "daily_budget_micros", "targeting", "creatives", 
 
 
 def _who(actor: Principal | str) -> str:
-    return actor if isinstance(actor, str) else actor.scope
+    """Who takes a step: the person, so an API key made by an admin is that admin (it cannot approve their
+    campaign, nor count as a second approver beside them)."""
+    return actor if isinstance(actor, str) else actor.person
 
 
 def match_rule(rules: list[ApprovalRule], campaign: Campaign) -> ApprovalRule:

@@ -25,6 +25,7 @@ class ApiKeyView(msgspec.Struct):
     role: str
     created_at: float
     revoked_at: float | None
+    created_by: str  # who made it through the API, whom it acts for in approvals ("" : made with the CLI)
 
 
 class CreatedApiKey(msgspec.Struct):
@@ -61,7 +62,7 @@ class AuditPage(msgspec.Struct):
 
 
 def _key_view(k) -> ApiKeyView:
-    return ApiKeyView(k.id, k.name, k.role, k.created_at, k.revoked_at)
+    return ApiKeyView(k.id, k.name, k.role, k.created_at, k.revoked_at, k.created_by)
 
 
 class AdminApi:

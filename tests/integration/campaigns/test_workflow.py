@@ -554,3 +554,32 @@ async def test_the_rules_and_the_fields_that_need_approval_come_from_configurati
                                  headers=keys["author"])
     body = await patched.json()
     assert body["state"] == "live" and body["daily_budget_micros"] == 9_000_000_000 and body["pending"] is None
+
+
+async def test_a_key_an_admin_makes_acts_for_them_so_it_cannot_approve_their_campaign(team):
+    """Approvals keep four eyes: an admin who makes API keys through the API cannot approve their own campaign with
+    one, nor count twice on a two-approver rule; a key made with a key acts for the same person."""
+    client, keys, _ = team
+
+    async def minted(by: dict[str, str], name: str) -> dict[str, str]:
+        resp = await client.post("/v1/admin/api-keys", json={"name": name, "role": "admin"}, headers=by)
+        assert resp.status == 201, await resp.text()
+        return {"X-Api-Key": (await resp.json())["key"]}
+
+    mine = await minted(keys["author"], "author-laptop")
+    again = await minted(mine, "author-script")  # made with the first: still the author's
+    await client.post("/v1/admin/campaigns", json=new_campaign(id="big", daily_budget_micros=5_000_000_000),
+                      headers=keys["author"])
+    await step(client, keys["author"], "big", "submit")
+    for key in (mine, again):
+        refused = await step(client, key, "big", "approve", status=403)
+        assert "cannot approve" in refused["error"]["message"]
+    ana = await minted(keys["ana"], "ana-laptop")
+    assert (await step(client, keys["ana"], "big", "approve"))["state"] == "in_review"
+    twice = await step(client, ana, "big", "approve", status=409)  # ana through her own key: one approver
+    assert "already approved" in twice["error"]["message"]
+    assert (await step(client, keys["ben"], "big", "approve"))["state"] == "approved"
+    listed = (await (await client.get("/v1/admin/api-keys", headers=keys["ben"])).json())["items"]
+    owners = {k["name"]: k["created_by"] for k in listed}
+    assert owners["author-laptop"] == owners["author-script"] == keys["author_scope"]
+    assert owners["ana-laptop"] == keys["ana_scope"] and owners["author"] == ""  # made with the CLI's call

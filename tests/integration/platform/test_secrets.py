@@ -48,6 +48,20 @@ async def test_a_token_whose_role_is_not_its_accounts_grants_nothing(client, cus
     assert resp.status == 401
 
 
+async def test_a_guest_token_carries_the_guest_role_alone(client, customer_headers):
+    """A guest token names no account to check it against: signed with the node's secret but claiming admin, or a
+    customer's id and role, it grants nothing."""
+    me = await (await client.get("/v1/me", headers=customer_headers)).json()
+    secret = client.app[PLATFORM].config.auth.jwt_secret
+    now = int(time.time())
+    for sub, role in (("gst_forged", "admin"), (me["id"], "customer")):
+        forged = jwt.encode({"sub": sub, "role": role, "kind": "guest", "exp": now + 600}, secret, algorithm="HS256")
+        resp = await client.get(f"/v1/loyalty/balance/{me['id']}", headers={"Authorization": f"Bearer {forged}"})
+        assert resp.status == 401 and "unknown role" in (await resp.json())["error"]["message"]
+    guest = (await (await client.post("/v1/auth/guest")).json())["access_token"]
+    assert (await client.get("/v1/me", headers={"Authorization": f"Bearer {guest}"})).status == 200
+
+
 def test_processes_starting_together_share_the_first_ones_secrets(tmp_path, monkeypatch):
     """Two processes making secrets at once: the one that links its file second reads the first one's."""
     from pathlib import Path
