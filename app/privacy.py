@@ -3,11 +3,14 @@ keeps it, their financial records kept.
 
 Removed: the account's email and password (the row stays as a tombstone: orders and the loyalty ledger name its
 id; nobody can sign in as it and the email can open a new account), the loyalty member's contact details and
-birthday, the bidding profile, the in-app inbox, stored idempotent replies. Anonymised: the mail sent to them and
-the email events about their addresses (rows kept, blanked: reports count them), the events in the analytics log
-that name them ("erased" in place of their id), their suppression entries (kept under the keyed hash alone, so an
-erased person is never contacted again). Kept: orders, payments, refunds and the loyalty ledger (the law obliges an
-airline to keep its accounting records), and the audit log (who erased whom, by account id).
+birthday, the bidding profile, the in-app inbox, stored idempotent replies. Anonymised: the mail sent to them (the
+messages carrying their id) and the email events about that mail or, for a provider's event that names only an
+address, about their addresses (rows kept, blanked: reports count them), the events in the analytics log that name
+them ("erased" in place of their id), their suppression entries (kept under the keyed hash alone, so an erased
+person is never contacted again). Only their own: contact details are whatever the customer typed, so an address
+that is another account's email, or that another customer's mail went to, is not theirs to erase. Kept: orders,
+payments, refunds and the loyalty ledger (the law obliges an airline to keep its accounting records), and the audit
+log (who erased whom, by account id).
 
 The account is tombstoned last: if a step fails, the customer still exists and erasing again redoes every step
 (each is idempotent). Once erased, the customer is unknown (404), so a repeated request changes nothing.
@@ -75,6 +78,13 @@ class CustomerErasure:
         self._forget_value = forget_value
         self._forget_decisions = forget_decisions
 
+    async def _anothers_address(self, contact: str, customer_id: str) -> bool:
+        """Whether this contact is the email of an account other than the customer's."""
+        if "@" not in contact:
+            return False
+        other = self._accounts.by_email(contact) or await self._accounts.fetch_by_email(contact)
+        return other is not None and other.id != customer_id
+
     async def erase(self, actor: Principal, customer_id: str) -> Erasure:
         """Erase a customer: an admin may erase anyone's, a customer only their own (403 otherwise); 404 for an
         id that is no customer (or one erased already)."""
@@ -84,11 +94,14 @@ class CustomerErasure:
         if account is None or account.role != "customer":
             raise NotFound(f"no customer {customer_id}")
         member = self._members(customer_id)
-        contacts = [account.email, *((member.email, member.phone, member.push_token) if member else ())]
-        addresses = [c for c in contacts if c and "@" in c]
+        # A member's contact details are whatever the customer typed (never verified): one naming an address
+        # another account signs in with is someone else's, and erasing this customer must not touch it.
+        contacts = [c for c in (account.email, *((member.email, member.phone, member.push_token) if member else ()))
+                    if c and not await self._anothers_address(c, customer_id)]
+        addresses = [c for c in contacts if "@" in c]
         cancelled, blanked = await self._outbox.erase(customer_id, addresses)
         self._cancel_mail(cancelled)
-        anonymised = await self._suppressions.anonymise([c for c in contacts if c] + [customer_id])
+        anonymised = await self._suppressions.anonymise([*contacts, customer_id])
         member_forgotten = await self._forget_member(customer_id)
         self._forget_pending(customer_id)
         profile_deleted = await self._forget_profile(customer_id)

@@ -469,9 +469,6 @@ class OrderStore(Protocol):
     async def fetch_by_barcode(self, code: str) -> Order | None:
         """The order, live or finished, that has this barcode."""
 
-    async def position(self, order_id: str) -> tuple[float, str] | None:
-        """(created_at, id) of an order, where it sorts in lists; None if there is no such order."""
-
     async def page(self, owner: str | None, state: str | None, after: tuple[float, str] | None,
                    limit: int) -> list[Order]:
         """Up to `limit` orders after position `after`, oldest first: one owner's or everyone's (None),

@@ -162,11 +162,6 @@ class SqliteOrderStore:
             self.finished.put(order.id, order)
         return order
 
-    async def position(self, order_id: str) -> OrderPosition | None:
-        """Where an order sorts in lists, for a cursor that names only its id; None if there is no such order."""
-        row = await self._db.fetchone("SELECT created_at FROM orders WHERE id = ?", (order_id,))
-        return (row[0], order_id) if row else None
-
     async def page(self, owner: str | None, state: str | None, after: OrderPosition | None,
                    limit: int) -> list[Order]:
         """Up to `limit` orders after `after`, oldest first: one owner's or everyone's (None), optionally in one

@@ -1,5 +1,6 @@
 """SQL storage of outbox: the outbox port's SQL. Bodies are sealed (adapters/pii.py); a message is found by the
-keyed hash of its recipient or by its customer, an email event by the hash of its address (erasure)."""
+keyed hash of its recipient or by its customer, an email event by its message or the hash of its address
+(erasure)."""
 
 from __future__ import annotations
 
@@ -78,13 +79,15 @@ class SqliteOutboxStore:
         return [_event.decode(self._pii.open(r[0], EVENT)) for r in rows]
 
     async def erase(self, user_id: str, addresses: Sequence[str]) -> tuple[list[str], int]:
-        """Blank the mail to a customer (by their id or any of their addresses) and the email events about their
-        addresses, keeping each row's kind, state and time (the counts reports are made of): the ids of their
-        messages that were still pending (now "suppressed", never sent), and how many rows were rewritten."""
-        hashes = sorted({self._pii.lookup(a) for a in addresses if a})
-        marks = ",".join("?" * len(hashes))
-        where = f"user_id = ? OR recipient IN ({marks})" if hashes else "user_id = ?"
-        rows = await self._db.fetchall(f"SELECT body FROM outbox WHERE {where}", (user_id, *hashes))
+        """Blank a customer's own mail and the email events about it, keeping each row's kind, state and time (the
+        counts reports are made of): the ids of their messages that were still pending (now "suppressed", never
+        sent), and how many rows were rewritten.
+
+        Only what is theirs: the messages queued for them (every message carries its customer's id) and the events
+        about those messages. `addresses` (the customer's own) find only the events that name an address and no
+        message of ours (a provider's report about mail we cannot match), and only for an address no other
+        customer's mail went to: an address someone merely typed in as theirs never erases another's records."""
+        rows = await self._db.fetchall("SELECT body FROM outbox WHERE user_id = ?", (user_id,))
         cancelled: list[str] = []
         statements: list = []
         for (body,) in rows:
@@ -97,13 +100,27 @@ class SqliteOutboxStore:
                                             last_error="erased" if state != message.state else message.last_error)
             statements.append(("UPDATE outbox SET state=?, body=?, recipient=NULL, user_id=NULL WHERE id=?",
                                (blank.state, self._seal(blank), blank.id)))
+        # An event about one of our messages names the message and its address (read through the address's index).
+        events = list(await self._db.fetchall(
+            "SELECT id, body FROM email_events WHERE email_hash IN (SELECT recipient FROM outbox WHERE user_id = ?) "
+            "AND message_id IN (SELECT id FROM outbox WHERE user_id = ?)", (user_id, user_id)))
+        hashes = sorted({self._pii.lookup(a) for a in addresses if a})
         if hashes:
-            for (body,) in await self._db.fetchall(f"SELECT body FROM email_events WHERE email_hash IN ({marks})",
-                                                   tuple(hashes)):
-                event = _event.decode(self._pii.open(body, EVENT))
-                blank_event = msgspec.structs.replace(event, email=None, details={})
-                statements.append(("UPDATE email_events SET body=?, email_hash=NULL WHERE id=?",
-                                   (self._pii.seal(_encode(blank_event).decode(), EVENT), event.id)))
+            marks = ",".join("?" * len(hashes))
+            theirs = await self._db.fetchall(
+                f"SELECT DISTINCT recipient FROM outbox WHERE recipient IN ({marks}) "
+                "AND user_id IS NOT NULL AND user_id <> ?", (*hashes, user_id))
+            hashes = sorted(set(hashes) - {r[0] for r in theirs})
+        if hashes:
+            marks = ",".join("?" * len(hashes))
+            events += await self._db.fetchall(
+                f"SELECT id, body FROM email_events WHERE email_hash IN ({marks}) "
+                "AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.id = email_events.message_id)", tuple(hashes))
+        for _, body in events:
+            event = _event.decode(self._pii.open(body, EVENT))
+            blank_event = msgspec.structs.replace(event, email=None, details={})
+            statements.append(("UPDATE email_events SET body=?, email_hash=NULL WHERE id=?",
+                               (self._pii.seal(_encode(blank_event).decode(), EVENT), event.id)))
         if statements:
             await self._db.write(statements)
         return cancelled, len(statements)

@@ -135,10 +135,12 @@ class LtvApi:
 
     @endpoint("A customer's predicted lifetime value over the horizon from their own purchases (orders, loyalty "
               "and ingested purchases), with an 80% interval, P(alive), expected purchases and the features behind "
-              "it", tags=("ltv",), roles=("customer", "admin"), query=LtvQuery, response=Prediction,
+              "it: a customer's own, or anyone's for a partner (as POST /v1/ltv/predict) or an admin",
+              tags=("ltv",), roles=("customer", "partner", "admin"), query=LtvQuery, response=Prediction,
               errors=(403, 404))
     async def customer(self, request: web.Request, principal, query: LtvQuery) -> web.Response:
         customer_id = request.match_info["customer_id"]
+        # Partners value any customer for bidding (POST /v1/ltv/predict, gRPC SyncValue): the same value here.
         if principal.role == "customer" and principal.id != customer_id:
             raise Forbidden("customers can only see their own lifetime value")
         answer = await self._ltv.customer(customer_id, query.horizon_days)

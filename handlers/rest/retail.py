@@ -311,12 +311,20 @@ class RetailApi:
         if cursor is not None:
             after = keyset_position(cursor)
             if after is None and isinstance(cursor.get("id"), str):  # a cursor from before keyset pages: an id
-                after = await self._order_store.position(cursor["id"])
+                after = await self._own_position(cursor["id"], owner)
             if after is None:
                 raise InvalidInput("invalid 'after' cursor; pass the next_cursor of a previous page")
         orders = await self._order_store.page(owner, query.state, after, query.limit + 1)
         page, nxt = keyset_page(orders, query.limit, lambda o: (o.created_at, o.id))
         return json_response(OrderPage(page, nxt))
+
+    async def _own_position(self, order_id: str, owner: str | None) -> tuple[float, str] | None:
+        """Where one of the caller's orders (an admin's: anyone's) sorts in lists; None for any other id, so another
+        customer's order answers as an unknown one would (neither its existence nor its time shows)."""
+        order = await self._order_store.fetch(order_id)
+        if order is None or (owner is not None and order.owner != owner):
+            return None
+        return order.created_at, order.id
 
     @endpoint("One of your orders", tags=("retail",), roles=SHOPPERS, response=Order, errors=(404,))
     async def get_order(self, request: web.Request, principal) -> web.Response:
