@@ -48,11 +48,20 @@ class Barcode(msgspec.Struct, frozen=True, gc=False):
 
 
 class CancellationQuote(msgspec.Struct, frozen=True, gc=False):
+    """A refund quote for the order as it stood when quoted: refund = paid − change fees − penalty.
+
+    It is for that version of the order and what had been paid for it: once the order moves on (paid, changed),
+    the quote ends (its `expires_at` is cut to that moment) and a confirm is refused (409, ask for a new quote).
+    A quote stored before `order_version` was recorded (0) is never confirmable."""
     id: str
     refund_cents: int
     currency: str
     created_at: float
     expires_at: float
+    order_version: int = 0       # the order's version it was made for
+    paid_cents: int = 0          # what had been paid for the order, net of refunds, when quoted
+    change_fees_cents: int = 0   # change penalties paid for the order's changes: kept
+    penalty_cents: int = 0       # the fare's refund penalty on the rest (all of it for a non-refundable fare)
 
 
 class PendingChange(msgspec.Struct, frozen=True, gc=False):
@@ -87,6 +96,10 @@ class Order(msgspec.Struct, frozen=True, gc=False):
     refund_cents: int | None = None
     pending_change: PendingChange | None = None
     version: int = 1             # bumped by each confirmed change (state/changes.py); the history keeps each one
+    # The price `conditions` were set for (the offer's total): their refund penalty is that share of what the order
+    # is worth now. None on orders accepted before it was recorded: a version-1 order's own total, else unknown.
+    offer_total_cents: int | None = None
+    change_fees_cents: int = 0   # the change penalties its confirmed changes charged: kept on cancellation
 
 
 _decode = msgspec.json.Decoder(Order).decode

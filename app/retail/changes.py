@@ -17,6 +17,12 @@ keeping its itinerary (and barcodes) while also holding what the change adds (`O
 restart rebuilds exactly that hold); the card is charged; approved applies the change as above, declined returns
 the order as it was and releases the added hold (402). The payment's settling (checkout, webhook, reconciliation)
 is the order service's, which this extends.
+
+Money: a change's refund (its negative total) is never more than was paid for the order net of earlier refunds
+(orders.refund_within_paid: 409 `refund_exceeds_paid`, nothing changes). Each version records the change
+penalties paid so far (`change_fees_cents`, kept if the order is cancelled) and the offer's total its conditions
+were priced on (`offer_total_cents`: the refund penalty's rate follows what the order is worth now). A new version
+ends the refund quote the order had (orders.superseded): it was for the version before.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from app.retail.catalog import CatalogService
 from app.retail.change_pricing import ChangeBasis, change_offer, item_key
 from app.retail.events import OrderChanged
 from app.retail.offers import Airport, Day, OfferService
-from app.retail.orders import OrderService, PaymentEventRecord
+from app.retail.orders import OrderService, PaymentEventRecord, priced_on, refund_within_paid, superseded
 from app.retail.payments import ChargeResult, PaymentGateway, checked_card
 from app.retail.pricing import day_start, fare_cents
 from app.runtime.bus import Bus
@@ -264,10 +270,13 @@ class OrderChangeService(OrderService):
         barcodes += tuple(Barcode(ids.token_urlsafe(18), p, item.kind, item.product_id)
                           for item in offer.items if item_key(item) not in kept for p in range(1, item.quantity + 1))
         refund = -offer.total_cents if offer.total_cents < 0 else 0  # recorded: the CONFIRMED change offer's total
+        refund_within_paid(order, refund)
         changed = msgspec.structs.replace(
             order, flight_id=offer.flight_id, cabin=offer.cabin, items=offer.items, departure_at=offer.departure_at,
             total_cents=order.total_cents + offer.total_cents, barcodes=barcodes, updated_at=now,
-            version=order.version + 1, pending_change=None, payment=payment or order.payment)
+            version=order.version + 1, pending_change=None, payment=payment or order.payment,
+            change_fees_cents=order.change_fees_cents + offer.penalty_cents, offer_total_cents=priced_on(order),
+            quote=superseded(order.quote, now))
         confirmed = msgspec.structs.replace(offer, state="CONFIRMED")
         held_now = [*base.items, *(base.pending_change.added if base.pending_change else ())]
         if self._orders.get(base.id) is not base:

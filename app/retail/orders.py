@@ -5,6 +5,9 @@ PROPOSED → EXPIRED (hold released) · PROPOSED → CANCELLED
 PAYMENT_PENDING → PROPOSED (declined at checkout or on reconciliation: pay again while the hold lasts)
 PAYMENT_PENDING → CANCELLED (the gateway's webhook says the payment failed: hold released)
 PAID / FULFILLED → CANCELLED through a confirmed refund quote.
+A refund quote is for the order as it was quoted (its version, what had been paid): paying or changing the order
+ends it, and a confirm of a quote the order has moved on from is refused (409, ask for a new quote). No refund, a
+cancellation's or a change's, is ever more than was paid for the order net of earlier refunds (refund_within_paid).
 Every change is checked and applied in memory without an await in between, then committed
 (guarded on the state it came from) before anyone is told; a failed commit undoes it.
 Live orders are in memory; an order that reaches a finished state (EXPIRED, CANCELLED, ARCHIVED) leaves it
@@ -16,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from typing import Literal, TypeGuard
+from typing import Literal, NamedTuple, TypeGuard
 
 import msgspec
 
@@ -88,7 +91,7 @@ class OrderService:
                       flight_id=offer.flight_id, cabin=offer.cabin, passengers=offer.passengers, items=offer.items,
                       total_cents=offer.total_cents, currency=offer.currency, conditions=offer.conditions,
                       departure_at=offer.departure_at, created_at=now, updated_at=now,
-                      hold_expires_at=now + self._retail.hold_ttl_s)
+                      hold_expires_at=now + self._retail.hold_ttl_s, offer_total_cents=offer.total_cents)
         accepted = msgspec.structs.replace(offer, state="ACCEPTED")
         self._orders.hold(order.items)
         self._orders.remember(order)
@@ -219,7 +222,9 @@ class OrderService:
                                                "reason": f"payment_failed: {result.reason or 'declined'}"})
             await self._bus.publish(OrderCancelled(cancelled))
             return cancelled
-        paid = msgspec.structs.replace(order, state="PAID", payment=payment, updated_at=now)
+        # paid: a refund quote taken while it was unpaid (refund 0) no longer stands
+        paid = msgspec.structs.replace(order, state="PAID", payment=payment, updated_at=now,
+                                       quote=superseded(order.quote, now))
         barcodes = tuple(Barcode(ids.token_urlsafe(18), p, item.kind, item.product_id)
                          for item in order.items for p in range(1, item.quantity + 1))
         fulfilled = msgspec.structs.replace(paid, state="FULFILLED", barcodes=barcodes)
@@ -276,6 +281,8 @@ class OrderService:
 
     # ---- cancellation ----
     async def quote_cancellation(self, order_id: str, owner: str | None) -> CancellationQuote:
+        """A refund quote for the order as it is now (cancellation_terms), valid retail.quote_ttl_s while the order
+        stays as it is."""
         order = await self.visible(order_id, owner)
         now = self._clock.now()
         if order.state not in ("PROPOSED", "PAID", "FULFILLED"):
@@ -284,26 +291,37 @@ class OrderService:
             raise Conflict("the flight has departed; the order can no longer be cancelled")
         if any(b.consumed_at is not None for b in order.barcodes):
             raise Conflict("part of this order has been used; it can no longer be cancelled")
-        paid = order.state in ("PAID", "FULFILLED")
-        refund = max(0, order.total_cents - order.conditions.refund_penalty_cents) \
-            if paid and order.conditions.refundable else 0
-        quote = CancellationQuote(f"qte_{ids.token_hex(8)}", refund, order.currency, now,
-                                  now + self._retail.quote_ttl_s)
+        terms = cancellation_terms(order)
+        quote = CancellationQuote(f"qte_{ids.token_hex(8)}", terms.refund_cents, order.currency, now,
+                                  now + self._retail.quote_ttl_s, order_version=order.version,
+                                  paid_cents=terms.paid_cents, change_fees_cents=terms.change_fees_cents,
+                                  penalty_cents=terms.penalty_cents)
         await self._commit(order, msgspec.structs.replace(order, quote=quote, updated_at=now))
         return quote
 
     async def confirm_cancellation(self, order_id: str, quote_id: str, owner: str | None) -> Order:
+        """Cancel the order with the refund its quote gave, as long as the order is still as it was quoted:
+        404 no such quote, 409 not cancellable or changed (or paid) since the quote, 410 the quote expired."""
         order = await self.visible(order_id, owner)
         now = self._clock.now()
         quote = order.quote
         if quote is None or quote.id != quote_id:
             raise NotFound(f"no cancellation quote {quote_id} for order {order_id}")
-        if now >= quote.expires_at:
-            raise Gone("the cancellation quote has expired; ask for a new one")
         if order.state not in ("PROPOSED", "PAID", "FULFILLED"):
             raise Conflict(f"order {order_id} is {order.state} and cannot be cancelled", {"state": order.state})
+        terms = cancellation_terms(order)
+        if (quote.order_version, quote.paid_cents, quote.refund_cents) != \
+                (order.version, terms.paid_cents, terms.refund_cents):
+            raise Conflict(f"order {order_id} has changed since cancellation quote {quote_id} was made (it was for "
+                           f"version {quote.order_version} with {quote.paid_cents} paid; the order is now version "
+                           f"{order.version} with {terms.paid_cents} paid): ask for a new quote",
+                           {"reason": "order_changed", "state": order.state, "version": order.version,
+                            "paid_cents": terms.paid_cents})
+        if now >= quote.expires_at:
+            raise Gone("the cancellation quote has expired; ask for a new one")
         if any(b.consumed_at is not None for b in order.barcodes):
             raise Conflict("part of this order has been used; it can no longer be cancelled")
+        refund_within_paid(order, quote.refund_cents)
         cancelled = await self._commit(order, msgspec.structs.replace(
             order, state="CANCELLED", refund_cents=quote.refund_cents, updated_at=now), release=True)
         self._log_event("OrderCancelled", {"order_id": order.id, "owner": order.owner,
@@ -345,6 +363,68 @@ class OrderService:
         """When a payment the gateway still calls pending is taken as declined: the hold's end plus
         payments.pending_timeout_s."""
         return order.hold_expires_at + self._payments.pending_timeout_s
+
+
+class CancellationTerms(NamedTuple):
+    """What cancelling an order gives back now: refund = paid − change fees − penalty."""
+    paid_cents: int
+    change_fees_cents: int
+    penalty_cents: int
+    refund_cents: int
+
+
+def paid_cents(order: Order) -> int:
+    """What has been paid for the order, net of what was refunded: nothing until its payment is approved; then its
+    total, which each confirmed change moved by what it charged or refunded."""
+    if order.state in ("PAID", "FULFILLED", "ARCHIVED") or order.pending_change is not None:
+        return order.total_cents
+    return 0
+
+
+def refund_within_paid(order: Order, refund_cents: int) -> None:
+    """The one guard on money going back (a cancellation's refund, a change's): never more than was paid for the
+    order net of earlier refunds. Past it: 409 `refund_exceeds_paid`, nothing refunded."""
+    paid = paid_cents(order)
+    if refund_cents > paid:
+        raise Conflict(f"a refund of {refund_cents} {order.currency} is more than the {paid} paid for order "
+                       f"{order.id} net of refunds; nothing was refunded",
+                       {"reason": "refund_exceeds_paid", "state": order.state, "refund_cents": refund_cents,
+                        "paid_cents": paid})
+
+
+def cancellation_terms(order: Order) -> CancellationTerms:
+    """Cancelling the order as it is now. Unpaid: nothing back. Paid: the change fees its changes charged are kept;
+    of the rest, a refundable fare keeps its penalty rate (conditions.refund_penalty_cents as a share of the price
+    they were set for, the offer's total, halves up) applied to what the order is worth now; a non-refundable fare
+    keeps all of it. An order changed before the offer's total was recorded keeps the penalty as sold."""
+    paid = paid_cents(order)
+    fees = min(paid, order.change_fees_cents)
+    value = paid - fees
+    conditions = order.conditions
+    basis = priced_on(order)
+    if not conditions.refundable:
+        penalty = value
+    elif basis is None or basis <= 0:
+        penalty = min(value, conditions.refund_penalty_cents)
+    else:
+        penalty = min(value, (conditions.refund_penalty_cents * value * 2 + basis) // (2 * basis))
+    return CancellationTerms(paid, fees, penalty, value - penalty)
+
+
+def priced_on(order: Order) -> int | None:
+    """The price the order's conditions were set for: its offer's total (a version-1 order's own total when it was
+    accepted before that was recorded); None for an order changed before then."""
+    if order.offer_total_cents is not None:
+        return order.offer_total_cents
+    return order.total_cents if order.version == 1 else None
+
+
+def superseded(quote: CancellationQuote | None, now: float) -> CancellationQuote | None:
+    """A refund quote the order has moved on from (paid, changed): kept, so a late confirm is told why it is
+    refused, but ended now."""
+    if quote is None or quote.expires_at <= now:
+        return quote
+    return msgspec.structs.replace(quote, expires_at=now)
 
 
 def _is_final_status(status: str) -> TypeGuard[Literal["approved", "declined"]]:
