@@ -3,7 +3,8 @@
 Each export is a header and rows of plain values (strings, integers, floats, empty): money in integer minor units
 with its currency or unit in the column name, times as ISO 8601 UTC strings. app/tabular.py turns them into CSV or
 XLSX. An export answers at most MAX_ROWS rows; beyond that it refuses (422) and asks for a narrower range rather
-than building a file nobody can open.
+than building a file nobody can open. The campaign exports' `from` and `to` are the range a row's figures count:
+whole UTC hours, as the reports keep their totals by the hour.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Protocol
 
-from app.campaigns.reports import CampaignReports, Totals
+from app.campaigns.reports import HOUR, CampaignReports, Totals, counted_range
 from app.errors import InvalidInput, NotFound, RuleViolation
 from app.runtime.clock import Clock
 from app.tabular import Value
@@ -60,6 +62,17 @@ def iso(at: float | None) -> str | None:
     return datetime.fromtimestamp(int(at), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+class PlainFloat(float):
+    """A float written out in positional notation with every digit of its shortest form (0.00000637, never 6.37e-06
+    or 6e-06): a CSV cell is the float's repr, and a spreadsheet may read scientific notation as text. XLSX keeps
+    it a number."""
+
+    def __repr__(self) -> str:
+        return format(Decimal(float.__repr__(self)), "f")
+
+    __str__ = __repr__
+
+
 def _totals(t: Totals) -> list[Value]:
     return [t.bids, t.wins, None if t.win_rate is None else round(t.win_rate, 6), t.impressions, t.spend_micros,
             t.avg_clearing_price_micros, t.losses, t.clicks, t.conversions, t.revenue_cents]
@@ -97,25 +110,33 @@ class Exports:
         return await make(span)
 
     async def campaign_series(self, span: ExportRange) -> Table:
-        """One row per campaign and day (or hour) with any activity in [from, to); default: the last 7 days."""
-        header = ("campaign_id", "name", "state", "granularity", "period_start", *TOTALS)
+        """One row per campaign and day (or hour) with any activity in [from, to); default: the last 7 days. Its
+        `from` and `to` are what the row counts: its period, within the whole hours the range counts (a daily row
+        at either end may count part of its day)."""
+        header = ("campaign_id", "name", "state", "granularity", "period_start", *TOTALS, "from", "to")
+        step = HOUR if span.granularity == "hour" else DAY
+        start, end = self._reports.asked_range(span.start, span.end, span.granularity)
+        counted_from, counted_to = counted_range(start, end)
         rows: list[list[Value]] = []
-        async for campaign, series in self._reports.each_series(span.start, span.end, span.granularity):
+        async for campaign, series in self._reports.each_series(start, end, span.granularity):
             for point in series:
                 rows.append([campaign.id, campaign.name, campaign.state, span.granularity, iso(point.at),
-                             *_totals(point.totals)])
+                             *_totals(point.totals), iso(max(point.at, counted_from)),
+                             iso(min(point.at + step, counted_to))])
             if len(rows) > MAX_ROWS:
                 raise _too_many("campaigns", "ask for a narrower from/to or granularity=day")
         return Table("campaigns", header, rows)
 
     async def campaign_summary(self, span: ExportRange) -> Table:
-        """One row per campaign over [from, to) (default: the last 7 days), with today's budget and spend."""
+        """One row per campaign over [from, to) (default: the last 7 days), with today's budget and spend. Its `from`
+        and `to` are the whole UTC hours counted, as the report's counted_from and counted_to."""
         report = await self._reports.campaigns(span.start, span.end)
         header = ("campaign_id", "name", "state", "from", "to", *TOTALS, "daily_budget_micros",
                   "spent_today_micros", "budget_used_today")
         rows: list[list[Value]] = [
-            [line.campaign_id, line.name, line.state, iso(report.start), iso(report.end), *_totals(line.totals),
-             line.today.daily_budget_micros, line.today.spent_micros, round(line.today.budget_used, 6)]
+            [line.campaign_id, line.name, line.state, iso(report.counted_from), iso(report.counted_to),
+             *_totals(line.totals), line.today.daily_budget_micros, line.today.spent_micros,
+             PlainFloat(line.today.budget_used)]
             for line in report.items]
         if len(rows) > MAX_ROWS:
             raise _too_many("campaign_summary", "there are too many campaigns to export at once")

@@ -237,13 +237,21 @@ class CampaignService:
         by_id.update((c.id, c) for c in stored)
         return sorted(by_id.values(), key=lambda c: c.id)[:limit]
 
-    async def spend_today(self, now: float) -> tuple[str, builtins.list[CampaignSpend]]:
-        """Every campaign's spend and notices for the UTC day of `now` (the day, the lines by campaign id)."""
+    async def spend_today(self, now: float, archived: Iterable[Campaign] = ()
+                          ) -> tuple[str, builtins.list[CampaignSpend]]:
+        """Every campaign's spend and notices for the UTC day of `now` (the day, the lines by campaign id), and
+        those of `archived`: campaigns not in memory (archived ones a report lists). Their spend today is the sum of
+        today's charges in the stored notices (`outcomes_since`, read anyway: each charge is stored there in the same
+        write as the day's spend, and kept more than a day), not this node's view of spend, which on several nodes
+        is refreshed for the campaigns in memory alone. One of `archived` that is in memory is read as the others."""
         day = utc_day(now)
         day_start = now - now % 86_400
         paced = self._paced_share(now)
         outcomes = await self._delivery.outcomes_since(day_start)
-        campaigns = sorted(self._store.all(), key=lambda c: c.id)
+        in_memory = self._store.all()
+        held_ids = {c.id for c in in_memory}
+        stored = {c.id: c for c in archived if c.id not in held_ids}
+        campaigns = sorted([*in_memory, *stored.values()], key=lambda c: c.id)
         held: list[int | None]
         try:
             held = list(await self._delivery.reserved_now([c.id for c in campaigns], now))
@@ -251,7 +259,7 @@ class CampaignService:
             held = [None] * len(campaigns)
         lines = []
         for c, reserved in zip(campaigns, held, strict=True):
-            spent = self._delivery.spent(c.id, day)
+            spent = outcomes.get((c.id, "charge"), (0, 0))[1] if c.id in stored else self._delivery.spent(c.id, day)
             allowed = int(c.daily_budget_micros * paced)
             wins, cleared = outcomes.get((c.id, "win"), (0, 0))  # a win notice's price is the clearing CPM
             losses, _ = outcomes.get((c.id, "loss"), (0, 0))

@@ -2,8 +2,9 @@
 
 A bid is charged once per bid id, on whichever of the win or billing notice arrives
 first; repeats are accepted and change nothing. Spend is the clearing CPM / 1000 per
-impression. A click is recorded once per bid (a click tracker calls the click notice). Unknown or expired
-bid ids are refused (404) and counted.
+impression. A click is recorded once per bid (a click tracker calls the click notice); a click on a bid recorded
+as lost is a contradiction, refused (409) and recorded nowhere. Unknown or expired bid ids are refused (404) and
+counted.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from app import ids
 from app.bidding.campaigns import utc_day
 from app.bidding.events import BidClicked, BidLost, BidWon
 from app.bidding.shown import FeatureTap
-from app.errors import InvalidInput, NotFound
+from app.errors import Conflict, InvalidInput, NotFound
 from app.runtime.clock import Clock
 from ml import features
 from state.delivery import AlreadyCharged, IssuedBid
@@ -54,6 +55,8 @@ class BidLedger:
         self._on_forgotten_live = on_forgotten_live
         self._size = max_bids
         self._ring: list[IssuedBid | None] = []  # grows to max_bids, then is written round
+        # Per slot, 1 once a loss notice was recorded for the bid in it (a byte a bid: a click on it is refused).
+        self._lost = bytearray()
         self._next = 0    # the sequence number of the next bid
         self._oldest = 0  # every bid before this one is forgotten
         self.forgotten_live = 0  # bids overwritten before they expired: more live than max_bids (raise it)
@@ -67,6 +70,7 @@ class BidLedger:
         bid = IssuedBid(bid_id, request_id, imp_id, campaign_id, creative_id, user_id, price_micros, expires_at)
         if seq < self._size:
             self._ring.append(bid)
+            self._lost.append(0)
         else:
             slot = seq % self._size
             old = self._ring[slot]
@@ -75,17 +79,38 @@ class BidLedger:
                 if self._on_forgotten_live is not None:
                     self._on_forgotten_live()
             self._ring[slot] = bid
+            self._lost[slot] = 0
         return bid_id
 
-    def find(self, bid_id: str) -> IssuedBid | None:
+    def _slot(self, bid_id: str) -> int | None:
+        """The slot holding the bid, expired or not; None when it is not held (unknown, forgotten)."""
         try:
             seq = int(bid_id[:self._SEQ_DIGITS], 16)
         except ValueError:
             return None
-        bid = self._ring[seq % self._size] if 0 <= seq < self._next else None
-        if bid is None or bid.bid_id != bid_id or bid.expires_at <= self._clock.now():
+        if not 0 <= seq < self._next:
+            return None
+        slot = seq % self._size
+        bid = self._ring[slot]
+        return slot if bid is not None and bid.bid_id == bid_id else None
+
+    def find(self, bid_id: str) -> IssuedBid | None:
+        slot = self._slot(bid_id)
+        bid = self._ring[slot] if slot is not None else None
+        if bid is None or bid.expires_at <= self._clock.now():
             return None
         return bid
+
+    def mark_lost(self, bid_id: str) -> None:
+        """A loss notice was recorded for the bid (nothing, for a bid this ledger does not hold)."""
+        slot = self._slot(bid_id)
+        if slot is not None:
+            self._lost[slot] = 1
+
+    def lost(self, bid_id: str) -> bool:
+        """Whether a loss notice was recorded for the bid, as far as this ledger was told (mark_lost)."""
+        slot = self._slot(bid_id)
+        return slot is not None and self._lost[slot] == 1
 
     def __len__(self) -> int:
         """Bids still remembered (expired ones count until a sweep)."""
@@ -208,6 +233,7 @@ class NoticeService:
         cpm = parse_price(price) if price and not price.startswith("${") else None
         now = self._clock.now()
         first = await self._delivery.record(bid_id, "loss", bid.campaign_id, cpm, code, now)
+        self._ledger.mark_lost(bid_id)  # a repeat too: its loss is recorded either way
         self._notices.labels("loss", "ok" if first else "repeat").inc()
         if first:
             self._log_event("Loss", {"bid_id": bid_id, "campaign_id": bid.campaign_id, "reason": code})
@@ -215,8 +241,16 @@ class NoticeService:
         return {"bid_id": bid_id, "recorded": first, "charged": False}
 
     async def click(self, bid_id: str) -> dict:
-        """A click on the ad of a bid: recorded, logged and published once; repeats change nothing."""
+        """A click on the ad of a bid: recorded, logged and published once; repeats change nothing. A click proves
+        an impression, so one before the win notice is taken, but one on a bid recorded as lost contradicts it:
+        409, and nothing recorded, logged or published. The loss is known from this node's ledger (a byte a bid, no
+        read per click), told of the loss notices this node took for the bids it issued: on several nodes, a loss
+        and a click taken by different nodes, or for a bid another node issued, are not checked."""
         bid = await self._bid("click", bid_id)
+        if self._ledger.lost(bid_id):
+            self._notices.labels("click", "lost_bid").inc()
+            raise Conflict(f"bid {bid_id} was recorded as lost (a loss notice came for it): a click on its ad "
+                           "cannot be", {"bid_id": bid_id, "outcome": "loss"})
         now = self._clock.now()
         first = await self._delivery.record(bid_id, "click", bid.campaign_id, None, None, now)
         self._notices.labels("click", "ok" if first else "repeat").inc()

@@ -111,8 +111,12 @@ class CampaignReport(msgspec.Struct):
     campaign_id: str
     name: str
     state: str
-    start: float
+    start: float          # the range asked for (from, to: their defaults filled in)
     end: float
+    # The range the figures count (counted_range): whole UTC hours, from the start of `start`'s hour to the end of
+    # the hour `end` falls in (`end` itself when it is on the hour), as the totals are kept by the hour.
+    counted_from: float
+    counted_to: float
     granularity: str
     totals: Totals
     series: list[Point]
@@ -130,8 +134,10 @@ class CampaignLine(msgspec.Struct):
 
 
 class CampaignsReport(msgspec.Struct):
-    start: float
+    start: float          # the range asked for, as in CampaignReport
     end: float
+    counted_from: float   # the whole UTC hours counted, as in CampaignReport
+    counted_to: float
     totals: Totals
     items: list[CampaignLine]
     no_bid_reasons: dict[str, int]
@@ -322,17 +328,20 @@ class CampaignReports:
     async def campaign(self, campaign_id: str, start: float | None, end: float | None,
                        granularity: str = "day") -> CampaignReport:
         campaign = await self._campaigns.read(campaign_id)
-        start, end = self._range(start, end, granularity)
+        start, end = self.asked_range(start, end, granularity)
         first, last = _hours(start, end)
         rows = await self._store.series(campaign_id, first, last, HOUR if granularity == "hour" else DAY)
         series = [Point(float(row[0]), Totals.of(row[1:])) for row in rows]
         total = [sum(int(row[1 + k] or 0) for row in rows) for k in range(len(COUNTERS))]
         no_bids, _ = await self._reasons(first, last)
-        return CampaignReport(campaign.id, campaign.name, campaign.state, start, end, granularity, Totals.of(total),
-                              series, (await self._today([campaign]))[campaign.id], no_bids, self._currency)
+        return CampaignReport(
+            campaign_id=campaign.id, name=campaign.name, state=campaign.state, start=start, end=end,
+            counted_from=float(first), counted_to=float(last + HOUR), granularity=granularity,
+            totals=Totals.of(total), series=series, today=(await self._today([campaign]))[campaign.id],
+            no_bid_reasons=no_bids, revenue_currency=self._currency)
 
     async def campaigns(self, start: float | None, end: float | None) -> CampaignsReport:
-        start, end = self._range(start, end, "day")
+        start, end = self.asked_range(start, end, "day")
         first, last = _hours(start, end)
         found: dict[str, list[int]] = {str(row[0]): [int(v or 0) for v in row[1:]]  # type: ignore[call-overload]
                                        for row in await self._store.by_campaign(first, last)}
@@ -344,14 +353,17 @@ class CampaignReports:
         no_bids, shared = await self._reasons(first, last)
         # An order or signal credited to several campaigns is in each of their rows: once here.
         total = [sum(row[k] for row in found.values()) - shared[k] for k in range(len(COUNTERS))]
-        return CampaignsReport(start, end, Totals.of(total), items, no_bids, self._currency)
+        return CampaignsReport(start=start, end=end, counted_from=float(first), counted_to=float(last + HOUR),
+                               totals=Totals.of(total), items=items, no_bid_reasons=no_bids,
+                               revenue_currency=self._currency)
 
     async def each_series(self, start: float | None, end: float | None, granularity: str = "day"
                           ) -> AsyncIterator[tuple[Campaign, builtins.list[Point]]]:
         """Each campaign with activity in [start, end), by id (archived ones too), with its series: one read of
         which campaigns had any, then one of each of their series (not a report each: that reads today's spend of
-        every campaign, campaign by campaign)."""
-        start, end = self._range(start, end, granularity)
+        every campaign, campaign by campaign). The points count the whole UTC hours counted_range(start, end) gives
+        (the first and last day of a daily series may be counted in part)."""
+        start, end = self.asked_range(start, end, granularity)
         first, last = _hours(start, end)
         active = {str(row[0]) for row in await self._store.by_campaign(first, last)}
         for campaign in await self._with(active):
@@ -379,7 +391,9 @@ class CampaignReports:
     async def _today(self, campaigns: builtins.list[Campaign]) -> dict[str, Today]:
         now = self._clock.now()
         day_start = now - now % DAY
-        _, lines = await self._campaigns.spend_today(now)
+        # Archived campaigns are not in memory: their spend today is read from the record of charges.
+        _, lines = await self._campaigns.spend_today(
+            now, [c for c in campaigns if not self._campaigns.exists(c.id)])
         spent = {line.campaign_id: line for line in lines}
         slack = self._campaigns.pacing_slack
         out = {}
@@ -391,7 +405,9 @@ class CampaignReports:
                               line.budget_used if line else 0.0, line.paced_micros if line else 0, pacing)
         return out
 
-    def _range(self, start: float | None, end: float | None, granularity: str) -> tuple[float, float]:
+    def asked_range(self, start: float | None, end: float | None, granularity: str) -> tuple[float, float]:
+        """The range a report is asked for, its defaults filled in (`to`: now; `from`: 7 days before `to`), or
+        InvalidInput naming the parameter. What it counts is counted_range() of it."""
         if granularity not in ("hour", "day"):
             raise InvalidInput("granularity must be hour or day", {"field": "granularity"})
         now = self._clock.now()
@@ -424,14 +440,37 @@ def _named(p: dict[str, Any]) -> str | None:
 
 
 def _hours(start: float, end: float) -> tuple[int, int]:
-    """The first and last hours (epoch seconds) of [start, end)."""
-    return int(start // HOUR) * HOUR, int((end - 1) // HOUR) * HOUR
+    """The first and last hours (epoch seconds) a report of [start, end) counts: every hour any part of the range
+    is in (the totals are kept by the hour, so a range is widened to whole hours, never narrowed)."""
+    return int(start // HOUR) * HOUR, int(-(-end // HOUR)) * HOUR - HOUR
+
+
+def counted_range(start: float, end: float) -> tuple[float, float]:
+    """The whole UTC hours a report of [start, end) counts: from the start of `start`'s hour to the end of the hour
+    `end` falls in (`end` itself when it is on the hour)."""
+    first, last = _hours(start, end)
+    return float(first), float(last + HOUR)
 
 
 def parse_time(value: str | None, field: str) -> float | None:
-    """Epoch seconds, or an ISO 8601 date or date-time (UTC unless it says otherwise), from 1970 to MAX_TIME."""
+    """Epoch seconds, or an ISO 8601 date or date-time (UTC unless it says otherwise), from 1970 to MAX_TIME: what
+    every report and export reads its from/to with.
+
+    Eight digits and nothing else are an ISO 8601 basic-format date (YYYYMMDD: 20261201 is 2026-12-01), never epoch
+    seconds: as seconds they would be a moment of 1970-04-26 to 1973-03-03, before any Contrail data, so reading
+    them as a date cannot take a real time for another. Eight digits that are no calendar date are 400."""
     if value is None or value == "":
         return None
+    from datetime import UTC, datetime
+    if len(value) == 8 and value.isascii() and value.isdigit():
+        try:
+            day = datetime.strptime(value, "%Y%m%d").replace(tzinfo=UTC)
+        except ValueError:
+            raise InvalidInput(f"{field} of eight digits is read as a date (YYYYMMDD), and {value!r} is no calendar "
+                               "date", {"field": field}) from None
+        if not 0 <= day.timestamp() <= MAX_TIME:
+            raise _out_of_range(value, field)
+        return day.timestamp()
     try:
         number = float(value)
     except ValueError:
@@ -440,7 +479,6 @@ def parse_time(value: str | None, field: str) -> float | None:
         if not 0 <= number <= MAX_TIME:
             raise _out_of_range(value, field)
         return number
-    from datetime import UTC, datetime
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:

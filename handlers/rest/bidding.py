@@ -55,8 +55,9 @@ class LossNotice(msgspec.Struct):
 def _notice(kind: str):
     """The declaration of a win, billing, loss or click notice endpoint."""
     if kind == "click":
-        return endpoint("Click notice for a bid (called by the ad's click tracker); repeats change nothing",
-                        tags=("bidding",), response=NoticeResult, errors=(404,), params=ClickNotice)
+        return endpoint("Click notice for a bid (called by the ad's click tracker); repeats change nothing; a click "
+                        "on a bid recorded as lost is 409", tags=("bidding",), response=NoticeResult,
+                        errors=(404, 409), params=ClickNotice)
     return endpoint(f"{kind.capitalize()} notice for a bid (the URL in the bid's "
                     f"{ {'win': 'nurl', 'billing': 'burl', 'loss': 'lurl'}[kind]}); repeats change nothing",
                     tags=("bidding",), response=NoticeResult, errors=(404,),
