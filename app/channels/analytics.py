@@ -37,6 +37,10 @@ from state.ports import OutboxStore
 KNOWN = {"processed", "dropped", "delivered", "deferred", "bounce", "open", "click", "spamreport", "unsubscribe",
          "group_unsubscribe", "group_resubscribe"}
 MAX_EVENTS = 10_000
+# What a provider's event about an erased message keeps: its kind, time and ids, nothing of the person (the address,
+# the IP and user agent of an open or click, the link, a bounce's reply).
+IMPERSONAL = frozenset({"timestamp", "type", "sg_event_id", "sg_message_id", "smtp-id", "contrail_message_id",
+                        "activation_id", "category"})
 OUR_MESSAGE_ID = "@contrail>"  # the Message-ID our SMTP path sets: <outbox id@contrail>
 
 
@@ -139,14 +143,16 @@ class EmailAnalytics:
         activation = e.get("activation_id")
         message_id: str | None
         address: str | None  # ingest() let through only events whose "email" is a string or absent
+        details = {k: v for k, v in e.items() if k != "event"}
         if ours is not None:  # our message id, activation and address: one message whichever path reports it
-            message_id, activation, address = ours.id, ours.activation_id, ours.to
+            message_id, activation, address = ours.id, ours.activation_id, ours.to or None
+            if not ours.to:  # the message was erased: a late report about it keeps nothing that names the person
+                details = {k: v for k, v in details.items() if k in IMPERSONAL}
         else:
             message_id, address = str(e.get("sg_message_id") or "") or None, e.get("email") or None
         return EmailEvent(key, e["event"] if e.get("type") != "blocked" else "blocked",
                           at if at is not None else self._clock.now(),
-                          message_id, activation if isinstance(activation, str) else None,
-                          address, {k: v for k, v in e.items() if k != "event"})
+                          message_id, activation if isinstance(activation, str) else None, address, details)
 
     async def _suppress(self, e: dict) -> None:
         address, kind = e.get("email"), e["event"]

@@ -147,3 +147,30 @@ async def test_a_customer_who_typed_in_someone_elses_address_erases_only_their_o
 async def _all_mail(platform):
     ids = [r[0] for r in await platform.records_db.fetchall("SELECT id FROM outbox")]
     return [m for i in ids if (m := await platform.outbox_store.get(i)) is not None]
+
+
+async def test_a_providers_late_report_about_an_erased_customers_mail_keeps_nothing_of_them(
+        aiohttp_client, tmp_path, clock, relay):
+    """SendGrid reports opens and clicks long after a message went: one that comes after the customer was erased
+    is still counted (its kind and time), but its address, IP and user agent are not written back."""
+    config = make_config(tmp_path, smtp__port=relay.port, smtp__retry_backoff_s=0.05,
+                         sendgrid__allow_unsigned="true")
+    client = await aiohttp_client(create_app(config, clock=clock))
+    platform = client.app[PLATFORM]
+    await seed_catalog(platform, clock)
+    customer, me = await _account(client, VICTIM)
+    order = await booked(client, me, clock)
+    assert (await pay(client, me, order["id"])).status == 200
+    await _sent(platform, relay, 1)
+    [message] = await _all_mail(platform)
+    assert (await client.delete(f"/v1/customers/{customer}", headers=me)).status == 200
+
+    await _webhook(client, [{"event": "open", "email": VICTIM, "contrail_message_id": message.id,
+                             "sg_event_id": "late-open", "timestamp": int(clock.now()), "ip": "203.0.113.7",
+                             "useragent": "Mozilla/5.0", "sg_message_id": "sg-1"}])
+    [late] = [e for e in await platform.outbox_store.events(None) if e.id.startswith("sg:late-open")]
+    assert (late.kind, late.message_id, late.email) == ("open", message.id, None)
+    assert late.details == {"contrail_message_id": message.id, "sg_event_id": "late-open",
+                            "timestamp": int(clock.now()), "sg_message_id": "sg-1"}
+    rows = await platform.records_db.fetchall("SELECT email_hash FROM email_events WHERE id LIKE 'sg:late-open%'")
+    assert rows == [(None,)]
