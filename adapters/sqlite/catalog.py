@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from adapters.sqlite.statements import SqlDatabase
+from adapters.sqlite.statements import SqlDatabase, Statement
+from app.persist import commit_or_undo
 from state.catalog import (
     Flight,
     Product,
@@ -13,7 +14,19 @@ from state.catalog import (
     _flight_json,
     _product_json,
 )
-from state.ports import ChangeFeed
+from state.ports import ChangeFeed, WriteConflict
+
+# Each write is guarded on what this node read: a new row on there being none, a replaced one on its stored body
+# (so two nodes changing one flight or product cannot both build on the same version).
+_NEW_FLIGHT = "INSERT INTO flights(id, departure_at, body) VALUES (?,?,?) ON CONFLICT(id) DO NOTHING"
+_SET_FLIGHT = "UPDATE flights SET departure_at = ?, body = ? WHERE id = ? AND body = ?"
+_NEW_PRODUCT = "INSERT INTO products(id, body) VALUES (?,?) ON CONFLICT(id) DO NOTHING"
+_SET_PRODUCT = "UPDATE products SET body = ? WHERE id = ? AND body = ?"
+# A capacity lowered must not pass below what the shared inventory holds (several nodes, adapters/sqlite/uow.py;
+# one node leaves that table empty and checks its memory): these touch no row unless one holds more (expect 0).
+_HELD_OVER = "UPDATE inventory SET held = held WHERE resource = ? AND held > ?"
+_HELD_OVER_ANY = ("UPDATE inventory SET held = held "
+                  "WHERE substr(resource, length(resource) - ? + 1) = ? AND held > ?")
 
 
 class SqliteCatalogStore:
@@ -86,23 +99,116 @@ class SqliteCatalogStore:
         return self._by_kind.get(kind)
 
     async def put_flights(self, flights: list[Flight]) -> None:
-        """Create or replace flights (durable before they are sold)."""
-        await self._db.write([(
-            "INSERT INTO flights(id, departure_at, body) VALUES (?,?,?) "
-            "ON CONFLICT(id) DO UPDATE SET departure_at=excluded.departure_at, body=excluded.body",
-            (f.id, f.departure_at, _encode(f).decode())) for f in flights])
-        for f in flights:
+        """Create or replace flights, each write guarded: a new flight's row must not exist yet, a replaced one's
+        must still be the flight this node holds, and no shared inventory (several nodes) may hold more of a
+        cabin than its new capacity. Else WriteConflict ("flight:<id>", "held:<resource>"), nothing written, and a
+        flight another node changed is read back.
+
+        A replacement is in memory before this first suspends, so a caller that checked it against what is held
+        without an await has its cabins and status bind the next accept; it is put back if the write fails. A new
+        flight is in memory only once durable (never sold before it is stored)."""
+        olds = [self._flights.get(f.id) for f in flights]
+        replaced = [(f, old) for f, old in zip(flights, olds, strict=True) if old is not None]
+        for f, _ in replaced:
             self._index(f)
+        if replaced:
+            self.version += 1
+
+        def undo() -> None:
+            for f, old in replaced:
+                if self._flights.get(f.id) is f:  # not read back from the store meanwhile
+                    self._index(old)
+            self.version += 1
+
+        def statements(stored: dict[str, str]) -> list[Statement]:
+            out: list[Statement] = []
+            for f, old in zip(flights, olds, strict=True):
+                body = _encode(f).decode()
+                if old is None:
+                    out.append((_NEW_FLIGHT, (f.id, f.departure_at, body), 1, f"flight:{f.id}"))
+                    continue
+                out.append((_SET_FLIGHT, (f.departure_at, body, f.id, stored.get(f.id) or _encode(old).decode()),
+                            1, f"flight:{f.id}"))
+                for cabin, was in old.cabins.items():
+                    now = f.cabins[cabin].capacity if cabin in f.cabins else 0
+                    if now < was.capacity:
+                        resource = f"{f.id}/{cabin}"
+                        out.append((_HELD_OVER, (resource, now), 0, f"held:{resource}"))
+            return out
+
+        try:
+            await commit_or_undo(self._write_guarded("flights", _flight_json.decode, statements,
+                                                     {f.id: old for f, old in replaced}), undo)
+        except WriteConflict as exc:
+            kind, _, record_id = exc.what.partition(":")
+            if kind == "flight":
+                await self.refresh("flight", [record_id])
+            raise
+        for f, old in zip(flights, olds, strict=True):
+            if self._flights.get(f.id) == old:  # new, or the version it replaced read back meanwhile
+                self._index(f)
         self.version += 1
         if self._changes is not None:
             self._changes.changed("flight", [f.id for f in flights])
 
     async def put_product(self, product: Product) -> None:
-        await self._db.write([("INSERT INTO products(id, body) VALUES (?,?) "
-                               "ON CONFLICT(id) DO UPDATE SET body=excluded.body",
-                               (product.id, _encode(product).decode()))])
+        """Create or replace a product, guarded as put_flights is ("product:<id>"; "held:<resource>" when a flight
+        in the shared inventory holds more units than a lowered `capacity_per_flight`). A replacement is in memory
+        before this first suspends, and put back if the write fails; a new product only once durable."""
+        old = self._products.get(product.id)
+        if old is not None:
+            self._hold_product(product)
+
+        def undo() -> None:
+            if old is not None and self._products.get(product.id) is product:
+                self._hold_product(old)
+
+        def statements(stored: dict[str, str]) -> list[Statement]:
+            body, guard = _encode(product).decode(), f"product:{product.id}"
+            if old is None:
+                return [(_NEW_PRODUCT, (product.id, body), 1, guard)]
+            out: list[Statement] = [
+                (_SET_PRODUCT, (body, product.id, stored.get(product.id) or _encode(old).decode()), 1, guard)]
+            cap = product.capacity_per_flight
+            if cap is not None and (old.capacity_per_flight is None or cap < old.capacity_per_flight):
+                suffix = f"/{product.id}"
+                out.append((_HELD_OVER_ANY, (len(suffix), suffix, cap), 0, f"held:*{suffix}"))
+            return out
+
+        try:
+            await commit_or_undo(self._write_guarded("products", _product_json.decode, statements,
+                                                     {} if old is None else {product.id: old}), undo)
+        except WriteConflict as exc:
+            if exc.what == f"product:{product.id}":
+                await self.refresh("product", [product.id])
+            raise
+        if self._products.get(product.id) == old:  # new, or the version it replaced read back meanwhile
+            self._hold_product(product)
+        if self._changes is not None:
+            self._changes.changed("product", [product.id])
+
+    def _hold_product(self, product: Product) -> None:
         self._products[product.id] = product
         self._by_kind = None
         self.version += 1
-        if self._changes is not None:
-            self._changes.changed("product", [product.id])
+
+    async def _write_guarded(self, table: str, decode: Callable[[str], object],
+                             statements: Callable[[dict[str, str]], list[Statement]],
+                             read: Mapping[str, object]) -> None:
+        """Write `statements(stored)`, each row replaced guarded on its body as stored: the record this node `read`
+        (by id) as this code encodes it, or its text in `stored`. A row stored in other words (by another version
+        of the code: a field it lacked, another order) that decodes to the record read is that record: the write
+        is guarded on its stored text once more."""
+        stored: dict[str, str] = {}
+        while True:
+            try:
+                await self._db.write(statements(stored))
+                return
+            except WriteConflict as exc:
+                guard, _, record_id = exc.what.partition(":")
+                if guard == "held" or record_id not in read or record_id in stored:
+                    raise
+                row = await self._db.fetchone(f"SELECT body FROM {table} WHERE id = ?", (record_id,))
+                if row is None or decode(row[0]) != read[record_id]:
+                    raise  # another node changed it
+                stored[record_id] = row[0]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
 import msgspec
 
 from app.admin import AuditTrail
@@ -9,7 +13,7 @@ from app.auth import Principal
 from app.errors import Conflict, InvalidInput, NotFound
 from app.retail.pricing import fare_cents
 from state.catalog import ANCILLARY_KINDS, Flight, Product
-from state.ports import CatalogStore, OrderStore
+from state.ports import CatalogStore, OrderStore, WriteConflict
 
 
 def seat_resource(flight_id: str, cabin: str) -> str:
@@ -27,6 +31,7 @@ class CatalogService:
         self._store = store
         self._orders = orders
         self._audit = audit
+        self._locks: dict[str, list] = {}  # flight or product -> [lock, changes waiting or running]; see _changing
 
     # ---- flights ----
     def flight(self, flight_id: str) -> Flight:
@@ -56,13 +61,16 @@ class CatalogService:
         return flights
 
     async def update_flight(self, actor: Principal | str, flight_id: str, **changes) -> Flight:
-        current = self.flight(flight_id)
-        updated = msgspec.structs.replace(current, **{k: v for k, v in changes.items() if v is not None})
-        await self._write_flights([updated], replace=True)
+        async with self._changing(f"flight:{flight_id}"):
+            current = self.flight(flight_id)
+            updated = msgspec.structs.replace(current, **{k: v for k, v in changes.items() if v is not None})
+            await self._write_flights([updated], replace=True)
         await self._audit.record(actor, "flight.update", flight_id)
         return updated
 
     async def _write_flights(self, flights: list[Flight], *, replace: bool) -> None:
+        # From the check to the store putting a replaced flight in memory there is no await: an accept is checked
+        # either before (and counted in seats_held) or after (against the new cabins and status).
         for flight in flights:
             _check_flight(flight)
             old = self._store.flight(flight.id)
@@ -72,7 +80,10 @@ class CatalogService:
                 if held and (cabin not in flight.cabins or flight.cabins[cabin].capacity < held):
                     raise Conflict(f"flight {flight.id} cabin {cabin} has {held} seats sold or held; "
                                    "capacity cannot go below that")
-        await self._store.put_flights(flights)
+        try:
+            await self._store.put_flights(flights)
+        except WriteConflict as exc:
+            raise _conflict(exc, new=not replace) from None
 
     # ---- products ----
     def product(self, product_id: str) -> Product:
@@ -108,9 +119,10 @@ class CatalogService:
         return product
 
     async def update_product(self, actor: Principal | str, product_id: str, **changes) -> Product:
-        current = self.product(product_id)
-        updated = msgspec.structs.replace(current, **{k: v for k, v in changes.items() if v is not None})
-        await self._write_product(updated, replace=True)
+        async with self._changing(f"product:{product_id}"):
+            current = self.product(product_id)
+            updated = msgspec.structs.replace(current, **{k: v for k, v in changes.items() if v is not None})
+            await self._write_product(updated, replace=True)
         await self._audit.record(actor, "product.update", product_id)
         return updated
 
@@ -123,7 +135,33 @@ class CatalogService:
             raise InvalidInput("capacity_per_flight must not be negative")
         if self._store.product(product.id) is not None and not replace:
             raise Conflict(f"product {product.id} already exists")
-        await self._store.put_product(product)
+        # As for flights: no await from this check to the store putting the new capacity in memory.
+        if product.capacity_per_flight is not None:
+            for flight_id, held in sorted(self.units_held(product.id).items()):
+                if held > product.capacity_per_flight:
+                    raise Conflict(f"product {product.id} has {held} units sold or held on flight {flight_id}; "
+                                   "capacity_per_flight cannot go below that", {"flight_id": flight_id, "held": held})
+        try:
+            await self._store.put_product(product)
+        except WriteConflict as exc:
+            raise _conflict(exc, new=not replace) from None
+
+    @contextlib.asynccontextmanager
+    async def _changing(self, key: str) -> AsyncIterator[None]:
+        """One change at a time per flight or product on this node, from reading it to its write: two changes never
+        build on the same version (neither is lost), and no undo of a failed write drops another's change. A lock
+        exists only while a change waits or runs."""
+        held = self._locks.get(key)
+        if held is None:
+            held = self._locks[key] = [asyncio.Lock(), 0]
+        held[1] += 1
+        try:
+            async with held[0]:
+                yield
+        finally:
+            held[1] -= 1
+            if not held[1]:
+                del self._locks[key]
 
     def pricing_stamp(self, flight_id: str) -> tuple[int, int]:
         """Changes whenever anything a flight's prices depend on changes (except time to departure)."""
@@ -134,6 +172,15 @@ class CatalogService:
         flight = self._store.flight(flight_id)
         cabins = flight.cabins if flight else {}
         return {cabin: self._orders.held.get(seat_resource(flight_id, cabin), 0) for cabin in cabins}
+
+    def units_held(self, product_id: str) -> dict[str, int]:
+        """A limited product's units held by live orders, per flight that holds any."""
+        held: dict[str, int] = {}
+        for resource, n in self._orders.held.items():
+            flight_id, _, name = resource.rpartition("/")
+            if name == product_id and n:
+                held[flight_id] = n
+        return held
 
     def seats_left(self, flight: Flight, cabin: str) -> int:
         c = flight.cabins.get(cabin)
@@ -170,6 +217,21 @@ class CatalogService:
 
     def available(self, resource: str) -> int:
         return self.capacity(resource) - self._orders.held.get(resource, 0)
+
+
+def _conflict(exc: WriteConflict, *, new: bool) -> Conflict:
+    """The store's guard refused the write, nothing written (several nodes): another node created or changed the
+    flight or product first (this node has read it back), or the shared inventory holds more than a lowered
+    capacity."""
+    guard, _, what = exc.what.partition(":")
+    if guard == "held":  # "<flight>/<cabin>", or "*/<product>" on any flight
+        owner, _, name = what.rpartition("/")
+        where = f"flight {owner} cabin {name}" if owner != "*" else f"product {name} on some flight"
+        return Conflict(f"{where} has more sold or held (on another node) than the new capacity; "
+                        "capacity cannot go below that")
+    if new:
+        return Conflict(f"{guard} {what} already exists")
+    return Conflict(f"{guard} {what} changed meanwhile (on another node); try again")
 
 
 def _check_flight(f: Flight) -> None:

@@ -481,7 +481,7 @@ class RetailApi:
         return json_response(ProductList(self._catalog.products()))
 
     @endpoint("Change a product's name, price, capacity or status", tags=("catalog",), roles=ADMIN,
-              body=ProductPatch, response=Product, errors=(404,))
+              body=ProductPatch, response=Product, errors=(404, 409))
     async def patch_product(self, request: web.Request, principal, body: ProductPatch) -> web.Response:
         product = await self._catalog.update_product(principal, request.match_info["product_id"],
                                                      **msgspec.structs.asdict(body))
