@@ -39,12 +39,14 @@ def key_call(base_url: str, method: str, path: str, body: dict | None, key: str)
 
 @pytest.fixture
 def second_admin(server) -> Iterator[str]:
-    """An admin API key: a second admin, so the demo admin is not the creator of what it approves."""
-    token = admin_token(server.url)
-    created = call(server.url, "POST", "/v1/admin/api-keys", {"name": "console test: second admin", "role": "admin"},
-                   token)
-    yield created["key"]
-    call(server.url, "DELETE", f"/v1/admin/api-keys/{created['id']}", None, admin_token(server.url))
+    """An admin API key made with the CLI: a second admin, so the demo admin is not the creator of what it approves
+    (a key the demo admin made through the API would act for the demo admin)."""
+    name = "console test: second admin"
+    key = server.cli("create-api-key", "--name", name, "--role", "admin").stdout.strip().splitlines()[-1]
+    yield key
+    listed = call(server.url, "GET", "/v1/admin/api-keys?limit=200", None, admin_token(server.url))["items"]
+    for made in (k for k in listed if k["name"] == name and k["revoked_at"] is None):
+        call(server.url, "DELETE", f"/v1/admin/api-keys/{made['id']}", None, admin_token(server.url))
 
 
 @pytest.fixture

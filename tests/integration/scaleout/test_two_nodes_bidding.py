@@ -37,16 +37,13 @@ def bidding_cluster(tmp_path, pg_server, redis_server, redis_prefix):
 
 
 async def _keys(session, node: ServerProcess) -> tuple[dict, dict, dict]:
-    """Headers of two admins (one creates, the other approves) and of an exchange: the first key made with the CLI,
-    the others through the API of the started node."""
-    maker = admin_key(node)
+    """Headers of two admins (one creates, the other approves: two keys made with the CLI, as a key made through the
+    API acts for its maker) and of an exchange, made through the API of the started node."""
+    maker, approver = admin_key(node), admin_key(node, "approver")
     node.start()
-
-    async def key(name: str, role: str) -> dict:
-        async with session.post(f"{node.url}/v1/admin/api-keys", json={"name": name, "role": role},
-                                headers=maker) as resp:
-            return {"X-Api-Key": (await resp.json())["key"]}
-    return maker, await key("approver", "admin"), await key("exchange", "exchange")
+    async with session.post(f"{node.url}/v1/admin/api-keys", json={"name": "exchange", "role": "exchange"},
+                            headers=maker) as resp:
+        return maker, approver, {"X-Api-Key": (await resp.json())["key"]}
 
 
 async def _live_campaign(session, url: str, maker: dict, approver: dict, **fields) -> None:
