@@ -12,6 +12,7 @@ import re
 import secrets
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Literal
 
 import jwt
@@ -20,6 +21,7 @@ import msgspec
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from app.runtime.clock import Clock
 from app.runtime.lru import LRU
+from app.sessions import Sessions, key_scope
 from state.accounts import EMAIL_PATTERN, Account, EmailTaken
 from state.apikeys import ApiKey
 from state.ports import AccountStore, ApiKeyStore
@@ -200,11 +202,12 @@ _DUMMY_HASH = hash_password(secrets.token_hex(8))
 
 
 class ApiKeyService:
-    """Create, authenticate and revoke API keys."""
+    """Create, authenticate and revoke API keys; revoking one ends the streams open with it (`sessions`)."""
 
-    def __init__(self, keys: ApiKeyStore, clock: Clock) -> None:
+    def __init__(self, keys: ApiKeyStore, clock: Clock, sessions: Sessions | None = None) -> None:
         self._keys = keys
         self._clock = clock
+        self.sessions = Sessions() if sessions is None else sessions  # the websockets and gRPC streams open with each
         # Hashes recently looked up and not found: a flood of bad keys costs no database reads.
         self.unknown: LRU[str, float] = LRU(10_000, "unknown_api_keys")
 
@@ -255,10 +258,20 @@ class ApiKeyService:
         return self._keys.all()
 
     async def revoke(self, key_id: str) -> ApiKey:
+        """Revoke a key: it stops authenticating at once, and the websockets and gRPC streams opened with it end."""
         key = await self._keys.revoke(key_id, self._clock.now())
         if key is None:
             raise NotFound(f"no API key {key_id}")
+        self.sessions.revoke(key_scope(key.id))
         return key
+
+    def revoked_elsewhere(self, key_ids: Iterable[str]) -> None:
+        """Another node changed these keys (the store has read them back): end the streams open here with those of
+        them that are revoked."""
+        wanted = set(key_ids)
+        for key in self._keys.all():
+            if key.id in wanted and key.revoked_at is not None:
+                self.sessions.revoke(key_scope(key.id))
 
 
 class _Undecided(enum.Enum):
@@ -275,6 +288,11 @@ class Authenticator:
         self._api_keys = api_keys
         self._tokens = tokens
         self._accounts = accounts
+
+    @property
+    def sessions(self) -> Sessions:
+        """The long-lived connections by the credential they were opened with (ended when it is revoked)."""
+        return self._api_keys.sessions
 
     def identify_now(self, api_key: str | None, authorization: str | None) -> Principal | None | _Undecided:
         """identify() without a coroutine for what memory answers (every request carries credentials)."""

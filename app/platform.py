@@ -57,6 +57,7 @@ from app.runtime.metrics import Metrics
 from app.runtime.supervisor import Supervisor, watch_loop_lag
 from app.runtime.tracing import Tracing
 from app.secrets import with_secrets
+from app.sessions import Sessions
 from app.simulate import NotLoopback, Simulator, check_loopback
 from app.urls import PublicUrls
 from ml import compiled
@@ -191,7 +192,10 @@ class Platform:
         self.tokens = TokenService(auth.jwt_secret, self.clock, customer_ttl_s=auth.customer_token_ttl_s,
                                    guest_ttl_s=auth.guest_token_ttl_s)
         self.accounts = AccountService(self.account_store, self.tokens, self.clock)
-        self.api_keys = ApiKeyService(self.api_key_store, self.clock)
+        # The websockets and gRPC streams open with each API key, ended when it is revoked (here or on another node).
+        self.sessions = Sessions()
+        self.metrics.registry.register(self.sessions.collector())
+        self.api_keys = ApiKeyService(self.api_key_store, self.clock, self.sessions)
         self.audit = AuditTrail(self.audit_store, self.clock, self.event_log.log_event)
         self.admin = AdminService(self.accounts, self.api_keys, self.audit)
         self.idempotency = IdempotencyService(self.idempotency_store, self.clock, config.idempotency.ttl_s,
@@ -477,8 +481,9 @@ class Platform:
             if kind == "member":  # a purchase on another node: the value this node holds for them is stale
                 for member in ids:
                     self.ltv.changed(member)
-        elif kind == "api_key":
+        elif kind == "api_key":  # revoked there: refused here at once, and the streams open here with it end
             await self.api_key_store.refresh(ids)
+            self.api_keys.revoked_elsewhere(ids)
         elif kind == "suppression":
             await self.suppression_store.refresh(ids)
         elif kind == FEEDBACK_NOTICE:

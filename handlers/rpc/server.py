@@ -24,7 +24,7 @@ from typing import Any
 import grpclib.server
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 from grpclib.config import Configuration
-from grpclib.const import Handler, Status
+from grpclib.const import Cardinality, Handler, Status
 from grpclib.events import RecvRequest, SendTrailingMetadata, listen
 from grpclib.exceptions import GRPCError
 from grpclib.health.check import ServiceStatus
@@ -245,7 +245,8 @@ class Guard:
     """Serves a service's methods behind authentication, roles, rate limits and error mapping.
 
     A service declares `ROLES` (the roles that may call any of its methods; empty: any caller
-    with valid credentials)."""
+    with valid credentials). A streaming call made with an API key ends UNAUTHENTICATED when the key is revoked
+    (`_revocable`); a unary call, short, is checked as it starts only (it costs nothing more)."""
 
     def __init__(self, service: Any, authenticator: Authenticator, limiter: RateLimiter,
                  tracing: Tracing | None = None) -> None:
@@ -254,11 +255,48 @@ class Guard:
         self._authenticator = authenticator
         self._limiter = limiter
         self._roles: tuple[str, ...] = getattr(service, "ROLES", ())
+        self._sessions = authenticator.sessions  # the streams open with each API key
         self.certificates: CertificatePrincipals | None = None  # set when tls.client_ca_file is
 
     def __mapping__(self) -> dict[str, Handler]:
-        return {path: Handler(self._traced(path, self._guarded(h.func)), h.cardinality, h.request_type, h.reply_type)
+        return {path: Handler(self._traced(path, self._guarded(
+                    h.func if h.cardinality is Cardinality.UNARY_UNARY else self._revocable(h.func))),
+                    h.cardinality, h.request_type, h.reply_type)
                 for path, h in self.service.__mapping__().items()}
+
+    def _revocable(self, func: Any) -> Any:
+        """A streaming method, run (in `_guarded`, its caller known) held under the caller's API key: revoking the key
+        cancels the call's task, and that cancellation (only that one) ends the call UNAUTHENTICATED with the reason."""
+        sessions = self._sessions
+
+        @functools.wraps(func)
+        async def run(stream: Stream) -> None:
+            principal, _ = CALLER.get()
+            task = asyncio.current_task()
+            if principal.kind != "api_key" or task is None:
+                await func(stream)
+                return
+            revoked: list[str] = []
+
+            def end(reason: str) -> None:
+                if not revoked:
+                    revoked.append(reason)
+                    task.cancel()
+
+            try:
+                with sessions.held(principal.scope, "grpc", end):
+                    await func(stream)
+                    if revoked:  # revoked as the method returned: its cancellation, not delivered yet, lands here
+                        await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                if not revoked:
+                    raise
+            else:
+                if not revoked:
+                    return
+            task.uncancel()
+            raise GRPCError(Status.UNAUTHENTICATED, f"{revoked[0]}: the stream opened with it has ended") from None
+        return run
 
     def _traced(self, path: str, call: Any) -> Any:
         """A server span around each call, under the caller's `traceparent` metadata; the call itself when off."""

@@ -27,8 +27,9 @@ from app.hub import Hub
 from app.ratelimit import RateLimiter
 from app.runtime.metrics import Metrics
 from app.runtime.tracing import SERVER, Tracing
+from app.sessions import Sessions
 from handlers.rest.common import endpoint
-from handlers.ws.common import MESSAGE_TYPES, close_going_away, open_socket, send_error, send_json
+from handlers.ws.common import MESSAGE_TYPES, Revocable, close_going_away, send_error, send_json
 
 
 def _split(raw: str) -> list[bytes] | None:
@@ -45,8 +46,10 @@ class BidStream:
     """OpenRTB bid requests and their answers over a websocket."""
 
     def __init__(self, gateway: BidGateway, hub: Hub, limiter: RateLimiter, metrics: Metrics, max_in_flight: int,
-                 heartbeat_s: float, max_msg_size: int, agent_id: str = "", tracing: Tracing | None = None) -> None:
+                 heartbeat_s: float, max_msg_size: int, agent_id: str = "", tracing: Tracing | None = None,
+                 sessions: Sessions | None = None) -> None:
         self._gateway = gateway
+        self._sessions = Sessions() if sessions is None else sessions  # the sockets open with each API key
         self._agent_id = agent_id  # `{node_id}-ws`, in every answer's envelope
         self._hub = hub
         self._limiter = limiter
@@ -69,7 +72,9 @@ class BidStream:
         slots = asyncio.Semaphore(self._max_in_flight)
         send_lock = asyncio.Lock()
         tasks: set[asyncio.Task] = set()
-        ws = await open_socket(request, self._heartbeat_s, self._max_msg_size)
+        # Opened with an API key: closed with 1008 when the key is revoked (answers in flight are then not sent).
+        revocable = Revocable(self._sessions, principal)
+        ws = await revocable.open(request, self._heartbeat_s, self._max_msg_size)
         gauge = self._metrics.ws_clients.labels("bids")
         gauge.inc()
 
@@ -137,10 +142,13 @@ class BidStream:
                 task.add_done_callback(tasks.discard)
         finally:
             closer.cancel()
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
-            gauge.dec()
-            await close_going_away(ws)
+            try:
+                if tasks:
+                    await asyncio.gather(*tasks, return_exceptions=True)
+                gauge.dec()
+            finally:
+                await revocable.release()  # a revoked key's 1008 (sent at once) is the close the client gets
+                await close_going_away(ws)
         return ws
 
 

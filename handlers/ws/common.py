@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -10,8 +11,10 @@ from typing import Any
 import msgspec
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
+from app.auth import Principal
 from app.hub import Subscription
 from app.jsondepth import MAX_DEPTH, nesting_exceeds, refuse_left_open
+from app.sessions import Sessions
 
 log = logging.getLogger("contrail.ws")
 _encode = msgspec.json.Encoder().encode
@@ -27,6 +30,79 @@ async def open_socket(request: web.Request, heartbeat_s: float, max_msg_size: in
     ws = web.WebSocketResponse(heartbeat=heartbeat_s, timeout=2.0, max_msg_size=max_msg_size)
     await ws.prepare(request)
     return ws
+
+
+class Revocable:
+    """A socket that ends when the API key it was opened with is revoked: it is closed at once with 1008 (policy
+    violation) and the reason, and what feeds it (`stopping`) stops, so nothing is sent after. A key revoked lately
+    is refused (401) before the handshake. A socket opened with a bearer token is not held.
+
+    `open` holds the socket (under the key's scope) and opens it; `release`, as the stream ends, waits for the
+    revocation's close, if any (so that it is the close the client gets), and lets go of it."""
+
+    def __init__(self, sessions: Sessions, principal: Principal | None) -> None:
+        self.reason: str | None = None  # why the socket was ended (its key was revoked)
+        self._ws: web.WebSocketResponse | None = None
+        self._stop: Callable[[], None] | None = None
+        self._closing: asyncio.Task[None] | None = None
+        self._hold: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        if principal is not None and principal.kind == "api_key":
+            self._hold = sessions.held(principal.scope, "websocket", self._end)
+
+    async def open(self, request: web.Request, heartbeat_s: float, max_msg_size: int) -> web.WebSocketResponse:
+        """Hold, then accept the handshake (open_socket); a key revoked during the handshake closes it at once."""
+        self._hold.__enter__()
+        try:
+            ws = await open_socket(request, heartbeat_s, max_msg_size)
+        except BaseException:
+            self._hold.__exit__(None, None, None)
+            raise
+        self._ws = ws
+        if self.reason is not None:
+            self._close()
+        return ws
+
+    def stopping(self, stop: Callable[[], None]) -> None:
+        """What stops the socket's messages (a subscription's) when the key is revoked (now, if it was)."""
+        self._stop = stop
+        if self._closing is not None:
+            stop()
+
+    async def release(self) -> None:
+        """The stream ended: wait for the revocation's close, if any, and stop holding the socket."""
+        try:
+            if self._closing is not None:
+                with contextlib.suppress(Exception):
+                    await self._closing
+        finally:
+            self._hold.__exit__(None, None, None)
+
+    def _end(self, reason: str) -> None:
+        self.reason = reason
+        if self._ws is not None:
+            self._close()
+
+    def _close(self) -> None:
+        assert self._ws is not None and self.reason is not None
+        if self._closing is not None:
+            return
+        # The close starts first (at its first step it marks the socket closed and sends the close frame, so nothing
+        # is sent after it, and the stream's own close is skipped), then what feeds the socket stops.
+        self._closing = asyncio.get_running_loop().create_task(close_revoked(self._ws, self.reason))
+        if self._stop is not None:
+            self._stop()
+
+
+async def close_revoked(ws: web.WebSocketResponse, reason: str) -> None:
+    if not ws.closed:
+        await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=reason.encode())
+
+
+def stop_subscription(sub: Subscription) -> None:
+    """Deliver nothing more: what is queued is dropped, nothing more is queued, and the pump is woken to end."""
+    sub.unsubscribe()
+    sub.queue.clear()
+    sub.close()
 
 
 class BadMessage(Exception):

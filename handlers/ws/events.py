@@ -19,16 +19,18 @@ from opentelemetry.context import Context
 from app.hub import Hub
 from app.runtime.metrics import Metrics
 from app.runtime.tracing import SERVER, Tracing
+from app.sessions import Sessions
 from handlers.rest.common import endpoint
 from handlers.ws.common import (
     MESSAGE_TYPES,
     BadMessage,
+    Revocable,
     decode_message,
     end_subscription,
-    open_socket,
     pump,
     send_error,
     send_json,
+    stop_subscription,
 )
 
 
@@ -51,8 +53,9 @@ class EventStream:
     """The admin's live event stream."""
 
     def __init__(self, hub: Hub, metrics: Metrics, max_lag_s: float, heartbeat_s: float,
-                 max_msg_size: int, tracing: Tracing | None = None) -> None:
+                 max_msg_size: int, tracing: Tracing | None = None, sessions: Sessions | None = None) -> None:
         self._hub = hub
+        self._sessions = Sessions() if sessions is None else sessions  # the sockets open with each API key
         self._tracing = tracing or Tracing.off()  # each control message its own trace, linked to the connection's
         self._metrics = metrics
         self._max_lag_s = max_lag_s  # websocket.max_lag_s
@@ -68,8 +71,11 @@ class EventStream:
     async def stream_events(self, request: web.Request, principal) -> web.StreamResponse:
         metrics = self._metrics
         initial = [t for t in ",".join(request.query.getall("types", [])).split(",") if t]
-        ws = await open_socket(request, self._heartbeat_s, self._max_msg_size)
+        # Opened with an API key: closed with 1008 when the key is revoked, with nothing delivered after.
+        revocable = Revocable(self._sessions, principal)
+        ws = await revocable.open(request, self._heartbeat_s, self._max_msg_size)
         sub = self._hub.subscribe("events", initial)
+        revocable.stopping(lambda: stop_subscription(sub))
         gauge = metrics.ws_clients.labels("events")
         gauge.inc()
         sender = asyncio.create_task(pump(request, ws, sub, self._max_lag_s, metrics))
@@ -95,5 +101,8 @@ class EventStream:
                     if sender.done():
                         break
         finally:
-            await end_subscription(ws, sub, sender, gauge)
+            try:
+                await revocable.release()  # a revoked key's 1008 goes before the stream's own close
+            finally:
+                await end_subscription(ws, sub, sender, gauge)
         return ws
