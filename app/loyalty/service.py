@@ -45,6 +45,7 @@ from app.loyalty.events import RewardSignalled, StarsEarned, StarsReversed
 from app.loyalty.states import PAGE, MemberStates
 from app.persist import atomically, commit_or_undo
 from app.runtime.clock import Clock
+from app.runtime.locks import KeyedLocks
 from app.runtime.lru import LRU
 from state.loyalty import LedgerEntry, LoyaltyAccount, Member, Promotion
 from state.ports import LoyaltyStore, UnitOfWork, WriteConflict
@@ -120,7 +121,7 @@ class LoyaltyService:
         self.reversals: LRU[str, LedgerEntry] = LRU(config.transactions_in_memory, "loyalty_reversed")
         self._earning: dict[str, asyncio.Future[LedgerEntry]] = {}
         self._reversing: dict[str, asyncio.Future[LedgerEntry]] = {}
-        self._locks: dict[str, list] = {}  # member -> [lock, decisions waiting or running]; see _member
+        self._locks = KeyedLocks()  # by member: see _member
 
     @property
     def accounts(self) -> LRU[str, LoyaltyAccount]:
@@ -179,17 +180,8 @@ class LoyaltyService:
     async def _member(self, user_id: str) -> AsyncIterator[None]:
         """One decision on a member's stars at a time on this node, from reading the balance to its commit (so
         no undo of a failed write can drop another's); a lock exists only while a decision waits or runs."""
-        held = self._locks.get(user_id)
-        if held is None:
-            held = self._locks[user_id] = [asyncio.Lock(), 0]
-        held[1] += 1
-        try:
-            async with held[0]:
-                yield
-        finally:
-            held[1] -= 1
-            if not held[1]:
-                del self._locks[user_id]
+        async with self._locks.hold(user_id):
+            yield
 
     async def _decide(self, user_id: str, attempt: Callable[[bool], Awaitable[T]]) -> T:
         """Run a decision on a member's stars; when another node appended to their ledger first, catch up and

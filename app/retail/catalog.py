@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -12,6 +11,7 @@ from app.admin import AuditTrail
 from app.auth import Principal
 from app.errors import Conflict, InvalidInput, NotFound
 from app.retail.pricing import fare_cents
+from app.runtime.locks import KeyedLocks
 from state.catalog import ANCILLARY_KINDS, Flight, Product
 from state.ports import CatalogStore, OrderStore, WriteConflict
 
@@ -31,7 +31,7 @@ class CatalogService:
         self._store = store
         self._orders = orders
         self._audit = audit
-        self._locks: dict[str, list] = {}  # flight or product -> [lock, changes waiting or running]; see _changing
+        self._locks = KeyedLocks()  # by flight or product: see _changing
 
     # ---- flights ----
     def flight(self, flight_id: str) -> Flight:
@@ -151,17 +151,8 @@ class CatalogService:
         """One change at a time per flight or product on this node, from reading it to its write: two changes never
         build on the same version (neither is lost), and no undo of a failed write drops another's change. A lock
         exists only while a change waits or runs."""
-        held = self._locks.get(key)
-        if held is None:
-            held = self._locks[key] = [asyncio.Lock(), 0]
-        held[1] += 1
-        try:
-            async with held[0]:
-                yield
-        finally:
-            held[1] -= 1
-            if not held[1]:
-                del self._locks[key]
+        async with self._locks.hold(key):
+            yield
 
     def pricing_stamp(self, flight_id: str) -> tuple[int, int]:
         """Changes whenever anything a flight's prices depend on changes (except time to departure)."""
