@@ -6,6 +6,7 @@ version of the asset puts the refreshed creative under review."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import msgspec
 import pytest
@@ -361,16 +362,23 @@ async def test_a_stop_waits_for_a_slow_tracker_only_its_grace_and_the_next_start
     assert [(t["tool"], t["task_key"], t["status"]) for t in tasks["items"]] == [("jira", "MKT-1", "open")]
 
 
-async def test_a_creative_whose_asset_cannot_be_read_shows_on_its_campaign_until_a_sync_reads_it(
-        aiohttp_client, aiohttp_server, tmp_path, clock):
+async def hero_imported(aiohttp_client, aiohttp_server, tmp_path, clock) -> tuple[Any, FakeAem, dict, dict]:
+    """The app with AEM as its asset library (one attempt a sync), an admin's headers, and campaign summer with the
+    hero image imported: (client, the library, the headers, the creative)."""
     _, aem, base = await tools(aiohttp_server)
     config = make_config(tmp_path, integrations__dam="aem", integrations__dam_url=base,
                          integrations__dam_token=AEM_TOKEN, integrations__max_attempts=1)
     client = await aiohttp_client(create_app(config, clock=clock))
-    platform = client.app[PLATFORM]
-    _, key = await platform.api_keys.create("author", "admin")
+    _, key = await client.app[PLATFORM].api_keys.create("author", "admin")
     admin = {"X-Api-Key": key}
     [creative] = (await import_hero(client, admin))["creatives"]
+    return client, aem, admin, creative
+
+
+async def test_a_creative_whose_asset_cannot_be_read_shows_on_its_campaign_until_a_sync_reads_it(
+        aiohttp_client, aiohttp_server, tmp_path, clock):
+    client, aem, admin, creative = await hero_imported(aiohttp_client, aiohttp_server, tmp_path, clock)
+    platform = client.app[PLATFORM]
 
     async def status() -> dict:
         resp = await client.get("/v1/admin/campaigns/summer/assets", headers=admin)
@@ -408,14 +416,8 @@ async def test_an_asset_past_a_creatives_limits_is_refused_by_the_import_and_lef
         aiohttp_client, aiohttp_server, tmp_path, clock):
     """A library's metadata meets the limits a person's creative does: an import answers 400 naming the one broken,
     and a new version past them leaves the creative as it was, shown as failing on its campaign."""
-    _, _, base = await tools(aiohttp_server)
-    config = make_config(tmp_path, integrations__dam="aem", integrations__dam_url=base,
-                         integrations__dam_token=AEM_TOKEN, integrations__max_attempts=1)
-    client = await aiohttp_client(create_app(config, clock=clock))
+    client, _, admin, creative = await hero_imported(aiohttp_client, aiohttp_server, tmp_path, clock)
     platform = client.app[PLATFORM]
-    _, key = await platform.api_keys.create("author", "admin")
-    admin = {"X-Api-Key": key}
-    [creative] = (await import_hero(client, admin))["creatives"]
 
     huge = "campaigns/summer/huge.png"
     AEM_ASSETS[huge] = {"dc:format": "image/png", "tiff:ImageWidth": 50_000, "tiff:ImageLength": 250,
