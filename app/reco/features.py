@@ -259,7 +259,9 @@ class LiveFeatures:
         return sp.csr_matrix(base)
 
     def _item_features(self) -> sp.csr_matrix | None:
-        if self._features is None:
+        """(items, feature columns), cached until an item changes, or an event names an item never registered (a
+        row more: the cache is a row short of every other array, as `hidden` checks too)."""
+        if self._features is None or self._features.shape[0] != len(self.items):
             columns: dict[str, int] = {}
             rows, cols, vals = [], [], []
             for item_id, item in self.items.meta.items():

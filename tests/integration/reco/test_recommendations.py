@@ -393,6 +393,19 @@ async def test_personalized_lists_carry_an_exploratory_item_when_configured(clie
     assert msgspec.json.decode(msgspec.json.encode(answer))  # plain JSON
 
 
+async def test_content_based_lists_answer_after_an_event_names_an_item_never_registered(reco, clock):
+    """An ingested event makes an unregistered item known: the item features (kept per item) take it in, and every
+    user's content_based list still answers."""
+    client, headers = reco
+    await browse_history(client, headers, clock)
+    await ingest(client, headers, [event("ana", "product_view", "dest-BCN")])
+    assert len(ids(await recommend(client, headers, "ana", strategy="content_based", n=4))) == 4
+    await ingest(client, headers, [event("zoe", "product_view", "never-registered")])
+    for user in ("ana", "zoe"):
+        answer = await recommend(client, headers, user, strategy="content_based", n=5)
+        assert answer["strategy"] == "content_based" and len(answer["items"]) == 5, answer
+
+
 async def test_content_based_without_any_item_features_is_422(aiohttp_client, tmp_path, clock):
     client = await aiohttp_client(create_app(make_config(tmp_path), clock=clock))
     headers = await staff(client)
