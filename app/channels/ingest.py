@@ -79,7 +79,9 @@ class WebActivity:
         self.last_seen: LRU[str, float] = LRU(capacity, "web_activity")
 
     def saw(self, user_id: str, at: float) -> None:
-        self.last_seen.put(user_id, at)
+        """A web event of the customer's at `at`: the latest one counts (a replayed older event moves nothing back)."""
+        last = self.last_seen.peek(user_id)
+        self.last_seen.put(user_id, at if last is None else max(last, at))
 
     def seen(self, user_id: str, within_s: float = 30 * 86_400) -> bool:
         """Whether the customer has been on the website within `within_s`."""

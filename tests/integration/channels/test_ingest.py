@@ -109,6 +109,11 @@ async def test_web_visitors_get_web_personalisation(app_and_relay, clock):
     assert result["channel"] == "web" and result["status"] == "delivered"
     inbox = await client.app[PLATFORM].inapp.inbox("zoe", 10, None)
     assert [m.subject for m in inbox] == ["Back again?"]
+    # A replayed visit from 40 days ago does not take her last visit back to then.
+    await client.post("/v1/channels/ingest", json={"source": "web", "type": "page_view", "user_id": "zoe",
+                                                   "at": clock.now() - 40 * 86_400}, headers=staff)
+    result = await (await client.post("/v1/channels/activate", json=body, headers=staff)).json()
+    assert result["channel"] == "web" and result["status"] == "delivered"
     clock.advance(31 * 86_400)
     assert (await (await client.post("/v1/channels/activate", json=body, headers=staff)).json())["status"] == \
         "unreachable"
