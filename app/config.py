@@ -25,8 +25,11 @@ class ConfigError(Exception):
 Port = Annotated[int, Meta(ge=0, le=65535)]
 AtLeast1 = Annotated[int, Meta(ge=1)]
 NotNegative = Annotated[int, Meta(ge=0)]
-Positive = Annotated[float, Meta(gt=0)]
-NotNegativeFloat = Annotated[float, Meta(ge=0)]
+# Finite: an infinite wait or rate is never what an operator means (and NaN fails every bound).
+Positive = Annotated[float, Meta(gt=0, le=1e12)]
+NotNegativeFloat = Annotated[float, Meta(ge=0, le=1e12)]
+# A listening address: empty would bind every interface, never what a setting left blank means.
+Host = Annotated[str, Meta(min_length=1)]
 Fraction = Annotated[float, Meta(ge=0, le=1)]
 # \A and \Z because msgspec searches for a pattern rather than matching it whole.
 _URL_PATTERN = r"\A(?:https?://|\Z)"
@@ -65,7 +68,7 @@ def _invalid(key: str, message: str) -> ValueError:
 
 
 class ServerConfig(_Section):
-    host: str = "127.0.0.1"
+    host: Host = "127.0.0.1"
     port: Port = 8080
     production: bool = False
     shutdown_grace_s: NotNegativeFloat = 10.0
@@ -81,7 +84,7 @@ class ServerConfig(_Section):
 
 
 class GrpcConfig(_Section):
-    host: str = "127.0.0.1"
+    host: Host = "127.0.0.1"
     port: Port = 9090
     max_message_bytes: Annotated[int, Meta(ge=1024, le=2**31 - 1)] = 1_048_576
     keepalive_time_s: Positive = 10.0
@@ -89,10 +92,10 @@ class GrpcConfig(_Section):
 
 
 class StorageConfig(_Section):
-    data_dir: str = "var"
+    data_dir: Annotated[str, Meta(min_length=1)] = "var"
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
     max_group_size: AtLeast1 = 512
-    busy_timeout_ms: int = 5000
+    busy_timeout_ms: NotNegative = 5000
     checkpoint_interval_ms: Annotated[int, Meta(ge=10)] = 1000
     wal_restart_frames: Annotated[int, Meta(ge=100)] = 4096
     backend: Literal["sqlite", "postgres"] = "sqlite"
@@ -132,8 +135,8 @@ class AnalyticsConfig(_Section):
 
 class AuthConfig(_Section):
     jwt_secret: str = ""
-    customer_token_ttl_s: int = 3600
-    guest_token_ttl_s: int = 1800
+    customer_token_ttl_s: AtLeast1 = 3600
+    guest_token_ttl_s: AtLeast1 = 1800
     account_cache_entries: Annotated[int, Meta(ge=1, le=10_000_000)] = 100_000
 
     def __post_init__(self) -> None:
@@ -149,19 +152,23 @@ class RateLimitConfig(_Section):
 
 
 class IdempotencyConfig(_Section):
-    ttl_s: int = 86_400
+    ttl_s: AtLeast1 = 86_400
     max_in_memory: Annotated[int, Meta(ge=1, le=10_000_000)] = 100_000
 
 
 class WebsocketConfig(_Section):
     client_queue: AtLeast1 = 1000
-    max_lag_s: float = 5.0
-    heartbeat_s: float = 20.0
+    max_lag_s: Positive = 5.0
+    heartbeat_s: Positive = 20.0
 
 
 class TasksConfig(_Section):
-    restart_backoff_s: float = 0.5
-    restart_backoff_max_s: float = 30.0
+    restart_backoff_s: NotNegativeFloat = 0.5
+    restart_backoff_max_s: NotNegativeFloat = 30.0
+
+    def __post_init__(self) -> None:
+        if self.restart_backoff_max_s < self.restart_backoff_s:
+            raise _invalid("restart_backoff_max_s", "must not be below restart_backoff_s")
 
 
 class BiddingConfig(_Section):
@@ -171,19 +178,19 @@ class BiddingConfig(_Section):
         default_factory=lambda: {"USD": 1.0, "EUR": 1.08, "GBP": 1.27, "CAD": 0.73, "AUD": 0.66, "JPY": 0.0067})
     batch_size: Annotated[int, Meta(ge=1, le=1024)] = 64
     nobid_body: bool = False
-    default_tmax_ms: int = 100
-    min_scoring_ms: float = 2.0
-    bid_ttl_s: int = 300
+    default_tmax_ms: AtLeast1 = 100
+    min_scoring_ms: NotNegativeFloat = 2.0
+    bid_ttl_s: AtLeast1 = 300
     max_live_bids: Annotated[int, Meta(ge=1000, le=100_000_000)] = 1_000_000
     notice_base_url: HttpUrlOrEmpty = ""
-    user_cap_minute: int = 0
-    user_cap_hour: int = 0
-    user_cap_day: int = 0
+    user_cap_minute: NotNegative = 0
+    user_cap_hour: NotNegative = 0
+    user_cap_day: NotNegative = 0
     pacing_slack: Fraction = 0.05
     profile_l1_size: AtLeast1 = 100_000
     profile_l2_ttl_s: AtLeast1 = 3600
     exchange_per_s: Positive = 20_000.0
-    exchange_burst: int = 40_000
+    exchange_burst: AtLeast1 = 40_000
     stream_max_in_flight: AtLeast1 = 256
     value_burst_micros: NotNegative = 50_000_000
     value_burst_window_s: Positive = 60.0
@@ -503,6 +510,11 @@ class DspConfig(_Section):
     breaker_open_s: Positive = 30.0
     breaker_successes: AtLeast1 = 2
 
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.platforms]
+        if len(set(names)) != len(names):  # wins, status and metrics are kept by name
+            raise _invalid("platforms", f"each name must be unique, got {names}")
+
 
 class NatsConfig(_Section):
     url: Annotated[str, Meta(pattern=_NATS_URL_PATTERN)] = ""  # empty: no NATS entry points
@@ -706,6 +718,10 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
     overrides: dict[str, dict[str, str]] = {}
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX):
+            if (name.upper().startswith("CONTRAIL_") and "__" in name[len("CONTRAIL_"):]) or \
+                    name.startswith(ENV_PREFIX.lower()):  # a setting misspelt: it would silently do nothing
+                raise ConfigError(f"config: environment variable {name} looks like a setting but is not one: "
+                                  "settings are CONTRAIL__SECTION__KEY (capitals, two underscores after CONTRAIL)")
             continue
         parts = name[len(ENV_PREFIX):].lower().split("__")
         if len(parts) != 2 or not all(parts):
@@ -714,12 +730,14 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
     return overrides
 
 
-def _json_or_str(raw: str) -> Any:
-    if raw[:1] in ("{", "["):  # not `in "{["`: that holds for "" too
+def _json_or_str(raw: str, key: str, default: Any) -> Any:
+    """A table or array from the environment is JSON; a text setting (a secret may start with "{") is the text."""
+    if raw[:1] in ("{", "[") and not isinstance(default, str):  # not `in "{["`: that holds for "" too
         try:
             return msgspec.json.decode(raw)
-        except msgspec.DecodeError:
-            raise ConfigError(f"config: environment value {raw[:40]!r} looks like JSON but does not parse") from None
+        except msgspec.DecodeError:  # the value may be a secret: it is not repeated
+            raise ConfigError(f"config: {key}: the environment's value starts like JSON (a table or array) "
+                              "but does not parse as JSON") from None
     return raw
 
 
@@ -766,7 +784,7 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
                 raise ConfigError(f"config: {section}.{key}: unknown key "
                                   f"(from CONTRAIL__{section.upper()}__{key.upper()})")
             # Tables and arrays come from the environment as JSON, e.g. '{"USD": 1.0}'.
-            target[key] = _json_or_str(raw)
+            target[key] = _json_or_str(raw, f"{section}.{key}", fields[section][key])
     try:
         # strict=False lets "8081" from the environment become the int the field wants.
         config = msgspec.convert(data, Config, strict=False)

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from adapters.http.dsp import DspSession, build_adapter
 from adapters.sqlite.dsp import SqliteDspWinStore
 from app.bidding.gateway import BidAnswer, BidGateway
-from app.config import ConfigError
 from app.dsp.ports import DspAdapter
 from app.dsp.router import DspLink, DspRouter
 from app.dsp.status import DspStatus
@@ -39,9 +38,6 @@ def build(infra: Infra, gateway: BidGateway, campaign_of: Callable[[str, str], s
     d = config.dsp
     session = DspSession()
     store = SqliteDspWinStore(infra.records_db)
-    names = [p.name for p in d.platforms]
-    if len(set(names)) != len(names):  # wins, status and metrics are kept by name
-        raise ConfigError(f"dsp.platforms: each name must be unique, got {names}")
     links: list[DspLink] = []
     for platform in d.platforms:
         gauge = metrics.dsp_breaker.labels(platform.name)

@@ -61,6 +61,15 @@ def test_bad_values_name_the_key(tmp_path, env, file, needle):
 # One refused value for every range, pattern and cross-value rule on the config: (section.key, value).
 RULES = [
     ("server.port", "-1"), ("grpc.port", "65536"), ("smtp.port", "70000"),
+    # An empty address would listen on every interface; a blank data directory would write beside the command.
+    ("server.host", ""), ("grpc.host", ""), ("storage.data_dir", ""), ("storage.busy_timeout_ms", "-1"),
+    ("server.shutdown_grace_s", "inf"), ("auth.customer_token_ttl_s", "-1"), ("auth.guest_token_ttl_s", "0"),
+    ("idempotency.ttl_s", "-1"), ("websocket.max_lag_s", "-1"), ("websocket.heartbeat_s", "0"),
+    ("websocket.heartbeat_s", "nan"), ("tasks.restart_backoff_s", "-1"), ("tasks.restart_backoff_max_s", "0.1"),
+    ("bidding.default_tmax_ms", "-5"), ("bidding.min_scoring_ms", "-2"), ("bidding.bid_ttl_s", "0"),
+    ("bidding.user_cap_minute", "-1"), ("bidding.user_cap_hour", "-1"), ("bidding.user_cap_day", "-1"),
+    ("bidding.exchange_burst", "0"),
+    ("dsp.platforms", '[{"name": "a", "url": "http://x"}, {"name": "a", "url": "http://y"}]'),
     ("server.max_body_bytes", "1023"), ("grpc.max_message_bytes", "1023"), ("grpc.max_message_bytes", "2147483648"),
     ("server.shutdown_grace_s", "-0.1"), ("server.max_connections", "0"), ("server.header_timeout_s", "0"),
     ("server.body_timeout_s", "0"), ("server.keepalive_timeout_s", "-1"),
@@ -347,3 +356,19 @@ def test_an_unknown_section_is_named_once(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(path, env={})
     assert str(err.value) == "config: Object contains unknown field `nosuch`"
+
+
+def test_a_text_setting_from_the_environment_is_the_text_even_when_it_starts_like_json():
+    secret = "{my-super-secret-value-0123456789abcdefXYZ"
+    assert load_config(None, env={"CONTRAIL__AUTH__JWT_SECRET": secret}).auth.jwt_secret == secret
+    with pytest.raises(ConfigError) as err:  # a table that does not parse: named, and the value not repeated
+        load_config(None, env={"CONTRAIL__BIDDING__CURRENCY_RATES": '{"USD": 1.0, "hunter2'})
+    assert str(err.value).startswith("config: bidding.currency_rates:") and "hunter2" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["CONTRAIL_SERVER__PORT", "contrail__server__port", "Contrail_Server__Port"])
+def test_a_misspelt_setting_in_the_environment_stops_the_start(name):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, env={name: "1"})
+    assert name in str(err.value) and "CONTRAIL__SECTION__KEY" in str(err.value)
+    assert load_config(None, env={"CONTRAIL_CONFIG": "config.toml"}) == load_config(None, env={})
