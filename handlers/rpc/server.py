@@ -377,9 +377,15 @@ class GrpcServer:
         # Health and reflection answer anyone (orchestrators and tools); our services need credentials.
         handlers = [Guard(svc, authenticator, limiter, tracing) for svc in self.services] + [health]
         self._guards = [h for h in handlers if isinstance(h, Guard)]
+        # Every quiet connection is pinged each keepalive_time_s, with a call open or not, however many pings went
+        # before (grpclib's defaults ping only while a call is open, then at most twice, 300 s apart: a peer that
+        # answered one ping and vanished held its connection for minutes).
         self.server = Server(ServerReflection.extend(handlers),
                              config=Configuration(_keepalive_time=keepalive_time_s,
-                                                  _keepalive_timeout=keepalive_timeout_s))
+                                                  _keepalive_timeout=keepalive_timeout_s,
+                                                  _keepalive_permit_without_calls=True,
+                                                  _http2_max_pings_without_data=0,
+                                                  _http2_min_sent_ping_interval_without_data=keepalive_time_s))
         self._metrics = metrics
         listen(self.server, RecvRequest, self._on_request)
         listen(self.server, SendTrailingMetadata, self._on_trailers)

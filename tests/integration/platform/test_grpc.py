@@ -123,3 +123,44 @@ async def test_a_peer_that_stops_answering_pings_is_dropped_after_the_configured
         in text, [line for line in text.splitlines() if "grpc_calls" in line]
     assert pinged is not None and 0.25 <= pinged < 2, pinged
     assert closed is not None and closed - pinged >= 0.35 and closed < 5, (pinged, closed)
+
+
+@pytest.mark.parametrize("with_call", [True, False], ids=["a call open", "no call"])
+async def test_a_peer_that_answers_a_ping_then_vanishes_is_dropped_too(aiohttp_client, tmp_path, clock, with_call):
+    """The keepalive pings every quiet connection each keepalive_time_s, a call open or not, not only once: a peer
+    that answered the first ping and then went away is found out at the next one."""
+    import asyncio
+    import time
+
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    from app.main import create_app
+    from tests.conftest import make_config
+    client = await aiohttp_client(create_app(make_config(tmp_path, grpc__keepalive_time_s=0.3,
+                                                         grpc__keepalive_timeout_s=0.4), clock=clock))
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.app[GRPC].port)
+    peer = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    peer.initiate_connection()
+    if with_call:
+        peer.send_headers(peer.get_next_available_stream_id(), [
+            (":method", "POST"), (":scheme", "http"), (":path", "/grpc.health.v1.Health/Watch"),
+            (":authority", "127.0.0.1"), ("content-type", "application/grpc"), ("te", "trailers")])
+        peer.send_data(1, b"\x00\x00\x00\x00\x00", end_stream=True)
+    writer.write(peer.data_to_send())
+    started, pings, closed = time.monotonic(), [], None
+    while closed is None and time.monotonic() - started < 10:
+        data = await asyncio.wait_for(reader.read(65_536), 10)
+        if not data:
+            closed = time.monotonic() - started
+            break
+        for event in peer.receive_data(data):
+            if isinstance(event, h2.events.PingReceived):
+                pings.append(time.monotonic() - started)
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                closed = time.monotonic() - started
+        if len(pings) == 1:  # the first ping is answered; after that the peer says nothing
+            writer.write(peer.data_to_send())
+    writer.close()
+    assert len(pings) >= 2 and closed is not None and closed < 5, (pings, closed)
