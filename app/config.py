@@ -27,6 +27,8 @@ AtLeast1 = Annotated[int, Meta(ge=1)]
 NotNegative = Annotated[int, Meta(ge=0)]
 # Finite: an infinite wait or rate is never what an operator means (and NaN fails every bound).
 Positive = Annotated[float, Meta(gt=0, le=1e12)]
+# The channels stars are earned through (POST /v1/loyalty/earn's `channel`): what loyalty.channel_bonus may name.
+EARN_CHANNELS = ("mobile_app", "pos", "kiosk", "web", "call_center", "partner_api", "iot")
 NotNegativeFloat = Annotated[float, Meta(ge=0, le=1e12)]
 # A listening address: empty would bind every interface, never what a setting left blank means.
 Host = Annotated[str, Meta(min_length=1)]
@@ -44,6 +46,7 @@ _GUID_OR_EMPTY_PATTERN = r"\A(?:[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-
 _BASIC_LOGIN_PATTERN = r"\A[^:]*\Z"  # RFC 7617: a Basic auth user-id holds no colon
 _ONE_PARAMETER_PATTERN = r"\A[^?]*\?[^?]*\Z"
 _TRIMMED_NAME_PATTERN = r"\A\S(?:.{0,253}\S)?\Z"
+_CURRENCY_PATTERN = r"\A[A-Z]{3}\Z"  # ISO 4217
 _PATTERN_HINTS = {_URL_PATTERN: "must be empty or an http(s) URL", _HOST_PORT_PATTERN: "must be host:port or empty",
                   _HTTP_URL_PATTERN: "must be an http(s) URL", _NATS_URL_PATTERN: "must be empty or a nats:// or "
                   "tls:// URL", _REDIS_URL_PATTERN: "must be empty or a redis://, rediss:// or unix:// URL",
@@ -52,7 +55,9 @@ _PATTERN_HINTS = {_URL_PATTERN: "must be empty or an http(s) URL", _HOST_PORT_PA
                   "digit", _GUID_OR_EMPTY_PATTERN: "must be empty or a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
                   _BASIC_LOGIN_PATTERN: "must not contain ':' (Basic auth cannot send it)",
                   _ONE_PARAMETER_PATTERN: "must hold exactly one '?', where the searched value goes",
-                  _TRIMMED_NAME_PATTERN: "must be 1 to 255 characters, with no spaces at either end"}
+                  _TRIMMED_NAME_PATTERN: "must be 1 to 255 characters, with no spaces at either end",
+                  _CURRENCY_PATTERN: "must be a currency's three capital letters (ISO 4217, e.g. USD)"}
+Currency = Annotated[str, Meta(pattern=_CURRENCY_PATTERN)]
 HttpUrlOrEmpty = Annotated[str, Meta(pattern=_URL_PATTERN)]
 IngestSource = Literal["mobile_app", "pos", "kiosk", "web", "call_center", "partner_api", "iot"]
 
@@ -173,7 +178,7 @@ class TasksConfig(_Section):
 
 class BiddingConfig(_Section):
     seat: str = "contrail"
-    currency: str = "USD"
+    currency: Currency = "USD"
     currency_rates: dict[str, Positive] = msgspec.field(
         default_factory=lambda: {"USD": 1.0, "EUR": 1.08, "GBP": 1.27, "CAD": 0.73, "AUD": 0.66, "JPY": 0.0067})
     batch_size: Annotated[int, Meta(ge=1, le=1024)] = 64
@@ -211,7 +216,7 @@ class InferenceConfig(_Section):
 
 
 class RetailConfig(_Section):
-    currency: str = "USD"
+    currency: Currency = "USD"
     offer_ttl_s: AtLeast1 = 900
     hold_ttl_s: AtLeast1 = 1800
     tax_percent: Annotated[float, Meta(ge=0, le=100)] = 12.0
@@ -262,6 +267,14 @@ class LoyaltyConfig(_Section):
     expiry_interval_s: Positive = 3600.0
     transactions_in_memory: Annotated[int, Meta(ge=1, le=10_000_000)] = 100_000
     max_accounts_in_memory: Annotated[int, Meta(ge=1, le=100_000_000)] = 1_000_000
+
+    def __post_init__(self) -> None:
+        if self.reserve_stars <= self.gold_stars:
+            raise _invalid("reserve_stars", f"must be above gold_stars ({self.gold_stars}): Reserve is the top tier")
+        unknown = sorted(set(self.channel_bonus) - set(EARN_CHANNELS))
+        if unknown:  # a misspelt channel's bonus would never apply
+            raise _invalid("channel_bonus", f"unknown channel {', '.join(unknown)}; the channels stars are earned "
+                           f"through are {', '.join(EARN_CHANNELS)}")
 
 
 class SmtpConfig(_Section):

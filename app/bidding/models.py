@@ -26,7 +26,11 @@ class ModelHolder:
     def __init__(self, path: str, metrics) -> None:
         self.path = Path(path) if path else DEFAULT_MODEL
         self._metrics = metrics
-        self.current = SpikingNet.load(self.path)
+        try:
+            self.current = SpikingNet.load(self.path)
+        except (OSError, ValueError) as exc:  # a path set by the operator: say so, with exit 2, not a traceback
+            from app.errors import CannotStart
+            raise CannotStart(f"inference.model_path: cannot load the bid model: {exc}") from None
         metrics.model_info.labels(self.current.version).set(1)
         self.canary: Split[SpikingNet] | None = None
         self._batcher: Batcher | None = None

@@ -20,7 +20,7 @@ MEMBERS = ("customer", "admin", "partner")
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 ContextKey = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 ContextValue = Annotated[str, msgspec.Meta(max_length=128)]
-Channel = Literal["mobile_app", "pos", "kiosk", "web", "call_center", "partner_api", "iot"]
+Channel = Literal["mobile_app", "pos", "kiosk", "web", "call_center", "partner_api", "iot"]  # config.EARN_CHANNELS
 
 
 class EarnBody(msgspec.Struct, forbid_unknown_fields=True):

@@ -97,7 +97,8 @@ def test_an_unusable_data_directory_or_key_file_is_one_line_and_exit_2(server, t
     garbage = tmp_path / "pii.json"
     garbage.write_text("not a key file")
     for env, expected in (({"CONTRAIL__PII__KEY_FILE": str(garbage)}, "config: pii: PII key file"),
-                          ({"CONTRAIL__STORAGE__DATA_DIR": str(garbage)}, f"config: storage.data_dir {garbage}")):
+                          ({"CONTRAIL__STORAGE__DATA_DIR": str(garbage)}, f"config: storage.data_dir {garbage}"),
+                          ({"CONTRAIL__INFERENCE__MODEL_PATH": str(garbage)}, "config: inference.model_path:")):
         for command in ("migrate", "serve"):
             result = subprocess.run([sys.executable, "-m", "app", command], cwd=ROOT, env={**server.env, **env},
                                     capture_output=True, text=True, timeout=60)
