@@ -48,7 +48,9 @@ _UNI = types.UniTuple
 PARETO, BG, MIXTURE, CORRECTED = 0, 1, 2, 3
 # `par`, the model's numbers as one array: Pareto/NBD (r, alpha, s, beta), BG/NBD (r, alpha, a, b),
 # Gamma-Gamma (p, q, gamma), then the horizon t (weeks), the weekly discount rate and the correction's constant.
-PAR_T, PAR_RATE, PAR_CONST = 11, 12, 13
+PAR_T, PAR_RATE, PAR_CONST, PAR_TREF = 11, 12, 13, 14
+# PAR_TREF: the corrected method's reference horizon (weeks), where its BG/NBD / Pareto/NBD input is read
+# (LTVModel.reference_days); 0: at the horizon asked.
 WEEK = 7.0
 
 
@@ -94,7 +96,8 @@ def base_args(method, par, xtT, group):
     that row's: explain_many's coalitions share them (its rows come 8 a customer, the first the average
     customer's)."""
     n = xtT.shape[1]
-    terms = 1 if method == BG else 3
+    t_ref = par[PAR_TREF] if method == CORRECTED else 0.0
+    terms = 1 if method == BG else 4 if t_ref > 0 else 3
     args = np.empty((4, n * terms))
     idx = np.empty((terms, n), np.int64)
     r, alpha, s, beta = par[0], par[1], par[2], par[3]
@@ -119,11 +122,12 @@ def base_args(method, par, xtT, group):
                 idx[term, i] = found
                 continue
             idx[term, i] = u
-            if term == 0:  # Euler's transformation of the direct form, as base.bgnbd_expected_if_alive
+            if term == 0 or term == 3:  # Euler's transformation, as base.bgnbd_expected_if_alive (3: at t_ref)
+                horizon = t if term == 0 else t_ref
                 args[0, u] = ba + bb - 1 - br
                 args[1, u] = ba - 1
                 args[2, u] = ba + bb + x - 1
-                args[3, u] = t / (balpha + T + t)
+                args[3, u] = horizon / (balpha + T + horizon)
             else:  # the same, as base._pnbd_log_a0
                 rsx = r + s + x
                 args[0, u] = 1.0
@@ -206,6 +210,14 @@ def point(method, par, coef, gl, xtT, h, hidx, group, inv, m, extra, glx, glw):
         if corrected:
             e_bg = parts[0, i] * parts[3, i]
             e_pn = parts[2, i]
+            t_ref = par[PAR_TREF]
+            if t_ref > 0:  # the ratio at the horizon the correction was learned at (LTVModel.reference_days)
+                z_ref = t_ref / (balpha + T + t_ref)
+                tail_ref = 1.0 - math.exp((ba - 1.0) * math.log1p(-z_ref)) * h[hidx[3, i]]
+                e_bg = _max(head * tail_ref, 0.0) * parts[3, i]
+                growth_ref = math.log1p(t_ref / (beta + T))
+                span_ref = -math.expm1(-(s - 1) * growth_ref) / (s - 1) if abs(s - 1) > 1e-9 else growth_ref
+                e_pn = parts[1, i] * (r + x) * (beta + T) / (alpha + T) * span_ref
             parts[5, i] = (coef[0] * parts[1, i] + coef[1] * math.log1p(x) + coef[2] * (tx / _max(T, 1e-9) if x > 0
                            else 0.0) + coef[4] * math.log(_max(T, 1e-3)) + coef[5] * math.log((e_bg + 0.01)
                                                                                           / (e_pn + 0.01)))

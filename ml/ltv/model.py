@@ -90,6 +90,12 @@ class LTVModel:
     population: dict[str, float] = field(default_factory=dict)  # mean of each explained input, for explain()
     inner: dict[str, float] = field(default_factory=dict)  # inner-split RMSE of each candidate
     kind: str = "contrail"
+    # The horizon (days) the correction was learned at (the inner split's). Its BG/NBD ÷ Pareto/NBD input is read
+    # there whatever horizon is asked, so the correction is one multiplier a customer and the count follows
+    # Pareto/NBD's, which grows with the horizon; at the horizon asked instead, the ratio's growth over years
+    # (with the negative coefficient fits learn) made values fall past about 1,000 days. 0: a model saved before
+    # this was recorded, which reads it at the horizon asked, as it did.
+    reference_days: float = 0.0
     # predict() and explain_many() through ml/ltv/kernels.py (compiled loops around scipy's special functions);
     # False: the plain numpy path below, the reference the kernels are tested against.
     fast: ClassVar[bool] = True
@@ -115,7 +121,13 @@ class LTVModel:
         if self.method == "mixture":
             return 0.5 * (e_pn + e_bg), 0.5 * (alive_pn + alive_bg), if_alive
         const, coef = self._linear
-        cols = _columns(alive_pn, x, tx, T, m, e_pn, e_bg, extra if self.uses_extra else None)
+        ref_pn, ref_bg = e_pn, e_bg
+        t_ref = self.reference_days / WEEK
+        if t_ref > 0 and t_ref != t:  # the correction's ratio at the horizon it was learned at
+            ref = self._base_parts(x, tx, T, t_ref) if same is None else \
+                [p[same[1]] for p in self._base_parts(x[same[0]], tx[same[0]], T[same[0]], t_ref)]
+            ref_pn, ref_bg = ref[2], ref[0] * ref[3]
+        cols = _columns(alive_pn, x, tx, T, m, ref_pn, ref_bg, extra if self.uses_extra else None)
         eta = const + sum(c * col for c, col in zip(coef, cols, strict=True))
         return e_pn * np.exp(eta), alive_pn, if_alive
 
@@ -292,7 +304,9 @@ class LTVModel:
         t, rate = horizon_days / WEEK, self._weekly_rate(annual_discount_rate)
         code = METHODS.index(self.method)
         const, coef = self._fast_linear if code == kernels.CORRECTED else (0.0, _NO_COEF)
-        par = np.array([*self.pnbd, *self.bgnbd, *self.gg, t, rate, const], dtype=np.float64)
+        t_ref = self.reference_days / WEEK if code == kernels.CORRECTED else 0.0
+        par = np.array([*self.pnbd, *self.bgnbd, *self.gg, t, rate, const, 0.0 if t_ref == t else t_ref],
+                       dtype=np.float64)
         u = base._GL_X * t
         return code, par, coef, base._GL_W * np.exp(-rate * u)
 
@@ -345,7 +359,7 @@ class LTVModel:
         doc = {"format": "contrail-ltv/1", "kind": self.kind, "pnbd": list(self.pnbd), "bgnbd": list(self.bgnbd),
                "gg": list(self.gg), "method": self.method, "weights": self.weights, "mean": self.mean,
                "scale": self.scale, "use_extra": self.use_extra, "extra_names": list(self.extra_names),
-               "population": self.population, "inner": self.inner}
+               "population": self.population, "inner": self.inner, "reference_days": self.reference_days}
         return json.dumps(doc, sort_keys=True).encode()
 
     @classmethod
@@ -359,7 +373,8 @@ class LTVModel:
                    mean=[float(v) for v in doc["mean"]], scale=[float(v) for v in doc["scale"]],
                    use_extra=bool(doc["use_extra"]), extra_names=tuple(doc["extra_names"]),
                    population={k: float(v) for k, v in doc["population"].items()},
-                   inner={k: float(v) for k, v in doc["inner"].items()}, kind=str(doc["kind"]))
+                   inner={k: float(v) for k, v in doc["inner"].items()}, kind=str(doc["kind"]),
+                   reference_days=float(doc.get("reference_days", 0.0)))
 
 
 _NO_EXTRA = np.empty((0, 0))
@@ -525,6 +540,7 @@ def fit(s: Summary, inner: InnerSplit | None = None, seed: int = 0, refit_inner:
     z = np.column_stack([np.ones(len(y)), (f - mu) / sd])
     model.weights = [float(v) for v in _poisson_glm(z, offset, y)]
     model.mean, model.scale = [float(v) for v in mu], [float(v) for v in sd]
+    model.reference_days = float(inner.horizon_days)
     candidates = {k: scores[k] for k in METHODS[:3]}
     candidates["corrected"] = best[0]
     model.method = min(candidates, key=lambda k: candidates[k])

@@ -199,3 +199,29 @@ def test_frequent_flyers_are_valued_and_more_flights_are_worth_more(fitted, meth
         assert_close(getattr(fast, field), getattr(ref, field), f"{method} {field}")
     assert np.all(np.diff(fast.expected_purchases) > 0) and np.all(np.diff(fast.ltv) > 0), fast.ltv
     assert np.all(fast.probability_alive[1:] > 0.99)  # a hundred flights or more, the last a day ago
+
+
+def test_a_corrected_models_purchases_and_value_grow_with_the_horizon(fitted):
+    """Expected purchases over [0, H] cannot fall as H grows, nor can the undiscounted value: the correction reads its
+    BG/NBD / Pareto/NBD input at the horizon it was learned at, so it is one multiplier a customer, on both paths.
+    Read at the horizon asked, the ratio's growth over years with a negative weight on it (as the demo's fit learns)
+    made values fall: hundreds of falling steps over these horizons for these customers."""
+    assert fitted.reference_days > 0
+    s = customers(300, 11)
+    horizons = [7, 30, 90, 365, 730, 1000, 2000, 3650]
+    for weight in (-2.0, -0.5, 0.5):  # on the standardised BG/NBD / Pareto/NBD input
+        with served(fitted, "corrected", False, 0):
+            fitted.weights = [*fitted.weights[:6], weight]
+            fitted.__dict__.pop("_linear", None)
+            fitted.__dict__.pop("_fast_linear", None)
+            for fast in (True, False):
+                LTVModel.fast = fast
+                try:
+                    runs = [fitted.predict(s, h, 0.0) for h in horizons]
+                finally:
+                    LTVModel.fast = True
+                purchases = np.array([p.expected_purchases for p in runs])
+                values = np.array([p.ltv for p in runs])
+                assert np.all(np.diff(purchases, axis=0) >= -1e-9 * purchases[1:]), (weight, fast)
+                assert np.all(np.diff(values, axis=0) >= -1e-9 * values[1:]), (weight, fast)
+    assert LTVModel.from_bytes(fitted.to_bytes()).reference_days == fitted.reference_days
