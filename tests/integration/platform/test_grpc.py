@@ -76,13 +76,36 @@ def test_generated_code_matches_the_protos(tmp_path):
             assert filecmp.cmp(fresh, committed, shallow=False), f"{committed.name} is stale: run `make proto`"
 
 
+async def _pinged(reader, writer, peer, answered: int) -> tuple[list[float], float | None]:
+    """Read what the server sends a raw HTTP/2 peer (h2) for up to 10 s, answering its first `answered` pings and
+    then nothing: (when each ping came, when the connection was closed or None), seconds from now."""
+    import asyncio
+    import time
+
+    import h2.events
+    started, pings, closed = time.monotonic(), [], None
+    while closed is None and time.monotonic() - started < 10:
+        data = await asyncio.wait_for(reader.read(65_536), 10)
+        if not data:
+            closed = time.monotonic() - started
+            break
+        for event in peer.receive_data(data):
+            if isinstance(event, h2.events.PingReceived):
+                pings.append(time.monotonic() - started)
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                closed = time.monotonic() - started
+        if 0 < len(pings) <= answered:
+            writer.write(peer.data_to_send())
+    writer.close()
+    return pings, closed
+
+
 async def test_a_peer_that_stops_answering_pings_is_dropped_after_the_configured_keepalive(aiohttp_client, tmp_path,
                                                                                           clock):
     """grpc.keepalive_time_s and keepalive_timeout_s: a connection with a call open is pinged once it has been quiet
     that long, and closed when the ping goes unanswered (a peer gone without a FIN holds nothing for long). The call
     ends with it: counted as cancelled, and no longer in flight (a stop does not wait for it)."""
     import asyncio
-    import time
 
     import h2.config
     import h2.connection
@@ -100,18 +123,8 @@ async def test_a_peer_that_stops_answering_pings_is_dropped_after_the_configured
         (":method", "POST"), (":scheme", "http"), (":path", "/campaign.bidding.v1.BiddingService/StreamBids"),
         (":authority", "127.0.0.1"), ("content-type", "application/grpc"), ("te", "trailers"), ("x-api-key", key)])
     writer.write(peer.data_to_send())  # the call is open; from here on nothing is sent, not even a ping's ack
-    started, pinged, closed = time.monotonic(), None, None
-    while closed is None and time.monotonic() - started < 10:
-        data = await asyncio.wait_for(reader.read(65_536), 10)
-        if not data:
-            closed = time.monotonic() - started
-            break
-        for event in peer.receive_data(data):
-            if isinstance(event, h2.events.PingReceived) and pinged is None:
-                pinged = time.monotonic() - started
-            elif isinstance(event, h2.events.ConnectionTerminated):
-                closed = time.monotonic() - started
-    writer.close()
+    pings, closed = await _pinged(reader, writer, peer, answered=0)
+    pinged = pings[0] if pings else None
     grpc = client.app[GRPC]
     for _ in range(100):  # the call ended with its connection: it no longer counts as in flight
         if grpc.in_flight == 0:
@@ -130,7 +143,6 @@ async def test_a_peer_that_answers_a_ping_then_vanishes_is_dropped_too(aiohttp_c
     """The keepalive pings every quiet connection each keepalive_time_s, a call open or not, not only once: a peer
     that answered the first ping and then went away is found out at the next one."""
     import asyncio
-    import time
 
     import h2.config
     import h2.connection
@@ -149,18 +161,5 @@ async def test_a_peer_that_answers_a_ping_then_vanishes_is_dropped_too(aiohttp_c
             (":authority", "127.0.0.1"), ("content-type", "application/grpc"), ("te", "trailers")])
         peer.send_data(1, b"\x00\x00\x00\x00\x00", end_stream=True)
     writer.write(peer.data_to_send())
-    started, pings, closed = time.monotonic(), [], None
-    while closed is None and time.monotonic() - started < 10:
-        data = await asyncio.wait_for(reader.read(65_536), 10)
-        if not data:
-            closed = time.monotonic() - started
-            break
-        for event in peer.receive_data(data):
-            if isinstance(event, h2.events.PingReceived):
-                pings.append(time.monotonic() - started)
-            elif isinstance(event, h2.events.ConnectionTerminated):
-                closed = time.monotonic() - started
-        if len(pings) == 1:  # the first ping is answered; after that the peer says nothing
-            writer.write(peer.data_to_send())
-    writer.close()
+    pings, closed = await _pinged(reader, writer, peer, answered=1)  # then the peer says nothing
     assert len(pings) >= 2 and closed is not None and closed < 5, (pings, closed)
