@@ -116,9 +116,10 @@ def create_app(config: Config, *, clock: Clock | None = None, platform: Platform
     ExportsApi(Exports(p.reports, p.order_store, p.loyalty, p.clock), p.clock).register(app.router)
     ws, max_msg_size = config.websocket, config.server.max_body_bytes
     EventStream(p.hub, p.metrics, ws.max_lag_s, ws.heartbeat_s, max_msg_size, p.tracing,
-                sessions=p.sessions).register(app.router)
+                sessions=p.sessions, authenticator=p.authenticator).register(app.router)
     BidStream(p.bid_gateway, p.hub, p.limiter, p.metrics, config.bidding.stream_max_in_flight, ws.heartbeat_s,
-              max_msg_size, agent_id(node, "ws"), p.tracing, sessions=p.sessions).register(app.router)
+              max_msg_size, agent_id(node, "ws"), p.tracing, sessions=p.sessions,
+              authenticator=p.authenticator).register(app.router)
     InAppStream(p.inapp, p.metrics, ws.max_lag_s, ws.heartbeat_s, max_msg_size, p.tracing).register(app.router)
     OpenApiDocument(app.router).register(app.router)
     _setup_static(app)

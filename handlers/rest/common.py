@@ -27,6 +27,7 @@ from state.text import whole
 
 T = TypeVar("T")
 PRINCIPAL = "contrail.principal"
+CREDENTIALS = "contrail.credentials"  # a stream's (api_key, authorization), which its socket checks again later
 STATIC_ROUTE = "/{path}"  # the web console's files: a GET catch-all registered after every API route
 _encoder = msgspec.json.Encoder()
 _decoders: dict[type, msgspec.json.Decoder] = {}

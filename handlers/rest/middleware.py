@@ -33,7 +33,7 @@ from app.ratelimit import RateLimiter
 from app.runtime.logs import request_id
 from app.runtime.metrics import Metrics
 from app.runtime.tracing import SERVER, Tracing
-from handlers.rest.common import PRINCIPAL, STATIC_ROUTE, encode_json, spec_of
+from handlers.rest.common import CREDENTIALS, PRINCIPAL, STATIC_ROUTE, encode_json, spec_of
 from state.ports import StorageUnavailable, UnstorableValue
 from state.text import whole
 
@@ -136,6 +136,7 @@ async def _authenticate(request: web.Request, authenticator: Authenticator) -> N
             auth = f"Bearer {request.query['token']}"
         if api_key is None and "api_key" in request.query:
             api_key = request.query["api_key"]
+        request[CREDENTIALS] = (api_key, auth)
     principal = authenticator.identify_now(api_key, auth)  # the usual case: known key or token, no I/O
     if principal is UNDECIDED:
         principal = await authenticator.identify(api_key, auth)

@@ -21,6 +21,7 @@ import msgspec
 from aiohttp import WSMsgType, web
 from opentelemetry.context import Context
 
+from app.auth import Authenticator
 from app.bidding.gateway import BidGateway
 from app.errors import RateLimited
 from app.hub import Hub
@@ -29,7 +30,7 @@ from app.runtime.metrics import Metrics
 from app.runtime.tracing import SERVER, Tracing
 from app.sessions import Sessions
 from handlers.rest.common import endpoint
-from handlers.ws.common import MESSAGE_TYPES, Revocable, close_going_away, send_error, send_json
+from handlers.ws.common import MESSAGE_TYPES, Revocable, close_going_away, recheck, send_error, send_json
 
 
 def _split(raw: str) -> list[bytes] | None:
@@ -47,8 +48,9 @@ class BidStream:
 
     def __init__(self, gateway: BidGateway, hub: Hub, limiter: RateLimiter, metrics: Metrics, max_in_flight: int,
                  heartbeat_s: float, max_msg_size: int, agent_id: str = "", tracing: Tracing | None = None,
-                 sessions: Sessions | None = None) -> None:
+                 sessions: Sessions | None = None, authenticator: Authenticator | None = None) -> None:
         self._gateway = gateway
+        self._authenticator = authenticator  # checks a bearer token's socket again each heartbeat
         self._sessions = Sessions() if sessions is None else sessions  # the sockets open with each API key
         self._agent_id = agent_id  # `{node_id}-ws`, in every answer's envelope
         self._hub = hub
@@ -73,7 +75,7 @@ class BidStream:
         send_lock = asyncio.Lock()
         tasks: set[asyncio.Task] = set()
         # Opened with an API key: closed with 1008 when the key is revoked (answers in flight are then not sent).
-        revocable = Revocable(self._sessions, principal)
+        revocable = Revocable(self._sessions, principal, recheck(request, self._authenticator), self._heartbeat_s)
         ws = await revocable.open(request, self._heartbeat_s, self._max_msg_size)
         gauge = self._metrics.ws_clients.labels("bids")
         gauge.inc()

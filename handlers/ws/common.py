@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
-from app.auth import Principal
+from app.auth import Authenticator, Principal
+from app.errors import Unauthenticated
 from app.hub import Subscription
 from app.jsondepth import MAX_DEPTH, nesting_exceeds, refuse_left_open
 from app.sessions import Sessions
@@ -35,17 +36,23 @@ async def open_socket(request: web.Request, heartbeat_s: float, max_msg_size: in
 class Revocable:
     """A socket that ends when the API key it was opened with is revoked: it is closed at once with 1008 (policy
     violation) and the reason, and what feeds it (`stopping`) stops, so nothing is sent after. A key revoked lately
-    is refused (401) before the handshake. A socket opened with a bearer token is not held.
+    is refused (401) before the handshake. A socket opened with a bearer token is not held: its credentials are
+    checked again every `recheck_s` (`recheck`, the authentication the socket opened with), and it is closed alike
+    once they no longer authenticate (the token expired, the account was deleted or its role changed).
 
     `open` holds the socket (under the key's scope) and opens it; `release`, as the stream ends, waits for the
     revocation's close, if any (so that it is the close the client gets), and lets go of it."""
 
-    def __init__(self, sessions: Sessions, principal: Principal | None) -> None:
-        self.reason: str | None = None  # why the socket was ended (its key was revoked)
+    def __init__(self, sessions: Sessions, principal: Principal | None,
+                 recheck: Callable[[], Awaitable[object]] | None = None, recheck_s: float = 20.0) -> None:
+        self.reason: str | None = None  # why the socket was ended (its key was revoked, its token expired)
         self._ws: web.WebSocketResponse | None = None
         self._stop: Callable[[], None] | None = None
         self._closing: asyncio.Task[None] | None = None
         self._hold: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        self._recheck = recheck if principal is not None and principal.kind != "api_key" else None
+        self._recheck_s = recheck_s
+        self._rechecking: asyncio.Task[None] | None = None
         if principal is not None and principal.kind == "api_key":
             self._hold = sessions.held(principal.scope, "websocket", self._end)
 
@@ -60,7 +67,19 @@ class Revocable:
         self._ws = ws
         if self.reason is not None:
             self._close()
+        elif self._recheck is not None:
+            self._rechecking = asyncio.get_running_loop().create_task(self._check_again(self._recheck))
         return ws
+
+    async def _check_again(self, recheck: Callable[[], Awaitable[object]]) -> None:
+        while self.reason is None:
+            await asyncio.sleep(self._recheck_s)
+            try:
+                await recheck()
+            except Unauthenticated as exc:
+                self._end(f"credentials no longer valid: {exc.message}")
+            except Exception:  # a store that cannot be read now: the socket stays, and is checked again later
+                log.warning("could not check a websocket's credentials again", exc_info=True)
 
     def stopping(self, stop: Callable[[], None]) -> None:
         """What stops the socket's messages (a subscription's) when the key is revoked (now, if it was)."""
@@ -70,6 +89,8 @@ class Revocable:
 
     async def release(self) -> None:
         """The stream ended: wait for the revocation's close, if any, and stop holding the socket."""
+        if self._rechecking is not None:
+            self._rechecking.cancel()
         try:
             if self._closing is not None:
                 with contextlib.suppress(Exception):
@@ -91,6 +112,15 @@ class Revocable:
         self._closing = asyncio.get_running_loop().create_task(close_revoked(self._ws, self.reason))
         if self._stop is not None:
             self._stop()
+
+
+def recheck(request: web.Request, authenticator: Authenticator | None) -> Callable[[], Awaitable[object]] | None:
+    """How a stream's socket checks the credentials it was opened with again (Revocable); None without them."""
+    from handlers.rest.common import CREDENTIALS
+    credentials = request.get(CREDENTIALS)
+    if authenticator is None or credentials is None:
+        return None
+    return lambda: authenticator.identify(*credentials)
 
 
 async def close_revoked(ws: web.WebSocketResponse, reason: str) -> None:

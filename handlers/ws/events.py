@@ -16,6 +16,7 @@ import msgspec
 from aiohttp import web
 from opentelemetry.context import Context
 
+from app.auth import Authenticator
 from app.hub import Hub
 from app.runtime.metrics import Metrics
 from app.runtime.tracing import SERVER, Tracing
@@ -28,6 +29,7 @@ from handlers.ws.common import (
     decode_message,
     end_subscription,
     pump,
+    recheck,
     send_error,
     send_json,
     stop_subscription,
@@ -53,8 +55,10 @@ class EventStream:
     """The admin's live event stream."""
 
     def __init__(self, hub: Hub, metrics: Metrics, max_lag_s: float, heartbeat_s: float,
-                 max_msg_size: int, tracing: Tracing | None = None, sessions: Sessions | None = None) -> None:
+                 max_msg_size: int, tracing: Tracing | None = None, sessions: Sessions | None = None,
+                 authenticator: Authenticator | None = None) -> None:
         self._hub = hub
+        self._authenticator = authenticator  # checks a bearer token's socket again each heartbeat
         self._sessions = Sessions() if sessions is None else sessions  # the sockets open with each API key
         self._tracing = tracing or Tracing.off()  # each control message its own trace, linked to the connection's
         self._metrics = metrics
@@ -72,7 +76,7 @@ class EventStream:
         metrics = self._metrics
         initial = [t for t in ",".join(request.query.getall("types", [])).split(",") if t]
         # Opened with an API key: closed with 1008 when the key is revoked, with nothing delivered after.
-        revocable = Revocable(self._sessions, principal)
+        revocable = Revocable(self._sessions, principal, recheck(request, self._authenticator), self._heartbeat_s)
         ws = await revocable.open(request, self._heartbeat_s, self._max_msg_size)
         sub = self._hub.subscribe("events", initial)
         revocable.stopping(lambda: stop_subscription(sub))

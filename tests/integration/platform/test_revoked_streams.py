@@ -6,6 +6,7 @@ holds for a key another node revoked (its notice)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import aiohttp
@@ -186,3 +187,48 @@ def test_a_scope_revoked_lately_is_refused_and_its_connections_told_once():
         with sessions.held(key_scope("k1"), "websocket", told.append):
             pass
     assert sessions.count() == 0
+
+
+async def test_a_socket_opened_with_a_token_closes_once_the_token_no_longer_authenticates(aiohttp_client, tmp_path,
+                                                                                         clock):
+    """A bearer token is checked again each heartbeat: once it has expired (or its account is gone), the socket it
+    opened closes with 1008 and says why, while one opened with a fresh token goes on."""
+    client = await _client(aiohttp_client, tmp_path, clock, websocket__heartbeat_s=0.1)
+    admin = await _admin(client)
+    # This client answers the heartbeat's pings itself: a ping sent just before the close must not fail the read.
+    old = await client.ws_connect(f"/v1/stream/events?token={admin['Authorization'].split()[1]}&types=*",
+                                  autoping=False)
+    clock.advance(3000)
+    fresh = await _admin(client)  # signed now: it expires later than the first
+    new = await client.ws_connect(f"/v1/stream/events?token={fresh['Authorization'].split()[1]}&types=*")
+    seen: asyncio.Queue[str] = asyncio.Queue()
+
+    async def read_new() -> None:  # read all along, so that its pings are answered
+        async for msg in new:
+            if msg.type == WSMsgType.TEXT:
+                seen.put_nowait(json.loads(msg.data)["type"])
+
+    reading = asyncio.create_task(read_new())
+
+    async def next_frame() -> aiohttp.WSMessage:
+        while (msg := await old.receive(timeout=5)).type == WSMsgType.PING:
+            with contextlib.suppress(aiohttp.ClientConnectionResetError):
+                await old.pong(msg.data)
+        return msg
+
+    try:
+        with pytest.raises(asyncio.TimeoutError):  # both tokens still valid: nothing but pings for a while
+            await asyncio.wait_for(next_frame(), 0.4)
+        clock.advance(700)  # past the first token's hour, not the second's
+        msg = await asyncio.wait_for(next_frame(), 5)
+        assert msg.type == WSMsgType.CLOSE and msg.data == WSCloseCode.POLICY_VIOLATION, (msg.type, msg.data)
+        assert "expired" in msg.extra, msg.extra
+        client.app[PLATFORM].event_log.log_event("StillHere", {"n": 1})
+        while await asyncio.wait_for(seen.get(), 2) != "StillHere":
+            pass
+        assert not new.closed
+    finally:
+        reading.cancel()
+        with contextlib.suppress(aiohttp.ClientConnectionResetError):  # closed by the server already
+            await old.close()
+        await new.close()
