@@ -7,12 +7,13 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 from msgspec import Meta
 
 from state.campaigns import CampaignChannel
+from state.loyalty import EarnChannel
 
 ENV_PREFIX = "CONTRAIL__"
 
@@ -27,8 +28,7 @@ AtLeast1 = Annotated[int, Meta(ge=1)]
 NotNegative = Annotated[int, Meta(ge=0)]
 # Finite: an infinite wait or rate is never what an operator means (and NaN fails every bound).
 Positive = Annotated[float, Meta(gt=0, le=1e12)]
-# The channels stars are earned through (POST /v1/loyalty/earn's `channel`): what loyalty.channel_bonus may name.
-EARN_CHANNELS = ("mobile_app", "pos", "kiosk", "web", "call_center", "partner_api", "iot")
+EARN_CHANNELS: tuple[str, ...] = get_args(EarnChannel)  # what loyalty.channel_bonus may name
 NotNegativeFloat = Annotated[float, Meta(ge=0, le=1e12)]
 # A listening address: empty would bind every interface, never what a setting left blank means.
 Host = Annotated[str, Meta(min_length=1)]

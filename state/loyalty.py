@@ -9,6 +9,9 @@ import msgspec
 EntryKind = Literal["earn", "redeem", "expire", "reverse"]
 
 
+# The channels stars are earned through (POST /v1/loyalty/earn's `channel`), which loyalty.channel_bonus may name.
+EarnChannel = Literal["mobile_app", "pos", "kiosk", "web", "call_center", "partner_api", "iot"]
+
 class LedgerEntry(msgspec.Struct, frozen=True, gc=False):
     id: int
     user_id: str

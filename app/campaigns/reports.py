@@ -330,19 +330,21 @@ class CampaignReports:
         campaign = await self._campaigns.read(campaign_id)
         start, end = self.asked_range(start, end, granularity)
         first, last = _hours(start, end)
+        counted = counted_range(start, end)
         rows = await self._store.series(campaign_id, first, last, HOUR if granularity == "hour" else DAY)
         series = [Point(float(row[0]), Totals.of(row[1:])) for row in rows]
         total = [sum(int(row[1 + k] or 0) for row in rows) for k in range(len(COUNTERS))]
         no_bids, _ = await self._reasons(first, last)
         return CampaignReport(
             campaign_id=campaign.id, name=campaign.name, state=campaign.state, start=start, end=end,
-            counted_from=float(first), counted_to=float(last + HOUR), granularity=granularity,
+            counted_from=counted[0], counted_to=counted[1], granularity=granularity,
             totals=Totals.of(total), series=series, today=(await self._today([campaign]))[campaign.id],
             no_bid_reasons=no_bids, revenue_currency=self._currency)
 
     async def campaigns(self, start: float | None, end: float | None) -> CampaignsReport:
         start, end = self.asked_range(start, end, "day")
         first, last = _hours(start, end)
+        counted = counted_range(start, end)
         found: dict[str, list[int]] = {str(row[0]): [int(v or 0) for v in row[1:]]  # type: ignore[call-overload]
                                        for row in await self._store.by_campaign(first, last)}
         everyone = await self._with(found)
@@ -353,7 +355,7 @@ class CampaignReports:
         no_bids, shared = await self._reasons(first, last)
         # An order or signal credited to several campaigns is in each of their rows: once here.
         total = [sum(row[k] for row in found.values()) - shared[k] for k in range(len(COUNTERS))]
-        return CampaignsReport(start=start, end=end, counted_from=float(first), counted_to=float(last + HOUR),
+        return CampaignsReport(start=start, end=end, counted_from=counted[0], counted_to=counted[1],
                                totals=Totals.of(total), items=items, no_bid_reasons=no_bids,
                                revenue_currency=self._currency)
 

@@ -12,7 +12,7 @@ from app.errors import Forbidden
 from app.loyalty.service import CHANNEL_CODES, EarnResult, LoyaltyService, owner_or_staff
 from handlers.rest.common import PageQuery, decode_cursor, encode_cursor, endpoint, json_response
 from state.accounts import EMAIL_PATTERN
-from state.loyalty import LedgerEntry, Member, Promotion
+from state.loyalty import EarnChannel, LedgerEntry, Member, Promotion
 from state.text import whole
 
 STAFF = ("admin", "partner")
@@ -20,13 +20,12 @@ MEMBERS = ("customer", "admin", "partner")
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 ContextKey = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 ContextValue = Annotated[str, msgspec.Meta(max_length=128)]
-Channel = Literal["mobile_app", "pos", "kiosk", "web", "call_center", "partner_api", "iot"]  # config.EARN_CHANNELS
 
 
 class EarnBody(msgspec.Struct, forbid_unknown_fields=True):
     user_id: Id
     amount_cents: Annotated[int, msgspec.Meta(ge=0, le=10_000_000_000)]
-    channel: Channel
+    channel: EarnChannel
     transaction_id: Id
     is_referral: bool = False
     is_digital: bool = False

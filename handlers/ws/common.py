@@ -16,6 +16,7 @@ from app.errors import Unauthenticated
 from app.hub import Subscription
 from app.jsondepth import MAX_DEPTH, nesting_exceeds, refuse_left_open
 from app.sessions import Sessions
+from handlers.rest.common import CREDENTIALS
 
 log = logging.getLogger("contrail.ws")
 _encode = msgspec.json.Encoder().encode
@@ -116,7 +117,6 @@ class Revocable:
 
 def recheck(request: web.Request, authenticator: Authenticator | None) -> Callable[[], Awaitable[object]] | None:
     """How a stream's socket checks the credentials it was opened with again (Revocable); None without them."""
-    from handlers.rest.common import CREDENTIALS
     credentials = request.get(CREDENTIALS)
     if authenticator is None or credentials is None:
         return None
