@@ -19,7 +19,7 @@ import asyncio
 import logging
 import random
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -48,6 +48,14 @@ _ROW_BYTES = 20  # an events row's id, time and record header, about
 
 def _field(payload: Any, name: str) -> Any:
     return payload.get(name) if isinstance(payload, dict) else getattr(payload, name, None)
+
+
+def written_behind(log_event: Callable[[str, Any], object]) -> Callable[[str, Any], Awaitable[None]]:
+    """A `log_kept` for a service given only a `log_event` (a tool's or a test's): the event is queued as that one
+    logs it, not awaited to the store."""
+    async def log(type_: str, payload: Any) -> None:
+        log_event(type_, payload)
+    return log
 
 
 class EventLog:

@@ -18,6 +18,7 @@ from app.bidding.campaigns import utc_day
 from app.bidding.events import BidClicked, BidLost, BidWon
 from app.bidding.shown import FeatureTap
 from app.errors import Conflict, InvalidInput, NotFound
+from app.eventlog import written_behind
 from app.runtime.clock import Clock
 from ml import features
 from state.delivery import AlreadyCharged, IssuedBid
@@ -152,7 +153,7 @@ class NoticeService:
                  log_kept: Callable[[str, Any], Awaitable[None]] | None = None) -> None:
         """`log_kept`: logs an event and returns once it is written (EventLog.log_kept), for clicks: a click is
         recorded once, so one lost from the log behind to a kill -9 would be missing from the reports for good."""
-        self._log_kept = log_kept
+        self._log_kept = log_kept or written_behind(log_event)
         self._publish = publish
         self._watch = spend_watch  # told of each charge, so budget views look again at that campaign alone
         self._shared = shared  # several nodes: a bid another node issued is found there
@@ -255,10 +256,6 @@ class NoticeService:
         first = await self._delivery.record(bid_id, "click", bid.campaign_id, None, None, now)
         self._notices.labels("click", "ok" if first else "repeat").inc()
         if first:
-            click = {"bid_id": bid_id, "campaign_id": bid.campaign_id, "user_id": bid.user_id}
-            if self._log_kept is not None:
-                await self._log_kept("Click", click)
-            else:
-                self._log_event("Click", click)
+            await self._log_kept("Click", {"bid_id": bid_id, "campaign_id": bid.campaign_id, "user_id": bid.user_id})
             await self._publish(BidClicked(bid_id, bid.campaign_id, bid.creative_id, bid.user_id, now))
         return {"bid_id": bid_id, "recorded": first, "charged": False}

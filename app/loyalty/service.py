@@ -40,6 +40,7 @@ import numpy as np
 from app.admin import AuditTrail
 from app.auth import Principal
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound, RuleViolation
+from app.eventlog import written_behind
 from app.loyalty.accounts import TIERS, Holds, TierRules, standing
 from app.loyalty.events import RewardSignalled, StarsEarned, StarsReversed
 from app.loyalty.states import PAGE, MemberStates
@@ -103,7 +104,7 @@ class LoyaltyService:
                  log_kept: Callable[[str, Any], Awaitable[None]] | None = None) -> None:
         """`log_kept`: logs an event and returns once it is written (EventLog.log_kept), for reward signals: an
         acknowledged signal then counts in the campaign reports whatever becomes of the process."""
-        self._log_kept = log_kept
+        self._log_kept = log_kept or written_behind(log_event)
         self._publish = publish
         self._config = config
         self._store = store
@@ -595,10 +596,7 @@ class LoyaltyService:
                 payload[key] = value
         if by_customer:
             payload["sender"] = "customer"
-        if self._log_kept is not None:
-            await self._log_kept("RewardSignal", payload)
-        else:
-            self._log_event("RewardSignal", payload)
+        await self._log_kept("RewardSignal", payload)
         await self._publish(RewardSignalled(signal_id, user_id, offer_id, signal_type, reward, tier, campaign_id,
                                             arm, dict(context or {}), self._clock.now()))
         return reward
