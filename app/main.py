@@ -120,7 +120,8 @@ def create_app(config: Config, *, clock: Clock | None = None, platform: Platform
     BidStream(p.bid_gateway, p.hub, p.limiter, p.metrics, config.bidding.stream_max_in_flight, ws.heartbeat_s,
               max_msg_size, agent_id(node, "ws"), p.tracing, sessions=p.sessions,
               authenticator=p.authenticator).register(app.router)
-    InAppStream(p.inapp, p.metrics, ws.max_lag_s, ws.heartbeat_s, max_msg_size, p.tracing).register(app.router)
+    InAppStream(p.inapp, p.metrics, ws.max_lag_s, ws.heartbeat_s, max_msg_size, p.tracing, sessions=p.sessions,
+                authenticator=p.authenticator).register(app.router)
     OpenApiDocument(app.router).register(app.router)
     _setup_static(app)
 

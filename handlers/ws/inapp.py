@@ -14,19 +14,23 @@ import msgspec
 from aiohttp import web
 from opentelemetry.context import Context
 
+from app.auth import Authenticator
 from app.channels.inapp import InAppService
 from app.runtime.metrics import Metrics
 from app.runtime.tracing import SERVER, Tracing
+from app.sessions import Sessions
 from handlers.rest.common import endpoint, json_response
 from handlers.ws.common import (
     MESSAGE_TYPES,
     BadMessage,
+    Revocable,
     decode_message,
     end_subscription,
-    open_socket,
     pump,
+    recheck,
     send_error,
     send_json,
+    stop_subscription,
 )
 from state.inbox import InAppMessage
 
@@ -53,8 +57,11 @@ class InAppStream:
     """A customer's in-app messages: live over a websocket, and the durable inbox."""
 
     def __init__(self, inapp: InAppService, metrics: Metrics, max_lag_s: float, heartbeat_s: float,
-                 max_msg_size: int, tracing: Tracing | None = None) -> None:
+                 max_msg_size: int, tracing: Tracing | None = None, sessions: Sessions | None = None,
+                 authenticator: Authenticator | None = None) -> None:
         self._inapp = inapp
+        self._sessions = Sessions() if sessions is None else sessions
+        self._authenticator = authenticator  # checks the customer's token again each heartbeat
         self._tracing = tracing or Tracing.off()  # each message its own trace, linked to the connection's
         self._metrics = metrics
         self._max_lag_s = max_lag_s  # websocket.max_lag_s
@@ -70,8 +77,11 @@ class InAppStream:
               status=101, websocket=True, headers={"Upgrade": {"type": "string", "const": "websocket"}})
     async def stream_inapp(self, request: web.Request, principal) -> web.StreamResponse:
         inapp, metrics = self._inapp, self._metrics
-        ws = await open_socket(request, self._heartbeat_s, self._max_msg_size)
+        # Closed with 1008 once the customer's token no longer authenticates (expired, or the customer erased).
+        revocable = Revocable(self._sessions, principal, recheck(request, self._authenticator), self._heartbeat_s)
+        ws = await revocable.open(request, self._heartbeat_s, self._max_msg_size)
         sub = inapp.connect(principal.id)
+        revocable.stopping(lambda: stop_subscription(sub))
         gauge = metrics.ws_clients.labels("inapp")
         gauge.inc()
         sender = asyncio.create_task(pump(request, ws, sub, self._max_lag_s, metrics))
@@ -90,7 +100,10 @@ class InAppStream:
                     break
         finally:
             inapp.disconnect(principal.id)
-            await end_subscription(ws, sub, sender, gauge)
+            try:
+                await revocable.release()  # the 1008 goes before the stream's own close
+            finally:
+                await end_subscription(ws, sub, sender, gauge)
         return ws
 
     @endpoint("The signed-in customer's in-app inbox, newest first (page with ?before=<at of the last item>)",

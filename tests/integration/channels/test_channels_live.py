@@ -1,8 +1,9 @@
 """In-app messages live and in the inbox; push, SMS and paid media through HTTP providers on loopback."""
 
+import asyncio
 
 import pytest
-from aiohttp import web
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from app.main import PLATFORM, create_app
 from tests.conftest import bearer, make_config
@@ -84,3 +85,45 @@ async def test_the_cascade_uses_providers_with_retries_and_falls_through(aiohttp
     body = {"user_id": "vic", "subject": "x", "text": "y", "channel": "sms"}
     suppressed = await (await client.post("/v1/channels/activate", headers=staff, json=body)).json()
     assert suppressed["status"] == "suppressed" and len(provider.received) == 2
+
+
+async def test_an_in_app_socket_closes_once_its_customer_is_erased_or_its_token_expired(aiohttp_client, tmp_path,
+                                                                                        clock):
+    """The customer's token is checked again each heartbeat: erasing the customer, or the token's hour passing,
+    closes the socket with 1008 and says why, and the stream delivers nothing after; another customer's goes on."""
+    client, staff = await _app(aiohttp_client, tmp_path, clock, websocket__heartbeat_s=0.1)
+    uma = await bearer(client, "uma@example.com", "correct horse battery", "customer")
+    vic = await bearer(client, "vic@example.com", "correct horse battery", "customer")
+    ids = {name: (await (await client.get("/v1/me", headers=h)).json())["id"] for name, h in (("uma", uma),
+                                                                                              ("vic", vic))}
+
+    async def open_for(headers: dict):
+        ws = await client.ws_connect(f"/v1/stream/inapp?token={headers['Authorization'].split()[1]}")
+        await ws.send_json({"type": "ping"})
+        assert (await ws.receive_json(timeout=2))["type"] == "pong"
+        return ws
+
+    async def close_frame(ws) -> WSMessage:
+        async def first_frame() -> WSMessage:  # the heartbeat's pings are answered inside receive()
+            return await ws.receive()
+        msg = await asyncio.wait_for(first_frame(), 5)
+        assert msg.type != WSMsgType.TEXT, f"delivered after the customer's credentials ended: {msg.data}"
+        return msg
+
+    uma_ws, vic_ws = await open_for(uma), await open_for(vic)
+    try:
+        assert (await client.delete(f"/v1/customers/{ids['uma']}", headers=uma)).status == 200
+        msg = await close_frame(uma_ws)
+        assert msg.type == WSMsgType.CLOSE and msg.data == WSCloseCode.POLICY_VIOLATION, (msg.type, msg.data)
+        assert "no longer valid" in msg.extra, msg.extra
+        sent = await (await client.post("/v1/channels/activate", headers=staff,
+                                        json={"user_id": ids["vic"], "subject": "Still here", "text": "hi"})).json()
+        assert sent["channel"] == "in_app" and sent["status"] == "delivered", sent
+        assert (await vic_ws.receive_json(timeout=2))["data"]["subject"] == "Still here"
+        clock.advance(3700)  # past the token's hour
+        msg = await close_frame(vic_ws)
+        assert msg.type == WSMsgType.CLOSE and msg.data == WSCloseCode.POLICY_VIOLATION, (msg.type, msg.data)
+        assert "expired" in msg.extra, msg.extra
+    finally:
+        await uma_ws.close()
+        await vic_ws.close()
