@@ -244,6 +244,11 @@ RECORDS = [
     Migration(34, "api_key_owner", """
         ALTER TABLE api_keys ADD COLUMN created_by TEXT NOT NULL DEFAULT ''
     """),
+    # A cabin's capacity in the shared inventory, written with the flight: a node that has not yet heard of a
+    # smaller cabin holds its seats against this, not against the capacity in its memory.
+    Migration(35, "inventory_capacity", """
+        ALTER TABLE inventory ADD COLUMN capacity BIGINT
+    """),
 ]
 
 # The analytics event log, when nodes share PostgreSQL (its migrations recorded in event_log_migrations): the same

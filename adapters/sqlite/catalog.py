@@ -25,6 +25,16 @@ _SET_PRODUCT = "UPDATE products SET body = ? WHERE id = ? AND body = ?"
 # A capacity lowered must not pass below what the shared inventory holds (several nodes, adapters/sqlite/uow.py;
 # one node leaves that table empty and checks its memory): these touch no row unless one holds more (expect 0).
 _HELD_OVER = "UPDATE inventory SET held = held WHERE resource = ? AND held > ?"
+# Several nodes: a cabin's changed capacity goes into its shared inventory row with the flight (one row written,
+# or none when it holds more), so a node that has not yet heard of the change holds seats against it. The row's
+# lock orders this against the holds of the same seats.
+_CABIN_CAPACITY = ("INSERT INTO inventory(resource, held, capacity) VALUES (?, 0, CAST(? AS BIGINT)) "
+                   "ON CONFLICT(resource) DO UPDATE SET capacity = excluded.capacity "
+                   "WHERE inventory.held <= excluded.capacity")
+# A limited product's: into the rows of the flights that hold it (before _HELD_OVER_ANY, so that check sees the
+# holds these rows' locks waited for). A flight where none is held yet has no row, and takes the node's memory.
+_PRODUCT_CAPACITY = ("UPDATE inventory SET capacity = CAST(? AS BIGINT) "
+                     "WHERE substr(resource, length(resource) - ? + 1) = ?")
 _HELD_OVER_ANY = ("UPDATE inventory SET held = held "
                   "WHERE substr(resource, length(resource) - ? + 1) = ? AND held > ?")
 
@@ -32,9 +42,10 @@ _HELD_OVER_ANY = ("UPDATE inventory SET held = held "
 class SqliteCatalogStore:
     """Flights by id and by (origin, destination, date); products by id. Hot in memory."""
 
-    def __init__(self, db: SqlDatabase, changes: ChangeFeed | None = None) -> None:
+    def __init__(self, db: SqlDatabase, changes: ChangeFeed | None = None, shared_inventory: bool = False) -> None:
         self._db = db
         self._changes = changes  # several nodes: tell the others what changed
+        self._shared = shared_inventory  # several nodes hold seats in the database (adapters/sqlite/uow.py)
         self._flights: dict[str, Flight] = {}
         self._by_route_day: dict[tuple[str, str, str], list[Flight]] = defaultdict(list)
         self._products: dict[str, Product] = {}
@@ -129,10 +140,13 @@ class SqliteCatalogStore:
                     continue
                 out.append((_SET_FLIGHT, (f.departure_at, body, f.id, stored.get(f.id) or _encode(old).decode()),
                             1, f"flight:{f.id}"))
-                for cabin, was in old.cabins.items():
+                for cabin in {**old.cabins, **f.cabins}:
+                    was = old.cabins[cabin].capacity if cabin in old.cabins else 0
                     now = f.cabins[cabin].capacity if cabin in f.cabins else 0
-                    if now < was.capacity:
-                        resource = f"{f.id}/{cabin}"
+                    resource = f"{f.id}/{cabin}"
+                    if self._shared and now != was:
+                        out.append((_CABIN_CAPACITY, (resource, now), 1, f"held:{resource}"))
+                    elif now < was:
                         out.append((_HELD_OVER, (resource, now), 0, f"held:{resource}"))
             return out
 
@@ -169,9 +183,10 @@ class SqliteCatalogStore:
                 return [(_NEW_PRODUCT, (product.id, body), 1, guard)]
             out: list[Statement] = [
                 (_SET_PRODUCT, (body, product.id, stored.get(product.id) or _encode(old).decode()), 1, guard)]
-            cap = product.capacity_per_flight
+            cap, suffix = product.capacity_per_flight, f"/{product.id}"
+            if self._shared and cap != old.capacity_per_flight:
+                out.append((_PRODUCT_CAPACITY, (cap, len(suffix), suffix)))
             if cap is not None and (old.capacity_per_flight is None or cap < old.capacity_per_flight):
-                suffix = f"/{product.id}"
                 out.append((_HELD_OVER_ANY, (len(suffix), suffix, cap), 0, f"held:*{suffix}"))
             return out
 

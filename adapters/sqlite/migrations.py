@@ -480,6 +480,10 @@ RECORDS = [
     Migration(34, "api_key_owner", """
         ALTER TABLE api_keys ADD COLUMN created_by TEXT NOT NULL DEFAULT ''
     """),
+    # A cabin's capacity beside its seats held, for nodes sharing PostgreSQL (empty here, as the table is).
+    Migration(35, "inventory_capacity", """
+        ALTER TABLE inventory ADD COLUMN capacity INTEGER
+    """),
 ]
 
 EVENTS = [

@@ -15,10 +15,12 @@ from state.offers import Item, held_by
 from state.ports import ChangeFeed
 
 # Raise a resource's units held unless that passes its capacity (a new row only when the units fit): one
-# conditional statement, which two nodes cannot both pass at the last seat. The guard's row count is 1 or 0.
+# conditional statement, which two nodes cannot both pass at the last seat. The guard's row count is 1 or 0. The
+# capacity is the row's where a change of the cabin wrote one (adapters/sqlite/catalog.py), which a node that has
+# not heard of the change yet may not know; else this node's.
 _HOLD = ("INSERT INTO inventory(resource, held) SELECT ?, CAST(? AS BIGINT) WHERE CAST(? AS BIGINT) <= ? "
          "ON CONFLICT(resource) DO UPDATE SET held = inventory.held + excluded.held "
-         "WHERE inventory.held + excluded.held <= ?")
+         "WHERE inventory.held + excluded.held <= COALESCE(inventory.capacity, ?)")
 _RELEASE = "UPDATE inventory SET held = held - ? WHERE resource = ?"
 
 

@@ -49,7 +49,7 @@ def build(infra: Infra, recommendations: Recommendations | None = None) -> Retai
     """`recommendations`: the engine whose lists choose comfort's and premium's optional ancillary for signed-in
     customers (None: the bundles as listed for everyone)."""
     config, clock, metrics = infra.config, infra.clock, infra.metrics
-    catalog_store = SqliteCatalogStore(infra.records_db, infra.changes)
+    catalog_store = SqliteCatalogStore(infra.records_db, infra.changes, config.storage.backend == "postgres")
     offer_store = SqliteOfferStore(infra.records_db, config.retail.max_offers_in_memory,
                                    metrics.offers_evicted.inc)
     order_store = SqliteOrderStore(infra.records_db)

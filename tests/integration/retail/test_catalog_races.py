@@ -6,6 +6,7 @@ import asyncio
 import msgspec
 import pytest
 
+from adapters.sqlite.catalog import _CABIN_CAPACITY, _PRODUCT_CAPACITY
 from app.main import PLATFORM, create_app
 from state.catalog import _encode
 from tests.conftest import ADMIN, bearer, make_config
@@ -92,6 +93,10 @@ async def test_a_product_cannot_shrink_below_the_units_held(app, clock):
     assert client.app[PLATFORM].catalog.product("meal-hot").capacity_per_flight == 40
     assert (await client.patch("/v1/admin/products/meal-hot", headers=admin,
                                json={"capacity_per_flight": 6})).status == 200
+    platform = client.app[PLATFORM]
+    if platform.config.storage.backend == "postgres":  # several nodes: the held rows carry it for the others
+        assert await platform.records_db.fetchone("SELECT held, capacity FROM inventory WHERE resource = ?",
+                                                  (f"{flight.id}/meal-hot",)) == (6, 6)
 
 
 async def test_a_product_shrunk_while_shoppers_accept_is_never_oversold(app, clock):
@@ -120,6 +125,57 @@ async def test_a_shrink_is_refused_when_another_node_holds_the_seats(app, clock)
                                       "DO UPDATE SET held = excluded.held", (f"{flight.id}/meal-hot", 30))])
     resp = await client.patch("/v1/admin/products/meal-hot", headers=admin, json={"capacity_per_flight": 20})
     assert resp.status == 409 and platform.catalog.product("meal-hot").capacity_per_flight == 40
+
+
+async def test_a_node_that_has_not_heard_of_a_shrink_sells_no_seat_beyond_it(app, clock):
+    """Several nodes: another node shrank economy to 10 seats; this one, not told yet, still has 100 in memory, and
+    its shoppers get 10 seats, not 100. A capacity raised again here opens the seats again."""
+    client, flight, admin, shopper = app
+    platform = client.app[PLATFORM]
+    if platform.config.storage.backend != "postgres":
+        pytest.skip("one node has no other to hear from: runs with --storage=scaleout (PostgreSQL)")
+    resource = f"{flight.id}/economy"
+    shrunk = msgspec.structs.replace(flight, cabins={**flight.cabins, "economy": msgspec.structs.replace(
+        flight.cabins["economy"], capacity=10)})
+    await platform.records_db.write([  # what the other node's change wrote, before its notice reaches this one
+        ("UPDATE flights SET body = ? WHERE id = ?", (_encode(shrunk).decode(), flight.id)),
+        (_CABIN_CAPACITY, (resource, 10), 1)])
+    assert platform.catalog.flight(flight.id).cabins["economy"].capacity == 100
+    offers = await offers_of(client, shopper, clock, "flight_only", 8, passengers=2)
+    accepts = await asyncio.gather(*(accept(client, shopper, o) for o in offers))
+    assert sorted(r.status for r in accepts) == [201] * 5 + [409] * 3
+    assert await platform.records_db.fetchone("SELECT held, capacity FROM inventory WHERE resource = ?",
+                                              (resource,)) == (10, 10)
+    await platform.catalog_store.refresh("flight", [flight.id])  # the notice arrives
+    resp = await client.patch(f"/v1/admin/flights/{flight.id}", headers=admin,
+                              json={"cabins": {**ECONOMY, "economy": {"capacity": 12, "base_fare_cents": 10_000}}})
+    assert resp.status == 200, await resp.text()
+    [offer] = await offers_of(client, shopper, clock, "flight_only", 1, passengers=2)
+    assert (await accept(client, shopper, offer)).status == 201
+    assert await platform.records_db.fetchone("SELECT held, capacity FROM inventory WHERE resource = ?",
+                                              (resource,)) == (12, 12)
+
+
+async def test_a_node_that_has_not_heard_of_a_smaller_product_sells_no_unit_beyond_it(app, clock):
+    """Several nodes: on a flight where hot meals are held, another node lowered meal-hot to 6 a flight; this node,
+    not told yet (40 in memory), sells the 2 meals left, not 36."""
+    client, flight, admin, shopper = app
+    platform = client.app[PLATFORM]
+    if platform.config.storage.backend != "postgres":
+        pytest.skip("one node has no other to hear from: runs with --storage=scaleout (PostgreSQL)")
+    for offer in await offers_of(client, shopper, clock, "comfort", 2, passengers=2):  # comfort holds a hot meal
+        assert (await accept(client, shopper, offer)).status == 201
+    smaller = msgspec.structs.replace(platform.catalog.product("meal-hot"), capacity_per_flight=6)
+    suffix = "/meal-hot"
+    await platform.records_db.write([  # what the other node's change wrote, before its notice reaches this one
+        ("UPDATE products SET body = ? WHERE id = ?", (_encode(smaller).decode(), "meal-hot")),
+        (_PRODUCT_CAPACITY, (6, len(suffix), suffix))])
+    assert platform.catalog.product("meal-hot").capacity_per_flight == 40
+    accepts = await asyncio.gather(*(accept(client, shopper, o)
+                                     for o in await offers_of(client, shopper, clock, "comfort", 4, passengers=2)))
+    assert sorted(r.status for r in accepts) == [201] + [409] * 3
+    assert await platform.records_db.fetchone("SELECT held, capacity FROM inventory WHERE resource = ?",
+                                              (f"{flight.id}{suffix}",)) == (6, 6)
 
 
 async def test_a_change_another_node_made_first_is_not_overwritten(app, clock):
