@@ -207,6 +207,9 @@ class DeliveryStore(Protocol):
                      reason: int | None, at: float) -> bool:
         """Record a win or loss notice once; returns False for a repeat."""
 
+    async def record_click(self, bid_id: str, campaign_id: str, at: float) -> str:
+        """Record a click once unless a loss notice was recorded for the bid: "recorded", "repeat" or "lost"."""
+
     async def purge(self, now: float, limit: int) -> int:
         """Delete up to `limit` stored impressions older than any frequency-cap window reads."""
 

@@ -13,6 +13,10 @@ from state.delivery import Admission, AlreadyCharged, IssuedBid
 IDLE_SCAN_PER_ROW = 20  # users looked at per impression row purge may delete: a pass outpaces new users
 LOAD_PAGE = 10_000  # impressions read per round trip at start
 SPEND_DAYS_HELD = 2  # days of spend in memory besides today: pacing reads today's, reports read the store
+# A click proves an impression, so it contradicts a loss notice: one statement, so that no loss recorded before it
+# (by this node or another) is passed over.
+_CLICK = ("INSERT INTO bid_outcomes(bid_id, kind, campaign_id, at) SELECT ?, 'click', ?, CAST(? AS DOUBLE PRECISION) "
+          "WHERE NOT EXISTS (SELECT 1 FROM bid_outcomes WHERE bid_id = ? AND kind = 'loss') ON CONFLICT DO NOTHING")
 
 
 def utc_day(at: float) -> str:
@@ -190,6 +194,15 @@ class SqliteDeliveryStore:
             " VALUES (?,?,?,?,?,?)",
             (bid_id, kind, campaign_id, price_micros, reason, at))])
         return counts[0] == 1
+
+    async def record_click(self, bid_id: str, campaign_id: str, at: float) -> str:
+        """Record a click once, unless a loss notice was recorded for the bid (by any node: the outcomes are shared):
+        "recorded", "repeat", or "lost" (nothing written)."""
+        counts = await self._db.write([(_CLICK, (bid_id, campaign_id, at, bid_id))])
+        if counts[0] == 1:
+            return "recorded"
+        lost = await self._db.fetchone("SELECT 1 FROM bid_outcomes WHERE bid_id = ? AND kind = 'loss'", (bid_id,))
+        return "lost" if lost is not None else "repeat"
 
     async def purge(self, now: float, limit: int) -> int:
         """Delete up to `limit` stored impressions older than any frequency-cap window reads (and than

@@ -56,8 +56,6 @@ class BidLedger:
         self._on_forgotten_live = on_forgotten_live
         self._size = max_bids
         self._ring: list[IssuedBid | None] = []  # grows to max_bids, then is written round
-        # Per slot, 1 once a loss notice was recorded for the bid in it (a byte a bid: a click on it is refused).
-        self._lost = bytearray()
         self._next = 0    # the sequence number of the next bid
         self._oldest = 0  # every bid before this one is forgotten
         self.forgotten_live = 0  # bids overwritten before they expired: more live than max_bids (raise it)
@@ -71,7 +69,6 @@ class BidLedger:
         bid = IssuedBid(bid_id, request_id, imp_id, campaign_id, creative_id, user_id, price_micros, expires_at)
         if seq < self._size:
             self._ring.append(bid)
-            self._lost.append(0)
         else:
             slot = seq % self._size
             old = self._ring[slot]
@@ -80,7 +77,6 @@ class BidLedger:
                 if self._on_forgotten_live is not None:
                     self._on_forgotten_live()
             self._ring[slot] = bid
-            self._lost[slot] = 0
         return bid_id
 
     def _slot(self, bid_id: str) -> int | None:
@@ -101,17 +97,6 @@ class BidLedger:
         if bid is None or bid.expires_at <= self._clock.now():
             return None
         return bid
-
-    def mark_lost(self, bid_id: str) -> None:
-        """A loss notice was recorded for the bid (nothing, for a bid this ledger does not hold)."""
-        slot = self._slot(bid_id)
-        if slot is not None:
-            self._lost[slot] = 1
-
-    def lost(self, bid_id: str) -> bool:
-        """Whether a loss notice was recorded for the bid, as far as this ledger was told (mark_lost)."""
-        slot = self._slot(bid_id)
-        return slot is not None and self._lost[slot] == 1
 
     def __len__(self) -> int:
         """Bids still remembered (expired ones count until a sweep)."""
@@ -234,7 +219,6 @@ class NoticeService:
         cpm = parse_price(price) if price and not price.startswith("${") else None
         now = self._clock.now()
         first = await self._delivery.record(bid_id, "loss", bid.campaign_id, cpm, code, now)
-        self._ledger.mark_lost(bid_id)  # a repeat too: its loss is recorded either way
         self._notices.labels("loss", "ok" if first else "repeat").inc()
         if first:
             self._log_event("Loss", {"bid_id": bid_id, "campaign_id": bid.campaign_id, "reason": code})
@@ -243,17 +227,16 @@ class NoticeService:
 
     async def click(self, bid_id: str) -> dict:
         """A click on the ad of a bid: recorded, logged and published once; repeats change nothing. A click proves
-        an impression, so one before the win notice is taken, but one on a bid recorded as lost contradicts it:
-        409, and nothing recorded, logged or published. The loss is known from this node's ledger (a byte a bid, no
-        read per click), told of the loss notices this node took for the bids it issued: on several nodes, a loss
-        and a click taken by different nodes, or for a bid another node issued, are not checked."""
+        an impression, so one before the win notice is taken, but one on a bid recorded as lost (by whichever node
+        took the loss notice) contradicts it: 409, and nothing recorded, logged or published."""
         bid = await self._bid("click", bid_id)
-        if self._ledger.lost(bid_id):
+        now = self._clock.now()
+        outcome = await self._delivery.record_click(bid_id, bid.campaign_id, now)
+        if outcome == "lost":
             self._notices.labels("click", "lost_bid").inc()
             raise Conflict(f"bid {bid_id} was recorded as lost (a loss notice came for it): a click on its ad "
                            "cannot be", {"bid_id": bid_id, "outcome": "loss"})
-        now = self._clock.now()
-        first = await self._delivery.record(bid_id, "click", bid.campaign_id, None, None, now)
+        first = outcome == "recorded"
         self._notices.labels("click", "ok" if first else "repeat").inc()
         if first:
             await self._log_kept("Click", {"bid_id": bid_id, "campaign_id": bid.campaign_id, "user_id": bid.user_id})

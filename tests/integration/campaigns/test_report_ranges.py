@@ -198,6 +198,18 @@ async def test_a_click_on_a_bid_recorded_as_lost_is_409_and_counts_nowhere(shop)
     assert (report["totals"]["clicks"], report["totals"]["losses"]) == (2, 1)
 
 
+async def test_a_click_on_a_bid_another_node_recorded_as_lost_is_409(shop):
+    """Several nodes share the notices recorded: a loss that reached another node refuses the click here too."""
+    client, exchange, _ = shop
+    platform = client.app[PLATFORM]
+    [bid] = await _bids(client, exchange, 1)
+    await platform.records_db.write([("INSERT INTO bid_outcomes(bid_id, kind, campaign_id, at) VALUES (?, ?, ?, ?)",
+                                      (bid["id"], "loss", "spring", platform.clock.now()))])
+    resp = await client.get("/v1/notices/click", params={"bid": bid["id"]})
+    assert resp.status == 409 and "lost" in (await resp.json())["error"]["message"]
+    assert await platform.event_log.query("Click", None, 0, 10) == []
+
+
 # ---- 5: the summary export's budget_used_today ----
 async def test_budget_used_today_in_the_summary_export_is_the_reports_number_in_plain_digits(shop):
     client, exchange, admin = shop
