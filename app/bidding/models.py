@@ -50,7 +50,7 @@ class ModelHolder:
     def swap(self, net: SpikingNet, path: str | Path) -> SpikingNet:
         """Serve `net` (loaded from `path`) from the next batch on; returns the model it replaced."""
         old, self.current, self.path = self.current, net, Path(path)
-        self._metrics.model_info.labels(old.version).set(0)
+        self._metrics.model_info.clear()  # one series, the serving version's: a retrain an hour adds none
         self._metrics.model_info.labels(net.version).set(1)
         return old
 

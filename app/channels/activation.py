@@ -171,6 +171,11 @@ class ActivationService:
                 self._day, self._sent_today = day, defaultdict(int)
         return self._day
 
+    @property
+    def counted_today(self) -> int:
+        """Customers with an activation sent today (held until the UTC day turns)."""
+        return len(self._sent_today)
+
     def capped(self, user_id: str) -> bool:
         """Whether the customer has had today's `max_per_customer_per_day` activations already."""
         self._today()
@@ -227,7 +232,8 @@ class ActivationService:
             result["status"] = "capped"
         else:
             # The slot is taken before the first await, so concurrent activations cannot pass the cap together.
-            self._sent_today[user_id] += 1
+            counts = self._sent_today  # the day's, even if the day turns before this ends
+            counts[user_id] += 1
             sent = False
             try:
                 candidates = [channel] if channel else [c for c in self._channels(user_id, member, present)
@@ -252,8 +258,10 @@ class ActivationService:
                         await self._counts.add_one(user_id, day)
                         break
             finally:
-                if not sent:
-                    self._sent_today[user_id] -= 1  # nothing went out: give the slot back
+                if not sent:  # nothing went out: give the slot back (a customer never reached holds no entry)
+                    counts[user_id] -= 1
+                    if counts[user_id] <= 0:
+                        del counts[user_id]
         carried = result["status"] in ("queued", "delivered") and result["channel"] in _CARRIES_RECOMMENDED
         recommended = [item_id for item_id, _, _ in picks or ()] if carried else []
         self._log_event("Activation", {**result, "user_id": user_id, "campaign": campaign,

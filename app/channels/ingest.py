@@ -104,6 +104,11 @@ class IngestService:
         self._triggers: set[asyncio.Task] = set()
         self._web = web
 
+    @property
+    def profiles_pending(self) -> int:
+        """Customers whose profile updates wait for the next write behind (`ingest.profile_flush_interval_s`)."""
+        return len(self._dirty)
+
     def _check(self, e: ChannelEvent) -> str | None:
         if e.source not in SOURCES:
             return f"source must be one of {', '.join(SOURCES)}"

@@ -81,6 +81,8 @@ def build(infra: Infra, loyalty: LoyaltyService, profiles: ProfileCache,
     supervisor.add_periodic("profile_write_behind", config.ingest.profile_flush_interval_s, ingest.flush_profiles)
     supervisor.add("email_sender", email.run)
     infra.metrics.watch_queue("email_outbox", lambda: email.held)
+    infra.metrics.watch_queue("activations_counted_today", lambda: activation.counted_today)
+    infra.metrics.watch_queue("profiles_write_behind", lambda: ingest.profiles_pending)
     supervisor.add_periodic("suppression_cleanup", 600, suppression.purge_expired)
     return Channels(suppression_store, suppression, outbox_store, email, inapp_hub, inapp, adaptors, web_activity,
                     activation, Mailbox(), ingest, analytics, relay)

@@ -27,6 +27,7 @@ from app.bidding.openrtb import Bid
 from app.dsp.ports import DspAdapter, DspError, DspWinStore
 from app.errors import InvalidInput, NotFound
 from app.runtime.clock import Clock
+from app.runtime.lru import LRU
 from app.runtime.metrics import Metrics
 from state.dsp import DspWin, RoutedBid
 from state.ports import SharedDspBids, StorageUnavailable
@@ -54,7 +55,7 @@ class DspWins:
     def __init__(self, store: DspWinStore, adapters: dict[str, DspAdapter], clock: Clock, metrics: Metrics,
                  notice_base: Callable[[], str], *, currency: str, ttl_s: float,
                  shared: SharedDspBids | None = None, campaign_of: Callable[[str, str], str | None] | None = None,
-                 log_event: Callable[[str, Any], bool] | None = None) -> None:
+                 log_event: Callable[[str, Any], bool] | None = None, max_live_bids: int = 1_000_000) -> None:
         self._store = store
         # A DSP bid whose `cid` is a Contrail campaign's line item on that DSP is logged with the campaign, as its win
         # is: the campaign's report counts both (app/campaigns/reports.py).
@@ -70,7 +71,10 @@ class DspWins:
         self._notice_base = notice_base
         self._currency = currency
         self._ttl_s = ttl_s
-        self.issued: dict[tuple[str, str], IssuedBid] = {}
+        # The bids answered with, until they expire (`bidding.max_live_bids` at most: past it the oldest go first, and
+        # their notices find no bid, as the bid ledger's do); exported as a cache (`dsp_issued_bids`).
+        self.issued: LRU[tuple[str, str], IssuedBid] = LRU(max_live_bids, "dsp_issued_bids")
+        metrics.caches.register(self.issued)
         self._forwards: set[asyncio.Task] = set()
 
     @staticmethod
@@ -86,7 +90,7 @@ class DspWins:
         if campaign_id and self._log_event is not None:
             self._log_event("DspBid", {"bid_id": bid_id, "campaign_id": campaign_id, "platform": platform,
                                        "price": price})
-        self.issued[(platform, bid_id)] = IssuedBid(routed)
+        self.issued.put((platform, bid_id), IssuedBid(routed))
         if self._shared is not None:
             self._unshared.append(routed)
         base = f"{self._notice_base().rstrip('/')}/v1/dsp/notices"
@@ -107,18 +111,24 @@ class DspWins:
 
     def sweep(self) -> None:
         now = self._clock.now()
-        for key in [k for k, b in self.issued.items() if b.bid.expires_at <= now]:
-            del self.issued[key]
+        # The least recently issued (or found) first, so a sweep reads only what it forgets. A bid found for a notice
+        # moves behind the ones issued since, so it may go a sweep or two later (`win` drops it once expired).
+        while (oldest := self.issued.oldest()) is not None and oldest[1].bid.expires_at <= now:
+            self.issued.pop(oldest[0])
 
     async def win(self, platform: str, bid_id: str, win_price: float | str | None, source: str) -> WinResult:
         """Record a win at the clearing CPM `win_price` (bidding currency); forward the DSP's own notices."""
         if platform not in self._adapters:
             raise NotFound(f"no DSP named {platform!r}")
         issued = self.issued.get((platform, bid_id))
+        if issued is not None and issued.bid.expires_at <= self._clock.now():
+            self.issued.pop((platform, bid_id))  # expired, not swept yet
+            issued = None
         if issued is None and self._shared is not None:
             routed = await self._shared.find(platform, bid_id)  # answered by another node
             if routed is not None:
-                issued = self.issued[(platform, bid_id)] = IssuedBid(routed)
+                issued = IssuedBid(routed)
+                self.issued.put((platform, bid_id), issued)
         if issued is None:
             earlier = await self._store.get(platform, bid_id)
             if earlier is None:

@@ -52,7 +52,7 @@ def build(infra: Infra, gateway: BidGateway, campaign_of: Callable[[str, str], s
         shared = RedisDspBids(infra.redis, clock.now)
     wins = DspWins(store, adapters, clock, metrics, infra.public_urls.notices, currency=config.bidding.currency,
                    ttl_s=config.bidding.bid_ttl_s, shared=shared, campaign_of=campaign_of,
-                   log_event=infra.event_log.log_event)
+                   log_event=infra.event_log.log_event, max_live_bids=config.bidding.max_live_bids)
 
     async def own_bidder(raw: bytes, started: float, timeout_ms: int) -> BidAnswer:
         return await gateway.answer(raw, "dsp", started, timeout_ms=timeout_ms)

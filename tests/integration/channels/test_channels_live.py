@@ -127,3 +127,24 @@ async def test_an_in_app_socket_closes_once_its_customer_is_erased_or_its_token_
     finally:
         await uma_ws.close()
         await vic_ws.close()
+
+
+async def test_activations_that_reach_nobody_hold_no_count_of_the_day(aiohttp_client, tmp_path, clock):
+    """The day's counts per customer (the daily cap) hold only customers something was sent to: activations to
+    ids with no way to reach them leave nothing behind (contrail_queue_depth{queue="activations_counted_today"})."""
+    client, staff = await _app(aiohttp_client, tmp_path, clock)
+    for n in range(50):
+        result = await (await client.post("/v1/channels/activate", headers=staff,
+                                          json={"user_id": f"nobody-{n}", "subject": "Hi", "text": "hello"})).json()
+        assert result["status"] == "unreachable", result
+    metrics = await (await client.get("/metrics")).text()
+    assert 'contrail_queue_depth{queue="activations_counted_today"} 0.0' in metrics
+    customer = await bearer(client, "uma@example.com", "correct horse battery", "customer")
+    uma = (await (await client.get("/v1/me", headers=customer)).json())["id"]
+    async with client.ws_connect(f"/v1/stream/inapp?token={customer['Authorization'].split()[1]}"):
+        result = await (await client.post("/v1/channels/activate", headers=staff,
+                                          json={"user_id": uma, "subject": "Hi", "text": "hello"})).json()
+        assert result["status"] == "delivered", result
+    metrics = await (await client.get("/metrics")).text()
+    assert 'contrail_queue_depth{queue="activations_counted_today"} 1.0' in metrics
+    assert 'contrail_queue_depth{queue="profiles_write_behind"}' in metrics

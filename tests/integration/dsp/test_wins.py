@@ -97,3 +97,32 @@ async def test_bad_input(aiohttp_client, tmp_path, clock, fake_dsps):
     unknown = await client.post("/v1/dsp/win", json={"platform": "nobody", "bid_id": "b", "win_price": 1},
                                 headers=client.headers)
     assert unknown.status == 404
+
+
+async def test_the_bids_answered_with_are_held_until_they_expire_and_no_more_than_max_live_bids(
+        aiohttp_client, tmp_path, clock, fake_dsps):
+    """The DSP bids Contrail answered with are a bounded cache (`dsp_issued_bids`, at most bidding.max_live_bids):
+    the sweep forgets the expired ones, whose win notices then find no bid, and past the bound the oldest go."""
+    from app.bidding.openrtb import Bid
+    from app.main import PLATFORM
+
+    bidder = await fake_dsps("bid", price=2.0)
+    client = await router_client(aiohttp_client, tmp_path, clock, platforms(acme=bidder), bidding__bid_ttl_s="60",
+                                 bidding__max_live_bids="1000")
+    wins = client.app[PLATFORM].dsp.wins
+    first = await _won_bid(client)
+    clock.advance(30)
+    second = await _won_bid(client)
+    metrics = await (await client.get("/metrics")).text()
+    assert 'contrail_cache_entries{cache="dsp_issued_bids"} 2.0' in metrics
+    assert 'contrail_cache_capacity{cache="dsp_issued_bids"} 1000.0' in metrics
+    clock.advance(31)  # the first has expired, the second not
+    win = {"platform": "acme", "bid_id": first["id"], "win_price": 1.5}
+    assert (await client.post("/v1/dsp/win", json=win, headers=client.headers)).status == 404  # before any sweep
+    wins.sweep()
+    assert list(key for key, _ in wins.issued.items()) == [("acme", second["id"])]
+    assert (await client.post("/v1/dsp/win", json={**win, "bid_id": second["id"]},
+                              headers=client.headers)).status == 200
+    for n in range(1000):  # past the bound: the oldest is forgotten
+        wins.issue("acme", Bid(id=f"b{n}", impid="1", price=1.0, adm="<a/>"), "r", 1.0)
+    assert len(wins.issued) == 1000 and ("acme", second["id"]) not in wins.issued
