@@ -25,6 +25,7 @@ import msgspec
 from app.admin import AuditTrail
 from app.auth import Principal
 from app.errors import Forbidden, NotFound
+from state.loyalty import Member
 from state.ports import (
     AccountStore,
     EventLogStore,
@@ -51,7 +52,8 @@ class Erasure(msgspec.Struct):
 
 
 class CustomerErasure:
-    def __init__(self, accounts: AccountStore, members, forget_member: Callable[[str], Awaitable[bool]],
+    def __init__(self, accounts: AccountStore, members: Callable[[str], Awaitable[Member | None]],
+                 forget_member: Callable[[str], Awaitable[bool]],
                  suppressions: SuppressionStore, outbox: OutboxStore, cancel_mail: Callable[[list[str]], None],
                  inbox: InboxStore, forget_profile: Callable[[str], Awaitable[bool]],
                  forget_pending: Callable[[str], None], idempotency: IdempotencyStore, events: EventLogStore,
@@ -93,7 +95,7 @@ class CustomerErasure:
         account = self._accounts.get(customer_id) or await self._accounts.fetch(customer_id)
         if account is None or account.role != "customer":
             raise NotFound(f"no customer {customer_id}")
-        member = self._members(customer_id)
+        member = await self._members(customer_id)
         # A member's contact details are whatever the customer typed (never verified): one naming an address
         # another account signs in with is someone else's, and erasing this customer must not touch it.
         contacts = [c for c in (account.email, *((member.email, member.phone, member.push_token) if member else ()))

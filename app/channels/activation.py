@@ -27,6 +27,7 @@ from app.channels.suppression import SuppressionService
 from app.errors import Conflict, InvalidInput, NotFound
 from app.runtime.clock import Clock
 from state.campaigns import ActivationChannel
+from state.loyalty import Member
 from state.ports import ActivationCountStore
 
 log = logging.getLogger("contrail.channels")
@@ -62,7 +63,8 @@ _SUPPRESSION_CHANNEL = {"email": "email", "sms": "sms", "push": "push"}
 
 
 class ActivationService:
-    def __init__(self, config, members, email: EmailService, inapp: InAppService, adaptors: Providers,
+    def __init__(self, config, members: Callable[[str], Awaitable[Member | None]], email: EmailService,
+                 inapp: InAppService, adaptors: Providers,
                  suppression: SuppressionService, counts: ActivationCountStore, clock: Clock, log_event,
                  seen_on_web: Callable[[str], bool], recommendations: Recommendations | None = None,
                  product_name: Callable[[str], str | None] = lambda _: None,
@@ -75,7 +77,7 @@ class ActivationService:
         self._recommendations = recommendations
         self._product_name = product_name  # a catalog product id -> its name (None: not a product on sale)
         self._shop_base = shop_base  # where the console is served: the shop's links start there
-        self._members = members  # user_id -> Member (contact details, preferred channel) or None
+        self._members = members  # user_id -> Member (contact details, preferred channel) or None, held or read
         self._email = email
         self._inapp = inapp
         self._adaptors = adaptors
@@ -211,7 +213,7 @@ class ActivationService:
                                                                                    "channels": approved})
             campaign = campaign_id
         activation_id = f"act_{ids.token_hex(10)}"
-        member = self._members(user_id)
+        member = await self._members(user_id)
         day = self._today()
         result: dict = {"activation_id": activation_id, "channel": None, "status": "unreachable",
                         "provider_message_id": None}

@@ -43,7 +43,7 @@ from app.errors import Conflict, Forbidden, InvalidInput, NotFound, RuleViolatio
 from app.eventlog import written_behind
 from app.loyalty.accounts import TIERS, Holds, TierRules, standing
 from app.loyalty.events import RewardSignalled, StarsEarned, StarsReversed
-from app.loyalty.states import PAGE, MemberStates
+from app.loyalty.states import PAGE, READS_IN_FLIGHT, MemberStates
 from app.persist import atomically, commit_or_undo
 from app.runtime.clock import Clock
 from app.runtime.locks import KeyedLocks
@@ -52,6 +52,7 @@ from state.loyalty import LedgerEntry, LoyaltyAccount, Member, Promotion
 from state.ports import LoyaltyStore, UnitOfWork, WriteConflict
 
 log = logging.getLogger("contrail.loyalty")
+_UNREAD: Any = object()  # a member whose details memory does not hold (None: held, and they have none)
 
 MULTIPLIER = {"Green": Decimal("1.0"), "Gold": Decimal("1.2"), "Reserve": Decimal("1.7")}
 BIRTHDAY_WINDOW_DAYS = {"Green": 1, "Gold": 7, "Reserve": 30}
@@ -114,7 +115,11 @@ class LoyaltyService:
         self._audit = audit
         self.rules = TierRules(config.gold_stars, config.reserve_stars)
         self._states = MemberStates(store, self.rules, config.max_accounts_in_memory, self._remember)
-        self._members: dict[str, Member] = {}
+        # Members' details (birthday, contact, preferred channel) as the accounts are: the most recently used, None
+        # for a user known to have none; another's is read from the store when needed (member, hold).
+        self.details: LRU[str, Member | None] = LRU(config.max_accounts_in_memory, "loyalty_member_details")
+        self._forgotten = 0  # erasures so far: a read that an erasure overtook holds nothing
+        self._reading_details: set[str] = set()
         self._promotions: dict[str, Promotion] = {}
         # Transactions earned and reversed lately -> their entry; the ledger decides for the others (read by
         # transaction id). The ones being committed wait in _earning / _reversing, so concurrent replays wait too.
@@ -139,12 +144,9 @@ class LoyaltyService:
         return len(self._states.ids)
 
     async def load(self) -> None:
-        """Members and promotions (read in pages and held whole), then the members' states (MemberStates.load)."""
+        """Promotions (read in pages and held whole), then the members' states (MemberStates.load); members' details
+        are read as they are needed."""
         await self._store.prepare()
-        after: str | None = None
-        while members := await self._store.members(after, PAGE):
-            self._members.update((m.user_id, m) for m in members)
-            after = members[-1].user_id
         self._promotions = {p.id: p for p in await self._promotions_stored()}
         await self._states.load()
 
@@ -162,8 +164,9 @@ class LoyaltyService:
             self.reversals.put(entry.transaction_id, entry)
 
     async def hold(self, user_id: str) -> bool:
-        """Hold the member's account (read back if memory let it go), so that the reads after it (balance, debt,
-        tier, last activity) answer with no await in between; whether they have one."""
+        """Hold the member's account and details (read back if memory let them go), so that the reads after it
+        (balance, debt, tier, last activity, birthday) answer with no await in between; whether they have one."""
+        await self.member(user_id)
         return await self._states.held(user_id) is not None
 
     async def refresh(self, kind: str, ids: list[str]) -> None:
@@ -173,9 +176,7 @@ class LoyaltyService:
             return
         for user_id in ids:
             await self._states.catch_up(user_id)
-            member = await self._store.member(user_id)
-            if member is not None:
-                self._members[user_id] = member
+            self.details.pop(user_id)  # read again when next needed
 
     @contextlib.asynccontextmanager
     async def _member(self, user_id: str) -> AsyncIterator[None]:
@@ -441,7 +442,8 @@ class LoyaltyService:
 
     # ---- birthday, promotions, members ----
     def birthday_eligible(self, user_id: str, at: float) -> bool:
-        member = self._members.get(user_id)
+        """Whether a birthday reward is open; False for a member whose details are not held (hold first)."""
+        member = self.details.peek(user_id)
         if member is None or not member.birthday:
             return False
         window = BIRTHDAY_WINDOW_DAYS[self.tier(self._states.accounts.peek(user_id) or LoyaltyAccount(user_id), at)]
@@ -476,16 +478,39 @@ class LoyaltyService:
             raise InvalidInput(f"preferred_channel must be one of {', '.join(CHANNEL_CODES)}")
         async with atomically(self._uow) as tx:
             tx.loyalty.put_member(member)
-        self._members[member.user_id] = member
+        self.details.put(member.user_id, member)
         return member
 
-    def member(self, user_id: str) -> Member | None:
-        return self._members.get(user_id)
+    async def member(self, user_id: str) -> Member | None:
+        """The member's details, held or read from the store (and held)."""
+        held = self.details.get(user_id, _UNREAD)
+        if held is not _UNREAD:
+            return held
+        forgotten = self._forgotten
+        member = await self._store.member(user_id)
+        # Nothing newer held meanwhile (put_member, another read), and no erasure overtook this read.
+        if forgotten == self._forgotten and user_id not in self.details:
+            self.details.put(user_id, member)
+        return member
+
+    def _read_details_back(self, user_id: str) -> None:
+        """Read a member's details back for the bidder, in the background (as MemberStates.read_back does)."""
+        if user_id in self._reading_details or len(self._reading_details) >= READS_IN_FLIGHT:
+            return
+        try:
+            task = asyncio.get_running_loop().create_task(self.member(user_id))
+        except RuntimeError:  # no loop (a caller outside the server)
+            return
+        self._reading_details.add(user_id)
+        task.add_done_callback(lambda _: self._reading_details.discard(user_id))
 
     async def forget_member(self, user_id: str) -> bool:
         """Delete a member's birthday and contact details (erasure); their stars and ledger stay."""
+        self._forgotten += 1
+        held = self.details.pop(user_id)
         forgotten = await self._store.forget_member(user_id)
-        return self._members.pop(user_id, None) is not None or forgotten
+        self.details.pop(user_id)  # read while the store forgot it
+        return held is not None or forgotten
 
     async def put_promotion(self, actor: Principal | str, promotion: Promotion) -> Promotion:
         """Create or replace a promotion (recorded in the audit log as `actor`'s)."""
@@ -567,7 +592,10 @@ class LoyaltyService:
                     "Gold": qualifying / self._config.reserve_stars, "Reserve": 1.0}[tier]
         recency = 0.0 if account.last_redeem_at is None else \
             1.0 / (1.0 + max(0.0, now - account.last_redeem_at) / 86_400 / 30)
-        member = self._members.get(user_id)
+        member = self.details.peek(user_id, _UNREAD)
+        if member is _UNREAD:  # priced without their details while they are read back
+            self._read_details_back(user_id)
+            member = None
         channel = member.preferred_channel if member else None
         code = (CHANNEL_CODES.index(channel) + 1) / len(CHANNEL_CODES) if channel else 0.0
         return np.array([TIERS.index(tier) / 2, account.balance / 5000, min(1.0, progress),

@@ -71,6 +71,7 @@ def build(infra: Infra) -> Loyalty:
     metrics.caches.register(domain.loyalty.earned)
     metrics.caches.register(domain.loyalty.reversals)
     metrics.caches.register(domain.loyalty.accounts)
+    metrics.caches.register(domain.loyalty.details)
     metrics.watch_queue("loyalty_members", domain.loyalty.members_known)
     infra.bus.subscribe(OrderPaid, domain.earn_for_order)
     infra.bus.subscribe(OrderCancelled, domain.reverse_for_order)

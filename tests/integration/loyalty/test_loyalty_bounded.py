@@ -4,6 +4,7 @@ on a database from before they were stored), and a transaction repeated after me
 from the ledger."""
 
 import asyncio
+import time
 
 import msgspec
 import pytest
@@ -337,3 +338,34 @@ async def test_memory_holding_two_accounts_answers_for_every_member(aiohttp_clie
     assert loyalty.loaded == {"states": 2, "replayed": 0, "rebuilt": 0} and loyalty.members_known() == 6
     assert await balances() == {u: 0 for u in members}
     assert (await (await earn(client, staff, "m5", 10_000, "m5-1")).json())["replayed"]
+
+
+async def test_memory_holding_two_members_details_answers_for_every_member(aiohttp_client, tmp_path, clock):
+    """Members' details (contact, birthday, channel) are held as their accounts are, the most recently used: one
+    memory let go is read back wherever it is needed (an activation's channel, a birthday reward, an erasure)."""
+    config = make_config(tmp_path, loyalty__max_accounts_in_memory=2)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    platform = client.app[PLATFORM]
+    loyalty = platform.loyalty
+    _, key = await platform.api_keys.create("ops", "admin")
+    staff = {"X-Api-Key": key}
+    today = time.strftime("%m-%d", time.gmtime(clock.now()))
+    for n in range(6):
+        resp = await client.put(f"/v1/loyalty/members/d{n}", headers=staff,
+                                json={"email": f"d{n}@example.com", "preferred_channel": "email", "birthday": today})
+        assert resp.status == 200, await resp.text()
+    assert len(loyalty.details) == 2 and loyalty.details.evictions == 4 and "d0" not in loyalty.details
+    sent = await (await client.post("/v1/channels/activate", headers=staff,
+                                    json={"user_id": "d0", "subject": "Hi", "text": "hello"})).json()
+    assert sent["channel"] == "email" and sent["status"] == "queued", sent
+    assert "d1" not in loyalty.details
+    await earn(client, staff, "d1", 10_000, "d1-1")
+    resp = await client.post("/v1/loyalty/birthday", json={"user_id": "d1"}, headers=staff)
+    assert resp.status == 200 and (await resp.json())["stars_earned"] == 50, await resp.text()
+    await client.close()
+
+    client = await aiohttp_client(create_app(config, clock=clock))  # a start reads no member's details
+    loyalty = client.app[PLATFORM].loyalty
+    assert len(loyalty.details) == 0
+    assert (await loyalty.member("d5")).email == "d5@example.com" and await loyalty.member("nobody") is None
+    assert len(loyalty.details) == 2  # "nobody" is held as having none

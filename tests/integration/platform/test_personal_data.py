@@ -98,7 +98,7 @@ async def test_the_database_files_hold_no_personal_data_in_the_clear_and_a_resta
     assert resp.status == 200, await resp.text()
     resp = await client.get(f"/v1/loyalty/balance/{account_id}", headers=staff)
     assert resp.status == 200
-    member = client.app[PLATFORM].loyalty.member(account_id)
+    member = await client.app[PLATFORM].loyalty.member(account_id)
     assert member is not None and (member.email, member.phone, member.push_token) == (EMAIL, PHONE, PUSH)
     listed = await (await client.get("/v1/suppressions", headers=staff)).json()
     assert {s["identifier"] for s in listed["items"]} == {PHONE, "grace.hopper@example.com"}
@@ -152,7 +152,7 @@ async def test_erasure_removes_her_personal_data_everywhere_keeps_the_money_and_
     # After a restart nothing comes back, and her email can open a new account.
     client = await aiohttp_client(create_app(config, clock=clock))
     platform = client.app[PLATFORM]
-    assert platform.loyalty.member(account_id) is None
+    assert await platform.loyalty.member(account_id) is None
     assert await platform.suppression.is_suppressed([PHONE], "sms") is not None
     assert (await client.post("/v1/auth/token", json={"email": EMAIL, "password": PASSWORD})).status == 401
     resp = await client.post("/v1/accounts", json={"email": EMAIL, "password": PASSWORD})
@@ -204,7 +204,7 @@ async def test_a_rotated_key_re_encrypts_every_row_in_the_background_and_every_r
     client = await aiohttp_client(create_app(config, clock=clock))
     platform = client.app[PLATFORM]
     assert (await client.post("/v1/auth/token", json={"email": EMAIL, "password": PASSWORD})).status == 200
-    member = platform.loyalty.member(account_id)
+    member = await platform.loyalty.member(account_id)
     assert member is not None and member.phone == PHONE
     assert await platform.suppression.is_suppressed(["NEW@example.com"], "email") is not None
     assert platform.pii.current_id == new
