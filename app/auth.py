@@ -250,12 +250,17 @@ class ApiKeyService:
         if now - self.unknown.get(key_hash, -60.0) < 5.0:
             return None
         key = await self._keys.fetch_by_hash(key_hash)
-        if key is None:
+        if key is None or key.revoked_at is not None:  # memory holds live keys only: a revoked one is read here
             self.unknown.put(key_hash, now)
         return key
 
+    async def page(self, after_id: str | None, limit: int) -> list[ApiKey] | None:
+        """Every key, revoked ones too, oldest first (None: `after_id` is no key)."""
+        return await self._keys.page(after_id, limit)
+
     def list(self) -> list[ApiKey]:
-        return self._keys.all()
+        """The keys that work, oldest first."""
+        return self._keys.live()
 
     async def revoke(self, key_id: str) -> ApiKey:
         """Revoke a key: it stops authenticating at once, and the websockets and gRPC streams opened with it end."""
@@ -266,12 +271,9 @@ class ApiKeyService:
         return key
 
     def revoked_elsewhere(self, key_ids: Iterable[str]) -> None:
-        """Another node changed these keys (the store has read them back): end the streams open here with those of
-        them that are revoked."""
-        wanted = set(key_ids)
-        for key in self._keys.all():
-            if key.id in wanted and key.revoked_at is not None:
-                self.sessions.revoke(key_scope(key.id))
+        """Another node revoked these keys (the store has read them back): end the streams open here with them."""
+        for key_id in key_ids:
+            self.sessions.revoke(key_scope(key_id))
 
 
 class _Undecided(enum.Enum):

@@ -482,8 +482,7 @@ class Platform:
                 for member in ids:
                     self.ltv.changed(member)
         elif kind == "api_key":  # revoked there: refused here at once, and the streams open here with it end
-            await self.api_key_store.refresh(ids)
-            self.api_keys.revoked_elsewhere(ids)
+            self.api_keys.revoked_elsewhere(await self.api_key_store.refresh(ids))
         elif kind == "suppression":
             await self.suppression_store.refresh(ids)
         elif kind == FEEDBACK_NOTICE:

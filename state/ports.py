@@ -91,14 +91,20 @@ class ApiKeyStore(Protocol):
     async def fetch_by_hash(self, key_hash: str) -> ApiKey | None:
         """Read a key another process (the CLI) may have added since start, and index it."""
 
-    def all(self) -> list[ApiKey]:
-        ...
+    def live(self) -> list[ApiKey]:
+        """The keys that work (held in memory), oldest first."""
+
+    async def page(self, after_id: str | None, limit: int) -> list[ApiKey] | None:
+        """Every key, revoked ones too, from the store, oldest first after `after_id` (None: no such key)."""
 
     async def add(self, key: ApiKey) -> None:
         """Persist a new key, then make it usable."""
 
     async def revoke(self, key_id: str, at: float) -> ApiKey | None:
         """Mark a key revoked; it stops authenticating at once."""
+
+    async def refresh(self, key_ids: Sequence[str]) -> list[str]:
+        """Another node changed these keys: read them back; the ids of those revoked."""
 
 
 @runtime_checkable

@@ -14,7 +14,8 @@ COLUMNS = "id, name, role, key_hash, created_at, revoked_at, created_by"  # ApiK
 
 
 class SqliteApiKeyStore:
-    """Hot index of API keys by hash, written through to SQLite."""
+    """Hot index of the live API keys by hash, written through to SQLite; revoked keys are read from the store only
+    (the admin listing), so memory holds the keys that work, not every key ever made."""
 
     def __init__(self, db: SqlDatabase, changes: ChangeFeed | None = None) -> None:
         self._db = db
@@ -24,11 +25,16 @@ class SqliteApiKeyStore:
 
     async def load(self) -> None:
         rows = await self._db.fetchall(
-            f"SELECT {COLUMNS} FROM api_keys ORDER BY created_at")
+            f"SELECT {COLUMNS} FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at")
         for row in rows:
             self._index(ApiKey(*row))
 
     def _index(self, key: ApiKey) -> None:
+        """Hold a live key; a revoked one is let go."""
+        if key.revoked_at is not None:
+            self._by_id.pop(key.id, None)
+            self._by_hash.pop(key.key_hash, None)
+            return
         self._by_id[key.id] = key
         self._by_hash[key.key_hash] = key
 
@@ -45,8 +51,24 @@ class SqliteApiKeyStore:
         self._index(key)
         return key
 
-    def all(self) -> list[ApiKey]:
+    def live(self) -> list[ApiKey]:
+        """The keys that work, oldest first."""
         return list(self._by_id.values())
+
+    async def page(self, after_id: str | None, limit: int) -> list[ApiKey] | None:
+        """Every key, revoked ones too, oldest first (by creation, then id), after the key `after_id`; None when
+        there is no such key."""
+        if after_id is None:
+            rows = await self._db.fetchall(f"SELECT {COLUMNS} FROM api_keys ORDER BY created_at, id LIMIT ?",
+                                           (limit,))
+            return [ApiKey(*row) for row in rows]
+        at = await self._db.fetchone("SELECT created_at FROM api_keys WHERE id = ?", (after_id,))
+        if at is None:
+            return None
+        rows = await self._db.fetchall(
+            f"SELECT {COLUMNS} FROM api_keys WHERE created_at > ? OR (created_at = ? AND id > ?) "
+            "ORDER BY created_at, id LIMIT ?", (at[0], at[0], after_id, limit))
+        return [ApiKey(*row) for row in rows]
 
     async def add(self, key: ApiKey) -> None:
         """Persist a new key, then make it usable."""
@@ -57,10 +79,11 @@ class SqliteApiKeyStore:
         self._index(key)
 
     async def revoke(self, key_id: str, at: float) -> ApiKey | None:
-        """Mark a key revoked; it stops authenticating at once."""
+        """Mark a key revoked; it stops authenticating at once (a key revoked already: as it is stored)."""
         key = self._by_id.get(key_id)
-        if key is None or key.revoked_at is not None:
-            return key
+        if key is None:
+            row = await self._db.fetchone(f"SELECT {COLUMNS} FROM api_keys WHERE id=?", (key_id,))
+            return ApiKey(*row) if row is not None else None
         revoked = msgspec.structs.replace(key, revoked_at=at)
         self._index(revoked)
         try:
@@ -72,10 +95,15 @@ class SqliteApiKeyStore:
             self._changes.changed("api_key", [key_id])
         return revoked
 
-    async def refresh(self, key_ids: Sequence[str]) -> None:
-        """Another node changed these keys (revoked them): read them back."""
+    async def refresh(self, key_ids: Sequence[str]) -> list[str]:
+        """Another node changed these keys (revoked them): read them back; the ids of those revoked."""
         marks = ",".join("?" * len(key_ids))
+        revoked = []
         for row in await self._db.fetchall(
                 f"SELECT {COLUMNS} FROM api_keys WHERE id IN ({marks})",
                 list(key_ids)):
-            self._index(ApiKey(*row))
+            key = ApiKey(*row)
+            self._index(key)
+            if key.revoked_at is not None:
+                revoked.append(key.id)
+        return revoked

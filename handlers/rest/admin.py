@@ -8,8 +8,9 @@ import msgspec
 from aiohttp import web
 
 from app.admin import AdminService
+from app.errors import InvalidInput
 from handlers.rest.auth import AccountView, Email
-from handlers.rest.common import PageQuery, decode_cursor, encode_cursor, endpoint, json_response, paginate
+from handlers.rest.common import PageQuery, decode_cursor, encode_cursor, endpoint, json_response
 
 ADMIN = ("admin",)
 
@@ -87,8 +88,14 @@ class AdminApi:
     @endpoint("List API keys (never their secrets)", tags=("admin",), roles=ADMIN, query=PageQuery,
               response=ApiKeyPage)
     async def list_api_keys(self, request: web.Request, principal, query: PageQuery) -> web.Response:
-        page, nxt = paginate(self._admin.list_api_keys(), query.after, query.limit)
-        return json_response(ApiKeyPage([_key_view(k) for k in page], nxt))
+        cursor = decode_cursor(query.after)
+        after = None if cursor is None else str(cursor.get("id", ""))
+        page = await self._admin.list_api_keys(after, query.limit + 1)
+        if page is None:
+            raise InvalidInput("invalid 'after' cursor; pass the next_cursor of a previous page")
+        more, page = len(page) > query.limit, page[:query.limit]
+        return json_response(ApiKeyPage([_key_view(k) for k in page],
+                                        encode_cursor({"id": page[-1].id}) if more and page else None))
 
     @endpoint("Revoke an API key; it stops working at once", tags=("admin",), roles=ADMIN, response=ApiKeyView,
               errors=(404,))

@@ -87,21 +87,25 @@ async def test_api_key_lifecycle_and_audit(client, admin_headers):
     assert [e["action"] for e in audit["items"]][:2] == ["api_key.revoke", "api_key.create"]
 
 
-async def test_api_key_list_paginates_with_an_opaque_cursor(client, admin_headers):
+async def test_api_key_list_paginates_with_an_opaque_cursor(client, admin_headers, clock):
+    """Every key, oldest first, revoked ones too (read from the store: memory holds the live keys only)."""
     ids = []
     for i in range(5):
         resp = await client.post("/v1/admin/api-keys", json={"name": f"k{i}", "role": "partner"},
                                  headers=admin_headers)
         ids.append((await resp.json())["id"])
+        clock.advance(1)
+    assert (await client.delete(f"/v1/admin/api-keys/{ids[1]}", headers=admin_headers)).status == 200
+    assert ids[1] not in {k.id for k in client.app[PLATFORM].api_keys.list()}
     seen, after = [], None
     while True:
         params = {"limit": "2", **({"after": after} if after else {})}
         page = await (await client.get("/v1/admin/api-keys", params=params, headers=admin_headers)).json()
-        seen += [k["id"] for k in page["items"]]
+        seen += [(k["id"], k["revoked_at"] is not None) for k in page["items"]]
         after = page["next_cursor"]
         if after is None:
             break
-    assert seen == ids
+    assert seen == [(key_id, n == 1) for n, key_id in enumerate(ids)]
     bad = await client.get("/v1/admin/api-keys", params={"after": "!!!"}, headers=admin_headers)
     assert bad.status == 400
     bad = await client.get("/v1/admin/api-keys", params={"limit": "0"}, headers=admin_headers)
