@@ -101,6 +101,7 @@ class IngestService:
         self._log_events = log_events
         self.sessions: LRU[str, float] = LRU(100_000, "ingest_sessions")  # session -> last activity
         self._dirty: dict[str, tuple[float, dict[int, float]]] = {}  # user -> (last seen, interest increments)
+        self._flushing: dict[str, tuple[float, dict[int, float]]] = {}  # what a write behind under way holds
         self._triggers: set[asyncio.Task] = set()
         self._web = web
 
@@ -209,8 +210,10 @@ class IngestService:
                 "earn_errors": failed}
 
     def forget(self, user_id: str) -> None:
-        """Drop a customer's profile updates not written yet (erasure), so none brings their profile back."""
+        """Drop a customer's profile updates not written yet (erasure), so none brings their profile back: those
+        pending, and those of a write behind under way that it has not sent to the store yet."""
         self._dirty.pop(user_id, None)
+        self._flushing.pop(user_id, None)
 
     def _touch(self, user_id: str, at: float, category: str | None) -> None:
         last, interests = self._dirty.get(user_id, (0.0, {}))
@@ -249,12 +252,20 @@ class IngestService:
     async def flush_profiles(self, chunk: int = 25) -> int:
         """Write the pending profile updates behind (recency and interests), a chunk per commit so that
         ingest keeps running in between."""
-        dirty, self._dirty = self._dirty, {}
+        dirty = self._flushing = self._dirty
+        self._dirty = {}
         users = list(dirty.items())
-        for start in range(0, len(users), chunk):
-            # Sequential awaits: L1 hits finish without suspending, so no task per user.
-            profiles = [await self._updated(u, last, inc) for u, (last, inc) in users[start:start + chunk]]
-            await self._profiles.put(*profiles)
+        try:
+            for start in range(0, len(users), chunk):
+                # Sequential awaits: L1 hits finish without suspending, so no task per user.
+                profiles = [await self._updated(u, last, inc) for u, (last, inc) in users[start:start + chunk]
+                            if u in dirty]
+                # Not a customer erased while this chunk was read (forget): their profile is gone for good.
+                kept = [p for p in profiles if p.user_id in dirty]
+                if kept:
+                    await self._profiles.put(*kept)
+        finally:
+            self._flushing = {}
         return len(users)
 
     async def _updated(self, user_id: str, last_seen: float, increments: dict[int, float]) -> Profile:

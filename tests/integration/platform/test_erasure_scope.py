@@ -174,3 +174,39 @@ async def test_a_providers_late_report_about_an_erased_customers_mail_keeps_noth
                             "timestamp": int(clock.now()), "sg_message_id": "sg-1"}
     rows = await platform.records_db.fetchall("SELECT email_hash FROM email_events WHERE id LIKE 'sg:late-open%'")
     assert rows == [(None,)]
+
+
+async def test_a_profile_write_behind_under_way_does_not_bring_an_erased_customers_profile_back(
+        aiohttp_client, tmp_path, clock):
+    """Ingest's profile updates are written behind in chunks; a customer erased while a write is under way (their
+    update in a chunk not yet sent) has no profile afterwards, and other customers' updates are all written."""
+    client = await aiohttp_client(create_app(make_config(tmp_path), clock=clock))
+    platform = client.app[PLATFORM]
+    customer, me = await _account(client, "viewer@example.com")
+    _, admin_key = await platform.api_keys.create("ops", "admin")
+    others = [f"shopper-{n}" for n in range(60)]
+    events = [{"source": "web", "type": "product_view", "user_id": u, "category": "beach", "at": clock.now()}
+              for u in [*others, customer]]  # the customer's update comes in the write's last chunk
+    resp = await client.post("/v1/channels/ingest", json=events, headers={"X-Api-Key": admin_key})
+    assert resp.status == 200, await resp.text()
+
+    ingest, store = platform.ingest, platform.ingest._profiles
+    first_put, go_on = asyncio.Event(), asyncio.Event()
+    real_put = store.put
+
+    async def put_pausing(*profiles):  # the first chunk's commit is slow: the erasure comes meanwhile
+        if not first_put.is_set():
+            first_put.set()
+            await go_on.wait()
+        await real_put(*profiles)
+    store.put = put_pausing
+    flushing = asyncio.create_task(ingest.flush_profiles())
+    await first_put.wait()
+    resp = await client.delete(f"/v1/customers/{customer}", headers=me)
+    assert resp.status == 200, await resp.text()
+    go_on.set()
+    assert await flushing == len(others) + 1
+    store.put = real_put
+    assert await platform.profiles.get(customer) is None
+    assert (await platform.records_db.fetchone("SELECT COUNT(*) FROM profiles WHERE user_id = ?", (customer,)))[0] == 0
+    assert all([await platform.profiles.get(u) is not None for u in others])
