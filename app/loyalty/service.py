@@ -43,7 +43,7 @@ from app.errors import Conflict, Forbidden, InvalidInput, NotFound, RuleViolatio
 from app.eventlog import written_behind
 from app.loyalty.accounts import TIERS, Holds, TierRules, standing
 from app.loyalty.events import RewardSignalled, StarsEarned, StarsReversed
-from app.loyalty.states import PAGE, READS_IN_FLIGHT, MemberStates
+from app.loyalty.states import PAGE, MemberStates
 from app.persist import atomically, commit_or_undo
 from app.runtime.clock import Clock
 from app.runtime.locks import KeyedLocks
@@ -119,7 +119,6 @@ class LoyaltyService:
         # for a user known to have none; another's is read from the store when needed (member, hold).
         self.details: LRU[str, Member | None] = LRU(config.max_accounts_in_memory, "loyalty_member_details")
         self._forgotten = 0  # erasures so far: a read that an erasure overtook holds nothing
-        self._reading_details: set[str] = set()
         self._promotions: dict[str, Promotion] = {}
         # Transactions earned and reversed lately -> their entry; the ledger decides for the others (read by
         # transaction id). The ones being committed wait in _earning / _reversing, so concurrent replays wait too.
@@ -493,17 +492,6 @@ class LoyaltyService:
             self.details.put(user_id, member)
         return member
 
-    def _read_details_back(self, user_id: str) -> None:
-        """Read a member's details back for the bidder, in the background (as MemberStates.read_back does)."""
-        if user_id in self._reading_details or len(self._reading_details) >= READS_IN_FLIGHT:
-            return
-        try:
-            task = asyncio.get_running_loop().create_task(self.member(user_id))
-        except RuntimeError:  # no loop (a caller outside the server)
-            return
-        self._reading_details.add(user_id)
-        task.add_done_callback(lambda _: self._reading_details.discard(user_id))
-
     async def forget_member(self, user_id: str) -> bool:
         """Delete a member's birthday and contact details (erasure); their stars and ledger stay."""
         self._forgotten += 1
@@ -594,7 +582,7 @@ class LoyaltyService:
             1.0 / (1.0 + max(0.0, now - account.last_redeem_at) / 86_400 / 30)
         member = self.details.peek(user_id, _UNREAD)
         if member is _UNREAD:  # priced without their details while they are read back
-            self._read_details_back(user_id)
+            self._states.in_background(("details", user_id), lambda: self.member(user_id))
             member = None
         channel = member.preferred_channel if member else None
         code = (CHANNEL_CODES.index(channel) + 1) / len(CHANNEL_CODES) if channel else 0.0

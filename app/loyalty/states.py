@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 
@@ -32,7 +32,7 @@ class MemberStates:
         self._replayed = replayed  # told of each entry another writer appended, once applied
         self.accounts: LRU[str, LoyaltyAccount] = LRU(capacity, "loyalty_accounts")
         self.ids = IdSet()  # every member with an account, 8 bytes each: who is worth reading back
-        self._reading: set[str] = set()  # members being read back for the bidder
+        self._reading: set[object] = set()  # what is being read back for the bidder (in_background)
         self.loaded = {"states": 0, "replayed": 0, "rebuilt": 0}  # what the last start read
 
     async def load(self) -> None:
@@ -129,23 +129,32 @@ class MemberStates:
         self.ids.add(account.user_id)
 
     def read_back(self, user_id: str) -> None:
-        """Read a member's account back for the bidder, in the background (at most READS_IN_FLIGHT at once); a
-        user with no account is dropped from the ids, so the next bid for them reads nothing."""
-        if user_id not in self.ids or user_id in self._reading or len(self._reading) >= READS_IN_FLIGHT:
-            return
-        try:
-            task = asyncio.get_running_loop().create_task(self._read_for_bids(user_id))
-        except RuntimeError:  # no loop (a caller outside the server)
-            return
-        self._reading.add(user_id)
-        task.add_done_callback(lambda _: self._reading.discard(user_id))
+        """Read a member's account back for the bidder, in the background; a user with no account is dropped from
+        the ids, so the next bid for them reads nothing."""
+        if user_id in self.ids:
+            self.in_background(("account", user_id), lambda: self._read_for_bids(user_id))
 
     async def _read_for_bids(self, user_id: str) -> None:
+        if await self.held(user_id) is None:
+            self.ids.discard(user_id)
+
+    def in_background(self, key: tuple[str, str], read: Callable[[], Awaitable[object]]) -> None:
+        """Run `read` for the bidder, which never waits for it: one per `key` at a time, at most READS_IN_FLIGHT
+        at once (past that the bid goes on without it), a failure logged."""
+        if key in self._reading or len(self._reading) >= READS_IN_FLIGHT:
+            return
         try:
-            if await self.held(user_id) is None:
-                self.ids.discard(user_id)
-        except Exception:
-            log.warning("a loyalty account could not be read back", exc_info=True, extra={"user_id": user_id})
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a caller outside the server)
+            return
+
+        async def logged() -> None:
+            try:
+                await read()
+            except Exception:
+                log.warning("a member could not be read back", exc_info=True, extra={"read": key[0], "user_id": key[1]})
+        self._reading.add(key)
+        loop.create_task(logged()).add_done_callback(lambda _: self._reading.discard(key))
 
     async def reversal_holds(self, entry: LedgerEntry, seq: int) -> Holds:
         """The tiers a member holds after the reversal `entry` (their `seq`-th): recounted from every purchase of

@@ -9,6 +9,7 @@ import time
 import msgspec
 import pytest
 
+from app.loyalty.service import CHANNEL_CODES
 from app.main import PLATFORM, create_app
 from app.platform import Platform
 from handlers.rest.common import encode_cursor, paginate
@@ -366,6 +367,14 @@ async def test_memory_holding_two_members_details_answers_for_every_member(aioht
 
     client = await aiohttp_client(create_app(config, clock=clock))  # a start reads no member's details
     loyalty = client.app[PLATFORM].loyalty
-    assert len(loyalty.details) == 0
+    assert len(loyalty.details) == 0 and "d1" in loyalty.accounts
+    # The bidder never waits: a member whose details are not held is priced without them while they are read back.
+    assert loyalty.features("d1")[6] == 0.0
+    for _ in range(100):
+        if "d1" in loyalty.details:
+            break
+        await asyncio.sleep(0.01)
+    assert loyalty.features("d1")[6] == (CHANNEL_CODES.index("email") + 1) / len(CHANNEL_CODES)
+    loyalty.details.clear()
     assert (await loyalty.member("d5")).email == "d5@example.com" and await loyalty.member("nobody") is None
     assert len(loyalty.details) == 2  # "nobody" is held as having none
