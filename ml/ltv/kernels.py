@@ -250,21 +250,20 @@ def point(method, par, coef, gl, xtT, h, hidx, group, inv, m, extra, glx, glw):
     return out
 
 
-@later(_F64_2DW(_F64, _F64_2D, _F64_2D, _F64_2D, types.float64, types.int64), boundscheck=False, cache=True)
-def interval(par, xtT, m, pt, level, small_block):
+@later(_F64_2DW(_F64, _F64_2D, _F64_2D, _F64_2D, types.float64), boundscheck=False, cache=True)
+def interval(par, xtT, m, pt, level):
     """(10, n) for LTVModel._interval from point()'s rows: shape twice, the two levels' gamma quantile
     fractions, the two confidence bounds over theta (so gammaincinv(out[0:2], out[2:4]) and
     gammainc(out[0:2], out[4:6]) are one call each), then theta, P(no purchase) and the two levels.
 
-    The predictive count moments are _bg_count_moments': the sums run to 8 standard deviations past the mean, all
-    rows to the longest one's length when rows << longest <= small_block, else each to its own."""
+    The predictive count moments are _bg_count_moments': each row's sums run to 8 standard deviations past its
+    mean (rounded up to a power of two), whatever the other rows are."""
     n = xtT.shape[1]
     br, balpha, ba, bb = par[4], par[5], par[6], par[7]
     p, q, g = par[8], par[9], par[10]
     t = par[PAR_T]
     tt = np.empty(n)
     bucket = np.empty(n, np.int64)
-    longest = 4
     for i in range(n):
         e, alive, if_alive = pt[0, i], pt[1, i], pt[2, i]
         expected_if_alive = alive * if_alive
@@ -275,13 +274,11 @@ def interval(par, xtT, m, pt, level, small_block):
         nb_mean = (br + x) * (1 - q0) / q0
         need = _min(nb_mean + 8 * math.sqrt(nb_mean / q0) + 8, 4096.0)
         bucket[i] = np.int64(max(math.ceil(math.log2(_max(need, 16.0))), 4.0))
-        longest = bucket[i] if i == 0 else max(longest, bucket[i])
-    together = (n << longest) <= small_block
     out = np.empty((10, n))
     low_tail = (1 - level) / 2
     for i in range(n):
         x, T, alive = xtT[0, i], xtT[2, i], pt[1, i]
-        ymax = (1 << longest) if together else (1 << bucket[i])
+        ymax = 1 << bucket[i]
         k = br + x
         q0 = (balpha + T) / (balpha + T + tt[i])
         # The NBD's pmf by its ratio recursion, P(N >= y) = 1 - cdf(y - 1), times P(alive after y - 1 more).

@@ -329,7 +329,7 @@ class LTVModel:
         extra = self._extra(s)
         pt = kernels.point(code, par, coef, gl, xtT, *self._hyp(code, par, xtT, 1), 1, np.arange(xtT.shape[1]), m,
                            _NO_EXTRA if extra is None else extra, base._GL_X, base._GL_W)
-        prep = kernels.interval(par, xtT, m, pt, INTERVAL, SMALL_BLOCK)
+        prep = kernels.interval(par, xtT, m, pt, INTERVAL)
         quantile = np.asarray(gammaincinv(prep[0:2], prep[2:4]))
         inside = np.asarray(gammainc(prep[0:2], prep[4:6]))
         lower, upper, conf = kernels.interval_end(prep, quantile, inside, pt[5])
@@ -379,7 +379,6 @@ class LTVModel:
 
 _NO_EXTRA = np.empty((0, 0))
 _NO_COEF = np.empty(0)
-SMALL_BLOCK = 1 << 14  # cells (customers x terms) below which _bg_count_moments sums everyone to the longest length
 
 
 def _bg_count_block(params: base.Params, x: np.ndarray, T: np.ndarray, alive: np.ndarray, t: np.ndarray,
@@ -408,17 +407,15 @@ def _bg_count_moments(params: base.Params, x: np.ndarray, T: np.ndarray, alive: 
     """(P(Y = 0), E[Y], E[Y^2]) of future purchases Y in t weeks, BG/NBD posterior predictive, closed form:
     P(Y >= y) = P(alive) * P(NBD(r + x, (alpha + T) / (alpha + T + t)) >= y) * B(a, b + x + y - 1) / B(a, b + x).
 
-    The sums run to 8 standard deviations past the mean; past a few customers, they are grouped by that
-    length so one heavy buyer does not lengthen everyone's sum.
+    The sums run to 8 standard deviations past the mean, rounded up to a power of two, each customer's to their
+    own length (grouped by it): one heavy buyer does not lengthen everyone's sum, and a customer's answer is the
+    same alone or in any batch.
     """
     r, alpha, _, _ = params
     q0 = (alpha + T) / (alpha + T + t)
     nb_mean = (r + x) * (1 - q0) / q0
     need = np.minimum(nb_mean + 8 * np.sqrt(nb_mean / q0) + 8, 4096)
     bucket = np.maximum(np.ceil(np.log2(np.maximum(need, 16))), 4).astype(np.int64)
-    longest = int(bucket.max()) if len(x) else 4
-    if len(x) << longest <= SMALL_BLOCK:  # a few customers: one block, cheaper than grouping them
-        return _bg_count_block(params, x, T, alive, t, 1 << longest)
     p0, e1, e2 = np.empty(len(x)), np.empty(len(x)), np.empty(len(x))
     for b in np.unique(bucket):
         rows = np.flatnonzero(bucket == b)

@@ -225,9 +225,8 @@ async def test_concurrent_single_predictions_are_scored_together_and_answer_as_i
         assert shared.request_id == request.request_id and shared.status == alone.status, shared.message
         for name in ("predicted_ltv", "ltv_lower_bound", "ltv_upper_bound", "confidence", "expected_purchases",
                      "probability_alive"):
-            # Not bit-equal: a batch sums the interval's series to its longest customer's length, and the terms a
-            # customer's own length leaves out are each below 1e-7: a probability (the confidence) may move by 1e-7.
-            assert math.isclose(getattr(shared, name), getattr(alone, name), rel_tol=1e-6, abs_tol=1e-6), name
+            # The same numbers: each customer's interval sums run to their own length, whatever the batch.
+            assert getattr(shared, name) == getattr(alone, name), name
         assert [f.name for f in shared.top_features] == [f.name for f in alone.top_features]
         assert all(math.isclose(a.importance, b.importance, rel_tol=1e-9, abs_tol=1e-9)
                    for a, b in zip(shared.top_features, alone.top_features, strict=True))

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from ml.ltv import LTVModel, Prediction, Summary, fit_transactions, kernels
-from ml.ltv import model as model_module
 from tests.unit.ml.ltv.test_simulated import PN, simulate
 
 RTOL = 1e-9
@@ -140,9 +139,8 @@ def test_fast_explanations_match_the_plain_path(fitted, method, use_extra, horiz
 
 
 def test_many_customers_take_the_grouped_count_sums_alike(fitted):
-    """Past SMALL_BLOCK cells the predictive count sums run per length group; a heavy buyer among many."""
+    """The predictive count sums run per length group; a heavy buyer among many."""
     s = customers(2000, 9)
-    assert len(s) << 12 > model_module.SMALL_BLOCK
     with served(fitted, "corrected", True, 9):
         fast = fitted.predict(s, 720, 0.1)
         with plain():
