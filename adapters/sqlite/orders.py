@@ -30,12 +30,8 @@ class SqliteOrderStore:
         self._db = db
         self._orders: dict[str, Order] = {}
         self.held: Counter[str] = Counter()
-        # A new number whenever a flight's held inventory changes, so priced offers for it know to re-price. Held
-        # only while the flight holds something (its resources counted in _held_resources): absent, 0, is "nothing
-        # held", and the numbers come from one sequence, so no flight's version ever comes back to an earlier one.
-        self.flight_versions: dict[str, int] = {}
-        self._held_resources: Counter[str] = Counter()
-        self._version_seq = 0
+        # Bumps whenever a flight's held inventory changes, so priced offers for it know to re-price.
+        self.flight_versions: Counter[str] = Counter()
         # Order ids by state, so the sweeps look only at the orders that can need them.
         self._by_state: dict[str, dict[str, None]] = defaultdict(dict)
         # Per state in _DUE_AT, a heap of (due at, order id), so a sweep pops what is due rather
@@ -92,7 +88,6 @@ class SqliteOrderStore:
         self._orders.clear()
         self.held.clear()
         self.flight_versions.clear()
-        self._held_resources.clear()
         self._by_state.clear()
         self._due = {state: [] for state in _DUE_AT}
 
@@ -208,26 +203,16 @@ class SqliteOrderStore:
     def hold(self, items: Sequence[Item]) -> None:
         for item in items:
             if item.resource is not None:
-                flight = item.resource.rpartition("/")[0]
-                if item.resource not in self.held:
-                    self._held_resources[flight] += 1
                 self.held[item.resource] += item.quantity
-                self._version_seq += 1
-                self.flight_versions[flight] = self._version_seq
+                self.flight_versions[item.resource.rpartition("/")[0]] += 1
 
     def release(self, items: Sequence[Item]) -> None:
         for item in items:
             if item.resource is not None:
-                flight = item.resource.rpartition("/")[0]
                 self.held[item.resource] -= item.quantity
-                self._version_seq += 1
-                self.flight_versions[flight] = self._version_seq
                 if not self.held[item.resource]:
                     del self.held[item.resource]  # nothing held: departed flights' resources do not pile up
-                    self._held_resources[flight] -= 1
-                    if not self._held_resources[flight]:  # nor their versions
-                        del self._held_resources[flight]
-                        del self.flight_versions[flight]
+                self.flight_versions[item.resource.rpartition("/")[0]] += 1
 
     # ---- memory changes (callers persist them with the statements below) ----
     def remember(self, order: Order) -> Order | None:
