@@ -64,6 +64,7 @@ async def _offer(session, url: str, date: str) -> tuple[dict, str]:
         headers = {"Authorization": f"Bearer {(await resp.json())['access_token']}"}
     search = {"origin": "LIS", "destination": "FAO", "departure_date": date, "passengers": 1}
     async with session.post(f"{url}/v1/offers/search", json=search, headers=headers) as resp:
+        assert resp.status == 200, await resp.text()
         offers = (await resp.json())["offers"]
     offer_id = next((o["id"] for o in offers if o["bundle"] == "flight_only"), None)
     assert offer_id is not None, f"{url} offers no seat on the flight of {date}: {offers}"
