@@ -51,9 +51,9 @@ class AdminService:
         await self.record(actor, "api_key.revoke", key_id)
         return key
 
-    async def list_api_keys(self, after_id: str | None, limit: int) -> list[ApiKey] | None:
-        """Every key, revoked ones too, oldest first (creation order); None when `after_id` is no key."""
-        return await self._api_keys.page(after_id, limit)
+    async def list_api_keys(self, after: tuple[float, str] | None, limit: int) -> list[ApiKey]:
+        """Every key, revoked ones too, oldest first: in (created_at, id) order after that position."""
+        return await self._api_keys.page(after, limit)
 
     async def create_user(self, actor: Principal | str, email: str, password: str, role: str) -> Account:
         account = await self._accounts.create_user(email, password, role)

@@ -254,9 +254,9 @@ class ApiKeyService:
             self.unknown.put(key_hash, now)
         return key
 
-    async def page(self, after_id: str | None, limit: int) -> list[ApiKey] | None:
-        """Every key, revoked ones too, oldest first (None: `after_id` is no key)."""
-        return await self._keys.page(after_id, limit)
+    async def page(self, after: tuple[float, str] | None, limit: int) -> list[ApiKey]:
+        """Every key, revoked ones too, oldest first: in (created_at, id) order after that position."""
+        return await self._keys.page(after, limit)
 
     def list(self) -> list[ApiKey]:
         """The keys that work, oldest first."""

@@ -24,7 +24,7 @@ from state.audit import AuditEntry
 from state.campaigns import Campaign, HistoryEntry, ReviewTask
 from state.catalog import Flight, Product
 from state.changes import ChangeOffer, ChangeOfferState, OrderVersion
-from state.delivery import Admission, IssuedBid
+from state.delivery import Admission, ClickOutcome, IssuedBid
 from state.dsp import DspSpend, DspWin, RoutedBid
 from state.eventlog import StoredEvent
 from state.idempotency import StoredResponse
@@ -94,8 +94,8 @@ class ApiKeyStore(Protocol):
     def live(self) -> list[ApiKey]:
         """The keys that work (held in memory), oldest first."""
 
-    async def page(self, after_id: str | None, limit: int) -> list[ApiKey] | None:
-        """Every key, revoked ones too, from the store, oldest first after `after_id` (None: no such key)."""
+    async def page(self, after: tuple[float, str] | None, limit: int) -> list[ApiKey]:
+        """Every key, revoked ones too, from the store, in (created_at, id) order after that position."""
 
     async def add(self, key: ApiKey) -> None:
         """Persist a new key, then make it usable."""
@@ -213,7 +213,7 @@ class DeliveryStore(Protocol):
                      reason: int | None, at: float) -> bool:
         """Record a win or loss notice once; returns False for a repeat."""
 
-    async def record_click(self, bid_id: str, campaign_id: str, at: float) -> str:
+    async def record_click(self, bid_id: str, campaign_id: str, at: float) -> ClickOutcome:
         """Record a click once unless a loss notice was recorded for the bid: "recorded", "repeat" or "lost"."""
 
     async def purge(self, now: float, limit: int) -> int:

@@ -55,19 +55,15 @@ class SqliteApiKeyStore:
         """The keys that work, oldest first."""
         return list(self._by_id.values())
 
-    async def page(self, after_id: str | None, limit: int) -> list[ApiKey] | None:
-        """Every key, revoked ones too, oldest first (by creation, then id), after the key `after_id`; None when
-        there is no such key."""
-        if after_id is None:
+    async def page(self, after: tuple[float, str] | None, limit: int) -> list[ApiKey]:
+        """Every key, revoked ones too, in (created_at, id) order after that position."""
+        if after is None:
             rows = await self._db.fetchall(f"SELECT {COLUMNS} FROM api_keys ORDER BY created_at, id LIMIT ?",
                                            (limit,))
-            return [ApiKey(*row) for row in rows]
-        at = await self._db.fetchone("SELECT created_at FROM api_keys WHERE id = ?", (after_id,))
-        if at is None:
-            return None
-        rows = await self._db.fetchall(
-            f"SELECT {COLUMNS} FROM api_keys WHERE created_at > ? OR (created_at = ? AND id > ?) "
-            "ORDER BY created_at, id LIMIT ?", (at[0], at[0], after_id, limit))
+        else:
+            rows = await self._db.fetchall(
+                f"SELECT {COLUMNS} FROM api_keys WHERE created_at > ? OR (created_at = ? AND id > ?) "
+                "ORDER BY created_at, id LIMIT ?", (after[0], after[0], after[1], limit))
         return [ApiKey(*row) for row in rows]
 
     async def add(self, key: ApiKey) -> None:

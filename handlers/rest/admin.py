@@ -10,7 +10,15 @@ from aiohttp import web
 from app.admin import AdminService
 from app.errors import InvalidInput
 from handlers.rest.auth import AccountView, Email
-from handlers.rest.common import PageQuery, decode_cursor, encode_cursor, endpoint, json_response
+from handlers.rest.common import (
+    PageQuery,
+    decode_cursor,
+    encode_cursor,
+    endpoint,
+    json_response,
+    keyset_page,
+    keyset_position,
+)
 
 ADMIN = ("admin",)
 
@@ -89,13 +97,12 @@ class AdminApi:
               response=ApiKeyPage)
     async def list_api_keys(self, request: web.Request, principal, query: PageQuery) -> web.Response:
         cursor = decode_cursor(query.after)
-        after = None if cursor is None else str(cursor.get("id", ""))
-        page = await self._admin.list_api_keys(after, query.limit + 1)
-        if page is None:
+        after = keyset_position(cursor) if cursor is not None else None
+        if cursor is not None and after is None:
             raise InvalidInput("invalid 'after' cursor; pass the next_cursor of a previous page")
-        more, page = len(page) > query.limit, page[:query.limit]
-        return json_response(ApiKeyPage([_key_view(k) for k in page],
-                                        encode_cursor({"id": page[-1].id}) if more and page else None))
+        keys = await self._admin.list_api_keys(after, query.limit + 1)
+        page, nxt = keyset_page(keys, query.limit, lambda k: (k.created_at, k.id))
+        return json_response(ApiKeyPage([_key_view(k) for k in page], nxt))
 
     @endpoint("Revoke an API key; it stops working at once", tags=("admin",), roles=ADMIN, response=ApiKeyView,
               errors=(404,))

@@ -3,6 +3,7 @@
 import pytest
 
 from app.main import PLATFORM, create_app
+from handlers.rest.common import encode_cursor
 from tests.conftest import ADMIN, CUSTOMER, bearer, make_config
 from tests.integration.retail.helpers import search_body
 
@@ -108,6 +109,9 @@ async def test_api_key_list_paginates_with_an_opaque_cursor(client, admin_header
     assert seen == [(key_id, n == 1) for n, key_id in enumerate(ids)]
     bad = await client.get("/v1/admin/api-keys", params={"after": "!!!"}, headers=admin_headers)
     assert bad.status == 400
+    no_position = encode_cursor({"id": ids[0]})  # names a key but no place in the order
+    bad = await client.get("/v1/admin/api-keys", params={"after": no_position}, headers=admin_headers)
+    assert bad.status == 400 and "cursor" in (await bad.json())["error"]["message"]
     bad = await client.get("/v1/admin/api-keys", params={"limit": "0"}, headers=admin_headers)
     assert bad.status == 400 and "limit" in (await bad.json())["error"]["message"]
     bad = await client.get("/v1/admin/api-keys", params={"color": "red"}, headers=admin_headers)
