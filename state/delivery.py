@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
+
+# A click notice's outcome (DeliveryStore.record_click): the first for its bid, a repeat, or refused because a loss
+# notice was recorded for the bid.
+ClickOutcome = Literal["recorded", "repeat", "lost"]
 
 
 class AlreadyCharged(Exception):

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from adapters.sqlite.db import WriteConflict
 from adapters.sqlite.statements import Insert, SqlDatabase
-from state.delivery import Admission, AlreadyCharged, IssuedBid
+from state.delivery import Admission, AlreadyCharged, ClickOutcome, IssuedBid
 
 IDLE_SCAN_PER_ROW = 20  # users looked at per impression row purge may delete: a pass outpaces new users
 LOAD_PAGE = 10_000  # impressions read per round trip at start
@@ -195,7 +195,7 @@ class SqliteDeliveryStore:
             (bid_id, kind, campaign_id, price_micros, reason, at))])
         return counts[0] == 1
 
-    async def record_click(self, bid_id: str, campaign_id: str, at: float) -> str:
+    async def record_click(self, bid_id: str, campaign_id: str, at: float) -> ClickOutcome:
         """Record a click once, unless a loss notice was recorded for the bid (by any node: the outcomes are shared):
         "recorded", "repeat", or "lost" (nothing written)."""
         counts = await self._db.write([(_CLICK, (bid_id, campaign_id, at, bid_id))])

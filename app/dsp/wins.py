@@ -74,7 +74,6 @@ class DspWins:
         # The bids answered with, until they expire (`bidding.max_live_bids` at most: past it the oldest go first, and
         # their notices find no bid, as the bid ledger's do); exported as a cache (`dsp_issued_bids`).
         self.issued: LRU[tuple[str, str], IssuedBid] = LRU(max_live_bids, "dsp_issued_bids")
-        metrics.caches.register(self.issued)
         self._forwards: set[asyncio.Task] = set()
 
     @staticmethod

@@ -53,6 +53,7 @@ def build(infra: Infra, gateway: BidGateway, campaign_of: Callable[[str, str], s
     wins = DspWins(store, adapters, clock, metrics, infra.public_urls.notices, currency=config.bidding.currency,
                    ttl_s=config.bidding.bid_ttl_s, shared=shared, campaign_of=campaign_of,
                    log_event=infra.event_log.log_event, max_live_bids=config.bidding.max_live_bids)
+    metrics.caches.register(wins.issued)
 
     async def own_bidder(raw: bytes, started: float, timeout_ms: int) -> BidAnswer:
         return await gateway.answer(raw, "dsp", started, timeout_ms=timeout_ms)
