@@ -50,6 +50,7 @@ from app.ratelimit import RateLimiter, TokenBuckets
 from app.reco import wiring as reco_wiring
 from app.reco.service import FEEDBACK_NOTICE, ITEM_NOTICE
 from app.retail import wiring as retail_wiring
+from app.retail.orders import departed_horizon
 from app.runtime.bus import Bus
 from app.runtime.clock import Clock, SystemClock
 from app.runtime.health import Health
@@ -512,7 +513,7 @@ class Platform:
         else:
             await self.profile_store.load()
         await self.delivery.load(self.clock.now())
-        await self.catalog_store.load()
+        await self.catalog_store.load(departed_horizon(self.config.retail, self.clock.now()))
         if self.load_after_ready and self.changes is None:
             # Requests that need the live orders (retail's, and its sweep) wait for them (order_store.loaded());
             # with other nodes' changes arriving from the start, they are loaded first, as before.

@@ -15,6 +15,7 @@ if the commit fails). That is how an order and the accepted offer land in one tr
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
@@ -165,19 +166,32 @@ class CampaignStore(Protocol):
 
 @runtime_checkable
 class CatalogStore(Protocol):
-    """Flights by id and by (origin, destination, date); products by id. Hot in memory."""
+    """Flights by id and by (origin, destination, date); products by id. Hot in memory: every product, and the
+    flights departing after a horizon (those departed before it are read from the store)."""
 
-    async def load(self) -> None:
-        ...
+    async def load(self, departed_after: float = -math.inf) -> None:
+        """Every product, and the flights departing at or after `departed_after`."""
+
+    def __len__(self) -> int:
+        """Flights held in memory."""
 
     def flight(self, flight_id: str) -> Flight | None:
-        ...
+        """A flight held in memory."""
+
+    async def read_flight(self, flight_id: str, *, hold: bool = False) -> Flight | None:
+        """A flight, from memory or else from the store (`hold`: held in memory until the next forget_departed)."""
+
+    def forget_departed(self, before: float) -> list[str]:
+        """Let go of the flights that departed before `before`, and do not load them again; their ids."""
+
+    async def page(self, after: tuple[float, str] | None, limit: int) -> list[Flight]:
+        """Flights in (departure, id) order after a position, from the store."""
 
     def flights_on(self, origin: str, destination: str, date: str) -> list[Flight]:
         ...
 
     def flights(self) -> list[Flight]:
-        ...
+        """The flights held in memory, by departure."""
 
     def product(self, product_id: str) -> Product | None:
         ...
@@ -514,6 +528,9 @@ class OrderStore(Protocol):
     @property
     def flight_versions(self) -> Mapping[str, int]:
         """Per flight id, changes whenever the inventory held on that flight changes; absent means 0."""
+
+    def forget_flights(self, flight_ids: Sequence[str]) -> None:
+        """Drop the versions of departed flights the catalog let go of (no offer is priced for them again)."""
 
 
 @runtime_checkable

@@ -249,6 +249,11 @@ RECORDS = [
     Migration(35, "inventory_capacity", """
         ALTER TABLE inventory ADD COLUMN capacity BIGINT
     """),
+    # Departed flights are read from the store (a start loads those departing after a horizon; the admin list
+    # pages every flight by departure).
+    Migration(36, "flights_by_departure", """
+        CREATE INDEX flights_departure ON flights(departure_at, id)
+    """),
 ]
 
 # The analytics event log, when nodes share PostgreSQL (its migrations recorded in event_log_migrations): the same

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 
@@ -40,7 +42,8 @@ _HELD_OVER_ANY = ("UPDATE inventory SET held = held "
 
 
 class SqliteCatalogStore:
-    """Flights by id and by (origin, destination, date); products by id. Hot in memory."""
+    """Flights by id and by (origin, destination, date); products by id. Hot in memory: every product, and the
+    flights that depart after the horizon `load` and `forget_departed` set (older ones are read from the store)."""
 
     def __init__(self, db: SqlDatabase, changes: ChangeFeed | None = None, shared_inventory: bool = False) -> None:
         self._db = db
@@ -50,10 +53,21 @@ class SqliteCatalogStore:
         self._by_route_day: dict[tuple[str, str, str], list[Flight]] = defaultdict(list)
         self._products: dict[str, Product] = {}
         self._by_kind: dict[str, Product] | None = None  # rebuilt after any product change
+        # (departure, id) of each flight held, so forgetting the departed pops them rather than scanning every
+        # flight; an entry whose flight has moved or gone is skipped when popped.
+        self._departures: list[tuple[float, str]] = []
+        self._horizon = -math.inf  # flights departing before this are not loaded
         self.version = 0  # bumps on every catalog change
 
-    async def load(self) -> None:
-        for (body,) in await self._db.fetchall("SELECT body FROM flights ORDER BY departure_at"):
+    def __len__(self) -> int:
+        return len(self._flights)
+
+    async def load(self, departed_after: float = -math.inf) -> None:
+        """Every product, and the flights departing at or after `departed_after` (a restart holds what the live
+        process held after its last forget_departed)."""
+        self._horizon = departed_after
+        for (body,) in await self._db.fetchall(
+                "SELECT body FROM flights WHERE departure_at >= ? ORDER BY departure_at, id", (departed_after,)):
             self._index(_flight_json.decode(body))
         for (body,) in await self._db.fetchall("SELECT body FROM products ORDER BY rowid"):
             product = _product_json.decode(body)
@@ -68,7 +82,9 @@ class SqliteCatalogStore:
         rows = await self._db.fetchall(f"SELECT body FROM {table} WHERE id IN ({marks})", list(ids))
         for (body,) in rows:
             if kind == "flight":
-                self._index(_flight_json.decode(body))
+                flight = _flight_json.decode(body)
+                if flight.id in self._flights or flight.departure_at >= self._horizon:  # not one let go of
+                    self._index(flight)
             else:
                 product = _product_json.decode(body)
                 self._products[product.id] = product
@@ -77,16 +93,66 @@ class SqliteCatalogStore:
         return len(rows)
 
     def _index(self, flight: Flight) -> None:
-        old = self._flights.get(flight.id)
-        if old is not None:
-            self._by_route_day[(old.origin, old.destination, old.departure_date)].remove(old)
+        old = self._unindex(flight.id)
         self._flights[flight.id] = flight
         day = self._by_route_day[(flight.origin, flight.destination, flight.departure_date)]
         day.append(flight)
         day.sort(key=lambda f: f.departure_at)
+        if old is None or old.departure_at != flight.departure_at:
+            heapq.heappush(self._departures, (flight.departure_at, flight.id))
+
+    def _unindex(self, flight_id: str) -> Flight | None:
+        old = self._flights.pop(flight_id, None)
+        if old is not None:
+            key = (old.origin, old.destination, old.departure_date)
+            day = self._by_route_day[key]
+            day.remove(old)
+            if not day:
+                del self._by_route_day[key]
+        return old
+
+    def forget_departed(self, before: float) -> list[str]:
+        """Let go of the flights that departed before `before` (they stay in the store: read_flight, page); from
+        now on a restart does not load them either. Returns their ids."""
+        self._horizon = max(self._horizon, before)
+        gone: list[str] = []
+        while self._departures and self._departures[0][0] < before:
+            departure_at, flight_id = heapq.heappop(self._departures)
+            flight = self._flights.get(flight_id)
+            if flight is not None and flight.departure_at == departure_at:
+                self._unindex(flight_id)
+                gone.append(flight_id)
+        if gone:
+            self.version += 1
+        return gone
 
     def flight(self, flight_id: str) -> Flight | None:
+        """A flight held in memory (None for one departed before the horizon: read_flight)."""
         return self._flights.get(flight_id)
+
+    async def read_flight(self, flight_id: str, *, hold: bool = False) -> Flight | None:
+        """A flight, from memory or else from the store. `hold`: one read from the store is held in memory until
+        the next forget_departed, so that a change to it (an admin's) goes the way every change goes."""
+        flight = self._flights.get(flight_id)
+        if flight is not None:
+            return flight
+        row = await self._db.fetchone("SELECT body FROM flights WHERE id = ?", (flight_id,))
+        if row is None:
+            return None
+        flight = self._flights.get(flight_id)  # read meanwhile (another read, a change)
+        if flight is None:
+            flight = _flight_json.decode(row[0])
+            if hold:
+                self._index(flight)
+        return flight
+
+    async def page(self, after: tuple[float, str] | None, limit: int) -> list[Flight]:
+        """Flights in (departure, id) order after a position, from the store: departed ones too."""
+        low = after or (-math.inf, "")
+        rows = await self._db.fetchall(
+            "SELECT body FROM flights WHERE (departure_at, id) > (?, ?) ORDER BY departure_at, id LIMIT ?",
+            (low[0], low[1], limit))
+        return [_flight_json.decode(body) for (body,) in rows]
 
     def flights_on(self, origin: str, destination: str, date: str) -> list[Flight]:
         return list(self._by_route_day.get((origin, destination, date), ()))

@@ -484,6 +484,11 @@ RECORDS = [
     Migration(35, "inventory_capacity", """
         ALTER TABLE inventory ADD COLUMN capacity INTEGER
     """),
+    # Departed flights are read from the store (a start loads those departing after a horizon; the admin list
+    # pages every flight by departure).
+    Migration(36, "flights_by_departure", """
+        CREATE INDEX flights_departure ON flights(departure_at, id)
+    """),
 ]
 
 EVENTS = [

@@ -214,6 +214,10 @@ class SqliteOrderStore:
                     del self.held[item.resource]  # nothing held: departed flights' resources do not pile up
                 self.flight_versions[item.resource.rpartition("/")[0]] += 1
 
+    def forget_flights(self, flight_ids: Sequence[str]) -> None:
+        for flight_id in flight_ids:
+            self.flight_versions.pop(flight_id, None)
+
     # ---- memory changes (callers persist them with the statements below) ----
     def remember(self, order: Order) -> Order | None:
         """Put the new version in memory; returns the version it replaced."""

@@ -48,8 +48,21 @@ class CatalogService:
         return sorted({(f.origin, f.destination) for f in self._store.flights()
                        if f.status == "scheduled" and f.departure_at > now})
 
-    def flights(self) -> list[Flight]:
-        return self._store.flights()
+    async def flights_page(self, after: tuple[float, str] | None, limit: int) -> list[Flight]:
+        """Flights by (departure, id) after a position, departed ones too (from the store)."""
+        return await self._store.page(after, limit)
+
+    async def flight_position(self, flight_id: str) -> tuple[float, str] | None:
+        """Where a flight sorts in the pages (None for an unknown id)."""
+        flight = await self._store.read_flight(flight_id)
+        return (flight.departure_at, flight.id) if flight is not None else None
+
+    def forget_departed(self, before: float) -> int:
+        """Let go of the flights that departed before `before`, as their orders are archived: memory holds the
+        flights still to fly and the latest departed, however many years of schedule the store keeps."""
+        gone = self._store.forget_departed(before)
+        self._orders.forget_flights(gone)
+        return len(gone)
 
     async def put_flights(self, actor: Principal | str, flights: list[Flight], *, audit: bool = True) -> list[Flight]:
         """Create flights (409 when one exists): a flight.create entry each, unless `audit` is False (a bulk
@@ -62,7 +75,9 @@ class CatalogService:
 
     async def update_flight(self, actor: Principal | str, flight_id: str, **changes) -> Flight:
         async with self._changing(f"flight:{flight_id}"):
-            current = self.flight(flight_id)
+            current = await self._store.read_flight(flight_id, hold=True)  # a departed one too
+            if current is None:
+                raise NotFound(f"no flight {flight_id}")
             updated = msgspec.structs.replace(current, **{k: v for k, v in changes.items() if v is not None})
             await self._write_flights([updated], replace=True)
         await self._audit.record(actor, "flight.update", flight_id)

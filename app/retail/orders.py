@@ -42,6 +42,13 @@ PaymentEventRecord = tuple[str, str, float]
 log = logging.getLogger("contrail.retail")
 
 
+
+def departed_horizon(retail: RetailConfig, now: float) -> float:
+    """Flights that departed before this have their fulfilled orders archived and leave memory (they stay in the
+    store): `retail.archive_after_days` ago."""
+    return now - retail.archive_after_days * 86_400
+
+
 class PaymentEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A payment gateway's webhook: the final result of a payment that was pending."""
 
@@ -336,7 +343,8 @@ class OrderService:
         due = self._orders.due("PROPOSED", now)
         stuck = [o for o in self._orders.in_state("PAYMENT_PENDING")
                  if o.payment is not None and now - o.payment.started_at >= self._payments.pending_timeout_s]
-        flown = self._orders.due("FULFILLED", now - self._retail.archive_after_days * 86_400)
+        flown_before = departed_horizon(self._retail, now)
+        flown = self._orders.due("FULFILLED", flown_before)
         # _commit skips any order that changed since this snapshot (a payment that just started is
         # PAYMENT_PENDING now and is left alone); the group commit merges the writes.
         await asyncio.gather(*(_unless_changed(self._expire(o)) for o in due),
@@ -344,7 +352,8 @@ class OrderService:
                              *(_unless_changed(self._commit(o, msgspec.structs.replace(o, state="ARCHIVED",
                                                                                         updated_at=now)))
                                for o in flown))
-        return {"expired": len(due), "reconciled": len(stuck), "archived": len(flown)}
+        let_go = self._catalog.forget_departed(flown_before)  # their flights leave memory with them
+        return {"expired": len(due), "reconciled": len(stuck), "archived": len(flown), "flights_let_go": let_go}
 
     async def _reconcile(self, order: Order, now: float) -> None:
         assert order.payment is not None

@@ -65,6 +65,8 @@ def build(infra: Infra, recommendations: Recommendations | None = None) -> Retai
     orders = OrderChangeService(config.retail, pay, catalog, offers, offer_store, order_store, gateway, clock,
                                 infra.event_log.log_event, metrics, infra.bus, infra.uow, change_store)
     metrics.watch_queue("offers_in_memory", lambda: len(offer_store))
+    # Flights to fly and those departed within retail.archive_after_days; older ones are read from the store.
+    metrics.watch_queue("flights_in_memory", lambda: len(catalog_store))
     # Live orders are bounded by what can still change (state/orders.py); finished ones read back are an LRU.
     metrics.watch_queue("orders_in_memory", lambda: len(order_store))
     metrics.caches.register(order_store.finished)

@@ -8,7 +8,6 @@ import msgspec
 from aiohttp import web
 
 from app.admin import AdminService
-from app.errors import InvalidInput
 from handlers.rest.auth import AccountView, Email
 from handlers.rest.common import (
     PageQuery,
@@ -16,8 +15,8 @@ from handlers.rest.common import (
     encode_cursor,
     endpoint,
     json_response,
+    keyset_after,
     keyset_page,
-    keyset_position,
 )
 
 ADMIN = ("admin",)
@@ -96,10 +95,7 @@ class AdminApi:
     @endpoint("List API keys (never their secrets)", tags=("admin",), roles=ADMIN, query=PageQuery,
               response=ApiKeyPage)
     async def list_api_keys(self, request: web.Request, principal, query: PageQuery) -> web.Response:
-        cursor = decode_cursor(query.after)
-        after = keyset_position(cursor) if cursor is not None else None
-        if cursor is not None and after is None:
-            raise InvalidInput("invalid 'after' cursor; pass the next_cursor of a previous page")
+        after = await keyset_after(query.after)
         keys = await self._admin.list_api_keys(after, query.limit + 1)
         page, nxt = keyset_page(keys, query.limit, lambda k: (k.created_at, k.id))
         return json_response(ApiKeyPage([_key_view(k) for k in page], nxt))

@@ -397,6 +397,21 @@ def keyset_position(cursor: dict[str, Any]) -> tuple[float, str] | None:
     return None
 
 
+async def keyset_after(after: str | None, position_of: Callable[[str], Awaitable[tuple[float, str] | None]]
+                       | None = None) -> tuple[float, str] | None:
+    """The position a page's `after` names (None for the first page): a keyset cursor's or, given `position_of`,
+    that of the item a cursor from before keyset pages names by id; InvalidInput for anything else."""
+    cursor = decode_cursor(after)
+    if cursor is None:
+        return None
+    position = keyset_position(cursor)
+    if position is None and position_of is not None and isinstance(cursor.get("id"), str):
+        position = await position_of(cursor["id"])
+    if position is None:
+        raise InvalidInput("invalid 'after' cursor; pass the next_cursor of a previous page")
+    return position
+
+
 def keyset_page(rows: Sequence[T], limit: int,
                 position: Callable[[T], tuple[float, str]]) -> tuple[list[T], str | None]:
     """A page of `rows` read from the store in (at, id) order after a position, asking for one row more than

@@ -12,7 +12,7 @@ import msgspec
 import segno
 from aiohttp import web
 
-from app.errors import InvalidInput, NotFound, Unauthenticated
+from app.errors import NotFound, Unauthenticated
 from app.retail.catalog import CatalogService
 from app.retail.changes import ChangeRequestBody, OrderChangeService
 from app.retail.offers import Airport, OfferService, SearchQuery
@@ -24,12 +24,10 @@ from handlers.rest.common import (
     Cursor,
     PageQuery,
     decode,
-    decode_cursor,
     endpoint,
     json_response,
+    keyset_after,
     keyset_page,
-    keyset_position,
-    paginate,
 )
 from state.catalog import Cabin, Flight, Product
 from state.changes import ChangeOffer, ChangeRequest, OrderVersion
@@ -306,14 +304,7 @@ class RetailApi:
               roles=SHOPPERS, query=OrderQuery, response=OrderPage)
     async def list_orders(self, request: web.Request, principal, query: OrderQuery) -> web.Response:
         owner = require_owner_or_admin(principal)
-        cursor = decode_cursor(query.after)
-        after = None
-        if cursor is not None:
-            after = keyset_position(cursor)
-            if after is None and isinstance(cursor.get("id"), str):  # a cursor from before keyset pages: an id
-                after = await self._own_position(cursor["id"], owner)
-            if after is None:
-                raise InvalidInput("invalid 'after' cursor; pass the next_cursor of a previous page")
+        after = await keyset_after(query.after, lambda order_id: self._own_position(order_id, owner))
         orders = await self._order_store.page(owner, query.state, after, query.limit + 1)
         page, nxt = keyset_page(orders, query.limit, lambda o: (o.created_at, o.id))
         return json_response(OrderPage(page, nxt))
@@ -449,10 +440,12 @@ class RetailApi:
         await self._catalog.put_flights(principal, [flight])
         return json_response(flight, status=201)
 
-    @endpoint("List flights by departure", tags=("catalog",), roles=ADMIN, query=PageQuery,
+    @endpoint("List flights by departure, those flown long ago too", tags=("catalog",), roles=ADMIN, query=PageQuery,
               response=AdminFlightPage)
     async def admin_flights(self, request: web.Request, principal, query: PageQuery) -> web.Response:
-        page, nxt = paginate(self._catalog.flights(), query.after, query.limit)
+        after = await keyset_after(query.after, self._catalog.flight_position)
+        read = await self._catalog.flights_page(after, query.limit + 1)
+        page, nxt = keyset_page(read, query.limit, lambda f: (f.departure_at, f.id))
         catalog, now = self._catalog, self._clock.now()
         flights = [FlightNow(**msgspec.structs.asdict(f), seats_left=catalog.seats_left_by_cabin(f),
                              fares_now=catalog.fares_now(f, now)) for f in page]
