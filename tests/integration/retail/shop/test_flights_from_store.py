@@ -76,6 +76,11 @@ async def test_departed_flights_leave_memory_and_are_still_listed_changed_and_no
     assert listed[flights[0].id] == "cancelled" and listed[flights[1].id] == "scheduled"
     missing = await client.patch("/v1/admin/flights/CT999-nowhere", json={"status": "cancelled"}, headers=admin)
     assert missing.status == 404
+    again = {"id": flights[1].id, "airline": "CT", "number": "CT201", "origin": "LIS", "destination": "BCN",
+             "departure_at": clock.now() + DAY, "arrival_at": clock.now() + DAY + 7_500,
+             "cabins": {"economy": {"capacity": 30, "base_fare_cents": 9_000}}}
+    resp = await client.post("/v1/admin/flights", json=again, headers=admin)  # its id is taken, in the store
+    assert resp.status == 409, await resp.text()
 
     customer = await bearer(client, "flyer@example.com", "correct horse battery", "customer")
     date = time.strftime("%Y-%m-%d", time.gmtime(ahead.departure_at))
