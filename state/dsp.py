@@ -31,3 +31,13 @@ class RoutedBid(msgspec.Struct, frozen=True, gc=False):
     burl: str | None
     expires_at: float
     campaign_id: str = ""        # the Contrail campaign whose DSP line item made it ("": none)
+
+
+class DspForward(msgspec.Struct, frozen=True, gc=False):
+    """One of a DSP's own notices to call for a recorded win (its nurl or burl, macros substituted): queued with the
+    win, so it is called after a restart too, and retried while the DSP fails."""
+    platform: str
+    bid_id: str
+    kind: str                    # nurl or burl
+    url: str
+    attempts: int = 0            # calls made so far

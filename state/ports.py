@@ -26,7 +26,7 @@ from state.campaigns import Campaign, HistoryEntry, ReviewTask
 from state.catalog import Flight, Product
 from state.changes import ChangeOffer, ChangeOfferState, OrderVersion
 from state.delivery import Admission, ClickOutcome, IssuedBid
-from state.dsp import DspSpend, DspWin, RoutedBid
+from state.dsp import DspForward, DspSpend, DspWin, RoutedBid
 from state.eventlog import StoredEvent
 from state.idempotency import StoredResponse
 from state.inbox import InAppMessage
@@ -972,16 +972,27 @@ class SharedDspBids(Protocol):
     async def find(self, platform: str, bid_id: str) -> RoutedBid | None:
         """A live bid any node answered with, or None."""
 
-    async def claim_forward(self, platform: str, bid_id: str, kind: str) -> bool:
-        """Whether this caller is the one to forward the bid's `kind` notice (nurl, burl): True once per bid."""
 
 
 @runtime_checkable
 class DspWinStore(Protocol):
     """The wins (and so the spend) of the demand-side platforms Contrail routes to, one row per bid: idempotent."""
 
-    async def record(self, win: DspWin) -> bool:
-        """Store the win; False when this platform's bid was recorded before (nothing changes)."""
+    async def record(self, win: DspWin, forwards: Sequence[DspForward] = ()) -> tuple[bool, list[DspForward]]:
+        """Store the win (False when this platform's bid was recorded before: nothing changes), and queue the DSP's
+        own notices in the same transaction, each once per bid: returns those queued now."""
+
+    async def claim_forward(self, forward: DspForward, now: float, lease_s: float) -> bool:
+        """Take a due notice to call (one caller, any node): not due again for `lease_s`, its attempts counted."""
+
+    async def forward_done(self, forward: DspForward, retry_at: float | None) -> None:
+        """A call ended: due again at `retry_at`, or finished (None: called, refused or given up)."""
+
+    async def due_forwards(self, now: float, limit: int) -> list[DspForward]:
+        """Notices due by `now`, the longest due first."""
+
+    async def purge_forwards(self, before: float, limit: int) -> int:
+        """Delete up to `limit` finished notices queued before `before`."""
 
     async def get(self, platform: str, bid_id: str) -> DspWin | None:
         """One recorded win."""

@@ -1,6 +1,6 @@
 """The bids Contrail answered exchanges with on behalf of DSPs, shared by every node in Redis (the shared DSP bids
-port): `dspbid:{platform}:{bid_id}` until the bid expires, so a win or billing notice is accepted by any node, and
-`dspfwd:{platform}:{bid_id}:{kind}` (SET NX) so each of the DSP's own notices is forwarded by one node only."""
+port): `dspbid:{platform}:{bid_id}` until the bid expires, so a win or billing notice is accepted by any node. (The
+DSP's own notices are queued in the shared store with the win, and called by one node: app/dsp/wins.py.)"""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ import msgspec
 
 from adapters.redis.client import RedisClient
 from state.dsp import RoutedBid
-
-FORWARD_CLAIM_S = 86_400  # longer than any bid lives
 
 _decode = msgspec.msgpack.Decoder(RoutedBid).decode
 
@@ -37,6 +35,3 @@ class RedisDspBids:
         bid = _decode(raw)
         return bid if bid.expires_at > self._now() else None
 
-    async def claim_forward(self, platform: str, bid_id: str, kind: str) -> bool:
-        return bool(await self._r.run("dsp bids", self._r.redis.set(
-            self._r.key("dspfwd", platform, bid_id, kind), "1", nx=True, ex=FORWARD_CLAIM_S)))

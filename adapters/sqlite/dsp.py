@@ -2,20 +2,48 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from adapters.sqlite.statements import SqlDatabase
-from state.dsp import DspSpend, DspWin
+from state.dsp import DspForward, DspSpend, DspWin
+
+_QUEUE = ("INSERT INTO dsp_forwards(platform, bid_id, kind, url, queued_at, due_at) VALUES (?,?,?,?,?,?) "
+          "ON CONFLICT(platform, bid_id, kind) DO NOTHING")
+_KEY = "platform=? AND bid_id=? AND kind=?"
 
 
 class SqliteDspWinStore:
     def __init__(self, db: SqlDatabase) -> None:
         self._db = db
 
-    async def record(self, win: DspWin) -> bool:
-        (inserted,) = await self._db.write([(
+    async def record(self, win: DspWin, forwards: Sequence[DspForward] = ()) -> tuple[bool, list[DspForward]]:
+        inserted, *queued = await self._db.write([(
             "INSERT INTO dsp_wins(platform, bid_id, cpm_micros, spend_micros, at, source) VALUES (?,?,?,?,?,?) "
             "ON CONFLICT(platform, bid_id) DO NOTHING",
-            (win.platform, win.bid_id, win.cpm_micros, win.spend_micros, win.at, win.source))])
-        return inserted == 1
+            (win.platform, win.bid_id, win.cpm_micros, win.spend_micros, win.at, win.source)),
+            *((_QUEUE, (f.platform, f.bid_id, f.kind, f.url, win.at, win.at)) for f in forwards)])
+        return inserted == 1, [f for f, n in zip(forwards, queued, strict=True) if n == 1]
+
+    async def claim_forward(self, forward: DspForward, now: float, lease_s: float) -> bool:
+        (claimed,) = await self._db.write([(
+            f"UPDATE dsp_forwards SET due_at = ?, attempts = attempts + 1 WHERE {_KEY} AND due_at <= ?",
+            (now + lease_s, forward.platform, forward.bid_id, forward.kind, now))], power_safe=False)
+        return claimed == 1
+
+    async def forward_done(self, forward: DspForward, retry_at: float | None) -> None:
+        await self._db.write([(f"UPDATE dsp_forwards SET due_at = ? WHERE {_KEY}",
+                               (retry_at, forward.platform, forward.bid_id, forward.kind))], power_safe=False)
+
+    async def due_forwards(self, now: float, limit: int) -> list[DspForward]:
+        rows = await self._db.fetchall("SELECT platform, bid_id, kind, url, attempts FROM dsp_forwards "
+                                       "WHERE due_at <= ? ORDER BY due_at LIMIT ?", (now, limit))
+        return [DspForward(*row) for row in rows]
+
+    async def purge_forwards(self, before: float, limit: int) -> int:
+        (deleted,) = await self._db.write([(
+            "DELETE FROM dsp_forwards WHERE (platform, bid_id, kind) IN (SELECT platform, bid_id, kind "
+            "FROM dsp_forwards WHERE due_at IS NULL AND queued_at < ? LIMIT ?)", (before, limit))], power_safe=False)
+        return deleted
 
     async def get(self, platform: str, bid_id: str) -> DspWin | None:
         row = await self._db.fetchone("SELECT platform, bid_id, cpm_micros, spend_micros, at, source FROM dsp_wins "

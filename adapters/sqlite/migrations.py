@@ -489,6 +489,22 @@ RECORDS = [
     Migration(36, "flights_by_departure", """
         CREATE INDEX flights_departure ON flights(departure_at, id)
     """),
+    # The DSPs' own win and billing notices to call, queued with the win (an outbox): due_at is NULL once called
+    # (or given up), and the row kept a while so that a repeated notice does not call the DSP again.
+    Migration(37, "dsp_forwards", """
+        CREATE TABLE dsp_forwards (
+            platform TEXT NOT NULL,
+            bid_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            url TEXT NOT NULL,
+            queued_at REAL NOT NULL,
+            due_at REAL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (platform, bid_id, kind)
+        );
+        CREATE INDEX dsp_forwards_due ON dsp_forwards(due_at);
+        CREATE INDEX dsp_forwards_queued ON dsp_forwards(queued_at)
+    """),
 ]
 
 EVENTS = [

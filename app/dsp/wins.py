@@ -3,9 +3,12 @@
 Record, then forward: each DSP bid in an answer gets an id of Contrail's own (DSPs' bid ids need not be unique
 across auctions) and its `burl` (and its `nurl` when the bid carries its markup) point at
 `GET /v1/dsp/notices/{win|billing}`; when the exchange calls one, or posts `POST /v1/dsp/win`, the win is made
-durable first (one row per platform and bid: repeats change nothing), then the DSP's own URL is called in the
-background with the OpenRTB macros substituted. A bid without `adm` keeps the DSP's nurl (its markup is served by
-the win notice, which the exchange must reach directly); its win is recorded from its billing notice or the API.
+durable first (one row per platform and bid: repeats change nothing), and with it, in the same transaction, the
+DSP's own URL to call with the OpenRTB macros substituted (`dsp_forwards`, once per bid and kind). It is called at
+once in the background and, while the DSP fails (5xx, timeouts) or after a restart, by the relay every second with
+backoff, until it answers or MAX_ATTEMPTS calls were made: at least once, on any node. A bid without `adm` keeps
+the DSP's nurl (its markup is served by the win notice, which the exchange must reach directly); its win is
+recorded from its billing notice or the API.
 Issued bids are remembered for `bidding.bid_ttl_s`; notices for a bid Contrail never issued, or has forgotten, are
 refused (404) unless that win is already recorded (then a repeat).
 """
@@ -17,7 +20,6 @@ import logging
 import math
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -29,19 +31,16 @@ from app.errors import InvalidInput, NotFound
 from app.runtime.clock import Clock
 from app.runtime.lru import LRU
 from app.runtime.metrics import Metrics
-from state.dsp import DspWin, RoutedBid
+from state.dsp import DspForward, DspWin, RoutedBid
 from state.ports import SharedDspBids, StorageUnavailable
 
 log = logging.getLogger("contrail.dsp")
 MICROS = 1_000_000
 FORWARD_TIMEOUT_S = 2.0
-MAX_FORWARDS_IN_FLIGHT = 1024
-
-
-@dataclass
-class IssuedBid:
-    bid: RoutedBid
-    forwarded: set[str] = field(default_factory=set)  # which of its notices this node forwarded (nurl, burl)
+MAX_FORWARDS_IN_FLIGHT = 1024  # calls at once; more wait in the queue for the relay
+MAX_ATTEMPTS = 8  # calls of one notice, 1 s apart at first and doubling: the last about two minutes after the win
+RELAY_BATCH = 256
+FINISHED_KEPT_S = 86_400  # a called notice's row, so a repeated notice (within the bid's life) calls nothing
 
 
 class WinResult(msgspec.Struct):
@@ -73,7 +72,7 @@ class DspWins:
         self._ttl_s = ttl_s
         # The bids answered with, until they expire (`bidding.max_live_bids` at most: past it the oldest go first, and
         # their notices find no bid, as the bid ledger's do); exported as a cache (`dsp_issued_bids`).
-        self.issued: LRU[tuple[str, str], IssuedBid] = LRU(max_live_bids, "dsp_issued_bids")
+        self.issued: LRU[tuple[str, str], RoutedBid] = LRU(max_live_bids, "dsp_issued_bids")
         self._forwards: set[asyncio.Task] = set()
 
     @staticmethod
@@ -89,7 +88,7 @@ class DspWins:
         if campaign_id and self._log_event is not None:
             self._log_event("DspBid", {"bid_id": bid_id, "campaign_id": campaign_id, "platform": platform,
                                        "price": price})
-        self.issued.put((platform, bid_id), IssuedBid(routed))
+        self.issued.put((platform, bid_id), routed)
         if self._shared is not None:
             self._unshared.append(routed)
         base = f"{self._notice_base().rstrip('/')}/v1/dsp/notices"
@@ -112,7 +111,7 @@ class DspWins:
         now = self._clock.now()
         # The least recently issued (or found) first, so a sweep reads only what it forgets. A bid found for a notice
         # moves behind the ones issued since, so it may go a sweep or two later (`win` drops it once expired).
-        while (oldest := self.issued.oldest()) is not None and oldest[1].bid.expires_at <= now:
+        while (oldest := self.issued.oldest()) is not None and oldest[1].expires_at <= now:
             self.issued.pop(oldest[0])
 
     async def win(self, platform: str, bid_id: str, win_price: float | str | None, source: str) -> WinResult:
@@ -120,13 +119,12 @@ class DspWins:
         if platform not in self._adapters:
             raise NotFound(f"no DSP named {platform!r}")
         issued = self.issued.get((platform, bid_id))
-        if issued is not None and issued.bid.expires_at <= self._clock.now():
+        if issued is not None and issued.expires_at <= self._clock.now():
             self.issued.pop((platform, bid_id))  # expired, not swept yet
             issued = None
         if issued is None and self._shared is not None:
-            routed = await self._shared.find(platform, bid_id)  # answered by another node
-            if routed is not None:
-                issued = IssuedBid(routed)
+            issued = await self._shared.find(platform, bid_id)  # answered by another node
+            if issued is not None:
                 self.issued.put((platform, bid_id), issued)
         if issued is None:
             earlier = await self._store.get(platform, bid_id)
@@ -134,54 +132,81 @@ class DspWins:
                 raise NotFound(f"no bid {bid_id!r} of {platform!r} is known (unknown or expired)")
             return WinResult(platform, bid_id, False, earlier.spend_micros)
         price = _price(win_price)
-        if price > issued.bid.price + 1e-9:
-            raise InvalidInput(f"the win price {price} is above the bid's {issued.bid.price}")
+        if price > issued.price + 1e-9:
+            raise InvalidInput(f"the win price {price} is above the bid's {issued.price}")
         cpm_micros = int(round(price * MICROS))
         win = DspWin(platform, bid_id, cpm_micros, cpm_micros // 1000, self._clock.now(), source)
-        recorded = await self._store.record(win)
+        kinds = {"nurl": ("nurl",), "burl": ("burl",)}.get(source, ("nurl", "burl"))
+        forwards = [f for kind in kinds if (f := self._forward_of(issued, kind, price)) is not None]
+        recorded, queued = await self._store.record(win, forwards)
         if recorded:
             self._metrics.dsp_wins.labels(platform).inc()
             self._metrics.dsp_spend.labels(platform).inc(win.spend_micros)
-            if issued.bid.campaign_id and self._log_event is not None:
-                self._log_event("DspWin", {"bid_id": bid_id, "campaign_id": issued.bid.campaign_id,
+            if issued.campaign_id and self._log_event is not None:
+                self._log_event("DspWin", {"bid_id": bid_id, "campaign_id": issued.campaign_id,
                                            "platform": platform, "price_micros": cpm_micros})
-        kinds = {"nurl": ("nurl",), "burl": ("burl",)}.get(source, ("nurl", "burl"))
-        for kind in kinds:
-            self._forward(issued, kind, price)
+        for forward in queued:
+            if len(self._forwards) < MAX_FORWARDS_IN_FLIGHT:  # else the relay calls it
+                task = asyncio.create_task(self._call(forward))
+                self._forwards.add(task)
+                task.add_done_callback(self._forwards.discard)
         return WinResult(platform, bid_id, recorded, win.spend_micros)
 
-    def _forward(self, issued: IssuedBid, kind: str, price: float) -> None:
-        """Call the DSP's own nurl or burl once per bid, in the background."""
-        bid = issued.bid
+    def _forward_of(self, bid: RoutedBid, kind: str, price: float) -> DspForward | None:
+        """The DSP's own nurl or burl for this win, its macros substituted (None when it gave none)."""
         url = bid.nurl if kind == "nurl" else bid.burl
-        if not url or kind in issued.forwarded:
-            return
-        issued.forwarded.add(kind)
-        forwarded = self._metrics.dsp_forwarded
-        if len(self._forwards) >= MAX_FORWARDS_IN_FLIGHT:
-            forwarded.labels(bid.platform, "dropped").inc()
-            return
+        if not url:
+            return None
         macros = {"${AUCTION_PRICE}": f"{price:.6f}".rstrip("0").rstrip("."), "${AUCTION_ID}": bid.request_id,
                   "${AUCTION_BID_ID}": bid.dsp_bid_id, "${AUCTION_IMP_ID}": bid.impid,
                   "${AUCTION_SEAT_ID}": bid.platform, "${AUCTION_CURRENCY}": self._currency}
         for macro, value in macros.items():
             url = url.replace(macro, quote(value, safe=""))
-        adapter = self._adapters[bid.platform]
-        shared = self._shared
+        return DspForward(bid.platform, bid.bid_id, kind, url)
 
-        async def call() -> None:
-            try:
-                if shared is not None and not await shared.claim_forward(bid.platform, bid.bid_id, kind):
-                    return  # another node forwarded it
-                status = await adapter.notify(url, FORWARD_TIMEOUT_S)
-                forwarded.labels(bid.platform, "ok" if status < 400 else "failed").inc()
-            except (DspError, TimeoutError, StorageUnavailable) as exc:
-                forwarded.labels(bid.platform, "failed").inc()
-                log.info("DSP notice not delivered", extra={"platform": bid.platform, "error": str(exc)[:200]})
+    async def _call(self, forward: DspForward) -> None:
+        """Call one queued notice if this caller claims it (one node, once at a time); then it is finished, or due
+        again with backoff while the DSP fails. A node that dies during the call leaves it due once the claim
+        lapses."""
+        counted = self._metrics.dsp_forwarded
+        now = self._clock.now()
+        try:
+            if not await self._store.claim_forward(forward, now, FORWARD_TIMEOUT_S + 1):
+                return  # another caller has it, or it is finished
+        except StorageUnavailable:
+            return  # still queued
+        adapter = self._adapters.get(forward.platform)
+        retry: float | None = None
+        try:
+            if adapter is None:
+                raise DspError("unknown_platform", "no longer configured")
+            status = await adapter.notify(forward.url, FORWARD_TIMEOUT_S)
+            if status >= 500:
+                raise DspError("http_error", f"status {status}")
+            counted.labels(forward.platform, "ok" if status < 400 else "refused").inc()
+        except (DspError, TimeoutError) as exc:
+            attempts = forward.attempts + 1
+            if adapter is not None and attempts < MAX_ATTEMPTS:
+                retry = self._clock.now() + 2.0 ** (attempts - 1)
+                counted.labels(forward.platform, "retried").inc()
+            else:
+                counted.labels(forward.platform, "failed").inc()
+                log.info("DSP notice not delivered", extra={"platform": forward.platform, "kind": forward.kind,
+                                                            "attempts": attempts, "error": str(exc)[:200]})
+        try:
+            await self._store.forward_done(forward, retry)
+        except StorageUnavailable:
+            pass  # the claim lapses and it is called again: at least once
 
-        task = asyncio.create_task(call())
-        self._forwards.add(task)
-        task.add_done_callback(self._forwards.discard)
+    async def relay_once(self) -> int:
+        """Call the queued notices that are due (after a failure, a restart, or a burst past the calls in flight);
+        forget finished ones a day old. Returns how many were due."""
+        now = self._clock.now()
+        await self._store.purge_forwards(now - FINISHED_KEPT_S, RELAY_BATCH)
+        due = await self._store.due_forwards(now, RELAY_BATCH)
+        if due:
+            await asyncio.gather(*(self._call(forward) for forward in due))
+        return len(due)
 
     async def drain(self) -> None:
         """Wait for the notices being forwarded."""

@@ -60,4 +60,6 @@ def build(infra: Infra, gateway: BidGateway, campaign_of: Callable[[str, str], s
 
     router = DspRouter(d, config.bidding, links, wins, metrics, clock, own_bidder, held)
     infra.supervisor.add_periodic("dsp_bid_sweep", 5.0, wins.sweep)
+    # The DSPs' own notices not called yet: after a failure, a restart, or a burst (app/dsp/wins.py).
+    infra.supervisor.add_periodic("dsp_forwards", 1.0, wins.relay_once)
     return Dsp(store, session, router, wins, DspStatus(links, store, clock))

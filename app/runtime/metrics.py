@@ -335,8 +335,10 @@ class Metrics:
         self.dsp_wins = LoopCounter("contrail_dsp_wins", "DSP wins recorded (repeats excluded)", ["platform"], r)
         self.dsp_spend = LoopCounter("contrail_dsp_spend_micros", "DSP spend recorded, micros of the bidding "
                                      "currency", ["platform"], r)
-        self.dsp_forwarded = LoopCounter("contrail_dsp_notices_forwarded", "DSPs' own win/billing URLs called, by "
-                                         "platform and result (ok, failed, dropped)", ["platform", "result"], r)
+        self.dsp_forwarded = LoopCounter(
+            "contrail_dsp_notices_forwarded", "DSPs' own win/billing URLs called, by platform and result (ok; "
+            "refused: a 4xx; retried: a 5xx or no answer, called again later; failed: given up)",
+            ["platform", "result"], r)
         self.dsp_breaker = Gauge("contrail_dsp_breaker_state", "DSP circuit breaker: 0 closed, 1 half-open, 2 open",
                                  ["platform"], registry=r)
         self.dsp_route_latency = LoopHistogram("contrail_dsp_route_seconds", "POST /v1/dsp/bid from arrival to "

@@ -27,6 +27,10 @@ class FakeDsp:
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     notices: list[dict[str, str]] = field(default_factory=list)
+    # How its notice URL answers: these statuses first, one a call, then `notice_status` (the answered are noted)
+    notice_statuses: list[int] = field(default_factory=list)
+    notice_status: int = 200
+    answered: list[int] = field(default_factory=list)
     server: TestServer | None = None
 
     @property
@@ -59,7 +63,9 @@ class FakeDsp:
 
     async def notice(self, request: web.Request) -> web.Response:
         self.notices.append(dict(request.query))
-        return web.Response(status=200)
+        status = self.notice_statuses.pop(0) if self.notice_statuses else self.notice_status
+        self.answered.append(status)
+        return web.Response(status=status)
 
 
 async def start_dsp(behaviour: str, **kw: Any) -> FakeDsp:
