@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 
 from adapters.sqlite.statements import SqlDatabase, Statement
+from adapters.sqlite.uow import product_default
 from app.persist import commit_or_undo
 from state.catalog import (
     Flight,
@@ -33,8 +34,11 @@ _HELD_OVER = "UPDATE inventory SET held = held WHERE resource = ? AND held > ?"
 _CABIN_CAPACITY = ("INSERT INTO inventory(resource, held, capacity) VALUES (?, 0, CAST(? AS BIGINT)) "
                    "ON CONFLICT(resource) DO UPDATE SET capacity = excluded.capacity "
                    "WHERE inventory.held <= excluded.capacity")
-# A limited product's: into the rows of the flights that hold it (before _HELD_OVER_ANY, so that check sees the
-# holds these rows' locks waited for). A flight where none is held yet has no row, and takes the node's memory.
+# A limited product's: into its own row, which a flight where none is held yet takes its first row's capacity from
+# (adapters/sqlite/uow.py), and into the rows of the flights that hold it (before _HELD_OVER_ANY, so that check sees
+# the holds these rows' locks waited for).
+_PRODUCT_DEFAULT = ("INSERT INTO inventory(resource, held, capacity) VALUES (?, 0, CAST(? AS BIGINT)) "
+                    "ON CONFLICT(resource) DO UPDATE SET capacity = excluded.capacity")
 _PRODUCT_CAPACITY = ("UPDATE inventory SET capacity = CAST(? AS BIGINT) "
                      "WHERE substr(resource, length(resource) - ? + 1) = ?")
 _HELD_OVER_ANY = ("UPDATE inventory SET held = held "
@@ -251,6 +255,7 @@ class SqliteCatalogStore:
                 (_SET_PRODUCT, (body, product.id, stored.get(product.id) or _encode(old).decode()), 1, guard)]
             cap, suffix = product.capacity_per_flight, f"/{product.id}"
             if self._shared and cap != old.capacity_per_flight:
+                out.append((_PRODUCT_DEFAULT, (product_default(product.id), cap)))
                 out.append((_PRODUCT_CAPACITY, (cap, len(suffix), suffix)))
             if cap is not None and (old.capacity_per_flight is None or cap < old.capacity_per_flight):
                 out.append((_HELD_OVER_ANY, (len(suffix), suffix, cap), 0, f"held:*{suffix}"))

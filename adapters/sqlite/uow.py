@@ -16,12 +16,20 @@ from state.ports import ChangeFeed
 
 # Raise a resource's units held unless that passes its capacity (a new row only when the units fit): one
 # conditional statement, which two nodes cannot both pass at the last seat. The guard's row count is 1 or 0. The
-# capacity is the row's where a change of the cabin wrote one (adapters/sqlite/catalog.py), which a node that has
-# not heard of the change yet may not know; else this node's.
-_HOLD = ("INSERT INTO inventory(resource, held) SELECT ?, CAST(? AS BIGINT) WHERE CAST(? AS BIGINT) <= ? "
+# capacity is the row's where a change wrote one (adapters/sqlite/catalog.py), which a node that has not heard of
+# the change yet may not know; a new row of a product takes the product's own row ("*/<product>", written by a
+# change of its capacity) when there is one; else this node's capacity.
+_HOLD = ("INSERT INTO inventory(resource, held, capacity) SELECT ?, CAST(? AS BIGINT), d.capacity "
+         "FROM (SELECT (SELECT capacity FROM inventory WHERE resource = ?) AS capacity) AS d "
+         "WHERE CAST(? AS BIGINT) <= COALESCE(d.capacity, ?) "
          "ON CONFLICT(resource) DO UPDATE SET held = inventory.held + excluded.held "
          "WHERE inventory.held + excluded.held <= COALESCE(inventory.capacity, ?)")
 _RELEASE = "UPDATE inventory SET held = held - ? WHERE resource = ?"
+
+
+def product_default(product_id: str) -> str:
+    """The shared inventory row that holds a limited product's capacity for the flights with no row of it yet."""
+    return f"*/{product_id}"
 
 
 class SqliteInventoryWrites:
@@ -37,9 +45,11 @@ class SqliteInventoryWrites:
     def hold(self, items: Sequence[Item], capacity: Callable[[str], int]) -> None:
         if not self._shared:
             return
+        defaults = {i.resource: i.resource if i.kind == "Flight" else product_default(i.product_id) for i in items}
         for resource, units in held_by(items).items():
             cap = capacity(resource)
-            self._statements.append((_HOLD, (resource, units, units, cap, cap), 1, f"inventory:{resource}"))
+            self._statements.append((_HOLD, (resource, units, defaults[resource], units, cap, cap), 1,
+                                     f"inventory:{resource}"))
 
     def release(self, items: Sequence[Item]) -> None:
         if not self._shared:

@@ -6,7 +6,8 @@ import asyncio
 import msgspec
 import pytest
 
-from adapters.sqlite.catalog import _CABIN_CAPACITY, _PRODUCT_CAPACITY
+from adapters.sqlite.catalog import _CABIN_CAPACITY, _PRODUCT_CAPACITY, _PRODUCT_DEFAULT
+from adapters.sqlite.uow import product_default
 from app.main import PLATFORM, create_app
 from state.catalog import _encode
 from tests.conftest import ADMIN, bearer, make_config
@@ -176,6 +177,34 @@ async def test_a_node_that_has_not_heard_of_a_smaller_product_sells_no_unit_beyo
     assert sorted(r.status for r in accepts) == [201] + [409] * 3
     assert await platform.records_db.fetchone("SELECT held, capacity FROM inventory WHERE resource = ?",
                                               (f"{flight.id}{suffix}",)) == (6, 6)
+
+
+async def test_a_flight_with_none_of_a_smaller_product_held_yet_sells_no_unit_beyond_it(app, clock):
+    """Several nodes: another node lowered meal-hot to 2 a flight; on a flight where none is held yet (no row of its
+    own), this node, not told yet (40 in memory), sells 2 meals, not 40: the product's own row gives the capacity."""
+    client, flight, admin, shopper = app
+    platform = client.app[PLATFORM]
+    if platform.config.storage.backend != "postgres":
+        pytest.skip("one node has no other to hear from: runs with --storage=scaleout (PostgreSQL)")
+    smaller = msgspec.structs.replace(platform.catalog.product("meal-hot"), capacity_per_flight=2)
+    suffix = "/meal-hot"
+    await platform.records_db.write([  # what the other node's change wrote, before its notice reaches this one
+        ("UPDATE products SET body = ? WHERE id = ?", (_encode(smaller).decode(), "meal-hot")),
+        (_PRODUCT_DEFAULT, (product_default("meal-hot"), 2)), (_PRODUCT_CAPACITY, (2, len(suffix), suffix))])
+    assert platform.catalog.product("meal-hot").capacity_per_flight == 40
+    accepts = await asyncio.gather(*(accept(client, shopper, o)  # comfort holds a hot meal a passenger
+                                     for o in await offers_of(client, shopper, clock, "comfort", 4, passengers=2)))
+    assert sorted(r.status for r in accepts) == [201] + [409] * 3
+    assert await platform.records_db.fetchone("SELECT held, capacity FROM inventory WHERE resource = ?",
+                                              (f"{flight.id}{suffix}",)) == (2, 2)
+    await platform.catalog_store.refresh("product", ["meal-hot"])  # the notice arrives; raised again here
+    resp = await client.patch("/v1/admin/products/meal-hot", headers=admin, json={"capacity_per_flight": 4})
+    assert resp.status == 200, await resp.text()
+    [offer] = await offers_of(client, shopper, clock, "comfort", 1, passengers=2)
+    assert (await accept(client, shopper, offer)).status == 201
+    assert await platform.records_db.fetchall("SELECT resource, held, capacity FROM inventory WHERE resource LIKE ? "
+                                              "ORDER BY resource", (f"%{suffix}",)) == [
+        ("*/meal-hot", 0, 4), (f"{flight.id}{suffix}", 4, 4)]
 
 
 async def test_a_change_another_node_made_first_is_not_overwritten(app, clock):
