@@ -986,13 +986,14 @@ class DspWinStore(Protocol):
         """Take a due notice to call (one caller, any node): not due again for `lease_s`, its attempts counted."""
 
     async def forward_done(self, forward: DspForward, retry_at: float | None) -> None:
-        """A call ended: due again at `retry_at`, or finished (None: called, refused or given up)."""
+        """A call ended: due again at `retry_at`, or finished (None: called, refused or given up). Written only while
+        the row's attempts are `forward.attempts` (the claim this caller made is the last)."""
 
-    async def due_forwards(self, now: float, limit: int) -> list[DspForward]:
-        """Notices due by `now`, the longest due first."""
+    async def due_forwards(self, now: float, limit: int, platforms: Sequence[str]) -> list[DspForward]:
+        """Notices to these platforms due by `now`, the longest due first."""
 
-    async def purge_forwards(self, before: float, limit: int) -> int:
-        """Delete up to `limit` finished notices queued before `before`."""
+    async def purge_forwards(self, before: float, limit: int, *, finished_only: bool = True) -> int:
+        """Delete up to `limit` notices queued before `before`: finished ones, or any."""
 
     async def get(self, platform: str, bid_id: str) -> DspWin | None:
         """One recorded win."""

@@ -31,18 +31,24 @@ class SqliteDspWinStore:
         return claimed == 1
 
     async def forward_done(self, forward: DspForward, retry_at: float | None) -> None:
-        await self._db.write([(f"UPDATE dsp_forwards SET due_at = ? WHERE {_KEY}",
-                               (retry_at, forward.platform, forward.bid_id, forward.kind))], power_safe=False)
+        await self._db.write([(f"UPDATE dsp_forwards SET due_at = ? WHERE {_KEY} AND attempts = ?",
+                               (retry_at, forward.platform, forward.bid_id, forward.kind, forward.attempts))],
+                             power_safe=False)
 
-    async def due_forwards(self, now: float, limit: int) -> list[DspForward]:
+    async def due_forwards(self, now: float, limit: int, platforms: Sequence[str]) -> list[DspForward]:
+        if not platforms:
+            return []
+        marks = ",".join("?" * len(platforms))
         rows = await self._db.fetchall("SELECT platform, bid_id, kind, url, attempts FROM dsp_forwards "
-                                       "WHERE due_at <= ? ORDER BY due_at LIMIT ?", (now, limit))
+                                       f"WHERE due_at <= ? AND platform IN ({marks}) ORDER BY due_at LIMIT ?",
+                                       (now, *platforms, limit))
         return [DspForward(*row) for row in rows]
 
-    async def purge_forwards(self, before: float, limit: int) -> int:
+    async def purge_forwards(self, before: float, limit: int, *, finished_only: bool = True) -> int:
+        finished = "due_at IS NULL AND " if finished_only else ""
         (deleted,) = await self._db.write([(
             "DELETE FROM dsp_forwards WHERE (platform, bid_id, kind) IN (SELECT platform, bid_id, kind "
-            "FROM dsp_forwards WHERE due_at IS NULL AND queued_at < ? LIMIT ?)", (before, limit))], power_safe=False)
+            f"FROM dsp_forwards WHERE {finished}queued_at < ? LIMIT ?)", (before, limit))], power_safe=False)
         return deleted
 
     async def get(self, platform: str, bid_id: str) -> DspWin | None:

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import quote
 
 import msgspec
+from yarl import URL
 
 from app.bidding.openrtb import Bid
 from app.dsp.ports import DspAdapter, DspError, DspWinStore
@@ -40,7 +41,9 @@ FORWARD_TIMEOUT_S = 2.0
 MAX_FORWARDS_IN_FLIGHT = 1024  # calls at once; more wait in the queue for the relay
 MAX_ATTEMPTS = 8  # calls of one notice, 1 s apart at first and doubling: the last about two minutes after the win
 RELAY_BATCH = 256
-FINISHED_KEPT_S = 86_400  # a called notice's row, so a repeated notice (within the bid's life) calls nothing
+PURGE_BATCHES = 40  # rows deleted a relay pass, at most: 10,240 a second, far above the wins' rate
+ABANDONED_S = 86_400  # a notice still queued a day after its win is for a DSP no node is configured with any more
+MAX_URL = 8_192
 
 
 class WinResult(msgspec.Struct):
@@ -138,6 +141,12 @@ class DspWins:
         win = DspWin(platform, bid_id, cpm_micros, cpm_micros // 1000, self._clock.now(), source)
         kinds = {"nurl": ("nurl",), "burl": ("burl",)}.get(source, ("nurl", "burl"))
         forwards = [f for kind in kinds if (f := self._forward_of(issued, kind, price)) is not None]
+        for forward in forwards[:]:
+            if (problem := _unusable(forward.url)) is not None:  # never queued: it could not be called
+                forwards.remove(forward)
+                self._metrics.dsp_forwarded.labels(platform, "failed").inc()
+                log.info("DSP notice URL unusable", extra={"platform": platform, "kind": forward.kind,
+                                                           "error": problem})
         recorded, queued = await self._store.record(win, forwards)
         if recorded:
             self._metrics.dsp_wins.labels(platform).inc()
@@ -169,43 +178,52 @@ class DspWins:
         again with backoff while the DSP fails. A node that dies during the call leaves it due once the claim
         lapses."""
         counted = self._metrics.dsp_forwarded
-        now = self._clock.now()
+        adapter = self._adapters.get(forward.platform)
+        if adapter is None:
+            return  # a DSP this node is not configured with (yet): left to a node that is
         try:
-            if not await self._store.claim_forward(forward, now, FORWARD_TIMEOUT_S + 1):
+            if not await self._store.claim_forward(forward, self._clock.now(), FORWARD_TIMEOUT_S + 1):
                 return  # another caller has it, or it is finished
         except StorageUnavailable:
             return  # still queued
-        adapter = self._adapters.get(forward.platform)
+        claimed = msgspec.structs.replace(forward, attempts=forward.attempts + 1)
         retry: float | None = None
         try:
-            if adapter is None:
-                raise DspError("unknown_platform", "no longer configured")
             status = await adapter.notify(forward.url, FORWARD_TIMEOUT_S)
             if status >= 500:
                 raise DspError("http_error", f"status {status}")
             counted.labels(forward.platform, "ok" if status < 400 else "refused").inc()
         except (DspError, TimeoutError) as exc:
-            attempts = forward.attempts + 1
-            if adapter is not None and attempts < MAX_ATTEMPTS:
-                retry = self._clock.now() + 2.0 ** (attempts - 1)
+            if claimed.attempts < MAX_ATTEMPTS:
+                retry = self._clock.now() + 2.0 ** (claimed.attempts - 1)
                 counted.labels(forward.platform, "retried").inc()
             else:
-                counted.labels(forward.platform, "failed").inc()
-                log.info("DSP notice not delivered", extra={"platform": forward.platform, "kind": forward.kind,
-                                                            "attempts": attempts, "error": str(exc)[:200]})
+                self._given_up(claimed, str(exc))
+        except Exception as exc:  # anything else the call raised will not change on a retry
+            self._given_up(claimed, f"{type(exc).__name__}: {exc}")
         try:
-            await self._store.forward_done(forward, retry)
+            await self._store.forward_done(claimed, retry)
         except StorageUnavailable:
             pass  # the claim lapses and it is called again: at least once
 
+    def _given_up(self, forward: DspForward, error: str) -> None:
+        self._metrics.dsp_forwarded.labels(forward.platform, "failed").inc()
+        log.info("DSP notice not delivered", extra={"platform": forward.platform, "kind": forward.kind,
+                                                    "attempts": forward.attempts, "error": error[:200]})
+
     async def relay_once(self) -> int:
         """Call the queued notices that are due (after a failure, a restart, or a burst past the calls in flight);
-        forget finished ones a day old. Returns how many were due."""
+        forget finished ones once their bid can no longer be won again, and any left a day (a DSP no node is
+        configured with any more). Returns how many were due."""
         now = self._clock.now()
-        await self._store.purge_forwards(now - FINISHED_KEPT_S, RELAY_BATCH)
-        due = await self._store.due_forwards(now, RELAY_BATCH)
-        if due:
-            await asyncio.gather(*(self._call(forward) for forward in due))
+        for before, finished in ((now - self._ttl_s - 60, True), (now - ABANDONED_S, False)):
+            for _ in range(PURGE_BATCHES):
+                if await self._store.purge_forwards(before, RELAY_BATCH, finished_only=finished) < RELAY_BATCH:
+                    break
+        due = await self._store.due_forwards(now, RELAY_BATCH, list(self._adapters))
+        for result in await asyncio.gather(*(self._call(forward) for forward in due), return_exceptions=True):
+            if isinstance(result, BaseException):  # a store error: the row's claim lapses and it is due again
+                log.warning("DSP notice relay", extra={"error": f"{type(result).__name__}: {result}"[:200]})
         return len(due)
 
     async def drain(self) -> None:
@@ -223,3 +241,21 @@ def _price(value: float | str | None) -> float:
     if not math.isfinite(price) or price < 0:
         raise InvalidInput("the win price must be a finite number >= 0")
     return price
+
+
+def _unusable(url: str) -> str | None:
+    """Why a DSP's notice URL (macros substituted) cannot be called or stored, or None: an http(s) URL with a host
+    that encodes, no control character, at most MAX_URL characters."""
+    if len(url) > MAX_URL:
+        return f"longer than {MAX_URL} characters"
+    if any(ord(c) < 32 or ord(c) == 127 for c in url):
+        return "a control character"
+    try:
+        parsed = URL(url)
+        if parsed.scheme not in ("http", "https") or not parsed.raw_host:
+            return "not an http(s) URL with a host"
+        parsed.raw_host.encode("idna")
+    except (ValueError, UnicodeError) as exc:
+        return f"not a URL: {exc}"[:200]
+    return None
+

@@ -61,7 +61,9 @@ class CatalogService:
         """Let go of the flights that departed before `before`, as their orders are archived: memory holds the
         flights still to fly and the latest departed, however many years of schedule the store keeps."""
         gone = self._store.forget_departed(before)
-        self._orders.forget_flights(gone)
+        # With them their inventory versions, and any a late release (another node's cancellation) brought back for
+        # a flight let go of earlier: no offer is priced for them again.
+        self._orders.forget_flights([f for f in self._orders.flight_versions if self._store.flight(f) is None])
         return len(gone)
 
     async def put_flights(self, actor: Principal | str, flights: list[Flight], *, audit: bool = True) -> list[Flight]:

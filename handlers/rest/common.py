@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import math
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -393,7 +394,11 @@ def keyset_position(cursor: dict[str, Any]) -> tuple[float, str] | None:
     """The (at, id) a keyset cursor names, or None when it is not one (e.g. a cursor naming only an id)."""
     at, item_id = cursor.get("at"), cursor.get("id")
     if isinstance(at, int | float) and not isinstance(at, bool) and isinstance(item_id, str):
-        return float(at), item_id
+        try:
+            position = float(at)
+        except OverflowError:  # an integer past any float
+            return None
+        return (position, item_id) if math.isfinite(position) else None
     return None
 
 

@@ -31,6 +31,7 @@ class FakeDsp:
     notice_statuses: list[int] = field(default_factory=list)
     notice_status: int = 200
     answered: list[int] = field(default_factory=list)
+    notice_url: str | None = None        # the nurl/burl its bids carry instead of its own /notice
     server: TestServer | None = None
 
     @property
@@ -50,7 +51,7 @@ class FakeDsp:
             return web.Response(status=200, text='{"id": "x", "seatbid": [', content_type="application/json")
         if self.behaviour == "nobid":
             return web.Response(status=204)
-        base = str(self.server.make_url("/notice")) if self.server else ""
+        base = self.notice_url or (str(self.server.make_url("/notice")) if self.server else "")
         bids = [{"id": f"b{i}", "impid": imp["id"], "price": self.price, "adm": "<a>dsp ad</a>", "crid": "cr1",
                  "adomain": ["dsp.example"], "w": 300, "h": 250, "mtype": 1,
                  "nurl": f"{base}?kind=nurl&price=${{AUCTION_PRICE}}&bid=${{AUCTION_BID_ID}}",

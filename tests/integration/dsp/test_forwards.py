@@ -112,6 +112,33 @@ async def test_a_refusal_is_not_retried_and_a_dead_dsp_is_given_up_on(aiohttp_cl
     assert all(due_at is None for _, due_at, _ in await _queued(client))
 
 
+async def test_an_unusable_notice_url_records_the_win_and_stops_no_relay(aiohttp_client, tmp_path, clock, fake_dsps):
+    """A DSP's nurl/burl that cannot be called or stored (a host that does not encode, a NUL, another scheme) is
+    not queued: the win is recorded, the notice counted failed. One queued before (by an older version) is given up
+    on its first call, and the relay goes on; a row for a DSP this node does not know is left, then deleted."""
+    dsp = await fake_dsps("bid", price=2.0)
+    client = await router_client(aiohttp_client, tmp_path, clock, platforms(acme=dsp))
+    platform = client.app[PLATFORM]
+    relay = platform.dsp.wins.relay_once
+    for bad in ("http://a..b/x", "http://dsp.test/n?x=\x00", "ftp://dsp.test/n"):
+        dsp.notice_url = bad
+        bid = (await (await post_bid(client, SIMPLE_BANNER)).json())["seatbid"][0]["bid"][0]
+        resp = await client.get(_path(bid["burl"], "1.5"))
+        assert resp.status == 200 and (await resp.json())["recorded"] is True
+    assert await _queued(client) == []
+    assert (await _forwarded(client)) == {"failed": 3}
+    now = clock.now()
+    await platform.records_db.write([(
+        "INSERT INTO dsp_forwards(platform, bid_id, kind, url, queued_at, due_at) VALUES (?,?,?,?,?,?)", row)
+        for row in (("acme", "old", "burl", "http://a..b/x", now, now), ("gone", "b1", "burl", dsp.url, now, now))])
+    assert await relay() == 1  # only acme's: no node here is configured with "gone"
+    assert (await _forwarded(client))["failed"] == 4 and dsp.notices == []
+    assert await relay() == 0
+    clock.advance(86_401)
+    await relay()
+    assert await _queued(client) == []  # finished rows after the bids' life; a forgotten DSP's after a day
+
+
 async def test_a_notice_not_delivered_before_a_kill_9_is_delivered_after_the_restart(tmp_path, fake_dsps):
     dsp = await fake_dsps("bid", price=2.0, notice_status=503)
     server = ServerProcess(tmp_path / "var", CONTRAIL__DSP__PLATFORMS=platforms(acme=dsp),
