@@ -113,3 +113,13 @@ async def router_client(aiohttp_client, tmp_path, clock, dsps: str, **overrides:
 async def post_bid(client, body: bytes | dict, **headers: str):
     data = body if isinstance(body, bytes) else json.dumps(body)
     return await client.post("/v1/dsp/bid", data=data, headers={**client.headers, **headers})
+
+
+async def until(condition, timeout_s: float = 5.0) -> None:
+    """Wait for `condition()` (what a DSP was sent, in the background) to hold."""
+    for _ in range(int(timeout_s / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met in time")
+

@@ -13,15 +13,7 @@ import aiohttp
 from app.dsp.wins import MAX_ATTEMPTS
 from app.main import PLATFORM
 from bench.server import ServerProcess
-from tests.integration.dsp.conftest import SIMPLE_BANNER, platforms, post_bid, router_client
-
-
-async def _until(condition, timeout_s: float = 5.0) -> None:
-    for _ in range(int(timeout_s / 0.02)):
-        if condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not met in time")
+from tests.integration.dsp.conftest import SIMPLE_BANNER, platforms, post_bid, router_client, until
 
 
 def _path(url: str, price: str) -> str:
@@ -52,7 +44,7 @@ async def test_a_failing_dsp_is_called_again_with_backoff_until_it_answers(aioht
     bid = (await (await post_bid(client, SIMPLE_BANNER)).json())["seatbid"][0]["bid"][0]
     resp = await client.get(_path(bid["burl"], "1.5"))
     assert resp.status == 200 and (await resp.json())["recorded"] is True
-    await _until(lambda: dsp.answered == [503])  # called at once
+    await until(lambda: dsp.answered == [503])  # called at once
     for _ in range(100):  # until the failure is written back: due again in 1 s
         [(kind, due_at, attempts)] = await _queued(client)
         if due_at == clock.now() + 1:
@@ -100,12 +92,12 @@ async def test_a_refusal_is_not_retried_and_a_dead_dsp_is_given_up_on(aiohttp_cl
             await relay()
 
     await win()  # its nurl and its burl, each called at once: one refused (404), one delivered
-    await _until(lambda: len(dsp.answered) == 2)
+    await until(lambda: len(dsp.answered) == 2)
     await run_out()
     assert sorted(dsp.answered) == [200, 404]  # the refused one was not called again
     dsp.notice_status = 500  # the DSP goes down for good
     await win()
-    await _until(lambda: len(dsp.answered) == 4)
+    await until(lambda: len(dsp.answered) == 4)
     await run_out()
     assert dsp.answered[2:] == [500] * (2 * MAX_ATTEMPTS)  # each of the two notices, then given up
     assert await _forwarded(client) == {"ok": 1, "refused": 1, "retried": 2 * (MAX_ATTEMPTS - 1), "failed": 2}
@@ -159,7 +151,7 @@ async def test_a_notice_not_delivered_before_a_kill_9_is_delivered_after_the_res
         assert set(dsp.answered) <= {503}
         dsp.notice_status = 200
         await asyncio.to_thread(server.start)
-        await _until(lambda: 200 in dsp.answered, timeout_s=10)
+        await until(lambda: 200 in dsp.answered, timeout_s=10)
         await asyncio.sleep(2.5)  # no second successful call
         assert dsp.answered[failed_before:].count(200) == 1 and dsp.answered[-1] == 200
         call = dsp.notices[-1]

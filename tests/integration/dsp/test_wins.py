@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 from app.main import create_app
 from tests.conftest import ADMIN, CUSTOMER, bearer, make_config
-from tests.integration.dsp.conftest import SIMPLE_BANNER, platforms, post_bid, router_client
+from tests.integration.dsp.conftest import SIMPLE_BANNER, platforms, post_bid, router_client, until
 
 
 async def _won_bid(client) -> dict:
     body = await (await post_bid(client, SIMPLE_BANNER)).json()
     return body["seatbid"][0]["bid"][0]
 
-
-async def _until(condition, timeout_s: float = 2.0) -> None:
-    for _ in range(int(timeout_s / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 async def test_wins_are_idempotent_durable_and_in_the_status(aiohttp_client, tmp_path, clock, fake_dsps):
@@ -35,7 +27,7 @@ async def test_wins_are_idempotent_durable_and_in_the_status(aiohttp_client, tmp
     again = await (await client.post("/v1/dsp/win", json=win, headers=client.headers)).json()
     assert again["recorded"] is False
     # The DSP's own notices were called once each, with its own bid id and the clearing price.
-    await _until(lambda: len(bidder.notices) == 2)
+    await until(lambda: len(bidder.notices) == 2)
     assert sorted(n["kind"] for n in bidder.notices) == ["burl", "nurl"]
     assert all(n["bid"] == "b0" and n["price"] == "1.5" for n in bidder.notices)
     admin = await bearer(client, *ADMIN, "admin")
@@ -66,7 +58,7 @@ async def test_the_rewritten_notice_urls_record_the_win_once(aiohttp_client, tmp
     assert first["recorded"] is True and first["spend_micros"] == 1250
     second = await (await client.get(burl[burl.index("/v1/"):])).json()
     assert second["recorded"] is False
-    await _until(lambda: len(bidder.notices) == 2)  # each of the DSP's own URLs once
+    await until(lambda: len(bidder.notices) == 2)  # each of the DSP's own URLs once
     burl_call = next(n for n in bidder.notices if n["kind"] == "burl")
     assert burl_call == {"kind": "burl", "price": "1.25", "bid": "b0", "imp": "1"}
     # Refused: an unknown bid, a price above the bid, an unsubstituted macro, a missing id.
