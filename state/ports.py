@@ -992,6 +992,9 @@ class DspWinStore(Protocol):
     async def due_forwards(self, now: float, limit: int, platforms: Sequence[str]) -> list[DspForward]:
         """Notices to these platforms due by `now`, the longest due first."""
 
+    async def queued_forwards(self) -> dict[str, int]:
+        """Per platform, the notices not finished yet."""
+
     async def purge_forwards(self, before: float, limit: int, *, finished_only: bool = True) -> int:
         """Delete up to `limit` notices queued before `before`: finished ones, or any."""
 

@@ -44,6 +44,11 @@ class SqliteDspWinStore:
                                        (now, *platforms, limit))
         return [DspForward(*row) for row in rows]
 
+    async def queued_forwards(self) -> dict[str, int]:
+        rows = await self._db.fetchall("SELECT platform, COUNT(*) FROM dsp_forwards WHERE due_at IS NOT NULL "
+                                       "GROUP BY platform")
+        return {platform: int(n) for platform, n in rows}
+
     async def purge_forwards(self, before: float, limit: int, *, finished_only: bool = True) -> int:
         finished = "due_at IS NULL AND " if finished_only else ""
         (deleted,) = await self._db.write([(

@@ -29,6 +29,7 @@ class DspStatusView(msgspec.Struct):
     spend_today_micros: int
     p50_latency_ms: float | None  # over its last calls answered (or failed); null before any
     p99_latency_ms: float | None
+    notices_queued: int = 0      # its own win/billing notices not delivered yet: waiting for a retry, or under way
 
 
 class DspStatusList(msgspec.Struct):
@@ -51,6 +52,7 @@ class DspStatus:
     async def status(self) -> DspStatusList:
         now = self._clock.now()
         spend = await self._store.spend_since(now - now % 86_400)
+        queued = await self._store.queued_forwards()
         views = []
         for link in self._links:
             latencies = sorted(link.latencies_ms)
@@ -59,5 +61,5 @@ class DspStatus:
                 link.name, link.platform.kind, link.platform.enabled, link.breaker.state == CircuitBreaker.CLOSED,
                 BREAKER_STATES[link.breaker.state], link.requests, link.bids, link.nobids, link.errors, link.timeouts,
                 link.skipped, today.wins if today else 0, today.spend_micros if today else 0,
-                _percentile(latencies, 0.5), _percentile(latencies, 0.99)))
+                _percentile(latencies, 0.5), _percentile(latencies, 0.99), queued.get(link.name, 0)))
         return DspStatusList(views)

@@ -13,6 +13,7 @@ import aiohttp
 from app.dsp.wins import MAX_ATTEMPTS
 from app.main import PLATFORM
 from bench.server import ServerProcess
+from tests.conftest import ADMIN, bearer
 from tests.integration.dsp.conftest import SIMPLE_BANNER, platforms, post_bid, router_client, until
 
 
@@ -52,6 +53,9 @@ async def test_a_failing_dsp_is_called_again_with_backoff_until_it_answers(aioht
         await asyncio.sleep(0.02)
     assert (kind, attempts, due_at) == ("burl", 1, clock.now() + 1)
     assert await relay() == 0  # not due yet
+    admin = await bearer(client, *ADMIN, "admin")
+    status = await (await client.get("/v1/dsp/status", headers=admin)).json()
+    assert [p["notices_queued"] for p in status["platforms"]] == [1]  # waiting for its retry
     clock.advance(1)
     assert await relay() == 1
     assert dsp.answered == [503, 502]
@@ -64,6 +68,8 @@ async def test_a_failing_dsp_is_called_again_with_backoff_until_it_answers(aioht
     [(_, due_at, attempts)] = await _queued(client)
     assert due_at is None and attempts == 3  # finished, kept so that a repeat calls nothing
     assert (await _forwarded(client)) == {"retried": 2, "ok": 1}
+    status = await (await client.get("/v1/dsp/status", headers=admin)).json()
+    assert [p["notices_queued"] for p in status["platforms"]] == [0]
 
     # The same billing notice again (an exchange's retry) records nothing and calls the DSP no more.
     again = await client.get(_path(bid["burl"], "1.5"))
