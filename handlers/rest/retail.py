@@ -46,6 +46,12 @@ Identifier = Annotated[str, msgspec.Meta(pattern=whole(r"[A-Za-z0-9_\-]{1,64}"))
 CalendarDay = Annotated[str, msgspec.Meta(pattern=whole(r"\d{4}-\d{2}-\d{2}"), extra_json_schema={"format": "date"})]
 
 
+class AdminFlightQuery(PageQuery, forbid_unknown_fields=True):
+    departs_after: Annotated[float, msgspec.Meta(
+        ge=0, le=1e10, description="Epoch seconds: start the list at the flights departing then or later (the "
+                                   "next_cursor goes on from there)")] | None = None
+
+
 class FlightQuery(msgspec.Struct, forbid_unknown_fields=True):
     origin: Airport
     destination: Airport
@@ -440,10 +446,13 @@ class RetailApi:
         await self._catalog.put_flights(principal, [flight])
         return json_response(flight, status=201)
 
-    @endpoint("List flights by departure, those flown long ago too", tags=("catalog",), roles=ADMIN, query=PageQuery,
+    @endpoint("List flights by departure, those flown long ago too (departs_after: from a time on)",
+              tags=("catalog",), roles=ADMIN, query=AdminFlightQuery,
               response=AdminFlightPage)
-    async def admin_flights(self, request: web.Request, principal, query: PageQuery) -> web.Response:
+    async def admin_flights(self, request: web.Request, principal, query: AdminFlightQuery) -> web.Response:
         after = await keyset_after(query.after, self._catalog.flight_position)
+        if after is None and query.departs_after is not None:
+            after = (query.departs_after, "")  # every id sorts after "": those departing at that time are in
         read = await self._catalog.flights_page(after, query.limit + 1)
         page, nxt = keyset_page(read, query.limit, lambda f: (f.departure_at, f.id))
         catalog, now = self._catalog, self._clock.now()

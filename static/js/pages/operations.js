@@ -321,6 +321,12 @@ function flightsPanel(stops) {
                              onclick: () => { cursors.push(nextCursor); load(); } }, "Later flights");
   const size = h("select", { id: "ops-flight-size", onchange: () => { cursors = [null]; load(); } },
     ["20", "50", "100"].map((n) => h("option", { value: n }, n)));
+  // From today on by default: years of flown schedule stay in the list, a date back.
+  const today = new Date();
+  const from = h("input", { id: "ops-flight-from", type: "date",
+                            value: `${today.getFullYear()}-${String(today.getMonth() + 1).padStart(2, "0")}-` +
+                                   `${String(today.getDate()).padStart(2, "0")}`,
+                            onchange: () => { cursors = [null]; load(); } });
   let cursors = [null], nextCursor = null, stop = null, latest = 0;
 
   async function load() {
@@ -329,6 +335,7 @@ function flightsPanel(stops) {
     const q = new URLSearchParams({ limit: size.value });
     const after = cursors[cursors.length - 1];
     if (after) q.set("after", after);
+    else if (from.value) q.set("departs_after", String(new Date(`${from.value}T00:00`).getTime() / 1000));
     try {
       const page = await api("GET", `/v1/admin/flights?${q}`);
       nextCursor = page.next_cursor;
@@ -375,6 +382,7 @@ function flightsPanel(stops) {
       "economy-segment passenger at this moment (base fare × demand × time to departure, before taxes and the ",
       "booking fee; bundles add products). Refreshed every 15 seconds."),
     h("div", { class: "row" },
+      h("div", {}, h("label", { for: "ops-flight-from" }, "Departing from"), from),
       h("div", {}, h("label", { for: "ops-flight-size" }, "Flights per page"), size),
       prev, next, h("button", { type: "button", class: "secondary", onclick: load }, "Refresh")),
     error, status, table));

@@ -4,6 +4,7 @@ a promotion."""
 
 from __future__ import annotations
 
+import datetime
 import re
 import secrets
 import time
@@ -85,6 +86,11 @@ def test_staff_work_orders_the_gate_flights_and_loyalty(server, console):
     expect(first).to_contain_text("base fare $")
     expect(first).to_contain_text("fare now $")
     console.shot("ops-flights")
+    departing = page.get_by_label("Departing from")  # today by default; a year on there is none yet
+    departing.fill(f"{datetime.date.today().year + 1}-06-01")
+    expect(page.get_by_text("No flights.")).to_be_visible()
+    departing.fill(datetime.date.today().isoformat())
+    expect(first).to_contain_text(re.compile(r"\d+ of 150 left"))
 
     # Loyalty, reached from the keyboard: the customer's account has the stars of the paid order.
     page.get_by_role("tab", name="Flights and inventory").press("ArrowRight")

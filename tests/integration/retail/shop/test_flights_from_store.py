@@ -68,6 +68,16 @@ async def test_departed_flights_leave_memory_and_are_still_listed_changed_and_no
     # The admin list reads the store: every flight once, in departure order, whatever the page size.
     for limit in (1, 4, 100):
         assert [f["id"] for f in await _every_flight(client, admin, limit)] == ids
+    start_at = flights[3].departure_at  # from a time on: those departing then or later, then onwards by cursor
+    resp = await client.get("/v1/admin/flights", params={"departs_after": str(start_at), "limit": "2"}, headers=admin)
+    page = await resp.json()
+    assert [f["id"] for f in page["items"]] == ids[3:5]
+    rest = await client.get("/v1/admin/flights", params={"departs_after": str(start_at), "after": page["next_cursor"]},
+                            headers=admin)
+    assert [f["id"] for f in (await rest.json())["items"]] == ids[5:]
+    for bad in ("-1", "soon", "1e400"):
+        resp = await client.get("/v1/admin/flights", params={"departs_after": bad}, headers=admin)
+        assert resp.status == 400 and "departs_after" in (await resp.json())["error"]["message"]
     old_cursor = encode_cursor({"id": flights[2].id})  # a cursor from before keyset pages names an id
     resp = await client.get("/v1/admin/flights", params={"after": old_cursor}, headers=admin)
     assert [f["id"] for f in (await resp.json())["items"]] == ids[3:]
