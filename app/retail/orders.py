@@ -42,7 +42,6 @@ PaymentEventRecord = tuple[str, str, float]
 log = logging.getLogger("contrail.retail")
 
 
-
 def departed_horizon(retail: RetailConfig, now: float) -> float:
     """Flights that departed before this have their fulfilled orders archived and leave memory (they stay in the
     store): `retail.archive_after_days` ago."""
