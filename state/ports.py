@@ -181,8 +181,8 @@ class CatalogStore(Protocol):
     async def read_flight(self, flight_id: str, *, hold: bool = False) -> Flight | None:
         """A flight, from memory or else from the store (`hold`: held in memory until the next forget_departed)."""
 
-    def forget_departed(self, before: float) -> list[str]:
-        """Let go of the flights that departed before `before`, and do not load them again; their ids."""
+    def forget_departed(self, before: float) -> int:
+        """Let go of the flights that departed before `before`, and do not load them again; how many."""
 
     async def page(self, after: tuple[float, str] | None, limit: int) -> list[Flight]:
         """Flights in (departure, id) order after a position, from the store."""

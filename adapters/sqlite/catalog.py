@@ -115,17 +115,17 @@ class SqliteCatalogStore:
                 del self._by_route_day[key]
         return old
 
-    def forget_departed(self, before: float) -> list[str]:
+    def forget_departed(self, before: float) -> int:
         """Let go of the flights that departed before `before` (they stay in the store: read_flight, page); from
-        now on a restart does not load them either. Returns their ids."""
+        now on a restart does not load them either. Returns how many."""
         self._horizon = max(self._horizon, before)
-        gone: list[str] = []
+        gone = 0
         while self._departures and self._departures[0][0] < before:
             departure_at, flight_id = heapq.heappop(self._departures)
             flight = self._flights.get(flight_id)
             if flight is not None and flight.departure_at == departure_at:
                 self._unindex(flight_id)
-                gone.append(flight_id)
+                gone += 1
         if gone:
             self.version += 1
         return gone

@@ -143,12 +143,6 @@ class DspWins:
         win = DspWin(platform, bid_id, cpm_micros, cpm_micros // 1000, self._clock.now(), source)
         kinds = {"nurl": ("nurl",), "burl": ("burl",)}.get(source, ("nurl", "burl"))
         forwards = [f for kind in kinds if (f := self._forward_of(issued, kind, price)) is not None]
-        for forward in forwards[:]:
-            if (problem := _unusable(forward.url)) is not None:  # never queued: it could not be called
-                forwards.remove(forward)
-                self._metrics.dsp_forwarded.labels(platform, "failed").inc()
-                log.info("DSP notice URL unusable", extra={"platform": platform, "kind": forward.kind,
-                                                           "error": problem})
         recorded, queued = await self._store.record(win, forwards)
         if recorded:
             self._metrics.dsp_wins.labels(platform).inc()
@@ -164,7 +158,8 @@ class DspWins:
         return WinResult(platform, bid_id, recorded, win.spend_micros)
 
     def _forward_of(self, bid: RoutedBid, kind: str, price: float) -> DspForward | None:
-        """The DSP's own nurl or burl for this win, its macros substituted (None when it gave none)."""
+        """The DSP's own nurl or burl for this win, its macros substituted. None when it gave none, or one that
+        cannot be called or stored (never queued: counted failed)."""
         url = bid.nurl if kind == "nurl" else bid.burl
         if not url:
             return None
@@ -173,6 +168,10 @@ class DspWins:
                   "${AUCTION_SEAT_ID}": bid.platform, "${AUCTION_CURRENCY}": self._currency}
         for macro, value in macros.items():
             url = url.replace(macro, quote(value, safe=""))
+        if (problem := _unusable(url)) is not None:
+            self._metrics.dsp_forwarded.labels(bid.platform, "failed").inc()
+            log.info("DSP notice URL unusable", extra={"platform": bid.platform, "kind": kind, "error": problem})
+            return None
         return DspForward(bid.platform, bid.bid_id, kind, url)
 
     async def _call(self, forward: DspForward) -> None:

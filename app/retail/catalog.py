@@ -64,7 +64,7 @@ class CatalogService:
         # With them their inventory versions, and any a late release (another node's cancellation) brought back for
         # a flight let go of earlier: no offer is priced for them again.
         self._orders.forget_flights([f for f in self._orders.flight_versions if self._store.flight(f) is None])
-        return len(gone)
+        return gone
 
     async def put_flights(self, actor: Principal | str, flights: list[Flight], *, audit: bool = True) -> list[Flight]:
         """Create flights (409 when one exists): a flight.create entry each, unless `audit` is False (a bulk
